@@ -1,0 +1,239 @@
+//! The wasmtime engine, the linker with every host import, component
+//! validation and the compile cache.
+
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+
+use wasmtime::component::{Component, HasSelf, Linker, types::ComponentItem};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use crate::bindings::{Stage, StagePre};
+use crate::host::HostState;
+use crate::nn::{NnBackend, Unavailable};
+use crate::pool::StagePool;
+use crate::{RuntimeConfig, RuntimeError};
+
+/// The exports a stage must have, with the signature the error message shows.
+const REQUIRED_EXPORTS: [(&str, &str); 2] = [
+    ("init", "init: func(config: list<tuple<string, string>>) -> result<_, string>"),
+    ("process", "process: func(batch: list<item>) -> result<list<item>, stage-error>"),
+];
+
+/// Shared by every stage on a node: engine, linker, store, inference backend.
+pub struct Runtime {
+    pub(crate) engine: Engine,
+    pub(crate) linker: Linker<HostState>,
+    pub(crate) store: weft_store::Store,
+    pub(crate) config: RuntimeConfig,
+    pub(crate) nn: Arc<dyn NnBackend>,
+    fingerprint: String,
+    ticker_stop: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("config", &self.config)
+            .field("fingerprint", &self.fingerprint)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Runtime {
+    /// A runtime without an inference engine (`wasi:nn` answers `not-found`).
+    pub fn new(store: weft_store::Store, config: RuntimeConfig) -> Result<Arc<Self>, RuntimeError> {
+        Self::with_nn(store, config, Arc::new(Unavailable))
+    }
+
+    /// A runtime whose `wasi:nn` imports are served by `nn`.
+    pub fn with_nn(
+        store: weft_store::Store,
+        config: RuntimeConfig,
+        nn: Arc<dyn NnBackend>,
+    ) -> Result<Arc<Self>, RuntimeError> {
+        let engine = build_engine(&config)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(|e| RuntimeError::Engine(e.to_string()))?;
+        Stage::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
+            .map_err(|e| RuntimeError::Engine(e.to_string()))?;
+
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut hasher);
+        let fingerprint = format!("wasmtime-48-{:016x}", hasher.finish());
+
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        spawn_epoch_ticker(engine.clone(), config.epoch_tick, ticker_stop.clone());
+        Ok(Arc::new(Self {
+            engine,
+            linker,
+            store,
+            config,
+            nn,
+            fingerprint,
+            ticker_stop,
+        }))
+    }
+
+    /// The configuration this runtime was built with.
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.config
+    }
+
+    /// Identifies the engine's code format; part of every compile-cache key.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+
+    /// Checks that `bytes` are a component of the `weft:stage` world and caches
+    /// its compiled code. CPU-heavy on a cache miss: call it off the executor.
+    pub fn validate(&self, bytes: &[u8]) -> Result<(), RuntimeError> {
+        self.compile(bytes).map(|_| ())
+    }
+
+    /// A pool of instances for one deployed version of stage `name`.
+    /// Uses the compile cache; CPU-heavy on a miss.
+    pub fn pool(
+        self: &Arc<Self>,
+        name: &str,
+        version: &weft_store::StageVersion,
+    ) -> Result<Arc<StagePool>, RuntimeError> {
+        let component = match self.store.compiled(&self.cache_key(&version.digest))? {
+            // SAFETY: the bytes were produced by `Component::serialize` of an
+            // engine with this fingerprint and stored in our own redb file.
+            Some(code) => unsafe { Component::deserialize(&self.engine, &code) }
+                .map_err(|e| RuntimeError::Compile(e.to_string()))?,
+            None => {
+                let bytes = self.store.get_object(&version.digest)?.ok_or_else(|| {
+                    RuntimeError::MissingComponent {
+                        stage: name.to_string(),
+                        digest: version.digest.clone(),
+                    }
+                })?;
+                self.compile(&bytes)?
+            }
+        };
+        let pre = self.stage_pre(&component)?;
+        Ok(Arc::new(StagePool::new(self.clone(), name, version, pre)))
+    }
+
+    fn cache_key(&self, digest: &str) -> String {
+        format!("{digest}:{}", self.fingerprint)
+    }
+
+    /// Compiles (or loads from the cache) and checks the world; the cache is
+    /// written only for components that pass the checks.
+    fn compile(&self, bytes: &[u8]) -> Result<Component, RuntimeError> {
+        check_component_header(bytes)?;
+        let key = self.cache_key(&weft_store::object_id(bytes));
+        if let Some(code) = self.store.compiled(&key)? {
+            // SAFETY: see `pool`.
+            return unsafe { Component::deserialize(&self.engine, &code) }
+                .map_err(|e| RuntimeError::Compile(e.to_string()));
+        }
+        let component = Component::new(&self.engine, bytes)
+            .map_err(|e| RuntimeError::Compile(format!("{e:#}")))?;
+        self.stage_pre(&component)?;
+        let code = component
+            .serialize()
+            .map_err(|e| RuntimeError::Compile(e.to_string()))?;
+        self.store.put_compiled(&key, &code)?;
+        Ok(component)
+    }
+
+    /// Checks exports by name first (for a clear message), then lets the
+    /// linker and the generated bindings check imports and exact types.
+    fn stage_pre(&self, component: &Component) -> Result<StagePre<HostState>, RuntimeError> {
+        let ty = component.component_type();
+        for (name, signature) in REQUIRED_EXPORTS {
+            match ty.get_export(&self.engine, name).map(|e| e.ty) {
+                Some(ComponentItem::ComponentFunc(_)) => {}
+                _ => {
+                    return Err(RuntimeError::WrongWorld(format!(
+                        "missing export `{signature}`; implement `weft_sdk::Stage` and call \
+                         `weft_sdk::export_stage!`"
+                    )));
+                }
+            }
+        }
+        let pre = self.linker.instantiate_pre(component).map_err(|e| {
+            RuntimeError::WrongWorld(format!(
+                "{e:#}; a stage may import only WASI p2, weft:stage and wasi:nn"
+            ))
+        })?;
+        StagePre::new(pre).map_err(|e| RuntimeError::WrongWorld(format!("{e:#}")))
+    }
+}
+
+/// Rejects anything but a component before handing bytes to the compiler, so
+/// the common mistakes get a message that says how to fix them.
+fn check_component_header(bytes: &[u8]) -> Result<(), RuntimeError> {
+    if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
+        return Err(RuntimeError::NotComponent(
+            "the file does not start with the Wasm magic bytes; upload the `.wasm` built with \
+             `cargo build --target wasm32-wasip2`"
+                .into(),
+        ));
+    }
+    if bytes[6..8] != [1, 0] {
+        return Err(RuntimeError::NotComponent(
+            "this is a core Wasm module, not a component; build for `wasm32-wasip2` (which emits \
+             a component) or wrap it with `wasm-tools component new`"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+fn build_engine(config: &RuntimeConfig) -> Result<Engine, RuntimeError> {
+    let n = config.total_instances.max(1);
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_component_instances(n)
+        .total_core_instances(n * 8)
+        .total_memories(n * 2)
+        .total_tables(n * 4)
+        .total_stacks(n)
+        .max_memory_size(config.memory_limit);
+    let mut c = Config::new();
+    c.wasm_component_model(true)
+        .epoch_interruption(true)
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    Engine::new(&c).map_err(|e| RuntimeError::Engine(format!("{e:#}")))
+}
+
+/// Advances the engine's epoch every `tick` until `stop` is set; deadlines are
+/// counted in these ticks.
+fn spawn_epoch_ticker(engine: Engine, tick: std::time::Duration, stop: Arc<AtomicBool>) {
+    thread::Builder::new()
+        .name("weft-epoch".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                thread::sleep(tick);
+                engine.increment_epoch();
+            }
+        })
+        .expect("spawning the epoch thread");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_check_explains_core_modules_and_garbage() {
+        let err = check_component_header(b"hello world").unwrap_err();
+        assert!(err.to_string().contains("magic"), "{err}");
+        let core = b"\0asm\x01\0\0\0";
+        let err = check_component_header(core).unwrap_err();
+        assert!(err.to_string().contains("core Wasm module"), "{err}");
+        assert!(check_component_header(b"\0asm\x0d\0\x01\0").is_ok());
+    }
+}

@@ -1,0 +1,48 @@
+//! weft-runtime: runs weft stages, Wasm components of the `weft:stage` world,
+//! inside wasmtime.
+//!
+//! - [`Runtime`] owns the wasmtime [`Engine`](wasmtime::Engine) (component
+//!   model, async, pooling allocator, epoch interruption), the linker with every
+//!   host import, and the compile cache in [`weft_store`]: a component is
+//!   compiled once per digest and engine fingerprint, then deserialized.
+//! - [`StagePool`] keeps a bounded pool of instances of one stage version,
+//!   each created from one `InstancePre`, `init`-ed once with the stage config,
+//!   reused while healthy and discarded after a trap.
+//! - Host imports (`objects`, `emit`, `state`, `log`, `wasi:nn`) are
+//!   implemented on [`HostState`]; inference goes through the [`NnBackend`]
+//!   trait object, so the engine behind `wasi:nn` is pluggable.
+//!
+//! This crate knows nothing of HTTP.
+//!
+//! ```no_run
+//! # async fn demo(component: Vec<u8>) -> Result<(), Box<dyn std::error::Error>> {
+//! use weft_runtime::{Item, Runtime, RuntimeConfig};
+//! let store = weft_store::Store::open("weft.redb")?;
+//! let runtime = Runtime::new(store.clone(), RuntimeConfig::default())?;
+//! runtime.validate(&component)?; // compiles, checks the world, caches the code
+//! let version = store.put_stage("upper", &component, Default::default())?;
+//! let pool = runtime.pool("upper", &version)?;
+//! let item = Item { key: None, content_type: "text/plain".into(), payload: b"hi".to_vec() };
+//! let out = pool.invoke(vec![item], None).await?;
+//! # Ok(()) }
+//! ```
+
+mod bindings;
+mod config;
+mod engine;
+mod error;
+mod host;
+mod nn;
+mod pool;
+mod stderr;
+
+pub use bindings::weft::stage::types::{Item, StageError};
+pub use config::RuntimeConfig;
+pub use engine::Runtime;
+pub use error::{InvokeError, RuntimeError};
+pub use host::{HostState, StageEvent};
+pub use nn::{
+    ExecutionTarget, GraphEncoding, NnBackend, NnContext, NnError, NnErrorCode, NnFuture, NnGraph,
+    Tensor, TensorType, Unavailable,
+};
+pub use pool::{PoolStats, StagePool};

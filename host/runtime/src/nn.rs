@@ -1,0 +1,268 @@
+//! The `wasi:nn` seam: host implementations of the `wasi:nn` imports that
+//! delegate to an [`NnBackend`] trait object.
+//!
+//! The runtime does not know how inference is done. A node plugs in an engine
+//! (`weft-nn`) by implementing [`NnBackend`]; without one, the imports still
+//! link and answer with proper `wasi:nn` errors (`not-found`,
+//! `unsupported-operation`) instead of trapping, so stages compiled today keep
+//! working when an engine arrives.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use wasmtime::component::Resource;
+
+use crate::bindings::wasi::nn::{errors, graph, inference, tensor};
+use crate::host::HostState;
+
+pub use errors::ErrorCode as NnErrorCode;
+pub use graph::{ExecutionTarget, GraphEncoding};
+pub use tensor::TensorType;
+
+/// A boxed future returned by backend operations.
+pub type NnFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, NnError>> + Send + 'a>>;
+
+/// An inference engine behind `wasi:nn`, shared by every instance on a node.
+pub trait NnBackend: Send + Sync + 'static {
+    /// Loads a graph from bytes (`wasi:nn/graph.load`).
+    fn load(
+        &self,
+        builders: Vec<Vec<u8>>,
+        encoding: GraphEncoding,
+        target: ExecutionTarget,
+    ) -> NnFuture<'_, Arc<dyn NnGraph>>;
+
+    /// Loads a registered model by name (`wasi:nn/graph.load-by-name`).
+    /// A model that does not exist is [`NnErrorCode::NotFound`].
+    fn load_by_name<'a>(&'a self, name: &'a str) -> NnFuture<'a, Arc<dyn NnGraph>>;
+}
+
+/// A loaded graph; shared by all instances that loaded the same model.
+pub trait NnGraph: Send + Sync {
+    /// Creates an execution context (holds per-caller state, e.g. a KV cache).
+    fn init_execution_context(&self) -> Result<Box<dyn NnContext>, NnError>;
+}
+
+/// One caller's execution context on a graph.
+pub trait NnContext: Send {
+    /// Runs the graph on named inputs and returns named outputs.
+    fn compute(&mut self, inputs: Vec<(String, Tensor)>) -> NnFuture<'_, Vec<(String, Tensor)>>;
+}
+
+/// A tensor crossing the `wasi:nn` boundary: row-major bytes plus shape and type.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tensor {
+    /// Dimensions, outermost first.
+    pub dimensions: Vec<u32>,
+    /// Element type.
+    pub ty: TensorType,
+    /// Little-endian element bytes.
+    pub data: Vec<u8>,
+}
+
+/// A `wasi:nn` error: a code and a message for the guest.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{code:?}: {message}")]
+pub struct NnError {
+    /// The `wasi:nn` error code.
+    pub code: NnErrorCode,
+    /// Backend-specific detail.
+    pub message: String,
+}
+
+impl NnError {
+    /// An error with this code and message.
+    pub fn new(code: NnErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// The backend of a node without an inference engine: every load fails with a
+/// `wasi:nn` error that says so.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Unavailable;
+
+impl NnBackend for Unavailable {
+    fn load(
+        &self,
+        _: Vec<Vec<u8>>,
+        encoding: GraphEncoding,
+        _: ExecutionTarget,
+    ) -> NnFuture<'_, Arc<dyn NnGraph>> {
+        Box::pin(async move {
+            Err(NnError::new(
+                NnErrorCode::UnsupportedOperation,
+                format!("this node has no inference engine for {encoding:?} graphs"),
+            ))
+        })
+    }
+
+    fn load_by_name<'a>(&'a self, name: &'a str) -> NnFuture<'a, Arc<dyn NnGraph>> {
+        Box::pin(async move {
+            Err(NnError::new(
+                NnErrorCode::NotFound,
+                format!("no model named `{name}` on this node"),
+            ))
+        })
+    }
+}
+
+/// Host-side representation of the `tensor` resource.
+pub type TensorRes = Tensor;
+/// Host-side representation of the `graph` resource.
+pub type GraphRes = Arc<dyn NnGraph>;
+/// Host-side representation of the `graph-execution-context` resource.
+pub type ContextRes = Box<dyn NnContext>;
+/// Host-side representation of the `error` resource.
+pub type ErrorRes = NnError;
+
+fn element_size(ty: TensorType) -> usize {
+    match ty {
+        TensorType::Fp16 | TensorType::Bf16 => 2,
+        TensorType::Fp32 | TensorType::I32 => 4,
+        TensorType::Fp64 | TensorType::I64 => 8,
+        TensorType::U8 => 1,
+    }
+}
+
+impl HostState {
+    fn nn_error<T>(&mut self, e: NnError) -> wasmtime::Result<Result<T, Resource<NnError>>> {
+        Ok(Err(self.table.push(e)?))
+    }
+}
+
+impl tensor::Host for HostState {}
+
+impl tensor::HostTensor for HostState {
+    async fn new(
+        &mut self,
+        dimensions: Vec<u32>,
+        ty: TensorType,
+        data: Vec<u8>,
+    ) -> wasmtime::Result<Resource<Tensor>> {
+        let elements: u64 = dimensions.iter().map(|&d| u64::from(d)).product();
+        let expected = elements * element_size(ty) as u64;
+        if data.len() as u64 != expected {
+            wasmtime::bail!(
+                "wasi:nn tensor of shape {dimensions:?} and type {ty:?} needs {expected} bytes, got {}",
+                data.len()
+            );
+        }
+        Ok(self.table.push(Tensor {
+            dimensions,
+            ty,
+            data,
+        })?)
+    }
+
+    async fn dimensions(&mut self, t: Resource<Tensor>) -> wasmtime::Result<Vec<u32>> {
+        Ok(self.table.get(&t)?.dimensions.clone())
+    }
+
+    async fn ty(&mut self, t: Resource<Tensor>) -> wasmtime::Result<TensorType> {
+        Ok(self.table.get(&t)?.ty)
+    }
+
+    async fn data(&mut self, t: Resource<Tensor>) -> wasmtime::Result<Vec<u8>> {
+        Ok(self.table.get(&t)?.data.clone())
+    }
+
+    async fn drop(&mut self, t: Resource<Tensor>) -> wasmtime::Result<()> {
+        self.table.delete(t)?;
+        Ok(())
+    }
+}
+
+impl graph::Host for HostState {
+    async fn load(
+        &mut self,
+        builders: Vec<Vec<u8>>,
+        encoding: GraphEncoding,
+        target: ExecutionTarget,
+    ) -> wasmtime::Result<Result<Resource<GraphRes>, Resource<NnError>>> {
+        match self.nn.clone().load(builders, encoding, target).await {
+            Ok(g) => Ok(Ok(self.table.push(g)?)),
+            Err(e) => self.nn_error(e),
+        }
+    }
+
+    async fn load_by_name(
+        &mut self,
+        name: String,
+    ) -> wasmtime::Result<Result<Resource<GraphRes>, Resource<NnError>>> {
+        let nn = self.nn.clone();
+        match nn.load_by_name(&name).await {
+            Ok(g) => Ok(Ok(self.table.push(g)?)),
+            Err(e) => self.nn_error(e),
+        }
+    }
+}
+
+impl graph::HostGraph for HostState {
+    async fn init_execution_context(
+        &mut self,
+        g: Resource<GraphRes>,
+    ) -> wasmtime::Result<Result<Resource<ContextRes>, Resource<NnError>>> {
+        match self.table.get(&g)?.init_execution_context() {
+            Ok(ctx) => Ok(Ok(self.table.push(ctx)?)),
+            Err(e) => self.nn_error(e),
+        }
+    }
+
+    async fn drop(&mut self, g: Resource<GraphRes>) -> wasmtime::Result<()> {
+        self.table.delete(g)?;
+        Ok(())
+    }
+}
+
+impl inference::Host for HostState {}
+
+impl inference::HostGraphExecutionContext for HostState {
+    async fn compute(
+        &mut self,
+        ctx: Resource<ContextRes>,
+        inputs: Vec<(String, Resource<Tensor>)>,
+    ) -> wasmtime::Result<Result<Vec<(String, Resource<Tensor>)>, Resource<NnError>>> {
+        let mut tensors = Vec::with_capacity(inputs.len());
+        for (name, t) in inputs {
+            tensors.push((name, self.table.get(&t)?.clone()));
+        }
+        let result = self.table.get_mut(&ctx)?.compute(tensors).await;
+        match result {
+            Ok(outputs) => {
+                let mut out = Vec::with_capacity(outputs.len());
+                for (name, t) in outputs {
+                    out.push((name, self.table.push(t)?));
+                }
+                Ok(Ok(out))
+            }
+            Err(e) => self.nn_error(e),
+        }
+    }
+
+    async fn drop(&mut self, ctx: Resource<ContextRes>) -> wasmtime::Result<()> {
+        self.table.delete(ctx)?;
+        Ok(())
+    }
+}
+
+impl errors::Host for HostState {}
+
+impl errors::HostError for HostState {
+    async fn code(&mut self, e: Resource<NnError>) -> wasmtime::Result<NnErrorCode> {
+        Ok(self.table.get(&e)?.code)
+    }
+
+    async fn data(&mut self, e: Resource<NnError>) -> wasmtime::Result<String> {
+        Ok(self.table.get(&e)?.message.clone())
+    }
+
+    async fn drop(&mut self, e: Resource<NnError>) -> wasmtime::Result<()> {
+        self.table.delete(e)?;
+        Ok(())
+    }
+}

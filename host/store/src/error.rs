@@ -1,0 +1,25 @@
+//! The store's error type.
+
+/// Everything that can go wrong in [`crate::Store`].
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// redb failed: I/O, a lock held by another process, a corrupt file.
+    #[error("database: {0}")]
+    Database(#[from] redb::Error),
+    /// A stored record could not be decoded (newer format or corruption).
+    #[error("corrupt record in table `{table}`: {reason}")]
+    Corrupt {
+        /// The table holding the record.
+        table: &'static str,
+        /// What failed to decode.
+        reason: String,
+    },
+    /// A name or key the caller passed is not acceptable.
+    #[error("invalid {what}: {reason}")]
+    Invalid {
+        /// What was invalid ("stage name", "object id").
+        what: &'static str,
+        /// Why, and how to fix it.
+        reason: String,
+    },
+}

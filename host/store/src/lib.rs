@@ -1,0 +1,93 @@
+//! weft-store: the node's single source of truth, on [redb].
+//!
+//! One redb file holds everything a node must not lose:
+//!
+//! - **objects**: content-addressed blobs (hex blake3 ids), split into
+//!   fixed-size chunks so a large object never becomes one giant value;
+//! - **stages**: the registry, name → versions → component digest + metadata;
+//! - **compiled**: native code compiled from components, keyed by component
+//!   digest and engine fingerprint, so a restart never recompiles;
+//! - **state**: the durable per-stage key/value space a stage reads and writes.
+//!
+//! Every write is one redb transaction committed before the call returns, so a
+//! caller may acknowledge a user as soon as a method here returns `Ok`.
+//! Internal records are bincode with a leading format-version byte.
+//!
+//! This crate knows nothing of Wasm or HTTP.
+//!
+//! ```
+//! let dir = tempfile::tempdir().unwrap();
+//! let store = weft_store::Store::open(dir.path().join("weft.redb")).unwrap();
+//! let id = store.put_object(b"hello").unwrap();
+//! assert_eq!(store.get_object(&id).unwrap().as_deref(), Some(&b"hello"[..]));
+//! ```
+
+mod error;
+mod objects;
+mod record;
+mod stages;
+mod state;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use redb::{Database, ReadableDatabase, TableDefinition};
+
+pub use error::StoreError;
+pub use objects::{CHUNK_SIZE, ObjectId, object_id};
+pub use stages::{StageMeta, StageRecord, StageVersion, validate_name};
+
+/// Shorthand for results of this crate.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+pub(crate) const OBJECT_META: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("objects");
+pub(crate) const OBJECT_CHUNKS: TableDefinition<'_, (&str, u32), &[u8]> =
+    TableDefinition::new("object_chunks");
+pub(crate) const STAGES: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("stages");
+pub(crate) const COMPILED: TableDefinition<'_, &str, &str> = TableDefinition::new("compiled");
+pub(crate) const STATE: TableDefinition<'_, (&str, &str), &[u8]> = TableDefinition::new("state");
+
+/// A handle on the node's redb database; cheap to clone and share.
+///
+/// All methods are blocking (redb does file I/O): async callers should use
+/// `tokio::task::spawn_blocking` or a dedicated thread.
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<Database>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens (or creates) the store at `path` and makes sure every table exists.
+    ///
+    /// Fails with [`StoreError::Database`] if another process holds the file.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let db = Database::create(path.as_ref()).map_err(redb::Error::from)?;
+        let txn = db.begin_write().map_err(redb::Error::from)?;
+        txn.open_table(OBJECT_META).map_err(redb::Error::from)?;
+        txn.open_table(OBJECT_CHUNKS).map_err(redb::Error::from)?;
+        txn.open_table(STAGES).map_err(redb::Error::from)?;
+        txn.open_table(COMPILED).map_err(redb::Error::from)?;
+        txn.open_table(STATE).map_err(redb::Error::from)?;
+        txn.commit().map_err(redb::Error::from)?;
+        Ok(Self { db: Arc::new(db) })
+    }
+
+    pub(crate) fn write(&self) -> Result<redb::WriteTransaction> {
+        Ok(self.db.begin_write().map_err(redb::Error::from)?)
+    }
+
+    pub(crate) fn read(&self) -> Result<redb::ReadTransaction> {
+        Ok(self.db.begin_read().map_err(redb::Error::from)?)
+    }
+}
+
+/// Converts any redb error into [`StoreError`] via [`redb::Error`].
+pub(crate) fn db<E: Into<redb::Error>>(e: E) -> StoreError {
+    StoreError::Database(e.into())
+}

@@ -1,0 +1,57 @@
+//! Durable per-stage key/value state (running totals, checkpoints, actor state).
+
+use crate::{Result, STATE, Store, db};
+
+impl Store {
+    /// Reads `key` of `stage`'s state.
+    pub fn state_get(&self, stage: &str, key: &str) -> Result<Option<Vec<u8>>> {
+        let txn = self.read()?;
+        let table = txn.open_table(STATE).map_err(db)?;
+        Ok(table.get((stage, key)).map_err(db)?.map(|v| v.value().to_vec()))
+    }
+
+    /// Writes `key` of `stage`'s state; durable when this returns.
+    pub fn state_set(&self, stage: &str, key: &str, value: &[u8]) -> Result<()> {
+        let txn = self.write()?;
+        txn.open_table(STATE)
+            .map_err(db)?
+            .insert((stage, key), value)
+            .map_err(db)?;
+        txn.commit().map_err(db)?;
+        Ok(())
+    }
+
+    /// Deletes `key` of `stage`'s state; a no-op when absent.
+    pub fn state_delete(&self, stage: &str, key: &str) -> Result<()> {
+        let txn = self.write()?;
+        txn.open_table(STATE)
+            .map_err(db)?
+            .remove((stage, key))
+            .map_err(db)?;
+        txn.commit().map_err(db)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::Store;
+
+    #[test]
+    fn state_is_per_stage_and_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        {
+            let store = Store::open(&path).unwrap();
+            store.state_set("count", "totals", b"41").unwrap();
+            store.state_set("other", "totals", b"x").unwrap();
+            store.state_set("count", "gone", b"y").unwrap();
+            store.state_delete("count", "gone").unwrap();
+            store.state_delete("count", "never").unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.state_get("count", "totals").unwrap().unwrap(), b"41");
+        assert_eq!(store.state_get("other", "totals").unwrap().unwrap(), b"x");
+        assert_eq!(store.state_get("count", "gone").unwrap(), None);
+    }
+}
