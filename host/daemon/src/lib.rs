@@ -1,1 +1,27 @@
-//! placeholder
+//! The weft daemon and CLI.
+//!
+//! `weft serve` opens the node store ([`weft_store`]), builds the Wasm runtime
+//! ([`weft_runtime`]) and serves the HTTP API; every other subcommand is a
+//! client of that API. Tests and embedders start a daemon in-process with
+//! [`Daemon::start`]:
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! let daemon = weft::Daemon::start(weft::ServeConfig::ephemeral("/tmp/weft-data")).await?;
+//! println!("listening on http://{}", daemon.addr());
+//! daemon.shutdown().await?;
+//! # Ok(()) }
+//! ```
+
+pub mod api;
+pub mod cli;
+mod client;
+mod config;
+mod error;
+mod metrics;
+mod server;
+mod stages;
+
+pub use config::ServeConfig;
+pub use error::ApiError;
+pub use server::Daemon;

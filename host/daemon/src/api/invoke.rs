@@ -1,0 +1,170 @@
+//! `POST /v1/stages/{name}/invoke`: run a stage once on the request body.
+//!
+//! The body becomes one item (`Content-Type` kept, `Weft-Key` header as key).
+//! The answer is the single output item as is (its content type, `Weft-Key`),
+//! or, when the stage returns zero or several items, a JSON array of them.
+//! With `Accept: text/event-stream` the answer is an SSE stream of `partial`
+//! and `progress` events followed by one `result` (or `error`) event; closing
+//! the stream cancels the call.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::sse::{Event, Sse};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use futures_util::{StreamExt, stream};
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, oneshot};
+use tokio_stream::wrappers::ReceiverStream;
+use weft_runtime::{InvokeError, Item, StageEvent};
+
+use super::{AppState, Body};
+use crate::ApiError;
+
+/// Header carrying an item's key in and out.
+pub const KEY_HEADER: &str = "weft-key";
+/// Header giving the number of output items.
+pub const ITEMS_HEADER: &str = "weft-items";
+
+/// Whether a content type is JSON (`application/json`, `…+json`).
+fn is_json(content_type: &str) -> bool {
+    let mime = content_type.split(';').next().unwrap_or("").trim();
+    mime == "application/json" || mime.ends_with("+json")
+}
+
+/// An item as a JSON value: its payload when JSON, else
+/// `{"content_type", "base64"}`.
+pub fn render_item(item: &Item) -> Value {
+    if is_json(&item.content_type)
+        && let Ok(v) = serde_json::from_slice::<Value>(&item.payload)
+    {
+        return v;
+    }
+    json!({
+        "key": item.key,
+        "content_type": item.content_type,
+        "base64": base64::engine::general_purpose::STANDARD.encode(&item.payload),
+    })
+}
+
+fn request_item(headers: &HeaderMap, body: bytes::Bytes) -> Item {
+    let header = |name| headers.get(name).and_then(|v: &HeaderValue| v.to_str().ok());
+    Item {
+        key: header(KEY_HEADER).map(str::to_string),
+        content_type: header(header::CONTENT_TYPE.as_str())
+            .unwrap_or("application/octet-stream")
+            .to_string(),
+        payload: body.to_vec(),
+    }
+}
+
+fn outcome(result: &Result<Vec<Item>, InvokeError>) -> &'static str {
+    match result {
+        Ok(_) => "ok",
+        Err(e) => crate::error::classify_invoke(e).1,
+    }
+}
+
+/// The handler.
+pub async fn invoke(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> Result<Response, ApiError> {
+    let pool = state.stages.get(&name).await?;
+    let item = request_item(&headers, body);
+    let wants_sse = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/event-stream"));
+    if wants_sse {
+        return Ok(stream_invoke(state, pool, item));
+    }
+
+    let started = Instant::now();
+    let result = pool.invoke(vec![item], None).await;
+    state.metrics.record_call(&name, outcome(&result), started.elapsed());
+    Ok(respond(result?))
+}
+
+fn respond(mut items: Vec<Item>) -> Response {
+    let count = HeaderValue::from(items.len());
+    let mut response = if items.len() == 1 {
+        let item = items.pop().expect("one item");
+        let mut r = (StatusCode::OK, item.payload).into_response();
+        if let Ok(ct) = HeaderValue::from_str(&item.content_type) {
+            r.headers_mut().insert(header::CONTENT_TYPE, ct);
+        }
+        if let Some(key) = item.key.as_deref().and_then(|k| HeaderValue::from_str(k).ok()) {
+            r.headers_mut().insert(KEY_HEADER, key);
+        }
+        r
+    } else {
+        Json(items.iter().map(render_item).collect::<Vec<_>>()).into_response()
+    };
+    response.headers_mut().insert(ITEMS_HEADER, count);
+    response
+}
+
+fn stream_invoke(state: Arc<AppState>, pool: Arc<weft_runtime::StagePool>, item: Item) -> Response {
+    let (events_tx, events_rx) = mpsc::channel::<StageEvent>(64);
+    let (done_tx, done_rx) = oneshot::channel();
+    tokio::spawn(async move {
+        let started = Instant::now();
+        let watch = events_tx.clone();
+        tokio::select! {
+            result = pool.invoke(vec![item], Some(events_tx)) => {
+                state.metrics.record_call(pool.name(), outcome(&result), started.elapsed());
+                let _ = done_tx.send(result);
+            }
+            // The client closed the stream: dropping the call discards its
+            // instance, which stops the guest.
+            _ = watch.closed() => {
+                state.metrics.record_call(pool.name(), "cancelled", started.elapsed());
+            }
+        }
+    });
+    let events = ReceiverStream::new(events_rx).map(|event| {
+        let e = match event {
+            StageEvent::Partial(item) => Event::default().event("partial").data(render_item(&item).to_string()),
+            StageEvent::Progress { done, total, message } => Event::default()
+                .event("progress")
+                .data(json!({"done": done, "total": total, "message": message}).to_string()),
+        };
+        Ok::<_, Infallible>(e)
+    });
+    let last = stream::once(async move {
+        let event = match done_rx.await {
+            Ok(Ok(items)) => Event::default()
+                .event("result")
+                .data(Value::Array(items.iter().map(render_item).collect()).to_string()),
+            Ok(Err(e)) => Event::default().event("error").data(ApiError::from(e).body().to_string()),
+            Err(_) => Event::default()
+                .event("error")
+                .data(ApiError::internal("the call was abandoned").body().to_string()),
+        };
+        Ok::<_, Infallible>(event)
+    });
+    Sse::new(events.chain(last)).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_items_render_as_json_and_others_as_base64() {
+        let json_item = Item { key: None, content_type: "application/json; charset=utf-8".into(), payload: br#"{"a":1}"#.to_vec() };
+        assert_eq!(render_item(&json_item), json!({"a": 1}));
+        let bin = Item { key: Some("k".into()), content_type: "application/octet-stream".into(), payload: vec![0, 1] };
+        assert_eq!(render_item(&bin), json!({"key": "k", "content_type": "application/octet-stream", "base64": "AAE="}));
+        assert!(is_json("application/vnd.x+json"));
+        assert!(!is_json("text/plain"));
+    }
+}

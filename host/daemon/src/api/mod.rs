@@ -1,0 +1,129 @@
+//! The HTTP API: routes, auth, body limits. Handlers are thin: extract, call
+//! the domain, map the result.
+
+mod invoke;
+mod objects;
+mod stages;
+
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
+use axum::http::{Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use bytes::Bytes;
+use serde_json::json;
+use weft_runtime::Runtime;
+use weft_store::Store;
+
+use crate::metrics::Metrics;
+use crate::stages::Stages;
+use crate::{ApiError, ServeConfig};
+
+/// Shared state of every handler.
+#[derive(Debug)]
+pub struct AppState {
+    /// The node store.
+    pub store: Store,
+    /// The Wasm runtime.
+    pub runtime: Arc<Runtime>,
+    /// Live stage pools.
+    pub stages: Stages,
+    /// Prometheus metrics.
+    pub metrics: Metrics,
+    /// The daemon's configuration.
+    pub config: ServeConfig,
+}
+
+/// Builds the router over `state`.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/v1/stages", get(stages::list))
+        .route(
+            "/v1/stages/{name}",
+            put(stages::deploy).get(stages::show).delete(stages::delete),
+        )
+        .route("/v1/stages/{name}/invoke", post(invoke::invoke))
+        .route("/v1/objects", put(objects::put).post(objects::put))
+        .route("/v1/objects/{id}", get(objects::get))
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), auth))
+        .layer(DefaultBodyLimit::max(state.config.max_body))
+        .with_state(state)
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok"}))
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    let text = state.metrics.render(&state.stages.stats());
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        text,
+    )
+        .into_response()
+}
+
+async fn not_found(method: Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "no_route",
+        format!("no route for {method} {}", uri.path()),
+    )
+    .hint("see the HTTP API table in the README")
+}
+
+/// With a token configured, every route that is not a read needs
+/// `Authorization: Bearer <token>`.
+async fn auth(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let Some(token) = &state.config.token else {
+        return next.run(req).await;
+    };
+    if matches!(*req.method(), Method::GET | Method::HEAD) {
+        return next.run(req).await;
+    }
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if presented == Some(token.as_str()) {
+        next.run(req).await
+    } else {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "this route needs a bearer token",
+        )
+        .hint("pass `--token` to the CLI (or set WEFT_TOKEN), or send `Authorization: Bearer <token>`")
+        .into_response()
+    }
+}
+
+/// A request body read whole, with a JSON 413 when it is over the limit.
+#[derive(Debug)]
+pub struct Body(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for Body {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        Bytes::from_request(req, state).await.map(Body).map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                    "the request body is larger than this daemon accepts",
+                )
+                .hint("send less, or raise the limit with `weft serve --max-body-mib`")
+            } else {
+                ApiError::bad_request("bad_body", rejection.body_text())
+            }
+        })
+    }
+}

@@ -1,0 +1,278 @@
+//! The `weft` command line: `serve`, and client subcommands over HTTP.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use futures_util::StreamExt;
+use reqwest::Method;
+
+use crate::client::Client;
+use crate::{Daemon, ServeConfig};
+
+/// weft: generative-AI pipelines as sandboxed WebAssembly stages.
+#[derive(Debug, Parser)]
+#[command(name = "weft", version, about)]
+pub struct Cli {
+    /// The daemon to talk to (client subcommands).
+    #[arg(long, global = true, env = "WEFT_SERVER", default_value = "http://127.0.0.1:7070")]
+    pub server: String,
+    /// Bearer token for mutating routes (`weft serve --token` sets the daemon's).
+    #[arg(long, global = true, env = "WEFT_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon.
+    Serve(ServeArgs),
+    /// Manage stages.
+    #[command(subcommand)]
+    Stage(StageCommand),
+    /// Call a stage once with a payload and print the result.
+    Invoke(InvokeArgs),
+    /// Store and fetch objects.
+    #[command(subcommand)]
+    Object(ObjectCommand),
+}
+
+/// `weft serve` options; defaults match [`ServeConfig::new`].
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:7070", env = "WEFT_LISTEN")]
+    pub listen: SocketAddr,
+    /// Where the node keeps its data (created if missing).
+    #[arg(long, default_value = "weft-data", env = "WEFT_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// Per-call deadline in milliseconds.
+    #[arg(long, default_value_t = 30_000)]
+    pub deadline_ms: u64,
+    /// Memory limit per instance in MiB.
+    #[arg(long, default_value_t = 512)]
+    pub memory_mib: usize,
+    /// Most instances of one stage at once.
+    #[arg(long, default_value_t = 8)]
+    pub max_instances: usize,
+    /// How long a call waits for a free instance, in milliseconds.
+    #[arg(long, default_value_t = 5_000)]
+    pub acquire_timeout_ms: u64,
+    /// Largest request body in MiB.
+    #[arg(long, default_value_t = 64)]
+    pub max_body_mib: usize,
+}
+
+/// `weft stage ...`.
+#[derive(Debug, Subcommand)]
+pub enum StageCommand {
+    /// Upload a component as stage NAME (a new version if it changed).
+    Deploy {
+        /// Stage name.
+        name: String,
+        /// The `.wasm` component.
+        file: PathBuf,
+        /// `KEY=VALUE` passed to the stage's `init` (repeatable).
+        #[arg(long = "config", value_name = "KEY=VALUE")]
+        config: Vec<String>,
+        /// `KEY=VALUE` environment variable granted to the stage (repeatable).
+        #[arg(long = "env", value_name = "KEY=VALUE")]
+        env: Vec<String>,
+    },
+    /// List deployed stages.
+    List,
+    /// Show one stage and its versions.
+    Show {
+        /// Stage name.
+        name: String,
+    },
+    /// Remove a stage and its state.
+    Delete {
+        /// Stage name.
+        name: String,
+    },
+}
+
+/// `weft invoke` options.
+#[derive(Debug, Args)]
+pub struct InvokeArgs {
+    /// Stage name.
+    pub stage: String,
+    /// Inline payload (JSON by default).
+    #[arg(long, conflicts_with = "file")]
+    pub data: Option<String>,
+    /// Read the payload from a file (`-` for stdin).
+    #[arg(long)]
+    pub file: Option<PathBuf>,
+    /// Content type of the payload.
+    #[arg(long, default_value = "application/json")]
+    pub content_type: String,
+    /// Print partial results and progress as they stream.
+    #[arg(long)]
+    pub stream: bool,
+}
+
+/// `weft object ...`.
+#[derive(Debug, Subcommand)]
+pub enum ObjectCommand {
+    /// Store a file; prints its id.
+    Put {
+        /// The file.
+        file: PathBuf,
+    },
+    /// Fetch an object to stdout or a file.
+    Get {
+        /// Object id.
+        id: String,
+        /// Write here instead of stdout.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+}
+
+fn pairs(kind: &str, items: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+    items
+        .iter()
+        .map(|s| {
+            s.split_once('=')
+                .map(|(k, v)| (format!("{kind}.{k}"), v.to_string()))
+                .with_context(|| format!("`{s}` is not KEY=VALUE"))
+        })
+        .collect()
+}
+
+fn print_json(v: &serde_json::Value) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}
+
+/// Runs the parsed command line.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let client = Client::new(&cli.server, cli.token.clone());
+    match cli.command {
+        Command::Serve(args) => serve(args, cli.token).await,
+        Command::Stage(StageCommand::Deploy { name, file, config, env }) => {
+            let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let mut query = pairs("config", &config)?;
+            query.extend(pairs("env", &env)?);
+            let req = client
+                .request(Method::PUT, &format!("/v1/stages/{name}"))
+                .query(&query)
+                .body(bytes);
+            print_json(&client.json(req).await?);
+            Ok(())
+        }
+        Command::Stage(StageCommand::List) => {
+            let v = client.json(client.request(Method::GET, "/v1/stages")).await?;
+            for s in v["stages"].as_array().into_iter().flatten() {
+                println!(
+                    "{:<24} v{:<4} {:>9} bytes  {}",
+                    s["name"].as_str().unwrap_or(""),
+                    s["latest"]["version"],
+                    s["latest"]["size"],
+                    s["latest"]["digest"].as_str().unwrap_or("").get(..16).unwrap_or(""),
+                );
+            }
+            Ok(())
+        }
+        Command::Stage(StageCommand::Show { name }) => {
+            print_json(&client.json(client.request(Method::GET, &format!("/v1/stages/{name}"))).await?);
+            Ok(())
+        }
+        Command::Stage(StageCommand::Delete { name }) => {
+            client.send(client.request(Method::DELETE, &format!("/v1/stages/{name}"))).await?;
+            println!("deleted {name}");
+            Ok(())
+        }
+        Command::Invoke(args) => invoke(&client, args).await,
+        Command::Object(ObjectCommand::Put { file }) => {
+            let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let v = client.json(client.request(Method::PUT, "/v1/objects").body(bytes)).await?;
+            println!("{}", v["id"].as_str().unwrap_or(""));
+            Ok(())
+        }
+        Command::Object(ObjectCommand::Get { id, output }) => {
+            let bytes = client.send(client.request(Method::GET, &format!("/v1/objects/{id}"))).await?.bytes().await?;
+            match output {
+                Some(path) => std::fs::write(&path, &bytes).with_context(|| format!("writing {}", path.display()))?,
+                None => std::io::stdout().write_all(&bytes)?,
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn serve(args: ServeArgs, token: Option<String>) -> anyhow::Result<()> {
+    let mut config = ServeConfig::new(args.data_dir);
+    config.listen = args.listen;
+    config.token = token;
+    config.max_body = args.max_body_mib << 20;
+    config.runtime.deadline = Duration::from_millis(args.deadline_ms);
+    config.runtime.memory_limit = args.memory_mib << 20;
+    config.runtime.max_instances_per_stage = args.max_instances;
+    config.runtime.acquire_timeout = Duration::from_millis(args.acquire_timeout_ms);
+    let daemon = Daemon::start(config).await?;
+    println!("weft listening on http://{}", daemon.addr());
+    daemon
+        .run_until(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+}
+
+async fn invoke(client: &Client, args: InvokeArgs) -> anyhow::Result<()> {
+    let payload = match (&args.data, &args.file) {
+        (Some(d), _) => d.clone().into_bytes(),
+        (None, Some(p)) if p.as_os_str() == "-" => {
+            let mut buf = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)?;
+            buf
+        }
+        (None, Some(p)) => std::fs::read(p).with_context(|| format!("reading {}", p.display()))?,
+        (None, None) => anyhow::bail!("give a payload with --data JSON or --file FILE"),
+    };
+    let mut req = client
+        .request(Method::POST, &format!("/v1/stages/{}/invoke", args.stage))
+        .header("content-type", &args.content_type)
+        .body(payload);
+    if args.stream {
+        req = req.header("accept", "text/event-stream");
+    }
+    let response = client.send(req).await?;
+    if !args.stream {
+        let bytes = response.bytes().await?;
+        std::io::stdout().write_all(&bytes)?;
+        println!();
+        return Ok(());
+    }
+    // Print SSE events as they arrive: "event: data" per line.
+    let mut body = response.bytes_stream();
+    let mut buf = String::new();
+    let mut failed = false;
+    while let Some(chunk) = body.next().await {
+        buf.push_str(&String::from_utf8_lossy(&chunk?));
+        while let Some(end) = buf.find("\n\n") {
+            let frame: String = buf.drain(..end + 2).collect();
+            let mut event = "message";
+            let mut data = String::new();
+            for line in frame.lines() {
+                if let Some(e) = line.strip_prefix("event:") {
+                    event = e.trim();
+                } else if let Some(d) = line.strip_prefix("data:") {
+                    data.push_str(d.trim_start());
+                }
+            }
+            failed |= event == "error";
+            println!("{event}: {data}");
+        }
+    }
+    if failed {
+        anyhow::bail!("the stage failed");
+    }
+    Ok(())
+}

@@ -1,0 +1,161 @@
+//! The one place domain errors become HTTP: status + JSON
+//! `{"error": {"code", "message", "hint"}}`.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use weft_runtime::{InvokeError, RuntimeError};
+use weft_store::StoreError;
+
+/// An error answer of the HTTP API.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Stable machine-readable code, e.g. `wrong_world`.
+    pub code: &'static str,
+    /// What went wrong.
+    pub message: String,
+    /// What to do about it.
+    pub hint: Option<String>,
+    /// Seconds for a `Retry-After` header (busy, overloaded).
+    pub retry_after: Option<u64>,
+}
+
+impl ApiError {
+    /// An error with no hint.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            hint: None,
+            retry_after: None,
+        }
+    }
+
+    /// Adds a hint.
+    pub fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    /// 404 for a stage that is not deployed.
+    pub fn no_stage(name: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "stage_not_found",
+            format!("no stage named `{name}`"),
+        )
+        .hint("deploy it with `weft stage deploy NAME FILE`; `weft stage list` shows what exists")
+    }
+
+    /// 400 for a bad request argument.
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    /// 500 for a failure inside the node.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+    }
+
+    /// The JSON body of this error.
+    pub fn body(&self) -> serde_json::Value {
+        json!({"error": {"code": self.code, "message": self.message, "hint": self.hint}})
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (self.status, Json(self.body())).into_response();
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Invalid { .. } => Self::bad_request("invalid_argument", e.to_string()),
+            e => Self::internal(e.to_string()),
+        }
+    }
+}
+
+impl From<RuntimeError> for ApiError {
+    fn from(e: RuntimeError) -> Self {
+        let message = e.to_string();
+        match e {
+            RuntimeError::NotComponent(_) => Self::bad_request("not_a_component", message)
+                .hint("build the stage with `cargo build --release --target wasm32-wasip2` and upload the .wasm it produces"),
+            RuntimeError::WrongWorld(_) => Self::bad_request("wrong_world", message)
+                .hint("a stage implements `weft_sdk::Stage` and calls `weft_sdk::export_stage!`; see wit/stage.wit"),
+            RuntimeError::Compile(_) => Self::bad_request("invalid_component", message)
+                .hint("the component failed validation; rebuild it with a current toolchain"),
+            RuntimeError::Store(e) => e.into(),
+            RuntimeError::MissingComponent { .. } | RuntimeError::Engine(_) => {
+                Self::internal(message)
+            }
+        }
+    }
+}
+
+/// Status, code, hint and Retry-After of a failed call; shared by the error
+/// response and the metrics outcome label.
+pub(crate) fn classify_invoke(
+    e: &InvokeError,
+) -> (StatusCode, &'static str, Option<&'static str>, Option<u64>) {
+    match e {
+            InvokeError::BadInput { .. } => (StatusCode::BAD_REQUEST, "bad_input", None, None),
+            InvokeError::Retryable { .. } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "retryable",
+                Some("the stage reported a transient failure; retry the request"),
+                Some(1),
+            ),
+            InvokeError::Fatal { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "stage_failed", None, None),
+            InvokeError::InitFailed { .. } => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "init_failed",
+                Some("check the config the stage was deployed with (`weft stage deploy --config`)"),
+                None,
+            ),
+            InvokeError::Trap { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "trap", None, None),
+            InvokeError::MemoryLimit { .. } => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "memory_limit",
+                Some("process smaller batches or raise the limit with `weft serve --memory-mib`"),
+                None,
+            ),
+            InvokeError::Deadline { .. } => (
+                StatusCode::GATEWAY_TIMEOUT,
+                "deadline_exceeded",
+                Some("the call was interrupted; raise the limit with `weft serve --deadline-ms`"),
+                None,
+            ),
+            InvokeError::Busy { .. } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                Some("every instance stayed busy; retry after the Retry-After delay or raise `--max-instances`"),
+                Some(1),
+            ),
+            InvokeError::Host { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "host_error", None, None),
+    }
+}
+
+impl From<InvokeError> for ApiError {
+    fn from(e: InvokeError) -> Self {
+        let message = e.to_string();
+        let (status, code, hint, retry) = classify_invoke(&e);
+        let mut err = Self::new(status, code, message);
+        err.hint = hint.map(str::to_string);
+        err.retry_after = retry;
+        err
+    }
+}

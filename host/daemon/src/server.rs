@@ -1,0 +1,95 @@
+//! Starting and stopping a daemon: store, runtime, HTTP server.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use weft_runtime::Runtime;
+use weft_store::Store;
+
+use crate::ServeConfig;
+use crate::api::{self, AppState};
+use crate::metrics::Metrics;
+use crate::stages::Stages;
+
+/// A running daemon. Dropping it without [`Daemon::shutdown`] leaves the
+/// server running until the runtime stops.
+#[derive(Debug)]
+pub struct Daemon {
+    addr: SocketAddr,
+    shutdown: CancellationToken,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl Daemon {
+    /// Opens the store in `config.data_dir`, builds the runtime and starts
+    /// serving on `config.listen`. Returns once the socket is bound.
+    pub async fn start(config: ServeConfig) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&config.data_dir).with_context(|| {
+            format!("creating data directory {}", config.data_dir.display())
+        })?;
+        let db_path = config.data_dir.join("weft.redb");
+        let store = Store::open(&db_path).with_context(|| {
+            format!(
+                "opening {} (is another weft daemon using this data directory?)",
+                db_path.display()
+            )
+        })?;
+        let runtime = Runtime::new(store.clone(), config.runtime.clone())?;
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("binding {}", config.listen))?;
+        let addr = listener.local_addr()?;
+
+        let state = Arc::new(AppState {
+            stages: Stages::new(runtime.clone(), store.clone()),
+            runtime,
+            store,
+            metrics: Metrics::default(),
+            config,
+        });
+        let router = api::router(state);
+        let shutdown = CancellationToken::new();
+        let token = shutdown.clone();
+        let task = tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async move { token.cancelled().await })
+                .await
+        });
+        tracing::info!(%addr, "weft daemon listening");
+        Ok(Self {
+            addr,
+            shutdown,
+            task,
+        })
+    }
+
+    /// The bound address (useful with port 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting, lets in-flight requests finish, and closes the store.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        self.task.await.context("server task panicked")??;
+        Ok(())
+    }
+
+    /// Serves until `shutdown` resolves (e.g. Ctrl-C), then stops cleanly.
+    pub async fn run_until(
+        mut self,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> anyhow::Result<()> {
+        tokio::select! {
+            _ = shutdown => {}
+            res = &mut self.task => {
+                res.context("server task panicked")??;
+                return Ok(());
+            }
+        }
+        self.shutdown().await
+    }
+}

@@ -1,0 +1,227 @@
+//! Every user-facing failure answers with the right status and a JSON error,
+//! and a misbehaving stage never disturbs a well-behaved one.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use weft_e2e::{TestDaemon, component};
+
+async fn put(d: &TestDaemon, path: &str, body: Vec<u8>) -> (u16, Value) {
+    let r = d.http.put(d.url(path)).body(body).send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn bad_uploads_are_rejected_and_leave_nothing_behind() {
+    let d = TestDaemon::start_with(|c| c.max_body = 1 << 20).await;
+
+    let (status, body) = put(&d, "/v1/stages/junk", b"definitely not wasm".to_vec()).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["code"], "not_a_component");
+    assert!(body["error"]["hint"].as_str().unwrap().contains("wasm32-wasip2"));
+
+    let core_module = b"\0asm\x01\0\0\0".to_vec();
+    let (status, body) = put(&d, "/v1/stages/core", core_module).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("core Wasm module"), "{body}");
+
+    let (status, body) = put(&d, "/v1/stages/wrong", component("wrongworld.wasm")).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["code"], "wrong_world");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("init"), "names the missing export: {message}");
+
+    let mut truncated = component("normalize.wasm");
+    truncated.truncate(truncated.len() / 2);
+    let (status, body) = put(&d, "/v1/stages/trunc", truncated).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["code"], "invalid_component");
+
+    let (status, body) = put(&d, "/v1/stages/huge", vec![0u8; 2 << 20]).await;
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(body["error"]["code"], "payload_too_large");
+
+    let (status, body) = put(&d, "/v1/stages/Bad%20Name", component("normalize.wasm")).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["code"], "invalid_argument");
+
+    let (status, body) = put(&d, "/v1/stages/q?lang=en", component("normalize.wasm")).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["code"], "bad_query");
+
+    let list: Value = d.http.get(d.url("/v1/stages")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(list["stages"], json!([]), "rejected uploads left a stage behind");
+    for name in ["junk", "core", "wrong", "trunc", "huge", "q"] {
+        let r = d.http.get(d.url(&format!("/v1/stages/{name}"))).send().await.unwrap();
+        assert_eq!(r.status(), 404);
+    }
+    let r = d.http.get(d.url("/v1/nothing")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "no_route");
+}
+
+/// Keeps calling `normalize` until stopped; counts successes and failures.
+fn steady_caller(d: &TestDaemon, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<(usize, usize)> {
+    let (http, url) = (d.http.clone(), d.url("/v1/stages/normalize/invoke"));
+    tokio::spawn(async move {
+        let (ok, failed) = (AtomicUsize::new(0), AtomicUsize::new(0));
+        while !stop.load(Ordering::Relaxed) {
+            let r = http
+                .post(&url)
+                .header("content-type", "application/json")
+                .body(r#"{"text":"Still  HERE"}"#)
+                .send()
+                .await;
+            let good = match r {
+                Ok(r) if r.status() == 200 => {
+                    r.text().await.unwrap_or_default() == r#"{"text":"still here"}"#
+                }
+                _ => false,
+            };
+            if good {
+                ok.fetch_add(1, Ordering::Relaxed);
+            } else {
+                failed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        (ok.into_inner(), failed.into_inner())
+    })
+}
+
+#[tokio::test]
+async fn traps_deadlines_and_memory_limits_hit_only_the_guilty_call() {
+    let d = TestDaemon::start_with(|c| {
+        c.runtime.deadline = Duration::from_millis(1500);
+        c.runtime.memory_limit = 64 << 20;
+    })
+    .await;
+    d.deploy("normalize", "normalize.wasm").await;
+    d.deploy("probe", "probe.wasm").await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let caller = steady_caller(&d, stop.clone());
+
+    let (status, body) = d.invoke("probe", &json!({"op": "trap"})).await;
+    assert_eq!(status, 500, "{body}");
+    assert_eq!(body["error"]["code"], "trap");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("probe") && message.contains("deliberate trap"), "{message}");
+
+    let (status, body) = d.invoke("probe", &json!({"op": "spin"})).await;
+    assert_eq!(status, 504, "{body}");
+    assert_eq!(body["error"]["code"], "deadline_exceeded");
+    assert!(body["error"]["message"].as_str().unwrap().contains("probe"));
+
+    let (status, body) = d.invoke("probe", &json!({"op": "alloc", "mb": 256})).await;
+    assert_eq!(status, 500, "{body}");
+    assert_eq!(body["error"]["code"], "memory_limit");
+    assert!(body["error"]["message"].as_str().unwrap().contains("64 MiB"), "{body}");
+
+    // Within the limit works, and the stage recovered from every failure.
+    let (status, body) = d.invoke("probe", &json!({"op": "alloc", "mb": 8})).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = d.invoke("probe", &json!({"op": "echo", "n": 1})).await;
+    assert_eq!((status, body), (200, json!({"op": "echo", "n": 1})));
+
+    stop.store(true, Ordering::Relaxed);
+    let (ok, failed) = caller.await.unwrap();
+    assert_eq!(failed, 0, "a well-behaved stage failed while another misbehaved");
+    assert!(ok > 0);
+
+    let text = d.http.get(d.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(text.contains(r#"weft_stage_traps_total{stage="probe"} 3"#), "{text}");
+}
+
+#[tokio::test]
+async fn stage_errors_map_to_statuses() {
+    let d = TestDaemon::start().await;
+    d.deploy("probe", "probe.wasm").await;
+    let (status, body) = d.invoke("probe", &json!({"op": "bad"})).await;
+    assert_eq!((status, body["error"]["code"].clone()), (400, json!("bad_input")));
+
+    let r = d
+        .http
+        .post(d.url("/v1/stages/probe/invoke"))
+        .body(json!({"op": "retryable"}).to_string())
+        .header("content-type", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["retry-after"], "1");
+
+    let (status, body) = d.invoke("probe", &json!({"op": "fatal"})).await;
+    assert_eq!((status, body["error"]["code"].clone()), (500, json!("stage_failed")));
+
+    let (status, body) = d.invoke("nobody", &json!({})).await;
+    assert_eq!((status, body["error"]["code"].clone()), (404, json!("stage_not_found")));
+
+    d.deploy_query("picky", "probe.wasm", "config.fail_init=true").await;
+    let (status, body) = d.invoke("picky", &json!({"op": "echo"})).await;
+    assert_eq!(status, 500, "{body}");
+    assert_eq!(body["error"]["code"], "init_failed");
+    assert!(body["error"]["message"].as_str().unwrap().contains("init refused"), "{body}");
+}
+
+#[tokio::test]
+async fn exhausted_pool_answers_503_with_retry_after() {
+    let d = TestDaemon::start_with(|c| {
+        c.runtime.max_instances_per_stage = 1;
+        c.runtime.acquire_timeout = Duration::from_millis(200);
+        c.runtime.deadline = Duration::from_secs(3);
+    })
+    .await;
+    d.deploy("probe", "probe.wasm").await;
+    let spinner = {
+        let (http, url) = (d.http.clone(), d.url("/v1/stages/probe/invoke"));
+        tokio::spawn(async move {
+            http.post(url).header("content-type", "application/json")
+                .body(r#"{"op":"spin"}"#).send().await.unwrap().status().as_u16()
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let r = d
+        .http
+        .post(d.url("/v1/stages/probe/invoke"))
+        .header("content-type", "application/json")
+        .body(r#"{"op":"echo"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["retry-after"], "1");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "busy");
+    assert_eq!(spinner.await.unwrap(), 504);
+}
+
+#[tokio::test]
+async fn token_guards_mutating_routes() {
+    let d = TestDaemon::start_with(|c| c.token = Some("s3cret".into())).await;
+    let (status, body) = put(&d, "/v1/stages/normalize", component("normalize.wasm")).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["error"]["code"], "unauthorized");
+    let r = d
+        .http
+        .put(d.url("/v1/stages/normalize"))
+        .bearer_auth("wrong")
+        .body(component("normalize.wasm"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let r = d
+        .http
+        .put(d.url("/v1/stages/normalize"))
+        .bearer_auth("s3cret")
+        .body(component("normalize.wasm"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let r = d.http.get(d.url("/v1/stages")).send().await.unwrap();
+    assert_eq!(r.status(), 200, "reads need no token");
+}

@@ -1,0 +1,9 @@
+//! End-to-end tests: a real daemon on loopback, real wasmtime, real redb,
+//! the real plugins, spoken to over HTTP like a user would.
+//!
+//! One test binary (wasmtime's layout) keeps link time down.
+
+mod errors;
+mod restart;
+mod sandbox;
+mod stages;

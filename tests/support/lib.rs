@@ -1,0 +1,114 @@
+//! Support for the end-to-end tests: a daemon on an ephemeral loopback port
+//! with a temporary data directory, and the built Wasm components.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::Value;
+use weft::{Daemon, ServeConfig};
+
+/// A daemon started in-process for one test.
+#[derive(Debug)]
+pub struct TestDaemon {
+    /// The running daemon (taken on shutdown).
+    pub daemon: Option<Daemon>,
+    /// Base URL, e.g. `http://127.0.0.1:41234`.
+    pub url: String,
+    /// The data directory (kept so a test can restart on it).
+    pub dir: tempfile::TempDir,
+    /// HTTP client.
+    pub http: reqwest::Client,
+}
+
+impl TestDaemon {
+    /// Starts a daemon with default settings.
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Starts a daemon after `tweak` adjusts its config.
+    pub async fn start_with(tweak: impl FnOnce(&mut ServeConfig)) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut config = ServeConfig::ephemeral(dir.path());
+        tweak(&mut config);
+        let daemon = Daemon::start(config).await.expect("daemon starts");
+        Self {
+            url: format!("http://{}", daemon.addr()),
+            daemon: Some(daemon),
+            dir,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .expect("client"),
+        }
+    }
+
+    /// Stops the daemon and starts a new one on the same data directory.
+    pub async fn restart(&mut self) {
+        self.daemon.take().expect("running").shutdown().await.expect("clean shutdown");
+        let daemon = Daemon::start(ServeConfig::ephemeral(self.dir.path()))
+            .await
+            .expect("daemon restarts");
+        self.url = format!("http://{}", daemon.addr());
+        self.daemon = Some(daemon);
+    }
+
+    /// Full URL of `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.url)
+    }
+
+    /// Uploads component `wasm` (a file name under the Wasm target dir) as `name`.
+    pub async fn deploy(&self, name: &str, wasm: &str) -> Value {
+        self.deploy_query(name, wasm, "").await
+    }
+
+    /// Uploads with a query string (e.g. `config.size=2`); panics unless 2xx.
+    pub async fn deploy_query(&self, name: &str, wasm: &str, query: &str) -> Value {
+        let r = self
+            .http
+            .put(self.url(&format!("/v1/stages/{name}?{query}")))
+            .body(component(wasm))
+            .send()
+            .await
+            .expect("deploy request");
+        let status = r.status();
+        let body: Value = r.json().await.expect("json");
+        assert!(status.is_success(), "deploy {name}: {status} {body}");
+        body
+    }
+
+    /// Invokes `stage` with a JSON body; returns status and parsed body.
+    pub async fn invoke(&self, stage: &str, body: &Value) -> (u16, Value) {
+        let r = self
+            .http
+            .post(self.url(&format!("/v1/stages/{stage}/invoke")))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("invoke request");
+        let status = r.status().as_u16();
+        let text = r.text().await.expect("body");
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+}
+
+/// Where `cargo xtask plugins` puts the components.
+pub fn wasm_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    target.join("wasm32-wasip2/release")
+}
+
+/// The bytes of a built component, e.g. `component("normalize.wasm")`.
+pub fn component(file: &str) -> Vec<u8> {
+    let path = wasm_dir().join(file);
+    std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; build the components first with `cargo xtask plugins` (`cargo xtask test` does it)",
+            path.display()
+        )
+    })
+}

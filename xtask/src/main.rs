@@ -1,0 +1,210 @@
+//! The project's commands, run as `cargo xtask <command>`:
+//!
+//! - `demo`: install what a fresh machine lacks, build the plugins and the
+//!   daemon, start the daemon on the embedded defaults, deploy the example
+//!   stages and print working curl/CLI lines (Ctrl-C stops it);
+//! - `test`: fmt check, clippy, plugin builds and tests, every host test;
+//! - `plugins`: build the example stages and test guests for wasm32-wasip2;
+//! - `bench`: the criterion call-path bench and the HTTP load script.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+/// Cargo workspaces of Wasm components (built for wasm32-wasip2 only).
+const WASM_WORKSPACES: [&str; 2] = ["plugins/Cargo.toml", "tests/guests/Cargo.toml"];
+/// The example stages the demo deploys, with their deploy-time config.
+const DEMO_STAGES: [(&str, &str); 3] = [("normalize", ""), ("count", ""), ("chunk", "size=8")];
+const WASM_TARGET: &str = "wasm32-wasip2";
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let root = root();
+    std::env::set_current_dir(&root)?;
+    match args.first().map(String::as_str) {
+        Some("demo") => demo(&root, &args[1..]),
+        Some("test") => test(&root),
+        Some("plugins") => plugins(&root),
+        Some("bench") => bench(&root),
+        _ => {
+            eprintln!("usage: cargo xtask <demo [--listen ADDR] | test | plugins | bench>");
+            std::process::exit(2);
+        }
+    }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace root")
+        .to_path_buf()
+}
+
+fn target_dir(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
+}
+
+/// Runs a command, echoing it, failing with its status.
+fn run(cmd: &mut Command) -> anyhow::Result<()> {
+    eprintln!("+ {cmd:?}");
+    let status = cmd.status().with_context(|| format!("starting {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed with {status}");
+    }
+    Ok(())
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+/// Adds the wasm32-wasip2 target if this toolchain lacks it (idempotent).
+fn ensure_wasm_target() -> anyhow::Result<()> {
+    let out = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .context("running rustup (is Rust installed with rustup?)")?;
+    if !String::from_utf8_lossy(&out.stdout).lines().any(|l| l.trim() == WASM_TARGET) {
+        run(Command::new("rustup").args(["target", "add", WASM_TARGET]))?;
+    }
+    Ok(())
+}
+
+fn plugins(root: &Path) -> anyhow::Result<()> {
+    ensure_wasm_target()?;
+    for manifest in WASM_WORKSPACES {
+        run(cargo()
+            .args(["build", "--release", "--target", WASM_TARGET, "--manifest-path", manifest])
+            .arg("--target-dir")
+            .arg(target_dir(root)))?;
+    }
+    Ok(())
+}
+
+fn test(root: &Path) -> anyhow::Result<()> {
+    let started = Instant::now();
+    ensure_wasm_target()?;
+    let target = target_dir(root);
+    run(cargo().args(["fmt", "--all", "--check"]))?;
+    for manifest in WASM_WORKSPACES {
+        run(cargo().args(["fmt", "--all", "--check", "--manifest-path", manifest]))?;
+    }
+    run(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    for manifest in WASM_WORKSPACES {
+        run(cargo()
+            .args(["clippy", "--release", "--target", WASM_TARGET, "--manifest-path", manifest])
+            .arg("--target-dir")
+            .arg(&target)
+            .args(["--", "-D", "warnings"]))?;
+    }
+    plugins(root)?;
+    // The plugins' own tests run natively through the SDK's test harness.
+    run(cargo()
+        .args(["test", "--manifest-path", "plugins/Cargo.toml"])
+        .arg("--target-dir")
+        .arg(&target))?;
+    run(cargo().args(["test", "--workspace"]))?;
+    eprintln!("all checks passed in {:.0?}", started.elapsed());
+    Ok(())
+}
+
+fn demo(root: &Path, args: &[String]) -> anyhow::Result<()> {
+    let listen = match args {
+        [flag, addr] if flag == "--listen" => addr.clone(),
+        [] => "127.0.0.1:7070".to_string(),
+        _ => bail!("usage: cargo xtask demo [--listen ADDR]"),
+    };
+    plugins(root)?;
+    run(cargo().args(["build", "--package", "weft", "--bin", "weft"]))?;
+    let target = target_dir(root);
+    let weft = target.join("debug/weft");
+    let data_dir = target.join("demo-data");
+    let server = format!("http://{listen}");
+
+    eprintln!("starting the daemon on {server} (data in {})", data_dir.display());
+    let mut daemon = Command::new(&weft)
+        .args(["serve", "--listen", &listen, "--data-dir"])
+        .arg(&data_dir)
+        .stdin(Stdio::null())
+        .spawn()
+        .context("starting the weft daemon")?;
+    let ready = wait_healthy(&weft, &server, &mut daemon);
+    if let Err(e) = ready {
+        let _ = daemon.kill();
+        return Err(e);
+    }
+    for (name, config) in DEMO_STAGES {
+        let wasm = target.join(format!("{WASM_TARGET}/release/{name}.wasm"));
+        let mut cmd = Command::new(&weft);
+        cmd.args(["--server", &server, "stage", "deploy", name]).arg(&wasm);
+        if !config.is_empty() {
+            cmd.args(["--config", config]);
+        }
+        if let Err(e) = run(cmd.stdout(Stdio::null())) {
+            let _ = daemon.kill();
+            return Err(e);
+        }
+    }
+    let weft_bin = weft.display();
+    println!(
+        r#"
+weft is running on {server} with the example stages deployed: normalize, count, chunk.
+
+Try it:
+
+  curl -s {server}/v1/stages/normalize/invoke -H 'content-type: application/json' \
+       -d '{{"text": "  Hello   WÖRLD  "}}'
+  curl -s {server}/v1/stages/count/invoke -H 'content-type: application/json' \
+       -d '{{"text": "the quick brown fox"}}'
+  curl -sN {server}/v1/stages/chunk/invoke -H 'accept: text/event-stream' \
+       -H 'content-type: application/json' \
+       -d '{{"text": "one two three four five six seven eight nine ten eleven twelve"}}'
+  curl -s {server}/v1/stages
+  curl -s {server}/metrics
+
+  {weft_bin} --server {server} stage list
+  {weft_bin} --server {server} invoke normalize --data '{{"text": "ÉCOLE  Normale"}}'
+  {weft_bin} --server {server} invoke chunk --stream --data '{{"text": "a b c d e f g h i j"}}'
+
+Press Ctrl-C to stop.
+"#
+    );
+    let status = daemon.wait()?;
+    if !status.success() {
+        bail!("the daemon exited with {status}");
+    }
+    Ok(())
+}
+
+/// Waits until the daemon answers HTTP (`weft stage list` needs a live one).
+fn wait_healthy(weft: &Path, server: &str, daemon: &mut std::process::Child) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = daemon.try_wait()? {
+            bail!("the daemon exited during start-up with {status} (is the port taken? use --listen)");
+        }
+        let probe = Command::new(weft)
+            .args(["--server", server, "stage", "list"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()?;
+        if probe.success() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("the daemon did not answer on {server} within 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn bench(root: &Path) -> anyhow::Result<()> {
+    plugins(root)?;
+    run(cargo().args(["bench", "--package", "weft-benches"]))?;
+    run(Command::new("bash").arg("benches/load.sh"))?;
+    Ok(())
+}
