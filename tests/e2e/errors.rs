@@ -14,35 +14,45 @@ async fn put(d: &TestDaemon, path: &str, body: Vec<u8>) -> (u16, Value) {
     (status, r.json().await.unwrap())
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_uploads_are_rejected_and_leave_nothing_behind() {
     let d = TestDaemon::start_with(|c| c.max_body = 1 << 20).await;
 
     let (status, body) = put(&d, "/v1/stages/junk", b"definitely not wasm".to_vec()).await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["error"]["code"], "not_a_component");
-    assert!(body["error"]["hint"].as_str().unwrap().contains("wasm32-wasip2"));
+    assert!(
+        body["error"]["hint"]
+            .as_str()
+            .unwrap()
+            .contains("wasm32-wasip2")
+    );
 
     let core_module = b"\0asm\x01\0\0\0".to_vec();
     let (status, body) = put(&d, "/v1/stages/core", core_module).await;
     assert_eq!(status, 400, "{body}");
-    assert!(body["error"]["message"].as_str().unwrap().contains("core Wasm module"), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("core Wasm module"),
+        "{body}"
+    );
 
     let (status, body) = put(&d, "/v1/stages/wrong", component("wrongworld.wasm")).await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["error"]["code"], "wrong_world");
     let message = body["error"]["message"].as_str().unwrap();
-    assert!(message.contains("init"), "names the missing export: {message}");
+    assert!(
+        message.contains("init"),
+        "names the missing export: {message}"
+    );
 
     let mut truncated = component("normalize.wasm");
     truncated.truncate(truncated.len() / 2);
     let (status, body) = put(&d, "/v1/stages/trunc", truncated).await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["error"]["code"], "invalid_component");
-
-    let (status, body) = put(&d, "/v1/stages/huge", vec![0u8; 2 << 20]).await;
-    assert_eq!(status, 413, "{body}");
-    assert_eq!(body["error"]["code"], "payload_too_large");
 
     let (status, body) = put(&d, "/v1/stages/Bad%20Name", component("normalize.wasm")).await;
     assert_eq!(status, 400, "{body}");
@@ -52,10 +62,39 @@ async fn bad_uploads_are_rejected_and_leave_nothing_behind() {
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["error"]["code"], "bad_query");
 
-    let list: Value = d.http.get(d.url("/v1/stages")).send().await.unwrap().json().await.unwrap();
-    assert_eq!(list["stages"], json!([]), "rejected uploads left a stage behind");
+    // The server answers 413 before reading the rest of the body and closes
+    // the connection, so this goes last and on its own client.
+    let r = reqwest::Client::new()
+        .put(d.url("/v1/stages/huge"))
+        .body(vec![0u8; 2 << 20])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "payload_too_large");
+
+    let list: Value = d
+        .http
+        .get(d.url("/v1/stages"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        list["stages"],
+        json!([]),
+        "rejected uploads left a stage behind"
+    );
     for name in ["junk", "core", "wrong", "trunc", "huge", "q"] {
-        let r = d.http.get(d.url(&format!("/v1/stages/{name}"))).send().await.unwrap();
+        let r = d
+            .http
+            .get(d.url(&format!("/v1/stages/{name}")))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 404);
     }
     let r = d.http.get(d.url("/v1/nothing")).send().await.unwrap();
@@ -92,7 +131,7 @@ fn steady_caller(d: &TestDaemon, stop: Arc<AtomicBool>) -> tokio::task::JoinHand
     })
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn traps_deadlines_and_memory_limits_hit_only_the_guilty_call() {
     let d = TestDaemon::start_with(|c| {
         c.runtime.deadline = Duration::from_millis(1500);
@@ -108,7 +147,10 @@ async fn traps_deadlines_and_memory_limits_hit_only_the_guilty_call() {
     assert_eq!(status, 500, "{body}");
     assert_eq!(body["error"]["code"], "trap");
     let message = body["error"]["message"].as_str().unwrap();
-    assert!(message.contains("probe") && message.contains("deliberate trap"), "{message}");
+    assert!(
+        message.contains("probe") && message.contains("deliberate trap"),
+        "{message}"
+    );
 
     let (status, body) = d.invoke("probe", &json!({"op": "spin"})).await;
     assert_eq!(status, 504, "{body}");
@@ -118,7 +160,13 @@ async fn traps_deadlines_and_memory_limits_hit_only_the_guilty_call() {
     let (status, body) = d.invoke("probe", &json!({"op": "alloc", "mb": 256})).await;
     assert_eq!(status, 500, "{body}");
     assert_eq!(body["error"]["code"], "memory_limit");
-    assert!(body["error"]["message"].as_str().unwrap().contains("64 MiB"), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("64 MiB"),
+        "{body}"
+    );
 
     // Within the limit works, and the stage recovered from every failure.
     let (status, body) = d.invoke("probe", &json!({"op": "alloc", "mb": 8})).await;
@@ -128,19 +176,36 @@ async fn traps_deadlines_and_memory_limits_hit_only_the_guilty_call() {
 
     stop.store(true, Ordering::Relaxed);
     let (ok, failed) = caller.await.unwrap();
-    assert_eq!(failed, 0, "a well-behaved stage failed while another misbehaved");
+    assert_eq!(
+        failed, 0,
+        "a well-behaved stage failed while another misbehaved"
+    );
     assert!(ok > 0);
 
-    let text = d.http.get(d.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    assert!(text.contains(r#"weft_stage_traps_total{stage="probe"} 3"#), "{text}");
+    let text = d
+        .http
+        .get(d.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains(r#"weft_stage_traps_total{stage="probe"} 3"#),
+        "{text}"
+    );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stage_errors_map_to_statuses() {
     let d = TestDaemon::start().await;
     d.deploy("probe", "probe.wasm").await;
     let (status, body) = d.invoke("probe", &json!({"op": "bad"})).await;
-    assert_eq!((status, body["error"]["code"].clone()), (400, json!("bad_input")));
+    assert_eq!(
+        (status, body["error"]["code"].clone()),
+        (400, json!("bad_input"))
+    );
 
     let r = d
         .http
@@ -154,19 +219,32 @@ async fn stage_errors_map_to_statuses() {
     assert_eq!(r.headers()["retry-after"], "1");
 
     let (status, body) = d.invoke("probe", &json!({"op": "fatal"})).await;
-    assert_eq!((status, body["error"]["code"].clone()), (500, json!("stage_failed")));
+    assert_eq!(
+        (status, body["error"]["code"].clone()),
+        (500, json!("stage_failed"))
+    );
 
     let (status, body) = d.invoke("nobody", &json!({})).await;
-    assert_eq!((status, body["error"]["code"].clone()), (404, json!("stage_not_found")));
+    assert_eq!(
+        (status, body["error"]["code"].clone()),
+        (404, json!("stage_not_found"))
+    );
 
-    d.deploy_query("picky", "probe.wasm", "config.fail_init=true").await;
+    d.deploy_query("picky", "probe.wasm", "config.fail_init=true")
+        .await;
     let (status, body) = d.invoke("picky", &json!({"op": "echo"})).await;
     assert_eq!(status, 500, "{body}");
     assert_eq!(body["error"]["code"], "init_failed");
-    assert!(body["error"]["message"].as_str().unwrap().contains("init refused"), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("init refused"),
+        "{body}"
+    );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exhausted_pool_answers_503_with_retry_after() {
     let d = TestDaemon::start_with(|c| {
         c.runtime.max_instances_per_stage = 1;
@@ -178,8 +256,14 @@ async fn exhausted_pool_answers_503_with_retry_after() {
     let spinner = {
         let (http, url) = (d.http.clone(), d.url("/v1/stages/probe/invoke"));
         tokio::spawn(async move {
-            http.post(url).header("content-type", "application/json")
-                .body(r#"{"op":"spin"}"#).send().await.unwrap().status().as_u16()
+            http.post(url)
+                .header("content-type", "application/json")
+                .body(r#"{"op":"spin"}"#)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
         })
     };
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -191,14 +275,16 @@ async fn exhausted_pool_answers_503_with_retry_after() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 503);
-    assert_eq!(r.headers()["retry-after"], "1");
+    let status = r.status();
+    let retry = r.headers().get("retry-after").cloned();
     let body: Value = r.json().await.unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(retry.unwrap(), "1");
     assert_eq!(body["error"]["code"], "busy");
     assert_eq!(spinner.await.unwrap(), 504);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_guards_mutating_routes() {
     let d = TestDaemon::start_with(|c| c.token = Some("s3cret".into())).await;
     let (status, body) = put(&d, "/v1/stages/normalize", component("normalize.wasm")).await;

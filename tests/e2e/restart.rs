@@ -3,15 +3,24 @@
 use serde_json::json;
 use weft_e2e::TestDaemon;
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stages_state_and_objects_survive_a_restart() {
     let mut d = TestDaemon::start().await;
     d.deploy("count", "count.wasm").await;
     d.deploy("normalize", "normalize.wasm").await;
     let (_, first) = d.invoke("count", &json!({"text": "one two"})).await;
     assert_eq!(first["total_words"], 2);
-    let r = d.http.put(d.url("/v1/objects")).body("kept").send().await.unwrap();
-    let id = r.json::<serde_json::Value>().await.unwrap()["id"].as_str().unwrap().to_string();
+    let r = d
+        .http
+        .put(d.url("/v1/objects"))
+        .body("kept")
+        .send()
+        .await
+        .unwrap();
+    let id = r.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
 
     d.restart().await;
 
@@ -19,25 +28,54 @@ async fn stages_state_and_objects_survive_a_restart() {
     assert_eq!((status, body), (200, json!({"text": "back again"})));
     let (_, second) = d.invoke("count", &json!({"text": "three"})).await;
     assert_eq!(second["total_words"], 3, "state survived the restart");
-    let kept = d.http.get(d.url(&format!("/v1/objects/{id}"))).send().await.unwrap();
+    let kept = d
+        .http
+        .get(d.url(&format!("/v1/objects/{id}")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(kept.text().await.unwrap(), "kept");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_deploys_and_invokes_against_a_live_daemon() {
     use clap::Parser;
     let d = TestDaemon::start().await;
     let wasm = weft_e2e::wasm_dir().join("normalize.wasm");
     let cli = weft::cli::Cli::parse_from([
-        "weft", "--server", &d.url, "stage", "deploy", "norm", wasm.to_str().unwrap(),
-        "--config", "lowercase=false",
+        "weft",
+        "--server",
+        &d.url,
+        "stage",
+        "deploy",
+        "norm",
+        wasm.to_str().unwrap(),
+        "--config",
+        "lowercase=false",
     ]);
     weft::cli::run(cli).await.expect("deploy via CLI");
-    let show: serde_json::Value = d.http.get(d.url("/v1/stages/norm")).send().await.unwrap().json().await.unwrap();
+    let show: serde_json::Value = d
+        .http
+        .get(d.url("/v1/stages/norm"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(show["latest"]["config"]["lowercase"], "false");
-    let cli = weft::cli::Cli::parse_from(["weft", "--server", &d.url, "invoke", "norm", "--data", r#"{"text":"A  B"}"#]);
+    let cli = weft::cli::Cli::parse_from([
+        "weft",
+        "--server",
+        &d.url,
+        "invoke",
+        "norm",
+        "--data",
+        r#"{"text":"A  B"}"#,
+    ]);
     weft::cli::run(cli).await.expect("invoke via CLI");
-    let cli = weft::cli::Cli::parse_from(["weft", "--server", &d.url, "invoke", "nope", "--data", "{}"]);
+    let cli =
+        weft::cli::Cli::parse_from(["weft", "--server", &d.url, "invoke", "nope", "--data", "{}"]);
     let err = weft::cli::run(cli).await.unwrap_err().to_string();
     assert!(err.contains("404") && err.contains("hint:"), "{err}");
 }

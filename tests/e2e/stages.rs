@@ -3,7 +3,7 @@
 use serde_json::{Value, json};
 use weft_e2e::TestDaemon;
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn normalize_lowercases_unicode_and_collapses_whitespace() {
     let d = TestDaemon::start().await;
     let deployed = d.deploy("normalize", "normalize.wasm").await;
@@ -11,7 +11,10 @@ async fn normalize_lowercases_unicode_and_collapses_whitespace() {
     assert_eq!(deployed["name"], "normalize");
 
     let (status, body) = d
-        .invoke("normalize", &json!({"text": "  ÉCOLE \t Straße\n\nΣΟΦΙΑ  "}))
+        .invoke(
+            "normalize",
+            &json!({"text": "  ÉCOLE \t Straße\n\nΣΟΦΙΑ  "}),
+        )
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body, json!({"text": "école straße σοφια"}));
@@ -20,10 +23,13 @@ async fn normalize_lowercases_unicode_and_collapses_whitespace() {
     let (status, body) = d.invoke("normalize", &json!({"txt": "x"})).await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["error"]["code"], "bad_input");
-    assert!(body["error"]["message"].as_str().unwrap().contains("text"), "{body}");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("text"),
+        "{body}"
+    );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn count_keeps_running_totals_in_state() {
     let d = TestDaemon::start().await;
     d.deploy("count", "count.wasm").await;
@@ -37,14 +43,19 @@ async fn count_keeps_running_totals_in_state() {
     assert_eq!(second["total_items"], 2);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chunk_returns_all_chunks_and_streams_partials_and_progress() {
     let d = TestDaemon::start().await;
     d.deploy_query("chunk", "chunk.wasm", "config.size=2").await;
     let doc = json!({"text": "a b c d e"});
     let (status, body) = d.invoke("chunk", &doc).await;
     assert_eq!(status, 200, "{body}");
-    let texts: Vec<_> = body.as_array().unwrap().iter().map(|c| c["text"].clone()).collect();
+    let texts: Vec<_> = body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["text"].clone())
+        .collect();
     assert_eq!(texts, [json!("a b"), json!("c d"), json!("e")]);
 
     let sse = d
@@ -57,7 +68,12 @@ async fn chunk_returns_all_chunks_and_streams_partials_and_progress() {
         .await
         .unwrap();
     assert_eq!(sse.status(), 200);
-    assert!(sse.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+    assert!(
+        sse.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
     let text = sse.text().await.unwrap();
     let events: Vec<(String, Value)> = text
         .split("\n\n")
@@ -78,15 +94,20 @@ async fn chunk_returns_all_chunks_and_streams_partials_and_progress() {
     let kinds: Vec<&str> = events.iter().map(|(e, _)| e.as_str()).collect();
     assert_eq!(
         kinds,
-        ["partial", "progress", "partial", "progress", "partial", "progress", "result"],
+        [
+            "partial", "progress", "partial", "progress", "partial", "progress", "result"
+        ],
         "{text}"
     );
     assert_eq!(events[0].1["text"], "a b");
-    assert_eq!(events[5].1, json!({"done": 3, "total": 3, "message": "chunk 3/3"}));
+    assert_eq!(
+        events[5].1,
+        json!({"done": 3, "total": 3, "message": "chunk 3/3"})
+    );
     assert_eq!(events[6].1.as_array().unwrap().len(), 3);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stages_list_show_redeploy_delete() {
     let d = TestDaemon::start().await;
     d.deploy("normalize", "normalize.wasm").await;
@@ -99,67 +120,160 @@ async fn stages_list_show_redeploy_delete() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let v2 = d.deploy_query("normalize", "normalize.wasm", "config.lowercase=false").await;
+    let v2 = d
+        .deploy_query("normalize", "normalize.wasm", "config.lowercase=false")
+        .await;
     assert_eq!(v2["version"], 2);
-    let (_, body) = d.invoke("normalize", &json!({"text": "  KEEP  Case "})).await;
-    assert_eq!(body, json!({"text": "KEEP Case"}), "redeploy swaps the pool to v2");
+    let (_, body) = d
+        .invoke("normalize", &json!({"text": "  KEEP  Case "}))
+        .await;
+    assert_eq!(
+        body,
+        json!({"text": "KEEP Case"}),
+        "redeploy swaps the pool to v2"
+    );
 
-    let list: Value = d.http.get(d.url("/v1/stages")).send().await.unwrap().json().await.unwrap();
+    let list: Value = d
+        .http
+        .get(d.url("/v1/stages"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(list["stages"][0]["name"], "normalize");
     assert_eq!(list["stages"][0]["versions"].as_array().unwrap().len(), 2);
-    let show: Value = d.http.get(d.url("/v1/stages/normalize")).send().await.unwrap().json().await.unwrap();
+    let show: Value = d
+        .http
+        .get(d.url("/v1/stages/normalize"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(show["latest"]["config"]["lowercase"], "false");
     assert!(show["instances"]["live"].as_u64().unwrap() >= 1);
 
-    let r = d.http.delete(d.url("/v1/stages/normalize")).send().await.unwrap();
+    let r = d
+        .http
+        .delete(d.url("/v1/stages/normalize"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 204);
     let (status, body) = d.invoke("normalize", &json!({"text": "x"})).await;
     assert_eq!(status, 404);
     assert_eq!(body["error"]["code"], "stage_not_found");
-    let r = d.http.delete(d.url("/v1/stages/normalize")).send().await.unwrap();
+    let r = d
+        .http
+        .delete(d.url("/v1/stages/normalize"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn objects_round_trip_over_http_and_through_a_stage() {
     let d = TestDaemon::start().await;
-    let r = d.http.put(d.url("/v1/objects")).body(vec![7u8; 3 << 20]).send().await.unwrap();
+    let r = d
+        .http
+        .put(d.url("/v1/objects"))
+        .body(vec![7u8; 3 << 20])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 201);
     let put: Value = r.json().await.unwrap();
     let id = put["id"].as_str().unwrap().to_string();
-    let back = d.http.get(d.url(&format!("/v1/objects/{id}"))).send().await.unwrap();
+    let back = d
+        .http
+        .get(d.url(&format!("/v1/objects/{id}")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(back.bytes().await.unwrap().to_vec(), vec![7u8; 3 << 20]);
 
     d.deploy("probe", "probe.wasm").await;
-    let (status, stored) = d.invoke("probe", &json!({"op": "put", "data": "from a stage"})).await;
+    let (status, stored) = d
+        .invoke("probe", &json!({"op": "put", "data": "from a stage"}))
+        .await;
     assert_eq!(status, 200, "{stored}");
     let sid = stored["id"].as_str().unwrap();
-    let raw = d.http.get(d.url(&format!("/v1/objects/{sid}"))).send().await.unwrap();
+    let raw = d
+        .http
+        .get(d.url(&format!("/v1/objects/{sid}")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(raw.text().await.unwrap(), "from a stage");
     let (_, got) = d.invoke("probe", &json!({"op": "get", "id": sid})).await;
     assert_eq!(got["data"], "from a stage");
 
     let missing = "0".repeat(64);
-    let r = d.http.get(d.url(&format!("/v1/objects/{missing}"))).send().await.unwrap();
+    let r = d
+        .http
+        .get(d.url(&format!("/v1/objects/{missing}")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404);
-    let r = d.http.get(d.url("/v1/objects/not-an-id")).send().await.unwrap();
+    let r = d
+        .http
+        .get(d.url("/v1/objects/not-an-id"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"]["code"], "invalid_argument");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_and_health() {
     let d = TestDaemon::start().await;
     d.deploy("normalize", "normalize.wasm").await;
     d.invoke("normalize", &json!({"text": "A"})).await;
     d.invoke("normalize", &json!({"nope": 1})).await;
-    let health: Value = d.http.get(d.url("/healthz")).send().await.unwrap().json().await.unwrap();
+    let health: Value = d
+        .http
+        .get(d.url("/healthz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(health["status"], "ok");
-    let text = d.http.get(d.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    assert!(text.contains(r#"weft_stage_calls_total{stage="normalize",outcome="ok"} 1"#), "{text}");
-    assert!(text.contains(r#"weft_stage_calls_total{stage="normalize",outcome="bad_input"} 1"#), "{text}");
-    assert!(text.contains(r#"weft_stage_call_duration_seconds_count{stage="normalize"} 2"#), "{text}");
-    assert!(text.contains(r#"weft_stage_instances{stage="normalize",state="idle"} 1"#), "{text}");
-    assert!(text.contains(r#"weft_stage_uploads_total{outcome="ok"} 1"#), "{text}");
+    let text = d
+        .http
+        .get(d.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains(r#"weft_stage_calls_total{stage="normalize",outcome="ok"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"weft_stage_calls_total{stage="normalize",outcome="bad_input"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"weft_stage_call_duration_seconds_count{stage="normalize"} 2"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"weft_stage_instances{stage="normalize",state="idle"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"weft_stage_uploads_total{outcome="ok"} 1"#),
+        "{text}"
+    );
 }

@@ -45,7 +45,12 @@ impl TestDaemon {
 
     /// Stops the daemon and starts a new one on the same data directory.
     pub async fn restart(&mut self) {
-        self.daemon.take().expect("running").shutdown().await.expect("clean shutdown");
+        self.daemon
+            .take()
+            .expect("running")
+            .shutdown()
+            .await
+            .expect("clean shutdown");
         let daemon = Daemon::start(ServeConfig::ephemeral(self.dir.path()))
             .await
             .expect("daemon restarts");
@@ -90,7 +95,10 @@ impl TestDaemon {
             .expect("invoke request");
         let status = r.status().as_u16();
         let text = r.text().await.expect("body");
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 }
 

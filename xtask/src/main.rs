@@ -68,7 +68,10 @@ fn ensure_wasm_target() -> anyhow::Result<()> {
         .args(["target", "list", "--installed"])
         .output()
         .context("running rustup (is Rust installed with rustup?)")?;
-    if !String::from_utf8_lossy(&out.stdout).lines().any(|l| l.trim() == WASM_TARGET) {
+    if !String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .any(|l| l.trim() == WASM_TARGET)
+    {
         run(Command::new("rustup").args(["target", "add", WASM_TARGET]))?;
     }
     Ok(())
@@ -78,7 +81,14 @@ fn plugins(root: &Path) -> anyhow::Result<()> {
     ensure_wasm_target()?;
     for manifest in WASM_WORKSPACES {
         run(cargo()
-            .args(["build", "--release", "--target", WASM_TARGET, "--manifest-path", manifest])
+            .args([
+                "build",
+                "--release",
+                "--target",
+                WASM_TARGET,
+                "--manifest-path",
+                manifest,
+            ])
             .arg("--target-dir")
             .arg(target_dir(root)))?;
     }
@@ -91,12 +101,32 @@ fn test(root: &Path) -> anyhow::Result<()> {
     let target = target_dir(root);
     run(cargo().args(["fmt", "--all", "--check"]))?;
     for manifest in WASM_WORKSPACES {
-        run(cargo().args(["fmt", "--all", "--check", "--manifest-path", manifest]))?;
+        // `cargo fmt --manifest-path` does not work for these workspaces.
+        let dir = Path::new(manifest)
+            .parent()
+            .expect("manifest in a directory");
+        run(cargo()
+            .args(["fmt", "--all", "--check"])
+            .current_dir(root.join(dir)))?;
     }
-    run(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    run(cargo().args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
     for manifest in WASM_WORKSPACES {
         run(cargo()
-            .args(["clippy", "--release", "--target", WASM_TARGET, "--manifest-path", manifest])
+            .args([
+                "clippy",
+                "--release",
+                "--target",
+                WASM_TARGET,
+                "--manifest-path",
+                manifest,
+            ])
             .arg("--target-dir")
             .arg(&target)
             .args(["--", "-D", "warnings"]))?;
@@ -125,7 +155,10 @@ fn demo(root: &Path, args: &[String]) -> anyhow::Result<()> {
     let data_dir = target.join("demo-data");
     let server = format!("http://{listen}");
 
-    eprintln!("starting the daemon on {server} (data in {})", data_dir.display());
+    eprintln!(
+        "starting the daemon on {server} (data in {})",
+        data_dir.display()
+    );
     let mut daemon = Command::new(&weft)
         .args(["serve", "--listen", &listen, "--data-dir"])
         .arg(&data_dir)
@@ -140,7 +173,8 @@ fn demo(root: &Path, args: &[String]) -> anyhow::Result<()> {
     for (name, config) in DEMO_STAGES {
         let wasm = target.join(format!("{WASM_TARGET}/release/{name}.wasm"));
         let mut cmd = Command::new(&weft);
-        cmd.args(["--server", &server, "stage", "deploy", name]).arg(&wasm);
+        cmd.args(["--server", &server, "stage", "deploy", name])
+            .arg(&wasm);
         if !config.is_empty() {
             cmd.args(["--config", config]);
         }
@@ -185,7 +219,9 @@ fn wait_healthy(weft: &Path, server: &str, daemon: &mut std::process::Child) -> 
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Some(status) = daemon.try_wait()? {
-            bail!("the daemon exited during start-up with {status} (is the port taken? use --listen)");
+            bail!(
+                "the daemon exited during start-up with {status} (is the port taken? use --listen)"
+            );
         }
         let probe = Command::new(weft)
             .args(["--server", server, "stage", "list"])

@@ -18,7 +18,12 @@ use crate::{Daemon, ServeConfig};
 #[command(name = "weft", version, about)]
 pub struct Cli {
     /// The daemon to talk to (client subcommands).
-    #[arg(long, global = true, env = "WEFT_SERVER", default_value = "http://127.0.0.1:7070")]
+    #[arg(
+        long,
+        global = true,
+        env = "WEFT_SERVER",
+        default_value = "http://127.0.0.1:7070"
+    )]
     pub server: String,
     /// Bearer token for mutating routes (`weft serve --token` sets the daemon's).
     #[arg(long, global = true, env = "WEFT_TOKEN", hide_env_values = true)]
@@ -156,8 +161,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let client = Client::new(&cli.server, cli.token.clone());
     match cli.command {
         Command::Serve(args) => serve(args, cli.token).await,
-        Command::Stage(StageCommand::Deploy { name, file, config, env }) => {
-            let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+        Command::Stage(StageCommand::Deploy {
+            name,
+            file,
+            config,
+            env,
+        }) => {
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
             let mut query = pairs("config", &config)?;
             query.extend(pairs("env", &env)?);
             let req = client
@@ -168,38 +179,58 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Stage(StageCommand::List) => {
-            let v = client.json(client.request(Method::GET, "/v1/stages")).await?;
+            let v = client
+                .json(client.request(Method::GET, "/v1/stages"))
+                .await?;
             for s in v["stages"].as_array().into_iter().flatten() {
                 println!(
                     "{:<24} v{:<4} {:>9} bytes  {}",
                     s["name"].as_str().unwrap_or(""),
                     s["latest"]["version"],
                     s["latest"]["size"],
-                    s["latest"]["digest"].as_str().unwrap_or("").get(..16).unwrap_or(""),
+                    s["latest"]["digest"]
+                        .as_str()
+                        .unwrap_or("")
+                        .get(..16)
+                        .unwrap_or(""),
                 );
             }
             Ok(())
         }
         Command::Stage(StageCommand::Show { name }) => {
-            print_json(&client.json(client.request(Method::GET, &format!("/v1/stages/{name}"))).await?);
+            print_json(
+                &client
+                    .json(client.request(Method::GET, &format!("/v1/stages/{name}")))
+                    .await?,
+            );
             Ok(())
         }
         Command::Stage(StageCommand::Delete { name }) => {
-            client.send(client.request(Method::DELETE, &format!("/v1/stages/{name}"))).await?;
+            client
+                .send(client.request(Method::DELETE, &format!("/v1/stages/{name}")))
+                .await?;
             println!("deleted {name}");
             Ok(())
         }
         Command::Invoke(args) => invoke(&client, args).await,
         Command::Object(ObjectCommand::Put { file }) => {
-            let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
-            let v = client.json(client.request(Method::PUT, "/v1/objects").body(bytes)).await?;
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let v = client
+                .json(client.request(Method::PUT, "/v1/objects").body(bytes))
+                .await?;
             println!("{}", v["id"].as_str().unwrap_or(""));
             Ok(())
         }
         Command::Object(ObjectCommand::Get { id, output }) => {
-            let bytes = client.send(client.request(Method::GET, &format!("/v1/objects/{id}"))).await?.bytes().await?;
+            let bytes = client
+                .send(client.request(Method::GET, &format!("/v1/objects/{id}")))
+                .await?
+                .bytes()
+                .await?;
             match output {
-                Some(path) => std::fs::write(&path, &bytes).with_context(|| format!("writing {}", path.display()))?,
+                Some(path) => std::fs::write(&path, &bytes)
+                    .with_context(|| format!("writing {}", path.display()))?,
                 None => std::io::stdout().write_all(&bytes)?,
             }
             Ok(())

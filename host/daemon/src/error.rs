@@ -112,40 +112,47 @@ pub(crate) fn classify_invoke(
     e: &InvokeError,
 ) -> (StatusCode, &'static str, Option<&'static str>, Option<u64>) {
     match e {
-            InvokeError::BadInput { .. } => (StatusCode::BAD_REQUEST, "bad_input", None, None),
-            InvokeError::Retryable { .. } => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "retryable",
-                Some("the stage reported a transient failure; retry the request"),
-                Some(1),
+        InvokeError::BadInput { .. } => (StatusCode::BAD_REQUEST, "bad_input", None, None),
+        InvokeError::Retryable { .. } => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "retryable",
+            Some("the stage reported a transient failure; retry the request"),
+            Some(1),
+        ),
+        InvokeError::Fatal { .. } => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "stage_failed",
+            None,
+            None,
+        ),
+        InvokeError::InitFailed { .. } => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "init_failed",
+            Some("check the config the stage was deployed with (`weft stage deploy --config`)"),
+            None,
+        ),
+        InvokeError::Trap { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "trap", None, None),
+        InvokeError::MemoryLimit { .. } => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "memory_limit",
+            Some("process smaller batches or raise the limit with `weft serve --memory-mib`"),
+            None,
+        ),
+        InvokeError::Deadline { .. } => (
+            StatusCode::GATEWAY_TIMEOUT,
+            "deadline_exceeded",
+            Some("the call was interrupted; raise the limit with `weft serve --deadline-ms`"),
+            None,
+        ),
+        InvokeError::Busy { .. } => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            Some(
+                "every instance stayed busy; retry after the Retry-After delay or raise `--max-instances`",
             ),
-            InvokeError::Fatal { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "stage_failed", None, None),
-            InvokeError::InitFailed { .. } => (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "init_failed",
-                Some("check the config the stage was deployed with (`weft stage deploy --config`)"),
-                None,
-            ),
-            InvokeError::Trap { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "trap", None, None),
-            InvokeError::MemoryLimit { .. } => (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "memory_limit",
-                Some("process smaller batches or raise the limit with `weft serve --memory-mib`"),
-                None,
-            ),
-            InvokeError::Deadline { .. } => (
-                StatusCode::GATEWAY_TIMEOUT,
-                "deadline_exceeded",
-                Some("the call was interrupted; raise the limit with `weft serve --deadline-ms`"),
-                None,
-            ),
-            InvokeError::Busy { .. } => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "busy",
-                Some("every instance stayed busy; retry after the Retry-After delay or raise `--max-instances`"),
-                Some(1),
-            ),
-            InvokeError::Host { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "host_error", None, None),
+            Some(1),
+        ),
+        InvokeError::Host { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "host_error", None, None),
     }
 }
 

@@ -53,7 +53,12 @@ impl std::fmt::Debug for Metrics {
 
 impl Metrics {
     fn stage(&self, name: &str) -> Arc<StageMetrics> {
-        if let Some(m) = self.stages.read().unwrap_or_else(|e| e.into_inner()).get(name) {
+        if let Some(m) = self
+            .stages
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+        {
             return m.clone();
         }
         let mut map = self.stages.write().unwrap_or_else(|e| e.into_inner());
@@ -136,14 +141,25 @@ impl Metrics {
                 s.idle
             );
         }
-        out.push_str("# HELP weft_stage_traps_total Calls that trapped and discarded their instance.\n");
+        out.push_str(
+            "# HELP weft_stage_traps_total Calls that trapped and discarded their instance.\n",
+        );
         out.push_str("# TYPE weft_stage_traps_total counter\n");
         for (name, s) in pools {
-            let _ = writeln!(out, "weft_stage_traps_total{{stage=\"{name}\"}} {}", s.traps);
+            let _ = writeln!(
+                out,
+                "weft_stage_traps_total{{stage=\"{name}\"}} {}",
+                s.traps
+            );
         }
         out.push_str("# HELP weft_stage_uploads_total Stage uploads by outcome.\n");
         out.push_str("# TYPE weft_stage_uploads_total counter\n");
-        for (outcome, n) in self.uploads.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        for (outcome, n) in self
+            .uploads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
             let _ = writeln!(out, "weft_stage_uploads_total{{outcome=\"{outcome}\"}} {n}");
         }
         out
@@ -162,8 +178,19 @@ mod tests {
         m.record_call("norm", "trap", Duration::from_millis(3));
         m.record_call("norm", "weird", Duration::from_secs(100));
         m.record_upload("ok");
-        let text = m.render(&[("norm".into(), PoolStats { live: 2, idle: 1, created: 3, traps: 1 })]);
-        assert!(text.contains("weft_stage_calls_total{stage=\"norm\",outcome=\"ok\"} 2"), "{text}");
+        let text = m.render(&[(
+            "norm".into(),
+            PoolStats {
+                live: 2,
+                idle: 1,
+                created: 3,
+                traps: 1,
+            },
+        )]);
+        assert!(
+            text.contains("weft_stage_calls_total{stage=\"norm\",outcome=\"ok\"} 2"),
+            "{text}"
+        );
         assert!(text.contains("outcome=\"trap\"} 1"));
         assert!(text.contains("outcome=\"other\"} 1"));
         assert!(text.contains("le=\"0.0001\"} 1"));

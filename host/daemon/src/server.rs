@@ -27,9 +27,8 @@ impl Daemon {
     /// Opens the store in `config.data_dir`, builds the runtime and starts
     /// serving on `config.listen`. Returns once the socket is bound.
     pub async fn start(config: ServeConfig) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(&config.data_dir).with_context(|| {
-            format!("creating data directory {}", config.data_dir.display())
-        })?;
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
         let db_path = config.data_dir.join("weft.redb");
         let store = Store::open(&db_path).with_context(|| {
             format!(

@@ -33,12 +33,19 @@ impl Stages {
 
     /// The pool serving `name`, loading it from the store when needed.
     pub async fn get(&self, name: &str) -> Result<Arc<StagePool>, ApiError> {
-        if let Some(pool) = self.pools.read().unwrap_or_else(|e| e.into_inner()).get(name) {
+        if let Some(pool) = self
+            .pools
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+        {
             return Ok(pool.clone());
         }
         let (runtime, store, owned) = (self.runtime.clone(), self.store.clone(), name.to_string());
         let pool = tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
-            let record = store.stage(&owned)?.ok_or_else(|| ApiError::no_stage(&owned))?;
+            let record = store
+                .stage(&owned)?
+                .ok_or_else(|| ApiError::no_stage(&owned))?;
             Ok(runtime.pool(&owned, record.latest())?)
         })
         .await

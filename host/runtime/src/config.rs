@@ -34,24 +34,3 @@ impl Default for RuntimeConfig {
         }
     }
 }
-
-impl RuntimeConfig {
-    /// The deadline expressed in epoch ticks (at least one).
-    pub(crate) fn deadline_ticks(&self) -> u64 {
-        let tick = self.epoch_tick.as_nanos().max(1);
-        (self.deadline.as_nanos() / tick).max(1) as u64
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn deadline_ticks_round_down_but_never_to_zero() {
-        let mut c = RuntimeConfig::default();
-        assert_eq!(c.deadline_ticks(), 3000);
-        c.deadline = Duration::from_millis(1);
-        assert_eq!(c.deadline_ticks(), 1);
-    }
-}

@@ -17,8 +17,14 @@ use crate::{RuntimeConfig, RuntimeError};
 
 /// The exports a stage must have, with the signature the error message shows.
 const REQUIRED_EXPORTS: [(&str, &str); 2] = [
-    ("init", "init: func(config: list<tuple<string, string>>) -> result<_, string>"),
-    ("process", "process: func(batch: list<item>) -> result<list<item>, stage-error>"),
+    (
+        "init",
+        "init: func(config: list<tuple<string, string>>) -> result<_, string>",
+    ),
+    (
+        "process",
+        "process: func(batch: list<item>) -> result<list<item>, stage-error>",
+    ),
 ];
 
 /// Shared by every stage on a node: engine, linker, store, inference backend.

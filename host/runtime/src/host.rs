@@ -40,6 +40,8 @@ pub struct HostState {
     pub(crate) stderr: StderrTail,
     /// Where `emit` goes during the current call; `None` drops events.
     pub(crate) sink: Option<mpsc::Sender<StageEvent>>,
+    /// When the current call must stop; checked on every epoch tick.
+    pub(crate) deadline: std::time::Instant,
 }
 
 impl std::fmt::Debug for HostState {
@@ -108,7 +110,13 @@ impl emit::Host for HostState {
         message: String,
     ) -> wasmtime::Result<()> {
         if let Some(sink) = &self.sink {
-            let _ = sink.send(StageEvent::Progress { done, total, message }).await;
+            let _ = sink
+                .send(StageEvent::Progress {
+                    done,
+                    total,
+                    message,
+                })
+                .await;
         }
         Ok(())
     }
@@ -139,7 +147,13 @@ impl log::Host for HostState {
             log::Level::Debug => tracing::debug!(target: "weft::stage", stage, "{message}"),
             log::Level::Info => tracing::info!(target: "weft::stage", stage, "{message}"),
             log::Level::Warn => tracing::warn!(target: "weft::stage", stage, "{message}"),
-            log::Level::Error => tracing::error!(target: "weft::stage", stage, "{message}"),
+            log::Level::Error => {
+                tracing::error!(target: "weft::stage", stage, "{message}");
+                // The SDK logs panic messages at error level just before the
+                // trap: keep them so the trap's error can say what happened.
+                self.stderr.push(message.as_bytes());
+                self.stderr.push(b"\n");
+            }
         }
         Ok(())
     }

@@ -2,10 +2,11 @@
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use tokio::sync::{Semaphore, mpsc};
 use wasmtime::component::ResourceTable;
-use wasmtime::{StoreLimitsBuilder, Trap};
+use wasmtime::{StoreLimitsBuilder, Trap, UpdateDeadline};
 use wasmtime_wasi::WasiCtxBuilder;
 
 use crate::bindings::{Stage, StagePre};
@@ -136,8 +137,7 @@ impl StagePool {
             None => self.create().await?,
         };
         inst.store.data_mut().sink = sink;
-        inst.store
-            .set_epoch_deadline(self.runtime.config.deadline_ticks());
+        self.arm_deadline(&mut inst);
         let result = inst.stage.call_process(&mut inst.store, &batch).await;
         inst.store.data_mut().sink = None;
 
@@ -196,17 +196,30 @@ impl StagePool {
             nn: self.runtime.nn.clone(),
             stderr,
             sink: None,
+            deadline: Instant::now() + self.runtime.config.deadline,
         };
         let mut store = wasmtime::Store::new(&self.runtime.engine, host);
         store.limiter(|h| &mut h.limits);
-        store.set_epoch_deadline(self.runtime.config.deadline_ticks());
-
-        let stage = self.pre.instantiate_async(&mut store).await.map_err(|e| {
-            InvokeError::Host {
-                stage: self.name.to_string(),
-                message: format!("instantiating: {e}"),
+        // Every epoch tick the guest yields to the executor (so a spinning
+        // guest never starves other requests on its thread) until its
+        // deadline has passed; then it is interrupted with a trap.
+        store.epoch_deadline_callback(|ctx| {
+            if Instant::now() >= ctx.data().deadline {
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                Ok(UpdateDeadline::Yield(1))
             }
-        })?;
+        });
+        store.set_epoch_deadline(1);
+
+        let stage =
+            self.pre
+                .instantiate_async(&mut store)
+                .await
+                .map_err(|e| InvokeError::Host {
+                    stage: self.name.to_string(),
+                    message: format!("instantiating: {e}"),
+                })?;
         self.live.fetch_add(1, Ordering::Relaxed);
         self.created.fetch_add(1, Ordering::Relaxed);
         let inst = Instance {
@@ -217,7 +230,16 @@ impl StagePool {
         self.init(inst).await
     }
 
+    /// Starts the clock of one call.
+    fn arm_deadline(&self, inst: &mut Instance) {
+        // Only what this call prints may explain its trap.
+        inst.store.data().stderr.take();
+        inst.store.data_mut().deadline = Instant::now() + self.runtime.config.deadline;
+        inst.store.set_epoch_deadline(1);
+    }
+
     async fn init(&self, mut inst: Instance) -> Result<Instance, InvokeError> {
+        self.arm_deadline(&mut inst);
         match inst.stage.call_init(&mut inst.store, &self.config).await {
             Ok(Ok(())) => Ok(inst),
             Ok(Err(message)) => Err(InvokeError::InitFailed {
@@ -249,7 +271,11 @@ impl StagePool {
             };
         }
         let printed = inst.store.data().stderr.take();
-        let trap = err.to_string();
+        tracing::warn!(stage = %self.name, "stage trapped: {err:?}");
+        let trap = match err.downcast_ref::<Trap>() {
+            Some(t) => t.to_string(),
+            None => err.root_cause().to_string(),
+        };
         let message = if printed.is_empty() {
             trap
         } else {

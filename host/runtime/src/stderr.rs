@@ -2,6 +2,7 @@
 //! panic message can be attached to the trap it precedes.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -9,6 +10,7 @@ use std::task::{Context, Poll};
 
 use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 
 /// How much of the guest's stderr is kept.
 const TAIL: usize = 4096;
@@ -25,7 +27,8 @@ impl StderrTail {
         String::from_utf8_lossy(&bytes).trim().to_string()
     }
 
-    fn push(&self, bytes: &[u8]) {
+    /// Appends bytes, keeping only the last few KiB.
+    pub(crate) fn push(&self, bytes: &[u8]) {
         let mut buf = self.0.lock().unwrap_or_else(|e| e.into_inner());
         buf.extend(bytes);
         let excess = buf.len().saturating_sub(TAIL);
@@ -43,10 +46,45 @@ impl StdoutStream for StderrTail {
     fn async_stream(&self) -> Box<dyn AsyncWrite + Send + Sync> {
         Box::new(self.clone())
     }
+
+    // Synchronous writes: a panic message must be in the buffer before the
+    // trap that follows it is classified (the default adapter buffers in a
+    // background task and would lose that race).
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(self.clone())
+    }
+}
+
+impl OutputStream for StderrTail {
+    fn write(&mut self, bytes: bytes::Bytes) -> StreamResult<()> {
+        self.push(&bytes);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> StreamResult<()> {
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> StreamResult<usize> {
+        Ok(TAIL)
+    }
+}
+
+impl Pollable for StderrTail {
+    fn ready<'a, 'b>(&'a mut self) -> Pin<Box<dyn Future<Output = ()> + Send + 'b>>
+    where
+        'a: 'b,
+    {
+        Box::pin(async {})
+    }
 }
 
 impl AsyncWrite for StderrTail {
-    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         self.push(buf);
         Poll::Ready(Ok(buf.len()))
     }

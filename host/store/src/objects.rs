@@ -31,7 +31,11 @@ struct ObjectMeta {
 /// Checks that `id` looks like an object id, so a bad id is an error the
 /// caller can explain rather than a silent miss.
 pub(crate) fn validate_id(id: &str) -> Result<()> {
-    if id.len() == 64 && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+    if id.len() == 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
         Ok(())
     } else {
         Err(StoreError::Invalid {
@@ -91,13 +95,14 @@ impl Store {
         let chunks = txn.open_table(OBJECT_CHUNKS).map_err(db)?;
         let mut out = Vec::with_capacity(meta.len as usize);
         for index in 0..meta.chunks {
-            let chunk = chunks
-                .get((id, index))
-                .map_err(db)?
-                .ok_or_else(|| StoreError::Corrupt {
-                    table: "object_chunks",
-                    reason: format!("object {id} is missing chunk {index}"),
-                })?;
+            let chunk =
+                chunks
+                    .get((id, index))
+                    .map_err(db)?
+                    .ok_or_else(|| StoreError::Corrupt {
+                        table: "object_chunks",
+                        reason: format!("object {id} is missing chunk {index}"),
+                    })?;
             out.extend_from_slice(chunk.value());
         }
         if out.len() as u64 != meta.len {
@@ -115,7 +120,9 @@ impl Store {
         let txn = self.read()?;
         let meta = txn.open_table(OBJECT_META).map_err(db)?;
         match meta.get(id).map_err(db)? {
-            Some(raw) => Ok(Some(record::decode::<ObjectMeta>("objects", raw.value())?.len)),
+            Some(raw) => Ok(Some(
+                record::decode::<ObjectMeta>("objects", raw.value())?.len,
+            )),
             None => Ok(None),
         }
     }

@@ -45,7 +45,9 @@ pub struct StageRecord {
 impl StageRecord {
     /// The version new calls use.
     pub fn latest(&self) -> &StageVersion {
-        self.versions.last().expect("a stage record always has a version")
+        self.versions
+            .last()
+            .expect("a stage record always has a version")
     }
 
     /// A specific version, if it exists.
@@ -117,7 +119,9 @@ impl Store {
                 meta,
             };
             rec.versions.push(version.clone());
-            stages.insert(name, record::encode(&rec).as_slice()).map_err(db)?;
+            stages
+                .insert(name, record::encode(&rec).as_slice())
+                .map_err(db)?;
             version
         };
         txn.commit().map_err(db)?;
@@ -173,7 +177,10 @@ impl Store {
         let object = {
             let txn = self.read()?;
             let compiled = txn.open_table(COMPILED).map_err(db)?;
-            compiled.get(key).map_err(db)?.map(|v| v.value().to_string())
+            compiled
+                .get(key)
+                .map_err(db)?
+                .map(|v| v.value().to_string())
         };
         match object {
             Some(id) => self.get_object(&id),
@@ -207,11 +214,17 @@ mod tests {
     #[test]
     fn versions_increase_only_on_change() {
         let (_dir, store) = store();
-        let v1 = store.put_stage("upper", b"one", StageMeta::default()).unwrap();
+        let v1 = store
+            .put_stage("upper", b"one", StageMeta::default())
+            .unwrap();
         assert_eq!(v1.version, 1);
-        let same = store.put_stage("upper", b"one", StageMeta::default()).unwrap();
+        let same = store
+            .put_stage("upper", b"one", StageMeta::default())
+            .unwrap();
         assert_eq!(same, v1);
-        let v2 = store.put_stage("upper", b"two", StageMeta::default()).unwrap();
+        let v2 = store
+            .put_stage("upper", b"two", StageMeta::default())
+            .unwrap();
         assert_eq!(v2.version, 2);
         let meta = StageMeta {
             config: vec![("k".into(), "v".into())],
@@ -236,7 +249,12 @@ mod tests {
         assert!(store.delete_stage("a").unwrap().is_none());
         assert_eq!(store.state_get("a", "k").unwrap(), None);
         assert_eq!(store.state_get("b", "k").unwrap().unwrap(), b"2");
-        let names: Vec<_> = store.list_stages().unwrap().into_iter().map(|s| s.name).collect();
+        let names: Vec<_> = store
+            .list_stages()
+            .unwrap()
+            .into_iter()
+            .map(|s| s.name)
+            .collect();
         assert_eq!(names, ["b"]);
     }
 
@@ -244,7 +262,10 @@ mod tests {
     fn bad_names_are_refused_before_writing() {
         let (_dir, store) = store();
         for bad in ["", "Upper", "-x", "a/b", &"x".repeat(64)] {
-            assert!(store.put_stage(bad, b"x", StageMeta::default()).is_err(), "{bad}");
+            assert!(
+                store.put_stage(bad, b"x", StageMeta::default()).is_err(),
+                "{bad}"
+            );
         }
         assert!(store.list_stages().unwrap().is_empty());
         assert_eq!(store.get_object(&crate::object_id(b"x")).unwrap(), None);

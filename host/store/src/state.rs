@@ -7,7 +7,10 @@ impl Store {
     pub fn state_get(&self, stage: &str, key: &str) -> Result<Option<Vec<u8>>> {
         let txn = self.read()?;
         let table = txn.open_table(STATE).map_err(db)?;
-        Ok(table.get((stage, key)).map_err(db)?.map(|v| v.value().to_vec()))
+        Ok(table
+            .get((stage, key))
+            .map_err(db)?
+            .map(|v| v.value().to_vec()))
     }
 
     /// Writes `key` of `stage`'s state; durable when this returns.

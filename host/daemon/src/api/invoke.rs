@@ -53,7 +53,11 @@ pub fn render_item(item: &Item) -> Value {
 }
 
 fn request_item(headers: &HeaderMap, body: bytes::Bytes) -> Item {
-    let header = |name| headers.get(name).and_then(|v: &HeaderValue| v.to_str().ok());
+    let header = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+    };
     Item {
         key: header(KEY_HEADER).map(str::to_string),
         content_type: header(header::CONTENT_TYPE.as_str())
@@ -89,7 +93,9 @@ pub async fn invoke(
 
     let started = Instant::now();
     let result = pool.invoke(vec![item], None).await;
-    state.metrics.record_call(&name, outcome(&result), started.elapsed());
+    state
+        .metrics
+        .record_call(&name, outcome(&result), started.elapsed());
     Ok(respond(result?))
 }
 
@@ -101,7 +107,11 @@ fn respond(mut items: Vec<Item>) -> Response {
         if let Ok(ct) = HeaderValue::from_str(&item.content_type) {
             r.headers_mut().insert(header::CONTENT_TYPE, ct);
         }
-        if let Some(key) = item.key.as_deref().and_then(|k| HeaderValue::from_str(k).ok()) {
+        if let Some(key) = item
+            .key
+            .as_deref()
+            .and_then(|k| HeaderValue::from_str(k).ok())
+        {
             r.headers_mut().insert(KEY_HEADER, key);
         }
         r
@@ -132,8 +142,14 @@ fn stream_invoke(state: Arc<AppState>, pool: Arc<weft_runtime::StagePool>, item:
     });
     let events = ReceiverStream::new(events_rx).map(|event| {
         let e = match event {
-            StageEvent::Partial(item) => Event::default().event("partial").data(render_item(&item).to_string()),
-            StageEvent::Progress { done, total, message } => Event::default()
+            StageEvent::Partial(item) => Event::default()
+                .event("partial")
+                .data(render_item(&item).to_string()),
+            StageEvent::Progress {
+                done,
+                total,
+                message,
+            } => Event::default()
                 .event("progress")
                 .data(json!({"done": done, "total": total, "message": message}).to_string()),
         };
@@ -144,10 +160,14 @@ fn stream_invoke(state: Arc<AppState>, pool: Arc<weft_runtime::StagePool>, item:
             Ok(Ok(items)) => Event::default()
                 .event("result")
                 .data(Value::Array(items.iter().map(render_item).collect()).to_string()),
-            Ok(Err(e)) => Event::default().event("error").data(ApiError::from(e).body().to_string()),
-            Err(_) => Event::default()
+            Ok(Err(e)) => Event::default()
                 .event("error")
-                .data(ApiError::internal("the call was abandoned").body().to_string()),
+                .data(ApiError::from(e).body().to_string()),
+            Err(_) => Event::default().event("error").data(
+                ApiError::internal("the call was abandoned")
+                    .body()
+                    .to_string(),
+            ),
         };
         Ok::<_, Infallible>(event)
     });
@@ -160,10 +180,21 @@ mod tests {
 
     #[test]
     fn json_items_render_as_json_and_others_as_base64() {
-        let json_item = Item { key: None, content_type: "application/json; charset=utf-8".into(), payload: br#"{"a":1}"#.to_vec() };
+        let json_item = Item {
+            key: None,
+            content_type: "application/json; charset=utf-8".into(),
+            payload: br#"{"a":1}"#.to_vec(),
+        };
         assert_eq!(render_item(&json_item), json!({"a": 1}));
-        let bin = Item { key: Some("k".into()), content_type: "application/octet-stream".into(), payload: vec![0, 1] };
-        assert_eq!(render_item(&bin), json!({"key": "k", "content_type": "application/octet-stream", "base64": "AAE="}));
+        let bin = Item {
+            key: Some("k".into()),
+            content_type: "application/octet-stream".into(),
+            payload: vec![0, 1],
+        };
+        assert_eq!(
+            render_item(&bin),
+            json!({"key": "k", "content_type": "application/octet-stream", "base64": "AAE="})
+        );
         assert!(is_json("application/vnd.x+json"));
         assert!(!is_json("text/plain"));
     }

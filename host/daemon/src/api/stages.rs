@@ -47,9 +47,10 @@ fn version_json(v: &StageVersion) -> Value {
 }
 
 fn record_json(state: &AppState, rec: &StageRecord) -> Value {
-    let pool = state.stages.stats_of(&rec.name).map(|s| {
-        json!({"live": s.live, "idle": s.idle, "created": s.created, "traps": s.traps})
-    });
+    let pool = state
+        .stages
+        .stats_of(&rec.name)
+        .map(|s| json!({"live": s.live, "idle": s.idle, "created": s.created, "traps": s.traps}));
     json!({
         "name": rec.name,
         "latest": version_json(rec.latest()),
@@ -82,8 +83,10 @@ async fn deploy_inner(
     weft_store::validate_name(&name)?;
     let meta = parse_meta(query.as_deref())?;
     if bytes.is_empty() {
-        return Err(ApiError::bad_request("empty_body", "the request body is empty")
-            .hint("send the component bytes: `curl -T stage.wasm .../v1/stages/NAME`"));
+        return Err(
+            ApiError::bad_request("empty_body", "the request body is empty")
+                .hint("send the component bytes: `curl -T stage.wasm .../v1/stages/NAME`"),
+        );
     }
     let st = state.clone();
     let stage = name.clone();
@@ -102,7 +105,11 @@ async fn deploy_inner(
     if created {
         state.stages.install(pool);
     }
-    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     let mut body = version_json(&version);
     body["name"] = Value::String(stage);
     Ok((status, Json(body)).into_response())
@@ -158,7 +165,10 @@ mod tests {
     #[test]
     fn meta_from_query() {
         let meta = parse_meta(Some("config.size=8&config.mode=a%20b&env.LANG=C")).unwrap();
-        assert_eq!(meta.config, [("size".into(), "8".into()), ("mode".into(), "a b".into())]);
+        assert_eq!(
+            meta.config,
+            [("size".into(), "8".into()), ("mode".into(), "a b".into())]
+        );
         assert_eq!(meta.env, [("LANG".into(), "C".into())]);
         assert_eq!(parse_meta(None).unwrap(), StageMeta::default());
         let err = parse_meta(Some("size=8")).unwrap_err();

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# HTTP load and deploy latency of a release-built daemon, with in-run baselines:
+#   - POST /v1/stages/normalize/invoke (1 KiB JSON) at 1 and 16 connections,
+#     against GET /healthz on the same server (HTTP stack without Wasm);
+#   - upload -> first successful invoke, with a fresh compile and with the
+#     compiled artifact already cached.
+# Usage: bash benches/load.sh   (run by `cargo xtask bench`; needs the plugins
+# built: `cargo xtask plugins`). Installs wrk from Debian if missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION=${DURATION:-10s}
+
+if ! command -v wrk >/dev/null; then
+  if [ "$(id -u)" = 0 ]; then apt-get install -y wrk >/dev/null; else sudo apt-get install -y wrk >/dev/null; fi
+fi
+cargo build --release --quiet -p weft
+WEFT=target/release/weft
+WASM=target/wasm32-wasip2/release/normalize.wasm
+[ -f "$WASM" ] || { echo "missing $WASM: run cargo xtask plugins" >&2; exit 1; }
+
+DATA=$(mktemp -d)
+PORT=$((20000 + RANDOM % 20000))
+SERVER=http://127.0.0.1:$PORT
+$WEFT serve --listen 127.0.0.1:$PORT --data-dir "$DATA" 2>"$DATA/log" &
+PID=$!
+trap 'kill $PID 2>/dev/null; rm -rf "$DATA"' EXIT
+for _ in $(seq 100); do curl -sf "$SERVER/healthz" >/dev/null && break; sleep 0.1; done
+
+BODY=$(python3 -c 'import json; print(json.dumps({"text": ("Hello   WÖRLD straße ÉCOLE\t naïve " * 40)[:1000]}))')
+echo "$BODY" > "$DATA/body.json"
+
+ms() { python3 -c "print(f'{float(\"$1\")*1000:.1f}')"; }
+deploy_then_invoke() { # name -> seconds from upload start to first 200
+  local t0 t1
+  t0=$(date +%s.%N)
+  curl -sf -X PUT --data-binary @"$WASM" "$SERVER/v1/stages/$1" >/dev/null
+  curl -sf "$SERVER/v1/stages/$1/invoke" -H 'content-type: application/json' -d @"$DATA/body.json" >/dev/null
+  t1=$(date +%s.%N)
+  python3 -c "print($t1 - $t0)"
+}
+SIZE=$(stat -c %s "$WASM")
+FRESH=$(deploy_then_invoke normalize)
+CACHED=$(deploy_then_invoke normalize-again)   # same bytes: compiled artifact cached
+
+cat > "$DATA/post.lua" <<LUA
+wrk.method = "POST"
+wrk.headers["content-type"] = "application/json"
+local f = io.open("$DATA/body.json"); wrk.body = f:read("*a"); f:close()
+LUA
+
+run() { # connections url [script] -> "req/s p50"
+  local out
+  out=$(wrk -t"$([ "$1" = 1 ] && echo 1 || echo 2)" -c"$1" -d"$DURATION" --latency ${3:+-s "$3"} "$2")
+  echo "$(echo "$out" | awk '/Requests\/sec/ {print $2}') $(echo "$out" | awk '$1 == "50%" {print $2}') $(echo "$out" | awk '$1 == "99%" {print $2}')"
+}
+printf '\n%-34s %12s %10s %10s\n' "load (wrk, $DURATION)" "req/s" "p50" "p99"
+for c in 1 16; do
+  read -r hrps hp50 hp99 <<<"$(run $c "$SERVER/healthz")"
+  read -r irps ip50 ip99 <<<"$(run $c "$SERVER/v1/stages/normalize/invoke" "$DATA/post.lua")"
+  printf '%-34s %12s %10s %10s\n' "GET /healthz, $c conn" "$hrps" "$hp50" "$hp99"
+  printf '%-34s %12s %10s %10s\n' "POST normalize invoke, $c conn" "$irps" "$ip50" "$ip99"
+  python3 -c "print(f'  invoke/healthz throughput ratio at $c conn: {float(\"$irps\")/float(\"$hrps\"):.2f}')"
+done
+printf '\nupload -> first invoke (%s KiB component): fresh compile %s ms, cached artifact %s ms\n' \
+  "$((SIZE / 1024))" "$(ms "$FRESH")" "$(ms "$CACHED")"

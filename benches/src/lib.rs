@@ -1,0 +1,44 @@
+//! Shared set-up for weft's benchmarks: a runtime over a temporary store with
+//! one stage deployed, ready to call in-process.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use weft_runtime::{Runtime, RuntimeConfig, StagePool};
+
+/// A deployed stage and what keeps it alive.
+#[derive(Debug)]
+pub struct Deployed {
+    /// The instance pool to call.
+    pub pool: Arc<StagePool>,
+    _runtime: Arc<Runtime>,
+    _dir: tempfile::TempDir,
+}
+
+/// Where `cargo xtask plugins` leaves the components.
+pub fn wasm_path(file: &str) -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    target.join("wasm32-wasip2/release").join(file)
+}
+
+/// Deploys component `file` as stage `name` on a fresh runtime.
+pub fn deploy(name: &str, file: &str) -> Deployed {
+    let path = wasm_path(file);
+    let bytes = std::fs::read(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}; run `cargo xtask plugins` first", path.display()));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = weft_store::Store::open(dir.path().join("weft.redb")).expect("store");
+    let runtime = Runtime::new(store.clone(), RuntimeConfig::default()).expect("runtime");
+    runtime.validate(&bytes).expect("valid stage");
+    let version = store
+        .put_stage(name, &bytes, Default::default())
+        .expect("stored");
+    let pool = runtime.pool(name, &version).expect("pool");
+    Deployed {
+        pool,
+        _runtime: runtime,
+        _dir: dir,
+    }
+}

@@ -1,0 +1,143 @@
+//! Inference through the standard `wasi:nn` interface
+//! (`wasi:nn@0.2.0-rc-2024-10-28`): the raw guest bindings, re-exported as is.
+//!
+//! Graphs (models) are uploaded to the daemon by name and loaded with
+//! [`graph::load_by_name`]; a pipeline grants each stage the models it may use.
+//! Build [`tensor::Tensor`]s from little-endian bytes, bind them to a
+//! [`inference::GraphExecutionContext`] and call `compute`.
+//!
+//! Inside Wasm these are the generated bindings. Natively they are a stand-in with
+//! the same signatures, so stages that use inference still build and test; there,
+//! tensors work but loading a graph fails with
+//! [`errors::ErrorCode::UnsupportedOperation`].
+//!
+//! # Example
+//!
+//! ```
+//! use weft_sdk::nn::{graph, tensor};
+//!
+//! let input = tensor::Tensor::new(&[1, 2], tensor::TensorType::Fp32, &[0u8; 8]);
+//! assert_eq!(input.dimensions(), vec![1, 2]);
+//!
+//! match graph::load_by_name("minilm") {
+//!     Ok(graph) => {
+//!         let context = graph.init_execution_context().expect("context");
+//!         let outputs = context.compute(vec![("input".to_string(), input)]).expect("compute");
+//!         assert!(!outputs.is_empty());
+//!     }
+//!     // Always the case under the native harness.
+//!     Err(err) => assert_eq!(err.code().name(), "unsupported-operation"),
+//! }
+//! ```
+
+use std::fmt;
+
+#[cfg(target_arch = "wasm32")]
+pub use crate::__private::bindings::wasi::nn::{errors, graph, inference, tensor};
+
+#[cfg(not(target_arch = "wasm32"))]
+mod native;
+#[cfg(not(target_arch = "wasm32"))]
+pub use native::{errors, graph, inference, tensor};
+
+use errors::{Error, ErrorCode};
+
+impl ErrorCode {
+    /// The case's name as the WIT spells it (`not-found`, `unsupported-operation`,
+    /// …): stable text for logs and error messages.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use weft_sdk::nn::errors::ErrorCode;
+    ///
+    /// assert_eq!(ErrorCode::NotFound.name(), "not-found");
+    /// assert_eq!(ErrorCode::TooLarge.to_string(), "too-large");
+    /// ```
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidArgument => "invalid-argument",
+            ErrorCode::InvalidEncoding => "invalid-encoding",
+            ErrorCode::Timeout => "timeout",
+            ErrorCode::RuntimeError => "runtime-error",
+            ErrorCode::UnsupportedOperation => "unsupported-operation",
+            ErrorCode::TooLarge => "too-large",
+            ErrorCode::NotFound => "not-found",
+            ErrorCode::Security => "security",
+            ErrorCode::Unknown => "unknown",
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// `code: data`, e.g. `not-found: no model named "minilm"`.
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code(), self.data())
+    }
+}
+
+impl std::error::Error for Error {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Pins the signatures the native stand-in must share with the generated
+    /// bindings: this compiles on both targets (`cargo clippy --all-targets`, natively
+    /// and with `--target wasm32-wasip2`), so a drift breaks the build.
+    #[test]
+    fn stand_in_matches_generated_signatures() {
+        use errors::{Error, ErrorCode};
+        use graph::{ExecutionTarget, Graph, GraphBuilder, GraphEncoding};
+        use inference::{GraphExecutionContext, NamedTensor};
+        use tensor::{Tensor, TensorData, TensorDimensions, TensorType};
+
+        let _: fn(&str) -> Result<Graph, Error> = graph::load_by_name;
+        let _: fn(&[GraphBuilder], GraphEncoding, ExecutionTarget) -> Result<Graph, Error> =
+            graph::load;
+        let _: fn(&Graph) -> Result<GraphExecutionContext, Error> = Graph::init_execution_context;
+        let _: fn(&GraphExecutionContext, Vec<NamedTensor>) -> Result<Vec<NamedTensor>, Error> =
+            GraphExecutionContext::compute;
+        let _: fn(&[u32], TensorType, &[u8]) -> Tensor = Tensor::new;
+        let _: fn(&Tensor) -> TensorDimensions = Tensor::dimensions;
+        let _: fn(&Tensor) -> TensorType = Tensor::ty;
+        let _: fn(&Tensor) -> TensorData = Tensor::data;
+        let _: fn(&Error) -> ErrorCode = Error::code;
+        let _: fn(&Error) -> String = Error::data;
+        let _: (
+            graph::Tensor,
+            graph::Error,
+            inference::Tensor,
+            inference::Error,
+        );
+        let _ = |t: TensorType| match t {
+            TensorType::Fp16
+            | TensorType::Fp32
+            | TensorType::Fp64
+            | TensorType::Bf16
+            | TensorType::U8
+            | TensorType::I32
+            | TensorType::I64 => (),
+        };
+        let _ = |e: GraphEncoding| match e {
+            GraphEncoding::Openvino
+            | GraphEncoding::Onnx
+            | GraphEncoding::Tensorflow
+            | GraphEncoding::Pytorch
+            | GraphEncoding::Tensorflowlite
+            | GraphEncoding::Ggml
+            | GraphEncoding::Autodetect => (),
+        };
+        let _ = |t: ExecutionTarget| match t {
+            ExecutionTarget::Cpu | ExecutionTarget::Gpu | ExecutionTarget::Tpu => (),
+        };
+        // `ErrorCode::name` matches exhaustively already.
+        assert_eq!(ErrorCode::Security.name(), "security");
+    }
+}
