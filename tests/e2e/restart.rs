@@ -35,6 +35,19 @@ async fn stages_state_and_objects_survive_a_restart() {
         .await
         .unwrap();
     assert_eq!(kept.text().await.unwrap(), "kept");
+    let metrics = d
+        .http
+        .get(d.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("weft_component_compiles_total 0\n"),
+        "a restart must load compiled code from the cache, not recompile:\n{metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -93,9 +93,15 @@ impl Metrics {
             .or_default() += 1;
     }
 
-    /// Renders everything, with the current pool counters per stage.
-    pub fn render(&self, pools: &[(String, PoolStats)]) -> String {
+    /// Renders everything, with the current pool counters per stage and the
+    /// runtime's count of component compilations.
+    pub fn render(&self, pools: &[(String, PoolStats)], compiles: u64) -> String {
         let mut out = String::new();
+        out.push_str(
+            "# HELP weft_component_compiles_total Components compiled (compile-cache misses).\n",
+        );
+        out.push_str("# TYPE weft_component_compiles_total counter\n");
+        let _ = writeln!(out, "weft_component_compiles_total {compiles}");
         let stages = self.stages.read().unwrap_or_else(|e| e.into_inner());
         out.push_str("# HELP weft_stage_calls_total Stage invocations by outcome.\n");
         out.push_str("# TYPE weft_stage_calls_total counter\n");

@@ -3,7 +3,7 @@
 
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 
 use wasmtime::component::{Component, HasSelf, Linker, types::ComponentItem};
@@ -36,6 +36,7 @@ pub struct Runtime {
     pub(crate) nn: Arc<dyn NnBackend>,
     fingerprint: String,
     ticker_stop: Arc<AtomicBool>,
+    compiles: AtomicU64,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -86,6 +87,7 @@ impl Runtime {
             nn,
             fingerprint,
             ticker_stop,
+            compiles: AtomicU64::new(0),
         }))
     }
 
@@ -97,6 +99,11 @@ impl Runtime {
     /// Identifies the engine's code format; part of every compile-cache key.
     pub fn fingerprint(&self) -> &str {
         &self.fingerprint
+    }
+
+    /// How many components this runtime compiled (compile-cache misses).
+    pub fn compiles(&self) -> u64 {
+        self.compiles.load(Ordering::Relaxed)
     }
 
     /// Checks that `bytes` are a component of the `weft:stage` world and caches
@@ -145,6 +152,7 @@ impl Runtime {
             return unsafe { Component::deserialize(&self.engine, &code) }
                 .map_err(|e| RuntimeError::Compile(e.to_string()));
         }
+        self.compiles.fetch_add(1, Ordering::Relaxed);
         let component = Component::new(&self.engine, bytes)
             .map_err(|e| RuntimeError::Compile(format!("{e:#}")))?;
         self.stage_pre(&component)?;

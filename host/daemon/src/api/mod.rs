@@ -61,7 +61,9 @@ async fn healthz() -> Json<serde_json::Value> {
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
-    let text = state.metrics.render(&state.stages.stats());
+    let text = state
+        .metrics
+        .render(&state.stages.stats(), state.runtime.compiles());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
