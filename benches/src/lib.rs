@@ -31,11 +31,11 @@ pub fn deploy(name: &str, file: &str) -> Deployed {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = weft_store::Store::open(dir.path().join("weft.redb")).expect("store");
     let runtime = Runtime::new(store.clone(), RuntimeConfig::default()).expect("runtime");
-    runtime.validate(&bytes).expect("valid stage");
+    let compiled = runtime.compile(&bytes).expect("valid stage");
     let version = store
         .put_stage(name, &bytes, Default::default())
         .expect("stored");
-    let pool = runtime.pool(name, &version).expect("pool");
+    let pool = runtime.pool_from(name, &version, compiled);
     Deployed {
         pool,
         _runtime: runtime,

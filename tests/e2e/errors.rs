@@ -62,6 +62,16 @@ async fn bad_uploads_are_rejected_and_leave_nothing_behind() {
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["error"]["code"], "bad_query");
 
+    let r = d
+        .http
+        .post(d.url("/v1/stages/normalize"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "method_not_allowed");
+
     // The server answers 413 before reading the rest of the body and closes
     // the connection, so this goes last and on its own client.
     let r = reqwest::Client::new()

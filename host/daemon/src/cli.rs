@@ -46,6 +46,60 @@ pub enum Command {
     /// Store and fetch objects.
     #[command(subcommand)]
     Object(ObjectCommand),
+    /// Manage pipelines (chains of stages behind HTTP triggers).
+    #[command(subcommand)]
+    Pipeline(PipelineCommand),
+}
+
+/// `weft pipeline ...`.
+#[derive(Debug, Subcommand)]
+pub enum PipelineCommand {
+    /// Create or update a pipeline from a TOML (or `.json`) spec file.
+    Apply {
+        /// The spec file.
+        file: PathBuf,
+    },
+    /// List pipelines.
+    List,
+    /// Show a pipeline's replicas, queue depth and latency per step.
+    Status {
+        /// Pipeline name.
+        name: String,
+    },
+    /// Run a pipeline once with a payload and print the result.
+    Invoke(PipelineInvokeArgs),
+    /// Remove a pipeline and its trigger routes.
+    Delete {
+        /// Pipeline name.
+        name: String,
+    },
+}
+
+/// `weft pipeline invoke` options.
+#[derive(Debug, Args)]
+pub struct PipelineInvokeArgs {
+    /// Pipeline name.
+    pub name: String,
+    /// The payload.
+    #[command(flatten)]
+    pub payload: Payload,
+}
+
+/// What to send and how.
+#[derive(Debug, Args)]
+pub struct Payload {
+    /// Inline payload (JSON by default).
+    #[arg(long, conflicts_with = "file")]
+    pub data: Option<String>,
+    /// Read the payload from a file (`-` for stdin).
+    #[arg(long)]
+    pub file: Option<PathBuf>,
+    /// Content type of the payload.
+    #[arg(long, default_value = "application/json")]
+    pub content_type: String,
+    /// Print partial results and progress as they stream.
+    #[arg(long)]
+    pub stream: bool,
 }
 
 /// `weft serve` options; defaults match [`ServeConfig::new`].
@@ -109,18 +163,9 @@ pub enum StageCommand {
 pub struct InvokeArgs {
     /// Stage name.
     pub stage: String,
-    /// Inline payload (JSON by default).
-    #[arg(long, conflicts_with = "file")]
-    pub data: Option<String>,
-    /// Read the payload from a file (`-` for stdin).
-    #[arg(long)]
-    pub file: Option<PathBuf>,
-    /// Content type of the payload.
-    #[arg(long, default_value = "application/json")]
-    pub content_type: String,
-    /// Print partial results and progress as they stream.
-    #[arg(long)]
-    pub stream: bool,
+    /// The payload.
+    #[command(flatten)]
+    pub payload: Payload,
 }
 
 /// `weft object ...`.
@@ -146,14 +191,23 @@ fn pairs(kind: &str, items: &[String]) -> anyhow::Result<Vec<(String, String)>> 
         .iter()
         .map(|s| {
             s.split_once('=')
+                .filter(|(k, _)| !k.is_empty())
                 .map(|(k, v)| (format!("{kind}.{k}"), v.to_string()))
-                .with_context(|| format!("`{s}` is not KEY=VALUE"))
+                .with_context(|| format!("--{kind} `{s}` is not KEY=VALUE"))
         })
         .collect()
 }
 
-fn print_json(v: &serde_json::Value) {
-    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+/// Writes one line to stdout; a closed pipe (`weft ... | head`) becomes an
+/// error the binary exits on quietly instead of a panic.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        writeln!(std::io::stdout().lock(), $($arg)*)
+    };
+}
+
+fn print_json(v: &serde_json::Value) -> std::io::Result<()> {
+    out!("{}", serde_json::to_string_pretty(v).unwrap_or_default())
 }
 
 /// Runs the parsed command line.
@@ -175,7 +229,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 .request(Method::PUT, &format!("/v1/stages/{name}"))
                 .query(&query)
                 .body(bytes);
-            print_json(&client.json(req).await?);
+            print_json(&client.json(req).await?)?;
             Ok(())
         }
         Command::Stage(StageCommand::List) => {
@@ -183,7 +237,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 .json(client.request(Method::GET, "/v1/stages"))
                 .await?;
             for s in v["stages"].as_array().into_iter().flatten() {
-                println!(
+                out!(
                     "{:<24} v{:<4} {:>9} bytes  {}",
                     s["name"].as_str().unwrap_or(""),
                     s["latest"]["version"],
@@ -193,7 +247,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                         .unwrap_or("")
                         .get(..16)
                         .unwrap_or(""),
-                );
+                )?;
             }
             Ok(())
         }
@@ -202,24 +256,28 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 &client
                     .json(client.request(Method::GET, &format!("/v1/stages/{name}")))
                     .await?,
-            );
+            )?;
             Ok(())
         }
         Command::Stage(StageCommand::Delete { name }) => {
             client
                 .send(client.request(Method::DELETE, &format!("/v1/stages/{name}")))
                 .await?;
-            println!("deleted {name}");
+            out!("deleted {name}")?;
             Ok(())
         }
-        Command::Invoke(args) => invoke(&client, args).await,
+        Command::Invoke(args) => {
+            let path = format!("/v1/stages/{}/invoke", args.stage);
+            invoke(&client, &path, args.payload).await
+        }
+        Command::Pipeline(cmd) => pipeline(&client, cmd).await,
         Command::Object(ObjectCommand::Put { file }) => {
             let bytes =
                 std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
             let v = client
                 .json(client.request(Method::PUT, "/v1/objects").body(bytes))
                 .await?;
-            println!("{}", v["id"].as_str().unwrap_or(""));
+            out!("{}", v["id"].as_str().unwrap_or(""))?;
             Ok(())
         }
         Command::Object(ObjectCommand::Get { id, output }) => {
@@ -248,7 +306,7 @@ async fn serve(args: ServeArgs, token: Option<String>) -> anyhow::Result<()> {
     config.runtime.max_instances_per_stage = args.max_instances;
     config.runtime.acquire_timeout = Duration::from_millis(args.acquire_timeout_ms);
     let daemon = Daemon::start(config).await?;
-    println!("weft listening on http://{}", daemon.addr());
+    out!("weft listening on http://{}", daemon.addr())?;
     daemon
         .run_until(async {
             let _ = tokio::signal::ctrl_c().await;
@@ -256,7 +314,124 @@ async fn serve(args: ServeArgs, token: Option<String>) -> anyhow::Result<()> {
         .await
 }
 
-async fn invoke(client: &Client, args: InvokeArgs) -> anyhow::Result<()> {
+async fn pipeline(client: &Client, cmd: PipelineCommand) -> anyhow::Result<()> {
+    match cmd {
+        PipelineCommand::Apply { file } => {
+            let text =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let json = file.extension().is_some_and(|e| e == "json");
+            let spec: serde_json::Value = if json {
+                serde_json::from_slice(&text)
+                    .with_context(|| format!("{} is not JSON", file.display()))?
+            } else {
+                let s = std::str::from_utf8(&text).context("the spec is not UTF-8")?;
+                toml::from_str(s)
+                    .with_context(|| format!("{} is not valid TOML", file.display()))?
+            };
+            let name = spec["name"]
+                .as_str()
+                .with_context(|| format!("{} has no top-level `name`", file.display()))?
+                .to_string();
+            // Send the file as written so the daemon's errors point at its fields.
+            let req = client
+                .request(Method::PUT, &format!("/v1/pipelines/{name}"))
+                .header(
+                    "content-type",
+                    if json {
+                        "application/json"
+                    } else {
+                        "application/toml"
+                    },
+                )
+                .body(text);
+            let v = client.json(req).await?;
+            out!("applied pipeline {name} (version {})", v["version"])?;
+            for t in v["spec"]["triggers"].as_array().into_iter().flatten() {
+                out!(
+                    "  trigger: {} {}{}",
+                    t["method"].as_str().unwrap_or(""),
+                    client.base(),
+                    t["route"].as_str().unwrap_or("")
+                )?;
+            }
+            Ok(())
+        }
+        PipelineCommand::List => {
+            let v = client
+                .json(client.request(Method::GET, "/v1/pipelines"))
+                .await?;
+            for p in v["pipelines"].as_array().into_iter().flatten() {
+                let steps: Vec<&str> = p["steps"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|s| s["name"].as_str())
+                    .collect();
+                out!(
+                    "{:<24} v{:<4} {}",
+                    p["name"].as_str().unwrap_or(""),
+                    p["version"],
+                    steps.join(" -> ")
+                )?;
+            }
+            for p in v["not_running"].as_array().into_iter().flatten() {
+                out!(
+                    "{:<24} NOT RUNNING: {}",
+                    p["name"].as_str().unwrap_or(""),
+                    p["error"].as_str().unwrap_or("")
+                )?;
+            }
+            Ok(())
+        }
+        PipelineCommand::Status { name } => {
+            let v = client
+                .json(client.request(Method::GET, &format!("/v1/pipelines/{name}")))
+                .await?;
+            out!("pipeline {name} v{}", v["version"])?;
+            out!(
+                "{:<16} {:>9} {:>7} {:>9} {:>8} {:>10} {:>10}",
+                "step",
+                "replicas",
+                "queued",
+                "in-flight",
+                "calls",
+                "p50",
+                "p99"
+            )?;
+            for s in v["steps"].as_array().into_iter().flatten() {
+                let us = |x: &serde_json::Value| {
+                    x.as_u64()
+                        .map_or("-".to_string(), |u| format!("{:.2}ms", u as f64 / 1000.0))
+                };
+                out!(
+                    "{:<16} {:>4}/{:<4} {:>7} {:>9} {:>8} {:>10} {:>10}",
+                    s["name"].as_str().unwrap_or(""),
+                    s["replicas"]["live"],
+                    s["replicas"]["max"],
+                    s["queued"],
+                    s["in_flight"],
+                    s["calls"],
+                    us(&s["p50_us"]),
+                    us(&s["p99_us"]),
+                )?;
+            }
+            Ok(())
+        }
+        PipelineCommand::Invoke(args) => {
+            let path = format!("/v1/pipelines/{}/invoke", args.name);
+            invoke(client, &path, args.payload).await
+        }
+        PipelineCommand::Delete { name } => {
+            client
+                .send(client.request(Method::DELETE, &format!("/v1/pipelines/{name}")))
+                .await?;
+            out!("deleted pipeline {name}")?;
+            Ok(())
+        }
+    }
+}
+
+async fn invoke(client: &Client, path: &str, args: Payload) -> anyhow::Result<()> {
     let payload = match (&args.data, &args.file) {
         (Some(d), _) => d.clone().into_bytes(),
         (None, Some(p)) if p.as_os_str() == "-" => {
@@ -268,7 +443,7 @@ async fn invoke(client: &Client, args: InvokeArgs) -> anyhow::Result<()> {
         (None, None) => anyhow::bail!("give a payload with --data JSON or --file FILE"),
     };
     let mut req = client
-        .request(Method::POST, &format!("/v1/stages/{}/invoke", args.stage))
+        .request(Method::POST, path)
         .header("content-type", &args.content_type)
         .body(payload);
     if args.stream {
@@ -278,7 +453,7 @@ async fn invoke(client: &Client, args: InvokeArgs) -> anyhow::Result<()> {
     if !args.stream {
         let bytes = response.bytes().await?;
         std::io::stdout().write_all(&bytes)?;
-        println!();
+        out!()?;
         return Ok(());
     }
     // Print SSE events as they arrive: "event: data" per line.
@@ -299,7 +474,7 @@ async fn invoke(client: &Client, args: InvokeArgs) -> anyhow::Result<()> {
                 }
             }
             failed |= event == "error";
-            println!("{event}: {data}");
+            out!("{event}: {data}")?;
         }
     }
     if failed {

@@ -22,6 +22,11 @@ impl Client {
         }
     }
 
+    /// The daemon's base URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
     /// A request to `path` (starting with `/`).
     pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
         let req = self.http.request(method, format!("{}{path}", self.base));

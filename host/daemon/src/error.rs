@@ -82,7 +82,10 @@ impl IntoResponse for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Invalid { .. } => Self::bad_request("invalid_argument", e.to_string()),
+            StoreError::Invalid { what, .. } => {
+                Self::bad_request("invalid_argument", e.to_string())
+                    .hint(format!("fix the {what} in the request path or body"))
+            }
             e => Self::internal(e.to_string()),
         }
     }

@@ -19,6 +19,7 @@ mod client;
 mod config;
 mod error;
 mod metrics;
+pub mod pipeline;
 mod server;
 mod stages;
 

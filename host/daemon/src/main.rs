@@ -11,5 +11,14 @@ async fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    weft::cli::run(weft::cli::Cli::parse()).await
+    match weft::cli::run(weft::cli::Cli::parse()).await {
+        // The reader of our stdout went away (`weft stage list | head`).
+        Err(e)
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            Ok(())
+        }
+        other => other,
+    }
 }

@@ -184,7 +184,7 @@ mod tests {
         m.record_call("norm", "trap", Duration::from_millis(3));
         m.record_call("norm", "weird", Duration::from_secs(100));
         m.record_upload("ok");
-        let text = m.render(&[(
+        let pools = [(
             "norm".into(),
             PoolStats {
                 live: 2,
@@ -192,7 +192,9 @@ mod tests {
                 created: 3,
                 traps: 1,
             },
-        )]);
+        )];
+        let text = m.render(&pools, 4);
+        assert!(text.contains("weft_component_compiles_total 4"));
         assert!(
             text.contains("weft_stage_calls_total{stage=\"norm\",outcome=\"ok\"} 2"),
             "{text}"

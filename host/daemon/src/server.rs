@@ -12,6 +12,7 @@ use weft_store::Store;
 use crate::ServeConfig;
 use crate::api::{self, AppState};
 use crate::metrics::Metrics;
+use crate::pipeline::Pipelines;
 use crate::stages::Stages;
 
 /// A running daemon. Dropping it without [`Daemon::shutdown`] leaves the
@@ -21,6 +22,7 @@ pub struct Daemon {
     addr: SocketAddr,
     shutdown: CancellationToken,
     task: JoinHandle<std::io::Result<()>>,
+    state: Arc<AppState>,
 }
 
 impl Daemon {
@@ -44,12 +46,18 @@ impl Daemon {
 
         let state = Arc::new(AppState {
             stages: Stages::new(runtime.clone(), store.clone()),
+            pipelines: Pipelines::new(runtime.clone(), store.clone()),
             runtime,
             store,
             metrics: Metrics::default(),
             config,
         });
-        let router = api::router(state);
+        state
+            .pipelines
+            .load_all()
+            .await
+            .map_err(|e| anyhow::anyhow!("starting stored pipelines: {}", e.message))?;
+        let router = api::router(state.clone());
         let shutdown = CancellationToken::new();
         let token = shutdown.clone();
         let task = tokio::spawn(async move {
@@ -62,6 +70,7 @@ impl Daemon {
             addr,
             shutdown,
             task,
+            state,
         })
     }
 
@@ -74,6 +83,9 @@ impl Daemon {
     pub async fn shutdown(self) -> anyhow::Result<()> {
         self.shutdown.cancel();
         self.task.await.context("server task panicked")??;
+        // Pipeline steps hold instance pools (and through them the store):
+        // wait for them so the data directory is free when this returns.
+        self.state.pipelines.shutdown().await;
         Ok(())
     }
 
@@ -86,6 +98,7 @@ impl Daemon {
             _ = shutdown => {}
             res = &mut self.task => {
                 res.context("server task panicked")??;
+                self.state.pipelines.shutdown().await;
                 return Ok(());
             }
         }

@@ -27,6 +27,18 @@ const REQUIRED_EXPORTS: [(&str, &str); 2] = [
     ),
 ];
 
+/// A component that passed validation against the `weft:stage` world,
+/// compiled and linked, ready to become a [`StagePool`].
+pub struct Compiled {
+    pre: StagePre<HostState>,
+}
+
+impl std::fmt::Debug for Compiled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Compiled").finish_non_exhaustive()
+    }
+}
+
 /// Shared by every stage on a node: engine, linker, store, inference backend.
 pub struct Runtime {
     pub(crate) engine: Engine,
@@ -106,24 +118,72 @@ impl Runtime {
         self.compiles.load(Ordering::Relaxed)
     }
 
-    /// Checks that `bytes` are a component of the `weft:stage` world and caches
-    /// its compiled code. CPU-heavy on a cache miss: call it off the executor.
-    pub fn validate(&self, bytes: &[u8]) -> Result<(), RuntimeError> {
-        self.compile(bytes).map(|_| ())
+    /// Checks that `bytes` are a component of the `weft:stage` world, compiles
+    /// it (or loads its code from the compile cache) and caches the code.
+    /// CPU-heavy on a cache miss: call it off the executor.
+    pub fn compile(&self, bytes: &[u8]) -> Result<Compiled, RuntimeError> {
+        let component = self.compile_component(bytes)?;
+        Ok(Compiled {
+            pre: self.stage_pre(&component)?,
+        })
     }
 
-    /// A pool of instances for one deployed version of stage `name`.
-    /// Uses the compile cache; CPU-heavy on a miss.
+    /// A pool of instances running `compiled` as `version` of stage `name`.
+    pub fn pool_from(
+        self: &Arc<Self>,
+        name: &str,
+        version: &weft_store::StageVersion,
+        compiled: Compiled,
+    ) -> Arc<StagePool> {
+        let max = self.config.max_instances_per_stage;
+        Arc::new(StagePool::new(
+            self.clone(),
+            name,
+            version,
+            compiled.pre,
+            max,
+        ))
+    }
+
+    /// Like [`Runtime::pool`], with its own bound on instances (a pipeline
+    /// step's `replicas.max`) instead of the node default.
+    pub fn pool_sized(
+        self: &Arc<Self>,
+        name: &str,
+        version: &weft_store::StageVersion,
+        max_instances: usize,
+    ) -> Result<Arc<StagePool>, RuntimeError> {
+        let compiled = self.compiled_for(name, version)?;
+        Ok(Arc::new(StagePool::new(
+            self.clone(),
+            name,
+            version,
+            compiled.pre,
+            max_instances,
+        )))
+    }
+
+    /// A pool for a version already in the store (e.g. after a restart):
+    /// loads its code from the compile cache, compiling only on a miss.
     pub fn pool(
         self: &Arc<Self>,
         name: &str,
         version: &weft_store::StageVersion,
     ) -> Result<Arc<StagePool>, RuntimeError> {
-        let component = match self.store.compiled(&self.cache_key(&version.digest))? {
-            // SAFETY: the bytes were produced by `Component::serialize` of an
-            // engine with this fingerprint and stored in our own redb file.
-            Some(code) => unsafe { Component::deserialize(&self.engine, &code) }
-                .map_err(|e| RuntimeError::Compile(e.to_string()))?,
+        let compiled = self.compiled_for(name, version)?;
+        Ok(self.pool_from(name, version, compiled))
+    }
+
+    /// The compiled form of a stored version, from the cache when possible.
+    fn compiled_for(
+        &self,
+        name: &str,
+        version: &weft_store::StageVersion,
+    ) -> Result<Compiled, RuntimeError> {
+        let compiled = match self.cached(&version.digest)? {
+            Some(component) => Compiled {
+                pre: self.stage_pre(&component)?,
+            },
             None => {
                 let bytes = self.store.get_object(&version.digest)?.ok_or_else(|| {
                     RuntimeError::MissingComponent {
@@ -134,8 +194,19 @@ impl Runtime {
                 self.compile(&bytes)?
             }
         };
-        let pre = self.stage_pre(&component)?;
-        Ok(Arc::new(StagePool::new(self.clone(), name, version, pre)))
+        Ok(compiled)
+    }
+
+    /// The cached compiled code of the component with this digest, if any.
+    fn cached(&self, digest: &str) -> Result<Option<Component>, RuntimeError> {
+        match self.store.compiled(&self.cache_key(digest))? {
+            // SAFETY: the bytes were produced by `Component::serialize` of an
+            // engine with this fingerprint and stored in our own redb file.
+            Some(code) => unsafe { Component::deserialize(&self.engine, &code) }
+                .map(Some)
+                .map_err(|e| RuntimeError::Compile(e.to_string())),
+            None => Ok(None),
+        }
     }
 
     fn cache_key(&self, digest: &str) -> String {
@@ -144,14 +215,13 @@ impl Runtime {
 
     /// Compiles (or loads from the cache) and checks the world; the cache is
     /// written only for components that pass the checks.
-    fn compile(&self, bytes: &[u8]) -> Result<Component, RuntimeError> {
+    fn compile_component(&self, bytes: &[u8]) -> Result<Component, RuntimeError> {
         check_component_header(bytes)?;
-        let key = self.cache_key(&weft_store::object_id(bytes));
-        if let Some(code) = self.store.compiled(&key)? {
-            // SAFETY: see `pool`.
-            return unsafe { Component::deserialize(&self.engine, &code) }
-                .map_err(|e| RuntimeError::Compile(e.to_string()));
+        let digest = weft_store::object_id(bytes);
+        if let Some(component) = self.cached(&digest)? {
+            return Ok(component);
         }
+        let key = self.cache_key(&digest);
         self.compiles.fetch_add(1, Ordering::Relaxed);
         let component = Component::new(&self.engine, bytes)
             .map_err(|e| RuntimeError::Compile(format!("{e:#}")))?;

@@ -29,7 +29,7 @@ pub enum RuntimeError {
 }
 
 /// Why one call to a stage failed. Each variant maps to its own HTTP status.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum InvokeError {
     /// The stage rejected its input (`stage-error::bad-input`).
     #[error("stage `{stage}` rejected the input: {message}")]

@@ -19,9 +19,9 @@
 //! use weft_runtime::{Item, Runtime, RuntimeConfig};
 //! let store = weft_store::Store::open("weft.redb")?;
 //! let runtime = Runtime::new(store.clone(), RuntimeConfig::default())?;
-//! runtime.validate(&component)?; // compiles, checks the world, caches the code
+//! let compiled = runtime.compile(&component)?; // checks the world, caches the code
 //! let version = store.put_stage("upper", &component, Default::default())?;
-//! let pool = runtime.pool("upper", &version)?;
+//! let pool = runtime.pool_from("upper", &version, compiled);
 //! let item = Item { key: None, content_type: "text/plain".into(), payload: b"hi".to_vec() };
 //! let out = pool.invoke(vec![item], None).await?;
 //! # Ok(()) }
@@ -38,7 +38,7 @@ mod stderr;
 
 pub use bindings::weft::stage::types::{Item, StageError};
 pub use config::RuntimeConfig;
-pub use engine::Runtime;
+pub use engine::{Compiled, Runtime};
 pub use error::{InvokeError, RuntimeError};
 pub use host::{HostState, StageEvent};
 pub use nn::{

@@ -33,6 +33,8 @@ struct Instance {
     store: wasmtime::Store<HostState>,
     stage: Stage,
     live: Arc<AtomicUsize>,
+    /// When it last went back to the pool (for scaling down idle replicas).
+    idle_since: Instant,
 }
 
 impl Drop for Instance {
@@ -56,6 +58,7 @@ pub struct StagePool {
     env: Vec<(String, String)>,
     pre: StagePre<HostState>,
     idle: Mutex<Vec<Instance>>,
+    max: usize,
     permits: Semaphore,
     live: Arc<AtomicUsize>,
     created: AtomicU64,
@@ -78,8 +81,9 @@ impl StagePool {
         name: &str,
         version: &weft_store::StageVersion,
         pre: StagePre<HostState>,
+        max: usize,
     ) -> Self {
-        let max = runtime.config.max_instances_per_stage.max(1);
+        let max = max.max(1);
         Self {
             name: name.into(),
             version: version.version,
@@ -87,6 +91,7 @@ impl StagePool {
             env: version.meta.env.clone(),
             pre,
             idle: Mutex::new(Vec::new()),
+            max,
             permits: Semaphore::new(max),
             live: Arc::new(AtomicUsize::new(0)),
             created: AtomicU64::new(0),
@@ -115,6 +120,39 @@ impl StagePool {
         }
     }
 
+    /// The most instances this pool keeps.
+    pub fn max_instances(&self) -> usize {
+        self.max
+    }
+
+    /// Creates and `init`s instances until `n` (at most the bound) are idle,
+    /// so the first calls do not pay for instantiation.
+    pub async fn prewarm(&self, n: usize) -> Result<(), InvokeError> {
+        let n = n.min(self.max);
+        while self.stats().idle < n {
+            let Ok(_permit) = self.permits.try_acquire() else {
+                return Ok(()); // busy instances exist: they return to the pool
+            };
+            let inst = self.create().await?;
+            self.release(inst);
+        }
+        Ok(())
+    }
+
+    /// Drops idle instances beyond `keep` that have been idle for at least
+    /// `idle_for`; returns how many were dropped.
+    pub fn shrink_idle(&self, keep: usize, idle_for: std::time::Duration) -> usize {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        // Most recently used last: drop from the front (the oldest idle).
+        idle.sort_by_key(|i| i.idle_since);
+        let mut dropped = 0;
+        while idle.len() > keep && idle[0].idle_since.elapsed() >= idle_for {
+            idle.remove(0);
+            dropped += 1;
+        }
+        dropped
+    }
+
     /// Runs `process(batch)` on a pooled instance. `emit` calls made during
     /// the call go to `sink` (dropped when `None`).
     pub async fn invoke(
@@ -127,7 +165,7 @@ impl StagePool {
             .await
             .map_err(|_| InvokeError::Busy {
                 stage: self.name.to_string(),
-                max: self.runtime.config.max_instances_per_stage,
+                max: self.max,
             })?
             .expect("the pool semaphore is never closed");
 
@@ -163,7 +201,8 @@ impl StagePool {
         }
     }
 
-    fn release(&self, inst: Instance) {
+    fn release(&self, mut inst: Instance) {
+        inst.idle_since = Instant::now();
         self.idle
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -226,6 +265,7 @@ impl StagePool {
             store,
             stage,
             live: self.live.clone(),
+            idle_since: Instant::now(),
         };
         self.init(inst).await
     }

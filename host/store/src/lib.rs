@@ -7,7 +7,8 @@
 //! - **stages**: the registry, name → versions → component digest + metadata;
 //! - **compiled**: native code compiled from components, keyed by component
 //!   digest and engine fingerprint, so a restart never recompiles;
-//! - **state**: the durable per-stage key/value space a stage reads and writes.
+//! - **state**: the durable per-stage key/value space a stage reads and writes;
+//! - **pipelines**: pipeline specs by name, versioned.
 //!
 //! Every write is one redb transaction committed before the call returns, so a
 //! caller may acknowledge a user as soon as a method here returns `Ok`.
@@ -24,6 +25,7 @@
 
 mod error;
 mod objects;
+mod pipelines;
 mod record;
 mod stages;
 mod state;
@@ -35,6 +37,7 @@ use redb::{Database, ReadableDatabase, TableDefinition};
 
 pub use error::StoreError;
 pub use objects::{CHUNK_SIZE, ObjectId, object_id};
+pub use pipelines::PipelineRecord;
 pub use stages::{StageMeta, StageRecord, StageVersion, validate_name};
 
 /// Shorthand for results of this crate.
@@ -46,6 +49,7 @@ pub(crate) const OBJECT_CHUNKS: TableDefinition<'_, (&str, u32), &[u8]> =
 pub(crate) const STAGES: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("stages");
 pub(crate) const COMPILED: TableDefinition<'_, &str, &str> = TableDefinition::new("compiled");
 pub(crate) const STATE: TableDefinition<'_, (&str, &str), &[u8]> = TableDefinition::new("state");
+pub(crate) const PIPELINES: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("pipelines");
 
 /// A handle on the node's redb database; cheap to clone and share.
 ///
@@ -74,6 +78,7 @@ impl Store {
         txn.open_table(STAGES).map_err(redb::Error::from)?;
         txn.open_table(COMPILED).map_err(redb::Error::from)?;
         txn.open_table(STATE).map_err(redb::Error::from)?;
+        txn.open_table(PIPELINES).map_err(redb::Error::from)?;
         txn.commit().map_err(redb::Error::from)?;
         Ok(Self { db: Arc::new(db) })
     }

@@ -8,6 +8,7 @@
 //! the stream cancels the call.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -52,7 +53,7 @@ pub fn render_item(item: &Item) -> Value {
     })
 }
 
-fn request_item(headers: &HeaderMap, body: bytes::Bytes) -> Item {
+pub(crate) fn request_item(headers: &HeaderMap, body: bytes::Bytes) -> Item {
     let header = |name| {
         headers
             .get(name)
@@ -74,6 +75,14 @@ fn outcome(result: &Result<Vec<Item>, InvokeError>) -> &'static str {
     }
 }
 
+/// Whether the client asked for server-sent events.
+pub(crate) fn wants_sse(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/event-stream"))
+}
+
 /// The handler.
 pub async fn invoke(
     State(state): State<Arc<AppState>>,
@@ -83,11 +92,7 @@ pub async fn invoke(
 ) -> Result<Response, ApiError> {
     let pool = state.stages.get(&name).await?;
     let item = request_item(&headers, body);
-    let wants_sse = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("text/event-stream"));
-    if wants_sse {
+    if wants_sse(&headers) {
         return Ok(stream_invoke(state, pool, item));
     }
 
@@ -99,7 +104,7 @@ pub async fn invoke(
     Ok(respond(result?))
 }
 
-fn respond(mut items: Vec<Item>) -> Response {
+pub(crate) fn respond(mut items: Vec<Item>) -> Response {
     let count = HeaderValue::from(items.len());
     let mut response = if items.len() == 1 {
         let item = items.pop().expect("one item");
@@ -123,21 +128,35 @@ fn respond(mut items: Vec<Item>) -> Response {
 }
 
 fn stream_invoke(state: Arc<AppState>, pool: Arc<weft_runtime::StagePool>, item: Item) -> Response {
+    sse_response(move |events| async move {
+        let started = Instant::now();
+        let result = pool.invoke(vec![item], Some(events)).await;
+        state
+            .metrics
+            .record_call(pool.name(), outcome(&result), started.elapsed());
+        result.map_err(ApiError::from)
+    })
+}
+
+/// Runs `work` with an event channel and answers with SSE: one `partial` or
+/// `progress` event per [`StageEvent`], then `result` (the output items) or
+/// `error`. When the client closes the stream, `work` is dropped, which
+/// discards the instance(s) it was running and stops the guest.
+pub(crate) fn sse_response<F, Fut>(work: F) -> Response
+where
+    F: FnOnce(mpsc::Sender<StageEvent>) -> Fut,
+    Fut: Future<Output = Result<Vec<Item>, ApiError>> + Send + 'static,
+{
     let (events_tx, events_rx) = mpsc::channel::<StageEvent>(64);
     let (done_tx, done_rx) = oneshot::channel();
+    let watch = events_tx.clone();
+    let fut = work(events_tx);
     tokio::spawn(async move {
-        let started = Instant::now();
-        let watch = events_tx.clone();
         tokio::select! {
-            result = pool.invoke(vec![item], Some(events_tx)) => {
-                state.metrics.record_call(pool.name(), outcome(&result), started.elapsed());
+            result = fut => {
                 let _ = done_tx.send(result);
             }
-            // The client closed the stream: dropping the call discards its
-            // instance, which stops the guest.
-            _ = watch.closed() => {
-                state.metrics.record_call(pool.name(), "cancelled", started.elapsed());
-            }
+            _ = watch.closed() => {}
         }
     });
     let events = ReceiverStream::new(events_rx).map(|event| {
@@ -160,9 +179,7 @@ fn stream_invoke(state: Arc<AppState>, pool: Arc<weft_runtime::StagePool>, item:
             Ok(Ok(items)) => Event::default()
                 .event("result")
                 .data(Value::Array(items.iter().map(render_item).collect()).to_string()),
-            Ok(Err(e)) => Event::default()
-                .event("error")
-                .data(ApiError::from(e).body().to_string()),
+            Ok(Err(e)) => Event::default().event("error").data(e.body().to_string()),
             Err(_) => Event::default().event("error").data(
                 ApiError::internal("the call was abandoned")
                     .body()

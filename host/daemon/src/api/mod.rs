@@ -3,6 +3,7 @@
 
 mod invoke;
 mod objects;
+mod pipelines;
 mod stages;
 
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use weft_runtime::Runtime;
 use weft_store::Store;
 
 use crate::metrics::Metrics;
+use crate::pipeline::Pipelines;
 use crate::stages::Stages;
 use crate::{ApiError, ServeConfig};
 
@@ -31,6 +33,8 @@ pub struct AppState {
     pub runtime: Arc<Runtime>,
     /// Live stage pools.
     pub stages: Stages,
+    /// Running pipelines and their trigger routes.
+    pub pipelines: Pipelines,
     /// Prometheus metrics.
     pub metrics: Metrics,
     /// The daemon's configuration.
@@ -48,9 +52,18 @@ pub fn router(state: Arc<AppState>) -> Router {
             put(stages::deploy).get(stages::show).delete(stages::delete),
         )
         .route("/v1/stages/{name}/invoke", post(invoke::invoke))
+        .route("/v1/pipelines", get(pipelines::list))
+        .route(
+            "/v1/pipelines/{name}",
+            put(pipelines::apply)
+                .get(pipelines::show)
+                .delete(pipelines::delete),
+        )
+        .route("/v1/pipelines/{name}/invoke", post(pipelines::invoke))
         .route("/v1/objects", put(objects::put).post(objects::put))
         .route("/v1/objects/{id}", get(objects::get))
-        .fallback(not_found)
+        .fallback(fallback)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), auth))
         .layer(DefaultBodyLimit::max(state.config.max_body))
         .with_state(state)
@@ -61,19 +74,44 @@ async fn healthz() -> Json<serde_json::Value> {
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
-    let text = state
+    let mut text = state
         .metrics
         .render(&state.stages.stats(), state.runtime.compiles());
+    pipelines::render_metrics(&state.pipelines.all(), &mut text);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
-async fn not_found(method: Method, uri: axum::http::Uri) -> ApiError {
+/// Pipeline triggers live outside the fixed routes: they change whenever a
+/// pipeline is applied or deleted, so they are looked up per request.
+async fn fallback(
+    State(state): State<Arc<AppState>>,
+    method: Method,
+    uri: axum::http::Uri,
+    headers: axum::http::HeaderMap,
+    Body(body): Body,
+) -> Result<Response, ApiError> {
+    match pipelines::trigger(&state, &method, &uri, &headers, body).await {
+        Some(result) => result,
+        None => Err(not_found(method, uri)),
+    }
+}
+
+fn not_found(method: Method, uri: axum::http::Uri) -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
         "no_route",
         format!("no route for {method} {}", uri.path()),
     )
     .hint("see the HTTP API table in the README")
+}
+
+async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{} does not accept {method}", uri.path()),
+    )
+    .hint("see the HTTP API table in the README for the methods of each route")
 }
 
 /// With a token configured, every route that is not a read needs

@@ -93,10 +93,10 @@ async fn deploy_inner(
     let (version, previous, pool) = tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
         // Validate and compile before anything is written: a rejected upload
         // leaves no trace.
-        st.runtime.validate(&bytes)?;
+        let compiled = st.runtime.compile(&bytes)?;
         let previous = st.store.stage(&name)?.map(|r| r.latest().version);
         let version = st.store.put_stage(&name, &bytes, meta)?;
-        let pool = st.runtime.pool(&name, &version)?;
+        let pool = st.runtime.pool_from(&name, &version, compiled);
         Ok((version, previous, pool))
     })
     .await

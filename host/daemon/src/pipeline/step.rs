@@ -1,0 +1,346 @@
+//! One step of a running pipeline: a bounded queue, worker tasks that batch
+//! what they take from it, retries, and a reaper that scales idle replicas
+//! down.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use weft_runtime::{InvokeError, Item, StageEvent, StagePool};
+
+use super::spec::StepSpec;
+
+/// Why a step did not produce output for a request.
+#[derive(Debug, Clone)]
+pub enum StepFailure {
+    /// The step's queue is full: the caller should back off (503).
+    Overloaded,
+    /// The request's deadline (or the step's timeout) passed (504).
+    Timeout,
+    /// The stage failed.
+    Invoke(InvokeError),
+    /// A batched stage broke the one-output-per-input contract.
+    BatchShape {
+        /// Items sent.
+        sent: usize,
+        /// Items returned.
+        got: usize,
+    },
+}
+
+/// Work for a step: the items of one request.
+struct Job {
+    items: Vec<Item>,
+    sink: Option<mpsc::Sender<StageEvent>>,
+    deadline: Instant,
+    reply: oneshot::Sender<Result<Vec<Item>, StepFailure>>,
+}
+
+/// Live counters of a step, for status pages and metrics.
+#[derive(Debug, Default)]
+pub struct StepStats {
+    /// Requests waiting in the queue.
+    pub queued: AtomicUsize,
+    /// Calls running now.
+    pub in_flight: AtomicUsize,
+    /// Calls made (a batch counts once).
+    pub calls: AtomicU64,
+    /// Items processed.
+    pub items: AtomicU64,
+    /// Requests refused because the queue was full.
+    pub rejected: AtomicU64,
+    /// Retries made.
+    pub retries: AtomicU64,
+    /// Call latencies in microseconds, newest last (bounded), for p50/p99.
+    latencies: std::sync::Mutex<std::collections::VecDeque<u64>>,
+}
+
+/// How many latencies a step remembers for its percentiles.
+const LATENCY_WINDOW: usize = 1024;
+
+impl StepStats {
+    fn record(&self, elapsed: Duration) {
+        let mut l = self.latencies.lock().unwrap_or_else(|e| e.into_inner());
+        if l.len() == LATENCY_WINDOW {
+            l.pop_front();
+        }
+        l.push_back(elapsed.as_micros() as u64);
+    }
+
+    /// The `q` quantile (0..=1) of recent call latencies, in microseconds.
+    pub fn quantile_us(&self, q: f64) -> Option<u64> {
+        let mut v: Vec<u64> = self
+            .latencies
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .copied()
+            .collect();
+        if v.is_empty() {
+            return None;
+        }
+        v.sort_unstable();
+        let i = ((v.len() - 1) as f64 * q).round() as usize;
+        Some(v[i])
+    }
+}
+
+/// A running step.
+#[derive(Debug)]
+pub struct Step {
+    /// The step name.
+    pub name: String,
+    /// Its spec.
+    pub spec: StepSpec,
+    /// The instance pool (its bound is `replicas.max`).
+    pub pool: Arc<StagePool>,
+    /// Live counters.
+    pub stats: Arc<StepStats>,
+    tx: mpsc::Sender<Job>,
+    stop: CancellationToken,
+}
+
+impl Drop for Step {
+    fn drop(&mut self) {
+        // Workers finish the jobs they hold, then exit.
+        self.stop.cancel();
+    }
+}
+
+impl Step {
+    /// Starts the step's workers and reaper as tasks of `tasks`.
+    pub fn start(name: String, spec: StepSpec, pool: Arc<StagePool>, tasks: &TaskTracker) -> Self {
+        let max = spec.replicas.max as usize;
+        let batch_size = spec.batch.as_ref().map_or(1, |b| b.max_size);
+        let capacity = (max * spec.replicas.target_in_flight as usize).max(batch_size * 2);
+        let (tx, rx) = mpsc::channel(capacity);
+        let rx = Arc::new(Mutex::new(rx));
+        let stats = Arc::new(StepStats::default());
+        let stop = CancellationToken::new();
+        for _ in 0..max {
+            tasks.spawn(worker(
+                rx.clone(),
+                pool.clone(),
+                spec.clone(),
+                stats.clone(),
+                stop.clone(),
+            ));
+        }
+        tasks.spawn(reaper(pool.clone(), spec.clone(), stop.clone()));
+        Self {
+            name,
+            spec,
+            pool,
+            stats,
+            tx,
+            stop,
+        }
+    }
+
+    /// Runs `items` through this step before `deadline`.
+    pub async fn run(
+        &self,
+        items: Vec<Item>,
+        sink: Option<mpsc::Sender<StageEvent>>,
+        deadline: Instant,
+    ) -> Result<Vec<Item>, StepFailure> {
+        let (reply, rx) = oneshot::channel();
+        let job = Job {
+            items,
+            sink,
+            deadline,
+            reply,
+        };
+        if self.tx.try_send(job).is_err() {
+            self.stats.rejected.fetch_add(1, Ordering::Relaxed);
+            return Err(StepFailure::Overloaded);
+        }
+        self.stats.queued.fetch_add(1, Ordering::Relaxed);
+        let wait = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(wait, rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(StepFailure::Invoke(InvokeError::Host {
+                stage: self.spec.stage.clone(),
+                message: "the step stopped before answering (pipeline replaced or deleted)".into(),
+            })),
+            Err(_) => Err(StepFailure::Timeout),
+        }
+    }
+}
+
+/// Takes jobs (up to a batch), runs them, answers each caller.
+async fn worker(
+    rx: Arc<Mutex<mpsc::Receiver<Job>>>,
+    pool: Arc<StagePool>,
+    spec: StepSpec,
+    stats: Arc<StepStats>,
+    stop: CancellationToken,
+) {
+    loop {
+        let jobs = tokio::select! {
+            _ = stop.cancelled() => return,
+            jobs = take_batch(&rx, &spec) => match jobs {
+                Some(jobs) => jobs,
+                None => return,
+            },
+        };
+        stats.queued.fetch_sub(jobs.len(), Ordering::Relaxed);
+        // A caller that gave up (deadline, disconnect) is skipped.
+        let jobs: Vec<Job> = jobs.into_iter().filter(|j| !j.reply.is_closed()).collect();
+        if jobs.is_empty() {
+            continue;
+        }
+        stats.in_flight.fetch_add(1, Ordering::Relaxed);
+        let started = Instant::now();
+        if spec.batch.is_some() {
+            run_batch(jobs, &pool, &spec, &stats).await;
+        } else {
+            for job in jobs {
+                let n = job.items.len() as u64;
+                let result = call(&pool, &spec, &stats, job.items, job.sink, job.deadline).await;
+                stats.items.fetch_add(n, Ordering::Relaxed);
+                let _ = job.reply.send(result);
+            }
+        }
+        stats.record(started.elapsed());
+        stats.calls.fetch_add(1, Ordering::Relaxed);
+        stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The first job, then (for batched steps) more until `max_size` items or
+/// `max_wait_ms` have passed.
+async fn take_batch(rx: &Mutex<mpsc::Receiver<Job>>, spec: &StepSpec) -> Option<Vec<Job>> {
+    let mut rx = rx.lock().await;
+    let first = rx.recv().await?;
+    let Some(batch) = &spec.batch else {
+        return Some(vec![first]);
+    };
+    let until = Instant::now() + Duration::from_millis(batch.max_wait_ms);
+    let mut size = first.items.len();
+    let mut jobs = vec![first];
+    while size < batch.max_size {
+        match tokio::time::timeout_at(until.into(), rx.recv()).await {
+            Ok(Some(job)) => {
+                size += job.items.len();
+                jobs.push(job);
+            }
+            _ => break,
+        }
+    }
+    Some(jobs)
+}
+
+/// One call for several requests: concatenated in, split back by count.
+async fn run_batch(jobs: Vec<Job>, pool: &StagePool, spec: &StepSpec, stats: &StepStats) {
+    let deadline = jobs.iter().map(|j| j.deadline).min().expect("non-empty");
+    let counts: Vec<usize> = jobs.iter().map(|j| j.items.len()).collect();
+    let sent: usize = counts.iter().sum();
+    let mut items = Vec::with_capacity(sent);
+    let mut replies = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        items.extend(job.items);
+        replies.push(job.reply);
+    }
+    stats.items.fetch_add(sent as u64, Ordering::Relaxed);
+    match call(pool, spec, stats, items, None, deadline).await {
+        Ok(out) if out.len() == sent => {
+            let mut out = out.into_iter();
+            for (reply, n) in replies.into_iter().zip(counts) {
+                let _ = reply.send(Ok(out.by_ref().take(n).collect()));
+            }
+        }
+        Ok(out) => {
+            for reply in replies {
+                let _ = reply.send(Err(StepFailure::BatchShape {
+                    sent,
+                    got: out.len(),
+                }));
+            }
+        }
+        Err(failure) => {
+            // Every caller of a failed batch gets the same error.
+            for reply in replies {
+                let _ = reply.send(Err(failure.clone()));
+            }
+        }
+    }
+}
+
+/// Calls the stage, retrying `retryable` errors and traps with exponential
+/// backoff, never past the deadline or the step's timeout.
+async fn call(
+    pool: &StagePool,
+    spec: &StepSpec,
+    stats: &StepStats,
+    items: Vec<Item>,
+    sink: Option<mpsc::Sender<StageEvent>>,
+    deadline: Instant,
+) -> Result<Vec<Item>, StepFailure> {
+    let step_timeout = spec.timeout_ms.map(Duration::from_millis);
+    let attempts = spec.retries.attempts;
+    let mut items = Some(items);
+    for attempt in 0..=attempts {
+        let mut budget = deadline.saturating_duration_since(Instant::now());
+        if let Some(t) = step_timeout {
+            budget = budget.min(t);
+        }
+        if budget.is_zero() {
+            return Err(StepFailure::Timeout);
+        }
+        // Keep a copy only when another attempt may need it.
+        let batch = if attempt < attempts {
+            items.clone().expect("items kept for retries")
+        } else {
+            items.take().expect("items for the last attempt")
+        };
+        // Dropping the call on timeout discards its instance: the guest stops.
+        let result = tokio::time::timeout(budget, pool.invoke(batch, sink.clone())).await;
+        match result {
+            Err(_) => return Err(StepFailure::Timeout),
+            Ok(Ok(out)) => return Ok(out),
+            Ok(Err(e @ (InvokeError::Retryable { .. } | InvokeError::Trap { .. })))
+                if attempt < attempts =>
+            {
+                stats.retries.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(stage = pool.name(), attempt, "retrying after: {e}");
+                let backoff = Duration::from_millis(spec.retries.backoff_ms << attempt.min(16));
+                tokio::time::sleep(backoff.min(deadline.saturating_duration_since(Instant::now())))
+                    .await;
+            }
+            Ok(Err(e)) => return Err(StepFailure::Invoke(e)),
+        }
+    }
+    Err(StepFailure::Timeout)
+}
+
+/// Every second: keep `replicas.min` warm and drop idle replicas above it
+/// once they have been idle for `idle_timeout_s` (scale to zero when min = 0).
+async fn reaper(pool: Arc<StagePool>, spec: StepSpec, stop: CancellationToken) {
+    let min = spec.replicas.min as usize;
+    let idle_for = Duration::from_secs(spec.replicas.idle_timeout_s);
+    if min > 0
+        && let Err(e) = pool.prewarm(min).await
+    {
+        tracing::warn!(
+            stage = pool.name(),
+            "could not pre-warm {min} replicas: {e}"
+        );
+    }
+    let mut tick =
+        tokio::time::interval(Duration::from_secs(1).min(idle_for.max(Duration::from_millis(100))));
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {
+                let dropped = pool.shrink_idle(min, idle_for);
+                if dropped > 0 {
+                    tracing::info!(stage = pool.name(), dropped, "scaled down idle replicas");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,272 @@
+//! The live pipelines of a node and their trigger routes. Applying or
+//! deleting a pipeline changes routing at once; requests already running keep
+//! the version they started on.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use axum::http::StatusCode;
+use tokio_util::task::TaskTracker;
+use weft_runtime::Runtime;
+use weft_store::{PipelineRecord, Store};
+
+use super::spec::{PipelineSpec, SpecError};
+use super::{PipelineHandle, RunningPipeline, Step};
+use crate::ApiError;
+
+/// Every running pipeline, and which pipeline answers which trigger.
+#[derive(Debug)]
+pub struct Pipelines {
+    runtime: Arc<Runtime>,
+    store: Store,
+    running: RwLock<HashMap<String, PipelineHandle>>,
+    routes: RwLock<HashMap<(String, String), String>>,
+    /// Pipelines in the store that could not start after a restart, and why.
+    broken: RwLock<HashMap<String, String>>,
+    /// Every step task, so shutdown can wait for them (they hold the store).
+    tasks: TaskTracker,
+}
+
+fn spec_error(e: SpecError) -> ApiError {
+    ApiError::bad_request("invalid_spec", e.to_string())
+        .hint(format!("fix `{}` in the pipeline spec", e.field))
+}
+
+impl Pipelines {
+    /// An empty table.
+    pub fn new(runtime: Arc<Runtime>, store: Store) -> Self {
+        Self {
+            runtime,
+            store,
+            running: RwLock::default(),
+            routes: RwLock::default(),
+            broken: RwLock::default(),
+            tasks: TaskTracker::new(),
+        }
+    }
+
+    /// Stops every pipeline and waits until their tasks have exited.
+    pub async fn shutdown(&self) {
+        self.routes
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        let running: Vec<_> = self
+            .running
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain()
+            .collect();
+        drop(running);
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+
+    /// Starts every stored pipeline (daemon start-up). A pipeline whose stages
+    /// are gone is reported by [`Pipelines::broken`] instead of failing start-up.
+    pub async fn load_all(&self) -> Result<(), ApiError> {
+        let store = self.store.clone();
+        let records = tokio::task::spawn_blocking(move || store.list_pipelines())
+            .await
+            .map_err(|e| ApiError::internal(e.to_string()))??;
+        for rec in records {
+            let result = match PipelineSpec::from_json(rec.spec_json.as_bytes()) {
+                Ok(spec) => self.build(spec, rec.version).await,
+                Err(e) => Err(spec_error(e)),
+            };
+            match result {
+                Ok(running) => {
+                    self.install(running);
+                }
+                Err(e) => {
+                    tracing::warn!(pipeline = %rec.name, "pipeline not started: {}", e.message);
+                    self.broken
+                        .write()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(rec.name, e.message);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Validates, builds, stores and installs `spec`. Returns the running
+    /// pipeline and whether it is a new version.
+    pub async fn apply(&self, spec: PipelineSpec) -> Result<(PipelineHandle, bool), ApiError> {
+        spec.validate().map_err(spec_error)?;
+        self.check_routes(&spec)?;
+        let previous = self.get(&spec.name).map(|p| p.version);
+        let json = serde_json::to_string(&spec).expect("a spec serializes");
+        let store = self.store.clone();
+        let name = spec.name.clone();
+        // Build first (stages must exist), then commit, then route: a
+        // rejected spec leaves nothing behind.
+        let mut running = self.build(spec, 0).await?;
+        let rec: PipelineRecord =
+            tokio::task::spawn_blocking(move || store.put_pipeline(&name, &json))
+                .await
+                .map_err(|e| ApiError::internal(e.to_string()))??;
+        if previous == Some(rec.version) {
+            return Ok((self.get(&rec.name).expect("running"), false));
+        }
+        running.version = rec.version;
+        let handle = self.install(running);
+        Ok((handle, true))
+    }
+
+    /// Stops and forgets a pipeline; `false` when it did not exist.
+    pub async fn delete(&self, name: &str) -> Result<bool, ApiError> {
+        let store = self.store.clone();
+        let owned = name.to_string();
+        let existed = tokio::task::spawn_blocking(move || store.delete_pipeline(&owned))
+            .await
+            .map_err(|e| ApiError::internal(e.to_string()))??;
+        self.running
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name);
+        self.routes
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, p| p != name);
+        self.broken
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name);
+        Ok(existed)
+    }
+
+    /// A running pipeline.
+    pub fn get(&self, name: &str) -> Option<PipelineHandle> {
+        self.running
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    /// Every running pipeline, by name.
+    pub fn all(&self) -> Vec<PipelineHandle> {
+        let mut v: Vec<_> = self
+            .running
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        v.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
+        v
+    }
+
+    /// Stored pipelines that failed to start, with the reason.
+    pub fn broken(&self) -> Vec<(String, String)> {
+        let mut v: Vec<_> = self
+            .broken
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// The pipeline behind trigger `method path`, if any.
+    pub fn route(&self, method: &str, path: &str) -> Option<PipelineHandle> {
+        let name = self
+            .routes
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&(method.to_string(), path.to_string()))
+            .cloned()?;
+        self.get(&name)
+    }
+
+    /// Refuses triggers another pipeline already serves (409).
+    fn check_routes(&self, spec: &PipelineSpec) -> Result<(), ApiError> {
+        let routes = self.routes.read().unwrap_or_else(|p| p.into_inner());
+        for (i, t) in spec.triggers.iter().enumerate() {
+            if let Some(owner) = routes.get(&(t.method.clone(), t.route.clone()))
+                && owner != &spec.name
+            {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "route_taken",
+                    format!(
+                        "triggers[{i}]: {} {} is already served by pipeline `{owner}`",
+                        t.method, t.route
+                    ),
+                )
+                .hint("pick another route, or change or delete the other pipeline first"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Resolves each step's stage version, merges its config and starts it.
+    async fn build(&self, spec: PipelineSpec, version: u32) -> Result<RunningPipeline, ApiError> {
+        let mut steps = Vec::with_capacity(spec.steps.len());
+        for (i, step) in spec.steps.iter().enumerate() {
+            let (runtime, store, s) = (self.runtime.clone(), self.store.clone(), step.clone());
+            let pool = tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
+                let missing = |what: String| {
+                    ApiError::bad_request("invalid_spec", format!("steps[{i}].stage: {what}")).hint(
+                        "deploy the stage first (`weft stage deploy NAME FILE`), or fix the name",
+                    )
+                };
+                let rec = store
+                    .stage(&s.stage)?
+                    .ok_or_else(|| missing(format!("no stage named `{}`", s.stage)))?;
+                let mut v = match s.version {
+                    Some(n) => rec.version(n).cloned().ok_or_else(|| {
+                        missing(format!("stage `{}` has no version {n}", s.stage))
+                    })?,
+                    None => rec.latest().clone(),
+                };
+                for (k, val) in &s.config {
+                    v.meta.config.retain(|(key, _)| key != k);
+                    v.meta.config.push((k.clone(), val.clone()));
+                }
+                Ok(runtime.pool_sized(&s.stage, &v, s.replicas.max as usize)?)
+            })
+            .await
+            .map_err(|e| ApiError::internal(e.to_string()))??;
+            steps.push(Step::start(
+                spec.step_name(i).to_string(),
+                step.clone(),
+                pool,
+                &self.tasks,
+            ));
+        }
+        Ok(RunningPipeline {
+            spec,
+            version,
+            steps,
+        })
+    }
+
+    fn install(&self, running: RunningPipeline) -> PipelineHandle {
+        let name = running.spec.name.clone();
+        let triggers: Vec<_> = running
+            .spec
+            .triggers
+            .iter()
+            .map(|t| (t.method.clone(), t.route.clone()))
+            .collect();
+        let handle = Arc::new(running);
+        self.running
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.clone(), handle.clone());
+        let mut routes = self.routes.write().unwrap_or_else(|p| p.into_inner());
+        routes.retain(|_, p| p != &name);
+        for key in triggers {
+            routes.insert(key, name.clone());
+        }
+        self.broken
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&name);
+        handle
+    }
+}

@@ -1,0 +1,378 @@
+//! Pipelines: specs over HTTP, triggers mounted live, batching, backpressure,
+//! deadlines, retries, streaming, scaling, persistence.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use weft_e2e::TestDaemon;
+
+fn example(name: &str) -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/pipelines")
+        .join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+async fn apply(d: &TestDaemon, name: &str, toml: &str) -> (u16, Value) {
+    let r = d
+        .http
+        .put(d.url(&format!("/v1/pipelines/{name}")))
+        .header("content-type", "application/toml")
+        .body(toml.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap())
+}
+
+async fn post(
+    d: &TestDaemon,
+    path: &str,
+    body: &Value,
+) -> (u16, Value, reqwest::header::HeaderMap) {
+    let r = d
+        .http
+        .post(d.url(path))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let headers = r.headers().clone();
+    let text = r.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        headers,
+    )
+}
+
+async fn status(d: &TestDaemon, name: &str) -> Value {
+    d.http
+        .get(d.url(&format!("/v1/pipelines/{name}")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+async fn text_daemon() -> TestDaemon {
+    let d = TestDaemon::start().await;
+    d.deploy("normalize", "normalize.wasm").await;
+    d.deploy("chunk", "chunk.wasm").await;
+    d.deploy("count", "count.wasm").await;
+    let (code, body) = apply(&d, "text", &example("text.toml")).await;
+    assert_eq!(code, 201, "{body}");
+    d
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_pipeline_runs_through_api_and_trigger_and_streams() {
+    let d = text_daemon().await;
+    let doc = json!({"text": "  One TWO three four five six seven eight NINE ten  "});
+    let (code, out, _) = post(&d, "/v1/pipelines/text/invoke", &doc).await;
+    assert_eq!(code, 200, "{out}");
+    let chunks = out.as_array().expect("one count result per chunk");
+    assert_eq!(chunks.len(), 2, "{out}");
+    assert_eq!(chunks[0]["words"], 8);
+    assert_eq!(chunks[1]["words"], 2);
+    assert_eq!(chunks[1]["total_words"], 10);
+
+    let (code, out, _) = post(&d, "/text", &doc).await;
+    assert_eq!(code, 200, "{out}");
+    assert_eq!(out.as_array().unwrap().len(), 2);
+
+    let r = d
+        .http
+        .post(d.url("/text/stream"))
+        .header("content-type", "application/json")
+        .body(doc.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    let partials = text.matches("event: partial").count();
+    let progress = text.matches("event: progress").count();
+    assert_eq!((partials, progress), (2, 2), "{text}");
+    assert!(text.contains("event: result"), "{text}");
+    assert!(
+        text.contains("\"text\":\"one two three four five six seven eight\""),
+        "partials are the normalised chunks: {text}"
+    );
+
+    let st = status(&d, "text").await;
+    assert_eq!(st["version"], 1);
+    assert_eq!(st["steps"][0]["name"], "normalize");
+    assert!(st["steps"][1]["calls"].as_u64().unwrap() >= 3);
+    let metrics = d
+        .http
+        .get(d.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"weft_step_replicas{pipeline="text",step="chunk"}"#),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_specs_are_refused_with_the_field_at_fault() {
+    let d = TestDaemon::start().await;
+    d.deploy("probe", "probe.wasm").await;
+    let good = "name = \"p\"\n[[steps]]\nstage = \"probe\"\n[[triggers]]\nroute = \"/p\"\n";
+    let cases = [
+        (
+            good.replace(
+                "stage = \"probe\"",
+                "stage = \"probe\"\nbatch = { max_size = \"x\" }",
+            ),
+            "steps[0].batch.max_size",
+        ),
+        (
+            good.replace("stage = \"probe\"", "stage = \"nothere\""),
+            "steps[0].stage",
+        ),
+        (
+            good.replace("stage = \"probe\"", "stage = \"probe\"\nversion = 7"),
+            "steps[0].stage",
+        ),
+        (
+            good.replace("route = \"/p\"", "route = \"/v1/stages\""),
+            "triggers[0].route",
+        ),
+        (good.replace("[[steps]]", "colour = 1\n[[steps]]"), "colour"),
+        (good.replace("name = \"p\"", "name = \"q\""), "name"),
+    ];
+    for (spec, field) in cases {
+        let (code, body) = apply(&d, "p", &spec).await;
+        assert_eq!(code, 400, "{spec}\n{body}");
+        assert_eq!(body["error"]["code"], "invalid_spec");
+        assert!(
+            body["error"]["message"].as_str().unwrap().contains(field),
+            "{field}: {body}"
+        );
+    }
+    let list: Value = d
+        .http
+        .get(d.url("/v1/pipelines"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["pipelines"], json!([]), "refused specs left nothing");
+
+    assert_eq!(apply(&d, "p", good).await.0, 201);
+    assert_eq!(
+        apply(&d, "p", good).await.0,
+        200,
+        "unchanged spec keeps its version"
+    );
+    let other = good.replace("name = \"p\"", "name = \"other\"");
+    let (code, body) = apply(&d, "other", &other).await;
+    assert_eq!(code, 409, "{body}");
+    assert_eq!(body["error"]["code"], "route_taken");
+
+    let (code, body, _) = post(&d, "/v1/pipelines/nope/invoke", &json!({})).await;
+    assert_eq!(
+        (code, body["error"]["code"].clone()),
+        (404, json!("pipeline_not_found"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_change_live_and_pipelines_survive_restart() {
+    let mut d = TestDaemon::start().await;
+    d.deploy("probe", "probe.wasm").await;
+    let spec = "name = \"p\"\n[[steps]]\nstage = \"probe\"\n[[triggers]]\nroute = \"/one\"\n";
+    assert_eq!(apply(&d, "p", spec).await.0, 201);
+    let echo = json!({"op": "echo", "x": 1});
+    assert_eq!(post(&d, "/one", &echo).await.1, echo);
+
+    let (code, body) = apply(&d, "p", &spec.replace("/one", "/two")).await;
+    assert_eq!((code, body["version"].clone()), (201, json!(2)));
+    assert_eq!(post(&d, "/one", &echo).await.0, 404, "old route gone");
+    assert_eq!(
+        post(&d, "/two", &echo).await.1,
+        echo,
+        "new route live without a restart"
+    );
+
+    d.restart().await;
+    assert_eq!(
+        post(&d, "/two", &echo).await.1,
+        echo,
+        "pipeline and route back after restart"
+    );
+
+    let r = d
+        .http
+        .delete(d.url("/v1/pipelines/p"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(post(&d, "/two", &echo).await.0, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_requests_are_batched_into_fewer_calls() {
+    let d = TestDaemon::start().await;
+    d.deploy("probe", "probe.wasm").await;
+    let spec = "name = \"b\"\n[[steps]]\nstage = \"probe\"\nbatch = { max_size = 8, max_wait_ms = 200 }\nreplicas = { min = 1, max = 1 }\n";
+    assert_eq!(apply(&d, "b", spec).await.0, 201);
+    let calls = (0..8).map(|i| {
+        let (http, url) = (d.http.clone(), d.url("/v1/pipelines/b/invoke"));
+        tokio::spawn(async move {
+            let body = json!({"op": "echo", "i": i});
+            let r = http
+                .post(url)
+                .header("content-type", "application/json")
+                .body(body.to_string())
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap(), body)
+        })
+    });
+    // Spawn all eight before awaiting any: they must be in flight together.
+    let calls: Vec<_> = calls.collect();
+    for call in calls {
+        let (code, got, sent) = call.await.unwrap();
+        assert_eq!(code, 200);
+        assert_eq!(got, sent, "each caller gets its own item back");
+    }
+    let st = status(&d, "b").await;
+    assert_eq!(st["steps"][0]["items"], 8);
+    let n = st["steps"][0]["calls"].as_u64().unwrap();
+    assert!(n < 8, "8 concurrent requests took {n} calls: {st}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_queues_answer_503_and_deadlines_504_naming_the_step() {
+    let d = TestDaemon::start().await;
+    d.deploy("probe", "probe.wasm").await;
+    let spec = "name = \"s\"\ntimeout_ms = 1500\n[[steps]]\nname = \"slow\"\nstage = \"probe\"\nreplicas = { min = 1, max = 1, target_in_flight = 1 }\n";
+    assert_eq!(apply(&d, "s", spec).await.0, 201);
+    let spinners: Vec<_> = (0..3)
+        .map(|_| {
+            let (http, url) = (d.http.clone(), d.url("/v1/pipelines/s/invoke"));
+            tokio::spawn(async move {
+                http.post(url)
+                    .header("content-type", "application/json")
+                    .body(r#"{"op":"spin"}"#)
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (code, body, headers) = post(&d, "/v1/pipelines/s/invoke", &json!({"op": "echo"})).await;
+    assert_eq!(code, 503, "{body}");
+    assert_eq!(body["error"]["code"], "overloaded");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("step `slow`"),
+        "{body}"
+    );
+    assert_eq!(headers["retry-after"], "1");
+    for s in spinners {
+        assert_eq!(s.await.unwrap(), 504);
+    }
+    // Jobs whose callers gave up are skipped; wait for the queue to drain.
+    for _ in 0..50 {
+        if status(&d, "s").await["steps"][0]["queued"] == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (code, body, _) = post(&d, "/v1/pipelines/s/invoke", &json!({"op": "spin"})).await;
+    assert_eq!(code, 504, "{body}");
+    assert_eq!(body["error"]["code"], "deadline_exceeded");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("step `slow`"),
+        "{body}"
+    );
+    let st = status(&d, "s").await;
+    assert!(st["steps"][0]["rejected"].as_u64().unwrap() >= 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traps_are_retried_per_policy() {
+    let d = TestDaemon::start().await;
+    d.deploy("probe", "probe.wasm").await;
+    let spec =
+        "name = \"r\"\n[[steps]]\nstage = \"probe\"\nretries = { attempts = 2, backoff_ms = 1 }\n";
+    assert_eq!(apply(&d, "r", spec).await.0, 201);
+    let (code, body, _) = post(&d, "/v1/pipelines/r/invoke", &json!({"op": "trap"})).await;
+    assert_eq!(code, 500, "{body}");
+    assert_eq!(body["error"]["code"], "trap");
+    let (code, _, _) = post(&d, "/v1/pipelines/r/invoke", &json!({"op": "bad"})).await;
+    assert_eq!(code, 400, "bad input is not retried");
+    let st = status(&d, "r").await;
+    assert_eq!(st["steps"][0]["retries"], 2);
+    assert_eq!(st["steps"][0]["traps"], 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_prewarm_scale_to_zero_and_cold_start() {
+    let d = TestDaemon::start().await;
+    d.deploy("probe", "probe.wasm").await;
+    let spec = "name = \"z\"\n[[steps]]\nname = \"warm\"\nstage = \"probe\"\nreplicas = { min = 2, max = 3 }\n\
+                [[steps]]\nname = \"cold\"\nstage = \"probe\"\nreplicas = { min = 0, max = 2, idle_timeout_s = 1 }\n";
+    assert_eq!(apply(&d, "z", spec).await.0, 201);
+    let mut warm = 0;
+    for _ in 0..50 {
+        warm = status(&d, "z").await["steps"][0]["replicas"]["live"]
+            .as_u64()
+            .unwrap();
+        if warm == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(warm, 2, "min replicas are pre-warmed");
+    let echo = json!({"op": "echo"});
+    assert_eq!(post(&d, "/v1/pipelines/z/invoke", &echo).await.0, 200);
+    assert_eq!(status(&d, "z").await["steps"][1]["replicas"]["live"], 1);
+    let mut live = 1;
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        live = status(&d, "z").await["steps"][1]["replicas"]["live"]
+            .as_u64()
+            .unwrap();
+        if live == 0 {
+            break;
+        }
+    }
+    assert_eq!(live, 0, "idle replicas above min=0 are removed");
+    assert_eq!(
+        status(&d, "z").await["steps"][0]["replicas"]["live"],
+        2,
+        "min is kept"
+    );
+    let (code, body, _) = post(&d, "/v1/pipelines/z/invoke", &echo).await;
+    assert_eq!(
+        (code, body),
+        (200, echo),
+        "the first request after zero is served"
+    );
+}
