@@ -397,7 +397,7 @@ route = "/text"
             &TEXT.replace("stage = \"count\"", "stage = \"count\"\nreplica = 3"),
         )
         .unwrap_err();
-        assert_eq!(e.field, "steps[1]", "{e}");
+        assert_eq!(e.field, "steps[1].replica", "{e}");
         assert!(e.message.contains("replica"), "{e}");
         let e = PipelineSpec::from_json(br#"{"name":"x","steps":[{"stage":"a","timeout_ms":-1}]}"#)
             .unwrap_err();
