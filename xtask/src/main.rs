@@ -2,7 +2,7 @@
 //!
 //! - `demo`: install what a fresh machine lacks, build the plugins and the
 //!   daemon, start the daemon on the embedded defaults, deploy the example
-//!   stages and print working curl/CLI lines (Ctrl-C stops it);
+//!   stages and pipeline and print working curl/CLI lines (Ctrl-C stops it);
 //! - `test`: fmt check, clippy, plugin builds and tests, every host test;
 //! - `plugins`: build the example stages and test guests for wasm32-wasip2;
 //! - `bench`: the criterion call-path bench and the HTTP load script.
@@ -183,10 +183,23 @@ fn demo(root: &Path, args: &[String]) -> anyhow::Result<()> {
             return Err(e);
         }
     }
+    let mut apply = Command::new(&weft);
+    apply.args([
+        "--server",
+        &server,
+        "pipeline",
+        "apply",
+        "examples/pipelines/text.toml",
+    ]);
+    if let Err(e) = run(apply.stdout(Stdio::null())) {
+        let _ = daemon.kill();
+        return Err(e);
+    }
     let weft_bin = weft.display();
     println!(
         r#"
-weft is running on {server} with the example stages deployed: normalize, count, chunk.
+weft is running on {server} with the example stages deployed (normalize, count, chunk)
+and the example pipeline `text` (normalize -> chunk -> count, examples/pipelines/text.toml).
 
 Try it:
 
@@ -197,12 +210,17 @@ Try it:
   curl -sN {server}/v1/stages/chunk/invoke -H 'accept: text/event-stream' \
        -H 'content-type: application/json' \
        -d '{{"text": "one two three four five six seven eight nine ten eleven twelve"}}'
+  curl -s {server}/text -H 'content-type: application/json' \
+       -d '{{"text": "Pipelines chain stages: normalise, chunk, then count the words of each chunk"}}'
+  curl -sN {server}/text/stream -H 'content-type: application/json' \
+       -d '{{"text": "the chunk step streams each chunk as it is made"}}'
   curl -s {server}/v1/stages
   curl -s {server}/metrics
 
   {weft_bin} --server {server} stage list
   {weft_bin} --server {server} invoke normalize --data '{{"text": "ÉCOLE  Normale"}}'
   {weft_bin} --server {server} invoke chunk --stream --data '{{"text": "a b c d e f g h i j"}}'
+  {weft_bin} --server {server} pipeline status text
 
 Press Ctrl-C to stop.
 "#

@@ -403,14 +403,14 @@ async fn pipeline(client: &Client, cmd: PipelineCommand) -> anyhow::Result<()> {
                     x.as_u64()
                         .map_or("-".to_string(), |u| format!("{:.2}ms", u as f64 / 1000.0))
                 };
+                let replicas = format!("{}/{}", s["replicas"]["live"], s["replicas"]["max"]);
                 out!(
-                    "{:<16} {:>4}/{:<4} {:>7} {:>9} {:>8} {:>10} {:>10}",
+                    "{:<16} {:>9} {:>7} {:>9} {:>8} {:>10} {:>10}",
                     s["name"].as_str().unwrap_or(""),
-                    s["replicas"]["live"],
-                    s["replicas"]["max"],
-                    s["queued"],
-                    s["in_flight"],
-                    s["calls"],
+                    replicas,
+                    s["queued"].to_string(),
+                    s["in_flight"].to_string(),
+                    s["calls"].to_string(),
                     us(&s["p50_us"]),
                     us(&s["p99_us"]),
                 )?;
