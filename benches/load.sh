@@ -41,12 +41,17 @@ deploy_then_invoke() { # name -> seconds from upload start to first 200
 SIZE=$(stat -c %s "$WASM")
 FRESH=$(deploy_then_invoke normalize)
 CACHED=$(deploy_then_invoke normalize-again)   # same bytes: compiled artifact cached
+# The probe test guest's echo: the platform's own cost with no stage work.
+curl -sf -X PUT --data-binary @target/wasm32-wasip2/release/probe.wasm "$SERVER/v1/stages/probe" >/dev/null
+python3 -c 'import json; print(json.dumps({"op": "echo", "pad": "x" * 1000}))' > "$DATA/echo.json"
 
-cat > "$DATA/post.lua" <<LUA
+for name in body echo; do
+cat > "$DATA/$name.lua" <<LUA
 wrk.method = "POST"
 wrk.headers["content-type"] = "application/json"
-local f = io.open("$DATA/body.json"); wrk.body = f:read("*a"); f:close()
+local f = io.open("$DATA/$name.json"); wrk.body = f:read("*a"); f:close()
 LUA
+done
 
 run() { # connections url [script] -> "req/s p50"
   local out
@@ -56,10 +61,12 @@ run() { # connections url [script] -> "req/s p50"
 printf '\n%-34s %12s %10s %10s\n' "load (wrk, $DURATION)" "req/s" "p50" "p99"
 for c in 1 16; do
   read -r hrps hp50 hp99 <<<"$(run $c "$SERVER/healthz")"
-  read -r irps ip50 ip99 <<<"$(run $c "$SERVER/v1/stages/normalize/invoke" "$DATA/post.lua")"
+  read -r erps ep50 ep99 <<<"$(run $c "$SERVER/v1/stages/probe/invoke" "$DATA/echo.lua")"
+  read -r irps ip50 ip99 <<<"$(run $c "$SERVER/v1/stages/normalize/invoke" "$DATA/body.lua")"
   printf '%-34s %12s %10s %10s\n' "GET /healthz, $c conn" "$hrps" "$hp50" "$hp99"
+  printf '%-34s %12s %10s %10s\n' "POST echo invoke (1 KiB), $c conn" "$erps" "$ep50" "$ep99"
   printf '%-34s %12s %10s %10s\n' "POST normalize invoke, $c conn" "$irps" "$ip50" "$ip99"
-  python3 -c "print(f'  invoke/healthz throughput ratio at $c conn: {float(\"$irps\")/float(\"$hrps\"):.2f}')"
+  python3 -c "print(f'  throughput vs healthz at $c conn: echo {float(\"$erps\")/float(\"$hrps\"):.2f}, normalize {float(\"$irps\")/float(\"$hrps\"):.2f}')"
 done
 printf '\nupload -> first invoke (%s KiB component): fresh compile %s ms, cached artifact %s ms\n' \
   "$((SIZE / 1024))" "$(ms "$FRESH")" "$(ms "$CACHED")"

@@ -84,15 +84,7 @@ async fn bad_uploads_are_rejected_and_leave_nothing_behind() {
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"]["code"], "payload_too_large");
 
-    let list: Value = d
-        .http
-        .get(d.url("/v1/stages"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = d.get_json("/v1/stages").await;
     assert_eq!(
         list["stages"],
         json!([]),
@@ -192,15 +184,7 @@ async fn traps_deadlines_and_memory_limits_hit_only_the_guilty_call() {
     );
     assert!(ok > 0);
 
-    let text = d
-        .http
-        .get(d.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = d.get_text("/metrics").await;
     assert!(
         text.contains(r#"weft_stage_traps_total{stage="probe"} 3"#),
         "{text}"

@@ -50,14 +50,7 @@ async fn post(
 }
 
 async fn status(d: &TestDaemon, name: &str) -> Value {
-    d.http
-        .get(d.url(&format!("/v1/pipelines/{name}")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    d.get_json(&format!("/v1/pipelines/{name}")).await
 }
 
 async fn text_daemon() -> TestDaemon {
@@ -109,15 +102,7 @@ async fn text_pipeline_runs_through_api_and_trigger_and_streams() {
     assert_eq!(st["version"], 1);
     assert_eq!(st["steps"][0]["name"], "normalize");
     assert!(st["steps"][1]["calls"].as_u64().unwrap() >= 3);
-    let metrics = d
-        .http
-        .get(d.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = d.get_text("/metrics").await;
     assert!(
         metrics.contains(r#"weft_step_replicas{pipeline="text",step="chunk"}"#),
         "{metrics}"
@@ -161,15 +146,7 @@ async fn bad_specs_are_refused_with_the_field_at_fault() {
             "{field}: {body}"
         );
     }
-    let list: Value = d
-        .http
-        .get(d.url("/v1/pipelines"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = d.get_json("/v1/pipelines").await;
     assert_eq!(list["pipelines"], json!([]), "refused specs left nothing");
 
     assert_eq!(apply(&d, "p", good).await.0, 201);
@@ -375,4 +352,49 @@ async fn replicas_prewarm_scale_to_zero_and_cold_start() {
         (200, echo),
         "the first request after zero is served"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reapplying_during_traffic_fails_no_request() {
+    let d = TestDaemon::start().await;
+    d.deploy("normalize", "normalize.wasm").await;
+    let spec = |lower: bool| {
+        format!(
+            "name = \"live\"\n[[steps]]\nstage = \"normalize\"\nconfig = {{ lowercase = \"{lower}\" }}\n\
+             [[triggers]]\nroute = \"/live\"\n"
+        )
+    };
+    assert_eq!(apply(&d, "live", &spec(true)).await.0, 201);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let traffic = {
+        let (http, url, stop) = (d.http.clone(), d.url("/live"), stop.clone());
+        tokio::spawn(async move {
+            let (mut ok, mut failed, mut lowered, mut kept) = (0, 0, 0, 0);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let r = http.post(&url).header("content-type", "application/json")
+                    .body(r#"{"text":"Mixed CASE"}"#).send().await.unwrap();
+                if r.status() != 200 {
+                    failed += 1;
+                    continue;
+                }
+                ok += 1;
+                match r.text().await.unwrap().as_str() {
+                    r#"{"text":"mixed case"}"# => lowered += 1,
+                    r#"{"text":"Mixed CASE"}"# => kept += 1,
+                    other => panic!("unexpected answer {other}"),
+                }
+            }
+            (ok, failed, lowered, kept)
+        })
+    };
+    for i in 0..6 {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let (code, body) = apply(&d, "live", &spec(i % 2 == 1)).await;
+        assert_eq!(code, 201, "{body}");
+    }
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (ok, failed, lowered, kept) = traffic.await.unwrap();
+    assert_eq!(failed, 0, "requests failed while the pipeline was re-applied");
+    assert!(lowered > 0 && kept > 0, "both versions served: {ok} ok, {lowered} lowered, {kept} kept");
 }

@@ -35,15 +35,7 @@ async fn stages_state_and_objects_survive_a_restart() {
         .await
         .unwrap();
     assert_eq!(kept.text().await.unwrap(), "kept");
-    let metrics = d
-        .http
-        .get(d.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = d.get_text("/metrics").await;
     assert!(
         metrics.contains("weft_component_compiles_total 0\n"),
         "a restart must load compiled code from the cache, not recompile:\n{metrics}"
@@ -67,15 +59,7 @@ async fn cli_deploys_and_invokes_against_a_live_daemon() {
         "lowercase=false",
     ]);
     weft::cli::run(cli).await.expect("deploy via CLI");
-    let show: serde_json::Value = d
-        .http
-        .get(d.url("/v1/stages/norm"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let show: serde_json::Value = d.get_json("/v1/stages/norm").await;
     assert_eq!(show["latest"]["config"]["lowercase"], "false");
     let cli = weft::cli::Cli::parse_from([
         "weft",

@@ -51,15 +51,7 @@ async fn closing_a_stream_cancels_the_call() {
     let mut live = u64::MAX;
     for _ in 0..50 {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        let show: serde_json::Value = d
-            .http
-            .get(d.url("/v1/stages/probe"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let show: serde_json::Value = d.get_json("/v1/stages/probe").await;
         live = show["instances"]["live"].as_u64().unwrap();
         if live == 0 {
             break;

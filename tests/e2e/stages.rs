@@ -133,26 +133,10 @@ async fn stages_list_show_redeploy_delete() {
         "redeploy swaps the pool to v2"
     );
 
-    let list: Value = d
-        .http
-        .get(d.url("/v1/stages"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = d.get_json("/v1/stages").await;
     assert_eq!(list["stages"][0]["name"], "normalize");
     assert_eq!(list["stages"][0]["versions"].as_array().unwrap().len(), 2);
-    let show: Value = d
-        .http
-        .get(d.url("/v1/stages/normalize"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let show: Value = d.get_json("/v1/stages/normalize").await;
     assert_eq!(show["latest"]["config"]["lowercase"], "false");
     assert!(show["instances"]["live"].as_u64().unwrap() >= 1);
 
@@ -237,25 +221,9 @@ async fn metrics_and_health() {
     d.deploy("normalize", "normalize.wasm").await;
     d.invoke("normalize", &json!({"text": "A"})).await;
     d.invoke("normalize", &json!({"nope": 1})).await;
-    let health: Value = d
-        .http
-        .get(d.url("/healthz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health: Value = d.get_json("/healthz").await;
     assert_eq!(health["status"], "ok");
-    let text = d
-        .http
-        .get(d.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = d.get_text("/metrics").await;
     assert!(
         text.contains(r#"weft_stage_calls_total{stage="normalize",outcome="ok"} 1"#),
         "{text}"

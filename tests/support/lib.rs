@@ -63,6 +63,18 @@ impl TestDaemon {
         format!("{}{path}", self.url)
     }
 
+    /// GETs `path` and parses the JSON answer.
+    pub async fn get_json(&self, path: &str) -> Value {
+        let r = self.http.get(self.url(path)).send().await.expect("GET");
+        r.json().await.expect("JSON body")
+    }
+
+    /// GETs `path` and returns the body as text.
+    pub async fn get_text(&self, path: &str) -> String {
+        let r = self.http.get(self.url(path)).send().await.expect("GET");
+        r.text().await.expect("text body")
+    }
+
     /// Uploads component `wasm` (a file name under the Wasm target dir) as `name`.
     pub async fn deploy(&self, name: &str, wasm: &str) -> Value {
         self.deploy_query(name, wasm, "").await
