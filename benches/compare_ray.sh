@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # weft vs Ray Serve, side by side in one run, same machine, same load generator.
 #   one step: normalize a 1 KiB JSON document (NFKC, lowercase, whitespace)
-#   two steps: normalize -> count
+#   two steps: normalize -> chunk (64-word chunks; both sides stateless)
 # Both are driven by wrk at 1 and 16 connections; the script prints req/s,
 # p50 and p99 for each and the weft/Ray ratios.
 # Usage: bash benches/compare_ray.sh   (needs `cargo xtask plugins`; creates a
@@ -26,13 +26,13 @@ $WEFT serve --listen 127.0.0.1:$WPORT --data-dir "$DATA/weft" 2>"$DATA/weft.log"
 WPID=$!
 RAY_DEDUP_LOGS=0 "$VENV/bin/python" benches/ray_serve_app.py $RPORT >"$DATA/ray.log" 2>&1 &
 RPID=$!
-cleanup() { kill $WPID 2>/dev/null; kill $RPID 2>/dev/null; "$VENV/bin/ray" stop --force >/dev/null 2>&1 || true; rm -rf "$DATA"; }
+cleanup() { kill $WPID 2>/dev/null; kill $RPID 2>/dev/null; "$VENV/bin/ray" stop --force >/dev/null 2>&1 || true; cp "$DATA/ray.log" target/ray-serve.log 2>/dev/null; rm -rf "$DATA"; }
 trap cleanup EXIT
 
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$WPORT/healthz" >/dev/null && break; sleep 0.1; done
 W=http://127.0.0.1:$WPORT
 $WEFT --server $W stage deploy normalize $WASM/normalize.wasm >/dev/null
-$WEFT --server $W stage deploy count $WASM/count.wasm --config words=whitespace >/dev/null
+$WEFT --server $W stage deploy chunk $WASM/chunk.wasm --config size=64 >/dev/null
 cat > "$DATA/one.toml" <<TOML
 name = "one"
 [[steps]]
@@ -45,7 +45,7 @@ name = "two"
 [[steps]]
 stage = "normalize"
 [[steps]]
-stage = "count"
+stage = "chunk"
 [[triggers]]
 route = "/two"
 TOML
@@ -82,8 +82,12 @@ for path in one two; do
     read -r wr wp50 wp99 <<<"$(run $c "$W/$path")"
     read -r rr rp50 rp99 <<<"$(run $c "http://127.0.0.1:$RPORT/$path")"
     python3 -c "
-w, r, wp, rp, w9, r9 = $wr, $rr, $wp50, $rp50, $wp99, $rp99
-name = {'one': 'normalize (1 step)', 'two': 'normalize->count'}['$path']
-print(f'{name:<22} {$c:>5} {w:>12.0f} {r:>12.0f} {wp:>8.2f}ms {rp:>8.2f}ms {w9:>8.2f}ms {r9:>8.2f}ms {w/r:>8.1f}x {rp/wp:>8.1f}x')"
+def num(s):
+    try: return float(s)
+    except ValueError: return 0.0
+w, r, wp, rp, w9, r9 = (num(x) for x in '$wr $rr $wp50 $rp50 $wp99 $rp99'.split())
+name = {'one': 'normalize (1 step)', 'two': 'normalize->chunk'}['$path']
+ratio = f'{w/r:>8.1f}x {rp/wp:>8.1f}x' if r and wp else '  (Ray answered nothing)'
+print(f'{name:<22} {$c:>5} {w:>12.0f} {r:>12.0f} {wp:>8.2f}ms {rp:>8.2f}ms {w9:>8.2f}ms {r9:>8.2f}ms {ratio}')"
   done
 done
