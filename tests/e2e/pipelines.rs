@@ -371,8 +371,13 @@ async fn reapplying_during_traffic_fails_no_request() {
         tokio::spawn(async move {
             let (mut ok, mut failed, mut lowered, mut kept) = (0, 0, 0, 0);
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let r = http.post(&url).header("content-type", "application/json")
-                    .body(r#"{"text":"Mixed CASE"}"#).send().await.unwrap();
+                let r = http
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .body(r#"{"text":"Mixed CASE"}"#)
+                    .send()
+                    .await
+                    .unwrap();
                 if r.status() != 200 {
                     failed += 1;
                     continue;
@@ -395,6 +400,56 @@ async fn reapplying_during_traffic_fails_no_request() {
     tokio::time::sleep(Duration::from_millis(150)).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let (ok, failed, lowered, kept) = traffic.await.unwrap();
-    assert_eq!(failed, 0, "requests failed while the pipeline was re-applied");
-    assert!(lowered > 0 && kept > 0, "both versions served: {ok} ok, {lowered} lowered, {kept} kept");
+    assert_eq!(
+        failed, 0,
+        "requests failed while the pipeline was re-applied"
+    );
+    assert!(
+        lowered > 0 && kept > 0,
+        "both versions served: {ok} ok, {lowered} lowered, {kept} kept"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_scale_up_under_load_and_back_down_to_min() {
+    let d = TestDaemon::start().await;
+    d.deploy("probe", "probe.wasm").await;
+    let spec = "name = \"u\"\ntimeout_ms = 1000\n[[steps]]\nstage = \"probe\"\n\
+                replicas = { min = 1, max = 3, target_in_flight = 1, idle_timeout_s = 1 }\n";
+    assert_eq!(apply(&d, "u", spec).await.0, 201);
+    let load: Vec<_> = (0..3)
+        .map(|_| {
+            let (http, url) = (d.http.clone(), d.url("/v1/pipelines/u/invoke"));
+            tokio::spawn(async move {
+                let r = http
+                    .post(url)
+                    .header("content-type", "application/json")
+                    .body(r#"{"op":"spin"}"#)
+                    .send()
+                    .await
+                    .unwrap();
+                r.status().as_u16()
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let busy = status(&d, "u").await;
+    assert_eq!(
+        busy["steps"][0]["replicas"]["live"], 3,
+        "three concurrent calls, three replicas: {busy}"
+    );
+    for call in load {
+        assert_eq!(call.await.unwrap(), 504);
+    }
+    let mut live = 3;
+    for _ in 0..60 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        live = status(&d, "u").await["steps"][0]["replicas"]["live"]
+            .as_u64()
+            .unwrap();
+        if live == 1 {
+            break;
+        }
+    }
+    assert_eq!(live, 1, "idle replicas scale back down to min");
 }

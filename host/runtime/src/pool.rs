@@ -125,11 +125,11 @@ impl StagePool {
         self.max
     }
 
-    /// Creates and `init`s instances until `n` (at most the bound) are idle,
+    /// Creates and `init`s instances until `n` (at most the bound) are alive,
     /// so the first calls do not pay for instantiation.
     pub async fn prewarm(&self, n: usize) -> Result<(), InvokeError> {
         let n = n.min(self.max);
-        while self.stats().idle < n {
+        while self.stats().live < n {
             let Ok(_permit) = self.permits.try_acquire() else {
                 return Ok(()); // busy instances exist: they return to the pool
             };
@@ -241,12 +241,18 @@ impl StagePool {
         store.limiter(|h| &mut h.limits);
         // Every epoch tick the guest yields to the executor (so a spinning
         // guest never starves other requests on its thread) until its
-        // deadline has passed; then it is interrupted with a trap.
+        // deadline has passed; then it is interrupted with a trap. tokio's
+        // `yield_now` defers the wake-up until the scheduler has polled its
+        // I/O and timer drivers; a plain self-wake (`UpdateDeadline::Yield`)
+        // let busy guests delay socket reads by hundreds of milliseconds.
         store.epoch_deadline_callback(|ctx| {
             if Instant::now() >= ctx.data().deadline {
                 Ok(UpdateDeadline::Interrupt)
             } else {
-                Ok(UpdateDeadline::Yield(1))
+                Ok(UpdateDeadline::YieldCustom(
+                    1,
+                    Box::pin(tokio::task::yield_now()),
+                ))
             }
         });
         store.set_epoch_deadline(1);

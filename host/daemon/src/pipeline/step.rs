@@ -317,8 +317,9 @@ async fn call(
     Err(StepFailure::Timeout)
 }
 
-/// Every second: keep `replicas.min` warm and drop idle replicas above it
-/// once they have been idle for `idle_timeout_s` (scale to zero when min = 0).
+/// Every second: keep `replicas.min` alive (refilling after traps and
+/// timeouts) and drop idle replicas above it once they have been idle for
+/// `idle_timeout_s` (scale to zero when min = 0).
 async fn reaper(pool: Arc<StagePool>, spec: StepSpec, stop: CancellationToken) {
     let min = spec.replicas.min as usize;
     let idle_for = Duration::from_secs(spec.replicas.idle_timeout_s);
@@ -336,6 +337,12 @@ async fn reaper(pool: Arc<StagePool>, spec: StepSpec, stop: CancellationToken) {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tick.tick() => {
+                // Traps and timeouts discard instances: refill up to `min`.
+                if pool.stats().live < min
+                    && let Err(e) = pool.prewarm(min).await
+                {
+                    tracing::warn!(stage = pool.name(), "could not keep {min} replicas warm: {e}");
+                }
                 let dropped = pool.shrink_idle(min, idle_for);
                 if dropped > 0 {
                     tracing::info!(stage = pool.name(), dropped, "scaled down idle replicas");
