@@ -208,27 +208,35 @@ async fn concurrent_requests_are_batched_into_fewer_calls() {
     d.deploy("probe", "probe.wasm").await;
     let spec = "name = \"b\"\n[[steps]]\nstage = \"probe\"\nbatch = { max_size = 8, max_wait_ms = 200 }\nreplicas = { min = 1, max = 1 }\n";
     assert_eq!(apply(&d, "b", spec).await.0, 201);
-    let calls = (0..8).map(|i| {
-        let (http, url) = (d.http.clone(), d.url("/v1/pipelines/b/invoke"));
-        tokio::spawn(async move {
-            let body = json!({"op": "echo", "i": i});
-            let r = http
-                .post(url)
-                .header("content-type", "application/json")
-                .body(body.to_string())
-                .send()
-                .await
-                .unwrap();
-            (r.status().as_u16(), r.json::<Value>().await.unwrap(), body)
-        })
-    });
     // Spawn all eight before awaiting any: they must be in flight together.
-    let calls: Vec<_> = calls.collect();
+    let calls: Vec<_> = (0..8)
+        .map(|i| {
+            let (http, url) = (d.http.clone(), d.url("/v1/pipelines/b/invoke"));
+            tokio::spawn(async move {
+                let body = json!({"op": "batch", "i": i});
+                let r = http
+                    .post(url)
+                    .header("content-type", "application/json")
+                    .body(body.to_string())
+                    .send()
+                    .await
+                    .unwrap();
+                (r.status().as_u16(), r.json::<Value>().await.unwrap(), body)
+            })
+        })
+        .collect();
+    let mut sizes = Vec::new();
     for call in calls {
         let (code, got, sent) = call.await.unwrap();
-        assert_eq!(code, 200);
-        assert_eq!(got, sent, "each caller gets its own item back");
+        assert_eq!(code, 200, "{got}");
+        assert_eq!(got["input"], sent, "each caller gets its own item back");
+        sizes.push(got["batch_size"].as_u64().unwrap());
     }
+    // The stage itself saw batches of more than one item.
+    assert!(
+        sizes.iter().any(|&s| s > 1),
+        "batch sizes seen by the stage: {sizes:?}"
+    );
     let st = status(&d, "b").await;
     assert_eq!(st["steps"][0]["items"], 8);
     let n = st["steps"][0]["calls"].as_u64().unwrap();
@@ -452,4 +460,80 @@ async fn replicas_scale_up_under_load_and_back_down_to_min() {
         }
     }
     assert_eq!(live, 1, "idle replicas scale back down to min");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_disconnects_cancels_the_pipeline_work() {
+    let d = TestDaemon::start().await;
+    d.deploy("probe", "probe.wasm").await;
+    let spec = "name = \"c\"\ntimeout_ms = 20000\n[[steps]]\nstage = \"probe\"\n\
+                replicas = { min = 0, max = 1 }\n[[triggers]]\nroute = \"/c\"\nstream = true\n";
+    assert_eq!(apply(&d, "c", spec).await.0, 201);
+    let r = d
+        .http
+        .post(d.url("/c"))
+        .header("content-type", "application/json")
+        .body(r#"{"op":"spin"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(status(&d, "c").await["steps"][0]["in_flight"], 1);
+    drop(r);
+    let mut in_flight = 1;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        in_flight = status(&d, "c").await["steps"][0]["in_flight"]
+            .as_u64()
+            .unwrap();
+        if in_flight == 0 {
+            break;
+        }
+    }
+    assert_eq!(
+        in_flight, 0,
+        "the spinning call went on after its client left"
+    );
+    let (code, body, _) = post(&d, "/v1/pipelines/c/invoke", &json!({"op": "echo"})).await;
+    assert_eq!(code, 200, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_beyond_capacity_gets_only_503s_and_recovers() {
+    let d = TestDaemon::start().await;
+    d.deploy("normalize", "normalize.wasm").await;
+    let spec = "name = \"burst\"\n[[steps]]\nstage = \"normalize\"\n\
+                replicas = { min = 1, max = 1, target_in_flight = 1 }\n";
+    assert_eq!(apply(&d, "burst", spec).await.0, 201);
+    let calls: Vec<_> = (0..64)
+        .map(|_| {
+            let (http, url) = (d.http.clone(), d.url("/v1/pipelines/burst/invoke"));
+            tokio::spawn(async move {
+                let r = http
+                    .post(url)
+                    .header("content-type", "application/json")
+                    .body(r#"{"text":"Burst  OF  Work"}"#)
+                    .send()
+                    .await
+                    .unwrap();
+                r.status().as_u16()
+            })
+        })
+        .collect();
+    let mut codes = std::collections::BTreeMap::new();
+    for c in calls {
+        *codes.entry(c.await.unwrap()).or_insert(0) += 1;
+    }
+    assert!(
+        codes.keys().all(|c| *c == 200 || *c == 503),
+        "only 200 and 503: {codes:?}"
+    );
+    assert!(codes.contains_key(&200), "{codes:?}");
+    let (code, body, _) = post(&d, "/v1/pipelines/burst/invoke", &json!({"text": "After"})).await;
+    assert_eq!(
+        (code, body),
+        (200, json!({"text": "after"})),
+        "recovers after the burst"
+    );
 }

@@ -132,11 +132,14 @@ fn test(root: &Path) -> anyhow::Result<()> {
             .args(["--", "-D", "warnings"]))?;
     }
     plugins(root)?;
-    // The plugins' own tests run natively through the SDK's test harness.
-    run(cargo()
-        .args(["test", "--manifest-path", "plugins/Cargo.toml"])
-        .arg("--target-dir")
-        .arg(&target))?;
+    // The plugins' and guests' own tests run natively through the SDK's
+    // test harness.
+    for manifest in WASM_WORKSPACES {
+        run(cargo()
+            .args(["test", "--manifest-path", manifest])
+            .arg("--target-dir")
+            .arg(&target))?;
+    }
     run(cargo().args(["test", "--workspace"]))?;
     eprintln!("all checks passed in {:.0?}", started.elapsed());
     Ok(())

@@ -131,6 +131,10 @@ async fn auth(State(state): State<Arc<AppState>>, req: Request, next: Next) -> R
     if presented == Some(token.as_str()) {
         next.run(req).await
     } else {
+        // Read (and drop) the body first: answering mid-upload makes the
+        // server close the connection, and the client would see a broken
+        // pipe instead of this 401.
+        let _ = axum::body::to_bytes(req.into_body(), state.config.max_body).await;
         ApiError::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",

@@ -198,11 +198,18 @@ async fn worker(
         if spec.batch.is_some() {
             run_batch(jobs, &pool, &spec, &stats).await;
         } else {
-            for job in jobs {
+            for mut job in jobs {
                 let n = job.items.len() as u64;
-                let result = call(&pool, &spec, &stats, job.items, job.sink, job.deadline).await;
                 stats.items.fetch_add(n, Ordering::Relaxed);
-                let _ = job.reply.send(result);
+                let work = call(&pool, &spec, &stats, job.items, job.sink, job.deadline);
+                tokio::select! {
+                    result = work => {
+                        let _ = job.reply.send(result);
+                    }
+                    // The caller went away (client disconnected, deadline):
+                    // dropping the call discards its instance and stops the guest.
+                    _ = job.reply.closed() => {}
+                }
             }
         }
         stats.record(started.elapsed());

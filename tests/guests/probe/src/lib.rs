@@ -8,6 +8,7 @@
 //! | op | input fields | output or effect |
 //! | --- | --- | --- |
 //! | `echo` | | the input item, unchanged |
+//! | `batch` | | `{"batch_size", "index", "input"}`: how the host batched this item |
 //! | `log` | | logs at info, then echoes |
 //! | `trap` | | panics: "probe: deliberate trap" |
 //! | `spin` | | loops forever (for deadlines) |
@@ -44,18 +45,19 @@ impl Stage for Probe {
     }
 
     fn process(&mut self, batch: Vec<Item>) -> Result<Vec<Item>, StageError> {
+        let size = batch.len();
         batch
             .into_iter()
             .enumerate()
-            .map(|(index, item)| run(index, item))
+            .map(|(index, item)| run(index, size, item))
             .collect()
     }
 }
 
 weft_sdk::export_stage!(Probe);
 
-/// Runs the op of one item.
-fn run(index: usize, item: Item) -> Result<Item, StageError> {
+/// Runs the op of one item; `size` is the length of the batch it came in.
+fn run(index: usize, size: usize, item: Item) -> Result<Item, StageError> {
     let input: Value = item.parse_json()?;
     let op = input["op"].as_str().ok_or_else(|| {
         StageError::bad_input(format!(
@@ -64,6 +66,9 @@ fn run(index: usize, item: Item) -> Result<Item, StageError> {
     })?;
     let output = match op {
         "echo" => return Ok(item),
+        // Records how the host batched this item: its batch's size and its
+        // position in it, with the input echoed back.
+        "batch" => json!({ "batch_size": size, "index": index, "input": input }),
         "log" => {
             weft_sdk::info!("probe: log op on item {index}");
             return Ok(item);
