@@ -247,19 +247,7 @@ async fn exhausted_pool_answers_503_with_retry_after() {
     })
     .await;
     d.deploy("probe", "probe.wasm").await;
-    let spinner = {
-        let (http, url) = (d.http.clone(), d.url("/v1/stages/probe/invoke"));
-        tokio::spawn(async move {
-            http.post(url)
-                .header("content-type", "application/json")
-                .body(r#"{"op":"spin"}"#)
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .as_u16()
-        })
-    };
+    let spinner = d.spawn_post("/v1/stages/probe/invoke", r#"{"op":"spin"}"#);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let r = d
         .http
@@ -275,7 +263,7 @@ async fn exhausted_pool_answers_503_with_retry_after() {
     assert_eq!(status, 503, "{body}");
     assert_eq!(retry.unwrap(), "1");
     assert_eq!(body["error"]["code"], "busy");
-    assert_eq!(spinner.await.unwrap(), 504);
+    assert_eq!(spinner.await.unwrap().0, 504);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -211,24 +211,18 @@ async fn concurrent_requests_are_batched_into_fewer_calls() {
     // Spawn all eight before awaiting any: they must be in flight together.
     let calls: Vec<_> = (0..8)
         .map(|i| {
-            let (http, url) = (d.http.clone(), d.url("/v1/pipelines/b/invoke"));
-            tokio::spawn(async move {
-                let body = json!({"op": "batch", "i": i});
-                let r = http
-                    .post(url)
-                    .header("content-type", "application/json")
-                    .body(body.to_string())
-                    .send()
-                    .await
-                    .unwrap();
-                (r.status().as_u16(), r.json::<Value>().await.unwrap(), body)
-            })
+            d.spawn_post(
+                "/v1/pipelines/b/invoke",
+                json!({"op": "batch", "i": i}).to_string(),
+            )
         })
         .collect();
     let mut sizes = Vec::new();
-    for call in calls {
-        let (code, got, sent) = call.await.unwrap();
-        assert_eq!(code, 200, "{got}");
+    for (i, call) in calls.into_iter().enumerate() {
+        let (code, text) = call.await.unwrap();
+        assert_eq!(code, 200, "{text}");
+        let got: Value = serde_json::from_str(&text).unwrap();
+        let sent = json!({"op": "batch", "i": i});
         assert_eq!(got["input"], sent, "each caller gets its own item back");
         sizes.push(got["batch_size"].as_u64().unwrap());
     }
@@ -250,19 +244,7 @@ async fn full_queues_answer_503_and_deadlines_504_naming_the_step() {
     let spec = "name = \"s\"\ntimeout_ms = 1500\n[[steps]]\nname = \"slow\"\nstage = \"probe\"\nreplicas = { min = 1, max = 1, target_in_flight = 1 }\n";
     assert_eq!(apply(&d, "s", spec).await.0, 201);
     let spinners: Vec<_> = (0..3)
-        .map(|_| {
-            let (http, url) = (d.http.clone(), d.url("/v1/pipelines/s/invoke"));
-            tokio::spawn(async move {
-                http.post(url)
-                    .header("content-type", "application/json")
-                    .body(r#"{"op":"spin"}"#)
-                    .send()
-                    .await
-                    .unwrap()
-                    .status()
-                    .as_u16()
-            })
-        })
+        .map(|_| d.spawn_post("/v1/pipelines/s/invoke", r#"{"op":"spin"}"#))
         .collect();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (code, body, headers) = post(&d, "/v1/pipelines/s/invoke", &json!({"op": "echo"})).await;
@@ -277,7 +259,7 @@ async fn full_queues_answer_503_and_deadlines_504_naming_the_step() {
     );
     assert_eq!(headers["retry-after"], "1");
     for s in spinners {
-        assert_eq!(s.await.unwrap(), 504);
+        assert_eq!(s.await.unwrap().0, 504);
     }
     // Jobs whose callers gave up are skipped; wait for the queue to drain.
     for _ in 0..50 {
@@ -426,19 +408,7 @@ async fn replicas_scale_up_under_load_and_back_down_to_min() {
                 replicas = { min = 1, max = 3, target_in_flight = 1, idle_timeout_s = 1 }\n";
     assert_eq!(apply(&d, "u", spec).await.0, 201);
     let load: Vec<_> = (0..3)
-        .map(|_| {
-            let (http, url) = (d.http.clone(), d.url("/v1/pipelines/u/invoke"));
-            tokio::spawn(async move {
-                let r = http
-                    .post(url)
-                    .header("content-type", "application/json")
-                    .body(r#"{"op":"spin"}"#)
-                    .send()
-                    .await
-                    .unwrap();
-                r.status().as_u16()
-            })
-        })
+        .map(|_| d.spawn_post("/v1/pipelines/u/invoke", r#"{"op":"spin"}"#))
         .collect();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let busy = status(&d, "u").await;
@@ -447,7 +417,7 @@ async fn replicas_scale_up_under_load_and_back_down_to_min() {
         "three concurrent calls, three replicas: {busy}"
     );
     for call in load {
-        assert_eq!(call.await.unwrap(), 504);
+        assert_eq!(call.await.unwrap().0, 504);
     }
     let mut live = 3;
     for _ in 0..60 {
@@ -508,22 +478,15 @@ async fn a_burst_beyond_capacity_gets_only_503s_and_recovers() {
     assert_eq!(apply(&d, "burst", spec).await.0, 201);
     let calls: Vec<_> = (0..64)
         .map(|_| {
-            let (http, url) = (d.http.clone(), d.url("/v1/pipelines/burst/invoke"));
-            tokio::spawn(async move {
-                let r = http
-                    .post(url)
-                    .header("content-type", "application/json")
-                    .body(r#"{"text":"Burst  OF  Work"}"#)
-                    .send()
-                    .await
-                    .unwrap();
-                r.status().as_u16()
-            })
+            d.spawn_post(
+                "/v1/pipelines/burst/invoke",
+                r#"{"text":"Burst  OF  Work"}"#,
+            )
         })
         .collect();
     let mut codes = std::collections::BTreeMap::new();
     for c in calls {
-        *codes.entry(c.await.unwrap()).or_insert(0) += 1;
+        *codes.entry(c.await.unwrap().0).or_insert(0) += 1;
     }
     assert!(
         codes.keys().all(|c| *c == 200 || *c == 503),

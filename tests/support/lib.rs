@@ -63,6 +63,27 @@ impl TestDaemon {
         format!("{}{path}", self.url)
     }
 
+    /// POSTs JSON `body` to `path` in a task of its own, so several calls can be
+    /// in flight at once; the task yields the status and the body text.
+    pub fn spawn_post(
+        &self,
+        path: &str,
+        body: impl Into<String>,
+    ) -> tokio::task::JoinHandle<(u16, String)> {
+        let (http, url, body) = (self.http.clone(), self.url(path), body.into());
+        tokio::spawn(async move {
+            let r = http
+                .post(url)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .expect("POST");
+            let status = r.status().as_u16();
+            (status, r.text().await.expect("body"))
+        })
+    }
+
     /// GETs `path` and parses the JSON answer.
     pub async fn get_json(&self, path: &str) -> Value {
         let r = self.http.get(self.url(path)).send().await.expect("GET");
