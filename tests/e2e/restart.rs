@@ -76,3 +76,62 @@ async fn cli_deploys_and_invokes_against_a_live_daemon() {
     let err = weft::cli::run(cli).await.unwrap_err().to_string();
     assert!(err.contains("404") && err.contains("hint:"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_applies_inspects_and_runs_a_pipeline() {
+    use clap::Parser;
+    let d = TestDaemon::start().await;
+    for stage in ["normalize", "chunk", "count"] {
+        d.deploy(stage, &format!("{stage}.wasm")).await;
+    }
+    let spec =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/pipelines/text.toml");
+    let run = |args: &[&str]| {
+        let mut argv = vec!["weft", "--server", &d.url];
+        argv.extend_from_slice(args);
+        weft::cli::run(weft::cli::Cli::parse_from(argv))
+    };
+    run(&["pipeline", "apply", spec.to_str().unwrap()])
+        .await
+        .expect("apply via CLI");
+    run(&["pipeline", "list"]).await.expect("list via CLI");
+    run(&[
+        "pipeline",
+        "invoke",
+        "text",
+        "--data",
+        r#"{"text":"a b c"}"#,
+    ])
+    .await
+    .expect("invoke via CLI");
+    run(&["pipeline", "status", "text"])
+        .await
+        .expect("status via CLI");
+    let st = d.get_json("/v1/pipelines/text").await;
+    assert_eq!(
+        st["steps"][2]["items"], 1,
+        "the CLI's invoke went through all three steps: {st}"
+    );
+
+    let bad = d.dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "name = \"text\"\n[[steps]]\nstage = \"normalize\"\nbatch = { max_size = 0 }\n",
+    )
+    .unwrap();
+    let err = run(&["pipeline", "apply", bad.to_str().unwrap()])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("400") && err.contains("steps[0].batch.max_size"),
+        "{err}"
+    );
+    run(&["pipeline", "delete", "text"])
+        .await
+        .expect("delete via CLI");
+    assert_eq!(
+        d.get_json("/v1/pipelines").await["pipelines"],
+        serde_json::json!([])
+    );
+}
