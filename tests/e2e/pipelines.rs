@@ -136,6 +136,13 @@ async fn bad_specs_are_refused_with_the_field_at_fault() {
         ),
         (good.replace("[[steps]]", "colour = 1\n[[steps]]"), "colour"),
         (good.replace("name = \"p\"", "name = \"q\""), "name"),
+        (
+            good.replace(
+                "stage = \"probe\"",
+                "stage = \"probe\"\nconfig = { fail_init = \"true\" }",
+            ),
+            "steps[0].config",
+        ),
     ];
     for (spec, field) in cases {
         let (code, body) = apply(&d, "p", &spec).await;

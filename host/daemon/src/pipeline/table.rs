@@ -231,6 +231,23 @@ impl Pipelines {
             })
             .await
             .map_err(|e| ApiError::internal(e.to_string()))??;
+            // Start one replica now so a config the stage refuses is a 400
+            // at apply time, not a 500 on every request (with `min = 0` the
+            // reaper removes it again once idle).
+            if let Err(e) = pool.prewarm(1).await {
+                let message = match &e {
+                    weft_runtime::InvokeError::InitFailed { message, .. } => message.clone(),
+                    other => other.to_string(),
+                };
+                return Err(ApiError::bad_request(
+                    "invalid_spec",
+                    format!(
+                        "steps[{i}].config: stage `{}` did not start: {message}",
+                        step.stage
+                    ),
+                )
+                .hint("fix the step's config (merged over the stage's deploy-time config)"));
+            }
             steps.push(Step::start(
                 spec.step_name(i).to_string(),
                 step.clone(),
