@@ -165,6 +165,26 @@ mod tests {
         assert!(matches!(err, StoreError::Invalid { .. }), "{err}");
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+
+        /// Any bytes, around and across chunk boundaries, come back exactly,
+        /// under the id of their hash, however often they are stored.
+        #[test]
+        fn any_object_round_trips(
+            len in proptest::prop_oneof![0usize..64, (CHUNK_SIZE - 2)..(CHUNK_SIZE + 2), (2 * CHUNK_SIZE - 1)..(2 * CHUNK_SIZE + 1)],
+            seed in proptest::prelude::any::<u8>(),
+        ) {
+            let (_dir, store) = store();
+            let data: Vec<u8> = (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect();
+            let id = store.put_object(&data).unwrap();
+            proptest::prop_assert_eq!(&id, &object_id(&data));
+            proptest::prop_assert_eq!(store.put_object(&data).unwrap(), id.clone());
+            proptest::prop_assert_eq!(store.object_len(&id).unwrap(), Some(len as u64));
+            proptest::prop_assert_eq!(store.get_object(&id).unwrap().unwrap(), data);
+        }
+    }
+
     #[test]
     fn objects_survive_reopen() {
         let dir = tempfile::tempdir().unwrap();

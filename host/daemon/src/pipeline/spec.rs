@@ -406,6 +406,31 @@ route = "/text"
         assert_eq!(e.field, ".");
     }
 
+    proptest::proptest! {
+        /// Parsing never panics, whatever the input; every failure names a field.
+        #[test]
+        fn arbitrary_text_never_panics(text in "\\PC{0,200}") {
+            if let Err(e) = PipelineSpec::from_toml(&text) {
+                proptest::prop_assert!(!e.field.is_empty());
+            }
+            if let Err(e) = PipelineSpec::from_json(text.as_bytes()) {
+                proptest::prop_assert!(!e.field.is_empty());
+            }
+        }
+
+        /// Valid specs survive JSON, the form the store keeps.
+        #[test]
+        fn specs_round_trip_through_json(max_size in 1usize..4096, wait in 0u64..10_000, max in 1u32..256) {
+            let text = TEXT
+                .replace("max_size = 8", &format!("max_size = {max_size}, max_wait_ms = {wait}"))
+                .replace("inputs = [\"normalize\"]", &format!("inputs = [\"normalize\"]\nreplicas = {{ min = 0, max = {max} }}"));
+            let spec = PipelineSpec::from_toml(&text).unwrap();
+            spec.validate().unwrap();
+            let back = PipelineSpec::from_json(&serde_json::to_vec(&spec).unwrap()).unwrap();
+            proptest::prop_assert_eq!(back, spec);
+        }
+    }
+
     #[test]
     fn validation_errors_point_at_the_field() {
         let cases = [
