@@ -68,5 +68,51 @@ for c in 1 16; do
   printf '%-34s %12s %10s %10s\n' "POST normalize invoke, $c conn" "$irps" "$ip50" "$ip99"
   python3 -c "print(f'  throughput vs healthz at $c conn: echo {float(\"$erps\")/float(\"$hrps\"):.2f}, normalize {float(\"$irps\")/float(\"$hrps\"):.2f}')"
 done
+# Pipelines over the echo stage: trigger overhead of one step vs three, and
+# the first response after a scale-down to zero.
+cat > "$DATA/one.toml" <<TOML
+name = "one"
+[[steps]]
+stage = "probe"
+[[triggers]]
+route = "/one"
+TOML
+cat > "$DATA/three.toml" <<TOML
+name = "three"
+[[steps]]
+name = "a"
+stage = "probe"
+[[steps]]
+name = "b"
+stage = "probe"
+[[steps]]
+name = "c"
+stage = "probe"
+[[triggers]]
+route = "/three"
+TOML
+cat > "$DATA/zero.toml" <<TOML
+name = "zero"
+[[steps]]
+stage = "probe"
+replicas = { min = 0, max = 1, idle_timeout_s = 1 }
+[[triggers]]
+route = "/zero"
+TOML
+for p in one three zero; do $WEFT --server "$SERVER" pipeline apply "$DATA/$p.toml" >/dev/null; done
+printf '\n%-34s %12s %10s %10s\n' "pipelines over echo (wrk, $DURATION)" "req/s" "p50" "p99"
+for c in 1 16; do
+  read -r orps op50 op99 <<<"$(run $c "$SERVER/one" "$DATA/echo.lua")"
+  read -r trps tp50 tp99 <<<"$(run $c "$SERVER/three" "$DATA/echo.lua")"
+  printf '%-34s %12s %10s %10s\n' "1-step trigger, $c conn" "$orps" "$op50" "$op99"
+  printf '%-34s %12s %10s %10s\n' "3-step trigger, $c conn" "$trps" "$tp50" "$tp99"
+  python3 -c "print(f'  3-step cost vs 1-step at $c conn: {float(\"$orps\")/float(\"$trps\"):.2f}x (req/s)')"
+done
+curl -sf "$SERVER/zero" -H 'content-type: application/json' -d @"$DATA/echo.json" >/dev/null
+sleep 3   # idle_timeout_s = 1: the replica is gone
+COLD=$(curl -sf -o /dev/null -w '%{time_total}' "$SERVER/zero" -H 'content-type: application/json' -d @"$DATA/echo.json")
+WARM=$(curl -sf -o /dev/null -w '%{time_total}' "$SERVER/zero" -H 'content-type: application/json' -d @"$DATA/echo.json")
+printf 'first response after scale to zero: %s ms (next, warm: %s ms)\n' "$(ms "$COLD")" "$(ms "$WARM")"
+
 printf '\nupload -> first invoke (%s KiB component): fresh compile %s ms, cached artifact %s ms\n' \
   "$((SIZE / 1024))" "$(ms "$FRESH")" "$(ms "$CACHED")"
