@@ -491,6 +491,15 @@ async fn a_burst_beyond_capacity_gets_only_503s_and_recovers() {
             )
         })
         .collect();
+    // While the burst runs, the queue depth the daemon reports stays sane
+    // (it used to wrap below zero when a worker took a job before the
+    // sender had counted it).
+    for _ in 0..20 {
+        let queued = status(&d, "burst").await["steps"][0]["queued"]
+            .as_u64()
+            .unwrap();
+        assert!(queued <= 64, "queue depth reported as {queued}");
+    }
     let mut codes = std::collections::BTreeMap::new();
     for c in calls {
         *codes.entry(c.await.unwrap().0).or_insert(0) += 1;

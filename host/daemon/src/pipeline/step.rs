@@ -154,11 +154,14 @@ impl Step {
             deadline,
             reply,
         };
+        // Count before sending: a worker may take the job (and decrement)
+        // before `try_send` even returns.
+        self.stats.queued.fetch_add(1, Ordering::Relaxed);
         if self.tx.try_send(job).is_err() {
+            self.stats.queued.fetch_sub(1, Ordering::Relaxed);
             self.stats.rejected.fetch_add(1, Ordering::Relaxed);
             return Err(StepFailure::Overloaded);
         }
-        self.stats.queued.fetch_add(1, Ordering::Relaxed);
         let wait = deadline.saturating_duration_since(Instant::now());
         match tokio::time::timeout(wait, rx).await {
             Ok(Ok(result)) => result,
