@@ -86,6 +86,10 @@ impl From<StoreError> for ApiError {
                 Self::bad_request("invalid_argument", e.to_string())
                     .hint(format!("fix the {what} in the request path or body"))
             }
+            StoreError::Exists { what, ref name } => {
+                let hint = format!("pick another name, or delete the {what} `{name}` first");
+                Self::new(StatusCode::CONFLICT, "already_exists", e.to_string()).hint(hint)
+            }
             e => Self::internal(e.to_string()),
         }
     }

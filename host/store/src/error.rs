@@ -22,4 +22,12 @@ pub enum StoreError {
         /// Why, and how to fix it.
         reason: String,
     },
+    /// Something with this name already exists and cannot be replaced.
+    #[error("{what} `{name}` already exists")]
+    Exists {
+        /// What kind of thing ("dataset").
+        what: &'static str,
+        /// Its name.
+        name: String,
+    },
 }

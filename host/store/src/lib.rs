@@ -8,7 +8,10 @@
 //! - **compiled**: native code compiled from components, keyed by component
 //!   digest and engine fingerprint, so a restart never recompiles;
 //! - **state**: the durable per-stage key/value space a stage reads and writes;
-//! - **pipelines**: pipeline specs by name, versioned.
+//! - **pipelines**: pipeline specs by name, versioned;
+//! - **datasets**: named lists of blocks of rows, for batch jobs;
+//! - **jobs**: batch and async job records, each finished block's output
+//!   (committed atomically with the job's counters), and each job's events.
 //!
 //! Every write is one redb transaction committed before the call returns, so a
 //! caller may acknowledge a user as soon as a method here returns `Ok`.
@@ -23,7 +26,9 @@
 //! assert_eq!(store.get_object(&id).unwrap().as_deref(), Some(&b"hello"[..]));
 //! ```
 
+mod datasets;
 mod error;
+mod jobs;
 mod objects;
 mod pipelines;
 mod record;
@@ -35,7 +40,9 @@ use std::sync::Arc;
 
 use redb::{Database, ReadableDatabase, TableDefinition};
 
+pub use datasets::{DatasetBlock, DatasetRecord};
 pub use error::StoreError;
+pub use jobs::{BlockCommit, BlockOutput, JobRecord, JobState};
 pub use objects::{CHUNK_SIZE, ObjectId, object_id};
 pub use pipelines::PipelineRecord;
 pub use stages::{StageMeta, StageRecord, StageVersion, validate_name};
@@ -50,6 +57,13 @@ pub(crate) const STAGES: TableDefinition<'_, &str, &[u8]> = TableDefinition::new
 pub(crate) const COMPILED: TableDefinition<'_, &str, &str> = TableDefinition::new("compiled");
 pub(crate) const STATE: TableDefinition<'_, (&str, &str), &[u8]> = TableDefinition::new("state");
 pub(crate) const PIPELINES: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("pipelines");
+pub(crate) const DATASETS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("datasets");
+pub(crate) const JOBS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("jobs");
+pub(crate) const JOB_BLOCKS: TableDefinition<'_, (u64, u32), &[u8]> =
+    TableDefinition::new("job_blocks");
+pub(crate) const JOB_EVENTS: TableDefinition<'_, (u64, u64), &str> =
+    TableDefinition::new("job_events");
+pub(crate) const COUNTERS: TableDefinition<'_, &str, u64> = TableDefinition::new("counters");
 
 /// A handle on the node's redb database; cheap to clone and share.
 ///
@@ -79,6 +93,11 @@ impl Store {
         txn.open_table(COMPILED).map_err(redb::Error::from)?;
         txn.open_table(STATE).map_err(redb::Error::from)?;
         txn.open_table(PIPELINES).map_err(redb::Error::from)?;
+        txn.open_table(DATASETS).map_err(redb::Error::from)?;
+        txn.open_table(JOBS).map_err(redb::Error::from)?;
+        txn.open_table(JOB_BLOCKS).map_err(redb::Error::from)?;
+        txn.open_table(JOB_EVENTS).map_err(redb::Error::from)?;
+        txn.open_table(COUNTERS).map_err(redb::Error::from)?;
         txn.commit().map_err(redb::Error::from)?;
         Ok(Self { db: Arc::new(db) })
     }
