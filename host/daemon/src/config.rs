@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use weft_runtime::RuntimeConfig;
 
+use crate::jobs::JobsConfig;
+
 /// Everything `weft serve` needs. [`ServeConfig::new`] gives the defaults.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
@@ -20,6 +22,8 @@ pub struct ServeConfig {
     pub max_body: usize,
     /// How stages run: deadline, memory limit, pool sizes.
     pub runtime: RuntimeConfig,
+    /// Batch and async jobs: memory budget, concurrency, retention.
+    pub jobs: JobsConfig,
 }
 
 impl ServeConfig {
@@ -31,6 +35,7 @@ impl ServeConfig {
             token: None,
             max_body: 64 << 20,
             runtime: RuntimeConfig::default(),
+            jobs: JobsConfig::default(),
         }
     }
 

@@ -12,6 +12,7 @@ use weft_store::Store;
 use crate::ServeConfig;
 use crate::api::{self, AppState};
 use crate::metrics::Metrics;
+use crate::jobs::Jobs;
 use crate::pipeline::Pipelines;
 use crate::stages::Stages;
 
@@ -44,9 +45,11 @@ impl Daemon {
             .with_context(|| format!("binding {}", config.listen))?;
         let addr = listener.local_addr()?;
 
+        let pipelines = Arc::new(Pipelines::new(runtime.clone(), store.clone()));
         let state = Arc::new(AppState {
             stages: Stages::new(runtime.clone(), store.clone()),
-            pipelines: Pipelines::new(runtime.clone(), store.clone()),
+            jobs: Jobs::new(store.clone(), pipelines.clone(), config.jobs.clone()),
+            pipelines,
             runtime,
             store,
             metrics: Metrics::default(),
@@ -57,6 +60,11 @@ impl Daemon {
             .load_all()
             .await
             .map_err(|e| anyhow::anyhow!("starting stored pipelines: {}", e.message))?;
+        state
+            .jobs
+            .start()
+            .await
+            .map_err(|e| anyhow::anyhow!("resuming jobs: {}", e.message))?;
         let router = api::router(state.clone());
         let shutdown = CancellationToken::new();
         let token = shutdown.clone();
@@ -83,6 +91,8 @@ impl Daemon {
     pub async fn shutdown(self) -> anyhow::Result<()> {
         self.shutdown.cancel();
         self.task.await.context("server task panicked")??;
+        // Jobs stop where they are (and resume on the next start).
+        self.state.jobs.shutdown().await;
         // Pipeline steps hold instance pools (and through them the store):
         // wait for them so the data directory is free when this returns.
         self.state.pipelines.shutdown().await;
@@ -98,6 +108,7 @@ impl Daemon {
             _ = shutdown => {}
             res = &mut self.task => {
                 res.context("server task panicked")??;
+                self.state.jobs.shutdown().await;
                 self.state.pipelines.shutdown().await;
                 return Ok(());
             }

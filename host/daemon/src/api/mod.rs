@@ -1,10 +1,15 @@
 //! The HTTP API: routes, auth, body limits. Handlers are thin: extract, call
 //! the domain, map the result.
 
+mod datasets;
 mod invoke;
+mod jobs;
 mod objects;
 mod pipelines;
 mod stages;
+
+pub(crate) use invoke::render_item;
+pub(crate) use pipelines::run_error;
 
 use std::sync::Arc;
 
@@ -20,6 +25,7 @@ use weft_runtime::Runtime;
 use weft_store::Store;
 
 use crate::metrics::Metrics;
+use crate::jobs::Jobs;
 use crate::pipeline::Pipelines;
 use crate::stages::Stages;
 use crate::{ApiError, ServeConfig};
@@ -34,7 +40,9 @@ pub struct AppState {
     /// Live stage pools.
     pub stages: Stages,
     /// Running pipelines and their trigger routes.
-    pub pipelines: Pipelines,
+    pub pipelines: Arc<Pipelines>,
+    /// Batch and async jobs.
+    pub jobs: Jobs,
     /// Prometheus metrics.
     pub metrics: Metrics,
     /// The daemon's configuration.
@@ -60,6 +68,17 @@ pub fn router(state: Arc<AppState>) -> Router {
                 .delete(pipelines::delete),
         )
         .route("/v1/pipelines/{name}/invoke", post(pipelines::invoke))
+        .route("/v1/datasets", get(datasets::list).post(datasets::create))
+        .route(
+            "/v1/datasets/{name}",
+            get(datasets::show).delete(datasets::delete),
+        )
+        .route("/v1/jobs", get(jobs::list).post(jobs::submit))
+        .route("/v1/jobs/{id}", get(jobs::show).delete(jobs::delete))
+        .route("/v1/jobs/{id}/cancel", post(jobs::cancel))
+        .route("/v1/jobs/{id}/events", get(jobs::events))
+        .route("/v1/jobs/{id}/output", get(jobs::output))
+        .route("/v1/jobs/{id}/errors", get(jobs::errors))
         .route("/v1/objects", put(objects::put).post(objects::put))
         .route("/v1/objects/{id}", get(objects::get))
         .fallback(fallback)
@@ -78,6 +97,11 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         .metrics
         .render(&state.stages.stats(), state.runtime.compiles());
     pipelines::render_metrics(&state.pipelines.all(), &mut text);
+    text.push_str(&format!(
+        "# HELP weft_jobs_running Jobs running (or waiting for their pipeline) on this node.\n\
+         # TYPE weft_jobs_running gauge\nweft_jobs_running {}\n",
+        state.jobs.running()
+    ));
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 

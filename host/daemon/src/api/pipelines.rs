@@ -28,6 +28,16 @@ pub(crate) fn run_error(f: RunFailure) -> ApiError {
             e.retry_after = Some(1);
             e
         }
+        StepFailure::Stopped => {
+            let mut e = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "pipeline_replaced",
+                format!("{at}: the pipeline was replaced or deleted while this request waited"),
+            )
+            .hint("retry: a new request reaches the pipeline's current version");
+            e.retry_after = Some(1);
+            e
+        }
         StepFailure::Timeout => ApiError::new(
             StatusCode::GATEWAY_TIMEOUT,
             "deadline_exceeded",
@@ -142,8 +152,32 @@ pub async fn invoke(
         .pipelines
         .get(&name)
         .ok_or_else(|| no_pipeline(&state, &name))?;
+    let item = request_item(&headers, body);
+    if wants_async(&headers) {
+        return respond_async(&state, &pipeline, &item).await;
+    }
     let stream = wants_sse(&headers);
-    run(pipeline, request_item(&headers, body), stream, None).await
+    run(pipeline, item, stream, None).await
+}
+
+/// Whether the client sent `Prefer: respond-async` (RFC 7240).
+fn wants_async(headers: &HeaderMap) -> bool {
+    headers
+        .get_all("prefer")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|p| p.trim().eq_ignore_ascii_case("respond-async"))
+}
+
+/// Runs the request as an invoke job: 202 + `Location` of the job.
+async fn respond_async(
+    state: &AppState,
+    pipeline: &PipelineHandle,
+    item: &weft_runtime::Item,
+) -> Result<Response, ApiError> {
+    let spec = crate::jobs::InvokeSpec::from_item(&pipeline.spec.name, item);
+    super::jobs::accepted(state, crate::jobs::JobSpec::Invoke(spec)).await
 }
 
 /// A request to a trigger route, if one matches (called by the fallback).
@@ -164,6 +198,9 @@ pub async fn trigger(
     let mut item = request_item(headers, body);
     if let Some(ct) = &trigger.request_content_type {
         item.content_type = ct.clone();
+    }
+    if wants_async(headers) {
+        return Some(respond_async(state, &pipeline, &item).await);
     }
     let stream = trigger.stream || wants_sse(headers);
     Some(run(pipeline, item, stream, trigger.response_content_type).await)
@@ -231,6 +268,7 @@ pub(crate) fn status_json(p: &PipelineHandle) -> Value {
                 "items": s.stats.items.load(Ordering::Relaxed),
                 "rejected": s.stats.rejected.load(Ordering::Relaxed),
                 "retries": s.stats.retries.load(Ordering::Relaxed),
+                "busy_s": s.stats.busy_us.load(Ordering::Relaxed) as f64 / 1e6,
                 "traps": pool.traps,
                 "p50_us": s.stats.quantile_us(0.5),
                 "p99_us": s.stats.quantile_us(0.99),
@@ -271,6 +309,11 @@ pub(crate) fn render_metrics(pipelines: &[PipelineHandle], out: &mut String) {
             "Requests refused because a step's queue was full.",
         ),
         (
+            "weft_step_busy_seconds_total",
+            "counter",
+            "Time a step spent in calls; its rate divided by replicas is the step's utilisation.",
+        ),
+        (
             "weft_step_latency_p50_seconds",
             "gauge",
             "Median call latency of a step (recent calls).",
@@ -290,6 +333,9 @@ pub(crate) fn render_metrics(pipelines: &[PipelineHandle], out: &mut String) {
                     "weft_step_queue_depth" => s.stats.queued.load(Ordering::Relaxed) as f64,
                     "weft_step_in_flight" => s.stats.in_flight.load(Ordering::Relaxed) as f64,
                     "weft_step_rejected_total" => s.stats.rejected.load(Ordering::Relaxed) as f64,
+                    "weft_step_busy_seconds_total" => {
+                        s.stats.busy_us.load(Ordering::Relaxed) as f64 / 1e6
+                    }
                     "weft_step_latency_p50_seconds" => {
                         s.stats.quantile_us(0.5).unwrap_or(0) as f64 / 1e6
                     }

@@ -27,7 +27,7 @@ pub struct RunningPipeline {
 }
 
 /// A failed pipeline run: which step, and why.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct RunFailure {
     /// The pipeline.
     pub pipeline: String,
@@ -46,6 +46,18 @@ impl RunningPipeline {
         sink: Option<mpsc::Sender<StageEvent>>,
     ) -> Result<Vec<Item>, RunFailure> {
         let deadline = Instant::now() + Duration::from_millis(self.spec.timeout_ms);
+        self.run_until(item, sink, deadline).await
+    }
+
+    /// [`RunningPipeline::run`] with the caller's deadline instead of the
+    /// pipeline's `timeout_ms` (async jobs may run for hours; each step's
+    /// own `timeout_ms` still applies).
+    pub async fn run_until(
+        &self,
+        item: Item,
+        sink: Option<mpsc::Sender<StageEvent>>,
+        deadline: Instant,
+    ) -> Result<Vec<Item>, RunFailure> {
         let mut items = vec![item];
         for step in &self.steps {
             if items.is_empty() {

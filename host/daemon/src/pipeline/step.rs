@@ -22,6 +22,9 @@ pub enum StepFailure {
     Timeout,
     /// The stage failed.
     Invoke(InvokeError),
+    /// The step was stopped (its pipeline replaced or deleted) before it
+    /// answered; running the request again reaches the new version.
+    Stopped,
     /// A batched stage broke the one-output-per-input contract.
     BatchShape {
         /// Items sent.
@@ -54,6 +57,9 @@ pub struct StepStats {
     pub rejected: AtomicU64,
     /// Retries made.
     pub retries: AtomicU64,
+    /// Time spent in calls, microseconds (its rate over replicas is the
+    /// step's utilisation).
+    pub busy_us: AtomicU64,
     /// Call latencies in microseconds, newest last (bounded), for p50/p99.
     latencies: std::sync::Mutex<std::collections::VecDeque<u64>>,
 }
@@ -63,6 +69,8 @@ const LATENCY_WINDOW: usize = 1024;
 
 impl StepStats {
     fn record(&self, elapsed: Duration) {
+        self.busy_us
+            .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
         let mut l = self.latencies.lock().unwrap_or_else(|e| e.into_inner());
         if l.len() == LATENCY_WINDOW {
             l.pop_front();
@@ -165,10 +173,7 @@ impl Step {
         let wait = deadline.saturating_duration_since(Instant::now());
         match tokio::time::timeout(wait, rx).await {
             Ok(Ok(result)) => result,
-            Ok(Err(_)) => Err(StepFailure::Invoke(InvokeError::Host {
-                stage: self.spec.stage.clone(),
-                message: "the step stopped before answering (pipeline replaced or deleted)".into(),
-            })),
+            Ok(Err(_)) => Err(StepFailure::Stopped),
             Err(_) => Err(StepFailure::Timeout),
         }
     }
@@ -256,6 +261,13 @@ async fn run_batch(jobs: Vec<Job>, pool: &StagePool, spec: &StepSpec, stats: &St
         replies.push(job.reply);
     }
     stats.items.fetch_add(sent as u64, Ordering::Relaxed);
+    // Kept so a failed batch can be split up (only when there is something
+    // to split).
+    let kept = if replies.len() > 1 {
+        items.clone()
+    } else {
+        Vec::new()
+    };
     match call(pool, spec, stats, items, None, deadline).await {
         Ok(out) if out.len() == sent => {
             let mut out = out.into_iter();
@@ -271,8 +283,29 @@ async fn run_batch(jobs: Vec<Job>, pool: &StagePool, spec: &StepSpec, stats: &St
                 }));
             }
         }
+        Err(failure @ StepFailure::Invoke(_)) if replies.len() > 1 => {
+            // One bad request must not fail the others it was batched with:
+            // run each request's items on their own, so only the culprit
+            // gets the error.
+            stats.retries.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(
+                stage = pool.name(),
+                "batch of {} requests failed ({failure:?}); retrying them one by one",
+                replies.len()
+            );
+            let mut at = 0;
+            for (reply, n) in replies.into_iter().zip(counts) {
+                let own: Vec<Item> = kept[at..at + n].to_vec();
+                at += n;
+                if reply.is_closed() {
+                    continue;
+                }
+                let result = call(pool, spec, stats, own, None, deadline).await;
+                let _ = reply.send(result);
+            }
+        }
         Err(failure) => {
-            // Every caller of a failed batch gets the same error.
+            // Timeouts and overload hit every caller of the batch alike.
             for reply in replies {
                 let _ = reply.send(Err(failure.clone()));
             }

@@ -49,6 +49,12 @@ pub enum Command {
     /// Manage pipelines (chains of stages behind HTTP triggers).
     #[command(subcommand)]
     Pipeline(PipelineCommand),
+    /// Upload and inspect datasets (inputs of batch jobs).
+    #[command(subcommand)]
+    Dataset(jobs::DatasetCommand),
+    /// Submit, follow and cancel batch and async jobs.
+    #[command(subcommand)]
+    Job(jobs::JobCommand),
 }
 
 /// `weft pipeline ...`.
@@ -126,6 +132,16 @@ pub struct ServeArgs {
     /// Largest request body in MiB.
     #[arg(long, default_value_t = 64)]
     pub max_body_mib: usize,
+    /// Default memory budget of a batch job in MiB (blocks in flight);
+    /// default: an eighth of RAM, between 64 MiB and 2 GiB.
+    #[arg(long)]
+    pub job_memory_mib: Option<u64>,
+    /// Jobs of one pipeline that run at once (more wait, queued).
+    #[arg(long, default_value_t = 4)]
+    pub jobs_per_pipeline: usize,
+    /// Hours a finished job (its record, events and output) is kept.
+    #[arg(long, default_value_t = 168.0)]
+    pub job_ttl_hours: f64,
 }
 
 /// `weft stage ...`.
@@ -206,6 +222,8 @@ macro_rules! out {
     };
 }
 
+mod jobs;
+
 fn print_json(v: &serde_json::Value) -> std::io::Result<()> {
     out!("{}", serde_json::to_string_pretty(v).unwrap_or_default())
 }
@@ -271,6 +289,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             invoke(&client, &path, args.payload).await
         }
         Command::Pipeline(cmd) => pipeline(&client, cmd).await,
+        Command::Dataset(cmd) => jobs::dataset(&client, cmd).await,
+        Command::Job(cmd) => jobs::job(&client, cmd).await,
         Command::Object(ObjectCommand::Put { file }) => {
             let bytes =
                 std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
@@ -305,6 +325,11 @@ async fn serve(args: ServeArgs, token: Option<String>) -> anyhow::Result<()> {
     config.runtime.memory_limit = args.memory_mib << 20;
     config.runtime.max_instances_per_stage = args.max_instances;
     config.runtime.acquire_timeout = Duration::from_millis(args.acquire_timeout_ms);
+    if let Some(mib) = args.job_memory_mib {
+        config.jobs.max_in_flight_bytes = mib.max(1) << 20;
+    }
+    config.jobs.per_pipeline = args.jobs_per_pipeline.max(1);
+    config.jobs.ttl = Duration::from_secs_f64(args.job_ttl_hours.max(0.0) * 3600.0);
     let daemon = Daemon::start(config).await?;
     out!("weft listening on http://{}", daemon.addr())?;
     daemon

@@ -1,0 +1,144 @@
+//! `/v1/datasets`: streamed uploads become datasets of row blocks.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use weft_store::{DatasetRecord, validate_name};
+
+use super::AppState;
+use crate::ApiError;
+use crate::datasets::{self, DEFAULT_BLOCK_ROWS, Format};
+
+/// Query of `POST /v1/datasets`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateQuery {
+    name: String,
+    #[serde(default)]
+    format: Option<String>,
+    #[serde(default)]
+    block_rows: Option<u32>,
+}
+
+/// `POST /v1/datasets?name=N&format=jsonl|csv|lines|objects&block_rows=R`,
+/// body = the rows, streamed. 201 with the dataset.
+pub async fn create(
+    State(state): State<Arc<AppState>>,
+    query: Result<Query<CreateQuery>, axum::extract::rejection::QueryRejection>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Result<Response, ApiError> {
+    let Query(q) = query.map_err(|e| {
+        ApiError::bad_request("invalid_argument", e.body_text())
+            .hint("POST /v1/datasets?name=NAME&format=jsonl|csv|lines|objects[&block_rows=N]")
+    })?;
+    validate_name(&q.name).map_err(|e| {
+        ApiError::bad_request("invalid_argument", e.to_string().replace("stage name", "dataset name"))
+    })?;
+    let format = match &q.format {
+        Some(f) => f.parse::<Format>()?,
+        None => headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(Format::guess)
+            .ok_or_else(|| {
+                ApiError::bad_request("invalid_argument", "format: not given and not implied by the content type")
+                    .hint("add format=jsonl, csv, lines or objects to the query")
+            })?,
+    };
+    if q.block_rows == Some(0) {
+        return Err(ApiError::bad_request("invalid_argument", "block_rows: must be above 0")
+            .hint(format!("leave it out for {DEFAULT_BLOCK_ROWS} rows per block")));
+    }
+    {
+        let (store, name) = (state.store.clone(), q.name.clone());
+        let exists = tokio::task::spawn_blocking(move || store.dataset(&name))
+            .await
+            .map_err(|e| ApiError::internal(e.to_string()))??;
+        if exists.is_some() {
+            return Err(weft_store::StoreError::Exists { what: "dataset", name: q.name }.into());
+        }
+    }
+    let stream = body.into_data_stream();
+    let blocks = datasets::ingest(
+        &state.store,
+        format,
+        q.block_rows.unwrap_or(DEFAULT_BLOCK_ROWS),
+        stream,
+    )
+    .await?;
+    let rec = DatasetRecord::new(&q.name, format.as_str(), blocks);
+    let store = state.store.clone();
+    let stored = rec.clone();
+    tokio::task::spawn_blocking(move || store.put_dataset(&stored))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))??;
+    Ok((StatusCode::CREATED, Json(dataset_json(&rec))).into_response())
+}
+
+fn dataset_json(d: &DatasetRecord) -> Value {
+    json!({
+        "name": d.name,
+        "format": d.format,
+        "rows": d.rows,
+        "bytes": d.bytes,
+        "blocks": d.blocks.len(),
+        "created_unix_ms": d.created_unix_ms,
+    })
+}
+
+fn no_dataset(name: &str) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "dataset_not_found", format!("no dataset named `{name}`"))
+        .hint("create it with `weft dataset create NAME FILE`; `weft dataset list` shows what exists")
+}
+
+/// `GET /v1/datasets`.
+pub async fn list(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+    let store = state.store.clone();
+    let all = tokio::task::spawn_blocking(move || store.list_datasets())
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))??;
+    Ok(Json(json!({"datasets": all.iter().map(dataset_json).collect::<Vec<_>>()})))
+}
+
+/// `GET /v1/datasets/{name}`: totals and the blocks.
+pub async fn show(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let store = state.store.clone();
+    let n = name.clone();
+    let rec = tokio::task::spawn_blocking(move || store.dataset(&n))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))??
+        .ok_or_else(|| no_dataset(&name))?;
+    let mut v = dataset_json(&rec);
+    v["block_list"] = rec
+        .blocks
+        .iter()
+        .map(|b| json!({"object": b.object, "rows": b.rows, "bytes": b.bytes}))
+        .collect();
+    Ok(Json(v))
+}
+
+/// `DELETE /v1/datasets/{name}`.
+pub async fn delete(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let store = state.store.clone();
+    let n = name.clone();
+    let existed = tokio::task::spawn_blocking(move || store.delete_dataset(&n))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))??;
+    if existed {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(no_dataset(&name))
+    }
+}

@@ -1,0 +1,226 @@
+//! `/v1/jobs`: submit, inspect, follow, cancel and read batch and async jobs.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::sse::{Event, Sse};
+use axum::response::{IntoResponse, Response};
+use futures_util::{StreamExt, stream};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::{broadcast, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+use weft_store::{BlockOutput, JobState};
+
+use super::{AppState, Body};
+use crate::ApiError;
+use crate::jobs::{JobSpec, job_json};
+
+/// `POST /v1/jobs`: 202 with the job and a `Location`.
+pub async fn submit(
+    State(state): State<Arc<AppState>>,
+    Body(body): Body,
+) -> Result<Response, ApiError> {
+    let spec = JobSpec::from_json(&body)?;
+    accepted(&state, spec).await
+}
+
+/// Submits `spec` and answers 202 + `Location: /v1/jobs/{id}`.
+pub(crate) async fn accepted(state: &AppState, spec: JobSpec) -> Result<Response, ApiError> {
+    let rec = state.jobs.submit(spec).await?;
+    let location = format!("/v1/jobs/{}", rec.id);
+    let mut response = (StatusCode::ACCEPTED, Json(job_json(&state.jobs, &rec))).into_response();
+    response.headers_mut().insert(
+        header::LOCATION,
+        HeaderValue::from_str(&location).expect("ASCII path"),
+    );
+    Ok(response)
+}
+
+/// `GET /v1/jobs`.
+pub async fn list(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+    let jobs = state.jobs.list().await?;
+    Ok(Json(json!({
+        "jobs": jobs.iter().rev().map(|j| job_json(&state.jobs, j)).collect::<Vec<_>>()
+    })))
+}
+
+/// `GET /v1/jobs/{id}`.
+pub async fn show(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let rec = state.jobs.get(&id).await?;
+    Ok(Json(job_json(&state.jobs, &rec)))
+}
+
+/// `POST /v1/jobs/{id}/cancel`.
+pub async fn cancel(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let rec = state.jobs.cancel(&id).await?;
+    Ok(Json(job_json(&state.jobs, &rec)))
+}
+
+/// `DELETE /v1/jobs/{id}`.
+pub async fn delete(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state.jobs.delete(&id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /v1/jobs/{id}/events`: SSE. Replays the job's stored events (after
+/// `Last-Event-ID`, when sent), then follows live ones until the job ends.
+pub async fn events(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let rec = state.jobs.get(&id).await?;
+    let after: u64 = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    // Subscribe before reading the log, so nothing falls between the two.
+    let live = state.jobs.subscribe(rec.id);
+    let store = state.store.clone();
+    let (tx, rx) = mpsc::channel::<(u64, String)>(64);
+    tokio::spawn(async move {
+        let mut last = after;
+        let replay = |from: u64| {
+            let store = store.clone();
+            async move {
+                tokio::task::spawn_blocking(move || store.job_events(rec.id, from))
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+                    .unwrap_or_default()
+            }
+        };
+        for (seq, e) in replay(last).await {
+            last = seq;
+            if tx.send((seq, e)).await.is_err() {
+                return;
+            }
+        }
+        let Some(mut live) = live else { return };
+        loop {
+            let batch = match live.recv().await {
+                Ok(event) => vec![event],
+                // Fell behind: catch up from the log.
+                Err(broadcast::error::RecvError::Lagged(_)) => replay(last).await,
+                Err(broadcast::error::RecvError::Closed) => replay(last).await,
+            };
+            let closed = batch.is_empty();
+            for (seq, e) in batch {
+                if seq <= last {
+                    continue;
+                }
+                last = seq;
+                let end = is_terminal_event(&e);
+                if tx.send((seq, e)).await.is_err() || end {
+                    return;
+                }
+            }
+            if closed {
+                return;
+            }
+        }
+    });
+    let stream = ReceiverStream::new(rx).map(|(seq, data)| {
+        let kind = serde_json::from_str::<Value>(&data)
+            .ok()
+            .and_then(|v| v["type"].as_str().map(str::to_string))
+            .unwrap_or_else(|| "event".into());
+        Ok::<_, Infallible>(Event::default().id(seq.to_string()).event(kind).data(data))
+    });
+    Ok(Sse::new(stream).into_response())
+}
+
+fn is_terminal_event(data: &str) -> bool {
+    serde_json::from_str::<Value>(data).is_ok_and(|v| {
+        v["type"] == "state"
+            && matches!(v["state"].as_str(), Some("succeeded" | "failed" | "cancelled"))
+    })
+}
+
+/// Query of the output routes.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputQuery {
+    /// Serve what has been committed so far, even before the job succeeded.
+    #[serde(default)]
+    partial: bool,
+}
+
+/// `GET /v1/jobs/{id}/output`: the output rows, JSON lines in input order.
+pub async fn output(
+    state: State<Arc<AppState>>,
+    id: Path<String>,
+    query: Query<OutputQuery>,
+) -> Result<Response, ApiError> {
+    rows(state, id, query, |b| Some(b.output.clone())).await
+}
+
+/// `GET /v1/jobs/{id}/errors`: one JSON line per failed row.
+pub async fn errors(
+    state: State<Arc<AppState>>,
+    id: Path<String>,
+    query: Query<OutputQuery>,
+) -> Result<Response, ApiError> {
+    rows(state, id, query, |b| b.errors.clone()).await
+}
+
+/// Streams the chosen object of every committed block, in block order,
+/// reading one block at a time.
+async fn rows(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    Query(q): Query<OutputQuery>,
+    pick: fn(&BlockOutput) -> Option<String>,
+) -> Result<Response, ApiError> {
+    let rec = state.jobs.get(&id).await?;
+    if rec.kind != "batch" {
+        return Err(ApiError::bad_request(
+            "not_a_batch_job",
+            format!("job {} is an invoke job; its result is in GET /v1/jobs/{}", rec.id, rec.id),
+        ));
+    }
+    if rec.state != JobState::Succeeded && !q.partial {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "job_not_succeeded",
+            format!("job {} is {}: its output is not complete", rec.id, rec.state.as_str()),
+        )
+        .hint("wait until it has succeeded (`weft job watch ID`), or add ?partial=true for the blocks committed so far"));
+    }
+    let store = state.store.clone();
+    let blocks = tokio::task::spawn_blocking(move || store.job_blocks(rec.id))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))??;
+    let objects: Vec<String> = blocks.iter().filter_map(|(_, b)| pick(b)).collect();
+    let store = state.store.clone();
+    let body = stream::iter(objects).then(move |object| {
+        let store = store.clone();
+        async move {
+            tokio::task::spawn_blocking(move || store.get_object(&object))
+                .await
+                .map_err(std::io::Error::other)?
+                .map_err(std::io::Error::other)?
+                .map(bytes::Bytes::from)
+                .ok_or_else(|| std::io::Error::other("output block missing"))
+        }
+    });
+    Ok((
+        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        axum::body::Body::from_stream(body),
+    )
+        .into_response())
+}

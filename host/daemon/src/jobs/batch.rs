@@ -1,0 +1,378 @@
+//! A batch job: every row of a dataset through a pipeline, block by block.
+//!
+//! Blocks stream through a memory budget: a block is read only once its
+//! input and its expected output fit in `max_in_flight_bytes`, so a slow
+//! step throttles reading and memory stays flat however large the dataset.
+//! Inside a block, rows run concurrently (as many as the pipeline's steps
+//! can take at once, so batched steps fill their batches) and their outputs
+//! are put back in row order. Each finished block is committed to redb
+//! atomically with the job's counters; a block is never committed twice.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use futures_util::{StreamExt, stream};
+use serde_json::{Value, json};
+use tokio::sync::Semaphore;
+use weft_runtime::Item;
+use weft_store::{BlockCommit, DatasetBlock, JobRecord};
+
+use super::{BatchSpec, Jobs, Live, blocking};
+use crate::ApiError;
+use crate::datasets::Format;
+use crate::pipeline::{PipelineHandle, RunFailure, StepFailure};
+
+type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
+
+/// Blocks a job works on at once (more only if the budget allows).
+const BLOCKS_IN_FLIGHT: usize = 4;
+
+/// Checks at submit time that the daemon can write the output directory.
+pub(super) fn check_output_dir(dir: &Path) -> Result<(), ApiError> {
+    let fail = |e: std::io::Error| {
+        ApiError::bad_request(
+            "invalid_job",
+            format!("`output.dir`: cannot write to {}: {e}", dir.display()),
+        )
+        .hint("give a directory the daemon's user can create and write")
+    };
+    std::fs::create_dir_all(dir).map_err(fail)?;
+    let probe = dir.join(".weft-write-test");
+    std::fs::write(&probe, b"").map_err(fail)?;
+    let _ = std::fs::remove_file(probe);
+    Ok(())
+}
+
+/// Runs the job's remaining blocks, then checks the failure budget and
+/// writes the output directory. `Err` is the job's error message.
+pub(super) async fn run(
+    jobs: &Jobs,
+    rec: &JobRecord,
+    spec: &BatchSpec,
+    _live: &Arc<Live>,
+) -> Result<(), String> {
+    let inner = &jobs.inner;
+    let store = inner.store.clone();
+    let (id, name) = (rec.id, spec.dataset.clone());
+    let (dataset, done) = blocking(move || {
+        let blocks: HashSet<u32> = store.job_blocks(id)?.into_iter().map(|(b, _)| b).collect();
+        Ok((store.dataset(&name)?, blocks))
+    })
+    .await
+    .map_err(|e| e.message)?;
+    let dataset = dataset.ok_or_else(|| format!("dataset `{}` was deleted", spec.dataset))?;
+    let format: Format = dataset.format.parse().map_err(|e: ApiError| e.message)?;
+
+    let budget_total = spec
+        .max_in_flight_bytes
+        .unwrap_or(inner.config.max_in_flight_bytes)
+        .clamp(1, Semaphore::MAX_PERMITS as u64);
+    let budget = Arc::new(Semaphore::new(budget_total as usize));
+    // Output bytes per input byte, in thousandths, learnt from finished
+    // blocks (the first block assumes output as large as input).
+    let ratio = Arc::new(AtomicU64::new(1000));
+    let mut first_row = Vec::with_capacity(dataset.blocks.len());
+    let mut row = 0u64;
+    for b in &dataset.blocks {
+        first_row.push(row);
+        row += u64::from(b.rows);
+    }
+    let todo: Vec<(u32, DatasetBlock, u64)> = dataset
+        .blocks
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !done.contains(&(*i as u32)))
+        .map(|(i, b)| (i as u32, b.clone(), first_row[i]))
+        .collect();
+
+    let pipeline = current(jobs, &spec.pipeline)?;
+    let parallel = parallelism(&pipeline);
+    let rows_at_once = Arc::new((Arc::new(Semaphore::new(parallel)), parallel));
+    let mut blocks = stream::iter(todo)
+        .map(|(index, block, first)| {
+            let (budget, ratio, rows_at_once) = (budget.clone(), ratio.clone(), rows_at_once.clone());
+            let (jobs, spec) = (jobs.clone(), spec.clone());
+            // Owned and boxed: the block futures run concurrently.
+            Box::pin(async move {
+                let estimate = block.bytes
+                    + block.bytes.saturating_mul(ratio.load(Ordering::Relaxed)) / 1000;
+                let cost = estimate.clamp(1, budget_total) as u32;
+                let _memory = budget
+                    .acquire_many_owned(cost)
+                    .await
+                    .expect("never closed");
+                let commit =
+                    run_block(&jobs, &spec, format, &block, first, &rows_at_once).await?;
+                if block.bytes > 0 {
+                    let r = (commit.output.len() as u64 * 1000) / block.bytes;
+                    ratio.store(r.max(1), Ordering::Relaxed);
+                }
+                let store = jobs.inner.store.clone();
+                let rec = blocking(move || Ok(store.commit_block(id, index, &commit)?))
+                    .await
+                    .map_err(|e| e.message)?;
+                Ok::<_, String>((index, rec))
+            }) as BoxFuture<Result<(u32, Option<JobRecord>), String>>
+        })
+        .buffer_unordered(BLOCKS_IN_FLIGHT);
+    while let Some(result) = blocks.next().await {
+        let (index, rec) = result?;
+        let Some(rec): Option<JobRecord> = rec else {
+            continue;
+        };
+        jobs.event(
+            id,
+            json!({
+                "type": "block", "block": index,
+                "blocks_done": rec.blocks_done, "blocks_total": rec.blocks_total,
+                "items_done": rec.items_done, "items_total": rec.items_total,
+                "items_failed": rec.items_failed,
+            }),
+        )
+        .await;
+        over_budget(&rec, spec)?;
+    }
+    drop(blocks);
+
+    let store = jobs.inner.store.clone();
+    let rec = blocking(move || Ok(store.job(id)?))
+        .await
+        .map_err(|e| e.message)?
+        .ok_or("job deleted while running")?;
+    over_budget(&rec, spec)?;
+    if let Some(dir) = &spec.output.dir {
+        let (store, dir) = (jobs.inner.store.clone(), dir.clone());
+        blocking(move || write_dir(&store, id, &dir))
+            .await
+            .map_err(|e| e.message)?;
+    }
+    Ok(())
+}
+
+/// The pipeline as it is now (a re-applied pipeline's new version).
+fn current(jobs: &Jobs, name: &str) -> Result<PipelineHandle, String> {
+    jobs.inner
+        .pipelines
+        .get(name)
+        .ok_or_else(|| format!("pipeline `{name}` was deleted"))
+}
+
+/// Rows in flight per job: enough to fill every replica's batches twice.
+fn parallelism(p: &PipelineHandle) -> usize {
+    p.steps
+        .iter()
+        .map(|s| s.spec.replicas.max as usize * s.spec.batch.as_ref().map_or(1, |b| b.max_size))
+        .max()
+        .unwrap_or(1)
+        .saturating_mul(2)
+        .clamp(2, 1024)
+}
+
+fn over_budget(rec: &JobRecord, spec: &BatchSpec) -> Result<(), String> {
+    let allowed = spec.max_failed_fraction * rec.items_total as f64;
+    if rec.items_failed as f64 > allowed {
+        return Err(format!(
+            "{} of {} rows failed, more than max_failed_fraction {} allows; see GET /v1/jobs/{}/errors",
+            rec.items_failed, rec.items_total, spec.max_failed_fraction, rec.id
+        ));
+    }
+    Ok(())
+}
+
+/// Runs one block's rows and returns what to commit.
+async fn run_block(
+    jobs: &Jobs,
+    spec: &BatchSpec,
+    format: Format,
+    block: &DatasetBlock,
+    first_row: u64,
+    (rows_at_once, parallel): &(Arc<Semaphore>, usize),
+) -> Result<BlockCommit, String> {
+    let store = jobs.inner.store.clone();
+    let object = block.object.clone();
+    let data = blocking(move || Ok(store.get_object(&object)?))
+        .await
+        .map_err(|e| e.message)?
+        .ok_or_else(|| format!("dataset block object {} is missing", block.object))?;
+    let rows: Vec<&[u8]> = data
+        .split(|&b| b == b'\n')
+        .filter(|r| !r.is_empty())
+        .collect();
+    let rows: Vec<Vec<u8>> = rows.into_iter().map(<[u8]>::to_vec).collect();
+    let results: Vec<(u64, Result<Vec<Item>, RunFailure>)> = stream::iter(rows.into_iter().enumerate())
+        .map(|(i, row)| {
+            let n = first_row + i as u64;
+            let (jobs, pipeline, slots) = (jobs.clone(), spec.pipeline.clone(), rows_at_once.clone());
+            Box::pin(async move {
+                let _slot = slots.acquire_owned().await.expect("never closed");
+                let item = match row_item(&jobs, format, &row, n).await {
+                    Ok(item) => item,
+                    Err(e) => return (n, Err(e)),
+                };
+                (n, run_row(&jobs, &pipeline, item).await)
+            }) as BoxFuture<(u64, Result<Vec<Item>, RunFailure>)>
+        })
+        .buffered(*parallel)
+        .collect()
+        .await;
+    let mut commit = BlockCommit {
+        rows_in: results.len() as u32,
+        ..BlockCommit::default()
+    };
+    for (n, result) in results {
+        match result {
+            Ok(items) => {
+                for item in items {
+                    let line = serde_json::to_string(&row_value(&item)).expect("JSON serializes");
+                    commit.output.extend_from_slice(line.as_bytes());
+                    commit.output.push(b'\n');
+                    commit.rows_out += 1;
+                }
+            }
+            Err(failure) => {
+                commit.failed += 1;
+                let error = crate::api::run_error(failure.clone());
+                let line = json!({
+                    "row": n,
+                    "step": failure.step,
+                    "code": error.code,
+                    "error": error.message,
+                });
+                commit.errors.extend_from_slice(line.to_string().as_bytes());
+                commit.errors.push(b'\n');
+            }
+        }
+    }
+    Ok(commit)
+}
+
+/// The item a stored row becomes (its key is the row number).
+async fn row_item(jobs: &Jobs, format: Format, row: &[u8], n: u64) -> Result<Item, RunFailure> {
+    let payload = if format == Format::Objects {
+        let store = jobs.inner.store.clone();
+        let id = String::from_utf8_lossy(row).into_owned();
+        let bytes = blocking(move || Ok(store.get_object(&id)?)).await;
+        match bytes {
+            Ok(Some(b)) => b,
+            other => {
+                let why = match other {
+                    Err(e) => e.message,
+                    _ => format!("object {} is missing", String::from_utf8_lossy(row)),
+                };
+                return Err(RunFailure {
+                    pipeline: String::new(),
+                    step: "read".into(),
+                    failure: StepFailure::Invoke(weft_runtime::InvokeError::Host {
+                        stage: "read".into(),
+                        message: why,
+                    }),
+                });
+            }
+        }
+    } else {
+        row.to_vec()
+    };
+    Ok(Item {
+        key: Some(n.to_string()),
+        content_type: format.item_content_type().to_string(),
+        payload,
+    })
+}
+
+/// Runs one row, waiting out overload and pipeline replacement (a batch
+/// job is patient; online requests are not).
+async fn run_row(jobs: &Jobs, pipeline: &str, item: Item) -> Result<Vec<Item>, RunFailure> {
+    let mut backoff = Duration::from_millis(5);
+    loop {
+        let p = current(jobs, pipeline).map_err(|message| RunFailure {
+            pipeline: pipeline.to_string(),
+            step: "-".into(),
+            failure: StepFailure::Invoke(weft_runtime::InvokeError::Host {
+                stage: "-".into(),
+                message,
+            }),
+        })?;
+        match p.run(item.clone(), None).await {
+            Err(RunFailure {
+                failure: StepFailure::Overloaded | StepFailure::Stopped,
+                ..
+            }) => {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_millis(500));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// An output item as one JSON line: JSON as is, text as a string, other
+/// bytes as `{"content_type", "base64"}`.
+fn row_value(item: &Item) -> Value {
+    if item.content_type.starts_with("text/")
+        && let Ok(s) = std::str::from_utf8(&item.payload)
+    {
+        return Value::String(s.to_string());
+    }
+    crate::api::render_item(item)
+}
+
+/// Writes `output.jsonl` and `errors.jsonl` (each through a temporary file
+/// and a rename, so a crash never leaves half a file under the final name).
+fn write_dir(store: &weft_store::Store, id: u64, dir: &Path) -> Result<(), ApiError> {
+    use std::io::Write;
+    let io = |e: std::io::Error| {
+        ApiError::internal(format!("writing output to {}: {e}", dir.display()))
+    };
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let blocks = store.job_blocks(id)?;
+    for (name, pick) in [
+        ("output.jsonl", (|b: &weft_store::BlockOutput| Some(b.output.clone())) as fn(&_) -> _),
+        ("errors.jsonl", |b: &weft_store::BlockOutput| b.errors.clone()),
+    ] {
+        let tmp = dir.join(format!(".{name}.{id}.tmp"));
+        let mut file = std::io::BufWriter::new(std::fs::File::create(&tmp).map_err(io)?);
+        for (_, block) in &blocks {
+            if let Some(object) = pick(block) {
+                let bytes = store.get_object(&object)?.unwrap_or_default();
+                file.write_all(&bytes).map_err(io)?;
+            }
+        }
+        let file = file.into_inner().map_err(|e| io(e.into_error()))?;
+        file.sync_all().map_err(io)?;
+        std::fs::rename(&tmp, dir.join(name)).map_err(io)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_rows_are_json_text_or_base64() {
+        let item = |ct: &str, p: &[u8]| Item {
+            key: None,
+            content_type: ct.into(),
+            payload: p.to_vec(),
+        };
+        assert_eq!(row_value(&item("application/json", b"{\"a\":1}")), json!({"a": 1}));
+        assert_eq!(row_value(&item("text/plain; charset=utf-8", b"hi")), json!("hi"));
+        assert_eq!(
+            row_value(&item("application/octet-stream", &[0])),
+            json!({"key": null, "content_type": "application/octet-stream", "base64": "AA=="})
+        );
+    }
+
+    #[test]
+    fn an_unwritable_output_dir_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("file");
+        std::fs::write(&file, b"x").unwrap();
+        let err = check_output_dir(&file.join("sub")).unwrap_err();
+        assert!(err.message.contains("cannot write"), "{}", err.message);
+        check_output_dir(&dir.path().join("new/deep")).unwrap();
+    }
+}

@@ -1,0 +1,580 @@
+//! Jobs: batch runs of a pipeline over a dataset, and asynchronous
+//! invocations of a pipeline. One job model serves both: a record in redb,
+//! an append-only event log, a task that runs it, and resumption after a
+//! restart.
+//!
+//! Life of a job: `queued` (waiting for the pipeline's job concurrency
+//! limit) → `running` → `succeeded` | `failed` | `cancelled`. A daemon that
+//! stops (cleanly or by `kill -9`) leaves running jobs `running` in the
+//! store; the next start resumes them — a batch job from its first
+//! uncommitted block, an invoke job from the start (its stages find their
+//! checkpoints in `state`).
+
+mod batch;
+pub mod spec;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+use tokio::sync::{Semaphore, broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use weft_runtime::StageEvent;
+use weft_store::{JobRecord, JobState, Store};
+
+use crate::ApiError;
+use crate::api::render_item;
+use crate::pipeline::Pipelines;
+pub use spec::{BatchSpec, InvokeSpec, JobSpec};
+
+/// Limits and retention of jobs.
+#[derive(Debug, Clone)]
+pub struct JobsConfig {
+    /// Default bytes of blocks in flight per batch job.
+    pub max_in_flight_bytes: u64,
+    /// Jobs of one pipeline that run at once; more wait as `queued`.
+    pub per_pipeline: usize,
+    /// How long finished jobs are kept before they are deleted.
+    pub ttl: Duration,
+}
+
+impl Default for JobsConfig {
+    fn default() -> Self {
+        Self {
+            max_in_flight_bytes: default_memory_budget(),
+            per_pipeline: 4,
+            ttl: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
+}
+
+/// An eighth of the machine's memory, between 64 MiB and 2 GiB.
+fn default_memory_budget() -> u64 {
+    let total = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .map_or(4 << 30, |kib| kib * 1024);
+    (total / 8).clamp(64 << 20, 2 << 30)
+}
+
+/// A job running in this process.
+#[derive(Debug)]
+struct Live {
+    cancel: CancellationToken,
+    events: broadcast::Sender<(u64, String)>,
+    /// Serialises append + broadcast so subscribers see events in order.
+    order: Mutex<()>,
+    started: Instant,
+    done_at_start: u64,
+}
+
+#[derive(Debug)]
+struct Inner {
+    store: Store,
+    pipelines: Arc<Pipelines>,
+    config: JobsConfig,
+    live: Mutex<HashMap<u64, Arc<Live>>>,
+    limits: Mutex<HashMap<String, Arc<Semaphore>>>,
+    tasks: TaskTracker,
+    stop: CancellationToken,
+}
+
+/// The jobs of this node.
+#[derive(Debug, Clone)]
+pub struct Jobs {
+    inner: Arc<Inner>,
+}
+
+/// Runs a blocking store call off the async executor.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// 404 for an unknown job id.
+pub fn no_job(id: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "job_not_found",
+        format!("no job with id `{id}`"),
+    )
+    .hint("`weft job list` (GET /v1/jobs) shows the jobs this node keeps; finished jobs are deleted after the retention time")
+}
+
+impl Jobs {
+    /// The job table of a node.
+    pub fn new(store: Store, pipelines: Arc<Pipelines>, config: JobsConfig) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                pipelines,
+                config,
+                live: Mutex::default(),
+                limits: Mutex::default(),
+                tasks: TaskTracker::new(),
+                stop: CancellationToken::new(),
+            }),
+        }
+    }
+
+    /// Resumes every job a previous run left unfinished and starts the
+    /// retention sweeper.
+    pub async fn start(&self) -> Result<(), ApiError> {
+        let store = self.inner.store.clone();
+        let jobs = blocking(move || Ok(store.list_jobs()?)).await?;
+        for rec in jobs.into_iter().filter(|j| !j.state.is_terminal()) {
+            match serde_json::from_str::<JobSpec>(&rec.spec_json) {
+                Ok(spec) => {
+                    tracing::info!(job = rec.id, "resuming job");
+                    self.spawn(rec, spec, true);
+                }
+                Err(e) => {
+                    let message = format!("cannot resume: stored spec unreadable: {e}");
+                    self.finish(rec.id, JobState::Failed, None, Some(message))
+                        .await;
+                }
+            }
+        }
+        let this = self.clone();
+        self.inner.tasks.spawn(async move { this.sweep().await });
+        Ok(())
+    }
+
+    /// Stops running jobs (they stay `running` in the store and resume on
+    /// the next start) and waits for their tasks.
+    pub async fn shutdown(&self) {
+        self.inner.stop.cancel();
+        self.inner.tasks.close();
+        self.inner.tasks.wait().await;
+    }
+
+    /// Validates and stores a job, starts it, and returns its record.
+    pub async fn submit(&self, spec: JobSpec) -> Result<JobRecord, ApiError> {
+        if self.inner.pipelines.get(spec.pipeline()).is_none() {
+            return Err(ApiError::bad_request(
+                "invalid_job",
+                format!("`pipeline`: no pipeline named `{}`", spec.pipeline()),
+            )
+            .hint("create it with `weft pipeline apply FILE`; `weft pipeline list` shows what exists"));
+        }
+        let (blocks, items) = match &spec {
+            JobSpec::Batch(b) => {
+                let store = self.inner.store.clone();
+                let name = b.dataset.clone();
+                let dataset = blocking(move || Ok(store.dataset(&name)?)).await?;
+                let dataset = dataset.ok_or_else(|| {
+                    ApiError::bad_request(
+                        "invalid_job",
+                        format!("`dataset`: no dataset named `{}`", b.dataset),
+                    )
+                    .hint("create it with `weft dataset create NAME FILE`; `weft dataset list` shows what exists")
+                })?;
+                if let Some(dir) = &b.output.dir {
+                    batch::check_output_dir(dir)?;
+                }
+                (dataset.blocks.len() as u32, dataset.rows)
+            }
+            JobSpec::Invoke(_) => (0, 1),
+        };
+        let json = serde_json::to_string(&spec).expect("a job spec serializes");
+        let store = self.inner.store.clone();
+        let kind = spec.kind();
+        let rec = blocking(move || Ok(store.create_job(kind, &json, blocks, items)?)).await?;
+        self.spawn(rec.clone(), spec, false);
+        Ok(rec)
+    }
+
+    /// One job.
+    pub async fn get(&self, id: &str) -> Result<JobRecord, ApiError> {
+        let n: u64 = id.parse().map_err(|_| no_job(id))?;
+        let store = self.inner.store.clone();
+        blocking(move || Ok(store.job(n)?))
+            .await?
+            .ok_or_else(|| no_job(id))
+    }
+
+    /// Every job this node keeps, oldest first.
+    pub async fn list(&self) -> Result<Vec<JobRecord>, ApiError> {
+        let store = self.inner.store.clone();
+        blocking(move || Ok(store.list_jobs()?)).await
+    }
+
+    /// Cancels a queued or running job. 409 when it has already finished.
+    pub async fn cancel(&self, id: &str) -> Result<JobRecord, ApiError> {
+        let rec = self.get(id).await?;
+        if rec.state.is_terminal() {
+            return Err(finished(&rec, "cancelled"));
+        }
+        let rec = self
+            .finish(rec.id, JobState::Cancelled, None, None)
+            .await
+            .unwrap_or(rec);
+        if let Some(live) = self.live(rec.id) {
+            live.cancel.cancel();
+        }
+        Ok(rec)
+    }
+
+    /// Deletes a finished job, its events and its block records. 409 while
+    /// it runs.
+    pub async fn delete(&self, id: &str) -> Result<(), ApiError> {
+        let rec = self.get(id).await?;
+        if !rec.state.is_terminal() {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "job_running",
+                format!("job {} is {}", rec.id, rec.state.as_str()),
+            )
+            .hint("cancel it first (`weft job cancel ID`)"));
+        }
+        let store = self.inner.store.clone();
+        blocking(move || Ok(store.delete_job(rec.id)?)).await?;
+        Ok(())
+    }
+
+    /// Live events of a running job (`None` once it is not running here).
+    pub fn subscribe(&self, id: u64) -> Option<broadcast::Receiver<(u64, String)>> {
+        self.live(id).map(|l| l.events.subscribe())
+    }
+
+    /// The store (for reading outputs and events).
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// Items per second since this process started the job, and the
+    /// seconds left at that rate.
+    pub fn rate(&self, rec: &JobRecord) -> (Option<f64>, Option<f64>) {
+        let Some(live) = self.live(rec.id) else {
+            return (None, None);
+        };
+        let secs = live.started.elapsed().as_secs_f64();
+        let done = rec.items_done.saturating_sub(live.done_at_start);
+        if secs < 0.05 || done == 0 {
+            return (None, None);
+        }
+        let rate = done as f64 / secs;
+        let left = rec.items_total.saturating_sub(rec.items_done) as f64 / rate;
+        (Some(rate), Some(left))
+    }
+
+    /// Running jobs per state, for `/metrics`.
+    pub fn running(&self) -> usize {
+        self.inner.live.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    fn live(&self, id: u64) -> Option<Arc<Live>> {
+        self.inner
+            .live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .cloned()
+    }
+
+    /// Starts the task that runs `rec`.
+    fn spawn(&self, rec: JobRecord, spec: JobSpec, resumed: bool) {
+        let (events, _) = broadcast::channel(256);
+        let live = Arc::new(Live {
+            cancel: CancellationToken::new(),
+            events,
+            order: Mutex::new(()),
+            started: Instant::now(),
+            done_at_start: rec.items_done,
+        });
+        self.inner
+            .live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(rec.id, live.clone());
+        let this = self.clone();
+        self.inner.tasks.spawn(async move {
+            let id = rec.id;
+            let stop = this.inner.stop.clone();
+            let cancel = live.cancel.clone();
+            tokio::select! {
+                _ = stop.cancelled() => {}
+                _ = cancel.cancelled() => {}
+                () = this.run(rec, spec, &live, resumed) => {}
+            }
+            this.inner
+                .live
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&id);
+        });
+    }
+
+    async fn run(&self, rec: JobRecord, spec: JobSpec, live: &Arc<Live>, resumed: bool) {
+        let id = rec.id;
+        if resumed {
+            self.event(id, json!({"type": "resumed", "blocks_done": rec.blocks_done}))
+                .await;
+        }
+        // Wait for the pipeline's job concurrency limit.
+        let limit = self
+            .inner
+            .limits
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(spec.pipeline().to_string())
+            .or_insert_with(|| Arc::new(Semaphore::new(self.inner.config.per_pipeline.max(1))))
+            .clone();
+        let _permit = limit.acquire_owned().await.expect("never closed");
+        let store = self.inner.store.clone();
+        let running = blocking(move || {
+            Ok(store.update_job(id, |j| {
+                if j.state == JobState::Queued {
+                    j.state = JobState::Running;
+                    true
+                } else {
+                    false
+                }
+            })?)
+        })
+        .await;
+        match running {
+            Ok(Some(j)) if j.state == JobState::Running => {}
+            Ok(_) => return,
+            Err(e) => {
+                tracing::error!(job = id, "cannot start job: {}", e.message);
+                return;
+            }
+        }
+        self.event(id, json!({"type": "state", "state": "running"}))
+            .await;
+        let outcome = match spec {
+            JobSpec::Batch(b) => batch::run(self, &rec, &b, live).await.map(|()| None),
+            JobSpec::Invoke(i) => self.run_invoke(id, &i).await.map(Some),
+        };
+        match outcome {
+            Ok(result) => {
+                self.finish(id, JobState::Succeeded, result, None).await;
+            }
+            Err(message) => {
+                self.finish(id, JobState::Failed, None, Some(message)).await;
+            }
+        }
+    }
+
+    /// Runs an invoke job; `emit` events become job events and progress.
+    async fn run_invoke(&self, id: u64, spec: &InvokeSpec) -> Result<String, String> {
+        let pipeline = self
+            .inner
+            .pipelines
+            .get(&spec.pipeline)
+            .ok_or_else(|| format!("pipeline `{}` was deleted", spec.pipeline))?;
+        let timeout = Duration::from_secs(spec.timeout_s.unwrap_or(spec::DEFAULT_JOB_TIMEOUT_S));
+        let (tx, mut rx) = mpsc::channel::<StageEvent>(64);
+        let run = pipeline.run_until(spec.item(), Some(tx), Instant::now() + timeout);
+        tokio::pin!(run);
+        let result = loop {
+            tokio::select! {
+                result = &mut run => break result,
+                Some(event) = rx.recv() => self.stage_event(id, event).await,
+            }
+        };
+        while let Ok(event) = rx.try_recv() {
+            self.stage_event(id, event).await;
+        }
+        match result {
+            Ok(items) => Ok(Value::Array(items.iter().map(render_item).collect()).to_string()),
+            Err(failure) => Err(crate::api::run_error(failure).message),
+        }
+    }
+
+    async fn stage_event(&self, id: u64, event: StageEvent) {
+        match event {
+            StageEvent::Partial(item) => {
+                self.event(id, json!({"type": "partial", "item": render_item(&item)}))
+                    .await;
+            }
+            StageEvent::Progress {
+                done,
+                total,
+                message,
+            } => {
+                let store = self.inner.store.clone();
+                let m = message.clone();
+                let _ = blocking(move || {
+                    Ok(store.update_job(id, |j| {
+                        j.progress = Some((done, total, m));
+                        !j.state.is_terminal()
+                    })?)
+                })
+                .await;
+                self.event(
+                    id,
+                    json!({"type": "progress", "done": done, "total": total, "message": message}),
+                )
+                .await;
+            }
+        }
+    }
+
+    /// Moves a job to a terminal state unless it is in one already, and
+    /// records the state event. Returns the record when it changed.
+    async fn finish(
+        &self,
+        id: u64,
+        state: JobState,
+        result: Option<String>,
+        error: Option<String>,
+    ) -> Option<JobRecord> {
+        let store = self.inner.store.clone();
+        let (r, e) = (result.clone(), error.clone());
+        let rec = blocking(move || {
+            let mut changed = false;
+            let rec = store.update_job(id, |j| {
+                if j.state.is_terminal() {
+                    return false;
+                }
+                j.state = state;
+                j.result_json = r;
+                j.error = e;
+                changed = true;
+                true
+            })?;
+            Ok(rec.filter(|_| changed))
+        })
+        .await
+        .ok()
+        .flatten()?;
+        let result: Value = result
+            .and_then(|r| serde_json::from_str(&r).ok())
+            .unwrap_or(Value::Null);
+        self.event(
+            id,
+            json!({"type": "state", "state": state.as_str(), "result": result, "error": error}),
+        )
+        .await;
+        Some(rec)
+    }
+
+    /// Appends an event to the job's log and sends it to live subscribers.
+    async fn event(&self, id: u64, event: Value) {
+        let store = self.inner.store.clone();
+        let live = self.live(id);
+        let text = event.to_string();
+        let result = blocking(move || {
+            let _order = live
+                .as_ref()
+                .map(|l| l.order.lock().unwrap_or_else(|p| p.into_inner()));
+            let seq = store.append_job_event(id, &text)?;
+            if let Some(l) = &live {
+                let _ = l.events.send((seq, text));
+            }
+            Ok(())
+        })
+        .await;
+        if let Err(e) = result {
+            tracing::warn!(job = id, "cannot record job event: {}", e.message);
+        }
+    }
+
+    /// Deletes finished jobs older than the retention time, periodically.
+    async fn sweep(&self) {
+        let ttl = self.inner.config.ttl;
+        let every = (ttl / 4).clamp(Duration::from_millis(100), Duration::from_secs(60));
+        loop {
+            tokio::select! {
+                _ = self.inner.stop.cancelled() => return,
+                _ = tokio::time::sleep(every) => {}
+            }
+            let store = self.inner.store.clone();
+            let cutoff = now_ms().saturating_sub(ttl.as_millis() as u64);
+            let swept = blocking(move || {
+                let mut n = 0;
+                for j in store.list_jobs()? {
+                    if j.state.is_terminal() && j.finished_unix_ms.is_some_and(|t| t <= cutoff) {
+                        store.delete_job(j.id)?;
+                        n += 1;
+                    }
+                }
+                Ok(n)
+            })
+            .await;
+            match swept {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(jobs = n, "deleted finished jobs past their retention"),
+                Err(e) => tracing::warn!("job retention sweep failed: {}", e.message),
+            }
+        }
+    }
+}
+
+/// 409 for an operation on a job that has finished.
+fn finished(rec: &JobRecord, what: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "job_finished",
+        format!("job {} has already {}; it cannot be {what}", rec.id, rec.state.as_str()),
+    )
+    .hint("submit a new job")
+}
+
+/// A job as the API shows it.
+pub fn job_json(jobs: &Jobs, rec: &JobRecord) -> Value {
+    let spec: Value = serde_json::from_str(&rec.spec_json).unwrap_or(Value::Null);
+    let (rate, eta) = jobs.rate(rec);
+    let mut v = json!({
+        "id": rec.id.to_string(),
+        "kind": rec.kind,
+        "state": rec.state.as_str(),
+        "pipeline": spec["pipeline"],
+        "spec": spec,
+        "created_unix_ms": rec.created_unix_ms,
+        "started_unix_ms": rec.started_unix_ms,
+        "finished_unix_ms": rec.finished_unix_ms,
+        "error": rec.error,
+    });
+    if rec.kind == "batch" {
+        v["dataset"] = spec["dataset"].clone();
+        v["progress"] = json!({
+            "blocks_done": rec.blocks_done,
+            "blocks_total": rec.blocks_total,
+            "items_done": rec.items_done,
+            "items_total": rec.items_total,
+            "items_failed": rec.items_failed,
+            "rows_out": rec.rows_out,
+            "fraction": if rec.items_total == 0 { 1.0 } else { rec.items_done as f64 / rec.items_total as f64 },
+            "items_per_s": rate,
+            "eta_s": eta,
+        });
+        v["links"] = json!({
+            "output": format!("/v1/jobs/{}/output", rec.id),
+            "errors": format!("/v1/jobs/{}/errors", rec.id),
+            "events": format!("/v1/jobs/{}/events", rec.id),
+        });
+    } else {
+        v["progress"] = match &rec.progress {
+            Some((done, total, message)) => {
+                json!({"done": done, "total": total, "message": message})
+            }
+            None => Value::Null,
+        };
+        v["result"] = rec
+            .result_json
+            .as_deref()
+            .and_then(|r| serde_json::from_str(r).ok())
+            .unwrap_or(Value::Null);
+        v["links"] = json!({"events": format!("/v1/jobs/{}/events", rec.id)});
+    }
+    v
+}
