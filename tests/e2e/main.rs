@@ -4,6 +4,7 @@
 //! One test binary (wasmtime's layout) keeps link time down.
 
 mod errors;
+mod jobs;
 mod pipelines;
 mod restart;
 mod sandbox;

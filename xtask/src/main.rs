@@ -186,23 +186,23 @@ fn demo(root: &Path, args: &[String]) -> anyhow::Result<()> {
             return Err(e);
         }
     }
-    let mut apply = Command::new(&weft);
-    apply.args([
-        "--server",
-        &server,
-        "pipeline",
-        "apply",
+    for spec in [
         "examples/pipelines/text.toml",
-    ]);
-    if let Err(e) = run(apply.stdout(Stdio::null())) {
-        let _ = daemon.kill();
-        return Err(e);
+        "examples/pipelines/clean.toml",
+    ] {
+        let mut apply = Command::new(&weft);
+        apply.args(["--server", &server, "pipeline", "apply", spec]);
+        if let Err(e) = run(apply.stdout(Stdio::null())) {
+            let _ = daemon.kill();
+            return Err(e);
+        }
     }
     let weft_bin = weft.display();
     println!(
         r#"
 weft is running on {server} with the example stages deployed (normalize, count, chunk)
-and the example pipeline `text` (normalize -> chunk -> count, examples/pipelines/text.toml).
+and the example pipelines `text` (normalize -> chunk -> count, examples/pipelines/text.toml)
+and `clean` (batched normalize for batch jobs, examples/pipelines/clean.toml).
 
 Try it:
 
@@ -224,6 +224,15 @@ Try it:
   {weft_bin} --server {server} invoke normalize --data '{{"text": "ÉCOLE  Normale"}}'
   {weft_bin} --server {server} invoke chunk --stream --data '{{"text": "a b c d e f g h i j"}}'
   {weft_bin} --server {server} pipeline status text
+
+A batch job over a dataset, and an async job:
+
+  seq 1 100000 | sed 's/.*/{{"text": "  Row \0  of the CORPUS "}}/' > /tmp/corpus.jsonl
+  {weft_bin} --server {server} dataset create corpus /tmp/corpus.jsonl
+  {weft_bin} --server {server} job submit --pipeline clean --dataset corpus --watch
+  {weft_bin} --server {server} job output 1 | head -3
+  curl -si {server}/text -H 'prefer: respond-async' -H 'content-type: application/json' \
+       -d '{{"text": "runs in the background"}}'
 
 Press Ctrl-C to stop.
 "#

@@ -24,6 +24,8 @@ pub struct ServeConfig {
     pub runtime: RuntimeConfig,
     /// Batch and async jobs: memory budget, concurrency, retention.
     pub jobs: JobsConfig,
+    /// Page cache of the store (redb). Default 64 MiB.
+    pub store_cache: usize,
 }
 
 impl ServeConfig {
@@ -36,6 +38,7 @@ impl ServeConfig {
             max_body: 64 << 20,
             runtime: RuntimeConfig::default(),
             jobs: JobsConfig::default(),
+            store_cache: weft_store::DEFAULT_CACHE_BYTES,
         }
     }
 

@@ -64,7 +64,11 @@ impl Format {
     /// The format a file name or content type suggests.
     pub fn guess(name_or_type: &str) -> Option<Self> {
         let s = name_or_type.to_ascii_lowercase();
-        if s.ends_with(".jsonl") || s.ends_with(".ndjson") || s.contains("ndjson") || s.contains("jsonl") {
+        if s.ends_with(".jsonl")
+            || s.ends_with(".ndjson")
+            || s.contains("ndjson")
+            || s.contains("jsonl")
+        {
             Some(Self::Jsonl)
         } else if s.ends_with(".csv") || s.contains("text/csv") {
             Some(Self::Csv)
@@ -135,7 +139,7 @@ impl Ingest {
             line: 1,
             block: Vec::new(),
             rows: 0,
-            csv: (format == Format::Csv).then(CsvRows::default),
+            csv: (format == Format::Csv).then(CsvRows::new),
         }
     }
 
@@ -202,7 +206,8 @@ impl Ingest {
             return Ok(());
         }
         let bad = |why: String, hint: &str| {
-            ApiError::bad_request("invalid_dataset", format!("line {line_no}: {why}")).hint(hint.to_string())
+            ApiError::bad_request("invalid_dataset", format!("line {line_no}: {why}"))
+                .hint(hint.to_string())
         };
         let row: Vec<u8> = match self.format {
             Format::Jsonl => {
@@ -225,9 +230,16 @@ impl Ingest {
             }
             Format::Objects => {
                 let id = std::str::from_utf8(raw).unwrap_or("").trim();
-                if id.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
+                if id.len() != 64
+                    || !id
+                        .bytes()
+                        .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+                {
                     return Err(bad(
-                        format!("`{}` is not an object id", String::from_utf8_lossy(&raw[..raw.len().min(80)])),
+                        format!(
+                            "`{}` is not an object id",
+                            String::from_utf8_lossy(&raw[..raw.len().min(80)])
+                        ),
                         "list the ids `PUT /v1/objects` returned, one per line (`weft dataset create --format objects FILES…` does this for you)",
                     ));
                 }
@@ -274,6 +286,14 @@ struct CsvRows {
 }
 
 impl CsvRows {
+    fn new() -> Self {
+        Self {
+            // `Reader::default()` has no parsing tables built: use `new`.
+            reader: csv_core::Reader::new(),
+            ..Self::default()
+        }
+    }
+
     /// Reads what `input` completes; with `last`, also the final record.
     fn push(&mut self, mut input: &[u8], last: bool) -> Result<Vec<String>, ApiError> {
         use csv_core::ReadRecordResult as R;
@@ -309,7 +329,16 @@ impl CsvRows {
             self.used += wrote;
             self.ended += ended;
             match result {
+                // Everything given has been read (at the end of the upload,
+                // the reader reports this once no record is left).
+                R::InputEmpty if input.is_empty() => return Ok(rows),
                 R::InputEmpty | R::OutputFull | R::OutputEndsFull => {}
+                // At the end of the upload the reader keeps reporting an
+                // empty record: that is the end, not data.
+                R::Record if last && input.is_empty() && self.used == 0 && self.ended <= 1 => {
+                    self.ended = 0;
+                    return Ok(rows);
+                }
                 R::Record => {
                     if let Some(row) = self.record_done()? {
                         rows.push(row);
@@ -323,7 +352,10 @@ impl CsvRows {
     /// The record just read as a JSON object (or the header, kept).
     fn record_done(&mut self) -> Result<Option<String>, ApiError> {
         self.record += 1;
-        let (used, ended) = (std::mem::take(&mut self.used), std::mem::take(&mut self.ended));
+        let (used, ended) = (
+            std::mem::take(&mut self.used),
+            std::mem::take(&mut self.ended),
+        );
         let mut values = Vec::with_capacity(ended);
         let mut start = 0;
         for &end in &self.ends[..ended] {
@@ -355,7 +387,9 @@ impl CsvRows {
                     header.len()
                 ),
             )
-            .hint("every record needs one field per header column; quote fields that contain commas"));
+            .hint(
+                "every record needs one field per header column; quote fields that contain commas",
+            ));
         }
         let object: Map<String, Value> = header
             .iter()
@@ -432,7 +466,12 @@ mod tests {
     use super::*;
 
     /// Feeds `input` in pieces of `step` bytes; returns the blocks' rows.
-    fn run(format: Format, block_rows: u32, input: &str, step: usize) -> Result<Vec<Vec<String>>, ApiError> {
+    fn run(
+        format: Format,
+        block_rows: u32,
+        input: &str,
+        step: usize,
+    ) -> Result<Vec<Vec<String>>, ApiError> {
         let mut ingest = Ingest::new(format, block_rows);
         let mut blocks = Vec::new();
         for piece in input.as_bytes().chunks(step.max(1)) {
@@ -469,7 +508,11 @@ mod tests {
     #[test]
     fn a_bad_jsonl_line_is_named() {
         let err = run(Format::Jsonl, 10, "{}\n{}\nnope\n", 4).unwrap_err();
-        assert!(err.message.starts_with("line 3: not JSON"), "{}", err.message);
+        assert!(
+            err.message.starts_with("line 3: not JSON"),
+            "{}",
+            err.message
+        );
         assert!(err.hint.unwrap().contains("format=lines"));
     }
 
@@ -496,17 +539,26 @@ mod tests {
             assert_eq!(blocks.len(), 2);
         }
         let err = run(Format::Csv, 2, "a,b\n1\n", 3).unwrap_err();
-        assert!(err.message.contains("has 1 fields, the header has 2"), "{}", err.message);
+        assert!(
+            err.message.contains("has 1 fields, the header has 2"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]
     fn lines_and_object_ids() {
         let blocks = run(Format::Lines, 2, "one\ntwo\nthree\n", 2).unwrap();
         assert_eq!(blocks, vec![vec!["one", "two"], vec!["three"]]);
-        let bad = Ingest::new(Format::Lines, 2).push(b"\xff\xfe\n").unwrap_err();
+        let bad = Ingest::new(Format::Lines, 2)
+            .push(b"\xff\xfe\n")
+            .unwrap_err();
         assert!(bad.message.contains("not UTF-8"));
         let id = weft_store::object_id(b"x");
-        assert_eq!(run(Format::Objects, 5, &format!("{id}\n"), 9).unwrap(), vec![vec![id]]);
+        assert_eq!(
+            run(Format::Objects, 5, &format!("{id}\n"), 9).unwrap(),
+            vec![vec![id]]
+        );
         let err = run(Format::Objects, 5, "../etc/passwd\n", 9).unwrap_err();
         assert!(err.message.contains("is not an object id"));
     }

@@ -11,8 +11,8 @@ use weft_store::Store;
 
 use crate::ServeConfig;
 use crate::api::{self, AppState};
-use crate::metrics::Metrics;
 use crate::jobs::Jobs;
+use crate::metrics::Metrics;
 use crate::pipeline::Pipelines;
 use crate::stages::Stages;
 
@@ -33,7 +33,7 @@ impl Daemon {
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
         let db_path = config.data_dir.join("weft.redb");
-        let store = Store::open(&db_path).with_context(|| {
+        let store = Store::open_with_cache(&db_path, config.store_cache).with_context(|| {
             format!(
                 "opening {} (is another weft daemon using this data directory?)",
                 db_path.display()

@@ -311,7 +311,12 @@ impl Store {
     /// `true` when it existed.
     pub fn delete_job(&self, id: u64) -> Result<bool> {
         let txn = self.write()?;
-        let existed = txn.open_table(JOBS).map_err(db)?.remove(id).map_err(db)?.is_some();
+        let existed = txn
+            .open_table(JOBS)
+            .map_err(db)?
+            .remove(id)
+            .map_err(db)?
+            .is_some();
         txn.open_table(JOB_BLOCKS)
             .map_err(db)?
             .retain_in((id, 0)..=(id, u32::MAX), |_, _| false)
@@ -335,7 +340,11 @@ mod tests {
             rows_out: rows - failed,
             failed,
             output: out.as_bytes().to_vec(),
-            errors: if failed > 0 { b"{\"row\":1}\n".to_vec() } else { vec![] },
+            errors: if failed > 0 {
+                b"{\"row\":1}\n".to_vec()
+            } else {
+                vec![]
+            },
         }
     }
 
@@ -348,11 +357,25 @@ mod tests {
             let job = store.create_job("batch", "{}", 3, 30).unwrap();
             assert_eq!((job.id, job.state), (1, JobState::Queued));
             assert_eq!(store.create_job("invoke", "{}", 0, 1).unwrap().id, 2);
-            let rec = store.commit_block(job.id, 2, &commit(10, 1, "c\n")).unwrap().unwrap();
-            assert_eq!((rec.blocks_done, rec.items_done, rec.items_failed), (1, 10, 1));
+            let rec = store
+                .commit_block(job.id, 2, &commit(10, 1, "c\n"))
+                .unwrap()
+                .unwrap();
+            assert_eq!(
+                (rec.blocks_done, rec.items_done, rec.items_failed),
+                (1, 10, 1)
+            );
             // The same block again is a no-op: no double counting.
-            assert!(store.commit_block(job.id, 2, &commit(10, 1, "c\n")).unwrap().is_none());
-            store.commit_block(job.id, 0, &commit(10, 0, "a\n")).unwrap().unwrap();
+            assert!(
+                store
+                    .commit_block(job.id, 2, &commit(10, 1, "c\n"))
+                    .unwrap()
+                    .is_none()
+            );
+            store
+                .commit_block(job.id, 0, &commit(10, 0, "a\n"))
+                .unwrap()
+                .unwrap();
             job.id
         };
         let store = Store::open(&path).unwrap();
@@ -360,7 +383,10 @@ mod tests {
         assert_eq!((rec.blocks_done, rec.items_done, rec.rows_out), (2, 20, 19));
         let blocks = store.job_blocks(id).unwrap();
         assert_eq!(blocks.iter().map(|b| b.0).collect::<Vec<_>>(), vec![0, 2]);
-        assert_eq!(store.get_object(&blocks[1].1.output).unwrap().unwrap(), b"c\n");
+        assert_eq!(
+            store.get_object(&blocks[1].1.output).unwrap().unwrap(),
+            b"c\n"
+        );
         assert!(blocks[0].1.errors.is_none() && blocks[1].1.errors.is_some());
         // Ids keep increasing after a reopen.
         assert_eq!(store.create_job("batch", "{}", 0, 0).unwrap().id, 3);

@@ -65,6 +65,9 @@ pub(crate) const JOB_EVENTS: TableDefinition<'_, (u64, u64), &str> =
     TableDefinition::new("job_events");
 pub(crate) const COUNTERS: TableDefinition<'_, &str, u64> = TableDefinition::new("counters");
 
+/// Page cache of [`Store::open`]: 64 MiB.
+pub const DEFAULT_CACHE_BYTES: usize = 64 << 20;
+
 /// A handle on the node's redb database; cheap to clone and share.
 ///
 /// All methods are blocking (redb does file I/O): async callers should use
@@ -85,7 +88,17 @@ impl Store {
     ///
     /// Fails with [`StoreError::Database`] if another process holds the file.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
-        let db = Database::create(path.as_ref()).map_err(redb::Error::from)?;
+        Self::open_with_cache(path, DEFAULT_CACHE_BYTES)
+    }
+
+    /// [`Store::open`] with a page cache of `cache_bytes` (the cache is most
+    /// of the store's memory: bounded, it keeps a node's RSS flat however
+    /// much data passes through).
+    pub fn open_with_cache(path: impl AsRef<Path>, cache_bytes: usize) -> Result<Self> {
+        let db = redb::Builder::new()
+            .set_cache_size(cache_bytes)
+            .create(path.as_ref())
+            .map_err(redb::Error::from)?;
         let txn = db.begin_write().map_err(redb::Error::from)?;
         txn.open_table(OBJECT_META).map_err(redb::Error::from)?;
         txn.open_table(OBJECT_CHUNKS).map_err(redb::Error::from)?;

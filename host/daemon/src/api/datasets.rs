@@ -38,7 +38,10 @@ pub async fn create(
             .hint("POST /v1/datasets?name=NAME&format=jsonl|csv|lines|objects[&block_rows=N]")
     })?;
     validate_name(&q.name).map_err(|e| {
-        ApiError::bad_request("invalid_argument", e.to_string().replace("stage name", "dataset name"))
+        ApiError::bad_request(
+            "invalid_argument",
+            e.to_string().replace("stage name", "dataset name"),
+        )
     })?;
     let format = match &q.format {
         Some(f) => f.parse::<Format>()?,
@@ -47,13 +50,19 @@ pub async fn create(
             .and_then(|v| v.to_str().ok())
             .and_then(Format::guess)
             .ok_or_else(|| {
-                ApiError::bad_request("invalid_argument", "format: not given and not implied by the content type")
-                    .hint("add format=jsonl, csv, lines or objects to the query")
+                ApiError::bad_request(
+                    "invalid_argument",
+                    "format: not given and not implied by the content type",
+                )
+                .hint("add format=jsonl, csv, lines or objects to the query")
             })?,
     };
     if q.block_rows == Some(0) {
-        return Err(ApiError::bad_request("invalid_argument", "block_rows: must be above 0")
-            .hint(format!("leave it out for {DEFAULT_BLOCK_ROWS} rows per block")));
+        return Err(
+            ApiError::bad_request("invalid_argument", "block_rows: must be above 0").hint(format!(
+                "leave it out for {DEFAULT_BLOCK_ROWS} rows per block"
+            )),
+        );
     }
     {
         let (store, name) = (state.store.clone(), q.name.clone());
@@ -61,7 +70,11 @@ pub async fn create(
             .await
             .map_err(|e| ApiError::internal(e.to_string()))??;
         if exists.is_some() {
-            return Err(weft_store::StoreError::Exists { what: "dataset", name: q.name }.into());
+            return Err(weft_store::StoreError::Exists {
+                what: "dataset",
+                name: q.name,
+            }
+            .into());
         }
     }
     let stream = body.into_data_stream();
@@ -93,8 +106,12 @@ fn dataset_json(d: &DatasetRecord) -> Value {
 }
 
 fn no_dataset(name: &str) -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "dataset_not_found", format!("no dataset named `{name}`"))
-        .hint("create it with `weft dataset create NAME FILE`; `weft dataset list` shows what exists")
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "dataset_not_found",
+        format!("no dataset named `{name}`"),
+    )
+    .hint("create it with `weft dataset create NAME FILE`; `weft dataset list` shows what exists")
 }
 
 /// `GET /v1/datasets`.
@@ -103,7 +120,9 @@ pub async fn list(State(state): State<Arc<AppState>>) -> Result<Json<Value>, Api
     let all = tokio::task::spawn_blocking(move || store.list_datasets())
         .await
         .map_err(|e| ApiError::internal(e.to_string()))??;
-    Ok(Json(json!({"datasets": all.iter().map(dataset_json).collect::<Vec<_>>()})))
+    Ok(Json(
+        json!({"datasets": all.iter().map(dataset_json).collect::<Vec<_>>()}),
+    ))
 }
 
 /// `GET /v1/datasets/{name}`: totals and the blocks.

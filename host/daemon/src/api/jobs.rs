@@ -147,7 +147,10 @@ pub async fn events(
 fn is_terminal_event(data: &str) -> bool {
     serde_json::from_str::<Value>(data).is_ok_and(|v| {
         v["type"] == "state"
-            && matches!(v["state"].as_str(), Some("succeeded" | "failed" | "cancelled"))
+            && matches!(
+                v["state"].as_str(),
+                Some("succeeded" | "failed" | "cancelled")
+            )
     })
 }
 
@@ -190,7 +193,10 @@ async fn rows(
     if rec.kind != "batch" {
         return Err(ApiError::bad_request(
             "not_a_batch_job",
-            format!("job {} is an invoke job; its result is in GET /v1/jobs/{}", rec.id, rec.id),
+            format!(
+                "job {} is an invoke job; its result is in GET /v1/jobs/{}",
+                rec.id, rec.id
+            ),
         ));
     }
     if rec.state != JobState::Succeeded && !q.partial {

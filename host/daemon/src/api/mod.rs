@@ -24,8 +24,8 @@ use serde_json::json;
 use weft_runtime::Runtime;
 use weft_store::Store;
 
-use crate::metrics::Metrics;
 use crate::jobs::Jobs;
+use crate::metrics::Metrics;
 use crate::pipeline::Pipelines;
 use crate::stages::Stages;
 use crate::{ApiError, ServeConfig};

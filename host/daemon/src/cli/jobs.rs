@@ -157,7 +157,12 @@ pub async fn dataset(client: &Client, cmd: DatasetCommand) -> anyhow::Result<()>
                 query.push(("block_rows", n.to_string()));
             }
             let v = client
-                .json(client.request(Method::POST, "/v1/datasets").query(&query).body(body))
+                .json(
+                    client
+                        .request(Method::POST, "/v1/datasets")
+                        .query(&query)
+                        .body(body),
+                )
                 .await?;
             out!(
                 "created dataset {} ({} rows, {} blocks, {} bytes)",
@@ -169,7 +174,9 @@ pub async fn dataset(client: &Client, cmd: DatasetCommand) -> anyhow::Result<()>
             Ok(())
         }
         DatasetCommand::List => {
-            let v = client.json(client.request(Method::GET, "/v1/datasets")).await?;
+            let v = client
+                .json(client.request(Method::GET, "/v1/datasets"))
+                .await?;
             for d in v["datasets"].as_array().into_iter().flatten() {
                 out!(
                     "{:<24} {:<8} {:>10} rows {:>6} blocks {:>12} bytes",
@@ -253,14 +260,17 @@ pub async fn job(client: &Client, cmd: JobCommand) -> anyhow::Result<()> {
                 }
                 (None, Some(input)) => {
                     let value = if content_type.contains("json") {
-                        serde_json::from_str(&input)
-                            .context("--input is not JSON (pass --content-type text/plain for text)")?
+                        serde_json::from_str(&input).context(
+                            "--input is not JSON (pass --content-type text/plain for text)",
+                        )?
                     } else {
                         Value::String(input)
                     };
                     json!({"kind": "invoke", "pipeline": pipeline, "input": value, "content_type": content_type})
                 }
-                _ => anyhow::bail!("give --dataset NAME (batch job) or --input DATA (async invocation)"),
+                _ => anyhow::bail!(
+                    "give --dataset NAME (batch job) or --input DATA (async invocation)"
+                ),
             };
             if let Some(dir) = output_dir {
                 spec["output"] = json!({"dir": dir});
@@ -284,7 +294,9 @@ pub async fn job(client: &Client, cmd: JobCommand) -> anyhow::Result<()> {
                 let progress = match j["kind"].as_str() {
                     Some("batch") => format!(
                         "{}/{} rows, {} failed",
-                        j["progress"]["items_done"], j["progress"]["items_total"], j["progress"]["items_failed"]
+                        j["progress"]["items_done"],
+                        j["progress"]["items_total"],
+                        j["progress"]["items_failed"]
                     ),
                     _ => j["progress"]["message"].as_str().unwrap_or("").to_string(),
                 };
@@ -300,7 +312,11 @@ pub async fn job(client: &Client, cmd: JobCommand) -> anyhow::Result<()> {
             Ok(())
         }
         JobCommand::Status { id } => {
-            print_json(&client.json(client.request(Method::GET, &format!("/v1/jobs/{id}"))).await?)?;
+            print_json(
+                &client
+                    .json(client.request(Method::GET, &format!("/v1/jobs/{id}")))
+                    .await?,
+            )?;
             Ok(())
         }
         JobCommand::Watch { id } => watch(client, &id).await,
@@ -325,7 +341,8 @@ pub async fn job(client: &Client, cmd: JobCommand) -> anyhow::Result<()> {
             let response = client.send(req).await?;
             let mut sink: Box<dyn Write> = match &output {
                 Some(p) => Box::new(std::io::BufWriter::new(
-                    std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?,
+                    std::fs::File::create(p)
+                        .with_context(|| format!("creating {}", p.display()))?,
                 )),
                 None => Box::new(std::io::stdout().lock()),
             };
@@ -377,7 +394,10 @@ async fn watch(client: &Client, id: &str) -> anyhow::Result<()> {
                 "succeeded" => Ok(()),
                 _ => anyhow::bail!(
                     "job {id} {state}{}",
-                    v["error"].as_str().map(|e| format!(": {e}")).unwrap_or_default()
+                    v["error"]
+                        .as_str()
+                        .map(|e| format!(": {e}"))
+                        .unwrap_or_default()
                 ),
             };
         }
@@ -393,7 +413,9 @@ fn progress_line(v: &Value) -> String {
         return match p["done"].as_u64() {
             Some(done) => format!(
                 "{state}: {done}/{} {}",
-                p["total"].as_u64().map_or("?".to_string(), |t| t.to_string()),
+                p["total"]
+                    .as_u64()
+                    .map_or("?".to_string(), |t| t.to_string()),
                 p["message"].as_str().unwrap_or("")
             ),
             None => state.to_string(),
@@ -433,8 +455,16 @@ mod tests {
             "fraction": 0.5, "items_done": 5, "items_total": 10, "items_failed": 1,
             "items_per_s": 2.0, "eta_s": 2.5}});
         let line = progress_line(&v);
-        assert!(line.starts_with("[###############...............]  50% 5/10 rows"), "{line}");
-        assert!(line.contains("2 rows/s") && line.contains("ETA 2s") && line.ends_with("1 failed  running"), "{line}");
+        assert!(
+            line.starts_with("[###############...............]  50% 5/10 rows"),
+            "{line}"
+        );
+        assert!(
+            line.contains("2 rows/s")
+                && line.contains("ETA 2s")
+                && line.ends_with("1 failed  running"),
+            "{line}"
+        );
         let v = json!({"kind": "invoke", "state": "running", "progress": {"done": 3, "total": null, "message": "epoch"}});
         assert_eq!(progress_line(&v), "running: 3/? epoch");
     }

@@ -142,6 +142,9 @@ pub struct ServeArgs {
     /// Hours a finished job (its record, events and output) is kept.
     #[arg(long, default_value_t = 168.0)]
     pub job_ttl_hours: f64,
+    /// Page cache of the store in MiB.
+    #[arg(long, default_value_t = 64)]
+    pub store_cache_mib: usize,
 }
 
 /// `weft stage ...`.
@@ -329,6 +332,7 @@ async fn serve(args: ServeArgs, token: Option<String>) -> anyhow::Result<()> {
         config.jobs.max_in_flight_bytes = mib.max(1) << 20;
     }
     config.jobs.per_pipeline = args.jobs_per_pipeline.max(1);
+    config.store_cache = args.store_cache_mib.max(1) << 20;
     config.jobs.ttl = Duration::from_secs_f64(args.job_ttl_hours.max(0.0) * 3600.0);
     let daemon = Daemon::start(config).await?;
     out!("weft listening on http://{}", daemon.addr())?;

@@ -93,21 +93,17 @@ pub(super) async fn run(
     let rows_at_once = Arc::new((Arc::new(Semaphore::new(parallel)), parallel));
     let mut blocks = stream::iter(todo)
         .map(|(index, block, first)| {
-            let (budget, ratio, rows_at_once) = (budget.clone(), ratio.clone(), rows_at_once.clone());
+            let (budget, ratio, rows_at_once) =
+                (budget.clone(), ratio.clone(), rows_at_once.clone());
             let (jobs, spec) = (jobs.clone(), spec.clone());
             // Owned and boxed: the block futures run concurrently.
             Box::pin(async move {
-                let estimate = block.bytes
-                    + block.bytes.saturating_mul(ratio.load(Ordering::Relaxed)) / 1000;
+                let estimate =
+                    block.bytes + block.bytes.saturating_mul(ratio.load(Ordering::Relaxed)) / 1000;
                 let cost = estimate.clamp(1, budget_total) as u32;
-                let _memory = budget
-                    .acquire_many_owned(cost)
-                    .await
-                    .expect("never closed");
-                let commit =
-                    run_block(&jobs, &spec, format, &block, first, &rows_at_once).await?;
-                if block.bytes > 0 {
-                    let r = (commit.output.len() as u64 * 1000) / block.bytes;
+                let _memory = budget.acquire_many_owned(cost).await.expect("never closed");
+                let commit = run_block(&jobs, &spec, format, &block, first, &rows_at_once).await?;
+                if let Some(r) = (commit.output.len() as u64 * 1000).checked_div(block.bytes) {
                     ratio.store(r.max(1), Ordering::Relaxed);
                 }
                 let store = jobs.inner.store.clone();
@@ -202,22 +198,24 @@ async fn run_block(
         .filter(|r| !r.is_empty())
         .collect();
     let rows: Vec<Vec<u8>> = rows.into_iter().map(<[u8]>::to_vec).collect();
-    let results: Vec<(u64, Result<Vec<Item>, RunFailure>)> = stream::iter(rows.into_iter().enumerate())
-        .map(|(i, row)| {
-            let n = first_row + i as u64;
-            let (jobs, pipeline, slots) = (jobs.clone(), spec.pipeline.clone(), rows_at_once.clone());
-            Box::pin(async move {
-                let _slot = slots.acquire_owned().await.expect("never closed");
-                let item = match row_item(&jobs, format, &row, n).await {
-                    Ok(item) => item,
-                    Err(e) => return (n, Err(e)),
-                };
-                (n, run_row(&jobs, &pipeline, item).await)
-            }) as BoxFuture<(u64, Result<Vec<Item>, RunFailure>)>
-        })
-        .buffered(*parallel)
-        .collect()
-        .await;
+    let results: Vec<(u64, Result<Vec<Item>, RunFailure>)> =
+        stream::iter(rows.into_iter().enumerate())
+            .map(|(i, row)| {
+                let n = first_row + i as u64;
+                let (jobs, pipeline, slots) =
+                    (jobs.clone(), spec.pipeline.clone(), rows_at_once.clone());
+                Box::pin(async move {
+                    let _slot = slots.acquire_owned().await.expect("never closed");
+                    let item = match row_item(&jobs, format, &row, n).await {
+                        Ok(item) => item,
+                        Err(e) => return (n, Err(e)),
+                    };
+                    (n, run_row(&jobs, &pipeline, item).await)
+                }) as BoxFuture<(u64, Result<Vec<Item>, RunFailure>)>
+            })
+            .buffered(*parallel)
+            .collect()
+            .await;
     let mut commit = BlockCommit {
         rows_in: results.len() as u32,
         ..BlockCommit::default()
@@ -323,14 +321,18 @@ fn row_value(item: &Item) -> Value {
 /// and a rename, so a crash never leaves half a file under the final name).
 fn write_dir(store: &weft_store::Store, id: u64, dir: &Path) -> Result<(), ApiError> {
     use std::io::Write;
-    let io = |e: std::io::Error| {
-        ApiError::internal(format!("writing output to {}: {e}", dir.display()))
-    };
+    let io =
+        |e: std::io::Error| ApiError::internal(format!("writing output to {}: {e}", dir.display()));
     std::fs::create_dir_all(dir).map_err(io)?;
     let blocks = store.job_blocks(id)?;
     for (name, pick) in [
-        ("output.jsonl", (|b: &weft_store::BlockOutput| Some(b.output.clone())) as fn(&_) -> _),
-        ("errors.jsonl", |b: &weft_store::BlockOutput| b.errors.clone()),
+        (
+            "output.jsonl",
+            (|b: &weft_store::BlockOutput| Some(b.output.clone())) as fn(&_) -> _,
+        ),
+        ("errors.jsonl", |b: &weft_store::BlockOutput| {
+            b.errors.clone()
+        }),
     ] {
         let tmp = dir.join(format!(".{name}.{id}.tmp"));
         let mut file = std::io::BufWriter::new(std::fs::File::create(&tmp).map_err(io)?);
@@ -358,8 +360,14 @@ mod tests {
             content_type: ct.into(),
             payload: p.to_vec(),
         };
-        assert_eq!(row_value(&item("application/json", b"{\"a\":1}")), json!({"a": 1}));
-        assert_eq!(row_value(&item("text/plain; charset=utf-8", b"hi")), json!("hi"));
+        assert_eq!(
+            row_value(&item("application/json", b"{\"a\":1}")),
+            json!({"a": 1})
+        );
+        assert_eq!(
+            row_value(&item("text/plain; charset=utf-8", b"hi")),
+            json!("hi")
+        );
         assert_eq!(
             row_value(&item("application/octet-stream", &[0])),
             json!({"key": null, "content_type": "application/octet-stream", "base64": "AA=="})

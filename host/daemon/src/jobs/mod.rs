@@ -171,7 +171,9 @@ impl Jobs {
                 "invalid_job",
                 format!("`pipeline`: no pipeline named `{}`", spec.pipeline()),
             )
-            .hint("create it with `weft pipeline apply FILE`; `weft pipeline list` shows what exists"));
+            .hint(
+                "create it with `weft pipeline apply FILE`; `weft pipeline list` shows what exists",
+            ));
         }
         let (blocks, items) = match &spec {
             JobSpec::Batch(b) => {
@@ -276,7 +278,11 @@ impl Jobs {
 
     /// Running jobs per state, for `/metrics`.
     pub fn running(&self) -> usize {
-        self.inner.live.lock().unwrap_or_else(|p| p.into_inner()).len()
+        self.inner
+            .live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
     }
 
     fn live(&self, id: u64) -> Option<Arc<Live>> {
@@ -324,8 +330,11 @@ impl Jobs {
     async fn run(&self, rec: JobRecord, spec: JobSpec, live: &Arc<Live>, resumed: bool) {
         let id = rec.id;
         if resumed {
-            self.event(id, json!({"type": "resumed", "blocks_done": rec.blocks_done}))
-                .await;
+            self.event(
+                id,
+                json!({"type": "resumed", "blocks_done": rec.blocks_done}),
+            )
+            .await;
         }
         // Wait for the pipeline's job concurrency limit.
         let limit = self
@@ -524,7 +533,11 @@ fn finished(rec: &JobRecord, what: &str) -> ApiError {
     ApiError::new(
         StatusCode::CONFLICT,
         "job_finished",
-        format!("job {} has already {}; it cannot be {what}", rec.id, rec.state.as_str()),
+        format!(
+            "job {} has already {}; it cannot be {what}",
+            rec.id,
+            rec.state.as_str()
+        ),
     )
     .hint("submit a new job")
 }

@@ -113,7 +113,10 @@ impl JobSpec {
 
     fn validate(&self) -> Result<(), ApiError> {
         let bad = |field: &str, why: String, hint: &str| {
-            Err(ApiError::bad_request("invalid_job", format!("`{field}`: {why}")).hint(hint.to_string()))
+            Err(
+                ApiError::bad_request("invalid_job", format!("`{field}`: {why}"))
+                    .hint(hint.to_string()),
+            )
         };
         match self {
             Self::Batch(b) => {
@@ -125,7 +128,11 @@ impl JobSpec {
                     );
                 }
                 if b.max_in_flight_bytes == Some(0) {
-                    return bad("max_in_flight_bytes", "must be above 0".into(), "leave it out for the daemon's default");
+                    return bad(
+                        "max_in_flight_bytes",
+                        "must be above 0".into(),
+                        "leave it out for the daemon's default",
+                    );
                 }
                 if let Some(dir) = &b.output.dir
                     && !dir.is_absolute()
@@ -139,12 +146,22 @@ impl JobSpec {
             }
             Self::Invoke(i) => {
                 if let Some(b64) = &i.input_base64
-                    && base64::engine::general_purpose::STANDARD.decode(b64).is_err()
+                    && base64::engine::general_purpose::STANDARD
+                        .decode(b64)
+                        .is_err()
                 {
-                    return bad("input_base64", "not valid base64".into(), "encode the bytes with standard base64");
+                    return bad(
+                        "input_base64",
+                        "not valid base64".into(),
+                        "encode the bytes with standard base64",
+                    );
                 }
                 if i.timeout_s == Some(0) {
-                    return bad("timeout_s", "must be above 0".into(), "leave it out for one hour");
+                    return bad(
+                        "timeout_s",
+                        "must be above 0".into(),
+                        "leave it out for one hour",
+                    );
                 }
             }
         }
@@ -208,15 +225,29 @@ mod tests {
         let err = JobSpec::from_json(br#"{"kind":"batch","pipeline":"p"}"#).unwrap_err();
         assert!(err.message.contains("dataset"), "{}", err.message);
         let err = JobSpec::from_json(br#"{"kind":"train","pipeline":"p"}"#).unwrap_err();
-        assert!(err.message.contains("unknown variant `train`"), "{}", err.message);
-        let err = JobSpec::from_json(br#"{"kind":"batch","pipeline":"p","dataset":"d","outptu":{}}"#).unwrap_err();
+        assert!(
+            err.message.contains("unknown variant `train`"),
+            "{}",
+            err.message
+        );
+        let err =
+            JobSpec::from_json(br#"{"kind":"batch","pipeline":"p","dataset":"d","outptu":{}}"#)
+                .unwrap_err();
         assert!(err.message.contains("outptu"), "{}", err.message);
-        let err = JobSpec::from_json(br#"{"kind":"batch","pipeline":"p","dataset":"d","output":{"dir":"rel/x"}}"#)
-            .unwrap_err();
+        let err = JobSpec::from_json(
+            br#"{"kind":"batch","pipeline":"p","dataset":"d","output":{"dir":"rel/x"}}"#,
+        )
+        .unwrap_err();
         assert!(err.message.starts_with("`output.dir`"), "{}", err.message);
-        let err = JobSpec::from_json(br#"{"kind":"batch","pipeline":"p","dataset":"d","max_failed_fraction":2}"#)
-            .unwrap_err();
-        assert!(err.message.contains("max_failed_fraction"), "{}", err.message);
+        let err = JobSpec::from_json(
+            br#"{"kind":"batch","pipeline":"p","dataset":"d","max_failed_fraction":2}"#,
+        )
+        .unwrap_err();
+        assert!(
+            err.message.contains("max_failed_fraction"),
+            "{}",
+            err.message
+        );
         assert!(JobSpec::from_json(b"[").is_err());
     }
 
@@ -227,13 +258,22 @@ mod tests {
             _ => panic!(),
         };
         let json = spec(r#"{"kind":"invoke","pipeline":"p","input":{"a":1}}"#);
-        assert_eq!((json.content_type.as_str(), json.payload.as_slice()), ("application/json", &br#"{"a":1}"#[..]));
-        let text = spec(r#"{"kind":"invoke","pipeline":"p","input":"Hi","content_type":"text/plain"}"#);
+        assert_eq!(
+            (json.content_type.as_str(), json.payload.as_slice()),
+            ("application/json", &br#"{"a":1}"#[..])
+        );
+        let text =
+            spec(r#"{"kind":"invoke","pipeline":"p","input":"Hi","content_type":"text/plain"}"#);
         assert_eq!(text.payload, b"Hi");
         let bin = spec(r#"{"kind":"invoke","pipeline":"p","input_base64":"AAE="}"#);
-        assert_eq!((bin.content_type.as_str(), bin.payload), ("application/octet-stream", vec![0, 1]));
+        assert_eq!(
+            (bin.content_type.as_str(), &bin.payload[..]),
+            ("application/octet-stream", &[0u8, 1][..])
+        );
         let back = InvokeSpec::from_item("p", &bin).item();
         assert_eq!(back.payload, vec![0, 1]);
-        assert!(JobSpec::from_json(br#"{"kind":"invoke","pipeline":"p","input_base64":"!!"}"#).is_err());
+        assert!(
+            JobSpec::from_json(br#"{"kind":"invoke","pipeline":"p","input_base64":"!!"}"#).is_err()
+        );
     }
 }

@@ -12,6 +12,7 @@
 //! | `log` | | logs at info, then echoes |
 //! | `trap` | | panics: "probe: deliberate trap" |
 //! | `spin` | | loops forever (for deadlines) |
+//! | `sleep` | `ms` | sleeps `ms` milliseconds (an I/O-bound stage), then echoes |
 //! | `alloc` | `mb` | allocates and fills `mb` MiB in 1 MiB blocks, `{"allocated_mb": mb}` |
 //! | `put` | `data` (string) | `objects::put`, `{"id": id}` |
 //! | `get` | `id` | `{"data": "<utf8>"}`, or bad-input with the host's error |
@@ -75,6 +76,10 @@ fn run(index: usize, size: usize, item: Item) -> Result<Item, StageError> {
         }
         "trap" => panic!("probe: deliberate trap"),
         "spin" => spin(),
+        "sleep" => {
+            std::thread::sleep(std::time::Duration::from_millis(field_u64(&input, "ms")?));
+            return Ok(item);
+        }
         "alloc" => json!({ "allocated_mb": alloc(field_u64(&input, "mb")?) }),
         "put" => json!({ "id": objects::put(field_str(&input, "data")?) }),
         "get" => {

@@ -1,0 +1,526 @@
+//! Datasets and jobs: streamed uploads, batch jobs over datasets (order,
+//! completeness, failures, cancel, resume), async invoke jobs with events.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use weft_e2e::TestDaemon;
+
+async fn apply(d: &TestDaemon, name: &str, toml: &str) {
+    let r = d
+        .http
+        .put(d.url(&format!("/v1/pipelines/{name}")))
+        .header("content-type", "application/toml")
+        .body(toml.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    assert!(status.is_success(), "{status}: {}", r.text().await.unwrap());
+}
+
+async fn dataset(d: &TestDaemon, query: &str, body: String) -> (u16, Value) {
+    let r = d
+        .http
+        .post(d.url(&format!("/v1/datasets?{query}")))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+async fn submit(d: &TestDaemon, spec: &Value) -> (u16, Value, Option<String>) {
+    let r = d
+        .http
+        .post(d.url("/v1/jobs"))
+        .header("content-type", "application/json")
+        .body(spec.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let location = r
+        .headers()
+        .get("location")
+        .map(|v| v.to_str().unwrap().to_string());
+    (status, r.json().await.unwrap(), location)
+}
+
+/// Polls a job until it is in a terminal state.
+async fn finished(d: &TestDaemon, id: &str) -> Value {
+    let until = Instant::now() + Duration::from_secs(60);
+    loop {
+        let v = d.get_json(&format!("/v1/jobs/{id}")).await;
+        if matches!(
+            v["state"].as_str(),
+            Some("succeeded" | "failed" | "cancelled")
+        ) {
+            return v;
+        }
+        assert!(Instant::now() < until, "job {id} did not finish: {v}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A daemon with the probe stage behind a batched pipeline `p`.
+async fn probe_daemon() -> TestDaemon {
+    let d = TestDaemon::start().await;
+    d.deploy("probe", "probe.wasm").await;
+    apply(
+        &d,
+        "p",
+        r#"
+name = "p"
+[[steps]]
+stage = "probe"
+replicas = { min = 1, max = 2 }
+batch = { max_size = 8, max_wait_ms = 2 }
+"#,
+    )
+    .await;
+    d
+}
+
+fn rows(n: usize, op: impl Fn(usize) -> Value) -> String {
+    (0..n).map(|i| format!("{}\n", op(i))).collect()
+}
+
+fn lines(text: &str) -> Vec<Value> {
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_batch_job_writes_every_row_once_in_input_order() {
+    let d = probe_daemon().await;
+    let (status, ds) = dataset(
+        &d,
+        "name=nums&format=jsonl&block_rows=50",
+        rows(1000, |i| json!({"op": "echo", "n": i})),
+    )
+    .await;
+    assert_eq!(status, 201, "{ds}");
+    assert_eq!(
+        (ds["rows"].as_u64(), ds["blocks"].as_u64()),
+        (Some(1000), Some(20))
+    );
+    let out_dir = d.dir.path().join("exported");
+    let (status, job, location) = submit(
+        &d,
+        &json!({"kind": "batch", "pipeline": "p", "dataset": "nums", "output": {"dir": out_dir}}),
+    )
+    .await;
+    assert_eq!(status, 202, "{job}");
+    let id = job["id"].as_str().unwrap().to_string();
+    assert_eq!(location.as_deref(), Some(format!("/v1/jobs/{id}").as_str()));
+
+    let done = finished(&d, &id).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    let p = &done["progress"];
+    assert_eq!(
+        (p["items_done"].as_u64(), p["items_failed"].as_u64()),
+        (Some(1000), Some(0))
+    );
+    assert_eq!(
+        (p["blocks_done"].as_u64(), p["rows_out"].as_u64()),
+        (Some(20), Some(1000))
+    );
+
+    let output = d.get_text(&format!("/v1/jobs/{id}/output")).await;
+    let ns: Vec<u64> = lines(&output)
+        .iter()
+        .map(|v| v["n"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ns, (0..1000).collect::<Vec<_>>());
+    // The same bytes in the output directory, and an empty error file.
+    assert_eq!(
+        std::fs::read_to_string(out_dir.join("output.jsonl")).unwrap(),
+        output
+    );
+    assert_eq!(
+        std::fs::read_to_string(out_dir.join("errors.jsonl")).unwrap(),
+        ""
+    );
+
+    // The event log replays from the start and ends with the final state.
+    let events = d.get_text(&format!("/v1/jobs/{id}/events")).await;
+    assert_eq!(events.matches("event: block").count(), 20, "{events}");
+    assert!(
+        events.trim_end().ends_with(r#""type":"state"}"#)
+            || events.contains(r#""state":"succeeded""#),
+        "{events}"
+    );
+    let metrics = d.get_text("/metrics").await;
+    assert!(
+        metrics.contains("weft_step_busy_seconds_total{pipeline=\"p\",step=\"probe\"}"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("weft_jobs_running 0"));
+
+    // A finished job cannot be cancelled; it can be deleted.
+    let r = d
+        .http
+        .post(d.url(&format!("/v1/jobs/{id}/cancel")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+    let r = d
+        .http
+        .delete(d.url(&format!("/v1/jobs/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let r = d
+        .http
+        .get(d.url(&format!("/v1/jobs/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+}
+
+#[tokio::test]
+async fn rows_that_trap_fail_alone_and_the_job_counts_them() {
+    let d = probe_daemon().await;
+    // 1% of rows trap; they are batched with good rows, which must not fail
+    // with them.
+    let body = rows(400, |i| {
+        if i % 100 == 7 {
+            json!({"op": "trap", "n": i})
+        } else {
+            json!({"op": "echo", "n": i})
+        }
+    });
+    assert_eq!(
+        dataset(&d, "name=traps&format=jsonl&block_rows=64", body)
+            .await
+            .0,
+        201
+    );
+    let (_, job, _) = submit(
+        &d,
+        &json!({"kind": "batch", "pipeline": "p", "dataset": "traps"}),
+    )
+    .await;
+    let id = job["id"].as_str().unwrap().to_string();
+    let done = finished(&d, &id).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    assert_eq!(done["progress"]["items_failed"], 4);
+    let output = lines(&d.get_text(&format!("/v1/jobs/{id}/output")).await);
+    assert_eq!(output.len(), 396);
+    assert!(output.iter().all(|v| v["op"] == "echo"));
+    let errors = lines(&d.get_text(&format!("/v1/jobs/{id}/errors")).await);
+    let failed: Vec<u64> = errors.iter().map(|e| e["row"].as_u64().unwrap()).collect();
+    assert_eq!(failed, vec![7, 107, 207, 307]);
+    assert!(
+        errors[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("deliberate trap"),
+        "{}",
+        errors[0]
+    );
+
+    // With no failures allowed, one poison row fails the job, and the
+    // output (incomplete) is refused unless asked for partially.
+    let body = rows(10, |i| json!({"op": if i == 5 { "fatal" } else { "echo" }}));
+    assert_eq!(dataset(&d, "name=poison&format=jsonl", body).await.0, 201);
+    let (_, job, _) = submit(
+        &d,
+        &json!({"kind": "batch", "pipeline": "p", "dataset": "poison", "max_failed_fraction": 0}),
+    )
+    .await;
+    let id = job["id"].as_str().unwrap().to_string();
+    let done = finished(&d, &id).await;
+    assert_eq!(done["state"], "failed", "{done}");
+    assert!(
+        done["error"]
+            .as_str()
+            .unwrap()
+            .contains("1 of 10 rows failed"),
+        "{done}"
+    );
+    let r = d
+        .http
+        .get(d.url(&format!("/v1/jobs/{id}/output")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"]["code"],
+        "job_not_succeeded"
+    );
+    let partial = d
+        .get_text(&format!("/v1/jobs/{id}/output?partial=true"))
+        .await;
+    assert_eq!(partial.lines().count(), 9);
+}
+
+#[tokio::test]
+async fn cancel_stops_a_running_job_promptly() {
+    let d = probe_daemon().await;
+    let body = rows(200, |_| json!({"op": "sleep", "ms": 50}));
+    assert_eq!(
+        dataset(&d, "name=slow&format=jsonl&block_rows=10", body)
+            .await
+            .0,
+        201
+    );
+    let (_, job, _) = submit(
+        &d,
+        &json!({"kind": "batch", "pipeline": "p", "dataset": "slow"}),
+    )
+    .await;
+    let id = job["id"].as_str().unwrap().to_string();
+    // Wait until it has made some progress, then cancel.
+    let until = Instant::now() + Duration::from_secs(30);
+    while d.get_json(&format!("/v1/jobs/{id}")).await["progress"]["blocks_done"] == 0 {
+        assert!(Instant::now() < until);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let r = d
+        .http
+        .post(d.url(&format!("/v1/jobs/{id}/cancel")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["state"], "cancelled");
+    let at_cancel = d.get_json(&format!("/v1/jobs/{id}")).await["progress"]["blocks_done"]
+        .as_u64()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let later = d.get_json(&format!("/v1/jobs/{id}")).await;
+    assert_eq!(later["state"], "cancelled");
+    assert!(
+        later["progress"]["blocks_done"].as_u64().unwrap() <= at_cancel + 4,
+        "{later}"
+    );
+    assert!(
+        later["progress"]["blocks_done"].as_u64().unwrap() < 20,
+        "{later}"
+    );
+    assert!(d.get_text("/metrics").await.contains("weft_jobs_running 0"));
+}
+
+#[tokio::test]
+async fn bad_datasets_and_job_specs_are_explained() {
+    let d = probe_daemon().await;
+    // Datasets.
+    let (s, e) = dataset(&d, "name=bad&format=jsonl", "{}\n{\"a\":\nnext\n".into()).await;
+    assert_eq!(s, 400);
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("line 2: not JSON"),
+        "{e}"
+    );
+    assert_eq!(
+        d.get_json("/v1/datasets").await["datasets"],
+        json!([]),
+        "nothing registered"
+    );
+    let (s, e) = dataset(&d, "name=nofmt", "x\n".into()).await;
+    assert_eq!(s, 400);
+    assert!(
+        e["error"]["hint"]
+            .as_str()
+            .unwrap()
+            .contains("format=jsonl"),
+        "{e}"
+    );
+    let (s, _) = dataset(&d, "name=Bad Name&format=lines", "x\n".into()).await;
+    assert_eq!(s, 400);
+    let (s, e) = dataset(&d, "format=lines", "x\n".into()).await;
+    assert_eq!(s, 400, "{e}");
+    let (s, e) = dataset(&d, "name=t&format=parquet", "x\n".into()).await;
+    assert_eq!(
+        (s, e["error"]["code"].as_str()),
+        (400, Some("invalid_argument"))
+    );
+    let (s, csv) = dataset(&d, "name=t&format=csv", "op,n\necho,1\necho,\"2\"\n".into()).await;
+    assert_eq!((s, csv["rows"].as_u64()), (201, Some(2)), "{csv}");
+    let (s, e) = dataset(&d, "name=t&format=lines", "x\n".into()).await;
+    assert_eq!(
+        (s, e["error"]["code"].as_str()),
+        (409, Some("already_exists"))
+    );
+    let (s, e) = dataset(
+        &d,
+        "name=o&format=objects",
+        format!("{}\n", "ab".repeat(32)),
+    )
+    .await;
+    assert_eq!(s, 400);
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("is not stored"),
+        "{e}"
+    );
+    let r = d
+        .http
+        .get(d.url("/v1/datasets/missing"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+
+    // Jobs.
+    let cases = [
+        (
+            json!({"kind": "batch", "pipeline": "nope", "dataset": "t"}),
+            "no pipeline named `nope`",
+        ),
+        (
+            json!({"kind": "batch", "pipeline": "p", "dataset": "nope"}),
+            "no dataset named `nope`",
+        ),
+        (
+            json!({"kind": "batch", "pipeline": "p"}),
+            "missing field `dataset`",
+        ),
+        (
+            json!({"kind": "train", "pipeline": "p"}),
+            "unknown variant `train`",
+        ),
+        (
+            json!({"kind": "batch", "pipeline": "p", "dataset": "t", "output": {"dir": "relative"}}),
+            "`output.dir`",
+        ),
+        (
+            json!({"kind": "batch", "pipeline": "p", "dataset": "t", "output": {"dir": "/proc/weft-no"}}),
+            "cannot write",
+        ),
+        (
+            json!({"kind": "invoke", "pipeline": "p", "input_base64": "%%"}),
+            "not valid base64",
+        ),
+    ];
+    for (spec, message) in cases {
+        let (s, e, _) = submit(&d, &spec).await;
+        assert_eq!(s, 400, "{spec}: {e}");
+        assert!(
+            e["error"]["message"].as_str().unwrap().contains(message),
+            "{spec}: {e}"
+        );
+        assert!(e["error"]["hint"].is_string(), "{e}");
+    }
+    assert_eq!(
+        d.get_json("/v1/jobs").await["jobs"],
+        json!([]),
+        "nothing submitted"
+    );
+    for path in [
+        "/v1/jobs/42",
+        "/v1/jobs/x",
+        "/v1/jobs/42/events",
+        "/v1/jobs/42/output",
+    ] {
+        let r = d.http.get(d.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), 404, "{path}");
+        assert_eq!(
+            r.json::<Value>().await.unwrap()["error"]["code"],
+            "job_not_found"
+        );
+    }
+}
+
+#[tokio::test]
+async fn invoke_jobs_run_in_the_background_with_replayable_events() {
+    let d = TestDaemon::start().await;
+    d.deploy_query("chunk", "chunk.wasm", "config.size=2").await;
+    apply(
+        &d,
+        "chunks",
+        "name = \"chunks\"\n[[steps]]\nstage = \"chunk\"\n[[triggers]]\nmethod = \"POST\"\nroute = \"/chunks\"\n",
+    )
+    .await;
+    let (s, job, location) = submit(
+        &d,
+        &json!({"kind": "invoke", "pipeline": "chunks", "input": {"text": "a b c d e f"}}),
+    )
+    .await;
+    assert_eq!(s, 202, "{job}");
+    let location = location.unwrap();
+    let id = job["id"].as_str().unwrap().to_string();
+    let done = finished(&d, &id).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    assert!(done["result"].is_array(), "{done}");
+    assert_eq!(d.get_json(&location).await["id"], id);
+
+    // Replay: running, partials (one per chunk), progress, then the end.
+    let events = d.get_text(&format!("/v1/jobs/{id}/events")).await;
+    assert_eq!(events.matches("event: partial").count(), 3, "{events}");
+    assert!(events.contains("event: progress"), "{events}");
+    assert!(events.contains(r#""state":"succeeded""#), "{events}");
+    // Last-Event-ID skips what the client has seen.
+    let r = d
+        .http
+        .get(d.url(&format!("/v1/jobs/{id}/events")))
+        .header("last-event-id", "2")
+        .send()
+        .await
+        .unwrap();
+    let rest = r.text().await.unwrap();
+    assert!(
+        !rest.contains("id: 1\n") && !rest.contains("id: 2\n") && rest.contains("id: 3\n"),
+        "{rest}"
+    );
+
+    // A trigger request with `Prefer: respond-async` becomes a job too.
+    let r = d
+        .http
+        .post(d.url("/chunks"))
+        .header("prefer", "respond-async")
+        .header("content-type", "application/json")
+        .body(json!({"text": "x y z"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let job: Value = r.json().await.unwrap();
+    assert_eq!(job["kind"], "invoke");
+    let done = finished(&d, job["id"].as_str().unwrap()).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+}
+
+#[tokio::test]
+async fn a_running_batch_job_resumes_after_a_restart() {
+    let mut d = probe_daemon().await;
+    let body = rows(120, |i| json!({"op": "sleep", "ms": 20, "n": i}));
+    assert_eq!(
+        dataset(&d, "name=slow&format=jsonl&block_rows=10", body)
+            .await
+            .0,
+        201
+    );
+    let (_, job, _) = submit(
+        &d,
+        &json!({"kind": "batch", "pipeline": "p", "dataset": "slow"}),
+    )
+    .await;
+    let id = job["id"].as_str().unwrap().to_string();
+    let until = Instant::now() + Duration::from_secs(30);
+    while d.get_json(&format!("/v1/jobs/{id}")).await["progress"]["blocks_done"] == 0 {
+        assert!(Instant::now() < until);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    d.restart().await;
+    let done = finished(&d, &id).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    let ns: Vec<u64> = lines(&d.get_text(&format!("/v1/jobs/{id}/output")).await)
+        .iter()
+        .map(|v| v["n"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ns, (0..120).collect::<Vec<_>>(), "no row lost or repeated");
+    let events = d.get_text(&format!("/v1/jobs/{id}/events")).await;
+    assert!(events.contains("event: resumed"), "{events}");
+}
