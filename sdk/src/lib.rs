@@ -77,6 +77,7 @@ mod export;
 mod host;
 mod item;
 
+pub mod checkpoint;
 pub mod emit;
 pub mod log;
 pub mod nn;

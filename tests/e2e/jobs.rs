@@ -524,3 +524,41 @@ async fn a_running_batch_job_resumes_after_a_restart() {
     let events = d.get_text(&format!("/v1/jobs/{id}/events")).await;
     assert!(events.contains("event: resumed"), "{events}");
 }
+
+#[tokio::test]
+async fn an_invoke_job_resumes_from_its_checkpoint_after_a_restart() {
+    // Calls may run 300 ms, the pipeline's requests 100 ms: neither applies
+    // to a job, whose own deadline (an hour) does.
+    let mut d = TestDaemon::start_with(|c| c.runtime.deadline = Duration::from_millis(300)).await;
+    d.deploy("probe", "probe.wasm").await;
+    apply(
+        &d,
+        "long",
+        "name = \"long\"\ntimeout_ms = 100\n[[steps]]\nstage = \"probe\"\n",
+    )
+    .await;
+    let (s, job, _) = submit(
+        &d,
+        &json!({"kind": "invoke", "pipeline": "long", "input": {"op": "count_to", "n": 30, "ms": 40}}),
+    )
+    .await;
+    assert_eq!(s, 202, "{job}");
+    let id = job["id"].as_str().unwrap().to_string();
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        let v = d.get_json(&format!("/v1/jobs/{id}")).await;
+        if v["progress"]["done"].as_u64().unwrap_or(0) >= 10 {
+            assert_eq!(v["state"], "running", "{v}");
+            assert_eq!(v["progress"]["total"], 30);
+            break;
+        }
+        assert!(Instant::now() < until, "{v}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    d.restart().await;
+    let done = finished(&d, &id).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    let result = &done["result"][0];
+    assert_eq!(result["counted"], 30, "{done}");
+    assert!(result["resumed_from"].as_u64().unwrap() >= 10, "{done}");
+}

@@ -160,6 +160,18 @@ impl StagePool {
         batch: Vec<Item>,
         sink: Option<mpsc::Sender<StageEvent>>,
     ) -> Result<Vec<Item>, InvokeError> {
+        self.invoke_until(batch, sink, None).await
+    }
+
+    /// [`StagePool::invoke`] with the guest interrupted at `deadline`
+    /// instead of after the runtime's per-call deadline (a pipeline request
+    /// or a job brings its own, which may be hours away).
+    pub async fn invoke_until(
+        &self,
+        batch: Vec<Item>,
+        sink: Option<mpsc::Sender<StageEvent>>,
+        deadline: Option<Instant>,
+    ) -> Result<Vec<Item>, InvokeError> {
         let acquire = self.permits.acquire();
         let _permit = tokio::time::timeout(self.runtime.config.acquire_timeout, acquire)
             .await
@@ -176,6 +188,9 @@ impl StagePool {
         };
         inst.store.data_mut().sink = sink;
         self.arm_deadline(&mut inst);
+        if let Some(deadline) = deadline {
+            inst.store.data_mut().deadline = deadline;
+        }
         let result = inst.stage.call_process(&mut inst.store, &batch).await;
         inst.store.data_mut().sink = None;
 

@@ -391,7 +391,10 @@ impl Jobs {
             .ok_or_else(|| format!("pipeline `{}` was deleted", spec.pipeline))?;
         let timeout = Duration::from_secs(spec.timeout_s.unwrap_or(spec::DEFAULT_JOB_TIMEOUT_S));
         let (tx, mut rx) = mpsc::channel::<StageEvent>(64);
-        let run = pipeline.run_until(spec.item(), Some(tx), Instant::now() + timeout);
+        let mut item = spec.item();
+        // A stable key per job: stages key their checkpoints by it.
+        item.key.get_or_insert_with(|| format!("job-{id}"));
+        let run = pipeline.run_until(item, Some(tx), Instant::now() + timeout);
         tokio::pin!(run);
         let result = loop {
             tokio::select! {

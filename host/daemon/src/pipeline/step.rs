@@ -341,7 +341,14 @@ async fn call(
             items.take().expect("items for the last attempt")
         };
         // Dropping the call on timeout discards its instance: the guest stops.
-        let result = tokio::time::timeout(budget, pool.invoke(batch, sink.clone())).await;
+        // The guest's own interrupt comes a second after the budget, so the
+        // timeout below (which names the step) is what normally fires.
+        let guest_deadline = Instant::now() + budget + Duration::from_secs(1);
+        let result = tokio::time::timeout(
+            budget,
+            pool.invoke_until(batch, sink.clone(), Some(guest_deadline)),
+        )
+        .await;
         match result {
             Err(_) => return Err(StepFailure::Timeout),
             Ok(Ok(out)) => return Ok(out),

@@ -13,6 +13,7 @@
 //! | `trap` | | panics: "probe: deliberate trap" |
 //! | `spin` | | loops forever (for deadlines) |
 //! | `sleep` | `ms` | sleeps `ms` milliseconds (an I/O-bound stage), then echoes |
+//! | `count_to` | `n`, `ms` | counts to `n`, one step per `ms`, checkpointing and reporting progress each step; `{"counted", "resumed_from"}` |
 //! | `alloc` | `mb` | allocates and fills `mb` MiB in 1 MiB blocks, `{"allocated_mb": mb}` |
 //! | `put` | `data` (string) | `objects::put`, `{"id": id}` |
 //! | `get` | `id` | `{"data": "<utf8>"}`, or bad-input with the host's error |
@@ -28,7 +29,7 @@ use std::hint::black_box;
 
 use serde_json::{Value, json};
 use weft_sdk::nn::graph;
-use weft_sdk::{Config, Item, Stage, StageError, objects, state};
+use weft_sdk::{Config, Item, Stage, StageError, checkpoint, emit, objects, state};
 
 /// One mebibyte, the block size of the `alloc` op.
 const MIB: usize = 1 << 20;
@@ -76,6 +77,18 @@ fn run(index: usize, size: usize, item: Item) -> Result<Item, StageError> {
         }
         "trap" => panic!("probe: deliberate trap"),
         "spin" => spin(),
+        "count_to" => {
+            let n = field_u64(&input, "n")?;
+            let ms = field_u64(&input, "ms")?;
+            let start: u64 = checkpoint::load(&item)?.unwrap_or(0);
+            for step in start..n {
+                std::thread::sleep(std::time::Duration::from_millis(ms));
+                checkpoint::save(&item, &(step + 1))?;
+                emit::progress(step + 1, Some(n), "counting");
+            }
+            checkpoint::clear(&item);
+            json!({ "counted": n, "resumed_from": start })
+        }
         "sleep" => {
             std::thread::sleep(std::time::Duration::from_millis(field_u64(&input, "ms")?));
             return Ok(item);
