@@ -562,3 +562,128 @@ async fn an_invoke_job_resumes_from_its_checkpoint_after_a_restart() {
     assert_eq!(result["counted"], 30, "{done}");
     assert!(result["resumed_from"].as_u64().unwrap() >= 10, "{done}");
 }
+
+/// Runs the `weft` CLI in-process against `d`.
+async fn cli(d: &TestDaemon, args: &[&str]) -> anyhow::Result<()> {
+    use clap::Parser;
+    let mut argv = vec!["weft", "--server", &d.url];
+    argv.extend_from_slice(args);
+    weft::cli::run(weft::cli::Cli::try_parse_from(argv)?).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_uploads_datasets_and_follows_jobs() {
+    let d = probe_daemon().await;
+    let dir = d.dir.path();
+    // Two files, the first without a final newline: rows must not merge.
+    let (a, b) = (dir.join("a.jsonl"), dir.join("b.jsonl"));
+    std::fs::write(&a, rows(60, |i| json!({"op": "echo", "n": i})).trim_end()).unwrap();
+    std::fs::write(&b, rows(40, |i| json!({"op": "echo", "n": 60 + i}))).unwrap();
+    let (a, b) = (a.to_str().unwrap(), b.to_str().unwrap());
+    cli(
+        &d,
+        &["dataset", "create", "two", a, b, "--block-rows", "16"],
+    )
+    .await
+    .unwrap();
+    let ds = d.get_json("/v1/datasets/two").await;
+    assert_eq!(
+        (ds["rows"].as_u64(), ds["blocks"].as_u64()),
+        (Some(100), Some(7)),
+        "{ds}"
+    );
+
+    cli(
+        &d,
+        &[
+            "job",
+            "submit",
+            "--pipeline",
+            "p",
+            "--dataset",
+            "two",
+            "--watch",
+        ],
+    )
+    .await
+    .unwrap();
+    let out = dir.join("out.jsonl");
+    cli(&d, &["job", "output", "1", "-o", out.to_str().unwrap()])
+        .await
+        .unwrap();
+    let ns: Vec<u64> = lines(&std::fs::read_to_string(&out).unwrap())
+        .iter()
+        .map(|v| v["n"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ns, (0..100).collect::<Vec<_>>());
+    cli(&d, &["job", "list"]).await.unwrap();
+    cli(&d, &["dataset", "list"]).await.unwrap();
+
+    // An async invocation, followed to its end.
+    cli(
+        &d,
+        &[
+            "job",
+            "submit",
+            "--pipeline",
+            "p",
+            "--input",
+            r#"{"op":"echo"}"#,
+            "--watch",
+        ],
+    )
+    .await
+    .unwrap();
+    // A job that fails makes `--watch` fail, with the reason.
+    let poison = dir.join("poison.jsonl");
+    std::fs::write(&poison, "{\"op\":\"fatal\"}\n").unwrap();
+    cli(
+        &d,
+        &["dataset", "create", "poison", poison.to_str().unwrap()],
+    )
+    .await
+    .unwrap();
+    let err = cli(
+        &d,
+        &[
+            "job",
+            "submit",
+            "--pipeline",
+            "p",
+            "--dataset",
+            "poison",
+            "--watch",
+        ],
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("failed") && err.contains("1 of 1 rows failed"),
+        "{err}"
+    );
+    // Mistakes are explained.
+    let err = cli(
+        &d,
+        &["job", "submit", "--pipeline", "p", "--dataset", "nope"],
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("no dataset named `nope`") && err.contains("hint:"),
+        "{err}"
+    );
+    let bin = dir.join("data.bin");
+    std::fs::write(&bin, b"x").unwrap();
+    let err = cli(&d, &["dataset", "create", "x", bin.to_str().unwrap()])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("--format"), "{err}");
+    let err = cli(&d, &["job", "submit", "--pipeline", "p"])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("--dataset"), "{err}");
+}

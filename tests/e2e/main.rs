@@ -3,6 +3,7 @@
 //!
 //! One test binary (wasmtime's layout) keeps link time down.
 
+mod actors;
 mod errors;
 mod jobs;
 mod pipelines;

@@ -13,6 +13,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod actors;
 pub mod api;
 pub mod cli;
 mod client;

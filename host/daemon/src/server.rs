@@ -10,6 +10,7 @@ use weft_runtime::Runtime;
 use weft_store::Store;
 
 use crate::ServeConfig;
+use crate::actors::Actors;
 use crate::api::{self, AppState};
 use crate::jobs::Jobs;
 use crate::metrics::Metrics;
@@ -49,6 +50,7 @@ impl Daemon {
         let state = Arc::new(AppState {
             stages: Stages::new(runtime.clone(), store.clone()),
             jobs: Jobs::new(store.clone(), pipelines.clone(), config.jobs.clone()),
+            actors: Actors::new(runtime.clone(), store.clone()),
             pipelines,
             runtime,
             store,
@@ -60,6 +62,11 @@ impl Daemon {
             .load_all()
             .await
             .map_err(|e| anyhow::anyhow!("starting stored pipelines: {}", e.message))?;
+        state
+            .actors
+            .load_all()
+            .await
+            .map_err(|e| anyhow::anyhow!("starting stored actors: {}", e.message))?;
         state
             .jobs
             .start()

@@ -163,6 +163,20 @@ impl Runtime {
         )))
     }
 
+    /// A pool of one instance whose `state` is the named actor's own
+    /// (namespace `@actor`), apart from the stage's and other actors'.
+    pub fn actor_pool(
+        self: &Arc<Self>,
+        actor: &str,
+        stage: &str,
+        version: &weft_store::StageVersion,
+    ) -> Result<Arc<StagePool>, RuntimeError> {
+        let compiled = self.compiled_for(stage, version)?;
+        let mut pool = StagePool::new(self.clone(), stage, version, compiled.pre, 1);
+        pool.set_state_namespace(&format!("@{actor}"));
+        Ok(Arc::new(pool))
+    }
+
     /// A pool for a version already in the store (e.g. after a restart):
     /// loads its code from the compile cache, compiling only on a miss.
     pub fn pool(

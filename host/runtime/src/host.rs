@@ -35,6 +35,9 @@ pub struct HostState {
     pub(crate) table: ResourceTable,
     pub(crate) limits: StoreLimits,
     pub(crate) stage: Arc<str>,
+    /// Whose `state` the instance reads and writes: the stage's own, or a
+    /// named actor's (`@name`).
+    pub(crate) state_ns: Arc<str>,
     pub(crate) store: weft_store::Store,
     pub(crate) nn: Arc<dyn NnBackend>,
     pub(crate) stderr: StderrTail,
@@ -124,17 +127,17 @@ impl emit::Host for HostState {
 
 impl state::Host for HostState {
     async fn get(&mut self, key: String) -> wasmtime::Result<Option<Vec<u8>>> {
-        let (store, stage) = (self.store.clone(), self.stage.clone());
+        let (store, stage) = (self.store.clone(), self.state_ns.clone());
         blocking(move || store.state_get(&stage, &key)).await
     }
 
     async fn set(&mut self, key: String, value: Vec<u8>) -> wasmtime::Result<()> {
-        let (store, stage) = (self.store.clone(), self.stage.clone());
+        let (store, stage) = (self.store.clone(), self.state_ns.clone());
         blocking(move || store.state_set(&stage, &key, &value)).await
     }
 
     async fn delete(&mut self, key: String) -> wasmtime::Result<()> {
-        let (store, stage) = (self.store.clone(), self.stage.clone());
+        let (store, stage) = (self.store.clone(), self.state_ns.clone());
         blocking(move || store.state_delete(&stage, &key)).await
     }
 }

@@ -53,6 +53,8 @@ impl Drop for Instance {
 pub struct StagePool {
     runtime: Arc<Runtime>,
     name: Arc<str>,
+    /// The namespace of the instances' `state` (the stage name, or `@actor`).
+    state_ns: Arc<str>,
     version: u32,
     config: Vec<(String, String)>,
     env: Vec<(String, String)>,
@@ -86,6 +88,7 @@ impl StagePool {
         let max = max.max(1);
         Self {
             name: name.into(),
+            state_ns: name.into(),
             version: version.version,
             config: version.meta.config.clone(),
             env: version.meta.env.clone(),
@@ -151,6 +154,12 @@ impl StagePool {
             dropped += 1;
         }
         dropped
+    }
+
+    /// Makes the instances read and write `state` under `ns` instead of the
+    /// stage's name (named actors).
+    pub(crate) fn set_state_namespace(&mut self, ns: &str) {
+        self.state_ns = ns.into();
     }
 
     /// Runs `process(batch)` on a pooled instance. `emit` calls made during
@@ -246,6 +255,7 @@ impl StagePool {
             table: ResourceTable::new(),
             limits,
             stage: self.name.clone(),
+            state_ns: self.state_ns.clone(),
             store: self.runtime.store.clone(),
             nn: self.runtime.nn.clone(),
             stderr,

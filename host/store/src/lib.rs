@@ -10,6 +10,8 @@
 //! - **state**: the durable per-stage key/value space a stage reads and writes;
 //! - **pipelines**: pipeline specs by name, versioned;
 //! - **datasets**: named lists of blocks of rows, for batch jobs;
+//! - **actors**: named long-lived instances of a stage (their state lives in
+//!   `state` under `@<name>`);
 //! - **jobs**: batch and async job records, each finished block's output
 //!   (committed atomically with the job's counters), and each job's events.
 //!
@@ -26,6 +28,7 @@
 //! assert_eq!(store.get_object(&id).unwrap().as_deref(), Some(&b"hello"[..]));
 //! ```
 
+mod actors;
 mod datasets;
 mod error;
 mod jobs;
@@ -40,6 +43,7 @@ use std::sync::Arc;
 
 use redb::{Database, ReadableDatabase, TableDefinition};
 
+pub use actors::{ActorRecord, actor_state_namespace};
 pub use datasets::{DatasetBlock, DatasetRecord};
 pub use error::StoreError;
 pub use jobs::{BlockCommit, BlockOutput, JobRecord, JobState};
@@ -63,6 +67,7 @@ pub(crate) const JOB_BLOCKS: TableDefinition<'_, (u64, u32), &[u8]> =
     TableDefinition::new("job_blocks");
 pub(crate) const JOB_EVENTS: TableDefinition<'_, (u64, u64), &str> =
     TableDefinition::new("job_events");
+pub(crate) const ACTORS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("actors");
 pub(crate) const COUNTERS: TableDefinition<'_, &str, u64> = TableDefinition::new("counters");
 
 /// Page cache of [`Store::open`]: 64 MiB.
@@ -111,6 +116,7 @@ impl Store {
         txn.open_table(JOB_BLOCKS).map_err(redb::Error::from)?;
         txn.open_table(JOB_EVENTS).map_err(redb::Error::from)?;
         txn.open_table(COUNTERS).map_err(redb::Error::from)?;
+        txn.open_table(ACTORS).map_err(redb::Error::from)?;
         txn.commit().map_err(redb::Error::from)?;
         Ok(Self { db: Arc::new(db) })
     }

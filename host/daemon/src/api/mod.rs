@@ -1,6 +1,7 @@
 //! The HTTP API: routes, auth, body limits. Handlers are thin: extract, call
 //! the domain, map the result.
 
+mod actors;
 mod datasets;
 mod invoke;
 mod jobs;
@@ -24,6 +25,7 @@ use serde_json::json;
 use weft_runtime::Runtime;
 use weft_store::Store;
 
+use crate::actors::Actors;
 use crate::jobs::Jobs;
 use crate::metrics::Metrics;
 use crate::pipeline::Pipelines;
@@ -43,6 +45,8 @@ pub struct AppState {
     pub pipelines: Arc<Pipelines>,
     /// Batch and async jobs.
     pub jobs: Jobs,
+    /// Named actors.
+    pub actors: Actors,
     /// Prometheus metrics.
     pub metrics: Metrics,
     /// The daemon's configuration.
@@ -73,6 +77,12 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/v1/datasets/{name}",
             get(datasets::show).delete(datasets::delete),
         )
+        .route("/v1/actors", get(actors::list).post(actors::create))
+        .route(
+            "/v1/actors/{name}",
+            get(actors::show).delete(actors::delete),
+        )
+        .route("/v1/actors/{name}/call", post(actors::call))
         .route("/v1/jobs", get(jobs::list).post(jobs::submit))
         .route("/v1/jobs/{id}", get(jobs::show).delete(jobs::delete))
         .route("/v1/jobs/{id}/cancel", post(jobs::cancel))

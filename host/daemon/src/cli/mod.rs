@@ -55,6 +55,9 @@ pub enum Command {
     /// Submit, follow and cancel batch and async jobs.
     #[command(subcommand)]
     Job(jobs::JobCommand),
+    /// Named, stateful, long-lived stage instances.
+    #[command(subcommand)]
+    Actor(actors::ActorCommand),
 }
 
 /// `weft pipeline ...`.
@@ -225,6 +228,7 @@ macro_rules! out {
     };
 }
 
+mod actors;
 mod jobs;
 
 fn print_json(v: &serde_json::Value) -> std::io::Result<()> {
@@ -294,6 +298,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Pipeline(cmd) => pipeline(&client, cmd).await,
         Command::Dataset(cmd) => jobs::dataset(&client, cmd).await,
         Command::Job(cmd) => jobs::job(&client, cmd).await,
+        Command::Actor(cmd) => actors::actor(&client, cmd).await,
         Command::Object(ObjectCommand::Put { file }) => {
             let bytes =
                 std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;

@@ -1,0 +1,280 @@
+//! Named actors: one long-lived instance of a stage per actor, called
+//! serially in arrival order, with a durable state space of its own.
+//!
+//! An actor's instance lives between calls (fields of the stage value
+//! persist until a trap or a restart); what must survive a restart goes to
+//! `state`, which for an actor is its own namespace, apart from the stage's
+//! and from every other actor's. After a restart every stored actor is
+//! created again, and finds its state.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use weft_runtime::{Item, Runtime, StageEvent, StagePool};
+use weft_store::{ActorRecord, Store};
+
+use crate::ApiError;
+
+/// Calls that may wait for one actor before new ones get 503.
+pub const MAILBOX: usize = 64;
+
+/// A live actor.
+#[derive(Debug)]
+pub struct Actor {
+    /// Its record.
+    pub rec: ActorRecord,
+    pool: Arc<StagePool>,
+    /// Held by the call running now; tokio's mutex queues the others in
+    /// arrival order (the mailbox).
+    turn: tokio::sync::Mutex<()>,
+    waiting: AtomicUsize,
+    calls: AtomicU64,
+}
+
+/// The actors of this node.
+#[derive(Debug)]
+pub struct Actors {
+    runtime: Arc<Runtime>,
+    store: Store,
+    live: RwLock<HashMap<String, Arc<Actor>>>,
+}
+
+fn no_actor(name: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "actor_not_found",
+        format!("no actor named `{name}`"),
+    )
+    .hint("create it with POST /v1/actors (`weft actor create NAME --stage STAGE`)")
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
+}
+
+impl Actors {
+    /// No actors yet.
+    pub fn new(runtime: Arc<Runtime>, store: Store) -> Self {
+        Self {
+            runtime,
+            store,
+            live: RwLock::default(),
+        }
+    }
+
+    /// Creates every stored actor again (daemon start). One that cannot
+    /// start is logged and skipped; its record and state stay.
+    pub async fn load_all(&self) -> Result<(), ApiError> {
+        let store = self.store.clone();
+        for rec in blocking(move || Ok(store.list_actors()?)).await? {
+            match self.start(rec.clone()).await {
+                Ok(actor) => {
+                    self.insert(actor);
+                }
+                Err(e) => tracing::warn!(actor = %rec.name, "actor not started: {}", e.message),
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates actor `name` running `stage` (latest version unless given),
+    /// with `config` merged over the version's. 400 when the stage is
+    /// missing or refuses the config, 409 when the name is taken.
+    pub async fn create(
+        &self,
+        name: &str,
+        stage: &str,
+        version: Option<u32>,
+        config: Vec<(String, String)>,
+    ) -> Result<Arc<Actor>, ApiError> {
+        weft_store::validate_name(name).map_err(|e| {
+            ApiError::bad_request(
+                "invalid_argument",
+                e.to_string().replace("stage name", "actor name"),
+            )
+        })?;
+        if self.get(name).is_some() {
+            return Err(weft_store::StoreError::Exists {
+                what: "actor",
+                name: name.into(),
+            }
+            .into());
+        }
+        let (store, s) = (self.store.clone(), stage.to_string());
+        let stage_rec = blocking(move || Ok(store.stage(&s)?))
+            .await?
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    "invalid_actor",
+                    format!("`stage`: no stage named `{stage}`"),
+                )
+                .hint("deploy it first (`weft stage deploy NAME FILE`)")
+            })?;
+        let version = match version {
+            Some(v) => stage_rec.version(v).map(|v| v.version).ok_or_else(|| {
+                ApiError::bad_request(
+                    "invalid_actor",
+                    format!("`version`: stage `{stage}` has no version {v}"),
+                )
+            })?,
+            None => stage_rec.latest().version,
+        };
+        let rec = ActorRecord::new(name, stage, version, config);
+        let actor = self.start(rec.clone()).await?;
+        let store = self.store.clone();
+        blocking(move || Ok(store.put_actor(&rec)?)).await?;
+        Ok(self.insert(actor))
+    }
+
+    /// Builds the actor's pool and starts its instance (running `init`).
+    async fn start(&self, rec: ActorRecord) -> Result<Actor, ApiError> {
+        let (runtime, store, r) = (self.runtime.clone(), self.store.clone(), rec.clone());
+        let pool = blocking(move || {
+            let stage = store.stage(&r.stage)?.ok_or_else(|| {
+                ApiError::bad_request("invalid_actor", format!("stage `{}` is gone", r.stage))
+            })?;
+            let mut v = stage.version(r.version).cloned().ok_or_else(|| {
+                ApiError::bad_request(
+                    "invalid_actor",
+                    format!("stage `{}` has no version {}", r.stage, r.version),
+                )
+            })?;
+            for (k, val) in &r.config {
+                v.meta.config.retain(|(key, _)| key != k);
+                v.meta.config.push((k.clone(), val.clone()));
+            }
+            Ok(runtime.actor_pool(&r.name, &r.stage, &v)?)
+        })
+        .await?;
+        pool.prewarm(1).await.map_err(|e| {
+            let message = match &e {
+                weft_runtime::InvokeError::InitFailed { message, .. } => message.clone(),
+                other => other.to_string(),
+            };
+            ApiError::bad_request(
+                "invalid_actor",
+                format!("`config`: stage `{}` did not start: {message}", rec.stage),
+            )
+            .hint("fix the config (merged over the stage's deploy-time config)")
+        })?;
+        Ok(Actor {
+            rec,
+            pool,
+            turn: tokio::sync::Mutex::new(()),
+            waiting: AtomicUsize::new(0),
+            calls: AtomicU64::new(0),
+        })
+    }
+
+    fn insert(&self, actor: Actor) -> Arc<Actor> {
+        let actor = Arc::new(actor);
+        self.live
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(actor.rec.name.clone(), actor.clone());
+        actor
+    }
+
+    /// A live actor.
+    pub fn get(&self, name: &str) -> Option<Arc<Actor>> {
+        self.live
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    /// A live actor, or 404.
+    pub fn find(&self, name: &str) -> Result<Arc<Actor>, ApiError> {
+        self.get(name).ok_or_else(|| no_actor(name))
+    }
+
+    /// Every live actor, by name.
+    pub fn all(&self) -> Vec<Arc<Actor>> {
+        let mut v: Vec<_> = self
+            .live
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        v.sort_by(|a, b| a.rec.name.cmp(&b.rec.name));
+        v
+    }
+
+    /// Removes an actor with its state. 404 when there is none.
+    pub async fn delete(&self, name: &str) -> Result<(), ApiError> {
+        let (store, n) = (self.store.clone(), name.to_string());
+        let existed = blocking(move || Ok(store.delete_actor(&n)?)).await?;
+        let live = self
+            .live
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name);
+        if existed || live.is_some() {
+            Ok(())
+        } else {
+            Err(no_actor(name))
+        }
+    }
+}
+
+impl Actor {
+    /// Calls the actor with `item` once the calls before it have finished.
+    /// 503 when its mailbox is full.
+    pub async fn call(
+        &self,
+        item: Item,
+        sink: Option<mpsc::Sender<StageEvent>>,
+    ) -> Result<Vec<Item>, ApiError> {
+        if self.waiting.fetch_add(1, Ordering::Relaxed) >= MAILBOX {
+            self.waiting.fetch_sub(1, Ordering::Relaxed);
+            let mut e = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "overloaded",
+                format!("actor `{}` has {MAILBOX} calls waiting", self.rec.name),
+            )
+            .hint("an actor runs one call at a time: retry later, or spread the work over more actors");
+            e.retry_after = Some(1);
+            return Err(e);
+        }
+        let turn = self.turn.lock().await;
+        self.waiting.fetch_sub(1, Ordering::Relaxed);
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        let result = self.pool.invoke(vec![item], sink).await;
+        drop(turn);
+        result.map_err(|e| {
+            let mut api = ApiError::from(e);
+            api.message = format!("actor `{}`: {}", self.rec.name, api.message);
+            api
+        })
+    }
+
+    /// The actor as the API shows it.
+    pub fn json(&self) -> Value {
+        let config: serde_json::Map<String, Value> = self
+            .rec
+            .config
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect();
+        json!({
+            "name": self.rec.name,
+            "stage": self.rec.stage,
+            "version": self.rec.version,
+            "config": config,
+            "created_unix_ms": self.rec.created_unix_ms,
+            "calls": self.calls.load(Ordering::Relaxed),
+            "waiting": self.waiting.load(Ordering::Relaxed),
+            "live": self.pool.stats().live,
+        })
+    }
+}

@@ -1,0 +1,205 @@
+//! Named actors: serial calls in order, state of their own that survives a
+//! restart and goes away with the actor, errors explained.
+
+use serde_json::{Value, json};
+use weft_e2e::TestDaemon;
+
+async fn create(d: &TestDaemon, spec: &Value) -> (u16, Value) {
+    let r = d
+        .http
+        .post(d.url("/v1/actors"))
+        .header("content-type", "application/json")
+        .body(spec.to_string())
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+async fn call(d: &TestDaemon, actor: &str, text: &str) -> (u16, Value) {
+    let r = d
+        .http
+        .post(d.url(&format!("/v1/actors/{actor}/call")))
+        .header("content-type", "application/json")
+        .body(json!({ "text": text }).to_string())
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn actors_run_calls_one_at_a_time_on_state_of_their_own() {
+    let mut d = TestDaemon::start().await;
+    d.deploy("count", "count.wasm").await;
+    for name in ["a", "b"] {
+        let (s, v) = create(&d, &json!({"name": name, "stage": "count"})).await;
+        assert_eq!(s, 201, "{v}");
+        assert_eq!(
+            (v["stage"].as_str(), v["version"].as_u64()),
+            (Some("count"), Some(1))
+        );
+    }
+    // Concurrent calls are serialised: each sees the totals of all before it.
+    let calls: Vec<_> = (0..20)
+        .map(|_| d.spawn_post("/v1/actors/a/call", json!({"text": "x y"}).to_string()))
+        .collect();
+    let mut seen = Vec::new();
+    for c in calls {
+        let (status, body) = c.await.unwrap();
+        assert_eq!(status, 200, "{body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        seen.push(v["total_items"].as_u64().unwrap());
+    }
+    seen.sort_unstable();
+    assert_eq!(
+        seen,
+        (1..=20).collect::<Vec<_>>(),
+        "no call saw another's partial update"
+    );
+    // Another actor, and the stage itself, keep their own totals.
+    assert_eq!(call(&d, "b", "one").await.1["total_items"], 1);
+    assert_eq!(
+        d.invoke("count", &json!({"text": "one"})).await.1["total_items"],
+        1
+    );
+    let listed = d.get_json("/v1/actors").await;
+    assert_eq!(listed["actors"].as_array().unwrap().len(), 2, "{listed}");
+    assert_eq!(d.get_json("/v1/actors/a").await["calls"], 20);
+
+    // After a restart the actor is back, with its state.
+    d.restart().await;
+    let (s, v) = call(&d, "a", "z").await;
+    assert_eq!(
+        (s, v["total_items"].as_u64(), v["total_words"].as_u64()),
+        (200, Some(21), Some(41))
+    );
+
+    // Deleting takes the state with it.
+    let r = d.http.delete(d.url("/v1/actors/a")).send().await.unwrap();
+    assert_eq!(r.status(), 204);
+    let (s, v) = call(&d, "a", "z").await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (404, Some("actor_not_found"))
+    );
+    assert_eq!(
+        create(&d, &json!({"name": "a", "stage": "count"})).await.0,
+        201
+    );
+    assert_eq!(call(&d, "a", "z").await.1["total_items"], 1);
+    let r = d.http.delete(d.url("/v1/actors/zz")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+}
+
+#[tokio::test]
+async fn bad_actor_requests_are_explained() {
+    let d = TestDaemon::start().await;
+    d.deploy("probe", "probe.wasm").await;
+    assert_eq!(
+        create(&d, &json!({"name": "p", "stage": "probe"})).await.0,
+        201
+    );
+    let cases = [
+        (
+            json!({"name": "p", "stage": "probe"}),
+            409,
+            "already exists",
+        ),
+        (
+            json!({"name": "q", "stage": "nope"}),
+            400,
+            "no stage named `nope`",
+        ),
+        (
+            json!({"name": "Bad Name", "stage": "probe"}),
+            400,
+            "actor name",
+        ),
+        (
+            json!({"name": "q", "stage": "probe", "version": 9}),
+            400,
+            "has no version 9",
+        ),
+        (
+            json!({"name": "q", "stage": "probe", "confg": {}}),
+            400,
+            "confg",
+        ),
+        (
+            json!({"name": "q", "stage": "probe", "config": {"fail_init": true}}),
+            400,
+            "init refused",
+        ),
+        (json!({"stage": "probe"}), 400, "missing field `name`"),
+    ];
+    for (spec, status, message) in cases {
+        let (s, v) = create(&d, &spec).await;
+        assert_eq!(s, status, "{spec}: {v}");
+        assert!(
+            v["error"]["message"].as_str().unwrap().contains(message),
+            "{spec}: {v}"
+        );
+    }
+    assert_eq!(
+        d.get_json("/v1/actors").await["actors"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    // A trap discards the instance but not the actor: the next call works.
+    let r = d
+        .http
+        .post(d.url("/v1/actors/p/call"))
+        .body(r#"{"op":"trap"}"#)
+        .header("content-type", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 500);
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("actor `p`"),
+        "{body}"
+    );
+    let r = d
+        .http
+        .post(d.url("/v1/actors/p/call"))
+        .body(r#"{"op":"echo"}"#)
+        .header("content-type", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_manages_actors() {
+    use clap::Parser;
+    let d = TestDaemon::start().await;
+    d.deploy("count", "count.wasm").await;
+    let run = |args: &[&str]| {
+        let mut argv = vec!["weft", "--server", &d.url];
+        argv.extend_from_slice(args);
+        weft::cli::Cli::try_parse_from(argv).unwrap()
+    };
+    weft::cli::run(run(&["actor", "create", "c", "--stage", "count"]))
+        .await
+        .unwrap();
+    weft::cli::run(run(&["actor", "call", "c", "--data", r#"{"text":"a b"}"#]))
+        .await
+        .unwrap();
+    weft::cli::run(run(&["actor", "list"])).await.unwrap();
+    assert_eq!(d.get_json("/v1/actors/c").await["calls"], 1);
+    weft::cli::run(run(&["actor", "delete", "c"]))
+        .await
+        .unwrap();
+    let err = weft::cli::run(run(&["actor", "call", "c", "--data", "{}"]))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("no actor named `c`"), "{err}");
+}
