@@ -69,7 +69,9 @@ pub(super) async fn run(
     let budget_total = spec
         .max_in_flight_bytes
         .unwrap_or(inner.config.max_in_flight_bytes)
-        .clamp(1, Semaphore::MAX_PERMITS as u64);
+        // Permits are taken as a u32 at a time: a budget above 4 GiB is
+        // treated as 4 GiB (a block never needs more).
+        .clamp(1, u64::from(u32::MAX));
     let budget = Arc::new(Semaphore::new(budget_total as usize));
     // Output bytes per input byte, in thousandths, learnt from finished
     // blocks (the first block assumes output as large as input).
