@@ -516,3 +516,53 @@ async fn a_burst_beyond_capacity_gets_only_503s_and_recovers() {
         "recovers after the burst"
     );
 }
+
+#[tokio::test]
+async fn replicas_follow_ongoing_requests_over_target_in_flight() {
+    let d = TestDaemon::start().await;
+    d.deploy("probe", "probe.wasm").await;
+    let spec = "name = \"t\"\ntimeout_ms = 20000\n[[steps]]\nstage = \"probe\"\n\
+                replicas = { min = 1, max = 4, target_in_flight = 2, idle_timeout_s = 1 }\n";
+    assert_eq!(apply(&d, "t", spec).await.0, 201);
+    let body = json!({"op": "sleep", "ms": 400}).to_string();
+    // Four requests at two per replica: two replicas, not four.
+    let calls: Vec<_> = (0..4)
+        .map(|_| d.spawn_post("/v1/pipelines/t/invoke", body.clone()))
+        .collect();
+    let mut most_live = 0;
+    let mut target = 0;
+    for _ in 0..15 {
+        let s = status(&d, "t").await;
+        most_live = most_live.max(s["steps"][0]["replicas"]["live"].as_u64().unwrap());
+        target = target.max(s["steps"][0]["replicas"]["target"].as_u64().unwrap());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for c in calls {
+        assert_eq!(c.await.unwrap().0, 200);
+    }
+    assert_eq!(target, 2, "4 ongoing / target_in_flight 2");
+    assert!(most_live <= 2, "{most_live} replicas for a target of 2");
+    // Eight at once: all four.
+    let calls: Vec<_> = (0..8)
+        .map(|_| d.spawn_post("/v1/pipelines/t/invoke", body.clone()))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let metrics = d.get_text("/metrics").await;
+    assert!(
+        metrics.contains("weft_step_target_replicas{pipeline=\"t\",step=\"probe\"} 4"),
+        "{metrics}"
+    );
+    for c in calls {
+        assert_eq!(c.await.unwrap().0, 200);
+    }
+    // Idle past idle_timeout_s: the target falls back to min.
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = status(&d, "t").await;
+        if s["steps"][0]["replicas"]["target"] == 1 {
+            break;
+        }
+        assert!(std::time::Instant::now() < until, "{s}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

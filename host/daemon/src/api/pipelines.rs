@@ -260,6 +260,7 @@ pub(crate) fn status_json(p: &PipelineHandle) -> Value {
                 "stage_version": s.pool.version(),
                 "replicas": {
                     "live": pool.live, "idle": pool.idle,
+                    "target": s.stats.target_replicas.load(Ordering::Relaxed),
                     "min": s.spec.replicas.min, "max": s.spec.replicas.max,
                 },
                 "queued": s.stats.queued.load(Ordering::Relaxed),
@@ -292,6 +293,11 @@ pub(crate) fn render_metrics(pipelines: &[PipelineHandle], out: &mut String) {
             "weft_step_replicas",
             "gauge",
             "Live replicas (instances) of a pipeline step.",
+        ),
+        (
+            "weft_step_target_replicas",
+            "gauge",
+            "Replicas the autoscaler wants for a step (ongoing requests / target_in_flight, within min..max).",
         ),
         (
             "weft_step_queue_depth",
@@ -330,6 +336,9 @@ pub(crate) fn render_metrics(pipelines: &[PipelineHandle], out: &mut String) {
             for s in &p.steps {
                 let value = match name {
                     "weft_step_replicas" => s.pool.stats().live as f64,
+                    "weft_step_target_replicas" => {
+                        s.stats.target_replicas.load(Ordering::Relaxed) as f64
+                    }
                     "weft_step_queue_depth" => s.stats.queued.load(Ordering::Relaxed) as f64,
                     "weft_step_in_flight" => s.stats.in_flight.load(Ordering::Relaxed) as f64,
                     "weft_step_rejected_total" => s.stats.rejected.load(Ordering::Relaxed) as f64,

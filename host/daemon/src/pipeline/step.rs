@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::{Mutex, Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use weft_runtime::{InvokeError, Item, StageEvent, StagePool};
@@ -57,6 +57,11 @@ pub struct StepStats {
     pub rejected: AtomicU64,
     /// Retries made.
     pub retries: AtomicU64,
+    /// Requests inside running calls.
+    pub running: AtomicUsize,
+    /// Replicas the autoscaler wants now: `ceil(ongoing / target_in_flight)`
+    /// within `[max(min, 1), max]`; only that many workers take requests.
+    pub target_replicas: AtomicUsize,
     /// Time spent in calls, microseconds (its rate over replicas is the
     /// step's utilisation).
     pub busy_us: AtomicU64,
@@ -109,6 +114,8 @@ pub struct Step {
     pub stats: Arc<StepStats>,
     tx: mpsc::Sender<Job>,
     stop: CancellationToken,
+    /// Wakes idle workers when the target replica count rises.
+    scale: Arc<Notify>,
 }
 
 impl Drop for Step {
@@ -127,17 +134,27 @@ impl Step {
         let (tx, rx) = mpsc::channel(capacity);
         let rx = Arc::new(Mutex::new(rx));
         let stats = Arc::new(StepStats::default());
+        stats.target_replicas.store(floor(&spec), Ordering::Relaxed);
         let stop = CancellationToken::new();
-        for _ in 0..max {
+        let scale = Arc::new(Notify::new());
+        for index in 0..max {
             tasks.spawn(worker(
+                index,
                 rx.clone(),
                 pool.clone(),
                 spec.clone(),
                 stats.clone(),
                 stop.clone(),
+                scale.clone(),
             ));
         }
-        tasks.spawn(reaper(pool.clone(), spec.clone(), stop.clone()));
+        tasks.spawn(reaper(
+            pool.clone(),
+            spec.clone(),
+            stats.clone(),
+            stop.clone(),
+            scale.clone(),
+        ));
         Self {
             name,
             spec,
@@ -145,6 +162,7 @@ impl Step {
             stats,
             tx,
             stop,
+            scale,
         }
     }
 
@@ -170,6 +188,17 @@ impl Step {
             self.stats.rejected.fetch_add(1, Ordering::Relaxed);
             return Err(StepFailure::Overloaded);
         }
+        // Scale up at once when the load asks for it (Ray Serve's
+        // `target_ongoing_requests` with no upscale delay).
+        let want = desired(&self.spec, &self.stats);
+        if self
+            .stats
+            .target_replicas
+            .fetch_max(want, Ordering::Relaxed)
+            < want
+        {
+            self.scale.notify_waiters();
+        }
         let wait = deadline.saturating_duration_since(Instant::now());
         match tokio::time::timeout(wait, rx).await {
             Ok(Ok(result)) => result,
@@ -179,15 +208,45 @@ impl Step {
     }
 }
 
-/// Takes jobs (up to a batch), runs them, answers each caller.
+/// The fewest replicas a step runs with: `min`, but at least one worker
+/// (with `min = 0` its instance still goes away when idle).
+fn floor(spec: &StepSpec) -> usize {
+    (spec.replicas.min as usize).clamp(1, spec.replicas.max as usize)
+}
+
+/// Replicas for the current load: requests waiting or running, divided by
+/// `target_in_flight`, within `[floor, max]`.
+fn desired(spec: &StepSpec, stats: &StepStats) -> usize {
+    let ongoing = stats.queued.load(Ordering::Relaxed) + stats.running.load(Ordering::Relaxed);
+    ongoing
+        .div_ceil(spec.replicas.target_in_flight.max(1) as usize)
+        .clamp(floor(spec), spec.replicas.max as usize)
+}
+
+/// Worker `index` takes jobs (up to a batch) while it is within the step's
+/// target replica count, runs them, and answers each caller.
 async fn worker(
+    index: usize,
     rx: Arc<Mutex<mpsc::Receiver<Job>>>,
     pool: Arc<StagePool>,
     spec: StepSpec,
     stats: Arc<StepStats>,
     stop: CancellationToken,
+    scale: Arc<Notify>,
 ) {
     loop {
+        loop {
+            let notified = scale.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if index < stats.target_replicas.load(Ordering::Relaxed) {
+                break;
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = notified => {}
+            }
+        }
         let jobs = tokio::select! {
             _ = stop.cancelled() => return,
             jobs = take_batch(&rx, &spec) => match jobs {
@@ -202,6 +261,8 @@ async fn worker(
             continue;
         }
         stats.in_flight.fetch_add(1, Ordering::Relaxed);
+        let requests = jobs.len();
+        stats.running.fetch_add(requests, Ordering::Relaxed);
         let started = Instant::now();
         if spec.batch.is_some() {
             run_batch(jobs, &pool, &spec, &stats).await;
@@ -223,6 +284,7 @@ async fn worker(
         stats.record(started.elapsed());
         stats.calls.fetch_add(1, Ordering::Relaxed);
         stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+        stats.running.fetch_sub(requests, Ordering::Relaxed);
     }
 }
 
@@ -370,9 +432,17 @@ async fn call(
 /// Every second: keep `replicas.min` alive (refilling after traps and
 /// timeouts) and drop idle replicas above it once they have been idle for
 /// `idle_timeout_s` (scale to zero when min = 0).
-async fn reaper(pool: Arc<StagePool>, spec: StepSpec, stop: CancellationToken) {
+async fn reaper(
+    pool: Arc<StagePool>,
+    spec: StepSpec,
+    stats: Arc<StepStats>,
+    stop: CancellationToken,
+    scale: Arc<Notify>,
+) {
     let min = spec.replicas.min as usize;
     let idle_for = Duration::from_secs(spec.replicas.idle_timeout_s);
+    // Since when the load has wanted fewer replicas than the target.
+    let mut below_since: Option<Instant> = None;
     if min > 0
         && let Err(e) = pool.prewarm(min).await
     {
@@ -392,6 +462,25 @@ async fn reaper(pool: Arc<StagePool>, spec: StepSpec, stop: CancellationToken) {
                     && let Err(e) = pool.prewarm(min).await
                 {
                     tracing::warn!(stage = pool.name(), "could not keep {min} replicas warm: {e}");
+                }
+                // Scale the target down once the load has wanted fewer
+                // replicas for `idle_timeout_s` (Ray's downscale delay);
+                // up again at once if it wants more.
+                let want = desired(&spec, &stats);
+                let target = stats.target_replicas.load(Ordering::Relaxed);
+                if want > target {
+                    stats.target_replicas.fetch_max(want, Ordering::Relaxed);
+                    scale.notify_waiters();
+                    below_since = None;
+                } else if want < target {
+                    let since = *below_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() >= idle_for {
+                        stats.target_replicas.store(want, Ordering::Relaxed);
+                        tracing::info!(stage = pool.name(), from = target, to = want, "target replicas lowered");
+                        below_since = None;
+                    }
+                } else {
+                    below_since = None;
                 }
                 let dropped = pool.shrink_idle(min, idle_for);
                 if dropped > 0 {
