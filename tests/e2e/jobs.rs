@@ -687,3 +687,117 @@ async fn the_cli_uploads_datasets_and_follows_jobs() {
         .to_string();
     assert!(err.contains("--dataset"), "{err}");
 }
+
+#[tokio::test]
+async fn jobs_queue_per_pipeline_cancel_promptly_stream_live_and_expire() {
+    let d = TestDaemon::start_with(|c| {
+        c.jobs.per_pipeline = 1;
+        c.jobs.ttl = Duration::from_millis(600);
+    })
+    .await;
+    d.deploy("probe", "probe.wasm").await;
+    apply(
+        &d,
+        "long",
+        "name = \"long\"\n[[steps]]\nstage = \"probe\"\nreplicas = { min = 1, max = 2 }\n",
+    )
+    .await;
+    let count = |n: u64| json!({"kind": "invoke", "pipeline": "long", "input": {"op": "count_to", "n": n, "ms": 30}});
+    let (_, first, _) = submit(&d, &count(1000)).await;
+    let (_, second, _) = submit(&d, &count(3)).await;
+    let (first, second) = (
+        first["id"].as_str().unwrap().to_string(),
+        second["id"].as_str().unwrap().to_string(),
+    );
+
+    // Follow the first job live over SSE while it runs.
+    let events = d
+        .http
+        .get(d.url(&format!("/v1/jobs/{first}/events")))
+        .send()
+        .await
+        .unwrap();
+    let mut body = events.bytes_stream();
+    let mut seen = String::new();
+    use futures_util::StreamExt;
+    while !seen.contains("event: progress") {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), body.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    // One job per pipeline at a time: the second waits.
+    assert_eq!(
+        d.get_json(&format!("/v1/jobs/{second}")).await["state"],
+        "queued"
+    );
+
+    // Cancel stops the running guest within a tick; the stream ends with it.
+    let started = Instant::now();
+    let r = d
+        .http
+        .post(d.url(&format!("/v1/jobs/{first}/cancel")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let rest = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut rest = String::new();
+        while let Some(chunk) = body.next().await {
+            rest.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+        }
+        rest
+    })
+    .await
+    .expect("the event stream ends when the job does");
+    assert!(rest.contains(r#""state":"cancelled""#), "{rest}");
+    let done_at = d.get_json(&format!("/v1/jobs/{first}")).await["progress"]["done"]
+        .as_u64()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let later = d.get_json(&format!("/v1/jobs/{first}")).await;
+    assert_eq!(later["state"], "cancelled");
+    assert_eq!(
+        later["progress"]["done"].as_u64().unwrap(),
+        done_at,
+        "the guest stopped counting"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    // The queued job runs once the slot frees.
+    assert_eq!(finished(&d, &second).await["state"], "succeeded");
+    // Finished jobs are deleted after the retention time.
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = d
+            .http
+            .get(d.url(&format!("/v1/jobs/{second}")))
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 404 {
+            break;
+        }
+        assert!(Instant::now() < until, "job {second} was not swept");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Prefer: respond-async on the pipeline's invoke route, too.
+    let r = d
+        .http
+        .post(d.url("/v1/pipelines/long/invoke"))
+        .header("prefer", "respond-async")
+        .header("content-type", "application/json")
+        .body(r#"{"op":"echo"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    assert!(
+        r.headers()["location"]
+            .to_str()
+            .unwrap()
+            .starts_with("/v1/jobs/")
+    );
+}
