@@ -1,0 +1,343 @@
+//! GGUF (v2, v3): header, metadata and tensor directory, checked against the
+//! file's length. Tensor types weft dequantises: F32, F16, BF16, Q4_0, Q4_1,
+//! Q8_0.
+
+use crate::ModelError;
+
+/// A ggml tensor type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GgmlType {
+    /// 32-bit float.
+    F32,
+    /// 16-bit float.
+    F16,
+    /// bfloat16.
+    Bf16,
+    /// 4-bit, blocks of 32 with an f16 scale.
+    Q4_0,
+    /// 4-bit, blocks of 32 with f16 scale and minimum.
+    Q4_1,
+    /// 8-bit, blocks of 32 with an f16 scale.
+    Q8_0,
+}
+
+impl GgmlType {
+    fn from_id(id: u32) -> Option<Self> {
+        Some(match id {
+            0 => Self::F32,
+            1 => Self::F16,
+            2 => Self::Q4_0,
+            3 => Self::Q4_1,
+            8 => Self::Q8_0,
+            30 => Self::Bf16,
+            _ => return None,
+        })
+    }
+
+    /// (elements per block, bytes per block).
+    fn block(self) -> (u64, u64) {
+        match self {
+            Self::F32 => (1, 4),
+            Self::F16 | Self::Bf16 => (1, 2),
+            Self::Q4_0 => (32, 18),
+            Self::Q4_1 => (32, 20),
+            Self::Q8_0 => (32, 34),
+        }
+    }
+}
+
+/// ggml's names for the types weft does not support, for error messages.
+fn type_name(id: u32) -> String {
+    let name = match id {
+        6 => "Q5_0",
+        7 => "Q5_1",
+        9 => "Q8_1",
+        10 => "Q2_K",
+        11 => "Q3_K",
+        12 => "Q4_K",
+        13 => "Q5_K",
+        14 => "Q6_K",
+        15 => "Q8_K",
+        16..=23 => "IQ*",
+        24 => "I8",
+        25 => "I16",
+        26 => "I32",
+        27 => "I64",
+        28 => "F64",
+        _ => return format!("type {id}"),
+    };
+    name.to_string()
+}
+
+/// One tensor of the directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GgufTensor {
+    /// Tensor name, e.g. `blk.0.attn_q.weight`.
+    pub name: String,
+    /// Dimensions, innermost first (ggml order).
+    pub dims: Vec<u64>,
+    /// Element type.
+    pub ty: GgmlType,
+    /// Offset of the data from the start of the file.
+    pub offset: u64,
+    /// Bytes of data.
+    pub bytes: u64,
+}
+
+/// What a GGUF file holds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GgufInfo {
+    /// Format version.
+    pub version: u32,
+    /// `general.architecture` (e.g. `llama`), when present.
+    pub architecture: Option<String>,
+    /// Metadata keys, in file order.
+    pub metadata_keys: Vec<String>,
+    /// The tensor directory.
+    pub tensors: Vec<GgufTensor>,
+    /// Elements in all tensors.
+    pub parameters: u64,
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], ModelError> {
+        let end = self.at.checked_add(n).filter(|&e| e <= self.bytes.len());
+        let Some(end) = end else {
+            return Err(ModelError(format!(
+                "malformed GGUF: the file ends inside {what} (at byte {})",
+                self.at
+            )));
+        };
+        let s = &self.bytes[self.at..end];
+        self.at = end;
+        Ok(s)
+    }
+    fn u32(&mut self, what: &str) -> Result<u32, ModelError> {
+        Ok(u32::from_le_bytes(
+            self.take(4, what)?.try_into().expect("4 bytes"),
+        ))
+    }
+    fn u64(&mut self, what: &str) -> Result<u64, ModelError> {
+        Ok(u64::from_le_bytes(
+            self.take(8, what)?.try_into().expect("8 bytes"),
+        ))
+    }
+    fn string(&mut self, what: &str) -> Result<String, ModelError> {
+        let len = self.u64(what)?;
+        let len = usize::try_from(len)
+            .map_err(|_| ModelError(format!("malformed GGUF: {what} is too long")))?;
+        let raw = self.take(len, what)?;
+        String::from_utf8(raw.to_vec())
+            .map_err(|_| ModelError(format!("malformed GGUF: {what} is not UTF-8")))
+    }
+    /// Skips (or, for a string, returns) a metadata value of type `ty`.
+    fn value(&mut self, ty: u32, what: &str, depth: u32) -> Result<Option<String>, ModelError> {
+        let fixed = match ty {
+            0 | 1 | 7 => 1,
+            2 | 3 => 2,
+            4 | 5 | 6 => 4,
+            10..=12 => 8,
+            8 => return self.string(what).map(Some),
+            9 if depth == 0 => {
+                let item = self.u32(what)?;
+                let count = self.u64(what)?;
+                for _ in 0..count {
+                    self.value(item, what, depth + 1)?;
+                }
+                return Ok(None);
+            }
+            other => {
+                return Err(ModelError(format!(
+                    "malformed GGUF: {what} has unknown value type {other}"
+                )));
+            }
+        };
+        self.take(fixed, what)?;
+        Ok(None)
+    }
+}
+
+pub(crate) fn inspect(bytes: &[u8]) -> Result<GgufInfo, ModelError> {
+    let mut r = Reader { bytes, at: 0 };
+    if bytes.len() < 4 || &bytes[..4] != b"GGUF" {
+        return Err(ModelError(
+            "not a GGUF file: it does not start with `GGUF`".into(),
+        ));
+    }
+    r.at = 4;
+    let version = r.u32("the version")?;
+    if !(2..=3).contains(&version) {
+        return Err(ModelError(format!(
+            "GGUF version {version} is not supported (2 and 3 are)"
+        )));
+    }
+    let tensor_count = r.u64("the tensor count")?;
+    let kv_count = r.u64("the metadata count")?;
+    let mut architecture = None;
+    let mut alignment = 32u64;
+    let mut metadata_keys = Vec::new();
+    for i in 0..kv_count {
+        let key = r.string(&format!("metadata key {i}"))?;
+        let ty = r.u32(&format!("metadata `{key}`"))?;
+        let start = r.at;
+        let value = r.value(ty, &format!("metadata `{key}`"), 0)?;
+        if key == "general.architecture" {
+            architecture = value;
+        } else if key == "general.alignment" && ty == 4 {
+            alignment = u64::from(u32::from_le_bytes(
+                bytes[start..start + 4].try_into().expect("4 bytes"),
+            ));
+        }
+        metadata_keys.push(key);
+    }
+    let mut tensors = Vec::new();
+    let mut parameters = 0u64;
+    for i in 0..tensor_count {
+        let name = r.string(&format!("the name of tensor {i}"))?;
+        let what = format!("tensor `{name}`");
+        let n_dims = r.u32(&what)?;
+        if n_dims > 8 {
+            return Err(ModelError(format!(
+                "malformed GGUF: {what} has {n_dims} dimensions"
+            )));
+        }
+        let dims = (0..n_dims)
+            .map(|_| r.u64(&what))
+            .collect::<Result<Vec<_>, _>>()?;
+        let type_id = r.u32(&what)?;
+        let ty = GgmlType::from_id(type_id).ok_or_else(|| {
+            ModelError(format!(
+                "{what} is {}, which weft cannot dequantise (supported: F32, F16, BF16, Q4_0, Q4_1, Q8_0)",
+                type_name(type_id)
+            ))
+        })?;
+        let offset = r.u64(&what)?;
+        let elements = dims
+            .iter()
+            .try_fold(1u64, |a, &d| a.checked_mul(d))
+            .ok_or_else(|| ModelError(format!("malformed GGUF: {what} is too large")))?;
+        let (per_block, block_bytes) = ty.block();
+        if elements % per_block != 0 {
+            return Err(ModelError(format!(
+                "malformed GGUF: {what} has {elements} elements, not a multiple of its block of {per_block}"
+            )));
+        }
+        parameters += elements;
+        tensors.push(GgufTensor {
+            name,
+            dims,
+            ty,
+            offset,
+            bytes: elements / per_block * block_bytes,
+        });
+    }
+    let data_start = (r.at as u64).div_ceil(alignment.max(1)) * alignment.max(1);
+    for t in &tensors {
+        let end = data_start
+            .checked_add(t.offset)
+            .and_then(|s| s.checked_add(t.bytes));
+        if end.is_none_or(|e| e > bytes.len() as u64) {
+            return Err(ModelError(format!(
+                "malformed GGUF: the data of tensor `{}` ({} bytes at offset {}) lies past the end of the file ({} bytes); was the upload cut short?",
+                t.name,
+                t.bytes,
+                t.offset,
+                bytes.len()
+            )));
+        }
+    }
+    Ok(GgufInfo {
+        version,
+        architecture,
+        metadata_keys,
+        tensors,
+        parameters,
+    })
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A GGUF v3 file with `general.architecture = arch` and `tensors`
+    /// (name, dims, type id), data zeroed.
+    pub(crate) fn gguf(arch: &str, tensors: &[(&str, &[u64], u32)]) -> Vec<u8> {
+        let mut b = b"GGUF".to_vec();
+        b.extend(3u32.to_le_bytes());
+        b.extend((tensors.len() as u64).to_le_bytes());
+        b.extend(2u64.to_le_bytes());
+        let s = |b: &mut Vec<u8>, s: &str| {
+            b.extend((s.len() as u64).to_le_bytes());
+            b.extend(s.as_bytes());
+        };
+        s(&mut b, "general.architecture");
+        b.extend(8u32.to_le_bytes());
+        s(&mut b, arch);
+        s(&mut b, "tokenizer.ggml.tokens");
+        b.extend(9u32.to_le_bytes());
+        b.extend(8u32.to_le_bytes());
+        b.extend(2u64.to_le_bytes());
+        s(&mut b, "<s>");
+        s(&mut b, "</s>");
+        let mut offset = 0u64;
+        let mut sizes = Vec::new();
+        for (name, dims, ty) in tensors {
+            s(&mut b, name);
+            b.extend((dims.len() as u32).to_le_bytes());
+            for d in *dims {
+                b.extend(d.to_le_bytes());
+            }
+            b.extend(ty.to_le_bytes());
+            b.extend(offset.to_le_bytes());
+            let n: u64 = dims.iter().product();
+            let size = match GgmlType::from_id(*ty) {
+                Some(t) => n / t.block().0 * t.block().1,
+                None => n,
+            };
+            sizes.push(size);
+            offset += size.div_ceil(32) * 32;
+        }
+        b.resize(b.len().div_ceil(32) * 32, 0);
+        b.resize(b.len() + offset as usize, 0);
+        b
+    }
+
+    #[test]
+    fn reads_the_directory_and_checks_types_and_extent() {
+        let file = gguf(
+            "llama",
+            &[("tok_embd.weight", &[64, 10], 2), ("norm.weight", &[64], 0)],
+        );
+        let info = inspect(&file).unwrap();
+        assert_eq!(info.architecture.as_deref(), Some("llama"));
+        assert_eq!(info.metadata_keys.len(), 2);
+        assert_eq!(info.tensors[0].ty, GgmlType::Q4_0);
+        assert_eq!(info.tensors[0].bytes, 20 * 18);
+        assert_eq!(info.parameters, 704);
+
+        let k_quant = gguf("llama", &[("blk.0.ffn_up.weight", &[256], 12)]);
+        let err = inspect(&k_quant).unwrap_err().0;
+        assert!(err.contains("`blk.0.ffn_up.weight` is Q4_K"), "{err}");
+
+        let cut = &file[..file.len() - 10];
+        let err = inspect(cut).unwrap_err().0;
+        assert!(
+            err.contains("`norm.weight`") && err.contains("past the end"),
+            "{err}"
+        );
+        for n in [0, 3, 7, 30, 60] {
+            assert!(inspect(&file[..n]).is_err(), "{n} bytes");
+        }
+        assert!(
+            inspect(b"GGML....")
+                .unwrap_err()
+                .0
+                .contains("does not start with `GGUF`")
+        );
+    }
+}
