@@ -140,7 +140,7 @@ impl<'a> Reader<'a> {
         let fixed = match ty {
             0 | 1 | 7 => 1,
             2 | 3 => 2,
-            4 | 5 | 6 => 4,
+            4..=6 => 4,
             10..=12 => 8,
             8 => return self.string(what).map(Some),
             9 if depth == 0 => {
