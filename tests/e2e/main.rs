@@ -6,6 +6,7 @@
 mod actors;
 mod errors;
 mod jobs;
+mod models;
 mod pipelines;
 mod restart;
 mod sandbox;

@@ -26,6 +26,8 @@ pub struct ServeConfig {
     pub jobs: JobsConfig,
     /// Page cache of the store (redb). Default 64 MiB.
     pub store_cache: usize,
+    /// Largest model upload. Default 2 GiB.
+    pub max_model: usize,
 }
 
 impl ServeConfig {
@@ -39,6 +41,7 @@ impl ServeConfig {
             runtime: RuntimeConfig::default(),
             jobs: JobsConfig::default(),
             store_cache: weft_store::DEFAULT_CACHE_BYTES,
+            max_model: 2 << 30,
         }
     }
 

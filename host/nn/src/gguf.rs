@@ -22,7 +22,7 @@ pub enum GgmlType {
 }
 
 impl GgmlType {
-    fn from_id(id: u32) -> Option<Self> {
+    pub(crate) fn from_id(id: u32) -> Option<Self> {
         Some(match id {
             0 => Self::F32,
             1 => Self::F16,
@@ -35,7 +35,7 @@ impl GgmlType {
     }
 
     /// (elements per block, bytes per block).
-    fn block(self) -> (u64, u64) {
+    pub(crate) fn block(self) -> (u64, u64) {
         match self {
             Self::F32 => (1, 4),
             Self::F16 | Self::Bf16 => (1, 2),
@@ -261,51 +261,9 @@ pub(crate) fn inspect(bytes: &[u8]) -> Result<GgufInfo, ModelError> {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-
-    /// A GGUF v3 file with `general.architecture = arch` and `tensors`
-    /// (name, dims, type id), data zeroed.
-    pub(crate) fn gguf(arch: &str, tensors: &[(&str, &[u64], u32)]) -> Vec<u8> {
-        let mut b = b"GGUF".to_vec();
-        b.extend(3u32.to_le_bytes());
-        b.extend((tensors.len() as u64).to_le_bytes());
-        b.extend(2u64.to_le_bytes());
-        let s = |b: &mut Vec<u8>, s: &str| {
-            b.extend((s.len() as u64).to_le_bytes());
-            b.extend(s.as_bytes());
-        };
-        s(&mut b, "general.architecture");
-        b.extend(8u32.to_le_bytes());
-        s(&mut b, arch);
-        s(&mut b, "tokenizer.ggml.tokens");
-        b.extend(9u32.to_le_bytes());
-        b.extend(8u32.to_le_bytes());
-        b.extend(2u64.to_le_bytes());
-        s(&mut b, "<s>");
-        s(&mut b, "</s>");
-        let mut offset = 0u64;
-        let mut sizes = Vec::new();
-        for (name, dims, ty) in tensors {
-            s(&mut b, name);
-            b.extend((dims.len() as u32).to_le_bytes());
-            for d in *dims {
-                b.extend(d.to_le_bytes());
-            }
-            b.extend(ty.to_le_bytes());
-            b.extend(offset.to_le_bytes());
-            let n: u64 = dims.iter().product();
-            let size = match GgmlType::from_id(*ty) {
-                Some(t) => n / t.block().0 * t.block().1,
-                None => n,
-            };
-            sizes.push(size);
-            offset += size.div_ceil(32) * 32;
-        }
-        b.resize(b.len().div_ceil(32) * 32, 0);
-        b.resize(b.len() + offset as usize, 0);
-        b
-    }
+    use crate::fixtures::gguf;
 
     #[test]
     fn reads_the_directory_and_checks_types_and_extent() {

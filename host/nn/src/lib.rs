@@ -12,6 +12,7 @@
 //! assert!(err.to_string().contains("GGUF"));
 //! ```
 
+pub mod fixtures;
 mod gguf;
 mod onnx;
 

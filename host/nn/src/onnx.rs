@@ -183,61 +183,9 @@ pub(crate) fn inspect(bytes: &[u8]) -> Result<OnnxInfo, ModelError> {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-
-    fn key(n: u64, wire: u64, out: &mut Vec<u8>) {
-        var(n << 3 | wire, out);
-    }
-    fn var(mut v: u64, out: &mut Vec<u8>) {
-        loop {
-            let b = (v & 0x7f) as u8;
-            v >>= 7;
-            if v == 0 {
-                out.push(b);
-                return;
-            }
-            out.push(b | 0x80);
-        }
-    }
-    fn bytes(n: u64, b: &[u8], out: &mut Vec<u8>) {
-        key(n, 2, out);
-        var(b.len() as u64, out);
-        out.extend_from_slice(b);
-    }
-
-    /// A model: `ops` chained, one float input `x`, one initializer `w`,
-    /// output `y`.
-    pub(crate) fn model(ops: &[&str]) -> Vec<u8> {
-        let mut graph = Vec::new();
-        for (i, op) in ops.iter().enumerate() {
-            let mut node = Vec::new();
-            bytes(1, b"x", &mut node);
-            bytes(2, b"y", &mut node);
-            bytes(3, format!("n{i}").as_bytes(), &mut node);
-            bytes(4, op.as_bytes(), &mut node);
-            bytes(1, &node, &mut graph);
-        }
-        let mut init = Vec::new();
-        key(1, 0, &mut init);
-        var(4, &mut init);
-        bytes(8, b"w", &mut init);
-        bytes(5, &init, &mut graph);
-        for (field, name) in [(11, "x"), (11, "w"), (12, "y")] {
-            let mut vi = Vec::new();
-            bytes(1, name.as_bytes(), &mut vi);
-            bytes(field, &vi, &mut graph);
-        }
-        let mut m = Vec::new();
-        key(1, 0, &mut m);
-        var(8, &mut m);
-        let mut opset = Vec::new();
-        key(2, 0, &mut opset);
-        var(17, &mut opset);
-        bytes(8, &opset, &mut m);
-        bytes(7, &graph, &mut m);
-        m
-    }
+    use crate::fixtures::onnx as model;
 
     #[test]
     fn lists_ops_inputs_and_refuses_broken_files() {

@@ -111,6 +111,50 @@ impl NnBackend for Unavailable {
     }
 }
 
+/// The bytes and encoding of registered model `name` (`name@N` picks a
+/// version), or `None` when the registry has no such model.
+fn registered_model(
+    store: &weft_store::Store,
+    name: &str,
+) -> Result<Option<(Vec<u8>, GraphEncoding)>, NnError> {
+    let internal =
+        |e: weft_store::StoreError| NnError::new(NnErrorCode::RuntimeError, e.to_string());
+    let (base, version) = match name.split_once('@') {
+        Some((b, "latest")) => (b, None),
+        Some((b, v)) => match v.parse::<u32>() {
+            Ok(n) => (b, Some(n)),
+            Err(_) => return Ok(None),
+        },
+        None => (name, None),
+    };
+    let Some(rec) = store.model(base).map_err(internal)? else {
+        return Ok(None);
+    };
+    let Some(v) = (match version {
+        Some(n) => rec.version(n),
+        None => Some(rec.latest()),
+    }) else {
+        return Err(NnError::new(
+            NnErrorCode::NotFound,
+            format!("model `{base}` has no version {}", version.unwrap_or(0)),
+        ));
+    };
+    let encoding = match v.encoding.as_str() {
+        "ggml" => GraphEncoding::Ggml,
+        _ => GraphEncoding::Onnx,
+    };
+    let bytes = store
+        .get_object(&v.object)
+        .map_err(internal)?
+        .ok_or_else(|| {
+            NnError::new(
+                NnErrorCode::RuntimeError,
+                format!("model `{name}`: its bytes are missing"),
+            )
+        })?;
+    Ok(Some((bytes, encoding)))
+}
+
 /// Host-side representation of the `tensor` resource.
 pub type TensorRes = Tensor;
 /// Host-side representation of the `graph` resource.
@@ -195,7 +239,20 @@ impl graph::Host for HostState {
         name: String,
     ) -> wasmtime::Result<Result<Resource<GraphRes>, Resource<NnError>>> {
         let nn = self.nn.clone();
-        match nn.load_by_name(&name).await {
+        // A model in the node's registry (`name`, `name@latest` or
+        // `name@N`) is loaded from its bytes; other names go to the backend.
+        let (store, wanted) = (self.store.clone(), name.clone());
+        let registered = tokio::task::spawn_blocking(move || registered_model(&store, &wanted))
+            .await
+            .unwrap_or_else(|e| Err(NnError::new(NnErrorCode::RuntimeError, e.to_string())));
+        let loaded = match registered {
+            Ok(Some((bytes, encoding))) => {
+                nn.load(vec![bytes], encoding, ExecutionTarget::Cpu).await
+            }
+            Ok(None) => nn.load_by_name(&name).await,
+            Err(e) => Err(e),
+        };
+        match loaded {
             Ok(g) => Ok(Ok(self.table.push(g)?)),
             Err(e) => self.nn_error(e),
         }

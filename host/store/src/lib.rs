@@ -9,6 +9,7 @@
 //!   digest and engine fingerprint, so a restart never recompiles;
 //! - **state**: the durable per-stage key/value space a stage reads and writes;
 //! - **pipelines**: pipeline specs by name, versioned;
+//! - **models**: the model registry (name → versions of ONNX or GGUF bytes);
 //! - **datasets**: named lists of blocks of rows, for batch jobs;
 //! - **actors**: named long-lived instances of a stage (their state lives in
 //!   `state` under `@<name>`);
@@ -32,6 +33,7 @@ mod actors;
 mod datasets;
 mod error;
 mod jobs;
+mod models;
 mod objects;
 mod pipelines;
 mod record;
@@ -47,6 +49,7 @@ pub use actors::{ActorRecord, actor_state_namespace};
 pub use datasets::{DatasetBlock, DatasetRecord};
 pub use error::StoreError;
 pub use jobs::{BlockCommit, BlockOutput, JobRecord, JobState};
+pub use models::{ModelRecord, ModelVersion};
 pub use objects::{CHUNK_SIZE, ObjectId, object_id};
 pub use pipelines::PipelineRecord;
 pub use stages::{StageMeta, StageRecord, StageVersion, validate_name};
@@ -68,6 +71,7 @@ pub(crate) const JOB_BLOCKS: TableDefinition<'_, (u64, u32), &[u8]> =
 pub(crate) const JOB_EVENTS: TableDefinition<'_, (u64, u64), &str> =
     TableDefinition::new("job_events");
 pub(crate) const ACTORS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("actors");
+pub(crate) const MODELS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("models");
 pub(crate) const COUNTERS: TableDefinition<'_, &str, u64> = TableDefinition::new("counters");
 
 /// Page cache of [`Store::open`]: 64 MiB.
@@ -117,6 +121,7 @@ impl Store {
         txn.open_table(JOB_EVENTS).map_err(redb::Error::from)?;
         txn.open_table(COUNTERS).map_err(redb::Error::from)?;
         txn.open_table(ACTORS).map_err(redb::Error::from)?;
+        txn.open_table(MODELS).map_err(redb::Error::from)?;
         txn.commit().map_err(redb::Error::from)?;
         Ok(Self { db: Arc::new(db) })
     }

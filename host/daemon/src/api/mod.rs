@@ -5,6 +5,7 @@ mod actors;
 mod datasets;
 mod invoke;
 mod jobs;
+mod models;
 mod objects;
 mod pipelines;
 mod stages;
@@ -76,6 +77,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(
             "/v1/datasets/{name}",
             get(datasets::show).delete(datasets::delete),
+        )
+        .route("/v1/models", get(models::list))
+        .route(
+            "/v1/models/{name}",
+            put(models::upload).get(models::show).delete(models::delete),
         )
         .route("/v1/actors", get(actors::list).post(actors::create))
         .route(

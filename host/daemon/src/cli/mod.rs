@@ -58,6 +58,9 @@ pub enum Command {
     /// Named, stateful, long-lived stage instances.
     #[command(subcommand)]
     Actor(actors::ActorCommand),
+    /// Upload and inspect models (ONNX, GGUF) for `wasi:nn`.
+    #[command(subcommand)]
+    Model(models::ModelCommand),
 }
 
 /// `weft pipeline ...`.
@@ -148,6 +151,9 @@ pub struct ServeArgs {
     /// Page cache of the store in MiB.
     #[arg(long, default_value_t = 64)]
     pub store_cache_mib: usize,
+    /// Largest model upload in MiB.
+    #[arg(long, default_value_t = 2048)]
+    pub max_model_mib: usize,
 }
 
 /// `weft stage ...`.
@@ -230,6 +236,7 @@ macro_rules! out {
 
 mod actors;
 mod jobs;
+mod models;
 
 fn print_json(v: &serde_json::Value) -> std::io::Result<()> {
     out!("{}", serde_json::to_string_pretty(v).unwrap_or_default())
@@ -299,6 +306,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Dataset(cmd) => jobs::dataset(&client, cmd).await,
         Command::Job(cmd) => jobs::job(&client, cmd).await,
         Command::Actor(cmd) => actors::actor(&client, cmd).await,
+        Command::Model(cmd) => models::model(&client, cmd).await,
         Command::Object(ObjectCommand::Put { file }) => {
             let bytes =
                 std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
@@ -338,6 +346,7 @@ async fn serve(args: ServeArgs, token: Option<String>) -> anyhow::Result<()> {
     }
     config.jobs.per_pipeline = args.jobs_per_pipeline.max(1);
     config.store_cache = args.store_cache_mib.max(1) << 20;
+    config.max_model = args.max_model_mib.max(1) << 20;
     config.jobs.ttl = Duration::from_secs_f64(args.job_ttl_hours.max(0.0) * 3600.0);
     let daemon = Daemon::start(config).await?;
     out!("weft listening on http://{}", daemon.addr())?;

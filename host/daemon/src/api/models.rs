@@ -1,0 +1,188 @@
+//! `/v1/models`: the model registry. An upload is checked by weft-nn's
+//! readers before it is stored: a truncated file or an unsupported tensor
+//! type is a 400 naming the tensor.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use weft_nn::{Encoding, ModelInfo};
+use weft_store::ModelRecord;
+
+use super::AppState;
+use crate::ApiError;
+
+/// Query of `PUT /v1/models/{name}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UploadQuery {
+    #[serde(default)]
+    encoding: Option<String>,
+}
+
+fn summary(info: &ModelInfo) -> Value {
+    match info {
+        ModelInfo::Gguf(g) => {
+            let mut types = std::collections::BTreeMap::<String, usize>::new();
+            for t in &g.tensors {
+                *types.entry(format!("{:?}", t.ty)).or_default() += 1;
+            }
+            json!({
+                "format": "gguf",
+                "gguf_version": g.version,
+                "architecture": g.architecture,
+                "tensors": g.tensors.len(),
+                "tensor_types": types,
+                "parameters": g.parameters,
+                "metadata_keys": g.metadata_keys.len(),
+            })
+        }
+        ModelInfo::Onnx(o) => json!({
+            "format": "onnx",
+            "ir_version": o.ir_version,
+            "opsets": o.opsets.iter().map(|(d, v)| json!({"domain": d, "version": v})).collect::<Vec<_>>(),
+            "nodes": o.nodes,
+            "ops": o.ops,
+            "initializers": o.initializers.len(),
+            "inputs": o.inputs,
+            "outputs": o.outputs,
+        }),
+    }
+}
+
+/// `PUT /v1/models/{name}?encoding=onnx|ggml`: 201 new version, 200 unchanged.
+pub async fn upload(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    query: Result<Query<UploadQuery>, axum::extract::rejection::QueryRejection>,
+    body: axum::body::Body,
+) -> Result<Response, ApiError> {
+    let Query(q) = query.map_err(|e| {
+        ApiError::bad_request("invalid_argument", e.body_text())
+            .hint("PUT /v1/models/NAME?encoding=onnx|ggml")
+    })?;
+    let bytes = axum::body::to_bytes(body, state.config.max_model)
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!(
+                    "the model is larger than {} MiB",
+                    state.config.max_model >> 20
+                ),
+            )
+            .hint("raise the limit with `weft serve --max-model-mib`")
+        })?;
+    // The encoding: given, else from the file's first bytes.
+    let encoding = match q.encoding.as_deref() {
+        Some(e) => Encoding::parse(e).ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_argument",
+                format!("encoding: `{e}` is not supported"),
+            )
+            .hint("use encoding=onnx or encoding=ggml (GGUF files)")
+        })?,
+        None if bytes.starts_with(b"GGUF") => Encoding::Ggml,
+        None => Encoding::Onnx,
+    };
+    let info = {
+        let bytes = bytes.clone();
+        tokio::task::spawn_blocking(move || weft_nn::inspect(&bytes, encoding))
+            .await
+            .map_err(|e| ApiError::internal(e.to_string()))?
+            .map_err(|e| {
+                ApiError::bad_request("invalid_model", e.0).hint(match encoding {
+                    Encoding::Ggml => "upload a complete GGUF file with F32, F16, BF16, Q4_0, Q4_1 or Q8_0 tensors",
+                    Encoding::Onnx => "upload a complete .onnx file with its weights inline (re-save external-data models with weights embedded)",
+                })
+            })?
+    };
+    let summary = summary(&info).to_string();
+    let store = state.store.clone();
+    let n = name.clone();
+    let (rec, added) = tokio::task::spawn_blocking(move || {
+        store.put_model(&n, encoding.as_str(), &bytes, &summary)
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))??;
+    let status = if added {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(model_json(&rec))).into_response())
+}
+
+fn model_json(rec: &ModelRecord) -> Value {
+    let version = |v: &weft_store::ModelVersion| {
+        json!({
+            "version": v.version,
+            "encoding": v.encoding,
+            "size": v.size,
+            "object": v.object,
+            "created_unix_ms": v.created_unix_ms,
+            "summary": serde_json::from_str::<Value>(&v.summary).unwrap_or(Value::Null),
+        })
+    };
+    json!({
+        "name": rec.name,
+        "latest": version(rec.latest()),
+        "versions": rec.versions.iter().map(version).collect::<Vec<_>>(),
+    })
+}
+
+fn no_model(name: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "model_not_found",
+        format!("no model named `{name}`"),
+    )
+    .hint("upload it with `weft model upload NAME FILE`; `weft model list` shows what exists")
+}
+
+/// `GET /v1/models`.
+pub async fn list(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+    let store = state.store.clone();
+    let all = tokio::task::spawn_blocking(move || store.list_models())
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))??;
+    Ok(Json(
+        json!({"models": all.iter().map(model_json).collect::<Vec<_>>()}),
+    ))
+}
+
+/// `GET /v1/models/{name}`.
+pub async fn show(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let store = state.store.clone();
+    let n = name.clone();
+    let rec = tokio::task::spawn_blocking(move || store.model(&n))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))??
+        .ok_or_else(|| no_model(&name))?;
+    Ok(Json(model_json(&rec)))
+}
+
+/// `DELETE /v1/models/{name}`.
+pub async fn delete(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let store = state.store.clone();
+    let n = name.clone();
+    let existed = tokio::task::spawn_blocking(move || store.delete_model(&n))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))??;
+    if existed {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(no_model(&name))
+    }
+}

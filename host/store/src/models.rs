@@ -1,0 +1,158 @@
+//! The model registry: name → versions, each an object (the model bytes)
+//! with its encoding and a summary of what it holds.
+
+use redb::ReadableTable;
+use serde::{Deserialize, Serialize};
+
+use crate::objects::write_object;
+use crate::stages::{now_ms, validate_name};
+use crate::{MODELS, ObjectId, Result, Store, db, record};
+
+/// One version of a model.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelVersion {
+    /// 1, then +1 per upload of different bytes.
+    pub version: u32,
+    /// `onnx` or `ggml`.
+    pub encoding: String,
+    /// The object holding the model bytes.
+    pub object: ObjectId,
+    /// Size in bytes.
+    pub size: u64,
+    /// Upload time, ms since the Unix epoch.
+    pub created_unix_ms: u64,
+    /// What the model holds (JSON written by the daemon).
+    pub summary: String,
+}
+
+/// A model and its versions, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelRecord {
+    /// Model name.
+    pub name: String,
+    /// Versions, oldest first; never empty.
+    pub versions: Vec<ModelVersion>,
+}
+
+impl ModelRecord {
+    /// The newest version.
+    pub fn latest(&self) -> &ModelVersion {
+        self.versions.last().expect("a model has a version")
+    }
+
+    /// Version `n`, if kept.
+    pub fn version(&self, n: u32) -> Option<&ModelVersion> {
+        self.versions.iter().find(|v| v.version == n)
+    }
+}
+
+impl Store {
+    /// Stores `bytes` as a new version of model `name` in one transaction;
+    /// the same bytes and encoding as the latest version change nothing.
+    /// Returns the record and whether a version was added.
+    pub fn put_model(
+        &self,
+        name: &str,
+        encoding: &str,
+        bytes: &[u8],
+        summary: &str,
+    ) -> Result<(ModelRecord, bool)> {
+        validate_name(name)?;
+        let txn = self.write()?;
+        let object = write_object(&txn, bytes)?;
+        let (rec, added) = {
+            let mut table = txn.open_table(MODELS).map_err(db)?;
+            let mut rec = match table.get(name).map_err(db)? {
+                Some(raw) => record::decode::<ModelRecord>("models", raw.value())?,
+                None => ModelRecord {
+                    name: name.to_string(),
+                    versions: Vec::new(),
+                },
+            };
+            let same = rec
+                .versions
+                .last()
+                .is_some_and(|v| v.object == object && v.encoding == encoding);
+            if !same {
+                let version = rec.versions.last().map_or(1, |v| v.version + 1);
+                rec.versions.push(ModelVersion {
+                    version,
+                    encoding: encoding.to_string(),
+                    object,
+                    size: bytes.len() as u64,
+                    created_unix_ms: now_ms(),
+                    summary: summary.to_string(),
+                });
+                table
+                    .insert(name, record::encode(&rec).as_slice())
+                    .map_err(db)?;
+            }
+            (rec, !same)
+        };
+        txn.commit().map_err(db)?;
+        Ok((rec, added))
+    }
+
+    /// One model, or `None`.
+    pub fn model(&self, name: &str) -> Result<Option<ModelRecord>> {
+        let txn = self.read()?;
+        let table = txn.open_table(MODELS).map_err(db)?;
+        match table.get(name).map_err(db)? {
+            Some(raw) => Ok(Some(record::decode("models", raw.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Every model, by name.
+    pub fn list_models(&self) -> Result<Vec<ModelRecord>> {
+        let txn = self.read()?;
+        let table = txn.open_table(MODELS).map_err(db)?;
+        let mut out = Vec::new();
+        for entry in table.iter().map_err(db)? {
+            let (_, raw) = entry.map_err(db)?;
+            out.push(record::decode("models", raw.value())?);
+        }
+        Ok(out)
+    }
+
+    /// Forgets a model (its bytes stay as an object); `true` when it existed.
+    pub fn delete_model(&self, name: &str) -> Result<bool> {
+        let txn = self.write()?;
+        let existed = txn
+            .open_table(MODELS)
+            .map_err(db)?
+            .remove(name)
+            .map_err(db)?
+            .is_some();
+        txn.commit().map_err(db)?;
+        Ok(existed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_follow_the_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("db")).unwrap();
+        let (rec, added) = store.put_model("mini", "onnx", b"v1", "{}").unwrap();
+        assert!(added && rec.latest().version == 1);
+        let (_, added) = store.put_model("mini", "onnx", b"v1", "{}").unwrap();
+        assert!(!added, "same bytes, same version");
+        let (rec, _) = store.put_model("mini", "onnx", b"v2", "{}").unwrap();
+        assert_eq!(rec.latest().version, 2);
+        assert_eq!(
+            store
+                .get_object(&rec.version(1).unwrap().object)
+                .unwrap()
+                .unwrap(),
+            b"v1"
+        );
+        assert_eq!(store.list_models().unwrap().len(), 1);
+        assert!(store.put_model("Bad", "onnx", b"x", "{}").is_err());
+        assert!(store.delete_model("mini").unwrap());
+        assert!(store.model("mini").unwrap().is_none());
+    }
+}
