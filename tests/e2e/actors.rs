@@ -203,3 +203,52 @@ async fn the_cli_manages_actors() {
         .unwrap_err();
     assert!(err.to_string().contains("no actor named `c`"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callers_that_give_up_while_waiting_free_their_mailbox_slot() {
+    let d = TestDaemon::start().await;
+    d.deploy("probe", "probe.wasm").await;
+    assert_eq!(
+        create(&d, &json!({"name": "slow", "stage": "probe"}))
+            .await
+            .0,
+        201
+    );
+    let busy = d.spawn_post("/v1/actors/slow/call", r#"{"op":"sleep","ms":1500}"#);
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    // More callers than the mailbox holds queue up, then hang up.
+    let mut streams = Vec::new();
+    for _ in 0..70 {
+        let r = d
+            .http
+            .post(d.url("/v1/actors/slow/call"))
+            .header("content-type", "application/json")
+            .header("accept", "text/event-stream")
+            .body(r#"{"op":"echo"}"#)
+            .send()
+            .await
+            .unwrap();
+        streams.push(r);
+    }
+    drop(streams);
+    assert_eq!(busy.await.unwrap().0, 200);
+    // Their slots are free again: a new call is served, not refused.
+    let mut status = 0;
+    for _ in 0..50 {
+        let r = d
+            .http
+            .post(d.url("/v1/actors/slow/call"))
+            .header("content-type", "application/json")
+            .body(r#"{"op":"echo"}"#)
+            .send()
+            .await
+            .unwrap();
+        status = r.status().as_u16();
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, 200, "the actor still counts callers that left");
+    assert_eq!(d.get_json("/v1/actors/slow").await["waiting"], 0);
+}

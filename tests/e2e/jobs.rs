@@ -283,6 +283,18 @@ async fn cancel_stops_a_running_job_promptly() {
         assert!(Instant::now() < until);
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // The dataset cannot go while a job reads it.
+    let r = d
+        .http
+        .delete(d.url("/v1/datasets/slow"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"]["code"],
+        "dataset_in_use"
+    );
     let r = d
         .http
         .post(d.url(&format!("/v1/jobs/{id}/cancel")))
@@ -291,6 +303,17 @@ async fn cancel_stops_a_running_job_promptly() {
         .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.json::<Value>().await.unwrap()["state"], "cancelled");
+    let r = d
+        .http
+        .delete(d.url("/v1/datasets/slow"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        204,
+        "a dataset is free once its jobs have ended"
+    );
     let at_cancel = d.get_json(&format!("/v1/jobs/{id}")).await["progress"]["blocks_done"]
         .as_u64()
         .unwrap();
@@ -339,6 +362,22 @@ async fn bad_datasets_and_job_specs_are_explained() {
     assert_eq!(s, 400);
     let (s, e) = dataset(&d, "format=lines", "x\n".into()).await;
     assert_eq!(s, 400, "{e}");
+    for rows in ["0", "100001"] {
+        let (s, e) = dataset(
+            &d,
+            &format!("name=t&format=lines&block_rows={rows}"),
+            "x\n".into(),
+        )
+        .await;
+        assert_eq!(s, 400, "{e}");
+        assert!(
+            e["error"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("block_rows"),
+            "{e}"
+        );
+    }
     let (s, e) = dataset(&d, "name=t&format=parquet", "x\n".into()).await;
     assert_eq!(
         (s, e["error"]["code"].as_str()),
@@ -513,7 +552,18 @@ async fn a_running_batch_job_resumes_after_a_restart() {
         assert!(Instant::now() < until);
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    d.restart().await;
+    // An open event stream must not hold the shutdown up.
+    let events = d
+        .http
+        .get(d.url(&format!("/v1/jobs/{id}/events")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(events.status(), 200);
+    tokio::time::timeout(Duration::from_secs(20), d.restart())
+        .await
+        .expect("restart with a job event stream open");
+    drop(events);
     let done = finished(&d, &id).await;
     assert_eq!(done["state"], "succeeded", "{done}");
     let ns: Vec<u64> = lines(&d.get_text(&format!("/v1/jobs/{id}/output")).await)

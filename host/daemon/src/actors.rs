@@ -227,6 +227,15 @@ impl Actors {
     }
 }
 
+/// Decrements the waiting count when dropped.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 impl Actor {
     /// Calls the actor with `item` once the calls before it have finished.
     /// 503 when its mailbox is full.
@@ -246,8 +255,11 @@ impl Actor {
             e.retry_after = Some(1);
             return Err(e);
         }
+        // Counted as waiting until it has its turn, or until the caller
+        // gives up (the future is dropped): a guard, so no exit leaks it.
+        let waiting = Waiting(&self.waiting);
         let turn = self.turn.lock().await;
-        self.waiting.fetch_sub(1, Ordering::Relaxed);
+        drop(waiting);
         self.calls.fetch_add(1, Ordering::Relaxed);
         let result = self.pool.invoke(vec![item], sink).await;
         drop(turn);

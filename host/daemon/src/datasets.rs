@@ -25,6 +25,11 @@ use crate::ApiError;
 pub const DEFAULT_BLOCK_ROWS: u32 = 1024;
 /// A block is closed early once it holds this many bytes.
 pub const MAX_BLOCK_BYTES: usize = 8 << 20;
+/// The most rows a block may be asked to hold (each row in flight costs
+/// memory beyond its bytes).
+pub const MAX_BLOCK_ROWS: u32 = 100_000;
+/// The most fields a CSV record may have.
+pub const MAX_CSV_FIELDS: usize = 100_000;
 /// The longest row accepted (a longer one is almost always a wrong format).
 pub const MAX_ROW_BYTES: usize = 16 << 20;
 
@@ -315,6 +320,16 @@ impl CsvRows {
                     .hint("is a quote left open? quoted fields may span lines"));
                 }
                 self.fields.resize((self.fields.len() * 2).max(1024), 0);
+            }
+            if self.ended >= MAX_CSV_FIELDS {
+                return Err(ApiError::bad_request(
+                    "invalid_dataset",
+                    format!(
+                        "csv record {}: more than {MAX_CSV_FIELDS} fields",
+                        self.record + 1
+                    ),
+                )
+                .hint("is this CSV? records are separated by newlines"));
             }
             if self.ended == self.ends.len() {
                 self.ends.resize((self.ends.len() * 2).max(32), 0);

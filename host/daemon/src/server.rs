@@ -97,9 +97,10 @@ impl Daemon {
     /// Stops accepting, lets in-flight requests finish, and closes the store.
     pub async fn shutdown(self) -> anyhow::Result<()> {
         self.shutdown.cancel();
-        self.task.await.context("server task panicked")??;
-        // Jobs stop where they are (and resume on the next start).
+        // Jobs stop where they are (and resume on the next start); first,
+        // so that open job event streams end and the server can finish.
         self.state.jobs.shutdown().await;
+        self.task.await.context("server task panicked")??;
         // Pipeline steps hold instance pools (and through them the store):
         // wait for them so the data directory is free when this returns.
         self.state.pipelines.shutdown().await;

@@ -57,12 +57,19 @@ pub async fn create(
                 .hint("add format=jsonl, csv, lines or objects to the query")
             })?,
     };
-    if q.block_rows == Some(0) {
-        return Err(
-            ApiError::bad_request("invalid_argument", "block_rows: must be above 0").hint(format!(
-                "leave it out for {DEFAULT_BLOCK_ROWS} rows per block"
-            )),
-        );
+    if let Some(n) = q.block_rows
+        && !(1..=datasets::MAX_BLOCK_ROWS).contains(&n)
+    {
+        return Err(ApiError::bad_request(
+            "invalid_argument",
+            format!(
+                "block_rows: {n} is not between 1 and {}",
+                datasets::MAX_BLOCK_ROWS
+            ),
+        )
+        .hint(format!(
+            "leave it out for {DEFAULT_BLOCK_ROWS} rows per block"
+        )));
     }
     {
         let (store, name) = (state.store.clone(), q.name.clone());
@@ -150,6 +157,25 @@ pub async fn delete(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
+    // A job reads its dataset's blocks by index until it ends: deleting (and
+    // perhaps re-creating) the dataset under it would mix two datasets.
+    let active = state.jobs.list().await?.into_iter().find(|j| {
+        !j.state.is_terminal()
+            && serde_json::from_str::<Value>(&j.spec_json)
+                .is_ok_and(|s| s["kind"] == "batch" && s["dataset"] == name.as_str())
+    });
+    if let Some(job) = active {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "dataset_in_use",
+            format!(
+                "job {} is {} over dataset `{name}`",
+                job.id,
+                job.state.as_str()
+            ),
+        )
+        .hint("wait for the job to end, or cancel it (`weft job cancel ID`)"));
+    }
     let store = state.store.clone();
     let n = name.clone();
     let existed = tokio::task::spawn_blocking(move || store.delete_dataset(&n))

@@ -64,6 +64,16 @@ pub(super) async fn run(
     .await
     .map_err(|e| e.message)?;
     let dataset = dataset.ok_or_else(|| format!("dataset `{}` was deleted", spec.dataset))?;
+    if dataset.blocks.len() as u32 != rec.blocks_total || dataset.rows != rec.items_total {
+        return Err(format!(
+            "dataset `{}` changed since the job was submitted ({} rows in {} blocks, now {} in {})",
+            spec.dataset,
+            rec.items_total,
+            rec.blocks_total,
+            dataset.rows,
+            dataset.blocks.len()
+        ));
+    }
     let format: Format = dataset.format.parse().map_err(|e: ApiError| e.message)?;
 
     let budget_total = spec

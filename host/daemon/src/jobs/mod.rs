@@ -27,7 +27,7 @@ use weft_store::{JobRecord, JobState, Store};
 
 use crate::ApiError;
 use crate::api::render_item;
-use crate::pipeline::Pipelines;
+use crate::pipeline::{Pipelines, StepFailure};
 pub use spec::{BatchSpec, InvokeSpec, JobSpec};
 
 /// Limits and retention of jobs.
@@ -389,22 +389,51 @@ impl Jobs {
             .pipelines
             .get(&spec.pipeline)
             .ok_or_else(|| format!("pipeline `{}` was deleted", spec.pipeline))?;
-        let timeout = Duration::from_secs(spec.timeout_s.unwrap_or(spec::DEFAULT_JOB_TIMEOUT_S));
-        let (tx, mut rx) = mpsc::channel::<StageEvent>(64);
+        let timeout = Duration::from_secs(
+            spec.timeout_s
+                .unwrap_or(spec::DEFAULT_JOB_TIMEOUT_S)
+                .min(spec::MAX_JOB_TIMEOUT_S),
+        );
+        let deadline = Instant::now() + timeout;
         let mut item = spec.item();
         // A stable key per job: stages key their checkpoints by it.
         item.key.get_or_insert_with(|| format!("job-{id}"));
-        let run = pipeline.run_until(item, Some(tx), Instant::now() + timeout);
-        tokio::pin!(run);
+        let mut pipeline = pipeline;
+        let mut backoff = Duration::from_millis(5);
         let result = loop {
-            tokio::select! {
-                result = &mut run => break result,
-                Some(event) = rx.recv() => self.stage_event(id, event).await,
+            let result = {
+                let (tx, mut rx) = mpsc::channel::<StageEvent>(64);
+                let run = pipeline.run_until(item.clone(), Some(tx), deadline);
+                tokio::pin!(run);
+                let result = loop {
+                    tokio::select! {
+                        result = &mut run => break result,
+                        Some(event) = rx.recv() => self.stage_event(id, event).await,
+                    }
+                };
+                while let Ok(event) = rx.try_recv() {
+                    self.stage_event(id, event).await;
+                }
+                result
+            };
+            // A job is patient where a request is not: a full queue or a
+            // pipeline being replaced is waited out.
+            match &result {
+                Err(f)
+                    if matches!(f.failure, StepFailure::Overloaded | StepFailure::Stopped)
+                        && Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_millis(500));
+                    pipeline = self
+                        .inner
+                        .pipelines
+                        .get(&spec.pipeline)
+                        .ok_or_else(|| format!("pipeline `{}` was deleted", spec.pipeline))?;
+                }
+                _ => break result,
             }
         };
-        while let Ok(event) = rx.try_recv() {
-            self.stage_event(id, event).await;
-        }
         match result {
             Ok(items) => Ok(Value::Array(items.iter().map(render_item).collect()).to_string()),
             Err(failure) => Err(crate::api::run_error(failure).message),

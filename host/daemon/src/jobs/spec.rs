@@ -78,6 +78,8 @@ fn default_max_failed_fraction() -> f64 {
 
 /// Default deadline of an invoke job.
 pub const DEFAULT_JOB_TIMEOUT_S: u64 = 3600;
+/// Longest deadline of an invoke job: 30 days.
+pub const MAX_JOB_TIMEOUT_S: u64 = 30 * 24 * 3600;
 
 impl JobSpec {
     /// Parses a submitted spec; errors name the bad field.
@@ -156,10 +158,12 @@ impl JobSpec {
                         "encode the bytes with standard base64",
                     );
                 }
-                if i.timeout_s == Some(0) {
+                if let Some(t) = i.timeout_s
+                    && !(1..=MAX_JOB_TIMEOUT_S).contains(&t)
+                {
                     return bad(
                         "timeout_s",
-                        "must be above 0".into(),
+                        format!("{t} is not between 1 and {MAX_JOB_TIMEOUT_S} (30 days)"),
                         "leave it out for one hour",
                     );
                 }
@@ -275,5 +279,8 @@ mod tests {
         assert!(
             JobSpec::from_json(br#"{"kind":"invoke","pipeline":"p","input_base64":"!!"}"#).is_err()
         );
+        let huge = br#"{"kind":"invoke","pipeline":"p","timeout_s":18446744073709551615}"#;
+        let err = JobSpec::from_json(huge).unwrap_err();
+        assert!(err.message.contains("`timeout_s`"), "{}", err.message);
     }
 }

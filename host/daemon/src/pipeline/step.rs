@@ -405,7 +405,9 @@ async fn call(
         // Dropping the call on timeout discards its instance: the guest stops.
         // The guest's own interrupt comes a second after the budget, so the
         // timeout below (which names the step) is what normally fires.
-        let guest_deadline = Instant::now() + budget + Duration::from_secs(1);
+        let guest_deadline = Instant::now()
+            .checked_add(budget + Duration::from_secs(1))
+            .unwrap_or(deadline);
         let result = tokio::time::timeout(
             budget,
             pool.invoke_until(batch, sink.clone(), Some(guest_deadline)),
