@@ -255,6 +255,17 @@ async fn rows_that_trap_fail_alone_and_the_job_counts_them() {
         r.json::<Value>().await.unwrap()["error"]["code"],
         "job_not_succeeded"
     );
+    let r = d
+        .http
+        .get(d.url(&format!("/v1/jobs/{id}/output?partial=maybe")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"]["code"],
+        "bad_query"
+    );
     let partial = d
         .get_text(&format!("/v1/jobs/{id}/output?partial=true"))
         .await;

@@ -163,22 +163,32 @@ pub struct OutputQuery {
     partial: bool,
 }
 
+/// The query, or a JSON 400 that says what is accepted.
+type OutputQueryResult = Result<Query<OutputQuery>, axum::extract::rejection::QueryRejection>;
+
+fn output_query(q: OutputQueryResult) -> Result<Query<OutputQuery>, ApiError> {
+    q.map_err(|e| {
+        ApiError::bad_request("bad_query", e.body_text())
+            .hint("the only parameter is partial=true|false")
+    })
+}
+
 /// `GET /v1/jobs/{id}/output`: the output rows, JSON lines in input order.
 pub async fn output(
     state: State<Arc<AppState>>,
     id: Path<String>,
-    query: Query<OutputQuery>,
+    query: OutputQueryResult,
 ) -> Result<Response, ApiError> {
-    rows(state, id, query, |b| Some(b.output.clone())).await
+    rows(state, id, output_query(query)?, |b| Some(b.output.clone())).await
 }
 
 /// `GET /v1/jobs/{id}/errors`: one JSON line per failed row.
 pub async fn errors(
     state: State<Arc<AppState>>,
     id: Path<String>,
-    query: Query<OutputQuery>,
+    query: OutputQueryResult,
 ) -> Result<Response, ApiError> {
-    rows(state, id, query, |b| b.errors.clone()).await
+    rows(state, id, output_query(query)?, |b| b.errors.clone()).await
 }
 
 /// Streams the chosen object of every committed block, in block order,

@@ -476,8 +476,13 @@ async fn reaper(
                     below_since = None;
                 } else if want < target {
                     let since = *below_since.get_or_insert_with(Instant::now);
-                    if since.elapsed() >= idle_for {
-                        stats.target_replicas.store(want, Ordering::Relaxed);
+                    // Only if no enqueue raised the target meanwhile.
+                    if since.elapsed() >= idle_for
+                        && stats
+                            .target_replicas
+                            .compare_exchange(target, want, Ordering::Relaxed, Ordering::Relaxed)
+                            .is_ok()
+                    {
                         tracing::info!(stage = pool.name(), from = target, to = want, "target replicas lowered");
                         below_since = None;
                     }
