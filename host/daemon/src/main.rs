@@ -1,10 +1,12 @@
 //! The `weft` binary: see `weft --help`.
 
+use std::process::ExitCode;
+
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_env("WEFT_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
@@ -12,13 +14,19 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match weft::cli::run(weft::cli::Cli::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
         // The reader of our stdout went away (`weft stage list | head`).
         Err(e)
             if e.downcast_ref::<std::io::Error>()
                 .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe) =>
         {
-            Ok(())
+            ExitCode::SUCCESS
         }
-        other => other,
+        // The message and its causes, never a backtrace: these are the
+        // user's errors (a bad spec, a daemon that is not running), not ours.
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }

@@ -278,3 +278,19 @@ async fn a_batch_job_over_a_dataset_larger_than_its_budget_keeps_memory_flat() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+#[test]
+fn cli_errors_are_one_message_without_a_backtrace() {
+    let out = Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args(["--server", "http://127.0.0.1:1", "stage", "list"])
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .expect("weft runs");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with("error: cannot reach the weft daemon"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("backtrace"), "{stderr}");
+}
