@@ -862,3 +862,52 @@ async fn jobs_queue_per_pipeline_cancel_promptly_stream_live_and_expire() {
             .starts_with("/v1/jobs/")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_become_rows_of_an_objects_dataset() {
+    let d = probe_daemon().await;
+    let dir = d.dir.path();
+    let docs: Vec<String> = (0..3)
+        .map(|n| json!({"op": "echo", "n": n}).to_string())
+        .collect();
+    let mut files = Vec::new();
+    for (i, doc) in docs.iter().enumerate() {
+        let f = dir.join(format!("img-{i}.bin"));
+        std::fs::write(&f, doc).unwrap();
+        files.push(f.to_str().unwrap().to_string());
+    }
+    let mut args = vec!["dataset", "create", "files", "--format", "objects"];
+    args.extend(files.iter().map(String::as_str));
+    cli(&d, &args).await.unwrap();
+    let ds = d.get_json("/v1/datasets/files").await;
+    assert_eq!(ds["rows"], 3);
+    let total: usize = docs.iter().map(String::len).sum();
+    assert_eq!(
+        ds["bytes"], total,
+        "an objects dataset counts its objects' bytes"
+    );
+
+    let (_, job, _) = submit(
+        &d,
+        &json!({"kind": "batch", "pipeline": "p", "dataset": "files"}),
+    )
+    .await;
+    let done = finished(&d, job["id"].as_str().unwrap()).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    let out = lines(
+        &d.get_text(&format!("/v1/jobs/{}/output", job["id"].as_str().unwrap()))
+            .await,
+    );
+    use base64::Engine as _;
+    let back: Vec<String> = out
+        .iter()
+        .map(|row| {
+            assert_eq!(row["content_type"], "application/octet-stream", "{row}");
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(row["base64"].as_str().unwrap())
+                .unwrap();
+            String::from_utf8(bytes).unwrap()
+        })
+        .collect();
+    assert_eq!(back, docs, "each file's bytes went through, in order");
+}

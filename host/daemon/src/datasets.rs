@@ -452,19 +452,23 @@ async fn store_block(
 ) -> Result<DatasetBlock, ApiError> {
     let store = store.clone();
     tokio::task::spawn_blocking(move || {
+        let mut bytes = full.data.len() as u64;
         if format == Format::Objects {
+            // The block's size is the data its rows stand for, so that batch
+            // jobs charge their memory budget for the objects, not the ids.
+            bytes = 0;
             for id in full.data.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
                 let id = std::str::from_utf8(id).expect("ids are checked ASCII");
-                if store.object_len(id)?.is_none() {
+                let Some(len) = store.object_len(id)? else {
                     return Err(ApiError::bad_request(
                         "invalid_dataset",
                         format!("object {id} is not stored"),
                     )
                     .hint("upload it first with `PUT /v1/objects` (or `weft object put FILE`)"));
-                }
+                };
+                bytes += len;
             }
         }
-        let bytes = full.data.len() as u64;
         let object = store.put_object(&full.data)?;
         Ok(DatasetBlock {
             object,

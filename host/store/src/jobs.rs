@@ -231,6 +231,11 @@ impl Store {
         let Some(mut rec) = get_job(&txn, id)? else {
             return Ok(None);
         };
+        // A job that has ended (cancelled, failed) keeps the counters it
+        // ended with: blocks still in flight then are dropped.
+        if rec.state.is_terminal() {
+            return Ok(None);
+        }
         {
             let mut blocks = txn.open_table(JOB_BLOCKS).map_err(db)?;
             if blocks.get((id, block)).map_err(db)?.is_some() {
@@ -388,6 +393,20 @@ mod tests {
             b"c\n"
         );
         assert!(blocks[0].1.errors.is_none() && blocks[1].1.errors.is_some());
+        // Once the job has ended, late blocks are not recorded.
+        store
+            .update_job(id, |j| {
+                j.state = JobState::Cancelled;
+                true
+            })
+            .unwrap();
+        assert!(
+            store
+                .commit_block(id, 1, &commit(10, 0, "b\n"))
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!(store.job_blocks(id).unwrap().len(), 2);
         // Ids keep increasing after a reopen.
         assert_eq!(store.create_job("batch", "{}", 0, 0).unwrap().id, 3);
     }
