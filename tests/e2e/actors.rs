@@ -252,3 +252,42 @@ async fn callers_that_give_up_while_waiting_free_their_mailbox_slot() {
     assert_eq!(status, 200, "the actor still counts callers that left");
     assert_eq!(d.get_json("/v1/actors/slow").await["waiting"], 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_an_actor_turns_away_its_waiting_calls() {
+    let d = TestDaemon::start().await;
+    d.deploy("probe", "probe.wasm").await;
+    assert_eq!(
+        create(&d, &json!({"name": "p", "stage": "probe"})).await.0,
+        201
+    );
+    let slow = d.spawn_post("/v1/actors/p/call", r#"{"op":"sleep","ms":800}"#);
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let queued = d.spawn_post(
+        "/v1/actors/p/call",
+        r#"{"op":"state_set","key":"k","value":"stale"}"#,
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let r = d.http.delete(d.url("/v1/actors/p")).send().await.unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(slow.await.unwrap().0, 200, "the running call finishes");
+    assert_eq!(
+        queued.await.unwrap().0,
+        404,
+        "the waiting call is turned away"
+    );
+    // A new actor of the same name starts from empty state.
+    assert_eq!(
+        create(&d, &json!({"name": "p", "stage": "probe"})).await.0,
+        201
+    );
+    let r = d
+        .http
+        .post(d.url("/v1/actors/p/call"))
+        .header("content-type", "application/json")
+        .body(r#"{"op":"state_get","key":"k"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap()["value"], Value::Null);
+}

@@ -33,6 +33,8 @@ pub struct Actor {
     turn: tokio::sync::Mutex<()>,
     waiting: AtomicUsize,
     calls: AtomicU64,
+    /// Set when the actor is deleted: calls still waiting get 404.
+    closed: std::sync::atomic::AtomicBool,
 }
 
 /// The actors of this node.
@@ -171,6 +173,7 @@ impl Actors {
             turn: tokio::sync::Mutex::new(()),
             waiting: AtomicUsize::new(0),
             calls: AtomicU64::new(0),
+            closed: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -212,13 +215,22 @@ impl Actors {
 
     /// Removes an actor with its state. 404 when there is none.
     pub async fn delete(&self, name: &str) -> Result<(), ApiError> {
-        let (store, n) = (self.store.clone(), name.to_string());
-        let existed = blocking(move || Ok(store.delete_actor(&n)?)).await?;
         let live = self
             .live
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .remove(name);
+        // Let the running call finish and turn away the waiting ones, so
+        // nothing writes the actor's state after it is removed.
+        let _turn = match &live {
+            Some(actor) => {
+                actor.closed.store(true, Ordering::Relaxed);
+                Some(actor.turn.lock().await)
+            }
+            None => None,
+        };
+        let (store, n) = (self.store.clone(), name.to_string());
+        let existed = blocking(move || Ok(store.delete_actor(&n)?)).await?;
         if existed || live.is_some() {
             Ok(())
         } else {
@@ -260,6 +272,9 @@ impl Actor {
         let waiting = Waiting(&self.waiting);
         let turn = self.turn.lock().await;
         drop(waiting);
+        if self.closed.load(Ordering::Relaxed) {
+            return Err(no_actor(&self.rec.name));
+        }
         self.calls.fetch_add(1, Ordering::Relaxed);
         let result = self.pool.invoke(vec![item], sink).await;
         drop(turn);
