@@ -179,26 +179,19 @@ async fn bad_actor_requests_are_explained() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_manages_actors() {
-    use clap::Parser;
     let d = TestDaemon::start().await;
     d.deploy("count", "count.wasm").await;
-    let run = |args: &[&str]| {
-        let mut argv = vec!["weft", "--server", &d.url];
-        argv.extend_from_slice(args);
-        weft::cli::Cli::try_parse_from(argv).unwrap()
-    };
-    weft::cli::run(run(&["actor", "create", "c", "--stage", "count"]))
+    d.cli(&["actor", "create", "c", "--stage", "count"])
         .await
         .unwrap();
-    weft::cli::run(run(&["actor", "call", "c", "--data", r#"{"text":"a b"}"#]))
+    d.cli(&["actor", "call", "c", "--data", r#"{"text":"a b"}"#])
         .await
         .unwrap();
-    weft::cli::run(run(&["actor", "list"])).await.unwrap();
+    d.cli(&["actor", "list"]).await.unwrap();
     assert_eq!(d.get_json("/v1/actors/c").await["calls"], 1);
-    weft::cli::run(run(&["actor", "delete", "c"]))
-        .await
-        .unwrap();
-    let err = weft::cli::run(run(&["actor", "call", "c", "--data", "{}"]))
+    d.cli(&["actor", "delete", "c"]).await.unwrap();
+    let err = d
+        .cli(&["actor", "call", "c", "--data", "{}"])
         .await
         .unwrap_err();
     assert!(err.to_string().contains("no actor named `c`"), "{err}");

@@ -13,42 +13,6 @@ fn example(name: &str) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-async fn apply(d: &TestDaemon, name: &str, toml: &str) -> (u16, Value) {
-    let r = d
-        .http
-        .put(d.url(&format!("/v1/pipelines/{name}")))
-        .header("content-type", "application/toml")
-        .body(toml.to_string())
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap())
-}
-
-async fn post(
-    d: &TestDaemon,
-    path: &str,
-    body: &Value,
-) -> (u16, Value, reqwest::header::HeaderMap) {
-    let r = d
-        .http
-        .post(d.url(path))
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    let headers = r.headers().clone();
-    let text = r.text().await.unwrap();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        headers,
-    )
-}
-
 async fn status(d: &TestDaemon, name: &str) -> Value {
     d.get_json(&format!("/v1/pipelines/{name}")).await
 }
@@ -58,7 +22,7 @@ async fn text_daemon() -> TestDaemon {
     d.deploy("normalize", "normalize.wasm").await;
     d.deploy("chunk", "chunk.wasm").await;
     d.deploy("count", "count.wasm").await;
-    let (code, body) = apply(&d, "text", &example("text.toml")).await;
+    let (code, body) = d.apply("text", &example("text.toml")).await;
     assert_eq!(code, 201, "{body}");
     d
 }
@@ -67,7 +31,7 @@ async fn text_daemon() -> TestDaemon {
 async fn text_pipeline_runs_through_api_and_trigger_and_streams() {
     let d = text_daemon().await;
     let doc = json!({"text": "  One TWO three four five six seven eight NINE ten  "});
-    let (code, out, _) = post(&d, "/v1/pipelines/text/invoke", &doc).await;
+    let (code, out, _) = d.post("/v1/pipelines/text/invoke", &doc).await;
     assert_eq!(code, 200, "{out}");
     let chunks = out.as_array().expect("one count result per chunk");
     assert_eq!(chunks.len(), 2, "{out}");
@@ -75,7 +39,7 @@ async fn text_pipeline_runs_through_api_and_trigger_and_streams() {
     assert_eq!(chunks[1]["words"], 2);
     assert_eq!(chunks[1]["total_words"], 10);
 
-    let (code, out, _) = post(&d, "/text", &doc).await;
+    let (code, out, _) = d.post("/text", &doc).await;
     assert_eq!(code, 200, "{out}");
     assert_eq!(out.as_array().unwrap().len(), 2);
 
@@ -145,7 +109,7 @@ async fn bad_specs_are_refused_with_the_field_at_fault() {
         ),
     ];
     for (spec, field) in cases {
-        let (code, body) = apply(&d, "p", &spec).await;
+        let (code, body) = d.apply("p", &spec).await;
         assert_eq!(code, 400, "{spec}\n{body}");
         assert_eq!(body["error"]["code"], "invalid_spec");
         assert!(
@@ -156,18 +120,18 @@ async fn bad_specs_are_refused_with_the_field_at_fault() {
     let list: Value = d.get_json("/v1/pipelines").await;
     assert_eq!(list["pipelines"], json!([]), "refused specs left nothing");
 
-    assert_eq!(apply(&d, "p", good).await.0, 201);
+    assert_eq!(d.apply("p", good).await.0, 201);
     assert_eq!(
-        apply(&d, "p", good).await.0,
+        d.apply("p", good).await.0,
         200,
         "unchanged spec keeps its version"
     );
     let other = good.replace("name = \"p\"", "name = \"other\"");
-    let (code, body) = apply(&d, "other", &other).await;
+    let (code, body) = d.apply("other", &other).await;
     assert_eq!(code, 409, "{body}");
     assert_eq!(body["error"]["code"], "route_taken");
 
-    let (code, body, _) = post(&d, "/v1/pipelines/nope/invoke", &json!({})).await;
+    let (code, body, _) = d.post("/v1/pipelines/nope/invoke", &json!({})).await;
     assert_eq!(
         (code, body["error"]["code"].clone()),
         (404, json!("pipeline_not_found"))
@@ -179,22 +143,22 @@ async fn routes_change_live_and_pipelines_survive_restart() {
     let mut d = TestDaemon::start().await;
     d.deploy("probe", "probe.wasm").await;
     let spec = "name = \"p\"\n[[steps]]\nstage = \"probe\"\n[[triggers]]\nroute = \"/one\"\n";
-    assert_eq!(apply(&d, "p", spec).await.0, 201);
+    assert_eq!(d.apply("p", spec).await.0, 201);
     let echo = json!({"op": "echo", "x": 1});
-    assert_eq!(post(&d, "/one", &echo).await.1, echo);
+    assert_eq!(d.post("/one", &echo).await.1, echo);
 
-    let (code, body) = apply(&d, "p", &spec.replace("/one", "/two")).await;
+    let (code, body) = d.apply("p", &spec.replace("/one", "/two")).await;
     assert_eq!((code, body["version"].clone()), (201, json!(2)));
-    assert_eq!(post(&d, "/one", &echo).await.0, 404, "old route gone");
+    assert_eq!(d.post("/one", &echo).await.0, 404, "old route gone");
     assert_eq!(
-        post(&d, "/two", &echo).await.1,
+        d.post("/two", &echo).await.1,
         echo,
         "new route live without a restart"
     );
 
     d.restart().await;
     assert_eq!(
-        post(&d, "/two", &echo).await.1,
+        d.post("/two", &echo).await.1,
         echo,
         "pipeline and route back after restart"
     );
@@ -206,7 +170,7 @@ async fn routes_change_live_and_pipelines_survive_restart() {
         .await
         .unwrap();
     assert_eq!(r.status(), 204);
-    assert_eq!(post(&d, "/two", &echo).await.0, 404);
+    assert_eq!(d.post("/two", &echo).await.0, 404);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -214,7 +178,7 @@ async fn concurrent_requests_are_batched_into_fewer_calls() {
     let d = TestDaemon::start().await;
     d.deploy("probe", "probe.wasm").await;
     let spec = "name = \"b\"\n[[steps]]\nstage = \"probe\"\nbatch = { max_size = 8, max_wait_ms = 200 }\nreplicas = { min = 1, max = 1 }\n";
-    assert_eq!(apply(&d, "b", spec).await.0, 201);
+    assert_eq!(d.apply("b", spec).await.0, 201);
     // Spawn all eight before awaiting any: they must be in flight together.
     let calls: Vec<_> = (0..8)
         .map(|i| {
@@ -249,12 +213,14 @@ async fn full_queues_answer_503_and_deadlines_504_naming_the_step() {
     let d = TestDaemon::start().await;
     d.deploy("probe", "probe.wasm").await;
     let spec = "name = \"s\"\ntimeout_ms = 1500\n[[steps]]\nname = \"slow\"\nstage = \"probe\"\nreplicas = { min = 1, max = 1, target_in_flight = 1 }\n";
-    assert_eq!(apply(&d, "s", spec).await.0, 201);
+    assert_eq!(d.apply("s", spec).await.0, 201);
     let spinners: Vec<_> = (0..3)
         .map(|_| d.spawn_post("/v1/pipelines/s/invoke", r#"{"op":"spin"}"#))
         .collect();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let (code, body, headers) = post(&d, "/v1/pipelines/s/invoke", &json!({"op": "echo"})).await;
+    let (code, body, headers) = d
+        .post("/v1/pipelines/s/invoke", &json!({"op": "echo"}))
+        .await;
     assert_eq!(code, 503, "{body}");
     assert_eq!(body["error"]["code"], "overloaded");
     assert!(
@@ -275,7 +241,9 @@ async fn full_queues_answer_503_and_deadlines_504_naming_the_step() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let (code, body, _) = post(&d, "/v1/pipelines/s/invoke", &json!({"op": "spin"})).await;
+    let (code, body, _) = d
+        .post("/v1/pipelines/s/invoke", &json!({"op": "spin"}))
+        .await;
     assert_eq!(code, 504, "{body}");
     assert_eq!(body["error"]["code"], "deadline_exceeded");
     assert!(
@@ -295,11 +263,15 @@ async fn traps_are_retried_per_policy() {
     d.deploy("probe", "probe.wasm").await;
     let spec =
         "name = \"r\"\n[[steps]]\nstage = \"probe\"\nretries = { attempts = 2, backoff_ms = 1 }\n";
-    assert_eq!(apply(&d, "r", spec).await.0, 201);
-    let (code, body, _) = post(&d, "/v1/pipelines/r/invoke", &json!({"op": "trap"})).await;
+    assert_eq!(d.apply("r", spec).await.0, 201);
+    let (code, body, _) = d
+        .post("/v1/pipelines/r/invoke", &json!({"op": "trap"}))
+        .await;
     assert_eq!(code, 500, "{body}");
     assert_eq!(body["error"]["code"], "trap");
-    let (code, _, _) = post(&d, "/v1/pipelines/r/invoke", &json!({"op": "bad"})).await;
+    let (code, _, _) = d
+        .post("/v1/pipelines/r/invoke", &json!({"op": "bad"}))
+        .await;
     assert_eq!(code, 400, "bad input is not retried");
     let st = status(&d, "r").await;
     assert_eq!(st["steps"][0]["retries"], 2);
@@ -312,7 +284,7 @@ async fn replicas_prewarm_scale_to_zero_and_cold_start() {
     d.deploy("probe", "probe.wasm").await;
     let spec = "name = \"z\"\n[[steps]]\nname = \"warm\"\nstage = \"probe\"\nreplicas = { min = 2, max = 3 }\n\
                 [[steps]]\nname = \"cold\"\nstage = \"probe\"\nreplicas = { min = 0, max = 2, idle_timeout_s = 1 }\n";
-    assert_eq!(apply(&d, "z", spec).await.0, 201);
+    assert_eq!(d.apply("z", spec).await.0, 201);
     let mut warm = 0;
     for _ in 0..50 {
         warm = status(&d, "z").await["steps"][0]["replicas"]["live"]
@@ -325,7 +297,7 @@ async fn replicas_prewarm_scale_to_zero_and_cold_start() {
     }
     assert_eq!(warm, 2, "min replicas are pre-warmed");
     let echo = json!({"op": "echo"});
-    assert_eq!(post(&d, "/v1/pipelines/z/invoke", &echo).await.0, 200);
+    assert_eq!(d.post("/v1/pipelines/z/invoke", &echo).await.0, 200);
     assert_eq!(status(&d, "z").await["steps"][1]["replicas"]["live"], 1);
     let mut live = 1;
     for _ in 0..40 {
@@ -343,7 +315,7 @@ async fn replicas_prewarm_scale_to_zero_and_cold_start() {
         2,
         "min is kept"
     );
-    let (code, body, _) = post(&d, "/v1/pipelines/z/invoke", &echo).await;
+    let (code, body, _) = d.post("/v1/pipelines/z/invoke", &echo).await;
     assert_eq!(
         (code, body),
         (200, echo),
@@ -361,7 +333,7 @@ async fn reapplying_during_traffic_fails_no_request() {
              [[triggers]]\nroute = \"/live\"\n"
         )
     };
-    assert_eq!(apply(&d, "live", &spec(true)).await.0, 201);
+    assert_eq!(d.apply("live", &spec(true)).await.0, 201);
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let traffic = {
         let (http, url, stop) = (d.http.clone(), d.url("/live"), stop.clone());
@@ -391,7 +363,7 @@ async fn reapplying_during_traffic_fails_no_request() {
     };
     for i in 0..6 {
         tokio::time::sleep(Duration::from_millis(150)).await;
-        let (code, body) = apply(&d, "live", &spec(i % 2 == 1)).await;
+        let (code, body) = d.apply("live", &spec(i % 2 == 1)).await;
         assert_eq!(code, 201, "{body}");
     }
     tokio::time::sleep(Duration::from_millis(150)).await;
@@ -413,7 +385,7 @@ async fn replicas_scale_up_under_load_and_back_down_to_min() {
     d.deploy("probe", "probe.wasm").await;
     let spec = "name = \"u\"\ntimeout_ms = 1000\n[[steps]]\nstage = \"probe\"\n\
                 replicas = { min = 1, max = 3, target_in_flight = 1, idle_timeout_s = 1 }\n";
-    assert_eq!(apply(&d, "u", spec).await.0, 201);
+    assert_eq!(d.apply("u", spec).await.0, 201);
     let load: Vec<_> = (0..3)
         .map(|_| d.spawn_post("/v1/pipelines/u/invoke", r#"{"op":"spin"}"#))
         .collect();
@@ -445,7 +417,7 @@ async fn a_client_that_disconnects_cancels_the_pipeline_work() {
     d.deploy("probe", "probe.wasm").await;
     let spec = "name = \"c\"\ntimeout_ms = 20000\n[[steps]]\nstage = \"probe\"\n\
                 replicas = { min = 0, max = 1 }\n[[triggers]]\nroute = \"/c\"\nstream = true\n";
-    assert_eq!(apply(&d, "c", spec).await.0, 201);
+    assert_eq!(d.apply("c", spec).await.0, 201);
     let r = d
         .http
         .post(d.url("/c"))
@@ -472,7 +444,9 @@ async fn a_client_that_disconnects_cancels_the_pipeline_work() {
         in_flight, 0,
         "the spinning call went on after its client left"
     );
-    let (code, body, _) = post(&d, "/v1/pipelines/c/invoke", &json!({"op": "echo"})).await;
+    let (code, body, _) = d
+        .post("/v1/pipelines/c/invoke", &json!({"op": "echo"}))
+        .await;
     assert_eq!(code, 200, "{body}");
 }
 
@@ -482,7 +456,7 @@ async fn a_burst_beyond_capacity_gets_only_503s_and_recovers() {
     d.deploy("normalize", "normalize.wasm").await;
     let spec = "name = \"burst\"\n[[steps]]\nstage = \"normalize\"\n\
                 replicas = { min = 1, max = 1, target_in_flight = 1 }\n";
-    assert_eq!(apply(&d, "burst", spec).await.0, 201);
+    assert_eq!(d.apply("burst", spec).await.0, 201);
     let calls: Vec<_> = (0..64)
         .map(|_| {
             d.spawn_post(
@@ -509,7 +483,9 @@ async fn a_burst_beyond_capacity_gets_only_503s_and_recovers() {
         "only 200 and 503: {codes:?}"
     );
     assert!(codes.contains_key(&200), "{codes:?}");
-    let (code, body, _) = post(&d, "/v1/pipelines/burst/invoke", &json!({"text": "After"})).await;
+    let (code, body, _) = d
+        .post("/v1/pipelines/burst/invoke", &json!({"text": "After"}))
+        .await;
     assert_eq!(
         (code, body),
         (200, json!({"text": "after"})),
@@ -523,7 +499,7 @@ async fn replicas_follow_ongoing_requests_over_target_in_flight() {
     d.deploy("probe", "probe.wasm").await;
     let spec = "name = \"t\"\ntimeout_ms = 20000\n[[steps]]\nstage = \"probe\"\n\
                 replicas = { min = 1, max = 4, target_in_flight = 2, idle_timeout_s = 1 }\n";
-    assert_eq!(apply(&d, "t", spec).await.0, 201);
+    assert_eq!(d.apply("t", spec).await.0, 201);
     let body = json!({"op": "sleep", "ms": 400}).to_string();
     // Four requests at two per replica: two replicas, not four.
     let calls: Vec<_> = (0..4)

@@ -116,6 +116,49 @@ impl TestDaemon {
         body
     }
 
+    /// Applies a TOML pipeline spec as `name`; returns status and body.
+    pub async fn apply(&self, name: &str, toml: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .put(self.url(&format!("/v1/pipelines/{name}")))
+            .header("content-type", "application/toml")
+            .body(toml.to_string())
+            .send()
+            .await
+            .expect("apply request");
+        let status = r.status().as_u16();
+        (status, r.json().await.expect("json"))
+    }
+
+    /// POSTs JSON `body` to `path`; returns status, body (JSON, or the text
+    /// as a JSON string) and headers.
+    pub async fn post(&self, path: &str, body: &Value) -> (u16, Value, reqwest::header::HeaderMap) {
+        let r = self
+            .http
+            .post(self.url(path))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("POST");
+        let status = r.status().as_u16();
+        let headers = r.headers().clone();
+        let text = r.text().await.expect("body");
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+            headers,
+        )
+    }
+
+    /// Runs the `weft` CLI in-process against this daemon.
+    pub async fn cli(&self, args: &[&str]) -> anyhow::Result<()> {
+        use clap::Parser;
+        let mut argv = vec!["weft", "--server", &self.url];
+        argv.extend_from_slice(args);
+        weft::cli::run(weft::cli::Cli::try_parse_from(argv)?).await
+    }
+
     /// Invokes `stage` with a JSON body; returns status and parsed body.
     pub async fn invoke(&self, stage: &str, body: &Value) -> (u16, Value) {
         let r = self

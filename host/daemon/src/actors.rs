@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use weft_runtime::{Item, Runtime, StageEvent, StagePool};
 use weft_store::{ActorRecord, Store};
 
-use crate::ApiError;
+use crate::{ApiError, blocking};
 
 /// Calls that may wait for one actor before new ones get 503.
 pub const MAILBOX: usize = 64;
@@ -54,14 +54,6 @@ fn no_actor(name: &str) -> ApiError {
     .hint("create it with POST /v1/actors (`weft actor create NAME --stage STAGE`)")
 }
 
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))?
-}
-
 impl Actors {
     /// No actors yet.
     pub fn new(runtime: Arc<Runtime>, store: Store) -> Self {
@@ -76,7 +68,7 @@ impl Actors {
     /// start is logged and skipped; its record and state stay.
     pub async fn load_all(&self) -> Result<(), ApiError> {
         let store = self.store.clone();
-        for rec in blocking(move || Ok(store.list_actors()?)).await? {
+        for rec in blocking(move || store.list_actors()).await? {
             match self.start(rec.clone()).await {
                 Ok(actor) => {
                     self.insert(actor);
@@ -111,15 +103,13 @@ impl Actors {
             .into());
         }
         let (store, s) = (self.store.clone(), stage.to_string());
-        let stage_rec = blocking(move || Ok(store.stage(&s)?))
-            .await?
-            .ok_or_else(|| {
-                ApiError::bad_request(
-                    "invalid_actor",
-                    format!("`stage`: no stage named `{stage}`"),
-                )
-                .hint("deploy it first (`weft stage deploy NAME FILE`)")
-            })?;
+        let stage_rec = blocking(move || store.stage(&s)).await?.ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_actor",
+                format!("`stage`: no stage named `{stage}`"),
+            )
+            .hint("deploy it first (`weft stage deploy NAME FILE`)")
+        })?;
         let version = match version {
             Some(v) => stage_rec.version(v).map(|v| v.version).ok_or_else(|| {
                 ApiError::bad_request(
@@ -132,14 +122,14 @@ impl Actors {
         let rec = ActorRecord::new(name, stage, version, config);
         let actor = self.start(rec.clone()).await?;
         let store = self.store.clone();
-        blocking(move || Ok(store.put_actor(&rec)?)).await?;
+        blocking(move || store.put_actor(&rec)).await?;
         Ok(self.insert(actor))
     }
 
     /// Builds the actor's pool and starts its instance (running `init`).
     async fn start(&self, rec: ActorRecord) -> Result<Actor, ApiError> {
         let (runtime, store, r) = (self.runtime.clone(), self.store.clone(), rec.clone());
-        let pool = blocking(move || {
+        let pool = blocking(move || -> Result<_, ApiError> {
             let stage = store.stage(&r.stage)?.ok_or_else(|| {
                 ApiError::bad_request("invalid_actor", format!("stage `{}` is gone", r.stage))
             })?;
@@ -230,7 +220,7 @@ impl Actors {
             None => None,
         };
         let (store, n) = (self.store.clone(), name.to_string());
-        let existed = blocking(move || Ok(store.delete_actor(&n)?)).await?;
+        let existed = blocking(move || store.delete_actor(&n)).await?;
         if existed || live.is_some() {
             Ok(())
         } else {

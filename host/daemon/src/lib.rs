@@ -29,3 +29,18 @@ mod stages;
 pub use config::ServeConfig;
 pub use error::ApiError;
 pub use server::Daemon;
+
+/// Runs blocking work (a store call: redb does file I/O) off the async
+/// executor; its error, or a panic in it, becomes an [`ApiError`].
+pub(crate) async fn blocking<T, E>(
+    f: impl FnOnce() -> Result<T, E> + Send + 'static,
+) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    E: Into<ApiError> + Send + 'static,
+{
+    match tokio::task::spawn_blocking(f).await {
+        Ok(result) => result.map_err(Into::into),
+        Err(e) => Err(ApiError::internal(e.to_string())),
+    }
+}

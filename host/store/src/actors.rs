@@ -63,14 +63,7 @@ impl Store {
 
     /// Every actor, by name.
     pub fn list_actors(&self) -> Result<Vec<ActorRecord>> {
-        let txn = self.read()?;
-        let table = txn.open_table(ACTORS).map_err(db)?;
-        let mut out = Vec::new();
-        for entry in table.iter().map_err(db)? {
-            let (_, raw) = entry.map_err(db)?;
-            out.push(record::decode("actors", raw.value())?);
-        }
-        Ok(out)
+        self.list_named(ACTORS, "actors")
     }
 
     /// Removes an actor and its state in one transaction; `true` when it

@@ -86,37 +86,17 @@ impl Store {
 
     /// One dataset, or `None`.
     pub fn dataset(&self, name: &str) -> Result<Option<DatasetRecord>> {
-        let txn = self.read()?;
-        let table = txn.open_table(DATASETS).map_err(db)?;
-        match table.get(name).map_err(db)? {
-            Some(raw) => Ok(Some(record::decode("datasets", raw.value())?)),
-            None => Ok(None),
-        }
+        self.get_named(DATASETS, "datasets", name)
     }
 
     /// Every dataset, by name.
     pub fn list_datasets(&self) -> Result<Vec<DatasetRecord>> {
-        let txn = self.read()?;
-        let table = txn.open_table(DATASETS).map_err(db)?;
-        let mut out = Vec::new();
-        for entry in table.iter().map_err(db)? {
-            let (_, raw) = entry.map_err(db)?;
-            out.push(record::decode("datasets", raw.value())?);
-        }
-        Ok(out)
+        self.list_named(DATASETS, "datasets")
     }
 
     /// Forgets a dataset (its block objects stay); `true` when it existed.
     pub fn delete_dataset(&self, name: &str) -> Result<bool> {
-        let txn = self.write()?;
-        let existed = txn
-            .open_table(DATASETS)
-            .map_err(db)?
-            .remove(name)
-            .map_err(db)?
-            .is_some();
-        txn.commit().map_err(db)?;
-        Ok(existed)
+        self.remove_named(DATASETS, name)
     }
 }
 

@@ -135,6 +135,54 @@ impl Store {
     }
 }
 
+/// A table of records keyed by name (pipelines, datasets, models, actors).
+pub(crate) type Named = TableDefinition<'static, &'static str, &'static [u8]>;
+
+impl Store {
+    /// The record `name` of `table` (`label` names the table in errors).
+    pub(crate) fn get_named<T: serde::de::DeserializeOwned>(
+        &self,
+        table: Named,
+        label: &'static str,
+        name: &str,
+    ) -> Result<Option<T>> {
+        let txn = self.read()?;
+        let table = txn.open_table(table).map_err(db)?;
+        let raw = table.get(name).map_err(db)?;
+        raw.map(|r| record::decode(label, r.value())).transpose()
+    }
+
+    /// Every record of `table`, by name.
+    pub(crate) fn list_named<T: serde::de::DeserializeOwned>(
+        &self,
+        table: Named,
+        label: &'static str,
+    ) -> Result<Vec<T>> {
+        use redb::ReadableTable;
+        let txn = self.read()?;
+        let table = txn.open_table(table).map_err(db)?;
+        let mut out = Vec::new();
+        for entry in table.iter().map_err(db)? {
+            let (_, raw) = entry.map_err(db)?;
+            out.push(record::decode(label, raw.value())?);
+        }
+        Ok(out)
+    }
+
+    /// Removes record `name` of `table`; `true` when it existed.
+    pub(crate) fn remove_named(&self, table: Named, name: &str) -> Result<bool> {
+        let txn = self.write()?;
+        let existed = txn
+            .open_table(table)
+            .map_err(db)?
+            .remove(name)
+            .map_err(db)?
+            .is_some();
+        txn.commit().map_err(db)?;
+        Ok(existed)
+    }
+}
+
 /// Converts any redb error into [`StoreError`] via [`redb::Error`].
 pub(crate) fn db<E: Into<redb::Error>>(e: E) -> StoreError {
     StoreError::Database(e.into())

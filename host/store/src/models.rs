@@ -95,37 +95,17 @@ impl Store {
 
     /// One model, or `None`.
     pub fn model(&self, name: &str) -> Result<Option<ModelRecord>> {
-        let txn = self.read()?;
-        let table = txn.open_table(MODELS).map_err(db)?;
-        match table.get(name).map_err(db)? {
-            Some(raw) => Ok(Some(record::decode("models", raw.value())?)),
-            None => Ok(None),
-        }
+        self.get_named(MODELS, "models", name)
     }
 
     /// Every model, by name.
     pub fn list_models(&self) -> Result<Vec<ModelRecord>> {
-        let txn = self.read()?;
-        let table = txn.open_table(MODELS).map_err(db)?;
-        let mut out = Vec::new();
-        for entry in table.iter().map_err(db)? {
-            let (_, raw) = entry.map_err(db)?;
-            out.push(record::decode("models", raw.value())?);
-        }
-        Ok(out)
+        self.list_named(MODELS, "models")
     }
 
     /// Forgets a model (its bytes stay as an object); `true` when it existed.
     pub fn delete_model(&self, name: &str) -> Result<bool> {
-        let txn = self.write()?;
-        let existed = txn
-            .open_table(MODELS)
-            .map_err(db)?
-            .remove(name)
-            .map_err(db)?
-            .is_some();
-        txn.commit().map_err(db)?;
-        Ok(existed)
+        self.remove_named(MODELS, name)
     }
 }
 

@@ -52,37 +52,17 @@ impl Store {
 
     /// One pipeline, or `None`.
     pub fn pipeline(&self, name: &str) -> Result<Option<PipelineRecord>> {
-        let txn = self.read()?;
-        let table = txn.open_table(PIPELINES).map_err(db)?;
-        match table.get(name).map_err(db)? {
-            Some(raw) => Ok(Some(record::decode("pipelines", raw.value())?)),
-            None => Ok(None),
-        }
+        self.get_named(PIPELINES, "pipelines", name)
     }
 
     /// Every pipeline, by name.
     pub fn list_pipelines(&self) -> Result<Vec<PipelineRecord>> {
-        let txn = self.read()?;
-        let table = txn.open_table(PIPELINES).map_err(db)?;
-        let mut out = Vec::new();
-        for entry in table.iter().map_err(db)? {
-            let (_, raw) = entry.map_err(db)?;
-            out.push(record::decode("pipelines", raw.value())?);
-        }
-        Ok(out)
+        self.list_named(PIPELINES, "pipelines")
     }
 
     /// Removes a pipeline; `true` when it existed.
     pub fn delete_pipeline(&self, name: &str) -> Result<bool> {
-        let txn = self.write()?;
-        let existed = txn
-            .open_table(PIPELINES)
-            .map_err(db)?
-            .remove(name)
-            .map_err(db)?
-            .is_some();
-        txn.commit().map_err(db)?;
-        Ok(existed)
+        self.remove_named(PIPELINES, name)
     }
 }
 

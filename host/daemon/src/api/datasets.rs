@@ -73,9 +73,7 @@ pub async fn create(
     }
     {
         let (store, name) = (state.store.clone(), q.name.clone());
-        let exists = tokio::task::spawn_blocking(move || store.dataset(&name))
-            .await
-            .map_err(|e| ApiError::internal(e.to_string()))??;
+        let exists = crate::blocking(move || store.dataset(&name)).await?;
         if exists.is_some() {
             return Err(weft_store::StoreError::Exists {
                 what: "dataset",
@@ -95,9 +93,7 @@ pub async fn create(
     let rec = DatasetRecord::new(&q.name, format.as_str(), blocks);
     let store = state.store.clone();
     let stored = rec.clone();
-    tokio::task::spawn_blocking(move || store.put_dataset(&stored))
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))??;
+    crate::blocking(move || store.put_dataset(&stored)).await?;
     Ok((StatusCode::CREATED, Json(dataset_json(&rec))).into_response())
 }
 
@@ -124,9 +120,7 @@ fn no_dataset(name: &str) -> ApiError {
 /// `GET /v1/datasets`.
 pub async fn list(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
     let store = state.store.clone();
-    let all = tokio::task::spawn_blocking(move || store.list_datasets())
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))??;
+    let all = crate::blocking(move || store.list_datasets()).await?;
     Ok(Json(
         json!({"datasets": all.iter().map(dataset_json).collect::<Vec<_>>()}),
     ))
@@ -139,9 +133,8 @@ pub async fn show(
 ) -> Result<Json<Value>, ApiError> {
     let store = state.store.clone();
     let n = name.clone();
-    let rec = tokio::task::spawn_blocking(move || store.dataset(&n))
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))??
+    let rec = crate::blocking(move || store.dataset(&n))
+        .await?
         .ok_or_else(|| no_dataset(&name))?;
     let mut v = dataset_json(&rec);
     v["block_list"] = rec
@@ -178,9 +171,7 @@ pub async fn delete(
     }
     let store = state.store.clone();
     let n = name.clone();
-    let existed = tokio::task::spawn_blocking(move || store.delete_dataset(&n))
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))??;
+    let existed = crate::blocking(move || store.delete_dataset(&n)).await?;
     if existed {
         Ok(StatusCode::NO_CONTENT)
     } else {

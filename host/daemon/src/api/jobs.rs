@@ -218,9 +218,7 @@ async fn rows(
         .hint("wait until it has succeeded (`weft job watch ID`), or add ?partial=true for the blocks committed so far"));
     }
     let store = state.store.clone();
-    let blocks = tokio::task::spawn_blocking(move || store.job_blocks(rec.id))
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))??;
+    let blocks = crate::blocking(move || store.job_blocks(rec.id)).await?;
     let objects: Vec<String> = blocks.iter().filter_map(|(_, b)| pick(b)).collect();
     let store = state.store.clone();
     let body = stream::iter(objects).then(move |object| {

@@ -148,9 +148,7 @@ fn no_model(name: &str) -> ApiError {
 /// `GET /v1/models`.
 pub async fn list(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
     let store = state.store.clone();
-    let all = tokio::task::spawn_blocking(move || store.list_models())
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))??;
+    let all = crate::blocking(move || store.list_models()).await?;
     Ok(Json(
         json!({"models": all.iter().map(model_json).collect::<Vec<_>>()}),
     ))
@@ -163,9 +161,8 @@ pub async fn show(
 ) -> Result<Json<Value>, ApiError> {
     let store = state.store.clone();
     let n = name.clone();
-    let rec = tokio::task::spawn_blocking(move || store.model(&n))
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))??
+    let rec = crate::blocking(move || store.model(&n))
+        .await?
         .ok_or_else(|| no_model(&name))?;
     Ok(Json(model_json(&rec)))
 }
@@ -177,9 +174,7 @@ pub async fn delete(
 ) -> Result<StatusCode, ApiError> {
     let store = state.store.clone();
     let n = name.clone();
-    let existed = tokio::task::spawn_blocking(move || store.delete_model(&n))
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))??;
+    let existed = crate::blocking(move || store.delete_model(&n)).await?;
     if existed {
         Ok(StatusCode::NO_CONTENT)
     } else {

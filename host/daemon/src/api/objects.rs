@@ -18,9 +18,7 @@ pub async fn put(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let store = state.store.clone();
     let size = bytes.len();
-    let id = tokio::task::spawn_blocking(move || store.put_object(&bytes))
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))??;
+    let id = crate::blocking(move || store.put_object(&bytes)).await?;
     Ok((StatusCode::CREATED, Json(json!({"id": id, "size": size}))))
 }
 
@@ -31,9 +29,8 @@ pub async fn get(
 ) -> Result<Response, ApiError> {
     let store = state.store.clone();
     let lookup = id.clone();
-    let data = tokio::task::spawn_blocking(move || store.get_object(&lookup))
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))??
+    let data = crate::blocking(move || store.get_object(&lookup))
+        .await?
         .ok_or_else(|| {
             ApiError::new(
                 StatusCode::NOT_FOUND,

@@ -122,9 +122,8 @@ pub async fn show(
 ) -> Result<Json<Value>, ApiError> {
     let store = state.store.clone();
     let lookup = name.clone();
-    let rec = tokio::task::spawn_blocking(move || store.stage(&lookup))
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))??
+    let rec = crate::blocking(move || store.stage(&lookup))
+        .await?
         .ok_or_else(|| ApiError::no_stage(&name))?;
     Ok(Json(record_json(&state, &rec)))
 }
@@ -132,9 +131,7 @@ pub async fn show(
 /// `GET /v1/stages`.
 pub async fn list(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
     let store = state.store.clone();
-    let recs = tokio::task::spawn_blocking(move || store.list_stages())
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))??;
+    let recs = crate::blocking(move || store.list_stages()).await?;
     let stages: Vec<Value> = recs.iter().map(|r| record_json(&state, r)).collect();
     Ok(Json(json!({ "stages": stages })))
 }
@@ -146,9 +143,7 @@ pub async fn delete(
 ) -> Result<StatusCode, ApiError> {
     let store = state.store.clone();
     let lookup = name.clone();
-    let removed = tokio::task::spawn_blocking(move || store.delete_stage(&lookup))
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))??;
+    let removed = crate::blocking(move || store.delete_stage(&lookup)).await?;
     match removed {
         Some(_) => {
             state.stages.remove(&name);

@@ -20,8 +20,9 @@ use tokio::sync::Semaphore;
 use weft_runtime::Item;
 use weft_store::{BlockCommit, DatasetBlock, JobRecord};
 
-use super::{BatchSpec, Jobs, Live, blocking};
+use super::{BatchSpec, Jobs, Live};
 use crate::ApiError;
+use crate::blocking;
 use crate::datasets::Format;
 use crate::pipeline::{PipelineHandle, RunFailure, StepFailure};
 
@@ -57,7 +58,7 @@ pub(super) async fn run(
     let inner = &jobs.inner;
     let store = inner.store.clone();
     let (id, name) = (rec.id, spec.dataset.clone());
-    let (dataset, done) = blocking(move || {
+    let (dataset, done) = blocking(move || -> Result<_, ApiError> {
         let blocks: HashSet<u32> = store.job_blocks(id)?.into_iter().map(|(b, _)| b).collect();
         Ok((store.dataset(&name)?, blocks))
     })
@@ -119,7 +120,7 @@ pub(super) async fn run(
                     ratio.store(r.max(1), Ordering::Relaxed);
                 }
                 let store = jobs.inner.store.clone();
-                let rec = blocking(move || Ok(store.commit_block(id, index, &commit)?))
+                let rec = blocking(move || store.commit_block(id, index, &commit))
                     .await
                     .map_err(|e| e.message)?;
                 Ok::<_, String>((index, rec))
@@ -146,7 +147,7 @@ pub(super) async fn run(
     drop(blocks);
 
     let store = jobs.inner.store.clone();
-    let rec = blocking(move || Ok(store.job(id)?))
+    let rec = blocking(move || store.job(id))
         .await
         .map_err(|e| e.message)?
         .ok_or("job deleted while running")?;
@@ -201,7 +202,7 @@ async fn run_block(
 ) -> Result<BlockCommit, String> {
     let store = jobs.inner.store.clone();
     let object = block.object.clone();
-    let data = blocking(move || Ok(store.get_object(&object)?))
+    let data = blocking(move || store.get_object(&object))
         .await
         .map_err(|e| e.message)?
         .ok_or_else(|| format!("dataset block object {} is missing", block.object))?;
@@ -264,7 +265,7 @@ async fn row_item(jobs: &Jobs, format: Format, row: &[u8], n: u64) -> Result<Ite
     let payload = if format == Format::Objects {
         let store = jobs.inner.store.clone();
         let id = String::from_utf8_lossy(row).into_owned();
-        let bytes = blocking(move || Ok(store.get_object(&id)?)).await;
+        let bytes = blocking(move || store.get_object(&id)).await;
         match bytes {
             Ok(Some(b)) => b,
             other => {

@@ -25,9 +25,9 @@ use tokio_util::task::TaskTracker;
 use weft_runtime::StageEvent;
 use weft_store::{JobRecord, JobState, Store};
 
-use crate::ApiError;
 use crate::api::render_item;
 use crate::pipeline::{Pipelines, StepFailure};
+use crate::{ApiError, blocking};
 pub use spec::{BatchSpec, InvokeSpec, JobSpec};
 
 /// Limits and retention of jobs.
@@ -92,15 +92,6 @@ pub struct Jobs {
     inner: Arc<Inner>,
 }
 
-/// Runs a blocking store call off the async executor.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))?
-}
-
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -137,7 +128,7 @@ impl Jobs {
     /// retention sweeper.
     pub async fn start(&self) -> Result<(), ApiError> {
         let store = self.inner.store.clone();
-        let jobs = blocking(move || Ok(store.list_jobs()?)).await?;
+        let jobs = blocking(move || store.list_jobs()).await?;
         for rec in jobs.into_iter().filter(|j| !j.state.is_terminal()) {
             match serde_json::from_str::<JobSpec>(&rec.spec_json) {
                 Ok(spec) => {
@@ -179,7 +170,7 @@ impl Jobs {
             JobSpec::Batch(b) => {
                 let store = self.inner.store.clone();
                 let name = b.dataset.clone();
-                let dataset = blocking(move || Ok(store.dataset(&name)?)).await?;
+                let dataset = blocking(move || store.dataset(&name)).await?;
                 let dataset = dataset.ok_or_else(|| {
                     ApiError::bad_request(
                         "invalid_job",
@@ -197,7 +188,7 @@ impl Jobs {
         let json = serde_json::to_string(&spec).expect("a job spec serializes");
         let store = self.inner.store.clone();
         let kind = spec.kind();
-        let rec = blocking(move || Ok(store.create_job(kind, &json, blocks, items)?)).await?;
+        let rec = blocking(move || store.create_job(kind, &json, blocks, items)).await?;
         self.spawn(rec.clone(), spec, false);
         Ok(rec)
     }
@@ -206,7 +197,7 @@ impl Jobs {
     pub async fn get(&self, id: &str) -> Result<JobRecord, ApiError> {
         let n: u64 = id.parse().map_err(|_| no_job(id))?;
         let store = self.inner.store.clone();
-        blocking(move || Ok(store.job(n)?))
+        blocking(move || store.job(n))
             .await?
             .ok_or_else(|| no_job(id))
     }
@@ -214,7 +205,7 @@ impl Jobs {
     /// Every job this node keeps, oldest first.
     pub async fn list(&self) -> Result<Vec<JobRecord>, ApiError> {
         let store = self.inner.store.clone();
-        blocking(move || Ok(store.list_jobs()?)).await
+        blocking(move || store.list_jobs()).await
     }
 
     /// Cancels a queued or running job. 409 when it has already finished.
@@ -246,7 +237,7 @@ impl Jobs {
             .hint("cancel it first (`weft job cancel ID`)"));
         }
         let store = self.inner.store.clone();
-        blocking(move || Ok(store.delete_job(rec.id)?)).await?;
+        blocking(move || store.delete_job(rec.id)).await?;
         Ok(())
     }
 
@@ -347,7 +338,7 @@ impl Jobs {
             .clone();
         let _permit = limit.acquire_owned().await.expect("never closed");
         let store = self.inner.store.clone();
-        let running = blocking(move || {
+        let running = blocking(move || -> Result<_, ApiError> {
             Ok(store.update_job(id, |j| {
                 if j.state == JobState::Queued {
                     j.state = JobState::Running;
@@ -453,7 +444,7 @@ impl Jobs {
             } => {
                 let store = self.inner.store.clone();
                 let m = message.clone();
-                let _ = blocking(move || {
+                let _ = blocking(move || -> Result<_, ApiError> {
                     Ok(store.update_job(id, |j| {
                         j.progress = Some((done, total, m));
                         !j.state.is_terminal()
@@ -480,7 +471,7 @@ impl Jobs {
     ) -> Option<JobRecord> {
         let store = self.inner.store.clone();
         let (r, e) = (result.clone(), error.clone());
-        let rec = blocking(move || {
+        let rec = blocking(move || -> Result<_, ApiError> {
             let mut changed = false;
             let rec = store.update_job(id, |j| {
                 if j.state.is_terminal() {
@@ -513,7 +504,7 @@ impl Jobs {
         let store = self.inner.store.clone();
         let live = self.live(id);
         let text = event.to_string();
-        let result = blocking(move || {
+        let result = blocking(move || -> Result<_, ApiError> {
             let _order = live
                 .as_ref()
                 .map(|l| l.order.lock().unwrap_or_else(|p| p.into_inner()));
@@ -540,7 +531,7 @@ impl Jobs {
             }
             let store = self.inner.store.clone();
             let cutoff = now_ms().saturating_sub(ttl.as_millis() as u64);
-            let swept = blocking(move || {
+            let swept = blocking(move || -> Result<_, ApiError> {
                 let mut n = 0;
                 for j in store.list_jobs()? {
                     if j.state.is_terminal() && j.finished_unix_ms.is_some_and(|t| t <= cutoff) {

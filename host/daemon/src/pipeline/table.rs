@@ -66,9 +66,7 @@ impl Pipelines {
     /// are gone is reported by [`Pipelines::broken`] instead of failing start-up.
     pub async fn load_all(&self) -> Result<(), ApiError> {
         let store = self.store.clone();
-        let records = tokio::task::spawn_blocking(move || store.list_pipelines())
-            .await
-            .map_err(|e| ApiError::internal(e.to_string()))??;
+        let records = crate::blocking(move || store.list_pipelines()).await?;
         for rec in records {
             let result = match PipelineSpec::from_json(rec.spec_json.as_bytes()) {
                 Ok(spec) => self.build(spec, rec.version).await,
@@ -102,10 +100,7 @@ impl Pipelines {
         // Build first (stages must exist), then commit, then route: a
         // rejected spec leaves nothing behind.
         let mut running = self.build(spec, 0).await?;
-        let rec: PipelineRecord =
-            tokio::task::spawn_blocking(move || store.put_pipeline(&name, &json))
-                .await
-                .map_err(|e| ApiError::internal(e.to_string()))??;
+        let rec: PipelineRecord = crate::blocking(move || store.put_pipeline(&name, &json)).await?;
         if previous == Some(rec.version) {
             return Ok((self.get(&rec.name).expect("running"), false));
         }
@@ -118,9 +113,7 @@ impl Pipelines {
     pub async fn delete(&self, name: &str) -> Result<bool, ApiError> {
         let store = self.store.clone();
         let owned = name.to_string();
-        let existed = tokio::task::spawn_blocking(move || store.delete_pipeline(&owned))
-            .await
-            .map_err(|e| ApiError::internal(e.to_string()))??;
+        let existed = crate::blocking(move || store.delete_pipeline(&owned)).await?;
         self.running
             .write()
             .unwrap_or_else(|p| p.into_inner())

@@ -1,0 +1,347 @@
+//! Batch jobs: order and completeness, failing rows, cancel, resume,
+//! objects datasets.
+
+use super::*;
+
+#[tokio::test]
+async fn a_batch_job_writes_every_row_once_in_input_order() {
+    let d = probe_daemon().await;
+    let (status, ds) = dataset(
+        &d,
+        "name=nums&format=jsonl&block_rows=50",
+        rows(1000, |i| json!({"op": "echo", "n": i})),
+    )
+    .await;
+    assert_eq!(status, 201, "{ds}");
+    assert_eq!(
+        (ds["rows"].as_u64(), ds["blocks"].as_u64()),
+        (Some(1000), Some(20))
+    );
+    let out_dir = d.dir.path().join("exported");
+    let (status, job, location) = submit(
+        &d,
+        &json!({"kind": "batch", "pipeline": "p", "dataset": "nums", "output": {"dir": out_dir}}),
+    )
+    .await;
+    assert_eq!(status, 202, "{job}");
+    let id = job["id"].as_str().unwrap().to_string();
+    assert_eq!(location.as_deref(), Some(format!("/v1/jobs/{id}").as_str()));
+
+    let done = finished(&d, &id).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    let p = &done["progress"];
+    assert_eq!(
+        (p["items_done"].as_u64(), p["items_failed"].as_u64()),
+        (Some(1000), Some(0))
+    );
+    assert_eq!(
+        (p["blocks_done"].as_u64(), p["rows_out"].as_u64()),
+        (Some(20), Some(1000))
+    );
+
+    let output = d.get_text(&format!("/v1/jobs/{id}/output")).await;
+    let ns: Vec<u64> = lines(&output)
+        .iter()
+        .map(|v| v["n"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ns, (0..1000).collect::<Vec<_>>());
+    // The same bytes in the output directory, and an empty error file.
+    assert_eq!(
+        std::fs::read_to_string(out_dir.join("output.jsonl")).unwrap(),
+        output
+    );
+    assert_eq!(
+        std::fs::read_to_string(out_dir.join("errors.jsonl")).unwrap(),
+        ""
+    );
+
+    // The event log replays from the start and ends with the final state.
+    let events = d.get_text(&format!("/v1/jobs/{id}/events")).await;
+    assert_eq!(events.matches("event: block").count(), 20, "{events}");
+    assert!(
+        events.trim_end().ends_with(r#""type":"state"}"#)
+            || events.contains(r#""state":"succeeded""#),
+        "{events}"
+    );
+    let metrics = d.get_text("/metrics").await;
+    assert!(
+        metrics.contains("weft_step_busy_seconds_total{pipeline=\"p\",step=\"probe\"}"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("weft_jobs_running 0"));
+
+    // A finished job cannot be cancelled; it can be deleted.
+    let r = d
+        .http
+        .post(d.url(&format!("/v1/jobs/{id}/cancel")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+    let r = d
+        .http
+        .delete(d.url(&format!("/v1/jobs/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let r = d
+        .http
+        .get(d.url(&format!("/v1/jobs/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+}
+
+#[tokio::test]
+async fn rows_that_trap_fail_alone_and_the_job_counts_them() {
+    let d = probe_daemon().await;
+    // 1% of rows trap; they are batched with good rows, which must not fail
+    // with them.
+    let body = rows(400, |i| {
+        if i % 100 == 7 {
+            json!({"op": "trap", "n": i})
+        } else {
+            json!({"op": "echo", "n": i})
+        }
+    });
+    assert_eq!(
+        dataset(&d, "name=traps&format=jsonl&block_rows=64", body)
+            .await
+            .0,
+        201
+    );
+    let (_, job, _) = submit(
+        &d,
+        &json!({"kind": "batch", "pipeline": "p", "dataset": "traps"}),
+    )
+    .await;
+    let id = job["id"].as_str().unwrap().to_string();
+    let done = finished(&d, &id).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    assert_eq!(done["progress"]["items_failed"], 4);
+    let output = lines(&d.get_text(&format!("/v1/jobs/{id}/output")).await);
+    assert_eq!(output.len(), 396);
+    assert!(output.iter().all(|v| v["op"] == "echo"));
+    let errors = lines(&d.get_text(&format!("/v1/jobs/{id}/errors")).await);
+    let failed: Vec<u64> = errors.iter().map(|e| e["row"].as_u64().unwrap()).collect();
+    assert_eq!(failed, vec![7, 107, 207, 307]);
+    assert!(
+        errors[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("deliberate trap"),
+        "{}",
+        errors[0]
+    );
+
+    // With no failures allowed, one poison row fails the job, and the
+    // output (incomplete) is refused unless asked for partially.
+    let body = rows(10, |i| json!({"op": if i == 5 { "fatal" } else { "echo" }}));
+    assert_eq!(dataset(&d, "name=poison&format=jsonl", body).await.0, 201);
+    let (_, job, _) = submit(
+        &d,
+        &json!({"kind": "batch", "pipeline": "p", "dataset": "poison", "max_failed_fraction": 0}),
+    )
+    .await;
+    let id = job["id"].as_str().unwrap().to_string();
+    let done = finished(&d, &id).await;
+    assert_eq!(done["state"], "failed", "{done}");
+    assert!(
+        done["error"]
+            .as_str()
+            .unwrap()
+            .contains("1 of 10 rows failed"),
+        "{done}"
+    );
+    let r = d
+        .http
+        .get(d.url(&format!("/v1/jobs/{id}/output")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"]["code"],
+        "job_not_succeeded"
+    );
+    let r = d
+        .http
+        .get(d.url(&format!("/v1/jobs/{id}/output?partial=maybe")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"]["code"],
+        "bad_query"
+    );
+    let partial = d
+        .get_text(&format!("/v1/jobs/{id}/output?partial=true"))
+        .await;
+    assert_eq!(partial.lines().count(), 9);
+}
+
+#[tokio::test]
+async fn cancel_stops_a_running_job_promptly() {
+    let d = probe_daemon().await;
+    let body = rows(200, |_| json!({"op": "sleep", "ms": 50}));
+    assert_eq!(
+        dataset(&d, "name=slow&format=jsonl&block_rows=10", body)
+            .await
+            .0,
+        201
+    );
+    let (_, job, _) = submit(
+        &d,
+        &json!({"kind": "batch", "pipeline": "p", "dataset": "slow"}),
+    )
+    .await;
+    let id = job["id"].as_str().unwrap().to_string();
+    // Wait until it has made some progress, then cancel.
+    let until = Instant::now() + Duration::from_secs(30);
+    while d.get_json(&format!("/v1/jobs/{id}")).await["progress"]["blocks_done"] == 0 {
+        assert!(Instant::now() < until);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The dataset cannot go while a job reads it.
+    let r = d
+        .http
+        .delete(d.url("/v1/datasets/slow"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"]["code"],
+        "dataset_in_use"
+    );
+    let r = d
+        .http
+        .post(d.url(&format!("/v1/jobs/{id}/cancel")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["state"], "cancelled");
+    let r = d
+        .http
+        .delete(d.url("/v1/datasets/slow"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        204,
+        "a dataset is free once its jobs have ended"
+    );
+    let at_cancel = d.get_json(&format!("/v1/jobs/{id}")).await["progress"]["blocks_done"]
+        .as_u64()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let later = d.get_json(&format!("/v1/jobs/{id}")).await;
+    assert_eq!(later["state"], "cancelled");
+    assert!(
+        later["progress"]["blocks_done"].as_u64().unwrap() <= at_cancel + 4,
+        "{later}"
+    );
+    assert!(
+        later["progress"]["blocks_done"].as_u64().unwrap() < 20,
+        "{later}"
+    );
+    assert!(d.get_text("/metrics").await.contains("weft_jobs_running 0"));
+}
+
+#[tokio::test]
+async fn a_running_batch_job_resumes_after_a_restart() {
+    let mut d = probe_daemon().await;
+    let body = rows(120, |i| json!({"op": "sleep", "ms": 20, "n": i}));
+    assert_eq!(
+        dataset(&d, "name=slow&format=jsonl&block_rows=10", body)
+            .await
+            .0,
+        201
+    );
+    let (_, job, _) = submit(
+        &d,
+        &json!({"kind": "batch", "pipeline": "p", "dataset": "slow"}),
+    )
+    .await;
+    let id = job["id"].as_str().unwrap().to_string();
+    let until = Instant::now() + Duration::from_secs(30);
+    while d.get_json(&format!("/v1/jobs/{id}")).await["progress"]["blocks_done"] == 0 {
+        assert!(Instant::now() < until);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // An open event stream must not hold the shutdown up.
+    let events = d
+        .http
+        .get(d.url(&format!("/v1/jobs/{id}/events")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(events.status(), 200);
+    tokio::time::timeout(Duration::from_secs(20), d.restart())
+        .await
+        .expect("restart with a job event stream open");
+    drop(events);
+    let done = finished(&d, &id).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    let ns: Vec<u64> = lines(&d.get_text(&format!("/v1/jobs/{id}/output")).await)
+        .iter()
+        .map(|v| v["n"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ns, (0..120).collect::<Vec<_>>(), "no row lost or repeated");
+    let events = d.get_text(&format!("/v1/jobs/{id}/events")).await;
+    assert!(events.contains("event: resumed"), "{events}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_become_rows_of_an_objects_dataset() {
+    let d = probe_daemon().await;
+    let dir = d.dir.path();
+    let docs: Vec<String> = (0..3)
+        .map(|n| json!({"op": "echo", "n": n}).to_string())
+        .collect();
+    let mut files = Vec::new();
+    for (i, doc) in docs.iter().enumerate() {
+        let f = dir.join(format!("img-{i}.bin"));
+        std::fs::write(&f, doc).unwrap();
+        files.push(f.to_str().unwrap().to_string());
+    }
+    let mut args = vec!["dataset", "create", "files", "--format", "objects"];
+    args.extend(files.iter().map(String::as_str));
+    d.cli(&args).await.unwrap();
+    let ds = d.get_json("/v1/datasets/files").await;
+    assert_eq!(ds["rows"], 3);
+    let total: usize = docs.iter().map(String::len).sum();
+    assert_eq!(
+        ds["bytes"], total,
+        "an objects dataset counts its objects' bytes"
+    );
+
+    let (_, job, _) = submit(
+        &d,
+        &json!({"kind": "batch", "pipeline": "p", "dataset": "files"}),
+    )
+    .await;
+    let done = finished(&d, job["id"].as_str().unwrap()).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    let out = lines(
+        &d.get_text(&format!("/v1/jobs/{}/output", job["id"].as_str().unwrap()))
+            .await,
+    );
+    use base64::Engine as _;
+    let back: Vec<String> = out
+        .iter()
+        .map(|row| {
+            assert_eq!(row["content_type"], "application/octet-stream", "{row}");
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(row["base64"].as_str().unwrap())
+                .unwrap();
+            String::from_utf8(bytes).unwrap()
+        })
+        .collect();
+    assert_eq!(back, docs, "each file's bytes went through, in order");
+}

@@ -1,0 +1,215 @@
+//! Async invoke jobs: background runs, events, checkpoints, queueing,
+//! cancel, retention.
+
+use super::*;
+
+#[tokio::test]
+async fn invoke_jobs_run_in_the_background_with_replayable_events() {
+    let d = TestDaemon::start().await;
+    d.deploy_query("chunk", "chunk.wasm", "config.size=2").await;
+    apply(
+        &d,
+        "chunks",
+        "name = \"chunks\"\n[[steps]]\nstage = \"chunk\"\n[[triggers]]\nmethod = \"POST\"\nroute = \"/chunks\"\n",
+    )
+    .await;
+    let (s, job, location) = submit(
+        &d,
+        &json!({"kind": "invoke", "pipeline": "chunks", "input": {"text": "a b c d e f"}}),
+    )
+    .await;
+    assert_eq!(s, 202, "{job}");
+    let location = location.unwrap();
+    let id = job["id"].as_str().unwrap().to_string();
+    let done = finished(&d, &id).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    assert!(done["result"].is_array(), "{done}");
+    assert_eq!(d.get_json(&location).await["id"], id);
+
+    // Replay: running, partials (one per chunk), progress, then the end.
+    let events = d.get_text(&format!("/v1/jobs/{id}/events")).await;
+    assert_eq!(events.matches("event: partial").count(), 3, "{events}");
+    assert!(events.contains("event: progress"), "{events}");
+    assert!(events.contains(r#""state":"succeeded""#), "{events}");
+    // Last-Event-ID skips what the client has seen.
+    let r = d
+        .http
+        .get(d.url(&format!("/v1/jobs/{id}/events")))
+        .header("last-event-id", "2")
+        .send()
+        .await
+        .unwrap();
+    let rest = r.text().await.unwrap();
+    assert!(
+        !rest.contains("id: 1\n") && !rest.contains("id: 2\n") && rest.contains("id: 3\n"),
+        "{rest}"
+    );
+
+    // A trigger request with `Prefer: respond-async` becomes a job too.
+    let r = d
+        .http
+        .post(d.url("/chunks"))
+        .header("prefer", "respond-async")
+        .header("content-type", "application/json")
+        .body(json!({"text": "x y z"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let job: Value = r.json().await.unwrap();
+    assert_eq!(job["kind"], "invoke");
+    let done = finished(&d, job["id"].as_str().unwrap()).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+}
+
+#[tokio::test]
+async fn an_invoke_job_resumes_from_its_checkpoint_after_a_restart() {
+    // Calls may run 300 ms, the pipeline's requests 100 ms: neither applies
+    // to a job, whose own deadline (an hour) does.
+    let mut d = TestDaemon::start_with(|c| c.runtime.deadline = Duration::from_millis(300)).await;
+    d.deploy("probe", "probe.wasm").await;
+    apply(
+        &d,
+        "long",
+        "name = \"long\"\ntimeout_ms = 100\n[[steps]]\nstage = \"probe\"\n",
+    )
+    .await;
+    let (s, job, _) = submit(
+        &d,
+        &json!({"kind": "invoke", "pipeline": "long", "input": {"op": "count_to", "n": 30, "ms": 40}}),
+    )
+    .await;
+    assert_eq!(s, 202, "{job}");
+    let id = job["id"].as_str().unwrap().to_string();
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        let v = d.get_json(&format!("/v1/jobs/{id}")).await;
+        if v["progress"]["done"].as_u64().unwrap_or(0) >= 10 {
+            assert_eq!(v["state"], "running", "{v}");
+            assert_eq!(v["progress"]["total"], 30);
+            break;
+        }
+        assert!(Instant::now() < until, "{v}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    d.restart().await;
+    let done = finished(&d, &id).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    let result = &done["result"][0];
+    assert_eq!(result["counted"], 30, "{done}");
+    assert!(result["resumed_from"].as_u64().unwrap() >= 10, "{done}");
+}
+
+#[tokio::test]
+async fn jobs_queue_per_pipeline_cancel_promptly_stream_live_and_expire() {
+    let d = TestDaemon::start_with(|c| {
+        c.jobs.per_pipeline = 1;
+        c.jobs.ttl = Duration::from_millis(600);
+    })
+    .await;
+    d.deploy("probe", "probe.wasm").await;
+    apply(
+        &d,
+        "long",
+        "name = \"long\"\n[[steps]]\nstage = \"probe\"\nreplicas = { min = 1, max = 2 }\n",
+    )
+    .await;
+    let count = |n: u64| json!({"kind": "invoke", "pipeline": "long", "input": {"op": "count_to", "n": n, "ms": 30}});
+    let (_, first, _) = submit(&d, &count(1000)).await;
+    let (_, second, _) = submit(&d, &count(3)).await;
+    let (first, second) = (
+        first["id"].as_str().unwrap().to_string(),
+        second["id"].as_str().unwrap().to_string(),
+    );
+
+    // Follow the first job live over SSE while it runs.
+    let events = d
+        .http
+        .get(d.url(&format!("/v1/jobs/{first}/events")))
+        .send()
+        .await
+        .unwrap();
+    let mut body = events.bytes_stream();
+    let mut seen = String::new();
+    use futures_util::StreamExt;
+    while !seen.contains("event: progress") {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), body.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    // One job per pipeline at a time: the second waits.
+    assert_eq!(
+        d.get_json(&format!("/v1/jobs/{second}")).await["state"],
+        "queued"
+    );
+
+    // Cancel stops the running guest within a tick; the stream ends with it.
+    let started = Instant::now();
+    let r = d
+        .http
+        .post(d.url(&format!("/v1/jobs/{first}/cancel")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let rest = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut rest = String::new();
+        while let Some(chunk) = body.next().await {
+            rest.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+        }
+        rest
+    })
+    .await
+    .expect("the event stream ends when the job does");
+    assert!(rest.contains(r#""state":"cancelled""#), "{rest}");
+    let done_at = d.get_json(&format!("/v1/jobs/{first}")).await["progress"]["done"]
+        .as_u64()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let later = d.get_json(&format!("/v1/jobs/{first}")).await;
+    assert_eq!(later["state"], "cancelled");
+    assert_eq!(
+        later["progress"]["done"].as_u64().unwrap(),
+        done_at,
+        "the guest stopped counting"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    // The queued job runs once the slot frees.
+    assert_eq!(finished(&d, &second).await["state"], "succeeded");
+    // Finished jobs are deleted after the retention time.
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = d
+            .http
+            .get(d.url(&format!("/v1/jobs/{second}")))
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 404 {
+            break;
+        }
+        assert!(Instant::now() < until, "job {second} was not swept");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Prefer: respond-async on the pipeline's invoke route, too.
+    let r = d
+        .http
+        .post(d.url("/v1/pipelines/long/invoke"))
+        .header("prefer", "respond-async")
+        .header("content-type", "application/json")
+        .body(r#"{"op":"echo"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    assert!(
+        r.headers()["location"]
+            .to_str()
+            .unwrap()
+            .starts_with("/v1/jobs/")
+    );
+}
