@@ -72,30 +72,130 @@ async fn models_are_checked_versioned_and_loadable_by_name() {
         2
     );
 
-    // load-by-name finds registered models (this node has no engine yet, so
-    // loading answers unsupported-operation); unknown names are not-found.
+    // load-by-name finds registered models; unknown names and versions are
+    // not-found; a registered model the engine cannot run says why.
+    let (s, v) = upload(&d, "/v1/models/linear", fixtures::onnx_linear()).await;
+    assert_eq!(s, 201, "{v}");
     let nn = |name: &str| {
         let body = json!({"op": "nn", "name": name});
         let d = &d;
         async move { d.invoke("probe", &body).await }
     };
-    assert_eq!(nn("tiny").await.1["error"], "unsupported-operation");
-    assert_eq!(nn("tiny@1").await.1["error"], "unsupported-operation");
-    assert_eq!(nn("tiny@latest").await.1["error"], "unsupported-operation");
-    assert_eq!(nn("tiny@7").await.1["error"], "not-found");
+    assert_eq!(nn("linear").await.1["loaded"], true);
+    assert_eq!(nn("linear@1").await.1["loaded"], true);
+    assert_eq!(nn("linear@latest").await.1["loaded"], true);
+    assert_eq!(nn("linear@7").await.1["error"], "not-found");
     assert_eq!(nn("nope").await.1["error"], "not-found");
+    // The fixture GGUF has no hyperparameters: refused at load, not a trap.
+    assert_eq!(nn("llm").await.1["error"], "invalid-encoding");
     let r = d
         .http
-        .delete(d.url("/v1/models/tiny"))
+        .delete(d.url("/v1/models/linear"))
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 204);
-    assert_eq!(nn("tiny").await.1["error"], "not-found");
-    let r = d.http.get(d.url("/v1/models/tiny")).send().await.unwrap();
+    assert_eq!(nn("linear").await.1["error"], "not-found");
+    let r = d.http.get(d.url("/v1/models/linear")).send().await.unwrap();
     assert_eq!(r.status(), 404);
     assert_eq!(
         r.json::<Value>().await.unwrap()["error"]["code"],
         "model_not_found"
+    );
+}
+
+/// One `nn_compute` through the probe: `(outputs or error, whole answer)`.
+async fn compute(d: &TestDaemon, model: &str, inputs: Value) -> Value {
+    let body = json!({"op": "nn_compute", "name": model, "inputs": inputs});
+    let (status, v) = d.invoke("probe", &body).await;
+    assert_eq!(status, 200, "{v}");
+    v
+}
+
+fn x(shape: &[u32], ty: &str, data: &[f64]) -> Value {
+    json!([{"name": "x", "shape": shape, "type": ty, "data": data}])
+}
+
+#[tokio::test]
+async fn guests_compute_through_wasi_nn_and_bad_tensors_are_errors() {
+    let d = TestDaemon::start().await;
+    d.deploy("probe", "probe.wasm").await;
+    let (s, v) = upload(&d, "/v1/models/linear", fixtures::onnx_linear()).await;
+    assert_eq!(s, 201, "{v}");
+
+    // y = x·w + b, two rows.
+    let v = compute(&d, "linear", x(&[2, 2], "fp32", &[1.0, 1.0, 0.0, 2.0])).await;
+    assert_eq!(v["outputs"][0]["name"], "y", "{v}");
+    assert_eq!(v["outputs"][0]["shape"], json!([2, 3]));
+    assert_eq!(
+        v["outputs"][0]["data"],
+        json!([5.5, 6.5, 10.0, 8.5, 9.5, 13.0])
+    );
+
+    // Each mistake is a wasi:nn error the guest can read, never a trap.
+    let cases = [
+        (x(&[1, 3], "fp32", &[1.0, 2.0, 3.0]), "invalid-argument"),
+        (x(&[1, 2], "i64", &[1.0, 2.0]), "invalid-argument"),
+        // The data does not fill the shape.
+        (x(&[4, 2], "fp32", &[1.0, 2.0]), "invalid-argument"),
+        (
+            json!([{"name": "nope", "shape": [1, 2], "type": "fp32", "data": [1, 2]}]),
+            "invalid-argument",
+        ),
+        (json!([]), "invalid-argument"),
+    ];
+    for (inputs, code) in cases {
+        let v = compute(&d, "linear", inputs.clone()).await;
+        assert_eq!(v["error"], code, "{inputs}: {v}");
+        assert!(!v["message"].as_str().unwrap_or("").is_empty(), "{v}");
+    }
+    let v = compute(&d, "missing", x(&[1, 2], "fp32", &[1.0, 1.0])).await;
+    assert_eq!(v["error"], "not-found", "{v}");
+}
+
+#[tokio::test]
+async fn concurrent_computes_on_one_graph_are_batched() {
+    let d = TestDaemon::start_with(|c| {
+        c.nn_batch.max_wait = std::time::Duration::from_millis(100);
+    })
+    .await;
+    d.deploy("probe", "probe.wasm").await;
+    upload(&d, "/v1/models/linear", fixtures::onnx_linear()).await;
+    let calls: Vec<_> = (0..8)
+        .map(|i| {
+            let body = json!({"op": "nn_compute", "name": "linear",
+                "inputs": x(&[1, 2], "fp32", &[f64::from(i), 1.0])});
+            d.spawn_post("/v1/stages/probe/invoke", body.to_string())
+        })
+        .collect();
+    for (i, call) in calls.into_iter().enumerate() {
+        let (status, text) = call.await.unwrap();
+        assert_eq!(status, 200, "{text}");
+        let v: Value = serde_json::from_str(&text).unwrap();
+        let i = i as f64;
+        // Each caller gets its own row back: x = [i, 1].
+        assert_eq!(
+            v["outputs"][0]["data"],
+            json!([i + 4.5, 2.0 * i + 4.5, 3.0 * i + 7.0]),
+            "{v}"
+        );
+        assert_eq!(v["outputs"][0]["shape"], json!([1, 3]));
+    }
+    let metrics = d.get_text("/metrics").await;
+    let counter = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name} in {metrics}"))
+    };
+    let (computes, calls) = (
+        counter("weft_nn_computes_total"),
+        counter("weft_nn_engine_calls_total"),
+    );
+    assert_eq!(computes, 8.0);
+    assert!(
+        calls < computes,
+        "{calls} engine calls for {computes} computes"
     );
 }

@@ -5,7 +5,10 @@
 //!   stages and pipeline and print working curl/CLI lines (Ctrl-C stops it);
 //! - `test`: fmt check, clippy, plugin builds and tests, every host test;
 //! - `plugins`: build the example stages and test guests for wasm32-wasip2;
-//! - `bench`: the criterion call-path bench and the HTTP load script.
+//! - `bench`: the criterion call-path bench and the HTTP load script;
+//! - `models`: fetch and prepare the ML models and ONNX test data into
+//!   `target/models` (`scripts/models.py`: a Python venv, the ONNX backend
+//!   tests, SmolLM2 GGUF and its tokenizer, MiniLM as ONNX); idempotent.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -28,8 +31,11 @@ fn main() -> anyhow::Result<()> {
         Some("test") => test(&root),
         Some("plugins") => plugins(&root),
         Some("bench") => bench(&root),
+        Some("models") => models(&root),
         _ => {
-            eprintln!("usage: cargo xtask <demo [--listen ADDR] | test | plugins | bench>");
+            eprintln!(
+                "usage: cargo xtask <demo [--listen ADDR] | test | plugins | bench | models>"
+            );
             std::process::exit(2);
         }
     }
@@ -273,4 +279,13 @@ fn bench(root: &Path) -> anyhow::Result<()> {
     run(cargo().args(["bench", "--package", "weft-benches"]))?;
     run(Command::new("bash").arg("benches/load.sh"))?;
     Ok(())
+}
+
+/// Fetches the models and test data into `<target>/models` (idempotent: what
+/// is already there is kept).
+fn models(root: &Path) -> anyhow::Result<()> {
+    run(Command::new("python3")
+        .arg(root.join("scripts/models.py"))
+        .arg("--dest")
+        .arg(target_dir(root).join("models")))
 }

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use weft_runtime::RuntimeConfig;
+use weft_runtime::{BatchConfig, RuntimeConfig};
 
 use crate::jobs::JobsConfig;
 
@@ -28,6 +28,8 @@ pub struct ServeConfig {
     pub store_cache: usize,
     /// Largest model upload. Default 2 GiB.
     pub max_model: usize,
+    /// How concurrent `wasi:nn` computes on one graph are merged.
+    pub nn_batch: BatchConfig,
 }
 
 impl ServeConfig {
@@ -42,6 +44,7 @@ impl ServeConfig {
             jobs: JobsConfig::default(),
             store_cache: weft_store::DEFAULT_CACHE_BYTES,
             max_model: 2 << 30,
+            nn_batch: BatchConfig::default(),
         }
     }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use weft_runtime::Runtime;
+use weft_runtime::{EngineBackend, Runtime};
 use weft_store::Store;
 
 use crate::ServeConfig;
@@ -40,7 +40,8 @@ impl Daemon {
                 db_path.display()
             )
         })?;
-        let runtime = Runtime::new(store.clone(), config.runtime.clone())?;
+        let nn = Arc::new(EngineBackend::new(config.nn_batch));
+        let runtime = Runtime::with_nn(store.clone(), config.runtime.clone(), nn.clone())?;
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding {}", config.listen))?;
@@ -55,6 +56,7 @@ impl Daemon {
             runtime,
             store,
             metrics: Metrics::default(),
+            nn,
             config,
         });
         state

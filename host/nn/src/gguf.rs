@@ -93,10 +93,26 @@ pub struct GgufInfo {
     pub architecture: Option<String>,
     /// Metadata keys, in file order.
     pub metadata_keys: Vec<String>,
+    /// Metadata keys and values, in file order.
+    pub metadata: Vec<(String, Value)>,
     /// The tensor directory.
     pub tensors: Vec<GgufTensor>,
     /// Elements in all tensors.
     pub parameters: u64,
+    /// Where tensor data starts (tensor offsets are relative to it).
+    pub data_start: u64,
+}
+
+impl GgufInfo {
+    /// The metadata value under `key`.
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.metadata.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+
+    /// The tensor named `name`.
+    pub fn tensor(&self, name: &str) -> Option<&GgufTensor> {
+        self.tensors.iter().find(|t| t.name == name)
+    }
 }
 
 struct Reader<'a> {
@@ -135,30 +151,85 @@ impl<'a> Reader<'a> {
         String::from_utf8(raw.to_vec())
             .map_err(|_| ModelError(format!("malformed GGUF: {what} is not UTF-8")))
     }
-    /// Skips (or, for a string, returns) a metadata value of type `ty`.
-    fn value(&mut self, ty: u32, what: &str, depth: u32) -> Result<Option<String>, ModelError> {
-        let fixed = match ty {
-            0 | 1 | 7 => 1,
-            2 | 3 => 2,
-            4..=6 => 4,
-            10..=12 => 8,
-            8 => return self.string(what).map(Some),
+    /// Reads a metadata value of type `ty`.
+    fn value(&mut self, ty: u32, what: &str, depth: u32) -> Result<Value, ModelError> {
+        let mut fixed = |n: usize| -> Result<u64, ModelError> {
+            let b = self.take(n, what)?;
+            let mut v = [0u8; 8];
+            v[..n].copy_from_slice(b);
+            Ok(u64::from_le_bytes(v))
+        };
+        Ok(match ty {
+            0 => Value::Int(i64::from(fixed(1)? as u8 as i8)),
+            1 | 7 => Value::Int(fixed(1)? as i64),
+            2 => Value::Int(fixed(2)? as i64),
+            3 => Value::Int(i64::from(fixed(2)? as u16 as i16)),
+            4 => Value::Int(fixed(4)? as i64),
+            5 => Value::Int(i64::from(fixed(4)? as u32 as i32)),
+            6 => Value::Float(f64::from(f32::from_bits(fixed(4)? as u32))),
+            10 | 11 => Value::Int(fixed(8)? as i64),
+            12 => Value::Float(f64::from_bits(fixed(8)?)),
+            8 => Value::Str(self.string(what)?),
             9 if depth == 0 => {
                 let item = self.u32(what)?;
                 let count = self.u64(what)?;
-                for _ in 0..count {
-                    self.value(item, what, depth + 1)?;
+                // Every element takes at least one byte: a count past the
+                // end of the file is a lie, refused before allocating.
+                if count > (self.bytes.len() - self.at) as u64 {
+                    return Err(ModelError(format!(
+                        "malformed GGUF: {what} claims {count} elements"
+                    )));
                 }
-                return Ok(None);
+                let mut items = Vec::with_capacity(count as usize);
+                for _ in 0..count {
+                    items.push(self.value(item, what, depth + 1)?);
+                }
+                Value::Array(items)
             }
             other => {
                 return Err(ModelError(format!(
                     "malformed GGUF: {what} has unknown value type {other}"
                 )));
             }
-        };
-        self.take(fixed, what)?;
-        Ok(None)
+        })
+    }
+}
+
+/// A GGUF metadata value (integers and floats widened).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    /// Any integer type or bool.
+    Int(i64),
+    /// f32 or f64.
+    Float(f64),
+    /// A string.
+    Str(String),
+    /// An array (not nested).
+    Array(Vec<Value>),
+}
+
+impl Value {
+    /// The value as an integer.
+    pub fn as_int(&self) -> Option<i64> {
+        match self {
+            Self::Int(i) => Some(*i),
+            _ => None,
+        }
+    }
+    /// The value as a float (integers convert).
+    pub fn as_float(&self) -> Option<f64> {
+        match self {
+            Self::Float(f) => Some(*f),
+            Self::Int(i) => Some(*i as f64),
+            _ => None,
+        }
+    }
+    /// The value as a string.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Self::Str(s) => Some(s),
+            _ => None,
+        }
     }
 }
 
@@ -181,19 +252,18 @@ pub(crate) fn inspect(bytes: &[u8]) -> Result<GgufInfo, ModelError> {
     let mut architecture = None;
     let mut alignment = 32u64;
     let mut metadata_keys = Vec::new();
+    let mut metadata = Vec::new();
     for i in 0..kv_count {
         let key = r.string(&format!("metadata key {i}"))?;
         let ty = r.u32(&format!("metadata `{key}`"))?;
-        let start = r.at;
         let value = r.value(ty, &format!("metadata `{key}`"), 0)?;
         if key == "general.architecture" {
-            architecture = value;
+            architecture = value.as_str().map(str::to_string);
         } else if key == "general.alignment" && ty == 4 {
-            alignment = u64::from(u32::from_le_bytes(
-                bytes[start..start + 4].try_into().expect("4 bytes"),
-            ));
+            alignment = value.as_int().unwrap_or(32) as u64;
         }
-        metadata_keys.push(key);
+        metadata_keys.push(key.clone());
+        metadata.push((key, value));
     }
     let mut tensors = Vec::new();
     let mut parameters = 0u64;
@@ -255,8 +325,10 @@ pub(crate) fn inspect(bytes: &[u8]) -> Result<GgufInfo, ModelError> {
         version,
         architecture,
         metadata_keys,
+        metadata,
         tensors,
         parameters,
+        data_start,
     })
 }
 

@@ -12,12 +12,19 @@
 //! assert!(err.to_string().contains("GGUF"));
 //! ```
 
+mod engine;
 pub mod fixtures;
 mod gguf;
+mod kernels;
+mod llama;
 mod onnx;
+pub mod quant;
+mod tensor;
 
-pub use gguf::{GgmlType, GgufInfo, GgufTensor};
+pub use engine::{Engine, EngineStats, Model, Session, Target};
+pub use gguf::{GgmlType, GgufInfo, GgufTensor, Value as GgufValue};
 pub use onnx::OnnxInfo;
+pub use tensor::{ElementType, Tensor};
 
 /// A model encoding, as `wasi:nn` names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,5 +79,49 @@ pub fn inspect(bytes: &[u8], encoding: Encoding) -> Result<ModelInfo, ModelError
     match encoding {
         Encoding::Ggml => gguf::inspect(bytes).map(ModelInfo::Gguf),
         Encoding::Onnx => onnx::inspect(bytes).map(ModelInfo::Onnx),
+    }
+}
+
+/// What kind of failure an inference call hit; maps one to one onto the
+/// `wasi:nn` error codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NnErrorKind {
+    /// A bad tensor: wrong shape, type or name, index out of range.
+    InvalidArgument,
+    /// The model bytes are not a valid model of the encoding.
+    InvalidEncoding,
+    /// The model uses something weft-nn does not implement.
+    UnsupportedOperation,
+    /// Too large for the engine's limits (context length, memory).
+    TooLarge,
+    /// No such model.
+    NotFound,
+    /// Failed while computing.
+    RuntimeError,
+}
+
+/// An inference error: its kind and a message that says what was wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct NnError {
+    /// The kind, for the `wasi:nn` error code.
+    pub kind: NnErrorKind,
+    /// What went wrong and, where possible, how to fix it.
+    pub message: String,
+}
+
+impl NnError {
+    /// An error of `kind`.
+    pub fn new(kind: NnErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<ModelError> for NnError {
+    fn from(e: ModelError) -> Self {
+        Self::new(NnErrorKind::InvalidEncoding, e.0)
     }
 }

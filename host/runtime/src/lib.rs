@@ -27,11 +27,13 @@
 //! # Ok(()) }
 //! ```
 
+mod batcher;
 mod bindings;
 mod config;
 mod engine;
 mod error;
 mod host;
+mod inference;
 mod nn;
 mod pool;
 mod stderr;
@@ -41,8 +43,9 @@ pub use config::RuntimeConfig;
 pub use engine::{Compiled, Runtime};
 pub use error::{InvokeError, RuntimeError};
 pub use host::{HostState, StageEvent};
+pub use inference::{BatchConfig, EngineBackend, InferenceStats};
 pub use nn::{
-    ExecutionTarget, GraphEncoding, NnBackend, NnContext, NnError, NnErrorCode, NnFuture, NnGraph,
-    Tensor, TensorType, Unavailable,
+    BytesLoader, ExecutionTarget, GraphEncoding, NnBackend, NnContext, NnError, NnErrorCode,
+    NnFuture, NnGraph, Tensor, TensorType, Unavailable,
 };
 pub use pool::{PoolStats, StagePool};

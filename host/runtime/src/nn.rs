@@ -33,10 +33,32 @@ pub trait NnBackend: Send + Sync + 'static {
         target: ExecutionTarget,
     ) -> NnFuture<'_, Arc<dyn NnGraph>>;
 
-    /// Loads a registered model by name (`wasi:nn/graph.load-by-name`).
-    /// A model that does not exist is [`NnErrorCode::NotFound`].
+    /// Loads a model the node's registry does not know by name
+    /// (`wasi:nn/graph.load-by-name`); a model that does not exist is
+    /// [`NnErrorCode::NotFound`].
     fn load_by_name<'a>(&'a self, name: &'a str) -> NnFuture<'a, Arc<dyn NnGraph>>;
+
+    /// Loads a registered model stored as object `id`. `bytes` reads it
+    /// (blocking); a backend that caches by id need not call it. The default
+    /// reads the bytes and calls [`NnBackend::load`].
+    fn load_object<'a>(
+        &'a self,
+        id: &'a str,
+        encoding: GraphEncoding,
+        bytes: BytesLoader,
+    ) -> NnFuture<'a, Arc<dyn NnGraph>> {
+        let _ = id;
+        Box::pin(async move {
+            let bytes = tokio::task::spawn_blocking(bytes)
+                .await
+                .map_err(|e| NnError::new(NnErrorCode::RuntimeError, e.to_string()))??;
+            self.load(vec![bytes], encoding, ExecutionTarget::Cpu).await
+        })
+    }
 }
+
+/// Reads a model's bytes (blocking: call it on a blocking thread).
+pub type BytesLoader = Box<dyn FnOnce() -> Result<Vec<u8>, NnError> + Send + 'static>;
 
 /// A loaded graph; shared by all instances that loaded the same model.
 pub trait NnGraph: Send + Sync {
@@ -111,12 +133,12 @@ impl NnBackend for Unavailable {
     }
 }
 
-/// The bytes and encoding of registered model `name` (`name@N` picks a
+/// The object id and encoding of registered model `name` (`name@N` picks a
 /// version), or `None` when the registry has no such model.
 fn registered_model(
     store: &weft_store::Store,
     name: &str,
-) -> Result<Option<(Vec<u8>, GraphEncoding)>, NnError> {
+) -> Result<Option<(String, GraphEncoding)>, NnError> {
     let internal =
         |e: weft_store::StoreError| NnError::new(NnErrorCode::RuntimeError, e.to_string());
     let (base, version) = match name.split_once('@') {
@@ -143,16 +165,22 @@ fn registered_model(
         "ggml" => GraphEncoding::Ggml,
         _ => GraphEncoding::Onnx,
     };
-    let bytes = store
-        .get_object(&v.object)
-        .map_err(internal)?
-        .ok_or_else(|| {
-            NnError::new(
-                NnErrorCode::RuntimeError,
-                format!("model `{name}`: its bytes are missing"),
-            )
-        })?;
-    Ok(Some((bytes, encoding)))
+    Ok(Some((v.object.clone(), encoding)))
+}
+
+/// Reads object `id`'s bytes from the store.
+fn object_loader(store: weft_store::Store, id: String, name: String) -> BytesLoader {
+    Box::new(move || {
+        store
+            .get_object(&id)
+            .map_err(|e| NnError::new(NnErrorCode::RuntimeError, e.to_string()))?
+            .ok_or_else(|| {
+                NnError::new(
+                    NnErrorCode::RuntimeError,
+                    format!("model `{name}`: its bytes are missing"),
+                )
+            })
+    })
 }
 
 /// Host-side representation of the `tensor` resource.
@@ -163,15 +191,6 @@ pub type GraphRes = Arc<dyn NnGraph>;
 pub type ContextRes = Box<dyn NnContext>;
 /// Host-side representation of the `error` resource.
 pub type ErrorRes = NnError;
-
-fn element_size(ty: TensorType) -> usize {
-    match ty {
-        TensorType::Fp16 | TensorType::Bf16 => 2,
-        TensorType::Fp32 | TensorType::I32 => 4,
-        TensorType::Fp64 | TensorType::I64 => 8,
-        TensorType::U8 => 1,
-    }
-}
 
 impl HostState {
     fn nn_error<T>(&mut self, e: NnError) -> wasmtime::Result<Result<T, Resource<NnError>>> {
@@ -188,14 +207,8 @@ impl tensor::HostTensor for HostState {
         ty: TensorType,
         data: Vec<u8>,
     ) -> wasmtime::Result<Resource<Tensor>> {
-        let elements: u64 = dimensions.iter().map(|&d| u64::from(d)).product();
-        let expected = elements * element_size(ty) as u64;
-        if data.len() as u64 != expected {
-            wasmtime::bail!(
-                "wasi:nn tensor of shape {dimensions:?} and type {ty:?} needs {expected} bytes, got {}",
-                data.len()
-            );
-        }
+        // The constructor cannot fail in this WIT; a tensor whose data does
+        // not fill its shape is refused by `compute` with `invalid-argument`.
         Ok(self.table.push(Tensor {
             dimensions,
             ty,
@@ -246,8 +259,9 @@ impl graph::Host for HostState {
             .await
             .unwrap_or_else(|e| Err(NnError::new(NnErrorCode::RuntimeError, e.to_string())));
         let loaded = match registered {
-            Ok(Some((bytes, encoding))) => {
-                nn.load(vec![bytes], encoding, ExecutionTarget::Cpu).await
+            Ok(Some((id, encoding))) => {
+                let bytes = object_loader(self.store.clone(), id.clone(), name.clone());
+                nn.load_object(&id, encoding, bytes).await
             }
             Ok(None) => nn.load_by_name(&name).await,
             Err(e) => Err(e),

@@ -50,6 +50,8 @@ pub struct AppState {
     pub actors: Actors,
     /// Prometheus metrics.
     pub metrics: Metrics,
+    /// The inference engine behind `wasi:nn`.
+    pub nn: Arc<weft_runtime::EngineBackend>,
     /// The daemon's configuration.
     pub config: ServeConfig,
 }
@@ -118,6 +120,7 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
          # TYPE weft_jobs_running gauge\nweft_jobs_running {}\n",
         state.jobs.running()
     ));
+    crate::metrics::render_inference(&state.nn, &mut text);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 

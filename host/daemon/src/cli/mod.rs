@@ -154,6 +154,13 @@ pub struct ServeArgs {
     /// Largest model upload in MiB.
     #[arg(long, default_value_t = 2048)]
     pub max_model_mib: usize,
+    /// Most rows one merged `wasi:nn` compute carries (1 turns cross-instance
+    /// batching off).
+    #[arg(long, default_value_t = 32)]
+    pub nn_max_batch: usize,
+    /// Microseconds the first `wasi:nn` compute of a batch waits for others.
+    #[arg(long, default_value_t = 1000)]
+    pub nn_max_wait_us: u64,
 }
 
 /// `weft stage ...`.
@@ -347,6 +354,8 @@ async fn serve(args: ServeArgs, token: Option<String>) -> anyhow::Result<()> {
     config.jobs.per_pipeline = args.jobs_per_pipeline.max(1);
     config.store_cache = args.store_cache_mib.max(1) << 20;
     config.max_model = args.max_model_mib.max(1) << 20;
+    config.nn_batch.max_batch = args.nn_max_batch.max(1);
+    config.nn_batch.max_wait = Duration::from_micros(args.nn_max_wait_us);
     config.jobs.ttl = Duration::from_secs_f64(args.job_ttl_hours.max(0.0) * 3600.0);
     let daemon = Daemon::start(config).await?;
     out!("weft listening on http://{}", daemon.addr())?;

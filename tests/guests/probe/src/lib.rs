@@ -21,6 +21,7 @@
 //! | `state_get` | `key` | `{"value": "<utf8>"}` or `{"value": null}` |
 //! | `env` | | `{"env": n, "args": n, "root_readable": bool}`: what the sandbox lets through |
 //! | `nn` | `name` | `wasi:nn` `load-by-name`: `{"loaded": true}` or `{"error": "<error-code>"}` |
+//! | `nn_compute` | `name`, `inputs`: `[{"name", "shape", "type" (`fp32`, `i64`, `i32`, `u8`), "data" (numbers)}]` | loads, computes once: `{"outputs": [{"name", "shape", "data"}]}` (fp32 outputs as numbers) or `{"error": "<error-code>", "message"}` |
 //! | `fatal`, `retryable`, `bad` | | fails the batch with that stage error |
 //!
 //! Config `fail_init=true` makes `init` fail with "probe: init refused by config".
@@ -28,7 +29,7 @@
 use std::hint::black_box;
 
 use serde_json::{Value, json};
-use weft_sdk::nn::graph;
+use weft_sdk::nn::{graph, tensor};
 use weft_sdk::{Config, Item, Stage, StageError, checkpoint, emit, objects, state};
 
 /// One mebibyte, the block size of the `alloc` op.
@@ -123,6 +124,7 @@ fn run(index: usize, size: usize, item: Item) -> Result<Item, StageError> {
             Ok(_graph) => json!({ "loaded": true }),
             Err(err) => json!({ "error": err.code().name() }),
         },
+        "nn_compute" => nn_compute(&input)?,
         "fatal" => return Err(StageError::fatal("probe: fatal requested")),
         "retryable" => return Err(StageError::retryable("probe: retryable requested")),
         "bad" => return Err(StageError::bad_input("probe: bad input requested")),
@@ -133,6 +135,72 @@ fn run(index: usize, size: usize, item: Item) -> Result<Item, StageError> {
         }
     };
     Ok(Item::json(&output)?.with_key_from(&item))
+}
+
+/// The `nn_compute` op: one `wasi:nn` computation with tensors from JSON.
+fn nn_compute(input: &Value) -> Result<Value, StageError> {
+    let mut inputs = Vec::new();
+    for t in input["inputs"].as_array().into_iter().flatten() {
+        let shape: Vec<u32> = t["shape"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|d| d.as_u64().map(|d| d as u32))
+            .collect();
+        let values = t["data"].as_array().cloned().unwrap_or_default();
+        let (ty, data): (_, Vec<u8>) = match t["type"].as_str().unwrap_or("fp32") {
+            "i64" => (
+                tensor::TensorType::I64,
+                values
+                    .iter()
+                    .flat_map(|v| v.as_i64().unwrap_or(0).to_le_bytes())
+                    .collect(),
+            ),
+            "i32" => (
+                tensor::TensorType::I32,
+                values
+                    .iter()
+                    .flat_map(|v| (v.as_i64().unwrap_or(0) as i32).to_le_bytes())
+                    .collect(),
+            ),
+            "u8" => (
+                tensor::TensorType::U8,
+                values
+                    .iter()
+                    .map(|v| v.as_u64().unwrap_or(0) as u8)
+                    .collect(),
+            ),
+            _ => (
+                tensor::TensorType::Fp32,
+                values
+                    .iter()
+                    .flat_map(|v| (v.as_f64().unwrap_or(0.0) as f32).to_le_bytes())
+                    .collect(),
+            ),
+        };
+        let name = t["name"].as_str().unwrap_or("").to_string();
+        inputs.push((name, tensor::Tensor::new(&shape, ty, &data)));
+    }
+    let result = graph::load_by_name(field_str(input, "name")?)
+        .and_then(|g| g.init_execution_context())
+        .and_then(|ctx| ctx.compute(inputs));
+    Ok(match result {
+        Ok(outputs) => {
+            let outputs: Vec<Value> = outputs
+                .into_iter()
+                .map(|(name, t)| {
+                    let data: Vec<f32> = t
+                        .data()
+                        .chunks_exact(4)
+                        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                        .collect();
+                    json!({ "name": name, "shape": t.dimensions(), "data": data })
+                })
+                .collect();
+            json!({ "outputs": outputs })
+        }
+        Err(err) => json!({ "error": err.code().name(), "message": err.data() }),
+    })
 }
 
 /// Never returns; `black_box` keeps the optimiser from proving the loop empty.

@@ -1,7 +1,14 @@
-//! ONNX: a minimal protobuf walk over `ModelProto` → `GraphProto` →
-//! `NodeProto`, enough to refuse a file that is not a complete ONNX model and
-//! to list what it contains (opsets, operators, initializers, inputs and
-//! outputs). Field numbers are those of `onnx.proto3`.
+//! ONNX: a protobuf field walker over `ModelProto` → `GraphProto` →
+//! `NodeProto`, used here to refuse a file that is not a complete ONNX
+//! model and to list what it contains (opsets, operators, initializers,
+//! inputs and outputs), and by [`proto`] to decode a graph for the CPU
+//! interpreter in [`exec`] (values in [`value`], operators in [`ops`]).
+//! Field numbers are those of `onnx.proto3`.
+
+pub(crate) mod exec;
+mod ops;
+mod proto;
+mod value;
 
 use std::collections::BTreeMap;
 
@@ -30,7 +37,8 @@ pub struct OnnxInfo {
 enum Field<'a> {
     Varint(u64),
     Bytes(&'a [u8]),
-    Fixed,
+    /// A fixed32 or fixed64 payload, zero-extended.
+    Fixed(u64),
 }
 
 fn malformed(what: &str) -> ModelError {
@@ -65,11 +73,14 @@ fn fields<'a>(b: &'a [u8], what: &str) -> Result<Vec<(u64, Field<'a>)>, ModelErr
         let field = match wire {
             0 => Field::Varint(varint(b, &mut at, what)?),
             1 | 5 => {
-                at += if wire == 1 { 8 } else { 4 };
-                if at > b.len() {
-                    return Err(malformed(&format!("{what} is cut short")));
-                }
-                Field::Fixed
+                let size = if wire == 1 { 8 } else { 4 };
+                let raw = b
+                    .get(at..at + size)
+                    .ok_or_else(|| malformed(&format!("{what} is cut short")))?;
+                at += size;
+                let mut v = [0u8; 8];
+                v[..size].copy_from_slice(raw);
+                Field::Fixed(u64::from_le_bytes(v))
             }
             2 => {
                 let len = varint(b, &mut at, what)?;

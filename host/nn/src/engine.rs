@@ -1,0 +1,181 @@
+//! The engine: loads models from bytes once per node and hands out sessions.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex, Weak};
+
+use crate::{Encoding, NnError, NnErrorKind, Tensor};
+
+/// Where a graph runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Target {
+    /// The host CPU.
+    Cpu,
+    /// The node's GPU; falls back to the CPU when the node has none.
+    Gpu,
+}
+
+/// A loaded model, shared by every session (and every Wasm instance) that
+/// uses it. Weights live here, once.
+pub trait Model: Send + Sync + fmt::Debug {
+    /// A fresh execution context: its own inputs, outputs and (for decoders)
+    /// KV cache.
+    fn session(&self) -> Box<dyn Session>;
+
+    /// Whether calls from different sessions may be merged along dimension 0
+    /// (stateless graphs whose outputs are per-row functions of their inputs).
+    fn batchable(&self) -> bool;
+
+    /// Bytes of weights this model holds.
+    fn weight_bytes(&self) -> u64;
+}
+
+/// One caller's execution context on a model.
+pub trait Session: Send + fmt::Debug {
+    /// Runs the model on named inputs and returns its named outputs.
+    fn compute(&mut self, inputs: &[(String, Tensor)]) -> Result<Vec<(String, Tensor)>, NnError>;
+}
+
+/// Loads `bytes` as a model of `encoding` for `target`.
+pub fn load(bytes: &[u8], encoding: Encoding, target: Target) -> Result<Arc<dyn Model>, NnError> {
+    let _ = target; // The CPU engine serves both targets until the GPU path lands.
+    match encoding {
+        Encoding::Ggml => Ok(Arc::new(crate::llama::Llama::load(bytes)?)),
+        Encoding::Onnx => Ok(Arc::new(crate::onnx::exec::OnnxModel::load(bytes)?)),
+    }
+}
+
+/// What the engine holds right now.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    /// Models loaded and alive.
+    pub models: usize,
+    /// Bytes of weights those models hold.
+    pub weight_bytes: u64,
+    /// Loads answered from the cache.
+    pub cache_hits: u64,
+    /// Loads that parsed a model.
+    pub loads: u64,
+}
+
+/// A node's inference engine: a cache of loaded models keyed by the digest
+/// of their bytes, so that every instance loading the same model shares one
+/// copy of its weights.
+///
+/// ```
+/// let engine = weft_nn::Engine::default();
+/// let err = engine
+///     .load(b"not onnx", weft_nn::Encoding::Onnx, weft_nn::Target::Cpu)
+///     .unwrap_err();
+/// assert_eq!(err.kind, weft_nn::NnErrorKind::InvalidEncoding);
+/// ```
+#[derive(Debug, Default)]
+pub struct Engine {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    models: HashMap<(blake3::Hash, Target), Weak<dyn Model>>,
+    cache_hits: u64,
+    loads: u64,
+}
+
+impl Engine {
+    /// Loads a model, or returns the one already loaded from the same bytes.
+    pub fn load(
+        &self,
+        bytes: &[u8],
+        encoding: Encoding,
+        target: Target,
+    ) -> Result<Arc<dyn Model>, NnError> {
+        let key = (blake3::hash(bytes), target);
+        {
+            let mut inner = self.lock();
+            if let Some(m) = inner.models.get(&key).and_then(Weak::upgrade) {
+                inner.cache_hits += 1;
+                return Ok(m);
+            }
+        }
+        // Parse outside the lock: loads of different models run in parallel.
+        // Two racing loads of the same model both parse; the first stored wins.
+        let model = load(bytes, encoding, target)?;
+        let mut inner = self.lock();
+        inner.loads += 1;
+        if let Some(m) = inner.models.get(&key).and_then(Weak::upgrade) {
+            inner.cache_hits += 1;
+            return Ok(m);
+        }
+        inner.models.retain(|_, w| w.strong_count() > 0);
+        inner.models.insert(key, Arc::downgrade(&model));
+        Ok(model)
+    }
+
+    /// Models alive and the bytes they hold.
+    pub fn stats(&self) -> EngineStats {
+        let inner = self.lock();
+        let live: Vec<_> = inner.models.values().filter_map(Weak::upgrade).collect();
+        EngineStats {
+            models: live.len(),
+            weight_bytes: live.iter().map(|m| m.weight_bytes()).sum(),
+            cache_hits: inner.cache_hits,
+            loads: inner.loads,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// An input by name, or the only input when the graph has one and the
+/// caller named it differently; errors name what the model expects.
+pub(crate) fn input<'a>(
+    inputs: &'a [(String, Tensor)],
+    name: &str,
+    position: usize,
+) -> Result<&'a Tensor, NnError> {
+    inputs
+        .iter()
+        .find(|(n, _)| n == name)
+        .or_else(|| {
+            inputs
+                .get(position)
+                .filter(|(n, _)| n.is_empty() || n.parse::<usize>() == Ok(position))
+        })
+        .map(|(_, t)| t)
+        .ok_or_else(|| {
+            NnError::new(
+                NnErrorKind::InvalidArgument,
+                format!(
+                    "missing input `{name}` (or index {position}); got {:?}",
+                    inputs.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>()
+                ),
+            )
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_same_bytes_load_once_and_are_shared() {
+        let engine = Engine::default();
+        let bytes = crate::fixtures::onnx_linear();
+        let a = engine.load(&bytes, Encoding::Onnx, Target::Cpu).unwrap();
+        // A cache hit (this deadlocked once: the lookup's guard was still
+        // held when the hit was counted).
+        let b = engine.load(&bytes, Encoding::Onnx, Target::Cpu).unwrap();
+        assert!(Arc::ptr_eq(&a, &b));
+        let stats = engine.stats();
+        assert_eq!((stats.models, stats.loads, stats.cache_hits), (1, 1, 1));
+        assert!(stats.weight_bytes > 0);
+        drop((a, b));
+        assert_eq!(
+            engine.stats().models,
+            0,
+            "weights leave with their last user"
+        );
+    }
+}

@@ -1,0 +1,383 @@
+//! ONNX execution on the CPU: a graph decoded once at load, then run node
+//! by node (ONNX graphs are stored topologically sorted) on every call,
+//! with shapes taken from the inputs of that call.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::ops::{self, Node};
+use super::proto::{self, Attr, GraphProto, ValueInfo};
+use super::value::{DType, Value};
+use crate::engine::input;
+use crate::{ElementType, Model, NnError, NnErrorKind, Session, Tensor};
+
+/// A loaded ONNX graph; its weights are shared by every session.
+#[derive(Debug)]
+pub(crate) struct OnnxModel {
+    graph: Arc<Graph>,
+}
+
+#[derive(Debug)]
+struct Graph {
+    opset: i64,
+    nodes: Vec<proto::NodeProto>,
+    weights: HashMap<String, Arc<Value>>,
+    /// Inputs the caller provides (graph inputs that are not weights),
+    /// with their declared type (`None`: whatever the caller sends).
+    inputs: Vec<(ValueInfo, Option<DType>)>,
+    outputs: Vec<String>,
+    /// For each node, the values no later node or output reads.
+    frees: Vec<Vec<String>>,
+    weight_bytes: u64,
+}
+
+fn unsupported(msg: String) -> NnError {
+    NnError::new(NnErrorKind::UnsupportedOperation, msg)
+}
+
+impl OnnxModel {
+    /// Decodes `bytes` and checks every node is one weft-nn can run.
+    pub(crate) fn load(bytes: &[u8]) -> Result<Self, NnError> {
+        let model = proto::model(bytes)?;
+        let GraphProto {
+            nodes,
+            initializers,
+            inputs,
+            outputs,
+        } = model.graph;
+        if nodes.is_empty() && outputs.is_empty() {
+            return Err(NnError::new(
+                NnErrorKind::InvalidEncoding,
+                "malformed ONNX: the graph has no nodes",
+            ));
+        }
+        for n in &nodes {
+            let domain_ok = n.domain.is_empty() || n.domain == "ai.onnx";
+            if !domain_ok || !ops::SUPPORTED.contains(&n.op_type.as_str()) {
+                let op = if domain_ok {
+                    n.op_type.clone()
+                } else {
+                    format!("{}:{}", n.domain, n.op_type)
+                };
+                return Err(unsupported(format!(
+                    "operator `{op}` (node `{}`) is not supported by weft-nn's ONNX interpreter",
+                    n.name
+                )));
+            }
+            if let Some((name, Attr::Unsupported(kind))) = n
+                .attrs
+                .iter()
+                .find(|(_, a)| matches!(a, Attr::Unsupported(_)))
+            {
+                return Err(unsupported(format!(
+                    "operator `{}` (node `{}`) has a {kind} attribute `{name}`, which weft-nn does not support",
+                    n.op_type, n.name
+                )));
+            }
+        }
+        let mut weights = HashMap::new();
+        let mut weight_bytes = 0;
+        for b in initializers {
+            let (name, v) = proto::tensor(b)?;
+            weight_bytes += (v.len() * v.dtype.element_type().size()) as u64;
+            weights.insert(name, Arc::new(v));
+        }
+        let mut caller_inputs = Vec::new();
+        for i in inputs
+            .into_iter()
+            .filter(|i| !weights.contains_key(&i.name))
+        {
+            let dtype = tensor_type(&i)?;
+            caller_inputs.push((i, dtype));
+        }
+        for o in &outputs {
+            tensor_type(o)?;
+        }
+        let outputs: Vec<String> = outputs.into_iter().map(|o| o.name).collect();
+        let frees = plan_frees(&nodes, &outputs);
+        Ok(Self {
+            graph: Arc::new(Graph {
+                opset: model.opset,
+                nodes,
+                weights,
+                inputs: caller_inputs,
+                outputs,
+                frees,
+                weight_bytes,
+            }),
+        })
+    }
+}
+
+/// The element type a graph input or output declares, if any.
+fn tensor_type(v: &ValueInfo) -> Result<Option<DType>, NnError> {
+    if v.non_tensor {
+        return Err(unsupported(format!(
+            "`{}` is not a tensor (sequence, map and optional values are not supported)",
+            v.name
+        )));
+    }
+    v.elem_type
+        .map(|code| {
+            DType::from_onnx(code).ok_or_else(|| {
+                unsupported(format!("`{}` has element type {code} (TensorProto.DataType), which weft-nn does not support", v.name))
+            })
+        })
+        .transpose()
+}
+
+/// The interpreter type a caller's tensor maps to when the graph declares
+/// none.
+fn native(t: &Tensor) -> DType {
+    match t.ty {
+        ElementType::F16 => DType::F16,
+        ElementType::F32 => DType::F32,
+        ElementType::F64 => DType::F64,
+        ElementType::Bf16 => DType::Bf16,
+        ElementType::U8 => DType::U8,
+        ElementType::I32 => DType::I32,
+        ElementType::I64 => DType::I64,
+    }
+}
+
+/// After which node each intermediate value is dead.
+fn plan_frees(nodes: &[proto::NodeProto], outputs: &[String]) -> Vec<Vec<String>> {
+    let mut last: HashMap<&str, usize> = HashMap::new();
+    for (i, n) in nodes.iter().enumerate() {
+        for name in n.inputs.iter().chain(&n.outputs) {
+            last.insert(name, i);
+        }
+    }
+    let mut frees = vec![Vec::new(); nodes.len()];
+    for (name, i) in last {
+        if !name.is_empty() && !outputs.iter().any(|o| o == name) {
+            frees[i].push(name.to_string());
+        }
+    }
+    frees
+}
+
+impl Model for OnnxModel {
+    fn session(&self) -> Box<dyn Session> {
+        Box::new(OnnxSession {
+            graph: Arc::clone(&self.graph),
+        })
+    }
+    fn batchable(&self) -> bool {
+        true
+    }
+    fn weight_bytes(&self) -> u64 {
+        self.graph.weight_bytes
+    }
+}
+
+/// One caller's context: ONNX graphs hold no state between calls.
+#[derive(Debug)]
+struct OnnxSession {
+    graph: Arc<Graph>,
+}
+
+impl Session for OnnxSession {
+    fn compute(&mut self, inputs: &[(String, Tensor)]) -> Result<Vec<(String, Tensor)>, NnError> {
+        let g = &*self.graph;
+        let mut env: HashMap<&str, Arc<Value>> = HashMap::new();
+        for (name, w) in &g.weights {
+            env.insert(name, Arc::clone(w));
+        }
+        for (pos, (info, dtype)) in g.inputs.iter().enumerate() {
+            let t = input(inputs, &info.name, pos)?;
+            check_shape(info, &t.shape)?;
+            env.insert(
+                &info.name,
+                Arc::new(Value::from_tensor(
+                    t,
+                    dtype.unwrap_or_else(|| native(t)),
+                    &info.name,
+                )?),
+            );
+        }
+        for (node, frees) in g.nodes.iter().zip(&g.frees) {
+            let args: Vec<Option<&Value>> = node
+                .inputs
+                .iter()
+                .map(|n| {
+                    if n.is_empty() {
+                        return Ok(None);
+                    }
+                    env.get(n.as_str()).map(|v| Some(&**v)).ok_or_else(|| {
+                        NnError::new(
+                            NnErrorKind::RuntimeError,
+                            format!(
+                                "node `{}` ({}) reads `{n}`, which no earlier node produced",
+                                node.name, node.op_type
+                            ),
+                        )
+                    })
+                })
+                .collect::<Result<_, _>>()?;
+            // A shape inconsistency an operator did not anticipate must fail
+            // the call, not the process serving it.
+            let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                ops::run(
+                    Node {
+                        proto: node,
+                        opset: g.opset,
+                    },
+                    &args,
+                )
+            }))
+            .unwrap_or_else(|_| {
+                Err(NnError::new(
+                    NnErrorKind::RuntimeError,
+                    "internal error: the operator panicked",
+                ))
+            });
+            let outs = run.map_err(|e| {
+                NnError::new(
+                    e.kind,
+                    format!("node `{}` ({}): {}", node.name, node.op_type, e.message),
+                )
+            })?;
+            for (name, v) in node.outputs.iter().zip(outs) {
+                if !name.is_empty() {
+                    env.insert(name, Arc::new(v));
+                }
+            }
+            for f in frees {
+                env.remove(f.as_str());
+            }
+        }
+        g.outputs
+            .iter()
+            .map(|name| {
+                let v = env.get(name.as_str()).ok_or_else(|| {
+                    NnError::new(
+                        NnErrorKind::RuntimeError,
+                        format!("the graph never produced its output `{name}`"),
+                    )
+                })?;
+                Ok((name.clone(), v.to_tensor()))
+            })
+            .collect()
+    }
+}
+
+/// Refuses an input whose rank or fixed dims differ from the declaration.
+fn check_shape(info: &ValueInfo, shape: &[usize]) -> Result<(), NnError> {
+    let Some(want) = &info.shape else {
+        return Ok(());
+    };
+    let fits = want.len() == shape.len()
+        && want
+            .iter()
+            .zip(shape)
+            .all(|(w, &d)| w.is_none_or(|w| w == d));
+    if fits {
+        return Ok(());
+    }
+    let shown: Vec<String> = want
+        .iter()
+        .map(|d| d.map_or("?".to_string(), |d| d.to_string()))
+        .collect();
+    Err(NnError::new(
+        NnErrorKind::InvalidArgument,
+        format!(
+            "input `{}` must have shape [{}] (? = any), got {shape:?}",
+            info.name,
+            shown.join(", ")
+        ),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_unsupported_operators_by_name() {
+        let err = OnnxModel::load(&crate::fixtures::onnx(&["Relu", "FancyOp"])).unwrap_err();
+        assert_eq!(err.kind, NnErrorKind::UnsupportedOperation);
+        assert!(
+            err.message.contains("FancyOp") && err.message.contains("n1"),
+            "{}",
+            err.message
+        );
+        let err = OnnxModel::load(b"\x08").unwrap_err();
+        assert_eq!(err.kind, NnErrorKind::InvalidEncoding);
+    }
+
+    fn var(mut v: u64, out: &mut Vec<u8>) {
+        loop {
+            let b = (v & 0x7f) as u8;
+            v >>= 7;
+            if v == 0 {
+                out.push(b);
+                return;
+            }
+            out.push(b | 0x80);
+        }
+    }
+    fn field(n: u64, b: &[u8], out: &mut Vec<u8>) {
+        var(n << 3 | 2, out);
+        var(b.len() as u64, out);
+        out.extend_from_slice(b);
+    }
+
+    /// `y = Relu(x)`, x a float vector of any length.
+    fn relu_model() -> Vec<u8> {
+        let mut node = Vec::new();
+        field(1, b"x", &mut node);
+        field(2, b"y", &mut node);
+        field(4, b"Relu", &mut node);
+        let mut graph = Vec::new();
+        field(1, &node, &mut graph);
+        for (f, name) in [(11, "x"), (12, "y")] {
+            let mut dim = Vec::new();
+            field(2, b"n", &mut dim);
+            let mut shape = Vec::new();
+            field(1, &dim, &mut shape);
+            let mut tt = vec![1 << 3, 1];
+            field(2, &shape, &mut tt);
+            let mut ty = Vec::new();
+            field(1, &tt, &mut ty);
+            let mut vi = Vec::new();
+            field(1, name.as_bytes(), &mut vi);
+            field(2, &ty, &mut vi);
+            field(f, &vi, &mut graph);
+        }
+        let mut m = vec![1 << 3, 8];
+        let mut opset = vec![2 << 3];
+        var(17, &mut opset);
+        field(8, &opset, &mut m);
+        field(7, &graph, &mut m);
+        m
+    }
+
+    #[test]
+    fn runs_a_graph_and_checks_inputs() {
+        let model = OnnxModel::load(&relu_model()).unwrap();
+        assert!(model.batchable());
+        let mut s = model.session();
+        let out = s
+            .compute(&[("x".into(), Tensor::from_f32(vec![3], &[-1.0, 0.5, 2.0]))])
+            .unwrap();
+        assert_eq!(out[0].0, "y");
+        assert_eq!(out[0].1.to_f32().unwrap(), vec![0.0, 0.5, 2.0]);
+        let err = s
+            .compute(&[
+                ("z".into(), Tensor::from_f32(vec![1], &[1.0])),
+                ("q".into(), Tensor::from_f32(vec![1], &[1.0])),
+            ])
+            .unwrap_err();
+        assert_eq!(err.kind, NnErrorKind::InvalidArgument);
+        assert!(err.message.contains("`x`"), "{}", err.message);
+        let err = s
+            .compute(&[("x".into(), Tensor::from_f32(vec![1, 1], &[1.0]))])
+            .unwrap_err();
+        assert_eq!(err.kind, NnErrorKind::InvalidArgument, "wrong rank");
+        let err = s
+            .compute(&[("x".into(), Tensor::from_i64(vec![1], &[1]))])
+            .unwrap_err();
+        assert_eq!(err.kind, NnErrorKind::InvalidArgument, "wrong type");
+    }
+}

@@ -1,0 +1,339 @@
+//! The operators: a dispatch table from `op_type` to its implementation,
+//! and the attribute and input accessors they share.
+
+mod attention;
+mod boxes;
+mod einsum;
+mod elementwise;
+mod loss;
+mod nn;
+mod quant;
+mod reduce;
+mod sample;
+mod shape;
+mod signal;
+
+use super::proto::{Attr, NodeProto};
+use super::value::{Value, fail};
+use crate::NnError;
+
+/// Every operator [`run`] implements (default domain).
+pub(crate) const SUPPORTED: &[&str] = &[
+    // elementwise.rs
+    "Abs",
+    "Acos",
+    "Acosh",
+    "Add",
+    "And",
+    "Asin",
+    "Asinh",
+    "Atan",
+    "Atanh",
+    "BitShift",
+    "BitwiseAnd",
+    "BitwiseNot",
+    "BitwiseOr",
+    "BitwiseXor",
+    "Cast",
+    "CastLike",
+    "Ceil",
+    "Celu",
+    "Clip",
+    "Cos",
+    "Cosh",
+    "Div",
+    "Elu",
+    "Equal",
+    "Erf",
+    "Exp",
+    "Floor",
+    "Gelu",
+    "Greater",
+    "GreaterOrEqual",
+    "HardSigmoid",
+    "HardSwish",
+    "IsInf",
+    "IsNaN",
+    "LeakyRelu",
+    "Less",
+    "LessOrEqual",
+    "Log",
+    "Max",
+    "Mean",
+    "Min",
+    "Mish",
+    "Mod",
+    "Mul",
+    "Neg",
+    "Not",
+    "Or",
+    "Pow",
+    "PRelu",
+    "Reciprocal",
+    "Relu",
+    "Round",
+    "Selu",
+    "Shrink",
+    "Sigmoid",
+    "Sign",
+    "Sin",
+    "Sinh",
+    "Softplus",
+    "Softsign",
+    "Sqrt",
+    "Sub",
+    "Sum",
+    "Swish",
+    "Tan",
+    "Tanh",
+    "ThresholdedRelu",
+    "Where",
+    "Xor",
+    // shape.rs
+    "Compress",
+    "Concat",
+    "Constant",
+    "ConstantOfShape",
+    "CumSum",
+    "DepthToSpace",
+    "Dropout",
+    "Expand",
+    "EyeLike",
+    "Flatten",
+    "Gather",
+    "GatherElements",
+    "GatherND",
+    "Identity",
+    "NonZero",
+    "OneHot",
+    "Pad",
+    "Range",
+    "Reshape",
+    "ScatterElements",
+    "ScatterND",
+    "Shape",
+    "Size",
+    "Slice",
+    "SpaceToDepth",
+    "Split",
+    "Squeeze",
+    "Tile",
+    "Transpose",
+    "Trilu",
+    "Unsqueeze",
+    // reduce.rs
+    "ArgMax",
+    "ArgMin",
+    "Hardmax",
+    "InstanceNormalization",
+    "LayerNormalization",
+    "LogSoftmax",
+    "LpNormalization",
+    "MeanVarianceNormalization",
+    "ReduceL1",
+    "ReduceL2",
+    "ReduceLogSum",
+    "ReduceLogSumExp",
+    "ReduceMax",
+    "ReduceMean",
+    "ReduceMin",
+    "ReduceProd",
+    "ReduceSum",
+    "ReduceSumSquare",
+    "RMSNormalization",
+    "Softmax",
+    "TopK",
+    // nn.rs
+    "AveragePool",
+    "BatchNormalization",
+    "Conv",
+    "Gemm",
+    "GlobalAveragePool",
+    "GlobalMaxPool",
+    "LRN",
+    "MatMul",
+    "MaxPool",
+    "Resize",
+    "Upsample",
+    "ConvTranspose",
+    "LpPool",
+    "GroupNormalization",
+    // loss.rs, signal.rs
+    "NegativeLogLikelihoodLoss",
+    "SoftmaxCrossEntropyLoss",
+    "HannWindow",
+    "HammingWindow",
+    "BlackmanWindow",
+    "Det",
+    "ReverseSequence",
+    "Scatter",
+    // attention.rs
+    "Attention",
+    // quant.rs
+    "DequantizeLinear",
+    "QuantizeLinear",
+    "DynamicQuantizeLinear",
+    "RotaryEmbedding",
+    "CenterCropPad",
+    "Einsum",
+    "GridSample",
+    "NonMaxSuppression",
+    "QLinearMatMul",
+    "Unique",
+];
+
+/// A node being run: its proto and the model's opset.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Node<'a> {
+    pub(crate) proto: &'a NodeProto,
+    pub(crate) opset: i64,
+}
+
+impl Node<'_> {
+    fn attr(&self, name: &str) -> Option<&Attr> {
+        self.proto
+            .attrs
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, a)| a)
+    }
+    pub(crate) fn int(&self, name: &str, default: i64) -> i64 {
+        match self.attr(name) {
+            Some(Attr::Int(i)) => *i,
+            Some(Attr::Float(f)) => *f as i64,
+            _ => default,
+        }
+    }
+    pub(crate) fn float(&self, name: &str, default: f32) -> f32 {
+        match self.attr(name) {
+            Some(Attr::Float(f)) => *f,
+            Some(Attr::Int(i)) => *i as f32,
+            _ => default,
+        }
+    }
+    pub(crate) fn ints(&self, name: &str) -> Option<Vec<i64>> {
+        match self.attr(name) {
+            Some(Attr::Ints(v)) => Some(v.clone()),
+            Some(Attr::Int(i)) => Some(vec![*i]),
+            _ => None,
+        }
+    }
+    pub(crate) fn floats(&self, name: &str) -> Option<Vec<f32>> {
+        match self.attr(name) {
+            Some(Attr::Floats(v)) => Some(v.clone()),
+            _ => None,
+        }
+    }
+    pub(crate) fn string(&self, name: &str, default: &str) -> String {
+        match self.attr(name) {
+            Some(Attr::Str(s)) => String::from_utf8_lossy(s).into_owned(),
+            _ => default.to_string(),
+        }
+    }
+    pub(crate) fn tensor(&self, name: &str) -> Option<&Value> {
+        match self.attr(name) {
+            Some(Attr::Tensor(t)) => Some(t),
+            _ => None,
+        }
+    }
+    pub(crate) fn has(&self, name: &str) -> bool {
+        self.attr(name).is_some()
+    }
+}
+
+/// Input `i`, which must be present.
+pub(crate) fn req<'a>(inputs: &[Option<&'a Value>], i: usize) -> Result<&'a Value, NnError> {
+    inputs
+        .get(i)
+        .copied()
+        .flatten()
+        .ok_or_else(|| fail(format!("input {i} is required")))
+}
+
+/// Input `i` if present.
+pub(crate) fn opt<'a>(inputs: &[Option<&'a Value>], i: usize) -> Option<&'a Value> {
+    inputs.get(i).copied().flatten()
+}
+
+/// A possibly negative axis resolved against `rank`.
+pub(crate) fn axis(a: i64, rank: usize) -> Result<usize, NnError> {
+    let r = rank as i64;
+    if a < -r || a >= r.max(1) {
+        return Err(fail(format!("axis {a} is out of range for rank {rank}")));
+    }
+    Ok(if a < 0 { (a + r) as usize } else { a as usize })
+}
+
+/// Runs one node on its inputs (`None` for omitted optional inputs).
+pub(crate) fn run(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Vec<Value>, NnError> {
+    let op = node.proto.op_type.as_str();
+    let one = |v: Value| Ok(vec![v]);
+    match op {
+        "Constant" => one(shape::constant(node)?),
+        "Identity" => one(req(inputs, 0)?.clone()),
+        "Dropout" => shape::dropout(node, inputs),
+        "Shape" => one(shape::shape(node, inputs)?),
+        "Size" => one(Value::i64(vec![], vec![req(inputs, 0)?.len() as i64])),
+        "Reshape" => one(shape::reshape(node, inputs)?),
+        "Flatten" => one(shape::flatten(node, inputs)?),
+        "Squeeze" => one(shape::squeeze(node, inputs)?),
+        "Unsqueeze" => one(shape::unsqueeze(node, inputs)?),
+        "Transpose" => one(shape::transpose(node, inputs)?),
+        "Concat" => one(shape::concat(node, inputs)?),
+        "Split" => shape::split(node, inputs),
+        "Slice" => one(shape::slice(node, inputs)?),
+        "Gather" => one(shape::gather(node, inputs)?),
+        "GatherElements" => one(shape::gather_elements(node, inputs)?),
+        "GatherND" => one(shape::gather_nd(node, inputs)?),
+        "ScatterElements" | "Scatter" => one(shape::scatter_elements(node, inputs)?),
+        "ReverseSequence" => one(shape::reverse_sequence(node, inputs)?),
+        "ScatterND" => one(shape::scatter_nd(node, inputs)?),
+        "Expand" => one(shape::expand(inputs)?),
+        "Tile" => one(shape::tile(inputs)?),
+        "ConstantOfShape" => one(shape::constant_of_shape(node, inputs)?),
+        "Range" => one(shape::range(inputs)?),
+        "Pad" => one(shape::pad(node, inputs)?),
+        "EyeLike" => one(shape::eye_like(node, inputs)?),
+        "Trilu" => one(shape::trilu(node, inputs)?),
+        "OneHot" => one(shape::one_hot(node, inputs)?),
+        "NonZero" => one(shape::non_zero(inputs)?),
+        "Compress" => one(shape::compress(node, inputs)?),
+        "CumSum" => one(shape::cumsum(node, inputs)?),
+        "DepthToSpace" | "SpaceToDepth" => one(shape::depth_space(node, inputs)?),
+        "ArgMax" | "ArgMin" => one(reduce::arg(node, inputs)?),
+        "Softmax" | "LogSoftmax" | "Hardmax" => one(reduce::softmax(node, inputs)?),
+        "LayerNormalization" => reduce::layer_norm(node, inputs),
+        "RMSNormalization" => one(reduce::rms_norm(node, inputs)?),
+        "InstanceNormalization" => one(reduce::instance_norm(node, inputs)?),
+        "MeanVarianceNormalization" => one(reduce::mvn(node, inputs)?),
+        "LpNormalization" => one(reduce::lp_norm(node, inputs)?),
+        "TopK" => reduce::top_k(node, inputs),
+        r if r.starts_with("Reduce") => one(reduce::reduce(node, inputs)?),
+        "MatMul" => one(nn::matmul(inputs)?),
+        "Gemm" => one(nn::gemm(node, inputs)?),
+        "Conv" => one(nn::conv(node, inputs)?),
+        "MaxPool" | "AveragePool" | "LpPool" => nn::pool(node, inputs),
+        "ConvTranspose" => one(nn::conv_transpose(node, inputs)?),
+        "GroupNormalization" => one(reduce::group_norm(node, inputs)?),
+        "NegativeLogLikelihoodLoss" => one(loss::nll_loss(node, inputs)?),
+        "SoftmaxCrossEntropyLoss" => loss::softmax_cross_entropy(node, inputs),
+        "HannWindow" | "HammingWindow" | "BlackmanWindow" => one(signal::window(node, inputs)?),
+        "Det" => one(signal::det(inputs)?),
+        "Attention" => attention::attention(node, inputs),
+        "DequantizeLinear" => one(quant::dequantize(node, inputs)?),
+        "QuantizeLinear" => one(quant::quantize(node, inputs)?),
+        "DynamicQuantizeLinear" => quant::dynamic_quantize(inputs),
+        "RotaryEmbedding" => attention::rotary(node, inputs),
+        "CenterCropPad" => one(shape::center_crop_pad(node, inputs)?),
+        "Einsum" => one(einsum::einsum(node, inputs)?),
+        "GridSample" => one(sample::grid_sample(node, inputs)?),
+        "NonMaxSuppression" => one(boxes::non_max_suppression(node, inputs)?),
+        "QLinearMatMul" => one(quant::qlinear_matmul(inputs)?),
+        "Unique" => shape::unique(node, inputs),
+        "GlobalAveragePool" | "GlobalMaxPool" => one(nn::global_pool(node, inputs)?),
+        "BatchNormalization" => nn::batch_norm(node, inputs),
+        "LRN" => one(nn::lrn(node, inputs)?),
+        "Resize" | "Upsample" => one(nn::resize(node, inputs)?),
+        _ => elementwise::run(node, inputs).map(|v| vec![v]),
+    }
+}

@@ -1,0 +1,871 @@
+//! Neural-network operators: MatMul and Gemm on the shared f32 kernel,
+//! convolution (im2col + matmul), pooling, batch and local response
+//! normalisation, and resizing.
+
+use rayon::prelude::*;
+
+use super::shape::{map_indices, transpose_perm};
+use super::{Node, opt, req};
+use crate::NnError;
+use crate::kernels;
+use crate::onnx::value::{DType, Data, Value, broadcast_shape, broadcast_to, fail, zip_broadcast};
+
+/// `a · b` with numpy `matmul` semantics (1-D promotion, broadcast batch).
+pub(crate) fn matmul(inputs: &[Option<&Value>]) -> Result<Value, NnError> {
+    let (a, b) = (req(inputs, 0)?, req(inputs, 1)?);
+    let mut ash = a.shape.clone();
+    let mut bsh = b.shape.clone();
+    if ash.is_empty() || bsh.is_empty() {
+        return Err(fail("MatMul operands must have rank >= 1"));
+    }
+    let (a1, b1) = (ash.len() == 1, bsh.len() == 1);
+    if a1 {
+        ash.insert(0, 1);
+    }
+    if b1 {
+        bsh.push(1);
+    }
+    let (m, k) = (ash[ash.len() - 2], ash[ash.len() - 1]);
+    let (k2, n) = (bsh[bsh.len() - 2], bsh[bsh.len() - 1]);
+    if k != k2 {
+        return Err(fail(format!(
+            "MatMul of {:?} and {:?}: inner dims differ",
+            a.shape, b.shape
+        )));
+    }
+    let (ab, bb) = (&ash[..ash.len() - 2], &bsh[..bsh.len() - 2]);
+    let batch = broadcast_shape(ab, bb)?;
+    let nb: usize = batch.iter().product();
+    let mut shape = batch.clone();
+    if !a1 {
+        shape.push(m);
+    }
+    if !b1 {
+        shape.push(n);
+    }
+    let (af, bf) = (to_f32(a), to_f32(b));
+    let mut c = vec![0.0f32; nb * m * n];
+    let b_batches: usize = bb.iter().product();
+    let a_batches: usize = ab.iter().product();
+    if b_batches == 1 && a_batches == nb {
+        // One tall product: the weights case.
+        kernels::matmul(&af, &bf, &mut c, nb * m, k, n);
+    } else {
+        let ai = broadcast_to(&(0..a_batches).collect::<Vec<_>>(), ab, &batch);
+        let bi = broadcast_to(&(0..b_batches).collect::<Vec<_>>(), bb, &batch);
+        let one = |(i, cb): (usize, &mut [f32])| {
+            let (x, y) = (ai[i], bi[i]);
+            kernels::matmul_serial(
+                &af[x * m * k..(x + 1) * m * k],
+                &bf[y * k * n..(y + 1) * k * n],
+                cb,
+                m,
+                k,
+                n,
+            );
+        };
+        if nb >= rayon::current_num_threads() && m * n > 0 {
+            c.par_chunks_mut(m * n).enumerate().for_each(one);
+        } else if m * n > 0 {
+            for (i, cb) in c.chunks_mut(m * n).enumerate() {
+                let (x, y) = (ai[i], bi[i]);
+                kernels::matmul(
+                    &af[x * m * k..(x + 1) * m * k],
+                    &bf[y * k * n..(y + 1) * k * n],
+                    cb,
+                    m,
+                    k,
+                    n,
+                );
+            }
+        }
+    }
+    Ok(from_f32(a.dtype, shape, c))
+}
+
+/// Float data as f32 (the kernels' type); integers through f64.
+fn to_f32(v: &Value) -> std::borrow::Cow<'_, [f32]> {
+    match &v.data {
+        Data::F32(x) => std::borrow::Cow::Borrowed(x),
+        _ => std::borrow::Cow::Owned(v.to_f32()),
+    }
+}
+
+fn from_f32(dtype: DType, shape: Vec<usize>, v: Vec<f32>) -> Value {
+    let f = Value::f32(shape, v);
+    if dtype == DType::F32 {
+        f
+    } else {
+        f.cast(dtype)
+    }
+}
+
+pub(super) fn gemm(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Value, NnError> {
+    let (mut a, mut b) = (req(inputs, 0)?.clone(), req(inputs, 1)?.clone());
+    if node.int("transA", 0) != 0 {
+        a = transpose_perm(&a, &[1, 0]);
+    }
+    if node.int("transB", 0) != 0 {
+        b = transpose_perm(&b, &[1, 0]);
+    }
+    let y = matmul(&[Some(&a), Some(&b)])?;
+    let (alpha, beta) = (node.float("alpha", 1.0), node.float("beta", 1.0));
+    let mut y = y.cast(DType::F32);
+    if let (Data::F32(v), true) = (&mut y.data, alpha != 1.0) {
+        v.iter_mut().for_each(|x| *x *= alpha);
+    }
+    if let Some(c) = opt(inputs, 2) {
+        let c = c.cast(DType::F32);
+        let (Data::F32(yv), Data::F32(cv)) = (&y.data, &c.data) else {
+            unreachable!()
+        };
+        let (v, s) = zip_broadcast(yv, &y.shape, cv, &c.shape, |p, q| p + beta * q)?;
+        y = Value::f32(s, v);
+    }
+    Ok(y.cast(req(inputs, 0)?.dtype))
+}
+
+/// Spatial geometry shared by convolution and pooling.
+struct Window {
+    kernel: Vec<usize>,
+    strides: Vec<usize>,
+    dilations: Vec<usize>,
+    pad_begin: Vec<usize>,
+    pad_end: Vec<usize>,
+    out: Vec<usize>,
+}
+
+fn window(
+    node: Node<'_>,
+    input: &[usize],
+    kernel: Vec<usize>,
+    ceil: bool,
+) -> Result<Window, NnError> {
+    let d = input.len();
+    let get = |name: &str| -> Vec<usize> {
+        node.ints(name)
+            .map(|v| v.iter().map(|&x| x.max(0) as usize).collect())
+            .unwrap_or_else(|| vec![1; d])
+    };
+    let strides = get("strides");
+    let dilations = get("dilations");
+    let pads = node
+        .ints("pads")
+        .map(|v| v.iter().map(|&x| x.max(0) as usize).collect::<Vec<_>>())
+        .unwrap_or_else(|| vec![0; 2 * d]);
+    if strides.len() != d || dilations.len() != d || pads.len() != 2 * d || kernel.len() != d {
+        return Err(fail(
+            "kernel, strides, dilations and pads disagree on the spatial rank",
+        ));
+    }
+    let (mut pad_begin, mut pad_end) = (pads[..d].to_vec(), pads[d..].to_vec());
+    let auto = node.string("auto_pad", "NOTSET");
+    let mut out = Vec::with_capacity(d);
+    for i in 0..d {
+        let span = (kernel[i] - 1) * dilations[i] + 1;
+        match auto.as_str() {
+            "SAME_UPPER" | "SAME_LOWER" => {
+                let o = input[i].div_ceil(strides[i]);
+                let total = ((o - 1) * strides[i] + span).saturating_sub(input[i]);
+                let small = total / 2;
+                (pad_begin[i], pad_end[i]) = if auto == "SAME_UPPER" {
+                    (small, total - small)
+                } else {
+                    (total - small, small)
+                };
+                out.push(o);
+            }
+            "VALID" => {
+                pad_begin[i] = 0;
+                pad_end[i] = 0;
+                out.push((input[i].saturating_sub(span)) / strides[i] + 1);
+            }
+            _ => {
+                let full = input[i] + pad_begin[i] + pad_end[i];
+                if full < span {
+                    return Err(fail("the kernel is larger than the padded input"));
+                }
+                let mut o = if ceil {
+                    (full - span).div_ceil(strides[i]) + 1
+                } else {
+                    (full - span) / strides[i] + 1
+                };
+                // A window may not start in the end padding.
+                if ceil && (o - 1) * strides[i] >= input[i] + pad_begin[i] {
+                    o -= 1;
+                }
+                out.push(o);
+            }
+        }
+    }
+    Ok(Window {
+        kernel,
+        strides,
+        dilations,
+        pad_begin,
+        pad_end,
+        out,
+    })
+}
+
+/// For each output position and kernel offset, the flat input index (or
+/// `None` in padding): rows = kernel offsets, columns = output positions.
+fn gather_plan(w: &Window, input: &[usize]) -> Vec<Option<usize>> {
+    let (kidx, outs) = (all_indices(&w.kernel), all_indices(&w.out));
+    let mut plan = Vec::with_capacity(kidx.len() * outs.len());
+    for k in &kidx {
+        for o in &outs {
+            let mut off = 0usize;
+            let mut inside = true;
+            for d in 0..input.len() {
+                let p =
+                    (o[d] * w.strides[d] + k[d] * w.dilations[d]) as i64 - w.pad_begin[d] as i64;
+                if p < 0 || p >= input[d] as i64 {
+                    inside = false;
+                    break;
+                }
+                off = off * input[d] + p as usize;
+            }
+            plan.push(inside.then_some(off));
+        }
+    }
+    plan
+}
+
+/// Every multi-index of `shape`, row-major.
+fn all_indices(shape: &[usize]) -> Vec<Vec<usize>> {
+    let mut v = Vec::new();
+    map_indices(shape, |i| {
+        v.push(i.to_vec());
+        0
+    });
+    v
+}
+
+pub(super) fn conv(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Value, NnError> {
+    let (x, w) = (req(inputs, 0)?, req(inputs, 1)?);
+    if x.shape.len() < 3 || w.shape.len() != x.shape.len() {
+        return Err(fail(format!(
+            "Conv input {:?} and weights {:?} do not match",
+            x.shape, w.shape
+        )));
+    }
+    let (n, c) = (x.shape[0], x.shape[1]);
+    let m = w.shape[0];
+    let groups = node.int("group", 1).max(1) as usize;
+    let cg = w.shape[1];
+    if cg * groups != c || m % groups != 0 {
+        return Err(fail(format!(
+            "Conv: {c} input channels, {groups} groups and weights {:?} disagree",
+            w.shape
+        )));
+    }
+    let spatial = &x.shape[2..];
+    let kernel = node
+        .ints("kernel_shape")
+        .map(|v| v.iter().map(|&x| x as usize).collect())
+        .unwrap_or_else(|| w.shape[2..].to_vec());
+    let win = window(node, spatial, kernel, false)?;
+    let plan = gather_plan(&win, spatial);
+    let (ksize, osize, isize) = (
+        win.kernel.iter().product::<usize>(),
+        win.out.iter().product::<usize>(),
+        spatial.iter().product::<usize>(),
+    );
+    let (xf, wf) = (to_f32(x), to_f32(w));
+    let bias = opt(inputs, 2).map(Value::to_f32);
+    let mg = m / groups;
+    let mut out = vec![0.0f32; n * m * osize];
+    let rows = cg * ksize;
+    out.par_chunks_mut(m * osize)
+        .enumerate()
+        .for_each(|(b, ob)| {
+            let mut col = vec![0.0f32; rows * osize];
+            for g in 0..groups {
+                for ci in 0..cg {
+                    let src = &xf[(b * c + g * cg + ci) * isize..][..isize];
+                    for kk in 0..ksize {
+                        let dst = &mut col[(ci * ksize + kk) * osize..][..osize];
+                        for (d, p) in dst.iter_mut().zip(&plan[kk * osize..(kk + 1) * osize]) {
+                            *d = p.map_or(0.0, |i| src[i]);
+                        }
+                    }
+                }
+                let wg = &wf[g * mg * rows..(g + 1) * mg * rows];
+                kernels::matmul_serial(
+                    wg,
+                    &col,
+                    &mut ob[g * mg * osize..(g + 1) * mg * osize],
+                    mg,
+                    rows,
+                    osize,
+                );
+            }
+            if let Some(bias) = &bias {
+                for (oc, chunk) in ob.chunks_mut(osize.max(1)).enumerate() {
+                    chunk.iter_mut().for_each(|v| *v += bias[oc]);
+                }
+            }
+        });
+    let mut shape = vec![n, m];
+    shape.extend_from_slice(&win.out);
+    Ok(from_f32(x.dtype, shape, out))
+}
+
+pub(super) fn pool(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Vec<Value>, NnError> {
+    let x = req(inputs, 0)?;
+    if x.shape.len() < 3 {
+        return Err(fail("pooling needs an [N, C, spatial...] input"));
+    }
+    let (n, c) = (x.shape[0], x.shape[1]);
+    let spatial = x.shape[2..].to_vec();
+    let kernel: Vec<usize> = node
+        .ints("kernel_shape")
+        .ok_or_else(|| fail("pooling needs kernel_shape"))?
+        .iter()
+        .map(|&v| v as usize)
+        .collect();
+    let win = window(node, &spatial, kernel, node.int("ceil_mode", 0) != 0)?;
+    let plan = gather_plan(&win, &spatial);
+    let (ksize, osize, isize) = (
+        win.kernel.iter().product::<usize>(),
+        win.out.iter().product::<usize>(),
+        spatial.iter().product::<usize>(),
+    );
+    let max = node.proto.op_type == "MaxPool";
+    let lp = (node.proto.op_type == "LpPool").then(|| node.int("p", 2) as f64);
+    let include_pad = node.int("count_include_pad", 0) != 0;
+    // For count_include_pad: how many offsets of each window fall inside
+    // the padded (not the ceil-extended) input.
+    let padded_count: Vec<usize> = if include_pad {
+        let outs: Vec<usize> = (0..osize).collect();
+        outs.iter()
+            .map(|&o| {
+                let oi = decode_pos(o, &win.out);
+                let mut cnt = 1;
+                for d in 0..spatial.len() {
+                    let lo = -(win.pad_begin[d] as i64);
+                    let hi = (spatial[d] + win.pad_end[d]) as i64;
+                    let inside = (0..win.kernel[d])
+                        .filter(|&k| {
+                            let p = (oi[d] * win.strides[d] + k * win.dilations[d]) as i64
+                                - win.pad_begin[d] as i64;
+                            p >= lo && p < hi
+                        })
+                        .count();
+                    cnt *= inside;
+                }
+                cnt
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let xf = x.to_f64();
+    let mut out = vec![0.0f64; n * c * osize];
+    let mut idx = vec![0i64; n * c * osize];
+    for ch in 0..n * c {
+        let src = &xf[ch * isize..(ch + 1) * isize];
+        for o in 0..osize {
+            let (mut acc, mut cnt, mut best) =
+                (if max { f64::NEG_INFINITY } else { 0.0 }, 0usize, 0usize);
+            for kk in 0..ksize {
+                if let Some(i) = plan[kk * osize + o] {
+                    let v = src[i];
+                    if max {
+                        if v > acc {
+                            acc = v;
+                            best = i;
+                        }
+                    } else if let Some(p) = lp {
+                        acc += v.abs().powf(p);
+                    } else {
+                        acc += v;
+                    }
+                    cnt += 1;
+                }
+            }
+            out[ch * osize + o] = if max {
+                acc
+            } else if let Some(p) = lp {
+                acc.powf(1.0 / p)
+            } else if include_pad {
+                acc / padded_count[o] as f64
+            } else {
+                acc / cnt.max(1) as f64
+            };
+            idx[ch * osize + o] = (ch * isize + best) as i64;
+        }
+    }
+    let mut shape = vec![n, c];
+    shape.extend_from_slice(&win.out);
+    let y = Value {
+        dtype: DType::F64,
+        shape: shape.clone(),
+        data: Data::F64(out),
+    }
+    .cast(x.dtype);
+    let mut res = vec![y];
+    if max && node.proto.outputs.len() > 1 {
+        if node.int("storage_order", 0) != 0 {
+            // Column-major spatial offsets within each channel.
+            let col = |flat: i64| -> i64 {
+                let (ch, pos) = (flat as usize / isize.max(1), flat as usize % isize.max(1));
+                let p = decode_pos(pos, &spatial);
+                let off = (0..spatial.len())
+                    .rev()
+                    .fold(0, |acc, d| acc * spatial[d] + p[d]);
+                (ch * isize + off) as i64
+            };
+            idx.iter_mut().for_each(|v| *v = col(*v));
+        }
+        res.push(Value::i64(shape, idx));
+    }
+    Ok(res)
+}
+
+fn decode_pos(mut flat: usize, shape: &[usize]) -> Vec<usize> {
+    let mut v = vec![0; shape.len()];
+    for d in (0..shape.len()).rev() {
+        v[d] = flat % shape[d];
+        flat /= shape[d];
+    }
+    v
+}
+
+pub(super) fn global_pool(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Value, NnError> {
+    let x = req(inputs, 0)?;
+    let inner: usize = x.shape[2..].iter().product();
+    let v = x.to_f64();
+    let max = node.proto.op_type == "GlobalMaxPool";
+    let out: Vec<f64> = v
+        .chunks(inner.max(1))
+        .map(|c| {
+            if max {
+                c.iter().copied().fold(f64::NEG_INFINITY, f64::max)
+            } else {
+                c.iter().sum::<f64>() / c.len() as f64
+            }
+        })
+        .collect();
+    let mut shape = x.shape.clone();
+    shape[2..].iter_mut().for_each(|d| *d = 1);
+    Ok(Value {
+        dtype: DType::F64,
+        shape,
+        data: Data::F64(out),
+    }
+    .cast(x.dtype))
+}
+
+pub(super) fn batch_norm(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Vec<Value>, NnError> {
+    let x = req(inputs, 0)?;
+    let [s, b, mean, var] = [1, 2, 3, 4].map(|i| req(inputs, i).map(Value::to_f64));
+    let (s, b, mut mean, mut var) = (s?, b?, mean?, var?);
+    let eps = f64::from(node.float("epsilon", 1e-5));
+    let c = *x.shape.get(1).unwrap_or(&1);
+    let inner: usize = x.shape.get(2..).map_or(1, |d| d.iter().product());
+    let mut v = x.to_f64();
+    let mut running = Vec::new();
+    if node.int("training_mode", 0) != 0 {
+        // Batch statistics (population variance) normalise; the running
+        // ones are blended with `momentum` and returned.
+        let (mut sum, mut sq, mut cnt) = (vec![0.0; c], vec![0.0; c], vec![0usize; c]);
+        for (i, chunk) in v.chunks(inner.max(1)).enumerate() {
+            let ch = i % c;
+            sum[ch] += chunk.iter().sum::<f64>();
+            sq[ch] += chunk.iter().map(|x| x * x).sum::<f64>();
+            cnt[ch] += chunk.len();
+        }
+        let m = f64::from(node.float("momentum", 0.9));
+        let bm: Vec<f64> = (0..c).map(|i| sum[i] / cnt[i].max(1) as f64).collect();
+        let bv: Vec<f64> = (0..c)
+            .map(|i| sq[i] / cnt[i].max(1) as f64 - bm[i] * bm[i])
+            .collect();
+        let rm: Vec<f64> = (0..c).map(|i| mean[i] * m + bm[i] * (1.0 - m)).collect();
+        let rv: Vec<f64> = (0..c).map(|i| var[i] * m + bv[i] * (1.0 - m)).collect();
+        let dt = req(inputs, 3)?.dtype;
+        for stat in [rm, rv] {
+            running.push(
+                Value {
+                    dtype: DType::F64,
+                    shape: vec![c],
+                    data: Data::F64(stat),
+                }
+                .cast(dt),
+            );
+        }
+        (mean, var) = (bm, bv);
+    }
+    for (i, chunk) in v.chunks_mut(inner.max(1)).enumerate() {
+        let ch = i % c;
+        let k = s[ch] / (var[ch] + eps).sqrt();
+        chunk
+            .iter_mut()
+            .for_each(|x| *x = (*x - mean[ch]) * k + b[ch]);
+    }
+    let mut out = vec![
+        Value {
+            dtype: DType::F64,
+            shape: x.shape.clone(),
+            data: Data::F64(v),
+        }
+        .cast(x.dtype),
+    ];
+    out.extend(running);
+    Ok(out)
+}
+
+pub(super) fn lrn(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Value, NnError> {
+    let x = req(inputs, 0)?;
+    let size = node.int("size", 1) as usize;
+    let (alpha, beta, bias) = (
+        f64::from(node.float("alpha", 1e-4)),
+        f64::from(node.float("beta", 0.75)),
+        f64::from(node.float("bias", 1.0)),
+    );
+    let c = x.shape[1];
+    let inner: usize = x.shape[2..].iter().product();
+    let v = x.to_f64();
+    let (lo, hi) = ((size - 1) / 2, (size - 1).div_ceil(2));
+    let mut out = vec![0.0; v.len()];
+    for (i, o) in out.iter_mut().enumerate() {
+        let (b, ch, p) = (i / (c * inner), (i / inner) % c, i % inner);
+        let sq: f64 = (ch.saturating_sub(lo)..=(ch + hi).min(c - 1))
+            .map(|k| v[(b * c + k) * inner + p].powi(2))
+            .sum();
+        *o = v[i] / (bias + alpha / size as f64 * sq).powf(beta);
+    }
+    Ok(Value {
+        dtype: DType::F64,
+        shape: x.shape.clone(),
+        data: Data::F64(out),
+    }
+    .cast(x.dtype))
+}
+
+pub(super) fn resize(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Value, NnError> {
+    let x = req(inputs, 0)?;
+    let r = x.shape.len();
+    let legacy = node.proto.op_type == "Upsample" || node.opset < 11;
+    let (scales, sizes) = if node.proto.op_type == "Upsample" && node.opset < 9 {
+        (node.floats("scales"), None)
+    } else if legacy {
+        (Some(req(inputs, 1)?.to_f32()), None)
+    } else {
+        (
+            opt(inputs, 2).map(Value::to_f32).filter(|s| !s.is_empty()),
+            opt(inputs, 3).map(Value::to_i64).filter(|s| !s.is_empty()),
+        )
+    };
+    let axes: Vec<usize> = match node.ints("axes") {
+        Some(a) => a
+            .iter()
+            .map(|&v| super::axis(v, r))
+            .collect::<Result<_, _>>()?,
+        None => (0..r).collect(),
+    };
+    let mut scale = vec![1.0f64; r];
+    let mut out = x.shape.clone();
+    if let Some(s) = &scales {
+        for (i, &a) in axes.iter().enumerate() {
+            scale[a] = f64::from(s[i]);
+            out[a] = (x.shape[a] as f64 * scale[a]).floor() as usize;
+        }
+    } else if let Some(sz) = &sizes {
+        let policy = node.string("keep_aspect_ratio_policy", "stretch");
+        let ratios: Vec<f64> = axes
+            .iter()
+            .enumerate()
+            .map(|(i, &a)| sz[i] as f64 / x.shape[a] as f64)
+            .collect();
+        for (i, &a) in axes.iter().enumerate() {
+            scale[a] = match policy.as_str() {
+                "not_larger" => ratios.iter().copied().fold(f64::INFINITY, f64::min),
+                "not_smaller" => ratios.iter().copied().fold(0.0, f64::max),
+                _ => ratios[i],
+            };
+            out[a] = if policy == "stretch" {
+                sz[i] as usize
+            } else {
+                (x.shape[a] as f64 * scale[a]).round() as usize
+            };
+        }
+    } else {
+        return Err(fail("Resize needs scales or sizes"));
+    }
+    let mode = node.string("mode", "nearest");
+    let ctm = if legacy {
+        "asymmetric".to_string()
+    } else {
+        node.string("coordinate_transformation_mode", "half_pixel")
+    };
+    let antialias = node.int("antialias", 0) != 0;
+    let extrapolation = f64::from(node.float("extrapolation_value", 0.0));
+    let roi: Vec<f64> = if legacy {
+        Vec::new()
+    } else {
+        opt(inputs, 1).map(Value::to_f64).unwrap_or_default()
+    };
+    if ctm == "tf_crop_and_resize" && roi.len() != 2 * axes.len() {
+        return Err(fail("tf_crop_and_resize needs a roi of 2 values per axis"));
+    }
+    let nearest_mode = if legacy {
+        "floor".to_string()
+    } else {
+        node.string("nearest_mode", "round_prefer_floor")
+    };
+    let a = f64::from(node.float("cubic_coeff_a", -0.75));
+    let exclude = node.int("exclude_outside", 0) != 0;
+    let mut cur = Value {
+        dtype: DType::F64,
+        shape: x.shape.clone(),
+        data: Data::F64(x.to_f64()),
+    };
+    for ax in 0..r {
+        let crop = axes
+            .iter()
+            .position(|&v| v == ax)
+            .filter(|_| ctm == "tf_crop_and_resize");
+        if out[ax] == x.shape[ax] && scale[ax] == 1.0 && crop.is_none() {
+            continue;
+        }
+        let (len_in, len_out) = (x.shape[ax], out[ax]);
+        let out_f = len_in as f64 * scale[ax];
+        let shrink = if antialias && mode != "nearest" {
+            scale[ax].min(1.0)
+        } else {
+            1.0
+        };
+        let taps: Vec<Vec<(usize, f64)>> = (0..len_out)
+            .map(|o| {
+                let xo = match crop {
+                    Some(i) => {
+                        let (start, end) = (roi[i], roi[i + axes.len()]);
+                        let span = len_in as f64 - 1.0;
+                        let xo = if len_out > 1 {
+                            start * span + o as f64 * (end - start) * span / (len_out as f64 - 1.0)
+                        } else {
+                            0.5 * (start + end) * span
+                        };
+                        if xo < 0.0 || xo > span {
+                            return vec![(usize::MAX, extrapolation)];
+                        }
+                        xo
+                    }
+                    None => original(&ctm, o as f64, scale[ax], len_in, out_f),
+                };
+                interp_taps(&mode, &nearest_mode, xo, len_in, a, exclude, shrink)
+            })
+            .collect();
+        cur = resample(&cur, ax, len_out, &taps);
+    }
+    Ok(cur.cast(x.dtype))
+}
+
+/// The input coordinate output position `x` maps to; `len_out` is the
+/// unrounded output length (`len_in * scale`), as the ONNX reference uses.
+fn original(ctm: &str, x: f64, scale: f64, len_in: usize, len_out: f64) -> f64 {
+    match ctm {
+        "asymmetric" => x / scale,
+        "align_corners" if len_out == 1.0 => 0.0,
+        "align_corners" => x * (len_in as f64 - 1.0) / (len_out - 1.0),
+        "pytorch_half_pixel" if len_out <= 1.0 => 0.0,
+        "half_pixel_symmetric" => {
+            let adj = len_out.floor() / len_out;
+            let centre = len_in as f64 / 2.0;
+            centre * (1.0 - adj) + (x + 0.5) / scale - 0.5
+        }
+        _ => (x + 0.5) / scale - 0.5,
+    }
+}
+
+/// Input indices and weights one output position reads along an axis.
+/// `shrink` < 1 widens the filter (antialiased downsampling).
+fn interp_taps(
+    mode: &str,
+    nearest: &str,
+    x: f64,
+    len: usize,
+    a: f64,
+    exclude: bool,
+    shrink: f64,
+) -> Vec<(usize, f64)> {
+    let clamp = |i: i64| i.clamp(0, len as i64 - 1) as usize;
+    let (support, kernel): (f64, Box<dyn Fn(f64) -> f64>) = match mode {
+        "linear" => (1.0, Box::new(|d: f64| (1.0 - d.abs()).max(0.0))),
+        "cubic" => (
+            2.0,
+            Box::new(move |d: f64| {
+                let d = d.abs();
+                if d <= 1.0 {
+                    ((a + 2.0) * d - (a + 3.0)) * d * d + 1.0
+                } else if d < 2.0 {
+                    ((a * d - 5.0 * a) * d + 8.0 * a) * d - 4.0 * a
+                } else {
+                    0.0
+                }
+            }),
+        ),
+        _ => {
+            let f = x.floor();
+            let i = match nearest {
+                "floor" => f,
+                "ceil" => x.ceil(),
+                "round_prefer_ceil" => (x + 0.5).floor(),
+                _ if x - f == 0.5 => f,
+                _ => x.round(),
+            };
+            return vec![(clamp(i as i64), 1.0)];
+        }
+    };
+    let reach = support / shrink;
+    let (lo, hi) = ((x - reach).floor() as i64, (x + reach).ceil() as i64);
+    let mut taps: Vec<(i64, f64)> = (lo..=hi)
+        .map(|j| (j, kernel((j as f64 - x) * shrink)))
+        .filter(|&(_, w)| w != 0.0)
+        .collect();
+    if exclude {
+        taps.retain(|&(j, _)| j >= 0 && j < len as i64);
+    }
+    if exclude || shrink < 1.0 {
+        let s: f64 = taps.iter().map(|t| t.1).sum();
+        taps.iter_mut().for_each(|t| t.1 /= s);
+    }
+    taps.into_iter().map(|(j, w)| (clamp(j), w)).collect()
+}
+
+fn resample(v: &Value, ax: usize, len_out: usize, taps: &[Vec<(usize, f64)>]) -> Value {
+    let data = v.to_f64();
+    let outer: usize = v.shape[..ax].iter().product();
+    let inner: usize = v.shape[ax + 1..].iter().product();
+    let len_in = v.shape[ax];
+    let mut out = vec![0.0; outer * len_out * inner];
+    for o in 0..outer {
+        for (j, t) in taps.iter().enumerate() {
+            let dst = &mut out[(o * len_out + j) * inner..][..inner];
+            for &(i, w) in t {
+                if i == usize::MAX {
+                    // Outside the crop: the extrapolation value.
+                    dst.iter_mut().for_each(|d| *d = w);
+                    continue;
+                }
+                let src = &data[(o * len_in + i) * inner..][..inner];
+                dst.iter_mut().zip(src).for_each(|(d, s)| *d += w * s);
+            }
+        }
+    }
+    let mut shape = v.shape.clone();
+    shape[ax] = len_out;
+    Value {
+        dtype: DType::F64,
+        shape,
+        data: Data::F64(out),
+    }
+}
+
+pub(super) fn conv_transpose(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Value, NnError> {
+    let (x, w) = (req(inputs, 0)?, req(inputs, 1)?);
+    if x.shape.len() < 3 || w.shape.len() != x.shape.len() {
+        return Err(fail(format!(
+            "ConvTranspose input {:?} and weights {:?} do not match",
+            x.shape, w.shape
+        )));
+    }
+    let (n, c) = (x.shape[0], x.shape[1]);
+    let groups = node.int("group", 1).max(1) as usize;
+    let mg = w.shape[1];
+    let m = mg * groups;
+    let cg = c / groups;
+    let spatial = x.shape[2..].to_vec();
+    let d = spatial.len();
+    let kernel: Vec<usize> = w.shape[2..].to_vec();
+    let get = |name: &str, default: usize| -> Vec<usize> {
+        node.ints(name)
+            .map(|v| v.iter().map(|&x| x.max(0) as usize).collect())
+            .unwrap_or_else(|| vec![default; d])
+    };
+    let (strides, dil, outpad) = (
+        get("strides", 1),
+        get("dilations", 1),
+        get("output_padding", 0),
+    );
+    let mut pads = node
+        .ints("pads")
+        .map(|v| v.iter().map(|&x| x.max(0) as usize).collect())
+        .unwrap_or_else(|| vec![0; 2 * d]);
+    let auto = node.string("auto_pad", "NOTSET");
+    let full: Vec<usize> = (0..d)
+        .map(|i| strides[i] * (spatial[i] - 1) + outpad[i] + (kernel[i] - 1) * dil[i] + 1)
+        .collect();
+    let target: Option<Vec<usize>> = node
+        .ints("output_shape")
+        .map(|v| v.iter().rev().take(d).rev().map(|&x| x as usize).collect())
+        .or_else(|| {
+            auto.starts_with("SAME")
+                .then(|| (0..d).map(|i| spatial[i] * strides[i]).collect())
+        });
+    if let Some(t) = &target {
+        for i in 0..d {
+            let total = full[i].saturating_sub(t[i]);
+            (pads[i], pads[i + d]) = if auto == "SAME_UPPER" {
+                (total / 2, total - total / 2)
+            } else {
+                (total - total / 2, total / 2)
+            };
+        }
+    }
+    let out: Vec<usize> = match &target {
+        // A target beyond the full size extends the output with zeros.
+        Some(t) => t.clone(),
+        None => (0..d).map(|i| full[i] - pads[i] - pads[i + d]).collect(),
+    };
+    let (isize, osize, ksize) = (
+        spatial.iter().product::<usize>(),
+        out.iter().product::<usize>(),
+        kernel.iter().product::<usize>(),
+    );
+    let (xv, wv) = (x.to_f64(), w.to_f64());
+    let (ipos, kpos) = (all_indices(&spatial), all_indices(&kernel));
+    let mut y = vec![0.0f64; n * m * osize];
+    for b in 0..n {
+        for ci in 0..c {
+            let g = ci / cg;
+            for (ii, ip) in ipos.iter().enumerate() {
+                let xval = xv[(b * c + ci) * isize + ii];
+                for (kk, kp) in kpos.iter().enumerate() {
+                    let mut off = 0usize;
+                    let mut inside = true;
+                    for a in 0..d {
+                        let p = (ip[a] * strides[a] + kp[a] * dil[a]) as i64 - pads[a] as i64;
+                        if p < 0 || p >= out[a] as i64 {
+                            inside = false;
+                            break;
+                        }
+                        off = off * out[a] + p as usize;
+                    }
+                    if !inside {
+                        continue;
+                    }
+                    for mo in 0..mg {
+                        y[(b * m + g * mg + mo) * osize + off] +=
+                            xval * wv[(ci * mg + mo) * ksize + kk];
+                    }
+                }
+            }
+        }
+    }
+    if let Some(bias) = opt(inputs, 2).map(Value::to_f64) {
+        for (i, chunk) in y.chunks_mut(osize.max(1)).enumerate() {
+            chunk.iter_mut().for_each(|v| *v += bias[i % m]);
+        }
+    }
+    let mut shape = vec![n, m];
+    shape.extend_from_slice(&out);
+    Ok(Value {
+        dtype: DType::F64,
+        shape,
+        data: Data::F64(y),
+    }
+    .cast(x.dtype))
+}

@@ -1,0 +1,644 @@
+//! Values flowing through an ONNX graph: an element type, a shape and data
+//! in one of four storage kinds (f32, f64, i64, bool). Narrow integer types
+//! live widened in i64 and narrow float types in f32; the type tag keeps the
+//! ONNX type so outputs and casts come out as the graph declares.
+
+use rayon::prelude::*;
+
+use crate::{ElementType, NnError, NnErrorKind, Tensor};
+
+/// An ONNX tensor element type (`TensorProto.DataType`) weft-nn can hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum DType {
+    F32,
+    F16,
+    Bf16,
+    F64,
+    I8,
+    I16,
+    I32,
+    I64,
+    U8,
+    U16,
+    U32,
+    U64,
+    Bool,
+}
+
+impl DType {
+    /// From the `TensorProto.DataType` code; `None` for strings, complex,
+    /// float8 and 4-bit types.
+    pub(crate) fn from_onnx(code: i64) -> Option<Self> {
+        Some(match code {
+            1 => Self::F32,
+            2 => Self::U8,
+            3 => Self::I8,
+            4 => Self::U16,
+            5 => Self::I16,
+            6 => Self::I32,
+            7 => Self::I64,
+            9 => Self::Bool,
+            10 => Self::F16,
+            11 => Self::F64,
+            12 => Self::U32,
+            13 => Self::U64,
+            16 => Self::Bf16,
+            _ => return None,
+        })
+    }
+
+    /// Whether values are stored as f32 or f64.
+    pub(crate) fn is_float(self) -> bool {
+        matches!(self, Self::F32 | Self::F16 | Self::Bf16 | Self::F64)
+    }
+
+    /// Whether values are stored as i64.
+    pub(crate) fn is_int(self) -> bool {
+        !self.is_float() && self != Self::Bool
+    }
+
+    fn is_unsigned(self) -> bool {
+        matches!(self, Self::U8 | Self::U16 | Self::U32 | Self::U64)
+    }
+
+    /// Wraps an integer result to this type's width, as C would.
+    pub(crate) fn wrap(self, v: i64) -> i64 {
+        match self {
+            Self::I8 => i64::from(v as i8),
+            Self::I16 => i64::from(v as i16),
+            Self::I32 => i64::from(v as i32),
+            Self::U8 => i64::from(v as u8),
+            Self::U16 => i64::from(v as u16),
+            Self::U32 => i64::from(v as u32),
+            _ => v,
+        }
+    }
+
+    /// The `wasi:nn` type this is emitted as: bool as U8, narrow integers
+    /// widened to I32, unsigned 32/64-bit to I64 (u64 bit-for-bit).
+    pub(crate) fn element_type(self) -> ElementType {
+        match self {
+            Self::F32 => ElementType::F32,
+            Self::F16 => ElementType::F16,
+            Self::Bf16 => ElementType::Bf16,
+            Self::F64 => ElementType::F64,
+            Self::U8 | Self::Bool => ElementType::U8,
+            Self::I8 | Self::I16 | Self::U16 | Self::I32 => ElementType::I32,
+            Self::I64 | Self::U32 | Self::U64 => ElementType::I64,
+        }
+    }
+}
+
+/// Element storage.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Data {
+    F32(Vec<f32>),
+    F64(Vec<f64>),
+    I64(Vec<i64>),
+    Bool(Vec<bool>),
+}
+
+impl Data {
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Self::F32(v) => v.len(),
+            Self::F64(v) => v.len(),
+            Self::I64(v) => v.len(),
+            Self::Bool(v) => v.len(),
+        }
+    }
+}
+
+/// A tensor value inside the interpreter.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Value {
+    pub(crate) dtype: DType,
+    pub(crate) shape: Vec<usize>,
+    pub(crate) data: Data,
+}
+
+/// A runtime error (bad shapes or types met while computing).
+pub(crate) fn fail(msg: impl Into<String>) -> NnError {
+    NnError::new(NnErrorKind::RuntimeError, msg)
+}
+
+impl Value {
+    pub(crate) fn f32(shape: Vec<usize>, v: Vec<f32>) -> Self {
+        Self {
+            dtype: DType::F32,
+            shape,
+            data: Data::F32(v),
+        }
+    }
+    pub(crate) fn i64(shape: Vec<usize>, v: Vec<i64>) -> Self {
+        Self {
+            dtype: DType::I64,
+            shape,
+            data: Data::I64(v),
+        }
+    }
+    pub(crate) fn bool(shape: Vec<usize>, v: Vec<bool>) -> Self {
+        Self {
+            dtype: DType::Bool,
+            shape,
+            data: Data::Bool(v),
+        }
+    }
+    /// A value of `dtype` from float results (f64 storage for F64).
+    pub(crate) fn float(dtype: DType, shape: Vec<usize>, v: Vec<f32>) -> Self {
+        if dtype == DType::F64 {
+            return Self {
+                dtype,
+                shape,
+                data: Data::F64(v.into_iter().map(f64::from).collect()),
+            };
+        }
+        Self {
+            dtype,
+            shape,
+            data: Data::F32(v),
+        }
+    }
+    /// Same type, new shape and data (which must be of this storage kind).
+    pub(crate) fn with(&self, shape: Vec<usize>, data: Data) -> Self {
+        Self {
+            dtype: self.dtype,
+            shape,
+            data,
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.data.len()
+    }
+
+    /// Values as f32 (any numeric type).
+    pub(crate) fn to_f32(&self) -> Vec<f32> {
+        match &self.data {
+            Data::F32(v) => v.clone(),
+            Data::F64(v) => v.iter().map(|&x| x as f32).collect(),
+            Data::I64(v) if self.dtype == DType::U64 => {
+                v.iter().map(|&x| x as u64 as f32).collect()
+            }
+            Data::I64(v) => v.iter().map(|&x| x as f32).collect(),
+            Data::Bool(v) => v.iter().map(|&x| f32::from(u8::from(x))).collect(),
+        }
+    }
+
+    /// Values as f64 (any numeric type).
+    pub(crate) fn to_f64(&self) -> Vec<f64> {
+        match &self.data {
+            Data::F32(v) => v.iter().map(|&x| f64::from(x)).collect(),
+            Data::F64(v) => v.clone(),
+            Data::I64(v) if self.dtype == DType::U64 => {
+                v.iter().map(|&x| x as u64 as f64).collect()
+            }
+            Data::I64(v) => v.iter().map(|&x| x as f64).collect(),
+            Data::Bool(v) => v.iter().map(|&x| f64::from(u8::from(x))).collect(),
+        }
+    }
+
+    /// Values as i64 (floats truncated).
+    pub(crate) fn to_i64(&self) -> Vec<i64> {
+        match &self.data {
+            Data::F32(v) => v.iter().map(|&x| x as i64).collect(),
+            Data::F64(v) => v.iter().map(|&x| x as i64).collect(),
+            Data::I64(v) => v.clone(),
+            Data::Bool(v) => v.iter().map(|&x| i64::from(x)).collect(),
+        }
+    }
+
+    /// Values as bool (nonzero).
+    pub(crate) fn to_bool(&self) -> Vec<bool> {
+        match &self.data {
+            Data::F32(v) => v.iter().map(|&x| x != 0.0).collect(),
+            Data::F64(v) => v.iter().map(|&x| x != 0.0).collect(),
+            Data::I64(v) => v.iter().map(|&x| x != 0).collect(),
+            Data::Bool(v) => v.clone(),
+        }
+    }
+
+    /// The value converted to `to`, with ONNX `Cast` semantics.
+    pub(crate) fn cast(&self, to: DType) -> Value {
+        if to == self.dtype {
+            return self.clone();
+        }
+        let data = match to {
+            DType::F64 => Data::F64(self.to_f64()),
+            DType::F32 => Data::F32(match &self.data {
+                Data::F64(v) => v.iter().map(|&x| x as f32).collect(),
+                _ => self.to_f32(),
+            }),
+            DType::F16 => Data::F32(
+                self.to_f64()
+                    .into_iter()
+                    .map(|x| f16_to_f32(f64_to_f16(x)))
+                    .collect(),
+            ),
+            DType::Bf16 => Data::F32(self.to_f32().into_iter().map(round_bf16).collect()),
+            DType::Bool => Data::Bool(self.to_bool()),
+            int => Data::I64(match &self.data {
+                Data::F32(v) => v.iter().map(|&x| float_to_int(f64::from(x), int)).collect(),
+                Data::F64(v) => v.iter().map(|&x| float_to_int(x, int)).collect(),
+                _ => self.to_i64().into_iter().map(|x| int.wrap(x)).collect(),
+            }),
+        };
+        Value {
+            dtype: to,
+            shape: self.shape.clone(),
+            data,
+        }
+    }
+
+    /// Reads a `wasi:nn` tensor as a graph input declared `want`.
+    pub(crate) fn from_tensor(t: &Tensor, want: DType, name: &str) -> Result<Value, NnError> {
+        let bad = || {
+            NnError::new(
+                NnErrorKind::InvalidArgument,
+                format!(
+                    "input `{name}` must be {want:?} (as {:?}), got {:?}",
+                    want.element_type(),
+                    t.ty
+                ),
+            )
+        };
+        let n = t.elements();
+        if n * t.ty.size() != t.data.len() {
+            return Err(NnError::new(
+                NnErrorKind::InvalidArgument,
+                format!(
+                    "input `{name}`: shape {:?} of {:?} needs {} bytes, got {}",
+                    t.shape,
+                    t.ty,
+                    n * t.ty.size(),
+                    t.data.len()
+                ),
+            ));
+        }
+        let data = if want.is_float() {
+            if !matches!(
+                t.ty,
+                ElementType::F32 | ElementType::F16 | ElementType::Bf16 | ElementType::F64
+            ) {
+                return Err(bad());
+            }
+            if want == DType::F64 && t.ty == ElementType::F64 {
+                Data::F64(
+                    t.data
+                        .chunks_exact(8)
+                        .map(|c| f64::from_le_bytes(c.try_into().expect("8")))
+                        .collect(),
+                )
+            } else {
+                let v = t.to_f32()?;
+                if want == DType::F64 {
+                    Data::F64(v.into_iter().map(f64::from).collect())
+                } else {
+                    Data::F32(v)
+                }
+            }
+        } else {
+            let v = t.to_i64().map_err(|_| bad())?;
+            if want == DType::Bool {
+                Data::Bool(v.into_iter().map(|x| x != 0).collect())
+            } else {
+                Data::I64(v.into_iter().map(|x| want.wrap(x)).collect())
+            }
+        };
+        Ok(Value {
+            dtype: want,
+            shape: t.shape.clone(),
+            data,
+        })
+    }
+
+    /// The value as a `wasi:nn` tensor (see [`DType::element_type`]).
+    pub(crate) fn to_tensor(&self) -> Tensor {
+        let ty = self.dtype.element_type();
+        let data: Vec<u8> = match (&self.data, ty) {
+            (Data::F32(v), ElementType::F16) => v
+                .iter()
+                .flat_map(|&x| f64_to_f16(f64::from(x)).to_le_bytes())
+                .collect(),
+            (Data::F32(v), ElementType::Bf16) => v
+                .iter()
+                .flat_map(|&x| ((round_bf16(x).to_bits() >> 16) as u16).to_le_bytes())
+                .collect(),
+            (Data::F32(v), _) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            (Data::F64(v), _) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            (Data::I64(v), ElementType::U8) => v.iter().map(|&x| x as u8).collect(),
+            (Data::I64(v), ElementType::I32) => {
+                v.iter().flat_map(|&x| (x as i32).to_le_bytes()).collect()
+            }
+            (Data::I64(v), _) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            (Data::Bool(v), _) => v.iter().map(|&x| u8::from(x)).collect(),
+        };
+        Tensor {
+            shape: self.shape.clone(),
+            ty,
+            data,
+        }
+    }
+}
+
+fn float_to_int(x: f64, to: DType) -> i64 {
+    if x.is_nan() {
+        return 0;
+    }
+    if to.is_unsigned() && x < 0.0 {
+        // numpy's behaviour on x86: through i64, then wrapped.
+        return to.wrap(x as i64);
+    }
+    if to == DType::U64 {
+        return x as u64 as i64;
+    }
+    to.wrap(x as i64)
+}
+
+/// IEEE half bits to f32.
+pub(crate) fn f16_to_f32(h: u16) -> f32 {
+    crate::quant::f16_to_f32(h)
+}
+
+/// f64 to IEEE half bits, rounding to nearest even.
+pub(crate) fn f64_to_f16(x: f64) -> u16 {
+    let x = x as f32;
+    let bits = x.to_bits();
+    let sign = ((bits >> 16) & 0x8000) as u16;
+    let exp = ((bits >> 23) & 0xff) as i32;
+    let man = bits & 0x7f_ffff;
+    if exp == 0xff {
+        return sign | 0x7c00 | if man != 0 { 0x200 } else { 0 };
+    }
+    let e = exp - 127 + 15;
+    if e >= 0x1f {
+        return sign | 0x7c00;
+    }
+    if e <= 0 {
+        if e < -10 {
+            return sign;
+        }
+        let m = man | 0x80_0000;
+        let shift = (14 - e) as u32;
+        let half = 1u32 << (shift - 1);
+        let mut r = m >> shift;
+        let rem = m & ((1 << shift) - 1);
+        if rem > half || (rem == half && r & 1 == 1) {
+            r += 1;
+        }
+        return sign | r as u16;
+    }
+    let mut r = ((e as u32) << 10) | (man >> 13);
+    let rem = man & 0x1fff;
+    if rem > 0x1000 || (rem == 0x1000 && r & 1 == 1) {
+        r += 1;
+    }
+    sign | r as u16
+}
+
+/// f32 rounded to bfloat16 precision (nearest even).
+pub(crate) fn round_bf16(x: f32) -> f32 {
+    if x.is_nan() {
+        return x;
+    }
+    let b = x.to_bits();
+    let r = b.wrapping_add(0x7fff + ((b >> 16) & 1)) & 0xffff_0000;
+    f32::from_bits(r)
+}
+
+/// The numpy broadcast of two shapes.
+pub(crate) fn broadcast_shape(a: &[usize], b: &[usize]) -> Result<Vec<usize>, NnError> {
+    let rank = a.len().max(b.len());
+    let mut out = vec![0; rank];
+    for i in 0..rank {
+        let x = if i + a.len() >= rank {
+            a[i + a.len() - rank]
+        } else {
+            1
+        };
+        let y = if i + b.len() >= rank {
+            b[i + b.len() - rank]
+        } else {
+            1
+        };
+        out[i] = match (x, y) {
+            (x, y) if x == y => x,
+            (1, y) => y,
+            (x, 1) => x,
+            _ => return Err(fail(format!("shapes {a:?} and {b:?} do not broadcast"))),
+        };
+    }
+    Ok(out)
+}
+
+/// Row-major strides of `shape`.
+pub(crate) fn strides(shape: &[usize]) -> Vec<usize> {
+    let mut s = vec![1; shape.len()];
+    for i in (0..shape.len().saturating_sub(1)).rev() {
+        s[i] = s[i + 1] * shape[i + 1];
+    }
+    s
+}
+
+/// `data` of `shape` repeated out to `out`, which callers have checked it
+/// broadcasts to (see [`broadcast_shape`]).
+pub(crate) fn broadcast_to<T: Copy>(data: &[T], shape: &[usize], out: &[usize]) -> Vec<T> {
+    let total: usize = out.iter().product();
+    if shape == out {
+        return data.to_vec();
+    }
+    if data.len() == 1 {
+        return vec![data[0]; total];
+    }
+    let rank = out.len();
+    let pad = rank - shape.len();
+    let src = strides(shape);
+    // Strides into `data` per output axis; 0 along broadcast axes.
+    let st: Vec<usize> = (0..rank)
+        .map(|i| {
+            if i < pad || shape[i - pad] == 1 {
+                0
+            } else {
+                src[i - pad]
+            }
+        })
+        .collect();
+    let mut res = Vec::with_capacity(total);
+    if total == 0 {
+        return res;
+    }
+    let inner = out[rank - 1];
+    let si = st[rank - 1];
+    let mut idx = vec![0usize; rank];
+    let mut base = 0usize;
+    loop {
+        if si == 1 {
+            res.extend_from_slice(&data[base..base + inner]);
+        } else {
+            res.extend(std::iter::repeat_n(data[base], inner));
+        }
+        // Advance the outer index (all axes but the last).
+        let mut ax = rank - 1;
+        loop {
+            if ax == 0 {
+                return res;
+            }
+            ax -= 1;
+            idx[ax] += 1;
+            base += st[ax];
+            if idx[ax] < out[ax] {
+                break;
+            }
+            base -= st[ax] * out[ax];
+            idx[ax] = 0;
+        }
+    }
+}
+
+/// Elementwise `f` over two broadcast operands.
+pub(crate) fn zip_broadcast<A: Copy + Sync, B: Copy + Sync, R: Copy + Default + Send + Sync>(
+    a: &[A],
+    ash: &[usize],
+    b: &[B],
+    bsh: &[usize],
+    f: impl Fn(A, B) -> R + Sync,
+) -> Result<(Vec<R>, Vec<usize>), NnError> {
+    let out = broadcast_shape(ash, bsh)?;
+    let total: usize = out.iter().product();
+    let par = total >= PAR_ELEMENTS;
+    if a.len() == total && b.len() == total {
+        let v = if par {
+            a.par_iter().zip(b).map(|(&x, &y)| f(x, y)).collect()
+        } else {
+            a.iter().zip(b).map(|(&x, &y)| f(x, y)).collect()
+        };
+        return Ok((v, out));
+    }
+    if total == 0 {
+        return Ok((Vec::new(), out));
+    }
+    // General case: walk the output row by row (rows of the last axis),
+    // each operand read with stride 0 along its broadcast axes.
+    let (sa, sb) = (operand_strides(ash, &out), operand_strides(bsh, &out));
+    let rank = out.len();
+    let inner = if rank == 0 { 1 } else { out[rank - 1] };
+    let (ia, ib) = if rank == 0 {
+        (0, 0)
+    } else {
+        (sa[rank - 1], sb[rank - 1])
+    };
+    let base = |r: usize| {
+        let (mut oa, mut ob, mut rem) = (0, 0, r);
+        for ax in (0..rank.saturating_sub(1)).rev() {
+            let i = rem % out[ax];
+            rem /= out[ax];
+            oa += i * sa[ax];
+            ob += i * sb[ax];
+        }
+        (oa, ob)
+    };
+    let mut v = vec![R::default(); total];
+    // Contiguous or repeated operands get slice loops LLVM vectorises.
+    let fill = |(r, dst): (usize, &mut [R])| {
+        let (oa, ob) = base(r);
+        match (ia, ib) {
+            (1, 1) => {
+                let (x, y) = (&a[oa..oa + inner], &b[ob..ob + inner]);
+                dst.iter_mut()
+                    .zip(x.iter().zip(y))
+                    .for_each(|(d, (&p, &q))| *d = f(p, q));
+            }
+            (1, 0) => {
+                let q = b[ob];
+                dst.iter_mut()
+                    .zip(&a[oa..oa + inner])
+                    .for_each(|(d, &p)| *d = f(p, q));
+            }
+            (0, 1) => {
+                let p = a[oa];
+                dst.iter_mut()
+                    .zip(&b[ob..ob + inner])
+                    .for_each(|(d, &q)| *d = f(p, q));
+            }
+            _ => dst
+                .iter_mut()
+                .enumerate()
+                .for_each(|(j, d)| *d = f(a[oa + j * ia], b[ob + j * ib])),
+        }
+    };
+    if par {
+        v.par_chunks_mut(inner).enumerate().for_each(fill);
+    } else {
+        v.chunks_mut(inner).enumerate().for_each(fill);
+    }
+    Ok((v, out))
+}
+
+/// Above this many output elements, elementwise work runs in parallel.
+const PAR_ELEMENTS: usize = 1 << 16;
+
+/// Strides of an operand of `shape` per axis of the broadcast `out`:
+/// 0 along the axes it is broadcast over.
+fn operand_strides(shape: &[usize], out: &[usize]) -> Vec<usize> {
+    let pad = out.len() - shape.len();
+    let st = strides(shape);
+    (0..out.len())
+        .map(|i| {
+            if i < pad || shape[i - pad] == 1 {
+                0
+            } else {
+                st[i - pad]
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broadcasting_follows_numpy() {
+        assert_eq!(broadcast_shape(&[2, 1, 3], &[4, 1]).unwrap(), vec![2, 4, 3]);
+        assert_eq!(broadcast_shape(&[], &[5]).unwrap(), vec![5]);
+        assert!(broadcast_shape(&[2, 3], &[4]).is_err());
+        let a: Vec<i64> = (0..6).collect(); // [2, 3]
+        let (v, s) = zip_broadcast(&a, &[2, 3], &[10, 20], &[2, 1], |x, y| x + y).unwrap();
+        assert_eq!(s, vec![2, 3]);
+        assert_eq!(v, vec![10, 11, 12, 23, 24, 25]);
+        let (v, _) = zip_broadcast(&a, &[2, 3], &[1, 2, 3], &[3], |x, y| x * y).unwrap();
+        assert_eq!(v, vec![0, 2, 6, 3, 8, 15]);
+        let (v, s) = zip_broadcast(&[1, 2], &[2, 1], &[10, 20, 30], &[1, 3], |x, y| x + y).unwrap();
+        assert_eq!(s, vec![2, 3]);
+        assert_eq!(v, vec![11, 21, 31, 12, 22, 32]);
+        assert_eq!(broadcast_to(&[7], &[], &[2, 2]), vec![7; 4]);
+        assert_eq!(
+            broadcast_to(&[1, 2], &[2, 1, 1], &[2, 2, 2]),
+            vec![1, 1, 1, 1, 2, 2, 2, 2]
+        );
+    }
+
+    #[test]
+    fn half_round_trips_and_rounds_to_nearest_even() {
+        for x in [0.0, 1.0, -2.5, 65504.0, 6.1e-5, 1e-7, 0.1] {
+            let h = f64_to_f16(x);
+            assert!(
+                (f64::from(f16_to_f32(h)) - x).abs() <= x.abs() * 1e-3 + 6e-8,
+                "{x}"
+            );
+        }
+        assert_eq!(f64_to_f16(1e6), 0x7c00);
+        assert_eq!(f64_to_f16(1.0 + 1.0 / 2048.0), 0x3c00, "ties go to even");
+    }
+
+    #[test]
+    fn casts_wrap_and_truncate() {
+        let v = Value::f32(vec![3], vec![-1.7, 300.2, f32::NAN]);
+        assert_eq!(v.cast(DType::I32).to_i64(), vec![-1, 300, 0]);
+        assert_eq!(
+            Value::i64(vec![1], vec![300]).cast(DType::U8).to_i64(),
+            vec![44]
+        );
+        assert_eq!(v.cast(DType::Bool).to_bool(), vec![true, true, true]);
+    }
+}

@@ -1,0 +1,593 @@
+//! ggml's block formats: dequantisation, and the quantised dot products
+//! llama.cpp uses on the CPU (activations quantised to 8 bits per block of
+//! 32, integer dot products against 4- or 8-bit weights). Reading the
+//! weights in their quantised form is what makes decoding fast: a token reads
+//! ~0.6 byte per parameter instead of 4.
+
+use crate::GgmlType;
+
+/// Elements per quantisation block.
+pub const BLOCK: usize = 32;
+
+/// IEEE half to f32.
+///
+/// ```
+/// assert_eq!(weft_nn::quant::f16_to_f32(0x3c00), 1.0);
+/// assert_eq!(weft_nn::quant::f16_to_f32(0xc000), -2.0);
+/// ```
+pub fn f16_to_f32(h: u16) -> f32 {
+    let sign = u32::from(h >> 15) << 31;
+    let exp = u32::from((h >> 10) & 0x1f);
+    let man = u32::from(h & 0x3ff);
+    let bits = match (exp, man) {
+        (0, 0) => sign,
+        (0, m) => {
+            // Subnormal: value = m * 2^-24.
+            let v = m as f32 * (1.0 / 16_777_216.0);
+            return if sign != 0 { -v } else { v };
+        }
+        (31, 0) => sign | 0x7f80_0000,
+        (31, m) => sign | 0x7fc0_0000 | (m << 13),
+        (e, m) => sign | ((e + 112) << 23) | (m << 13),
+    };
+    f32::from_bits(bits)
+}
+
+/// f32 to IEEE half, rounding to nearest even.
+///
+/// ```
+/// use weft_nn::quant::{f16_to_f32, f32_to_f16};
+/// for x in [0.0f32, 1.0, -2.5, 65504.0, 1e-6, 0.1] {
+///     assert!((f16_to_f32(f32_to_f16(x)) - x).abs() <= x.abs() * 1e-3 + 6e-8);
+/// }
+/// ```
+pub fn f32_to_f16(x: f32) -> u16 {
+    let bits = x.to_bits();
+    let sign = ((bits >> 16) & 0x8000) as u16;
+    let exp = ((bits >> 23) & 0xff) as i32;
+    let man = bits & 0x7f_ffff;
+    if exp == 0xff {
+        return sign | 0x7c00 | if man != 0 { 0x200 } else { 0 };
+    }
+    let e = exp - 127 + 15;
+    if e >= 31 {
+        return sign | 0x7c00;
+    }
+    if e <= 0 {
+        if e < -10 {
+            return sign;
+        }
+        let m = man | 0x80_0000;
+        let shift = (14 - e) as u32;
+        let half = 1u32 << (shift - 1);
+        let rest = m & ((1 << shift) - 1);
+        let mut h = m >> shift;
+        if rest > half || (rest == half && h & 1 == 1) {
+            h += 1;
+        }
+        return sign | h as u16;
+    }
+    let mut h = ((e as u32) << 10) | (man >> 13);
+    let rest = man & 0x1fff;
+    if rest > 0x1000 || (rest == 0x1000 && h & 1 == 1) {
+        h += 1; // May carry into the exponent, which is still correct.
+    }
+    sign | h as u16
+}
+
+/// Rounds an f32 through f16 (what llama.cpp's f16 KV cache keeps).
+pub fn round_f16(x: f32) -> f32 {
+    f16_to_f32(f32_to_f16(x))
+}
+
+fn half(b: &[u8], at: usize) -> f32 {
+    f16_to_f32(u16::from_le_bytes([b[at], b[at + 1]]))
+}
+
+/// Dequantises `out.len()` elements of type `ty` from `raw`.
+pub fn dequantize(ty: GgmlType, raw: &[u8], out: &mut [f32]) {
+    match ty {
+        GgmlType::F32 => {
+            for (o, c) in out.iter_mut().zip(raw.chunks_exact(4)) {
+                *o = f32::from_le_bytes(c.try_into().expect("4"));
+            }
+        }
+        GgmlType::F16 => {
+            for (o, c) in out.iter_mut().zip(raw.chunks_exact(2)) {
+                *o = f16_to_f32(u16::from_le_bytes([c[0], c[1]]));
+            }
+        }
+        GgmlType::Bf16 => {
+            for (o, c) in out.iter_mut().zip(raw.chunks_exact(2)) {
+                *o = f32::from_bits(u32::from(u16::from_le_bytes([c[0], c[1]])) << 16);
+            }
+        }
+        GgmlType::Q4_0 => {
+            for (o, b) in out.chunks_exact_mut(BLOCK).zip(raw.chunks_exact(18)) {
+                let d = half(b, 0);
+                for j in 0..16 {
+                    o[j] = d * (i32::from(b[2 + j] & 0xf) - 8) as f32;
+                    o[j + 16] = d * (i32::from(b[2 + j] >> 4) - 8) as f32;
+                }
+            }
+        }
+        GgmlType::Q4_1 => {
+            for (o, b) in out.chunks_exact_mut(BLOCK).zip(raw.chunks_exact(20)) {
+                let (d, m) = (half(b, 0), half(b, 2));
+                for j in 0..16 {
+                    o[j] = d * f32::from(b[4 + j] & 0xf) + m;
+                    o[j + 16] = d * f32::from(b[4 + j] >> 4) + m;
+                }
+            }
+        }
+        GgmlType::Q8_0 => {
+            for (o, b) in out.chunks_exact_mut(BLOCK).zip(raw.chunks_exact(34)) {
+                let d = half(b, 0);
+                for j in 0..BLOCK {
+                    o[j] = d * f32::from(b[2 + j] as i8);
+                }
+            }
+        }
+    }
+}
+
+/// A row of activations quantised to 8 bits per element in blocks of 32,
+/// as llama.cpp's `q8_0`/`q8_1` (scale rounded through f16, and for `q8_1`
+/// the scaled sum of the block used by offset formats).
+#[derive(Debug, Clone, Default)]
+pub struct Q8Row {
+    /// Per block: the scale.
+    pub d: Vec<f32>,
+    /// Per block: scale × sum of the quantised values.
+    pub s: Vec<f32>,
+    /// The quantised values.
+    pub q: Vec<i8>,
+}
+
+impl Q8Row {
+    /// Quantises `x` (its length a multiple of 32).
+    pub fn quantize(x: &[f32]) -> Self {
+        let mut row = Self::default();
+        row.quantize_from(x);
+        row
+    }
+
+    /// Quantises `x` into this row, reusing its buffers.
+    pub fn quantize_from(&mut self, x: &[f32]) {
+        let blocks = x.len() / BLOCK;
+        self.d.clear();
+        self.s.clear();
+        self.q.clear();
+        self.q.resize(x.len(), 0);
+        for (b, xs) in x.chunks_exact(BLOCK).enumerate() {
+            let amax = xs.iter().fold(0f32, |a, v| a.max(v.abs()));
+            let d = amax / 127.0;
+            let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+            let mut sum = 0i32;
+            for (q, &v) in self.q[b * BLOCK..(b + 1) * BLOCK].iter_mut().zip(xs) {
+                let r = (v * id).round() as i32;
+                *q = r as i8;
+                sum += r;
+            }
+            let d16 = round_f16(d);
+            self.d.push(d16);
+            self.s.push(round_f16(d * sum as f32));
+        }
+        debug_assert_eq!(self.d.len(), blocks);
+    }
+}
+
+#[inline(always)]
+fn dot_i8(a: &[i8; 32], b: &[i8; 32]) -> i32 {
+    let mut s = 0i32;
+    for i in 0..32 {
+        s += i32::from(a[i]) * i32::from(b[i]);
+    }
+    s
+}
+
+/// Unpacks a 4-bit block (`qs`, 16 bytes) into 32 values, offset by `bias`.
+#[inline(always)]
+fn unpack4(qs: &[u8], bias: i8) -> [i8; 32] {
+    let mut out = [0i8; 32];
+    for j in 0..16 {
+        out[j] = (qs[j] & 0xf) as i8 - bias;
+        out[j + 16] = (qs[j] >> 4) as i8 - bias;
+    }
+    out
+}
+
+/// The dot product of one quantised weight row (`raw`, type `ty`) with a
+/// quantised activation row. Types without a quantised kernel go through
+/// f32 (`xf` is the activation row unquantised).
+pub fn dot_row(ty: GgmlType, raw: &[u8], x: &Q8Row, xf: &[f32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if matches!(ty, GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q8_0) && avx2::available() {
+        // SAFETY: the CPU has AVX2, FMA and F16C (checked above); the
+        // kernels read `raw` and `x` within the blocks their lengths give.
+        return unsafe { avx2::dot(ty, raw, x) };
+    }
+    dot_row_portable(ty, raw, x, xf)
+}
+
+/// The dot products of one weight row with each of `xs` (the activation
+/// rows quantised; `xf` the same rows unquantised, `cols` each), into `out`.
+/// Each weight block is decoded once for all rows.
+pub fn dot_rows(ty: GgmlType, raw: &[u8], xs: &[Q8Row], xf: &[f32], out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if matches!(ty, GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q8_0) && avx2::available() {
+        for (xs, out) in xs.chunks(avx2::ROWS).zip(out.chunks_mut(avx2::ROWS)) {
+            // SAFETY: as in `dot_row`.
+            unsafe { avx2::dot_many(ty, raw, xs, out) };
+        }
+        return;
+    }
+    let cols = xf.len() / xs.len().max(1);
+    for (t, (x, o)) in xs.iter().zip(out.iter_mut()).enumerate() {
+        *o = dot_row_portable(ty, raw, x, &xf[t * cols..(t + 1) * cols]);
+    }
+}
+
+/// [`dot_row`] without SIMD intrinsics: the reference the AVX2 kernels
+/// are tested against.
+pub fn dot_row_portable(ty: GgmlType, raw: &[u8], x: &Q8Row, xf: &[f32]) -> f32 {
+    let mut acc = 0f32;
+    match ty {
+        GgmlType::Q4_0 => {
+            for (b, blk) in raw.chunks_exact(18).enumerate() {
+                let w = unpack4(&blk[2..18], 8);
+                let q: &[i8; 32] = x.q[b * 32..b * 32 + 32].try_into().expect("32");
+                acc += dot_i8(&w, q) as f32 * (half(blk, 0) * x.d[b]);
+            }
+        }
+        GgmlType::Q4_1 => {
+            for (b, blk) in raw.chunks_exact(20).enumerate() {
+                let w = unpack4(&blk[4..20], 0);
+                let q: &[i8; 32] = x.q[b * 32..b * 32 + 32].try_into().expect("32");
+                acc += dot_i8(&w, q) as f32 * (half(blk, 0) * x.d[b]) + half(blk, 2) * x.s[b];
+            }
+        }
+        GgmlType::Q8_0 => {
+            for (b, blk) in raw.chunks_exact(34).enumerate() {
+                let w: &[i8; 32] = bytemuck_i8(&blk[2..34]);
+                let q: &[i8; 32] = x.q[b * 32..b * 32 + 32].try_into().expect("32");
+                acc += dot_i8(w, q) as f32 * (half(blk, 0) * x.d[b]);
+            }
+        }
+        GgmlType::F32 => {
+            for (c, v) in raw.chunks_exact(4).zip(xf) {
+                acc += f32::from_le_bytes(c.try_into().expect("4")) * v;
+            }
+        }
+        GgmlType::F16 | GgmlType::Bf16 => {
+            let mut w = [0f32; 1];
+            for (c, v) in raw.chunks_exact(2).zip(xf) {
+                dequantize(ty, c, &mut w);
+                acc += w[0] * v;
+            }
+        }
+    }
+    acc
+}
+
+fn bytemuck_i8(b: &[u8]) -> &[i8; 32] {
+    let arr: &[u8; 32] = b.try_into().expect("32 bytes");
+    // SAFETY: u8 and i8 have the same size and alignment; every bit
+    // pattern is valid for both.
+    unsafe { &*(arr as *const [u8; 32] as *const [i8; 32]) }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    //! llama.cpp's AVX2 block dot products: `maddubs` multiplies unsigned
+    //! by signed bytes into pairs of i16, `madd` widens to i32, one FMA per
+    //! block applies the scales.
+
+    use std::arch::x86_64::*;
+    use std::sync::OnceLock;
+
+    use super::{BLOCK, Q8Row};
+    use crate::GgmlType;
+
+    pub(super) fn available() -> bool {
+        static HAS: OnceLock<bool> = OnceLock::new();
+        *HAS.get_or_init(|| {
+            is_x86_feature_detected!("avx2")
+                && is_x86_feature_detected!("fma")
+                && is_x86_feature_detected!("f16c")
+        })
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn hsum(v: __m256) -> f32 {
+        let lo = _mm256_castps256_ps128(v);
+        let hi = _mm256_extractf128_ps(v, 1);
+        let s = _mm_add_ps(lo, hi);
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_add_ss(s, _mm_movehdup_ps(s));
+        _mm_cvtss_f32(s)
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn half(p: *const u8) -> f32 {
+        // SAFETY: the caller points at two readable bytes.
+        let h = unsafe { (p as *const u16).read_unaligned() };
+        _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(h))))
+    }
+
+    /// Sums of products of signed bytes `a` and `b`, as 8 floats.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn dot_i8(a: __m256i, b: __m256i) -> __m256 {
+        let ax = _mm256_sign_epi8(a, a);
+        let sy = _mm256_sign_epi8(b, a);
+        let pairs = _mm256_maddubs_epi16(ax, sy);
+        _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, _mm256_set1_epi16(1)))
+    }
+
+    /// The 32 nibbles of a 4-bit block: low nibbles first, then high.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn nibbles(p: *const u8) -> __m256i {
+        // SAFETY: the caller points at 16 readable bytes.
+        let qs = unsafe { _mm_loadu_si128(p as *const __m128i) };
+        let both = _mm256_set_m128i(_mm_srli_epi16(qs, 4), qs);
+        _mm256_and_si256(both, _mm256_set1_epi8(0x0f))
+    }
+
+    /// Activation rows [`dot_many`] handles at once.
+    pub(super) const ROWS: usize = 8;
+
+    /// The block of `ty` at `blk` as 32 bytes, and how to multiply it:
+    /// `signed` blocks use the sign trick, Q4_1's nibbles are unsigned.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn weights(ty: GgmlType, blk: *const u8) -> __m256i {
+        // SAFETY: the caller points at a whole block of `ty`.
+        unsafe {
+            match ty {
+                GgmlType::Q4_0 => _mm256_sub_epi8(nibbles(blk.add(2)), _mm256_set1_epi8(8)),
+                GgmlType::Q4_1 => nibbles(blk.add(4)),
+                _ => _mm256_loadu_si256(blk.add(2) as *const __m256i),
+            }
+        }
+    }
+
+    /// [`dot`] of one weight row with up to [`ROWS`] activation rows.
+    ///
+    /// # Safety
+    /// As [`dot`], for every row of `xs`; `out` as long as `xs`.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn dot_many(ty: GgmlType, raw: &[u8], xs: &[Q8Row], out: &mut [f32]) {
+        let size = match ty {
+            GgmlType::Q4_0 => 18,
+            GgmlType::Q4_1 => 20,
+            _ => 34,
+        };
+        let blocks = raw.len() / size;
+        assert!(xs.len() <= ROWS && out.len() >= xs.len());
+        for x in xs {
+            assert!(x.q.len() >= blocks * BLOCK && x.d.len() >= blocks && x.s.len() >= blocks);
+        }
+        let mut acc = [_mm256_setzero_ps(); ROWS];
+        let mut offsets = [0f32; ROWS];
+        let ones = _mm256_set1_epi16(1);
+        for b in 0..blocks {
+            // SAFETY: block `b` lies within `raw` and every row (asserted).
+            unsafe {
+                let blk = raw.as_ptr().add(b * size);
+                let qx = weights(ty, blk);
+                let dw = half(blk);
+                let (ax, m) = match ty {
+                    GgmlType::Q4_1 => (qx, half(blk.add(2))),
+                    _ => (_mm256_sign_epi8(qx, qx), 0.0),
+                };
+                for (t, x) in xs.iter().enumerate() {
+                    let qy = _mm256_loadu_si256(x.q.as_ptr().add(b * BLOCK) as *const __m256i);
+                    let sy = match ty {
+                        GgmlType::Q4_1 => qy,
+                        _ => _mm256_sign_epi8(qy, qx),
+                    };
+                    let pairs = _mm256_maddubs_epi16(ax, sy);
+                    let prod = _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, ones));
+                    let d = dw * *x.d.get_unchecked(b);
+                    acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d), prod, acc[t]);
+                    offsets[t] += m * *x.s.get_unchecked(b);
+                }
+            }
+        }
+        for t in 0..xs.len() {
+            // SAFETY: AVX2 is enabled in this function.
+            out[t] = unsafe { hsum(acc[t]) } + offsets[t];
+        }
+    }
+
+    /// # Safety
+    /// AVX2, FMA and F16C must be available; `raw` holds whole blocks of
+    /// `ty` and `x` at least as many.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn dot(ty: GgmlType, raw: &[u8], x: &Q8Row) -> f32 {
+        let (size, _) = match ty {
+            GgmlType::Q4_0 => (18, 0),
+            GgmlType::Q4_1 => (20, 0),
+            _ => (34, 0),
+        };
+        let blocks = raw.len() / size;
+        assert!(x.q.len() >= blocks * BLOCK && x.d.len() >= blocks && x.s.len() >= blocks);
+        let mut acc = _mm256_setzero_ps();
+        let mut offsets = 0f32;
+        for b in 0..blocks {
+            // SAFETY: block `b` lies within `raw` and `x` (asserted above).
+            unsafe {
+                let blk = raw.as_ptr().add(b * size);
+                let qy = _mm256_loadu_si256(x.q.as_ptr().add(b * BLOCK) as *const __m256i);
+                let d = half(blk) * *x.d.get_unchecked(b);
+                let prod = match ty {
+                    GgmlType::Q4_0 => {
+                        let qx = _mm256_sub_epi8(nibbles(blk.add(2)), _mm256_set1_epi8(8));
+                        dot_i8(qx, qy)
+                    }
+                    GgmlType::Q4_1 => {
+                        offsets += half(blk.add(2)) * *x.s.get_unchecked(b);
+                        let qx = nibbles(blk.add(4));
+                        let pairs = _mm256_maddubs_epi16(qx, qy);
+                        _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, _mm256_set1_epi16(1)))
+                    }
+                    _ => {
+                        let qx = _mm256_loadu_si256(blk.add(2) as *const __m256i);
+                        dot_i8(qx, qy)
+                    }
+                };
+                acc = _mm256_fmadd_ps(_mm256_set1_ps(d), prod, acc);
+            }
+        }
+        // SAFETY: AVX2 is enabled in this function.
+        unsafe { hsum(acc) + offsets }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q8_0_block(vals: &[f32; 32]) -> Vec<u8> {
+        let amax = vals.iter().fold(0f32, |a, v| a.max(v.abs()));
+        let d = amax / 127.0;
+        let mut b = f32_to_f16(d).to_le_bytes().to_vec();
+        b.extend(vals.iter().map(|v| ((v / d).round() as i8) as u8));
+        b
+    }
+
+    #[test]
+    fn f16_round_trips_every_finite_half() {
+        for h in 0..=u16::MAX {
+            let f = f16_to_f32(h);
+            if f.is_nan() {
+                continue;
+            }
+            assert_eq!(f32_to_f16(f), h, "{h:#x} -> {f}");
+        }
+    }
+
+    #[test]
+    fn quantised_dots_match_the_dequantised_dot() {
+        let w: Vec<f32> = (0..64)
+            .map(|i| ((i * 37 % 29) as f32 - 14.0) / 7.0)
+            .collect();
+        let x: Vec<f32> = (0..64)
+            .map(|i| ((i * 11 % 17) as f32 - 8.0) / 3.0)
+            .collect();
+        let xq = Q8Row::quantize(&x);
+        let mut raw = q8_0_block(w[..32].try_into().unwrap());
+        raw.extend(q8_0_block(w[32..].try_into().unwrap()));
+        let mut deq = vec![0f32; 64];
+        dequantize(GgmlType::Q8_0, &raw, &mut deq);
+        let exact: f32 = deq.iter().zip(&x).map(|(a, b)| a * b).sum();
+        let got = dot_row(GgmlType::Q8_0, &raw, &xq, &x);
+        assert!(
+            (got - exact).abs() < 0.02 * exact.abs().max(1.0),
+            "{got} vs {exact}"
+        );
+
+        // Q4_1: d=0.5, m=-1 → values -1 + 0.5 q.
+        let mut raw = Vec::new();
+        for _ in 0..2 {
+            raw.extend(f32_to_f16(0.5).to_le_bytes());
+            raw.extend(f32_to_f16(-1.0).to_le_bytes());
+            raw.extend((0..16u8).map(|j| j | ((15 - j) << 4)));
+        }
+        dequantize(GgmlType::Q4_1, &raw, &mut deq);
+        assert_eq!(deq[0], -1.0);
+        assert_eq!(deq[16], 6.5);
+        let exact: f32 = deq.iter().zip(&x).map(|(a, b)| a * b).sum();
+        let got = dot_row(GgmlType::Q4_1, &raw, &xq, &x);
+        assert!(
+            (got - exact).abs() < 0.02 * exact.abs().max(1.0),
+            "{got} vs {exact}"
+        );
+
+        // Q4_0: d=0.25 → values 0.25 (q - 8).
+        let mut raw = Vec::new();
+        for _ in 0..2 {
+            raw.extend(f32_to_f16(0.25).to_le_bytes());
+            raw.extend((0..16u8).map(|j| j | ((15 - j) << 4)));
+        }
+        dequantize(GgmlType::Q4_0, &raw, &mut deq);
+        assert_eq!(deq[0], -2.0);
+        let exact: f32 = deq.iter().zip(&x).map(|(a, b)| a * b).sum();
+        let got = dot_row(GgmlType::Q4_0, &raw, &xq, &x);
+        assert!(
+            (got - exact).abs() < 0.02 * exact.abs().max(1.0),
+            "{got} vs {exact}"
+        );
+    }
+
+    #[test]
+    fn simd_kernels_agree_with_the_portable_ones() {
+        // Pseudo-random blocks of every quantised type.
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let x: Vec<f32> = (0..256)
+            .map(|_| (next() % 2001) as f32 / 100.0 - 10.0)
+            .collect();
+        let xq = Q8Row::quantize(&x);
+        for (ty, size) in [
+            (GgmlType::Q4_0, 18),
+            (GgmlType::Q4_1, 20),
+            (GgmlType::Q8_0, 34),
+        ] {
+            let mut raw: Vec<u8> = (0..8 * size).map(|_| next() as u8).collect();
+            for b in 0..8 {
+                let d = f32_to_f16(0.01 * (b + 1) as f32).to_le_bytes();
+                raw[b * size..b * size + 2].copy_from_slice(&d);
+                if ty == GgmlType::Q4_1 {
+                    let m = f32_to_f16(-0.3).to_le_bytes();
+                    raw[b * size + 2..b * size + 4].copy_from_slice(&m);
+                }
+            }
+            let fast = dot_row(ty, &raw, &xq, &x);
+            let slow = dot_row_portable(ty, &raw, &xq, &x);
+            assert!(
+                (fast - slow).abs() <= 1e-3 * slow.abs().max(1.0),
+                "{ty:?}: {fast} vs {slow}"
+            );
+        }
+    }
+
+    #[test]
+    fn many_rows_at_once_match_one_at_a_time() {
+        let xs: Vec<Vec<f32>> = (0..11)
+            .map(|t| {
+                (0..64)
+                    .map(|i| ((i * 13 + t * 7) % 23) as f32 / 5.0 - 2.0)
+                    .collect()
+            })
+            .collect();
+        let xq: Vec<Q8Row> = xs.iter().map(|x| Q8Row::quantize(x)).collect();
+        let flat: Vec<f32> = xs.concat();
+        for (ty, size) in [
+            (GgmlType::Q4_0, 18),
+            (GgmlType::Q4_1, 20),
+            (GgmlType::Q8_0, 34),
+        ] {
+            let mut raw: Vec<u8> = (0..2 * size).map(|i| (i * 37 % 251) as u8).collect();
+            for b in 0..2 {
+                raw[b * size..b * size + 2].copy_from_slice(&f32_to_f16(0.05).to_le_bytes());
+                if ty == GgmlType::Q4_1 {
+                    raw[b * size + 2..b * size + 4].copy_from_slice(&f32_to_f16(0.2).to_le_bytes());
+                }
+            }
+            let mut out = vec![0f32; xs.len()];
+            dot_rows(ty, &raw, &xq, &flat, &mut out);
+            for (t, x) in xs.iter().enumerate() {
+                let one = dot_row_portable(ty, &raw, &xq[t], x);
+                assert!(
+                    (out[t] - one).abs() <= 1e-4 * one.abs().max(1.0),
+                    "{ty:?} row {t}"
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,439 @@
+//! The ONNX backend conformance suite (the `node`, `simple` and
+//! `pytorch-operator` cases shipped in the onnx wheel, extracted by
+//! `cargo xtask models`) run through weft-nn's ONNX interpreter.
+//!
+//! A case whose model uses an operator or type weft-nn refuses at load
+//! counts as unsupported; every other case must produce each output within
+//! rtol 1e-3 / atol 1e-5 (NaN matches NaN). The test prints a table and
+//! fails when fewer than [`MIN_PASSED`] cases pass, so a regression shows.
+
+use std::path::{Path, PathBuf};
+
+use weft_nn::{ElementType, Encoding, Engine, NnErrorKind, Target, Tensor};
+
+/// Cases passing today; raise it as operators land.
+const MIN_PASSED: usize = 1372;
+
+const SUITES: [&str; 3] = ["node", "simple", "pytorch-operator"];
+const RTOL: f64 = 1e-3;
+const ATOL: f64 = 1e-5;
+
+fn suite_dir() -> PathBuf {
+    let dir = std::env::var_os("WEFT_ONNX_TESTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/models/onnx-tests")
+        });
+    assert!(
+        dir.join("node").is_dir(),
+        "{} is missing: run `cargo xtask models` (extracts the ONNX backend test cases), \
+         or point WEFT_ONNX_TESTS at a copy",
+        dir.display()
+    );
+    dir
+}
+
+/// A decoded `TensorProto`: its ONNX type code, dims and values as f64
+/// (u64 values keep their magnitude), plus the tensor weft-nn takes.
+struct Proto {
+    code: u64,
+    dims: Vec<usize>,
+    values: Vec<f64>,
+}
+
+fn varint(b: &[u8], at: &mut usize) -> u64 {
+    let mut v = 0;
+    for shift in (0..64).step_by(7) {
+        let byte = b[*at];
+        *at += 1;
+        v |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            break;
+        }
+    }
+    v
+}
+
+enum Field<'a> {
+    Int(u64),
+    Bytes(&'a [u8]),
+}
+
+fn fields(b: &[u8]) -> Vec<(u64, Field<'_>)> {
+    let mut at = 0;
+    let mut out = Vec::new();
+    while at < b.len() {
+        let key = varint(b, &mut at);
+        let f = match key & 7 {
+            0 => Field::Int(varint(b, &mut at)),
+            1 => {
+                at += 8;
+                Field::Int(u64::from_le_bytes(b[at - 8..at].try_into().unwrap()))
+            }
+            5 => {
+                at += 4;
+                Field::Int(u64::from(u32::from_le_bytes(
+                    b[at - 4..at].try_into().unwrap(),
+                )))
+            }
+            _ => {
+                let len = varint(b, &mut at) as usize;
+                at += len;
+                Field::Bytes(&b[at - len..at])
+            }
+        };
+        out.push((key >> 3, f));
+    }
+    out
+}
+
+fn packed_ints(f: &Field<'_>, out: &mut Vec<u64>) {
+    match f {
+        Field::Int(v) => out.push(*v),
+        Field::Bytes(b) => {
+            let mut at = 0;
+            while at < b.len() {
+                out.push(varint(b, &mut at));
+            }
+        }
+    }
+}
+
+fn half(h: u16) -> f64 {
+    f64::from(weft_nn::quant::f16_to_f32(h))
+}
+
+/// Decodes a `TensorProto`; `None` for types the suite cannot feed
+/// (strings and the like).
+fn decode(b: &[u8]) -> Option<Proto> {
+    let (mut dims, mut code, mut raw) = (Vec::new(), 0, None);
+    let (mut floats, mut ints, mut doubles) = (Vec::new(), Vec::new(), Vec::new());
+    for (n, f) in fields(b) {
+        match (n, f) {
+            (1, f) => {
+                let mut d = Vec::new();
+                packed_ints(&f, &mut d);
+                dims.extend(d.into_iter().map(|v| v as usize));
+            }
+            (2, Field::Int(v)) => code = v,
+            (4, Field::Bytes(b)) => floats.extend(
+                b.chunks_exact(4)
+                    .map(|c| f64::from(f32::from_le_bytes(c.try_into().unwrap()))),
+            ),
+            (4, Field::Int(v)) => floats.push(f64::from(f32::from_bits(v as u32))),
+            (5 | 7 | 11, f) => packed_ints(&f, &mut ints),
+            (9, Field::Bytes(b)) => raw = Some(b),
+            (10, Field::Bytes(b)) => doubles.extend(
+                b.chunks_exact(8)
+                    .map(|c| f64::from_le_bytes(c.try_into().unwrap())),
+            ),
+            (10, Field::Int(v)) => doubles.push(f64::from_bits(v)),
+            _ => {}
+        }
+    }
+    let values: Vec<f64> = match raw {
+        Some(r) => match code {
+            1 => r
+                .chunks_exact(4)
+                .map(|c| f64::from(f32::from_le_bytes(c.try_into().unwrap())))
+                .collect(),
+            2 | 9 => r.iter().map(|&v| f64::from(v)).collect(),
+            3 => r.iter().map(|&v| f64::from(v as i8)).collect(),
+            4 => r
+                .chunks_exact(2)
+                .map(|c| f64::from(u16::from_le_bytes([c[0], c[1]])))
+                .collect(),
+            5 => r
+                .chunks_exact(2)
+                .map(|c| f64::from(i16::from_le_bytes([c[0], c[1]])))
+                .collect(),
+            6 => r
+                .chunks_exact(4)
+                .map(|c| f64::from(i32::from_le_bytes(c.try_into().unwrap())))
+                .collect(),
+            7 => r
+                .chunks_exact(8)
+                .map(|c| i64::from_le_bytes(c.try_into().unwrap()) as f64)
+                .collect(),
+            10 => r
+                .chunks_exact(2)
+                .map(|c| half(u16::from_le_bytes([c[0], c[1]])))
+                .collect(),
+            11 => r
+                .chunks_exact(8)
+                .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
+                .collect(),
+            12 => r
+                .chunks_exact(4)
+                .map(|c| f64::from(u32::from_le_bytes(c.try_into().unwrap())))
+                .collect(),
+            13 => r
+                .chunks_exact(8)
+                .map(|c| u64::from_le_bytes(c.try_into().unwrap()) as f64)
+                .collect(),
+            16 => r
+                .chunks_exact(2)
+                .map(|c| {
+                    f64::from(f32::from_bits(
+                        u32::from(u16::from_le_bytes([c[0], c[1]])) << 16,
+                    ))
+                })
+                .collect(),
+            _ => return None,
+        },
+        None => match code {
+            1 => floats,
+            11 => doubles,
+            10 => ints.iter().map(|&v| half(v as u16)).collect(),
+            16 => ints
+                .iter()
+                .map(|&v| f64::from(f32::from_bits((v as u32) << 16)))
+                .collect(),
+            13 | 12 => ints.iter().map(|&v| v as f64).collect(),
+            2..=7 | 9 => ints.iter().map(|&v| v as i64 as f64).collect(),
+            _ => return None,
+        },
+    };
+    Some(Proto { code, dims, values })
+}
+
+/// The `wasi:nn` type weft-nn emits (and accepts) for an ONNX type code.
+fn element_type(code: u64) -> Option<ElementType> {
+    Some(match code {
+        1 => ElementType::F32,
+        10 => ElementType::F16,
+        16 => ElementType::Bf16,
+        11 => ElementType::F64,
+        2 | 9 => ElementType::U8,
+        3..=6 => ElementType::I32,
+        7 | 12 | 13 => ElementType::I64,
+        _ => return None,
+    })
+}
+
+fn to_tensor(p: &Proto) -> Option<Tensor> {
+    let ty = element_type(p.code)?;
+    let data: Vec<u8> = match ty {
+        ElementType::F32 => p
+            .values
+            .iter()
+            .flat_map(|&v| (v as f32).to_le_bytes())
+            .collect(),
+        // f64 -> f32 -> half bits: exact for values that came from halves.
+        ElementType::F16 => p
+            .values
+            .iter()
+            .flat_map(|&v| f32_to_f16(v as f32).to_le_bytes())
+            .collect(),
+        ElementType::Bf16 => p
+            .values
+            .iter()
+            .flat_map(|&v| (((v as f32).to_bits() >> 16) as u16).to_le_bytes())
+            .collect(),
+        ElementType::F64 => p.values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        ElementType::U8 => p.values.iter().map(|&v| v as u8).collect(),
+        ElementType::I32 => p
+            .values
+            .iter()
+            .flat_map(|&v| (v as i32).to_le_bytes())
+            .collect(),
+        ElementType::I64 => p
+            .values
+            .iter()
+            .flat_map(|&v| {
+                if p.code == 13 {
+                    (v as u64 as i64).to_le_bytes()
+                } else {
+                    (v as i64).to_le_bytes()
+                }
+            })
+            .collect(),
+    };
+    Tensor::new(p.dims.clone(), ty, data).ok()
+}
+
+/// Exact for halves widened to f32 (the only values fed here).
+fn f32_to_f16(x: f32) -> u16 {
+    let b = x.to_bits();
+    let sign = ((b >> 16) & 0x8000) as u16;
+    let exp = ((b >> 23) & 0xff) as i32;
+    let man = b & 0x7f_ffff;
+    if exp == 0xff {
+        return sign | 0x7c00 | if man != 0 { 0x200 } else { 0 };
+    }
+    let e = exp - 112;
+    if e >= 0x1f {
+        return sign | 0x7c00;
+    }
+    if e <= 0 {
+        if e < -10 {
+            return sign;
+        }
+        return sign | ((man | 0x80_0000) >> (14 - e)) as u16;
+    }
+    sign | ((e as u32) << 10 | man >> 13) as u16
+}
+
+fn values_of(t: &Tensor, unsigned64: bool) -> Vec<f64> {
+    match t.ty {
+        ElementType::F64 => t
+            .data
+            .chunks_exact(8)
+            .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
+            .collect(),
+        ElementType::I64 if unsigned64 => t
+            .data
+            .chunks_exact(8)
+            .map(|c| u64::from_le_bytes(c.try_into().unwrap()) as f64)
+            .collect(),
+        ElementType::I64 | ElementType::I32 | ElementType::U8 => {
+            t.to_i64().unwrap().into_iter().map(|v| v as f64).collect()
+        }
+        _ => t.to_f32().unwrap().into_iter().map(f64::from).collect(),
+    }
+}
+
+fn close(a: f64, e: f64) -> bool {
+    (a.is_nan() && e.is_nan()) || a == e || (a - e).abs() <= ATOL + RTOL * e.abs()
+}
+
+enum Outcome {
+    Pass,
+    /// Refused at load; the reason's first backquoted word (the operator).
+    Unsupported(String),
+    Fail(String),
+}
+
+fn run_case(dir: &Path, engine: &Engine) -> Outcome {
+    let bytes = match std::fs::read(dir.join("model.onnx")) {
+        Ok(b) => b,
+        Err(e) => return Outcome::Fail(format!("reading model: {e}")),
+    };
+    let model = match engine.load(&bytes, Encoding::Onnx, Target::Cpu) {
+        Ok(m) => m,
+        Err(e) if e.kind == NnErrorKind::UnsupportedOperation => {
+            return Outcome::Unsupported(e.message.split('`').nth(1).unwrap_or("?").to_string());
+        }
+        Err(e) => return Outcome::Fail(format!("load: {e}")),
+    };
+    let info = match weft_nn::inspect(&bytes, Encoding::Onnx) {
+        Ok(weft_nn::ModelInfo::Onnx(i)) => i,
+        other => return Outcome::Fail(format!("inspect: {other:?}")),
+    };
+    let mut sets: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.is_dir())
+                .collect()
+        })
+        .unwrap_or_default();
+    sets.sort();
+    for set in sets {
+        let read = |kind: &str, i: usize| std::fs::read(set.join(format!("{kind}_{i}.pb"))).ok();
+        let mut inputs = Vec::new();
+        for (i, name) in info.inputs.iter().enumerate() {
+            let Some(b) = read("input", i) else { break };
+            let Some(t) = decode(&b).as_ref().and_then(to_tensor) else {
+                return Outcome::Unsupported("input type".into());
+            };
+            inputs.push((name.clone(), t));
+        }
+        let outputs = match model.session().compute(&inputs) {
+            Ok(o) => o,
+            Err(e) => return Outcome::Fail(format!("compute: {e}")),
+        };
+        for (i, name) in info.outputs.iter().enumerate() {
+            let Some(b) = read("output", i) else { break };
+            let Some(want) = decode(&b) else {
+                return Outcome::Unsupported("output type".into());
+            };
+            let Some((_, got)) = outputs.iter().find(|(n, _)| n == name) else {
+                return Outcome::Fail(format!("output `{name}` missing"));
+            };
+            if got.shape != want.dims {
+                return Outcome::Fail(format!(
+                    "output `{name}`: shape {:?}, want {:?}",
+                    got.shape, want.dims
+                ));
+            }
+            if Some(got.ty) != element_type(want.code) {
+                return Outcome::Fail(format!(
+                    "output `{name}`: type {:?}, want ONNX type {}",
+                    got.ty, want.code
+                ));
+            }
+            let vals = values_of(got, want.code == 13);
+            if let Some(k) = (0..vals.len()).find(|&k| !close(vals[k], want.values[k])) {
+                return Outcome::Fail(format!(
+                    "output `{name}`[{k}] = {}, want {}",
+                    vals[k], want.values[k]
+                ));
+            }
+        }
+    }
+    Outcome::Pass
+}
+
+#[test]
+fn onnx_backend_conformance() {
+    let root = suite_dir();
+    let engine = Engine::default();
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let mut total_passed = 0;
+    let mut failures = Vec::new();
+    let mut refused: std::collections::BTreeMap<String, usize> = Default::default();
+    let mut table = vec![format!(
+        "{:<18} {:>7} {:>7} {:>12}",
+        "suite", "passed", "failed", "unsupported"
+    )];
+    for suite in SUITES {
+        let mut cases: Vec<PathBuf> = std::fs::read_dir(root.join(suite))
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.is_dir())
+                    .collect()
+            })
+            .unwrap_or_default();
+        cases.sort();
+        let (mut pass, mut fail, mut unsup) = (0, 0, 0);
+        for case in &cases {
+            let outcome =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_case(case, &engine)))
+                    .unwrap_or_else(|_| Outcome::Fail("panicked".into()));
+            match outcome {
+                Outcome::Pass => pass += 1,
+                Outcome::Unsupported(why) => {
+                    unsup += 1;
+                    *refused.entry(why).or_default() += 1;
+                }
+                Outcome::Fail(why) => {
+                    fail += 1;
+                    failures.push(format!(
+                        "{suite}/{}: {why}",
+                        case.file_name().unwrap_or_default().to_string_lossy()
+                    ));
+                }
+            }
+        }
+        total_passed += pass;
+        table.push(format!("{suite:<18} {pass:>7} {fail:>7} {unsup:>12}"));
+    }
+    std::panic::set_hook(hook);
+    println!("{}", table.join("\n"));
+    let mut refused: Vec<_> = refused.into_iter().collect();
+    refused.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let shown: Vec<String> = refused.iter().map(|(w, n)| format!("{w} {n}")).collect();
+    println!("unsupported, by what was refused: {}", shown.join(", "));
+    println!("failures ({}):", failures.len());
+    for f in &failures {
+        println!("  {f}");
+    }
+    assert!(
+        total_passed >= MIN_PASSED,
+        "{total_passed} ONNX conformance cases passed, fewer than MIN_PASSED = {MIN_PASSED}:\n{}",
+        table.join("\n")
+    );
+}

@@ -1,0 +1,176 @@
+//! Dynamic batching at the `wasi:nn` layer: `compute` calls on the same
+//! stateless graph from different instances are concatenated along
+//! dimension 0, run as one engine call, and split back. Calls merge when
+//! their inputs have the same names, types and shapes apart from dimension 0
+//! (stages get there by padding to fixed buckets). A merged call that fails
+//! is retried call by call, so one caller's bad input never fails another's.
+
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use weft_nn::{Model, Session, Tensor};
+
+use crate::inference::{BatchConfig, InferenceStats};
+use crate::nn::NnError;
+
+type Named = Vec<(String, Tensor)>;
+type Call = (Named, oneshot::Sender<Result<Named, NnError>>);
+
+/// Rows of a call (dimension 0 shared by all its inputs), or `None` when it
+/// cannot be merged.
+fn rows(inputs: &Named) -> Option<usize> {
+    let first = inputs.first()?.1.shape.first().copied()?;
+    inputs
+        .iter()
+        .all(|(_, t)| t.shape.first() == Some(&first))
+        .then_some(first)
+}
+
+fn compatible(a: &Named, b: &Named) -> bool {
+    a.len() == b.len()
+        && a.iter().zip(b).all(|((na, ta), (nb, tb))| {
+            na == nb && ta.ty == tb.ty && ta.shape.get(1..) == tb.shape.get(1..)
+        })
+}
+
+/// Serves one graph's queue until every sender is gone.
+pub(crate) async fn run(
+    model: Arc<dyn Model>,
+    mut rx: mpsc::Receiver<Call>,
+    config: BatchConfig,
+    stats: Arc<InferenceStats>,
+) {
+    let session: Arc<Mutex<Box<dyn Session>>> = Arc::new(Mutex::new(model.session()));
+    let mut waiting: VecDeque<Call> = VecDeque::new();
+    loop {
+        let first = match waiting.pop_front() {
+            Some(call) => call,
+            None => match rx.recv().await {
+                Some(call) => call,
+                None => return,
+            },
+        };
+        let mut batch = vec![first];
+        let mut total = rows(&batch[0].0);
+        if let Some(mut n) = total {
+            // Calls that queued while the engine was busy, then those that
+            // arrive within `max_wait`.
+            let mut kept = VecDeque::new();
+            while let Some(call) = waiting.pop_front() {
+                match rows(&call.0) {
+                    Some(r) if n + r <= config.max_batch && compatible(&batch[0].0, &call.0) => {
+                        n += r;
+                        batch.push(call);
+                    }
+                    _ => kept.push_back(call),
+                }
+            }
+            waiting = kept;
+            let deadline = Instant::now() + config.max_wait;
+            while n < config.max_batch {
+                let call = match rx.try_recv() {
+                    Ok(call) => call,
+                    Err(_) => match tokio::time::timeout_at(deadline, rx.recv()).await {
+                        Ok(Some(call)) => call,
+                        _ => break,
+                    },
+                };
+                match rows(&call.0) {
+                    Some(r) if n + r <= config.max_batch && compatible(&batch[0].0, &call.0) => {
+                        n += r;
+                        batch.push(call);
+                    }
+                    _ => waiting.push_back(call),
+                }
+            }
+            total = Some(n);
+        }
+        let session = session.clone();
+        let stats = stats.clone();
+        // The engine call blocks; one batch at a time per graph keeps the
+        // cores for the computation itself while the next batch gathers.
+        let done = tokio::task::spawn_blocking(move || {
+            let mut s = session.lock().unwrap_or_else(|e| e.into_inner());
+            serve(&mut **s, batch, total, &stats);
+        })
+        .await;
+        if done.is_err() {
+            return;
+        }
+    }
+}
+
+fn serve(
+    session: &mut dyn Session,
+    batch: Vec<Call>,
+    total: Option<usize>,
+    stats: &InferenceStats,
+) {
+    if batch.len() > 1 {
+        let rows: Vec<usize> = batch.iter().filter_map(|(i, _)| rows(i)).collect();
+        let merged = merge(batch.iter().map(|(i, _)| i));
+        stats.engine_calls.fetch_add(1, Ordering::Relaxed);
+        if let Ok(outputs) = session.compute(&merged)
+            && let Some(parts) = split(outputs, &rows, total.unwrap_or(0))
+        {
+            for ((_, reply), part) in batch.into_iter().zip(parts) {
+                let _ = reply.send(Ok(part));
+            }
+            return;
+        }
+    }
+    for (inputs, reply) in batch {
+        stats.engine_calls.fetch_add(1, Ordering::Relaxed);
+        let result = session
+            .compute(&inputs)
+            .map_err(crate::inference::convert_error);
+        let _ = reply.send(result);
+    }
+}
+
+/// The calls' inputs concatenated along dimension 0.
+fn merge<'a>(calls: impl Iterator<Item = &'a Named>) -> Named {
+    let mut merged: Named = Vec::new();
+    for inputs in calls {
+        if merged.is_empty() {
+            merged = inputs.clone();
+            continue;
+        }
+        for ((_, m), (_, t)) in merged.iter_mut().zip(inputs) {
+            m.shape[0] += t.shape[0];
+            m.data.extend_from_slice(&t.data);
+        }
+    }
+    merged
+}
+
+/// The outputs cut back into one set per call, or `None` when an output
+/// is not row-aligned with the inputs.
+fn split(outputs: Named, rows: &[usize], total: usize) -> Option<Vec<Named>> {
+    let mut parts: Vec<Named> = vec![Vec::new(); rows.len()];
+    for (name, t) in outputs {
+        if t.shape.first() != Some(&total) || total == 0 {
+            return None;
+        }
+        let row_bytes = t.data.len() / total;
+        let mut at = 0;
+        for (part, &r) in parts.iter_mut().zip(rows) {
+            let mut shape = t.shape.clone();
+            shape[0] = r;
+            let data = t.data[at..at + r * row_bytes].to_vec();
+            at += r * row_bytes;
+            part.push((
+                name.clone(),
+                Tensor {
+                    shape,
+                    ty: t.ty,
+                    data,
+                },
+            ));
+        }
+    }
+    Some(parts)
+}

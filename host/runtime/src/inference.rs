@@ -1,0 +1,302 @@
+//! The node's inference engine behind `wasi:nn`: [`EngineBackend`] serves the
+//! imports with weft-nn, keeps one copy of each model for every instance,
+//! runs computation off the async executor, and merges concurrent `compute`
+//! calls on the same stateless graph into one engine call (dynamic batching
+//! at the `wasi:nn` layer).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use weft_nn::{Encoding, Engine, Model, NnErrorKind, Target};
+
+use crate::nn::{
+    ExecutionTarget, GraphEncoding, NnBackend, NnContext, NnError, NnErrorCode, NnFuture, NnGraph,
+    Tensor, TensorType,
+};
+
+/// How concurrent `compute` calls are merged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchConfig {
+    /// Most rows (dimension 0) in one merged call; 1 turns batching off.
+    /// Default 32.
+    pub max_batch: usize,
+    /// How long the first call of a batch waits for others. Calls that
+    /// arrive while the engine is busy join the next batch without waiting.
+    /// Default 1 ms.
+    pub max_wait: Duration,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        Self {
+            max_batch: 32,
+            max_wait: Duration::from_millis(1),
+        }
+    }
+}
+
+/// Counters of the engine, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct InferenceStats {
+    /// `compute` calls served.
+    pub computes: AtomicU64,
+    /// Engine calls made for them (fewer when calls were merged).
+    pub engine_calls: AtomicU64,
+}
+
+/// `wasi:nn` on weft-nn.
+#[derive(Debug)]
+pub struct EngineBackend {
+    engine: Arc<Engine>,
+    batch: BatchConfig,
+    graphs: Mutex<HashMap<String, Weak<Graph>>>,
+    stats: Arc<InferenceStats>,
+}
+
+impl EngineBackend {
+    /// A backend with its own engine.
+    pub fn new(batch: BatchConfig) -> Self {
+        Self {
+            engine: Arc::new(Engine::default()),
+            batch,
+            graphs: Mutex::default(),
+            stats: Arc::default(),
+        }
+    }
+
+    /// The engine (models loaded, bytes held).
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Calls served and engine calls made.
+    pub fn stats(&self) -> &InferenceStats {
+        &self.stats
+    }
+
+    async fn load_bytes(
+        &self,
+        bytes: Vec<u8>,
+        encoding: GraphEncoding,
+        target: ExecutionTarget,
+    ) -> Result<Arc<Graph>, NnError> {
+        let encoding = match encoding {
+            GraphEncoding::Onnx => Encoding::Onnx,
+            GraphEncoding::Ggml => Encoding::Ggml,
+            other => {
+                return Err(NnError::new(
+                    NnErrorCode::InvalidEncoding,
+                    format!("weft-nn loads `onnx` and `ggml` graphs, not {other:?}"),
+                ));
+            }
+        };
+        let target = match target {
+            ExecutionTarget::Gpu | ExecutionTarget::Tpu => Target::Gpu,
+            ExecutionTarget::Cpu => Target::Cpu,
+        };
+        let engine = self.engine.clone();
+        let model = tokio::task::spawn_blocking(move || engine.load(&bytes, encoding, target))
+            .await
+            .map_err(|e| NnError::new(NnErrorCode::RuntimeError, e.to_string()))?
+            .map_err(convert_error)?;
+        Ok(Graph::new(model, self.batch, self.stats.clone()))
+    }
+}
+
+impl NnBackend for EngineBackend {
+    fn load(
+        &self,
+        builders: Vec<Vec<u8>>,
+        encoding: GraphEncoding,
+        target: ExecutionTarget,
+    ) -> NnFuture<'_, Arc<dyn NnGraph>> {
+        Box::pin(async move {
+            let bytes = match <[Vec<u8>; 1]>::try_from(builders) {
+                Ok([bytes]) => bytes,
+                Err(b) => {
+                    return Err(NnError::new(
+                        NnErrorCode::InvalidArgument,
+                        format!(
+                            "weft-nn loads a graph from one builder (the model file), got {}",
+                            b.len()
+                        ),
+                    ));
+                }
+            };
+            let graph: Arc<dyn NnGraph> = self.load_bytes(bytes, encoding, target).await?;
+            Ok(graph)
+        })
+    }
+
+    fn load_by_name<'a>(&'a self, name: &'a str) -> NnFuture<'a, Arc<dyn NnGraph>> {
+        Box::pin(async move {
+            Err(NnError::new(
+                NnErrorCode::NotFound,
+                format!("no model named `{name}`: upload it with `weft model upload {name} FILE`"),
+            ))
+        })
+    }
+
+    fn load_object<'a>(
+        &'a self,
+        id: &'a str,
+        encoding: GraphEncoding,
+        bytes: crate::nn::BytesLoader,
+    ) -> NnFuture<'a, Arc<dyn NnGraph>> {
+        Box::pin(async move {
+            let cached = self.lock().get(id).and_then(Weak::upgrade);
+            if let Some(g) = cached {
+                return Ok(g as Arc<dyn NnGraph>);
+            }
+            let bytes = tokio::task::spawn_blocking(bytes)
+                .await
+                .map_err(|e| NnError::new(NnErrorCode::RuntimeError, e.to_string()))??;
+            let graph = self
+                .load_bytes(bytes, encoding, ExecutionTarget::Cpu)
+                .await?;
+            let mut graphs = self.lock();
+            graphs.retain(|_, g| g.strong_count() > 0);
+            let graph = match graphs.get(id).and_then(Weak::upgrade) {
+                Some(g) => g,
+                None => {
+                    graphs.insert(id.to_string(), Arc::downgrade(&graph));
+                    graph
+                }
+            };
+            Ok(graph as Arc<dyn NnGraph>)
+        })
+    }
+}
+
+impl EngineBackend {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Weak<Graph>>> {
+        self.graphs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+pub(crate) fn convert_error(e: weft_nn::NnError) -> NnError {
+    let code = match e.kind {
+        NnErrorKind::InvalidArgument => NnErrorCode::InvalidArgument,
+        NnErrorKind::InvalidEncoding => NnErrorCode::InvalidEncoding,
+        NnErrorKind::UnsupportedOperation => NnErrorCode::UnsupportedOperation,
+        NnErrorKind::TooLarge => NnErrorCode::TooLarge,
+        NnErrorKind::NotFound => NnErrorCode::NotFound,
+        NnErrorKind::RuntimeError => NnErrorCode::RuntimeError,
+    };
+    NnError::new(code, e.message)
+}
+
+fn to_engine(t: Tensor) -> Result<weft_nn::Tensor, NnError> {
+    let ty = match t.ty {
+        TensorType::Fp16 => weft_nn::ElementType::F16,
+        TensorType::Fp32 => weft_nn::ElementType::F32,
+        TensorType::Fp64 => weft_nn::ElementType::F64,
+        TensorType::Bf16 => weft_nn::ElementType::Bf16,
+        TensorType::U8 => weft_nn::ElementType::U8,
+        TensorType::I32 => weft_nn::ElementType::I32,
+        TensorType::I64 => weft_nn::ElementType::I64,
+    };
+    let shape = t.dimensions.iter().map(|&d| d as usize).collect();
+    weft_nn::Tensor::new(shape, ty, t.data).map_err(convert_error)
+}
+
+fn from_engine(t: weft_nn::Tensor) -> Tensor {
+    let ty = match t.ty {
+        weft_nn::ElementType::F16 => TensorType::Fp16,
+        weft_nn::ElementType::F32 => TensorType::Fp32,
+        weft_nn::ElementType::F64 => TensorType::Fp64,
+        weft_nn::ElementType::Bf16 => TensorType::Bf16,
+        weft_nn::ElementType::U8 => TensorType::U8,
+        weft_nn::ElementType::I32 => TensorType::I32,
+        weft_nn::ElementType::I64 => TensorType::I64,
+    };
+    Tensor {
+        dimensions: t.shape.iter().map(|&d| d as u32).collect(),
+        ty,
+        data: t.data,
+    }
+}
+
+type Named = Vec<(String, weft_nn::Tensor)>;
+type Reply = oneshot::Sender<Result<Named, NnError>>;
+
+/// A loaded model as `wasi:nn` sees it; for batchable models, the queue of
+/// the task that merges calls.
+#[derive(Debug)]
+struct Graph {
+    model: Arc<dyn Model>,
+    queue: Option<mpsc::Sender<(Named, Reply)>>,
+    stats: Arc<InferenceStats>,
+}
+
+impl Graph {
+    fn new(model: Arc<dyn Model>, batch: BatchConfig, stats: Arc<InferenceStats>) -> Arc<Self> {
+        let queue = (model.batchable() && batch.max_batch > 1).then(|| {
+            let (tx, rx) = mpsc::channel(batch.max_batch * 4);
+            tokio::spawn(crate::batcher::run(model.clone(), rx, batch, stats.clone()));
+            tx
+        });
+        Arc::new(Self {
+            model,
+            queue,
+            stats,
+        })
+    }
+}
+
+impl NnGraph for Graph {
+    fn init_execution_context(&self) -> Result<Box<dyn NnContext>, NnError> {
+        Ok(Box::new(Context {
+            session: Arc::new(Mutex::new(self.model.session())),
+            queue: self.queue.clone(),
+            stats: self.stats.clone(),
+        }))
+    }
+}
+
+/// One guest's execution context.
+struct Context {
+    session: Arc<Mutex<Box<dyn weft_nn::Session>>>,
+    queue: Option<mpsc::Sender<(Named, Reply)>>,
+    stats: Arc<InferenceStats>,
+}
+
+impl NnContext for Context {
+    fn compute(&mut self, inputs: Vec<(String, Tensor)>) -> NnFuture<'_, Vec<(String, Tensor)>> {
+        Box::pin(async move {
+            let inputs = inputs
+                .into_iter()
+                .map(|(n, t)| Ok((n, to_engine(t)?)))
+                .collect::<Result<Named, NnError>>()?;
+            self.stats.computes.fetch_add(1, Ordering::Relaxed);
+            let outputs = match &self.queue {
+                Some(queue) => {
+                    let (tx, rx) = oneshot::channel();
+                    queue.send((inputs, tx)).await.map_err(|_| gone())?;
+                    rx.await.map_err(|_| gone())??
+                }
+                None => {
+                    self.stats.engine_calls.fetch_add(1, Ordering::Relaxed);
+                    let session = self.session.clone();
+                    tokio::task::spawn_blocking(move || {
+                        let mut s = session.lock().unwrap_or_else(|e| e.into_inner());
+                        s.compute(&inputs).map_err(convert_error)
+                    })
+                    .await
+                    .map_err(|e| NnError::new(NnErrorCode::RuntimeError, e.to_string()))??
+                }
+            };
+            Ok(outputs
+                .into_iter()
+                .map(|(n, t)| (n, from_engine(t)))
+                .collect())
+        })
+    }
+}
+
+fn gone() -> NnError {
+    NnError::new(NnErrorCode::RuntimeError, "the inference engine shut down")
+}

@@ -1,0 +1,319 @@
+//! `generate`: chat completions with a decoder LLM (SmolLM2) through `wasi:nn`,
+//! streaming each token as a partial result.
+//!
+//! Config:
+//!
+//! | key           | default   | meaning                                                   |
+//! |---------------|-----------|-----------------------------------------------------------|
+//! | `model`       | `smollm2` | the model's name in the node's registry (a GGUF graph)    |
+//! | `tokenizer`   | required  | object id of the model's tokenizer JSON ([`tok::Bpe`])    |
+//! | `max_tokens`  | `128`     | most tokens to generate per request                       |
+//! | `temperature` | `0`       | 0 is greedy; above, softmax temperature                   |
+//! | `top_p`       | `1.0`     | nucleus sampling: keep the likeliest tokens summing to it |
+//! | `seed`        | `0`       | seed of the sampler; a seed replays a completion          |
+//!
+//! Input, per item: JSON `{"prompt": "..."}` (one user message) or
+//! `{"messages": [{"role": "system"|"user"|"assistant", "content": "..."}, ...]}`,
+//! optionally with `max_tokens`, `temperature`, `top_p` and `seed` overriding the
+//! config for that request:
+//!
+//! ```text
+//! POST {"prompt": "What is the capital of France?", "max_tokens": 32}
+//!   partial {"token": "The", "id": 504}
+//!   partial {"token": " capital", "id": 3575}
+//!   … five more …
+//!   → {"text": "The capital of France is Paris.", "tokens": 7, "prompt_tokens": 16,
+//!      "finish_reason": "stop"}
+//! ```
+//!
+//! The prompt is ChatML, `<|im_start|>{role}\n{content}<|im_end|>\n` per message
+//! then `<|im_start|>assistant\n`, with no system prompt added, tokenised with
+//! byte-level BPE (a BOS is prepended only when the tokenizer file says
+//! `add_bos`). Each request gets a new execution context (the host keeps the KV
+//! cache in it): one `compute` on the whole prompt as `input_ids` (`int64 [n]`),
+//! then one per generated token (`int64 [1]`), each giving `logits`
+//! (`f32 [vocab]`, for the last position). Generation stops at an end token
+//! (`eos_id`, `<|im_end|>`, `<|endoftext|>`; finish reason `stop`), or at
+//! `max_tokens` or the end of the context window (`length`).
+//!
+//! Every generated token is emitted as a partial item
+//! `{"token": "<text>", "id": n}` keyed by the request's key (or its index in the
+//! batch); `token` holds whole UTF-8 characters only, so it is empty for a token
+//! that ends inside a character, whose text comes with a later one. Progress is
+//! reported every 8 tokens. The output item, keeping the request's key, is
+//! `{"text", "tokens", "prompt_tokens", "finish_reason"}`.
+//!
+//! Errors: a malformed request, or a prompt longer than the model's context
+//! (`wasi:nn` `too-large`), is `bad-input`; other `wasi:nn` failures carry their
+//! code and message, as `retryable` for `timeout`, `runtime-error` and `unknown`,
+//! and `fatal` otherwise.
+
+mod request;
+mod run;
+mod sample;
+
+use std::fmt;
+
+use tok::Bpe;
+use weft_sdk::nn::errors::{Error as NnError, ErrorCode};
+use weft_sdk::nn::graph::{self, Graph};
+use weft_sdk::nn::inference::GraphExecutionContext;
+use weft_sdk::nn::tensor::{Tensor, TensorType};
+use weft_sdk::{Config, Item, Stage, StageError, emit, objects};
+
+use crate::request::{Request, Settings, chatml};
+use crate::run::{Session, Sink, StepError};
+
+/// The stage: the tokenizer, the loaded graph and the default settings.
+pub struct Generate {
+    model: String,
+    tokenizer: Bpe,
+    /// Tokens that end a completion.
+    stop: Vec<u32>,
+    defaults: Settings,
+    graph: Graph,
+}
+
+impl Stage for Generate {
+    fn init(config: Config) -> Result<Self, String> {
+        let model = config.get_or("model", "smollm2").to_string();
+        let defaults = Settings::from_config(&config).map_err(|e| format!("generate: {e}"))?;
+        let tokenizer = load_tokenizer(&config)?;
+        let stop: Vec<u32> = [
+            tokenizer.eos_id(),
+            tokenizer.token_to_id("<|im_end|>"),
+            tokenizer.token_to_id("<|endoftext|>"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if stop.is_empty() {
+            return Err(
+                "generate: the tokenizer has no end token: set `eos_id` in its JSON".into(),
+            );
+        }
+        let graph = graph::load_by_name(&model)
+            .map_err(|e| format!("generate: could not load model `{model}`: {e}"))?;
+        Ok(Generate {
+            model,
+            tokenizer,
+            stop,
+            defaults,
+            graph,
+        })
+    }
+
+    fn process(&mut self, batch: Vec<Item>) -> Result<Vec<Item>, StageError> {
+        // Parse everything first, so a bad batch generates nothing.
+        let requests = batch
+            .iter()
+            .enumerate()
+            .map(|(index, item)| Request::parse(index, item, self.defaults))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut out = Vec::with_capacity(batch.len());
+        for (index, (item, request)) in batch.iter().zip(requests).enumerate() {
+            let key = item.key.clone().unwrap_or_else(|| index.to_string());
+            let mut prompt = Vec::new();
+            if let (true, Some(bos)) = (self.tokenizer.add_bos(), self.tokenizer.bos_id()) {
+                prompt.push(bos);
+            }
+            prompt.extend(self.tokenizer.encode(&chatml(&request.messages)));
+            let context = self
+                .graph
+                .init_execution_context()
+                .map_err(|e| nn_error(&self.model, "could not start a session", e))?;
+            let mut session = NnSession {
+                model: &self.model,
+                context,
+            };
+            let completion = run::generate(
+                &mut session,
+                &self.tokenizer,
+                &self.stop,
+                &prompt,
+                request.settings,
+                &mut Emitter { key: &key },
+            )?;
+            out.push(Item::json(&completion)?.with_key_from(item));
+        }
+        Ok(out)
+    }
+}
+
+weft_sdk::export_stage!(Generate);
+
+impl fmt::Debug for Generate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Generate")
+            .field("model", &self.model)
+            .field("vocab_size", &self.tokenizer.len())
+            .field("stop", &self.stop)
+            .field("defaults", &self.defaults)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Reads the tokenizer JSON from the object store, by the id in config
+/// `tokenizer`.
+fn load_tokenizer(config: &Config) -> Result<Bpe, String> {
+    let id: String = config.parse("tokenizer").map_err(|e| {
+        format!("generate: {e}: the object id of the model's tokenizer JSON, from uploading it")
+    })?;
+    let bytes = objects::get(&id)
+        .map_err(|e| format!("generate: could not read tokenizer object {id:?}: {e}"))?;
+    Bpe::from_json(&bytes).map_err(|e| format!("generate: tokenizer object {id:?}: {e}"))
+}
+
+/// Classifies a `wasi:nn` failure other than a full context.
+fn nn_error(model: &str, what: &str, e: NnError) -> StageError {
+    let message = format!("generate: model `{model}`: {what}: {e}");
+    match e.code() {
+        ErrorCode::Timeout | ErrorCode::RuntimeError | ErrorCode::Unknown => {
+            StageError::retryable(message)
+        }
+        _ => StageError::fatal(message),
+    }
+}
+
+/// One request's execution context, which holds its KV cache.
+struct NnSession<'m> {
+    model: &'m str,
+    context: GraphExecutionContext,
+}
+
+impl Session for NnSession<'_> {
+    fn feed(&mut self, ids: &[u32]) -> Result<Vec<f32>, StepError> {
+        let data: Vec<u8> = ids
+            .iter()
+            .flat_map(|&id| i64::from(id).to_le_bytes())
+            .collect();
+        let input = Tensor::new(&[ids.len() as u32], TensorType::I64, &data);
+        let outputs = self
+            .context
+            .compute(vec![("input_ids".to_string(), input)])
+            .map_err(|e| match e.code() {
+                ErrorCode::TooLarge => StepError::ContextFull(e.to_string()),
+                _ => StepError::Failed(nn_error(self.model, "compute failed", e)),
+            })?;
+        let bad = |what: String| {
+            StepError::Failed(StageError::fatal(format!(
+                "generate: model `{}` {what}; expected `logits` f32 [vocab] (is it a causal LM?)",
+                self.model
+            )))
+        };
+        let (_, logits) = outputs
+            .into_iter()
+            .find(|(name, _)| name == "logits")
+            .ok_or_else(|| bad("has no output `logits`".into()))?;
+        let dims = logits.dimensions();
+        let vocab = dims.last().copied().unwrap_or(0) as usize;
+        if logits.ty() != TensorType::Fp32 || vocab == 0 {
+            return Err(bad(format!("gave `logits` {:?} {dims:?}", logits.ty())));
+        }
+        let data = logits.data();
+        // Should the host return every position, the last row is the next token's.
+        let last = data
+            .len()
+            .checked_sub(vocab * 4)
+            .ok_or_else(|| bad(format!("gave {} bytes for `logits` {dims:?}", data.len())))?;
+        Ok(data[last..]
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect())
+    }
+}
+
+/// Streams tokens to the caller as partial items, and progress.
+struct Emitter<'k> {
+    key: &'k str,
+}
+
+impl Sink for Emitter<'_> {
+    fn token(&mut self, piece: &str, id: u32) {
+        let value = serde_json::json!({ "token": piece, "id": id });
+        // A JSON value always serialises.
+        if let Ok(item) = Item::json(&value) {
+            emit::partial(item.with_key(self.key));
+        }
+    }
+
+    fn progress(&mut self, generated: usize, max_tokens: usize) {
+        emit::progress(generated as u64, Some(max_tokens as u64), "generating");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use weft_sdk::testing::Harness;
+
+    use super::*;
+
+    const TOKENIZER: &str = r#"{"tokens": ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "a"],
+                                "merges": [], "eos_id": 2}"#;
+
+    fn build(config: &[(&str, &str)], objects: &[&[u8]]) -> Result<Harness<Generate>, String> {
+        objects
+            .iter()
+            .fold(Harness::<Generate>::builder(), |b, o| b.object(o))
+            .config(config)
+            .build()
+    }
+
+    #[test]
+    fn tokenizer_is_required() {
+        let err = build(&[], &[]).unwrap_err();
+        assert!(err.contains("config `tokenizer` is required"), "{err}");
+    }
+
+    #[test]
+    fn tokenizer_must_exist_and_parse() {
+        let err = build(&[("tokenizer", "nope")], &[]).unwrap_err();
+        assert!(
+            err.contains("could not read tokenizer object \"nope\""),
+            "{err}"
+        );
+        let id = objects::put(b"{}");
+        let err = build(&[("tokenizer", &id)], &[b"{}"]).unwrap_err();
+        assert!(err.contains("tokenizer JSON is not valid"), "{err}");
+    }
+
+    #[test]
+    fn needs_an_end_token() {
+        let json = br#"{"tokens": ["a"], "merges": []}"#;
+        let id = objects::put(json);
+        let err = build(&[("tokenizer", &id)], &[json]).unwrap_err();
+        assert!(err.contains("no end token"), "{err}");
+    }
+
+    #[test]
+    fn loads_the_tokenizer_then_the_model() {
+        let id = objects::put(TOKENIZER);
+        let err = build(&[("tokenizer", &id)], &[TOKENIZER.as_bytes()]).unwrap_err();
+        // Natively there is no inference backend: getting this far means the
+        // tokenizer parsed.
+        assert!(
+            err.starts_with("generate: could not load model `smollm2`: unsupported-operation"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn bad_settings_are_refused_before_anything_loads() {
+        let err = build(&[("temperature", "-0.5")], &[]).unwrap_err();
+        assert!(err.contains("`temperature` (-0.5)"), "{err}");
+        let err = build(&[("seed", "x")], &[]).unwrap_err();
+        assert!(err.contains("config `seed`"), "{err}");
+    }
+
+    #[test]
+    fn the_chatml_prompt_tokenises_with_special_tokens() {
+        let bpe = Bpe::from_json(TOKENIZER.as_bytes()).unwrap();
+        let prompt = chatml(&[request::Message {
+            role: request::Role::User,
+            content: "a".into(),
+        }]);
+        let ids = bpe.encode(&prompt);
+        assert_eq!(ids[0], 1, "<|im_start|>");
+        assert!(ids.contains(&2), "<|im_end|>");
+    }
+}

