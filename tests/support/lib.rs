@@ -196,3 +196,18 @@ pub fn component(file: &str) -> Vec<u8> {
         )
     })
 }
+
+/// A file fetched by `cargo xtask models` (`WEFT_MODELS`, default
+/// `target/models`); panics, saying how to fetch it, when absent.
+pub fn model_file(name: &str) -> PathBuf {
+    let dir = std::env::var_os("WEFT_MODELS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/models"));
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo xtask models` (`cargo xtask test` does it)",
+        path.display()
+    );
+    path
+}

@@ -21,6 +21,13 @@ const WASM_WORKSPACES: [&str; 2] = ["plugins/Cargo.toml", "tests/guests/Cargo.to
 /// The example stages the demo deploys, with their deploy-time config.
 const DEMO_STAGES: [(&str, &str); 3] = [("normalize", ""), ("count", ""), ("chunk", "size=8")];
 const WASM_TARGET: &str = "wasm32-wasip2";
+/// The example pipelines the demo applies.
+const DEMO_PIPELINES: [&str; 4] = [
+    "examples/pipelines/text.toml",
+    "examples/pipelines/clean.toml",
+    "examples/pipelines/embed.toml",
+    "examples/pipelines/chat.toml",
+];
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -104,6 +111,8 @@ fn plugins(root: &Path) -> anyhow::Result<()> {
 fn test(root: &Path) -> anyhow::Result<()> {
     let started = Instant::now();
     ensure_wasm_target()?;
+    // The inference tests run real models and compare with references.
+    models(root)?;
     let target = target_dir(root);
     run(cargo().args(["fmt", "--all", "--check"]))?;
     for manifest in WASM_WORKSPACES {
@@ -158,6 +167,7 @@ fn demo(root: &Path, args: &[String]) -> anyhow::Result<()> {
         _ => bail!("usage: cargo xtask demo [--listen ADDR]"),
     };
     plugins(root)?;
+    models(root)?;
     run(cargo().args(["build", "--package", "weft", "--bin", "weft"]))?;
     let target = target_dir(root);
     let weft = target.join("debug/weft");
@@ -179,36 +189,28 @@ fn demo(root: &Path, args: &[String]) -> anyhow::Result<()> {
         let _ = daemon.kill();
         return Err(e);
     }
-    for (name, config) in DEMO_STAGES {
-        let wasm = target.join(format!("{WASM_TARGET}/release/{name}.wasm"));
-        let mut cmd = Command::new(&weft);
-        cmd.args(["--server", &server, "stage", "deploy", name])
-            .arg(&wasm);
-        if !config.is_empty() {
-            cmd.args(["--config", config]);
-        }
-        if let Err(e) = run(cmd.stdout(Stdio::null())) {
-            let _ = daemon.kill();
-            return Err(e);
-        }
-    }
-    for spec in [
-        "examples/pipelines/text.toml",
-        "examples/pipelines/clean.toml",
-    ] {
-        let mut apply = Command::new(&weft);
-        apply.args(["--server", &server, "pipeline", "apply", spec]);
-        if let Err(e) = run(apply.stdout(Stdio::null())) {
-            let _ = daemon.kill();
-            return Err(e);
-        }
+    if let Err(e) = deploy_demo(&weft, &server, &target) {
+        let _ = daemon.kill();
+        return Err(e);
     }
     let weft_bin = weft.display();
     println!(
         r#"
-weft is running on {server} with the example stages deployed (normalize, count, chunk)
-and the example pipelines `text` (normalize -> chunk -> count, examples/pipelines/text.toml)
-and `clean` (batched normalize for batch jobs, examples/pipelines/clean.toml).
+weft is running on {server} with the example stages deployed (normalize, count, chunk,
+embed, generate), the models `minilm` (all-MiniLM-L6-v2, ONNX) and `smollm2`
+(SmolLM2-135M-Instruct, GGUF), and the example pipelines `text` (normalize -> chunk ->
+count), `clean` (batched normalize for batch jobs), `embed` (normalize -> embed, batched)
+and `chat` (generate, streamed) from examples/pipelines/.
+
+Inference:
+
+  curl -s {server}/embed -H 'content-type: application/json' \
+       -d '{{"text": "Sandboxed stages call models through wasi-nn"}}' | head -c 200; echo
+  curl -sN {server}/chat -H 'content-type: application/json' \
+       -d '{{"prompt": "What is the capital of France?"}}'
+  curl -s {server}/v1/stages/generate/invoke -H 'content-type: application/json' \
+       -d '{{"messages": [{{"role": "user", "content": "Write a haiku about rust."}}], "temperature": 0.7, "top_p": 0.9, "seed": 7}}'
+  {weft_bin} --server {server} model list
 
 Try it:
 
@@ -231,12 +233,15 @@ Try it:
   {weft_bin} --server {server} invoke chunk --stream --data '{{"text": "a b c d e f g h i j"}}'
   {weft_bin} --server {server} pipeline status text
 
-A batch job over a dataset, and an async job:
+A batch job over a dataset, an embedding job, and an async job:
 
   seq 1 100000 | sed 's/.*/{{"text": "  Row \0  of the CORPUS "}}/' > /tmp/corpus.jsonl
   {weft_bin} --server {server} dataset create corpus /tmp/corpus.jsonl
   {weft_bin} --server {server} job submit --pipeline clean --dataset corpus --watch
   {weft_bin} --server {server} job output 1 | head -3
+  head -2000 /tmp/corpus.jsonl > /tmp/small.jsonl
+  {weft_bin} --server {server} dataset create small /tmp/small.jsonl
+  {weft_bin} --server {server} job submit --pipeline embed --dataset small --watch
   curl -si {server}/text -H 'prefer: respond-async' -H 'content-type: application/json' \
        -d '{{"text": "runs in the background"}}'
 
@@ -272,6 +277,77 @@ fn wait_healthy(weft: &Path, server: &str, daemon: &mut std::process::Child) -> 
         }
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// Runs the CLI against the demo daemon and returns what it printed.
+fn cli(weft: &Path, server: &str, args: &[&str]) -> anyhow::Result<String> {
+    let out = Command::new(weft)
+        .args(["--server", server])
+        .args(args)
+        .stderr(Stdio::inherit())
+        .output()
+        .with_context(|| format!("running weft {args:?}"))?;
+    if !out.status.success() {
+        bail!("weft {args:?} failed with {}", out.status);
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// Deploys the example stages, the two models with their tokenizer files
+/// (as objects the stages read at init) and the example pipelines.
+fn deploy_demo(weft: &Path, server: &str, target: &Path) -> anyhow::Result<()> {
+    let wasm = |name: &str| target.join(format!("{WASM_TARGET}/release/{name}.wasm"));
+    let models = target.join("models");
+    let path = |p: PathBuf| p.display().to_string();
+    for (name, config) in DEMO_STAGES {
+        let mut args = vec!["stage", "deploy", name];
+        let file = path(wasm(name));
+        args.push(&file);
+        if !config.is_empty() {
+            args.extend(["--config", config]);
+        }
+        cli(weft, server, &args)?;
+    }
+    for (name, file, encoding) in [
+        ("minilm", "minilm/model.onnx", "onnx"),
+        ("smollm2", "smollm2-135m-instruct.gguf", "ggml"),
+    ] {
+        let file = path(models.join(file));
+        cli(
+            weft,
+            server,
+            &["model", "upload", name, &file, "--encoding", encoding],
+        )?;
+    }
+    let vocab = cli(
+        weft,
+        server,
+        &["object", "put", &path(models.join("minilm/vocab.txt"))],
+    )?;
+    let tokenizer = cli(
+        weft,
+        server,
+        &[
+            "object",
+            "put",
+            &path(models.join("smollm2-tokenizer.json")),
+        ],
+    )?;
+    for (name, config) in [
+        ("embed", format!("vocab={vocab}")),
+        ("generate", format!("tokenizer={tokenizer}")),
+    ] {
+        let file = path(wasm(name));
+        cli(
+            weft,
+            server,
+            &["stage", "deploy", name, &file, "--config", &config],
+        )?;
+    }
+    for spec in DEMO_PIPELINES {
+        cli(weft, server, &["pipeline", "apply", spec])?;
+    }
+    Ok(())
 }
 
 fn bench(root: &Path) -> anyhow::Result<()> {

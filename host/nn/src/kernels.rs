@@ -25,8 +25,22 @@ const MB: usize = 48;
 const SMALL: usize = 32 * 32 * 32;
 
 /// `c = a · b` for row-major `a` (`m x k`), `b` (`k x n`) and `c` (`m x n`),
-/// overwriting `c`; parallel over rows of `c`.
-pub(crate) fn matmul(a: &[f32], b: &[f32], c: &mut [f32], m: usize, k: usize, n: usize) {
+/// overwriting `c`; parallel over rows of `c` on rayon's global pool.
+///
+/// This is the kernel behind ONNX `MatMul`/`Gemm`; it is public so that
+/// benchmarks can measure it directly.
+///
+/// # Panics
+///
+/// When a slice is shorter than its dimensions say.
+///
+/// ```
+/// let (a, b) = ([1.0, 2.0, 3.0, 4.0], [5.0, 6.0, 7.0, 8.0]);
+/// let mut c = [0.0; 4];
+/// weft_nn::kernels::matmul(&a, &b, &mut c, 2, 2, 2);
+/// assert_eq!(c, [19.0, 22.0, 43.0, 50.0]);
+/// ```
+pub fn matmul(a: &[f32], b: &[f32], c: &mut [f32], m: usize, k: usize, n: usize) {
     gemm(a, b, c, m, k, n, true);
 }
 

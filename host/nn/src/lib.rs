@@ -15,7 +15,7 @@
 mod engine;
 pub mod fixtures;
 mod gguf;
-mod kernels;
+pub mod kernels;
 mod llama;
 mod onnx;
 pub mod quant;

@@ -61,7 +61,7 @@ impl HParams {
         let embd = int("embedding_length")?;
         let heads = int("attention.head_count")?;
         let kv_heads = int("attention.head_count_kv").unwrap_or(heads);
-        if heads == 0 || kv_heads == 0 || embd % heads != 0 || heads % kv_heads != 0 {
+        if heads == 0 || kv_heads == 0 || !embd.is_multiple_of(heads) || !heads.is_multiple_of(kv_heads) {
             return Err(NnError::new(
                 NnErrorKind::InvalidEncoding,
                 format!("bad attention shape: {heads} heads, {kv_heads} KV heads, width {embd}"),
@@ -79,7 +79,7 @@ impl HParams {
                 )
             })?;
         let rope_dims = int("rope.dimension_count").unwrap_or(head_dim);
-        if rope_dims > head_dim || rope_dims % 2 != 0 {
+        if rope_dims > head_dim || !rope_dims.is_multiple_of(2) {
             return Err(NnError::new(
                 NnErrorKind::InvalidEncoding,
                 format!("rope dimension {rope_dims} does not fit head size {head_dim}"),

@@ -64,7 +64,7 @@ impl QMatrix {
     ) -> Result<Self, NnError> {
         let (ty, raw) = tensor(info, bytes, name, &[cols, rows])?;
         if matches!(ty, GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q8_0)
-            && cols % quant::BLOCK != 0
+            && !cols.is_multiple_of(quant::BLOCK)
         {
             return Err(NnError::new(
                 NnErrorKind::InvalidEncoding,

@@ -3,7 +3,8 @@
 //! with shapes taken from the inputs of that call.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use super::ops::{self, Node};
 use super::proto::{self, Attr, GraphProto, ValueInfo};
@@ -196,7 +197,9 @@ impl Session for OnnxSession {
                 )?),
             );
         }
+        let mut profile = profiling().then(Profile::default);
         for (node, frees) in g.nodes.iter().zip(&g.frees) {
+            let started = profile.as_ref().map(|_| Instant::now());
             let args: Vec<Option<&Value>> = node
                 .inputs
                 .iter()
@@ -246,6 +249,12 @@ impl Session for OnnxSession {
             for f in frees {
                 env.remove(f.as_str());
             }
+            if let (Some(p), Some(t)) = (profile.as_mut(), started) {
+                p.add(&node.op_type, t.elapsed());
+            }
+        }
+        if let Some(p) = profile {
+            p.print();
         }
         g.outputs
             .iter()
@@ -259,6 +268,42 @@ impl Session for OnnxSession {
                 Ok((name.clone(), v.to_tensor()))
             })
             .collect()
+    }
+}
+
+/// Whether `WEFT_NN_PROFILE` asks for per-operator timings (read once).
+fn profiling() -> bool {
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(|| std::env::var_os("WEFT_NN_PROFILE").is_some_and(|v| v != "0"))
+}
+
+/// Time spent per operator type during one call, printed to stderr when
+/// `WEFT_NN_PROFILE=1`: a poor man's profiler where `perf` is unavailable.
+#[derive(Debug, Default)]
+struct Profile {
+    ops: HashMap<String, (usize, Duration)>,
+}
+
+impl Profile {
+    fn add(&mut self, op: &str, took: Duration) {
+        let e = self.ops.entry(op.to_string()).or_default();
+        e.0 += 1;
+        e.1 += took;
+    }
+
+    fn print(self) {
+        let total: Duration = self.ops.values().map(|(_, d)| *d).sum();
+        let mut rows: Vec<_> = self.ops.into_iter().collect();
+        rows.sort_by(|a, b| b.1.1.cmp(&a.1.1));
+        let mut out = format!("weft-nn profile: {:.2} ms\n", total.as_secs_f64() * 1e3);
+        for (op, (n, d)) in rows {
+            out += &format!(
+                "  {op:<24} {n:>5} x {:>9.3} ms {:>5.1}%\n",
+                d.as_secs_f64() * 1e3,
+                100.0 * d.as_secs_f64() / total.as_secs_f64().max(1e-9)
+            );
+        }
+        eprint!("{out}");
     }
 }
 

@@ -2,5 +2,6 @@
 //! `cargo xtask models`, reference outputs from independent implementations
 //! in `tests/data`, and the ONNX backend conformance suite.
 
+mod conformance;
 mod smollm2;
 mod support;

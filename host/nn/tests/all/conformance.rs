@@ -5,7 +5,7 @@
 //! A case whose model uses an operator or type weft-nn refuses at load
 //! counts as unsupported; every other case must produce each output within
 //! rtol 1e-3 / atol 1e-5 (NaN matches NaN). The test prints a table and
-//! fails when fewer than [`MIN_PASSED`] cases pass, so a regression shows.
+//! fails when fewer than `MIN_PASSED` cases pass, so a regression shows.
 
 use std::path::{Path, PathBuf};
 

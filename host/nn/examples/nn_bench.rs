@@ -1,0 +1,191 @@
+//! The weft side of `benches/nn.sh`: times weft-nn on the inputs the script
+//! prepared, and prints one JSON object per measurement on stdout.
+//!
+//! ```text
+//! cargo run -p weft-nn --example nn_bench -- minilm MODEL.onnx IDS.json BATCH...
+//! cargo run -p weft-nn --example nn_bench -- llama MODEL.gguf PROMPT.json TOKENS
+//! cargo run -p weft-nn --example nn_bench -- matmul N
+//! ```
+//!
+//! `IDS.json` is `{"ids": [[token, ...], ...]}`: one unpadded sentence per
+//! row; each batch is padded to its longest sentence (id 0, mask 0), as the
+//! onnxruntime side does. `PROMPT.json` is `{"prompt_ids": [...]}`.
+
+use std::time::Instant;
+
+use weft_nn::{Encoding, Engine, Target, Tensor};
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("minilm") if args.len() >= 4 => {
+            let batches: Vec<usize> = args[3..]
+                .iter()
+                .map(|b| b.parse().expect("batch size"))
+                .collect();
+            minilm(&args[1], &args[2], &batches);
+        }
+        Some("llama") if args.len() == 4 => {
+            llama(&args[1], &args[2], args[3].parse().expect("token count"))
+        }
+        Some("matmul") if args.len() == 2 => matmul(args[1].parse().expect("size")),
+        _ => {
+            eprintln!(
+                "usage: nn_bench minilm MODEL IDS.json BATCH... | llama MODEL PROMPT.json TOKENS | matmul N"
+            );
+            std::process::exit(2);
+        }
+    }
+}
+
+fn read_json(path: &str) -> serde_json::Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn ids(v: &serde_json::Value) -> Vec<i64> {
+    v.as_array()
+        .expect("a list of token ids")
+        .iter()
+        .map(|t| t.as_i64().expect("a token id"))
+        .collect()
+}
+
+/// `input_ids`, `attention_mask` and `token_type_ids` for `rows`, padded
+/// to the longest.
+fn batch_inputs(rows: &[Vec<i64>]) -> Vec<(String, Tensor)> {
+    let len = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let shape = vec![rows.len(), len];
+    let (mut ids, mut mask) = (Vec::new(), Vec::new());
+    for r in rows {
+        ids.extend(r.iter().copied().chain(std::iter::repeat_n(0, len - r.len())));
+        mask.extend((0..len).map(|i| i64::from(i < r.len())));
+    }
+    let types = vec![0; ids.len()];
+    vec![
+        ("input_ids".into(), Tensor::from_i64(shape.clone(), &ids)),
+        ("attention_mask".into(), Tensor::from_i64(shape.clone(), &mask)),
+        ("token_type_ids".into(), Tensor::from_i64(shape, &types)),
+    ]
+}
+
+fn minilm(model: &str, ids_path: &str, batches: &[usize]) {
+    let bytes = std::fs::read(model).unwrap_or_else(|e| panic!("{model}: {e}"));
+    let model = Engine::default()
+        .load(&bytes, Encoding::Onnx, Target::Cpu)
+        .expect("MiniLM loads");
+    let rows: Vec<Vec<i64>> = read_json(ids_path)["ids"]
+        .as_array()
+        .expect("ids")
+        .iter()
+        .map(ids)
+        .collect();
+    let mut session = model.session();
+    for &b in batches {
+        let chunks: Vec<_> = rows.chunks(b).map(batch_inputs).collect();
+        // One warm-up batch: page in the weights, start the thread pool.
+        session.compute(&chunks[0]).expect("MiniLM runs");
+        let t = Instant::now();
+        for c in &chunks {
+            session.compute(c).expect("MiniLM runs");
+        }
+        let secs = t.elapsed().as_secs_f64();
+        println!(
+            "{{\"bench\":\"minilm\",\"batch\":{b},\"threads\":{},\"sentences_per_s\":{:.2}}}",
+            rayon::current_num_threads(),
+            rows.len() as f64 / secs
+        );
+    }
+}
+
+fn argmax(v: &[f32]) -> i64 {
+    let mut best = 0;
+    for (i, &x) in v.iter().enumerate() {
+        if x > v[best] {
+            best = i;
+        }
+    }
+    best as i64
+}
+
+fn llama(model: &str, prompt_path: &str, tokens: usize) {
+    let bytes = std::fs::read(model).unwrap_or_else(|e| panic!("{model}: {e}"));
+    let model = Engine::default()
+        .load(&bytes, Encoding::Ggml, Target::Cpu)
+        .expect("the GGUF loads");
+    let prompt = ids(&read_json(prompt_path)["prompt_ids"]);
+    let logits = |s: &mut Box<dyn weft_nn::Session>, input: &[i64]| {
+        let out = s
+            .compute(&[(
+                "input_ids".into(),
+                Tensor::from_i64(vec![input.len()], input),
+            )])
+            .expect("the decoder runs");
+        out[0].1.to_f32().expect("f32 logits")
+    };
+    // Warm-up on a throwaway session (weights paged in, pool started).
+    logits(&mut model.session(), &prompt);
+    let mut session = model.session();
+    let t = Instant::now();
+    let mut next = argmax(&logits(&mut session, &prompt));
+    let prompt_ms = t.elapsed().as_secs_f64() * 1e3;
+    let mut generated = vec![next];
+    let t = Instant::now();
+    for _ in 0..tokens {
+        next = argmax(&logits(&mut session, &[next]));
+        generated.push(next);
+    }
+    let secs = t.elapsed().as_secs_f64();
+    println!(
+        "{{\"bench\":\"llama\",\"prompt_tokens\":{},\"prompt_ms\":{prompt_ms:.2},\"tokens_per_s\":{:.2},\"generated\":{generated:?}}}",
+        prompt.len(),
+        tokens as f64 / secs
+    );
+}
+
+fn matmul(n: usize) {
+    let data = |seed: u32| -> Vec<f32> {
+        let mut s = seed.wrapping_mul(2_654_435_761).max(1);
+        (0..n * n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 17;
+                s ^= s << 5;
+                (s % 2001) as f32 / 1000.0 - 1.0
+            })
+            .collect()
+    };
+    let (a, b) = (data(1), data(2));
+    let mut c = vec![0.0; n * n];
+    let flop = 2.0 * (n * n * n) as f64;
+    weft_nn::kernels::matmul(&a, &b, &mut c, n, n, n);
+    let reps = 5;
+    let t = Instant::now();
+    for _ in 0..reps {
+        weft_nn::kernels::matmul(&a, &b, &mut c, n, n, n);
+    }
+    let weft = flop * reps as f64 / t.elapsed().as_secs_f64() / 1e9;
+    // The plain CPU baseline: the textbook loop, one thread, compiled at
+    // the same optimisation level as weft-nn.
+    let mut plain = vec![0.0f32; n * n];
+    let t = Instant::now();
+    for i in 0..n {
+        for j in 0..n {
+            let mut acc = 0.0f32;
+            for p in 0..n {
+                acc += a[i * n + p] * b[p * n + j];
+            }
+            plain[i * n + j] = acc;
+        }
+    }
+    let naive = flop / t.elapsed().as_secs_f64() / 1e9;
+    let err = c
+        .iter()
+        .zip(&plain)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0f32, f32::max);
+    println!(
+        "{{\"bench\":\"matmul\",\"n\":{n},\"threads\":{},\"weft_gflops\":{weft:.2},\"naive_gflops\":{naive:.2},\"max_abs_diff\":{err}}}",
+        rayon::current_num_threads()
+    );
+}

@@ -1,0 +1,138 @@
+//! Real models over HTTP: the `embed` stage on all-MiniLM-L6-v2 (ONNX)
+//! gives onnxruntime's embeddings, and the `generate` stage on
+//! SmolLM2-135M-Instruct (GGUF) streams llama.cpp's greedy answer token by
+//! token. References: `host/nn/tests/data`, made by `scripts/reference.py`.
+
+use serde_json::{Value, json};
+use weft_e2e::{TestDaemon, model_file};
+
+fn reference(name: &str) -> Value {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../host/nn/tests/data")
+        .join(name);
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+async fn put(d: &TestDaemon, path: &str, file: &str) -> Value {
+    let bytes = std::fs::read(model_file(file)).unwrap();
+    let r = d.http.put(d.url(path)).body(bytes).send().await.unwrap();
+    let status = r.status();
+    let body: Value = r.json().await.unwrap();
+    assert!(status.is_success(), "{path}: {status} {body}");
+    body
+}
+
+/// SSE frames of a response body: (event, data).
+fn events(text: &str) -> Vec<(String, Value)> {
+    text.split("\n\n")
+        .filter(|f| !f.trim().is_empty())
+        .map(|frame| {
+            let (mut event, mut data) = (String::new(), String::new());
+            for line in frame.lines() {
+                if let Some(e) = line.strip_prefix("event:") {
+                    event = e.trim().to_string();
+                } else if let Some(x) = line.strip_prefix("data:") {
+                    data.push_str(x.trim_start());
+                }
+            }
+            (event, serde_json::from_str(&data).unwrap_or(Value::Null))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embed_matches_onnxruntime_over_http() {
+    let d = TestDaemon::start().await;
+    put(&d, "/v1/models/minilm?encoding=onnx", "minilm/model.onnx").await;
+    let vocab = put(&d, "/v1/objects", "minilm/vocab.txt").await;
+    let vocab = vocab["id"].as_str().unwrap();
+    d.deploy_query("embed", "embed.wasm", &format!("config.vocab={vocab}"))
+        .await;
+    let reference = reference("minilm_reference.json");
+    let sentences = reference["sentences"].as_array().unwrap();
+    assert!(sentences.len() >= 8);
+    let mut worst = 0f64;
+    for s in sentences {
+        let (status, v) = d.invoke("embed", &json!({"text": s["text"]})).await;
+        assert_eq!(status, 200, "{v}");
+        let got = v["embedding"].as_array().unwrap();
+        let want = s["embedding"].as_array().unwrap();
+        assert_eq!(got.len(), 384);
+        assert_eq!(v["tokens"], s["input_ids"].as_array().unwrap().len());
+        for (g, w) in got.iter().zip(want) {
+            worst = worst.max((g.as_f64().unwrap() - w.as_f64().unwrap()).abs());
+        }
+    }
+    assert!(worst <= 1e-4, "max abs difference from onnxruntime: {worst}");
+
+    // A bad item fails alone with a message that says what to send.
+    let (status, v) = d.invoke("embed", &json!({"txt": "typo"})).await;
+    assert_eq!(status, 400, "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("text"), "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generate_streams_llama_cpps_answer_over_http() {
+    let d = TestDaemon::start().await;
+    put(&d, "/v1/models/smollm2?encoding=ggml", "smollm2-135m-instruct.gguf").await;
+    let tokenizer = put(&d, "/v1/objects", "smollm2-tokenizer.json").await;
+    let tokenizer = tokenizer["id"].as_str().unwrap();
+    d.deploy_query(
+        "generate",
+        "generate.wasm",
+        &format!("config.tokenizer={tokenizer}"),
+    )
+    .await;
+    let reference = reference("smollm2_reference.json");
+    let france = &reference["prompts"][0];
+    assert_eq!(france["question"], "What is the capital of France?");
+
+    let r = d
+        .http
+        .post(d.url("/v1/stages/generate/invoke"))
+        .header("content-type", "application/json")
+        .header("accept", "text/event-stream")
+        .body(json!({"prompt": france["question"]}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    let events = events(&text);
+    let tokens: Vec<&Value> = events
+        .iter()
+        .filter(|(e, _)| e == "partial")
+        .map(|(_, v)| v)
+        .collect();
+    let ids: Vec<Value> = tokens.iter().map(|t| t["id"].clone()).collect();
+    let expected = france["generated_ids"].as_array().unwrap();
+    // Every token but the end-of-turn one is streamed, in order.
+    assert_eq!(ids, expected[..expected.len() - 1], "{text}");
+    let streamed: String = tokens.iter().map(|t| t["token"].as_str().unwrap()).collect();
+    assert_eq!(streamed, france["text"]);
+    let (last, result) = events.last().unwrap();
+    assert_eq!(last, "result", "{text}");
+    let result = if result.is_array() { &result[0] } else { result };
+    assert_eq!(result["text"], france["text"]);
+    assert_eq!(result["finish_reason"], "stop");
+    assert_eq!(result["prompt_tokens"], france["prompt_ids"].as_array().unwrap().len());
+
+    // max_tokens cuts the answer short.
+    let (status, v) = d
+        .invoke("generate", &json!({"prompt": france["question"], "max_tokens": 3}))
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!((v["tokens"].as_u64(), v["finish_reason"].as_str()), (Some(3), Some("length")));
+    assert_eq!(v["text"], "The capital of");
+
+    // A stage pointed at a model that is not registered fails clearly.
+    d.deploy_query(
+        "generate-missing",
+        "generate.wasm",
+        &format!("config.tokenizer={tokenizer}&config.model=nope"),
+    )
+    .await;
+    let (status, v) = d.invoke("generate-missing", &json!({"prompt": "hi"})).await;
+    assert!(status >= 400, "{v}");
+    assert!(v.to_string().contains("not-found"), "{v}");
+}
