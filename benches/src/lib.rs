@@ -15,12 +15,17 @@ pub struct Deployed {
     _dir: tempfile::TempDir,
 }
 
+/// The workspace's target directory (`CARGO_TARGET_DIR` if set), where
+/// `cargo xtask models` leaves the models under `models/`.
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"))
+}
+
 /// Where `cargo xtask plugins` leaves the components.
 pub fn wasm_path(file: &str) -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    target.join("wasm32-wasip2/release").join(file)
+    target_dir().join("wasm32-wasip2/release").join(file)
 }
 
 /// Deploys component `file` as stage `name` on a fresh runtime.

@@ -63,18 +63,77 @@ async fn embed_matches_onnxruntime_over_http() {
             worst = worst.max((g.as_f64().unwrap() - w.as_f64().unwrap()).abs());
         }
     }
-    assert!(worst <= 1e-4, "max abs difference from onnxruntime: {worst}");
+    assert!(
+        worst <= 1e-4,
+        "max abs difference from onnxruntime: {worst}"
+    );
 
     // A bad item fails alone with a message that says what to send.
     let (status, v) = d.invoke("embed", &json!({"txt": "typo"})).await;
     assert_eq!(status, 400, "{v}");
-    assert!(v["error"]["message"].as_str().unwrap().contains("text"), "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("text"),
+        "{v}"
+    );
+
+    // The example pipeline (normalize -> embed, batched) behind POST /embed,
+    // online and as a batch job over a dataset. These sentences are
+    // lower-cased by both normalize and the uncased tokenizer, so their
+    // embeddings are the reference ones.
+    d.deploy("normalize", "normalize.wasm").await;
+    let spec = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/pipelines/embed.toml"),
+    )
+    .unwrap();
+    crate::jobs::apply(&d, "embed", &spec).await;
+    let close = |got: &Value, want: &Value| {
+        let (got, want) = (got.as_array().unwrap(), want.as_array().unwrap());
+        got.len() == want.len()
+            && got
+                .iter()
+                .zip(want)
+                .all(|(g, w)| (g.as_f64().unwrap() - w.as_f64().unwrap()).abs() <= 1e-4)
+    };
+    let (status, v, _) = d
+        .post("/embed", &json!({"text": sentences[0]["text"]}))
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert!(close(&v["embedding"], &sentences[0]["embedding"]), "{v}");
+
+    let corpus: String = (0..40)
+        .map(|i| format!("{}\n", json!({"text": sentences[i % 2]["text"]})))
+        .collect();
+    let (status, v) = crate::jobs::dataset(&d, "name=corpus&format=jsonl", corpus).await;
+    assert_eq!(status, 201, "{v}");
+    let (status, v, _) = crate::jobs::submit(
+        &d,
+        &json!({"kind": "batch", "pipeline": "embed", "dataset": "corpus"}),
+    )
+    .await;
+    assert_eq!(status, 202, "{v}");
+    let id = v["id"].as_str().unwrap().to_string();
+    let job = crate::jobs::finished(&d, &id).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    let output = d.get_text(&format!("/v1/jobs/{id}/output")).await;
+    let rows = crate::jobs::lines(&output);
+    assert_eq!(rows.len(), 40);
+    for (i, row) in rows.iter().enumerate() {
+        assert!(
+            close(&row["embedding"], &sentences[i % 2]["embedding"]),
+            "row {i}: {row}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn generate_streams_llama_cpps_answer_over_http() {
     let d = TestDaemon::start().await;
-    put(&d, "/v1/models/smollm2?encoding=ggml", "smollm2-135m-instruct.gguf").await;
+    put(
+        &d,
+        "/v1/models/smollm2?encoding=ggml",
+        "smollm2-135m-instruct.gguf",
+    )
+    .await;
     let tokenizer = put(&d, "/v1/objects", "smollm2-tokenizer.json").await;
     let tokenizer = tokenizer["id"].as_str().unwrap();
     d.deploy_query(
@@ -98,8 +157,8 @@ async fn generate_streams_llama_cpps_answer_over_http() {
         .unwrap();
     assert_eq!(r.status(), 200);
     let text = r.text().await.unwrap();
-    let events = events(&text);
-    let tokens: Vec<&Value> = events
+    let frames = events(&text);
+    let tokens: Vec<&Value> = frames
         .iter()
         .filter(|(e, _)| e == "partial")
         .map(|(_, v)| v)
@@ -108,22 +167,67 @@ async fn generate_streams_llama_cpps_answer_over_http() {
     let expected = france["generated_ids"].as_array().unwrap();
     // Every token but the end-of-turn one is streamed, in order.
     assert_eq!(ids, expected[..expected.len() - 1], "{text}");
-    let streamed: String = tokens.iter().map(|t| t["token"].as_str().unwrap()).collect();
+    let streamed: String = tokens
+        .iter()
+        .map(|t| t["token"].as_str().unwrap())
+        .collect();
     assert_eq!(streamed, france["text"]);
-    let (last, result) = events.last().unwrap();
+    let (last, result) = frames.last().unwrap();
     assert_eq!(last, "result", "{text}");
-    let result = if result.is_array() { &result[0] } else { result };
+    let result = if result.is_array() {
+        &result[0]
+    } else {
+        result
+    };
     assert_eq!(result["text"], france["text"]);
     assert_eq!(result["finish_reason"], "stop");
-    assert_eq!(result["prompt_tokens"], france["prompt_ids"].as_array().unwrap().len());
+    assert_eq!(
+        result["prompt_tokens"],
+        france["prompt_ids"].as_array().unwrap().len()
+    );
 
     // max_tokens cuts the answer short.
     let (status, v) = d
-        .invoke("generate", &json!({"prompt": france["question"], "max_tokens": 3}))
+        .invoke(
+            "generate",
+            &json!({"prompt": france["question"], "max_tokens": 3}),
+        )
         .await;
     assert_eq!(status, 200, "{v}");
-    assert_eq!((v["tokens"].as_u64(), v["finish_reason"].as_str()), (Some(3), Some("length")));
+    assert_eq!(
+        (v["tokens"].as_u64(), v["finish_reason"].as_str()),
+        (Some(3), Some("length"))
+    );
     assert_eq!(v["text"], "The capital of");
+
+    // The example chat pipeline streams the same answer from POST /chat.
+    let spec = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/pipelines/chat.toml"),
+    )
+    .unwrap();
+    crate::jobs::apply(&d, "chat", &spec).await;
+    let r = d
+        .http
+        .post(d.url("/chat"))
+        .header("content-type", "application/json")
+        .body(json!({"prompt": france["question"]}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    let chat = events(&r.text().await.unwrap());
+    let streamed: String = chat
+        .iter()
+        .filter(|(e, _)| e == "partial")
+        .map(|(_, v)| v["token"].as_str().unwrap())
+        .collect();
+    assert_eq!(streamed, france["text"]);
 
     // A stage pointed at a model that is not registered fails clearly.
     d.deploy_query(

@@ -172,6 +172,27 @@ impl Metrics {
     }
 }
 
+/// The inference engine's gauges and counters.
+pub fn render_inference(nn: &weft_runtime::EngineBackend, out: &mut String) {
+    let engine = nn.engine().stats();
+    let stats = nn.stats();
+    let _ = write!(
+        out,
+        "# HELP weft_nn_models Models loaded by the inference engine.\n\
+         # TYPE weft_nn_models gauge\nweft_nn_models {}\n\
+         # HELP weft_nn_weight_bytes Bytes of weights the loaded models hold.\n\
+         # TYPE weft_nn_weight_bytes gauge\nweft_nn_weight_bytes {}\n\
+         # HELP weft_nn_computes_total wasi:nn compute calls served.\n\
+         # TYPE weft_nn_computes_total counter\nweft_nn_computes_total {}\n\
+         # HELP weft_nn_engine_calls_total Engine calls made for them (fewer when calls were batched together).\n\
+         # TYPE weft_nn_engine_calls_total counter\nweft_nn_engine_calls_total {}\n",
+        engine.models,
+        engine.weight_bytes,
+        stats.computes.load(Ordering::Relaxed),
+        stats.engine_calls.load(Ordering::Relaxed),
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -208,25 +229,4 @@ mod tests {
         assert!(text.contains("weft_stage_traps_total{stage=\"norm\"} 1"));
         assert!(text.contains("weft_stage_uploads_total{outcome=\"ok\"} 1"));
     }
-}
-
-/// The inference engine's gauges and counters.
-pub fn render_inference(nn: &weft_runtime::EngineBackend, out: &mut String) {
-    let engine = nn.engine().stats();
-    let stats = nn.stats();
-    let _ = write!(
-        out,
-        "# HELP weft_nn_models Models loaded by the inference engine.\n\
-         # TYPE weft_nn_models gauge\nweft_nn_models {}\n\
-         # HELP weft_nn_weight_bytes Bytes of weights the loaded models hold.\n\
-         # TYPE weft_nn_weight_bytes gauge\nweft_nn_weight_bytes {}\n\
-         # HELP weft_nn_computes_total wasi:nn compute calls served.\n\
-         # TYPE weft_nn_computes_total counter\nweft_nn_computes_total {}\n\
-         # HELP weft_nn_engine_calls_total Engine calls made for them (fewer when calls were batched together).\n\
-         # TYPE weft_nn_engine_calls_total counter\nweft_nn_engine_calls_total {}\n",
-        engine.models,
-        engine.weight_bytes,
-        stats.computes.load(Ordering::Relaxed),
-        stats.engine_calls.load(Ordering::Relaxed),
-    );
 }

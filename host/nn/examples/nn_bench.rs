@@ -58,13 +58,20 @@ fn batch_inputs(rows: &[Vec<i64>]) -> Vec<(String, Tensor)> {
     let shape = vec![rows.len(), len];
     let (mut ids, mut mask) = (Vec::new(), Vec::new());
     for r in rows {
-        ids.extend(r.iter().copied().chain(std::iter::repeat_n(0, len - r.len())));
+        ids.extend(
+            r.iter()
+                .copied()
+                .chain(std::iter::repeat_n(0, len - r.len())),
+        );
         mask.extend((0..len).map(|i| i64::from(i < r.len())));
     }
     let types = vec![0; ids.len()];
     vec![
         ("input_ids".into(), Tensor::from_i64(shape.clone(), &ids)),
-        ("attention_mask".into(), Tensor::from_i64(shape.clone(), &mask)),
+        (
+            "attention_mask".into(),
+            Tensor::from_i64(shape.clone(), &mask),
+        ),
         ("token_type_ids".into(), Tensor::from_i64(shape, &types)),
     ]
 }

@@ -11,15 +11,21 @@
 
 use rayon::prelude::*;
 
-/// Rows of C per micro-tile: 6 x 16 floats is 12 AVX registers of
-/// accumulators, leaving room for the B row and the broadcast A value.
+/// Rows and columns of C per micro-tile on AVX2 (and the portable path):
+/// 6 x 16 floats is 12 AVX registers of accumulators, leaving room for the
+/// B row and the broadcast A value.
 const MR: usize = 6;
-/// Columns of C per micro-tile (two AVX registers, four SSE ones).
 const NR: usize = 16;
+/// The same on AVX-512: 8 x 32 floats is 16 of the 32 ZMM registers (at
+/// 12 rows LLVM shuffles and spills them).
+#[cfg(target_arch = "x86_64")]
+const MR512: usize = 8;
+#[cfg(target_arch = "x86_64")]
+const NR512: usize = 32;
 /// Depth of one k block: an `MR x KC` slice of A and a `KC x NR` panel of B
 /// stay in L1/L2 while a tile is computed.
 const KC: usize = 256;
-/// Rows of C per parallel task (a multiple of `MR`).
+/// Rows of C per parallel task (a multiple of every `MR`).
 const MB: usize = 48;
 /// Below this many multiply-adds, packing and threads cost more than they save.
 const SMALL: usize = 32 * 32 * 32;
@@ -67,11 +73,39 @@ fn gemm(a: &[f32], b: &[f32], c: &mut [f32], m: usize, k: usize, n: usize, paral
         naive_axpy(a, b, c, k, n);
         return;
     }
-    let packed = pack_b(b, k, n);
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") && std::env::var_os("NO512").is_none() {
+        blocked::<MR512, NR512>(a, b, c, m, k, n, parallel, micro_avx512_entry);
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        blocked::<MR, NR>(a, b, c, m, k, n, parallel, micro_avx2_entry);
+        return;
+    }
+    blocked::<MR, NR>(a, b, c, m, k, n, parallel, micro::<false>);
+}
+
+/// A micro-kernel: the `MR x NR` tile of A·B over one k block, from an A
+/// panel (`kc x MR`) and a B panel (`kc x NR`).
+type Micro<const MR: usize, const NR: usize> = fn(&[f32], &[f32]) -> [[f32; NR]; MR];
+
+#[allow(clippy::too_many_arguments)]
+fn blocked<const MR: usize, const NR: usize>(
+    a: &[f32],
+    b: &[f32],
+    c: &mut [f32],
+    m: usize,
+    k: usize,
+    n: usize,
+    parallel: bool,
+    micro: Micro<MR, NR>,
+) {
+    let packed = pack_b::<NR>(b, k, n);
     let block = |(blk, cb): (usize, &mut [f32])| {
         let rows = cb.len() / n;
         let ab = &a[blk * MB * k..(blk * MB + rows) * k];
-        row_block(ab, &packed, cb, rows, k, n);
+        row_block::<MR, NR>(ab, &packed, cb, rows, k, n, micro);
     };
     if parallel && m > MB {
         c.par_chunks_mut(MB * n).enumerate().for_each(block);
@@ -96,7 +130,7 @@ fn naive_axpy(a: &[f32], b: &[f32], c: &mut [f32], k: usize, n: usize) {
 }
 
 /// B as `ceil(n / NR)` panels, each `k x NR`, zero padded on the right.
-fn pack_b(b: &[f32], k: usize, n: usize) -> Vec<f32> {
+fn pack_b<const NR: usize>(b: &[f32], k: usize, n: usize) -> Vec<f32> {
     let panels = n.div_ceil(NR);
     let mut out = vec![0.0; panels * k * NR];
     for (p, panel) in out.chunks_exact_mut(k * NR).enumerate() {
@@ -109,37 +143,14 @@ fn pack_b(b: &[f32], k: usize, n: usize) -> Vec<f32> {
     out
 }
 
-fn row_block(a: &[f32], packed: &[f32], c: &mut [f32], rows: usize, k: usize, n: usize) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-        // SAFETY: the CPU supports the features the function is compiled for.
-        unsafe { row_block_avx2(a, packed, c, rows, k, n) };
-        return;
-    }
-    row_block_generic::<false>(a, packed, c, rows, k, n);
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn row_block_avx2(
+fn row_block<const MR: usize, const NR: usize>(
     a: &[f32],
     packed: &[f32],
     c: &mut [f32],
     rows: usize,
     k: usize,
     n: usize,
-) {
-    row_block_generic::<true>(a, packed, c, rows, k, n);
-}
-
-#[inline(always)]
-fn row_block_generic<const FMA: bool>(
-    a: &[f32],
-    packed: &[f32],
-    c: &mut [f32],
-    rows: usize,
-    k: usize,
-    n: usize,
+    micro: Micro<MR, NR>,
 ) {
     let tiles = rows.div_ceil(MR);
     let mut apack = vec![0.0f32; tiles * MR * KC.min(k)];
@@ -161,11 +172,69 @@ fn row_block_generic<const FMA: bool>(
             let j0 = p * NR;
             let w = NR.min(n - j0);
             for t in 0..tiles {
-                let acc = micro::<FMA>(&apack[t * MR * kc..(t + 1) * MR * kc], bp);
+                let acc = micro(&apack[t * MR * kc..(t + 1) * MR * kc], bp);
                 store(&acc, c, t * MR, MR.min(rows - t * MR), j0, w, n);
             }
         }
     }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn micro_avx2_entry(ap: &[f32], bp: &[f32]) -> [[f32; NR]; MR] {
+    // SAFETY: `gemm` picks this kernel only when the CPU has AVX2 and FMA.
+    unsafe { micro_avx2(ap, bp) }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn micro_avx2(ap: &[f32], bp: &[f32]) -> [[f32; NR]; MR] {
+    micro::<true>(ap, bp)
+}
+
+#[cfg(target_arch = "x86_64")]
+fn micro_avx512_entry(ap: &[f32], bp: &[f32]) -> [[f32; NR512]; MR512] {
+    // SAFETY: `gemm` picks this kernel only when the CPU has AVX-512F.
+    unsafe { micro_avx512(ap, bp) }
+}
+
+/// The AVX-512 tile, with intrinsics: LLVM's autovectoriser keeps to
+/// 256-bit vectors, which halves the throughput of these cores.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn micro_avx512(ap: &[f32], bp: &[f32]) -> [[f32; NR512]; MR512] {
+    use std::arch::x86_64::*;
+    let kc = ap.len() / MR512;
+    assert!(bp.len() >= kc * NR512, "B panel shorter than the A panel");
+    let mut acc = [[_mm512_setzero_ps(); 2]; MR512];
+    let (mut pa, mut pb) = (ap.as_ptr(), bp.as_ptr());
+    for _ in 0..kc {
+        // SAFETY: step `p` reads `ap[p * MR512..][..MR512]` and
+        // `bp[p * NR512..][..NR512]`, both in bounds for `p < kc`.
+        // Straight-line code over constant indices keeps the 24
+        // accumulators in registers (a loop over rows spilled them).
+        unsafe {
+            let (b0, b1) = (_mm512_loadu_ps(pb), _mm512_loadu_ps(pb.add(16)));
+            macro_rules! row {
+                ($($r:literal)*) => {$(
+                    let av = _mm512_set1_ps(*pa.add($r));
+                    acc[$r][0] = _mm512_fmadd_ps(av, b0, acc[$r][0]);
+                    acc[$r][1] = _mm512_fmadd_ps(av, b1, acc[$r][1]);
+                )*};
+            }
+            row!(0 1 2 3 4 5 6 7);
+            pa = pa.add(MR512);
+            pb = pb.add(NR512);
+        }
+    }
+    let mut out = [[0.0f32; NR512]; MR512];
+    for (o, a) in out.iter_mut().zip(&acc) {
+        // SAFETY: each row of `out` holds 32 floats.
+        unsafe {
+            _mm512_storeu_ps(o.as_mut_ptr(), a[0]);
+            _mm512_storeu_ps(o.as_mut_ptr().add(16), a[1]);
+        }
+    }
+    out
 }
 
 /// An `MR x NR` tile of A·B over one k block: `ap` is an A panel
@@ -191,7 +260,7 @@ fn micro<const FMA: bool>(ap: &[f32], bp: &[f32]) -> [[f32; NR]; MR] {
 }
 
 #[inline(always)]
-fn store(
+fn store<const MR: usize, const NR: usize>(
     acc: &[[f32; NR]; MR],
     c: &mut [f32],
     r: usize,

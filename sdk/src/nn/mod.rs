@@ -6,6 +6,24 @@
 //! Build [`tensor::Tensor`]s from little-endian bytes, bind them to a
 //! [`inference::GraphExecutionContext`] and call `compute`.
 //!
+//! # What weft's engine expects
+//!
+//! - **ONNX graphs** (`onnx`): name each input tensor after the graph input
+//!   it feeds (`input_ids`, `attention_mask`, …); `compute` returns every
+//!   graph output by name. Batch and sequence dimensions may change from call
+//!   to call. Calls from different instances on the same graph whose inputs
+//!   differ only in dimension 0 are merged into one engine call, so pad
+//!   variable lengths to a few fixed sizes to let them merge.
+//! - **GGUF decoders** (`ggml`, Llama family): one input, the new token ids
+//!   (`i64` or `i32`, shape `[n]` or `[1, n]`); the output `logits` is `f32`
+//!   `[vocab]`, for the last position. The execution context keeps the KV
+//!   cache: send the prompt once, then one token per call; start a new
+//!   context for a new conversation. Past the model's context length,
+//!   `compute` fails with `too-large`.
+//! - Mistakes are errors, not traps: a tensor whose data does not fill its
+//!   shape, a wrong type or name is `invalid-argument`; an unknown model is
+//!   `not-found`.
+//!
 //! Inside Wasm these are the generated bindings. Natively they are a stand-in with
 //! the same signatures, so stages that use inference still build and test; there,
 //! tensors work but loading a graph fails with

@@ -61,7 +61,11 @@ impl HParams {
         let embd = int("embedding_length")?;
         let heads = int("attention.head_count")?;
         let kv_heads = int("attention.head_count_kv").unwrap_or(heads);
-        if heads == 0 || kv_heads == 0 || !embd.is_multiple_of(heads) || !heads.is_multiple_of(kv_heads) {
+        if heads == 0
+            || kv_heads == 0
+            || !embd.is_multiple_of(heads)
+            || !heads.is_multiple_of(kv_heads)
+        {
             return Err(NnError::new(
                 NnErrorKind::InvalidEncoding,
                 format!("bad attention shape: {heads} heads, {kv_heads} KV heads, width {embd}"),

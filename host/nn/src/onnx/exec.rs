@@ -294,7 +294,7 @@ impl Profile {
     fn print(self) {
         let total: Duration = self.ops.values().map(|(_, d)| *d).sum();
         let mut rows: Vec<_> = self.ops.into_iter().collect();
-        rows.sort_by(|a, b| b.1.1.cmp(&a.1.1));
+        rows.sort_by_key(|r| std::cmp::Reverse(r.1.1));
         let mut out = format!("weft-nn profile: {:.2} ms\n", total.as_secs_f64() * 1e3);
         for (op, (n, d)) in rows {
             out += &format!(

@@ -15,7 +15,7 @@ fn heads(v: &Value, heads: i64, what: &str) -> Result<(Vec<f64>, [usize; 4]), Nn
         3 => {
             let h = usize::try_from(heads)
                 .ok()
-                .filter(|&h| h > 0 && s[2] % h == 0)
+                .filter(|&h| h > 0 && s[2].is_multiple_of(h))
                 .ok_or_else(|| {
                     fail(format!(
                         "3-D {what} needs a num_heads attribute dividing {}",
