@@ -61,10 +61,12 @@ fn main() {
     let on = node.runtime(BatchConfig {
         max_batch: 32,
         max_wait: MAX_WAIT,
+        ..BatchConfig::default()
     });
     let off = node.runtime(BatchConfig {
         max_batch: 1,
         max_wait: MAX_WAIT,
+        ..BatchConfig::default()
     });
     let words = node.words();
     // Text `i` is `n` words from offset `3 i`: `n + 2` tokens.

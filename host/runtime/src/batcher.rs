@@ -43,9 +43,19 @@ pub(crate) async fn run(
     config: BatchConfig,
     stats: Arc<InferenceStats>,
 ) {
-    let session: Arc<Mutex<Box<dyn Session>>> = Arc::new(Mutex::new(model.session()));
+    // Up to one batch per core runs at once, each on a session of its own:
+    // the engine's serial parts (elementwise ops between the matrix
+    // products) then overlap, and calls that arrive while every slot is
+    // busy queue up and leave together as the next batch.
+    let slots = config.max_in_flight.max(1);
+    let sessions: Arc<Mutex<Vec<Box<dyn Session>>>> =
+        Arc::new(Mutex::new((0..slots).map(|_| model.session()).collect()));
+    let permits = Arc::new(tokio::sync::Semaphore::new(slots));
     let mut waiting: VecDeque<Call> = VecDeque::new();
     loop {
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            return;
+        };
         let first = match waiting.pop_front() {
             Some(call) => call,
             None => match rx.recv().await {
@@ -88,18 +98,20 @@ pub(crate) async fn run(
             }
             total = Some(n);
         }
-        let session = session.clone();
+        let sessions = sessions.clone();
         let stats = stats.clone();
-        // The engine call blocks; one batch at a time per graph keeps the
-        // cores for the computation itself while the next batch gathers.
-        let done = tokio::task::spawn_blocking(move || {
-            let mut s = session.lock().unwrap_or_else(|e| e.into_inner());
-            serve(&mut **s, batch, total, &stats);
-        })
-        .await;
-        if done.is_err() {
-            return;
-        }
+        // The engine call blocks: on the blocking pool, holding its slot.
+        tokio::task::spawn_blocking(move || {
+            let taken = sessions.lock().unwrap_or_else(|e| e.into_inner()).pop();
+            // A slot always has a session: there are as many as permits.
+            let mut session = taken.expect("a session per slot");
+            serve(&mut *session, batch, total, &stats);
+            sessions
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(session);
+            drop(permit);
+        });
     }
 }
 

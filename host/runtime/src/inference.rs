@@ -27,6 +27,9 @@ pub struct BatchConfig {
     /// arrive while the engine is busy join the next batch without waiting.
     /// Default 1 ms.
     pub max_wait: Duration,
+    /// Merged calls of one graph that run at once, each on its own session.
+    /// Default: the number of cores.
+    pub max_in_flight: usize,
 }
 
 impl Default for BatchConfig {
@@ -34,6 +37,7 @@ impl Default for BatchConfig {
         Self {
             max_batch: 32,
             max_wait: Duration::from_millis(1),
+            max_in_flight: std::thread::available_parallelism().map_or(2, |n| n.get()),
         }
     }
 }
