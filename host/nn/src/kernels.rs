@@ -74,7 +74,7 @@ fn gemm(a: &[f32], b: &[f32], c: &mut [f32], m: usize, k: usize, n: usize, paral
         return;
     }
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") && std::env::var_os("NO512").is_none() {
+    if std::arch::is_x86_feature_detected!("avx512f") {
         blocked::<MR512, NR512>(a, b, c, m, k, n, parallel, micro_avx512_entry);
         return;
     }

@@ -200,11 +200,17 @@ impl Session for OnnxSession {
         let mut profile = profiling().then(Profile::default);
         for (node, frees) in g.nodes.iter().zip(&g.frees) {
             let started = profile.as_ref().map(|_| Instant::now());
+            let owned = if ops::in_place(&node.op_type) {
+                take_dying(&mut env, node, frees)
+            } else {
+                None
+            };
             let args: Vec<Option<&Value>> = node
                 .inputs
                 .iter()
-                .map(|n| {
-                    if n.is_empty() {
+                .enumerate()
+                .map(|(i, n)| {
+                    if n.is_empty() || owned.as_ref().is_some_and(|(o, _)| *o == i) {
                         return Ok(None);
                     }
                     env.get(n.as_str()).map(|v| Some(&**v)).ok_or_else(|| {
@@ -221,13 +227,14 @@ impl Session for OnnxSession {
             // A shape inconsistency an operator did not anticipate must fail
             // the call, not the process serving it.
             let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                ops::run(
-                    Node {
-                        proto: node,
-                        opset: g.opset,
-                    },
-                    &args,
-                )
+                let node = Node {
+                    proto: node,
+                    opset: g.opset,
+                };
+                match owned {
+                    Some((i, v)) => ops::run_owned(node, &args, i, v),
+                    None => ops::run(node, &args),
+                }
             }))
             .unwrap_or_else(|_| {
                 Err(NnError::new(
@@ -269,6 +276,30 @@ impl Session for OnnxSession {
             })
             .collect()
     }
+}
+
+/// An input of `node` (among its first two) that dies with it and that
+/// nothing else holds, taken out of `env` so the operator can write over
+/// it; weights are shared with the graph and never qualify.
+fn take_dying(
+    env: &mut HashMap<&str, Arc<Value>>,
+    node: &proto::NodeProto,
+    frees: &[String],
+) -> Option<(usize, Value)> {
+    for (i, name) in node.inputs.iter().enumerate().take(2) {
+        let once = node.inputs.iter().filter(|n| *n == name).count() == 1;
+        if name.is_empty() || !once || !frees.contains(name) {
+            continue;
+        }
+        let (key, v) = env.remove_entry(name.as_str())?;
+        match Arc::try_unwrap(v) {
+            Ok(v) => return Some((i, v)),
+            Err(v) => {
+                env.insert(key, v);
+            }
+        }
+    }
+    None
 }
 
 /// Whether `WEFT_NN_PROFILE` asks for per-operator timings (read once).

@@ -360,40 +360,9 @@ pub(crate) fn f16_to_f32(h: u16) -> f32 {
     crate::quant::f16_to_f32(h)
 }
 
-/// f64 to IEEE half bits, rounding to nearest even.
+/// f64 to IEEE half bits, rounding to nearest even (through f32).
 pub(crate) fn f64_to_f16(x: f64) -> u16 {
-    let x = x as f32;
-    let bits = x.to_bits();
-    let sign = ((bits >> 16) & 0x8000) as u16;
-    let exp = ((bits >> 23) & 0xff) as i32;
-    let man = bits & 0x7f_ffff;
-    if exp == 0xff {
-        return sign | 0x7c00 | if man != 0 { 0x200 } else { 0 };
-    }
-    let e = exp - 127 + 15;
-    if e >= 0x1f {
-        return sign | 0x7c00;
-    }
-    if e <= 0 {
-        if e < -10 {
-            return sign;
-        }
-        let m = man | 0x80_0000;
-        let shift = (14 - e) as u32;
-        let half = 1u32 << (shift - 1);
-        let mut r = m >> shift;
-        let rem = m & ((1 << shift) - 1);
-        if rem > half || (rem == half && r & 1 == 1) {
-            r += 1;
-        }
-        return sign | r as u16;
-    }
-    let mut r = ((e as u32) << 10) | (man >> 13);
-    let rem = man & 0x1fff;
-    if rem > 0x1000 || (rem == 0x1000 && r & 1 == 1) {
-        r += 1;
-    }
-    sign | r as u16
+    crate::quant::f32_to_f16(x as f32)
 }
 
 /// f32 rounded to bfloat16 precision (nearest even).

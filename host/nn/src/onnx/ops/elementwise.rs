@@ -107,8 +107,8 @@ pub(super) fn run(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Value, Nn
             }
             unary(x, f)
         }
-        "Abs" => unary(req(inputs, 0)?, f64::abs),
-        "Neg" => unary(req(inputs, 0)?, |v| -v),
+        "Abs" => unary_f32(req(inputs, 0)?, f32::abs, f64::abs),
+        "Neg" => unary_f32(req(inputs, 0)?, |v| -v, |v| -v),
         "Sign" => unary(req(inputs, 0)?, |v| {
             if v > 0.0 {
                 1.0
@@ -118,15 +118,19 @@ pub(super) fn run(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Value, Nn
                 v
             }
         }),
-        "Relu" => unary(req(inputs, 0)?, |v| if v < 0.0 { 0.0 } else { v }),
+        "Relu" => unary_f32(
+            req(inputs, 0)?,
+            |v| if v < 0.0 { 0.0 } else { v },
+            |v| if v < 0.0 { 0.0 } else { v },
+        ),
         "Ceil" => unary(req(inputs, 0)?, f64::ceil),
         "Floor" => unary(req(inputs, 0)?, f64::floor),
         "Round" => unary(req(inputs, 0)?, f64::round_ties_even),
-        "Sqrt" => unary(req(inputs, 0)?, f64::sqrt),
+        "Sqrt" => unary_f32(req(inputs, 0)?, f32::sqrt, f64::sqrt),
         "Exp" => unary(req(inputs, 0)?, f64::exp),
         "Log" => unary(req(inputs, 0)?, f64::ln),
-        "Reciprocal" => unary(req(inputs, 0)?, f64::recip),
-        "Erf" => unary(req(inputs, 0)?, erf),
+        "Reciprocal" => unary_f32(req(inputs, 0)?, f32::recip, f64::recip),
+        "Erf" => unary_f32(req(inputs, 0)?, erf_f32, erf),
         "Tanh" => unary(req(inputs, 0)?, f64::tanh),
         "Sigmoid" => unary(req(inputs, 0)?, sigmoid),
         "Sin" => unary(req(inputs, 0)?, f64::sin),
@@ -290,6 +294,61 @@ pub(crate) fn erf(x: f64) -> f64 {
     if x > 0.0 { 1.0 - erfc } else { erfc - 1.0 }
 }
 
+/// The error function in f32: Eigen's rational approximation on
+/// [-4, 4] (erf is ±1 to f32 precision beyond), a few ulp from the exact
+/// value and branch-free, so it vectorises. BERT's GELU runs it on every
+/// activation of every feed-forward layer.
+#[allow(clippy::excessive_precision)] // Eigen's published coefficients, verbatim.
+pub(crate) fn erf_f32(x: f32) -> f32 {
+    const A: [f32; 7] = [
+        -2.726_142_258_013_06e-10,
+        2.770_681_424_959_02e-08,
+        -2.101_024_020_825_08e-06,
+        -5.692_506_394_623_46e-05,
+        -7.349_906_303_268_55e-04,
+        -2.954_599_808_540_25e-03,
+        -1.609_603_332_624_15e-02,
+    ];
+    const B: [f32; 5] = [
+        -1.456_607_184_649_96e-05,
+        -2.133_740_552_789_05e-04,
+        -1.682_826_974_382_03e-03,
+        -7.373_329_167_204_68e-03,
+        -1.426_473_905_141_89e-02,
+    ];
+    // NaN passes through the clamp and the polynomials.
+    let x = x.clamp(-4.0, 4.0);
+    let x2 = x * x;
+    let p = A[1..].iter().fold(A[0], |acc, &a| acc * x2 + a);
+    let q = B[1..].iter().fold(B[0], |acc, &b| acc * x2 + b);
+    x * p / q
+}
+
+/// A float map with an f32 form: f32 tensors run `f32` (no round trip
+/// through f64, so LLVM vectorises it), f64 ones `f64`.
+fn unary_f32(
+    x: &Value,
+    f32: impl Fn(f32) -> f32 + Sync,
+    f64: impl Fn(f64) -> f64 + Sync,
+) -> Result<Value, NnError> {
+    let Data::F32(v) = &x.data else {
+        return unary(x, f64);
+    };
+    let mut out = vec![0.0f32; v.len()];
+    let map = |(o, s): (&mut [f32], &[f32])| o.iter_mut().zip(s).for_each(|(o, &s)| *o = f32(s));
+    if v.len() > PAR {
+        out.par_chunks_mut(CHUNK)
+            .zip(v.par_chunks(CHUNK))
+            .for_each(map);
+    } else {
+        map((&mut out, v));
+    }
+    Ok(x.with(x.shape.clone(), Data::F32(out)))
+}
+
+/// Elements per parallel task of the f32 fast paths.
+const CHUNK: usize = 1 << 14;
+
 /// A float map (computed in f64, stored back in the value's precision).
 fn unary(x: &Value, f: impl Fn(f64) -> f64 + Sync) -> Result<Value, NnError> {
     let data = match &x.data {
@@ -431,7 +490,187 @@ fn arith<T: Arith>(
     }
 }
 
+/// How two f32 operands line up with their broadcast output, for the
+/// shapes transformers produce; anything else takes [`zip_broadcast`].
+#[derive(Clone, Copy)]
+enum Layout {
+    /// Both hold every output element.
+    Same,
+    /// One holds every element; the other, `n` elements, repeats every `n`
+    /// (a bias or a scale over the last axes). `.1`: whether the full
+    /// operand is the left one.
+    Repeat(usize, bool),
+    /// One holds every element; the other one value per row of `n` (a mean
+    /// or a norm with keepdims). `.1` as above.
+    PerRow(usize, bool),
+}
+
+fn layout(xs: &[usize], ys: &[usize], out: &[usize]) -> Option<Layout> {
+    let total: usize = out.iter().product();
+    let (xl, yl) = (xs.iter().product::<usize>(), ys.iter().product::<usize>());
+    if xl == total && yl == total {
+        return Some(Layout::Same);
+    }
+    let (small, left_full) = if xl == total { (ys, true) } else { (xs, false) };
+    if (if left_full { yl } else { xl }) == 0 || (if left_full { xl } else { yl }) != total {
+        return None;
+    }
+    let trimmed: &[usize] = {
+        let lead = small.iter().take_while(|&&d| d == 1).count();
+        &small[lead..]
+    };
+    if out.ends_with(trimmed) {
+        return Some(Layout::Repeat(trimmed.iter().product(), left_full));
+    }
+    let rank = out.len();
+    let pad = rank - small.len();
+    let per_row = rank > 0
+        && small.last() == Some(&1)
+        && (0..rank - 1).all(|i| i >= pad && small[i - pad] == out[i] || i < pad && out[i] == 1);
+    per_row.then(|| Layout::PerRow(out[rank - 1].max(1), left_full))
+}
+
+/// `dst = f(dst, other)` elementwise, `dst` being the full operand of
+/// `layout` and `other` the other one, in parallel over chunks of whole
+/// rows: straight slice loops that LLVM vectorises.
+fn apply_f32(dst: &mut [f32], other: &[f32], layout: Layout, f: impl Fn(f32, f32) -> f32 + Sync) {
+    let n = match layout {
+        Layout::Same => 1,
+        Layout::Repeat(n, _) | Layout::PerRow(n, _) => n.max(1),
+    };
+    let chunk = (CHUNK / n).max(1) * n;
+    let fill = |(i, d): (usize, &mut [f32])| {
+        let o = i * chunk;
+        match layout {
+            Layout::Same => d
+                .iter_mut()
+                .zip(&other[o..])
+                .for_each(|(d, &q)| *d = f(*d, q)),
+            Layout::Repeat(1, _) => {
+                let q = other[0];
+                d.iter_mut().for_each(|d| *d = f(*d, q));
+            }
+            Layout::Repeat(..) => {
+                for row in d.chunks_mut(n) {
+                    row.iter_mut().zip(other).for_each(|(d, &q)| *d = f(*d, q));
+                }
+            }
+            Layout::PerRow(..) => {
+                for (r, row) in d.chunks_mut(n).enumerate() {
+                    let q = other[o / n + r];
+                    row.iter_mut().for_each(|d| *d = f(*d, q));
+                }
+            }
+        }
+    };
+    if dst.len() >= PAR {
+        dst.par_chunks_mut(chunk).enumerate().for_each(fill);
+    } else {
+        dst.chunks_mut(chunk).enumerate().for_each(fill);
+    }
+}
+
+/// `dst op other` (`other op dst` unless `dst_left`) into `dst`.
+fn apply_bin(dst: &mut [f32], other: &[f32], layout: Layout, dst_left: bool, op: Bin) -> bool {
+    macro_rules! go {
+        ($f:expr) => {{
+            let f = $f;
+            if dst_left {
+                apply_f32(dst, other, layout, f)
+            } else {
+                apply_f32(dst, other, layout, move |p, q| f(q, p))
+            }
+        }};
+    }
+    match op {
+        Bin::Add => go!(|p: f32, q: f32| p + q),
+        Bin::Sub => go!(|p: f32, q: f32| p - q),
+        Bin::Mul => go!(|p: f32, q: f32| p * q),
+        Bin::Div => go!(|p: f32, q: f32| p / q),
+        _ => return false,
+    }
+    true
+}
+
+/// The f32 `Add`/`Sub`/`Mul`/`Div` of common layouts, or `None`.
+fn binary_f32(a: &Value, b: &Value, op: Bin) -> Option<Value> {
+    let (Data::F32(x), Data::F32(y)) = (&a.data, &b.data) else {
+        return None;
+    };
+    if a.dtype != b.dtype || !matches!(op, Bin::Add | Bin::Sub | Bin::Mul | Bin::Div) {
+        return None;
+    }
+    let out = broadcast_shape(&a.shape, &b.shape).ok()?;
+    let l = layout(&a.shape, &b.shape, &out)?;
+    let left = match l {
+        Layout::Same => true,
+        Layout::Repeat(_, left) | Layout::PerRow(_, left) => left,
+    };
+    let (mut dst, other) = if left { (x.clone(), y) } else { (y.clone(), x) };
+    apply_bin(&mut dst, other, l, left, op);
+    Some(a.with(out, Data::F32(dst)))
+}
+
+/// An elementwise node whose input `i` is `v`, which no one else reads:
+/// f32 arithmetic and maps write their result over `v` instead of
+/// allocating (fresh pages cost more than the arithmetic itself).
+pub(super) fn run_owned(
+    node: Node<'_>,
+    inputs: &[Option<&Value>],
+    i: usize,
+    mut v: Value,
+) -> Result<Value, NnError> {
+    let op = node.proto.op_type.as_str();
+    let bin = match op {
+        "Add" => Some(Bin::Add),
+        "Sub" => Some(Bin::Sub),
+        "Mul" => Some(Bin::Mul),
+        "Div" => Some(Bin::Div),
+        _ => None,
+    };
+    let other = inputs.get(1 - i.min(1)).copied().flatten();
+    if let (Some(op), Some(o), 2) = (bin, other, inputs.len())
+        && o.dtype == v.dtype
+        && let (Data::F32(y), Ok(out)) = (&o.data, broadcast_shape(&v.shape, &o.shape))
+        && out == v.shape
+        && let Some(l) = layout(&v.shape, &o.shape, &out)
+        && match l {
+            Layout::Same => true,
+            Layout::Repeat(_, left) | Layout::PerRow(_, left) => left,
+        }
+        && let Data::F32(dst) = &mut v.data
+        && apply_bin(dst, y, l, i == 0, op)
+    {
+        return Ok(v);
+    }
+    let map: Option<fn(f32) -> f32> = match op {
+        "Erf" => Some(erf_f32),
+        "Sqrt" => Some(f32::sqrt),
+        "Neg" => Some(|v| -v),
+        "Relu" => Some(|v| if v < 0.0 { 0.0 } else { v }),
+        _ => None,
+    };
+    if let (Some(f), 0, Data::F32(dst)) = (map, i, &mut v.data) {
+        if dst.len() > PAR {
+            dst.par_chunks_mut(CHUNK)
+                .for_each(|c| c.iter_mut().for_each(|d| *d = f(*d)));
+        } else {
+            dst.iter_mut().for_each(|d| *d = f(*d));
+        }
+        return Ok(v);
+    }
+    let mut args = inputs.to_vec();
+    args[i] = Some(&v);
+    run(node, &args)
+}
+
+/// Operators [`run_owned`] may compute in place.
+pub(super) const IN_PLACE: &[&str] = &["Add", "Sub", "Mul", "Div", "Erf", "Sqrt", "Neg", "Relu"];
+
 fn binary(a: &Value, b: &Value, op: Bin) -> Result<Value, NnError> {
+    if let Some(v) = binary_f32(a, b, op) {
+        return Ok(v);
+    }
     let cast;
     let b = if b.dtype == a.dtype {
         b

@@ -264,6 +264,22 @@ pub(crate) fn axis(a: i64, rank: usize) -> Result<usize, NnError> {
     Ok(if a < 0 { (a + r) as usize } else { a as usize })
 }
 
+/// Whether [`run_owned`] can reuse an input's buffer for `op_type`.
+pub(crate) fn in_place(op_type: &str) -> bool {
+    elementwise::IN_PLACE.contains(&op_type)
+}
+
+/// [`run`] with input `i` handed over (its slot in `inputs` is `None`):
+/// the graph reads it no more, so its buffer may hold the output.
+pub(crate) fn run_owned(
+    node: Node<'_>,
+    inputs: &[Option<&Value>],
+    i: usize,
+    v: Value,
+) -> Result<Vec<Value>, NnError> {
+    elementwise::run_owned(node, inputs, i, v).map(|v| vec![v])
+}
+
 /// Runs one node on its inputs (`None` for omitted optional inputs).
 pub(crate) fn run(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Vec<Value>, NnError> {
     let op = node.proto.op_type.as_str();

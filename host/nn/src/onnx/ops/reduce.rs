@@ -96,8 +96,35 @@ pub(super) fn reduce(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Value,
         return Ok(x.clone());
     };
     let keep = node.int("keepdims", 1) != 0;
-    let (v, _, red, _) = axes_last(x, &axes);
     let op = node.proto.op_type.as_str();
+    if let (Data::F32(v), true, "ReduceMean" | "ReduceSum") = (
+        &x.data,
+        axes == [r.saturating_sub(1)] && r > 0 && x.shape[r - 1] > 0,
+        op,
+    ) {
+        // The last axis of an f32 tensor (LayerNorm decompositions): sum
+        // contiguous rows in place, in f64 as the general path does.
+        let n = x.shape[r - 1];
+        let scale = if op == "ReduceMean" {
+            1.0 / n as f64
+        } else {
+            1.0
+        };
+        let row = |c: &[f32]| (c.iter().map(|&v| f64::from(v)).sum::<f64>() * scale) as f32;
+        let out: Vec<f32> = if v.len() / n > PAR_ROWS {
+            v.par_chunks(n).map(row).collect()
+        } else {
+            v.chunks(n).map(row).collect()
+        };
+        let mut shape = x.shape.clone();
+        if keep {
+            shape[r - 1] = 1;
+        } else {
+            shape.pop();
+        }
+        return Ok(x.with(shape, Data::F32(out)));
+    }
+    let (v, _, red, _) = axes_last(x, &axes);
     let f =
         |c: &[f64]| -> f64 {
             match op {

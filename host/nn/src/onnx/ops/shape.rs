@@ -199,14 +199,29 @@ pub(super) fn transpose_perm(x: &Value, perm: &[usize]) -> Value {
     macro_rules! tr {
         ($v:expr) => {{
             let v = $v;
-            (0..rows)
-                .into_par_iter()
-                .with_min_len(64)
-                .flat_map_iter(|r| {
-                    let b = base(r);
-                    (0..inner).map(move |j| v[b + j * si])
-                })
-                .collect()
+            if si == 1 {
+                // Rows stay contiguous (attention's head split and merge):
+                // copy them whole.
+                let mut out = v[..0].to_vec();
+                out.resize(v.len(), v[0]);
+                out.par_chunks_mut(inner)
+                    .with_min_len(64)
+                    .enumerate()
+                    .for_each(|(r, d)| {
+                        let b = base(r);
+                        d.copy_from_slice(&v[b..b + inner]);
+                    });
+                out
+            } else {
+                (0..rows)
+                    .into_par_iter()
+                    .with_min_len(64)
+                    .flat_map_iter(|r| {
+                        let b = base(r);
+                        (0..inner).map(move |j| v[b + j * si])
+                    })
+                    .collect()
+            }
         }};
     }
     let data = match &x.data {
