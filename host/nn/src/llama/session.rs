@@ -96,7 +96,7 @@ impl Decoder {
         let scale = 1.0 / (hd as f32).sqrt();
         let (kc, vc) = (&self.k[l], &self.v[l]);
         let mut out = vec![0f32; n * d];
-        out.par_chunks_mut(hd).enumerate().for_each(|(i, o)| {
+        let one_head = |(i, o): (usize, &mut [f32])| {
             let (t, head) = (i / heads, i % heads);
             let kvh = head / group;
             let seen = self.past + t + 1;
@@ -123,7 +123,13 @@ impl Decoder {
                 let vp = &vc[p * kvd + kvh * hd..][..hd];
                 o.iter_mut().zip(vp).for_each(|(o, v)| *o += weight * v);
             }
-        });
+        };
+        // A few new tokens' heads are too little work to wake the pool for.
+        if n * (self.past + n) * heads * hd < 1 << 18 {
+            out.chunks_mut(hd).enumerate().for_each(one_head);
+        } else {
+            out.par_chunks_mut(hd).enumerate().for_each(one_head);
+        }
         out
     }
 }

@@ -6,6 +6,9 @@ use rayon::prelude::*;
 use crate::quant::{self, Q8Row};
 use crate::{GgmlType, GgufInfo, NnError, NnErrorKind};
 
+/// Products that read fewer weight bytes than this run on the calling thread.
+const SERIAL_BELOW: usize = 1 << 20;
+
 /// A `rows × cols` weight matrix in a ggml encoding, row-major (each row
 /// quantised along `cols`).
 #[derive(Debug)]
@@ -107,15 +110,20 @@ impl QMatrix {
         // all `n` inputs, so W streams through memory once per call.
         let mut yt = vec![0f32; self.rows * n];
         let chunk = (self.rows / (rayon::current_num_threads() * 8)).clamp(16, 512);
-        yt.par_chunks_mut(chunk * n)
-            .enumerate()
-            .for_each(|(c, out)| {
-                for (i, o) in out.chunks_exact_mut(n).enumerate() {
-                    let r = c * chunk + i;
-                    let w = &self.data[r * self.row_bytes..][..self.row_bytes];
-                    quant::dot_rows(self.ty, w, &xq, x, o);
-                }
-            });
+        let rows_of = |(c, out): (usize, &mut [f32])| {
+            for (i, o) in out.chunks_exact_mut(n).enumerate() {
+                let r = c * chunk + i;
+                let w = &self.data[r * self.row_bytes..][..self.row_bytes];
+                quant::dot_rows(self.ty, w, &xq, x, o);
+            }
+        };
+        // Waking the pool costs more than a small product takes: below
+        // ~1 MB of weight reads, stay on this thread.
+        if self.data.len() * n < SERIAL_BELOW {
+            yt.chunks_mut(chunk * n).enumerate().for_each(rows_of);
+        } else {
+            yt.par_chunks_mut(chunk * n).enumerate().for_each(rows_of);
+        }
         if n == 1 {
             return yt;
         }
