@@ -11,7 +11,7 @@ use crate::{Encoding, NnError, NnErrorKind, Tensor};
 pub enum Target {
     /// The host CPU.
     Cpu,
-    /// The node's GPU; falls back to the CPU when the node has none.
+    /// The node's GPU. weft-nn has no GPU path yet: this runs on the CPU.
     Gpu,
 }
 

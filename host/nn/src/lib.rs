@@ -1,14 +1,31 @@
-//! weft-nn: what a node knows about models, independent of Wasm and HTTP.
+//! weft-nn: weft's inference engine, independent of Wasm and HTTP.
 //!
-//! Today this crate reads and checks the two model formats weft accepts —
-//! GGUF (`wasi:nn` encoding `ggml`) and ONNX — so that an upload is refused
-//! with a reason (the bad tensor, the unsupported quantisation, the
-//! truncated field) before it is stored, and so that the registry can show
-//! what a model contains. The execution engine (burn on wgpu, and a CPU
-//! path) builds on these readers.
+//! It reads and checks the two model formats weft accepts — GGUF (`wasi:nn`
+//! encoding `ggml`) and ONNX — so that an upload is refused with a reason
+//! (the bad tensor, the unsupported operator or quantisation, the truncated
+//! field) before it is stored, and it runs them on the CPU:
+//!
+//! - ONNX graphs, op by op, with dynamic batch and sequence sizes;
+//! - Llama-family GGUF decoders reading Q4_0/Q4_1/Q8_0 weights in place,
+//!   with the KV cache in the [`Session`] (send the prompt's token ids, then
+//!   one token per call; read `logits`).
+//!
+//! [`Engine`] loads each distinct model once and shares it. It is not a
+//! training library, and has no GPU path yet ([`Target::Gpu`] runs on the
+//! CPU). The runtime serves `wasi:nn` with it.
 //!
 //! ```
-//! let err = weft_nn::inspect(b"not a model", weft_nn::Encoding::Ggml).unwrap_err();
+//! use weft_nn::{Encoding, Engine, Target, Tensor};
+//!
+//! let engine = Engine::default();
+//! let model = engine
+//!     .load(&weft_nn::fixtures::onnx_linear(), Encoding::Onnx, Target::Cpu)
+//!     .unwrap();
+//! let x = Tensor::from_f32(vec![2, 2], &[1.0, 1.0, 0.0, 2.0]);
+//! let y = model.session().compute(&[("x".into(), x)]).unwrap();
+//! assert_eq!(y[0].1.shape, vec![2, 3]);
+//!
+//! let err = weft_nn::inspect(b"not a model", Encoding::Ggml).unwrap_err();
 //! assert!(err.to_string().contains("GGUF"));
 //! ```
 
