@@ -53,10 +53,12 @@ pub fn gguf(arch: &str, tensors: &[(&str, &[u64], u32)]) -> Vec<u8> {
     b
 }
 
-fn key(n: u64, wire: u64, out: &mut Vec<u8>) {
+/// Writes a protobuf field key (for tests that build ONNX bytes by hand).
+pub(crate) fn key(n: u64, wire: u64, out: &mut Vec<u8>) {
     var(n << 3 | wire, out);
 }
-fn var(mut v: u64, out: &mut Vec<u8>) {
+/// Writes a protobuf varint.
+pub(crate) fn var(mut v: u64, out: &mut Vec<u8>) {
     loop {
         let b = (v & 0x7f) as u8;
         v >>= 7;
@@ -67,7 +69,8 @@ fn var(mut v: u64, out: &mut Vec<u8>) {
         out.push(b | 0x80);
     }
 }
-fn bytes(n: u64, b: &[u8], out: &mut Vec<u8>) {
+/// Writes a length-delimited protobuf field.
+pub(crate) fn bytes(n: u64, b: &[u8], out: &mut Vec<u8>) {
     key(n, 2, out);
     var(b.len() as u64, out);
     out.extend_from_slice(b);

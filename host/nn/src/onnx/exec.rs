@@ -382,22 +382,7 @@ mod tests {
         assert_eq!(err.kind, NnErrorKind::InvalidEncoding);
     }
 
-    fn var(mut v: u64, out: &mut Vec<u8>) {
-        loop {
-            let b = (v & 0x7f) as u8;
-            v >>= 7;
-            if v == 0 {
-                out.push(b);
-                return;
-            }
-            out.push(b | 0x80);
-        }
-    }
-    fn field(n: u64, b: &[u8], out: &mut Vec<u8>) {
-        var(n << 3 | 2, out);
-        var(b.len() as u64, out);
-        out.extend_from_slice(b);
-    }
+    use crate::fixtures::{bytes as field, var};
 
     /// `y = Relu(x)`, x a float vector of any length.
     fn relu_model() -> Vec<u8> {

@@ -433,22 +433,7 @@ fn from_raw(dtype: DType, r: &[u8]) -> Data {
 mod tests {
     use super::*;
 
-    fn var(mut v: u64, out: &mut Vec<u8>) {
-        loop {
-            let b = (v & 0x7f) as u8;
-            v >>= 7;
-            if v == 0 {
-                out.push(b);
-                return;
-            }
-            out.push(b | 0x80);
-        }
-    }
-    fn bytes(n: u64, b: &[u8], out: &mut Vec<u8>) {
-        var(n << 3 | 2, out);
-        var(b.len() as u64, out);
-        out.extend_from_slice(b);
-    }
+    use crate::fixtures::{bytes, var};
 
     #[test]
     fn decodes_tensors_in_every_encoding() {
