@@ -5,6 +5,7 @@ mod attention;
 mod boxes;
 mod einsum;
 mod elementwise;
+mod index;
 mod loss;
 mod nn;
 mod quant;
@@ -298,12 +299,12 @@ pub(crate) fn run(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Vec<Value
         "Concat" => one(shape::concat(node, inputs)?),
         "Split" => shape::split(node, inputs),
         "Slice" => one(shape::slice(node, inputs)?),
-        "Gather" => one(shape::gather(node, inputs)?),
-        "GatherElements" => one(shape::gather_elements(node, inputs)?),
-        "GatherND" => one(shape::gather_nd(node, inputs)?),
-        "ScatterElements" | "Scatter" => one(shape::scatter_elements(node, inputs)?),
+        "Gather" => one(index::gather(node, inputs)?),
+        "GatherElements" => one(index::gather_elements(node, inputs)?),
+        "GatherND" => one(index::gather_nd(node, inputs)?),
+        "ScatterElements" | "Scatter" => one(index::scatter_elements(node, inputs)?),
         "ReverseSequence" => one(shape::reverse_sequence(node, inputs)?),
-        "ScatterND" => one(shape::scatter_nd(node, inputs)?),
+        "ScatterND" => one(index::scatter_nd(node, inputs)?),
         "Expand" => one(shape::expand(inputs)?),
         "Tile" => one(shape::tile(inputs)?),
         "ConstantOfShape" => one(shape::constant_of_shape(node, inputs)?),
