@@ -34,7 +34,16 @@ impl Daemon {
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
         let db_path = config.data_dir.join("weft.redb");
-        let store = Store::open_with_cache(&db_path, config.store_cache).with_context(|| {
+        // A daemon stopped a moment ago in this process may still be
+        // dropping its last handles (a blocking store call of a request
+        // that was cut off): wait briefly for the file lock before failing.
+        let mut opened = Store::open_with_cache(&db_path, config.store_cache);
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        while opened.as_ref().is_err_and(|e| e.is_locked()) && std::time::Instant::now() < until {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            opened = Store::open_with_cache(&db_path, config.store_cache);
+        }
+        let store = opened.with_context(|| {
             format!(
                 "opening {} (is another weft daemon using this data directory?)",
                 db_path.display()

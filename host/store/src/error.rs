@@ -31,3 +31,11 @@ pub enum StoreError {
         name: String,
     },
 }
+
+impl StoreError {
+    /// The database file is open elsewhere (another daemon, or this process
+    /// still releasing it).
+    pub fn is_locked(&self) -> bool {
+        matches!(self, Self::Database(redb::Error::DatabaseAlreadyOpen))
+    }
+}
