@@ -5,7 +5,12 @@
 //! cargo run -p weft-nn --example nn_bench -- minilm MODEL.onnx IDS.json BATCH...
 //! cargo run -p weft-nn --example nn_bench -- llama MODEL.gguf PROMPT.json TOKENS
 //! cargo run -p weft-nn --example nn_bench -- matmul N
+//! cargo run -p weft-nn --example nn_bench -- gpu-matmul N...
 //! ```
+//!
+//! `gpu-matmul` times weft-nn's GPU matmul (wgpu; see `weft_nn::gpu`)
+//! against the CPU kernel at each size: with both operands sent per call,
+//! and with B resident (the weights case). It fails without a GPU adapter.
 //!
 //! `IDS.json` is `{"ids": [[token, ...], ...]}`: one unpadded sentence per
 //! row; each batch is padded to its longest sentence (id 0, mask 0), as the
@@ -29,9 +34,14 @@ fn main() {
             llama(&args[1], &args[2], args[3].parse().expect("token count"))
         }
         Some("matmul") if args.len() == 2 => matmul(args[1].parse().expect("size")),
+        Some("gpu-matmul") if args.len() >= 2 => {
+            for n in &args[1..] {
+                gpu_matmul(n.parse().expect("size"));
+            }
+        }
         _ => {
             eprintln!(
-                "usage: nn_bench minilm MODEL IDS.json BATCH... | llama MODEL PROMPT.json TOKENS | matmul N"
+                "usage: nn_bench minilm MODEL IDS.json BATCH... | llama MODEL PROMPT.json TOKENS | matmul N | gpu-matmul N..."
             );
             std::process::exit(2);
         }
@@ -150,19 +160,21 @@ fn llama(model: &str, prompt_path: &str, tokens: usize) {
     );
 }
 
+/// `len` pseudo-random floats in [-1, 1].
+fn data(len: usize, seed: u32) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(2_654_435_761).max(1);
+    (0..len)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            (s % 2001) as f32 / 1000.0 - 1.0
+        })
+        .collect()
+}
+
 fn matmul(n: usize) {
-    let data = |seed: u32| -> Vec<f32> {
-        let mut s = seed.wrapping_mul(2_654_435_761).max(1);
-        (0..n * n)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 17;
-                s ^= s << 5;
-                (s % 2001) as f32 / 1000.0 - 1.0
-            })
-            .collect()
-    };
-    let (a, b) = (data(1), data(2));
+    let (a, b) = (data(n * n, 1), data(n * n, 2));
     let mut c = vec![0.0; n * n];
     let flop = 2.0 * (n * n * n) as f64;
     weft_nn::kernels::matmul(&a, &b, &mut c, n, n, n);
@@ -193,6 +205,43 @@ fn matmul(n: usize) {
         .fold(0.0f32, f32::max);
     println!(
         "{{\"bench\":\"matmul\",\"n\":{n},\"threads\":{},\"weft_gflops\":{weft:.2},\"naive_gflops\":{naive:.2},\"max_abs_diff\":{err}}}",
+        rayon::current_num_threads()
+    );
+}
+
+/// GFLOP/s of `f` (an `n`-cubed product), best of a few timed runs after
+/// a warm-up (the GPU's first call also sets up its scratch buffers).
+fn gflops(n: usize, mut f: impl FnMut()) -> f64 {
+    f();
+    let reps = if n >= 512 { 3 } else { 10 };
+    let mut best = f64::INFINITY;
+    for _ in 0..reps {
+        let t = Instant::now();
+        f();
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    2.0 * (n * n * n) as f64 / best / 1e9
+}
+
+fn gpu_matmul(n: usize) {
+    let gpu = weft_nn::gpu::Gpu::shared().unwrap_or_else(|e| panic!("{e}"));
+    let (a, b) = (data(n * n, 1), data(n * n, 2));
+    let mut c = vec![0.0; n * n];
+    let cpu = gflops(n, || weft_nn::kernels::matmul(&a, &b, &mut c, n, n, n));
+    let mut g = Vec::new();
+    let sent = gflops(n, || g = gpu.matmul(&a, &b, n, n, n).expect("GPU matmul"));
+    let w = gpu.upload(&b, n, n).expect("upload");
+    let resident = gflops(n, || {
+        g = gpu.matmul_weights(&a, n, n, &w).expect("GPU matmul")
+    });
+    let err = c
+        .iter()
+        .zip(&g)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0f32, f32::max);
+    println!(
+        "{{\"bench\":\"gpu_matmul\",\"n\":{n},\"adapter\":{:?},\"cpu_gflops\":{cpu:.2},\"cpu_threads\":{},\"gpu_gflops\":{sent:.2},\"gpu_resident_gflops\":{resident:.2},\"max_abs_diff\":{err}}}",
+        gpu.adapter().to_string(),
         rayon::current_num_threads()
     );
 }

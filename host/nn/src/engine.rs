@@ -11,8 +11,26 @@ use crate::{Encoding, NnError, NnErrorKind, Tensor};
 pub enum Target {
     /// The host CPU.
     Cpu,
-    /// The node's GPU. weft-nn has no GPU path yet: this runs on the CPU.
+    /// The node's GPU (wgpu: Vulkan, Metal or DX12; see [`crate::gpu`]).
+    /// For ONNX models, the `MatMul`s and `Gemm`s whose B is a 2-D f32
+    /// initializer run there, with those weights uploaded once at load;
+    /// every other operator runs on the CPU. GGUF (Llama) models run
+    /// entirely on the CPU. Without a usable GPU the model loads for the
+    /// CPU and says why in [`Model::placement`].
     Gpu,
+}
+
+/// Where a loaded model runs, for logs and metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Placement {
+    /// On the CPU (loaded for [`Target::Cpu`], or a model type with no GPU
+    /// path: GGUF).
+    Cpu,
+    /// Its weight products on this GPU, the rest on the CPU.
+    Gpu(crate::gpu::AdapterSummary),
+    /// Loaded for [`Target::Gpu`], but no GPU was usable: on the CPU, and
+    /// why.
+    CpuFallback(String),
 }
 
 /// A loaded model, shared by every session (and every Wasm instance) that
@@ -26,8 +44,19 @@ pub trait Model: Send + Sync + fmt::Debug {
     /// (stateless graphs whose outputs are per-row functions of their inputs).
     fn batchable(&self) -> bool;
 
-    /// Bytes of weights this model holds.
+    /// Bytes of weights this model holds (in host memory).
     fn weight_bytes(&self) -> u64;
+
+    /// Bytes of weights this model holds on a GPU (besides its
+    /// [`Model::weight_bytes`] in host memory).
+    fn device_bytes(&self) -> u64 {
+        0
+    }
+
+    /// Where it runs.
+    fn placement(&self) -> Placement {
+        Placement::Cpu
+    }
 }
 
 /// One caller's execution context on a model.
@@ -36,13 +65,34 @@ pub trait Session: Send + fmt::Debug {
     fn compute(&mut self, inputs: &[(String, Tensor)]) -> Result<Vec<(String, Tensor)>, NnError>;
 }
 
-/// Loads `bytes` as a model of `encoding` for `target`.
+/// Loads `bytes` as a model of `encoding` for `target` (see [`Target`] for
+/// what runs where).
 pub fn load(bytes: &[u8], encoding: Encoding, target: Target) -> Result<Arc<dyn Model>, NnError> {
-    let _ = target; // The CPU engine serves both targets until the GPU path lands.
     match encoding {
+        // No GPU path for the Llama decoder yet.
         Encoding::Ggml => Ok(Arc::new(crate::llama::Llama::load(bytes)?)),
-        Encoding::Onnx => Ok(Arc::new(crate::onnx::exec::OnnxModel::load(bytes)?)),
+        Encoding::Onnx => {
+            use crate::onnx::exec::OnnxModel;
+            let model = match target {
+                Target::Cpu => OnnxModel::load(bytes)?,
+                Target::Gpu => OnnxModel::load_for(bytes, Some(gpu_or_why()))?,
+            };
+            Ok(Arc::new(model))
+        }
     }
+}
+
+/// The process's GPU, or why there is none, said once on stderr.
+pub(crate) fn gpu_or_why() -> Result<Arc<crate::gpu::Gpu>, NnError> {
+    static SAID: std::sync::Once = std::sync::Once::new();
+    let gpu = crate::gpu::Gpu::shared();
+    match &gpu {
+        Ok(g) => SAID.call_once(|| eprintln!("weft-nn: GPU models run on {}", g.adapter())),
+        Err(e) => SAID.call_once(|| {
+            eprintln!("weft-nn: no GPU, models loaded for the GPU run on the CPU: {e}")
+        }),
+    }
+    gpu
 }
 
 /// What the engine holds right now.
@@ -52,6 +102,8 @@ pub struct EngineStats {
     pub models: usize,
     /// Bytes of weights those models hold.
     pub weight_bytes: u64,
+    /// Bytes of those weights also held on a GPU.
+    pub device_bytes: u64,
     /// Loads answered from the cache.
     pub cache_hits: u64,
     /// Loads that parsed a model.
@@ -118,6 +170,7 @@ impl Engine {
         EngineStats {
             models: live.len(),
             weight_bytes: live.iter().map(|m| m.weight_bytes()).sum(),
+            device_bytes: live.iter().map(|m| m.device_bytes()).sum(),
             cache_hits: inner.cache_hits,
             loads: inner.loads,
         }
@@ -176,6 +229,38 @@ mod tests {
             engine.stats().models,
             0,
             "weights leave with their last user"
+        );
+    }
+
+    #[test]
+    fn the_gpu_target_runs_weight_products_on_the_gpu() {
+        let _only = crate::gpu::tests::counted_uploads();
+        let gpu = crate::gpu::tests::gpu();
+        let engine = Engine::default();
+        let bytes = crate::fixtures::onnx_linear();
+        let cpu = engine.load(&bytes, Encoding::Onnx, Target::Cpu).unwrap();
+        let before = gpu.device_bytes();
+        let on_gpu = engine.load(&bytes, Encoding::Onnx, Target::Gpu).unwrap();
+        assert!(!Arc::ptr_eq(&cpu, &on_gpu), "one model per target");
+        assert_eq!(on_gpu.placement(), Placement::Gpu(gpu.adapter()));
+        assert_eq!(cpu.placement(), Placement::Cpu);
+        // w (2 x 3 floats) went up; b feeds an Add and stays on the CPU.
+        assert_eq!((on_gpu.device_bytes(), cpu.device_bytes()), (24, 0));
+        assert_eq!(gpu.device_bytes(), before + 24);
+        assert_eq!(engine.stats().device_bytes, 24);
+        let x = Tensor::from_f32(vec![3, 2], &[1.0, 1.0, 0.0, 2.0, -1.5, 0.25]);
+        let want = cpu.session().compute(&[("x".into(), x.clone())]).unwrap();
+        let products = gpu.matmuls();
+        let got = on_gpu.session().compute(&[("x".into(), x)]).unwrap();
+        assert!(gpu.matmuls() > products, "the MatMul ran on the GPU");
+        assert_eq!(got[0].0, want[0].0);
+        assert_eq!(got[0].1.shape, want[0].1.shape);
+        assert_eq!(got[0].1.to_f32().unwrap(), want[0].1.to_f32().unwrap());
+        drop(on_gpu);
+        assert_eq!(
+            gpu.device_bytes(),
+            before,
+            "weights leave the GPU with the model"
         );
     }
 }

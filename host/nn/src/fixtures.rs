@@ -53,28 +53,8 @@ pub fn gguf(arch: &str, tensors: &[(&str, &[u64], u32)]) -> Vec<u8> {
     b
 }
 
-/// Writes a protobuf field key (for tests that build ONNX bytes by hand).
-pub(crate) fn key(n: u64, wire: u64, out: &mut Vec<u8>) {
-    var(n << 3 | wire, out);
-}
-/// Writes a protobuf varint.
-pub(crate) fn var(mut v: u64, out: &mut Vec<u8>) {
-    loop {
-        let b = (v & 0x7f) as u8;
-        v >>= 7;
-        if v == 0 {
-            out.push(b);
-            return;
-        }
-        out.push(b | 0x80);
-    }
-}
-/// Writes a length-delimited protobuf field.
-pub(crate) fn bytes(n: u64, b: &[u8], out: &mut Vec<u8>) {
-    key(n, 2, out);
-    var(b.len() as u64, out);
-    out.extend_from_slice(b);
-}
+use crate::onnx::write::GraphWriter;
+pub(crate) use crate::onnx::write::{bytes, key, var};
 
 /// A model: `ops` chained, one float input `x`, one initializer `w`,
 /// output `y`.
@@ -123,68 +103,12 @@ pub fn onnx(ops: &[&str]) -> Vec<u8> {
 /// assert_eq!(out[0].1.to_f32().unwrap(), vec![5.5, 6.5, 10.0]);
 /// ```
 pub fn onnx_linear() -> Vec<u8> {
-    let mut graph = Vec::new();
-    for (op, ins, out, name) in [
-        ("MatMul", ["x", "w"], "xw", "matmul"),
-        ("Add", ["xw", "b"], "y", "add"),
-    ] {
-        let mut node = Vec::new();
-        for i in ins {
-            bytes(1, i.as_bytes(), &mut node);
-        }
-        bytes(2, out.as_bytes(), &mut node);
-        bytes(3, name.as_bytes(), &mut node);
-        bytes(4, op.as_bytes(), &mut node);
-        bytes(1, &node, &mut graph);
-    }
-    bytes(2, b"linear", &mut graph);
-    for (name, dims, data) in [
-        ("w", &[2u64, 3][..], &[1f32, 2., 3., 4., 5., 6.][..]),
-        ("b", &[3u64][..], &[0.5f32, -0.5, 1.][..]),
-    ] {
-        let mut t = Vec::new();
-        for &d in dims {
-            key(1, 0, &mut t);
-            var(d, &mut t);
-        }
-        key(2, 0, &mut t);
-        var(1, &mut t); // FLOAT
-        bytes(8, name.as_bytes(), &mut t);
-        let raw: Vec<u8> = data.iter().flat_map(|v| v.to_le_bytes()).collect();
-        bytes(9, &raw, &mut t);
-        bytes(5, &t, &mut graph);
-    }
-    for (field, name, dims) in [(11, "x", ["batch", "2"]), (12, "y", ["batch", "3"])] {
-        let mut shape = Vec::new();
-        for d in dims {
-            let mut dim = Vec::new();
-            match d.parse::<u64>() {
-                Ok(v) => {
-                    key(1, 0, &mut dim);
-                    var(v, &mut dim);
-                }
-                Err(_) => bytes(2, d.as_bytes(), &mut dim),
-            }
-            bytes(1, &dim, &mut shape);
-        }
-        let mut tensor_type = Vec::new();
-        key(1, 0, &mut tensor_type);
-        var(1, &mut tensor_type);
-        bytes(2, &shape, &mut tensor_type);
-        let mut ty = Vec::new();
-        bytes(1, &tensor_type, &mut ty);
-        let mut vi = Vec::new();
-        bytes(1, name.as_bytes(), &mut vi);
-        bytes(2, &ty, &mut vi);
-        bytes(field, &vi, &mut graph);
-    }
-    let mut m = Vec::new();
-    key(1, 0, &mut m);
-    var(8, &mut m);
-    let mut opset = Vec::new();
-    key(2, 0, &mut opset);
-    var(17, &mut opset);
-    bytes(8, &opset, &mut m);
-    bytes(7, &graph, &mut m);
-    m
+    let mut g = GraphWriter::new("linear");
+    g.node("MatMul", &["x", "w"], &["xw"], "matmul", &[]);
+    g.node("Add", &["xw", "b"], &["y"], "add", &[]);
+    g.initializer("w", &[2, 3], &[1., 2., 3., 4., 5., 6.]);
+    g.initializer("b", &[3], &[0.5, -0.5, 1.]);
+    g.input("x", &["batch", "2"]);
+    g.output("y", &["batch", "3"]);
+    g.finish("weft-nn fixtures", 17)
 }

@@ -3,16 +3,22 @@
 //! It reads and checks the two model formats weft accepts — GGUF (`wasi:nn`
 //! encoding `ggml`) and ONNX — so that an upload is refused with a reason
 //! (the bad tensor, the unsupported operator or quantisation, the truncated
-//! field) before it is stored, and it runs them on the CPU:
+//! field) before it is stored, and it runs them:
 //!
 //! - ONNX graphs, op by op, with dynamic batch and sequence sizes;
 //! - Llama-family GGUF decoders reading Q4_0/Q4_1/Q8_0 weights in place,
 //!   with the KV cache in the [`Session`] (send the prompt's token ids, then
 //!   one token per call; read `logits`).
 //!
+//! Everything runs on the CPU, except that an ONNX model loaded for
+//! [`Target::Gpu`] runs its `MatMul`s and `Gemm`s whose B is a 2-D f32
+//! initializer on the GPU ([`gpu`]: wgpu on Vulkan, Metal or DX12), with
+//! those weights uploaded once at load. GGUF models have no GPU path yet.
+//! Without a usable GPU, a model loaded for it runs on the CPU and says so
+//! in [`Model::placement`].
+//!
 //! [`Engine`] loads each distinct model once and shares it. It is not a
-//! training library, and has no GPU path yet ([`Target::Gpu`] runs on the
-//! CPU). The runtime serves `wasi:nn` with it.
+//! training library. The runtime serves `wasi:nn` with it.
 //!
 //! ```
 //! use weft_nn::{Encoding, Engine, Target, Tensor};
@@ -32,13 +38,15 @@
 mod engine;
 pub mod fixtures;
 mod gguf;
+pub mod gpu;
 pub mod kernels;
 mod llama;
 mod onnx;
 pub mod quant;
 mod tensor;
+pub mod train;
 
-pub use engine::{Engine, EngineStats, Model, Session, Target};
+pub use engine::{Engine, EngineStats, Model, Placement, Session, Target};
 pub use gguf::{GgmlType, GgufInfo, GgufTensor, Value as GgufValue};
 pub use onnx::OnnxInfo;
 pub use tensor::{ElementType, Tensor};

@@ -1,6 +1,9 @@
-//! ONNX execution on the CPU: a graph decoded once at load, then run node
-//! by node (ONNX graphs are stored topologically sorted) on every call,
-//! with shapes taken from the inputs of that call.
+//! ONNX execution: a graph decoded once at load, then run node by node
+//! (ONNX graphs are stored topologically sorted) on every call, with shapes
+//! taken from the inputs of that call. On the CPU, except, for a model
+//! loaded for a GPU, the `MatMul`s and `Gemm`s whose B is a 2-D f32
+//! initializer: those weights are uploaded once at load and the products
+//! run on the GPU (A goes up and C comes back on every call).
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
@@ -9,13 +12,15 @@ use std::time::{Duration, Instant};
 use super::ops::{self, Node};
 use super::proto::{self, Attr, GraphProto, ValueInfo};
 use super::value::{DType, Value};
-use crate::engine::input;
+use crate::engine::{Placement, input};
+use crate::gpu::{Gpu, GpuMatrix};
 use crate::{ElementType, Model, NnError, NnErrorKind, Session, Tensor};
 
 /// A loaded ONNX graph; its weights are shared by every session.
 #[derive(Debug)]
 pub(crate) struct OnnxModel {
     graph: Arc<Graph>,
+    placement: Placement,
 }
 
 #[derive(Debug)]
@@ -30,6 +35,101 @@ struct Graph {
     /// For each node, the values no later node or output reads.
     frees: Vec<Vec<String>>,
     weight_bytes: u64,
+    /// Weights resident on a GPU, when the model was loaded for one.
+    gpu: Option<GpuWeights>,
+}
+
+/// The GPU and the weights uploaded to it by initializer name, as stored
+/// (`[0]`) and transposed (`[1]`, for `Gemm`s with `transB`). The CPU
+/// copies stay in [`Graph::weights`] for every other use.
+#[derive(Debug)]
+struct GpuWeights {
+    gpu: Arc<Gpu>,
+    matrices: [HashMap<String, GpuMatrix>; 2],
+}
+
+impl GpuWeights {
+    /// The resident B of `node`, if it is a `MatMul` or `Gemm` that has one.
+    fn for_node(&self, node: &proto::NodeProto) -> Option<&GpuMatrix> {
+        let (name, transposed) = resident_key(node)?;
+        self.matrices[usize::from(transposed)].get(name)
+    }
+
+    fn bytes(&self) -> u64 {
+        self.matrices
+            .iter()
+            .flat_map(HashMap::values)
+            .map(GpuMatrix::bytes)
+            .sum()
+    }
+}
+
+/// The weight a `MatMul` or `Gemm` node would read from the GPU: its B
+/// input, and whether B is used transposed (`Gemm`'s `transB`).
+fn resident_key(node: &proto::NodeProto) -> Option<(&str, bool)> {
+    let b = node.inputs.get(1).filter(|b| !b.is_empty())?;
+    let transposed = match node.op_type.as_str() {
+        "MatMul" => false,
+        // Read as the CPU `Gemm` reads it.
+        "Gemm" => {
+            Node {
+                proto: node,
+                opset: 0,
+            }
+            .int("transB", 0)
+                != 0
+        }
+        _ => return None,
+    };
+    Some((b, transposed))
+}
+
+/// Uploads every 2-D f32 initializer some `MatMul`/`Gemm` reads as B. One
+/// that fails to upload (too large for the device, out of memory) stays
+/// on the CPU, as do the products that use it.
+fn upload_weights(
+    gpu: Arc<Gpu>,
+    nodes: &[proto::NodeProto],
+    weights: &HashMap<String, Arc<Value>>,
+) -> GpuWeights {
+    let mut matrices = [HashMap::new(), HashMap::new()];
+    for node in nodes {
+        let Some((name, transposed)) = resident_key(node) else {
+            continue;
+        };
+        if matrices[usize::from(transposed)].contains_key(name) {
+            continue;
+        }
+        let Some(w) = weights.get(name) else {
+            continue;
+        };
+        let (super::value::Data::F32(data), DType::F32, &[rows, cols]) =
+            (&w.data, w.dtype, w.shape.as_slice())
+        else {
+            continue;
+        };
+        let uploaded = if transposed {
+            let mut t = vec![0.0; data.len()];
+            for (r, row) in data.chunks_exact(cols.max(1)).enumerate() {
+                for (c, &v) in row.iter().enumerate() {
+                    t[c * rows + r] = v;
+                }
+            }
+            gpu.upload(&t, cols, rows)
+        } else {
+            gpu.upload(data, rows, cols)
+        };
+        match uploaded {
+            Ok(m) => {
+                matrices[usize::from(transposed)].insert(name.to_string(), m);
+            }
+            Err(e) => eprintln!(
+                "weft-nn: weight `{name}` stays on the CPU (node `{}`): {e}",
+                node.name
+            ),
+        }
+    }
+    GpuWeights { gpu, matrices }
 }
 
 fn unsupported(msg: String) -> NnError {
@@ -39,6 +139,16 @@ fn unsupported(msg: String) -> NnError {
 impl OnnxModel {
     /// Decodes `bytes` and checks every node is one weft-nn can run.
     pub(crate) fn load(bytes: &[u8]) -> Result<Self, NnError> {
+        Self::load_for(bytes, None)
+    }
+
+    /// [`OnnxModel::load`] for a target: `None` for the CPU, else the
+    /// process's GPU or why there is none (the model then runs on the CPU
+    /// and says so in its [`Placement`]).
+    pub(crate) fn load_for(
+        bytes: &[u8],
+        gpu: Option<Result<Arc<Gpu>, NnError>>,
+    ) -> Result<Self, NnError> {
         let model = proto::model(bytes)?;
         let GraphProto {
             nodes,
@@ -96,6 +206,15 @@ impl OnnxModel {
         }
         let outputs: Vec<String> = outputs.into_iter().map(|o| o.name).collect();
         let frees = plan_frees(&nodes, &outputs);
+        let (gpu, placement) = match gpu {
+            None => (None, Placement::Cpu),
+            Some(Ok(gpu)) => {
+                let adapter = gpu.adapter();
+                let weights = upload_weights(gpu, &nodes, &weights);
+                (Some(weights), Placement::Gpu(adapter))
+            }
+            Some(Err(e)) => (None, Placement::CpuFallback(e.message)),
+        };
         Ok(Self {
             graph: Arc::new(Graph {
                 opset: model.opset,
@@ -105,7 +224,9 @@ impl OnnxModel {
                 outputs,
                 frees,
                 weight_bytes,
+                gpu,
             }),
+            placement,
         })
     }
 }
@@ -170,6 +291,12 @@ impl Model for OnnxModel {
     fn weight_bytes(&self) -> u64 {
         self.graph.weight_bytes
     }
+    fn device_bytes(&self) -> u64 {
+        self.graph.gpu.as_ref().map_or(0, GpuWeights::bytes)
+    }
+    fn placement(&self) -> Placement {
+        self.placement.clone()
+    }
 }
 
 /// One caller's context: ONNX graphs hold no state between calls.
@@ -226,11 +353,22 @@ impl Session for OnnxSession {
                 .collect::<Result<_, _>>()?;
             // A shape inconsistency an operator did not anticipate must fail
             // the call, not the process serving it.
+            let resident = g
+                .gpu
+                .as_ref()
+                .and_then(|w| Some((&w.gpu, w.for_node(node)?)));
+            let mut on_gpu = false;
             let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 let node = Node {
                     proto: node,
                     opset: g.opset,
                 };
+                if let Some((gpu, w)) = resident
+                    && let Some(out) = ops::run_resident(node, &args, gpu, w)
+                {
+                    on_gpu = true;
+                    return out;
+                }
                 match owned {
                     Some((i, v)) => ops::run_owned(node, &args, i, v),
                     None => ops::run(node, &args),
@@ -257,7 +395,10 @@ impl Session for OnnxSession {
                 env.remove(f.as_str());
             }
             if let (Some(p), Some(t)) = (profile.as_mut(), started) {
-                p.add(&node.op_type, t.elapsed());
+                match on_gpu {
+                    true => p.add(&format!("{} (GPU)", node.op_type), t.elapsed()),
+                    false => p.add(&node.op_type, t.elapsed()),
+                }
             }
         }
         if let Some(p) = profile {
@@ -440,5 +581,74 @@ mod tests {
             .compute(&[("x".into(), Tensor::from_i64(vec![1], &[1]))])
             .unwrap_err();
         assert_eq!(err.kind, NnErrorKind::InvalidArgument, "wrong type");
+    }
+
+    /// `MatMul`s (3-D and 1-D A) and `Gemm`s (`transB`, `transA`, alpha,
+    /// beta and C) with weight B, for the GPU path.
+    fn products_model() -> Vec<u8> {
+        use crate::onnx::write::GraphWriter;
+        let ramp = |n: usize, scale: f32| -> Vec<f32> {
+            (0..n)
+                .map(|i| ((i * 7 % 11) as f32 - 5.0) * scale)
+                .collect()
+        };
+        let mut g = GraphWriter::new("products");
+        g.node("MatMul", &["x", "w1"], &["h"], "mm3d", &[]);
+        g.node("MatMul", &["x1", "w1"], &["h1"], "mm1d", &[]);
+        let gemm_attrs = [("transB", 1), ("alpha", 2), ("beta", 3)];
+        g.node("Gemm", &["z", "w2", "c"], &["y2"], "gemm_tb", &gemm_attrs);
+        g.node("Gemm", &["zt", "w3"], &["y3"], "gemm_ta", &[("transA", 1)]);
+        g.initializer("w1", &[5, 7], &ramp(35, 0.25));
+        g.initializer("w2", &[3, 7], &ramp(21, 0.5));
+        g.initializer("c", &[3], &[1.0, -2.0, 0.5]);
+        g.initializer("w3", &[7, 4], &ramp(28, 0.125));
+        g.input("x", &["b", "s", "5"]);
+        g.input("x1", &["5"]);
+        g.input("z", &["b", "7"]);
+        g.input("zt", &["7", "b"]);
+        for o in ["h", "h1", "y2", "y3"] {
+            g.output(o, &[]);
+        }
+        g.finish("weft-nn tests", 17)
+    }
+
+    #[test]
+    fn weight_products_run_on_the_gpu_with_the_cpu_results() {
+        let _only = crate::gpu::tests::counted_uploads();
+        let gpu = crate::gpu::tests::gpu();
+        let bytes = products_model();
+        let cpu = OnnxModel::load(&bytes).unwrap();
+        let on_gpu = OnnxModel::load_for(&bytes, Some(Ok(Arc::clone(&gpu)))).unwrap();
+        assert_eq!(on_gpu.placement(), Placement::Gpu(gpu.adapter()));
+        assert_eq!(on_gpu.device_bytes(), (35 + 21 + 28) * 4);
+        let values = |n: usize| -> Vec<f32> { (0..n).map(|i| (i as f32 * 0.37).sin()).collect() };
+        let inputs = [
+            ("x".into(), Tensor::from_f32(vec![2, 3, 5], &values(30))),
+            ("x1".into(), Tensor::from_f32(vec![5], &values(5))),
+            ("z".into(), Tensor::from_f32(vec![2, 7], &values(14))),
+            ("zt".into(), Tensor::from_f32(vec![7, 2], &values(14))),
+        ];
+        let want = cpu.session().compute(&inputs).unwrap();
+        let products = gpu.matmuls();
+        let got = on_gpu.session().compute(&inputs).unwrap();
+        assert!(gpu.matmuls() >= products + 4, "all four ran on the GPU");
+        for ((gn, g), (wn, w)) in got.iter().zip(&want) {
+            assert_eq!((gn, &g.shape), (wn, &w.shape));
+            for (a, b) in g.to_f32().unwrap().iter().zip(w.to_f32().unwrap()) {
+                assert!((a - b).abs() <= 1e-5 * b.abs().max(1.0), "{gn}: {a} vs {b}");
+            }
+        }
+        assert_eq!(want[1].1.shape, vec![7], "1-D A gives a 1-D product");
+
+        // No GPU: the same model on the CPU, saying why.
+        let why = NnError::new(NnErrorKind::UnsupportedOperation, "no adapter here");
+        let fallback = OnnxModel::load_for(&bytes, Some(Err(why))).unwrap();
+        assert_eq!(
+            fallback.placement(),
+            Placement::CpuFallback("no adapter here".into())
+        );
+        assert_eq!(fallback.device_bytes(), 0);
+        let out = fallback.session().compute(&inputs).unwrap();
+        assert_eq!(out[2].1.to_f32().unwrap(), want[2].1.to_f32().unwrap());
     }
 }

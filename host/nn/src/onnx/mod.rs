@@ -9,6 +9,7 @@ pub(crate) mod exec;
 mod ops;
 mod proto;
 mod value;
+pub(crate) mod write;
 
 use std::collections::BTreeMap;
 

@@ -1,7 +1,9 @@
 //! weft-nn's integration tests, one binary: real models fetched by
 //! `cargo xtask models`, reference outputs from independent implementations
-//! in `tests/data`, and the ONNX backend conformance suite.
+//! in `tests/data`, the ONNX backend conformance suite, and the GPU path
+//! (on llvmpipe where there is no GPU).
 
 mod conformance;
+mod gpu;
 mod smollm2;
 mod support;

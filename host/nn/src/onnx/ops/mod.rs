@@ -281,6 +281,23 @@ pub(crate) fn run_owned(
     elementwise::run_owned(node, inputs, i, v).map(|v| vec![v])
 }
 
+/// Runs a `MatMul` or `Gemm` whose B is `w`, resident on `gpu`; `None`
+/// when this node or its inputs do not suit the GPU path (run it with
+/// [`run`] then).
+pub(crate) fn run_resident(
+    node: Node<'_>,
+    inputs: &[Option<&Value>],
+    gpu: &crate::gpu::Gpu,
+    w: &crate::gpu::GpuMatrix,
+) -> Option<Result<Vec<Value>, NnError>> {
+    let out = match node.proto.op_type.as_str() {
+        "MatMul" => nn::matmul_resident(inputs, gpu, w),
+        "Gemm" => nn::gemm_resident(node, inputs, gpu, w),
+        _ => None,
+    };
+    out.map(|r| r.map(|v| vec![v]))
+}
+
 /// Runs one node on its inputs (`None` for omitted optional inputs).
 pub(crate) fn run(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Vec<Value>, NnError> {
     let op = node.proto.op_type.as_str();

@@ -7,6 +7,7 @@ use rayon::prelude::*;
 use super::shape::{map_indices, transpose_perm};
 use super::{Node, opt, req};
 use crate::NnError;
+use crate::gpu::{Gpu, GpuMatrix};
 use crate::kernels;
 use crate::onnx::value::{DType, Data, Value, broadcast_shape, broadcast_to, fail, zip_broadcast};
 
@@ -109,6 +110,11 @@ pub(super) fn gemm(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Value, N
         b = transpose_perm(&b, &[1, 0]);
     }
     let y = matmul(&[Some(&a), Some(&b)])?;
+    gemm_finish(node, inputs, y)
+}
+
+/// Gemm's `alpha * y + beta * C` on the product `y = A' · B'`.
+fn gemm_finish(node: Node<'_>, inputs: &[Option<&Value>], y: Value) -> Result<Value, NnError> {
     let (alpha, beta) = (node.float("alpha", 1.0), node.float("beta", 1.0));
     let mut y = y.cast(DType::F32);
     if let (Data::F32(v), true) = (&mut y.data, alpha != 1.0) {
@@ -123,6 +129,63 @@ pub(super) fn gemm(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Value, N
         y = Value::f32(s, v);
     }
     Ok(y.cast(req(inputs, 0)?.dtype))
+}
+
+/// `MatMul` with B resident on the GPU: A's leading dims fold into the
+/// rows of one product. `None` (run it on the CPU instead) when A is not
+/// f32 or its shape does not fit B; the CPU path reports those.
+pub(crate) fn matmul_resident(
+    inputs: &[Option<&Value>],
+    gpu: &Gpu,
+    w: &GpuMatrix,
+) -> Option<Result<Value, NnError>> {
+    let a = opt(inputs, 0)?;
+    let (Data::F32(av), DType::F32) = (&a.data, a.dtype) else {
+        return None;
+    };
+    let (&k, lead) = a.shape.split_last()?;
+    if k != w.rows() {
+        return None;
+    }
+    let m = lead.iter().product();
+    let mut shape = lead.to_vec();
+    shape.push(w.cols());
+    Some(
+        gpu.matmul_weights(av, m, k, w)
+            .map(|c| Value::f32(shape, c)),
+    )
+}
+
+/// `Gemm` with B (transposed already when `transB` says so) resident on
+/// the GPU; `None` as for [`matmul_resident`].
+pub(crate) fn gemm_resident(
+    node: Node<'_>,
+    inputs: &[Option<&Value>],
+    gpu: &Gpu,
+    w: &GpuMatrix,
+) -> Option<Result<Value, NnError>> {
+    let a = opt(inputs, 0)?;
+    if a.dtype != DType::F32 || a.shape.len() != 2 {
+        return None;
+    }
+    let transposed;
+    let a = if node.int("transA", 0) != 0 {
+        transposed = transpose_perm(a, &[1, 0]);
+        &transposed
+    } else {
+        a
+    };
+    let Data::F32(av) = &a.data else {
+        return None;
+    };
+    let (m, k) = (a.shape[0], a.shape[1]);
+    if k != w.rows() {
+        return None;
+    }
+    Some(
+        gpu.matmul_weights(av, m, k, w)
+            .and_then(|c| gemm_finish(node, inputs, Value::f32(vec![m, w.cols()], c))),
+    )
 }
 
 /// Spatial geometry shared by convolution and pooling.

@@ -1,0 +1,104 @@
+// C = A · B, row-major f32, tiled: each workgroup of 16 x 16 threads
+// computes a 64 x 64 tile of C, each thread a 4 x 4 block of it held in
+// four vec4 registers, walking k in steps of 16 through workgroup memory.
+//
+// A is `m x k`, B is `k x n` (one column panel of the weights), and the
+// result goes to columns `c_col0 .. c_col0 + n` of C, whose rows are `ldc`
+// floats apart (the full width when the weights are split into panels).
+// Every load and store is bounds checked against m, k and n, so any shape
+// works; out-of-range tile entries are zeros.
+
+struct Params {
+    m: u32,
+    k: u32,
+    n: u32,
+    ldc: u32,
+    c_col0: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+@group(0) @binding(0) var<storage, read> a: array<f32>;
+@group(0) @binding(1) var<storage, read> b: array<f32>;
+@group(0) @binding(2) var<storage, read_write> c: array<f32>;
+@group(0) @binding(3) var<uniform> p: Params;
+
+const TILE_M: u32 = 64u;
+const TILE_N: u32 = 64u;
+const TILE_K: u32 = 16u;
+const THREADS: u32 = 256u;
+
+// A tile transposed ([kk][row], 4 rows per vec4) and B tile ([kk][col],
+// 4 columns per vec4): the inner loop reads one vec4 of each per step.
+var<workgroup> ta: array<vec4<f32>, 256>;
+var<workgroup> tb: array<vec4<f32>, 256>;
+
+@compute @workgroup_size(16, 16, 1)
+fn main(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let row0 = wg.y * TILE_M;
+    let col0 = wg.x * TILE_N;
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
+
+    for (var t = 0u; t < p.k; t = t + TILE_K) {
+        for (var e = 0u; e < 4u; e = e + 1u) {
+            let idx = li + e * THREADS;
+            // A: 64 rows x 16 k; neighbouring threads read along a row.
+            let r = idx / TILE_K;
+            let kk = idx % TILE_K;
+            let gr = row0 + r;
+            let gk = t + kk;
+            var av = 0.0;
+            if (gr < p.m && gk < p.k) {
+                av = a[gr * p.k + gk];
+            }
+            ta[kk * (TILE_M / 4u) + r / 4u][r % 4u] = av;
+            // B: 16 k x 64 columns; neighbouring threads read along a row.
+            let kb = idx / TILE_N;
+            let cb = idx % TILE_N;
+            let gkb = t + kb;
+            let gc = col0 + cb;
+            var bv = 0.0;
+            if (gkb < p.k && gc < p.n) {
+                bv = b[gkb * p.n + gc];
+            }
+            tb[kb * (TILE_N / 4u) + cb / 4u][cb % 4u] = bv;
+        }
+        workgroupBarrier();
+        for (var kk = 0u; kk < TILE_K; kk = kk + 1u) {
+            let av = ta[kk * (TILE_M / 4u) + lid.y];
+            let bv = tb[kk * (TILE_N / 4u) + lid.x];
+            acc0 = fma(vec4<f32>(av.x), bv, acc0);
+            acc1 = fma(vec4<f32>(av.y), bv, acc1);
+            acc2 = fma(vec4<f32>(av.z), bv, acc2);
+            acc3 = fma(vec4<f32>(av.w), bv, acc3);
+        }
+        workgroupBarrier();
+    }
+
+    let r = row0 + lid.y * 4u;
+    let cc = col0 + lid.x * 4u;
+    store_row(r, cc, acc0);
+    store_row(r + 1u, cc, acc1);
+    store_row(r + 2u, cc, acc2);
+    store_row(r + 3u, cc, acc3);
+}
+
+fn store_row(row: u32, col: u32, v: vec4<f32>) {
+    if (row >= p.m) {
+        return;
+    }
+    let base = row * p.ldc + p.c_col0 + col;
+    for (var j = 0u; j < 4u; j = j + 1u) {
+        if (col + j < p.n) {
+            c[base + j] = v[j];
+        }
+    }
+}

@@ -1,0 +1,952 @@
+//! weft-nn's GPU path: f32 matrix products in a WGSL compute shader on
+//! [wgpu](https://wgpu.rs) (Vulkan on Linux, Metal on macOS, DX12 on
+//! Windows; no GL).
+//!
+//! One [`Gpu`] per process ([`Gpu::shared`]): the adapter, device and queue,
+//! and the compiled matmul pipeline. Weights go up once as [`GpuMatrix`]es
+//! ([`Gpu::upload`]), which stay on the device until dropped; activations
+//! travel per call ([`Gpu::matmul_weights`]). The bytes held in
+//! `GpuMatrix`es are counted ([`Gpu::device_bytes`]); per-call scratch
+//! buffers (a few, reused) are not.
+//!
+//! The adapter comes from the environment: `WGPU_BACKEND` (default: the
+//! platform's native API; `vulkan` on Linux), `WGPU_ADAPTER_NAME` (a
+//! substring of the adapter's name) and `WGPU_POWER_PREF` (default `high`).
+//! Without a GPU, Mesa's llvmpipe (`scripts/install-vulkan.sh`) is a
+//! software Vulkan device that runs the same code on the CPU: good for
+//! tests, ~6 GFLOP/s, far slower than the CPU kernels. Set
+//! `XDG_RUNTIME_DIR` (any writable directory) to silence the Vulkan
+//! loader's complaints where it is unset.
+//!
+//! ```no_run
+//! let gpu = weft_nn::gpu::Gpu::shared()?;
+//! let w = gpu.upload(&[1.0, 2.0, 3.0, 4.0], 2, 2)?;
+//! assert_eq!(gpu.device_bytes(), 16);
+//! let c = gpu.matmul_weights(&[1.0, 1.0], 1, 2, &w)?;
+//! assert_eq!(c, vec![4.0, 6.0]);
+//! # Ok::<(), weft_nn::NnError>(())
+//! ```
+
+use std::fmt;
+use std::future::Future;
+use std::num::NonZeroU64;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, mpsc};
+use std::task::{Context, Poll, Wake};
+
+use crate::{NnError, NnErrorKind};
+
+/// Rows and columns of C per workgroup (`matmul.wgsl`'s `TILE_M`/`TILE_N`).
+const TILE: usize = 64;
+/// Threads per workgroup (16 x 16) and the workgroup memory they share
+/// (two 16 x 64 f32 tiles).
+const WORKGROUP_THREADS: u32 = 256;
+const WORKGROUP_BYTES: u32 = 2 * 16 * 64 * 4;
+/// The matmul parameters (`Params` in the shader) and the stride between
+/// one panel's and the next in the uniform buffer (the largest uniform
+/// offset alignment WebGPU allows).
+const PARAMS_BYTES: u64 = 32;
+const PARAMS_STRIDE: u64 = 256;
+/// The most bytes one buffer of ours spans, whatever the device allows:
+/// keeps every element index in the shader within `u32`.
+const MAX_BUFFER: u64 = 1 << 30;
+/// Scratch buffer sets kept for reuse between calls.
+const POOL: usize = 4;
+
+/// The adapter a [`Gpu`] runs on, for logs and metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdapterSummary {
+    /// As the driver names it, e.g. `llvmpipe (LLVM 15.0.6, 256 bits)`.
+    pub name: String,
+    /// `vulkan`, `metal` or `dx12`.
+    pub backend: String,
+    /// `discrete-gpu`, `integrated-gpu`, `virtual-gpu`, `cpu` (a software
+    /// device such as llvmpipe) or `other`.
+    pub device_type: String,
+}
+
+impl fmt::Display for AdapterSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({}, {})", self.name, self.backend, self.device_type)
+    }
+}
+
+/// A GPU: device, queue and the compiled kernels, shared by every model of
+/// the process.
+pub struct Gpu {
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    adapter: AdapterSummary,
+    pipeline: wgpu::ComputePipeline,
+    layout: wgpu::BindGroupLayout,
+    /// Bytes one buffer (and so one binding) may hold.
+    max_buffer: u64,
+    /// Workgroups one dispatch may have along x or y.
+    max_groups: usize,
+    /// Bytes held by live [`GpuMatrix`]es (counted ones); also identifies
+    /// this `Gpu` to the matrices it made.
+    resident: Arc<AtomicU64>,
+    /// Products run so far.
+    matmuls: AtomicU64,
+    scratch: Mutex<Vec<Scratch>>,
+    /// Why the device was lost, once it has been.
+    lost: Arc<Mutex<Option<String>>>,
+}
+
+impl fmt::Debug for Gpu {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Gpu")
+            .field("adapter", &self.adapter)
+            .field("device_bytes", &self.device_bytes())
+            .field("matmuls", &self.matmuls())
+            .field("max_buffer", &self.max_buffer)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A row-major f32 matrix resident on a [`Gpu`], split into column panels
+/// when it is wider than one buffer may be. Freed (and uncounted) on drop.
+pub struct GpuMatrix {
+    rows: usize,
+    cols: usize,
+    panels: Vec<Panel>,
+    /// The owning `Gpu`'s counter.
+    owner: Arc<AtomicU64>,
+    /// Whether this matrix is in the owner's count (weights are, the
+    /// temporary B of [`Gpu::matmul`] is not).
+    counted: bool,
+}
+
+/// Columns `col0 .. col0 + cols` of a matrix, row-major, in one buffer.
+struct Panel {
+    buffer: wgpu::Buffer,
+    col0: usize,
+    cols: usize,
+}
+
+impl GpuMatrix {
+    /// Rows (the `k` of a product with it).
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+    /// Columns (the `n` of a product with it).
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+    /// Bytes it holds on the device.
+    pub fn bytes(&self) -> u64 {
+        (self.rows * self.cols * 4) as u64
+    }
+}
+
+impl fmt::Debug for GpuMatrix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GpuMatrix")
+            .field("rows", &self.rows)
+            .field("cols", &self.cols)
+            .field("panels", &self.panels.len())
+            .finish()
+    }
+}
+
+impl Drop for GpuMatrix {
+    fn drop(&mut self) {
+        for p in &self.panels {
+            p.buffer.destroy();
+        }
+        if self.counted {
+            self.owner.fetch_sub(self.bytes(), Ordering::Relaxed);
+        }
+    }
+}
+
+/// Per-call buffers: A in, C out, C read back, and the parameters.
+struct Scratch {
+    a: wgpu::Buffer,
+    c: wgpu::Buffer,
+    read: wgpu::Buffer,
+    params: wgpu::Buffer,
+}
+
+impl Scratch {
+    fn fits(&self, a: u64, c: u64, params: u64) -> bool {
+        self.a.size() >= a && self.c.size() >= c && self.params.size() >= params
+    }
+    fn size(&self) -> u64 {
+        self.a.size() + self.c.size() + self.read.size()
+    }
+}
+
+fn runtime(message: String) -> NnError {
+    NnError::new(NnErrorKind::RuntimeError, message)
+}
+
+fn too_large(message: String) -> NnError {
+    NnError::new(NnErrorKind::TooLarge, message)
+}
+
+impl Gpu {
+    /// The process's GPU, set up on first use; every later call returns the
+    /// same one, or the same error (no retry: the environment does not
+    /// change while the process runs).
+    ///
+    /// # Errors
+    ///
+    /// `UnsupportedOperation` when no adapter is usable, with the fix (a
+    /// Vulkan driver, or `WGPU_BACKEND`); `RuntimeError` when the device or
+    /// the kernels cannot be set up.
+    pub fn shared() -> Result<Arc<Gpu>, NnError> {
+        static SHARED: OnceLock<Result<Arc<Gpu>, NnError>> = OnceLock::new();
+        SHARED.get_or_init(|| Gpu::new().map(Arc::new)).clone()
+    }
+
+    fn new() -> Result<Self, NnError> {
+        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+        // Vulkan, Metal and DX12: GL is not compiled in (on Linux its
+        // llvmpipe would shadow the Vulkan one).
+        desc.backends = wgpu::Backends::PRIMARY;
+        // Not the debug-build default (validation layers, debug labels):
+        // `WGPU_DEBUG=1` / `WGPU_VALIDATION=1` turn them on.
+        desc.flags = wgpu::InstanceFlags::empty();
+        let desc = desc.with_env();
+        let backends = desc.backends;
+        let instance = wgpu::Instance::new(desc);
+        let adapter = if std::env::var_os("WGPU_ADAPTER_NAME").is_some() {
+            block_on(wgpu::util::initialize_adapter_from_env(&instance, None))
+        } else {
+            block_on(
+                instance.request_adapter(&wgpu::RequestAdapterOptions {
+                    power_preference: wgpu::PowerPreference::from_env()
+                        .unwrap_or(wgpu::PowerPreference::HighPerformance),
+                    ..Default::default()
+                }),
+            )
+        }
+        .map_err(|e| {
+            NnError::new(
+                NnErrorKind::UnsupportedOperation,
+                format!(
+                    "no GPU adapter for backends {} ({e}): install a Vulkan driver \
+                     (`scripts/install-vulkan.sh`, i.e. `apt-get install mesa-vulkan-drivers \
+                     libvulkan1` on Debian, whose llvmpipe device needs no GPU) or choose a \
+                     backend built in (vulkan, metal, dx12) with WGPU_BACKEND",
+                    backends
+                        .iter_names()
+                        .map(|(n, _)| n.to_lowercase())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            )
+        })?;
+        let info = adapter.get_info();
+        let summary = AdapterSummary {
+            name: info.name.clone(),
+            backend: info.backend.to_str().to_string(),
+            device_type: match info.device_type {
+                wgpu::DeviceType::DiscreteGpu => "discrete-gpu",
+                wgpu::DeviceType::IntegratedGpu => "integrated-gpu",
+                wgpu::DeviceType::VirtualGpu => "virtual-gpu",
+                wgpu::DeviceType::Cpu => "cpu",
+                wgpu::DeviceType::Other => "other",
+            }
+            .to_string(),
+        };
+        let limits = adapter.limits();
+        let needs = [
+            (
+                "invocations per workgroup",
+                limits.max_compute_invocations_per_workgroup,
+                WORKGROUP_THREADS,
+            ),
+            ("workgroup size x", limits.max_compute_workgroup_size_x, 16),
+            ("workgroup size y", limits.max_compute_workgroup_size_y, 16),
+            (
+                "workgroup storage bytes",
+                limits.max_compute_workgroup_storage_size,
+                WORKGROUP_BYTES,
+            ),
+            (
+                "storage buffers per stage",
+                limits.max_storage_buffers_per_shader_stage,
+                3,
+            ),
+        ];
+        for (what, has, need) in needs {
+            if has < need {
+                return Err(NnError::new(
+                    NnErrorKind::UnsupportedOperation,
+                    format!(
+                        "GPU adapter {summary} allows {has} {what}; weft-nn's matmul needs {need}"
+                    ),
+                ));
+            }
+        }
+        // Everything the adapter offers: large storage bindings matter.
+        let (device, queue) = block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("weft-nn"),
+            required_features: wgpu::Features::empty(),
+            required_limits: limits.clone(),
+            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            trace: wgpu::Trace::Off,
+        }))
+        .map_err(|e| runtime(format!("opening GPU {summary}: {e}")))?;
+        // Calls capture their errors in scopes; this only sees strays.
+        device.on_uncaptured_error(Arc::new(|e| {
+            eprintln!("weft-nn: uncaptured GPU error: {e}");
+        }));
+        let lost = Arc::new(Mutex::new(None));
+        let lost_cb = Arc::clone(&lost);
+        device.set_device_lost_callback(move |reason, message| {
+            *lost_cb.lock().unwrap_or_else(|e| e.into_inner()) =
+                Some(format!("{reason:?}: {message}"));
+        });
+
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some("weft-nn matmul"),
+            source: wgpu::ShaderSource::Wgsl(include_str!("matmul.wgsl").into()),
+        });
+        let buffer = |binding, ty, min| wgpu::BindGroupLayoutEntry {
+            binding,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer {
+                ty,
+                has_dynamic_offset: false,
+                min_binding_size: NonZeroU64::new(min),
+            },
+            count: None,
+        };
+        let storage = |read_only| wgpu::BufferBindingType::Storage { read_only };
+        let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some("weft-nn matmul"),
+            entries: &[
+                buffer(0, storage(true), 4),
+                buffer(1, storage(true), 4),
+                buffer(2, storage(false), 4),
+                buffer(3, wgpu::BufferBindingType::Uniform, PARAMS_BYTES),
+            ],
+        });
+        let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some("weft-nn matmul"),
+            bind_group_layouts: &[Some(&layout)],
+            immediate_size: 0,
+        });
+        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some("weft-nn matmul"),
+            layout: Some(&pipeline_layout),
+            module: &module,
+            entry_point: Some("main"),
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants: &[],
+                // Every tile entry is written before it is read.
+                zero_initialize_workgroup_memory: false,
+            },
+            cache: None,
+        });
+        if let Some(e) = block_on(scope.pop()) {
+            return Err(runtime(format!(
+                "compiling weft-nn's matmul kernel on {summary}: {e}"
+            )));
+        }
+        let max_buffer = limits
+            .max_storage_buffer_binding_size
+            .min(limits.max_buffer_size)
+            .min(MAX_BUFFER)
+            & !3;
+        Ok(Self {
+            device,
+            queue,
+            adapter: summary,
+            pipeline,
+            layout,
+            max_buffer,
+            max_groups: limits.max_compute_workgroups_per_dimension as usize,
+            resident: Arc::new(AtomicU64::new(0)),
+            matmuls: AtomicU64::new(0),
+            scratch: Mutex::new(Vec::new()),
+            lost,
+        })
+    }
+
+    /// A separate `Gpu` that acts as if its device allowed only
+    /// `max_buffer` bytes per buffer and `max_groups` workgroups per
+    /// dispatch dimension: the tests of chunking and panels.
+    #[cfg(test)]
+    fn limited(max_buffer: u64, max_groups: usize) -> Result<Self, NnError> {
+        let mut gpu = Self::new()?;
+        gpu.max_buffer = max_buffer;
+        gpu.max_groups = max_groups;
+        Ok(gpu)
+    }
+
+    /// The adapter this runs on.
+    pub fn adapter(&self) -> AdapterSummary {
+        self.adapter.clone()
+    }
+
+    /// Bytes held on the device by live [`GpuMatrix`]es (weights).
+    pub fn device_bytes(&self) -> u64 {
+        self.resident.load(Ordering::Relaxed)
+    }
+
+    /// Products ([`Gpu::matmul`], [`Gpu::matmul_weights`]) run so far.
+    pub fn matmuls(&self) -> u64 {
+        self.matmuls.load(Ordering::Relaxed)
+    }
+
+    /// Uploads a row-major `rows x cols` matrix (weights) to stay on the
+    /// device until the returned [`GpuMatrix`] is dropped; counted in
+    /// [`Gpu::device_bytes`] meanwhile.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidArgument` when `data` is not `rows * cols` long; `TooLarge`
+    /// when a single row is more than one device buffer may hold, or the
+    /// device is out of memory.
+    pub fn upload(&self, data: &[f32], rows: usize, cols: usize) -> Result<GpuMatrix, NnError> {
+        self.matrix(data, rows, cols, true)
+    }
+
+    fn matrix(
+        &self,
+        data: &[f32],
+        rows: usize,
+        cols: usize,
+        counted: bool,
+    ) -> Result<GpuMatrix, NnError> {
+        self.check_alive()?;
+        let len = rows.checked_mul(cols).filter(|&l| l == data.len());
+        if len.is_none() {
+            return Err(NnError::new(
+                NnErrorKind::InvalidArgument,
+                format!(
+                    "a {rows} x {cols} matrix needs {} floats, got {}",
+                    rows.saturating_mul(cols),
+                    data.len()
+                ),
+            ));
+        }
+        let mut panels = Vec::new();
+        if rows > 0 && cols > 0 {
+            // Columns per panel: within one buffer and one dispatch's width.
+            let fit = (self.max_buffer / (rows as u64 * 4)) as usize;
+            let mut width = fit.min(self.max_groups * TILE);
+            if width == 0 {
+                return Err(too_large(format!(
+                    "a matrix with {rows} rows does not fit in one GPU buffer even one column \
+                     wide (at most {} bytes on {})",
+                    self.max_buffer, self.adapter
+                )));
+            }
+            if width < cols && width >= TILE {
+                width -= width % TILE;
+            }
+            let scopes = self.push_scopes();
+            for col0 in (0..cols).step_by(width) {
+                let w = width.min(cols - col0);
+                let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("weft-nn weights"),
+                    size: (rows * w * 4) as u64,
+                    usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                });
+                if w == cols {
+                    self.queue
+                        .write_buffer(&buffer, 0, bytemuck::cast_slice(data));
+                } else {
+                    let panel: Vec<f32> = data
+                        .chunks_exact(cols)
+                        .flat_map(|r| &r[col0..col0 + w])
+                        .copied()
+                        .collect();
+                    self.queue
+                        .write_buffer(&buffer, 0, bytemuck::cast_slice(&panel));
+                }
+                panels.push(Panel {
+                    buffer,
+                    col0,
+                    cols: w,
+                });
+            }
+            // Flush the staged writes and release their staging memory.
+            self.queue.submit([]);
+            self.wait()?;
+            self.pop_scopes(scopes, "uploading weights")?;
+        }
+        let m = GpuMatrix {
+            rows,
+            cols,
+            panels,
+            owner: Arc::clone(&self.resident),
+            counted,
+        };
+        if counted {
+            self.resident.fetch_add(m.bytes(), Ordering::Relaxed);
+        }
+        Ok(m)
+    }
+
+    /// `C = A · B` for row-major `a` (`m x k`) and `b` (`k x n`), both from
+    /// the host; returns C (`m x n`). Uploads B for this call only: for
+    /// weights used again, [`Gpu::upload`] them once and call
+    /// [`Gpu::matmul_weights`].
+    ///
+    /// # Errors
+    ///
+    /// `InvalidArgument` when a slice's length disagrees with its
+    /// dimensions; `TooLarge` when an operand exceeds the device's limits;
+    /// `RuntimeError` when the device fails.
+    pub fn matmul(
+        &self,
+        a: &[f32],
+        b: &[f32],
+        m: usize,
+        k: usize,
+        n: usize,
+    ) -> Result<Vec<f32>, NnError> {
+        let w = self.matrix(b, k, n, false)?;
+        self.matmul_weights(a, m, k, &w)
+    }
+
+    /// `C = A · W` for row-major `a` (`m x k`) from the host and `w`
+    /// (`k x n`) resident on this GPU; returns C (`m x n`). Rows of A go
+    /// up in as many chunks as the device's buffer and dispatch limits
+    /// require.
+    ///
+    /// # Errors
+    ///
+    /// As [`Gpu::matmul`]; also `InvalidArgument` when `w` belongs to
+    /// another `Gpu`.
+    pub fn matmul_weights(
+        &self,
+        a: &[f32],
+        m: usize,
+        k: usize,
+        w: &GpuMatrix,
+    ) -> Result<Vec<f32>, NnError> {
+        let invalid = |msg: String| NnError::new(NnErrorKind::InvalidArgument, msg);
+        if !Arc::ptr_eq(&w.owner, &self.resident) {
+            return Err(invalid("the weights were uploaded to another GPU".into()));
+        }
+        if w.rows != k {
+            return Err(invalid(format!(
+                "matmul of {m} x {k} and {} x {}: inner dims differ",
+                w.rows, w.cols
+            )));
+        }
+        if m.checked_mul(k) != Some(a.len()) {
+            return Err(invalid(format!(
+                "a {m} x {k} matrix needs {} floats, got {}",
+                m.saturating_mul(k),
+                a.len()
+            )));
+        }
+        let n = w.cols;
+        if m == 0 || n == 0 || k == 0 {
+            return Ok(vec![0.0; m * n]);
+        }
+        self.check_alive()?;
+        // Rows per submission: A's and C's chunks within one buffer, and
+        // the row tiles within one dispatch.
+        let row_bytes = (k.max(n) * 4) as u64;
+        let rows = ((self.max_buffer / row_bytes) as usize).min(self.max_groups * TILE);
+        if rows == 0 {
+            return Err(too_large(format!(
+                "a {m} x {k} by {k} x {n} matmul: one row of {} floats is more than one GPU \
+                 buffer may hold ({} bytes on {})",
+                k.max(n),
+                self.max_buffer,
+                self.adapter
+            )));
+        }
+        let scopes = self.push_scopes();
+        let mut out = Vec::with_capacity(m * n);
+        let mut scratch = None;
+        let mut run = || -> Result<(), NnError> {
+            for r0 in (0..m).step_by(rows) {
+                let r = rows.min(m - r0);
+                self.chunk(&a[r0 * k..(r0 + r) * k], r, k, w, &mut scratch, &mut out)?;
+            }
+            Ok(())
+        };
+        let ran = run();
+        let scoped = self.pop_scopes(scopes, "running a matmul");
+        ran?;
+        scoped?;
+        if let Some(s) = scratch {
+            self.release(s);
+        }
+        self.matmuls.fetch_add(1, Ordering::Relaxed);
+        Ok(out)
+    }
+
+    /// One submission: `rows` rows of A times every panel of `w`, read back
+    /// and appended to `out`.
+    fn chunk(
+        &self,
+        a: &[f32],
+        rows: usize,
+        k: usize,
+        w: &GpuMatrix,
+        scratch: &mut Option<Scratch>,
+        out: &mut Vec<f32>,
+    ) -> Result<(), NnError> {
+        let n = w.cols;
+        let a_bytes = (rows * k * 4) as u64;
+        let c_bytes = (rows * n * 4) as u64;
+        let p_bytes = w.panels.len() as u64 * PARAMS_STRIDE;
+        if !scratch
+            .as_ref()
+            .is_some_and(|s| s.fits(a_bytes, c_bytes, p_bytes))
+        {
+            *scratch = Some(self.acquire(a_bytes, c_bytes, p_bytes));
+        }
+        let s = scratch.as_ref().expect("just set");
+        self.queue.write_buffer(&s.a, 0, bytemuck::cast_slice(a));
+        let mut params = vec![0u8; p_bytes as usize];
+        for (i, p) in w.panels.iter().enumerate() {
+            let v = [rows, k, p.cols, n, p.col0, 0, 0, 0].map(|x| x as u32);
+            let at = i * PARAMS_STRIDE as usize;
+            params[at..at + PARAMS_BYTES as usize].copy_from_slice(bytemuck::cast_slice(&v));
+        }
+        self.queue.write_buffer(&s.params, 0, &params);
+        let mut encoder = self
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("weft-nn matmul"),
+            });
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("weft-nn matmul"),
+                timestamp_writes: None,
+            });
+            pass.set_pipeline(&self.pipeline);
+            for (i, p) in w.panels.iter().enumerate() {
+                let group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: None,
+                    layout: &self.layout,
+                    entries: &[
+                        binding(0, &s.a, 0, a_bytes),
+                        binding(1, &p.buffer, 0, p.buffer.size()),
+                        binding(2, &s.c, 0, c_bytes),
+                        binding(3, &s.params, i as u64 * PARAMS_STRIDE, PARAMS_BYTES),
+                    ],
+                });
+                pass.set_bind_group(0, &group, &[]);
+                pass.dispatch_workgroups(
+                    p.cols.div_ceil(TILE) as u32,
+                    rows.div_ceil(TILE) as u32,
+                    1,
+                );
+            }
+        }
+        encoder.copy_buffer_to_buffer(&s.c, 0, &s.read, 0, c_bytes);
+        self.queue.submit([encoder.finish()]);
+        let slice = s.read.slice(..c_bytes);
+        let (tx, rx) = mpsc::channel();
+        slice.map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        self.wait()?;
+        match rx.try_recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(runtime(format!("reading a matmul back from the GPU: {e}"))),
+            Err(_) => {
+                self.check_alive()?;
+                return Err(runtime(
+                    "reading a matmul back from the GPU: the mapping never completed".into(),
+                ));
+            }
+        }
+        {
+            let view = slice
+                .get_mapped_range()
+                .map_err(|e| runtime(format!("reading a matmul back from the GPU: {e}")))?;
+            out.extend(
+                view.chunks_exact(4)
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+            );
+        }
+        s.read.unmap();
+        Ok(())
+    }
+
+    /// Scratch buffers holding at least the given bytes: pooled ones if
+    /// some fit, else new ones (rounded up to a power of two, so that
+    /// nearby sizes reuse them).
+    fn acquire(&self, a: u64, c: u64, params: u64) -> Scratch {
+        {
+            let mut pool = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(i) = pool.iter().position(|s| s.fits(a, c, params)) {
+                return pool.swap_remove(i);
+            }
+        }
+        let size = |b: u64| b.next_power_of_two().clamp(256, self.max_buffer.max(b));
+        let buffer = |label, size, usage| {
+            self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size,
+                usage,
+                mapped_at_creation: false,
+            })
+        };
+        use wgpu::BufferUsages as U;
+        Scratch {
+            a: buffer("weft-nn matmul a", size(a), U::STORAGE | U::COPY_DST),
+            c: buffer("weft-nn matmul c", size(c), U::STORAGE | U::COPY_SRC),
+            read: buffer("weft-nn matmul read", size(c), U::MAP_READ | U::COPY_DST),
+            params: buffer(
+                "weft-nn matmul params",
+                size(params),
+                U::UNIFORM | U::COPY_DST,
+            ),
+        }
+    }
+
+    /// Returns scratch buffers to the pool, which keeps the largest few.
+    fn release(&self, s: Scratch) {
+        let mut pool = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
+        pool.push(s);
+        if pool.len() > POOL {
+            let smallest = (0..pool.len())
+                .min_by_key(|&i| pool[i].size())
+                .expect("non-empty");
+            pool.swap_remove(smallest);
+        }
+    }
+
+    /// Waits for everything submitted so far.
+    fn wait(&self) -> Result<(), NnError> {
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| runtime(format!("waiting for the GPU: {e}")))?;
+        Ok(())
+    }
+
+    fn check_alive(&self) -> Result<(), NnError> {
+        match &*self.lost.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some(why) => Err(runtime(format!(
+                "the GPU device ({}) was lost: {why}",
+                self.adapter
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// Error scopes catching what the calls until [`Gpu::pop_scopes`]
+    /// cause on this thread: out of memory, internal, validation.
+    fn push_scopes(&self) -> Scopes {
+        Scopes(
+            [
+                wgpu::ErrorFilter::OutOfMemory,
+                wgpu::ErrorFilter::Internal,
+                wgpu::ErrorFilter::Validation,
+            ]
+            .map(|f| self.device.push_error_scope(f))
+            .into(),
+        )
+    }
+
+    /// Pops the scopes and turns what they caught into an error:
+    /// `TooLarge` for out of memory, else `RuntimeError`.
+    fn pop_scopes(&self, mut scopes: Scopes, doing: &str) -> Result<(), NnError> {
+        let mut caught = Vec::new();
+        while let Some(g) = scopes.0.pop() {
+            caught.push(block_on(g.pop()));
+        }
+        let [invalid, internal, oom] = <[_; 3]>::try_from(caught).expect("three scopes");
+        if let Some(e) = oom {
+            return Err(too_large(format!(
+                "{doing}: the GPU ({}) is out of memory: {e}",
+                self.adapter
+            )));
+        }
+        match internal.or(invalid) {
+            Some(e) => Err(runtime(format!(
+                "{doing} on the GPU ({}): {e}",
+                self.adapter
+            ))),
+            None => Ok(()),
+        }
+    }
+}
+
+/// wgpu error scopes, pushed in order; wgpu requires them popped in
+/// reverse, which dropping them (on an early return) does too.
+struct Scopes(Vec<wgpu::ErrorScopeGuard>);
+
+impl Drop for Scopes {
+    fn drop(&mut self) {
+        while let Some(g) = self.0.pop() {
+            drop(g);
+        }
+    }
+}
+
+/// Bytes `offset .. offset + size` of `buffer` at `binding`.
+fn binding(
+    binding: u32,
+    buffer: &wgpu::Buffer,
+    offset: u64,
+    size: u64,
+) -> wgpu::BindGroupEntry<'_> {
+    wgpu::BindGroupEntry {
+        binding,
+        resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+            buffer,
+            offset,
+            size: NonZeroU64::new(size),
+        }),
+    }
+}
+
+/// Runs a future to completion on this thread (wgpu's native futures are
+/// ready at once or after a device poll; no executor needed).
+fn block_on<F: Future>(f: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Arc::new(Unpark(std::thread::current())).into();
+    let mut cx = Context::from_waker(&waker);
+    let mut f = std::pin::pin!(f);
+    loop {
+        match f.as_mut().poll(&mut cx) {
+            Poll::Ready(v) => return v,
+            Poll::Pending => std::thread::park(),
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// The GPU, which these tests require: `scripts/install-vulkan.sh`
+    /// provides a software one.
+    pub(crate) fn gpu() -> Arc<Gpu> {
+        Gpu::shared().unwrap_or_else(|e| {
+            panic!("the GPU tests need an adapter (run scripts/install-vulkan.sh): {e}")
+        })
+    }
+
+    /// Held by tests that upload counted weights or read the count, so
+    /// that their counts are exact while other tests run in parallel.
+    pub(crate) fn counted_uploads() -> std::sync::MutexGuard<'static, ()> {
+        static LOCK: Mutex<()> = Mutex::new(());
+        LOCK.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn data(len: usize, seed: u32) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(2_654_435_761).max(1);
+        (0..len)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 17;
+                s ^= s << 5;
+                (s % 2001) as f32 / 1000.0 - 1.0
+            })
+            .collect()
+    }
+
+    fn cpu(a: &[f32], b: &[f32], m: usize, k: usize, n: usize) -> Vec<f32> {
+        let mut c = vec![0.0; m * n];
+        crate::kernels::matmul(a, b, &mut c, m, k, n);
+        c
+    }
+
+    fn assert_close(got: &[f32], want: &[f32], what: &str) {
+        assert_eq!(got.len(), want.len(), "{what}: length");
+        for (i, (g, w)) in got.iter().zip(want).enumerate() {
+            assert!(
+                (g - w).abs() <= 1e-4 * w.abs().max(1.0),
+                "{what}: element {i}: GPU {g}, CPU {w}"
+            );
+        }
+    }
+
+    const SHAPES: [(usize, usize, usize); 6] = [
+        (1, 1, 1),
+        (3, 5, 7),
+        (17, 33, 65),
+        (64, 384, 384),
+        (100, 257, 3),
+        (2, 1, 130),
+    ];
+
+    #[test]
+    fn matmul_matches_the_cpu_kernel() {
+        let gpu = gpu();
+        eprintln!("GPU: {}", gpu.adapter());
+        for (i, &(m, k, n)) in SHAPES.iter().enumerate() {
+            let (a, b) = (data(m * k, 2 * i as u32 + 1), data(k * n, 2 * i as u32 + 2));
+            let got = gpu.matmul(&a, &b, m, k, n).unwrap();
+            assert_close(&got, &cpu(&a, &b, m, k, n), &format!("{m}x{k}x{n}"));
+        }
+        assert_eq!(gpu.matmul(&[], &[], 0, 0, 0).unwrap(), Vec::<f32>::new());
+        assert_eq!(gpu.matmul(&[], &[], 2, 0, 3).unwrap(), vec![0.0; 6]);
+        let err = gpu.matmul(&[1.0; 3], &[1.0; 4], 2, 2, 2).unwrap_err();
+        assert_eq!(err.kind, NnErrorKind::InvalidArgument, "{err}");
+    }
+
+    #[test]
+    fn resident_weights_match_and_are_counted() {
+        let gpu = gpu();
+        let _only = counted_uploads();
+        for (i, &(m, k, n)) in SHAPES.iter().enumerate() {
+            let (a, b) = (data(m * k, 7 * i as u32 + 3), data(k * n, 7 * i as u32 + 4));
+            let w = gpu.upload(&b, k, n).unwrap();
+            assert_eq!((w.rows(), w.cols(), w.bytes()), (k, n, (k * n * 4) as u64));
+            // Twice: the second call reuses the pooled scratch buffers.
+            for _ in 0..2 {
+                let got = gpu.matmul_weights(&a, m, k, &w).unwrap();
+                assert_close(&got, &cpu(&a, &b, m, k, n), &format!("{m}x{k}x{n}"));
+            }
+            let err = gpu.matmul_weights(&a, m, k + 1, &w).unwrap_err();
+            assert_eq!(err.kind, NnErrorKind::InvalidArgument, "{err}");
+        }
+        let before = gpu.device_bytes();
+        let w = gpu.upload(&data(1000 * 1001, 9), 1000, 1001).unwrap();
+        assert_eq!(gpu.device_bytes(), before + 4_004_000);
+        drop(w);
+        assert_eq!(gpu.device_bytes(), before);
+    }
+
+    #[test]
+    fn splits_work_to_fit_the_device_limits() {
+        // 16 KiB buffers, two workgroups (128 rows or columns) per dispatch:
+        // weights in column panels, A in row chunks.
+        let gpu = Gpu::limited(16 << 10, 2).unwrap();
+        for (i, (m, k, n)) in [(17, 33, 65), (100, 257, 3), (130, 40, 200), (1, 1, 1)]
+            .into_iter()
+            .enumerate()
+        {
+            let (a, b) = (data(m * k, 5 * i as u32 + 1), data(k * n, 5 * i as u32 + 2));
+            let w = gpu.upload(&b, k, n).unwrap();
+            assert!(k * n * 4 <= 16 << 10 || w.panels.len() > 1, "{m}x{k}x{n}");
+            let got = gpu.matmul_weights(&a, m, k, &w).unwrap();
+            assert_close(&got, &cpu(&a, &b, m, k, n), &format!("{m}x{k}x{n}"));
+        }
+        assert_eq!(gpu.device_bytes(), 0, "all dropped");
+        let err = gpu
+            .matmul(&[0.0; 8192], &[0.0; 8192], 1, 8192, 1)
+            .unwrap_err();
+        assert_eq!(err.kind, NnErrorKind::TooLarge, "{err}");
+        assert!(err.message.contains("GPU buffer"), "{err}");
+    }
+
+    #[test]
+    fn the_gpu_is_created_once() {
+        let (a, b) = (gpu(), gpu());
+        assert!(Arc::ptr_eq(&a, &b));
+        let summary = a.adapter();
+        assert!(!summary.name.is_empty());
+        assert!(
+            ["vulkan", "metal", "dx12"].contains(&summary.backend.as_str()),
+            "{summary}"
+        );
+    }
+}

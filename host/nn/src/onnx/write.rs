@@ -1,0 +1,138 @@
+//! Writes small ONNX models: what the trainer exports and what the fixtures
+//! build. Field numbers are those of `onnx.proto3`; only the fields these
+//! models need are written.
+
+/// Writes a protobuf field key.
+pub(crate) fn key(n: u64, wire: u64, out: &mut Vec<u8>) {
+    var(n << 3 | wire, out);
+}
+
+/// Writes a protobuf varint.
+pub(crate) fn var(mut v: u64, out: &mut Vec<u8>) {
+    loop {
+        let b = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            out.push(b);
+            return;
+        }
+        out.push(b | 0x80);
+    }
+}
+
+/// Writes a length-delimited protobuf field.
+pub(crate) fn bytes(n: u64, b: &[u8], out: &mut Vec<u8>) {
+    key(n, 2, out);
+    var(b.len() as u64, out);
+    out.extend_from_slice(b);
+}
+
+/// A graph under construction: nodes, float initializers, and typed float
+/// inputs and outputs whose dimensions are numbers or symbolic names.
+#[derive(Debug, Default)]
+pub(crate) struct GraphWriter {
+    graph: Vec<u8>,
+}
+
+impl GraphWriter {
+    /// An empty graph called `name`.
+    pub(crate) fn new(name: &str) -> Self {
+        let mut graph = Vec::new();
+        bytes(2, name.as_bytes(), &mut graph);
+        Self { graph }
+    }
+
+    /// Adds node `name` running `op` on `inputs`, with integer attributes.
+    pub(crate) fn node(
+        &mut self,
+        op: &str,
+        inputs: &[&str],
+        outputs: &[&str],
+        name: &str,
+        attrs: &[(&str, i64)],
+    ) {
+        let mut node = Vec::new();
+        for i in inputs {
+            bytes(1, i.as_bytes(), &mut node);
+        }
+        for o in outputs {
+            bytes(2, o.as_bytes(), &mut node);
+        }
+        bytes(3, name.as_bytes(), &mut node);
+        bytes(4, op.as_bytes(), &mut node);
+        for (attr, value) in attrs {
+            let mut a = Vec::new();
+            bytes(1, attr.as_bytes(), &mut a);
+            key(3, 0, &mut a);
+            var(*value as u64, &mut a);
+            key(20, 0, &mut a);
+            var(2, &mut a); // AttributeType INT
+            bytes(5, &a, &mut node);
+        }
+        bytes(1, &node, &mut self.graph);
+    }
+
+    /// Adds a float initializer (a weight).
+    pub(crate) fn initializer(&mut self, name: &str, dims: &[u64], data: &[f32]) {
+        let mut t = Vec::new();
+        for &d in dims {
+            key(1, 0, &mut t);
+            var(d, &mut t);
+        }
+        key(2, 0, &mut t);
+        var(1, &mut t); // FLOAT
+        bytes(8, name.as_bytes(), &mut t);
+        let raw: Vec<u8> = data.iter().flat_map(|v| v.to_le_bytes()).collect();
+        bytes(9, &raw, &mut t);
+        bytes(5, &t, &mut self.graph);
+    }
+
+    /// Declares a float graph input.
+    pub(crate) fn input(&mut self, name: &str, dims: &[&str]) {
+        self.value_info(11, name, dims);
+    }
+
+    /// Declares a float graph output.
+    pub(crate) fn output(&mut self, name: &str, dims: &[&str]) {
+        self.value_info(12, name, dims);
+    }
+
+    fn value_info(&mut self, field: u64, name: &str, dims: &[&str]) {
+        let mut shape = Vec::new();
+        for d in dims {
+            let mut dim = Vec::new();
+            match d.parse::<u64>() {
+                Ok(v) => {
+                    key(1, 0, &mut dim);
+                    var(v, &mut dim);
+                }
+                Err(_) => bytes(2, d.as_bytes(), &mut dim),
+            }
+            bytes(1, &dim, &mut shape);
+        }
+        let mut tensor_type = Vec::new();
+        key(1, 0, &mut tensor_type);
+        var(1, &mut tensor_type); // FLOAT
+        bytes(2, &shape, &mut tensor_type);
+        let mut ty = Vec::new();
+        bytes(1, &tensor_type, &mut ty);
+        let mut vi = Vec::new();
+        bytes(1, name.as_bytes(), &mut vi);
+        bytes(2, &ty, &mut vi);
+        bytes(field, &vi, &mut self.graph);
+    }
+
+    /// The model bytes: IR version 8, default-domain opset `opset`.
+    pub(crate) fn finish(self, producer: &str, opset: u64) -> Vec<u8> {
+        let mut m = Vec::new();
+        key(1, 0, &mut m);
+        var(8, &mut m);
+        bytes(2, producer.as_bytes(), &mut m);
+        let mut set = Vec::new();
+        key(2, 0, &mut set);
+        var(opset, &mut set);
+        bytes(8, &set, &mut m);
+        bytes(7, &self.graph, &mut m);
+        m
+    }
+}
