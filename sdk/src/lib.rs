@@ -3,7 +3,8 @@
 //! A *stage* is a WebAssembly component that the weft daemon runs in a sandbox: it
 //! receives batches of [`Item`]s and returns items, and may call back into the node
 //! for [`objects`], [`state`], progress and partial results ([`emit`]), logging
-//! ([`info!`] and friends) and inference ([`nn`], the standard `wasi:nn` interface).
+//! ([`info!`] and friends), inference ([`nn`], the standard `wasi:nn` interface)
+//! and fine-tuning ([`train`]).
 //! This crate hides the component bindings: implement [`Stage`], invoke
 //! [`export_stage!`] once, and build with `cargo build --target wasm32-wasip2`.
 //!
@@ -85,6 +86,7 @@ pub mod objects;
 pub mod state;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
+pub mod train;
 
 pub use config::Config;
 pub use error::StageError;

@@ -22,11 +22,13 @@ const WASM_WORKSPACES: [&str; 2] = ["plugins/Cargo.toml", "tests/guests/Cargo.to
 const DEMO_STAGES: [(&str, &str); 3] = [("normalize", ""), ("count", ""), ("chunk", "size=8")];
 const WASM_TARGET: &str = "wasm32-wasip2";
 /// The example pipelines the demo applies.
-const DEMO_PIPELINES: [&str; 4] = [
+const DEMO_PIPELINES: [&str; 6] = [
     "examples/pipelines/text.toml",
     "examples/pipelines/clean.toml",
     "examples/pipelines/embed.toml",
     "examples/pipelines/chat.toml",
+    "examples/pipelines/finetune.toml",
+    "examples/pipelines/classify.toml",
 ];
 
 fn main() -> anyhow::Result<()> {
@@ -90,6 +92,20 @@ fn ensure_wasm_target() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Installs a Vulkan driver for weft-nn's GPU path if missing
+/// (`scripts/install-vulkan.sh`: Debian's Mesa drivers, whose llvmpipe
+/// device runs the GPU tests on machines without a GPU); idempotent.
+fn ensure_vulkan(root: &Path) -> anyhow::Result<()> {
+    run(Command::new("sh").arg(root.join("scripts/install-vulkan.sh")))?;
+    // The Vulkan loader complains on every start without a runtime dir
+    // (containers, CI); give the processes started from here one.
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
+        // SAFETY: set before any thread is started; xtask is single-threaded.
+        unsafe { std::env::set_var("XDG_RUNTIME_DIR", std::env::temp_dir()) };
+    }
+    Ok(())
+}
+
 fn plugins(root: &Path) -> anyhow::Result<()> {
     ensure_wasm_target()?;
     for manifest in WASM_WORKSPACES {
@@ -111,6 +127,8 @@ fn plugins(root: &Path) -> anyhow::Result<()> {
 fn test(root: &Path) -> anyhow::Result<()> {
     let started = Instant::now();
     ensure_wasm_target()?;
+    // weft-nn's GPU tests need a Vulkan driver (llvmpipe where no GPU is).
+    ensure_vulkan(root)?;
     // The inference tests run real models and compare with references.
     models(root)?;
     let target = target_dir(root);
@@ -168,6 +186,7 @@ fn demo(root: &Path, args: &[String]) -> anyhow::Result<()> {
     };
     plugins(root)?;
     models(root)?;
+    ensure_vulkan(root)?;
     run(cargo().args(["build", "--package", "weft", "--bin", "weft"]))?;
     let target = target_dir(root);
     let weft = target.join("debug/weft");
@@ -197,10 +216,11 @@ fn demo(root: &Path, args: &[String]) -> anyhow::Result<()> {
     println!(
         r#"
 weft is running on {server} with the example stages deployed (normalize, count, chunk,
-embed, generate), the models `minilm` (all-MiniLM-L6-v2, ONNX) and `smollm2`
-(SmolLM2-135M-Instruct, GGUF), and the example pipelines `text` (normalize -> chunk ->
-count), `clean` (batched normalize for batch jobs), `embed` (normalize -> embed, batched)
-and `chat` (generate, streamed) from examples/pipelines/.
+embed, generate, finetune, classify), the models `minilm` (all-MiniLM-L6-v2, ONNX) and
+`smollm2` (SmolLM2-135M-Instruct, GGUF), and the example pipelines `text` (normalize ->
+chunk -> count), `clean` (batched normalize for batch jobs), `embed` (normalize -> embed,
+batched), `chat` (generate, streamed), `finetune` (a training job) and `classify`
+(serves the newest trained classifier) from examples/pipelines/.
 
 Inference:
 
@@ -211,6 +231,14 @@ Inference:
   curl -s {server}/v1/stages/generate/invoke -H 'content-type: application/json' \
        -d '{{"messages": [{{"role": "user", "content": "Write a haiku about rust."}}], "temperature": 0.7, "top_p": 0.9, "seed": 7}}'
   {weft_bin} --server {server} model list
+
+Fine-tuning: train a topic classifier on MiniLM embeddings, then serve it:
+
+  DATA=$({weft_bin} --server {server} object put examples/data/topics.jsonl)
+  {weft_bin} --server {server} job submit --pipeline finetune --watch \
+       --input '{{"data": "'$DATA'", "epochs": 4}}'
+  curl -s {server}/classify -H 'content-type: application/json' \
+       -d '{{"text": "The goalkeeper saved a penalty in the cup final."}}'
 
 Try it:
 
@@ -335,6 +363,8 @@ fn deploy_demo(weft: &Path, server: &str, target: &Path) -> anyhow::Result<()> {
     )?;
     for (name, config) in [
         ("embed", format!("vocab={vocab}")),
+        ("finetune", format!("vocab={vocab}")),
+        ("classify", format!("vocab={vocab}")),
         ("generate", format!("tokenizer={tokenizer}")),
     ] {
         let file = path(wasm(name));

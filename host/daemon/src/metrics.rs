@@ -182,12 +182,15 @@ pub fn render_inference(nn: &weft_runtime::EngineBackend, out: &mut String) {
          # TYPE weft_nn_models gauge\nweft_nn_models {}\n\
          # HELP weft_nn_weight_bytes Bytes of weights the loaded models hold.\n\
          # TYPE weft_nn_weight_bytes gauge\nweft_nn_weight_bytes {}\n\
+         # HELP weft_nn_device_bytes Bytes of those weights held on the GPU.\n\
+         # TYPE weft_nn_device_bytes gauge\nweft_nn_device_bytes {}\n\
          # HELP weft_nn_computes_total wasi:nn compute calls served.\n\
          # TYPE weft_nn_computes_total counter\nweft_nn_computes_total {}\n\
          # HELP weft_nn_engine_calls_total Engine calls made for them (fewer when calls were batched together).\n\
          # TYPE weft_nn_engine_calls_total counter\nweft_nn_engine_calls_total {}\n",
         engine.models,
         engine.weight_bytes,
+        engine.device_bytes,
         stats.computes.load(Ordering::Relaxed),
         stats.engine_calls.load(Ordering::Relaxed),
     );

@@ -11,5 +11,6 @@ wasmtime::component::bindgen!({
         "wasi:nn/graph.graph": crate::nn::GraphRes,
         "wasi:nn/inference.graph-execution-context": crate::nn::ContextRes,
         "wasi:nn/errors.error": crate::nn::ErrorRes,
+        "weft:stage/train.trainer": crate::train::TrainerRes,
     },
 });

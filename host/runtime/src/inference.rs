@@ -30,6 +30,10 @@ pub struct BatchConfig {
     /// Merged calls of one graph that run at once, each on its own session.
     /// Default: the number of cores.
     pub max_in_flight: usize,
+    /// Where models loaded by name from the registry run (`wasi:nn`
+    /// `load-by-name` names no target). `Gpu` uses the node's GPU when it
+    /// has one, else the CPU. Default `Cpu`.
+    pub registry_target: ExecutionTarget,
 }
 
 impl Default for BatchConfig {
@@ -38,6 +42,7 @@ impl Default for BatchConfig {
             max_batch: 32,
             max_wait: Duration::from_millis(1),
             max_in_flight: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            registry_target: ExecutionTarget::Cpu,
         }
     }
 }
@@ -159,7 +164,7 @@ impl NnBackend for EngineBackend {
                 .await
                 .map_err(|e| NnError::new(NnErrorCode::RuntimeError, e.to_string()))??;
             let graph = self
-                .load_bytes(bytes, encoding, ExecutionTarget::Cpu)
+                .load_bytes(bytes, encoding, self.batch.registry_target)
                 .await?;
             let mut graphs = self.lock();
             graphs.retain(|_, g| g.strong_count() > 0);
@@ -303,4 +308,38 @@ impl NnContext for Context {
 
 fn gone() -> NnError {
     NnError::new(NnErrorCode::RuntimeError, "the inference engine shut down")
+}
+
+/// What a model holds, as the JSON summary kept with each registered
+/// version (and shown by `GET /v1/models/{name}`).
+pub fn model_summary(info: &weft_nn::ModelInfo) -> serde_json::Value {
+    use serde_json::json;
+    use weft_nn::ModelInfo;
+    match info {
+        ModelInfo::Gguf(g) => {
+            let mut types = std::collections::BTreeMap::<String, usize>::new();
+            for t in &g.tensors {
+                *types.entry(format!("{:?}", t.ty)).or_default() += 1;
+            }
+            json!({
+                "format": "gguf",
+                "gguf_version": g.version,
+                "architecture": g.architecture,
+                "tensors": g.tensors.len(),
+                "tensor_types": types,
+                "parameters": g.parameters,
+                "metadata_keys": g.metadata_keys.len(),
+            })
+        }
+        ModelInfo::Onnx(o) => json!({
+            "format": "onnx",
+            "ir_version": o.ir_version,
+            "opsets": o.opsets.iter().map(|(d, v)| json!({"domain": d, "version": v})).collect::<Vec<_>>(),
+            "nodes": o.nodes,
+            "ops": o.ops,
+            "initializers": o.initializers.len(),
+            "inputs": o.inputs,
+            "outputs": o.outputs,
+        }),
+    }
 }

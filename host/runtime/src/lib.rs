@@ -37,13 +37,14 @@ mod inference;
 mod nn;
 mod pool;
 mod stderr;
+mod train;
 
 pub use bindings::weft::stage::types::{Item, StageError};
 pub use config::RuntimeConfig;
 pub use engine::{Compiled, Runtime};
 pub use error::{InvokeError, RuntimeError};
 pub use host::{HostState, StageEvent};
-pub use inference::{BatchConfig, EngineBackend, InferenceStats};
+pub use inference::{BatchConfig, EngineBackend, InferenceStats, model_summary};
 pub use nn::{
     BytesLoader, ExecutionTarget, GraphEncoding, NnBackend, NnContext, NnError, NnErrorCode,
     NnFuture, NnGraph, Tensor, TensorType, Unavailable,

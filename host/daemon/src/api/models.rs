@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use weft_nn::{Encoding, ModelInfo};
+use weft_nn::Encoding;
 use weft_store::ModelRecord;
 
 use super::AppState;
@@ -22,36 +22,6 @@ use crate::ApiError;
 pub struct UploadQuery {
     #[serde(default)]
     encoding: Option<String>,
-}
-
-fn summary(info: &ModelInfo) -> Value {
-    match info {
-        ModelInfo::Gguf(g) => {
-            let mut types = std::collections::BTreeMap::<String, usize>::new();
-            for t in &g.tensors {
-                *types.entry(format!("{:?}", t.ty)).or_default() += 1;
-            }
-            json!({
-                "format": "gguf",
-                "gguf_version": g.version,
-                "architecture": g.architecture,
-                "tensors": g.tensors.len(),
-                "tensor_types": types,
-                "parameters": g.parameters,
-                "metadata_keys": g.metadata_keys.len(),
-            })
-        }
-        ModelInfo::Onnx(o) => json!({
-            "format": "onnx",
-            "ir_version": o.ir_version,
-            "opsets": o.opsets.iter().map(|(d, v)| json!({"domain": d, "version": v})).collect::<Vec<_>>(),
-            "nodes": o.nodes,
-            "ops": o.ops,
-            "initializers": o.initializers.len(),
-            "inputs": o.inputs,
-            "outputs": o.outputs,
-        }),
-    }
 }
 
 /// `PUT /v1/models/{name}?encoding=onnx|ggml`: 201 new version, 200 unchanged.
@@ -102,7 +72,7 @@ pub async fn upload(
                 })
             })?
     };
-    let summary = summary(&info).to_string();
+    let summary = weft_runtime::model_summary(&info).to_string();
     let store = state.store.clone();
     let n = name.clone();
     let (rec, added) = tokio::task::spawn_blocking(move || {

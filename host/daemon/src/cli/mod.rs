@@ -161,6 +161,11 @@ pub struct ServeArgs {
     /// Microseconds the first `wasi:nn` compute of a batch waits for others.
     #[arg(long, default_value_t = 1000)]
     pub nn_max_wait_us: u64,
+    /// Where models from the registry run: `cpu`, or `gpu` (the node's GPU
+    /// through wgpu when it has one, else the CPU; ONNX matrix products with
+    /// weight operands run there).
+    #[arg(long, default_value = "cpu", value_parser = ["cpu", "gpu"])]
+    pub nn_device: String,
 }
 
 /// `weft stage ...`.
@@ -356,6 +361,10 @@ async fn serve(args: ServeArgs, token: Option<String>) -> anyhow::Result<()> {
     config.max_model = args.max_model_mib.max(1) << 20;
     config.nn_batch.max_batch = args.nn_max_batch.max(1);
     config.nn_batch.max_wait = Duration::from_micros(args.nn_max_wait_us);
+    config.nn_batch.registry_target = match args.nn_device.as_str() {
+        "gpu" => weft_runtime::ExecutionTarget::Gpu,
+        _ => weft_runtime::ExecutionTarget::Cpu,
+    };
     config.jobs.ttl = Duration::from_secs_f64(args.job_ttl_hours.max(0.0) * 3600.0);
     let daemon = Daemon::start(config).await?;
     out!("weft listening on http://{}", daemon.addr())?;
