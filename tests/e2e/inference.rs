@@ -125,23 +125,72 @@ async fn embed_matches_onnxruntime_over_http() {
     }
 }
 
+/// Uploads SmolLM2 and its tokenizer, deploys the `generate` stage on them and
+/// returns the tokenizer's object id.
+/// `--nn-device gpu`: registry models run their weight products on the
+/// node's GPU (llvmpipe in CI) and give the same embeddings.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn generate_streams_llama_cpps_answer_over_http() {
-    let d = TestDaemon::start().await;
+async fn embed_on_the_gpu_matches_onnxruntime() {
+    let d = TestDaemon::start_with(|c| {
+        c.nn_batch.registry_target = weft_runtime::ExecutionTarget::Gpu;
+    })
+    .await;
+    put(&d, "/v1/models/minilm?encoding=onnx", "minilm/model.onnx").await;
+    let vocab = put(&d, "/v1/objects", "minilm/vocab.txt").await;
+    let vocab = vocab["id"].as_str().unwrap();
+    d.deploy_query("embed", "embed.wasm", &format!("config.vocab={vocab}"))
+        .await;
+    let reference = reference("minilm_reference.json");
+    let s = &reference["sentences"][0];
+    let (status, v) = d.invoke("embed", &json!({"text": s["text"]})).await;
+    assert_eq!(status, 200, "{v}");
+    let worst = v["embedding"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(s["embedding"].as_array().unwrap())
+        .map(|(g, w)| (g.as_f64().unwrap() - w.as_f64().unwrap()).abs())
+        .fold(0.0, f64::max);
+    assert!(
+        worst <= 1e-4,
+        "max abs difference from onnxruntime: {worst}"
+    );
+    let metrics = d.get_text("/metrics").await;
+    let device_bytes: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("weft_nn_device_bytes "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        device_bytes > 40 << 20,
+        "MiniLM's weights are on the GPU: {device_bytes}"
+    );
+}
+
+async fn deploy_generate(d: &TestDaemon) -> String {
     put(
-        &d,
+        d,
         "/v1/models/smollm2?encoding=ggml",
         "smollm2-135m-instruct.gguf",
     )
     .await;
-    let tokenizer = put(&d, "/v1/objects", "smollm2-tokenizer.json").await;
-    let tokenizer = tokenizer["id"].as_str().unwrap();
+    let tokenizer = put(d, "/v1/objects", "smollm2-tokenizer.json").await;
+    let tokenizer = tokenizer["id"].as_str().unwrap().to_string();
     d.deploy_query(
         "generate",
         "generate.wasm",
         &format!("config.tokenizer={tokenizer}"),
     )
     .await;
+    tokenizer
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generate_streams_llama_cpps_answer_over_http() {
+    let d = TestDaemon::start().await;
+    let tokenizer = deploy_generate(&d).await;
+    let tokenizer = tokenizer.as_str();
     let reference = reference("smollm2_reference.json");
     let france = &reference["prompts"][0];
     assert_eq!(france["question"], "What is the capital of France?");
@@ -239,4 +288,129 @@ async fn generate_streams_llama_cpps_answer_over_http() {
     let (status, v) = d.invoke("generate-missing", &json!({"prompt": "hi"})).await;
     assert!(status >= 400, "{v}");
     assert!(v.to_string().contains("not-found"), "{v}");
+}
+
+/// Calls actor `actor` with `body`, expecting 200.
+async fn call(d: &TestDaemon, actor: &str, body: Value) -> Value {
+    let (status, v, _) = d.post(&format!("/v1/actors/{actor}/call"), &body).await;
+    assert_eq!(status, 200, "{body}: {v}");
+    v
+}
+
+/// The `generate` stage as a chat-session actor (config `session=true`): each
+/// call is the next turn, the prompt carries the conversation, which survives a
+/// restart, is bounded by `history_tokens` and goes with a reset.
+///
+/// SmolLM2-135M is too small to answer "What is my name?" with "Ada" (greedily
+/// it says something else), so the checks are on what the model is sent:
+/// `prompt_tokens`, against a session that drops the history.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chat_session_actor_keeps_the_conversation() {
+    let mut d = TestDaemon::start().await;
+    deploy_generate(&d).await;
+    let create =
+        |name: &str, config: Value| json!({"name": name, "stage": "generate", "config": config});
+    // The README's example, with shorter replies.
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/actors/chat-session.json");
+    let mut spec: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    assert_eq!(
+        (&spec["name"], &spec["stage"]),
+        (&json!("chat-1"), &json!("generate"))
+    );
+    spec["config"]["max_tokens"] = json!("16");
+    let (status, v, _) = d.post("/v1/actors", &spec).await;
+    assert_eq!(status, 201, "{v}");
+    let tokens = |v: &Value, key: &str| v[key].as_u64().unwrap();
+    let (intro, question) = (
+        "My name is Ada. Reply with one word: OK.",
+        "What is my name?",
+    );
+
+    let first = call(&d, "chat-1", json!({ "message": intro })).await;
+    assert_eq!(
+        (&first["turn"], &first["history_turns"]),
+        (&json!(1), &json!(1)),
+        "{first}"
+    );
+    assert!(
+        first["text"].as_str().is_some_and(|t| !t.is_empty()),
+        "{first}"
+    );
+    let second = call(&d, "chat-1", json!({ "message": question })).await;
+    assert_eq!(
+        (&second["turn"], &second["history_turns"]),
+        (&json!(2), &json!(2)),
+        "{second}"
+    );
+
+    // A session whose budget holds the first turn but no history: the same
+    // first answer, then the question alone.
+    let budget = tokens(&first, "prompt_tokens") + 16 + 1;
+    let config =
+        json!({"session": "true", "max_tokens": "16", "history_tokens": budget.to_string()});
+    let (status, v, _) = d.post("/v1/actors", &create("chat-2", config)).await;
+    assert_eq!(status, 201, "{v}");
+    let again = call(&d, "chat-2", json!({ "message": intro })).await;
+    assert_eq!(
+        (&again["text"], &again["prompt_tokens"]),
+        (&first["text"], &first["prompt_tokens"])
+    );
+    let alone = call(&d, "chat-2", json!({ "message": question })).await;
+    assert_eq!(
+        (&alone["turn"], &alone["history_turns"]),
+        (&json!(2), &json!(1)),
+        "{alone}"
+    );
+    // chat-1 sent the first exchange with the question: more than the question alone.
+    assert!(
+        tokens(&second, "prompt_tokens")
+            > tokens(&first, "prompt_tokens") + tokens(&alone, "prompt_tokens"),
+        "first {first}\nsecond {second}\nalone {alone}"
+    );
+
+    // The conversation survives a restart; the reply streams as before.
+    d.restart().await;
+    let r = d
+        .http
+        .post(d.url("/v1/actors/chat-1/call"))
+        .header("content-type", "application/json")
+        .header("accept", "text/event-stream")
+        .body(json!({"message": "Thank you."}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let frames = events(&r.text().await.unwrap());
+    let streamed: String = frames
+        .iter()
+        .filter(|(e, _)| e == "partial")
+        .map(|(_, v)| v["token"].as_str().unwrap())
+        .collect();
+    let (last, third) = frames.last().unwrap();
+    assert_eq!(last, "result");
+    let third = if third.is_array() { &third[0] } else { third };
+    assert_eq!(third["text"], streamed);
+    assert_eq!(
+        (&third["turn"], &third["history_turns"]),
+        (&json!(3), &json!(3)),
+        "{third}"
+    );
+    assert!(
+        tokens(third, "prompt_tokens")
+            > tokens(&second, "prompt_tokens") + tokens(&second, "tokens"),
+        "{third}"
+    );
+
+    // A request a session refuses is a 400; a reset starts over.
+    let bad = json!({"messages": [{"role": "user", "content": "hi"}]});
+    let (status, v, _) = d.post("/v1/actors/chat-1/call", &bad).await;
+    assert_eq!(status, 400, "{v}");
+    let reset = call(&d, "chat-1", json!({"reset": true})).await;
+    assert_eq!(reset, json!({"reset": true, "turn": 0}));
+    let fresh = call(&d, "chat-1", json!({ "message": question })).await;
+    assert_eq!(
+        (&fresh["turn"], &fresh["prompt_tokens"]),
+        (&json!(1), &alone["prompt_tokens"])
+    );
 }

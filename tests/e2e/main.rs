@@ -5,6 +5,7 @@
 
 mod actors;
 mod errors;
+mod finetune;
 mod inference;
 mod jobs;
 mod models;

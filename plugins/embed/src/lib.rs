@@ -44,133 +44,43 @@
 //! `retryable` for `timeout`, `runtime-error` and `unknown`, `bad-input` for
 //! `too-large` (send fewer or shorter texts) and `fatal` otherwise.
 
-mod batch;
-mod pool;
-
-use std::fmt;
-
+use encoder::{Embedding, Encoder};
 use serde::Serialize;
-use serde_json::Value;
-use tok::WordPiece;
-use weft_sdk::nn::errors::{Error as NnError, ErrorCode};
-use weft_sdk::nn::graph::{self, Graph};
-use weft_sdk::nn::inference::GraphExecutionContext;
-use weft_sdk::nn::tensor::TensorType;
-use weft_sdk::{Config, Item, Stage, StageError, objects};
+use weft_sdk::{Config, Item, Stage, StageError};
 
-use crate::batch::Padded;
-
-/// The graph output this stage pools.
-const OUTPUT: &str = "last_hidden_state";
-
-/// The stage: the tokenizer and one execution context on the model.
+/// The stage: an [`Encoder`] over each batch.
+#[derive(Debug)]
 pub struct Embed {
-    model: String,
-    tokenizer: WordPiece,
-    max_tokens: usize,
-    pad_to_multiple_of: usize,
-    // Declared before the graph, so dropped before it.
-    context: GraphExecutionContext,
-    _graph: Graph,
+    encoder: Encoder,
 }
 
-/// One output item.
 #[derive(Serialize)]
-struct Embedding {
+struct Output {
     embedding: Vec<f32>,
     tokens: usize,
 }
 
 impl Stage for Embed {
     fn init(config: Config) -> Result<Self, String> {
-        let model = config.get_or("model", "minilm").to_string();
-        let max_tokens: usize = config
-            .parse_or("max_tokens", tok::DEFAULT_MAX_LEN)
-            .map_err(|e| format!("embed: {e}"))?;
-        if max_tokens < 2 {
-            return Err(format!(
-                "embed: `max_tokens` ({max_tokens}) must be at least 2, for [CLS] and [SEP]"
-            ));
-        }
-        let pad_to_multiple_of: usize = config
-            .parse_or("pad_to_multiple_of", 16)
-            .map_err(|e| format!("embed: {e}"))?;
-        if pad_to_multiple_of < 1 {
-            return Err(
-                "embed: `pad_to_multiple_of` must be at least 1 (1 pads to the longest text only)"
-                    .to_string(),
-            );
-        }
-        let tokenizer = load_vocab(&config)?;
-        let graph = graph::load_by_name(&model)
-            .map_err(|e| format!("embed: could not load model `{model}`: {e}"))?;
-        let context = graph
-            .init_execution_context()
-            .map_err(|e| format!("embed: could not start a session on model `{model}`: {e}"))?;
         Ok(Embed {
-            model,
-            tokenizer,
-            max_tokens,
-            pad_to_multiple_of,
-            context,
-            _graph: graph,
+            encoder: Encoder::from_config(&config, "embed", "")?,
         })
     }
 
     fn process(&mut self, batch: Vec<Item>) -> Result<Vec<Item>, StageError> {
-        if batch.is_empty() {
-            return Ok(Vec::new());
-        }
-        let encodings = batch
+        let texts = batch
             .iter()
             .enumerate()
-            .map(|(index, item)| {
-                Ok(self
-                    .tokenizer
-                    .encode(&text_of(index, item)?, self.max_tokens))
-            })
-            .collect::<Result<Vec<_>, StageError>>()?;
-        let padded = Padded::new(
-            &encodings,
-            self.tokenizer.pad_id(),
-            self.pad_to_multiple_of,
-            self.max_tokens,
-        );
-        let outputs = self
-            .context
-            .compute(padded.tensors())
-            .map_err(|e| self.nn_error(&padded, e))?;
-        let (_, hidden) = outputs
+            .map(|(index, item)| encoder::text_of("embed", "text", index, item))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.encoder
+            .embed(&texts)?
             .into_iter()
-            .find(|(name, _)| name == OUTPUT)
-            .ok_or_else(|| self.bad_output("has no output `last_hidden_state`"))?;
-        let dims = hidden.dimensions();
-        let dim = match dims[..] {
-            [b, s, d] if b as usize == padded.batch && s as usize == padded.seq && d > 0 => d,
-            _ => return Err(self.bad_output(&format!("gave `{OUTPUT}` of shape {dims:?}"))),
-        };
-        if hidden.ty() != TensorType::Fp32 {
-            return Err(self.bad_output(&format!("gave `{OUTPUT}` of type {:?}", hidden.ty())));
-        }
-        let data: Vec<f32> = hidden
-            .data()
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect();
-        let dim = dim as usize;
-        if data.len() != padded.batch * padded.seq * dim {
-            return Err(
-                self.bad_output(&format!("gave {} bytes for shape {dims:?}", data.len() * 4))
-            );
-        }
-        pool::mean_pool(&data, &padded.attention_mask, padded.seq, dim)
-            .into_iter()
-            .zip(batch.iter().zip(&encodings))
-            .map(|(mut embedding, (item, encoding))| {
-                pool::l2_normalize(&mut embedding);
-                let out = Embedding {
-                    embedding,
-                    tokens: encoding.ids.len(),
+            .zip(&batch)
+            .map(|(Embedding { vector, tokens }, item)| {
+                let out = Output {
+                    embedding: vector,
+                    tokens,
                 };
                 Ok(Item::json(&out)?.with_key_from(item))
             })
@@ -180,77 +90,9 @@ impl Stage for Embed {
 
 weft_sdk::export_stage!(Embed);
 
-impl Embed {
-    /// Classifies a failed `compute`: the code says whether a retry can help.
-    fn nn_error(&self, padded: &Padded, e: NnError) -> StageError {
-        let message = format!(
-            "embed: model `{}` failed on a batch of {} texts of {} tokens: {e}",
-            self.model, padded.batch, padded.seq
-        );
-        match e.code() {
-            ErrorCode::Timeout | ErrorCode::RuntimeError | ErrorCode::Unknown => {
-                StageError::retryable(message)
-            }
-            ErrorCode::TooLarge => {
-                StageError::bad_input(format!("{message}; send fewer or shorter texts"))
-            }
-            _ => StageError::fatal(message),
-        }
-    }
-
-    /// The model is not the encoder this stage expects.
-    fn bad_output(&self, what: &str) -> StageError {
-        StageError::fatal(format!(
-            "embed: model `{}` {what}; expected `{OUTPUT}` f32 [batch, seq, hidden] \
-             (is it a BERT-style sentence encoder?)",
-            self.model
-        ))
-    }
-}
-
-impl fmt::Debug for Embed {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Embed")
-            .field("model", &self.model)
-            .field("vocab_size", &self.tokenizer.len())
-            .field("max_tokens", &self.max_tokens)
-            .field("pad_to_multiple_of", &self.pad_to_multiple_of)
-            .finish_non_exhaustive()
-    }
-}
-
-/// Reads `vocab.txt` from the object store, by the id in config `vocab`.
-fn load_vocab(config: &Config) -> Result<WordPiece, String> {
-    let id: String = config.parse("vocab").map_err(|e| {
-        format!("embed: {e}: the object id of the model's vocab.txt, from uploading it")
-    })?;
-    let bytes =
-        objects::get(&id).map_err(|e| format!("embed: could not read vocab object {id:?}: {e}"))?;
-    WordPiece::from_bytes(&bytes).map_err(|e| format!("embed: vocab object {id:?}: {e}"))
-}
-
-/// The text of item `index`: the whole payload of a `text/*` item, else the
-/// string `text` of a JSON object.
-fn text_of(index: usize, item: &Item) -> Result<String, StageError> {
-    let bad = |what: &str| {
-        StageError::bad_input(format!(
-            "embed: item {index}: {what}; expected JSON {{\"text\": string}} or a text/plain item"
-        ))
-    };
-    if item.content_type.starts_with("text/") {
-        return Ok(item.as_str().map_err(|e| bad(e.message()))?.to_string());
-    }
-    let value: Value = item.parse_json().map_err(|e| bad(e.message()))?;
-    match value.get("text") {
-        Some(Value::String(text)) => Ok(text.clone()),
-        Some(other) => Err(bad(&format!("`text` is {other}, not a string"))),
-        None => Err(bad("missing `text`")),
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
+    use weft_sdk::objects;
     use weft_sdk::testing::Harness;
 
     use super::*;
@@ -313,28 +155,5 @@ mod tests {
         );
         let err = build(&[("pad_to_multiple_of", "x")], &[]).unwrap_err();
         assert!(err.contains("`pad_to_multiple_of`"), "{err}");
-    }
-
-    #[test]
-    fn reads_json_or_plain_text() {
-        let json_item = Item::json(&json!({"text": "hi", "id": 3})).unwrap();
-        assert_eq!(text_of(0, &json_item).unwrap(), "hi");
-        assert_eq!(text_of(0, &Item::text("plain")).unwrap(), "plain");
-    }
-
-    #[test]
-    fn missing_text_is_bad_input() {
-        let err = text_of(4, &Item::json(&json!({"txt": "hi"})).unwrap()).unwrap_err();
-        assert!(
-            matches!(&err, StageError::BadInput(m) if m.contains("item 4: missing `text`")),
-            "{err:?}"
-        );
-        let err = text_of(0, &Item::json(&json!({"text": 7})).unwrap()).unwrap_err();
-        assert!(
-            err.message().contains("`text` is 7, not a string"),
-            "{err:?}"
-        );
-        let err = text_of(0, &Item::bytes("application/json", "{")).unwrap_err();
-        assert!(matches!(err, StageError::BadInput(_)), "{err:?}");
     }
 }

@@ -1,16 +1,20 @@
 //! `generate`: chat completions with a decoder LLM (SmolLM2) through `wasi:nn`,
-//! streaming each token as a partial result.
+//! streaming each token as a partial result; with `session=true`, a chat
+//! session that keeps the conversation in its state (meant to run as an actor).
 //!
 //! Config:
 //!
-//! | key           | default   | meaning                                                   |
-//! |---------------|-----------|-----------------------------------------------------------|
-//! | `model`       | `smollm2` | the model's name in the node's registry (a GGUF graph)    |
-//! | `tokenizer`   | required  | object id of the model's tokenizer JSON ([`tok::Bpe`])    |
-//! | `max_tokens`  | `128`     | most tokens to generate per request                       |
-//! | `temperature` | `0`       | 0 is greedy; above, softmax temperature                   |
-//! | `top_p`       | `1.0`     | nucleus sampling: keep the likeliest tokens summing to it |
-//! | `seed`        | `0`       | seed of the sampler; a seed replays a completion          |
+//! | key              | default   | meaning                                                   |
+//! |------------------|-----------|-----------------------------------------------------------|
+//! | `model`          | `smollm2` | the model's name in the node's registry (a GGUF graph)    |
+//! | `tokenizer`      | required  | object id of the model's tokenizer JSON ([`tok::Bpe`])    |
+//! | `max_tokens`     | `128`     | most tokens to generate per request                       |
+//! | `temperature`    | `0`       | 0 is greedy; above, softmax temperature                   |
+//! | `top_p`          | `1.0`     | nucleus sampling: keep the likeliest tokens summing to it |
+//! | `seed`           | `0`       | seed of the sampler; a seed replays a completion          |
+//! | `session`        | `false`   | keep the conversation in state: each request is a turn    |
+//! | `history_tokens` | `1024`    | session: token budget of a prompt plus `max_tokens`; older turns are dropped to fit |
+//! | `system`         | none      | session: a system message sent first in every prompt      |
 //!
 //! Input, per item: JSON `{"prompt": "..."}` (one user message) or
 //! `{"messages": [{"role": "system"|"user"|"assistant", "content": "..."}, ...]}`,
@@ -26,8 +30,40 @@
 //!      "finish_reason": "stop"}
 //! ```
 //!
+//! Chat sessions (`session=true`): the stage keeps the conversation in its
+//! state under key `history` (`{"turns": n, "messages": [...]}`), so run it as
+//! an actor (`POST /v1/actors {"name": "chat-1", "stage": "generate",
+//! "config": {"session": "true"}}`), whose state is its own and whose calls are
+//! serial; a plain stage in session mode has one conversation for all callers.
+//! An item is `{"message": "..."}` (or `{"prompt": "..."}`), the next user
+//! message, with the same optional settings; the prompt is the system message
+//! (config `system`), the kept history and the new message, and the output is
+//! the usual one plus `turn` (turns answered since the conversation began,
+//! this one included) and `history_turns` (the turns the prompt carried, this
+//! one included). `{"reset": true}` forgets the conversation (→ `{"reset":
+//! true, "turn": 0}`); `{"reset": true, "message": "..."}` starts a new one.
+//! `messages` is refused: the session sends its own history.
+//!
+//! ```text
+//! POST {"message": "My name is Ada."}   → {"text": "…", …, "turn": 1, "history_turns": 1}
+//! POST {"message": "What is my name?"}  → {"text": "…", …, "turn": 2, "history_turns": 2}
+//! POST {"reset": true}                  → {"reset": true, "turn": 0}
+//! ```
+//!
+//! The history is bounded by tokens: while the prompt plus the request's
+//! `max_tokens` is over `history_tokens`, the oldest turn (a user message and
+//! its reply) is dropped, from the prompt and from the stored history; the
+//! system message and the new message are always sent. Keep `history_tokens`
+//! within the model's context (SmolLM2: 8192); should the model still refuse
+//! the prompt (`too-large`), older turns are dropped until it fits or only the
+//! new message is left (then it is `bad-input`). A turn is saved only once the
+//! reply is complete, and a batch's turns only once every item of it
+//! succeeded: a failed request leaves the conversation as it was (a retry
+//! sends the same message again).
+//!
 //! The prompt is ChatML, `<|im_start|>{role}\n{content}<|im_end|>\n` per message
-//! then `<|im_start|>assistant\n`, with no system prompt added, tokenised with
+//! then `<|im_start|>assistant\n`, with no system prompt added (but config `system`
+//! in a session), tokenised with
 //! byte-level BPE (a BOS is prepended only when the tokenizer file says
 //! `add_bos`). Each request gets a new execution context (the host keeps the KV
 //! cache in it): one `compute` on the whole prompt as `input_ids` (`int64 [n]`),
@@ -46,8 +82,10 @@
 //! Errors: a malformed request, or a prompt longer than the model's context
 //! (`wasi:nn` `too-large`), is `bad-input`; other `wasi:nn` failures carry their
 //! code and message, as `retryable` for `timeout`, `runtime-error` and `unknown`,
-//! and `fatal` otherwise.
+//! and `fatal` otherwise; in a session, a stored history that does not decode is
+//! `fatal` (send `{"reset": true}`, or delete the actor).
 
+mod chat;
 mod request;
 mod run;
 mod sample;
@@ -61,7 +99,8 @@ use weft_sdk::nn::inference::GraphExecutionContext;
 use weft_sdk::nn::tensor::{Tensor, TensorType};
 use weft_sdk::{Config, Item, Stage, StageError, emit, objects};
 
-use crate::request::{Request, Settings, chatml};
+use crate::chat::Chat;
+use crate::request::{Request, Settings, TurnRequest, encode_prompt};
 use crate::run::{Session, Sink, StepError};
 
 /// The stage: the tokenizer, the loaded graph and the default settings.
@@ -71,13 +110,48 @@ pub struct Generate {
     /// Tokens that end a completion.
     stop: Vec<u32>,
     defaults: Settings,
+    /// Config `session=true`: keep the conversation in state.
+    session: Option<SessionConfig>,
     graph: Graph,
+}
+
+/// A chat session's config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct SessionConfig {
+    /// Config `system`: a system message sent first in every prompt.
+    system: Option<String>,
+    /// Config `history_tokens`: the budget of a prompt plus its reply.
+    history_tokens: usize,
+}
+
+impl SessionConfig {
+    /// Config keys `session`, `system` and `history_tokens`; `None` unless
+    /// `session` is true.
+    fn from_config(config: &Config, defaults: Settings) -> Result<Option<Self>, String> {
+        if !config.parse_or("session", false)? {
+            return Ok(None);
+        }
+        let history_tokens: usize = config.parse_or("history_tokens", 1024)?;
+        if history_tokens <= defaults.max_tokens {
+            return Err(format!(
+                "`history_tokens` ({history_tokens}) must be more than `max_tokens` ({}), \
+                 to leave room for the conversation",
+                defaults.max_tokens
+            ));
+        }
+        Ok(Some(SessionConfig {
+            system: config.get("system").map(str::to_string),
+            history_tokens,
+        }))
+    }
 }
 
 impl Stage for Generate {
     fn init(config: Config) -> Result<Self, String> {
         let model = config.get_or("model", "smollm2").to_string();
         let defaults = Settings::from_config(&config).map_err(|e| format!("generate: {e}"))?;
+        let session =
+            SessionConfig::from_config(&config, defaults).map_err(|e| format!("generate: {e}"))?;
         let tokenizer = load_tokenizer(&config)?;
         let stop: Vec<u32> = [
             tokenizer.eos_id(),
@@ -99,11 +173,15 @@ impl Stage for Generate {
             tokenizer,
             stop,
             defaults,
+            session,
             graph,
         })
     }
 
     fn process(&mut self, batch: Vec<Item>) -> Result<Vec<Item>, StageError> {
+        if let Some(config) = &self.session {
+            return self.process_session(config, batch);
+        }
         // Parse everything first, so a bad batch generates nothing.
         let requests = batch
             .iter()
@@ -113,19 +191,8 @@ impl Stage for Generate {
         let mut out = Vec::with_capacity(batch.len());
         for (index, (item, request)) in batch.iter().zip(requests).enumerate() {
             let key = item.key.clone().unwrap_or_else(|| index.to_string());
-            let mut prompt = Vec::new();
-            if let (true, Some(bos)) = (self.tokenizer.add_bos(), self.tokenizer.bos_id()) {
-                prompt.push(bos);
-            }
-            prompt.extend(self.tokenizer.encode(&chatml(&request.messages)));
-            let context = self
-                .graph
-                .init_execution_context()
-                .map_err(|e| nn_error(&self.model, "could not start a session", e))?;
-            let mut session = NnSession {
-                model: &self.model,
-                context,
-            };
+            let prompt = encode_prompt(&self.tokenizer, &request.messages);
+            let mut session = self.new_session()?;
             let completion = run::generate(
                 &mut session,
                 &self.tokenizer,
@@ -140,6 +207,55 @@ impl Stage for Generate {
     }
 }
 
+impl Generate {
+    /// A new execution context, with an empty KV cache.
+    fn new_session(&self) -> Result<NnSession<'_>, StageError> {
+        let context = self
+            .graph
+            .init_execution_context()
+            .map_err(|e| nn_error(&self.model, "could not start a session", e))?;
+        Ok(NnSession {
+            model: &self.model,
+            context,
+        })
+    }
+
+    /// Config `session=true`: each item is the next turn of the conversation in
+    /// state (see [`chat`]).
+    fn process_session(
+        &self,
+        config: &SessionConfig,
+        batch: Vec<Item>,
+    ) -> Result<Vec<Item>, StageError> {
+        let chat = Chat {
+            bpe: &self.tokenizer,
+            stop: &self.stop,
+            system: config.system.as_deref(),
+            history_tokens: config.history_tokens,
+        };
+        let keys: Vec<String> = batch
+            .iter()
+            .enumerate()
+            .map(|(index, item)| item.key.clone().unwrap_or_else(|| index.to_string()))
+            .collect();
+        let requests = batch
+            .iter()
+            .zip(&keys)
+            .enumerate()
+            .map(|(index, (item, key))| {
+                let request = TurnRequest::parse(index, item, self.defaults)?;
+                Ok((request, Emitter { key }))
+            })
+            .collect::<Result<Vec<_>, StageError>>()?;
+        let replies = chat.run_batch(requests, || self.new_session())?;
+        batch
+            .iter()
+            .zip(replies)
+            .map(|(item, reply)| Ok(Item::json(&reply)?.with_key_from(item)))
+            .collect()
+    }
+}
+
 weft_sdk::export_stage!(Generate);
 
 impl fmt::Debug for Generate {
@@ -149,6 +265,7 @@ impl fmt::Debug for Generate {
             .field("vocab_size", &self.tokenizer.len())
             .field("stop", &self.stop)
             .field("defaults", &self.defaults)
+            .field("session", &self.session)
             .finish_non_exhaustive()
     }
 }
@@ -306,13 +423,48 @@ mod tests {
     }
 
     #[test]
+    fn session_config_is_checked_before_anything_loads() {
+        let err = build(&[("session", "yes")], &[]).unwrap_err();
+        assert!(err.contains("config `session`"), "{err}");
+        let err = build(&[("session", "true"), ("history_tokens", "x")], &[]).unwrap_err();
+        assert!(err.contains("config `history_tokens`"), "{err}");
+        let err = build(
+            &[
+                ("session", "true"),
+                ("history_tokens", "64"),
+                ("max_tokens", "64"),
+            ],
+            &[],
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("`history_tokens` (64) must be more than `max_tokens` (64)"),
+            "{err}"
+        );
+        let defaults = Settings::from_config(&Config::default()).unwrap();
+        let config = Config::from_iter([("session", "true"), ("system", "Be brief.")]);
+        assert_eq!(
+            SessionConfig::from_config(&config, defaults).unwrap(),
+            Some(SessionConfig {
+                system: Some("Be brief.".into()),
+                history_tokens: 1024
+            })
+        );
+        // Off by default, and then `history_tokens` is not looked at.
+        let config = Config::from_iter([("history_tokens", "1")]);
+        assert_eq!(SessionConfig::from_config(&config, defaults).unwrap(), None);
+    }
+
+    #[test]
     fn the_chatml_prompt_tokenises_with_special_tokens() {
         let bpe = Bpe::from_json(TOKENIZER.as_bytes()).unwrap();
-        let prompt = chatml(&[request::Message {
-            role: request::Role::User,
-            content: "a".into(),
-        }]);
-        let ids = bpe.encode(&prompt);
+        let ids = encode_prompt(
+            &bpe,
+            &[request::Message {
+                role: request::Role::User,
+                content: "a".into(),
+            }],
+        );
         assert_eq!(ids[0], 1, "<|im_start|>");
         assert!(ids.contains(&2), "<|im_end|>");
     }

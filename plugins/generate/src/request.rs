@@ -1,12 +1,13 @@
 //! One generation request: its JSON, its settings, and its ChatML prompt.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use tok::Bpe;
 use weft_sdk::{Config, Item, StageError};
 
 use crate::sample::Sampling;
 
 /// Who said a message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum Role {
     System,
@@ -26,7 +27,7 @@ impl Role {
 }
 
 /// One message of a conversation.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Message {
     pub(crate) role: Role,
     pub(crate) content: String,
@@ -37,6 +38,10 @@ pub(crate) struct Message {
 struct Body {
     prompt: Option<String>,
     messages: Option<Vec<Message>>,
+    /// Session mode only: the next user message (like `prompt`).
+    message: Option<String>,
+    /// Session mode only: forget the conversation first.
+    reset: Option<bool>,
     max_tokens: Option<usize>,
     temperature: Option<f32>,
     top_p: Option<f32>,
@@ -104,6 +109,13 @@ impl Request {
             ))
         };
         let body: Body = item.parse_json().map_err(|e| bad(e.message()))?;
+        if body.message.is_some() || body.reset.is_some() {
+            return Err(bad(
+                "`message` and `reset` are for chat sessions (config `session=true`)",
+            ));
+        }
+        // Settings first (while `body` is whole); a bad prompt is reported first.
+        let settings = body.settings(index, defaults);
         let messages = match (body.prompt, body.messages) {
             (Some(prompt), None) => vec![Message {
                 role: Role::User,
@@ -114,18 +126,74 @@ impl Request {
             (Some(_), Some(_)) => return Err(bad("give `prompt` or `messages`, not both")),
             (None, None) => return Err(bad("missing `prompt` or `messages`")),
         };
+        Ok(Request {
+            messages,
+            settings: settings?,
+        })
+    }
+}
+
+impl Body {
+    /// The request's settings: `defaults` overridden by what it sets.
+    fn settings(&self, index: usize, defaults: Settings) -> Result<Settings, StageError> {
         let settings = Settings {
-            max_tokens: body.max_tokens.unwrap_or(defaults.max_tokens),
+            max_tokens: self.max_tokens.unwrap_or(defaults.max_tokens),
             sampling: Sampling {
-                temperature: body.temperature.unwrap_or(defaults.sampling.temperature),
-                top_p: body.top_p.unwrap_or(defaults.sampling.top_p),
+                temperature: self.temperature.unwrap_or(defaults.sampling.temperature),
+                top_p: self.top_p.unwrap_or(defaults.sampling.top_p),
             },
-            seed: body.seed.unwrap_or(defaults.seed),
+            seed: self.seed.unwrap_or(defaults.seed),
         };
         settings
             .check()
             .map_err(|e| StageError::bad_input(format!("generate: item {index}: {e}")))?;
-        Ok(Request { messages, settings })
+        Ok(settings)
+    }
+}
+
+/// A parsed request to a chat session (config `session=true`): the next user
+/// message, a reset, or both (a reset, then the message opens a new
+/// conversation).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct TurnRequest {
+    /// Forget the conversation before anything else.
+    pub(crate) reset: bool,
+    /// The user's next message; `None` only for a bare reset.
+    pub(crate) message: Option<String>,
+    pub(crate) settings: Settings,
+}
+
+impl TurnRequest {
+    /// Parses item `index` of a session's batch, filling unset settings from
+    /// `defaults`.
+    pub(crate) fn parse(index: usize, item: &Item, defaults: Settings) -> Result<Self, StageError> {
+        let bad = |what: &str| {
+            StageError::bad_input(format!(
+                "generate: item {index}: {what}; this stage keeps the conversation \
+                 (config `session=true`): expected JSON {{\"message\": string}} \
+                 (or {{\"prompt\": string}}) and/or {{\"reset\": true}}"
+            ))
+        };
+        let body: Body = item.parse_json().map_err(|e| bad(e.message()))?;
+        if body.messages.is_some() {
+            return Err(bad(
+                "`messages` is not accepted: the session sends its own history",
+            ));
+        }
+        let settings = body.settings(index, defaults)?;
+        let message = match (body.message, body.prompt) {
+            (Some(_), Some(_)) => return Err(bad("give `message` or `prompt`, not both")),
+            (message, prompt) => message.or(prompt),
+        };
+        let reset = body.reset.unwrap_or(false);
+        if message.is_none() && !reset {
+            return Err(bad("missing `message`"));
+        }
+        Ok(TurnRequest {
+            reset,
+            message,
+            settings,
+        })
     }
 }
 
@@ -142,6 +210,17 @@ pub(crate) fn chatml(messages: &[Message]) -> String {
         prompt.push_str("<|im_end|>\n");
     }
     prompt.push_str("<|im_start|>assistant\n");
+    prompt
+}
+
+/// The token ids of the ChatML prompt for `messages`: a BOS first when the
+/// tokenizer file says `add_bos`.
+pub(crate) fn encode_prompt(bpe: &Bpe, messages: &[Message]) -> Vec<u32> {
+    let mut prompt = Vec::new();
+    if let (true, Some(bos)) = (bpe.add_bos(), bpe.bos_id()) {
+        prompt.push(bos);
+    }
+    prompt.extend(bpe.encode(&chatml(messages)));
     prompt
 }
 
@@ -244,6 +323,36 @@ mod tests {
         assert!(message(json!({"prompt": "a", "top_p": 0})).contains("`top_p` (0)"));
         let err = Request::parse(0, &Item::text("hello"), DEFAULTS).unwrap_err();
         assert!(matches!(err, StageError::BadInput(_)));
+    }
+
+    #[test]
+    fn session_requests_are_a_message_a_reset_or_both() {
+        let turn = |v| TurnRequest::parse(1, &Item::json(&v).unwrap(), DEFAULTS);
+        let message = |m: &str| Some(m.to_string());
+        let t = turn(json!({"message": "Hi", "max_tokens": 8})).unwrap();
+        assert_eq!((t.reset, t.message), (false, message("Hi")));
+        assert_eq!(t.settings.max_tokens, 8);
+        assert_eq!(
+            turn(json!({"prompt": "Hi"})).unwrap().message,
+            message("Hi")
+        );
+        let t = turn(json!({"reset": true})).unwrap();
+        assert_eq!((t.reset, t.message), (true, None));
+        let t = turn(json!({"reset": true, "message": "New"})).unwrap();
+        assert_eq!((t.reset, t.message), (true, message("New")));
+
+        let error = |v| turn(v).unwrap_err().message().to_string();
+        assert!(error(json!({})).contains("item 1: missing `message`"));
+        assert!(error(json!({"reset": false})).contains("missing `message`"));
+        assert!(error(json!({"message": "a", "prompt": "b"})).contains("not both"));
+        assert!(
+            error(json!({"messages": [{"role": "user", "content": "x"}]}))
+                .contains("the session sends its own history")
+        );
+        assert!(error(json!({"message": "a", "top_p": 2})).contains("`top_p` (2)"));
+        // Without a session, the session's keys are explained.
+        let err = parse(json!({"message": "Hi"})).unwrap_err();
+        assert!(err.message().contains("config `session=true`"), "{err:?}");
     }
 
     #[test]
