@@ -162,6 +162,49 @@ async fn finetune_trains_registers_and_serving_switches_versions() {
     assert_eq!(classify(&d, SPORTS).await["label"], "business");
     assert_eq!(classify(&d, FOOD).await["label"], "science");
 
+    // The same run with the trainer on the GPU (llvmpipe in CI): the same
+    // loss curve and result within float tolerance.
+    let gpu_products = |metrics: String| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("weft_gpu_matmuls_total "))
+            .map_or(0, |n| n.parse().unwrap())
+    };
+    let before = gpu_products(d.get_text("/metrics").await);
+    let id = train(
+        &d,
+        json!({"data": data, "epochs": 3, "batch_size": 16, "device": "gpu", "export": "on-gpu"}),
+    )
+    .await;
+    let job = crate::jobs::finished(&d, &id).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    let gpu = &job["result"][0];
+    let close = |a: &Value, b: &Value| {
+        let (a, b) = (a.as_f64().unwrap(), b.as_f64().unwrap());
+        (a - b).abs() <= 1e-4 * (1.0 + a.abs())
+    };
+    assert!(
+        close(&gpu["eval_loss"], &result["eval_loss"]),
+        "{gpu} vs {result}"
+    );
+    assert_eq!(gpu["eval_accuracy"], result["eval_accuracy"]);
+    let products = gpu_products(d.get_text("/metrics").await) - before;
+    assert!(products >= 3 * 18, "the GPU ran {products} products");
+    let events = d.get_text(&format!("/v1/jobs/{id}/events")).await;
+    let gpu_losses: Vec<f64> = events
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|v| v["item"]["loss"].as_f64())
+        .collect();
+    assert_eq!(gpu_losses.len(), losses.len());
+    for (g, c) in gpu_losses.iter().zip(&losses) {
+        assert!(
+            (g - c).abs() <= 1e-4 * (1.0 + c.abs()),
+            "{gpu_losses:?} vs {losses:?}"
+        );
+    }
+
     // Mistakes in the job input are explained.
     let id = train(&d, json!({"data": data, "epochs": 0})).await;
     let job = crate::jobs::finished(&d, &id).await;

@@ -4,12 +4,14 @@
 //! One test binary (wasmtime's layout) keeps link time down.
 
 mod actors;
+mod cluster;
 mod errors;
 mod finetune;
 mod inference;
 mod jobs;
 mod models;
 mod pipelines;
+mod resources;
 mod restart;
 mod sandbox;
 mod stages;

@@ -45,15 +45,20 @@ impl TestDaemon {
 
     /// Stops the daemon and starts a new one on the same data directory.
     pub async fn restart(&mut self) {
+        self.restart_with(|_| {}).await;
+    }
+
+    /// Like [`TestDaemon::restart`], with `tweak` adjusting the new config.
+    pub async fn restart_with(&mut self, tweak: impl FnOnce(&mut ServeConfig)) {
         self.daemon
             .take()
             .expect("running")
             .shutdown()
             .await
             .expect("clean shutdown");
-        let daemon = Daemon::start(ServeConfig::ephemeral(self.dir.path()))
-            .await
-            .expect("daemon restarts");
+        let mut config = ServeConfig::ephemeral(self.dir.path());
+        tweak(&mut config);
+        let daemon = Daemon::start(config).await.expect("daemon restarts");
         self.url = format!("http://{}", daemon.addr());
         self.daemon = Some(daemon);
     }
@@ -210,4 +215,133 @@ pub fn model_file(name: &str) -> PathBuf {
         path.display()
     );
     path
+}
+
+/// A `nats-server -js` child process for the cluster tests, on a free
+/// loopback port with its store in a temporary directory; killed on drop.
+#[derive(Debug)]
+pub struct NatsServer {
+    child: Option<std::process::Child>,
+    /// The port it listens on (kept across [`NatsServer::restart`]).
+    pub port: u16,
+    /// Its JetStream store and log.
+    pub dir: tempfile::TempDir,
+}
+
+impl NatsServer {
+    /// The `nats-server` binary: `WEFT_NATS_SERVER`, else `nats-server` on
+    /// PATH, else Debian's `/usr/sbin/nats-server`.
+    pub fn binary() -> PathBuf {
+        if let Some(p) = std::env::var_os("WEFT_NATS_SERVER") {
+            return PathBuf::from(p);
+        }
+        let on_path = std::env::var_os("PATH").and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|d| d.join("nats-server"))
+                .find(|p| p.is_file())
+        });
+        let path = on_path.unwrap_or_else(|| PathBuf::from("/usr/sbin/nats-server"));
+        assert!(
+            path.is_file(),
+            "nats-server is missing: run scripts/install-nats.sh (`cargo xtask test` does it)"
+        );
+        path
+    }
+
+    /// Starts a server on a free port and waits until it accepts connections.
+    pub fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let mut server = Self {
+            child: None,
+            port,
+            dir: tempfile::tempdir().expect("temp dir"),
+        };
+        server.spawn();
+        server
+    }
+
+    /// `nats://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("nats.log"))
+            .expect("nats log");
+        let child = std::process::Command::new(Self::binary())
+            .args([
+                "-js",
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-sd",
+            ])
+            .arg(self.dir.path().join("store"))
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("starting nats-server");
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        // Ready once it answers with its INFO line.
+        loop {
+            let ready = std::net::TcpStream::connect(("127.0.0.1", self.port))
+                .and_then(|mut s| {
+                    use std::io::Read;
+                    s.set_read_timeout(Some(Duration::from_millis(500)))?;
+                    let mut buf = [0u8; 4];
+                    s.read_exact(&mut buf)?;
+                    Ok(&buf == b"INFO")
+                })
+                .unwrap_or(false);
+            if ready {
+                return;
+            }
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!("nats-server exited ({status}): {}", self.log());
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "nats-server did not start listening: {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("nats.log")).unwrap_or_default()
+    }
+
+    /// Kills the server (SIGKILL) and waits for it to exit.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Kills the server and starts a new one on the same port and store.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }

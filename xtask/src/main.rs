@@ -106,6 +106,13 @@ fn ensure_vulkan(root: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Installs a NATS server with JetStream if missing
+/// (`scripts/install-nats.sh`: Debian's `nats-server`), which the cluster
+/// tests start one of per test; idempotent.
+fn ensure_nats(root: &Path) -> anyhow::Result<()> {
+    run(Command::new("sh").arg(root.join("scripts/install-nats.sh")))
+}
+
 fn plugins(root: &Path) -> anyhow::Result<()> {
     ensure_wasm_target()?;
     for manifest in WASM_WORKSPACES {
@@ -129,6 +136,8 @@ fn test(root: &Path) -> anyhow::Result<()> {
     ensure_wasm_target()?;
     // weft-nn's GPU tests need a Vulkan driver (llvmpipe where no GPU is).
     ensure_vulkan(root)?;
+    // The cluster tests start nats-server processes.
+    ensure_nats(root)?;
     // The inference tests run real models and compare with references.
     models(root)?;
     let target = target_dir(root);

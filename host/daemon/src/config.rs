@@ -30,6 +30,10 @@ pub struct ServeConfig {
     pub max_model: usize,
     /// How concurrent `wasi:nn` computes on one graph are merged.
     pub nn_batch: BatchConfig,
+    /// Join a cluster through NATS JetStream (`--cluster`); `None`: one node.
+    pub cluster: Option<crate::cluster::ClusterConfig>,
+    /// The node's capacity: detected, or set by flags.
+    pub capacity: crate::resources::CapacityConfig,
 }
 
 impl ServeConfig {
@@ -45,6 +49,8 @@ impl ServeConfig {
             store_cache: weft_store::DEFAULT_CACHE_BYTES,
             max_model: 2 << 30,
             nn_batch: BatchConfig::default(),
+            cluster: None,
+            capacity: crate::resources::CapacityConfig::default(),
         }
     }
 

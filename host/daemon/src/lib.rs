@@ -17,12 +17,15 @@ pub mod actors;
 pub mod api;
 pub mod cli;
 mod client;
+pub mod cluster;
 mod config;
 pub mod datasets;
 mod error;
 pub mod jobs;
 mod metrics;
 pub mod pipeline;
+pub mod placement;
+pub mod resources;
 mod server;
 mod stages;
 

@@ -194,6 +194,14 @@ pub fn render_inference(nn: &weft_runtime::EngineBackend, out: &mut String) {
         stats.computes.load(Ordering::Relaxed),
         stats.engine_calls.load(Ordering::Relaxed),
     );
+    if let Some(gpu) = weft_nn::gpu::Gpu::if_started() {
+        let _ = write!(
+            out,
+            "# HELP weft_gpu_matmuls_total Matrix products run on the GPU (models and trainers).\n\
+             # TYPE weft_gpu_matmuls_total counter\nweft_gpu_matmuls_total {}\n",
+            gpu.matmuls()
+        );
+    }
 }
 
 #[cfg(test)]

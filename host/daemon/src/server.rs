@@ -56,7 +56,20 @@ impl Daemon {
             .with_context(|| format!("binding {}", config.listen))?;
         let addr = listener.local_addr()?;
 
-        let pipelines = Arc::new(Pipelines::new(runtime.clone(), store.clone()));
+        let placement = Arc::new(crate::placement::PlacementGroups::new(
+            store.clone(),
+            config.capacity.resolve(),
+        ));
+        placement
+            .load_all()
+            .await
+            .map_err(|e| anyhow::anyhow!("placing stored placement groups: {}", e.message))?;
+        let pipelines = Arc::new(Pipelines::new(
+            runtime.clone(),
+            store.clone(),
+            placement.clone(),
+        ));
+        let cluster = Arc::new(crate::cluster::Cluster::new(config.cluster.clone(), addr)?);
         let state = Arc::new(AppState {
             stages: Stages::new(runtime.clone(), store.clone()),
             jobs: Jobs::new(store.clone(), pipelines.clone(), config.jobs.clone()),
@@ -66,6 +79,8 @@ impl Daemon {
             store,
             metrics: Metrics::default(),
             nn,
+            placement,
+            cluster,
             config,
         });
         state
@@ -83,6 +98,13 @@ impl Daemon {
             .start()
             .await
             .map_err(|e| anyhow::anyhow!("resuming jobs: {}", e.message))?;
+        // Join the cluster (with `--cluster`): heartbeats, and the registry
+        // replicated both ways.
+        if let Err(e) = state.cluster.start(Arc::downgrade(&state)).await {
+            state.jobs.shutdown().await;
+            state.pipelines.shutdown().await;
+            return Err(e);
+        }
         let router = api::router(state.clone());
         let shutdown = CancellationToken::new();
         let token = shutdown.clone();
@@ -105,8 +127,15 @@ impl Daemon {
         self.addr
     }
 
+    /// This node's cluster membership.
+    pub fn cluster(&self) -> &crate::cluster::Cluster {
+        &self.state.cluster
+    }
+
     /// Stops accepting, lets in-flight requests finish, and closes the store.
     pub async fn shutdown(self) -> anyhow::Result<()> {
+        // Leave the cluster first: peers drop this node at once.
+        self.state.cluster.leave().await;
         self.shutdown.cancel();
         // Jobs stop where they are (and resume on the next start); first,
         // so that open job event streams end and the server can finish.
@@ -127,6 +156,7 @@ impl Daemon {
             _ = shutdown => {}
             res = &mut self.task => {
                 res.context("server task panicked")??;
+                self.state.cluster.leave().await;
                 self.state.jobs.shutdown().await;
                 self.state.pipelines.shutdown().await;
                 return Ok(());

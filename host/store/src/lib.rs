@@ -13,6 +13,7 @@
 //! - **datasets**: named lists of blocks of rows, for batch jobs;
 //! - **actors**: named long-lived instances of a stage (their state lives in
 //!   `state` under `@<name>`);
+//! - **placement groups**: named resource bundles reserved together (specs);
 //! - **jobs**: batch and async job records, each finished block's output
 //!   (committed atomically with the job's counters), and each job's events.
 //!
@@ -36,6 +37,7 @@ mod jobs;
 mod models;
 mod objects;
 mod pipelines;
+mod placement;
 mod record;
 mod stages;
 mod state;
@@ -52,6 +54,7 @@ pub use jobs::{BlockCommit, BlockOutput, JobRecord, JobState};
 pub use models::{ModelRecord, ModelVersion};
 pub use objects::{CHUNK_SIZE, ObjectId, object_id};
 pub use pipelines::PipelineRecord;
+pub use placement::PlacementGroupRecord;
 pub use stages::{StageMeta, StageRecord, StageVersion, validate_name};
 
 /// Shorthand for results of this crate.
@@ -71,6 +74,8 @@ pub(crate) const JOB_BLOCKS: TableDefinition<'_, (u64, u32), &[u8]> =
 pub(crate) const JOB_EVENTS: TableDefinition<'_, (u64, u64), &str> =
     TableDefinition::new("job_events");
 pub(crate) const ACTORS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("actors");
+pub(crate) const PLACEMENT_GROUPS: TableDefinition<'_, &str, &[u8]> =
+    TableDefinition::new("placement_groups");
 pub(crate) const MODELS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("models");
 pub(crate) const COUNTERS: TableDefinition<'_, &str, u64> = TableDefinition::new("counters");
 
@@ -121,6 +126,8 @@ impl Store {
         txn.open_table(JOB_EVENTS).map_err(redb::Error::from)?;
         txn.open_table(COUNTERS).map_err(redb::Error::from)?;
         txn.open_table(ACTORS).map_err(redb::Error::from)?;
+        txn.open_table(PLACEMENT_GROUPS)
+            .map_err(redb::Error::from)?;
         txn.open_table(MODELS).map_err(redb::Error::from)?;
         txn.commit().map_err(redb::Error::from)?;
         Ok(Self { db: Arc::new(db) })

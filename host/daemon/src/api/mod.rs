@@ -2,16 +2,20 @@
 //! the domain, map the result.
 
 mod actors;
+mod cluster;
 mod datasets;
 mod invoke;
 mod jobs;
 mod models;
 mod objects;
 mod pipelines;
+mod placement;
 mod stages;
 
 pub(crate) use invoke::render_item;
+pub(crate) use models::store_model;
 pub(crate) use pipelines::run_error;
+pub(crate) use stages::deploy_stage;
 
 use std::sync::Arc;
 
@@ -52,6 +56,10 @@ pub struct AppState {
     pub metrics: Metrics,
     /// The inference engine behind `wasi:nn`.
     pub nn: Arc<weft_runtime::EngineBackend>,
+    /// The node's resources and placement groups.
+    pub placement: Arc<crate::placement::PlacementGroups>,
+    /// This node's membership of a cluster (inert without `--cluster`).
+    pub cluster: Arc<crate::cluster::Cluster>,
     /// The daemon's configuration.
     pub config: ServeConfig,
 }
@@ -97,6 +105,16 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/jobs/{id}/events", get(jobs::events))
         .route("/v1/jobs/{id}/output", get(jobs::output))
         .route("/v1/jobs/{id}/errors", get(jobs::errors))
+        .route(
+            "/v1/placement-groups",
+            get(placement::list).post(placement::create),
+        )
+        .route(
+            "/v1/placement-groups/{name}",
+            get(placement::show).delete(placement::delete),
+        )
+        .route("/v1/node", get(placement::node))
+        .route("/v1/cluster", get(cluster::status))
         .route("/v1/objects", put(objects::put).post(objects::put))
         .route("/v1/objects/{id}", get(objects::get))
         .fallback(fallback)

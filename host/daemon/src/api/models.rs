@@ -60,6 +60,35 @@ pub async fn upload(
         None if bytes.starts_with(b"GGUF") => Encoding::Ggml,
         None => Encoding::Onnx,
     };
+    let (rec, added) = store_model(&state, name.clone(), encoding, bytes).await?;
+    // Other nodes of a cluster get it too.
+    let latest = rec.latest();
+    state.cluster.publish(
+        crate::cluster::Kind::Model,
+        &name,
+        crate::cluster::Change::Model {
+            object: latest.object.clone(),
+            size: latest.size,
+            encoding: latest.encoding.clone(),
+        },
+    );
+    let status = if added {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(model_json(&rec))).into_response())
+}
+
+/// Checks `bytes` with weft-nn's readers and stores them as model `name`;
+/// what an upload does, also for a model replicated from another node.
+/// Returns the record and whether a version was added.
+pub(crate) async fn store_model(
+    state: &AppState,
+    name: String,
+    encoding: Encoding,
+    bytes: bytes::Bytes,
+) -> Result<(ModelRecord, bool), ApiError> {
     let info = {
         let bytes = bytes.clone();
         tokio::task::spawn_blocking(move || weft_nn::inspect(&bytes, encoding))
@@ -74,18 +103,10 @@ pub async fn upload(
     };
     let summary = weft_runtime::model_summary(&info).to_string();
     let store = state.store.clone();
-    let n = name.clone();
-    let (rec, added) = tokio::task::spawn_blocking(move || {
-        store.put_model(&n, encoding.as_str(), &bytes, &summary)
-    })
-    .await
-    .map_err(|e| ApiError::internal(e.to_string()))??;
-    let status = if added {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    Ok((status, Json(model_json(&rec))).into_response())
+    tokio::task::spawn_blocking(move || store.put_model(&name, encoding.as_str(), &bytes, &summary))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .map_err(Into::into)
 }
 
 fn model_json(rec: &ModelRecord) -> Value {
@@ -146,6 +167,11 @@ pub async fn delete(
     let n = name.clone();
     let existed = crate::blocking(move || store.delete_model(&n)).await?;
     if existed {
+        state.cluster.publish(
+            crate::cluster::Kind::Model,
+            &name,
+            crate::cluster::Change::Deleted,
+        );
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(no_model(&name))

@@ -97,6 +97,14 @@ pub async fn apply(
         .hint("make the URL and the spec's `name` agree"));
     }
     let (handle, created) = state.pipelines.apply(spec).await?;
+    // Other nodes of a cluster get it too.
+    state.cluster.publish(
+        crate::cluster::Kind::Pipeline,
+        &name,
+        crate::cluster::Change::Pipeline {
+            spec: serde_json::to_string(&handle.spec).expect("a spec serializes"),
+        },
+    );
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -135,6 +143,11 @@ pub async fn delete(
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     if state.pipelines.delete(&name).await? {
+        state.cluster.publish(
+            crate::cluster::Kind::Pipeline,
+            &name,
+            crate::cluster::Change::Deleted,
+        );
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(no_pipeline(&state, &name))
@@ -262,6 +275,8 @@ pub(crate) fn status_json(p: &PipelineHandle) -> Value {
                     "live": pool.live, "idle": pool.idle,
                     "target": s.stats.target_replicas.load(Ordering::Relaxed),
                     "min": s.spec.replicas.min, "max": s.spec.replicas.max,
+                    "reserved": s.grant.held(),
+                    "limited_by": s.grant.limited_by().map(|short| short.to_string()),
                 },
                 "queued": s.stats.queued.load(Ordering::Relaxed),
                 "in_flight": s.stats.in_flight.load(Ordering::Relaxed),

@@ -88,8 +88,38 @@ async fn deploy_inner(
                 .hint("send the component bytes: `curl -T stage.wasm .../v1/stages/NAME`"),
         );
     }
+    let (version, created) = deploy_stage(state, name.clone(), meta, bytes).await?;
+    // Other nodes of a cluster get it too (also when unchanged here: the
+    // cluster may hold another version as the latest).
+    state.cluster.publish(
+        crate::cluster::Kind::Stage,
+        &name,
+        crate::cluster::Change::Stage {
+            object: version.digest.clone(),
+            size: version.size,
+            meta: version.meta.clone(),
+        },
+    );
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let mut body = version_json(&version);
+    body["name"] = Value::String(name);
+    Ok((status, Json(body)).into_response())
+}
+
+/// Validates, compiles and stores `bytes` as stage `name`, and swaps in the
+/// new pool; what a deploy does, also for a stage replicated from another
+/// node. Returns the version and whether it is new.
+pub(crate) async fn deploy_stage(
+    state: &Arc<AppState>,
+    name: String,
+    meta: StageMeta,
+    bytes: bytes::Bytes,
+) -> Result<(StageVersion, bool), ApiError> {
     let st = state.clone();
-    let stage = name.clone();
     let (version, previous, pool) = tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
         // Validate and compile before anything is written: a rejected upload
         // leaves no trace.
@@ -105,14 +135,7 @@ async fn deploy_inner(
     if created {
         state.stages.install(pool);
     }
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    let mut body = version_json(&version);
-    body["name"] = Value::String(stage);
-    Ok((status, Json(body)).into_response())
+    Ok((version, created))
 }
 
 /// `GET /v1/stages/{name}`.
@@ -147,6 +170,11 @@ pub async fn delete(
     match removed {
         Some(_) => {
             state.stages.remove(&name);
+            state.cluster.publish(
+                crate::cluster::Kind::Stage,
+                &name,
+                crate::cluster::Change::Deleted,
+            );
             Ok(StatusCode::NO_CONTENT)
         }
         None => Err(ApiError::no_stage(&name)),

@@ -61,6 +61,15 @@ pub enum Command {
     /// Upload and inspect models (ONNX, GGUF) for `wasi:nn`.
     #[command(subcommand)]
     Model(models::ModelCommand),
+    /// The cluster's nodes: address, liveness, capacity, load.
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
+    /// This node's resources: capacity, reserved, free.
+    #[command(subcommand)]
+    Node(placement::NodeCommand),
+    /// Placement groups: bundles of resources reserved together.
+    #[command(subcommand, name = "placement-group", alias = "pg")]
+    PlacementGroup(placement::PlacementGroupCommand),
 }
 
 /// `weft pipeline ...`.
@@ -166,6 +175,35 @@ pub struct ServeArgs {
     /// weight operands run there).
     #[arg(long, default_value = "cpu", value_parser = ["cpu", "gpu"])]
     pub nn_device: String,
+    /// Join a cluster: the NATS server (JetStream enabled) the nodes share,
+    /// e.g. nats://127.0.0.1:4222. Without it the node runs alone.
+    #[arg(long, value_name = "URL", env = "WEFT_CLUSTER")]
+    pub cluster: Option<String>,
+    /// This node's name in the cluster (default: host name and listen port).
+    #[arg(long, requires = "cluster", env = "WEFT_NODE_NAME")]
+    pub node_name: Option<String>,
+    /// The HTTP address peers reach this node at (default: --listen; set it
+    /// when listening on 0.0.0.0).
+    #[arg(long, value_name = "HOST:PORT", requires = "cluster")]
+    pub advertise: Option<String>,
+    /// How often the node heartbeats into the cluster, in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    pub heartbeat_ms: u64,
+    /// A node not heard from for this long is dead, in milliseconds.
+    #[arg(long, default_value_t = 5000)]
+    pub node_ttl_ms: u64,
+    /// Cores this node offers to replicas (default: the machine's).
+    #[arg(long)]
+    pub cpus: Option<f64>,
+    /// GPUs this node offers (default 0: weft does not probe for GPUs).
+    #[arg(long)]
+    pub gpus: Option<f64>,
+    /// Memory in MiB this node offers to replicas (default: the machine's).
+    #[arg(long)]
+    pub node_memory_mib: Option<f64>,
+    /// A custom resource the node offers, NAME=AMOUNT (repeatable).
+    #[arg(long = "resource", value_parser = crate::resources::parse_custom)]
+    pub resources: Vec<(String, f64)>,
 }
 
 /// `weft stage ...`.
@@ -247,8 +285,10 @@ macro_rules! out {
 }
 
 mod actors;
+mod cluster;
 mod jobs;
 mod models;
+mod placement;
 
 fn print_json(v: &serde_json::Value) -> std::io::Result<()> {
     out!("{}", serde_json::to_string_pretty(v).unwrap_or_default())
@@ -319,6 +359,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Job(cmd) => jobs::job(&client, cmd).await,
         Command::Actor(cmd) => actors::actor(&client, cmd).await,
         Command::Model(cmd) => models::model(&client, cmd).await,
+        Command::Cluster(cmd) => cluster::cluster(&client, cmd).await,
+        Command::Node(cmd) => placement::node(&client, cmd).await,
+        Command::PlacementGroup(cmd) => placement::group(&client, cmd).await,
         Command::Object(ObjectCommand::Put { file }) => {
             let bytes =
                 std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
@@ -361,11 +404,25 @@ async fn serve(args: ServeArgs, token: Option<String>) -> anyhow::Result<()> {
     config.max_model = args.max_model_mib.max(1) << 20;
     config.nn_batch.max_batch = args.nn_max_batch.max(1);
     config.nn_batch.max_wait = Duration::from_micros(args.nn_max_wait_us);
+    config.capacity = crate::resources::CapacityConfig {
+        cpus: args.cpus,
+        gpus: args.gpus,
+        memory_mib: args.node_memory_mib,
+        custom: args.resources.iter().cloned().collect(),
+    };
     config.nn_batch.registry_target = match args.nn_device.as_str() {
         "gpu" => weft_runtime::ExecutionTarget::Gpu,
         _ => weft_runtime::ExecutionTarget::Cpu,
     };
     config.jobs.ttl = Duration::from_secs_f64(args.job_ttl_hours.max(0.0) * 3600.0);
+    if let Some(url) = args.cluster {
+        let mut cluster = crate::cluster::ClusterConfig::new(url);
+        cluster.node_name = args.node_name;
+        cluster.advertise = args.advertise;
+        cluster.heartbeat = Duration::from_millis(args.heartbeat_ms.max(10));
+        cluster.node_ttl = Duration::from_millis(args.node_ttl_ms.max(args.heartbeat_ms * 2));
+        config.cluster = Some(cluster);
+    }
     let daemon = Daemon::start(config).await?;
     out!("weft listening on http://{}", daemon.addr())?;
     daemon

@@ -57,10 +57,13 @@ pub struct StepSpec {
     /// Merged over the stage version's deploy-time config, passed to `init`.
     #[serde(default)]
     pub config: BTreeMap<String, String>,
-    /// What one replica needs (recorded and reported; enforced by the
-    /// resource scheduler once nodes track capacity).
+    /// What one replica reserves from the node (or from its placement
+    /// group's bundle) while it is part of the step's replica target.
     #[serde(default)]
     pub resources: Resources,
+    /// Run the step's replicas inside a placement group's bundle.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<Placement>,
     /// How many instances may serve this step.
     #[serde(default)]
     pub replicas: Replicas,
@@ -78,26 +81,45 @@ pub struct StepSpec {
     pub inputs: Option<Vec<String>>,
 }
 
-/// Resources one replica reserves.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Resources one replica reserves. Nothing by default: Wasm instances are
+/// cheap and share the node's cores, so a step asks for what it really
+/// needs (a GPU, a core of its own, a licence).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Resources {
-    /// CPU cores.
+    /// CPU cores (fractions allowed).
     pub cpu: f64,
     /// GPUs.
     pub gpu: u32,
-    /// Memory in MiB (default: the daemon's per-instance limit).
+    /// Memory in MiB.
     pub memory_mib: Option<u64>,
+    /// Custom resources the node declares (`--resource NAME=AMOUNT`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub custom: BTreeMap<String, f64>,
 }
 
-impl Default for Resources {
-    fn default() -> Self {
-        Self {
-            cpu: 1.0,
-            gpu: 0,
-            memory_mib: None,
+impl Resources {
+    /// The amounts one replica reserves.
+    pub fn demand(&self) -> crate::resources::Amounts {
+        crate::resources::Amounts {
+            cpu: self.cpu,
+            gpu: f64::from(self.gpu),
+            memory_mib: self.memory_mib.unwrap_or(0) as f64,
+            custom: self.custom.clone(),
         }
     }
+}
+
+/// Where a step's replicas reserve their resources: a bundle of a placement
+/// group instead of the node's free pool.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Placement {
+    /// The placement group's name.
+    pub group: String,
+    /// Which of its bundles (default 0).
+    #[serde(default)]
+    pub bundle: usize,
 }
 
 /// Replica bounds and the autoscaling target (Ray Serve's model).
@@ -283,8 +305,9 @@ impl PipelineSpec {
             if step.retries.attempts > 10 {
                 return Err(err(at("retries.attempts"), "must be at most 10"));
             }
-            if step.resources.cpu < 0.0 || !step.resources.cpu.is_finite() {
-                return Err(err(at("resources.cpu"), "must be a non-negative number"));
+            if let Err(e) = step.resources.demand().check("resources") {
+                let (field, why) = e.split_once(": ").unwrap_or((&e, ""));
+                return Err(err(at(field), why.to_string()));
             }
             if let Some(inputs) = &step.inputs {
                 let expected: Vec<String> = if i == 0 {

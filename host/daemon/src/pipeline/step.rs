@@ -12,6 +12,7 @@ use tokio_util::task::TaskTracker;
 use weft_runtime::{InvokeError, Item, StageEvent, StagePool};
 
 use super::spec::StepSpec;
+use crate::resources::ReplicaGrant;
 
 /// Why a step did not produce output for a request.
 #[derive(Debug, Clone)]
@@ -116,6 +117,8 @@ pub struct Step {
     stop: CancellationToken,
     /// Wakes idle workers when the target replica count rises.
     scale: Arc<Notify>,
+    /// One reservation per replica in the target.
+    pub grant: Arc<ReplicaGrant>,
 }
 
 impl Drop for Step {
@@ -127,7 +130,14 @@ impl Drop for Step {
 
 impl Step {
     /// Starts the step's workers and reaper as tasks of `tasks`.
-    pub fn start(name: String, spec: StepSpec, pool: Arc<StagePool>, tasks: &TaskTracker) -> Self {
+    /// `grant` already holds the reservations of the step's floor.
+    pub fn start(
+        name: String,
+        spec: StepSpec,
+        pool: Arc<StagePool>,
+        grant: Arc<ReplicaGrant>,
+        tasks: &TaskTracker,
+    ) -> Self {
         let max = spec.replicas.max as usize;
         let batch_size = spec.batch.as_ref().map_or(1, |b| b.max_size);
         let capacity = (max * spec.replicas.target_in_flight as usize).max(batch_size * 2);
@@ -154,6 +164,7 @@ impl Step {
             stats.clone(),
             stop.clone(),
             scale.clone(),
+            grant.clone(),
         ));
         Self {
             name,
@@ -163,6 +174,7 @@ impl Step {
             tx,
             stop,
             scale,
+            grant,
         }
     }
 
@@ -190,7 +202,8 @@ impl Step {
         }
         // Scale up at once when the load asks for it (Ray Serve's
         // `target_ongoing_requests` with no upscale delay).
-        let want = desired(&self.spec, &self.stats);
+        // As many as the node's (or the group's) resources allow.
+        let want = self.grant.ensure(desired(&self.spec, &self.stats));
         if self
             .stats
             .target_replicas
@@ -440,6 +453,7 @@ async fn reaper(
     stats: Arc<StepStats>,
     stop: CancellationToken,
     scale: Arc<Notify>,
+    grant: Arc<ReplicaGrant>,
 ) {
     let min = spec.replicas.min as usize;
     let idle_for = Duration::from_secs(spec.replicas.idle_timeout_s);
@@ -471,6 +485,7 @@ async fn reaper(
                 let want = desired(&spec, &stats);
                 let target = stats.target_replicas.load(Ordering::Relaxed);
                 if want > target {
+                    let want = grant.ensure(want);
                     stats.target_replicas.fetch_max(want, Ordering::Relaxed);
                     scale.notify_waiters();
                     below_since = None;
@@ -483,6 +498,8 @@ async fn reaper(
                             .compare_exchange(target, want, Ordering::Relaxed, Ordering::Relaxed)
                             .is_ok()
                     {
+                        // The target now, in case a request raised it again.
+                        grant.release_to(stats.target_replicas.load(Ordering::Relaxed));
                         tracing::info!(stage = pool.name(), from = target, to = want, "target replicas lowered");
                         below_since = None;
                     }

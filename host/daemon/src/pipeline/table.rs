@@ -13,6 +13,8 @@ use weft_store::{PipelineRecord, Store};
 use super::spec::{PipelineSpec, SpecError};
 use super::{PipelineHandle, RunningPipeline, Step};
 use crate::ApiError;
+use crate::placement::PlacementGroups;
+use crate::resources::ReplicaGrant;
 
 /// Every running pipeline, and which pipeline answers which trigger.
 #[derive(Debug)]
@@ -25,6 +27,8 @@ pub struct Pipelines {
     broken: RwLock<HashMap<String, String>>,
     /// Every step task, so shutdown can wait for them (they hold the store).
     tasks: TaskTracker,
+    /// The node's resources and placement groups replicas reserve from.
+    placement: Arc<PlacementGroups>,
 }
 
 fn spec_error(e: SpecError) -> ApiError {
@@ -34,10 +38,11 @@ fn spec_error(e: SpecError) -> ApiError {
 
 impl Pipelines {
     /// An empty table.
-    pub fn new(runtime: Arc<Runtime>, store: Store) -> Self {
+    pub fn new(runtime: Arc<Runtime>, store: Store, placement: Arc<PlacementGroups>) -> Self {
         Self {
             runtime,
             store,
+            placement,
             running: RwLock::default(),
             routes: RwLock::default(),
             broken: RwLock::default(),
@@ -97,9 +102,29 @@ impl Pipelines {
         let json = serde_json::to_string(&spec).expect("a spec serializes");
         let store = self.store.clone();
         let name = spec.name.clone();
+        // The version being replaced hands its reservations over: it
+        // finishes its requests without them.
+        let old = self.get(&spec.name);
+        if let Some(old) = &old {
+            old.steps.iter().for_each(|s| s.grant.retire());
+        }
         // Build first (stages must exist), then commit, then route: a
         // rejected spec leaves nothing behind.
-        let mut running = self.build(spec, 0).await?;
+        let mut running = match self.build(spec, 0).await {
+            Ok(running) => running,
+            Err(e) => {
+                if let Some(old) = &old {
+                    for s in &old.steps {
+                        s.grant.reinstate(
+                            s.stats
+                                .target_replicas
+                                .load(std::sync::atomic::Ordering::Relaxed),
+                        );
+                    }
+                }
+                return Err(e);
+            }
+        };
         let rec: PipelineRecord = crate::blocking(move || store.put_pipeline(&name, &json)).await?;
         if previous == Some(rec.version) {
             return Ok((self.get(&rec.name).expect("running"), false));
@@ -241,10 +266,12 @@ impl Pipelines {
                 )
                 .hint("fix the step's config (merged over the stage's deploy-time config)"));
             }
+            let grant = self.reserve(&spec, i)?;
             steps.push(Step::start(
                 spec.step_name(i).to_string(),
                 step.clone(),
                 pool,
+                grant,
                 &self.tasks,
             ));
         }
@@ -252,6 +279,71 @@ impl Pipelines {
             spec,
             version,
             steps,
+        })
+    }
+
+    /// Reserves step `i`'s floor of replicas from the node or its placement
+    /// group's bundle: 409 naming what is short when they do not fit.
+    fn reserve(&self, spec: &PipelineSpec, i: usize) -> Result<Arc<ReplicaGrant>, ApiError> {
+        let step = &spec.steps[i];
+        let name = spec.step_name(i);
+        let ledger = match &step.placement {
+            None => self.placement.node().clone(),
+            Some(p) => {
+                let group = self.placement.get(&p.group).ok_or_else(|| {
+                    ApiError::bad_request(
+                        "invalid_spec",
+                        format!(
+                            "steps[{i}].placement.group: no placement group named `{}`",
+                            p.group
+                        ),
+                    )
+                    .hint(
+                        "create it first: POST /v1/placement-groups (weft placement-group create)",
+                    )
+                })?;
+                group.bundle(p.bundle).cloned().ok_or_else(|| {
+                    ApiError::bad_request(
+                        "invalid_spec",
+                        format!(
+                            "steps[{i}].placement.bundle: placement group `{}` has bundles 0..{}, not {}",
+                            p.group,
+                            group.spec.bundles.len(),
+                            p.bundle
+                        ),
+                    )
+                    .hint("pick a bundle index the group has")
+                })?
+            }
+        };
+        let demand = step.resources.demand();
+        let short = |what: String, short: crate::resources::Shortfall| {
+            ApiError::new(
+                StatusCode::CONFLICT,
+                "insufficient_resources",
+                format!("steps[{i}] (`{name}`): {what} {short}"),
+            )
+            .hint("ask for less in `resources`, lower `replicas.min`, free resources (delete pipelines or placement groups), or give the node more (--cpus, --gpus, --memory-mib, --resource)")
+        };
+        ledger
+            .could_fit(&demand)
+            .map_err(|s| short("one replica".into(), s))?;
+        let grant = Arc::new(ReplicaGrant::new(ledger, demand));
+        let floor = (step.replicas.min as usize).clamp(1, step.replicas.max.max(1) as usize);
+        grant
+            .ensure_all(floor)
+            .map_err(|s| short(format!("{floor} replica(s) (replicas.min)"), s))?;
+        Ok(grant)
+    }
+
+    /// Whether a running pipeline has a step in placement group `group`.
+    pub fn using_group(&self, group: &str) -> Option<String> {
+        self.all().into_iter().find_map(|p| {
+            p.spec
+                .steps
+                .iter()
+                .any(|s| s.placement.as_ref().is_some_and(|pl| pl.group == group))
+                .then(|| p.spec.name.clone())
         })
     }
 

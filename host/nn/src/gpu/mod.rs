@@ -185,6 +185,9 @@ fn too_large(message: String) -> NnError {
     NnError::new(NnErrorKind::TooLarge, message)
 }
 
+/// The process's GPU, once set up (or why it could not be).
+static SHARED: OnceLock<Result<Arc<Gpu>, NnError>> = OnceLock::new();
+
 impl Gpu {
     /// The process's GPU, set up on first use; every later call returns the
     /// same one, or the same error (no retry: the environment does not
@@ -196,8 +199,13 @@ impl Gpu {
     /// Vulkan driver, or `WGPU_BACKEND`); `RuntimeError` when the device or
     /// the kernels cannot be set up.
     pub fn shared() -> Result<Arc<Gpu>, NnError> {
-        static SHARED: OnceLock<Result<Arc<Gpu>, NnError>> = OnceLock::new();
         SHARED.get_or_init(|| Gpu::new().map(Arc::new)).clone()
+    }
+
+    /// The process's GPU if something has set it up already; never sets it
+    /// up (for metrics, which must not start a device).
+    pub fn if_started() -> Option<Arc<Gpu>> {
+        SHARED.get().and_then(|g| g.as_ref().ok()).cloned()
     }
 
     fn new() -> Result<Self, NnError> {

@@ -1,0 +1,90 @@
+//! Placement groups: named sets of resource bundles reserved together. The
+//! store keeps each group's spec (JSON written by the daemon) so that its
+//! reservations are made again after a restart.
+
+use redb::ReadableTable;
+use serde::{Deserialize, Serialize};
+
+use crate::stages::{now_ms, validate_name};
+use crate::{PLACEMENT_GROUPS, Result, Store, StoreError, db, record};
+
+/// A stored placement group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlacementGroupRecord {
+    /// Group name.
+    pub name: String,
+    /// Its spec as the daemon wrote it (JSON).
+    pub spec: String,
+    /// Creation time, ms since the Unix epoch.
+    pub created_unix_ms: u64,
+}
+
+impl PlacementGroupRecord {
+    /// A record stamped now.
+    pub fn new(name: &str, spec: String) -> Self {
+        Self {
+            name: name.to_string(),
+            spec,
+            created_unix_ms: now_ms(),
+        }
+    }
+}
+
+impl Store {
+    /// Registers a placement group; [`StoreError::Exists`] when the name is
+    /// taken.
+    pub fn put_placement_group(&self, rec: &PlacementGroupRecord) -> Result<()> {
+        validate_name(&rec.name)?;
+        let txn = self.write()?;
+        {
+            let mut table = txn.open_table(PLACEMENT_GROUPS).map_err(db)?;
+            if table.get(rec.name.as_str()).map_err(db)?.is_some() {
+                return Err(StoreError::Exists {
+                    what: "placement group",
+                    name: rec.name.clone(),
+                });
+            }
+            table
+                .insert(rec.name.as_str(), record::encode(rec).as_slice())
+                .map_err(db)?;
+        }
+        txn.commit().map_err(db)?;
+        Ok(())
+    }
+
+    /// Every placement group, by name.
+    pub fn list_placement_groups(&self) -> Result<Vec<PlacementGroupRecord>> {
+        self.list_named(PLACEMENT_GROUPS, "placement_groups")
+    }
+
+    /// Removes a placement group; `true` when it existed.
+    pub fn delete_placement_group(&self, name: &str) -> Result<bool> {
+        self.remove_named(PLACEMENT_GROUPS, name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_are_named_once_listed_and_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("s.redb")).unwrap();
+        let rec = PlacementGroupRecord::new("train", "{}".into());
+        store.put_placement_group(&rec).unwrap();
+        assert!(matches!(
+            store.put_placement_group(&rec),
+            Err(StoreError::Exists { .. })
+        ));
+        assert_eq!(store.list_placement_groups().unwrap(), vec![rec]);
+        assert!(store.delete_placement_group("train").unwrap());
+        assert!(!store.delete_placement_group("train").unwrap());
+        assert!(store.list_placement_groups().unwrap().is_empty());
+        assert!(
+            store
+                .put_placement_group(&PlacementGroupRecord::new("bad name", "{}".into()))
+                .is_err()
+        );
+    }
+}
