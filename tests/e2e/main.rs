@@ -5,6 +5,7 @@
 
 mod actors;
 mod cluster;
+mod drain;
 mod errors;
 mod finetune;
 mod inference;

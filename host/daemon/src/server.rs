@@ -93,17 +93,19 @@ impl Daemon {
             .load_all()
             .await
             .map_err(|e| anyhow::anyhow!("starting stored actors: {}", e.message))?;
-        state
-            .jobs
-            .start()
-            .await
-            .map_err(|e| anyhow::anyhow!("resuming jobs: {}", e.message))?;
-        // Join the cluster (with `--cluster`): heartbeats, and the registry
-        // replicated both ways.
+        // Join the cluster (with `--cluster`): heartbeats, the registry
+        // replicated both ways, the batch block work queue. Before jobs
+        // resume, so a resumed batch job can run across the cluster.
         if let Err(e) = state.cluster.start(Arc::downgrade(&state)).await {
             state.jobs.shutdown().await;
             state.pipelines.shutdown().await;
             return Err(e);
+        }
+        if let Err(e) = state.jobs.start().await {
+            state.cluster.leave().await;
+            state.jobs.shutdown().await;
+            state.pipelines.shutdown().await;
+            return Err(anyhow::anyhow!("resuming jobs: {}", e.message));
         }
         let router = api::router(state.clone());
         let shutdown = CancellationToken::new();

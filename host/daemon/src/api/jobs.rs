@@ -238,3 +238,36 @@ async fn rows(
     )
         .into_response())
 }
+
+/// `GET /v1/jobs/{id}/blocks/{index}` (cluster internal): the rows of a
+/// block of a distributed batch job owned by this node, for a worker to
+/// run. 409 when the block is committed already, 410 when the job has
+/// ended, 503 while the job is not running here yet.
+pub async fn block_input(
+    State(state): State<Arc<AppState>>,
+    Path((id, index)): Path<(String, u32)>,
+) -> Result<Response, ApiError> {
+    let id: u64 = id.parse().map_err(|_| crate::jobs::no_job(&id))?;
+    let data = state.jobs.block_input(id, index).await?;
+    Ok(([(header::CONTENT_TYPE, "application/octet-stream")], data).into_response())
+}
+
+/// `POST /v1/jobs/{id}/blocks/{index}` (cluster internal): a worker's
+/// result for a block of a distributed batch job owned by this node.
+/// Answers `{"committed": true}` when this commit recorded the block,
+/// `false` when it was recorded already; 410 when the job has ended.
+pub async fn block_commit(
+    State(state): State<Arc<AppState>>,
+    Path((id, index)): Path<(String, u32)>,
+    Body(body): Body,
+) -> Result<Json<Value>, ApiError> {
+    let id: u64 = id.parse().map_err(|_| crate::jobs::no_job(&id))?;
+    let body: crate::jobs::distributed::CommitBody = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request("bad_body", format!("a block result: {e}")))?;
+    let (node, object) = (body.node.clone(), body.object.clone());
+    let committed = state
+        .jobs
+        .commit_remote_block(id, index, &object, &node, body.commit())
+        .await?;
+    Ok(Json(json!({"committed": committed})))
+}

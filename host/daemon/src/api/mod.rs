@@ -106,6 +106,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/jobs/{id}/output", get(jobs::output))
         .route("/v1/jobs/{id}/errors", get(jobs::errors))
         .route(
+            "/v1/jobs/{id}/blocks/{index}",
+            get(jobs::block_input).post(jobs::block_commit),
+        )
+        .route(
             "/v1/placement-groups",
             get(placement::list).post(placement::create),
         )
@@ -115,6 +119,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/v1/node", get(placement::node))
         .route("/v1/cluster", get(cluster::status))
+        .route("/v1/cluster/nodes/{name}/{action}", post(cluster::drain))
         .route("/v1/objects", put(objects::put).post(objects::put))
         .route("/v1/objects/{id}", get(objects::get))
         .fallback(fallback)
@@ -139,6 +144,9 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         state.jobs.running()
     ));
     crate::metrics::render_inference(&state.nn, &mut text);
+    if let Some(queue) = state.jobs.block_queue() {
+        queue.render_metrics(&mut text);
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 

@@ -158,9 +158,16 @@ pub async fn delete(
 pub async fn invoke(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
+    uri: Uri,
     headers: HeaderMap,
     Body(body): Body,
 ) -> Result<Response, ApiError> {
+    if let Some(addr) = state.cluster.should_forward(&headers) {
+        return state
+            .cluster
+            .forward(&addr, &Method::POST, &uri, &headers, body)
+            .await;
+    }
     let pipeline = state
         .pipelines
         .get(&name)
@@ -202,6 +209,14 @@ pub async fn trigger(
     body: bytes::Bytes,
 ) -> Option<Result<Response, ApiError>> {
     let pipeline = state.pipelines.route(method.as_str(), uri.path())?;
+    if let Some(addr) = state.cluster.should_forward(headers) {
+        return Some(
+            state
+                .cluster
+                .forward(&addr, method, uri, headers, body)
+                .await,
+        );
+    }
     let trigger = pipeline
         .spec
         .triggers

@@ -34,6 +34,9 @@ pub struct Cli {
 }
 
 /// Subcommands.
+// Parsed once per process: `serve`'s many flags make it the large variant,
+// and boxing it would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the daemon.
@@ -192,6 +195,15 @@ pub struct ServeArgs {
     /// A node not heard from for this long is dead, in milliseconds.
     #[arg(long, default_value_t = 5000)]
     pub node_ttl_ms: u64,
+    /// Batch blocks of distributed jobs: how long a block task may go
+    /// unacknowledged (a running block is acked as in progress every third
+    /// of it) before another node gets it, in milliseconds. The first node
+    /// to create the work queue sets it for the whole cluster.
+    #[arg(long, default_value_t = 5_000)]
+    pub block_ack_wait_ms: u64,
+    /// Batch blocks of distributed jobs this node runs at once.
+    #[arg(long, default_value_t = 2)]
+    pub block_workers: usize,
     /// Cores this node offers to replicas (default: the machine's).
     #[arg(long)]
     pub cpus: Option<f64>,
@@ -421,6 +433,8 @@ async fn serve(args: ServeArgs, token: Option<String>) -> anyhow::Result<()> {
         cluster.advertise = args.advertise;
         cluster.heartbeat = Duration::from_millis(args.heartbeat_ms.max(10));
         cluster.node_ttl = Duration::from_millis(args.node_ttl_ms.max(args.heartbeat_ms * 2));
+        cluster.block_ack_wait = Duration::from_millis(args.block_ack_wait_ms.max(100));
+        cluster.block_workers = args.block_workers.max(1);
         config.cluster = Some(cluster);
     }
     let daemon = Daemon::start(config).await?;

@@ -15,6 +15,17 @@ use crate::client::Client;
 pub enum NodeCommand {
     /// The node's capacity, what replicas and groups reserved, and what is free.
     Status,
+    /// Drain node NAME of a cluster: it passes the requests it gets to its
+    /// peers while its replicas go idle.
+    Drain {
+        /// Node name (see `weft cluster status`).
+        name: String,
+    },
+    /// Stop draining node NAME.
+    Undrain {
+        /// Node name.
+        name: String,
+    },
 }
 
 /// `weft placement-group ...`.
@@ -75,7 +86,16 @@ pub async fn node(client: &Client, cmd: NodeCommand) -> anyhow::Result<()> {
             let v = client.json(client.request(Method::GET, "/v1/node")).await?;
             Ok(print_json(&v)?)
         }
+        NodeCommand::Drain { name } => drain(client, &name, "drain").await,
+        NodeCommand::Undrain { name } => drain(client, &name, "undrain").await,
     }
+}
+
+async fn drain(client: &Client, name: &str, action: &str) -> anyhow::Result<()> {
+    let v = client
+        .json(client.request(Method::POST, &format!("/v1/cluster/nodes/{name}/{action}")))
+        .await?;
+    Ok(print_json(&v)?)
 }
 
 /// Runs `weft placement-group ...`.

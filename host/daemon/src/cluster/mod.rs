@@ -16,8 +16,14 @@
 //! Without `--cluster` none of this runs: [`Cluster`] answers for the one
 //! node and never touches the network. `docs/cluster.md` has the design.
 
+mod blocks;
+mod drain;
 mod membership;
 mod registry;
+
+pub use drain::FORWARDED;
+
+pub(crate) use blocks::BlockQueue;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -53,6 +59,13 @@ pub struct ClusterConfig {
     /// A node not heard from for this long is dead (also the `max_age` of
     /// the membership bucket). Default 5 s.
     pub node_ttl: Duration,
+    /// How long a batch block task may go without an ack (or an
+    /// in-progress ack, sent every third of it while a block runs) before
+    /// JetStream gives it to another node: the blocks of a worker that died
+    /// are re-queued after this long. Default 5 s.
+    pub block_ack_wait: Duration,
+    /// Batch blocks this node runs at once for distributed jobs. Default 2.
+    pub block_workers: usize,
 }
 
 impl ClusterConfig {
@@ -64,6 +77,8 @@ impl ClusterConfig {
             advertise: None,
             heartbeat: Duration::from_secs(1),
             node_ttl: Duration::from_secs(5),
+            block_ack_wait: Duration::from_secs(5),
+            block_workers: 2,
         }
     }
 }
@@ -112,6 +127,12 @@ pub struct NodeInfo {
     pub capacity: Capacity,
     /// How busy it is.
     pub load: Load,
+    /// Whether it is being drained (its requests go to peers).
+    #[serde(default)]
+    pub draining: bool,
+    /// Its placement groups: `{name, strategy, bundles}`.
+    #[serde(default)]
+    pub placement_groups: Vec<Value>,
 }
 
 /// The node's capacity as the cluster sees it: the resource ledger's
@@ -211,6 +232,10 @@ pub struct Cluster {
     http_addr: String,
     started_unix_ms: u64,
     live: OnceLock<Arc<Live>>,
+    /// Set by `weft node drain`: requests go to peers (see [`drain`]).
+    draining: Arc<AtomicBool>,
+    /// Forwards requests to peers (keeps connections open).
+    http: reqwest::Client,
 }
 
 /// The JetStream buckets the cluster uses.
@@ -389,6 +414,10 @@ impl Cluster {
             http_addr,
             started_unix_ms: now_ms(),
             live: OnceLock::new(),
+            draining: Arc::default(),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(600))
+                .build()?,
         })
     }
 
@@ -472,6 +501,10 @@ impl Cluster {
             tasks: TaskTracker::new(),
             outbox_task: TaskTracker::new(),
         });
+        // Batch blocks: the work queue, and this node's workers.
+        blocks::start(&live, state.clone(), self.http_addr.clone())
+            .await
+            .context("setting up the batch block work queue")?;
         // The first heartbeat before returning: peers see the node as soon
         // as it serves.
         if let Some(st) = state.upgrade() {
@@ -496,10 +529,11 @@ impl Cluster {
 
     /// A function computing this node's heartbeat (owned, for the task).
     fn info_fn(&self) -> impl Fn(&AppState) -> NodeInfo + Send + Sync + 'static {
-        let (name, http_addr, started) = (
+        let (name, http_addr, started, draining) = (
             self.node.clone(),
             self.http_addr.clone(),
             self.started_unix_ms,
+            self.draining.clone(),
         );
         move |state| NodeInfo {
             name: name.clone(),
@@ -508,6 +542,19 @@ impl Cluster {
             version: env!("CARGO_PKG_VERSION").to_string(),
             capacity: local_capacity(state),
             load: local_load(state),
+            draining: draining.load(Ordering::Relaxed),
+            placement_groups: state
+                .placement
+                .all()
+                .iter()
+                .map(|g| {
+                    json!({
+                        "name": g.spec.name,
+                        "strategy": g.spec.strategy,
+                        "bundles": g.spec.bundles.len(),
+                    })
+                })
+                .collect(),
         }
     }
 
@@ -603,6 +650,8 @@ fn node_json(info: &NodeInfo, alive: bool, age_ms: u64, this: bool) -> Value {
         "started_unix_ms": info.started_unix_ms,
         "capacity": info.capacity,
         "load": info.load,
+        "draining": info.draining,
+        "placement_groups": info.placement_groups,
     })
 }
 

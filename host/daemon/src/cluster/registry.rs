@@ -460,7 +460,26 @@ async fn import(live: &Live, state: &Arc<AppState>, event: &Event) -> anyhow::Re
             if spec.name != name {
                 bail!("the spec is named `{}`", spec.name);
             }
-            let (handle, created) = state.pipelines.apply(spec).await.map_err(api)?;
+            // A pipeline that runs in a placement group runs on the node
+            // that holds the group; one this node cannot fit is left to the
+            // nodes that can. Neither is retried.
+            if let Some(group) = spec
+                .steps
+                .iter()
+                .filter_map(|s| s.placement.as_ref())
+                .find(|p| state.placement.get(&p.group).is_none())
+            {
+                tracing::info!(pipeline = %name, group = %group.group, "cluster: pipeline runs in a placement group on another node; not started here");
+                return Ok(());
+            }
+            let (handle, created) = match state.pipelines.apply(spec).await {
+                Ok(applied) => applied,
+                Err(e) if e.code == "insufficient_resources" => {
+                    tracing::info!(pipeline = %name, "cluster: pipeline does not fit this node; not started here: {}", e.message);
+                    return Ok(());
+                }
+                Err(e) => return Err(api(e)),
+            };
             if created {
                 tracing::info!(pipeline = %name, version = handle.version, "cluster: pipeline imported");
             }

@@ -26,7 +26,7 @@ use crate::blocking;
 use crate::datasets::Format;
 use crate::pipeline::{PipelineHandle, RunFailure, StepFailure};
 
-type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
+pub(crate) type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
 
 /// Blocks a job works on at once (more only if the budget allows).
 const BLOCKS_IN_FLIGHT: usize = 4;
@@ -77,16 +77,6 @@ pub(super) async fn run(
     }
     let format: Format = dataset.format.parse().map_err(|e: ApiError| e.message)?;
 
-    let budget_total = spec
-        .max_in_flight_bytes
-        .unwrap_or(inner.config.max_in_flight_bytes)
-        // Permits are taken as a u32 at a time: a budget above 4 GiB is
-        // treated as 4 GiB (a block never needs more).
-        .clamp(1, u64::from(u32::MAX));
-    let budget = Arc::new(Semaphore::new(budget_total as usize));
-    // Output bytes per input byte, in thousandths, learnt from finished
-    // blocks (the first block assumes output as large as input).
-    let ratio = Arc::new(AtomicU64::new(1000));
     let mut first_row = Vec::with_capacity(dataset.blocks.len());
     let mut row = 0u64;
     for b in &dataset.blocks {
@@ -101,6 +91,48 @@ pub(super) async fn run(
         .map(|(i, b)| (i as u32, b.clone(), first_row[i]))
         .collect();
 
+    // In a cluster, blocks go through the work queue to every node.
+    match super::distributed::queue_for(jobs, spec).await {
+        Some(queue) => {
+            super::distributed::run(jobs, rec, spec, &dataset, todo, format, &queue).await?;
+        }
+        None => run_local(jobs, id, spec, format, todo).await?,
+    }
+
+    let store = jobs.inner.store.clone();
+    let rec = blocking(move || store.job(id))
+        .await
+        .map_err(|e| e.message)?
+        .ok_or("job deleted while running")?;
+    over_budget(&rec, spec)?;
+    if let Some(dir) = &spec.output.dir {
+        let (store, dir) = (jobs.inner.store.clone(), dir.clone());
+        blocking(move || write_dir(&store, id, &dir))
+            .await
+            .map_err(|e| e.message)?;
+    }
+    Ok(())
+}
+
+/// Runs `todo` (block index, block, first row) on this node.
+async fn run_local(
+    jobs: &Jobs,
+    id: u64,
+    spec: &BatchSpec,
+    format: Format,
+    todo: Vec<(u32, DatasetBlock, u64)>,
+) -> Result<(), String> {
+    let inner = &jobs.inner;
+    let budget_total = spec
+        .max_in_flight_bytes
+        .unwrap_or(inner.config.max_in_flight_bytes)
+        // Permits are taken as a u32 at a time: a budget above 4 GiB is
+        // treated as 4 GiB (a block never needs more).
+        .clamp(1, u64::from(u32::MAX));
+    let budget = Arc::new(Semaphore::new(budget_total as usize));
+    // Output bytes per input byte, in thousandths, learnt from finished
+    // blocks (the first block assumes output as large as input).
+    let ratio = Arc::new(AtomicU64::new(1000));
     let pipeline = current(jobs, &spec.pipeline)?;
     let parallel = parallelism(&pipeline);
     let rows_at_once = Arc::new((Arc::new(Semaphore::new(parallel)), parallel));
@@ -132,33 +164,21 @@ pub(super) async fn run(
         let Some(rec): Option<JobRecord> = rec else {
             continue;
         };
-        jobs.event(
-            id,
-            json!({
-                "type": "block", "block": index,
-                "blocks_done": rec.blocks_done, "blocks_total": rec.blocks_total,
-                "items_done": rec.items_done, "items_total": rec.items_total,
-                "items_failed": rec.items_failed,
-            }),
-        )
-        .await;
+        jobs.event(id, block_event(index, &rec)).await;
         over_budget(&rec, spec)?;
     }
     drop(blocks);
-
-    let store = jobs.inner.store.clone();
-    let rec = blocking(move || store.job(id))
-        .await
-        .map_err(|e| e.message)?
-        .ok_or("job deleted while running")?;
-    over_budget(&rec, spec)?;
-    if let Some(dir) = &spec.output.dir {
-        let (store, dir) = (jobs.inner.store.clone(), dir.clone());
-        blocking(move || write_dir(&store, id, &dir))
-            .await
-            .map_err(|e| e.message)?;
-    }
     Ok(())
+}
+
+/// The event of a committed block.
+pub(super) fn block_event(index: u32, rec: &JobRecord) -> Value {
+    json!({
+        "type": "block", "block": index,
+        "blocks_done": rec.blocks_done, "blocks_total": rec.blocks_total,
+        "items_done": rec.items_done, "items_total": rec.items_total,
+        "items_failed": rec.items_failed,
+    })
 }
 
 /// The pipeline as it is now (a re-applied pipeline's new version).
@@ -180,7 +200,7 @@ fn parallelism(p: &PipelineHandle) -> usize {
         .clamp(2, 1024)
 }
 
-fn over_budget(rec: &JobRecord, spec: &BatchSpec) -> Result<(), String> {
+pub(super) fn over_budget(rec: &JobRecord, spec: &BatchSpec) -> Result<(), String> {
     let allowed = spec.max_failed_fraction * rec.items_total as f64;
     if rec.items_failed as f64 > allowed {
         return Err(format!(
@@ -198,7 +218,7 @@ async fn run_block(
     format: Format,
     block: &DatasetBlock,
     first_row: u64,
-    (rows_at_once, parallel): &(Arc<Semaphore>, usize),
+    rows_at_once: &(Arc<Semaphore>, usize),
 ) -> Result<BlockCommit, String> {
     let store = jobs.inner.store.clone();
     let object = block.object.clone();
@@ -206,6 +226,36 @@ async fn run_block(
         .await
         .map_err(|e| e.message)?
         .ok_or_else(|| format!("dataset block object {} is missing", block.object))?;
+    Ok(run_rows(
+        jobs,
+        &spec.pipeline,
+        format,
+        &data,
+        first_row,
+        rows_at_once,
+        None,
+    )
+    .await)
+}
+
+/// Fetches an object this node does not have (a cluster worker asks the
+/// job's owner): `Ok(None)` when the owner has none either.
+pub(crate) type FetchObject =
+    Arc<dyn Fn(String) -> BoxFuture<Result<Option<Vec<u8>>, String>> + Send + Sync>;
+
+/// Runs the rows of one block (`data`: the block object's bytes, rows
+/// numbered from `first_row`) through `pipeline` and returns what to
+/// commit. Objects the rows name (`objects` datasets) come from the local
+/// store, else from `fetch`.
+pub(crate) async fn run_rows(
+    jobs: &Jobs,
+    pipeline: &str,
+    format: Format,
+    data: &[u8],
+    first_row: u64,
+    (rows_at_once, parallel): &(Arc<Semaphore>, usize),
+    fetch: Option<FetchObject>,
+) -> BlockCommit {
     let rows: Vec<&[u8]> = data
         .split(|&b| b == b'\n')
         .filter(|r| !r.is_empty())
@@ -215,11 +265,15 @@ async fn run_block(
         stream::iter(rows.into_iter().enumerate())
             .map(|(i, row)| {
                 let n = first_row + i as u64;
-                let (jobs, pipeline, slots) =
-                    (jobs.clone(), spec.pipeline.clone(), rows_at_once.clone());
+                let (jobs, pipeline, slots, fetch) = (
+                    jobs.clone(),
+                    pipeline.to_string(),
+                    rows_at_once.clone(),
+                    fetch.clone(),
+                );
                 Box::pin(async move {
                     let _slot = slots.acquire_owned().await.expect("never closed");
-                    let item = match row_item(&jobs, format, &row, n).await {
+                    let item = match row_item(&jobs, format, &row, n, fetch).await {
                         Ok(item) => item,
                         Err(e) => return (n, Err(e)),
                     };
@@ -257,21 +311,41 @@ async fn run_block(
             }
         }
     }
-    Ok(commit)
+    commit
+}
+
+/// The rows in flight at once for one block run outside a local job (a
+/// cluster worker): enough to fill the pipeline's replicas.
+pub(crate) fn rows_at_once(jobs: &Jobs, pipeline: &str) -> Option<(Arc<Semaphore>, usize)> {
+    let p = jobs.inner.pipelines.get(pipeline)?;
+    let parallel = parallelism(&p);
+    Some((Arc::new(Semaphore::new(parallel)), parallel))
 }
 
 /// The item a stored row becomes (its key is the row number).
-async fn row_item(jobs: &Jobs, format: Format, row: &[u8], n: u64) -> Result<Item, RunFailure> {
+async fn row_item(
+    jobs: &Jobs,
+    format: Format,
+    row: &[u8],
+    n: u64,
+    fetch: Option<FetchObject>,
+) -> Result<Item, RunFailure> {
     let payload = if format == Format::Objects {
         let store = jobs.inner.store.clone();
         let id = String::from_utf8_lossy(row).into_owned();
-        let bytes = blocking(move || store.get_object(&id)).await;
+        let lookup = id.clone();
+        let mut bytes = blocking(move || store.get_object(&lookup))
+            .await
+            .map_err(|e| e.message);
+        if let (Ok(None), Some(fetch)) = (&bytes, fetch) {
+            bytes = fetch(id.clone()).await;
+        }
         match bytes {
             Ok(Some(b)) => b,
             other => {
                 let why = match other {
-                    Err(e) => e.message,
-                    _ => format!("object {} is missing", String::from_utf8_lossy(row)),
+                    Err(e) => e,
+                    _ => format!("object {id} is missing"),
                 };
                 return Err(RunFailure {
                     pipeline: String::new(),

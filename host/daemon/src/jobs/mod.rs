@@ -11,7 +11,12 @@
 //! checkpoints in `state`).
 
 mod batch;
+pub(crate) mod distributed;
 pub mod spec;
+
+pub(crate) use batch::{
+    FetchObject, rows_at_once as batch_rows_at_once, run_rows as run_block_rows,
+};
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -84,6 +89,11 @@ struct Inner {
     limits: Mutex<HashMap<String, Arc<Semaphore>>>,
     tasks: TaskTracker,
     stop: CancellationToken,
+    /// The cluster's block work queue (cluster mode; set when the node
+    /// joins).
+    queue: std::sync::OnceLock<Arc<crate::cluster::BlockQueue>>,
+    /// Batch jobs of this node running across the cluster.
+    distributed: Mutex<HashMap<u64, Arc<distributed::Running>>>,
 }
 
 /// The jobs of this node.
@@ -120,6 +130,8 @@ impl Jobs {
                 limits: Mutex::default(),
                 tasks: TaskTracker::new(),
                 stop: CancellationToken::new(),
+                queue: std::sync::OnceLock::new(),
+                distributed: Mutex::default(),
             }),
         }
     }
@@ -180,6 +192,15 @@ impl Jobs {
                 })?;
                 if let Some(dir) = &b.output.dir {
                     batch::check_output_dir(dir)?;
+                }
+                if b.distribute == Some(true) && self.inner.queue.get().is_none() {
+                    return Err(ApiError::bad_request(
+                        "invalid_job",
+                        "`distribute`: this node is not in a cluster",
+                    )
+                    .hint(
+                        "start the daemon with `--cluster nats://...`, or leave `distribute` out",
+                    ));
                 }
                 (dataset.blocks.len() as u32, dataset.rows)
             }
@@ -488,6 +509,12 @@ impl Jobs {
         .await
         .ok()
         .flatten()?;
+        // A distributed batch job's tasks still queued are of no use now.
+        if let Some(queue) = self.inner.queue.get()
+            && rec.kind == "batch"
+        {
+            queue.purge(id);
+        }
         let result: Value = result
             .and_then(|r| serde_json::from_str(&r).ok())
             .unwrap_or(Value::Null);

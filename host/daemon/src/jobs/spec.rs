@@ -38,6 +38,12 @@ pub struct BatchSpec {
     /// default: the daemon's `--job-memory-mib`.
     #[serde(default)]
     pub max_in_flight_bytes: Option<u64>,
+    /// In cluster mode, whether the blocks run on every node through the
+    /// cluster's work queue (`true`) or on this node only (`false`).
+    /// Default: across the cluster when more than one node is alive as the
+    /// job starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distribute: Option<bool>,
 }
 
 /// Output destination of a batch job.
