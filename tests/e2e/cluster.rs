@@ -296,6 +296,48 @@ async fn nodes_reconnect_and_catch_up_after_nats_restarts() {
     let b = node(&nats, "b").await;
     sees(&a, alive(&["a", "b"])).await;
     sees(&b, alive(&["a", "b"])).await;
+    // Traffic on both nodes all through the outage: serving does not need
+    // NATS, so not one request fails.
+    a.deploy("probe", "probe.wasm").await;
+    let spec = "name = \"echo\"\n[[steps]]\nstage = \"probe\"\n[[triggers]]\nroute = \"/echo\"\n";
+    assert_eq!(a.apply("echo", spec).await.0, 201);
+    eventually("b has the pipeline", Duration::from_secs(10), || async {
+        let v = b.get_json("/v1/pipelines/echo").await;
+        if v["name"] == "echo" {
+            Ok(())
+        } else {
+            Err(v.to_string())
+        }
+    })
+    .await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let (urls, http, stop) = (
+            [a.url("/echo"), b.url("/echo")],
+            a.http.clone(),
+            stop.clone(),
+        );
+        tokio::spawn(async move {
+            let (mut ok, mut failed) = (0, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for url in &urls {
+                    let r = http
+                        .post(url)
+                        .header("content-type", "application/json")
+                        .body(r#"{"op":"echo"}"#)
+                        .send()
+                        .await;
+                    match r {
+                        Ok(r) if r.status() == 200 => ok += 1,
+                        Ok(r) => failed.push(r.status().as_u16()),
+                        Err(e) => failed.push(e.status().map_or(0, |s| s.as_u16())),
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            (ok, failed)
+        })
+    };
 
     nats.kill();
     // With NATS gone nobody hears from anyone: peers go dead.
@@ -321,6 +363,11 @@ async fn nodes_reconnect_and_catch_up_after_nats_restarts() {
     b.deploy("count", "count.wasm").await;
     let out = post_ok(&a, "/v1/stages/count/invoke", json!({"text": "one two"})).await;
     assert_eq!(out["words"], 2, "{out}");
+
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (ok, failed) = load.await.unwrap();
+    assert!(ok > 20, "{ok} requests served");
+    assert!(failed.is_empty(), "{} failed: {failed:?}", failed.len());
 }
 
 /// A pipeline of one probe step with one replica: a node runs one row at a

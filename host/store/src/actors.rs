@@ -1,11 +1,10 @@
 //! Named actors: long-lived instances of a stage, each with a state space of
 //! its own (state namespace `@<name>`).
 
-use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 
 use crate::stages::{now_ms, validate_name};
-use crate::{ACTORS, Result, STATE, Store, StoreError, db, record};
+use crate::{ACTORS, Result, STATE, Store, db};
 
 /// A stored actor.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,18 +44,7 @@ impl Store {
     pub fn put_actor(&self, rec: &ActorRecord) -> Result<()> {
         validate_name(&rec.name)?;
         let txn = self.write()?;
-        {
-            let mut table = txn.open_table(ACTORS).map_err(db)?;
-            if table.get(rec.name.as_str()).map_err(db)?.is_some() {
-                return Err(StoreError::Exists {
-                    what: "actor",
-                    name: rec.name.clone(),
-                });
-            }
-            table
-                .insert(rec.name.as_str(), record::encode(rec).as_slice())
-                .map_err(db)?;
-        }
+        Self::insert_new_named(&txn, ACTORS, "actor", &rec.name, rec)?;
         txn.commit().map_err(db)?;
         Ok(())
     }
@@ -91,6 +79,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::StoreError;
 
     #[test]
     fn actors_own_their_state_and_take_it_with_them() {

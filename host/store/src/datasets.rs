@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::objects::validate_id;
 use crate::stages::{now_ms, validate_name};
-use crate::{DATASETS, ObjectId, Result, Store, StoreError, db, record};
+use crate::{DATASETS, ObjectId, Result, Store, StoreError, db};
 
 /// One block of a dataset.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -69,17 +69,8 @@ impl Store {
                     });
                 }
             }
-            let mut table = txn.open_table(DATASETS).map_err(db)?;
-            if table.get(rec.name.as_str()).map_err(db)?.is_some() {
-                return Err(StoreError::Exists {
-                    what: "dataset",
-                    name: rec.name.clone(),
-                });
-            }
-            table
-                .insert(rec.name.as_str(), record::encode(rec).as_slice())
-                .map_err(db)?;
         }
+        Self::insert_new_named(&txn, DATASETS, "dataset", &rec.name, rec)?;
         txn.commit().map_err(db)?;
         Ok(())
     }

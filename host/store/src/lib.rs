@@ -176,6 +176,29 @@ impl Store {
         Ok(out)
     }
 
+    /// Inserts `rec` as record `name` of `table` within `txn`, unless the
+    /// name is taken ([`StoreError::Exists`] naming `what`).
+    pub(crate) fn insert_new_named<T: serde::Serialize>(
+        txn: &redb::WriteTransaction,
+        table: Named,
+        what: &'static str,
+        name: &str,
+        rec: &T,
+    ) -> Result<()> {
+        use redb::ReadableTable;
+        let mut table = txn.open_table(table).map_err(db)?;
+        if table.get(name).map_err(db)?.is_some() {
+            return Err(StoreError::Exists {
+                what,
+                name: name.to_string(),
+            });
+        }
+        table
+            .insert(name, record::encode(rec).as_slice())
+            .map_err(db)?;
+        Ok(())
+    }
+
     /// Removes record `name` of `table`; `true` when it existed.
     pub(crate) fn remove_named(&self, table: Named, name: &str) -> Result<bool> {
         let txn = self.write()?;

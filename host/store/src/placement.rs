@@ -2,11 +2,10 @@
 //! store keeps each group's spec (JSON written by the daemon) so that its
 //! reservations are made again after a restart.
 
-use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 
 use crate::stages::{now_ms, validate_name};
-use crate::{PLACEMENT_GROUPS, Result, Store, StoreError, db, record};
+use crate::{PLACEMENT_GROUPS, Result, Store, db};
 
 /// A stored placement group.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,18 +35,7 @@ impl Store {
     pub fn put_placement_group(&self, rec: &PlacementGroupRecord) -> Result<()> {
         validate_name(&rec.name)?;
         let txn = self.write()?;
-        {
-            let mut table = txn.open_table(PLACEMENT_GROUPS).map_err(db)?;
-            if table.get(rec.name.as_str()).map_err(db)?.is_some() {
-                return Err(StoreError::Exists {
-                    what: "placement group",
-                    name: rec.name.clone(),
-                });
-            }
-            table
-                .insert(rec.name.as_str(), record::encode(rec).as_slice())
-                .map_err(db)?;
-        }
+        Self::insert_new_named(&txn, PLACEMENT_GROUPS, "placement group", &rec.name, rec)?;
         txn.commit().map_err(db)?;
         Ok(())
     }
@@ -66,6 +54,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::StoreError;
 
     #[test]
     fn groups_are_named_once_listed_and_deleted() {
