@@ -280,7 +280,16 @@ async fn registry_replicates_to_every_node_and_to_late_joiners() {
     let out = post_ok(&d, "/v1/stages/normalize/invoke", doc.clone()).await;
     assert_eq!(out, json!({"text": "Hello WÖRLD"}), "the latest stage");
     // Replication carries each name's latest version: D never had version
-    // 1, so its pipeline runs the stage's latest (docs/cluster.md).
+    // 1, so its pipeline runs the stage's latest (docs/cluster.md). (Until
+    // D has imported the pipeline, D forwards `/clean` to a peer, whose
+    // pipeline pins version 1: wait for D's own.)
+    eventually("d runs the pipeline", Duration::from_secs(10), || async {
+        match get_status(&d, "/v1/pipelines/clean").await {
+            (200, _) => Ok(()),
+            (s, v) => Err(format!("{s} {v}")),
+        }
+    })
+    .await;
     let out = post_ok(&d, "/clean", doc.clone()).await;
     assert_eq!(out, json!({"text": "Hello WÖRLD"}));
     let v = d.get_json("/v1/stages/normalize").await;

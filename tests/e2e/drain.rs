@@ -180,7 +180,7 @@ async fn a_single_node_can_drain_itself_and_still_serves() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pipelines_that_do_not_fit_a_node_stay_on_the_nodes_that_can_run_them() {
+async fn pipelines_stay_where_they_fit_and_requests_for_them_are_forwarded() {
     let nats = NatsServer::start();
     let a = node_with_gpus(&nats, "a", 1.0).await;
     let b = node(&nats, "b").await;
@@ -193,7 +193,10 @@ async fn pipelines_that_do_not_fit_a_node_stay_on_the_nodes_that_can_run_them() 
         .await;
     assert_eq!(s, 201, "{v}");
     for (name, step) in [
-        ("gpu", "resources = { gpu = 1 }"),
+        (
+            "gpu",
+            "resources = { gpu = 1 }\n[[triggers]]\nroute = \"/gpu\"",
+        ),
         ("grouped", "placement = { group = \"g\" }"),
         ("plain", ""),
     ] {
@@ -223,4 +226,27 @@ async fn pipelines_that_do_not_fit_a_node_stay_on_the_nodes_that_can_run_them() 
         .post("/v1/pipelines/plain/invoke", &json!({"op": "echo"}))
         .await;
     assert_eq!(s, 200);
+
+    // Asked at b for what only a runs, b passes the request to a (once a's
+    // heartbeat has told b what a runs).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (s, v, headers) = b
+            .post("/v1/pipelines/gpu/invoke", &json!({"op": "echo", "k": 1}))
+            .await;
+        if s == 200 {
+            assert_eq!(v["k"], 1, "{v}");
+            assert_eq!(headers["x-weft-forwarded"], "b");
+            break;
+        }
+        assert_eq!(s, 404, "{v}");
+        assert!(Instant::now() < deadline, "b never forwarded: {v}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (s, v, headers) = b.post("/gpu", &json!({"op": "echo", "k": 2})).await;
+    assert_eq!((s, &v["k"]), (200, &json!(2)), "{v}");
+    assert_eq!(headers["x-weft-forwarded"], "b");
+    // What nobody runs is still a 404.
+    let (s, _, _) = b.post("/nowhere", &json!({})).await;
+    assert_eq!(s, 404);
 }

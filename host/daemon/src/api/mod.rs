@@ -159,9 +159,24 @@ async fn fallback(
     headers: axum::http::HeaderMap,
     Body(body): Body,
 ) -> Result<Response, ApiError> {
-    match pipelines::trigger(&state, &method, &uri, &headers, body).await {
+    match pipelines::trigger(&state, &method, &uri, &headers, body.clone()).await {
         Some(result) => result,
-        None => Err(not_found(method, uri)),
+        // A route this node does not serve, but a peer does (its pipeline
+        // does not fit here, or runs in a placement group there).
+        None => {
+            match state
+                .cluster
+                .peer_running(&headers, None, Some((method.as_str(), uri.path())))
+            {
+                Some(addr) => {
+                    state
+                        .cluster
+                        .forward(&addr, &method, &uri, &headers, body)
+                        .await
+                }
+                None => Err(not_found(method, uri)),
+            }
+        }
     }
 }
 

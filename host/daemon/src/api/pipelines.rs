@@ -168,10 +168,18 @@ pub async fn invoke(
             .forward(&addr, &Method::POST, &uri, &headers, body)
             .await;
     }
-    let pipeline = state
-        .pipelines
-        .get(&name)
-        .ok_or_else(|| no_pipeline(&state, &name))?;
+    let Some(pipeline) = state.pipelines.get(&name) else {
+        // Not here, but on a peer: pass the request on.
+        return match state.cluster.peer_running(&headers, Some(&name), None) {
+            Some(addr) => {
+                state
+                    .cluster
+                    .forward(&addr, &Method::POST, &uri, &headers, body)
+                    .await
+            }
+            None => Err(no_pipeline(&state, &name)),
+        };
+    };
     let item = request_item(&headers, body);
     if wants_async(&headers) {
         return respond_async(&state, &pipeline, &item).await;

@@ -54,11 +54,37 @@ impl Cluster {
 
     /// The live peer, not draining, with the fewest calls in flight.
     pub fn forward_target(&self) -> Option<String> {
+        self.peer_where(|_| true)
+    }
+
+    /// A peer to forward a request for a pipeline this node does not run:
+    /// a live, non-draining one that runs `pipeline` (or serves `route`,
+    /// `(method, path)`), unless the request was forwarded already.
+    pub fn peer_running(
+        &self,
+        headers: &HeaderMap,
+        pipeline: Option<&str>,
+        route: Option<(&str, &str)>,
+    ) -> Option<String> {
+        if headers.contains_key(FORWARDED) {
+            return None;
+        }
+        self.peer_where(|info| {
+            pipeline.is_some_and(|p| info.pipelines.iter().any(|n| n == p))
+                || route.is_some_and(|(m, r)| info.routes.iter().any(|(pm, pr)| pm == m && pr == r))
+        })
+    }
+
+    /// The least busy live, non-draining peer for which `wanted` holds.
+    fn peer_where(&self, wanted: impl Fn(&super::NodeInfo) -> bool) -> Option<String> {
         let live = self.live.get()?;
         membership::peers(live)
             .into_iter()
             .filter(|(info, age)| {
-                info.name != self.node && !info.draining && *age <= live.config.node_ttl
+                info.name != self.node
+                    && !info.draining
+                    && *age <= live.config.node_ttl
+                    && wanted(info)
             })
             .min_by(|(a, _), (b, _)| (a.load.in_flight, &a.name).cmp(&(b.load.in_flight, &b.name)))
             .map(|(info, _)| info.http_addr)

@@ -133,6 +133,12 @@ pub struct NodeInfo {
     /// Its placement groups: `{name, strategy, bundles}`.
     #[serde(default)]
     pub placement_groups: Vec<Value>,
+    /// The pipelines running on it, so peers can forward to it.
+    #[serde(default)]
+    pub pipelines: Vec<String>,
+    /// Their trigger routes, `(method, route)`.
+    #[serde(default)]
+    pub routes: Vec<(String, String)>,
 }
 
 /// The node's capacity as the cluster sees it: the resource ledger's
@@ -553,6 +559,24 @@ impl Cluster {
                         "strategy": g.spec.strategy,
                         "bundles": g.spec.bundles.len(),
                     })
+                })
+                .collect(),
+            pipelines: state
+                .pipelines
+                .all()
+                .iter()
+                .map(|p| p.spec.name.clone())
+                .collect(),
+            routes: state
+                .pipelines
+                .all()
+                .iter()
+                .flat_map(|p| {
+                    p.spec
+                        .triggers
+                        .iter()
+                        .map(|t| (t.method.clone(), t.route.clone()))
+                        .collect::<Vec<_>>()
                 })
                 .collect(),
         }
