@@ -155,8 +155,10 @@ async fn guests_compute_through_wasi_nn_and_bad_tensors_are_errors() {
 
 #[tokio::test]
 async fn concurrent_computes_on_one_graph_are_batched() {
+    // Long enough for eight instances to start and reach `compute` on a
+    // loaded 2-core CI machine (100 ms failed once in a full run).
     let d = TestDaemon::start_with(|c| {
-        c.nn_batch.max_wait = std::time::Duration::from_millis(100);
+        c.nn_batch.max_wait = std::time::Duration::from_millis(500);
     })
     .await;
     d.deploy("probe", "probe.wasm").await;

@@ -2,9 +2,12 @@
 //! -js`), one of them killed with `kill -9` while it runs blocks: the job
 //! still completes, every row once, in order, as on one node.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+
+use common::component;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -62,36 +65,20 @@ fn nats(dir: &Path) -> (Proc, String) {
 /// `weft serve --cluster` as node `name`; returns the process and its URL.
 fn node(dir: &Path, nats: &str, name: &str) -> (Proc, String) {
     let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_weft"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.join(name))
-        .args(["--cluster", nats, "--node-name", name])
-        .args(["--heartbeat-ms", "200", "--node-ttl-ms", "1500"])
-        .args(["--block-ack-wait-ms", "1500"])
-        .env("WEFT_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(log)
-        .spawn()
-        .expect("weft binary starts");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("daemon prints its address");
-    let url = line
-        .trim()
-        .strip_prefix("weft listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
-        .to_string();
+    let flags = [
+        "--cluster",
+        nats,
+        "--node-name",
+        name,
+        "--heartbeat-ms",
+        "200",
+        "--node-ttl-ms",
+        "1500",
+        "--block-ack-wait-ms",
+        "1500",
+    ];
+    let (child, url) = common::spawn_weft(&dir.join(name), &flags, Some(log.into()));
     (Proc(child), url)
-}
-
-fn component(file: &str) -> Vec<u8> {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"));
-    let path = target.join("wasm32-wasip2/release").join(file);
-    std::fs::read(&path)
-        .unwrap_or_else(|e| panic!("{}: {e}; run `cargo xtask plugins` first", path.display()))
 }
 
 async fn get(http: &reqwest::Client, url: &str) -> (u16, String) {

@@ -2,47 +2,22 @@
 //! batch job blocks), and a batch job's memory stays bounded as the dataset
 //! grows.
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::process::{Child, Command};
+
+use common::component;
 
 use serde_json::{Value, json};
 
-/// Starts `weft serve` on an ephemeral port; returns the child and its URL
-/// (read from the line the daemon prints once it listens).
+/// Starts `weft serve` on an ephemeral port; returns the child and its URL.
 fn spawn(data_dir: &std::path::Path) -> (Child, String) {
     spawn_with(data_dir, &[])
 }
 
 /// [`spawn`] with extra `weft serve` flags.
 fn spawn_with(data_dir: &std::path::Path, flags: &[&str]) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_weft"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data_dir)
-        .args(flags)
-        .env("WEFT_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("weft binary starts");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("daemon prints its address");
-    let url = line
-        .trim()
-        .strip_prefix("weft listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
-        .to_string();
-    (child, url)
-}
-
-fn component(file: &str) -> Vec<u8> {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"));
-    let path = target.join("wasm32-wasip2/release").join(file);
-    std::fs::read(&path)
-        .unwrap_or_else(|e| panic!("{}: {e}; run `cargo xtask plugins` first", path.display()))
+    common::spawn_weft(data_dir, flags, None)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

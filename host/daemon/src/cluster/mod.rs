@@ -19,9 +19,12 @@
 mod blocks;
 mod drain;
 mod membership;
+mod node;
 mod registry;
 
 pub use drain::FORWARDED;
+use node::node_json;
+pub use node::{Capacity, Load, NodeInfo, local_capacity, local_load};
 
 pub(crate) use blocks::BlockQueue;
 
@@ -33,7 +36,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use async_nats::jetstream;
-use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -81,98 +83,6 @@ impl ClusterConfig {
             block_workers: 2,
         }
     }
-}
-
-/// What a node offers.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Capacity {
-    /// CPU cores.
-    pub cpu: f64,
-    /// Memory in MiB.
-    pub memory_mib: u64,
-    /// GPUs.
-    #[serde(default)]
-    pub gpu: f64,
-    /// Custom resources.
-    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
-    pub custom: std::collections::BTreeMap<String, f64>,
-    /// What replicas and placement groups have not reserved.
-    #[serde(default)]
-    pub free: crate::resources::Amounts,
-}
-
-/// How busy a node is.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Load {
-    /// Calls running or queued: direct stage invokes and pipeline steps.
-    pub in_flight: u64,
-    /// Live Wasm instances (stage pools and pipeline step replicas).
-    pub replicas: u64,
-    /// Batch and async jobs running (or waiting for their pipeline).
-    pub jobs_running: u64,
-}
-
-/// What a node heartbeats into `weft_nodes`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct NodeInfo {
-    /// Node name (the KV key).
-    pub name: String,
-    /// Where peers reach its HTTP API (`host:port`).
-    pub http_addr: String,
-    /// When the daemon started, ms since the Unix epoch.
-    pub started_unix_ms: u64,
-    /// The daemon's version.
-    pub version: String,
-    /// What it offers.
-    pub capacity: Capacity,
-    /// How busy it is.
-    pub load: Load,
-    /// Whether it is being drained (its requests go to peers).
-    #[serde(default)]
-    pub draining: bool,
-    /// Its placement groups: `{name, strategy, bundles}`.
-    #[serde(default)]
-    pub placement_groups: Vec<Value>,
-    /// The pipelines running on it, so peers can forward to it.
-    #[serde(default)]
-    pub pipelines: Vec<String>,
-    /// Their trigger routes, `(method, route)`.
-    #[serde(default)]
-    pub routes: Vec<(String, String)>,
-}
-
-/// The node's capacity as the cluster sees it: the resource ledger's
-/// capacity (cores, memory, GPUs, custom resources; see `--cpus` and
-/// friends) and what is free of it now.
-pub fn local_capacity(state: &AppState) -> Capacity {
-    let usage = state.placement.node().usage();
-    Capacity {
-        cpu: usage.capacity.cpu,
-        memory_mib: usage.capacity.memory_mib as u64,
-        gpu: usage.capacity.gpu,
-        custom: usage.capacity.custom,
-        free: usage.free,
-    }
-}
-
-/// The node's load: calls in flight, live instances, running jobs.
-pub fn local_load(state: &AppState) -> Load {
-    let mut load = Load {
-        jobs_running: state.jobs.running() as u64,
-        ..Load::default()
-    };
-    for (_, s) in state.stages.stats() {
-        load.replicas += s.live as u64;
-        load.in_flight += s.live.saturating_sub(s.idle) as u64;
-    }
-    for p in state.pipelines.all() {
-        for s in &p.steps {
-            load.replicas += s.pool.stats().live as u64;
-            load.in_flight += s.stats.queued.load(Ordering::Relaxed) as u64
-                + s.stats.in_flight.load(Ordering::Relaxed) as u64;
-        }
-    }
-    load
 }
 
 /// The default node name: host name and listen port, e.g. `myhost-7070`.
@@ -541,44 +451,14 @@ impl Cluster {
             self.started_unix_ms,
             self.draining.clone(),
         );
-        move |state| NodeInfo {
-            name: name.clone(),
-            http_addr: http_addr.clone(),
-            started_unix_ms: started,
-            version: env!("CARGO_PKG_VERSION").to_string(),
-            capacity: local_capacity(state),
-            load: local_load(state),
-            draining: draining.load(Ordering::Relaxed),
-            placement_groups: state
-                .placement
-                .all()
-                .iter()
-                .map(|g| {
-                    json!({
-                        "name": g.spec.name,
-                        "strategy": g.spec.strategy,
-                        "bundles": g.spec.bundles.len(),
-                    })
-                })
-                .collect(),
-            pipelines: state
-                .pipelines
-                .all()
-                .iter()
-                .map(|p| p.spec.name.clone())
-                .collect(),
-            routes: state
-                .pipelines
-                .all()
-                .iter()
-                .flat_map(|p| {
-                    p.spec
-                        .triggers
-                        .iter()
-                        .map(|t| (t.method.clone(), t.route.clone()))
-                        .collect::<Vec<_>>()
-                })
-                .collect(),
+        move |state| {
+            node::node_info(
+                &name,
+                &http_addr,
+                started,
+                draining.load(Ordering::Relaxed),
+                state,
+            )
         }
     }
 
@@ -661,22 +541,6 @@ impl Cluster {
             "nodes": nodes,
         })
     }
-}
-
-fn node_json(info: &NodeInfo, alive: bool, age_ms: u64, this: bool) -> Value {
-    json!({
-        "name": info.name,
-        "http_addr": info.http_addr,
-        "alive": alive,
-        "age_ms": age_ms,
-        "self": this,
-        "version": info.version,
-        "started_unix_ms": info.started_unix_ms,
-        "capacity": info.capacity,
-        "load": info.load,
-        "draining": info.draining,
-        "placement_groups": info.placement_groups,
-    })
 }
 
 /// When a heartbeat was heard, corrected for how old it already was (an

@@ -1,0 +1,128 @@
+//! The GPU kernels against the CPU ones, device limits and accounting.
+
+use super::*;
+
+/// The GPU, which these tests require: `scripts/install-vulkan.sh`
+/// provides a software one.
+pub(crate) fn gpu() -> Arc<Gpu> {
+    Gpu::shared().unwrap_or_else(|e| {
+        panic!("the GPU tests need an adapter (run scripts/install-vulkan.sh): {e}")
+    })
+}
+
+/// Held by tests that upload counted weights or read the count, so
+/// that their counts are exact while other tests run in parallel.
+pub(crate) fn counted_uploads() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn data(len: usize, seed: u32) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(2_654_435_761).max(1);
+    (0..len)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            (s % 2001) as f32 / 1000.0 - 1.0
+        })
+        .collect()
+}
+
+fn cpu(a: &[f32], b: &[f32], m: usize, k: usize, n: usize) -> Vec<f32> {
+    let mut c = vec![0.0; m * n];
+    crate::kernels::matmul(a, b, &mut c, m, k, n);
+    c
+}
+
+fn assert_close(got: &[f32], want: &[f32], what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!(
+            (g - w).abs() <= 1e-4 * w.abs().max(1.0),
+            "{what}: element {i}: GPU {g}, CPU {w}"
+        );
+    }
+}
+
+const SHAPES: [(usize, usize, usize); 6] = [
+    (1, 1, 1),
+    (3, 5, 7),
+    (17, 33, 65),
+    (64, 384, 384),
+    (100, 257, 3),
+    (2, 1, 130),
+];
+
+#[test]
+fn matmul_matches_the_cpu_kernel() {
+    let gpu = gpu();
+    eprintln!("GPU: {}", gpu.adapter());
+    for (i, &(m, k, n)) in SHAPES.iter().enumerate() {
+        let (a, b) = (data(m * k, 2 * i as u32 + 1), data(k * n, 2 * i as u32 + 2));
+        let got = gpu.matmul(&a, &b, m, k, n).unwrap();
+        assert_close(&got, &cpu(&a, &b, m, k, n), &format!("{m}x{k}x{n}"));
+    }
+    assert_eq!(gpu.matmul(&[], &[], 0, 0, 0).unwrap(), Vec::<f32>::new());
+    assert_eq!(gpu.matmul(&[], &[], 2, 0, 3).unwrap(), vec![0.0; 6]);
+    let err = gpu.matmul(&[1.0; 3], &[1.0; 4], 2, 2, 2).unwrap_err();
+    assert_eq!(err.kind, NnErrorKind::InvalidArgument, "{err}");
+}
+
+#[test]
+fn resident_weights_match_and_are_counted() {
+    let gpu = gpu();
+    let _only = counted_uploads();
+    for (i, &(m, k, n)) in SHAPES.iter().enumerate() {
+        let (a, b) = (data(m * k, 7 * i as u32 + 3), data(k * n, 7 * i as u32 + 4));
+        let w = gpu.upload(&b, k, n).unwrap();
+        assert_eq!((w.rows(), w.cols(), w.bytes()), (k, n, (k * n * 4) as u64));
+        // Twice: the second call reuses the pooled scratch buffers.
+        for _ in 0..2 {
+            let got = gpu.matmul_weights(&a, m, k, &w).unwrap();
+            assert_close(&got, &cpu(&a, &b, m, k, n), &format!("{m}x{k}x{n}"));
+        }
+        let err = gpu.matmul_weights(&a, m, k + 1, &w).unwrap_err();
+        assert_eq!(err.kind, NnErrorKind::InvalidArgument, "{err}");
+    }
+    let before = gpu.device_bytes();
+    let w = gpu.upload(&data(1000 * 1001, 9), 1000, 1001).unwrap();
+    assert_eq!(gpu.device_bytes(), before + 4_004_000);
+    drop(w);
+    assert_eq!(gpu.device_bytes(), before);
+}
+
+#[test]
+fn splits_work_to_fit_the_device_limits() {
+    // 16 KiB buffers, two workgroups (128 rows or columns) per dispatch:
+    // weights in column panels, A in row chunks.
+    let gpu = Gpu::limited(16 << 10, 2).unwrap();
+    for (i, (m, k, n)) in [(17, 33, 65), (100, 257, 3), (130, 40, 200), (1, 1, 1)]
+        .into_iter()
+        .enumerate()
+    {
+        let (a, b) = (data(m * k, 5 * i as u32 + 1), data(k * n, 5 * i as u32 + 2));
+        let w = gpu.upload(&b, k, n).unwrap();
+        assert!(k * n * 4 <= 16 << 10 || w.panels.len() > 1, "{m}x{k}x{n}");
+        let got = gpu.matmul_weights(&a, m, k, &w).unwrap();
+        assert_close(&got, &cpu(&a, &b, m, k, n), &format!("{m}x{k}x{n}"));
+    }
+    assert_eq!(gpu.device_bytes(), 0, "all dropped");
+    let err = gpu
+        .matmul(&[0.0; 8192], &[0.0; 8192], 1, 8192, 1)
+        .unwrap_err();
+    assert_eq!(err.kind, NnErrorKind::TooLarge, "{err}");
+    assert!(err.message.contains("GPU buffer"), "{err}");
+}
+
+#[test]
+fn the_gpu_is_created_once() {
+    let (a, b) = (gpu(), gpu());
+    assert!(Arc::ptr_eq(&a, &b));
+    let summary = a.adapter();
+    assert!(!summary.name.is_empty());
+    assert!(
+        ["vulkan", "metal", "dx12"].contains(&summary.backend.as_str()),
+        "{summary}"
+    );
+}
