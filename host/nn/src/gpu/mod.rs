@@ -52,6 +52,8 @@ const PARAMS_STRIDE: u64 = 256;
 const MAX_BUFFER: u64 = 1 << 30;
 /// Scratch buffer sets kept for reuse between calls.
 const POOL: usize = 4;
+/// How long a read-back may take before it is reported as stuck.
+const MAPPING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// The adapter a [`Gpu`] runs on, for logs and metrics.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -656,17 +658,8 @@ impl Gpu {
         slice.map_async(wgpu::MapMode::Read, move |r| {
             let _ = tx.send(r);
         });
-        self.wait()?;
-        match rx.try_recv() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(runtime(format!("reading a matmul back from the GPU: {e}"))),
-            Err(_) => {
-                self.check_alive()?;
-                return Err(runtime(
-                    "reading a matmul back from the GPU: the mapping never completed".into(),
-                ));
-            }
-        }
+        self.await_mapping(&rx)
+            .map_err(|e| runtime(format!("reading a matmul back from the GPU: {e}")))?;
         {
             let view = slice
                 .get_mapped_range()
@@ -730,6 +723,37 @@ impl Gpu {
             .poll(wgpu::PollType::wait_indefinitely())
             .map_err(|e| runtime(format!("waiting for the GPU: {e}")))?;
         Ok(())
+    }
+
+    /// Waits until the mapping whose callback sends on `rx` completes.
+    ///
+    /// Another thread's poll of the shared device may be the one that
+    /// runs the callback, and it may run it after our own poll returned,
+    /// so one poll and a `try_recv` is not enough: poll, then wait a
+    /// little for the callback, until it comes or the device is lost.
+    fn await_mapping(
+        &self,
+        rx: &mpsc::Receiver<Result<(), wgpu::BufferAsyncError>>,
+    ) -> Result<(), String> {
+        let give_up = std::time::Instant::now() + MAPPING_TIMEOUT;
+        loop {
+            self.wait().map_err(|e| e.message)?;
+            match rx.recv_timeout(std::time::Duration::from_millis(20)) {
+                Ok(r) => return r.map_err(|e| e.to_string()),
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    self.check_alive().map_err(|e| e.message)?;
+                    return Err("the mapping was dropped before it completed".into());
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    self.check_alive().map_err(|e| e.message)?;
+                    if std::time::Instant::now() > give_up {
+                        return Err(format!(
+                            "the mapping did not complete within {MAPPING_TIMEOUT:?}"
+                        ));
+                    }
+                }
+            }
+        }
     }
 
     fn check_alive(&self) -> Result<(), NnError> {

@@ -126,3 +126,28 @@ fn the_gpu_is_created_once() {
         "{summary}"
     );
 }
+
+/// Many threads reading products back at once: each must get its own
+/// result, even when another thread's device poll runs its mapping
+/// callback (a race that once failed a CI run with "the mapping never
+/// completed").
+#[test]
+fn concurrent_readbacks_all_complete() {
+    let gpu = gpu();
+    let (m, k, n) = (8, 16, 8);
+    let threads: Vec<_> = (0..8u32)
+        .map(|t| {
+            let gpu = gpu.clone();
+            std::thread::spawn(move || {
+                for i in 0..40u32 {
+                    let (a, b) = (data(m * k, t * 97 + i), data(k * n, t * 89 + i + 1));
+                    let got = gpu.matmul(&a, &b, m, k, n).unwrap();
+                    assert_close(&got, &cpu(&a, &b, m, k, n), &format!("thread {t} call {i}"));
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+}
