@@ -101,6 +101,9 @@ impl Daemon {
             state.pipelines.shutdown().await;
             return Err(e);
         }
+        // Actors another node took over while this one was away go; the
+        // others are listed in the cluster's work table.
+        state.actors.reconcile().await;
         if let Err(e) = state.jobs.start().await {
             state.cluster.leave().await;
             state.jobs.shutdown().await;

@@ -49,6 +49,7 @@ pub struct Runtime {
     fingerprint: String,
     ticker_stop: Arc<AtomicBool>,
     compiles: AtomicU64,
+    pub(crate) mirror: crate::host::MirrorSlot,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -100,7 +101,15 @@ impl Runtime {
             fingerprint,
             ticker_stop,
             compiles: AtomicU64::new(0),
+            mirror: crate::host::MirrorSlot::default(),
         }))
+    }
+
+    /// Sends every `state` write and delete of every instance, from now on,
+    /// to `mirror` too (after it is committed locally). Set once, when a
+    /// node joins a cluster; later calls are ignored.
+    pub fn set_state_mirror(&self, mirror: Arc<dyn crate::host::StateMirror>) {
+        let _ = self.mirror.set(mirror);
     }
 
     /// The configuration this runtime was built with.

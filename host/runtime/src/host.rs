@@ -28,6 +28,25 @@ pub enum StageEvent {
     },
 }
 
+/// A copy of the node's `state` kept elsewhere (the cluster's KV bucket),
+/// so that work moved to another node finds its state there.
+///
+/// Called after the local write committed; a failure is the mirror's to
+/// log (the stage's write has succeeded on this node).
+pub trait StateMirror: Send + Sync + std::fmt::Debug {
+    /// `key` of namespace `ns` is now `value`.
+    fn set(&self, ns: &str, key: &str, value: &[u8]) -> MirrorFuture;
+    /// `key` of namespace `ns` was deleted.
+    fn delete(&self, ns: &str, key: &str) -> MirrorFuture;
+}
+
+/// What [`StateMirror`] methods return.
+pub type MirrorFuture = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// The runtime's mirror, set when the node joins a cluster; shared with
+/// instances created before that.
+pub(crate) type MirrorSlot = Arc<std::sync::OnceLock<Arc<dyn StateMirror>>>;
+
 /// Everything one instance's host imports can reach. Created per instance;
 /// never shared between instances.
 pub struct HostState {
@@ -39,6 +58,7 @@ pub struct HostState {
     /// named actor's (`@name`).
     pub(crate) state_ns: Arc<str>,
     pub(crate) store: weft_store::Store,
+    pub(crate) mirror: MirrorSlot,
     pub(crate) nn: Arc<dyn NnBackend>,
     pub(crate) stderr: StderrTail,
     /// Where `emit` goes during the current call; `None` drops events.
@@ -133,12 +153,22 @@ impl state::Host for HostState {
 
     async fn set(&mut self, key: String, value: Vec<u8>) -> wasmtime::Result<()> {
         let (store, stage) = (self.store.clone(), self.state_ns.clone());
-        blocking(move || store.state_set(&stage, &key, &value)).await
+        let mirror = self.mirror.get().map(|m| m.set(&stage, &key, &value));
+        blocking(move || store.state_set(&stage, &key, &value)).await?;
+        if let Some(m) = mirror {
+            m.await;
+        }
+        Ok(())
     }
 
     async fn delete(&mut self, key: String) -> wasmtime::Result<()> {
         let (store, stage) = (self.store.clone(), self.state_ns.clone());
-        blocking(move || store.state_delete(&stage, &key)).await
+        let mirror = self.mirror.get().map(|m| m.delete(&stage, &key));
+        blocking(move || store.state_delete(&stage, &key)).await?;
+        if let Some(m) = mirror {
+            m.await;
+        }
+        Ok(())
     }
 }
 

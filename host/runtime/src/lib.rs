@@ -43,7 +43,7 @@ pub use bindings::weft::stage::types::{Item, StageError};
 pub use config::RuntimeConfig;
 pub use engine::{Compiled, Runtime};
 pub use error::{InvokeError, RuntimeError};
-pub use host::{HostState, StageEvent};
+pub use host::{HostState, MirrorFuture, StageEvent, StateMirror};
 pub use inference::{BatchConfig, EngineBackend, InferenceStats, model_summary};
 pub use nn::{
     BytesLoader, ExecutionTarget, GraphEncoding, NnBackend, NnContext, NnError, NnErrorCode,

@@ -257,6 +257,7 @@ impl StagePool {
             stage: self.name.clone(),
             state_ns: self.state_ns.clone(),
             store: self.runtime.store.clone(),
+            mirror: self.runtime.mirror.clone(),
             nn: self.runtime.nn.clone(),
             stderr,
             sink: None,

@@ -26,12 +26,18 @@ pub enum JobState {
     Failed,
     /// Stopped by a user.
     Cancelled,
+    /// Taken over by another node of the cluster while this one was away
+    /// (`error` says where); it runs, or ran, there.
+    Moved,
 }
 
 impl JobState {
     /// Whether the job will not change any more.
     pub fn is_terminal(self) -> bool {
-        matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled)
+        matches!(
+            self,
+            Self::Succeeded | Self::Failed | Self::Cancelled | Self::Moved
+        )
     }
 
     /// Lowercase name, as the API shows it.
@@ -42,6 +48,7 @@ impl JobState {
             Self::Succeeded => "succeeded",
             Self::Failed => "failed",
             Self::Cancelled => "cancelled",
+            Self::Moved => "moved",
         }
     }
 }

@@ -34,6 +34,26 @@ impl Store {
         txn.commit().map_err(db)?;
         Ok(())
     }
+
+    /// Writes `entries` into namespace `ns` in one transaction; with
+    /// `replace`, every other key of `ns` is deleted first, so the
+    /// namespace becomes exactly `entries` (a copy pulled from the cluster).
+    pub fn state_sync(&self, ns: &str, entries: &[(String, Vec<u8>)], replace: bool) -> Result<()> {
+        let txn = self.write()?;
+        {
+            let mut table = txn.open_table(STATE).map_err(db)?;
+            if replace {
+                table.retain(|(owner, _), _| owner != ns).map_err(db)?;
+            }
+            for (key, value) in entries {
+                table
+                    .insert((ns, key.as_str()), value.as_slice())
+                    .map_err(db)?;
+            }
+        }
+        txn.commit().map_err(db)?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -56,5 +76,22 @@ mod tests {
         assert_eq!(store.state_get("count", "totals").unwrap().unwrap(), b"41");
         assert_eq!(store.state_get("other", "totals").unwrap().unwrap(), b"x");
         assert_eq!(store.state_get("count", "gone").unwrap(), None);
+    }
+
+    #[test]
+    fn sync_upserts_or_replaces_one_namespace() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("db")).unwrap();
+        store.state_set("@a", "stale", b"old").unwrap();
+        store.state_set("@a", "kept", b"old").unwrap();
+        store.state_set("@b", "other", b"b").unwrap();
+        let pulled = vec![("kept".to_string(), b"new".to_vec())];
+        store.state_sync("@a", &pulled, false).unwrap();
+        assert_eq!(store.state_get("@a", "kept").unwrap().unwrap(), b"new");
+        assert_eq!(store.state_get("@a", "stale").unwrap().unwrap(), b"old");
+        store.state_sync("@a", &pulled, true).unwrap();
+        assert_eq!(store.state_get("@a", "stale").unwrap(), None);
+        assert_eq!(store.state_get("@a", "kept").unwrap().unwrap(), b"new");
+        assert_eq!(store.state_get("@b", "other").unwrap().unwrap(), b"b");
     }
 }

@@ -5,8 +5,9 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -64,26 +65,43 @@ pub async fn list(State(state): State<Arc<AppState>>) -> Json<Value> {
 pub async fn show(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    Ok(Json(state.actors.find(&name)?.json()))
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    if let Some(forwarded) = elsewhere(&state, &name, &method, &uri, &headers, Bytes::new()).await {
+        return forwarded;
+    }
+    Ok(Json(state.actors.find(&name)?.json()).into_response())
 }
 
 /// `DELETE /v1/actors/{name}`: the actor and its state.
 pub async fn delete(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
-) -> Result<StatusCode, ApiError> {
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    if let Some(forwarded) = elsewhere(&state, &name, &method, &uri, &headers, Bytes::new()).await {
+        return forwarded;
+    }
     state.actors.delete(&name).await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// `POST /v1/actors/{name}/call`: like a stage invoke, one call at a time.
 pub async fn call(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
+    method: Method,
+    uri: Uri,
     headers: HeaderMap,
     Body(body): Body,
 ) -> Result<Response, ApiError> {
+    if let Some(forwarded) = elsewhere(&state, &name, &method, &uri, &headers, body.clone()).await {
+        return forwarded;
+    }
     let actor = state.actors.find(&name)?;
     let item = request_item(&headers, body);
     if wants_sse(&headers) {
@@ -92,4 +110,36 @@ pub async fn call(
         }));
     }
     Ok(respond(actor.call(item, None).await?))
+}
+
+/// In a cluster, the answer of the node that has actor `name` when this
+/// node does not (never for a request that was already forwarded).
+async fn elsewhere(
+    state: &AppState,
+    name: &str,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Option<Result<Response, ApiError>> {
+    if state.actors.get(name).is_some() || headers.contains_key(crate::cluster::FORWARDED) {
+        return None;
+    }
+    let owner = state.actors.owner_elsewhere(name).await?;
+    let Some(addr) = state.cluster.peer_addr(&owner) else {
+        let mut e = ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "actor_unavailable",
+            format!("actor `{name}` lives on node `{owner}`, which is not answering"),
+        )
+        .hint("when a node stays silent past the cluster's node TTL, another node takes its actors over: retry in a few seconds");
+        e.retry_after = Some(2);
+        return Some(Err(e));
+    };
+    Some(
+        state
+            .cluster
+            .forward(&addr, method, uri, headers, body)
+            .await,
+    )
 }

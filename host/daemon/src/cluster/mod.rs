@@ -21,12 +21,15 @@ mod drain;
 mod membership;
 mod node;
 mod registry;
+mod work;
 
 pub use drain::FORWARDED;
 use node::node_json;
 pub use node::{Capacity, Load, NodeInfo, local_capacity, local_load};
 
 pub(crate) use blocks::BlockQueue;
+pub use work::WorkTable;
+pub(crate) use work::{Work, WorkEntry, actor_key, job_key};
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -160,12 +163,16 @@ struct Buckets {
     nodes: jetstream::kv::Store,
     registry: jetstream::kv::Store,
     objects: jetstream::object_store::ObjectStore,
+    work: jetstream::kv::Store,
+    state: jetstream::kv::Store,
 }
 
 /// Bucket names.
 const NODES_BUCKET: &str = "weft_nodes";
 const REGISTRY_BUCKET: &str = "weft_registry";
 const OBJECTS_BUCKET: &str = "weft_objects";
+const WORK_BUCKET: &str = "weft_work";
+const STATE_BUCKET: &str = "weft_state";
 
 /// A connected cluster node: the NATS client and the shared state of the
 /// background tasks.
@@ -302,10 +309,28 @@ async fn ensure_buckets(js: &jetstream::Context, ttl: Duration) -> anyhow::Resul
             .await
             .with_context(|| format!("creating object store {OBJECTS_BUCKET}"))?,
     };
+    let work = kv(
+        js,
+        WORK_BUCKET,
+        "weft work that moves to another node when its own dies: invoke jobs and actors",
+        Duration::ZERO,
+        1 << 20,
+    )
+    .await?;
+    let state = kv(
+        js,
+        STATE_BUCKET,
+        "weft stage and actor state, copied from every node",
+        Duration::ZERO,
+        (work::INLINE + 4096) as i32,
+    )
+    .await?;
     Ok(Buckets {
         nodes,
         registry,
         objects,
+        work,
+        state,
     })
 }
 
@@ -434,6 +459,17 @@ impl Cluster {
         live.tasks.spawn(membership::watch(live.clone()));
         live.tasks
             .spawn(registry::watch(live.clone(), state.clone()));
+        // Work that outlives its node: state copied to the cluster, jobs
+        // and actors in the work table, and the task taking over the work
+        // of dead nodes.
+        if let Some(st) = state.upgrade() {
+            st.runtime
+                .set_state_mirror(Arc::new(work::Mirror::new(live.clone())));
+            let table = Arc::new(WorkTable::new(live.clone()));
+            st.jobs.join(table.clone());
+            st.actors.join(table);
+        }
+        live.tasks.spawn(work::adopter(live.clone(), state.clone()));
         live.outbox_task
             .spawn(registry::publisher(live.clone(), state, rx));
         live.tasks.close();

@@ -10,6 +10,7 @@
 //! uncommitted block, an invoke job from the start (its stages find their
 //! checkpoints in `state`).
 
+mod adopt;
 mod batch;
 pub(crate) mod distributed;
 pub mod spec;
@@ -33,7 +34,7 @@ use weft_store::{JobRecord, JobState, Store};
 use crate::api::render_item;
 use crate::pipeline::{Pipelines, StepFailure};
 use crate::{ApiError, blocking};
-pub use spec::{BatchSpec, InvokeSpec, JobSpec};
+pub use spec::{BatchSpec, InvokeSpec, JobSpec, Origin};
 
 /// Limits and retention of jobs.
 #[derive(Debug, Clone)]
@@ -94,6 +95,9 @@ struct Inner {
     queue: std::sync::OnceLock<Arc<crate::cluster::BlockQueue>>,
     /// Batch jobs of this node running across the cluster.
     distributed: Mutex<HashMap<u64, Arc<distributed::Running>>>,
+    /// The cluster's work table (cluster mode; set when the node joins):
+    /// invoke jobs are listed there so another node can take them over.
+    work: std::sync::OnceLock<Arc<crate::cluster::WorkTable>>,
 }
 
 /// The jobs of this node.
@@ -132,6 +136,7 @@ impl Jobs {
                 stop: CancellationToken::new(),
                 queue: std::sync::OnceLock::new(),
                 distributed: Mutex::default(),
+                work: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -142,7 +147,15 @@ impl Jobs {
         let store = self.inner.store.clone();
         let jobs = blocking(move || store.list_jobs()).await?;
         for rec in jobs.into_iter().filter(|j| !j.state.is_terminal()) {
-            match serde_json::from_str::<JobSpec>(&rec.spec_json) {
+            let spec = serde_json::from_str::<JobSpec>(&rec.spec_json);
+            if let Ok(JobSpec::Invoke(i)) = &spec
+                && let Some(why) = self.moved_away(&rec, i).await
+            {
+                tracing::info!(job = rec.id, "not resuming job: {why}");
+                self.finish(rec.id, JobState::Moved, None, Some(why)).await;
+                continue;
+            }
+            match spec {
                 Ok(spec) => {
                     tracing::info!(job = rec.id, "resuming job");
                     self.spawn(rec, spec, true);
@@ -210,6 +223,9 @@ impl Jobs {
         let store = self.inner.store.clone();
         let kind = spec.kind();
         let rec = blocking(move || store.create_job(kind, &json, blocks, items)).await?;
+        if let JobSpec::Invoke(i) = &spec {
+            self.register(&rec, i).await;
+        }
         self.spawn(rec.clone(), spec, false);
         Ok(rec)
     }
@@ -409,7 +425,7 @@ impl Jobs {
         let deadline = Instant::now() + timeout;
         let mut item = spec.item();
         // A stable key per job: stages key their checkpoints by it.
-        item.key.get_or_insert_with(|| format!("job-{id}"));
+        item.key.get_or_insert_with(|| self.item_key(id, spec));
         let mut pipeline = pipeline;
         let mut backoff = Duration::from_millis(5);
         let result = loop {
@@ -509,6 +525,9 @@ impl Jobs {
         .await
         .ok()
         .flatten()?;
+        if rec.kind == "invoke" && state != JobState::Moved {
+            self.unregister(&rec).await;
+        }
         // A distributed batch job's tasks still queued are of no use now.
         if let Some(queue) = self.inner.queue.get()
             && rec.kind == "batch"

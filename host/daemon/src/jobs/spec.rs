@@ -76,6 +76,20 @@ pub struct InvokeSpec {
     /// for hours, unlike requests).
     #[serde(default)]
     pub timeout_s: Option<u64>,
+    /// Where the job was first submitted, for a job another node took
+    /// over (set by the cluster only; a submitted spec may not carry it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<Origin>,
+}
+
+/// The node and id a job was submitted as.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Origin {
+    /// The node it was submitted to.
+    pub node: String,
+    /// Its id there.
+    pub id: u64,
 }
 
 fn default_max_failed_fraction() -> f64 {
@@ -153,6 +167,13 @@ impl JobSpec {
                 }
             }
             Self::Invoke(i) => {
+                if i.origin.is_some() {
+                    return bad(
+                        "origin",
+                        "is set by the cluster when a node takes a job over".into(),
+                        "leave it out",
+                    );
+                }
                 if let Some(b64) = &i.input_base64
                     && base64::engine::general_purpose::STANDARD
                         .decode(b64)
@@ -217,6 +238,7 @@ impl InvokeSpec {
             input_base64: Some(base64::engine::general_purpose::STANDARD.encode(&item.payload)),
             content_type: Some(item.content_type.clone()),
             timeout_s: None,
+            origin: None,
         }
     }
 }
@@ -259,6 +281,12 @@ mod tests {
             err.message
         );
         assert!(JobSpec::from_json(b"[").is_err());
+        // Only the cluster says where a job came from.
+        let err = JobSpec::from_json(
+            br#"{"kind":"invoke","pipeline":"p","origin":{"node":"n1","id":3}}"#,
+        )
+        .unwrap_err();
+        assert!(err.message.starts_with("`origin`"), "{}", err.message);
     }
 
     #[test]

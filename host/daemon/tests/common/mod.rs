@@ -1,5 +1,7 @@
 //! Helpers shared by the tests that run real `weft` processes.
 
+pub mod cluster;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

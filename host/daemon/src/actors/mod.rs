@@ -7,6 +7,8 @@
 //! and from every other actor's. After a restart every stored actor is
 //! created again, and finds its state.
 
+mod cluster;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
@@ -43,6 +45,10 @@ pub struct Actors {
     runtime: Arc<Runtime>,
     store: Store,
     live: RwLock<HashMap<String, Arc<Actor>>>,
+    /// The cluster's work table (cluster mode): actor names are unique
+    /// across the cluster, and a dead node's actors move (see
+    /// `cluster/work.rs`).
+    work: std::sync::OnceLock<Arc<crate::cluster::WorkTable>>,
 }
 
 fn no_actor(name: &str) -> ApiError {
@@ -61,6 +67,7 @@ impl Actors {
             runtime,
             store,
             live: RwLock::default(),
+            work: std::sync::OnceLock::new(),
         }
     }
 
@@ -121,6 +128,7 @@ impl Actors {
         };
         let rec = ActorRecord::new(name, stage, version, config);
         let actor = self.start(rec.clone()).await?;
+        self.claim_name(&rec).await?;
         let store = self.store.clone();
         blocking(move || store.put_actor(&rec)).await?;
         Ok(self.insert(actor))
@@ -221,6 +229,9 @@ impl Actors {
         };
         let (store, n) = (self.store.clone(), name.to_string());
         let existed = blocking(move || store.delete_actor(&n)).await?;
+        if existed {
+            self.release_name(name).await;
+        }
         if existed || live.is_some() {
             Ok(())
         } else {
