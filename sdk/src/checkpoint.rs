@@ -4,7 +4,9 @@
 //!
 //! A checkpoint is stored in the stage's durable [`state`](crate::state),
 //! under a key derived from the item's key. The daemon gives every async job's
-//! input item the key `job-<id>`, so checkpoints of different jobs never mix;
+//! input item the key `job-<id>` (`job-<node>-<id>` in a cluster, the same on
+//! the node that takes the job over when its own dies), so checkpoints of
+//! different jobs never mix;
 //! a batch job's rows carry their row number. Clear the checkpoint when the
 //! work is done.
 //!

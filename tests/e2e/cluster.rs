@@ -717,3 +717,106 @@ async fn a_cancelled_distributed_job_stops_on_every_node() {
     }
     assert_eq!(ran, at_cancel, "no block was committed after the cancel");
 }
+
+/// Reserved CPU on node `d`.
+async fn reserved_cpu(d: &TestDaemon) -> f64 {
+    d.get_json("/v1/node").await["reserved"]["cpu"]
+        .as_f64()
+        .unwrap_or(-1.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn placement_groups_span_nodes_all_or_nothing() {
+    let nats = NatsServer::start();
+    let mut nodes = Vec::new();
+    for name in ["a", "b", "c"] {
+        let cluster = cluster_config(&nats, name);
+        nodes.push(
+            TestDaemon::start_with(|c| {
+                c.cluster = Some(cluster);
+                c.capacity.cpus = Some(2.0);
+                c.capacity.gpus = Some(0.0);
+            })
+            .await,
+        );
+    }
+    let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
+    sees(a, alive(&["a", "b", "c"])).await;
+    sees(b, alive(&["a", "b", "c"])).await;
+
+    // One bundle per node.
+    let (s, group, _) = a
+        .post(
+            "/v1/placement-groups",
+            &json!({"name": "ring", "bundles": [{"cpu": 1.5}, {"cpu": 1.5}, {"cpu": 1.5}], "strategy": "strict_spread"}),
+        )
+        .await;
+    assert_eq!(s, 201, "{group}");
+    let mut placed: Vec<&str> = group["bundles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["node"].as_str().unwrap())
+        .collect();
+    placed.sort_unstable();
+    assert_eq!(placed, ["a", "b", "c"], "{group}");
+    for d in [a, b, c] {
+        assert_eq!(reserved_cpu(d).await, 1.5);
+    }
+
+    // Three more bundles of 1 CPU fit on no node now (0.5 free each): 409,
+    // and whatever share was made (a peer's heartbeat may still show 2
+    // free) is rolled back.
+    let (s, err, _) = b
+        .post(
+            "/v1/placement-groups",
+            &json!({"name": "more", "bundles": [{"cpu": 1}, {"cpu": 1}, {"cpu": 1}], "strategy": "spread"}),
+        )
+        .await;
+    assert_eq!(s, 409, "{err}");
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("nothing was reserved"),
+        "{err}"
+    );
+    for d in [a, b, c] {
+        assert_eq!(reserved_cpu(d).await, 1.5, "nothing of `more` is left");
+    }
+    // Users do not say where bundles go.
+    let (s, err, _) = c
+        .post(
+            "/v1/placement-groups",
+            &json!({"name": "pinned", "bundles": [{"cpu": 0.1}], "nodes": ["c"]}),
+        )
+        .await;
+    assert_eq!(s, 400, "{err}");
+    // The name is the cluster's.
+    eventually("b hears of ring", Duration::from_secs(5), || async {
+        let (s, err, _) = b
+            .post(
+                "/v1/placement-groups",
+                &json!({"name": "ring", "bundles": [{"cpu": 0.1}]}),
+            )
+            .await;
+        if s == 409 && err["error"]["code"] == "placement_group_exists" {
+            Ok(())
+        } else {
+            Err(format!("{s} {err}"))
+        }
+    })
+    .await;
+
+    // Deleting on any node releases every share.
+    let r = c
+        .http
+        .delete(c.url("/v1/placement-groups/ring"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    for d in [a, b, c] {
+        assert_eq!(reserved_cpu(d).await, 0.0);
+    }
+}

@@ -51,6 +51,21 @@ impl Amounts {
         }
     }
 
+    /// Whether every amount of `self` is within `free`.
+    pub fn fits_in(&self, free: &Amounts) -> bool {
+        self.each().all(|(r, need)| need <= free.get(&r) + 1e-9)
+    }
+
+    /// Adds `other` to these amounts.
+    pub fn add_all(&mut self, other: &Amounts) {
+        self.add(other, 1.0);
+    }
+
+    /// Takes `other` away from these amounts.
+    pub fn subtract(&mut self, other: &Amounts) {
+        self.add(other, -1.0);
+    }
+
     fn add(&mut self, other: &Amounts, sign: f64) {
         self.cpu += sign * other.cpu;
         self.gpu += sign * other.gpu;

@@ -56,9 +56,11 @@ impl Daemon {
             .with_context(|| format!("binding {}", config.listen))?;
         let addr = listener.local_addr()?;
 
+        let cluster = Arc::new(crate::cluster::Cluster::new(config.cluster.clone(), addr)?);
         let placement = Arc::new(crate::placement::PlacementGroups::new(
             store.clone(),
             config.capacity.resolve(),
+            cluster.enabled().then(|| cluster.node().to_string()),
         ));
         placement
             .load_all()
@@ -69,7 +71,6 @@ impl Daemon {
             store.clone(),
             placement.clone(),
         ));
-        let cluster = Arc::new(crate::cluster::Cluster::new(config.cluster.clone(), addr)?);
         let state = Arc::new(AppState {
             stages: Stages::new(runtime.clone(), store.clone()),
             jobs: Jobs::new(store.clone(), pipelines.clone(), config.jobs.clone()),

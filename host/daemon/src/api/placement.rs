@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
@@ -18,6 +18,7 @@ use crate::placement::GroupSpec;
 /// reserved; 409 naming the short resource when one does not fit.
 pub async fn create(
     State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
     Body(body): Body,
 ) -> Result<Response, ApiError> {
     let de = &mut serde_json::Deserializer::from_slice(&body);
@@ -26,8 +27,15 @@ pub async fn create(
             r#"send {"name": NAME, "bundles": [{"cpu": 1, "gpu": 1}], "strategy": "pack|spread|strict_pack|strict_spread"}"#,
         )
     })?;
-    let group = state.placement.create(spec).await?;
-    Ok((StatusCode::CREATED, Json(group.to_json())).into_response())
+    if spec.nodes.is_some() && !headers.contains_key(crate::cluster::FORWARDED) {
+        return Err(ApiError::bad_request(
+            "invalid_spec",
+            "`nodes`: set by the cluster when it places a group",
+        )
+        .hint("leave it out; the strategy decides where bundles go"));
+    }
+    let group = state.cluster.create_group(&state, spec).await?;
+    Ok((StatusCode::CREATED, Json(group)).into_response())
 }
 
 /// `GET /v1/placement-groups`.
@@ -59,6 +67,7 @@ pub async fn show(
 pub async fn delete(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
+    headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
     if let Some(pipeline) = state.pipelines.using_group(&name) {
         return Err(ApiError::new(
@@ -68,7 +77,19 @@ pub async fn delete(
         )
         .hint("delete the pipeline, or apply it without `placement`, first"));
     }
-    if state.placement.delete(&name).await? {
+    let plan = state
+        .placement
+        .get(&name)
+        .and_then(|g| g.spec.nodes.clone());
+    let here = state.placement.delete(&name).await?;
+    // In a cluster the other nodes' shares go too (a node asked by a peer
+    // deletes its own share only).
+    let elsewhere = !headers.contains_key(crate::cluster::FORWARDED)
+        && state
+            .cluster
+            .delete_group_elsewhere(&name, plan.as_deref())
+            .await?;
+    if here || elsewhere {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(not_found(&name))

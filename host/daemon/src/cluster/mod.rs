@@ -20,6 +20,7 @@ mod blocks;
 mod drain;
 mod membership;
 mod node;
+mod placement;
 mod registry;
 mod work;
 

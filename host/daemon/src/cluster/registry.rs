@@ -467,7 +467,12 @@ async fn import(live: &Live, state: &Arc<AppState>, event: &Event) -> anyhow::Re
                 .steps
                 .iter()
                 .filter_map(|s| s.placement.as_ref())
-                .find(|p| state.placement.get(&p.group).is_none())
+                .find(|p| {
+                    state
+                        .placement
+                        .get(&p.group)
+                        .is_none_or(|g| g.bundle(p.bundle).is_none())
+                })
             {
                 tracing::info!(pipeline = %name, group = %group.group, "cluster: pipeline runs in a placement group on another node; not started here");
                 return Ok(());

@@ -303,6 +303,21 @@ impl Pipelines {
                     )
                 })?;
                 group.bundle(p.bundle).cloned().ok_or_else(|| {
+                    if let Some(node) = group
+                        .spec
+                        .nodes
+                        .as_ref()
+                        .and_then(|n| n.get(p.bundle))
+                    {
+                        return ApiError::bad_request(
+                            "invalid_spec",
+                            format!(
+                                "steps[{i}].placement: bundle {} of placement group `{}` is on node `{node}`",
+                                p.bundle, p.group
+                            ),
+                        )
+                        .hint("apply the pipeline on that node: it replicates to the others, which forward its requests there");
+                    }
                     ApiError::bad_request(
                         "invalid_spec",
                         format!(
