@@ -820,3 +820,82 @@ async fn placement_groups_span_nodes_all_or_nothing() {
         assert_eq!(reserved_cpu(d).await, 0.0);
     }
 }
+
+/// The names of the nodes among `ds` that run pipeline `name`.
+async fn running_on(ds: &[(&str, &TestDaemon)], name: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for (n, d) in ds {
+        if get_status(d, &format!("/v1/pipelines/{name}")).await.0 == 200 {
+            out.push(n.to_string());
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipeline_with_nodes_runs_on_that_many_and_moves_when_one_leaves() {
+    let nats = NatsServer::start();
+    let mut ds = vec![
+        node(&nats, "a").await,
+        node(&nats, "b").await,
+        node(&nats, "c").await,
+    ];
+    sees(&ds[0], alive(&["a", "b", "c"])).await;
+    ds[0].deploy("normalize", "normalize.wasm").await;
+    let spec = "name = \"clean2\"\nnodes = 2\n[[steps]]\nstage = \"normalize\"\n[[triggers]]\nroute = \"/clean2\"\n";
+    let (s, v) = ds[0].apply("clean2", spec).await;
+    assert_eq!(s, 201, "{v}");
+
+    let names = ["a", "b", "c"];
+    let two = eventually("two nodes run clean2", Duration::from_secs(20), || {
+        let view: Vec<(&str, &TestDaemon)> = names.iter().copied().zip(ds.iter()).collect();
+        async move {
+            let on = running_on(&view, "clean2").await;
+            if on.len() == 2 {
+                Ok(on)
+            } else {
+                Err(format!("{on:?}"))
+            }
+        }
+    })
+    .await;
+    // It stays on those two (no flapping), each at its first version.
+    tokio::time::sleep(HEARTBEAT * 5).await;
+    let view: Vec<(&str, &TestDaemon)> = names.iter().copied().zip(ds.iter()).collect();
+    assert_eq!(running_on(&view, "clean2").await, two);
+    for (n, d) in &view {
+        if two.contains(&n.to_string()) {
+            assert_eq!(d.get_json("/v1/pipelines/clean2").await["version"], 1);
+        }
+    }
+    // Every node serves the trigger: the third forwards.
+    for d in &ds {
+        let out = post_ok(d, "/clean2", json!({"text": "  Hello   WORLD "})).await;
+        assert_eq!(out["text"], "hello world", "{out}");
+    }
+
+    // One of the two leaves: the third node takes its place.
+    let leaving = names.iter().position(|n| *n == two[0]).unwrap();
+    ds[leaving].daemon.take().unwrap().shutdown().await.unwrap();
+    let rest: Vec<(&str, &TestDaemon)> = names
+        .iter()
+        .copied()
+        .zip(ds.iter())
+        .enumerate()
+        .filter(|(i, _)| *i != leaving)
+        .map(|(_, p)| p)
+        .collect();
+    eventually(
+        "the other two run clean2",
+        Duration::from_secs(20),
+        || async {
+            let on = running_on(&rest, "clean2").await;
+            if on.len() == 2 {
+                Ok(())
+            } else {
+                Err(format!("{on:?}"))
+            }
+        },
+    )
+    .await;
+}

@@ -22,6 +22,7 @@ mod membership;
 mod node;
 mod placement;
 mod registry;
+mod schedule;
 mod work;
 
 pub use drain::FORWARDED;
@@ -196,6 +197,8 @@ struct Live {
     /// seen back from the bucket (see [`registry`]).
     pending: Mutex<HashMap<String, u64>>,
     seq: AtomicU64,
+    /// Pipelines with `nodes`: the scheduler decides where they run.
+    scheduled: schedule::Scheduled,
     /// Stops every task.
     stop: CancellationToken,
     /// Stops only the heartbeat (tests: a node that hangs).
@@ -437,6 +440,7 @@ impl Cluster {
             outbox: Mutex::new(Some(tx)),
             pending: Mutex::new(HashMap::new()),
             seq: AtomicU64::new(1),
+            scheduled: Default::default(),
             stop: CancellationToken::new(),
             heartbeat_stop: CancellationToken::new(),
             no_leave: AtomicBool::new(false),
@@ -471,6 +475,14 @@ impl Cluster {
             st.actors.join(table);
         }
         live.tasks.spawn(work::adopter(live.clone(), state.clone()));
+        // Pipelines that run on some nodes only (`nodes = N`).
+        if let Some(st) = state.upgrade() {
+            for p in st.pipelines.all() {
+                schedule::track(&live, &p.spec.name, Some(p.spec.clone()));
+            }
+        }
+        live.tasks
+            .spawn(schedule::scheduler(live.clone(), state.clone()));
         live.outbox_task
             .spawn(registry::publisher(live.clone(), state, rx));
         live.tasks.close();
@@ -547,6 +559,15 @@ impl Cluster {
     /// Queues a registry change made on this node for the other nodes.
     pub(crate) fn publish(&self, kind: Kind, name: &str, change: registry::Change) {
         if let Some(live) = self.live.get() {
+            if kind == Kind::Pipeline {
+                let spec = match &change {
+                    registry::Change::Pipeline { spec } => {
+                        crate::pipeline::PipelineSpec::from_json(spec.as_bytes()).ok()
+                    }
+                    _ => None,
+                };
+                schedule::track(live, name, spec);
+            }
             registry::enqueue(live, kind, name, change);
         }
     }

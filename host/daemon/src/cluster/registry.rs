@@ -393,6 +393,7 @@ async fn import(live: &Live, state: &Arc<AppState>, event: &Event) -> anyhow::Re
             }
         }
         (Kind::Pipeline, true) => {
+            super::schedule::track(live, &name, None);
             if state.pipelines.delete(&name).await.map_err(api)? {
                 tracing::info!(pipeline = %name, "cluster: pipeline deleted (replicated)");
             }
@@ -459,6 +460,12 @@ async fn import(live: &Live, state: &Arc<AppState>, event: &Event) -> anyhow::Re
                 .map_err(|e| anyhow!("pipeline spec: {e}"))?;
             if spec.name != name {
                 bail!("the spec is named `{}`", spec.name);
+            }
+            // One that runs on some nodes only: the scheduler starts it here
+            // if this node is among them.
+            super::schedule::track(live, &name, Some(spec.clone()));
+            if spec.nodes.is_some() {
+                return Ok(());
             }
             // A pipeline that runs in a placement group runs on the node
             // that holds the group; one this node cannot fit is left to the

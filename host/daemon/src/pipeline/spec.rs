@@ -40,6 +40,11 @@ pub struct PipelineSpec {
     /// HTTP endpoints that run this pipeline.
     #[serde(default)]
     pub triggers: Vec<TriggerSpec>,
+    /// In a cluster, how many nodes run this pipeline's replicas (default:
+    /// every node it fits). The cluster picks them by resources and
+    /// rendezvous hashing; other nodes forward its requests to them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nodes: Option<u32>,
 }
 
 /// One step: a stage plus how to run it.
@@ -261,6 +266,18 @@ impl PipelineSpec {
         if self.timeout_ms == 0 {
             return Err(err("timeout_ms", "must be at least 1"));
         }
+        if self.nodes == Some(0) {
+            return Err(err(
+                "nodes",
+                "must be at least 1 (leave it out to run on every node that fits)",
+            ));
+        }
+        if self.nodes.is_some() && self.steps.iter().any(|s| s.placement.is_some()) {
+            return Err(err(
+                "nodes",
+                "a pipeline with steps in a placement group runs where the group's bundles are: leave `nodes` out",
+            ));
+        }
         if self.steps.is_empty() {
             return Err(err(
                 "steps",
@@ -427,6 +444,21 @@ route = "/text"
         assert_eq!(e.field, "steps[0].timeout_ms", "{e}");
         let e = PipelineSpec::from_toml("name = ").unwrap_err();
         assert_eq!(e.field, ".");
+    }
+
+    #[test]
+    fn nodes_is_at_least_one_and_not_with_placement_groups() {
+        let one = |extra: &str, step: &str| {
+            PipelineSpec::from_toml(&format!(
+                "name = \"p\"\n{extra}\n[[steps]]\nstage = \"s\"\n{step}\n"
+            ))
+            .unwrap()
+            .validate()
+        };
+        one("nodes = 2", "").unwrap();
+        assert_eq!(one("nodes = 0", "").unwrap_err().field, "nodes");
+        let e = one("nodes = 1", "placement = { group = \"g\", bundle = 0 }").unwrap_err();
+        assert!(e.message.contains("placement group"), "{e}");
     }
 
     proptest::proptest! {
