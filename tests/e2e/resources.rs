@@ -45,6 +45,9 @@ async fn replicas_reserve_resources_and_oversubscription_is_refused() {
     assert_eq!(n["capacity"]["cpu"], 2.0, "{n}");
     assert_eq!(n["capacity"]["custom"]["licence"], 1.0, "{n}");
     assert!(n["capacity"]["memory_mib"].as_f64().unwrap() > 0.0, "{n}");
+    // Detected GPUs are listed, software adapters (llvmpipe) never.
+    let gpus = n["gpus_detected"].as_array().expect("gpus_detected");
+    assert!(gpus.iter().all(|g| g["device_type"] != "cpu"), "{n}");
 
     // By default a replica reserves nothing.
     assert_eq!(d.apply("free", &pipeline("free", "")).await.0, 201);

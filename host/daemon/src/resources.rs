@@ -343,8 +343,8 @@ pub struct CapacityConfig {
     pub cpus: Option<f64>,
     /// Memory in MiB; default: the machine's.
     pub memory_mib: Option<f64>,
-    /// GPUs; default: 0 (weft does not probe for GPUs at start-up; a node
-    /// with a GPU says so with `--gpus`).
+    /// GPUs; default: the hardware GPUs wgpu finds (Vulkan, Metal, DX12;
+    /// software adapters such as llvmpipe do not count).
     pub gpus: Option<f64>,
     /// Custom resources.
     pub custom: BTreeMap<String, f64>,
@@ -357,11 +357,25 @@ impl CapacityConfig {
             cpu: self.cpus.unwrap_or_else(|| {
                 std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64)
             }),
-            gpu: self.gpus.unwrap_or(0.0),
+            gpu: self.gpus.unwrap_or_else(|| detected_gpus().len() as f64),
             memory_mib: self.memory_mib.unwrap_or_else(machine_memory_mib),
             custom: self.custom.clone(),
         }
     }
+}
+
+/// The hardware GPUs of this machine, probed once per process (about
+/// 0.1 s with a Vulkan loader; none without one).
+pub fn detected_gpus() -> &'static [weft_nn::gpu::AdapterSummary] {
+    static GPUS: std::sync::OnceLock<Vec<weft_nn::gpu::AdapterSummary>> =
+        std::sync::OnceLock::new();
+    GPUS.get_or_init(|| {
+        let gpus = weft_nn::gpu::hardware_gpus();
+        for g in &gpus {
+            tracing::info!(gpu = %g, "GPU detected");
+        }
+        gpus
+    })
 }
 
 /// Total memory from `/proc/meminfo`, or 1 GiB where there is none.

@@ -110,5 +110,9 @@ pub async fn node(State(state): State<Arc<AppState>>) -> Json<Value> {
         "reserved": usage.reserved,
         "free": usage.free,
         "placement_groups": names,
+        "gpus_detected": crate::resources::detected_gpus()
+            .iter()
+            .map(|g| json!({"name": g.name, "backend": g.backend, "device_type": g.device_type}))
+            .collect::<Vec<_>>(),
     }))
 }

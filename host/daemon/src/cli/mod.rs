@@ -207,7 +207,8 @@ pub struct ServeArgs {
     /// Cores this node offers to replicas (default: the machine's).
     #[arg(long)]
     pub cpus: Option<f64>,
-    /// GPUs this node offers (default 0: weft does not probe for GPUs).
+    /// GPUs this node offers (default: the hardware GPUs wgpu finds;
+    /// software adapters such as llvmpipe do not count).
     #[arg(long)]
     pub gpus: Option<f64>,
     /// Memory in MiB this node offers to replicas (default: the machine's).

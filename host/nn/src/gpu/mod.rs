@@ -187,6 +187,49 @@ fn too_large(message: String) -> NnError {
     NnError::new(NnErrorKind::TooLarge, message)
 }
 
+/// The hardware GPUs wgpu can see on Vulkan, Metal or DX12, one entry per
+/// device (an adapter listed by two backends counts once); software
+/// adapters such as llvmpipe are left out. Used to detect a node's GPU
+/// count. wgpu reports no device memory size, so none is given here.
+pub fn hardware_gpus() -> Vec<AdapterSummary> {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+    desc.backends = wgpu::Backends::PRIMARY;
+    desc.flags = wgpu::InstanceFlags::empty();
+    let desc = desc.with_env();
+    let backends = desc.backends;
+    let instance = wgpu::Instance::new(desc);
+    let mut seen = std::collections::BTreeSet::new();
+    block_on(instance.enumerate_adapters(backends))
+        .into_iter()
+        .map(|a| a.get_info())
+        .filter(|i| i.device_type != wgpu::DeviceType::Cpu)
+        .filter(|i| {
+            let id = if i.device_pci_bus_id.is_empty() {
+                format!("{:x}:{:x}:{}", i.vendor, i.device, i.name)
+            } else {
+                i.device_pci_bus_id.clone()
+            };
+            seen.insert(id)
+        })
+        .map(|i| summary(&i))
+        .collect()
+}
+
+fn summary(info: &wgpu::AdapterInfo) -> AdapterSummary {
+    AdapterSummary {
+        name: info.name.clone(),
+        backend: info.backend.to_str().to_string(),
+        device_type: match info.device_type {
+            wgpu::DeviceType::DiscreteGpu => "discrete-gpu",
+            wgpu::DeviceType::IntegratedGpu => "integrated-gpu",
+            wgpu::DeviceType::VirtualGpu => "virtual-gpu",
+            wgpu::DeviceType::Cpu => "cpu",
+            wgpu::DeviceType::Other => "other",
+        }
+        .to_string(),
+    }
+}
+
 /// The process's GPU, once set up (or why it could not be).
 static SHARED: OnceLock<Result<Arc<Gpu>, NnError>> = OnceLock::new();
 
@@ -249,18 +292,7 @@ impl Gpu {
             )
         })?;
         let info = adapter.get_info();
-        let summary = AdapterSummary {
-            name: info.name.clone(),
-            backend: info.backend.to_str().to_string(),
-            device_type: match info.device_type {
-                wgpu::DeviceType::DiscreteGpu => "discrete-gpu",
-                wgpu::DeviceType::IntegratedGpu => "integrated-gpu",
-                wgpu::DeviceType::VirtualGpu => "virtual-gpu",
-                wgpu::DeviceType::Cpu => "cpu",
-                wgpu::DeviceType::Other => "other",
-            }
-            .to_string(),
-        };
+        let summary = summary(&info);
         let limits = adapter.limits();
         let needs = [
             (

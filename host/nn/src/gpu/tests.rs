@@ -151,3 +151,19 @@ fn concurrent_readbacks_all_complete() {
         t.join().unwrap();
     }
 }
+
+/// GPU detection counts hardware only: the software adapter these tests
+/// run on (llvmpipe) is never one, and nothing is listed twice.
+#[test]
+fn detection_leaves_software_adapters_out() {
+    let gpus = hardware_gpus();
+    assert!(gpus.iter().all(|g| g.device_type != "cpu"), "{gpus:?}");
+    let names: std::collections::BTreeSet<String> = gpus.iter().map(|g| g.to_string()).collect();
+    assert!(names.len() <= gpus.len());
+    if gpu().adapter().device_type == "cpu" {
+        assert!(
+            !gpus.iter().any(|g| g.name == gpu().adapter().name),
+            "{gpus:?}"
+        );
+    }
+}
