@@ -47,16 +47,32 @@ const SMALL: usize = 32 * 32 * 32;
 /// assert_eq!(c, [19.0, 22.0, 43.0, 50.0]);
 /// ```
 pub fn matmul(a: &[f32], b: &[f32], c: &mut [f32], m: usize, k: usize, n: usize) {
-    gemm(a, b, c, m, k, n, true);
+    gemm(a, b, c, m, k, n, true, true);
+}
+
+/// C += A·B: [`matmul`] adding to what `c` holds (a broadcast bias, say)
+/// instead of overwriting it.
+pub(crate) fn matmul_add(a: &[f32], b: &[f32], c: &mut [f32], m: usize, k: usize, n: usize) {
+    gemm(a, b, c, m, k, n, true, false);
 }
 
 /// [`matmul`] on the calling thread only, for callers that parallelise
 /// over many small products themselves.
 pub(crate) fn matmul_serial(a: &[f32], b: &[f32], c: &mut [f32], m: usize, k: usize, n: usize) {
-    gemm(a, b, c, m, k, n, false);
+    gemm(a, b, c, m, k, n, false, true);
 }
 
-fn gemm(a: &[f32], b: &[f32], c: &mut [f32], m: usize, k: usize, n: usize, parallel: bool) {
+#[allow(clippy::too_many_arguments)]
+fn gemm(
+    a: &[f32],
+    b: &[f32],
+    c: &mut [f32],
+    m: usize,
+    k: usize,
+    n: usize,
+    parallel: bool,
+    zero: bool,
+) {
     assert!(
         a.len() >= m * k && b.len() >= k * n && c.len() >= m * n,
         "matmul operands too short"
@@ -65,7 +81,9 @@ fn gemm(a: &[f32], b: &[f32], c: &mut [f32], m: usize, k: usize, n: usize, paral
     if m == 0 || n == 0 {
         return;
     }
-    c.fill(0.0);
+    if zero {
+        c.fill(0.0);
+    }
     if k == 0 {
         return;
     }
@@ -320,11 +338,20 @@ mod tests {
             let want = naive(&a, &b, m, k, n);
             for parallel in [true, false] {
                 let mut c = vec![f32::NAN; m * n];
-                gemm(&a, &b, &mut c, m, k, n, parallel);
+                gemm(&a, &b, &mut c, m, k, n, parallel, true);
                 for (x, y) in c.iter().zip(&want) {
                     assert!(
                         (x - y).abs() <= 1e-4 * (1.0 + y.abs()),
                         "{m}x{k}x{n}: {x} vs {y}"
+                    );
+                }
+                // Accumulating onto what C holds (a bias).
+                let mut c = vec![0.5; m * n];
+                gemm(&a, &b, &mut c, m, k, n, parallel, false);
+                for (x, y) in c.iter().zip(&want) {
+                    assert!(
+                        (x - (y + 0.5)).abs() <= 1e-4 * (1.0 + y.abs()),
+                        "{m}x{k}x{n} + 0.5: {x} vs {y}"
                     );
                 }
             }

@@ -149,6 +149,16 @@ impl OnnxModel {
         bytes: &[u8],
         gpu: Option<Result<Arc<Gpu>, NnError>>,
     ) -> Result<Self, NnError> {
+        Self::load_with(bytes, gpu, super::fuse::enabled())
+    }
+
+    /// [`OnnxModel::load_for`], with the load-time fusion of
+    /// `onnx/fuse.rs` on or off.
+    pub(crate) fn load_with(
+        bytes: &[u8],
+        gpu: Option<Result<Arc<Gpu>, NnError>>,
+        fuse: bool,
+    ) -> Result<Self, NnError> {
         let model = proto::model(bytes)?;
         let GraphProto {
             nodes,
@@ -205,6 +215,12 @@ impl OnnxModel {
             tensor_type(o)?;
         }
         let outputs: Vec<String> = outputs.into_iter().map(|o| o.name).collect();
+        let nodes = if fuse {
+            let products = !matches!(gpu, Some(Ok(_)));
+            super::fuse::fuse(nodes, &weights, &outputs, products)
+        } else {
+            nodes
+        };
         let frees = plan_frees(&nodes, &outputs);
         let (gpu, placement) = match gpu {
             None => (None, Placement::Cpu),

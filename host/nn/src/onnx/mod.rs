@@ -6,6 +6,7 @@
 //! Field numbers are those of `onnx.proto3`.
 
 pub(crate) mod exec;
+mod fuse;
 mod ops;
 mod proto;
 mod value;

@@ -5,6 +5,7 @@ mod attention;
 mod boxes;
 mod einsum;
 mod elementwise;
+mod fused;
 mod index;
 mod loss;
 mod nn;
@@ -267,7 +268,7 @@ pub(crate) fn axis(a: i64, rank: usize) -> Result<usize, NnError> {
 
 /// Whether [`run_owned`] can reuse an input's buffer for `op_type`.
 pub(crate) fn in_place(op_type: &str) -> bool {
-    elementwise::IN_PLACE.contains(&op_type)
+    elementwise::IN_PLACE.contains(&op_type) || fused::IN_PLACE.contains(&op_type)
 }
 
 /// [`run`] with input `i` handed over (its slot in `inputs` is `None`):
@@ -278,6 +279,15 @@ pub(crate) fn run_owned(
     i: usize,
     v: Value,
 ) -> Result<Vec<Value>, NnError> {
+    let op = node.proto.op_type.as_str();
+    if fused::IN_PLACE.contains(&op) {
+        if i == 0 {
+            return fused::run(op, inputs, v).map(|v| vec![v]);
+        }
+        let mut args = inputs.to_vec();
+        args[i] = Some(&v);
+        return run(node, &args);
+    }
     elementwise::run_owned(node, inputs, i, v).map(|v| vec![v])
 }
 
@@ -304,6 +314,8 @@ pub(crate) fn run(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Vec<Value
     let one = |v: Value| Ok(vec![v]);
     match op {
         "Constant" => one(shape::constant(node)?),
+        "WeftGelu" | "WeftLayerNorm" => one(fused::run(op, inputs, req(inputs, 0)?.clone())?),
+        "WeftMatMulBias" => one(fused::matmul_bias(inputs)?),
         "Identity" => one(req(inputs, 0)?.clone()),
         "Dropout" => shape::dropout(node, inputs),
         "Shape" => one(shape::shape(node, inputs)?),

@@ -1,0 +1,397 @@
+//! Load-time fusion of two patterns that exporters (PyTorch's among them)
+//! spell out node by node in transformer graphs:
+//!
+//! - layer normalisation over the last axis: `ReduceMean`, `Sub`, `Pow(2)`,
+//!   `ReduceMean`, `Add(eps)`, `Sqrt`, `Div`, `Mul(weight)`, `Add(bias)` —
+//!   nine passes over the activations — becomes one `WeftLayerNorm` node;
+//! - exact GELU: `Div(√2)`, `Erf`, `Add(1)`, `Mul(x)`, `Mul(0.5)` becomes
+//!   one `WeftGelu` node (computed in the same order, in f32, so the result
+//!   is the same bit for bit);
+//! - a `MatMul` by a 2-D weight then the `Add` of a bias vector becomes one
+//!   `WeftMatMulBias` node: the product accumulates onto the broadcast bias
+//!   (CPU models only: a GPU model keeps its `MatMul`s on the device).
+//!
+//! A pattern is fused only when its intermediate values feed nothing else
+//! (no other node, no graph output) and its constants are initializers of
+//! the expected kind; anything else runs as written. The fused node takes
+//! the place of the pattern's last node, whose output it produces.
+//! `WEFT_NN_NO_FUSE=1` turns fusion off (to compare, or to rule it out).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::proto::{Attr, NodeProto};
+use super::value::{Data, Value};
+
+/// Whether fusion is on (`WEFT_NN_NO_FUSE` unset or `0`).
+pub(super) fn enabled() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var_os("WEFT_NN_NO_FUSE").is_none_or(|v| v == "0"))
+}
+
+/// What the matchers look at.
+struct Graph<'a> {
+    nodes: &'a [NodeProto],
+    weights: &'a HashMap<String, Arc<Value>>,
+    /// How many node inputs and graph outputs read each value.
+    uses: HashMap<&'a str, usize>,
+    /// The node producing each value.
+    producer: HashMap<&'a str, usize>,
+}
+
+impl<'a> Graph<'a> {
+    /// The node producing `name` if it is `op` and `name` is read `uses`
+    /// times in all.
+    fn made_by(&self, name: &str, op: &str, uses: usize) -> Option<usize> {
+        let i = *self.producer.get(name)?;
+        (self.nodes[i].op_type == op
+            && self.uses.get(name) == Some(&uses)
+            && self.nodes[i].domain.is_empty())
+        .then_some(i)
+    }
+
+    /// An f32 initializer's values.
+    fn floats(&self, name: &str) -> Option<&'a [f32]> {
+        match &self.weights.get(name)?.data {
+            Data::F32(v) => Some(v.as_slice()),
+            _ => None,
+        }
+    }
+
+    fn scalar(&self, name: &str) -> Option<f32> {
+        self.floats(name).filter(|v| v.len() == 1).map(|v| v[0])
+    }
+
+    /// A 1-D f32 initializer (a LayerNorm weight or bias).
+    fn vector(&self, name: &str) -> bool {
+        self.weights
+            .get(name)
+            .is_some_and(|w| w.shape.len() == 1 && matches!(w.data, Data::F32(_)))
+    }
+
+    /// The two inputs of binary node `i`, the one satisfying `is_const`
+    /// second (either order).
+    fn split(&self, i: usize, is_const: impl Fn(&str) -> bool) -> Option<(&'a str, &'a str)> {
+        let n = &self.nodes[i];
+        let [a, b] = n.inputs.as_slice() else {
+            return None;
+        };
+        if is_const(b) {
+            Some((a.as_str(), b.as_str()))
+        } else if is_const(a) {
+            Some((b.as_str(), a.as_str()))
+        } else {
+            None
+        }
+    }
+
+    /// Whether node `i` is a `ReduceMean` over the last axis with keepdims.
+    fn mean_last(&self, i: usize) -> bool {
+        let n = &self.nodes[i];
+        let attr = |name: &str| n.attrs.iter().find(|(k, _)| k == name).map(|(_, a)| a);
+        n.inputs.len() == 1
+            && matches!(attr("axes"), Some(Attr::Ints(a)) if a == &[-1])
+            && matches!(attr("keepdims"), None | Some(Attr::Int(1)))
+    }
+
+    /// The layer normalisation ending at `Add` node `i`: the nodes it
+    /// covers and the fused node.
+    fn layer_norm(&self, i: usize) -> Option<(Vec<usize>, NodeProto)> {
+        let end = &self.nodes[i];
+        let (m_out, bias) = self.split(i, |n| self.vector(n))?;
+        let mul = self.made_by(m_out, "Mul", 1)?;
+        let (d_out, weight) = self.split(mul, |n| self.vector(n))?;
+        let div = self.made_by(d_out, "Div", 1)?;
+        let [s_out, q_out] = self.nodes[div].inputs.as_slice() else {
+            return None;
+        };
+        let sqrt = self.made_by(q_out, "Sqrt", 1)?;
+        let add = self.made_by(&self.nodes[sqrt].inputs[0], "Add", 1)?;
+        let (v_out, eps) = self.split(add, |n| self.scalar(n).is_some())?;
+        let mean2 = self.made_by(v_out, "ReduceMean", 1)?;
+        let pow = self.made_by(&self.nodes[mean2].inputs[0], "Pow", 1)?;
+        let (p_in, two) = self.split(pow, |n| self.scalar(n) == Some(2.0))?;
+        let _ = two;
+        let sub = self.made_by(s_out, "Sub", 2)?;
+        if p_in != s_out {
+            return None;
+        }
+        let [x, m1_out] = self.nodes[sub].inputs.as_slice() else {
+            return None;
+        };
+        let mean1 = self.made_by(m1_out, "ReduceMean", 1)?;
+        if &self.nodes[mean1].inputs[0] != x || !self.mean_last(mean1) || !self.mean_last(mean2) {
+            return None;
+        }
+        let fused = NodeProto {
+            name: end.name.clone(),
+            op_type: "WeftLayerNorm".into(),
+            domain: String::new(),
+            inputs: vec![x.clone(), eps.into(), weight.into(), bias.into()],
+            outputs: end.outputs.clone(),
+            attrs: Vec::new(),
+        };
+        Some((vec![mean1, sub, pow, mean2, add, sqrt, div, mul, i], fused))
+    }
+
+    /// A `MatMul` by a 2-D weight followed by the `Add` of a bias vector,
+    /// ending at `Add` node `i`.
+    fn matmul_bias(&self, i: usize) -> Option<(Vec<usize>, NodeProto)> {
+        let end = &self.nodes[i];
+        let (mm_out, bias) = self.split(i, |n| self.vector(n))?;
+        let mm = self.made_by(mm_out, "MatMul", 1)?;
+        let [a, w] = self.nodes[mm].inputs.as_slice() else {
+            return None;
+        };
+        let weight = self.weights.get(w.as_str())?;
+        let cols = match weight.shape.as_slice() {
+            [_, cols] if matches!(weight.data, Data::F32(_)) => *cols,
+            _ => return None,
+        };
+        if self.weights.get(bias)?.shape != [cols] {
+            return None;
+        }
+        let fused = NodeProto {
+            name: end.name.clone(),
+            op_type: "WeftMatMulBias".into(),
+            domain: String::new(),
+            inputs: vec![a.clone(), w.clone(), bias.into()],
+            outputs: end.outputs.clone(),
+            attrs: Vec::new(),
+        };
+        Some((vec![mm, i], fused))
+    }
+
+    /// The exact GELU ending at `Mul` node `i`.
+    fn gelu(&self, i: usize) -> Option<(Vec<usize>, NodeProto)> {
+        let end = &self.nodes[i];
+        let (m_out, half) = self.split(i, |n| self.scalar(n) == Some(0.5))?;
+        let mul = self.made_by(m_out, "Mul", 1)?;
+        let [a, b] = self.nodes[mul].inputs.as_slice() else {
+            return None;
+        };
+        let (x, add) = match (self.made_by(b, "Add", 1), self.made_by(a, "Add", 1)) {
+            (Some(add), _) => (a, add),
+            (None, Some(add)) => (b, add),
+            _ => return None,
+        };
+        let (e_out, one) = self.split(add, |n| self.scalar(n) == Some(1.0))?;
+        let erf = self.made_by(e_out, "Erf", 1)?;
+        let div = self.made_by(&self.nodes[erf].inputs[0], "Div", 1)?;
+        let (d_in, root2) = self.split(div, |n| self.scalar(n).is_some())?;
+        let is_root2 = self
+            .scalar(root2)
+            .is_some_and(|r| (r - std::f32::consts::SQRT_2).abs() < 1e-6);
+        if d_in != x.as_str() || !is_root2 || self.nodes[div].inputs[0] != *x {
+            return None;
+        }
+        let fused = NodeProto {
+            name: end.name.clone(),
+            op_type: "WeftGelu".into(),
+            domain: String::new(),
+            inputs: vec![x.clone(), root2.into(), one.into(), half.into()],
+            outputs: end.outputs.clone(),
+            attrs: Vec::new(),
+        };
+        Some((vec![div, erf, add, mul, i], fused))
+    }
+}
+
+/// `nodes` with the patterns above fused. `products`: whether to fuse
+/// weight products with their bias too (not for a model whose products
+/// run on a GPU, which keeps its `MatMul`s).
+pub(super) fn fuse(
+    nodes: Vec<NodeProto>,
+    weights: &HashMap<String, Arc<Value>>,
+    outputs: &[String],
+    products: bool,
+) -> Vec<NodeProto> {
+    let mut replace: Vec<Option<NodeProto>> = vec![None; nodes.len()];
+    let mut covered = vec![false; nodes.len()];
+    {
+        let mut uses: HashMap<&str, usize> = HashMap::new();
+        for n in &nodes {
+            for i in n.inputs.iter().filter(|i| !i.is_empty()) {
+                *uses.entry(i.as_str()).or_default() += 1;
+            }
+        }
+        for o in outputs {
+            *uses.entry(o.as_str()).or_default() += 1;
+        }
+        let mut producer = HashMap::new();
+        for (i, n) in nodes.iter().enumerate() {
+            for o in n.outputs.iter().filter(|o| !o.is_empty()) {
+                producer.insert(o.as_str(), i);
+            }
+        }
+        let g = Graph {
+            nodes: &nodes,
+            weights,
+            uses,
+            producer,
+        };
+        for i in 0..nodes.len() {
+            let found = match (nodes[i].op_type.as_str(), nodes[i].domain.is_empty()) {
+                ("Add", true) => g
+                    .layer_norm(i)
+                    .or_else(|| products.then(|| g.matmul_bias(i)).flatten()),
+                ("Mul", true) => g.gelu(i),
+                _ => None,
+            };
+            if let Some((group, fused)) = found
+                && group.iter().all(|&j| !covered[j])
+            {
+                group.iter().for_each(|&j| covered[j] = true);
+                replace[i] = Some(fused);
+            }
+        }
+    }
+    nodes
+        .into_iter()
+        .zip(replace)
+        .zip(covered)
+        .filter_map(|((node, fused), covered)| match fused {
+            Some(f) => Some(f),
+            None if covered => None,
+            None => Some(node),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+    use crate::onnx::exec::OnnxModel;
+    use crate::{Model, Tensor};
+
+    fn minilm() -> Vec<u8> {
+        // Where `cargo xtask models` puts it (`WEFT_MODELS` overrides).
+        let dir = std::env::var_os("WEFT_MODELS")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/models")
+            });
+        let path = dir.join("minilm/model.onnx");
+        std::fs::read(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}; run `cargo xtask models`", path.display()))
+    }
+
+    fn ids(v: &serde_json::Value) -> Vec<i64> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_i64().unwrap())
+            .collect()
+    }
+
+    /// MiniLM's 13 layer norms and 6 GELUs fuse, and the fused graph
+    /// computes what the graph as written does, and what onnxruntime does.
+    #[test]
+    fn minilm_fuses_and_agrees_with_the_graph_as_written() {
+        let bytes = minilm();
+        let model = crate::onnx::proto::model(&bytes).unwrap();
+        let mut weights = HashMap::new();
+        for t in model.graph.initializers {
+            let (name, v) = crate::onnx::proto::tensor(t).unwrap();
+            weights.insert(name, Arc::new(v));
+        }
+        let outputs: Vec<String> = model.graph.outputs.iter().map(|o| o.name.clone()).collect();
+        let before = model.graph.nodes.len();
+        let fused = fuse(model.graph.nodes, &weights, &outputs, true);
+        let count = |op: &str| fused.iter().filter(|n| n.op_type == op).count();
+        assert_eq!(
+            (
+                count("WeftLayerNorm"),
+                count("WeftGelu"),
+                count("WeftMatMulBias")
+            ),
+            (13, 6, 36)
+        );
+        assert_eq!(fused.len(), before - 13 * 8 - 6 * 4 - 36);
+
+        let plain = OnnxModel::load_with(&bytes, None, false).unwrap();
+        let quick = OnnxModel::load_with(&bytes, None, true).unwrap();
+        let text = std::fs::read_to_string(
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/minilm_reference.json"),
+        )
+        .unwrap();
+        let reference: serde_json::Value = serde_json::from_str(&text).unwrap();
+        for s in reference["sentences"].as_array().unwrap().iter().take(3) {
+            let input = ids(&s["input_ids"]);
+            let shape = vec![1, input.len()];
+            let inputs = [
+                ("input_ids".into(), Tensor::from_i64(shape.clone(), &input)),
+                (
+                    "attention_mask".into(),
+                    Tensor::from_i64(shape.clone(), &ids(&s["attention_mask"])),
+                ),
+                (
+                    "token_type_ids".into(),
+                    Tensor::from_i64(shape, &ids(&s["token_type_ids"])),
+                ),
+            ];
+            let want = plain.session().compute(&inputs).unwrap()[0]
+                .1
+                .to_f32()
+                .unwrap();
+            let got = quick.session().compute(&inputs).unwrap()[0]
+                .1
+                .to_f32()
+                .unwrap();
+            let worst = got
+                .iter()
+                .zip(&want)
+                .map(|(g, w)| (g - w).abs() / w.abs().max(1.0))
+                .fold(0.0f32, f32::max);
+            assert!(worst <= 1e-5, "fused vs as written: {worst}");
+            for (g, r) in got.iter().zip(s["hidden_0_0_first8"].as_array().unwrap()) {
+                let r = r.as_f64().unwrap() as f32;
+                assert!(
+                    (g - r).abs() <= 1e-4 * r.abs().max(1.0),
+                    "{g} vs onnxruntime {r}"
+                );
+            }
+        }
+    }
+
+    /// A GELU whose intermediate is also a graph output stays as written.
+    #[test]
+    fn patterns_whose_insides_are_read_elsewhere_stay_unfused() {
+        use crate::onnx::write::GraphWriter;
+        let mut g = GraphWriter::new("gelu");
+        g.node("Div", &["x", "root2"], &["d"], "div", &[]);
+        g.node("Erf", &["d"], &["e"], "erf", &[]);
+        g.node("Add", &["e", "one"], &["a"], "add", &[]);
+        g.node("Mul", &["x", "a"], &["m"], "mul", &[]);
+        g.node("Mul", &["m", "half"], &["y"], "half", &[]);
+        g.initializer("root2", &[], &[std::f32::consts::SQRT_2]);
+        g.initializer("one", &[], &[1.0]);
+        g.initializer("half", &[], &[0.5]);
+        g.input("x", &["n"]);
+        g.output("y", &[]);
+        let alone = g.finish("weft-nn tests", 17);
+        let x = Tensor::from_f32(vec![4], &[-2.0, -0.5, 0.25, 3.0]);
+        let run = |bytes: &[u8], fuse: bool| {
+            let m = OnnxModel::load_with(bytes, None, fuse).unwrap();
+            let out = m.session().compute(&[("x".into(), x.clone())]).unwrap();
+            out[0].1.to_f32().unwrap()
+        };
+        // Fused: the same bits as the five nodes.
+        assert_eq!(run(&alone, true), run(&alone, false));
+        let model = crate::onnx::proto::model(&alone).unwrap();
+        let mut weights = HashMap::new();
+        for t in model.graph.initializers {
+            let (name, v) = crate::onnx::proto::tensor(t).unwrap();
+            weights.insert(name, Arc::new(v));
+        }
+        let nodes = model.graph.nodes;
+        assert_eq!(fuse(nodes.clone(), &weights, &["y".into()], true).len(), 1);
+        // `e` is an output too: nothing fuses.
+        assert_eq!(
+            fuse(nodes, &weights, &["y".into(), "e".into()], true).len(),
+            5
+        );
+    }
+}
