@@ -7,6 +7,10 @@
 //! - exact GELU: `Div(√2)`, `Erf`, `Add(1)`, `Mul(x)`, `Mul(0.5)` becomes
 //!   one `WeftGelu` node (computed in the same order, in f32, so the result
 //!   is the same bit for bit);
+//! - BERT-style multi-head attention (three `Reshape`+`Transpose` head
+//!   splits, `MatMul`, `Div(scale)`, `Add(mask)`, `Softmax`, `MatMul`,
+//!   `Transpose` back) becomes one `WeftAttention` node that reads the
+//!   heads in place and never materialises a transposed copy;
 //! - a `MatMul` by a 2-D weight then the `Add` of a bias vector becomes one
 //!   `WeftMatMulBias` node: the product accumulates onto the broadcast bias
 //!   (CPU models only: a GPU model keeps its `MatMul`s on the device).
@@ -162,6 +166,94 @@ impl<'a> Graph<'a> {
         Some((vec![mm, i], fused))
     }
 
+    /// The `Ints` attribute `name` of node `i`.
+    fn ints(&self, i: usize, name: &str) -> Option<&'a [i64]> {
+        self.nodes[i]
+            .attrs
+            .iter()
+            .find(|(k, _)| k == name)
+            .and_then(|(_, a)| match a {
+                Attr::Ints(v) => Some(v.as_slice()),
+                _ => None,
+            })
+    }
+
+    /// `Transpose(Reshape(x, shape), perm)` producing `name` (read once, as
+    /// is the reshape): `(x, shape)`.
+    fn heads(&self, name: &str, perm: &[i64]) -> Option<(&'a str, &'a str, [usize; 2])> {
+        let t = self.made_by(name, "Transpose", 1)?;
+        if self.ints(t, "perm")? != perm {
+            return None;
+        }
+        let r = self.made_by(&self.nodes[t].inputs[0], "Reshape", 1)?;
+        let [x, shape] = self.nodes[r].inputs.as_slice() else {
+            return None;
+        };
+        Some((x.as_str(), shape.as_str(), [t, r]))
+    }
+
+    /// Multi-head attention as BERT exporters write it, ending at the
+    /// `Transpose` node `i` that puts the heads back:
+    /// `Transpose(MatMul(Softmax(Add(Div(MatMul(Q, K), scale), mask)), V))`
+    /// with Q, K and V each a `Transpose(Reshape(projection, [B, S, H, D]))`.
+    fn attention(&self, i: usize) -> Option<(Vec<usize>, NodeProto)> {
+        let end = &self.nodes[i];
+        if self.ints(i, "perm")? != [0, 2, 1, 3] {
+            return None;
+        }
+        let mm2 = self.made_by(&end.inputs[0], "MatMul", 1)?;
+        let [p_out, v_out] = self.nodes[mm2].inputs.as_slice() else {
+            return None;
+        };
+        let softmax = self.made_by(p_out, "Softmax", 1)?;
+        let axis = self.nodes[softmax]
+            .attrs
+            .iter()
+            .find(|(k, _)| k == "axis")
+            .map(|(_, a)| a);
+        if !matches!(axis, Some(Attr::Int(-1) | Attr::Int(3))) {
+            return None;
+        }
+        let add = self.made_by(&self.nodes[softmax].inputs[0], "Add", 1)?;
+        let [s_out, mask] = self.nodes[add].inputs.as_slice() else {
+            return None;
+        };
+        let div = self.made_by(s_out, "Div", 1)?;
+        let [mm1_out, scale] = self.nodes[div].inputs.as_slice() else {
+            return None;
+        };
+        self.scalar(scale)?;
+        let mm1 = self.made_by(mm1_out, "MatMul", 1)?;
+        let [q_out, k_out] = self.nodes[mm1].inputs.as_slice() else {
+            return None;
+        };
+        let (q, q_shape, qn) = self.heads(q_out, &[0, 2, 1, 3])?;
+        let (k, k_shape, kn) = self.heads(k_out, &[0, 2, 3, 1])?;
+        let (v, v_shape, vn) = self.heads(v_out, &[0, 2, 1, 3])?;
+        let fused = NodeProto {
+            name: end.name.clone(),
+            op_type: "WeftAttention".into(),
+            domain: String::new(),
+            inputs: [
+                q,
+                k,
+                v,
+                q_shape,
+                k_shape,
+                v_shape,
+                scale.as_str(),
+                mask.as_str(),
+            ]
+            .map(String::from)
+            .to_vec(),
+            outputs: end.outputs.clone(),
+            attrs: Vec::new(),
+        };
+        let mut group = vec![mm1, div, add, softmax, mm2, i];
+        group.extend(qn.into_iter().chain(kn).chain(vn));
+        Some((group, fused))
+    }
+
     /// The exact GELU ending at `Mul` node `i`.
     fn gelu(&self, i: usize) -> Option<(Vec<usize>, NodeProto)> {
         let end = &self.nodes[i];
@@ -236,6 +328,7 @@ pub(super) fn fuse(
                     .layer_norm(i)
                     .or_else(|| products.then(|| g.matmul_bias(i)).flatten()),
                 ("Mul", true) => g.gelu(i),
+                ("Transpose", true) => g.attention(i),
                 _ => None,
             };
             if let Some((group, fused)) = found
@@ -309,7 +402,8 @@ mod tests {
             ),
             (13, 6, 36)
         );
-        assert_eq!(fused.len(), before - 13 * 8 - 6 * 4 - 36);
+        assert_eq!(count("WeftAttention"), 6);
+        assert_eq!(fused.len(), before - 13 * 8 - 6 * 4 - 36 - 6 * 11);
 
         let plain = OnnxModel::load_with(&bytes, None, false).unwrap();
         let quick = OnnxModel::load_with(&bytes, None, true).unwrap();

@@ -117,3 +117,138 @@ pub(super) fn matmul_bias(inputs: &[Option<&Value>]) -> Result<Value, NnError> {
     *shape.last_mut().expect("rank >= 1") = n;
     Ok(a.with(shape, Data::F32(c)))
 }
+
+/// A `Reshape` target (`0` copies the input's dim, `-1` is inferred)
+/// resolved against `shape`.
+fn reshape_target(target: &Value, shape: &[usize]) -> Result<Vec<usize>, NnError> {
+    let Data::I64(t) = &target.data else {
+        return Err(fail("WeftAttention: a head shape is not int64"));
+    };
+    let total: usize = shape.iter().product();
+    let mut out: Vec<usize> = Vec::with_capacity(t.len());
+    let mut infer = None;
+    for (i, &d) in t.iter().enumerate() {
+        match d {
+            0 => out.push(
+                *shape
+                    .get(i)
+                    .ok_or_else(|| fail("WeftAttention: bad head shape"))?,
+            ),
+            -1 if infer.is_none() => {
+                infer = Some(i);
+                out.push(1);
+            }
+            d if d > 0 => out.push(d as usize),
+            _ => return Err(fail(format!("WeftAttention: head shape {t:?}"))),
+        }
+    }
+    if let Some(i) = infer {
+        let known: usize = out.iter().product();
+        out[i] = total.checked_div(known).unwrap_or(0);
+    }
+    if out.iter().product::<usize>() != total {
+        return Err(fail(format!(
+            "WeftAttention: cannot view {shape:?} as {t:?}"
+        )));
+    }
+    Ok(out)
+}
+
+/// `WeftAttention`: softmax(Q·Kᵀ / scale + mask)·V per batch and head,
+/// reading Q, K and V (`[B, S, H·D]` projections, viewed as `[B, S, H, D]`)
+/// in place and writing `[B, S, H, D]` (the heads put back).
+pub(super) fn attention(inputs: &[Option<&Value>]) -> Result<Value, NnError> {
+    let (q, k, v) = (req(inputs, 0)?, req(inputs, 1)?, req(inputs, 2)?);
+    let dims = reshape_target(req(inputs, 3)?, &q.shape)?;
+    let &[b, s, h, d] = dims.as_slice() else {
+        return Err(fail(format!("WeftAttention: heads of shape {dims:?}")));
+    };
+    for (i, x) in [k, v].iter().enumerate() {
+        if reshape_target(req(inputs, 4 + i)?, &x.shape)? != dims {
+            return Err(fail("WeftAttention: Q, K and V differ in shape"));
+        }
+    }
+    let (Data::F32(qd), Data::F32(kd), Data::F32(vd)) = (&q.data, &k.data, &v.data) else {
+        return Err(fail("WeftAttention takes f32"));
+    };
+    let scale = scalar(inputs, 6)?;
+    let mask = req(inputs, 7)?;
+    let Data::F32(md) = &mask.data else {
+        return Err(fail("WeftAttention: the mask is not f32"));
+    };
+    // The mask broadcast to [B, H, S, S]: a stride of 0 where it has size 1.
+    if mask.shape.len() > 4 {
+        return Err(fail(format!(
+            "WeftAttention: mask of shape {:?}",
+            mask.shape
+        )));
+    }
+    let mut ms = [1usize; 4];
+    let pad = 4 - mask.shape.len();
+    ms[pad..].copy_from_slice(&mask.shape);
+    let want = [b, h, s, s];
+    let mut stride = [0usize; 4];
+    let mut step = 1;
+    for a in (0..4).rev() {
+        if ms[a] != 1 && ms[a] != want[a] {
+            return Err(fail(format!(
+                "WeftAttention: a mask of shape {:?} does not broadcast to {want:?}",
+                mask.shape
+            )));
+        }
+        stride[a] = if ms[a] == 1 { 0 } else { step };
+        step *= ms[a];
+    }
+    let width = h * d;
+    let mut out = vec![0.0f32; b * s * width];
+    // Per batch row and head: the head's Q, Kᵀ and V gathered contiguous,
+    // then two small products on the vectorised kernels (the scalar loops
+    // the compiler makes for generic x86-64 are several times slower).
+    let one_batch = |(bi, ob): (usize, &mut [f32])| {
+        let (mut qh, mut kt, mut vh) = (
+            vec![0.0f32; s * d],
+            vec![0.0f32; d * s],
+            vec![0.0f32; s * d],
+        );
+        let (mut scores, mut oh) = (vec![0.0f32; s * s], vec![0.0f32; s * d]);
+        for hi in 0..h {
+            for j in 0..s {
+                let at = (bi * s + j) * width + hi * d;
+                qh[j * d..(j + 1) * d].copy_from_slice(&qd[at..at + d]);
+                vh[j * d..(j + 1) * d].copy_from_slice(&vd[at..at + d]);
+                for (dd, &x) in kd[at..at + d].iter().enumerate() {
+                    kt[dd * s + j] = x;
+                }
+            }
+            crate::kernels::matmul_serial(&qh, &kt, &mut scores, s, d, s);
+            for (i, row) in scores.chunks_exact_mut(s.max(1)).enumerate() {
+                let base = bi * stride[0] + hi * stride[1] + i * stride[2];
+                let mut max = f32::NEG_INFINITY;
+                for (j, r) in row.iter_mut().enumerate() {
+                    *r = *r / scale + md[base + j * stride[3]];
+                    max = max.max(*r);
+                }
+                let mut sum = 0.0f32;
+                for r in row.iter_mut() {
+                    *r = (*r - max).exp();
+                    sum += *r;
+                }
+                row.iter_mut().for_each(|r| *r /= sum);
+            }
+            crate::kernels::matmul_serial(&scores, &vh, &mut oh, s, s, d);
+            for i in 0..s {
+                ob[i * width + hi * d..][..d].copy_from_slice(&oh[i * d..(i + 1) * d]);
+            }
+        }
+    };
+    if b > 1 && s * s * width > CHUNK / 16 {
+        out.par_chunks_mut((s * width).max(1))
+            .enumerate()
+            .for_each(one_batch);
+    } else {
+        out.chunks_mut((s * width).max(1))
+            .enumerate()
+            .for_each(one_batch);
+    }
+    Ok(q.with(vec![b, s, h, d], Data::F32(out)))
+}

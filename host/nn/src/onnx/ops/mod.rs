@@ -316,6 +316,7 @@ pub(crate) fn run(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Vec<Value
         "Constant" => one(shape::constant(node)?),
         "WeftGelu" | "WeftLayerNorm" => one(fused::run(op, inputs, req(inputs, 0)?.clone())?),
         "WeftMatMulBias" => one(fused::matmul_bias(inputs)?),
+        "WeftAttention" => one(fused::attention(inputs)?),
         "Identity" => one(req(inputs, 0)?.clone()),
         "Dropout" => shape::dropout(node, inputs),
         "Shape" => one(shape::shape(node, inputs)?),
