@@ -245,6 +245,38 @@ impl Live {
     }
 }
 
+/// The heartbeat-paced rounds of a task that acts on the membership table
+/// (taking over dead nodes' work, scheduling): the first once the node has
+/// been in the cluster for a TTL, long enough to have heard every live peer.
+struct Rounds {
+    tick: tokio::time::Interval,
+    joined: Instant,
+}
+
+impl Rounds {
+    fn new(live: &Live) -> Self {
+        let mut tick = tokio::time::interval(live.config.heartbeat);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Self {
+            tick,
+            joined: Instant::now(),
+        }
+    }
+
+    /// Waits for the next round; `false` when the cluster stops.
+    async fn next(&mut self, live: &Live) -> bool {
+        loop {
+            tokio::select! {
+                _ = live.stop.cancelled() => return false,
+                _ = self.tick.tick() => {}
+            }
+            if self.joined.elapsed() >= live.config.node_ttl {
+                return true;
+            }
+        }
+    }
+}
+
 /// A KV bucket, created when missing. The stream is made here with the
 /// settings `create_key_value` would use: async-nats 0.51's
 /// `create_key_value` first asks for the account's info, whose answer

@@ -17,7 +17,6 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
-use std::time::Instant;
 
 use super::{Live, membership};
 use crate::api::AppState;
@@ -92,17 +91,8 @@ pub(crate) fn choose(spec: &PipelineSpec, seats: &[Seat]) -> Vec<String> {
 /// Every heartbeat, once the node has heard its peers for a TTL: starts
 /// and stops this node's share of the scheduled pipelines.
 pub(super) async fn scheduler(live: Arc<Live>, state: Weak<AppState>) {
-    let joined = Instant::now();
-    let mut tick = tokio::time::interval(live.config.heartbeat);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = live.stop.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        if joined.elapsed() < live.config.node_ttl {
-            continue;
-        }
+    let mut rounds = super::Rounds::new(&live);
+    while rounds.next(&live).await {
         let Some(st) = state.upgrade() else { return };
         let specs: Vec<PipelineSpec> = live
             .scheduled

@@ -22,7 +22,7 @@
 
 use std::collections::HashSet;
 use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 use futures_util::StreamExt;
@@ -238,13 +238,9 @@ impl WorkTable {
     ) -> anyhow::Result<usize> {
         let b = self.live.buckets().await?;
         let prefix = format!("s.{}.", escape(ns));
-        let mut keys = b.state.keys().await?;
         let mut entries = Vec::new();
-        while let Some(k) = keys.next().await {
-            let k = k?;
-            let Some(rest) = k.strip_prefix(&prefix) else {
-                continue;
-            };
+        for k in state_keys(&b, &prefix).await? {
+            let rest = &k[prefix.len()..];
             let Some(key) = unescape(rest) else {
                 tracing::warn!(key = %k, "cluster: unreadable state key skipped");
                 continue;
@@ -262,19 +258,24 @@ impl WorkTable {
     pub(crate) async fn purge_state(&self, ns: &str) -> anyhow::Result<()> {
         let b = self.live.buckets().await?;
         let prefix = format!("s.{}.", escape(ns));
-        let mut keys = b.state.keys().await?;
-        let mut doomed = Vec::new();
-        while let Some(k) = keys.next().await {
-            let k = k?;
-            if k.starts_with(&prefix) {
-                doomed.push(k);
-            }
-        }
-        for k in doomed {
+        for k in state_keys(&b, &prefix).await? {
             b.state.purge(&k).await?;
         }
         Ok(())
     }
+}
+
+/// The `weft_state` keys starting with `prefix` (one namespace's).
+async fn state_keys(b: &super::Buckets, prefix: &str) -> anyhow::Result<Vec<String>> {
+    let mut keys = b.state.keys().await?;
+    let mut out = Vec::new();
+    while let Some(k) = keys.next().await {
+        let k = k?;
+        if k.starts_with(prefix) {
+            out.push(k);
+        }
+    }
+    Ok(out)
 }
 
 /// A KV state value: tag 0 and the bytes, or tag 1 and an object name.
@@ -365,18 +366,9 @@ impl StateMirror for Mirror {
 /// been in the cluster for a TTL (long enough to have heard every live
 /// peer).
 pub(super) async fn adopter(live: Arc<Live>, state: Weak<AppState>) {
-    let joined = Instant::now();
-    let mut tick = tokio::time::interval(live.config.heartbeat);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let table = WorkTable::new(live.clone());
-    loop {
-        tokio::select! {
-            _ = live.stop.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        if joined.elapsed() < live.config.node_ttl {
-            continue;
-        }
+    let mut rounds = super::Rounds::new(&live);
+    while rounds.next(&live).await {
         let Some(st) = state.upgrade() else { return };
         if st.cluster.draining() {
             continue;
