@@ -29,6 +29,9 @@ const KC: usize = 256;
 const MB: usize = 48;
 /// Below this many multiply-adds, packing and threads cost more than they save.
 const SMALL: usize = 32 * 32 * 32;
+/// A single block of rows is split by columns over the threads from this
+/// many multiply-adds (about 0.1 ms of work).
+const SPLIT_COLUMNS: usize = 1 << 21;
 
 /// `c = a · b` for row-major `a` (`m x k`), `b` (`k x n`) and `c` (`m x n`),
 /// overwriting `c`; parallel over rows of `c` on rayon's global pool.
@@ -78,52 +81,263 @@ fn gemm(
         "matmul operands too short"
     );
     let c = &mut c[..m * n];
-    if m == 0 || n == 0 {
-        return;
-    }
     if zero {
         c.fill(0.0);
     }
-    if k == 0 {
+    if m == 0 || n == 0 || k == 0 {
         return;
     }
     if m * k * n <= SMALL {
         naive_axpy(a, b, c, k, n);
         return;
     }
+    let packed = PackedB::new(&b[..k * n], k, n);
+    packed.run(a, c, m, parallel);
+}
+
+/// Which micro-kernel the CPU runs; it fixes the panel width B is packed to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kernel {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
-        blocked::<MR512, NR512>(a, b, c, m, k, n, parallel, micro_avx512_entry);
-        return;
-    }
+    Avx512,
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-        blocked::<MR, NR>(a, b, c, m, k, n, parallel, micro_avx2_entry);
-        return;
+    Avx2,
+    Portable,
+}
+
+impl Kernel {
+    fn detect() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            return Self::Avx512;
+        }
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            return Self::Avx2;
+        }
+        Self::Portable
     }
-    blocked::<MR, NR>(a, b, c, m, k, n, parallel, micro::<false>);
+
+    fn nr(self) -> usize {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Self::Avx512 => NR512,
+            _ => NR,
+        }
+    }
+
+    /// `c += a · B` for `rows` rows of `a` (`rows x k`) and B's packed
+    /// panels `bp` (`n` columns), on the calling thread.
+    fn rows(self, a: &[f32], bp: &[f32], c: &mut [f32], rows: usize, k: usize, n: usize) {
+        match self {
+            // SAFETY: `detect` picks this kernel only when the CPU has
+            // AVX-512F.
+            #[cfg(target_arch = "x86_64")]
+            Self::Avx512 => unsafe { row_block_avx512(a, bp, c, rows, k, n) },
+            #[cfg(target_arch = "x86_64")]
+            Self::Avx2 => row_block::<MR, NR>(a, bp, c, rows, k, n, micro_avx2_entry),
+            Self::Portable => row_block::<MR, NR>(a, bp, c, rows, k, n, micro::<false>),
+        }
+    }
+
+    /// Packs B, given by element (`b(kk, j)`, `k x n`), into `out` as
+    /// this kernel's zero-padded panels.
+    fn pack(self, k: usize, n: usize, b: impl Fn(usize, usize) -> f32, out: &mut Vec<f32>) {
+        let nr = self.nr();
+        out.clear();
+        out.resize(n.div_ceil(nr) * k * nr, 0.0);
+        if k == 0 {
+            return;
+        }
+        for (p, panel) in out.chunks_exact_mut(k * nr).enumerate() {
+            let j0 = p * nr;
+            let w = nr.min(n - j0);
+            for (kk, dst) in panel.chunks_exact_mut(nr).enumerate() {
+                for (jj, d) in dst[..w].iter_mut().enumerate() {
+                    *d = b(kk, j0 + jj);
+                }
+            }
+        }
+    }
+}
+
+/// Many small products on one thread (attention's per-head products),
+/// reusing one packing buffer instead of allocating one per product.
+#[derive(Debug)]
+pub(crate) struct SmallProducts {
+    kernel: Kernel,
+    packed: Vec<f32>,
+}
+
+impl SmallProducts {
+    pub(crate) fn new() -> Self {
+        Self {
+            kernel: Kernel::detect(),
+            packed: Vec::new(),
+        }
+    }
+
+    /// `c = a · B` for `a` (`m x k`, row-major) and B given by element:
+    /// `b(kk, j)` for `kk < k`, `j < n` (a transposed or strided view).
+    pub(crate) fn product(
+        &mut self,
+        a: &[f32],
+        (m, k, n): (usize, usize, usize),
+        b: impl Fn(usize, usize) -> f32,
+        c: &mut [f32],
+    ) {
+        assert!(
+            a.len() >= m * k && c.len() >= m * n,
+            "product operands too short"
+        );
+        let c = &mut c[..m * n];
+        c.fill(0.0);
+        if m == 0 || n == 0 || k == 0 {
+            return;
+        }
+        self.kernel.pack(k, n, b, &mut self.packed);
+        self.kernel.rows(a, &self.packed, c, m, k, n);
+    }
+}
+
+/// The B operand of a product (`k x n`, row-major) packed once into the
+/// column panels the micro-kernel reads, so that a weight used by every
+/// call is not repacked by each: for a batch of one, packing costs more
+/// than the product.
+#[derive(Debug)]
+pub struct PackedB {
+    k: usize,
+    n: usize,
+    kernel: Kernel,
+    data: Vec<f32>,
+}
+
+impl PackedB {
+    /// Packs `b` (`k x n`, row-major) for this CPU's kernel.
+    ///
+    /// # Panics
+    ///
+    /// When `b` holds fewer than `k * n` values.
+    pub fn new(b: &[f32], k: usize, n: usize) -> Self {
+        assert!(b.len() >= k * n, "matmul operand too short");
+        let kernel = Kernel::detect();
+        let nr = kernel.nr();
+        let mut data = vec![0.0; n.div_ceil(nr) * k * nr];
+        if k > 0 {
+            for (p, panel) in data.chunks_exact_mut(k * nr).enumerate() {
+                let j0 = p * nr;
+                let w = nr.min(n - j0);
+                for (kk, dst) in panel.chunks_exact_mut(nr).enumerate() {
+                    dst[..w].copy_from_slice(&b[kk * n + j0..kk * n + j0 + w]);
+                }
+            }
+        }
+        Self { k, n, kernel, data }
+    }
+
+    /// Rows of B (the shared dimension).
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// Columns of B (and of the product).
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.data.len() * std::mem::size_of::<f32>()
+    }
+
+    /// `c += a · B` for `m` rows of `a` (`m x k`); parallel over row blocks
+    /// when `parallel` and there is more than one.
+    fn run(&self, a: &[f32], c: &mut [f32], m: usize, parallel: bool) {
+        let (k, n) = (self.k, self.n);
+        assert!(
+            a.len() >= m * k && c.len() >= m * n,
+            "matmul operands too short"
+        );
+        let c = &mut c[..m * n];
+        if m == 0 || n == 0 || k == 0 {
+            return;
+        }
+        blocked(a, &self.data, c, (m, k, n), parallel, self.kernel);
+    }
+}
+
+/// `c = a · B` (or `c += a · B` when `accumulate`) for `m` rows of `a`
+/// against a pre-packed B, parallel over rows of `c` on rayon's pool.
+///
+/// # Panics
+///
+/// When `a` or `c` is shorter than `m` rows.
+///
+/// ```
+/// use weft_nn::kernels::{PackedB, matmul_packed};
+/// let b = PackedB::new(&[5.0, 6.0, 7.0, 8.0], 2, 2);
+/// let mut c = [1.0; 4];
+/// matmul_packed(&[1.0, 2.0, 3.0, 4.0], &b, &mut c, 2, true);
+/// assert_eq!(c, [20.0, 23.0, 44.0, 51.0]);
+/// ```
+pub fn matmul_packed(a: &[f32], b: &PackedB, c: &mut [f32], m: usize, accumulate: bool) {
+    if !accumulate {
+        c[..m * b.n].fill(0.0);
+    }
+    b.run(a, c, m, true);
 }
 
 /// A micro-kernel: the `MR x NR` tile of A·B over one k block, from an A
 /// panel (`kc x MR`) and a B panel (`kc x NR`).
 type Micro<const MR: usize, const NR: usize> = fn(&[f32], &[f32]) -> [[f32; NR]; MR];
 
-#[allow(clippy::too_many_arguments)]
-fn blocked<const MR: usize, const NR: usize>(
+/// `c += a · B` over blocks of `MB` rows (or, for a single block, runs of
+/// B's panels), each computed by `kernel` on its slice of the operands.
+fn blocked(
     a: &[f32],
-    b: &[f32],
+    packed: &[f32],
     c: &mut [f32],
-    m: usize,
-    k: usize,
-    n: usize,
+    (m, k, n): (usize, usize, usize),
     parallel: bool,
-    micro: Micro<MR, NR>,
+    kernel: Kernel,
 ) {
-    let packed = pack_b::<NR>(b, k, n);
+    let nr = kernel.nr();
+    let threads = rayon::current_num_threads();
+    let panels = n.div_ceil(nr);
+    if parallel && m <= MB && threads > 1 && panels > 1 && m * k * n >= SPLIT_COLUMNS {
+        // One block of rows (a batch of one, say): split the columns
+        // instead, each task computing a run of B's panels into its own
+        // tile of C, which is copied back after.
+        let per = panels.div_ceil(threads * 2);
+        let cr: &[f32] = c;
+        let tiles: Vec<(usize, usize, Vec<f32>)> = (0..panels)
+            .step_by(per)
+            .collect::<Vec<_>>()
+            .into_par_iter()
+            .map(|p0| {
+                let (j0, np) = (p0 * nr, per.min(panels - p0));
+                let w = (np * nr).min(n - j0);
+                let mut tile = Vec::with_capacity(m * w);
+                for row in cr.chunks_exact(n) {
+                    tile.extend_from_slice(&row[j0..j0 + w]);
+                }
+                let bp = &packed[p0 * k * nr..(p0 + np) * k * nr];
+                kernel.rows(a, bp, &mut tile, m, k, w);
+                (j0, w, tile)
+            })
+            .collect();
+        for (j0, w, tile) in tiles {
+            for (row, t) in c.chunks_exact_mut(n).zip(tile.chunks_exact(w)) {
+                row[j0..j0 + w].copy_from_slice(t);
+            }
+        }
+        return;
+    }
     let block = |(blk, cb): (usize, &mut [f32])| {
         let rows = cb.len() / n;
         let ab = &a[blk * MB * k..(blk * MB + rows) * k];
-        row_block::<MR, NR>(ab, &packed, cb, rows, k, n, micro);
+        kernel.rows(ab, packed, cb, rows, k, n);
     };
     if parallel && m > MB {
         c.par_chunks_mut(MB * n).enumerate().for_each(block);
@@ -145,20 +359,6 @@ fn naive_axpy(a: &[f32], b: &[f32], c: &mut [f32], k: usize, n: usize) {
             }
         }
     }
-}
-
-/// B as `ceil(n / NR)` panels, each `k x NR`, zero padded on the right.
-fn pack_b<const NR: usize>(b: &[f32], k: usize, n: usize) -> Vec<f32> {
-    let panels = n.div_ceil(NR);
-    let mut out = vec![0.0; panels * k * NR];
-    for (p, panel) in out.chunks_exact_mut(k * NR).enumerate() {
-        let j0 = p * NR;
-        let w = NR.min(n - j0);
-        for (kk, dst) in panel.chunks_exact_mut(NR).enumerate() {
-            dst[..w].copy_from_slice(&b[kk * n + j0..kk * n + j0 + w]);
-        }
-    }
-    out
 }
 
 fn row_block<const MR: usize, const NR: usize>(
@@ -199,7 +399,8 @@ fn row_block<const MR: usize, const NR: usize>(
 
 #[cfg(target_arch = "x86_64")]
 fn micro_avx2_entry(ap: &[f32], bp: &[f32]) -> [[f32; NR]; MR] {
-    // SAFETY: `gemm` picks this kernel only when the CPU has AVX2 and FMA.
+    // SAFETY: `Kernel::detect` picks this kernel only when the CPU has AVX2
+    // and FMA.
     unsafe { micro_avx2(ap, bp) }
 }
 
@@ -209,50 +410,114 @@ fn micro_avx2(ap: &[f32], bp: &[f32]) -> [[f32; NR]; MR] {
     micro::<true>(ap, bp)
 }
 
-#[cfg(target_arch = "x86_64")]
-fn micro_avx512_entry(ap: &[f32], bp: &[f32]) -> [[f32; NR512]; MR512] {
-    // SAFETY: `gemm` picks this kernel only when the CPU has AVX-512F.
-    unsafe { micro_avx512(ap, bp) }
-}
-
-/// The AVX-512 tile, with intrinsics: LLVM's autovectoriser keeps to
-/// 256-bit vectors, which halves the throughput of these cores.
+/// [`row_block`] on AVX-512 with intrinsics (LLVM's autovectoriser keeps
+/// to 256-bit vectors, which halves the throughput of these cores), and
+/// without packing A: the tile broadcasts each row's value straight from
+/// `a`, and adds into C in place with masks for a ragged edge.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-fn micro_avx512(ap: &[f32], bp: &[f32]) -> [[f32; NR512]; MR512] {
+fn row_block_avx512(a: &[f32], packed: &[f32], c: &mut [f32], rows: usize, k: usize, n: usize) {
+    assert!(
+        a.len() >= rows * k && c.len() >= rows * n && packed.len() >= n.div_ceil(NR512) * k * NR512,
+        "row block operands too short"
+    );
+    for k0 in (0..k).step_by(KC) {
+        let kc = KC.min(k - k0);
+        for (p, panel) in packed.chunks_exact(k * NR512).enumerate() {
+            let j0 = p * NR512;
+            let w = NR512.min(n - j0);
+            for r0 in (0..rows).step_by(MR512) {
+                // SAFETY: rows `r0..r0 + MR512` (clamped to `rows`) of `a`
+                // from column `k0` on hold `kc` values, the panel slice
+                // holds `kc x NR512`, and C's rows hold `j0 + w` columns:
+                // all inside the slices checked above.
+                unsafe {
+                    tile_avx512(
+                        a.as_ptr().add(r0 * k + k0),
+                        k,
+                        MR512.min(rows - r0),
+                        panel.as_ptr().add(k0 * NR512),
+                        kc,
+                        c.as_mut_ptr().add(r0 * n + j0),
+                        n,
+                        w,
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// `C[..rows][..w] += A[..rows][..kc] · Bp` for an `MR512 x NR512` tile:
+/// `a` with row stride `lda`, `bp` a packed `kc x NR512` panel slice, `c`
+/// with row stride `ldc`. Rows past `rows` repeat the last one and are not
+/// stored.
+///
+/// # Safety
+///
+/// AVX-512F must be present, and the pointers valid for those extents.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn tile_avx512(
+    a: *const f32,
+    lda: usize,
+    rows: usize,
+    bp: *const f32,
+    kc: usize,
+    c: *mut f32,
+    ldc: usize,
+    w: usize,
+) {
     use std::arch::x86_64::*;
-    let kc = ap.len() / MR512;
-    assert!(bp.len() >= kc * NR512, "B panel shorter than the A panel");
+    let row = |r: usize| unsafe { a.add(r.min(rows - 1) * lda) };
+    let pa = [
+        row(0),
+        row(1),
+        row(2),
+        row(3),
+        row(4),
+        row(5),
+        row(6),
+        row(7),
+    ];
     let mut acc = [[_mm512_setzero_ps(); 2]; MR512];
-    let (mut pa, mut pb) = (ap.as_ptr(), bp.as_ptr());
-    for _ in 0..kc {
-        // SAFETY: step `p` reads `ap[p * MR512..][..MR512]` and
-        // `bp[p * NR512..][..NR512]`, both in bounds for `p < kc`.
-        // Straight-line code over constant indices keeps the 24
+    let mut pb = bp;
+    for p in 0..kc {
+        // SAFETY: step `p` reads `a[r * lda + p]` for the tile's rows and
+        // `bp[p * NR512..][..NR512]`, in bounds by the caller's contract.
+        // Straight-line code over constant indices keeps the 16
         // accumulators in registers (a loop over rows spilled them).
         unsafe {
             let (b0, b1) = (_mm512_loadu_ps(pb), _mm512_loadu_ps(pb.add(16)));
             macro_rules! row {
                 ($($r:literal)*) => {$(
-                    let av = _mm512_set1_ps(*pa.add($r));
+                    let av = _mm512_set1_ps(*pa[$r].add(p));
                     acc[$r][0] = _mm512_fmadd_ps(av, b0, acc[$r][0]);
                     acc[$r][1] = _mm512_fmadd_ps(av, b1, acc[$r][1]);
                 )*};
             }
             row!(0 1 2 3 4 5 6 7);
-            pa = pa.add(MR512);
             pb = pb.add(NR512);
         }
     }
-    let mut out = [[0.0f32; NR512]; MR512];
-    for (o, a) in out.iter_mut().zip(&acc) {
-        // SAFETY: each row of `out` holds 32 floats.
+    let m0: __mmask16 = if w >= 16 { 0xffff } else { (1u16 << w) - 1 };
+    let m1: __mmask16 = if w >= 32 {
+        0xffff
+    } else {
+        ((1u32 << w.saturating_sub(16)) - 1) as u16
+    };
+    for (r, acc) in acc.iter().enumerate().take(rows) {
+        // SAFETY: row `r < rows` of C holds `w` values from `c + r * ldc`;
+        // the masks keep to them.
         unsafe {
-            _mm512_storeu_ps(o.as_mut_ptr(), a[0]);
-            _mm512_storeu_ps(o.as_mut_ptr().add(16), a[1]);
+            let cr = c.add(r * ldc);
+            let lo = _mm512_maskz_loadu_ps(m0, cr);
+            _mm512_mask_storeu_ps(cr, m0, _mm512_add_ps(lo, acc[0]));
+            let hi = _mm512_maskz_loadu_ps(m1, cr.wrapping_add(16));
+            _mm512_mask_storeu_ps(cr.wrapping_add(16), m1, _mm512_add_ps(hi, acc[1]));
         }
     }
-    out
 }
 
 /// An `MR x NR` tile of A·B over one k block: `ap` is an A panel
@@ -354,6 +619,30 @@ mod tests {
                         "{m}x{k}x{n} + 0.5: {x} vs {y}"
                     );
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn a_prepacked_b_gives_the_same_products() {
+        for &(m, k, n) in &[(1, 384, 1536), (7, 33, 65), (100, 300, 40), (3, 0, 5)] {
+            let (a, b) = (data(m * k, 5), data(k * n, 6));
+            let want = naive(&a, &b, m, k, n);
+            let packed = PackedB::new(&b, k, n);
+            assert_eq!((packed.k(), packed.n()), (k, n));
+            let mut c = vec![f32::NAN; m * n];
+            matmul_packed(&a, &packed, &mut c, m, false);
+            let mut acc = vec![1.0; m * n];
+            matmul_packed(&a, &packed, &mut acc, m, true);
+            for ((x, z), y) in c.iter().zip(&acc).zip(&want) {
+                assert!(
+                    (x - y).abs() <= 1e-4 * (1.0 + y.abs()),
+                    "{m}x{k}x{n}: {x} vs {y}"
+                );
+                assert!(
+                    (z - (y + 1.0)).abs() <= 1e-4 * (1.0 + y.abs()),
+                    "{m}x{k}x{n} + 1"
+                );
             }
         }
     }

@@ -43,6 +43,7 @@ pub mod kernels;
 mod llama;
 mod onnx;
 pub mod quant;
+mod simd;
 mod tensor;
 pub mod train;
 

@@ -14,6 +14,7 @@ use super::proto::{self, Attr, GraphProto, ValueInfo};
 use super::value::{DType, Value};
 use crate::engine::{Placement, input};
 use crate::gpu::{Gpu, GpuMatrix};
+use crate::kernels::PackedB;
 use crate::{ElementType, Model, NnError, NnErrorKind, Session, Tensor};
 
 /// A loaded ONNX graph; its weights are shared by every session.
@@ -37,6 +38,9 @@ struct Graph {
     weight_bytes: u64,
     /// Weights resident on a GPU, when the model was loaded for one.
     gpu: Option<GpuWeights>,
+    /// On the CPU, the weights products read as B, packed once for the
+    /// matmul kernel, by initializer name.
+    packed: HashMap<String, PackedB>,
 }
 
 /// The GPU and the weights uploaded to it by initializer name, as stored
@@ -82,6 +86,38 @@ fn resident_key(node: &proto::NodeProto) -> Option<(&str, bool)> {
         _ => return None,
     };
     Some((b, transposed))
+}
+
+/// The weight a node would read as a packed B on the CPU: the B input of a
+/// `MatMul` or `WeftMatMulBias`.
+fn packed_key(node: &proto::NodeProto) -> Option<&str> {
+    match node.op_type.as_str() {
+        "MatMul" | "WeftMatMulBias" => node.inputs.get(1).map(String::as_str),
+        _ => None,
+    }
+}
+
+/// Packs every 2-D f32 initializer some `MatMul`/`WeftMatMulBias` reads as
+/// B, so that calls do not repack it.
+fn pack_weights(
+    nodes: &[proto::NodeProto],
+    weights: &HashMap<String, Arc<Value>>,
+) -> HashMap<String, PackedB> {
+    let mut packed = HashMap::new();
+    for name in nodes.iter().filter_map(packed_key) {
+        if packed.contains_key(name) {
+            continue;
+        }
+        let Some(w) = weights.get(name) else {
+            continue;
+        };
+        if let (super::value::Data::F32(data), DType::F32, &[k, n]) =
+            (&w.data, w.dtype, w.shape.as_slice())
+        {
+            packed.insert(name.to_string(), PackedB::new(data, k, n));
+        }
+    }
+    packed
 }
 
 /// Uploads every 2-D f32 initializer some `MatMul`/`Gemm` reads as B. One
@@ -222,6 +258,11 @@ impl OnnxModel {
             nodes
         };
         let frees = plan_frees(&nodes, &outputs);
+        let packed = match gpu {
+            Some(Ok(_)) => HashMap::new(),
+            _ => pack_weights(&nodes, &weights),
+        };
+        weight_bytes += packed.values().map(|p| p.bytes() as u64).sum::<u64>();
         let (gpu, placement) = match gpu {
             None => (None, Placement::Cpu),
             Some(Ok(gpu)) => {
@@ -241,6 +282,7 @@ impl OnnxModel {
                 frees,
                 weight_bytes,
                 gpu,
+                packed,
             }),
             placement,
         })
@@ -383,6 +425,11 @@ impl Session for OnnxSession {
                     && let Some(out) = ops::run_resident(node, &args, gpu, w)
                 {
                     on_gpu = true;
+                    return out;
+                }
+                if let Some(w) = packed_key(node.proto).and_then(|b| g.packed.get(b))
+                    && let Some(out) = ops::run_packed(node, &args, w)
+                {
                     return out;
                 }
                 match owned {

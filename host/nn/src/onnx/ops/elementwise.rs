@@ -299,6 +299,7 @@ pub(crate) fn erf(x: f64) -> f64 {
 /// value and branch-free, so it vectorises. BERT's GELU runs it on every
 /// activation of every feed-forward layer.
 #[allow(clippy::excessive_precision)] // Eigen's published coefficients, verbatim.
+#[inline(always)]
 pub(crate) fn erf_f32(x: f32) -> f32 {
     const A: [f32; 7] = [
         -2.726_142_258_013_06e-10,

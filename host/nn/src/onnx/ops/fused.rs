@@ -4,8 +4,8 @@
 use rayon::prelude::*;
 
 use super::{fail, req};
-use crate::NnError;
 use crate::onnx::value::{DType, Data, Value};
+use crate::{NnError, simd};
 
 /// Fused operators that can write over their first input.
 pub(super) const IN_PLACE: &[&str] = &["WeftGelu", "WeftLayerNorm"];
@@ -41,12 +41,7 @@ pub(super) fn run(op: &str, inputs: &[Option<&Value>], mut x: Value) -> Result<V
     match op {
         "WeftGelu" => {
             let (root2, one, half) = (scalar(inputs, 1)?, scalar(inputs, 2)?, scalar(inputs, 3)?);
-            let erf = super::elementwise::erf_f32;
-            // The graph's order: Div, Erf, Add, Mul(x), Mul(0.5).
-            let f = |c: &mut [f32]| {
-                c.iter_mut()
-                    .for_each(|v| *v = (*v * (erf(*v / root2) + one)) * half)
-            };
+            let f = |c: &mut [f32]| gelu(c, root2, one, half);
             if data.len() > CHUNK {
                 data.par_chunks_mut(CHUNK).for_each(f);
             } else {
@@ -63,15 +58,7 @@ pub(super) fn run(op: &str, inputs: &[Option<&Value>], mut x: Value) -> Result<V
                     b.len()
                 )));
             }
-            let row = |r: &mut [f32]| {
-                let mean = (r.iter().map(|&v| f64::from(v)).sum::<f64>() / d as f64) as f32;
-                r.iter_mut().for_each(|v| *v -= mean);
-                let var = (r.iter().map(|&v| f64::from(v * v)).sum::<f64>() / d as f64) as f32;
-                let q = (var + eps).sqrt();
-                r.iter_mut()
-                    .zip(w.iter().zip(b))
-                    .for_each(|(v, (&w, &b))| *v = *v / q * w + b);
-            };
+            let row = |r: &mut [f32]| layer_norm(r, w, b, eps);
             let rows_per_task = (CHUNK / d).max(1);
             if data.len() > CHUNK {
                 data.par_chunks_mut(rows_per_task * d)
@@ -85,9 +72,55 @@ pub(super) fn run(op: &str, inputs: &[Option<&Value>], mut x: Value) -> Result<V
     Ok(x)
 }
 
+simd::wide_fn! {
+    /// Exact GELU in the graph's order: Div, Erf, Add, Mul(x), Mul(0.5).
+    fn gelu(c: &mut [f32], root2: f32, one: f32, half: f32) {
+        let erf = super::elementwise::erf_f32;
+        c.iter_mut()
+            .for_each(|v| *v = (*v * (erf(*v / root2) + one)) * half)
+    }
+}
+
+/// `f64` accumulators per sum: one AVX2 vector.
+const F64_LANES: usize = 4;
+
+/// The sum of `f(v)` over `r` in f64, over [`F64_LANES`] running lanes
+/// (LLVM does not vectorise a float sum into one accumulator).
+#[inline(always)]
+fn sum_f64(r: &[f32], f: impl Fn(f32) -> f32) -> f64 {
+    let mut lanes = [0.0f64; F64_LANES];
+    let mut chunks = r.chunks_exact(F64_LANES);
+    for c in &mut chunks {
+        lanes
+            .iter_mut()
+            .zip(c)
+            .for_each(|(l, &v)| *l += f64::from(f(v)));
+    }
+    let rest: f64 = chunks.remainder().iter().map(|&v| f64::from(f(v))).sum();
+    lanes.iter().sum::<f64>() + rest
+}
+
+simd::wide_fn! {
+    /// One row of a layer norm: mean and variance in f64, then
+    /// `(v - mean) / sqrt(var + eps) * w + b`.
+    fn layer_norm(r: &mut [f32], w: &[f32], b: &[f32], eps: f32) {
+        let d = r.len() as f64;
+        let mean = (sum_f64(r, |v| v) / d) as f32;
+        r.iter_mut().for_each(|v| *v -= mean);
+        let var = (sum_f64(r, |v| v * v) / d) as f32;
+        let q = (var + eps).sqrt();
+        r.iter_mut()
+            .zip(w.iter().zip(b))
+            .for_each(|(v, (&w, &b))| *v = *v / q * w + b);
+    }
+}
+
 /// `WeftMatMulBias`: A·W + bias, W 2-D and bias one value per column,
 /// the product accumulated onto the broadcast bias (no separate pass).
-pub(super) fn matmul_bias(inputs: &[Option<&Value>]) -> Result<Value, NnError> {
+pub(super) fn matmul_bias(
+    inputs: &[Option<&Value>],
+    packed: Option<&crate::kernels::PackedB>,
+) -> Result<Value, NnError> {
     let (a, w) = (req(inputs, 0)?, req(inputs, 1)?);
     let bias = floats(inputs, 2)?;
     let (Data::F32(x), Data::F32(wd), DType::F32) = (&a.data, &w.data, a.dtype) else {
@@ -112,7 +145,12 @@ pub(super) fn matmul_bias(inputs: &[Option<&Value>]) -> Result<Value, NnError> {
     for _ in 0..rows {
         c.extend_from_slice(bias);
     }
-    crate::kernels::matmul_add(x, wd, &mut c, rows, k, n);
+    match packed {
+        Some(p) if (p.k(), p.n()) == (k, n) => {
+            crate::kernels::matmul_packed(x, p, &mut c, rows, true)
+        }
+        _ => crate::kernels::matmul_add(x, wd, &mut c, rows, k, n),
+    }
     let mut shape = a.shape.clone();
     *shape.last_mut().expect("rank >= 1") = n;
     Ok(a.with(shape, Data::F32(c)))
@@ -201,41 +239,32 @@ pub(super) fn attention(inputs: &[Option<&Value>]) -> Result<Value, NnError> {
     }
     let width = h * d;
     let mut out = vec![0.0f32; b * s * width];
-    // Per batch row and head: the head's Q, Kᵀ and V gathered contiguous,
-    // then two small products on the vectorised kernels (the scalar loops
-    // the compiler makes for generic x86-64 are several times slower).
+    // Per batch row and head: two small products on the vectorised kernels
+    // (the scalar loops the compiler makes for generic x86-64 are several
+    // times slower), packing Kᵀ and V straight from the projections.
     let one_batch = |(bi, ob): (usize, &mut [f32])| {
-        let (mut qh, mut kt, mut vh) = (
-            vec![0.0f32; s * d],
-            vec![0.0f32; d * s],
-            vec![0.0f32; s * d],
-        );
+        let mut products = crate::kernels::SmallProducts::new();
+        let mut qh = vec![0.0f32; s * d];
         let (mut scores, mut oh) = (vec![0.0f32; s * s], vec![0.0f32; s * d]);
+        // Row `j` of this batch row's Q, K or V for head `hi`.
+        let at = |j: usize, hi: usize| (bi * s + j) * width + hi * d;
         for hi in 0..h {
             for j in 0..s {
-                let at = (bi * s + j) * width + hi * d;
-                qh[j * d..(j + 1) * d].copy_from_slice(&qd[at..at + d]);
-                vh[j * d..(j + 1) * d].copy_from_slice(&vd[at..at + d]);
-                for (dd, &x) in kd[at..at + d].iter().enumerate() {
-                    kt[dd * s + j] = x;
-                }
+                qh[j * d..(j + 1) * d].copy_from_slice(&qd[at(j, hi)..at(j, hi) + d]);
             }
-            crate::kernels::matmul_serial(&qh, &kt, &mut scores, s, d, s);
+            // Kᵀ and V are read in place, packed by the product.
+            products.product(&qh, (s, d, s), |dd, j| kd[at(j, hi) + dd], &mut scores);
             for (i, row) in scores.chunks_exact_mut(s.max(1)).enumerate() {
                 let base = bi * stride[0] + hi * stride[1] + i * stride[2];
-                let mut max = f32::NEG_INFINITY;
-                for (j, r) in row.iter_mut().enumerate() {
-                    *r = *r / scale + md[base + j * stride[3]];
-                    max = max.max(*r);
-                }
-                let mut sum = 0.0f32;
-                for r in row.iter_mut() {
-                    *r = (*r - max).exp();
-                    sum += *r;
-                }
-                row.iter_mut().for_each(|r| *r /= sum);
+                // The mask's last axis has stride 1 or 0 (broadcast).
+                let add = if stride[3] == 0 {
+                    simd::Add::All(md[base])
+                } else {
+                    simd::Add::Each(&md[base..base + s])
+                };
+                simd::softmax_affine(row, 1.0 / scale, add);
             }
-            crate::kernels::matmul_serial(&scores, &vh, &mut oh, s, s, d);
+            products.product(&scores, (s, s, d), |j, dd| vd[at(j, hi) + dd], &mut oh);
             for i in 0..s {
                 ob[i * width + hi * d..][..d].copy_from_slice(&oh[i * d..(i + 1) * d]);
             }

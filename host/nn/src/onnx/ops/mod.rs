@@ -308,6 +308,21 @@ pub(crate) fn run_resident(
     out.map(|r| r.map(|v| vec![v]))
 }
 
+/// Runs a `MatMul` or `WeftMatMulBias` whose B is `w`, packed at load;
+/// `None` when this node or its inputs do not suit (run it with [`run`]).
+pub(crate) fn run_packed(
+    node: Node<'_>,
+    inputs: &[Option<&Value>],
+    w: &crate::kernels::PackedB,
+) -> Option<Result<Vec<Value>, NnError>> {
+    let out = match node.proto.op_type.as_str() {
+        "MatMul" => nn::matmul_packed(inputs, w)?,
+        "WeftMatMulBias" => fused::matmul_bias(inputs, Some(w)),
+        _ => return None,
+    };
+    Some(out.map(|v| vec![v]))
+}
+
 /// Runs one node on its inputs (`None` for omitted optional inputs).
 pub(crate) fn run(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Vec<Value>, NnError> {
     let op = node.proto.op_type.as_str();
@@ -315,7 +330,7 @@ pub(crate) fn run(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Vec<Value
     match op {
         "Constant" => one(shape::constant(node)?),
         "WeftGelu" | "WeftLayerNorm" => one(fused::run(op, inputs, req(inputs, 0)?.clone())?),
-        "WeftMatMulBias" => one(fused::matmul_bias(inputs)?),
+        "WeftMatMulBias" => one(fused::matmul_bias(inputs, None)?),
         "WeftAttention" => one(fused::attention(inputs)?),
         "Identity" => one(req(inputs, 0)?.clone()),
         "Dropout" => shape::dropout(node, inputs),

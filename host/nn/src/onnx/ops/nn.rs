@@ -156,6 +156,29 @@ pub(crate) fn matmul_resident(
     )
 }
 
+/// `MatMul` of an f32 A (rank >= 2) by a weight packed at load: A's
+/// leading dims fold into the rows of one product. `None` (run it as
+/// written) when A does not suit; the plain path reports errors.
+pub(crate) fn matmul_packed(
+    inputs: &[Option<&Value>],
+    w: &kernels::PackedB,
+) -> Option<Result<Value, NnError>> {
+    let a = opt(inputs, 0)?;
+    let (Data::F32(av), DType::F32) = (&a.data, a.dtype) else {
+        return None;
+    };
+    let (&k, lead) = a.shape.split_last()?;
+    if k != w.k() || lead.is_empty() {
+        return None;
+    }
+    let m = lead.iter().product();
+    let mut c = vec![0.0; m * w.n()];
+    kernels::matmul_packed(av, w, &mut c, m, true);
+    let mut shape = lead.to_vec();
+    shape.push(w.n());
+    Some(Ok(Value::f32(shape, c)))
+}
+
 /// `Gemm` with B (transposed already when `transB` says so) resident on
 /// the GPU; `None` as for [`matmul_resident`].
 pub(crate) fn gemm_resident(
