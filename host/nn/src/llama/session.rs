@@ -5,6 +5,7 @@ use std::sync::Arc;
 use rayon::prelude::*;
 
 use super::Weights;
+use super::weights::QMatrix;
 use crate::quant::round_f16;
 use crate::{NnError, NnErrorKind, Session, Tensor};
 
@@ -45,9 +46,10 @@ impl Decoder {
         let mut h = vec![0f32; n * d];
         for (l, layer) in w.layers.iter().enumerate() {
             rms_norm(&x, &layer.attn_norm, hp.rms_eps, &mut h);
-            let mut q = layer.wq.matmul(&h, n);
-            let mut k = layer.wk.matmul(&h, n);
-            let v = layer.wv.matmul(&h, n);
+            let [mut q, mut k, v]: [Vec<f32>; 3] =
+                QMatrix::matmul_group(&[&layer.wq, &layer.wk, &layer.wv], &h, n)
+                    .try_into()
+                    .expect("three products");
             for t in 0..n {
                 let pos = self.past + t;
                 rope(
@@ -72,8 +74,9 @@ impl Decoder {
             x.iter_mut().zip(&o).for_each(|(x, o)| *x += o);
 
             rms_norm(&x, &layer.ffn_norm, hp.rms_eps, &mut h);
-            let mut g = layer.gate.matmul(&h, n);
-            let u = layer.up.matmul(&h, n);
+            let [mut g, u]: [Vec<f32>; 2] = QMatrix::matmul_group(&[&layer.gate, &layer.up], &h, n)
+                .try_into()
+                .expect("two products");
             g.iter_mut()
                 .zip(&u)
                 .for_each(|(g, u)| *g = *g / (1.0 + (-*g).exp()) * u);

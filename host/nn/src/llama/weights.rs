@@ -6,8 +6,11 @@ use rayon::prelude::*;
 use crate::quant::{self, Q8Row};
 use crate::{GgmlType, GgufInfo, NnError, NnErrorKind};
 
-/// Products that read fewer weight bytes than this run on the calling thread.
-const SERIAL_BELOW: usize = 1 << 20;
+/// Products that read fewer weight bytes than this run on the calling
+/// thread. Lower than it looks worth: a decoder token's products are each
+/// a few hundred KB, and running them on one thread left the other idle
+/// for most of the token (1 MB here measured 15-25% fewer tokens/s).
+const SERIAL_BELOW: usize = 1 << 14;
 
 /// A `rows × cols` weight matrix in a ggml encoding, row-major (each row
 /// quantised along `cols`).
@@ -99,40 +102,65 @@ impl QMatrix {
 
     /// `y = x · Wᵀ` for `n` rows of `x` (`n × cols`), giving `n × rows`.
     pub(crate) fn matmul(&self, x: &[f32], n: usize) -> Vec<f32> {
-        debug_assert_eq!(x.len(), n * self.cols);
-        let xq: Vec<Q8Row> = match self.ty {
-            GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q8_0 => {
-                x.chunks_exact(self.cols).map(Q8Row::quantize).collect()
-            }
-            _ => (0..n).map(|_| Q8Row::default()).collect(),
-        };
-        // Rows of W are split over threads; each reads its rows once for
-        // all `n` inputs, so W streams through memory once per call.
-        let mut yt = vec![0f32; self.rows * n];
-        let chunk = (self.rows / (rayon::current_num_threads() * 8)).clamp(16, 512);
-        let rows_of = |(c, out): (usize, &mut [f32])| {
-            for (i, o) in out.chunks_exact_mut(n).enumerate() {
-                let r = c * chunk + i;
-                let w = &self.data[r * self.row_bytes..][..self.row_bytes];
-                quant::dot_rows(self.ty, w, &xq, x, o);
-            }
-        };
-        // Waking the pool costs more than a small product takes: below
-        // ~1 MB of weight reads, stay on this thread.
-        if self.data.len() * n < SERIAL_BELOW {
-            yt.chunks_mut(chunk * n).enumerate().for_each(rows_of);
+        Self::matmul_group(&[self], x, n)
+            .pop()
+            .expect("one product per matrix")
+    }
+
+    /// [`QMatrix::matmul`] of the same `x` by several matrices of the same
+    /// width (Q, K and V; gate and up): `x` is quantised once, and all
+    /// their rows are shared out over the threads in one go, since waking
+    /// the pool costs about as much as a small product takes.
+    pub(crate) fn matmul_group(mats: &[&QMatrix], x: &[f32], n: usize) -> Vec<Vec<f32>> {
+        let cols = mats[0].cols;
+        debug_assert!(mats.iter().all(|m| m.cols == cols));
+        debug_assert_eq!(x.len(), n * cols);
+        let quantised = mats
+            .iter()
+            .any(|m| matches!(m.ty, GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q8_0));
+        let xq: Vec<Q8Row> = if quantised {
+            x.chunks_exact(cols).map(Q8Row::quantize).collect()
         } else {
-            yt.par_chunks_mut(chunk * n).enumerate().for_each(rows_of);
-        }
-        if n == 1 {
-            return yt;
-        }
-        let mut y = vec![0f32; n * self.rows];
-        for r in 0..self.rows {
-            for t in 0..n {
-                y[t * self.rows + r] = yt[r * n + t];
+            (0..n).map(|_| Q8Row::default()).collect()
+        };
+        // Rows of each W are split into runs; each run reads its rows once
+        // for all `n` inputs, so W streams through memory once per call.
+        let total: usize = mats.iter().map(|m| m.rows).sum();
+        let chunk = (total / (rayon::current_num_threads() * 8)).clamp(16, 512);
+        let mut yts: Vec<Vec<f32>> = mats.iter().map(|m| vec![0f32; m.rows * n]).collect();
+        let mut runs: Vec<(&QMatrix, usize, &mut [f32])> = Vec::new();
+        for (m, yt) in mats.iter().zip(&mut yts) {
+            for (c, out) in yt.chunks_mut(chunk * n).enumerate() {
+                runs.push((m, c * chunk, out));
             }
         }
-        y
+        let run = |(m, first, out): (&QMatrix, usize, &mut [f32])| {
+            for (i, o) in out.chunks_exact_mut(n).enumerate() {
+                let r = first + i;
+                let w = &m.data[r * m.row_bytes..][..m.row_bytes];
+                quant::dot_rows(m.ty, w, &xq, x, o);
+            }
+        };
+        let bytes: usize = mats.iter().map(|m| m.data.len()).sum();
+        if bytes * n < SERIAL_BELOW {
+            runs.into_iter().for_each(run);
+        } else {
+            runs.into_par_iter().for_each(run);
+        }
+        mats.iter()
+            .zip(yts)
+            .map(|(m, yt)| {
+                if n == 1 {
+                    return yt;
+                }
+                let mut y = vec![0f32; n * m.rows];
+                for r in 0..m.rows {
+                    for t in 0..n {
+                        y[t * m.rows + r] = yt[r * n + t];
+                    }
+                }
+                y
+            })
+            .collect()
     }
 }
