@@ -25,7 +25,10 @@
 //! by round and medians are reported, so a noisy neighbour hits both.
 //! A last batching row times weft-nn alone on the same texts (16 batch-1
 //! calls on 16 threads vs one batch-16 call): the ceiling for what
-//! batching in the node can gain on this machine.
+//! batching in the node can gain on this machine. `TARGET=gpu` runs the
+//! model on the node's GPU (llvmpipe, software Vulkan, where there is none):
+//! the engine then has the large per-call cost of a device round trip that
+//! batching exists to amortise.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -50,6 +53,12 @@ const WORDS: &str = "the quick brown fox jumps over a lazy dog while small birds
 
 fn main() {
     let rounds = env_or("ROUNDS", 20);
+    let gpu = std::env::var("TARGET").is_ok_and(|t| t == "gpu");
+    let (target, engine_target) = if gpu {
+        (weft_runtime::ExecutionTarget::Gpu, weft_nn::Target::Gpu)
+    } else {
+        (weft_runtime::ExecutionTarget::Cpu, weft_nn::Target::Cpu)
+    };
     let calls = env_or("CALLS", 60);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -61,11 +70,13 @@ fn main() {
     let on = node.runtime(BatchConfig {
         max_batch: 32,
         max_wait: MAX_WAIT,
+        registry_target: target,
         ..BatchConfig::default()
     });
     let off = node.runtime(BatchConfig {
         max_batch: 1,
         max_wait: MAX_WAIT,
+        registry_target: target,
         ..BatchConfig::default()
     });
     let words = node.words();
@@ -131,7 +142,7 @@ fn main() {
     let engine = &off.backend;
     let model = engine
         .engine()
-        .load(&node.model, weft_nn::Encoding::Onnx, weft_nn::Target::Cpu)
+        .load(&node.model, weft_nn::Encoding::Onnx, engine_target)
         .expect("MiniLM loads");
     let engine_only = engine_batching(&*model, &node, &same, rounds);
     let mut session = model.session();
