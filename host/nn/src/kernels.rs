@@ -251,6 +251,24 @@ impl PackedB {
         self.data.len() * std::mem::size_of::<f32>()
     }
 
+    /// B as it was given (`k x n`, row-major), for the rare product the
+    /// packed form does not suit.
+    pub(crate) fn unpack(&self) -> Vec<f32> {
+        let (k, n, nr) = (self.k, self.n, self.kernel.nr());
+        let mut b = vec![0.0; k * n];
+        if k == 0 || n == 0 {
+            return b;
+        }
+        for (p, panel) in self.data.chunks_exact(k * nr).enumerate() {
+            let j0 = p * nr;
+            let w = nr.min(n - j0);
+            for (kk, src) in panel.chunks_exact(nr).enumerate() {
+                b[kk * n + j0..kk * n + j0 + w].copy_from_slice(&src[..w]);
+            }
+        }
+        b
+    }
+
     /// `c += a · B` for `m` rows of `a` (`m x k`); parallel over row blocks
     /// when `parallel` and there is more than one.
     fn run(&self, a: &[f32], c: &mut [f32], m: usize, parallel: bool) {
@@ -630,6 +648,7 @@ mod tests {
             let want = naive(&a, &b, m, k, n);
             let packed = PackedB::new(&b, k, n);
             assert_eq!((packed.k(), packed.n()), (k, n));
+            assert_eq!(packed.unpack(), b, "{m}x{k}x{n}: unpacked");
             let mut c = vec![f32::NAN; m * n];
             matmul_packed(&a, &packed, &mut c, m, false);
             let mut acc = vec![1.0; m * n];

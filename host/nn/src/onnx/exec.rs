@@ -98,10 +98,15 @@ fn packed_key(node: &proto::NodeProto) -> Option<&str> {
 }
 
 /// Packs every 2-D f32 initializer some `MatMul`/`WeftMatMulBias` reads as
-/// B, so that calls do not repack it.
+/// B, so that calls do not repack it. A weight that nothing else reads (no
+/// other input slot, not a graph output) keeps only its packed form: its
+/// entry in `weights` becomes a placeholder of the same shape and no data,
+/// so the model does not hold it twice; the rare product the packed form
+/// does not suit unpacks it (see `Graph::unpacked`).
 fn pack_weights(
     nodes: &[proto::NodeProto],
-    weights: &HashMap<String, Arc<Value>>,
+    weights: &mut HashMap<String, Arc<Value>>,
+    outputs: &[String],
 ) -> HashMap<String, PackedB> {
     let mut packed = HashMap::new();
     for name in nodes.iter().filter_map(packed_key) {
@@ -115,6 +120,21 @@ fn pack_weights(
             (&w.data, w.dtype, w.shape.as_slice())
         {
             packed.insert(name.to_string(), PackedB::new(data, k, n));
+        }
+    }
+    for (name, p) in &packed {
+        let only_packed = !outputs.contains(name)
+            && nodes.iter().all(|node| {
+                node.inputs
+                    .iter()
+                    .enumerate()
+                    .all(|(i, input)| input != name || (i == 1 && packed_key(node).is_some()))
+            });
+        if only_packed {
+            weights.insert(
+                name.clone(),
+                Arc::new(Value::f32(vec![p.k(), p.n()], Vec::new())),
+            );
         }
     }
     packed
@@ -233,10 +253,8 @@ impl OnnxModel {
             }
         }
         let mut weights = HashMap::new();
-        let mut weight_bytes = 0;
         for b in initializers {
             let (name, v) = proto::tensor(b)?;
-            weight_bytes += (v.len() * v.dtype.element_type().size()) as u64;
             weights.insert(name, Arc::new(v));
         }
         let mut caller_inputs = Vec::new();
@@ -260,9 +278,15 @@ impl OnnxModel {
         let frees = plan_frees(&nodes, &outputs);
         let packed = match gpu {
             Some(Ok(_)) => HashMap::new(),
-            _ => pack_weights(&nodes, &weights),
+            _ => pack_weights(&nodes, &mut weights, &outputs),
         };
-        weight_bytes += packed.values().map(|p| p.bytes() as u64).sum::<u64>();
+        // Host memory held: what is stored (placeholders hold nothing) and
+        // the packed copies.
+        let weight_bytes = weights
+            .values()
+            .map(|v| (v.len() * v.dtype.element_type().size()) as u64)
+            .chain(packed.values().map(|p| p.bytes() as u64))
+            .sum();
         let (gpu, placement) = match gpu {
             None => (None, Placement::Cpu),
             Some(Ok(gpu)) => {
@@ -427,10 +451,21 @@ impl Session for OnnxSession {
                     on_gpu = true;
                     return out;
                 }
-                if let Some(w) = packed_key(node.proto).and_then(|b| g.packed.get(b))
-                    && let Some(out) = ops::run_packed(node, &args, w)
+                if let Some(b) = packed_key(node.proto)
+                    && let Some(w) = g.packed.get(b)
                 {
-                    return out;
+                    if let Some(out) = ops::run_packed(node, &args, w) {
+                        return out;
+                    }
+                    // A product the packed form does not suit (a 1-D A, an
+                    // integer A): as written, on B unpacked if only its
+                    // packed form is kept.
+                    if args.get(1).copied().flatten().is_some_and(|v| v.len() == 0) {
+                        let full = Value::f32(vec![w.k(), w.n()], w.unpack());
+                        let mut with_b = args.clone();
+                        with_b[1] = Some(&full);
+                        return ops::run(node, &with_b);
+                    }
                 }
                 match owned {
                     Some((i, v)) => ops::run_owned(node, &args, i, v),
@@ -713,5 +748,43 @@ mod tests {
         assert_eq!(fallback.device_bytes(), 0);
         let out = fallback.session().compute(&inputs).unwrap();
         assert_eq!(out[2].1.to_f32().unwrap(), want[2].1.to_f32().unwrap());
+    }
+
+    #[test]
+    fn a_weight_only_products_read_is_kept_packed_only_and_unpacked_when_needed() {
+        use crate::onnx::write::GraphWriter;
+        // y = x · w with x 1-D, which the packed kernel does not take;
+        // with `shared`, w also feeds an Add, so its stored copy stays.
+        let build = |shared: bool| {
+            let mut g = GraphWriter::new("packed");
+            g.node("MatMul", &["x", "w"], &["y"], "mm", &[]);
+            if shared {
+                g.node("Add", &["w", "w"], &["w2"], "add", &[]);
+                g.output("w2", &["2", "3"]);
+            }
+            g.initializer("w", &[2, 3], &[1., 2., 3., 4., 5., 6.]);
+            g.input("x", &["2"]);
+            g.output("y", &["3"]);
+            g.finish("weft-nn tests", 17)
+        };
+        let (only, shared) = (
+            OnnxModel::load(&build(false)).unwrap(),
+            OnnxModel::load(&build(true)).unwrap(),
+        );
+        assert_eq!(
+            shared.weight_bytes() - only.weight_bytes(),
+            6 * 4,
+            "only the shared model keeps w as stored"
+        );
+        for model in [&only, &shared] {
+            let x = Tensor::from_f32(vec![2], &[1.0, 1.0]);
+            let out = model.session().compute(&[("x".into(), x)]).unwrap();
+            let y = out.iter().find(|(n, _)| n == "y").unwrap();
+            assert_eq!(y.1.to_f32().unwrap(), vec![5.0, 7.0, 9.0]);
+        }
+        let x = Tensor::from_f32(vec![2], &[1.0, 1.0]);
+        let out = shared.session().compute(&[("x".into(), x)]).unwrap();
+        let w2 = out.iter().find(|(n, _)| n == "w2").unwrap();
+        assert_eq!(w2.1.to_f32().unwrap(), vec![2., 4., 6., 8., 10., 12.]);
     }
 }
