@@ -141,9 +141,16 @@ impl Kernel {
         }
     }
 
-    /// Packs B, given by element (`b(kk, j)`, `k x n`), into `out` as
-    /// this kernel's zero-padded panels.
-    fn pack(self, k: usize, n: usize, b: impl Fn(usize, usize) -> f32, out: &mut Vec<f32>) {
+    /// Packs B (`k x n`) into `out` as this kernel's zero-padded panels:
+    /// `fill(kk, j0, dst)` writes row `kk` of B from column `j0` on into
+    /// `dst` (as many columns as `dst` is long).
+    fn pack(
+        self,
+        k: usize,
+        n: usize,
+        mut fill: impl FnMut(usize, usize, &mut [f32]),
+        out: &mut Vec<f32>,
+    ) {
         let nr = self.nr();
         out.clear();
         out.resize(n.div_ceil(nr) * k * nr, 0.0);
@@ -154,9 +161,7 @@ impl Kernel {
             let j0 = p * nr;
             let w = nr.min(n - j0);
             for (kk, dst) in panel.chunks_exact_mut(nr).enumerate() {
-                for (jj, d) in dst[..w].iter_mut().enumerate() {
-                    *d = b(kk, j0 + jj);
-                }
+                fill(kk, j0, &mut dst[..w]);
             }
         }
     }
@@ -196,7 +201,12 @@ impl SmallProducts {
         if m == 0 || n == 0 || k == 0 {
             return;
         }
-        self.kernel.pack(k, n, b, &mut self.packed);
+        let fill = |kk: usize, j0: usize, dst: &mut [f32]| {
+            for (jj, d) in dst.iter_mut().enumerate() {
+                *d = b(kk, j0 + jj);
+            }
+        };
+        self.kernel.pack(k, n, fill, &mut self.packed);
         self.kernel.rows(a, &self.packed, c, m, k, n);
     }
 }
@@ -222,17 +232,13 @@ impl PackedB {
     pub fn new(b: &[f32], k: usize, n: usize) -> Self {
         assert!(b.len() >= k * n, "matmul operand too short");
         let kernel = Kernel::detect();
-        let nr = kernel.nr();
-        let mut data = vec![0.0; n.div_ceil(nr) * k * nr];
-        if k > 0 {
-            for (p, panel) in data.chunks_exact_mut(k * nr).enumerate() {
-                let j0 = p * nr;
-                let w = nr.min(n - j0);
-                for (kk, dst) in panel.chunks_exact_mut(nr).enumerate() {
-                    dst[..w].copy_from_slice(&b[kk * n + j0..kk * n + j0 + w]);
-                }
-            }
-        }
+        let mut data = Vec::new();
+        kernel.pack(
+            k,
+            n,
+            |kk, j0, dst| dst.copy_from_slice(&b[kk * n + j0..][..dst.len()]),
+            &mut data,
+        );
         Self { k, n, kernel, data }
     }
 

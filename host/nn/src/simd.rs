@@ -36,6 +36,25 @@ pub(crate) use wide_fn;
 /// Accumulators per reduction: one AVX2 vector of f32.
 const LANES: usize = 8;
 
+/// `f64` accumulators per sum: one AVX2 vector.
+const F64_LANES: usize = 4;
+
+/// The sum of `f(v)` over `r` in f64, over [`F64_LANES`] running lanes
+/// (LLVM does not vectorise a float sum into one accumulator).
+#[inline(always)]
+pub(crate) fn sum_f64(r: &[f32], f: impl Fn(f32) -> f32) -> f64 {
+    let mut lanes = [0.0f64; F64_LANES];
+    let mut chunks = r.chunks_exact(F64_LANES);
+    for c in &mut chunks {
+        lanes
+            .iter_mut()
+            .zip(c)
+            .for_each(|(l, &v)| *l += f64::from(f(v)));
+    }
+    let rest: f64 = chunks.remainder().iter().map(|&v| f64::from(f(v))).sum();
+    lanes.iter().sum::<f64>() + rest
+}
+
 /// Whether the CPU has AVX2 and FMA (asked once).
 #[cfg(target_arch = "x86_64")]
 pub(crate) fn has_avx2() -> bool {

@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 use super::ops::{self, Node};
 use super::proto::{self, Attr, GraphProto, ValueInfo};
 use super::value::{DType, Value};
+use super::weights::{GpuWeights, pack_weights, packed_key, upload_weights};
 use crate::engine::{Placement, input};
-use crate::gpu::{Gpu, GpuMatrix};
+use crate::gpu::Gpu;
 use crate::kernels::PackedB;
 use crate::{ElementType, Model, NnError, NnErrorKind, Session, Tensor};
 
@@ -41,151 +42,6 @@ struct Graph {
     /// On the CPU, the weights products read as B, packed once for the
     /// matmul kernel, by initializer name.
     packed: HashMap<String, PackedB>,
-}
-
-/// The GPU and the weights uploaded to it by initializer name, as stored
-/// (`[0]`) and transposed (`[1]`, for `Gemm`s with `transB`). The CPU
-/// copies stay in [`Graph::weights`] for every other use.
-#[derive(Debug)]
-struct GpuWeights {
-    gpu: Arc<Gpu>,
-    matrices: [HashMap<String, GpuMatrix>; 2],
-}
-
-impl GpuWeights {
-    /// The resident B of `node`, if it is a `MatMul` or `Gemm` that has one.
-    fn for_node(&self, node: &proto::NodeProto) -> Option<&GpuMatrix> {
-        let (name, transposed) = resident_key(node)?;
-        self.matrices[usize::from(transposed)].get(name)
-    }
-
-    fn bytes(&self) -> u64 {
-        self.matrices
-            .iter()
-            .flat_map(HashMap::values)
-            .map(GpuMatrix::bytes)
-            .sum()
-    }
-}
-
-/// The weight a `MatMul` or `Gemm` node would read from the GPU: its B
-/// input, and whether B is used transposed (`Gemm`'s `transB`).
-fn resident_key(node: &proto::NodeProto) -> Option<(&str, bool)> {
-    let b = node.inputs.get(1).filter(|b| !b.is_empty())?;
-    let transposed = match node.op_type.as_str() {
-        "MatMul" => false,
-        // Read as the CPU `Gemm` reads it.
-        "Gemm" => {
-            Node {
-                proto: node,
-                opset: 0,
-            }
-            .int("transB", 0)
-                != 0
-        }
-        _ => return None,
-    };
-    Some((b, transposed))
-}
-
-/// The weight a node would read as a packed B on the CPU: the B input of a
-/// `MatMul` or `WeftMatMulBias`.
-fn packed_key(node: &proto::NodeProto) -> Option<&str> {
-    match node.op_type.as_str() {
-        "MatMul" | "WeftMatMulBias" => node.inputs.get(1).map(String::as_str),
-        _ => None,
-    }
-}
-
-/// Packs every 2-D f32 initializer some `MatMul`/`WeftMatMulBias` reads as
-/// B, so that calls do not repack it. A weight that nothing else reads (no
-/// other input slot, not a graph output) keeps only its packed form: its
-/// entry in `weights` becomes a placeholder of the same shape and no data,
-/// so the model does not hold it twice; the rare product the packed form
-/// does not suit unpacks it (see `Graph::unpacked`).
-fn pack_weights(
-    nodes: &[proto::NodeProto],
-    weights: &mut HashMap<String, Arc<Value>>,
-    outputs: &[String],
-) -> HashMap<String, PackedB> {
-    let mut packed = HashMap::new();
-    for name in nodes.iter().filter_map(packed_key) {
-        if packed.contains_key(name) {
-            continue;
-        }
-        let Some(w) = weights.get(name) else {
-            continue;
-        };
-        if let (super::value::Data::F32(data), DType::F32, &[k, n]) =
-            (&w.data, w.dtype, w.shape.as_slice())
-        {
-            packed.insert(name.to_string(), PackedB::new(data, k, n));
-        }
-    }
-    for (name, p) in &packed {
-        let only_packed = !outputs.contains(name)
-            && nodes.iter().all(|node| {
-                node.inputs
-                    .iter()
-                    .enumerate()
-                    .all(|(i, input)| input != name || (i == 1 && packed_key(node).is_some()))
-            });
-        if only_packed {
-            weights.insert(
-                name.clone(),
-                Arc::new(Value::f32(vec![p.k(), p.n()], Vec::new())),
-            );
-        }
-    }
-    packed
-}
-
-/// Uploads every 2-D f32 initializer some `MatMul`/`Gemm` reads as B. One
-/// that fails to upload (too large for the device, out of memory) stays
-/// on the CPU, as do the products that use it.
-fn upload_weights(
-    gpu: Arc<Gpu>,
-    nodes: &[proto::NodeProto],
-    weights: &HashMap<String, Arc<Value>>,
-) -> GpuWeights {
-    let mut matrices = [HashMap::new(), HashMap::new()];
-    for node in nodes {
-        let Some((name, transposed)) = resident_key(node) else {
-            continue;
-        };
-        if matrices[usize::from(transposed)].contains_key(name) {
-            continue;
-        }
-        let Some(w) = weights.get(name) else {
-            continue;
-        };
-        let (super::value::Data::F32(data), DType::F32, &[rows, cols]) =
-            (&w.data, w.dtype, w.shape.as_slice())
-        else {
-            continue;
-        };
-        let uploaded = if transposed {
-            let mut t = vec![0.0; data.len()];
-            for (r, row) in data.chunks_exact(cols.max(1)).enumerate() {
-                for (c, &v) in row.iter().enumerate() {
-                    t[c * rows + r] = v;
-                }
-            }
-            gpu.upload(&t, cols, rows)
-        } else {
-            gpu.upload(data, rows, cols)
-        };
-        match uploaded {
-            Ok(m) => {
-                matrices[usize::from(transposed)].insert(name.to_string(), m);
-            }
-            Err(e) => eprintln!(
-                "weft-nn: weight `{name}` stays on the CPU (node `{}`): {e}",
-                node.name
-            ),
-        }
-    }
-    GpuWeights { gpu, matrices }
 }
 
 fn unsupported(msg: String) -> NnError {

@@ -10,6 +10,7 @@ mod fuse;
 mod ops;
 mod proto;
 mod value;
+mod weights;
 pub(crate) mod write;
 
 use std::collections::BTreeMap;

@@ -81,33 +81,14 @@ simd::wide_fn! {
     }
 }
 
-/// `f64` accumulators per sum: one AVX2 vector.
-const F64_LANES: usize = 4;
-
-/// The sum of `f(v)` over `r` in f64, over [`F64_LANES`] running lanes
-/// (LLVM does not vectorise a float sum into one accumulator).
-#[inline(always)]
-fn sum_f64(r: &[f32], f: impl Fn(f32) -> f32) -> f64 {
-    let mut lanes = [0.0f64; F64_LANES];
-    let mut chunks = r.chunks_exact(F64_LANES);
-    for c in &mut chunks {
-        lanes
-            .iter_mut()
-            .zip(c)
-            .for_each(|(l, &v)| *l += f64::from(f(v)));
-    }
-    let rest: f64 = chunks.remainder().iter().map(|&v| f64::from(f(v))).sum();
-    lanes.iter().sum::<f64>() + rest
-}
-
 simd::wide_fn! {
     /// One row of a layer norm: mean and variance in f64, then
     /// `(v - mean) / sqrt(var + eps) * w + b`.
     fn layer_norm(r: &mut [f32], w: &[f32], b: &[f32], eps: f32) {
         let d = r.len() as f64;
-        let mean = (sum_f64(r, |v| v) / d) as f32;
+        let mean = (simd::sum_f64(r, |v| v) / d) as f32;
         r.iter_mut().for_each(|v| *v -= mean);
-        let var = (sum_f64(r, |v| v * v) / d) as f32;
+        let var = (simd::sum_f64(r, |v| v * v) / d) as f32;
         let q = (var + eps).sqrt();
         r.iter_mut()
             .zip(w.iter().zip(b))

@@ -8,6 +8,7 @@ mod elementwise;
 mod fused;
 mod index;
 mod loss;
+mod matmul;
 mod nn;
 mod quant;
 mod reduce;
@@ -301,8 +302,8 @@ pub(crate) fn run_resident(
     w: &crate::gpu::GpuMatrix,
 ) -> Option<Result<Vec<Value>, NnError>> {
     let out = match node.proto.op_type.as_str() {
-        "MatMul" => nn::matmul_resident(inputs, gpu, w),
-        "Gemm" => nn::gemm_resident(node, inputs, gpu, w),
+        "MatMul" => matmul::matmul_resident(inputs, gpu, w),
+        "Gemm" => matmul::gemm_resident(node, inputs, gpu, w),
         _ => None,
     };
     out.map(|r| r.map(|v| vec![v]))
@@ -316,7 +317,7 @@ pub(crate) fn run_packed(
     w: &crate::kernels::PackedB,
 ) -> Option<Result<Vec<Value>, NnError>> {
     let out = match node.proto.op_type.as_str() {
-        "MatMul" => nn::matmul_packed(inputs, w)?,
+        "MatMul" => matmul::matmul_packed(inputs, w)?,
         "WeftMatMulBias" => fused::matmul_bias(inputs, Some(w)),
         _ => return None,
     };
@@ -371,8 +372,8 @@ pub(crate) fn run(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Vec<Value
         "LpNormalization" => one(reduce::lp_norm(node, inputs)?),
         "TopK" => reduce::top_k(node, inputs),
         r if r.starts_with("Reduce") => one(reduce::reduce(node, inputs)?),
-        "MatMul" => one(nn::matmul(inputs)?),
-        "Gemm" => one(nn::gemm(node, inputs)?),
+        "MatMul" => one(matmul::matmul(inputs)?),
+        "Gemm" => one(matmul::gemm(node, inputs)?),
         "Conv" => one(nn::conv(node, inputs)?),
         "MaxPool" | "AveragePool" | "LpPool" => nn::pool(node, inputs),
         "ConvTranspose" => one(nn::conv_transpose(node, inputs)?),

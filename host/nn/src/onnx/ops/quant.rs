@@ -141,7 +141,7 @@ pub(super) fn qlinear_matmul(inputs: &[Option<&Value>]) -> Result<Value, NnError
         Value::f32(x.shape.clone(), d)
     };
     let (a, b) = (shift(v(0)?, v(2)?), shift(v(3)?, v(5)?));
-    let c = super::nn::matmul(&[Some(&a), Some(&b)])?;
+    let c = super::matmul::matmul(&[Some(&a), Some(&b)])?;
     let (sa, sb, sy, zy) = (v(1)?.to_f64(), v(4)?.to_f64(), v(6)?.to_f64()[0], v(7)?);
     let n = *c.shape.last().unwrap_or(&1);
     let m = if c.shape.len() >= 2 {
