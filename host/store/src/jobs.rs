@@ -234,6 +234,22 @@ impl Store {
         block: u32,
         commit: &BlockCommit,
     ) -> Result<Option<JobRecord>> {
+        Ok(self
+            .commit_block_logged(id, block, commit, |_| None)?
+            .map(|(rec, _)| rec))
+    }
+
+    /// [`Store::commit_block`], appending `event(&record)` (when it gives
+    /// one) to the job's event log in the same transaction, so that a
+    /// crash cannot keep the block and lose its event; returns the event's
+    /// sequence number with the record.
+    pub fn commit_block_logged(
+        &self,
+        id: u64,
+        block: u32,
+        commit: &BlockCommit,
+        event: impl FnOnce(&JobRecord) -> Option<String>,
+    ) -> Result<Option<(JobRecord, Option<LoggedEvent>)>> {
         let txn = self.write()?;
         let Some(mut rec) = get_job(&txn, id)? else {
             return Ok(None);
@@ -268,8 +284,12 @@ impl Store {
         rec.items_failed += u64::from(commit.failed);
         rec.rows_out += u64::from(commit.rows_out);
         put_job(&txn, &rec)?;
+        let logged = match event(&rec) {
+            Some(text) => Some((append_event(&txn, id, &text)?, text)),
+            None => None,
+        };
         txn.commit().map_err(db)?;
-        Ok(Some(rec))
+        Ok(Some((rec, logged)))
     }
 
     /// The committed blocks of a job, in block order.
@@ -288,18 +308,7 @@ impl Store {
     /// (1, 2, …).
     pub fn append_job_event(&self, id: u64, event: &str) -> Result<u64> {
         let txn = self.write()?;
-        let seq = {
-            let mut table = txn.open_table(JOB_EVENTS).map_err(db)?;
-            let last = table
-                .range((id, 0)..=(id, u64::MAX))
-                .map_err(db)?
-                .next_back()
-                .transpose()
-                .map_err(db)?
-                .map_or(0, |(k, _)| k.value().1);
-            table.insert((id, last + 1), event).map_err(db)?;
-            last + 1
-        };
+        let seq = append_event(&txn, id, event)?;
         txn.commit().map_err(db)?;
         Ok(seq)
     }
@@ -340,6 +349,23 @@ impl Store {
         txn.commit().map_err(db)?;
         Ok(existed)
     }
+}
+
+/// An event appended to a job's log: its sequence number and text.
+pub type LoggedEvent = (u64, String);
+
+/// Appends `event` to job `id`'s log inside `txn`; its sequence number.
+fn append_event(txn: &redb::WriteTransaction, id: u64, event: &str) -> Result<u64> {
+    let mut table = txn.open_table(JOB_EVENTS).map_err(db)?;
+    let last = table
+        .range((id, 0)..=(id, u64::MAX))
+        .map_err(db)?
+        .next_back()
+        .transpose()
+        .map_err(db)?
+        .map_or(0, |(k, _)| k.value().1);
+    table.insert((id, last + 1), event).map_err(db)?;
+    Ok(last + 1)
 }
 
 #[cfg(test)]

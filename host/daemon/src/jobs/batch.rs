@@ -151,20 +151,18 @@ async fn run_local(
                 if let Some(r) = (commit.output.len() as u64 * 1000).checked_div(block.bytes) {
                     ratio.store(r.max(1), Ordering::Relaxed);
                 }
-                let store = jobs.inner.store.clone();
-                let rec = blocking(move || store.commit_block(id, index, &commit))
+                let rec = jobs
+                    .commit_block(id, index, commit, None)
                     .await
                     .map_err(|e| e.message)?;
-                Ok::<_, String>((index, rec))
-            }) as BoxFuture<Result<(u32, Option<JobRecord>), String>>
+                Ok::<_, String>(rec)
+            }) as BoxFuture<Result<Option<JobRecord>, String>>
         })
         .buffer_unordered(BLOCKS_IN_FLIGHT);
     while let Some(result) = blocks.next().await {
-        let (index, rec) = result?;
-        let Some(rec): Option<JobRecord> = rec else {
+        let Some(rec): Option<JobRecord> = result? else {
             continue;
         };
-        jobs.event(id, block_event(index, &rec)).await;
         over_budget(&rec, spec)?;
     }
     drop(blocks);

@@ -32,7 +32,7 @@ use serde_json::json;
 use tokio::sync::Notify;
 use weft_store::{BlockCommit, DatasetBlock, DatasetRecord, JobRecord};
 
-use super::batch::{block_event, over_budget};
+use super::batch::over_budget;
 use super::{BatchSpec, Jobs};
 use crate::cluster::BlockQueue;
 use crate::datasets::Format;
@@ -452,11 +452,11 @@ impl Jobs {
         if running.is_done(index) {
             return Ok(false);
         }
-        let store = self.inner.store.clone();
-        let rec = blocking(move || store.commit_block(id, index, &commit))
+        let committed = self
+            .commit_block(id, index, commit, Some(node.to_string()))
             .await
             .map_err(|e| BlockRefusal::Failed(e.message))?;
-        let Some(rec) = rec else {
+        if committed.is_none() {
             // Committed already, or the job ended meanwhile.
             return match self.not_running(id).await {
                 BlockRefusal::Gone(m) => Err(BlockRefusal::Gone(m)),
@@ -465,11 +465,8 @@ impl Jobs {
                     Ok(false)
                 }
             };
-        };
+        }
         running.mark(index);
-        let mut event = block_event(index, &rec);
-        event["node"] = json!(node);
-        self.event(id, event).await;
         running.notify.notify_one();
         Ok(true)
     }

@@ -545,6 +545,41 @@ impl Jobs {
         Some(rec)
     }
 
+    /// Commits block `index` of job `id` and records its `block` event (with
+    /// `node`, for a cluster worker's block) in the same store transaction,
+    /// then sends the event to live watchers. `None`: the block was
+    /// committed already, or the job has ended.
+    async fn commit_block(
+        &self,
+        id: u64,
+        index: u32,
+        commit: weft_store::BlockCommit,
+        node: Option<String>,
+    ) -> Result<Option<JobRecord>, ApiError> {
+        let store = self.inner.store.clone();
+        let live = self.live(id);
+        blocking(move || -> Result<_, ApiError> {
+            let _order = live
+                .as_ref()
+                .map(|l| l.order.lock().unwrap_or_else(|p| p.into_inner()));
+            let event = |rec: &JobRecord| {
+                let mut event = batch::block_event(index, rec);
+                if let Some(node) = node {
+                    event["node"] = serde_json::json!(node);
+                }
+                Some(event.to_string())
+            };
+            let Some((rec, logged)) = store.commit_block_logged(id, index, &commit, event)? else {
+                return Ok(None);
+            };
+            if let (Some(l), Some(logged)) = (&live, logged) {
+                let _ = l.events.send(logged);
+            }
+            Ok(Some(rec))
+        })
+        .await
+    }
+
     /// Appends an event to the job's log and sends it to live subscribers.
     async fn event(&self, id: u64, event: Value) {
         let store = self.inner.store.clone();
