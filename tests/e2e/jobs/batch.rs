@@ -95,6 +95,40 @@ async fn a_batch_job_writes_every_row_once_in_input_order() {
 }
 
 #[tokio::test]
+async fn rows_reach_a_batched_step_a_whole_batch_at_a_time() {
+    let d = probe_daemon().await;
+    // Blocks of 20 rows: batches of 8, 8 and 4 (the step's max_size is 8).
+    let (status, _) = dataset(
+        &d,
+        "name=sizes&format=jsonl&block_rows=20",
+        rows(200, |_| json!({"op": "batch"})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let (_, job, _) = submit(
+        &d,
+        &json!({"kind": "batch", "pipeline": "p", "dataset": "sizes"}),
+    )
+    .await;
+    let id = job["id"].as_str().unwrap().to_string();
+    assert_eq!(finished(&d, &id).await["state"], "succeeded");
+    let output = lines(&d.get_text(&format!("/v1/jobs/{id}/output")).await);
+    assert_eq!(output.len(), 200);
+    for (row, out) in output.iter().enumerate() {
+        let (size, index) = (out["batch_size"].as_u64(), out["index"].as_u64());
+        // A call never exceeds max_size, even when it takes several
+        // requests (two blocks' batches of 4 may share a call).
+        assert!(size.unwrap() <= 8, "row {row}: {out}");
+        let at = (row % 20) as u64;
+        if at < 16 {
+            assert_eq!((size, index), (Some(8), Some(at % 8)), "row {row}: {out}");
+        }
+    }
+    let step = &d.get_json("/v1/pipelines/p").await["steps"][0];
+    assert_eq!(step["items"], 200, "{step}");
+}
+
+#[tokio::test]
 async fn rows_that_trap_fail_alone_and_the_job_counts_them() {
     let d = probe_daemon().await;
     // 1% of rows trap; they are batched with good rows, which must not fail

@@ -33,7 +33,7 @@ pub const KEY_HEADER: &str = "weft-key";
 pub const ITEMS_HEADER: &str = "weft-items";
 
 /// Whether a content type is JSON (`application/json`, `…+json`).
-fn is_json(content_type: &str) -> bool {
+pub(crate) fn is_json(content_type: &str) -> bool {
     let mime = content_type.split(';').next().unwrap_or("").trim();
     mime == "application/json" || mime.ends_with("+json")
 }

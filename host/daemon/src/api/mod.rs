@@ -12,7 +12,7 @@ mod pipelines;
 mod placement;
 mod stages;
 
-pub(crate) use invoke::render_item;
+pub(crate) use invoke::{is_json, render_item};
 pub(crate) use models::store_model;
 pub(crate) use pipelines::run_error;
 pub(crate) use stages::deploy_stage;

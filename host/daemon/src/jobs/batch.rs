@@ -241,10 +241,18 @@ async fn run_block(
 pub(crate) type FetchObject =
     Arc<dyn Fn(String) -> BoxFuture<Result<Option<Vec<u8>>, String>> + Send + Sync>;
 
+/// One row's outcome: its number, and its outputs or why it failed.
+type RowResult = (u64, Result<Vec<Item>, RunFailure>);
+
 /// Runs the rows of one block (`data`: the block object's bytes, rows
 /// numbered from `first_row`) through `pipeline` and returns what to
 /// commit. Objects the rows name (`objects` datasets) come from the local
 /// store, else from `fetch`.
+///
+/// When every step is batched, rows go to the pipeline a whole batch at a
+/// time: one request per batch rather than one per row, which keeps the
+/// engine's work per row small. A batch that fails runs again row by row,
+/// so only the rows that fail count as failed.
 pub(crate) async fn run_rows(
     jobs: &Jobs,
     pipeline: &str,
@@ -258,29 +266,29 @@ pub(crate) async fn run_rows(
         .split(|&b| b == b'\n')
         .filter(|r| !r.is_empty())
         .collect();
-    let rows: Vec<Vec<u8>> = rows.into_iter().map(<[u8]>::to_vec).collect();
-    let results: Vec<(u64, Result<Vec<Item>, RunFailure>)> =
-        stream::iter(rows.into_iter().enumerate())
-            .map(|(i, row)| {
-                let n = first_row + i as u64;
-                let (jobs, pipeline, slots, fetch) = (
-                    jobs.clone(),
-                    pipeline.to_string(),
-                    rows_at_once.clone(),
-                    fetch.clone(),
-                );
-                Box::pin(async move {
-                    let _slot = slots.acquire_owned().await.expect("never closed");
-                    let item = match row_item(&jobs, format, &row, n, fetch).await {
-                        Ok(item) => item,
-                        Err(e) => return (n, Err(e)),
-                    };
-                    (n, run_row(&jobs, &pipeline, item).await)
-                }) as BoxFuture<(u64, Result<Vec<Item>, RunFailure>)>
-            })
-            .buffered(*parallel)
-            .collect()
-            .await;
+    let chunk = current(jobs, pipeline)
+        .ok()
+        .and_then(|p| p.whole_batch())
+        .unwrap_or(1)
+        .clamp(1, *parallel);
+    // Built up front rather than in a `map` closure over borrowed chunks,
+    // which the compiler cannot prove `Send` for every lifetime.
+    let mut chunks: Vec<futures_util::future::BoxFuture<'_, Vec<RowResult>>> = Vec::new();
+    for (first, rows) in (first_row..).step_by(chunk).zip(rows.chunks(chunk)) {
+        let fetch = fetch.clone();
+        chunks.push(Box::pin(async move {
+            let _slots = rows_at_once
+                .acquire_many(rows.len() as u32)
+                .await
+                .expect("never closed");
+            run_chunk(jobs, pipeline, format, rows, first, fetch).await
+        }));
+    }
+    let results: Vec<RowResult> = stream::iter(chunks)
+        .buffered(parallel.div_ceil(chunk))
+        .flat_map(stream::iter)
+        .collect()
+        .await;
     let mut commit = BlockCommit {
         rows_in: results.len() as u32,
         ..BlockCommit::default()
@@ -289,9 +297,7 @@ pub(crate) async fn run_rows(
         match result {
             Ok(items) => {
                 for item in items {
-                    let line = serde_json::to_string(&row_value(&item)).expect("JSON serializes");
-                    commit.output.extend_from_slice(line.as_bytes());
-                    commit.output.push(b'\n');
+                    push_line(&mut commit.output, &item);
                     commit.rows_out += 1;
                 }
             }
@@ -365,6 +371,79 @@ async fn row_item(
     })
 }
 
+/// Runs a chunk of rows (numbered from `first`): as one request when it
+/// has several, else (or when that request fails) row by row.
+async fn run_chunk(
+    jobs: &Jobs,
+    pipeline: &str,
+    format: Format,
+    rows: &[&[u8]],
+    first: u64,
+    fetch: Option<FetchObject>,
+) -> Vec<RowResult> {
+    if rows.len() > 1 {
+        let mut results: Vec<RowResult> = Vec::with_capacity(rows.len());
+        let mut items = Vec::with_capacity(rows.len());
+        for (n, row) in (first..).zip(rows) {
+            match row_item(jobs, format, row, n, fetch.clone()).await {
+                Ok(item) => {
+                    items.push(item);
+                    results.push((n, Ok(Vec::with_capacity(1))));
+                }
+                Err(e) => results.push((n, Err(e))),
+            }
+        }
+        if let Some(out) = run_whole(jobs, pipeline, items).await {
+            let mut out = out.into_iter();
+            for (_, result) in &mut results {
+                if let Ok(outputs) = result {
+                    outputs.extend(out.next());
+                }
+            }
+            return results;
+        }
+    }
+    let each = (first..).zip(rows).map(|(n, row)| {
+        let fetch = fetch.clone();
+        async move {
+            let result = match row_item(jobs, format, row, n, fetch).await {
+                Ok(item) => run_row(jobs, pipeline, item).await,
+                Err(e) => Err(e),
+            };
+            (n, result)
+        }
+    });
+    futures_util::future::join_all(each).await
+}
+
+/// Runs `items` through the pipeline as one request and returns one output
+/// per item, waiting out overload and pipeline replacement. `None` when
+/// that cannot be done (a step is not batched, or batches fewer items, or
+/// the request failed): the caller runs the items one by one.
+async fn run_whole(jobs: &Jobs, pipeline: &str, items: Vec<Item>) -> Option<Vec<Item>> {
+    if items.is_empty() {
+        return Some(items);
+    }
+    let mut backoff = Duration::from_millis(5);
+    loop {
+        let p = current(jobs, pipeline).ok()?;
+        if p.whole_batch().is_none_or(|max| max < items.len()) {
+            return None;
+        }
+        match p.run_items(items.clone()).await {
+            Ok(out) if out.len() == items.len() => return Some(out),
+            Err(RunFailure {
+                failure: StepFailure::Overloaded | StepFailure::Stopped,
+                ..
+            }) => {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_millis(500));
+            }
+            _ => return None,
+        }
+    }
+}
+
 /// Runs one row, waiting out overload and pipeline replacement (a batch
 /// job is patient; online requests are not).
 async fn run_row(jobs: &Jobs, pipeline: &str, item: Item) -> Result<Vec<Item>, RunFailure> {
@@ -391,7 +470,22 @@ async fn run_row(jobs: &Jobs, pipeline: &str, item: Item) -> Result<Vec<Item>, R
     }
 }
 
-/// An output item as one JSON line: JSON as is, text as a string, other
+/// Appends an output item as one JSON line: valid one-line JSON as the
+/// stage wrote it, anything else as [`row_value`] renders it.
+fn push_line(out: &mut Vec<u8>, item: &Item) {
+    let p = &item.payload;
+    if crate::api::is_json(&item.content_type)
+        && !p.iter().any(|&b| b == b'\n' || b == b'\r')
+        && serde_json::from_slice::<serde::de::IgnoredAny>(p).is_ok()
+    {
+        out.extend_from_slice(p);
+    } else {
+        serde_json::to_writer(&mut *out, &row_value(item)).expect("JSON serializes");
+    }
+    out.push(b'\n');
+}
+
+/// An output item as a JSON value: JSON as is, text as a string, other
 /// bytes as `{"content_type", "base64"}`.
 fn row_value(item: &Item) -> Value {
     if item.content_type.starts_with("text/")
@@ -457,6 +551,38 @@ mod tests {
             row_value(&item("application/octet-stream", &[0])),
             json!({"key": null, "content_type": "application/octet-stream", "base64": "AA=="})
         );
+    }
+
+    #[test]
+    fn output_lines_keep_one_line_json_as_written_and_re_encode_the_rest() {
+        let line = |ct: &str, p: &[u8]| {
+            let mut out = Vec::new();
+            push_line(
+                &mut out,
+                &Item {
+                    key: None,
+                    content_type: ct.into(),
+                    payload: p.to_vec(),
+                },
+            );
+            String::from_utf8(out).unwrap()
+        };
+        // Key order and spacing as the stage wrote them.
+        assert_eq!(
+            line("application/json", b"{\"b\": 1, \"a\": [2]}"),
+            "{\"b\": 1, \"a\": [2]}\n"
+        );
+        // Pretty-printed JSON would break the line: re-encoded on one line.
+        assert_eq!(
+            line("application/json", b"{\n  \"a\": 1\r\n}"),
+            "{\"a\":1}\n"
+        );
+        // Invalid JSON is kept as bytes, not written as a broken line.
+        assert_eq!(
+            line("application/json", b"{oops"),
+            "{\"base64\":\"e29vcHM=\",\"content_type\":\"application/json\",\"key\":null}\n"
+        );
+        assert_eq!(line("text/plain", b"a\nb"), "\"a\\nb\"\n");
     }
 
     #[test]

@@ -58,7 +58,35 @@ impl RunningPipeline {
         sink: Option<mpsc::Sender<StageEvent>>,
         deadline: Instant,
     ) -> Result<Vec<Item>, RunFailure> {
-        let mut items = vec![item];
+        self.run_steps(vec![item], sink, deadline).await
+    }
+
+    /// The most items [`RunningPipeline::run_items`] may take at once: the
+    /// smallest `batch.max_size` of the steps, when every step is batched
+    /// (a batched step returns one output per input, so each output can be
+    /// traced to its input). `None` when a step is not batched.
+    pub fn whole_batch(&self) -> Option<usize> {
+        self.steps
+            .iter()
+            .map(|s| s.spec.batch.as_ref().map(|b| b.max_size))
+            .min()
+            .flatten()
+    }
+
+    /// Runs several items through every step as one request, so a batched
+    /// step gets them in one call. With every step batched (see
+    /// [`RunningPipeline::whole_batch`]), output `i` comes from input `i`.
+    pub async fn run_items(&self, items: Vec<Item>) -> Result<Vec<Item>, RunFailure> {
+        let deadline = Instant::now() + Duration::from_millis(self.spec.timeout_ms);
+        self.run_steps(items, None, deadline).await
+    }
+
+    async fn run_steps(
+        &self,
+        mut items: Vec<Item>,
+        sink: Option<mpsc::Sender<StageEvent>>,
+        deadline: Instant,
+    ) -> Result<Vec<Item>, RunFailure> {
         for step in &self.steps {
             if items.is_empty() {
                 break;

@@ -142,7 +142,7 @@ impl Step {
         let batch_size = spec.batch.as_ref().map_or(1, |b| b.max_size);
         let capacity = (max * spec.replicas.target_in_flight as usize).max(batch_size * 2);
         let (tx, rx) = mpsc::channel(capacity);
-        let rx = Arc::new(Mutex::new(rx));
+        let rx = Arc::new(Mutex::new(Queue { rx, held: None }));
         let stats = Arc::new(StepStats::default());
         stats.target_replicas.store(floor(&spec), Ordering::Relaxed);
         let stop = CancellationToken::new();
@@ -240,7 +240,7 @@ fn desired(spec: &StepSpec, stats: &StepStats) -> usize {
 /// target replica count, runs them, and answers each caller.
 async fn worker(
     index: usize,
-    rx: Arc<Mutex<mpsc::Receiver<Job>>>,
+    rx: Arc<Mutex<Queue>>,
     pool: Arc<StagePool>,
     spec: StepSpec,
     stats: Arc<StepStats>,
@@ -301,11 +301,25 @@ async fn worker(
     }
 }
 
+/// A step's queue, shared by its workers.
+struct Queue {
+    rx: mpsc::Receiver<Job>,
+    /// A job taken while filling a batch it did not fit in: the next batch
+    /// starts with it.
+    held: Option<Job>,
+}
+
 /// The first job, then (for batched steps) more until `max_size` items or
-/// `max_wait_ms` have passed.
-async fn take_batch(rx: &Mutex<mpsc::Receiver<Job>>, spec: &StepSpec) -> Option<Vec<Job>> {
-    let mut rx = rx.lock().await;
-    let first = rx.recv().await?;
+/// `max_wait_ms` have passed. A job that would take the batch past
+/// `max_size` waits for the next one (a job larger than `max_size` on its
+/// own is a batch by itself).
+async fn take_batch(queue: &Mutex<Queue>, spec: &StepSpec) -> Option<Vec<Job>> {
+    let mut queue = queue.lock().await;
+    let Queue { rx, held } = &mut *queue;
+    let first = match held.take() {
+        Some(job) => job,
+        None => rx.recv().await?,
+    };
     let Some(batch) = &spec.batch else {
         return Some(vec![first]);
     };
@@ -314,6 +328,10 @@ async fn take_batch(rx: &Mutex<mpsc::Receiver<Job>>, spec: &StepSpec) -> Option<
     let mut jobs = vec![first];
     while size < batch.max_size {
         match tokio::time::timeout_at(until.into(), rx.recv()).await {
+            Ok(Some(job)) if size + job.items.len() > batch.max_size => {
+                *held = Some(job);
+                break;
+            }
             Ok(Some(job)) => {
                 size += job.items.len();
                 jobs.push(job);
