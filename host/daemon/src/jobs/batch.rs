@@ -12,7 +12,7 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::{StreamExt, stream};
 use serde_json::{Value, json};
@@ -147,14 +147,23 @@ async fn run_local(
                     block.bytes + block.bytes.saturating_mul(ratio.load(Ordering::Relaxed)) / 1000;
                 let cost = estimate.clamp(1, budget_total) as u32;
                 let _memory = budget.acquire_many_owned(cost).await.expect("never closed");
+                let started = Instant::now();
                 let commit = run_block(&jobs, &spec, format, &block, first, &rows_at_once).await?;
                 if let Some(r) = (commit.output.len() as u64 * 1000).checked_div(block.bytes) {
                     ratio.store(r.max(1), Ordering::Relaxed);
                 }
+                let ran = started.elapsed();
                 let rec = jobs
                     .commit_block(id, index, commit, None)
                     .await
                     .map_err(|e| e.message)?;
+                tracing::debug!(
+                    job = id,
+                    block = index,
+                    run_ms = ran.as_secs_f64() * 1e3,
+                    commit_ms = (started.elapsed() - ran).as_secs_f64() * 1e3,
+                    "block committed"
+                );
                 Ok::<_, String>(rec)
             }) as BoxFuture<Result<Option<JobRecord>, String>>
         })
