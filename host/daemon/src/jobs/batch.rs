@@ -4,8 +4,9 @@
 //! input and its expected output fit in `max_in_flight_bytes`, so a slow
 //! step throttles reading and memory stays flat however large the dataset.
 //! Inside a block, rows run concurrently (as many as the pipeline's steps
-//! can take at once, so batched steps fill their batches) and their outputs
-//! are put back in row order. Each finished block is committed to redb
+//! can take at once, so batched steps fill their batches; a whole batch per
+//! request when every step is batched) and their outputs are put back in row
+//! order. Each finished block is committed to redb
 //! atomically with the job's counters; a block is never committed twice.
 
 use std::collections::HashSet;
