@@ -4,6 +4,8 @@
 //! their inputs have the same names, types and shapes apart from dimension 0
 //! (stages get there by padding to fixed buckets). A merged call that fails
 //! is retried call by call, so one caller's bad input never fails another's.
+//! A batch waits up to `max_wait` for more calls only while no call that
+//! cannot join it is queued (calls of other shapes never wait on each other).
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
@@ -79,8 +81,11 @@ pub(crate) async fn run(
                 }
             }
             waiting = kept;
+            // Wait for more only while nothing else is queued: once a call
+            // that cannot join is waiting, the engine has work either way,
+            // and holding this batch back would only delay both.
             let deadline = Instant::now() + config.max_wait;
-            while n < config.max_batch {
+            while n < config.max_batch && waiting.is_empty() {
                 let call = match rx.try_recv() {
                     Ok(call) => call,
                     Err(_) => match tokio::time::timeout_at(deadline, rx.recv()).await {
@@ -185,4 +190,59 @@ fn split(outputs: Named, rows: &[usize], total: usize) -> Option<Vec<Named>> {
         }
     }
     Some(parts)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use weft_nn::{Encoding, Engine, Target};
+
+    use super::*;
+
+    fn x(rows: usize) -> Named {
+        let data: Vec<f32> = (0..rows * 2).map(|i| i as f32).collect();
+        vec![("x".into(), Tensor::from_f32(vec![rows, 2], &data))]
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_batch_does_not_wait_for_company_while_a_call_that_cannot_join_is_queued() {
+        let engine = Engine::default();
+        let model: Arc<dyn Model> = engine
+            .load(
+                &weft_nn::fixtures::onnx_linear(),
+                Encoding::Onnx,
+                Target::Cpu,
+            )
+            .unwrap()
+            .into();
+        let stats = Arc::new(InferenceStats::default());
+        let (tx, rx) = mpsc::channel(8);
+        // Both queued before the batcher starts: 3 rows, then 4 rows, which
+        // cannot join the first (max_batch 4).
+        let (a, b) = (oneshot::channel(), oneshot::channel());
+        tx.send((x(3), a.0)).await.unwrap();
+        tx.send((x(4), b.0)).await.unwrap();
+        let config = BatchConfig {
+            max_batch: 4,
+            max_wait: Duration::from_secs(600),
+            max_in_flight: 1,
+            ..BatchConfig::default()
+        };
+        tokio::spawn(run(model, rx, config, stats.clone()));
+        // Without the rule, the first batch would sit out its 600 s max_wait.
+        let within = Duration::from_secs(30);
+        let a = tokio::time::timeout(within, a.1)
+            .await
+            .expect("first call waited");
+        let b = tokio::time::timeout(within, b.1)
+            .await
+            .expect("second call waited");
+        let (a, b) = (a.unwrap().unwrap(), b.unwrap().unwrap());
+        assert_eq!(a[0].1.shape, vec![3, 3]);
+        assert_eq!(b[0].1.shape, vec![4, 3]);
+        // x = [0, 1] gives [0.5 + 4, -0.5 + 5, 1 + 6].
+        assert_eq!(&a[0].1.to_f32().unwrap()[..3], &[4.5, 4.5, 7.0]);
+        assert_eq!(stats.engine_calls.load(Ordering::Relaxed), 2);
+    }
 }
