@@ -214,8 +214,7 @@ mod tests {
                 Encoding::Onnx,
                 Target::Cpu,
             )
-            .unwrap()
-            .into();
+            .unwrap();
         let stats = Arc::new(InferenceStats::default());
         let (tx, rx) = mpsc::channel(8);
         // Both queued before the batcher starts: 3 rows, then 4 rows, which
