@@ -19,7 +19,18 @@ use crate::inference::{BatchConfig, InferenceStats};
 use crate::nn::NnError;
 
 type Named = Vec<(String, Tensor)>;
-type Call = (Named, oneshot::Sender<Result<Named, NnError>>);
+type Call = (Named, oneshot::Sender<Answer>);
+
+/// What the batcher sends back for a call.
+#[derive(Debug)]
+pub(crate) enum Answer {
+    /// The call ran (merged with others or on its own).
+    Done(Result<Named, NnError>),
+    /// No other call could join it: the caller runs it on its own session,
+    /// outside the batcher's slots, so calls that never merge (other
+    /// shapes) run as concurrently as with batching off.
+    Alone(Named),
+}
 
 /// Rows of a call (dimension 0 shared by all its inputs), or `None` when it
 /// cannot be merged.
@@ -103,6 +114,11 @@ pub(crate) async fn run(
             }
             total = Some(n);
         }
+        if batch.len() == 1 {
+            let (inputs, reply) = batch.pop().expect("one call");
+            let _ = reply.send(Answer::Alone(inputs));
+            continue;
+        }
         let sessions = sessions.clone();
         let stats = stats.clone();
         // The engine call blocks: on the blocking pool, holding its slot.
@@ -134,7 +150,7 @@ fn serve(
             && let Some(parts) = split(outputs, &rows, total.unwrap_or(0))
         {
             for ((_, reply), part) in batch.into_iter().zip(parts) {
-                let _ = reply.send(Ok(part));
+                let _ = reply.send(Answer::Done(Ok(part)));
             }
             return;
         }
@@ -144,7 +160,7 @@ fn serve(
         let result = session
             .compute(&inputs)
             .map_err(crate::inference::convert_error);
-        let _ = reply.send(result);
+        let _ = reply.send(Answer::Done(result));
     }
 }
 
@@ -205,10 +221,8 @@ mod tests {
         vec![("x".into(), Tensor::from_f32(vec![rows, 2], &data))]
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_batch_does_not_wait_for_company_while_a_call_that_cannot_join_is_queued() {
-        let engine = Engine::default();
-        let model: Arc<dyn Model> = engine
+    fn start(max_batch: usize, max_wait: Duration) -> (mpsc::Sender<Call>, Arc<InferenceStats>) {
+        let model: Arc<dyn Model> = Engine::default()
             .load(
                 &weft_nn::fixtures::onnx_linear(),
                 Encoding::Onnx,
@@ -217,31 +231,59 @@ mod tests {
             .unwrap();
         let stats = Arc::new(InferenceStats::default());
         let (tx, rx) = mpsc::channel(8);
-        // Both queued before the batcher starts: 3 rows, then 4 rows, which
-        // cannot join the first (max_batch 4).
-        let (a, b) = (oneshot::channel(), oneshot::channel());
-        tx.send((x(3), a.0)).await.unwrap();
-        tx.send((x(4), b.0)).await.unwrap();
         let config = BatchConfig {
-            max_batch: 4,
-            max_wait: Duration::from_secs(600),
+            max_batch,
+            max_wait,
             max_in_flight: 1,
             ..BatchConfig::default()
         };
         tokio::spawn(run(model, rx, config, stats.clone()));
-        // Without the rule, the first batch would sit out its 600 s max_wait.
-        let within = Duration::from_secs(30);
-        let a = tokio::time::timeout(within, a.1)
+        (tx, stats)
+    }
+
+    async fn answer(rx: oneshot::Receiver<Answer>) -> Answer {
+        // Far below the max_wait the tests set: an answer held for company
+        // that cannot come fails here.
+        tokio::time::timeout(Duration::from_secs(30), rx)
             .await
-            .expect("first call waited");
-        let b = tokio::time::timeout(within, b.1)
-            .await
-            .expect("second call waited");
-        let (a, b) = (a.unwrap().unwrap(), b.unwrap().unwrap());
-        assert_eq!(a[0].1.shape, vec![3, 3]);
-        assert_eq!(b[0].1.shape, vec![4, 3]);
-        // x = [0, 1] gives [0.5 + 4, -0.5 + 5, 1 + 6].
-        assert_eq!(&a[0].1.to_f32().unwrap()[..3], &[4.5, 4.5, 7.0]);
-        assert_eq!(stats.engine_calls.load(Ordering::Relaxed), 2);
+            .expect("the call was held back")
+            .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn queued_calls_that_fit_together_run_as_one_engine_call() {
+        let (tx, stats) = start(4, Duration::from_secs(600));
+        let (a, b) = (oneshot::channel(), oneshot::channel());
+        tx.send((x(1), a.0)).await.unwrap();
+        tx.send((x(3), b.0)).await.unwrap();
+        let (Answer::Done(a), Answer::Done(b)) = (answer(a.1).await, answer(b.1).await) else {
+            panic!("not merged");
+        };
+        let (a, b) = (a.unwrap(), b.unwrap());
+        // Each caller gets its own rows: x = [0, 1] gives [0.5 + 4, -0.5 + 5, 1 + 6].
+        assert_eq!(a[0].1.shape, vec![1, 3]);
+        assert_eq!(a[0].1.to_f32().unwrap(), vec![4.5, 4.5, 7.0]);
+        assert_eq!(b[0].1.shape, vec![3, 3]);
+        assert_eq!(&b[0].1.to_f32().unwrap()[..3], &[4.5, 4.5, 7.0]);
+        assert_eq!(stats.engine_calls.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_call_nothing_can_join_goes_back_at_once_to_run_alone() {
+        let (tx, stats) = start(4, Duration::from_secs(600));
+        // Queued together, 3 rows and 4 rows cannot share a call of 4: the
+        // first must not wait out max_wait for company while the second is
+        // queued, and neither holds a batch slot.
+        let (a, b) = (oneshot::channel(), oneshot::channel());
+        tx.send((x(3), a.0)).await.unwrap();
+        tx.send((x(4), b.0)).await.unwrap();
+        let (Answer::Alone(a), Answer::Alone(b)) = (answer(a.1).await, answer(b.1).await) else {
+            panic!("expected both back to run alone");
+        };
+        assert_eq!(
+            (a[0].1.shape.clone(), b[0].1.shape.clone()),
+            (vec![3, 2], vec![4, 2])
+        );
+        assert_eq!(stats.engine_calls.load(Ordering::Relaxed), 0);
     }
 }

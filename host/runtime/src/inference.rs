@@ -12,6 +12,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use weft_nn::{Encoding, Engine, Model, NnErrorKind, Target};
 
+use crate::batcher::Answer;
 use crate::nn::{
     ExecutionTarget, GraphEncoding, NnBackend, NnContext, NnError, NnErrorCode, NnFuture, NnGraph,
     Tensor, TensorType,
@@ -28,7 +29,8 @@ pub struct BatchConfig {
     /// Default 1 ms.
     pub max_wait: Duration,
     /// Merged calls of one graph that run at once, each on its own session.
-    /// Default: the number of cores.
+    /// A call that no other call joins runs on its caller's own session,
+    /// outside these slots. Default: the number of cores.
     pub max_in_flight: usize,
     /// Where models loaded by name from the registry run (`wasi:nn`
     /// `load-by-name` names no target). `Gpu` uses the node's GPU when it
@@ -230,7 +232,7 @@ fn from_engine(t: weft_nn::Tensor) -> Tensor {
 }
 
 type Named = Vec<(String, weft_nn::Tensor)>;
-type Reply = oneshot::Sender<Result<Named, NnError>>;
+type Reply = oneshot::Sender<Answer>;
 
 /// A loaded model as `wasi:nn` sees it; for batchable models, the queue of
 /// the task that merges calls.
@@ -273,6 +275,20 @@ struct Context {
     stats: Arc<InferenceStats>,
 }
 
+impl Context {
+    /// Runs `inputs` on this context's own session, on the blocking pool.
+    async fn compute_alone(&self, inputs: Named) -> Result<Named, NnError> {
+        self.stats.engine_calls.fetch_add(1, Ordering::Relaxed);
+        let session = self.session.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut s = session.lock().unwrap_or_else(|e| e.into_inner());
+            s.compute(&inputs).map_err(convert_error)
+        })
+        .await
+        .map_err(|e| NnError::new(NnErrorCode::RuntimeError, e.to_string()))?
+    }
+}
+
 impl NnContext for Context {
     fn compute(&mut self, inputs: Vec<(String, Tensor)>) -> NnFuture<'_, Vec<(String, Tensor)>> {
         Box::pin(async move {
@@ -285,18 +301,12 @@ impl NnContext for Context {
                 Some(queue) => {
                     let (tx, rx) = oneshot::channel();
                     queue.send((inputs, tx)).await.map_err(|_| gone())?;
-                    rx.await.map_err(|_| gone())??
+                    match rx.await.map_err(|_| gone())? {
+                        Answer::Done(outputs) => outputs?,
+                        Answer::Alone(inputs) => self.compute_alone(inputs).await?,
+                    }
                 }
-                None => {
-                    self.stats.engine_calls.fetch_add(1, Ordering::Relaxed);
-                    let session = self.session.clone();
-                    tokio::task::spawn_blocking(move || {
-                        let mut s = session.lock().unwrap_or_else(|e| e.into_inner());
-                        s.compute(&inputs).map_err(convert_error)
-                    })
-                    .await
-                    .map_err(|e| NnError::new(NnErrorCode::RuntimeError, e.to_string()))??
-                }
+                None => self.compute_alone(inputs).await?,
             };
             Ok(outputs
                 .into_iter()
