@@ -125,8 +125,6 @@ async fn embed_matches_onnxruntime_over_http() {
     }
 }
 
-/// Uploads SmolLM2 and its tokenizer, deploys the `generate` stage on them and
-/// returns the tokenizer's object id.
 /// `--nn-device gpu`: registry models run their weight products on the
 /// node's GPU (llvmpipe in CI) and give the same embeddings.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -168,6 +166,8 @@ async fn embed_on_the_gpu_matches_onnxruntime() {
     );
 }
 
+/// Uploads SmolLM2 and its tokenizer, deploys the `generate` stage on them and
+/// returns the tokenizer's object id.
 async fn deploy_generate(d: &TestDaemon) -> String {
     put(
         d,

@@ -14,17 +14,18 @@ pub enum Target {
     /// The node's GPU (wgpu: Vulkan, Metal or DX12; see [`crate::gpu`]).
     /// For ONNX models, the `MatMul`s and `Gemm`s whose B is a 2-D f32
     /// initializer run there, with those weights uploaded once at load;
-    /// every other operator runs on the CPU. GGUF (Llama) models run
-    /// entirely on the CPU. Without a usable GPU the model loads for the
-    /// CPU and says why in [`Model::placement`].
+    /// every other operator runs on the CPU. For GGUF (Llama) models, every
+    /// weight product runs there, on f32 copies of the weights uploaded at
+    /// load; attention, norms and sampling inputs stay on the CPU. Without a
+    /// usable GPU the model loads for the CPU and says why in
+    /// [`Model::placement`].
     Gpu,
 }
 
 /// Where a loaded model runs, for logs and metrics.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Placement {
-    /// On the CPU (loaded for [`Target::Cpu`], or a model type with no GPU
-    /// path: GGUF).
+    /// On the CPU (loaded for [`Target::Cpu`]).
     Cpu,
     /// Its weight products on this GPU, the rest on the CPU.
     Gpu(crate::gpu::AdapterSummary),
@@ -69,8 +70,14 @@ pub trait Session: Send + fmt::Debug {
 /// what runs where).
 pub fn load(bytes: &[u8], encoding: Encoding, target: Target) -> Result<Arc<dyn Model>, NnError> {
     match encoding {
-        // No GPU path for the Llama decoder yet.
-        Encoding::Ggml => Ok(Arc::new(crate::llama::Llama::load(bytes)?)),
+        Encoding::Ggml => {
+            use crate::llama::Llama;
+            let model = match target {
+                Target::Cpu => Llama::load(bytes)?,
+                Target::Gpu => Llama::load_for(bytes, Some(gpu_or_why()))?,
+            };
+            Ok(Arc::new(model))
+        }
         Encoding::Onnx => {
             use crate::onnx::exec::OnnxModel;
             let model = match target {

@@ -1,7 +1,8 @@
 //! Llama-family decoders from GGUF (`wasi:nn` encoding `ggml`): RMSNorm,
 //! rotary position embeddings, grouped-query attention and SwiGLU, on the
 //! CPU, reading weights in their quantised form (Q4_0, Q4_1, Q8_0; F16,
-//! BF16 and F32 too). A [`Session`] keeps the KV cache, so a guest generates
+//! BF16 and F32 too). Loaded for the GPU, the weight products run there
+//! instead, on f32 copies of the weights uploaded once at load. A [`Session`] keeps the KV cache, so a guest generates
 //! token by token: `compute` with the prompt's token ids, then with each new
 //! token, reading the logits of the last position each time (the contract
 //! LlamaEdge's `wasi:nn` GGML backend made common).
@@ -11,7 +12,8 @@ mod weights;
 
 use std::sync::Arc;
 
-use crate::{GgufInfo, Model, NnError, NnErrorKind, Session};
+use crate::gpu::Gpu;
+use crate::{GgufInfo, Model, NnError, NnErrorKind, Placement, Session};
 
 pub(crate) use weights::QMatrix;
 
@@ -134,12 +136,82 @@ pub(crate) struct Weights {
 #[derive(Debug)]
 pub(crate) struct Llama {
     weights: Arc<Weights>,
+    placement: Placement,
+}
+
+impl Weights {
+    /// Every matrix that products read (the token embeddings only when
+    /// they are also the output head).
+    fn products(&self) -> impl Iterator<Item = &QMatrix> {
+        self.layers
+            .iter()
+            .flat_map(|l| [&l.wq, &l.wk, &l.wv, &l.wo, &l.gate, &l.up, &l.down])
+            .chain([self.output.as_ref().unwrap_or(&self.tok_embd)])
+    }
+
+    /// [`Weights::products`], to upload or unload.
+    fn products_mut(&mut self) -> impl Iterator<Item = &mut QMatrix> {
+        let head = match &mut self.output {
+            Some(output) => output,
+            None => &mut self.tok_embd,
+        };
+        self.layers
+            .iter_mut()
+            .flat_map(|l| {
+                [
+                    &mut l.wq,
+                    &mut l.wk,
+                    &mut l.wv,
+                    &mut l.wo,
+                    &mut l.gate,
+                    &mut l.up,
+                    &mut l.down,
+                ]
+            })
+            .chain(std::iter::once(head))
+    }
 }
 
 impl Llama {
     /// Parses a GGUF file and takes its weights (copied out of `bytes`,
     /// still quantised).
     pub(crate) fn load(bytes: &[u8]) -> Result<Self, NnError> {
+        Self::load_for(bytes, None)
+    }
+
+    /// [`Llama::load`] for `gpu`: every weight product runs there, its
+    /// matrix dequantised to f32 and uploaded once (attention, norms and
+    /// the embedding lookup stay on the CPU). `Some(Err)` (no usable GPU)
+    /// or a failed upload loads for the CPU and says why in the placement.
+    pub(crate) fn load_for(
+        bytes: &[u8],
+        gpu: Option<Result<Arc<Gpu>, NnError>>,
+    ) -> Result<Self, NnError> {
+        let mut weights = Self::read(bytes)?;
+        let placement = match gpu {
+            None => Placement::Cpu,
+            Some(Err(e)) => Placement::CpuFallback(e.message),
+            Some(Ok(gpu)) => {
+                let uploaded = weights.products_mut().try_for_each(|m| m.upload(&gpu));
+                match uploaded {
+                    Ok(()) => Placement::Gpu(gpu.adapter()),
+                    Err(e) => {
+                        weights.products_mut().for_each(QMatrix::unload);
+                        Placement::CpuFallback(format!(
+                            "uploading the weights failed: {}",
+                            e.message
+                        ))
+                    }
+                }
+            }
+        };
+        Ok(Self {
+            weights: Arc::new(weights),
+            placement,
+        })
+    }
+
+    fn read(bytes: &[u8]) -> Result<Weights, NnError> {
         let info = crate::gguf::inspect(bytes)?;
         let hp = HParams::read(&info)?;
         let m = |name: &str, rows: usize, cols: usize| {
@@ -167,14 +239,12 @@ impl Llama {
             Some(_) => Some(m("output.weight", hp.vocab, hp.embd)?),
             None => None,
         };
-        Ok(Self {
-            weights: Arc::new(Weights {
-                tok_embd: m("token_embd.weight", hp.vocab, hp.embd)?,
-                output_norm: v("output_norm.weight", hp.embd)?,
-                layers,
-                output,
-                hp,
-            }),
+        Ok(Weights {
+            tok_embd: m("token_embd.weight", hp.vocab, hp.embd)?,
+            output_norm: v("output_norm.weight", hp.embd)?,
+            layers,
+            output,
+            hp,
         })
     }
 }
@@ -199,5 +269,46 @@ impl Model for Llama {
             + w.tok_embd.bytes()
             + w.output.as_ref().map_or(0, QMatrix::bytes)
             + norms) as u64
+    }
+
+    fn device_bytes(&self) -> u64 {
+        self.weights.products().map(QMatrix::device_bytes).sum()
+    }
+
+    fn placement(&self) -> Placement {
+        self.placement.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Tensor;
+
+    #[test]
+    fn loaded_for_an_unusable_gpu_it_runs_on_the_cpu_and_says_why() {
+        let path = std::env::var_os("WEFT_MODELS")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| {
+                std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/models")
+            })
+            .join("smollm2-135m-instruct.gguf");
+        let bytes = std::fs::read(&path)
+            .unwrap_or_else(|e| panic!("{}: {e} (run `cargo xtask models`)", path.display()));
+        let why = NnError::new(NnErrorKind::UnsupportedOperation, "no adapter here");
+        let fallback = Llama::load_for(&bytes, Some(Err(why))).unwrap();
+        assert_eq!(
+            fallback.placement(),
+            Placement::CpuFallback("no adapter here".into())
+        );
+        assert_eq!(fallback.device_bytes(), 0);
+        let cpu = Llama::load(&bytes).unwrap();
+        assert_eq!(cpu.placement(), Placement::Cpu);
+        let input = [("input_ids".to_string(), Tensor::from_i64(vec![2], &[1, 2]))];
+        let (a, b) = (
+            fallback.session().compute(&input).unwrap(),
+            cpu.session().compute(&input).unwrap(),
+        );
+        assert_eq!(a[0].1.to_f32().unwrap(), b[0].1.to_f32().unwrap());
     }
 }

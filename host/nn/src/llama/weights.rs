@@ -1,8 +1,11 @@
 //! Weight matrices kept in their GGUF encoding, and the matrix product
 //! that reads them.
 
+use std::sync::Arc;
+
 use rayon::prelude::*;
 
+use crate::gpu::{Gpu, GpuMatrix};
 use crate::quant::{self, Q8Row};
 use crate::{GgmlType, GgufInfo, NnError, NnErrorKind};
 
@@ -21,6 +24,10 @@ pub(crate) struct QMatrix {
     cols: usize,
     row_bytes: usize,
     data: Vec<u8>,
+    /// Wᵀ in f32 on a GPU, when the model was loaded for one: products
+    /// run there (the quantised rows stay for embedding lookups, and for
+    /// the CPU should the device fail).
+    gpu: Option<(Arc<Gpu>, GpuMatrix)>,
 }
 
 fn tensor<'a>(
@@ -83,7 +90,34 @@ impl QMatrix {
             cols,
             row_bytes: raw.len() / rows,
             data: raw.to_vec(),
+            gpu: None,
         })
+    }
+
+    /// Dequantises the matrix and uploads Wᵀ (`cols × rows`, f32) to
+    /// `gpu`, where its products then run.
+    pub(crate) fn upload(&mut self, gpu: &Arc<Gpu>) -> Result<(), NnError> {
+        let mut row = vec![0f32; self.cols];
+        let mut wt = vec![0f32; self.rows * self.cols];
+        for r in 0..self.rows {
+            self.row(r, &mut row);
+            for (c, &v) in row.iter().enumerate() {
+                wt[c * self.rows + r] = v;
+            }
+        }
+        let w = gpu.upload(&wt, self.cols, self.rows)?;
+        self.gpu = Some((gpu.clone(), w));
+        Ok(())
+    }
+
+    /// Drops the GPU copy (the model runs on the CPU).
+    pub(crate) fn unload(&mut self) {
+        self.gpu = None;
+    }
+
+    /// Bytes held on a GPU.
+    pub(crate) fn device_bytes(&self) -> u64 {
+        self.gpu.as_ref().map_or(0, |(_, w)| w.bytes())
     }
 
     /// Bytes held.
@@ -115,6 +149,9 @@ impl QMatrix {
         let cols = mats[0].cols;
         debug_assert!(mats.iter().all(|m| m.cols == cols));
         debug_assert_eq!(x.len(), n * cols);
+        if let Some(ys) = Self::matmul_group_gpu(mats, x, n) {
+            return ys;
+        }
         let quantised = mats
             .iter()
             .any(|m| matches!(m.ty, GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q8_0));
@@ -162,5 +199,35 @@ impl QMatrix {
                 y
             })
             .collect()
+    }
+}
+
+impl QMatrix {
+    /// [`QMatrix::matmul_group`] on the GPU, when every matrix is there.
+    /// `None` (the caller runs it on the CPU) when one is not, or when the
+    /// device fails; a failure is said once on stderr.
+    fn matmul_group_gpu(mats: &[&QMatrix], x: &[f32], n: usize) -> Option<Vec<Vec<f32>>> {
+        if !mats.iter().all(|m| m.gpu.is_some()) {
+            return None;
+        }
+        let ys = mats
+            .iter()
+            .map(|m| {
+                let (gpu, w) = m.gpu.as_ref().expect("checked above");
+                gpu.matmul_weights(x, n, m.cols, w)
+            })
+            .collect::<Result<Vec<_>, NnError>>();
+        match ys {
+            Ok(ys) => Some(ys),
+            Err(e) => {
+                static SAID: std::sync::Once = std::sync::Once::new();
+                SAID.call_once(|| {
+                    eprintln!(
+                        "weft-nn: a decoder product failed on the GPU, running on the CPU: {e}"
+                    )
+                });
+                None
+            }
+        }
     }
 }

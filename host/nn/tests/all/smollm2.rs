@@ -5,7 +5,7 @@ use weft_nn::{Encoding, Engine, NnErrorKind, Target, Tensor};
 
 use crate::support::{model_file, reference};
 
-fn argmax(logits: &[f32]) -> i64 {
+pub(crate) fn argmax(logits: &[f32]) -> i64 {
     let mut best = 0;
     for (i, &v) in logits.iter().enumerate() {
         if v > logits[best] {
@@ -41,7 +41,7 @@ fn load() -> std::sync::Arc<dyn weft_nn::Model> {
         .unwrap()
 }
 
-fn logits(session: &mut Box<dyn weft_nn::Session>, input: &[i64]) -> Vec<f32> {
+pub(crate) fn logits(session: &mut Box<dyn weft_nn::Session>, input: &[i64]) -> Vec<f32> {
     let out = session
         .compute(&[(
             "input_ids".into(),
