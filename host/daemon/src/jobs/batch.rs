@@ -427,36 +427,45 @@ async fn run_chunk(
 }
 
 /// Runs `items` through the pipeline as one request and returns one output
-/// per item, waiting out overload and pipeline replacement. `None` when
-/// that cannot be done (a step is not batched, or batches fewer items, or
-/// the request failed): the caller runs the items one by one.
+/// per item. `None` when that cannot be done (a step is not batched, or
+/// batches fewer items, or the request failed): the caller runs the items
+/// one by one.
 async fn run_whole(jobs: &Jobs, pipeline: &str, items: Vec<Item>) -> Option<Vec<Item>> {
-    if items.is_empty() {
+    let n = items.len();
+    if n == 0 {
         return Some(items);
     }
-    let mut backoff = Duration::from_millis(5);
-    loop {
-        let p = current(jobs, pipeline).ok()?;
-        if p.whole_batch().is_none_or(|max| max < items.len()) {
-            return None;
-        }
-        match p.run_items(items.clone()).await {
-            Ok(out) if out.len() == items.len() => return Some(out),
-            Err(RunFailure {
-                failure: StepFailure::Overloaded | StepFailure::Stopped,
-                ..
-            }) => {
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_millis(500));
+    patiently(jobs, pipeline, |p| {
+        let items = items.clone();
+        Box::pin(async move {
+            if p.whole_batch().is_none_or(|max| max < items.len()) {
+                return Ok(None);
             }
-            _ => return None,
-        }
-    }
+            p.run_items(items).await.map(Some)
+        })
+    })
+    .await
+    .ok()
+    .flatten()
+    .filter(|out| out.len() == n)
 }
 
-/// Runs one row, waiting out overload and pipeline replacement (a batch
-/// job is patient; online requests are not).
+/// Runs one row.
 async fn run_row(jobs: &Jobs, pipeline: &str, item: Item) -> Result<Vec<Item>, RunFailure> {
+    patiently(jobs, pipeline, |p| {
+        let item = item.clone();
+        Box::pin(async move { p.run(item, None).await })
+    })
+    .await
+}
+
+/// Calls `run` on the pipeline as it is now until it is neither overloaded
+/// nor being replaced (a batch job is patient; online requests are not).
+async fn patiently<T>(
+    jobs: &Jobs,
+    pipeline: &str,
+    run: impl Fn(PipelineHandle) -> BoxFuture<Result<T, RunFailure>>,
+) -> Result<T, RunFailure> {
     let mut backoff = Duration::from_millis(5);
     loop {
         let p = current(jobs, pipeline).map_err(|message| RunFailure {
@@ -467,7 +476,7 @@ async fn run_row(jobs: &Jobs, pipeline: &str, item: Item) -> Result<Vec<Item>, R
                 message,
             }),
         })?;
-        match p.run(item.clone(), None).await {
+        match run(p).await {
             Err(RunFailure {
                 failure: StepFailure::Overloaded | StepFailure::Stopped,
                 ..

@@ -41,6 +41,19 @@ fn load() -> std::sync::Arc<dyn weft_nn::Model> {
         .unwrap()
 }
 
+/// Our logits of llama.cpp's five best first tokens of `case` are within
+/// `tolerance` of its own.
+pub(crate) fn assert_top5_near(case: &serde_json::Value, logits: &[f32], tolerance: f64) {
+    for pair in case["top5_first"].as_array().unwrap() {
+        let (id, value) = (pair[0].as_u64().unwrap(), pair[1].as_f64().unwrap());
+        let ours = f64::from(logits[id as usize]);
+        assert!(
+            (ours - value).abs() <= tolerance,
+            "token {id}: ours {ours}, llama.cpp {value}"
+        );
+    }
+}
+
 pub(crate) fn logits(session: &mut Box<dyn weft_nn::Session>, input: &[i64]) -> Vec<f32> {
     let out = session
         .compute(&[(
@@ -109,14 +122,7 @@ fn every_position_agrees_with_llama_cpp_when_fed_its_tokens() {
                 // The logits themselves: llama.cpp's five best, within what
                 // 8-bit activations (quantised per block of 32, as both
                 // engines do, rounded differently) leave.
-                for pair in case["top5_first"].as_array().unwrap() {
-                    let (id, value) = (pair[0].as_u64().unwrap(), pair[1].as_f64().unwrap());
-                    let ours = f64::from(l[id as usize]);
-                    assert!(
-                        (ours - value).abs() <= LOGIT_TOLERANCE,
-                        "token {id}: ours {ours}, llama.cpp {value}"
-                    );
-                }
+                assert_top5_near(case, &l, LOGIT_TOLERANCE);
             }
             let best = argmax(&l);
             let margin = margins[i].as_f64().unwrap();
