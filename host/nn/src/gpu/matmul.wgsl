@@ -102,3 +102,21 @@ fn store_row(row: u32, col: u32, v: vec4<f32>) {
         }
     }
 }
+
+// Few rows of A (a decoder's one token, a batch of a few): one thread per
+// column of C walks k for each row, where a 64 x 64 tile would compute 60+
+// rows of zeros. Neighbouring threads read neighbouring floats of B.
+@compute @workgroup_size(64, 1, 1)
+fn gemv(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let col = gid.x;
+    if (col >= p.n) {
+        return;
+    }
+    for (var r = 0u; r < p.m; r = r + 1u) {
+        var acc = 0.0;
+        for (var kk = 0u; kk < p.k; kk = kk + 1u) {
+            acc = fma(a[r * p.k + kk], b[kk * p.n + col], acc);
+        }
+        c[r * p.ldc + p.c_col0 + col] = acc;
+    }
+}

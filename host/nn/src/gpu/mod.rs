@@ -36,6 +36,11 @@ use std::task::{Context, Poll, Wake};
 
 use crate::{NnError, NnErrorKind};
 
+/// Products with at most this many rows of A run `matmul.wgsl`'s `gemv`
+/// (one thread per column) instead of its 64 x 64 tiles.
+const GEMV_ROWS: usize = 4;
+/// Columns of C per workgroup of `gemv`.
+const GEMV_GROUP: usize = 64;
 /// Rows and columns of C per workgroup (`matmul.wgsl`'s `TILE_M`/`TILE_N`).
 const TILE: usize = 64;
 /// Threads per workgroup (16 x 16) and the workgroup memory they share
@@ -80,6 +85,8 @@ pub struct Gpu {
     queue: wgpu::Queue,
     adapter: AdapterSummary,
     pipeline: wgpu::ComputePipeline,
+    /// `matmul.wgsl`'s `gemv`, for products of a few rows.
+    gemv: wgpu::ComputePipeline,
     layout: wgpu::BindGroupLayout,
     /// Bytes one buffer (and so one binding) may hold.
     max_buffer: u64,
@@ -374,18 +381,21 @@ impl Gpu {
             bind_group_layouts: &[Some(&layout)],
             immediate_size: 0,
         });
-        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some("weft-nn matmul"),
-            layout: Some(&pipeline_layout),
-            module: &module,
-            entry_point: Some("main"),
-            compilation_options: wgpu::PipelineCompilationOptions {
-                constants: &[],
-                // Every tile entry is written before it is read.
-                zero_initialize_workgroup_memory: false,
-            },
-            cache: None,
-        });
+        let entry = |name| {
+            device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some("weft-nn matmul"),
+                layout: Some(&pipeline_layout),
+                module: &module,
+                entry_point: Some(name),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    constants: &[],
+                    // Every tile entry is written before it is read.
+                    zero_initialize_workgroup_memory: false,
+                },
+                cache: None,
+            })
+        };
+        let (pipeline, gemv) = (entry("main"), entry("gemv"));
         if let Some(e) = block_on(scope.pop()) {
             return Err(runtime(format!(
                 "compiling weft-nn's matmul kernel on {summary}: {e}"
@@ -401,6 +411,7 @@ impl Gpu {
             queue,
             adapter: summary,
             pipeline,
+            gemv,
             layout,
             max_buffer,
             max_groups: limits.max_compute_workgroups_per_dimension as usize,
@@ -663,7 +674,8 @@ impl Gpu {
                 label: Some("weft-nn matmul"),
                 timestamp_writes: None,
             });
-            pass.set_pipeline(&self.pipeline);
+            let few = rows <= GEMV_ROWS;
+            pass.set_pipeline(if few { &self.gemv } else { &self.pipeline });
             for (i, p) in w.panels.iter().enumerate() {
                 let group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
                     label: None,
@@ -676,11 +688,15 @@ impl Gpu {
                     ],
                 });
                 pass.set_bind_group(0, &group, &[]);
-                pass.dispatch_workgroups(
-                    p.cols.div_ceil(TILE) as u32,
-                    rows.div_ceil(TILE) as u32,
-                    1,
-                );
+                if few {
+                    pass.dispatch_workgroups(p.cols.div_ceil(GEMV_GROUP) as u32, 1, 1);
+                } else {
+                    pass.dispatch_workgroups(
+                        p.cols.div_ceil(TILE) as u32,
+                        rows.div_ceil(TILE) as u32,
+                        1,
+                    );
+                }
             }
         }
         encoder.copy_buffer_to_buffer(&s.c, 0, &s.read, 0, c_bytes);

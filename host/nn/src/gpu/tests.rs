@@ -45,9 +45,11 @@ fn assert_close(got: &[f32], want: &[f32], what: &str) {
     }
 }
 
-const SHAPES: [(usize, usize, usize); 6] = [
+/// Up to 4 rows run the `gemv` kernel, more the tiled one.
+const SHAPES: [(usize, usize, usize); 7] = [
     (1, 1, 1),
     (3, 5, 7),
+    (4, 300, 200),
     (17, 33, 65),
     (64, 384, 384),
     (100, 257, 3),
