@@ -105,7 +105,7 @@ fn splits_work_to_fit_the_device_limits() {
     {
         let (a, b) = (data(m * k, 5 * i as u32 + 1), data(k * n, 5 * i as u32 + 2));
         let w = gpu.upload(&b, k, n).unwrap();
-        assert!(k * n * 4 <= 16 << 10 || w.panels.len() > 1, "{m}x{k}x{n}");
+        assert!(k * n * 4 <= 16 << 10 || w.panel_count() > 1, "{m}x{k}x{n}");
         let got = gpu.matmul_weights(&a, m, k, &w).unwrap();
         assert_close(&got, &cpu(&a, &b, m, k, n), &format!("{m}x{k}x{n}"));
     }
