@@ -27,7 +27,8 @@ pub enum Target {
 pub enum Placement {
     /// On the CPU (loaded for [`Target::Cpu`]).
     Cpu,
-    /// Its weight products on this GPU, the rest on the CPU.
+    /// On this GPU: an ONNX graph's weight products (the rest on the CPU),
+    /// a GGUF decoder's whole forward pass.
     Gpu(crate::gpu::AdapterSummary),
     /// Loaded for [`Target::Gpu`], but no GPU was usable: on the CPU, and
     /// why.

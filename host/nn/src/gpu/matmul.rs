@@ -46,6 +46,11 @@ impl GpuMatrix {
         (self.rows * self.cols * 4) as u64
     }
 
+    /// Its column panels: (buffer, first column, columns).
+    pub(super) fn panels(&self) -> impl Iterator<Item = (&wgpu::Buffer, usize, usize)> {
+        self.panels.iter().map(|p| (&p.buffer, p.col0, p.cols))
+    }
+
     /// Column panels it is split into.
     #[cfg(test)]
     pub(super) fn panel_count(&self) -> usize {
@@ -411,7 +416,7 @@ impl Gpu {
 }
 
 /// Bytes `offset .. offset + size` of `buffer` at `binding`.
-fn binding(
+pub(super) fn binding(
     binding: u32,
     buffer: &wgpu::Buffer,
     offset: u64,

@@ -1,11 +1,14 @@
 //! weft-nn's GPU path: f32 matrix products in a WGSL compute shader on
 //! [wgpu](https://wgpu.rs) (Vulkan on Linux, Metal on macOS, DX12 on
-//! Windows; no GL).
+//! Windows; no GL), and the kernels a decoder's forward pass needs between
+//! them (`ops.wgsl`, recorded into a crate-internal `Program` that runs as
+//! one submission).
 //!
 //! One [`Gpu`] per process ([`Gpu::shared`]): the adapter, device and queue,
 //! and the compiled matmul pipeline. Weights go up once as [`GpuMatrix`]es
 //! ([`Gpu::upload`]), which stay on the device until dropped; activations
-//! travel per call ([`Gpu::matmul_weights`]). The bytes held in
+//! travel per call ([`Gpu::matmul_weights`]), or stay on the device for a
+//! whole decoder pass. The bytes held in
 //! `GpuMatrix`es are counted ([`Gpu::device_bytes`]); per-call scratch
 //! buffers (a few, reused) are not.
 //!
@@ -37,9 +40,11 @@ use std::task::{Context, Poll, Wake};
 use crate::{NnError, NnErrorKind};
 
 mod matmul;
+mod program;
 
 pub use matmul::GpuMatrix;
 use matmul::Scratch;
+pub(crate) use program::{Attention, Buffer};
 
 /// Products with at most this many rows of A run `matmul.wgsl`'s `gemv`
 /// (one thread per column) instead of its 64 x 64 tiles.
@@ -105,6 +110,8 @@ pub struct Gpu {
     scratch: Mutex<Vec<Scratch>>,
     /// Why the device was lost, once it has been.
     lost: Arc<Mutex<Option<String>>>,
+    /// The decoder kernels, compiled on first use.
+    ops: OnceLock<Result<program::Ops, NnError>>,
 }
 
 impl fmt::Debug for Gpu {
@@ -351,6 +358,7 @@ impl Gpu {
             matmuls: AtomicU64::new(0),
             scratch: Mutex::new(Vec::new()),
             lost,
+            ops: OnceLock::new(),
         })
     }
 

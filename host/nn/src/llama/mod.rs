@@ -1,12 +1,14 @@
 //! Llama-family decoders from GGUF (`wasi:nn` encoding `ggml`): RMSNorm,
 //! rotary position embeddings, grouped-query attention and SwiGLU, on the
 //! CPU, reading weights in their quantised form (Q4_0, Q4_1, Q8_0; F16,
-//! BF16 and F32 too). Loaded for the GPU, the weight products run there
-//! instead, on f32 copies of the weights uploaded once at load. A [`Session`] keeps the KV cache, so a guest generates
+//! BF16 and F32 too). Loaded for the GPU, the whole forward pass runs there
+//! instead ([`device`]), on f32 copies of the weights uploaded once at load
+//! and a KV cache kept on the device. A [`Session`] keeps the KV cache, so a guest generates
 //! token by token: `compute` with the prompt's token ids, then with each new
 //! token, reading the logits of the last position each time (the contract
 //! LlamaEdge's `wasi:nn` GGML backend made common).
 
+mod device;
 mod session;
 mod weights;
 
@@ -130,6 +132,8 @@ pub(crate) struct Weights {
     output_norm: Vec<f32>,
     /// `output.weight`, or the token embeddings when tied.
     output: Option<QMatrix>,
+    /// The rest of what the GPU's forward pass needs, when loaded for one.
+    device: Option<device::DeviceWeights>,
 }
 
 /// A loaded Llama-family decoder.
@@ -179,10 +183,10 @@ impl Llama {
         Self::load_for(bytes, None)
     }
 
-    /// [`Llama::load`] for `gpu`: every weight product runs there, its
-    /// matrix dequantised to f32 and uploaded once (attention, norms and
-    /// the embedding lookup stay on the CPU). `Some(Err)` (no usable GPU)
-    /// or a failed upload loads for the CPU and says why in the placement.
+    /// [`Llama::load`] for `gpu`: the forward pass runs there, each
+    /// product's matrix dequantised to f32 and uploaded once (only the
+    /// embedding lookup stays on the CPU). `Some(Err)` (no usable GPU) or a
+    /// failed upload loads for the CPU and says why in the placement.
     pub(crate) fn load_for(
         bytes: &[u8],
         gpu: Option<Result<Arc<Gpu>, NnError>>,
@@ -192,13 +196,18 @@ impl Llama {
             None => Placement::Cpu,
             Some(Err(e)) => Placement::CpuFallback(e.message),
             Some(Ok(gpu)) => {
-                let uploaded = weights.products_mut().try_for_each(|m| m.upload(&gpu));
+                let products = weights.products_mut().try_for_each(|m| m.upload(&gpu));
+                let uploaded =
+                    products.and_then(|()| device::DeviceWeights::upload(&gpu, &weights));
                 match uploaded {
-                    Ok(()) => Placement::Gpu(gpu.adapter()),
+                    Ok(device) => {
+                        weights.device = Some(device);
+                        Placement::Gpu(gpu.adapter())
+                    }
                     Err(e) => {
                         weights.products_mut().for_each(QMatrix::unload);
                         Placement::CpuFallback(format!(
-                            "uploading the weights failed: {}",
+                            "setting the decoder up on the GPU failed: {}",
                             e.message
                         ))
                     }
@@ -245,6 +254,7 @@ impl Llama {
             layers,
             output,
             hp,
+            device: None,
         })
     }
 }
@@ -272,7 +282,12 @@ impl Model for Llama {
     }
 
     fn device_bytes(&self) -> u64 {
-        self.weights.products().map(QMatrix::device_bytes).sum()
+        let norms = self.weights.device.as_ref().map_or(0, |d| d.bytes());
+        self.weights
+            .products()
+            .map(QMatrix::device_bytes)
+            .sum::<u64>()
+            + norms
     }
 
     fn placement(&self) -> Placement {
@@ -285,16 +300,85 @@ mod tests {
     use super::*;
     use crate::Tensor;
 
-    #[test]
-    fn loaded_for_an_unusable_gpu_it_runs_on_the_cpu_and_says_why() {
+    fn smollm2() -> Vec<u8> {
         let path = std::env::var_os("WEFT_MODELS")
             .map(std::path::PathBuf::from)
             .unwrap_or_else(|| {
                 std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/models")
             })
             .join("smollm2-135m-instruct.gguf");
-        let bytes = std::fs::read(&path)
-            .unwrap_or_else(|e| panic!("{}: {e} (run `cargo xtask models`)", path.display()));
+        std::fs::read(&path)
+            .unwrap_or_else(|e| panic!("{}: {e} (run `cargo xtask models`)", path.display()))
+    }
+
+    fn argmax(v: &[f32]) -> usize {
+        (0..v.len()).fold(0, |best, i| if v[i] > v[best] { i } else { best })
+    }
+
+    fn worst(a: &[f32], b: &[f32]) -> f32 {
+        a.iter()
+            .zip(b)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max)
+    }
+
+    /// A prompt split into passes, and a cache that grows (and is copied)
+    /// in the middle of one and between tokens, change nothing: each step's
+    /// logits are those of a session running the prompt in one pass, and
+    /// pick llama.cpp's token, as the CPU path does.
+    #[test]
+    fn on_the_gpu_passes_and_a_growing_cache_change_nothing() {
+        let bytes = smollm2();
+        let gpu = Llama::load_for(&bytes, Some(Ok(crate::gpu::tests::gpu()))).unwrap();
+        let cpu = Llama::load(&bytes).unwrap();
+        let mut on = session::Decoder::new(gpu.weights.clone());
+        on.on_device().expect("loaded for the GPU").shrink(5, 8);
+        let mut whole = session::Decoder::new(gpu.weights.clone());
+        let mut off = session::Decoder::new(cpu.weights.clone());
+        // The France prompt of tests/data/smollm2_reference.json, 16 tokens:
+        // passes of 5, 5, 5 and 1; the cache grows from 8 to 16 positions
+        // in the second. Then llama.cpp's answer, one token at a time: the
+        // cache grows to 32 at the 17th position.
+        let mut input: Vec<u32> = vec![
+            1, 4093, 198, 1780, 314, 260, 3575, 282, 4649, 47, 2, 198, 1, 520, 9531, 198,
+        ];
+        let llama_cpp = [504, 3575, 282, 4649, 314, 7042, 30, 2];
+        for (step, &want) in llama_cpp.iter().enumerate() {
+            let (a, w, c) = (
+                on.forward(&input),
+                whole.forward(&input),
+                off.forward(&input),
+            );
+            let diff = worst(&a, &w);
+            assert!(diff <= 1e-3, "step {step}: logits differ by {diff}");
+            assert_eq!((argmax(&a), argmax(&c)), (want, want), "step {step}");
+            input = vec![want as u32];
+        }
+        assert!(on.on_device().is_some(), "still on the GPU");
+    }
+
+    /// A pass that fails on the device moves the session to the CPU, which
+    /// first runs the tokens seen so far: from then on its logits are the
+    /// CPU path's, bit for bit.
+    #[test]
+    fn a_session_whose_gpu_fails_carries_on_on_the_cpu() {
+        let bytes = smollm2();
+        let gpu = Llama::load_for(&bytes, Some(Ok(crate::gpu::tests::gpu()))).unwrap();
+        let cpu = Llama::load(&bytes).unwrap();
+        let mut on = session::Decoder::new(gpu.weights.clone());
+        let mut off = session::Decoder::new(cpu.weights.clone());
+        let prompt = [1, 504, 3458, 282];
+        on.forward(&prompt);
+        off.forward(&prompt);
+        on.on_device().expect("loaded for the GPU").fail_next = true;
+        assert_eq!(on.forward(&[30]), off.forward(&[30]));
+        assert!(on.on_device().is_none(), "moved to the CPU");
+        assert_eq!(on.forward(&[216]), off.forward(&[216]));
+    }
+
+    #[test]
+    fn loaded_for_an_unusable_gpu_it_runs_on_the_cpu_and_says_why() {
+        let bytes = smollm2();
         let why = NnError::new(NnErrorKind::UnsupportedOperation, "no adapter here");
         let fallback = Llama::load_for(&bytes, Some(Err(why))).unwrap();
         assert_eq!(

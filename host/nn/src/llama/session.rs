@@ -5,6 +5,7 @@ use std::sync::Arc;
 use rayon::prelude::*;
 
 use super::Weights;
+use super::device::OnDevice;
 use super::weights::QMatrix;
 use crate::quant::round_f16;
 use crate::{NnError, NnErrorKind, Session, Tensor};
@@ -19,22 +20,65 @@ pub(crate) struct Decoder {
     /// f16 as llama.cpp's cache stores them.
     k: Vec<Vec<f32>>,
     v: Vec<Vec<f32>>,
+    /// The cache and buffers on the GPU, when the model is there (the CPU
+    /// caches above stay empty meanwhile).
+    device: Option<OnDevice>,
+    /// The tokens seen, while on the GPU: should the device fail, the CPU
+    /// runs them again to fill its own cache and carries on.
+    seen: Vec<u32>,
 }
 
 impl Decoder {
     pub(crate) fn new(w: Arc<Weights>) -> Self {
         let layers = w.hp.layers;
         Self {
+            device: w.device.as_ref().map(OnDevice::new),
             w,
             past: 0,
             k: vec![Vec::new(); layers],
             v: vec![Vec::new(); layers],
+            seen: Vec::new(),
         }
     }
 
     /// Runs `tokens` after what the cache holds; returns the logits of the
-    /// last one.
+    /// last one. On the GPU when the model is there; if the device fails,
+    /// this session moves to the CPU for good (said once per process).
     pub(crate) fn forward(&mut self, tokens: &[u32]) -> Vec<f32> {
+        if let (Some(on), Some(dw)) = (&mut self.device, &self.w.device) {
+            match on.forward(&self.w, dw, tokens, self.past) {
+                Ok(logits) => {
+                    self.past += tokens.len();
+                    self.seen.extend_from_slice(tokens);
+                    return logits;
+                }
+                Err(e) => {
+                    static SAID: std::sync::Once = std::sync::Once::new();
+                    SAID.call_once(|| {
+                        eprintln!(
+                            "weft-nn: a decoder pass failed on the GPU, running on the CPU: {e}"
+                        )
+                    });
+                    self.device = None;
+                    self.past = 0;
+                    let seen = std::mem::take(&mut self.seen);
+                    if !seen.is_empty() {
+                        self.forward_cpu(&seen);
+                    }
+                }
+            }
+        }
+        self.forward_cpu(tokens)
+    }
+
+    /// Its state on the GPU, while it runs there.
+    #[cfg(test)]
+    pub(super) fn on_device(&mut self) -> Option<&mut OnDevice> {
+        self.device.as_mut()
+    }
+
+    /// [`Decoder::forward`] on the CPU.
+    fn forward_cpu(&mut self, tokens: &[u32]) -> Vec<f32> {
         let w = self.w.clone();
         let hp = &w.hp;
         let (n, d) = (tokens.len(), hp.embd);

@@ -1,8 +1,6 @@
 //! Weight matrices kept in their GGUF encoding, and the matrix product
 //! that reads them.
 
-use std::sync::Arc;
-
 use rayon::prelude::*;
 
 use crate::gpu::{Gpu, GpuMatrix};
@@ -24,10 +22,10 @@ pub(crate) struct QMatrix {
     cols: usize,
     row_bytes: usize,
     data: Vec<u8>,
-    /// Wᵀ in f32 on a GPU, when the model was loaded for one: products
-    /// run there (the quantised rows stay for embedding lookups, and for
-    /// the CPU should the device fail).
-    gpu: Option<(Arc<Gpu>, GpuMatrix)>,
+    /// Wᵀ in f32 on a GPU, when the model was loaded for one: the
+    /// device's forward pass reads it (the quantised rows stay for
+    /// embedding lookups, and for the CPU should the device fail).
+    gpu: Option<GpuMatrix>,
 }
 
 fn tensor<'a>(
@@ -95,8 +93,8 @@ impl QMatrix {
     }
 
     /// Dequantises the matrix and uploads Wᵀ (`cols × rows`, f32) to
-    /// `gpu`, where its products then run.
-    pub(crate) fn upload(&mut self, gpu: &Arc<Gpu>) -> Result<(), NnError> {
+    /// `gpu`, for the device's forward pass.
+    pub(crate) fn upload(&mut self, gpu: &Gpu) -> Result<(), NnError> {
         let mut row = vec![0f32; self.cols];
         let mut wt = vec![0f32; self.rows * self.cols];
         for r in 0..self.rows {
@@ -106,8 +104,13 @@ impl QMatrix {
             }
         }
         let w = gpu.upload(&wt, self.cols, self.rows)?;
-        self.gpu = Some((gpu.clone(), w));
+        self.gpu = Some(w);
         Ok(())
+    }
+
+    /// Wᵀ on the GPU, if uploaded.
+    pub(crate) fn on_gpu(&self) -> Option<&GpuMatrix> {
+        self.gpu.as_ref()
     }
 
     /// Drops the GPU copy (the model runs on the CPU).
@@ -117,7 +120,7 @@ impl QMatrix {
 
     /// Bytes held on a GPU.
     pub(crate) fn device_bytes(&self) -> u64 {
-        self.gpu.as_ref().map_or(0, |(_, w)| w.bytes())
+        self.gpu.as_ref().map_or(0, GpuMatrix::bytes)
     }
 
     /// Bytes held.
@@ -149,9 +152,6 @@ impl QMatrix {
         let cols = mats[0].cols;
         debug_assert!(mats.iter().all(|m| m.cols == cols));
         debug_assert_eq!(x.len(), n * cols);
-        if let Some(ys) = Self::matmul_group_gpu(mats, x, n) {
-            return ys;
-        }
         let quantised = mats
             .iter()
             .any(|m| matches!(m.ty, GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q8_0));
@@ -199,35 +199,5 @@ impl QMatrix {
                 y
             })
             .collect()
-    }
-}
-
-impl QMatrix {
-    /// [`QMatrix::matmul_group`] on the GPU, when every matrix is there.
-    /// `None` (the caller runs it on the CPU) when one is not, or when the
-    /// device fails; a failure is said once on stderr.
-    fn matmul_group_gpu(mats: &[&QMatrix], x: &[f32], n: usize) -> Option<Vec<Vec<f32>>> {
-        if !mats.iter().all(|m| m.gpu.is_some()) {
-            return None;
-        }
-        let ys = mats
-            .iter()
-            .map(|m| {
-                let (gpu, w) = m.gpu.as_ref().expect("checked above");
-                gpu.matmul_weights(x, n, m.cols, w)
-            })
-            .collect::<Result<Vec<_>, NnError>>();
-        match ys {
-            Ok(ys) => Some(ys),
-            Err(e) => {
-                static SAID: std::sync::Once = std::sync::Once::new();
-                SAID.call_once(|| {
-                    eprintln!(
-                        "weft-nn: a decoder product failed on the GPU, running on the CPU: {e}"
-                    )
-                });
-                None
-            }
-        }
     }
 }

@@ -1,0 +1,244 @@
+// The element-wise and row kernels a decoder's forward pass needs between
+// its weight products (`matmul.wgsl`), so that a whole pass runs on the
+// device with no round trip: RMSNorm, rotary embeddings, storing into the
+// KV cache, causal attention, the residual add and SwiGLU.
+//
+// Every kernel binds its storage buffers from 0 and its parameters (eight
+// u32s; floats as their bits) at the next binding. Row-major f32
+// throughout. Element-wise kernels walk their range in a grid-stride loop,
+// so any dispatch width covers any length.
+
+// Rounds through f16, as llama.cpp's f16 KV cache and its f16 attention
+// operands do.
+fn f16r(x: f32) -> f32 {
+    return unpack2x16float(pack2x16float(vec2<f32>(x, 0.0))).x;
+}
+
+const THREADS: u32 = 64u;
+
+// ---- rms_norm: out[r] = x[row0 + r] / rms(x[row0 + r]) * w, one
+// workgroup per output row.
+
+struct NormParams {
+    d: u32,
+    eps: u32,
+    row0: u32,
+    _p0: u32,
+    _p1: u32,
+    _p2: u32,
+    _p3: u32,
+    _p4: u32,
+}
+
+@group(0) @binding(0) var<storage, read> norm_x: array<f32>;
+@group(0) @binding(1) var<storage, read> norm_w: array<f32>;
+@group(0) @binding(2) var<storage, read_write> norm_out: array<f32>;
+@group(0) @binding(3) var<uniform> norm_p: NormParams;
+
+var<workgroup> partial: array<f32, 64>;
+
+// Sums `partial` over the workgroup; every thread gets the total.
+fn workgroup_sum(lid: u32, v: f32) -> f32 {
+    partial[lid] = v;
+    workgroupBarrier();
+    for (var s = THREADS / 2u; s > 0u; s = s / 2u) {
+        if (lid < s) {
+            partial[lid] = partial[lid] + partial[lid + s];
+        }
+        workgroupBarrier();
+    }
+    let total = partial[0];
+    workgroupBarrier();
+    return total;
+}
+
+fn workgroup_max(lid: u32, v: f32) -> f32 {
+    partial[lid] = v;
+    workgroupBarrier();
+    for (var s = THREADS / 2u; s > 0u; s = s / 2u) {
+        if (lid < s) {
+            partial[lid] = max(partial[lid], partial[lid + s]);
+        }
+        workgroupBarrier();
+    }
+    let total = partial[0];
+    workgroupBarrier();
+    return total;
+}
+
+@compute @workgroup_size(64, 1, 1)
+fn rms_norm(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let d = norm_p.d;
+    let src = (norm_p.row0 + wg.x) * d;
+    var ss = 0.0;
+    for (var i = lid; i < d; i = i + THREADS) {
+        let v = norm_x[src + i];
+        ss = fma(v, v, ss);
+    }
+    let total = workgroup_sum(lid, ss);
+    let scale = inverseSqrt(total / f32(d) + bitcast<f32>(norm_p.eps));
+    let dst = wg.x * d;
+    for (var i = lid; i < d; i = i + THREADS) {
+        norm_out[dst + i] = norm_x[src + i] * scale * norm_w[i];
+    }
+}
+
+// ---- rope: rotates adjacent pairs of the first `dims` of every head, by
+// the angles in `table` ([token][dims / 2] of (cos, sin), computed on the
+// host exactly as the CPU path does).
+
+struct RopeParams {
+    count: u32,
+    heads: u32,
+    head_dim: u32,
+    half: u32,
+    _p0: u32,
+    _p1: u32,
+    _p2: u32,
+    _p3: u32,
+}
+
+@group(0) @binding(0) var<storage, read_write> rope_x: array<f32>;
+@group(0) @binding(1) var<storage, read> rope_table: array<vec2<f32>>;
+@group(0) @binding(2) var<uniform> rope_p: RopeParams;
+
+@compute @workgroup_size(64, 1, 1)
+fn rope(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let per_token = rope_p.heads * rope_p.half;
+    for (var idx = gid.x; idx < rope_p.count; idx = idx + groups.x * THREADS) {
+        let t = idx / per_token;
+        let head = (idx % per_token) / rope_p.half;
+        let i = idx % rope_p.half;
+        let cs = rope_table[t * rope_p.half + i];
+        let at = (t * rope_p.heads + head) * rope_p.head_dim + 2u * i;
+        let a = rope_x[at];
+        let b = rope_x[at + 1u];
+        rope_x[at] = a * cs.x - b * cs.y;
+        rope_x[at + 1u] = a * cs.y + b * cs.x;
+    }
+}
+
+// ---- store: dst[offset + i] = f16r(src[i]) for i < count (new keys or
+// values into the cache).
+
+struct CountParams {
+    count: u32,
+    offset: u32,
+    _p0: u32,
+    _p1: u32,
+    _p2: u32,
+    _p3: u32,
+    _p4: u32,
+    _p5: u32,
+}
+
+@group(0) @binding(0) var<storage, read> store_src: array<f32>;
+@group(0) @binding(1) var<storage, read_write> store_dst: array<f32>;
+@group(0) @binding(2) var<uniform> store_p: CountParams;
+
+@compute @workgroup_size(64, 1, 1)
+fn store(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    for (var i = gid.x; i < store_p.count; i = i + groups.x * THREADS) {
+        store_dst[store_p.offset + i] = f16r(store_src[i]);
+    }
+}
+
+// ---- add: x[i] += y[i].
+
+@group(0) @binding(0) var<storage, read_write> add_x: array<f32>;
+@group(0) @binding(1) var<storage, read> add_y: array<f32>;
+@group(0) @binding(2) var<uniform> add_p: CountParams;
+
+@compute @workgroup_size(64, 1, 1)
+fn add(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    for (var i = gid.x; i < add_p.count; i = i + groups.x * THREADS) {
+        add_x[i] = add_x[i] + add_y[i];
+    }
+}
+
+// ---- swiglu: g[i] = silu(g[i]) * u[i].
+
+@group(0) @binding(0) var<storage, read_write> glu_g: array<f32>;
+@group(0) @binding(1) var<storage, read> glu_u: array<f32>;
+@group(0) @binding(2) var<uniform> glu_p: CountParams;
+
+@compute @workgroup_size(64, 1, 1)
+fn swiglu(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    for (var i = gid.x; i < glu_p.count; i = i + groups.x * THREADS) {
+        let g = glu_g[i];
+        glu_g[i] = g / (1.0 + exp(-g)) * glu_u[i];
+    }
+}
+
+// ---- attention: causal attention of the `n` new queries over the cache,
+// one workgroup per (head, new token). Query `t` sees positions
+// `0 ..= past + t`. Scores go through `scores` (a row of `stride` floats
+// per workgroup); the query and the softmax weights are rounded through
+// f16 as llama.cpp's kernel does.
+
+struct AttnParams {
+    heads: u32,
+    kv_heads: u32,
+    head_dim: u32,
+    past: u32,
+    stride: u32,
+    scale: u32,
+    _p0: u32,
+    _p1: u32,
+}
+
+@group(0) @binding(0) var<storage, read> attn_q: array<f32>;
+@group(0) @binding(1) var<storage, read> attn_k: array<f32>;
+@group(0) @binding(2) var<storage, read> attn_v: array<f32>;
+@group(0) @binding(3) var<storage, read_write> attn_scores: array<f32>;
+@group(0) @binding(4) var<storage, read_write> attn_out: array<f32>;
+@group(0) @binding(5) var<uniform> attn_p: AttnParams;
+
+// The query, rounded (heads of up to 256 floats).
+var<workgroup> query: array<f32, 256>;
+
+@compute @workgroup_size(64, 1, 1)
+fn attention(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let head = wg.x;
+    let t = wg.y;
+    let hd = attn_p.head_dim;
+    let d = attn_p.heads * hd;
+    let kvd = attn_p.kv_heads * hd;
+    let kv_col = (head / (attn_p.heads / attn_p.kv_heads)) * hd;
+    let seen = attn_p.past + t + 1u;
+    let row = (t * attn_p.heads + head) * attn_p.stride;
+    let scale = bitcast<f32>(attn_p.scale);
+    for (var j = lid; j < hd; j = j + THREADS) {
+        query[j] = f16r(attn_q[t * d + head * hd + j]);
+    }
+    workgroupBarrier();
+
+    var best = -3.0e38;
+    for (var p = lid; p < seen; p = p + THREADS) {
+        var s = 0.0;
+        let k0 = p * kvd + kv_col;
+        for (var j = 0u; j < hd; j = j + 1u) {
+            s = fma(query[j], attn_k[k0 + j], s);
+        }
+        s = s * scale;
+        attn_scores[row + p] = s;
+        best = max(best, s);
+    }
+    let top = workgroup_max(lid, best);
+    var sum = 0.0;
+    for (var p = lid; p < seen; p = p + THREADS) {
+        let e = exp(attn_scores[row + p] - top);
+        attn_scores[row + p] = e;
+        sum = sum + e;
+    }
+    let inv = 1.0 / workgroup_sum(lid, sum);
+    storageBarrier();
+
+    for (var j = lid; j < hd; j = j + THREADS) {
+        var acc = 0.0;
+        for (var p = 0u; p < seen; p = p + 1u) {
+            acc = fma(f16r(attn_scores[row + p] * inv), attn_v[p * kvd + kv_col + j], acc);
+        }
+        attn_out[t * d + head * hd + j] = acc;
+    }
+}

@@ -1,0 +1,455 @@
+//! Whole computations on the device: a [`Program`] records kernel
+//! dispatches (weight products and the kernels of `ops.wgsl`) on buffers
+//! that stay there, then submits them as one command buffer and reads one
+//! result back. Between dispatches nothing leaves the device, so a
+//! decoder's forward pass costs one round trip, not one per product.
+
+use std::sync::mpsc;
+
+use super::matmul::binding;
+use super::{GEMV_GROUP, GEMV_ROWS, Gpu, GpuMatrix, PARAMS_STRIDE, TILE, runtime};
+use crate::{NnError, NnErrorKind};
+
+/// Threads per workgroup of the `ops.wgsl` kernels.
+const THREADS: usize = 64;
+/// Workgroups an element-wise dispatch uses at most (each thread loops).
+const SPREAD: usize = 1024;
+/// Floats of a head `attention` keeps in workgroup memory.
+pub(crate) const MAX_HEAD_DIM: usize = 256;
+
+/// The compiled `ops.wgsl` kernels.
+pub(super) struct Ops {
+    rms_norm: Kernel,
+    rope: Kernel,
+    store: Kernel,
+    add: Kernel,
+    swiglu: Kernel,
+    attention: Kernel,
+}
+
+struct Kernel {
+    pipeline: wgpu::ComputePipeline,
+    layout: wgpu::BindGroupLayout,
+}
+
+impl Ops {
+    pub(super) fn compile(device: &wgpu::Device) -> Self {
+        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some("weft-nn ops"),
+            source: wgpu::ShaderSource::Wgsl(include_str!("ops.wgsl").into()),
+        });
+        let kernel = |name| {
+            let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(name),
+                layout: None,
+                module: &module,
+                entry_point: Some(name),
+                compilation_options: wgpu::PipelineCompilationOptions::default(),
+                cache: None,
+            });
+            let layout = pipeline.get_bind_group_layout(0);
+            Kernel { pipeline, layout }
+        };
+        Self {
+            rms_norm: kernel("rms_norm"),
+            rope: kernel("rope"),
+            store: kernel("store"),
+            add: kernel("add"),
+            swiglu: kernel("swiglu"),
+            attention: kernel("attention"),
+        }
+    }
+}
+
+/// A device buffer of f32s, made by [`Gpu::buffer`].
+#[derive(Clone, Debug)]
+pub(crate) struct Buffer {
+    raw: wgpu::Buffer,
+}
+
+/// One recorded dispatch.
+struct Step<'a> {
+    pipeline: &'a wgpu::ComputePipeline,
+    layout: &'a wgpu::BindGroupLayout,
+    /// Storage bindings 0.., as (buffer, first byte, bytes).
+    buffers: Vec<(&'a wgpu::Buffer, u64, u64)>,
+    params: [u32; 8],
+    groups: [u32; 2],
+}
+
+/// Dispatches recorded to run in order as one submission; see the module
+/// docs. Made by [`Gpu::program`].
+pub(crate) struct Program<'a> {
+    gpu: &'a Gpu,
+    ops: &'a Ops,
+    steps: Vec<Step<'a>>,
+    writes: Vec<(&'a Buffer, Vec<f32>)>,
+    products: u64,
+}
+
+impl Gpu {
+    /// The `ops.wgsl` kernels, compiled on first use.
+    fn ops(&self) -> Result<&Ops, NnError> {
+        self.ops
+            .get_or_init(|| {
+                let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+                let ops = Ops::compile(&self.device);
+                match super::block_on(scope.pop()) {
+                    Some(e) => Err(runtime(format!(
+                        "compiling weft-nn's decoder kernels on {}: {e}",
+                        self.adapter
+                    ))),
+                    None => Ok(ops),
+                }
+            })
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    /// A device buffer of `floats` f32s (zeros), for a [`Program`]'s
+    /// activations and caches. Not counted in [`Gpu::device_bytes`].
+    ///
+    /// # Errors
+    ///
+    /// `TooLarge` past the device's buffer size.
+    pub(crate) fn buffer(&self, floats: usize, label: &str) -> Result<Buffer, NnError> {
+        let bytes = (floats.max(1) * 4) as u64;
+        if bytes > self.max_buffer {
+            return Err(super::too_large(format!(
+                "{label}: {bytes} bytes is more than one GPU buffer may hold ({} on {})",
+                self.max_buffer, self.adapter
+            )));
+        }
+        use wgpu::BufferUsages as U;
+        let raw = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: bytes,
+            usage: U::STORAGE | U::COPY_SRC | U::COPY_DST,
+            mapped_at_creation: false,
+        });
+        Ok(Buffer { raw })
+    }
+
+    /// Copies the first `floats` of `from` into `to` (growing a cache).
+    pub(crate) fn copy(&self, from: &Buffer, to: &Buffer, floats: usize) -> Result<(), NnError> {
+        self.check_alive()?;
+        let scopes = self.push_scopes();
+        let mut encoder = self
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor::default());
+        encoder.copy_buffer_to_buffer(&from.raw, 0, &to.raw, 0, (floats * 4) as u64);
+        self.queue.submit([encoder.finish()]);
+        self.pop_scopes(scopes, "copying on the GPU")
+    }
+
+    /// An empty [`Program`].
+    ///
+    /// # Errors
+    ///
+    /// `RuntimeError` when the kernels do not compile on this device.
+    pub(crate) fn program(&self) -> Result<Program<'_>, NnError> {
+        Ok(Program {
+            gpu: self,
+            ops: self.ops()?,
+            steps: Vec::new(),
+            writes: Vec::new(),
+            products: 0,
+        })
+    }
+}
+
+fn groups(count: usize) -> [u32; 2] {
+    [count.div_ceil(THREADS).clamp(1, SPREAD) as u32, 1]
+}
+
+fn whole(b: &Buffer) -> (&wgpu::Buffer, u64, u64) {
+    (&b.raw, 0, b.raw.size())
+}
+
+impl<'a> Program<'a> {
+    /// Uploads `data` into the start of `to` before the dispatches run.
+    pub(crate) fn write(&mut self, to: &'a Buffer, data: Vec<f32>) {
+        self.writes.push((to, data));
+    }
+
+    fn step(
+        &mut self,
+        kernel: &'a Kernel,
+        buffers: Vec<(&'a wgpu::Buffer, u64, u64)>,
+        params: [u32; 8],
+        groups: [u32; 2],
+    ) {
+        self.steps.push(Step {
+            pipeline: &kernel.pipeline,
+            layout: &kernel.layout,
+            buffers,
+            params,
+            groups,
+        });
+    }
+
+    /// `c = a · w` for `rows` rows of `a` (`rows x w.rows()`), into the
+    /// first `rows x w.cols()` floats of `c`.
+    pub(crate) fn product(&mut self, a: &'a Buffer, rows: usize, w: &'a GpuMatrix, c: &'a Buffer) {
+        let (k, n) = (w.rows(), w.cols());
+        let few = rows <= GEMV_ROWS;
+        for (buffer, col0, cols) in w.panels() {
+            self.steps.push(Step {
+                pipeline: if few {
+                    &self.gpu.gemv
+                } else {
+                    &self.gpu.pipeline
+                },
+                layout: &self.gpu.layout,
+                buffers: vec![
+                    (&a.raw, 0, (rows * k * 4) as u64),
+                    (buffer, 0, buffer.size()),
+                    (&c.raw, 0, (rows * n * 4) as u64),
+                ],
+                params: [rows, k, cols, n, col0, 0, 0, 0].map(|x| x as u32),
+                groups: if few {
+                    [cols.div_ceil(GEMV_GROUP) as u32, 1]
+                } else {
+                    [cols.div_ceil(TILE) as u32, rows.div_ceil(TILE) as u32]
+                },
+            });
+        }
+        self.products += 1;
+    }
+
+    /// `out[r] = rms_norm(x[row0 + r]) * weight` for `rows` rows of
+    /// `weight.cols()` each (`weight`: one row, in one panel).
+    pub(crate) fn rms_norm(
+        &mut self,
+        x: &'a Buffer,
+        row0: usize,
+        rows: usize,
+        weight: &'a GpuMatrix,
+        eps: f32,
+        out: &'a Buffer,
+    ) {
+        let d = weight.cols();
+        let (w, _, _) = weight.panels().next().expect("a vector is one panel");
+        self.step(
+            &self.ops.rms_norm,
+            vec![whole(x), (w, 0, w.size()), whole(out)],
+            [d as u32, eps.to_bits(), row0 as u32, 0, 0, 0, 0, 0],
+            [rows as u32, 1],
+        );
+    }
+
+    /// Rotates the first `2 * half` floats of each of `heads` heads of
+    /// `head_dim` in each of `tokens` rows of `x`, token `t` by the angles
+    /// `table[t * half ..][.. half]` (cos, sin pairs).
+    pub(crate) fn rope(
+        &mut self,
+        x: &'a Buffer,
+        tokens: usize,
+        heads: usize,
+        head_dim: usize,
+        half: usize,
+        table: &'a Buffer,
+    ) {
+        let count = tokens * heads * half;
+        self.step(
+            &self.ops.rope,
+            vec![whole(x), whole(table)],
+            [count, heads, head_dim, half, 0, 0, 0, 0].map(|x| x as u32),
+            groups(count),
+        );
+    }
+
+    /// `to[offset + i] = f16(from[i])` for `i < count`.
+    pub(crate) fn store(&mut self, from: &'a Buffer, count: usize, to: &'a Buffer, offset: usize) {
+        self.step(
+            &self.ops.store,
+            vec![whole(from), whole(to)],
+            [count, offset, 0, 0, 0, 0, 0, 0].map(|x| x as u32),
+            groups(count),
+        );
+    }
+
+    /// `x[i] += y[i]` for `i < count`.
+    pub(crate) fn add(&mut self, x: &'a Buffer, y: &'a Buffer, count: usize) {
+        self.step(
+            &self.ops.add,
+            vec![whole(x), whole(y)],
+            [count as u32, 0, 0, 0, 0, 0, 0, 0],
+            groups(count),
+        );
+    }
+
+    /// `g[i] = silu(g[i]) * u[i]` for `i < count`.
+    pub(crate) fn swiglu(&mut self, g: &'a Buffer, u: &'a Buffer, count: usize) {
+        self.step(
+            &self.ops.swiglu,
+            vec![whole(g), whole(u)],
+            [count as u32, 0, 0, 0, 0, 0, 0, 0],
+            groups(count),
+        );
+    }
+
+    /// Causal attention of `tokens` new queries (rows of `q`, `heads x
+    /// head_dim`) over the caches `k` and `v` (`kv_heads x head_dim` per
+    /// position, the new ones already stored after `past` old ones), into
+    /// `out`. `scores` holds `tokens x heads x stride` floats, `stride` at
+    /// least `past + tokens`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn attention(
+        &mut self,
+        q: &'a Buffer,
+        k: &'a Buffer,
+        v: &'a Buffer,
+        scores: &'a Buffer,
+        out: &'a Buffer,
+        shape: Attention,
+    ) {
+        let Attention {
+            tokens,
+            heads,
+            kv_heads,
+            head_dim,
+            past,
+            stride,
+        } = shape;
+        let scale = 1.0 / (head_dim as f32).sqrt();
+        self.step(
+            &self.ops.attention,
+            vec![whole(q), whole(k), whole(v), whole(scores), whole(out)],
+            [
+                heads as u32,
+                kv_heads as u32,
+                head_dim as u32,
+                past as u32,
+                stride as u32,
+                scale.to_bits(),
+                0,
+                0,
+            ],
+            [heads as u32, tokens as u32],
+        );
+    }
+
+    /// Runs the recorded writes and dispatches as one submission, then
+    /// reads back the first `floats` of `result`.
+    ///
+    /// # Errors
+    ///
+    /// `TooLarge` when the device runs out of memory; `RuntimeError` when
+    /// it fails or is lost.
+    pub(crate) fn run(self, result: &Buffer, floats: usize) -> Result<Vec<f32>, NnError> {
+        let gpu = self.gpu;
+        gpu.check_alive()?;
+        let scopes = gpu.push_scopes();
+        let ran = self.submit(result, floats);
+        let scoped = gpu.pop_scopes(scopes, "running a decoder pass");
+        let out = ran?;
+        scoped?;
+        Ok(out)
+    }
+
+    fn submit(self, result: &Buffer, floats: usize) -> Result<Vec<f32>, NnError> {
+        let gpu = self.gpu;
+        let device = &gpu.device;
+        for (to, data) in &self.writes {
+            gpu.queue
+                .write_buffer(&to.raw, 0, bytemuck::cast_slice(data));
+        }
+        let stride = PARAMS_STRIDE as usize;
+        let mut params = vec![0u8; self.steps.len().max(1) * stride];
+        for (i, s) in self.steps.iter().enumerate() {
+            params[i * stride..][..32].copy_from_slice(bytemuck::cast_slice(&s.params));
+        }
+        use wgpu::BufferUsages as U;
+        let uniforms = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("weft-nn program params"),
+            size: params.len() as u64,
+            usage: U::UNIFORM | U::COPY_DST,
+            mapped_at_creation: false,
+        });
+        gpu.queue.write_buffer(&uniforms, 0, &params);
+        let bytes = (floats * 4) as u64;
+        let read = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("weft-nn program result"),
+            size: bytes.max(4),
+            usage: U::MAP_READ | U::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+            label: Some("weft-nn program"),
+        });
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("weft-nn program"),
+                timestamp_writes: None,
+            });
+            for (i, s) in self.steps.iter().enumerate() {
+                let mut entries: Vec<_> = s
+                    .buffers
+                    .iter()
+                    .enumerate()
+                    .map(|(b, &(buf, at, size))| binding(b as u32, buf, at, size))
+                    .collect();
+                entries.push(binding(
+                    s.buffers.len() as u32,
+                    &uniforms,
+                    (i * stride) as u64,
+                    32,
+                ));
+                let group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: None,
+                    layout: s.layout,
+                    entries: &entries,
+                });
+                pass.set_pipeline(s.pipeline);
+                pass.set_bind_group(0, &group, &[]);
+                pass.dispatch_workgroups(s.groups[0], s.groups[1], 1);
+            }
+        }
+        encoder.copy_buffer_to_buffer(&result.raw, 0, &read, 0, bytes);
+        gpu.queue.submit([encoder.finish()]);
+        let slice = read.slice(..bytes);
+        let (tx, rx) = mpsc::channel();
+        slice.map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        let failed = |e: String| runtime(format!("reading a decoder pass back from the GPU: {e}"));
+        gpu.await_mapping(&rx).map_err(failed)?;
+        let out = {
+            let view = slice
+                .get_mapped_range()
+                .map_err(|e| failed(e.to_string()))?;
+            view.chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect()
+        };
+        read.unmap();
+        gpu.matmuls
+            .fetch_add(self.products, std::sync::atomic::Ordering::Relaxed);
+        Ok(out)
+    }
+}
+
+/// The shape of [`Program::attention`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Attention {
+    pub tokens: usize,
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub head_dim: usize,
+    pub past: usize,
+    pub stride: usize,
+}
+
+impl Attention {
+    /// Whether the kernel can run heads this wide.
+    pub(crate) fn check(head_dim: usize) -> Result<(), NnError> {
+        if head_dim > MAX_HEAD_DIM {
+            return Err(NnError::new(
+                NnErrorKind::UnsupportedOperation,
+                format!("heads of {head_dim} floats (the GPU kernel takes up to {MAX_HEAD_DIM})"),
+            ));
+        }
+        Ok(())
+    }
+}

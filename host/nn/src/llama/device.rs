@@ -1,0 +1,279 @@
+//! A decoder's forward pass on the GPU: the weight products, norms,
+//! rotary embeddings, attention over a KV cache kept on the device, SwiGLU
+//! and the residual adds are recorded as one [`Program`], so a pass costs
+//! one submission and one read-back (the last token's logits) whatever the
+//! model's depth. Only the embedding lookup and the rotary angles are
+//! computed on the host, as the CPU path computes them.
+
+use std::sync::Arc;
+
+use super::{HParams, QMatrix, Weights};
+use crate::gpu::{Attention, Buffer, Gpu, GpuMatrix};
+use crate::{NnError, NnErrorKind};
+
+/// Tokens per pass: a longer prompt runs as several passes, which bounds
+/// the activations and the attention scores kept on the device.
+const TOKENS_PER_PASS: usize = 256;
+/// Positions a session's cache holds at first; it doubles as needed.
+const FIRST_CAPACITY: usize = 64;
+
+/// What a decoder keeps on the device besides its products' matrices
+/// (which its `QMatrix`es hold): the norms' weights.
+#[derive(Debug)]
+pub(super) struct DeviceWeights {
+    gpu: Arc<Gpu>,
+    attn_norm: Vec<GpuMatrix>,
+    ffn_norm: Vec<GpuMatrix>,
+    output_norm: GpuMatrix,
+}
+
+impl DeviceWeights {
+    /// Uploads the norms of `w` (whose products are on `gpu` already) and
+    /// compiles the kernels.
+    pub(super) fn upload(gpu: &Arc<Gpu>, w: &Weights) -> Result<Self, NnError> {
+        Attention::check(w.hp.head_dim)?;
+        gpu.program()?;
+        let vector = |v: &[f32]| gpu.upload(v, 1, v.len());
+        Ok(Self {
+            gpu: gpu.clone(),
+            attn_norm: w
+                .layers
+                .iter()
+                .map(|l| vector(&l.attn_norm))
+                .collect::<Result<_, _>>()?,
+            ffn_norm: w
+                .layers
+                .iter()
+                .map(|l| vector(&l.ffn_norm))
+                .collect::<Result<_, _>>()?,
+            output_norm: vector(&w.output_norm)?,
+        })
+    }
+
+    /// Bytes these hold on the device.
+    pub(super) fn bytes(&self) -> u64 {
+        self.attn_norm
+            .iter()
+            .chain(&self.ffn_norm)
+            .chain([&self.output_norm])
+            .map(GpuMatrix::bytes)
+            .sum()
+    }
+}
+
+/// One session's state on the device: its KV cache and the buffers a
+/// pass works in.
+#[derive(Debug)]
+pub(super) struct OnDevice {
+    gpu: Arc<Gpu>,
+    /// Positions each layer's cache has room for.
+    capacity: usize,
+    /// Per layer: `[position][kv head][head dim]`, rounded through f16.
+    k: Vec<Buffer>,
+    v: Vec<Buffer>,
+    work: Option<Work>,
+    /// [`TOKENS_PER_PASS`] and [`FIRST_CAPACITY`]; smaller in tests.
+    tokens_per_pass: usize,
+    first_capacity: usize,
+    /// Makes the next pass fail, as a lost device would (tests).
+    #[cfg(test)]
+    pub(super) fail_next: bool,
+}
+
+/// A pass's buffers, for up to `tokens` tokens and attention over up to
+/// `stride` positions.
+#[derive(Debug)]
+struct Work {
+    tokens: usize,
+    stride: usize,
+    x: Buffer,
+    h: Buffer,
+    q: Buffer,
+    k: Buffer,
+    v: Buffer,
+    att: Buffer,
+    o: Buffer,
+    g: Buffer,
+    u: Buffer,
+    table: Buffer,
+    scores: Buffer,
+    logits: Buffer,
+}
+
+impl OnDevice {
+    pub(super) fn new(w: &DeviceWeights) -> Self {
+        Self {
+            gpu: w.gpu.clone(),
+            capacity: 0,
+            k: Vec::new(),
+            v: Vec::new(),
+            work: None,
+            tokens_per_pass: TOKENS_PER_PASS,
+            first_capacity: FIRST_CAPACITY,
+            #[cfg(test)]
+            fail_next: false,
+        }
+    }
+
+    /// Passes of at most `tokens_per_pass` tokens, and a cache of
+    /// `first_capacity` positions at first: the tests of long prompts and
+    /// of growing caches, at sizes llvmpipe runs quickly.
+    #[cfg(test)]
+    pub(super) fn shrink(&mut self, tokens_per_pass: usize, first_capacity: usize) {
+        self.tokens_per_pass = tokens_per_pass;
+        self.first_capacity = first_capacity;
+    }
+
+    /// Runs `tokens` after the `past` positions in the cache; returns the
+    /// logits of the last one.
+    pub(super) fn forward(
+        &mut self,
+        w: &Weights,
+        dw: &DeviceWeights,
+        tokens: &[u32],
+        past: usize,
+    ) -> Result<Vec<f32>, NnError> {
+        #[cfg(test)]
+        if std::mem::take(&mut self.fail_next) {
+            return Err(NnError::new(NnErrorKind::RuntimeError, "failed by a test"));
+        }
+        let mut logits = Vec::new();
+        let mut at = past;
+        for part in tokens.chunks(self.tokens_per_pass) {
+            logits = self.pass(w, dw, part, at)?;
+            at += part.len();
+        }
+        Ok(logits)
+    }
+
+    /// Room in the cache for `positions`, and buffers for a pass of
+    /// `tokens`.
+    fn reserve(&mut self, hp: &HParams, positions: usize, tokens: usize) -> Result<(), NnError> {
+        let gpu = &self.gpu;
+        let kvd = hp.kv_heads * hp.head_dim;
+        if positions > self.capacity {
+            let capacity = positions
+                .next_power_of_two()
+                .max(self.first_capacity)
+                .min(hp.context.max(positions));
+            let old_capacity = self.capacity;
+            let grow = |old: &mut Vec<Buffer>, label| -> Result<(), NnError> {
+                let mut new = Vec::with_capacity(hp.layers);
+                for l in 0..hp.layers {
+                    let b = gpu.buffer(capacity * kvd, label)?;
+                    if let Some(o) = old.get(l) {
+                        gpu.copy(o, &b, old_capacity * kvd)?;
+                    }
+                    new.push(b);
+                }
+                *old = new;
+                Ok(())
+            };
+            grow(&mut self.k, "weft-nn kv cache (k)")?;
+            grow(&mut self.v, "weft-nn kv cache (v)")?;
+            self.capacity = capacity;
+        }
+        let fits = self
+            .work
+            .as_ref()
+            .is_some_and(|w| w.tokens >= tokens && w.stride >= self.capacity);
+        if !fits {
+            // Never fewer tokens than before: a prompt, then one at a time.
+            let n = self.work.take().map_or(tokens, |w| w.tokens.max(tokens));
+            let b = |floats: usize| gpu.buffer(floats, "weft-nn decoder activations");
+            let (d, ffn) = (hp.embd, hp.ffn);
+            self.work = Some(Work {
+                tokens: n,
+                stride: self.capacity,
+                x: b(n * d)?,
+                h: b(n * d)?,
+                q: b(n * d)?,
+                k: b(n * kvd)?,
+                v: b(n * kvd)?,
+                att: b(n * d)?,
+                o: b(n * d)?,
+                g: b(n * ffn)?,
+                u: b(n * ffn)?,
+                table: b(n * hp.rope_dims)?,
+                scores: b(n * hp.heads * self.capacity)?,
+                logits: b(hp.vocab)?,
+            });
+        }
+        Ok(())
+    }
+
+    fn pass(
+        &mut self,
+        w: &Weights,
+        dw: &DeviceWeights,
+        tokens: &[u32],
+        past: usize,
+    ) -> Result<Vec<f32>, NnError> {
+        let hp = &w.hp;
+        let (n, d) = (tokens.len(), hp.embd);
+        let kvd = hp.kv_heads * hp.head_dim;
+        let half = hp.rope_dims / 2;
+        self.reserve(hp, past + n, n)?;
+        let mut x = vec![0f32; n * d];
+        for (t, &tok) in tokens.iter().enumerate() {
+            w.tok_embd.row(tok as usize, &mut x[t * d..(t + 1) * d]);
+        }
+        // (cos, sin) per token and pair, the angles as `session::rope`
+        // steps through them.
+        let theta_scale = hp.rope_base.powf(-2.0 / hp.rope_dims as f32);
+        let mut table = Vec::with_capacity(n * half * 2);
+        for t in 0..n {
+            let mut theta = (past + t) as f32;
+            for _ in 0..half {
+                let (sin, cos) = theta.sin_cos();
+                table.extend([cos, sin]);
+                theta *= theta_scale;
+            }
+        }
+        let a = self.work.as_ref().expect("reserved");
+        let mut p = self.gpu.program()?;
+        p.write(&a.x, x);
+        p.write(&a.table, table);
+        let shape = Attention {
+            tokens: n,
+            heads: hp.heads,
+            kv_heads: hp.kv_heads,
+            head_dim: hp.head_dim,
+            past,
+            stride: a.stride,
+        };
+        for (l, layer) in w.layers.iter().enumerate() {
+            let (kc, vc) = (&self.k[l], &self.v[l]);
+            p.rms_norm(&a.x, 0, n, &dw.attn_norm[l], hp.rms_eps, &a.h);
+            p.product(&a.h, n, on_gpu(&layer.wq)?, &a.q);
+            p.product(&a.h, n, on_gpu(&layer.wk)?, &a.k);
+            p.product(&a.h, n, on_gpu(&layer.wv)?, &a.v);
+            p.rope(&a.q, n, hp.heads, hp.head_dim, half, &a.table);
+            p.rope(&a.k, n, hp.kv_heads, hp.head_dim, half, &a.table);
+            p.store(&a.k, n * kvd, kc, past * kvd);
+            p.store(&a.v, n * kvd, vc, past * kvd);
+            p.attention(&a.q, kc, vc, &a.scores, &a.att, shape);
+            p.product(&a.att, n, on_gpu(&layer.wo)?, &a.o);
+            p.add(&a.x, &a.o, n * d);
+            p.rms_norm(&a.x, 0, n, &dw.ffn_norm[l], hp.rms_eps, &a.h);
+            p.product(&a.h, n, on_gpu(&layer.gate)?, &a.g);
+            p.product(&a.h, n, on_gpu(&layer.up)?, &a.u);
+            p.swiglu(&a.g, &a.u, n * hp.ffn);
+            p.product(&a.g, n, on_gpu(&layer.down)?, &a.o);
+            p.add(&a.x, &a.o, n * d);
+        }
+        p.rms_norm(&a.x, n - 1, 1, &dw.output_norm, hp.rms_eps, &a.h);
+        let head = w.output.as_ref().unwrap_or(&w.tok_embd);
+        p.product(&a.h, 1, on_gpu(head)?, &a.logits);
+        p.run(&a.logits, hp.vocab)
+    }
+}
+
+fn on_gpu(m: &QMatrix) -> Result<&GpuMatrix, NnError> {
+    m.on_gpu().ok_or_else(|| {
+        NnError::new(
+            NnErrorKind::RuntimeError,
+            "a decoder weight is not on the GPU",
+        )
+    })
+}
