@@ -166,6 +166,38 @@ async fn embed_on_the_gpu_matches_onnxruntime() {
     );
 }
 
+/// `--nn-device gpu`: the `generate` stage's decoder runs its forward passes
+/// on the node's GPU (llvmpipe in CI) and gives llama.cpp's answer; its
+/// weights and its sessions' caches show in `/metrics`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generate_on_the_gpu_answers_as_llama_cpp() {
+    let d = TestDaemon::start_with(|c| {
+        c.nn_batch.registry_target = weft_runtime::ExecutionTarget::Gpu;
+    })
+    .await;
+    deploy_generate(&d).await;
+    let reference = reference("smollm2_reference.json");
+    let france = &reference["prompts"][0];
+    let (status, v) = d
+        .invoke("generate", &json!({"prompt": france["question"]}))
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["text"], france["text"], "{v}");
+    assert_eq!(v["finish_reason"], "stop");
+    let metrics = d.get_text("/metrics").await;
+    let gauge = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("no {name} in {metrics}"))
+            .parse()
+            .unwrap()
+    };
+    // SmolLM2's weights as f32: 538 MB.
+    assert!(gauge("weft_nn_device_bytes") > 500 << 20, "{metrics}");
+    gauge("weft_gpu_work_bytes");
+}
+
 /// Uploads SmolLM2 and its tokenizer, deploys the `generate` stage on them and
 /// returns the tokenizer's object id.
 async fn deploy_generate(d: &TestDaemon) -> String {

@@ -198,8 +198,11 @@ pub fn render_inference(nn: &weft_runtime::EngineBackend, out: &mut String) {
         let _ = write!(
             out,
             "# HELP weft_gpu_matmuls_total Matrix products run on the GPU (models and trainers).\n\
-             # TYPE weft_gpu_matmuls_total counter\nweft_gpu_matmuls_total {}\n",
-            gpu.matmuls()
+             # TYPE weft_gpu_matmuls_total counter\nweft_gpu_matmuls_total {}\n\
+             # HELP weft_gpu_work_bytes Bytes held on the GPU by live decoder sessions (KV caches, activations).\n\
+             # TYPE weft_gpu_work_bytes gauge\nweft_gpu_work_bytes {}\n",
+            gpu.matmuls(),
+            gpu.work_bytes()
         );
     }
 }

@@ -8,9 +8,10 @@
 //! and the compiled matmul pipeline. Weights go up once as [`GpuMatrix`]es
 //! ([`Gpu::upload`]), which stay on the device until dropped; activations
 //! travel per call ([`Gpu::matmul_weights`]), or stay on the device for a
-//! whole decoder pass. The bytes held in
-//! `GpuMatrix`es are counted ([`Gpu::device_bytes`]); per-call scratch
-//! buffers (a few, reused) are not.
+//! whole decoder pass. The bytes held in `GpuMatrix`es are counted
+//! ([`Gpu::device_bytes`]), and so are decoder sessions' KV caches and
+//! activations ([`Gpu::work_bytes`]); per-call scratch buffers (a few,
+//! reused) are not.
 //!
 //! The adapter comes from the environment: `WGPU_BACKEND` (default: the
 //! platform's native API; `vulkan` on Linux), `WGPU_ADAPTER_NAME` (a
@@ -112,6 +113,8 @@ pub struct Gpu {
     lost: Arc<Mutex<Option<String>>>,
     /// The decoder kernels, compiled on first use.
     ops: OnceLock<Result<program::Ops, NnError>>,
+    /// Bytes held by live [`program::Buffer`]s (KV caches, activations).
+    work: Arc<AtomicU64>,
 }
 
 impl fmt::Debug for Gpu {
@@ -359,6 +362,7 @@ impl Gpu {
             scratch: Mutex::new(Vec::new()),
             lost,
             ops: OnceLock::new(),
+            work: Arc::new(AtomicU64::new(0)),
         })
     }
 

@@ -4,7 +4,8 @@
 //! result back. Between dispatches nothing leaves the device, so a
 //! decoder's forward pass costs one round trip, not one per product.
 
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, mpsc};
 
 use super::matmul::binding;
 use super::{GEMV_GROUP, GEMV_ROWS, Gpu, GpuMatrix, PARAMS_STRIDE, TILE, runtime};
@@ -61,10 +62,19 @@ impl Ops {
     }
 }
 
-/// A device buffer of f32s, made by [`Gpu::buffer`].
-#[derive(Clone, Debug)]
+/// A device buffer of f32s, made by [`Gpu::buffer`]; counted in
+/// [`Gpu::work_bytes`] until dropped.
+#[derive(Debug)]
 pub(crate) struct Buffer {
     raw: wgpu::Buffer,
+    /// The owning `Gpu`'s count.
+    owner: Arc<AtomicU64>,
+}
+
+impl Drop for Buffer {
+    fn drop(&mut self) {
+        self.owner.fetch_sub(self.raw.size(), Ordering::Relaxed);
+    }
 }
 
 /// One recorded dispatch.
@@ -107,7 +117,8 @@ impl Gpu {
     }
 
     /// A device buffer of `floats` f32s (zeros), for a [`Program`]'s
-    /// activations and caches. Not counted in [`Gpu::device_bytes`].
+    /// activations and caches: counted in [`Gpu::work_bytes`], not in
+    /// [`Gpu::device_bytes`].
     ///
     /// # Errors
     ///
@@ -127,7 +138,17 @@ impl Gpu {
             usage: U::STORAGE | U::COPY_SRC | U::COPY_DST,
             mapped_at_creation: false,
         });
-        Ok(Buffer { raw })
+        self.work.fetch_add(bytes, Ordering::Relaxed);
+        Ok(Buffer {
+            raw,
+            owner: Arc::clone(&self.work),
+        })
+    }
+
+    /// Bytes of live working buffers: decoder sessions' KV caches and
+    /// activations.
+    pub fn work_bytes(&self) -> u64 {
+        self.work.load(Ordering::Relaxed)
     }
 
     /// Copies the first `floats` of `from` into `to` (growing a cache).
@@ -424,8 +445,7 @@ impl<'a> Program<'a> {
                 .collect()
         };
         read.unmap();
-        gpu.matmuls
-            .fetch_add(self.products, std::sync::atomic::Ordering::Relaxed);
+        gpu.matmuls.fetch_add(self.products, Ordering::Relaxed);
         Ok(out)
     }
 }

@@ -311,6 +311,13 @@ mod tests {
             .unwrap_or_else(|e| panic!("{}: {e} (run `cargo xtask models`)", path.display()))
     }
 
+    /// Held by the tests that run decoders on the GPU, so that the
+    /// working bytes one of them counts are its own.
+    fn on_the_device() -> std::sync::MutexGuard<'static, ()> {
+        static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        LOCK.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn argmax(v: &[f32]) -> usize {
         (0..v.len()).fold(0, |best, i| if v[i] > v[best] { i } else { best })
     }
@@ -325,11 +332,15 @@ mod tests {
     /// A prompt split into passes, and a cache that grows (and is copied)
     /// in the middle of one and between tokens, change nothing: each step's
     /// logits are those of a session running the prompt in one pass, and
-    /// pick llama.cpp's token, as the CPU path does.
+    /// pick llama.cpp's token, as the CPU path does. The caches are
+    /// counted in the GPU's working bytes until the sessions are dropped.
     #[test]
     fn on_the_gpu_passes_and_a_growing_cache_change_nothing() {
+        let _device = on_the_device();
         let bytes = smollm2();
-        let gpu = Llama::load_for(&bytes, Some(Ok(crate::gpu::tests::gpu()))).unwrap();
+        let device = crate::gpu::tests::gpu();
+        let before = device.work_bytes();
+        let gpu = Llama::load_for(&bytes, Some(Ok(device.clone()))).unwrap();
         let cpu = Llama::load(&bytes).unwrap();
         let mut on = session::Decoder::new(gpu.weights.clone());
         on.on_device().expect("loaded for the GPU").shrink(5, 8);
@@ -355,6 +366,12 @@ mod tests {
             input = vec![want as u32];
         }
         assert!(on.on_device().is_some(), "still on the GPU");
+        // K and V of 30 layers, 3 heads of 64 each, for 32 and 64 positions.
+        let cache = |positions: u64| positions * 3 * 64 * 4 * 2 * 30;
+        let held = device.work_bytes() - before;
+        assert!(held >= cache(32) + cache(64), "{held} bytes counted");
+        drop((on, whole));
+        assert_eq!(device.work_bytes(), before);
     }
 
     /// A pass that fails on the device moves the session to the CPU, which
@@ -362,6 +379,7 @@ mod tests {
     /// CPU path's, bit for bit.
     #[test]
     fn a_session_whose_gpu_fails_carries_on_on_the_cpu() {
+        let _device = on_the_device();
         let bytes = smollm2();
         let gpu = Llama::load_for(&bytes, Some(Ok(crate::gpu::tests::gpu()))).unwrap();
         let cpu = Llama::load(&bytes).unwrap();
