@@ -132,17 +132,24 @@ impl Gpu {
             )));
         }
         use wgpu::BufferUsages as U;
+        let scopes = self.push_scopes();
         let raw = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size: bytes,
             usage: U::STORAGE | U::COPY_SRC | U::COPY_DST,
             mapped_at_creation: false,
         });
+        self.pop_scopes(scopes, label)?;
         self.work.fetch_add(bytes, Ordering::Relaxed);
         Ok(Buffer {
             raw,
             owner: Arc::clone(&self.work),
         })
+    }
+
+    /// Bytes one buffer may hold.
+    pub(crate) fn max_buffer(&self) -> u64 {
+        self.max_buffer
     }
 
     /// Bytes of live working buffers: decoder sessions' KV caches and

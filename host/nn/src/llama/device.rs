@@ -72,6 +72,8 @@ pub(super) struct OnDevice {
     k: Vec<Buffer>,
     v: Vec<Buffer>,
     work: Option<Work>,
+    /// Attention scores, `tokens x heads x capacity` (and its floats).
+    scores: Option<(Buffer, usize)>,
     /// [`TOKENS_PER_PASS`] and [`FIRST_CAPACITY`]; smaller in tests.
     tokens_per_pass: usize,
     first_capacity: usize,
@@ -80,12 +82,10 @@ pub(super) struct OnDevice {
     pub(super) fail_next: bool,
 }
 
-/// A pass's buffers, for up to `tokens` tokens and attention over up to
-/// `stride` positions.
+/// A pass's activations, for up to `tokens` tokens.
 #[derive(Debug)]
 struct Work {
     tokens: usize,
-    stride: usize,
     x: Buffer,
     h: Buffer,
     q: Buffer,
@@ -96,7 +96,6 @@ struct Work {
     g: Buffer,
     u: Buffer,
     table: Buffer,
-    scores: Buffer,
     logits: Buffer,
 }
 
@@ -108,6 +107,7 @@ impl OnDevice {
             k: Vec::new(),
             v: Vec::new(),
             work: None,
+            scores: None,
             tokens_per_pass: TOKENS_PER_PASS,
             first_capacity: FIRST_CAPACITY,
             #[cfg(test)]
@@ -124,6 +124,12 @@ impl OnDevice {
         self.first_capacity = first_capacity;
     }
 
+    /// Floats of the attention scores buffer.
+    #[cfg(test)]
+    pub(super) fn scores_floats(&self) -> usize {
+        self.scores.as_ref().map_or(0, |(_, floats)| *floats)
+    }
+
     /// Runs `tokens` after the `past` positions in the cache; returns the
     /// logits of the last one.
     pub(super) fn forward(
@@ -137,13 +143,25 @@ impl OnDevice {
         if std::mem::take(&mut self.fail_next) {
             return Err(NnError::new(NnErrorKind::RuntimeError, "failed by a test"));
         }
+        // Passes whose scores fit one buffer at the cache's final size.
+        let capacity = self.capacity_for(&w.hp, past + tokens.len());
+        let row = (w.hp.heads * capacity * 4) as u64;
+        let fit = (self.gpu.max_buffer() / row) as usize;
         let mut logits = Vec::new();
         let mut at = past;
-        for part in tokens.chunks(self.tokens_per_pass) {
+        for part in tokens.chunks(self.tokens_per_pass.min(fit).max(1)) {
             logits = self.pass(w, dw, part, at)?;
             at += part.len();
         }
         Ok(logits)
+    }
+
+    /// The capacity a cache grows to for `positions`.
+    fn capacity_for(&self, hp: &HParams, positions: usize) -> usize {
+        positions
+            .next_power_of_two()
+            .max(self.first_capacity)
+            .min(hp.context.max(positions))
     }
 
     /// Room in the cache for `positions`, and buffers for a pass of
@@ -152,39 +170,31 @@ impl OnDevice {
         let gpu = &self.gpu;
         let kvd = hp.kv_heads * hp.head_dim;
         if positions > self.capacity {
-            let capacity = positions
-                .next_power_of_two()
-                .max(self.first_capacity)
-                .min(hp.context.max(positions));
-            let old_capacity = self.capacity;
-            let grow = |old: &mut Vec<Buffer>, label| -> Result<(), NnError> {
-                let mut new = Vec::with_capacity(hp.layers);
-                for l in 0..hp.layers {
-                    let b = gpu.buffer(capacity * kvd, label)?;
-                    if let Some(o) = old.get(l) {
-                        gpu.copy(o, &b, old_capacity * kvd)?;
-                    }
-                    new.push(b);
-                }
-                *old = new;
-                Ok(())
+            let capacity = self.capacity_for(hp, positions);
+            let grow = |old: &[Buffer], label| -> Result<Vec<Buffer>, NnError> {
+                (0..hp.layers)
+                    .map(|l| {
+                        let b = gpu.buffer(capacity * kvd, label)?;
+                        if let Some(o) = old.get(l) {
+                            gpu.copy(o, &b, self.capacity * kvd)?;
+                        }
+                        Ok(b)
+                    })
+                    .collect()
             };
-            grow(&mut self.k, "weft-nn kv cache (k)")?;
-            grow(&mut self.v, "weft-nn kv cache (v)")?;
-            self.capacity = capacity;
+            // Both grown before either is kept: a failure leaves the
+            // cache as it was.
+            let k = grow(&self.k, "weft-nn kv cache (k)")?;
+            let v = grow(&self.v, "weft-nn kv cache (v)")?;
+            (self.k, self.v, self.capacity) = (k, v, capacity);
         }
-        let fits = self
-            .work
-            .as_ref()
-            .is_some_and(|w| w.tokens >= tokens && w.stride >= self.capacity);
-        if !fits {
+        if !self.work.as_ref().is_some_and(|w| w.tokens >= tokens) {
             // Never fewer tokens than before: a prompt, then one at a time.
             let n = self.work.take().map_or(tokens, |w| w.tokens.max(tokens));
             let b = |floats: usize| gpu.buffer(floats, "weft-nn decoder activations");
             let (d, ffn) = (hp.embd, hp.ffn);
             self.work = Some(Work {
                 tokens: n,
-                stride: self.capacity,
                 x: b(n * d)?,
                 h: b(n * d)?,
                 q: b(n * d)?,
@@ -195,9 +205,16 @@ impl OnDevice {
                 g: b(n * ffn)?,
                 u: b(n * ffn)?,
                 table: b(n * hp.rope_dims)?,
-                scores: b(n * hp.heads * self.capacity)?,
                 logits: b(hp.vocab)?,
             });
+        }
+        // This pass's scores over the whole cache: regrown with the cache,
+        // and shrunk once passes get far smaller (after a long prompt).
+        let need = tokens * hp.heads * self.capacity;
+        let have = self.scores.as_ref().map_or(0, |(_, floats)| *floats);
+        if need > have || need * 4 < have {
+            self.scores = None;
+            self.scores = Some((gpu.buffer(need, "weft-nn attention scores")?, need));
         }
         Ok(())
     }
@@ -240,8 +257,9 @@ impl OnDevice {
             kv_heads: hp.kv_heads,
             head_dim: hp.head_dim,
             past,
-            stride: a.stride,
+            stride: self.capacity,
         };
+        let scores = &self.scores.as_ref().expect("reserved").0;
         for (l, layer) in w.layers.iter().enumerate() {
             let (kc, vc) = (&self.k[l], &self.v[l]);
             p.rms_norm(&a.x, 0, n, &dw.attn_norm[l], hp.rms_eps, &a.h);
@@ -252,7 +270,7 @@ impl OnDevice {
             p.rope(&a.k, n, hp.kv_heads, hp.head_dim, half, &a.table);
             p.store(&a.k, n * kvd, kc, past * kvd);
             p.store(&a.v, n * kvd, vc, past * kvd);
-            p.attention(&a.q, kc, vc, &a.scores, &a.att, shape);
+            p.attention(&a.q, kc, vc, scores, &a.att, shape);
             p.product(&a.att, n, on_gpu(&layer.wo)?, &a.o);
             p.add(&a.x, &a.o, n * d);
             p.rms_norm(&a.x, 0, n, &dw.ffn_norm[l], hp.rms_eps, &a.h);

@@ -365,7 +365,10 @@ mod tests {
             assert_eq!((argmax(&a), argmax(&c)), (want, want), "step {step}");
             input = vec![want as u32];
         }
-        assert!(on.on_device().is_some(), "still on the GPU");
+        // Single tokens' scores (9 heads over 32 positions), not the
+        // prompt passes' 5 tokens' any more.
+        let on_device = on.on_device().expect("still on the GPU");
+        assert_eq!(on_device.scores_floats(), 9 * 32);
         // K and V of 30 layers, 3 heads of 64 each, for 32 and 64 positions.
         let cache = |positions: u64| positions * 3 * 64 * 4 * 2 * 30;
         let held = device.work_bytes() - before;
