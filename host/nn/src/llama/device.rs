@@ -188,7 +188,7 @@ impl OnDevice {
             let v = grow(&self.v, "weft-nn kv cache (v)")?;
             (self.k, self.v, self.capacity) = (k, v, capacity);
         }
-        if !self.work.as_ref().is_some_and(|w| w.tokens >= tokens) {
+        if self.work.as_ref().is_none_or(|w| w.tokens < tokens) {
             // Never fewer tokens than before: a prompt, then one at a time.
             let n = self.work.take().map_or(tokens, |w| w.tokens.max(tokens));
             let b = |floats: usize| gpu.buffer(floats, "weft-nn decoder activations");
