@@ -166,6 +166,38 @@ async fn embed_on_the_gpu_matches_onnxruntime() {
     );
 }
 
+/// Concurrent generations share the decoder's passes (their calls join, each
+/// on its own KV cache) and each still gets llama.cpp's answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_generations_join_passes_and_answer_as_alone() {
+    let d = TestDaemon::start().await;
+    deploy_generate(&d).await;
+    let reference = reference("smollm2_reference.json");
+    let france = &reference["prompts"][0];
+    let body = json!({"prompt": france["question"]});
+    let calls: Vec<_> = (0..3).map(|_| d.invoke("generate", &body)).collect();
+    for (status, v) in futures_util::future::join_all(calls).await {
+        assert_eq!(status, 200, "{v}");
+        assert_eq!(v["text"], france["text"], "{v}");
+    }
+    let metrics = d.get_text("/metrics").await;
+    let counter = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("no {name} in {metrics}"))
+            .parse()
+            .unwrap()
+    };
+    // 3 x (the prompt + 7 tokens) computes, in fewer passes.
+    let (computes, passes) = (
+        counter("weft_nn_computes_total"),
+        counter("weft_nn_engine_calls_total"),
+    );
+    assert_eq!(computes, 24, "{metrics}");
+    assert!(passes < computes, "no call joined another: {metrics}");
+}
+
 /// `--nn-device gpu`: the `generate` stage's decoder runs its forward passes
 /// on the node's GPU (llvmpipe in CI) and gives llama.cpp's answer; its
 /// weights and its sessions' caches show in `/metrics`.

@@ -1,5 +1,6 @@
 //! The engine: loads models from bytes once per node and hands out sessions.
 
+use std::any::Any;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, Weak};
@@ -35,6 +36,15 @@ pub enum Placement {
     CpuFallback(String),
 }
 
+/// Named tensors.
+pub type Named = Vec<(String, Tensor)>;
+
+/// A `compute` call's result.
+pub type Outputs = Result<Named, NnError>;
+
+/// A call for [`Model::compute_joined`]: the session and its inputs.
+pub type Joined<'a> = (&'a mut dyn Session, &'a [(String, Tensor)]);
+
 /// A loaded model, shared by every session (and every Wasm instance) that
 /// uses it. Weights live here, once.
 pub trait Model: Send + Sync + fmt::Debug {
@@ -45,6 +55,25 @@ pub trait Model: Send + Sync + fmt::Debug {
     /// Whether calls from different sessions may be merged along dimension 0
     /// (stateless graphs whose outputs are per-row functions of their inputs).
     fn batchable(&self) -> bool;
+
+    /// Whether calls on different sessions of this model, each with its
+    /// own state, run faster as one [`Model::compute_joined`] than one by
+    /// one (decoders on the CPU: every session's new tokens go through the
+    /// weights together).
+    fn joinable(&self) -> bool {
+        false
+    }
+
+    /// Runs one call per session, each on its own session's state, as one
+    /// engine call where the model can ([`Model::joinable`]); returns one
+    /// result per call, in order, each what the call would have given on
+    /// its own. A bad call fails alone. The default runs them one by one.
+    fn compute_joined(&self, calls: &mut [Joined<'_>]) -> Vec<Outputs> {
+        calls
+            .iter_mut()
+            .map(|(session, inputs)| session.compute(inputs))
+            .collect()
+    }
 
     /// Bytes of weights this model holds (in host memory).
     fn weight_bytes(&self) -> u64;
@@ -62,7 +91,7 @@ pub trait Model: Send + Sync + fmt::Debug {
 }
 
 /// One caller's execution context on a model.
-pub trait Session: Send + fmt::Debug {
+pub trait Session: Any + Send + fmt::Debug {
     /// Runs the model on named inputs and returns its named outputs.
     fn compute(&mut self, inputs: &[(String, Tensor)]) -> Result<Vec<(String, Tensor)>, NnError>;
 }

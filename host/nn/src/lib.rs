@@ -49,7 +49,7 @@ mod simd;
 mod tensor;
 pub mod train;
 
-pub use engine::{Engine, EngineStats, Model, Placement, Session, Target};
+pub use engine::{Engine, EngineStats, Joined, Model, Named, Outputs, Placement, Session, Target};
 pub use gguf::{GgmlType, GgufInfo, GgufTensor, Value as GgufValue};
 pub use onnx::OnnxInfo;
 pub use tensor::{ElementType, Tensor};

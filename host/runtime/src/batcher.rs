@@ -6,6 +6,14 @@
 //! is retried call by call, so one caller's bad input never fails another's.
 //! A batch waits up to `max_wait` for more calls only while no call that
 //! cannot join it is queued (calls of other shapes never wait on each other).
+//!
+//! Calls on a stateful model that can join sessions ([`Model::joinable`]:
+//! a decoder on the CPU) run differently: each call brings its caller's
+//! session, and the calls queued while a pass runs go together as the next
+//! pass, each on its own session ([`Model::compute_joined`]). A pass waits
+//! only for callers of the last pass that are not back yet, for up to a
+//! quarter of that pass's time (not `max_wait`): so concurrent generations
+//! stay in step (continuous batching), and a lone one never waits.
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
@@ -13,13 +21,15 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
-use weft_nn::{Model, Session, Tensor};
+use weft_nn::{Joined, Model, Session, Tensor};
 
 use crate::inference::{BatchConfig, InferenceStats};
 use crate::nn::NnError;
 
 type Named = Vec<(String, Tensor)>;
-type Call = (Named, oneshot::Sender<Answer>);
+/// A caller's execution context's session.
+pub(crate) type Shared = Arc<Mutex<Box<dyn Session>>>;
+type Call = (Named, Shared, oneshot::Sender<Answer>);
 
 /// What the batcher sends back for a call.
 #[derive(Debug)]
@@ -59,12 +69,25 @@ pub(crate) async fn run(
     // Up to one batch per core runs at once, each on a session of its own:
     // the engine's serial parts (elementwise ops between the matrix
     // products) then overlap, and calls that arrive while every slot is
-    // busy queue up and leave together as the next batch.
-    let slots = config.max_in_flight.max(1);
+    // busy queue up and leave together as the next batch. Joined passes
+    // (which use every core) run one at a time on their callers' sessions.
+    let joined = model.joinable() && !model.batchable();
+    let slots = if joined {
+        1
+    } else {
+        config.max_in_flight.max(1)
+    };
+    let own = if joined { 0 } else { slots };
     let sessions: Arc<Mutex<Vec<Box<dyn Session>>>> =
-        Arc::new(Mutex::new((0..slots).map(|_| model.session()).collect()));
+        Arc::new(Mutex::new((0..own).map(|_| model.session()).collect()));
+    let rows = |inputs: &Named| if joined { Some(1) } else { rows(inputs) };
+    let compatible = |a: &Named, b: &Named| joined || compatible(a, b);
     let permits = Arc::new(tokio::sync::Semaphore::new(slots));
     let mut waiting: VecDeque<Call> = VecDeque::new();
+    // Calls in the last joined pass, and how long it took (µs): its
+    // callers come back for their next token at about the same time.
+    let mut last = 0;
+    let last_took = Arc::new(std::sync::atomic::AtomicU64::new(0));
     loop {
         let Ok(permit) = permits.clone().acquire_owned().await else {
             return;
@@ -94,11 +117,23 @@ pub(crate) async fn run(
             waiting = kept;
             // Wait for more only while nothing else is queued: once a call
             // that cannot join is waiting, the engine has work either way,
-            // and holding this batch back would only delay both.
-            let deadline = Instant::now() + config.max_wait;
+            // and holding this batch back would only delay both. Joined
+            // passes take what is queued, and wait only for the callers of
+            // the last pass that are not back yet (a lone generation never
+            // waits), for up to a quarter of that pass's time: a pass costs
+            // far more than the wait, and callers released together that
+            // are not let fall back into step would split into groups
+            // taking turns, each pass half full.
+            let wait = if joined {
+                std::time::Duration::from_micros(last_took.load(Ordering::Relaxed) / 4)
+            } else {
+                config.max_wait
+            };
+            let deadline = Instant::now() + wait;
             while n < config.max_batch && waiting.is_empty() {
                 let call = match rx.try_recv() {
                     Ok(call) => call,
+                    Err(_) if joined && n >= last => break,
                     Err(_) => match tokio::time::timeout_at(deadline, rx.recv()).await {
                         Ok(Some(call)) => call,
                         _ => break,
@@ -113,16 +148,27 @@ pub(crate) async fn run(
                 }
             }
             total = Some(n);
+            last = n;
         }
-        if batch.len() == 1 {
-            let (inputs, reply) = batch.pop().expect("one call");
+        if batch.len() == 1 && !joined {
+            let (inputs, _, reply) = batch.pop().expect("one call");
             let _ = reply.send(Answer::Alone(inputs));
             continue;
         }
         let sessions = sessions.clone();
         let stats = stats.clone();
+        let model = model.clone();
+        let last_took = last_took.clone();
         // The engine call blocks: on the blocking pool, holding its slot.
         tokio::task::spawn_blocking(move || {
+            if joined {
+                let start = std::time::Instant::now();
+                serve_joined(&*model, batch, &stats);
+                let took = start.elapsed().as_micros().min(u128::from(u64::MAX)) as u64;
+                last_took.store(took, Ordering::Relaxed);
+                drop(permit);
+                return;
+            }
             let taken = sessions.lock().unwrap_or_else(|e| e.into_inner()).pop();
             // A slot always has a session: there are as many as permits.
             let mut session = taken.expect("a session per slot");
@@ -143,24 +189,47 @@ fn serve(
     stats: &InferenceStats,
 ) {
     if batch.len() > 1 {
-        let rows: Vec<usize> = batch.iter().filter_map(|(i, _)| rows(i)).collect();
-        let merged = merge(batch.iter().map(|(i, _)| i));
+        let rows: Vec<usize> = batch.iter().filter_map(|(i, _, _)| rows(i)).collect();
+        let merged = merge(batch.iter().map(|(i, _, _)| i));
         stats.engine_calls.fetch_add(1, Ordering::Relaxed);
         if let Ok(outputs) = session.compute(&merged)
             && let Some(parts) = split(outputs, &rows, total.unwrap_or(0))
         {
-            for ((_, reply), part) in batch.into_iter().zip(parts) {
+            for ((_, _, reply), part) in batch.into_iter().zip(parts) {
                 let _ = reply.send(Answer::Done(Ok(part)));
             }
             return;
         }
     }
-    for (inputs, reply) in batch {
+    for (inputs, _, reply) in batch {
         stats.engine_calls.fetch_add(1, Ordering::Relaxed);
         let result = session
             .compute(&inputs)
             .map_err(crate::inference::convert_error);
         let _ = reply.send(Answer::Done(result));
+    }
+}
+
+/// Runs the calls as one [`Model::compute_joined`], each on its caller's
+/// session.
+fn serve_joined(model: &dyn Model, batch: Vec<Call>, stats: &InferenceStats) {
+    let mut guards: Vec<_> = batch
+        .iter()
+        .map(|(_, session, _)| session.lock().unwrap_or_else(|e| e.into_inner()))
+        .collect();
+    let mut calls: Vec<Joined<'_>> = guards
+        .iter_mut()
+        .zip(&batch)
+        .map(|(session, (inputs, _, _))| (&mut ***session, inputs.as_slice()))
+        .collect();
+    stats.engine_calls.fetch_add(1, Ordering::Relaxed);
+    let results = model.compute_joined(&mut calls);
+    drop(calls);
+    drop(guards);
+    for ((_, _, reply), result) in batch.into_iter().zip(results) {
+        let _ = reply.send(Answer::Done(
+            result.map_err(crate::inference::convert_error),
+        ));
     }
 }
 
@@ -221,14 +290,30 @@ mod tests {
         vec![("x".into(), Tensor::from_f32(vec![rows, 2], &data))]
     }
 
-    fn start(max_batch: usize, max_wait: Duration) -> (mpsc::Sender<Call>, Arc<InferenceStats>) {
-        let model: Arc<dyn Model> = Engine::default()
+    fn linear() -> Arc<dyn Model> {
+        Engine::default()
             .load(
                 &weft_nn::fixtures::onnx_linear(),
                 Encoding::Onnx,
                 Target::Cpu,
             )
-            .unwrap();
+            .unwrap()
+    }
+
+    /// A session for a call (stateless graphs' calls ignore it).
+    fn session(model: &Arc<dyn Model>) -> Shared {
+        Arc::new(Mutex::new(model.session()))
+    }
+
+    fn start(max_batch: usize, max_wait: Duration) -> (mpsc::Sender<Call>, Arc<InferenceStats>) {
+        start_with(linear(), max_batch, max_wait)
+    }
+
+    fn start_with(
+        model: Arc<dyn Model>,
+        max_batch: usize,
+        max_wait: Duration,
+    ) -> (mpsc::Sender<Call>, Arc<InferenceStats>) {
         let stats = Arc::new(InferenceStats::default());
         let (tx, rx) = mpsc::channel(8);
         let config = BatchConfig {
@@ -254,8 +339,9 @@ mod tests {
     async fn queued_calls_that_fit_together_run_as_one_engine_call() {
         let (tx, stats) = start(4, Duration::from_secs(600));
         let (a, b) = (oneshot::channel(), oneshot::channel());
-        tx.send((x(1), a.0)).await.unwrap();
-        tx.send((x(3), b.0)).await.unwrap();
+        let s = session(&linear());
+        tx.send((x(1), s.clone(), a.0)).await.unwrap();
+        tx.send((x(3), s, b.0)).await.unwrap();
         let (Answer::Done(a), Answer::Done(b)) = (answer(a.1).await, answer(b.1).await) else {
             panic!("not merged");
         };
@@ -275,8 +361,9 @@ mod tests {
         // first must not wait out max_wait for company while the second is
         // queued, and neither holds a batch slot.
         let (a, b) = (oneshot::channel(), oneshot::channel());
-        tx.send((x(3), a.0)).await.unwrap();
-        tx.send((x(4), b.0)).await.unwrap();
+        let s = session(&linear());
+        tx.send((x(3), s.clone(), a.0)).await.unwrap();
+        tx.send((x(4), s, b.0)).await.unwrap();
         let (Answer::Alone(a), Answer::Alone(b)) = (answer(a.1).await, answer(b.1).await) else {
             panic!("expected both back to run alone");
         };
@@ -285,5 +372,81 @@ mod tests {
             (vec![3, 2], vec![4, 2])
         );
         assert_eq!(stats.engine_calls.load(Ordering::Relaxed), 0);
+    }
+
+    /// SmolLM2 (`cargo xtask models`), a decoder: joinable on the CPU.
+    fn smollm2() -> Arc<dyn Model> {
+        let path = std::env::var_os("WEFT_MODELS")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| {
+                std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/models")
+            })
+            .join("smollm2-135m-instruct.gguf");
+        let bytes = std::fs::read(&path)
+            .unwrap_or_else(|e| panic!("{}: {e} (run `cargo xtask models`)", path.display()));
+        Engine::default()
+            .load(&bytes, Encoding::Ggml, Target::Cpu)
+            .unwrap()
+    }
+
+    fn ids(ids: &[i64]) -> Named {
+        vec![("input_ids".into(), Tensor::from_i64(vec![ids.len()], ids))]
+    }
+
+    /// Decoder calls queued together run as one joined pass, each on its
+    /// caller's session, and get what they get alone; a bad one fails
+    /// alone. A decoder pass never waits `max_wait` (600 s here): the next
+    /// call runs after at most a quarter of the last pass's time.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn queued_decoder_calls_run_as_one_pass_on_their_own_sessions() {
+        let model = smollm2();
+        assert!(model.joinable());
+        let steps = [
+            [ids(&[1, 4093, 198]), ids(&[1, 520]), ids(&[99999])],
+            [ids(&[504]), ids(&[30]), ids(&[2])],
+        ];
+        let sessions: Vec<Shared> = (0..3).map(|_| session(&model)).collect();
+        let mut alone: Vec<_> = (0..2).map(|_| model.session()).collect();
+        let stats = Arc::new(InferenceStats::default());
+        let (tx, rx) = mpsc::channel(8);
+        let config = BatchConfig {
+            max_batch: 32,
+            max_wait: Duration::from_secs(600),
+            ..BatchConfig::default()
+        };
+        let mut replies = Vec::new();
+        // Queued before the batcher starts: they all wait for one pass.
+        for (inputs, s) in steps[0].iter().zip(&sessions) {
+            let (reply, rx) = oneshot::channel();
+            tx.send((inputs.clone(), s.clone(), reply)).await.unwrap();
+            replies.push(rx);
+        }
+        tokio::spawn(run(model.clone(), rx, config, stats.clone()));
+        let mut answers = Vec::new();
+        for rx in replies {
+            let Answer::Done(a) = answer(rx).await else {
+                panic!("a decoder call sent back to run alone");
+            };
+            answers.push(a);
+        }
+        assert_eq!(stats.engine_calls.load(Ordering::Relaxed), 1, "one pass");
+        let bad = answers.pop().unwrap().unwrap_err();
+        assert!(bad.message.contains("outside the vocabulary"), "{bad:?}");
+        for ((a, s), inputs) in answers.into_iter().zip(&mut alone).zip(&steps[0]) {
+            let want = s.compute(inputs).unwrap();
+            assert_eq!(a.unwrap()[0].1.data, want[0].1.data);
+        }
+        // The next token of the first session, on an idle engine: at once,
+        // and from where its session's cache left off.
+        let (reply, rx) = oneshot::channel();
+        tx.send((steps[1][0].clone(), sessions[0].clone(), reply))
+            .await
+            .unwrap();
+        let Answer::Done(a) = answer(rx).await else {
+            panic!("sent back to run alone");
+        };
+        let want = alone[0].compute(&steps[1][0]).unwrap();
+        assert_eq!(a.unwrap()[0].1.data, want[0].1.data);
+        assert_eq!(stats.engine_calls.load(Ordering::Relaxed), 2);
     }
 }

@@ -2,7 +2,8 @@
 //! imports with weft-nn, keeps one copy of each model for every instance,
 //! runs computation off the async executor, and merges concurrent `compute`
 //! calls on the same stateless graph into one engine call (dynamic batching
-//! at the `wasi:nn` layer).
+//! at the `wasi:nn` layer), or, for a decoder, runs concurrent calls on
+//! their own KV caches as one pass over the weights (continuous batching).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,16 +22,20 @@ use crate::nn::{
 /// How concurrent `compute` calls are merged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchConfig {
-    /// Most rows (dimension 0) in one merged call; 1 turns batching off.
-    /// Default 32.
+    /// Most rows (dimension 0) in one merged call, or decoder calls in one
+    /// joined pass; 1 turns batching off. Default 32.
     pub max_batch: usize,
     /// How long the first call of a batch waits for others. Calls that
     /// arrive while the engine is busy join the next batch without waiting.
-    /// Default 1 ms.
+    /// Decoder passes ignore it: a pass waits only while fewer calls are
+    /// queued than the last pass had (their callers come back for the next
+    /// token together), for up to a quarter of the last pass's time; a lone
+    /// generation never waits. Default 1 ms.
     pub max_wait: Duration,
     /// Merged calls of one graph that run at once, each on its own session.
     /// A call that no other call joins runs on its caller's own session,
-    /// outside these slots. Default: the number of cores.
+    /// outside these slots. Default: the number of cores. (Joined decoder
+    /// passes, which use every core, run one at a time.)
     pub max_in_flight: usize,
     /// Where models loaded by name from the registry run (`wasi:nn`
     /// `load-by-name` names no target). `Gpu` uses the node's GPU when it
@@ -233,19 +238,21 @@ fn from_engine(t: weft_nn::Tensor) -> Tensor {
 
 type Named = Vec<(String, weft_nn::Tensor)>;
 type Reply = oneshot::Sender<Answer>;
+type Queue = mpsc::Sender<(Named, crate::batcher::Shared, Reply)>;
 
-/// A loaded model as `wasi:nn` sees it; for batchable models, the queue of
-/// the task that merges calls.
+/// A loaded model as `wasi:nn` sees it; for batchable or joinable models,
+/// the queue of the task that merges calls.
 #[derive(Debug)]
 struct Graph {
     model: Arc<dyn Model>,
-    queue: Option<mpsc::Sender<(Named, Reply)>>,
+    queue: Option<Queue>,
     stats: Arc<InferenceStats>,
 }
 
 impl Graph {
     fn new(model: Arc<dyn Model>, batch: BatchConfig, stats: Arc<InferenceStats>) -> Arc<Self> {
-        let queue = (model.batchable() && batch.max_batch > 1).then(|| {
+        let merges = model.batchable() || model.joinable();
+        let queue = (merges && batch.max_batch > 1).then(|| {
             let (tx, rx) = mpsc::channel(batch.max_batch * 4);
             tokio::spawn(crate::batcher::run(model.clone(), rx, batch, stats.clone()));
             tx
@@ -270,8 +277,8 @@ impl NnGraph for Graph {
 
 /// One guest's execution context.
 struct Context {
-    session: Arc<Mutex<Box<dyn weft_nn::Session>>>,
-    queue: Option<mpsc::Sender<(Named, Reply)>>,
+    session: crate::batcher::Shared,
+    queue: Option<Queue>,
     stats: Arc<InferenceStats>,
 }
 
@@ -300,7 +307,11 @@ impl NnContext for Context {
             let outputs = match &self.queue {
                 Some(queue) => {
                     let (tx, rx) = oneshot::channel();
-                    queue.send((inputs, tx)).await.map_err(|_| gone())?;
+                    let session = self.session.clone();
+                    queue
+                        .send((inputs, session, tx))
+                        .await
+                        .map_err(|_| gone())?;
                     match rx.await.map_err(|_| gone())? {
                         Answer::Done(outputs) => outputs?,
                         Answer::Alone(inputs) => self.compute_alone(inputs).await?,

@@ -166,11 +166,13 @@ pub struct ServeArgs {
     /// Largest model upload in MiB.
     #[arg(long, default_value_t = 2048)]
     pub max_model_mib: usize,
-    /// Most rows one merged `wasi:nn` compute carries (1 turns cross-instance
-    /// batching off).
+    /// Most rows one merged `wasi:nn` compute carries, or decoder calls one
+    /// joined pass carries (1 turns cross-instance batching off).
     #[arg(long, default_value_t = 32)]
     pub nn_max_batch: usize,
-    /// Microseconds the first `wasi:nn` compute of a batch waits for others.
+    /// Microseconds the first `wasi:nn` compute of a batch waits for others
+    /// (decoder passes wait only for the last pass's callers, up to a
+    /// quarter of its time).
     #[arg(long, default_value_t = 1000)]
     pub nn_max_wait_us: u64,
     /// Where models from the registry run: `cpu`, or `gpu` (the node's GPU

@@ -12,10 +12,11 @@ mod device;
 mod session;
 mod weights;
 
+use std::any::Any;
 use std::sync::Arc;
 
 use crate::gpu::Gpu;
-use crate::{GgufInfo, Model, NnError, NnErrorKind, Placement, Session};
+use crate::{GgufInfo, Joined, Model, NnError, NnErrorKind, Outputs, Placement, Session};
 
 pub(crate) use weights::QMatrix;
 
@@ -268,6 +269,49 @@ impl Model for Llama {
         false
     }
 
+    fn joinable(&self) -> bool {
+        self.weights.device.is_none()
+    }
+
+    fn compute_joined(&self, calls: &mut [Joined<'_>]) -> Vec<Outputs> {
+        let mut results: Vec<Option<Outputs>> = calls.iter().map(|_| None).collect();
+        let mut joined: Vec<(usize, &mut session::Decoder, Vec<u32>)> = Vec::new();
+        for (i, (s, inputs)) in calls.iter_mut().enumerate() {
+            let any: &mut dyn Any = &mut **s;
+            match any.downcast_mut::<session::Decoder>() {
+                Some(dec) if dec.joins(&self.weights) => match dec.tokens(inputs) {
+                    Ok(tokens) => joined.push((i, dec, tokens)),
+                    Err(e) => results[i] = Some(Err(e)),
+                },
+                // Another model's session, or one on a GPU: on its own.
+                Some(dec) => results[i] = Some(dec.compute(inputs)),
+                None => {
+                    results[i] = Some(Err(NnError::new(
+                        NnErrorKind::InvalidArgument,
+                        "not a decoder session",
+                    )))
+                }
+            }
+        }
+        if !joined.is_empty() {
+            let tokens: Vec<Vec<u32>> = joined
+                .iter_mut()
+                .map(|(_, _, t)| std::mem::take(t))
+                .collect();
+            let tokens: Vec<&[u32]> = tokens.iter().map(Vec::as_slice).collect();
+            let (at, mut decoders): (Vec<usize>, Vec<&mut session::Decoder>) =
+                joined.into_iter().map(|(i, d, _)| (i, d)).unzip();
+            let all = session::forward_together(&mut decoders, &tokens);
+            for (i, l) in at.into_iter().zip(all) {
+                results[i] = Some(Ok(session::logits(&l)));
+            }
+        }
+        results
+            .into_iter()
+            .map(|r| r.expect("every call answered"))
+            .collect()
+    }
+
     fn weight_bytes(&self) -> u64 {
         let w = &self.weights;
         let mats = w
@@ -395,6 +439,54 @@ mod tests {
         assert_eq!(on.forward(&[30]), off.forward(&[30]));
         assert!(on.on_device().is_none(), "moved to the CPU");
         assert_eq!(on.forward(&[216]), off.forward(&[216]));
+    }
+
+    /// Three sessions' prompts of different lengths, then one token each,
+    /// computed together give each session exactly what it gets alone; a
+    /// bad call among them fails alone.
+    #[test]
+    fn sessions_computed_together_get_what_each_gets_alone() {
+        let model = Llama::load(&smollm2()).unwrap();
+        assert!(model.joinable());
+        let steps: [[Vec<i64>; 3]; 2] = [
+            [
+                vec![1, 4093, 198],
+                vec![1, 520],
+                vec![1, 4093, 198, 1780, 314],
+            ],
+            [vec![504], vec![30], vec![2]],
+        ];
+        let mut alone: Vec<Box<dyn Session>> = (0..3).map(|_| model.session()).collect();
+        let mut together: Vec<Box<dyn Session>> = (0..3).map(|_| model.session()).collect();
+        let mut bad = model.session();
+        let named = |ids: &[i64]| {
+            vec![(
+                "input_ids".to_string(),
+                Tensor::from_i64(vec![ids.len()], ids),
+            )]
+        };
+        for inputs in &steps {
+            let inputs: Vec<_> = inputs.iter().map(|ids| named(ids)).collect();
+            let want: Vec<Vec<f32>> = alone
+                .iter_mut()
+                .zip(&inputs)
+                .map(|(s, i)| s.compute(i).unwrap()[0].1.to_f32().unwrap())
+                .collect();
+            let outside = named(&[49152]);
+            let mut calls: Vec<Joined<'_>> = together
+                .iter_mut()
+                .zip(&inputs)
+                .map(|(s, i)| (&mut **s, i.as_slice()))
+                .collect();
+            calls.insert(1, (&mut *bad, outside.as_slice()));
+            let mut got = model.compute_joined(&mut calls);
+            let e = got.remove(1).unwrap_err();
+            assert_eq!(e.kind, NnErrorKind::InvalidArgument, "{e}");
+            assert!(e.message.contains("outside the vocabulary"), "{e}");
+            for (g, w) in got.into_iter().zip(&want) {
+                assert_eq!(&g.unwrap()[0].1.to_f32().unwrap(), w);
+            }
+        }
     }
 
     #[test]

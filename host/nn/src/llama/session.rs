@@ -79,59 +79,15 @@ impl Decoder {
 
     /// [`Decoder::forward`] on the CPU.
     fn forward_cpu(&mut self, tokens: &[u32]) -> Vec<f32> {
-        let w = self.w.clone();
-        let hp = &w.hp;
-        let (n, d) = (tokens.len(), hp.embd);
-        let kvd = hp.kv_heads * hp.head_dim;
-        let mut x = vec![0f32; n * d];
-        for (t, &tok) in tokens.iter().enumerate() {
-            w.tok_embd.row(tok as usize, &mut x[t * d..(t + 1) * d]);
-        }
-        let mut h = vec![0f32; n * d];
-        for (l, layer) in w.layers.iter().enumerate() {
-            rms_norm(&x, &layer.attn_norm, hp.rms_eps, &mut h);
-            let [mut q, mut k, v]: [Vec<f32>; 3] =
-                QMatrix::matmul_group(&[&layer.wq, &layer.wk, &layer.wv], &h, n)
-                    .try_into()
-                    .expect("three products");
-            for t in 0..n {
-                let pos = self.past + t;
-                rope(
-                    &mut q[t * d..(t + 1) * d],
-                    hp.head_dim,
-                    hp.rope_dims,
-                    pos,
-                    hp.rope_base,
-                );
-                rope(
-                    &mut k[t * kvd..(t + 1) * kvd],
-                    hp.head_dim,
-                    hp.rope_dims,
-                    pos,
-                    hp.rope_base,
-                );
-            }
-            self.k[l].extend(k.iter().map(|&x| round_f16(x)));
-            self.v[l].extend(v.iter().map(|&x| round_f16(x)));
-            let attn = self.attention(l, &q, n);
-            let o = layer.wo.matmul(&attn, n);
-            x.iter_mut().zip(&o).for_each(|(x, o)| *x += o);
+        forward_together(&mut [self], &[tokens])
+            .pop()
+            .expect("one session")
+    }
 
-            rms_norm(&x, &layer.ffn_norm, hp.rms_eps, &mut h);
-            let [mut g, u]: [Vec<f32>; 2] = QMatrix::matmul_group(&[&layer.gate, &layer.up], &h, n)
-                .try_into()
-                .expect("two products");
-            g.iter_mut()
-                .zip(&u)
-                .for_each(|(g, u)| *g = *g / (1.0 + (-*g).exp()) * u);
-            let down = layer.down.matmul(&g, n);
-            x.iter_mut().zip(&down).for_each(|(x, o)| *x += o);
-        }
-        self.past += n;
-        let last = &x[(n - 1) * d..];
-        let mut normed = vec![0f32; d];
-        rms_norm(last, &w.output_norm, hp.rms_eps, &mut normed);
-        w.output.as_ref().unwrap_or(&w.tok_embd).matmul(&normed, 1)
+    /// Whether this session can run in [`forward_together`] with others of
+    /// the model whose weights are `w`: it is on the CPU, on those weights.
+    pub(super) fn joins(&self, w: &Arc<Weights>) -> bool {
+        self.device.is_none() && Arc::ptr_eq(&self.w, w)
     }
 
     /// Causal attention of `n` new queries over the whole cache of layer `l`.
@@ -181,6 +137,102 @@ impl Decoder {
     }
 }
 
+/// Runs each session's new `tokens` after what its cache holds, on the CPU,
+/// and returns each one's logits for its last token. The sessions (of one
+/// model) go through every weight product together, their rows stacked, so
+/// the weights stream through memory once for all of them: a decoded
+/// token's products are memory-bound, and a dozen sessions' tokens cost
+/// little more than one's. Each session's result is what it would get on
+/// its own.
+pub(super) fn forward_together(ds: &mut [&mut Decoder], tokens: &[&[u32]]) -> Vec<Vec<f32>> {
+    debug_assert_eq!(ds.len(), tokens.len());
+    let w = ds[0].w.clone();
+    let hp = &w.hp;
+    let d = hp.embd;
+    let kvd = hp.kv_heads * hp.head_dim;
+    // Session `s` has rows `starts[s] .. starts[s] + tokens[s].len()`.
+    let starts: Vec<usize> = tokens
+        .iter()
+        .scan(0, |at, t| {
+            let start = *at;
+            *at += t.len();
+            Some(start)
+        })
+        .collect();
+    let n: usize = tokens.iter().map(|t| t.len()).sum();
+    let mut x = vec![0f32; n * d];
+    for (&start, toks) in starts.iter().zip(tokens) {
+        for (t, &tok) in toks.iter().enumerate() {
+            w.tok_embd.row(tok as usize, &mut x[(start + t) * d..][..d]);
+        }
+    }
+    let mut h = vec![0f32; n * d];
+    let mut attn = vec![0f32; n * d];
+    for (l, layer) in w.layers.iter().enumerate() {
+        rms_norm(&x, &layer.attn_norm, hp.rms_eps, &mut h);
+        let [mut q, mut k, v]: [Vec<f32>; 3] =
+            QMatrix::matmul_group(&[&layer.wq, &layer.wk, &layer.wv], &h, n)
+                .try_into()
+                .expect("three products");
+        for ((dec, &start), toks) in ds.iter_mut().zip(&starts).zip(tokens) {
+            for t in 0..toks.len() {
+                let (row, pos) = (start + t, dec.past + t);
+                let (hd, dims, base) = (hp.head_dim, hp.rope_dims, hp.rope_base);
+                rope(&mut q[row * d..][..d], hd, dims, pos, base);
+                rope(&mut k[row * kvd..][..kvd], hd, dims, pos, base);
+            }
+            let rows = start * kvd..(start + toks.len()) * kvd;
+            dec.k[l].extend(k[rows.clone()].iter().map(|&x| round_f16(x)));
+            dec.v[l].extend(v[rows].iter().map(|&x| round_f16(x)));
+        }
+        let attend = |((dec, &start), toks): ((&&mut Decoder, &usize), &&[u32])| {
+            dec.attention(l, &q[start * d..(start + toks.len()) * d], toks.len())
+        };
+        let parts: Vec<Vec<f32>> = if ds.len() > 1 {
+            ds.par_iter()
+                .zip(starts.par_iter())
+                .zip(tokens.par_iter())
+                .map(attend)
+                .collect()
+        } else {
+            ds.iter().zip(&starts).zip(tokens).map(attend).collect()
+        };
+        for (part, &start) in parts.iter().zip(&starts) {
+            attn[start * d..][..part.len()].copy_from_slice(part);
+        }
+        let o = layer.wo.matmul(&attn, n);
+        x.iter_mut().zip(&o).for_each(|(x, o)| *x += o);
+
+        rms_norm(&x, &layer.ffn_norm, hp.rms_eps, &mut h);
+        let [mut g, u]: [Vec<f32>; 2] = QMatrix::matmul_group(&[&layer.gate, &layer.up], &h, n)
+            .try_into()
+            .expect("two products");
+        g.iter_mut()
+            .zip(&u)
+            .for_each(|(g, u)| *g = *g / (1.0 + (-*g).exp()) * u);
+        let down = layer.down.matmul(&g, n);
+        x.iter_mut().zip(&down).for_each(|(x, o)| *x += o);
+    }
+    // Each session's last row, normalised, through the output head at once.
+    let mut normed = vec![0f32; ds.len() * d];
+    for (((dec, &start), toks), out) in ds
+        .iter_mut()
+        .zip(&starts)
+        .zip(tokens)
+        .zip(normed.chunks_exact_mut(d))
+    {
+        dec.past += toks.len();
+        let last = &x[(start + toks.len() - 1) * d..][..d];
+        rms_norm(last, &w.output_norm, hp.rms_eps, out);
+    }
+    let logits = w
+        .output
+        .as_ref()
+        .unwrap_or(&w.tok_embd)
+        .matmul(&normed, ds.len());
+    logits.chunks_exact(hp.vocab).map(<[f32]>::to_vec).collect()
+}
+
 /// `out = x / rms(x) * weight`, row by row (sums in f64 as ggml does).
 fn rms_norm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
     let d = weight.len();
@@ -209,8 +261,10 @@ fn rope(x: &mut [f32], head_dim: usize, dims: usize, pos: usize, base: f32) {
     }
 }
 
-impl Session for Decoder {
-    fn compute(&mut self, inputs: &[(String, Tensor)]) -> Result<Vec<(String, Tensor)>, NnError> {
+impl Decoder {
+    /// The new token ids of a `compute` call, checked against the
+    /// vocabulary and the room left in the context.
+    pub(super) fn tokens(&self, inputs: &[(String, Tensor)]) -> Result<Vec<u32>, NnError> {
         let bad = |m: String| NnError::new(NnErrorKind::InvalidArgument, m);
         let [(_, ids)] = inputs else {
             return Err(bad(format!(
@@ -256,10 +310,21 @@ impl Session for Decoder {
                 ),
             ));
         }
-        let logits = self.forward(&tokens);
-        Ok(vec![(
-            "logits".into(),
-            Tensor::from_f32(vec![vocab], &logits),
-        )])
+        Ok(tokens)
+    }
+}
+
+/// The `compute` result for a decoder's `logits`.
+pub(super) fn logits(logits: &[f32]) -> Vec<(String, Tensor)> {
+    vec![(
+        "logits".into(),
+        Tensor::from_f32(vec![logits.len()], logits),
+    )]
+}
+
+impl Session for Decoder {
+    fn compute(&mut self, inputs: &[(String, Tensor)]) -> Result<Vec<(String, Tensor)>, NnError> {
+        let tokens = self.tokens(inputs)?;
+        Ok(logits(&self.forward(&tokens)))
     }
 }
