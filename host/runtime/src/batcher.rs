@@ -84,7 +84,8 @@ pub(crate) async fn run(
     let compatible = |a: &Named, b: &Named| joined || compatible(a, b);
     let permits = Arc::new(tokio::sync::Semaphore::new(slots));
     let mut waiting: VecDeque<Call> = VecDeque::new();
-    // Calls in the last joined pass, and how long it took (µs): its
+    // Calls in the last joined pass, and how long the last pass of single
+    // tokens took (µs; a prompt's pass would make later waits long): its
     // callers come back for their next token at about the same time.
     let mut last = 0;
     let last_took = Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -159,13 +160,19 @@ pub(crate) async fn run(
         let stats = stats.clone();
         let model = model.clone();
         let last_took = last_took.clone();
+        // Every call one token id (at most one i64): decoding steps.
+        let steps = batch
+            .iter()
+            .all(|(inputs, _, _)| inputs.iter().all(|(_, t)| t.data.len() <= 8));
         // The engine call blocks: on the blocking pool, holding its slot.
         tokio::task::spawn_blocking(move || {
             if joined {
                 let start = std::time::Instant::now();
                 serve_joined(&*model, batch, &stats);
-                let took = start.elapsed().as_micros().min(u128::from(u64::MAX)) as u64;
-                last_took.store(took, Ordering::Relaxed);
+                if steps {
+                    let took = start.elapsed().as_micros().min(u128::from(u64::MAX)) as u64;
+                    last_took.store(took, Ordering::Relaxed);
+                }
                 drop(permit);
                 return;
             }
