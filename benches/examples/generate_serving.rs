@@ -192,14 +192,7 @@ struct Node {
 
 impl Node {
     fn new() -> Self {
-        let read = |path: std::path::PathBuf| {
-            std::fs::read(&path).unwrap_or_else(|e| {
-                panic!(
-                    "{}: {e}; run `cargo xtask models` and `cargo xtask plugins` first",
-                    path.display()
-                )
-            })
-        };
+        let read = weft_benches::read_input;
         let models = weft_benches::target_dir().join("models");
         let model = read(models.join("smollm2-135m-instruct.gguf"));
         let tokenizer = read(models.join("smollm2-tokenizer.json"));

@@ -197,14 +197,7 @@ struct Serving {
 impl Node {
     fn new() -> Self {
         let models = weft_benches::target_dir().join("models/minilm");
-        let read = |path: std::path::PathBuf| {
-            std::fs::read(&path).unwrap_or_else(|e| {
-                panic!(
-                    "{}: {e}; run `cargo xtask models` and `cargo xtask plugins` first",
-                    path.display()
-                )
-            })
-        };
+        let read = weft_benches::read_input;
         let model = read(models.join("model.onnx"));
         let vocab = read(models.join("vocab.txt"));
         let component = read(weft_benches::wasm_path("embed.wasm"));

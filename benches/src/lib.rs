@@ -23,6 +23,17 @@ pub fn target_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"))
 }
 
+/// The bytes of a model or component the benchmarks need; panics with the
+/// commands that make them when it is missing.
+pub fn read_input(path: PathBuf) -> Vec<u8> {
+    std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; run `cargo xtask models` and `cargo xtask plugins` first",
+            path.display()
+        )
+    })
+}
+
 /// Where `cargo xtask plugins` leaves the components.
 pub fn wasm_path(file: &str) -> PathBuf {
     target_dir().join("wasm32-wasip2/release").join(file)

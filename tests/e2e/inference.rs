@@ -154,12 +154,7 @@ async fn embed_on_the_gpu_matches_onnxruntime() {
         "max abs difference from onnxruntime: {worst}"
     );
     let metrics = d.get_text("/metrics").await;
-    let device_bytes: u64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("weft_nn_device_bytes "))
-        .unwrap()
-        .parse()
-        .unwrap();
+    let device_bytes = metric(&metrics, "weft_nn_device_bytes");
     assert!(
         device_bytes > 40 << 20,
         "MiniLM's weights are on the GPU: {device_bytes}"
@@ -181,14 +176,7 @@ async fn concurrent_generations_join_passes_and_answer_as_alone() {
         assert_eq!(v["text"], france["text"], "{v}");
     }
     let metrics = d.get_text("/metrics").await;
-    let counter = |name: &str| -> u64 {
-        metrics
-            .lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-            .unwrap_or_else(|| panic!("no {name} in {metrics}"))
-            .parse()
-            .unwrap()
-    };
+    let counter = |name: &str| metric(&metrics, name);
     // 3 x (the prompt + 7 tokens) computes, in fewer passes.
     let (computes, passes) = (
         counter("weft_nn_computes_total"),
@@ -217,17 +205,20 @@ async fn generate_on_the_gpu_answers_as_llama_cpp() {
     assert_eq!(v["text"], france["text"], "{v}");
     assert_eq!(v["finish_reason"], "stop");
     let metrics = d.get_text("/metrics").await;
-    let gauge = |name: &str| -> u64 {
-        metrics
-            .lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-            .unwrap_or_else(|| panic!("no {name} in {metrics}"))
-            .parse()
-            .unwrap()
-    };
+    let gauge = |name: &str| metric(&metrics, name);
     // SmolLM2's weights as f32: 538 MB.
     assert!(gauge("weft_nn_device_bytes") > 500 << 20, "{metrics}");
     gauge("weft_gpu_work_bytes");
+}
+
+/// The value of the unlabelled metric `name` in a `/metrics` page.
+fn metric(metrics: &str, name: &str) -> u64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {name} in {metrics}"))
+        .parse()
+        .unwrap()
 }
 
 /// Uploads SmolLM2 and its tokenizer, deploys the `generate` stage on them and
