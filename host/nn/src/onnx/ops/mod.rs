@@ -2,6 +2,7 @@
 //! and the attribute and input accessors they share.
 
 mod attention;
+mod binary;
 mod boxes;
 mod einsum;
 mod elementwise;
