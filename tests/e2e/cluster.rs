@@ -298,6 +298,104 @@ async fn registry_replicates_to_every_node_and_to_late_joiners() {
     sees(&d, alive(&["a", "b", "c", "d"])).await;
 }
 
+/// `wasm` with a custom section of `size` bytes appended: the same stage,
+/// but bytes that take a while to replicate.
+fn padded(wasm: &[u8], size: usize) -> Vec<u8> {
+    fn leb(mut n: usize, out: &mut Vec<u8>) {
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    let name = b"padding";
+    let mut payload = vec![name.len() as u8];
+    payload.extend_from_slice(name);
+    payload.resize(payload.len() + size, 0x5a);
+    let mut out = wasm.to_vec();
+    out.push(0); // a custom section
+    leb(payload.len(), &mut out);
+    out.extend_from_slice(&payload);
+    out
+}
+
+/// An upload on B made while B still imports A's upload of the same name
+/// is not overwritten by A's older one. Without that, B's history flapped:
+/// B's version, then A's when its import finished, then B's again when
+/// B's own event came back (3 versions, and a moment of running A's).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_during_an_import_of_the_same_name_wins_without_flapping() {
+    let nats = NatsServer::start();
+    let a = node(&nats, "a").await;
+    let c = node(&nats, "c").await;
+    // A's version of `shout` is large, and already in the cluster's object
+    // store (through `big`, deleted since), so A's event is in the bucket
+    // at once while a node without the bytes takes a while fetching them.
+    let big = padded(&weft_e2e::component("normalize.wasm"), 48 << 20);
+    for name in ["big", "shout"] {
+        let r = a
+            .http
+            .put(a.url(&format!("/v1/stages/{name}")))
+            .body(big.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    }
+    let r = a.http.delete(a.url("/v1/stages/big")).send().await.unwrap();
+    assert_eq!(r.status(), 204);
+    eventually("C has A's uploads", Duration::from_secs(30), || async {
+        match (
+            get_status(&c, "/v1/stages/shout").await.0,
+            get_status(&c, "/v1/stages/big").await.0,
+        ) {
+            (200, 404) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    // B joins, starts importing A's `shout`, and meanwhile gets its own.
+    let b = node(&nats, "b").await;
+    b.deploy_query("shout", "normalize.wasm", "config.lowercase=false")
+        .await;
+    // An upload made after both: once B has it, B has handled A's event
+    // (the bucket is watched in order).
+    a.deploy("marker", "normalize.wasm").await;
+    eventually("B has the marker", Duration::from_secs(30), || async {
+        match get_status(&b, "/v1/stages/marker").await {
+            (200, _) => Ok(()),
+            (s, v) => Err(format!("{s} {v}")),
+        }
+    })
+    .await;
+    // B's upload came later in the bucket, so it wins on every node.
+    eventually("every node runs B's", Duration::from_secs(20), || async {
+        let mut seen = Vec::new();
+        for d in [&a, &b, &c] {
+            seen.push(d.get_json("/v1/stages/shout").await["latest"]["config"].clone());
+        }
+        if seen.iter().all(|c| *c == json!({"lowercase": "false"})) {
+            Ok(())
+        } else {
+            Err(format!("{seen:?}"))
+        }
+    })
+    .await;
+    let versions = |v: Value| v["versions"].as_array().unwrap().len();
+    assert_eq!(versions(a.get_json("/v1/stages/shout").await), 2);
+    // B has its own only, or A's imported before its own landed; never
+    // A's after its own.
+    let vb = b.get_json("/v1/stages/shout").await;
+    assert!(
+        versions(vb.clone()) <= 2,
+        "A's older version came after B's: {vb}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_reconnect_and_catch_up_after_nats_restarts() {
     let mut nats = NatsServer::start();

@@ -5,7 +5,7 @@ use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 
 use crate::objects::write_object;
-use crate::stages::{now_ms, validate_name};
+use crate::stages::{Expect, now_ms, validate_name};
 use crate::{MODELS, ObjectId, Result, Store, db, record};
 
 /// One version of a model.
@@ -57,18 +57,38 @@ impl Store {
         bytes: &[u8],
         summary: &str,
     ) -> Result<(ModelRecord, bool)> {
+        Ok(self
+            .put_model_if(name, encoding, bytes, summary, Expect::Any)?
+            .expect("`Expect::Any` always holds"))
+    }
+
+    /// [`Store::put_model`] only if the model's latest version is what
+    /// `expect` says, checked in the same transaction; `None` (and nothing
+    /// written) otherwise.
+    pub fn put_model_if(
+        &self,
+        name: &str,
+        encoding: &str,
+        bytes: &[u8],
+        summary: &str,
+        expect: Expect,
+    ) -> Result<Option<(ModelRecord, bool)>> {
         validate_name(name)?;
         let txn = self.write()?;
-        let object = write_object(&txn, bytes)?;
         let (rec, added) = {
             let mut table = txn.open_table(MODELS).map_err(db)?;
-            let mut rec = match table.get(name).map_err(db)? {
-                Some(raw) => record::decode::<ModelRecord>("models", raw.value())?,
-                None => ModelRecord {
-                    name: name.to_string(),
-                    versions: Vec::new(),
-                },
+            let existing = match table.get(name).map_err(db)? {
+                Some(raw) => Some(record::decode::<ModelRecord>("models", raw.value())?),
+                None => None,
             };
+            if !expect.holds(existing.as_ref().map(|r| r.latest().version)) {
+                return Ok(None);
+            }
+            let object = write_object(&txn, bytes)?;
+            let mut rec = existing.unwrap_or_else(|| ModelRecord {
+                name: name.to_string(),
+                versions: Vec::new(),
+            });
             let same = rec
                 .versions
                 .last()
@@ -90,7 +110,7 @@ impl Store {
             (rec, !same)
         };
         txn.commit().map_err(db)?;
-        Ok((rec, added))
+        Ok(Some((rec, added)))
     }
 
     /// One model, or `None`.
@@ -134,5 +154,23 @@ mod tests {
         assert!(store.put_model("Bad", "onnx", b"x", "{}").is_err());
         assert!(store.delete_model("mini").unwrap());
         assert!(store.model("mini").unwrap().is_none());
+    }
+
+    #[test]
+    fn a_conditional_model_write_yields_to_a_newer_latest() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("db")).unwrap();
+        store.put_model("mini", "onnx", b"v1", "{}").unwrap();
+        let refused = store
+            .put_model_if("mini", "onnx", b"old", "{}", Expect::Latest(None))
+            .unwrap();
+        assert!(refused.is_none());
+        assert_eq!(store.model("mini").unwrap().unwrap().versions.len(), 1);
+        let (rec, added) = store
+            .put_model_if("mini", "onnx", b"v2", "{}", Expect::Latest(Some(1)))
+            .unwrap()
+            .unwrap();
+        assert!(added);
+        assert_eq!(rec.latest().version, 2);
     }
 }

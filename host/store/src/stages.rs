@@ -56,6 +56,28 @@ impl StageRecord {
     }
 }
 
+/// What a conditional write ([`Store::put_stage_if`],
+/// [`Store::put_model_if`]) expects of a record's latest version: a replica
+/// importing a change made elsewhere uses it so that a local change made
+/// meanwhile is never overwritten by the older one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Expect {
+    /// Whatever it is (an unconditional write).
+    #[default]
+    Any,
+    /// This latest version number; `None`: no record.
+    Latest(Option<u32>),
+}
+
+impl Expect {
+    pub(crate) fn holds(self, latest: Option<u32>) -> bool {
+        match self {
+            Expect::Any => true,
+            Expect::Latest(v) => v == latest,
+        }
+    }
+}
+
 /// Checks a stage name: 1–63 characters of `a-z 0-9 - _`, starting with a
 /// letter or digit, so names are safe in URLs, file names and metrics labels.
 pub fn validate_name(name: &str) -> Result<()> {
@@ -92,15 +114,33 @@ impl Store {
     ///
     /// The caller validates the component first; nothing is written on error.
     pub fn put_stage(&self, name: &str, component: &[u8], meta: StageMeta) -> Result<StageVersion> {
+        Ok(self
+            .put_stage_if(name, component, meta, Expect::Any)?
+            .expect("`Expect::Any` always holds"))
+    }
+
+    /// [`Store::put_stage`] only if the stage's latest version is what
+    /// `expect` says, checked in the same transaction; `None` (and nothing
+    /// written) otherwise.
+    pub fn put_stage_if(
+        &self,
+        name: &str,
+        component: &[u8],
+        meta: StageMeta,
+        expect: Expect,
+    ) -> Result<Option<StageVersion>> {
         validate_name(name)?;
         let txn = self.write()?;
-        let digest = write_object(&txn, component)?;
         let version = {
             let mut stages = txn.open_table(STAGES).map_err(db)?;
             let existing = match stages.get(name).map_err(db)? {
                 Some(raw) => Some(record::decode::<StageRecord>("stages", raw.value())?),
                 None => None,
             };
+            if !expect.holds(existing.as_ref().map(|r| r.latest().version)) {
+                return Ok(None);
+            }
+            let digest = write_object(&txn, component)?;
             let mut rec = existing.unwrap_or_else(|| StageRecord {
                 name: name.to_string(),
                 versions: Vec::new(),
@@ -109,7 +149,7 @@ impl Store {
                 && last.digest == digest
                 && last.meta == meta
             {
-                return Ok(last.clone());
+                return Ok(Some(last.clone()));
             }
             let version = StageVersion {
                 version: rec.versions.last().map_or(1, |v| v.version + 1),
@@ -125,7 +165,7 @@ impl Store {
             version
         };
         txn.commit().map_err(db)?;
-        Ok(version)
+        Ok(Some(version))
     }
 
     /// The registry record of one stage, or `None`.
@@ -236,6 +276,40 @@ mod tests {
         assert_eq!(rec.latest().version, 3);
         assert_eq!(rec.version(1).unwrap().digest, v1.digest);
         assert_eq!(store.get_object(&v2.digest).unwrap().unwrap(), b"two");
+    }
+
+    #[test]
+    fn a_conditional_write_yields_to_a_newer_latest() {
+        let (_dir, store) = store();
+        let meta = StageMeta::default;
+        // A replica saw no record, then a local deploy made version 1.
+        assert!(
+            store
+                .put_stage_if("upper", b"one", meta(), Expect::Latest(None))
+                .unwrap()
+                .is_some()
+        );
+        assert!(
+            store
+                .put_stage_if("upper", b"old", meta(), Expect::Latest(None))
+                .unwrap()
+                .is_none(),
+            "version 1 came after what the writer saw"
+        );
+        store.put_stage("upper", b"two", meta()).unwrap();
+        assert!(
+            store
+                .put_stage_if("upper", b"old", meta(), Expect::Latest(Some(1)))
+                .unwrap()
+                .is_none()
+        );
+        let rec = store.stage("upper").unwrap().unwrap();
+        assert_eq!(rec.versions.len(), 2, "nothing written when refused");
+        let v3 = store
+            .put_stage_if("upper", b"new", meta(), Expect::Latest(Some(2)))
+            .unwrap()
+            .unwrap();
+        assert_eq!(v3.version, 3);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use weft_nn::Encoding;
-use weft_store::ModelRecord;
+use weft_store::{Expect, ModelRecord};
 
 use super::AppState;
 use crate::ApiError;
@@ -60,7 +60,9 @@ pub async fn upload(
         None if bytes.starts_with(b"GGUF") => Encoding::Ggml,
         None => Encoding::Onnx,
     };
-    let (rec, added) = store_model(&state, name.clone(), encoding, bytes).await?;
+    let (rec, added) = store_model(&state, name.clone(), encoding, bytes, Expect::Any)
+        .await?
+        .ok_or_else(|| ApiError::internal("an unconditional upload was refused"))?;
     // Other nodes of a cluster get it too.
     let latest = rec.latest();
     state.cluster.publish(
@@ -82,13 +84,15 @@ pub async fn upload(
 
 /// Checks `bytes` with weft-nn's readers and stores them as model `name`;
 /// what an upload does, also for a model replicated from another node.
-/// Returns the record and whether a version was added.
+/// Returns the record and whether a version was added; `None` when the
+/// model's latest version is no longer what `expect` says (nothing stored).
 pub(crate) async fn store_model(
     state: &AppState,
     name: String,
     encoding: Encoding,
     bytes: bytes::Bytes,
-) -> Result<(ModelRecord, bool), ApiError> {
+    expect: Expect,
+) -> Result<Option<(ModelRecord, bool)>, ApiError> {
     let info = {
         let bytes = bytes.clone();
         tokio::task::spawn_blocking(move || weft_nn::inspect(&bytes, encoding))
@@ -103,10 +107,12 @@ pub(crate) async fn store_model(
     };
     let summary = weft_runtime::model_summary(&info).to_string();
     let store = state.store.clone();
-    tokio::task::spawn_blocking(move || store.put_model(&name, encoding.as_str(), &bytes, &summary))
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))?
-        .map_err(Into::into)
+    tokio::task::spawn_blocking(move || {
+        store.put_model_if(&name, encoding.as_str(), &bytes, &summary, expect)
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))?
+    .map_err(Into::into)
 }
 
 fn model_json(rec: &ModelRecord) -> Value {

@@ -7,7 +7,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
-use weft_store::{StageMeta, StageRecord, StageVersion};
+use weft_store::{Expect, StageMeta, StageRecord, StageVersion};
 
 use super::{AppState, Body};
 use crate::ApiError;
@@ -88,7 +88,9 @@ async fn deploy_inner(
                 .hint("send the component bytes: `curl -T stage.wasm .../v1/stages/NAME`"),
         );
     }
-    let (version, created) = deploy_stage(state, name.clone(), meta, bytes).await?;
+    let (version, created) = deploy_stage(state, name.clone(), meta, bytes, Expect::Any)
+        .await?
+        .ok_or_else(|| ApiError::internal("an unconditional deploy was refused"))?;
     // Other nodes of a cluster get it too (also when unchanged here: the
     // cluster may hold another version as the latest).
     state.cluster.publish(
@@ -112,30 +114,37 @@ async fn deploy_inner(
 
 /// Validates, compiles and stores `bytes` as stage `name`, and swaps in the
 /// new pool; what a deploy does, also for a stage replicated from another
-/// node. Returns the version and whether it is new.
+/// node. Returns the version and whether it is new; `None` when the stage's
+/// latest version is no longer what `expect` says (nothing changed).
 pub(crate) async fn deploy_stage(
     state: &Arc<AppState>,
     name: String,
     meta: StageMeta,
     bytes: bytes::Bytes,
-) -> Result<(StageVersion, bool), ApiError> {
+    expect: Expect,
+) -> Result<Option<(StageVersion, bool)>, ApiError> {
     let st = state.clone();
-    let (version, previous, pool) = tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
+    let deployed = tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
         // Validate and compile before anything is written: a rejected upload
         // leaves no trace.
         let compiled = st.runtime.compile(&bytes)?;
         let previous = st.store.stage(&name)?.map(|r| r.latest().version);
-        let version = st.store.put_stage(&name, &bytes, meta)?;
+        let Some(version) = st.store.put_stage_if(&name, &bytes, meta, expect)? else {
+            return Ok(None);
+        };
         let pool = st.runtime.pool_from(&name, &version, compiled);
-        Ok((version, previous, pool))
+        Ok(Some((version, previous, pool)))
     })
     .await
     .map_err(|e| ApiError::internal(format!("deploy task failed: {e}")))??;
+    let Some((version, previous, pool)) = deployed else {
+        return Ok(None);
+    };
     let created = previous != Some(version.version);
     if created {
         state.stages.install(pool);
     }
-    Ok((version, created))
+    Ok(Some((version, created)))
 }
 
 /// `GET /v1/stages/{name}`.

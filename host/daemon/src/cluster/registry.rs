@@ -17,7 +17,10 @@
 //! Conflicts resolve to the bucket's order (last writer wins, on every
 //! node): a node applies its own events again when they come back, except
 //! while a newer change of its own to the same name is still on its way
-//! (`pending`), so its own quick successive uploads never flap.
+//! (`pending`), so its own quick successive uploads never flap. An import
+//! writes only if the name's latest version is still the one it saw when
+//! the event arrived ([`Expect`]), so an upload made here while the import
+//! fetched and compiled is not replaced by the older change.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
@@ -28,7 +31,7 @@ use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
-use weft_store::StageMeta;
+use weft_store::{Expect, StageMeta};
 
 use super::Live;
 use crate::api::AppState;
@@ -309,10 +312,18 @@ pub(super) async fn watch(live: Arc<Live>, state: Weak<AppState>) {
                 _ = retry.tick(), if !failed.is_empty() => {
                     let Some(st) = state.upgrade() else { return };
                     for (key, event) in std::mem::take(&mut failed) {
+                        let seen = match seen(&st, &event).await {
+                            Ok(seen) => seen,
+                            Err(e) => {
+                                tracing::debug!(%key, "cluster: reading the registry: {e:#}");
+                                failed.insert(key, event);
+                                continue;
+                            }
+                        };
                         if !should_apply(&live, &event) {
                             continue;
                         }
-                        if let Err(e) = import(&live, &st, &event).await {
+                        if let Err(e) = import(&live, &st, &event, seen).await {
                             tracing::debug!(%key, "cluster: import failed again: {e:#}");
                             failed.insert(key, event);
                         }
@@ -355,10 +366,24 @@ async fn handle(
         }
     };
     failed.remove(&entry.key);
-    if event.key() != entry.key || !should_apply(live, &event) {
+    if event.key() != entry.key {
         return;
     }
-    if let Err(e) = import(live, state, &event).await {
+    // Read before asking whether a local change is on its way, so that a
+    // local change made from here on makes the import yield (it comes later
+    // in the bucket, so it wins everywhere).
+    let seen = match seen(state, &event).await {
+        Ok(seen) => seen,
+        Err(e) => {
+            tracing::warn!(key = %entry.key, "cluster: reading the registry (retrying): {e:#}");
+            failed.insert(entry.key, event);
+            return;
+        }
+    };
+    if !should_apply(live, &event) {
+        return;
+    }
+    if let Err(e) = import(live, state, &event, seen).await {
         tracing::warn!(key = %entry.key, "cluster: import failed (retrying): {e:#}");
         failed.insert(entry.key, event);
     }
@@ -374,8 +399,34 @@ fn api(e: crate::ApiError) -> anyhow::Error {
     anyhow!("{} ({})", e.message, e.code)
 }
 
-/// Makes the node's registry agree with `event`; does nothing when it does.
-async fn import(live: &Live, state: &Arc<AppState>, event: &Event) -> anyhow::Result<()> {
+/// What the import of `event` expects of the local record: its latest
+/// version as it is now. Imports write only if it is still so, so that an
+/// upload made here while the import fetches and compiles is not replaced
+/// by the older change (which would flap: the upload's own event comes back
+/// and makes yet another version).
+async fn seen(state: &AppState, event: &Event) -> anyhow::Result<Expect> {
+    let store = state.store.clone();
+    let name = event.name.clone();
+    let latest = match event.kind {
+        Kind::Stage => store_call(move || store.stage(&name))
+            .await?
+            .map(|r| r.latest().version),
+        Kind::Model => store_call(move || store.model(&name))
+            .await?
+            .map(|r| r.latest().version),
+        Kind::Pipeline => return Ok(Expect::Any),
+    };
+    Ok(Expect::Latest(latest))
+}
+
+/// Makes the node's registry agree with `event`; does nothing when it does,
+/// or when the local record is no longer what `seen` says.
+async fn import(
+    live: &Live,
+    state: &Arc<AppState>,
+    event: &Event,
+    seen: Expect,
+) -> anyhow::Result<()> {
     let name = event.name.clone();
     let store = state.store.clone();
     match (event.kind, event.deleted) {
@@ -413,10 +464,13 @@ async fn import(live: &Live, state: &Arc<AppState>, event: &Event) -> anyhow::Re
                 return Ok(());
             }
             let bytes = fetch(live, state, &object).await?;
-            let (version, created) =
-                crate::api::deploy_stage(state, name.clone(), meta, bytes.into())
-                    .await
-                    .map_err(api)?;
+            let deployed = crate::api::deploy_stage(state, name.clone(), meta, bytes.into(), seen)
+                .await
+                .map_err(api)?;
+            let Some((version, created)) = deployed else {
+                tracing::info!(stage = %name, "cluster: a newer local upload wins over the replicated one");
+                return Ok(());
+            };
             if created {
                 tracing::info!(stage = %name, version = version.version, "cluster: stage imported");
             }
@@ -437,9 +491,13 @@ async fn import(live: &Live, state: &Arc<AppState>, event: &Event) -> anyhow::Re
             let encoding = weft_nn::Encoding::parse(&encoding)
                 .with_context(|| format!("unknown model encoding `{encoding}`"))?;
             let bytes = fetch(live, state, &object).await?;
-            let (rec, added) = crate::api::store_model(state, name.clone(), encoding, bytes.into())
+            let stored = crate::api::store_model(state, name.clone(), encoding, bytes.into(), seen)
                 .await
                 .map_err(api)?;
+            let Some((rec, added)) = stored else {
+                tracing::info!(model = %name, "cluster: a newer local upload wins over the replicated one");
+                return Ok(());
+            };
             if added {
                 tracing::info!(model = %name, version = rec.latest().version, "cluster: model imported");
             }
