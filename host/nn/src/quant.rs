@@ -142,6 +142,12 @@ pub struct Q8Row {
     pub s: Vec<f32>,
     /// The quantised values.
     pub q: Vec<i8>,
+    /// Per block, 8 lanes: −8 × the sum of each 4 consecutive values, what
+    /// reading Q4_0's nibbles as unsigned (`nibble`, not `nibble − 8`) adds
+    /// to each lane of an unsigned-by-signed dot product (VNNI kernels).
+    pub unsigned4: Vec<i32>,
+    /// The same for Q8_0's bytes read as `byte + 128`: −128 × the sums.
+    pub unsigned8: Vec<i32>,
 }
 
 impl Q8Row {
@@ -159,6 +165,8 @@ impl Q8Row {
         self.s.clear();
         self.q.clear();
         self.q.resize(x.len(), 0);
+        self.unsigned4.clear();
+        self.unsigned8.clear();
         for (b, xs) in x.chunks_exact(BLOCK).enumerate() {
             let amax = xs.iter().fold(0f32, |a, v| a.max(v.abs()));
             let d = amax / 127.0;
@@ -172,6 +180,11 @@ impl Q8Row {
             let d16 = round_f16(d);
             self.d.push(d16);
             self.s.push(round_f16(d * sum as f32));
+            for four in self.q[b * BLOCK..(b + 1) * BLOCK].chunks_exact(4) {
+                let lane: i32 = four.iter().map(|&q| i32::from(q)).sum();
+                self.unsigned4.push(-8 * lane);
+                self.unsigned8.push(-128 * lane);
+            }
         }
         debug_assert_eq!(self.d.len(), blocks);
     }
@@ -216,10 +229,8 @@ pub fn dot_row(ty: GgmlType, raw: &[u8], x: &Q8Row, xf: &[f32]) -> f32 {
 pub fn dot_rows(ty: GgmlType, raw: &[u8], xs: &[Q8Row], xf: &[f32], out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if matches!(ty, GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q8_0) && avx2::available() {
-        for (xs, out) in xs.chunks(avx2::ROWS).zip(out.chunks_mut(avx2::ROWS)) {
-            // SAFETY: as in `dot_row`.
-            unsafe { avx2::dot_many(ty, raw, xs, out) };
-        }
+        // SAFETY: as in `dot_row`.
+        unsafe { avx2::dot_many(ty, raw, xs, out) };
         return;
     }
     let cols = xf.len() / xs.len().max(1);
@@ -333,7 +344,7 @@ mod avx2 {
         _mm256_and_si256(both, _mm256_set1_epi8(0x0f))
     }
 
-    /// Activation rows [`dot_many`] handles at once.
+    /// Activation rows the AVX2 kernel handles at once (16 registers).
     pub(super) const ROWS: usize = 8;
 
     /// The block of `ty` at `blk` as 32 bytes, and how to multiply it:
@@ -359,7 +370,7 @@ mod avx2 {
         })
     }
 
-    /// [`dot`] of one weight row with up to [`ROWS`] activation rows.
+    /// [`dot`] of one weight row with each of `xs`.
     ///
     /// # Safety
     /// As [`dot`], for every row of `xs`; `out` as long as `xs`.
@@ -369,7 +380,9 @@ mod avx2 {
             if vnni() {
                 dot_many_vnni(ty, raw, xs, out)
             } else {
-                dot_many_avx2(ty, raw, xs, out)
+                for (xs, out) in xs.chunks(ROWS).zip(out.chunks_mut(ROWS)) {
+                    dot_many_avx2(ty, raw, xs, out)
+                }
             }
         }
     }
@@ -377,28 +390,107 @@ mod avx2 {
     #[target_feature(enable = "avx2,fma,f16c")]
     pub(super) unsafe fn dot_many_avx2(ty: GgmlType, raw: &[u8], xs: &[Q8Row], out: &mut [f32]) {
         // SAFETY: as `dot_many`.
-        unsafe { dot_many_body::<false>(ty, raw, xs, out) }
+        unsafe { dot_many_body(ty, raw, xs, out) }
     }
 
     #[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
     unsafe fn dot_many_vnni(ty: GgmlType, raw: &[u8], xs: &[Q8Row], out: &mut [f32]) {
         // SAFETY: as `dot_many`.
-        unsafe { dot_many_body::<true>(ty, raw, xs, out) }
+        unsafe {
+            match ty {
+                GgmlType::Q4_0 => vnni_rows::<Q4_0>(raw, xs, out),
+                GgmlType::Q4_1 => vnni_rows::<Q4_1>(raw, xs, out),
+                _ => vnni_rows::<Q8_0>(raw, xs, out),
+            }
+        }
     }
 
-    /// Sums of products of unsigned bytes `a` and signed bytes `b` over
-    /// groups of four, as 8 floats (no pair of products overflows i16 for
-    /// the weights here: at most 2 x 127 x 127).
+    /// [`vnni_body`] on `xs` in groups of a constant size (8, 4, 2, 1), so
+    /// that each group's accumulators stay in registers.
     #[inline(always)]
-    unsafe fn products<const VNNI: bool>(a: __m256i, b: __m256i) -> __m256 {
-        // SAFETY: the callers enable AVX2, and AVX-512 VNNI+VL for VNNI.
+    unsafe fn vnni_rows<const TY: u8>(raw: &[u8], xs: &[Q8Row], out: &mut [f32]) {
+        let mut done = 0;
+        for n in [8, 4, 2, 1] {
+            while xs.len() - done >= n {
+                let (x, o) = (&xs[done..done + n], &mut out[done..done + n]);
+                // SAFETY: the caller's contract, for a part of the rows.
+                unsafe {
+                    match n {
+                        8 => vnni_body::<TY, 8>(raw, x, o),
+                        4 => vnni_body::<TY, 4>(raw, x, o),
+                        2 => vnni_body::<TY, 2>(raw, x, o),
+                        _ => vnni_body::<TY, 1>(raw, x, o),
+                    }
+                }
+                done += n;
+            }
+        }
+    }
+
+    const Q4_0: u8 = 0;
+    const Q4_1: u8 = 1;
+    const Q8_0: u8 = 2;
+
+    /// [`dot_many_body`] with AVX-512 VNNI, the weight type a constant.
+    ///
+    /// The weights are read as unsigned bytes (Q4_0's nibbles without the
+    /// −8, Q8_0's bytes + 128), so `vpdpbusd` takes them as they are, with
+    /// no sign trick per activation row; each lane starts from the row's
+    /// precomputed correction ([`Q8Row::unsigned4`]/`unsigned8`), so the
+    /// lanes, and hence every rounding after them, are exactly those of
+    /// [`dot_many_body`]. Both scales are multiplied in a vector (the same
+    /// product as the scalar one), and Q4_1's offset sum is only done for it.
+    #[inline(always)]
+    unsafe fn vnni_body<const TY: u8, const N: usize>(raw: &[u8], xs: &[Q8Row], out: &mut [f32]) {
+        let size = match TY {
+            Q4_0 => 18,
+            Q4_1 => 20,
+            _ => 34,
+        };
+        let blocks = raw.len() / size;
+        let xs: &[Q8Row; N] = xs.try_into().expect("N rows");
+        assert!(out.len() >= N);
+        for x in xs {
+            assert!(x.q.len() >= blocks * BLOCK && x.d.len() >= blocks && x.s.len() >= blocks);
+            assert!(x.unsigned4.len() >= blocks * 8 && x.unsigned8.len() >= blocks * 8);
+        }
+        // SAFETY: the callers enable AVX2, FMA, F16C and AVX-512 VNNI+VL.
         unsafe {
-            let sums = if VNNI {
-                _mm256_dpbusd_epi32(_mm256_setzero_si256(), a, b)
-            } else {
-                _mm256_madd_epi16(_mm256_maddubs_epi16(a, b), _mm256_set1_epi16(1))
-            };
-            _mm256_cvtepi32_ps(sums)
+            let mut acc = [_mm256_setzero_ps(); N];
+            let mut offsets = [0f32; N];
+            for b in 0..blocks {
+                // SAFETY: block `b` lies within `raw` and every row (asserted).
+                let blk = raw.as_ptr().add(b * size);
+                let wu = match TY {
+                    Q4_0 => nibbles(blk.add(2)),
+                    Q4_1 => nibbles(blk.add(4)),
+                    _ => _mm256_xor_si256(
+                        _mm256_loadu_si256(blk.add(2) as *const __m256i),
+                        _mm256_set1_epi8(-128),
+                    ),
+                };
+                let dw = _mm256_set1_ps(half(blk));
+                let m = if TY == Q4_1 { half(blk.add(2)) } else { 0.0 };
+                for (t, x) in xs.iter().enumerate() {
+                    let qy = _mm256_loadu_si256(x.q.as_ptr().add(b * BLOCK) as *const __m256i);
+                    let start = match TY {
+                        Q4_0 => {
+                            _mm256_loadu_si256(x.unsigned4.as_ptr().add(b * 8) as *const __m256i)
+                        }
+                        Q4_1 => _mm256_setzero_si256(),
+                        _ => _mm256_loadu_si256(x.unsigned8.as_ptr().add(b * 8) as *const __m256i),
+                    };
+                    let prod = _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(start, wu, qy));
+                    let d = _mm256_mul_ps(dw, _mm256_set1_ps(*x.d.get_unchecked(b)));
+                    acc[t] = _mm256_fmadd_ps(d, prod, acc[t]);
+                    if TY == Q4_1 {
+                        offsets[t] += m * *x.s.get_unchecked(b);
+                    }
+                }
+            }
+            for t in 0..N {
+                out[t] = hsum(acc[t]) + offsets[t];
+            }
         }
     }
 
@@ -407,12 +499,7 @@ mod avx2 {
     /// little faster, but the greedy tokens then part from llama.cpp's
     /// sooner).
     #[inline(always)]
-    unsafe fn dot_many_body<const VNNI: bool>(
-        ty: GgmlType,
-        raw: &[u8],
-        xs: &[Q8Row],
-        out: &mut [f32],
-    ) {
+    unsafe fn dot_many_body(ty: GgmlType, raw: &[u8], xs: &[Q8Row], out: &mut [f32]) {
         let size = match ty {
             GgmlType::Q4_0 => 18,
             GgmlType::Q4_1 => 20,
@@ -423,7 +510,7 @@ mod avx2 {
         for x in xs {
             assert!(x.q.len() >= blocks * BLOCK && x.d.len() >= blocks && x.s.len() >= blocks);
         }
-        // SAFETY: the callers enable AVX2 (and what `products` needs).
+        // SAFETY: the callers enable AVX2, FMA and F16C.
         unsafe {
             let mut acc = [_mm256_setzero_ps(); ROWS];
             let mut offsets = [0f32; ROWS];
@@ -442,7 +529,8 @@ mod avx2 {
                         GgmlType::Q4_1 => qy,
                         _ => _mm256_sign_epi8(qy, qx),
                     };
-                    let prod = products::<VNNI>(ax, sy);
+                    let pairs = _mm256_maddubs_epi16(ax, sy);
+                    let prod = _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, _mm256_set1_epi16(1)));
                     let d = dw * *x.d.get_unchecked(b);
                     acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d), prod, acc[t]);
                     offsets[t] += m * *x.s.get_unchecked(b);
