@@ -190,6 +190,72 @@ impl Q8Row {
     }
 }
 
+/// Activation rows quantised for products with many weight rows
+/// ([`dot_rows`]): the rows, and where the CPU has 512-bit VNNI, each two
+/// of them interleaved block by block, so that one 512-bit instruction
+/// serves both rows of a pair.
+#[derive(Debug, Clone, Default)]
+pub struct Q8Batch {
+    /// The rows, in order.
+    pub rows: Vec<Q8Row>,
+    /// Rows (0, 1), (2, 3)…, interleaved; empty where not used.
+    pairs: Vec<Q8Pair>,
+}
+
+/// Two rows of a [`Q8Batch`], block by block: the first row's block, then
+/// the second's.
+#[derive(Debug, Clone, Default)]
+struct Q8Pair {
+    /// 64 values per block.
+    q: Vec<i8>,
+    /// 16 lanes per block ([`Q8Row::unsigned4`]).
+    unsigned4: Vec<i32>,
+    /// 16 lanes per block ([`Q8Row::unsigned8`]).
+    unsigned8: Vec<i32>,
+    /// 16 per block: each row's block scale 8 times.
+    d: Vec<f32>,
+}
+
+impl Q8Batch {
+    /// Quantises `x`, rows of `cols` values (a multiple of 32).
+    pub fn quantize(x: &[f32], cols: usize) -> Self {
+        Self::new(x.chunks_exact(cols).map(Q8Row::quantize).collect())
+    }
+
+    /// A batch of `rows` (all of the same length).
+    pub fn new(rows: Vec<Q8Row>) -> Self {
+        #[cfg(target_arch = "x86_64")]
+        let pairs = if avx2::wide() {
+            rows.chunks_exact(2)
+                .map(|p| Q8Pair::new(&p[0], &p[1]))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let pairs = Vec::new();
+        Self { rows, pairs }
+    }
+}
+
+impl Q8Pair {
+    fn new(a: &Q8Row, b: &Q8Row) -> Self {
+        let blocks = a.d.len();
+        let mut p = Self::default();
+        for k in 0..blocks {
+            for r in [a, b] {
+                p.q.extend_from_slice(&r.q[k * BLOCK..(k + 1) * BLOCK]);
+                p.unsigned4
+                    .extend_from_slice(&r.unsigned4[k * 8..(k + 1) * 8]);
+                p.unsigned8
+                    .extend_from_slice(&r.unsigned8[k * 8..(k + 1) * 8]);
+                p.d.extend_from_slice(&[r.d[k]; 8]);
+            }
+        }
+        p
+    }
+}
+
 #[inline(always)]
 fn dot_i8(a: &[i8; 32], b: &[i8; 32]) -> i32 {
     let mut s = 0i32;
@@ -226,15 +292,15 @@ pub fn dot_row(ty: GgmlType, raw: &[u8], x: &Q8Row, xf: &[f32]) -> f32 {
 /// The dot products of one weight row with each of `xs` (the activation
 /// rows quantised; `xf` the same rows unquantised, `cols` each), into `out`.
 /// Each weight block is decoded once for all rows.
-pub fn dot_rows(ty: GgmlType, raw: &[u8], xs: &[Q8Row], xf: &[f32], out: &mut [f32]) {
+pub fn dot_rows(ty: GgmlType, raw: &[u8], xs: &Q8Batch, xf: &[f32], out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if matches!(ty, GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q8_0) && avx2::available() {
         // SAFETY: as in `dot_row`.
         unsafe { avx2::dot_many(ty, raw, xs, out) };
         return;
     }
-    let cols = xf.len() / xs.len().max(1);
-    for (t, (x, o)) in xs.iter().zip(out.iter_mut()).enumerate() {
+    let cols = xf.len() / xs.rows.len().max(1);
+    for (t, (x, o)) in xs.rows.iter().zip(out.iter_mut()).enumerate() {
         *o = dot_row_portable(ty, raw, x, &xf[t * cols..(t + 1) * cols]);
     }
 }
@@ -297,7 +363,7 @@ mod avx2 {
     use std::arch::x86_64::*;
     use std::sync::OnceLock;
 
-    use super::{BLOCK, Q8Row};
+    use super::{BLOCK, Q8Batch, Q8Pair, Q8Row};
     use crate::GgmlType;
 
     pub(super) fn available() -> bool {
@@ -363,26 +429,149 @@ mod avx2 {
 
     /// Whether the CPU has AVX-512 VNNI (with VL): one `vpdpbusd` instead
     /// of `vpmaddubsw` + `vpmaddwd` per block.
-    fn vnni() -> bool {
+    pub(super) fn vnni() -> bool {
         static HAS: OnceLock<bool> = OnceLock::new();
         *HAS.get_or_init(|| {
             is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512vl")
         })
     }
 
-    /// [`dot`] of one weight row with each of `xs`.
+    /// Whether the CPU has 512-bit VNNI (and what [`dot_many_wide`] uses
+    /// with it): [`Q8Batch`]es then interleave their rows in pairs.
+    pub(super) fn wide() -> bool {
+        static HAS: OnceLock<bool> = OnceLock::new();
+        *HAS.get_or_init(|| {
+            vnni() && is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512dq")
+        })
+    }
+
+    /// [`dot`] of one weight row with each row of `xs`.
     ///
     /// # Safety
-    /// As [`dot`], for every row of `xs`; `out` as long as `xs`.
-    pub(super) unsafe fn dot_many(ty: GgmlType, raw: &[u8], xs: &[Q8Row], out: &mut [f32]) {
-        // SAFETY: the caller's contract, and VNNI checked for that copy.
+    /// As [`dot`], for every row of `xs`; `out` as long as `xs.rows`.
+    pub(super) unsafe fn dot_many(ty: GgmlType, raw: &[u8], xs: &Q8Batch, out: &mut [f32]) {
+        // SAFETY: the caller's contract, and each copy's features checked.
         unsafe {
-            if vnni() {
-                dot_many_vnni(ty, raw, xs, out)
+            if wide() && xs.rows.len() >= 8 && xs.pairs.len() == xs.rows.len() / 2 {
+                dot_many_wide(ty, raw, xs, out)
+            } else if vnni() {
+                dot_many_vnni(ty, raw, &xs.rows, out)
             } else {
-                for (xs, out) in xs.chunks(ROWS).zip(out.chunks_mut(ROWS)) {
+                for (xs, out) in xs.rows.chunks(ROWS).zip(out.chunks_mut(ROWS)) {
                     dot_many_avx2(ty, raw, xs, out)
                 }
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512dq,avx512vnni,avx512vl")]
+    unsafe fn dot_many_wide(ty: GgmlType, raw: &[u8], xs: &Q8Batch, out: &mut [f32]) {
+        // SAFETY: as `dot_many`.
+        unsafe {
+            match ty {
+                GgmlType::Q4_0 => wide_rows::<Q4_0>(raw, xs, out),
+                GgmlType::Q4_1 => wide_rows::<Q4_1>(raw, xs, out),
+                _ => wide_rows::<Q8_0>(raw, xs, out),
+            }
+        }
+    }
+
+    /// [`wide_body`] on the pairs of `xs` four at a time (8 rows); the
+    /// rows left go to the 256-bit copy (fewer rows run faster there).
+    #[inline(always)]
+    unsafe fn wide_rows<const TY: u8>(raw: &[u8], xs: &Q8Batch, out: &mut [f32]) {
+        let groups = xs.pairs.len() / 4;
+        for g in 0..groups {
+            let pairs = &xs.pairs[4 * g..4 * g + 4];
+            let rows = &xs.rows[8 * g..8 * g + 8];
+            // SAFETY: the caller's contract, for a part of the rows.
+            unsafe { wide_body::<TY, 4>(raw, pairs, rows, &mut out[8 * g..8 * g + 8]) };
+        }
+        let done = 8 * groups;
+        if done < xs.rows.len() {
+            // SAFETY: as above, for the rows left.
+            unsafe { dot_many_vnni(ty_of::<TY>(), raw, &xs.rows[done..], &mut out[done..]) };
+        }
+    }
+
+    /// The type a kernel's `TY` stands for.
+    const fn ty_of<const TY: u8>() -> GgmlType {
+        match TY {
+            Q4_0 => GgmlType::Q4_0,
+            Q4_1 => GgmlType::Q4_1,
+            _ => GgmlType::Q8_0,
+        }
+    }
+
+    /// [`vnni_body`] on `P` pairs of rows, each pair in one 512-bit
+    /// register: the low half is the first row's lanes, the high half the
+    /// second's, each summed in block order exactly as [`vnni_body`] sums
+    /// it, so the results are bit for bit the same.
+    #[inline(always)]
+    unsafe fn wide_body<const TY: u8, const P: usize>(
+        raw: &[u8],
+        pairs: &[Q8Pair],
+        rows: &[Q8Row],
+        out: &mut [f32],
+    ) {
+        let size = match TY {
+            Q4_0 => 18,
+            Q4_1 => 20,
+            _ => 34,
+        };
+        let blocks = raw.len() / size;
+        let pairs: &[Q8Pair; P] = pairs.try_into().expect("P pairs");
+        assert!(rows.len() == 2 * P && out.len() >= 2 * P);
+        for p in pairs {
+            assert!(p.q.len() >= blocks * 2 * BLOCK && p.d.len() >= blocks * 16);
+            assert!(p.unsigned4.len() >= blocks * 16 && p.unsigned8.len() >= blocks * 16);
+        }
+        for x in rows {
+            assert!(x.s.len() >= blocks);
+        }
+        // SAFETY: the callers enable AVX2, FMA, F16C, AVX-512 F/DQ/VNNI/VL.
+        unsafe {
+            let mut acc = [_mm512_setzero_ps(); P];
+            let mut offsets = [[0f32; 2]; P];
+            for b in 0..blocks {
+                // SAFETY: block `b` lies within `raw` and every pair (asserted).
+                let blk = raw.as_ptr().add(b * size);
+                let wu = match TY {
+                    Q4_0 => nibbles(blk.add(2)),
+                    Q4_1 => nibbles(blk.add(4)),
+                    _ => _mm256_xor_si256(
+                        _mm256_loadu_si256(blk.add(2) as *const __m256i),
+                        _mm256_set1_epi8(-128),
+                    ),
+                };
+                let wu = _mm512_broadcast_i64x4(wu);
+                let dw = _mm512_set1_ps(half(blk));
+                let m = if TY == Q4_1 { half(blk.add(2)) } else { 0.0 };
+                for (p, pair) in pairs.iter().enumerate() {
+                    let qy = _mm512_loadu_si512(pair.q.as_ptr().add(b * 64) as *const __m512i);
+                    let start = match TY {
+                        Q4_0 => {
+                            _mm512_loadu_si512(pair.unsigned4.as_ptr().add(b * 16) as *const __m512i)
+                        }
+                        Q4_1 => _mm512_setzero_si512(),
+                        _ => {
+                            _mm512_loadu_si512(pair.unsigned8.as_ptr().add(b * 16) as *const __m512i)
+                        }
+                    };
+                    let prod = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(start, wu, qy));
+                    let d = _mm512_mul_ps(dw, _mm512_loadu_ps(pair.d.as_ptr().add(b * 16)));
+                    acc[p] = _mm512_fmadd_ps(d, prod, acc[p]);
+                    if TY == Q4_1 {
+                        offsets[p][0] += m * *rows[2 * p].s.get_unchecked(b);
+                        offsets[p][1] += m * *rows[2 * p + 1].s.get_unchecked(b);
+                    }
+                }
+            }
+            for p in 0..P {
+                let lo = _mm512_castps512_ps256(acc[p]);
+                let hi = _mm512_extractf32x8_ps::<1>(acc[p]);
+                out[2 * p] = hsum(lo) + offsets[p][0];
+                out[2 * p + 1] = hsum(hi) + offsets[p][1];
             }
         }
     }
@@ -394,7 +583,7 @@ mod avx2 {
     }
 
     #[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
-    unsafe fn dot_many_vnni(ty: GgmlType, raw: &[u8], xs: &[Q8Row], out: &mut [f32]) {
+    pub(super) unsafe fn dot_many_vnni(ty: GgmlType, raw: &[u8], xs: &[Q8Row], out: &mut [f32]) {
         // SAFETY: as `dot_many`.
         unsafe {
             match ty {
@@ -723,7 +912,7 @@ mod tests {
                 }
             }
             let mut out = vec![0f32; xs.len()];
-            dot_rows(ty, &raw, &xq, &flat, &mut out);
+            dot_rows(ty, &raw, &Q8Batch::new(xq.clone()), &flat, &mut out);
             for (t, x) in xs.iter().enumerate() {
                 let one = dot_row_portable(ty, &raw, &xq[t], x);
                 assert!(
@@ -740,6 +929,12 @@ mod tests {
                     unsafe { avx2::dot_many_avx2(ty, &raw, x, o) };
                 }
                 assert_eq!(plain, out, "{ty:?}: AVX2 and VNNI copies differ");
+                if avx2::vnni() {
+                    let mut ymm = vec![0f32; xs.len()];
+                    // SAFETY: as above, and the CPU has VNNI.
+                    unsafe { avx2::dot_many_vnni(ty, &raw, &xq, &mut ymm) };
+                    assert_eq!(ymm, out, "{ty:?}: 256- and 512-bit VNNI copies differ");
+                }
             }
         }
     }

@@ -4,7 +4,7 @@
 use rayon::prelude::*;
 
 use crate::gpu::{Gpu, GpuMatrix};
-use crate::quant::{self, Q8Row};
+use crate::quant::{self, Q8Batch, Q8Row};
 use crate::{GgmlType, GgufInfo, NnError, NnErrorKind};
 
 /// Products that read fewer weight bytes than this run on the calling
@@ -155,10 +155,10 @@ impl QMatrix {
         let quantised = mats
             .iter()
             .any(|m| matches!(m.ty, GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q8_0));
-        let xq: Vec<Q8Row> = if quantised {
-            x.chunks_exact(cols).map(Q8Row::quantize).collect()
+        let xq = if quantised {
+            Q8Batch::quantize(x, cols)
         } else {
-            (0..n).map(|_| Q8Row::default()).collect()
+            Q8Batch::new((0..n).map(|_| Q8Row::default()).collect())
         };
         // Rows of each W are split into runs; each run reads its rows once
         // for all `n` inputs, so W streams through memory once per call.
