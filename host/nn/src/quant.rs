@@ -200,6 +200,9 @@ pub struct Q8Batch {
     pub rows: Vec<Q8Row>,
     /// Rows (0, 1), (2, 3)…, interleaved; empty where not used.
     pairs: Vec<Q8Pair>,
+    /// With `pairs`: each row's [`Q8Row::s`] by block (block-major), so a
+    /// group of rows adds Q4_1's offsets in one vector.
+    s_by_block: Vec<f32>,
 }
 
 /// Two rows of a [`Q8Batch`], block by block: the first row's block, then
@@ -233,8 +236,20 @@ impl Q8Batch {
             Vec::new()
         };
         #[cfg(not(target_arch = "x86_64"))]
-        let pairs = Vec::new();
-        Self { rows, pairs }
+        let pairs: Vec<Q8Pair> = Vec::new();
+        let s_by_block = if pairs.is_empty() {
+            Vec::new()
+        } else {
+            let blocks = rows.first().map_or(0, |r| r.s.len());
+            (0..blocks)
+                .flat_map(|b| rows.iter().map(move |r| r.s[b]))
+                .collect()
+        };
+        Self {
+            rows,
+            pairs,
+            s_by_block,
+        }
     }
 }
 
@@ -484,8 +499,9 @@ mod avx2 {
         for g in 0..groups {
             let pairs = &xs.pairs[4 * g..4 * g + 4];
             let rows = &xs.rows[8 * g..8 * g + 8];
+            let o = &mut out[8 * g..8 * g + 8];
             // SAFETY: the caller's contract, for a part of the rows.
-            unsafe { wide_body::<TY, 4>(raw, pairs, rows, &mut out[8 * g..8 * g + 8]) };
+            unsafe { wide_body::<TY, 4>(raw, pairs, rows, (&xs.s_by_block, 8 * g), o) };
         }
         let done = 8 * groups;
         if done < xs.rows.len() {
@@ -503,17 +519,21 @@ mod avx2 {
         }
     }
 
-    /// [`vnni_body`] on `P` pairs of rows, each pair in one 512-bit
-    /// register: the low half is the first row's lanes, the high half the
-    /// second's, each summed in block order exactly as [`vnni_body`] sums
-    /// it, so the results are bit for bit the same.
+    /// [`vnni_body`] on `P` pairs of rows (4: 8 rows), each pair in one
+    /// 512-bit register: the low half is the first row's lanes, the high
+    /// half the second's, each summed in block order exactly as
+    /// [`vnni_body`] sums it, so the results are bit for bit the same.
+    /// Q4_1's offsets of the 8 rows are added in one vector, from `s`: the
+    /// batch's `s_by_block` and the index of the group's first row.
     #[inline(always)]
     unsafe fn wide_body<const TY: u8, const P: usize>(
         raw: &[u8],
         pairs: &[Q8Pair],
         rows: &[Q8Row],
+        s: (&[f32], usize),
         out: &mut [f32],
     ) {
+        const { assert!(P == 4, "8 rows: one 256-bit vector of offsets") };
         let size = match TY {
             Q4_0 => 18,
             Q4_1 => 20,
@@ -526,13 +546,15 @@ mod avx2 {
             assert!(p.q.len() >= blocks * 2 * BLOCK && p.d.len() >= blocks * 16);
             assert!(p.unsigned4.len() >= blocks * 16 && p.unsigned8.len() >= blocks * 16);
         }
-        for x in rows {
-            assert!(x.s.len() >= blocks);
+        let (s, first) = s;
+        let n = s.len() / blocks.max(1);
+        if TY == Q4_1 {
+            assert!(s.len() >= blocks * n && first + 2 * P <= n);
         }
         // SAFETY: the callers enable AVX2, FMA, F16C, AVX-512 F/DQ/VNNI/VL.
         unsafe {
             let mut acc = [_mm512_setzero_ps(); P];
-            let mut offsets = [[0f32; 2]; P];
+            let mut offsets = _mm256_setzero_ps();
             for b in 0..blocks {
                 // SAFETY: block `b` lies within `raw` and every pair (asserted).
                 let blk = raw.as_ptr().add(b * size);
@@ -561,17 +583,20 @@ mod avx2 {
                     let prod = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(start, wu, qy));
                     let d = _mm512_mul_ps(dw, _mm512_loadu_ps(pair.d.as_ptr().add(b * 16)));
                     acc[p] = _mm512_fmadd_ps(d, prod, acc[p]);
-                    if TY == Q4_1 {
-                        offsets[p][0] += m * *rows[2 * p].s.get_unchecked(b);
-                        offsets[p][1] += m * *rows[2 * p + 1].s.get_unchecked(b);
-                    }
+                }
+                if TY == Q4_1 {
+                    // A product, then a sum: as the scalar `+= m * s`.
+                    let sb = _mm256_loadu_ps(s.as_ptr().add(b * n + first));
+                    offsets = _mm256_add_ps(offsets, _mm256_mul_ps(_mm256_set1_ps(m), sb));
                 }
             }
+            let mut off = [0f32; 8];
+            _mm256_storeu_ps(off.as_mut_ptr(), offsets);
             for p in 0..P {
                 let lo = _mm512_castps512_ps256(acc[p]);
                 let hi = _mm512_extractf32x8_ps::<1>(acc[p]);
-                out[2 * p] = hsum(lo) + offsets[p][0];
-                out[2 * p + 1] = hsum(hi) + offsets[p][1];
+                out[2 * p] = hsum(lo) + off[2 * p];
+                out[2 * p + 1] = hsum(hi) + off[2 * p + 1];
             }
         }
     }
