@@ -179,7 +179,7 @@ pub(crate) async fn run(
             let taken = sessions.lock().unwrap_or_else(|e| e.into_inner()).pop();
             // A slot always has a session: there are as many as permits.
             let mut session = taken.expect("a session per slot");
-            serve(&mut *session, batch, total, &stats);
+            serve(&*model, &mut session, batch, total, &stats);
             sessions
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -189,8 +189,12 @@ pub(crate) async fn run(
     }
 }
 
+/// Runs a batch on a slot's session: merged into one call, or one by one
+/// where they cannot merge, or the merged call failed (so that a bad call
+/// fails alone). A panic replaces the slot's session with a fresh one.
 fn serve(
-    session: &mut dyn Session,
+    model: &dyn Model,
+    session: &mut Box<dyn Session>,
     batch: Vec<Call>,
     total: Option<usize>,
     stats: &InferenceStats,
@@ -199,26 +203,38 @@ fn serve(
         let rows: Vec<usize> = batch.iter().filter_map(|(i, _, _)| rows(i)).collect();
         let merged = merge(batch.iter().map(|(i, _, _)| i));
         stats.engine_calls.fetch_add(1, Ordering::Relaxed);
-        if let Ok(outputs) = session.compute(&merged)
-            && let Some(parts) = split(outputs, &rows, total.unwrap_or(0))
-        {
-            for ((_, _, reply), part) in batch.into_iter().zip(parts) {
-                let _ = reply.send(Answer::Done(Ok(part)));
+        match contained(|| session.compute(&merged)) {
+            Ok(Ok(outputs)) => {
+                if let Some(parts) = split(outputs, &rows, total.unwrap_or(0)) {
+                    for ((_, _, reply), part) in batch.into_iter().zip(parts) {
+                        let _ = reply.send(Answer::Done(Ok(part)));
+                    }
+                    return;
+                }
             }
-            return;
+            Ok(Err(_)) => {}
+            Err(_) => *session = model.session(),
         }
     }
     for (inputs, _, reply) in batch {
         stats.engine_calls.fetch_add(1, Ordering::Relaxed);
-        let result = session
-            .compute(&inputs)
-            .map_err(crate::inference::convert_error);
-        let _ = reply.send(Answer::Done(result));
+        let result = match contained(|| session.compute(&inputs)) {
+            Ok(result) => result,
+            Err(why) => {
+                *session = model.session();
+                Err(panicked(&why))
+            }
+        };
+        let _ = reply.send(Answer::Done(
+            result.map_err(crate::inference::convert_error),
+        ));
     }
 }
 
 /// Runs the calls as one [`Model::compute_joined`], each on its caller's
-/// session.
+/// session. A panic fails every call of the pass and leaves each of their
+/// sessions [`Failed`]: the pass may have extended some caches and not
+/// others, and a context must not go on from a state nobody knows.
 fn serve_joined(model: &dyn Model, batch: Vec<Call>, stats: &InferenceStats) {
     let mut guards: Vec<_> = batch
         .iter()
@@ -230,13 +246,64 @@ fn serve_joined(model: &dyn Model, batch: Vec<Call>, stats: &InferenceStats) {
         .map(|(session, (inputs, _, _))| (&mut ***session, inputs.as_slice()))
         .collect();
     stats.engine_calls.fetch_add(1, Ordering::Relaxed);
-    let results = model.compute_joined(&mut calls);
+    let results = contained(|| model.compute_joined(&mut calls));
     drop(calls);
+    let results = match results {
+        Ok(results) => results,
+        Err(why) => {
+            for session in &mut guards {
+                **session = Box::new(Failed(why.clone()));
+            }
+            batch.iter().map(|_| Err(panicked(&why))).collect()
+        }
+    };
     drop(guards);
     for ((_, _, reply), result) in batch.into_iter().zip(results) {
         let _ = reply.send(Answer::Done(
             result.map_err(crate::inference::convert_error),
         ));
+    }
+}
+
+/// Runs `f`, an engine call, turning a panic into its message: a bug in
+/// weft-nn, or a model it mishandles, must neither take the node's
+/// inference down nor leave the callers waiting.
+pub(crate) fn contained<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|p| {
+        p.downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic without a message".into())
+    })
+}
+
+/// The error of a call the engine panicked on.
+pub(crate) fn panicked(why: &str) -> weft_nn::NnError {
+    weft_nn::NnError::new(
+        weft_nn::NnErrorKind::RuntimeError,
+        format!(
+            "the inference engine failed on this call ({why}): a bug in weft-nn; \
+             please report it with the model and inputs"
+        ),
+    )
+}
+
+/// A session whose state a panic left unknown (a KV cache extended for
+/// some layers and not others): every later call on it fails, saying so,
+/// instead of computing from that state.
+#[derive(Debug)]
+pub(crate) struct Failed(pub(crate) String);
+
+impl Session for Failed {
+    fn compute(&mut self, _: &[(String, Tensor)]) -> Result<Named, weft_nn::NnError> {
+        Err(weft_nn::NnError::new(
+            weft_nn::NnErrorKind::RuntimeError,
+            format!(
+                "this execution context failed earlier (the inference engine panicked: {}), \
+                 so its state is lost: create a new execution context",
+                self.0
+            ),
+        ))
     }
 }
 
@@ -455,5 +522,127 @@ mod tests {
         let want = alone[0].compute(&steps[1][0]).unwrap();
         assert_eq!(a.unwrap()[0].1.data, want[0].1.data);
         assert_eq!(stats.engine_calls.load(Ordering::Relaxed), 2);
+    }
+
+    /// Echoes its input, and panics on a negative value: a stand-in for a
+    /// bug in the engine. Joinable (a decoder) or batchable (a graph).
+    #[derive(Debug)]
+    struct Panicky {
+        joinable: bool,
+    }
+
+    #[derive(Debug)]
+    struct Echo;
+
+    impl Session for Echo {
+        fn compute(&mut self, inputs: &[(String, Tensor)]) -> Result<Named, weft_nn::NnError> {
+            let values = inputs[0].1.to_f32().unwrap();
+            assert!(values.iter().all(|&v| v >= 0.0), "a negative value");
+            Ok(inputs.to_vec())
+        }
+    }
+
+    impl Model for Panicky {
+        fn session(&self) -> Box<dyn Session> {
+            Box::new(Echo)
+        }
+        fn batchable(&self) -> bool {
+            !self.joinable
+        }
+        fn joinable(&self) -> bool {
+            self.joinable
+        }
+        fn weight_bytes(&self) -> u64 {
+            0
+        }
+    }
+
+    fn negative() -> Named {
+        vec![("x".into(), Tensor::from_f32(vec![1, 2], &[-1.0, 0.0]))]
+    }
+
+    /// Queues `calls` before a batcher for `model` starts, so they leave as
+    /// one batch; returns their answers and the queue.
+    async fn one_batch(
+        model: Arc<dyn Model>,
+        calls: Vec<(Named, Shared)>,
+    ) -> (Vec<Answer>, mpsc::Sender<Call>) {
+        let (tx, rx) = mpsc::channel(8);
+        let mut replies = Vec::new();
+        for (inputs, s) in calls {
+            let (reply, rx) = oneshot::channel();
+            tx.send((inputs, s, reply)).await.unwrap();
+            replies.push(rx);
+        }
+        let config = BatchConfig {
+            max_batch: 8,
+            max_wait: Duration::from_millis(20),
+            ..BatchConfig::default()
+        };
+        tokio::spawn(run(model, rx, config, Arc::new(InferenceStats::default())));
+        let mut answers = Vec::new();
+        for rx in replies {
+            answers.push(answer(rx).await);
+        }
+        (answers, tx)
+    }
+
+    fn done(a: Answer) -> Result<Named, NnError> {
+        match a {
+            Answer::Done(r) => r,
+            Answer::Alone(_) => panic!("sent back to run alone"),
+        }
+    }
+
+    /// A panic inside a merged call fails only the call that causes it; the
+    /// others are answered, and the slot goes on serving.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_engine_panic_in_a_merged_call_fails_only_its_call() {
+        let model: Arc<dyn Model> = Arc::new(Panicky { joinable: false });
+        let s = session(&model);
+        let calls = vec![
+            (x(1), s.clone()),
+            (negative(), s.clone()),
+            (x(2), s.clone()),
+        ];
+        let (answers, tx) = one_batch(model, calls).await;
+        let mut answers = answers.into_iter().map(done);
+        assert_eq!(answers.next().unwrap().unwrap(), x(1));
+        let e = answers.next().unwrap().unwrap_err();
+        assert!(e.message.contains("a negative value"), "{e:?}");
+        assert_eq!(answers.next().unwrap().unwrap(), x(2));
+        // The slot serves the next batch.
+        let (a, b) = (oneshot::channel(), oneshot::channel());
+        tx.send((x(1), s.clone(), a.0)).await.unwrap();
+        tx.send((x(3), s, b.0)).await.unwrap();
+        assert_eq!(done(answer(a.1).await).unwrap(), x(1));
+        assert_eq!(done(answer(b.1).await).unwrap(), x(3));
+    }
+
+    /// A panic inside a joined pass fails every call of the pass, and their
+    /// contexts refuse to go on from a state the pass may have half
+    /// changed; a new context works.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_engine_panic_in_a_joined_pass_fails_its_contexts() {
+        let model: Arc<dyn Model> = Arc::new(Panicky { joinable: true });
+        let (good, bad) = (session(&model), session(&model));
+        let calls = vec![(x(1), good.clone()), (negative(), bad)];
+        let (answers, tx) = one_batch(model.clone(), calls).await;
+        for a in answers {
+            let e = done(a).unwrap_err();
+            assert!(
+                e.message.contains("failed on this call (a negative value)"),
+                "{e:?}"
+            );
+        }
+        let (a, b) = (oneshot::channel(), oneshot::channel());
+        tx.send((x(1), good, a.0)).await.unwrap();
+        let e = done(answer(a.1).await).unwrap_err();
+        assert!(
+            e.message.contains("create a new execution context"),
+            "{e:?}"
+        );
+        tx.send((x(1), session(&model), b.0)).await.unwrap();
+        assert_eq!(done(answer(b.1).await).unwrap(), x(1));
     }
 }

@@ -289,7 +289,13 @@ impl Context {
         let session = self.session.clone();
         tokio::task::spawn_blocking(move || {
             let mut s = session.lock().unwrap_or_else(|e| e.into_inner());
-            s.compute(&inputs).map_err(convert_error)
+            match crate::batcher::contained(|| s.compute(&inputs)) {
+                Ok(result) => result.map_err(convert_error),
+                Err(why) => {
+                    *s = Box::new(crate::batcher::Failed(why.clone()));
+                    Err(convert_error(crate::batcher::panicked(&why)))
+                }
+            }
         })
         .await
         .map_err(|e| NnError::new(NnErrorCode::RuntimeError, e.to_string()))?
