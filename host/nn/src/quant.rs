@@ -173,7 +173,7 @@ impl Q8Row {
             let id = if d != 0.0 { 1.0 / d } else { 0.0 };
             let mut sum = 0i32;
             for (q, &v) in self.q[b * BLOCK..(b + 1) * BLOCK].iter_mut().zip(xs) {
-                let r = (v * id).round() as i32;
+                let r = round_away(v * id);
                 *q = r as i8;
                 sum += r;
             }
@@ -187,6 +187,22 @@ impl Q8Row {
             }
         }
         debug_assert_eq!(self.d.len(), blocks);
+    }
+}
+
+/// `x.round() as i32` (halves away from zero, as C's `roundf`) for the
+/// values quantisation rounds (|x| ≤ 127 or so), without a call to libm's
+/// `roundf`, which the baseline x86-64 target does not inline.
+#[inline(always)]
+fn round_away(x: f32) -> i32 {
+    let t = x as i32; // towards zero; NaN gives 0, as `roundf`'s then would
+    let frac = x - t as f32; // exact for |x| < 2^23
+    if frac >= 0.5 {
+        t + 1
+    } else if frac <= -0.5 {
+        t - 1
+    } else {
+        t
     }
 }
 
@@ -810,6 +826,26 @@ mod tests {
         let mut b = f32_to_f16(d).to_le_bytes().to_vec();
         b.extend(vals.iter().map(|v| ((v / d).round() as i8) as u8));
         b
+    }
+
+    #[test]
+    fn rounding_for_quantisation_is_roundf() {
+        let mut xs: Vec<f32> = (-140 * 64..=140 * 64).map(|i| i as f32 / 64.0).collect();
+        for x in [0.5f32, 1.5, 126.5, 127.49999] {
+            for y in [
+                x,
+                -x,
+                f32::from_bits(x.to_bits() - 1),
+                f32::from_bits(x.to_bits() + 1),
+            ] {
+                xs.push(y);
+                xs.push(-y);
+            }
+        }
+        xs.extend([0.0, -0.0, f32::NAN, 1e-30, -1e-30]);
+        for x in xs {
+            assert_eq!(round_away(x), x.round() as i32, "{x:e}");
+        }
     }
 
     #[test]
