@@ -173,7 +173,9 @@ impl Q8Row {
             let id = if d != 0.0 { 1.0 / d } else { 0.0 };
             let mut sum = 0i32;
             for (q, &v) in self.q[b * BLOCK..(b + 1) * BLOCK].iter_mut().zip(xs) {
-                let r = round_away(v * id);
+                // (Clamped: a block of subnormal values has an infinite
+                // inverse scale.)
+                let r = round_away(v * id).clamp(-127, 127);
                 *q = r as i8;
                 sum += r;
             }
@@ -198,9 +200,9 @@ fn round_away(x: f32) -> i32 {
     let t = x as i32; // towards zero; NaN gives 0, as `roundf`'s then would
     let frac = x - t as f32; // exact for |x| < 2^23
     if frac >= 0.5 {
-        t + 1
+        t.saturating_add(1)
     } else if frac <= -0.5 {
-        t - 1
+        t.saturating_sub(1)
     } else {
         t
     }
@@ -212,8 +214,8 @@ fn round_away(x: f32) -> i32 {
 /// serves both rows of a pair.
 #[derive(Debug, Clone, Default)]
 pub struct Q8Batch {
-    /// The rows, in order.
-    pub rows: Vec<Q8Row>,
+    /// The rows, in order, all of the same length.
+    rows: Vec<Q8Row>,
     /// Rows (0, 1), (2, 3)…, interleaved; empty where not used.
     pairs: Vec<Q8Pair>,
     /// With `pairs`: each row's [`Q8Row::s`] by block (block-major), so a
@@ -241,10 +243,21 @@ impl Q8Batch {
         Self::new(x.chunks_exact(cols).map(Q8Row::quantize).collect())
     }
 
-    /// A batch of `rows` (all of the same length).
+    /// A batch of `rows`.
+    ///
+    /// # Panics
+    /// If the rows are not all of the same length.
     pub fn new(rows: Vec<Q8Row>) -> Self {
+        if let Some(first) = rows.first() {
+            assert!(
+                rows.iter()
+                    .all(|r| r.q.len() == first.q.len() && r.d.len() == first.d.len()),
+                "the rows of a batch have the same length"
+            );
+        }
+        // Only batches of 8 rows or more run on pairs.
         #[cfg(target_arch = "x86_64")]
-        let pairs = if avx2::wide() {
+        let pairs = if avx2::wide() && rows.len() >= 8 {
             rows.chunks_exact(2)
                 .map(|p| Q8Pair::new(&p[0], &p[1]))
                 .collect()
@@ -266,6 +279,11 @@ impl Q8Batch {
             pairs,
             s_by_block,
         }
+    }
+
+    /// The rows, in order.
+    pub fn rows(&self) -> &[Q8Row] {
+        &self.rows
     }
 }
 
@@ -516,8 +534,9 @@ mod avx2 {
             let pairs = &xs.pairs[4 * g..4 * g + 4];
             let rows = &xs.rows[8 * g..8 * g + 8];
             let o = &mut out[8 * g..8 * g + 8];
+            let s = (xs.s_by_block.as_slice(), xs.rows.len(), 8 * g);
             // SAFETY: the caller's contract, for a part of the rows.
-            unsafe { wide_body::<TY, 4>(raw, pairs, rows, (&xs.s_by_block, 8 * g), o) };
+            unsafe { wide_body::<TY, 4>(raw, pairs, rows, s, o) };
         }
         let done = 8 * groups;
         if done < xs.rows.len() {
@@ -540,13 +559,14 @@ mod avx2 {
     /// half the second's, each summed in block order exactly as
     /// [`vnni_body`] sums it, so the results are bit for bit the same.
     /// Q4_1's offsets of the 8 rows are added in one vector, from `s`: the
-    /// batch's `s_by_block` and the index of the group's first row.
+    /// batch's `s_by_block`, its number of rows and the index of the
+    /// group's first row.
     #[inline(always)]
     unsafe fn wide_body<const TY: u8, const P: usize>(
         raw: &[u8],
         pairs: &[Q8Pair],
         rows: &[Q8Row],
-        s: (&[f32], usize),
+        s: (&[f32], usize, usize),
         out: &mut [f32],
     ) {
         const { assert!(P == 4, "8 rows: one 256-bit vector of offsets") };
@@ -562,8 +582,7 @@ mod avx2 {
             assert!(p.q.len() >= blocks * 2 * BLOCK && p.d.len() >= blocks * 16);
             assert!(p.unsigned4.len() >= blocks * 16 && p.unsigned8.len() >= blocks * 16);
         }
-        let (s, first) = s;
-        let n = s.len() / blocks.max(1);
+        let (s, n, first) = s;
         if TY == Q4_1 {
             assert!(s.len() >= blocks * n && first + 2 * P <= n);
         }
@@ -763,7 +782,11 @@ mod avx2 {
                     let prod = _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, _mm256_set1_epi16(1)));
                     let d = dw * *x.d.get_unchecked(b);
                     acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d), prod, acc[t]);
-                    offsets[t] += m * *x.s.get_unchecked(b);
+                    // Only Q4_1 has offsets (`s` may be infinite: it is
+                    // rounded through f16, and 0 × ∞ would be NaN).
+                    if ty == GgmlType::Q4_1 {
+                        offsets[t] += m * *x.s.get_unchecked(b);
+                    }
                 }
             }
             for t in 0..xs.len() {
@@ -826,6 +849,42 @@ mod tests {
         let mut b = f32_to_f16(d).to_le_bytes().to_vec();
         b.extend(vals.iter().map(|v| ((v / d).round() as i8) as u8));
         b
+    }
+
+    /// A block whose largest activation is over 2047 has an infinite
+    /// `s` (rounded through f16): only Q4_1 may use it, or the dot is NaN.
+    #[test]
+    fn large_activations_give_finite_dots_in_every_copy() {
+        let xs: Vec<Vec<f32>> = (0..9)
+            .map(|t| {
+                (0..64)
+                    .map(|i| ((i * 7 + t) % 13) as f32 * 400.0 + 2400.0)
+                    .collect()
+            })
+            .collect();
+        let xq: Vec<Q8Row> = xs.iter().map(|x| Q8Row::quantize(x)).collect();
+        assert!(
+            xq[0].s.iter().any(|s| s.is_infinite()),
+            "the case under test"
+        );
+        let flat: Vec<f32> = xs.concat();
+        for (ty, size) in [(GgmlType::Q4_0, 18), (GgmlType::Q8_0, 34)] {
+            let mut raw: Vec<u8> = (0..2 * size).map(|i| (i * 37 % 251) as u8).collect();
+            for b in 0..2 {
+                raw[b * size..b * size + 2].copy_from_slice(&f32_to_f16(0.05).to_le_bytes());
+            }
+            let mut out = vec![0f32; xs.len()];
+            dot_rows(ty, &raw, &Q8Batch::new(xq.clone()), &flat, &mut out);
+            assert!(out.iter().all(|v| v.is_finite()), "{ty:?}: {out:?}");
+            #[cfg(target_arch = "x86_64")]
+            if avx2::available() {
+                let mut plain = vec![0f32; xs.len()];
+                // SAFETY: AVX2, FMA and F16C are present; whole blocks.
+                unsafe { avx2::dot_many_avx2(ty, &raw, &xq[..8], &mut plain[..8]) };
+                unsafe { avx2::dot_many_avx2(ty, &raw, &xq[8..], &mut plain[8..]) };
+                assert_eq!(plain, out, "{ty:?}: AVX2 copy");
+            }
+        }
     }
 
     #[test]
@@ -951,7 +1010,8 @@ mod tests {
 
     #[test]
     fn many_rows_at_once_match_one_at_a_time() {
-        let xs: Vec<Vec<f32>> = (0..11)
+        // 19 rows: two groups of 8 on the 512-bit copy, 3 left.
+        let xs: Vec<Vec<f32>> = (0..19)
             .map(|t| {
                 (0..64)
                     .map(|i| ((i * 13 + t * 7) % 23) as f32 / 5.0 - 2.0)

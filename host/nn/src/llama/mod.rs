@@ -277,6 +277,13 @@ impl Model for Llama {
         let mut results: Vec<Option<Outputs>> = calls.iter().map(|_| None).collect();
         let mut joined: Vec<(usize, &mut session::Decoder, Vec<u32>)> = Vec::new();
         for (i, (s, inputs)) in calls.iter_mut().enumerate() {
+            let any: &dyn Any = &**s;
+            if !any.is::<session::Decoder>() {
+                // Not a decoder's (the runtime's stand-in for a context a
+                // panic left unusable): it answers for itself.
+                results[i] = Some(s.compute(inputs));
+                continue;
+            }
             let any: &mut dyn Any = &mut **s;
             match any.downcast_mut::<session::Decoder>() {
                 Some(dec) if dec.joins(&self.weights) => match dec.tokens(inputs) {
@@ -285,12 +292,7 @@ impl Model for Llama {
                 },
                 // Another model's session, or one on a GPU: on its own.
                 Some(dec) => results[i] = Some(dec.compute(inputs)),
-                None => {
-                    results[i] = Some(Err(NnError::new(
-                        NnErrorKind::InvalidArgument,
-                        "not a decoder session",
-                    )))
-                }
+                None => unreachable!("a decoder session (checked above)"),
             }
         }
         if !joined.is_empty() {
@@ -443,7 +445,8 @@ mod tests {
 
     /// Three sessions' prompts of different lengths, then one token each,
     /// computed together give each session exactly what it gets alone; a
-    /// bad call among them fails alone.
+    /// bad call among them fails alone, and a session that is not a
+    /// decoder's answers for itself.
     #[test]
     fn sessions_computed_together_get_what_each_gets_alone() {
         let model = Llama::load(&smollm2()).unwrap();
@@ -479,13 +482,29 @@ mod tests {
                 .map(|(s, i)| (&mut **s, i.as_slice()))
                 .collect();
             calls.insert(1, (&mut *bad, outside.as_slice()));
+            let mut refuses = Refuses;
+            calls.push((&mut refuses, outside.as_slice()));
             let mut got = model.compute_joined(&mut calls);
+            let e = got.pop().unwrap().unwrap_err();
+            assert_eq!(
+                e.message, "refused",
+                "another kind of session answers for itself"
+            );
             let e = got.remove(1).unwrap_err();
             assert_eq!(e.kind, NnErrorKind::InvalidArgument, "{e}");
             assert!(e.message.contains("outside the vocabulary"), "{e}");
             for (g, w) in got.into_iter().zip(&want) {
                 assert_eq!(&g.unwrap()[0].1.to_f32().unwrap(), w);
             }
+        }
+    }
+
+    #[derive(Debug)]
+    struct Refuses;
+
+    impl Session for Refuses {
+        fn compute(&mut self, _: &[(String, Tensor)]) -> Result<Vec<(String, Tensor)>, NnError> {
+            Err(NnError::new(NnErrorKind::RuntimeError, "refused"))
         }
     }
 
