@@ -40,7 +40,7 @@ impl ActorRecord {
 }
 
 impl Store {
-    /// Registers an actor; [`StoreError::Exists`] when the name is taken.
+    /// Registers an actor; [`StoreError::Exists`](crate::StoreError::Exists) when the name is taken.
     pub fn put_actor(&self, rec: &ActorRecord) -> Result<()> {
         validate_name(&rec.name)?;
         let txn = self.write()?;

@@ -30,7 +30,7 @@ impl PlacementGroupRecord {
 }
 
 impl Store {
-    /// Registers a placement group; [`StoreError::Exists`] when the name is
+    /// Registers a placement group; [`StoreError::Exists`](crate::StoreError::Exists) when the name is
     /// taken.
     pub fn put_placement_group(&self, rec: &PlacementGroupRecord) -> Result<()> {
         validate_name(&rec.name)?;
