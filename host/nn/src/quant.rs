@@ -570,11 +570,7 @@ mod avx2 {
         out: &mut [f32],
     ) {
         const { assert!(P == 4, "8 rows: one 256-bit vector of offsets") };
-        let size = match TY {
-            Q4_0 => 18,
-            Q4_1 => 20,
-            _ => 34,
-        };
+        let size = block_bytes::<TY>();
         let blocks = raw.len() / size;
         let pairs: &[Q8Pair; P] = pairs.try_into().expect("P pairs");
         assert!(rows.len() == 2 * P && out.len() >= 2 * P);
@@ -593,14 +589,7 @@ mod avx2 {
             for b in 0..blocks {
                 // SAFETY: block `b` lies within `raw` and every pair (asserted).
                 let blk = raw.as_ptr().add(b * size);
-                let wu = match TY {
-                    Q4_0 => nibbles(blk.add(2)),
-                    Q4_1 => nibbles(blk.add(4)),
-                    _ => _mm256_xor_si256(
-                        _mm256_loadu_si256(blk.add(2) as *const __m256i),
-                        _mm256_set1_epi8(-128),
-                    ),
-                };
+                let wu = unsigned_weights::<TY>(blk);
                 let wu = _mm512_broadcast_i64x4(wu);
                 let dw = _mm512_set1_ps(half(blk));
                 let m = if TY == Q4_1 { half(blk.add(2)) } else { 0.0 };
@@ -680,6 +669,33 @@ mod avx2 {
     const Q4_1: u8 = 1;
     const Q8_0: u8 = 2;
 
+    /// Bytes in a block of the weight type `TY`.
+    const fn block_bytes<const TY: u8>() -> usize {
+        match TY {
+            Q4_0 => 18,
+            Q4_1 => 20,
+            _ => 34,
+        }
+    }
+
+    /// The block of `TY` at `blk` as 32 unsigned bytes: Q4_0's and Q4_1's
+    /// nibbles as they are, Q8_0's bytes + 128.
+    #[inline(always)]
+    unsafe fn unsigned_weights<const TY: u8>(blk: *const u8) -> __m256i {
+        // SAFETY: the caller points at a whole block of `TY` and enables
+        // AVX2.
+        unsafe {
+            match TY {
+                Q4_0 => nibbles(blk.add(2)),
+                Q4_1 => nibbles(blk.add(4)),
+                _ => _mm256_xor_si256(
+                    _mm256_loadu_si256(blk.add(2) as *const __m256i),
+                    _mm256_set1_epi8(-128),
+                ),
+            }
+        }
+    }
+
     /// [`dot_many_body`] with AVX-512 VNNI, the weight type a constant.
     ///
     /// The weights are read as unsigned bytes (Q4_0's nibbles without the
@@ -691,11 +707,7 @@ mod avx2 {
     /// product as the scalar one), and Q4_1's offset sum is only done for it.
     #[inline(always)]
     unsafe fn vnni_body<const TY: u8, const N: usize>(raw: &[u8], xs: &[Q8Row], out: &mut [f32]) {
-        let size = match TY {
-            Q4_0 => 18,
-            Q4_1 => 20,
-            _ => 34,
-        };
+        let size = block_bytes::<TY>();
         let blocks = raw.len() / size;
         let xs: &[Q8Row; N] = xs.try_into().expect("N rows");
         assert!(out.len() >= N);
@@ -710,14 +722,7 @@ mod avx2 {
             for b in 0..blocks {
                 // SAFETY: block `b` lies within `raw` and every row (asserted).
                 let blk = raw.as_ptr().add(b * size);
-                let wu = match TY {
-                    Q4_0 => nibbles(blk.add(2)),
-                    Q4_1 => nibbles(blk.add(4)),
-                    _ => _mm256_xor_si256(
-                        _mm256_loadu_si256(blk.add(2) as *const __m256i),
-                        _mm256_set1_epi8(-128),
-                    ),
-                };
+                let wu = unsigned_weights::<TY>(blk);
                 let dw = _mm256_set1_ps(half(blk));
                 let m = if TY == Q4_1 { half(blk.add(2)) } else { 0.0 };
                 for (t, x) in xs.iter().enumerate() {
