@@ -68,7 +68,13 @@ pub struct InferenceStats {
 pub struct EngineBackend {
     engine: Arc<Engine>,
     batch: BatchConfig,
+    /// Graphs loaded from registry objects, by object id, while anything
+    /// (a graph resource, an execution context) holds them.
     graphs: Mutex<HashMap<String, Weak<Graph>>>,
+    /// Per object id being loaded, a lock its other loaders wait on, so
+    /// that concurrent first loads make one graph (one copy of the model,
+    /// one batch queue), not one each.
+    loading: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     stats: Arc<InferenceStats>,
 }
 
@@ -79,6 +85,7 @@ impl EngineBackend {
             engine: Arc::new(Engine::default()),
             batch,
             graphs: Mutex::default(),
+            loading: Mutex::default(),
             stats: Arc::default(),
         }
     }
@@ -163,26 +170,30 @@ impl NnBackend for EngineBackend {
         bytes: crate::nn::BytesLoader,
     ) -> NnFuture<'a, Arc<dyn NnGraph>> {
         Box::pin(async move {
-            let cached = self.lock().get(id).and_then(Weak::upgrade);
-            if let Some(g) = cached {
+            if let Some(g) = self.cached(id) {
                 return Ok(g as Arc<dyn NnGraph>);
             }
-            let bytes = tokio::task::spawn_blocking(bytes)
-                .await
-                .map_err(|e| NnError::new(NnErrorCode::RuntimeError, e.to_string()))??;
-            let graph = self
-                .load_bytes(bytes, encoding, self.batch.registry_target)
-                .await?;
-            let mut graphs = self.lock();
-            graphs.retain(|_, g| g.strong_count() > 0);
-            let graph = match graphs.get(id).and_then(Weak::upgrade) {
-                Some(g) => g,
-                None => {
-                    graphs.insert(id.to_string(), Arc::downgrade(&graph));
-                    graph
+            let gate = self
+                .loading
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry(id.to_string())
+                .or_default()
+                .clone();
+            let loaded = {
+                let _turn = gate.lock().await;
+                // A loader before us may have finished meanwhile.
+                match self.cached(id) {
+                    Some(g) => Ok(g),
+                    None => self.load_object_now(id, encoding, bytes).await,
                 }
             };
-            Ok(graph as Arc<dyn NnGraph>)
+            let mut loading = self.loading.lock().unwrap_or_else(|e| e.into_inner());
+            // The map's entry and ours: no other loader is waiting.
+            if Arc::strong_count(&gate) == 2 {
+                loading.remove(id);
+            }
+            Ok(loaded? as Arc<dyn NnGraph>)
         })
     }
 }
@@ -190,6 +201,28 @@ impl NnBackend for EngineBackend {
 impl EngineBackend {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Weak<Graph>>> {
         self.graphs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn cached(&self, id: &str) -> Option<Arc<Graph>> {
+        self.lock().get(id).and_then(Weak::upgrade)
+    }
+
+    async fn load_object_now(
+        &self,
+        id: &str,
+        encoding: GraphEncoding,
+        bytes: crate::nn::BytesLoader,
+    ) -> Result<Arc<Graph>, NnError> {
+        let bytes = tokio::task::spawn_blocking(bytes)
+            .await
+            .map_err(|e| NnError::new(NnErrorCode::RuntimeError, e.to_string()))??;
+        let graph = self
+            .load_bytes(bytes, encoding, self.batch.registry_target)
+            .await?;
+        let mut graphs = self.lock();
+        graphs.retain(|_, g| g.strong_count() > 0);
+        graphs.insert(id.to_string(), Arc::downgrade(&graph));
+        Ok(graph)
     }
 }
 
@@ -247,6 +280,8 @@ struct Graph {
     model: Arc<dyn Model>,
     queue: Option<Queue>,
     stats: Arc<InferenceStats>,
+    /// Itself, for the contexts it makes to hold.
+    me: Weak<Graph>,
 }
 
 impl Graph {
@@ -257,10 +292,11 @@ impl Graph {
             tokio::spawn(crate::batcher::run(model.clone(), rx, batch, stats.clone()));
             tx
         });
-        Arc::new(Self {
+        Arc::new_cyclic(|me| Self {
             model,
             queue,
             stats,
+            me: me.clone(),
         })
     }
 }
@@ -271,6 +307,7 @@ impl NnGraph for Graph {
             session: Arc::new(Mutex::new(self.model.session())),
             queue: self.queue.clone(),
             stats: self.stats.clone(),
+            _graph: self.me.upgrade(),
         }))
     }
 }
@@ -280,6 +317,10 @@ struct Context {
     session: crate::batcher::Shared,
     queue: Option<Queue>,
     stats: Arc<InferenceStats>,
+    /// The graph stays loaded (and found by the next `load-by-name`, so
+    /// that its calls batch with this context's) while a context lives,
+    /// also after the guest drops its graph resource.
+    _graph: Option<Arc<Graph>>,
 }
 
 impl Context {
