@@ -60,20 +60,17 @@ pub async fn upload(
         None if bytes.starts_with(b"GGUF") => Encoding::Ggml,
         None => Encoding::Onnx,
     };
+    let local = state.cluster.begin(crate::cluster::Kind::Model, &name);
     let (rec, added) = store_model(&state, name.clone(), encoding, bytes, Expect::Any)
         .await?
         .ok_or_else(|| ApiError::internal("an unconditional upload was refused"))?;
     // Other nodes of a cluster get it too.
     let latest = rec.latest();
-    state.cluster.publish(
-        crate::cluster::Kind::Model,
-        &name,
-        crate::cluster::Change::Model {
-            object: latest.object.clone(),
-            size: latest.size,
-            encoding: latest.encoding.clone(),
-        },
-    );
+    local.publish(crate::cluster::Change::Model {
+        object: latest.object.clone(),
+        size: latest.size,
+        encoding: latest.encoding.clone(),
+    });
     let status = if added {
         StatusCode::CREATED
     } else {
@@ -100,7 +97,7 @@ pub(crate) async fn store_model(
             .map_err(|e| ApiError::internal(e.to_string()))?
             .map_err(|e| {
                 ApiError::bad_request("invalid_model", e.0).hint(match encoding {
-                    Encoding::Ggml => "upload a complete GGUF file with F32, F16, BF16, Q4_0, Q4_1 or Q8_0 tensors",
+                    Encoding::Ggml => "upload a complete GGUF file with F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 or Q2_K…Q6_K tensors",
                     Encoding::Onnx => "upload a complete .onnx file with its weights inline (re-save external-data models with weights embedded)",
                 })
             })?
@@ -171,13 +168,10 @@ pub async fn delete(
 ) -> Result<StatusCode, ApiError> {
     let store = state.store.clone();
     let n = name.clone();
+    let local = state.cluster.begin(crate::cluster::Kind::Model, &name);
     let existed = crate::blocking(move || store.delete_model(&n)).await?;
     if existed {
-        state.cluster.publish(
-            crate::cluster::Kind::Model,
-            &name,
-            crate::cluster::Change::Deleted,
-        );
+        local.publish(crate::cluster::Change::Deleted);
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(no_model(&name))

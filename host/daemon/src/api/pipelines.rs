@@ -96,15 +96,12 @@ pub async fn apply(
         )
         .hint("make the URL and the spec's `name` agree"));
     }
+    let local = state.cluster.begin(crate::cluster::Kind::Pipeline, &name);
     let (handle, created) = state.pipelines.apply(spec).await?;
     // Other nodes of a cluster get it too.
-    state.cluster.publish(
-        crate::cluster::Kind::Pipeline,
-        &name,
-        crate::cluster::Change::Pipeline {
-            spec: serde_json::to_string(&handle.spec).expect("a spec serializes"),
-        },
-    );
+    local.publish(crate::cluster::Change::Pipeline {
+        spec: serde_json::to_string(&handle.spec).expect("a spec serializes"),
+    });
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -142,12 +139,9 @@ pub async fn delete(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
+    let local = state.cluster.begin(crate::cluster::Kind::Pipeline, &name);
     if state.pipelines.delete(&name).await? {
-        state.cluster.publish(
-            crate::cluster::Kind::Pipeline,
-            &name,
-            crate::cluster::Change::Deleted,
-        );
+        local.publish(crate::cluster::Change::Deleted);
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(no_pipeline(&state, &name))

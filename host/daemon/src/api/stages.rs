@@ -88,20 +88,17 @@ async fn deploy_inner(
                 .hint("send the component bytes: `curl -T stage.wasm .../v1/stages/NAME`"),
         );
     }
+    let local = state.cluster.begin(crate::cluster::Kind::Stage, &name);
     let (version, created) = deploy_stage(state, name.clone(), meta, bytes, Expect::Any)
         .await?
         .ok_or_else(|| ApiError::internal("an unconditional deploy was refused"))?;
     // Other nodes of a cluster get it too (also when unchanged here: the
     // cluster may hold another version as the latest).
-    state.cluster.publish(
-        crate::cluster::Kind::Stage,
-        &name,
-        crate::cluster::Change::Stage {
-            object: version.digest.clone(),
-            size: version.size,
-            meta: version.meta.clone(),
-        },
-    );
+    local.publish(crate::cluster::Change::Stage {
+        object: version.digest.clone(),
+        size: version.size,
+        meta: version.meta.clone(),
+    });
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -175,15 +172,12 @@ pub async fn delete(
 ) -> Result<StatusCode, ApiError> {
     let store = state.store.clone();
     let lookup = name.clone();
+    let local = state.cluster.begin(crate::cluster::Kind::Stage, &name);
     let removed = crate::blocking(move || store.delete_stage(&lookup)).await?;
     match removed {
         Some(_) => {
             state.stages.remove(&name);
-            state.cluster.publish(
-                crate::cluster::Kind::Stage,
-                &name,
-                crate::cluster::Change::Deleted,
-            );
+            local.publish(crate::cluster::Change::Deleted);
             Ok(StatusCode::NO_CONTENT)
         }
         None => Err(ApiError::no_stage(&name)),

@@ -35,7 +35,7 @@ pub(crate) use work::{Work, WorkEntry, actor_key, job_key};
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -193,10 +193,9 @@ struct Live {
     connected: tokio::sync::watch::Sender<u64>,
     /// Registry events waiting to be published, in order.
     outbox: Mutex<Option<mpsc::UnboundedSender<registry::Event>>>,
-    /// Per registry key, the seq of this process's latest event not yet
-    /// seen back from the bucket (see [`registry`]).
-    pending: Mutex<HashMap<String, u64>>,
-    seq: AtomicU64,
+    /// This process's registry changes not yet seen back from the bucket
+    /// (see [`registry`]).
+    pending: registry::Pending,
     /// Pipelines with `nodes`: the scheduler decides where they run.
     scheduled: schedule::Scheduled,
     /// Stops every task.
@@ -470,8 +469,7 @@ impl Cluster {
             nodes: Mutex::new(HashMap::new()),
             connected,
             outbox: Mutex::new(Some(tx)),
-            pending: Mutex::new(HashMap::new()),
-            seq: AtomicU64::new(1),
+            pending: registry::Pending::default(),
             scheduled: Default::default(),
             stop: CancellationToken::new(),
             heartbeat_stop: CancellationToken::new(),
@@ -588,20 +586,11 @@ impl Cluster {
         }
     }
 
-    /// Queues a registry change made on this node for the other nodes.
-    pub(crate) fn publish(&self, kind: Kind, name: &str, change: registry::Change) {
-        if let Some(live) = self.live.get() {
-            if kind == Kind::Pipeline {
-                let spec = match &change {
-                    registry::Change::Pipeline { spec } => {
-                        crate::pipeline::PipelineSpec::from_json(spec.as_bytes()).ok()
-                    }
-                    _ => None,
-                };
-                schedule::track(live, name, spec);
-            }
-            registry::enqueue(live, kind, name, change);
-        }
+    /// Starts a registry change on this node, before it is written: until
+    /// it is published (and comes back from the bucket), other nodes'
+    /// changes to the name wait. Dropped unpublished, nothing is sent.
+    pub(crate) fn begin(&self, kind: Kind, name: &str) -> registry::Local {
+        registry::Local::begin(self.live.get().cloned(), kind, name)
     }
 
     /// `GET /v1/cluster`: this node and every peer it has heard from.

@@ -17,10 +17,12 @@
 //! Conflicts resolve to the bucket's order (last writer wins, on every
 //! node): a node applies its own events again when they come back, except
 //! while a newer change of its own to the same name is still on its way
-//! (`pending`), so its own quick successive uploads never flap. An import
-//! writes only if the name's latest version is still the one it saw when
-//! the event arrived ([`Expect`]), so an upload made here while the import
-//! fetched and compiled is not replaced by the older change.
+//! ([`Pending`]), so its own quick successive uploads never flap. A local
+//! change is marked pending before it is written ([`Local`]), and events
+//! for the name wait until it comes back (or fails). An import writes only
+//! if the name's latest version is still the one it saw when the event
+//! arrived ([`Expect`]), so an upload made here while the import fetched
+//! and compiled is not replaced by the older change.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
@@ -124,9 +126,128 @@ fn key(kind: Kind, name: &str) -> String {
     format!("{}.{name}", kind.as_str())
 }
 
+/// This process's registry changes still on their way: per key, the seq
+/// of the latest one not yet seen back from the bucket. A change is marked
+/// before it is written locally, so that an import cannot read the store
+/// just before the write and replace it just after.
+#[derive(Debug)]
+pub(super) struct Pending {
+    latest: std::sync::Mutex<HashMap<String, u64>>,
+    seq: std::sync::atomic::AtomicU64,
+}
+
+impl Default for Pending {
+    fn default() -> Self {
+        Self {
+            latest: Default::default(),
+            seq: std::sync::atomic::AtomicU64::new(1),
+        }
+    }
+}
+
+impl Pending {
+    fn latest(&self) -> std::sync::MutexGuard<'_, HashMap<String, u64>> {
+        self.latest.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Marks a change to `key` as on its way; returns its seq.
+    fn reserve(&self, key: &str) -> u64 {
+        let seq = self.seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.latest().insert(key.to_string(), seq);
+        seq
+    }
+
+    /// Change `seq` to `key` will not come back (it failed, or was never
+    /// published): unmarks it, unless a newer change took its place.
+    fn release(&self, key: &str, seq: u64) {
+        let mut latest = self.latest();
+        if latest.get(key) == Some(&seq) {
+            latest.remove(key);
+        }
+    }
+
+    fn contains(&self, key: &str) -> bool {
+        self.latest().contains_key(key)
+    }
+
+    /// Whether an event for `key` (`mine`: published by this process, as
+    /// its change `seq`) may be imported: not while a newer change of this
+    /// process to the same name is on its way. This process's latest change
+    /// coming back unmarks the key.
+    fn admits(&self, key: &str, mine: bool, seq: u64) -> bool {
+        let mut latest = self.latest();
+        match latest.get(key) {
+            None => true,
+            Some(&newest) if mine && seq >= newest => {
+                latest.remove(key);
+                true
+            }
+            Some(_) => false,
+        }
+    }
+}
+
+/// A change to one registry name made on this node, from before it is
+/// written until it is queued for the other nodes: meanwhile (and until its
+/// event comes back from the bucket) imports of that name wait. Dropped
+/// without [`Local::publish`] (the change failed), the name is free again.
+#[derive(Debug)]
+pub(crate) struct Local {
+    live: Option<Arc<Live>>,
+    kind: Kind,
+    name: String,
+    seq: u64,
+    queued: bool,
+}
+
+impl Local {
+    pub(super) fn begin(live: Option<Arc<Live>>, kind: Kind, name: &str) -> Self {
+        let seq = live
+            .as_ref()
+            .map_or(0, |l| l.pending.reserve(&key(kind, name)));
+        Self {
+            live,
+            kind,
+            name: name.to_string(),
+            seq,
+            queued: false,
+        }
+    }
+
+    /// Queues the change for the other nodes (in order, retried until NATS
+    /// takes it).
+    pub(crate) fn publish(mut self, change: Change) {
+        self.queued = true;
+        let Some(live) = self.live.as_deref() else {
+            return;
+        };
+        if self.kind == Kind::Pipeline {
+            let spec = match &change {
+                Change::Pipeline { spec } => PipelineSpec::from_json(spec.as_bytes()).ok(),
+                _ => None,
+            };
+            super::schedule::track(live, &self.name, spec);
+        }
+        send(live, self.kind, &self.name, self.seq, change);
+    }
+}
+
+impl Drop for Local {
+    fn drop(&mut self) {
+        if let (false, Some(live)) = (self.queued, &self.live) {
+            live.pending.release(&key(self.kind, &self.name), self.seq);
+        }
+    }
+}
+
 /// Queues `change` for publication (in order, retried until NATS takes it).
-pub(super) fn enqueue(live: &Live, kind: Kind, name: &str, change: Change) {
-    let seq = live.seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+fn enqueue(live: &Live, kind: Kind, name: &str, change: Change) {
+    let seq = live.pending.reserve(&key(kind, name));
+    send(live, kind, name, seq, change);
+}
+
+/// Queues `change`, already marked pending as `seq`.
+fn send(live: &Live, kind: Kind, name: &str, seq: u64, change: Change) {
     let mut event = Event {
         kind,
         name: name.to_string(),
@@ -159,40 +280,20 @@ pub(super) fn enqueue(live: &Live, kind: Kind, name: &str, change: Change) {
         Change::Pipeline { spec } => event.spec = Some(spec),
         Change::Deleted => event.deleted = true,
     }
-    let key = event.key();
     let outbox = live.outbox.lock().unwrap_or_else(|p| p.into_inner());
-    let Some(tx) = outbox.as_ref() else {
+    let sent = outbox.as_ref().is_some_and(|tx| tx.send(event).is_ok());
+    if !sent {
+        let key = key(kind, name);
         tracing::warn!(%key, "cluster: leaving, change not replicated");
-        return;
-    };
-    live.pending
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(key, seq);
-    let _ = tx.send(event);
+        live.pending.release(&key, seq);
+    }
 }
 
 /// Whether to import `event`: not while a newer change of this process to
-/// the same name is still on its way.
+/// the same name is on its way.
 fn should_apply(live: &Live, event: &Event) -> bool {
-    let key = event.key();
-    let mut pending = live.pending.lock().unwrap_or_else(|p| p.into_inner());
-    match pending.get(&key) {
-        None => true,
-        Some(&latest) if event.origin == live.instance && event.seq >= latest => {
-            pending.remove(&key);
-            true
-        }
-        Some(_) => false,
-    }
-}
-
-fn clear_pending(live: &Live, event: &Event) {
-    let key = event.key();
-    let mut pending = live.pending.lock().unwrap_or_else(|p| p.into_inner());
-    if pending.get(&key) == Some(&event.seq) {
-        pending.remove(&key);
-    }
+    live.pending
+        .admits(&event.key(), event.origin == live.instance, event.seq)
 }
 
 /// Publishes queued events in order; each is retried (with back-off) until
@@ -215,7 +316,7 @@ pub(super) async fn publisher(
                 }
                 Err(Permanent(e)) => {
                     tracing::error!(key = %event.key(), "cluster: change not replicated: {e:#}");
-                    clear_pending(&live, &event);
+                    live.pending.release(&event.key(), event.seq);
                     break;
                 }
                 Err(Transient(e)) => {
@@ -321,6 +422,8 @@ pub(super) async fn watch(live: Arc<Live>, state: Weak<AppState>) {
                             }
                         };
                         if !should_apply(&live, &event) {
+                            // Still waiting for a local change (see `handle`).
+                            failed.insert(key, event);
                             continue;
                         }
                         if let Err(e) = import(&live, &st, &event, seen).await {
@@ -381,6 +484,11 @@ async fn handle(
         }
     };
     if !should_apply(live, &event) {
+        // A local change to the name is on its way and comes later in the
+        // bucket, so it wins; should it fail instead, this event applies
+        // after all (retried with the failed imports; the local change's
+        // own event, arriving, replaces it).
+        failed.insert(entry.key, event);
         return;
     }
     if let Err(e) = import(live, state, &event, seen).await {
@@ -633,12 +741,7 @@ async fn reconcile(live: &Live, state: &Weak<AppState>) -> anyhow::Result<()> {
     let b = live.buckets().await?;
     for (kind, name, change) in local {
         let k = key(kind, &name);
-        if live
-            .pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains_key(&k)
-        {
+        if live.pending.contains(&k) {
             continue;
         }
         if b.registry.entry(k.clone()).await?.is_none() {
@@ -652,6 +755,33 @@ async fn reconcile(live: &Live, state: &Weak<AppState>) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_local_change_holds_imports_of_its_name_until_it_comes_back() {
+        let p = Pending::default();
+        let seq = p.reserve("stage.a");
+        // Another node's event, and an older one of this process: they wait.
+        assert!(!p.admits("stage.a", false, 99));
+        assert!(!p.admits("stage.a", true, seq - 1));
+        // Other names do not.
+        assert!(p.admits("stage.b", false, 1));
+        // The change itself coming back frees the name.
+        assert!(p.admits("stage.a", true, seq));
+        assert!(p.admits("stage.a", false, 100));
+    }
+
+    #[test]
+    fn a_failed_local_change_frees_its_name_unless_a_newer_one_holds_it() {
+        let p = Pending::default();
+        let first = p.reserve("model.m");
+        let second = p.reserve("model.m");
+        p.release("model.m", first);
+        assert!(p.contains("model.m"), "the newer change still holds it");
+        assert!(!p.admits("model.m", false, 7));
+        p.release("model.m", second);
+        assert!(!p.contains("model.m"));
+        assert!(p.admits("model.m", false, 7));
+    }
 
     #[test]
     fn events_round_trip_compactly() {
