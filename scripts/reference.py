@@ -412,9 +412,12 @@ def main() -> None:
         return
 
     py = dest / "venv" / "bin" / "python"
-    needed = [py, dest / "smollm2-135m-instruct.gguf", dest / "smollm2-tokenizer.json",
-              dest / "smollm2-135m-kquants.gguf",
-              dest / "minilm" / "model.onnx", dest / "minilm" / "tokenizer.json"]
+    needed = [py]
+    if "smollm2" in only:
+        needed += [dest / "smollm2-135m-instruct.gguf", dest / "smollm2-tokenizer.json",
+                   dest / "smollm2-135m-kquants.gguf"]
+    if "minilm" in only:
+        needed += [dest / "minilm" / "model.onnx", dest / "minilm" / "tokenizer.json"]
     missing = [str(p) for p in needed if not p.exists()]
     if missing:
         raise SystemExit(f"missing {', '.join(missing)}: run `python3 scripts/models.py` first")

@@ -392,12 +392,17 @@ pub fn dot_row_portable(ty: GgmlType, raw: &[u8], x: &Q8Row, xf: &[f32]) -> f32 
                 acc += f32::from_le_bytes(c.try_into().expect("4")) * v;
             }
         }
-        // Weights load as one of the formats above (`transcode`); any
-        // other format is read through f32.
+        // F16 and BF16, and formats weights are transcoded from at load
+        // (`transcode`): through f32, a block at a time.
         _ => {
-            let mut w = vec![0f32; xf.len()];
-            dequantize(ty, raw, &mut w);
-            acc = w.iter().zip(xf).map(|(w, x)| w * x).sum();
+            let (n, size) = (ty.block().0 as usize, ty.block().1 as usize);
+            let mut w = [0f32; 256];
+            for (blk, xs) in raw.chunks_exact(size).zip(xf.chunks_exact(n)) {
+                dequantize(ty, blk, &mut w[..n]);
+                for (w, x) in w[..n].iter().zip(xs) {
+                    acc += w * x;
+                }
+            }
         }
     }
     acc

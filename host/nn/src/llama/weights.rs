@@ -84,7 +84,12 @@ impl QMatrix {
         // Formats the dot kernels do not read become ones they do (Q4_K →
         // Q4_1, the others → Q8_0; see `quant::transcode`).
         let (ty, data) = if quant::transcode::transcoded(ty) {
-            quant::transcode::transcode(ty, raw)
+            quant::transcode::transcode(ty, raw).map_err(|e| {
+                NnError::new(
+                    NnErrorKind::InvalidEncoding,
+                    format!("tensor `{name}`: {e}"),
+                )
+            })?
         } else {
             (ty, raw.to_vec())
         };
