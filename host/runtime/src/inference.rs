@@ -188,10 +188,15 @@ impl NnBackend for EngineBackend {
                     None => self.load_object_now(id, encoding, bytes).await,
                 }
             };
-            let mut loading = self.loading.lock().unwrap_or_else(|e| e.into_inner());
-            // The map's entry and ours: no other loader is waiting.
-            if Arc::strong_count(&gate) == 2 {
-                loading.remove(id);
+            {
+                let mut loading = self.loading.lock().unwrap_or_else(|e| e.into_inner());
+                // The map's entry and ours: no other loader is waiting.
+                if Arc::strong_count(&gate) == 2 {
+                    loading.remove(id);
+                }
+                // Let go while the map is locked, so that a loader finishing
+                // next counts without us.
+                drop(gate);
             }
             Ok(loaded? as Arc<dyn NnGraph>)
         })
@@ -409,5 +414,74 @@ pub fn model_summary(info: &weft_nn::ModelInfo) -> serde_json::Value {
             "inputs": o.inputs,
             "outputs": o.outputs,
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use super::*;
+
+    /// A loader of the linear fixture that counts its calls.
+    fn counting(count: &Arc<AtomicUsize>) -> crate::nn::BytesLoader {
+        let count = count.clone();
+        Box::new(move || {
+            count.fetch_add(1, Ordering::SeqCst);
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            Ok(weft_nn::fixtures::onnx_linear())
+        })
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_first_loads_make_one_graph() {
+        let backend = Arc::new(EngineBackend::new(BatchConfig::default()));
+        let count = Arc::new(AtomicUsize::new(0));
+        let loads: Vec<_> = (0..6)
+            .map(|_| {
+                let (backend, loader) = (backend.clone(), counting(&count));
+                tokio::spawn(async move {
+                    backend
+                        .load_object("obj", GraphEncoding::Onnx, loader)
+                        .await
+                        .map_err(|e| e.message)
+                })
+            })
+            .collect();
+        let mut graphs = Vec::new();
+        for load in loads {
+            graphs.push(load.await.unwrap().unwrap());
+        }
+        assert_eq!(
+            count.load(Ordering::SeqCst),
+            1,
+            "the bytes were loaded once"
+        );
+        assert!(graphs.windows(2).all(|g| Arc::ptr_eq(&g[0], &g[1])));
+        assert!(backend.loading.lock().unwrap().is_empty(), "no gate left");
+    }
+
+    #[tokio::test]
+    async fn a_context_keeps_its_graph_for_the_next_load() {
+        let backend = EngineBackend::new(BatchConfig::default());
+        let count = Arc::new(AtomicUsize::new(0));
+        let graph = backend
+            .load_object("obj", GraphEncoding::Onnx, counting(&count))
+            .await
+            .unwrap();
+        let context = graph.init_execution_context().unwrap();
+        drop(graph);
+        let again = backend
+            .load_object("obj", GraphEncoding::Onnx, counting(&count))
+            .await
+            .unwrap();
+        assert_eq!(count.load(Ordering::SeqCst), 1, "found, not loaded again");
+        drop((context, again));
+        // With nothing holding it, the graph goes: the next load loads.
+        backend
+            .load_object("obj", GraphEncoding::Onnx, counting(&count))
+            .await
+            .unwrap();
+        assert_eq!(count.load(Ordering::SeqCst), 2);
     }
 }
