@@ -126,64 +126,77 @@ fn key(kind: Kind, name: &str) -> String {
     format!("{}.{name}", kind.as_str())
 }
 
-/// This process's registry changes still on their way: per key, the seq
-/// of the latest one not yet seen back from the bucket. A change is marked
-/// before it is written locally, so that an import cannot read the store
-/// just before the write and replace it just after.
+/// This process's registry changes still on their way: per key, the seqs
+/// of those not yet seen back from the bucket (nor failed). A change is
+/// marked before it is written locally, so that an import cannot read the
+/// store just before the write and replace it just after.
 #[derive(Debug)]
 pub(super) struct Pending {
-    latest: std::sync::Mutex<HashMap<String, u64>>,
+    outstanding: std::sync::Mutex<HashMap<String, std::collections::BTreeSet<u64>>>,
     seq: std::sync::atomic::AtomicU64,
 }
 
 impl Default for Pending {
     fn default() -> Self {
         Self {
-            latest: Default::default(),
+            outstanding: Default::default(),
             seq: std::sync::atomic::AtomicU64::new(1),
         }
     }
 }
 
 impl Pending {
-    fn latest(&self) -> std::sync::MutexGuard<'_, HashMap<String, u64>> {
-        self.latest.lock().unwrap_or_else(|p| p.into_inner())
+    fn outstanding(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<String, std::collections::BTreeSet<u64>>> {
+        self.outstanding.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Marks a change to `key` as on its way; returns its seq.
     fn reserve(&self, key: &str) -> u64 {
         let seq = self.seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.latest().insert(key.to_string(), seq);
+        self.outstanding()
+            .entry(key.to_string())
+            .or_default()
+            .insert(seq);
         seq
     }
 
     /// Change `seq` to `key` will not come back (it failed, or was never
-    /// published): unmarks it, unless a newer change took its place.
+    /// published): unmarks it.
     fn release(&self, key: &str, seq: u64) {
-        let mut latest = self.latest();
-        if latest.get(key) == Some(&seq) {
-            latest.remove(key);
+        let mut outstanding = self.outstanding();
+        if let Some(seqs) = outstanding.get_mut(key) {
+            seqs.remove(&seq);
+            if seqs.is_empty() {
+                outstanding.remove(key);
+            }
         }
     }
 
     fn contains(&self, key: &str) -> bool {
-        self.latest().contains_key(key)
+        self.outstanding().contains_key(key)
     }
 
     /// Whether an event for `key` (`mine`: published by this process, as
-    /// its change `seq`) may be imported: not while a newer change of this
-    /// process to the same name is on its way. This process's latest change
-    /// coming back unmarks the key.
+    /// its change `seq`) may be imported: another node's only while none
+    /// of this process's changes to the name is on its way, one of this
+    /// process's own (which then is no longer on its way) only while none
+    /// newer is.
     fn admits(&self, key: &str, mine: bool, seq: u64) -> bool {
-        let mut latest = self.latest();
-        match latest.get(key) {
-            None => true,
-            Some(&newest) if mine && seq >= newest => {
-                latest.remove(key);
-                true
-            }
-            Some(_) => false,
+        let mut outstanding = self.outstanding();
+        let Some(seqs) = outstanding.get_mut(key) else {
+            return true;
+        };
+        if !mine {
+            return false;
         }
+        seqs.remove(&seq);
+        let newer = seqs.range(seq + 1..).next().is_some();
+        if seqs.is_empty() {
+            outstanding.remove(key);
+        }
+        !newer
     }
 }
 
@@ -771,16 +784,36 @@ mod tests {
     }
 
     #[test]
-    fn a_failed_local_change_frees_its_name_unless_a_newer_one_holds_it() {
+    fn a_failed_local_change_frees_its_name_unless_another_holds_it() {
         let p = Pending::default();
         let first = p.reserve("model.m");
         let second = p.reserve("model.m");
-        p.release("model.m", first);
-        assert!(p.contains("model.m"), "the newer change still holds it");
-        assert!(!p.admits("model.m", false, 7));
+        // Either one failing leaves the other holding the name.
         p.release("model.m", second);
+        assert!(
+            p.contains("model.m"),
+            "the first change is still on its way"
+        );
+        assert!(!p.admits("model.m", false, 7));
+        p.release("model.m", first);
         assert!(!p.contains("model.m"));
         assert!(p.admits("model.m", false, 7));
+    }
+
+    #[test]
+    fn own_events_apply_in_the_order_the_bucket_has_them() {
+        let p = Pending::default();
+        let (a, b) = (p.reserve("stage.s"), p.reserve("stage.s"));
+        // a comes back first: b, newer, is still on its way.
+        assert!(!p.admits("stage.s", true, a));
+        assert!(p.admits("stage.s", true, b));
+        assert!(!p.contains("stage.s"));
+        // Published the other way round, the bucket ends with a: both apply.
+        let (a, b) = (p.reserve("stage.t"), p.reserve("stage.t"));
+        assert!(p.admits("stage.t", true, b));
+        assert!(!p.admits("stage.t", false, 1), "a is still on its way");
+        assert!(p.admits("stage.t", true, a));
+        assert!(p.admits("stage.t", false, 1));
     }
 
     #[test]
