@@ -2,7 +2,9 @@
 # weft-nn against the CPU engines people would otherwise use, in one run on
 # the same machine, same models, same token ids:
 #   MiniLM-L6 (ONNX) sentences/s at batch 1 and 32 vs onnxruntime, 2 and 1 threads
-#   SmolLM2-135M (GGUF Q4_1) prompt latency and decode tok/s vs llama.cpp (2 threads)
+#   SmolLM2-135M (GGUF Q4_1) prompt latency and decode tok/s vs llama.cpp (2 threads),
+#   and decode tok/s of the same weights in K-quant formats (Q4_K/Q5_K/Q6_K/Q5_0/Q5_1,
+#   which weft transcodes at load; llama.cpp reads them natively)
 #   a 1024x1024 f32 matmul vs a plain triple loop and numpy's BLAS
 # Prints a markdown table of weft/baseline ratios (>1: weft is faster).
 # Usage: bash benches/nn.sh   (fetches models with `cargo xtask models` if
@@ -16,7 +18,8 @@ TOKENS=${TOKENS:-64}
 ROWS=${ROWS:-256}
 MATN=${MATN:-1024}
 
-if [ ! -f $M/minilm/model.onnx ] || [ ! -f $M/smollm2-135m-instruct.gguf ] || [ ! -x $PY ]; then
+if [ ! -f $M/minilm/model.onnx ] || [ ! -f $M/smollm2-135m-instruct.gguf ] \
+   || [ ! -f $M/smollm2-135m-kquants.gguf ] || [ ! -x $PY ]; then
   cargo xtask models
 fi
 mkdir -p $OUT
@@ -37,6 +40,8 @@ run $PY benches/nn_baseline.py ort $M/minilm/model.onnx $OUT/minilm_ids.json 1 1
 echo "SmolLM2" >&2
 run $BENCH llama $M/smollm2-135m-instruct.gguf $OUT/prompt.json "$TOKENS"
 run $PY benches/nn_baseline.py llama $M/smollm2-135m-instruct.gguf $OUT/prompt.json "$TOKENS"
+run $BENCH llama $M/smollm2-135m-kquants.gguf $OUT/prompt.json "$TOKENS"
+run $PY benches/nn_baseline.py llama $M/smollm2-135m-kquants.gguf $OUT/prompt.json "$TOKENS"
 echo "matmul" >&2
 run $BENCH matmul "$MATN"
 run $PY benches/nn_baseline.py numpy "$MATN"
@@ -45,7 +50,8 @@ run $PY benches/nn_baseline.py numpy "$MATN"
 $PY - $OUT/results.jsonl <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
-weft_llama, cpp_llama = [r for r in rows if r["bench"] == "llama"]
+# In file order: weft and llama.cpp on the Q4_1 file, then on the K-quant one.
+weft_llama, cpp_llama, weft_kq, cpp_kq = [r for r in rows if r["bench"] == "llama"]
 def minilm(threads, batch, ort):
     # weft's lines come first in the file, then onnxruntime's.
     ms = [r for r in rows if r["bench"] == "minilm" and r["threads"] == threads and r["batch"] == batch]
@@ -65,6 +71,8 @@ for threads in (2, 1):
         print(f"| MiniLM-L6 sentences/s, batch {batch}, {threads} thread{'s' if threads > 1 else ''} (vs onnxruntime) | {a:.1f} | {b:.1f} | {a / b:.2f} |")
 a, b = weft_llama["tokens_per_s"], cpp_llama["tokens_per_s"]
 print(f"| SmolLM2-135M Q4_1 decode tok/s, 2 threads (vs llama.cpp) | {a:.1f} | {b:.1f} | {a / b:.2f} |")
+a, b = weft_kq["tokens_per_s"], cpp_kq["tokens_per_s"]
+print(f"| SmolLM2-135M in K-quants (Q4_K/Q5_K/Q6_K/Q5_0/Q5_1) decode tok/s, 2 threads (vs llama.cpp) | {a:.1f} | {b:.1f} | {a / b:.2f} |")
 a, b = weft_llama["prompt_ms"], cpp_llama["prompt_ms"]
 print(f"| SmolLM2 first token, {weft_llama['prompt_tokens']}-token prompt, ms (vs llama.cpp; ratio = baseline / weft) | {a:.1f} | {b:.1f} | {b / a:.2f} |")
 a = w["weft_gflops"]
