@@ -221,17 +221,36 @@ fn metric(metrics: &str, name: &str) -> u64 {
         .unwrap()
 }
 
-/// Uploads SmolLM2 and its tokenizer, deploys the `generate` stage on them and
-/// returns the tokenizer's object id.
+/// Uploads SmolLM2, deploys the `generate` stage on it with the tokenizer
+/// the upload extracted from the GGUF, and returns the tokenizer's object
+/// id. The extracted tokenizer is the one gguf-py reads from the file
+/// (`scripts/models.py`'s smollm2-tokenizer.json), field for field.
 async fn deploy_generate(d: &TestDaemon) -> String {
-    put(
+    let model = put(
         d,
         "/v1/models/smollm2?encoding=ggml",
         "smollm2-135m-instruct.gguf",
     )
     .await;
-    let tokenizer = put(d, "/v1/objects", "smollm2-tokenizer.json").await;
-    let tokenizer = tokenizer["id"].as_str().unwrap().to_string();
+    let tokenizer = model["latest"]["summary"]["tokenizer"]["object"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no tokenizer object in {}", model["latest"]["summary"]))
+        .to_string();
+    let ours: Value = serde_json::from_slice(
+        &d.http
+            .get(d.url(&format!("/v1/objects/{tokenizer}")))
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let gguf_py: Value =
+        serde_json::from_slice(&std::fs::read(model_file("smollm2-tokenizer.json")).unwrap())
+            .unwrap();
+    assert_eq!(ours, gguf_py, "the tokenizer extracted at upload");
     d.deploy_query(
         "generate",
         "generate.wasm",

@@ -38,6 +38,31 @@ async fn models_are_checked_versioned_and_loadable_by_name() {
         "{v}"
     );
     assert_eq!(v["latest"]["summary"]["architecture"], "llama");
+    // The CLI uploads too (and prints the summary's tokenizer line).
+    {
+        use clap::Parser;
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), &llm).unwrap();
+        let cli = weft::cli::Cli::parse_from([
+            "weft",
+            "--server",
+            &d.url,
+            "model",
+            "upload",
+            "llm",
+            file.path().to_str().unwrap(),
+        ]);
+        weft::cli::run(cli).await.expect("upload via the CLI");
+    }
+    // A GGUF without a tokenizer the generate stage reads says so.
+    let tokenizer = &v["latest"]["summary"]["tokenizer"];
+    assert_eq!(tokenizer["object"], Value::Null, "{v}");
+    assert!(
+        tokenizer["why"]
+            .as_str()
+            .is_some_and(|w| w.contains("no `tokenizer.ggml.model`")),
+        "{v}"
+    );
 
     // Refusals name what is wrong.
     let iq = fixtures::gguf("llama", &[("blk.0.attn_q.weight", &[256], 23)]);

@@ -383,6 +383,76 @@ fn gone() -> NnError {
     NnError::new(NnErrorCode::RuntimeError, "the inference engine shut down")
 }
 
+/// The tokenizer a GGUF file carries (`tokenizer.ggml.*`), as the JSON the
+/// `generate` stage takes as its `tokenizer` object (the `tok` crate's
+/// `Bpe`; `scripts/models.py` writes the same for SmolLM2): for byte-level
+/// BPE tokenizers (`tokenizer.ggml.model` = `gpt2`), the ones it reads.
+/// An error says why there is none.
+pub fn gguf_tokenizer(g: &weft_nn::GgufInfo) -> Result<Vec<u8>, String> {
+    use serde_json::{Map, Value, json};
+    use weft_nn::GgufValue;
+    let model = g
+        .get("tokenizer.ggml.model")
+        .and_then(GgufValue::as_str)
+        .ok_or("the file has no tokenizer (no `tokenizer.ggml.model`)")?;
+    if model != "gpt2" {
+        return Err(format!(
+            "its tokenizer is `{model}`; the generate stage reads byte-level BPE (`gpt2`) tokenizers"
+        ));
+    }
+    let array = |key: &str| match g.get(key) {
+        Some(GgufValue::Array(items)) => Ok(items.as_slice()),
+        _ => Err(format!("the tokenizer has no `{key}` list")),
+    };
+    let strings = |key: &str| -> Result<Vec<&str>, String> {
+        array(key)?
+            .iter()
+            .map(|v| {
+                v.as_str()
+                    .ok_or_else(|| format!("`{key}` holds a non-string"))
+            })
+            .collect()
+    };
+    let mut out = Map::new();
+    out.insert("model".into(), json!("gpt2"));
+    out.insert("tokens".into(), json!(strings("tokenizer.ggml.tokens")?));
+    out.insert("merges".into(), json!(strings("tokenizer.ggml.merges")?));
+    if let Ok(types) = array("tokenizer.ggml.token_type") {
+        let types: Vec<i64> = types.iter().filter_map(GgufValue::as_int).collect();
+        out.insert("token_types".into(), json!(types));
+    }
+    for (key, field) in [
+        ("tokenizer.ggml.pre", "pre"),
+        ("tokenizer.chat_template", "chat_template"),
+    ] {
+        if let Some(v) = g.get(key).and_then(GgufValue::as_str) {
+            out.insert(field.into(), json!(v));
+        }
+    }
+    for (key, field) in [
+        ("bos_token_id", "bos_id"),
+        ("eos_token_id", "eos_id"),
+        ("unknown_token_id", "unknown_id"),
+        ("padding_token_id", "padding_id"),
+    ] {
+        if let Some(v) = g
+            .get(&format!("tokenizer.ggml.{key}"))
+            .and_then(GgufValue::as_int)
+        {
+            out.insert(field.into(), json!(v));
+        }
+    }
+    for field in ["add_bos_token", "add_eos_token"] {
+        if let Some(v) = g
+            .get(&format!("tokenizer.ggml.{field}"))
+            .and_then(GgufValue::as_int)
+        {
+            out.insert(field.into(), json!(v != 0));
+        }
+    }
+    Ok(serde_json::to_vec(&Value::Object(out)).expect("JSON"))
+}
+
 /// What a model holds, as the JSON summary kept with each registered
 /// version (and shown by `GET /v1/models/{name}`).
 pub fn model_summary(info: &weft_nn::ModelInfo) -> serde_json::Value {
@@ -459,6 +529,49 @@ mod tests {
         );
         assert!(graphs.windows(2).all(|g| Arc::ptr_eq(&g[0], &g[1])));
         assert!(backend.loading.lock().unwrap().is_empty(), "no gate left");
+    }
+
+    fn gguf(metadata: Vec<(&str, weft_nn::GgufValue)>) -> weft_nn::GgufInfo {
+        weft_nn::GgufInfo {
+            version: 3,
+            architecture: Some("llama".into()),
+            metadata_keys: metadata.iter().map(|(k, _)| k.to_string()).collect(),
+            metadata: metadata
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+            tensors: Vec::new(),
+            parameters: 0,
+            data_start: 0,
+        }
+    }
+
+    #[test]
+    fn gguf_tokenizers_are_extracted_or_refused_with_the_reason() {
+        use weft_nn::GgufValue::{Array, Int, Str};
+        let spm = gguf(vec![("tokenizer.ggml.model", Str("llama".into()))]);
+        let why = gguf_tokenizer(&spm).unwrap_err();
+        assert!(why.contains("`llama`") && why.contains("gpt2"), "{why}");
+        let no_merges = gguf(vec![("tokenizer.ggml.model", Str("gpt2".into()))]);
+        let why = gguf_tokenizer(&no_merges).unwrap_err();
+        assert!(why.contains("tokenizer.ggml.tokens"), "{why}");
+        let bpe = gguf(vec![
+            ("tokenizer.ggml.model", Str("gpt2".into())),
+            (
+                "tokenizer.ggml.tokens",
+                Array(vec![Str("a".into()), Str("b".into())]),
+            ),
+            ("tokenizer.ggml.merges", Array(vec![Str("a b".into())])),
+            ("tokenizer.ggml.eos_token_id", Int(1)),
+            ("tokenizer.ggml.add_bos_token", Int(0)),
+        ]);
+        let json: serde_json::Value =
+            serde_json::from_slice(&gguf_tokenizer(&bpe).unwrap()).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"model": "gpt2", "tokens": ["a", "b"], "merges": ["a b"],
+                               "eos_id": 1, "add_bos_token": false})
+        );
     }
 
     #[tokio::test]

@@ -44,7 +44,7 @@ pub use config::RuntimeConfig;
 pub use engine::{Compiled, Runtime};
 pub use error::{InvokeError, RuntimeError};
 pub use host::{HostState, MirrorFuture, StageEvent, StateMirror};
-pub use inference::{BatchConfig, EngineBackend, InferenceStats, model_summary};
+pub use inference::{BatchConfig, EngineBackend, InferenceStats, gguf_tokenizer, model_summary};
 pub use nn::{
     BytesLoader, ExecutionTarget, GraphEncoding, NnBackend, NnContext, NnError, NnErrorCode,
     NnFuture, NnGraph, Tensor, TensorType, Unavailable,

@@ -102,7 +102,20 @@ pub(crate) async fn store_model(
                 })
             })?
     };
-    let summary = weft_runtime::model_summary(&info).to_string();
+    let mut summary = weft_runtime::model_summary(&info);
+    // A GGUF decoder's tokenizer, as an object the `generate` stage takes
+    // (`--config tokenizer=ID`): no Python needed for a model of one's own.
+    if let weft_nn::ModelInfo::Gguf(g) = &info {
+        summary["tokenizer"] = match weft_runtime::gguf_tokenizer(g) {
+            Ok(json) => {
+                let store = state.store.clone();
+                let id = crate::blocking(move || store.put_object(&json)).await?;
+                json!({ "object": id })
+            }
+            Err(why) => json!({ "object": null, "why": why }),
+        };
+    }
+    let summary = summary.to_string();
     let store = state.store.clone();
     tokio::task::spawn_blocking(move || {
         store.put_model_if(&name, encoding.as_str(), &bytes, &summary, expect)

@@ -61,6 +61,12 @@ pub async fn model(client: &Client, cmd: ModelCommand) -> anyhow::Result<()> {
                 v["latest"]["encoding"].as_str().unwrap_or(""),
                 v["latest"]["size"]
             )?;
+            let tokenizer = &v["latest"]["summary"]["tokenizer"];
+            if let Some(id) = tokenizer["object"].as_str() {
+                out!("tokenizer object {id} (generate: --config tokenizer={id})")?;
+            } else if let Some(why) = tokenizer["why"].as_str() {
+                out!("no tokenizer for the generate stage: {why}")?;
+            }
             Ok(())
         }
         ModelCommand::List => {
