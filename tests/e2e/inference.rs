@@ -362,6 +362,28 @@ async fn generate_streams_llama_cpps_answer_over_http() {
     let (status, v) = d.invoke("generate-missing", &json!({"prompt": "hi"})).await;
     assert!(status >= 400, "{v}");
     assert!(v.to_string().contains("not-found"), "{v}");
+
+    // So does one pointed at a model that is not a decoder.
+    let r = d
+        .http
+        .put(d.url("/v1/models/linear"))
+        .body(weft_nn::fixtures::onnx_linear())
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    d.deploy_query(
+        "generate-encoder",
+        "generate.wasm",
+        &format!("config.tokenizer={tokenizer}&config.model=linear"),
+    )
+    .await;
+    let (status, v) = d.invoke("generate-encoder", &json!({"prompt": "hi"})).await;
+    assert!(status >= 400, "{v}");
+    assert!(
+        v.to_string().contains("is it a decoder LLM (a GGUF)"),
+        "{v}"
+    );
 }
 
 /// Calls actor `actor` with `body`, expecting 200.

@@ -310,6 +310,14 @@ impl Session for NnSession<'_> {
             .compute(vec![("input_ids".to_string(), input)])
             .map_err(|e| match e.code() {
                 ErrorCode::TooLarge => StepError::ContextFull(e.to_string()),
+                // A model that is not a decoder, or a tokenizer of another
+                // model's vocabulary: a deploy mistake, said as one.
+                ErrorCode::InvalidArgument => StepError::Failed(StageError::fatal(format!(
+                    "generate: model `{}` refused the prompt's token ids ({e}); is it a decoder \
+                     LLM (a GGUF), and is config `tokenizer` its tokenizer (the object its upload \
+                     names)? `weft model list` shows the models",
+                    self.model
+                ))),
                 _ => StepError::Failed(nn_error(self.model, "compute failed", e)),
             })?;
         let bad = |what: String| {
