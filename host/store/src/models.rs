@@ -127,11 +127,50 @@ impl Store {
     pub fn delete_model(&self, name: &str) -> Result<bool> {
         self.remove_named(MODELS, name)
     }
+
+    /// [`Store::delete_model`] if the model's latest version is what
+    /// `expect` says, checked in the same transaction; `false` (nothing
+    /// removed) otherwise, or when there is no such model.
+    pub fn delete_model_if(&self, name: &str, expect: Expect) -> Result<bool> {
+        let txn = self.write()?;
+        let removed = {
+            let mut models = txn.open_table(MODELS).map_err(db)?;
+            let latest = match models.get(name).map_err(db)? {
+                Some(raw) => Some(
+                    record::decode::<ModelRecord>("models", raw.value())?
+                        .latest()
+                        .version,
+                ),
+                None => None,
+            };
+            let remove = latest.is_some() && expect.holds(latest);
+            if remove {
+                models.remove(name).map_err(db)?;
+            }
+            remove
+        };
+        txn.commit().map_err(db)?;
+        Ok(removed)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn conditional_deletes_check_the_latest_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("db")).unwrap();
+        store.put_model("m", "onnx", b"v1", "{}").unwrap();
+        store.put_model("m", "onnx", b"v2", "{}").unwrap();
+        assert!(!store.delete_model_if("m", Expect::Latest(Some(1))).unwrap());
+        assert!(!store.delete_model_if("m", Expect::Latest(None)).unwrap());
+        assert!(store.model("m").unwrap().is_some(), "kept");
+        assert!(store.delete_model_if("m", Expect::Latest(Some(2))).unwrap());
+        assert!(store.model("m").unwrap().is_none());
+        assert!(!store.delete_model_if("m", Expect::Any).unwrap(), "gone");
+    }
 
     #[test]
     fn versions_follow_the_bytes() {

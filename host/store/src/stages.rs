@@ -195,13 +195,25 @@ impl Store {
     /// Component bytes stay in the object store: objects are content-addressed
     /// and may be shared by other stages.
     pub fn delete_stage(&self, name: &str) -> Result<Option<StageRecord>> {
+        self.delete_stage_if(name, Expect::Any)
+    }
+
+    /// [`Store::delete_stage`] if the stage's latest version is what
+    /// `expect` says, checked in the same transaction; `None` (nothing
+    /// removed) otherwise, or when there is no such stage.
+    pub fn delete_stage_if(&self, name: &str, expect: Expect) -> Result<Option<StageRecord>> {
         let txn = self.write()?;
         let removed = {
             let mut stages = txn.open_table(STAGES).map_err(db)?;
-            let removed = stages.remove(name).map_err(db)?;
-            match removed {
+            let existing = match stages.get(name).map_err(db)? {
                 Some(raw) => Some(record::decode::<StageRecord>("stages", raw.value())?),
                 None => None,
+            };
+            if existing.is_some() && expect.holds(existing.as_ref().map(|r| r.latest().version)) {
+                stages.remove(name).map_err(db)?;
+                existing
+            } else {
+                None
             }
         };
         if removed.is_some() {
@@ -249,6 +261,27 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path().join("db")).unwrap();
         (dir, store)
+    }
+
+    #[test]
+    fn conditional_deletes_check_the_latest_version() {
+        let (_dir, store) = store();
+        store.put_stage("s", b"one", StageMeta::default()).unwrap();
+        store.put_stage("s", b"two", StageMeta::default()).unwrap();
+        assert!(
+            store
+                .delete_stage_if("s", Expect::Latest(Some(1)))
+                .unwrap()
+                .is_none()
+        );
+        assert!(store.stage("s").unwrap().is_some(), "kept");
+        let removed = store.delete_stage_if("s", Expect::Latest(Some(2))).unwrap();
+        assert_eq!(removed.map(|r| r.latest().version), Some(2));
+        assert!(store.stage("s").unwrap().is_none());
+        assert!(
+            store.delete_stage_if("s", Expect::Any).unwrap().is_none(),
+            "gone"
+        );
     }
 
     #[test]

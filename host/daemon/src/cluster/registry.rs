@@ -552,15 +552,19 @@ async fn import(
     let store = state.store.clone();
     match (event.kind, event.deleted) {
         (Kind::Stage, true) => {
+            // Only what the event found: an upload made here since wins.
             let n = name.clone();
-            if store_call(move || store.delete_stage(&n)).await?.is_some() {
+            if store_call(move || store.delete_stage_if(&n, seen))
+                .await?
+                .is_some()
+            {
                 state.stages.remove(&name);
                 tracing::info!(stage = %name, "cluster: stage deleted (replicated)");
             }
         }
         (Kind::Model, true) => {
             let n = name.clone();
-            if store_call(move || store.delete_model(&n)).await? {
+            if store_call(move || store.delete_model_if(&n, seen)).await? {
                 tracing::info!(model = %name, "cluster: model deleted (replicated)");
             }
         }
