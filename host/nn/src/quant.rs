@@ -128,13 +128,11 @@ pub fn dequantize(ty: GgmlType, raw: &[u8], out: &mut [f32]) {
                 }
             }
         }
-        GgmlType::Q5_0
-        | GgmlType::Q5_1
-        | GgmlType::Q2_K
-        | GgmlType::Q3_K
-        | GgmlType::Q4_K
-        | GgmlType::Q5_K
-        | GgmlType::Q6_K => transcode::dequantize(ty, raw, out),
+        // The rest: the formats weights are transcoded from at load.
+        _ => {
+            debug_assert!(transcode::transcoded(ty));
+            transcode::dequantize(ty, raw, out);
+        }
     }
 }
 
