@@ -658,12 +658,18 @@ def task_kquants(dest: Path) -> None:
             values = quants.dequantize(t.data, t.tensor_type).astype(np.float32).reshape(-1)
             blocks = quantisers[ty](values)
             back = quants.dequantize(blocks.reshape(-1), T[ty]).reshape(-1)
-            # The layout check: gguf-py reads back what was meant, within a step.
+            # The layout check: gguf-py reads back what was meant. Every 32
+            # values within a quarter of their range (these quantisers are
+            # simple: a sub-block whose range is far below its super-block's
+            # gets a coarse scale), and the whole tensor within 10% (RMS).
+            # A layout mistake scrambles values: errors of the whole range.
             rows = values.reshape(-1, 32)
             err = np.abs(back.reshape(-1, 32) - rows).max(1)
             spread = rows.max(1) - rows.min(1)
-            if not (err <= spread / 16 + 1e-6).all():
-                raise SystemExit(f"{t.name} as {ty}: gguf-py reads back values off by {err.max():.3g}")
+            rms = float(np.sqrt(((back - values) ** 2).mean() / (values ** 2).mean()))
+            if not (err <= spread / 4 + 1e-6).all() or rms > 0.1:
+                raise SystemExit(f"{t.name} as {ty}: gguf-py reads back values off by "
+                                 f"{err.max():.3g} (RMS {rms:.3g} of the values)")
             writer.add_tensor(t.name, blocks.reshape(shape[1], -1), raw_dtype=T[ty])
             counts[ty] = counts.get(ty, 0) + 1
         writer.write_header_to_file()
