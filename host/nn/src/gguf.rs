@@ -75,6 +75,10 @@ impl GgmlType {
     }
 }
 
+/// The tensor types weft reads, for messages.
+pub const READABLE_TYPES: &str =
+    "F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K";
+
 /// ggml's names for the types weft does not support, for error messages.
 fn type_name(id: u32) -> String {
     let name = match id {
@@ -312,7 +316,7 @@ pub(crate) fn inspect(bytes: &[u8]) -> Result<GgufInfo, ModelError> {
         let type_id = r.u32(&what)?;
         let ty = GgmlType::from_id(type_id).ok_or_else(|| {
             ModelError(format!(
-                "{what} is {}, which weft cannot read (supported: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K); convert the model to one of these, e.g. with llama.cpp's `llama-quantize --allow-requantize IN OUT Q4_K_M`",
+                "{what} is {}, which weft cannot read (it reads {READABLE_TYPES}); convert the model to one of these, e.g. with llama.cpp's `llama-quantize --allow-requantize IN OUT Q4_K_M`",
                 type_name(type_id)
             ))
         })?;
@@ -329,13 +333,17 @@ pub(crate) fn inspect(bytes: &[u8]) -> Result<GgufInfo, ModelError> {
                 "malformed GGUF: {what} has rows of {row} values, not a multiple of its {ty:?} block of {per_block}"
             )));
         }
-        parameters += elements;
+        let too_large = || ModelError(format!("malformed GGUF: {what} is too large"));
+        parameters = parameters.checked_add(elements).ok_or_else(too_large)?;
+        let bytes = (elements / per_block)
+            .checked_mul(block_bytes)
+            .ok_or_else(too_large)?;
         tensors.push(GgufTensor {
             name,
             dims,
             ty,
             offset,
-            bytes: elements / per_block * block_bytes,
+            bytes,
         });
     }
     let data_start = (r.at as u64).div_ceil(alignment.max(1)) * alignment.max(1);
@@ -394,6 +402,32 @@ mod tests {
             err.contains("rows of 576 values, not a multiple of its Q4_K block of 256"),
             "{err}"
         );
+        // Dimensions whose sizes overflow are refused, not a panic: the
+        // elements, the bytes (2⁶³ F32s), the parameters in all.
+        let header = |ty: u32, tensors: &[&[u64]]| {
+            let mut b = b"GGUF".to_vec();
+            b.extend(3u32.to_le_bytes());
+            b.extend((tensors.len() as u64).to_le_bytes());
+            b.extend(0u64.to_le_bytes());
+            for (i, dims) in tensors.iter().enumerate() {
+                b.extend(1u64.to_le_bytes());
+                b.push(b'a' + i as u8);
+                b.extend((dims.len() as u32).to_le_bytes());
+                dims.iter().for_each(|d| b.extend(d.to_le_bytes()));
+                b.extend(ty.to_le_bytes());
+                b.extend(0u64.to_le_bytes());
+            }
+            b
+        };
+        let quarter: &[u64] = &[32, 1 << 57];
+        for (ty, tensors) in [
+            (14, &[&[1 << 40, 1 << 40][..]][..]),
+            (0, &[&[1 << 31, 1 << 32][..]][..]),
+            (8, &[quarter, quarter, quarter, quarter, quarter][..]),
+        ] {
+            let err = inspect(&header(ty, tensors)).unwrap_err().0;
+            assert!(err.contains("too large"), "{err}");
+        }
         let k_quant = gguf("llama", &[("blk.0.ffn_up.weight", &[512, 2], 12)]);
         assert_eq!(inspect(&k_quant).unwrap().tensors[0].bytes, 4 * 144);
 

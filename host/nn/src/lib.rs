@@ -50,7 +50,7 @@ mod tensor;
 pub mod train;
 
 pub use engine::{Engine, EngineStats, Joined, Model, Named, Outputs, Placement, Session, Target};
-pub use gguf::{GgmlType, GgufInfo, GgufTensor, Value as GgufValue};
+pub use gguf::{GgmlType, GgufInfo, GgufTensor, READABLE_TYPES, Value as GgufValue};
 pub use onnx::OnnxInfo;
 pub use tensor::{ElementType, Tensor};
 

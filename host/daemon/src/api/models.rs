@@ -97,8 +97,11 @@ pub(crate) async fn store_model(
             .map_err(|e| ApiError::internal(e.to_string()))?
             .map_err(|e| {
                 ApiError::bad_request("invalid_model", e.0).hint(match encoding {
-                    Encoding::Ggml => "upload a complete GGUF file with F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 or Q2_K…Q6_K tensors",
-                    Encoding::Onnx => "upload a complete .onnx file with its weights inline (re-save external-data models with weights embedded)",
+                    Encoding::Ggml => format!(
+                        "upload a complete GGUF file with tensors of {}",
+                        weft_nn::READABLE_TYPES
+                    ),
+                    Encoding::Onnx => "upload a complete .onnx file with its weights inline (re-save external-data models with weights embedded)".to_string(),
                 })
             })?
     };
