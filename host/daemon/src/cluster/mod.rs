@@ -20,6 +20,7 @@ mod blocks;
 mod drain;
 mod membership;
 mod node;
+mod pending;
 mod placement;
 mod registry;
 mod schedule;
@@ -195,7 +196,7 @@ struct Live {
     outbox: Mutex<Option<mpsc::UnboundedSender<registry::Event>>>,
     /// This process's registry changes not yet seen back from the bucket
     /// (see [`registry`]).
-    pending: registry::Pending,
+    pending: pending::Pending,
     /// Pipelines with `nodes`: the scheduler decides where they run.
     scheduled: schedule::Scheduled,
     /// Stops every task.
@@ -469,7 +470,7 @@ impl Cluster {
             nodes: Mutex::new(HashMap::new()),
             connected,
             outbox: Mutex::new(Some(tx)),
-            pending: registry::Pending::default(),
+            pending: pending::Pending::default(),
             scheduled: Default::default(),
             stop: CancellationToken::new(),
             heartbeat_stop: CancellationToken::new(),
@@ -589,8 +590,8 @@ impl Cluster {
     /// Starts a registry change on this node, before it is written: until
     /// it is published (and comes back from the bucket), other nodes'
     /// changes to the name wait. Dropped unpublished, nothing is sent.
-    pub(crate) fn begin(&self, kind: Kind, name: &str) -> registry::Local {
-        registry::Local::begin(self.live.get().cloned(), kind, name)
+    pub(crate) fn begin(&self, kind: Kind, name: &str) -> pending::Local {
+        pending::Local::begin(self.live.get().cloned(), kind, name)
     }
 
     /// `GET /v1/cluster`: this node and every peer it has heard from.
