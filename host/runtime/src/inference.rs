@@ -308,11 +308,10 @@ impl Graph {
 
 impl NnGraph for Graph {
     fn init_execution_context(&self) -> Result<Box<dyn NnContext>, NnError> {
+        let graph = self.me.upgrade().ok_or_else(gone)?;
         Ok(Box::new(Context {
             session: Arc::new(Mutex::new(self.model.session())),
-            queue: self.queue.clone(),
-            stats: self.stats.clone(),
-            _graph: self.me.upgrade(),
+            graph,
         }))
     }
 }
@@ -320,18 +319,20 @@ impl NnGraph for Graph {
 /// One guest's execution context.
 struct Context {
     session: crate::batcher::Shared,
-    queue: Option<Queue>,
-    stats: Arc<InferenceStats>,
-    /// The graph stays loaded (and found by the next `load-by-name`, so
-    /// that its calls batch with this context's) while a context lives,
-    /// also after the guest drops its graph resource.
-    _graph: Option<Arc<Graph>>,
+    /// Its graph (batch queue, statistics), which stays loaded (and found
+    /// by the next `load-by-name`, so that its calls batch with this
+    /// context's) while a context lives, also after the guest drops its
+    /// graph resource.
+    graph: Arc<Graph>,
 }
 
 impl Context {
     /// Runs `inputs` on this context's own session, on the blocking pool.
     async fn compute_alone(&self, inputs: Named) -> Result<Named, NnError> {
-        self.stats.engine_calls.fetch_add(1, Ordering::Relaxed);
+        self.graph
+            .stats
+            .engine_calls
+            .fetch_add(1, Ordering::Relaxed);
         let session = self.session.clone();
         tokio::task::spawn_blocking(move || {
             let mut s = session.lock().unwrap_or_else(|e| e.into_inner());
@@ -355,8 +356,8 @@ impl NnContext for Context {
                 .into_iter()
                 .map(|(n, t)| Ok((n, to_engine(t)?)))
                 .collect::<Result<Named, NnError>>()?;
-            self.stats.computes.fetch_add(1, Ordering::Relaxed);
-            let outputs = match &self.queue {
+            self.graph.stats.computes.fetch_add(1, Ordering::Relaxed);
+            let outputs = match &self.graph.queue {
                 Some(queue) => {
                     let (tx, rx) = oneshot::channel();
                     let session = self.session.clone();
