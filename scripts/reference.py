@@ -19,6 +19,10 @@ Run once by a developer, not in CI; the outputs are committed:
 - host/nn/tests/data/smollm2_kquants_reference.json: the same prompts through llama.cpp
   for smollm2-135m-kquants.gguf (models.py requantises SmolLM2 to Q4_K, Q5_K, Q6_K,
   Q5_0 and Q5_1), without the tokenizer list.
+- host/nn/tests/data/tiny_archs_reference.json: the tiny random decoders of models.py
+  (Qwen2, Qwen3, Granite, Llama 3 style) through llama-cpp-python: greedy steps with
+  logits, and each file's tokenizer (its family's pre-tokenizer) on the BPE strings
+  (`--only archs`).
 - host/nn/tests/data/ggml_blocks.json: random blocks of the ggml formats weft transcodes
   at load (Q5_0, Q5_1, Q2_K...Q6_K) with gguf-py's dequantisation of them (needs only the
   models venv: `--only blocks`).
@@ -379,18 +383,98 @@ def ggml_blocks(dest: Path) -> None:
 
 
 # ---------------------------------------------------------------------------
+# Tiny decoders of each architecture through llama.cpp
+
+ARCH_FILES = ["qwen2", "qwen3", "granite", "llama3"]
+ARCH_PROMPT = "The capital of France is Paris, and in 2024 it hosted the Olympic Games."
+ARCH_STEPS = 12
+ARCH_PROBE_STRIDE = 1021  # logits recorded at every 1021st token id
+# Beside BPE_CHECKS, what sets the Llama 3 / Qwen2 pre-tokenizers apart from GPT-2's.
+PRE_CHECKS = [
+    "Hello!!\n\nWorld?\r\nNext  \n  line",
+    "(parenthesised) [bracketed]{braced} \"quoted\" 'single'",
+    "1234567 + 89 = 1234656, π≈3.14159265",
+    "I'D YOU'LL WE'VE THEY'RE it'S",
+    "\tindented\n\t\tdeeper\n    spaces",
+    "x²+y³ ½ Ⅻ ٣٤٥ ١٢",
+]
+
+
+def archs(dest: Path) -> None:
+    import numpy as np
+    import llama_cpp
+    from gguf import GGUFReader
+    from llama_cpp import Llama
+
+    models = []
+    for name in ARCH_FILES:
+        gguf = dest / f"tiny-{name}.gguf"
+        llm = Llama(model_path=str(gguf), n_ctx=256, n_threads=N_THREADS,
+                    n_threads_batch=N_THREADS, logits_all=True, seed=0, verbose=False)
+        vocab = llama_cpp.llama_model_get_vocab(llm.model)
+        ids = llm.tokenize(ARCH_PROMPT.encode(), add_bos=False, special=True)
+        llm.reset()
+        llm.eval(ids)
+        steps, generated = [], []
+        for _ in range(ARCH_STEPS):
+            row = np.array(llm.scores[llm.n_tokens - 1], dtype=np.float32)
+            top = np.argsort(-row, kind="stable")[:5]
+            steps.append({
+                "top5": [[int(i), round(float(row[i]), 5)] for i in top],
+                "probes": [round(float(v), 5) for v in row[::ARCH_PROBE_STRIDE]],
+            })
+            tok = int(top[0])
+            generated.append(tok)
+            llm.eval([tok])
+        checks = [
+            {"text": s, "ids": llm.tokenize(s.encode(), add_bos=False, special=True)}
+            for s in BPE_CHECKS + PRE_CHECKS
+        ]
+        log(f"  {name}: {len(ids)} prompt tokens, greedy {generated}")
+        models.append({
+            "name": name,
+            "file": gguf.name,
+            "pre": GGUFReader(str(gguf)).fields["tokenizer.ggml.pre"].contents(),
+            "gguf_sha256": sha256(gguf),
+            "add_bos": bool(llama_cpp.llama_vocab_get_add_bos(vocab)),
+            "prompt_ids": ids,
+            "generated_ids": generated,
+            "steps": steps,
+            "tokenizer_checks": checks,
+        })
+        del llm
+    write_json(
+        OUT_DIR / "tiny_archs_reference.json",
+        {
+            "about": "The tiny random decoders scripts/models.py writes (tiny-<name>.gguf: "
+                     "qwen2, qwen3, granite and a Llama 3 style llama) through "
+                     f"llama-cpp-python {llama_cpp.__version__}, n_threads={N_THREADS}. "
+                     f"prompt_ids: llama.cpp's tokens of the prompt (no BOS); then {ARCH_STEPS} "
+                     "greedy steps, each with the top-5 [id, logit] and the logits of every "
+                     f"{ARCH_PROBE_STRIDE}th token id (probes: ids 0, {ARCH_PROBE_STRIDE}, ...) "
+                     "before its token was chosen. tokenizer_checks: llama.cpp's ids for each "
+                     "string under the file's tokenizer.ggml.pre (special tokens parsed, no "
+                     "BOS). Written by scripts/reference.py --only archs.",
+            "prompt": ARCH_PROMPT,
+            "probe_stride": ARCH_PROBE_STRIDE,
+        },
+        {"models": models},
+    )
+
+
+# ---------------------------------------------------------------------------
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--dest", type=Path, default=ROOT / "target" / "models",
                     help="where scripts/models.py put the models (default: <repo>/target/models)")
-    ap.add_argument("--only", choices=["smollm2", "minilm", "blocks"], action="append",
+    ap.add_argument("--only", choices=["smollm2", "minilm", "blocks", "archs"], action="append",
                     help="write only these references (repeatable; default: all)")
     ap.add_argument("--in-venv", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     dest = args.dest.resolve()
-    only = args.only or ["smollm2", "minilm", "blocks"]
+    only = args.only or ["smollm2", "minilm", "blocks", "archs"]
 
     if args.in_venv:
         t = time.monotonic()
@@ -405,6 +489,9 @@ def main() -> None:
         if "minilm" in only:
             log("MiniLM through onnxruntime:")
             minilm(dest)
+        if "archs" in only:
+            log("Tiny decoders of each architecture through llama.cpp:")
+            archs(dest)
         if "blocks" in only:
             log("ggml blocks through gguf-py:")
             ggml_blocks(dest)
@@ -418,11 +505,13 @@ def main() -> None:
                    dest / "smollm2-135m-kquants.gguf"]
     if "minilm" in only:
         needed += [dest / "minilm" / "model.onnx", dest / "minilm" / "tokenizer.json"]
+    if "archs" in only:
+        needed += [dest / f"tiny-{name}.gguf" for name in ARCH_FILES]
     missing = [str(p) for p in needed if not p.exists()]
     if missing:
         raise SystemExit(f"missing {', '.join(missing)}: run `python3 scripts/models.py` first")
     probe = subprocess.run([str(py), "-c", "import llama_cpp"], capture_output=True)
-    if probe.returncode != 0 and "smollm2" in only:
+    if probe.returncode != 0 and ("smollm2" in only or "archs" in only):
         env = dict(os.environ)
         env.setdefault("CMAKE_BUILD_PARALLEL_LEVEL", "2")
         log(f"installing {LLAMA_CPP_PYTHON} into {dest / 'venv'} (builds llama.cpp from source)")

@@ -6,17 +6,58 @@
 //! ```
 //! let onnx = weft_nn::fixtures::onnx(&["MatMul", "Relu"]);
 //! assert!(weft_nn::inspect(&onnx, weft_nn::Encoding::Onnx).is_ok());
-//! let gguf = weft_nn::fixtures::gguf("llama", &[("output.weight", &[32, 2], 8)]);
+//! let gguf = weft_nn::fixtures::decoder();
 //! assert!(weft_nn::inspect(&gguf, weft_nn::Encoding::Ggml).is_ok());
+//! let parts = weft_nn::fixtures::gguf("llama", &[("output.weight", &[32, 2], 8)]);
+//! assert!(weft_nn::inspect(&parts, weft_nn::Encoding::Ggml).is_err());
 //! ```
 
 /// A GGUF v3 file with `general.architecture = arch` and `tensors`
-/// (name, dims, type id), data zeroed.
+/// (name, dims, type id), data zeroed: the parts of a model, for the
+/// readers' checks (not a decoder weft-nn runs: see [`decoder`]).
 pub fn gguf(arch: &str, tensors: &[(&str, &[u64], u32)]) -> Vec<u8> {
+    gguf_with(arch, &[], tensors)
+}
+
+/// The smallest Llama decoder weft-nn runs: one block, width 32, two
+/// heads, a vocabulary of 8, F32 weights all zero (its logits are zeros).
+pub fn decoder() -> Vec<u8> {
+    let block = [
+        ("attn_norm.weight", vec![32]),
+        ("attn_q.weight", vec![32, 32]),
+        ("attn_k.weight", vec![32, 32]),
+        ("attn_v.weight", vec![32, 32]),
+        ("attn_output.weight", vec![32, 32]),
+        ("ffn_norm.weight", vec![32]),
+        ("ffn_gate.weight", vec![32, 64]),
+        ("ffn_up.weight", vec![32, 64]),
+        ("ffn_down.weight", vec![64, 32]),
+    ];
+    let mut names: Vec<(String, Vec<u64>)> = vec![
+        ("token_embd.weight".into(), vec![32, 8]),
+        ("output_norm.weight".into(), vec![32]),
+    ];
+    names.extend(block.map(|(n, d)| (format!("blk.0.{n}"), d)));
+    let tensors: Vec<(&str, &[u64], u32)> = names
+        .iter()
+        .map(|(n, d)| (n.as_str(), d.as_slice(), 0))
+        .collect();
+    let hparams = [
+        ("llama.embedding_length", 32),
+        ("llama.feed_forward_length", 64),
+        ("llama.block_count", 1),
+        ("llama.attention.head_count", 2),
+        ("llama.context_length", 64),
+    ];
+    gguf_with("llama", &hparams, &tensors)
+}
+
+/// [`gguf`] with `u32` metadata.
+fn gguf_with(arch: &str, ints: &[(&str, u32)], tensors: &[(&str, &[u64], u32)]) -> Vec<u8> {
     let mut b = b"GGUF".to_vec();
     b.extend(3u32.to_le_bytes());
     b.extend((tensors.len() as u64).to_le_bytes());
-    b.extend(2u64.to_le_bytes());
+    b.extend((2 + ints.len() as u64).to_le_bytes());
     let s = |b: &mut Vec<u8>, s: &str| {
         b.extend((s.len() as u64).to_le_bytes());
         b.extend(s.as_bytes());
@@ -24,6 +65,11 @@ pub fn gguf(arch: &str, tensors: &[(&str, &[u64], u32)]) -> Vec<u8> {
     s(&mut b, "general.architecture");
     b.extend(8u32.to_le_bytes());
     s(&mut b, arch);
+    for (key, value) in ints {
+        s(&mut b, key);
+        b.extend(4u32.to_le_bytes());
+        b.extend(value.to_le_bytes());
+    }
     s(&mut b, "tokenizer.ggml.tokens");
     b.extend(9u32.to_le_bytes());
     b.extend(8u32.to_le_bytes());

@@ -51,6 +51,7 @@ pub mod train;
 
 pub use engine::{Engine, EngineStats, Joined, Model, Named, Outputs, Placement, Session, Target};
 pub use gguf::{GgmlType, GgufInfo, GgufTensor, READABLE_TYPES, Value as GgufValue};
+pub use llama::ARCHITECTURES as GGUF_ARCHITECTURES;
 pub use onnx::OnnxInfo;
 pub use tensor::{ElementType, Tensor};
 
@@ -102,10 +103,16 @@ pub enum ModelInfo {
 }
 
 /// Reads `bytes` as a model of `encoding` and checks it can be loaded:
-/// the structure is complete and every tensor has a supported type.
+/// the structure is complete and every tensor has a supported type; a GGUF
+/// is also a decoder weft-nn runs (its architecture, hyperparameters and
+/// tensors).
 pub fn inspect(bytes: &[u8], encoding: Encoding) -> Result<ModelInfo, ModelError> {
     match encoding {
-        Encoding::Ggml => gguf::inspect(bytes).map(ModelInfo::Gguf),
+        Encoding::Ggml => {
+            let info = gguf::inspect(bytes)?;
+            llama::check(&info).map_err(|e| ModelError(e.message))?;
+            Ok(ModelInfo::Gguf(info))
+        }
         Encoding::Onnx => onnx::inspect(bytes).map(ModelInfo::Onnx),
     }
 }

@@ -98,7 +98,8 @@ pub(crate) async fn store_model(
             .map_err(|e| {
                 ApiError::bad_request("invalid_model", e.0).hint(match encoding {
                     Encoding::Ggml => format!(
-                        "upload a complete GGUF file with tensors of {}",
+                        "upload a complete GGUF file of a Llama-family decoder ({}) with tensors of {}",
+                        weft_nn::GGUF_ARCHITECTURES.join(", "),
                         weft_nn::READABLE_TYPES
                     ),
                     Encoding::Onnx => "upload a complete .onnx file with its weights inline (re-save external-data models with weights embedded)".to_string(),

@@ -235,17 +235,10 @@ impl OnDevice {
         for (t, &tok) in tokens.iter().enumerate() {
             w.tok_embd.row(tok as usize, &mut x[t * d..(t + 1) * d]);
         }
-        // (cos, sin) per token and pair, the angles as `session::rope`
-        // steps through them.
-        let theta_scale = hp.rope_base.powf(-2.0 / hp.rope_dims as f32);
+        // (cos, sin) per token and pair, as the CPU path computes them.
         let mut table = Vec::with_capacity(n * half * 2);
         for t in 0..n {
-            let mut theta = (past + t) as f32;
-            for _ in 0..half {
-                let (sin, cos) = theta.sin_cos();
-                table.extend([cos, sin]);
-                theta *= theta_scale;
-            }
+            hp.rope_angles(w.rope_freqs.as_deref(), past + t, &mut table);
         }
         let a = self.work.as_ref().expect("reserved");
         let mut p = self.gpu.program()?;

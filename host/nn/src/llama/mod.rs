@@ -20,6 +20,11 @@ use crate::{GgufInfo, Joined, Model, NnError, NnErrorKind, Outputs, Placement, S
 
 pub(crate) use weights::QMatrix;
 
+/// The GGUF architectures (`general.architecture`) weft-nn runs: Llama and
+/// the decoders that differ from it only in hyperparameters and optional
+/// tensors.
+pub const ARCHITECTURES: &[&str] = &["llama", "mistral", "granite", "qwen2", "qwen3"];
+
 /// A decoder's shape, from the GGUF metadata.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct HParams {
@@ -29,21 +34,42 @@ pub(crate) struct HParams {
     pub layers: usize,
     pub heads: usize,
     pub kv_heads: usize,
+    /// Width of a query, key or value head (Qwen3's `heads × head_dim`
+    /// is wider than `embd`).
     pub head_dim: usize,
     pub rope_dims: usize,
     pub rope_base: f32,
+    /// Multiplies every rotary angle: `1 / rope.scaling.factor` under
+    /// linear scaling, 1 without.
+    pub rope_freq_scale: f32,
+    /// Rotary pairs are `(i, i + dims/2)` (ggml's NeoX mode: Qwen), not
+    /// adjacent values (Llama, whose GGUF weights are permuted for it).
+    pub rope_neox: bool,
     pub rms_eps: f32,
     pub context: usize,
+    /// Granite's multipliers, 1 elsewhere: of the token embeddings, of each
+    /// block's attention and feed-forward output before its residual add,
+    /// and of the logits (`1 / granite.logit_scale`).
+    pub embd_scale: f32,
+    pub residual_scale: f32,
+    pub logit_scale: f32,
+    /// Multiplies attention scores: `1/√head_dim` unless the file says.
+    pub attn_scale: f32,
 }
 
 impl HParams {
     fn read(info: &GgufInfo) -> Result<Self, NnError> {
         let arch = info.architecture.as_deref().unwrap_or("");
-        if !matches!(arch, "llama" | "mistral" | "granite") {
+        if !ARCHITECTURES.contains(&arch) {
+            let what = match arch {
+                "" => "the GGUF has no `general.architecture`".to_string(),
+                _ => format!("GGUF architecture `{arch}` is not supported"),
+            };
             return Err(NnError::new(
                 NnErrorKind::UnsupportedOperation,
                 format!(
-                    "GGUF architecture `{arch}` is not supported: weft-nn runs Llama-family decoders (`llama`)"
+                    "{what}: weft-nn runs Llama-family decoders ({})",
+                    ARCHITECTURES.join(", ")
                 ),
             ));
         }
@@ -58,10 +84,10 @@ impl HParams {
                     )
                 })
         };
-        let float = |key: &str, default: f64| {
+        let float = |key: &str| {
             info.get(&format!("{arch}.{key}"))
                 .and_then(|v| v.as_float())
-                .unwrap_or(default) as f32
+                .map(|v| v as f32)
         };
         let embd = int("embedding_length")?;
         let heads = int("attention.head_count")?;
@@ -76,7 +102,16 @@ impl HParams {
                 format!("bad attention shape: {heads} heads, {kv_heads} KV heads, width {embd}"),
             ));
         }
-        let head_dim = embd / heads;
+        let head_dim = int("attention.key_length").unwrap_or(embd / heads);
+        let value_dim = int("attention.value_length").unwrap_or(head_dim);
+        if head_dim == 0 || value_dim != head_dim {
+            return Err(NnError::new(
+                NnErrorKind::InvalidEncoding,
+                format!(
+                    "key heads of {head_dim} and value heads of {value_dim}: weft-nn runs decoders whose keys and values have one (non-zero) width"
+                ),
+            ));
+        }
         let vocab = info
             .tensor("token_embd.weight")
             .and_then(|t| t.dims.get(1))
@@ -94,6 +129,37 @@ impl HParams {
                 format!("rope dimension {rope_dims} does not fit head size {head_dim}"),
             ));
         }
+        let scaling = info
+            .get(&format!("{arch}.rope.scaling.type"))
+            .and_then(|v| v.as_str())
+            .unwrap_or("none");
+        let rope_freq_scale = match scaling {
+            "none" => 1.0,
+            "linear" => {
+                1.0 / float("rope.scaling.factor")
+                    .filter(|&f| f > 0.0)
+                    .unwrap_or(1.0)
+            }
+            other => {
+                return Err(NnError::new(
+                    NnErrorKind::UnsupportedOperation,
+                    format!(
+                        "rope scaling `{other}` is not supported: weft-nn runs unscaled or linearly scaled rotary embeddings"
+                    ),
+                ));
+            }
+        };
+        let granite = |key: &str| float(key).filter(|&f| f != 0.0);
+        let (embd_scale, residual_scale, logit_scale, attn_scale) = if arch == "granite" {
+            (
+                granite("embedding_scale").unwrap_or(1.0),
+                granite("residual_scale").unwrap_or(1.0),
+                1.0 / granite("logit_scale").unwrap_or(1.0),
+                granite("attention.scale"),
+            )
+        } else {
+            (1.0, 1.0, 1.0, None)
+        };
         Ok(Self {
             vocab,
             embd,
@@ -103,10 +169,40 @@ impl HParams {
             kv_heads,
             head_dim,
             rope_dims,
-            rope_base: float("rope.freq_base", 10_000.0),
-            rms_eps: float("attention.layer_norm_rms_epsilon", 1e-5),
+            rope_base: float("rope.freq_base").unwrap_or(10_000.0),
+            rope_freq_scale,
+            rope_neox: matches!(arch, "qwen2" | "qwen3"),
+            rms_eps: float("attention.layer_norm_rms_epsilon").unwrap_or(1e-5),
             context: int("context_length").unwrap_or(2048),
+            embd_scale,
+            residual_scale,
+            logit_scale,
+            attn_scale: attn_scale.unwrap_or(1.0 / (head_dim as f32).sqrt()),
         })
+    }
+
+    /// Width of all heads' queries (and of the attention's output).
+    pub fn q_dim(&self) -> usize {
+        self.heads * self.head_dim
+    }
+
+    /// Width of all heads' keys (and values).
+    pub fn kv_dim(&self) -> usize {
+        self.kv_heads * self.head_dim
+    }
+
+    /// `(cos, sin)` of each rotated pair's angle at `pos`, appended to
+    /// `out`, computed as ggml's rope cache does (`freqs`: the file's
+    /// `rope_freqs.weight`, which divides each pair's angle).
+    pub(crate) fn rope_angles(&self, freqs: Option<&[f32]>, pos: usize, out: &mut Vec<f32>) {
+        let theta_scale = self.rope_base.powf(-2.0 / self.rope_dims as f32);
+        let mut theta = pos as f32;
+        for i in 0..self.rope_dims / 2 {
+            let factor = freqs.map_or(1.0, |f| f[i]);
+            let (sin, cos) = (theta / factor * self.rope_freq_scale).sin_cos();
+            out.extend([cos, sin]);
+            theta *= theta_scale;
+        }
     }
 }
 
@@ -118,6 +214,16 @@ pub(crate) struct Layer {
     wk: QMatrix,
     wv: QMatrix,
     wo: QMatrix,
+    /// Biases of the Q, K, V and output products, where the file has them
+    /// (Qwen2's Q, K and V).
+    bq: Option<Vec<f32>>,
+    bk: Option<Vec<f32>>,
+    bv: Option<Vec<f32>>,
+    bo: Option<Vec<f32>>,
+    /// RMSNorm weights applied to each query and key head before the
+    /// rotary embedding (Qwen3).
+    q_norm: Option<Vec<f32>>,
+    k_norm: Option<Vec<f32>>,
     ffn_norm: Vec<f32>,
     gate: QMatrix,
     up: QMatrix,
@@ -128,13 +234,45 @@ pub(crate) struct Layer {
 #[derive(Debug)]
 pub(crate) struct Weights {
     hp: HParams,
+    /// `general.architecture`.
+    arch: String,
     tok_embd: QMatrix,
     layers: Vec<Layer>,
     output_norm: Vec<f32>,
     /// `output.weight`, or the token embeddings when tied.
     output: Option<QMatrix>,
+    /// `rope_freqs.weight` (Llama 3.1 and later): each rotary pair's angle
+    /// is divided by its factor.
+    rope_freqs: Option<Vec<f32>>,
     /// The rest of what the GPU's forward pass needs, when loaded for one.
     device: Option<device::DeviceWeights>,
+}
+
+impl Weights {
+    /// What this decoder has that the GPU's forward pass does not run, if
+    /// anything: such a model loads for the CPU.
+    fn beyond_the_gpu(&self) -> Option<&'static str> {
+        let hp = &self.hp;
+        let l = &self.layers;
+        if hp.rope_neox {
+            Some("NeoX-ordered rotary embeddings")
+        } else if l
+            .iter()
+            .any(|l| l.bq.is_some() || l.bk.is_some() || l.bv.is_some() || l.bo.is_some())
+        {
+            Some("attention biases")
+        } else if l.iter().any(|l| l.q_norm.is_some() || l.k_norm.is_some()) {
+            Some("per-head query and key norms")
+        } else if (hp.embd_scale, hp.residual_scale, hp.logit_scale) != (1.0, 1.0, 1.0)
+            || hp.attn_scale != 1.0 / (hp.head_dim as f32).sqrt()
+        {
+            Some("Granite's multipliers")
+        } else if hp.q_dim() != hp.embd {
+            Some("heads wider than the model")
+        } else {
+            None
+        }
+    }
 }
 
 /// A loaded Llama-family decoder.
@@ -196,6 +334,13 @@ impl Llama {
         let placement = match gpu {
             None => Placement::Cpu,
             Some(Err(e)) => Placement::CpuFallback(e.message),
+            Some(Ok(_)) if weights.beyond_the_gpu().is_some() => {
+                let what = weights.beyond_the_gpu().unwrap_or_default();
+                Placement::CpuFallback(format!(
+                    "the GPU's decoder does not run {what} (`{}`) yet",
+                    weights.arch
+                ))
+            }
             Some(Ok(gpu)) => {
                 let products = weights.products_mut().try_for_each(|m| m.upload(&gpu));
                 let uploaded =
@@ -223,21 +368,32 @@ impl Llama {
 
     fn read(bytes: &[u8]) -> Result<Weights, NnError> {
         let info = crate::gguf::inspect(bytes)?;
-        let hp = HParams::read(&info)?;
+        let hp = check(&info)?;
         let m = |name: &str, rows: usize, cols: usize| {
             QMatrix::from_gguf(&info, bytes, name, rows, cols)
         };
         let v = |name: &str, len: usize| weights::vector(&info, bytes, name, len);
-        let kv = hp.kv_heads * hp.head_dim;
+        let optional = |name: &str, len: usize| match info.tensor(name) {
+            Some(_) => v(name, len).map(Some),
+            None => Ok(None),
+        };
+        let (qd, kvd) = (hp.q_dim(), hp.kv_dim());
         let layers = (0..hp.layers)
             .map(|i| {
                 let n = |s: &str| format!("blk.{i}.{s}.weight");
+                let bias = |s: &str, len| optional(&format!("blk.{i}.{s}.bias"), len);
                 Ok(Layer {
                     attn_norm: v(&n("attn_norm"), hp.embd)?,
-                    wq: m(&n("attn_q"), hp.embd, hp.embd)?,
-                    wk: m(&n("attn_k"), kv, hp.embd)?,
-                    wv: m(&n("attn_v"), kv, hp.embd)?,
-                    wo: m(&n("attn_output"), hp.embd, hp.embd)?,
+                    wq: m(&n("attn_q"), qd, hp.embd)?,
+                    wk: m(&n("attn_k"), kvd, hp.embd)?,
+                    wv: m(&n("attn_v"), kvd, hp.embd)?,
+                    wo: m(&n("attn_output"), hp.embd, qd)?,
+                    bq: bias("attn_q", qd)?,
+                    bk: bias("attn_k", kvd)?,
+                    bv: bias("attn_v", kvd)?,
+                    bo: bias("attn_output", hp.embd)?,
+                    q_norm: optional(&n("attn_q_norm"), hp.head_dim)?,
+                    k_norm: optional(&n("attn_k_norm"), hp.head_dim)?,
                     ffn_norm: v(&n("ffn_norm"), hp.embd)?,
                     gate: m(&n("ffn_gate"), hp.ffn, hp.embd)?,
                     up: m(&n("ffn_up"), hp.ffn, hp.embd)?,
@@ -252,12 +408,86 @@ impl Llama {
         Ok(Weights {
             tok_embd: m("token_embd.weight", hp.vocab, hp.embd)?,
             output_norm: v("output_norm.weight", hp.embd)?,
+            rope_freqs: optional("rope_freqs.weight", hp.rope_dims / 2)?,
             layers,
             output,
+            arch: info.architecture.clone().unwrap_or_default(),
             hp,
             device: None,
         })
     }
+}
+
+/// Checks that `info` is a decoder weft-nn runs, without reading weights
+/// (what an upload checks): an architecture it knows, its hyperparameters,
+/// every tensor it reads present in its shape, and no tensor it would not
+/// read — an extra of another architecture, skipped, would give wrong
+/// logits.
+pub(crate) fn check(info: &GgufInfo) -> Result<HParams, NnError> {
+    let hp = HParams::read(info)?;
+    let (e, qd, kvd, hd) = (hp.embd, hp.q_dim(), hp.kv_dim(), hp.head_dim);
+    // (name, ggml dims, required)
+    let mut want: Vec<(String, Vec<usize>, bool)> = vec![
+        ("token_embd.weight".into(), vec![e, hp.vocab], true),
+        ("output_norm.weight".into(), vec![e], true),
+        ("output.weight".into(), vec![e, hp.vocab], false),
+        ("rope_freqs.weight".into(), vec![hp.rope_dims / 2], false),
+    ];
+    for i in 0..hp.layers {
+        for (name, dims, required) in [
+            ("attn_norm.weight", vec![e], true),
+            ("attn_q.weight", vec![e, qd], true),
+            ("attn_k.weight", vec![e, kvd], true),
+            ("attn_v.weight", vec![e, kvd], true),
+            ("attn_output.weight", vec![qd, e], true),
+            ("attn_q.bias", vec![qd], false),
+            ("attn_k.bias", vec![kvd], false),
+            ("attn_v.bias", vec![kvd], false),
+            ("attn_output.bias", vec![e], false),
+            ("attn_q_norm.weight", vec![hd], false),
+            ("attn_k_norm.weight", vec![hd], false),
+            ("ffn_norm.weight", vec![e], true),
+            ("ffn_gate.weight", vec![e, hp.ffn], true),
+            ("ffn_up.weight", vec![e, hp.ffn], true),
+            ("ffn_down.weight", vec![hp.ffn, e], true),
+        ] {
+            want.push((format!("blk.{i}.{name}"), dims, required));
+        }
+    }
+    for (name, dims, required) in &want {
+        match info.tensor(name) {
+            None if *required => {
+                return Err(NnError::new(
+                    NnErrorKind::InvalidEncoding,
+                    format!("tensor `{name}` is missing"),
+                ));
+            }
+            Some(t) if !t.dims.iter().map(|&d| d as usize).eq(dims.iter().copied()) => {
+                return Err(NnError::new(
+                    NnErrorKind::InvalidEncoding,
+                    format!("tensor `{name}` has shape {:?}, expected {dims:?}", t.dims),
+                ));
+            }
+            _ => {}
+        }
+    }
+    let known: std::collections::HashSet<&str> = want.iter().map(|(n, ..)| n.as_str()).collect();
+    if let Some(t) = info
+        .tensors
+        .iter()
+        .find(|t| !known.contains(t.name.as_str()))
+    {
+        return Err(NnError::new(
+            NnErrorKind::UnsupportedOperation,
+            format!(
+                "tensor `{}` is not one a `{}` decoder has in weft-nn, which would run the model without it and give wrong logits; weft-nn reads Llama-family decoders ({})",
+                t.name,
+                info.architecture.as_deref().unwrap_or_default(),
+                ARCHITECTURES.join(", ")
+            ),
+        ));
+    }
+    Ok(hp)
 }
 
 impl Model for Llama {
@@ -320,11 +550,23 @@ impl Model for Llama {
             .layers
             .iter()
             .flat_map(|l| [&l.wq, &l.wk, &l.wv, &l.wo, &l.gate, &l.up, &l.down]);
-        let norms = (w.layers.len() * 2 + 1) * w.hp.embd * 4;
+        let vectors: usize = w
+            .layers
+            .iter()
+            .flat_map(|l| {
+                [&l.bq, &l.bk, &l.bv, &l.bo, &l.q_norm, &l.k_norm]
+                    .into_iter()
+                    .flatten()
+                    .chain([&l.attn_norm, &l.ffn_norm])
+            })
+            .chain(&w.rope_freqs)
+            .chain([&w.output_norm])
+            .map(|v| v.len() * 4)
+            .sum();
         (mats.map(QMatrix::bytes).sum::<usize>()
             + w.tok_embd.bytes()
             + w.output.as_ref().map_or(0, QMatrix::bytes)
-            + norms) as u64
+            + vectors) as u64
     }
 
     fn device_bytes(&self) -> u64 {

@@ -96,7 +96,7 @@ impl Decoder {
         let (hd, heads, kv_heads) = (hp.head_dim, hp.heads, hp.kv_heads);
         let (d, kvd) = (heads * hd, kv_heads * hd);
         let group = heads / kv_heads;
-        let scale = 1.0 / (hd as f32).sqrt();
+        let scale = hp.attn_scale;
         let (kc, vc) = (&self.k[l], &self.v[l]);
         let mut out = vec![0f32; n * d];
         let one_head = |(i, o): (usize, &mut [f32])| {
@@ -148,8 +148,7 @@ pub(super) fn forward_together(ds: &mut [&mut Decoder], tokens: &[&[u32]]) -> Ve
     debug_assert_eq!(ds.len(), tokens.len());
     let w = ds[0].w.clone();
     let hp = &w.hp;
-    let d = hp.embd;
-    let kvd = hp.kv_heads * hp.head_dim;
+    let (d, qd, kvd) = (hp.embd, hp.q_dim(), hp.kv_dim());
     // Session `s` has rows `starts[s] .. starts[s] + tokens[s].len()`.
     let starts: Vec<usize> = tokens
         .iter()
@@ -166,27 +165,45 @@ pub(super) fn forward_together(ds: &mut [&mut Decoder], tokens: &[&[u32]]) -> Ve
             w.tok_embd.row(tok as usize, &mut x[(start + t) * d..][..d]);
         }
     }
+    if hp.embd_scale != 1.0 {
+        x.iter_mut().for_each(|x| *x *= hp.embd_scale);
+    }
+    // Each row's rotary angles, the same in every layer.
+    let mut angles = Vec::with_capacity(n * hp.rope_dims);
+    for (dec, toks) in ds.iter().zip(tokens) {
+        for t in 0..toks.len() {
+            hp.rope_angles(w.rope_freqs.as_deref(), dec.past + t, &mut angles);
+        }
+    }
     let mut h = vec![0f32; n * d];
-    let mut attn = vec![0f32; n * d];
+    let mut attn = vec![0f32; n * qd];
     for (l, layer) in w.layers.iter().enumerate() {
         rms_norm(&x, &layer.attn_norm, hp.rms_eps, &mut h);
-        let [mut q, mut k, v]: [Vec<f32>; 3] =
+        let [mut q, mut k, mut v]: [Vec<f32>; 3] =
             QMatrix::matmul_group(&[&layer.wq, &layer.wk, &layer.wv], &h, n)
                 .try_into()
                 .expect("three products");
-        for ((dec, &start), toks) in ds.iter_mut().zip(&starts).zip(tokens) {
-            for t in 0..toks.len() {
-                let (row, pos) = (start + t, dec.past + t);
-                let (hd, dims, base) = (hp.head_dim, hp.rope_dims, hp.rope_base);
-                rope(&mut q[row * d..][..d], hd, dims, pos, base);
-                rope(&mut k[row * kvd..][..kvd], hd, dims, pos, base);
+        add_bias(&mut q, layer.bq.as_deref());
+        add_bias(&mut k, layer.bk.as_deref());
+        add_bias(&mut v, layer.bv.as_deref());
+        for (y, norm) in [(&mut q, &layer.q_norm), (&mut k, &layer.k_norm)] {
+            if let Some(norm) = norm {
+                let unnormed = y.clone();
+                rms_norm(&unnormed, norm, hp.rms_eps, y);
             }
+        }
+        for (row, table) in angles.chunks_exact(hp.rope_dims).enumerate() {
+            let (hd, neox) = (hp.head_dim, hp.rope_neox);
+            rope(&mut q[row * qd..][..qd], hd, neox, table);
+            rope(&mut k[row * kvd..][..kvd], hd, neox, table);
+        }
+        for ((dec, &start), toks) in ds.iter_mut().zip(&starts).zip(tokens) {
             let rows = start * kvd..(start + toks.len()) * kvd;
             dec.k[l].extend(k[rows.clone()].iter().map(|&x| round_f16(x)));
             dec.v[l].extend(v[rows].iter().map(|&x| round_f16(x)));
         }
         let attend = |((dec, &start), toks): ((&&mut Decoder, &usize), &&[u32])| {
-            dec.attention(l, &q[start * d..(start + toks.len()) * d], toks.len())
+            dec.attention(l, &q[start * qd..(start + toks.len()) * qd], toks.len())
         };
         let parts: Vec<Vec<f32>> = if ds.len() > 1 {
             ds.par_iter()
@@ -198,10 +215,11 @@ pub(super) fn forward_together(ds: &mut [&mut Decoder], tokens: &[&[u32]]) -> Ve
             ds.iter().zip(&starts).zip(tokens).map(attend).collect()
         };
         for (part, &start) in parts.iter().zip(&starts) {
-            attn[start * d..][..part.len()].copy_from_slice(part);
+            attn[start * qd..][..part.len()].copy_from_slice(part);
         }
-        let o = layer.wo.matmul(&attn, n);
-        x.iter_mut().zip(&o).for_each(|(x, o)| *x += o);
+        let mut o = layer.wo.matmul(&attn, n);
+        add_bias(&mut o, layer.bo.as_deref());
+        residual(&mut x, &o, hp.residual_scale);
 
         rms_norm(&x, &layer.ffn_norm, hp.rms_eps, &mut h);
         let [mut g, u]: [Vec<f32>; 2] = QMatrix::matmul_group(&[&layer.gate, &layer.up], &h, n)
@@ -211,7 +229,7 @@ pub(super) fn forward_together(ds: &mut [&mut Decoder], tokens: &[&[u32]]) -> Ve
             .zip(&u)
             .for_each(|(g, u)| *g = *g / (1.0 + (-*g).exp()) * u);
         let down = layer.down.matmul(&g, n);
-        x.iter_mut().zip(&down).for_each(|(x, o)| *x += o);
+        residual(&mut x, &down, hp.residual_scale);
     }
     // Each session's last row, normalised, through the output head at once.
     let mut normed = vec![0f32; ds.len() * d];
@@ -225,11 +243,14 @@ pub(super) fn forward_together(ds: &mut [&mut Decoder], tokens: &[&[u32]]) -> Ve
         let last = &x[(start + toks.len() - 1) * d..][..d];
         rms_norm(last, &w.output_norm, hp.rms_eps, out);
     }
-    let logits = w
+    let mut logits = w
         .output
         .as_ref()
         .unwrap_or(&w.tok_embd)
         .matmul(&normed, ds.len());
+    if hp.logit_scale != 1.0 {
+        logits.iter_mut().for_each(|l| *l *= hp.logit_scale);
+    }
     logits.chunks_exact(hp.vocab).map(<[f32]>::to_vec).collect()
 }
 
@@ -245,18 +266,42 @@ fn rms_norm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
     }
 }
 
-/// Rotary embedding on adjacent pairs (ggml's "normal" mode, which GGUF
-/// Llama weights are permuted for), head by head.
-fn rope(x: &mut [f32], head_dim: usize, dims: usize, pos: usize, base: f32) {
-    let theta_scale = base.powf(-2.0 / dims as f32);
+/// `y += bias` on each row of `y`, when there is a bias.
+fn add_bias(y: &mut [f32], bias: Option<&[f32]>) {
+    if let Some(bias) = bias {
+        for row in y.chunks_exact_mut(bias.len()) {
+            row.iter_mut().zip(bias).for_each(|(y, b)| *y += b);
+        }
+    }
+}
+
+/// `x += scale · out`: a block's output added to the residual stream
+/// (scaled first where the model says, as ggml does).
+fn residual(x: &mut [f32], out: &[f32], scale: f32) {
+    if scale == 1.0 {
+        x.iter_mut().zip(out).for_each(|(x, o)| *x += o);
+    } else {
+        x.iter_mut().zip(out).for_each(|(x, o)| *x += o * scale);
+    }
+}
+
+/// Rotary embedding of each head of one row, by the `(cos, sin)` pairs of
+/// `table` ([`super::HParams::rope_angles`]): on adjacent pairs (ggml's
+/// "normal" mode, which GGUF Llama weights are permuted for) or, `neox`,
+/// on pairs half the rotated width apart.
+fn rope(x: &mut [f32], head_dim: usize, neox: bool, table: &[f32]) {
+    let half = table.len() / 2;
     for head in x.chunks_exact_mut(head_dim) {
-        let mut theta = pos as f32;
-        for i in (0..dims).step_by(2) {
-            let (sin, cos) = theta.sin_cos();
-            let (a, b) = (head[i], head[i + 1]);
+        for (i, cs) in table.chunks_exact(2).enumerate() {
+            let (cos, sin) = (cs[0], cs[1]);
+            let (i, j) = if neox {
+                (i, i + half)
+            } else {
+                (2 * i, 2 * i + 1)
+            };
+            let (a, b) = (head[i], head[j]);
             head[i] = a * cos - b * sin;
-            head[i + 1] = a * sin + b * cos;
-            theta *= theta_scale;
+            head[j] = a * sin + b * cos;
         }
     }
 }

@@ -3,6 +3,7 @@
 //! in `tests/data`, the ONNX backend conformance suite, and the GPU path
 //! (on llvmpipe where there is no GPU).
 
+mod archs;
 mod conformance;
 mod gpu;
 mod smollm2;

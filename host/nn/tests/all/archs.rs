@@ -1,0 +1,171 @@
+//! The decoder families weft-nn reads besides SmolLM2's plain Llama, each
+//! against llama.cpp on a tiny random model of its own (`scripts/models.py`
+//! writes `tiny-<name>.gguf`, `scripts/reference.py --only archs` what
+//! llama.cpp computes): Qwen2 (Q/K/V biases, NeoX rotary pairs, tied
+//! output), Qwen3 (per-head Q/K norms, heads wider than the model), Granite
+//! (its four multipliers, an output bias) and Llama 3 (`rope_freqs`, linear
+//! rope scaling).
+
+use std::sync::Arc;
+
+use weft_nn::{Encoding, Engine, Model, NnErrorKind, Placement, Target};
+
+use crate::smollm2::{argmax, logits};
+use crate::support::{model_file, reference};
+
+/// How far our logits may be from llama.cpp's, relative to the size of its
+/// best logit (at least 0.1). Both run the products in f32 and keep the
+/// cache in f16; llama.cpp also rounds the activations to f16 for the f16
+/// output head. Measured: within 2e-4 of the best logit (Qwen2's, ~36,
+/// 6e-3 off; Granite's, ~0.5, 1e-4).
+const TOLERANCE: f64 = 2e-3;
+
+fn ids(v: &serde_json::Value) -> Vec<i64> {
+    v.as_array()
+        .expect("token list")
+        .iter()
+        .map(|t| t.as_i64().expect("token id"))
+        .collect()
+}
+
+/// The reference of the model `name`, and its file's bytes, checked to be
+/// the bytes the reference was written for (the files are made by a
+/// script: another numpy could make other bytes).
+fn tiny(name: &str) -> (serde_json::Value, Vec<u8>) {
+    use sha2::Digest;
+    let all = reference("tiny_archs_reference.json");
+    let case = all["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == name)
+        .unwrap_or_else(|| panic!("no reference for {name}"))
+        .clone();
+    let file = case["file"].as_str().unwrap();
+    let bytes = std::fs::read(model_file(file)).unwrap();
+    let digest = format!("{:x}", sha2::Sha256::digest(&bytes));
+    assert_eq!(
+        case["gguf_sha256"].as_str(),
+        Some(digest.as_str()),
+        "{file} is not the file the reference was written for: rerun `python3 scripts/reference.py --only archs`"
+    );
+    (case, bytes)
+}
+
+/// Fed llama.cpp's greedy tokens, every step's logits (its five best and
+/// every 1021st id) are llama.cpp's, and our best token is its.
+fn matches_llama_cpp(name: &str, model: &Arc<dyn Model>, case: &serde_json::Value) -> f64 {
+    let stride = 1021;
+    let mut session = model.session();
+    let mut input = ids(&case["prompt_ids"]);
+    let mut worst = 0f64;
+    for (step, (want, s)) in ids(&case["generated_ids"])
+        .into_iter()
+        .zip(case["steps"].as_array().unwrap())
+        .enumerate()
+    {
+        let l = logits(&mut session, &input);
+        let top = s["top5"].as_array().unwrap();
+        let best = top[0][1].as_f64().unwrap();
+        let tolerance = TOLERANCE * best.abs().max(0.1);
+        let probes = s["probes"].as_array().unwrap().iter().enumerate();
+        let top5 = s["top5"].as_array().unwrap().iter().map(|p| {
+            let id = p[0].as_u64().unwrap() as usize;
+            (id, &p[1])
+        });
+        for (id, value) in top5.chain(probes.map(|(i, v)| (i * stride, v))) {
+            let (ours, theirs) = (f64::from(l[id]), value.as_f64().unwrap());
+            let diff = (ours - theirs).abs();
+            assert!(
+                diff <= tolerance,
+                "{name}, step {step}, token {id}: ours {ours}, llama.cpp {theirs}"
+            );
+            worst = worst.max(diff / best.abs().max(0.1));
+        }
+        let margin = best - top[1][1].as_f64().unwrap();
+        if margin > 2.0 * tolerance {
+            assert_eq!(argmax(&l), want, "{name}, step {step}");
+        }
+        input = vec![want];
+    }
+    worst
+}
+
+fn on_the_cpu(name: &str) {
+    let (case, bytes) = tiny(name);
+    let model = Engine::default()
+        .load(&bytes, Encoding::Ggml, Target::Cpu)
+        .unwrap();
+    let worst = matches_llama_cpp(name, &model, &case);
+    eprintln!("{name}: logits within {worst:.2e} (of the best) of llama.cpp's");
+}
+
+#[test]
+fn qwen2_matches_llama_cpp() {
+    on_the_cpu("qwen2");
+}
+
+#[test]
+fn qwen3_matches_llama_cpp() {
+    on_the_cpu("qwen3");
+}
+
+#[test]
+fn granite_matches_llama_cpp() {
+    on_the_cpu("granite");
+}
+
+#[test]
+fn llama3_rope_frequencies_match_llama_cpp() {
+    on_the_cpu("llama3");
+}
+
+/// The GPU's decoder runs Llama 3's rotary frequencies (they are in the
+/// angle table it is given); what it does not run yet (biases, NeoX
+/// pairs, per-head norms, multipliers) loads for the CPU and says so.
+#[test]
+fn on_the_gpu_llama3_runs_there_and_the_others_say_why_not() {
+    let engine = Engine::default();
+    let (case, bytes) = tiny("llama3");
+    let model = engine.load(&bytes, Encoding::Ggml, Target::Gpu).unwrap();
+    assert!(
+        matches!(model.placement(), Placement::Gpu(_)),
+        "{:?}",
+        model.placement()
+    );
+    matches_llama_cpp("llama3 on the GPU", &model, &case);
+    for (name, what) in [
+        ("qwen2", "NeoX-ordered rotary embeddings"),
+        ("qwen3", "NeoX-ordered rotary embeddings"),
+        ("granite", "attention biases"),
+    ] {
+        let (case, bytes) = tiny(name);
+        let model = engine.load(&bytes, Encoding::Ggml, Target::Gpu).unwrap();
+        let Placement::CpuFallback(why) = model.placement() else {
+            panic!("{name}: {:?}", model.placement());
+        };
+        assert!(why.contains(what) && why.contains(name), "{name}: {why}");
+        matches_llama_cpp(name, &model, &case);
+    }
+}
+
+/// A tensor the decoder would not read (another architecture's extra)
+/// refuses the file, naming it, instead of giving wrong logits.
+#[test]
+fn a_tensor_the_decoder_would_not_read_refuses_the_file() {
+    let (_, mut bytes) = tiny("llama3");
+    let (from, to) = (b"rope_freqs.weight", b"rope_extra.weight");
+    let at = bytes
+        .windows(from.len())
+        .position(|w| w == from)
+        .expect("the tensor's name in the header");
+    bytes[at..at + to.len()].copy_from_slice(to);
+    let e = Engine::default()
+        .load(&bytes, Encoding::Ggml, Target::Cpu)
+        .unwrap_err();
+    assert_eq!(e.kind, NnErrorKind::UnsupportedOperation, "{e}");
+    assert!(
+        e.message.contains("`rope_extra.weight`") && e.message.contains("`llama`"),
+        "{e}"
+    );
+}
