@@ -23,7 +23,7 @@ struct Spec {
     #[serde(default, alias = "eos_token_id")]
     eos_id: Option<u32>,
     #[serde(default, alias = "add_bos_token")]
-    add_bos: bool,
+    add_bos: Option<bool>,
     #[serde(default)]
     pre: Option<String>,
 }
@@ -43,7 +43,9 @@ enum Merge {
 /// Built from JSON with the GGUF tokenizer metadata:
 /// `{"tokens": [...], "merges": ["a b", ...], "token_types": [...], "bos_id": n,
 /// "eos_id": n, "add_bos": false, "pre": "smollm"}`; only `tokens` and `merges`
-/// are required, and `pre` defaults to `smollm` (digits split one by one).
+/// are required, `pre` (a GGUF `tokenizer.ggml.pre` name, see
+/// [`PreTokenizer::from_name`]) defaults to `smollm` (digits split one by
+/// one), and `add_bos` to what llama.cpp does for that `pre`.
 ///
 /// # Example
 ///
@@ -166,7 +168,7 @@ impl Bpe {
             pre,
             bos: spec.bos_id,
             eos: spec.eos_id,
-            add_bos: spec.add_bos,
+            add_bos: spec.add_bos.unwrap_or(pre.adds_bos()),
         })
     }
 
@@ -390,6 +392,13 @@ impl Bpe {
     /// BPE on one pre-tokenized piece: start from its bytes, then merge the
     /// lowest-ranked adjacent pair (leftmost on a tie) until none applies.
     fn merge_piece(&self, piece: &str, ids: &mut Vec<u32>) {
+        if self.pre.ignores_merges() {
+            let spelled: String = piece.bytes().map(|b| self.bytes.char(b)).collect();
+            if let Some(&id) = self.ids.get(&spelled) {
+                ids.push(id);
+                return;
+            }
+        }
         // A byte with no token of its own cannot be spelled: dropped (a byte-level
         // vocab has all 256).
         let mut symbols: Vec<u32> = piece
@@ -508,6 +517,30 @@ mod tests {
         assert_eq!(bpe.encode(" the"), [258]);
     }
 
+    /// Llama 3's vocabularies take a whole piece that is a token even where
+    /// no merges lead to it, and add BOS unless their file says not to.
+    #[test]
+    fn llama3_ignores_merges_and_adds_bos() {
+        let spec = |pre: &str, add_bos: &str| {
+            format!(
+                r#"{{"tokens": ["a", "b", "c", "ab", "abc"], "merges": ["a b"], "pre": "{pre}"{add_bos}}}"#
+            )
+        };
+        let llama3 = Bpe::from_json(spec("llama-bpe", "").as_bytes()).unwrap();
+        assert_eq!(llama3.encode("abc"), [4]);
+        assert_eq!(
+            llama3.encode("abcab"),
+            [3, 2, 3],
+            "not a token whole: merged"
+        );
+        assert!(llama3.add_bos);
+        let qwen2 = Bpe::from_json(spec("qwen2", "").as_bytes()).unwrap();
+        assert_eq!(qwen2.encode("abc"), [3, 2]);
+        assert!(!qwen2.add_bos);
+        let no_bos = Bpe::from_json(spec("llama-bpe", r#", "add_bos": false"#).as_bytes()).unwrap();
+        assert!(!no_bos.add_bos);
+    }
+
     #[test]
     fn rejects_bad_files() {
         let err = Bpe::from_json(br#"{"tokens": ["a"], "merges": [], "eos_id": 3}"#).unwrap_err();
@@ -515,8 +548,9 @@ mod tests {
             err.to_string(),
             "tokenizer JSON: `eos_id` is 3, but there are only 1 tokens"
         );
-        let err = Bpe::from_json(br#"{"tokens": [], "merges": [], "pre": "llama3"}"#).unwrap_err();
-        assert!(err.to_string().contains("\"llama3\""), "{err}");
+        let err =
+            Bpe::from_json(br#"{"tokens": [], "merges": [], "pre": "deepseek-llm"}"#).unwrap_err();
+        assert!(err.to_string().contains("\"deepseek-llm\""), "{err}");
         assert!(matches!(Bpe::from_json(b"{}"), Err(Error::Json(_))));
         let pair = br#"{"tokens": ["a", "b", "ab"], "merges": [["a", "b"]]}"#;
         assert_eq!(Bpe::from_json(pair).unwrap().encode("ab"), [2]);

@@ -1,6 +1,8 @@
-//! The GPT-2 pre-tokenizer, by hand: the pieces the regex
+//! The byte-level BPE pre-tokenizers, by hand: the pieces the GPT-2 regex
 //! `'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+`
-//! finds, following llama.cpp's `unicode_regex_split_custom_gpt2` step by step.
+//! finds, following llama.cpp's `unicode_regex_split_custom_gpt2` step by
+//! step, and those of Llama 3's (and Qwen2's), following its
+//! `unicode_regex_split_custom_llama3`.
 
 use crate::unicode::Class;
 
@@ -22,6 +24,14 @@ pub enum PreTokenizer {
     /// between (llama.cpp `smollm`, also StarCoder's; HF
     /// `Digits(individual_digits)` then `ByteLevel`).
     SmolLm,
+    /// Llama 3's regex (llama.cpp `llama-bpe`):
+    /// `(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`.
+    /// Its vocabularies also take a piece that is a token whole before
+    /// merging ([`PreTokenizer::ignores_merges`]) and start with BOS.
+    Llama3,
+    /// Qwen2's (and Qwen3's; llama.cpp `qwen2`): Llama 3's regex with
+    /// digits one by one (`\p{N}` for `\p{N}{1,3}`).
+    Qwen2,
 }
 
 impl PreTokenizer {
@@ -32,15 +42,32 @@ impl PreTokenizer {
     ///
     /// ```
     /// assert_eq!(tok::PreTokenizer::from_name("smollm"), Some(tok::PreTokenizer::SmolLm));
-    /// assert_eq!(tok::PreTokenizer::from_name("llama3"), None);
+    /// assert_eq!(tok::PreTokenizer::from_name("llama-bpe"), Some(tok::PreTokenizer::Llama3));
+    /// assert_eq!(tok::PreTokenizer::from_name("deepseek-llm"), None);
     /// ```
     pub fn from_name(name: &str) -> Option<Self> {
         match name {
             "gpt2" | "default" | "mpt" | "olmo" | "jais" | "trillion" => Some(PreTokenizer::Gpt2),
             "smollm" | "starcoder" | "refact" | "command-r" | "codeshell" | "exaone"
             | "minerva" => Some(PreTokenizer::SmolLm),
+            "llama3" | "llama-v3" | "llama-bpe" | "falcon3" | "pixtral" => {
+                Some(PreTokenizer::Llama3)
+            }
+            "qwen2" | "deepseek-r1-qwen" | "megrez" => Some(PreTokenizer::Qwen2),
             _ => None,
         }
+    }
+
+    /// Whether a piece that is a token as a whole is that token, merges
+    /// or not (llama.cpp's `ignore_merges`, HF's `ignore_merges`): Llama 3.
+    pub fn ignores_merges(self) -> bool {
+        self == PreTokenizer::Llama3
+    }
+
+    /// Whether its vocabularies start a text with BOS unless their file
+    /// says otherwise (llama.cpp's default for the name): Llama 3.
+    pub fn adds_bos(self) -> bool {
+        self == PreTokenizer::Llama3
     }
 
     /// Splits `text` into the pieces BPE then runs on, in order; the pieces
@@ -67,6 +94,8 @@ impl PreTokenizer {
                 }
                 split_gpt2(&text[start..], &mut pieces);
             }
+            PreTokenizer::Llama3 => split_llama3(text, 3, &mut pieces),
+            PreTokenizer::Qwen2 => split_llama3(text, 1, &mut pieces),
         }
         pieces
     }
@@ -110,6 +139,84 @@ fn split_gpt2<'a>(text: &'a str, pieces: &mut Vec<&'a str>) {
             let mut spaces = 0;
             while class(pos + spaces) == Some(Class::Space) {
                 spaces += 1;
+            }
+            if spaces > 1 && pos + spaces < n {
+                break 'matched pos + spaces - 1;
+            }
+            pos + spaces.max(1)
+        };
+        pieces.push(&text[offset(start)..offset(pos)]);
+    }
+}
+
+/// Appends the Llama 3 regex's matches in `text` to `pieces`, with runs of
+/// at most `digits` digits (3 for Llama 3, 1 for Qwen2).
+fn split_llama3<'a>(text: &'a str, digits: usize, pieces: &mut Vec<&'a str>) {
+    let chars: Vec<(usize, char)> = text.char_indices().collect();
+    let n = chars.len();
+    let char_at = |i: usize| chars.get(i).map(|&(_, c)| c);
+    let class = |i: usize| char_at(i).map(Class::of);
+    let newline = |i: usize| matches!(char_at(i), Some('\r' | '\n'));
+    let offset = |i: usize| chars.get(i).map_or(text.len(), |&(at, _)| at);
+    let mut pos = 0;
+    while pos < n {
+        let start = pos;
+        let c = chars[pos].1;
+        pos = 'matched: {
+            // (?i:'s|'t|'re|'ve|'m|'ll|'d)
+            if c == '\'' {
+                let lower = |i: usize| char_at(i).map(|c| c.to_ascii_lowercase());
+                match (lower(pos + 1), lower(pos + 2)) {
+                    (Some('s' | 't' | 'm' | 'd'), _) => break 'matched pos + 2,
+                    (Some('r' | 'v'), Some('e')) | (Some('l'), Some('l')) => {
+                        break 'matched pos + 3;
+                    }
+                    _ => {}
+                }
+            }
+            // [^\r\n\p{L}\p{N}]?\p{L}+
+            if !newline(pos)
+                && class(pos) != Some(Class::Number)
+                && (class(pos) == Some(Class::Letter) || class(pos + 1) == Some(Class::Letter))
+            {
+                let mut end = pos + 1;
+                while class(end) == Some(Class::Letter) {
+                    end += 1;
+                }
+                break 'matched end;
+            }
+            // \p{N}{1,digits}
+            if class(pos) == Some(Class::Number) {
+                let mut end = pos + 1;
+                while end - pos < digits && class(end) == Some(Class::Number) {
+                    end += 1;
+                }
+                break 'matched end;
+            }
+            // ` ?[^\s\p{L}\p{N}]+[\r\n]*`
+            let lead = if c == ' ' { pos + 1 } else { pos };
+            if class(lead) == Some(Class::Other) {
+                let mut end = lead;
+                while class(end) == Some(Class::Other) {
+                    end += 1;
+                }
+                while newline(end) {
+                    end += 1;
+                }
+                break 'matched end;
+            }
+            // `\s*[\r\n]+` takes a run up to its last line break;
+            // `\s+(?!\S)` and `\s+` as in GPT-2's.
+            let mut spaces = 0;
+            let mut past_newline = None;
+            while class(pos + spaces) == Some(Class::Space) {
+                if newline(pos + spaces) {
+                    past_newline = Some(pos + spaces + 1);
+                }
+                spaces += 1;
+            }
+            if let Some(end) = past_newline {
+                break 'matched end;
             }
             if spaces > 1 && pos + spaces < n {
                 break 'matched pos + spaces - 1;
@@ -168,6 +275,26 @@ mod tests {
     }
 
     #[test]
+    fn llama3_and_qwen2_letters_digits_and_line_breaks() {
+        let llama3 = |t| PreTokenizer::Llama3.split(t);
+        let qwen2 = |t| PreTokenizer::Qwen2.split(t);
+        assert_eq!(llama3("DON'T stop"), ["DON", "'T", " stop"], "any case");
+        assert_eq!(llama3("12345 x"), ["123", "45", " x"]);
+        assert_eq!(qwen2("12345 x"), ["1", "2", "3", "4", "5", " x"]);
+        assert_eq!(llama3("(hello) \tworld"), ["(hello", ")", " ", "\tworld"]);
+        assert_eq!(llama3("a!?\n\nb"), ["a", "!?\n\n", "b"]);
+        assert_eq!(llama3("a  \n \n  b"), ["a", "  \n \n", " ", " b"]);
+        assert_eq!(llama3("a \n"), ["a", " \n"]);
+        assert_eq!(llama3("x   "), ["x", "   "]);
+        assert_eq!(
+            llama3("'x"),
+            ["'x"],
+            "not a contraction: a leading non-letter"
+        );
+        assert_eq!(llama3("\r\nx"), ["\r\n", "x"]);
+    }
+
+    #[test]
     fn pieces_concatenate_back() {
         const POOL: &[char] = &[
             'a', 'Z', 'é', 'ß', '中', '7', '٣', 'Ⅻ', ' ', ' ', '\n', '\t', '\u{A0}', '\'', 's',
@@ -183,7 +310,12 @@ mod tests {
         };
         for _ in 0..2000 {
             let text: String = (0..next(24)).map(|_| POOL[next(POOL.len())]).collect();
-            for pre in [PreTokenizer::Gpt2, PreTokenizer::SmolLm] {
+            for pre in [
+                PreTokenizer::Gpt2,
+                PreTokenizer::SmolLm,
+                PreTokenizer::Llama3,
+                PreTokenizer::Qwen2,
+            ] {
                 let pieces = pre.split(&text);
                 assert_eq!(pieces.concat(), text);
                 assert!(pieces.iter().all(|p| !p.is_empty()), "{text:?}: {pieces:?}");

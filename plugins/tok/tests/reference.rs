@@ -160,3 +160,48 @@ fn bpe_decodes_llama_cpp_ids() {
         assert_eq!(streamed + &decoder.finish(), p.text, "streamed");
     }
 }
+
+/// `tiny_archs_reference.json`, the parts about tokens: each tiny model
+/// carries SmolLM2's vocabulary under its family's pre-tokenizer name.
+#[derive(Deserialize)]
+struct TinyArchs {
+    prompt: String,
+    models: Vec<TinyModel>,
+}
+
+#[derive(Deserialize)]
+struct TinyModel {
+    name: String,
+    pre: String,
+    add_bos: bool,
+    prompt_ids: Vec<u32>,
+    tokenizer_checks: Vec<Check>,
+}
+
+/// The Llama 3 (`llama-bpe`) and Qwen2 (`qwen2`) pre-tokenizers, and Llama
+/// 3's whole-piece lookup and BOS, split and merge as llama.cpp does.
+#[test]
+fn pre_tokenizers_match_llama_cpp() {
+    let reference: TinyArchs = reference("tiny_archs_reference.json");
+    let mut spec: serde_json::Value =
+        serde_json::from_slice(&read("target/models/smollm2-tokenizer.json", MODELS)).unwrap();
+    let spec = spec.as_object_mut().unwrap();
+    let mut pres = Vec::new();
+    for model in &reference.models {
+        spec.insert("pre".into(), model.pre.clone().into());
+        let bpe = Bpe::from_json(&serde_json::to_vec(&spec).unwrap())
+            .unwrap_or_else(|e| panic!("{}: {e}", model.name));
+        assert_eq!(bpe.add_bos(), model.add_bos, "{}", model.name);
+        let mut failures = Vec::new();
+        for c in &model.tokenizer_checks {
+            failures.extend(mismatch(&c.text, &c.ids, &bpe.encode(&c.text)));
+        }
+        let prompt = &reference.prompt;
+        failures.extend(mismatch(prompt, &model.prompt_ids, &bpe.encode(prompt)));
+        report(&model.name, model.tokenizer_checks.len() + 1, failures);
+        pres.push(model.pre.as_str());
+    }
+    for pre in ["llama-bpe", "qwen2"] {
+        assert!(pres.contains(&pre), "{pre} checked");
+    }
+}
