@@ -21,7 +21,7 @@ use serde_json::Value;
 use tok::Bpe;
 use weft_sdk::{StageError, state};
 
-use crate::request::{Message, Role, TurnRequest, encode_prompt};
+use crate::request::{Message, Role, Template, TurnRequest, encode_prompt};
 use crate::run::{self, Session, Sink, StepError};
 
 /// The state key that holds the conversation.
@@ -42,6 +42,7 @@ pub(crate) struct History {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Chat<'a> {
     pub(crate) bpe: &'a Bpe,
+    pub(crate) template: Template,
     /// Tokens that end a reply.
     pub(crate) stop: &'a [u32],
     /// Config `system`: sent first in every prompt, never dropped.
@@ -154,7 +155,7 @@ impl Chat<'_> {
             content: content.to_string(),
         });
         let all: Vec<Message> = system.into_iter().chain(messages.iter().cloned()).collect();
-        encode_prompt(self.bpe, &all)
+        encode_prompt(self.bpe, self.template, &all)
     }
 }
 
@@ -243,6 +244,7 @@ mod tests {
     fn chat(bpe: &Bpe) -> Chat<'_> {
         Chat {
             bpe,
+            template: Template::ChatMl,
             stop: &STOP,
             system: None,
             history_tokens: 1024,

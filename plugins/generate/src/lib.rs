@@ -8,6 +8,7 @@
 //! |------------------|-----------|-----------------------------------------------------------|
 //! | `model`          | `smollm2` | the model's name in the node's registry (a GGUF graph)    |
 //! | `tokenizer`      | required  | object id of the model's tokenizer JSON ([`tok::Bpe`])    |
+//! | `template`       | `auto`    | chat format: `chatml`, `llama3`, or `auto` (from the vocab) |
 //! | `max_tokens`     | `128`     | most tokens to generate per request                       |
 //! | `temperature`    | `0`       | 0 is greedy; above, softmax temperature                   |
 //! | `top_p`          | `1.0`     | nucleus sampling: keep the likeliest tokens summing to it |
@@ -62,14 +63,21 @@
 //! sends the same message again).
 //!
 //! The prompt is ChatML, `<|im_start|>{role}\n{content}<|im_end|>\n` per message
-//! then `<|im_start|>assistant\n`, with no system prompt added (but config `system`
-//! in a session), tokenised with
-//! byte-level BPE (a BOS is prepended only when the tokenizer file says
-//! `add_bos`). Each request gets a new execution context (the host keeps the KV
+//! then `<|im_start|>assistant\n` (SmolLM2, Qwen), or Llama 3's,
+//! `<|start_header_id|>{role}<|end_header_id|>\n\n{content}<|eot_id|>` per
+//! message then `<|start_header_id|>assistant<|end_header_id|>\n\n`: config
+//! `template` (`chatml`, `llama3`, or `auto`, the default, which picks Llama
+//! 3's when the vocab has its header tokens); a template whose special tokens
+//! the vocab lacks is refused at deploy. No system prompt is added (but config
+//! `system` in a session). The prompt is tokenised with byte-level BPE (a BOS
+//! is prepended when the tokenizer adds one: its file's `add_bos`, else
+//! llama.cpp's default for its pre-tokenizer). Each request gets a new
+//! execution context (the host keeps the KV
 //! cache in it): one `compute` on the whole prompt as `input_ids` (`int64 [n]`),
 //! then one per generated token (`int64 [1]`), each giving `logits`
 //! (`f32 [vocab]`, for the last position). Generation stops at an end token
-//! (`eos_id`, `<|im_end|>`, `<|endoftext|>`; finish reason `stop`), or at
+//! (`eos_id`, `<|im_end|>`, `<|endoftext|>`, `<|eot_id|>`, `<|eom_id|>`,
+//! `<|end_of_text|>`; finish reason `stop`), or at
 //! `max_tokens` or the end of the context window (`length`).
 //!
 //! Every generated token is emitted as a partial item
@@ -100,13 +108,25 @@ use weft_sdk::nn::tensor::{Tensor, TensorType};
 use weft_sdk::{Config, Item, Stage, StageError, emit, objects};
 
 use crate::chat::Chat;
-use crate::request::{Request, Settings, TurnRequest, encode_prompt};
+use crate::request::{Request, Settings, Template, TurnRequest, encode_prompt};
 use crate::run::{Session, Sink, StepError};
+
+/// The tokens that end a reply in the chat formats of common models, besides
+/// the tokenizer's `eos_id`: ChatML's, GPT-2's and Llama 3's.
+const END_TOKENS: &[&str] = &[
+    "<|im_end|>",
+    "<|endoftext|>",
+    "<|eot_id|>",
+    "<|eom_id|>",
+    "<|end_of_text|>",
+];
 
 /// The stage: the tokenizer, the loaded graph and the default settings.
 pub struct Generate {
     model: String,
     tokenizer: Bpe,
+    /// The chat format prompts are written in.
+    template: Template,
     /// Tokens that end a completion.
     stop: Vec<u32>,
     defaults: Settings,
@@ -153,24 +173,23 @@ impl Stage for Generate {
         let session =
             SessionConfig::from_config(&config, defaults).map_err(|e| format!("generate: {e}"))?;
         let tokenizer = load_tokenizer(&config)?;
-        let stop: Vec<u32> = [
-            tokenizer.eos_id(),
-            tokenizer.token_to_id("<|im_end|>"),
-            tokenizer.token_to_id("<|endoftext|>"),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
+        let stop: Vec<u32> = std::iter::once(tokenizer.eos_id())
+            .chain(END_TOKENS.iter().map(|t| tokenizer.token_to_id(t)))
+            .flatten()
+            .collect();
         if stop.is_empty() {
             return Err(
                 "generate: the tokenizer has no end token: set `eos_id` in its JSON".into(),
             );
         }
+        let template =
+            Template::from_config(&config, &tokenizer).map_err(|e| format!("generate: {e}"))?;
         let graph = graph::load_by_name(&model)
             .map_err(|e| format!("generate: could not load model `{model}`: {e}"))?;
         Ok(Generate {
             model,
             tokenizer,
+            template,
             stop,
             defaults,
             session,
@@ -191,7 +210,7 @@ impl Stage for Generate {
         let mut out = Vec::with_capacity(batch.len());
         for (index, (item, request)) in batch.iter().zip(requests).enumerate() {
             let key = item.key.clone().unwrap_or_else(|| index.to_string());
-            let prompt = encode_prompt(&self.tokenizer, &request.messages);
+            let prompt = encode_prompt(&self.tokenizer, self.template, &request.messages);
             let mut session = self.new_session()?;
             let completion = run::generate(
                 &mut session,
@@ -229,6 +248,7 @@ impl Generate {
     ) -> Result<Vec<Item>, StageError> {
         let chat = Chat {
             bpe: &self.tokenizer,
+            template: self.template,
             stop: &self.stop,
             system: config.system.as_deref(),
             history_tokens: config.history_tokens,
@@ -468,6 +488,7 @@ mod tests {
         let bpe = Bpe::from_json(TOKENIZER.as_bytes()).unwrap();
         let ids = encode_prompt(
             &bpe,
+            Template::ChatMl,
             &[request::Message {
                 role: request::Role::User,
                 content: "a".into(),

@@ -1,4 +1,5 @@
-//! One generation request: its JSON, its settings, and its ChatML prompt.
+//! One generation request: its JSON, its settings, and its prompt (ChatML or
+//! Llama 3's chat format).
 
 use serde::{Deserialize, Serialize};
 use tok::Bpe;
@@ -197,6 +198,69 @@ impl TurnRequest {
     }
 }
 
+/// How messages become a prompt: the chat format the model was tuned on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Template {
+    /// ChatML ([`chatml`]): SmolLM2, Qwen2, Qwen3 and many more.
+    ChatMl,
+    /// Llama 3's: `<|start_header_id|>{role}<|end_header_id|>\n\n{content}<|eot_id|>`
+    /// per message (content trimmed), then
+    /// `<|start_header_id|>assistant<|end_header_id|>\n\n`; the tokenizer
+    /// adds `<|begin_of_text|>` as BOS.
+    Llama3,
+}
+
+impl Template {
+    /// Config `template` (`chatml`, `llama3` or `auto`, the default: Llama
+    /// 3's when the vocab has its header tokens, ChatML otherwise), checked
+    /// against the vocab: a template whose special tokens it lacks would
+    /// prompt the model with text it was never tuned on.
+    pub(crate) fn from_config(config: &Config, bpe: &Bpe) -> Result<Self, String> {
+        let has = |t: &str| bpe.token_to_id(t).is_some();
+        let template = match config.get_or("template", "auto") {
+            "auto" if has("<|start_header_id|>") => Template::Llama3,
+            "auto" | "chatml" => Template::ChatMl,
+            "llama3" => Template::Llama3,
+            other => {
+                return Err(format!(
+                    "`template` is `{other}`: use `chatml`, `llama3` or `auto` (the default: from the tokenizer's special tokens)"
+                ));
+            }
+        };
+        let needs: &[&str] = match template {
+            Template::ChatMl => &["<|im_start|>", "<|im_end|>"],
+            Template::Llama3 => &["<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"],
+        };
+        match needs.iter().find(|t| !has(t)) {
+            Some(missing) => Err(format!(
+                "the tokenizer has no `{missing}` token, which the {template:?} chat template needs: \
+                 is this a chat (instruct) model? Set `template` to its format (`chatml` or `llama3`)"
+            )),
+            None => Ok(template),
+        }
+    }
+
+    /// The prompt text for `messages`, ending where the assistant's reply
+    /// starts.
+    pub(crate) fn render(self, messages: &[Message]) -> String {
+        match self {
+            Template::ChatMl => chatml(messages),
+            Template::Llama3 => {
+                let mut prompt = String::new();
+                for m in messages {
+                    prompt.push_str("<|start_header_id|>");
+                    prompt.push_str(m.role.name());
+                    prompt.push_str("<|end_header_id|>\n\n");
+                    prompt.push_str(m.content.trim());
+                    prompt.push_str("<|eot_id|>");
+                }
+                prompt.push_str("<|start_header_id|>assistant<|end_header_id|>\n\n");
+                prompt
+            }
+        }
+    }
+}
+
 /// The ChatML prompt: `<|im_start|>{role}\n{content}<|im_end|>\n` per message,
 /// then `<|im_start|>assistant\n` for the model to go on from. No system prompt
 /// is added.
@@ -213,14 +277,14 @@ pub(crate) fn chatml(messages: &[Message]) -> String {
     prompt
 }
 
-/// The token ids of the ChatML prompt for `messages`: a BOS first when the
-/// tokenizer file says `add_bos`.
-pub(crate) fn encode_prompt(bpe: &Bpe, messages: &[Message]) -> Vec<u32> {
+/// The token ids of the prompt for `messages` in `template`: a BOS first
+/// when the tokenizer adds one.
+pub(crate) fn encode_prompt(bpe: &Bpe, template: Template, messages: &[Message]) -> Vec<u32> {
     let mut prompt = Vec::new();
     if let (true, Some(bos)) = (bpe.add_bos(), bpe.bos_id()) {
         prompt.push(bos);
     }
-    prompt.extend(bpe.encode(&chatml(messages)));
+    prompt.extend(bpe.encode(&template.render(messages)));
     prompt
 }
 
@@ -241,6 +305,67 @@ mod tests {
 
     fn parse(value: serde_json::Value) -> Result<Request, StageError> {
         Request::parse(2, &Item::json(&value).unwrap(), DEFAULTS)
+    }
+
+    fn vocab(tokens: &[&str]) -> Bpe {
+        let json = json!({"tokens": tokens, "merges": [], "pre": "llama-bpe", "bos_id": 0});
+        Bpe::from_json(json.to_string().as_bytes()).unwrap()
+    }
+
+    /// Llama 3's format, as llama.cpp writes it (`llm_chat_apply_template`,
+    /// LLAMA_3): contents trimmed, BOS from the tokenizer.
+    #[test]
+    fn llama3_prompts_have_headers_and_end_of_turn_tokens() {
+        let messages = [
+            Message {
+                role: Role::System,
+                content: "Be brief. ".into(),
+            },
+            Message {
+                role: Role::User,
+                content: "Hi".into(),
+            },
+        ];
+        assert_eq!(
+            Template::Llama3.render(&messages),
+            "<|start_header_id|>system<|end_header_id|>\n\nBe brief.<|eot_id|>\
+             <|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>\
+             <|start_header_id|>assistant<|end_header_id|>\n\n"
+        );
+        let bpe = vocab(&[
+            "<|begin_of_text|>",
+            "<|start_header_id|>",
+            "<|end_header_id|>",
+            "<|eot_id|>",
+        ]);
+        let ids = encode_prompt(&bpe, Template::Llama3, &messages[1..]);
+        assert_eq!(ids[..2], [0, 1], "BOS, then the first header");
+    }
+
+    #[test]
+    fn the_template_follows_the_vocab_or_the_config() {
+        let llama3 = vocab(&["<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"]);
+        let chatml = vocab(&["<|im_start|>", "<|im_end|>"]);
+        let config = |t: &str| Config::from_iter([("template", t)]);
+        let auto = Config::default();
+        assert_eq!(
+            Template::from_config(&auto, &llama3).unwrap(),
+            Template::Llama3
+        );
+        assert_eq!(
+            Template::from_config(&auto, &chatml).unwrap(),
+            Template::ChatMl
+        );
+        assert_eq!(
+            Template::from_config(&config("chatml"), &chatml).unwrap(),
+            Template::ChatMl
+        );
+        let err = Template::from_config(&config("chatml"), &llama3).unwrap_err();
+        assert!(err.contains("no `<|im_start|>` token"), "{err}");
+        let err = Template::from_config(&config("llama3"), &chatml).unwrap_err();
+        assert!(err.contains("no `<|start_header_id|>` token"), "{err}");
+        let err = Template::from_config(&config("mistral"), &chatml).unwrap_err();
+        assert!(err.contains("`template` is `mistral`"), "{err}");
     }
 
     #[test]
