@@ -388,6 +388,7 @@ def ggml_blocks(dest: Path) -> None:
 ARCH_FILES = ["qwen2", "qwen3", "granite", "llama3"]
 ARCH_PROMPT = "The capital of France is Paris, and in 2024 it hosted the Olympic Games."
 ARCH_STEPS = 12
+ARCH_CHAT_TOKENS = 8
 ARCH_PROBE_STRIDE = 1021  # logits recorded at every 1021st token id
 # Beside BPE_CHECKS, what sets the Llama 3 / Qwen2 pre-tokenizers apart from GPT-2's.
 PRE_CHECKS = [
@@ -430,6 +431,33 @@ def archs(dest: Path) -> None:
             {"text": s, "ids": llm.tokenize(s.encode(), add_bos=False, special=True)}
             for s in BPE_CHECKS + PRE_CHECKS
         ]
+        # The generate stage's request: the ChatML prompt (these files carry
+        # SmolLM2's vocab), greedy, as the e2e test sends it over HTTP.
+        question = CHAT_QUESTIONS[0][0]
+        chat_ids = llm.tokenize(
+            f"<|im_start|>user\n{question}<|im_end|>\n<|im_start|>assistant\n".encode(),
+            add_bos=True, special=True)
+        llm.reset()
+        llm.eval(chat_ids)
+        chat_out, margins, stopped = [], [], "max_tokens"
+        for _ in range(ARCH_CHAT_TOKENS):
+            row = np.array(llm.scores[llm.n_tokens - 1], dtype=np.float32)
+            top2 = np.argsort(-row, kind="stable")[:2]
+            margins.append(round(float(row[top2[0]] - row[top2[1]]), 5))
+            chat_out.append(int(top2[0]))
+            if llama_cpp.llama_vocab_is_eog(vocab, int(top2[0])):
+                stopped = "eog"
+                break
+            llm.eval([int(top2[0])])
+        text_ids = chat_out[:-1] if stopped == "eog" else chat_out
+        chat = {
+            "question": question,
+            "prompt_ids": chat_ids,
+            "generated_ids": chat_out,
+            "stopped": stopped,
+            "text": llm.detokenize(text_ids).decode("utf-8", errors="replace"),
+            "margins": margins,
+        }
         log(f"  {name}: {len(ids)} prompt tokens, greedy {generated}")
         models.append({
             "name": name,
@@ -441,6 +469,7 @@ def archs(dest: Path) -> None:
             "generated_ids": generated,
             "steps": steps,
             "tokenizer_checks": checks,
+            "chat": chat,
         })
         del llm
     write_json(
@@ -454,7 +483,9 @@ def archs(dest: Path) -> None:
                      f"{ARCH_PROBE_STRIDE}th token id (probes: ids 0, {ARCH_PROBE_STRIDE}, ...) "
                      "before its token was chosen. tokenizer_checks: llama.cpp's ids for each "
                      "string under the file's tokenizer.ggml.pre (special tokens parsed, no "
-                     "BOS). Written by scripts/reference.py --only archs.",
+                     "BOS). chat: the ChatML prompt of the first CHAT_QUESTIONS question (BOS as "
+                     "llama.cpp adds it) and up to 8 greedy tokens, with the top1-top2 margins "
+                     "and the text. Written by scripts/reference.py --only archs.",
             "prompt": ARCH_PROMPT,
             "probe_stride": ARCH_PROBE_STRIDE,
         },
