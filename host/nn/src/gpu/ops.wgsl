@@ -83,8 +83,9 @@ fn rms_norm(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
     }
 }
 
-// ---- rope: rotates adjacent pairs of the first `dims` of every head, by
-// the angles in `table` ([token][dims / 2] of (cos, sin), computed on the
+// ---- rope: rotates pairs of the first `dims` of every head, adjacent
+// ones (ggml's normal mode) or, `neox`, ones `dims / 2` apart, by the
+// angles in `table` ([token][dims / 2] of (cos, sin), computed on the
 // host exactly as the CPU path does).
 
 struct RopeParams {
@@ -92,7 +93,7 @@ struct RopeParams {
     heads: u32,
     head_dim: u32,
     half: u32,
-    _p0: u32,
+    neox: u32,
     _p1: u32,
     _p2: u32,
     _p3: u32,
@@ -110,11 +111,17 @@ fn rope(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
         let head = (idx % per_token) / rope_p.half;
         let i = idx % rope_p.half;
         let cs = rope_table[t * rope_p.half + i];
-        let at = (t * rope_p.heads + head) * rope_p.head_dim + 2u * i;
+        let base = (t * rope_p.heads + head) * rope_p.head_dim;
+        var at = base + 2u * i;
+        var partner = at + 1u;
+        if (rope_p.neox != 0u) {
+            at = base + i;
+            partner = at + rope_p.half;
+        }
         let a = rope_x[at];
-        let b = rope_x[at + 1u];
+        let b = rope_x[partner];
         rope_x[at] = a * cs.x - b * cs.y;
-        rope_x[at + 1u] = a * cs.y + b * cs.x;
+        rope_x[partner] = a * cs.y + b * cs.x;
     }
 }
 
@@ -143,16 +150,34 @@ fn store(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups)
     }
 }
 
-// ---- add: x[i] += y[i].
+// ---- add: x[i] += scale * y[i % period] (a residual add, scaled where
+// the model says; or a bias, `period` its length, added to every row).
+
+struct AddParams {
+    count: u32,
+    period: u32,
+    scale: u32,
+    _p0: u32,
+    _p1: u32,
+    _p2: u32,
+    _p3: u32,
+    _p4: u32,
+}
 
 @group(0) @binding(0) var<storage, read_write> add_x: array<f32>;
 @group(0) @binding(1) var<storage, read> add_y: array<f32>;
-@group(0) @binding(2) var<uniform> add_p: CountParams;
+@group(0) @binding(2) var<uniform> add_p: AddParams;
 
 @compute @workgroup_size(64, 1, 1)
 fn add(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let scale = bitcast<f32>(add_p.scale);
     for (var i = gid.x; i < add_p.count; i = i + groups.x * THREADS) {
-        add_x[i] = add_x[i] + add_y[i];
+        let y = add_y[i % add_p.period];
+        if (scale == 1.0) {
+            add_x[i] = add_x[i] + y;
+        } else {
+            add_x[i] = add_x[i] + y * scale;
+        }
     }
 }
 

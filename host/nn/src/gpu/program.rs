@@ -268,7 +268,9 @@ impl<'a> Program<'a> {
 
     /// Rotates the first `2 * half` floats of each of `heads` heads of
     /// `head_dim` in each of `tokens` rows of `x`, token `t` by the angles
-    /// `table[t * half ..][.. half]` (cos, sin pairs).
+    /// `table[t * half ..][.. half]` (cos, sin pairs): adjacent pairs, or
+    /// pairs `half` apart when `neox`.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn rope(
         &mut self,
         x: &'a Buffer,
@@ -276,13 +278,14 @@ impl<'a> Program<'a> {
         heads: usize,
         head_dim: usize,
         half: usize,
+        neox: bool,
         table: &'a Buffer,
     ) {
         let count = tokens * heads * half;
         self.step(
             &self.ops.rope,
             vec![whole(x), whole(table)],
-            [count, heads, head_dim, half, 0, 0, 0, 0].map(|x| x as u32),
+            [count, heads, head_dim, half, neox.into(), 0, 0, 0].map(|x| x as u32),
             groups(count),
         );
     }
@@ -297,12 +300,24 @@ impl<'a> Program<'a> {
         );
     }
 
-    /// `x[i] += y[i]` for `i < count`.
-    pub(crate) fn add(&mut self, x: &'a Buffer, y: &'a Buffer, count: usize) {
+    /// `x[i] += scale · y[i]` for `i < count`.
+    pub(crate) fn add(&mut self, x: &'a Buffer, y: &'a Buffer, count: usize, scale: f32) {
         self.step(
             &self.ops.add,
             vec![whole(x), whole(y)],
-            [count as u32, 0, 0, 0, 0, 0, 0, 0],
+            [count as u32, count as u32, scale.to_bits(), 0, 0, 0, 0, 0],
+            groups(count),
+        );
+    }
+
+    /// `x[i] += bias[i % bias.cols()]` for `i < count`: the bias added to
+    /// each row of `x`.
+    pub(crate) fn add_bias(&mut self, x: &'a Buffer, bias: &'a GpuMatrix, count: usize) {
+        let (b, _, _) = bias.panels().next().expect("a vector is one panel");
+        self.step(
+            &self.ops.add,
+            vec![whole(x), (b, 0, b.size())],
+            [count, bias.cols(), 1f32.to_bits() as usize, 0, 0, 0, 0, 0].map(|x| x as u32),
             groups(count),
         );
     }
@@ -339,8 +354,8 @@ impl<'a> Program<'a> {
             head_dim,
             past,
             stride,
+            scale,
         } = shape;
-        let scale = 1.0 / (head_dim as f32).sqrt();
         self.step(
             &self.ops.attention,
             vec![whole(q), whole(k), whole(v), whole(scores), whole(out)],
@@ -466,6 +481,8 @@ pub(crate) struct Attention {
     pub head_dim: usize,
     pub past: usize,
     pub stride: usize,
+    /// Multiplies the scores (`1/√head_dim` for most models).
+    pub scale: f32,
 }
 
 impl Attention {

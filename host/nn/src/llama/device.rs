@@ -18,13 +18,42 @@ const TOKENS_PER_PASS: usize = 256;
 const FIRST_CAPACITY: usize = 64;
 
 /// What a decoder keeps on the device besides its products' matrices
-/// (which its `QMatrix`es hold): the norms' weights.
+/// (which its `QMatrix`es hold): the norms' weights, and the biases and
+/// per-head norms of the families that have them.
 #[derive(Debug)]
 pub(super) struct DeviceWeights {
     gpu: Arc<Gpu>,
     attn_norm: Vec<GpuMatrix>,
     ffn_norm: Vec<GpuMatrix>,
     output_norm: GpuMatrix,
+    /// Per layer: the `Layer`'s optional vectors, in [`Extras::of`]'s order.
+    extras: Vec<Extras>,
+}
+
+/// A layer's optional vectors on the device.
+#[derive(Debug)]
+struct Extras {
+    bq: Option<GpuMatrix>,
+    bk: Option<GpuMatrix>,
+    bv: Option<GpuMatrix>,
+    bo: Option<GpuMatrix>,
+    q_norm: Option<GpuMatrix>,
+    k_norm: Option<GpuMatrix>,
+}
+
+impl Extras {
+    fn all(&self) -> impl Iterator<Item = &GpuMatrix> {
+        [
+            &self.bq,
+            &self.bk,
+            &self.bv,
+            &self.bo,
+            &self.q_norm,
+            &self.k_norm,
+        ]
+        .into_iter()
+        .flatten()
+    }
 }
 
 impl DeviceWeights {
@@ -34,7 +63,23 @@ impl DeviceWeights {
         Attention::check(w.hp.head_dim)?;
         gpu.program()?;
         let vector = |v: &[f32]| gpu.upload(v, 1, v.len());
+        let optional = |v: &Option<Vec<f32>>| v.as_deref().map(vector).transpose();
+        let extras = w
+            .layers
+            .iter()
+            .map(|l| {
+                Ok(Extras {
+                    bq: optional(&l.bq)?,
+                    bk: optional(&l.bk)?,
+                    bv: optional(&l.bv)?,
+                    bo: optional(&l.bo)?,
+                    q_norm: optional(&l.q_norm)?,
+                    k_norm: optional(&l.k_norm)?,
+                })
+            })
+            .collect::<Result<_, NnError>>()?;
         Ok(Self {
+            extras,
             gpu: gpu.clone(),
             attn_norm: w
                 .layers
@@ -56,6 +101,7 @@ impl DeviceWeights {
             .iter()
             .chain(&self.ffn_norm)
             .chain([&self.output_norm])
+            .chain(self.extras.iter().flat_map(Extras::all))
             .map(GpuMatrix::bytes)
             .sum()
     }
@@ -90,6 +136,9 @@ struct Work {
     h: Buffer,
     q: Buffer,
     k: Buffer,
+    /// Q and K after their per-head norms (models that have them).
+    qn: Buffer,
+    kn: Buffer,
     v: Buffer,
     att: Buffer,
     o: Buffer,
@@ -192,15 +241,17 @@ impl OnDevice {
             // Never fewer tokens than before: a prompt, then one at a time.
             let n = self.work.take().map_or(tokens, |w| w.tokens.max(tokens));
             let b = |floats: usize| gpu.buffer(floats, "weft-nn decoder activations");
-            let (d, ffn) = (hp.embd, hp.ffn);
+            let (d, qd, ffn) = (hp.embd, hp.q_dim(), hp.ffn);
             self.work = Some(Work {
                 tokens: n,
                 x: b(n * d)?,
                 h: b(n * d)?,
-                q: b(n * d)?,
+                q: b(n * qd)?,
                 k: b(n * kvd)?,
+                qn: b(n * qd)?,
+                kn: b(n * kvd)?,
                 v: b(n * kvd)?,
-                att: b(n * d)?,
+                att: b(n * qd)?,
                 o: b(n * d)?,
                 g: b(n * ffn)?,
                 u: b(n * ffn)?,
@@ -228,12 +279,15 @@ impl OnDevice {
     ) -> Result<Vec<f32>, NnError> {
         let hp = &w.hp;
         let (n, d) = (tokens.len(), hp.embd);
-        let kvd = hp.kv_heads * hp.head_dim;
+        let (qd, kvd) = (hp.q_dim(), hp.kv_dim());
         let half = hp.rope_dims / 2;
         self.reserve(hp, past + n, n)?;
         let mut x = vec![0f32; n * d];
         for (t, &tok) in tokens.iter().enumerate() {
             w.tok_embd.row(tok as usize, &mut x[t * d..(t + 1) * d]);
+        }
+        if hp.embd_scale != 1.0 {
+            x.iter_mut().for_each(|x| *x *= hp.embd_scale);
         }
         // (cos, sin) per token and pair, as the CPU path computes them.
         let mut table = Vec::with_capacity(n * half * 2);
@@ -251,32 +305,65 @@ impl OnDevice {
             head_dim: hp.head_dim,
             past,
             stride: self.capacity,
+            scale: hp.attn_scale,
         };
         let scores = &self.scores.as_ref().expect("reserved").0;
-        for (l, layer) in w.layers.iter().enumerate() {
+        let (hd, neox, eps) = (hp.head_dim, hp.rope_neox, hp.rms_eps);
+        for (l, (layer, extra)) in w.layers.iter().zip(&dw.extras).enumerate() {
             let (kc, vc) = (&self.k[l], &self.v[l]);
-            p.rms_norm(&a.x, 0, n, &dw.attn_norm[l], hp.rms_eps, &a.h);
+            p.rms_norm(&a.x, 0, n, &dw.attn_norm[l], eps, &a.h);
             p.product(&a.h, n, on_gpu(&layer.wq)?, &a.q);
             p.product(&a.h, n, on_gpu(&layer.wk)?, &a.k);
             p.product(&a.h, n, on_gpu(&layer.wv)?, &a.v);
-            p.rope(&a.q, n, hp.heads, hp.head_dim, half, &a.table);
-            p.rope(&a.k, n, hp.kv_heads, hp.head_dim, half, &a.table);
-            p.store(&a.k, n * kvd, kc, past * kvd);
+            for (y, bias, floats) in [
+                (&a.q, &extra.bq, n * qd),
+                (&a.k, &extra.bk, n * kvd),
+                (&a.v, &extra.bv, n * kvd),
+            ] {
+                if let Some(bias) = bias {
+                    p.add_bias(y, bias, floats);
+                }
+            }
+            // Per-head norms (Qwen3) write into their own buffers.
+            let q = match &extra.q_norm {
+                Some(norm) => {
+                    p.rms_norm(&a.q, 0, n * hp.heads, norm, eps, &a.qn);
+                    &a.qn
+                }
+                None => &a.q,
+            };
+            let k = match &extra.k_norm {
+                Some(norm) => {
+                    p.rms_norm(&a.k, 0, n * hp.kv_heads, norm, eps, &a.kn);
+                    &a.kn
+                }
+                None => &a.k,
+            };
+            p.rope(q, n, hp.heads, hd, half, neox, &a.table);
+            p.rope(k, n, hp.kv_heads, hd, half, neox, &a.table);
+            p.store(k, n * kvd, kc, past * kvd);
             p.store(&a.v, n * kvd, vc, past * kvd);
-            p.attention(&a.q, kc, vc, scores, &a.att, shape);
+            p.attention(q, kc, vc, scores, &a.att, shape);
             p.product(&a.att, n, on_gpu(&layer.wo)?, &a.o);
-            p.add(&a.x, &a.o, n * d);
-            p.rms_norm(&a.x, 0, n, &dw.ffn_norm[l], hp.rms_eps, &a.h);
+            if let Some(bias) = &extra.bo {
+                p.add_bias(&a.o, bias, n * d);
+            }
+            p.add(&a.x, &a.o, n * d, hp.residual_scale);
+            p.rms_norm(&a.x, 0, n, &dw.ffn_norm[l], eps, &a.h);
             p.product(&a.h, n, on_gpu(&layer.gate)?, &a.g);
             p.product(&a.h, n, on_gpu(&layer.up)?, &a.u);
             p.swiglu(&a.g, &a.u, n * hp.ffn);
             p.product(&a.g, n, on_gpu(&layer.down)?, &a.o);
-            p.add(&a.x, &a.o, n * d);
+            p.add(&a.x, &a.o, n * d, hp.residual_scale);
         }
-        p.rms_norm(&a.x, n - 1, 1, &dw.output_norm, hp.rms_eps, &a.h);
+        p.rms_norm(&a.x, n - 1, 1, &dw.output_norm, eps, &a.h);
         let head = w.output.as_ref().unwrap_or(&w.tok_embd);
         p.product(&a.h, 1, on_gpu(head)?, &a.logits);
-        p.run(&a.logits, hp.vocab)
+        let mut logits = p.run(&a.logits, hp.vocab)?;
+        if hp.logit_scale != 1.0 {
+            logits.iter_mut().for_each(|l| *l *= hp.logit_scale);
+        }
+        Ok(logits)
     }
 }
 

@@ -234,8 +234,6 @@ pub(crate) struct Layer {
 #[derive(Debug)]
 pub(crate) struct Weights {
     hp: HParams,
-    /// `general.architecture`.
-    arch: String,
     tok_embd: QMatrix,
     layers: Vec<Layer>,
     output_norm: Vec<f32>,
@@ -246,33 +244,6 @@ pub(crate) struct Weights {
     rope_freqs: Option<Vec<f32>>,
     /// The rest of what the GPU's forward pass needs, when loaded for one.
     device: Option<device::DeviceWeights>,
-}
-
-impl Weights {
-    /// What this decoder has that the GPU's forward pass does not run, if
-    /// anything: such a model loads for the CPU.
-    fn beyond_the_gpu(&self) -> Option<&'static str> {
-        let hp = &self.hp;
-        let l = &self.layers;
-        if hp.rope_neox {
-            Some("NeoX-ordered rotary embeddings")
-        } else if l
-            .iter()
-            .any(|l| l.bq.is_some() || l.bk.is_some() || l.bv.is_some() || l.bo.is_some())
-        {
-            Some("attention biases")
-        } else if l.iter().any(|l| l.q_norm.is_some() || l.k_norm.is_some()) {
-            Some("per-head query and key norms")
-        } else if (hp.embd_scale, hp.residual_scale, hp.logit_scale) != (1.0, 1.0, 1.0)
-            || hp.attn_scale != 1.0 / (hp.head_dim as f32).sqrt()
-        {
-            Some("Granite's multipliers")
-        } else if hp.q_dim() != hp.embd {
-            Some("heads wider than the model")
-        } else {
-            None
-        }
-    }
 }
 
 /// A loaded Llama-family decoder.
@@ -334,13 +305,6 @@ impl Llama {
         let placement = match gpu {
             None => Placement::Cpu,
             Some(Err(e)) => Placement::CpuFallback(e.message),
-            Some(Ok(_)) if weights.beyond_the_gpu().is_some() => {
-                let what = weights.beyond_the_gpu().unwrap_or_default();
-                Placement::CpuFallback(format!(
-                    "the GPU's decoder does not run {what} (`{}`) yet",
-                    weights.arch
-                ))
-            }
             Some(Ok(gpu)) => {
                 let products = weights.products_mut().try_for_each(|m| m.upload(&gpu));
                 let uploaded =
@@ -411,7 +375,6 @@ impl Llama {
             rope_freqs: optional("rope_freqs.weight", hp.rope_dims / 2)?,
             layers,
             output,
-            arch: info.architecture.clone().unwrap_or_default(),
             hp,
             device: None,
         })

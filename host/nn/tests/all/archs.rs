@@ -4,7 +4,7 @@
 //! llama.cpp computes): Qwen2 (Q/K/V biases, NeoX rotary pairs, tied
 //! output), Qwen3 (per-head Q/K norms, heads wider than the model), Granite
 //! (its four multipliers, an output bias) and Llama 3 (`rope_freqs`, linear
-//! rope scaling).
+//! rope scaling), on the CPU and on the GPU.
 
 use std::sync::Arc;
 
@@ -120,32 +120,22 @@ fn llama3_rope_frequencies_match_llama_cpp() {
     on_the_cpu("llama3");
 }
 
-/// The GPU's decoder runs Llama 3's rotary frequencies (they are in the
-/// angle table it is given); what it does not run yet (biases, NeoX
-/// pairs, per-head norms, multipliers) loads for the CPU and says so.
+/// On the GPU (llvmpipe here) every family's forward pass runs there —
+/// biases, NeoX pairs, per-head norms, multipliers, rope frequencies —
+/// and matches llama.cpp as the CPU path does.
 #[test]
-fn on_the_gpu_llama3_runs_there_and_the_others_say_why_not() {
+fn on_the_gpu_every_family_matches_llama_cpp() {
     let engine = Engine::default();
-    let (case, bytes) = tiny("llama3");
-    let model = engine.load(&bytes, Encoding::Ggml, Target::Gpu).unwrap();
-    assert!(
-        matches!(model.placement(), Placement::Gpu(_)),
-        "{:?}",
-        model.placement()
-    );
-    matches_llama_cpp("llama3 on the GPU", &model, &case);
-    for (name, what) in [
-        ("qwen2", "NeoX-ordered rotary embeddings"),
-        ("qwen3", "NeoX-ordered rotary embeddings"),
-        ("granite", "attention biases"),
-    ] {
+    for name in ["qwen2", "qwen3", "granite", "llama3"] {
         let (case, bytes) = tiny(name);
         let model = engine.load(&bytes, Encoding::Ggml, Target::Gpu).unwrap();
-        let Placement::CpuFallback(why) = model.placement() else {
-            panic!("{name}: {:?}", model.placement());
-        };
-        assert!(why.contains(what) && why.contains(name), "{name}: {why}");
-        matches_llama_cpp(name, &model, &case);
+        assert!(
+            matches!(model.placement(), Placement::Gpu(_)),
+            "{name}: {:?}",
+            model.placement()
+        );
+        let worst = matches_llama_cpp(name, &model, &case);
+        eprintln!("{name} on the GPU: logits within {worst:.2e} (of the best) of llama.cpp's");
     }
 }
 
