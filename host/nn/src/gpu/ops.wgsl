@@ -23,7 +23,7 @@ struct NormParams {
     d: u32,
     eps: u32,
     row0: u32,
-    _p0: u32,
+    out_row0: u32,
     _p1: u32,
     _p2: u32,
     _p3: u32,
@@ -77,7 +77,7 @@ fn rms_norm(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
     }
     let total = workgroup_sum(lid, ss);
     let scale = inverseSqrt(total / f32(d) + bitcast<f32>(norm_p.eps));
-    let dst = wg.x * d;
+    let dst = (norm_p.out_row0 + wg.x) * d;
     for (var i = lid; i < d; i = i + THREADS) {
         norm_out[dst + i] = norm_x[src + i] * scale * norm_w[i];
     }
@@ -125,13 +125,13 @@ fn rope(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     }
 }
 
-// ---- store: dst[offset + i] = f16r(src[i]) for i < count (new keys or
-// values into the cache).
+// ---- store: dst[offset + i] = f16r(src[p.src + i]) for i < count (new
+// keys or values into the cache).
 
 struct CountParams {
     count: u32,
     offset: u32,
-    _p0: u32,
+    src: u32,
     _p1: u32,
     _p2: u32,
     _p3: u32,
@@ -146,7 +146,7 @@ struct CountParams {
 @compute @workgroup_size(64, 1, 1)
 fn store(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     for (var i = gid.x; i < store_p.count; i = i + groups.x * THREADS) {
-        store_dst[store_p.offset + i] = f16r(store_src[i]);
+        store_dst[store_p.offset + i] = f16r(store_src[store_p.src + i]);
     }
 }
 
@@ -208,7 +208,8 @@ struct AttnParams {
     past: u32,
     stride: u32,
     scale: u32,
-    _p0: u32,
+    // The first query row (and output row) of this session's tokens.
+    row0: u32,
     _p1: u32,
 }
 
@@ -234,7 +235,7 @@ fn attention(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
     let row = (t * attn_p.heads + head) * attn_p.stride;
     let scale = bitcast<f32>(attn_p.scale);
     for (var j = lid; j < hd; j = j + THREADS) {
-        query[j] = f16r(attn_q[t * d + head * hd + j]);
+        query[j] = f16r(attn_q[(attn_p.row0 + t) * d + head * hd + j]);
     }
     workgroupBarrier();
 
@@ -264,6 +265,6 @@ fn attention(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
         for (var p = 0u; p < seen; p = p + 1u) {
             acc = fma(f16r(attn_scores[row + p] * inv), attn_v[p * kvd + kv_col + j], acc);
         }
-        attn_out[t * d + head * hd + j] = acc;
+        attn_out[(attn_p.row0 + t) * d + head * hd + j] = acc;
     }
 }

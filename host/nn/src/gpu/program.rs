@@ -256,12 +256,36 @@ impl<'a> Program<'a> {
         eps: f32,
         out: &'a Buffer,
     ) {
+        self.rms_norm_into(x, row0, rows, weight, eps, out, 0);
+    }
+
+    /// [`Program::rms_norm`] into rows `out_row0 ..` of `out`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn rms_norm_into(
+        &mut self,
+        x: &'a Buffer,
+        row0: usize,
+        rows: usize,
+        weight: &'a GpuMatrix,
+        eps: f32,
+        out: &'a Buffer,
+        out_row0: usize,
+    ) {
         let d = weight.cols();
         let (w, _, _) = weight.panels().next().expect("a vector is one panel");
         self.step(
             &self.ops.rms_norm,
             vec![whole(x), (w, 0, w.size()), whole(out)],
-            [d as u32, eps.to_bits(), row0 as u32, 0, 0, 0, 0, 0],
+            [
+                d as u32,
+                eps.to_bits(),
+                row0 as u32,
+                out_row0 as u32,
+                0,
+                0,
+                0,
+                0,
+            ],
             [rows as u32, 1],
         );
     }
@@ -290,12 +314,18 @@ impl<'a> Program<'a> {
         );
     }
 
-    /// `to[offset + i] = f16(from[i])` for `i < count`.
-    pub(crate) fn store(&mut self, from: &'a Buffer, count: usize, to: &'a Buffer, offset: usize) {
+    /// `to[offset + i] = f16(from[start + i])` for `i < count`.
+    pub(crate) fn store(
+        &mut self,
+        (from, start): (&'a Buffer, usize),
+        count: usize,
+        to: &'a Buffer,
+        offset: usize,
+    ) {
         self.step(
             &self.ops.store,
             vec![whole(from), whole(to)],
-            [count, offset, 0, 0, 0, 0, 0, 0].map(|x| x as u32),
+            [count, offset, start, 0, 0, 0, 0, 0].map(|x| x as u32),
             groups(count),
         );
     }
@@ -332,8 +362,8 @@ impl<'a> Program<'a> {
         );
     }
 
-    /// Causal attention of `tokens` new queries (rows of `q`, `heads x
-    /// head_dim`) over the caches `k` and `v` (`kv_heads x head_dim` per
+    /// Causal attention of `tokens` new queries (rows `row0 ..` of `q`,
+    /// `heads x head_dim`, into the same rows of `out`) over the caches `k` and `v` (`kv_heads x head_dim` per
     /// position, the new ones already stored after `past` old ones), into
     /// `out`. `scores` holds `tokens x heads x stride` floats, `stride` at
     /// least `past + tokens`.
@@ -355,6 +385,7 @@ impl<'a> Program<'a> {
             past,
             stride,
             scale,
+            row0,
         } = shape;
         self.step(
             &self.ops.attention,
@@ -366,7 +397,7 @@ impl<'a> Program<'a> {
                 past as u32,
                 stride as u32,
                 scale.to_bits(),
-                0,
+                row0 as u32,
                 0,
             ],
             [heads as u32, tokens as u32],
@@ -483,6 +514,8 @@ pub(crate) struct Attention {
     pub stride: usize,
     /// Multiplies the scores (`1/√head_dim` for most models).
     pub scale: f32,
+    /// The first row of `q` (and of `out`) these tokens' queries are in.
+    pub row0: usize,
 }
 
 impl Attention {

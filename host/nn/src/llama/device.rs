@@ -126,12 +126,18 @@ pub(super) struct OnDevice {
     /// Makes the next pass fail, as a lost device would (tests).
     #[cfg(test)]
     pub(super) fail_next: bool,
+    /// Passes run in this session's buffers (tests: a joined pass counts
+    /// once, for its first session).
+    #[cfg(test)]
+    pub(super) passes: usize,
 }
 
-/// A pass's activations, for up to `tokens` tokens.
+/// A pass's activations, for up to `tokens` tokens and the logits of
+/// `outputs` sessions.
 #[derive(Debug)]
 struct Work {
     tokens: usize,
+    outputs: usize,
     x: Buffer,
     h: Buffer,
     q: Buffer,
@@ -161,6 +167,8 @@ impl OnDevice {
             first_capacity: FIRST_CAPACITY,
             #[cfg(test)]
             fail_next: false,
+            #[cfg(test)]
+            passes: 0,
         }
     }
 
@@ -199,10 +207,43 @@ impl OnDevice {
         let mut logits = Vec::new();
         let mut at = past;
         for part in tokens.chunks(self.tokens_per_pass.min(fit).max(1)) {
-            logits = self.pass(w, dw, part, at)?;
+            let mut all = Self::pass(w, dw, &mut [(&mut *self, at, part)])?;
+            logits = all.pop().expect("one session's logits");
             at += part.len();
         }
         Ok(logits)
+    }
+
+    /// [`OnDevice::forward`] for several sessions of one model at once:
+    /// `(session, positions in its cache, its new tokens)`. When all their
+    /// tokens fit one pass they run as one, their rows stacked through
+    /// every weight product (the weights are read once for all of them);
+    /// otherwise each runs on its own. Returns each one's logits.
+    pub(super) fn forward_together(
+        w: &Weights,
+        dw: &DeviceWeights,
+        parts: &mut [(&mut OnDevice, usize, &[u32])],
+    ) -> Result<Vec<Vec<f32>>, NnError> {
+        #[cfg(test)]
+        if parts
+            .iter_mut()
+            .any(|(on, ..)| std::mem::take(&mut on.fail_next))
+        {
+            return Err(NnError::new(NnErrorKind::RuntimeError, "failed by a test"));
+        }
+        let total: usize = parts.iter().map(|(_, _, t)| t.len()).sum();
+        let one_pass = parts.iter().all(|(on, past, t)| {
+            let capacity = on.capacity_for(&w.hp, past + t.len());
+            let row = (w.hp.heads * capacity * 4) as u64;
+            t.len() as u64 * row <= on.gpu.max_buffer() && total <= on.tokens_per_pass
+        });
+        if one_pass {
+            return Self::pass(w, dw, parts);
+        }
+        parts
+            .iter_mut()
+            .map(|(on, past, t)| on.forward(w, dw, t, *past))
+            .collect()
     }
 
     /// The capacity a cache grows to for `positions`.
@@ -213,8 +254,8 @@ impl OnDevice {
             .min(hp.context.max(positions))
     }
 
-    /// Room in the cache for `positions`, and buffers for a pass of
-    /// `tokens`.
+    /// Room in the cache for `positions`, and attention scores for
+    /// `tokens` new ones.
     fn reserve(&mut self, hp: &HParams, positions: usize, tokens: usize) -> Result<(), NnError> {
         let gpu = &self.gpu;
         let kvd = hp.kv_heads * hp.head_dim;
@@ -237,13 +278,36 @@ impl OnDevice {
             let v = grow(&self.v, "weft-nn kv cache (v)")?;
             (self.k, self.v, self.capacity) = (k, v, capacity);
         }
-        if self.work.as_ref().is_none_or(|w| w.tokens < tokens) {
-            // Never fewer tokens than before: a prompt, then one at a time.
-            let n = self.work.take().map_or(tokens, |w| w.tokens.max(tokens));
+        // This pass's scores over the whole cache: regrown with the cache,
+        // and shrunk once passes get far smaller (after a long prompt).
+        let need = tokens * hp.heads * self.capacity;
+        let have = self.scores.as_ref().map_or(0, |(_, floats)| *floats);
+        if need > have || need * 4 < have {
+            self.scores = None;
+            self.scores = Some((gpu.buffer(need, "weft-nn attention scores")?, need));
+        }
+        Ok(())
+    }
+
+    /// Activation buffers for a pass of `tokens` rows giving `outputs`
+    /// sessions' logits.
+    fn reserve_work(&mut self, hp: &HParams, tokens: usize, outputs: usize) -> Result<(), NnError> {
+        let gpu = &self.gpu;
+        let kvd = hp.kv_dim();
+        if self
+            .work
+            .as_ref()
+            .is_none_or(|w| w.tokens < tokens || w.outputs < outputs)
+        {
+            // Never fewer than before: a prompt, then one at a time.
+            let (n, outputs) = self.work.take().map_or((tokens, outputs), |w| {
+                (w.tokens.max(tokens), w.outputs.max(outputs))
+            });
             let b = |floats: usize| gpu.buffer(floats, "weft-nn decoder activations");
             let (d, qd, ffn) = (hp.embd, hp.q_dim(), hp.ffn);
             self.work = Some(Work {
                 tokens: n,
+                outputs,
                 x: b(n * d)?,
                 h: b(n * d)?,
                 q: b(n * qd)?,
@@ -256,61 +320,62 @@ impl OnDevice {
                 g: b(n * ffn)?,
                 u: b(n * ffn)?,
                 table: b(n * hp.rope_dims)?,
-                logits: b(hp.vocab)?,
+                logits: b(outputs * hp.vocab)?,
             });
-        }
-        // This pass's scores over the whole cache: regrown with the cache,
-        // and shrunk once passes get far smaller (after a long prompt).
-        let need = tokens * hp.heads * self.capacity;
-        let have = self.scores.as_ref().map_or(0, |(_, floats)| *floats);
-        if need > have || need * 4 < have {
-            self.scores = None;
-            self.scores = Some((gpu.buffer(need, "weft-nn attention scores")?, need));
         }
         Ok(())
     }
 
+    /// One pass of `parts` (see [`OnDevice::forward_together`]) on the
+    /// device, in the first session's activation buffers; each session's
+    /// rows store into and attend over its own cache.
     fn pass(
-        &mut self,
         w: &Weights,
         dw: &DeviceWeights,
-        tokens: &[u32],
-        past: usize,
-    ) -> Result<Vec<f32>, NnError> {
+        parts: &mut [(&mut OnDevice, usize, &[u32])],
+    ) -> Result<Vec<Vec<f32>>, NnError> {
         let hp = &w.hp;
-        let (n, d) = (tokens.len(), hp.embd);
+        let d = hp.embd;
         let (qd, kvd) = (hp.q_dim(), hp.kv_dim());
         let half = hp.rope_dims / 2;
-        self.reserve(hp, past + n, n)?;
-        let mut x = vec![0f32; n * d];
-        for (t, &tok) in tokens.iter().enumerate() {
-            w.tok_embd.row(tok as usize, &mut x[t * d..(t + 1) * d]);
+        let n: usize = parts.iter().map(|(_, _, t)| t.len()).sum();
+        for (on, past, tokens) in parts.iter_mut() {
+            on.reserve(hp, *past + tokens.len(), tokens.len())?;
+        }
+        parts[0].0.reserve_work(hp, n, parts.len())?;
+        #[cfg(test)]
+        {
+            parts[0].0.passes += 1;
+        }
+        // Session `s` has rows `starts[s] ..`; the rotary angles are each
+        // row's own position's, computed as the CPU path computes them.
+        let mut x = Vec::with_capacity(n * d);
+        let mut table = Vec::with_capacity(n * half * 2);
+        let mut starts = Vec::with_capacity(parts.len());
+        for (_, past, tokens) in parts.iter() {
+            starts.push(x.len() / d);
+            for (t, &tok) in tokens.iter().enumerate() {
+                x.resize(x.len() + d, 0.0);
+                let at = x.len() - d;
+                w.tok_embd.row(tok as usize, &mut x[at..]);
+                hp.rope_angles(w.rope_freqs.as_deref(), past + t, &mut table);
+            }
         }
         if hp.embd_scale != 1.0 {
             x.iter_mut().for_each(|x| *x *= hp.embd_scale);
         }
-        // (cos, sin) per token and pair, as the CPU path computes them.
-        let mut table = Vec::with_capacity(n * half * 2);
-        for t in 0..n {
-            hp.rope_angles(w.rope_freqs.as_deref(), past + t, &mut table);
-        }
-        let a = self.work.as_ref().expect("reserved");
-        let mut p = self.gpu.program()?;
+        let sessions: Vec<(&OnDevice, usize, usize, usize)> = parts
+            .iter()
+            .zip(&starts)
+            .map(|((on, past, tokens), &start)| (&**on, *past, tokens.len(), start))
+            .collect();
+        let a = sessions[0].0.work.as_ref().expect("reserved");
+        let gpu = &sessions[0].0.gpu;
+        let mut p = gpu.program()?;
         p.write(&a.x, x);
         p.write(&a.table, table);
-        let shape = Attention {
-            tokens: n,
-            heads: hp.heads,
-            kv_heads: hp.kv_heads,
-            head_dim: hp.head_dim,
-            past,
-            stride: self.capacity,
-            scale: hp.attn_scale,
-        };
-        let scores = &self.scores.as_ref().expect("reserved").0;
         let (hd, neox, eps) = (hp.head_dim, hp.rope_neox, hp.rms_eps);
         for (l, (layer, extra)) in w.layers.iter().zip(&dw.extras).enumerate() {
-            let (kc, vc) = (&self.k[l], &self.v[l]);
             p.rms_norm(&a.x, 0, n, &dw.attn_norm[l], eps, &a.h);
             p.product(&a.h, n, on_gpu(&layer.wq)?, &a.q);
             p.product(&a.h, n, on_gpu(&layer.wk)?, &a.k);
@@ -341,9 +406,23 @@ impl OnDevice {
             };
             p.rope(q, n, hp.heads, hd, half, neox, &a.table);
             p.rope(k, n, hp.kv_heads, hd, half, neox, &a.table);
-            p.store(k, n * kvd, kc, past * kvd);
-            p.store(&a.v, n * kvd, vc, past * kvd);
-            p.attention(q, kc, vc, scores, &a.att, shape);
+            for &(on, past, tokens, start) in &sessions {
+                let (kc, vc) = (&on.k[l], &on.v[l]);
+                p.store((k, start * kvd), tokens * kvd, kc, past * kvd);
+                p.store((&a.v, start * kvd), tokens * kvd, vc, past * kvd);
+                let shape = Attention {
+                    tokens,
+                    heads: hp.heads,
+                    kv_heads: hp.kv_heads,
+                    head_dim: hd,
+                    past,
+                    stride: on.capacity,
+                    scale: hp.attn_scale,
+                    row0: start,
+                };
+                let scores = &on.scores.as_ref().expect("reserved").0;
+                p.attention(q, kc, vc, scores, &a.att, shape);
+            }
             p.product(&a.att, n, on_gpu(&layer.wo)?, &a.o);
             if let Some(bias) = &extra.bo {
                 p.add_bias(&a.o, bias, n * d);
@@ -356,14 +435,17 @@ impl OnDevice {
             p.product(&a.g, n, on_gpu(&layer.down)?, &a.o);
             p.add(&a.x, &a.o, n * d, hp.residual_scale);
         }
-        p.rms_norm(&a.x, n - 1, 1, &dw.output_norm, eps, &a.h);
+        // Each session's last row, normalised, through the output head at once.
+        for (s, &(_, _, tokens, start)) in sessions.iter().enumerate() {
+            p.rms_norm_into(&a.x, start + tokens - 1, 1, &dw.output_norm, eps, &a.h, s);
+        }
         let head = w.output.as_ref().unwrap_or(&w.tok_embd);
-        p.product(&a.h, 1, on_gpu(head)?, &a.logits);
-        let mut logits = p.run(&a.logits, hp.vocab)?;
+        p.product(&a.h, sessions.len(), on_gpu(head)?, &a.logits);
+        let mut logits = p.run(&a.logits, sessions.len() * hp.vocab)?;
         if hp.logit_scale != 1.0 {
             logits.iter_mut().for_each(|l| *l *= hp.logit_scale);
         }
-        Ok(logits)
+        Ok(logits.chunks_exact(hp.vocab).map(<[f32]>::to_vec).collect())
     }
 }
 

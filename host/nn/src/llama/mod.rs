@@ -463,7 +463,7 @@ impl Model for Llama {
     }
 
     fn joinable(&self) -> bool {
-        self.weights.device.is_none()
+        true
     }
 
     fn compute_joined(&self, calls: &mut [Joined<'_>]) -> Vec<Outputs> {
@@ -483,20 +483,38 @@ impl Model for Llama {
                     Ok(tokens) => joined.push((i, dec, tokens)),
                     Err(e) => results[i] = Some(Err(e)),
                 },
-                // Another model's session, or one on a GPU: on its own.
+                // Another model's session: on its own.
                 Some(dec) => results[i] = Some(dec.compute(inputs)),
                 None => unreachable!("a decoder session (checked above)"),
             }
         }
-        if !joined.is_empty() {
-            let tokens: Vec<Vec<u32>> = joined
-                .iter_mut()
-                .map(|(_, _, t)| std::mem::take(t))
-                .collect();
+        // Sessions on the GPU join one pass there, those on the CPU (loaded
+        // for it, or moved there by a failed pass) one pass here.
+        let (on_gpu, on_cpu): (Vec<_>, Vec<_>) =
+            joined.into_iter().partition(|(_, dec, _)| dec.on_gpu());
+        for (group, gpu) in [(on_gpu, true), (on_cpu, false)] {
+            if group.is_empty() {
+                continue;
+            }
+            let (at, mut decoders, tokens): (
+                Vec<usize>,
+                Vec<&mut session::Decoder>,
+                Vec<Vec<u32>>,
+            ) = group.into_iter().fold(
+                (Vec::new(), Vec::new(), Vec::new()),
+                |(mut at, mut ds, mut ts), (i, d, t)| {
+                    at.push(i);
+                    ds.push(d);
+                    ts.push(t);
+                    (at, ds, ts)
+                },
+            );
             let tokens: Vec<&[u32]> = tokens.iter().map(Vec::as_slice).collect();
-            let (at, mut decoders): (Vec<usize>, Vec<&mut session::Decoder>) =
-                joined.into_iter().map(|(i, d, _)| (i, d)).unzip();
-            let all = session::forward_together(&mut decoders, &tokens);
+            let all = if gpu {
+                session::forward_together_on_the_gpu(&mut decoders, &tokens)
+            } else {
+                session::forward_together(&mut decoders, &tokens)
+            };
             for (i, l) in at.into_iter().zip(all) {
                 results[i] = Some(Ok(session::logits(&l)));
             }
@@ -701,6 +719,88 @@ mod tests {
             for (g, w) in got.into_iter().zip(&want) {
                 assert_eq!(&g.unwrap()[0].1.to_f32().unwrap(), w);
             }
+        }
+    }
+
+    /// On the GPU too: three sessions' prompts, then a token each, run as
+    /// one pass (the weights read once, not three times) and give each
+    /// session what it gets alone, up to the order the
+    /// kernels sum in. Should the joined pass fail, every session moves to
+    /// the CPU and gets the CPU path's logits from then on.
+    #[test]
+    fn on_the_gpu_sessions_computed_together_run_one_pass_and_get_what_each_gets_alone() {
+        let _device = on_the_device();
+        let bytes = smollm2();
+        let device = crate::gpu::tests::gpu();
+        let model = Llama::load_for(&bytes, Some(Ok(device.clone()))).unwrap();
+        assert!(model.joinable());
+        let cpu = Llama::load(&bytes).unwrap();
+        let steps: [[Vec<i64>; 3]; 2] = [
+            [
+                vec![1, 4093, 198],
+                vec![1, 520],
+                vec![1, 4093, 198, 1780, 314],
+            ],
+            [vec![504], vec![30], vec![2]],
+        ];
+        let named = |ids: &[i64]| {
+            vec![(
+                "input_ids".to_string(),
+                Tensor::from_i64(vec![ids.len()], ids),
+            )]
+        };
+        let logits = |o: Outputs| o.unwrap()[0].1.to_f32().unwrap();
+        let mut alone: Vec<Box<dyn Session>> = (0..3).map(|_| model.session()).collect();
+        let mut together: Vec<Box<dyn Session>> = (0..3).map(|_| model.session()).collect();
+        let mut on_cpu: Vec<Box<dyn Session>> = (0..3).map(|_| cpu.session()).collect();
+        for inputs in &steps {
+            let inputs: Vec<_> = inputs.iter().map(|ids| named(ids)).collect();
+            let want: Vec<Vec<f32>> = alone
+                .iter_mut()
+                .zip(&inputs)
+                .map(|(s, i)| logits(s.compute(i)))
+                .collect();
+            let mut calls: Vec<Joined<'_>> = together
+                .iter_mut()
+                .zip(&inputs)
+                .map(|(s, i)| (&mut **s, i.as_slice()))
+                .collect();
+            let got = model.compute_joined(&mut calls);
+            for (g, w) in got.into_iter().zip(&want) {
+                let g = logits(g);
+                assert!(worst(&g, w) <= 1e-3, "{}", worst(&g, w));
+                assert_eq!(argmax(&g), argmax(w));
+            }
+            for (s, i) in on_cpu.iter_mut().zip(&inputs) {
+                s.compute(i).unwrap();
+            }
+        }
+        let passes: Vec<usize> = together
+            .iter_mut()
+            .map(|s| {
+                let any: &mut dyn Any = &mut **s;
+                let dec = any.downcast_mut::<session::Decoder>().unwrap();
+                dec.on_device().expect("on the GPU").passes
+            })
+            .collect();
+        assert_eq!(
+            passes,
+            [2, 0, 0],
+            "one pass per step, in the first's buffers"
+        );
+        // A failed joined pass: all three carry on on the CPU.
+        let any: &mut dyn Any = &mut *together[1];
+        let dec = any.downcast_mut::<session::Decoder>().unwrap();
+        dec.on_device().expect("on the GPU").fail_next = true;
+        let inputs: Vec<_> = [[216], [28], [30]].iter().map(|ids| named(ids)).collect();
+        let mut calls: Vec<Joined<'_>> = together
+            .iter_mut()
+            .zip(&inputs)
+            .map(|(s, i)| (&mut **s, i.as_slice()))
+            .collect();
+        let got = model.compute_joined(&mut calls);
+        for ((g, s), i) in got.into_iter().zip(&mut on_cpu).zip(&inputs) {
+            assert_eq!(logits(g), logits(s.compute(i)));
         }
     }
 

@@ -52,23 +52,30 @@ impl Decoder {
                     self.seen.extend_from_slice(tokens);
                     return logits;
                 }
-                Err(e) => {
-                    static SAID: std::sync::Once = std::sync::Once::new();
-                    SAID.call_once(|| {
-                        eprintln!(
-                            "weft-nn: a decoder pass failed on the GPU, running on the CPU: {e}"
-                        )
-                    });
-                    self.device = None;
-                    self.past = 0;
-                    let seen = std::mem::take(&mut self.seen);
-                    if !seen.is_empty() {
-                        self.forward_cpu(&seen);
-                    }
-                }
+                Err(e) => self.move_to_the_cpu(&e),
             }
         }
         self.forward_cpu(tokens)
+    }
+
+    /// After a failed pass on the GPU: from now on on the CPU, whose cache
+    /// is first filled with the tokens seen so far (said once per process).
+    fn move_to_the_cpu(&mut self, e: &NnError) {
+        static SAID: std::sync::Once = std::sync::Once::new();
+        SAID.call_once(|| {
+            eprintln!("weft-nn: a decoder pass failed on the GPU, running on the CPU: {e}")
+        });
+        self.device = None;
+        self.past = 0;
+        let seen = std::mem::take(&mut self.seen);
+        if !seen.is_empty() {
+            self.forward_cpu(&seen);
+        }
+    }
+
+    /// Whether this session runs on the GPU.
+    pub(super) fn on_gpu(&self) -> bool {
+        self.device.is_some()
     }
 
     /// Its state on the GPU, while it runs there.
@@ -84,10 +91,11 @@ impl Decoder {
             .expect("one session")
     }
 
-    /// Whether this session can run in [`forward_together`] with others of
-    /// the model whose weights are `w`: it is on the CPU, on those weights.
+    /// Whether this session can run in a joined pass with others of the
+    /// model whose weights are `w` ([`forward_together`] on the CPU,
+    /// [`forward_together_on_the_gpu`] on the GPU): it is on those weights.
     pub(super) fn joins(&self, w: &Arc<Weights>) -> bool {
-        self.device.is_none() && Arc::ptr_eq(&self.w, w)
+        Arc::ptr_eq(&self.w, w)
     }
 
     /// Causal attention of `n` new queries over the whole cache of layer `l`.
@@ -252,6 +260,38 @@ pub(super) fn forward_together(ds: &mut [&mut Decoder], tokens: &[&[u32]]) -> Ve
         logits.iter_mut().for_each(|l| *l *= hp.logit_scale);
     }
     logits.chunks_exact(hp.vocab).map(<[f32]>::to_vec).collect()
+}
+
+/// [`forward_together`] for sessions on the GPU: one pass on the device
+/// for all of them. Should it fail, each moves to the CPU (as
+/// [`Decoder::forward`] does) and they run there together.
+pub(super) fn forward_together_on_the_gpu(
+    ds: &mut [&mut Decoder],
+    tokens: &[&[u32]],
+) -> Vec<Vec<f32>> {
+    let w = ds[0].w.clone();
+    let dw = w.device.as_ref().expect("loaded for the GPU");
+    let mut parts: Vec<(&mut OnDevice, usize, &[u32])> = ds
+        .iter_mut()
+        .zip(tokens)
+        .map(|(d, t)| {
+            let past = d.past;
+            (d.device.as_mut().expect("on the GPU"), past, *t)
+        })
+        .collect();
+    match OnDevice::forward_together(&w, dw, &mut parts) {
+        Ok(all) => {
+            for (d, t) in ds.iter_mut().zip(tokens) {
+                d.past += t.len();
+                d.seen.extend_from_slice(t);
+            }
+            all
+        }
+        Err(e) => {
+            ds.iter_mut().for_each(|d| d.move_to_the_cpu(&e));
+            forward_together(ds, tokens)
+        }
+    }
 }
 
 /// `out = x / rms(x) * weight`, row by row (sums in f64 as ggml does).
