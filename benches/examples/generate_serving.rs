@@ -14,14 +14,18 @@
 //!
 //! `ROUNDS` (default 3) sets the rounds per case, `TOKENS` (default 64)
 //! the most tokens per answer and `MAX_WAIT_US` (default 1000, the node's
-//! `--nn-max-wait-us`) how long a pass waits for the last pass's callers. On and off alternate round by round and
+//! `--nn-max-wait-us`) how long a pass waits for the last pass's callers;
+//! `DEVICE=gpu` runs the model on the GPU (the node's `--nn-device gpu`;
+//! Mesa's llvmpipe where there is no GPU). On and off alternate round by round and
 //! medians are reported, so a noisy neighbour hits both.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::{Value, json};
-use weft_runtime::{BatchConfig, EngineBackend, Item, Runtime, RuntimeConfig, StagePool};
+use weft_runtime::{
+    BatchConfig, EngineBackend, ExecutionTarget, Item, Runtime, RuntimeConfig, StagePool,
+};
 use weft_store::{StageMeta, Store};
 
 /// Concurrent callers.
@@ -58,13 +62,21 @@ fn main() {
     let setup = Instant::now();
     let node = Node::new();
     let max_wait = std::time::Duration::from_micros(env_or("MAX_WAIT_US", 1000) as u64);
+    let gpu = std::env::var("DEVICE").is_ok_and(|d| d == "gpu");
+    let registry_target = if gpu {
+        ExecutionTarget::Gpu
+    } else {
+        ExecutionTarget::Cpu
+    };
     let (on, backend) = node.pool(BatchConfig {
         max_batch: 32,
         max_wait,
+        registry_target,
         ..BatchConfig::default()
     });
     let (off, _) = node.pool(BatchConfig {
         max_batch: 1,
+        registry_target,
         ..BatchConfig::default()
     });
     for pool in [&on, &off] {
@@ -112,15 +124,21 @@ fn main() {
         rows.push((name, per_s(&mut t_off), per_s(&mut t_on), per_pass));
         eprintln!("{name}: done");
     }
-    let (alone, joined) = engine_ceiling(&node.model, rounds.max(5));
+    let target = if gpu {
+        weft_nn::Target::Gpu
+    } else {
+        weft_nn::Target::Cpu
+    };
+    let (alone, joined) = engine_ceiling(&node.model, target, rounds.max(5));
     rows.push((
         "weft-nn alone: one step of 16 sessions",
         16.0 / alone,
         16.0 / joined,
         16.0,
     ));
+    let device = if gpu { ", on the GPU" } else { "" };
     println!(
-        "\n| SmolLM2-135M Q4_1, greedy, up to {tokens} tokens each | batching off tok/s | \
+        "\n| SmolLM2-135M Q4_1{device}, greedy, up to {tokens} tokens each | batching off tok/s | \
          batching on tok/s | on / off | calls per pass (on) |"
     );
     println!("| --- | ---: | ---: | ---: | ---: |");
@@ -138,12 +156,13 @@ fn main() {
 
 /// Seconds (medians) for one decoding step of 16 primed sessions: each on
 /// its own thread, all at once (batching off), and joined in one call.
-fn engine_ceiling(bytes: &[u8], rounds: usize) -> (f64, f64) {
-    use weft_nn::{Encoding, Engine, Session, Target, Tensor};
+fn engine_ceiling(bytes: &[u8], target: weft_nn::Target, rounds: usize) -> (f64, f64) {
+    use weft_nn::{Encoding, Engine, Session, Tensor};
     let engine = Engine::default();
     let model = engine
-        .load(bytes, Encoding::Ggml, Target::Cpu)
+        .load(bytes, Encoding::Ggml, target)
         .expect("SmolLM2 loads");
+    eprintln!("engine ceiling: SmolLM2 on {:?}", model.placement());
     let ids = |ids: &[i64]| {
         vec![(
             "input_ids".to_string(),
@@ -226,6 +245,9 @@ impl Node {
     fn pool(&self, batch: BatchConfig) -> (Arc<StagePool>, Arc<EngineBackend>) {
         let config = RuntimeConfig {
             max_instances_per_stage: CALLERS,
+            // A software GPU answers 16 unbatched callers slowly.
+            deadline: std::time::Duration::from_secs(600),
+            acquire_timeout: std::time::Duration::from_secs(600),
             ..RuntimeConfig::default()
         };
         let backend = Arc::new(EngineBackend::new(batch));

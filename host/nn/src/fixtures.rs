@@ -22,6 +22,11 @@ pub fn gguf(arch: &str, tensors: &[(&str, &[u64], u32)]) -> Vec<u8> {
 /// The smallest Llama decoder weft-nn runs: one block, width 32, two
 /// heads, a vocabulary of 8, F32 weights all zero (its logits are zeros).
 pub fn decoder() -> Vec<u8> {
+    decoder_with(&[])
+}
+
+/// [`decoder`] with more `u32` metadata (keys it does not set already).
+pub(crate) fn decoder_with(more: &[(&str, u32)]) -> Vec<u8> {
     let block = [
         ("attn_norm.weight", vec![32]),
         ("attn_q.weight", vec![32, 32]),
@@ -42,13 +47,14 @@ pub fn decoder() -> Vec<u8> {
         .iter()
         .map(|(n, d)| (n.as_str(), d.as_slice(), 0))
         .collect();
-    let hparams = [
+    let mut hparams = vec![
         ("llama.embedding_length", 32),
         ("llama.feed_forward_length", 64),
         ("llama.block_count", 1),
         ("llama.attention.head_count", 2),
         ("llama.context_length", 64),
     ];
+    hparams.extend_from_slice(more);
     gguf_with("llama", &hparams, &tensors)
 }
 

@@ -123,7 +123,7 @@ impl HParams {
                 )
             })?;
         let rope_dims = int("rope.dimension_count").unwrap_or(head_dim);
-        if rope_dims > head_dim || !rope_dims.is_multiple_of(2) {
+        if rope_dims == 0 || rope_dims > head_dim || !rope_dims.is_multiple_of(2) {
             return Err(NnError::new(
                 NnErrorKind::InvalidEncoding,
                 format!("rope dimension {rope_dims} does not fit head size {head_dim}"),
@@ -496,19 +496,12 @@ impl Model for Llama {
             if group.is_empty() {
                 continue;
             }
-            let (at, mut decoders, tokens): (
-                Vec<usize>,
-                Vec<&mut session::Decoder>,
-                Vec<Vec<u32>>,
-            ) = group.into_iter().fold(
-                (Vec::new(), Vec::new(), Vec::new()),
-                |(mut at, mut ds, mut ts), (i, d, t)| {
-                    at.push(i);
-                    ds.push(d);
-                    ts.push(t);
-                    (at, ds, ts)
-                },
-            );
+            let (mut at, mut decoders, mut tokens) = (Vec::new(), Vec::new(), Vec::new());
+            for (i, dec, t) in group {
+                at.push(i);
+                decoders.push(dec);
+                tokens.push(t);
+            }
             let tokens: Vec<&[u32]> = tokens.iter().map(Vec::as_slice).collect();
             let all = if gpu {
                 session::forward_together_on_the_gpu(&mut decoders, &tokens)
@@ -801,6 +794,24 @@ mod tests {
         let got = model.compute_joined(&mut calls);
         for ((g, s), i) in got.into_iter().zip(&mut on_cpu).zip(&inputs) {
             assert_eq!(logits(g), logits(s.compute(i)));
+        }
+    }
+
+    /// What an upload checks: the fixture decoder passes; bad head and
+    /// rotary sizes are refused with the reason, not a panic later.
+    #[test]
+    fn check_refuses_shapes_the_decoder_cannot_run() {
+        use crate::fixtures::{decoder, decoder_with};
+        let check_bytes = |b: Vec<u8>| check(&crate::gguf::inspect(&b).unwrap());
+        check_bytes(decoder()).unwrap();
+        for (key, value, why) in [
+            ("llama.rope.dimension_count", 0, "rope dimension 0"),
+            ("llama.rope.dimension_count", 17, "rope dimension 17"),
+            ("llama.attention.key_length", 0, "key heads of 0"),
+            ("llama.attention.head_count_kv", 0, "0 KV heads"),
+        ] {
+            let e = check_bytes(decoder_with(&[(key, value)])).unwrap_err();
+            assert!(e.message.contains(why), "{key}: {e}");
         }
     }
 
