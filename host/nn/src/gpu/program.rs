@@ -245,23 +245,10 @@ impl<'a> Program<'a> {
         self.products += 1;
     }
 
-    /// `out[r] = rms_norm(x[row0 + r]) * weight` for `rows` rows of
-    /// `weight.cols()` each (`weight`: one row, in one panel).
-    pub(crate) fn rms_norm(
-        &mut self,
-        x: &'a Buffer,
-        row0: usize,
-        rows: usize,
-        weight: &'a GpuMatrix,
-        eps: f32,
-        out: &'a Buffer,
-    ) {
-        self.rms_norm_into(x, row0, rows, weight, eps, out, 0);
-    }
-
-    /// [`Program::rms_norm`] into rows `out_row0 ..` of `out`.
+    /// `out[out_row0 + r] = rms_norm(x[row0 + r]) * weight` for `rows`
+    /// rows of `weight.cols()` each (`weight`: one row, in one panel).
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn rms_norm_into(
+    pub(crate) fn rms_norm(
         &mut self,
         x: &'a Buffer,
         row0: usize,

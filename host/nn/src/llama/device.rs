@@ -376,7 +376,7 @@ impl OnDevice {
         p.write(&a.table, table);
         let (hd, neox, eps) = (hp.head_dim, hp.rope_neox, hp.rms_eps);
         for (l, (layer, extra)) in w.layers.iter().zip(&dw.extras).enumerate() {
-            p.rms_norm(&a.x, 0, n, &dw.attn_norm[l], eps, &a.h);
+            p.rms_norm(&a.x, 0, n, &dw.attn_norm[l], eps, &a.h, 0);
             p.product(&a.h, n, on_gpu(&layer.wq)?, &a.q);
             p.product(&a.h, n, on_gpu(&layer.wk)?, &a.k);
             p.product(&a.h, n, on_gpu(&layer.wv)?, &a.v);
@@ -392,14 +392,14 @@ impl OnDevice {
             // Per-head norms (Qwen3) write into their own buffers.
             let q = match &extra.q_norm {
                 Some(norm) => {
-                    p.rms_norm(&a.q, 0, n * hp.heads, norm, eps, &a.qn);
+                    p.rms_norm(&a.q, 0, n * hp.heads, norm, eps, &a.qn, 0);
                     &a.qn
                 }
                 None => &a.q,
             };
             let k = match &extra.k_norm {
                 Some(norm) => {
-                    p.rms_norm(&a.k, 0, n * hp.kv_heads, norm, eps, &a.kn);
+                    p.rms_norm(&a.k, 0, n * hp.kv_heads, norm, eps, &a.kn, 0);
                     &a.kn
                 }
                 None => &a.k,
@@ -428,7 +428,7 @@ impl OnDevice {
                 p.add_bias(&a.o, bias, n * d);
             }
             p.add(&a.x, &a.o, n * d, hp.residual_scale);
-            p.rms_norm(&a.x, 0, n, &dw.ffn_norm[l], eps, &a.h);
+            p.rms_norm(&a.x, 0, n, &dw.ffn_norm[l], eps, &a.h, 0);
             p.product(&a.h, n, on_gpu(&layer.gate)?, &a.g);
             p.product(&a.h, n, on_gpu(&layer.up)?, &a.u);
             p.swiglu(&a.g, &a.u, n * hp.ffn);
@@ -437,7 +437,7 @@ impl OnDevice {
         }
         // Each session's last row, normalised, through the output head at once.
         for (s, &(_, _, tokens, start)) in sessions.iter().enumerate() {
-            p.rms_norm_into(&a.x, start + tokens - 1, 1, &dw.output_norm, eps, &a.h, s);
+            p.rms_norm(&a.x, start + tokens - 1, 1, &dw.output_norm, eps, &a.h, s);
         }
         let head = w.output.as_ref().unwrap_or(&w.tok_embd);
         p.product(&a.h, sessions.len(), on_gpu(head)?, &a.logits);

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use weft_nn::{Encoding, Engine, Model, NnErrorKind, Placement, Target};
 
 use crate::smollm2::{argmax, logits};
-use crate::support::{model_file, reference};
+use crate::support::{ids, model_file, reference};
 
 /// How far our logits may be from llama.cpp's, relative to the size of its
 /// best logit (at least 0.1). Both run the products in f32 and keep the
@@ -19,14 +19,6 @@ use crate::support::{model_file, reference};
 /// output head. Measured: within 2e-4 of the best logit (Qwen2's, ~36,
 /// 6e-3 off; Granite's, ~0.5, 1e-4).
 const TOLERANCE: f64 = 2e-3;
-
-fn ids(v: &serde_json::Value) -> Vec<i64> {
-    v.as_array()
-        .expect("token list")
-        .iter()
-        .map(|t| t.as_i64().expect("token id"))
-        .collect()
-}
 
 /// The reference of the model `name`, and its file's bytes, checked to be
 /// the bytes the reference was written for (the files are made by a

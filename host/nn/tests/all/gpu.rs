@@ -6,15 +6,7 @@
 
 use weft_nn::{Encoding, Engine, Placement, Target, Tensor};
 
-use crate::support::{model_file, reference};
-
-fn ids(v: &serde_json::Value) -> Vec<i64> {
-    v.as_array()
-        .expect("token list")
-        .iter()
-        .map(|t| t.as_i64().expect("token id"))
-        .collect()
-}
+use crate::support::{ids, model_file, reference};
 
 #[test]
 fn minilm_on_the_gpu_matches_the_cpu() {

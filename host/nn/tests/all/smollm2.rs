@@ -5,7 +5,7 @@
 
 use weft_nn::{Encoding, Engine, NnErrorKind, Target, Tensor};
 
-use crate::support::{model_file, reference};
+use crate::support::{ids, model_file, reference};
 
 pub(crate) fn argmax(logits: &[f32]) -> i64 {
     let mut best = 0;
@@ -15,14 +15,6 @@ pub(crate) fn argmax(logits: &[f32]) -> i64 {
         }
     }
     best as i64
-}
-
-fn ids(v: &serde_json::Value) -> Vec<i64> {
-    v.as_array()
-        .expect("token list")
-        .iter()
-        .map(|t| t.as_i64().expect("token id"))
-        .collect()
 }
 
 /// A GGUF file, llama.cpp's reference for it, and how far apart the two

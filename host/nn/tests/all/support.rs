@@ -30,3 +30,12 @@ pub fn reference(name: &str) -> serde_json::Value {
         .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
     serde_json::from_str(&text).expect("reference JSON")
 }
+
+/// A JSON list of token ids.
+pub fn ids(v: &serde_json::Value) -> Vec<i64> {
+    v.as_array()
+        .expect("token list")
+        .iter()
+        .map(|t| t.as_i64().expect("token id"))
+        .collect()
+}
