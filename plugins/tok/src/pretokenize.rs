@@ -101,130 +101,152 @@ impl PreTokenizer {
     }
 }
 
+/// A text's characters, looked at by index; past either end is `None`.
+struct Chars<'a> {
+    text: &'a str,
+    chars: Vec<(usize, char)>,
+}
+
+impl<'a> Chars<'a> {
+    fn at(&self, i: usize) -> Option<char> {
+        self.chars.get(i).map(|&(_, c)| c)
+    }
+
+    fn class(&self, i: usize) -> Option<Class> {
+        self.at(i).map(Class::of)
+    }
+
+    fn newline(&self, i: usize) -> bool {
+        matches!(self.at(i), Some('\r' | '\n'))
+    }
+
+    /// The end of a contraction (`'s`, `'t`, `'re`, `'ve`, `'m`, `'ll`,
+    /// `'d`; in any case when `any_case`) starting at `pos`, if one does.
+    fn contraction(&self, pos: usize, any_case: bool) -> Option<usize> {
+        if self.at(pos) != Some('\'') {
+            return None;
+        }
+        let fold = |c: char| if any_case { c.to_ascii_lowercase() } else { c };
+        match (self.at(pos + 1).map(fold), self.at(pos + 2).map(fold)) {
+            (Some('s' | 't' | 'm' | 'd'), _) => Some(pos + 2),
+            (Some('r' | 'v'), Some('e')) | (Some('l'), Some('l')) => Some(pos + 3),
+            _ => None,
+        }
+    }
+
+    /// The length of the run of whitespace at `pos`, and the end of its
+    /// last line break, if it has one.
+    fn spaces(&self, pos: usize) -> (usize, Option<usize>) {
+        let (mut spaces, mut past_newline) = (0, None);
+        while self.class(pos + spaces) == Some(Class::Space) {
+            if self.newline(pos + spaces) {
+                past_newline = Some(pos + spaces + 1);
+            }
+            spaces += 1;
+        }
+        (spaces, past_newline)
+    }
+
+    /// `\s+(?!\S)` leaves the last space of a run before a non-space to
+    /// start the next piece; `\s+` takes a run that ends the text.
+    fn space_run_end(&self, pos: usize, spaces: usize) -> usize {
+        if spaces > 1 && pos + spaces < self.chars.len() {
+            pos + spaces - 1
+        } else {
+            pos + spaces.max(1)
+        }
+    }
+
+    /// Splits the text into pieces, each from where the last ended to
+    /// where `end_of_piece` says (always past its start).
+    fn split(&self, pieces: &mut Vec<&'a str>, end_of_piece: impl Fn(&Self, usize) -> usize) {
+        let offset = |i: usize| self.chars.get(i).map_or(self.text.len(), |&(at, _)| at);
+        let mut pos = 0;
+        while pos < self.chars.len() {
+            let end = end_of_piece(self, pos);
+            pieces.push(&self.text[offset(pos)..offset(end)]);
+            pos = end;
+        }
+    }
+}
+
 /// Appends the GPT-2 regex's matches in `text` to `pieces`. Lookahead stops at
 /// the end of `text`, as llama.cpp's does at the end of an earlier split.
 fn split_gpt2<'a>(text: &'a str, pieces: &mut Vec<&'a str>) {
-    let chars: Vec<(usize, char)> = text.char_indices().collect();
-    let n = chars.len();
-    let class = |i: usize| chars.get(i).map(|&(_, c)| Class::of(c));
-    let offset = |i: usize| chars.get(i).map_or(text.len(), |&(at, _)| at);
-    let mut pos = 0;
-    while pos < n {
-        let start = pos;
-        let c = chars[pos].1;
-        pos = 'matched: {
-            // 's|'t|'re|'ve|'m|'ll|'d
-            if c == '\'' {
-                let next = chars.get(pos + 1).map(|&(_, c)| c);
-                let after = chars.get(pos + 2).map(|&(_, c)| c);
-                match (next, after) {
-                    (Some('s' | 't' | 'm' | 'd'), _) => break 'matched pos + 2,
-                    (Some('r' | 'v'), Some('e')) | (Some('l'), Some('l')) => {
-                        break 'matched pos + 3;
-                    }
-                    _ => {}
-                }
+    let chars = Chars {
+        text,
+        chars: text.char_indices().collect(),
+    };
+    chars.split(pieces, |t, pos| {
+        // 's|'t|'re|'ve|'m|'ll|'d
+        if let Some(end) = t.contraction(pos, false) {
+            return end;
+        }
+        // ` ?\p{L}+`, ` ?\p{N}+`, ` ?[^\s\p{L}\p{N}]+`
+        let lead = if t.at(pos) == Some(' ') { pos + 1 } else { pos };
+        if let Some(kind @ (Class::Letter | Class::Number | Class::Other)) = t.class(lead) {
+            let mut end = lead;
+            while t.class(end) == Some(kind) {
+                end += 1;
             }
-            // ` ?\p{L}+`, ` ?\p{N}+`, ` ?[^\s\p{L}\p{N}]+`
-            let lead = if c == ' ' { pos + 1 } else { pos };
-            if let Some(kind @ (Class::Letter | Class::Number | Class::Other)) = class(lead) {
-                let mut end = lead;
-                while class(end) == Some(kind) {
-                    end += 1;
-                }
-                break 'matched end;
-            }
-            // `\s+(?!\S)` leaves the last space of a run before a non-space to
-            // start the next piece; `\s+` takes a run that ends the text.
-            let mut spaces = 0;
-            while class(pos + spaces) == Some(Class::Space) {
-                spaces += 1;
-            }
-            if spaces > 1 && pos + spaces < n {
-                break 'matched pos + spaces - 1;
-            }
-            pos + spaces.max(1)
-        };
-        pieces.push(&text[offset(start)..offset(pos)]);
-    }
+            return end;
+        }
+        let (spaces, _) = t.spaces(pos);
+        t.space_run_end(pos, spaces)
+    });
 }
 
 /// Appends the Llama 3 regex's matches in `text` to `pieces`, with runs of
 /// at most `digits` digits (3 for Llama 3, 1 for Qwen2).
 fn split_llama3<'a>(text: &'a str, digits: usize, pieces: &mut Vec<&'a str>) {
-    let chars: Vec<(usize, char)> = text.char_indices().collect();
-    let n = chars.len();
-    let char_at = |i: usize| chars.get(i).map(|&(_, c)| c);
-    let class = |i: usize| char_at(i).map(Class::of);
-    let newline = |i: usize| matches!(char_at(i), Some('\r' | '\n'));
-    let offset = |i: usize| chars.get(i).map_or(text.len(), |&(at, _)| at);
-    let mut pos = 0;
-    while pos < n {
-        let start = pos;
-        let c = chars[pos].1;
-        pos = 'matched: {
-            // (?i:'s|'t|'re|'ve|'m|'ll|'d)
-            if c == '\'' {
-                let lower = |i: usize| char_at(i).map(|c| c.to_ascii_lowercase());
-                match (lower(pos + 1), lower(pos + 2)) {
-                    (Some('s' | 't' | 'm' | 'd'), _) => break 'matched pos + 2,
-                    (Some('r' | 'v'), Some('e')) | (Some('l'), Some('l')) => {
-                        break 'matched pos + 3;
-                    }
-                    _ => {}
-                }
+    let chars = Chars {
+        text,
+        chars: text.char_indices().collect(),
+    };
+    chars.split(pieces, |t, pos| {
+        // (?i:'s|'t|'re|'ve|'m|'ll|'d)
+        if let Some(end) = t.contraction(pos, true) {
+            return end;
+        }
+        // [^\r\n\p{L}\p{N}]?\p{L}+
+        let class = t.class(pos);
+        if !t.newline(pos)
+            && class != Some(Class::Number)
+            && (class == Some(Class::Letter) || t.class(pos + 1) == Some(Class::Letter))
+        {
+            let mut end = pos + 1;
+            while t.class(end) == Some(Class::Letter) {
+                end += 1;
             }
-            // [^\r\n\p{L}\p{N}]?\p{L}+
-            if !newline(pos)
-                && class(pos) != Some(Class::Number)
-                && (class(pos) == Some(Class::Letter) || class(pos + 1) == Some(Class::Letter))
-            {
-                let mut end = pos + 1;
-                while class(end) == Some(Class::Letter) {
-                    end += 1;
-                }
-                break 'matched end;
+            return end;
+        }
+        // \p{N}{1,digits}
+        if class == Some(Class::Number) {
+            let mut end = pos + 1;
+            while end - pos < digits && t.class(end) == Some(Class::Number) {
+                end += 1;
             }
-            // \p{N}{1,digits}
-            if class(pos) == Some(Class::Number) {
-                let mut end = pos + 1;
-                while end - pos < digits && class(end) == Some(Class::Number) {
-                    end += 1;
-                }
-                break 'matched end;
+            return end;
+        }
+        // ` ?[^\s\p{L}\p{N}]+[\r\n]*`
+        let lead = if t.at(pos) == Some(' ') { pos + 1 } else { pos };
+        if t.class(lead) == Some(Class::Other) {
+            let mut end = lead;
+            while t.class(end) == Some(Class::Other) {
+                end += 1;
             }
-            // ` ?[^\s\p{L}\p{N}]+[\r\n]*`
-            let lead = if c == ' ' { pos + 1 } else { pos };
-            if class(lead) == Some(Class::Other) {
-                let mut end = lead;
-                while class(end) == Some(Class::Other) {
-                    end += 1;
-                }
-                while newline(end) {
-                    end += 1;
-                }
-                break 'matched end;
+            while t.newline(end) {
+                end += 1;
             }
-            // `\s*[\r\n]+` takes a run up to its last line break;
-            // `\s+(?!\S)` and `\s+` as in GPT-2's.
-            let mut spaces = 0;
-            let mut past_newline = None;
-            while class(pos + spaces) == Some(Class::Space) {
-                if newline(pos + spaces) {
-                    past_newline = Some(pos + spaces + 1);
-                }
-                spaces += 1;
-            }
-            if let Some(end) = past_newline {
-                break 'matched end;
-            }
-            if spaces > 1 && pos + spaces < n {
-                break 'matched pos + spaces - 1;
-            }
-            pos + spaces.max(1)
-        };
-        pieces.push(&text[offset(start)..offset(pos)]);
-    }
+            return end;
+        }
+        // `\s*[\r\n]+` takes a run up to its last line break;
+        // `\s+(?!\S)` and `\s+` as in GPT-2's.
+        match t.spaces(pos) {
+            (_, Some(past_newline)) => past_newline,
+            (spaces, None) => t.space_run_end(pos, spaces),
+        }
+    });
 }
 
 #[cfg(test)]

@@ -1,0 +1,262 @@
+//! A decoder's shape from its GGUF metadata, and the check that a file is
+//! a decoder weft-nn runs (what an upload checks, without reading weights).
+
+use crate::{GgufInfo, NnError, NnErrorKind};
+
+/// The GGUF architectures (`general.architecture`) weft-nn runs: Llama and
+/// the decoders that differ from it only in hyperparameters and optional
+/// tensors.
+pub const ARCHITECTURES: &[&str] = &["llama", "mistral", "granite", "qwen2", "qwen3"];
+
+/// A decoder's shape, from the GGUF metadata.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct HParams {
+    pub vocab: usize,
+    pub embd: usize,
+    pub ffn: usize,
+    pub layers: usize,
+    pub heads: usize,
+    pub kv_heads: usize,
+    /// Width of a query, key or value head (Qwen3's `heads × head_dim`
+    /// is wider than `embd`).
+    pub head_dim: usize,
+    pub rope_dims: usize,
+    pub rope_base: f32,
+    /// Multiplies every rotary angle: `1 / rope.scaling.factor` under
+    /// linear scaling, 1 without.
+    pub rope_freq_scale: f32,
+    /// Rotary pairs are `(i, i + dims/2)` (ggml's NeoX mode: Qwen), not
+    /// adjacent values (Llama, whose GGUF weights are permuted for it).
+    pub rope_neox: bool,
+    pub rms_eps: f32,
+    pub context: usize,
+    /// Granite's multipliers, 1 elsewhere: of the token embeddings, of each
+    /// block's attention and feed-forward output before its residual add,
+    /// and of the logits (`1 / granite.logit_scale`).
+    pub embd_scale: f32,
+    pub residual_scale: f32,
+    pub logit_scale: f32,
+    /// Multiplies attention scores: `1/√head_dim` unless the file says.
+    pub attn_scale: f32,
+}
+
+impl HParams {
+    fn read(info: &GgufInfo) -> Result<Self, NnError> {
+        let arch = info.architecture.as_deref().unwrap_or("");
+        if !ARCHITECTURES.contains(&arch) {
+            let what = match arch {
+                "" => "the GGUF has no `general.architecture`".to_string(),
+                _ => format!("GGUF architecture `{arch}` is not supported"),
+            };
+            return Err(NnError::new(
+                NnErrorKind::UnsupportedOperation,
+                format!(
+                    "{what}: weft-nn runs Llama-family decoders ({})",
+                    ARCHITECTURES.join(", ")
+                ),
+            ));
+        }
+        let int = |key: &str| -> Result<usize, NnError> {
+            info.get(&format!("{arch}.{key}"))
+                .and_then(|v| v.as_int())
+                .and_then(|v| usize::try_from(v).ok())
+                .ok_or_else(|| {
+                    NnError::new(
+                        NnErrorKind::InvalidEncoding,
+                        format!("GGUF metadata `{arch}.{key}` is missing or not an integer"),
+                    )
+                })
+        };
+        let float = |key: &str| {
+            info.get(&format!("{arch}.{key}"))
+                .and_then(|v| v.as_float())
+                .map(|v| v as f32)
+        };
+        let embd = int("embedding_length")?;
+        let heads = int("attention.head_count")?;
+        let kv_heads = int("attention.head_count_kv").unwrap_or(heads);
+        if heads == 0
+            || kv_heads == 0
+            || !embd.is_multiple_of(heads)
+            || !heads.is_multiple_of(kv_heads)
+        {
+            return Err(NnError::new(
+                NnErrorKind::InvalidEncoding,
+                format!("bad attention shape: {heads} heads, {kv_heads} KV heads, width {embd}"),
+            ));
+        }
+        let head_dim = int("attention.key_length").unwrap_or(embd / heads);
+        let value_dim = int("attention.value_length").unwrap_or(head_dim);
+        if head_dim == 0 || value_dim != head_dim {
+            return Err(NnError::new(
+                NnErrorKind::InvalidEncoding,
+                format!(
+                    "key heads of {head_dim} and value heads of {value_dim}: weft-nn runs decoders whose keys and values have one (non-zero) width"
+                ),
+            ));
+        }
+        let vocab = info
+            .tensor("token_embd.weight")
+            .and_then(|t| t.dims.get(1))
+            .map(|&v| v as usize)
+            .ok_or_else(|| {
+                NnError::new(
+                    NnErrorKind::InvalidEncoding,
+                    "tensor `token_embd.weight` is missing",
+                )
+            })?;
+        let rope_dims = int("rope.dimension_count").unwrap_or(head_dim);
+        if rope_dims == 0 || rope_dims > head_dim || !rope_dims.is_multiple_of(2) {
+            return Err(NnError::new(
+                NnErrorKind::InvalidEncoding,
+                format!("rope dimension {rope_dims} does not fit head size {head_dim}"),
+            ));
+        }
+        let scaling = info
+            .get(&format!("{arch}.rope.scaling.type"))
+            .and_then(|v| v.as_str())
+            .unwrap_or("none");
+        let rope_freq_scale = match scaling {
+            "none" => 1.0,
+            "linear" => {
+                1.0 / float("rope.scaling.factor")
+                    .filter(|&f| f > 0.0)
+                    .unwrap_or(1.0)
+            }
+            other => {
+                return Err(NnError::new(
+                    NnErrorKind::UnsupportedOperation,
+                    format!(
+                        "rope scaling `{other}` is not supported: weft-nn runs unscaled or linearly scaled rotary embeddings"
+                    ),
+                ));
+            }
+        };
+        let granite = |key: &str| float(key).filter(|&f| f != 0.0);
+        let (embd_scale, residual_scale, logit_scale, attn_scale) = if arch == "granite" {
+            (
+                granite("embedding_scale").unwrap_or(1.0),
+                granite("residual_scale").unwrap_or(1.0),
+                1.0 / granite("logit_scale").unwrap_or(1.0),
+                granite("attention.scale"),
+            )
+        } else {
+            (1.0, 1.0, 1.0, None)
+        };
+        Ok(Self {
+            vocab,
+            embd,
+            ffn: int("feed_forward_length")?,
+            layers: int("block_count")?,
+            heads,
+            kv_heads,
+            head_dim,
+            rope_dims,
+            rope_base: float("rope.freq_base").unwrap_or(10_000.0),
+            rope_freq_scale,
+            rope_neox: matches!(arch, "qwen2" | "qwen3"),
+            rms_eps: float("attention.layer_norm_rms_epsilon").unwrap_or(1e-5),
+            context: int("context_length").unwrap_or(2048),
+            embd_scale,
+            residual_scale,
+            logit_scale,
+            attn_scale: attn_scale.unwrap_or(1.0 / (head_dim as f32).sqrt()),
+        })
+    }
+
+    /// Width of all heads' queries (and of the attention's output).
+    pub fn q_dim(&self) -> usize {
+        self.heads * self.head_dim
+    }
+
+    /// Width of all heads' keys (and values).
+    pub fn kv_dim(&self) -> usize {
+        self.kv_heads * self.head_dim
+    }
+
+    /// `(cos, sin)` of each rotated pair's angle at `pos`, appended to
+    /// `out`, computed as ggml's rope cache does (`freqs`: the file's
+    /// `rope_freqs.weight`, which divides each pair's angle).
+    pub(crate) fn rope_angles(&self, freqs: Option<&[f32]>, pos: usize, out: &mut Vec<f32>) {
+        let theta_scale = self.rope_base.powf(-2.0 / self.rope_dims as f32);
+        let mut theta = pos as f32;
+        for i in 0..self.rope_dims / 2 {
+            let factor = freqs.map_or(1.0, |f| f[i]);
+            let (sin, cos) = (theta / factor * self.rope_freq_scale).sin_cos();
+            out.extend([cos, sin]);
+            theta *= theta_scale;
+        }
+    }
+}
+
+/// Checks that `info` is a decoder weft-nn runs, without reading weights
+/// (what an upload checks): an architecture it knows, its hyperparameters,
+/// every tensor it reads present in its shape, and no tensor it would not
+/// read — an extra of another architecture, skipped, would give wrong
+/// logits.
+pub(crate) fn check(info: &GgufInfo) -> Result<HParams, NnError> {
+    let hp = HParams::read(info)?;
+    let (e, qd, kvd, hd) = (hp.embd, hp.q_dim(), hp.kv_dim(), hp.head_dim);
+    // (name, ggml dims, required)
+    let mut want: Vec<(String, Vec<usize>, bool)> = vec![
+        ("token_embd.weight".into(), vec![e, hp.vocab], true),
+        ("output_norm.weight".into(), vec![e], true),
+        ("output.weight".into(), vec![e, hp.vocab], false),
+        ("rope_freqs.weight".into(), vec![hp.rope_dims / 2], false),
+    ];
+    for i in 0..hp.layers {
+        for (name, dims, required) in [
+            ("attn_norm.weight", vec![e], true),
+            ("attn_q.weight", vec![e, qd], true),
+            ("attn_k.weight", vec![e, kvd], true),
+            ("attn_v.weight", vec![e, kvd], true),
+            ("attn_output.weight", vec![qd, e], true),
+            ("attn_q.bias", vec![qd], false),
+            ("attn_k.bias", vec![kvd], false),
+            ("attn_v.bias", vec![kvd], false),
+            ("attn_output.bias", vec![e], false),
+            ("attn_q_norm.weight", vec![hd], false),
+            ("attn_k_norm.weight", vec![hd], false),
+            ("ffn_norm.weight", vec![e], true),
+            ("ffn_gate.weight", vec![e, hp.ffn], true),
+            ("ffn_up.weight", vec![e, hp.ffn], true),
+            ("ffn_down.weight", vec![hp.ffn, e], true),
+        ] {
+            want.push((format!("blk.{i}.{name}"), dims, required));
+        }
+    }
+    for (name, dims, required) in &want {
+        match info.tensor(name) {
+            None if *required => {
+                return Err(NnError::new(
+                    NnErrorKind::InvalidEncoding,
+                    format!("tensor `{name}` is missing"),
+                ));
+            }
+            Some(t) if !t.dims.iter().map(|&d| d as usize).eq(dims.iter().copied()) => {
+                return Err(NnError::new(
+                    NnErrorKind::InvalidEncoding,
+                    format!("tensor `{name}` has shape {:?}, expected {dims:?}", t.dims),
+                ));
+            }
+            _ => {}
+        }
+    }
+    let known: std::collections::HashSet<&str> = want.iter().map(|(n, ..)| n.as_str()).collect();
+    if let Some(t) = info
+        .tensors
+        .iter()
+        .find(|t| !known.contains(t.name.as_str()))
+    {
+        return Err(NnError::new(
+            NnErrorKind::UnsupportedOperation,
+            format!(
+                "tensor `{}` is not one a `{}` decoder has in weft-nn, which would run the model without it and give wrong logits; weft-nn reads Llama-family decoders ({})",
+                t.name,
+                info.architecture.as_deref().unwrap_or_default(),
+                ARCHITECTURES.join(", ")
+            ),
+        ));
+    }
+    Ok(hp)
+}

@@ -1,0 +1,287 @@
+//! The decoder against itself: passes, joined sessions, the GPU and
+//! its failures, and the checks of what it loads.
+
+use super::*;
+use crate::{NnErrorKind, Tensor};
+
+fn smollm2() -> Vec<u8> {
+    let path = std::env::var_os("WEFT_MODELS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/models")
+        })
+        .join("smollm2-135m-instruct.gguf");
+    std::fs::read(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (run `cargo xtask models`)", path.display()))
+}
+
+/// Held by the tests that run decoders on the GPU, so that the
+/// working bytes one of them counts are its own.
+fn on_the_device() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Each session with its inputs, as the runtime hands a joined pass.
+fn joined<'a>(
+    sessions: &'a mut [Box<dyn Session>],
+    inputs: &'a [Vec<(String, Tensor)>],
+) -> Vec<Joined<'a>> {
+    sessions
+        .iter_mut()
+        .zip(inputs)
+        .map(|(s, i)| (&mut **s, i.as_slice()))
+        .collect()
+}
+
+fn argmax(v: &[f32]) -> usize {
+    (0..v.len()).fold(0, |best, i| if v[i] > v[best] { i } else { best })
+}
+
+fn worst(a: &[f32], b: &[f32]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f32::max)
+}
+
+/// A prompt split into passes, and a cache that grows (and is copied)
+/// in the middle of one and between tokens, change nothing: each step's
+/// logits are those of a session running the prompt in one pass, and
+/// pick llama.cpp's token, as the CPU path does. The caches are
+/// counted in the GPU's working bytes until the sessions are dropped.
+#[test]
+fn on_the_gpu_passes_and_a_growing_cache_change_nothing() {
+    let _device = on_the_device();
+    let bytes = smollm2();
+    let device = crate::gpu::tests::gpu();
+    let before = device.work_bytes();
+    let gpu = Llama::load_for(&bytes, Some(Ok(device.clone()))).unwrap();
+    let cpu = Llama::load(&bytes).unwrap();
+    let mut on = session::Decoder::new(gpu.weights.clone());
+    on.on_device().expect("loaded for the GPU").shrink(5, 8);
+    let mut whole = session::Decoder::new(gpu.weights.clone());
+    let mut off = session::Decoder::new(cpu.weights.clone());
+    // The France prompt of tests/data/smollm2_reference.json, 16 tokens:
+    // passes of 5, 5, 5 and 1; the cache grows from 8 to 16 positions
+    // in the second. Then llama.cpp's answer, one token at a time: the
+    // cache grows to 32 at the 17th position.
+    let mut input: Vec<u32> = vec![
+        1, 4093, 198, 1780, 314, 260, 3575, 282, 4649, 47, 2, 198, 1, 520, 9531, 198,
+    ];
+    let llama_cpp = [504, 3575, 282, 4649, 314, 7042, 30, 2];
+    for (step, &want) in llama_cpp.iter().enumerate() {
+        let (a, w, c) = (
+            on.forward(&input),
+            whole.forward(&input),
+            off.forward(&input),
+        );
+        let diff = worst(&a, &w);
+        assert!(diff <= 1e-3, "step {step}: logits differ by {diff}");
+        assert_eq!((argmax(&a), argmax(&c)), (want, want), "step {step}");
+        input = vec![want as u32];
+    }
+    // Single tokens' scores (9 heads over 32 positions), not the
+    // prompt passes' 5 tokens' any more.
+    let on_device = on.on_device().expect("still on the GPU");
+    assert_eq!(on_device.scores_floats(), 9 * 32);
+    // K and V of 30 layers, 3 heads of 64 each, for 32 and 64 positions.
+    let cache = |positions: u64| positions * 3 * 64 * 4 * 2 * 30;
+    let held = device.work_bytes() - before;
+    assert!(held >= cache(32) + cache(64), "{held} bytes counted");
+    drop((on, whole));
+    assert_eq!(device.work_bytes(), before);
+}
+
+/// A pass that fails on the device moves the session to the CPU, which
+/// first runs the tokens seen so far: from then on its logits are the
+/// CPU path's, bit for bit.
+#[test]
+fn a_session_whose_gpu_fails_carries_on_on_the_cpu() {
+    let _device = on_the_device();
+    let bytes = smollm2();
+    let gpu = Llama::load_for(&bytes, Some(Ok(crate::gpu::tests::gpu()))).unwrap();
+    let cpu = Llama::load(&bytes).unwrap();
+    let mut on = session::Decoder::new(gpu.weights.clone());
+    let mut off = session::Decoder::new(cpu.weights.clone());
+    let prompt = [1, 504, 3458, 282];
+    on.forward(&prompt);
+    off.forward(&prompt);
+    on.on_device().expect("loaded for the GPU").fail_next = true;
+    assert_eq!(on.forward(&[30]), off.forward(&[30]));
+    assert!(on.on_device().is_none(), "moved to the CPU");
+    assert_eq!(on.forward(&[216]), off.forward(&[216]));
+}
+
+/// Three sessions' prompts of different lengths, then one token each,
+/// computed together give each session exactly what it gets alone; a
+/// bad call among them fails alone, and a session that is not a
+/// decoder's answers for itself.
+#[test]
+fn sessions_computed_together_get_what_each_gets_alone() {
+    let model = Llama::load(&smollm2()).unwrap();
+    assert!(model.joinable());
+    let steps: [[Vec<i64>; 3]; 2] = [
+        [
+            vec![1, 4093, 198],
+            vec![1, 520],
+            vec![1, 4093, 198, 1780, 314],
+        ],
+        [vec![504], vec![30], vec![2]],
+    ];
+    let mut alone: Vec<Box<dyn Session>> = (0..3).map(|_| model.session()).collect();
+    let mut together: Vec<Box<dyn Session>> = (0..3).map(|_| model.session()).collect();
+    let mut bad = model.session();
+    let named = |ids: &[i64]| {
+        vec![(
+            "input_ids".to_string(),
+            Tensor::from_i64(vec![ids.len()], ids),
+        )]
+    };
+    for inputs in &steps {
+        let inputs: Vec<_> = inputs.iter().map(|ids| named(ids)).collect();
+        let want: Vec<Vec<f32>> = alone
+            .iter_mut()
+            .zip(&inputs)
+            .map(|(s, i)| s.compute(i).unwrap()[0].1.to_f32().unwrap())
+            .collect();
+        let outside = named(&[49152]);
+        let mut calls = joined(&mut together, &inputs);
+        calls.insert(1, (&mut *bad, outside.as_slice()));
+        let mut refuses = Refuses;
+        calls.push((&mut refuses, outside.as_slice()));
+        let mut got = model.compute_joined(&mut calls);
+        let e = got.pop().unwrap().unwrap_err();
+        assert_eq!(
+            e.message, "refused",
+            "another kind of session answers for itself"
+        );
+        let e = got.remove(1).unwrap_err();
+        assert_eq!(e.kind, NnErrorKind::InvalidArgument, "{e}");
+        assert!(e.message.contains("outside the vocabulary"), "{e}");
+        for (g, w) in got.into_iter().zip(&want) {
+            assert_eq!(&g.unwrap()[0].1.to_f32().unwrap(), w);
+        }
+    }
+}
+
+/// On the GPU too: three sessions' prompts, then a token each, run as
+/// one pass (the weights read once, not three times) and give each
+/// session what it gets alone, up to the order the
+/// kernels sum in. Should the joined pass fail, every session moves to
+/// the CPU and gets the CPU path's logits from then on.
+#[test]
+fn on_the_gpu_sessions_computed_together_run_one_pass_and_get_what_each_gets_alone() {
+    let _device = on_the_device();
+    let bytes = smollm2();
+    let device = crate::gpu::tests::gpu();
+    let model = Llama::load_for(&bytes, Some(Ok(device.clone()))).unwrap();
+    assert!(model.joinable());
+    let cpu = Llama::load(&bytes).unwrap();
+    let steps: [[Vec<i64>; 3]; 2] = [
+        [
+            vec![1, 4093, 198],
+            vec![1, 520],
+            vec![1, 4093, 198, 1780, 314],
+        ],
+        [vec![504], vec![30], vec![2]],
+    ];
+    let named = |ids: &[i64]| {
+        vec![(
+            "input_ids".to_string(),
+            Tensor::from_i64(vec![ids.len()], ids),
+        )]
+    };
+    let logits = |o: Outputs| o.unwrap()[0].1.to_f32().unwrap();
+    let mut alone: Vec<Box<dyn Session>> = (0..3).map(|_| model.session()).collect();
+    let mut together: Vec<Box<dyn Session>> = (0..3).map(|_| model.session()).collect();
+    let mut on_cpu: Vec<Box<dyn Session>> = (0..3).map(|_| cpu.session()).collect();
+    for inputs in &steps {
+        let inputs: Vec<_> = inputs.iter().map(|ids| named(ids)).collect();
+        let want: Vec<Vec<f32>> = alone
+            .iter_mut()
+            .zip(&inputs)
+            .map(|(s, i)| logits(s.compute(i)))
+            .collect();
+        let mut calls = joined(&mut together, &inputs);
+        let got = model.compute_joined(&mut calls);
+        for (g, w) in got.into_iter().zip(&want) {
+            let g = logits(g);
+            assert!(worst(&g, w) <= 1e-3, "{}", worst(&g, w));
+            assert_eq!(argmax(&g), argmax(w));
+        }
+        for (s, i) in on_cpu.iter_mut().zip(&inputs) {
+            s.compute(i).unwrap();
+        }
+    }
+    let passes: Vec<usize> = together
+        .iter_mut()
+        .map(|s| {
+            let any: &mut dyn Any = &mut **s;
+            let dec = any.downcast_mut::<session::Decoder>().unwrap();
+            dec.on_device().expect("on the GPU").passes
+        })
+        .collect();
+    assert_eq!(
+        passes,
+        [2, 0, 0],
+        "one pass per step, in the first's buffers"
+    );
+    // A failed joined pass: all three carry on on the CPU.
+    let any: &mut dyn Any = &mut *together[1];
+    let dec = any.downcast_mut::<session::Decoder>().unwrap();
+    dec.on_device().expect("on the GPU").fail_next = true;
+    let inputs: Vec<_> = [[216], [28], [30]].iter().map(|ids| named(ids)).collect();
+    let mut calls = joined(&mut together, &inputs);
+    let got = model.compute_joined(&mut calls);
+    for ((g, s), i) in got.into_iter().zip(&mut on_cpu).zip(&inputs) {
+        assert_eq!(logits(g), logits(s.compute(i)));
+    }
+}
+
+/// What an upload checks: the fixture decoder passes; bad head and
+/// rotary sizes are refused with the reason, not a panic later.
+#[test]
+fn check_refuses_shapes_the_decoder_cannot_run() {
+    use crate::fixtures::{decoder, decoder_with};
+    let check_bytes = |b: Vec<u8>| check(&crate::gguf::inspect(&b).unwrap());
+    check_bytes(decoder()).unwrap();
+    for (key, value, why) in [
+        ("llama.rope.dimension_count", 0, "rope dimension 0"),
+        ("llama.rope.dimension_count", 17, "rope dimension 17"),
+        ("llama.attention.key_length", 0, "key heads of 0"),
+        ("llama.attention.head_count_kv", 0, "0 KV heads"),
+    ] {
+        let e = check_bytes(decoder_with(&[(key, value)])).unwrap_err();
+        assert!(e.message.contains(why), "{key}: {e}");
+    }
+}
+
+#[derive(Debug)]
+struct Refuses;
+
+impl Session for Refuses {
+    fn compute(&mut self, _: &[(String, Tensor)]) -> Result<Vec<(String, Tensor)>, NnError> {
+        Err(NnError::new(NnErrorKind::RuntimeError, "refused"))
+    }
+}
+
+#[test]
+fn loaded_for_an_unusable_gpu_it_runs_on_the_cpu_and_says_why() {
+    let bytes = smollm2();
+    let why = NnError::new(NnErrorKind::UnsupportedOperation, "no adapter here");
+    let fallback = Llama::load_for(&bytes, Some(Err(why))).unwrap();
+    assert_eq!(
+        fallback.placement(),
+        Placement::CpuFallback("no adapter here".into())
+    );
+    assert_eq!(fallback.device_bytes(), 0);
+    let cpu = Llama::load(&bytes).unwrap();
+    assert_eq!(cpu.placement(), Placement::Cpu);
+    let input = [("input_ids".to_string(), Tensor::from_i64(vec![2], &[1, 2]))];
+    let (a, b) = (
+        fallback.session().compute(&input).unwrap(),
+        cpu.session().compute(&input).unwrap(),
+    );
+    assert_eq!(a[0].1.to_f32().unwrap(), b[0].1.to_f32().unwrap());
+}
