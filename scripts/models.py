@@ -700,7 +700,56 @@ ARCHS = {
                 "embedding, residual, attention and logit multipliers, an attention output bias"),
     "llama3": ("llama", "llama-bpe", {"rope.scaling.type": "linear", "rope.scaling.factor": 4.0},
                "rope_freqs.weight, linear rope scaling (on the GPU too)"),
+    "tinyllama": ("llama", None, {},
+                  "a SentencePiece vocabulary (tokenizer.ggml.model llama: Llama 2, Mistral, "
+                  "TinyLlama) and TinyLlama's Zephyr chat template"),
 }
+# TinyLlama-1.1B-Chat's chat template (Zephyr's format), as its GGUF carries it.
+ZEPHYR_TEMPLATE = (
+    "{% for message in messages %}\n{% if message['role'] == 'user' %}\n"
+    "{{ '<|user|>\n' + message['content'] + eos_token }}\n"
+    "{% elif message['role'] == 'system' %}\n{{ '<|system|>\n' + message['content'] + eos_token }}\n"
+    "{% elif message['role'] == 'assistant' %}\n"
+    "{{ '<|assistant|>\n'  + message['content'] + eos_token }}\n{% endif %}\n"
+    "{% if loop.last and add_generation_prompt %}\n{{ '<|assistant|>' }}\n{% endif %}\n"
+    "{% endfor %}"
+)
+
+
+def gpt2_unbytes() -> dict:
+    """GPT-2's byte-level spelling, character -> byte."""
+    bs = (list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
+          + list(range(ord("®"), ord("ÿ") + 1)))
+    cs, n = bs[:], 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return {chr(c): b for b, c in zip(bs, cs)}
+
+
+def spm_vocab(tokens: list, types: list) -> dict:
+    """A SentencePiece vocabulary in GGUF's terms, derived from a byte-level BPE one
+    (SmolLM2's): `<unk>`, `<s>`, `</s>`, the 256 `<0xXX>` byte tokens, then every
+    normal token that is whole UTF-8, spaces spelled `▁`, scored by its BPE rank
+    (a SentencePiece BPE model's scores are its merge order too)."""
+    unbyte = gpt2_unbytes()
+    out = {"tokens": ["<unk>", "<s>", "</s>"] + [f"<0x{b:02X}>" for b in range(256)],
+           "token_type": [2, 3, 3] + [6] * 256, "scores": [0.0] * 259}
+    seen = set(out["tokens"])
+    for rank, (t, ty) in enumerate(zip(tokens, types)):
+        try:
+            piece = bytes(unbyte[c] for c in t).decode("utf-8").replace(" ", "\u2581")
+        except (KeyError, UnicodeDecodeError):
+            continue
+        if ty != 1 or piece in seen:
+            continue
+        seen.add(piece)
+        out["tokens"].append(piece)
+        out["token_type"].append(1)
+        out["scores"].append(-float(rank))
+    return out
 TINY = dict(embd=64, heads=4, kv_heads=2, ffn=96, layers=2, context=256)
 
 
@@ -713,11 +762,13 @@ def task_archs(dest: Path) -> None:
     from gguf import GGUFReader, GGUFValueType, GGUFWriter
 
     src = GGUFReader(str(dest / "smollm2-135m-instruct.gguf"))
-    vocab = len(src.fields["tokenizer.ggml.tokens"].contents())
+    src_tokens = src.fields["tokenizer.ggml.tokens"].contents()
+    spm = spm_vocab(src_tokens, src.fields["tokenizer.ggml.token_type"].contents())
     e, h, kvh, f = TINY["embd"], TINY["heads"], TINY["kv_heads"], TINY["ffn"]
     for seed, (name, (arch, pre, extra, _)) in enumerate(ARCHS.items()):
         out = tiny_path(dest, name)
         rng = np.random.default_rng(1000 + seed)
+        vocab = len(spm["tokens"] if pre is None else src_tokens)
         hd = extra.get("attention.key_length", e // h)
         qd, kvd = h * hd, kvh * hd
 
@@ -745,8 +796,10 @@ def task_archs(dest: Path) -> None:
                     w.add_uint32(f"{arch}.{key}", value)
                 else:
                     w.add_float32(f"{arch}.{key}", value)
+            if pre is None:
+                write_spm_tokenizer(w, spm, dest / f"tiny-{name}.tokenizer.json")
             for key, field in src.fields.items():
-                if key.startswith("tokenizer.ggml."):
+                if key.startswith("tokenizer.ggml.") and pre is not None:
                     value = pre if key == "tokenizer.ggml.pre" else field.contents()
                     sub = field.types[1] if field.types[0] == GGUFValueType.ARRAY else None
                     w.add_key_value(key, value, field.types[0], sub)
@@ -787,6 +840,23 @@ def task_archs(dest: Path) -> None:
         print(f"{out.name}: {ARCHS[name][3]}", flush=True)
 
 
+def write_spm_tokenizer(w, spm: dict, json_path: Path) -> None:
+    """The SentencePiece vocabulary into GGUF writer `w`, and as the tokenizer
+    JSON the host extracts from such a file (for the tok crate's tests)."""
+    w.add_string("tokenizer.ggml.model", "llama")
+    w.add_array("tokenizer.ggml.tokens", spm["tokens"])
+    w.add_array("tokenizer.ggml.scores", spm["scores"])
+    w.add_array("tokenizer.ggml.token_type", spm["token_type"])
+    for key, value in (("bos_token_id", 1), ("eos_token_id", 2), ("unknown_token_id", 0)):
+        w.add_uint32(f"tokenizer.ggml.{key}", value)
+    w.add_string("tokenizer.chat_template", ZEPHYR_TEMPLATE)
+    tok = {"model": "llama", "tokens": spm["tokens"], "scores": spm["scores"],
+           "token_types": spm["token_type"], "bos_id": 1, "eos_id": 2, "unknown_id": 0,
+           "chat_template": ZEPHYR_TEMPLATE}
+    atomic_write_bytes(json_path, json.dumps(tok, ensure_ascii=False,
+                                             separators=(",", ":")).encode())
+
+
 VENV_TASKS = {
     "archs": task_archs,
     "gguf-tokenizer": task_gguf_tokenizer,
@@ -823,7 +893,7 @@ def main() -> None:
                                                      dest / "smollm2-tokenizer.json")),
         ("smollm2-135m-kquants.gguf", lambda: venv_task(dest, "kquants",
                                                         dest / "smollm2-135m-kquants.gguf")),
-        ("tiny-{qwen2,qwen3,granite,llama3}.gguf",
+        ("tiny-{qwen2,qwen3,granite,llama3,tinyllama}.gguf",
          lambda: venv_task(dest, "archs", tiny_path(dest, list(ARCHS)[-1]))),
         ("minilm/{vocab.txt,tokenizer.json,...}", lambda: step_minilm_files(dest)),
         ("minilm/model.onnx", lambda: venv_task(dest, "minilm-onnx", dest / "minilm" / "model.onnx")),

@@ -385,7 +385,7 @@ def ggml_blocks(dest: Path) -> None:
 # ---------------------------------------------------------------------------
 # Tiny decoders of each architecture through llama.cpp
 
-ARCH_FILES = ["qwen2", "qwen3", "granite", "llama3"]
+ARCH_FILES = ["qwen2", "qwen3", "granite", "llama3", "tinyllama"]
 ARCH_PROMPT = "The capital of France is Paris, and in 2024 it hosted the Olympic Games."
 ARCH_STEPS = 12
 ARCH_CHAT_TOKENS = 8
@@ -399,6 +399,38 @@ PRE_CHECKS = [
     "\tindented\n\t\tdeeper\n    spaces",
     "x²+y³ ½ Ⅻ ٣٤٥ ١٢",
 ]
+
+
+# Beside those, what a SentencePiece vocabulary (tiny-tinyllama) must get right:
+# the space it adds after BOS and special tokens, `▁` already in the text,
+# characters it has no token for (byte fallback), the chat formats of such models.
+SPM_CHECKS = [
+    "[INST] What is the capital of France? [/INST]",
+    "<s>[INST] hi [/INST]Hello!</s>[INST] and you? [/INST]",
+    "<|system|>\nBe brief.</s>\n<|user|>\nHi</s>\n<|assistant|>\n",
+    "\u2581already \u2581spelled\u2581",
+    "\n\nnewlines first, then   three spaces",
+    "rare: \U0001d518\U0001d52b\U0001d526 \u2603\ufe0f \u0fd5 <unk> done",
+]
+# The chat prompt each file is sent, by its template.
+CHAT_FORMATS = {
+    "chatml": "<|im_start|>user\n{question}<|im_end|>\n<|im_start|>assistant\n",
+    "zephyr": "<|user|>\n{question}</s>\n<|assistant|>\n",
+}
+
+
+def detokenize(vocab, ids: list) -> str:
+    """llama.cpp's `llama_detokenize` of `ids` (special tokens removed, not rendered)."""
+    import ctypes
+
+    import llama_cpp
+
+    tokens = (llama_cpp.llama_token * len(ids))(*ids)
+    buf = ctypes.create_string_buffer(64 * len(ids) + 64)
+    n = llama_cpp.llama_detokenize(vocab, tokens, len(ids), buf, len(buf), True, False)
+    if n < 0:
+        raise SystemExit(f"llama_detokenize needs {-n} bytes")
+    return buf.raw[:n].decode("utf-8", errors="replace")
 
 
 def archs(dest: Path) -> None:
@@ -427,16 +459,20 @@ def archs(dest: Path) -> None:
             tok = int(top[0])
             generated.append(tok)
             llm.eval([tok])
+        fields = GGUFReader(str(gguf)).fields
+        tokenizer_model = fields["tokenizer.ggml.model"].contents()
+        spm = tokenizer_model == "llama"
         checks = [
             {"text": s, "ids": llm.tokenize(s.encode(), add_bos=False, special=True)}
-            for s in BPE_CHECKS + PRE_CHECKS
+            for s in BPE_CHECKS + PRE_CHECKS + (SPM_CHECKS if spm else [])
         ]
-        # The generate stage's request: the ChatML prompt (these files carry
-        # SmolLM2's vocab), greedy, as the e2e test sends it over HTTP.
+        # The generate stage's request: its chat template's prompt (ChatML for
+        # SmolLM2's vocab, Zephyr for the SentencePiece one), greedy, as the
+        # e2e test sends it over HTTP.
         question = CHAT_QUESTIONS[0][0]
-        chat_ids = llm.tokenize(
-            f"<|im_start|>user\n{question}<|im_end|>\n<|im_start|>assistant\n".encode(),
-            add_bos=True, special=True)
+        template = "zephyr" if spm else "chatml"
+        chat_ids = llm.tokenize(CHAT_FORMATS[template].format(question=question).encode(),
+                                add_bos=True, special=True)
         llm.reset()
         llm.eval(chat_ids)
         chat_out, margins, stopped = [], [], "max_tokens"
@@ -452,17 +488,23 @@ def archs(dest: Path) -> None:
         text_ids = chat_out[:-1] if stopped == "eog" else chat_out
         chat = {
             "question": question,
+            "template": template,
             "prompt_ids": chat_ids,
             "generated_ids": chat_out,
             "stopped": stopped,
             "text": llm.detokenize(text_ids).decode("utf-8", errors="replace"),
+            # The text of the first k tokens, k = 1..: what a reply cut at k says,
+            # by llama.cpp's own detokenizer (which, unlike llama-cpp-python's
+            # `detokenize`, drops the space a SentencePiece vocab adds first).
+            "texts": [detokenize(vocab, text_ids[:k]) for k in range(1, len(text_ids) + 1)],
             "margins": margins,
         }
         log(f"  {name}: {len(ids)} prompt tokens, greedy {generated}")
         models.append({
             "name": name,
             "file": gguf.name,
-            "pre": GGUFReader(str(gguf)).fields["tokenizer.ggml.pre"].contents(),
+            "tokenizer_model": tokenizer_model,
+            "pre": fields["tokenizer.ggml.pre"].contents() if not spm else None,
             "gguf_sha256": sha256(gguf),
             "add_bos": bool(llama_cpp.llama_vocab_get_add_bos(vocab)),
             "prompt_ids": ids,
@@ -476,16 +518,18 @@ def archs(dest: Path) -> None:
         OUT_DIR / "tiny_archs_reference.json",
         {
             "about": "The tiny random decoders scripts/models.py writes (tiny-<name>.gguf: "
-                     "qwen2, qwen3, granite and a Llama 3 style llama) through "
+                     "qwen2, qwen3, granite, a Llama 3 style llama and a llama with a "
+                     "SentencePiece vocabulary, tinyllama) through "
                      f"llama-cpp-python {llama_cpp.__version__}, n_threads={N_THREADS}. "
                      f"prompt_ids: llama.cpp's tokens of the prompt (no BOS); then {ARCH_STEPS} "
                      "greedy steps, each with the top-5 [id, logit] and the logits of every "
                      f"{ARCH_PROBE_STRIDE}th token id (probes: ids 0, {ARCH_PROBE_STRIDE}, ...) "
                      "before its token was chosen. tokenizer_checks: llama.cpp's ids for each "
                      "string under the file's tokenizer.ggml.pre (special tokens parsed, no "
-                     "BOS). chat: the ChatML prompt of the first CHAT_QUESTIONS question (BOS as "
-                     "llama.cpp adds it) and up to 8 greedy tokens, with the top1-top2 margins "
-                     "and the text. Written by scripts/reference.py --only archs.",
+                     "BOS). chat: the prompt of the first CHAT_QUESTIONS question in the file's "
+                     "chat format (ChatML; Zephyr for tinyllama; BOS as llama.cpp adds it) and "
+                     "up to 8 greedy tokens, with the top1-top2 margins and the text (texts: "
+                     "of the first k tokens). Written by scripts/reference.py --only archs.",
             "prompt": ARCH_PROMPT,
             "probe_stride": ARCH_PROBE_STRIDE,
         },

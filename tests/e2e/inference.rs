@@ -401,14 +401,17 @@ async fn call(d: &TestDaemon, actor: &str, body: Value) -> Value {
 /// it says something else), so the checks are on what the model is sent:
 /// `prompt_tokens`, against a session that drops the history.
 /// GGUFs of other decoder families, as a user brings them: uploaded, their
-/// tokenizer (Qwen2's and Llama 3's pre-tokenizers) extracted, and the
-/// `generate` stage on them streams llama.cpp's greedy tokens. The tiny
-/// random models of `scripts/models.py`, up to llama.cpp's first near-tie.
+/// tokenizer (Qwen2's and Llama 3's pre-tokenizers, a SentencePiece vocab)
+/// extracted, and the `generate` stage on them, with the chat format its
+/// file names (`template=auto`: ChatML, Llama 3's... — the prompt is the one
+/// llama.cpp was given, Zephyr's for `tinyllama`), streams llama.cpp's greedy
+/// tokens and says its text. The tiny random models of `scripts/models.py`,
+/// up to llama.cpp's first near-tie.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn generate_runs_qwen3_granite_and_llama3_files_as_llama_cpp_does() {
+async fn generate_runs_qwen3_granite_llama3_and_sentencepiece_files_as_llama_cpp_does() {
     let d = TestDaemon::start().await;
     let reference = reference("tiny_archs_reference.json");
-    for name in ["qwen3", "granite", "llama3"] {
+    for name in ["qwen3", "granite", "llama3", "tinyllama"] {
         let case = reference["models"]
             .as_array()
             .unwrap()
@@ -474,6 +477,11 @@ async fn generate_runs_qwen3_granite_and_llama3_files_as_llama_cpp_does() {
             result["prompt_tokens"],
             chat["prompt_ids"].as_array().unwrap().len(),
             "{name}: the prompt tokenised as llama.cpp does"
+        );
+        assert_eq!(
+            result["text"],
+            chat["texts"][clear - 1],
+            "{name}: the text llama.cpp's detokenizer gives"
         );
     }
 }

@@ -387,8 +387,9 @@ fn gone() -> NnError {
 /// The tokenizer a GGUF file carries (`tokenizer.ggml.*`), as the JSON the
 /// `generate` stage takes as its `tokenizer` object (the `tok` crate's
 /// `Bpe`; `scripts/models.py` writes the same for SmolLM2): for byte-level
-/// BPE tokenizers (`tokenizer.ggml.model` = `gpt2`), the ones it reads.
-/// An error says why there is none.
+/// BPE (`tokenizer.ggml.model` = `gpt2`) and SentencePiece (`llama`: Llama 2,
+/// Mistral, TinyLlama) tokenizers, the ones it reads. An error says why
+/// there is none.
 pub fn gguf_tokenizer(g: &weft_nn::GgufInfo) -> Result<Vec<u8>, String> {
     use serde_json::{Map, Value, json};
     use weft_nn::GgufValue;
@@ -396,9 +397,10 @@ pub fn gguf_tokenizer(g: &weft_nn::GgufInfo) -> Result<Vec<u8>, String> {
         .get("tokenizer.ggml.model")
         .and_then(GgufValue::as_str)
         .ok_or("the file has no tokenizer (no `tokenizer.ggml.model`)")?;
-    if model != "gpt2" {
+    if model != "gpt2" && model != "llama" {
         return Err(format!(
-            "its tokenizer is `{model}`; the generate stage reads byte-level BPE (`gpt2`) tokenizers"
+            "its tokenizer is `{model}`; the generate stage reads byte-level BPE (`gpt2`) \
+             and SentencePiece (`llama`) tokenizers"
         ));
     }
     let array = |key: &str| match g.get(key) {
@@ -415,9 +417,20 @@ pub fn gguf_tokenizer(g: &weft_nn::GgufInfo) -> Result<Vec<u8>, String> {
             .collect()
     };
     let mut out = Map::new();
-    out.insert("model".into(), json!("gpt2"));
+    out.insert("model".into(), json!(model));
     out.insert("tokens".into(), json!(strings("tokenizer.ggml.tokens")?));
-    out.insert("merges".into(), json!(strings("tokenizer.ggml.merges")?));
+    if model == "gpt2" {
+        out.insert("merges".into(), json!(strings("tokenizer.ggml.merges")?));
+    } else {
+        let scores = array("tokenizer.ggml.scores")?
+            .iter()
+            .map(|v| {
+                v.as_float()
+                    .ok_or("`tokenizer.ggml.scores` holds a non-number")
+            })
+            .collect::<Result<Vec<f64>, _>>()?;
+        out.insert("scores".into(), json!(scores));
+    }
     if let Ok(types) = array("tokenizer.ggml.token_type") {
         let types: Vec<i64> = types.iter().filter_map(GgufValue::as_int).collect();
         out.insert("token_types".into(), json!(types));
@@ -443,7 +456,7 @@ pub fn gguf_tokenizer(g: &weft_nn::GgufInfo) -> Result<Vec<u8>, String> {
             out.insert(field.into(), json!(v));
         }
     }
-    for field in ["add_bos_token", "add_eos_token"] {
+    for field in ["add_bos_token", "add_eos_token", "add_space_prefix"] {
         if let Some(v) = g
             .get(&format!("tokenizer.ggml.{field}"))
             .and_then(GgufValue::as_int)
@@ -550,9 +563,9 @@ mod tests {
     #[test]
     fn gguf_tokenizers_are_extracted_or_refused_with_the_reason() {
         use weft_nn::GgufValue::{Array, Int, Str};
-        let spm = gguf(vec![("tokenizer.ggml.model", Str("llama".into()))]);
-        let why = gguf_tokenizer(&spm).unwrap_err();
-        assert!(why.contains("`llama`") && why.contains("gpt2"), "{why}");
+        let t5 = gguf(vec![("tokenizer.ggml.model", Str("t5".into()))]);
+        let why = gguf_tokenizer(&t5).unwrap_err();
+        assert!(why.contains("`t5`") && why.contains("`llama`"), "{why}");
         let no_merges = gguf(vec![("tokenizer.ggml.model", Str("gpt2".into()))]);
         let why = gguf_tokenizer(&no_merges).unwrap_err();
         assert!(why.contains("tokenizer.ggml.tokens"), "{why}");
@@ -573,6 +586,23 @@ mod tests {
             serde_json::json!({"model": "gpt2", "tokens": ["a", "b"], "merges": ["a b"],
                                "eos_id": 1, "add_bos_token": false})
         );
+        let spm = |scores| {
+            gguf(vec![
+                ("tokenizer.ggml.model", Str("llama".into())),
+                ("tokenizer.ggml.tokens", Array(vec![Str("▁a".into())])),
+                ("tokenizer.ggml.scores", Array(scores)),
+                ("tokenizer.ggml.add_space_prefix", Int(0)),
+            ])
+        };
+        let json: serde_json::Value =
+            serde_json::from_slice(&gguf_tokenizer(&spm(vec![Int(-1)])).unwrap()).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"model": "llama", "tokens": ["▁a"], "scores": [-1.0],
+                               "add_space_prefix": false})
+        );
+        let why = gguf_tokenizer(&spm(vec![Str("x".into())])).unwrap_err();
+        assert!(why.contains("scores"), "{why}");
     }
 
     #[tokio::test]

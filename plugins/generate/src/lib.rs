@@ -8,7 +8,7 @@
 //! |------------------|-----------|-----------------------------------------------------------|
 //! | `model`          | `smollm2` | the model's name in the node's registry (a GGUF graph)    |
 //! | `tokenizer`      | required  | object id of the model's tokenizer JSON ([`tok::Bpe`])    |
-//! | `template`       | `auto`    | chat format: `chatml`, `llama3`, or `auto` (from the vocab) |
+//! | `template`       | `auto`    | chat format: `chatml`, `llama3`, `zephyr`, `mistral`, `llama2`, or `auto` (from the model's file) |
 //! | `max_tokens`     | `128`     | most tokens to generate per request                       |
 //! | `temperature`    | `0`       | 0 is greedy; above, softmax temperature                   |
 //! | `top_p`          | `1.0`     | nucleus sampling: keep the likeliest tokens summing to it |
@@ -65,13 +65,18 @@
 //! The prompt is ChatML, `<|im_start|>{role}\n{content}<|im_end|>\n` per message
 //! then `<|im_start|>assistant\n` (SmolLM2, Qwen), or Llama 3's,
 //! `<|start_header_id|>{role}<|end_header_id|>\n\n{content}<|eot_id|>` per
-//! message then `<|start_header_id|>assistant<|end_header_id|>\n\n`: config
-//! `template` (`chatml`, `llama3`, or `auto`, the default, which picks Llama
-//! 3's when the vocab has its header tokens); a template whose special tokens
-//! the vocab lacks is refused at deploy. No system prompt is added (but config
-//! `system` in a session). The prompt is tokenised with byte-level BPE (a BOS
-//! is prepended when the tokenizer adds one: its file's `add_bos`, else
-//! llama.cpp's default for its pre-tokenizer). Each request gets a new
+//! message then `<|start_header_id|>assistant<|end_header_id|>\n\n`, or
+//! Zephyr's (TinyLlama-Chat), `<|{role}|>\n{content}</s>\n` per message then
+//! `<|assistant|>\n`, or `[INST] {user} [/INST]{reply}</s>` (`mistral`; `llama2`
+//! writes a system message in `<<SYS>>` tags), as llama.cpp writes them: config
+//! `template`, or `auto`, the default, which reads the format from the chat
+//! template in the model's file (`tokenizer.chat_template`), else picks Llama
+//! 3's when the vocab has its header tokens, else ChatML; a template whose
+//! special tokens the vocab lacks is refused at deploy. No system prompt is
+//! added (but config `system` in a session). The prompt is tokenised with
+//! byte-level BPE or SentencePiece, as the tokenizer is (a BOS is prepended
+//! when the tokenizer adds one: its file's `add_bos`, else llama.cpp's
+//! default). Each request gets a new
 //! execution context (the host keeps the KV
 //! cache in it): one `compute` on the whole prompt as `input_ids` (`int64 [n]`),
 //! then one per generated token (`int64 [1]`), each giving `logits`

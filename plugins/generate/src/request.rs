@@ -208,33 +208,72 @@ pub(crate) enum Template {
     /// `<|start_header_id|>assistant<|end_header_id|>\n\n`; the tokenizer
     /// adds `<|begin_of_text|>` as BOS.
     Llama3,
+    /// Zephyr's (TinyLlama-1.1B-Chat): `<|{role}|>\n{content}</s>\n` per
+    /// message, then `<|assistant|>\n`.
+    Zephyr,
+    /// `[INST] {user} [/INST]{reply}</s>[INST] ...` (Mistral-7B-Instruct,
+    /// llama.cpp's `llama2` format): a system message goes first in the
+    /// first `[INST]`, followed by a newline; the tokenizer adds `<s>`.
+    Mistral,
+    /// Llama 2 chat's: Mistral's, with the system message as
+    /// `<<SYS>>\n{system}\n<</SYS>>\n\n`.
+    Llama2,
 }
 
+/// The formats, by config name, with a text only their chat templates
+/// (GGUF `tokenizer.chat_template`) hold, most specific first.
+const TEMPLATES: [(&str, Template, &str); 5] = [
+    ("chatml", Template::ChatMl, "<|im_start|>"),
+    ("llama3", Template::Llama3, "<|start_header_id|>"),
+    ("zephyr", Template::Zephyr, "<|assistant|>"),
+    ("llama2", Template::Llama2, "<<SYS>>"),
+    ("mistral", Template::Mistral, "[INST]"),
+];
+
 impl Template {
-    /// Config `template` (`chatml`, `llama3` or `auto`, the default: Llama
-    /// 3's when the vocab has its header tokens, ChatML otherwise), checked
-    /// against the vocab: a template whose special tokens it lacks would
-    /// prompt the model with text it was never tuned on.
+    /// Config `template`: a name of [`TEMPLATES`] or `auto` (the default:
+    /// from the model's chat template, if its file has one, else Llama 3's
+    /// when the vocab has its header tokens, else ChatML), checked against
+    /// the vocab: a template whose special tokens it lacks would prompt the
+    /// model with text it was never tuned on.
     pub(crate) fn from_config(config: &Config, bpe: &Bpe) -> Result<Self, String> {
         let has = |t: &str| bpe.token_to_id(t).is_some();
+        let names = || TEMPLATES.map(|(name, ..)| format!("`{name}`")).join(", ");
         let template = match config.get_or("template", "auto") {
-            "auto" if has("<|start_header_id|>") => Template::Llama3,
-            "auto" | "chatml" => Template::ChatMl,
-            "llama3" => Template::Llama3,
-            other => {
-                return Err(format!(
-                    "`template` is `{other}`: use `chatml`, `llama3` or `auto` (the default: from the tokenizer's special tokens)"
-                ));
+            "auto" => {
+                let from_file = bpe.chat_template().and_then(|jinja| {
+                    TEMPLATES
+                        .iter()
+                        .find(|(.., mark)| jinja.contains(mark))
+                        .map(|&(_, t, _)| t)
+                });
+                match from_file {
+                    Some(t) => t,
+                    None if has("<|start_header_id|>") => Template::Llama3,
+                    None => Template::ChatMl,
+                }
             }
+            other => match TEMPLATES.iter().find(|(name, ..)| *name == other) {
+                Some(&(_, t, _)) => t,
+                None => {
+                    return Err(format!(
+                        "`template` is `{other}`: use {} or `auto` (the default: from the model's \
+                         chat template or special tokens)",
+                        names()
+                    ));
+                }
+            },
         };
         let needs: &[&str] = match template {
             Template::ChatMl => &["<|im_start|>", "<|im_end|>"],
             Template::Llama3 => &["<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"],
+            Template::Zephyr | Template::Mistral | Template::Llama2 => &["</s>"],
         };
         match needs.iter().find(|t| !has(t)) {
             Some(missing) => Err(format!(
                 "the tokenizer has no `{missing}` token, which the {template:?} chat template needs: \
-                 is this a chat (instruct) model? Set `template` to its format (`chatml` or `llama3`)"
+                 is this a chat (instruct) model? Set `template` to its format ({})",
+                names()
             )),
             None => Ok(template),
         }
@@ -243,10 +282,10 @@ impl Template {
     /// The prompt text for `messages`, ending where the assistant's reply
     /// starts.
     pub(crate) fn render(self, messages: &[Message]) -> String {
+        let mut prompt = String::new();
         match self {
-            Template::ChatMl => chatml(messages),
+            Template::ChatMl => return chatml(messages),
             Template::Llama3 => {
-                let mut prompt = String::new();
                 for m in messages {
                     prompt.push_str("<|start_header_id|>");
                     prompt.push_str(m.role.name());
@@ -255,9 +294,36 @@ impl Template {
                     prompt.push_str("<|eot_id|>");
                 }
                 prompt.push_str("<|start_header_id|>assistant<|end_header_id|>\n\n");
-                prompt
+            }
+            Template::Zephyr => {
+                for m in messages {
+                    prompt.push_str(&format!("<|{}|>\n{}</s>\n", m.role.name(), m.content));
+                }
+                prompt.push_str("<|assistant|>\n");
+            }
+            Template::Mistral | Template::Llama2 => {
+                // As llama.cpp writes its `llama2` format.
+                let mut in_turn = false;
+                for m in messages {
+                    if !in_turn {
+                        prompt.push_str("[INST] ");
+                        in_turn = true;
+                    }
+                    match (m.role, self) {
+                        (Role::System, Template::Llama2) => {
+                            prompt.push_str(&format!("<<SYS>>\n{}\n<</SYS>>\n\n", m.content));
+                        }
+                        (Role::System, _) => prompt.push_str(&format!("{}\n", m.content)),
+                        (Role::User, _) => prompt.push_str(&format!("{} [/INST]", m.content)),
+                        (Role::Assistant, _) => {
+                            prompt.push_str(&format!("{}</s>", m.content));
+                            in_turn = false;
+                        }
+                    }
+                }
             }
         }
+        prompt
     }
 }
 
@@ -364,8 +430,79 @@ mod tests {
         assert!(err.contains("no `<|im_start|>` token"), "{err}");
         let err = Template::from_config(&config("llama3"), &chatml).unwrap_err();
         assert!(err.contains("no `<|start_header_id|>` token"), "{err}");
+        let err = Template::from_config(&config("phi3"), &chatml).unwrap_err();
+        assert!(
+            err.contains("`template` is `phi3`") && err.contains("`zephyr`"),
+            "{err}"
+        );
         let err = Template::from_config(&config("mistral"), &chatml).unwrap_err();
-        assert!(err.contains("`template` is `mistral`"), "{err}");
+        assert!(err.contains("no `</s>` token"), "{err}");
+        // The file's chat template decides first.
+        let with_template = |jinja: &str| {
+            let json = json!({"tokens": ["</s>", "<|im_start|>", "<|im_end|>"], "merges": [],
+                              "chat_template": jinja});
+            Bpe::from_json(json.to_string().as_bytes()).unwrap()
+        };
+        for (jinja, want) in [
+            (
+                "{{ '<|user|>\\n' + message['content'] + eos_token }}{{ '<|assistant|>' }}",
+                Template::Zephyr,
+            ),
+            (
+                "{{ bos_token + '[INST] ' + message['content'] + ' [/INST]' }}",
+                Template::Mistral,
+            ),
+            (
+                "[INST] <<SYS>>\\n' + system_message + '\\n<</SYS>>",
+                Template::Llama2,
+            ),
+            (
+                "{{'<|im_start|>' + message['role'] + '\\n'}}",
+                Template::ChatMl,
+            ),
+            ("{{ something else }}", Template::ChatMl),
+        ] {
+            let bpe = with_template(jinja);
+            assert_eq!(Template::from_config(&auto, &bpe).unwrap(), want, "{jinja}");
+        }
+    }
+
+    fn conversation() -> Vec<Message> {
+        let m = |role, content: &str| Message {
+            role,
+            content: content.into(),
+        };
+        vec![
+            m(Role::System, "Be brief."),
+            m(Role::User, "Hi"),
+            m(Role::Assistant, "Hello!"),
+            m(Role::User, "Who are you?"),
+        ]
+    }
+
+    /// The formats of SentencePiece chat models, as llama.cpp writes them
+    /// (`llm_chat_apply_template`: ZEPHYR with TinyLlama's end token; LLAMA_2
+    /// and its `<<SYS>>` variant).
+    #[test]
+    fn zephyr_mistral_and_llama2_prompts() {
+        let messages = conversation();
+        assert_eq!(
+            Template::Zephyr.render(&messages),
+            "<|system|>\nBe brief.</s>\n<|user|>\nHi</s>\n<|assistant|>\nHello!</s>\n\
+             <|user|>\nWho are you?</s>\n<|assistant|>\n"
+        );
+        assert_eq!(
+            Template::Mistral.render(&messages),
+            "[INST] Be brief.\nHi [/INST]Hello!</s>[INST] Who are you? [/INST]"
+        );
+        assert_eq!(
+            Template::Llama2.render(&messages),
+            "[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\nHi [/INST]Hello!</s>[INST] Who are you? [/INST]"
+        );
+        assert_eq!(
+            Template::Mistral.render(&messages[1..2]),
+            "[INST] Hi [/INST]"
+        );
     }
 
     #[test]

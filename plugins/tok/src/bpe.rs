@@ -1,21 +1,32 @@
-//! [`Bpe`]: GPT-2 style byte-level BPE, as llama.cpp runs it for SmolLM2.
+//! [`Bpe`]: GPT-2 style byte-level BPE, as llama.cpp runs it for SmolLM2, and
+//! SentencePiece BPE vocabularies (Llama 2, Mistral, TinyLlama).
 
 use std::collections::HashMap;
 
 use serde::Deserialize;
 
 use crate::bytes::ByteMap;
-use crate::{Error, PreTokenizer, StreamDecoder};
+use crate::{Error, PreTokenizer, StreamDecoder, spm};
 
 /// llama.cpp token types (GGUF `tokenizer.ggml.token_type`) that are matched
 /// verbatim in text: unknown, control and user-defined.
 const VERBATIM_TYPES: [i32; 3] = [2, 3, 4];
 
+/// llama.cpp's token type of byte-fallback tokens (`<0x0A>`).
+const BYTE_TYPE: i32 = 6;
+
 /// The tokenizer file: GGUF's `tokenizer.ggml.*` metadata as JSON.
 #[derive(Deserialize)]
 struct Spec {
+    /// `gpt2` (byte-level BPE, the default) or `llama` (SentencePiece).
+    #[serde(default)]
+    model: Option<String>,
     tokens: Vec<String>,
-    merges: Vec<Merge>,
+    #[serde(default)]
+    merges: Option<Vec<Merge>>,
+    /// SentencePiece: each token's score, the higher merged first.
+    #[serde(default)]
+    scores: Vec<f32>,
     #[serde(default)]
     token_types: Vec<i32>,
     #[serde(default, alias = "bos_token_id")]
@@ -26,6 +37,12 @@ struct Spec {
     add_bos: Option<bool>,
     #[serde(default)]
     pre: Option<String>,
+    /// SentencePiece: whether text after BOS or a special token starts with
+    /// a space (llama.cpp's default: yes).
+    #[serde(default)]
+    add_space_prefix: Option<bool>,
+    #[serde(default)]
+    chat_template: Option<String>,
 }
 
 /// A merge as GGUF and older `tokenizer.json` files write it (`"a b"`), or as
@@ -37,15 +54,24 @@ enum Merge {
     Pair(String, String),
 }
 
-/// A GPT-2 style byte-level BPE tokenizer: special tokens matched verbatim, then
-/// the GPT-2 pre-tokenizer, then merges applied lowest rank first.
+/// A BPE tokenizer as llama.cpp runs GGUF vocabularies: special tokens
+/// matched verbatim, then either
+///
+/// - GPT-2 style byte-level BPE (`"model": "gpt2"`, the default): the
+///   pre-tokenizer, then merges applied lowest rank first; or
+/// - SentencePiece BPE (`"model": "llama"`: Llama 2, Mistral, TinyLlama):
+///   spaces spelled `▁` (and one added before the text after BOS or a
+///   special token), then the adjacent pair that is the best-scored token
+///   merged first; characters that are no token become `<0xXX>` byte tokens.
 ///
 /// Built from JSON with the GGUF tokenizer metadata:
 /// `{"tokens": [...], "merges": ["a b", ...], "token_types": [...], "bos_id": n,
-/// "eos_id": n, "add_bos": false, "pre": "smollm"}`; only `tokens` and `merges`
-/// are required, `pre` (a GGUF `tokenizer.ggml.pre` name, see
+/// "eos_id": n, "add_bos": false, "pre": "smollm"}`; only `tokens` and
+/// `merges` are required, `pre` (a GGUF `tokenizer.ggml.pre` name, see
 /// [`PreTokenizer::from_name`]) defaults to `smollm` (digits split one by
-/// one), and `add_bos` to what llama.cpp does for that `pre`.
+/// one), and `add_bos` to what llama.cpp does for that `pre`. SentencePiece:
+/// `{"model": "llama", "tokens": [...], "scores": [...], "token_types": [...],
+/// "add_space_prefix": true, ...}`, no merges; `add_bos` defaults to true.
 ///
 /// # Example
 ///
@@ -66,18 +92,36 @@ enum Merge {
 pub struct Bpe {
     tokens: Vec<String>,
     ids: HashMap<String, u32>,
-    /// `(left, right)` → `(rank, merged)`.
-    merges: HashMap<(u32, u32), (u32, u32)>,
-    /// The id of each byte's one-character token, where the vocab has it.
+    /// The id of each byte's token (byte-level: its one-character token;
+    /// SentencePiece: its `<0xXX>` token), where the vocab has it.
     byte_ids: [Option<u32>; 256],
     /// Tokens matched verbatim, longest text first.
     special: Vec<u32>,
     is_special: Vec<bool>,
-    bytes: ByteMap,
-    pre: PreTokenizer,
     bos: Option<u32>,
     eos: Option<u32>,
     add_bos: bool,
+    chat_template: Option<String>,
+    model: Model,
+}
+
+/// How text between special tokens becomes tokens.
+#[derive(Debug, Clone)]
+enum Model {
+    /// GPT-2 style byte-level BPE.
+    ByteLevel {
+        /// `(left, right)` → `(rank, merged)`.
+        merges: HashMap<(u32, u32), (u32, u32)>,
+        bytes: Box<ByteMap>,
+        pre: PreTokenizer,
+    },
+    /// SentencePiece BPE.
+    SentencePiece {
+        scores: Vec<f32>,
+        add_space_prefix: bool,
+        /// Byte-fallback tokens → their byte.
+        byte_of: HashMap<u32, u8>,
+    },
 }
 
 impl Bpe {
@@ -103,45 +147,6 @@ impl Bpe {
                 return Err(Error::BadId { field, id, len });
             }
         }
-        let pre = match spec.pre.as_deref() {
-            None => PreTokenizer::SmolLm,
-            Some(name) => {
-                PreTokenizer::from_name(name).ok_or_else(|| Error::UnsupportedPre(name.into()))?
-            }
-        };
-
-        let mut merges = HashMap::with_capacity(spec.merges.len());
-        for (index, merge) in spec.merges.into_iter().enumerate() {
-            let (left, right) = match &merge {
-                Merge::Pair(left, right) => (left.as_str(), right.as_str()),
-                // Split at the first space after the first character, as
-                // llama.cpp does: byte-level tokens spell space as `Ġ`.
-                Merge::Joined(text) => text
-                    .char_indices()
-                    .skip(1)
-                    .find(|&(_, c)| c == ' ')
-                    .map(|(at, _)| (&text[..at], &text[at + 1..]))
-                    .ok_or_else(|| Error::BadMerge {
-                        index,
-                        merge: text.clone(),
-                    })?,
-            };
-            // A merge whose parts or result are not tokens can never apply.
-            let (Some(&l), Some(&r), Some(&m)) = (
-                ids.get(left),
-                ids.get(right),
-                ids.get(&format!("{left}{right}")),
-            ) else {
-                continue;
-            };
-            merges.entry((l, r)).or_insert((index as u32, m));
-        }
-
-        let bytes = ByteMap::new();
-        let byte_ids = std::array::from_fn(|b| {
-            let c = bytes.char(b as u8);
-            ids.get(c.encode_utf8(&mut [0; 4]) as &str).copied()
-        });
         let is_special: Vec<bool> = spec
             .tokens
             .iter()
@@ -157,18 +162,27 @@ impl Bpe {
             .collect();
         special.sort_by_key(|&id| std::cmp::Reverse(spec.tokens[id as usize].len()));
 
+        let (model, byte_ids, add_bos) = match spec.model.as_deref().unwrap_or("gpt2") {
+            "gpt2" => byte_level(
+                &ids,
+                spec.merges.ok_or(Error::NoMerges)?,
+                spec.pre.as_deref(),
+            )?,
+            "llama" => sentence_piece(&spec, &ids)?,
+            other => return Err(Error::UnsupportedModel(other.into())),
+        };
+
         Ok(Bpe {
             tokens: spec.tokens,
             ids,
-            merges,
             byte_ids,
             special,
             is_special,
-            bytes,
-            pre,
             bos: spec.bos_id,
             eos: spec.eos_id,
-            add_bos: spec.add_bos.unwrap_or(pre.adds_bos()),
+            add_bos: spec.add_bos.unwrap_or(add_bos),
+            chat_template: spec.chat_template,
+            model,
         })
     }
 
@@ -294,13 +308,37 @@ impl Bpe {
     /// ```
     pub fn encode(&self, text: &str) -> Vec<u32> {
         let mut ids = Vec::new();
+        // SentencePiece: text at the start or after a special token gets a
+        // leading space.
+        let mut after_special = true;
         for fragment in self.partition(text) {
             match fragment {
-                Fragment::Token(id) => ids.push(id),
+                Fragment::Token(id) => {
+                    ids.push(id);
+                    after_special = true;
+                }
                 Fragment::Text(text) => {
-                    for piece in self.pre.split(text) {
-                        self.merge_piece(piece, &mut ids);
+                    match &self.model {
+                        Model::ByteLevel { pre, .. } => {
+                            for piece in pre.split(text) {
+                                self.merge_piece(piece, &mut ids);
+                            }
+                        }
+                        Model::SentencePiece {
+                            scores,
+                            add_space_prefix,
+                            ..
+                        } => {
+                            let space = (*add_space_prefix && after_special).then_some(' ');
+                            let spelled: String = space
+                                .into_iter()
+                                .chain(text.chars())
+                                .map(|c| if c == ' ' { spm::SPACE } else { c })
+                                .collect();
+                            spm::merge(&spelled, &self.ids, scores, &self.byte_ids, &mut ids);
+                        }
                     }
+                    after_special = false;
                 }
             }
         }
@@ -321,10 +359,24 @@ impl Bpe {
     /// ```
     pub fn decode(&self, ids: &[u32]) -> String {
         let mut bytes = Vec::new();
-        for &id in ids {
-            self.token_bytes(id, &mut bytes);
+        for (i, &id) in ids.iter().enumerate() {
+            self.token_bytes(id, i == 0, &mut bytes);
         }
         String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    /// The chat template the model's file carries (GGUF
+    /// `tokenizer.chat_template`, Jinja), if any.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let json = br#"{"tokens": [], "merges": [], "chat_template": "{{ messages }}"}"#;
+    /// assert_eq!(tok::Bpe::from_json(json)?.chat_template(), Some("{{ messages }}"));
+    /// # Ok::<(), tok::Error>(())
+    /// ```
+    pub fn chat_template(&self) -> Option<&str> {
+        self.chat_template.as_deref()
     }
 
     /// A decoder that turns ids into text one at a time, for streaming.
@@ -342,8 +394,10 @@ impl Bpe {
         StreamDecoder::new(self)
     }
 
-    /// Appends the bytes token `id` stands for.
-    pub(crate) fn token_bytes(&self, id: u32, out: &mut Vec<u8>) {
+    /// Appends the bytes token `id` stands for; `first`: it starts the text,
+    /// where SentencePiece drops the space it adds before a text (as
+    /// llama.cpp's detokenizer does).
+    pub(crate) fn token_bytes(&self, id: u32, first: bool, out: &mut Vec<u8>) {
         let Some(text) = self.tokens.get(id as usize) else {
             return;
         };
@@ -351,17 +405,39 @@ impl Bpe {
             out.extend_from_slice(text.as_bytes());
             return;
         }
-        for c in text.chars() {
-            match self.bytes.byte(c) {
-                Some(b) => out.push(b),
-                None => out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes()),
+        let start = out.len();
+        match &self.model {
+            Model::ByteLevel { bytes, .. } => {
+                for c in text.chars() {
+                    match bytes.byte(c) {
+                        Some(b) => out.push(b),
+                        None => out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes()),
+                    }
+                }
+            }
+            Model::SentencePiece {
+                byte_of,
+                add_space_prefix,
+                ..
+            } => {
+                match byte_of.get(&id) {
+                    Some(&b) => out.push(b),
+                    None => out.extend(text.replace(spm::SPACE, " ").bytes()),
+                }
+                if first && *add_space_prefix && out.get(start) == Some(&b' ') {
+                    out.remove(start);
+                }
             }
         }
     }
 
     /// Splits `text` at special tokens, longest first, as llama.cpp does.
     fn partition<'t>(&self, text: &'t str) -> Vec<Fragment<'t>> {
-        let mut fragments = vec![Fragment::Text(text)];
+        // No fragment for no text (SentencePiece would add its space).
+        let mut fragments: Vec<_> = (!text.is_empty())
+            .then_some(Fragment::Text(text))
+            .into_iter()
+            .collect();
         for &id in &self.special {
             let token = self.tokens[id as usize].as_str();
             if !text.contains(token) {
@@ -392,8 +468,11 @@ impl Bpe {
     /// BPE on one pre-tokenized piece: start from its bytes, then merge the
     /// lowest-ranked adjacent pair (leftmost on a tie) until none applies.
     fn merge_piece(&self, piece: &str, ids: &mut Vec<u32>) {
-        if self.pre.ignores_merges() {
-            let spelled: String = piece.bytes().map(|b| self.bytes.char(b)).collect();
+        let Model::ByteLevel { merges, bytes, pre } = &self.model else {
+            return;
+        };
+        if pre.ignores_merges() {
+            let spelled: String = piece.bytes().map(|b| bytes.char(b)).collect();
             if let Some(&id) = self.ids.get(&spelled) {
                 ids.push(id);
                 return;
@@ -410,7 +489,7 @@ impl Bpe {
                 .windows(2)
                 .enumerate()
                 .filter_map(|(i, pair)| {
-                    self.merges
+                    merges
                         .get(&(pair[0], pair[1]))
                         .map(|&(rank, merged)| (rank, i, merged))
                 })
@@ -421,6 +500,91 @@ impl Bpe {
         }
         ids.extend(symbols);
     }
+}
+
+/// A model, each byte's token and whether the vocab adds BOS by default.
+type Built = (Model, [Option<u32>; 256], bool);
+
+/// A byte-level model from its merges and pre-tokenizer name (default
+/// `smollm`): bytes are their one-character tokens.
+fn byte_level(
+    ids: &HashMap<String, u32>,
+    spec_merges: Vec<Merge>,
+    pre: Option<&str>,
+) -> Result<Built, Error> {
+    let pre = match pre {
+        None => PreTokenizer::SmolLm,
+        Some(name) => {
+            PreTokenizer::from_name(name).ok_or_else(|| Error::UnsupportedPre(name.into()))?
+        }
+    };
+    let mut merges = HashMap::with_capacity(spec_merges.len());
+    for (index, merge) in spec_merges.into_iter().enumerate() {
+        let (left, right) = match &merge {
+            Merge::Pair(left, right) => (left.as_str(), right.as_str()),
+            // Split at the first space after the first character, as
+            // llama.cpp does: byte-level tokens spell space as `Ġ`.
+            Merge::Joined(text) => text
+                .char_indices()
+                .skip(1)
+                .find(|&(_, c)| c == ' ')
+                .map(|(at, _)| (&text[..at], &text[at + 1..]))
+                .ok_or_else(|| Error::BadMerge {
+                    index,
+                    merge: text.clone(),
+                })?,
+        };
+        // A merge whose parts or result are not tokens can never apply.
+        let (Some(&l), Some(&r), Some(&m)) = (
+            ids.get(left),
+            ids.get(right),
+            ids.get(&format!("{left}{right}")),
+        ) else {
+            continue;
+        };
+        merges.entry((l, r)).or_insert((index as u32, m));
+    }
+    let bytes = ByteMap::new();
+    let byte_ids = std::array::from_fn(|b| {
+        let c = bytes.char(b as u8);
+        ids.get(c.encode_utf8(&mut [0; 4]) as &str).copied()
+    });
+    let bytes = Box::new(bytes);
+    Ok((
+        Model::ByteLevel { merges, bytes, pre },
+        byte_ids,
+        pre.adds_bos(),
+    ))
+}
+
+/// A SentencePiece model from the tokens' scores: bytes are their `<0xXX>`
+/// tokens (or, failing that, an ASCII byte's own token, as llama.cpp falls
+/// back to); BOS added by default.
+fn sentence_piece(spec: &Spec, ids: &HashMap<String, u32>) -> Result<Built, Error> {
+    let (scores, tokens) = (spec.scores.len(), spec.tokens.len());
+    if scores != tokens {
+        return Err(Error::Scores { scores, tokens });
+    }
+    let mut byte_of = HashMap::new();
+    let mut byte_ids = [None; 256];
+    for (id, text) in spec.tokens.iter().enumerate() {
+        let fallback = spec.token_types.get(id) == Some(&BYTE_TYPE);
+        if let Some(b) = spm::fallback_byte(text).filter(|_| fallback) {
+            byte_of.insert(id as u32, b);
+            byte_ids[usize::from(b)].get_or_insert(id as u32);
+        }
+    }
+    for (b, slot) in byte_ids.iter_mut().enumerate().take(0x80) {
+        if slot.is_none() {
+            *slot = ids.get(&char::from(b as u8).to_string()).copied();
+        }
+    }
+    let model = Model::SentencePiece {
+        scores: spec.scores.clone(),
+        add_space_prefix: spec.add_space_prefix.unwrap_or(true),
+        byte_of,
+    };
+    Ok((model, byte_ids, true))
 }
 
 /// Text between special tokens, or a special token.
@@ -541,6 +705,48 @@ mod tests {
         assert!(!no_bos.add_bos);
     }
 
+    /// A SentencePiece vocab: `▁` for spaces, one added at the start and
+    /// after special tokens, best score merged first, bytes for the rest.
+    #[test]
+    fn sentencepiece_vocabularies() {
+        let json = serde_json::json!({
+            "model": "llama",
+            "tokens": ["<unk>", "<s>", "</s>", "<0x0A>", "<0xC3>", "<0xA9>",
+                       "▁", "h", "i", "▁h", "▁hi", "hi"],
+            "scores": [0, 0, 0, 0, 0, 0, -1, -2, -3, -4, -5, -6],
+            "token_types": [2, 3, 3, 6, 6, 6, 1, 1, 1, 1, 1, 1],
+            "bos_id": 1, "eos_id": 2,
+        });
+        let spm = Bpe::from_json(json.to_string().as_bytes()).unwrap();
+        assert!(spm.add_bos(), "SentencePiece vocabs add BOS by default");
+        // ` hi`: `▁h` (-4) before `hi` (-6), then `▁hi`.
+        assert_eq!(spm.encode("hi"), [10]);
+        assert_eq!(spm.encode("hi hi</s>hi"), [10, 10, 2, 10]);
+        assert_eq!(
+            spm.encode("é\n"),
+            [6, 4, 5, 3],
+            "bytes for what has no token"
+        );
+        assert_eq!(spm.encode(""), Vec::<u32>::new());
+        assert_eq!(
+            spm.decode(&[10, 10, 4, 5, 3]),
+            "hi hié\n",
+            "the first space dropped"
+        );
+        assert_eq!(spm.decode(&[11, 10]), "hi hi");
+        let mut decoder = spm.stream_decoder();
+        assert_eq!(decoder.push(10), "hi");
+        assert_eq!(decoder.push(4), "");
+        assert_eq!(decoder.push(5), "é");
+        assert_eq!(decoder.push(10), " hi");
+        // Without the added space (`add_space_prefix` false).
+        let mut json = json;
+        json["add_space_prefix"] = false.into();
+        let bare = Bpe::from_json(json.to_string().as_bytes()).unwrap();
+        assert_eq!(bare.encode("hi hi"), [11, 10]);
+        assert_eq!(bare.decode(&[10]), " hi");
+    }
+
     #[test]
     fn rejects_bad_files() {
         let err = Bpe::from_json(br#"{"tokens": ["a"], "merges": [], "eos_id": 3}"#).unwrap_err();
@@ -552,6 +758,16 @@ mod tests {
             Bpe::from_json(br#"{"tokens": [], "merges": [], "pre": "deepseek-llm"}"#).unwrap_err();
         assert!(err.to_string().contains("\"deepseek-llm\""), "{err}");
         assert!(matches!(Bpe::from_json(b"{}"), Err(Error::Json(_))));
+        let err = Bpe::from_json(br#"{"tokens": ["a"]}"#).unwrap_err();
+        assert!(matches!(err, Error::NoMerges), "{err}");
+        let err = Bpe::from_json(br#"{"model": "llama", "tokens": ["a"]}"#).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "tokenizer JSON: a `llama` (SentencePiece) tokenizer needs one score per token: \
+             0 scores for 1 tokens"
+        );
+        let err = Bpe::from_json(br#"{"model": "t5", "tokens": []}"#).unwrap_err();
+        assert!(err.to_string().contains("\"t5\" is not supported"), "{err}");
         let pair = br#"{"tokens": ["a", "b", "ab"], "merges": [["a", "b"]]}"#;
         assert_eq!(Bpe::from_json(pair).unwrap().encode("ab"), [2]);
     }

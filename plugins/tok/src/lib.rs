@@ -5,7 +5,9 @@
 //!   `WordPiece`, built from `vocab.txt`.
 //! - [`Bpe`]: GPT-2 style byte-level BPE as llama.cpp runs it for SmolLM2 (its
 //!   `gpt2` tokenizer model with the `smollm` pre-tokenizer), built from the GGUF
-//!   tokenizer metadata as JSON, with a [`StreamDecoder`] for generated text.
+//!   tokenizer metadata as JSON, with a [`StreamDecoder`] for generated text;
+//!   also SentencePiece BPE vocabularies (GGUF `tokenizer.ggml.model` =
+//!   `llama`: Llama 2, Mistral, TinyLlama) as llama.cpp runs them.
 //!
 //! It is a library, not a stage: no Wasm or weft specifics, no regex engine,
 //! no model files of its own (the vocabularies come from the node's object
@@ -28,6 +30,7 @@
 mod bpe;
 mod bytes;
 mod pretokenize;
+mod spm;
 mod stream;
 mod tables;
 mod unicode;
@@ -89,4 +92,24 @@ pub enum Error {
          use one of the GPT-2 regex family (gpt2, smollm, starcoder, ...)"
     )]
     UnsupportedPre(String),
+    /// A tokenizer model other than byte-level BPE or SentencePiece.
+    #[error(
+        "tokenizer JSON: model {0:?} is not supported; use `gpt2` (byte-level BPE) \
+         or `llama` (SentencePiece)"
+    )]
+    UnsupportedModel(String),
+    /// A byte-level BPE file without its merges.
+    #[error("tokenizer JSON: a `gpt2` (byte-level BPE) tokenizer needs its `merges`")]
+    NoMerges,
+    /// A SentencePiece file whose scores do not match its tokens.
+    #[error(
+        "tokenizer JSON: a `llama` (SentencePiece) tokenizer needs one score per token: \
+         {scores} scores for {tokens} tokens"
+    )]
+    Scores {
+        /// How many scores.
+        scores: usize,
+        /// How many tokens.
+        tokens: usize,
+    },
 }

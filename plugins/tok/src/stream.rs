@@ -25,6 +25,8 @@ pub struct StreamDecoder<'b> {
     bpe: &'b Bpe,
     /// Bytes of a character still incomplete (at most 3).
     pending: Vec<u8>,
+    /// Whether a token has been pushed.
+    started: bool,
 }
 
 impl<'b> StreamDecoder<'b> {
@@ -33,6 +35,7 @@ impl<'b> StreamDecoder<'b> {
         StreamDecoder {
             bpe,
             pending: Vec::new(),
+            started: false,
         }
     }
 
@@ -49,7 +52,8 @@ impl<'b> StreamDecoder<'b> {
     /// # Ok::<(), tok::Error>(())
     /// ```
     pub fn push(&mut self, id: u32) -> String {
-        self.bpe.token_bytes(id, &mut self.pending);
+        self.bpe.token_bytes(id, !self.started, &mut self.pending);
+        self.started = true;
         let mut text = String::new();
         let mut rest = self.pending.as_slice();
         loop {

@@ -1,7 +1,8 @@
 //! Checks both tokenizers against every id list in the reference files, made by
 //! `scripts/reference.py` into `host/nn/tests/data/`: HF `tokenizers` output for
-//! all-MiniLM-L6-v2 and llama.cpp output for SmolLM2-135M-Instruct, read with
-//! the real vocabularies that `cargo xtask models` puts in `target/models/`.
+//! all-MiniLM-L6-v2 and llama.cpp output for SmolLM2-135M-Instruct and the tiny
+//! models of each family, read with the vocabularies that `cargo xtask models`
+//! puts in `target/models/`.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -162,7 +163,8 @@ fn bpe_decodes_llama_cpp_ids() {
 }
 
 /// `tiny_archs_reference.json`, the parts about tokens: each tiny model
-/// carries SmolLM2's vocabulary under its family's pre-tokenizer name.
+/// carries SmolLM2's vocabulary under its family's pre-tokenizer name, or
+/// (`tinyllama`) a SentencePiece one derived from it.
 #[derive(Deserialize)]
 struct TinyArchs {
     prompt: String,
@@ -172,10 +174,23 @@ struct TinyArchs {
 #[derive(Deserialize)]
 struct TinyModel {
     name: String,
-    pre: String,
+    tokenizer_model: String,
+    pre: Option<String>,
     add_bos: bool,
     prompt_ids: Vec<u32>,
     tokenizer_checks: Vec<Check>,
+    chat: TinyChat,
+}
+
+/// The greedy reply to a chat prompt.
+#[derive(Deserialize)]
+struct TinyChat {
+    question: String,
+    template: String,
+    prompt_ids: Vec<u32>,
+    generated_ids: Vec<u32>,
+    /// The text of the first k generated ids, k = 1, 2, ...
+    texts: Vec<String>,
 }
 
 /// The Llama 3 (`llama-bpe`) and Qwen2 (`qwen2`) pre-tokenizers, and Llama
@@ -188,7 +203,10 @@ fn pre_tokenizers_match_llama_cpp() {
     let spec = spec.as_object_mut().unwrap();
     let mut pres = Vec::new();
     for model in &reference.models {
-        spec.insert("pre".into(), model.pre.clone().into());
+        let Some(pre) = &model.pre else {
+            continue;
+        };
+        spec.insert("pre".into(), pre.clone().into());
         let bpe = Bpe::from_json(&serde_json::to_vec(&spec).unwrap())
             .unwrap_or_else(|e| panic!("{}: {e}", model.name));
         assert_eq!(bpe.add_bos(), model.add_bos, "{}", model.name);
@@ -199,9 +217,51 @@ fn pre_tokenizers_match_llama_cpp() {
         let prompt = &reference.prompt;
         failures.extend(mismatch(prompt, &model.prompt_ids, &bpe.encode(prompt)));
         report(&model.name, model.tokenizer_checks.len() + 1, failures);
-        pres.push(model.pre.as_str());
+        pres.push(pre.as_str());
     }
     for pre in ["llama-bpe", "qwen2"] {
         assert!(pres.contains(&pre), "{pre} checked");
     }
+}
+
+/// A SentencePiece vocabulary (`tokenizer.ggml.model` = `llama`, as Llama 2,
+/// Mistral and TinyLlama carry), as the host extracts it from the GGUF:
+/// llama.cpp's ids for every check (the space it adds after BOS and special
+/// tokens, byte fallback, `[INST]` and Zephyr prompts) and its text for the
+/// generated ids, whole and streamed (the first token's added space dropped).
+#[test]
+fn sentencepiece_matches_llama_cpp() {
+    let reference: TinyArchs = reference("tiny_archs_reference.json");
+    let model = reference
+        .models
+        .iter()
+        .find(|m| m.tokenizer_model == "llama")
+        .expect("a SentencePiece model in the reference");
+    let bpe = Bpe::from_json(&read(
+        &format!("target/models/tiny-{}.tokenizer.json", model.name),
+        MODELS,
+    ))
+    .unwrap();
+    assert!(bpe.add_bos() && model.add_bos);
+    let mut failures = Vec::new();
+    for c in &model.tokenizer_checks {
+        failures.extend(mismatch(&c.text, &c.ids, &bpe.encode(&c.text)));
+    }
+    let prompt = &reference.prompt;
+    failures.extend(mismatch(prompt, &model.prompt_ids, &bpe.encode(prompt)));
+    report(&model.name, model.tokenizer_checks.len() + 1, failures);
+    // The chat prompt in Zephyr's format: BOS, then the text.
+    let chat = &model.chat;
+    assert_eq!(chat.template, "zephyr");
+    let text = format!("<|user|>\n{}</s>\n<|assistant|>\n", chat.question);
+    assert_eq!(chat.prompt_ids[0], bpe.bos_id().unwrap());
+    assert_eq!(bpe.encode(&text), chat.prompt_ids[1..], "{text:?}");
+    for (k, want) in chat.texts.iter().enumerate() {
+        let ids = &chat.generated_ids[..=k];
+        assert_eq!(&bpe.decode(ids), want);
+        let mut decoder = bpe.stream_decoder();
+        let streamed: String = ids.iter().map(|&id| decoder.push(id)).collect();
+        assert_eq!(&(streamed + &decoder.finish()), want, "streamed");
+    }
+    assert!(!chat.texts.is_empty());
 }

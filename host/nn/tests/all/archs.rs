@@ -112,6 +112,13 @@ fn llama3_rope_frequencies_match_llama_cpp() {
     on_the_cpu("llama3");
 }
 
+/// A plain Llama with a SentencePiece vocabulary (its prompt tokenised by
+/// llama.cpp's SentencePiece tokenizer).
+#[test]
+fn a_sentencepiece_llama_matches_llama_cpp() {
+    on_the_cpu("tinyllama");
+}
+
 /// On the GPU (llvmpipe here) every family's forward pass runs there —
 /// biases, NeoX pairs, per-head norms, multipliers, rope frequencies —
 /// and matches llama.cpp as the CPU path does.

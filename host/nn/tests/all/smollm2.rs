@@ -108,7 +108,7 @@ pub(crate) fn logits(session: &mut Box<dyn weft_nn::Session>, input: &[i64]) -> 
         )])
         .unwrap();
     assert_eq!(out[0].0, "logits");
-    assert_eq!(out[0].1.shape, vec![49152]);
+    assert_eq!(out[0].1.shape.len(), 1, "one row of logits");
     out[0].1.to_f32().unwrap()
 }
 
