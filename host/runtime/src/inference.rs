@@ -388,8 +388,9 @@ fn gone() -> NnError {
 /// `generate` stage takes as its `tokenizer` object (the `tok` crate's
 /// `Bpe`; `scripts/models.py` writes the same for SmolLM2): for byte-level
 /// BPE (`tokenizer.ggml.model` = `gpt2`) and SentencePiece (`llama`: Llama 2,
-/// Mistral, TinyLlama) tokenizers, the ones it reads. An error says why
-/// there is none.
+/// Mistral, TinyLlama) tokenizers, the ones it reads, checked by building
+/// it as the stage will (a pre-tokenizer it does not know is named here, at
+/// upload, not at deploy). An error says why there is none.
 pub fn gguf_tokenizer(g: &weft_nn::GgufInfo) -> Result<Vec<u8>, String> {
     use serde_json::{Map, Value, json};
     use weft_nn::GgufValue;
@@ -464,7 +465,9 @@ pub fn gguf_tokenizer(g: &weft_nn::GgufInfo) -> Result<Vec<u8>, String> {
             out.insert(field.into(), json!(v != 0));
         }
     }
-    Ok(serde_json::to_vec(&Value::Object(out)).expect("JSON"))
+    let json = serde_json::to_vec(&Value::Object(out)).expect("JSON");
+    tok::Bpe::from_json(&json).map_err(|e| format!("the generate stage cannot use it: {e}"))?;
+    Ok(json)
 }
 
 /// What a model holds, as the JSON summary kept with each registered
@@ -603,6 +606,18 @@ mod tests {
         );
         let why = gguf_tokenizer(&spm(vec![Str("x".into())])).unwrap_err();
         assert!(why.contains("scores"), "{why}");
+        let why = gguf_tokenizer(&spm(vec![])).unwrap_err();
+        assert!(why.contains("0 scores for 1 tokens"), "{why}");
+        // A pre-tokenizer `tok` does not know is named at upload.
+        let mut unknown_pre = bpe;
+        unknown_pre
+            .metadata
+            .push(("tokenizer.ggml.pre".into(), Str("deepseek-llm".into())));
+        let why = gguf_tokenizer(&unknown_pre).unwrap_err();
+        assert!(
+            why.contains("cannot use it") && why.contains("\"deepseek-llm\""),
+            "{why}"
+        );
     }
 
     #[tokio::test]
