@@ -86,10 +86,11 @@ pub enum Error {
         /// The vocab size.
         len: usize,
     },
-    /// A pre-tokenizer other than the GPT-2 regex family.
+    /// A pre-tokenizer [`PreTokenizer::from_name`] does not know.
     #[error(
-        "tokenizer JSON: pre-tokenizer {0:?} is not supported; \
-         use one of the GPT-2 regex family (gpt2, smollm, starcoder, ...)"
+        "tokenizer JSON: pre-tokenizer {0:?} is not supported; weft reads GPT-2's \
+         (gpt2, ...), SmolLM's (smollm, starcoder, ...), Llama 3's (llama-bpe, ...) \
+         and Qwen2's (qwen2, ...)"
     )]
     UnsupportedPre(String),
     /// A tokenizer model other than byte-level BPE or SentencePiece.
