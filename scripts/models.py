@@ -703,6 +703,9 @@ ARCHS = {
     "tinyllama": ("llama", None, {},
                   "a SentencePiece vocabulary (tokenizer.ggml.model llama: Llama 2, Mistral, "
                   "TinyLlama) and TinyLlama's Zephyr chat template"),
+    "phi3": ("phi3", None, {},
+             "fused Q/K/V and gate/up products, NeoX rotary pairs, a SentencePiece "
+             "vocabulary with Phi-3's special tokens, no BOS, Phi-3's chat template"),
 }
 # TinyLlama-1.1B-Chat's chat template (Zephyr's format), as its GGUF carries it.
 ZEPHYR_TEMPLATE = (
@@ -714,6 +717,24 @@ ZEPHYR_TEMPLATE = (
     "{% if loop.last and add_generation_prompt %}\n{{ '<|assistant|>' }}\n{% endif %}\n"
     "{% endfor %}"
 )
+
+
+# Phi-3-mini-instruct's chat template, as its GGUF carries it.
+PHI3_TEMPLATE = (
+    "{% for message in messages %}{% if message['role'] == 'system' %}"
+    "{{'<|system|>\n' + message['content'] + '<|end|>\n'}}"
+    "{% elif message['role'] == 'user' %}{{'<|user|>\n' + message['content'] + '<|end|>\n'}}"
+    "{% elif message['role'] == 'assistant' %}"
+    "{{'<|assistant|>\n' + message['content'] + '<|end|>\n'}}{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% else %}{{ eos_token }}{% endif %}"
+)
+# The SentencePiece files' tokenizers: (added tokens with their types, EOS,
+# tokenizer.ggml.add_bos_token or None to leave llama.cpp's default, template).
+SPM_TOKENIZERS = {
+    "tinyllama": ([], "</s>", None, ZEPHYR_TEMPLATE),
+    "phi3": ([("<|endoftext|>", 3), ("<|assistant|>", 4), ("<|system|>", 4), ("<|end|>", 4),
+              ("<|user|>", 4)], "<|endoftext|>", False, PHI3_TEMPLATE),
+}
 
 
 def gpt2_unbytes() -> dict:
@@ -768,7 +789,14 @@ def task_archs(dest: Path) -> None:
     for seed, (name, (arch, pre, extra, _)) in enumerate(ARCHS.items()):
         out = tiny_path(dest, name)
         rng = np.random.default_rng(1000 + seed)
-        vocab = len(spm["tokens"] if pre is None else src_tokens)
+        if pre is None:
+            added, eos, add_bos, template = SPM_TOKENIZERS[name]
+            vocab_spec = {k: list(v) for k, v in spm.items()}
+            for token, ty in added:
+                vocab_spec["tokens"].append(token)
+                vocab_spec["token_type"].append(ty)
+                vocab_spec["scores"].append(0.0)
+        vocab = len(vocab_spec["tokens"] if pre is None else src_tokens)
         hd = extra.get("attention.key_length", e // h)
         qd, kvd = h * hd, kvh * hd
 
@@ -797,7 +825,8 @@ def task_archs(dest: Path) -> None:
                 else:
                     w.add_float32(f"{arch}.{key}", value)
             if pre is None:
-                write_spm_tokenizer(w, spm, dest / f"tiny-{name}.tokenizer.json")
+                write_spm_tokenizer(w, vocab_spec, vocab_spec["tokens"].index(eos), add_bos,
+                                    template, dest / f"tiny-{name}.tokenizer.json")
             for key, field in src.fields.items():
                 if key.startswith("tokenizer.ggml.") and pre is not None:
                     value = pre if key == "tokenizer.ggml.pre" else field.contents()
@@ -808,14 +837,18 @@ def task_archs(dest: Path) -> None:
             w.add_tensor("output_norm.weight", vec(e))
             if name != "qwen2":
                 w.add_tensor("output.weight", mat(vocab, e).astype(np.float16))
+            fused = arch == "phi3"
             if name == "llama3":
                 w.add_tensor("rope_freqs.weight", np.geomspace(1.0, 8.0, hd // 2).astype(np.float32))
             for i in range(TINY["layers"]):
                 b = f"blk.{i}."
                 w.add_tensor(b + "attn_norm.weight", vec(e))
-                w.add_tensor(b + "attn_q.weight", mat(qd, e))
-                w.add_tensor(b + "attn_k.weight", mat(kvd, e))
-                w.add_tensor(b + "attn_v.weight", mat(kvd, e))
+                if fused:
+                    w.add_tensor(b + "attn_qkv.weight", mat(qd + 2 * kvd, e))
+                else:
+                    w.add_tensor(b + "attn_q.weight", mat(qd, e))
+                    w.add_tensor(b + "attn_k.weight", mat(kvd, e))
+                    w.add_tensor(b + "attn_v.weight", mat(kvd, e))
                 w.add_tensor(b + "attn_output.weight", mat(e, qd))
                 if name == "qwen2":
                     for t, n in (("attn_q", qd), ("attn_k", kvd), ("attn_v", kvd)):
@@ -826,8 +859,11 @@ def task_archs(dest: Path) -> None:
                 if name == "granite":
                     w.add_tensor(b + "attn_output.bias", vec(e, 0.0, 0.5))
                 w.add_tensor(b + "ffn_norm.weight", vec(e))
-                w.add_tensor(b + "ffn_gate.weight", mat(f, e))
-                w.add_tensor(b + "ffn_up.weight", mat(f, e))
+                if fused:
+                    w.add_tensor(b + "ffn_up.weight", mat(2 * f, e))
+                else:
+                    w.add_tensor(b + "ffn_gate.weight", mat(f, e))
+                    w.add_tensor(b + "ffn_up.weight", mat(f, e))
                 w.add_tensor(b + "ffn_down.weight", mat(e, f))
             w.write_header_to_file()
             w.write_kv_data_to_file()
@@ -840,19 +876,31 @@ def task_archs(dest: Path) -> None:
         print(f"{out.name}: {ARCHS[name][3]}", flush=True)
 
 
-def write_spm_tokenizer(w, spm: dict, json_path: Path) -> None:
+def write_spm_tokenizer(w, spm: dict, eos: int, add_bos, template: str,
+                        json_path: Path) -> None:
     """The SentencePiece vocabulary into GGUF writer `w`, and as the tokenizer
     JSON the host extracts from such a file (for the tok crate's tests)."""
     w.add_string("tokenizer.ggml.model", "llama")
     w.add_array("tokenizer.ggml.tokens", spm["tokens"])
     w.add_array("tokenizer.ggml.scores", spm["scores"])
     w.add_array("tokenizer.ggml.token_type", spm["token_type"])
-    for key, value in (("bos_token_id", 1), ("eos_token_id", 2), ("unknown_token_id", 0)):
+    for key, value in (("bos_token_id", 1), ("eos_token_id", eos), ("unknown_token_id", 0)):
         w.add_uint32(f"tokenizer.ggml.{key}", value)
-    w.add_string("tokenizer.chat_template", ZEPHYR_TEMPLATE)
+    if add_bos is not None:
+        w.add_bool("tokenizer.ggml.add_bos_token", add_bos)
+    w.add_string("tokenizer.chat_template", template)
     tok = {"model": "llama", "tokens": spm["tokens"], "scores": spm["scores"],
-           "token_types": spm["token_type"], "bos_id": 1, "eos_id": 2, "unknown_id": 0,
-           "chat_template": ZEPHYR_TEMPLATE}
+           "token_types": spm["token_type"], "bos_id": 1, "eos_id": eos, "unknown_id": 0,
+           "chat_template": template}
+    if add_bos is not None:
+        tok["add_bos_token"] = add_bos
+    if "phi3" in json_path.name:
+        # What the host extracts for a Phi-3 (by its general.name, as llama.cpp
+        # does): its special tokens but <unk>, <s>, <|endoftext|>, and </s>,
+        # swallow the whitespace after them.
+        tok["rstrip"] = [i for i, (t, ty) in enumerate(zip(spm["tokens"], spm["token_type"]))
+                         if t == "</s>" or (ty in (2, 3, 4)
+                                            and t not in ("<unk>", "<s>", "<|endoftext|>"))]
     atomic_write_bytes(json_path, json.dumps(tok, ensure_ascii=False,
                                              separators=(",", ":")).encode())
 
@@ -893,7 +941,7 @@ def main() -> None:
                                                      dest / "smollm2-tokenizer.json")),
         ("smollm2-135m-kquants.gguf", lambda: venv_task(dest, "kquants",
                                                         dest / "smollm2-135m-kquants.gguf")),
-        ("tiny-{qwen2,qwen3,granite,llama3,tinyllama}.gguf",
+        ("tiny-{qwen2,qwen3,granite,llama3,tinyllama,phi3}.gguf",
          lambda: venv_task(dest, "archs", tiny_path(dest, list(ARCHS)[-1]))),
         ("minilm/{vocab.txt,tokenizer.json,...}", lambda: step_minilm_files(dest)),
         ("minilm/model.onnx", lambda: venv_task(dest, "minilm-onnx", dest / "minilm" / "model.onnx")),

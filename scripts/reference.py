@@ -385,7 +385,7 @@ def ggml_blocks(dest: Path) -> None:
 # ---------------------------------------------------------------------------
 # Tiny decoders of each architecture through llama.cpp
 
-ARCH_FILES = ["qwen2", "qwen3", "granite", "llama3", "tinyllama"]
+ARCH_FILES = ["qwen2", "qwen3", "granite", "llama3", "tinyllama", "phi3"]
 ARCH_PROMPT = "The capital of France is Paris, and in 2024 it hosted the Olympic Games."
 ARCH_STEPS = 12
 ARCH_CHAT_TOKENS = 8
@@ -412,11 +412,13 @@ SPM_CHECKS = [
     "\n\nnewlines first, then   three spaces",
     "rare: \U0001d518\U0001d52b\U0001d526 \u2603\ufe0f \u0fd5 <unk> done",
 ]
-# The chat prompt each file is sent, by its template.
+# The chat prompt each file is sent, by its template (ChatML unless named here).
 CHAT_FORMATS = {
     "chatml": "<|im_start|>user\n{question}<|im_end|>\n<|im_start|>assistant\n",
     "zephyr": "<|user|>\n{question}</s>\n<|assistant|>\n",
+    "phi3": "<|user|>\n{question}<|end|>\n<|assistant|>\n",
 }
+ARCH_TEMPLATES = {"tinyllama": "zephyr", "phi3": "phi3"}
 
 
 def detokenize(vocab, ids: list) -> str:
@@ -470,9 +472,9 @@ def archs(dest: Path) -> None:
         # SmolLM2's vocab, Zephyr for the SentencePiece one), greedy, as the
         # e2e test sends it over HTTP.
         question = CHAT_QUESTIONS[0][0]
-        template = "zephyr" if spm else "chatml"
-        chat_ids = llm.tokenize(CHAT_FORMATS[template].format(question=question).encode(),
-                                add_bos=True, special=True)
+        template = ARCH_TEMPLATES.get(name, "chatml")
+        prompt_text = CHAT_FORMATS[template].format(question=question)
+        chat_ids = llm.tokenize(prompt_text.encode(), add_bos=True, special=True)
         llm.reset()
         llm.eval(chat_ids)
         chat_out, margins, stopped = [], [], "max_tokens"
@@ -489,6 +491,7 @@ def archs(dest: Path) -> None:
         chat = {
             "question": question,
             "template": template,
+            "prompt_text": prompt_text,
             "prompt_ids": chat_ids,
             "generated_ids": chat_out,
             "stopped": stopped,
@@ -518,8 +521,8 @@ def archs(dest: Path) -> None:
         OUT_DIR / "tiny_archs_reference.json",
         {
             "about": "The tiny random decoders scripts/models.py writes (tiny-<name>.gguf: "
-                     "qwen2, qwen3, granite, a Llama 3 style llama and a llama with a "
-                     "SentencePiece vocabulary, tinyllama) through "
+                     "qwen2, qwen3, granite, a Llama 3 style llama, a llama with a "
+                     "SentencePiece vocabulary, tinyllama, and phi3) through "
                      f"llama-cpp-python {llama_cpp.__version__}, n_threads={N_THREADS}. "
                      f"prompt_ids: llama.cpp's tokens of the prompt (no BOS); then {ARCH_STEPS} "
                      "greedy steps, each with the top-5 [id, logit] and the logits of every "
@@ -527,7 +530,8 @@ def archs(dest: Path) -> None:
                      "before its token was chosen. tokenizer_checks: llama.cpp's ids for each "
                      "string under the file's tokenizer.ggml.pre (special tokens parsed, no "
                      "BOS). chat: the prompt of the first CHAT_QUESTIONS question in the file's "
-                     "chat format (ChatML; Zephyr for tinyllama; BOS as llama.cpp adds it) and "
+                     "chat format (ChatML; Zephyr for tinyllama, Phi-3's for phi3; BOS as llama.cpp adds "
+                     "it) and "
                      "up to 8 greedy tokens, with the top1-top2 margins and the text (texts: "
                      "of the first k tokens). Written by scripts/reference.py --only archs.",
             "prompt": ARCH_PROMPT,

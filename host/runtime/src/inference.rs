@@ -419,7 +419,7 @@ pub fn gguf_tokenizer(g: &weft_nn::GgufInfo) -> Result<Vec<u8>, String> {
     };
     let mut out = Map::new();
     out.insert("model".into(), json!(model));
-    out.insert("tokens".into(), json!(strings("tokenizer.ggml.tokens")?));
+    let tokens = strings("tokenizer.ggml.tokens")?;
     if model == "gpt2" {
         out.insert("merges".into(), json!(strings("tokenizer.ggml.merges")?));
     } else {
@@ -434,8 +434,14 @@ pub fn gguf_tokenizer(g: &weft_nn::GgufInfo) -> Result<Vec<u8>, String> {
     }
     if let Ok(types) = array("tokenizer.ggml.token_type") {
         let types: Vec<i64> = types.iter().filter_map(GgufValue::as_int).collect();
+        let name = g.get("general.name").and_then(GgufValue::as_str);
+        let rstrip = phi3_rstrip(name.unwrap_or_default(), &tokens, &types);
+        if !rstrip.is_empty() {
+            out.insert("rstrip".into(), json!(rstrip));
+        }
         out.insert("token_types".into(), json!(types));
     }
+    out.insert("tokens".into(), json!(tokens));
     for (key, field) in [
         ("tokenizer.ggml.pre", "pre"),
         ("tokenizer.chat_template", "chat_template"),
@@ -468,6 +474,26 @@ pub fn gguf_tokenizer(g: &weft_nn::GgufInfo) -> Result<Vec<u8>, String> {
     let json = serde_json::to_vec(&Value::Object(out)).expect("JSON");
     tok::Bpe::from_json(&json).map_err(|e| format!("the generate stage cannot use it: {e}"))?;
     Ok(json)
+}
+
+/// The special tokens that swallow the whitespace after them: llama.cpp
+/// (`llama-vocab.cpp`) gives Phi-3's (found by the model's `general.name`)
+/// its `RSTRIP` attribute, as their HF tokenizer config does: every
+/// control, user-defined or unknown token but `<unk>`, `<s>` and
+/// `<|endoftext|>`, and `</s>`.
+fn phi3_rstrip(name: &str, tokens: &[&str], types: &[i64]) -> Vec<usize> {
+    let name = name.to_lowercase();
+    if !(name.contains("phi-3") || name.contains("phi3")) {
+        return Vec::new();
+    }
+    let special = |id: usize| matches!(types.get(id), Some(2..=4));
+    (0..tokens.len())
+        .filter(|&id| match tokens[id] {
+            "<unk>" | "<s>" | "<|endoftext|>" => false,
+            "</s>" => true,
+            _ => special(id),
+        })
+        .collect()
 }
 
 /// What a model holds, as the JSON summary kept with each registered
@@ -608,6 +634,21 @@ mod tests {
         assert!(why.contains("scores"), "{why}");
         let why = gguf_tokenizer(&spm(vec![])).unwrap_err();
         assert!(why.contains("0 scores for 1 tokens"), "{why}");
+        // Phi-3's special tokens swallow the whitespace after them, as in
+        // llama.cpp (by the model's name).
+        let tokens = [
+            "<unk>",
+            "<s>",
+            "</s>",
+            "<|endoftext|>",
+            "<|user|>",
+            "<|end|>",
+            "a",
+        ];
+        let types = [2, 3, 3, 3, 4, 4, 1];
+        assert_eq!(phi3_rstrip("Phi-3 Mini", &tokens, &types), [2, 4, 5]);
+        assert_eq!(phi3_rstrip("weft tiny phi3", &tokens, &types), [2, 4, 5]);
+        assert!(phi3_rstrip("TinyLlama", &tokens, &types).is_empty());
         // A pre-tokenizer `tok` does not know is named at upload.
         let mut unknown_pre = bpe;
         unknown_pre

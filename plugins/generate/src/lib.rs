@@ -8,7 +8,7 @@
 //! |------------------|-----------|-----------------------------------------------------------|
 //! | `model`          | `smollm2` | the model's name in the node's registry (a GGUF graph)    |
 //! | `tokenizer`      | required  | object id of the model's tokenizer JSON ([`tok::Bpe`])    |
-//! | `template`       | `auto`    | chat format: `chatml`, `llama3`, `zephyr`, `mistral`, `llama2`, or `auto` (from the model's file) |
+//! | `template`       | `auto`    | chat format: `chatml`, `llama3`, `phi3`, `zephyr`, `mistral`, `llama2`, or `auto` (from the model's file) |
 //! | `max_tokens`     | `128`     | most tokens to generate per request                       |
 //! | `temperature`    | `0`       | 0 is greedy; above, softmax temperature                   |
 //! | `top_p`          | `1.0`     | nucleus sampling: keep the likeliest tokens summing to it |
@@ -67,7 +67,8 @@
 //! `<|start_header_id|>{role}<|end_header_id|>\n\n{content}<|eot_id|>` per
 //! message then `<|start_header_id|>assistant<|end_header_id|>\n\n`, or
 //! Zephyr's (TinyLlama-Chat), `<|{role}|>\n{content}</s>\n` per message then
-//! `<|assistant|>\n`, or `[INST] {user} [/INST]{reply}</s>` (`mistral`; `llama2`
+//! `<|assistant|>\n` (`phi3`: `<|end|>` for `</s>`), or
+//! `[INST] {user} [/INST]{reply}</s>` (`mistral`; `llama2`
 //! writes a system message in `<<SYS>>` tags), as llama.cpp writes them: config
 //! `template`, or `auto`, the default, which reads the format from the chat
 //! template in the model's file (`tokenizer.chat_template`), else picks Llama
@@ -117,9 +118,10 @@ use crate::request::{Request, Settings, Template, TurnRequest, encode_prompt};
 use crate::run::{Session, Sink, StepError};
 
 /// The tokens that end a reply in the chat formats of common models, besides
-/// the tokenizer's `eos_id`: ChatML's, GPT-2's and Llama 3's.
+/// the tokenizer's `eos_id`: ChatML's, GPT-2's, Llama 3's and Phi-3's.
 const END_TOKENS: &[&str] = &[
     "<|im_end|>",
+    "<|end|>",
     "<|endoftext|>",
     "<|eot_id|>",
     "<|eom_id|>",
@@ -178,10 +180,7 @@ impl Stage for Generate {
         let session =
             SessionConfig::from_config(&config, defaults).map_err(|e| format!("generate: {e}"))?;
         let tokenizer = load_tokenizer(&config)?;
-        let stop: Vec<u32> = std::iter::once(tokenizer.eos_id())
-            .chain(END_TOKENS.iter().map(|t| tokenizer.token_to_id(t)))
-            .flatten()
-            .collect();
+        let stop = stop_tokens(&tokenizer);
         if stop.is_empty() {
             return Err(
                 "generate: the tokenizer has no end token: set `eos_id` in its JSON".into(),
@@ -293,6 +292,18 @@ impl fmt::Debug for Generate {
             .field("session", &self.session)
             .finish_non_exhaustive()
     }
+}
+
+/// The tokens that end a reply: the tokenizer's EOS and the [`END_TOKENS`]
+/// its vocab has.
+fn stop_tokens(tokenizer: &Bpe) -> Vec<u32> {
+    let mut stop: Vec<u32> = std::iter::once(tokenizer.eos_id())
+        .chain(END_TOKENS.iter().map(|t| tokenizer.token_to_id(t)))
+        .flatten()
+        .collect();
+    stop.sort_unstable();
+    stop.dedup();
+    stop
 }
 
 /// Reads the tokenizer JSON from the object store, by the id in config
@@ -486,6 +497,17 @@ mod tests {
         // Off by default, and then `history_tokens` is not looked at.
         let config = Config::from_iter([("history_tokens", "1")]);
         assert_eq!(SessionConfig::from_config(&config, defaults).unwrap(), None);
+    }
+
+    /// EOS and the end-of-turn tokens of ChatML, Llama 3 and Phi-3.
+    #[test]
+    fn replies_stop_at_eos_and_the_end_of_turn_tokens() {
+        let json = r#"{"model": "llama", "tokens": ["<unk>", "<|endoftext|>", "<|end|>", "a"],
+                       "scores": [0, 0, 0, -1], "token_types": [2, 3, 4, 1], "eos_id": 1}"#;
+        let phi3 = Bpe::from_json(json.as_bytes()).unwrap();
+        assert_eq!(stop_tokens(&phi3), [1, 2]);
+        let chatml = Bpe::from_json(TOKENIZER.as_bytes()).unwrap();
+        assert!(stop_tokens(&chatml).contains(&2), "<|im_end|>");
     }
 
     #[test]

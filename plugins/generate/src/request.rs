@@ -211,6 +211,8 @@ pub(crate) enum Template {
     /// Zephyr's (TinyLlama-1.1B-Chat): `<|{role}|>\n{content}</s>\n` per
     /// message, then `<|assistant|>\n`.
     Zephyr,
+    /// Phi-3's: Zephyr's with `<|end|>` for `</s>`.
+    Phi3,
     /// `[INST] {user} [/INST]{reply}</s>[INST] ...` (Mistral-7B-Instruct,
     /// llama.cpp's `llama2` format): a system message goes first in the
     /// first `[INST]`, followed by a newline; the tokenizer adds `<s>`.
@@ -222,9 +224,10 @@ pub(crate) enum Template {
 
 /// The formats, by config name, with a text only their chat templates
 /// (GGUF `tokenizer.chat_template`) hold, most specific first.
-const TEMPLATES: [(&str, Template, &str); 5] = [
+const TEMPLATES: [(&str, Template, &str); 6] = [
     ("chatml", Template::ChatMl, "<|im_start|>"),
     ("llama3", Template::Llama3, "<|start_header_id|>"),
+    ("phi3", Template::Phi3, "<|end|>"),
     ("zephyr", Template::Zephyr, "<|assistant|>"),
     ("llama2", Template::Llama2, "<<SYS>>"),
     ("mistral", Template::Mistral, "[INST]"),
@@ -267,6 +270,7 @@ impl Template {
         let needs: &[&str] = match template {
             Template::ChatMl => &["<|im_start|>", "<|im_end|>"],
             Template::Llama3 => &["<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"],
+            Template::Phi3 => &["<|user|>", "<|assistant|>", "<|end|>"],
             Template::Zephyr | Template::Mistral | Template::Llama2 => &["</s>"],
         };
         match needs.iter().find(|t| !has(t)) {
@@ -295,9 +299,14 @@ impl Template {
                 }
                 prompt.push_str("<|start_header_id|>assistant<|end_header_id|>\n\n");
             }
-            Template::Zephyr => {
+            Template::Zephyr | Template::Phi3 => {
+                let end = if self == Template::Zephyr {
+                    "</s>"
+                } else {
+                    "<|end|>"
+                };
                 for m in messages {
-                    prompt.push_str(&format!("<|{}|>\n{}</s>\n", m.role.name(), m.content));
+                    prompt.push_str(&format!("<|{}|>\n{}{end}\n", m.role.name(), m.content));
                 }
                 prompt.push_str("<|assistant|>\n");
             }
@@ -430,16 +439,16 @@ mod tests {
         assert!(err.contains("no `<|im_start|>` token"), "{err}");
         let err = Template::from_config(&config("llama3"), &chatml).unwrap_err();
         assert!(err.contains("no `<|start_header_id|>` token"), "{err}");
-        let err = Template::from_config(&config("phi3"), &chatml).unwrap_err();
+        let err = Template::from_config(&config("gemma"), &chatml).unwrap_err();
         assert!(
-            err.contains("`template` is `phi3`") && err.contains("`zephyr`"),
+            err.contains("`template` is `gemma`") && err.contains("`zephyr`"),
             "{err}"
         );
         let err = Template::from_config(&config("mistral"), &chatml).unwrap_err();
         assert!(err.contains("no `</s>` token"), "{err}");
         // The file's chat template decides first.
         let with_template = |jinja: &str| {
-            let json = json!({"tokens": ["</s>", "<|im_start|>", "<|im_end|>"], "merges": [],
+            let json = json!({"tokens": ["</s>", "<|im_start|>", "<|im_end|>", "<|user|>", "<|assistant|>", "<|end|>"], "merges": [],
                               "chat_template": jinja});
             Bpe::from_json(json.to_string().as_bytes()).unwrap()
         };
@@ -451,6 +460,10 @@ mod tests {
             (
                 "{{ bos_token + '[INST] ' + message['content'] + ' [/INST]' }}",
                 Template::Mistral,
+            ),
+            (
+                "{{'<|user|>\\n' + message['content'] + '<|end|>\\n'}}{{ '<|assistant|>\\n' }}",
+                Template::Phi3,
             ),
             (
                 "[INST] <<SYS>>\\n' + system_message + '\\n<</SYS>>",
@@ -502,6 +515,10 @@ mod tests {
         assert_eq!(
             Template::Mistral.render(&messages[1..2]),
             "[INST] Hi [/INST]"
+        );
+        assert_eq!(
+            Template::Phi3.render(&messages[1..2]),
+            "<|user|>\nHi<|end|>\n<|assistant|>\n"
         );
     }
 

@@ -43,6 +43,10 @@ struct Spec {
     add_space_prefix: Option<bool>,
     #[serde(default)]
     chat_template: Option<String>,
+    /// Special tokens that swallow the whitespace after them (Phi-3's:
+    /// llama.cpp's `RSTRIP` attribute, HF's `rstrip`).
+    #[serde(default)]
+    rstrip: Vec<u32>,
 }
 
 /// A merge as GGUF and older `tokenizer.json` files write it (`"a b"`), or as
@@ -72,6 +76,8 @@ enum Merge {
 /// one), and `add_bos` to what llama.cpp does for that `pre`. SentencePiece:
 /// `{"model": "llama", "tokens": [...], "scores": [...], "token_types": [...],
 /// "add_space_prefix": true, ...}`, no merges; `add_bos` defaults to true.
+/// Either may list `"rstrip": [ids]`: special tokens that swallow the
+/// whitespace after them (Phi-3's).
 ///
 /// # Example
 ///
@@ -102,6 +108,8 @@ pub struct Bpe {
     eos: Option<u32>,
     add_bos: bool,
     chat_template: Option<String>,
+    /// Special tokens after which whitespace is dropped.
+    rstrip: Vec<u32>,
     model: Model,
 }
 
@@ -182,6 +190,7 @@ impl Bpe {
             eos: spec.eos_id,
             add_bos: spec.add_bos.unwrap_or(add_bos),
             chat_template: spec.chat_template,
+            rstrip: spec.rstrip,
             model,
         })
     }
@@ -455,6 +464,10 @@ impl Bpe {
                     }
                     split.push(Fragment::Token(id));
                     rest = &rest[at + token.len()..];
+                    if self.rstrip.contains(&id) {
+                        // C's `isspace`, as llama.cpp strips.
+                        rest = rest.trim_start_matches([' ', '\t', '\n', '\x0B', '\x0C', '\r']);
+                    }
                 }
                 if !rest.is_empty() {
                     split.push(Fragment::Text(rest));
@@ -740,7 +753,13 @@ mod tests {
         assert_eq!(decoder.push(5), "é");
         assert_eq!(decoder.push(10), " hi");
         // Without the added space (`add_space_prefix` false).
+        // Whitespace after an `rstrip` token is dropped (Phi-3's).
         let mut json = json;
+        json["rstrip"] = serde_json::json!([2]);
+        let strips = Bpe::from_json(json.to_string().as_bytes()).unwrap();
+        assert_eq!(strips.encode("hi</s> \n\thi"), [10, 2, 10]);
+        assert_eq!(spm.encode("hi</s>\n"), [10, 2, 6, 3]);
+        json["rstrip"] = serde_json::json!([]);
         json["add_space_prefix"] = false.into();
         let bare = Bpe::from_json(json.to_string().as_bytes()).unwrap();
         assert_eq!(bare.encode("hi hi"), [11, 10]);

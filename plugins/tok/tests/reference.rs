@@ -185,8 +185,7 @@ struct TinyModel {
 /// The greedy reply to a chat prompt.
 #[derive(Deserialize)]
 struct TinyChat {
-    question: String,
-    template: String,
+    prompt_text: String,
     prompt_ids: Vec<u32>,
     generated_ids: Vec<u32>,
     /// The text of the first k generated ids, k = 1, 2, ...
@@ -224,44 +223,56 @@ fn pre_tokenizers_match_llama_cpp() {
     }
 }
 
-/// A SentencePiece vocabulary (`tokenizer.ggml.model` = `llama`, as Llama 2,
-/// Mistral and TinyLlama carry), as the host extracts it from the GGUF:
-/// llama.cpp's ids for every check (the space it adds after BOS and special
-/// tokens, byte fallback, `[INST]` and Zephyr prompts) and its text for the
-/// generated ids, whole and streamed (the first token's added space dropped).
+/// SentencePiece vocabularies (`tokenizer.ggml.model` = `llama`, as Llama 2,
+/// Mistral, TinyLlama and Phi-3 carry), as the host extracts them from the
+/// GGUF: llama.cpp's ids for every check (the space it adds after BOS and
+/// special tokens, byte fallback, `[INST]` and Zephyr prompts) and for the
+/// chat prompt (a BOS only where the file adds one: not Phi-3's), and its
+/// text for the generated ids, whole and streamed (the first token's added
+/// space dropped).
 #[test]
 fn sentencepiece_matches_llama_cpp() {
     let reference: TinyArchs = reference("tiny_archs_reference.json");
-    let model = reference
+    let mut checked = 0;
+    for model in reference
         .models
         .iter()
-        .find(|m| m.tokenizer_model == "llama")
-        .expect("a SentencePiece model in the reference");
-    let bpe = Bpe::from_json(&read(
-        &format!("target/models/tiny-{}.tokenizer.json", model.name),
-        MODELS,
-    ))
-    .unwrap();
-    assert!(bpe.add_bos() && model.add_bos);
-    let mut failures = Vec::new();
-    for c in &model.tokenizer_checks {
-        failures.extend(mismatch(&c.text, &c.ids, &bpe.encode(&c.text)));
+        .filter(|m| m.tokenizer_model == "llama")
+    {
+        let bpe = Bpe::from_json(&read(
+            &format!("target/models/tiny-{}.tokenizer.json", model.name),
+            MODELS,
+        ))
+        .unwrap();
+        assert_eq!(bpe.add_bos(), model.add_bos, "{}", model.name);
+        let mut failures = Vec::new();
+        for c in &model.tokenizer_checks {
+            failures.extend(mismatch(&c.text, &c.ids, &bpe.encode(&c.text)));
+        }
+        let prompt = &reference.prompt;
+        failures.extend(mismatch(prompt, &model.prompt_ids, &bpe.encode(prompt)));
+        let chat = &model.chat;
+        let bos = bpe.bos_id().filter(|_| bpe.add_bos());
+        let ids: Vec<u32> = bos
+            .into_iter()
+            .chain(bpe.encode(&chat.prompt_text))
+            .collect();
+        failures.extend(mismatch(&chat.prompt_text, &chat.prompt_ids, &ids));
+        report(&model.name, model.tokenizer_checks.len() + 2, failures);
+        for (k, want) in chat.texts.iter().enumerate() {
+            let ids = &chat.generated_ids[..=k];
+            assert_eq!(&bpe.decode(ids), want, "{}", model.name);
+            let mut decoder = bpe.stream_decoder();
+            let streamed: String = ids.iter().map(|&id| decoder.push(id)).collect();
+            assert_eq!(
+                &(streamed + &decoder.finish()),
+                want,
+                "{} streamed",
+                model.name
+            );
+        }
+        assert!(!chat.texts.is_empty());
+        checked += 1;
     }
-    let prompt = &reference.prompt;
-    failures.extend(mismatch(prompt, &model.prompt_ids, &bpe.encode(prompt)));
-    report(&model.name, model.tokenizer_checks.len() + 1, failures);
-    // The chat prompt in Zephyr's format: BOS, then the text.
-    let chat = &model.chat;
-    assert_eq!(chat.template, "zephyr");
-    let text = format!("<|user|>\n{}</s>\n<|assistant|>\n", chat.question);
-    assert_eq!(chat.prompt_ids[0], bpe.bos_id().unwrap());
-    assert_eq!(bpe.encode(&text), chat.prompt_ids[1..], "{text:?}");
-    for (k, want) in chat.texts.iter().enumerate() {
-        let ids = &chat.generated_ids[..=k];
-        assert_eq!(&bpe.decode(ids), want);
-        let mut decoder = bpe.stream_decoder();
-        let streamed: String = ids.iter().map(|&id| decoder.push(id)).collect();
-        assert_eq!(&(streamed + &decoder.finish()), want, "streamed");
-    }
-    assert!(!chat.texts.is_empty());
+    assert_eq!(checked, 2, "tinyllama and phi3");
 }

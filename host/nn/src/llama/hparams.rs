@@ -4,9 +4,9 @@
 use crate::{GgufInfo, NnError, NnErrorKind};
 
 /// The GGUF architectures (`general.architecture`) weft-nn runs: Llama and
-/// the decoders that differ from it only in hyperparameters and optional
-/// tensors.
-pub const ARCHITECTURES: &[&str] = &["llama", "mistral", "granite", "qwen2", "qwen3"];
+/// the decoders that differ from it only in hyperparameters, optional
+/// tensors and (Phi-3) fused products.
+pub const ARCHITECTURES: &[&str] = &["llama", "mistral", "granite", "qwen2", "qwen3", "phi3"];
 
 /// A decoder's shape, from the GGUF metadata.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,6 +38,9 @@ pub(crate) struct HParams {
     pub logit_scale: f32,
     /// Multiplies attention scores: `1/√head_dim` unless the file says.
     pub attn_scale: f32,
+    /// Phi-3's layout: Q, K and V in one `attn_qkv` matrix, gate and up in
+    /// one `ffn_up` of twice the rows (gate first).
+    pub fused: bool,
 }
 
 impl HParams {
@@ -154,13 +157,14 @@ impl HParams {
             rope_dims,
             rope_base: float("rope.freq_base").unwrap_or(10_000.0),
             rope_freq_scale,
-            rope_neox: matches!(arch, "qwen2" | "qwen3"),
+            rope_neox: matches!(arch, "qwen2" | "qwen3" | "phi3"),
             rms_eps: float("attention.layer_norm_rms_epsilon").unwrap_or(1e-5),
             context: int("context_length").unwrap_or(2048),
             embd_scale,
             residual_scale,
             logit_scale,
             attn_scale: attn_scale.unwrap_or(1.0 / (head_dim as f32).sqrt()),
+            fused: arch == "phi3",
         })
     }
 
@@ -204,25 +208,41 @@ pub(crate) fn check(info: &GgufInfo) -> Result<HParams, NnError> {
         ("output.weight".into(), vec![e, hp.vocab], false),
         ("rope_freqs.weight".into(), vec![hp.rope_dims / 2], false),
     ];
+    // Phi-3 fuses Q, K and V, and gate and up (`hp.fused`): the unfused
+    // names are then unknown, and the other way round.
+    let (products, up_rows): (Vec<(&str, Vec<usize>)>, usize) = if hp.fused {
+        (vec![("attn_qkv", vec![e, qd + 2 * kvd])], 2 * hp.ffn)
+    } else {
+        let qkv = [("attn_q", qd), ("attn_k", kvd), ("attn_v", kvd)];
+        let mut split: Vec<_> = qkv
+            .iter()
+            .map(|&(name, rows)| (name, vec![e, rows]))
+            .collect();
+        split.push(("ffn_gate", vec![e, hp.ffn]));
+        (split, hp.ffn)
+    };
     for i in 0..hp.layers {
-        for (name, dims, required) in [
-            ("attn_norm.weight", vec![e], true),
-            ("attn_q.weight", vec![e, qd], true),
-            ("attn_k.weight", vec![e, kvd], true),
-            ("attn_v.weight", vec![e, kvd], true),
-            ("attn_output.weight", vec![qd, e], true),
+        let layer = products
+            .iter()
+            .map(|(name, dims)| (*name, dims.clone(), true));
+        for (name, dims, required) in layer.chain([
+            ("attn_norm", vec![e], true),
+            ("attn_output", vec![qd, e], true),
             ("attn_q.bias", vec![qd], false),
             ("attn_k.bias", vec![kvd], false),
             ("attn_v.bias", vec![kvd], false),
             ("attn_output.bias", vec![e], false),
-            ("attn_q_norm.weight", vec![hd], false),
-            ("attn_k_norm.weight", vec![hd], false),
-            ("ffn_norm.weight", vec![e], true),
-            ("ffn_gate.weight", vec![e, hp.ffn], true),
-            ("ffn_up.weight", vec![e, hp.ffn], true),
-            ("ffn_down.weight", vec![hp.ffn, e], true),
-        ] {
-            want.push((format!("blk.{i}.{name}"), dims, required));
+            ("attn_q_norm", vec![hd], false),
+            ("attn_k_norm", vec![hd], false),
+            ("ffn_norm", vec![e], true),
+            ("ffn_up", vec![e, up_rows], true),
+            ("ffn_down", vec![hp.ffn, e], true),
+        ]) {
+            let name = match name.ends_with(".bias") {
+                true => format!("blk.{i}.{name}"),
+                false => format!("blk.{i}.{name}.weight"),
+            };
+            want.push((name, dims, required));
         }
     }
     for (name, dims, required) in &want {

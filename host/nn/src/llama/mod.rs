@@ -163,11 +163,32 @@ impl Llama {
             .map(|i| {
                 let n = |s: &str| format!("blk.{i}.{s}.weight");
                 let bias = |s: &str, len| optional(&format!("blk.{i}.{s}.bias"), len);
+                // Phi-3's fused products, cut into the separate ones.
+                let ([wq, wk, wv], [gate, up]) = if hp.fused {
+                    let qkv = m(&n("attn_qkv"), qd + 2 * kvd, hp.embd)?;
+                    let gate_up = m(&n("ffn_up"), 2 * hp.ffn, hp.embd)?;
+                    (
+                        take(qkv.split_rows(&[qd, kvd, kvd])),
+                        take(gate_up.split_rows(&[hp.ffn, hp.ffn])),
+                    )
+                } else {
+                    (
+                        [
+                            m(&n("attn_q"), qd, hp.embd)?,
+                            m(&n("attn_k"), kvd, hp.embd)?,
+                            m(&n("attn_v"), kvd, hp.embd)?,
+                        ],
+                        [
+                            m(&n("ffn_gate"), hp.ffn, hp.embd)?,
+                            m(&n("ffn_up"), hp.ffn, hp.embd)?,
+                        ],
+                    )
+                };
                 Ok(Layer {
                     attn_norm: v(&n("attn_norm"), hp.embd)?,
-                    wq: m(&n("attn_q"), qd, hp.embd)?,
-                    wk: m(&n("attn_k"), kvd, hp.embd)?,
-                    wv: m(&n("attn_v"), kvd, hp.embd)?,
+                    wq,
+                    wk,
+                    wv,
                     wo: m(&n("attn_output"), hp.embd, qd)?,
                     bq: bias("attn_q", qd)?,
                     bk: bias("attn_k", kvd)?,
@@ -176,8 +197,8 @@ impl Llama {
                     q_norm: optional(&n("attn_q_norm"), hp.head_dim)?,
                     k_norm: optional(&n("attn_k_norm"), hp.head_dim)?,
                     ffn_norm: v(&n("ffn_norm"), hp.embd)?,
-                    gate: m(&n("ffn_gate"), hp.ffn, hp.embd)?,
-                    up: m(&n("ffn_up"), hp.ffn, hp.embd)?,
+                    gate,
+                    up,
                     down: m(&n("ffn_down"), hp.embd, hp.ffn)?,
                 })
             })
@@ -196,6 +217,11 @@ impl Llama {
             device: None,
         })
     }
+}
+
+/// The `N` matrices of a split, as an array.
+fn take<const N: usize>(parts: Vec<QMatrix>) -> [QMatrix; N] {
+    parts.try_into().expect("split into N")
 }
 
 impl Model for Llama {

@@ -103,6 +103,32 @@ impl QMatrix {
         })
     }
 
+    /// The matrix cut into consecutive runs of `rows` rows (which must add
+    /// up to all of them): Phi-3's fused Q/K/V and gate/up products, read
+    /// as the separate matrices the forward pass takes.
+    pub(crate) fn split_rows(self, rows: &[usize]) -> Vec<QMatrix> {
+        assert_eq!(
+            rows.iter().sum::<usize>(),
+            self.rows,
+            "a split of every row"
+        );
+        let mut at = 0;
+        rows.iter()
+            .map(|&n| {
+                let data = self.data[at * self.row_bytes..(at + n) * self.row_bytes].to_vec();
+                at += n;
+                QMatrix {
+                    ty: self.ty,
+                    rows: n,
+                    cols: self.cols,
+                    row_bytes: self.row_bytes,
+                    data,
+                    gpu: None,
+                }
+            })
+            .collect()
+    }
+
     /// Dequantises the matrix and uploads Wᵀ (`cols × rows`, f32) to
     /// `gpu`, for the device's forward pass.
     pub(crate) fn upload(&mut self, gpu: &Gpu) -> Result<(), NnError> {

@@ -3,8 +3,8 @@
 //! writes `tiny-<name>.gguf`, `scripts/reference.py --only archs` what
 //! llama.cpp computes): Qwen2 (Q/K/V biases, NeoX rotary pairs, tied
 //! output), Qwen3 (per-head Q/K norms, heads wider than the model), Granite
-//! (its four multipliers, an output bias) and Llama 3 (`rope_freqs`, linear
-//! rope scaling), on the CPU and on the GPU.
+//! (its four multipliers, an output bias), Llama 3 (`rope_freqs`, linear
+//! rope scaling) and Phi-3 (fused products), on the CPU and on the GPU.
 
 use std::sync::Arc;
 
@@ -112,6 +112,12 @@ fn llama3_rope_frequencies_match_llama_cpp() {
     on_the_cpu("llama3");
 }
 
+/// Phi-3: Q/K/V and gate/up fused into one product each, NeoX pairs.
+#[test]
+fn phi3_matches_llama_cpp() {
+    on_the_cpu("phi3");
+}
+
 /// A plain Llama with a SentencePiece vocabulary (its prompt tokenised by
 /// llama.cpp's SentencePiece tokenizer).
 #[test]
@@ -125,7 +131,7 @@ fn a_sentencepiece_llama_matches_llama_cpp() {
 #[test]
 fn on_the_gpu_every_family_matches_llama_cpp() {
     let engine = Engine::default();
-    for name in ["qwen2", "qwen3", "granite", "llama3"] {
+    for name in ["qwen2", "qwen3", "granite", "llama3", "phi3"] {
         let (case, bytes) = tiny(name);
         let model = engine.load(&bytes, Encoding::Ggml, Target::Gpu).unwrap();
         assert!(
