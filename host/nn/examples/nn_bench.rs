@@ -33,6 +33,11 @@ fn main() {
         Some("llama") if args.len() == 4 => {
             llama(&args[1], &args[2], args[3].parse().expect("token count"))
         }
+        Some("joined") if args.len() == 4 => joined(
+            &args[1],
+            args[2].parse().expect("session count"),
+            args[3].parse().expect("step count"),
+        ),
         Some("matmul") if args.len() == 2 => matmul(args[1].parse().expect("size")),
         Some("gpu-matmul") if args.len() >= 2 => {
             for n in &args[1..] {
@@ -41,7 +46,7 @@ fn main() {
         }
         _ => {
             eprintln!(
-                "usage: nn_bench minilm MODEL IDS.json BATCH... | llama MODEL PROMPT.json TOKENS | matmul N | gpu-matmul N..."
+                "usage: nn_bench minilm MODEL IDS.json BATCH... | llama MODEL PROMPT.json TOKENS | joined MODEL SESSIONS STEPS | matmul N | gpu-matmul N..."
             );
             std::process::exit(2);
         }
@@ -157,6 +162,43 @@ fn llama(model: &str, prompt_path: &str, tokens: usize) {
         "{{\"bench\":\"llama\",\"prompt_tokens\":{},\"prompt_ms\":{prompt_ms:.2},\"tokens_per_s\":{:.2},\"generated\":{generated:?}}}",
         prompt.len(),
         tokens as f64 / secs
+    );
+}
+
+/// Decoding steps of `n` sessions joined into one pass each (what the
+/// node's batcher runs for concurrent generations), after a 30-token
+/// prompt each: tokens/s over all sessions.
+fn joined(model: &str, n: usize, steps: usize) {
+    let bytes = std::fs::read(model).unwrap_or_else(|e| panic!("{model}: {e}"));
+    let model = Engine::default()
+        .load(&bytes, Encoding::Ggml, Target::Cpu)
+        .expect("the GGUF loads");
+    let ids = |ids: &[i64]| {
+        vec![(
+            "input_ids".to_string(),
+            Tensor::from_i64(vec![ids.len()], ids),
+        )]
+    };
+    let mut sessions: Vec<_> = (0..n).map(|_| model.session()).collect();
+    let prompt: Vec<i64> = (0..30).map(|i| 500 + i).collect();
+    for s in &mut sessions {
+        s.compute(&ids(&prompt)).expect("the prompt runs");
+    }
+    let step = ids(&[504]);
+    let t = Instant::now();
+    for _ in 0..steps {
+        let mut calls: Vec<weft_nn::Joined<'_>> = sessions
+            .iter_mut()
+            .map(|s| (&mut **s, step.as_slice()))
+            .collect();
+        for r in model.compute_joined(&mut calls) {
+            r.expect("the step runs");
+        }
+    }
+    let secs = t.elapsed().as_secs_f64();
+    println!(
+        "{{\"bench\":\"joined\",\"sessions\":{n},\"tokens_per_s\":{:.2}}}",
+        (n * steps) as f64 / secs
     );
 }
 

@@ -153,6 +153,13 @@ impl Decoder {
 /// little more than one's. Each session's result is what it would get on
 /// its own.
 pub(super) fn forward_together(ds: &mut [&mut Decoder], tokens: &[&[u32]]) -> Vec<Vec<f32>> {
+    // On a thread of the pool: its ~150 parallel products a token then
+    // wait for each other on spinning latches; called from outside, each
+    // would park the caller and wake it again.
+    rayon::scope(|_| forward_in_pool(ds, tokens))
+}
+
+fn forward_in_pool(ds: &mut [&mut Decoder], tokens: &[&[u32]]) -> Vec<Vec<f32>> {
     debug_assert_eq!(ds.len(), tokens.len());
     let w = ds[0].w.clone();
     let hp = &w.hp;

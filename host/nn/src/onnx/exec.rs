@@ -245,6 +245,15 @@ struct OnnxSession {
 
 impl Session for OnnxSession {
     fn compute(&mut self, inputs: &[(String, Tensor)]) -> Result<Vec<(String, Tensor)>, NnError> {
+        // On a thread of the pool: the operators' parallel loops then wait
+        // for each other on spinning latches; called from outside, each
+        // would park the caller and wake it again.
+        rayon::scope(|_| self.run(inputs))
+    }
+}
+
+impl OnnxSession {
+    fn run(&self, inputs: &[(String, Tensor)]) -> Result<Vec<(String, Tensor)>, NnError> {
         let g = &*self.graph;
         let mut env: HashMap<&str, Arc<Value>> = HashMap::new();
         for (name, w) in &g.weights {
