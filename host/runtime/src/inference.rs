@@ -463,7 +463,12 @@ pub fn gguf_tokenizer(g: &weft_nn::GgufInfo) -> Result<Vec<u8>, String> {
             out.insert(field.into(), json!(v));
         }
     }
-    for field in ["add_bos_token", "add_eos_token", "add_space_prefix"] {
+    // (`add_space_prefix` matters to SentencePiece alone.)
+    let fields: &[&str] = match model {
+        "llama" => &["add_bos_token", "add_eos_token", "add_space_prefix"],
+        _ => &["add_bos_token", "add_eos_token"],
+    };
+    for &field in fields {
         if let Some(v) = g
             .get(&format!("tokenizer.ggml.{field}"))
             .and_then(GgufValue::as_int)
@@ -607,6 +612,8 @@ mod tests {
             ("tokenizer.ggml.merges", Array(vec![Str("a b".into())])),
             ("tokenizer.ggml.eos_token_id", Int(1)),
             ("tokenizer.ggml.add_bos_token", Int(0)),
+            // SentencePiece's alone: not copied for BPE.
+            ("tokenizer.ggml.add_space_prefix", Int(0)),
         ]);
         let json: serde_json::Value =
             serde_json::from_slice(&gguf_tokenizer(&bpe).unwrap()).unwrap();
