@@ -192,6 +192,18 @@ struct TinyChat {
     texts: Vec<String>,
 }
 
+/// `bpe` against a tiny model's llama.cpp ids: its BOS default, then every
+/// check and the `prompt` (the mismatches).
+fn checks(bpe: &Bpe, model: &TinyModel, prompt: &str) -> Vec<String> {
+    assert_eq!(bpe.add_bos(), model.add_bos, "{}", model.name);
+    let mut failures = Vec::new();
+    for c in &model.tokenizer_checks {
+        failures.extend(mismatch(&c.text, &c.ids, &bpe.encode(&c.text)));
+    }
+    failures.extend(mismatch(prompt, &model.prompt_ids, &bpe.encode(prompt)));
+    failures
+}
+
 /// The Llama 3 (`llama-bpe`) and Qwen2 (`qwen2`) pre-tokenizers, and Llama
 /// 3's whole-piece lookup and BOS, split and merge as llama.cpp does.
 #[test]
@@ -208,13 +220,7 @@ fn pre_tokenizers_match_llama_cpp() {
         spec.insert("pre".into(), pre.clone().into());
         let bpe = Bpe::from_json(&serde_json::to_vec(&spec).unwrap())
             .unwrap_or_else(|e| panic!("{}: {e}", model.name));
-        assert_eq!(bpe.add_bos(), model.add_bos, "{}", model.name);
-        let mut failures = Vec::new();
-        for c in &model.tokenizer_checks {
-            failures.extend(mismatch(&c.text, &c.ids, &bpe.encode(&c.text)));
-        }
-        let prompt = &reference.prompt;
-        failures.extend(mismatch(prompt, &model.prompt_ids, &bpe.encode(prompt)));
+        let failures = checks(&bpe, model, &reference.prompt);
         report(&model.name, model.tokenizer_checks.len() + 1, failures);
         pres.push(pre.as_str());
     }
@@ -244,13 +250,7 @@ fn sentencepiece_matches_llama_cpp() {
             MODELS,
         ))
         .unwrap();
-        assert_eq!(bpe.add_bos(), model.add_bos, "{}", model.name);
-        let mut failures = Vec::new();
-        for c in &model.tokenizer_checks {
-            failures.extend(mismatch(&c.text, &c.ids, &bpe.encode(&c.text)));
-        }
-        let prompt = &reference.prompt;
-        failures.extend(mismatch(prompt, &model.prompt_ids, &bpe.encode(prompt)));
+        let mut failures = checks(&bpe, model, &reference.prompt);
         let chat = &model.chat;
         let bos = bpe.bos_id().filter(|_| bpe.add_bos());
         let ids: Vec<u32> = bos
