@@ -487,6 +487,71 @@ async fn generate_runs_qwen3_granite_llama3_phi3_and_sentencepiece_files_as_llam
     }
 }
 
+/// `template=none` (a base model): the prompt is the text itself, no chat
+/// format around it, and the stage continues it as llama.cpp does (tiny
+/// Phi-3, whose file adds no BOS: the reference's plain prompt).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generate_without_a_template_continues_the_text() {
+    let d = TestDaemon::start().await;
+    let reference = reference("tiny_archs_reference.json");
+    let case = reference["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "phi3")
+        .unwrap();
+    let model = put(&d, "/v1/models/tiny-phi3", "tiny-phi3.gguf").await;
+    let tokenizer = model["latest"]["summary"]["tokenizer"]["object"]
+        .as_str()
+        .unwrap();
+    d.deploy_query(
+        "gen-plain",
+        "generate.wasm",
+        &format!("config.model=tiny-phi3&config.tokenizer={tokenizer}&config.template=none"),
+    )
+    .await;
+    // Greedy steps up to llama.cpp's first near-tie (as above).
+    let clear = case["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .take_while(|s| {
+            s["top5"][0][1].as_f64().unwrap() - s["top5"][1][1].as_f64().unwrap() >= 2e-3
+        })
+        .count();
+    assert!(clear >= 5, "{clear} tokens before a near-tie");
+    let r = d
+        .http
+        .post(d.url("/v1/stages/gen-plain/invoke"))
+        .header("accept", "text/event-stream")
+        .json(&json!({"prompt": reference["prompt"], "max_tokens": clear}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let frames = events(&r.text().await.unwrap());
+    let ids: Vec<&Value> = frames
+        .iter()
+        .filter(|(e, _)| e == "partial")
+        .map(|(_, v)| &v["id"])
+        .collect();
+    let expected: Vec<&Value> = case["generated_ids"].as_array().unwrap()[..clear]
+        .iter()
+        .collect();
+    assert_eq!(ids, expected, "llama.cpp's continuation");
+    let (_, result) = frames.last().unwrap();
+    let result = if result.is_array() {
+        &result[0]
+    } else {
+        result
+    };
+    assert_eq!(
+        result["prompt_tokens"],
+        case["prompt_ids"].as_array().unwrap().len(),
+        "the text alone, tokenised as llama.cpp does: {result}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chat_session_actor_keeps_the_conversation() {
     let mut d = TestDaemon::start().await;

@@ -8,7 +8,7 @@
 //! |------------------|-----------|-----------------------------------------------------------|
 //! | `model`          | `smollm2` | the model's name in the node's registry (a GGUF graph)    |
 //! | `tokenizer`      | required  | object id of the model's tokenizer JSON ([`tok::Bpe`])    |
-//! | `template`       | `auto`    | chat format: `chatml`, `llama3`, `phi3`, `zephyr`, `mistral`, `llama2`, or `auto` (from the model's file) |
+//! | `template`       | `auto`    | chat format: `chatml`, `llama3`, `phi3`, `zephyr`, `mistral`, `llama2`, `auto` (from the model's file), or `none` (a base model continues the text) |
 //! | `max_tokens`     | `128`     | most tokens to generate per request                       |
 //! | `temperature`    | `0`       | 0 is greedy; above, softmax temperature                   |
 //! | `top_p`          | `1.0`     | nucleus sampling: keep the likeliest tokens summing to it |
@@ -73,7 +73,9 @@
 //! `template`, or `auto`, the default, which reads the format from the chat
 //! template in the model's file (`tokenizer.chat_template`), else picks Llama
 //! 3's when the vocab has its header tokens, else ChatML; a template whose
-//! special tokens the vocab lacks is refused at deploy. No system prompt is
+//! special tokens the vocab lacks is refused at deploy. `none` sends the
+//! messages' contents alone, one per line, for base (non-chat) models to
+//! continue. No system prompt is
 //! added (but config `system` in a session). The prompt is tokenised with
 //! byte-level BPE or SentencePiece, as the tokenizer is (a BOS is prepended
 //! when the tokenizer adds one: its file's `add_bos`, else llama.cpp's

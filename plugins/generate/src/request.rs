@@ -220,6 +220,9 @@ pub(crate) enum Template {
     /// Llama 2 chat's: Mistral's, with the system message as
     /// `<<SYS>>\n{system}\n<</SYS>>\n\n`.
     Llama2,
+    /// No chat format (config `none`, for base models): the messages'
+    /// contents, one per line, are the text the model goes on from.
+    Plain,
 }
 
 /// The formats, by config name, with a text only their chat templates
@@ -241,8 +244,12 @@ impl Template {
     /// model with text it was never tuned on.
     pub(crate) fn from_config(config: &Config, bpe: &Bpe) -> Result<Self, String> {
         let has = |t: &str| bpe.token_to_id(t).is_some();
-        let names = || TEMPLATES.map(|(name, ..)| format!("`{name}`")).join(", ");
+        let names = || {
+            let names = TEMPLATES.map(|(name, ..)| format!("`{name}`")).join(", ");
+            format!("{names}, or `none` for a base model")
+        };
         let template = match config.get_or("template", "auto") {
+            "none" => Template::Plain,
             "auto" => {
                 let from_file = bpe.chat_template().and_then(|jinja| {
                     TEMPLATES
@@ -260,8 +267,8 @@ impl Template {
                 Some(&(_, t, _)) => t,
                 None => {
                     return Err(format!(
-                        "`template` is `{other}`: use {} or `auto` (the default: from the model's \
-                         chat template or special tokens)",
+                        "`template` is `{other}`: use `auto` (the default: from the model's \
+                         chat template or special tokens), {}",
                         names()
                     ));
                 }
@@ -272,6 +279,7 @@ impl Template {
             Template::Llama3 => &["<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"],
             Template::Phi3 => &["<|user|>", "<|assistant|>", "<|end|>"],
             Template::Zephyr | Template::Mistral | Template::Llama2 => &["</s>"],
+            Template::Plain => &[],
         };
         match needs.iter().find(|t| !has(t)) {
             Some(missing) => Err(format!(
@@ -289,6 +297,10 @@ impl Template {
         let mut prompt = String::new();
         match self {
             Template::ChatMl => return chatml(messages),
+            Template::Plain => {
+                let lines: Vec<&str> = messages.iter().map(|m| m.content.as_str()).collect();
+                return lines.join("\n");
+            }
             Template::Llama3 => {
                 for m in messages {
                     prompt.push_str("<|start_header_id|>");
@@ -520,6 +532,30 @@ mod tests {
             Template::Phi3.render(&messages[1..2]),
             "<|user|>\nHi<|end|>\n<|assistant|>\n"
         );
+    }
+
+    /// `template=none`: a base model continues the text itself, whatever
+    /// its vocab holds.
+    #[test]
+    fn no_template_sends_the_text_itself() {
+        let messages = conversation();
+        assert_eq!(
+            Template::Plain.render(&messages[1..2]),
+            "Hi",
+            "a bare prompt as it is"
+        );
+        assert_eq!(
+            Template::Plain.render(&messages),
+            "Be brief.\nHi\nHello!\nWho are you?"
+        );
+        let base = vocab(&["a"]);
+        let none = Config::from_iter([("template", "none")]);
+        assert_eq!(
+            Template::from_config(&none, &base).unwrap(),
+            Template::Plain
+        );
+        let err = Template::from_config(&Config::default(), &base).unwrap_err();
+        assert!(err.contains("`none` for a base model"), "{err}");
     }
 
     #[test]
