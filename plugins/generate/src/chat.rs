@@ -21,8 +21,9 @@ use serde_json::Value;
 use tok::Bpe;
 use weft_sdk::{StageError, state};
 
-use crate::request::{Message, Role, Template, TurnRequest, encode_prompt};
+use crate::request::{Message, Role, TurnRequest};
 use crate::run::{self, Session, Sink, StepError};
+use crate::template::{Template, encode_prompt};
 
 /// The state key that holds the conversation.
 pub(crate) const HISTORY_KEY: &str = "history";
@@ -207,8 +208,9 @@ mod tests {
     use weft_sdk::Item;
 
     use super::*;
-    use crate::request::{Settings, chatml};
+    use crate::request::Settings;
     use crate::sample::Sampling;
+    use crate::template::chatml;
 
     /// Specials, then one token per character used in the tests (no merges): a
     /// prompt's length is easy to reason about.

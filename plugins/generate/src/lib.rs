@@ -105,6 +105,7 @@ mod chat;
 mod request;
 mod run;
 mod sample;
+mod template;
 
 use std::fmt;
 
@@ -116,8 +117,9 @@ use weft_sdk::nn::tensor::{Tensor, TensorType};
 use weft_sdk::{Config, Item, Stage, StageError, emit, objects};
 
 use crate::chat::Chat;
-use crate::request::{Request, Settings, Template, TurnRequest, encode_prompt};
+use crate::request::{Request, Settings, TurnRequest};
 use crate::run::{Session, Sink, StepError};
+use crate::template::{Template, encode_prompt};
 
 /// The tokens that end a reply in the chat formats of common models, besides
 /// the tokenizer's `eos_id`: ChatML's, GPT-2's, Llama 3's and Phi-3's.

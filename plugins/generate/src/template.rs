@@ -1,0 +1,355 @@
+//! Chat templates: how a conversation's messages become the prompt text, in
+//! the format the model was tuned on, as llama.cpp writes each.
+
+use tok::Bpe;
+use weft_sdk::Config;
+
+use crate::request::{Message, Role};
+
+/// How messages become a prompt: the chat format the model was tuned on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Template {
+    /// ChatML ([`chatml`]): SmolLM2, Qwen2, Qwen3 and many more.
+    ChatMl,
+    /// Llama 3's: `<|start_header_id|>{role}<|end_header_id|>\n\n{content}<|eot_id|>`
+    /// per message (content trimmed), then
+    /// `<|start_header_id|>assistant<|end_header_id|>\n\n`; the tokenizer
+    /// adds `<|begin_of_text|>` as BOS.
+    Llama3,
+    /// Zephyr's (TinyLlama-1.1B-Chat): `<|{role}|>\n{content}</s>\n` per
+    /// message, then `<|assistant|>\n`.
+    Zephyr,
+    /// Phi-3's: Zephyr's with `<|end|>` for `</s>`.
+    Phi3,
+    /// `[INST] {user} [/INST]{reply}</s>[INST] ...` (Mistral-7B-Instruct,
+    /// llama.cpp's `llama2` format): a system message goes first in the
+    /// first `[INST]`, followed by a newline; the tokenizer adds `<s>`.
+    Mistral,
+    /// Llama 2 chat's: Mistral's, with the system message as
+    /// `<<SYS>>\n{system}\n<</SYS>>\n\n`.
+    Llama2,
+    /// No chat format (config `none`, for base models): the messages'
+    /// contents, one per line, are the text the model goes on from.
+    Plain,
+}
+
+/// The formats, by config name, with a text only their chat templates
+/// (GGUF `tokenizer.chat_template`) hold, most specific first.
+const TEMPLATES: [(&str, Template, &str); 6] = [
+    ("chatml", Template::ChatMl, "<|im_start|>"),
+    ("llama3", Template::Llama3, "<|start_header_id|>"),
+    ("phi3", Template::Phi3, "<|end|>"),
+    ("zephyr", Template::Zephyr, "<|assistant|>"),
+    ("llama2", Template::Llama2, "<<SYS>>"),
+    ("mistral", Template::Mistral, "[INST]"),
+];
+
+impl Template {
+    /// Config `template`: a name of [`TEMPLATES`] or `auto` (the default:
+    /// from the model's chat template, if its file has one, else Llama 3's
+    /// when the vocab has its header tokens, else ChatML), checked against
+    /// the vocab: a template whose special tokens it lacks would prompt the
+    /// model with text it was never tuned on.
+    pub(crate) fn from_config(config: &Config, bpe: &Bpe) -> Result<Self, String> {
+        let has = |t: &str| bpe.token_to_id(t).is_some();
+        let names = || {
+            let names = TEMPLATES.map(|(name, ..)| format!("`{name}`")).join(", ");
+            format!("{names}, or `none` for a base model")
+        };
+        let template = match config.get_or("template", "auto") {
+            "none" => Template::Plain,
+            "auto" => {
+                let from_file = bpe.chat_template().and_then(|jinja| {
+                    TEMPLATES
+                        .iter()
+                        .find(|(.., mark)| jinja.contains(mark))
+                        .map(|&(_, t, _)| t)
+                });
+                match from_file {
+                    Some(t) => t,
+                    None if has("<|start_header_id|>") => Template::Llama3,
+                    None => Template::ChatMl,
+                }
+            }
+            other => match TEMPLATES.iter().find(|(name, ..)| *name == other) {
+                Some(&(_, t, _)) => t,
+                None => {
+                    return Err(format!(
+                        "`template` is `{other}`: use `auto` (the default: from the model's \
+                         chat template or special tokens), {}",
+                        names()
+                    ));
+                }
+            },
+        };
+        let needs: &[&str] = match template {
+            Template::ChatMl => &["<|im_start|>", "<|im_end|>"],
+            Template::Llama3 => &["<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"],
+            Template::Phi3 => &["<|user|>", "<|assistant|>", "<|end|>"],
+            Template::Zephyr | Template::Mistral | Template::Llama2 => &["</s>"],
+            Template::Plain => &[],
+        };
+        match needs.iter().find(|t| !has(t)) {
+            Some(missing) => Err(format!(
+                "the tokenizer has no `{missing}` token, which the {template:?} chat template needs: \
+                 is this a chat (instruct) model? Set `template` to its format ({})",
+                names()
+            )),
+            None => Ok(template),
+        }
+    }
+
+    /// The prompt text for `messages`, ending where the assistant's reply
+    /// starts.
+    pub(crate) fn render(self, messages: &[Message]) -> String {
+        let mut prompt = String::new();
+        match self {
+            Template::ChatMl => return chatml(messages),
+            Template::Plain => {
+                let lines: Vec<&str> = messages.iter().map(|m| m.content.as_str()).collect();
+                return lines.join("\n");
+            }
+            Template::Llama3 => {
+                for m in messages {
+                    prompt.push_str("<|start_header_id|>");
+                    prompt.push_str(m.role.name());
+                    prompt.push_str("<|end_header_id|>\n\n");
+                    prompt.push_str(m.content.trim());
+                    prompt.push_str("<|eot_id|>");
+                }
+                prompt.push_str("<|start_header_id|>assistant<|end_header_id|>\n\n");
+            }
+            Template::Zephyr | Template::Phi3 => {
+                let end = if self == Template::Zephyr {
+                    "</s>"
+                } else {
+                    "<|end|>"
+                };
+                for m in messages {
+                    prompt.push_str(&format!("<|{}|>\n{}{end}\n", m.role.name(), m.content));
+                }
+                prompt.push_str("<|assistant|>\n");
+            }
+            Template::Mistral | Template::Llama2 => {
+                // As llama.cpp writes its `llama2` format.
+                let mut in_turn = false;
+                for m in messages {
+                    if !in_turn {
+                        prompt.push_str("[INST] ");
+                        in_turn = true;
+                    }
+                    match (m.role, self) {
+                        (Role::System, Template::Llama2) => {
+                            prompt.push_str(&format!("<<SYS>>\n{}\n<</SYS>>\n\n", m.content));
+                        }
+                        (Role::System, _) => prompt.push_str(&format!("{}\n", m.content)),
+                        (Role::User, _) => prompt.push_str(&format!("{} [/INST]", m.content)),
+                        (Role::Assistant, _) => {
+                            prompt.push_str(&format!("{}</s>", m.content));
+                            in_turn = false;
+                        }
+                    }
+                }
+            }
+        }
+        prompt
+    }
+}
+
+/// The ChatML prompt: `<|im_start|>{role}\n{content}<|im_end|>\n` per message,
+/// then `<|im_start|>assistant\n` for the model to go on from. No system prompt
+/// is added.
+pub(crate) fn chatml(messages: &[Message]) -> String {
+    let mut prompt = String::new();
+    for m in messages {
+        prompt.push_str("<|im_start|>");
+        prompt.push_str(m.role.name());
+        prompt.push('\n');
+        prompt.push_str(&m.content);
+        prompt.push_str("<|im_end|>\n");
+    }
+    prompt.push_str("<|im_start|>assistant\n");
+    prompt
+}
+
+/// The token ids of the prompt for `messages` in `template`: a BOS first
+/// when the tokenizer adds one.
+pub(crate) fn encode_prompt(bpe: &Bpe, template: Template, messages: &[Message]) -> Vec<u32> {
+    let mut prompt = Vec::new();
+    if let (true, Some(bos)) = (bpe.add_bos(), bpe.bos_id()) {
+        prompt.push(bos);
+    }
+    prompt.extend(bpe.encode(&template.render(messages)));
+    prompt
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn vocab(tokens: &[&str]) -> Bpe {
+        let json = json!({"tokens": tokens, "merges": [], "pre": "llama-bpe", "bos_id": 0});
+        Bpe::from_json(json.to_string().as_bytes()).unwrap()
+    }
+
+    /// Llama 3's format, as llama.cpp writes it (`llm_chat_apply_template`,
+    /// LLAMA_3): contents trimmed, BOS from the tokenizer.
+    #[test]
+    fn llama3_prompts_have_headers_and_end_of_turn_tokens() {
+        let messages = [
+            Message {
+                role: Role::System,
+                content: "Be brief. ".into(),
+            },
+            Message {
+                role: Role::User,
+                content: "Hi".into(),
+            },
+        ];
+        assert_eq!(
+            Template::Llama3.render(&messages),
+            "<|start_header_id|>system<|end_header_id|>\n\nBe brief.<|eot_id|>\
+             <|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>\
+             <|start_header_id|>assistant<|end_header_id|>\n\n"
+        );
+        let bpe = vocab(&[
+            "<|begin_of_text|>",
+            "<|start_header_id|>",
+            "<|end_header_id|>",
+            "<|eot_id|>",
+        ]);
+        let ids = encode_prompt(&bpe, Template::Llama3, &messages[1..]);
+        assert_eq!(ids[..2], [0, 1], "BOS, then the first header");
+    }
+
+    #[test]
+    fn the_template_follows_the_vocab_or_the_config() {
+        let llama3 = vocab(&["<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"]);
+        let chatml = vocab(&["<|im_start|>", "<|im_end|>"]);
+        let config = |t: &str| Config::from_iter([("template", t)]);
+        let auto = Config::default();
+        assert_eq!(
+            Template::from_config(&auto, &llama3).unwrap(),
+            Template::Llama3
+        );
+        assert_eq!(
+            Template::from_config(&auto, &chatml).unwrap(),
+            Template::ChatMl
+        );
+        assert_eq!(
+            Template::from_config(&config("chatml"), &chatml).unwrap(),
+            Template::ChatMl
+        );
+        let err = Template::from_config(&config("chatml"), &llama3).unwrap_err();
+        assert!(err.contains("no `<|im_start|>` token"), "{err}");
+        let err = Template::from_config(&config("llama3"), &chatml).unwrap_err();
+        assert!(err.contains("no `<|start_header_id|>` token"), "{err}");
+        let err = Template::from_config(&config("gemma"), &chatml).unwrap_err();
+        assert!(
+            err.contains("`template` is `gemma`") && err.contains("`zephyr`"),
+            "{err}"
+        );
+        let err = Template::from_config(&config("mistral"), &chatml).unwrap_err();
+        assert!(err.contains("no `</s>` token"), "{err}");
+        // The file's chat template decides first.
+        let with_template = |jinja: &str| {
+            let json = json!({"tokens": ["</s>", "<|im_start|>", "<|im_end|>", "<|user|>", "<|assistant|>", "<|end|>"], "merges": [],
+                              "chat_template": jinja});
+            Bpe::from_json(json.to_string().as_bytes()).unwrap()
+        };
+        for (jinja, want) in [
+            (
+                "{{ '<|user|>\\n' + message['content'] + eos_token }}{{ '<|assistant|>' }}",
+                Template::Zephyr,
+            ),
+            (
+                "{{ bos_token + '[INST] ' + message['content'] + ' [/INST]' }}",
+                Template::Mistral,
+            ),
+            (
+                "{{'<|user|>\\n' + message['content'] + '<|end|>\\n'}}{{ '<|assistant|>\\n' }}",
+                Template::Phi3,
+            ),
+            (
+                "[INST] <<SYS>>\\n' + system_message + '\\n<</SYS>>",
+                Template::Llama2,
+            ),
+            (
+                "{{'<|im_start|>' + message['role'] + '\\n'}}",
+                Template::ChatMl,
+            ),
+            ("{{ something else }}", Template::ChatMl),
+        ] {
+            let bpe = with_template(jinja);
+            assert_eq!(Template::from_config(&auto, &bpe).unwrap(), want, "{jinja}");
+        }
+    }
+
+    fn conversation() -> Vec<Message> {
+        let m = |role, content: &str| Message {
+            role,
+            content: content.into(),
+        };
+        vec![
+            m(Role::System, "Be brief."),
+            m(Role::User, "Hi"),
+            m(Role::Assistant, "Hello!"),
+            m(Role::User, "Who are you?"),
+        ]
+    }
+
+    /// The formats of SentencePiece chat models, as llama.cpp writes them
+    /// (`llm_chat_apply_template`: ZEPHYR with TinyLlama's end token; LLAMA_2
+    /// and its `<<SYS>>` variant).
+    #[test]
+    fn zephyr_mistral_and_llama2_prompts() {
+        let messages = conversation();
+        assert_eq!(
+            Template::Zephyr.render(&messages),
+            "<|system|>\nBe brief.</s>\n<|user|>\nHi</s>\n<|assistant|>\nHello!</s>\n\
+             <|user|>\nWho are you?</s>\n<|assistant|>\n"
+        );
+        assert_eq!(
+            Template::Mistral.render(&messages),
+            "[INST] Be brief.\nHi [/INST]Hello!</s>[INST] Who are you? [/INST]"
+        );
+        assert_eq!(
+            Template::Llama2.render(&messages),
+            "[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\nHi [/INST]Hello!</s>[INST] Who are you? [/INST]"
+        );
+        assert_eq!(
+            Template::Mistral.render(&messages[1..2]),
+            "[INST] Hi [/INST]"
+        );
+        assert_eq!(
+            Template::Phi3.render(&messages[1..2]),
+            "<|user|>\nHi<|end|>\n<|assistant|>\n"
+        );
+    }
+
+    /// `template=none`: a base model continues the text itself, whatever
+    /// its vocab holds.
+    #[test]
+    fn no_template_sends_the_text_itself() {
+        let messages = conversation();
+        assert_eq!(
+            Template::Plain.render(&messages[1..2]),
+            "Hi",
+            "a bare prompt as it is"
+        );
+        assert_eq!(
+            Template::Plain.render(&messages),
+            "Be brief.\nHi\nHello!\nWho are you?"
+        );
+        let base = vocab(&["a"]);
+        let none = Config::from_iter([("template", "none")]);
+        assert_eq!(
+            Template::from_config(&none, &base).unwrap(),
+            Template::Plain
+        );
+        let err = Template::from_config(&Config::default(), &base).unwrap_err();
+        assert!(err.contains("`none` for a base model"), "{err}");
+    }
+}
