@@ -109,15 +109,14 @@ pub(crate) async fn store_model(
     let mut summary = weft_runtime::model_summary(&info);
     // A GGUF decoder's tokenizer, as an object the `generate` stage takes
     // (`--config tokenizer=ID`): no Python needed for a model of one's own.
+    // Off the executor: building it to check it reads the whole vocab.
     if let weft_nn::ModelInfo::Gguf(g) = &info {
-        summary["tokenizer"] = match weft_runtime::gguf_tokenizer(g) {
-            Ok(json) => {
-                let store = state.store.clone();
-                let id = crate::blocking(move || store.put_object(&json)).await?;
-                json!({ "object": id })
-            }
-            Err(why) => json!({ "object": null, "why": why }),
-        };
+        let (g, store) = (g.clone(), state.store.clone());
+        summary["tokenizer"] = crate::blocking(move || match weft_runtime::gguf_tokenizer(&g) {
+            Ok(json) => store.put_object(&json).map(|id| json!({ "object": id })),
+            Err(why) => Ok(json!({ "object": null, "why": why })),
+        })
+        .await?;
     }
     let summary = summary.to_string();
     let store = state.store.clone();
