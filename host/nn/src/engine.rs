@@ -75,6 +75,22 @@ pub trait Model: Send + Sync + fmt::Debug {
             .collect()
     }
 
+    /// For a [`Model::joinable`] model: `inputs` cut into a first call of
+    /// `rows` rows and the rest, to run on `session` one after the other
+    /// (a long prompt over several joined passes, so that the other
+    /// callers' tokens keep coming); `None` when the call is not longer
+    /// than `rows`, or would fail on `session` (then it runs, and fails,
+    /// whole: cutting must not change what a call does). The default
+    /// never cuts.
+    fn split_call(
+        &self,
+        _session: &dyn Session,
+        _inputs: &[(String, Tensor)],
+        _rows: usize,
+    ) -> Option<(Named, Named)> {
+        None
+    }
+
     /// Bytes of weights this model holds (in host memory).
     fn weight_bytes(&self) -> u64;
 

@@ -13,7 +13,11 @@
 //! pass, each on its own session ([`Model::compute_joined`]). A pass waits
 //! only for callers of the last pass that are not back yet, for up to a
 //! quarter of that pass's time (not `max_wait`): so concurrent generations
-//! stay in step (continuous batching), and a lone one never waits.
+//! stay in step (continuous batching), and a lone one never waits. In a
+//! pass with others, a prompt longer than `prefill_chunk` tokens runs its
+//! first chunk and the rest goes first into the next pass
+//! ([`Model::split_call`]; chunked prefill), so the others' next tokens are
+//! not held up by the whole prompt.
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
@@ -89,10 +93,20 @@ pub(crate) async fn run(
     // callers come back for their next token at about the same time.
     let mut last = 0;
     let last_took = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    // The rest of prompts cut by the last pass: they go first into the next.
+    let (cont_tx, mut cont_rx) = mpsc::unbounded_channel::<Call>();
     loop {
         let Ok(permit) = permits.clone().acquire_owned().await else {
             return;
         };
+        // (The pass that cut them sent them before giving its permit back.)
+        let mut rests = Vec::new();
+        while let Ok(call) = cont_rx.try_recv() {
+            rests.push(call);
+        }
+        for call in rests.into_iter().rev() {
+            waiting.push_front(call);
+        }
         let first = match waiting.pop_front() {
             Some(call) => call,
             None => match rx.recv().await {
@@ -160,6 +174,7 @@ pub(crate) async fn run(
         let stats = stats.clone();
         let model = model.clone();
         let last_took = last_took.clone();
+        let cont_tx = cont_tx.clone();
         // Every call one token id (at most one i64): decoding steps.
         let steps = batch
             .iter()
@@ -168,7 +183,7 @@ pub(crate) async fn run(
         tokio::task::spawn_blocking(move || {
             if joined {
                 let start = std::time::Instant::now();
-                serve_joined(&*model, batch, &stats);
+                serve_joined(&*model, batch, &stats, config.prefill_chunk, &cont_tx);
                 if steps {
                     let took = start.elapsed().as_micros().min(u128::from(u64::MAX)) as u64;
                     last_took.store(took, Ordering::Relaxed);
@@ -235,15 +250,36 @@ fn serve(
 /// session. A panic fails every call of the pass and leaves each of their
 /// sessions [`Failed`]: the pass may have extended some caches and not
 /// others, and a context must not go on from a state nobody knows.
-fn serve_joined(model: &dyn Model, batch: Vec<Call>, stats: &InferenceStats) {
+fn serve_joined(
+    model: &dyn Model,
+    batch: Vec<Call>,
+    stats: &InferenceStats,
+    chunk: usize,
+    rests: &mpsc::UnboundedSender<Call>,
+) {
     let mut guards: Vec<_> = batch
         .iter()
         .map(|(_, session, _)| session.lock().unwrap_or_else(|e| e.into_inner()))
         .collect();
+    // With others in the pass, a long prompt runs its first chunk now.
+    let cuts: Vec<Option<(Named, Named)>> = guards
+        .iter()
+        .zip(&batch)
+        .map(|(session, (inputs, _, _))| {
+            let others = batch.len() > 1 && chunk > 0;
+            others
+                .then(|| model.split_call(&***session, inputs, chunk))
+                .flatten()
+        })
+        .collect();
     let mut calls: Vec<Joined<'_>> = guards
         .iter_mut()
         .zip(&batch)
-        .map(|(session, (inputs, _, _))| (&mut ***session, inputs.as_slice()))
+        .zip(&cuts)
+        .map(|((session, (inputs, _, _)), cut)| {
+            let inputs = cut.as_ref().map_or(inputs.as_slice(), |(head, _)| head);
+            (&mut ***session, inputs)
+        })
         .collect();
     stats.engine_calls.fetch_add(1, Ordering::Relaxed);
     let results = contained(|| model.compute_joined(&mut calls));
@@ -258,10 +294,18 @@ fn serve_joined(model: &dyn Model, batch: Vec<Call>, stats: &InferenceStats) {
         }
     };
     drop(guards);
-    for ((_, _, reply), result) in batch.into_iter().zip(results) {
-        let _ = reply.send(Answer::Done(
-            result.map_err(crate::inference::convert_error),
-        ));
+    for (((_, session, reply), result), cut) in batch.into_iter().zip(results).zip(cuts) {
+        match (result, cut) {
+            // The rest of the prompt: answered once its last chunk ran.
+            (Ok(_), Some((_, rest))) => {
+                let _ = rests.send((rest, session, reply));
+            }
+            (result, _) => {
+                let _ = reply.send(Answer::Done(
+                    result.map_err(crate::inference::convert_error),
+                ));
+            }
+        }
     }
 }
 
@@ -522,6 +566,59 @@ mod tests {
         let want = alone[0].compute(&steps[1][0]).unwrap();
         assert_eq!(a.unwrap()[0].1.data, want[0].1.data);
         assert_eq!(stats.engine_calls.load(Ordering::Relaxed), 2);
+    }
+
+    /// Beside other callers, a prompt longer than `prefill_chunk` runs its
+    /// first chunk in their pass and the rest in the next (alone: whole),
+    /// with the logits it gets whole; one too long for the context is not
+    /// cut, and fails whole, leaving its session as it was.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn long_prompts_run_in_chunks_beside_other_callers() {
+        let model = smollm2();
+        let prompt: Vec<i64> = (500..521).collect();
+        let too_long: Vec<i64> = vec![500; 8193];
+        let calls = [ids(&prompt), ids(&[1, 520]), ids(&too_long)];
+        let sessions: Vec<Shared> = (0..3).map(|_| session(&model)).collect();
+        let stats = Arc::new(InferenceStats::default());
+        let (tx, rx) = mpsc::channel(8);
+        let config = BatchConfig {
+            prefill_chunk: 8,
+            ..BatchConfig::default()
+        };
+        let mut replies = Vec::new();
+        for (inputs, s) in calls.iter().zip(&sessions) {
+            let (reply, rx) = oneshot::channel();
+            tx.send((inputs.clone(), s.clone(), reply)).await.unwrap();
+            replies.push(rx);
+        }
+        tokio::spawn(run(model.clone(), rx, config, stats.clone()));
+        let mut answers = Vec::new();
+        for rx in replies {
+            let Answer::Done(a) = answer(rx).await else {
+                panic!("a decoder call sent back to run alone");
+            };
+            answers.push(a);
+        }
+        // Its first 8 tokens beside the others, then the other 13 alone.
+        assert_eq!(stats.engine_calls.load(Ordering::Relaxed), 2);
+        let too_long = answers.pop().unwrap().unwrap_err();
+        assert!(too_long.message.contains("context"), "{too_long:?}");
+        let chunked = answers[0].as_ref().unwrap()[0].1.to_f32().unwrap();
+        let whole = model.session().compute(&calls[0]).unwrap()[0]
+            .1
+            .to_f32()
+            .unwrap();
+        let worst = chunked
+            .iter()
+            .zip(&whole)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(worst < 1e-3, "chunked prefill's logits {worst} off");
+        // The refused prompt left nothing in its session's cache.
+        let mut refused = sessions[2].lock().unwrap();
+        let again = refused.compute(&calls[1]).unwrap();
+        let fresh = model.session().compute(&calls[1]).unwrap();
+        assert_eq!(again[0].1.data, fresh[0].1.data);
     }
 
     /// Echoes its input, and panics on a negative value: a stand-in for a

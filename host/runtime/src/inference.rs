@@ -37,6 +37,12 @@ pub struct BatchConfig {
     /// outside these slots. Default: the number of cores. (Joined decoder
     /// passes, which use every core, run one at a time.)
     pub max_in_flight: usize,
+    /// Most tokens of one caller's prompt a joined decoder pass takes while
+    /// other callers are in it (chunked prefill): a longer prompt runs over
+    /// several passes, so it delays their next token by a chunk's time, not
+    /// the whole prompt's. Alone, a prompt runs whole. 0 never cuts.
+    /// Default 128.
+    pub prefill_chunk: usize,
     /// Where models loaded by name from the registry run (`wasi:nn`
     /// `load-by-name` names no target). `Gpu` uses the node's GPU when it
     /// has one, else the CPU. Default `Cpu`.
@@ -49,6 +55,7 @@ impl Default for BatchConfig {
             max_batch: 32,
             max_wait: Duration::from_millis(1),
             max_in_flight: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            prefill_chunk: 128,
             registry_target: ExecutionTarget::Cpu,
         }
     }

@@ -175,6 +175,10 @@ pub struct ServeArgs {
     /// quarter of its time).
     #[arg(long, default_value_t = 1000)]
     pub nn_max_wait_us: u64,
+    /// Most tokens of one caller's prompt a joined decoder pass takes while
+    /// other generations are in it (chunked prefill; 0: prompts run whole).
+    #[arg(long, default_value_t = 128)]
+    pub nn_prefill_chunk: usize,
     /// Where models from the registry run: `cpu`, or `gpu` (the node's GPU
     /// through wgpu when it has one, else the CPU; ONNX matrix products with
     /// weight operands run there).
@@ -419,6 +423,7 @@ async fn serve(args: ServeArgs, token: Option<String>) -> anyhow::Result<()> {
     config.max_model = args.max_model_mib.max(1) << 20;
     config.nn_batch.max_batch = args.nn_max_batch.max(1);
     config.nn_batch.max_wait = Duration::from_micros(args.nn_max_wait_us);
+    config.nn_batch.prefill_chunk = args.nn_prefill_chunk;
     config.capacity = crate::resources::CapacityConfig {
         cpus: args.cpus,
         gpus: args.gpus,

@@ -17,7 +17,7 @@ use std::any::Any;
 use std::sync::Arc;
 
 use crate::gpu::Gpu;
-use crate::{Joined, Model, NnError, Outputs, Placement, Session};
+use crate::{Joined, Model, Named, NnError, Outputs, Placement, Session, Tensor};
 
 pub use hparams::ARCHITECTURES;
 pub(crate) use hparams::{HParams, check};
@@ -235,6 +235,27 @@ impl Model for Llama {
 
     fn joinable(&self) -> bool {
         true
+    }
+
+    fn split_call(
+        &self,
+        session: &dyn Session,
+        inputs: &[(String, Tensor)],
+        rows: usize,
+    ) -> Option<(Named, Named)> {
+        let any: &dyn Any = session;
+        let dec = any.downcast_ref::<session::Decoder>()?;
+        // Checked as the whole call would be (ids, room in the context).
+        let tokens = dec.tokens(inputs).ok()?;
+        if tokens.len() <= rows || rows == 0 {
+            return None;
+        }
+        let name = &inputs[0].0;
+        let part = |ids: &[u32]| {
+            let ids: Vec<i64> = ids.iter().map(|&t| i64::from(t)).collect();
+            vec![(name.clone(), Tensor::from_i64(vec![ids.len()], &ids))]
+        };
+        Some((part(&tokens[..rows]), part(&tokens[rows..])))
     }
 
     fn compute_joined(&self, calls: &mut [Joined<'_>]) -> Vec<Outputs> {
