@@ -40,6 +40,33 @@ fn events(text: &str) -> Vec<(String, Value)> {
         .collect()
 }
 
+/// Invokes `stage` with `body`, streamed: the ids of its `partial` events
+/// and its result (the first item's).
+async fn stream(d: &TestDaemon, stage: &str, body: &Value) -> (Vec<Value>, Value) {
+    let r = d
+        .http
+        .post(d.url(&format!("/v1/stages/{stage}/invoke")))
+        .header("accept", "text/event-stream")
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{stage}");
+    let frames = events(&r.text().await.unwrap());
+    let ids = frames
+        .iter()
+        .filter(|(e, _)| e == "partial")
+        .map(|(_, v)| v["id"].clone())
+        .collect();
+    let (_, result) = frames.last().unwrap();
+    let result = if result.is_array() {
+        &result[0]
+    } else {
+        result
+    };
+    (ids, result.clone())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embed_matches_onnxruntime_over_http() {
     let d = TestDaemon::start().await;
@@ -449,31 +476,13 @@ async fn generate_runs_qwen3_granite_llama3_phi3_and_sentencepiece_files_as_llam
             .take_while(|m| m.as_f64().unwrap() >= 2e-3)
             .count();
         assert!(clear >= 5, "{name}: {clear} tokens before a near-tie");
-        let r = d
-            .http
-            .post(d.url(&format!("/v1/stages/gen-{name}/invoke")))
-            .header("accept", "text/event-stream")
-            .json(&json!({"prompt": chat["question"], "max_tokens": clear}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200, "{name}");
-        let frames = events(&r.text().await.unwrap());
-        let ids: Vec<&Value> = frames
-            .iter()
-            .filter(|(e, _)| e == "partial")
-            .map(|(_, v)| &v["id"])
-            .collect();
-        let expected: Vec<&Value> = chat["generated_ids"].as_array().unwrap()[..clear]
-            .iter()
-            .collect();
-        assert_eq!(ids, expected, "{name}");
-        let (_, result) = frames.last().unwrap();
-        let result = if result.is_array() {
-            &result[0]
-        } else {
-            result
-        };
+        let body = json!({"prompt": chat["question"], "max_tokens": clear});
+        let (ids, result) = stream(&d, &format!("gen-{name}"), &body).await;
+        assert_eq!(
+            ids,
+            chat["generated_ids"].as_array().unwrap()[..clear],
+            "{name}"
+        );
         assert_eq!(
             result["prompt_tokens"],
             chat["prompt_ids"].as_array().unwrap().len(),
@@ -520,31 +529,13 @@ async fn generate_without_a_template_continues_the_text() {
         })
         .count();
     assert!(clear >= 5, "{clear} tokens before a near-tie");
-    let r = d
-        .http
-        .post(d.url("/v1/stages/gen-plain/invoke"))
-        .header("accept", "text/event-stream")
-        .json(&json!({"prompt": reference["prompt"], "max_tokens": clear}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let frames = events(&r.text().await.unwrap());
-    let ids: Vec<&Value> = frames
-        .iter()
-        .filter(|(e, _)| e == "partial")
-        .map(|(_, v)| &v["id"])
-        .collect();
-    let expected: Vec<&Value> = case["generated_ids"].as_array().unwrap()[..clear]
-        .iter()
-        .collect();
-    assert_eq!(ids, expected, "llama.cpp's continuation");
-    let (_, result) = frames.last().unwrap();
-    let result = if result.is_array() {
-        &result[0]
-    } else {
-        result
-    };
+    let body = json!({"prompt": reference["prompt"], "max_tokens": clear});
+    let (ids, result) = stream(&d, "gen-plain", &body).await;
+    assert_eq!(
+        ids,
+        case["generated_ids"].as_array().unwrap()[..clear],
+        "llama.cpp's continuation"
+    );
     assert_eq!(
         result["prompt_tokens"],
         case["prompt_ids"].as_array().unwrap().len(),

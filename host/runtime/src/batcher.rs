@@ -511,6 +511,38 @@ mod tests {
         vec![("input_ids".into(), Tensor::from_i64(vec![ids.len()], ids))]
     }
 
+    /// `calls` on `sessions`, queued before a batcher on `model` starts (so
+    /// the first pass may take them all): their answers, the stats, and the
+    /// queue for more calls.
+    async fn decoder_calls(
+        model: &Arc<dyn Model>,
+        calls: &[Named],
+        sessions: &[Shared],
+        config: BatchConfig,
+    ) -> (
+        Vec<Result<Named, NnError>>,
+        Arc<InferenceStats>,
+        mpsc::Sender<Call>,
+    ) {
+        let stats = Arc::new(InferenceStats::default());
+        let (tx, rx) = mpsc::channel(8);
+        let mut replies = Vec::new();
+        for (inputs, s) in calls.iter().zip(sessions) {
+            let (reply, rx) = oneshot::channel();
+            tx.send((inputs.clone(), s.clone(), reply)).await.unwrap();
+            replies.push(rx);
+        }
+        tokio::spawn(run(model.clone(), rx, config, stats.clone()));
+        let mut answers = Vec::new();
+        for rx in replies {
+            let Answer::Done(a) = answer(rx).await else {
+                panic!("a decoder call sent back to run alone");
+            };
+            answers.push(a);
+        }
+        (answers, stats, tx)
+    }
+
     /// Decoder calls queued together run as one joined pass, each on its
     /// caller's session, and get what they get alone; a bad one fails
     /// alone. A decoder pass never waits `max_wait` (600 s here): the next
@@ -525,28 +557,12 @@ mod tests {
         ];
         let sessions: Vec<Shared> = (0..3).map(|_| session(&model)).collect();
         let mut alone: Vec<_> = (0..2).map(|_| model.session()).collect();
-        let stats = Arc::new(InferenceStats::default());
-        let (tx, rx) = mpsc::channel(8);
         let config = BatchConfig {
             max_batch: 32,
             max_wait: Duration::from_secs(600),
             ..BatchConfig::default()
         };
-        let mut replies = Vec::new();
-        // Queued before the batcher starts: they all wait for one pass.
-        for (inputs, s) in steps[0].iter().zip(&sessions) {
-            let (reply, rx) = oneshot::channel();
-            tx.send((inputs.clone(), s.clone(), reply)).await.unwrap();
-            replies.push(rx);
-        }
-        tokio::spawn(run(model.clone(), rx, config, stats.clone()));
-        let mut answers = Vec::new();
-        for rx in replies {
-            let Answer::Done(a) = answer(rx).await else {
-                panic!("a decoder call sent back to run alone");
-            };
-            answers.push(a);
-        }
+        let (mut answers, stats, tx) = decoder_calls(&model, &steps[0], &sessions, config).await;
         assert_eq!(stats.engine_calls.load(Ordering::Relaxed), 1, "one pass");
         let bad = answers.pop().unwrap().unwrap_err();
         assert!(bad.message.contains("outside the vocabulary"), "{bad:?}");
@@ -579,26 +595,11 @@ mod tests {
         let too_long: Vec<i64> = vec![500; 8193];
         let calls = [ids(&prompt), ids(&[1, 520]), ids(&too_long)];
         let sessions: Vec<Shared> = (0..3).map(|_| session(&model)).collect();
-        let stats = Arc::new(InferenceStats::default());
-        let (tx, rx) = mpsc::channel(8);
         let config = BatchConfig {
             prefill_chunk: 8,
             ..BatchConfig::default()
         };
-        let mut replies = Vec::new();
-        for (inputs, s) in calls.iter().zip(&sessions) {
-            let (reply, rx) = oneshot::channel();
-            tx.send((inputs.clone(), s.clone(), reply)).await.unwrap();
-            replies.push(rx);
-        }
-        tokio::spawn(run(model.clone(), rx, config, stats.clone()));
-        let mut answers = Vec::new();
-        for rx in replies {
-            let Answer::Done(a) = answer(rx).await else {
-                panic!("a decoder call sent back to run alone");
-            };
-            answers.push(a);
-        }
+        let (mut answers, stats, _tx) = decoder_calls(&model, &calls, &sessions, config).await;
         // Its first 8 tokens beside the others, then the other 13 alone.
         assert_eq!(stats.engine_calls.load(Ordering::Relaxed), 2);
         let too_long = answers.pop().unwrap().unwrap_err();
