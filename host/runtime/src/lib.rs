@@ -37,6 +37,7 @@ mod inference;
 mod nn;
 mod pool;
 mod stderr;
+mod tokenizer;
 mod train;
 
 pub use bindings::weft::stage::types::{Item, StageError};
@@ -44,9 +45,10 @@ pub use config::RuntimeConfig;
 pub use engine::{Compiled, Runtime};
 pub use error::{InvokeError, RuntimeError};
 pub use host::{HostState, MirrorFuture, StageEvent, StateMirror};
-pub use inference::{BatchConfig, EngineBackend, InferenceStats, gguf_tokenizer, model_summary};
+pub use inference::{BatchConfig, EngineBackend, InferenceStats, model_summary};
 pub use nn::{
     BytesLoader, ExecutionTarget, GraphEncoding, NnBackend, NnContext, NnError, NnErrorCode,
     NnFuture, NnGraph, Tensor, TensorType, Unavailable,
 };
 pub use pool::{PoolStats, StagePool};
+pub use tokenizer::gguf_tokenizer;
