@@ -4,6 +4,8 @@
 //! weights in their quantised form is what makes decoding fast: a token reads
 //! ~0.6 byte per parameter instead of 4.
 
+use rayon::prelude::*;
+
 use crate::GgmlType;
 
 /// Elements per quantisation block.
@@ -153,6 +155,8 @@ pub struct Q8Row {
     pub unsigned4: Vec<i32>,
     /// The same for Q8_0's bytes read as `byte + 128`: −128 × the sums.
     pub unsigned8: Vec<i32>,
+    /// Per block: the sum of the quantised values.
+    pub sums: Vec<i32>,
 }
 
 impl Q8Row {
@@ -172,6 +176,7 @@ impl Q8Row {
         self.q.resize(x.len(), 0);
         self.unsigned4.clear();
         self.unsigned8.clear();
+        self.sums.clear();
         for (b, xs) in x.chunks_exact(BLOCK).enumerate() {
             let amax = xs.iter().fold(0f32, |a, v| a.max(v.abs()));
             let d = amax / 127.0;
@@ -187,6 +192,7 @@ impl Q8Row {
             let d16 = round_f16(d);
             self.d.push(d16);
             self.s.push(round_f16(d * sum as f32));
+            self.sums.push(sum);
             for four in self.q[b * BLOCK..(b + 1) * BLOCK].chunks_exact(4) {
                 let lane: i32 = four.iter().map(|&q| i32::from(q)).sum();
                 self.unsigned4.push(-8 * lane);
@@ -214,38 +220,23 @@ fn round_away(x: f32) -> i32 {
 }
 
 /// Activation rows quantised for products with many weight rows
-/// ([`dot_rows`]): the rows, and where the CPU has 512-bit VNNI, each two
-/// of them interleaved block by block, so that one 512-bit instruction
-/// serves both rows of a pair.
+/// ([`dot_rows`], [`dot_lanes`]).
 #[derive(Debug, Clone, Default)]
 pub struct Q8Batch {
     /// The rows, in order, all of the same length.
     rows: Vec<Q8Row>,
-    /// Rows (0, 1), (2, 3)…, interleaved; empty where not used.
-    pairs: Vec<Q8Pair>,
-    /// With `pairs`: each row's [`Q8Row::s`] by block (block-major), so a
-    /// group of rows adds Q4_1's offsets in one vector.
-    s_by_block: Vec<f32>,
-}
-
-/// Two rows of a [`Q8Batch`], block by block: the first row's block, then
-/// the second's.
-#[derive(Debug, Clone, Default)]
-struct Q8Pair {
-    /// 64 values per block.
-    q: Vec<i8>,
-    /// 16 lanes per block ([`Q8Row::unsigned4`]).
-    unsigned4: Vec<i32>,
-    /// 16 lanes per block ([`Q8Row::unsigned8`]).
-    unsigned8: Vec<i32>,
-    /// 16 per block: each row's block scale 8 times.
-    d: Vec<f32>,
 }
 
 impl Q8Batch {
-    /// Quantises `x`, rows of `cols` values (a multiple of 32).
+    /// Quantises `x`, rows of `cols` values (a multiple of 32); a few
+    /// rows at a time on the thread pool when there are many.
     pub fn quantize(x: &[f32], cols: usize) -> Self {
-        Self::new(x.chunks_exact(cols).map(Q8Row::quantize).collect())
+        let rows = if x.len() >= 4 * 1024 {
+            x.par_chunks_exact(cols).map(Q8Row::quantize).collect()
+        } else {
+            x.chunks_exact(cols).map(Q8Row::quantize).collect()
+        };
+        Self::new(rows)
     }
 
     /// A batch of `rows`.
@@ -260,53 +251,12 @@ impl Q8Batch {
                 "the rows of a batch have the same length"
             );
         }
-        // Only batches of 8 rows or more run on pairs.
-        #[cfg(target_arch = "x86_64")]
-        let pairs = if avx2::wide() && rows.len() >= 8 {
-            rows.chunks_exact(2)
-                .map(|p| Q8Pair::new(&p[0], &p[1]))
-                .collect()
-        } else {
-            Vec::new()
-        };
-        #[cfg(not(target_arch = "x86_64"))]
-        let pairs: Vec<Q8Pair> = Vec::new();
-        let s_by_block = if pairs.is_empty() {
-            Vec::new()
-        } else {
-            let blocks = rows.first().map_or(0, |r| r.s.len());
-            (0..blocks)
-                .flat_map(|b| rows.iter().map(move |r| r.s[b]))
-                .collect()
-        };
-        Self {
-            rows,
-            pairs,
-            s_by_block,
-        }
+        Self { rows }
     }
 
     /// The rows, in order.
     pub fn rows(&self) -> &[Q8Row] {
         &self.rows
-    }
-}
-
-impl Q8Pair {
-    fn new(a: &Q8Row, b: &Q8Row) -> Self {
-        let blocks = a.d.len();
-        let mut p = Self::default();
-        for k in 0..blocks {
-            for r in [a, b] {
-                p.q.extend_from_slice(&r.q[k * BLOCK..(k + 1) * BLOCK]);
-                p.unsigned4
-                    .extend_from_slice(&r.unsigned4[k * 8..(k + 1) * 8]);
-                p.unsigned8
-                    .extend_from_slice(&r.unsigned8[k * 8..(k + 1) * 8]);
-                p.d.extend_from_slice(&[r.d[k]; 8]);
-            }
-        }
-        p
     }
 }
 
@@ -350,13 +300,40 @@ pub fn dot_rows(ty: GgmlType, raw: &[u8], xs: &Q8Batch, xf: &[f32], out: &mut [f
     #[cfg(target_arch = "x86_64")]
     if matches!(ty, GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q8_0) && avx2::available() {
         // SAFETY: as in `dot_row`.
-        unsafe { avx2::dot_many(ty, raw, xs, out) };
+        unsafe { avx2::dot_many(ty, raw, &xs.rows, out) };
         return;
     }
     let cols = xf.len() / xs.rows.len().max(1);
     for (t, (x, o)) in xs.rows.iter().zip(out.iter_mut()).enumerate() {
         *o = dot_row_portable(ty, raw, x, &xf[t * cols..(t + 1) * cols]);
     }
+}
+
+/// The products of rows `first ..` of a matrix packed by
+/// [`lanes::pack`] (`first` a multiple of [`lanes::LANES`]; as many rows
+/// as `out` holds, `xs.rows().len()` each) with the rows of `xs`, weight
+/// row by weight row into `out`. Only where [`lanes::used_for`] the type.
+pub fn dot_lanes(
+    ty: GgmlType,
+    packed: &[u8],
+    row_bytes: usize,
+    first: usize,
+    xs: &Q8Batch,
+    out: &mut [f32],
+) {
+    assert!(
+        lanes::used_for(ty),
+        "a matrix packed for a CPU that has no kernel for it"
+    );
+    let rows = out.len() / xs.rows.len();
+    assert!(packed.len() >= (first + rows).div_ceil(lanes::LANES) * lanes::LANES * row_bytes);
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: the CPU has 512-bit VNNI (`used_for`); whole tiles hold the
+    // rows asked for (asserted); each row of `xs` is as long as a
+    // weight row (the caller quantised it from the same width).
+    unsafe {
+        avx2::dot_lanes(ty, packed, row_bytes, first, &xs.rows, out)
+    };
 }
 
 /// [`dot_row`] without SIMD intrinsics: the reference the AVX2 kernels
@@ -415,6 +392,7 @@ fn bytemuck_i8(b: &[u8]) -> &[i8; 32] {
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+pub(crate) mod lanes;
 pub(crate) mod transcode;
 
 #[cfg(test)]
@@ -587,8 +565,69 @@ mod tests {
     }
 
     #[test]
+    fn packed_products_match_the_portable_ones_and_each_row_alone() {
+        // 19 activation rows (groups of 16, 2 and 1) by 35 weight rows:
+        // two whole tiles and a padded one, of 3 blocks.
+        let xs: Vec<Vec<f32>> = (0..19)
+            .map(|t| {
+                (0..96)
+                    .map(|i| ((i * 13 + t * 7) % 23) as f32 / 5.0 - 2.0)
+                    .collect()
+            })
+            .collect();
+        let xq: Vec<Q8Row> = xs.iter().map(|x| Q8Row::quantize(x)).collect();
+        for (ty, size) in [
+            (GgmlType::Q4_0, 18),
+            (GgmlType::Q4_1, 20),
+            (GgmlType::Q8_0, 34),
+        ] {
+            if !lanes::used_for(ty) {
+                continue;
+            }
+            let row_bytes = 3 * size;
+            let mut raw: Vec<u8> = (0..35 * row_bytes).map(|i| (i * 37 % 251) as u8).collect();
+            for blk in raw.chunks_exact_mut(size) {
+                blk[..2].copy_from_slice(&f32_to_f16(0.05).to_le_bytes());
+                if ty == GgmlType::Q4_1 {
+                    blk[2..4].copy_from_slice(&f32_to_f16(-0.2).to_le_bytes());
+                }
+            }
+            let packed = lanes::pack(ty, &raw, row_bytes);
+            let n = xs.len();
+            // Rows 16.. (a run that starts at the second tile), all at once.
+            let mut all = vec![0f32; 19 * n];
+            dot_lanes(
+                ty,
+                &packed,
+                row_bytes,
+                16,
+                &Q8Batch::new(xq.clone()),
+                &mut all,
+            );
+            for (r, w) in raw.chunks_exact(row_bytes).enumerate().skip(16) {
+                for (t, x) in xs.iter().enumerate() {
+                    let got = all[(r - 16) * n + t];
+                    let want = dot_row_portable(ty, w, &xq[t], x);
+                    assert!(
+                        (got - want).abs() <= 1e-4 * want.abs().max(1.0),
+                        "{ty:?} row {r}, input {t}: {got} vs {want}"
+                    );
+                    let mut alone = vec![0f32; 19];
+                    let one = Q8Batch::new(vec![xq[t].clone()]);
+                    dot_lanes(ty, &packed, row_bytes, 16, &one, &mut alone);
+                    assert_eq!(
+                        alone[r - 16].to_bits(),
+                        got.to_bits(),
+                        "{ty:?} row {r}, input {t}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
     fn many_rows_at_once_match_one_at_a_time() {
-        // 19 rows: two groups of 8 on the 512-bit copy, 3 left.
+        // 19 rows: groups of 8, 8, 2 and 1 on the VNNI copy.
         let xs: Vec<Vec<f32>> = (0..19)
             .map(|t| {
                 (0..64)
@@ -628,12 +667,6 @@ mod tests {
                     unsafe { avx2::dot_many_avx2(ty, &raw, x, o) };
                 }
                 assert_eq!(plain, out, "{ty:?}: AVX2 and VNNI copies differ");
-                if avx2::vnni() {
-                    let mut ymm = vec![0f32; xs.len()];
-                    // SAFETY: as above, and the CPU has VNNI.
-                    unsafe { avx2::dot_many_vnni(ty, &raw, &xq, &mut ymm) };
-                    assert_eq!(ymm, out, "{ty:?}: 256- and 512-bit VNNI copies differ");
-                }
             }
         }
     }

@@ -207,7 +207,7 @@ impl Llama {
             Some(_) => Some(m("output.weight", hp.vocab, hp.embd)?),
             None => None,
         };
-        Ok(Weights {
+        let mut weights = Weights {
             tok_embd: m("token_embd.weight", hp.vocab, hp.embd)?,
             output_norm: v("output_norm.weight", hp.embd)?,
             rope_freqs: optional("rope_freqs.weight", hp.rope_dims / 2)?,
@@ -215,7 +215,9 @@ impl Llama {
             output,
             hp,
             device: None,
-        })
+        };
+        weights.products_mut().for_each(QMatrix::pack);
+        Ok(weights)
     }
 }
 

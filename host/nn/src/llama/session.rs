@@ -8,6 +8,7 @@ use super::Weights;
 use super::device::OnDevice;
 use super::weights::QMatrix;
 use crate::quant::round_f16;
+use crate::simd::wide_fn;
 use crate::{NnError, NnErrorKind, Session, Tensor};
 
 /// A decoder session: the positions seen so far and their keys and values.
@@ -111,29 +112,9 @@ impl Decoder {
             let (t, head) = (i / heads, i % heads);
             let kvh = head / group;
             let seen = self.past + t + 1;
-            // llama.cpp multiplies the f16 cache by f16-rounded operands.
-            let qh: Vec<f32> = q[t * d + head * hd..][..hd]
-                .iter()
-                .map(|&x| round_f16(x))
-                .collect();
-            let mut scores: Vec<f32> = (0..seen)
-                .map(|p| {
-                    let kp = &kc[p * kvd + kvh * hd..][..hd];
-                    qh.iter().zip(kp).map(|(a, b)| a * b).sum::<f32>() * scale
-                })
-                .collect();
-            let max = scores.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-            let mut sum = 0f64;
-            for s in &mut scores {
-                *s = (*s - max).exp();
-                sum += f64::from(*s);
-            }
-            let inv = (1.0 / sum) as f32;
-            for (p, s) in scores.iter().enumerate() {
-                let weight = round_f16(s * inv);
-                let vp = &vc[p * kvd + kvh * hd..][..hd];
-                o.iter_mut().zip(vp).for_each(|(o, v)| *o += weight * v);
-            }
+            let qh = &q[t * d + head * hd..][..hd];
+            let cache = (&kc[kvh * hd..], &vc[kvh * hd..], kvd);
+            attend(qh, cache, seen, scale, o);
         };
         // A few new tokens' heads are too little work to wake the pool for.
         if n * (self.past + n) * heads * hd < 1 << 18 {
@@ -142,6 +123,43 @@ impl Decoder {
             out.par_chunks_mut(hd).enumerate().for_each(one_head);
         }
         out
+    }
+}
+
+wide_fn! {
+    /// One query head `qh` over the first `seen` positions of a cache
+    /// (its keys and values from this head's offset, `stride` apart),
+    /// into `o`. llama.cpp multiplies the f16 cache by f16-rounded
+    /// operands; the query-key dots run over 8 lanes, then their sum.
+    fn attend(qh: &[f32], cache: (&[f32], &[f32], usize), seen: usize, scale: f32, o: &mut [f32]) {
+        const LANES: usize = 8;
+        let (kc, vc, stride) = cache;
+        let hd = qh.len();
+        let q: Vec<f32> = qh.iter().map(|&x| round_f16(x)).collect();
+        let mut scores: Vec<f32> = (0..seen)
+            .map(|p| {
+                let kp = &kc[p * stride..][..hd];
+                let mut lanes = [0f32; LANES];
+                let (qs, ks) = (q.chunks_exact(LANES), kp.chunks_exact(LANES));
+                let rest: f32 = qs.remainder().iter().zip(ks.remainder()).map(|(a, b)| a * b).sum();
+                for (a, b) in qs.zip(ks) {
+                    lanes.iter_mut().zip(a.iter().zip(b)).for_each(|(l, (a, b))| *l += a * b);
+                }
+                (lanes.iter().sum::<f32>() + rest) * scale
+            })
+            .collect();
+        let max = scores.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+        let mut sum = 0f64;
+        for s in &mut scores {
+            *s = (*s - max).exp();
+            sum += f64::from(*s);
+        }
+        let inv = (1.0 / sum) as f32;
+        for (p, s) in scores.iter().enumerate() {
+            let weight = round_f16(s * inv);
+            let vp = &vc[p * stride..][..hd];
+            o.iter_mut().zip(vp).for_each(|(o, v)| *o += weight * v);
+        }
     }
 }
 

@@ -22,6 +22,9 @@ pub(crate) struct QMatrix {
     cols: usize,
     row_bytes: usize,
     data: Vec<u8>,
+    /// Whether `data` holds the rows interleaved 16 at a time
+    /// ([`quant::lanes`]) rather than one after another.
+    lanes: bool,
     /// Wᵀ in f32 on a GPU, when the model was loaded for one: the
     /// device's forward pass reads it (the quantised rows stay for
     /// embedding lookups, and for the CPU should the device fail).
@@ -99,6 +102,7 @@ impl QMatrix {
             cols,
             row_bytes: data.len() / rows,
             data,
+            lanes: false,
             gpu: None,
         })
     }
@@ -107,6 +111,7 @@ impl QMatrix {
     /// up to all of them): Phi-3's fused Q/K/V and gate/up products, read
     /// as the separate matrices the forward pass takes.
     pub(crate) fn split_rows(self, rows: &[usize]) -> Vec<QMatrix> {
+        assert!(!self.lanes, "split before packing");
         assert_eq!(
             rows.iter().sum::<usize>(),
             self.rows,
@@ -123,6 +128,7 @@ impl QMatrix {
                     cols: self.cols,
                     row_bytes: self.row_bytes,
                     data,
+                    lanes: false,
                     gpu: None,
                 }
             })
@@ -165,13 +171,28 @@ impl QMatrix {
         self.data.len()
     }
 
+    /// Interleaves the rows for the CPU's product kernel, where it has
+    /// one for them ([`quant::lanes`]); the same bytes, reordered.
+    pub(crate) fn pack(&mut self) {
+        if !self.lanes && quant::lanes::used_for(self.ty) {
+            self.data = quant::lanes::pack(self.ty, &self.data, self.row_bytes);
+            self.lanes = true;
+        }
+    }
+
     /// Row `r` dequantised into `out`.
     pub(crate) fn row(&self, r: usize, out: &mut [f32]) {
-        quant::dequantize(
-            self.ty,
-            &self.data[r * self.row_bytes..][..self.row_bytes],
-            out,
-        );
+        if self.lanes {
+            let mut raw = vec![0u8; self.row_bytes];
+            quant::lanes::row(self.ty, &self.data, self.row_bytes, r, &mut raw);
+            quant::dequantize(self.ty, &raw, out);
+        } else {
+            quant::dequantize(
+                self.ty,
+                &self.data[r * self.row_bytes..][..self.row_bytes],
+                out,
+            );
+        }
     }
 
     /// `y = x · Wᵀ` for `n` rows of `x` (`n × cols`), giving `n × rows`.
@@ -200,7 +221,11 @@ impl QMatrix {
         // Rows of each W are split into runs; each run reads its rows once
         // for all `n` inputs, so W streams through memory once per call.
         let total: usize = mats.iter().map(|m| m.rows).sum();
-        let chunk = (total / (rayon::current_num_threads() * 8)).clamp(16, 512);
+        // (A multiple of 16: packed matrices are multiplied 16 rows at a
+        // time.)
+        let chunk = (total / (rayon::current_num_threads() * 8))
+            .clamp(16, 512)
+            .next_multiple_of(quant::lanes::LANES);
         let mut yts: Vec<Vec<f32>> = mats.iter().map(|m| vec![0f32; m.rows * n]).collect();
         let mut runs: Vec<(&QMatrix, usize, &mut [f32])> = Vec::new();
         for (m, yt) in mats.iter().zip(&mut yts) {
@@ -209,6 +234,10 @@ impl QMatrix {
             }
         }
         let run = |(m, first, out): (&QMatrix, usize, &mut [f32])| {
+            if m.lanes {
+                quant::dot_lanes(m.ty, &m.data, m.row_bytes, first, &xq, out);
+                return;
+            }
             for (i, o) in out.chunks_exact_mut(n).enumerate() {
                 let r = first + i;
                 let w = &m.data[r * m.row_bytes..][..m.row_bytes];

@@ -8,7 +8,7 @@
 use std::arch::x86_64::*;
 use std::sync::OnceLock;
 
-use super::{BLOCK, Q8Batch, Q8Pair, Q8Row};
+use super::{BLOCK, Q8Row};
 use crate::GgmlType;
 
 pub(super) fn available() -> bool {
@@ -81,8 +81,8 @@ pub(super) fn vnni() -> bool {
     })
 }
 
-/// Whether the CPU has 512-bit VNNI (and what [`dot_many_wide`] uses
-/// with it): [`Q8Batch`]es then interleave their rows in pairs.
+/// Whether the CPU has 512-bit VNNI (and what [`dot_lanes`] uses with
+/// it).
 pub(super) fn wide() -> bool {
     static HAS: OnceLock<bool> = OnceLock::new();
     *HAS.get_or_init(|| {
@@ -93,128 +93,16 @@ pub(super) fn wide() -> bool {
 /// [`dot`] of one weight row with each row of `xs`.
 ///
 /// # Safety
-/// As [`dot`], for every row of `xs`; `out` as long as `xs.rows`.
-pub(super) unsafe fn dot_many(ty: GgmlType, raw: &[u8], xs: &Q8Batch, out: &mut [f32]) {
+/// As [`dot`], for every row of `xs`; `out` as long as `xs`.
+pub(super) unsafe fn dot_many(ty: GgmlType, raw: &[u8], xs: &[Q8Row], out: &mut [f32]) {
     // SAFETY: the caller's contract, and each copy's features checked.
     unsafe {
-        if wide() && xs.rows.len() >= 8 && xs.pairs.len() == xs.rows.len() / 2 {
-            dot_many_wide(ty, raw, xs, out)
-        } else if vnni() {
-            dot_many_vnni(ty, raw, &xs.rows, out)
+        if vnni() {
+            dot_many_vnni(ty, raw, xs, out)
         } else {
-            for (xs, out) in xs.rows.chunks(ROWS).zip(out.chunks_mut(ROWS)) {
+            for (xs, out) in xs.chunks(ROWS).zip(out.chunks_mut(ROWS)) {
                 dot_many_avx2(ty, raw, xs, out)
             }
-        }
-    }
-}
-
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512dq,avx512vnni,avx512vl")]
-unsafe fn dot_many_wide(ty: GgmlType, raw: &[u8], xs: &Q8Batch, out: &mut [f32]) {
-    // SAFETY: as `dot_many`.
-    unsafe {
-        match ty {
-            GgmlType::Q4_0 => wide_rows::<Q4_0>(raw, xs, out),
-            GgmlType::Q4_1 => wide_rows::<Q4_1>(raw, xs, out),
-            _ => wide_rows::<Q8_0>(raw, xs, out),
-        }
-    }
-}
-
-/// [`wide_body`] on the pairs of `xs` four at a time (8 rows); the
-/// rows left go to the 256-bit copy (fewer rows run faster there).
-#[inline(always)]
-unsafe fn wide_rows<const TY: u8>(raw: &[u8], xs: &Q8Batch, out: &mut [f32]) {
-    let groups = xs.pairs.len() / 4;
-    for g in 0..groups {
-        let pairs = &xs.pairs[4 * g..4 * g + 4];
-        let rows = &xs.rows[8 * g..8 * g + 8];
-        let o = &mut out[8 * g..8 * g + 8];
-        let s = (xs.s_by_block.as_slice(), xs.rows.len(), 8 * g);
-        // SAFETY: the caller's contract, for a part of the rows.
-        unsafe { wide_body::<TY, 4>(raw, pairs, rows, s, o) };
-    }
-    let done = 8 * groups;
-    if done < xs.rows.len() {
-        // SAFETY: as above, for the rows left.
-        unsafe { dot_many_vnni(ty_of::<TY>(), raw, &xs.rows[done..], &mut out[done..]) };
-    }
-}
-
-/// The type a kernel's `TY` stands for.
-const fn ty_of<const TY: u8>() -> GgmlType {
-    match TY {
-        Q4_0 => GgmlType::Q4_0,
-        Q4_1 => GgmlType::Q4_1,
-        _ => GgmlType::Q8_0,
-    }
-}
-
-/// [`vnni_body`] on `P` pairs of rows (4: 8 rows), each pair in one
-/// 512-bit register: the low half is the first row's lanes, the high
-/// half the second's, each summed in block order exactly as
-/// [`vnni_body`] sums it, so the results are bit for bit the same.
-/// Q4_1's offsets of the 8 rows are added in one vector, from `s`: the
-/// batch's `s_by_block`, its number of rows and the index of the
-/// group's first row.
-#[inline(always)]
-unsafe fn wide_body<const TY: u8, const P: usize>(
-    raw: &[u8],
-    pairs: &[Q8Pair],
-    rows: &[Q8Row],
-    s: (&[f32], usize, usize),
-    out: &mut [f32],
-) {
-    const { assert!(P == 4, "8 rows: one 256-bit vector of offsets") };
-    let size = block_bytes::<TY>();
-    let blocks = raw.len() / size;
-    let pairs: &[Q8Pair; P] = pairs.try_into().expect("P pairs");
-    assert!(rows.len() == 2 * P && out.len() >= 2 * P);
-    for p in pairs {
-        assert!(p.q.len() >= blocks * 2 * BLOCK && p.d.len() >= blocks * 16);
-        assert!(p.unsigned4.len() >= blocks * 16 && p.unsigned8.len() >= blocks * 16);
-    }
-    let (s, n, first) = s;
-    if TY == Q4_1 {
-        assert!(s.len() >= blocks * n && first + 2 * P <= n);
-    }
-    // SAFETY: the callers enable AVX2, FMA, F16C, AVX-512 F/DQ/VNNI/VL.
-    unsafe {
-        let mut acc = [_mm512_setzero_ps(); P];
-        let mut offsets = _mm256_setzero_ps();
-        for b in 0..blocks {
-            // SAFETY: block `b` lies within `raw` and every pair (asserted).
-            let blk = raw.as_ptr().add(b * size);
-            let wu = unsigned_weights::<TY>(blk);
-            let wu = _mm512_broadcast_i64x4(wu);
-            let dw = _mm512_set1_ps(half(blk));
-            let m = if TY == Q4_1 { half(blk.add(2)) } else { 0.0 };
-            for (p, pair) in pairs.iter().enumerate() {
-                let qy = _mm512_loadu_si512(pair.q.as_ptr().add(b * 64) as *const __m512i);
-                let start = match TY {
-                    Q4_0 => {
-                        _mm512_loadu_si512(pair.unsigned4.as_ptr().add(b * 16) as *const __m512i)
-                    }
-                    Q4_1 => _mm512_setzero_si512(),
-                    _ => _mm512_loadu_si512(pair.unsigned8.as_ptr().add(b * 16) as *const __m512i),
-                };
-                let prod = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(start, wu, qy));
-                let d = _mm512_mul_ps(dw, _mm512_loadu_ps(pair.d.as_ptr().add(b * 16)));
-                acc[p] = _mm512_fmadd_ps(d, prod, acc[p]);
-            }
-            if TY == Q4_1 {
-                // A product, then a sum: as the scalar `+= m * s`.
-                let sb = _mm256_loadu_ps(s.as_ptr().add(b * n + first));
-                offsets = _mm256_add_ps(offsets, _mm256_mul_ps(_mm256_set1_ps(m), sb));
-            }
-        }
-        let mut off = [0f32; 8];
-        _mm256_storeu_ps(off.as_mut_ptr(), offsets);
-        for p in 0..P {
-            let lo = _mm512_castps512_ps256(acc[p]);
-            let hi = _mm512_extractf32x8_ps::<1>(acc[p]);
-            out[2 * p] = hsum(lo) + off[2 * p];
-            out[2 * p + 1] = hsum(hi) + off[2 * p + 1];
         }
     }
 }
@@ -433,4 +321,165 @@ pub(super) unsafe fn dot(ty: GgmlType, raw: &[u8], x: &Q8Row) -> f32 {
     }
     // SAFETY: AVX2 is enabled in this function.
     unsafe { hsum(acc) + offsets }
+}
+
+/// The products of rows `first .. first + out.len() / xs.len()` of a
+/// matrix packed in tiles of 16 rows ([`super::lanes`]; `first` a
+/// multiple of 16) with every row of `xs`, weight row by weight row into
+/// `out`.
+///
+/// # Safety
+/// The CPU has what [`wide`] checks; `packed` holds the rows asked for,
+/// in whole tiles of blocks of `ty`, and each row of `xs` as many blocks.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512dq,avx512vnni,avx512vl")]
+pub(super) unsafe fn dot_lanes(
+    ty: GgmlType,
+    packed: &[u8],
+    row_bytes: usize,
+    first: usize,
+    xs: &[Q8Row],
+    out: &mut [f32],
+) {
+    // SAFETY: the caller's contract.
+    unsafe {
+        match ty {
+            GgmlType::Q4_0 => lanes_rows::<Q4_0>(packed, row_bytes, first, xs, out),
+            GgmlType::Q4_1 => lanes_rows::<Q4_1>(packed, row_bytes, first, xs, out),
+            _ => lanes_rows::<Q8_0>(packed, row_bytes, first, xs, out),
+        }
+    }
+}
+
+/// [`lanes_body`] tile by tile, on the rows of `xs` in groups of a
+/// constant size (16, 8, 4, 2, 1) whose accumulators stay in registers.
+#[inline(always)]
+unsafe fn lanes_rows<const TY: u8>(
+    packed: &[u8],
+    row_bytes: usize,
+    first: usize,
+    xs: &[Q8Row],
+    out: &mut [f32],
+) {
+    const LANES: usize = super::lanes::LANES;
+    assert!(first.is_multiple_of(LANES) && !xs.is_empty());
+    let n = xs.len();
+    let k = out.len() / n;
+    for tile_first in (0..k).step_by(LANES) {
+        let rows = (k - tile_first).min(LANES);
+        let tile = (first + tile_first) / LANES;
+        let tile = &packed[tile * LANES * row_bytes..][..LANES * row_bytes];
+        let out = &mut out[tile_first * n..][..rows * n];
+        let mut done = 0;
+        for c in [16, 8, 4, 2, 1] {
+            while n - done >= c {
+                let x = &xs[done..done + c];
+                // SAFETY: the caller's contract, for a tile and some rows.
+                unsafe {
+                    match c {
+                        16 => lanes_body::<TY, 16>(tile, row_bytes, x, out, n, done),
+                        8 => lanes_body::<TY, 8>(tile, row_bytes, x, out, n, done),
+                        4 => lanes_body::<TY, 4>(tile, row_bytes, x, out, n, done),
+                        2 => lanes_body::<TY, 2>(tile, row_bytes, x, out, n, done),
+                        _ => lanes_body::<TY, 1>(tile, row_bytes, x, out, n, done),
+                    }
+                }
+                done += c;
+            }
+        }
+    }
+}
+
+/// One tile of 16 weight rows, one per lane, by `N` activation rows.
+/// Per block, `vpdpbusd` multiplies each lane's 4 weights of a plane
+/// (unsigned: Q4's nibbles as they are, Q8_0's bytes + 128) by the
+/// activation's matching 4 values, broadcast; the block's integer sum
+/// (exact; the unsigned reading corrected by the activation's block sum)
+/// is then scaled once: `acc += (dw × dx) × sum`, and for Q4_1
+/// `acc += m × s`. Row `r`'s product with `xs[t]` goes to
+/// `out[r * n + first + t]`, for the tile's first `out.len() / n` rows
+/// (the rest are padding, or another caller's).
+#[inline(always)]
+unsafe fn lanes_body<const TY: u8, const N: usize>(
+    tile: &[u8],
+    row_bytes: usize,
+    xs: &[Q8Row],
+    out: &mut [f32],
+    n: usize,
+    first: usize,
+) {
+    const LANES: usize = super::lanes::LANES;
+    let size = block_bytes::<TY>();
+    let blocks = row_bytes / size;
+    assert!(tile.len() == LANES * row_bytes);
+    let xs: &[Q8Row; N] = xs.try_into().expect("N rows");
+    for x in xs {
+        assert!(x.q.len() >= blocks * BLOCK && x.d.len() >= blocks);
+        assert!(x.s.len() >= blocks && x.sums.len() >= blocks);
+    }
+    let rows = out.len() / n;
+    assert!(first + N <= n && rows <= LANES && out.len() == rows * n);
+    // Scales (and Q4_1's minimums), then the planes.
+    let planes_at = if TY == Q4_1 { 4 * LANES } else { 2 * LANES };
+    // SAFETY: the callers enable AVX2, FMA, F16C and AVX-512
+    // F/BW/DQ/VNNI/VL; each tile block read lies within `tile` and each
+    // activation block within its row (asserted).
+    unsafe {
+        let mut acc = [_mm512_setzero_ps(); N];
+        for b in 0..blocks {
+            let blk = tile.as_ptr().add(b * LANES * size);
+            let dw = _mm512_cvtph_ps(_mm256_loadu_si256(blk as *const __m256i));
+            let m = if TY == Q4_1 {
+                _mm512_cvtph_ps(_mm256_loadu_si256(blk.add(2 * LANES) as *const __m256i))
+            } else {
+                _mm512_setzero_ps()
+            };
+            let planes = blk.add(planes_at);
+            // w[j] multiplies the activation's values 4j..4j+3: Q4's byte
+            // i holds value i (low nibble) and i + 16 (high).
+            let mut w = [_mm512_setzero_si512(); 8];
+            if TY == Q8_0 {
+                for (j, w) in w.iter_mut().enumerate() {
+                    *w = _mm512_loadu_si512(planes.add(64 * j) as *const __m512i);
+                }
+            } else {
+                let low = _mm512_set1_epi8(0x0f);
+                for j in 0..4 {
+                    let q = _mm512_loadu_si512(planes.add(64 * j) as *const __m512i);
+                    w[j] = _mm512_and_si512(q, low);
+                    w[4 + j] = _mm512_and_si512(_mm512_srli_epi16::<4>(q), low);
+                }
+            }
+            for (x, acc) in xs.iter().zip(&mut acc) {
+                let q = x.q.as_ptr().add(b * BLOCK) as *const i32;
+                let sum = *x.sums.get_unchecked(b);
+                // What reading the weights unsigned added, taken back.
+                let start = match TY {
+                    Q4_0 => _mm512_set1_epi32(-8 * sum),
+                    Q4_1 => _mm512_setzero_si512(),
+                    _ => _mm512_set1_epi32(-128 * sum),
+                };
+                // Two chains of four, then their sum: integers, so exact.
+                let (mut even, mut odd) = (start, _mm512_setzero_si512());
+                for j in (0..8).step_by(2) {
+                    let a = _mm512_set1_epi32(q.add(j).read_unaligned());
+                    even = _mm512_dpbusd_epi32(even, w[j], a);
+                    let a = _mm512_set1_epi32(q.add(j + 1).read_unaligned());
+                    odd = _mm512_dpbusd_epi32(odd, w[j + 1], a);
+                }
+                let sum = _mm512_cvtepi32_ps(_mm512_add_epi32(even, odd));
+                let d = _mm512_mul_ps(dw, _mm512_set1_ps(*x.d.get_unchecked(b)));
+                *acc = _mm512_fmadd_ps(d, sum, *acc);
+                if TY == Q4_1 {
+                    *acc = _mm512_fmadd_ps(m, _mm512_set1_ps(*x.s.get_unchecked(b)), *acc);
+                }
+            }
+        }
+        for (t, acc) in acc.iter().enumerate() {
+            let mut lanes = [0f32; LANES];
+            _mm512_storeu_ps(lanes.as_mut_ptr(), *acc);
+            for (r, v) in lanes[..rows].iter().enumerate() {
+                out[r * n + first + t] = *v;
+            }
+        }
+    }
 }
