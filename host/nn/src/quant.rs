@@ -82,6 +82,20 @@ pub fn round_f16(x: f32) -> f32 {
     f16_to_f32(f32_to_f16(x))
 }
 
+/// `src` rounded through f16 ([`round_f16`]), appended to `dst`; with
+/// F16C eight at a time (the same rounding: to nearest, ties to even).
+pub fn extend_rounded_f16(dst: &mut Vec<f32>, src: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if avx2::available() {
+        let at = dst.len();
+        dst.resize(at + src.len(), 0.0);
+        // SAFETY: the CPU has F16C (checked); the slices are as long.
+        unsafe { avx2::round_f16(src, &mut dst[at..]) };
+        return;
+    }
+    dst.extend(src.iter().map(|&x| round_f16(x)));
+}
+
 fn half(b: &[u8], at: usize) -> f32 {
     f16_to_f32(u16::from_le_bytes([b[at], b[at + 1]]))
 }
@@ -169,53 +183,62 @@ impl Q8Row {
 
     /// Quantises `x` into this row, reusing its buffers.
     pub fn quantize_from(&mut self, x: &[f32]) {
-        let blocks = x.len() / BLOCK;
-        self.d.clear();
-        self.s.clear();
-        self.q.clear();
-        self.q.resize(x.len(), 0);
-        self.unsigned4.clear();
-        self.unsigned8.clear();
-        self.sums.clear();
-        for (b, xs) in x.chunks_exact(BLOCK).enumerate() {
-            let amax = xs.iter().fold(0f32, |a, v| a.max(v.abs()));
-            let d = amax / 127.0;
-            let id = if d != 0.0 { 1.0 / d } else { 0.0 };
-            let mut sum = 0i32;
-            for (q, &v) in self.q[b * BLOCK..(b + 1) * BLOCK].iter_mut().zip(xs) {
-                // (Clamped: a block of subnormal values has an infinite
-                // inverse scale.)
-                let r = round_away(v * id).clamp(-127, 127);
-                *q = r as i8;
-                sum += r;
-            }
-            let d16 = round_f16(d);
-            self.d.push(d16);
-            self.s.push(round_f16(d * sum as f32));
-            self.sums.push(sum);
-            for four in self.q[b * BLOCK..(b + 1) * BLOCK].chunks_exact(4) {
-                let lane: i32 = four.iter().map(|&q| i32::from(q)).sum();
-                self.unsigned4.push(-8 * lane);
-                self.unsigned8.push(-128 * lane);
-            }
-        }
-        debug_assert_eq!(self.d.len(), blocks);
+        quantize_into(x, self);
     }
 }
 
-/// `x.round() as i32` (halves away from zero, as C's `roundf`) for the
-/// values quantisation rounds (|x| ≤ 127 or so), without a call to libm's
-/// `roundf`, which the baseline x86-64 target does not inline.
+crate::simd::wide_fn! {
+    /// [`Q8Row::quantize_from`], written so that its loops vectorise.
+    fn quantize_into(x: &[f32], row: &mut Q8Row) {
+        let blocks = x.len() / BLOCK;
+        row.d.clear();
+        row.s.clear();
+        row.q.clear();
+        row.q.resize(x.len(), 0);
+        row.unsigned4.clear();
+        row.unsigned8.clear();
+        row.sums.clear();
+        for (xs, qs) in x.chunks_exact(BLOCK).zip(row.q.chunks_exact_mut(BLOCK)) {
+            let mut lanes = [0f32; 8];
+            for c in xs.chunks_exact(8) {
+                lanes.iter_mut().zip(c).for_each(|(l, v)| *l = l.max(v.abs()));
+            }
+            let amax = lanes.iter().fold(0f32, |a, &v| a.max(v));
+            let d = amax / 127.0;
+            let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+            // (Clamped: a block of subnormal values has an infinite
+            // inverse scale.)
+            for (q, &v) in qs.iter_mut().zip(xs) {
+                *q = round_away(v * id).clamp(-127.0, 127.0) as i8;
+            }
+            let mut sum = 0i32;
+            for four in qs.chunks_exact(4) {
+                let lane: i32 = four.iter().map(|&q| i32::from(q)).sum();
+                row.unsigned4.push(-8 * lane);
+                row.unsigned8.push(-128 * lane);
+                sum += lane;
+            }
+            row.d.push(round_f16(d));
+            row.s.push(round_f16(d * sum as f32));
+            row.sums.push(sum);
+        }
+        debug_assert_eq!(row.d.len(), blocks);
+    }
+}
+
+/// `x` rounded to an integer, halves away from zero (C's `roundf`), in
+/// operations that vectorise (`f32::round` is a call to libm on baseline
+/// x86-64). NaN stays NaN.
 #[inline(always)]
-fn round_away(x: f32) -> i32 {
-    let t = x as i32; // towards zero; NaN gives 0, as `roundf`'s then would
-    let frac = x - t as f32; // exact for |x| < 2^23
-    if frac >= 0.5 {
-        t.saturating_add(1)
+fn round_away(x: f32) -> f32 {
+    let t = x.trunc();
+    let frac = x - t; // exact
+    t + if frac >= 0.5 {
+        1.0
     } else if frac <= -0.5 {
-        t.saturating_sub(1)
+        -1.0
     } else {
-        t
+        0.0
     }
 }
 
@@ -440,6 +463,54 @@ mod tests {
                 unsafe { avx2::dot_many_avx2(ty, &raw, &xq[8..], &mut plain[8..]) };
                 assert_eq!(plain, out, "{ty:?}: AVX2 copy");
             }
+            if lanes::used_for(ty) {
+                let packed = lanes::pack(ty, &raw, raw.len());
+                let mut out = vec![0f32; xs.len()];
+                dot_lanes(
+                    ty,
+                    &packed,
+                    raw.len(),
+                    0,
+                    &Q8Batch::new(xq.clone()),
+                    &mut out,
+                );
+                assert!(out.iter().all(|v| v.is_finite()), "{ty:?} packed: {out:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn rounding_through_f16_in_bulk_is_the_scalar_rounding() {
+        // Every kind of value: normal, subnormal in f16, ties, overflow,
+        // infinities and NaN (compared by bits; NaN stays NaN).
+        let mut xs: Vec<f32> = (0..20_000)
+            .map(|i| f32::from_bits(0x3000_0000u32.wrapping_add(i * 104_729)))
+            .collect();
+        xs.extend([
+            0.0,
+            -0.0,
+            65504.0,
+            65520.0,
+            1e9,
+            -1e9,
+            5.96e-8,
+            2.98e-8,
+            1.0 + 1.0 / 2048.0,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::MIN_POSITIVE,
+            3.1e-5,
+            -7.0e-6,
+        ]);
+        let mut bulk = vec![1.5];
+        extend_rounded_f16(&mut bulk, &xs);
+        assert_eq!(bulk.len(), xs.len() + 1);
+        for (x, got) in xs.iter().zip(&bulk[1..]) {
+            let want = round_f16(*x);
+            assert!(
+                got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
+                "{x:e}: {got:e} vs {want:e}"
+            );
         }
     }
 
@@ -459,7 +530,7 @@ mod tests {
         }
         xs.extend([0.0, -0.0, f32::NAN, 1e-30, -1e-30]);
         for x in xs {
-            assert_eq!(round_away(x), x.round() as i32, "{x:e}");
+            assert_eq!(round_away(x) as i32, x.round() as i32, "{x:e}");
         }
     }
 

@@ -7,7 +7,7 @@ use rayon::prelude::*;
 use super::Weights;
 use super::device::OnDevice;
 use super::weights::QMatrix;
-use crate::quant::round_f16;
+use crate::quant::extend_rounded_f16;
 use crate::simd::wide_fn;
 use crate::{NnError, NnErrorKind, Session, Tensor};
 
@@ -135,19 +135,21 @@ wide_fn! {
         const LANES: usize = 8;
         let (kc, vc, stride) = cache;
         let hd = qh.len();
-        let q: Vec<f32> = qh.iter().map(|&x| round_f16(x)).collect();
-        let mut scores: Vec<f32> = (0..seen)
-            .map(|p| {
-                let kp = &kc[p * stride..][..hd];
-                let mut lanes = [0f32; LANES];
-                let (qs, ks) = (q.chunks_exact(LANES), kp.chunks_exact(LANES));
-                let rest: f32 = qs.remainder().iter().zip(ks.remainder()).map(|(a, b)| a * b).sum();
-                for (a, b) in qs.zip(ks) {
-                    lanes.iter_mut().zip(a.iter().zip(b)).for_each(|(l, (a, b))| *l += a * b);
-                }
-                (lanes.iter().sum::<f32>() + rest) * scale
-            })
-            .collect();
+        let mut q = Vec::with_capacity(hd);
+        extend_rounded_f16(&mut q, qh);
+        // (A loop, not an iterator's `collect`: that would not be inlined
+        // into this AVX2 copy.)
+        let mut scores = Vec::with_capacity(seen);
+        for p in 0..seen {
+            let kp = &kc[p * stride..][..hd];
+            let mut lanes = [0f32; LANES];
+            let (qs, ks) = (q.chunks_exact(LANES), kp.chunks_exact(LANES));
+            let rest: f32 = qs.remainder().iter().zip(ks.remainder()).map(|(a, b)| a * b).sum();
+            for (a, b) in qs.zip(ks) {
+                lanes.iter_mut().zip(a.iter().zip(b)).for_each(|(l, (a, b))| *l += a * b);
+            }
+            scores.push((lanes.iter().sum::<f32>() + rest) * scale);
+        }
         let max = scores.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
         let mut sum = 0f64;
         for s in &mut scores {
@@ -155,8 +157,10 @@ wide_fn! {
             sum += f64::from(*s);
         }
         let inv = (1.0 / sum) as f32;
-        for (p, s) in scores.iter().enumerate() {
-            let weight = round_f16(s * inv);
+        scores.iter_mut().for_each(|s| *s *= inv);
+        let mut weights = Vec::with_capacity(seen);
+        extend_rounded_f16(&mut weights, &scores);
+        for (p, &weight) in weights.iter().enumerate() {
             let vp = &vc[p * stride..][..hd];
             o.iter_mut().zip(vp).for_each(|(o, v)| *o += weight * v);
         }
@@ -232,8 +236,8 @@ fn forward_in_pool(ds: &mut [&mut Decoder], tokens: &[&[u32]]) -> Vec<Vec<f32>> 
         }
         for ((dec, &start), toks) in ds.iter_mut().zip(&starts).zip(tokens) {
             let rows = start * kvd..(start + toks.len()) * kvd;
-            dec.k[l].extend(k[rows.clone()].iter().map(|&x| round_f16(x)));
-            dec.v[l].extend(v[rows].iter().map(|&x| round_f16(x)));
+            extend_rounded_f16(&mut dec.k[l], &k[rows.clone()]);
+            extend_rounded_f16(&mut dec.v[l], &v[rows]);
         }
         let attend = |((dec, &start), toks): ((&&mut Decoder, &usize), &&[u32])| {
             dec.attention(l, &q[start * qd..(start + toks.len()) * qd], toks.len())
@@ -258,9 +262,19 @@ fn forward_in_pool(ds: &mut [&mut Decoder], tokens: &[&[u32]]) -> Vec<Vec<f32>> 
         let [mut g, u]: [Vec<f32>; 2] = QMatrix::matmul_group(&[&layer.gate, &layer.up], &h, n)
             .try_into()
             .expect("two products");
-        g.iter_mut()
-            .zip(&u)
-            .for_each(|(g, u)| *g = *g / (1.0 + (-*g).exp()) * u);
+        let silu = |(g, u): (&mut [f32], &[f32])| {
+            g.iter_mut()
+                .zip(u)
+                .for_each(|(g, u)| *g = *g / (1.0 + (-*g).exp()) * u);
+        };
+        // Each row's gate on the pool when there are several.
+        if n > 1 {
+            g.par_chunks_mut(hp.ffn)
+                .zip(u.par_chunks(hp.ffn))
+                .for_each(silu);
+        } else {
+            silu((&mut g, &u));
+        }
         let down = layer.down.matmul(&g, n);
         residual(&mut x, &down, hp.residual_scale);
     }

@@ -37,6 +37,24 @@ unsafe fn half(p: *const u8) -> f32 {
     _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(h))))
 }
 
+/// `src` rounded through f16 into `dst` (as long), 8 values at a time.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn round_f16(src: &[f32], dst: &mut [f32]) {
+    assert_eq!(src.len(), dst.len());
+    let mut s = src.chunks_exact(8);
+    let mut d = dst.chunks_exact_mut(8);
+    for (s, d) in (&mut s).zip(&mut d) {
+        // SAFETY: 8 values each side.
+        unsafe {
+            let h = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm256_loadu_ps(s.as_ptr()));
+            _mm256_storeu_ps(d.as_mut_ptr(), _mm256_cvtph_ps(h));
+        }
+    }
+    for (s, d) in s.remainder().iter().zip(d.into_remainder()) {
+        *d = super::round_f16(*s);
+    }
+}
+
 /// Sums of products of signed bytes `a` and `b`, as 8 floats.
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn dot_i8(a: __m256i, b: __m256i) -> __m256 {

@@ -234,7 +234,7 @@ fn quantize_q8_0(xs: &[f32], out: &mut Vec<u8>) -> Result<(), String> {
     out.extend_from_slice(&super::f32_to_f16(d).to_le_bytes());
     out.extend(
         xs.iter()
-            .map(|&v| round_away(v * id).clamp(-127, 127) as i8 as u8),
+            .map(|&v| round_away(v * id).clamp(-127.0, 127.0) as i8 as u8),
     );
     Ok(())
 }
