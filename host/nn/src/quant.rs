@@ -637,7 +637,7 @@ mod tests {
 
     #[test]
     fn packed_products_match_the_portable_ones_and_each_row_alone() {
-        // 19 activation rows (groups of 16, 2 and 1) by 35 weight rows:
+        // 19 activation rows (groups of 8, 8, 2 and 1) by 35 weight rows:
         // two whole tiles and a padded one, of 3 blocks.
         let xs: Vec<Vec<f32>> = (0..19)
             .map(|t| {
