@@ -355,7 +355,7 @@ pub fn dot_lanes(
     // rows asked for (asserted); each row of `xs` is as long as a
     // weight row (the caller quantised it from the same width).
     unsafe {
-        avx2::dot_lanes(ty, packed, row_bytes, first, &xs.rows, out)
+        lanes::x86::dot(ty, packed, row_bytes, first, &xs.rows, out)
     };
 }
 
