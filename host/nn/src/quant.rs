@@ -243,7 +243,7 @@ fn round_away(x: f32) -> f32 {
 }
 
 /// Activation rows quantised for products with many weight rows
-/// ([`dot_rows`], [`dot_lanes`]).
+/// ([`dot_rows`], and the packed matrices' kernel).
 #[derive(Debug, Clone, Default)]
 pub struct Q8Batch {
     /// The rows, in order, all of the same length.
@@ -336,7 +336,7 @@ pub fn dot_rows(ty: GgmlType, raw: &[u8], xs: &Q8Batch, xf: &[f32], out: &mut [f
 /// [`lanes::pack`] (`first` a multiple of [`lanes::LANES`]; as many rows
 /// as `out` holds, `xs.rows().len()` each) with the rows of `xs`, weight
 /// row by weight row into `out`. Only where [`lanes::used_for`] the type.
-pub fn dot_lanes(
+pub(crate) fn dot_lanes(
     ty: GgmlType,
     packed: &[u8],
     row_bytes: usize,
