@@ -226,22 +226,44 @@ impl QMatrix {
         let chunk = (total / (rayon::current_num_threads() * 8))
             .clamp(16, 512)
             .next_multiple_of(quant::lanes::LANES);
-        let mut yts: Vec<Vec<f32>> = mats.iter().map(|m| vec![0f32; m.rows * n]).collect();
-        let mut runs: Vec<(&QMatrix, usize, &mut [f32])> = Vec::new();
-        for (m, yt) in mats.iter().zip(&mut yts) {
-            for (c, out) in yt.chunks_mut(chunk * n).enumerate() {
-                runs.push((m, c * chunk, out));
+        // Run `c` of a matrix writes columns `c * chunk ..` of each of the
+        // `n` rows of its product, straight where they go: a transpose
+        // after the products would run on one thread while the rest wait.
+        let mut ys: Vec<Vec<f32>> = mats.iter().map(|m| vec![0f32; n * m.rows]).collect();
+        let mut runs: Vec<(&QMatrix, usize, Vec<&mut [f32]>)> = Vec::new();
+        for (m, y) in mats.iter().zip(&mut ys) {
+            let at = runs.len();
+            runs.extend(
+                (0..m.rows.div_ceil(chunk)).map(|c| (*m, c * chunk, Vec::with_capacity(n))),
+            );
+            for row in y.chunks_mut(m.rows) {
+                for (c, part) in row.chunks_mut(chunk).enumerate() {
+                    runs[at + c].2.push(part);
+                }
             }
         }
-        let run = |(m, first, out): (&QMatrix, usize, &mut [f32])| {
+        let run = |(m, first, mut parts): (&QMatrix, usize, Vec<&mut [f32]>)| {
+            let rows = parts[0].len();
+            // The kernels give weight row by weight row: `[row][t]`.
+            let mut by_row = if n == 1 {
+                Vec::new()
+            } else {
+                vec![0f32; rows * n]
+            };
+            let out: &mut [f32] = if n == 1 { parts[0] } else { &mut by_row };
             if m.lanes {
                 quant::dot_lanes(m.ty, &m.data, m.row_bytes, first, &xq, out);
-                return;
+            } else {
+                for (i, o) in out.chunks_exact_mut(n).enumerate() {
+                    let r = first + i;
+                    let w = &m.data[r * m.row_bytes..][..m.row_bytes];
+                    quant::dot_rows(m.ty, w, &xq, x, o);
+                }
             }
-            for (i, o) in out.chunks_exact_mut(n).enumerate() {
-                let r = first + i;
-                let w = &m.data[r * m.row_bytes..][..m.row_bytes];
-                quant::dot_rows(m.ty, w, &xq, x, o);
+            for (t, part) in parts.iter_mut().enumerate().filter(|_| n > 1) {
+                for (r, y) in part.iter_mut().enumerate() {
+                    *y = by_row[r * n + t];
+                }
             }
         };
         let bytes: usize = mats.iter().map(|m| m.data.len()).sum();
@@ -250,20 +272,6 @@ impl QMatrix {
         } else {
             runs.into_par_iter().for_each(run);
         }
-        mats.iter()
-            .zip(yts)
-            .map(|(m, yt)| {
-                if n == 1 {
-                    return yt;
-                }
-                let mut y = vec![0f32; n * m.rows];
-                for r in 0..m.rows {
-                    for t in 0..n {
-                        y[t * m.rows + r] = yt[r * n + t];
-                    }
-                }
-                y
-            })
-            .collect()
+        ys
     }
 }
