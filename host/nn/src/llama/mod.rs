@@ -8,6 +8,7 @@
 //! token, reading the logits of the last position each time (the contract
 //! LlamaEdge's `wasi:nn` GGML backend made common).
 
+mod attend;
 mod device;
 mod hparams;
 mod session;

@@ -5,10 +5,9 @@ use std::sync::Arc;
 use rayon::prelude::*;
 
 use super::Weights;
+use super::attend;
 use super::device::OnDevice;
 use super::weights::QMatrix;
-use crate::quant::extend_rounded_f16;
-use crate::simd::wide_fn;
 use crate::{NnError, NnErrorKind, Session, Tensor};
 
 /// A decoder session: the positions seen so far and their keys and values.
@@ -17,10 +16,10 @@ pub(crate) struct Decoder {
     w: Arc<Weights>,
     /// Positions already in the cache.
     past: usize,
-    /// Per layer: `[position][kv head][head dim]`, values rounded through
-    /// f16 as llama.cpp's cache stores them.
-    k: Vec<Vec<f32>>,
-    v: Vec<Vec<f32>>,
+    /// Per layer: `[position][kv head][head dim]`, in f16 as llama.cpp's
+    /// cache stores them.
+    k: Vec<Vec<u16>>,
+    v: Vec<Vec<u16>>,
     /// The cache and buffers on the GPU, when the model is there (the CPU
     /// caches above stay empty meanwhile).
     device: Option<OnDevice>,
@@ -113,8 +112,12 @@ impl Decoder {
             let kvh = head / group;
             let seen = self.past + t + 1;
             let qh = &q[t * d + head * hd..][..hd];
-            let cache = (&kc[kvh * hd..], &vc[kvh * hd..], kvd);
-            attend(qh, cache, seen, scale, o);
+            let cache = attend::Head {
+                k: &kc[kvh * hd..],
+                v: &vc[kvh * hd..],
+                stride: kvd,
+            };
+            attend::attend(qh, cache, seen, scale, o);
         };
         // A few new tokens' heads are too little work to wake the pool for.
         if n * (self.past + n) * heads * hd < 1 << 18 {
@@ -123,47 +126,6 @@ impl Decoder {
             out.par_chunks_mut(hd).enumerate().for_each(one_head);
         }
         out
-    }
-}
-
-wide_fn! {
-    /// One query head `qh` over the first `seen` positions of a cache
-    /// (its keys and values from this head's offset, `stride` apart),
-    /// into `o`. llama.cpp multiplies the f16 cache by f16-rounded
-    /// operands; the query-key dots run over 8 lanes, then their sum.
-    fn attend(qh: &[f32], cache: (&[f32], &[f32], usize), seen: usize, scale: f32, o: &mut [f32]) {
-        const LANES: usize = 8;
-        let (kc, vc, stride) = cache;
-        let hd = qh.len();
-        let mut q = Vec::with_capacity(hd);
-        extend_rounded_f16(&mut q, qh);
-        // (A loop, not an iterator's `collect`: that would not be inlined
-        // into this AVX2 copy.)
-        let mut scores = Vec::with_capacity(seen);
-        for p in 0..seen {
-            let kp = &kc[p * stride..][..hd];
-            let mut lanes = [0f32; LANES];
-            let (qs, ks) = (q.chunks_exact(LANES), kp.chunks_exact(LANES));
-            let rest: f32 = qs.remainder().iter().zip(ks.remainder()).map(|(a, b)| a * b).sum();
-            for (a, b) in qs.zip(ks) {
-                lanes.iter_mut().zip(a.iter().zip(b)).for_each(|(l, (a, b))| *l += a * b);
-            }
-            scores.push((lanes.iter().sum::<f32>() + rest) * scale);
-        }
-        let max = scores.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-        let mut sum = 0f64;
-        for s in &mut scores {
-            *s = (*s - max).exp();
-            sum += f64::from(*s);
-        }
-        let inv = (1.0 / sum) as f32;
-        scores.iter_mut().for_each(|s| *s *= inv);
-        let mut weights = Vec::with_capacity(seen);
-        extend_rounded_f16(&mut weights, &scores);
-        for (p, &weight) in weights.iter().enumerate() {
-            let vp = &vc[p * stride..][..hd];
-            o.iter_mut().zip(vp).for_each(|(o, v)| *o += weight * v);
-        }
     }
 }
 
@@ -236,8 +198,8 @@ fn forward_in_pool(ds: &mut [&mut Decoder], tokens: &[&[u32]]) -> Vec<Vec<f32>> 
         }
         for ((dec, &start), toks) in ds.iter_mut().zip(&starts).zip(tokens) {
             let rows = start * kvd..(start + toks.len()) * kvd;
-            extend_rounded_f16(&mut dec.k[l], &k[rows.clone()]);
-            extend_rounded_f16(&mut dec.v[l], &v[rows]);
+            attend::append(&mut dec.k[l], &k[rows.clone()]);
+            attend::append(&mut dec.v[l], &v[rows]);
         }
         let attend = |((dec, &start), toks): ((&&mut Decoder, &usize), &&[u32])| {
             dec.attention(l, &q[start * qd..(start + toks.len()) * qd], toks.len())

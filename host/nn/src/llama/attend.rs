@@ -1,0 +1,368 @@
+//! One query head's attention over a session's KV cache on the CPU.
+//!
+//! The cache holds f16, as llama.cpp's does: a joined pass of a dozen
+//! sessions reads every session's cache once per layer, which at a hundred
+//! positions is about as many bytes as the weights, so half-width values
+//! halve what attention streams through memory. llama.cpp multiplies the
+//! f16 cache by f16-rounded operands; so does this, in f32, summing each
+//! query-key dot over 8 lanes, then the lanes in order, and each output
+//! position by position. The AVX2 copy gives the same bits as the
+//! portable one ([`tests`]).
+
+use crate::quant::{extend_rounded_f16, f16_to_f32, f32_to_f16};
+
+/// Lanes of a query-key dot.
+const LANES: usize = 8;
+
+/// `src` rounded to f16, appended to a cache `dst`.
+pub(super) fn append(dst: &mut Vec<u16>, src: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if x86::available() {
+        let at = dst.len();
+        dst.resize(at + src.len(), 0);
+        // SAFETY: the CPU has F16C (checked); the slices are as long.
+        unsafe { x86::to_f16(src, &mut dst[at..]) };
+        return;
+    }
+    dst.extend(src.iter().map(|&x| f32_to_f16(x)));
+}
+
+/// A layer's cache from one KV head's offset: its keys and values,
+/// `stride` apart from one position to the next.
+#[derive(Clone, Copy)]
+pub(super) struct Head<'a> {
+    pub(super) k: &'a [u16],
+    pub(super) v: &'a [u16],
+    pub(super) stride: usize,
+}
+
+/// Query head `qh` over the first `seen` positions of `cache`, added into
+/// `o` (as long as `qh`), its scores scaled by `scale`.
+pub(super) fn attend(qh: &[f32], cache: Head<'_>, seen: usize, scale: f32, o: &mut [f32]) {
+    let hd = qh.len();
+    assert_eq!(o.len(), hd);
+    if seen == 0 {
+        return;
+    }
+    let last = (seen - 1) * cache.stride + hd;
+    assert!(
+        cache.k.len() >= last && cache.v.len() >= last,
+        "a cache that short"
+    );
+    let mut q = Vec::with_capacity(hd);
+    extend_rounded_f16(&mut q, qh);
+    let mut scores = Vec::with_capacity(seen);
+    #[cfg(target_arch = "x86_64")]
+    let wide = x86::available() && hd.is_multiple_of(LANES);
+    #[cfg(not(target_arch = "x86_64"))]
+    let wide = false;
+    if wide {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the CPU has AVX2, FMA and F16C; `hd` is a multiple of 8
+        // and the cache holds `seen` positions (asserted above).
+        unsafe {
+            x86::scores(&q, cache, seen, scale, &mut scores)
+        };
+    } else {
+        scores.extend((0..seen).map(|p| dot(&q, &cache.k[p * cache.stride..][..hd]) * scale));
+    }
+    let max = scores.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+    let mut sum = 0f64;
+    for s in &mut scores {
+        *s = (*s - max).exp();
+        sum += f64::from(*s);
+    }
+    let inv = (1.0 / sum) as f32;
+    scores.iter_mut().for_each(|s| *s *= inv);
+    let mut weights = Vec::with_capacity(seen);
+    extend_rounded_f16(&mut weights, &scores);
+    if wide {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above.
+        unsafe {
+            x86::weighted(&weights, cache, o)
+        };
+    } else {
+        for (p, &w) in weights.iter().enumerate() {
+            let vp = &cache.v[p * cache.stride..][..hd];
+            o.iter_mut()
+                .zip(vp)
+                .for_each(|(o, &v)| *o += w * f16_to_f32(v));
+        }
+    }
+}
+
+/// The query-key dot the kernels compute: 8 lanes, summed in order, then
+/// whatever is left over.
+fn dot(q: &[f32], k: &[u16]) -> f32 {
+    let mut lanes = [0f32; LANES];
+    let (qs, ks) = (q.chunks_exact(LANES), k.chunks_exact(LANES));
+    let rest: f32 = qs
+        .remainder()
+        .iter()
+        .zip(ks.remainder())
+        .map(|(a, &b)| a * f16_to_f32(b))
+        .sum();
+    for (a, b) in qs.zip(ks) {
+        for i in 0..LANES {
+            lanes[i] += a[i] * f16_to_f32(b[i]);
+        }
+    }
+    lanes.iter().sum::<f32>() + rest
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+    use std::sync::OnceLock;
+
+    use super::{Head, LANES};
+
+    /// Query-key dots run this many positions side by side.
+    const AT_ONCE: usize = 4;
+    /// Output vectors kept in registers over all positions.
+    const OUT_VECTORS: usize = 4;
+
+    pub(super) fn available() -> bool {
+        static HAS: OnceLock<bool> = OnceLock::new();
+        *HAS.get_or_init(|| {
+            is_x86_feature_detected!("avx2")
+                && is_x86_feature_detected!("fma")
+                && is_x86_feature_detected!("f16c")
+        })
+    }
+
+    /// `src` rounded to f16 (to nearest, ties to even) into `dst`.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn to_f16(src: &[f32], dst: &mut [u16]) {
+        assert_eq!(src.len(), dst.len());
+        let mut s = src.chunks_exact(8);
+        let mut d = dst.chunks_exact_mut(8);
+        for (s, d) in (&mut s).zip(&mut d) {
+            // SAFETY: 8 values each side.
+            unsafe {
+                let h = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm256_loadu_ps(s.as_ptr()));
+                _mm_storeu_si128(d.as_mut_ptr() as *mut __m128i, h);
+            }
+        }
+        for (s, d) in s.remainder().iter().zip(d.into_remainder()) {
+            *d = crate::quant::f32_to_f16(*s);
+        }
+    }
+
+    /// 8 cache values from `at`, widened.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn load(cache: &[u16], at: usize) -> __m256 {
+        // SAFETY: the caller has 8 values from `at`.
+        _mm256_cvtph_ps(unsafe { _mm_loadu_si128(cache.as_ptr().add(at) as *const __m128i) })
+    }
+
+    /// The lanes of `v` summed in order (as [`super::dot`] sums them).
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn sum(v: __m256) -> f32 {
+        let mut lanes = [0f32; LANES];
+        // SAFETY: 8 floats.
+        unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), v) };
+        lanes.iter().sum::<f32>()
+    }
+
+    /// `q`'s dot with each of the first `seen` keys, times `scale`,
+    /// appended to `scores`. `q.len()` is a multiple of 8 and the cache
+    /// holds `seen` positions.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn scores(
+        q: &[f32],
+        cache: Head<'_>,
+        seen: usize,
+        scale: f32,
+        scores: &mut Vec<f32>,
+    ) {
+        let (hd, stride) = (q.len(), cache.stride);
+        let mut p = 0;
+        while p + AT_ONCE <= seen {
+            let mut acc = [_mm256_setzero_ps(); AT_ONCE];
+            for c in (0..hd).step_by(LANES) {
+                // SAFETY: `c + 8 <= hd`; positions below `seen`.
+                let qc = unsafe { _mm256_loadu_ps(q.as_ptr().add(c)) };
+                for (j, a) in acc.iter_mut().enumerate() {
+                    let k = unsafe { load(cache.k, (p + j) * stride + c) };
+                    *a = _mm256_add_ps(*a, _mm256_mul_ps(qc, k));
+                }
+            }
+            for a in acc {
+                scores.push(sum(a) * scale);
+            }
+            p += AT_ONCE;
+        }
+        for p in p..seen {
+            let mut acc = _mm256_setzero_ps();
+            for c in (0..hd).step_by(LANES) {
+                // SAFETY: as above.
+                let (qc, k) = unsafe {
+                    (
+                        _mm256_loadu_ps(q.as_ptr().add(c)),
+                        load(cache.k, p * stride + c),
+                    )
+                };
+                acc = _mm256_add_ps(acc, _mm256_mul_ps(qc, k));
+            }
+            scores.push(sum(acc) * scale);
+        }
+    }
+
+    /// `o += Σ_p weights[p] · v_p`, position by position; `o.len()` is a
+    /// multiple of 8 and the cache holds `weights.len()` positions.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn weighted(weights: &[f32], cache: Head<'_>, o: &mut [f32]) {
+        let mut at = 0;
+        while at < o.len() {
+            let n = ((o.len() - at) / LANES).min(OUT_VECTORS);
+            // SAFETY: passed on: `n` vectors from `at` in `o` and in each
+            // position's values.
+            unsafe {
+                match n {
+                    4 => weighted_n::<4>(weights, cache, at, o),
+                    3 => weighted_n::<3>(weights, cache, at, o),
+                    2 => weighted_n::<2>(weights, cache, at, o),
+                    _ => weighted_n::<1>(weights, cache, at, o),
+                }
+            }
+            at += n * LANES;
+        }
+    }
+
+    /// [`weighted`] for the `N` vectors of `o` from `at`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn weighted_n<const N: usize>(
+        weights: &[f32],
+        cache: Head<'_>,
+        at: usize,
+        o: &mut [f32],
+    ) {
+        assert!(at + N * LANES <= o.len());
+        let mut acc = [_mm256_setzero_ps(); N];
+        for (j, a) in acc.iter_mut().enumerate() {
+            // SAFETY: within `o` (asserted).
+            *a = unsafe { _mm256_loadu_ps(o.as_ptr().add(at + j * LANES)) };
+        }
+        for (p, &w) in weights.iter().enumerate() {
+            let w = _mm256_set1_ps(w);
+            for (j, a) in acc.iter_mut().enumerate() {
+                // SAFETY: the caller's cache holds this position.
+                let v = unsafe { load(cache.v, p * cache.stride + at + j * LANES) };
+                *a = _mm256_add_ps(*a, _mm256_mul_ps(w, v));
+            }
+        }
+        for (j, a) in acc.iter().enumerate() {
+            // SAFETY: within `o` (asserted).
+            unsafe { _mm256_storeu_ps(o.as_mut_ptr().add(at + j * LANES), *a) };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `len` pseudo-random values in [-2, 2].
+    fn data(len: usize, seed: u32) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(2_654_435_761).max(1);
+        (0..len)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 17;
+                s ^= s << 5;
+                (s % 4001) as f32 / 1000.0 - 2.0
+            })
+            .collect()
+    }
+
+    /// Attention in f64 over the same f16 operands, one position at a
+    /// time: what the kernels approximate.
+    fn reference(qh: &[f32], cache: Head<'_>, seen: usize, scale: f32) -> Vec<f64> {
+        let hd = qh.len();
+        let q: Vec<f64> = qh
+            .iter()
+            .map(|&x| f64::from(crate::quant::round_f16(x)))
+            .collect();
+        let at = |c: &[u16], p: usize, i: usize| f64::from(f16_to_f32(c[p * cache.stride + i]));
+        let s: Vec<f64> = (0..seen)
+            .map(|p| (0..hd).map(|i| q[i] * at(cache.k, p, i)).sum::<f64>() * f64::from(scale))
+            .collect();
+        let max = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let e: Vec<f64> = s.iter().map(|s| (s - max).exp()).collect();
+        let total: f64 = e.iter().sum();
+        (0..hd)
+            .map(|i| (0..seen).map(|p| e[p] / total * at(cache.v, p, i)).sum())
+            .collect()
+    }
+
+    #[test]
+    fn every_head_size_and_length_gives_the_portable_bits_and_the_reference() {
+        // Head sizes of the families supported (64, 80, 96, 128), one with
+        // a vector left over past 4, and one no kernel takes (36); lengths
+        // around the 4 positions a step.
+        for hd in [64, 80, 96, 128, 40, 36] {
+            let (kv_heads, stride) = (3, 3 * hd);
+            for seen in [1, 3, 4, 5, 9, 70] {
+                let (mut k, mut v) = (Vec::new(), Vec::new());
+                append(&mut k, &data(seen * stride, hd as u32));
+                append(&mut v, &data(seen * stride, 7 + seen as u32));
+                let qh = data(hd, 3);
+                let head = 1 % kv_heads;
+                let cache = Head {
+                    k: &k[head * hd..],
+                    v: &v[head * hd..],
+                    stride,
+                };
+                let scale = 1.0 / (hd as f32).sqrt();
+                let mut o = vec![0f32; hd];
+                attend(&qh, cache, seen, scale, &mut o);
+                let want = reference(&qh, cache, seen, scale);
+                for (i, (&got, &want)) in o.iter().zip(&want).enumerate() {
+                    assert!(
+                        (f64::from(got) - want).abs() < 2e-3,
+                        "hd {hd}, {seen} seen, output {i}: {got} against {want}"
+                    );
+                }
+                let q: Vec<f32> = qh.iter().map(|&x| crate::quant::round_f16(x)).collect();
+                #[cfg(target_arch = "x86_64")]
+                if x86::available() && hd.is_multiple_of(LANES) {
+                    let mut portable = Vec::new();
+                    portable
+                        .extend((0..seen).map(|p| dot(&q, &cache.k[p * stride..][..hd]) * scale));
+                    let mut wide = Vec::new();
+                    // SAFETY: checked just above; `seen` positions held.
+                    unsafe { x86::scores(&q, cache, seen, scale, &mut wide) };
+                    assert_eq!(portable, wide, "hd {hd}, {seen} seen: scores");
+                    let weights = data(seen, 11);
+                    let mut by_hand = vec![0.5f32; hd];
+                    for (p, &w) in weights.iter().enumerate() {
+                        for (i, o) in by_hand.iter_mut().enumerate() {
+                            *o += w * f16_to_f32(cache.v[p * stride + i]);
+                        }
+                    }
+                    let mut kernel = vec![0.5f32; hd];
+                    // SAFETY: as above.
+                    unsafe { x86::weighted(&weights, cache, &mut kernel) };
+                    assert_eq!(by_hand, kernel, "hd {hd}, {seen} seen: weighted values");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_cache_holds_what_rounding_through_f16_gives() {
+        let xs: Vec<f32> = data(1001, 5)
+            .into_iter()
+            .chain([0.0, -0.0, 65504.0, 70000.0, 1e-7, -3e-5, f32::INFINITY])
+            .collect();
+        let mut cache = Vec::new();
+        append(&mut cache, &xs);
+        let want: Vec<u16> = xs.iter().map(|&x| f32_to_f16(x)).collect();
+        assert_eq!(cache, want);
+    }
+}
