@@ -187,43 +187,73 @@ impl Q8Row {
     }
 }
 
-crate::simd::wide_fn! {
-    /// [`Q8Row::quantize_from`], written so that its loops vectorise.
-    fn quantize_into(x: &[f32], row: &mut Q8Row) {
-        let blocks = x.len() / BLOCK;
-        row.d.clear();
-        row.s.clear();
-        row.q.clear();
-        row.q.resize(x.len(), 0);
-        row.unsigned4.clear();
-        row.unsigned8.clear();
-        row.sums.clear();
-        for (xs, qs) in x.chunks_exact(BLOCK).zip(row.q.chunks_exact_mut(BLOCK)) {
-            let mut lanes = [0f32; 8];
-            for c in xs.chunks_exact(8) {
-                lanes.iter_mut().zip(c).for_each(|(l, v)| *l = l.max(v.abs()));
-            }
-            let amax = lanes.iter().fold(0f32, |a, &v| a.max(v));
-            let d = amax / 127.0;
-            let id = if d != 0.0 { 1.0 / d } else { 0.0 };
-            // (Clamped: a block of subnormal values has an infinite
-            // inverse scale.)
-            for (q, &v) in qs.iter_mut().zip(xs) {
-                *q = round_away(v * id).clamp(-127.0, 127.0) as i8;
-            }
-            let mut sum = 0i32;
-            for four in qs.chunks_exact(4) {
-                let lane: i32 = four.iter().map(|&q| i32::from(q)).sum();
-                row.unsigned4.push(-8 * lane);
-                row.unsigned8.push(-128 * lane);
-                sum += lane;
-            }
-            row.d.push(round_f16(d));
-            row.s.push(round_f16(d * sum as f32));
-            row.sums.push(sum);
-        }
-        debug_assert_eq!(row.d.len(), blocks);
+/// [`Q8Row::quantize_from`]: a block at a time with AVX2 where the CPU
+/// has it ([`avx2::quantize_block`], the same bytes), else
+/// [`quantize_block`].
+fn quantize_into(x: &[f32], row: &mut Q8Row) {
+    #[cfg(target_arch = "x86_64")]
+    if avx2::available() {
+        // SAFETY: the CPU has AVX2, FMA and F16C (checked).
+        unsafe { quantize_with(x, row, |x, q| avx2::quantize_block(x, q)) };
+        return;
     }
+    quantize_with(x, row, quantize_block);
+}
+
+/// Quantises `x` into `row` by `block`, which fills a block's bytes and
+/// returns its scale (before rounding) and the sums of its 4-byte groups.
+#[inline(always)]
+fn quantize_with(
+    x: &[f32],
+    row: &mut Q8Row,
+    block: impl Fn(&[f32; BLOCK], &mut [i8; BLOCK]) -> (f32, [i32; 8]),
+) {
+    let blocks = x.len() / BLOCK;
+    for v in [&mut row.d, &mut row.s] {
+        v.clear();
+        v.reserve(blocks);
+    }
+    row.sums.clear();
+    row.sums.reserve(blocks);
+    for v in [&mut row.unsigned4, &mut row.unsigned8] {
+        v.clear();
+        v.reserve(blocks * 8);
+    }
+    row.q.clear();
+    row.q.resize(x.len(), 0);
+    for (xs, qs) in x.chunks_exact(BLOCK).zip(row.q.chunks_exact_mut(BLOCK)) {
+        let (xs, qs) = (
+            xs.try_into().expect("a block"),
+            qs.try_into().expect("a block"),
+        );
+        let (d, fours) = block(xs, qs);
+        row.unsigned4.extend(fours.iter().map(|f| -8 * f));
+        row.unsigned8.extend(fours.iter().map(|f| -128 * f));
+        let sum: i32 = fours.iter().sum();
+        row.d.push(round_f16(d));
+        row.s.push(round_f16(d * sum as f32));
+        row.sums.push(sum);
+    }
+    debug_assert_eq!(row.d.len(), blocks);
+}
+
+/// One block quantised to `q` (llama.cpp's `q8_0`: the largest magnitude
+/// maps to ±127, values round half away from zero); returns the scale and
+/// the sums of each 4 consecutive bytes.
+fn quantize_block(xs: &[f32; BLOCK], qs: &mut [i8; BLOCK]) -> (f32, [i32; 8]) {
+    let amax = xs.iter().fold(0f32, |a, &v| a.max(v.abs()));
+    let d = amax / 127.0;
+    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    // (Clamped: a block of subnormal values has an infinite inverse
+    // scale.)
+    for (q, &v) in qs.iter_mut().zip(xs) {
+        *q = round_away(v * id).clamp(-127.0, 127.0) as i8;
+    }
+    let mut fours = [0i32; 8];
+    for (f, four) in fours.iter_mut().zip(qs.chunks_exact(4)) {
+        *f = four.iter().map(|&q| i32::from(q)).sum();
+    }
+    (d, fours)
 }
 
 /// `x` rounded to an integer, halves away from zero (C's `roundf`), in

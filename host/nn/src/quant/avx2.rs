@@ -37,6 +37,66 @@ unsafe fn half(p: *const u8) -> f32 {
     _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(h))))
 }
 
+/// [`super::quantize_block`] 8 values at a time: the same bytes, scale
+/// and sums (a NaN still quantises to 0).
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn quantize_block(xs: &[f32; BLOCK], qs: &mut [i8; BLOCK]) -> (f32, [i32; 8]) {
+    let sign = _mm256_set1_ps(-0.0);
+    let mut v = [_mm256_setzero_ps(); 4];
+    let mut amax = _mm256_setzero_ps();
+    for (i, v) in v.iter_mut().enumerate() {
+        // SAFETY: 8 of the block's 32 values.
+        *v = unsafe { _mm256_loadu_ps(xs.as_ptr().add(i * 8)) };
+        // (The running maximum second: `maxps` returns its second operand
+        // for a NaN, as `f32::max` keeps the number.)
+        amax = _mm256_max_ps(_mm256_andnot_ps(sign, *v), amax);
+    }
+    let mut lanes = [0f32; 8];
+    // SAFETY: 8 floats.
+    unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), amax) };
+    let d = lanes.iter().fold(0f32, |a, &l| a.max(l)) / 127.0;
+    let id = _mm256_set1_ps(if d != 0.0 { 1.0 / d } else { 0.0 });
+    let (half, one) = (_mm256_set1_ps(0.5), _mm256_set1_ps(1.0));
+    let (lo, hi) = (_mm256_set1_ps(-127.0), _mm256_set1_ps(127.0));
+    let mut ints = [_mm256_setzero_si256(); 4];
+    for (v, int) in v.iter().zip(&mut ints) {
+        let y = _mm256_mul_ps(*v, id);
+        // Half away from zero: truncate, then a step away from zero
+        // where the fraction's magnitude is a half or more.
+        let t = _mm256_round_ps::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(y);
+        let frac = _mm256_andnot_ps(sign, _mm256_sub_ps(y, t));
+        let step = _mm256_and_ps(
+            _mm256_cmp_ps::<_CMP_GE_OQ>(frac, half),
+            _mm256_or_ps(one, _mm256_and_ps(sign, y)),
+        );
+        let r = _mm256_add_ps(t, step);
+        // NaN to 0 (as `as` casts it), then clamped.
+        let r = _mm256_and_ps(r, _mm256_cmp_ps::<_CMP_ORD_Q>(r, r));
+        *int = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(r, lo), hi));
+    }
+    // llama.cpp's packing: i32 to i16 to i8 interleaves 128-bit lanes,
+    // which the permutation puts back in order.
+    let words = (
+        _mm256_packs_epi32(ints[0], ints[1]),
+        _mm256_packs_epi32(ints[2], ints[3]),
+    );
+    let bytes = _mm256_permutevar8x32_epi32(
+        _mm256_packs_epi16(words.0, words.1),
+        _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7),
+    );
+    // SAFETY: 32 bytes.
+    unsafe { _mm256_storeu_si256(qs.as_mut_ptr() as *mut __m256i, bytes) };
+    // Sums of each 4 bytes: unsigned ones by signed bytes, then pairs.
+    let fours = _mm256_madd_epi16(
+        _mm256_maddubs_epi16(_mm256_set1_epi8(1), bytes),
+        _mm256_set1_epi16(1),
+    );
+    let mut out = [0i32; 8];
+    // SAFETY: 8 ints.
+    unsafe { _mm256_storeu_si256(out.as_mut_ptr() as *mut __m256i, fours) };
+    (d, out)
+}
+
 /// `src` rounded through f16 into `dst` (as long), 8 values at a time.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) unsafe fn round_f16(src: &[f32], dst: &mut [f32]) {

@@ -114,6 +114,54 @@ fn rounding_for_quantisation_is_roundf() {
     }
 }
 
+/// The AVX2 quantiser gives the portable one's bytes, scale and sums for
+/// blocks whose values land on halves, near them, past ±127 after scaling
+/// (the clamp), NaN, infinities and subnormal blocks.
+#[test]
+fn blocks_quantise_the_same_in_every_copy() {
+    let mut blocks: Vec<[f32; BLOCK]> = Vec::new();
+    // Multiples of a half of the step, so values tie: 127 steps of 1/64.
+    blocks.extend(
+        (0..40).map(|b| std::array::from_fn(|i| ((i as f32 - 15.5) * (b as f32 + 1.0)) / 64.0)),
+    );
+    blocks.extend((0..40u32).map(|b| {
+        std::array::from_fn(|i| {
+            let x = ((i as u32 * 2_654_435_761) ^ (b * 40_503)) % 20_001;
+            (x as f32 - 10_000.0) * 1e-3 * (b as f32 + 0.25)
+        })
+    }));
+    let mut odd = [0.37f32; BLOCK];
+    odd[3] = f32::NAN;
+    odd[9] = -0.5;
+    blocks.push(odd);
+    odd[4] = f32::INFINITY;
+    odd[5] = f32::NEG_INFINITY;
+    blocks.push(odd);
+    blocks.push(std::array::from_fn(|i| {
+        f32::from_bits(i as u32 + 1) * if i % 2 == 0 { 1.0 } else { -1.0 }
+    }));
+    blocks.push([0.0; BLOCK]);
+    blocks.push(std::array::from_fn(|i| if i == 7 { -3.0 } else { 1.5 }));
+    for (b, xs) in blocks.iter().enumerate() {
+        let mut want = [0i8; BLOCK];
+        let (d, fours) = quantize_block(xs, &mut want);
+        #[cfg(target_arch = "x86_64")]
+        if avx2::available() {
+            let mut got = [0i8; BLOCK];
+            // SAFETY: the CPU has AVX2, FMA and F16C (checked).
+            let (gd, gfours) = unsafe { avx2::quantize_block(xs, &mut got) };
+            assert_eq!(
+                (got, gd.to_bits(), gfours),
+                (want, d.to_bits(), fours),
+                "block {b}: {xs:?}"
+            );
+        }
+        let expect: [i32; 8] =
+            std::array::from_fn(|f| want[f * 4..f * 4 + 4].iter().map(|&q| i32::from(q)).sum());
+        assert_eq!(fours, expect, "block {b}");
+    }
+}
+
 #[test]
 fn f16_round_trips_every_finite_half() {
     for h in 0..=u16::MAX {
