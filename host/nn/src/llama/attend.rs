@@ -10,6 +10,7 @@
 //! portable one ([`tests`]).
 
 use crate::quant::{extend_rounded_f16, f16_to_f32, f32_to_f16};
+use crate::simd::{self, wide_fn};
 
 /// Lanes of a query-key dot.
 const LANES: usize = 8;
@@ -66,14 +67,7 @@ pub(super) fn attend(qh: &[f32], cache: Head<'_>, seen: usize, scale: f32, o: &m
     } else {
         scores.extend((0..seen).map(|p| dot(&q, &cache.k[p * cache.stride..][..hd]) * scale));
     }
-    let max = scores.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-    let mut sum = 0f64;
-    for s in &mut scores {
-        *s = (*s - max).exp();
-        sum += f64::from(*s);
-    }
-    let inv = (1.0 / sum) as f32;
-    scores.iter_mut().for_each(|s| *s *= inv);
+    softmax(&mut scores);
     let mut weights = Vec::with_capacity(seen);
     extend_rounded_f16(&mut weights, &scores);
     if wide {
@@ -89,6 +83,18 @@ pub(super) fn attend(qh: &[f32], cache: Head<'_>, seen: usize, scale: f32, o: &m
                 .zip(vp)
                 .for_each(|(o, &v)| *o += w * f16_to_f32(v));
         }
+    }
+}
+
+wide_fn! {
+    /// Softmax in place, its exponentials vectorised (as llama.cpp's),
+    /// summed in f64.
+    fn softmax(scores: &mut [f32]) {
+        let max = scores.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+        scores.iter_mut().for_each(|s| *s = simd::exp(*s - max));
+        let sum = simd::sum_f64(scores, |s| s);
+        let inv = (1.0 / sum) as f32;
+        scores.iter_mut().for_each(|s| *s *= inv);
     }
 }
 
