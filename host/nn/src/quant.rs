@@ -365,22 +365,25 @@ pub fn dot_rows(ty: GgmlType, raw: &[u8], xs: &Q8Batch, xf: &[f32], out: &mut [f
 }
 
 /// The products of rows `first ..` of a matrix packed by
-/// [`lanes::pack`] (`first` a multiple of [`lanes::LANES`]; as many rows
-/// as `out` holds, `xs.rows().len()` each) with the rows of `xs`, weight
-/// row by weight row into `out`. Only where [`lanes::used_for`] the type.
+/// [`lanes::pack`] (`first` a multiple of [`lanes::LANES`]) with the rows
+/// of `xs`: weight row `first + r` by `xs`'s row `t` into `out[t][r]`, for
+/// as many weight rows as each of `out`'s slices (one per row of `xs`)
+/// holds. Only where [`lanes::used_for`] the type.
 pub(crate) fn dot_lanes(
     ty: GgmlType,
     packed: &[u8],
     row_bytes: usize,
     first: usize,
     xs: &Q8Batch,
-    out: &mut [f32],
+    out: &mut [&mut [f32]],
 ) {
     assert!(
         lanes::used_for(ty),
         "a matrix packed for a CPU that has no kernel for it"
     );
-    let rows = out.len() / xs.rows.len();
+    assert_eq!(out.len(), xs.rows.len(), "an output per activation row");
+    let rows = out.first().map_or(0, |o| o.len());
+    assert!(out.iter().all(|o| o.len() == rows), "outputs of one length");
     assert!(packed.len() >= (first + rows).div_ceil(lanes::LANES) * lanes::LANES * row_bytes);
     #[cfg(target_arch = "x86_64")]
     // SAFETY: the CPU has 512-bit VNNI (`used_for`); whole tiles hold the

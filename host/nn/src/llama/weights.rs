@@ -243,22 +243,22 @@ impl QMatrix {
             }
         }
         let run = |(m, first, mut parts): (&QMatrix, usize, Vec<&mut [f32]>)| {
+            if m.lanes {
+                quant::dot_lanes(m.ty, &m.data, m.row_bytes, first, &xq, &mut parts);
+                return;
+            }
             let rows = parts[0].len();
-            // The kernels give weight row by weight row: `[row][t]`.
+            // `dot_rows` gives weight row by weight row: `[row][t]`.
             let mut by_row = if n == 1 {
                 Vec::new()
             } else {
                 vec![0f32; rows * n]
             };
             let out: &mut [f32] = if n == 1 { parts[0] } else { &mut by_row };
-            if m.lanes {
-                quant::dot_lanes(m.ty, &m.data, m.row_bytes, first, &xq, out);
-            } else {
-                for (i, o) in out.chunks_exact_mut(n).enumerate() {
-                    let r = first + i;
-                    let w = &m.data[r * m.row_bytes..][..m.row_bytes];
-                    quant::dot_rows(m.ty, w, &xq, x, o);
-                }
+            for (i, o) in out.chunks_exact_mut(n).enumerate() {
+                let r = first + i;
+                let w = &m.data[r * m.row_bytes..][..m.row_bytes];
+                quant::dot_rows(m.ty, w, &xq, x, o);
             }
             for (t, part) in parts.iter_mut().enumerate().filter(|_| n > 1) {
                 for (r, y) in part.iter_mut().enumerate() {

@@ -45,16 +45,20 @@ fn large_activations_give_finite_dots_in_every_copy() {
         }
         if lanes::used_for(ty) {
             let packed = lanes::pack(ty, &raw, raw.len());
-            let mut out = vec![0f32; xs.len()];
+            let mut out = vec![[0f32]; xs.len()];
+            let mut outs: Vec<&mut [f32]> = out.iter_mut().map(|o| &mut o[..]).collect();
             dot_lanes(
                 ty,
                 &packed,
                 raw.len(),
                 0,
                 &Q8Batch::new(xq.clone()),
-                &mut out,
+                &mut outs,
             );
-            assert!(out.iter().all(|v| v.is_finite()), "{ty:?} packed: {out:?}");
+            assert!(
+                out.iter().all(|[v]| v.is_finite()),
+                "{ty:?} packed: {out:?}"
+            );
         }
     }
 }
@@ -294,26 +298,27 @@ fn packed_products_match_the_portable_ones_and_each_row_alone() {
         let packed = lanes::pack(ty, &raw, row_bytes);
         let n = xs.len();
         // Rows 16.. (a run that starts at the second tile), all at once.
-        let mut all = vec![0f32; 19 * n];
+        let mut all = vec![vec![0f32; 19]; n];
+        let mut outs: Vec<&mut [f32]> = all.iter_mut().map(|o| &mut o[..]).collect();
         dot_lanes(
             ty,
             &packed,
             row_bytes,
             16,
             &Q8Batch::new(xq.clone()),
-            &mut all,
+            &mut outs,
         );
         for (r, w) in raw.chunks_exact(row_bytes).enumerate().skip(16) {
             for (t, x) in xs.iter().enumerate() {
-                let got = all[(r - 16) * n + t];
+                let got = all[t][r - 16];
                 let want = dot_row_portable(ty, w, &xq[t], x);
                 assert!(
                     (got - want).abs() <= 1e-4 * want.abs().max(1.0),
                     "{ty:?} row {r}, input {t}: {got} vs {want}"
                 );
-                let mut alone = vec![0f32; 19];
+                let mut alone = [0f32; 19];
                 let one = Q8Batch::new(vec![xq[t].clone()]);
-                dot_lanes(ty, &packed, row_bytes, 16, &one, &mut alone);
+                dot_lanes(ty, &packed, row_bytes, 16, &one, &mut [&mut alone[..]]);
                 assert_eq!(
                     alone[r - 16].to_bits(),
                     got.to_bits(),
