@@ -5,8 +5,11 @@
 //! positions is about as many bytes as the weights, so half-width values
 //! halve what attention streams through memory. llama.cpp multiplies the
 //! f16 cache by f16-rounded operands; so does this, in f32, summing each
-//! query-key dot over 8 lanes, then the lanes in order, and each output
-//! position by position. The AVX2 copy gives the same bits as the
+//! query-key dot over 8 lanes, then the lanes pairwise
+//! (`((l0+l1)+(l2+l3))+((l4+l5)+(l6+l7))`, what `hadd` gives four
+//! positions at once), and each output position by position. Each KV
+//! head's positions lie side by side, so a head's keys and values stream
+//! through memory in order. The AVX2 copy gives the same bits as the
 //! portable one ([`tests`]).
 
 use crate::quant::{extend_rounded_f16, f16_to_f32, f32_to_f16};
@@ -15,8 +18,27 @@ use crate::simd::{self, wide_fn};
 /// Lanes of a query-key dot.
 const LANES: usize = 8;
 
-/// `src` rounded to f16, appended to a cache `dst`.
-pub(super) fn append(dst: &mut Vec<u16>, src: &[f32]) {
+/// `src`, positions' rows of every KV head's `hd` values, rounded to f16
+/// and appended to each head's cache in `dsts` (one per head, in order).
+pub(super) fn append(dsts: &mut [Vec<u16>], src: &[f32], hd: usize) {
+    let row = hd * dsts.len();
+    assert!(
+        row > 0 && src.len().is_multiple_of(row),
+        "whole rows of every head"
+    );
+    let each = src.len() / dsts.len();
+    for dst in dsts.iter_mut() {
+        dst.reserve(each);
+    }
+    for row in src.chunks_exact(row) {
+        for (dst, head) in dsts.iter_mut().zip(row.chunks_exact(hd)) {
+            push_f16(dst, head);
+        }
+    }
+}
+
+/// `src` rounded to f16, appended to `dst`.
+fn push_f16(dst: &mut Vec<u16>, src: &[f32]) {
     #[cfg(target_arch = "x86_64")]
     if x86::available() {
         let at = dst.len();
@@ -28,13 +50,12 @@ pub(super) fn append(dst: &mut Vec<u16>, src: &[f32]) {
     dst.extend(src.iter().map(|&x| f32_to_f16(x)));
 }
 
-/// A layer's cache from one KV head's offset: its keys and values,
-/// `stride` apart from one position to the next.
+/// One KV head's cache in a layer: its keys and values, `[position][head
+/// dim]`.
 #[derive(Clone, Copy)]
 pub(super) struct Head<'a> {
     pub(super) k: &'a [u16],
     pub(super) v: &'a [u16],
-    pub(super) stride: usize,
 }
 
 /// Query head `qh` over the first `seen` positions of `cache`, added into
@@ -45,9 +66,8 @@ pub(super) fn attend(qh: &[f32], cache: Head<'_>, seen: usize, scale: f32, o: &m
     if seen == 0 {
         return;
     }
-    let last = (seen - 1) * cache.stride + hd;
     assert!(
-        cache.k.len() >= last && cache.v.len() >= last,
+        cache.k.len() >= seen * hd && cache.v.len() >= seen * hd,
         "a cache that short"
     );
     let mut q = Vec::with_capacity(hd);
@@ -65,7 +85,7 @@ pub(super) fn attend(qh: &[f32], cache: Head<'_>, seen: usize, scale: f32, o: &m
             x86::scores(&q, cache, seen, scale, &mut scores)
         };
     } else {
-        scores.extend((0..seen).map(|p| dot(&q, &cache.k[p * cache.stride..][..hd]) * scale));
+        scores.extend((0..seen).map(|p| dot(&q, &cache.k[p * hd..][..hd]) * scale));
     }
     softmax(&mut scores);
     let mut weights = Vec::with_capacity(seen);
@@ -78,7 +98,7 @@ pub(super) fn attend(qh: &[f32], cache: Head<'_>, seen: usize, scale: f32, o: &m
         };
     } else {
         for (p, &w) in weights.iter().enumerate() {
-            let vp = &cache.v[p * cache.stride..][..hd];
+            let vp = &cache.v[p * hd..][..hd];
             o.iter_mut()
                 .zip(vp)
                 .for_each(|(o, &v)| *o += w * f16_to_f32(v));
@@ -98,10 +118,10 @@ wide_fn! {
     }
 }
 
-/// The query-key dot the kernels compute: 8 lanes, summed in order, then
+/// The query-key dot the kernels compute: 8 lanes, summed pairwise, then
 /// whatever is left over.
 fn dot(q: &[f32], k: &[u16]) -> f32 {
-    let mut lanes = [0f32; LANES];
+    let mut l = [0f32; LANES];
     let (qs, ks) = (q.chunks_exact(LANES), k.chunks_exact(LANES));
     let rest: f32 = qs
         .remainder()
@@ -111,10 +131,15 @@ fn dot(q: &[f32], k: &[u16]) -> f32 {
         .sum();
     for (a, b) in qs.zip(ks) {
         for i in 0..LANES {
-            lanes[i] += a[i] * f16_to_f32(b[i]);
+            l[i] += a[i] * f16_to_f32(b[i]);
         }
     }
-    lanes.iter().sum::<f32>() + rest
+    pairwise(&l) + rest
+}
+
+/// `((l0+l1)+(l2+l3))+((l4+l5)+(l6+l7))`.
+fn pairwise(l: &[f32; LANES]) -> f32 {
+    ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]))
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -126,6 +151,8 @@ mod x86 {
 
     /// Query-key dots run this many positions side by side.
     const AT_ONCE: usize = 4;
+    /// Positions ahead whose keys are prefetched.
+    const PREFETCH_AHEAD: usize = 16;
     /// Output vectors kept in registers over all positions.
     const OUT_VECTORS: usize = 4;
 
@@ -164,14 +191,14 @@ mod x86 {
         _mm256_cvtph_ps(unsafe { _mm_loadu_si128(cache.as_ptr().add(at) as *const __m128i) })
     }
 
-    /// The lanes of `v` summed in order (as [`super::dot`] sums them).
+    /// The lanes of `v` summed as [`super::pairwise`] sums them.
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
     fn sum(v: __m256) -> f32 {
         let mut lanes = [0f32; LANES];
         // SAFETY: 8 floats.
         unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), v) };
-        lanes.iter().sum::<f32>()
+        super::pairwise(&lanes)
     }
 
     /// `q`'s dot with each of the first `seen` keys, times `scale`,
@@ -185,21 +212,46 @@ mod x86 {
         scale: f32,
         scores: &mut Vec<f32>,
     ) {
-        let (hd, stride) = (q.len(), cache.stride);
+        let hd = q.len();
         let mut p = 0;
+        let scale4 = _mm_set1_ps(scale);
         while p + AT_ONCE <= seen {
+            // A head's cache is a few kilobytes, gone from the caches
+            // since the last pass: its keys are asked for a few positions
+            // ahead, and its values now, for the weighted sum after.
+            for line in (0..AT_ONCE * hd).step_by(32) {
+                let k = cache
+                    .k
+                    .as_ptr()
+                    .wrapping_add((p + PREFETCH_AHEAD) * hd + line);
+                _mm_prefetch::<_MM_HINT_T0>(k as *const i8);
+                _mm_prefetch::<_MM_HINT_T0>(
+                    cache.v.as_ptr().wrapping_add(p * hd + line) as *const i8
+                );
+            }
             let mut acc = [_mm256_setzero_ps(); AT_ONCE];
             for c in (0..hd).step_by(LANES) {
                 // SAFETY: `c + 8 <= hd`; positions below `seen`.
                 let qc = unsafe { _mm256_loadu_ps(q.as_ptr().add(c)) };
                 for (j, a) in acc.iter_mut().enumerate() {
-                    let k = unsafe { load(cache.k, (p + j) * stride + c) };
+                    let k = unsafe { load(cache.k, (p + j) * hd + c) };
                     *a = _mm256_add_ps(*a, _mm256_mul_ps(qc, k));
                 }
             }
-            for a in acc {
-                scores.push(sum(a) * scale);
-            }
+            // Four positions' lanes summed pairwise at once: `hadd` adds
+            // neighbours, twice, then the two halves.
+            let pairs = _mm256_hadd_ps(
+                _mm256_hadd_ps(acc[0], acc[1]),
+                _mm256_hadd_ps(acc[2], acc[3]),
+            );
+            let sums = _mm_add_ps(
+                _mm256_castps256_ps128(pairs),
+                _mm256_extractf128_ps::<1>(pairs),
+            );
+            let at = scores.len();
+            scores.resize(at + AT_ONCE, 0.0);
+            // SAFETY: four places just made.
+            unsafe { _mm_storeu_ps(scores.as_mut_ptr().add(at), _mm_mul_ps(sums, scale4)) };
             p += AT_ONCE;
         }
         for p in p..seen {
@@ -209,7 +261,7 @@ mod x86 {
                 let (qc, k) = unsafe {
                     (
                         _mm256_loadu_ps(q.as_ptr().add(c)),
-                        load(cache.k, p * stride + c),
+                        load(cache.k, p * hd + c),
                     )
                 };
                 acc = _mm256_add_ps(acc, _mm256_mul_ps(qc, k));
@@ -258,7 +310,7 @@ mod x86 {
             let w = _mm256_set1_ps(w);
             for (j, a) in acc.iter_mut().enumerate() {
                 // SAFETY: the caller's cache holds this position.
-                let v = unsafe { load(cache.v, p * cache.stride + at + j * LANES) };
+                let v = unsafe { load(cache.v, p * o.len() + at + j * LANES) };
                 *a = _mm256_add_ps(*a, _mm256_mul_ps(w, v));
             }
         }
@@ -294,7 +346,7 @@ mod tests {
             .iter()
             .map(|&x| f64::from(crate::quant::round_f16(x)))
             .collect();
-        let at = |c: &[u16], p: usize, i: usize| f64::from(f16_to_f32(c[p * cache.stride + i]));
+        let at = |c: &[u16], p: usize, i: usize| f64::from(f16_to_f32(c[p * hd + i]));
         let s: Vec<f64> = (0..seen)
             .map(|p| (0..hd).map(|i| q[i] * at(cache.k, p, i)).sum::<f64>() * f64::from(scale))
             .collect();
@@ -312,18 +364,39 @@ mod tests {
         // a vector left over past 4, and one no kernel takes (36); lengths
         // around the 4 positions a step.
         for hd in [64, 80, 96, 128, 40, 36] {
-            let (kv_heads, stride) = (3, 3 * hd);
             for seen in [1, 3, 4, 5, 9, 70] {
-                let (mut k, mut v) = (Vec::new(), Vec::new());
-                append(&mut k, &data(seen * stride, hd as u32));
-                append(&mut v, &data(seen * stride, 7 + seen as u32));
+                // Three KV heads' rows, appended a position at a time; the
+                // second head attended.
+                let (mut k, mut v) = (vec![Vec::new(); 3], vec![Vec::new(); 3]);
+                let (keys, values) = (
+                    data(seen * 3 * hd, hd as u32),
+                    data(seen * 3 * hd, 7 + seen as u32),
+                );
+                // (The first positions at once, as a prompt; then one by
+                // one, as decoding.)
+                let (at_once, _) = keys.split_at(seen / 2 * 3 * hd);
+                append(&mut k, at_once, hd);
+                append(&mut v, &values[..at_once.len()], hd);
+                for (key, value) in keys
+                    .chunks_exact(3 * hd)
+                    .zip(values.chunks_exact(3 * hd))
+                    .skip(seen / 2)
+                {
+                    append(&mut k, key, hd);
+                    append(&mut v, value, hd);
+                }
+                for (head, cache) in k.iter().enumerate() {
+                    let want: Vec<u16> = keys
+                        .chunks_exact(hd)
+                        .skip(head)
+                        .step_by(3)
+                        .flatten()
+                        .map(|&x| f32_to_f16(x))
+                        .collect();
+                    assert_eq!(cache, &want, "hd {hd}, {seen} seen: head {head}'s keys");
+                }
                 let qh = data(hd, 3);
-                let head = 1 % kv_heads;
-                let cache = Head {
-                    k: &k[head * hd..],
-                    v: &v[head * hd..],
-                    stride,
-                };
+                let cache = Head { k: &k[1], v: &v[1] };
                 let scale = 1.0 / (hd as f32).sqrt();
                 let mut o = vec![0f32; hd];
                 attend(&qh, cache, seen, scale, &mut o);
@@ -338,8 +411,7 @@ mod tests {
                 #[cfg(target_arch = "x86_64")]
                 if x86::available() && hd.is_multiple_of(LANES) {
                     let mut portable = Vec::new();
-                    portable
-                        .extend((0..seen).map(|p| dot(&q, &cache.k[p * stride..][..hd]) * scale));
+                    portable.extend((0..seen).map(|p| dot(&q, &cache.k[p * hd..][..hd]) * scale));
                     let mut wide = Vec::new();
                     // SAFETY: checked just above; `seen` positions held.
                     unsafe { x86::scores(&q, cache, seen, scale, &mut wide) };
@@ -348,7 +420,7 @@ mod tests {
                     let mut by_hand = vec![0.5f32; hd];
                     for (p, &w) in weights.iter().enumerate() {
                         for (i, o) in by_hand.iter_mut().enumerate() {
-                            *o += w * f16_to_f32(cache.v[p * stride + i]);
+                            *o += w * f16_to_f32(cache.v[p * hd + i]);
                         }
                     }
                     let mut kernel = vec![0.5f32; hd];
@@ -367,7 +439,7 @@ mod tests {
             .chain([0.0, -0.0, 65504.0, 70000.0, 1e-7, -3e-5, f32::INFINITY])
             .collect();
         let mut cache = Vec::new();
-        append(&mut cache, &xs);
+        append(std::slice::from_mut(&mut cache), &xs, xs.len());
         let want: Vec<u16> = xs.iter().map(|&x| f32_to_f16(x)).collect();
         assert_eq!(cache, want);
     }

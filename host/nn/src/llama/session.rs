@@ -17,8 +17,9 @@ pub(crate) struct Decoder {
     w: Arc<Weights>,
     /// Positions already in the cache.
     past: usize,
-    /// Per layer: `[position][kv head][head dim]`, in f16 as llama.cpp's
-    /// cache stores them.
+    /// Per layer and KV head (`layer * kv_heads + head`):
+    /// `[position][head dim]`, in f16 as llama.cpp's cache stores them.
+    /// (A head's positions side by side: attention streams through them.)
     k: Vec<Vec<u16>>,
     v: Vec<Vec<u16>>,
     /// The cache and buffers on the GPU, when the model is there (the CPU
@@ -31,13 +32,13 @@ pub(crate) struct Decoder {
 
 impl Decoder {
     pub(crate) fn new(w: Arc<Weights>) -> Self {
-        let layers = w.hp.layers;
+        let heads = w.hp.layers * w.hp.kv_heads;
         Self {
             device: w.device.as_ref().map(OnDevice::new),
             w,
             past: 0,
-            k: vec![Vec::new(); layers],
-            v: vec![Vec::new(); layers],
+            k: vec![Vec::new(); heads],
+            v: vec![Vec::new(); heads],
             seen: Vec::new(),
         }
     }
@@ -103,20 +104,19 @@ impl Decoder {
     fn attention(&self, l: usize, q: &[f32], n: usize) -> Vec<f32> {
         let hp = &self.w.hp;
         let (hd, heads, kv_heads) = (hp.head_dim, hp.heads, hp.kv_heads);
-        let (d, kvd) = (heads * hd, kv_heads * hd);
+        let d = heads * hd;
         let group = heads / kv_heads;
         let scale = hp.attn_scale;
-        let (kc, vc) = (&self.k[l], &self.v[l]);
         let mut out = vec![0f32; n * d];
         let one_head = |(i, o): (usize, &mut [f32])| {
             let (t, head) = (i / heads, i % heads);
             let kvh = head / group;
             let seen = self.past + t + 1;
             let qh = &q[t * d + head * hd..][..hd];
+            let at = l * kv_heads + kvh;
             let cache = attend::Head {
-                k: &kc[kvh * hd..],
-                v: &vc[kvh * hd..],
-                stride: kvd,
+                k: &self.k[at],
+                v: &self.v[at],
             };
             attend::attend(qh, cache, seen, scale, o);
         };
@@ -199,8 +199,9 @@ fn forward_in_pool(ds: &mut [&mut Decoder], tokens: &[&[u32]]) -> Vec<Vec<f32>> 
         }
         for ((dec, &start), toks) in ds.iter_mut().zip(&starts).zip(tokens) {
             let rows = start * kvd..(start + toks.len()) * kvd;
-            attend::append(&mut dec.k[l], &k[rows.clone()]);
-            attend::append(&mut dec.v[l], &v[rows]);
+            let heads = l * hp.kv_heads..(l + 1) * hp.kv_heads;
+            attend::append(&mut dec.k[heads.clone()], &k[rows.clone()], hp.head_dim);
+            attend::append(&mut dec.v[heads], &v[rows], hp.head_dim);
         }
         let attend = |((dec, &start), toks): ((&&mut Decoder, &usize), &&[u32])| {
             dec.attention(l, &q[start * qd..(start + toks.len()) * qd], toks.len())
