@@ -92,10 +92,12 @@ pub(crate) fn sample(logits: &[f32], sampling: Sampling, rng: &mut Pcg32) -> usi
 
 /// The index of the largest logit, the first on a tie; NaNs never win.
 pub(crate) fn argmax(logits: &[f32]) -> usize {
-    let mut best = 0;
+    // The best value kept at hand (not read back through its index, a
+    // bounds check a logit): this runs over the whole vocabulary a token.
+    let (mut best, mut top) = (0, f32::NAN);
     for (i, &l) in logits.iter().enumerate() {
-        if l > logits[best] || logits[best].is_nan() {
-            best = i;
+        if l > top || top.is_nan() {
+            (best, top) = (i, l);
         }
     }
     best
@@ -130,6 +132,8 @@ mod tests {
         let mut rng = Pcg32::new(0);
         assert_eq!(sample(&[0.1, 3.0, 3.0, -1.0], GREEDY, &mut rng), 1);
         assert_eq!(argmax(&[f32::NAN, 1.0, 0.5]), 1);
+        assert_eq!(argmax(&[0.5, f32::NAN, 2.0, 2.0, f32::NAN]), 2);
+        assert_eq!(argmax(&[f32::NAN, f32::NAN]), 1, "all NaN: the last");
     }
 
     #[test]
