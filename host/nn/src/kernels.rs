@@ -585,7 +585,7 @@ fn store<const MR: usize, const NR: usize>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn naive(a: &[f32], b: &[f32], m: usize, k: usize, n: usize) -> Vec<f32> {
@@ -600,7 +600,8 @@ mod tests {
         c.into_iter().map(|v| v as f32).collect()
     }
 
-    fn data(len: usize, seed: u32) -> Vec<f32> {
+    /// `len` pseudo-random values in [-1, 1] (xorshift from `seed`).
+    pub(crate) fn data(len: usize, seed: u32) -> Vec<f32> {
         let mut s = seed.wrapping_mul(2654435761).max(1);
         (0..len)
             .map(|_| {

@@ -96,6 +96,27 @@ pub fn extend_rounded_f16(dst: &mut Vec<f32>, src: &[f32]) {
     dst.extend(src.iter().map(|&x| round_f16(x)));
 }
 
+/// `src` rounded to f16 (to nearest, ties to even), its bits appended to
+/// `dst`; with F16C eight at a time.
+pub(crate) fn extend_f16(dst: &mut Vec<u16>, src: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if avx2::available() {
+        let at = dst.len();
+        dst.resize(at + src.len(), 0);
+        // SAFETY: the CPU has F16C (checked); the slices are as long.
+        unsafe { avx2::to_f16(src, &mut dst[at..]) };
+        return;
+    }
+    dst.extend(src.iter().map(|&x| f32_to_f16(x)));
+}
+
+/// Whether the CPU has AVX2, FMA and F16C, which the crate's x86 kernels
+/// use together (asked once).
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn has_f16c() -> bool {
+    avx2::available()
+}
+
 fn half(b: &[u8], at: usize) -> f32 {
     f16_to_f32(u16::from_le_bytes([b[at], b[at + 1]]))
 }

@@ -12,7 +12,7 @@
 //! through memory in order. The AVX2 copy gives the same bits as the
 //! portable one ([`tests`]).
 
-use crate::quant::{extend_rounded_f16, f16_to_f32, f32_to_f16};
+use crate::quant::{extend_f16, extend_rounded_f16, f16_to_f32};
 use crate::simd::{self, wide_fn};
 
 /// Lanes of a query-key dot.
@@ -32,22 +32,9 @@ pub(super) fn append(dsts: &mut [Vec<u16>], src: &[f32], hd: usize) {
     }
     for row in src.chunks_exact(row) {
         for (dst, head) in dsts.iter_mut().zip(row.chunks_exact(hd)) {
-            push_f16(dst, head);
+            extend_f16(dst, head);
         }
     }
-}
-
-/// `src` rounded to f16, appended to `dst`.
-fn push_f16(dst: &mut Vec<u16>, src: &[f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if x86::available() {
-        let at = dst.len();
-        dst.resize(at + src.len(), 0);
-        // SAFETY: the CPU has F16C (checked); the slices are as long.
-        unsafe { x86::to_f16(src, &mut dst[at..]) };
-        return;
-    }
-    dst.extend(src.iter().map(|&x| f32_to_f16(x)));
 }
 
 /// One KV head's cache in a layer: its keys and values, `[position][head
@@ -74,7 +61,7 @@ pub(super) fn attend(qh: &[f32], cache: Head<'_>, seen: usize, scale: f32, o: &m
     extend_rounded_f16(&mut q, qh);
     let mut scores = Vec::with_capacity(seen);
     #[cfg(target_arch = "x86_64")]
-    let wide = x86::available() && hd.is_multiple_of(LANES);
+    let wide = crate::quant::has_f16c() && hd.is_multiple_of(LANES);
     #[cfg(not(target_arch = "x86_64"))]
     let wide = false;
     if wide {
@@ -145,7 +132,6 @@ fn pairwise(l: &[f32; LANES]) -> f32 {
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use std::arch::x86_64::*;
-    use std::sync::OnceLock;
 
     use super::{Head, LANES};
 
@@ -155,33 +141,6 @@ mod x86 {
     const PREFETCH_AHEAD: usize = 16;
     /// Output vectors kept in registers over all positions.
     const OUT_VECTORS: usize = 4;
-
-    pub(super) fn available() -> bool {
-        static HAS: OnceLock<bool> = OnceLock::new();
-        *HAS.get_or_init(|| {
-            is_x86_feature_detected!("avx2")
-                && is_x86_feature_detected!("fma")
-                && is_x86_feature_detected!("f16c")
-        })
-    }
-
-    /// `src` rounded to f16 (to nearest, ties to even) into `dst`.
-    #[target_feature(enable = "avx2,fma,f16c")]
-    pub(super) unsafe fn to_f16(src: &[f32], dst: &mut [u16]) {
-        assert_eq!(src.len(), dst.len());
-        let mut s = src.chunks_exact(8);
-        let mut d = dst.chunks_exact_mut(8);
-        for (s, d) in (&mut s).zip(&mut d) {
-            // SAFETY: 8 values each side.
-            unsafe {
-                let h = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm256_loadu_ps(s.as_ptr()));
-                _mm_storeu_si128(d.as_mut_ptr() as *mut __m128i, h);
-            }
-        }
-        for (s, d) in s.remainder().iter().zip(d.into_remainder()) {
-            *d = crate::quant::f32_to_f16(*s);
-        }
-    }
 
     /// 8 cache values from `at`, widened.
     #[inline]
@@ -324,19 +283,8 @@ mod x86 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// `len` pseudo-random values in [-2, 2].
-    fn data(len: usize, seed: u32) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(2_654_435_761).max(1);
-        (0..len)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 17;
-                s ^= s << 5;
-                (s % 4001) as f32 / 1000.0 - 2.0
-            })
-            .collect()
-    }
+    use crate::kernels::tests::data;
+    use crate::quant::f32_to_f16;
 
     /// Attention in f64 over the same f16 operands, one position at a
     /// time: what the kernels approximate.
@@ -409,7 +357,7 @@ mod tests {
                 }
                 let q: Vec<f32> = qh.iter().map(|&x| crate::quant::round_f16(x)).collect();
                 #[cfg(target_arch = "x86_64")]
-                if x86::available() && hd.is_multiple_of(LANES) {
+                if crate::quant::has_f16c() && hd.is_multiple_of(LANES) {
                     let mut portable = Vec::new();
                     portable.extend((0..seen).map(|p| dot(&q, &cache.k[p * hd..][..hd]) * scale));
                     let mut wide = Vec::new();

@@ -115,6 +115,25 @@ pub(super) unsafe fn round_f16(src: &[f32], dst: &mut [f32]) {
     }
 }
 
+/// `src` rounded to f16 (to nearest, ties to even) into `dst`'s bits, 8
+/// values at a time.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn to_f16(src: &[f32], dst: &mut [u16]) {
+    assert_eq!(src.len(), dst.len());
+    let mut s = src.chunks_exact(8);
+    let mut d = dst.chunks_exact_mut(8);
+    for (s, d) in (&mut s).zip(&mut d) {
+        // SAFETY: 8 values each side.
+        unsafe {
+            let h = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm256_loadu_ps(s.as_ptr()));
+            _mm_storeu_si128(d.as_mut_ptr() as *mut __m128i, h);
+        }
+    }
+    for (s, d) in s.remainder().iter().zip(d.into_remainder()) {
+        *d = super::f32_to_f16(*s);
+    }
+}
+
 /// Sums of products of signed bytes `a` and `b`, as 8 floats.
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn dot_i8(a: __m256i, b: __m256i) -> __m256 {
