@@ -82,18 +82,23 @@ pub fn round_f16(x: f32) -> f32 {
     f16_to_f32(f32_to_f16(x))
 }
 
-/// `src` rounded through f16 ([`round_f16`]), appended to `dst`; with
-/// F16C eight at a time (the same rounding: to nearest, ties to even).
+/// `src` rounded through f16 ([`round_f16`]), appended to `dst`.
 pub fn extend_rounded_f16(dst: &mut Vec<f32>, src: &[f32]) {
+    let at = dst.len();
+    dst.extend_from_slice(src);
+    round_f16_in_place(&mut dst[at..]);
+}
+
+/// Every value of `v` rounded through f16 ([`round_f16`]); with F16C
+/// eight at a time (the same rounding: to nearest, ties to even).
+pub fn round_f16_in_place(v: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if avx2::available() {
-        let at = dst.len();
-        dst.resize(at + src.len(), 0.0);
-        // SAFETY: the CPU has F16C (checked); the slices are as long.
-        unsafe { avx2::round_f16(src, &mut dst[at..]) };
+        // SAFETY: the CPU has F16C (checked).
+        unsafe { avx2::round_f16(v) };
         return;
     }
-    dst.extend(src.iter().map(|&x| round_f16(x)));
+    v.iter_mut().for_each(|x| *x = round_f16(*x));
 }
 
 /// `src` rounded to f16 (to nearest, ties to even), its bits appended to
@@ -251,10 +256,13 @@ fn quantize_with(
         row.unsigned4.extend(fours.iter().map(|f| -8 * f));
         row.unsigned8.extend(fours.iter().map(|f| -128 * f));
         let sum: i32 = fours.iter().sum();
-        row.d.push(round_f16(d));
-        row.s.push(round_f16(d * sum as f32));
+        row.d.push(d);
+        row.s.push(d * sum as f32);
         row.sums.push(sum);
     }
+    // The scales are stored as f16, as llama.cpp's: rounded all at once.
+    round_f16_in_place(&mut row.d);
+    round_f16_in_place(&mut row.s);
     debug_assert_eq!(row.d.len(), blocks);
 }
 

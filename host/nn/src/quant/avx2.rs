@@ -97,21 +97,19 @@ pub(super) fn quantize_block(xs: &[f32; BLOCK], qs: &mut [i8; BLOCK]) -> (f32, [
     (d, out)
 }
 
-/// `src` rounded through f16 into `dst` (as long), 8 values at a time.
+/// `v` rounded through f16 in place, 8 values at a time.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(super) unsafe fn round_f16(src: &[f32], dst: &mut [f32]) {
-    assert_eq!(src.len(), dst.len());
-    let mut s = src.chunks_exact(8);
-    let mut d = dst.chunks_exact_mut(8);
-    for (s, d) in (&mut s).zip(&mut d) {
-        // SAFETY: 8 values each side.
+pub(super) unsafe fn round_f16(v: &mut [f32]) {
+    let mut chunks = v.chunks_exact_mut(8);
+    for c in &mut chunks {
+        // SAFETY: 8 values.
         unsafe {
-            let h = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm256_loadu_ps(s.as_ptr()));
-            _mm256_storeu_ps(d.as_mut_ptr(), _mm256_cvtph_ps(h));
+            let h = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm256_loadu_ps(c.as_ptr()));
+            _mm256_storeu_ps(c.as_mut_ptr(), _mm256_cvtph_ps(h));
         }
     }
-    for (s, d) in s.remainder().iter().zip(d.into_remainder()) {
-        *d = super::round_f16(*s);
+    for x in chunks.into_remainder() {
+        *x = super::round_f16(*x);
     }
 }
 
