@@ -46,6 +46,7 @@ mod llama;
 mod onnx;
 pub mod quant;
 mod simd;
+mod team;
 mod tensor;
 pub mod train;
 

@@ -1,60 +1,102 @@
-//! A pass's own threads, which spin between its parallel steps.
+//! A pass's threads, which spin between its parallel steps.
 //!
 //! A decoding step of a dozen joined sessions is some 150 parallel steps
-//! (products, attention, norms) of 20-200 µs each, with short serial work
-//! between them. On the thread pool every step wakes the other threads,
+//! (products, attention) of 20-200 µs each, with short serial work between
+//! them. Run as the thread pool's jobs, every step wakes the other threads,
 //! which went back to sleep (sched_yield, then a futex) during the serial
-//! work: a profile of a 16-session step put 15% of it in those system calls
-//! and each step's start waited for them. A [`Team`] is the calling thread
-//! plus helpers started for one pass; between steps the helpers spin on an
-//! atomic, so a step starts as soon as it is posted, and its tasks are
-//! handed out one at a time from a counter, so the threads finish
-//! together.
+//! work: a profile of a 16-session step put 15% of it in those system calls,
+//! and each step's start waited for them. A [`Team`] is the thread running
+//! the pass plus the pool's other threads, each taken for the whole pass
+//! by one job ([`run`]); between steps they spin on an atomic, so a step
+//! starts as soon as it is posted, and its tasks are claimed one at a time
+//! from a counter, so the threads finish together. A helper that is late
+//! (its thread busy with other work) joins at the next step: a step waits
+//! only for its own tasks, never for a helper.
 
 use std::any::Any;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use rayon::prelude::*;
 
 /// A step's tasks as the helpers see them: `&dyn Fn(usize)` with its
-/// lifetime erased ([`Team::for_each`] waits for every helper to be done
-/// with it before it returns).
-type Job = *const (dyn Fn(usize) + Sync);
+/// lifetime erased ([`Team::for_each`] returns only once every claimed task
+/// has run, and a task can be claimed only while its step is posted).
+#[derive(Clone, Copy)]
+struct Job(*const (dyn Fn(usize) + Sync));
+// SAFETY: the closure behind it is `Sync`, and it is called only while the
+// step that posted it waits (above).
+unsafe impl Send for Job {}
+
+/// The posted step: its tasks, how many, and its number.
+#[derive(Clone, Copy)]
+struct Step {
+    job: Job,
+    tasks: usize,
+    number: u32,
+}
 
 /// What the threads of a team share.
 struct Shared {
-    /// Bumped to post a step; the helpers spin until it moves.
-    posted: AtomicUsize,
-    /// The posted step's tasks and how many there are.
-    job: Mutex<Option<(SendJob, usize)>>,
-    /// The next task to hand out.
-    next: AtomicUsize,
-    /// Helpers done with the posted step.
-    done: AtomicUsize,
+    /// The number of the posted step; helpers spin until it moves.
+    posted: AtomicU32,
+    step: Mutex<Option<Step>>,
+    /// The posted step's number (high half) and next task (low half): a
+    /// task is claimed only with its step's number, so a helper that read
+    /// an older step cannot run a newer one's task with the old closure.
+    claim: AtomicU64,
+    /// Tasks of the posted step that have run.
+    finished: AtomicUsize,
     /// Set when the pass is over: the helpers return.
     over: AtomicBool,
-    /// The first panic of a helper's task, re-raised on the caller.
+    /// The first panic of a task, raised on the pass's thread.
     panicked: Mutex<Option<Box<dyn Any + Send>>>,
 }
 
-/// [`Job`], sent to the helpers.
-#[derive(Clone, Copy)]
-struct SendJob(Job);
-// SAFETY: the closure behind it is `Sync` and outlives every use
-// ([`Team::for_each`]).
-unsafe impl Send for SendJob {}
+impl Shared {
+    /// The next task of step `number`, if any is left.
+    fn claim(&self, number: u32, tasks: usize) -> Option<usize> {
+        let mut c = self.claim.load(Ordering::Acquire);
+        loop {
+            let (step, next) = ((c >> 32) as u32, (c & 0xffff_ffff) as usize);
+            if step != number || next >= tasks {
+                return None;
+            }
+            match self
+                .claim
+                .compare_exchange_weak(c, c + 1, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return Some(next),
+                Err(now) => c = now,
+            }
+        }
+    }
+
+    /// Runs tasks of step `number` until none are left to claim.
+    fn work(&self, number: u32, tasks: usize, f: &(dyn Fn(usize) + Sync)) {
+        while let Some(i) = self.claim(number, tasks) {
+            if let Err(e) = panic::catch_unwind(AssertUnwindSafe(|| f(i))) {
+                self.panicked
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get_or_insert(e);
+            }
+            self.finished.fetch_add(1, Ordering::Release);
+        }
+    }
+}
 
 /// The threads of one pass ([`run`]).
 pub(crate) struct Team {
     shared: Shared,
-    helpers: usize,
+    threads: usize,
+    /// The last step's number.
+    steps: AtomicU32,
 }
 
 /// How a pass shares its parallel steps out: over a [`Team`], over the
-/// global thread pool (a pass too small to be worth a team's start), or
-/// not at all (a step too small to be worth waking the pool).
+/// thread pool's jobs, or not at all (a step too small to share).
 #[derive(Clone, Copy)]
 pub(crate) enum Workers<'a> {
     Team(&'a Team),
@@ -90,31 +132,32 @@ impl Workers<'_> {
     /// How many threads share a step.
     pub(crate) fn threads(&self) -> usize {
         match self {
-            Workers::Team(team) => team.helpers + 1,
+            Workers::Team(team) => team.threads,
             Workers::Pool => rayon::current_num_threads(),
             Workers::Caller => 1,
         }
     }
 }
 
-/// Runs `f` with a team of `threads` (the caller and `threads - 1`
-/// helpers, started now and stopped when `f` returns).
-pub(crate) fn run<R>(threads: usize, f: impl FnOnce(&Team) -> R) -> R {
+/// Runs `f` on a thread of the pool with a team of all the pool's threads:
+/// the others are taken, one job each, until `f` returns.
+pub(crate) fn run<R: Send>(f: impl FnOnce(&Team) -> R + Send) -> R {
     let team = Team {
         shared: Shared {
-            posted: AtomicUsize::new(0),
-            job: Mutex::new(None),
-            next: AtomicUsize::new(0),
-            done: AtomicUsize::new(0),
+            posted: AtomicU32::new(0),
+            step: Mutex::new(None),
+            claim: AtomicU64::new(0),
+            finished: AtomicUsize::new(0),
             over: AtomicBool::new(false),
             panicked: Mutex::new(None),
         },
-        helpers: threads.saturating_sub(1),
+        threads: rayon::current_num_threads(),
+        steps: AtomicU32::new(0),
     };
-    std::thread::scope(|scope| {
-        for _ in 0..team.helpers {
+    rayon::scope(|scope| {
+        for _ in 1..team.threads {
             let shared = &team.shared;
-            scope.spawn(move || help(shared));
+            scope.spawn(move |_| help(shared));
         }
         // The helpers stop even if `f` panics.
         struct Over<'a>(&'a AtomicBool);
@@ -128,87 +171,70 @@ pub(crate) fn run<R>(threads: usize, f: impl FnOnce(&Team) -> R) -> R {
     })
 }
 
-/// A helper's loop: wait for a step, take its tasks, say when done.
-fn help(shared: &Shared) {
-    let mut seen = 0;
-    loop {
-        let mut spins = 0u32;
-        let posted = loop {
-            let posted = shared.posted.load(Ordering::Acquire);
-            if posted != seen {
-                break posted;
-            }
-            if shared.over.load(Ordering::Acquire) {
-                return;
-            }
-            // Spin through the short serial work between steps; give the
-            // core away only if the caller is gone for long (a pass's
-            // serial stretches are tens of microseconds).
-            spins += 1;
-            if spins < 1 << 14 {
-                std::hint::spin_loop();
-            } else {
-                std::thread::yield_now();
-            }
-        };
-        seen = posted;
-        let (job, tasks) = shared
-            .job
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .expect("a posted step");
-        // SAFETY: the caller waits for `done` before the closure goes.
-        let f = unsafe { &*job.0 };
-        if let Err(e) = panic::catch_unwind(AssertUnwindSafe(|| take_tasks(shared, tasks, f))) {
-            // Let the caller finish the step's other tasks, then raise it.
-            shared.next.store(tasks, Ordering::Relaxed);
-            shared
-                .panicked
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get_or_insert(e);
-        }
-        shared.done.fetch_add(1, Ordering::AcqRel);
+/// Spins through a wait of the length of a pass's serial stretches (tens
+/// of microseconds); past that, lets the OS run something else meanwhile.
+fn pause(spins: &mut u32) {
+    *spins += 1;
+    if *spins < 1 << 14 {
+        std::hint::spin_loop();
+    } else {
+        std::thread::yield_now();
     }
 }
 
-/// Runs tasks of the posted step until none are left.
-fn take_tasks(shared: &Shared, tasks: usize, f: &(dyn Fn(usize) + Sync)) {
+/// A helper's loop: wait for a step, take its tasks, until the pass ends.
+fn help(shared: &Shared) {
+    let mut seen = 0;
     loop {
-        let i = shared.next.fetch_add(1, Ordering::Relaxed);
-        if i >= tasks {
-            return;
+        let mut spins = 0;
+        while shared.posted.load(Ordering::Acquire) == seen {
+            if shared.over.load(Ordering::Acquire) {
+                return;
+            }
+            pause(&mut spins);
         }
-        f(i);
+        let step = shared
+            .step
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .expect("a posted step");
+        seen = step.number;
+        // SAFETY: called only for a task claimed under this step's number,
+        // which its poster waits for (`Team::for_each`).
+        let f = unsafe { &*step.job.0 };
+        shared.work(step.number, step.tasks, f);
     }
 }
 
 impl Team {
-    /// Runs `f(i)` for every `i < tasks` on the team's threads, the caller
-    /// included; returns when all have run. A task's panic is raised here.
+    /// Runs `f(i)` for every `i < tasks` on the team's threads, the pass's
+    /// own included; returns when all have run. A task's panic is raised
+    /// here, once the others have run.
     pub(crate) fn for_each(&self, tasks: usize, f: impl Fn(usize) + Sync) {
         let shared = &self.shared;
-        if self.helpers == 0 || tasks <= 1 {
+        if self.threads == 1 || tasks <= 1 {
             (0..tasks).for_each(f);
             return;
         }
+        assert!(tasks < 1 << 32, "fewer tasks than the claim counter holds");
         let f: &(dyn Fn(usize) + Sync) = &f;
         // SAFETY: only the lifetime is erased; this function does not
-        // return (nor unwind) before every helper is done with `f`.
-        let job: Job = unsafe { std::mem::transmute(f) };
-        *shared.job.lock().unwrap_or_else(|e| e.into_inner()) = Some((SendJob(job), tasks));
-        shared.next.store(0, Ordering::Relaxed);
-        shared.done.store(0, Ordering::Relaxed);
-        shared.posted.fetch_add(1, Ordering::AcqRel);
-        let mine = panic::catch_unwind(AssertUnwindSafe(|| take_tasks(shared, tasks, f)));
-        if mine.is_err() {
-            shared.next.store(tasks, Ordering::Relaxed);
-        }
-        while shared.done.load(Ordering::Acquire) < self.helpers {
-            std::hint::spin_loop();
-        }
-        if let Err(e) = mine {
-            panic::resume_unwind(e);
+        // return before every claimed task has run, and nothing can be
+        // claimed after the last task.
+        let job = Job(unsafe {
+            std::mem::transmute::<&(dyn Fn(usize) + Sync), &'static (dyn Fn(usize) + Sync)>(f)
+        });
+        let number = self.steps.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
+        *shared.step.lock().unwrap_or_else(|e| e.into_inner()) = Some(Step { job, tasks, number });
+        shared.finished.store(0, Ordering::Relaxed);
+        shared
+            .claim
+            .store(u64::from(number) << 32, Ordering::Release);
+        shared.posted.store(number, Ordering::Release);
+        shared.work(number, tasks, f);
+        let mut spins = 0;
+        while shared.finished.load(Ordering::Acquire) < tasks {
+            pause(&mut spins);
         }
         if let Some(e) = shared
             .panicked
@@ -229,7 +255,7 @@ mod tests {
 
     #[test]
     fn every_task_runs_once_over_many_steps() {
-        run(3, |team| {
+        run(|team| {
             for tasks in [0, 1, 2, 7, 100, 1000] {
                 let ran: Vec<AtomicU64> = (0..tasks).map(|_| AtomicU64::new(0)).collect();
                 team.for_each(tasks, |i| {
@@ -246,7 +272,7 @@ mod tests {
     #[test]
     fn items_go_to_their_tasks() {
         let mut out = vec![0usize; 64];
-        run(2, |team| {
+        run(|team| {
             let parts: Vec<&mut [usize]> = out.chunks_mut(8).collect();
             Workers::Team(team).for_each_item(parts, |i, part| part.fill(i));
         });
@@ -265,7 +291,7 @@ mod tests {
     #[test]
     fn a_helpers_panic_reaches_the_caller_and_the_team_stops() {
         let caught = panic::catch_unwind(|| {
-            run(2, |team| {
+            run(|team| {
                 let calls = AtomicU64::new(0);
                 team.for_each(64, |i| {
                     calls.fetch_add(1, Ordering::Relaxed);

@@ -2,13 +2,12 @@
 
 use std::sync::Arc;
 
-use rayon::prelude::*;
-
 use super::Weights;
 use super::attend;
 use super::device::OnDevice;
 use super::weights::QMatrix;
 use crate::simd::{self, wide_fn};
+use crate::team::{self, Workers};
 use crate::{NnError, NnErrorKind, Session, Tensor};
 
 /// A decoder session: the positions seen so far and their keys and values.
@@ -99,35 +98,6 @@ impl Decoder {
     pub(super) fn joins(&self, w: &Arc<Weights>) -> bool {
         Arc::ptr_eq(&self.w, w)
     }
-
-    /// Causal attention of `n` new queries over the whole cache of layer `l`.
-    fn attention(&self, l: usize, q: &[f32], n: usize) -> Vec<f32> {
-        let hp = &self.w.hp;
-        let (hd, heads, kv_heads) = (hp.head_dim, hp.heads, hp.kv_heads);
-        let d = heads * hd;
-        let group = heads / kv_heads;
-        let scale = hp.attn_scale;
-        let mut out = vec![0f32; n * d];
-        let one_head = |(i, o): (usize, &mut [f32])| {
-            let (t, head) = (i / heads, i % heads);
-            let kvh = head / group;
-            let seen = self.past + t + 1;
-            let qh = &q[t * d + head * hd..][..hd];
-            let at = l * kv_heads + kvh;
-            let cache = attend::Head {
-                k: &self.k[at],
-                v: &self.v[at],
-            };
-            attend::attend(qh, cache, seen, scale, o);
-        };
-        // A few new tokens' heads are too little work to wake the pool for.
-        if n * (self.past + n) * heads * hd < 1 << 18 {
-            out.chunks_mut(hd).enumerate().for_each(one_head);
-        } else {
-            out.par_chunks_mut(hd).enumerate().for_each(one_head);
-        }
-        out
-    }
 }
 
 /// Runs each session's new `tokens` after what its cache holds, on the CPU,
@@ -138,13 +108,74 @@ impl Decoder {
 /// little more than one's. Each session's result is what it would get on
 /// its own.
 pub(super) fn forward_together(ds: &mut [&mut Decoder], tokens: &[&[u32]]) -> Vec<Vec<f32>> {
+    // Sessions stepped together (the batcher's joined passes, which run
+    // one at a time) take every thread of the pool for the pass; a lone
+    // session's pass shares the pool with others that may run at once.
+    if ds.len() > 1 && rayon::current_num_threads() > 1 {
+        return team::run(|team| forward_with(ds, tokens, Workers::Team(team)));
+    }
     // On a thread of the pool: its ~150 parallel products a token then
     // wait for each other on spinning latches; called from outside, each
     // would park the caller and wake it again.
-    rayon::scope(|_| forward_in_pool(ds, tokens))
+    rayon::scope(|_| forward_with(ds, tokens, Workers::Pool))
 }
 
-fn forward_in_pool(ds: &mut [&mut Decoder], tokens: &[&[u32]]) -> Vec<Vec<f32>> {
+/// Attention of every session's new rows over its cache in layer `l`:
+/// `q` holds the rows' queries, stacked as the sessions' rows are; each
+/// row's heads are written into `out` (as long). One task per row and KV
+/// head, which serves the query heads of its group.
+fn attention_together(
+    ds: &[&mut Decoder],
+    tokens: &[&[u32]],
+    l: usize,
+    q: &[f32],
+    out: &mut [f32],
+    workers: Workers<'_>,
+) {
+    let hp = &ds[0].w.hp;
+    let (hd, heads, kv_heads) = (hp.head_dim, hp.heads, hp.kv_heads);
+    let (qd, group) = (heads * hd, heads / kv_heads);
+    // (session, position in the cache, query row, output of the group).
+    let mut tasks = Vec::with_capacity(q.len() / qd * kv_heads);
+    let mut rows = q.chunks_exact(qd).zip(out.chunks_exact_mut(qd));
+    for (s, (dec, toks)) in ds.iter().zip(tokens).enumerate() {
+        for t in 0..toks.len() {
+            let (qr, or) = rows.next().expect("a row per token");
+            for (g, o) in or.chunks_exact_mut(group * hd).enumerate() {
+                tasks.push((
+                    s,
+                    g,
+                    dec.past + t + 1,
+                    &qr[g * group * hd..][..group * hd],
+                    o,
+                ));
+            }
+        }
+    }
+    let work: usize = tasks.iter().map(|task| task.2).sum::<usize>() * group * hd;
+    // A few new tokens' heads are too little work to wake the pool for.
+    let workers = match workers {
+        Workers::Pool if work < 1 << 18 => Workers::Caller,
+        w => w,
+    };
+    workers.for_each_item(tasks, |_, (s, g, seen, qg, og)| {
+        let dec = &ds[s];
+        let at = l * kv_heads + g;
+        let cache = attend::Head {
+            k: &dec.k[at],
+            v: &dec.v[at],
+        };
+        // (`attend` adds; `out` holds the last layer's.)
+        og.fill(0.0);
+        for (qh, o) in qg.chunks_exact(hd).zip(og.chunks_exact_mut(hd)) {
+            attend::attend(qh, cache, seen, hp.attn_scale, o);
+        }
+    });
+}
+
+/// [`forward_together`]'s pass, its parallel steps shared out over
+/// `workers`.
+fn forward_with(ds: &mut [&mut Decoder], tokens: &[&[u32]], workers: Workers<'_>) -> Vec<Vec<f32>> {
     debug_assert_eq!(ds.len(), tokens.len());
     let w = ds[0].w.clone();
     let hp = &w.hp;
@@ -180,7 +211,7 @@ fn forward_in_pool(ds: &mut [&mut Decoder], tokens: &[&[u32]]) -> Vec<Vec<f32>> 
     for (l, layer) in w.layers.iter().enumerate() {
         rms_norm(&x, &layer.attn_norm, hp.rms_eps, &mut h);
         let [mut q, mut k, mut v]: [Vec<f32>; 3] =
-            QMatrix::matmul_group(&[&layer.wq, &layer.wk, &layer.wv], &h, n)
+            QMatrix::matmul_group(&[&layer.wq, &layer.wk, &layer.wv], &h, n, workers)
                 .try_into()
                 .expect("three products");
         add_bias(&mut q, layer.bq.as_deref());
@@ -203,31 +234,17 @@ fn forward_in_pool(ds: &mut [&mut Decoder], tokens: &[&[u32]]) -> Vec<Vec<f32>> 
             attend::append(&mut dec.k[heads.clone()], &k[rows.clone()], hp.head_dim);
             attend::append(&mut dec.v[heads], &v[rows], hp.head_dim);
         }
-        let attend = |((dec, &start), toks): ((&&mut Decoder, &usize), &&[u32])| {
-            dec.attention(l, &q[start * qd..(start + toks.len()) * qd], toks.len())
-        };
-        let parts: Vec<Vec<f32>> = if ds.len() > 1 {
-            ds.par_iter()
-                .zip(starts.par_iter())
-                .zip(tokens.par_iter())
-                .map(attend)
-                .collect()
-        } else {
-            ds.iter().zip(&starts).zip(tokens).map(attend).collect()
-        };
-        for (part, &start) in parts.iter().zip(&starts) {
-            attn[start * qd..][..part.len()].copy_from_slice(part);
-        }
-        let mut o = layer.wo.matmul(&attn, n);
+        attention_together(ds, tokens, l, &q, &mut attn, workers);
+        let mut o = layer.wo.matmul(&attn, n, workers);
         add_bias(&mut o, layer.bo.as_deref());
         residual(&mut x, &o, hp.residual_scale);
-
         rms_norm(&x, &layer.ffn_norm, hp.rms_eps, &mut h);
-        let [mut g, u]: [Vec<f32>; 2] = QMatrix::matmul_group(&[&layer.gate, &layer.up], &h, n)
-            .try_into()
-            .expect("two products");
+        let [mut g, u]: [Vec<f32>; 2] =
+            QMatrix::matmul_group(&[&layer.gate, &layer.up], &h, n, workers)
+                .try_into()
+                .expect("two products");
         swiglu(&mut g, &u);
-        let down = layer.down.matmul(&g, n);
+        let down = layer.down.matmul(&g, n, workers);
         residual(&mut x, &down, hp.residual_scale);
     }
     // Each session's last row, normalised, through the output head at once.
@@ -246,7 +263,7 @@ fn forward_in_pool(ds: &mut [&mut Decoder], tokens: &[&[u32]]) -> Vec<Vec<f32>> 
         .output
         .as_ref()
         .unwrap_or(&w.tok_embd)
-        .matmul(&normed, ds.len());
+        .matmul(&normed, ds.len(), workers);
     if hp.logit_scale != 1.0 {
         logits.iter_mut().for_each(|l| *l *= hp.logit_scale);
     }

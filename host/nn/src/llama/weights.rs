@@ -1,10 +1,9 @@
 //! Weight matrices kept in their GGUF encoding, and the matrix product
 //! that reads them.
 
-use rayon::prelude::*;
-
 use crate::gpu::{Gpu, GpuMatrix};
 use crate::quant::{self, Q8Batch, Q8Row};
+use crate::team::Workers;
 use crate::{GgmlType, GgufInfo, NnError, NnErrorKind};
 
 /// Products that read fewer weight bytes than this run on the calling
@@ -195,9 +194,10 @@ impl QMatrix {
         }
     }
 
-    /// `y = x · Wᵀ` for `n` rows of `x` (`n × cols`), giving `n × rows`.
-    pub(crate) fn matmul(&self, x: &[f32], n: usize) -> Vec<f32> {
-        Self::matmul_group(&[self], x, n)
+    /// `y = x · Wᵀ` for `n` rows of `x` (`n × cols`), giving `n × rows`,
+    /// shared out over `workers`.
+    pub(crate) fn matmul(&self, x: &[f32], n: usize, workers: Workers<'_>) -> Vec<f32> {
+        Self::matmul_group(&[self], x, n, workers)
             .pop()
             .expect("one product per matrix")
     }
@@ -206,14 +206,26 @@ impl QMatrix {
     /// width (Q, K and V; gate and up): `x` is quantised once, and all
     /// their rows are shared out over the threads in one go, since waking
     /// the pool costs about as much as a small product takes.
-    pub(crate) fn matmul_group(mats: &[&QMatrix], x: &[f32], n: usize) -> Vec<Vec<f32>> {
+    pub(crate) fn matmul_group(
+        mats: &[&QMatrix],
+        x: &[f32],
+        n: usize,
+        workers: Workers<'_>,
+    ) -> Vec<Vec<f32>> {
         let cols = mats[0].cols;
         debug_assert!(mats.iter().all(|m| m.cols == cols));
         debug_assert_eq!(x.len(), n * cols);
         let quantised = mats
             .iter()
             .any(|m| matches!(m.ty, GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q8_0));
-        let xq = if quantised {
+        let xq = if quantised && matches!(workers, Workers::Team(_)) && n > 1 {
+            // A team starts a step in a microsecond: each row is a task.
+            let mut rows: Vec<Q8Row> = (0..n).map(|_| Q8Row::default()).collect();
+            workers.for_each_item(rows.iter_mut().collect(), |t, row| {
+                row.quantize_from(&x[t * cols..][..cols]);
+            });
+            Q8Batch::new(rows)
+        } else if quantised {
             Q8Batch::quantize(x, cols)
         } else {
             Q8Batch::new((0..n).map(|_| Q8Row::default()).collect())
@@ -223,7 +235,7 @@ impl QMatrix {
         let total: usize = mats.iter().map(|m| m.rows).sum();
         // (A multiple of 16: packed matrices are multiplied 16 rows at a
         // time.)
-        let chunk = (total / (rayon::current_num_threads() * 8))
+        let chunk = (total / (workers.threads() * 8))
             .clamp(16, 512)
             .next_multiple_of(quant::lanes::LANES);
         // Run `c` of a matrix writes columns `c * chunk ..` of each of the
@@ -270,7 +282,7 @@ impl QMatrix {
         if bytes * n < SERIAL_BELOW {
             runs.into_iter().for_each(run);
         } else {
-            runs.into_par_iter().for_each(run);
+            workers.for_each_item(runs, |_, r| run(r));
         }
         ys
     }
