@@ -381,11 +381,31 @@ impl Session for NnSession<'_> {
             .len()
             .checked_sub(vocab * 4)
             .ok_or_else(|| bad(format!("gave {} bytes for `logits` {dims:?}", data.len())))?;
-        Ok(data[last..]
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect())
+        Ok(floats(&data[last..]))
     }
+}
+
+/// Little-endian f32 bytes (what `tensor-data` holds) as floats: on a
+/// little-endian target (Wasm is) one copy, the size of the vocabulary
+/// every token, not a loop of conversions.
+fn floats(bytes: &[u8]) -> Vec<f32> {
+    let mut out = vec![0f32; bytes.len() / 4];
+    if cfg!(target_endian = "little") {
+        // SAFETY: `out` holds `bytes.len() / 4` floats, any bits are an f32,
+        // and the byte order is the target's.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                bytes.as_ptr(),
+                out.as_mut_ptr().cast::<u8>(),
+                out.len() * 4,
+            )
+        };
+    } else {
+        for (o, b) in out.iter_mut().zip(bytes.chunks_exact(4)) {
+            *o = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        }
+    }
+    out
 }
 
 /// Streams tokens to the caller as partial items, and progress.
@@ -422,6 +442,19 @@ mod tests {
             .fold(Harness::<Generate>::builder(), |b, o| b.object(o))
             .config(config)
             .build()
+    }
+
+    #[test]
+    fn logits_bytes_read_as_floats() {
+        let want = [1.5f32, -0.0, f32::INFINITY, 3e-40, -7.25];
+        let bytes: Vec<u8> = want.iter().flat_map(|f| f.to_le_bytes()).collect();
+        let got = floats(&bytes);
+        assert_eq!(
+            got.iter().map(|f| f.to_bits()).collect::<Vec<_>>(),
+            want.iter().map(|f| f.to_bits()).collect::<Vec<_>>()
+        );
+        // (An odd slice, as a sub-slice of the tensor's bytes may be.)
+        assert_eq!(floats(&bytes[4..12]), [-0.0, f32::INFINITY]);
     }
 
     #[test]
