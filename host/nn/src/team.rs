@@ -129,6 +129,34 @@ impl Workers<'_> {
         });
     }
 
+    /// `f(i, row)` for each row of `data` (`width` values each): in a few
+    /// runs of rows on a team; in order on this thread otherwise
+    /// (elementwise work between products is not worth waking the pool
+    /// for).
+    pub(crate) fn rows<T: Send>(
+        &self,
+        data: &mut [T],
+        width: usize,
+        f: impl Fn(usize, &mut [T]) + Sync,
+    ) {
+        let n = data.len() / width;
+        match self {
+            Workers::Team(team) if n > 1 => {
+                let per = n.div_ceil(team.threads * 2);
+                let runs: Vec<&mut [T]> = data.chunks_mut(per * width).collect();
+                self.for_each_item(runs, |r, run| {
+                    for (i, row) in run.chunks_exact_mut(width).enumerate() {
+                        f(r * per + i, row);
+                    }
+                });
+            }
+            _ => data
+                .chunks_exact_mut(width)
+                .enumerate()
+                .for_each(|(i, row)| f(i, row)),
+        }
+    }
+
     /// How many threads share a step.
     pub(crate) fn threads(&self) -> usize {
         match self {
@@ -277,6 +305,19 @@ mod tests {
             Workers::Team(team).for_each_item(parts, |i, part| part.fill(i));
         });
         assert!(out.iter().enumerate().all(|(j, &v)| v == j / 8));
+    }
+
+    #[test]
+    fn rows_get_their_own_index_on_a_team_and_alone() {
+        for rows in [1, 2, 3, 16, 17] {
+            let want: Vec<usize> = (0..rows * 4).map(|i| i / 4 * 10).collect();
+            let mut alone = vec![0usize; rows * 4];
+            Workers::Caller.rows(&mut alone, 4, |i, row| row.fill(i * 10));
+            assert_eq!(alone, want);
+            let mut shared = vec![0usize; rows * 4];
+            run(|team| Workers::Team(team).rows(&mut shared, 4, |i, row| row.fill(i * 10)));
+            assert_eq!(shared, want, "{rows} rows");
+        }
     }
 
     #[test]

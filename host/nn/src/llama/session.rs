@@ -208,8 +208,19 @@ fn forward_with(ds: &mut [&mut Decoder], tokens: &[&[u32]], workers: Workers<'_>
     }
     let mut h = vec![0f32; n * d];
     let mut attn = vec![0f32; n * qd];
+    // Row by row, each row a task on a team.
+    let norm = |x: &[f32], weight: &[f32], h: &mut [f32]| {
+        workers.rows(h, d, |i, h| {
+            rms_norm(&x[i * d..][..d], weight, hp.rms_eps, h)
+        });
+    };
+    let add = |x: &mut [f32], out: &[f32]| {
+        workers.rows(x, d, |i, x| {
+            residual(x, &out[i * d..][..d], hp.residual_scale)
+        });
+    };
     for (l, layer) in w.layers.iter().enumerate() {
-        rms_norm(&x, &layer.attn_norm, hp.rms_eps, &mut h);
+        norm(&x, &layer.attn_norm, &mut h);
         let [mut q, mut k, mut v]: [Vec<f32>; 3] =
             QMatrix::matmul_group(&[&layer.wq, &layer.wk, &layer.wv], &h, n, workers)
                 .try_into()
@@ -223,10 +234,11 @@ fn forward_with(ds: &mut [&mut Decoder], tokens: &[&[u32]], workers: Workers<'_>
                 rms_norm(&unnormed, norm, hp.rms_eps, y);
             }
         }
-        for (row, table) in angles.chunks_exact(hp.rope_dims).enumerate() {
-            let (hd, neox) = (hp.head_dim, hp.rope_neox);
-            rope(&mut q[row * qd..][..qd], hd, neox, table);
-            rope(&mut k[row * kvd..][..kvd], hd, neox, table);
+        let (hd, neox, dims) = (hp.head_dim, hp.rope_neox, hp.rope_dims);
+        for (y, width) in [(&mut q, qd), (&mut k, kvd)] {
+            workers.rows(y, width, |row, y| {
+                rope(y, hd, neox, &angles[row * dims..][..dims]);
+            });
         }
         for ((dec, &start), toks) in ds.iter_mut().zip(&starts).zip(tokens) {
             let rows = start * kvd..(start + toks.len()) * kvd;
@@ -237,15 +249,16 @@ fn forward_with(ds: &mut [&mut Decoder], tokens: &[&[u32]], workers: Workers<'_>
         attention_together(ds, tokens, l, &q, &mut attn, workers);
         let mut o = layer.wo.matmul(&attn, n, workers);
         add_bias(&mut o, layer.bo.as_deref());
-        residual(&mut x, &o, hp.residual_scale);
-        rms_norm(&x, &layer.ffn_norm, hp.rms_eps, &mut h);
+        add(&mut x, &o);
+        norm(&x, &layer.ffn_norm, &mut h);
         let [mut g, u]: [Vec<f32>; 2] =
             QMatrix::matmul_group(&[&layer.gate, &layer.up], &h, n, workers)
                 .try_into()
                 .expect("two products");
-        swiglu(&mut g, &u);
+        let ff = u.len() / n;
+        workers.rows(&mut g, ff, |i, g| swiglu(g, &u[i * ff..][..ff]));
         let down = layer.down.matmul(&g, n, workers);
-        residual(&mut x, &down, hp.residual_scale);
+        add(&mut x, &down);
     }
     // Each session's last row, normalised, through the output head at once.
     let mut normed = vec![0f32; ds.len() * d];
