@@ -45,11 +45,22 @@ pub(super) struct Head<'a> {
     pub(super) v: &'a [u16],
 }
 
-/// Query head `qh` over the first `seen` positions of `cache`, added into
-/// `o` (as long as `qh`), its scores scaled by `scale`.
-pub(super) fn attend(qh: &[f32], cache: Head<'_>, seen: usize, scale: f32, o: &mut [f32]) {
-    let hd = qh.len();
-    assert_eq!(o.len(), hd);
+/// The query heads `qs` of one KV head's group (`hd` values each) over
+/// the first `seen` positions of `cache`, each added into its `hd` values
+/// of `o` (as long as `qs`), the scores scaled by `scale`. The group's
+/// heads share each pass over the keys: a key is loaded and widened once
+/// for up to three heads (grouped-query attention's point, which a head at
+/// a time gave away).
+pub(super) fn attend(
+    qs: &[f32],
+    hd: usize,
+    cache: Head<'_>,
+    seen: usize,
+    scale: f32,
+    o: &mut [f32],
+) {
+    assert!(hd > 0 && qs.len().is_multiple_of(hd), "whole heads");
+    assert_eq!(o.len(), qs.len());
     if seen == 0 {
         return;
     }
@@ -57,38 +68,57 @@ pub(super) fn attend(qh: &[f32], cache: Head<'_>, seen: usize, scale: f32, o: &m
         cache.k.len() >= seen * hd && cache.v.len() >= seen * hd,
         "a cache that short"
     );
-    let mut q = Vec::with_capacity(hd);
-    extend_rounded_f16(&mut q, qh);
-    let mut scores = Vec::with_capacity(seen);
+    let heads = qs.len() / hd;
+    let mut q = Vec::with_capacity(qs.len());
+    extend_rounded_f16(&mut q, qs);
+    // Head by head, `seen` scores each.
+    let mut scores = vec![0f32; heads * seen];
     #[cfg(target_arch = "x86_64")]
     let wide = crate::quant::has_f16c() && hd.is_multiple_of(LANES);
     #[cfg(not(target_arch = "x86_64"))]
     let wide = false;
     if wide {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: the CPU has AVX2, FMA and F16C; `hd` is a multiple of 8
-        // and the cache holds `seen` positions (asserted above).
-        unsafe {
-            x86::scores(&q, cache, seen, scale, &mut scores)
-        };
+        for (qg, sg) in q
+            .chunks(x86::HEADS * hd)
+            .zip(scores.chunks_mut(x86::HEADS * seen))
+        {
+            // SAFETY: the CPU has AVX2, FMA and F16C; `hd` is a multiple
+            // of 8, the cache holds `seen` positions (asserted above) and
+            // each head has `seen` scores.
+            unsafe {
+                match qg.len() / hd {
+                    3 => x86::scores::<3>(qg, cache, seen, scale, sg),
+                    2 => x86::scores::<2>(qg, cache, seen, scale, sg),
+                    _ => x86::scores::<1>(qg, cache, seen, scale, sg),
+                }
+            }
+        }
     } else {
-        scores.extend((0..seen).map(|p| dot(&q, &cache.k[p * hd..][..hd]) * scale));
+        for (qh, sh) in q.chunks_exact(hd).zip(scores.chunks_exact_mut(seen)) {
+            for (p, s) in sh.iter_mut().enumerate() {
+                *s = dot(qh, &cache.k[p * hd..][..hd]) * scale;
+            }
+        }
     }
-    softmax(&mut scores);
     let mut weights = Vec::with_capacity(seen);
-    extend_rounded_f16(&mut weights, &scores);
-    if wide {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: as above.
-        unsafe {
-            x86::weighted(&weights, cache, o)
-        };
-    } else {
-        for (p, &w) in weights.iter().enumerate() {
-            let vp = &cache.v[p * hd..][..hd];
-            o.iter_mut()
-                .zip(vp)
-                .for_each(|(o, &v)| *o += w * f16_to_f32(v));
+    for (sh, oh) in scores.chunks_exact_mut(seen).zip(o.chunks_exact_mut(hd)) {
+        softmax(sh);
+        weights.clear();
+        extend_rounded_f16(&mut weights, sh);
+        if wide {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: as above.
+            unsafe {
+                x86::weighted(&weights, cache, oh)
+            };
+        } else {
+            for (p, &w) in weights.iter().enumerate() {
+                let vp = &cache.v[p * hd..][..hd];
+                oh.iter_mut()
+                    .zip(vp)
+                    .for_each(|(o, &v)| *o += w * f16_to_f32(v));
+            }
         }
     }
 }
@@ -160,24 +190,30 @@ mod x86 {
         super::pairwise(&lanes)
     }
 
-    /// `q`'s dot with each of the first `seen` keys, times `scale`,
-    /// appended to `scores`. `q.len()` is a multiple of 8 and the cache
-    /// holds `seen` positions.
+    /// Query heads a pass over the keys takes at most: their 4 positions'
+    /// accumulators (12), a key and a query fill AVX2's 16 registers.
+    pub(super) const HEADS: usize = 3;
+
+    /// The dots of `H` query heads (`q`, `hd` values each, `hd` a multiple
+    /// of 8) with each of the first `seen` keys, times `scale`, into
+    /// `scores` (`seen` a head, head by head); the cache holds `seen`
+    /// positions. Each dot is summed as [`super::dot`] sums it.
     #[target_feature(enable = "avx2,fma,f16c")]
-    pub(super) unsafe fn scores(
+    pub(super) unsafe fn scores<const H: usize>(
         q: &[f32],
         cache: Head<'_>,
         seen: usize,
         scale: f32,
-        scores: &mut Vec<f32>,
+        scores: &mut [f32],
     ) {
-        let hd = q.len();
+        let hd = q.len() / H;
+        assert!(q.len() == H * hd && scores.len() == H * seen);
         let mut p = 0;
         let scale4 = _mm_set1_ps(scale);
         while p + AT_ONCE <= seen {
             // A head's cache is a few kilobytes, gone from the caches
             // since the last pass: its keys are asked for a few positions
-            // ahead, and its values now, for the weighted sum after.
+            // ahead, and its values now, for the weighted sums after.
             for line in (0..AT_ONCE * hd).step_by(32) {
                 let k = cache
                     .k
@@ -188,44 +224,51 @@ mod x86 {
                     cache.v.as_ptr().wrapping_add(p * hd + line) as *const i8
                 );
             }
-            let mut acc = [_mm256_setzero_ps(); AT_ONCE];
+            let mut acc = [[_mm256_setzero_ps(); AT_ONCE]; H];
             for c in (0..hd).step_by(LANES) {
-                // SAFETY: `c + 8 <= hd`; positions below `seen`.
-                let qc = unsafe { _mm256_loadu_ps(q.as_ptr().add(c)) };
-                for (j, a) in acc.iter_mut().enumerate() {
+                for j in 0..AT_ONCE {
+                    // SAFETY: `c + 8 <= hd`; positions below `seen`.
                     let k = unsafe { load(cache.k, (p + j) * hd + c) };
-                    *a = _mm256_add_ps(*a, _mm256_mul_ps(qc, k));
+                    for (h, a) in acc.iter_mut().enumerate() {
+                        // SAFETY: within head `h` of `q`.
+                        let qc = unsafe { _mm256_loadu_ps(q.as_ptr().add(h * hd + c)) };
+                        a[j] = _mm256_add_ps(a[j], _mm256_mul_ps(qc, k));
+                    }
                 }
             }
-            // Four positions' lanes summed pairwise at once: `hadd` adds
-            // neighbours, twice, then the two halves.
-            let pairs = _mm256_hadd_ps(
-                _mm256_hadd_ps(acc[0], acc[1]),
-                _mm256_hadd_ps(acc[2], acc[3]),
-            );
-            let sums = _mm_add_ps(
-                _mm256_castps256_ps128(pairs),
-                _mm256_extractf128_ps::<1>(pairs),
-            );
-            let at = scores.len();
-            scores.resize(at + AT_ONCE, 0.0);
-            // SAFETY: four places just made.
-            unsafe { _mm_storeu_ps(scores.as_mut_ptr().add(at), _mm_mul_ps(sums, scale4)) };
+            for (h, a) in acc.iter().enumerate() {
+                // Four positions' lanes summed pairwise at once: `hadd`
+                // adds neighbours, twice, then the two halves.
+                let pairs = _mm256_hadd_ps(_mm256_hadd_ps(a[0], a[1]), _mm256_hadd_ps(a[2], a[3]));
+                let sums = _mm_add_ps(
+                    _mm256_castps256_ps128(pairs),
+                    _mm256_extractf128_ps::<1>(pairs),
+                );
+                // SAFETY: four of head `h`'s `seen` places.
+                unsafe {
+                    _mm_storeu_ps(
+                        scores.as_mut_ptr().add(h * seen + p),
+                        _mm_mul_ps(sums, scale4),
+                    )
+                };
+            }
             p += AT_ONCE;
         }
         for p in p..seen {
-            let mut acc = _mm256_setzero_ps();
-            for c in (0..hd).step_by(LANES) {
-                // SAFETY: as above.
-                let (qc, k) = unsafe {
-                    (
-                        _mm256_loadu_ps(q.as_ptr().add(c)),
-                        load(cache.k, p * hd + c),
-                    )
-                };
-                acc = _mm256_add_ps(acc, _mm256_mul_ps(qc, k));
+            for h in 0..H {
+                let mut acc = _mm256_setzero_ps();
+                for c in (0..hd).step_by(LANES) {
+                    // SAFETY: as above.
+                    let (qc, k) = unsafe {
+                        (
+                            _mm256_loadu_ps(q.as_ptr().add(h * hd + c)),
+                            load(cache.k, p * hd + c),
+                        )
+                    };
+                    acc = _mm256_add_ps(acc, _mm256_mul_ps(qc, k));
+                }
+                scores[h * seen + p] = sum(acc) * scale;
             }
-            scores.push(sum(acc) * scale);
         }
     }
 
@@ -347,7 +390,7 @@ mod tests {
                 let cache = Head { k: &k[1], v: &v[1] };
                 let scale = 1.0 / (hd as f32).sqrt();
                 let mut o = vec![0f32; hd];
-                attend(&qh, cache, seen, scale, &mut o);
+                attend(&qh, hd, cache, seen, scale, &mut o);
                 let want = reference(&qh, cache, seen, scale);
                 for (i, (&got, &want)) in o.iter().zip(&want).enumerate() {
                     assert!(
@@ -360,9 +403,9 @@ mod tests {
                 if crate::quant::has_f16c() && hd.is_multiple_of(LANES) {
                     let mut portable = Vec::new();
                     portable.extend((0..seen).map(|p| dot(&q, &cache.k[p * hd..][..hd]) * scale));
-                    let mut wide = Vec::new();
+                    let mut wide = vec![0f32; seen];
                     // SAFETY: checked just above; `seen` positions held.
-                    unsafe { x86::scores(&q, cache, seen, scale, &mut wide) };
+                    unsafe { x86::scores::<1>(&q, cache, seen, scale, &mut wide) };
                     assert_eq!(portable, wide, "hd {hd}, {seen} seen: scores");
                     let weights = data(seen, 11);
                     let mut by_hand = vec![0.5f32; hd];
@@ -375,6 +418,39 @@ mod tests {
                     // SAFETY: as above.
                     unsafe { x86::weighted(&weights, cache, &mut kernel) };
                     assert_eq!(by_hand, kernel, "hd {hd}, {seen} seen: weighted values");
+                }
+            }
+        }
+    }
+
+    /// A KV head's query heads attended together (in passes of up to three
+    /// over the keys) give each head's bits alone, for the group sizes of
+    /// the families supported (1 to 8), on both paths.
+    #[test]
+    fn a_group_of_heads_gives_each_heads_bits_alone() {
+        for hd in [64, 80, 36] {
+            for seen in [1, 5, 70] {
+                let (k, v) = (
+                    data(seen * hd, 21)
+                        .iter()
+                        .map(|&x| f32_to_f16(x))
+                        .collect::<Vec<_>>(),
+                    data(seen * hd, 22)
+                        .iter()
+                        .map(|&x| f32_to_f16(x))
+                        .collect::<Vec<_>>(),
+                );
+                let cache = Head { k: &k, v: &v };
+                for group in [1, 2, 3, 4, 5, 7, 8] {
+                    let qs = data(group * hd, 23 + group as u32);
+                    let scale = 0.125;
+                    let mut together = vec![0.25f32; group * hd];
+                    attend(&qs, hd, cache, seen, scale, &mut together);
+                    let mut alone = vec![0.25f32; group * hd];
+                    for (qh, o) in qs.chunks_exact(hd).zip(alone.chunks_exact_mut(hd)) {
+                        attend(qh, hd, cache, seen, scale, o);
+                    }
+                    assert_eq!(together, alone, "hd {hd}, {seen} seen, {group} heads");
                 }
             }
         }

@@ -167,9 +167,7 @@ fn attention_together(
         };
         // (`attend` adds; `out` holds the last layer's.)
         og.fill(0.0);
-        for (qh, o) in qg.chunks_exact(hd).zip(og.chunks_exact_mut(hd)) {
-            attend::attend(qh, cache, seen, hp.attn_scale, o);
-        }
+        attend::attend(qg, hd, cache, seen, hp.attn_scale, og);
     });
 }
 
