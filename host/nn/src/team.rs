@@ -73,9 +73,13 @@ impl Shared {
         }
     }
 
-    /// Runs tasks of step `number` until none are left to claim.
-    fn work(&self, number: u32, tasks: usize, f: &(dyn Fn(usize) + Sync)) {
-        while let Some(i) = self.claim(number, tasks) {
+    /// Runs tasks of `step` until none are left to claim.
+    fn work(&self, step: Step) {
+        while let Some(i) = self.claim(step.number, step.tasks) {
+            // SAFETY: a task of this step is claimed, and its poster waits
+            // for it before the closure goes (`Team::for_each`). (Not made
+            // a reference before: a helper may read a step that is over.)
+            let f = unsafe { &*step.job.0 };
             if let Err(e) = panic::catch_unwind(AssertUnwindSafe(|| f(i))) {
                 self.panicked
                     .lock()
@@ -227,10 +231,7 @@ fn help(shared: &Shared) {
             .unwrap_or_else(|e| e.into_inner())
             .expect("a posted step");
         seen = step.number;
-        // SAFETY: called only for a task claimed under this step's number,
-        // which its poster waits for (`Team::for_each`).
-        let f = unsafe { &*step.job.0 };
-        shared.work(step.number, step.tasks, f);
+        shared.work(step);
     }
 }
 
@@ -253,13 +254,14 @@ impl Team {
             std::mem::transmute::<&(dyn Fn(usize) + Sync), &'static (dyn Fn(usize) + Sync)>(f)
         });
         let number = self.steps.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
-        *shared.step.lock().unwrap_or_else(|e| e.into_inner()) = Some(Step { job, tasks, number });
+        let step = Step { job, tasks, number };
+        *shared.step.lock().unwrap_or_else(|e| e.into_inner()) = Some(step);
         shared.finished.store(0, Ordering::Relaxed);
         shared
             .claim
             .store(u64::from(number) << 32, Ordering::Release);
         shared.posted.store(number, Ordering::Release);
-        shared.work(number, tasks, f);
+        shared.work(step);
         let mut spins = 0;
         while shared.finished.load(Ordering::Acquire) < tasks {
             pause(&mut spins);
