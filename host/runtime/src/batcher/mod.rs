@@ -11,9 +11,11 @@
 //! a decoder on the CPU) run differently: each call brings its caller's
 //! session, and the calls queued while a pass runs go together as the next
 //! pass, each on its own session ([`Model::compute_joined`]). A pass waits
-//! only for callers of the last pass that are not back yet, for up to a
-//! quarter of that pass's time (not `max_wait`): so concurrent generations
-//! stay in step (continuous batching), and a lone one never waits. In a
+//! only for callers of the last two passes whose contexts are still open
+//! and that are not back yet, for up to a quarter of the last pass's time
+//! (not `max_wait`): so concurrent generations stay in step (continuous
+//! batching), a caller one pass behind catches up instead of leaving
+//! another behind in turn, and a lone one never waits. In a
 //! pass with others, a prompt longer than `prefill_chunk` tokens runs its
 //! first chunk and the rest goes first into the next pass
 //! ([`Model::split_call`]; chunked prefill), so the others' next tokens are
@@ -21,7 +23,7 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -33,6 +35,8 @@ use crate::nn::NnError;
 type Named = Vec<(String, Tensor)>;
 /// A caller's execution context's session.
 pub(crate) type Shared = Arc<Mutex<Box<dyn Session>>>;
+/// The callers of the last two joined passes, by their sessions.
+type Recent = [Vec<Weak<Mutex<Box<dyn Session>>>>; 2];
 type Call = (Named, Shared, oneshot::Sender<Answer>);
 
 /// What the batcher sends back for a call.
@@ -88,10 +92,11 @@ pub(crate) async fn run(
     let compatible = |a: &Named, b: &Named| joined || compatible(a, b);
     let permits = Arc::new(tokio::sync::Semaphore::new(slots));
     let mut waiting: VecDeque<Call> = VecDeque::new();
-    // Calls in the last joined pass, and how long the last pass of single
-    // tokens took (µs; a prompt's pass would make later waits long): its
-    // callers come back for their next token at about the same time.
-    let mut last = 0;
+    // The sessions of the last two joined passes, and how long the last
+    // pass of single tokens took (µs; a prompt's pass would make later
+    // waits long; until one has run, the first pass's time): their callers
+    // come back for their next token at about the same time.
+    let mut recent: Recent = Default::default();
     let last_took = Arc::new(std::sync::atomic::AtomicU64::new(0));
     // The rest of prompts cut by the last pass: they go first into the next.
     let (cont_tx, mut cont_rx) = mpsc::unbounded_channel::<Call>();
@@ -134,11 +139,13 @@ pub(crate) async fn run(
             // that cannot join is waiting, the engine has work either way,
             // and holding this batch back would only delay both. Joined
             // passes take what is queued, and wait only for the callers of
-            // the last pass that are not back yet (a lone generation never
-            // waits), for up to a quarter of that pass's time: a pass costs
-            // far more than the wait, and callers released together that
-            // are not let fall back into step would split into groups
-            // taking turns, each pass half full.
+            // the last two passes that are not back yet and whose contexts
+            // are open (a lone generation never waits), for up to a
+            // quarter of a pass's time: a pass costs far more than the
+            // wait, and callers released together that are not let fall
+            // back into step would split into groups taking turns, each
+            // pass part full. (Waiting for as many callers as the last pass
+            // had instead left one behind every pass, in turn.)
             let wait = if joined {
                 std::time::Duration::from_micros(last_took.load(Ordering::Relaxed) / 4)
             } else {
@@ -148,7 +155,7 @@ pub(crate) async fn run(
             while n < config.max_batch && waiting.is_empty() {
                 let call = match rx.try_recv() {
                     Ok(call) => call,
-                    Err(_) if joined && n >= last => break,
+                    Err(_) if joined && !awaits(&recent, &batch) => break,
                     Err(_) => match tokio::time::timeout_at(deadline, rx.recv()).await {
                         Ok(Some(call)) => call,
                         _ => break,
@@ -163,7 +170,10 @@ pub(crate) async fn run(
                 }
             }
             total = Some(n);
-            last = n;
+            if joined {
+                let sessions = batch.iter().map(|(_, s, _)| Arc::downgrade(s)).collect();
+                recent[0] = std::mem::replace(&mut recent[1], sessions);
+            }
         }
         if batch.len() == 1 && !joined {
             let (inputs, _, reply) = batch.pop().expect("one call");
@@ -184,9 +194,9 @@ pub(crate) async fn run(
             if joined {
                 let start = std::time::Instant::now();
                 serve_joined(&*model, batch, &stats, config.prefill_chunk, &cont_tx);
-                if steps {
+                if steps || last_took.load(Ordering::Relaxed) == 0 {
                     let took = start.elapsed().as_micros().min(u128::from(u64::MAX)) as u64;
-                    last_took.store(took, Ordering::Relaxed);
+                    last_took.store(took.max(1), Ordering::Relaxed);
                 }
                 drop(permit);
                 return;
@@ -202,6 +212,19 @@ pub(crate) async fn run(
             drop(permit);
         });
     }
+}
+
+/// Whether a caller of the last two passes (`recent`) whose context is
+/// still open is not in `batch`: its next call is on its way. (A `Weak`
+/// keeps its allocation, so its address names the session it was made
+/// from for as long as it is held.)
+fn awaits(recent: &Recent, batch: &[Call]) -> bool {
+    recent.iter().flatten().any(|w| {
+        w.strong_count() > 0
+            && !batch
+                .iter()
+                .any(|(_, s, _)| std::ptr::addr_eq(Arc::as_ptr(s), w.as_ptr()))
+    })
 }
 
 /// Runs a batch on a slot's session: merged into one call, or one by one

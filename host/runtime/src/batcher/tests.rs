@@ -344,3 +344,80 @@ async fn an_engine_panic_in_a_joined_pass_fails_its_contexts() {
     tx.send((x(1), session(&model), b.0)).await.unwrap();
     assert_eq!(done(answer(b.1).await).unwrap(), x(1));
 }
+
+/// A joinable model whose every pass takes a fixed time and echoes each
+/// call: the batcher's timing without a model's cost.
+#[derive(Debug)]
+struct Paced(Duration);
+
+impl Model for Paced {
+    fn session(&self) -> Box<dyn Session> {
+        Box::new(Echo)
+    }
+    fn batchable(&self) -> bool {
+        false
+    }
+    fn joinable(&self) -> bool {
+        true
+    }
+    fn compute_joined(&self, calls: &mut [Joined<'_>]) -> Vec<weft_nn::Outputs> {
+        std::thread::sleep(self.0);
+        calls.iter_mut().map(|(s, i)| s.compute(i)).collect()
+    }
+    fn weight_bytes(&self) -> u64 {
+        0
+    }
+}
+
+/// Generations that come back at different times share every pass: one
+/// that started a pass late, and is then the slowest back, is waited for
+/// instead of being left a pass behind (which, with passes waiting for
+/// as many callers as the last one had, left the slowest of the others
+/// behind in its place the next time, and so on: a third of the passes
+/// more).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decoder_callers_that_come_back_at_different_times_share_passes() {
+    let model: Arc<dyn Model> = Arc::new(Paced(Duration::from_millis(80)));
+    let (tx, stats) = start_with(model.clone(), 32, Duration::from_secs(600));
+    // Milliseconds before the first call and between calls (a guest's
+    // work on a token): the third starts during the first pass.
+    let callers = [(0, 0), (0, 1), (20, 3)].map(|(start, think)| {
+        let (tx, s) = (tx.clone(), session(&model));
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(start)).await;
+            for _ in 0..8 {
+                let (reply, rx) = oneshot::channel();
+                tx.send((x(1), s.clone(), reply)).await.unwrap();
+                assert_eq!(done(answer(rx).await).unwrap(), x(1));
+                tokio::time::sleep(Duration::from_millis(think)).await;
+            }
+        })
+    });
+    for caller in callers {
+        caller.await.unwrap();
+    }
+    // The first two alone, then all three, then the third's last call.
+    let passes = stats.engine_calls.load(Ordering::Relaxed);
+    assert!(passes <= 10, "{passes} passes for 3 callers of 8 calls");
+}
+
+/// A pass awaits the callers of the last two passes that are not in it,
+/// but not one whose context is closed.
+#[test]
+fn a_pass_awaits_recent_callers_whose_contexts_are_open() {
+    let model: Arc<dyn Model> = Arc::new(Paced(Duration::ZERO));
+    let (a, b, c) = (session(&model), session(&model), session(&model));
+    let call = |s: &Shared| (x(1), s.clone(), oneshot::channel().0);
+    let recent = [
+        vec![Arc::downgrade(&a)],
+        vec![Arc::downgrade(&b), Arc::downgrade(&c)],
+    ];
+    assert!(awaits(&recent, &[call(&b), call(&c)]), "a is on its way");
+    assert!(!awaits(&recent, &[call(&a), call(&b), call(&c)]));
+    drop(a);
+    assert!(
+        !awaits(&recent, &[call(&b), call(&c)]),
+        "a's context is closed"
+    );
+    assert!(awaits(&recent, &[call(&b)]));
+}
