@@ -90,17 +90,57 @@ pub(crate) fn sample(logits: &[f32], sampling: Sampling, rng: &mut Pcg32) -> usi
     weights[weights.len() - 1].0
 }
 
-/// The index of the largest logit, the first on a tie; NaNs never win.
+/// The index of the largest logit, the first on a tie; NaNs never win
+/// (all NaN: the last).
 pub(crate) fn argmax(logits: &[f32]) -> usize {
-    // The best value kept at hand (not read back through its index, a
-    // bounds check a logit): this runs over the whole vocabulary a token.
-    let (mut best, mut top) = (0, f32::NAN);
-    for (i, &l) in logits.iter().enumerate() {
-        if l > top || top.is_nan() {
-            (best, top) = (i, l);
+    // Two passes that vectorise (a pass keeping the index does not): the
+    // largest value, then where it first is. This runs over the whole
+    // vocabulary a token; in Wasm with SIMD it is about ten times faster.
+    first_of(logits, largest(logits)).unwrap_or(logits.len().saturating_sub(1))
+}
+
+/// Values compared at once: four 128-bit vectors in Wasm.
+const LANES: usize = 16;
+
+/// The largest value that is not NaN (−∞ if there is none).
+#[cfg_attr(target_arch = "wasm32", target_feature(enable = "simd128"))]
+fn largest(values: &[f32]) -> f32 {
+    // A NaN never compares greater, so it is never kept.
+    let keep = |top: f32, v: f32| if v > top { v } else { top };
+    let mut lanes = [f32::NEG_INFINITY; LANES];
+    let chunks = values.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for chunk in chunks {
+        for (top, &v) in lanes.iter_mut().zip(chunk) {
+            *top = keep(*top, v);
         }
     }
-    best
+    lanes
+        .iter()
+        .chain(rest)
+        .copied()
+        .fold(f32::NEG_INFINITY, keep)
+}
+
+/// The index of the first value equal to `wanted`.
+#[cfg_attr(target_arch = "wasm32", target_feature(enable = "simd128"))]
+fn first_of(values: &[f32], wanted: f32) -> Option<usize> {
+    let mut chunks = values.chunks_exact(LANES);
+    for (i, chunk) in chunks.by_ref().enumerate() {
+        // Every lane compared (no early exit inside a chunk): vector code.
+        if chunk.iter().fold(false, |any, &v| any | (v == wanted)) {
+            return chunk
+                .iter()
+                .position(|&v| v == wanted)
+                .map(|k| i * LANES + k);
+        }
+    }
+    let at = values.len() - chunks.remainder().len();
+    chunks
+        .remainder()
+        .iter()
+        .position(|&v| v == wanted)
+        .map(|k| at + k)
 }
 
 #[cfg(test)]
@@ -134,6 +174,41 @@ mod tests {
         assert_eq!(argmax(&[f32::NAN, 1.0, 0.5]), 1);
         assert_eq!(argmax(&[0.5, f32::NAN, 2.0, 2.0, f32::NAN]), 2);
         assert_eq!(argmax(&[f32::NAN, f32::NAN]), 1, "all NaN: the last");
+        assert_eq!(argmax(&[f32::NAN, f32::NEG_INFINITY, f32::NAN]), 1);
+        assert_eq!(argmax(&[]), 0);
+    }
+
+    /// The vector passes against the one-pass scan they replace, over
+    /// lengths around their 16 lanes, the maximum anywhere (repeated, in
+    /// the tail, or alone among NaNs).
+    #[test]
+    fn argmax_agrees_with_a_plain_scan() {
+        fn scan(logits: &[f32]) -> usize {
+            let (mut best, mut top) = (0, f32::NAN);
+            for (i, &l) in logits.iter().enumerate() {
+                if l > top || top.is_nan() {
+                    (best, top) = (i, l);
+                }
+            }
+            best
+        }
+        let mut rng = Pcg32::new(9);
+        for len in [1, 15, 16, 17, 31, 32, 33, 100, 49_152] {
+            for case in 0..20 {
+                let mut v: Vec<f32> = (0..len).map(|_| rng.next_f32() * 10.0 - 5.0).collect();
+                let at = rng.next_u32() as usize % len;
+                match case % 4 {
+                    0 => v[at] = 7.0,
+                    1 => {
+                        v[at] = 7.0;
+                        v[len - 1] = 7.0;
+                    }
+                    2 => v.iter_mut().step_by(3).for_each(|l| *l = f32::NAN),
+                    _ => v.iter_mut().for_each(|l| *l = l.round()),
+                }
+                assert_eq!(argmax(&v), scan(&v), "length {len}, case {case}: {v:?}");
+            }
+        }
     }
 
     #[test]
