@@ -217,23 +217,27 @@ fn forward_with(ds: &mut [&mut Decoder], tokens: &[&[u32]], workers: Workers<'_>
             residual(x, &out[i * d..][..d], hp.residual_scale)
         });
     };
+    // The products' outputs, reused layer after layer (each written whole).
+    let [mut qkv, mut gu] = [vec![Vec::new(); 3], vec![Vec::new(); 2]];
+    let (mut o, mut down) = (vec![Vec::new()], vec![Vec::new()]);
     for (l, layer) in w.layers.iter().enumerate() {
         norm(&x, &layer.attn_norm, &mut h);
-        let [mut q, mut k, mut v]: [Vec<f32>; 3] =
-            QMatrix::matmul_group(&[&layer.wq, &layer.wk, &layer.wv], &h, n, workers)
-                .try_into()
-                .expect("three products");
-        add_bias(&mut q, layer.bq.as_deref());
-        add_bias(&mut k, layer.bk.as_deref());
-        add_bias(&mut v, layer.bv.as_deref());
-        for (y, norm) in [(&mut q, &layer.q_norm), (&mut k, &layer.k_norm)] {
+        let group = [&layer.wq, &layer.wk, &layer.wv];
+        QMatrix::matmul_group_into(&group, &h, n, workers, &mut qkv);
+        let [q, k, v] = &mut qkv[..] else {
+            unreachable!("three products")
+        };
+        add_bias(q, layer.bq.as_deref());
+        add_bias(k, layer.bk.as_deref());
+        add_bias(v, layer.bv.as_deref());
+        for (y, norm) in [(&mut *q, &layer.q_norm), (&mut *k, &layer.k_norm)] {
             if let Some(norm) = norm {
                 let unnormed = y.clone();
                 rms_norm(&unnormed, norm, hp.rms_eps, y);
             }
         }
         let (hd, neox, dims) = (hp.head_dim, hp.rope_neox, hp.rope_dims);
-        for (y, width) in [(&mut q, qd), (&mut k, kvd)] {
+        for (y, width) in [(&mut *q, qd), (&mut *k, kvd)] {
             workers.rows(y, width, |row, y| {
                 rope(y, hd, neox, &angles[row * dims..][..dims]);
             });
@@ -244,19 +248,19 @@ fn forward_with(ds: &mut [&mut Decoder], tokens: &[&[u32]], workers: Workers<'_>
             attend::append(&mut dec.k[heads.clone()], &k[rows.clone()], hp.head_dim);
             attend::append(&mut dec.v[heads], &v[rows], hp.head_dim);
         }
-        attention_together(ds, tokens, l, &q, &mut attn, workers);
-        let mut o = layer.wo.matmul(&attn, n, workers);
-        add_bias(&mut o, layer.bo.as_deref());
-        add(&mut x, &o);
+        attention_together(ds, tokens, l, q, &mut attn, workers);
+        QMatrix::matmul_group_into(&[&layer.wo], &attn, n, workers, &mut o);
+        add_bias(&mut o[0], layer.bo.as_deref());
+        add(&mut x, &o[0]);
         norm(&x, &layer.ffn_norm, &mut h);
-        let [mut g, u]: [Vec<f32>; 2] =
-            QMatrix::matmul_group(&[&layer.gate, &layer.up], &h, n, workers)
-                .try_into()
-                .expect("two products");
+        QMatrix::matmul_group_into(&[&layer.gate, &layer.up], &h, n, workers, &mut gu);
+        let [g, u] = &mut gu[..] else {
+            unreachable!("two products")
+        };
         let ff = u.len() / n;
-        workers.rows(&mut g, ff, |i, g| swiglu(g, &u[i * ff..][..ff]));
-        let down = layer.down.matmul(&g, n, workers);
-        add(&mut x, &down);
+        workers.rows(g, ff, |i, g| swiglu(g, &u[i * ff..][..ff]));
+        QMatrix::matmul_group_into(&[&layer.down], g, n, workers, &mut down);
+        add(&mut x, &down[0]);
     }
     // Each session's last row, normalised, through the output head at once.
     let mut normed = vec![0f32; ds.len() * d];

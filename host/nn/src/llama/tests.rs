@@ -285,3 +285,35 @@ fn loaded_for_an_unusable_gpu_it_runs_on_the_cpu_and_says_why() {
     );
     assert_eq!(a[0].1.to_f32().unwrap(), b[0].1.to_f32().unwrap());
 }
+
+/// Products into buffers kept from another product (stale values, other
+/// lengths, as a pass's layers leave them) equal fresh ones, alone and on
+/// a team: every value is written, none is left from before.
+#[test]
+fn products_into_kept_buffers_write_every_value() {
+    let llama = Llama::load(&smollm2()).unwrap();
+    let layer = &llama.weights.layers[0];
+    let group = [&layer.wq, &layer.wk, &layer.wv];
+    let cols = llama.weights.hp.embd;
+    for n in [1, 5, 16] {
+        let x: Vec<f32> = (0..n * cols)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0)
+            .collect();
+        let fresh = QMatrix::matmul_group(&group, &x, n, crate::team::Workers::Caller);
+        let kept = || vec![vec![f32::NAN; 7], vec![f32::NAN; 5000], Vec::new()];
+        let mut alone = kept();
+        QMatrix::matmul_group_into(&group, &x, n, crate::team::Workers::Caller, &mut alone);
+        let mut on_a_team = kept();
+        crate::team::run(|team| {
+            let workers = crate::team::Workers::Team(team);
+            QMatrix::matmul_group_into(&group, &x, n, workers, &mut on_a_team)
+        });
+        for ys in [alone, on_a_team] {
+            for (y, want) in ys.iter().zip(&fresh) {
+                assert_eq!(y.len(), want.len());
+                let same = y.iter().zip(want).all(|(a, b)| a.to_bits() == b.to_bits());
+                assert!(same, "{n} rows: a product differs from a fresh one");
+            }
+        }
+    }
+}

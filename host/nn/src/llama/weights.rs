@@ -212,6 +212,24 @@ impl QMatrix {
         n: usize,
         workers: Workers<'_>,
     ) -> Vec<Vec<f32>> {
+        let mut ys = vec![Vec::new(); mats.len()];
+        Self::matmul_group_into(mats, x, n, workers, &mut ys);
+        ys
+    }
+
+    /// [`QMatrix::matmul_group`] into `ys`, one per matrix, each resized
+    /// to `n × rows`. Every value is written, so buffers kept from a
+    /// product of the same shape (a pass's layers) are reused as they
+    /// are: a joined pass otherwise allocated and zeroed ~10 MB for its
+    /// products, on its own thread while the others waited.
+    pub(crate) fn matmul_group_into(
+        mats: &[&QMatrix],
+        x: &[f32],
+        n: usize,
+        workers: Workers<'_>,
+        ys: &mut [Vec<f32>],
+    ) {
+        assert_eq!(ys.len(), mats.len(), "an output per matrix");
         let cols = mats[0].cols;
         debug_assert!(mats.iter().all(|m| m.cols == cols));
         debug_assert_eq!(x.len(), n * cols);
@@ -241,9 +259,11 @@ impl QMatrix {
         // Run `c` of a matrix writes columns `c * chunk ..` of each of the
         // `n` rows of its product, straight where they go: a transpose
         // after the products would run on one thread while the rest wait.
-        let mut ys: Vec<Vec<f32>> = mats.iter().map(|m| vec![0f32; n * m.rows]).collect();
+        for (y, m) in ys.iter_mut().zip(mats) {
+            y.resize(n * m.rows, 0.0);
+        }
         let mut runs: Vec<(&QMatrix, usize, Vec<&mut [f32]>)> = Vec::new();
-        for (m, y) in mats.iter().zip(&mut ys) {
+        for (m, y) in mats.iter().zip(ys.iter_mut()) {
             let at = runs.len();
             runs.extend(
                 (0..m.rows.div_ceil(chunk)).map(|c| (*m, c * chunk, Vec::with_capacity(n))),
@@ -284,6 +304,5 @@ impl QMatrix {
         } else {
             workers.for_each_item(runs, |_, r| run(r));
         }
-        ys
     }
 }
