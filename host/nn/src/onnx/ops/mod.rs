@@ -14,6 +14,7 @@ mod matmul;
 mod nn;
 mod quant;
 mod reduce;
+mod resize;
 mod sample;
 mod shape;
 mod signal;
@@ -398,7 +399,7 @@ pub(crate) fn run(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Vec<Value
         "GlobalAveragePool" | "GlobalMaxPool" => one(nn::global_pool(node, inputs)?),
         "BatchNormalization" => nn::batch_norm(node, inputs),
         "LRN" => one(nn::lrn(node, inputs)?),
-        "Resize" | "Upsample" => one(nn::resize(node, inputs)?),
+        "Resize" | "Upsample" => one(resize::resize(node, inputs)?),
         _ => elementwise::run(node, inputs).map(|v| vec![v]),
     }
 }
