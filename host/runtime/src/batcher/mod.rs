@@ -12,10 +12,11 @@
 //! session, and the calls queued while a pass runs go together as the next
 //! pass, each on its own session ([`Model::compute_joined`]). A pass waits
 //! only for callers of the last two passes whose contexts are still open
-//! and that are not back yet, for up to a quarter of the last pass's time
-//! (not `max_wait`): so concurrent generations stay in step (continuous
-//! batching), a caller one pass behind catches up instead of leaving
-//! another behind in turn, and a lone one never waits. In a
+//! and that are not back yet, for up to a quarter of the last
+//! single-token pass's time (not `max_wait`; not at all before one has
+//! run): so concurrent generations stay in step (continuous batching), a
+//! caller one pass behind catches up instead of leaving another behind in
+//! turn, and a lone one never waits. In a
 //! pass with others, a prompt longer than `prefill_chunk` tokens runs its
 //! first chunk and the rest goes first into the next pass
 //! ([`Model::split_call`]; chunked prefill), so the others' next tokens are
@@ -93,9 +94,9 @@ pub(crate) async fn run(
     let permits = Arc::new(tokio::sync::Semaphore::new(slots));
     let mut waiting: VecDeque<Call> = VecDeque::new();
     // The sessions of the last two joined passes, and how long the last
-    // pass of single tokens took (µs; a prompt's pass would make later
-    // waits long; until one has run, the first pass's time): their callers
-    // come back for their next token at about the same time.
+    // pass of single tokens took (µs; a prompt's pass, which may take
+    // seconds, would make later waits long): their callers come back for
+    // their next token at about the same time.
     let mut recent: Recent = Default::default();
     let last_took = Arc::new(std::sync::atomic::AtomicU64::new(0));
     // The rest of prompts cut by the last pass: they go first into the next.
@@ -141,11 +142,12 @@ pub(crate) async fn run(
             // passes take what is queued, and wait only for the callers of
             // the last two passes that are not back yet and whose contexts
             // are open (a lone generation never waits), for up to a
-            // quarter of a pass's time: a pass costs far more than the
-            // wait, and callers released together that are not let fall
-            // back into step would split into groups taking turns, each
-            // pass part full. (Waiting for as many callers as the last pass
-            // had instead left one behind every pass, in turn.)
+            // quarter of the last single-token pass's time: a pass costs far
+            // more than the wait, and callers released together that are
+            // not let fall back into step would split into groups taking
+            // turns, each pass part full. (Waiting for as many callers as
+            // the last pass had instead left one behind every pass, in
+            // turn.)
             let wait = if joined {
                 std::time::Duration::from_micros(last_took.load(Ordering::Relaxed) / 4)
             } else {
@@ -194,7 +196,7 @@ pub(crate) async fn run(
             if joined {
                 let start = std::time::Instant::now();
                 serve_joined(&*model, batch, &stats, config.prefill_chunk, &cont_tx);
-                if steps || last_took.load(Ordering::Relaxed) == 0 {
+                if steps {
                     let took = start.elapsed().as_micros().min(u128::from(u64::MAX)) as u64;
                     last_took.store(took.max(1), Ordering::Relaxed);
                 }

@@ -345,10 +345,11 @@ async fn an_engine_panic_in_a_joined_pass_fails_its_contexts() {
     assert_eq!(done(answer(b.1).await).unwrap(), x(1));
 }
 
-/// A joinable model whose every pass takes a fixed time and echoes each
-/// call: the batcher's timing without a model's cost.
+/// A joinable model whose passes take a fixed time (the first for a pass
+/// with a call of more than one value, a prompt's; the second otherwise)
+/// and echo each call: the batcher's timing without a model's cost.
 #[derive(Debug)]
-struct Paced(Duration);
+struct Paced(Duration, Duration);
 
 impl Model for Paced {
     fn session(&self) -> Box<dyn Session> {
@@ -361,7 +362,8 @@ impl Model for Paced {
         true
     }
     fn compute_joined(&self, calls: &mut [Joined<'_>]) -> Vec<weft_nn::Outputs> {
-        std::thread::sleep(self.0);
+        let prompt = calls.iter().any(|(_, i)| i[0].1.data.len() > 4);
+        std::thread::sleep(if prompt { self.0 } else { self.1 });
         calls.iter_mut().map(|(s, i)| s.compute(i)).collect()
     }
     fn weight_bytes(&self) -> u64 {
@@ -377,7 +379,8 @@ impl Model for Paced {
 /// more).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn decoder_callers_that_come_back_at_different_times_share_passes() {
-    let model: Arc<dyn Model> = Arc::new(Paced(Duration::from_millis(80)));
+    let pass = Duration::from_millis(80);
+    let model: Arc<dyn Model> = Arc::new(Paced(pass, pass));
     let (tx, stats) = start_with(model.clone(), 32, Duration::from_secs(600));
     // Milliseconds before the first call and between calls (a guest's
     // work on a token): the third starts during the first pass.
@@ -405,7 +408,7 @@ async fn decoder_callers_that_come_back_at_different_times_share_passes() {
 /// but not one whose context is closed.
 #[test]
 fn a_pass_awaits_recent_callers_whose_contexts_are_open() {
-    let model: Arc<dyn Model> = Arc::new(Paced(Duration::ZERO));
+    let model: Arc<dyn Model> = Arc::new(Paced(Duration::ZERO, Duration::ZERO));
     let (a, b, c) = (session(&model), session(&model), session(&model));
     let call = |s: &Shared| (x(1), s.clone(), oneshot::channel().0);
     let recent = [
@@ -420,4 +423,31 @@ fn a_pass_awaits_recent_callers_whose_contexts_are_open() {
         "a's context is closed"
     );
     assert!(awaits(&recent, &[call(&b)]));
+}
+
+/// A long prompt's pass does not set how long the next pass waits: with
+/// the other caller of that pass idle (its context open), the next token
+/// runs at once, not after a quarter of the prompt's seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prompts_pass_does_not_make_the_next_pass_wait() {
+    let model: Arc<dyn Model> = Arc::new(Paced(Duration::from_secs(3), Duration::ZERO));
+    let (busy, idle) = (session(&model), session(&model));
+    let calls = vec![(x(3), busy.clone()), (x(3), idle.clone())];
+    let (answers, tx) = one_batch(model, calls).await;
+    assert_eq!(answers.len(), 2);
+    let (reply, rx) = oneshot::channel();
+    let t = std::time::Instant::now();
+    tx.send((one(), busy, reply)).await.unwrap();
+    assert_eq!(done(answer(rx).await).unwrap(), one());
+    assert!(
+        t.elapsed() < Duration::from_millis(500),
+        "the next token waited {:?} for an idle caller",
+        t.elapsed()
+    );
+    drop(idle);
+}
+
+/// One value: a decoding step's call.
+fn one() -> Named {
+    vec![("x".into(), Tensor::from_f32(vec![1], &[1.0]))]
 }
