@@ -150,14 +150,7 @@ pub(super) fn trilu(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Value, 
             if keep { i } else { zero }
         })
         .collect();
-    let mut ext = x.clone();
-    match &mut ext.data {
-        Data::F32(v) => v.push(0.0),
-        Data::F64(v) => v.push(0.0),
-        Data::I64(v) => v.push(0),
-        Data::Bool(v) => v.push(false),
-    }
-    Ok(x.with(x.shape.clone(), take(&ext.data, &idx)))
+    Ok(x.with(x.shape.clone(), take(&with_zero(x), &idx)))
 }
 
 pub(super) fn one_hot(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Value, NnError> {
@@ -342,14 +335,7 @@ pub(super) fn center_crop_pad(node: Node<'_>, inputs: &[Option<&Value>]) -> Resu
         }
         off
     });
-    let mut ext = x.clone();
-    match &mut ext.data {
-        Data::F32(v) => v.push(0.0),
-        Data::F64(v) => v.push(0.0),
-        Data::I64(v) => v.push(0),
-        Data::Bool(v) => v.push(false),
-    }
-    Ok(x.with(shape, take(&ext.data, &idx)))
+    Ok(x.with(shape, take(&with_zero(x), &idx)))
 }
 
 /// `Unique`: distinct elements (or slices along `axis`), sorted or in
@@ -417,4 +403,17 @@ pub(super) fn unique(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Vec<Va
         Value::i64(vec![n], inverse),
         Value::i64(vec![k], counts),
     ])
+}
+
+/// `x`'s values with a zero after them: an index map sends the elements
+/// that no input fills to `x.len()`.
+fn with_zero(x: &Value) -> Data {
+    let mut data = x.data.clone();
+    match &mut data {
+        Data::F32(v) => v.push(0.0),
+        Data::F64(v) => v.push(0.0),
+        Data::I64(v) => v.push(0),
+        Data::Bool(v) => v.push(false),
+    }
+    data
 }

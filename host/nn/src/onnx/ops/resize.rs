@@ -157,19 +157,7 @@ fn interp_taps(
     let clamp = |i: i64| i.clamp(0, len as i64 - 1) as usize;
     let (support, kernel): (f64, Box<dyn Fn(f64) -> f64>) = match mode {
         "linear" => (1.0, Box::new(|d: f64| (1.0 - d.abs()).max(0.0))),
-        "cubic" => (
-            2.0,
-            Box::new(move |d: f64| {
-                let d = d.abs();
-                if d <= 1.0 {
-                    ((a + 2.0) * d - (a + 3.0)) * d * d + 1.0
-                } else if d < 2.0 {
-                    ((a * d - 5.0 * a) * d + 8.0 * a) * d - 4.0 * a
-                } else {
-                    0.0
-                }
-            }),
-        ),
+        "cubic" => (2.0, Box::new(move |d: f64| cubic_weight(a, d))),
         _ => {
             let f = x.floor();
             let i = match nearest {
@@ -224,5 +212,18 @@ fn resample(v: &Value, ax: usize, len_out: usize, taps: &[Vec<(usize, f64)>]) ->
         dtype: DType::F64,
         shape,
         data: Data::F64(out),
+    }
+}
+
+/// The cubic convolution kernel (Keys) with coefficient `a` at distance
+/// `d` from a sample.
+pub(super) fn cubic_weight(a: f64, d: f64) -> f64 {
+    let d = d.abs();
+    if d <= 1.0 {
+        ((a + 2.0) * d - (a + 3.0)) * d * d + 1.0
+    } else if d < 2.0 {
+        ((a * d - 5.0 * a) * d + 8.0 * a) * d - 4.0 * a
+    } else {
+        0.0
     }
 }

@@ -28,17 +28,7 @@ fn reflect(x: f64, lo: f64, hi: f64) -> f64 {
 }
 
 fn cubic(t: f64) -> [f64; 4] {
-    let a = -0.75;
-    let w = |d: f64| {
-        let d = d.abs();
-        if d <= 1.0 {
-            ((a + 2.0) * d - (a + 3.0)) * d * d + 1.0
-        } else if d < 2.0 {
-            ((a * d - 5.0 * a) * d + 8.0 * a) * d - 4.0 * a
-        } else {
-            0.0
-        }
-    };
+    let w = |d| super::resize::cubic_weight(-0.75, d);
     [w(t + 1.0), w(t), w(1.0 - t), w(2.0 - t)]
 }
 
