@@ -298,13 +298,14 @@ impl Model for Llama {
                 tokens.push(t);
             }
             let tokens: Vec<&[u32]> = tokens.iter().map(Vec::as_slice).collect();
-            let all = if gpu {
-                session::forward_together_on_the_gpu(&mut decoders, &tokens)
+            let mut answer = |i: usize, l: &[f32]| results[i] = Some(Ok(session::logits(l)));
+            if gpu {
+                let all = session::forward_together_on_the_gpu(&mut decoders, &tokens);
+                at.into_iter().zip(all).for_each(|(i, l)| answer(i, &l));
             } else {
-                session::forward_together(&mut decoders, &tokens)
-            };
-            for (i, l) in at.into_iter().zip(all) {
-                results[i] = Some(Ok(session::logits(&l)));
+                let all = session::forward_together(&mut decoders, &tokens);
+                let each = all.chunks_exact(self.weights.hp.vocab);
+                at.into_iter().zip(each).for_each(|(i, l)| answer(i, l));
             }
         }
         results

@@ -88,8 +88,6 @@ impl Decoder {
     /// [`Decoder::forward`] on the CPU.
     fn forward_cpu(&mut self, tokens: &[u32]) -> Vec<f32> {
         forward_together(&mut [self], &[tokens])
-            .pop()
-            .expect("one session")
     }
 
     /// Whether this session can run in a joined pass with others of the
@@ -101,13 +99,14 @@ impl Decoder {
 }
 
 /// Runs each session's new `tokens` after what its cache holds, on the CPU,
-/// and returns each one's logits for its last token. The sessions (of one
+/// and returns each one's logits for its last token, one after another
+/// (`vocab` each, as the output head wrote them). The sessions (of one
 /// model) go through every weight product together, their rows stacked, so
 /// the weights stream through memory once for all of them: a decoded
 /// token's products are memory-bound, and a dozen sessions' tokens cost
 /// little more than one's. Each session's result is what it would get on
 /// its own.
-pub(super) fn forward_together(ds: &mut [&mut Decoder], tokens: &[&[u32]]) -> Vec<Vec<f32>> {
+pub(super) fn forward_together(ds: &mut [&mut Decoder], tokens: &[&[u32]]) -> Vec<f32> {
     // Sessions stepped together (the batcher's joined passes, which run
     // one at a time) take every thread of the pool for the pass; a lone
     // session's pass shares the pool with others that may run at once.
@@ -173,7 +172,7 @@ fn attention_together(
 
 /// [`forward_together`]'s pass, its parallel steps shared out over
 /// `workers`.
-fn forward_with(ds: &mut [&mut Decoder], tokens: &[&[u32]], workers: Workers<'_>) -> Vec<Vec<f32>> {
+fn forward_with(ds: &mut [&mut Decoder], tokens: &[&[u32]], workers: Workers<'_>) -> Vec<f32> {
     debug_assert_eq!(ds.len(), tokens.len());
     let w = ds[0].w.clone();
     let hp = &w.hp;
@@ -282,7 +281,9 @@ fn forward_with(ds: &mut [&mut Decoder], tokens: &[&[u32]], workers: Workers<'_>
     if hp.logit_scale != 1.0 {
         logits.iter_mut().for_each(|l| *l *= hp.logit_scale);
     }
-    logits.chunks_exact(hp.vocab).map(<[f32]>::to_vec).collect()
+    // (Not cut into a vector per session here: 3 MB copied on the pass's
+    // thread for 16 sessions, which their tensors copy again anyway.)
+    logits
 }
 
 /// [`forward_together`] for sessions on the GPU: one pass on the device
@@ -312,7 +313,8 @@ pub(super) fn forward_together_on_the_gpu(
         }
         Err(e) => {
             ds.iter_mut().for_each(|d| d.move_to_the_cpu(&e));
-            forward_together(ds, tokens)
+            let all = forward_together(ds, tokens);
+            all.chunks_exact(w.hp.vocab).map(<[f32]>::to_vec).collect()
         }
     }
 }
