@@ -60,6 +60,19 @@ pub(crate) struct Settings {
 }
 
 impl Settings {
+    /// Greedy decoding of up to `max_tokens`, seed 0 (for tests).
+    #[cfg(test)]
+    pub(crate) fn greedy(max_tokens: usize) -> Self {
+        Settings {
+            max_tokens,
+            sampling: Sampling {
+                temperature: 0.0,
+                top_p: 1.0,
+            },
+            seed: 0,
+        }
+    }
+
     /// The defaults from config keys `max_tokens`, `temperature`, `top_p`, `seed`.
     pub(crate) fn from_config(config: &Config) -> Result<Self, String> {
         let settings = Settings {

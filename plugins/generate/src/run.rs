@@ -109,7 +109,6 @@ pub(crate) fn generate(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sample::Sampling;
 
     /// Tokens: 0 `<|im_end|>`, then `a`, `b`, then the two halves of `é`.
     fn bpe() -> Bpe {
@@ -161,14 +160,7 @@ mod tests {
     }
 
     fn settings(max_tokens: usize) -> Settings {
-        Settings {
-            max_tokens,
-            sampling: Sampling {
-                temperature: 0.0,
-                top_p: 1.0,
-            },
-            seed: 0,
-        }
+        Settings::greedy(max_tokens)
     }
 
     #[test]

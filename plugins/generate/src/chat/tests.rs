@@ -5,7 +5,6 @@ use weft_sdk::Item;
 
 use super::*;
 use crate::request::Settings;
-use crate::sample::Sampling;
 use crate::template::chatml;
 
 /// Specials, then one token per character used in the tests (no merges): a
@@ -29,14 +28,7 @@ fn bpe() -> Bpe {
 const STOP: [u32; 2] = [2, 0];
 
 fn settings(max_tokens: usize) -> Settings {
-    Settings {
-        max_tokens,
-        sampling: Sampling {
-            temperature: 0.0,
-            top_p: 1.0,
-        },
-        seed: 0,
-    }
+    Settings::greedy(max_tokens)
 }
 
 fn chat(bpe: &Bpe) -> Chat<'_> {
