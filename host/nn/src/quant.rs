@@ -209,21 +209,30 @@ impl Q8Row {
 
     /// Quantises `x` into this row, reusing its buffers.
     pub fn quantize_from(&mut self, x: &[f32]) {
-        quantize_into(x, self);
+        quantize_into(x, self, true);
+    }
+
+    /// [`Q8Row::quantize_from`] for the packed matrices' kernel only
+    /// ([`lanes`]), which reads the blocks' sums but not the per-lane
+    /// corrections of the row-at-a-time kernels: those are left empty
+    /// (the row kernels' length checks refuse such a row).
+    pub(crate) fn quantize_for_lanes_from(&mut self, x: &[f32]) {
+        quantize_into(x, self, false);
     }
 }
 
 /// [`Q8Row::quantize_from`]: a block at a time with AVX2 where the CPU
 /// has it ([`avx2::quantize_block`], the same bytes), else
 /// [`quantize_block`].
-fn quantize_into(x: &[f32], row: &mut Q8Row) {
+/// The row kernels' per-lane corrections too where `corrections`.
+fn quantize_into(x: &[f32], row: &mut Q8Row, corrections: bool) {
     #[cfg(target_arch = "x86_64")]
     if avx2::available() {
         // SAFETY: the CPU has AVX2, FMA and F16C (checked).
-        unsafe { quantize_with(x, row, |x, q| avx2::quantize_block(x, q)) };
+        unsafe { quantize_with(x, row, corrections, |x, q| avx2::quantize_block(x, q)) };
         return;
     }
-    quantize_with(x, row, quantize_block);
+    quantize_with(x, row, corrections, quantize_block);
 }
 
 /// Quantises `x` into `row` by `block`, which fills a block's bytes and
@@ -232,8 +241,10 @@ fn quantize_into(x: &[f32], row: &mut Q8Row) {
 fn quantize_with(
     x: &[f32],
     row: &mut Q8Row,
+    corrections: bool,
     block: impl Fn(&[f32; BLOCK], &mut [i8; BLOCK]) -> (f32, [i32; 8]),
 ) {
+    debug_assert!(x.len().is_multiple_of(BLOCK), "whole blocks");
     let blocks = x.len() / BLOCK;
     for v in [&mut row.d, &mut row.s] {
         v.clear();
@@ -243,9 +254,10 @@ fn quantize_with(
     row.sums.reserve(blocks);
     for v in [&mut row.unsigned4, &mut row.unsigned8] {
         v.clear();
-        v.reserve(blocks * 8);
+        v.reserve(if corrections { blocks * 8 } else { 0 });
     }
-    row.q.clear();
+    // (Every block is written: a row kept at this length is not zeroed
+    // first.)
     row.q.resize(x.len(), 0);
     for (xs, qs) in x.chunks_exact(BLOCK).zip(row.q.chunks_exact_mut(BLOCK)) {
         let (xs, qs) = (
@@ -253,8 +265,10 @@ fn quantize_with(
             qs.try_into().expect("a block"),
         );
         let (d, fours) = block(xs, qs);
-        row.unsigned4.extend(fours.iter().map(|f| -8 * f));
-        row.unsigned8.extend(fours.iter().map(|f| -128 * f));
+        if corrections {
+            row.unsigned4.extend(fours.iter().map(|f| -8 * f));
+            row.unsigned8.extend(fours.iter().map(|f| -128 * f));
+        }
         let sum: i32 = fours.iter().sum();
         row.d.push(d);
         row.s.push(d * sum as f32);
@@ -310,12 +324,16 @@ pub struct Q8Batch {
 }
 
 impl Q8Batch {
+    /// Values from which [`Q8Batch::quantize`] shares the rows out over
+    /// the thread pool.
+    pub(crate) const PARALLEL_FROM: usize = 64 * 1024;
+
     /// Quantises `x`, rows of `cols` values (a multiple of 32); a few
     /// rows at a time on the thread pool when there are many (a joined
     /// decoding step's dozen rows take microseconds: less than waking the
     /// pool).
     pub fn quantize(x: &[f32], cols: usize) -> Self {
-        let rows = if x.len() >= 64 * 1024 {
+        let rows = if x.len() >= Self::PARALLEL_FROM {
             x.par_chunks_exact(cols).map(Q8Row::quantize).collect()
         } else {
             x.chunks_exact(cols).map(Q8Row::quantize).collect()
@@ -328,19 +346,37 @@ impl Q8Batch {
     /// # Panics
     /// If the rows are not all of the same length.
     pub fn new(rows: Vec<Q8Row>) -> Self {
-        if let Some(first) = rows.first() {
-            assert!(
-                rows.iter()
-                    .all(|r| r.q.len() == first.q.len() && r.d.len() == first.d.len()),
-                "the rows of a batch have the same length"
-            );
-        }
+        same_lengths(&rows);
         Self { rows }
     }
 
     /// The rows, in order.
     pub fn rows(&self) -> &[Q8Row] {
         &self.rows
+    }
+
+    /// Makes this batch `n` rows, which `fill` quantises: the rows it held
+    /// are written again, their buffers reused (a pass's products
+    /// otherwise allocated and freed six vectors a row each, on the
+    /// pass's thread while its helpers waited).
+    ///
+    /// # Panics
+    /// If `fill` leaves rows of different lengths.
+    pub(crate) fn refill(&mut self, n: usize, fill: impl FnOnce(&mut [Q8Row])) {
+        self.rows.resize_with(n, Q8Row::default);
+        fill(&mut self.rows);
+        same_lengths(&self.rows);
+    }
+}
+
+/// Asserts that the rows of a batch have the same length.
+fn same_lengths(rows: &[Q8Row]) {
+    if let Some(first) = rows.first() {
+        assert!(
+            rows.iter()
+                .all(|r| r.q.len() == first.q.len() && r.d.len() == first.d.len()),
+            "the rows of a batch have the same length"
+        );
     }
 }
 

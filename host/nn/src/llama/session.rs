@@ -6,6 +6,7 @@ use super::Weights;
 use super::attend;
 use super::device::OnDevice;
 use super::weights::QMatrix;
+use crate::quant::Q8Batch;
 use crate::simd::{self, wide_fn};
 use crate::team::{self, Workers};
 use crate::{NnError, NnErrorKind, Session, Tensor};
@@ -219,10 +220,12 @@ fn forward_with(ds: &mut [&mut Decoder], tokens: &[&[u32]], workers: Workers<'_>
     // The products' outputs, reused layer after layer (each written whole).
     let [mut qkv, mut gu] = [vec![Vec::new(); 3], vec![Vec::new(); 2]];
     let (mut o, mut down) = (vec![Vec::new()], vec![Vec::new()]);
+    // The activations quantised for each product, their buffers reused.
+    let mut xq = Q8Batch::default();
     for (l, layer) in w.layers.iter().enumerate() {
         norm(&x, &layer.attn_norm, &mut h);
         let group = [&layer.wq, &layer.wk, &layer.wv];
-        QMatrix::matmul_group_into(&group, &h, n, workers, &mut qkv);
+        QMatrix::matmul_group_into(&group, &h, n, workers, &mut xq, &mut qkv);
         let [q, k, v] = &mut qkv[..] else {
             unreachable!("three products")
         };
@@ -248,17 +251,17 @@ fn forward_with(ds: &mut [&mut Decoder], tokens: &[&[u32]], workers: Workers<'_>
             attend::append(&mut dec.v[heads], &v[rows], hp.head_dim);
         }
         attention_together(ds, tokens, l, q, &mut attn, workers);
-        QMatrix::matmul_group_into(&[&layer.wo], &attn, n, workers, &mut o);
+        QMatrix::matmul_group_into(&[&layer.wo], &attn, n, workers, &mut xq, &mut o);
         add_bias(&mut o[0], layer.bo.as_deref());
         add(&mut x, &o[0]);
         norm(&x, &layer.ffn_norm, &mut h);
-        QMatrix::matmul_group_into(&[&layer.gate, &layer.up], &h, n, workers, &mut gu);
+        QMatrix::matmul_group_into(&[&layer.gate, &layer.up], &h, n, workers, &mut xq, &mut gu);
         let [g, u] = &mut gu[..] else {
             unreachable!("two products")
         };
         let ff = u.len() / n;
         workers.rows(g, ff, |i, g| swiglu(g, &u[i * ff..][..ff]));
-        QMatrix::matmul_group_into(&[&layer.down], g, n, workers, &mut down);
+        QMatrix::matmul_group_into(&[&layer.down], g, n, workers, &mut xq, &mut down);
         add(&mut x, &down[0]);
     }
     // Each session's last row, normalised, through the output head at once.

@@ -287,26 +287,33 @@ fn loaded_for_an_unusable_gpu_it_runs_on_the_cpu_and_says_why() {
 }
 
 /// Products into buffers kept from another product (stale values, other
-/// lengths, as a pass's layers leave them) equal fresh ones, alone and on
-/// a team: every value is written, none is left from before.
+/// lengths, as a pass's layers leave them; quantised activations of
+/// another width and count) equal fresh ones, alone and on a team: every
+/// value is written, none is left from before.
 #[test]
 fn products_into_kept_buffers_write_every_value() {
+    use crate::quant::Q8Batch;
     let llama = Llama::load(&smollm2()).unwrap();
     let layer = &llama.weights.layers[0];
     let group = [&layer.wq, &layer.wk, &layer.wv];
     let cols = llama.weights.hp.embd;
-    for n in [1, 5, 16] {
+    // Kept from product to product, as a pass keeps them: first 20 rows
+    // of 64 values.
+    let stale = || Q8Batch::quantize(&[1.5; 20 * 64], 64);
+    let (mut xq_alone, mut xq_team) = (stale(), stale());
+    for n in [16, 1, 5] {
         let x: Vec<f32> = (0..n * cols)
             .map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0)
             .collect();
         let fresh = QMatrix::matmul_group(&group, &x, n, crate::team::Workers::Caller);
         let kept = || vec![vec![f32::NAN; 7], vec![f32::NAN; 5000], Vec::new()];
         let mut alone = kept();
-        QMatrix::matmul_group_into(&group, &x, n, crate::team::Workers::Caller, &mut alone);
+        let workers = crate::team::Workers::Caller;
+        QMatrix::matmul_group_into(&group, &x, n, workers, &mut xq_alone, &mut alone);
         let mut on_a_team = kept();
         crate::team::run(|team| {
             let workers = crate::team::Workers::Team(team);
-            QMatrix::matmul_group_into(&group, &x, n, workers, &mut on_a_team)
+            QMatrix::matmul_group_into(&group, &x, n, workers, &mut xq_team, &mut on_a_team)
         });
         for ys in [alone, on_a_team] {
             for (y, want) in ys.iter().zip(&fresh) {

@@ -213,7 +213,7 @@ impl QMatrix {
         workers: Workers<'_>,
     ) -> Vec<Vec<f32>> {
         let mut ys = vec![Vec::new(); mats.len()];
-        Self::matmul_group_into(mats, x, n, workers, &mut ys);
+        Self::matmul_group_into(mats, x, n, workers, &mut Q8Batch::default(), &mut ys);
         ys
     }
 
@@ -227,6 +227,7 @@ impl QMatrix {
         x: &[f32],
         n: usize,
         workers: Workers<'_>,
+        xq: &mut Q8Batch,
         ys: &mut [Vec<f32>],
     ) {
         assert_eq!(ys.len(), mats.len(), "an output per matrix");
@@ -236,18 +237,36 @@ impl QMatrix {
         let quantised = mats
             .iter()
             .any(|m| matches!(m.ty, GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q8_0));
-        let xq = if quantised && matches!(workers, Workers::Team(_)) && n > 1 {
-            // A team starts a step in a microsecond: each row is a task.
-            let mut rows: Vec<Q8Row> = (0..n).map(|_| Q8Row::default()).collect();
-            workers.for_each_item(rows.iter_mut().collect(), |t, row| {
-                row.quantize_from(&x[t * cols..][..cols]);
-            });
-            Q8Batch::new(rows)
-        } else if quantised {
-            Q8Batch::quantize(x, cols)
-        } else {
-            Q8Batch::new((0..n).map(|_| Q8Row::default()).collect())
+        // Packed matrices only: the row kernels' corrections go unused.
+        let lanes = mats.iter().all(|m| m.lanes);
+        let quantise = |row: &mut Q8Row, x: &[f32]| {
+            if lanes {
+                row.quantize_for_lanes_from(x);
+            } else {
+                row.quantize_from(x);
+            }
         };
+        if !quantised {
+            // (Rows the f32 kernels do not read.)
+            *xq = Q8Batch::new((0..n).map(|_| Q8Row::default()).collect());
+        } else if matches!(workers, Workers::Team(_)) && n > 1 {
+            // A team starts a step in a microsecond: each row is a task.
+            xq.refill(n, |rows| {
+                workers.for_each_item(rows.iter_mut().collect(), |t, row| {
+                    quantise(row, &x[t * cols..][..cols]);
+                });
+            });
+        } else if x.len() >= Q8Batch::PARALLEL_FROM {
+            // (A prompt's rows: on the pool, a few at a time.)
+            *xq = Q8Batch::quantize(x, cols);
+        } else {
+            xq.refill(n, |rows| {
+                for (row, x) in rows.iter_mut().zip(x.chunks_exact(cols)) {
+                    quantise(row, x);
+                }
+            });
+        }
+        let xq = &*xq;
         // Rows of each W are split into runs; each run reads its rows once
         // for all `n` inputs, so W streams through memory once per call.
         let total: usize = mats.iter().map(|m| m.rows).sum();
@@ -276,7 +295,7 @@ impl QMatrix {
         }
         let run = |(m, first, mut parts): (&QMatrix, usize, Vec<&mut [f32]>)| {
             if m.lanes {
-                quant::dot_lanes(m.ty, &m.data, m.row_bytes, first, &xq, &mut parts);
+                quant::dot_lanes(m.ty, &m.data, m.row_bytes, first, xq, &mut parts);
                 return;
             }
             let rows = parts[0].len();
@@ -290,7 +309,7 @@ impl QMatrix {
             for (i, o) in out.chunks_exact_mut(n).enumerate() {
                 let r = first + i;
                 let w = &m.data[r * m.row_bytes..][..m.row_bytes];
-                quant::dot_rows(m.ty, w, &xq, x, o);
+                quant::dot_rows(m.ty, w, xq, x, o);
             }
             for (t, part) in parts.iter_mut().enumerate().filter(|_| n > 1) {
                 for (r, y) in part.iter_mut().enumerate() {
