@@ -82,11 +82,21 @@ async fn models_are_checked_versioned_and_loadable_by_name() {
         ),
         ("/v1/models/x?encoding=onnx", b"hello".to_vec(), "ONNX"),
         (
+            "/v1/models/x?encoding=onnx",
+            llm.clone(),
+            "the file is GGUF (it starts with `GGUF`), not ONNX",
+        ),
+        ("/v1/models/x", Vec::new(), "the request body is empty"),
+        (
             "/v1/models/x?encoding=tflite",
             b"hello".to_vec(),
             "not supported",
         ),
-        ("/v1/models/Bad%20Name", fixtures::onnx(&["Relu"]), "name"),
+        (
+            "/v1/models/Bad%20Name",
+            fixtures::onnx(&["Relu"]),
+            "invalid model name: `Bad Name`",
+        ),
     ];
     for (path, bytes, message) in cases {
         let (s, v) = upload(&d, path, bytes).await;
@@ -96,6 +106,12 @@ async fn models_are_checked_versioned_and_loadable_by_name() {
             "{path}: {v}"
         );
     }
+    // Bytes that are neither format, sent without an encoding: the hint
+    // names both.
+    let (s, v) = upload(&d, "/v1/models/x", b"hello world".to_vec()).await;
+    assert_eq!(s, 400, "{v}");
+    let hint = v["error"]["hint"].as_str().unwrap_or_default();
+    assert!(hint.contains("neither GGUF"), "{v}");
     assert_eq!(
         d.get_json("/v1/models").await["models"]
             .as_array()

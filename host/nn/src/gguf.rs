@@ -211,7 +211,9 @@ impl<'a> Reader<'a> {
                 // end of the file is a lie, refused before allocating.
                 if count > (self.bytes.len() - self.at) as u64 {
                     return Err(ModelError(format!(
-                        "malformed GGUF: {what} claims {count} elements"
+                        "malformed GGUF: {what} claims {count} elements, past the end of the \
+                         file ({} bytes); was the upload cut short?",
+                        self.bytes.len()
                     )));
                 }
                 let mut items = Vec::with_capacity(count as usize);
@@ -376,6 +378,27 @@ pub(crate) fn inspect(bytes: &[u8]) -> Result<GgufInfo, ModelError> {
 mod tests {
     use super::*;
     use crate::fixtures::gguf;
+
+    /// A file cut off inside an array of its metadata (a vocabulary) says
+    /// it may have been cut short, as one cut off in its tensors does.
+    #[test]
+    fn an_array_past_the_end_of_the_file_is_refused() {
+        let mut b = b"GGUF".to_vec();
+        b.extend(3u32.to_le_bytes());
+        b.extend(0u64.to_le_bytes()); // tensors
+        b.extend(1u64.to_le_bytes()); // metadata
+        let key = b"tokenizer.ggml.tokens";
+        b.extend((key.len() as u64).to_le_bytes());
+        b.extend(key);
+        b.extend(9u32.to_le_bytes()); // an array
+        b.extend(8u32.to_le_bytes()); // of strings
+        b.extend(1000u64.to_le_bytes());
+        b.extend(1u64.to_le_bytes());
+        b.push(b'a');
+        let err = inspect(&b).unwrap_err().0;
+        assert!(err.contains("claims 1000 elements"), "{err}");
+        assert!(err.contains("cut short"), "{err}");
+    }
 
     #[test]
     fn reads_the_directory_and_checks_types_and_extent() {

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::stages::{now_ms, validate_name};
+use crate::stages::{now_ms, validate_name_of};
 use crate::{ACTORS, Result, STATE, Store, db};
 
 /// A stored actor.
@@ -42,7 +42,7 @@ impl ActorRecord {
 impl Store {
     /// Registers an actor; [`StoreError::Exists`](crate::StoreError::Exists) when the name is taken.
     pub fn put_actor(&self, rec: &ActorRecord) -> Result<()> {
-        validate_name(&rec.name)?;
+        validate_name_of("actor name", &rec.name)?;
         let txn = self.write()?;
         Self::insert_new_named(&txn, ACTORS, "actor", &rec.name, rec)?;
         txn.commit().map_err(db)?;

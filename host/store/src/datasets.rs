@@ -6,7 +6,7 @@ use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 
 use crate::objects::validate_id;
-use crate::stages::{now_ms, validate_name};
+use crate::stages::{now_ms, validate_name_of};
 use crate::{DATASETS, ObjectId, Result, Store, StoreError, db};
 
 /// One block of a dataset.
@@ -56,7 +56,7 @@ impl Store {
     /// with [`StoreError::Exists`] when the name is taken, and with
     /// [`StoreError::Invalid`] when a block object is missing.
     pub fn put_dataset(&self, rec: &DatasetRecord) -> Result<()> {
-        validate_name(&rec.name)?;
+        validate_name_of("dataset name", &rec.name)?;
         let txn = self.write()?;
         {
             let meta = txn.open_table(crate::OBJECT_META).map_err(db)?;

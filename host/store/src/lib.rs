@@ -55,7 +55,7 @@ pub use models::{ModelRecord, ModelVersion};
 pub use objects::{CHUNK_SIZE, ObjectId, object_id};
 pub use pipelines::PipelineRecord;
 pub use placement::PlacementGroupRecord;
-pub use stages::{Expect, StageMeta, StageRecord, StageVersion, validate_name};
+pub use stages::{Expect, StageMeta, StageRecord, StageVersion, validate_name, validate_name_of};
 
 /// Shorthand for results of this crate.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

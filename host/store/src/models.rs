@@ -5,7 +5,7 @@ use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 
 use crate::objects::write_object;
-use crate::stages::{Expect, now_ms, validate_name};
+use crate::stages::{Expect, now_ms, validate_name_of};
 use crate::{MODELS, ObjectId, Result, Store, db, record};
 
 /// One version of a model.
@@ -73,7 +73,7 @@ impl Store {
         summary: &str,
         expect: Expect,
     ) -> Result<Option<(ModelRecord, bool)>> {
-        validate_name(name)?;
+        validate_name_of("model name", name)?;
         let txn = self.write()?;
         let (rec, added) = {
             let mut table = txn.open_table(MODELS).map_err(db)?;

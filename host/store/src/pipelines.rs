@@ -4,7 +4,7 @@
 use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 
-use crate::stages::{now_ms, validate_name};
+use crate::stages::{now_ms, validate_name_of};
 use crate::{PIPELINES, Result, Store, db, record};
 
 /// A stored pipeline spec.
@@ -24,7 +24,7 @@ impl Store {
     /// Stores `spec_json` as the pipeline's latest spec; an unchanged spec
     /// keeps its version.
     pub fn put_pipeline(&self, name: &str, spec_json: &str) -> Result<PipelineRecord> {
-        validate_name(name)?;
+        validate_name_of("pipeline name", name)?;
         let txn = self.write()?;
         let rec = {
             let mut table = txn.open_table(PIPELINES).map_err(db)?;

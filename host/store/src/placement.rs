@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::stages::{now_ms, validate_name};
+use crate::stages::{now_ms, validate_name_of};
 use crate::{PLACEMENT_GROUPS, Result, Store, db};
 
 /// A stored placement group.
@@ -33,7 +33,7 @@ impl Store {
     /// Registers a placement group; [`StoreError::Exists`](crate::StoreError::Exists) when the name is
     /// taken.
     pub fn put_placement_group(&self, rec: &PlacementGroupRecord) -> Result<()> {
-        validate_name(&rec.name)?;
+        validate_name_of("placement group name", &rec.name)?;
         let txn = self.write()?;
         Self::insert_new_named(&txn, PLACEMENT_GROUPS, "placement group", &rec.name, rec)?;
         txn.commit().map_err(db)?;

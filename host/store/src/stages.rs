@@ -81,6 +81,12 @@ impl Expect {
 /// Checks a stage name: 1–63 characters of `a-z 0-9 - _`, starting with a
 /// letter or digit, so names are safe in URLs, file names and metrics labels.
 pub fn validate_name(name: &str) -> Result<()> {
+    validate_name_of("stage name", name)
+}
+
+/// [`validate_name`] for a name of another kind (`what`: "model name",
+/// "actor name", ...), which the error names.
+pub fn validate_name_of(what: &'static str, name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 63
         && name.as_bytes()[0].is_ascii_alphanumeric()
@@ -91,7 +97,7 @@ pub fn validate_name(name: &str) -> Result<()> {
         Ok(())
     } else {
         Err(StoreError::Invalid {
-            what: "stage name",
+            what,
             reason: format!(
                 "`{name}`: use 1-63 characters of lowercase letters, digits, '-' and '_', \
                  starting with a letter or digit"

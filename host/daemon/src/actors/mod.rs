@@ -96,12 +96,8 @@ impl Actors {
         version: Option<u32>,
         config: Vec<(String, String)>,
     ) -> Result<Arc<Actor>, ApiError> {
-        weft_store::validate_name(name).map_err(|e| {
-            ApiError::bad_request(
-                "invalid_argument",
-                e.to_string().replace("stage name", "actor name"),
-            )
-        })?;
+        weft_store::validate_name_of("actor name", name)
+            .map_err(|e| ApiError::bad_request("invalid_argument", e.to_string()))?;
         if self.get(name).is_some() {
             return Err(weft_store::StoreError::Exists {
                 what: "actor",

@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use weft_store::{DatasetRecord, validate_name};
+use weft_store::{DatasetRecord, validate_name_of};
 
 use super::AppState;
 use crate::ApiError;
@@ -37,12 +37,8 @@ pub async fn create(
         ApiError::bad_request("invalid_argument", e.body_text())
             .hint("POST /v1/datasets?name=NAME&format=jsonl|csv|lines|objects[&block_rows=N]")
     })?;
-    validate_name(&q.name).map_err(|e| {
-        ApiError::bad_request(
-            "invalid_argument",
-            e.to_string().replace("stage name", "dataset name"),
-        )
-    })?;
+    validate_name_of("dataset name", &q.name)
+        .map_err(|e| ApiError::bad_request("invalid_argument", e.to_string()))?;
     let format = match &q.format {
         Some(f) => f.parse::<Format>()?,
         None => headers

@@ -35,6 +35,8 @@ pub async fn upload(
         ApiError::bad_request("invalid_argument", e.body_text())
             .hint("PUT /v1/models/NAME?encoding=onnx|ggml")
     })?;
+    // Before reading what may be a gigabyte.
+    weft_store::validate_name_of("model name", &name)?;
     let bytes = axum::body::to_bytes(body, state.config.max_model)
         .await
         .map_err(|_| {
@@ -48,6 +50,14 @@ pub async fn upload(
             )
             .hint("raise the limit with `weft serve --max-model-mib`")
         })?;
+    if bytes.is_empty() {
+        return Err(
+            ApiError::bad_request("empty_body", "the request body is empty").hint(
+                "send the model file: `curl -T model.gguf '.../v1/models/NAME?encoding=ggml'`",
+            ),
+        );
+    }
+    let gguf = bytes.starts_with(b"GGUF");
     // The encoding: given, else from the file's first bytes.
     let encoding = match q.encoding.as_deref() {
         Some(e) => Encoding::parse(e).ok_or_else(|| {
@@ -57,12 +67,27 @@ pub async fn upload(
             )
             .hint("use encoding=onnx or encoding=ggml (GGUF files)")
         })?,
-        None if bytes.starts_with(b"GGUF") => Encoding::Ggml,
+        None if gguf => Encoding::Ggml,
         None => Encoding::Onnx,
     };
+    if gguf && encoding == Encoding::Onnx {
+        return Err(ApiError::bad_request(
+            "invalid_model",
+            "the file is GGUF (it starts with `GGUF`), not ONNX",
+        )
+        .hint("upload it with ?encoding=ggml, or without ?encoding"));
+    }
     let local = state.cluster.begin(crate::cluster::Kind::Model, &name);
-    let (rec, added) = store_model(&state, name.clone(), encoding, bytes, Expect::Any)
-        .await?
+    let stored = store_model(&state, name.clone(), encoding, bytes, Expect::Any).await;
+    let (rec, added) = stored
+        .map_err(|e| match q.encoding {
+            // Not GGUF, and not readable as ONNX either: say both.
+            None if e.code == "invalid_model" => e.hint(
+                "the file is neither GGUF (which starts with `GGUF`) nor a readable ONNX model; \
+                 upload a .gguf or a complete .onnx file, and give ?encoding=ggml|onnx",
+            ),
+            _ => e,
+        })?
         .ok_or_else(|| ApiError::internal("an unconditional upload was refused"))?;
     // Other nodes of a cluster get it too.
     let latest = rec.latest();

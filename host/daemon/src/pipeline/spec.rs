@@ -262,7 +262,8 @@ impl PipelineSpec {
     /// Checks everything that does not need the registry: names, bounds,
     /// routes, the chain shape.
     pub fn validate(&self) -> Result<(), SpecError> {
-        weft_store::validate_name(&self.name).map_err(|e| err("name", e.to_string()))?;
+        weft_store::validate_name_of("pipeline name", &self.name)
+            .map_err(|e| err("name", e.to_string()))?;
         if self.timeout_ms == 0 {
             return Err(err("timeout_ms", "must be at least 1"));
         }
