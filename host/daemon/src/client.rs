@@ -13,11 +13,19 @@ pub struct Client {
 }
 
 impl Client {
-    /// A client of the daemon at `server` (e.g. `http://127.0.0.1:7070`).
+    /// A client of the daemon at `server` (e.g. `http://127.0.0.1:7070`;
+    /// `127.0.0.1:7070`, the form `weft serve --listen` takes, means
+    /// `http://` there).
     pub fn new(server: &str, token: Option<String>) -> Self {
+        let server = server.trim_end_matches('/');
+        let base = if server.contains("://") {
+            server.to_string()
+        } else {
+            format!("http://{server}")
+        };
         Self {
             http: reqwest::Client::new(),
-            base: server.trim_end_matches('/').to_string(),
+            base,
             token,
         }
     }
@@ -64,5 +72,22 @@ impl Client {
     /// Sends `req` and parses a JSON answer.
     pub async fn json(&self, req: RequestBuilder) -> anyhow::Result<Value> {
         Ok(self.send(req).await?.json().await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Client;
+
+    #[test]
+    fn a_server_without_a_scheme_is_reached_over_http() {
+        for (given, base) in [
+            ("127.0.0.1:7070", "http://127.0.0.1:7070"),
+            ("localhost:7070/", "http://localhost:7070"),
+            ("http://127.0.0.1:7070/", "http://127.0.0.1:7070"),
+            ("https://weft.example", "https://weft.example"),
+        ] {
+            assert_eq!(Client::new(given, None).base(), base, "{given}");
+        }
     }
 }

@@ -69,6 +69,13 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        // What a user was told went wrong on this side is in the log too
+        // (a 503 of a busy node is routine: only at debug).
+        if self.status == StatusCode::INTERNAL_SERVER_ERROR {
+            tracing::error!(code = self.code, message = %self.message, "answered 500");
+        } else if self.status.is_server_error() {
+            tracing::debug!(code = self.code, message = %self.message, status = %self.status, "answered");
+        }
         let mut response = (self.status, Json(self.body())).into_response();
         if let Some(secs) = self.retry_after {
             response
