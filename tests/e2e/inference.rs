@@ -349,6 +349,17 @@ async fn generate_streams_llama_cpps_answer_over_http() {
         (Some(3), Some("length"))
     );
     assert_eq!(v["text"], "The capital of");
+    // A near miss of `max_tokens` is a 400 naming the field meant, not a
+    // default-length answer; a field of the caller's own passes.
+    let (status, v) = d
+        .invoke("generate", &json!({"prompt": "hi", "max_token": 3}))
+        .await;
+    assert_eq!(status, 400, "{v}");
+    let why = v["error"]["message"].as_str().unwrap_or_default();
+    assert!(why.contains("did you mean `max_tokens`?"), "{v}");
+    let body = json!({"prompt": france["question"], "max_tokens": 3, "id": 7});
+    let (status, v) = d.invoke("generate", &body).await;
+    assert_eq!((status, v["tokens"].as_u64()), (200, Some(3)), "{v}");
 
     // The example chat pipeline streams the same answer from POST /chat.
     let spec = std::fs::read_to_string(

@@ -46,7 +46,23 @@ struct Body {
     temperature: Option<f32>,
     top_p: Option<f32>,
     seed: Option<u64>,
+    /// Every other field: a dataset row's own columns (an `id`) pass, a
+    /// near miss of a field above is refused ([`Body::misspelt`]).
+    #[serde(flatten)]
+    other: std::collections::BTreeMap<String, serde::de::IgnoredAny>,
 }
+
+/// The fields of [`Body`].
+const FIELDS: [&str; 8] = [
+    "prompt",
+    "messages",
+    "message",
+    "reset",
+    "max_tokens",
+    "temperature",
+    "top_p",
+    "seed",
+];
 
 /// How to generate: the stage's config, overridden per request.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -122,6 +138,9 @@ impl Request {
             ))
         };
         let body: Body = item.parse_json().map_err(|e| bad(e.message()))?;
+        if let Some(why) = body.misspelt() {
+            return Err(bad(&why));
+        }
         if body.message.is_some() || body.reset.is_some() {
             return Err(bad(
                 "`message` and `reset` are for chat sessions (config `session=true`)",
@@ -147,6 +166,35 @@ impl Request {
 }
 
 impl Body {
+    /// A field that is not one of [`FIELDS`] but nearly is (`max_token`,
+    /// `top-p`, `maxTokens`, `temprature`): a setting the request meant to
+    /// give, and would otherwise silently not get. As the message of an
+    /// error, with the field meant. Near is: the same but for case, `-` and
+    /// `_`; or, for the longer fields, a typo or two away (one for six
+    /// letters, two from eight; short names have too many short
+    /// neighbours: `seed`, `feed`, `speed`).
+    fn misspelt(&self) -> Option<String> {
+        self.other.keys().find_map(|key| {
+            let plain = key.to_lowercase().replace('-', "_");
+            // The nearest of them (`mesage`: `message`, not `messages`).
+            FIELDS
+                .iter()
+                .filter_map(|f| {
+                    let typos = match f.len() {
+                        0..6 => 0,
+                        6..8 => 1,
+                        _ => 2,
+                    };
+                    let apart = edits(&plain, f);
+                    let near = plain.replace('_', "") == f.replace('_', "") || apart <= typos;
+                    near.then_some((apart, f))
+                })
+                .min_by_key(|(apart, _)| *apart)
+                .map(|(_, f)| f)
+                .map(|f| format!("unknown field `{key}`: did you mean `{f}`?"))
+        })
+    }
+
     /// The request's settings: `defaults` overridden by what it sets.
     fn settings(&self, index: usize, defaults: Settings) -> Result<Settings, StageError> {
         let settings = Settings {
@@ -162,6 +210,23 @@ impl Body {
             .map_err(|e| StageError::bad_input(format!("generate: item {index}: {e}")))?;
         Ok(settings)
     }
+}
+
+/// The edit distance of `a` and `b` (insertions, deletions, substitutions
+/// of characters).
+fn edits(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, &cb) in b.iter().enumerate() {
+            let substitute = diagonal + usize::from(ca != cb);
+            diagonal = row[j + 1];
+            row[j + 1] = substitute.min(row[j] + 1).min(row[j + 1] + 1);
+        }
+    }
+    row[b.len()]
 }
 
 /// A parsed request to a chat session (config `session=true`): the next user
@@ -188,6 +253,9 @@ impl TurnRequest {
             ))
         };
         let body: Body = item.parse_json().map_err(|e| bad(e.message()))?;
+        if let Some(why) = body.misspelt() {
+            return Err(bad(&why));
+        }
         if body.messages.is_some() {
             return Err(bad(
                 "`messages` is not accepted: the session sends its own history",
@@ -310,6 +378,49 @@ mod tests {
         assert!(message(json!({"prompt": "a", "top_p": 0})).contains("`top_p` (0)"));
         let err = Request::parse(0, &Item::text("hello"), DEFAULTS).unwrap_err();
         assert!(matches!(err, StageError::BadInput(_)));
+    }
+
+    /// A setting under a near miss of its name is refused, naming the
+    /// field meant, not silently left at its default; a dataset row's own
+    /// fields pass.
+    #[test]
+    fn near_misses_of_a_field_are_refused_and_other_fields_pass() {
+        let message = |v| parse(v).unwrap_err().message().to_string();
+        for (key, meant) in [
+            ("max_token", "max_tokens"),
+            ("maxTokens", "max_tokens"),
+            ("top-p", "top_p"),
+            ("temprature", "temperature"),
+            ("Prompt", "prompt"),
+            ("prompts", "prompt"),
+            ("TOP_P", "top_p"),
+        ] {
+            let why = message(json!({"prompt": "a", key: 4}));
+            assert!(
+                why.contains(&format!("unknown field `{key}`: did you mean `{meant}`?")),
+                "{key}: {why}"
+            );
+        }
+        for key in [
+            "id",
+            "step",
+            "speed",
+            "prompt_id",
+            "tokens_expected",
+            "category",
+        ] {
+            let r = parse(json!({"prompt": "a", key: 3, "max_tokens": 5})).unwrap();
+            assert_eq!(r.settings.max_tokens, 5, "{key}");
+        }
+        let turn = TurnRequest::parse(0, &Item::json(&json!({"mesage": "Hi"})).unwrap(), DEFAULTS);
+        assert!(
+            turn.unwrap_err()
+                .message()
+                .contains("did you mean `message`?")
+        );
+        assert_eq!(edits("kitten", "sitting"), 3);
+        assert_eq!(edits("", "abc"), 3);
+        assert_eq!(edits("seed", "seed"), 0);
     }
 
     #[test]
