@@ -58,4 +58,9 @@ async fn closing_a_stream_cancels_the_call() {
         }
     }
     assert_eq!(live, 0, "the cancelled call's instance is still alive");
+    let metrics = d.get_text("/metrics").await;
+    assert!(
+        metrics.contains(r#"weft_stage_calls_total{stage="probe",outcome="cancelled"} 1"#),
+        "{metrics}"
+    );
 }

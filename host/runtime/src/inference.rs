@@ -37,11 +37,11 @@ pub struct BatchConfig {
     /// outside these slots. Default: the number of cores. (Joined decoder
     /// passes, which use every core, run one at a time.)
     pub max_in_flight: usize,
-    /// Most tokens of one caller's prompt a joined decoder pass takes while
-    /// other callers are in it (chunked prefill): a longer prompt runs over
-    /// several passes, so it delays their next token by a chunk's time, not
-    /// the whole prompt's. Alone, a prompt runs whole. 0 never cuts.
-    /// Default 128.
+    /// Most tokens of one caller's prompt a joined decoder pass takes
+    /// (chunked prefill): a longer prompt runs over several passes, so it
+    /// delays other callers' next tokens by a chunk's time, not the whole
+    /// prompt's, and stops at the end of a chunk once its caller has gone.
+    /// 0 never cuts. Default 128.
     pub prefill_chunk: usize,
     /// Where models loaded by name from the registry run (`wasi:nn`
     /// `load-by-name` names no target). `Gpu` uses the node's GPU when it
@@ -68,6 +68,8 @@ pub struct InferenceStats {
     pub computes: AtomicU64,
     /// Engine calls made for them (fewer when calls were merged).
     pub engine_calls: AtomicU64,
+    /// Prompts left part-run because their caller had gone.
+    pub cancelled: AtomicU64,
 }
 
 /// `wasi:nn` on weft-nn.
@@ -346,7 +348,9 @@ impl Context {
             match crate::batcher::contained(|| s.compute(&inputs)) {
                 Ok(result) => result.map_err(convert_error),
                 Err(why) => {
-                    *s = Box::new(crate::batcher::Failed(why.clone()));
+                    *s = Box::new(crate::batcher::Failed(format!(
+                        "the inference engine panicked: {why}"
+                    )));
                     Err(convert_error(crate::batcher::panicked(&why)))
                 }
             }

@@ -129,13 +129,41 @@ pub(crate) fn respond(mut items: Vec<Item>) -> Response {
 
 fn stream_invoke(state: Arc<AppState>, pool: Arc<weft_runtime::StagePool>, item: Item) -> Response {
     sse_response(move |events| async move {
-        let started = Instant::now();
+        let mut call = Unfinished {
+            state,
+            stage: pool.name().to_string(),
+            started: Instant::now(),
+            done: false,
+        };
         let result = pool.invoke(vec![item], Some(events)).await;
-        state
+        call.done = true;
+        call.state
             .metrics
-            .record_call(pool.name(), outcome(&result), started.elapsed());
+            .record_call(&call.stage, outcome(&result), call.started.elapsed());
         result.map_err(ApiError::from)
     })
+}
+
+/// A streamed call in progress: dropped before it is done (its client
+/// closed the stream, which drops the call), it is counted as
+/// `cancelled`.
+struct Unfinished {
+    state: Arc<AppState>,
+    stage: String,
+    started: Instant,
+    done: bool,
+}
+
+impl Drop for Unfinished {
+    fn drop(&mut self) {
+        if !self.done {
+            let elapsed = self.started.elapsed();
+            self.state
+                .metrics
+                .record_call(&self.stage, "cancelled", elapsed);
+            tracing::debug!(stage = %self.stage, ?elapsed, "streamed call cancelled");
+        }
+    }
 }
 
 /// Runs `work` with an event channel and answers with SSE: one `partial` or

@@ -16,11 +16,12 @@
 //! single-token pass's time (not `max_wait`; not at all before one has
 //! run): so concurrent generations stay in step (continuous batching), a
 //! caller one pass behind catches up instead of leaving another behind in
-//! turn, and a lone one never waits. In a
-//! pass with others, a prompt longer than `prefill_chunk` tokens runs its
-//! first chunk and the rest goes first into the next pass
-//! ([`Model::split_call`]; chunked prefill), so the others' next tokens are
-//! not held up by the whole prompt.
+//! turn, and a lone one never waits. A prompt longer than `prefill_chunk`
+//! tokens runs a chunk per pass, the rest going first into the next pass
+//! ([`Model::split_call`]; chunked prefill): other callers' next tokens
+//! (those in the pass, and those that come while the prompt runs) are not
+//! held up by the whole prompt, and a prompt whose caller has gone (a
+//! closed stream) stops at the end of its chunk.
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
@@ -286,13 +287,12 @@ fn serve_joined(
         .iter()
         .map(|(_, session, _)| session.lock().unwrap_or_else(|e| e.into_inner()))
         .collect();
-    // With others in the pass, a long prompt runs its first chunk now.
+    // A long prompt runs its first chunk now.
     let cuts: Vec<Option<(Named, Named)>> = guards
         .iter()
         .zip(&batch)
         .map(|(session, (inputs, _, _))| {
-            let others = batch.len() > 1 && chunk > 0;
-            others
+            (chunk > 0)
                 .then(|| model.split_call(&***session, inputs, chunk))
                 .flatten()
         })
@@ -313,7 +313,7 @@ fn serve_joined(
         Ok(results) => results,
         Err(why) => {
             for session in &mut guards {
-                **session = Box::new(Failed(why.clone()));
+                **session = Box::new(Failed(format!("the inference engine panicked: {why}")));
             }
             batch.iter().map(|_| Err(panicked(&why))).collect()
         }
@@ -321,6 +321,15 @@ fn serve_joined(
     drop(guards);
     for (((_, session, reply), result), cut) in batch.into_iter().zip(results).zip(cuts) {
         match (result, cut) {
+            // Its caller has gone (the call was cancelled: a client closed
+            // its stream): the rest is not run, and the context, holding
+            // part of a prompt, is not used again.
+            (Ok(_), Some(_)) if reply.is_closed() => {
+                stats.cancelled.fetch_add(1, Ordering::Relaxed);
+                *session.lock().unwrap_or_else(|e| e.into_inner()) = Box::new(Failed(
+                    "the call that was filling this context was cancelled".into(),
+                ));
+            }
             // The rest of the prompt: answered once its last chunk ran.
             (Ok(_), Some((_, rest))) => {
                 let _ = rests.send((rest, session, reply));
@@ -357,9 +366,10 @@ pub(crate) fn panicked(why: &str) -> weft_nn::NnError {
     )
 }
 
-/// A session whose state a panic left unknown (a KV cache extended for
-/// some layers and not others): every later call on it fails, saying so,
-/// instead of computing from that state.
+/// A session whose state is unknown or partial (a panic left a KV cache
+/// extended for some layers and not others; a cancelled prompt ran in
+/// part): every later call on it fails, saying why (the field), instead of
+/// computing from that state.
 #[derive(Debug)]
 pub(crate) struct Failed(pub(crate) String);
 
@@ -368,8 +378,8 @@ impl Session for Failed {
         Err(weft_nn::NnError::new(
             weft_nn::NnErrorKind::RuntimeError,
             format!(
-                "this execution context failed earlier (the inference engine panicked: {}), \
-                 so its state is lost: create a new execution context",
+                "this execution context failed earlier ({}), so its state is lost: \
+                 create a new execution context",
                 self.0
             ),
         ))

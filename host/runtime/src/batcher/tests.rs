@@ -185,10 +185,10 @@ async fn queued_decoder_calls_run_as_one_pass_on_their_own_sessions() {
     assert_eq!(stats.engine_calls.load(Ordering::Relaxed), 2);
 }
 
-/// Beside other callers, a prompt longer than `prefill_chunk` runs its
-/// first chunk in their pass and the rest in the next (alone: whole),
-/// with the logits it gets whole; one too long for the context is not
-/// cut, and fails whole, leaving its session as it was.
+/// A prompt longer than `prefill_chunk` runs its first chunk in the
+/// other callers' pass and the rest a chunk a pass, with the logits it
+/// gets whole; one too long for the context is not cut, and fails whole,
+/// leaving its session as it was.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn long_prompts_run_in_chunks_beside_other_callers() {
     let model = smollm2();
@@ -201,8 +201,8 @@ async fn long_prompts_run_in_chunks_beside_other_callers() {
         ..BatchConfig::default()
     };
     let (mut answers, stats, _tx) = decoder_calls(&model, &calls, &sessions, config).await;
-    // Its first 8 tokens beside the others, then the other 13 alone.
-    assert_eq!(stats.engine_calls.load(Ordering::Relaxed), 2);
+    // Its first 8 tokens beside the others, then 8 and 5 alone.
+    assert_eq!(stats.engine_calls.load(Ordering::Relaxed), 3);
     let too_long = answers.pop().unwrap().unwrap_err();
     assert!(too_long.message.contains("context"), "{too_long:?}");
     let chunked = answers[0].as_ref().unwrap()[0].1.to_f32().unwrap();
@@ -221,6 +221,42 @@ async fn long_prompts_run_in_chunks_beside_other_callers() {
     let again = refused.compute(&calls[1]).unwrap();
     let fresh = model.session().compute(&calls[1]).unwrap();
     assert_eq!(again[0].1.data, fresh[0].1.data);
+}
+
+/// A prompt whose caller has gone (the call was cancelled: its client
+/// closed the stream) stops at the end of the chunk that was running, and
+/// its context, holding part of the prompt, refuses later calls; the
+/// engine is then free for others at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prompt_whose_caller_has_gone_stops_at_the_end_of_its_chunk() {
+    let model = smollm2();
+    let stats = Arc::new(InferenceStats::default());
+    let (tx, rx) = mpsc::channel(8);
+    let config = BatchConfig {
+        prefill_chunk: 8,
+        ..BatchConfig::default()
+    };
+    tokio::spawn(run(model.clone(), rx, config, stats.clone()));
+    // 32 chunks: run whole, this prompt would take 32 passes.
+    let prompt: Vec<i64> = (0..256).map(|i| 500 + i % 300).collect();
+    let gone = session(&model);
+    let (reply, waiting) = oneshot::channel();
+    tx.send((ids(&prompt), gone.clone(), reply)).await.unwrap();
+    let calls = || stats.engine_calls.load(Ordering::Relaxed);
+    while calls() == 0 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    drop(waiting);
+    // Another caller is answered, after the prompt stopped.
+    let (reply, rx) = oneshot::channel();
+    tx.send((ids(&[1, 520]), session(&model), reply))
+        .await
+        .unwrap();
+    done(answer(rx).await).unwrap();
+    assert_eq!(stats.cancelled.load(Ordering::Relaxed), 1);
+    assert!(calls() < 32, "{} passes: the prompt ran on", calls());
+    let refused = gone.lock().unwrap().compute(&ids(&[1])).unwrap_err();
+    assert!(refused.message.contains("cancelled"), "{refused:?}");
 }
 
 /// Echoes its input, and panics on a negative value: a stand-in for a
