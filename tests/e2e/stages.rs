@@ -105,6 +105,22 @@ async fn chunk_returns_all_chunks_and_streams_partials_and_progress() {
         json!({"done": 3, "total": 3, "message": "chunk 3/3"})
     );
     assert_eq!(events[6].1.as_array().unwrap().len(), 3);
+
+    // Input the stage refuses before it has streamed anything: a 400 with
+    // the JSON error, as without a stream (it was a 200 whose only event
+    // was the error).
+    let refused = d
+        .http
+        .post(d.url("/v1/stages/chunk/invoke"))
+        .header("content-type", "application/json")
+        .header("accept", "text/event-stream")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 400);
+    let v: Value = refused.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "bad_input", "{v}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -105,9 +105,9 @@ pub async fn call(
     let actor = state.actors.find(&name)?;
     let item = request_item(&headers, body);
     if wants_sse(&headers) {
-        return Ok(sse_response(move |events| async move {
-            actor.call(item, Some(events)).await
-        }));
+        return Ok(
+            sse_response(move |events| async move { actor.call(item, Some(events)).await }).await,
+        );
     }
     Ok(respond(actor.call(item, None).await?))
 }

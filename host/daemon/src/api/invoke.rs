@@ -93,7 +93,7 @@ pub async fn invoke(
     let pool = state.stages.get(&name).await?;
     let item = request_item(&headers, body);
     if wants_sse(&headers) {
-        return Ok(stream_invoke(state, pool, item));
+        return Ok(stream_invoke(state, pool, item).await);
     }
 
     let started = Instant::now();
@@ -127,7 +127,11 @@ pub(crate) fn respond(mut items: Vec<Item>) -> Response {
     response
 }
 
-fn stream_invoke(state: Arc<AppState>, pool: Arc<weft_runtime::StagePool>, item: Item) -> Response {
+async fn stream_invoke(
+    state: Arc<AppState>,
+    pool: Arc<weft_runtime::StagePool>,
+    item: Item,
+) -> Response {
     sse_response(move |events| async move {
         let mut call = Unfinished {
             state,
@@ -142,6 +146,7 @@ fn stream_invoke(state: Arc<AppState>, pool: Arc<weft_runtime::StagePool>, item:
             .record_call(&call.stage, outcome(&result), call.started.elapsed());
         result.map_err(ApiError::from)
     })
+    .await
 }
 
 /// A streamed call in progress: dropped before it is done (its client
@@ -168,15 +173,19 @@ impl Drop for Unfinished {
 
 /// Runs `work` with an event channel and answers with SSE: one `partial` or
 /// `progress` event per [`StageEvent`], then `result` (the output items) or
-/// `error`. When the client closes the stream, `work` is dropped, which
-/// discards the instance(s) it was running and stops the guest.
-pub(crate) fn sse_response<F, Fut>(work: F) -> Response
+/// `error`. The answer starts with the call's first event: a call refused
+/// before it has said anything (bad input, a busy stage) is answered with
+/// its status and JSON error, as without a stream, not with a 200 whose
+/// only event is the error. When the client closes the stream, `work` is
+/// dropped, which discards the instance(s) it was running and stops the
+/// guest.
+pub(crate) async fn sse_response<F, Fut>(work: F) -> Response
 where
     F: FnOnce(mpsc::Sender<StageEvent>) -> Fut,
     Fut: Future<Output = Result<Vec<Item>, ApiError>> + Send + 'static,
 {
-    let (events_tx, events_rx) = mpsc::channel::<StageEvent>(64);
-    let (done_tx, done_rx) = oneshot::channel();
+    let (events_tx, mut events_rx) = mpsc::channel::<StageEvent>(64);
+    let (done_tx, mut done_rx) = oneshot::channel();
     let watch = events_tx.clone();
     let fut = work(events_tx);
     tokio::spawn(async move {
@@ -187,7 +196,16 @@ where
             _ = watch.closed() => {}
         }
     });
-    let events = ReceiverStream::new(events_rx).map(|event| {
+    // (Events first: those sent before the call ended come before its end.)
+    let (first, done) = tokio::select! {
+        biased;
+        Some(event) = events_rx.recv() => (Some(event), None),
+        done = &mut done_rx => (None, Some(done)),
+    };
+    if let Some(Ok(Err(e))) = done {
+        return e.into_response();
+    }
+    let event = |event: StageEvent| {
         let e = match event {
             StageEvent::Partial(item) => Event::default()
                 .event("partial")
@@ -201,9 +219,16 @@ where
                 .data(json!({"done": done, "total": total, "message": message}).to_string()),
         };
         Ok::<_, Infallible>(e)
-    });
+    };
+    let events = stream::iter(first)
+        .chain(ReceiverStream::new(events_rx))
+        .map(event);
     let last = stream::once(async move {
-        let event = match done_rx.await {
+        let done = match done {
+            Some(done) => done,
+            None => done_rx.await,
+        };
+        let event = match done {
             Ok(Ok(items)) => Event::default()
                 .event("result")
                 .data(Value::Array(items.iter().map(render_item).collect()).to_string()),

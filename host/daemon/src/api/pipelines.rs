@@ -245,7 +245,8 @@ async fn run(
     if stream {
         return Ok(sse_response(move |events| async move {
             pipeline.run(item, Some(events)).await.map_err(run_error)
-        }));
+        })
+        .await);
     }
     let items = pipeline.run(item, None).await.map_err(run_error)?;
     let mut response = respond(items);
