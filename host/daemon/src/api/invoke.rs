@@ -171,14 +171,20 @@ impl Drop for Unfinished {
     }
 }
 
+/// How long a streamed answer's head waits for the call's first event
+/// (or its end, or its error).
+const HEAD_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// Runs `work` with an event channel and answers with SSE: one `partial` or
 /// `progress` event per [`StageEvent`], then `result` (the output items) or
-/// `error`. The answer starts with the call's first event: a call refused
-/// before it has said anything (bad input, a busy stage) is answered with
-/// its status and JSON error, as without a stream, not with a 200 whose
-/// only event is the error. When the client closes the stream, `work` is
-/// dropped, which discards the instance(s) it was running and stops the
-/// guest.
+/// `error`. The answer starts with the call's first event, or after
+/// [`HEAD_WAIT`] without one: a call refused at once (bad input, a full
+/// queue) is answered with its status and JSON error, as without a stream,
+/// not with a 200 whose only event is the error; a call that is slow to say
+/// anything still gets its stream's head soon (a client may wait for it
+/// before it shows anything, or to be able to cancel). When the client
+/// closes the stream, `work` is dropped, which discards the instance(s) it
+/// was running and stops the guest.
 pub(crate) async fn sse_response<F, Fut>(work: F) -> Response
 where
     F: FnOnce(mpsc::Sender<StageEvent>) -> Fut,
@@ -197,11 +203,14 @@ where
         }
     });
     // (Events first: those sent before the call ended come before its end.)
-    let (first, done) = tokio::select! {
-        biased;
-        Some(event) = events_rx.recv() => (Some(event), None),
-        done = &mut done_rx => (None, Some(done)),
-    };
+    let head = tokio::time::timeout(HEAD_WAIT, async {
+        tokio::select! {
+            biased;
+            Some(event) = events_rx.recv() => (Some(event), None),
+            done = &mut done_rx => (None, Some(done)),
+        }
+    });
+    let (first, done) = head.await.unwrap_or((None, None));
     if let Some(Ok(Err(e))) = done {
         return e.into_response();
     }
