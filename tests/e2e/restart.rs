@@ -135,3 +135,63 @@ async fn cli_applies_inspects_and_runs_a_pipeline() {
         serde_json::json!([])
     );
 }
+
+/// A stored pipeline that cannot start after a restart (its stage was
+/// deleted) is not a 404 at its route but a 503 saying why, is listed as
+/// not running, and starts again by itself once the stage is deployed
+/// again: no `apply` needed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipeline_that_cannot_start_starts_once_what_it_misses_is_back() {
+    let mut d = TestDaemon::start().await;
+    d.deploy("normalize", "normalize.wasm").await;
+    let spec = "name = \"n\"\n[[steps]]\nstage = \"normalize\"\n[[triggers]]\nroute = \"/n\"\n";
+    assert_eq!(d.apply("n", spec).await.0, 201);
+    let r = d
+        .http
+        .delete(d.url("/v1/stages/normalize"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    d.restart().await;
+
+    let post = || async {
+        let r = d
+            .http
+            .post(d.url("/n"))
+            .header("content-type", "application/json")
+            .body(r#"{"text": "Back  AGAIN"}"#)
+            .send()
+            .await
+            .unwrap();
+        (
+            r.status().as_u16(),
+            r.json::<serde_json::Value>().await.unwrap(),
+        )
+    };
+    let (status, v) = post().await;
+    assert_eq!(status, 503, "{v}");
+    assert_eq!(v["error"]["code"], "pipeline_not_running", "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("normalize"),
+        "{v}"
+    );
+    let listed = d.get_json("/v1/pipelines").await;
+    assert_eq!(listed["not_running"][0]["name"], "n", "{listed}");
+
+    d.deploy("normalize", "normalize.wasm").await;
+    let mut answer = (0, serde_json::Value::Null);
+    for _ in 0..100 {
+        answer = post().await;
+        if answer.0 == 200 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(answer, (200, json!({"text": "back again"})));
+    let listed = d.get_json("/v1/pipelines").await;
+    assert_eq!(listed["not_running"], json!([]), "{listed}");
+}

@@ -174,7 +174,11 @@ async fn fallback(
                         .forward(&addr, &method, &uri, &headers, body)
                         .await
                 }
-                None => Err(not_found(method, uri)),
+                // A stored pipeline's route, while it cannot start.
+                None => match state.pipelines.broken_route(method.as_str(), uri.path()) {
+                    Some((name, reason)) => Err(pipelines::not_running(&name, &reason)),
+                    None => Err(not_found(method, uri)),
+                },
             }
         }
     }

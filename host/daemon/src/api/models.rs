@@ -96,6 +96,9 @@ pub async fn upload(
         size: latest.size,
         encoding: latest.encoding.clone(),
     });
+    if added {
+        super::stages::retry_broken_pipelines(&state);
+    }
     let status = if added {
         StatusCode::CREATED
     } else {

@@ -256,6 +256,19 @@ async fn run(
     Ok(response)
 }
 
+/// 503 for a stored pipeline that could not start.
+pub(crate) fn not_running(name: &str, reason: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "pipeline_not_running",
+        format!("pipeline `{name}` is stored but could not start: {reason}"),
+    )
+    .hint(
+        "upload what the message says is missing (a stage, a model): the pipeline starts \
+         again by itself; or apply it again with `weft pipeline apply FILE`",
+    )
+}
+
 fn no_pipeline(state: &AppState, name: &str) -> ApiError {
     let broken = state
         .pipelines
@@ -263,12 +276,7 @@ fn no_pipeline(state: &AppState, name: &str) -> ApiError {
         .into_iter()
         .find(|(n, _)| n == name);
     match broken {
-        Some((_, reason)) => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "pipeline_not_running",
-            format!("pipeline `{name}` is stored but could not start: {reason}"),
-        )
-        .hint("deploy the missing stages, then apply the pipeline again"),
+        Some((_, reason)) => not_running(name, &reason),
         None => ApiError::new(
             StatusCode::NOT_FOUND,
             "pipeline_not_found",

@@ -140,8 +140,18 @@ pub(crate) async fn deploy_stage(
     let created = previous != Some(version.version);
     if created {
         state.stages.install(pool);
+        retry_broken_pipelines(state);
     }
     Ok(Some((version, created)))
+}
+
+/// Tries again, in the background, to start the stored pipelines that
+/// could not start (an upload may be what they were missing).
+pub(crate) fn retry_broken_pipelines(state: &Arc<AppState>) {
+    if !state.pipelines.broken().is_empty() {
+        let pipelines = state.pipelines.clone();
+        tokio::spawn(async move { pipelines.retry_broken().await });
+    }
 }
 
 /// `GET /v1/stages/{name}`.

@@ -23,12 +23,22 @@ pub struct Pipelines {
     store: Store,
     running: RwLock<HashMap<String, PipelineHandle>>,
     routes: RwLock<HashMap<(String, String), String>>,
-    /// Pipelines in the store that could not start after a restart, and why.
-    broken: RwLock<HashMap<String, String>>,
+    /// Pipelines in the store that could not start after a restart.
+    broken: RwLock<HashMap<String, Broken>>,
+    /// Held while the broken pipelines are tried again (one try at a time).
+    retrying: tokio::sync::Mutex<()>,
     /// Every step task, so shutdown can wait for them (they hold the store).
     tasks: TaskTracker,
     /// The node's resources and placement groups replicas reserve from.
     placement: Arc<PlacementGroups>,
+}
+
+/// A stored pipeline that could not start: why, and the trigger routes
+/// (method, path) it would serve.
+#[derive(Debug, Clone)]
+struct Broken {
+    reason: String,
+    routes: Vec<(String, String)>,
 }
 
 fn spec_error(e: SpecError) -> ApiError {
@@ -46,6 +56,7 @@ impl Pipelines {
             running: RwLock::default(),
             routes: RwLock::default(),
             broken: RwLock::default(),
+            retrying: tokio::sync::Mutex::new(()),
             tasks: TaskTracker::new(),
         }
     }
@@ -73,24 +84,89 @@ impl Pipelines {
         let store = self.store.clone();
         let records = crate::blocking(move || store.list_pipelines()).await?;
         for rec in records {
-            let result = match PipelineSpec::from_json(rec.spec_json.as_bytes()) {
-                Ok(spec) => self.build(spec, rec.version).await,
-                Err(e) => Err(spec_error(e)),
-            };
-            match result {
-                Ok(running) => {
-                    self.install(running);
-                }
-                Err(e) => {
-                    tracing::warn!(pipeline = %rec.name, "pipeline not started: {}", e.message);
-                    self.broken
-                        .write()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .insert(rec.name, e.message);
-                }
-            }
+            self.start_stored(rec).await;
         }
         Ok(())
+    }
+
+    /// Starts a stored pipeline, logging how long it took; one that cannot
+    /// start is kept as broken (why, and its routes), not an error.
+    async fn start_stored(&self, rec: PipelineRecord) {
+        let started = std::time::Instant::now();
+        let spec = PipelineSpec::from_json(rec.spec_json.as_bytes());
+        let routes = spec.as_ref().map_or_else(
+            |_| Vec::new(),
+            |s| {
+                s.triggers
+                    .iter()
+                    .map(|t| (t.method.clone(), t.route.clone()))
+                    .collect()
+            },
+        );
+        let result = match spec {
+            Ok(spec) => self.build(spec, rec.version).await,
+            Err(e) => Err(spec_error(e)),
+        };
+        match result {
+            Ok(running) => {
+                self.install(running);
+                let ms = started.elapsed().as_millis() as u64;
+                tracing::info!(pipeline = %rec.name, version = rec.version, ms, "pipeline started");
+            }
+            Err(e) => {
+                tracing::warn!(pipeline = %rec.name, "pipeline not started: {}", e.message);
+                let broken = Broken {
+                    reason: e.message,
+                    routes,
+                };
+                self.broken
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(rec.name, broken);
+            }
+        }
+    }
+
+    /// Tries again to start the stored pipelines that could not start: a
+    /// stage or model they were missing may have been uploaded since
+    /// (called after each upload). Those that still cannot start stay
+    /// broken, with the new reason.
+    pub async fn retry_broken(&self) {
+        let _turn = self.retrying.lock().await;
+        let names: Vec<String> = self
+            .broken
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        for name in names {
+            let store = self.store.clone();
+            let lookup = name.clone();
+            let Ok(Some(rec)) = crate::blocking(move || store.pipeline(&lookup)).await else {
+                continue;
+            };
+            // Not applied again, or deleted, meanwhile.
+            let still = self
+                .broken
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains_key(&name);
+            if still {
+                self.start_stored(rec).await;
+            }
+        }
+    }
+
+    /// The stored pipeline that could not start and would serve `method
+    /// path`, with the reason.
+    pub fn broken_route(&self, method: &str, path: &str) -> Option<(String, String)> {
+        self.broken
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .find(|(_, b)| b.routes.iter().any(|(m, r)| m == method && r == path))
+            .map(|(name, b)| (name.clone(), b.reason.clone()))
     }
 
     /// Validates, builds, stores and installs `spec`. Returns the running
@@ -183,7 +259,7 @@ impl Pipelines {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
+            .map(|(k, v)| (k.clone(), v.reason.clone()))
             .collect();
         v.sort();
         v
