@@ -56,16 +56,12 @@ impl Client {
         }
         let status = response.status();
         let body = response.text().await.unwrap_or_default();
-        match serde_json::from_str::<Value>(&body) {
-            Ok(v) if v.get("error").is_some() => {
-                let e = &v["error"];
-                let mut msg = format!("{status}: {}", e["message"].as_str().unwrap_or("error"));
-                if let Some(hint) = e["hint"].as_str() {
-                    msg.push_str(&format!("\nhint: {hint}"));
-                }
-                bail!(msg)
-            }
-            _ => bail!("{status}: {body}"),
+        match serde_json::from_str::<Value>(&body)
+            .ok()
+            .and_then(|v| error_text(&v))
+        {
+            Some(text) => bail!("{status}: {text}"),
+            None => bail!("{status}: {body}"),
         }
     }
 
@@ -75,9 +71,30 @@ impl Client {
     }
 }
 
+/// The daemon's JSON error `{"error": {"code", "message", "hint"}}` as
+/// text: the message, then the hint on a line of its own.
+pub fn error_text(v: &Value) -> Option<String> {
+    let e = v.get("error")?;
+    let mut text = e["message"].as_str().unwrap_or("error").to_string();
+    if let Some(hint) = e["hint"].as_str() {
+        text.push_str(&format!("\nhint: {hint}"));
+    }
+    Some(text)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::Client;
+    use super::{Client, error_text};
+
+    #[test]
+    fn errors_read_as_their_message_and_hint() {
+        let v =
+            serde_json::json!({"error": {"code": "bad_input", "message": "no", "hint": "fix it"}});
+        assert_eq!(error_text(&v).as_deref(), Some("no\nhint: fix it"));
+        let v = serde_json::json!({"error": {"code": "bad_input", "message": "no", "hint": null}});
+        assert_eq!(error_text(&v).as_deref(), Some("no"));
+        assert_eq!(error_text(&serde_json::json!({"text": "a"})), None);
+    }
 
     #[test]
     fn a_server_without_a_scheme_is_reached_over_http() {

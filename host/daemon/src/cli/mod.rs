@@ -599,7 +599,7 @@ async fn invoke(client: &Client, path: &str, args: Payload) -> anyhow::Result<()
     // Print SSE events as they arrive: "event: data" per line.
     let mut body = response.bytes_stream();
     let mut buf = String::new();
-    let mut failed = false;
+    let mut failed = None;
     while let Some(chunk) = body.next().await {
         buf.push_str(&String::from_utf8_lossy(&chunk?));
         while let Some(end) = buf.find("\n\n") {
@@ -613,12 +613,18 @@ async fn invoke(client: &Client, path: &str, args: Payload) -> anyhow::Result<()
                     data.push_str(d.trim_start());
                 }
             }
-            failed |= event == "error";
+            if event == "error" {
+                // Said as a refused call's error is: message, then hint.
+                let v: serde_json::Value =
+                    serde_json::from_str(&data).unwrap_or(serde_json::Value::Null);
+                failed = Some(crate::client::error_text(&v).unwrap_or(data));
+                continue;
+            }
             out!("{event}: {data}")?;
         }
     }
-    if failed {
-        anyhow::bail!("the stage failed");
+    match failed {
+        Some(why) => anyhow::bail!("the stage failed: {why}"),
+        None => Ok(()),
     }
-    Ok(())
 }
