@@ -42,6 +42,15 @@ async fn text_pipeline_runs_through_api_and_trigger_and_streams() {
     let (code, out, _) = d.post("/text", &doc).await;
     assert_eq!(code, 200, "{out}");
     assert_eq!(out.as_array().unwrap().len(), 2);
+    // The route with a method it does not serve: 405 naming the one it
+    // does (not 404, as if there were no such route); a path nobody
+    // serves stays 404.
+    let r = d.http.get(d.url("/text")).send().await.unwrap();
+    assert_eq!(r.status(), 405);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["message"], "/text accepts POST, not GET", "{v}");
+    let r = d.http.get(d.url("/nothing-here")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
 
     let r = d
         .http

@@ -177,7 +177,24 @@ async fn fallback(
                 // A stored pipeline's route, while it cannot start.
                 None => match state.pipelines.broken_route(method.as_str(), uri.path()) {
                     Some((name, reason)) => Err(pipelines::not_running(&name, &reason)),
-                    None => Err(not_found(method, uri)),
+                    None => {
+                        // A pipeline's route, asked with another method.
+                        let methods = state.pipelines.methods_of(uri.path());
+                        if methods.is_empty() {
+                            Err(not_found(method, uri))
+                        } else {
+                            Err(ApiError::new(
+                                StatusCode::METHOD_NOT_ALLOWED,
+                                "method_not_allowed",
+                                format!(
+                                    "{} accepts {}, not {method}",
+                                    uri.path(),
+                                    methods.join(", ")
+                                ),
+                            )
+                            .hint("send the request with the method the pipeline's trigger names"))
+                        }
+                    }
                 },
             }
         }

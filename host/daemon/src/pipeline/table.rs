@@ -276,6 +276,20 @@ impl Pipelines {
         self.get(&name)
     }
 
+    /// The methods pipelines serve `path` with (sorted).
+    pub fn methods_of(&self, path: &str) -> Vec<String> {
+        let mut methods: Vec<String> = self
+            .routes
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .filter(|(_, p)| p == path)
+            .map(|(m, _)| m.clone())
+            .collect();
+        methods.sort();
+        methods
+    }
+
     /// Refuses triggers another pipeline already serves (409).
     fn check_routes(&self, spec: &PipelineSpec) -> Result<(), ApiError> {
         let routes = self.routes.read().unwrap_or_else(|p| p.into_inner());
