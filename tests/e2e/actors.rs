@@ -92,6 +92,58 @@ async fn actors_run_calls_one_at_a_time_on_state_of_their_own() {
     assert_eq!(r.status(), 404);
 }
 
+/// A stored actor that cannot start after a restart (its stage was
+/// deleted) is listed as not running and its calls are a 503 saying why,
+/// not a 404 as if it never existed; it starts again by itself, with its
+/// state, once the stage is deployed again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_actor_that_cannot_start_comes_back_with_its_state() {
+    let mut d = TestDaemon::start().await;
+    d.deploy("count", "count.wasm").await;
+    assert_eq!(
+        create(&d, &json!({"name": "k", "stage": "count"})).await.0,
+        201
+    );
+    assert_eq!(call(&d, "k", "a b").await.1["total_items"], 1);
+    let r = d
+        .http
+        .delete(d.url("/v1/stages/count"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    d.restart().await;
+
+    let (s, v) = call(&d, "k", "c").await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (503, Some("actor_not_running")),
+        "{v}"
+    );
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("count"),
+        "{v}"
+    );
+    let listed = d.get_json("/v1/actors").await;
+    assert_eq!(listed["not_running"][0]["name"], "k", "{listed}");
+
+    d.deploy("count", "count.wasm").await;
+    let mut answer = (0, Value::Null);
+    for _ in 0..100 {
+        answer = call(&d, "k", "c").await;
+        if answer.0 == 200 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        (answer.0, answer.1["total_items"].as_u64()),
+        (200, Some(2)),
+        "{answer:?}"
+    );
+    assert_eq!(d.get_json("/v1/actors").await["not_running"], json!([]));
+}
+
 #[tokio::test]
 async fn bad_actor_requests_are_explained() {
     let d = TestDaemon::start().await;

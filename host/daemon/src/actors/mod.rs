@@ -45,6 +45,11 @@ pub struct Actors {
     runtime: Arc<Runtime>,
     store: Store,
     live: RwLock<HashMap<String, Arc<Actor>>>,
+    /// Stored actors that could not start (at start-up), and why: kept
+    /// with their state, listed, and started again once they can.
+    broken: RwLock<HashMap<String, (ActorRecord, String)>>,
+    /// Held while the broken actors are tried again (one try at a time).
+    retrying: tokio::sync::Mutex<()>,
     /// The cluster's work table (cluster mode): actor names are unique
     /// across the cluster, and a dead node's actors move (see
     /// `cluster/work.rs`).
@@ -67,23 +72,81 @@ impl Actors {
             runtime,
             store,
             live: RwLock::default(),
+            broken: RwLock::default(),
+            retrying: tokio::sync::Mutex::new(()),
             work: std::sync::OnceLock::new(),
         }
     }
 
     /// Creates every stored actor again (daemon start). One that cannot
-    /// start is logged and skipped; its record and state stay.
+    /// start is logged and kept as not running (listed, its calls a 503
+    /// saying why); its record and state stay.
     pub async fn load_all(&self) -> Result<(), ApiError> {
         let store = self.store.clone();
         for rec in blocking(move || store.list_actors()).await? {
-            match self.start(rec.clone()).await {
-                Ok(actor) => {
-                    self.insert(actor);
-                }
-                Err(e) => tracing::warn!(actor = %rec.name, "actor not started: {}", e.message),
-            }
+            self.start_stored(rec).await;
         }
         Ok(())
+    }
+
+    /// Starts a stored actor, or keeps it as not running, with the reason.
+    async fn start_stored(&self, rec: ActorRecord) {
+        let started = std::time::Instant::now();
+        match self.start(rec.clone()).await {
+            Ok(actor) => {
+                self.broken
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&rec.name);
+                self.insert(actor);
+                let ms = started.elapsed().as_millis() as u64;
+                tracing::info!(actor = %rec.name, ms, "actor started");
+            }
+            Err(e) => {
+                tracing::warn!(actor = %rec.name, "actor not started: {}", e.message);
+                self.broken
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(rec.name.clone(), (rec, e.message));
+            }
+        }
+    }
+
+    /// Tries again to start the stored actors that could not start (an
+    /// upload may be what they were missing).
+    pub async fn retry_broken(&self) {
+        let _turn = self.retrying.lock().await;
+        let recs: Vec<ActorRecord> = self
+            .broken
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .map(|(rec, _)| rec.clone())
+            .collect();
+        for rec in recs {
+            // Not deleted meanwhile.
+            let still = self
+                .broken
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains_key(&rec.name);
+            if still {
+                self.start_stored(rec).await;
+            }
+        }
+    }
+
+    /// Stored actors that are not running: (name, stage, why), by name.
+    pub fn broken(&self) -> Vec<(String, String, String)> {
+        let mut v: Vec<_> = self
+            .broken
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .map(|(rec, why)| (rec.name.clone(), rec.stage.clone(), why.clone()))
+            .collect();
+        v.sort();
+        v
     }
 
     /// Creates actor `name` running `stage` (latest version unless given),
@@ -189,9 +252,23 @@ impl Actors {
             .cloned()
     }
 
-    /// A live actor, or 404.
+    /// A live actor; 503 for a stored one that could not start, else 404.
     pub fn find(&self, name: &str) -> Result<Arc<Actor>, ApiError> {
-        self.get(name).ok_or_else(|| no_actor(name))
+        self.get(name).ok_or_else(|| {
+            let broken = self.broken.read().unwrap_or_else(|p| p.into_inner());
+            match broken.get(name) {
+                Some((_, why)) => ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "actor_not_running",
+                    format!("actor `{name}` is stored (with its state) but could not start: {why}"),
+                )
+                .hint(
+                    "upload what the message says is missing (a stage, a model): the actor \
+                     starts again by itself, with its state",
+                ),
+                None => no_actor(name),
+            }
+        })
     }
 
     /// Every live actor, by name.
@@ -209,6 +286,10 @@ impl Actors {
 
     /// Removes an actor with its state. 404 when there is none.
     pub async fn delete(&self, name: &str) -> Result<(), ApiError> {
+        self.broken
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name);
         let live = self
             .live
             .write()

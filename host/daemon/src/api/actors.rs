@@ -58,7 +58,13 @@ pub async fn create(
 /// `GET /v1/actors`.
 pub async fn list(State(state): State<Arc<AppState>>) -> Json<Value> {
     let actors: Vec<Value> = state.actors.all().iter().map(|a| a.json()).collect();
-    Json(json!({ "actors": actors }))
+    let broken: Vec<Value> = state
+        .actors
+        .broken()
+        .into_iter()
+        .map(|(name, stage, why)| json!({"name": name, "stage": stage, "error": why}))
+        .collect();
+    Json(json!({ "actors": actors, "not_running": broken }))
 }
 
 /// `GET /v1/actors/{name}`.

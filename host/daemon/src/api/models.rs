@@ -97,7 +97,7 @@ pub async fn upload(
         encoding: latest.encoding.clone(),
     });
     if added {
-        super::stages::retry_broken_pipelines(&state);
+        super::stages::retry_not_running(&state);
     }
     let status = if added {
         StatusCode::CREATED

@@ -140,17 +140,20 @@ pub(crate) async fn deploy_stage(
     let created = previous != Some(version.version);
     if created {
         state.stages.install(pool);
-        retry_broken_pipelines(state);
+        retry_not_running(state);
     }
     Ok(Some((version, created)))
 }
 
-/// Tries again, in the background, to start the stored pipelines that
-/// could not start (an upload may be what they were missing).
-pub(crate) fn retry_broken_pipelines(state: &Arc<AppState>) {
-    if !state.pipelines.broken().is_empty() {
-        let pipelines = state.pipelines.clone();
-        tokio::spawn(async move { pipelines.retry_broken().await });
+/// Tries again, in the background, to start the stored pipelines and
+/// actors that could not start (an upload may be what they were missing).
+pub(crate) fn retry_not_running(state: &Arc<AppState>) {
+    if !state.pipelines.broken().is_empty() || !state.actors.broken().is_empty() {
+        let state = state.clone();
+        tokio::spawn(async move {
+            state.pipelines.retry_broken().await;
+            state.actors.retry_broken().await;
+        });
     }
 }
 
