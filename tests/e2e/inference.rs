@@ -390,13 +390,21 @@ async fn generate_streams_llama_cpps_answer_over_http() {
         .collect();
     assert_eq!(streamed, france["text"]);
 
-    // A stage pointed at a model that is not registered fails clearly.
-    d.deploy_query(
-        "generate-missing",
-        "generate.wasm",
-        &format!("config.tokenizer={tokenizer}&config.model=nope"),
-    )
-    .await;
+    // A stage pointed at a model that is not registered fails clearly:
+    // its deploy says so at once (still deployed: the model may come
+    // after it), and so do its calls.
+    let deployed = d
+        .deploy_query(
+            "generate-missing",
+            "generate.wasm",
+            &format!("config.tokenizer={tokenizer}&config.model=nope"),
+        )
+        .await;
+    let warning = deployed["warning"].as_str().unwrap_or_default();
+    assert!(
+        warning.contains("did not start") && warning.contains("not-found"),
+        "{deployed}"
+    );
     let (status, v) = d.invoke("generate-missing", &json!({"prompt": "hi"})).await;
     assert!(status >= 400, "{v}");
     assert!(v.to_string().contains("not-found"), "{v}");

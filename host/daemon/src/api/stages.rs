@@ -105,8 +105,29 @@ async fn deploy_inner(
         StatusCode::OK
     };
     let mut body = version_json(&version);
+    // One instance starts now: a config the stage refuses (a model that is
+    // not uploaded yet) is said here, not first as a 500 on a call. Not a
+    // refusal: what it needs may come after it.
+    if created && let Some(why) = start_one(state, &name).await {
+        tracing::warn!(stage = %name, "deployed, but did not start: {why}");
+        body["warning"] = Value::String(format!(
+            "the stage did not start with this config: {why}; calls fail until it can \
+             (upload what it needs, or deploy it again with another config)"
+        ));
+    }
     body["name"] = Value::String(name);
     Ok((status, Json(body)).into_response())
+}
+
+/// Starts one instance of stage `name` (kept for its first call): why it
+/// did not start, if it did not.
+async fn start_one(state: &AppState, name: &str) -> Option<String> {
+    let pool = state.stages.get(name).await.ok()?;
+    match pool.prewarm(1).await {
+        Ok(()) => None,
+        Err(weft_runtime::InvokeError::InitFailed { message, .. }) => Some(message),
+        Err(e) => Some(e.to_string()),
+    }
 }
 
 /// Validates, compiles and stores `bytes` as stage `name`, and swaps in the

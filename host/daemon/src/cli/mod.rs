@@ -332,7 +332,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 .request(Method::PUT, &format!("/v1/stages/{name}"))
                 .query(&query)
                 .body(bytes);
-            print_json(&client.json(req).await?)?;
+            let v = client.json(req).await?;
+            print_json(&v)?;
+            if let Some(warning) = v["warning"].as_str() {
+                eprintln!("warning: {warning}");
+            }
             Ok(())
         }
         Command::Stage(StageCommand::List) => {
