@@ -213,6 +213,12 @@ impl NnBackend for EngineBackend {
 }
 
 impl EngineBackend {
+    /// Whether a graph loaded from registry object `id` is held (by a
+    /// graph resource or execution context of a live instance).
+    pub fn holds(&self, id: &str) -> bool {
+        self.cached(id).is_some()
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Weak<Graph>>> {
         self.graphs.lock().unwrap_or_else(|e| e.into_inner())
     }

@@ -205,11 +205,55 @@ pub async fn show(
     Ok(Json(model_json(&rec)))
 }
 
-/// `DELETE /v1/models/{name}`.
+/// Query of `DELETE /v1/models/{name}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteQuery {
+    /// Delete a model that live instances hold loaded.
+    #[serde(default)]
+    force: bool,
+}
+
+/// `DELETE /v1/models/{name}[?force=true]`: 409 while live instances hold
+/// the model loaded (a stage, pipeline or actor that uses it), unless
+/// forced.
 pub async fn delete(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
+    query: Result<Query<DeleteQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<StatusCode, ApiError> {
+    let Query(q) = query.map_err(|e| {
+        ApiError::bad_request("invalid_argument", e.body_text())
+            .hint("DELETE /v1/models/NAME[?force=true]")
+    })?;
+    let store = state.store.clone();
+    let n = name.clone();
+    let rec = crate::blocking(move || store.model(&n)).await?;
+    let Some(rec) = rec else {
+        return Err(no_model(&name));
+    };
+    let held: Vec<u32> = rec
+        .versions
+        .iter()
+        .filter(|v| state.nn.holds(&v.object))
+        .map(|v| v.version)
+        .collect();
+    if !held.is_empty() && !q.force {
+        let versions: Vec<String> = held.iter().map(|v| format!("v{v}")).collect();
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "model_in_use",
+            format!(
+                "model `{name}` ({}) is loaded by running instances: a stage, pipeline or actor uses it",
+                versions.join(", ")
+            ),
+        )
+        .hint(format!(
+            "delete or redeploy what uses it first, or delete it anyway with \
+             `DELETE /v1/models/{name}?force=true` (running instances keep their copy; new ones \
+             cannot load it)"
+        )));
+    }
     let store = state.store.clone();
     let n = name.clone();
     let local = state.cluster.begin(crate::cluster::Kind::Model, &name);

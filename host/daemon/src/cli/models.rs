@@ -30,10 +30,14 @@ pub enum ModelCommand {
         /// Model name.
         name: String,
     },
-    /// Delete a model.
+    /// Delete a model (refused while running instances hold it loaded).
     Delete {
         /// Model name.
         name: String,
+        /// Delete it even while running instances hold it loaded (they keep
+        /// their copy; new ones cannot load it).
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -92,10 +96,15 @@ pub async fn model(client: &Client, cmd: ModelCommand) -> anyhow::Result<()> {
             )?;
             Ok(())
         }
-        ModelCommand::Delete { name } => {
-            client
-                .send(client.request(Method::DELETE, &format!("/v1/models/{name}")))
-                .await?;
+        ModelCommand::Delete { name, force } => {
+            let path = format!("/v1/models/{name}");
+            let req = client.request(Method::DELETE, &path);
+            let req = if force {
+                req.query(&[("force", "true")])
+            } else {
+                req
+            };
+            client.send(req).await?;
             out!("deleted model {name}")?;
             Ok(())
         }
