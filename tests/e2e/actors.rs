@@ -105,13 +105,7 @@ async fn an_actor_that_cannot_start_comes_back_with_its_state() {
         201
     );
     assert_eq!(call(&d, "k", "a b").await.1["total_items"], 1);
-    let r = d
-        .http
-        .delete(d.url("/v1/stages/count"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 204);
+    assert_eq!(d.delete("/v1/stages/count").await.0, 204);
     d.restart().await;
 
     let (s, v) = call(&d, "k", "c").await;

@@ -433,26 +433,14 @@ async fn generate_streams_llama_cpps_answer_over_http() {
 
     // The model the `generate` instances hold loaded is not deleted from
     // under them, unless asked to be.
-    let r = d
-        .http
-        .delete(d.url("/v1/models/smollm2"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 409);
-    let v: Value = r.json().await.unwrap();
+    let (status, v) = d.delete("/v1/models/smollm2").await;
+    assert_eq!(status, 409, "{v}");
     assert_eq!(v["error"]["code"], "model_in_use", "{v}");
     assert!(
         v["error"]["hint"].as_str().unwrap().contains("?force=true"),
         "{v}"
     );
-    let r = d
-        .http
-        .delete(d.url("/v1/models/smollm2?force=true"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 204);
+    assert_eq!(d.delete("/v1/models/smollm2?force=true").await.0, 204);
 }
 
 /// Calls actor `actor` with `body`, expecting 200.

@@ -146,13 +146,7 @@ async fn a_pipeline_that_cannot_start_starts_once_what_it_misses_is_back() {
     d.deploy("normalize", "normalize.wasm").await;
     let spec = "name = \"n\"\n[[steps]]\nstage = \"normalize\"\n[[triggers]]\nroute = \"/n\"\n";
     assert_eq!(d.apply("n", spec).await.0, 201);
-    let r = d
-        .http
-        .delete(d.url("/v1/stages/normalize"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 204);
+    assert_eq!(d.delete("/v1/stages/normalize").await.0, 204);
     d.restart().await;
 
     let post = || async {

@@ -95,6 +95,20 @@ impl TestDaemon {
         r.json().await.expect("JSON body")
     }
 
+    /// DELETEs `path`: the status, and the JSON answer (`null` when there
+    /// is none, as for a 204).
+    pub async fn delete(&self, path: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .delete(self.url(path))
+            .send()
+            .await
+            .expect("DELETE");
+        let status = r.status().as_u16();
+        let body = r.bytes().await.expect("body");
+        (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+    }
+
     /// GETs `path` and returns the body as text.
     pub async fn get_text(&self, path: &str) -> String {
         let r = self.http.get(self.url(path)).send().await.expect("GET");
