@@ -172,7 +172,7 @@ impl Item {
     /// # Ok::<(), StageError>(())
     /// ```
     pub fn parse_json<T: DeserializeOwned>(&self) -> Result<T, StageError> {
-        serde_json::from_slice(&self.payload).map_err(|e| self.decode_error::<T>("JSON", e))
+        serde_json::from_slice(&self.payload).map_err(|e| self.decode_error("JSON", e))
     }
 
     /// Decodes a payload written by [`Item::bincode`] into `T`; a mismatch is
@@ -189,7 +189,7 @@ impl Item {
     pub fn parse_bincode<T: DeserializeOwned>(&self) -> Result<T, StageError> {
         bincode::serde::decode_from_slice(&self.payload, bincode::config::standard())
             .map(|(value, _read)| value)
-            .map_err(|e| self.decode_error::<T>("bincode", e))
+            .map_err(|e| self.decode_error("bincode", e))
     }
 
     /// The payload as UTF-8 text; invalid UTF-8 is [`StageError::BadInput`].
@@ -204,20 +204,21 @@ impl Item {
     /// # Ok::<(), weft_sdk::StageError>(())
     /// ```
     pub fn as_str(&self) -> Result<&str, StageError> {
-        std::str::from_utf8(&self.payload).map_err(|e| self.decode_error::<str>("UTF-8 text", e))
+        std::str::from_utf8(&self.payload).map_err(|e| self.decode_error("UTF-8 text", e))
     }
 
-    /// Builds the `BadInput` message shared by the decoders.
-    fn decode_error<T: ?Sized>(&self, format: &str, err: impl std::fmt::Display) -> StageError {
+    /// Builds the `BadInput` message shared by the decoders. It is what a
+    /// caller over HTTP reads: the item and what is wrong with it, not the
+    /// stage's Rust type.
+    fn decode_error(&self, format: &str, err: impl std::fmt::Display) -> StageError {
         let key = match &self.key {
             Some(key) => format!("item {key:?}"),
             None => "item".to_string(),
         };
         StageError::bad_input(format!(
-            "{key} (content-type {:?}, {} bytes) is not valid {format} for {}: {err}",
+            "{key} (content-type {:?}, {} bytes) is not valid {format}: {err}",
             self.content_type,
             self.payload.len(),
-            std::any::type_name::<T>(),
         ))
     }
 }
@@ -234,14 +235,17 @@ mod tests {
     }
 
     #[test]
-    fn decode_error_names_key_type_and_content_type() {
+    /// What a caller reads: the item's key and content type, not the
+    /// stage's Rust type (`Vec<u32>` meant nothing to a user over HTTP).
+    fn decode_error_names_key_and_content_type_not_the_rust_type() {
         let item = Item::bytes("text/csv", "a,b").with_key("k1");
         let StageError::BadInput(message) = item.parse_json::<Vec<u32>>().unwrap_err() else {
             panic!("expected BadInput");
         };
         assert!(message.contains("\"k1\""), "{message}");
         assert!(message.contains("text/csv"), "{message}");
-        assert!(message.contains("Vec<u32>"), "{message}");
+        assert!(message.contains("is not valid JSON: "), "{message}");
+        assert!(!message.contains("Vec<u32>"), "{message}");
     }
 
     #[test]

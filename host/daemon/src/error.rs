@@ -126,7 +126,12 @@ pub(crate) fn classify_invoke(
     e: &InvokeError,
 ) -> (StatusCode, &'static str, Option<&'static str>, Option<u64>) {
     match e {
-        InvokeError::BadInput { .. } => (StatusCode::BAD_REQUEST, "bad_input", None, None),
+        InvokeError::BadInput { .. } => (
+            StatusCode::BAD_REQUEST,
+            "bad_input",
+            Some("the stage refused this input: fix what the message names and send it again"),
+            None,
+        ),
         InvokeError::Retryable { .. } => (
             StatusCode::SERVICE_UNAVAILABLE,
             "retryable",
@@ -136,7 +141,9 @@ pub(crate) fn classify_invoke(
         InvokeError::Fatal { .. } => (
             StatusCode::INTERNAL_SERVER_ERROR,
             "stage_failed",
-            None,
+            Some(
+                "the stage gave up on this call (its instance was discarded); other calls are unaffected",
+            ),
             None,
         ),
         InvokeError::InitFailed { .. } => (
@@ -145,7 +152,15 @@ pub(crate) fn classify_invoke(
             Some("check the config the stage was deployed with (`weft stage deploy --config`)"),
             None,
         ),
-        InvokeError::Trap { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "trap", None, None),
+        InvokeError::Trap { .. } => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "trap",
+            Some(
+                "the stage trapped on this call (the message has its panic): a bug in the stage; \
+                 its instance was discarded, other calls are unaffected",
+            ),
+            None,
+        ),
         InvokeError::MemoryLimit { .. } => (
             StatusCode::INTERNAL_SERVER_ERROR,
             "memory_limit",
