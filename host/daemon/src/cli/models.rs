@@ -58,9 +58,16 @@ pub async fn model(client: &Client, cmd: ModelCommand) -> anyhow::Result<()> {
             if let Some(e) = encoding {
                 req = req.query(&[("encoding", e)]);
             }
-            let v = client.json(req).await?;
+            let response = client.send(req).await?;
+            // 200: the same bytes as the latest version, which stays.
+            let unchanged = if response.status() == reqwest::StatusCode::OK {
+                ", unchanged"
+            } else {
+                ""
+            };
+            let v: serde_json::Value = response.json().await?;
             out!(
-                "model {name} v{} ({}, {} bytes)",
+                "model {name} v{} ({}, {} bytes{unchanged})",
                 v["latest"]["version"],
                 v["latest"]["encoding"].as_str().unwrap_or(""),
                 v["latest"]["size"]
