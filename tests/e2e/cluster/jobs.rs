@@ -38,6 +38,25 @@ async fn submit_batch(d: &TestDaemon, spec: Value) -> String {
     job["id"].as_str().unwrap().to_string()
 }
 
+/// Submits the `sleepy` batch job over dataset `naps` on `d` and waits
+/// until a few of its blocks are done; returns its id.
+async fn sleepy_job_under_way(d: &TestDaemon) -> String {
+    let id = submit_batch(
+        d,
+        json!({"kind": "batch", "pipeline": "sleepy", "dataset": "naps"}),
+    )
+    .await;
+    eventually("a few blocks are done", Duration::from_secs(30), || async {
+        let v = d.get_json(&format!("/v1/jobs/{id}")).await;
+        match v["progress"]["blocks_done"].as_u64() {
+            Some(n) if n >= 3 => Ok(()),
+            _ => Err(v.to_string()),
+        }
+    })
+    .await;
+    id
+}
+
 /// Waits until job `id` on `d` has finished; returns it.
 async fn job_done(d: &TestDaemon, id: &str, within: Duration) -> Value {
     eventually(&format!("job {id} finishes"), within, || async {
@@ -260,19 +279,7 @@ async fn a_distributed_job_survives_its_owner_restarting() {
     let (mut a, _b, _c) = sleepy_cluster(&nats).await;
     // 24 blocks of 4 rows sleeping 50 ms: about 200 ms a block.
     sleep_dataset(&a, "naps", 96, 4, 50).await;
-    let id = submit_batch(
-        &a,
-        json!({"kind": "batch", "pipeline": "sleepy", "dataset": "naps"}),
-    )
-    .await;
-    eventually("a few blocks are done", Duration::from_secs(30), || async {
-        let v = a.get_json(&format!("/v1/jobs/{id}")).await;
-        match v["progress"]["blocks_done"].as_u64() {
-            Some(n) if n >= 3 => Ok(()),
-            _ => Err(v.to_string()),
-        }
-    })
-    .await;
+    let id = sleepy_job_under_way(&a).await;
     // The owner goes away mid-job and comes back on another port: the
     // other nodes find it again through membership, the job resumes and
     // publishes what is left; nothing is lost or committed twice.
@@ -302,19 +309,7 @@ async fn a_cancelled_distributed_job_stops_on_every_node() {
     let (a, b, c) = sleepy_cluster(&nats).await;
     // 40 blocks of 2 rows sleeping 100 ms.
     sleep_dataset(&a, "naps", 80, 2, 100).await;
-    let id = submit_batch(
-        &a,
-        json!({"kind": "batch", "pipeline": "sleepy", "dataset": "naps"}),
-    )
-    .await;
-    eventually("a few blocks are done", Duration::from_secs(30), || async {
-        let v = a.get_json(&format!("/v1/jobs/{id}")).await;
-        match v["progress"]["blocks_done"].as_u64() {
-            Some(n) if n >= 3 => Ok(()),
-            _ => Err(v.to_string()),
-        }
-    })
-    .await;
+    let id = sleepy_job_under_way(&a).await;
     let (status, v, _) = a.post(&format!("/v1/jobs/{id}/cancel"), &json!({})).await;
     assert_eq!(status, 200, "{v}");
     let at_cancel = a.get_json(&format!("/v1/jobs/{id}")).await["progress"]["blocks_done"]
