@@ -172,7 +172,27 @@ impl Item {
     /// # Ok::<(), StageError>(())
     /// ```
     pub fn parse_json<T: DeserializeOwned>(&self) -> Result<T, StageError> {
-        serde_json::from_slice(&self.payload).map_err(|e| self.decode_error("JSON", e))
+        serde_json::from_slice(&self.payload).map_err(|e| self.json_error(e))
+    }
+
+    /// The `BadInput` for JSON that `T` could not be read from: not JSON at
+    /// all, JSON of another shape, or (the mistake of a caller who meant
+    /// several items) an array of them.
+    fn json_error(&self, err: serde_json::Error) -> StageError {
+        match serde_json::from_slice::<serde_json::Value>(&self.payload) {
+            Err(_) => self.decode_error("JSON", err),
+            Ok(serde_json::Value::Array(values)) => StageError::bad_input(format!(
+                "{} is a JSON array of {} values, which this stage does not read ({err}); \
+                 an item is one value: to send several, send one per request, or run a \
+                 batch job over them",
+                self.described(),
+                values.len(),
+            )),
+            Ok(_) => StageError::bad_input(format!(
+                "{} is JSON, but not of the shape this stage reads: {err}",
+                self.described()
+            )),
+        }
     }
 
     /// Decodes a payload written by [`Item::bincode`] into `T`; a mismatch is
@@ -211,15 +231,20 @@ impl Item {
     /// caller over HTTP reads: the item and what is wrong with it, not the
     /// stage's Rust type.
     fn decode_error(&self, format: &str, err: impl std::fmt::Display) -> StageError {
+        StageError::bad_input(format!("{} is not valid {format}: {err}", self.described()))
+    }
+
+    /// The item as the decoders' messages name it: key, content type, size.
+    fn described(&self) -> String {
         let key = match &self.key {
             Some(key) => format!("item {key:?}"),
             None => "item".to_string(),
         };
-        StageError::bad_input(format!(
-            "{key} (content-type {:?}, {} bytes) is not valid {format}: {err}",
+        format!(
+            "{key} (content-type {:?}, {} bytes)",
             self.content_type,
-            self.payload.len(),
-        ))
+            self.payload.len()
+        )
     }
 }
 
@@ -246,6 +271,37 @@ mod tests {
         assert!(message.contains("text/csv"), "{message}");
         assert!(message.contains("is not valid JSON: "), "{message}");
         assert!(!message.contains("Vec<u32>"), "{message}");
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Doc {
+        text: String,
+    }
+
+    /// `["a","b"]` to a stage reading `{"text"}` said only "not valid JSON:
+    /// trailing characters" (serde reads a struct from an array too).
+    #[test]
+    fn an_array_where_one_item_is_read_says_so() {
+        let item = Item::bytes(JSON, r#"["a","b"]"#);
+        let message = item.parse_json::<Doc>().unwrap_err().message().to_string();
+        assert!(message.contains("JSON array of 2 values"), "{message}");
+        assert!(message.contains("one per request"), "{message}");
+        assert!(!message.contains("not valid JSON"), "{message}");
+        // A stage that reads arrays still reads them.
+        let ok: Vec<String> = item.parse_json().unwrap();
+        assert_eq!(ok, ["a", "b"]);
+    }
+
+    #[test]
+    fn json_of_another_shape_is_not_called_invalid() {
+        let item = Item::bytes(JSON, r#"{"txt": "a"}"#);
+        let message = item.parse_json::<Doc>().unwrap_err().message().to_string();
+        assert!(
+            message.contains("is JSON, but not of the shape"),
+            "{message}"
+        );
+        assert!(message.contains("missing field `text`"), "{message}");
     }
 
     #[test]
