@@ -86,6 +86,7 @@ async fn embed_matches_onnxruntime_over_http() {
         let want = s["embedding"].as_array().unwrap();
         assert_eq!(got.len(), 384);
         assert_eq!(v["tokens"], s["input_ids"].as_array().unwrap().len());
+        assert_eq!(v["truncated"], false, "{v}");
         for (g, w) in got.iter().zip(want) {
             worst = worst.max((g.as_f64().unwrap() - w.as_f64().unwrap()).abs());
         }
@@ -93,6 +94,16 @@ async fn embed_matches_onnxruntime_over_http() {
     assert!(
         worst <= 1e-4,
         "max abs difference from onnxruntime: {worst}"
+    );
+
+    // A text past `max_tokens` (128) is cut, and the answer says so.
+    let long = "word ".repeat(300);
+    let (status, v) = d.invoke("embed", &json!({ "text": long })).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        (v["tokens"].as_u64(), &v["truncated"]),
+        (Some(128), &json!(true)),
+        "{v}"
     );
 
     // A bad item fails alone with a message that says what to send.
@@ -571,6 +582,20 @@ async fn generate_without_a_template_continues_the_text() {
         case["prompt_ids"].as_array().unwrap().len(),
         "the text alone, tokenised as llama.cpp does: {result}"
     );
+
+    // A prompt past the model's context (256) is the caller's to shorten:
+    // the answer says so, without the host's advice to the stage.
+    let long = "word ".repeat(400);
+    let (status, v) = d.invoke("gen-plain", &json!({ "prompt": long })).await;
+    assert_eq!(status, 400, "{v}");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(message.contains("does not fit the model's context"), "{v}");
+    assert!(message.contains("context of 256"), "{v}");
+    assert!(
+        message.ends_with("send a shorter prompt or fewer messages"),
+        "{v}"
+    );
+    assert!(!message.contains("execution context"), "{v}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,13 +12,14 @@
 //!
 //! Input, per item: JSON `{"text": "..."}`, or the text itself as a `text/*`
 //! item. Output, per item and keeping its key: JSON
-//! `{"embedding": [f32; 384], "tokens": n}`, the mean of the token vectors under
-//! the attention mask, L2-normalised (cosine similarity is a dot product), and
-//! how many tokens the text became after truncation.
+//! `{"embedding": [f32; 384], "tokens": n, "truncated": bool}`, the mean of the
+//! token vectors under the attention mask, L2-normalised (cosine similarity is
+//! a dot product), how many tokens the text became after truncation, and
+//! whether it was cut (its tail, past `max_tokens`, is not in the vector).
 //!
 //! ```text
 //! POST {"text": "The cat sits on the mat."}
-//!   → {"embedding": [0.1341771, -0.03290031, -0.02480374, …], "tokens": 9}
+//!   → {"embedding": [0.1341771, -0.03290031, -0.02480374, …], "tokens": 9, "truncated": false}
 //! ```
 //!
 //! The whole batch is one inference: texts are tokenised with BERT uncased
@@ -58,6 +59,7 @@ pub struct Embed {
 struct Output {
     embedding: Vec<f32>,
     tokens: usize,
+    truncated: bool,
 }
 
 impl Stage for Embed {
@@ -77,13 +79,23 @@ impl Stage for Embed {
             .embed(&texts)?
             .into_iter()
             .zip(&batch)
-            .map(|(Embedding { vector, tokens }, item)| {
-                let out = Output {
-                    embedding: vector,
-                    tokens,
-                };
-                Ok(Item::json(&out)?.with_key_from(item))
-            })
+            .map(
+                |(
+                    Embedding {
+                        vector,
+                        tokens,
+                        truncated,
+                    },
+                    item,
+                )| {
+                    let out = Output {
+                        embedding: vector,
+                        tokens,
+                        truncated,
+                    };
+                    Ok(Item::json(&out)?.with_key_from(item))
+                },
+            )
             .collect()
     }
 }

@@ -86,6 +86,7 @@ mod tests {
             ids: ids.to_vec(),
             attention_mask: vec![1; ids.len()],
             type_ids: vec![0; ids.len()],
+            dropped: 0,
         }
     }
 

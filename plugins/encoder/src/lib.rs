@@ -46,6 +46,9 @@ pub struct Embedding {
     pub vector: Vec<f32>,
     /// Tokens the text became after truncation, `[CLS]` and `[SEP]` included.
     pub tokens: usize,
+    /// Whether the text had more tokens than `max_tokens` (its tail is not in
+    /// the vector).
+    pub truncated: bool,
 }
 
 /// A loaded encoder: tokenizer, graph and execution context, made once per
@@ -154,6 +157,7 @@ impl Encoder {
                     Embedding {
                         vector,
                         tokens: encoding.ids.len(),
+                        truncated: encoding.dropped > 0,
                     }
                 })
                 .collect(),

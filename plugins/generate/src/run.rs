@@ -67,7 +67,8 @@ pub(crate) fn generate(
 ) -> Result<Completion, StageError> {
     let mut logits = session.feed(prompt).map_err(|e| match e {
         StepError::ContextFull(message) => StageError::bad_input(format!(
-            "generate: the prompt ({} tokens) does not fit the model's context: {message}",
+            "generate: the prompt ({} tokens) does not fit the model's context: {message}; \
+             send a shorter prompt or fewer messages",
             prompt.len()
         )),
         StepError::Failed(e) => e,
@@ -214,7 +215,8 @@ mod tests {
         )
         .unwrap_err();
         assert!(
-            matches!(&err, StageError::BadInput(m) if m.contains("prompt (2 tokens)") && m.contains("context is 4 tokens")),
+            matches!(&err, StageError::BadInput(m) if m.contains("prompt (2 tokens)")
+                && m.contains("context is 4 tokens") && m.ends_with("send a shorter prompt or fewer messages")),
             "{err:?}"
         );
     }

@@ -63,6 +63,8 @@ pub struct Encoding {
     pub attention_mask: Vec<u32>,
     /// Segment ids: 0 for every token of a single sentence.
     pub type_ids: Vec<u32>,
+    /// Tokens of the text past the length asked for, left out.
+    pub dropped: usize,
 }
 
 impl WordPiece {
@@ -207,12 +209,16 @@ impl WordPiece {
     ///
     /// ```
     /// let wp = tok::WordPiece::from_vocab("[PAD]\n[UNK]\n[CLS]\n[SEP]\na\n")?;
-    /// assert_eq!(wp.encode("a a a a", 4).ids, vec![2, 4, 4, 3]);
+    /// let cut = wp.encode("a a a a", 4);
+    /// assert_eq!((cut.ids, cut.dropped), (vec![2, 4, 4, 3], 2));
+    /// assert_eq!(wp.encode("a a", 4).dropped, 0);
     /// # Ok::<(), tok::Error>(())
     /// ```
     pub fn encode(&self, text: &str, max_len: usize) -> Encoding {
         let mut tokens = self.tokenize(text);
-        tokens.truncate(max_len.max(2) - 2);
+        let kept = max_len.max(2) - 2;
+        let dropped = tokens.len().saturating_sub(kept);
+        tokens.truncate(kept);
         let mut ids = Vec::with_capacity(tokens.len() + 2);
         ids.push(self.cls);
         ids.extend(tokens);
@@ -221,6 +227,7 @@ impl WordPiece {
             attention_mask: vec![1; ids.len()],
             type_ids: vec![0; ids.len()],
             ids,
+            dropped,
         }
     }
 
