@@ -2,7 +2,6 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -13,7 +12,12 @@ async fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    match weft::cli::run(weft::cli::Cli::parse()).await {
+    let cli = match weft::cli::Cli::try_parse_checked(std::env::args_os()) {
+        Ok(cli) => cli,
+        // `--help` and `--version` too: clap prints them and picks the code.
+        Err(e) => e.exit(),
+    };
+    match weft::cli::run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         // The reader of our stdout went away (`weft stage list | head`).
         Err(e)

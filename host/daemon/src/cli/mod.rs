@@ -33,6 +33,39 @@ pub struct Cli {
     pub command: Command,
 }
 
+impl Cli {
+    /// Parses `args` as [`Parser::try_parse_from`] does, and refuses
+    /// `weft serve --server`, which would otherwise be ignored (a daemon
+    /// listens on `--listen`; `--server` names the daemon the client
+    /// subcommands talk to, and `serve --help` does not list it).
+    pub fn try_parse_checked<I, T>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        use clap::{CommandFactory, FromArgMatches};
+        // `serve`'s own hidden `--server` takes the global one's place there
+        // (clap does not propagate a global to a subcommand that has its id).
+        let mut cli = Self::command().mut_subcommand("serve", |serve| {
+            serve.arg(clap::Arg::new("server").long("server").hide(true))
+        });
+        let matches = cli.try_get_matches_from_mut(args)?;
+        let given = |m: &clap::ArgMatches| {
+            m.value_source("server") == Some(clap::parser::ValueSource::CommandLine)
+        };
+        if let Some(("serve", serve)) = matches.subcommand()
+            && (given(serve) || given(&matches))
+        {
+            return Err(cli.error(
+                clap::error::ErrorKind::ArgumentConflict,
+                "`--server` names the daemon that client subcommands talk to; \
+                 `weft serve` listens on `--listen ADDR` (e.g. --listen 0.0.0.0:8080)",
+            ));
+        }
+        Self::from_arg_matches(&matches).map_err(|e| e.format(&mut cli))
+    }
+}
+
 /// Subcommands.
 // Parsed once per process: `serve`'s many flags make it the large variant,
 // and boxing it would buy nothing.
@@ -630,5 +663,48 @@ async fn invoke(client: &Client, path: &str, args: Payload) -> anyhow::Result<()
     match failed {
         Some(why) => anyhow::bail!("the stage failed: {why}"),
         None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::error::ErrorKind;
+
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_checked(std::iter::once("weft").chain(args.iter().copied()))
+    }
+
+    /// `weft serve --server 0.0.0.0:8080` listened on 7070 without a word.
+    #[test]
+    fn serve_refuses_server_and_names_listen() {
+        for args in [
+            &["serve", "--server", "0.0.0.0:8080"][..],
+            &["--server", "0.0.0.0:8080", "serve"],
+        ] {
+            let err = parse(args).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::ArgumentConflict, "{args:?}");
+            assert!(err.to_string().contains("--listen ADDR"), "{err}");
+        }
+        let cli = parse(&["serve", "--listen", "127.0.0.1:1"]).unwrap();
+        assert!(matches!(cli.command, Command::Serve(_)));
+    }
+
+    #[test]
+    fn only_client_subcommands_list_server() {
+        let help = parse(&["serve", "--help"]).unwrap_err();
+        assert_eq!(help.kind(), ErrorKind::DisplayHelp);
+        let help = help.to_string();
+        assert!(
+            help.contains("--listen") && !help.contains("--server"),
+            "{help}"
+        );
+        let help = parse(&["stage", "list", "--help"]).unwrap_err().to_string();
+        assert!(help.contains("--server"), "{help}");
+        let cli = parse(&["--server", "127.0.0.1:9", "stage", "list"]).unwrap();
+        assert_eq!(cli.server, "127.0.0.1:9");
+        let cli = parse(&["stage", "list", "--server", "127.0.0.1:9"]).unwrap();
+        assert_eq!(cli.server, "127.0.0.1:9");
     }
 }
