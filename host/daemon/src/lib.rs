@@ -23,6 +23,7 @@ pub mod datasets;
 mod error;
 pub mod jobs;
 mod metrics;
+mod not_running;
 pub mod pipeline;
 pub mod placement;
 pub mod resources;

@@ -19,6 +19,7 @@ use tokio::sync::mpsc;
 use weft_runtime::{Item, Runtime, StageEvent, StagePool};
 use weft_store::{ActorRecord, Store};
 
+use crate::not_running::NotRunning;
 use crate::{ApiError, blocking};
 
 /// Calls that may wait for one actor before new ones get 503.
@@ -47,9 +48,7 @@ pub struct Actors {
     live: RwLock<HashMap<String, Arc<Actor>>>,
     /// Stored actors that could not start (at start-up), and why: kept
     /// with their state, listed, and started again once they can.
-    broken: RwLock<HashMap<String, (ActorRecord, String)>>,
-    /// Held while the broken actors are tried again (one try at a time).
-    retrying: tokio::sync::Mutex<()>,
+    broken: NotRunning<ActorRecord>,
     /// The cluster's work table (cluster mode): actor names are unique
     /// across the cluster, and a dead node's actors move (see
     /// `cluster/work.rs`).
@@ -72,8 +71,7 @@ impl Actors {
             runtime,
             store,
             live: RwLock::default(),
-            broken: RwLock::default(),
-            retrying: tokio::sync::Mutex::new(()),
+            broken: NotRunning::default(),
             work: std::sync::OnceLock::new(),
         }
     }
@@ -94,20 +92,14 @@ impl Actors {
         let started = std::time::Instant::now();
         match self.start(rec.clone()).await {
             Ok(actor) => {
-                self.broken
-                    .write()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(&rec.name);
+                self.broken.remove(&rec.name);
                 self.insert(actor);
                 let ms = started.elapsed().as_millis() as u64;
                 tracing::info!(actor = %rec.name, ms, "actor started");
             }
             Err(e) => {
                 tracing::warn!(actor = %rec.name, "actor not started: {}", e.message);
-                self.broken
-                    .write()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(rec.name.clone(), (rec, e.message));
+                self.broken.insert(rec.name.clone(), rec, e.message);
             }
         }
     }
@@ -115,38 +107,18 @@ impl Actors {
     /// Tries again to start the stored actors that could not start (an
     /// upload may be what they were missing).
     pub async fn retry_broken(&self) {
-        let _turn = self.retrying.lock().await;
-        let recs: Vec<ActorRecord> = self
-            .broken
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .map(|(rec, _)| rec.clone())
-            .collect();
-        for rec in recs {
-            // Not deleted meanwhile.
-            let still = self
-                .broken
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .contains_key(&rec.name);
-            if still {
-                self.start_stored(rec).await;
-            }
-        }
+        self.broken.retry(|_, rec| self.start_stored(rec)).await;
+    }
+
+    /// Whether a stored actor could not start (and waits for a retry).
+    pub fn any_broken(&self) -> bool {
+        !self.broken.is_empty()
     }
 
     /// Stored actors that are not running: (name, stage, why), by name.
     pub fn broken(&self) -> Vec<(String, String, String)> {
-        let mut v: Vec<_> = self
-            .broken
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .map(|(rec, why)| (rec.name.clone(), rec.stage.clone(), why.clone()))
-            .collect();
-        v.sort();
-        v
+        self.broken
+            .list(|name, rec, why| (name.to_string(), rec.stage.clone(), why.to_string()))
     }
 
     /// Creates actor `name` running `stage` (latest version unless given),
@@ -254,20 +226,17 @@ impl Actors {
 
     /// A live actor; 503 for a stored one that could not start, else 404.
     pub fn find(&self, name: &str) -> Result<Arc<Actor>, ApiError> {
-        self.get(name).ok_or_else(|| {
-            let broken = self.broken.read().unwrap_or_else(|p| p.into_inner());
-            match broken.get(name) {
-                Some((_, why)) => ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "actor_not_running",
-                    format!("actor `{name}` is stored (with its state) but could not start: {why}"),
-                )
-                .hint(
-                    "upload what the message says is missing (a stage, a model): the actor \
+        self.get(name).ok_or_else(|| match self.broken.why(name) {
+            Some(why) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "actor_not_running",
+                format!("actor `{name}` is stored (with its state) but could not start: {why}"),
+            )
+            .hint(
+                "upload what the message says is missing (a stage, a model): the actor \
                      starts again by itself, with its state",
-                ),
-                None => no_actor(name),
-            }
+            ),
+            None => no_actor(name),
         })
     }
 
@@ -286,10 +255,7 @@ impl Actors {
 
     /// Removes an actor with its state. 404 when there is none.
     pub async fn delete(&self, name: &str) -> Result<(), ApiError> {
-        self.broken
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(name);
+        self.broken.remove(name);
         let live = self
             .live
             .write()

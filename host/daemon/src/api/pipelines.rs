@@ -270,13 +270,8 @@ pub(crate) fn not_running(name: &str, reason: &str) -> ApiError {
 }
 
 fn no_pipeline(state: &AppState, name: &str) -> ApiError {
-    let broken = state
-        .pipelines
-        .broken()
-        .into_iter()
-        .find(|(n, _)| n == name);
-    match broken {
-        Some((_, reason)) => not_running(name, &reason),
+    match state.pipelines.broken_why(name) {
+        Some(reason) => not_running(name, &reason),
         None => ApiError::new(
             StatusCode::NOT_FOUND,
             "pipeline_not_found",

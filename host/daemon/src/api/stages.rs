@@ -169,7 +169,7 @@ pub(crate) async fn deploy_stage(
 /// Tries again, in the background, to start the stored pipelines and
 /// actors that could not start (an upload may be what they were missing).
 pub(crate) fn retry_not_running(state: &Arc<AppState>) {
-    if !state.pipelines.broken().is_empty() || !state.actors.broken().is_empty() {
+    if state.pipelines.any_broken() || state.actors.any_broken() {
         let state = state.clone();
         tokio::spawn(async move {
             state.pipelines.retry_broken().await;

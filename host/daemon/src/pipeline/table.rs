@@ -13,6 +13,7 @@ use weft_store::{PipelineRecord, Store};
 use super::spec::{PipelineSpec, SpecError};
 use super::{PipelineHandle, RunningPipeline, Step};
 use crate::ApiError;
+use crate::not_running::NotRunning;
 use crate::placement::PlacementGroups;
 use crate::resources::ReplicaGrant;
 
@@ -23,22 +24,13 @@ pub struct Pipelines {
     store: Store,
     running: RwLock<HashMap<String, PipelineHandle>>,
     routes: RwLock<HashMap<(String, String), String>>,
-    /// Pipelines in the store that could not start after a restart.
-    broken: RwLock<HashMap<String, Broken>>,
-    /// Held while the broken pipelines are tried again (one try at a time).
-    retrying: tokio::sync::Mutex<()>,
+    /// Pipelines in the store that could not start after a restart, with
+    /// the trigger routes (method, path) they would serve.
+    broken: NotRunning<Vec<(String, String)>>,
     /// Every step task, so shutdown can wait for them (they hold the store).
     tasks: TaskTracker,
     /// The node's resources and placement groups replicas reserve from.
     placement: Arc<PlacementGroups>,
-}
-
-/// A stored pipeline that could not start: why, and the trigger routes
-/// (method, path) it would serve.
-#[derive(Debug, Clone)]
-struct Broken {
-    reason: String,
-    routes: Vec<(String, String)>,
 }
 
 fn spec_error(e: SpecError) -> ApiError {
@@ -55,8 +47,7 @@ impl Pipelines {
             placement,
             running: RwLock::default(),
             routes: RwLock::default(),
-            broken: RwLock::default(),
-            retrying: tokio::sync::Mutex::new(()),
+            broken: NotRunning::default(),
             tasks: TaskTracker::new(),
         }
     }
@@ -115,14 +106,7 @@ impl Pipelines {
             }
             Err(e) => {
                 tracing::warn!(pipeline = %rec.name, "pipeline not started: {}", e.message);
-                let broken = Broken {
-                    reason: e.message,
-                    routes,
-                };
-                self.broken
-                    .write()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(rec.name, broken);
+                self.broken.insert(rec.name, routes, e.message);
             }
         }
     }
@@ -132,41 +116,26 @@ impl Pipelines {
     /// (called after each upload). Those that still cannot start stay
     /// broken, with the new reason.
     pub async fn retry_broken(&self) {
-        let _turn = self.retrying.lock().await;
-        let names: Vec<String> = self
-            .broken
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .keys()
-            .cloned()
-            .collect();
-        for name in names {
-            let store = self.store.clone();
-            let lookup = name.clone();
-            let Ok(Some(rec)) = crate::blocking(move || store.pipeline(&lookup)).await else {
-                continue;
-            };
-            // Not applied again, or deleted, meanwhile.
-            let still = self
-                .broken
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .contains_key(&name);
-            if still {
-                self.start_stored(rec).await;
-            }
-        }
+        self.broken
+            .retry(|name, _| async move {
+                let store = self.store.clone();
+                if let Ok(Some(rec)) = crate::blocking(move || store.pipeline(&name)).await {
+                    self.start_stored(rec).await;
+                }
+            })
+            .await;
+    }
+
+    /// Whether a stored pipeline could not start (and waits for a retry).
+    pub fn any_broken(&self) -> bool {
+        !self.broken.is_empty()
     }
 
     /// The stored pipeline that could not start and would serve `method
     /// path`, with the reason.
     pub fn broken_route(&self, method: &str, path: &str) -> Option<(String, String)> {
         self.broken
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .find(|(_, b)| b.routes.iter().any(|(m, r)| m == method && r == path))
-            .map(|(name, b)| (name.clone(), b.reason.clone()))
+            .find(|routes| routes.iter().any(|(m, r)| m == method && r == path))
     }
 
     /// Validates, builds, stores and installs `spec`. Returns the running
@@ -223,10 +192,7 @@ impl Pipelines {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .retain(|_, p| p != name);
-        self.broken
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(name);
+        self.broken.remove(name);
         Ok(existed)
     }
 
@@ -254,15 +220,13 @@ impl Pipelines {
 
     /// Stored pipelines that failed to start, with the reason.
     pub fn broken(&self) -> Vec<(String, String)> {
-        let mut v: Vec<_> = self
-            .broken
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .map(|(k, v)| (k.clone(), v.reason.clone()))
-            .collect();
-        v.sort();
-        v
+        self.broken
+            .list(|name, _, why| (name.to_string(), why.to_string()))
+    }
+
+    /// Why stored pipeline `name` could not start, if it could not.
+    pub fn broken_why(&self, name: &str) -> Option<String> {
+        self.broken.why(name)
     }
 
     /// The pipeline behind trigger `method path`, if any.
@@ -470,10 +434,7 @@ impl Pipelines {
         for key in triggers {
             routes.insert(key, name.clone());
         }
-        self.broken
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&name);
+        self.broken.remove(&name);
         handle
     }
 }
