@@ -136,6 +136,42 @@ impl Config {
         self.entries.len()
     }
 
+    /// Refuses a key that is not one of `known`: a misspelt or misplaced
+    /// setting would otherwise be ignored, and its default used without a
+    /// word. The message starts with `who` (the stage), names the key, the
+    /// one it nearly is ([`crate::spelling::nearest`]) and the keys read.
+    /// Call it first in [`Stage::init`](crate::Stage::init).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let config = weft_sdk::Config::from_iter([("size", "32"), ("overlapp", "4")]);
+    /// let err = config.expect_keys("chunk", &["size", "overlap"]).unwrap_err();
+    /// assert_eq!(
+    ///     err,
+    ///     "chunk: unknown config key `overlapp`: did you mean `overlap`? \
+    ///      (it reads: size, overlap)"
+    /// );
+    /// assert!(config.expect_keys("chunk", &["size", "overlapp"]).is_ok());
+    /// ```
+    pub fn expect_keys(&self, who: &str, known: &[&str]) -> Result<(), String> {
+        let Some((key, _)) = self.iter().find(|(key, _)| !known.contains(key)) else {
+            return Ok(());
+        };
+        let meant = match crate::spelling::nearest(key, known) {
+            Some(name) => format!(": did you mean `{name}`?"),
+            None => String::new(),
+        };
+        let reads = if known.is_empty() {
+            "none".to_string()
+        } else {
+            known.join(", ")
+        };
+        Err(format!(
+            "{who}: unknown config key `{key}`{meant} (it reads: {reads})"
+        ))
+    }
+
     /// Whether there are no entries at all.
     ///
     /// # Example

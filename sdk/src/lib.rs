@@ -83,6 +83,7 @@ pub mod emit;
 pub mod log;
 pub mod nn;
 pub mod objects;
+pub mod spelling;
 pub mod state;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;

@@ -236,6 +236,17 @@ async fn stage_errors_map_to_statuses() {
             .contains("init refused"),
         "{body}"
     );
+
+    // A misspelt config key was ignored (its default used, silently): the
+    // example stages refuse it, and the deploy answer already says so.
+    let deployed = d
+        .deploy_query("typo", "normalize.wasm", "config.lowercse=false")
+        .await;
+    let warning = deployed["warning"].as_str().unwrap_or_default();
+    assert!(
+        warning.contains("unknown config key `lowercse`: did you mean `lowercase`?"),
+        "{deployed}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

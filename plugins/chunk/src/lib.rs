@@ -34,6 +34,7 @@ struct Piece<'a> {
 
 impl Stage for Chunk {
     fn init(config: Config) -> Result<Self, String> {
+        config.expect_keys("chunk", &["size", "overlap"])?;
         let size: usize = config
             .parse_or("size", 64)
             .map_err(|e| format!("chunk: {e}"))?;
@@ -147,6 +148,15 @@ mod tests {
         };
         assert_eq!(h.progress().len(), 3);
         assert_eq!(h.progress()[2], last);
+    }
+
+    #[test]
+    fn a_misspelt_config_key_is_refused() {
+        let err = Harness::<Chunk>::try_new(&[("size", "4"), ("overlapp", "2")]).unwrap_err();
+        assert_eq!(
+            err,
+            "chunk: unknown config key `overlapp`: did you mean `overlap`? (it reads: size, overlap)"
+        );
     }
 
     #[test]

@@ -44,6 +44,8 @@ struct Output<'a> {
 
 impl Stage for Classify {
     fn init(config: Config) -> Result<Self, String> {
+        let [a, b, c, d] = encoder::KEYS;
+        config.expect_keys("classify", &["labels", "classifier", a, b, c, d])?;
         let labels: Vec<String> = config
             .parse::<String>("labels")
             .map_err(|e| format!("classify: {e}: the class names in order, e.g. labels=\"business,science,sports\""))?

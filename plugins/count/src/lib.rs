@@ -70,6 +70,7 @@ struct Counts {
 
 impl Stage for Count {
     fn init(config: Config) -> Result<Self, String> {
+        config.expect_keys("count", &["words"])?;
         let words = match config.get_or("words", "unicode") {
             "unicode" => Words::Unicode,
             "whitespace" => Words::Whitespace,

@@ -64,6 +64,7 @@ struct Output {
 
 impl Stage for Embed {
     fn init(config: Config) -> Result<Self, String> {
+        config.expect_keys("embed", &encoder::KEYS)?;
         Ok(Embed {
             encoder: Encoder::from_config(&config, "embed", "")?,
         })

@@ -64,6 +64,9 @@ pub struct Encoder {
     _graph: Graph,
 }
 
+/// The config keys [`Encoder::from_config`] reads (with no prefix).
+pub const KEYS: [&str; 4] = ["model", "vocab", "max_tokens", "pad_to_multiple_of"];
+
 impl Encoder {
     /// Loads the vocabulary and the model named by `config`'s keys, each
     /// looked up as `prefix` + key (`model`, `vocab`, `max_tokens`,

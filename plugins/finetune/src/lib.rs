@@ -132,6 +132,8 @@ struct Checkpoint {
 
 impl Stage for Finetune {
     fn init(config: Config) -> Result<Self, String> {
+        let [a, b, c, d] = encoder::KEYS;
+        config.expect_keys("finetune", &["export", "device", a, b, c, d])?;
         let export = config.get_or("export", "classifier").to_string();
         let device = device(config.get_or("device", "cpu"))
             .map_err(|e| format!("finetune: config `device`: {e}"))?;

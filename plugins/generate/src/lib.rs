@@ -146,6 +146,20 @@ pub struct Generate {
     graph: Graph,
 }
 
+/// The config keys the stage reads.
+const CONFIG_KEYS: [&str; 10] = [
+    "model",
+    "tokenizer",
+    "template",
+    "system",
+    "max_tokens",
+    "temperature",
+    "top_p",
+    "seed",
+    "session",
+    "history_tokens",
+];
+
 /// A chat session's config.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct SessionConfig {
@@ -179,6 +193,7 @@ impl SessionConfig {
 
 impl Stage for Generate {
     fn init(config: Config) -> Result<Self, String> {
+        config.expect_keys("generate", &CONFIG_KEYS)?;
         let model = config.get_or("model", "smollm2").to_string();
         let defaults = Settings::from_config(&config).map_err(|e| format!("generate: {e}"))?;
         let session =
@@ -461,6 +476,22 @@ mod tests {
         );
         // (An odd slice, as a sub-slice of the tensor's bytes may be.)
         assert_eq!(floats(&bytes[4..12]), [-0.0, f32::INFINITY]);
+    }
+
+    /// `max_token=16` was ignored: every answer ran to 128 tokens.
+    #[test]
+    fn a_misspelt_config_key_is_refused_first() {
+        let err = build(&[("max_token", "16")], &[]).unwrap_err();
+        assert!(
+            err.starts_with("generate: unknown config key `max_token`: did you mean `max_tokens`?"),
+            "{err}"
+        );
+        let err = build(&[("vocab", "x")], &[]).unwrap_err();
+        assert!(err.contains("(it reads: model, tokenizer,"), "{err}");
+        // Every key it documents gets past the check.
+        let all: Vec<(&str, &str)> = CONFIG_KEYS.iter().map(|k| (*k, "?")).collect();
+        let err = build(&all, &[]).unwrap_err();
+        assert!(!err.contains("unknown config key"), "{err}");
     }
 
     #[test]

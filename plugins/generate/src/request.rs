@@ -175,22 +175,7 @@ impl Body {
     /// neighbours: `seed`, `feed`, `speed`).
     fn misspelt(&self) -> Option<String> {
         self.other.keys().find_map(|key| {
-            let plain = key.to_lowercase().replace('-', "_");
-            // The nearest of them (`mesage`: `message`, not `messages`).
-            FIELDS
-                .iter()
-                .filter_map(|f| {
-                    let typos = match f.len() {
-                        0..6 => 0,
-                        6..8 => 1,
-                        _ => 2,
-                    };
-                    let apart = edits(&plain, f);
-                    let near = plain.replace('_', "") == f.replace('_', "") || apart <= typos;
-                    near.then_some((apart, f))
-                })
-                .min_by_key(|(apart, _)| *apart)
-                .map(|(_, f)| f)
+            weft_sdk::spelling::nearest(key, &FIELDS)
                 .map(|f| format!("unknown field `{key}`: did you mean `{f}`?"))
         })
     }
@@ -210,23 +195,6 @@ impl Body {
             .map_err(|e| StageError::bad_input(format!("generate: item {index}: {e}")))?;
         Ok(settings)
     }
-}
-
-/// The edit distance of `a` and `b` (insertions, deletions, substitutions
-/// of characters).
-fn edits(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut diagonal = row[0];
-        row[0] = i + 1;
-        for (j, &cb) in b.iter().enumerate() {
-            let substitute = diagonal + usize::from(ca != cb);
-            diagonal = row[j + 1];
-            row[j + 1] = substitute.min(row[j] + 1).min(row[j + 1] + 1);
-        }
-    }
-    row[b.len()]
 }
 
 /// A parsed request to a chat session (config `session=true`): the next user
@@ -418,9 +386,6 @@ mod tests {
                 .message()
                 .contains("did you mean `message`?")
         );
-        assert_eq!(edits("kitten", "sitting"), 3);
-        assert_eq!(edits("", "abc"), 3);
-        assert_eq!(edits("seed", "seed"), 0);
     }
 
     #[test]

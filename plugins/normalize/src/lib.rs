@@ -31,6 +31,7 @@ struct Doc {
 
 impl Stage for Normalize {
     fn init(config: Config) -> Result<Self, String> {
+        config.expect_keys("normalize", &["lowercase"])?;
         let lowercase = config
             .parse_or("lowercase", true)
             .map_err(|e| format!("normalize: {e}"))?;
