@@ -706,6 +706,13 @@ ARCHS = {
     "phi3": ("phi3", None, {},
              "fused Q/K/V and gate/up products, NeoX rotary pairs, a SentencePiece "
              "vocabulary with Phi-3's special tokens, no BOS, Phi-3's chat template"),
+    # As convert_hf_to_gguf writes Phi-3 128k / Phi-3.5 files: a 4x window over
+    # the original, attn_factor sqrt(1 + ln 4 / ln 256), both factor tensors.
+    "phi3long": ("phi3", None, {"context_length": 1024,
+                                "rope.scaling.original_context_length": 256,
+                                "rope.scaling.attn_factor": 1.1180340},
+                 "LongRoPE (Phi-3 128k, Phi-3.5): rope_factors_short/long.weight and an "
+                 "attention factor, run in the original window (the short factors)"),
 }
 # TinyLlama-1.1B-Chat's chat template (Zephyr's format), as its GGUF carries it.
 ZEPHYR_TEMPLATE = (
@@ -735,6 +742,7 @@ SPM_TOKENIZERS = {
     "phi3": ([("<|endoftext|>", 3), ("<|assistant|>", 4), ("<|system|>", 4), ("<|end|>", 4),
               ("<|user|>", 4)], "<|endoftext|>", False, PHI3_TEMPLATE),
 }
+SPM_TOKENIZERS["phi3long"] = SPM_TOKENIZERS["phi3"]
 
 
 def gpt2_unbytes() -> dict:
@@ -811,13 +819,16 @@ def task_archs(dest: Path) -> None:
         try:
             w = GGUFWriter(tmp, arch)
             w.add_string("general.name", f"weft tiny {name}")
-            for key, value in [("context_length", TINY["context"]), ("embedding_length", e),
+            context = extra.get("context_length", TINY["context"])
+            for key, value in [("context_length", context), ("embedding_length", e),
                                ("block_count", TINY["layers"]), ("feed_forward_length", f),
                                ("attention.head_count", h), ("attention.head_count_kv", kvh)]:
                 w.add_uint32(f"{arch}.{key}", value)
             w.add_float32(f"{arch}.attention.layer_norm_rms_epsilon", 1e-6)
             w.add_float32(f"{arch}.rope.freq_base", 100000.0)
             for key, value in extra.items():
+                if key == "context_length":
+                    continue
                 if isinstance(value, str):
                     w.add_string(f"{arch}.{key}", value)
                 elif isinstance(value, int):
@@ -840,6 +851,12 @@ def task_archs(dest: Path) -> None:
             fused = arch == "phi3"
             if name == "llama3":
                 w.add_tensor("rope_freqs.weight", np.geomspace(1.0, 8.0, hd // 2).astype(np.float32))
+            if name == "phi3long":
+                # Far apart, so running the long ones would show in the logits.
+                w.add_tensor("rope_factors_long.weight",
+                             np.geomspace(1.0, 40.0, hd // 2).astype(np.float32))
+                w.add_tensor("rope_factors_short.weight",
+                             np.linspace(1.0, 3.0, hd // 2).astype(np.float32))
             for i in range(TINY["layers"]):
                 b = f"blk.{i}."
                 w.add_tensor(b + "attn_norm.weight", vec(e))
@@ -941,7 +958,7 @@ def main() -> None:
                                                      dest / "smollm2-tokenizer.json")),
         ("smollm2-135m-kquants.gguf", lambda: venv_task(dest, "kquants",
                                                         dest / "smollm2-135m-kquants.gguf")),
-        ("tiny-{qwen2,qwen3,granite,llama3,tinyllama,phi3}.gguf",
+        ("tiny-{qwen2,qwen3,granite,llama3,tinyllama,phi3,phi3long}.gguf",
          lambda: venv_task(dest, "archs", tiny_path(dest, list(ARCHS)[-1]))),
         ("minilm/{vocab.txt,tokenizer.json,...}", lambda: step_minilm_files(dest)),
         ("minilm/model.onnx", lambda: venv_task(dest, "minilm-onnx", dest / "minilm" / "model.onnx")),

@@ -385,7 +385,7 @@ def ggml_blocks(dest: Path) -> None:
 # ---------------------------------------------------------------------------
 # Tiny decoders of each architecture through llama.cpp
 
-ARCH_FILES = ["qwen2", "qwen3", "granite", "llama3", "tinyllama", "phi3"]
+ARCH_FILES = ["qwen2", "qwen3", "granite", "llama3", "tinyllama", "phi3", "phi3long"]
 ARCH_PROMPT = "The capital of France is Paris, and in 2024 it hosted the Olympic Games."
 ARCH_STEPS = 12
 ARCH_CHAT_TOKENS = 8
@@ -418,7 +418,7 @@ CHAT_FORMATS = {
     "zephyr": "<|user|>\n{question}</s>\n<|assistant|>\n",
     "phi3": "<|user|>\n{question}<|end|>\n<|assistant|>\n",
 }
-ARCH_TEMPLATES = {"tinyllama": "zephyr", "phi3": "phi3"}
+ARCH_TEMPLATES = {"tinyllama": "zephyr", "phi3": "phi3", "phi3long": "phi3"}
 
 
 def detokenize(vocab, ids: list) -> str:

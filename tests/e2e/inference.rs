@@ -480,7 +480,14 @@ async fn call(d: &TestDaemon, actor: &str, body: Value) -> Value {
 async fn generate_runs_qwen3_granite_llama3_phi3_and_sentencepiece_files_as_llama_cpp_does() {
     let d = TestDaemon::start().await;
     let reference = reference("tiny_archs_reference.json");
-    for name in ["qwen3", "granite", "llama3", "tinyllama", "phi3"] {
+    for name in [
+        "qwen3",
+        "granite",
+        "llama3",
+        "tinyllama",
+        "phi3",
+        "phi3long",
+    ] {
         let case = reference["models"]
             .as_array()
             .unwrap()

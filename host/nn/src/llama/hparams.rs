@@ -8,6 +8,11 @@ use crate::{GgufInfo, NnError, NnErrorKind};
 /// tensors and (Phi-3) fused products.
 pub const ARCHITECTURES: &[&str] = &["llama", "mistral", "granite", "qwen2", "qwen3", "phi3"];
 
+/// A LongRoPE file's (Phi-3 128k, Phi-3.5) rotary factors for its original
+/// window, which weft-nn runs, and for the extended one, which it does not.
+pub(crate) const LONGROPE_SHORT: &str = "rope_factors_short.weight";
+const LONGROPE_LONG: &str = "rope_factors_long.weight";
+
 /// A decoder's shape, from the GGUF metadata.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct HParams {
@@ -25,10 +30,18 @@ pub(crate) struct HParams {
     /// Multiplies every rotary angle: `1 / rope.scaling.factor` under
     /// linear scaling, 1 without.
     pub rope_freq_scale: f32,
+    /// Multiplies each rotation's cosine and sine (so a rotated query-key
+    /// product by its square): LongRoPE's `rope.scaling.attn_factor`, as
+    /// llama.cpp applies it; 1 elsewhere.
+    pub rope_mscale: f32,
     /// Rotary pairs are `(i, i + dims/2)` (ggml's NeoX mode: Qwen), not
     /// adjacent values (Llama, whose GGUF weights are permuted for it).
     pub rope_neox: bool,
     pub rms_eps: f32,
+    /// The window: the file's `context_length`, or for LongRoPE its
+    /// `rope.scaling.original_context_length` (the short factors' window:
+    /// llama.cpp runs those for a context no longer, HF transformers for
+    /// sequences no longer).
     pub context: usize,
     /// Granite's multipliers, 1 elsewhere: of the token embeddings, of each
     /// block's attention and feed-forward output before its residual add,
@@ -135,6 +148,15 @@ impl HParams {
                 ));
             }
         };
+        let longrope = info.tensor(LONGROPE_SHORT).is_some();
+        let trained = int("context_length").unwrap_or(2048);
+        let context = match int("rope.scaling.original_context_length") {
+            Ok(original) if longrope && original > 0 => trained.min(original),
+            _ => trained,
+        };
+        let rope_mscale = float("rope.scaling.attn_factor")
+            .filter(|&f| f > 0.0)
+            .unwrap_or(1.0);
         let granite = |key: &str| float(key).filter(|&f| f != 0.0);
         let (embd_scale, residual_scale, logit_scale, attn_scale) = if arch == "granite" {
             (
@@ -157,9 +179,10 @@ impl HParams {
             rope_dims,
             rope_base: float("rope.freq_base").unwrap_or(10_000.0),
             rope_freq_scale,
+            rope_mscale,
             rope_neox: matches!(arch, "qwen2" | "qwen3" | "phi3"),
             rms_eps: float("attention.layer_norm_rms_epsilon").unwrap_or(1e-5),
-            context: int("context_length").unwrap_or(2048),
+            context,
             embd_scale,
             residual_scale,
             logit_scale,
@@ -187,7 +210,7 @@ impl HParams {
         for i in 0..self.rope_dims / 2 {
             let factor = freqs.map_or(1.0, |f| f[i]);
             let (sin, cos) = (theta / factor * self.rope_freq_scale).sin_cos();
-            out.extend([cos, sin]);
+            out.extend([cos * self.rope_mscale, sin * self.rope_mscale]);
             theta *= theta_scale;
         }
     }
@@ -207,6 +230,9 @@ pub(crate) fn check(info: &GgufInfo) -> Result<HParams, NnError> {
         ("output_norm.weight".into(), vec![e], true),
         ("output.weight".into(), vec![e, hp.vocab], false),
         ("rope_freqs.weight".into(), vec![hp.rope_dims / 2], false),
+        (LONGROPE_SHORT.into(), vec![hp.rope_dims / 2], false),
+        // Read for no window weft-nn runs, but part of the model.
+        (LONGROPE_LONG.into(), vec![hp.rope_dims / 2], false),
     ];
     // Phi-3 fuses Q, K and V, and gate and up (`hp.fused`): the unfused
     // names are then unknown, and the other way round.

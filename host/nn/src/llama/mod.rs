@@ -21,7 +21,7 @@ use crate::gpu::Gpu;
 use crate::{Joined, Model, Named, NnError, Outputs, Placement, Session, Tensor};
 
 pub use hparams::ARCHITECTURES;
-pub(crate) use hparams::{HParams, check};
+pub(crate) use hparams::{HParams, LONGROPE_SHORT, check};
 pub(crate) use weights::QMatrix;
 
 /// One transformer block's weights.
@@ -211,7 +211,12 @@ impl Llama {
         let mut weights = Weights {
             tok_embd: m("token_embd.weight", hp.vocab, hp.embd)?,
             output_norm: v("output_norm.weight", hp.embd)?,
-            rope_freqs: optional("rope_freqs.weight", hp.rope_dims / 2)?,
+            // Llama 3's frequencies; else a LongRoPE file's short factors
+            // (it runs its original window: `HParams::context`).
+            rope_freqs: match optional("rope_freqs.weight", hp.rope_dims / 2)? {
+                Some(freqs) => Some(freqs),
+                None => optional(LONGROPE_SHORT, hp.rope_dims / 2)?,
+            },
             layers,
             output,
             hp,

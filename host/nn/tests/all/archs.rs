@@ -118,6 +118,30 @@ fn phi3_matches_llama_cpp() {
     on_the_cpu("phi3");
 }
 
+/// Phi-3 128k / Phi-3.5's LongRoPE: the short factors and the attention
+/// factor, in the original window (the file says 4× more), as llama.cpp
+/// runs a context that fits the original window.
+#[test]
+fn a_longrope_phi3_matches_llama_cpp_in_its_original_window() {
+    on_the_cpu("phi3long");
+    // The window is the original 256 tokens, not the file's 1024.
+    let (_, bytes) = tiny("phi3long");
+    let model = Engine::default()
+        .load(&bytes, Encoding::Ggml, Target::Cpu)
+        .unwrap();
+    let ids = |n: usize| {
+        let ids: Vec<i64> = (0..n as i64).map(|i| 300 + i).collect();
+        vec![(
+            "input_ids".to_string(),
+            weft_nn::Tensor::from_i64(vec![n], &ids),
+        )]
+    };
+    let err = model.session().compute(&ids(257)).unwrap_err();
+    assert_eq!(err.kind, weft_nn::NnErrorKind::TooLarge, "{err:?}");
+    assert!(err.message.contains("context of 256"), "{err:?}");
+    model.session().compute(&ids(256)).unwrap();
+}
+
 /// A plain Llama with a SentencePiece vocabulary (its prompt tokenised by
 /// llama.cpp's SentencePiece tokenizer).
 #[test]
@@ -131,7 +155,7 @@ fn a_sentencepiece_llama_matches_llama_cpp() {
 #[test]
 fn on_the_gpu_every_family_matches_llama_cpp() {
     let engine = Engine::default();
-    for name in ["qwen2", "qwen3", "granite", "llama3", "phi3"] {
+    for name in ["qwen2", "qwen3", "granite", "llama3", "phi3", "phi3long"] {
         let (case, bytes) = tiny(name);
         let model = engine.load(&bytes, Encoding::Ggml, Target::Gpu).unwrap();
         assert!(
