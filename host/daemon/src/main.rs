@@ -11,6 +11,8 @@ async fn main() -> ExitCode {
             EnvFilter::try_from_env("WEFT_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // Colours for a terminal, not escape codes in a log file.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = match weft::cli::Cli::try_parse_checked(std::env::args_os()) {
         Ok(cli) => cli,

@@ -109,8 +109,23 @@ impl Store {
     /// of the store's memory: bounded, it keeps a node's RSS flat however
     /// much data passes through).
     pub fn open_with_cache(path: impl AsRef<Path>, cache_bytes: usize) -> Result<Self> {
+        // A store not closed cleanly (a crash, kill -9) is checked and
+        // repaired as it opens, which takes a while for a large file: said,
+        // with progress, rather than a silent start.
+        let said = std::cell::Cell::new(0u32);
         let db = redb::Builder::new()
             .set_cache_size(cache_bytes)
+            .set_repair_callback(move |session| {
+                let tenth = (session.progress() * 10.0) as u32;
+                if said.get() == 0 || tenth > said.get() {
+                    tracing::warn!(
+                        progress = format!("{:.0}%", session.progress() * 100.0),
+                        "the store was not closed cleanly (a crash or kill -9): checking and \
+                         repairing it before starting"
+                    );
+                    said.set(tenth.max(1));
+                }
+            })
             .create(path.as_ref())
             .map_err(redb::Error::from)?;
         let txn = db.begin_write().map_err(redb::Error::from)?;

@@ -484,11 +484,28 @@ async fn serve(args: ServeArgs, token: Option<String>) -> anyhow::Result<()> {
     }
     let daemon = Daemon::start(config).await?;
     out!("weft listening on http://{}", daemon.addr())?;
-    daemon
-        .run_until(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await
+    daemon.run_until(stop_signal()).await
+}
+
+/// Ctrl-C (SIGINT), or SIGTERM (what systemd, Docker and Kubernetes send
+/// to stop a service): either shuts the daemon down cleanly. Without
+/// SIGTERM the process died at once, and the next start repaired the store.
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+                }
+                return;
+            }
+            Err(e) => tracing::warn!("cannot listen for SIGTERM ({e}): only Ctrl-C stops cleanly"),
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 async fn pipeline(client: &Client, cmd: PipelineCommand) -> anyhow::Result<()> {
