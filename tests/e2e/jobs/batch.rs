@@ -215,6 +215,18 @@ async fn rows_that_trap_fail_alone_and_the_job_counts_them() {
         .get_text(&format!("/v1/jobs/{id}/output?partial=true"))
         .await;
     assert_eq!(partial.lines().count(), 9);
+    // Its errors, what its failure points to, are all there are: no
+    // `partial` needed (it was a 409), and the message names the command.
+    assert!(
+        done["error"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("`weft job output {id} --errors`")),
+        "{done}"
+    );
+    let errors = d.get_text(&format!("/v1/jobs/{id}/errors")).await;
+    assert_eq!(errors.lines().count(), 1, "{errors}");
+    assert!(errors.contains("\"row\":5"), "{errors}");
 }
 
 #[tokio::test]

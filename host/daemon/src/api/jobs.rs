@@ -179,7 +179,7 @@ pub async fn output(
     id: Path<String>,
     query: OutputQueryResult,
 ) -> Result<Response, ApiError> {
-    rows(state, id, output_query(query)?, |b| Some(b.output.clone())).await
+    rows(state, id, output_query(query)?, Rows::Output).await
 }
 
 /// `GET /v1/jobs/{id}/errors`: one JSON line per failed row.
@@ -188,7 +188,14 @@ pub async fn errors(
     id: Path<String>,
     query: OutputQueryResult,
 ) -> Result<Response, ApiError> {
-    rows(state, id, output_query(query)?, |b| b.errors.clone()).await
+    rows(state, id, output_query(query)?, Rows::Errors).await
+}
+
+/// Which rows of a batch job's blocks.
+#[derive(Clone, Copy, PartialEq)]
+enum Rows {
+    Output,
+    Errors,
 }
 
 /// Streams the chosen object of every committed block, in block order,
@@ -197,7 +204,7 @@ async fn rows(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
     Query(q): Query<OutputQuery>,
-    pick: fn(&BlockOutput) -> Option<String>,
+    which: Rows,
 ) -> Result<Response, ApiError> {
     let rec = state.jobs.get(&id).await?;
     if rec.kind != "batch" {
@@ -209,7 +216,11 @@ async fn rows(
             ),
         ));
     }
-    if rec.state != JobState::Succeeded && !q.partial {
+    // A failed or cancelled job's errors are all there are: what its user
+    // wants to read (and what its failure points to).
+    let complete =
+        rec.state == JobState::Succeeded || (which == Rows::Errors && rec.state.is_terminal());
+    if !complete && !q.partial {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "job_not_succeeded",
@@ -219,6 +230,10 @@ async fn rows(
     }
     let store = state.store.clone();
     let blocks = crate::blocking(move || store.job_blocks(rec.id)).await?;
+    let pick = |b: &BlockOutput| match which {
+        Rows::Output => Some(b.output.clone()),
+        Rows::Errors => b.errors.clone(),
+    };
     let objects: Vec<String> = blocks.iter().filter_map(|(_, b)| pick(b)).collect();
     let store = state.store.clone();
     let body = stream::iter(objects).then(move |object| {

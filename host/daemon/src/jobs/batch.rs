@@ -212,8 +212,9 @@ pub(super) fn over_budget(rec: &JobRecord, spec: &BatchSpec) -> Result<(), Strin
     let allowed = spec.max_failed_fraction * rec.items_total as f64;
     if rec.items_failed as f64 > allowed {
         return Err(format!(
-            "{} of {} rows failed, more than max_failed_fraction {} allows; see GET /v1/jobs/{}/errors",
-            rec.items_failed, rec.items_total, spec.max_failed_fraction, rec.id
+            "{} of {} rows failed, more than max_failed_fraction {} allows; see them with \
+             `weft job output {} --errors` (GET /v1/jobs/{}/errors)",
+            rec.items_failed, rec.items_total, spec.max_failed_fraction, rec.id, rec.id
         ));
     }
     Ok(())
