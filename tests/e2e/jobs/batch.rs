@@ -263,6 +263,23 @@ async fn cancel_stops_a_running_job_promptly() {
         r.json::<Value>().await.unwrap()["error"]["code"],
         "dataset_in_use"
     );
+    // Nor its pipeline: the job would fail each row it has left, one by one.
+    let r = d
+        .http
+        .delete(d.url("/v1/pipelines/p"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+    let v = r.json::<Value>().await.unwrap();
+    assert_eq!(v["error"]["code"], "pipeline_in_use", "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("job {id} is running over pipeline `p`")),
+        "{v}"
+    );
     let r = d
         .http
         .post(d.url(&format!("/v1/jobs/{id}/cancel")))

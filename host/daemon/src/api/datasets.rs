@@ -141,6 +141,33 @@ pub async fn show(
     Ok(Json(v))
 }
 
+/// 409 `code` while a job that has not ended names `name` as its `what`
+/// (`dataset`, `pipeline`) in its spec.
+pub(crate) async fn refuse_under_a_job(
+    state: &AppState,
+    what: &str,
+    code: &'static str,
+    name: &str,
+) -> Result<(), ApiError> {
+    let active = state.jobs.list().await?.into_iter().find(|j| {
+        !j.state.is_terminal()
+            && serde_json::from_str::<Value>(&j.spec_json).is_ok_and(|s| s[what] == name)
+    });
+    match active {
+        Some(job) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            code,
+            format!(
+                "job {} is {} over {what} `{name}`",
+                job.id,
+                job.state.as_str()
+            ),
+        )
+        .hint("wait for the job to end, or cancel it (`weft job cancel ID`)")),
+        None => Ok(()),
+    }
+}
+
 /// `DELETE /v1/datasets/{name}`.
 pub async fn delete(
     State(state): State<Arc<AppState>>,
@@ -148,23 +175,7 @@ pub async fn delete(
 ) -> Result<StatusCode, ApiError> {
     // A job reads its dataset's blocks by index until it ends: deleting (and
     // perhaps re-creating) the dataset under it would mix two datasets.
-    let active = state.jobs.list().await?.into_iter().find(|j| {
-        !j.state.is_terminal()
-            && serde_json::from_str::<Value>(&j.spec_json)
-                .is_ok_and(|s| s["kind"] == "batch" && s["dataset"] == name.as_str())
-    });
-    if let Some(job) = active {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "dataset_in_use",
-            format!(
-                "job {} is {} over dataset `{name}`",
-                job.id,
-                job.state.as_str()
-            ),
-        )
-        .hint("wait for the job to end, or cancel it (`weft job cancel ID`)"));
-    }
+    refuse_under_a_job(&state, "dataset", "dataset_in_use", &name).await?;
     let store = state.store.clone();
     let n = name.clone();
     let existed = crate::blocking(move || store.delete_dataset(&n)).await?;

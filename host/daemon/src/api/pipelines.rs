@@ -139,6 +139,8 @@ pub async fn delete(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
+    // Its jobs would each fail every row they have left, one by one.
+    super::datasets::refuse_under_a_job(&state, "pipeline", "pipeline_in_use", &name).await?;
     let local = state.cluster.begin(crate::cluster::Kind::Pipeline, &name);
     if state.pipelines.delete(&name).await? {
         local.publish(crate::cluster::Change::Deleted);
