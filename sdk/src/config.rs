@@ -68,9 +68,12 @@ impl Config {
     /// ```
     /// let config = weft_sdk::Config::from_iter([("size", "ten")]);
     /// let err = config.parse::<usize>("size").unwrap_err();
-    /// assert_eq!(err, r#"config `size` = "ten" is not a valid usize: invalid digit found in string"#);
-    /// let err = config.parse::<usize>("overlap").unwrap_err();
-    /// assert_eq!(err, "config `overlap` is required (a usize)");
+    /// assert_eq!(
+    ///     err,
+    ///     r#"config `size` = "ten" is not a valid whole number (0 or more): invalid digit found in string"#
+    /// );
+    /// let err = config.parse::<String>("vocab").unwrap_err();
+    /// assert_eq!(err, "config `vocab` is required (a string)");
     /// ```
     pub fn parse<T>(&self, key: &str) -> Result<T, String>
     where
@@ -81,7 +84,7 @@ impl Config {
             Some(value) => parse_value(key, value),
             None => Err(format!(
                 "config `{key}` is required (a {})",
-                std::any::type_name::<T>()
+                readable_type::<T>()
             )),
         }
     }
@@ -98,7 +101,7 @@ impl Config {
     /// let err = weft_sdk::Config::from_iter([("lowercase", "no")])
     ///     .parse_or("lowercase", true)
     ///     .unwrap_err();
-    /// assert!(err.contains("not a valid bool"), "{err}");
+    /// assert!(err.contains("not a valid boolean (true or false)"), "{err}");
     /// # Ok::<(), String>(())
     /// ```
     pub fn parse_or<T>(&self, key: &str, default: T) -> Result<T, String>
@@ -194,9 +197,26 @@ where
     value.parse().map_err(|e| {
         format!(
             "config `{key}` = {value:?} is not a valid {}: {e}",
-            std::any::type_name::<T>()
+            readable_type::<T>()
         )
     })
+}
+
+/// What a config value of type `T` must be, in a user's words (the person
+/// deploying the stage reads this, not its author): `usize` is a whole
+/// number, `alloc::string::String` a string; other types by their last
+/// path segment.
+fn readable_type<T>() -> &'static str {
+    let name = std::any::type_name::<T>();
+    match name {
+        "u8" | "u16" | "u32" | "u64" | "u128" | "usize" => "whole number (0 or more)",
+        "i8" | "i16" | "i32" | "i64" | "i128" | "isize" => "whole number",
+        "f32" | "f64" => "number",
+        "bool" => "boolean (true or false)",
+        "alloc::string::String" | "&str" => "string",
+        "char" => "single character",
+        _ => name.rsplit("::").next().unwrap_or(name),
+    }
 }
 
 /// Wraps the pairs exactly as the host passes them to `init`.

@@ -189,8 +189,9 @@ impl Item {
                 values.len(),
             )),
             Ok(_) => StageError::bad_input(format!(
-                "{} is JSON, but not of the shape this stage reads: {err}",
-                self.described()
+                "{} is JSON, but not of the shape this stage reads: {}",
+                self.described(),
+                without_rust_names(&err.to_string())
             )),
         }
     }
@@ -248,6 +249,24 @@ impl Item {
     }
 }
 
+/// serde's message with the stage's Rust types said as JSON: `expected
+/// struct Doc` is `expected a JSON object` to a caller over HTTP.
+fn without_rust_names(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(at) = rest.find("expected struct ") {
+        out.push_str(&rest[..at]);
+        out.push_str("expected a JSON object");
+        rest = &rest[at + "expected struct ".len()..];
+        let name = rest
+            .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+            .unwrap_or(rest.len());
+        rest = &rest[name..];
+    }
+    out.push_str(rest);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -291,6 +310,14 @@ mod tests {
         // A stage that reads arrays still reads them.
         let ok: Vec<String> = item.parse_json().unwrap();
         assert_eq!(ok, ["a", "b"]);
+    }
+
+    #[test]
+    fn the_stage_s_struct_names_are_said_as_json() {
+        let item = Item::bytes(JSON, "42");
+        let message = item.parse_json::<Doc>().unwrap_err().message().to_string();
+        assert!(message.contains("expected a JSON object"), "{message}");
+        assert!(!message.contains("Doc"), "{message}");
     }
 
     #[test]

@@ -274,5 +274,5 @@ fn sentencepiece_matches_llama_cpp() {
         assert!(!chat.texts.is_empty());
         checked += 1;
     }
-    assert_eq!(checked, 2, "tinyllama and phi3");
+    assert_eq!(checked, 3, "tinyllama, phi3 and phi3long");
 }
