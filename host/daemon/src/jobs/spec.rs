@@ -194,6 +194,15 @@ impl JobSpec {
                         "leave it out for one hour",
                     );
                 }
+                // (A stage would get JSON `null` and most would refuse it
+                // only once the job ran.)
+                if i.input.is_null() && i.input_base64.is_none() {
+                    return bad(
+                        "input",
+                        "is missing: the job runs its pipeline on one input item".into(),
+                        "give `input` (JSON, or text with `content_type`) or `input_base64`",
+                    );
+                }
             }
         }
         Ok(())
@@ -316,5 +325,8 @@ mod tests {
         let huge = br#"{"kind":"invoke","pipeline":"p","timeout_s":18446744073709551615}"#;
         let err = JobSpec::from_json(huge).unwrap_err();
         assert!(err.message.contains("`timeout_s`"), "{}", err.message);
+        // No input ran the stage on `null`.
+        let err = JobSpec::from_json(br#"{"kind":"invoke","pipeline":"p"}"#).unwrap_err();
+        assert!(err.message.starts_with("`input`: is missing"), "{}", err.message);
     }
 }
