@@ -211,8 +211,9 @@ async fn rows(
         return Err(ApiError::bad_request(
             "not_a_batch_job",
             format!(
-                "job {} is an invoke job; its result is in GET /v1/jobs/{}",
-                rec.id, rec.id
+                "job {} is an invoke job: it has a result, not output rows; see it with \
+                 `weft job status {}` (GET /v1/jobs/{})",
+                rec.id, rec.id, rec.id
             ),
         ));
     }

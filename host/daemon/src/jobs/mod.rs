@@ -638,7 +638,7 @@ fn finished(rec: &JobRecord, what: &str) -> ApiError {
         StatusCode::CONFLICT,
         "job_finished",
         format!(
-            "job {} has already {}; it cannot be {what}",
+            "job {} is already {}; it cannot be {what}",
             rec.id,
             rec.state.as_str()
         ),
