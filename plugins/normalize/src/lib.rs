@@ -1,7 +1,8 @@
 //! `normalize`: cleans up text so that later stages see one spelling of it.
 //!
-//! Input, per item: JSON `{"text": "..."}`. Output, per item, keeping the key:
-//! JSON `{"text": "<normalised>"}` where normalising is, in order,
+//! Input, per item: JSON `{"text": "...", ...}`. Output, per item, keeping the
+//! key and the item's other fields (a dataset row's `id` goes through): JSON
+//! `{"text": "<normalised>", ...}` where normalising is, in order,
 //!
 //! 1. Unicode NFKC, so compatibility forms fold (`ﬁ` → `fi`, full-width `Ａ` → `A`,
 //!    no-break space → space);
@@ -23,10 +24,13 @@ pub struct Normalize {
     lowercase: bool,
 }
 
-/// Input and output shape: the document's text.
+/// Input and output shape: the document's text, and whatever else the item
+/// carries, passed on as it is.
 #[derive(Deserialize, Serialize)]
 struct Doc {
     text: String,
+    #[serde(flatten)]
+    rest: serde_json::Map<String, serde_json::Value>,
 }
 
 impl Stage for Normalize {
@@ -50,7 +54,11 @@ impl Stage for Normalize {
                     ))
                 })?;
                 let text = normalize(&doc.text, self.lowercase);
-                Ok(Item::json(&Doc { text })?.with_key_from(&item))
+                let out = Doc {
+                    text,
+                    rest: doc.rest,
+                };
+                Ok(Item::json(&out)?.with_key_from(&item))
             })
             .collect()
     }
@@ -138,6 +146,17 @@ mod tests {
         assert_eq!(out[1].key, None);
         assert_eq!(out[1].content_type, "application/json");
         assert_eq!(out[1].payload, br#"{"text":"b"}"#);
+    }
+
+    /// A row's `id` (and any other field) was dropped, so batch output could
+    /// not be joined back to its rows.
+    #[test]
+    fn passes_other_fields_on() {
+        let mut harness = Harness::<Normalize>::new(&[]);
+        let item = Item::json(&json!({"id": 7, "text": " Hi  THERE", "tags": ["a"]})).unwrap();
+        let out = harness.process(vec![item]).unwrap();
+        let value: Value = out[0].parse_json().unwrap();
+        assert_eq!(value, json!({"id": 7, "text": "hi there", "tags": ["a"]}));
     }
 
     #[test]
