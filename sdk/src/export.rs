@@ -101,14 +101,19 @@ pub mod __private {
         }
 
         /// Logs panic messages (`panicked at src/lib.rs:7:9:\n<message>`) at error
-        /// level before the default hook writes them to stderr and the panic traps.
+        /// level before the panic traps. In Wasm that is all: the host keeps
+        /// the logged message for the trap's error, and the default hook's
+        /// copy on stderr (which it keeps too) said it twice. Natively the
+        /// default hook prints it as well.
         fn log_panics() {
             static HOOK: Once = Once::new();
             HOOK.call_once(|| {
                 let default = std::panic::take_hook();
                 std::panic::set_hook(Box::new(move |info| {
                     crate::log::log(crate::log::Level::Error, &info.to_string());
-                    default(info);
+                    if !cfg!(target_arch = "wasm32") {
+                        default(info);
+                    }
                 }));
             });
         }

@@ -153,6 +153,8 @@ async fn traps_deadlines_and_memory_limits_hit_only_the_guilty_call() {
         message.contains("probe") && message.contains("deliberate trap"),
         "{message}"
     );
+    // Said once (the logged panic and stderr's copy of it said it twice).
+    assert_eq!(message.matches("deliberate trap").count(), 1, "{message}");
 
     let (status, body) = d.invoke("probe", &json!({"op": "spin"})).await;
     assert_eq!(status, 504, "{body}");

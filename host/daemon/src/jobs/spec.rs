@@ -327,6 +327,10 @@ mod tests {
         assert!(err.message.contains("`timeout_s`"), "{}", err.message);
         // No input ran the stage on `null`.
         let err = JobSpec::from_json(br#"{"kind":"invoke","pipeline":"p"}"#).unwrap_err();
-        assert!(err.message.starts_with("`input`: is missing"), "{}", err.message);
+        assert!(
+            err.message.starts_with("`input`: is missing"),
+            "{}",
+            err.message
+        );
     }
 }
