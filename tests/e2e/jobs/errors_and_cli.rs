@@ -20,6 +20,19 @@ async fn bad_datasets_and_job_specs_are_explained() {
         json!([]),
         "nothing registered"
     );
+    // No rows (a job over it "succeeded" over 0 of 0 rows).
+    for (query, body) in [
+        ("name=e&format=jsonl", ""),
+        ("name=e&format=lines", "\n\n"),
+        ("name=e&format=csv", "op,n\n"),
+    ] {
+        let (s, e) = dataset(&d, query, body.into()).await;
+        assert_eq!(
+            (s, e["error"]["code"].as_str()),
+            (400, Some("empty_dataset")),
+            "{query}: {e}"
+        );
+    }
     let (s, e) = dataset(&d, "name=nofmt", "x\n".into()).await;
     assert_eq!(s, 400);
     assert!(

@@ -86,6 +86,18 @@ pub async fn create(
         stream,
     )
     .await?;
+    // (A job over it "succeeded" over 0 of 0 rows.)
+    if blocks.is_empty() {
+        return Err(ApiError::bad_request(
+            "empty_dataset",
+            format!(
+                "the upload of dataset `{}` has no rows (an empty body, blank lines only, \
+                 or a CSV header alone)",
+                q.name
+            ),
+        )
+        .hint("send the rows in the body: `weft dataset upload NAME FILE`"));
+    }
     let rec = DatasetRecord::new(&q.name, format.as_str(), blocks);
     let store = state.store.clone();
     let stored = rec.clone();
