@@ -38,13 +38,20 @@ pub(crate) fn is_json(content_type: &str) -> bool {
     mime == "application/json" || mime.ends_with("+json")
 }
 
-/// An item as a JSON value: its payload when JSON, else
-/// `{"content_type", "base64"}`.
+/// An item as a JSON value: its payload when JSON, a string when text
+/// (`text/*`, UTF-8), else `{"key", "content_type", "base64"}`. The same
+/// everywhere items are shown as JSON: answers of several items, SSE
+/// events, invoke jobs' results and batch jobs' output rows.
 pub fn render_item(item: &Item) -> Value {
     if is_json(&item.content_type)
         && let Ok(v) = serde_json::from_slice::<Value>(&item.payload)
     {
         return v;
+    }
+    if item.content_type.starts_with("text/")
+        && let Ok(s) = std::str::from_utf8(&item.payload)
+    {
+        return Value::String(s.to_string());
     }
     json!({
         "key": item.key,
@@ -265,6 +272,14 @@ mod tests {
             payload: br#"{"a":1}"#.to_vec(),
         };
         assert_eq!(render_item(&json_item), json!({"a": 1}));
+        // Text as a string (an invoke job's result showed it as base64,
+        // its batch output as text).
+        let text = Item {
+            key: None,
+            content_type: "text/plain; charset=utf-8".into(),
+            payload: b"HELLO".to_vec(),
+        };
+        assert_eq!(render_item(&text), json!("HELLO"));
         let bin = Item {
             key: Some("k".into()),
             content_type: "application/octet-stream".into(),

@@ -491,7 +491,7 @@ async fn patiently<T>(
 }
 
 /// Appends an output item as one JSON line: valid one-line JSON as the
-/// stage wrote it, anything else as [`row_value`] renders it.
+/// stage wrote it, anything else as [`crate::api::render_item`] renders it.
 fn push_line(out: &mut Vec<u8>, item: &Item) {
     let p = &item.payload;
     if crate::api::is_json(&item.content_type)
@@ -500,20 +500,9 @@ fn push_line(out: &mut Vec<u8>, item: &Item) {
     {
         out.extend_from_slice(p);
     } else {
-        serde_json::to_writer(&mut *out, &row_value(item)).expect("JSON serializes");
+        serde_json::to_writer(&mut *out, &crate::api::render_item(item)).expect("JSON serializes");
     }
     out.push(b'\n');
-}
-
-/// An output item as a JSON value: JSON as is, text as a string, other
-/// bytes as `{"content_type", "base64"}`.
-fn row_value(item: &Item) -> Value {
-    if item.content_type.starts_with("text/")
-        && let Ok(s) = std::str::from_utf8(&item.payload)
-    {
-        return Value::String(s.to_string());
-    }
-    crate::api::render_item(item)
 }
 
 /// Writes `output.jsonl` and `errors.jsonl` (each through a temporary file
@@ -560,15 +549,15 @@ mod tests {
             payload: p.to_vec(),
         };
         assert_eq!(
-            row_value(&item("application/json", b"{\"a\":1}")),
+            crate::api::render_item(&item("application/json", b"{\"a\":1}")),
             json!({"a": 1})
         );
         assert_eq!(
-            row_value(&item("text/plain; charset=utf-8", b"hi")),
+            crate::api::render_item(&item("text/plain; charset=utf-8", b"hi")),
             json!("hi")
         );
         assert_eq!(
-            row_value(&item("application/octet-stream", &[0])),
+            crate::api::render_item(&item("application/octet-stream", &[0])),
             json!({"key": null, "content_type": "application/octet-stream", "base64": "AA=="})
         );
     }
