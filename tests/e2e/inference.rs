@@ -105,6 +105,19 @@ async fn embed_matches_onnxruntime_over_http() {
         (Some(128), &json!(true)),
         "{v}"
     );
+    // A row's other fields go through (its `id`), its text does not.
+    let (status, v) = d
+        .invoke(
+            "embed",
+            &json!({"text": "a cat", "id": "row-7", "tokens": 1}),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        (&v["id"], &v["tokens"], v.get("text")),
+        (&json!("row-7"), &json!(4), None),
+        "{v}"
+    );
 
     // A bad item fails alone with a message that says what to send.
     let (status, v) = d.invoke("embed", &json!({"txt": "typo"})).await;

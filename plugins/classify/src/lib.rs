@@ -11,7 +11,8 @@
 //! | `labels`     | required            | the class names in class order, comma-separated (the `labels` `finetune` returned) |
 //!
 //! Input, per item: JSON `{"text": "..."}` or a `text/*` item. Output, per
-//! item and keeping its key: `{"label", "score", "scores": {label: p}}`.
+//! item and keeping its key: `{"label", "score", "scores": {label: p}, ...}` (the
+//! input's other fields but `text`, such as an `id`, passed on).
 //!
 //! The classifier is looked up by name on every batch, so with
 //! `classifier@latest` a newly trained version serves from the next request
@@ -40,6 +41,9 @@ struct Output<'a> {
     label: &'a str,
     score: f32,
     scores: BTreeMap<&'a str, f32>,
+    /// The input's other fields (an `id`), passed on.
+    #[serde(flatten)]
+    rest: serde_json::Map<String, serde_json::Value>,
 }
 
 impl Stage for Classify {
@@ -97,6 +101,7 @@ impl Stage for Classify {
                         .map(String::as_str)
                         .zip(p.iter().copied())
                         .collect(),
+                    rest: encoder::other_fields(item, &["text", "label", "score", "scores"]),
                 };
                 Ok(Item::json(&out)?.with_key_from(item))
             })

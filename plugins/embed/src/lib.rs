@@ -12,10 +12,11 @@
 //!
 //! Input, per item: JSON `{"text": "..."}`, or the text itself as a `text/*`
 //! item. Output, per item and keeping its key: JSON
-//! `{"embedding": [f32; 384], "tokens": n, "truncated": bool}`, the mean of the
-//! token vectors under the attention mask, L2-normalised (cosine similarity is
-//! a dot product), how many tokens the text became after truncation, and
-//! whether it was cut (its tail, past `max_tokens`, is not in the vector).
+//! `{"embedding": [f32; 384], "tokens": n, "truncated": bool, ...}`, the mean of
+//! the token vectors under the attention mask, L2-normalised (cosine similarity
+//! is a dot product), how many tokens the text became after truncation, whether
+//! it was cut (its tail, past `max_tokens`, is not in the vector), and the
+//! input's other fields but `text` (a dataset row's `id` goes through).
 //!
 //! ```text
 //! POST {"text": "The cat sits on the mat."}
@@ -60,7 +61,13 @@ struct Output {
     embedding: Vec<f32>,
     tokens: usize,
     truncated: bool,
+    /// The input's other fields (an `id`), passed on.
+    #[serde(flatten)]
+    rest: serde_json::Map<String, serde_json::Value>,
 }
+
+/// What an answer has itself, and the input's text: not passed on.
+const USED: [&str; 4] = ["text", "embedding", "tokens", "truncated"];
 
 impl Stage for Embed {
     fn init(config: Config) -> Result<Self, String> {
@@ -93,6 +100,7 @@ impl Stage for Embed {
                         embedding: vector,
                         tokens,
                         truncated,
+                        rest: encoder::other_fields(item, &USED),
                     };
                     Ok(Item::json(&out)?.with_key_from(item))
                 },

@@ -231,11 +231,32 @@ pub fn text_of(who: &str, field: &str, index: usize, item: &Item) -> Result<Stri
     }
 }
 
+/// The fields of JSON object item `item` but those named in `used` (its
+/// text, and those the answer has itself): what an answer passes on, so a
+/// row's `id` goes through a batch job with it. Empty for other items.
+pub fn other_fields(item: &Item, used: &[&str]) -> serde_json::Map<String, Value> {
+    match item.parse_json::<Value>() {
+        Ok(Value::Object(mut fields)) => {
+            fields.retain(|key, _| !used.contains(&key.as_str()));
+            fields
+        }
+        _ => serde_json::Map::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn other_fields_leave_out_the_used_ones() {
+        let item = Item::json(&json!({"text": "hi", "id": 3, "tokens": 9})).unwrap();
+        let rest = other_fields(&item, &["text", "tokens"]);
+        assert_eq!(Value::Object(rest), json!({"id": 3}));
+        assert!(other_fields(&Item::text("plain"), &["text"]).is_empty());
+    }
 
     #[test]
     fn reads_json_or_plain_text() {
