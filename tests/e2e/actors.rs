@@ -234,6 +234,7 @@ async fn the_cli_manages_actors() {
         .await
         .unwrap();
     d.cli(&["actor", "list"]).await.unwrap();
+    d.cli(&["actor", "show", "c"]).await.unwrap();
     assert_eq!(d.get_json("/v1/actors/c").await["calls"], 1);
     d.cli(&["actor", "delete", "c"]).await.unwrap();
     let err = d

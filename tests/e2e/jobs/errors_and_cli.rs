@@ -197,6 +197,36 @@ async fn the_cli_uploads_datasets_and_follows_jobs() {
     assert_eq!(ns, (0..100).collect::<Vec<_>>());
     d.cli(&["job", "list"]).await.unwrap();
     d.cli(&["dataset", "list"]).await.unwrap();
+    // The spec's other settings have flags too.
+    d.cli(&[
+        "job",
+        "submit",
+        "--pipeline",
+        "p",
+        "--dataset",
+        "two",
+        "--distribute",
+        "false",
+    ])
+    .await
+    .unwrap();
+    let newest = &d.get_json("/v1/jobs").await["jobs"][0];
+    assert_eq!(newest["spec"]["distribute"], false, "{newest}");
+    let err = d
+        .cli(&[
+            "job",
+            "submit",
+            "--pipeline",
+            "p",
+            "--input",
+            "{}",
+            "--timeout-s",
+            "0",
+        ])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("timeout_s"), "{err}");
 
     // An async invocation, followed to its end.
     d.cli(&[

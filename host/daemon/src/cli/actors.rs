@@ -27,8 +27,13 @@ pub enum ActorCommand {
         #[arg(long)]
         config: Vec<String>,
     },
-    /// List actors.
+    /// List actors (and stored ones that could not start, with why).
     List,
+    /// Show an actor as JSON: stage, version, config, calls.
+    Show {
+        /// Actor name.
+        name: String,
+    },
     /// Call an actor (calls run one at a time, in order).
     Call {
         /// Actor name.
@@ -81,6 +86,21 @@ pub async fn actor(client: &Client, cmd: ActorCommand) -> anyhow::Result<()> {
                     a["calls"]
                 )?;
             }
+            for a in v["not_running"].as_array().into_iter().flatten() {
+                out!(
+                    "{:<24} {:<20} NOT RUNNING: {}",
+                    a["name"].as_str().unwrap_or(""),
+                    a["stage"].as_str().unwrap_or(""),
+                    a["error"].as_str().unwrap_or("")
+                )?;
+            }
+            Ok(())
+        }
+        ActorCommand::Show { name } => {
+            let v = client
+                .json(client.request(Method::GET, &format!("/v1/actors/{name}")))
+                .await?;
+            print_json(&v)?;
             Ok(())
         }
         ActorCommand::Call { name, payload } => {

@@ -70,6 +70,14 @@ pub enum JobCommand {
         /// Batch job: fail once more than this fraction of rows failed.
         #[arg(long)]
         max_failed_fraction: Option<f64>,
+        /// Batch job, in a cluster: run the blocks on every node (`true`) or
+        /// on this one only (`false`); default: every node when more than
+        /// one is alive.
+        #[arg(long)]
+        distribute: Option<bool>,
+        /// Invoke job: seconds the whole run may take (default 3600).
+        #[arg(long)]
+        timeout_s: Option<u64>,
         /// Follow the job until it ends, like `weft job watch`.
         #[arg(long)]
         watch: bool,
@@ -252,6 +260,8 @@ pub async fn job(client: &Client, cmd: JobCommand) -> anyhow::Result<()> {
             content_type,
             output_dir,
             max_failed_fraction,
+            distribute,
+            timeout_s,
             watch: follow,
         } => {
             let mut spec = match (dataset, input) {
@@ -277,6 +287,12 @@ pub async fn job(client: &Client, cmd: JobCommand) -> anyhow::Result<()> {
             }
             if let Some(f) = max_failed_fraction {
                 spec["max_failed_fraction"] = json!(f);
+            }
+            if let Some(d) = distribute {
+                spec["distribute"] = json!(d);
+            }
+            if let Some(t) = timeout_s {
+                spec["timeout_s"] = json!(t);
             }
             let v = client
                 .json(client.request(Method::POST, "/v1/jobs").json(&spec))
