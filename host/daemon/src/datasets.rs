@@ -217,8 +217,11 @@ impl Ingest {
         let row: Vec<u8> = match self.format {
             Format::Jsonl => {
                 let v: Value = serde_json::from_slice(raw).map_err(|e| {
+                    // serde's position is within the line: its column alone.
+                    let why = e.to_string();
+                    let why = why.rsplit_once(" at line ").map_or(why.as_str(), |(w, _)| w);
                     bad(
-                        format!("not JSON: {e}"),
+                        format!("not JSON: {why} (at column {})", e.column()),
                         "every line of a jsonl dataset is one JSON document; use format=lines for plain text",
                     )
                 })?;
@@ -312,7 +315,7 @@ impl CsvRows {
                     return Err(ApiError::bad_request(
                         "invalid_dataset",
                         format!(
-                            "csv record {}: longer than {} MiB",
+                            "csv record {} (the header is record 1): longer than {} MiB",
                             self.record + 1,
                             MAX_ROW_BYTES >> 20
                         ),
@@ -325,7 +328,7 @@ impl CsvRows {
                 return Err(ApiError::bad_request(
                     "invalid_dataset",
                     format!(
-                        "csv record {}: more than {MAX_CSV_FIELDS} fields",
+                        "csv record {} (the header is record 1): more than {MAX_CSV_FIELDS} fields",
                         self.record + 1
                     ),
                 )
@@ -377,7 +380,10 @@ impl CsvRows {
             let field = std::str::from_utf8(&self.fields[start..end.min(used)]).map_err(|_| {
                 ApiError::bad_request(
                     "invalid_dataset",
-                    format!("csv record {}: not UTF-8 text", self.record),
+                    format!(
+                        "csv record {} (the header is record 1): not UTF-8 text",
+                        self.record
+                    ),
                 )
                 .hint("save the file as UTF-8")
             })?;
@@ -396,7 +402,7 @@ impl CsvRows {
             return Err(ApiError::bad_request(
                 "invalid_dataset",
                 format!(
-                    "csv record {}: has {} fields, the header has {}",
+                    "csv record {} (the header is record 1): has {} fields, the header has {}",
                     self.record,
                     values.len(),
                     header.len()
@@ -532,6 +538,9 @@ mod tests {
             "{}",
             err.message
         );
+        // One line number, the dataset's (serde's said "at line 1").
+        assert!(err.message.ends_with("(at column 2)"), "{}", err.message);
+        assert!(!err.message.contains("line 1"), "{}", err.message);
         assert!(err.hint.unwrap().contains("format=lines"));
     }
 

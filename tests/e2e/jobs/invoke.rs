@@ -213,3 +213,25 @@ async fn jobs_queue_per_pipeline_cancel_promptly_stream_live_and_expire() {
             .starts_with("/v1/jobs/")
     );
 }
+
+/// A job past its `timeout_s` says so (it said "the request's deadline
+/// passed", naming no setting).
+#[tokio::test]
+async fn a_job_past_its_timeout_names_timeout_s() {
+    let d = probe_daemon().await;
+    let (s, job, _) = submit(
+        &d,
+        &json!({"kind": "invoke", "pipeline": "p", "input": {"op": "sleep", "ms": 4000}, "timeout_s": 1}),
+    )
+    .await;
+    assert_eq!(s, 202, "{job}");
+    let done = finished(&d, job["id"].as_str().unwrap()).await;
+    assert_eq!(done["state"], "failed", "{done}");
+    assert!(
+        done["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("the job's timeout_s (1 s) passed"),
+        "{done}"
+    );
+}

@@ -464,6 +464,17 @@ impl Jobs {
         };
         match result {
             Ok(items) => Ok(Value::Array(items.iter().map(render_item).collect()).to_string()),
+            // Its own deadline, not a request's: say which setting it was.
+            Err(failure)
+                if matches!(failure.failure, StepFailure::Timeout)
+                    && Instant::now() >= deadline =>
+            {
+                Err(format!(
+                    "the job's timeout_s ({} s) passed before its pipeline finished; \
+                     submit it again with a larger `timeout_s` (at most 30 days)",
+                    timeout.as_secs()
+                ))
+            }
             Err(failure) => Err(crate::api::run_error(failure).message),
         }
     }
