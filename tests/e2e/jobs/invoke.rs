@@ -235,3 +235,39 @@ async fn a_job_past_its_timeout_names_timeout_s() {
         "{done}"
     );
 }
+
+/// `weft job watch` waits out a daemon restart (the job runs again after
+/// it) instead of failing with "cannot reach the weft daemon".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_waits_out_a_restart() {
+    let mut d = probe_daemon().await;
+    let (_, job, _) = submit(
+        &d,
+        &json!({"kind": "invoke", "pipeline": "p", "input": {"op": "sleep", "ms": 1500}}),
+    )
+    .await;
+    let id = job["id"].as_str().unwrap().to_string();
+    let url = d.url.clone();
+    // (The CLI's future is not Send: on a thread and runtime of its own.)
+    let watch = std::thread::spawn(move || {
+        let argv = ["weft", "--server", &url, "job", "watch", &id];
+        let cli = weft::cli::Cli::try_parse_checked(argv).unwrap();
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(weft::cli::run(cli))
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let addr: std::net::SocketAddr = d.url.trim_start_matches("http://").parse().unwrap();
+    // Down for a few of the watch's polls.
+    d.restart_with(|c| {
+        std::thread::sleep(Duration::from_millis(1500));
+        c.listen = addr;
+    })
+    .await;
+    let followed = tokio::task::spawn_blocking(move || watch.join().unwrap())
+        .await
+        .unwrap();
+    followed.expect("the watch followed the job to its end");
+}

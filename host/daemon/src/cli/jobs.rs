@@ -383,10 +383,31 @@ pub async fn job(client: &Client, cmd: JobCommand) -> anyhow::Result<()> {
 async fn watch(client: &Client, id: &str) -> anyhow::Result<()> {
     let tty = std::io::stderr().is_terminal();
     let mut last = String::new();
+    // Since when the daemon has not answered: a restart (the job resumes
+    // after it) is waited out, for up to `RECONNECT`.
+    let mut lost: Option<std::time::Instant> = None;
     loop {
-        let v = client
+        let v = match client
             .json(client.request(Method::GET, &format!("/v1/jobs/{id}")))
-            .await?;
+            .await
+        {
+            Ok(v) => {
+                lost = None;
+                v
+            }
+            Err(e) if unreachable(&e) => {
+                let since = *lost.get_or_insert_with(|| {
+                    eprintln!("\n{e}; retrying for {RECONNECT:?}");
+                    std::time::Instant::now()
+                });
+                if since.elapsed() > RECONNECT {
+                    return Err(e);
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         let state = v["state"].as_str().unwrap_or("").to_string();
         let line = progress_line(&v);
         if line != last {
@@ -419,6 +440,15 @@ async fn watch(client: &Client, id: &str) -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// How long `weft job watch` waits for a daemon that stopped answering.
+const RECONNECT: Duration = Duration::from_secs(120);
+
+/// Whether `e` is the daemon not answering at all (not an error it sent).
+fn unreachable(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<reqwest::Error>()
+        .is_some_and(|e| e.is_connect() || e.is_timeout() || e.is_request())
 }
 
 /// `[#####.....] 52% 5200/10000 rows  1830 rows/s  ETA 3s  2 failed  running`.
