@@ -98,6 +98,10 @@ async fn an_invoke_job_resumes_from_its_checkpoint_after_a_restart() {
     let result = &done["result"][0];
     assert_eq!(result["counted"], 30, "{done}");
     assert!(result["resumed_from"].as_u64().unwrap() >= 10, "{done}");
+    // Its events say how it resumed (not a batch job's `blocks_done: 0`).
+    let events = d.get_text(&format!("/v1/jobs/{id}/events")).await;
+    assert!(events.contains(r#""from":"checkpoints""#), "{events}");
+    assert!(!events.contains("blocks_done"), "{events}");
 }
 
 #[tokio::test]

@@ -358,11 +358,13 @@ impl Jobs {
     async fn run(&self, rec: JobRecord, spec: JobSpec, live: &Arc<Live>, resumed: bool) {
         let id = rec.id;
         if resumed {
-            self.event(
-                id,
-                json!({"type": "resumed", "blocks_done": rec.blocks_done}),
-            )
-            .await;
+            // A batch job goes on from its committed blocks; an invoke job
+            // runs its pipeline again (its stages from their checkpoints).
+            let event = match spec {
+                JobSpec::Batch(_) => json!({"type": "resumed", "blocks_done": rec.blocks_done}),
+                JobSpec::Invoke(_) => json!({"type": "resumed", "from": "checkpoints"}),
+            };
+            self.event(id, event).await;
         }
         // Wait for the pipeline's job concurrency limit.
         let limit = self
