@@ -264,14 +264,8 @@ async fn cancel_stops_a_running_job_promptly() {
         "dataset_in_use"
     );
     // Nor its pipeline: the job would fail each row it has left, one by one.
-    let r = d
-        .http
-        .delete(d.url("/v1/pipelines/p"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 409);
-    let v = r.json::<Value>().await.unwrap();
+    let (status, v) = d.delete("/v1/pipelines/p").await;
+    assert_eq!(status, 409);
     assert_eq!(v["error"]["code"], "pipeline_in_use", "{v}");
     assert!(
         v["error"]["message"]

@@ -175,17 +175,12 @@ async fn the_cli_uploads_datasets_and_follows_jobs() {
         "{ds}"
     );
 
-    d.cli(&[
-        "job",
-        "submit",
-        "--pipeline",
-        "p",
-        "--dataset",
-        "two",
-        "--watch",
-    ])
-    .await
-    .unwrap();
+    let cli_submit = |extra: &'static [&'static str]| {
+        let mut args = vec!["job", "submit", "--pipeline", "p", "--dataset", "two"];
+        args.extend_from_slice(extra);
+        args
+    };
+    d.cli(&cli_submit(&["--watch"])).await.unwrap();
     let out = dir.join("out.jsonl");
     d.cli(&["job", "output", "1", "-o", out.to_str().unwrap()])
         .await
@@ -198,18 +193,9 @@ async fn the_cli_uploads_datasets_and_follows_jobs() {
     d.cli(&["job", "list"]).await.unwrap();
     d.cli(&["dataset", "list"]).await.unwrap();
     // The spec's other settings have flags too.
-    d.cli(&[
-        "job",
-        "submit",
-        "--pipeline",
-        "p",
-        "--dataset",
-        "two",
-        "--distribute",
-        "false",
-    ])
-    .await
-    .unwrap();
+    d.cli(&cli_submit(&["--distribute", "false"]))
+        .await
+        .unwrap();
     let newest = &d.get_json("/v1/jobs").await["jobs"][0];
     assert_eq!(newest["spec"]["distribute"], false, "{newest}");
     let err = d
