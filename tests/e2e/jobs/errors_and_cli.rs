@@ -175,12 +175,15 @@ async fn the_cli_uploads_datasets_and_follows_jobs() {
         "{ds}"
     );
 
-    let cli_submit = |extra: &'static [&'static str]| {
-        let mut args = vec!["job", "submit", "--pipeline", "p", "--dataset", "two"];
-        args.extend_from_slice(extra);
+    // `weft job submit --pipeline p` and `rest`.
+    let submit_p = |rest: &[&'static str]| {
+        let mut args = vec!["job", "submit", "--pipeline", "p"];
+        args.extend_from_slice(rest);
         args
     };
-    d.cli(&cli_submit(&["--watch"])).await.unwrap();
+    d.cli(&submit_p(&["--dataset", "two", "--watch"]))
+        .await
+        .unwrap();
     let out = dir.join("out.jsonl");
     d.cli(&["job", "output", "1", "-o", out.to_str().unwrap()])
         .await
@@ -193,39 +196,22 @@ async fn the_cli_uploads_datasets_and_follows_jobs() {
     d.cli(&["job", "list"]).await.unwrap();
     d.cli(&["dataset", "list"]).await.unwrap();
     // The spec's other settings have flags too.
-    d.cli(&cli_submit(&["--distribute", "false"]))
+    d.cli(&submit_p(&["--dataset", "two", "--distribute", "false"]))
         .await
         .unwrap();
     let newest = &d.get_json("/v1/jobs").await["jobs"][0];
     assert_eq!(newest["spec"]["distribute"], false, "{newest}");
     let err = d
-        .cli(&[
-            "job",
-            "submit",
-            "--pipeline",
-            "p",
-            "--input",
-            "{}",
-            "--timeout-s",
-            "0",
-        ])
+        .cli(&submit_p(&["--input", "{}", "--timeout-s", "0"]))
         .await
         .unwrap_err()
         .to_string();
     assert!(err.contains("timeout_s"), "{err}");
 
     // An async invocation, followed to its end.
-    d.cli(&[
-        "job",
-        "submit",
-        "--pipeline",
-        "p",
-        "--input",
-        r#"{"op":"echo"}"#,
-        "--watch",
-    ])
-    .await
-    .unwrap();
+    d.cli(&submit_p(&["--input", r#"{"op":"echo"}"#, "--watch"]))
+        .await
+        .unwrap();
     // A job that fails makes `--watch` fail, with the reason.
     let poison = dir.join("poison.jsonl");
     std::fs::write(&poison, "{\"op\":\"fatal\"}\n").unwrap();
@@ -233,15 +219,7 @@ async fn the_cli_uploads_datasets_and_follows_jobs() {
         .await
         .unwrap();
     let err = d
-        .cli(&[
-            "job",
-            "submit",
-            "--pipeline",
-            "p",
-            "--dataset",
-            "poison",
-            "--watch",
-        ])
+        .cli(&submit_p(&["--dataset", "poison", "--watch"]))
         .await
         .unwrap_err()
         .to_string();
