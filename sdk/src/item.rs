@@ -172,26 +172,46 @@ impl Item {
     /// # Ok::<(), StageError>(())
     /// ```
     pub fn parse_json<T: DeserializeOwned>(&self) -> Result<T, StageError> {
-        serde_json::from_slice(&self.payload).map_err(|e| self.json_error(e))
+        serde_json::from_slice(&self.payload).map_err(|e| self.json_error::<T>(e))
     }
 
     /// The `BadInput` for JSON that `T` could not be read from: not JSON at
     /// all, JSON of another shape, or (the mistake of a caller who meant
     /// several items) an array of them.
-    fn json_error(&self, err: serde_json::Error) -> StageError {
+    fn json_error<T: DeserializeOwned>(&self, err: serde_json::Error) -> StageError {
+        let why = without_rust_names(&err.to_string());
         match serde_json::from_slice::<serde_json::Value>(&self.payload) {
             Err(_) => self.decode_error("JSON", err),
-            Ok(serde_json::Value::Array(values)) => StageError::bad_input(format!(
-                "{} is a JSON array of {} values, which this stage does not read ({err}); \
-                 an item is one value: to send several, send one per request, or run a \
-                 batch job over them",
-                self.described(),
-                values.len(),
-            )),
+            // Several of what the stage reads, sent as one item.
+            Ok(serde_json::Value::Array(values))
+                if values
+                    .first()
+                    .is_some_and(|v| serde_json::from_value::<T>(v.clone()).is_ok()) =>
+            {
+                StageError::bad_input(format!(
+                    "{} is a JSON array of {} values where this stage reads one ({why}): \
+                     an item is one value; to send several, send one per request, or run \
+                     a batch job over them",
+                    self.described(),
+                    values.len(),
+                ))
+            }
+            // Valid JSON, yet a syntax error: serde read a struct from the
+            // array's first values and found more ("trailing characters").
+            Ok(serde_json::Value::Array(values))
+                if err.classify() == serde_json::error::Category::Syntax =>
+            {
+                StageError::bad_input(format!(
+                    "{} is a JSON array of {} values, which this stage does not read: an \
+                     item is one value; to send several, send one per request, or run a \
+                     batch job over them",
+                    self.described(),
+                    values.len(),
+                ))
+            }
             Ok(_) => StageError::bad_input(format!(
-                "{} is JSON, but not of the shape this stage reads: {}",
-                self.described(),
-                without_rust_names(&err.to_string())
+                "{} is JSON, but not of the shape this stage reads: {why}",
+                self.described()
             )),
         }
     }
@@ -255,6 +275,12 @@ fn without_rust_names(message: &str) -> String {
     let mut out = String::with_capacity(message.len());
     let mut rest = message;
     while let Some(at) = rest.find("expected struct ") {
+        // (`expected struct variant E::V` names an enum's case: left be.)
+        if rest[at..].starts_with("expected struct variant") {
+            out.push_str(&rest[..at + 1]);
+            rest = &rest[at + 1..];
+            continue;
+        }
         out.push_str(&rest[..at]);
         out.push_str("expected a JSON object");
         rest = &rest[at + "expected struct ".len()..];
@@ -302,14 +328,36 @@ mod tests {
     /// trailing characters" (serde reads a struct from an array too).
     #[test]
     fn an_array_where_one_item_is_read_says_so() {
-        let item = Item::bytes(JSON, r#"["a","b"]"#);
+        let item = Item::bytes(JSON, r#"[{"text":"a"},{"text":"b"}]"#);
         let message = item.parse_json::<Doc>().unwrap_err().message().to_string();
         assert!(message.contains("JSON array of 2 values"), "{message}");
         assert!(message.contains("one per request"), "{message}");
         assert!(!message.contains("not valid JSON"), "{message}");
-        // A stage that reads arrays still reads them.
-        let ok: Vec<String> = item.parse_json().unwrap();
-        assert_eq!(ok, ["a", "b"]);
+        assert!(!message.contains("Doc"), "{message}");
+        // A stage that reads arrays still reads them, and one whose array
+        // holds something else is told that, not to send one per request.
+        let ok: Vec<Doc> = item.parse_json().unwrap();
+        assert_eq!(ok.len(), 2);
+        // `["a","b"]` to a stage reading `{"text"}`: serde read the struct
+        // from the array and said only "trailing characters".
+        let strings = Item::bytes(JSON, r#"["a","b"]"#);
+        let message = strings
+            .parse_json::<Doc>()
+            .unwrap_err()
+            .message()
+            .to_string();
+        assert!(message.contains("JSON array of 2 values"), "{message}");
+        assert!(!message.contains("trailing"), "{message}");
+        let wrong = Item::bytes(JSON, r#"[{"txt":1}]"#);
+        let message = wrong
+            .parse_json::<Vec<Doc>>()
+            .unwrap_err()
+            .message()
+            .to_string();
+        assert!(
+            message.contains("not of the shape") && message.contains("missing field `text`"),
+            "{message}"
+        );
     }
 
     #[test]

@@ -112,18 +112,19 @@ impl Store {
         // A store not closed cleanly (a crash, kill -9) is checked and
         // repaired as it opens, which takes a while for a large file: said,
         // with progress, rather than a silent start.
-        let said = std::cell::Cell::new(0u32);
+        // The tenths of the repair said so far (each once).
+        let said = std::cell::Cell::new(None::<u32>);
         let db = redb::Builder::new()
             .set_cache_size(cache_bytes)
             .set_repair_callback(move |session| {
                 let tenth = (session.progress() * 10.0) as u32;
-                if said.get() == 0 || tenth > said.get() {
+                if said.get().is_none_or(|s| tenth > s) {
                     tracing::warn!(
                         progress = format!("{:.0}%", session.progress() * 100.0),
                         "the store was not closed cleanly (a crash or kill -9): checking and \
                          repairing it before starting"
                     );
-                    said.set(tenth.max(1));
+                    said.set(Some(tenth));
                 }
             })
             .create(path.as_ref())

@@ -235,6 +235,10 @@ pub fn text_of(who: &str, field: &str, index: usize, item: &Item) -> Result<Stri
 /// text, and those the answer has itself): what an answer passes on, so a
 /// row's `id` goes through a batch job with it. Empty for other items.
 pub fn other_fields(item: &Item, used: &[&str]) -> serde_json::Map<String, Value> {
+    // A text item is its text, whatever it looks like (as [`text_of`] reads it).
+    if item.content_type.starts_with("text/") {
+        return serde_json::Map::new();
+    }
     match item.parse_json::<Value>() {
         Ok(Value::Object(mut fields)) => {
             fields.retain(|key, _| !used.contains(&key.as_str()));
@@ -256,6 +260,7 @@ mod tests {
         let rest = other_fields(&item, &["text", "tokens"]);
         assert_eq!(Value::Object(rest), json!({"id": 3}));
         assert!(other_fields(&Item::text("plain"), &["text"]).is_empty());
+        assert!(other_fields(&Item::text(r#"{"id": 1}"#), &["text"]).is_empty());
     }
 
     #[test]

@@ -364,13 +364,17 @@ impl Session for NnSession<'_> {
             .context
             .compute(vec![("input_ids".to_string(), input)])
             .map_err(|e| match e.code() {
-                // The host's advice to start a new execution context is
-                // this stage's to follow, not its caller's.
-                ErrorCode::TooLarge => StepError::ContextFull(
-                    e.to_string()
-                        .trim_end_matches("; start a new execution context")
-                        .to_string(),
-                ),
+                // A full context (not another too-large, such as a GPU
+                // buffer past the device's limit). The host's advice to
+                // start a new execution context is this stage's to follow,
+                // not its caller's.
+                ErrorCode::TooLarge if e.data().contains("the model's context") => {
+                    StepError::ContextFull(
+                        e.to_string()
+                            .trim_end_matches("; start a new execution context")
+                            .to_string(),
+                    )
+                }
                 // A model that is not a decoder, or a tokenizer of another
                 // model's vocabulary: a deploy mistake, said as one.
                 ErrorCode::InvalidArgument => StepError::Failed(StageError::fatal(format!(

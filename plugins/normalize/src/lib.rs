@@ -14,7 +14,6 @@
 //! An item that is not JSON or has no string `text` fails the batch with
 //! `bad-input` naming the item's index.
 
-use serde::{Deserialize, Serialize};
 use unicode_normalization::UnicodeNormalization;
 use weft_sdk::{Config, Item, Stage, StageError};
 
@@ -22,15 +21,6 @@ use weft_sdk::{Config, Item, Stage, StageError};
 #[derive(Debug)]
 pub struct Normalize {
     lowercase: bool,
-}
-
-/// Input and output shape: the document's text, and whatever else the item
-/// carries, passed on as it is.
-#[derive(Deserialize, Serialize)]
-struct Doc {
-    text: String,
-    #[serde(flatten)]
-    rest: serde_json::Map<String, serde_json::Value>,
 }
 
 impl Stage for Normalize {
@@ -47,18 +37,22 @@ impl Stage for Normalize {
             .into_iter()
             .enumerate()
             .map(|(index, item)| {
-                let doc: Doc = item.parse_json().map_err(|e| {
+                let bad = |why: &str| {
                     StageError::bad_input(format!(
-                        "normalize: item {index}: expected JSON {{\"text\": string}}: {}",
-                        e.message()
+                        "normalize: item {index}: expected JSON {{\"text\": string}}: {why}"
                     ))
-                })?;
-                let text = normalize(&doc.text, self.lowercase);
-                let out = Doc {
-                    text,
-                    rest: doc.rest,
                 };
-                Ok(Item::json(&out)?.with_key_from(&item))
+                // Read as a map, not a struct with serde's `flatten` (which
+                // buffers every row through an intermediate form).
+                let mut fields: serde_json::Map<String, serde_json::Value> =
+                    item.parse_json().map_err(|e| bad(e.message()))?;
+                let text = match fields.get("text") {
+                    Some(serde_json::Value::String(text)) => normalize(text, self.lowercase),
+                    Some(other) => return Err(bad(&format!("`text` is {other}, not a string"))),
+                    None => return Err(bad("missing field `text`")),
+                };
+                fields.insert("text".into(), text.into());
+                Ok(Item::json(&fields)?.with_key_from(&item))
             })
             .collect()
     }

@@ -96,7 +96,7 @@ pub async fn create(
                 q.name
             ),
         )
-        .hint("send the rows in the body: `weft dataset upload NAME FILE`"));
+        .hint("send the rows in the body: `weft dataset create NAME FILE`"));
     }
     let rec = DatasetRecord::new(&q.name, format.as_str(), blocks);
     let store = state.store.clone();

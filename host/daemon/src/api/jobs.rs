@@ -222,12 +222,26 @@ async fn rows(
     let complete =
         rec.state == JobState::Succeeded || (which == Rows::Errors && rec.state.is_terminal());
     if !complete && !q.partial {
+        let (what, hint) = match (which, rec.state.is_terminal()) {
+            (Rows::Errors, _) => (
+                "its errors are not complete",
+                "wait until it has ended (`weft job watch ID`), or add ?partial=true for the blocks committed so far",
+            ),
+            (Rows::Output, false) => (
+                "its output is not complete",
+                "wait until it has succeeded (`weft job watch ID`), or add ?partial=true for the blocks committed so far",
+            ),
+            (Rows::Output, true) => (
+                "its output will not be complete",
+                "add ?partial=true (`--partial`) for the blocks it committed; its failed rows are at /errors (`--errors`)",
+            ),
+        };
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "job_not_succeeded",
-            format!("job {} is {}: its output is not complete", rec.id, rec.state.as_str()),
+            format!("job {} is {}: {what}", rec.id, rec.state.as_str()),
         )
-        .hint("wait until it has succeeded (`weft job watch ID`), or add ?partial=true for the blocks committed so far"));
+        .hint(hint));
     }
     let store = state.store.clone();
     let blocks = crate::blocking(move || store.job_blocks(rec.id)).await?;

@@ -482,30 +482,41 @@ async fn serve(args: ServeArgs, token: Option<String>) -> anyhow::Result<()> {
         cluster.block_workers = args.block_workers.max(1);
         config.cluster = Some(cluster);
     }
+    // Listened for before anything starts: a SIGTERM while the store opens
+    // or just after the address is printed must not kill the process.
+    let stop = stop_signal();
     let daemon = Daemon::start(config).await?;
     out!("weft listening on http://{}", daemon.addr())?;
-    daemon.run_until(stop_signal()).await
+    daemon.run_until(stop).await
 }
 
 /// Ctrl-C (SIGINT), or SIGTERM (what systemd, Docker and Kubernetes send
 /// to stop a service): either shuts the daemon down cleanly. Without
 /// SIGTERM the process died at once, and the next start repaired the store.
-async fn stop_signal() {
+/// On Unix the handlers are installed when this is called, not when the
+/// future is first polled.
+fn stop_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    {
+    let signals = {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-                }
-                return;
+        signal(SignalKind::interrupt())
+            .and_then(|int| Ok((int, signal(SignalKind::terminate())?)))
+            .inspect_err(|e| {
+                tracing::warn!("cannot listen for SIGTERM ({e}): only Ctrl-C stops cleanly")
+            })
+            .ok()
+    };
+    async move {
+        #[cfg(unix)]
+        if let Some((mut int, mut term)) = signals {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
             }
-            Err(e) => tracing::warn!("cannot listen for SIGTERM ({e}): only Ctrl-C stops cleanly"),
+            return;
         }
+        let _ = tokio::signal::ctrl_c().await;
     }
-    let _ = tokio::signal::ctrl_c().await;
 }
 
 async fn pipeline(client: &Client, cmd: PipelineCommand) -> anyhow::Result<()> {

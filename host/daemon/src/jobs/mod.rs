@@ -651,7 +651,7 @@ fn finished(rec: &JobRecord, what: &str) -> ApiError {
         StatusCode::CONFLICT,
         "job_finished",
         format!(
-            "job {} is already {}; it cannot be {what}",
+            "job {} has already ended ({}); it cannot be {what}",
             rec.id,
             rec.state.as_str()
         ),

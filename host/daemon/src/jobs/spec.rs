@@ -199,7 +199,7 @@ impl JobSpec {
                 if i.input.is_null() && i.input_base64.is_none() {
                     return bad(
                         "input",
-                        "is missing: the job runs its pipeline on one input item".into(),
+                        "is missing (or null): the job runs its pipeline on one input item".into(),
                         "give `input` (JSON, or text with `content_type`) or `input_base64`",
                     );
                 }

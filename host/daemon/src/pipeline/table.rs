@@ -119,7 +119,11 @@ impl Pipelines {
         self.broken
             .retry(|name, _| async move {
                 let store = self.store.clone();
-                if let Ok(Some(rec)) = crate::blocking(move || store.pipeline(&name)).await {
+                let lookup = name.clone();
+                if let Ok(Some(rec)) = crate::blocking(move || store.pipeline(&lookup)).await
+                    // Not applied again, or deleted, while it was read.
+                    && self.broken.why(&name).is_some()
+                {
                     self.start_stored(rec).await;
                 }
             })

@@ -152,10 +152,22 @@ impl HParams {
         let trained = int("context_length").unwrap_or(2048);
         let context = match int("rope.scaling.original_context_length") {
             Ok(original) if longrope && original > 0 => trained.min(original),
+            // Past the short factors' window they would be wrong, and the
+            // file does not say where it ends.
+            _ if longrope => {
+                return Err(NnError::new(
+                    NnErrorKind::InvalidEncoding,
+                    format!(
+                        "a LongRoPE file (`{LONGROPE_SHORT}`) without \
+                         `{arch}.rope.scaling.original_context_length`: weft-nn runs such a \
+                         file in its original window, which the file does not give"
+                    ),
+                ));
+            }
             _ => trained,
         };
         let rope_mscale = float("rope.scaling.attn_factor")
-            .filter(|&f| f > 0.0)
+            .filter(|&f| longrope && f > 0.0)
             .unwrap_or(1.0);
         let granite = |key: &str| float(key).filter(|&f| f != 0.0);
         let (embd_scale, residual_scale, logit_scale, attn_scale) = if arch == "granite" {

@@ -188,3 +188,24 @@ fn a_tensor_the_decoder_would_not_read_refuses_the_file() {
         "{e}"
     );
 }
+
+/// A LongRoPE file that does not say its original window is refused: its
+/// short factors would run past it, into wrong logits.
+#[test]
+fn a_longrope_file_without_its_original_window_is_refused() {
+    let (_, mut bytes) = tiny("phi3long");
+    let (from, to) = (
+        b"phi3.rope.scaling.original_context_length",
+        b"phi3.rope.scaling.original_context_lengtx",
+    );
+    let at = bytes
+        .windows(from.len())
+        .position(|w| w == from)
+        .expect("the key in the header");
+    bytes[at..at + to.len()].copy_from_slice(to);
+    let e = Engine::default()
+        .load(&bytes, Encoding::Ggml, Target::Cpu)
+        .unwrap_err();
+    assert_eq!(e.kind, NnErrorKind::InvalidEncoding, "{e}");
+    assert!(e.message.contains("original_context_length"), "{e}");
+}
