@@ -482,10 +482,17 @@ async fn serve(args: ServeArgs, token: Option<String>) -> anyhow::Result<()> {
         cluster.block_workers = args.block_workers.max(1);
         config.cluster = Some(cluster);
     }
-    // Listened for before anything starts: a SIGTERM while the store opens
-    // or just after the address is printed must not kill the process.
-    let stop = stop_signal();
-    let daemon = Daemon::start(config).await?;
+    // Listened for before anything starts: a SIGTERM just after the address
+    // is printed must not kill the process, and one while the node starts
+    // (a store repair, models loading) stops it there.
+    let mut stop = std::pin::pin!(stop_signal());
+    let daemon = tokio::select! {
+        daemon = Daemon::start(config) => daemon?,
+        () = &mut stop => {
+            tracing::info!("stopped while starting");
+            return Ok(());
+        }
+    };
     out!("weft listening on http://{}", daemon.addr())?;
     daemon.run_until(stop).await
 }
