@@ -13,6 +13,7 @@
 mod adopt;
 mod batch;
 pub(crate) mod distributed;
+mod invoke;
 pub mod spec;
 
 pub(crate) use batch::{
@@ -25,14 +26,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::http::StatusCode;
 use serde_json::{Value, json};
-use tokio::sync::{Semaphore, broadcast, mpsc};
+use tokio::sync::{Semaphore, broadcast};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use weft_runtime::StageEvent;
 use weft_store::{JobRecord, JobState, Store};
 
 use crate::api::render_item;
-use crate::pipeline::{Pipelines, StepFailure};
+use crate::pipeline::Pipelines;
 use crate::{ApiError, blocking};
 pub use spec::{BatchSpec, InvokeSpec, JobSpec, Origin};
 
@@ -408,104 +408,6 @@ impl Jobs {
             }
             Err(message) => {
                 self.finish(id, JobState::Failed, None, Some(message)).await;
-            }
-        }
-    }
-
-    /// Runs an invoke job; `emit` events become job events and progress.
-    async fn run_invoke(&self, id: u64, spec: &InvokeSpec) -> Result<String, String> {
-        let pipeline = self
-            .inner
-            .pipelines
-            .get(&spec.pipeline)
-            .ok_or_else(|| format!("pipeline `{}` was deleted", spec.pipeline))?;
-        let timeout = Duration::from_secs(
-            spec.timeout_s
-                .unwrap_or(spec::DEFAULT_JOB_TIMEOUT_S)
-                .min(spec::MAX_JOB_TIMEOUT_S),
-        );
-        let deadline = Instant::now() + timeout;
-        let mut item = spec.item();
-        // A stable key per job: stages key their checkpoints by it.
-        item.key.get_or_insert_with(|| self.item_key(id, spec));
-        let mut pipeline = pipeline;
-        let mut backoff = Duration::from_millis(5);
-        let result = loop {
-            let result = {
-                let (tx, mut rx) = mpsc::channel::<StageEvent>(64);
-                let run = pipeline.run_until(item.clone(), Some(tx), deadline);
-                tokio::pin!(run);
-                let result = loop {
-                    tokio::select! {
-                        result = &mut run => break result,
-                        Some(event) = rx.recv() => self.stage_event(id, event).await,
-                    }
-                };
-                while let Ok(event) = rx.try_recv() {
-                    self.stage_event(id, event).await;
-                }
-                result
-            };
-            // A job is patient where a request is not: a full queue or a
-            // pipeline being replaced is waited out.
-            match &result {
-                Err(f)
-                    if matches!(f.failure, StepFailure::Overloaded | StepFailure::Stopped)
-                        && Instant::now() < deadline =>
-                {
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_millis(500));
-                    pipeline = self
-                        .inner
-                        .pipelines
-                        .get(&spec.pipeline)
-                        .ok_or_else(|| format!("pipeline `{}` was deleted", spec.pipeline))?;
-                }
-                _ => break result,
-            }
-        };
-        match result {
-            Ok(items) => Ok(Value::Array(items.iter().map(render_item).collect()).to_string()),
-            // Its own deadline, not a request's: say which setting it was.
-            Err(failure)
-                if matches!(failure.failure, StepFailure::Timeout)
-                    && Instant::now() >= deadline =>
-            {
-                Err(format!(
-                    "the job's timeout_s ({} s) passed before its pipeline finished; \
-                     submit it again with a larger `timeout_s` (at most 30 days)",
-                    timeout.as_secs()
-                ))
-            }
-            Err(failure) => Err(crate::api::run_error(failure).message),
-        }
-    }
-
-    async fn stage_event(&self, id: u64, event: StageEvent) {
-        match event {
-            StageEvent::Partial(item) => {
-                self.event(id, json!({"type": "partial", "item": render_item(&item)}))
-                    .await;
-            }
-            StageEvent::Progress {
-                done,
-                total,
-                message,
-            } => {
-                let store = self.inner.store.clone();
-                let m = message.clone();
-                let _ = blocking(move || -> Result<_, ApiError> {
-                    Ok(store.update_job(id, |j| {
-                        j.progress = Some((done, total, m));
-                        !j.state.is_terminal()
-                    })?)
-                })
-                .await;
-                self.event(
-                    id,
-                    json!({"type": "progress", "done": done, "total": total, "message": message}),
-                )
-                .await;
             }
         }
     }

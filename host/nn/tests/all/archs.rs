@@ -168,17 +168,23 @@ fn on_the_gpu_every_family_matches_llama_cpp() {
     }
 }
 
+/// Renames a tensor or metadata key in a GGUF's header to another of the
+/// same length.
+fn rename_in_header(bytes: &mut [u8], from: &[u8], to: &[u8]) {
+    assert_eq!(from.len(), to.len());
+    let at = bytes
+        .windows(from.len())
+        .position(|w| w == from)
+        .expect("the name in the header");
+    bytes[at..at + to.len()].copy_from_slice(to);
+}
+
 /// A tensor the decoder would not read (another architecture's extra)
 /// refuses the file, naming it, instead of giving wrong logits.
 #[test]
 fn a_tensor_the_decoder_would_not_read_refuses_the_file() {
     let (_, mut bytes) = tiny("llama3");
-    let (from, to) = (b"rope_freqs.weight", b"rope_extra.weight");
-    let at = bytes
-        .windows(from.len())
-        .position(|w| w == from)
-        .expect("the tensor's name in the header");
-    bytes[at..at + to.len()].copy_from_slice(to);
+    rename_in_header(&mut bytes, b"rope_freqs.weight", b"rope_extra.weight");
     let e = Engine::default()
         .load(&bytes, Encoding::Ggml, Target::Cpu)
         .unwrap_err();
@@ -194,15 +200,11 @@ fn a_tensor_the_decoder_would_not_read_refuses_the_file() {
 #[test]
 fn a_longrope_file_without_its_original_window_is_refused() {
     let (_, mut bytes) = tiny("phi3long");
-    let (from, to) = (
+    rename_in_header(
+        &mut bytes,
         b"phi3.rope.scaling.original_context_length",
         b"phi3.rope.scaling.original_context_lengtx",
     );
-    let at = bytes
-        .windows(from.len())
-        .position(|w| w == from)
-        .expect("the key in the header");
-    bytes[at..at + to.len()].copy_from_slice(to);
     let e = Engine::default()
         .load(&bytes, Encoding::Ggml, Target::Cpu)
         .unwrap_err();
