@@ -398,8 +398,16 @@ async fn replicas_scale_up_under_load_and_back_down_to_min() {
     let load: Vec<_> = (0..3)
         .map(|_| d.spawn_post("/v1/pipelines/u/invoke", r#"{"op":"spin"}"#))
         .collect();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let busy = status(&d, "u").await;
+    // While the calls spin (up to the 1 s timeout): the third replica may
+    // take a while to start on a loaded machine (it did, past 500 ms, once).
+    let started = std::time::Instant::now();
+    let mut busy = status(&d, "u").await;
+    while busy["steps"][0]["replicas"]["live"] != 3
+        && started.elapsed() < Duration::from_millis(900)
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        busy = status(&d, "u").await;
+    }
     assert_eq!(
         busy["steps"][0]["replicas"]["live"], 3,
         "three concurrent calls, three replicas: {busy}"
