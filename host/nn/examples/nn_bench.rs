@@ -12,6 +12,10 @@
 //! against the CPU kernel at each size: with both operands sent per call,
 //! and with B resident (the weights case). It fails without a GPU adapter.
 //!
+//! `minilm` runs on the CPU; `TARGET=gpu` runs it on the GPU (llvmpipe
+//! where there is no other; `WEFT_NN_ONNX_RESIDENT=0` to send each
+//! product's operands over and back, see `onnx/device.rs`).
+//!
 //! `IDS.json` is `{"ids": [[token, ...], ...]}`: one unpadded sentence per
 //! row; each batch is padded to its longest sentence (id 0, mask 0), as the
 //! onnxruntime side does. `PROMPT.json` is `{"prompt_ids": [...]}`.
@@ -93,8 +97,13 @@ fn batch_inputs(rows: &[Vec<i64>]) -> Vec<(String, Tensor)> {
 
 fn minilm(model: &str, ids_path: &str, batches: &[usize]) {
     let bytes = std::fs::read(model).unwrap_or_else(|e| panic!("{model}: {e}"));
+    // `TARGET=gpu` loads it for the GPU (llvmpipe where there is none).
+    let target = match std::env::var("TARGET").as_deref() {
+        Ok("gpu") => Target::Gpu,
+        _ => Target::Cpu,
+    };
     let model = Engine::default()
-        .load(&bytes, Encoding::Onnx, Target::Cpu)
+        .load(&bytes, Encoding::Onnx, target)
         .expect("MiniLM loads");
     let rows: Vec<Vec<i64>> = read_json(ids_path)["ids"]
         .as_array()
@@ -113,7 +122,7 @@ fn minilm(model: &str, ids_path: &str, batches: &[usize]) {
         }
         let secs = t.elapsed().as_secs_f64();
         println!(
-            "{{\"bench\":\"minilm\",\"batch\":{b},\"threads\":{},\"sentences_per_s\":{:.2}}}",
+            "{{\"bench\":\"minilm\",\"target\":\"{target:?}\",\"batch\":{b},\"threads\":{},\"sentences_per_s\":{:.2}}}",
             rayon::current_num_threads(),
             rows.len() as f64 / secs
         );

@@ -280,6 +280,7 @@ impl Gpu {
             self.release(s);
         }
         self.matmuls.fetch_add(1, Ordering::Relaxed);
+        self.round_trips.fetch_add(1, Ordering::Relaxed);
         Ok(out)
     }
 

@@ -40,12 +40,14 @@ use std::task::{Context, Poll, Wake};
 
 use crate::{NnError, NnErrorKind};
 
+mod encoder;
 mod matmul;
 mod program;
 
+pub(crate) use encoder::{BinaryOp, EncoderAttention};
 pub use matmul::GpuMatrix;
 use matmul::Scratch;
-pub(crate) use program::{Attention, Buffer};
+pub(crate) use program::{Attention, Buffer, Program};
 
 /// Products with at most this many rows of A run `matmul.wgsl`'s `gemv`
 /// (one thread per column) instead of its 64 x 64 tiles.
@@ -108,6 +110,8 @@ pub struct Gpu {
     resident: Arc<AtomicU64>,
     /// Products run so far.
     matmuls: AtomicU64,
+    /// Submissions waited for and read back so far.
+    round_trips: AtomicU64,
     scratch: Mutex<Vec<Scratch>>,
     /// Why the device was lost, once it has been.
     lost: Arc<Mutex<Option<String>>>,
@@ -359,6 +363,7 @@ impl Gpu {
             max_groups: limits.max_compute_workgroups_per_dimension as usize,
             resident: Arc::new(AtomicU64::new(0)),
             matmuls: AtomicU64::new(0),
+            round_trips: AtomicU64::new(0),
             scratch: Mutex::new(Vec::new()),
             lost,
             ops: OnceLock::new(),
@@ -390,6 +395,12 @@ impl Gpu {
     /// Products ([`Gpu::matmul`], [`Gpu::matmul_weights`]) run so far.
     pub fn matmuls(&self) -> u64 {
         self.matmuls.load(Ordering::Relaxed)
+    }
+
+    /// Submissions read back so far: one per product run alone, one per
+    /// decoder pass or ONNX call kept on the device (whatever it runs).
+    pub fn round_trips(&self) -> u64 {
+        self.round_trips.load(Ordering::Relaxed)
     }
 
     /// Waits for everything submitted so far.

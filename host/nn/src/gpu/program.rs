@@ -20,6 +20,8 @@ pub(crate) const MAX_HEAD_DIM: usize = 256;
 
 /// The compiled `ops.wgsl` kernels.
 pub(super) struct Ops {
+    /// `encoder.wgsl`'s kernels, for ONNX graphs kept on the device.
+    pub(super) encoder: super::encoder::Kernels,
     rms_norm: Kernel,
     rope: Kernel,
     store: Kernel,
@@ -28,7 +30,7 @@ pub(super) struct Ops {
     attention: Kernel,
 }
 
-struct Kernel {
+pub(super) struct Kernel {
     pipeline: wgpu::ComputePipeline,
     layout: wgpu::BindGroupLayout,
 }
@@ -39,19 +41,9 @@ impl Ops {
             label: Some("weft-nn ops"),
             source: wgpu::ShaderSource::Wgsl(include_str!("ops.wgsl").into()),
         });
-        let kernel = |name| {
-            let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                label: Some(name),
-                layout: None,
-                module: &module,
-                entry_point: Some(name),
-                compilation_options: wgpu::PipelineCompilationOptions::default(),
-                cache: None,
-            });
-            let layout = pipeline.get_bind_group_layout(0);
-            Kernel { pipeline, layout }
-        };
+        let kernel = |name| Kernel::new(device, &module, name);
         Self {
+            encoder: super::encoder::Kernels::compile(device),
             rms_norm: kernel("rms_norm"),
             rope: kernel("rope"),
             store: kernel("store"),
@@ -59,6 +51,22 @@ impl Ops {
             swiglu: kernel("swiglu"),
             attention: kernel("attention"),
         }
+    }
+}
+
+impl Kernel {
+    /// The entry point `name` of `module`.
+    pub(super) fn new(device: &wgpu::Device, module: &wgpu::ShaderModule, name: &str) -> Self {
+        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(name),
+            layout: None,
+            module,
+            entry_point: Some(name),
+            compilation_options: wgpu::PipelineCompilationOptions::default(),
+            cache: None,
+        });
+        let layout = pipeline.get_bind_group_layout(0);
+        Kernel { pipeline, layout }
     }
 }
 
@@ -81,8 +89,9 @@ impl Drop for Buffer {
 struct Step<'a> {
     pipeline: &'a wgpu::ComputePipeline,
     layout: &'a wgpu::BindGroupLayout,
-    /// Storage bindings 0.., as (buffer, first byte, bytes).
-    buffers: Vec<(&'a wgpu::Buffer, u64, u64)>,
+    /// Storage bindings 0.., as (buffer, first byte, bytes): handles of
+    /// their own, so a value may be dropped once its last step is recorded.
+    buffers: Vec<(wgpu::Buffer, u64, u64)>,
     params: [u32; 8],
     groups: [u32; 2],
 }
@@ -93,7 +102,7 @@ pub(crate) struct Program<'a> {
     gpu: &'a Gpu,
     ops: &'a Ops,
     steps: Vec<Step<'a>>,
-    writes: Vec<(&'a Buffer, Vec<f32>)>,
+    writes: Vec<(wgpu::Buffer, Vec<f32>)>,
     products: u64,
 }
 
@@ -186,24 +195,30 @@ impl Gpu {
     }
 }
 
-fn groups(count: usize) -> [u32; 2] {
+/// Workgroups for an element-wise dispatch over `count` floats.
+pub(super) fn groups(count: usize) -> [u32; 2] {
     [count.div_ceil(THREADS).clamp(1, SPREAD) as u32, 1]
 }
 
-fn whole(b: &Buffer) -> (&wgpu::Buffer, u64, u64) {
-    (&b.raw, 0, b.raw.size())
+pub(super) fn whole(b: &Buffer) -> (wgpu::Buffer, u64, u64) {
+    (b.raw.clone(), 0, b.raw.size())
 }
 
 impl<'a> Program<'a> {
-    /// Uploads `data` into the start of `to` before the dispatches run.
-    pub(crate) fn write(&mut self, to: &'a Buffer, data: Vec<f32>) {
-        self.writes.push((to, data));
+    /// The compiled kernels it records.
+    pub(super) fn ops(&self) -> &'a Ops {
+        self.ops
     }
 
-    fn step(
+    /// Uploads `data` into the start of `to` before the dispatches run.
+    pub(crate) fn write(&mut self, to: &Buffer, data: Vec<f32>) {
+        self.writes.push((to.raw.clone(), data));
+    }
+
+    pub(super) fn step(
         &mut self,
         kernel: &'a Kernel,
-        buffers: Vec<(&'a wgpu::Buffer, u64, u64)>,
+        buffers: Vec<(wgpu::Buffer, u64, u64)>,
         params: [u32; 8],
         groups: [u32; 2],
     ) {
@@ -218,7 +233,7 @@ impl<'a> Program<'a> {
 
     /// `c = a · w` for `rows` rows of `a` (`rows x w.rows()`), into the
     /// first `rows x w.cols()` floats of `c`.
-    pub(crate) fn product(&mut self, a: &'a Buffer, rows: usize, w: &'a GpuMatrix, c: &'a Buffer) {
+    pub(crate) fn product(&mut self, a: &Buffer, rows: usize, w: &GpuMatrix, c: &Buffer) {
         let (k, n) = (w.rows(), w.cols());
         let few = rows <= GEMV_ROWS;
         for (buffer, col0, cols) in w.panels() {
@@ -230,9 +245,9 @@ impl<'a> Program<'a> {
                 },
                 layout: &self.gpu.layout,
                 buffers: vec![
-                    (&a.raw, 0, (rows * k * 4) as u64),
-                    (buffer, 0, buffer.size()),
-                    (&c.raw, 0, (rows * n * 4) as u64),
+                    (a.raw.clone(), 0, (rows * k * 4) as u64),
+                    (buffer.clone(), 0, buffer.size()),
+                    (c.raw.clone(), 0, (rows * n * 4) as u64),
                 ],
                 params: [rows, k, cols, n, col0, 0, 0, 0].map(|x| x as u32),
                 groups: if few {
@@ -250,19 +265,19 @@ impl<'a> Program<'a> {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn rms_norm(
         &mut self,
-        x: &'a Buffer,
+        x: &Buffer,
         row0: usize,
         rows: usize,
-        weight: &'a GpuMatrix,
+        weight: &GpuMatrix,
         eps: f32,
-        out: &'a Buffer,
+        out: &Buffer,
         out_row0: usize,
     ) {
         let d = weight.cols();
         let (w, _, _) = weight.panels().next().expect("a vector is one panel");
         self.step(
             &self.ops.rms_norm,
-            vec![whole(x), (w, 0, w.size()), whole(out)],
+            vec![whole(x), (w.clone(), 0, w.size()), whole(out)],
             [
                 d as u32,
                 eps.to_bits(),
@@ -284,13 +299,13 @@ impl<'a> Program<'a> {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn rope(
         &mut self,
-        x: &'a Buffer,
+        x: &Buffer,
         tokens: usize,
         heads: usize,
         head_dim: usize,
         half: usize,
         neox: bool,
-        table: &'a Buffer,
+        table: &Buffer,
     ) {
         let count = tokens * heads * half;
         self.step(
@@ -304,9 +319,9 @@ impl<'a> Program<'a> {
     /// `to[offset + i] = f16(from[start + i])` for `i < count`.
     pub(crate) fn store(
         &mut self,
-        (from, start): (&'a Buffer, usize),
+        (from, start): (&Buffer, usize),
         count: usize,
-        to: &'a Buffer,
+        to: &Buffer,
         offset: usize,
     ) {
         self.step(
@@ -318,7 +333,7 @@ impl<'a> Program<'a> {
     }
 
     /// `x[i] += scale · y[i]` for `i < count`.
-    pub(crate) fn add(&mut self, x: &'a Buffer, y: &'a Buffer, count: usize, scale: f32) {
+    pub(crate) fn add(&mut self, x: &Buffer, y: &Buffer, count: usize, scale: f32) {
         self.step(
             &self.ops.add,
             vec![whole(x), whole(y)],
@@ -329,18 +344,18 @@ impl<'a> Program<'a> {
 
     /// `x[i] += bias[i % bias.cols()]` for `i < count`: the bias added to
     /// each row of `x`.
-    pub(crate) fn add_bias(&mut self, x: &'a Buffer, bias: &'a GpuMatrix, count: usize) {
+    pub(crate) fn add_bias(&mut self, x: &Buffer, bias: &GpuMatrix, count: usize) {
         let (b, _, _) = bias.panels().next().expect("a vector is one panel");
         self.step(
             &self.ops.add,
-            vec![whole(x), (b, 0, b.size())],
+            vec![whole(x), (b.clone(), 0, b.size())],
             [count, bias.cols(), 1f32.to_bits() as usize, 0, 0, 0, 0, 0].map(|x| x as u32),
             groups(count),
         );
     }
 
     /// `g[i] = silu(g[i]) * u[i]` for `i < count`.
-    pub(crate) fn swiglu(&mut self, g: &'a Buffer, u: &'a Buffer, count: usize) {
+    pub(crate) fn swiglu(&mut self, g: &Buffer, u: &Buffer, count: usize) {
         self.step(
             &self.ops.swiglu,
             vec![whole(g), whole(u)],
@@ -357,11 +372,11 @@ impl<'a> Program<'a> {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn attention(
         &mut self,
-        q: &'a Buffer,
-        k: &'a Buffer,
-        v: &'a Buffer,
-        scores: &'a Buffer,
-        out: &'a Buffer,
+        q: &Buffer,
+        k: &Buffer,
+        v: &Buffer,
+        scores: &Buffer,
+        out: &Buffer,
         shape: Attention,
     ) {
         let Attention {
@@ -399,22 +414,32 @@ impl<'a> Program<'a> {
     /// `TooLarge` when the device runs out of memory; `RuntimeError` when
     /// it fails or is lost.
     pub(crate) fn run(self, result: &Buffer, floats: usize) -> Result<Vec<f32>, NnError> {
+        let mut out = self.run_reads(&[(result, floats)])?;
+        Ok(out.pop().unwrap_or_default())
+    }
+
+    /// [`Program::run`], reading back the first floats of several buffers:
+    /// `(buffer, floats)` each.
+    ///
+    /// # Errors
+    ///
+    /// As [`Program::run`].
+    pub(crate) fn run_reads(self, reads: &[(&Buffer, usize)]) -> Result<Vec<Vec<f32>>, NnError> {
         let gpu = self.gpu;
         gpu.check_alive()?;
         let scopes = gpu.push_scopes();
-        let ran = self.submit(result, floats);
-        let scoped = gpu.pop_scopes(scopes, "running a decoder pass");
+        let ran = self.submit(reads);
+        let scoped = gpu.pop_scopes(scopes, "running a pass on the GPU");
         let out = ran?;
         scoped?;
         Ok(out)
     }
 
-    fn submit(self, result: &Buffer, floats: usize) -> Result<Vec<f32>, NnError> {
+    fn submit(self, reads: &[(&Buffer, usize)]) -> Result<Vec<Vec<f32>>, NnError> {
         let gpu = self.gpu;
         let device = &gpu.device;
         for (to, data) in &self.writes {
-            gpu.queue
-                .write_buffer(&to.raw, 0, bytemuck::cast_slice(data));
+            gpu.queue.write_buffer(to, 0, bytemuck::cast_slice(data));
         }
         let stride = PARAMS_STRIDE as usize;
         let mut params = vec![0u8; self.steps.len().max(1) * stride];
@@ -429,7 +454,7 @@ impl<'a> Program<'a> {
             mapped_at_creation: false,
         });
         gpu.queue.write_buffer(&uniforms, 0, &params);
-        let bytes = (floats * 4) as u64;
+        let bytes: u64 = reads.iter().map(|&(_, f)| (f * 4) as u64).sum();
         let read = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("weft-nn program result"),
             size: bytes.max(4),
@@ -449,7 +474,7 @@ impl<'a> Program<'a> {
                     .buffers
                     .iter()
                     .enumerate()
-                    .map(|(b, &(buf, at, size))| binding(b as u32, buf, at, size))
+                    .map(|(b, (buf, at, size))| binding(b as u32, buf, *at, *size))
                     .collect();
                 entries.push(binding(
                     s.buffers.len() as u32,
@@ -467,25 +492,40 @@ impl<'a> Program<'a> {
                 pass.dispatch_workgroups(s.groups[0], s.groups[1], 1);
             }
         }
-        encoder.copy_buffer_to_buffer(&result.raw, 0, &read, 0, bytes);
+        let mut at = 0;
+        for &(from, floats) in reads {
+            let n = (floats * 4) as u64;
+            encoder.copy_buffer_to_buffer(&from.raw, 0, &read, at, n);
+            at += n;
+        }
         gpu.queue.submit([encoder.finish()]);
-        let slice = read.slice(..bytes);
+        let slice = read.slice(..bytes.max(4));
         let (tx, rx) = mpsc::channel();
         slice.map_async(wgpu::MapMode::Read, move |r| {
             let _ = tx.send(r);
         });
-        let failed = |e: String| runtime(format!("reading a decoder pass back from the GPU: {e}"));
+        let failed = |e: String| runtime(format!("reading a pass back from the GPU: {e}"));
         gpu.await_mapping(&rx).map_err(failed)?;
         let out = {
             let view = slice
                 .get_mapped_range()
                 .map_err(|e| failed(e.to_string()))?;
-            view.chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            let all: &[u8] = &view;
+            let mut at = 0;
+            reads
+                .iter()
+                .map(|&(_, floats)| {
+                    let part = &all[at..at + floats * 4];
+                    at += floats * 4;
+                    part.chunks_exact(4)
+                        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                        .collect()
+                })
                 .collect()
         };
         read.unmap();
         gpu.matmuls.fetch_add(self.products, Ordering::Relaxed);
+        gpu.round_trips.fetch_add(1, Ordering::Relaxed);
         Ok(out)
     }
 }

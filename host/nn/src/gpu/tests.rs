@@ -10,6 +10,16 @@ pub(crate) fn gpu() -> Arc<Gpu> {
     })
 }
 
+/// A GPU of the test's own (its counters count only what the test runs),
+/// with buffers of at most `max_buffer` bytes when given.
+pub(crate) fn own(max_buffer: Option<u64>) -> Arc<Gpu> {
+    let gpu = match max_buffer {
+        Some(bytes) => Gpu::limited(bytes, 65_535),
+        None => Gpu::new(),
+    };
+    Arc::new(gpu.unwrap_or_else(|e| panic!("the GPU tests need an adapter: {e}")))
+}
+
 /// Held by tests that upload counted weights or read the count, so
 /// that their counts are exact while other tests run in parallel.
 pub(crate) fn counted_uploads() -> std::sync::MutexGuard<'static, ()> {

@@ -1,14 +1,16 @@
 //! ONNX execution: a graph decoded once at load, then run node by node
 //! (ONNX graphs are stored topologically sorted) on every call, with shapes
-//! taken from the inputs of that call. On the CPU, except, for a model
-//! loaded for a GPU, the `MatMul`s and `Gemm`s whose B is a 2-D f32
-//! initializer: those weights are uploaded once at load and the products
-//! run on the GPU (A goes up and C comes back on every call).
+//! taken from the inputs of that call. On the CPU, except for a model
+//! loaded for a GPU: the 2-D f32 initializers its `MatMul`s and `Gemm`s
+//! read as B are uploaded once at load, and a call keeps its activations
+//! on the device from the first such product on, through every node the
+//! device kernels cover (`onnx/device.rs`); the rest run on the CPU.
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use super::device::OnDevice;
 use super::ops::{self, Node};
 use super::proto::{self, Attr, GraphProto, ValueInfo};
 use super::value::{DType, Value};
@@ -272,8 +274,49 @@ impl OnnxSession {
             );
         }
         let mut profile = profiling().then(Profile::default);
+        let mut device = g
+            .gpu
+            .as_ref()
+            .filter(|_| super::device::enabled())
+            .map(OnDevice::new);
+        let named = |node: &proto::NodeProto, e: NnError| {
+            NnError::new(
+                e.kind,
+                format!("node `{}` ({}): {}", node.name, node.op_type, e.message),
+            )
+        };
         for (node, frees) in g.nodes.iter().zip(&g.frees) {
             let started = profile.as_ref().map(|_| Instant::now());
+            if let Some(dev) = device.as_mut() {
+                let n = Node {
+                    proto: node,
+                    opset: g.opset,
+                };
+                let recorded =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| dev.record(n, &env)))
+                        .unwrap_or_else(|_| {
+                            Some(Err(NnError::new(
+                                NnErrorKind::RuntimeError,
+                                "internal error: recording the operator panicked",
+                            )))
+                        });
+                match recorded {
+                    Some(Ok(())) => {
+                        for f in frees {
+                            env.remove(f.as_str());
+                            dev.free(f);
+                        }
+                        if let (Some(p), Some(t)) = (profile.as_mut(), started) {
+                            p.add(&format!("{} (GPU)", node.op_type), t.elapsed());
+                        }
+                        continue;
+                    }
+                    Some(Err(e)) => return Err(named(node, e)),
+                    None => dev
+                        .bring_back(node.inputs.iter().map(String::as_str), &mut env)
+                        .map_err(|e| named(node, e))?,
+                }
+            }
             let owned = if ops::in_place(&node.op_type) {
                 take_dying(&mut env, node, frees)
             } else {
@@ -343,12 +386,7 @@ impl OnnxSession {
                     "internal error: the operator panicked",
                 ))
             });
-            let outs = run.map_err(|e| {
-                NnError::new(
-                    e.kind,
-                    format!("node `{}` ({}): {}", node.name, node.op_type, e.message),
-                )
-            })?;
+            let outs = run.map_err(|e| named(node, e))?;
             for (name, v) in node.outputs.iter().zip(outs) {
                 if !name.is_empty() {
                     env.insert(name, Arc::new(v));
@@ -356,6 +394,9 @@ impl OnnxSession {
             }
             for f in frees {
                 env.remove(f.as_str());
+                if let Some(dev) = device.as_mut() {
+                    dev.free(f);
+                }
             }
             if let (Some(p), Some(t)) = (profile.as_mut(), started) {
                 match on_gpu {
@@ -363,6 +404,9 @@ impl OnnxSession {
                     false => p.add(&node.op_type, t.elapsed()),
                 }
             }
+        }
+        if let Some(dev) = device.as_mut() {
+            dev.bring_back(g.outputs.iter().map(String::as_str), &mut env)?;
         }
         if let Some(p) = profile {
             p.print();

@@ -1,6 +1,6 @@
 //! all-MiniLM-L6-v2 (ONNX) loaded for the GPU gives the CPU's outputs: its
-//! 36 weight products run on the GPU (llvmpipe where there is none:
-//! `scripts/install-vulkan.sh`), everything else on the CPU. SmolLM2 (GGUF)
+//! six layers run on the GPU (llvmpipe where there is none:
+//! `scripts/install-vulkan.sh`), its embeddings on the CPU. SmolLM2 (GGUF)
 //! loaded for the GPU generates llama.cpp's tokens with every weight product
 //! there. Fails, rather than skips, without a Vulkan adapter.
 

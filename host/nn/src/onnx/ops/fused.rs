@@ -139,7 +139,7 @@ pub(super) fn matmul_bias(
 
 /// A `Reshape` target (`0` copies the input's dim, `-1` is inferred)
 /// resolved against `shape`.
-fn reshape_target(target: &Value, shape: &[usize]) -> Result<Vec<usize>, NnError> {
+pub(crate) fn reshape_target(target: &Value, shape: &[usize]) -> Result<Vec<usize>, NnError> {
     let Data::I64(t) = &target.data else {
         return Err(fail("WeftAttention: a head shape is not int64"));
     };
@@ -173,6 +173,29 @@ fn reshape_target(target: &Value, shape: &[usize]) -> Result<Vec<usize>, NnError
     Ok(out)
 }
 
+/// The strides at which `WeftAttention` reads a mask of shape `mask`
+/// broadcast to `want` (`[B, H, S, S]`): 0 along the axes where it has
+/// size 1.
+pub(crate) fn mask_strides(mask: &[usize], want: [usize; 4]) -> Result<[usize; 4], NnError> {
+    if mask.len() > 4 {
+        return Err(fail(format!("WeftAttention: mask of shape {mask:?}")));
+    }
+    let mut ms = [1usize; 4];
+    ms[4 - mask.len()..].copy_from_slice(mask);
+    let mut stride = [0usize; 4];
+    let mut step = 1;
+    for a in (0..4).rev() {
+        if ms[a] != 1 && ms[a] != want[a] {
+            return Err(fail(format!(
+                "WeftAttention: a mask of shape {mask:?} does not broadcast to {want:?}"
+            )));
+        }
+        stride[a] = if ms[a] == 1 { 0 } else { step };
+        step *= ms[a];
+    }
+    Ok(stride)
+}
+
 /// `WeftAttention`: softmax(Q·Kᵀ / scale + mask)·V per batch and head,
 /// reading Q, K and V (`[B, S, H·D]` projections, viewed as `[B, S, H, D]`)
 /// in place and writing `[B, S, H, D]` (the heads put back).
@@ -195,29 +218,7 @@ pub(super) fn attention(inputs: &[Option<&Value>]) -> Result<Value, NnError> {
     let Data::F32(md) = &mask.data else {
         return Err(fail("WeftAttention: the mask is not f32"));
     };
-    // The mask broadcast to [B, H, S, S]: a stride of 0 where it has size 1.
-    if mask.shape.len() > 4 {
-        return Err(fail(format!(
-            "WeftAttention: mask of shape {:?}",
-            mask.shape
-        )));
-    }
-    let mut ms = [1usize; 4];
-    let pad = 4 - mask.shape.len();
-    ms[pad..].copy_from_slice(&mask.shape);
-    let want = [b, h, s, s];
-    let mut stride = [0usize; 4];
-    let mut step = 1;
-    for a in (0..4).rev() {
-        if ms[a] != 1 && ms[a] != want[a] {
-            return Err(fail(format!(
-                "WeftAttention: a mask of shape {:?} does not broadcast to {want:?}",
-                mask.shape
-            )));
-        }
-        stride[a] = if ms[a] == 1 { 0 } else { step };
-        step *= ms[a];
-    }
+    let stride = mask_strides(&mask.shape, [b, h, s, s])?;
     let width = h * d;
     let mut out = vec![0.0f32; b * s * width];
     // Per batch row and head: two small products on the vectorised kernels

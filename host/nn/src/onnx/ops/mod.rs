@@ -7,7 +7,7 @@ mod binary;
 mod boxes;
 mod einsum;
 mod elementwise;
-mod fused;
+pub(super) mod fused;
 mod index;
 mod loss;
 mod matmul;

@@ -1,0 +1,185 @@
+//! Recording `encoder.wgsl`'s kernels in a [`Program`]: what an ONNX
+//! transformer encoder runs between its weight products, so that a call
+//! keeps its activations on the device (`onnx/device.rs`).
+
+use super::program::{Buffer, Kernel, Program, whole};
+
+/// The compiled `encoder.wgsl` kernels.
+pub(super) struct Kernels {
+    binary: Kernel,
+    layer_norm: Kernel,
+    gelu: Kernel,
+    attention: Kernel,
+}
+
+impl Kernels {
+    pub(super) fn compile(device: &wgpu::Device) -> Self {
+        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some("weft-nn encoder ops"),
+            source: wgpu::ShaderSource::Wgsl(include_str!("encoder.wgsl").into()),
+        });
+        let kernel = |name| Kernel::new(device, &module, name);
+        Self {
+            binary: kernel("binary"),
+            layer_norm: kernel("layer_norm"),
+            gelu: kernel("gelu"),
+            attention: kernel("attention"),
+        }
+    }
+}
+
+/// Element-wise arithmetic [`Program::binary`] runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum BinaryOp {
+    Add = 0,
+    Sub = 1,
+    Mul = 2,
+    Div = 3,
+}
+
+impl BinaryOp {
+    /// The ONNX operator of that name.
+    pub(crate) fn of(op: &str) -> Option<Self> {
+        Some(match op {
+            "Add" => Self::Add,
+            "Sub" => Self::Sub,
+            "Mul" => Self::Mul,
+            "Div" => Self::Div,
+            _ => return None,
+        })
+    }
+
+    /// Whether `a op b == b op a`.
+    pub(crate) fn commutes(self) -> bool {
+        matches!(self, Self::Add | Self::Mul)
+    }
+}
+
+/// The shape of [`Program::encoder_attention`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct EncoderAttention {
+    pub batch: usize,
+    pub seq: usize,
+    pub heads: usize,
+    pub head_dim: usize,
+    /// Divides the scores.
+    pub scale: f32,
+    /// The mask's strides over (batch, head, query, key); 0 broadcasts.
+    pub mask_strides: [usize; 4],
+}
+
+/// Workgroups along x for one workgroup per row: the rest go along y.
+const ROW_SPREAD: usize = 32_768;
+
+fn row_groups(rows: usize) -> [u32; 2] {
+    let x = rows.clamp(1, ROW_SPREAD);
+    [x as u32, rows.div_ceil(x).max(1) as u32]
+}
+
+impl<'a> Program<'a> {
+    fn encoder(&self) -> &'a Kernels {
+        &self.ops().encoder
+    }
+
+    /// `out[i] = a[i] op b[i % period]` for `i < count`.
+    pub(crate) fn binary(
+        &mut self,
+        op: BinaryOp,
+        (a, b): (&Buffer, &Buffer),
+        period: usize,
+        count: usize,
+        out: &Buffer,
+    ) {
+        self.step(
+            &self.encoder().binary,
+            vec![whole(a), whole(b), whole(out)],
+            [count, period.max(1), op as usize, 0, 0, 0, 0, 0].map(|x| x as u32),
+            super::program::groups(count),
+        );
+    }
+
+    /// Layer normalisation of `rows` rows of `d` floats of `x` with weight
+    /// `w` and bias `b` (`d` floats each), into `out`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn layer_norm(
+        &mut self,
+        x: &Buffer,
+        (w, b): (&Buffer, &Buffer),
+        rows: usize,
+        d: usize,
+        eps: f32,
+        out: &Buffer,
+    ) {
+        self.step(
+            &self.encoder().layer_norm,
+            vec![whole(x), whole(w), whole(b), whole(out)],
+            [d, eps.to_bits() as usize, rows, 0, 0, 0, 0, 0].map(|x| x as u32),
+            row_groups(rows),
+        );
+    }
+
+    /// `out[i] = (x[i] * (erf(x[i] / root2) + one)) * half` for `i <
+    /// count`: exact GELU with the graph's constants.
+    pub(crate) fn gelu(
+        &mut self,
+        x: &Buffer,
+        count: usize,
+        [root2, one, half]: [f32; 3],
+        out: &Buffer,
+    ) {
+        self.step(
+            &self.encoder().gelu,
+            vec![whole(x), whole(out)],
+            [
+                count,
+                root2.to_bits() as usize,
+                one.to_bits() as usize,
+                half.to_bits() as usize,
+                0,
+                0,
+                0,
+                0,
+            ]
+            .map(|x| x as u32),
+            super::program::groups(count),
+        );
+    }
+
+    /// Multi-head attention over `[B, S, H, D]` projections `q`, `k`, `v`
+    /// with an additive `mask`, into `out` (`[B, S, H, D]`); `scores`
+    /// holds `B·S·H·S` floats, `q` exactly `B·S·H·D`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn encoder_attention(
+        &mut self,
+        (q, k, v): (&Buffer, &Buffer, &Buffer),
+        mask: &Buffer,
+        scores: &Buffer,
+        out: &Buffer,
+        shape: EncoderAttention,
+    ) {
+        let [mb, mh, mi, mj] = shape.mask_strides;
+        self.step(
+            &self.encoder().attention,
+            vec![
+                whole(q),
+                whole(k),
+                whole(v),
+                whole(mask),
+                whole(scores),
+                whole(out),
+            ],
+            [
+                shape.seq,
+                shape.heads,
+                shape.head_dim,
+                shape.scale.to_bits() as usize,
+                mb,
+                mh,
+                mi,
+                mj,
+            ]
+            .map(|x| x as u32),
+            super::program::groups(shape.batch * shape.seq * shape.heads),
+        );
+    }
+}

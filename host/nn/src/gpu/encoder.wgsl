@@ -1,0 +1,245 @@
+// The kernels an ONNX transformer encoder needs between its weight
+// products (`matmul.wgsl`), so that a call keeps its activations on the
+// device: element-wise arithmetic with a broadcast operand, layer
+// normalisation, exact GELU and multi-head attention with an additive mask
+// (the fused nodes of `onnx/fuse.rs`). Each writes a new buffer; none
+// writes over its inputs.
+//
+// Bindings as in `ops.wgsl`: storage buffers from 0, then eight u32
+// parameters (floats as their bits). Row-major f32 throughout.
+
+const THREADS: u32 = 64u;
+
+var<workgroup> partial: array<f32, 64>;
+
+// Sums `partial` over the workgroup; every thread gets the total.
+fn workgroup_sum(lid: u32, v: f32) -> f32 {
+    partial[lid] = v;
+    workgroupBarrier();
+    for (var s = THREADS / 2u; s > 0u; s = s / 2u) {
+        if (lid < s) {
+            partial[lid] = partial[lid] + partial[lid + s];
+        }
+        workgroupBarrier();
+    }
+    let total = partial[0];
+    workgroupBarrier();
+    return total;
+}
+
+// The row a workgroup of a row kernel handles (rows spread over x and y:
+// one dispatch dimension holds at most 65535 workgroups).
+fn row_of(wg: vec3<u32>, groups: vec3<u32>) -> u32 {
+    return wg.y * groups.x + wg.x;
+}
+
+// ---- binary: out[i] = a[i] op b[i % period], op 0 add, 1 sub, 2 mul,
+// 3 div (b a same-shaped operand, a row broadcast or a scalar).
+
+struct BinaryParams {
+    count: u32,
+    period: u32,
+    op: u32,
+    _p0: u32,
+    _p1: u32,
+    _p2: u32,
+    _p3: u32,
+    _p4: u32,
+}
+
+@group(0) @binding(0) var<storage, read> bin_a: array<f32>;
+@group(0) @binding(1) var<storage, read> bin_b: array<f32>;
+@group(0) @binding(2) var<storage, read_write> bin_out: array<f32>;
+@group(0) @binding(3) var<uniform> bin_p: BinaryParams;
+
+@compute @workgroup_size(64, 1, 1)
+fn binary(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let period = bin_p.period;
+    for (var i = gid.x; i < bin_p.count; i = i + groups.x * THREADS) {
+        let a = bin_a[i];
+        // No division where none is needed (it is slow on CPU devices).
+        var at = i;
+        if (period == 1u) {
+            at = 0u;
+        } else if (period != bin_p.count) {
+            at = i % period;
+        }
+        let b = bin_b[at];
+        var r = a + b;
+        switch bin_p.op {
+            case 1u: { r = a - b; }
+            case 2u: { r = a * b; }
+            case 3u: { r = a / b; }
+            default: {}
+        }
+        bin_out[i] = r;
+    }
+}
+
+// ---- layer_norm: out[r] = (x[r] - mean) / sqrt(var + eps) * w + b over
+// rows of `d`, one workgroup per row (the CPU kernel's order).
+
+struct NormParams {
+    d: u32,
+    eps: u32,
+    rows: u32,
+    _p0: u32,
+    _p1: u32,
+    _p2: u32,
+    _p3: u32,
+    _p4: u32,
+}
+
+@group(0) @binding(0) var<storage, read> ln_x: array<f32>;
+@group(0) @binding(1) var<storage, read> ln_w: array<f32>;
+@group(0) @binding(2) var<storage, read> ln_b: array<f32>;
+@group(0) @binding(3) var<storage, read_write> ln_out: array<f32>;
+@group(0) @binding(4) var<uniform> ln_p: NormParams;
+
+@compute @workgroup_size(64, 1, 1)
+fn layer_norm(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let row = row_of(wg, groups);
+    if (row >= ln_p.rows) {
+        return;
+    }
+    let d = ln_p.d;
+    let at = row * d;
+    var sum = 0.0;
+    for (var i = lid; i < d; i = i + THREADS) {
+        sum = sum + ln_x[at + i];
+    }
+    let mean = workgroup_sum(lid, sum) / f32(d);
+    var sq = 0.0;
+    for (var i = lid; i < d; i = i + THREADS) {
+        let c = ln_x[at + i] - mean;
+        sq = fma(c, c, sq);
+    }
+    let q = sqrt(workgroup_sum(lid, sq) / f32(d) + bitcast<f32>(ln_p.eps));
+    for (var i = lid; i < d; i = i + THREADS) {
+        ln_out[at + i] = (ln_x[at + i] - mean) / q * ln_w[i] + ln_b[i];
+    }
+}
+
+// ---- gelu: out[i] = (x * (erf(x / root2) + one)) * half, the exact GELU
+// in the graph's order, with the CPU path's rational erf.
+
+struct GeluParams {
+    count: u32,
+    root2: u32,
+    one: u32,
+    half: u32,
+    _p0: u32,
+    _p1: u32,
+    _p2: u32,
+    _p3: u32,
+}
+
+@group(0) @binding(0) var<storage, read> gelu_x: array<f32>;
+@group(0) @binding(1) var<storage, read_write> gelu_out: array<f32>;
+@group(0) @binding(2) var<uniform> gelu_p: GeluParams;
+
+fn erf(v: f32) -> f32 {
+    let x = clamp(v, -4.0, 4.0);
+    let x2 = x * x;
+    var p = -2.72614225801306e-10;
+    p = p * x2 + 2.77068142495902e-08;
+    p = p * x2 - 2.10102402082508e-06;
+    p = p * x2 - 5.69250639462346e-05;
+    p = p * x2 - 7.34990630326855e-04;
+    p = p * x2 - 2.95459980854025e-03;
+    p = p * x2 - 1.60960333262415e-02;
+    var q = -1.45660718464996e-05;
+    q = q * x2 - 2.13374055278905e-04;
+    q = q * x2 - 1.68282697438203e-03;
+    q = q * x2 - 7.37332916720468e-03;
+    q = q * x2 - 1.42647390514189e-02;
+    return x * p / q;
+}
+
+@compute @workgroup_size(64, 1, 1)
+fn gelu(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let root2 = bitcast<f32>(gelu_p.root2);
+    let one = bitcast<f32>(gelu_p.one);
+    let half = bitcast<f32>(gelu_p.half);
+    for (var i = gid.x; i < gelu_p.count; i = i + groups.x * THREADS) {
+        let x = gelu_x[i];
+        gelu_out[i] = (x * (erf(x / root2) + one)) * half;
+    }
+}
+
+// ---- attention: softmax(q·kᵀ / scale + mask)·v for each batch row, head
+// and query, one invocation per (head, query row), each walking its keys
+// in turn: no barriers (encoder sequences are short). Q, K and V are [B, S, H, D]; the mask is
+// read at `b·mb + h·mh + i·mi + j·mj` (strides of 0 where it broadcasts).
+// Scores go through `scores`, S floats per (row, head).
+
+struct AttnParams {
+    s: u32,
+    heads: u32,
+    d: u32,
+    scale: u32,
+    mb: u32,
+    mh: u32,
+    mi: u32,
+    mj: u32,
+}
+
+@group(0) @binding(0) var<storage, read> at_q: array<f32>;
+@group(0) @binding(1) var<storage, read> at_k: array<f32>;
+@group(0) @binding(2) var<storage, read> at_v: array<f32>;
+@group(0) @binding(3) var<storage, read> at_mask: array<f32>;
+@group(0) @binding(4) var<storage, read_write> at_scores: array<f32>;
+@group(0) @binding(5) var<storage, read_write> at_out: array<f32>;
+@group(0) @binding(6) var<uniform> at_p: AttnParams;
+
+@compute @workgroup_size(64, 1, 1)
+fn attention(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let s = at_p.s;
+    let d = at_p.d;
+    let heads = at_p.heads;
+    let width = heads * d;
+    let inv_scale = 1.0 / bitcast<f32>(at_p.scale);
+    let total = arrayLength(&at_q) / d;
+    let rows = total / heads;
+    for (var t = gid.x; t < total; t = t + groups.x * THREADS) {
+        // Neighbouring invocations take neighbouring queries of one head,
+        // so they read the same keys and values at the same time.
+        let head = t / rows;
+        // Query row `i` of batch row `b`.
+        let row = t % rows;
+        let b = row / s;
+        let i = row % s;
+        let q0 = row * width + head * d;
+        let m0 = b * at_p.mb + head * at_p.mh + i * at_p.mi;
+        let scores = t * s;
+        var best = -3.0e38;
+        for (var j = 0u; j < s; j = j + 1u) {
+            let k0 = (b * s + j) * width + head * d;
+            var dot = 0.0;
+            for (var c = 0u; c < d; c = c + 1u) {
+                dot = fma(at_q[q0 + c], at_k[k0 + c], dot);
+            }
+            let v = dot * inv_scale + at_mask[m0 + j * at_p.mj];
+            at_scores[scores + j] = v;
+            best = max(best, v);
+        }
+        var sum = 0.0;
+        for (var j = 0u; j < s; j = j + 1u) {
+            let e = exp(at_scores[scores + j] - best);
+            at_scores[scores + j] = e;
+            sum = sum + e;
+        }
+        let inv = 1.0 / sum;
+        for (var c = 0u; c < d; c = c + 1u) {
+            var acc = 0.0;
+            for (var j = 0u; j < s; j = j + 1u) {
+                acc = fma(at_scores[scores + j], at_v[(b * s + j) * width + head * d + c], acc);
+            }
+            at_out[q0 + c] = acc * inv;
+        }
+    }
+}

@@ -1,0 +1,486 @@
+//! An ONNX call on a model loaded for a GPU keeps its activations there.
+//!
+//! Nodes with a device kernel are recorded into one [`Program`] instead of
+//! run: products by a resident weight, `Add`/`Sub`/`Mul`/`Div` (same
+//! shapes, a row broadcast or a scalar), the fused `WeftLayerNorm`,
+//! `WeftGelu` and `WeftAttention`, and `Reshape` (a new shape for the same
+//! buffer). A node is recorded when one of its data inputs is already on
+//! the device (or, for a product, whenever its weight is): host operands
+//! it reads (a bias, a mask, the first activations) go up with the
+//! submission. Any other node runs on the CPU as before, after what it
+//! reads from the device is brought back — which submits what was
+//! recorded so far. A transformer encoder such as MiniLM thus runs its
+//! embeddings on the CPU, then every layer on the device, and reads back
+//! only its output: one round trip per call instead of one per product.
+//! A node the device kernels do not cover exactly (an unusual broadcast,
+//! an operand that is not f32) runs on the CPU.
+//! `WEFT_NN_ONNX_RESIDENT=0` turns this off: each product then makes its
+//! own round trip (to compare, or to rule this path out).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::ops::{Node, fused};
+use super::value::{DType, Data, Value};
+use super::weights::GpuWeights;
+use crate::NnError;
+use crate::gpu::{BinaryOp, Buffer, EncoderAttention, Gpu, Program};
+
+/// Whether calls keep their activations on the device
+/// (`WEFT_NN_ONNX_RESIDENT` unset or not `0`; read once).
+pub(super) fn enabled() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var_os("WEFT_NN_ONNX_RESIDENT").is_none_or(|v| v != "0"))
+}
+
+/// A value on the device: always f32, row-major.
+#[derive(Clone)]
+struct Dev {
+    buf: Arc<Buffer>,
+    shape: Vec<usize>,
+}
+
+impl Dev {
+    fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+}
+
+/// The operand a recorded node reads: on the device already, or a host
+/// value to upload.
+enum Operand<'v> {
+    Dev(Dev),
+    Host(&'v Value),
+}
+
+impl Operand<'_> {
+    fn shape(&self) -> &[usize] {
+        match self {
+            Self::Dev(d) => &d.shape,
+            Self::Host(v) => &v.shape,
+        }
+    }
+}
+
+/// The device side of one call; see the module docs.
+pub(super) struct OnDevice<'g> {
+    gpu: &'g Gpu,
+    weights: &'g GpuWeights,
+    /// What is recorded and not yet submitted.
+    program: Option<Program<'g>>,
+    /// The values on the device, by name.
+    values: HashMap<String, Dev>,
+}
+
+impl<'g> OnDevice<'g> {
+    pub(super) fn new(weights: &'g GpuWeights) -> Self {
+        Self {
+            gpu: &weights.gpu,
+            weights,
+            program: None,
+            values: HashMap::new(),
+        }
+    }
+
+    /// Whether `name` is on the device.
+    pub(super) fn holds(&self, name: &str) -> bool {
+        self.values.contains_key(name)
+    }
+
+    /// Forgets `name` (the call no longer reads it).
+    pub(super) fn free(&mut self, name: &str) {
+        self.values.remove(name);
+    }
+
+    fn program(&mut self) -> Result<&mut Program<'g>, NnError> {
+        if self.program.is_none() {
+            self.program = Some(self.gpu.program()?);
+        }
+        Ok(self.program.as_mut().expect("just made"))
+    }
+
+    fn buffer(&self, floats: usize, label: &str) -> Result<Arc<Buffer>, NnError> {
+        self.gpu.buffer(floats, label).map(Arc::new)
+    }
+
+    /// `name` on the device, or the host value to upload (`None`: not one
+    /// the device path takes).
+    fn operand<'v>(&self, name: &str, host: &'v HashMap<&str, Arc<Value>>) -> Option<Operand<'v>> {
+        if let Some(d) = self.values.get(name) {
+            return Some(Operand::Dev(d.clone()));
+        }
+        let v = host.get(name)?;
+        (matches!((&v.data, v.dtype), (Data::F32(_), DType::F32)) && self.fits(v.len()))
+            .then_some(Operand::Host(v))
+    }
+
+    /// Whether one buffer may hold `floats` (a larger value stays on the
+    /// CPU, whose product path splits it).
+    fn fits(&self, floats: usize) -> bool {
+        (floats as u64).saturating_mul(4) <= self.gpu.max_buffer()
+    }
+
+    /// The operand on the device, uploading a host one with the submission.
+    fn up(&mut self, op: Operand<'_>) -> Result<Dev, NnError> {
+        match op {
+            Operand::Dev(d) => Ok(d),
+            Operand::Host(v) => {
+                let Data::F32(data) = &v.data else {
+                    unreachable!("operands are f32")
+                };
+                let buf = self.buffer(data.len(), "weft-nn ONNX input")?;
+                self.program()?.write(&buf, data.clone());
+                Ok(Dev {
+                    buf,
+                    shape: v.shape.clone(),
+                })
+            }
+        }
+    }
+
+    /// Records `node` on the device if it has a kernel there that suits
+    /// its inputs (see the module docs): `None` to run it on the CPU.
+    pub(super) fn record(
+        &mut self,
+        node: Node<'_>,
+        host: &HashMap<&str, Arc<Value>>,
+    ) -> Option<Result<(), NnError>> {
+        let p = node.proto;
+        let name = |i: usize| {
+            p.inputs
+                .get(i)
+                .map(String::as_str)
+                .filter(|n| !n.is_empty())
+        };
+        let on_device = |i: usize| name(i).is_some_and(|n| self.holds(n));
+        let out = match p.op_type.as_str() {
+            "MatMul" => {
+                let w = self.weights.for_node(p)?;
+                let a = self.operand(name(0)?, host)?;
+                let shape = a.shape();
+                if shape.len() < 2 || shape.last() != Some(&w.rows()) {
+                    return None;
+                }
+                let rows = shape[..shape.len() - 1].iter().product::<usize>();
+                let mut out_shape = shape.to_vec();
+                *out_shape.last_mut()? = w.cols();
+                self.try_record(out_shape, |me, out| {
+                    let a = me.up(a)?;
+                    me.program()?.product(&a.buf, rows, w, out);
+                    Ok(())
+                })
+            }
+            "Add" | "Sub" | "Mul" | "Div" if on_device(0) || on_device(1) => {
+                let op = BinaryOp::of(&p.op_type)?;
+                let (mut a, mut b) = (self.operand(name(0)?, host)?, self.operand(name(1)?, host)?);
+                if !row_broadcast(b.shape(), a.shape()) {
+                    if !op.commutes() || !row_broadcast(a.shape(), b.shape()) {
+                        return None;
+                    }
+                    std::mem::swap(&mut a, &mut b);
+                }
+                let shape = a.shape().to_vec();
+                let (count, period) = (shape.iter().product(), b.shape().iter().product());
+                self.try_record(shape, |me, out| {
+                    let (a, b) = (me.up(a)?, me.up(b)?);
+                    me.program()?
+                        .binary(op, (&a.buf, &b.buf), period, count, out);
+                    Ok(())
+                })
+            }
+            "WeftLayerNorm" if on_device(0) => {
+                let x = self.operand(name(0)?, host)?;
+                let eps = host_scalar(host, name(1)?)?;
+                let (w, b) = (self.operand(name(2)?, host)?, self.operand(name(3)?, host)?);
+                let d = *x.shape().last()?;
+                if d == 0
+                    || w.shape().iter().product::<usize>() != d
+                    || b.shape().iter().product::<usize>() != d
+                {
+                    return None;
+                }
+                let shape = x.shape().to_vec();
+                let rows = shape.iter().product::<usize>() / d;
+                self.try_record(shape, |me, out| {
+                    let (x, w, b) = (me.up(x)?, me.up(w)?, me.up(b)?);
+                    me.program()?
+                        .layer_norm(&x.buf, (&w.buf, &b.buf), rows, d, eps, out);
+                    Ok(())
+                })
+            }
+            "WeftGelu" if on_device(0) => {
+                let x = self.operand(name(0)?, host)?;
+                let consts = [1, 2, 3].map(|i| name(i).and_then(|n| host_scalar(host, n)));
+                let [Some(root2), Some(one), Some(half)] = consts else {
+                    return None;
+                };
+                let shape = x.shape().to_vec();
+                let count = shape.iter().product();
+                self.try_record(shape, |me, out| {
+                    let x = me.up(x)?;
+                    me.program()?.gelu(&x.buf, count, [root2, one, half], out);
+                    Ok(())
+                })
+            }
+            "WeftAttention" if on_device(0) => self.attention(node, host),
+            "Reshape" if on_device(0) => {
+                let x = self.values.get(name(0)?)?.clone();
+                let target = host.get(name(1)?)?;
+                let zero_is_zero = node.int("allowzero", 0) != 0;
+                if zero_is_zero && matches!(&target.data, Data::I64(t) if t.contains(&0)) {
+                    return None;
+                }
+                let shape = fused::reshape_target(target, &x.shape).ok()?;
+                self.values
+                    .insert(p.outputs.first()?.clone(), Dev { shape, ..x });
+                return Some(Ok(()));
+            }
+            _ => None,
+        }?;
+        Some(out.map(|out| {
+            if let Some(n) = p.outputs.first().filter(|n| !n.is_empty()) {
+                self.values.insert(n.clone(), out);
+            }
+        }))
+    }
+
+    /// Makes the output buffer of `shape` and records into it with `f`.
+    fn try_record(
+        &mut self,
+        shape: Vec<usize>,
+        f: impl FnOnce(&mut Self, &Buffer) -> Result<(), NnError>,
+    ) -> Option<Result<Dev, NnError>> {
+        let floats = shape.iter().product();
+        if !self.fits(floats) {
+            return None;
+        }
+        let run = || {
+            let buf = self.buffer(floats, "weft-nn ONNX activations")?;
+            f(self, &buf)?;
+            Ok(Dev { buf, shape })
+        };
+        Some(run())
+    }
+
+    /// `WeftAttention` (see `ops/fused.rs`) on the device.
+    fn attention(
+        &mut self,
+        node: Node<'_>,
+        host: &HashMap<&str, Arc<Value>>,
+    ) -> Option<Result<Dev, NnError>> {
+        let p = node.proto;
+        let name = |i: usize| {
+            p.inputs
+                .get(i)
+                .map(String::as_str)
+                .filter(|n| !n.is_empty())
+        };
+        let [q, k, v] = [0, 1, 2].map(|i| name(i).and_then(|n| self.operand(n, host)));
+        let (q, k, v) = (q?, k?, v?);
+        let dims = fused::reshape_target(host.get(name(3)?)?, q.shape()).ok()?;
+        let &[batch, seq, heads, head_dim] = dims.as_slice() else {
+            return None;
+        };
+        for (i, x) in [&k, &v].into_iter().enumerate() {
+            if fused::reshape_target(host.get(name(4 + i)?)?, x.shape()).ok()? != dims {
+                return None;
+            }
+        }
+        let scale = host_scalar(host, name(6)?)?;
+        let mask = self.operand(name(7)?, host)?;
+        let mask_strides = fused::mask_strides(mask.shape(), [batch, heads, seq, seq]).ok()?;
+        if !self.fits(batch * seq * heads * seq) {
+            return None;
+        }
+        let shape = EncoderAttention {
+            batch,
+            seq,
+            heads,
+            head_dim,
+            scale,
+            mask_strides,
+        };
+        self.try_record(dims, |me, out| {
+            let (q, k, v, mask) = (me.up(q)?, me.up(k)?, me.up(v)?, me.up(mask)?);
+            let scores = me.buffer(batch * seq * heads * seq, "weft-nn attention scores")?;
+            me.program()?.encoder_attention(
+                (&q.buf, &k.buf, &v.buf),
+                &mask.buf,
+                &scores,
+                out,
+                shape,
+            );
+            Ok(())
+        })
+    }
+
+    /// Brings the named values that are only on the device back into
+    /// `host`, submitting what is recorded (one round trip for all).
+    pub(super) fn bring_back<'n>(
+        &mut self,
+        names: impl IntoIterator<Item = &'n str>,
+        host: &mut HashMap<&'n str, Arc<Value>>,
+    ) -> Result<(), NnError> {
+        let wanted: Vec<(&str, Dev)> = names
+            .into_iter()
+            .filter(|n| !host.contains_key(n))
+            .filter_map(|n| Some((n, self.values.get(n)?.clone())))
+            .collect();
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let program = match self.program.take() {
+            Some(p) => p,
+            None => self.gpu.program()?,
+        };
+        let reads: Vec<(&Buffer, usize)> = wanted.iter().map(|(_, d)| (&*d.buf, d.len())).collect();
+        let data = program.run_reads(&reads)?;
+        for ((name, d), data) in wanted.into_iter().zip(data) {
+            host.insert(name, Arc::new(Value::f32(d.shape, data)));
+        }
+        Ok(())
+    }
+}
+
+/// Whether `small` is `big`'s shape, its trailing dims (a row broadcast,
+/// leading 1s aside) or a single value: what [`Program::binary`] reads.
+fn row_broadcast(small: &[usize], big: &[usize]) -> bool {
+    let first = small.iter().position(|&d| d != 1).unwrap_or(small.len());
+    let tail = &small[first..];
+    small.len() <= big.len() && big.ends_with(tail) && !big.contains(&0)
+}
+
+/// An f32 scalar on the host.
+fn host_scalar(host: &HashMap<&str, Arc<Value>>, name: &str) -> Option<f32> {
+    match &host.get(name)?.data {
+        Data::F32(v) if v.len() == 1 => Some(v[0]),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use crate::onnx::exec::OnnxModel;
+    use crate::onnx::write::GraphWriter;
+    use crate::{Model, Tensor};
+
+    /// Products by weights, every broadcast `binary` takes (and one it
+    /// does not), a `Reshape` on the device, and a `Relu` (no device
+    /// kernel) in the middle.
+    fn graph() -> Vec<u8> {
+        let ramp = |n: usize, scale: f32| -> Vec<f32> {
+            (0..n)
+                .map(|i| ((i * 7 % 11) as f32 - 5.0) * scale)
+                .collect()
+        };
+        let mut g = GraphWriter::new("resident");
+        g.node("MatMul", &["x", "w1"], &["h"], "mm1", &[]);
+        g.node("Add", &["h", "c4"], &["hb"], "bias", &[]);
+        g.node("Add", &["c4", "hb"], &["hb2"], "bias_first", &[]);
+        g.node("Sub", &["hb2", "c4"], &["d1"], "sub_row", &[]);
+        g.node("Mul", &["d1", "two"], &["m"], "scalar", &[]);
+        g.node("Div", &["m", "hb"], &["q"], "same_shape", &[]);
+        g.node("Shape", &["like"], &["dims"], "dims", &[]);
+        g.node("Reshape", &["q", "dims"], &["r"], "view", &[]);
+        g.node("Relu", &["r"], &["n"], "on_the_cpu", &[]);
+        g.node("MatMul", &["n", "w2"], &["o"], "mm2", &[]);
+        g.node("Sub", &["c3", "o"], &["p"], "row_minus", &[]);
+        g.initializer("w1", &[5, 4], &ramp(20, 0.25));
+        g.initializer("w2", &[4, 3], &ramp(12, 0.5));
+        g.initializer("c4", &[4], &[1.0, -2.0, 0.5, 3.0]);
+        g.initializer("c3", &[1, 3], &[0.25, -1.0, 2.0]);
+        g.initializer("two", &[1], &[2.0]);
+        g.input("x", &["b", "s", "5"]);
+        g.input("like", &["n", "4"]);
+        for o in ["p", "hb", "o"] {
+            g.output(o, &[]);
+        }
+        g.finish("weft-nn tests", 17)
+    }
+
+    fn inputs(rows: usize) -> [(String, Tensor); 2] {
+        let x: Vec<f32> = (0..rows * 5).map(|i| (i as f32 * 0.37).sin()).collect();
+        [
+            ("x".into(), Tensor::from_f32(vec![2, rows / 2, 5], &x)),
+            (
+                "like".into(),
+                Tensor::from_f32(vec![rows, 4], &vec![0.0; rows * 4]),
+            ),
+        ]
+    }
+
+    fn same(got: &[(String, Tensor)], want: &[(String, Tensor)]) {
+        for ((gn, g), (wn, w)) in got.iter().zip(want) {
+            assert_eq!((gn, &g.shape), (wn, &w.shape));
+            for (a, b) in g.to_f32().unwrap().iter().zip(w.to_f32().unwrap()) {
+                assert!((a - b).abs() <= 1e-5 * b.abs().max(1.0), "{gn}: {a} vs {b}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_call_keeps_its_values_on_the_device_and_matches_the_cpu() {
+        let gpu = crate::gpu::tests::own(None);
+        let bytes = graph();
+        let cpu = OnnxModel::load(&bytes).unwrap();
+        let on_gpu = OnnxModel::load_for(&bytes, Some(Ok(Arc::clone(&gpu)))).unwrap();
+        let inputs = inputs(6);
+        let want = cpu.session().compute(&inputs).unwrap();
+        let got = on_gpu.session().compute(&inputs).unwrap();
+        same(&got, &want);
+        // Round trips: `Relu` reads `r`, `Sub(c3, o)` (a broadcast of its
+        // first operand, which `binary` does not take) reads `o`, and the
+        // end reads `hb`.
+        assert_eq!(gpu.matmuls(), 2);
+        assert_eq!(gpu.round_trips(), 3);
+        assert_eq!(gpu.work_bytes(), 0, "the call's buffers are freed");
+    }
+
+    #[test]
+    fn layers_of_products_make_one_round_trip() {
+        // Four layers of `x = x · w + b`: one submission, where products
+        // run one by one would make four round trips.
+        let mut g = GraphWriter::new("layers");
+        let names: Vec<String> = (0..=8).map(|i| format!("v{i}")).collect();
+        for l in 0..4 {
+            let (w, b) = (format!("w{l}"), format!("b{l}"));
+            let (x, h, y) = (&names[2 * l], format!("h{l}"), &names[2 * l + 2]);
+            g.node("MatMul", &[x, &w], &[&h], &format!("mm{l}"), &[]);
+            g.node("Add", &[&h, &b], &[y], &format!("bias{l}"), &[]);
+            let ramp: Vec<f32> = (0..16).map(|i| (i as f32 - 7.5) * 0.1).collect();
+            g.initializer(&w, &[4, 4], &ramp);
+            g.initializer(&b, &[4], &[0.5, -0.5, 0.25, 0.0]);
+        }
+        g.input("v0", &["n", "4"]);
+        g.output("v8", &["n", "4"]);
+        let bytes = g.finish("weft-nn tests", 17);
+        let gpu = crate::gpu::tests::own(None);
+        let on_gpu = OnnxModel::load_for(&bytes, Some(Ok(Arc::clone(&gpu)))).unwrap();
+        let x = [("v0".into(), Tensor::from_f32(vec![3, 4], &[0.1; 12]))];
+        let want = OnnxModel::load(&bytes)
+            .unwrap()
+            .session()
+            .compute(&x)
+            .unwrap();
+        same(&on_gpu.session().compute(&x).unwrap(), &want);
+        assert_eq!((gpu.matmuls(), gpu.round_trips()), (4, 1));
+    }
+
+    #[test]
+    fn values_too_large_for_one_buffer_run_on_the_cpu() {
+        // Weights fit (80 and 48 bytes), a 64-row `x` (1280 bytes) does
+        // not: the first product and what follows it run on the CPU, with
+        // the same results.
+        let gpu = crate::gpu::tests::own(Some(512));
+        let bytes = graph();
+        let cpu = OnnxModel::load(&bytes).unwrap();
+        let on_gpu = OnnxModel::load_for(&bytes, Some(Ok(Arc::clone(&gpu)))).unwrap();
+        assert_eq!(on_gpu.device_bytes(), (20 + 12) * 4);
+        let inputs = inputs(64);
+        let want = cpu.session().compute(&inputs).unwrap();
+        let got = on_gpu.session().compute(&inputs).unwrap();
+        same(&got, &want);
+    }
+}
