@@ -199,9 +199,12 @@ pub fn render_inference(nn: &weft_runtime::EngineBackend, out: &mut String) {
             out,
             "# HELP weft_gpu_matmuls_total Matrix products run on the GPU (models and trainers).\n\
              # TYPE weft_gpu_matmuls_total counter\nweft_gpu_matmuls_total {}\n\
+             # HELP weft_gpu_round_trips_total Submissions to the GPU waited for and read back (one per ONNX call or decoder pass kept on the device).\n\
+             # TYPE weft_gpu_round_trips_total counter\nweft_gpu_round_trips_total {}\n\
              # HELP weft_gpu_work_bytes Bytes held on the GPU by live decoder sessions (KV caches, activations).\n\
              # TYPE weft_gpu_work_bytes gauge\nweft_gpu_work_bytes {}\n",
             gpu.matmuls(),
+            gpu.round_trips(),
             gpu.work_bytes()
         );
     }

@@ -212,6 +212,12 @@ async fn embed_on_the_gpu_matches_onnxruntime() {
         device_bytes > 40 << 20,
         "MiniLM's weights are on the GPU: {device_bytes}"
     );
+    // Its six layers ran there, read back once (other tests' calls share
+    // the process's GPU and its counters, so only this much is exact).
+    assert!(
+        metric(&metrics, "weft_gpu_round_trips_total") >= 1,
+        "{metrics}"
+    );
 }
 
 /// Concurrent generations share the decoder's passes (their calls join, each

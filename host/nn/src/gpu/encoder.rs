@@ -3,6 +3,11 @@
 //! keeps its activations on the device (`onnx/device.rs`).
 
 use super::program::{Buffer, Kernel, Program, whole};
+use super::{Gpu, runtime};
+use crate::{NnError, NnErrorKind};
+
+/// Storage buffers the attention kernel binds.
+const STORAGE_BUFFERS: u32 = 6;
 
 /// The compiled `encoder.wgsl` kernels.
 pub(super) struct Kernels {
@@ -12,8 +17,44 @@ pub(super) struct Kernels {
     attention: Kernel,
 }
 
+impl Gpu {
+    /// Whether the `encoder.wgsl` kernels compile (once); an error where
+    /// the device cannot run them (its ONNX calls then make a round trip
+    /// per product, as they did before these kernels).
+    pub(crate) fn encoder_kernels_compile(&self) -> Result<(), NnError> {
+        self.encoder_kernels().map(drop)
+    }
+
+    fn encoder_kernels(&self) -> Result<&Kernels, NnError> {
+        self.encoder
+            .get_or_init(|| {
+                let has = self.device.limits().max_storage_buffers_per_shader_stage;
+                if has < STORAGE_BUFFERS {
+                    return Err(NnError::new(
+                        NnErrorKind::UnsupportedOperation,
+                        format!(
+                            "GPU adapter {} allows {has} storage buffers per stage; the encoder kernels need {STORAGE_BUFFERS}",
+                            self.adapter
+                        ),
+                    ));
+                }
+                let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+                let kernels = Kernels::compile(&self.device);
+                match super::block_on(scope.pop()) {
+                    Some(e) => Err(runtime(format!(
+                        "compiling weft-nn's encoder kernels on {}: {e}",
+                        self.adapter
+                    ))),
+                    None => Ok(kernels),
+                }
+            })
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+}
+
 impl Kernels {
-    pub(super) fn compile(device: &wgpu::Device) -> Self {
+    fn compile(device: &wgpu::Device) -> Self {
         let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some("weft-nn encoder ops"),
             source: wgpu::ShaderSource::Wgsl(include_str!("encoder.wgsl").into()),
@@ -77,8 +118,12 @@ fn row_groups(rows: usize) -> [u32; 2] {
 }
 
 impl<'a> Program<'a> {
+    /// The encoder kernels, which [`Gpu::encoder_kernels`] compiled
+    /// before anything recorded one (`onnx/device.rs` checks it first).
     fn encoder(&self) -> &'a Kernels {
-        &self.ops().encoder
+        self.gpu()
+            .encoder_kernels()
+            .expect("the encoder kernels are compiled before they are recorded")
     }
 
     /// `out[i] = a[i] op b[i % period]` for `i < count`.
@@ -158,6 +203,8 @@ impl<'a> Program<'a> {
         shape: EncoderAttention,
     ) {
         let [mb, mh, mi, mj] = shape.mask_strides;
+        // The key stride is 0 or 1: it shares its parameter with the batch.
+        debug_assert!(mj <= 1);
         self.step(
             &self.encoder().attention,
             vec![
@@ -176,7 +223,7 @@ impl<'a> Program<'a> {
                 mb,
                 mh,
                 mi,
-                mj,
+                shape.batch << 1 | mj,
             ]
             .map(|x| x as u32),
             super::program::groups(shape.batch * shape.seq * shape.heads),

@@ -173,8 +173,10 @@ fn gelu(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 
 // ---- attention: softmax(q·kᵀ / scale + mask)·v for each batch row, head
 // and query, one invocation per (head, query row), each walking its keys
-// in turn: no barriers (encoder sequences are short). Q, K and V are [B, S, H, D]; the mask is
-// read at `b·mb + h·mh + i·mi + j·mj` (strides of 0 where it broadcasts).
+// in turn: no barriers (encoder sequences are short). Q, K and V are
+// [B, S, H, D]; the mask is read at `b·mb + h·mh + i·mi + j·mj` (strides of
+// 0 where it broadcasts; `mj`, 0 or 1, is the low bit of `mj_batch`, B the
+// rest).
 // Scores go through `scores`, S floats per (row, head).
 
 struct AttnParams {
@@ -185,7 +187,7 @@ struct AttnParams {
     mb: u32,
     mh: u32,
     mi: u32,
-    mj: u32,
+    mj_batch: u32,
 }
 
 @group(0) @binding(0) var<storage, read> at_q: array<f32>;
@@ -203,8 +205,9 @@ fn attention(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
     let heads = at_p.heads;
     let width = heads * d;
     let inv_scale = 1.0 / bitcast<f32>(at_p.scale);
-    let total = arrayLength(&at_q) / d;
-    let rows = total / heads;
+    let mj = at_p.mj_batch & 1u;
+    let rows = (at_p.mj_batch >> 1u) * s;
+    let total = rows * heads;
     for (var t = gid.x; t < total; t = t + groups.x * THREADS) {
         // Neighbouring invocations take neighbouring queries of one head,
         // so they read the same keys and values at the same time.
@@ -216,14 +219,16 @@ fn attention(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
         let q0 = row * width + head * d;
         let m0 = b * at_p.mb + head * at_p.mh + i * at_p.mi;
         let scores = t * s;
-        var best = -3.0e38;
+        // -inf, as the CPU's softmax starts: a row masked with f32::MIN
+        // throughout is then uniform, not 0 / 0.
+        var best = bitcast<f32>(0xff800000u);
         for (var j = 0u; j < s; j = j + 1u) {
             let k0 = (b * s + j) * width + head * d;
             var dot = 0.0;
             for (var c = 0u; c < d; c = c + 1u) {
                 dot = fma(at_q[q0 + c], at_k[k0 + c], dot);
             }
-            let v = dot * inv_scale + at_mask[m0 + j * at_p.mj];
+            let v = dot * inv_scale + at_mask[m0 + j * mj];
             at_scores[scores + j] = v;
             best = max(best, v);
         }

@@ -117,6 +117,8 @@ pub struct Gpu {
     lost: Arc<Mutex<Option<String>>>,
     /// The decoder kernels, compiled on first use.
     ops: OnceLock<Result<program::Ops, NnError>>,
+    /// The ONNX encoder kernels, compiled on first use.
+    encoder: OnceLock<Result<encoder::Kernels, NnError>>,
     /// Bytes held by live [`program::Buffer`]s (KV caches, activations).
     work: Arc<AtomicU64>,
 }
@@ -367,6 +369,7 @@ impl Gpu {
             scratch: Mutex::new(Vec::new()),
             lost,
             ops: OnceLock::new(),
+            encoder: OnceLock::new(),
             work: Arc::new(AtomicU64::new(0)),
         })
     }

@@ -20,8 +20,6 @@ pub(crate) const MAX_HEAD_DIM: usize = 256;
 
 /// The compiled `ops.wgsl` kernels.
 pub(super) struct Ops {
-    /// `encoder.wgsl`'s kernels, for ONNX graphs kept on the device.
-    pub(super) encoder: super::encoder::Kernels,
     rms_norm: Kernel,
     rope: Kernel,
     store: Kernel,
@@ -43,7 +41,6 @@ impl Ops {
         });
         let kernel = |name| Kernel::new(device, &module, name);
         Self {
-            encoder: super::encoder::Kernels::compile(device),
             rms_norm: kernel("rms_norm"),
             rope: kernel("rope"),
             store: kernel("store"),
@@ -205,9 +202,9 @@ pub(super) fn whole(b: &Buffer) -> (wgpu::Buffer, u64, u64) {
 }
 
 impl<'a> Program<'a> {
-    /// The compiled kernels it records.
-    pub(super) fn ops(&self) -> &'a Ops {
-        self.ops
+    /// The GPU it records for.
+    pub(super) fn gpu(&self) -> &'a Gpu {
+        self.gpu
     }
 
     /// Uploads `data` into the start of `to` before the dispatches run.
@@ -454,13 +451,19 @@ impl<'a> Program<'a> {
             mapped_at_creation: false,
         });
         gpu.queue.write_buffer(&uniforms, 0, &params);
-        let bytes: u64 = reads.iter().map(|&(_, f)| (f * 4) as u64).sum();
-        let read = device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("weft-nn program result"),
-            size: bytes.max(4),
-            usage: U::MAP_READ | U::COPY_DST,
-            mapped_at_creation: false,
-        });
+        // A staging buffer per read: together they may pass what one
+        // buffer may hold.
+        let staging: Vec<wgpu::Buffer> = reads
+            .iter()
+            .map(|&(_, floats)| {
+                device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("weft-nn program result"),
+                    size: (floats * 4).max(4) as u64,
+                    usage: U::MAP_READ | U::COPY_DST,
+                    mapped_at_creation: false,
+                })
+            })
+            .collect();
         let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
             label: Some("weft-nn program"),
         });
@@ -492,38 +495,35 @@ impl<'a> Program<'a> {
                 pass.dispatch_workgroups(s.groups[0], s.groups[1], 1);
             }
         }
-        let mut at = 0;
-        for &(from, floats) in reads {
-            let n = (floats * 4) as u64;
-            encoder.copy_buffer_to_buffer(&from.raw, 0, &read, at, n);
-            at += n;
+        for (&(from, floats), to) in reads.iter().zip(&staging) {
+            encoder.copy_buffer_to_buffer(&from.raw, 0, to, 0, (floats * 4) as u64);
         }
         gpu.queue.submit([encoder.finish()]);
-        let slice = read.slice(..bytes.max(4));
-        let (tx, rx) = mpsc::channel();
-        slice.map_async(wgpu::MapMode::Read, move |r| {
-            let _ = tx.send(r);
-        });
         let failed = |e: String| runtime(format!("reading a pass back from the GPU: {e}"));
-        gpu.await_mapping(&rx).map_err(failed)?;
-        let out = {
-            let view = slice
-                .get_mapped_range()
-                .map_err(|e| failed(e.to_string()))?;
-            let all: &[u8] = &view;
-            let mut at = 0;
-            reads
-                .iter()
-                .map(|&(_, floats)| {
-                    let part = &all[at..at + floats * 4];
-                    at += floats * 4;
-                    part.chunks_exact(4)
+        let mut out = Vec::with_capacity(reads.len());
+        for (&(_, floats), read) in reads.iter().zip(&staging) {
+            let slice = read.slice(..(floats * 4).max(4) as u64);
+            let (tx, rx) = mpsc::channel();
+            slice.map_async(wgpu::MapMode::Read, move |r| {
+                let _ = tx.send(r);
+            });
+            gpu.await_mapping(&rx).map_err(failed)?;
+            {
+                let view = slice
+                    .get_mapped_range()
+                    .map_err(|e| failed(e.to_string()))?;
+                out.push(
+                    view[..floats * 4]
+                        .chunks_exact(4)
                         .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                        .collect()
-                })
-                .collect()
-        };
-        read.unmap();
+                        .collect(),
+                );
+            }
+            read.unmap();
+        }
+        if reads.is_empty() {
+            gpu.wait()?;
+        }
         gpu.matmuls.fetch_add(self.products, Ordering::Relaxed);
         gpu.round_trips.fetch_add(1, Ordering::Relaxed);
         Ok(out)

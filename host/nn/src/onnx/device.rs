@@ -23,8 +23,8 @@ use std::sync::Arc;
 use super::ops::{Node, fused};
 use super::value::{DType, Data, Value};
 use super::weights::GpuWeights;
-use crate::NnError;
 use crate::gpu::{BinaryOp, Buffer, EncoderAttention, Gpu, Program};
+use crate::{NnError, NnErrorKind};
 
 /// Whether calls keep their activations on the device
 /// (`WEFT_NN_ONNX_RESIDENT` unset or not `0`; read once).
@@ -47,17 +47,17 @@ impl Dev {
 }
 
 /// The operand a recorded node reads: on the device already, or a host
-/// value to upload.
+/// value (and its name) to upload.
 enum Operand<'v> {
     Dev(Dev),
-    Host(&'v Value),
+    Host(&'v str, &'v Value),
 }
 
 impl Operand<'_> {
     fn shape(&self) -> &[usize] {
         match self {
             Self::Dev(d) => &d.shape,
-            Self::Host(v) => &v.shape,
+            Self::Host(_, v) => &v.shape,
         }
     }
 }
@@ -70,16 +70,32 @@ pub(super) struct OnDevice<'g> {
     program: Option<Program<'g>>,
     /// The values on the device, by name.
     values: HashMap<String, Dev>,
+    /// Host values uploaded this call, by name (a mask read by every
+    /// layer goes up once).
+    uploaded: HashMap<String, Dev>,
+    /// Bytes of the buffers made since the last submission: the steps
+    /// recorded hold them until it runs.
+    pending: u64,
 }
 
+/// Buffer bytes past which what is recorded is submitted (without reading
+/// anything back), so that the buffers of values no longer read are freed
+/// before a long call makes more; at most one buffer's worth.
+const PENDING_BYTES: u64 = 256 << 20;
+
 impl<'g> OnDevice<'g> {
-    pub(super) fn new(weights: &'g GpuWeights) -> Self {
-        Self {
+    /// `None` where the device cannot run the encoder kernels: products
+    /// then make their own round trips.
+    pub(super) fn new(weights: &'g GpuWeights) -> Option<Self> {
+        weights.gpu.encoder_kernels_compile().ok()?;
+        Some(Self {
             gpu: &weights.gpu,
             weights,
             program: None,
             values: HashMap::new(),
-        }
+            uploaded: HashMap::new(),
+            pending: 0,
+        })
     }
 
     /// Whether `name` is on the device.
@@ -99,19 +115,34 @@ impl<'g> OnDevice<'g> {
         Ok(self.program.as_mut().expect("just made"))
     }
 
-    fn buffer(&self, floats: usize, label: &str) -> Result<Arc<Buffer>, NnError> {
-        self.gpu.buffer(floats, label).map(Arc::new)
+    fn buffer(&mut self, floats: usize, label: &str) -> Result<Arc<Buffer>, NnError> {
+        let buf = self.gpu.buffer(floats, label)?;
+        self.pending += floats as u64 * 4;
+        Ok(Arc::new(buf))
+    }
+
+    /// Submits what is recorded and waits for it, reading nothing back.
+    fn submit(&mut self) -> Result<(), NnError> {
+        self.pending = 0;
+        match self.program.take() {
+            Some(p) => p.run_reads(&[]).map(drop),
+            None => Ok(()),
+        }
     }
 
     /// `name` on the device, or the host value to upload (`None`: not one
     /// the device path takes).
-    fn operand<'v>(&self, name: &str, host: &'v HashMap<&str, Arc<Value>>) -> Option<Operand<'v>> {
+    fn operand<'v>(
+        &self,
+        name: &'v str,
+        host: &'v HashMap<&str, Arc<Value>>,
+    ) -> Option<Operand<'v>> {
         if let Some(d) = self.values.get(name) {
             return Some(Operand::Dev(d.clone()));
         }
         let v = host.get(name)?;
         (matches!((&v.data, v.dtype), (Data::F32(_), DType::F32)) && self.fits(v.len()))
-            .then_some(Operand::Host(v))
+            .then_some(Operand::Host(name, v))
     }
 
     /// Whether one buffer may hold `floats` (a larger value stays on the
@@ -124,23 +155,45 @@ impl<'g> OnDevice<'g> {
     fn up(&mut self, op: Operand<'_>) -> Result<Dev, NnError> {
         match op {
             Operand::Dev(d) => Ok(d),
-            Operand::Host(v) => {
+            Operand::Host(name, v) => {
+                if let Some(d) = self.uploaded.get(name) {
+                    return Ok(d.clone());
+                }
                 let Data::F32(data) = &v.data else {
                     unreachable!("operands are f32")
                 };
                 let buf = self.buffer(data.len(), "weft-nn ONNX input")?;
                 self.program()?.write(&buf, data.clone());
-                Ok(Dev {
+                let d = Dev {
                     buf,
                     shape: v.shape.clone(),
-                })
+                };
+                self.uploaded.insert(name.to_string(), d.clone());
+                Ok(d)
             }
         }
     }
 
     /// Records `node` on the device if it has a kernel there that suits
-    /// its inputs (see the module docs): `None` to run it on the CPU.
+    /// its inputs (see the module docs): `None` to run it on the CPU, as a
+    /// node is when the device has no memory left for it.
     pub(super) fn record(
+        &mut self,
+        node: Node<'_>,
+        host: &HashMap<&str, Arc<Value>>,
+    ) -> Option<Result<(), NnError>> {
+        if self.pending > PENDING_BYTES.min(self.gpu.max_buffer())
+            && let Err(e) = self.submit()
+        {
+            return Some(Err(e));
+        }
+        match self.record_node(node, host) {
+            Some(Err(e)) if e.kind == NnErrorKind::TooLarge => None,
+            recorded => recorded,
+        }
+    }
+
+    fn record_node(
         &mut self,
         node: Node<'_>,
         host: &HashMap<&str, Arc<Value>>,
@@ -226,6 +279,10 @@ impl<'g> OnDevice<'g> {
             "Reshape" if on_device(0) => {
                 let x = self.values.get(name(0)?)?.clone();
                 let target = host.get(name(1)?)?;
+                // The CPU's `Reshape` says what is wrong with an empty one.
+                if x.len() == 0 {
+                    return None;
+                }
                 let zero_is_zero = node.int("allowzero", 0) != 0;
                 if zero_is_zero && matches!(&target.data, Data::I64(t) if t.contains(&0)) {
                     return None;
@@ -333,6 +390,7 @@ impl<'g> OnDevice<'g> {
             Some(p) => p,
             None => self.gpu.program()?,
         };
+        self.pending = 0;
         let reads: Vec<(&Buffer, usize)> = wanted.iter().map(|(_, d)| (&*d.buf, d.len())).collect();
         let data = program.run_reads(&reads)?;
         for ((name, d), data) in wanted.into_iter().zip(data) {
@@ -482,5 +540,26 @@ mod tests {
         let want = cpu.session().compute(&inputs).unwrap();
         let got = on_gpu.session().compute(&inputs).unwrap();
         same(&got, &want);
+    }
+
+    #[test]
+    fn a_long_call_submits_as_it_goes_to_free_what_it_no_longer_reads() {
+        // 6 rows fit one 512-byte buffer, but the buffers a call makes
+        // pass 512 bytes after a few nodes: what is recorded is then
+        // submitted (more round trips than the 3 of an unlimited GPU),
+        // and the results are the same.
+        let gpu = crate::gpu::tests::own(Some(512));
+        let bytes = graph();
+        let on_gpu = OnnxModel::load_for(&bytes, Some(Ok(Arc::clone(&gpu)))).unwrap();
+        let inputs = inputs(6);
+        let want = OnnxModel::load(&bytes)
+            .unwrap()
+            .session()
+            .compute(&inputs)
+            .unwrap();
+        same(&on_gpu.session().compute(&inputs).unwrap(), &want);
+        assert_eq!(gpu.matmuls(), 2, "both products ran on the device");
+        assert!(gpu.round_trips() > 3, "{}", gpu.round_trips());
+        assert_eq!(gpu.work_bytes(), 0);
     }
 }

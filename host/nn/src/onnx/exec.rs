@@ -278,7 +278,7 @@ impl OnnxSession {
             .gpu
             .as_ref()
             .filter(|_| super::device::enabled())
-            .map(OnDevice::new);
+            .and_then(OnDevice::new);
         let named = |node: &proto::NodeProto, e: NnError| {
             NnError::new(
                 e.kind,

@@ -72,6 +72,32 @@ fn minilm_on_the_gpu_matches_the_cpu() {
             );
         }
     }
+    // A mask of zeros masks every key of every row with f32::MIN: the
+    // softmax is then uniform on both paths (the GPU's once gave NaN).
+    let ids = [101, 7592, 102];
+    let masked = [
+        ("input_ids".into(), Tensor::from_i64(vec![1, 3], &ids)),
+        (
+            "attention_mask".into(),
+            Tensor::from_i64(vec![1, 3], &[0; 3]),
+        ),
+        (
+            "token_type_ids".into(),
+            Tensor::from_i64(vec![1, 3], &[0; 3]),
+        ),
+    ];
+    let want = cpu.session().compute(&masked).unwrap()[0]
+        .1
+        .to_f32()
+        .unwrap();
+    let got = gpu.session().compute(&masked).unwrap()[0]
+        .1
+        .to_f32()
+        .unwrap();
+    assert!(want.iter().all(|v| v.is_finite()));
+    for (g, w) in got.iter().zip(&want) {
+        assert!((g - w).abs() <= 1e-4 * w.abs().max(1.0), "{g} vs {w}");
+    }
 }
 
 #[test]
