@@ -12,7 +12,9 @@ const STORAGE_BUFFERS: u32 = 6;
 /// The compiled `encoder.wgsl` kernels.
 pub(super) struct Kernels {
     binary: Kernel,
+    unary: Kernel,
     layer_norm: Kernel,
+    softmax: Kernel,
     gelu: Kernel,
     attention: Kernel,
 }
@@ -62,7 +64,9 @@ impl Kernels {
         let kernel = |name| Kernel::new(device, &module, name);
         Self {
             binary: kernel("binary"),
+            unary: kernel("unary"),
             layer_norm: kernel("layer_norm"),
+            softmax: kernel("softmax"),
             gelu: kernel("gelu"),
             attention: kernel("attention"),
         }
@@ -93,6 +97,41 @@ impl BinaryOp {
     /// Whether `a op b == b op a`.
     pub(crate) fn commutes(self) -> bool {
         matches!(self, Self::Add | Self::Mul)
+    }
+}
+
+/// Activations [`Program::unary`] runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum UnaryOp {
+    Relu = 0,
+    Sigmoid = 1,
+    Tanh = 2,
+    Erf = 3,
+    Gelu = 4,
+    GeluTanh = 5,
+    Exp = 6,
+    Sqrt = 7,
+    Neg = 8,
+}
+
+impl UnaryOp {
+    /// The ONNX operator of that name (`Gelu` by its `approximate`).
+    pub(crate) fn of(op: &str, approximate: impl FnOnce() -> String) -> Option<Self> {
+        Some(match op {
+            "Relu" => Self::Relu,
+            "Sigmoid" => Self::Sigmoid,
+            "Tanh" => Self::Tanh,
+            "Erf" => Self::Erf,
+            "Gelu" => match approximate().as_str() {
+                "none" => Self::Gelu,
+                "tanh" => Self::GeluTanh,
+                _ => return None,
+            },
+            "Exp" => Self::Exp,
+            "Sqrt" => Self::Sqrt,
+            "Neg" => Self::Neg,
+            _ => return None,
+        })
     }
 }
 
@@ -143,13 +182,23 @@ impl<'a> Program<'a> {
         );
     }
 
+    /// `out[i] = op(x[i])` for `i < count`.
+    pub(crate) fn unary(&mut self, op: UnaryOp, x: &Buffer, count: usize, out: &Buffer) {
+        self.step(
+            &self.encoder().unary,
+            vec![whole(x), whole(out)],
+            [count, op as usize, 0, 0, 0, 0, 0, 0].map(|x| x as u32),
+            super::program::groups(count),
+        );
+    }
+
     /// Layer normalisation of `rows` rows of `d` floats of `x` with weight
-    /// `w` and bias `b` (`d` floats each), into `out`.
+    /// `w` and bias `b` (`d` floats each; none: 0), into `out`.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn layer_norm(
         &mut self,
         x: &Buffer,
-        (w, b): (&Buffer, &Buffer),
+        (w, b): (&Buffer, Option<&Buffer>),
         rows: usize,
         d: usize,
         eps: f32,
@@ -157,8 +206,28 @@ impl<'a> Program<'a> {
     ) {
         self.step(
             &self.encoder().layer_norm,
-            vec![whole(x), whole(w), whole(b), whole(out)],
-            [d, eps.to_bits() as usize, rows, 0, 0, 0, 0, 0].map(|x| x as u32),
+            vec![whole(x), whole(w), whole(b.unwrap_or(w)), whole(out)],
+            [
+                d,
+                eps.to_bits() as usize,
+                rows,
+                b.is_some().into(),
+                0,
+                0,
+                0,
+                0,
+            ]
+            .map(|x| x as u32),
+            row_groups(rows),
+        );
+    }
+
+    /// Softmax over each of `rows` rows of `d` floats of `x`, into `out`.
+    pub(crate) fn softmax(&mut self, x: &Buffer, rows: usize, d: usize, out: &Buffer) {
+        self.step(
+            &self.encoder().softmax,
+            vec![whole(x), whole(out)],
+            [d, 0, rows, 0, 0, 0, 0, 0].map(|x| x as u32),
             row_groups(rows),
         );
     }

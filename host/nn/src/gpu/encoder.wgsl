@@ -1,9 +1,9 @@
 // The kernels an ONNX transformer encoder needs between its weight
 // products (`matmul.wgsl`), so that a call keeps its activations on the
-// device: element-wise arithmetic with a broadcast operand, layer
-// normalisation, exact GELU and multi-head attention with an additive mask
-// (the fused nodes of `onnx/fuse.rs`). Each writes a new buffer; none
-// writes over its inputs.
+// device: element-wise arithmetic with a broadcast operand, activations,
+// layer normalisation, softmax over rows, exact GELU and multi-head
+// attention with an additive mask (the last two as the fused nodes of
+// `onnx/fuse.rs`). Each writes a new buffer; none writes over its inputs.
 //
 // Bindings as in `ops.wgsl`: storage buffers from 0, then eight u32
 // parameters (floats as their bits). Row-major f32 throughout.
@@ -19,6 +19,20 @@ fn workgroup_sum(lid: u32, v: f32) -> f32 {
     for (var s = THREADS / 2u; s > 0u; s = s / 2u) {
         if (lid < s) {
             partial[lid] = partial[lid] + partial[lid + s];
+        }
+        workgroupBarrier();
+    }
+    let total = partial[0];
+    workgroupBarrier();
+    return total;
+}
+
+fn workgroup_max(lid: u32, v: f32) -> f32 {
+    partial[lid] = v;
+    workgroupBarrier();
+    for (var s = THREADS / 2u; s > 0u; s = s / 2u) {
+        if (lid < s) {
+            partial[lid] = max(partial[lid], partial[lid + s]);
         }
         workgroupBarrier();
     }
@@ -83,7 +97,8 @@ struct NormParams {
     d: u32,
     eps: u32,
     rows: u32,
-    _p0: u32,
+    // 0: no bias (`ln_b` is bound to something else and not read).
+    has_bias: u32,
     _p1: u32,
     _p2: u32,
     _p3: u32,
@@ -120,7 +135,88 @@ fn layer_norm(
     }
     let q = sqrt(workgroup_sum(lid, sq) / f32(d) + bitcast<f32>(ln_p.eps));
     for (var i = lid; i < d; i = i + THREADS) {
-        ln_out[at + i] = (ln_x[at + i] - mean) / q * ln_w[i] + ln_b[i];
+        var bias = 0.0;
+        if (ln_p.has_bias != 0u) {
+            bias = ln_b[i];
+        }
+        ln_out[at + i] = (ln_x[at + i] - mean) / q * ln_w[i] + bias;
+    }
+}
+
+// ---- softmax: each row of `d` floats, one workgroup per row.
+
+@group(0) @binding(0) var<storage, read> sm_x: array<f32>;
+@group(0) @binding(1) var<storage, read_write> sm_out: array<f32>;
+@group(0) @binding(2) var<uniform> sm_p: NormParams;
+
+@compute @workgroup_size(64, 1, 1)
+fn softmax(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let row = row_of(wg, groups);
+    if (row >= sm_p.rows) {
+        return;
+    }
+    let d = sm_p.d;
+    let at = row * d;
+    var best = bitcast<f32>(0xff800000u);
+    for (var i = lid; i < d; i = i + THREADS) {
+        best = max(best, sm_x[at + i]);
+    }
+    let top = workgroup_max(lid, best);
+    var sum = 0.0;
+    for (var i = lid; i < d; i = i + THREADS) {
+        sum = sum + exp(sm_x[at + i] - top);
+    }
+    let inv = 1.0 / workgroup_sum(lid, sum);
+    for (var i = lid; i < d; i = i + THREADS) {
+        sm_out[at + i] = exp(sm_x[at + i] - top) * inv;
+    }
+}
+
+// ---- unary: out[i] = f(x[i]), f by `op`: 0 Relu, 1 Sigmoid, 2 Tanh,
+// 3 Erf, 4 Gelu (exact), 5 Gelu (tanh), 6 Exp, 7 Sqrt, 8 Neg.
+
+struct UnaryParams {
+    count: u32,
+    op: u32,
+    _p0: u32,
+    _p1: u32,
+    _p2: u32,
+    _p3: u32,
+    _p4: u32,
+    _p5: u32,
+}
+
+@group(0) @binding(0) var<storage, read> un_x: array<f32>;
+@group(0) @binding(1) var<storage, read_write> un_out: array<f32>;
+@group(0) @binding(2) var<uniform> un_p: UnaryParams;
+
+// tanh for any x (the built-in may give inf / inf past ~±44).
+fn tanh_any(x: f32) -> f32 {
+    return tanh(clamp(x, -15.0, 15.0));
+}
+
+@compute @workgroup_size(64, 1, 1)
+fn unary(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    for (var i = gid.x; i < un_p.count; i = i + groups.x * THREADS) {
+        let x = un_x[i];
+        var r = x;
+        switch un_p.op {
+            case 0u: { r = select(x, 0.0, x < 0.0); }
+            case 1u: { r = 1.0 / (1.0 + exp(-x)); }
+            case 2u: { r = tanh_any(x); }
+            case 3u: { r = erf(x); }
+            case 4u: { r = 0.5 * x * (1.0 + erf(x * 0.70710678118654752)); }
+            case 5u: { r = 0.5 * x * (1.0 + tanh_any(0.79788456080286536 * (x + 0.044715 * x * x * x))); }
+            case 6u: { r = exp(x); }
+            case 7u: { r = sqrt(x); }
+            case 8u: { r = -x; }
+            default: {}
+        }
+        un_out[i] = r;
     }
 }
 

@@ -2,9 +2,10 @@
 //!
 //! Nodes with a device kernel are recorded into one [`Program`] instead of
 //! run: products by a resident weight, `Add`/`Sub`/`Mul`/`Div` (same
-//! shapes, a row broadcast or a scalar), the fused `WeftLayerNorm`,
-//! `WeftGelu` and `WeftAttention`, and `Reshape` (a new shape for the same
-//! buffer). A node is recorded when one of its data inputs is already on
+//! shapes, a row broadcast or a scalar), `Relu`, `Sigmoid`, `Tanh`, `Erf`,
+//! `Gelu`, `Exp`, `Sqrt` and `Neg`, `LayerNormalization` and `Softmax`
+//! over the last axis, the fused `WeftLayerNorm`, `WeftGelu` and
+//! `WeftAttention`, and `Reshape` (a new shape for the same buffer). A node is recorded when one of its data inputs is already on
 //! the device (or, for a product, whenever its weight is): host operands
 //! it reads (a bias, a mask, the first activations) go up with the
 //! submission. Any other node runs on the CPU as before, after what it
@@ -23,7 +24,7 @@ use std::sync::Arc;
 use super::ops::{Node, fused};
 use super::value::{DType, Data, Value};
 use super::weights::GpuWeights;
-use crate::gpu::{BinaryOp, Buffer, EncoderAttention, Gpu, Program};
+use crate::gpu::{BinaryOp, Buffer, EncoderAttention, Gpu, Program, UnaryOp};
 use crate::{NnError, NnErrorKind};
 
 /// Whether calls keep their activations on the device
@@ -242,22 +243,58 @@ impl<'g> OnDevice<'g> {
                 })
             }
             "WeftLayerNorm" if on_device(0) => {
-                let x = self.operand(name(0)?, host)?;
                 let eps = host_scalar(host, name(1)?)?;
                 let (w, b) = (self.operand(name(2)?, host)?, self.operand(name(3)?, host)?);
-                let d = *x.shape().last()?;
-                if d == 0
-                    || w.shape().iter().product::<usize>() != d
-                    || b.shape().iter().product::<usize>() != d
-                {
+                self.layer_norm(self.operand(name(0)?, host)?, (w, Some(b)), eps)
+            }
+            // Over the last axis, and only `Y` asked for.
+            "LayerNormalization"
+                if on_device(0) && p.outputs.iter().skip(1).all(String::is_empty) =>
+            {
+                let x = self.operand(name(0)?, host)?;
+                let last = x.shape().len() as i64 - 1;
+                if ![-1, last].contains(&node.int("axis", -1)) {
                     return None;
                 }
+                let w = self.operand(name(1)?, host)?;
+                let b = match name(2) {
+                    Some(n) => Some(self.operand(n, host)?),
+                    None => None,
+                };
+                self.layer_norm(x, (w, b), node.float("epsilon", 1e-5))
+            }
+            "Softmax" if on_device(0) => {
+                let x = self.operand(name(0)?, host)?;
+                let rank = x.shape().len();
+                // Before opset 13 the input is seen as 2-D at `axis`
+                // (default 1): rows of everything from it on.
+                let legacy = node.opset < 13;
+                let axis = node.int("axis", if legacy { 1 } else { -1 });
+                let axis = usize::try_from(if axis < 0 { axis + rank as i64 } else { axis })
+                    .ok()
+                    .filter(|&a| a < rank && (legacy || a + 1 == rank))?;
                 let shape = x.shape().to_vec();
+                let d = shape[axis..].iter().product::<usize>();
+                if d == 0 {
+                    return None;
+                }
                 let rows = shape.iter().product::<usize>() / d;
                 self.try_record(shape, |me, out| {
-                    let (x, w, b) = (me.up(x)?, me.up(w)?, me.up(b)?);
-                    me.program()?
-                        .layer_norm(&x.buf, (&w.buf, &b.buf), rows, d, eps, out);
+                    let x = me.up(x)?;
+                    me.program()?.softmax(&x.buf, rows, d, out);
+                    Ok(())
+                })
+            }
+            "Relu" | "Sigmoid" | "Tanh" | "Erf" | "Gelu" | "Exp" | "Sqrt" | "Neg"
+                if on_device(0) =>
+            {
+                let op = UnaryOp::of(&p.op_type, || node.string("approximate", "none"))?;
+                let x = self.operand(name(0)?, host)?;
+                let shape = x.shape().to_vec();
+                let count = shape.iter().product();
+                self.try_record(shape, |me, out| {
+                    let x = me.up(x)?;
+                    me.program()?.unary(op, &x.buf, count, out);
                     Ok(())
                 })
             }
@@ -317,6 +354,31 @@ impl<'g> OnDevice<'g> {
             Ok(Dev { buf, shape })
         };
         Some(run())
+    }
+
+    /// Layer normalisation of `x` over its last axis with weight `w` and
+    /// bias `b` (one value per element of that axis).
+    fn layer_norm(
+        &mut self,
+        x: Operand<'_>,
+        (w, b): (Operand<'_>, Option<Operand<'_>>),
+        eps: f32,
+    ) -> Option<Result<Dev, NnError>> {
+        let d = *x.shape().last()?;
+        let per_element = |o: &Operand<'_>| o.shape().iter().product::<usize>() == d;
+        if d == 0 || !per_element(&w) || b.as_ref().is_some_and(|b| !per_element(b)) {
+            return None;
+        }
+        let shape = x.shape().to_vec();
+        let rows = shape.iter().product::<usize>() / d;
+        self.try_record(shape, |me, out| {
+            let (x, w) = (me.up(x)?, me.up(w)?);
+            let b = b.map(|b| me.up(b)).transpose()?;
+            let b = b.as_ref().map(|b| &*b.buf);
+            me.program()?
+                .layer_norm(&x.buf, (&w.buf, b), rows, d, eps, out);
+            Ok(())
+        })
     }
 
     /// `WeftAttention` (see `ops/fused.rs`) on the device.
@@ -425,7 +487,7 @@ mod tests {
     use crate::{Model, Tensor};
 
     /// Products by weights, every broadcast `binary` takes (and one it
-    /// does not), a `Reshape` on the device, and a `Relu` (no device
+    /// does not), a `Reshape` on the device, and an `Abs` (no device
     /// kernel) in the middle.
     fn graph() -> Vec<u8> {
         let ramp = |n: usize, scale: f32| -> Vec<f32> {
@@ -442,7 +504,7 @@ mod tests {
         g.node("Div", &["m", "hb"], &["q"], "same_shape", &[]);
         g.node("Shape", &["like"], &["dims"], "dims", &[]);
         g.node("Reshape", &["q", "dims"], &["r"], "view", &[]);
-        g.node("Relu", &["r"], &["n"], "on_the_cpu", &[]);
+        g.node("Abs", &["r"], &["n"], "on_the_cpu", &[]);
         g.node("MatMul", &["n", "w2"], &["o"], "mm2", &[]);
         g.node("Sub", &["c3", "o"], &["p"], "row_minus", &[]);
         g.initializer("w1", &[5, 4], &ramp(20, 0.25));
@@ -488,7 +550,7 @@ mod tests {
         let want = cpu.session().compute(&inputs).unwrap();
         let got = on_gpu.session().compute(&inputs).unwrap();
         same(&got, &want);
-        // Round trips: `Relu` reads `r`, `Sub(c3, o)` (a broadcast of its
+        // Round trips: `Abs` reads `r`, `Sub(c3, o)` (a broadcast of its
         // first operand, which `binary` does not take) reads `o`, and the
         // end reads `hb`.
         assert_eq!(gpu.matmuls(), 2);
@@ -524,6 +586,78 @@ mod tests {
             .unwrap();
         same(&on_gpu.session().compute(&x).unwrap(), &want);
         assert_eq!((gpu.matmuls(), gpu.round_trips()), (4, 1));
+    }
+
+    #[test]
+    fn activations_norms_and_softmax_run_on_the_device_as_on_the_cpu() {
+        let ramp: Vec<f32> = (0..16).map(|i| (i as f32 - 7.5) * 0.3).collect();
+        let x: Vec<f32> = (0..24).map(|i| (i as f32 * 0.61).sin() * 2.0).collect();
+        let check = |bytes: Vec<u8>| {
+            let gpu = crate::gpu::tests::own(None);
+            let on_gpu = OnnxModel::load_for(&bytes, Some(Ok(Arc::clone(&gpu)))).unwrap();
+            let x = [("x".into(), Tensor::from_f32(vec![2, 3, 4], &x))];
+            let want = OnnxModel::load(&bytes)
+                .unwrap()
+                .session()
+                .compute(&x)
+                .unwrap();
+            same(&on_gpu.session().compute(&x).unwrap(), &want);
+            assert_eq!(
+                (gpu.matmuls(), gpu.round_trips()),
+                (1, 1),
+                "all on the device"
+            );
+        };
+        // Every activation of `h`, summed, then layer norms with and
+        // without a bias and a softmax over the last axis (opset 20).
+        let mut g = GraphWriter::new("activations");
+        g.node("MatMul", &["x", "w"], &["h"], "mm", &[]);
+        let acts = ["Relu", "Sigmoid", "Tanh", "Erf", "Gelu", "Neg"];
+        for (i, op) in acts.iter().enumerate() {
+            g.node(op, &["h"], &[&format!("a{i}")], op, &[]);
+        }
+        g.node("Exp", &["a2"], &["e"], "exp", &[]);
+        g.node("Sqrt", &["a1"], &["r"], "sqrt", &[]);
+        let mut sum = "e".to_string();
+        for (i, a) in (0..acts.len())
+            .map(|i| format!("a{i}"))
+            .chain(["r".into()])
+            .enumerate()
+        {
+            let next = format!("s{i}");
+            g.node("Add", &[&sum, &a], &[&next], &next, &[]);
+            sum = next;
+        }
+        g.node(
+            "LayerNormalization",
+            &[&sum, "scale", "bias"],
+            &["n1"],
+            "ln",
+            &[],
+        );
+        g.node(
+            "LayerNormalization",
+            &["n1", "scale"],
+            &["n2"],
+            "ln_no_bias",
+            &[],
+        );
+        g.node("Softmax", &["n2"], &["y"], "softmax", &[]);
+        g.initializer("w", &[4, 4], &ramp);
+        g.initializer("scale", &[4], &[1.0, 0.5, -2.0, 1.5]);
+        g.initializer("bias", &[4], &[0.1, 0.0, -0.3, 0.2]);
+        g.input("x", &["2", "3", "4"]);
+        g.output("y", &["2", "3", "4"]);
+        check(g.finish("weft-nn tests", 20));
+        // Before opset 13, `Softmax` (axis 1 by default) normalises rows of
+        // everything from its axis on: here 3 x 4 values.
+        let mut g = GraphWriter::new("legacy softmax");
+        g.node("MatMul", &["x", "w"], &["h"], "mm", &[]);
+        g.node("Softmax", &["h"], &["y"], "softmax", &[]);
+        g.initializer("w", &[4, 4], &ramp);
+        g.input("x", &["2", "3", "4"]);
+        g.output("y", &["2", "3", "4"]);
+        check(g.finish("weft-nn tests", 11));
     }
 
     #[test]
