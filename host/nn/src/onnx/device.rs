@@ -5,7 +5,9 @@
 //! shapes, a row broadcast or a scalar), `Relu`, `Sigmoid`, `Tanh`, `Erf`,
 //! `Gelu`, `Exp`, `Sqrt` and `Neg`, `LayerNormalization` and `Softmax`
 //! over the last axis, the fused `WeftLayerNorm`, `WeftGelu` and
-//! `WeftAttention`, and `Reshape` (a new shape for the same buffer). A node is recorded when one of its data inputs is already on
+//! `WeftAttention`, and `Reshape` and `Identity` (new names for the same
+//! buffer); `Shape` and `Size` of a device value are answered from its
+//! shape, with nothing read back. A node is recorded when one of its data inputs is already on
 //! the device (or, for a product, whenever its weight is): host operands
 //! it reads (a bias, a mask, the first activations) go up with the
 //! submission. Any other node runs on the CPU as before, after what it
@@ -172,6 +174,33 @@ impl<'g> OnDevice<'g> {
                 self.uploaded.insert(name.to_string(), d.clone());
                 Ok(d)
             }
+        }
+    }
+
+    /// What `Shape`, `Size` or `Identity` of a value on the device give,
+    /// from what is known of it without reading it back: host values for
+    /// the first two, a new name for the same buffer for the last.
+    /// `Ok(None)` when the node is none of these or its input is not on
+    /// the device.
+    pub(super) fn describe(&mut self, node: Node<'_>) -> Result<Option<Vec<Value>>, NnError> {
+        let p = node.proto;
+        let Some(x) = p.inputs.first().and_then(|n| self.values.get(n)).cloned() else {
+            return Ok(None);
+        };
+        match p.op_type.as_str() {
+            // `Shape` reads nothing but the shape (and its `start`/`end`).
+            "Shape" => {
+                let placeholder = Value::f32(x.shape.clone(), Vec::new());
+                super::ops::run(node, &[Some(&placeholder)]).map(Some)
+            }
+            "Size" => Ok(Some(vec![Value::i64(vec![], vec![x.len() as i64])])),
+            "Identity" => {
+                if let Some(out) = p.outputs.first() {
+                    self.values.insert(out.clone(), x);
+                }
+                Ok(Some(Vec::new()))
+            }
+            _ => Ok(None),
         }
     }
 
@@ -504,7 +533,13 @@ mod tests {
         g.node("Div", &["m", "hb"], &["q"], "same_shape", &[]);
         g.node("Shape", &["like"], &["dims"], "dims", &[]);
         g.node("Reshape", &["q", "dims"], &["r"], "view", &[]);
-        g.node("Abs", &["r"], &["n"], "on_the_cpu", &[]);
+        // Shape, Size and Identity of device values, read from what is
+        // known of them: no round trip.
+        g.node("Identity", &["hb"], &["hb_id"], "same", &[]);
+        g.node("Shape", &["hb_id"], &["hb_dims"], "its_dims", &[]);
+        g.node("Reshape", &["r", "hb_dims"], &["r2"], "view_back", &[]);
+        g.node("Size", &["r2"], &["count"], "count", &[]);
+        g.node("Abs", &["r2"], &["n"], "on_the_cpu", &[]);
         g.node("MatMul", &["n", "w2"], &["o"], "mm2", &[]);
         g.node("Sub", &["c3", "o"], &["p"], "row_minus", &[]);
         g.initializer("w1", &[5, 4], &ramp(20, 0.25));
@@ -514,7 +549,7 @@ mod tests {
         g.initializer("two", &[1], &[2.0]);
         g.input("x", &["b", "s", "5"]);
         g.input("like", &["n", "4"]);
-        for o in ["p", "hb", "o"] {
+        for o in ["p", "hb", "o", "count"] {
             g.output(o, &[]);
         }
         g.finish("weft-nn tests", 17)
@@ -532,8 +567,13 @@ mod tests {
     }
 
     fn same(got: &[(String, Tensor)], want: &[(String, Tensor)]) {
+        assert_eq!(got.len(), want.len());
         for ((gn, g), (wn, w)) in got.iter().zip(want) {
             assert_eq!((gn, &g.shape), (wn, &w.shape));
+            if let Ok(w) = w.to_i64() {
+                assert_eq!(g.to_i64().unwrap(), w, "{gn}");
+                continue;
+            }
             for (a, b) in g.to_f32().unwrap().iter().zip(w.to_f32().unwrap()) {
                 assert!((a - b).abs() <= 1e-5 * b.abs().max(1.0), "{gn}: {a} vs {b}");
             }

@@ -312,9 +312,23 @@ impl OnnxSession {
                         continue;
                     }
                     Some(Err(e)) => return Err(named(node, e)),
-                    None => dev
-                        .bring_back(node.inputs.iter().map(String::as_str), &mut env)
-                        .map_err(|e| named(node, e))?,
+                    None => match dev.describe(n).map_err(|e| named(node, e))? {
+                        Some(outs) => {
+                            for (name, v) in node.outputs.iter().zip(outs) {
+                                if !name.is_empty() {
+                                    env.insert(name, Arc::new(v));
+                                }
+                            }
+                            for f in frees {
+                                env.remove(f.as_str());
+                                dev.free(f);
+                            }
+                            continue;
+                        }
+                        None => dev
+                            .bring_back(node.inputs.iter().map(String::as_str), &mut env)
+                            .map_err(|e| named(node, e))?,
+                    },
                 }
             }
             let owned = if ops::in_place(&node.op_type) {
