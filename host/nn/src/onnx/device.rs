@@ -5,9 +5,9 @@
 //! shapes, a row broadcast or a scalar), `Relu`, `Sigmoid`, `Tanh`, `Erf`,
 //! `Gelu`, `Exp`, `Sqrt` and `Neg`, `LayerNormalization` and `Softmax`
 //! over the last axis, the fused `WeftLayerNorm`, `WeftGelu` and
-//! `WeftAttention`, and `Reshape` and `Identity` (new names for the same
-//! buffer); `Shape` and `Size` of a device value are answered from its
-//! shape, with nothing read back. A node is recorded when one of its data inputs is already on
+//! `WeftAttention`, and `Reshape`, `Identity`, `Flatten`, `Squeeze` and
+//! `Unsqueeze` (new names for the same buffer); `Shape` and `Size` of a
+//! device value are answered from its shape, with nothing read back. A node is recorded when one of its data inputs is already on
 //! the device (or, for a product, whenever its weight is): host operands
 //! it reads (a bias, a mask, the first activations) go up with the
 //! submission. Any other node runs on the CPU as before, after what it
@@ -177,12 +177,17 @@ impl<'g> OnDevice<'g> {
         }
     }
 
-    /// What `Shape`, `Size` or `Identity` of a value on the device give,
-    /// from what is known of it without reading it back: host values for
-    /// the first two, a new name for the same buffer for the last.
+    /// What `Shape`, `Size`, `Identity`, `Flatten`, `Squeeze` or
+    /// `Unsqueeze` of a value on the device give, from what is known of it
+    /// without reading it back: host values for the first two, a new name
+    /// (and shape) for the same buffer for the rest.
     /// `Ok(None)` when the node is none of these or its input is not on
     /// the device.
-    pub(super) fn describe(&mut self, node: Node<'_>) -> Result<Option<Vec<Value>>, NnError> {
+    pub(super) fn describe(
+        &mut self,
+        node: Node<'_>,
+        host: &HashMap<&str, Arc<Value>>,
+    ) -> Result<Option<Vec<Value>>, NnError> {
         let p = node.proto;
         let Some(x) = p.inputs.first().and_then(|n| self.values.get(n)).cloned() else {
             return Ok(None);
@@ -197,6 +202,27 @@ impl<'g> OnDevice<'g> {
             "Identity" => {
                 if let Some(out) = p.outputs.first() {
                     self.values.insert(out.clone(), x);
+                }
+                Ok(Some(Vec::new()))
+            }
+            "Flatten" | "Squeeze" | "Unsqueeze" => {
+                // The axes (an input from opset 13) are on the host, or
+                // the node runs on the CPU.
+                let placeholder = Value::f32(x.shape.clone(), Vec::new());
+                let mut args = vec![Some(&placeholder)];
+                for n in &p.inputs[1..] {
+                    match host.get(n.as_str()) {
+                        Some(v) => args.push(Some(&**v)),
+                        None if n.is_empty() => args.push(None),
+                        None => return Ok(None),
+                    }
+                }
+                // A node it cannot describe runs on the CPU, which says why.
+                let Some(Ok(shape)) = super::ops::view_shape(node, &args) else {
+                    return Ok(None);
+                };
+                if let Some(out) = p.outputs.first() {
+                    self.values.insert(out.clone(), Dev { shape, ..x });
                 }
                 Ok(Some(Vec::new()))
             }
@@ -690,13 +716,19 @@ mod tests {
         g.output("y", &["2", "3", "4"]);
         check(g.finish("weft-nn tests", 20));
         // Before opset 13, `Softmax` (axis 1 by default) normalises rows of
-        // everything from its axis on: here 3 x 4 values.
+        // everything from its axis on: here 3 x 4 values, then 4 after
+        // views of the same buffer (axes as attributes at opset 11).
         let mut g = GraphWriter::new("legacy softmax");
         g.node("MatMul", &["x", "w"], &["h"], "mm", &[]);
         g.node("Softmax", &["h"], &["y"], "softmax", &[]);
+        g.node("Unsqueeze", &["h"], &["u"], "unsqueeze", &[("axes", 1)]);
+        g.node("Squeeze", &["u"], &["q"], "squeeze", &[("axes", 1)]);
+        g.node("Flatten", &["q"], &["f"], "flatten", &[("axis", 2)]);
+        g.node("Softmax", &["f"], &["y2"], "softmax_rows", &[]);
         g.initializer("w", &[4, 4], &ramp);
         g.input("x", &["2", "3", "4"]);
         g.output("y", &["2", "3", "4"]);
+        g.output("y2", &["6", "4"]);
         check(g.finish("weft-nn tests", 11));
     }
 

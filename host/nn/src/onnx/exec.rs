@@ -312,7 +312,7 @@ impl OnnxSession {
                         continue;
                     }
                     Some(Err(e)) => return Err(named(node, e)),
-                    None => match dev.describe(n).map_err(|e| named(node, e))? {
+                    None => match dev.describe(n, &env).map_err(|e| named(node, e))? {
                         Some(outs) => {
                             for (name, v) in node.outputs.iter().zip(outs) {
                                 if !name.is_empty() {

@@ -8,6 +8,7 @@ mod boxes;
 mod einsum;
 mod elementwise;
 pub(super) mod fused;
+pub(super) use shape::view_shape;
 mod index;
 mod loss;
 mod matmul;

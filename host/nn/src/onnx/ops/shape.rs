@@ -125,7 +125,22 @@ pub(super) fn reshape(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Value
     reshaped(x, shape)
 }
 
-pub(super) fn flatten(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Value, NnError> {
+/// The shape `Flatten`, `Squeeze` or `Unsqueeze` gives its input, read
+/// from the input's shape only (these ops just rename the data; the GPU
+/// path, `onnx/device.rs`, applies them to values it never reads back).
+pub(crate) fn view_shape(
+    node: Node<'_>,
+    inputs: &[Option<&Value>],
+) -> Option<Result<Vec<usize>, NnError>> {
+    Some(match node.proto.op_type.as_str() {
+        "Flatten" => flatten_shape(node, inputs),
+        "Squeeze" => squeeze_shape(node, inputs),
+        "Unsqueeze" => unsqueeze_shape(node, inputs),
+        _ => return None,
+    })
+}
+
+fn flatten_shape(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Vec<usize>, NnError> {
     let x = req(inputs, 0)?;
     let r = x.shape.len() as i64;
     let a = node.int("axis", 1);
@@ -134,7 +149,12 @@ pub(super) fn flatten(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Value
         return Err(fail(format!("axis {a} out of range")));
     }
     let outer: usize = x.shape[..a as usize].iter().product();
-    reshaped(x, vec![outer, x.len().checked_div(outer).unwrap_or(0)])
+    let all: usize = x.shape.iter().product();
+    Ok(vec![outer, all.checked_div(outer).unwrap_or(0)])
+}
+
+pub(super) fn flatten(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Value, NnError> {
+    reshaped(req(inputs, 0)?, flatten_shape(node, inputs)?)
 }
 
 fn axes_of(node: Node<'_>, inputs: &[Option<&Value>], since: i64) -> Option<Vec<i64>> {
@@ -145,10 +165,10 @@ fn axes_of(node: Node<'_>, inputs: &[Option<&Value>], since: i64) -> Option<Vec<
     }
 }
 
-pub(super) fn squeeze(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Value, NnError> {
+fn squeeze_shape(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Vec<usize>, NnError> {
     let x = req(inputs, 0)?;
     let r = x.shape.len();
-    let shape = match axes_of(node, inputs, 13) {
+    Ok(match axes_of(node, inputs, 13) {
         Some(a) => {
             let a: Vec<usize> = a.iter().map(|&v| axis(v, r)).collect::<Result<_, _>>()?;
             x.shape
@@ -159,11 +179,14 @@ pub(super) fn squeeze(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Value
                 .collect()
         }
         None => x.shape.iter().copied().filter(|&d| d != 1).collect(),
-    };
-    reshaped(x, shape)
+    })
 }
 
-pub(super) fn unsqueeze(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Value, NnError> {
+pub(super) fn squeeze(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Value, NnError> {
+    reshaped(req(inputs, 0)?, squeeze_shape(node, inputs)?)
+}
+
+fn unsqueeze_shape(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Vec<usize>, NnError> {
     let x = req(inputs, 0)?;
     let a = axes_of(node, inputs, 13).ok_or_else(|| fail("Unsqueeze needs axes"))?;
     let r = x.shape.len() + a.len();
@@ -173,7 +196,11 @@ pub(super) fn unsqueeze(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Val
     for ax in a {
         shape.insert(ax, 1);
     }
-    reshaped(x, shape)
+    Ok(shape)
+}
+
+pub(super) fn unsqueeze(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Value, NnError> {
+    reshaped(req(inputs, 0)?, unsqueeze_shape(node, inputs)?)
 }
 
 pub(super) fn transpose_perm(x: &Value, perm: &[usize]) -> Value {
