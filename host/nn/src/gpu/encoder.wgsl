@@ -161,7 +161,7 @@ fn softmax(
     }
     let d = sm_p.d;
     let at = row * d;
-    var best = bitcast<f32>(0xff800000u);
+    var best = -3.40282347e38;
     for (var i = lid; i < d; i = i + THREADS) {
         best = max(best, sm_x[at + i]);
     }
@@ -206,7 +206,11 @@ fn unary(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups)
         var r = x;
         switch un_p.op {
             case 0u: { r = select(x, 0.0, x < 0.0); }
-            case 1u: { r = 1.0 / (1.0 + exp(-x)); }
+            case 1u: {
+                // No overflow to infinity for very negative x.
+                let e = exp(-abs(x));
+                r = select(e / (1.0 + e), 1.0 / (1.0 + e), x >= 0.0);
+            }
             case 2u: { r = tanh_any(x); }
             case 3u: { r = erf(x); }
             case 4u: { r = 0.5 * x * (1.0 + erf(x * 0.70710678118654752)); }
@@ -315,9 +319,10 @@ fn attention(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
         let q0 = row * width + head * d;
         let m0 = b * at_p.mb + head * at_p.mh + i * at_p.mi;
         let scores = t * s;
-        // -inf, as the CPU's softmax starts: a row masked with f32::MIN
-        // throughout is then uniform, not 0 / 0.
-        var best = bitcast<f32>(0xff800000u);
+        // f32::MIN, not -3e38: a row masked with f32::MIN throughout is
+        // then uniform, as on the CPU, not 0 / 0 (and no infinity, which
+        // WGSL lets a compiler assume away).
+        var best = -3.40282347e38;
         for (var j = 0u; j < s; j = j + 1u) {
             let k0 = (b * s + j) * width + head * d;
             var dot = 0.0;

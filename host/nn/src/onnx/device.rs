@@ -91,6 +91,7 @@ impl<'g> OnDevice<'g> {
     /// then make their own round trips.
     pub(super) fn new(weights: &'g GpuWeights) -> Option<Self> {
         weights.gpu.encoder_kernels_compile().ok()?;
+        weights.gpu.program().ok()?;
         Some(Self {
             gpu: &weights.gpu,
             weights,
@@ -109,6 +110,7 @@ impl<'g> OnDevice<'g> {
     /// Forgets `name` (the call no longer reads it).
     pub(super) fn free(&mut self, name: &str) {
         self.values.remove(name);
+        self.uploaded.remove(name);
     }
 
     fn program(&mut self) -> Result<&mut Program<'g>, NnError> {
@@ -192,6 +194,7 @@ impl<'g> OnDevice<'g> {
         let Some(x) = p.inputs.first().and_then(|n| self.values.get(n)).cloned() else {
             return Ok(None);
         };
+        let out = p.outputs.first().filter(|o| !o.is_empty()).cloned();
         match p.op_type.as_str() {
             // `Shape` reads nothing but the shape (and its `start`/`end`).
             "Shape" => {
@@ -200,8 +203,8 @@ impl<'g> OnDevice<'g> {
             }
             "Size" => Ok(Some(vec![Value::i64(vec![], vec![x.len() as i64])])),
             "Identity" => {
-                if let Some(out) = p.outputs.first() {
-                    self.values.insert(out.clone(), x);
+                if let Some(out) = out {
+                    self.values.insert(out, x);
                 }
                 Ok(Some(Vec::new()))
             }
@@ -221,8 +224,12 @@ impl<'g> OnDevice<'g> {
                 let Some(Ok(shape)) = super::ops::view_shape(node, &args) else {
                     return Ok(None);
                 };
-                if let Some(out) = p.outputs.first() {
-                    self.values.insert(out.clone(), Dev { shape, ..x });
+                // (`Squeeze` of a dim that is not 1, say.)
+                if shape.iter().product::<usize>() != x.len() {
+                    return Ok(None);
+                }
+                if let Some(out) = out {
+                    self.values.insert(out, Dev { shape, ..x });
                 }
                 Ok(Some(Vec::new()))
             }
@@ -420,7 +427,14 @@ impl<'g> OnDevice<'g> {
         eps: f32,
     ) -> Option<Result<Dev, NnError>> {
         let d = *x.shape().last()?;
-        let per_element = |o: &Operand<'_>| o.shape().iter().product::<usize>() == d;
+        // `[d]`, or `[1, .., d]` of no higher rank than `x`: what does not
+        // broadcast to `x` as one value per element of its last axis is
+        // the CPU's to refuse or broadcast.
+        let rank = x.shape().len();
+        let per_element = |o: &Operand<'_>| {
+            let s = o.shape();
+            s.len() <= rank && s.last() == Some(&d) && s.iter().rev().skip(1).all(|&n| n == 1)
+        };
         if d == 0 || !per_element(&w) || b.as_ref().is_some_and(|b| !per_element(b)) {
             return None;
         }
@@ -730,6 +744,29 @@ mod tests {
         g.output("y", &["2", "3", "4"]);
         g.output("y2", &["6", "4"]);
         check(g.finish("weft-nn tests", 11));
+    }
+
+    #[test]
+    fn a_view_the_cpu_refuses_is_refused_on_the_gpu_too() {
+        // `Squeeze` of axis 1, which is 3 long, not 1.
+        let mut g = GraphWriter::new("bad squeeze");
+        g.node("MatMul", &["x", "w"], &["h"], "mm", &[]);
+        g.node("Squeeze", &["h"], &["y"], "squeeze", &[("axes", 1)]);
+        g.initializer("w", &[4, 4], &[0.5; 16]);
+        g.input("x", &["2", "3", "4"]);
+        g.output("y", &[]);
+        let bytes = g.finish("weft-nn tests", 11);
+        let gpu = crate::gpu::tests::own(None);
+        let on_gpu = OnnxModel::load_for(&bytes, Some(Ok(gpu))).unwrap();
+        let x = [("x".into(), Tensor::from_f32(vec![2, 3, 4], &[1.0; 24]))];
+        let want = OnnxModel::load(&bytes)
+            .unwrap()
+            .session()
+            .compute(&x)
+            .unwrap_err();
+        let got = on_gpu.session().compute(&x).unwrap_err();
+        assert_eq!((got.kind, &got.message), (want.kind, &want.message));
+        assert!(got.message.contains("squeeze"), "{}", got.message);
     }
 
     #[test]

@@ -323,6 +323,9 @@ impl OnnxSession {
                                 env.remove(f.as_str());
                                 dev.free(f);
                             }
+                            if let (Some(p), Some(t)) = (profile.as_mut(), started) {
+                                p.add(&format!("{} (GPU)", node.op_type), t.elapsed());
+                            }
                             continue;
                         }
                         None => dev
