@@ -1,0 +1,258 @@
+//! Tests of `onnx/device.rs`.
+
+use std::sync::Arc;
+
+use crate::onnx::exec::OnnxModel;
+use crate::onnx::write::GraphWriter;
+use crate::{Model, Tensor};
+
+/// Products by weights, every broadcast `binary` takes (and one it
+/// does not), a `Reshape` on the device, and an `Abs` (no device
+/// kernel) in the middle.
+fn graph() -> Vec<u8> {
+    let ramp = |n: usize, scale: f32| -> Vec<f32> {
+        (0..n)
+            .map(|i| ((i * 7 % 11) as f32 - 5.0) * scale)
+            .collect()
+    };
+    let mut g = GraphWriter::new("resident");
+    g.node("MatMul", &["x", "w1"], &["h"], "mm1", &[]);
+    g.node("Add", &["h", "c4"], &["hb"], "bias", &[]);
+    g.node("Add", &["c4", "hb"], &["hb2"], "bias_first", &[]);
+    g.node("Sub", &["hb2", "c4"], &["d1"], "sub_row", &[]);
+    g.node("Mul", &["d1", "two"], &["m"], "scalar", &[]);
+    g.node("Div", &["m", "hb"], &["q"], "same_shape", &[]);
+    g.node("Shape", &["like"], &["dims"], "dims", &[]);
+    g.node("Reshape", &["q", "dims"], &["r"], "view", &[]);
+    // Shape, Size and Identity of device values, read from what is
+    // known of them: no round trip.
+    g.node("Identity", &["hb"], &["hb_id"], "same", &[]);
+    g.node("Shape", &["hb_id"], &["hb_dims"], "its_dims", &[]);
+    g.node("Reshape", &["r", "hb_dims"], &["r2"], "view_back", &[]);
+    g.node("Size", &["r2"], &["count"], "count", &[]);
+    g.node("Abs", &["r2"], &["n"], "on_the_cpu", &[]);
+    g.node("MatMul", &["n", "w2"], &["o"], "mm2", &[]);
+    g.node("Sub", &["c3", "o"], &["p"], "row_minus", &[]);
+    g.initializer("w1", &[5, 4], &ramp(20, 0.25));
+    g.initializer("w2", &[4, 3], &ramp(12, 0.5));
+    g.initializer("c4", &[4], &[1.0, -2.0, 0.5, 3.0]);
+    g.initializer("c3", &[1, 3], &[0.25, -1.0, 2.0]);
+    g.initializer("two", &[1], &[2.0]);
+    g.input("x", &["b", "s", "5"]);
+    g.input("like", &["n", "4"]);
+    for o in ["p", "hb", "o", "count"] {
+        g.output(o, &[]);
+    }
+    g.finish("weft-nn tests", 17)
+}
+
+fn inputs(rows: usize) -> [(String, Tensor); 2] {
+    let x: Vec<f32> = (0..rows * 5).map(|i| (i as f32 * 0.37).sin()).collect();
+    [
+        ("x".into(), Tensor::from_f32(vec![2, rows / 2, 5], &x)),
+        (
+            "like".into(),
+            Tensor::from_f32(vec![rows, 4], &vec![0.0; rows * 4]),
+        ),
+    ]
+}
+
+fn same(got: &[(String, Tensor)], want: &[(String, Tensor)]) {
+    assert_eq!(got.len(), want.len());
+    for ((gn, g), (wn, w)) in got.iter().zip(want) {
+        assert_eq!((gn, &g.shape), (wn, &w.shape));
+        if let Ok(w) = w.to_i64() {
+            assert_eq!(g.to_i64().unwrap(), w, "{gn}");
+            continue;
+        }
+        for (a, b) in g.to_f32().unwrap().iter().zip(w.to_f32().unwrap()) {
+            assert!((a - b).abs() <= 1e-5 * b.abs().max(1.0), "{gn}: {a} vs {b}");
+        }
+    }
+}
+
+#[test]
+fn a_call_keeps_its_values_on_the_device_and_matches_the_cpu() {
+    let gpu = crate::gpu::tests::own(None);
+    let bytes = graph();
+    let cpu = OnnxModel::load(&bytes).unwrap();
+    let on_gpu = OnnxModel::load_for(&bytes, Some(Ok(Arc::clone(&gpu)))).unwrap();
+    let inputs = inputs(6);
+    let want = cpu.session().compute(&inputs).unwrap();
+    let got = on_gpu.session().compute(&inputs).unwrap();
+    same(&got, &want);
+    // Round trips: `Abs` reads `r`, `Sub(c3, o)` (a broadcast of its
+    // first operand, which `binary` does not take) reads `o`, and the
+    // end reads `hb`.
+    assert_eq!(gpu.matmuls(), 2);
+    assert_eq!(gpu.round_trips(), 3);
+    assert_eq!(gpu.work_bytes(), 0, "the call's buffers are freed");
+}
+
+#[test]
+fn layers_of_products_make_one_round_trip() {
+    // Four layers of `x = x · w + b`: one submission, where products
+    // run one by one would make four round trips.
+    let mut g = GraphWriter::new("layers");
+    let names: Vec<String> = (0..=8).map(|i| format!("v{i}")).collect();
+    for l in 0..4 {
+        let (w, b) = (format!("w{l}"), format!("b{l}"));
+        let (x, h, y) = (&names[2 * l], format!("h{l}"), &names[2 * l + 2]);
+        g.node("MatMul", &[x, &w], &[&h], &format!("mm{l}"), &[]);
+        g.node("Add", &[&h, &b], &[y], &format!("bias{l}"), &[]);
+        let ramp: Vec<f32> = (0..16).map(|i| (i as f32 - 7.5) * 0.1).collect();
+        g.initializer(&w, &[4, 4], &ramp);
+        g.initializer(&b, &[4], &[0.5, -0.5, 0.25, 0.0]);
+    }
+    g.input("v0", &["n", "4"]);
+    g.output("v8", &["n", "4"]);
+    let bytes = g.finish("weft-nn tests", 17);
+    let gpu = crate::gpu::tests::own(None);
+    let on_gpu = OnnxModel::load_for(&bytes, Some(Ok(Arc::clone(&gpu)))).unwrap();
+    let x = [("v0".into(), Tensor::from_f32(vec![3, 4], &[0.1; 12]))];
+    let want = OnnxModel::load(&bytes)
+        .unwrap()
+        .session()
+        .compute(&x)
+        .unwrap();
+    same(&on_gpu.session().compute(&x).unwrap(), &want);
+    assert_eq!((gpu.matmuls(), gpu.round_trips()), (4, 1));
+}
+
+#[test]
+fn activations_norms_and_softmax_run_on_the_device_as_on_the_cpu() {
+    let ramp: Vec<f32> = (0..16).map(|i| (i as f32 - 7.5) * 0.3).collect();
+    let x: Vec<f32> = (0..24).map(|i| (i as f32 * 0.61).sin() * 2.0).collect();
+    let check = |bytes: Vec<u8>| {
+        let gpu = crate::gpu::tests::own(None);
+        let on_gpu = OnnxModel::load_for(&bytes, Some(Ok(Arc::clone(&gpu)))).unwrap();
+        let x = [("x".into(), Tensor::from_f32(vec![2, 3, 4], &x))];
+        let want = OnnxModel::load(&bytes)
+            .unwrap()
+            .session()
+            .compute(&x)
+            .unwrap();
+        same(&on_gpu.session().compute(&x).unwrap(), &want);
+        assert_eq!(
+            (gpu.matmuls(), gpu.round_trips()),
+            (1, 1),
+            "all on the device"
+        );
+    };
+    // Every activation of `h`, summed, then layer norms with and
+    // without a bias and a softmax over the last axis (opset 20).
+    let mut g = GraphWriter::new("activations");
+    g.node("MatMul", &["x", "w"], &["h"], "mm", &[]);
+    let acts = ["Relu", "Sigmoid", "Tanh", "Erf", "Gelu", "Neg"];
+    for (i, op) in acts.iter().enumerate() {
+        g.node(op, &["h"], &[&format!("a{i}")], op, &[]);
+    }
+    g.node("Exp", &["a2"], &["e"], "exp", &[]);
+    g.node("Sqrt", &["a1"], &["r"], "sqrt", &[]);
+    let mut sum = "e".to_string();
+    for (i, a) in (0..acts.len())
+        .map(|i| format!("a{i}"))
+        .chain(["r".into()])
+        .enumerate()
+    {
+        let next = format!("s{i}");
+        g.node("Add", &[&sum, &a], &[&next], &next, &[]);
+        sum = next;
+    }
+    g.node(
+        "LayerNormalization",
+        &[&sum, "scale", "bias"],
+        &["n1"],
+        "ln",
+        &[],
+    );
+    g.node(
+        "LayerNormalization",
+        &["n1", "scale"],
+        &["n2"],
+        "ln_no_bias",
+        &[],
+    );
+    g.node("Softmax", &["n2"], &["y"], "softmax", &[]);
+    g.initializer("w", &[4, 4], &ramp);
+    g.initializer("scale", &[4], &[1.0, 0.5, -2.0, 1.5]);
+    g.initializer("bias", &[4], &[0.1, 0.0, -0.3, 0.2]);
+    g.input("x", &["2", "3", "4"]);
+    g.output("y", &["2", "3", "4"]);
+    check(g.finish("weft-nn tests", 20));
+    // Before opset 13, `Softmax` (axis 1 by default) normalises rows of
+    // everything from its axis on: here 3 x 4 values, then 4 after
+    // views of the same buffer (axes as attributes at opset 11).
+    let mut g = GraphWriter::new("legacy softmax");
+    g.node("MatMul", &["x", "w"], &["h"], "mm", &[]);
+    g.node("Softmax", &["h"], &["y"], "softmax", &[]);
+    g.node("Unsqueeze", &["h"], &["u"], "unsqueeze", &[("axes", 1)]);
+    g.node("Squeeze", &["u"], &["q"], "squeeze", &[("axes", 1)]);
+    g.node("Flatten", &["q"], &["f"], "flatten", &[("axis", 2)]);
+    g.node("Softmax", &["f"], &["y2"], "softmax_rows", &[]);
+    g.initializer("w", &[4, 4], &ramp);
+    g.input("x", &["2", "3", "4"]);
+    g.output("y", &["2", "3", "4"]);
+    g.output("y2", &["6", "4"]);
+    check(g.finish("weft-nn tests", 11));
+}
+
+#[test]
+fn a_view_the_cpu_refuses_is_refused_on_the_gpu_too() {
+    // `Squeeze` of axis 1, which is 3 long, not 1.
+    let mut g = GraphWriter::new("bad squeeze");
+    g.node("MatMul", &["x", "w"], &["h"], "mm", &[]);
+    g.node("Squeeze", &["h"], &["y"], "squeeze", &[("axes", 1)]);
+    g.initializer("w", &[4, 4], &[0.5; 16]);
+    g.input("x", &["2", "3", "4"]);
+    g.output("y", &[]);
+    let bytes = g.finish("weft-nn tests", 11);
+    let gpu = crate::gpu::tests::own(None);
+    let on_gpu = OnnxModel::load_for(&bytes, Some(Ok(gpu))).unwrap();
+    let x = [("x".into(), Tensor::from_f32(vec![2, 3, 4], &[1.0; 24]))];
+    let want = OnnxModel::load(&bytes)
+        .unwrap()
+        .session()
+        .compute(&x)
+        .unwrap_err();
+    let got = on_gpu.session().compute(&x).unwrap_err();
+    assert_eq!((got.kind, &got.message), (want.kind, &want.message));
+    assert!(got.message.contains("squeeze"), "{}", got.message);
+}
+
+#[test]
+fn values_too_large_for_one_buffer_run_on_the_cpu() {
+    // Weights fit (80 and 48 bytes), a 64-row `x` (1280 bytes) does
+    // not: the first product and what follows it run on the CPU, with
+    // the same results.
+    let gpu = crate::gpu::tests::own(Some(512));
+    let bytes = graph();
+    let cpu = OnnxModel::load(&bytes).unwrap();
+    let on_gpu = OnnxModel::load_for(&bytes, Some(Ok(Arc::clone(&gpu)))).unwrap();
+    assert_eq!(on_gpu.device_bytes(), (20 + 12) * 4);
+    let inputs = inputs(64);
+    let want = cpu.session().compute(&inputs).unwrap();
+    let got = on_gpu.session().compute(&inputs).unwrap();
+    same(&got, &want);
+}
+
+#[test]
+fn a_long_call_submits_as_it_goes_to_free_what_it_no_longer_reads() {
+    // 6 rows fit one 512-byte buffer, but the buffers a call makes
+    // pass 512 bytes after a few nodes: what is recorded is then
+    // submitted (more round trips than the 3 of an unlimited GPU),
+    // and the results are the same.
+    let gpu = crate::gpu::tests::own(Some(512));
+    let bytes = graph();
+    let on_gpu = OnnxModel::load_for(&bytes, Some(Ok(Arc::clone(&gpu)))).unwrap();
+    let inputs = inputs(6);
+    let want = OnnxModel::load(&bytes)
+        .unwrap()
+        .session()
+        .compute(&inputs)
+        .unwrap();
+    same(&on_gpu.session().compute(&inputs).unwrap(), &want);
+    assert_eq!(gpu.matmuls(), 2, "both products ran on the device");
+    assert!(gpu.round_trips() > 3, "{}", gpu.round_trips());
+    assert_eq!(gpu.work_bytes(), 0);
+}

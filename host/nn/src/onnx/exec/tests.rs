@@ -1,0 +1,183 @@
+//! Tests of `onnx/exec.rs`.
+
+use super::*;
+
+#[test]
+fn refuses_unsupported_operators_by_name() {
+    let err = OnnxModel::load(&crate::fixtures::onnx(&["Relu", "FancyOp"])).unwrap_err();
+    assert_eq!(err.kind, NnErrorKind::UnsupportedOperation);
+    assert!(
+        err.message.contains("FancyOp") && err.message.contains("n1"),
+        "{}",
+        err.message
+    );
+    let err = OnnxModel::load(b"\x08").unwrap_err();
+    assert_eq!(err.kind, NnErrorKind::InvalidEncoding);
+}
+
+use crate::fixtures::{bytes as field, var};
+
+/// `y = Relu(x)`, x a float vector of any length.
+fn relu_model() -> Vec<u8> {
+    let mut node = Vec::new();
+    field(1, b"x", &mut node);
+    field(2, b"y", &mut node);
+    field(4, b"Relu", &mut node);
+    let mut graph = Vec::new();
+    field(1, &node, &mut graph);
+    for (f, name) in [(11, "x"), (12, "y")] {
+        let mut dim = Vec::new();
+        field(2, b"n", &mut dim);
+        let mut shape = Vec::new();
+        field(1, &dim, &mut shape);
+        let mut tt = vec![1 << 3, 1];
+        field(2, &shape, &mut tt);
+        let mut ty = Vec::new();
+        field(1, &tt, &mut ty);
+        let mut vi = Vec::new();
+        field(1, name.as_bytes(), &mut vi);
+        field(2, &ty, &mut vi);
+        field(f, &vi, &mut graph);
+    }
+    let mut m = vec![1 << 3, 8];
+    let mut opset = vec![2 << 3];
+    var(17, &mut opset);
+    field(8, &opset, &mut m);
+    field(7, &graph, &mut m);
+    m
+}
+
+#[test]
+fn runs_a_graph_and_checks_inputs() {
+    let model = OnnxModel::load(&relu_model()).unwrap();
+    assert!(model.batchable());
+    let mut s = model.session();
+    let out = s
+        .compute(&[("x".into(), Tensor::from_f32(vec![3], &[-1.0, 0.5, 2.0]))])
+        .unwrap();
+    assert_eq!(out[0].0, "y");
+    assert_eq!(out[0].1.to_f32().unwrap(), vec![0.0, 0.5, 2.0]);
+    let err = s
+        .compute(&[
+            ("z".into(), Tensor::from_f32(vec![1], &[1.0])),
+            ("q".into(), Tensor::from_f32(vec![1], &[1.0])),
+        ])
+        .unwrap_err();
+    assert_eq!(err.kind, NnErrorKind::InvalidArgument);
+    assert!(err.message.contains("`x`"), "{}", err.message);
+    let err = s
+        .compute(&[("x".into(), Tensor::from_f32(vec![1, 1], &[1.0]))])
+        .unwrap_err();
+    assert_eq!(err.kind, NnErrorKind::InvalidArgument, "wrong rank");
+    let err = s
+        .compute(&[("x".into(), Tensor::from_i64(vec![1], &[1]))])
+        .unwrap_err();
+    assert_eq!(err.kind, NnErrorKind::InvalidArgument, "wrong type");
+}
+
+/// `MatMul`s (3-D and 1-D A) and `Gemm`s (`transB`, `transA`, alpha,
+/// beta and C) with weight B, for the GPU path.
+fn products_model() -> Vec<u8> {
+    use crate::onnx::write::GraphWriter;
+    let ramp = |n: usize, scale: f32| -> Vec<f32> {
+        (0..n)
+            .map(|i| ((i * 7 % 11) as f32 - 5.0) * scale)
+            .collect()
+    };
+    let mut g = GraphWriter::new("products");
+    g.node("MatMul", &["x", "w1"], &["h"], "mm3d", &[]);
+    g.node("MatMul", &["x1", "w1"], &["h1"], "mm1d", &[]);
+    let gemm_attrs = [("transB", 1), ("alpha", 2), ("beta", 3)];
+    g.node("Gemm", &["z", "w2", "c"], &["y2"], "gemm_tb", &gemm_attrs);
+    g.node("Gemm", &["zt", "w3"], &["y3"], "gemm_ta", &[("transA", 1)]);
+    g.initializer("w1", &[5, 7], &ramp(35, 0.25));
+    g.initializer("w2", &[3, 7], &ramp(21, 0.5));
+    g.initializer("c", &[3], &[1.0, -2.0, 0.5]);
+    g.initializer("w3", &[7, 4], &ramp(28, 0.125));
+    g.input("x", &["b", "s", "5"]);
+    g.input("x1", &["5"]);
+    g.input("z", &["b", "7"]);
+    g.input("zt", &["7", "b"]);
+    for o in ["h", "h1", "y2", "y3"] {
+        g.output(o, &[]);
+    }
+    g.finish("weft-nn tests", 17)
+}
+
+#[test]
+fn weight_products_run_on_the_gpu_with_the_cpu_results() {
+    let _only = crate::gpu::tests::counted_uploads();
+    let gpu = crate::gpu::tests::gpu();
+    let bytes = products_model();
+    let cpu = OnnxModel::load(&bytes).unwrap();
+    let on_gpu = OnnxModel::load_for(&bytes, Some(Ok(Arc::clone(&gpu)))).unwrap();
+    assert_eq!(on_gpu.placement(), Placement::Gpu(gpu.adapter()));
+    assert_eq!(on_gpu.device_bytes(), (35 + 21 + 28) * 4);
+    let values = |n: usize| -> Vec<f32> { (0..n).map(|i| (i as f32 * 0.37).sin()).collect() };
+    let inputs = [
+        ("x".into(), Tensor::from_f32(vec![2, 3, 5], &values(30))),
+        ("x1".into(), Tensor::from_f32(vec![5], &values(5))),
+        ("z".into(), Tensor::from_f32(vec![2, 7], &values(14))),
+        ("zt".into(), Tensor::from_f32(vec![7, 2], &values(14))),
+    ];
+    let want = cpu.session().compute(&inputs).unwrap();
+    let products = gpu.matmuls();
+    let got = on_gpu.session().compute(&inputs).unwrap();
+    assert!(gpu.matmuls() >= products + 4, "all four ran on the GPU");
+    for ((gn, g), (wn, w)) in got.iter().zip(&want) {
+        assert_eq!((gn, &g.shape), (wn, &w.shape));
+        for (a, b) in g.to_f32().unwrap().iter().zip(w.to_f32().unwrap()) {
+            assert!((a - b).abs() <= 1e-5 * b.abs().max(1.0), "{gn}: {a} vs {b}");
+        }
+    }
+    assert_eq!(want[1].1.shape, vec![7], "1-D A gives a 1-D product");
+
+    // No GPU: the same model on the CPU, saying why.
+    let why = NnError::new(NnErrorKind::UnsupportedOperation, "no adapter here");
+    let fallback = OnnxModel::load_for(&bytes, Some(Err(why))).unwrap();
+    assert_eq!(
+        fallback.placement(),
+        Placement::CpuFallback("no adapter here".into())
+    );
+    assert_eq!(fallback.device_bytes(), 0);
+    let out = fallback.session().compute(&inputs).unwrap();
+    assert_eq!(out[2].1.to_f32().unwrap(), want[2].1.to_f32().unwrap());
+}
+
+#[test]
+fn a_weight_only_products_read_is_kept_packed_only_and_unpacked_when_needed() {
+    use crate::onnx::write::GraphWriter;
+    // y = x · w with x 1-D, which the packed kernel does not take;
+    // with `shared`, w also feeds an Add, so its stored copy stays.
+    let build = |shared: bool| {
+        let mut g = GraphWriter::new("packed");
+        g.node("MatMul", &["x", "w"], &["y"], "mm", &[]);
+        if shared {
+            g.node("Add", &["w", "w"], &["w2"], "add", &[]);
+            g.output("w2", &["2", "3"]);
+        }
+        g.initializer("w", &[2, 3], &[1., 2., 3., 4., 5., 6.]);
+        g.input("x", &["2"]);
+        g.output("y", &["3"]);
+        g.finish("weft-nn tests", 17)
+    };
+    let (only, shared) = (
+        OnnxModel::load(&build(false)).unwrap(),
+        OnnxModel::load(&build(true)).unwrap(),
+    );
+    assert_eq!(
+        shared.weight_bytes() - only.weight_bytes(),
+        6 * 4,
+        "only the shared model keeps w as stored"
+    );
+    for model in [&only, &shared] {
+        let x = Tensor::from_f32(vec![2], &[1.0, 1.0]);
+        let out = model.session().compute(&[("x".into(), x)]).unwrap();
+        let y = out.iter().find(|(n, _)| n == "y").unwrap();
+        assert_eq!(y.1.to_f32().unwrap(), vec![5.0, 7.0, 9.0]);
+    }
+    let x = Tensor::from_f32(vec![2], &[1.0, 1.0]);
+    let out = shared.session().compute(&[("x".into(), x)]).unwrap();
+    let w2 = out.iter().find(|(n, _)| n == "w2").unwrap();
+    assert_eq!(w2.1.to_f32().unwrap(), vec![2., 4., 6., 8., 10., 12.]);
+}
