@@ -59,7 +59,9 @@ impl Kernels {
     fn compile(device: &wgpu::Device) -> Self {
         let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some("weft-nn encoder ops"),
-            source: wgpu::ShaderSource::Wgsl(include_str!("encoder.wgsl").into()),
+            source: wgpu::ShaderSource::Wgsl(
+                concat!(include_str!("reduce.wgsl"), include_str!("encoder.wgsl")).into(),
+            ),
         });
         let kernel = |name| Kernel::new(device, &module, name);
         Self {

@@ -8,38 +8,6 @@
 // Bindings as in `ops.wgsl`: storage buffers from 0, then eight u32
 // parameters (floats as their bits). Row-major f32 throughout.
 
-const THREADS: u32 = 64u;
-
-var<workgroup> partial: array<f32, 64>;
-
-// Sums `partial` over the workgroup; every thread gets the total.
-fn workgroup_sum(lid: u32, v: f32) -> f32 {
-    partial[lid] = v;
-    workgroupBarrier();
-    for (var s = THREADS / 2u; s > 0u; s = s / 2u) {
-        if (lid < s) {
-            partial[lid] = partial[lid] + partial[lid + s];
-        }
-        workgroupBarrier();
-    }
-    let total = partial[0];
-    workgroupBarrier();
-    return total;
-}
-
-fn workgroup_max(lid: u32, v: f32) -> f32 {
-    partial[lid] = v;
-    workgroupBarrier();
-    for (var s = THREADS / 2u; s > 0u; s = s / 2u) {
-        if (lid < s) {
-            partial[lid] = max(partial[lid], partial[lid + s]);
-        }
-        workgroupBarrier();
-    }
-    let total = partial[0];
-    workgroupBarrier();
-    return total;
-}
 
 // The row a workgroup of a row kernel handles (rows spread over x and y:
 // one dispatch dimension holds at most 65535 workgroups).

@@ -14,8 +14,6 @@ fn f16r(x: f32) -> f32 {
     return unpack2x16float(pack2x16float(vec2<f32>(x, 0.0))).x;
 }
 
-const THREADS: u32 = 64u;
-
 // ---- rms_norm: out[r] = x[row0 + r] / rms(x[row0 + r]) * w, one
 // workgroup per output row.
 
@@ -34,37 +32,6 @@ struct NormParams {
 @group(0) @binding(1) var<storage, read> norm_w: array<f32>;
 @group(0) @binding(2) var<storage, read_write> norm_out: array<f32>;
 @group(0) @binding(3) var<uniform> norm_p: NormParams;
-
-var<workgroup> partial: array<f32, 64>;
-
-// Sums `partial` over the workgroup; every thread gets the total.
-fn workgroup_sum(lid: u32, v: f32) -> f32 {
-    partial[lid] = v;
-    workgroupBarrier();
-    for (var s = THREADS / 2u; s > 0u; s = s / 2u) {
-        if (lid < s) {
-            partial[lid] = partial[lid] + partial[lid + s];
-        }
-        workgroupBarrier();
-    }
-    let total = partial[0];
-    workgroupBarrier();
-    return total;
-}
-
-fn workgroup_max(lid: u32, v: f32) -> f32 {
-    partial[lid] = v;
-    workgroupBarrier();
-    for (var s = THREADS / 2u; s > 0u; s = s / 2u) {
-        if (lid < s) {
-            partial[lid] = max(partial[lid], partial[lid + s]);
-        }
-        workgroupBarrier();
-    }
-    let total = partial[0];
-    workgroupBarrier();
-    return total;
-}
 
 @compute @workgroup_size(64, 1, 1)
 fn rms_norm(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {

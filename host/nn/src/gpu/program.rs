@@ -37,7 +37,9 @@ impl Ops {
     pub(super) fn compile(device: &wgpu::Device) -> Self {
         let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some("weft-nn ops"),
-            source: wgpu::ShaderSource::Wgsl(include_str!("ops.wgsl").into()),
+            source: wgpu::ShaderSource::Wgsl(
+                concat!(include_str!("reduce.wgsl"), include_str!("ops.wgsl")).into(),
+            ),
         });
         let kernel = |name| Kernel::new(device, &module, name);
         Self {

@@ -300,39 +300,31 @@ impl OnnxSession {
                                 "internal error: recording the operator panicked",
                             )))
                         });
-                match recorded {
-                    Some(Ok(())) => {
-                        for f in frees {
-                            env.remove(f.as_str());
-                            dev.free(f);
-                        }
-                        if let (Some(p), Some(t)) = (profile.as_mut(), started) {
-                            p.add(&format!("{} (GPU)", node.op_type), t.elapsed());
-                        }
-                        continue;
-                    }
+                // Host values the device path gave (`Shape`, `Size`), if it
+                // took the node.
+                let took = match recorded {
+                    Some(Ok(())) => Some(Vec::new()),
                     Some(Err(e)) => return Err(named(node, e)),
-                    None => match dev.describe(n, &env).map_err(|e| named(node, e))? {
-                        Some(outs) => {
-                            for (name, v) in node.outputs.iter().zip(outs) {
-                                if !name.is_empty() {
-                                    env.insert(name, Arc::new(v));
-                                }
-                            }
-                            for f in frees {
-                                env.remove(f.as_str());
-                                dev.free(f);
-                            }
-                            if let (Some(p), Some(t)) = (profile.as_mut(), started) {
-                                p.add(&format!("{} (GPU)", node.op_type), t.elapsed());
-                            }
-                            continue;
+                    None => dev.describe(n, &env).map_err(|e| named(node, e))?,
+                };
+                if let Some(outs) = took {
+                    for (name, v) in node.outputs.iter().zip(outs) {
+                        if !name.is_empty() {
+                            env.insert(name, Arc::new(v));
                         }
-                        None => dev
-                            .bring_back(node.inputs.iter().map(String::as_str), &mut env)
-                            .map_err(|e| named(node, e))?,
-                    },
+                    }
+                    for f in frees {
+                        env.remove(f.as_str());
+                        dev.free(f);
+                    }
+                    if let (Some(p), Some(t)) = (profile.as_mut(), started) {
+                        p.add(&format!("{} (GPU)", node.op_type), t.elapsed());
+                    }
+                    continue;
                 }
+                // On the CPU, below, with what it reads brought back.
+                dev.bring_back(node.inputs.iter().map(String::as_str), &mut env)
+                    .map_err(|e| named(node, e))?;
             }
             let owned = if ops::in_place(&node.op_type) {
                 take_dying(&mut env, node, frees)
