@@ -7,8 +7,10 @@
 //! over the last axis, the fused `WeftLayerNorm`, `WeftGelu` and
 //! `WeftAttention`, and `Reshape`, `Identity`, `Flatten`, `Squeeze` and
 //! `Unsqueeze` (new names for the same buffer); `Shape` and `Size` of a
-//! device value are answered from its shape, with nothing read back. A node is recorded when one of its data inputs is already on
-//! the device (or, for a product, whenever its weight is): host operands
+//! device value are answered from its shape, with nothing read back.
+//!
+//! A node is recorded when one of its data inputs is already on the
+//! device (or, for a product, whenever its weight is): host operands
 //! it reads (a bias, a mask, the first activations) go up with the
 //! submission. Any other node runs on the CPU as before, after what it
 //! reads from the device is brought back — which submits what was
