@@ -26,6 +26,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::ops::{Node, fused};
+use super::proto::NodeProto;
 use super::value::{DType, Data, Value};
 use super::weights::GpuWeights;
 use crate::gpu::{BinaryOp, Buffer, EncoderAttention, Gpu, Program, UnaryOp};
@@ -264,12 +265,7 @@ impl<'g> OnDevice<'g> {
         host: &HashMap<&str, Arc<Value>>,
     ) -> Option<Result<(), NnError>> {
         let p = node.proto;
-        let name = |i: usize| {
-            p.inputs
-                .get(i)
-                .map(String::as_str)
-                .filter(|n| !n.is_empty())
-        };
+        let name = |i: usize| input(p, i);
         let on_device = |i: usize| name(i).is_some_and(|n| self.holds(n));
         let out = match p.op_type.as_str() {
             "MatMul" => {
@@ -459,12 +455,7 @@ impl<'g> OnDevice<'g> {
         host: &HashMap<&str, Arc<Value>>,
     ) -> Option<Result<Dev, NnError>> {
         let p = node.proto;
-        let name = |i: usize| {
-            p.inputs
-                .get(i)
-                .map(String::as_str)
-                .filter(|n| !n.is_empty())
-        };
+        let name = |i: usize| input(p, i);
         let [q, k, v] = [0, 1, 2].map(|i| name(i).and_then(|n| self.operand(n, host)));
         let (q, k, v) = (q?, k?, v?);
         let dims = fused::reshape_target(host.get(name(3)?)?, q.shape()).ok()?;
@@ -531,6 +522,14 @@ impl<'g> OnDevice<'g> {
         }
         Ok(())
     }
+}
+
+/// The name of input `i` of `p`, unless it is omitted.
+fn input(p: &NodeProto, i: usize) -> Option<&str> {
+    p.inputs
+        .get(i)
+        .map(String::as_str)
+        .filter(|n| !n.is_empty())
 }
 
 /// Whether `small` is `big`'s shape, its trailing dims (a row broadcast,
