@@ -17,6 +17,7 @@ pub(super) struct Kernels {
     softmax: Kernel,
     gelu: Kernel,
     attention: Kernel,
+    strided: Kernel,
 }
 
 impl Gpu {
@@ -71,6 +72,7 @@ impl Kernels {
             softmax: kernel("softmax"),
             gelu: kernel("gelu"),
             attention: kernel("attention"),
+            strided: kernel("strided"),
         }
     }
 }
@@ -148,6 +150,16 @@ pub(crate) struct EncoderAttention {
     pub scale: f32,
     /// The mask's strides over (batch, head, query, key); 0 broadcasts.
     pub mask_strides: [usize; 4],
+}
+
+/// One copy [`Program::strided`] records: for every multi-index `i` of
+/// `dims`, `out[to.0 + Σ i[a]·to.1[a]] = x[from.0 + Σ i[a]·from.1[a]]`
+/// (an offset and signed strides on each side).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct StridedCopy<'s> {
+    pub dims: &'s [usize],
+    pub from: (i64, &'s [i64]),
+    pub to: (i64, &'s [i64]),
 }
 
 /// Workgroups along x for one workgroup per row: the rest go along y.
@@ -299,5 +311,46 @@ impl<'a> Program<'a> {
             .map(|x| x as u32),
             super::program::groups(shape.batch * shape.seq * shape.heads),
         );
+    }
+
+    /// Copies `x` into `out` as `copy` says (see [`StridedCopy`]), with
+    /// the layout uploaded beside it.
+    ///
+    /// # Errors
+    ///
+    /// `TooLarge` where an index passes what the kernel's `i32`s hold.
+    pub(crate) fn strided(
+        &mut self,
+        x: &Buffer,
+        copy: StridedCopy<'_>,
+        out: &Buffer,
+    ) -> Result<(), NnError> {
+        let rank = copy.dims.len();
+        let mut meta: Vec<i64> = vec![rank as i64, copy.from.0, copy.to.0];
+        meta.extend(copy.dims.iter().map(|&d| d as i64));
+        meta.extend_from_slice(copy.from.1);
+        meta.extend_from_slice(copy.to.1);
+        debug_assert_eq!(meta.len(), 3 + 3 * rank);
+        let meta: Vec<f32> = meta
+            .iter()
+            .map(|&v| i32::try_from(v).map(|v| f32::from_bits(v as u32)))
+            .collect::<Result<_, _>>()
+            .map_err(|_| {
+                super::too_large("a strided copy past 2^31 elements on the GPU".to_string())
+            })?;
+        let count: usize = copy.dims.iter().product();
+        let count32 = u32::try_from(count)
+            .map_err(|_| super::too_large(format!("a strided copy of {count} elements")))?;
+        let layout = self
+            .gpu()
+            .buffer(meta.len(), "weft-nn strided copy layout")?;
+        self.write(&layout, meta);
+        self.step(
+            &self.encoder().strided,
+            vec![whole(x), whole(&layout), whole(out)],
+            [count32, 0, 0, 0, 0, 0, 0, 0],
+            super::program::groups(count),
+        );
+        Ok(())
     }
 }

@@ -317,3 +317,44 @@ fn attention(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
         }
     }
 }
+
+// ---- strided: a copy between two layouts, for `Transpose`, `Slice`,
+// `Expand` and each part of a `Concat`. For every multi-index i of
+// `dims` (`count` of them, row-major),
+//   out[out_offset + Σ i[a]·out_stride[a]] = x[in_offset + Σ i[a]·in_stride[a]]
+// Strides are signed (a slice stepping backwards). `st_meta` holds rank,
+// in_offset, out_offset, then dims, in strides and out strides (rank each).
+
+struct StridedParams {
+    count: u32,
+    _p0: u32,
+    _p1: u32,
+    _p2: u32,
+    _p3: u32,
+    _p4: u32,
+    _p5: u32,
+    _p6: u32,
+}
+
+@group(0) @binding(0) var<storage, read> st_x: array<f32>;
+@group(0) @binding(1) var<storage, read> st_meta: array<i32>;
+@group(0) @binding(2) var<storage, read_write> st_out: array<f32>;
+@group(0) @binding(3) var<uniform> st_p: StridedParams;
+
+@compute @workgroup_size(64, 1, 1)
+fn strided(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let rank = u32(st_meta[0]);
+    for (var i = gid.x; i < st_p.count; i = i + groups.x * THREADS) {
+        var rem = i;
+        var src = st_meta[1];
+        var dst = st_meta[2];
+        for (var a = rank; a > 0u; a = a - 1u) {
+            let n = u32(st_meta[2u + a]);
+            let at = i32(rem % n);
+            rem = rem / n;
+            src = src + at * st_meta[2u + rank + a];
+            dst = dst + at * st_meta[2u + 2u * rank + a];
+        }
+        st_out[u32(dst)] = st_x[u32(src)];
+    }
+}

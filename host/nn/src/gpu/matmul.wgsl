@@ -7,6 +7,12 @@
 // floats apart (the full width when the weights are split into panels).
 // Every load and store is bounds checked against m, k and n, so any shape
 // works; out-of-range tile entries are zeros.
+//
+// Batched (`tiles_m` > 0, the row tiles of one product): workgroup row
+// `y` computes row tile `y % tiles_m` of product `y / tiles_m`, whose A
+// starts `a_batch` floats further per product, B `b_batch` (0: one B for
+// all) and C `m * ldc`. Used for the products of two activations
+// (attention's scores and mix) in `onnx/device.rs`.
 
 struct Params {
     m: u32,
@@ -14,9 +20,9 @@ struct Params {
     n: u32,
     ldc: u32,
     c_col0: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
+    a_batch: u32,
+    b_batch: u32,
+    tiles_m: u32,
 }
 
 @group(0) @binding(0) var<storage, read> a: array<f32>;
@@ -40,7 +46,16 @@ fn main(
     @builtin(local_invocation_id) lid: vec3<u32>,
     @builtin(local_invocation_index) li: u32,
 ) {
-    let row0 = wg.y * TILE_M;
+    var tile = wg.y;
+    var batch = 0u;
+    if (p.tiles_m > 0u) {
+        tile = wg.y % p.tiles_m;
+        batch = wg.y / p.tiles_m;
+    }
+    let a0 = batch * p.a_batch;
+    let b0 = batch * p.b_batch;
+    let c0 = batch * p.m * p.ldc;
+    let row0 = tile * TILE_M;
     let col0 = wg.x * TILE_N;
     var acc0 = vec4<f32>(0.0);
     var acc1 = vec4<f32>(0.0);
@@ -57,7 +72,7 @@ fn main(
             let gk = t + kk;
             var av = 0.0;
             if (gr < p.m && gk < p.k) {
-                av = a[gr * p.k + gk];
+                av = a[a0 + gr * p.k + gk];
             }
             ta[kk * (TILE_M / 4u) + r / 4u][r % 4u] = av;
             // B: 16 k x 64 columns; neighbouring threads read along a row.
@@ -67,7 +82,7 @@ fn main(
             let gc = col0 + cb;
             var bv = 0.0;
             if (gkb < p.k && gc < p.n) {
-                bv = b[gkb * p.n + gc];
+                bv = b[b0 + gkb * p.n + gc];
             }
             tb[kb * (TILE_N / 4u) + cb / 4u][cb % 4u] = bv;
         }
@@ -85,17 +100,17 @@ fn main(
 
     let r = row0 + lid.y * 4u;
     let cc = col0 + lid.x * 4u;
-    store_row(r, cc, acc0);
-    store_row(r + 1u, cc, acc1);
-    store_row(r + 2u, cc, acc2);
-    store_row(r + 3u, cc, acc3);
+    store_row(c0, r, cc, acc0);
+    store_row(c0, r + 1u, cc, acc1);
+    store_row(c0, r + 2u, cc, acc2);
+    store_row(c0, r + 3u, cc, acc3);
 }
 
-fn store_row(row: u32, col: u32, v: vec4<f32>) {
+fn store_row(c0: u32, row: u32, col: u32, v: vec4<f32>) {
     if (row >= p.m) {
         return;
     }
-    let base = row * p.ldc + p.c_col0 + col;
+    let base = c0 + row * p.ldc + p.c_col0 + col;
     for (var j = 0u; j < 4u; j = j + 1u) {
         if (col + j < p.n) {
             c[base + j] = v[j];
@@ -106,17 +121,22 @@ fn store_row(row: u32, col: u32, v: vec4<f32>) {
 // Few rows of A (a decoder's one token, a batch of a few): one thread per
 // column of C walks k for each row, where a 64 x 64 tile would compute 60+
 // rows of zeros. Neighbouring threads read neighbouring floats of B.
+// Batched, workgroup row `y` is product `y` (strides as above; one
+// product: y = 0 and the strides unused).
 @compute @workgroup_size(64, 1, 1)
 fn gemv(@builtin(global_invocation_id) gid: vec3<u32>) {
     let col = gid.x;
     if (col >= p.n) {
         return;
     }
+    let a0 = gid.y * p.a_batch;
+    let b0 = gid.y * p.b_batch;
+    let c0 = gid.y * p.m * p.ldc;
     for (var r = 0u; r < p.m; r = r + 1u) {
         var acc = 0.0;
         for (var kk = 0u; kk < p.k; kk = kk + 1u) {
-            acc = fma(a[r * p.k + kk], b[kk * p.n + col], acc);
+            acc = fma(a[a0 + r * p.k + kk], b[b0 + kk * p.n + col], acc);
         }
-        c[r * p.ldc + p.c_col0 + col] = acc;
+        c[c0 + r * p.ldc + p.c_col0 + col] = acc;
     }
 }

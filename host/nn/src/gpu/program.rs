@@ -259,6 +259,59 @@ impl<'a> Program<'a> {
         self.products += 1;
     }
 
+    /// `batches` products `c[i] = a[i] · b[i]` of `m x k` by `k x n`
+    /// matrices, where `a[i]` starts `i · strides.0` floats into `a` and
+    /// `b[i]` `i · strides.1` into `b` (0: one matrix for all); `c` holds
+    /// the results in order. What multiplies two activations (attention's
+    /// scores and mix) where [`Program::product`] multiplies by a weight.
+    ///
+    /// # Errors
+    ///
+    /// `TooLarge` past the workgroups the device dispatches at once.
+    pub(crate) fn batched_product(
+        &mut self,
+        (a, b): (&Buffer, &Buffer),
+        [batches, m, k, n]: [usize; 4],
+        strides: (usize, usize),
+        c: &Buffer,
+    ) -> Result<(), NnError> {
+        let few = m <= GEMV_ROWS;
+        let tiles_m = m.div_ceil(TILE);
+        let groups = if few {
+            [n.div_ceil(GEMV_GROUP), batches]
+        } else {
+            [n.div_ceil(TILE), batches * tiles_m]
+        };
+        if groups.iter().any(|&g| g > self.gpu.max_groups) {
+            return Err(super::too_large(format!(
+                "{batches} products of {m} x {k} by {k} x {n} in one dispatch"
+            )));
+        }
+        self.steps.push(Step {
+            pipeline: if few {
+                &self.gpu.gemv
+            } else {
+                &self.gpu.pipeline
+            },
+            layout: &self.gpu.layout,
+            buffers: vec![whole(a), whole(b), whole(c)],
+            params: [
+                m,
+                k,
+                n,
+                n,
+                0,
+                strides.0,
+                strides.1,
+                if few { 0 } else { tiles_m },
+            ]
+            .map(|x| x as u32),
+            groups: groups.map(|g| g.max(1) as u32),
+        });
+        self.products += 1;
+        Ok(())
+    }
+
     /// `out[out_row0 + r] = rms_norm(x[row0 + r]) * weight` for `rows`
     /// rows of `weight.cols()` each (`weight`: one row, in one panel).
     #[allow(clippy::too_many_arguments)]

@@ -1,13 +1,16 @@
 //! An ONNX call on a model loaded for a GPU keeps its activations there.
 //!
 //! Nodes with a device kernel are recorded into one [`Program`] instead of
-//! run: products by a resident weight, `Add`/`Sub`/`Mul`/`Div` (same
-//! shapes, a row broadcast or a scalar), `Relu`, `Sigmoid`, `Tanh`, `Erf`,
-//! `Gelu`, `Exp`, `Sqrt` and `Neg`, `LayerNormalization` and `Softmax`
-//! over the last axis, the fused `WeftLayerNorm`, `WeftGelu` and
-//! `WeftAttention`, and `Reshape`, `Identity`, `Flatten`, `Squeeze` and
-//! `Unsqueeze` (new names for the same buffer); `Shape` and `Size` of a
-//! device value are answered from its shape, with nothing read back.
+//! run: `MatMul` and `Gemm` by a resident weight and batched `MatMul` of
+//! two activations (`products.rs`), `Add`/`Sub`/`Mul`/`Div` (a row or
+//! scalar operand at once, any other broadcast after a strided copy),
+//! `Relu`, `Sigmoid`, `Tanh`, `Erf`, `Gelu`, `Exp`, `Sqrt` and `Neg`,
+//! `LayerNormalization` and `Softmax` over the last axis, the fused
+//! `WeftLayerNorm`, `WeftGelu` and `WeftAttention`, `Transpose`, `Slice`,
+//! `Expand` and `Concat` as strided copies (`layout.rs`), and `Reshape`,
+//! `Identity`, `Flatten`, `Squeeze` and `Unsqueeze` (new names for the
+//! same buffer); `Shape` and `Size` of a device value are answered from
+//! its shape, with nothing read back.
 //!
 //! A node is recorded when one of its data inputs is already on the
 //! device (or, for a product, whenever its weight is): host operands
@@ -16,7 +19,8 @@
 //! reads from the device is brought back — which submits what was
 //! recorded so far. A transformer encoder such as MiniLM thus runs its
 //! embeddings on the CPU, then every layer on the device, and reads back
-//! only its output: one round trip per call instead of one per product.
+//! only its output: one round trip per call instead of one per product
+//! (its attention fused or, as exporters write it, not).
 //! A node the device kernels do not cover exactly (an unusual broadcast,
 //! an operand that is not f32) runs on the CPU.
 //! `WEFT_NN_ONNX_RESIDENT=0` turns this off: each product then makes its
@@ -27,7 +31,7 @@ use std::sync::Arc;
 
 use super::ops::{Node, fused};
 use super::proto::NodeProto;
-use super::value::{DType, Data, Value};
+use super::value::{DType, Data, Value, broadcast_shape};
 use super::weights::GpuWeights;
 use crate::gpu::{BinaryOp, Buffer, EncoderAttention, Gpu, Program, UnaryOp};
 use crate::{NnError, NnErrorKind};
@@ -215,14 +219,9 @@ impl<'g> OnDevice<'g> {
                 // The axes (an input from opset 13) are on the host, or
                 // the node runs on the CPU.
                 let placeholder = Value::f32(x.shape.clone(), Vec::new());
-                let mut args = vec![Some(&placeholder)];
-                for n in &p.inputs[1..] {
-                    match host.get(n.as_str()) {
-                        Some(v) => args.push(Some(&**v)),
-                        None if n.is_empty() => args.push(None),
-                        None => return Ok(None),
-                    }
-                }
+                let Some(args) = layout::host_args(&placeholder, node, host) else {
+                    return Ok(None);
+                };
                 // A node it cannot describe runs on the CPU, which says why.
                 let Some(Ok(shape)) = super::ops::view_shape(node, &args) else {
                     return Ok(None);
@@ -268,6 +267,13 @@ impl<'g> OnDevice<'g> {
         let name = |i: usize| input(p, i);
         let on_device = |i: usize| name(i).is_some_and(|n| self.holds(n));
         let out = match p.op_type.as_str() {
+            "MatMul" if self.weights.for_node(p).is_none() => {
+                (on_device(0) || on_device(1)).then_some(())?;
+                self.product_of_two(node, host)
+            }
+            "Gemm" => self.gemm(node, host),
+            "Transpose" | "Slice" | "Expand" if on_device(0) => self.strided(node, host),
+            "Concat" if p.inputs.iter().any(|n| self.holds(n)) => self.concat(node, host),
             "MatMul" => {
                 let w = self.weights.for_node(p)?;
                 let a = self.operand(name(0)?, host)?;
@@ -286,21 +292,8 @@ impl<'g> OnDevice<'g> {
             }
             "Add" | "Sub" | "Mul" | "Div" if on_device(0) || on_device(1) => {
                 let op = BinaryOp::of(&p.op_type)?;
-                let (mut a, mut b) = (self.operand(name(0)?, host)?, self.operand(name(1)?, host)?);
-                if !row_broadcast(b.shape(), a.shape()) {
-                    if !op.commutes() || !row_broadcast(a.shape(), b.shape()) {
-                        return None;
-                    }
-                    std::mem::swap(&mut a, &mut b);
-                }
-                let shape = a.shape().to_vec();
-                let (count, period) = (shape.iter().product(), b.shape().iter().product());
-                self.try_record(shape, |me, out| {
-                    let (a, b) = (me.up(a)?, me.up(b)?);
-                    me.program()?
-                        .binary(op, (&a.buf, &b.buf), period, count, out);
-                    Ok(())
-                })
+                let (a, b) = (self.operand(name(0)?, host)?, self.operand(name(1)?, host)?);
+                self.binary(op, a, b)
             }
             "WeftLayerNorm" if on_device(0) => {
                 let eps = host_scalar(host, name(1)?)?;
@@ -414,6 +407,41 @@ impl<'g> OnDevice<'g> {
             Ok(Dev { buf, shape })
         };
         Some(run())
+    }
+
+    /// `a op b`: at once where `b` is `a`'s shape, a row of it or a
+    /// scalar (or `a` is, and `op` commutes); otherwise after a strided
+    /// copy broadcasts each operand to the output's shape.
+    fn binary<'v>(
+        &mut self,
+        op: BinaryOp,
+        mut a: Operand<'v>,
+        mut b: Operand<'v>,
+    ) -> Option<Result<Dev, NnError>> {
+        if !row_broadcast(b.shape(), a.shape()) {
+            if !op.commutes() || !row_broadcast(a.shape(), b.shape()) {
+                let shape = broadcast_shape(a.shape(), b.shape()).ok()?;
+                if shape.contains(&0) {
+                    return None;
+                }
+                let count = shape.iter().product();
+                return self.try_record(shape.clone(), |me, out| {
+                    let (a, b) = (me.broadcast(a, &shape)?, me.broadcast(b, &shape)?);
+                    me.program()?
+                        .binary(op, (&a.buf, &b.buf), count, count, out);
+                    Ok(())
+                });
+            }
+            std::mem::swap(&mut a, &mut b);
+        }
+        let shape = a.shape().to_vec();
+        let (count, period) = (shape.iter().product(), b.shape().iter().product());
+        self.try_record(shape, |me, out| {
+            let (a, b) = (me.up(a)?, me.up(b)?);
+            me.program()?
+                .binary(op, (&a.buf, &b.buf), period, count, out);
+            Ok(())
+        })
     }
 
     /// Layer normalisation of `x` over its last axis with weight `w` and
@@ -548,5 +576,7 @@ fn host_scalar(host: &HashMap<&str, Arc<Value>>, name: &str) -> Option<f32> {
     }
 }
 
+mod layout;
+mod products;
 #[cfg(test)]
 mod tests;

@@ -51,6 +51,19 @@ impl GraphWriter {
         name: &str,
         attrs: &[(&str, i64)],
     ) {
+        self.node_ints(op, inputs, outputs, name, attrs, &[]);
+    }
+
+    /// [`GraphWriter::node`] with integer-list attributes too (`perm`).
+    pub(crate) fn node_ints(
+        &mut self,
+        op: &str,
+        inputs: &[&str],
+        outputs: &[&str],
+        name: &str,
+        attrs: &[(&str, i64)],
+        lists: &[(&str, &[i64])],
+    ) {
         let mut node = Vec::new();
         for i in inputs {
             bytes(1, i.as_bytes(), &mut node);
@@ -69,21 +82,43 @@ impl GraphWriter {
             var(2, &mut a); // AttributeType INT
             bytes(5, &a, &mut node);
         }
+        for (attr, values) in lists {
+            let mut a = Vec::new();
+            bytes(1, attr.as_bytes(), &mut a);
+            for &v in *values {
+                key(8, 0, &mut a);
+                var(v as u64, &mut a);
+            }
+            key(20, 0, &mut a);
+            var(7, &mut a); // AttributeType INTS
+            bytes(5, &a, &mut node);
+        }
         bytes(1, &node, &mut self.graph);
     }
 
     /// Adds a float initializer (a weight).
     pub(crate) fn initializer(&mut self, name: &str, dims: &[u64], data: &[f32]) {
+        let raw: Vec<u8> = data.iter().flat_map(|v| v.to_le_bytes()).collect();
+        self.raw_initializer(name, dims, 1, &raw); // FLOAT
+    }
+
+    /// Adds an int64 initializer (a shape, slice bounds).
+    #[cfg(test)]
+    pub(crate) fn initializer_i64(&mut self, name: &str, dims: &[u64], data: &[i64]) {
+        let raw: Vec<u8> = data.iter().flat_map(|v| v.to_le_bytes()).collect();
+        self.raw_initializer(name, dims, 7, &raw); // INT64
+    }
+
+    fn raw_initializer(&mut self, name: &str, dims: &[u64], data_type: u64, raw: &[u8]) {
         let mut t = Vec::new();
         for &d in dims {
             key(1, 0, &mut t);
             var(d, &mut t);
         }
         key(2, 0, &mut t);
-        var(1, &mut t); // FLOAT
+        var(data_type, &mut t);
         bytes(8, name.as_bytes(), &mut t);
-        let raw: Vec<u8> = data.iter().flat_map(|v| v.to_le_bytes()).collect();
-        bytes(9, &raw, &mut t);
+        bytes(9, raw, &mut t);
         bytes(5, &t, &mut self.graph);
     }
 

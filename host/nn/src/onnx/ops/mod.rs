@@ -8,7 +8,7 @@ mod boxes;
 mod einsum;
 mod elementwise;
 pub(super) mod fused;
-pub(super) use shape::view_shape;
+pub(super) use shape::{broadcast_strides, strided_view, view_shape};
 mod index;
 mod loss;
 mod matmul;
@@ -348,14 +348,14 @@ pub(crate) fn run(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Vec<Value
         "Transpose" => one(shape::transpose(node, inputs)?),
         "Concat" => one(shape::concat(node, inputs)?),
         "Split" => shape::split(node, inputs),
-        "Slice" => one(shape::slice(node, inputs)?),
+        "Slice" => one(shape::strided_copy(node, inputs)?),
         "Gather" => one(index::gather(node, inputs)?),
         "GatherElements" => one(index::gather_elements(node, inputs)?),
         "GatherND" => one(index::gather_nd(node, inputs)?),
         "ScatterElements" | "Scatter" => one(index::scatter_elements(node, inputs)?),
         "ReverseSequence" => one(arrange::reverse_sequence(node, inputs)?),
         "ScatterND" => one(index::scatter_nd(node, inputs)?),
-        "Expand" => one(shape::expand(inputs)?),
+        "Expand" => one(shape::strided_copy(node, inputs)?),
         "Tile" => one(shape::tile(inputs)?),
         "ConstantOfShape" => one(arrange::constant_of_shape(node, inputs)?),
         "Range" => one(arrange::range(inputs)?),

@@ -9,7 +9,7 @@ use rayon::prelude::*;
 
 use super::{Node, axis, opt, req};
 use crate::NnError;
-use crate::onnx::value::{Data, Value, broadcast_shape, broadcast_to, fail, strides};
+use crate::onnx::value::{Data, Value, broadcast_shape, fail, strides};
 
 /// Elements of `d` at `idx`, in order.
 pub(super) fn take(d: &Data, idx: &[usize]) -> Data {
@@ -261,17 +261,105 @@ pub(super) fn transpose_perm(x: &Value, perm: &[usize]) -> Value {
     x.with(shape, data)
 }
 
-pub(super) fn transpose(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Value, NnError> {
-    let x = req(inputs, 0)?;
-    let r = x.shape.len();
+fn perm_of(node: Node<'_>, rank: usize) -> Result<Vec<usize>, NnError> {
     let perm: Vec<usize> = match node.ints("perm") {
-        Some(p) => p.iter().map(|&v| axis(v, r)).collect::<Result<_, _>>()?,
-        None => (0..r).rev().collect(),
+        Some(p) => p.iter().map(|&v| axis(v, rank)).collect::<Result<_, _>>()?,
+        None => (0..rank).rev().collect(),
     };
-    if perm.len() != r {
+    if perm.len() != rank {
         return Err(fail("perm has the wrong length"));
     }
-    Ok(transpose_perm(x, &perm))
+    Ok(perm)
+}
+
+pub(super) fn transpose(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Value, NnError> {
+    let x = req(inputs, 0)?;
+    Ok(transpose_perm(x, &perm_of(node, x.shape.len())?))
+}
+
+/// Where each element of a `Transpose`, `Slice` or `Expand` output comes
+/// from in its input: element `i` (a multi-index of `shape`) is input
+/// element `offset + Σ i[a]·strides[a]` (a negative stride: a slice
+/// stepping backwards). The GPU path (`onnx/device.rs`) records it as one
+/// strided copy.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Strided {
+    pub shape: Vec<usize>,
+    pub offset: i64,
+    pub strides: Vec<i64>,
+}
+
+impl Strided {
+    /// The input's flat index of every output element, in order.
+    fn indices(&self) -> Vec<usize> {
+        map_indices(&self.shape, |i| {
+            let at = i.iter().zip(&self.strides).map(|(&v, &s)| v as i64 * s);
+            (self.offset + at.sum::<i64>()) as usize
+        })
+    }
+}
+
+/// The strides, along each axis of `to`, of a row-major value of shape
+/// `from` that broadcasts to it: axis `a` of `from` is axis `a + lead` of
+/// `to`, and an axis of 1 (or one `from` lacks) repeats its one element.
+pub(crate) fn broadcast_strides(from: &[usize], to: &[usize]) -> Vec<i64> {
+    let st = strides(from);
+    let lead = to.len() - from.len();
+    (0..to.len())
+        .map(|o| match o.checked_sub(lead) {
+            Some(a) if from[a] != 1 => st[a] as i64,
+            _ => 0,
+        })
+        .collect()
+}
+
+/// The [`Strided`] view `node` takes of its input (`inputs[0]`, of which
+/// only the shape is read); `None` when it is not one of those ops.
+pub(crate) fn strided_view(
+    node: Node<'_>,
+    inputs: &[Option<&Value>],
+) -> Option<Result<Strided, NnError>> {
+    let view = || {
+        let x = req(inputs, 0)?;
+        let st: Vec<i64> = strides(&x.shape).iter().map(|&s| s as i64).collect();
+        Ok(match node.proto.op_type.as_str() {
+            "Transpose" => {
+                let perm = perm_of(node, x.shape.len())?;
+                Strided {
+                    shape: perm.iter().map(|&p| x.shape[p]).collect(),
+                    offset: 0,
+                    strides: perm.iter().map(|&p| st[p]).collect(),
+                }
+            }
+            "Slice" => {
+                let (shape, begin, step) = slice_bounds(node, inputs)?;
+                Strided {
+                    shape,
+                    offset: begin.iter().zip(&st).map(|(b, s)| b * s).sum(),
+                    strides: step.iter().zip(&st).map(|(a, s)| a * s).collect(),
+                }
+            }
+            "Expand" => {
+                let want: Vec<usize> = req(inputs, 1)?
+                    .to_i64()
+                    .iter()
+                    .map(|&d| d.max(0) as usize)
+                    .collect();
+                let shape = broadcast_shape(&x.shape, &want)?;
+                Strided {
+                    strides: broadcast_strides(&x.shape, &shape),
+                    shape,
+                    offset: 0,
+                }
+            }
+            _ => unreachable!("checked below"),
+        })
+    };
+    matches!(
+        node.proto.op_type.as_str(),
+        "Transpose" | "Slice" | "Expand"
+    )
+    .then(view)
 }
 
 pub(super) fn concat(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Value, NnError> {
@@ -376,7 +464,13 @@ pub(super) fn split(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Vec<Val
         .collect())
 }
 
-pub(super) fn slice(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Value, NnError> {
+/// A `Slice`'s output shape, and the first index and step along each
+/// input axis.
+#[allow(clippy::type_complexity)]
+fn slice_bounds(
+    node: Node<'_>,
+    inputs: &[Option<&Value>],
+) -> Result<(Vec<usize>, Vec<i64>, Vec<i64>), NnError> {
     let x = req(inputs, 0)?;
     let r = x.shape.len();
     let (starts, ends, axes, steps) = if node.opset < 10 {
@@ -423,26 +517,14 @@ pub(super) fn slice(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Value, 
         begin[a] = b;
         step[a] = s;
     }
-    let st = strides(&x.shape);
-    let idx = map_indices(&shape, |i| {
-        i.iter()
-            .enumerate()
-            .map(|(a, &v)| (begin[a] + v as i64 * step[a]) as usize * st[a])
-            .sum()
-    });
-    Ok(x.with(shape, take(&x.data, &idx)))
+    Ok((shape, begin, step))
 }
 
-pub(super) fn expand(inputs: &[Option<&Value>]) -> Result<Value, NnError> {
+/// `Slice` and `Expand`: a copy of the [`Strided`] view they take.
+pub(super) fn strided_copy(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Value, NnError> {
     let x = req(inputs, 0)?;
-    let want: Vec<usize> = req(inputs, 1)?
-        .to_i64()
-        .iter()
-        .map(|&d| d.max(0) as usize)
-        .collect();
-    let out = broadcast_shape(&x.shape, &want)?;
-    let idx: Vec<usize> = broadcast_to(&(0..x.len()).collect::<Vec<_>>(), &x.shape, &out);
-    Ok(x.with(out, take(&x.data, &idx)))
+    let view = strided_view(node, inputs).expect("a strided op")?;
+    Ok(x.with(view.shape.clone(), take(&x.data, &view.indices())))
 }
 
 pub(super) fn tile(inputs: &[Option<&Value>]) -> Result<Value, NnError> {

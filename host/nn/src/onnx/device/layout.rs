@@ -1,0 +1,131 @@
+//! Ops that move data rather than compute it, on the device: `Transpose`,
+//! `Slice` and `Expand` as one strided copy each ([`ops::strided_view`]
+//! says where each element comes from, for the CPU as for the device),
+//! and `Concat` as one strided copy per part.
+//!
+//! [`ops::strided_view`]: crate::onnx::ops::strided_view
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::{Dev, OnDevice, Operand, input};
+use crate::NnError;
+use crate::gpu::StridedCopy;
+use crate::onnx::ops::{self, Node};
+use crate::onnx::value::{Value, strides};
+
+/// Row-major strides of `shape`, signed.
+fn dense(shape: &[usize]) -> Vec<i64> {
+    strides(shape).into_iter().map(|s| s as i64).collect()
+}
+
+impl OnDevice<'_> {
+    /// `Transpose`, `Slice` or `Expand` of a value on the device, whose
+    /// other inputs (starts, ends, shape) are on the host.
+    pub(super) fn strided(
+        &mut self,
+        node: Node<'_>,
+        host: &HashMap<&str, Arc<Value>>,
+    ) -> Option<Result<Dev, NnError>> {
+        let x = self.values.get(input(node.proto, 0)?)?.clone();
+        let placeholder = Value::f32(x.shape.clone(), Vec::new());
+        let args = host_args(&placeholder, node, host)?;
+        // A node it cannot describe runs on the CPU, which says why; an
+        // empty input or output is the CPU's too.
+        let view = ops::strided_view(node, &args)?.ok()?;
+        if x.len() == 0 || view.shape.contains(&0) {
+            return None;
+        }
+        let to = dense(&view.shape);
+        self.try_record(view.shape.clone(), |me, out| {
+            let copy = StridedCopy {
+                dims: &view.shape,
+                from: (view.offset, &view.strides),
+                to: (0, &to),
+            };
+            me.program()?.strided(&x.buf, copy, out)
+        })
+    }
+
+    /// `op` on the device with the shape `to`, which it broadcasts to:
+    /// itself if it has that shape, else a strided copy repeating it.
+    pub(super) fn broadcast(&mut self, op: Operand<'_>, to: &[usize]) -> Result<Dev, NnError> {
+        let d = self.up(op)?;
+        if d.shape == to {
+            return Ok(d);
+        }
+        let buf = self.buffer(to.iter().product(), "weft-nn ONNX broadcast operand")?;
+        let copy = StridedCopy {
+            dims: to,
+            from: (0, &ops::broadcast_strides(&d.shape, to)),
+            to: (0, &dense(to)),
+        };
+        self.program()?.strided(&d.buf, copy, &buf)?;
+        Ok(Dev {
+            buf,
+            shape: to.to_vec(),
+        })
+    }
+
+    /// `Concat` of f32 values, one of them at least on the device.
+    pub(super) fn concat(
+        &mut self,
+        node: Node<'_>,
+        host: &HashMap<&str, Arc<Value>>,
+    ) -> Option<Result<Dev, NnError>> {
+        let p = node.proto;
+        let parts = (p.inputs.iter())
+            .map(|n| self.operand(n, host))
+            .collect::<Option<Vec<_>>>()?;
+        let first = parts.first()?.shape().to_vec();
+        let rank = first.len();
+        let axis = ops::axis(node.int("axis", 0), rank).ok()?;
+        let off_axis =
+            |s: &[usize]| s.len() == rank && (0..rank).all(|a| a == axis || s[a] == first[a]);
+        if !parts.iter().all(|o| off_axis(o.shape())) {
+            return None;
+        }
+        let mut shape = first;
+        shape[axis] = parts.iter().map(|o| o.shape()[axis]).sum();
+        if shape.contains(&0) {
+            return None;
+        }
+        let to = dense(&shape);
+        self.try_record(shape, |me, out| {
+            let mut at = 0;
+            for part in parts {
+                let part = me.up(part)?;
+                let dims = &part.shape;
+                if dims[axis] > 0 {
+                    let copy = StridedCopy {
+                        dims,
+                        from: (0, &dense(dims)),
+                        to: (at * to[axis], &to),
+                    };
+                    me.program()?.strided(&part.buf, copy, out)?;
+                }
+                at += dims[axis] as i64;
+            }
+            Ok(())
+        })
+    }
+}
+
+/// `node`'s inputs for reading its output's shape: `placeholder` (the
+/// shape of its input on the device) first, then the host values of the
+/// rest (`None`: one is on the device, so the node is the CPU's).
+pub(super) fn host_args<'v>(
+    placeholder: &'v Value,
+    node: Node<'_>,
+    host: &'v HashMap<&str, Arc<Value>>,
+) -> Option<Vec<Option<&'v Value>>> {
+    let mut args = vec![Some(placeholder)];
+    for n in &node.proto.inputs[1..] {
+        match host.get(n.as_str()) {
+            Some(v) => args.push(Some(&**v)),
+            None if n.is_empty() => args.push(None),
+            None => return None,
+        }
+    }
+    Some(args)
+}
