@@ -171,6 +171,12 @@ fn squeeze_shape(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Vec<usize>
     Ok(match axes_of(node, inputs, 13) {
         Some(a) => {
             let a: Vec<usize> = a.iter().map(|&v| axis(v, r)).collect::<Result<_, _>>()?;
+            if let Some(&bad) = a.iter().find(|&&ax| x.shape[ax] != 1) {
+                return Err(fail(format!(
+                    "cannot squeeze axis {bad} of {:?}: it is {} long, not 1",
+                    x.shape, x.shape[bad]
+                )));
+            }
             x.shape
                 .iter()
                 .enumerate()
