@@ -18,6 +18,7 @@ pub(super) struct Kernels {
     gelu: Kernel,
     attention: Kernel,
     strided: Kernel,
+    reduce_rows: Kernel,
 }
 
 impl Gpu {
@@ -73,6 +74,7 @@ impl Kernels {
             gelu: kernel("gelu"),
             attention: kernel("attention"),
             strided: kernel("strided"),
+            reduce_rows: kernel("reduce_rows"),
         }
     }
 }
@@ -84,6 +86,7 @@ pub(crate) enum BinaryOp {
     Sub = 1,
     Mul = 2,
     Div = 3,
+    Pow = 4,
 }
 
 impl BinaryOp {
@@ -94,6 +97,7 @@ impl BinaryOp {
             "Sub" => Self::Sub,
             "Mul" => Self::Mul,
             "Div" => Self::Div,
+            "Pow" => Self::Pow,
             _ => return None,
         })
     }
@@ -116,6 +120,11 @@ pub(crate) enum UnaryOp {
     Exp = 6,
     Sqrt = 7,
     Neg = 8,
+    Reciprocal = 9,
+    Abs = 10,
+    Log = 11,
+    Cos = 12,
+    Sin = 13,
 }
 
 impl UnaryOp {
@@ -134,6 +143,31 @@ impl UnaryOp {
             "Exp" => Self::Exp,
             "Sqrt" => Self::Sqrt,
             "Neg" => Self::Neg,
+            "Reciprocal" => Self::Reciprocal,
+            "Abs" => Self::Abs,
+            "Log" => Self::Log,
+            "Cos" => Self::Cos,
+            "Sin" => Self::Sin,
+            _ => return None,
+        })
+    }
+}
+
+/// What [`Program::reduce_rows`] computes of each row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ReduceOp {
+    Sum = 0,
+    Mean = 1,
+    Max = 2,
+}
+
+impl ReduceOp {
+    /// The ONNX operator of that name.
+    pub(crate) fn of(op: &str) -> Option<Self> {
+        Some(match op {
+            "ReduceSum" => Self::Sum,
+            "ReduceMean" => Self::Mean,
+            "ReduceMax" => Self::Max,
             _ => return None,
         })
     }
@@ -232,6 +266,22 @@ impl<'a> Program<'a> {
                 0,
             ]
             .map(|x| x as u32),
+            row_groups(rows),
+        );
+    }
+
+    /// `out[r]` = `op` over row `r` of `rows` rows of `d` floats of `x`.
+    pub(crate) fn reduce_rows(
+        &mut self,
+        op: ReduceOp,
+        x: &Buffer,
+        (rows, d): (usize, usize),
+        out: &Buffer,
+    ) {
+        self.step(
+            &self.encoder().reduce_rows,
+            vec![whole(x), whole(out)],
+            [d, op as usize, rows, 0, 0, 0, 0, 0].map(|x| x as u32),
             row_groups(rows),
         );
     }

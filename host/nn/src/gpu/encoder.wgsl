@@ -16,7 +16,7 @@ fn row_of(wg: vec3<u32>, groups: vec3<u32>) -> u32 {
 }
 
 // ---- binary: out[i] = a[i] op b[i % period], op 0 add, 1 sub, 2 mul,
-// 3 div (b a same-shaped operand, a row broadcast or a scalar).
+// 3 div, 4 pow (b a same-shaped operand, a row broadcast or a scalar).
 
 struct BinaryParams {
     count: u32,
@@ -52,10 +52,29 @@ fn binary(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
             case 1u: { r = a - b; }
             case 2u: { r = a * b; }
             case 3u: { r = a / b; }
+            case 4u: { r = power(a, b); }
             default: {}
         }
         bin_out[i] = r;
     }
+}
+
+// `a` to the power `b` as the CPU computes it: WGSL's `pow` is undefined
+// for a negative base, which an integer exponent allows (and squares, the
+// common case, are one product); any other exponent of one is NaN.
+fn power(a: f32, b: f32) -> f32 {
+    if (b == 2.0) {
+        return a * a;
+    }
+    if (a >= 0.0) {
+        return pow(a, b);
+    }
+    if (b != floor(b)) {
+        return bitcast<f32>(0x7fc00000u);
+    }
+    let m = pow(-a, b);
+    // An odd exponent keeps the sign (exponents past 2^24 are all even).
+    return select(m, -m, abs(b) < 16777216.0 && (i32(abs(b)) & 1) == 1);
 }
 
 // ---- layer_norm: out[r] = (x[r] - mean) / sqrt(var + eps) * w + b over
@@ -145,7 +164,8 @@ fn softmax(
 }
 
 // ---- unary: out[i] = f(x[i]), f by `op`: 0 Relu, 1 Sigmoid, 2 Tanh,
-// 3 Erf, 4 Gelu (exact), 5 Gelu (tanh), 6 Exp, 7 Sqrt, 8 Neg.
+// 3 Erf, 4 Gelu (exact), 5 Gelu (tanh), 6 Exp, 7 Sqrt, 8 Neg,
+// 9 Reciprocal, 10 Abs, 11 Log, 12 Cos, 13 Sin.
 
 struct UnaryParams {
     count: u32,
@@ -186,6 +206,11 @@ fn unary(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups)
             case 6u: { r = exp(x); }
             case 7u: { r = sqrt(x); }
             case 8u: { r = -x; }
+            case 9u: { r = 1.0 / x; }
+            case 10u: { r = abs(x); }
+            case 11u: { r = log(x); }
+            case 12u: { r = cos(x); }
+            case 13u: { r = sin(x); }
             default: {}
         }
         un_out[i] = r;
@@ -356,5 +381,49 @@ fn strided(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
             dst = dst + at * st_meta[2u + 2u * rank + a];
         }
         st_out[u32(dst)] = st_x[u32(src)];
+    }
+}
+
+// ---- reduce_rows: out[r] = sum, mean or max (op 0, 1, 2) of row r of
+// `d` floats, one workgroup per row.
+
+@group(0) @binding(0) var<storage, read> red_x: array<f32>;
+@group(0) @binding(1) var<storage, read_write> red_out: array<f32>;
+@group(0) @binding(2) var<uniform> red_p: NormParams;
+
+@compute @workgroup_size(64, 1, 1)
+fn reduce_rows(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let row = row_of(wg, groups);
+    if (row >= red_p.rows) {
+        return;
+    }
+    let d = red_p.d;
+    let at = row * d;
+    // (`eps` holds the op here.)
+    let op = red_p.eps;
+    if (op == 2u) {
+        // Each thread starts from an element of the row (d > 0), so a
+        // row of -inf gives -inf.
+        var best = red_x[at + min(lid, d - 1u)];
+        for (var i = lid; i < d; i = i + THREADS) {
+            best = max(best, red_x[at + i]);
+        }
+        let top = workgroup_max(lid, best);
+        if (lid == 0u) {
+            red_out[row] = top;
+        }
+        return;
+    }
+    var sum = 0.0;
+    for (var i = lid; i < d; i = i + THREADS) {
+        sum = sum + red_x[at + i];
+    }
+    let total = workgroup_sum(lid, sum);
+    if (lid == 0u) {
+        red_out[row] = select(total, total / f32(d), op == 1u);
     }
 }

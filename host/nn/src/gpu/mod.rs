@@ -44,7 +44,7 @@ mod encoder;
 mod matmul;
 mod program;
 
-pub(crate) use encoder::{BinaryOp, EncoderAttention, StridedCopy, UnaryOp};
+pub(crate) use encoder::{BinaryOp, EncoderAttention, ReduceOp, StridedCopy, UnaryOp};
 pub use matmul::GpuMatrix;
 use matmul::Scratch;
 pub(crate) use program::{Attention, Buffer, Program};

@@ -2,10 +2,12 @@
 //!
 //! Nodes with a device kernel are recorded into one [`Program`] instead of
 //! run: `MatMul` and `Gemm` by a resident weight and batched `MatMul` of
-//! two activations (`products.rs`), `Add`/`Sub`/`Mul`/`Div` (a row or
-//! scalar operand at once, any other broadcast after a strided copy),
-//! `Relu`, `Sigmoid`, `Tanh`, `Erf`, `Gelu`, `Exp`, `Sqrt` and `Neg`,
-//! `LayerNormalization` and `Softmax` over the last axis, the fused
+//! two activations (`products.rs`), `Add`/`Sub`/`Mul`/`Div`/`Pow` (a row
+//! or scalar operand at once, any other broadcast after a strided copy),
+//! `Relu`, `Sigmoid`, `Tanh`, `Erf`, `Gelu`, `Exp`, `Sqrt`, `Neg`,
+//! `Reciprocal`, `Abs`, `Log`, `Cos` and `Sin`, `ReduceSum`, `ReduceMean`
+//! and `ReduceMax`, `LayerNormalization` and `Softmax` over the last
+//! axis (so RMSNorm as exporters write it stays there), the fused
 //! `WeftLayerNorm`, `WeftGelu` and `WeftAttention`, `Transpose`, `Slice`,
 //! `Expand` and `Concat` as strided copies (`layout.rs`), and `Reshape`,
 //! `Identity`, `Flatten`, `Squeeze` and `Unsqueeze` (new names for the
@@ -33,7 +35,7 @@ use super::ops::{Node, fused};
 use super::proto::NodeProto;
 use super::value::{DType, Data, Value, broadcast_shape};
 use super::weights::GpuWeights;
-use crate::gpu::{BinaryOp, Buffer, EncoderAttention, Gpu, Program, UnaryOp};
+use crate::gpu::{BinaryOp, Buffer, EncoderAttention, Gpu, Program, ReduceOp, UnaryOp};
 use crate::{NnError, NnErrorKind};
 
 /// Whether calls keep their activations on the device
@@ -290,7 +292,7 @@ impl<'g> OnDevice<'g> {
                     Ok(())
                 })
             }
-            "Add" | "Sub" | "Mul" | "Div" if on_device(0) || on_device(1) => {
+            "Add" | "Sub" | "Mul" | "Div" | "Pow" if on_device(0) || on_device(1) => {
                 let op = BinaryOp::of(&p.op_type)?;
                 let (a, b) = (self.operand(name(0)?, host)?, self.operand(name(1)?, host)?);
                 self.binary(op, a, b)
@@ -339,6 +341,7 @@ impl<'g> OnDevice<'g> {
                 })
             }
             "Relu" | "Sigmoid" | "Tanh" | "Erf" | "Gelu" | "Exp" | "Sqrt" | "Neg"
+            | "Reciprocal" | "Abs" | "Log" | "Cos" | "Sin"
                 if on_device(0) =>
             {
                 let op = UnaryOp::of(&p.op_type, || node.string("approximate", "none"))?;
@@ -366,6 +369,7 @@ impl<'g> OnDevice<'g> {
                 })
             }
             "WeftAttention" if on_device(0) => self.attention(node, host),
+            "ReduceSum" | "ReduceMean" | "ReduceMax" if on_device(0) => self.reduce(node, host),
             "Reshape" if on_device(0) => {
                 let x = self.values.get(name(0)?)?.clone();
                 let target = host.get(name(1)?)?;
@@ -440,6 +444,37 @@ impl<'g> OnDevice<'g> {
             let (a, b) = (me.up(a)?, me.up(b)?);
             me.program()?
                 .binary(op, (&a.buf, &b.buf), period, count, out);
+            Ok(())
+        })
+    }
+
+    /// `ReduceSum`, `ReduceMean` or `ReduceMax` over the last axis of a
+    /// value on the device (the axes, from opset 13 or 18 an input, on
+    /// the host).
+    fn reduce(
+        &mut self,
+        node: Node<'_>,
+        host: &HashMap<&str, Arc<Value>>,
+    ) -> Option<Result<Dev, NnError>> {
+        let op = ReduceOp::of(&node.proto.op_type)?;
+        let x = self.values.get(input(node.proto, 0)?)?.clone();
+        let placeholder = Value::f32(x.shape.clone(), Vec::new());
+        let args = layout::host_args(&placeholder, node, host)?;
+        let rank = x.shape.len();
+        let axes = super::ops::reduce_axes(node, &args, rank).ok()??;
+        let d = *x.shape.last()?;
+        if axes != [rank - 1] || d == 0 || x.len() == 0 {
+            return None;
+        }
+        let mut shape = x.shape.clone();
+        if node.int("keepdims", 1) != 0 {
+            shape[rank - 1] = 1;
+        } else {
+            shape.pop();
+        }
+        let rows = x.len() / d;
+        self.try_record(shape, |me, out| {
+            me.program()?.reduce_rows(op, &x.buf, (rows, d), out);
             Ok(())
         })
     }

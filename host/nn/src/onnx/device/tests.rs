@@ -7,7 +7,7 @@ use crate::onnx::write::GraphWriter;
 use crate::{Model, Tensor};
 
 /// Products by weights, every broadcast `binary` takes (and one it
-/// does not), a `Reshape` on the device, and an `Abs` (no device
+/// does not), a `Reshape` on the device, and an `Atan` (no device
 /// kernel) in the middle.
 fn graph() -> Vec<u8> {
     let ramp = |n: usize, scale: f32| -> Vec<f32> {
@@ -30,7 +30,7 @@ fn graph() -> Vec<u8> {
     g.node("Shape", &["hb_id"], &["hb_dims"], "its_dims", &[]);
     g.node("Reshape", &["r", "hb_dims"], &["r2"], "view_back", &[]);
     g.node("Size", &["r2"], &["count"], "count", &[]);
-    g.node("Abs", &["r2"], &["n"], "on_the_cpu", &[]);
+    g.node("Atan", &["r2"], &["n"], "on_the_cpu", &[]);
     g.node("MatMul", &["n", "w2"], &["o"], "mm2", &[]);
     g.node("Sub", &["c3", "o"], &["p"], "row_minus", &[]);
     g.initializer("w1", &[5, 4], &ramp(20, 0.25));
@@ -81,7 +81,7 @@ fn a_call_keeps_its_values_on_the_device_and_matches_the_cpu() {
     let want = cpu.session().compute(&inputs).unwrap();
     let got = on_gpu.session().compute(&inputs).unwrap();
     same(&got, &want);
-    // Round trips: `Abs` reads `r`, and the end reads `hb` (and the
+    // Round trips: `Atan` reads `r2`, and the end reads `hb` (and the
     // rest). `Sub(c3, o)`, a broadcast of its first operand, stays on
     // the device: `c3` is repeated to `o`'s shape first.
     assert_eq!(gpu.matmuls(), 2);
@@ -429,4 +429,82 @@ fn broadcasts_the_device_kernels_do_not_take_run_on_the_cpu() {
     // `flat` back, and each `Gemm` then makes a round trip of its own
     // (a product by its resident weight, its bias added on the CPU).
     assert_eq!((gpu.matmuls(), gpu.round_trips()), (3, 4));
+}
+
+#[test]
+fn a_decomposed_rms_norm_reductions_and_powers_run_on_the_device_as_on_the_cpu() {
+    // RMSNorm as exporters write it (`Pow`, `ReduceMean`, `Sqrt`,
+    // `Reciprocal`, a `[.., 1]` broadcast), the other reductions (axes
+    // as an input and as an attribute, keepdims off), odd and
+    // fractional powers of negative values, and more activations.
+    let mut g = GraphWriter::new("rms norm");
+    g.node("MatMul", &["x", "w"], &["h"], "mm", &[]);
+    g.node("Pow", &["h", "two"], &["sq"], "sq", &[]);
+    g.node_ints(
+        "ReduceMean",
+        &["sq"],
+        &["ms"],
+        "ms",
+        &[],
+        &[("axes", &[-1])],
+    );
+    g.node("Add", &["ms", "eps"], &["ve"], "ve", &[]);
+    g.node("Sqrt", &["ve"], &["rt"], "rt", &[]);
+    g.node("Reciprocal", &["rt"], &["inv"], "inv", &[]);
+    g.node("Mul", &["h", "inv"], &["n"], "n", &[]);
+    g.node("Mul", &["n", "gain"], &["y"], "y", &[]);
+    g.node("ReduceSum", &["h", "last"], &["s"], "s", &[("keepdims", 0)]);
+    g.node_ints("ReduceMax", &["h"], &["m"], "m", &[], &[("axes", &[2])]);
+    g.node("Abs", &["h"], &["a"], "a", &[]);
+    g.node("Add", &["a", "one"], &["a1"], "a1", &[]);
+    g.node("Log", &["a1"], &["l"], "l", &[]);
+    g.node("Cos", &["h"], &["c"], "c", &[]);
+    g.node("Sin", &["h"], &["si"], "si", &[]);
+    g.node("Pow", &["h", "three"], &["p3"], "p3", &[]);
+    g.node("Pow", &["h", "half"], &["ph"], "ph", &[]);
+    g.node("Pow", &["a", "half"], &["pa"], "pa", &[]);
+    let ramp: Vec<f32> = (0..16).map(|i| (i as f32 - 7.5) * 0.3).collect();
+    g.initializer("w", &[4, 4], &ramp);
+    g.initializer("gain", &[4], &[1.0, 0.5, -2.0, 1.5]);
+    for (name, v) in [("two", 2.0), ("three", 3.0), ("half", 0.5), ("one", 1.0)] {
+        g.initializer(name, &[], &[v]);
+    }
+    g.initializer("eps", &[1], &[1e-6]);
+    g.initializer_i64("last", &[1], &[-1]);
+    g.input("x", &["2", "3", "4"]);
+    let outputs = ["y", "s", "m", "l", "c", "si", "p3", "ph", "pa"];
+    for o in outputs {
+        g.output(o, &[]);
+    }
+    let bytes = g.finish("weft-nn tests", 17);
+    let gpu = crate::gpu::tests::own(None);
+    let on_gpu = OnnxModel::load_for(&bytes, Some(Ok(Arc::clone(&gpu)))).unwrap();
+    let x: Vec<f32> = (0..24).map(|i| (i as f32 * 0.61).sin() * 2.0).collect();
+    let x = [("x".into(), Tensor::from_f32(vec![2, 3, 4], &x))];
+    let want = OnnxModel::load(&bytes)
+        .unwrap()
+        .session()
+        .compute(&x)
+        .unwrap();
+    let got = on_gpu.session().compute(&x).unwrap();
+    // `ph` is NaN wherever `h` is negative, on both paths.
+    let nan = |v: &[(String, Tensor)]| -> Vec<bool> {
+        v[7].1
+            .to_f32()
+            .unwrap()
+            .iter()
+            .map(|f| f.is_nan())
+            .collect()
+    };
+    assert!(nan(&want).contains(&true));
+    assert_eq!(nan(&got), nan(&want));
+    let finite = |v: Vec<(String, Tensor)>| -> Vec<(String, Tensor)> {
+        v.into_iter().filter(|(n, _)| n != "ph").collect()
+    };
+    same(&finite(got), &finite(want));
+    assert_eq!(
+        (gpu.matmuls(), gpu.round_trips()),
+        (1, 1),
+        "all on the device"
+    );
 }

@@ -60,7 +60,9 @@ fn undo(data: Vec<f64>, x: &Value, perm: &[usize]) -> Value {
     v.cast(x.dtype)
 }
 
-fn reduce_axes(
+/// The axes a `Reduce*` node reduces, sorted (`None`: none, the input
+/// passes through).
+pub(crate) fn reduce_axes(
     node: Node<'_>,
     inputs: &[Option<&Value>],
     r: usize,
