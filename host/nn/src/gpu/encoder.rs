@@ -123,8 +123,6 @@ pub(crate) enum UnaryOp {
     Reciprocal = 9,
     Abs = 10,
     Log = 11,
-    Cos = 12,
-    Sin = 13,
 }
 
 impl UnaryOp {
@@ -146,8 +144,6 @@ impl UnaryOp {
             "Reciprocal" => Self::Reciprocal,
             "Abs" => Self::Abs,
             "Log" => Self::Log,
-            "Cos" => Self::Cos,
-            "Sin" => Self::Sin,
             _ => return None,
         })
     }

@@ -66,15 +66,33 @@ fn power(a: f32, b: f32) -> f32 {
     if (b == 2.0) {
         return a * a;
     }
-    if (a >= 0.0) {
+    if (b == 0.0) {
+        return 1.0;
+    }
+    let integer = b == floor(b);
+    // An odd exponent keeps the sign (exponents past 2^24 are all even).
+    let odd = integer && abs(b) < 16777216.0 && (i32(abs(b)) & 1) == 1;
+    if (a == 0.0) {
+        // WGSL's `pow` is undefined here too: 0 to a positive power is 0,
+        // to a negative one infinite (signed as `a` for odd powers).
+        var m = 0.0;
+        if (b < 0.0) {
+            m = bitcast<f32>(0x7f800000u);
+        }
+        return select(m, -m, odd && (bitcast<u32>(a) >> 31u) == 1u);
+    }
+    if (a > 0.0) {
         return pow(a, b);
     }
-    if (b != floor(b)) {
-        return bitcast<f32>(0x7fc00000u);
+    if (!integer) {
+        return nan();
     }
     let m = pow(-a, b);
-    // An odd exponent keeps the sign (exponents past 2^24 are all even).
-    return select(m, -m, abs(b) < 16777216.0 && (i32(abs(b)) & 1) == 1);
+    return select(m, -m, odd);
+}
+
+fn nan() -> f32 {
+    return bitcast<f32>(0x7fc00000u);
 }
 
 // ---- layer_norm: out[r] = (x[r] - mean) / sqrt(var + eps) * w + b over
@@ -165,7 +183,7 @@ fn softmax(
 
 // ---- unary: out[i] = f(x[i]), f by `op`: 0 Relu, 1 Sigmoid, 2 Tanh,
 // 3 Erf, 4 Gelu (exact), 5 Gelu (tanh), 6 Exp, 7 Sqrt, 8 Neg,
-// 9 Reciprocal, 10 Abs, 11 Log, 12 Cos, 13 Sin.
+// 9 Reciprocal, 10 Abs, 11 Log.
 
 struct UnaryParams {
     count: u32,
@@ -204,13 +222,19 @@ fn unary(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups)
             case 4u: { r = 0.5 * x * (1.0 + erf(x * 0.70710678118654752)); }
             case 5u: { r = 0.5 * x * (1.0 + tanh_any(0.79788456080286536 * (x + 0.044715 * x * x * x))); }
             case 6u: { r = exp(x); }
-            case 7u: { r = sqrt(x); }
+            // (WGSL leaves `sqrt` and `log` of a negative undefined.)
+            case 7u: { r = select(sqrt(x), nan(), x < 0.0); }
             case 8u: { r = -x; }
             case 9u: { r = 1.0 / x; }
             case 10u: { r = abs(x); }
-            case 11u: { r = log(x); }
-            case 12u: { r = cos(x); }
-            case 13u: { r = sin(x); }
+            case 11u: {
+                r = log(x);
+                if (x == 0.0) {
+                    r = bitcast<f32>(0xff800000u);
+                } else if (x < 0.0) {
+                    r = nan();
+                }
+            }
             default: {}
         }
         un_out[i] = r;

@@ -5,7 +5,7 @@
 //! two activations (`products.rs`), `Add`/`Sub`/`Mul`/`Div`/`Pow` (a row
 //! or scalar operand at once, any other broadcast after a strided copy),
 //! `Relu`, `Sigmoid`, `Tanh`, `Erf`, `Gelu`, `Exp`, `Sqrt`, `Neg`,
-//! `Reciprocal`, `Abs`, `Log`, `Cos` and `Sin`, `ReduceSum`, `ReduceMean`
+//! `Reciprocal`, `Abs` and `Log`, `ReduceSum`, `ReduceMean`
 //! and `ReduceMax`, `LayerNormalization` and `Softmax` over the last
 //! axis (so RMSNorm as exporters write it stays there), the fused
 //! `WeftLayerNorm`, `WeftGelu` and `WeftAttention`, `Transpose`, `Slice`,
@@ -341,7 +341,7 @@ impl<'g> OnDevice<'g> {
                 })
             }
             "Relu" | "Sigmoid" | "Tanh" | "Erf" | "Gelu" | "Exp" | "Sqrt" | "Neg"
-            | "Reciprocal" | "Abs" | "Log" | "Cos" | "Sin"
+            | "Reciprocal" | "Abs" | "Log"
                 if on_device(0) =>
             {
                 let op = UnaryOp::of(&p.op_type, || node.string("approximate", "none"))?;

@@ -78,6 +78,9 @@ impl OnDevice<'_> {
         }
         let mut shape = broadcast_shape(lead_a, lead_b).ok()?;
         let batches: usize = shape.iter().product();
+        if batches == 0 {
+            return None;
+        }
         let stride = |lead: &[usize], size: usize| match lead.iter().product::<usize>() {
             1 => Some(0),
             d if d == batches => Some(size),

@@ -66,7 +66,12 @@ fn same(got: &[(String, Tensor)], want: &[(String, Tensor)]) {
             continue;
         }
         for (a, b) in g.to_f32().unwrap().iter().zip(w.to_f32().unwrap()) {
-            assert!((a - b).abs() <= 1e-5 * b.abs().max(1.0), "{gn}: {a} vs {b}");
+            // (Infinities equal, NaN matches NaN.)
+            let close = *a == b || (a.is_nan() && b.is_nan());
+            assert!(
+                close || (a - b).abs() <= 1e-5 * b.abs().max(1.0),
+                "{gn}: {a} vs {b}"
+            );
         }
     }
 }
@@ -226,6 +231,26 @@ fn a_view_the_cpu_refuses_is_refused_on_the_gpu_too() {
 }
 
 #[test]
+fn a_transpose_naming_an_axis_twice_is_refused_on_both_paths() {
+    let mut g = GraphWriter::new("bad perm");
+    g.node("MatMul", &["x", "w"], &["h"], "mm", &[]);
+    g.node_ints("Transpose", &["h"], &["y"], "t", &[], &[("perm", &[1, 1])]);
+    g.initializer("w", &[4, 4], &[0.5; 16]);
+    g.input("x", &["3", "4"]);
+    g.output("y", &[]);
+    let bytes = g.finish("weft-nn tests", 17);
+    let x = [("x".into(), Tensor::from_f32(vec![3, 4], &[1.0; 12]))];
+    let gpu = crate::gpu::tests::own(None);
+    for model in [
+        OnnxModel::load(&bytes).unwrap(),
+        OnnxModel::load_for(&bytes, Some(Ok(gpu))).unwrap(),
+    ] {
+        let e = model.session().compute(&x).unwrap_err();
+        assert!(e.message.contains("names axis 1 twice"), "{}", e.message);
+    }
+}
+
+#[test]
 fn values_too_large_for_one_buffer_run_on_the_cpu() {
     // Weights fit (80 and 48 bytes), a 64-row `x` (1280 bytes) does
     // not: the first product and what follows it run on the CPU, with
@@ -331,6 +356,23 @@ fn unfused_attention() -> Vec<u8> {
         &[],
     );
     g.node("MatMul", &["sq", "kt"], &["left"], "left", &[]);
+    // Parts interleaved along an inner axis, a side shared by more than
+    // one product, a forward slice from 1, a broadcast of the left side
+    // of a `Sub`, and a `Gemm` without bias or `transB`.
+    g.node_ints("Concat", &["q", "v"], &["qv"], "qv", &[("axis", 3)], &[]);
+    g.node("MatMul", &["q", "sq"], &["shared"], "shared", &[]);
+    let odd = ["y", "one", "hundred", "one", "two"];
+    g.node("Slice", &odd, &["odd"], "odd", &[]);
+    g.node(
+        "Sub",
+        &["mask", "scaled"],
+        &["mask_minus"],
+        "mask_minus",
+        &[],
+    );
+    g.node("Gemm", &["flat", "wo"], &["plain"], "plain", &[]);
+    g.initializer_i64("hundred", &[1], &[100]);
+    g.initializer_i64("two", &[1], &[2]);
     g.initializer_i64("heads", &[4], &[0, -1, 2, 4]);
     g.initializer_i64("rows", &[2], &[-1, 8]);
     g.initializer("scale", &[], &[2.0]);
@@ -348,7 +390,8 @@ fn unfused_attention() -> Vec<u8> {
     g.input("x", &["2", "s", "8"]);
     g.input("mask", &["2", "1", "1", "s"]);
     g.input("eye_in", &["4", "8"]);
-    for o in ["cat", "repeated", "right", "left"] {
+    let outputs = ["cat", "repeated", "right", "left", "qv", "shared", "odd"];
+    for o in outputs.into_iter().chain(["mask_minus", "plain"]) {
         g.output(o, &[]);
     }
     g.finish("weft-nn tests", 17)
@@ -375,9 +418,10 @@ fn unfused_attention_and_rearranging_ops_run_on_the_device_as_on_the_cpu() {
         ];
         let want = cpu.session().compute(&inputs).unwrap();
         same(&on_gpu.session().compute(&inputs).unwrap(), &want);
-        // 3 projections, `small`, `Gemm` and 4 products of activations,
-        // all in the one submission that reads the outputs back.
-        assert_eq!((gpu.matmuls(), gpu.round_trips()), (9, 1), "seq {seq}");
+        // 3 projections, `small`, two `Gemm`s and 5 products of
+        // activations, all in the one submission that reads the outputs
+        // back.
+        assert_eq!((gpu.matmuls(), gpu.round_trips()), (11, 1), "seq {seq}");
         assert_eq!(gpu.work_bytes(), 0, "the call's buffers are freed");
     }
 }
@@ -458,22 +502,43 @@ fn a_decomposed_rms_norm_reductions_and_powers_run_on_the_device_as_on_the_cpu()
     g.node("Abs", &["h"], &["a"], "a", &[]);
     g.node("Add", &["a", "one"], &["a1"], "a1", &[]);
     g.node("Log", &["a1"], &["l"], "l", &[]);
-    g.node("Cos", &["h"], &["c"], "c", &[]);
-    g.node("Sin", &["h"], &["si"], "si", &[]);
+    g.node_ints(
+        "ReduceMax",
+        &["h"],
+        &["m0"],
+        "m0",
+        &[("keepdims", 0)],
+        &[("axes", &[-1])],
+    );
+    // Zero to the powers 0 and -1 (1 and infinity), its log (-infinity),
+    // and the log and square root of negatives (NaN).
+    g.node("Sub", &["h", "h"], &["z"], "z", &[]);
+    g.node("Pow", &["z", "zero"], &["z0"], "z0", &[]);
+    g.node("Pow", &["z", "minus_one"], &["zi"], "zi", &[]);
+    g.node("Log", &["z"], &["lz"], "lz", &[]);
+    g.node("Neg", &["a1"], &["na"], "na", &[]);
+    g.node("Log", &["na"], &["ln"], "ln", &[]);
+    g.node("Sqrt", &["na"], &["sn"], "sn", &[]);
     g.node("Pow", &["h", "three"], &["p3"], "p3", &[]);
     g.node("Pow", &["h", "half"], &["ph"], "ph", &[]);
     g.node("Pow", &["a", "half"], &["pa"], "pa", &[]);
     let ramp: Vec<f32> = (0..16).map(|i| (i as f32 - 7.5) * 0.3).collect();
     g.initializer("w", &[4, 4], &ramp);
     g.initializer("gain", &[4], &[1.0, 0.5, -2.0, 1.5]);
-    for (name, v) in [("two", 2.0), ("three", 3.0), ("half", 0.5), ("one", 1.0)] {
+    let scalars = [("two", 2.0), ("three", 3.0), ("half", 0.5), ("one", 1.0)];
+    for (name, v) in scalars
+        .into_iter()
+        .chain([("zero", 0.0), ("minus_one", -1.0)])
+    {
         g.initializer(name, &[], &[v]);
     }
     g.initializer("eps", &[1], &[1e-6]);
     g.initializer_i64("last", &[1], &[-1]);
     g.input("x", &["2", "3", "4"]);
-    let outputs = ["y", "s", "m", "l", "c", "si", "p3", "ph", "pa"];
-    for o in outputs {
+    let outputs = [
+        "y", "s", "m", "l", "m0", "p3", "ph", "pa", "z0", "zi", "lz", "ln",
+    ];
+    for o in outputs.into_iter().chain(["sn"]) {
         g.output(o, &[]);
     }
     let bytes = g.finish("weft-nn tests", 17);
@@ -487,21 +552,11 @@ fn a_decomposed_rms_norm_reductions_and_powers_run_on_the_device_as_on_the_cpu()
         .compute(&x)
         .unwrap();
     let got = on_gpu.session().compute(&x).unwrap();
-    // `ph` is NaN wherever `h` is negative, on both paths.
-    let nan = |v: &[(String, Tensor)]| -> Vec<bool> {
-        v[7].1
-            .to_f32()
-            .unwrap()
-            .iter()
-            .map(|f| f.is_nan())
-            .collect()
-    };
-    assert!(nan(&want).contains(&true));
-    assert_eq!(nan(&got), nan(&want));
-    let finite = |v: Vec<(String, Tensor)>| -> Vec<(String, Tensor)> {
-        v.into_iter().filter(|(n, _)| n != "ph").collect()
-    };
-    same(&finite(got), &finite(want));
+    // `ph` is NaN wherever `h` is negative (on both paths: `same`).
+    assert!(want[6].1.to_f32().unwrap().iter().any(|f| f.is_nan()));
+    let zi = want[9].1.to_f32().unwrap();
+    assert!(zi.iter().all(|f| f.is_infinite()), "{zi:?}");
+    same(&got, &want);
     assert_eq!(
         (gpu.matmuls(), gpu.round_trips()),
         (1, 1),

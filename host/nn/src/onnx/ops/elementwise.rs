@@ -450,8 +450,9 @@ fn variadic(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Value, NnError>
 fn pow(a: &Value, b: &Value) -> Result<Value, NnError> {
     if a.dtype.is_float() {
         let b = b.cast(a.dtype);
-        // Squares dominate real graphs (LayerNorm decompositions).
-        if b.len() == 1 && b.to_f64()[0] == 2.0 {
+        // Squares dominate real graphs (LayerNorm decompositions); an
+        // exponent of higher rank than `a` broadcasts it (the general path).
+        if b.len() == 1 && b.shape.len() <= a.shape.len() && b.to_f64()[0] == 2.0 {
             return binary(a, a, Bin::Mul);
         }
         return float_binary(a, &b, f64::powf);
@@ -631,5 +632,14 @@ mod tests {
             binary(&a, &b, Bin::Rem(true)).unwrap().to_i64(),
             vec![-1, 1]
         );
+    }
+
+    #[test]
+    fn a_square_by_an_exponent_of_higher_rank_broadcasts() {
+        let a = Value::f32(vec![3], vec![1.0, -2.0, 3.0]);
+        let two = Value::f32(vec![1, 1], vec![2.0]);
+        let y = pow(&a, &two).unwrap();
+        assert_eq!(y.shape, [1, 3]);
+        assert_eq!(y.to_f64(), [1.0, 4.0, 9.0]);
     }
 }

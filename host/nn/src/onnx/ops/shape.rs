@@ -275,6 +275,15 @@ fn perm_of(node: Node<'_>, rank: usize) -> Result<Vec<usize>, NnError> {
     if perm.len() != rank {
         return Err(fail("perm has the wrong length"));
     }
+    let mut seen = vec![false; rank];
+    if let Some(&twice) = perm
+        .iter()
+        .find(|&&a| std::mem::replace(&mut seen[a], true))
+    {
+        return Err(fail(format!(
+            "perm {perm:?} names axis {twice} twice: it must list each axis once"
+        )));
+    }
     Ok(perm)
 }
 
