@@ -325,7 +325,7 @@ impl Gpu {
                 timestamp_writes: None,
             });
             let few = rows <= GEMV_ROWS;
-            pass.set_pipeline(if few { &self.gemv } else { &self.pipeline });
+            pass.set_pipeline(self.product_kernel(few));
             for (i, p) in w.panels.iter().enumerate() {
                 let group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
                     label: None,

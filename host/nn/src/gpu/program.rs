@@ -178,6 +178,12 @@ impl Gpu {
         self.pop_scopes(scopes, "copying on the GPU")
     }
 
+    /// `matmul.wgsl`'s kernel for a product of `few` rows (`gemv`) or
+    /// more (64 x 64 tiles).
+    pub(super) fn product_kernel(&self, few: bool) -> &wgpu::ComputePipeline {
+        if few { &self.gemv } else { &self.pipeline }
+    }
+
     /// An empty [`Program`].
     ///
     /// # Errors
@@ -237,11 +243,7 @@ impl<'a> Program<'a> {
         let few = rows <= GEMV_ROWS;
         for (buffer, col0, cols) in w.panels() {
             self.steps.push(Step {
-                pipeline: if few {
-                    &self.gpu.gemv
-                } else {
-                    &self.gpu.pipeline
-                },
+                pipeline: self.gpu.product_kernel(few),
                 layout: &self.gpu.layout,
                 buffers: vec![
                     (a.raw.clone(), 0, (rows * k * 4) as u64),
@@ -288,11 +290,7 @@ impl<'a> Program<'a> {
             )));
         }
         self.steps.push(Step {
-            pipeline: if few {
-                &self.gpu.gemv
-            } else {
-                &self.gpu.pipeline
-            },
+            pipeline: self.gpu.product_kernel(few),
             layout: &self.gpu.layout,
             buffers: vec![whole(a), whole(b), whole(c)],
             params: [
