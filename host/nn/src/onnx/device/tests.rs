@@ -76,6 +76,17 @@ fn same(got: &[(String, Tensor)], want: &[(String, Tensor)]) {
     }
 }
 
+/// Checks that `bytes` run on `gpu` give what they give on the CPU.
+fn matches_the_cpu(bytes: &[u8], gpu: &Arc<crate::gpu::Gpu>, inputs: &[(String, Tensor)]) {
+    let want = OnnxModel::load(bytes)
+        .unwrap()
+        .session()
+        .compute(inputs)
+        .unwrap();
+    let on_gpu = OnnxModel::load_for(bytes, Some(Ok(Arc::clone(gpu)))).unwrap();
+    same(&on_gpu.session().compute(inputs).unwrap(), &want);
+}
+
 #[test]
 fn a_call_keeps_its_values_on_the_device_and_matches_the_cpu() {
     let gpu = crate::gpu::tests::own(None);
@@ -113,14 +124,8 @@ fn layers_of_products_make_one_round_trip() {
     g.output("v8", &["n", "4"]);
     let bytes = g.finish("weft-nn tests", 17);
     let gpu = crate::gpu::tests::own(None);
-    let on_gpu = OnnxModel::load_for(&bytes, Some(Ok(Arc::clone(&gpu)))).unwrap();
     let x = [("v0".into(), Tensor::from_f32(vec![3, 4], &[0.1; 12]))];
-    let want = OnnxModel::load(&bytes)
-        .unwrap()
-        .session()
-        .compute(&x)
-        .unwrap();
-    same(&on_gpu.session().compute(&x).unwrap(), &want);
+    matches_the_cpu(&bytes, &gpu, &x);
     assert_eq!((gpu.matmuls(), gpu.round_trips()), (4, 1));
 }
 
@@ -130,14 +135,8 @@ fn activations_norms_and_softmax_run_on_the_device_as_on_the_cpu() {
     let x: Vec<f32> = (0..24).map(|i| (i as f32 * 0.61).sin() * 2.0).collect();
     let check = |bytes: Vec<u8>| {
         let gpu = crate::gpu::tests::own(None);
-        let on_gpu = OnnxModel::load_for(&bytes, Some(Ok(Arc::clone(&gpu)))).unwrap();
         let x = [("x".into(), Tensor::from_f32(vec![2, 3, 4], &x))];
-        let want = OnnxModel::load(&bytes)
-            .unwrap()
-            .session()
-            .compute(&x)
-            .unwrap();
-        same(&on_gpu.session().compute(&x).unwrap(), &want);
+        matches_the_cpu(&bytes, &gpu, &x);
         assert_eq!(
             (gpu.matmuls(), gpu.round_trips()),
             (1, 1),
@@ -274,14 +273,8 @@ fn a_long_call_submits_as_it_goes_to_free_what_it_no_longer_reads() {
     // and the results are the same.
     let gpu = crate::gpu::tests::own(Some(512));
     let bytes = graph();
-    let on_gpu = OnnxModel::load_for(&bytes, Some(Ok(Arc::clone(&gpu)))).unwrap();
     let inputs = inputs(6);
-    let want = OnnxModel::load(&bytes)
-        .unwrap()
-        .session()
-        .compute(&inputs)
-        .unwrap();
-    same(&on_gpu.session().compute(&inputs).unwrap(), &want);
+    matches_the_cpu(&bytes, &gpu, &inputs);
     assert_eq!(gpu.matmuls(), 2, "both products ran on the device");
     assert!(gpu.round_trips() > 2, "{}", gpu.round_trips());
     assert_eq!(gpu.work_bytes(), 0);
@@ -460,15 +453,9 @@ fn broadcasts_the_device_kernels_do_not_take_run_on_the_cpu() {
     }
     let bytes = g.finish("weft-nn tests", 17);
     let gpu = crate::gpu::tests::own(None);
-    let on_gpu = OnnxModel::load_for(&bytes, Some(Ok(Arc::clone(&gpu)))).unwrap();
     let x: Vec<f32> = (0..24).map(|i| (i as f32 * 0.7).cos()).collect();
     let x = [("x".into(), Tensor::from_f32(vec![6, 4], &x))];
-    let want = OnnxModel::load(&bytes)
-        .unwrap()
-        .session()
-        .compute(&x)
-        .unwrap();
-    same(&on_gpu.session().compute(&x).unwrap(), &want);
+    matches_the_cpu(&bytes, &gpu, &x);
     // On the device only `mm`; `ab` reads it back, `gemm_col` reads
     // `flat` back, and each `Gemm` then makes a round trip of its own
     // (a product by its resident weight, its bias added on the CPU).
