@@ -297,10 +297,10 @@ mod tests {
         assert!(!Arc::ptr_eq(&cpu, &on_gpu), "one model per target");
         assert_eq!(on_gpu.placement(), Placement::Gpu(gpu.adapter()));
         assert_eq!(cpu.placement(), Placement::Cpu);
-        // w (2 x 3 floats) went up; b feeds an Add and stays on the CPU.
-        assert_eq!((on_gpu.device_bytes(), cpu.device_bytes()), (24, 0));
-        assert_eq!(gpu.device_bytes(), before + 24);
-        assert_eq!(engine.stats().device_bytes, 24);
+        // w (2 x 3 floats) went up, and so did b (3 floats, for the Add).
+        assert_eq!((on_gpu.device_bytes(), cpu.device_bytes()), (36, 0));
+        assert_eq!(gpu.device_bytes(), before + 36);
+        assert_eq!(engine.stats().device_bytes, 36);
         let x = Tensor::from_f32(vec![3, 2], &[1.0, 1.0, 0.0, 2.0, -1.5, 0.25]);
         let want = cpu.session().compute(&[("x".into(), x.clone())]).unwrap();
         let products = gpu.matmuls();

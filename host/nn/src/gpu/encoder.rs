@@ -19,6 +19,8 @@ pub(super) struct Kernels {
     attention: Kernel,
     strided: Kernel,
     reduce_rows: Kernel,
+    window: Kernel,
+    channel_affine: Kernel,
 }
 
 impl Gpu {
@@ -75,6 +77,8 @@ impl Kernels {
             attention: kernel("attention"),
             strided: kernel("strided"),
             reduce_rows: kernel("reduce_rows"),
+            window: kernel("window"),
+            channel_affine: kernel("channel_affine"),
         }
     }
 }
@@ -107,6 +111,9 @@ impl BinaryOp {
         matches!(self, Self::Add | Self::Mul)
     }
 }
+
+/// `unary`'s op for `Clip` ([`Program::clip`]).
+const UNARY_CLIP: u32 = 12;
 
 /// Activations [`Program::unary`] runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -192,6 +199,38 @@ pub(crate) struct StridedCopy<'s> {
     pub to: (i64, &'s [i64]),
 }
 
+/// What [`Program::window`] computes: a convolution (with its weights
+/// `[m, c / groups, kh, kw]` and perhaps a bias `[m]`) or a pooling.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum WindowOp<'b> {
+    Conv {
+        w: &'b Buffer,
+        bias: Option<&'b Buffer>,
+        out_channels: usize,
+        groups: usize,
+    },
+    MaxPool,
+    AveragePool {
+        count_include_pad: bool,
+    },
+}
+
+/// The geometry of a [`Program::window`] over NCHW: `x` is
+/// `[n, c, h, w]`, the output `[n, m, out.0, out.1]`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct WindowShape {
+    pub n: usize,
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+    pub kernel: [usize; 2],
+    pub out: [usize; 2],
+    pub strides: [usize; 2],
+    pub dilations: [usize; 2],
+    pub pads_begin: [usize; 2],
+    pub pads_end: [usize; 2],
+}
+
 /// Workgroups along x for one workgroup per row: the rest go along y.
 const ROW_SPREAD: usize = 32_768;
 
@@ -222,6 +261,134 @@ impl<'a> Program<'a> {
             &self.encoder().binary,
             vec![whole(a), whole(b), whole(out)],
             [count, period.max(1), op as usize, 0, 0, 0, 0, 0].map(|x| x as u32),
+            super::program::groups(count),
+        );
+    }
+
+    /// `out[i] = x[i]` clamped to `[lo, hi]` (NaN stays NaN) for `i <
+    /// count`: ONNX `Clip`.
+    pub(crate) fn clip(&mut self, x: &Buffer, count: usize, (lo, hi): (f32, f32), out: &Buffer) {
+        self.step(
+            &self.encoder().unary,
+            vec![whole(x), whole(out)],
+            [
+                count as u32,
+                UNARY_CLIP,
+                lo.to_bits(),
+                hi.to_bits(),
+                0,
+                0,
+                0,
+                0,
+            ],
+            super::program::groups(count),
+        );
+    }
+
+    /// A convolution or pooling of `x` (see [`WindowOp`] and
+    /// [`WindowShape`]) into `out`.
+    ///
+    /// # Errors
+    ///
+    /// `TooLarge` past 2^31 elements, or where the layout buffer cannot be
+    /// made.
+    pub(crate) fn window(
+        &mut self,
+        x: &Buffer,
+        op: WindowOp<'_>,
+        s: WindowShape,
+        out: &Buffer,
+    ) -> Result<(), NnError> {
+        let (m, groups, mode, bias, w) = match op {
+            WindowOp::Conv {
+                w,
+                bias,
+                out_channels,
+                groups,
+            } => (out_channels, groups.max(1), 0, bias, Some(w)),
+            WindowOp::MaxPool => (s.c, s.c, 1, None, None),
+            WindowOp::AveragePool { .. } => (s.c, s.c, 2, None, None),
+        };
+        let include_pad = matches!(
+            op,
+            WindowOp::AveragePool {
+                count_include_pad: true
+            }
+        );
+        let meta = [
+            s.n,
+            s.c,
+            s.h,
+            s.w,
+            m,
+            s.c / groups,
+            m / groups,
+            s.kernel[0],
+            s.kernel[1],
+            s.out[0],
+            s.out[1],
+            s.strides[0],
+            s.strides[1],
+            s.dilations[0],
+            s.dilations[1],
+            s.pads_begin[0],
+            s.pads_begin[1],
+            s.h + s.pads_end[0],
+            s.w + s.pads_end[1],
+            mode,
+            usize::from(bias.is_some()),
+            usize::from(include_pad),
+        ];
+        let count = s.n * m * s.out[0] * s.out[1];
+        // Every index the kernel forms stays below the largest of these.
+        let largest = [
+            count,
+            s.n * s.c * s.h * s.w,
+            m * (s.c / groups) * s.kernel[0] * s.kernel[1],
+        ];
+        let too_large = || {
+            super::too_large(format!(
+                "a convolution or pooling of {count} outputs on the GPU"
+            ))
+        };
+        if largest.iter().any(|&v| i32::try_from(v).is_err()) {
+            return Err(too_large());
+        }
+        let meta: Vec<f32> = meta
+            .iter()
+            .map(|&v| i32::try_from(v).map(|v| f32::from_bits(v as u32)))
+            .collect::<Result<_, _>>()
+            .map_err(|_| too_large())?;
+        let layout = self.gpu().buffer(meta.len(), "weft-nn window layout")?;
+        self.write(&layout, meta);
+        self.step(
+            &self.encoder().window,
+            vec![
+                whole(x),
+                whole(w.unwrap_or(x)),
+                whole(bias.or(w).unwrap_or(x)),
+                whole(&layout),
+                whole(out),
+            ],
+            [count as u32, 0, 0, 0, 0, 0, 0, 0],
+            super::program::groups(count),
+        );
+        Ok(())
+    }
+
+    /// `out[i] = x[i] * ab[ch] + ab[channels + ch]`, `ch` the channel of
+    /// element `i` of `count` (`inner` elements each, channels cycling).
+    pub(crate) fn channel_affine(
+        &mut self,
+        x: &Buffer,
+        ab: &Buffer,
+        (count, inner, channels): (usize, usize, usize),
+        out: &Buffer,
+    ) {
+        self.step(
+            &self.encoder().channel_affine,
+            vec![whole(x), whole(ab), whole(out)],
+            [count, inner.max(1), channels.max(1), 0, 0, 0, 0, 0].map(|x| x as u32),
             super::program::groups(count),
         );
     }

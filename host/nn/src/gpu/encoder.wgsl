@@ -183,13 +183,14 @@ fn softmax(
 
 // ---- unary: out[i] = f(x[i]), f by `op`: 0 Relu, 1 Sigmoid, 2 Tanh,
 // 3 Erf, 4 Gelu (exact), 5 Gelu (tanh), 6 Exp, 7 Sqrt, 8 Neg,
-// 9 Reciprocal, 10 Abs, 11 Log.
+// 9 Reciprocal, 10 Abs, 11 Log, 12 Clip (to [lo, hi]; NaN stays NaN).
 
 struct UnaryParams {
     count: u32,
     op: u32,
-    _p0: u32,
-    _p1: u32,
+    // Clip's bounds, as bits.
+    lo: u32,
+    hi: u32,
     _p2: u32,
     _p3: u32,
     _p4: u32,
@@ -234,6 +235,10 @@ fn unary(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups)
                 } else if (x < 0.0) {
                     r = nan();
                 }
+            }
+            case 12u: {
+                r = select(x, bitcast<f32>(un_p.lo), x < bitcast<f32>(un_p.lo));
+                r = select(r, bitcast<f32>(un_p.hi), r > bitcast<f32>(un_p.hi));
             }
             default: {}
         }
@@ -449,5 +454,131 @@ fn reduce_rows(
     let total = workgroup_sum(lid, sum);
     if (lid == 0u) {
         red_out[row] = select(total, total / f32(d), op == 1u);
+    }
+}
+
+// ---- window: 2-D convolution (mode 0) or max / average pooling (modes
+// 1, 2) over NCHW (1-D as a height of 1), one output element per thread.
+// `win_meta` (i32s): 0 n, 1 c, 2 h, 3 w, 4 m (output channels), 5 cg
+// (input channels per group), 6 mg (output channels per group), 7 kh,
+// 8 kw, 9 oh, 10 ow, 11 sh, 12 sw (strides), 13 dh, 14 dw (dilations),
+// 15 ph, 16 pw (pads before), 17 h_end, 18 w_end (h and w plus the pads
+// after: where count_include_pad stops counting), 19 mode, 20 has_bias,
+// 21 count_include_pad. Weights `[m, cg, kh, kw]`, bias `[m]`.
+
+@group(0) @binding(0) var<storage, read> win_x: array<f32>;
+@group(0) @binding(1) var<storage, read> win_w: array<f32>;
+@group(0) @binding(2) var<storage, read> win_bias: array<f32>;
+@group(0) @binding(3) var<storage, read> win_meta: array<i32>;
+@group(0) @binding(4) var<storage, read_write> win_out: array<f32>;
+@group(0) @binding(5) var<uniform> win_p: StridedParams;
+
+@compute @workgroup_size(64, 1, 1)
+fn window(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let c = win_meta[1];
+    let h = win_meta[2];
+    let w = win_meta[3];
+    let m = win_meta[4];
+    let cg = win_meta[5];
+    let mg = win_meta[6];
+    let kh = win_meta[7];
+    let kw = win_meta[8];
+    let oh = win_meta[9];
+    let ow = win_meta[10];
+    let mode = win_meta[19];
+    for (var i = gid.x; i < win_p.count; i = i + groups.x * THREADS) {
+        let o = i32(i);
+        let ox = o % ow;
+        let oy = (o / ow) % oh;
+        let oc = (o / (ow * oh)) % m;
+        let b = o / (ow * oh * m);
+        let y0 = oy * win_meta[11] - win_meta[15];
+        let x0 = ox * win_meta[12] - win_meta[16];
+        let dh = win_meta[13];
+        let dw = win_meta[14];
+        if (mode == 0) {
+            let g = oc / mg;
+            var acc = 0.0;
+            for (var ci = 0; ci < cg; ci = ci + 1) {
+                let plane = (b * c + g * cg + ci) * h;
+                let taps = (oc * cg + ci) * kh;
+                for (var ky = 0; ky < kh; ky = ky + 1) {
+                    let iy = y0 + ky * dh;
+                    if (iy < 0 || iy >= h) {
+                        continue;
+                    }
+                    let row = (plane + iy) * w;
+                    let wrow = (taps + ky) * kw;
+                    for (var kx = 0; kx < kw; kx = kx + 1) {
+                        let ix = x0 + kx * dw;
+                        if (ix >= 0 && ix < w) {
+                            acc = acc + win_x[row + ix] * win_w[wrow + kx];
+                        }
+                    }
+                }
+            }
+            if (win_meta[20] != 0) {
+                acc = acc + win_bias[oc];
+            }
+            win_out[i] = acc;
+            continue;
+        }
+        let plane = (b * c + oc) * h;
+        // -inf: a window of NaNs (never greater) or of padding only.
+        var best = bitcast<f32>(0xff800000u);
+        var sum = 0.0;
+        var inside = 0;
+        var padded = 0;
+        for (var ky = 0; ky < kh; ky = ky + 1) {
+            let iy = y0 + ky * dh;
+            let in_pads_y = iy >= -win_meta[15] && iy < win_meta[17];
+            for (var kx = 0; kx < kw; kx = kx + 1) {
+                let ix = x0 + kx * dw;
+                if (in_pads_y && ix >= -win_meta[16] && ix < win_meta[18]) {
+                    padded = padded + 1;
+                }
+                if (iy >= 0 && iy < h && ix >= 0 && ix < w) {
+                    let v = win_x[(plane + iy) * w + ix];
+                    best = select(best, v, v > best);
+                    sum = sum + v;
+                    inside = inside + 1;
+                }
+            }
+        }
+        if (mode == 1) {
+            win_out[i] = best;
+        } else if (win_meta[21] != 0) {
+            win_out[i] = sum / f32(padded);
+        } else {
+            win_out[i] = sum / f32(max(inside, 1));
+        }
+    }
+}
+
+// ---- channel_affine: out[i] = x[i] * ab[ch] + ab[channels + ch] with
+// ch = (i / inner) % channels: an inference BatchNormalization, its
+// statistics folded into a scale and a shift per channel.
+
+struct ChannelParams {
+    count: u32,
+    inner: u32,
+    channels: u32,
+    _p0: u32,
+    _p1: u32,
+    _p2: u32,
+    _p3: u32,
+    _p4: u32,
+}
+
+@group(0) @binding(0) var<storage, read> ca_x: array<f32>;
+@group(0) @binding(1) var<storage, read> ca_ab: array<f32>;
+@group(0) @binding(2) var<storage, read_write> ca_out: array<f32>;
+@group(0) @binding(3) var<uniform> ca_p: ChannelParams;
+
+@compute @workgroup_size(64, 1, 1)
+fn channel_affine(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    for (var i = gid.x; i < ca_p.count; i = i + groups.x * THREADS) {
+        let ch = (i / ca_p.inner) % ca_p.channels;
+        ca_out[i] = ca_x[i] * ca_ab[ch] + ca_ab[ca_p.channels + ch];
     }
 }

@@ -8,7 +8,8 @@
 //! and the compiled matmul pipeline. Weights go up once as [`GpuMatrix`]es
 //! ([`Gpu::upload`]), which stay on the device until dropped; activations
 //! travel per call ([`Gpu::matmul_weights`]), or stay on the device for a
-//! whole decoder pass. The bytes held in `GpuMatrix`es are counted
+//! whole decoder pass. The bytes held in `GpuMatrix`es and in an ONNX
+//! model's constant operands (uploaded at load too) are counted
 //! ([`Gpu::device_bytes`]), and so are decoder sessions' KV caches and
 //! activations ([`Gpu::work_bytes`]); per-call scratch buffers (a few,
 //! reused) are not.
@@ -44,7 +45,9 @@ mod encoder;
 mod matmul;
 mod program;
 
-pub(crate) use encoder::{BinaryOp, EncoderAttention, ReduceOp, StridedCopy, UnaryOp};
+pub(crate) use encoder::{
+    BinaryOp, EncoderAttention, ReduceOp, StridedCopy, UnaryOp, WindowOp, WindowShape,
+};
 pub use matmul::GpuMatrix;
 use matmul::Scratch;
 pub(crate) use program::{Attention, Buffer, Program};
@@ -105,13 +108,15 @@ pub struct Gpu {
     max_buffer: u64,
     /// Workgroups one dispatch may have along x or y.
     max_groups: usize,
-    /// Bytes held by live [`GpuMatrix`]es (counted ones); also identifies
-    /// this `Gpu` to the matrices it made.
+    /// Bytes held by live [`GpuMatrix`]es (counted ones) and constant
+    /// buffers; also identifies this `Gpu` to the matrices it made.
     resident: Arc<AtomicU64>,
     /// Products run so far.
     matmuls: AtomicU64,
     /// Submissions waited for and read back so far.
     round_trips: AtomicU64,
+    /// Bytes programs uploaded with their submissions so far.
+    written: AtomicU64,
     scratch: Mutex<Vec<Scratch>>,
     /// Why the device was lost, once it has been.
     lost: Arc<Mutex<Option<String>>>,
@@ -366,6 +371,7 @@ impl Gpu {
             resident: Arc::new(AtomicU64::new(0)),
             matmuls: AtomicU64::new(0),
             round_trips: AtomicU64::new(0),
+            written: AtomicU64::new(0),
             scratch: Mutex::new(Vec::new()),
             lost,
             ops: OnceLock::new(),
@@ -390,7 +396,8 @@ impl Gpu {
         self.adapter.clone()
     }
 
-    /// Bytes held on the device by live [`GpuMatrix`]es (weights).
+    /// Bytes held on the device by live [`GpuMatrix`]es (weights) and
+    /// ONNX models' constant operands.
     pub fn device_bytes(&self) -> u64 {
         self.resident.load(Ordering::Relaxed)
     }
@@ -404,6 +411,13 @@ impl Gpu {
     /// decoder pass or ONNX call kept on the device (whatever it runs).
     pub fn round_trips(&self) -> u64 {
         self.round_trips.load(Ordering::Relaxed)
+    }
+
+    /// Bytes that programs (ONNX calls, decoder passes) uploaded with
+    /// their submissions so far: the inputs of each call, not the weights
+    /// and constants a model uploaded once at load.
+    pub fn bytes_written(&self) -> u64 {
+        self.written.load(Ordering::Relaxed)
     }
 
     /// Waits for everything submitted so far.

@@ -132,6 +132,27 @@ impl Gpu {
     ///
     /// `TooLarge` past the device's buffer size.
     pub(crate) fn buffer(&self, floats: usize, label: &str) -> Result<Buffer, NnError> {
+        self.counted_buffer(floats, None, label, &self.work)
+    }
+
+    /// A device buffer holding `data` from now on, for a model's constant
+    /// operands (biases, norm weights): uploaded once at load, counted in
+    /// [`Gpu::device_bytes`] with the weights. Nothing writes to it.
+    ///
+    /// # Errors
+    ///
+    /// `TooLarge` past the device's buffer size or memory.
+    pub(crate) fn constant(&self, data: &[f32], label: &str) -> Result<Buffer, NnError> {
+        self.counted_buffer(data.len(), Some(data), label, &self.resident)
+    }
+
+    fn counted_buffer(
+        &self,
+        floats: usize,
+        data: Option<&[f32]>,
+        label: &str,
+        owner: &Arc<AtomicU64>,
+    ) -> Result<Buffer, NnError> {
         let bytes = (floats.max(1) * 4) as u64;
         if bytes > self.max_buffer {
             return Err(super::too_large(format!(
@@ -147,11 +168,14 @@ impl Gpu {
             usage: U::STORAGE | U::COPY_SRC | U::COPY_DST,
             mapped_at_creation: false,
         });
+        if let Some(data) = data.filter(|d| !d.is_empty()) {
+            self.queue.write_buffer(&raw, 0, bytemuck::cast_slice(data));
+        }
         self.pop_scopes(scopes, label)?;
-        self.work.fetch_add(bytes, Ordering::Relaxed);
+        owner.fetch_add(bytes, Ordering::Relaxed);
         Ok(Buffer {
             raw,
-            owner: Arc::clone(&self.work),
+            owner: Arc::clone(owner),
         })
     }
 
@@ -490,6 +514,8 @@ impl<'a> Program<'a> {
         let device = &gpu.device;
         for (to, data) in &self.writes {
             gpu.queue.write_buffer(to, 0, bytemuck::cast_slice(data));
+            gpu.written
+                .fetch_add(data.len() as u64 * 4, Ordering::Relaxed);
         }
         let stride = PARAMS_STRIDE as usize;
         let mut params = vec![0u8; self.steps.len().max(1) * stride];

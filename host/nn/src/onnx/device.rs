@@ -5,9 +5,11 @@
 //! two activations (`products.rs`), `Add`/`Sub`/`Mul`/`Div`/`Pow` (a row
 //! or scalar operand at once, any other broadcast after a strided copy),
 //! `Relu`, `Sigmoid`, `Tanh`, `Erf`, `Gelu`, `Exp`, `Sqrt`, `Neg`,
-//! `Reciprocal`, `Abs` and `Log`, `ReduceSum`, `ReduceMean`
+//! `Reciprocal`, `Abs`, `Log` and `Clip`, `ReduceSum`, `ReduceMean`
 //! and `ReduceMax`, `LayerNormalization` and `Softmax` over the last
-//! axis (so RMSNorm as exporters write it stays there), the fused
+//! axis (so RMSNorm as exporters write it stays there), a CNN's `Conv`,
+//! `MaxPool`, `AveragePool`, global pools and inference
+//! `BatchNormalization` over one or two spatial axes (`cnn.rs`), the fused
 //! `WeftLayerNorm`, `WeftGelu` and `WeftAttention`, `Transpose`, `Slice`,
 //! `Expand` and `Concat` as strided copies (`layout.rs`), and `Reshape`,
 //! `Identity`, `Flatten`, `Squeeze` and `Unsqueeze` (new names for the
@@ -15,8 +17,10 @@
 //! its shape, with nothing read back.
 //!
 //! A node is recorded when one of its data inputs is already on the
-//! device (or, for a product, whenever its weight is): host operands
-//! it reads (a bias, a mask, the first activations) go up with the
+//! device (or, for a product or a `Conv`, whenever its weight is). The f32
+//! initializers such nodes read (biases, norm weights, scalars) went up
+//! once at load with the weights (`weights.rs`); other host operands (a
+//! mask computed on the CPU, the first activations) go up with the
 //! submission. Any other node runs on the CPU as before, after what it
 //! reads from the device is brought back — which submits what was
 //! recorded so far. A transformer encoder such as MiniLM thus runs its
@@ -172,6 +176,17 @@ impl<'g> OnDevice<'g> {
             Operand::Host(name, v) => {
                 if let Some(d) = self.uploaded.get(name) {
                     return Ok(d.clone());
+                }
+                // An initializer uploaded at load.
+                if let Some(c) = self
+                    .weights
+                    .constant(name)
+                    .filter(|c| std::ptr::eq(&*c.value, v))
+                {
+                    return Ok(Dev {
+                        buf: Arc::clone(&c.buf),
+                        shape: v.shape.clone(),
+                    });
                 }
                 let Data::F32(data) = &v.data else {
                     unreachable!("operands are f32")
@@ -369,6 +384,16 @@ impl<'g> OnDevice<'g> {
                 })
             }
             "WeftAttention" if on_device(0) => self.attention(node, host),
+            // A `Conv` by a weight on the device runs there, as a product does.
+            "Conv"
+                if on_device(0) || name(1).is_some_and(|w| self.weights.constant(w).is_some()) =>
+            {
+                self.window(node, host)
+            }
+            "MaxPool" | "AveragePool" if on_device(0) => self.window(node, host),
+            "GlobalAveragePool" | "GlobalMaxPool" if on_device(0) => self.global_pool(node),
+            "BatchNormalization" if on_device(0) => self.batch_norm(node, host),
+            "Clip" if on_device(0) => self.clip(node, host),
             "ReduceSum" | "ReduceMean" | "ReduceMax" if on_device(0) => self.reduce(node, host),
             "Reshape" if on_device(0) => {
                 let x = self.values.get(name(0)?)?.clone();
@@ -611,6 +636,7 @@ fn host_scalar(host: &HashMap<&str, Arc<Value>>, name: &str) -> Option<f32> {
     }
 }
 
+mod cnn;
 mod layout;
 mod products;
 #[cfg(test)]

@@ -7,16 +7,28 @@ use std::sync::Arc;
 use super::ops::Node;
 use super::proto;
 use super::value::{DType, Value};
-use crate::gpu::{Gpu, GpuMatrix};
+use crate::gpu::{Buffer, Gpu, GpuMatrix};
 use crate::kernels::PackedB;
 
 /// The GPU and the weights uploaded to it by initializer name, as stored
-/// (`[0]`) and transposed (`[1]`, for `Gemm`s with `transB`). The CPU
+/// (`[0]`) and transposed (`[1]`, for `Gemm`s with `transB`), and the
+/// other f32 initializers a node the device runs may read (biases, norm
+/// weights, masks, scalars), so that no call uploads them again. The CPU
 /// copies stay in [`Graph::weights`] for every other use.
 #[derive(Debug)]
 pub(super) struct GpuWeights {
     pub(super) gpu: Arc<Gpu>,
     matrices: [HashMap<String, GpuMatrix>; 2],
+    constants: HashMap<String, Constant>,
+}
+
+/// An initializer on the device as a plain buffer.
+#[derive(Debug)]
+pub(super) struct Constant {
+    /// The host copy it was made from (a call's value of that name is
+    /// this one: the interpreter never rebinds an initializer's name).
+    pub(super) value: Arc<Value>,
+    pub(super) buf: Arc<Buffer>,
 }
 
 impl GpuWeights {
@@ -26,14 +38,43 @@ impl GpuWeights {
         self.matrices[usize::from(transposed)].get(name)
     }
 
+    /// The initializer `name` on the device, if it was uploaded at load.
+    pub(super) fn constant(&self, name: &str) -> Option<&Constant> {
+        self.constants.get(name)
+    }
+
     pub(super) fn bytes(&self) -> u64 {
-        self.matrices
+        let matrices: u64 = self
+            .matrices
             .iter()
             .flat_map(HashMap::values)
             .map(GpuMatrix::bytes)
-            .sum()
+            .sum();
+        let constants: u64 = self
+            .constants
+            .values()
+            .map(|c| c.value.len().max(1) as u64 * 4)
+            .sum();
+        matrices + constants
     }
 }
+
+/// Operators whose f32 operands the device reads as buffers (see
+/// `device.rs`): an initializer one of them reads goes up at load.
+const READ_ON_DEVICE: &[&str] = &[
+    "Add",
+    "Sub",
+    "Mul",
+    "Div",
+    "Pow",
+    "MatMul",
+    "Gemm",
+    "Conv",
+    "Concat",
+    "LayerNormalization",
+    "WeftLayerNorm",
+    "WeftAttention",
+];
 
 /// The weight a `MatMul` or `Gemm` node would read from the GPU: its B
 /// input, and whether B is used transposed (`Gemm`'s `transB`).
@@ -152,5 +193,46 @@ pub(super) fn upload_weights(
             ),
         }
     }
-    GpuWeights { gpu, matrices }
+    let mut constants = HashMap::new();
+    for node in nodes
+        .iter()
+        .filter(|n| READ_ON_DEVICE.contains(&n.op_type.as_str()))
+    {
+        // A product's resident B is there already, as a matrix.
+        let b = resident_key(node)
+            .filter(|(name, t)| matrices[usize::from(*t)].contains_key(*name))
+            .map(|(name, _)| name);
+        for name in &node.inputs {
+            if name.is_empty() || Some(name.as_str()) == b || constants.contains_key(name) {
+                continue;
+            }
+            let Some(v) = weights.get(name) else {
+                continue;
+            };
+            let (super::value::Data::F32(data), DType::F32) = (&v.data, v.dtype) else {
+                continue;
+            };
+            match gpu.constant(data, "weft-nn ONNX constant") {
+                Ok(buf) => {
+                    constants.insert(
+                        name.clone(),
+                        Constant {
+                            value: Arc::clone(v),
+                            buf: Arc::new(buf),
+                        },
+                    );
+                }
+                // The call uploads it, or runs the node on the CPU.
+                Err(e) => eprintln!(
+                    "weft-nn: constant `{name}` stays on the CPU (node `{}`): {e}",
+                    node.name
+                ),
+            }
+        }
+    }
+    GpuWeights {
+        gpu,
+        matrices,
+        constants,
+    }
 }

@@ -130,6 +130,55 @@ fn layers_of_products_make_one_round_trip() {
 }
 
 #[test]
+fn constants_go_up_once_at_load_and_calls_upload_only_their_inputs() {
+    // `x · w + b`, then a layer norm with weights and a scale by a
+    // scalar: every initializer is on the device from the load on.
+    let mut g = GraphWriter::new("constants");
+    g.node("MatMul", &["x", "w"], &["h"], "mm", &[]);
+    g.node("Add", &["h", "b"], &["hb"], "bias", &[]);
+    g.node(
+        "LayerNormalization",
+        &["hb", "gamma", "beta"],
+        &["n"],
+        "norm",
+        &[],
+    );
+    g.node("Mul", &["n", "half"], &["y"], "scale", &[]);
+    let ramp: Vec<f32> = (0..16).map(|i| (i as f32 - 7.5) * 0.1).collect();
+    g.initializer("w", &[4, 4], &ramp);
+    g.initializer("b", &[4], &[0.5, -0.5, 0.25, 0.0]);
+    g.initializer("gamma", &[4], &[1.0, 2.0, 0.5, -1.0]);
+    g.initializer("beta", &[4], &[0.0, 0.1, 0.2, 0.3]);
+    g.initializer("half", &[], &[0.5]);
+    g.input("x", &["n", "4"]);
+    g.output("y", &["n", "4"]);
+    let bytes = g.finish("weft-nn tests", 17);
+    let gpu = crate::gpu::tests::own(None);
+    let x = [(
+        "x".into(),
+        Tensor::from_f32(vec![3, 4], &[0.1, 0.2, -0.3, 0.4].repeat(3)),
+    )];
+    let model = OnnxModel::load_for(&bytes, Some(Ok(Arc::clone(&gpu)))).unwrap();
+    // The weight, three rows of four and the scalar.
+    let loaded = (16 + 3 * 4 + 1) * 4;
+    assert_eq!(gpu.device_bytes(), loaded);
+    assert_eq!(model.device_bytes(), loaded);
+    let want = OnnxModel::load(&bytes)
+        .unwrap()
+        .session()
+        .compute(&x)
+        .unwrap();
+    for call in 1..=2 {
+        same(&model.session().compute(&x).unwrap(), &want);
+        // Each call uploads its 12 inputs and nothing else.
+        assert_eq!(gpu.bytes_written(), call * 12 * 4);
+    }
+    assert_eq!(gpu.round_trips(), 2);
+    drop(model);
+    assert_eq!(gpu.device_bytes(), 0, "unloading frees the constants");
+}
+
+#[test]
 fn activations_norms_and_softmax_run_on_the_device_as_on_the_cpu() {
     let ramp: Vec<f32> = (0..16).map(|i| (i as f32 - 7.5) * 0.3).collect();
     let x: Vec<f32> = (0..24).map(|i| (i as f32 * 0.61).sin() * 2.0).collect();
@@ -258,7 +307,8 @@ fn values_too_large_for_one_buffer_run_on_the_cpu() {
     let bytes = graph();
     let cpu = OnnxModel::load(&bytes).unwrap();
     let on_gpu = OnnxModel::load_for(&bytes, Some(Ok(Arc::clone(&gpu)))).unwrap();
-    assert_eq!(on_gpu.device_bytes(), (20 + 12) * 4);
+    // (With the constants `c4`, `c3` and `two`.)
+    assert_eq!(on_gpu.device_bytes(), (20 + 12 + 4 + 3 + 1) * 4);
     let inputs = inputs(64);
     let want = cpu.session().compute(&inputs).unwrap();
     let got = on_gpu.session().compute(&inputs).unwrap();
@@ -549,4 +599,180 @@ fn a_decomposed_rms_norm_reductions_and_powers_run_on_the_device_as_on_the_cpu()
         (1, 1),
         "all on the device"
     );
+}
+
+/// Deterministic values in about [-1, 1].
+fn wave(n: usize, phase: f32) -> Vec<f32> {
+    (0..n).map(|i| (i as f32 * 0.731 + phase).sin()).collect()
+}
+
+#[test]
+fn a_small_cnn_runs_on_the_device_as_on_the_cpu() {
+    // Conv (padded, biased) -> BatchNormalization -> Relu -> MaxPool
+    // (ceil mode) -> grouped Conv (strided, dilated, uneven pads) ->
+    // Clip -> AveragePool counting its padding -> AveragePool not
+    // counting it -> global average and max pools.
+    let mut g = GraphWriter::new("cnn");
+    let pads = |p: &'static [i64]| ("pads", p);
+    g.node_ints(
+        "Conv",
+        &["x", "w1", "b1"],
+        &["c1"],
+        "conv1",
+        &[],
+        &[pads(&[1, 1, 1, 1])],
+    );
+    g.node(
+        "BatchNormalization",
+        &["c1", "scale", "shift", "mean", "var"],
+        &["bn"],
+        "bn",
+        &[],
+    );
+    g.node("Relu", &["bn"], &["r"], "relu", &[]);
+    g.node_ints(
+        "MaxPool",
+        &["r"],
+        &["mp"],
+        "maxpool",
+        &[("ceil_mode", 1)],
+        &[("kernel_shape", &[2, 2]), ("strides", &[2, 2])],
+    );
+    g.node_ints(
+        "Conv",
+        &["mp", "w2"],
+        &["c2"],
+        "conv2",
+        &[("group", 2)],
+        &[
+            ("strides", &[2, 1]),
+            ("dilations", &[1, 2]),
+            pads(&[1, 0, 2, 1]),
+        ],
+    );
+    g.node("Clip", &["c2", "lo", "hi"], &["cl"], "clip", &[]);
+    g.node_ints(
+        "AveragePool",
+        &["cl"],
+        &["ap"],
+        "avg_with_pads",
+        &[("count_include_pad", 1)],
+        &[("kernel_shape", &[3, 3]), pads(&[1, 1, 1, 1])],
+    );
+    g.node_ints(
+        "AveragePool",
+        &["ap"],
+        &["ap2"],
+        "avg",
+        &[],
+        &[("kernel_shape", &[2, 2]), pads(&[0, 1, 1, 0])],
+    );
+    g.node("GlobalAveragePool", &["ap2"], &["gap"], "gap", &[]);
+    g.node("GlobalMaxPool", &["ap2"], &["gmp"], "gmp", &[]);
+    g.initializer("w1", &[4, 3, 3, 3], &wave(108, 0.0));
+    g.initializer("b1", &[4], &[0.1, -0.2, 0.3, 0.0]);
+    g.initializer("scale", &[4], &[1.0, 0.5, 2.0, -1.0]);
+    g.initializer("shift", &[4], &[0.0, 0.1, -0.1, 0.2]);
+    g.initializer("mean", &[4], &[0.2, -0.1, 0.0, 0.3]);
+    g.initializer("var", &[4], &[1.0, 2.0, 0.5, 0.25]);
+    g.initializer("w2", &[6, 2, 3, 2], &wave(72, 1.0));
+    g.initializer("lo", &[], &[-0.5]);
+    g.initializer("hi", &[], &[0.75]);
+    g.input("x", &["n", "3", "h", "w"]);
+    for o in ["c2", "ap2", "gap", "gmp"] {
+        g.output(o, &[]);
+    }
+    let bytes = g.finish("weft-nn tests", 17);
+    let gpu = crate::gpu::tests::own(None);
+    let x = [(
+        "x".into(),
+        Tensor::from_f32(vec![2, 3, 9, 8], &wave(432, 2.0)),
+    )];
+    matches_the_cpu(&bytes, &gpu, &x);
+    // Everything ran there, from the input on: one round trip, for the
+    // outputs.
+    assert_eq!(gpu.round_trips(), 1);
+}
+
+#[test]
+fn one_dimensional_convolution_and_pooling_run_on_the_device() {
+    let mut g = GraphWriter::new("conv1d");
+    g.node_ints(
+        "Conv",
+        &["x", "w"],
+        &["c"],
+        "conv",
+        &[],
+        &[("strides", &[2]), ("pads", &[2, 1]), ("dilations", &[2])],
+    );
+    g.node_ints(
+        "MaxPool",
+        &["c"],
+        &["m"],
+        "pool",
+        &[],
+        &[("kernel_shape", &[3]), ("strides", &[1])],
+    );
+    g.initializer("w", &[5, 2, 3], &wave(30, 0.5));
+    g.input("x", &["n", "2", "l"]);
+    g.output("m", &[]);
+    let bytes = g.finish("weft-nn tests", 17);
+    let gpu = crate::gpu::tests::own(None);
+    let x = [(
+        "x".into(),
+        Tensor::from_f32(vec![3, 2, 17], &wave(102, 0.25)),
+    )];
+    matches_the_cpu(&bytes, &gpu, &x);
+    assert_eq!(gpu.round_trips(), 1);
+}
+
+#[test]
+fn cnn_ops_the_device_does_not_cover_run_on_the_cpu() {
+    // MaxPool's indices, a training-mode batch norm and an LpPool: each
+    // on the CPU, after a round trip; a 1 x 1 Conv by the identity puts
+    // what follows back on the device.
+    let mut g = GraphWriter::new("cnn_cpu");
+    g.node("Conv", &["x", "eye"], &["r"], "on_the_device", &[]);
+    g.node_ints(
+        "MaxPool",
+        &["r"],
+        &["m", "idx"],
+        "with_indices",
+        &[],
+        &[("kernel_shape", &[2, 2])],
+    );
+    g.node("Conv", &["m", "eye"], &["m2"], "back_on_the_device", &[]);
+    g.node(
+        "BatchNormalization",
+        &["m2", "s", "b", "mean", "var"],
+        &["bn", "rm", "rv"],
+        "training",
+        &[("training_mode", 1)],
+    );
+    g.node("Conv", &["bn", "eye"], &["r2"], "again", &[]);
+    g.node_ints(
+        "LpPool",
+        &["r2"],
+        &["y"],
+        "lp",
+        &[],
+        &[("kernel_shape", &[2, 2])],
+    );
+    g.initializer("eye", &[2, 2, 1, 1], &[1.0, 0.0, 0.0, 1.0]);
+    for (name, v) in [("s", 1.0), ("b", 0.0), ("mean", 0.0), ("var", 1.0)] {
+        g.initializer(name, &[2], &[v, v]);
+    }
+    g.input("x", &["1", "2", "5", "5"]);
+    for o in ["idx", "y", "rm"] {
+        g.output(o, &[]);
+    }
+    let bytes = g.finish("weft-nn tests", 17);
+    let gpu = crate::gpu::tests::own(None);
+    let x = [(
+        "x".into(),
+        Tensor::from_f32(vec![1, 2, 5, 5], &wave(50, 0.0)),
+    )];
+    matches_the_cpu(&bytes, &gpu, &x);
+    // `r` back for the pool, `m2` for the batch norm, `r2` for LpPool.
+    assert_eq!(gpu.round_trips(), 3);
 }

@@ -112,7 +112,8 @@ fn weight_products_run_on_the_gpu_with_the_cpu_results() {
     let cpu = OnnxModel::load(&bytes).unwrap();
     let on_gpu = OnnxModel::load_for(&bytes, Some(Ok(Arc::clone(&gpu)))).unwrap();
     assert_eq!(on_gpu.placement(), Placement::Gpu(gpu.adapter()));
-    assert_eq!(on_gpu.device_bytes(), (35 + 21 + 28) * 4);
+    // The three weights, and `c`, a constant on the device too.
+    assert_eq!(on_gpu.device_bytes(), (35 + 21 + 28 + 3) * 4);
     let values = |n: usize| -> Vec<f32> { (0..n).map(|i| (i as f32 * 0.37).sin()).collect() };
     let inputs = [
         ("x".into(), Tensor::from_f32(vec![2, 3, 5], &values(30))),

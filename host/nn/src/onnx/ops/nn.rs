@@ -28,13 +28,13 @@ pub(super) fn from_f32(dtype: DType, shape: Vec<usize>, v: Vec<f32>) -> Value {
 }
 
 /// Spatial geometry shared by convolution and pooling.
-struct Window {
-    kernel: Vec<usize>,
-    strides: Vec<usize>,
-    dilations: Vec<usize>,
-    pad_begin: Vec<usize>,
-    pad_end: Vec<usize>,
-    out: Vec<usize>,
+pub(crate) struct Window {
+    pub(crate) kernel: Vec<usize>,
+    pub(crate) strides: Vec<usize>,
+    pub(crate) dilations: Vec<usize>,
+    pub(crate) pad_begin: Vec<usize>,
+    pub(crate) pad_end: Vec<usize>,
+    pub(crate) out: Vec<usize>,
 }
 
 fn window(
@@ -144,30 +144,39 @@ fn all_indices(shape: &[usize]) -> Vec<Vec<usize>> {
     v
 }
 
-pub(super) fn conv(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Value, NnError> {
-    let (x, w) = (req(inputs, 0)?, req(inputs, 1)?);
-    if x.shape.len() < 3 || w.shape.len() != x.shape.len() {
+/// The geometry of a `Conv` of input shape `x` by weights of shape `w`,
+/// and its groups.
+pub(crate) fn conv_window(
+    node: Node<'_>,
+    x: &[usize],
+    w: &[usize],
+) -> Result<(Window, usize), NnError> {
+    if x.len() < 3 || w.len() != x.len() {
         return Err(fail(format!(
-            "Conv input {:?} and weights {:?} do not match",
-            x.shape, w.shape
+            "Conv input {x:?} and weights {w:?} do not match"
         )));
     }
-    let (n, c) = (x.shape[0], x.shape[1]);
-    let m = w.shape[0];
+    let (c, m) = (x[1], w[0]);
     let groups = node.int("group", 1).max(1) as usize;
-    let cg = w.shape[1];
+    let cg = w[1];
     if cg * groups != c || m % groups != 0 {
         return Err(fail(format!(
-            "Conv: {c} input channels, {groups} groups and weights {:?} disagree",
-            w.shape
+            "Conv: {c} input channels, {groups} groups and weights {w:?} disagree"
         )));
     }
-    let spatial = &x.shape[2..];
     let kernel = node
         .ints("kernel_shape")
         .map(|v| v.iter().map(|&x| x as usize).collect())
-        .unwrap_or_else(|| w.shape[2..].to_vec());
-    let win = window(node, spatial, kernel, false)?;
+        .unwrap_or_else(|| w[2..].to_vec());
+    Ok((window(node, &x[2..], kernel, false)?, groups))
+}
+
+pub(super) fn conv(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Value, NnError> {
+    let (x, w) = (req(inputs, 0)?, req(inputs, 1)?);
+    let (win, groups) = conv_window(node, &x.shape, &w.shape)?;
+    let (n, c) = (x.shape[0], x.shape[1]);
+    let (m, cg) = (w.shape[0], w.shape[1]);
+    let spatial = &x.shape[2..];
     let plan = gather_plan(&win, spatial);
     let (ksize, osize, isize) = (
         win.kernel.iter().product::<usize>(),
@@ -214,20 +223,26 @@ pub(super) fn conv(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Value, N
     Ok(from_f32(x.dtype, shape, out))
 }
 
-pub(super) fn pool(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Vec<Value>, NnError> {
-    let x = req(inputs, 0)?;
-    if x.shape.len() < 3 {
+/// The geometry of a `MaxPool`, `AveragePool` or `LpPool` of input
+/// shape `x`.
+pub(crate) fn pool_window(node: Node<'_>, x: &[usize]) -> Result<Window, NnError> {
+    if x.len() < 3 {
         return Err(fail("pooling needs an [N, C, spatial...] input"));
     }
-    let (n, c) = (x.shape[0], x.shape[1]);
-    let spatial = x.shape[2..].to_vec();
     let kernel: Vec<usize> = node
         .ints("kernel_shape")
         .ok_or_else(|| fail("pooling needs kernel_shape"))?
         .iter()
         .map(|&v| v as usize)
         .collect();
-    let win = window(node, &spatial, kernel, node.int("ceil_mode", 0) != 0)?;
+    window(node, &x[2..], kernel, node.int("ceil_mode", 0) != 0)
+}
+
+pub(super) fn pool(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Vec<Value>, NnError> {
+    let x = req(inputs, 0)?;
+    let win = pool_window(node, &x.shape)?;
+    let (n, c) = (x.shape[0], x.shape[1]);
+    let spatial = x.shape[2..].to_vec();
     let plan = gather_plan(&win, &spatial);
     let (ksize, osize, isize) = (
         win.kernel.iter().product::<usize>(),

@@ -1,0 +1,219 @@
+//! Convolutional networks' ops on the device: `Conv`, `MaxPool` and
+//! `AveragePool` over one or two spatial axes ([`Program::window`]: one
+//! thread per output, the taps read directly), `GlobalAveragePool` and
+//! `GlobalMaxPool` (rows of `reduce_rows`), inference
+//! `BatchNormalization` (its statistics folded on the host into a scale
+//! and a shift per channel) and `Clip`.
+//!
+//! [`Program::window`]: crate::gpu::Program::window
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::{Dev, OnDevice, host_scalar, input};
+use crate::NnError;
+use crate::gpu::{ReduceOp, WindowOp, WindowShape};
+use crate::onnx::ops::{self, Node, Window};
+use crate::onnx::value::{Data, Value};
+
+impl OnDevice<'_> {
+    /// `Conv`, `MaxPool` (its values only) or `AveragePool` of an
+    /// `[n, c, w]` or `[n, c, h, w]` value (a `Conv`'s may be a host one,
+    /// such as a network's input).
+    pub(super) fn window(
+        &mut self,
+        node: Node<'_>,
+        host: &HashMap<&str, Arc<Value>>,
+    ) -> Option<Result<Dev, NnError>> {
+        let p = node.proto;
+        let x = self.operand(input(p, 0)?, host)?;
+        let xs = x.shape().to_vec();
+        if !(3..=4).contains(&xs.len()) || xs.contains(&0) {
+            return None;
+        }
+        let (n, c) = (xs[0], xs[1]);
+        // Geometry the CPU would refuse is the CPU's to explain.
+        match p.op_type.as_str() {
+            "Conv" => {
+                let w = self.operand(input(p, 1)?, host)?;
+                let (win, groups) = ops::conv_window(node, &xs, w.shape()).ok()?;
+                let m = w.shape()[0];
+                let bias = match input(p, 2) {
+                    Some(b) => Some(self.operand(b, host)?),
+                    None => None,
+                };
+                if bias.as_ref().is_some_and(|b| b.shape() != [m]) {
+                    return None;
+                }
+                let shape = window_shape(&xs, &win)?;
+                self.try_record(out_shape(n, m, &win), |me, out| {
+                    let (x, w) = (me.up(x)?, me.up(w)?);
+                    let bias = bias.map(|b| me.up(b)).transpose()?;
+                    let op = WindowOp::Conv {
+                        w: &w.buf,
+                        bias: bias.as_ref().map(|b| &*b.buf),
+                        out_channels: m,
+                        groups,
+                    };
+                    me.program()?.window(&x.buf, op, shape, out)
+                })
+            }
+            "MaxPool" | "AveragePool" => {
+                // (`MaxPool`'s indices are the CPU's.)
+                if p.outputs.iter().skip(1).any(|o| !o.is_empty()) {
+                    return None;
+                }
+                let win = ops::pool_window(node, &xs).ok()?;
+                let shape = window_shape(&xs, &win)?;
+                let op = if p.op_type == "MaxPool" {
+                    WindowOp::MaxPool
+                } else {
+                    WindowOp::AveragePool {
+                        count_include_pad: node.int("count_include_pad", 0) != 0,
+                    }
+                };
+                self.try_record(out_shape(n, c, &win), |me, out| {
+                    let x = me.up(x)?;
+                    me.program()?.window(&x.buf, op, shape, out)
+                })
+            }
+            _ => None,
+        }
+    }
+
+    /// `GlobalAveragePool` or `GlobalMaxPool` of a value on the device:
+    /// a mean or max over each channel's `h · w` (contiguous) values.
+    pub(super) fn global_pool(&mut self, node: Node<'_>) -> Option<Result<Dev, NnError>> {
+        let x = self.values.get(input(node.proto, 0)?)?.clone();
+        let op = match node.proto.op_type.as_str() {
+            "GlobalAveragePool" => ReduceOp::Mean,
+            "GlobalMaxPool" => ReduceOp::Max,
+            _ => return None,
+        };
+        let inner: usize = x.shape.get(2..)?.iter().product();
+        if x.shape.len() < 3 || inner == 0 || x.len() == 0 {
+            return None;
+        }
+        let mut shape = x.shape.clone();
+        shape[2..].iter_mut().for_each(|d| *d = 1);
+        let rows = x.len() / inner;
+        self.try_record(shape, |me, out| {
+            me.program()?.reduce_rows(op, &x.buf, (rows, inner), out);
+            Ok(())
+        })
+    }
+
+    /// Inference `BatchNormalization` (only `Y` asked for) of a value on
+    /// the device, its scale, bias, mean and variance on the host:
+    /// `y = x · k + (b − mean · k)` with `k = scale / √(var + ε)` per
+    /// channel (axis 1).
+    pub(super) fn batch_norm(
+        &mut self,
+        node: Node<'_>,
+        host: &HashMap<&str, Arc<Value>>,
+    ) -> Option<Result<Dev, NnError>> {
+        let p = node.proto;
+        if node.int("training_mode", 0) != 0 || p.outputs.iter().skip(1).any(|o| !o.is_empty()) {
+            return None;
+        }
+        let x = self.values.get(input(p, 0)?)?.clone();
+        let c = *x.shape.get(1)?;
+        if x.len() == 0 || c == 0 {
+            return None;
+        }
+        let stat = |i: usize| -> Option<&Vec<f32>> {
+            match &host.get(input(p, i)?)?.data {
+                Data::F32(v) if v.len() == c => Some(v),
+                _ => None,
+            }
+        };
+        let (s, b, mean, var) = (stat(1)?, stat(2)?, stat(3)?, stat(4)?);
+        let eps = f64::from(node.float("epsilon", 1e-5));
+        let mut ab = vec![0.0f32; 2 * c];
+        for ch in 0..c {
+            let k = f64::from(s[ch]) / (f64::from(var[ch]) + eps).sqrt();
+            ab[ch] = k as f32;
+            ab[c + ch] = (f64::from(b[ch]) - f64::from(mean[ch]) * k) as f32;
+        }
+        let inner = x.len() / (x.shape[0] * c);
+        let count = x.len();
+        self.try_record(x.shape.clone(), |me, out| {
+            let folded = me.buffer(2 * c, "weft-nn batch norm scale and shift")?;
+            let program = me.program()?;
+            program.write(&folded, ab);
+            program.channel_affine(&x.buf, &folded, (count, inner, c), out);
+            Ok(())
+        })
+    }
+
+    /// `Clip` of a value on the device, its bounds host scalars (inputs
+    /// from opset 11, attributes before); a missing bound is infinite.
+    pub(super) fn clip(
+        &mut self,
+        node: Node<'_>,
+        host: &HashMap<&str, Arc<Value>>,
+    ) -> Option<Result<Dev, NnError>> {
+        let p = node.proto;
+        let x = self.values.get(input(p, 0)?)?.clone();
+        let bound = |i: usize, attr: &str, none: f32| -> Option<f32> {
+            if node.opset < 11 {
+                return Some(if node.has(attr) {
+                    node.float(attr, none)
+                } else {
+                    none
+                });
+            }
+            match input(p, i) {
+                Some(name) => host_scalar(host, name),
+                None => Some(none),
+            }
+        };
+        let bounds = (
+            bound(1, "min", f32::NEG_INFINITY)?,
+            bound(2, "max", f32::INFINITY)?,
+        );
+        let count = x.len();
+        self.try_record(x.shape.clone(), |me, out| {
+            me.program()?.clip(&x.buf, count, bounds, out);
+            Ok(())
+        })
+    }
+}
+
+/// `[n, channels, out...]`.
+fn out_shape(n: usize, channels: usize, win: &Window) -> Vec<usize> {
+    let mut shape = vec![n, channels];
+    shape.extend_from_slice(&win.out);
+    shape
+}
+
+/// The window over `x` (`[n, c, w]`: a height of 1) as the kernel takes
+/// it; `None` for a geometry it does not (a zero stride, dilation or
+/// kernel, an empty output).
+fn window_shape(x: &[usize], win: &Window) -> Option<WindowShape> {
+    let one_d = x.len() == 3;
+    let two = |v: &[usize], fill: usize| -> Option<[usize; 2]> {
+        match (one_d, v) {
+            (true, &[a]) => Some([fill, a]),
+            (false, &[a, b]) => Some([a, b]),
+            _ => None,
+        }
+    };
+    let shape = WindowShape {
+        n: x[0],
+        c: x[1],
+        h: if one_d { 1 } else { x[2] },
+        w: x[x.len() - 1],
+        kernel: two(&win.kernel, 1)?,
+        out: two(&win.out, 1)?,
+        strides: two(&win.strides, 1)?,
+        dilations: two(&win.dilations, 1)?,
+        pads_begin: two(&win.pad_begin, 0)?,
+        pads_end: two(&win.pad_end, 0)?,
+    };
+    let positive = [shape.kernel, shape.out, shape.strides, shape.dilations];
+    positive
+        .iter()
+        .all(|v| v.iter().all(|&d| d > 0))
+        .then_some(shape)
+}
