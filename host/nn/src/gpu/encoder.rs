@@ -21,6 +21,8 @@ pub(super) struct Kernels {
     reduce_rows: Kernel,
     window: Kernel,
     channel_affine: Kernel,
+    pick: Kernel,
+    gather: Kernel,
 }
 
 impl Gpu {
@@ -79,6 +81,8 @@ impl Kernels {
             reduce_rows: kernel("reduce_rows"),
             window: kernel("window"),
             channel_affine: kernel("channel_affine"),
+            pick: kernel("pick"),
+            gather: kernel("gather"),
         }
     }
 }
@@ -391,6 +395,59 @@ impl<'a> Program<'a> {
             [count, inner.max(1), channels.max(1), 0, 0, 0, 0, 0].map(|x| x as u32),
             super::program::groups(count),
         );
+    }
+
+    /// `out[i] = if c[i] != 0 { x[i] } else { y[i] }` for `i < count`.
+    pub(crate) fn pick(
+        &mut self,
+        (c, x, y): (&Buffer, &Buffer, &Buffer),
+        count: usize,
+        out: &Buffer,
+    ) {
+        self.step(
+            &self.encoder().pick,
+            vec![whole(c), whole(x), whole(y), whole(out)],
+            [count as u32, 0, 0, 0, 0, 0, 0, 0],
+            super::program::groups(count),
+        );
+    }
+
+    /// ONNX `Gather` of `x` seen as `[outer, axis, inner]` by `indices`
+    /// (each below `axis`), into `out` (`[outer, indices, inner]`).
+    ///
+    /// # Errors
+    ///
+    /// `TooLarge` past 2^31 elements or indices, or where the index buffer
+    /// cannot be made.
+    pub(crate) fn gather(
+        &mut self,
+        x: &Buffer,
+        indices: &[usize],
+        (outer, axis, inner): (usize, usize, usize),
+        out: &Buffer,
+    ) -> Result<(), NnError> {
+        let count = outer * indices.len() * inner;
+        let too_large = || super::too_large(format!("a gather of {count} elements on the GPU"));
+        if [count, outer * axis * inner]
+            .iter()
+            .any(|&v| i32::try_from(v).is_err())
+        {
+            return Err(too_large());
+        }
+        let idx: Vec<f32> = indices
+            .iter()
+            .map(|&i| i32::try_from(i).map(|i| f32::from_bits(i as u32)))
+            .collect::<Result<_, _>>()
+            .map_err(|_| too_large())?;
+        let buf = self.gpu().buffer(idx.len(), "weft-nn gather indices")?;
+        self.write(&buf, idx);
+        self.step(
+            &self.encoder().gather,
+            vec![whole(x), whole(&buf), whole(out)],
+            [count, indices.len(), inner, axis, 0, 0, 0, 0].map(|v| v as u32),
+            super::program::groups(count),
+        );
+        Ok(())
     }
 
     /// `out[i] = op(x[i])` for `i < count`.

@@ -582,3 +582,48 @@ fn channel_affine(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
         ca_out[i] = ca_x[i] * ca_ab[ch] + ca_ab[ca_p.channels + ch];
     }
 }
+
+// ---- pick: out[i] = x[i] where c[i] != 0, else y[i] (ONNX `Where`, its
+// operands broadcast to the output's shape first).
+
+@group(0) @binding(0) var<storage, read> pick_c: array<f32>;
+@group(0) @binding(1) var<storage, read> pick_x: array<f32>;
+@group(0) @binding(2) var<storage, read> pick_y: array<f32>;
+@group(0) @binding(3) var<storage, read_write> pick_out: array<f32>;
+@group(0) @binding(4) var<uniform> pick_p: StridedParams;
+
+@compute @workgroup_size(64, 1, 1)
+fn pick(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    for (var i = gid.x; i < pick_p.count; i = i + groups.x * THREADS) {
+        pick_out[i] = select(pick_y[i], pick_x[i], pick_c[i] != 0.0);
+    }
+}
+
+// ---- gather: ONNX `Gather` of x seen as [outer, axis, inner] by `k`
+// indices (i32s, already in range): out[o, j, r] = x[o, idx[j], r].
+
+struct GatherParams {
+    count: u32,
+    k: u32,
+    inner: u32,
+    axis: u32,
+    _p0: u32,
+    _p1: u32,
+    _p2: u32,
+    _p3: u32,
+}
+
+@group(0) @binding(0) var<storage, read> ga_x: array<f32>;
+@group(0) @binding(1) var<storage, read> ga_idx: array<i32>;
+@group(0) @binding(2) var<storage, read_write> ga_out: array<f32>;
+@group(0) @binding(3) var<uniform> ga_p: GatherParams;
+
+@compute @workgroup_size(64, 1, 1)
+fn gather(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    for (var i = gid.x; i < ga_p.count; i = i + groups.x * THREADS) {
+        let r = i % ga_p.inner;
+        let j = (i / ga_p.inner) % ga_p.k;
+        let o = i / (ga_p.inner * ga_p.k);
+        ga_out[i] = ga_x[(o * ga_p.axis + u32(ga_idx[j])) * ga_p.inner + r];
+    }
+}

@@ -9,7 +9,8 @@
 //! and `ReduceMax`, `LayerNormalization` and `Softmax` over the last
 //! axis (so RMSNorm as exporters write it stays there), a CNN's `Conv`,
 //! `MaxPool`, `AveragePool`, global pools and inference
-//! `BatchNormalization` over one or two spatial axes (`cnn.rs`), the fused
+//! `BatchNormalization` over one or two spatial axes (`cnn.rs`), `Where`
+//! (a host condition) and `Gather` (host indices) (`select.rs`), the fused
 //! `WeftLayerNorm`, `WeftGelu` and `WeftAttention`, `Transpose`, `Slice`,
 //! `Expand` and `Concat` as strided copies (`layout.rs`), and `Reshape`,
 //! `Identity`, `Flatten`, `Squeeze` and `Unsqueeze` (new names for the
@@ -394,6 +395,8 @@ impl<'g> OnDevice<'g> {
             "GlobalAveragePool" | "GlobalMaxPool" if on_device(0) => self.global_pool(node),
             "BatchNormalization" if on_device(0) => self.batch_norm(node, host),
             "Clip" if on_device(0) => self.clip(node, host),
+            "Where" if on_device(1) || on_device(2) => self.pick(node, host),
+            "Gather" if on_device(0) => self.gather(node, host),
             "ReduceSum" | "ReduceMean" | "ReduceMax" if on_device(0) => self.reduce(node, host),
             "Reshape" if on_device(0) => {
                 let x = self.values.get(name(0)?)?.clone();
@@ -639,5 +642,6 @@ fn host_scalar(host: &HashMap<&str, Arc<Value>>, name: &str) -> Option<f32> {
 mod cnn;
 mod layout;
 mod products;
+mod select;
 #[cfg(test)]
 mod tests;

@@ -1,0 +1,88 @@
+//! Ops that pick values, on the device: `Where` (its condition from the
+//! host, its branches f32, any broadcast) and `Gather` of a value on the
+//! device by host indices, along any axis.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::{Dev, OnDevice, Operand, input};
+use crate::NnError;
+use crate::onnx::ops::Node;
+use crate::onnx::value::{Data, Value, broadcast_shape};
+
+impl OnDevice<'_> {
+    /// `Where(c, x, y)` with `x` or `y` on the device and `c` on the host
+    /// (a decoder's causal mask over scores on the device, say); each is
+    /// broadcast to the output's shape there, `c` as 0s and 1s.
+    pub(super) fn pick(
+        &mut self,
+        node: Node<'_>,
+        host: &HashMap<&str, Arc<Value>>,
+    ) -> Option<Result<Dev, NnError>> {
+        let p = node.proto;
+        let c_name = input(p, 0)?;
+        let c = host.get(c_name)?;
+        let (x, y) = (
+            self.operand(input(p, 1)?, host)?,
+            self.operand(input(p, 2)?, host)?,
+        );
+        let shape = broadcast_shape(&broadcast_shape(&c.shape, x.shape()).ok()?, y.shape()).ok()?;
+        if shape.contains(&0) {
+            return None;
+        }
+        let ones = Value::f32(
+            c.shape.clone(),
+            c.to_bool().into_iter().map(f32::from).collect(),
+        );
+        let count = shape.iter().product();
+        self.try_record(shape.clone(), |me, out| {
+            let c = me.broadcast(Operand::Host(c_name, &ones), &shape)?;
+            let (x, y) = (me.broadcast(x, &shape)?, me.broadcast(y, &shape)?);
+            me.program()?.pick((&c.buf, &x.buf, &y.buf), count, out);
+            Ok(())
+        })
+    }
+
+    /// `Gather` of a value on the device by indices on the host (any
+    /// integer type; negative ones count from the end). Indices out of
+    /// range leave the node to the CPU, which says which.
+    pub(super) fn gather(
+        &mut self,
+        node: Node<'_>,
+        host: &HashMap<&str, Arc<Value>>,
+    ) -> Option<Result<Dev, NnError>> {
+        let p = node.proto;
+        let x = self.values.get(input(p, 0)?)?.clone();
+        let ind = host.get(input(p, 1)?)?;
+        if matches!(ind.data, Data::F32(_) | Data::F64(_) | Data::Bool(_)) {
+            return None;
+        }
+        let rank = x.shape.len() as i64;
+        let axis = node.int("axis", 0);
+        let axis = usize::try_from(if axis < 0 { axis + rank } else { axis })
+            .ok()
+            .filter(|&a| a < x.shape.len())?;
+        let d = x.shape[axis] as i64;
+        let indices: Vec<usize> = ind
+            .to_i64()
+            .into_iter()
+            .map(|i| {
+                usize::try_from(if i < 0 { i + d } else { i })
+                    .ok()
+                    .filter(|&i| (i as i64) < d)
+            })
+            .collect::<Option<_>>()?;
+        let outer: usize = x.shape[..axis].iter().product();
+        let inner: usize = x.shape[axis + 1..].iter().product();
+        let mut shape = x.shape[..axis].to_vec();
+        shape.extend_from_slice(&ind.shape);
+        shape.extend_from_slice(&x.shape[axis + 1..]);
+        if shape.contains(&0) || x.len() == 0 {
+            return None;
+        }
+        self.try_record(shape, |me, out| {
+            me.program()?
+                .gather(&x.buf, &indices, (outer, d as usize, inner), out)
+        })
+    }
+}
