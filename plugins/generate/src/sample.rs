@@ -48,46 +48,140 @@ pub(crate) struct Sampling {
 }
 
 /// The index of the chosen token in `logits`.
+///
+/// This runs once per token over the whole vocabulary (49 152 logits for
+/// SmolLM2), so it avoids what would cost milliseconds: the weights come
+/// from a vectorisable `exp` ([`exp_neg`]), and nucleus sampling sorts
+/// only the most likely tokens (a few dozen for a peaked distribution),
+/// not the vocabulary.
 pub(crate) fn sample(logits: &[f32], sampling: Sampling, rng: &mut Pcg32) -> usize {
     if sampling.temperature <= 0.0 {
         return argmax(logits);
     }
-    let max = logits
-        .iter()
-        .copied()
-        .filter(|l| !l.is_nan())
-        .fold(f32::NEG_INFINITY, f32::max);
-    // Unnormalised softmax weights; NaN logits get none.
-    let mut weights: Vec<(usize, f32)> = logits
-        .iter()
-        .enumerate()
-        .map(|(i, &l)| (i, ((l - max) / sampling.temperature).exp()))
-        .filter(|&(_, w)| w > 0.0)
-        .collect();
-    if weights.is_empty() {
+    let max = largest(logits);
+    // Unnormalised softmax weights; NaN logits (and all of them when the
+    // largest is infinite or there is none) get none.
+    let weights = softmax_weights(logits, max, sampling.temperature);
+    // (Finite and not negative: each weight is in [0, 1].)
+    let total = sum(&weights);
+    if total <= 0.0 {
         return argmax(logits);
     }
-    if sampling.top_p < 1.0 {
-        weights.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        let total: f32 = weights.iter().map(|w| w.1).sum();
-        let mut kept = 0.0;
-        let mut keep = 0;
-        while keep < weights.len() && (keep == 0 || kept < sampling.top_p * total) {
-            kept += weights[keep].1;
-            keep += 1;
-        }
-        weights.truncate(keep);
+    if sampling.top_p >= 1.0 {
+        return draw(weights.iter().copied().enumerate(), total, rng)
+            .unwrap_or_else(|| last_positive(&weights));
     }
-    let total: f32 = weights.iter().map(|w| w.1).sum();
+    let kept = nucleus(&weights, sampling.top_p * total);
+    let kept_total: f32 = kept.iter().map(|&i| weights[i as usize]).sum();
+    let chosen = kept.iter().map(|&i| (i as usize, weights[i as usize]));
+    // Rounding left a sliver past the last weight: the last kept token.
+    draw(chosen, kept_total, rng).unwrap_or(kept[kept.len() - 1] as usize)
+}
+
+/// Walks `weights` (index, weight) to where a uniform draw in `[0, total)`
+/// falls; `None` if rounding leaves it past the end.
+fn draw(weights: impl Iterator<Item = (usize, f32)>, total: f32, rng: &mut Pcg32) -> Option<usize> {
     let mut target = rng.next_f32() * total;
-    for &(i, w) in &weights {
+    for (i, w) in weights.filter(|&(_, w)| w > 0.0) {
         if target < w {
-            return i;
+            return Some(i);
         }
         target -= w;
     }
-    // Rounding left a sliver past the last weight.
-    weights[weights.len() - 1].0
+    None
+}
+
+/// The index of the last positive weight (there is one).
+fn last_positive(weights: &[f32]) -> usize {
+    weights.iter().rposition(|&w| w > 0.0).unwrap_or(0)
+}
+
+/// The indices of the most likely tokens, most likely first (a tie: the
+/// lower index first), up to the first whose running sum reaches
+/// `mass` (at least one).
+///
+/// Only the weights above a threshold are sorted: they come first in the
+/// order of all, so if their sum reaches `mass` the answer is among them
+/// (for an LLM's distribution, a few dozen tokens). Otherwise the
+/// threshold falls and it tries again, at worst sorting every weight.
+fn nucleus(weights: &[f32], mass: f32) -> Vec<u32> {
+    let before = |a: &u32, b: &u32| {
+        let (wa, wb) = (weights[*a as usize], weights[*b as usize]);
+        wb.total_cmp(&wa).then(a.cmp(b))
+    };
+    let top = largest(weights);
+    let mut threshold = top * 1e-4;
+    loop {
+        // (At 0, every positive weight.)
+        let mut order: Vec<u32> = (0..weights.len() as u32)
+            .filter(|&i| weights[i as usize] >= threshold && weights[i as usize] > 0.0)
+            .collect();
+        order.sort_unstable_by(before);
+        let mut kept = 0.0;
+        let mut keep = 0;
+        while keep < order.len() && (keep == 0 || kept < mass) {
+            kept += weights[order[keep] as usize];
+            keep += 1;
+        }
+        if kept >= mass || threshold == 0.0 {
+            order.truncate(keep);
+            return order;
+        }
+        threshold = if threshold > top * 1e-12 {
+            threshold * 1e-4
+        } else {
+            0.0
+        };
+    }
+}
+
+/// `exp((l - max) / temperature)` of every logit, 0 for a NaN one.
+#[cfg_attr(target_arch = "wasm32", target_feature(enable = "simd128"))]
+fn softmax_weights(logits: &[f32], max: f32, temperature: f32) -> Vec<f32> {
+    logits
+        .iter()
+        .map(|&l| exp_neg((l - max) / temperature))
+        .collect()
+}
+
+/// The sum of `values`, in [`LANES`] running sums (so it vectorises).
+#[cfg_attr(target_arch = "wasm32", target_feature(enable = "simd128"))]
+fn sum(values: &[f32]) -> f32 {
+    let mut lanes = [0.0f32; LANES];
+    let chunks = values.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for chunk in chunks {
+        for (s, &v) in lanes.iter_mut().zip(chunk) {
+            *s += v;
+        }
+    }
+    lanes.iter().chain(rest).sum()
+}
+
+/// `e^x` for `x <= 0`, within about 2 ulp of `f32::exp`; 0 below -87
+/// (where `exp` is subnormal: a weight that cannot matter) and for NaN.
+/// Branch-free arithmetic, unlike the library `exp`, so that a loop of
+/// it vectorises: `x = n ln 2 + r`, `e^r` by its Taylor series to r^7
+/// (|r| <= ln 2 / 2), times `2^n` made from its bits.
+#[inline]
+fn exp_neg(x: f32) -> f32 {
+    const LOG2_E: f32 = std::f32::consts::LOG2_E;
+    // ln 2 in two parts, the first exact in few bits, for an exact `n ln 2`.
+    const LN2_HI: f32 = 0.693_145_75;
+    const LN2_LO: f32 = 1.428_606_8e-6;
+    // Adding it rounds to the nearest integer (|x log2 e| < 2^22).
+    const ROUND: f32 = 12_582_912.0;
+    let inside = x >= -87.0;
+    let x = if inside { x } else { 0.0 };
+    let n = (x * LOG2_E + ROUND) - ROUND;
+    let r = (x - n * LN2_HI) - n * LN2_LO;
+    let p = 1.0
+        + r * (1.0
+            + r * (0.5
+                + r * (1.0 / 6.0
+                    + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r / 5040.0))))));
+    let scale = f32::from_bits((((n as i32) + 127) as u32) << 23);
+    if inside { p * scale } else { 0.0 }
 }
 
 /// The index of the largest logit, the first on a tie; NaNs never win
@@ -248,6 +342,83 @@ mod tests {
         };
         let mut rng = Pcg32::new(5);
         assert!((0..2000).all(|_| sample(&logits, sampling, &mut rng) != 2));
+    }
+
+    #[test]
+    fn exp_neg_is_exp_within_a_few_ulp() {
+        let mut x = 0.0f32;
+        while x > -87.0 {
+            let (got, want) = (exp_neg(x), x.exp());
+            assert!(
+                (got - want).abs() <= 3.0 * f32::EPSILON * want,
+                "e^{x}: {got} vs {want}"
+            );
+            x -= 0.0137;
+        }
+        assert_eq!(exp_neg(0.0), 1.0);
+        for zero in [-87.5, -200.0, f32::NEG_INFINITY, f32::NAN] {
+            assert_eq!(exp_neg(zero), 0.0, "{zero}");
+        }
+    }
+
+    /// The nucleus as the whole vocabulary sorted gives it.
+    #[test]
+    fn the_nucleus_is_the_top_of_the_sorted_weights() {
+        fn sorted(weights: &[f32], mass: f32) -> Vec<u32> {
+            let mut all: Vec<u32> = (0..weights.len() as u32)
+                .filter(|&i| weights[i as usize] > 0.0)
+                .collect();
+            all.sort_by(|a, b| {
+                weights[*b as usize]
+                    .total_cmp(&weights[*a as usize])
+                    .then(a.cmp(b))
+            });
+            let (mut kept, mut keep) = (0.0, 0);
+            while keep < all.len() && (keep == 0 || kept < mass) {
+                kept += weights[all[keep] as usize];
+                keep += 1;
+            }
+            all.truncate(keep);
+            all
+        }
+        let mut rng = Pcg32::new(4);
+        for len in [1, 3, 64, 65, 600, 49_152] {
+            for case in 0..6 {
+                // Peaked, flat (the first threshold keeps too little),
+                // ties and zeros, a few large among many small.
+                let weights: Vec<f32> = (0..len)
+                    .map(|i| match case {
+                        0 => exp_neg(-(rng.next_f32() * 30.0)),
+                        1 => 0.5 + rng.next_f32() * 0.01,
+                        2 => (rng.next_u32() % 4) as f32,
+                        _ if i % 7 == 0 => 1e3 * rng.next_f32(),
+                        _ => rng.next_f32(),
+                    })
+                    .collect();
+                let total = sum(&weights);
+                for p in [1e-6, 0.5, 0.9, 0.999] {
+                    assert_eq!(
+                        nucleus(&weights, p * total),
+                        sorted(&weights, p * total),
+                        "length {len}, case {case}, top_p {p}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn nan_and_infinite_logits_sample_sanely() {
+        let sampling = Sampling {
+            temperature: 0.8,
+            top_p: 0.9,
+        };
+        let mut rng = Pcg32::new(1);
+        for _ in 0..20 {
+            assert_eq!(sample(&[f32::NAN, 1.0, f32::NAN], sampling, &mut rng), 1);
+            assert_eq!(sample(&[0.0, f32::INFINITY, 5.0], sampling, &mut rng), 1);
+            assert_eq!(sample(&[f32::NEG_INFINITY; 3], sampling, &mut rng), 0);
+        }
     }
 
     #[test]
