@@ -165,7 +165,10 @@ impl UnaryOp {
 pub(crate) enum ReduceOp {
     Sum = 0,
     Mean = 1,
+    /// NaN where the row has one (`ReduceMax`).
     Max = 2,
+    /// The largest value that is not NaN, -inf if none (`GlobalMaxPool`).
+    MaxSkippingNan = 3,
 }
 
 impl ReduceOp {
@@ -380,8 +383,10 @@ impl<'a> Program<'a> {
         Ok(())
     }
 
-    /// `out[i] = x[i] * ab[ch] + ab[channels + ch]`, `ch` the channel of
-    /// element `i` of `count` (`inner` elements each, channels cycling).
+    /// `out[i] = (x[i] - ab[channels + ch]) * ab[ch] + ab[2 channels +
+    /// ch]`, `ch` the channel of element `i` of `count` (`inner`
+    /// elements each, channels cycling): `ab` holds a scale, a mean and a
+    /// bias per channel.
     pub(crate) fn channel_affine(
         &mut self,
         x: &Buffer,

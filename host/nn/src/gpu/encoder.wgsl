@@ -413,8 +413,8 @@ fn strided(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
     }
 }
 
-// ---- reduce_rows: out[r] = sum, mean or max (op 0, 1, 2) of row r of
-// `d` floats, one workgroup per row.
+// ---- reduce_rows: out[r] = sum, mean or max (op 0, 1, 2; 3 a max that
+// skips NaN) of row r of `d` floats, one workgroup per row.
 
 @group(0) @binding(0) var<storage, read> red_x: array<f32>;
 @group(0) @binding(1) var<storage, read_write> red_out: array<f32>;
@@ -434,16 +434,25 @@ fn reduce_rows(
     let at = row * d;
     // (`eps` holds the op here.)
     let op = red_p.eps;
-    if (op == 2u) {
-        // Each thread starts from an element of the row (d > 0), so a
-        // row of -inf gives -inf.
-        var best = red_x[at + min(lid, d - 1u)];
+    if (op >= 2u) {
+        // The largest value that is not NaN (-inf if none), and whether
+        // there was a NaN (found by its bits: WGSL's `max` and
+        // comparisons may ignore NaN). Op 2 (ReduceMax) gives NaN then,
+        // op 3 (GlobalMaxPool) skips it.
+        var best = bitcast<f32>(0xff800000u);
+        var nans = 0.0;
         for (var i = lid; i < d; i = i + THREADS) {
-            best = max(best, red_x[at + i]);
+            let v = red_x[at + i];
+            if ((bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u) {
+                nans = nans + 1.0;
+            } else {
+                best = max(best, v);
+            }
         }
         let top = workgroup_max(lid, best);
+        let any_nan = workgroup_sum(lid, nans);
         if (lid == 0u) {
-            red_out[row] = top;
+            red_out[row] = select(top, nan(), op == 2u && any_nan > 0.0);
         }
         return;
     }
@@ -555,9 +564,11 @@ fn window(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
     }
 }
 
-// ---- channel_affine: out[i] = x[i] * ab[ch] + ab[channels + ch] with
-// ch = (i / inner) % channels: an inference BatchNormalization, its
-// statistics folded into a scale and a shift per channel.
+// ---- channel_affine: out[i] = (x[i] - ab[channels + ch]) * ab[ch] +
+// ab[2 channels + ch] with ch = (i / inner) % channels: an inference
+// BatchNormalization, `ab` its scale over the deviation (k), mean and
+// bias per channel (the mean subtracted first: no cancellation where
+// it is large and the variance small).
 
 struct ChannelParams {
     count: u32,
@@ -579,7 +590,8 @@ struct ChannelParams {
 fn channel_affine(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     for (var i = gid.x; i < ca_p.count; i = i + groups.x * THREADS) {
         let ch = (i / ca_p.inner) % ca_p.channels;
-        ca_out[i] = ca_x[i] * ca_ab[ch] + ca_ab[ca_p.channels + ch];
+        let c = ca_p.channels;
+        ca_out[i] = (ca_x[i] - ca_ab[c + ch]) * ca_ab[ch] + ca_ab[2u * c + ch];
     }
 }
 

@@ -414,8 +414,11 @@ impl Gpu {
     }
 
     /// Bytes that programs (ONNX calls, decoder passes) uploaded with
-    /// their submissions so far: the inputs of each call, not the weights
-    /// and constants a model uploaded once at load.
+    /// their submissions so far: each call's inputs and small tables
+    /// (indices, strided-copy layouts), not the weights and constants a
+    /// model uploaded once at load. Products run one at a time
+    /// (`WEFT_NN_ONNX_RESIDENT=0`) upload through their own path and are
+    /// not counted.
     pub fn bytes_written(&self) -> u64 {
         self.written.load(Ordering::Relaxed)
     }

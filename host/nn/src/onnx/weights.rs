@@ -71,10 +71,20 @@ const READ_ON_DEVICE: &[&str] = &[
     "Gemm",
     "Conv",
     "Concat",
+    "Where",
     "LayerNormalization",
     "WeftLayerNorm",
     "WeftAttention",
 ];
+
+/// Whether input `i` of `node` is one the device path reads on the host
+/// (a fused node's epsilon or scale), never as a buffer.
+fn read_on_host(node: &proto::NodeProto, i: usize) -> bool {
+    matches!(
+        (node.op_type.as_str(), i),
+        ("WeftLayerNorm", 1) | ("WeftAttention", 6)
+    )
+}
 
 /// The weight a `MatMul` or `Gemm` node would read from the GPU: its B
 /// input, and whether B is used transposed (`Gemm`'s `transB`).
@@ -194,16 +204,22 @@ pub(super) fn upload_weights(
         }
     }
     let mut constants = HashMap::new();
+    // Only where calls will keep values on the device (`device.rs`).
+    let resident = super::device::enabled() && gpu.encoder_kernels_compile().is_ok();
     for node in nodes
         .iter()
-        .filter(|n| READ_ON_DEVICE.contains(&n.op_type.as_str()))
+        .filter(|n| resident && READ_ON_DEVICE.contains(&n.op_type.as_str()))
     {
         // A product's resident B is there already, as a matrix.
         let b = resident_key(node)
             .filter(|(name, t)| matrices[usize::from(*t)].contains_key(*name))
             .map(|(name, _)| name);
-        for name in &node.inputs {
-            if name.is_empty() || Some(name.as_str()) == b || constants.contains_key(name) {
+        for (i, name) in node.inputs.iter().enumerate() {
+            if name.is_empty()
+                || Some(name.as_str()) == b
+                || read_on_host(node, i)
+                || constants.contains_key(name)
+            {
                 continue;
             }
             let Some(v) = weights.get(name) else {

@@ -2,8 +2,8 @@
 //! `AveragePool` over one or two spatial axes ([`Program::window`]: one
 //! thread per output, the taps read directly), `GlobalAveragePool` and
 //! `GlobalMaxPool` (rows of `reduce_rows`), inference
-//! `BatchNormalization` (its statistics folded on the host into a scale
-//! and a shift per channel) and `Clip`.
+//! `BatchNormalization` (its variance folded on the host into a scale
+//! per channel) and `Clip`.
 //!
 //! [`Program::window`]: crate::gpu::Program::window
 
@@ -87,7 +87,7 @@ impl OnDevice<'_> {
         let x = self.values.get(input(node.proto, 0)?)?.clone();
         let op = match node.proto.op_type.as_str() {
             "GlobalAveragePool" => ReduceOp::Mean,
-            "GlobalMaxPool" => ReduceOp::Max,
+            "GlobalMaxPool" => ReduceOp::MaxSkippingNan,
             _ => return None,
         };
         let inner: usize = x.shape.get(2..)?.iter().product();
@@ -105,8 +105,8 @@ impl OnDevice<'_> {
 
     /// Inference `BatchNormalization` (only `Y` asked for) of a value on
     /// the device, its scale, bias, mean and variance on the host:
-    /// `y = x · k + (b − mean · k)` with `k = scale / √(var + ε)` per
-    /// channel (axis 1).
+    /// `y = (x − mean) · k + b` with `k = scale / √(var + ε)` per channel
+    /// (axis 1), as the CPU computes it.
     pub(super) fn batch_norm(
         &mut self,
         node: Node<'_>,
@@ -129,16 +129,16 @@ impl OnDevice<'_> {
         };
         let (s, b, mean, var) = (stat(1)?, stat(2)?, stat(3)?, stat(4)?);
         let eps = f64::from(node.float("epsilon", 1e-5));
-        let mut ab = vec![0.0f32; 2 * c];
+        let mut ab = vec![0.0f32; 3 * c];
         for ch in 0..c {
-            let k = f64::from(s[ch]) / (f64::from(var[ch]) + eps).sqrt();
-            ab[ch] = k as f32;
-            ab[c + ch] = (f64::from(b[ch]) - f64::from(mean[ch]) * k) as f32;
+            ab[ch] = (f64::from(s[ch]) / (f64::from(var[ch]) + eps).sqrt()) as f32;
         }
+        ab[c..2 * c].copy_from_slice(mean);
+        ab[2 * c..].copy_from_slice(b);
         let inner = x.len() / (x.shape[0] * c);
         let count = x.len();
         self.try_record(x.shape.clone(), |me, out| {
-            let folded = me.buffer(2 * c, "weft-nn batch norm scale and shift")?;
+            let folded = me.buffer(3 * c, "weft-nn batch norm scale, mean and bias")?;
             let program = me.program()?;
             program.write(&folded, ab);
             program.channel_affine(&x.buf, &folded, (count, inner, c), out);
@@ -188,8 +188,8 @@ fn out_shape(n: usize, channels: usize, win: &Window) -> Vec<usize> {
 }
 
 /// The window over `x` (`[n, c, w]`: a height of 1) as the kernel takes
-/// it; `None` for a geometry it does not (a zero stride, dilation or
-/// kernel, an empty output).
+/// it; `None` for one it does not (an empty output; `ops::window` has
+/// refused zero strides, dilations and kernels).
 fn window_shape(x: &[usize], win: &Window) -> Option<WindowShape> {
     let one_d = x.len() == 3;
     let two = |v: &[usize], fill: usize| -> Option<[usize; 2]> {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use super::{Dev, OnDevice, Operand, input};
 use crate::NnError;
 use crate::onnx::ops::Node;
-use crate::onnx::value::{Data, Value, broadcast_shape};
+use crate::onnx::value::{DType, Data, Value, broadcast_shape};
 
 impl OnDevice<'_> {
     /// `Where(c, x, y)` with `x` or `y` on the device and `c` on the host
@@ -21,7 +21,9 @@ impl OnDevice<'_> {
     ) -> Option<Result<Dev, NnError>> {
         let p = node.proto;
         let c_name = input(p, 0)?;
-        let c = host.get(c_name)?;
+        // (Its 0/1 copy is cached under its name: a bool is read as
+        // nothing else.)
+        let c = host.get(c_name).filter(|c| c.dtype == DType::Bool)?;
         let (x, y) = (
             self.operand(input(p, 1)?, host)?,
             self.operand(input(p, 2)?, host)?,

@@ -844,3 +844,109 @@ fn a_gather_index_out_of_range_fails_on_the_cpu_as_it_would() {
         );
     }
 }
+
+#[test]
+fn batch_norm_subtracts_a_large_mean_before_scaling() {
+    // x ≈ mean = 1000 with a small variance: folding the mean into a
+    // shift (x·k − mean·k) cancels away the result's digits in f32.
+    let mut g = GraphWriter::new("bn_cancel");
+    g.node_ints(
+        "Conv",
+        &["x", "ones"],
+        &["c"],
+        "depthwise",
+        &[("group", 2)],
+        &[],
+    );
+    g.node(
+        "BatchNormalization",
+        &["c", "s", "b", "mean", "var"],
+        &["y"],
+        "bn",
+        &[],
+    );
+    g.initializer("ones", &[2, 1, 1, 1], &[1.0, 1.0]);
+    g.initializer("s", &[2], &[1.0, 2.0]);
+    g.initializer("b", &[2], &[0.0, 0.5]);
+    g.initializer("mean", &[2], &[1000.0, -1000.0]);
+    g.initializer("var", &[2], &[1e-4, 1e-4]);
+    g.input("x", &["1", "2", "2", "2"]);
+    g.output("y", &[]);
+    let bytes = g.finish("weft-nn tests", 17);
+    let gpu = crate::gpu::tests::own(None);
+    let x: Vec<f32> = [1000.001, 999.999, 1000.0, 1000.002]
+        .iter()
+        .chain(&[-1000.001, -999.998, -1000.0, -1000.003])
+        .copied()
+        .collect();
+    let x = [("x".into(), Tensor::from_f32(vec![1, 2, 2, 2], &x))];
+    matches_the_cpu(&bytes, &gpu, &x);
+    assert_eq!(gpu.round_trips(), 1);
+}
+
+#[test]
+fn max_pools_skip_nan_and_reduce_max_keeps_it_as_on_the_cpu() {
+    // A depthwise identity puts x on the device; channel 0 has a NaN,
+    // channel 1 is all NaN, channel 2 has none.
+    let mut g = GraphWriter::new("nan_max");
+    g.node_ints(
+        "Conv",
+        &["x", "ones"],
+        &["c"],
+        "depthwise",
+        &[("group", 3)],
+        &[],
+    );
+    g.node("GlobalMaxPool", &["c"], &["pooled"], "pool", &[]);
+    g.node_ints(
+        "ReduceMax",
+        &["c"],
+        &["rows"],
+        "rows",
+        &[],
+        &[("axes", &[-1])],
+    );
+    g.initializer("ones", &[3, 1, 1, 1], &[1.0; 3]);
+    g.input("x", &["1", "3", "2", "3"]);
+    for o in ["pooled", "rows"] {
+        g.output(o, &[]);
+    }
+    let bytes = g.finish("weft-nn tests", 17);
+    let gpu = crate::gpu::tests::own(None);
+    let nan = f32::NAN;
+    let x = [
+        1.0, nan, -2.0, 0.5, 3.0, -1.0, //
+        nan, nan, nan, nan, nan, nan, //
+        -4.0, -5.0, -6.0, -3.0, -7.0, -8.0,
+    ];
+    let x = [("x".into(), Tensor::from_f32(vec![1, 3, 2, 3], &x))];
+    matches_the_cpu(&bytes, &gpu, &x);
+    assert_eq!(gpu.round_trips(), 1);
+}
+
+#[test]
+fn bad_window_geometry_fails_with_a_message_on_both_targets() {
+    for (attrs, says) in [
+        (vec![("strides", &[0_i64, 1][..])], "strides [0, 1] has a 0"),
+        (
+            vec![("kernel_shape", &[2_i64, 2][..])],
+            "kernel_shape [2, 2] is not the weights' spatial shape [1, 1]",
+        ),
+    ] {
+        let mut g = GraphWriter::new("bad_conv");
+        g.node_ints("Conv", &["x", "w"], &["y"], "conv", &[], &attrs);
+        g.initializer("w", &[1, 1, 1, 1], &[1.0]);
+        g.input("x", &["1", "1", "3", "3"]);
+        g.output("y", &[]);
+        let bytes = g.finish("weft-nn tests", 17);
+        let x = [("x".into(), Tensor::from_f32(vec![1, 1, 3, 3], &[1.0; 9]))];
+        let gpu = crate::gpu::tests::own(None);
+        for model in [
+            OnnxModel::load(&bytes).unwrap(),
+            OnnxModel::load_for(&bytes, Some(Ok(gpu.clone()))).unwrap(),
+        ] {
+            let e = model.session().compute(&x).unwrap_err();
+            assert!(e.message.contains(says), "{}", e.message);
+        }
+    }
+}

@@ -60,6 +60,17 @@ fn window(
             "kernel, strides, dilations and pads disagree on the spatial rank",
         ));
     }
+    for (what, v) in [
+        ("kernel_shape", &kernel),
+        ("strides", &strides),
+        ("dilations", &dilations),
+    ] {
+        if v.contains(&0) {
+            return Err(fail(format!(
+                "{what} {v:?} has a 0: each must be at least 1"
+            )));
+        }
+    }
     let (mut pad_begin, mut pad_end) = (pads[..d].to_vec(), pads[d..].to_vec());
     let auto = node.string("auto_pad", "NOTSET");
     let mut out = Vec::with_capacity(d);
@@ -164,11 +175,17 @@ pub(crate) fn conv_window(
             "Conv: {c} input channels, {groups} groups and weights {w:?} disagree"
         )));
     }
-    let kernel = node
-        .ints("kernel_shape")
-        .map(|v| v.iter().map(|&x| x as usize).collect())
-        .unwrap_or_else(|| w[2..].to_vec());
-    Ok((window(node, &x[2..], kernel, false)?, groups))
+    if let Some(k) = node.ints("kernel_shape")
+        && k.iter()
+            .map(|&k| usize::try_from(k).ok())
+            .ne(w[2..].iter().map(|&d| Some(d)))
+    {
+        return Err(fail(format!(
+            "Conv: kernel_shape {k:?} is not the weights' spatial shape {:?}",
+            &w[2..]
+        )));
+    }
+    Ok((window(node, &x[2..], w[2..].to_vec(), false)?, groups))
 }
 
 pub(super) fn conv(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Value, NnError> {
