@@ -272,6 +272,29 @@ impl<'a> Program<'a> {
         );
     }
 
+    /// Uploads `values` as i32s (in f32 bits, as the kernels bind them)
+    /// with the submission: a kernel's layout or indices.
+    ///
+    /// # Errors
+    ///
+    /// `too_large()` for a value past i32; `TooLarge` where the buffer
+    /// cannot be made.
+    fn int_table(
+        &mut self,
+        values: &[i64],
+        label: &str,
+        too_large: impl Fn() -> NnError,
+    ) -> Result<Buffer, NnError> {
+        let bits: Vec<f32> = values
+            .iter()
+            .map(|&v| i32::try_from(v).map(|v| f32::from_bits(v as u32)))
+            .collect::<Result<_, _>>()
+            .map_err(|_| too_large())?;
+        let buf = self.gpu().buffer(bits.len(), label)?;
+        self.write(&buf, bits);
+        Ok(buf)
+    }
+
     /// `out[i] = x[i]` clamped to `[lo, hi]` (NaN stays NaN) for `i <
     /// count`: ONNX `Clip`.
     pub(crate) fn clip(&mut self, x: &Buffer, count: usize, (lo, hi): (f32, f32), out: &Buffer) {
@@ -361,13 +384,8 @@ impl<'a> Program<'a> {
         if largest.iter().any(|&v| i32::try_from(v).is_err()) {
             return Err(too_large());
         }
-        let meta: Vec<f32> = meta
-            .iter()
-            .map(|&v| i32::try_from(v).map(|v| f32::from_bits(v as u32)))
-            .collect::<Result<_, _>>()
-            .map_err(|_| too_large())?;
-        let layout = self.gpu().buffer(meta.len(), "weft-nn window layout")?;
-        self.write(&layout, meta);
+        let meta = meta.map(|v| v as i64);
+        let layout = self.int_table(&meta, "weft-nn window layout", too_large)?;
         self.step(
             &self.encoder().window,
             vec![
@@ -439,13 +457,8 @@ impl<'a> Program<'a> {
         {
             return Err(too_large());
         }
-        let idx: Vec<f32> = indices
-            .iter()
-            .map(|&i| i32::try_from(i).map(|i| f32::from_bits(i as u32)))
-            .collect::<Result<_, _>>()
-            .map_err(|_| too_large())?;
-        let buf = self.gpu().buffer(idx.len(), "weft-nn gather indices")?;
-        self.write(&buf, idx);
+        let idx: Vec<i64> = indices.iter().map(|&i| i as i64).collect();
+        let buf = self.int_table(&idx, "weft-nn gather indices", too_large)?;
         self.step(
             &self.encoder().gather,
             vec![whole(x), whole(&buf), whole(out)],
@@ -606,20 +619,12 @@ impl<'a> Program<'a> {
         meta.extend_from_slice(copy.from.1);
         meta.extend_from_slice(copy.to.1);
         debug_assert_eq!(meta.len(), 3 + 3 * rank);
-        let meta: Vec<f32> = meta
-            .iter()
-            .map(|&v| i32::try_from(v).map(|v| f32::from_bits(v as u32)))
-            .collect::<Result<_, _>>()
-            .map_err(|_| {
-                super::too_large("a strided copy past 2^31 elements on the GPU".to_string())
-            })?;
+        let layout = self.int_table(&meta, "weft-nn strided copy layout", || {
+            super::too_large("a strided copy past 2^31 elements on the GPU".to_string())
+        })?;
         let count: usize = copy.dims.iter().product();
         let count32 = u32::try_from(count)
             .map_err(|_| super::too_large(format!("a strided copy of {count} elements")))?;
-        let layout = self
-            .gpu()
-            .buffer(meta.len(), "weft-nn strided copy layout")?;
-        self.write(&layout, meta);
         self.step(
             &self.encoder().strided,
             vec![whole(x), whole(&layout), whole(out)],
