@@ -20,7 +20,7 @@ pub(super) struct Kernels {
     strided: Kernel,
     reduce_rows: Kernel,
     window: Kernel,
-    channel_affine: Kernel,
+    batch_norm: Kernel,
     pick: Kernel,
     gather: Kernel,
 }
@@ -80,7 +80,7 @@ impl Kernels {
             strided: kernel("strided"),
             reduce_rows: kernel("reduce_rows"),
             window: kernel("window"),
-            channel_affine: kernel("channel_affine"),
+            batch_norm: kernel("batch_norm"),
             pick: kernel("pick"),
             gather: kernel("gather"),
         }
@@ -401,21 +401,38 @@ impl<'a> Program<'a> {
         Ok(())
     }
 
-    /// `out[i] = (x[i] - ab[channels + ch]) * ab[ch] + ab[2 channels +
-    /// ch]`, `ch` the channel of element `i` of `count` (`inner`
-    /// elements each, channels cycling): `ab` holds a scale, a mean and a
-    /// bias per channel.
-    pub(crate) fn channel_affine(
+    /// Inference batch normalisation of `count` floats of `x`, whose
+    /// channels cycle every `inner` elements: `(x - mean) · scale /
+    /// √(var + eps) + bias`, each of `stats` (scale, bias, mean, var) one
+    /// value per channel.
+    pub(crate) fn batch_norm(
         &mut self,
         x: &Buffer,
-        ab: &Buffer,
+        [scale, bias, mean, var]: [&Buffer; 4],
         (count, inner, channels): (usize, usize, usize),
+        eps: f32,
         out: &Buffer,
     ) {
         self.step(
-            &self.encoder().channel_affine,
-            vec![whole(x), whole(ab), whole(out)],
-            [count, inner.max(1), channels.max(1), 0, 0, 0, 0, 0].map(|x| x as u32),
+            &self.encoder().batch_norm,
+            vec![
+                whole(x),
+                whole(scale),
+                whole(bias),
+                whole(mean),
+                whole(var),
+                whole(out),
+            ],
+            [
+                count as u32,
+                inner.max(1) as u32,
+                channels.max(1) as u32,
+                eps.to_bits(),
+                0,
+                0,
+                0,
+                0,
+            ],
             super::program::groups(count),
         );
     }

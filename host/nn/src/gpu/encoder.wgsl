@@ -564,34 +564,37 @@ fn window(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
     }
 }
 
-// ---- channel_affine: out[i] = (x[i] - ab[channels + ch]) * ab[ch] +
-// ab[2 channels + ch] with ch = (i / inner) % channels: an inference
-// BatchNormalization, `ab` its scale over the deviation (k), mean and
-// bias per channel (the mean subtracted first: no cancellation where
-// it is large and the variance small).
+// ---- batch_norm: inference BatchNormalization over channels cycling
+// every `inner` elements: out[i] = (x[i] - mean[ch]) * k + b[ch] with
+// k = scale[ch] / sqrt(var[ch] + eps) (the mean subtracted first, as the
+// CPU does: no cancellation where it is large and the variance small).
 
 struct ChannelParams {
     count: u32,
     inner: u32,
     channels: u32,
+    eps: u32,
     _p0: u32,
     _p1: u32,
     _p2: u32,
     _p3: u32,
-    _p4: u32,
 }
 
-@group(0) @binding(0) var<storage, read> ca_x: array<f32>;
-@group(0) @binding(1) var<storage, read> ca_ab: array<f32>;
-@group(0) @binding(2) var<storage, read_write> ca_out: array<f32>;
-@group(0) @binding(3) var<uniform> ca_p: ChannelParams;
+@group(0) @binding(0) var<storage, read> bn_x: array<f32>;
+@group(0) @binding(1) var<storage, read> bn_scale: array<f32>;
+@group(0) @binding(2) var<storage, read> bn_bias: array<f32>;
+@group(0) @binding(3) var<storage, read> bn_mean: array<f32>;
+@group(0) @binding(4) var<storage, read> bn_var: array<f32>;
+@group(0) @binding(5) var<storage, read_write> bn_out: array<f32>;
+@group(0) @binding(6) var<uniform> bn_p: ChannelParams;
 
 @compute @workgroup_size(64, 1, 1)
-fn channel_affine(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
-    for (var i = gid.x; i < ca_p.count; i = i + groups.x * THREADS) {
-        let ch = (i / ca_p.inner) % ca_p.channels;
-        let c = ca_p.channels;
-        ca_out[i] = (ca_x[i] - ca_ab[c + ch]) * ca_ab[ch] + ca_ab[2u * c + ch];
+fn batch_norm(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let eps = bitcast<f32>(bn_p.eps);
+    for (var i = gid.x; i < bn_p.count; i = i + groups.x * THREADS) {
+        let ch = (i / bn_p.inner) % bn_p.channels;
+        let k = bn_scale[ch] / sqrt(bn_var[ch] + eps);
+        bn_out[i] = (bn_x[i] - bn_mean[ch]) * k + bn_bias[ch];
     }
 }
 

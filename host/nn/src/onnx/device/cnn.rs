@@ -2,8 +2,7 @@
 //! `AveragePool` over one or two spatial axes ([`Program::window`]: one
 //! thread per output, the taps read directly), `GlobalAveragePool` and
 //! `GlobalMaxPool` (rows of `reduce_rows`), inference
-//! `BatchNormalization` (its variance folded on the host into a scale
-//! per channel) and `Clip`.
+//! `BatchNormalization` and `Clip`.
 //!
 //! [`Program::window`]: crate::gpu::Program::window
 
@@ -14,7 +13,7 @@ use super::{Dev, OnDevice, host_scalar, input};
 use crate::NnError;
 use crate::gpu::{ReduceOp, WindowOp, WindowShape};
 use crate::onnx::ops::{self, Node, Window};
-use crate::onnx::value::{Data, Value};
+use crate::onnx::value::Value;
 
 impl OnDevice<'_> {
     /// `Conv`, `MaxPool` (its values only) or `AveragePool` of an
@@ -104,9 +103,9 @@ impl OnDevice<'_> {
     }
 
     /// Inference `BatchNormalization` (only `Y` asked for) of a value on
-    /// the device, its scale, bias, mean and variance on the host:
-    /// `y = (x − mean) · k + b` with `k = scale / √(var + ε)` per channel
-    /// (axis 1), as the CPU computes it.
+    /// the device: `y = (x − mean) · scale / √(var + ε) + bias` per
+    /// channel (axis 1), as the CPU computes it. The statistics are
+    /// constants on the device when they are initializers.
     pub(super) fn batch_norm(
         &mut self,
         node: Node<'_>,
@@ -121,27 +120,25 @@ impl OnDevice<'_> {
         if x.len() == 0 || c == 0 {
             return None;
         }
-        let stat = |i: usize| -> Option<&Vec<f32>> {
-            match &host.get(input(p, i)?)?.data {
-                Data::F32(v) if v.len() == c => Some(v),
-                _ => None,
-            }
-        };
-        let (s, b, mean, var) = (stat(1)?, stat(2)?, stat(3)?, stat(4)?);
-        let eps = f64::from(node.float("epsilon", 1e-5));
-        let mut ab = vec![0.0f32; 3 * c];
-        for ch in 0..c {
-            ab[ch] = (f64::from(s[ch]) / (f64::from(var[ch]) + eps).sqrt()) as f32;
-        }
-        ab[c..2 * c].copy_from_slice(mean);
-        ab[2 * c..].copy_from_slice(b);
+        let [s, b, mean, var] = [1, 2, 3, 4].map(|i| {
+            input(p, i)
+                .and_then(|n| self.operand(n, host))
+                .filter(|o| o.shape() == [c])
+        });
+        let stats = [s?, b?, mean?, var?];
+        let eps = node.float("epsilon", 1e-5);
         let inner = x.len() / (x.shape[0] * c);
         let count = x.len();
         self.try_record(x.shape.clone(), |me, out| {
-            let folded = me.buffer(3 * c, "weft-nn batch norm scale, mean and bias")?;
-            let program = me.program()?;
-            program.write(&folded, ab);
-            program.channel_affine(&x.buf, &folded, (count, inner, c), out);
+            let [s, b, mean, var] = stats.map(|o| me.up(o));
+            let stats = [s?, b?, mean?, var?];
+            me.program()?.batch_norm(
+                &x.buf,
+                stats.each_ref().map(|d| &*d.buf),
+                (count, inner, c),
+                eps,
+                out,
+            );
             Ok(())
         })
     }

@@ -882,6 +882,9 @@ fn batch_norm_subtracts_a_large_mean_before_scaling() {
     let x = [("x".into(), Tensor::from_f32(vec![1, 2, 2, 2], &x))];
     matches_the_cpu(&bytes, &gpu, &x);
     assert_eq!(gpu.round_trips(), 1);
+    // The statistics went up at load with the weight, as constants.
+    let model = OnnxModel::load_for(&bytes, Some(Ok(gpu))).unwrap();
+    assert_eq!(model.device_bytes(), (2 + 4 * 2) * 4);
 }
 
 #[test]
