@@ -1,0 +1,280 @@
+//! Tests of `cnn.rs`: convolutions, pools, batch norm and `Clip` on the
+//! device against the CPU.
+
+use super::{fails_on_both, matches_the_cpu, wave};
+use crate::onnx::exec::OnnxModel;
+use crate::onnx::write::GraphWriter;
+use crate::{Model, Tensor};
+
+#[test]
+fn a_small_cnn_runs_on_the_device_as_on_the_cpu() {
+    // Conv (padded, biased) -> BatchNormalization -> Relu -> MaxPool
+    // (ceil mode) -> grouped Conv (strided, dilated, uneven pads) ->
+    // Clip -> AveragePool counting its padding -> AveragePool not
+    // counting it -> global average and max pools.
+    let mut g = GraphWriter::new("cnn");
+    let pads = |p: &'static [i64]| ("pads", p);
+    g.node_ints(
+        "Conv",
+        &["x", "w1", "b1"],
+        &["c1"],
+        "conv1",
+        &[],
+        &[pads(&[1, 1, 1, 1])],
+    );
+    g.node(
+        "BatchNormalization",
+        &["c1", "scale", "shift", "mean", "var"],
+        &["bn"],
+        "bn",
+        &[],
+    );
+    g.node("Relu", &["bn"], &["r"], "relu", &[]);
+    g.node_ints(
+        "MaxPool",
+        &["r"],
+        &["mp"],
+        "maxpool",
+        &[("ceil_mode", 1)],
+        &[("kernel_shape", &[2, 2]), ("strides", &[2, 2])],
+    );
+    g.node_ints(
+        "Conv",
+        &["mp", "w2"],
+        &["c2"],
+        "conv2",
+        &[("group", 2)],
+        &[
+            ("strides", &[2, 1]),
+            ("dilations", &[1, 2]),
+            pads(&[1, 0, 2, 1]),
+        ],
+    );
+    g.node("Clip", &["c2", "lo", "hi"], &["cl"], "clip", &[]);
+    g.node_ints(
+        "AveragePool",
+        &["cl"],
+        &["ap"],
+        "avg_with_pads",
+        &[("count_include_pad", 1)],
+        &[("kernel_shape", &[3, 3]), pads(&[1, 1, 1, 1])],
+    );
+    g.node_ints(
+        "AveragePool",
+        &["ap"],
+        &["ap2"],
+        "avg",
+        &[],
+        &[("kernel_shape", &[2, 2]), pads(&[0, 1, 1, 0])],
+    );
+    g.node("GlobalAveragePool", &["ap2"], &["gap"], "gap", &[]);
+    g.node("GlobalMaxPool", &["ap2"], &["gmp"], "gmp", &[]);
+    g.initializer("w1", &[4, 3, 3, 3], &wave(108, 0.0));
+    g.initializer("b1", &[4], &[0.1, -0.2, 0.3, 0.0]);
+    g.initializer("scale", &[4], &[1.0, 0.5, 2.0, -1.0]);
+    g.initializer("shift", &[4], &[0.0, 0.1, -0.1, 0.2]);
+    g.initializer("mean", &[4], &[0.2, -0.1, 0.0, 0.3]);
+    g.initializer("var", &[4], &[1.0, 2.0, 0.5, 0.25]);
+    g.initializer("w2", &[6, 2, 3, 2], &wave(72, 1.0));
+    g.initializer("lo", &[], &[-0.5]);
+    g.initializer("hi", &[], &[0.75]);
+    g.input("x", &["n", "3", "h", "w"]);
+    for o in ["c2", "ap2", "gap", "gmp"] {
+        g.output(o, &[]);
+    }
+    let bytes = g.finish("weft-nn tests", 17);
+    let gpu = crate::gpu::tests::own(None);
+    let x = [(
+        "x".into(),
+        Tensor::from_f32(vec![2, 3, 9, 8], &wave(432, 2.0)),
+    )];
+    matches_the_cpu(&bytes, &gpu, &x);
+    // Everything ran there, from the input on: one round trip, for the
+    // outputs.
+    assert_eq!(gpu.round_trips(), 1);
+}
+
+#[test]
+fn one_dimensional_convolution_and_pooling_run_on_the_device() {
+    let mut g = GraphWriter::new("conv1d");
+    g.node_ints(
+        "Conv",
+        &["x", "w"],
+        &["c"],
+        "conv",
+        &[],
+        &[("strides", &[2]), ("pads", &[2, 1]), ("dilations", &[2])],
+    );
+    g.node_ints(
+        "MaxPool",
+        &["c"],
+        &["m"],
+        "pool",
+        &[],
+        &[("kernel_shape", &[3]), ("strides", &[1])],
+    );
+    g.initializer("w", &[5, 2, 3], &wave(30, 0.5));
+    g.input("x", &["n", "2", "l"]);
+    g.output("m", &[]);
+    let bytes = g.finish("weft-nn tests", 17);
+    let gpu = crate::gpu::tests::own(None);
+    let x = [(
+        "x".into(),
+        Tensor::from_f32(vec![3, 2, 17], &wave(102, 0.25)),
+    )];
+    matches_the_cpu(&bytes, &gpu, &x);
+    assert_eq!(gpu.round_trips(), 1);
+}
+
+#[test]
+fn cnn_ops_the_device_does_not_cover_run_on_the_cpu() {
+    // MaxPool's indices, a training-mode batch norm and an LpPool: each
+    // on the CPU, after a round trip; a 1 x 1 Conv by the identity puts
+    // what follows back on the device.
+    let mut g = GraphWriter::new("cnn_cpu");
+    g.node("Conv", &["x", "eye"], &["r"], "on_the_device", &[]);
+    g.node_ints(
+        "MaxPool",
+        &["r"],
+        &["m", "idx"],
+        "with_indices",
+        &[],
+        &[("kernel_shape", &[2, 2])],
+    );
+    g.node("Conv", &["m", "eye"], &["m2"], "back_on_the_device", &[]);
+    g.node(
+        "BatchNormalization",
+        &["m2", "s", "b", "mean", "var"],
+        &["bn", "rm", "rv"],
+        "training",
+        &[("training_mode", 1)],
+    );
+    g.node("Conv", &["bn", "eye"], &["r2"], "again", &[]);
+    g.node_ints(
+        "LpPool",
+        &["r2"],
+        &["y"],
+        "lp",
+        &[],
+        &[("kernel_shape", &[2, 2])],
+    );
+    g.initializer("eye", &[2, 2, 1, 1], &[1.0, 0.0, 0.0, 1.0]);
+    for (name, v) in [("s", 1.0), ("b", 0.0), ("mean", 0.0), ("var", 1.0)] {
+        g.initializer(name, &[2], &[v, v]);
+    }
+    g.input("x", &["1", "2", "5", "5"]);
+    for o in ["idx", "y", "rm"] {
+        g.output(o, &[]);
+    }
+    let bytes = g.finish("weft-nn tests", 17);
+    let gpu = crate::gpu::tests::own(None);
+    let x = [(
+        "x".into(),
+        Tensor::from_f32(vec![1, 2, 5, 5], &wave(50, 0.0)),
+    )];
+    matches_the_cpu(&bytes, &gpu, &x);
+    // `r` back for the pool, `m2` for the batch norm, `r2` for LpPool.
+    assert_eq!(gpu.round_trips(), 3);
+}
+
+#[test]
+fn batch_norm_subtracts_a_large_mean_before_scaling() {
+    // x ≈ mean = 1000 with a small variance: folding the mean into a
+    // shift (x·k − mean·k) cancels away the result's digits in f32.
+    let mut g = GraphWriter::new("bn_cancel");
+    g.node_ints(
+        "Conv",
+        &["x", "ones"],
+        &["c"],
+        "depthwise",
+        &[("group", 2)],
+        &[],
+    );
+    g.node(
+        "BatchNormalization",
+        &["c", "s", "b", "mean", "var"],
+        &["y"],
+        "bn",
+        &[],
+    );
+    g.initializer("ones", &[2, 1, 1, 1], &[1.0, 1.0]);
+    g.initializer("s", &[2], &[1.0, 2.0]);
+    g.initializer("b", &[2], &[0.0, 0.5]);
+    g.initializer("mean", &[2], &[1000.0, -1000.0]);
+    g.initializer("var", &[2], &[1e-4, 1e-4]);
+    g.input("x", &["1", "2", "2", "2"]);
+    g.output("y", &[]);
+    let bytes = g.finish("weft-nn tests", 17);
+    let gpu = crate::gpu::tests::own(None);
+    let x: Vec<f32> = [1000.001, 999.999, 1000.0, 1000.002]
+        .iter()
+        .chain(&[-1000.001, -999.998, -1000.0, -1000.003])
+        .copied()
+        .collect();
+    let x = [("x".into(), Tensor::from_f32(vec![1, 2, 2, 2], &x))];
+    matches_the_cpu(&bytes, &gpu, &x);
+    assert_eq!(gpu.round_trips(), 1);
+    // The statistics went up at load with the weight, as constants.
+    let model = OnnxModel::load_for(&bytes, Some(Ok(gpu))).unwrap();
+    assert_eq!(model.device_bytes(), (2 + 4 * 2) * 4);
+}
+
+#[test]
+fn max_pools_skip_nan_and_reduce_max_keeps_it_as_on_the_cpu() {
+    // A depthwise identity puts x on the device; channel 0 has a NaN,
+    // channel 1 is all NaN, channel 2 has none.
+    let mut g = GraphWriter::new("nan_max");
+    g.node_ints(
+        "Conv",
+        &["x", "ones"],
+        &["c"],
+        "depthwise",
+        &[("group", 3)],
+        &[],
+    );
+    g.node("GlobalMaxPool", &["c"], &["pooled"], "pool", &[]);
+    g.node_ints(
+        "ReduceMax",
+        &["c"],
+        &["rows"],
+        "rows",
+        &[],
+        &[("axes", &[-1])],
+    );
+    g.initializer("ones", &[3, 1, 1, 1], &[1.0; 3]);
+    g.input("x", &["1", "3", "2", "3"]);
+    for o in ["pooled", "rows"] {
+        g.output(o, &[]);
+    }
+    let bytes = g.finish("weft-nn tests", 17);
+    let gpu = crate::gpu::tests::own(None);
+    let nan = f32::NAN;
+    let x = [
+        1.0, nan, -2.0, 0.5, 3.0, -1.0, //
+        nan, nan, nan, nan, nan, nan, //
+        -4.0, -5.0, -6.0, -3.0, -7.0, -8.0,
+    ];
+    let x = [("x".into(), Tensor::from_f32(vec![1, 3, 2, 3], &x))];
+    matches_the_cpu(&bytes, &gpu, &x);
+    assert_eq!(gpu.round_trips(), 1);
+}
+
+#[test]
+fn bad_window_geometry_fails_with_a_message_on_both_targets() {
+    for (attrs, says) in [
+        (vec![("strides", &[0_i64, 1][..])], "strides [0, 1] has a 0"),
+        (
+            vec![("kernel_shape", &[2_i64, 2][..])],
+            "kernel_shape [2, 2] is not the weights' spatial shape [1, 1]",
+        ),
+    ] {
+        let mut g = GraphWriter::new("bad_conv");
+        g.node_ints("Conv", &["x", "w"], &["y"], "conv", &[], &attrs);
+        g.initializer("w", &[1, 1, 1, 1], &[1.0]);
+        g.input("x", &["1", "1", "3", "3"]);
+        g.output("y", &[]);
+        let bytes = g.finish("weft-nn tests", 17);
+        let x = [("x".into(), Tensor::from_f32(vec![1, 1, 3, 3], &[1.0; 9]))];
+        fails_on_both(&bytes, &x, says);
+    }
+}

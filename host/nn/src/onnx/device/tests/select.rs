@@ -1,0 +1,63 @@
+//! Tests of `select.rs`: `Where` and `Gather` on the device against the
+//! CPU.
+
+use super::{fails_on_both, matches_the_cpu, wave};
+use crate::Tensor;
+use crate::onnx::write::GraphWriter;
+
+#[test]
+fn a_masked_decoder_attention_and_its_gathers_stay_on_the_device() {
+    // Scores of x·wq by x·wk, a causal mask from a comparison on the CPU
+    // (`Where` picks -inf above the diagonal), softmax, the weighted
+    // values, then the last position and a few others by `Gather`.
+    let mut g = GraphWriter::new("decoder");
+    g.node("MatMul", &["x", "wq"], &["q"], "q", &[]);
+    g.node("MatMul", &["x", "wk"], &["k"], "k", &[]);
+    g.node_ints(
+        "Transpose",
+        &["k"],
+        &["kt"],
+        "kt",
+        &[],
+        &[("perm", &[0, 2, 1])],
+    );
+    g.node("MatMul", &["q", "kt"], &["scores"], "scores", &[]);
+    g.node("Less", &["rows", "cols"], &["masked"], "causal", &[]);
+    g.node("Where", &["masked", "neg", "scores"], &["s"], "mask", &[]);
+    g.node("Softmax", &["s"], &["probs"], "softmax", &[]);
+    g.node("MatMul", &["probs", "q"], &["o"], "weighted", &[]);
+    g.node("Gather", &["o", "last"], &["y"], "last", &[("axis", 1)]);
+    g.node("Gather", &["o", "some"], &["z"], "some", &[("axis", -2)]);
+    g.node("Gather", &["o", "lanes"], &["w"], "lanes", &[("axis", 2)]);
+    g.initializer("wq", &[4, 4], &wave(16, 0.3));
+    g.initializer("wk", &[4, 4], &wave(16, 1.3));
+    g.initializer("neg", &[], &[f32::NEG_INFINITY]);
+    g.initializer_i64("rows", &[5, 1], &[0, 1, 2, 3, 4]);
+    g.initializer_i64("cols", &[1, 5], &[0, 1, 2, 3, 4]);
+    g.initializer_i64("last", &[], &[-1]);
+    g.initializer_i64("some", &[2, 2], &[0, 4, 3, 3]);
+    g.initializer_i64("lanes", &[3], &[3, 0, -4]);
+    g.input("x", &["2", "5", "4"]);
+    for o in ["y", "z", "w"] {
+        g.output(o, &[]);
+    }
+    let bytes = g.finish("weft-nn tests", 17);
+    let gpu = crate::gpu::tests::own(None);
+    let x = [("x".into(), Tensor::from_f32(vec![2, 5, 4], &wave(40, 0.7)))];
+    matches_the_cpu(&bytes, &gpu, &x);
+    assert_eq!(gpu.round_trips(), 1, "only the outputs come back");
+}
+
+#[test]
+fn a_gather_index_out_of_range_fails_on_the_cpu_as_it_would() {
+    let mut g = GraphWriter::new("bad_gather");
+    g.node("MatMul", &["x", "w"], &["h"], "mm", &[]);
+    g.node("Gather", &["h", "idx"], &["y"], "gather", &[("axis", 1)]);
+    g.initializer("w", &[2, 3], &wave(6, 0.0));
+    g.initializer_i64("idx", &[1], &[3]);
+    g.input("x", &["2", "2"]);
+    g.output("y", &[]);
+    let bytes = g.finish("weft-nn tests", 17);
+    let x = [("x".into(), Tensor::from_f32(vec![2, 2], &[1.0; 4]))];
+    fails_on_both(&bytes, &x, "node `gather` (Gather)");
+}
