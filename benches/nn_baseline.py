@@ -5,7 +5,13 @@ the inputs both sides read.
   prep CORPUS.txt TOKENIZER.json SMOLLM2.gguf OUT_DIR
       writes OUT_DIR/minilm_ids.json ({"ids": [[...], ...]}, unpadded) and
       OUT_DIR/prompt.json ({"prompt_ids": [...]}, a chat-formatted prompt)
+  prep-ids CORPUS.txt TOKENIZER.json OUT_DIR
+      writes OUT_DIR/minilm_ids.json alone
+  prompt SMOLLM2-TOKENIZER.json OUT_DIR
+      writes OUT_DIR/prompt.json alone, without llama.cpp
   ort MODEL.onnx IDS.json THREADS BATCH...
+  torch MINILM_DIR IDS.json BATCH...
+      MiniLM through PyTorch on CUDA (config.json + model.safetensors)
   llama MODEL.gguf PROMPT.json TOKENS
   numpy N
 
@@ -23,7 +29,7 @@ PROMPT = (
 )
 
 
-def prep(corpus, tokenizer, gguf, out):
+def prep_ids(corpus, tokenizer, out):
     from tokenizers import Tokenizer
 
     tok = Tokenizer.from_file(tokenizer)
@@ -32,6 +38,11 @@ def prep(corpus, tokenizer, gguf, out):
     lines = [l for l in open(corpus, encoding="utf-8").read().split("\n") if l]
     ids = [e.ids[:512] for e in tok.encode_batch(lines)]
     json.dump({"ids": ids}, open(f"{out}/minilm_ids.json", "w"))
+    return ids
+
+
+def prep(corpus, tokenizer, gguf, out):
+    ids = prep_ids(corpus, tokenizer, out)
     from llama_cpp import Llama
 
     vocab = Llama(model_path=gguf, vocab_only=True, verbose=False)
@@ -74,6 +85,59 @@ def ort(model, ids_path, threads, batches):
         secs = time.perf_counter() - t
         print(json.dumps({"bench": "minilm", "batch": b, "threads": threads,
                           "sentences_per_s": round(len(rows) / secs, 2)}))
+
+
+def torch_bert(model_dir, ids_path, batches):
+    """MiniLM through PyTorch's BertModel on CUDA: the GPU baseline.
+
+    Inputs start on the host and the last hidden state comes back to it
+    (what weft-nn's call does), fp32, default attention.
+    """
+    import torch
+    from safetensors.torch import load_file
+    from transformers import BertConfig, BertModel
+
+    cfg = BertConfig.from_json_file(f"{model_dir}/config.json")
+    model = BertModel(cfg, add_pooling_layer=False)
+    weights = {k.removeprefix("bert."): v for k, v in load_file(f"{model_dir}/model.safetensors").items()}
+    missing, _ = model.load_state_dict(weights, strict=False)
+    if missing:
+        sys.exit(f"BertModel weights missing from the safetensors: {missing}")
+    model = model.cuda().eval()
+    rows = json.load(open(ids_path))["ids"]
+    with torch.inference_mode():
+        for b in batches:
+            feeds = [pad(rows[i : i + b]) for i in range(0, len(rows), b)]
+
+            def run(f):
+                inputs = {k: torch.from_numpy(v).cuda() for k, v in f.items()}
+                return model(**inputs).last_hidden_state.cpu()
+
+            run(feeds[0])
+            torch.cuda.synchronize()
+            t = time.perf_counter()
+            for f in feeds:
+                run(f)
+            secs = time.perf_counter() - t
+            print(json.dumps({"bench": "minilm", "engine": "torch-cuda", "batch": b,
+                              "device": torch.cuda.get_device_name(),
+                              "sentences_per_s": round(len(rows) / secs, 2)}))
+
+
+def prompt_ids(tokenizer, out):
+    """The bench prompt's ids without llama.cpp: a byte-level BPE built from
+    the GGUF's vocabulary and merges (`cargo xtask models` writes them to
+    smollm2-tokenizer.json), with the chat markers as special tokens."""
+    from tokenizers import AddedToken, Tokenizer, models, pre_tokenizers
+
+    gguf = json.load(open(tokenizer))
+    vocab = {t: i for i, t in enumerate(gguf["tokens"])}
+    merges = [tuple(m.split(" ", 1)) for m in gguf["merges"]]
+    tok = Tokenizer(models.BPE(vocab, merges))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.add_special_tokens([AddedToken(t, special=True) for t in ("<|im_start|>", "<|im_end|>")])
+    ids = tok.encode(PROMPT, add_special_tokens=False).ids
+    json.dump({"prompt_ids": ids}, open(f"{out}/prompt.json", "w"))
 
 
 def llama(model, prompt_path, tokens):
@@ -126,8 +190,14 @@ def main():
     cmd, args = sys.argv[1], sys.argv[2:]
     if cmd == "prep":
         prep(*args)
+    elif cmd == "prep-ids":
+        prep_ids(*args)
     elif cmd == "ort":
         ort(args[0], args[1], int(args[2]), [int(b) for b in args[3:]])
+    elif cmd == "torch":
+        torch_bert(args[0], args[1], [int(b) for b in args[2:]])
+    elif cmd == "prompt":
+        prompt_ids(args[0], args[1])
     elif cmd == "llama":
         llama(args[0], args[1], int(args[2]))
     elif cmd == "numpy":

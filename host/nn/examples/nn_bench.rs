@@ -12,7 +12,7 @@
 //! against the CPU kernel at each size: with both operands sent per call,
 //! and with B resident (the weights case). It fails without a GPU adapter.
 //!
-//! `minilm` runs on the CPU; `TARGET=gpu` runs it on the GPU (llvmpipe
+//! `minilm`, `llama` and `joined` run on the CPU; `TARGET=gpu` runs them on the GPU (llvmpipe
 //! where there is no other; `WEFT_NN_ONNX_RESIDENT=0` to send each
 //! product's operands over and back, see `onnx/device.rs`).
 //!
@@ -95,13 +95,18 @@ fn batch_inputs(rows: &[Vec<i64>]) -> Vec<(String, Tensor)> {
     ]
 }
 
-fn minilm(model: &str, ids_path: &str, batches: &[usize]) {
-    let bytes = std::fs::read(model).unwrap_or_else(|e| panic!("{model}: {e}"));
-    // `TARGET=gpu` loads it for the GPU (llvmpipe where there is none).
-    let target = match std::env::var("TARGET").as_deref() {
+/// `TARGET=gpu` runs a model on the GPU (llvmpipe where there is none);
+/// the CPU otherwise.
+fn target() -> Target {
+    match std::env::var("TARGET").as_deref() {
         Ok("gpu") => Target::Gpu,
         _ => Target::Cpu,
-    };
+    }
+}
+
+fn minilm(model: &str, ids_path: &str, batches: &[usize]) {
+    let bytes = std::fs::read(model).unwrap_or_else(|e| panic!("{model}: {e}"));
+    let target = target();
     let model = Engine::default()
         .load(&bytes, Encoding::Onnx, target)
         .expect("MiniLM loads");
@@ -142,7 +147,7 @@ fn argmax(v: &[f32]) -> i64 {
 fn llama(model: &str, prompt_path: &str, tokens: usize) {
     let bytes = std::fs::read(model).unwrap_or_else(|e| panic!("{model}: {e}"));
     let model = Engine::default()
-        .load(&bytes, Encoding::Ggml, Target::Cpu)
+        .load(&bytes, Encoding::Ggml, target())
         .expect("the GGUF loads");
     let prompt = ids(&read_json(prompt_path)["prompt_ids"]);
     let logits = |s: &mut Box<dyn weft_nn::Session>, input: &[i64]| {
@@ -168,7 +173,8 @@ fn llama(model: &str, prompt_path: &str, tokens: usize) {
     }
     let secs = t.elapsed().as_secs_f64();
     println!(
-        "{{\"bench\":\"llama\",\"prompt_tokens\":{},\"prompt_ms\":{prompt_ms:.2},\"tokens_per_s\":{:.2},\"generated\":{generated:?}}}",
+        "{{\"bench\":\"llama\",\"target\":\"{:?}\",\"prompt_tokens\":{},\"prompt_ms\":{prompt_ms:.2},\"tokens_per_s\":{:.2},\"generated\":{generated:?}}}",
+        target(),
         prompt.len(),
         tokens as f64 / secs
     );
@@ -180,7 +186,7 @@ fn llama(model: &str, prompt_path: &str, tokens: usize) {
 fn joined(model: &str, n: usize, steps: usize) {
     let bytes = std::fs::read(model).unwrap_or_else(|e| panic!("{model}: {e}"));
     let model = Engine::default()
-        .load(&bytes, Encoding::Ggml, Target::Cpu)
+        .load(&bytes, Encoding::Ggml, target())
         .expect("the GGUF loads");
     let ids = |ids: &[i64]| {
         vec![(
@@ -206,7 +212,8 @@ fn joined(model: &str, n: usize, steps: usize) {
     }
     let secs = t.elapsed().as_secs_f64();
     println!(
-        "{{\"bench\":\"joined\",\"sessions\":{n},\"tokens_per_s\":{:.2}}}",
+        "{{\"bench\":\"joined\",\"target\":\"{:?}\",\"sessions\":{n},\"tokens_per_s\":{:.2}}}",
+        target(),
         (n * steps) as f64 / secs
     );
 }

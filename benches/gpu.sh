@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# weft-nn on the node's GPU, in one run, each figure against a baseline
+# measured in the same run on the same machine:
+#   the GPU matmul (operands sent per call / weights resident) vs the CPU kernel;
+#   MiniLM-L6 sentences/s on the GPU (activations resident / one round trip
+#     per product) vs weft-nn's CPU path, onnxruntime on the CPU and, where
+#     PyTorch sees CUDA, PyTorch's BertModel on the same GPU;
+#   SmolLM2-135M decode tok/s on the GPU vs the CPU, one session and 16 joined;
+#   the serving figures (examples/nn_serving and generate_serving) with the
+#     model on the GPU: cross-instance batching on vs off, and the Wasm boundary.
+# Usage: bash benches/gpu.sh   after `cargo xtask models`, `cargo xtask plugins`
+# and `cargo build -p weft-nn --example nn_bench --example gpus -p weft-benches
+# --examples` (dev profile: weft-nn is optimised there). BIN, PY and
+# CARGO_TARGET_DIR move the binaries, the Python and the models; the raw
+# output lands in $RESULTS (default target/gpu-bench). On a machine without
+# a GPU it runs on llvmpipe (slowly: set ROWS=32).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+T=${CARGO_TARGET_DIR:-target}
+export CARGO_TARGET_DIR=$T
+BIN=${BIN:-$T/debug/examples}
+M=$T/models
+PY=${PY:-$M/venv/bin/python}
+RESULTS=${RESULTS:-$T/gpu-bench}
+ROWS=${ROWS:-256}
+mkdir -p "$RESULTS"
+IDS=$RESULTS/minilm_ids.json
+PROMPT=$RESULTS/prompt.json
+if [ ! -f "$IDS" ]; then
+  python3 benches/gen_corpus.py "$RESULTS/corpus.txt" --rows "$ROWS" >/dev/null
+  $PY benches/nn_baseline.py prep-ids "$RESULTS/corpus.txt" $M/minilm/tokenizer.json "$RESULTS"
+fi
+[ -f "$PROMPT" ] || $PY benches/nn_baseline.py prompt $M/smollm2-tokenizer.json "$RESULTS"
+
+# Each step is bounded, and a failed one does not stop the rest; the GPU
+# figures come first.
+step() {
+  echo "== $*" | tee -a "$RESULTS/log.txt"
+  timeout "${STEP_TIMEOUT:-240}" "$@" 2>&1 | tee -a "$RESULTS/log.txt"
+}
+GGUF=$M/smollm2-135m-instruct.gguf
+step "$BIN/gpus"
+step "$BIN/nn_bench" gpu-matmul 256 1024 2048 4096
+step env TARGET=gpu "$BIN/nn_bench" minilm $M/minilm/model.onnx "$IDS" 1 32
+step env TARGET=gpu WEFT_NN_ONNX_RESIDENT=0 "$BIN/nn_bench" minilm $M/minilm/model.onnx "$IDS" 1 32
+step env TARGET=gpu ROUNDS="${SERVE_ROUNDS:-6}" CALLS="${SERVE_CALLS:-20}" "$BIN/nn_serving"
+step env DEVICE=gpu ROUNDS="${GEN_ROUNDS:-3}" "$BIN/generate_serving"
+step "$BIN/nn_bench" minilm $M/minilm/model.onnx "$IDS" 1 32
+step $PY benches/nn_baseline.py ort $M/minilm/model.onnx "$IDS" "$(nproc)" 1 32
+step $PY benches/nn_baseline.py torch $M/minilm "$IDS" 1 32
+step env TARGET=gpu "$BIN/nn_bench" llama "$GGUF" "$PROMPT" 64
+step "$BIN/nn_bench" llama "$GGUF" "$PROMPT" 64
+step env TARGET=gpu "$BIN/nn_bench" joined "$GGUF" 16 16
+step "$BIN/nn_bench" joined "$GGUF" 16 16
