@@ -5,7 +5,8 @@
 #   MiniLM-L6 sentences/s on the GPU (activations resident / one round trip
 #     per product) vs weft-nn's CPU path, onnxruntime on the CPU and, where
 #     PyTorch sees CUDA, PyTorch's BertModel on the same GPU;
-#   SmolLM2-135M decode tok/s on the GPU vs the CPU, one session and 16 joined;
+#   SmolLM2-135M decode tok/s on the GPU vs the CPU, one session and 16 joined,
+#     with each of the two few-row product kernels (WEFT_NN_GEMV, gpu/mod.rs);
 #   the serving figures (examples/nn_serving and generate_serving) with the
 #     model on the GPU: cross-instance batching on vs off, and the Wasm boundary.
 # Usage: bash benches/gpu.sh   after `cargo xtask models`, `cargo xtask plugins`
@@ -49,6 +50,8 @@ step "$BIN/nn_bench" minilm $M/minilm/model.onnx "$IDS" 1 32
 step $PY benches/nn_baseline.py ort $M/minilm/model.onnx "$IDS" "$(nproc)" 1 32
 step $PY benches/nn_baseline.py torch $M/minilm "$IDS" 1 32
 step env TARGET=gpu "$BIN/nn_bench" llama "$GGUF" "$PROMPT" 64
+step env TARGET=gpu WEFT_NN_GEMV=columns "$BIN/nn_bench" llama "$GGUF" "$PROMPT" 64
 step "$BIN/nn_bench" llama "$GGUF" "$PROMPT" 64
 step env TARGET=gpu "$BIN/nn_bench" joined "$GGUF" 16 16
+step env TARGET=gpu WEFT_NN_GEMV=columns "$BIN/nn_bench" joined "$GGUF" 16 16
 step "$BIN/nn_bench" joined "$GGUF" 16 16

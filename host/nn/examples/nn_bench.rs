@@ -104,6 +104,32 @@ fn target() -> Target {
     }
 }
 
+/// `,"passes":…` JSON fields for what the GPU's programs did since
+/// `before` (per program: dispatches, host µs recording, µs waiting);
+/// nothing on the CPU.
+fn passes_since(before: Option<weft_nn::gpu::PassTimes>) -> String {
+    let (Some(before), Ok(gpu)) = (before, weft_nn::gpu::Gpu::shared()) else {
+        return String::new();
+    };
+    let now = gpu.pass_times();
+    let n = (now.programs - before.programs).max(1) as f64;
+    let us = |d: std::time::Duration| d.as_secs_f64() * 1e6 / n;
+    format!(
+        ",\"programs\":{},\"dispatches_per_program\":{:.0},\"record_us_per_program\":{:.0},\"wait_us_per_program\":{:.0}",
+        now.programs - before.programs,
+        (now.dispatches - before.dispatches) as f64 / n,
+        us(now.recording - before.recording),
+        us(now.waiting - before.waiting),
+    )
+}
+
+/// The GPU's pass times now, when the bench runs there.
+fn pass_times() -> Option<weft_nn::gpu::PassTimes> {
+    (target() == Target::Gpu)
+        .then(|| weft_nn::gpu::Gpu::shared().ok().map(|g| g.pass_times()))
+        .flatten()
+}
+
 fn minilm(model: &str, ids_path: &str, batches: &[usize]) {
     let bytes = std::fs::read(model).unwrap_or_else(|e| panic!("{model}: {e}"));
     let target = target();
@@ -121,15 +147,17 @@ fn minilm(model: &str, ids_path: &str, batches: &[usize]) {
         let chunks: Vec<_> = rows.chunks(b).map(batch_inputs).collect();
         // One warm-up batch: page in the weights, start the thread pool.
         session.compute(&chunks[0]).expect("MiniLM runs");
+        let before = pass_times();
         let t = Instant::now();
         for c in &chunks {
             session.compute(c).expect("MiniLM runs");
         }
         let secs = t.elapsed().as_secs_f64();
         println!(
-            "{{\"bench\":\"minilm\",\"target\":\"{target:?}\",\"batch\":{b},\"threads\":{},\"sentences_per_s\":{:.2}}}",
+            "{{\"bench\":\"minilm\",\"target\":\"{target:?}\",\"batch\":{b},\"threads\":{},\"sentences_per_s\":{:.2}{}}}",
             rayon::current_num_threads(),
-            rows.len() as f64 / secs
+            rows.len() as f64 / secs,
+            passes_since(before)
         );
     }
 }
@@ -166,6 +194,7 @@ fn llama(model: &str, prompt_path: &str, tokens: usize) {
     let mut next = argmax(&logits(&mut session, &prompt));
     let prompt_ms = t.elapsed().as_secs_f64() * 1e3;
     let mut generated = vec![next];
+    let before = pass_times();
     let t = Instant::now();
     for _ in 0..tokens {
         next = argmax(&logits(&mut session, &[next]));
@@ -173,10 +202,11 @@ fn llama(model: &str, prompt_path: &str, tokens: usize) {
     }
     let secs = t.elapsed().as_secs_f64();
     println!(
-        "{{\"bench\":\"llama\",\"target\":\"{:?}\",\"prompt_tokens\":{},\"prompt_ms\":{prompt_ms:.2},\"tokens_per_s\":{:.2},\"generated\":{generated:?}}}",
+        "{{\"bench\":\"llama\",\"target\":\"{:?}\",\"prompt_tokens\":{},\"prompt_ms\":{prompt_ms:.2},\"tokens_per_s\":{:.2}{},\"generated\":{generated:?}}}",
         target(),
         prompt.len(),
-        tokens as f64 / secs
+        tokens as f64 / secs,
+        passes_since(before)
     );
 }
 
@@ -200,6 +230,7 @@ fn joined(model: &str, n: usize, steps: usize) {
         s.compute(&ids(&prompt)).expect("the prompt runs");
     }
     let step = ids(&[504]);
+    let before = pass_times();
     let t = Instant::now();
     for _ in 0..steps {
         let mut calls: Vec<weft_nn::Joined<'_>> = sessions
@@ -212,9 +243,10 @@ fn joined(model: &str, n: usize, steps: usize) {
     }
     let secs = t.elapsed().as_secs_f64();
     println!(
-        "{{\"bench\":\"joined\",\"target\":\"{:?}\",\"sessions\":{n},\"tokens_per_s\":{:.2}}}",
+        "{{\"bench\":\"joined\",\"target\":\"{:?}\",\"sessions\":{n},\"tokens_per_s\":{:.2}{}}}",
         target(),
-        (n * steps) as f64 / secs
+        (n * steps) as f64 / secs,
+        passes_since(before)
     );
 }
 

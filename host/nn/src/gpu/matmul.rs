@@ -131,9 +131,10 @@ impl Gpu {
         }
         let mut panels = Vec::new();
         if rows > 0 && cols > 0 {
-            // Columns per panel: within one buffer and one dispatch's width.
+            // Columns per panel: within one buffer and one dispatch's width
+            // (`gemv`'s, the narrower workgroup).
             let fit = (self.max_buffer / (rows as u64 * 4)) as usize;
-            let mut width = fit.min(self.max_groups * TILE);
+            let mut width = fit.min(self.max_groups * GEMV_GROUP);
             if width == 0 {
                 return Err(too_large(format!(
                     "a matrix with {rows} rows does not fit in one GPU buffer even one column \
@@ -339,7 +340,7 @@ impl Gpu {
                 });
                 pass.set_bind_group(0, &group, &[]);
                 if few {
-                    pass.dispatch_workgroups(p.cols.div_ceil(GEMV_GROUP) as u32, 1, 1);
+                    pass.dispatch_workgroups(p.cols.div_ceil(self.gemv_columns()) as u32, 1, 1);
                 } else {
                     pass.dispatch_workgroups(
                         p.cols.div_ceil(TILE) as u32,

@@ -118,13 +118,18 @@ fn store_row(c0: u32, row: u32, col: u32, v: vec4<f32>) {
     }
 }
 
-// Few rows of A (a decoder's one token, a batch of a few): one thread per
-// column of C walks k for each row, where a 64 x 64 tile would compute 60+
-// rows of zeros. Neighbouring threads read neighbouring floats of B.
-// Batched, workgroup row `y` is product `y` (strides as above; one
+// Few rows of A (a decoder's one token, a batch of a few): a 64 x 64
+// tile would compute 60+ rows of zeros, so one of two kernels runs,
+// chosen per device (`Gemv` in `gpu/mod.rs`). Both: neighbouring threads
+// read neighbouring floats of B, each load of B serves every row of A, and
+// batched, workgroup row `y` is product `y` (strides as above; one
 // product: y = 0 and the strides unused).
+//
+// `gemv_columns`: one thread per column of C walks all of k. Best where
+// the "GPU" is the CPU (llvmpipe runs a workgroup as SIMD lanes of one
+// core, and barriers cost it).
 @compute @workgroup_size(64, 1, 1)
-fn gemv(@builtin(global_invocation_id) gid: vec3<u32>) {
+fn gemv_columns(@builtin(global_invocation_id) gid: vec3<u32>) {
     let col = gid.x;
     if (col >= p.n) {
         return;
@@ -138,5 +143,48 @@ fn gemv(@builtin(global_invocation_id) gid: vec3<u32>) {
             acc = fma(a[a0 + r * p.k + kk], b[b0 + kk * p.n + col], acc);
         }
         c[c0 + r * p.ldc + p.c_col0 + col] = acc;
+    }
+}
+
+// `gemv_split`: each workgroup computes 16 columns of C, its 16 x 16
+// threads splitting k into 16 interleaved slices (thread (x, y) walks
+// k = y, y + 16, ... of column x), then summing the slices' partial sums
+// through workgroup memory. A decoder's products are 192-1536 columns:
+// one thread per column leaves a GPU too few threads to hide the latency
+// of their loads, and splitting k gives it 16 times as many.
+const GEMV_COLS: u32 = 16u;
+const GEMV_SLICES: u32 = 16u;
+// At most this many rows of A (`GEMV_ROWS` in `gpu/mod.rs`).
+const GEMV_MAX_ROWS: u32 = 4u;
+var<workgroup> partial: array<f32, 1024>; // GEMV_MAX_ROWS x GEMV_SLICES x GEMV_COLS
+
+@compute @workgroup_size(16, 16, 1)
+fn gemv_split(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let col = wg.x * GEMV_COLS + lid.x;
+    let slice = lid.y;
+    let a0 = wg.y * p.a_batch;
+    let b0 = wg.y * p.b_batch;
+    let c0 = wg.y * p.m * p.ldc;
+    var acc = array<f32, 4>(0.0, 0.0, 0.0, 0.0);
+    if (col < p.n) {
+        for (var kk = slice; kk < p.k; kk = kk + GEMV_SLICES) {
+            let w = b[b0 + kk * p.n + col];
+            for (var r = 0u; r < p.m; r = r + 1u) {
+                acc[r] = fma(a[a0 + r * p.k + kk], w, acc[r]);
+            }
+        }
+    }
+    for (var r = 0u; r < GEMV_MAX_ROWS; r = r + 1u) {
+        partial[(r * GEMV_SLICES + slice) * GEMV_COLS + lid.x] = acc[r];
+    }
+    workgroupBarrier();
+    // Thread (x, r) sums row r's slices of column x.
+    let r = slice;
+    if (col < p.n && r < p.m) {
+        var sum = 0.0;
+        for (var s = 0u; s < GEMV_SLICES; s = s + 1u) {
+            sum = sum + partial[(r * GEMV_SLICES + s) * GEMV_COLS + lid.x];
+        }
+        c[c0 + r * p.ldc + p.c_col0 + col] = sum;
     }
 }

@@ -52,11 +52,53 @@ pub use matmul::GpuMatrix;
 use matmul::Scratch;
 pub(crate) use program::{Attention, Buffer, Program};
 
-/// Products with at most this many rows of A run `matmul.wgsl`'s `gemv`
-/// (one thread per column) instead of its 64 x 64 tiles.
+/// Products with at most this many rows of A run one of `matmul.wgsl`'s
+/// `gemv` kernels (see [`Gemv`]) instead of its 64 x 64 tiles
+/// (`GEMV_MAX_ROWS` there).
 const GEMV_ROWS: usize = 4;
-/// Columns of C per workgroup of `gemv`.
-const GEMV_GROUP: usize = 64;
+/// Columns of C per workgroup of the narrower `gemv` kernel (`gemv_split`):
+/// what bounds a weight panel's width.
+const GEMV_GROUP: usize = 16;
+
+/// Which `gemv` kernel runs the products of a few rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Gemv {
+    /// `gemv_columns`: one thread per column walks all of k. A software
+    /// device (llvmpipe) runs it ~1.7x faster than `Split` (SmolLM2's
+    /// decode on two cores).
+    Columns,
+    /// `gemv_split`: 16 threads per column, each a slice of k, summed in
+    /// workgroup memory. Hardware GPUs need the threads.
+    Split,
+}
+
+impl Gemv {
+    /// The kernel for a device of this type (`cpu` for software ones),
+    /// unless `WEFT_NN_GEMV` (`columns` or `split`) names one.
+    fn for_device(device_type: wgpu::DeviceType) -> Self {
+        match std::env::var("WEFT_NN_GEMV").as_deref() {
+            Ok("columns") => Self::Columns,
+            Ok("split") => Self::Split,
+            _ if device_type == wgpu::DeviceType::Cpu => Self::Columns,
+            _ => Self::Split,
+        }
+    }
+
+    fn entry_point(self) -> &'static str {
+        match self {
+            Self::Columns => "gemv_columns",
+            Self::Split => "gemv_split",
+        }
+    }
+
+    /// Columns of C per workgroup.
+    fn columns(self) -> usize {
+        match self {
+            Self::Columns => 64,
+            Self::Split => GEMV_GROUP,
+        }
+    }
+}
 /// Rows and columns of C per workgroup (`matmul.wgsl`'s `TILE_M`/`TILE_N`).
 const TILE: usize = 64;
 /// Threads per workgroup (16 x 16) and the workgroup memory they share
@@ -94,6 +136,24 @@ impl fmt::Display for AdapterSummary {
     }
 }
 
+/// Where a [`Gpu`]'s programs spent their time, from [`Gpu::pass_times`]:
+/// a program (a decoder pass, an ONNX call kept on the device) records
+/// its dispatches and submits them on the host, then waits for the device
+/// and reads its results back. Recording is host work that grows with the
+/// dispatches, whatever the device; waiting is the device's own time plus
+/// the copies back.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PassTimes {
+    /// Programs run.
+    pub programs: u64,
+    /// Dispatches those programs recorded.
+    pub dispatches: u64,
+    /// Time spent recording and submitting.
+    pub recording: std::time::Duration,
+    /// Time spent waiting for the device and reading back.
+    pub waiting: std::time::Duration,
+}
+
 /// A GPU: device, queue and the compiled kernels, shared by every model of
 /// the process.
 pub struct Gpu {
@@ -101,8 +161,11 @@ pub struct Gpu {
     queue: wgpu::Queue,
     adapter: AdapterSummary,
     pipeline: wgpu::ComputePipeline,
-    /// `matmul.wgsl`'s `gemv`, for products of a few rows.
-    gemv: wgpu::ComputePipeline,
+    /// `matmul.wgsl`'s `gemv` kernels, for products of a few rows, and
+    /// the one that runs them.
+    gemv_columns: wgpu::ComputePipeline,
+    gemv_split: wgpu::ComputePipeline,
+    gemv: Gemv,
     layout: wgpu::BindGroupLayout,
     /// Bytes one buffer (and so one binding) may hold.
     max_buffer: u64,
@@ -117,6 +180,13 @@ pub struct Gpu {
     round_trips: AtomicU64,
     /// Bytes programs uploaded with their submissions so far.
     written: AtomicU64,
+    /// Programs run so far, and their dispatches.
+    programs: AtomicU64,
+    dispatches: AtomicU64,
+    /// Nanoseconds programs spent on the host recording and submitting
+    /// their dispatches, and then waiting for the device and reading back.
+    recording_ns: AtomicU64,
+    waiting_ns: AtomicU64,
     scratch: Mutex<Vec<Scratch>>,
     /// Why the device was lost, once it has been.
     lost: Arc<Mutex<Option<String>>>,
@@ -348,7 +418,9 @@ impl Gpu {
                 cache: None,
             })
         };
-        let (pipeline, gemv) = (entry("main"), entry("gemv"));
+        let pipeline = entry("main");
+        let gemv_columns = entry(Gemv::Columns.entry_point());
+        let gemv_split = entry(Gemv::Split.entry_point());
         if let Some(e) = block_on(scope.pop()) {
             return Err(runtime(format!(
                 "compiling weft-nn's matmul kernel on {summary}: {e}"
@@ -364,7 +436,9 @@ impl Gpu {
             queue,
             adapter: summary,
             pipeline,
-            gemv,
+            gemv_columns,
+            gemv_split,
+            gemv: Gemv::for_device(info.device_type),
             layout,
             max_buffer,
             max_groups: limits.max_compute_workgroups_per_dimension as usize,
@@ -372,6 +446,10 @@ impl Gpu {
             matmuls: AtomicU64::new(0),
             round_trips: AtomicU64::new(0),
             written: AtomicU64::new(0),
+            programs: AtomicU64::new(0),
+            dispatches: AtomicU64::new(0),
+            recording_ns: AtomicU64::new(0),
+            waiting_ns: AtomicU64::new(0),
             scratch: Mutex::new(Vec::new()),
             lost,
             ops: OnceLock::new(),
@@ -421,6 +499,18 @@ impl Gpu {
     /// not counted.
     pub fn bytes_written(&self) -> u64 {
         self.written.load(Ordering::Relaxed)
+    }
+
+    /// Where the programs (decoder passes, ONNX calls kept on the device)
+    /// run so far spent their time: see [`PassTimes`].
+    pub fn pass_times(&self) -> PassTimes {
+        let ns = |c: &AtomicU64| std::time::Duration::from_nanos(c.load(Ordering::Relaxed));
+        PassTimes {
+            programs: self.programs.load(Ordering::Relaxed),
+            dispatches: self.dispatches.load(Ordering::Relaxed),
+            recording: ns(&self.recording_ns),
+            waiting: ns(&self.waiting_ns),
+        }
     }
 
     /// Waits for everything submitted so far.

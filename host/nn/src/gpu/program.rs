@@ -6,9 +6,10 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
+use std::time::Instant;
 
 use super::matmul::binding;
-use super::{GEMV_GROUP, GEMV_ROWS, Gpu, GpuMatrix, PARAMS_STRIDE, TILE, runtime};
+use super::{GEMV_ROWS, Gpu, GpuMatrix, PARAMS_STRIDE, TILE, runtime};
 use crate::{NnError, NnErrorKind};
 
 /// Threads per workgroup of the `ops.wgsl` kernels.
@@ -202,10 +203,19 @@ impl Gpu {
         self.pop_scopes(scopes, "copying on the GPU")
     }
 
-    /// `matmul.wgsl`'s kernel for a product of `few` rows (`gemv`) or
+    /// `matmul.wgsl`'s kernel for a product of `few` rows (a `gemv`) or
     /// more (64 x 64 tiles).
     pub(super) fn product_kernel(&self, few: bool) -> &wgpu::ComputePipeline {
-        if few { &self.gemv } else { &self.pipeline }
+        match (few, self.gemv) {
+            (false, _) => &self.pipeline,
+            (true, super::Gemv::Columns) => &self.gemv_columns,
+            (true, super::Gemv::Split) => &self.gemv_split,
+        }
+    }
+
+    /// Columns of C per workgroup of the `gemv` kernel in use.
+    pub(super) fn gemv_columns(&self) -> usize {
+        self.gemv.columns()
     }
 
     /// An empty [`Program`].
@@ -276,7 +286,7 @@ impl<'a> Program<'a> {
                 ],
                 params: [rows, k, cols, n, col0, 0, 0, 0].map(|x| x as u32),
                 groups: if few {
-                    [cols.div_ceil(GEMV_GROUP) as u32, 1]
+                    [cols.div_ceil(self.gpu.gemv_columns()) as u32, 1]
                 } else {
                     [cols.div_ceil(TILE) as u32, rows.div_ceil(TILE) as u32]
                 },
@@ -304,7 +314,7 @@ impl<'a> Program<'a> {
         let few = m <= GEMV_ROWS;
         let tiles_m = m.div_ceil(TILE);
         let groups = if few {
-            [n.div_ceil(GEMV_GROUP), batches]
+            [n.div_ceil(self.gpu.gemv_columns()), batches]
         } else {
             [n.div_ceil(TILE), batches * tiles_m]
         };
@@ -512,6 +522,7 @@ impl<'a> Program<'a> {
     fn submit(self, reads: &[(&Buffer, usize)]) -> Result<Vec<Vec<f32>>, NnError> {
         let gpu = self.gpu;
         let device = &gpu.device;
+        let started = Instant::now();
         for (to, data) in &self.writes {
             gpu.queue.write_buffer(to, 0, bytemuck::cast_slice(data));
             gpu.written
@@ -578,6 +589,7 @@ impl<'a> Program<'a> {
             encoder.copy_buffer_to_buffer(&from.raw, 0, to, 0, (floats * 4) as u64);
         }
         gpu.queue.submit([encoder.finish()]);
+        let submitted = Instant::now();
         let failed = |e: String| runtime(format!("reading a pass back from the GPU: {e}"));
         let mut out = Vec::with_capacity(reads.len());
         for (&(_, floats), read) in reads.iter().zip(&staging) {
@@ -605,6 +617,14 @@ impl<'a> Program<'a> {
         }
         gpu.matmuls.fetch_add(self.products, Ordering::Relaxed);
         gpu.round_trips.fetch_add(1, Ordering::Relaxed);
+        gpu.programs.fetch_add(1, Ordering::Relaxed);
+        gpu.dispatches
+            .fetch_add(self.steps.len() as u64, Ordering::Relaxed);
+        let nanos = |d: std::time::Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        gpu.recording_ns
+            .fetch_add(nanos(submitted - started), Ordering::Relaxed);
+        gpu.waiting_ns
+            .fetch_add(nanos(submitted.elapsed()), Ordering::Relaxed);
         Ok(out)
     }
 }

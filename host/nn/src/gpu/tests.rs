@@ -82,6 +82,35 @@ fn matmul_matches_the_cpu_kernel() {
 }
 
 #[test]
+fn both_gemv_kernels_match_the_cpu_kernel() {
+    // The device picks one (software: columns, hardware: split); each must
+    // be right wherever it runs. k and n off the 16-wide slices and
+    // columns, 1 to 4 rows, panels of both widths.
+    for kind in [super::Gemv::Columns, super::Gemv::Split] {
+        let mut gpu = Gpu::new().unwrap();
+        gpu.gemv = kind;
+        for (i, (m, k, n)) in [
+            (1, 1, 1),
+            (1, 577, 49),
+            (2, 16, 16),
+            (3, 5, 7),
+            (4, 300, 200),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let (a, b) = (data(m * k, 3 * i as u32 + 1), data(k * n, 3 * i as u32 + 2));
+            let got = gpu.matmul(&a, &b, m, k, n).unwrap();
+            let want = cpu(&a, &b, m, k, n);
+            assert_close(&got, &want, &format!("{kind:?} {m}x{k}x{n}"));
+            let w = gpu.upload(&b, k, n).unwrap();
+            let got = gpu.matmul_weights(&a, m, k, &w).unwrap();
+            assert_close(&got, &want, &format!("{kind:?} resident {m}x{k}x{n}"));
+        }
+    }
+}
+
+#[test]
 fn resident_weights_match_and_are_counted() {
     let gpu = gpu();
     let _only = counted_uploads();
@@ -106,16 +135,29 @@ fn resident_weights_match_and_are_counted() {
 
 #[test]
 fn splits_work_to_fit_the_device_limits() {
-    // 16 KiB buffers, two workgroups (128 rows or columns) per dispatch:
-    // weights in column panels, A in row chunks.
+    // 16 KiB buffers, two workgroups per dispatch (32 columns of `gemv`'s,
+    // 128 rows of the tiled kernel's): weights in column panels, A in row
+    // chunks.
     let gpu = Gpu::limited(16 << 10, 2).unwrap();
-    for (i, (m, k, n)) in [(17, 33, 65), (100, 257, 3), (130, 40, 200), (1, 1, 1)]
-        .into_iter()
-        .enumerate()
+    for (i, (m, k, n)) in [
+        (17, 33, 65),
+        (100, 257, 3),
+        (130, 40, 200),
+        (1, 1, 1),
+        (3, 20, 100),
+    ]
+    .into_iter()
+    .enumerate()
     {
         let (a, b) = (data(m * k, 5 * i as u32 + 1), data(k * n, 5 * i as u32 + 2));
         let w = gpu.upload(&b, k, n).unwrap();
         assert!(k * n * 4 <= 16 << 10 || w.panel_count() > 1, "{m}x{k}x{n}");
+        // Each panel within two of `gemv`'s workgroups, the narrower kind.
+        assert!(
+            n.div_ceil(w.panel_count()) <= 2 * super::GEMV_GROUP,
+            "{m}x{k}x{n}: {} panels",
+            w.panel_count()
+        );
         let got = gpu.matmul_weights(&a, m, k, &w).unwrap();
         assert_close(&got, &cpu(&a, &b, m, k, n), &format!("{m}x{k}x{n}"));
     }
