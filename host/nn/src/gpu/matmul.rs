@@ -340,7 +340,7 @@ impl Gpu {
                 });
                 pass.set_bind_group(0, &group, &[]);
                 if few {
-                    pass.dispatch_workgroups(p.cols.div_ceil(self.gemv_columns()) as u32, 1, 1);
+                    pass.dispatch_workgroups(p.cols.div_ceil(self.gemv_width()) as u32, 1, 1);
                 } else {
                     pass.dispatch_workgroups(
                         p.cols.div_ceil(TILE) as u32,

@@ -99,6 +99,7 @@ impl Gemv {
         }
     }
 }
+
 /// Rows and columns of C per workgroup (`matmul.wgsl`'s `TILE_M`/`TILE_N`).
 const TILE: usize = 64;
 /// Threads per workgroup (16 x 16) and the workgroup memory they share

@@ -214,7 +214,7 @@ impl Gpu {
     }
 
     /// Columns of C per workgroup of the `gemv` kernel in use.
-    pub(super) fn gemv_columns(&self) -> usize {
+    pub(super) fn gemv_width(&self) -> usize {
         self.gemv.columns()
     }
 
@@ -286,7 +286,7 @@ impl<'a> Program<'a> {
                 ],
                 params: [rows, k, cols, n, col0, 0, 0, 0].map(|x| x as u32),
                 groups: if few {
-                    [cols.div_ceil(self.gpu.gemv_columns()) as u32, 1]
+                    [cols.div_ceil(self.gpu.gemv_width()) as u32, 1]
                 } else {
                     [cols.div_ceil(TILE) as u32, rows.div_ceil(TILE) as u32]
                 },
@@ -314,7 +314,7 @@ impl<'a> Program<'a> {
         let few = m <= GEMV_ROWS;
         let tiles_m = m.div_ceil(TILE);
         let groups = if few {
-            [n.div_ceil(self.gpu.gemv_columns()), batches]
+            [n.div_ceil(self.gpu.gemv_width()), batches]
         } else {
             [n.div_ceil(TILE), batches * tiles_m]
         };

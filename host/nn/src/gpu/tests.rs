@@ -20,6 +20,15 @@ pub(crate) fn own(max_buffer: Option<u64>) -> Arc<Gpu> {
     Arc::new(gpu.unwrap_or_else(|e| panic!("the GPU tests need an adapter: {e}")))
 }
 
+/// A separate `Gpu` that runs products of a few rows with the split-k
+/// `gemv` whatever its device (a software one picks the other): how a
+/// hardware GPU runs a decoder, on the CI's llvmpipe.
+pub(crate) fn split_gemv() -> Arc<Gpu> {
+    let mut gpu = Gpu::new().unwrap_or_else(|e| panic!("the GPU tests need an adapter: {e}"));
+    gpu.gemv = super::Gemv::Split;
+    Arc::new(gpu)
+}
+
 /// Held by tests that upload counted weights or read the count, so
 /// that their counts are exact while other tests run in parallel.
 pub(crate) fn counted_uploads() -> std::sync::MutexGuard<'static, ()> {

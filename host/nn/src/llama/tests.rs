@@ -93,6 +93,52 @@ fn on_the_gpu_passes_and_a_growing_cache_change_nothing() {
     assert_eq!(device.work_bytes(), before);
 }
 
+/// On a GPU that runs the split-k `gemv` (hardware GPUs do; CI's llvmpipe
+/// runs the one-thread-per-column kernel unless told), a prompt and then
+/// single tokens, alone and two sessions joined (products of 2 rows),
+/// pick llama.cpp's tokens.
+#[test]
+fn with_the_split_gemv_decoding_picks_llama_cpps_tokens() {
+    let _device = on_the_device();
+    let bytes = smollm2();
+    let gpu = Llama::load_for(&bytes, Some(Ok(crate::gpu::tests::split_gemv()))).unwrap();
+    let mut single = gpu.session();
+    let mut pair: Vec<Box<dyn Session>> = vec![gpu.session(), gpu.session()];
+    // The France prompt of tests/data/smollm2_reference.json, then
+    // llama.cpp's answer.
+    let prompt: Vec<i64> = vec![
+        1, 4093, 198, 1780, 314, 260, 3575, 282, 4649, 47, 2, 198, 1, 520, 9531, 198,
+    ];
+    let ids = |ids: &[i64]| {
+        vec![(
+            "input_ids".to_string(),
+            Tensor::from_i64(vec![ids.len()], ids),
+        )]
+    };
+    let pick = |out: &[(String, Tensor)]| argmax(&out[0].1.to_f32().unwrap()) as i64;
+    let llama_cpp = [504, 3575, 282, 4649];
+    let mut alone = vec![pick(&single.compute(&ids(&prompt)).unwrap())];
+    let mut both = vec![pick(&pair[0].compute(&ids(&prompt)).unwrap())];
+    assert_eq!(pick(&pair[1].compute(&ids(&prompt)).unwrap()), both[0]);
+    for _ in 1..llama_cpp.len() {
+        let last = *alone.last().unwrap();
+        alone.push(pick(&single.compute(&ids(&[last])).unwrap()));
+        let step = ids(&[*both.last().unwrap()]);
+        let inputs = [step.clone(), step];
+        let outs = gpu.compute_joined(&mut joined(&mut pair, &inputs));
+        let picks: Vec<i64> = outs.iter().map(|o| pick(o.as_ref().unwrap())).collect();
+        assert_eq!(
+            picks[0], picks[1],
+            "joined sessions in the same place agree"
+        );
+        both.push(picks[0]);
+    }
+    assert_eq!(
+        (alone.as_slice(), both.as_slice()),
+        (&llama_cpp[..], &llama_cpp[..])
+    );
+}
+
 /// A pass that fails on the device moves the session to the CPU, which
 /// first runs the tokens seen so far: from then on its logits are the
 /// CPU path's, bit for bit.
