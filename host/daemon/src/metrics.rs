@@ -195,6 +195,7 @@ pub fn render_inference(nn: &weft_runtime::EngineBackend, out: &mut String) {
         stats.engine_calls.load(Ordering::Relaxed),
     );
     if let Some(gpu) = weft_nn::gpu::Gpu::if_started() {
+        let times = gpu.pass_times();
         let _ = write!(
             out,
             "# HELP weft_gpu_matmuls_total Matrix products run on the GPU (models and trainers).\n\
@@ -202,10 +203,19 @@ pub fn render_inference(nn: &weft_runtime::EngineBackend, out: &mut String) {
              # HELP weft_gpu_round_trips_total Submissions to the GPU waited for and read back (one per ONNX call or decoder pass kept on the device).\n\
              # TYPE weft_gpu_round_trips_total counter\nweft_gpu_round_trips_total {}\n\
              # HELP weft_gpu_work_bytes Bytes held on the GPU by live decoder sessions (KV caches, activations).\n\
-             # TYPE weft_gpu_work_bytes gauge\nweft_gpu_work_bytes {}\n",
+             # TYPE weft_gpu_work_bytes gauge\nweft_gpu_work_bytes {}\n\
+             # HELP weft_gpu_dispatches_total Kernel dispatches those submissions recorded.\n\
+             # TYPE weft_gpu_dispatches_total counter\nweft_gpu_dispatches_total {}\n\
+             # HELP weft_gpu_record_seconds_total Host time spent recording and submitting them.\n\
+             # TYPE weft_gpu_record_seconds_total counter\nweft_gpu_record_seconds_total {}\n\
+             # HELP weft_gpu_wait_seconds_total Time spent waiting for the GPU to run them and reading back.\n\
+             # TYPE weft_gpu_wait_seconds_total counter\nweft_gpu_wait_seconds_total {}\n",
             gpu.matmuls(),
             gpu.round_trips(),
-            gpu.work_bytes()
+            gpu.work_bytes(),
+            times.dispatches,
+            times.recording.as_secs_f64(),
+            times.waiting.as_secs_f64(),
         );
     }
 }

@@ -218,6 +218,17 @@ async fn embed_on_the_gpu_matches_onnxruntime() {
         metric(&metrics, "weft_gpu_round_trips_total") >= 1,
         "{metrics}"
     );
+    // Where those submissions spent their time, host and device.
+    assert!(
+        metric(&metrics, "weft_gpu_dispatches_total") >= 100,
+        "{metrics}"
+    );
+    for timed in [
+        "weft_gpu_record_seconds_total",
+        "weft_gpu_wait_seconds_total",
+    ] {
+        assert!(metric_f64(&metrics, timed) > 0.0, "{timed}: {metrics}");
+    }
 }
 
 /// Concurrent generations share the decoder's passes (their calls join, each
@@ -272,6 +283,10 @@ async fn generate_on_the_gpu_answers_as_llama_cpp() {
 
 /// The value of the unlabelled metric `name` in a `/metrics` page.
 fn metric(metrics: &str, name: &str) -> u64 {
+    metric_f64(metrics, name) as u64
+}
+
+fn metric_f64(metrics: &str, name: &str) -> f64 {
     metrics
         .lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
