@@ -11,7 +11,9 @@
 #     model on the GPU: cross-instance batching on vs off, and the Wasm boundary.
 # Usage: bash benches/gpu.sh   after `cargo xtask models`, `cargo xtask plugins`
 # and `cargo build -p weft-nn --example nn_bench --example gpus -p weft-benches
-# --examples` (dev profile: weft-nn is optimised there). BIN, PY and
+# --examples` (dev profile: weft-nn is optimised there). The PyTorch row
+# needs a PY with torch (CUDA), transformers and safetensors, which the
+# models' venv lacks: that step alone fails without them. BIN, PY and
 # CARGO_TARGET_DIR move the binaries, the Python and the models; the raw
 # output lands in $RESULTS (default target/gpu-bench). On a machine without
 # a GPU it runs on llvmpipe (slowly: set ROWS=32).
@@ -45,7 +47,7 @@ step "$BIN/nn_bench" gpu-matmul 256 1024 2048 4096
 step env TARGET=gpu "$BIN/nn_bench" minilm $M/minilm/model.onnx "$IDS" 1 32
 step env TARGET=gpu WEFT_NN_ONNX_RESIDENT=0 "$BIN/nn_bench" minilm $M/minilm/model.onnx "$IDS" 1 32
 step env TARGET=gpu ROUNDS="${SERVE_ROUNDS:-6}" CALLS="${SERVE_CALLS:-20}" "$BIN/nn_serving"
-step env DEVICE=gpu ROUNDS="${GEN_ROUNDS:-3}" "$BIN/generate_serving"
+step env DEVICE=gpu TOKENS="${GEN_TOKENS:-16}" ROUNDS="${GEN_ROUNDS:-1}" "$BIN/generate_serving"
 step "$BIN/nn_bench" minilm $M/minilm/model.onnx "$IDS" 1 32
 step $PY benches/nn_baseline.py ort $M/minilm/model.onnx "$IDS" "$(nproc)" 1 32
 step $PY benches/nn_baseline.py torch $M/minilm "$IDS" 1 32

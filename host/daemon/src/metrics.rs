@@ -204,11 +204,11 @@ pub fn render_inference(nn: &weft_runtime::EngineBackend, out: &mut String) {
              # TYPE weft_gpu_round_trips_total counter\nweft_gpu_round_trips_total {}\n\
              # HELP weft_gpu_work_bytes Bytes held on the GPU by live decoder sessions (KV caches, activations).\n\
              # TYPE weft_gpu_work_bytes gauge\nweft_gpu_work_bytes {}\n\
-             # HELP weft_gpu_dispatches_total Kernel dispatches those submissions recorded.\n\
+             # HELP weft_gpu_dispatches_total Kernel dispatches of the programs among them (decoder passes, ONNX calls kept on the device).\n\
              # TYPE weft_gpu_dispatches_total counter\nweft_gpu_dispatches_total {}\n\
-             # HELP weft_gpu_record_seconds_total Host time spent recording and submitting them.\n\
+             # HELP weft_gpu_record_seconds_total Host time those programs spent recording and submitting.\n\
              # TYPE weft_gpu_record_seconds_total counter\nweft_gpu_record_seconds_total {}\n\
-             # HELP weft_gpu_wait_seconds_total Time spent waiting for the GPU to run them and reading back.\n\
+             # HELP weft_gpu_wait_seconds_total Time those programs spent waiting for the GPU and reading back.\n\
              # TYPE weft_gpu_wait_seconds_total counter\nweft_gpu_wait_seconds_total {}\n",
             gpu.matmuls(),
             gpu.round_trips(),

@@ -134,6 +134,8 @@ pub(crate) enum UnaryOp {
     Reciprocal = 9,
     Abs = 10,
     Log = 11,
+    Cos = 13,
+    Sin = 14,
 }
 
 impl UnaryOp {
@@ -155,6 +157,8 @@ impl UnaryOp {
             "Reciprocal" => Self::Reciprocal,
             "Abs" => Self::Abs,
             "Log" => Self::Log,
+            "Cos" => Self::Cos,
+            "Sin" => Self::Sin,
             _ => return None,
         })
     }

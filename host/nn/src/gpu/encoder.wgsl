@@ -183,7 +183,8 @@ fn softmax(
 
 // ---- unary: out[i] = f(x[i]), f by `op`: 0 Relu, 1 Sigmoid, 2 Tanh,
 // 3 Erf, 4 Gelu (exact), 5 Gelu (tanh), 6 Exp, 7 Sqrt, 8 Neg,
-// 9 Reciprocal, 10 Abs, 11 Log, 12 Clip (to [lo, hi]; NaN stays NaN).
+// 9 Reciprocal, 10 Abs, 11 Log, 12 Clip (to [lo, hi]; NaN stays NaN),
+// 13 Cos, 14 Sin.
 
 struct UnaryParams {
     count: u32,
@@ -204,6 +205,27 @@ struct UnaryParams {
 // tanh for any x (the built-in may give inf / inf past ~±44).
 fn tanh_any(x: f32) -> f32 {
     return tanh(clamp(x, -15.0, 15.0));
+}
+
+// sin(x) when `quarter` is 0, cos(x) when 1: x reduced to r in
+// [-pi/4, pi/4] by quarter turns (pi/2 in three parts, exact products
+// for |x| up to ~1e4), then Cephes' sinf/cosf polynomials on r. The
+// built-ins are only required to be accurate to 2^-11 in [-pi, pi]
+// (rotary angles reach thousands of radians). Within 1e-6 of the CPU
+// path for |x| up to ~1e4.
+fn sin_cos(x: f32, quarter: i32) -> f32 {
+    let q = round(x * 0.63661977236758134);
+    let r = ((x - q * 1.5703125) - q * 4.837512969970703125e-4) - q * 7.54978995489188216e-8;
+    let z = r * r;
+    let s = r + r * z * (-1.6666654611e-1 + z * (8.3321608736e-3 + z * -1.9515295891e-4));
+    let c = 1.0 - 0.5 * z + z * z * (4.166664568298827e-2 + z * (-1.388731625493765e-3 + z * 2.443315711809948e-5));
+    // The quadrant of x (+1 for cos): sin r, cos r, -sin r, -cos r.
+    let k = (i32(q) + quarter) & 3;
+    var v = select(s, c, (k & 1) == 1);
+    v = select(v, -v, k >= 2);
+    // NaN for infinities and NaN (told by their exponent bits: a compiler
+    // may fold x - x to 0).
+    return select(v, nan(), (bitcast<u32>(x) & 0x7f800000u) == 0x7f800000u);
 }
 
 @compute @workgroup_size(64, 1, 1)
@@ -240,6 +262,8 @@ fn unary(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups)
                 r = select(x, bitcast<f32>(un_p.lo), x < bitcast<f32>(un_p.lo));
                 r = select(r, bitcast<f32>(un_p.hi), r > bitcast<f32>(un_p.hi));
             }
+            case 13u: { r = sin_cos(x, 1); }
+            case 14u: { r = sin_cos(x, 0); }
             default: {}
         }
         un_out[i] = r;

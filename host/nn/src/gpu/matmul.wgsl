@@ -165,18 +165,29 @@ fn gemv_split(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id
     let a0 = wg.y * p.a_batch;
     let b0 = wg.y * p.b_batch;
     let c0 = wg.y * p.m * p.ldc;
-    var acc = array<f32, 4>(0.0, 0.0, 0.0, 0.0);
+    // One accumulator per row, each named (an array indexed by a loop
+    // bound only known at run time may be kept in memory, not registers);
+    // the row tests are uniform across the workgroup.
+    var acc0 = 0.0;
+    var acc1 = 0.0;
+    var acc2 = 0.0;
+    var acc3 = 0.0;
     if (col < p.n) {
         for (var kk = slice; kk < p.k; kk = kk + GEMV_SLICES) {
             let w = b[b0 + kk * p.n + col];
-            for (var r = 0u; r < p.m; r = r + 1u) {
-                acc[r] = fma(a[a0 + r * p.k + kk], w, acc[r]);
-            }
+            let at = a0 + kk;
+            if (p.m > 0u) { acc0 = fma(a[at], w, acc0); }
+            if (p.m > 1u) { acc1 = fma(a[at + p.k], w, acc1); }
+            if (p.m > 2u) { acc2 = fma(a[at + 2u * p.k], w, acc2); }
+            if (p.m > 3u) { acc3 = fma(a[at + 3u * p.k], w, acc3); }
         }
     }
-    for (var r = 0u; r < GEMV_MAX_ROWS; r = r + 1u) {
-        partial[(r * GEMV_SLICES + slice) * GEMV_COLS + lid.x] = acc[r];
-    }
+    let mine = slice * GEMV_COLS + lid.x;
+    let row = GEMV_SLICES * GEMV_COLS;
+    partial[mine] = acc0;
+    partial[row + mine] = acc1;
+    partial[2u * row + mine] = acc2;
+    partial[3u * row + mine] = acc3;
     workgroupBarrier();
     // Thread (x, r) sums row r's slices of column x.
     let r = slice;

@@ -146,8 +146,15 @@ fn resident_weights_match_and_are_counted() {
 fn splits_work_to_fit_the_device_limits() {
     // 16 KiB buffers, two workgroups per dispatch (32 columns of `gemv`'s,
     // 128 rows of the tiled kernel's): weights in column panels, A in row
-    // chunks.
-    let gpu = Gpu::limited(16 << 10, 2).unwrap();
+    // chunks. With either `gemv` kernel.
+    for kind in [super::Gemv::Columns, super::Gemv::Split] {
+        let mut gpu = Gpu::limited(16 << 10, 2).unwrap();
+        gpu.gemv = kind;
+        splits_to_fit(&gpu);
+    }
+}
+
+fn splits_to_fit(gpu: &Gpu) {
     for (i, (m, k, n)) in [
         (17, 33, 65),
         (100, 257, 3),

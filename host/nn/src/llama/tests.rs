@@ -101,7 +101,8 @@ fn on_the_gpu_passes_and_a_growing_cache_change_nothing() {
 fn with_the_split_gemv_decoding_picks_llama_cpps_tokens() {
     let _device = on_the_device();
     let bytes = smollm2();
-    let gpu = Llama::load_for(&bytes, Some(Ok(crate::gpu::tests::split_gemv()))).unwrap();
+    let device = crate::gpu::tests::split_gemv();
+    let gpu = Llama::load_for(&bytes, Some(Ok(device.clone()))).unwrap();
     let mut single = gpu.session();
     let mut pair: Vec<Box<dyn Session>> = vec![gpu.session(), gpu.session()];
     // The France prompt of tests/data/smollm2_reference.json, then
@@ -137,6 +138,9 @@ fn with_the_split_gemv_decoding_picks_llama_cpps_tokens() {
         (alone.as_slice(), both.as_slice()),
         (&llama_cpp[..], &llama_cpp[..])
     );
+    // On the device, not the CPU it falls back to: 3 prompts, 3 single
+    // steps and 3 joined ones, each one pass.
+    assert_eq!(device.pass_times().programs, 9);
 }
 
 /// A pass that fails on the device moves the session to the CPU, which

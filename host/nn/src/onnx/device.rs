@@ -357,7 +357,7 @@ impl<'g> OnDevice<'g> {
                 })
             }
             "Relu" | "Sigmoid" | "Tanh" | "Erf" | "Gelu" | "Exp" | "Sqrt" | "Neg"
-            | "Reciprocal" | "Abs" | "Log"
+            | "Reciprocal" | "Abs" | "Log" | "Cos" | "Sin"
                 if on_device(0) =>
             {
                 let op = UnaryOp::of(&p.op_type, || node.string("approximate", "none"))?;

@@ -612,5 +612,44 @@ fn a_decomposed_rms_norm_reductions_and_powers_run_on_the_device_as_on_the_cpu()
     );
 }
 
+#[test]
+fn rotary_cos_and_sin_run_on_the_device_as_on_the_cpu() {
+    // Angles as a rotary embedding makes them (positions times inverse
+    // frequencies), up to thousands of radians, then their cosines and
+    // sines; and of infinities and NaN (x / 0, 0 / 0). The positions go
+    // up by a product by the identity (exact, as the angles must be: at
+    // 4000 radians one rounding apart is 5e-4 of a sine apart).
+    let mut g = GraphWriter::new("rotary");
+    g.node("MatMul", &["x", "eye"], &["p"], "up", &[]);
+    g.node("Unsqueeze", &["p", "last"], &["p1"], "p1", &[]);
+    g.node("Mul", &["p1", "freqs"], &["angles"], "angles", &[]);
+    g.node("Cos", &["angles"], &["c"], "cos", &[]);
+    g.node("Sin", &["angles"], &["s"], "sin", &[]);
+    g.node("Sub", &["angles", "angles"], &["z"], "zero", &[]);
+    g.node("Div", &["angles", "z"], &["odd"], "inf_and_nan", &[]);
+    g.node("Cos", &["odd"], &["co"], "cos_odd", &[]);
+    g.node("Sin", &["odd"], &["so"], "sin_odd", &[]);
+    let freqs: Vec<f32> = (0..4).map(|i| 10_f32.powf(2.0 - i as f32)).collect();
+    g.initializer("freqs", &[4], &freqs);
+    let eye: Vec<f32> = (0..9).map(|i| f32::from(i % 4 == 0)).collect();
+    g.initializer("eye", &[3, 3], &eye);
+    g.initializer_i64("last", &[1], &[-1]);
+    g.input("x", &["5", "3"]);
+    for o in ["c", "s", "co", "so"] {
+        g.output(o, &[]);
+    }
+    let bytes = g.finish("weft-nn tests", 17);
+    let gpu = crate::gpu::tests::own(None);
+    // Positions 0..=40 (one row at 0: 0 / 0 is NaN there, x / 0 ±inf elsewhere).
+    let x: Vec<f32> = (0..15).map(|i| (i * 3 % 41) as f32).collect();
+    let x = [("x".into(), Tensor::from_f32(vec![5, 3], &x))];
+    matches_the_cpu(&bytes, &gpu, &x);
+    assert_eq!(
+        (gpu.matmuls(), gpu.round_trips()),
+        (1, 1),
+        "all on the device"
+    );
+}
+
 mod cnn;
 mod select;
