@@ -162,10 +162,9 @@ pub struct Gpu {
     queue: wgpu::Queue,
     adapter: AdapterSummary,
     pipeline: wgpu::ComputePipeline,
-    /// `matmul.wgsl`'s `gemv` kernels, for products of a few rows, and
-    /// the one that runs them.
-    gemv_columns: wgpu::ComputePipeline,
-    gemv_split: wgpu::ComputePipeline,
+    /// The `matmul.wgsl` `gemv` kernel that runs products of a few rows
+    /// (the one alone is compiled), and which one it is.
+    gemv_pipeline: wgpu::ComputePipeline,
     gemv: Gemv,
     layout: wgpu::BindGroupLayout,
     /// Bytes one buffer (and so one binding) may hold.
@@ -285,6 +284,12 @@ impl Gpu {
     }
 
     fn new() -> Result<Self, NnError> {
+        Self::with_gemv(None)
+    }
+
+    /// [`Gpu::new`] running the few-row products with `gemv`, or with
+    /// the kernel its device calls for (see [`Gemv::for_device`]).
+    fn with_gemv(gemv: Option<Gemv>) -> Result<Self, NnError> {
         let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
         // Vulkan, Metal and DX12: GL is not compiled in (on Linux its
         // llvmpipe would shadow the Vulkan one).
@@ -419,9 +424,8 @@ impl Gpu {
                 cache: None,
             })
         };
-        let pipeline = entry("main");
-        let gemv_columns = entry(Gemv::Columns.entry_point());
-        let gemv_split = entry(Gemv::Split.entry_point());
+        let gemv = gemv.unwrap_or_else(|| Gemv::for_device(info.device_type));
+        let (pipeline, gemv_pipeline) = (entry("main"), entry(gemv.entry_point()));
         if let Some(e) = block_on(scope.pop()) {
             return Err(runtime(format!(
                 "compiling weft-nn's matmul kernel on {summary}: {e}"
@@ -437,9 +441,8 @@ impl Gpu {
             queue,
             adapter: summary,
             pipeline,
-            gemv_columns,
-            gemv_split,
-            gemv: Gemv::for_device(info.device_type),
+            gemv_pipeline,
+            gemv,
             layout,
             max_buffer,
             max_groups: limits.max_compute_workgroups_per_dimension as usize,
@@ -463,8 +466,8 @@ impl Gpu {
     /// `max_buffer` bytes per buffer and `max_groups` workgroups per
     /// dispatch dimension: the tests of chunking and panels.
     #[cfg(test)]
-    fn limited(max_buffer: u64, max_groups: usize) -> Result<Self, NnError> {
-        let mut gpu = Self::new()?;
+    fn limited(max_buffer: u64, max_groups: usize, gemv: Option<Gemv>) -> Result<Self, NnError> {
+        let mut gpu = Self::with_gemv(gemv)?;
         gpu.max_buffer = max_buffer;
         gpu.max_groups = max_groups;
         Ok(gpu)

@@ -206,10 +206,10 @@ impl Gpu {
     /// `matmul.wgsl`'s kernel for a product of `few` rows (a `gemv`) or
     /// more (64 x 64 tiles).
     pub(super) fn product_kernel(&self, few: bool) -> &wgpu::ComputePipeline {
-        match (few, self.gemv) {
-            (false, _) => &self.pipeline,
-            (true, super::Gemv::Columns) => &self.gemv_columns,
-            (true, super::Gemv::Split) => &self.gemv_split,
+        if few {
+            &self.gemv_pipeline
+        } else {
+            &self.pipeline
         }
     }
 

@@ -14,7 +14,7 @@ pub(crate) fn gpu() -> Arc<Gpu> {
 /// with buffers of at most `max_buffer` bytes when given.
 pub(crate) fn own(max_buffer: Option<u64>) -> Arc<Gpu> {
     let gpu = match max_buffer {
-        Some(bytes) => Gpu::limited(bytes, 65_535),
+        Some(bytes) => Gpu::limited(bytes, 65_535, None),
         None => Gpu::new(),
     };
     Arc::new(gpu.unwrap_or_else(|e| panic!("the GPU tests need an adapter: {e}")))
@@ -24,9 +24,8 @@ pub(crate) fn own(max_buffer: Option<u64>) -> Arc<Gpu> {
 /// `gemv` whatever its device (a software one picks the other): how a
 /// hardware GPU runs a decoder, on the CI's llvmpipe.
 pub(crate) fn split_gemv() -> Arc<Gpu> {
-    let mut gpu = Gpu::new().unwrap_or_else(|e| panic!("the GPU tests need an adapter: {e}"));
-    gpu.gemv = super::Gemv::Split;
-    Arc::new(gpu)
+    let gpu = Gpu::with_gemv(Some(super::Gemv::Split));
+    Arc::new(gpu.unwrap_or_else(|e| panic!("the GPU tests need an adapter: {e}")))
 }
 
 /// Held by tests that upload counted weights or read the count, so
@@ -96,8 +95,7 @@ fn both_gemv_kernels_match_the_cpu_kernel() {
     // be right wherever it runs. k and n off the 16-wide slices and
     // columns, 1 to 4 rows, panels of both widths.
     for kind in [super::Gemv::Columns, super::Gemv::Split] {
-        let mut gpu = Gpu::new().unwrap();
-        gpu.gemv = kind;
+        let gpu = Gpu::with_gemv(Some(kind)).unwrap();
         for (i, (m, k, n)) in [
             (1, 1, 1),
             (1, 577, 49),
@@ -148,9 +146,7 @@ fn splits_work_to_fit_the_device_limits() {
     // 128 rows of the tiled kernel's): weights in column panels, A in row
     // chunks. With either `gemv` kernel.
     for kind in [super::Gemv::Columns, super::Gemv::Split] {
-        let mut gpu = Gpu::limited(16 << 10, 2).unwrap();
-        gpu.gemv = kind;
-        splits_to_fit(&gpu);
+        splits_to_fit(&Gpu::limited(16 << 10, 2, Some(kind)).unwrap());
     }
 }
 
