@@ -173,15 +173,28 @@ pub(crate) enum ReduceOp {
     Max = 2,
     /// The largest value that is not NaN, -inf if none (`GlobalMaxPool`).
     MaxSkippingNan = 3,
+    /// NaN where the row has one (`ReduceMin`).
+    Min = 4,
+    SumSquare = 5,
+    L1 = 6,
+    L2 = 7,
+    LogSum = 8,
+    LogSumExp = 9,
 }
 
 impl ReduceOp {
-    /// The ONNX operator of that name.
+    /// The ONNX operator of that name (all but `ReduceProd`).
     pub(crate) fn of(op: &str) -> Option<Self> {
         Some(match op {
             "ReduceSum" => Self::Sum,
             "ReduceMean" => Self::Mean,
             "ReduceMax" => Self::Max,
+            "ReduceMin" => Self::Min,
+            "ReduceSumSquare" => Self::SumSquare,
+            "ReduceL1" => Self::L1,
+            "ReduceL2" => Self::L2,
+            "ReduceLogSum" => Self::LogSum,
+            "ReduceLogSumExp" => Self::LogSumExp,
             _ => return None,
         })
     }
@@ -219,6 +232,9 @@ pub(crate) enum WindowOp<'b> {
         bias: Option<&'b Buffer>,
         out_channels: usize,
         groups: usize,
+        /// `ConvTranspose`: weights `[c, m / groups, kh, kw]`, each input
+        /// spread over the outputs its taps reach (gathered per output).
+        transposed: bool,
     },
     MaxPool,
     AveragePool {
@@ -339,7 +355,14 @@ impl<'a> Program<'a> {
                 bias,
                 out_channels,
                 groups,
-            } => (out_channels, groups.max(1), 0, bias, Some(w)),
+                transposed,
+            } => (
+                out_channels,
+                groups.max(1),
+                if transposed { 3 } else { 0 },
+                bias,
+                Some(w),
+            ),
             WindowOp::MaxPool => (s.c, s.c, 1, None, None),
             WindowOp::AveragePool { .. } => (s.c, s.c, 2, None, None),
         };

@@ -437,12 +437,18 @@ fn strided(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
     }
 }
 
-// ---- reduce_rows: out[r] = sum, mean or max (op 0, 1, 2; 3 a max that
-// skips NaN) of row r of `d` floats, one workgroup per row.
+// ---- reduce_rows: out[r] = a reduction of row r of `d` floats, one
+// workgroup per row: sum, mean or max (ops 0, 1, 2; 3 a max that skips
+// NaN), min (4), sum of squares (5), L1 and L2 norms (6, 7), log of the
+// sum (8) and log-sum-exp (9).
 
 @group(0) @binding(0) var<storage, read> red_x: array<f32>;
 @group(0) @binding(1) var<storage, read_write> red_out: array<f32>;
 @group(0) @binding(2) var<uniform> red_p: NormParams;
+
+fn is_nan_bits(v: f32) -> bool {
+    return (bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u;
+}
 
 @compute @workgroup_size(64, 1, 1)
 fn reduce_rows(
@@ -458,40 +464,75 @@ fn reduce_rows(
     let at = row * d;
     // (`eps` holds the op here.)
     let op = red_p.eps;
-    if (op >= 2u) {
-        // The largest value that is not NaN (-inf if none), and whether
-        // there was a NaN (found by its bits: WGSL's `max` and
-        // comparisons may ignore NaN). Op 2 (ReduceMax) gives NaN then,
-        // op 3 (GlobalMaxPool) skips it.
+    if (op == 2u || op == 3u || op == 4u || op == 9u) {
+        // The largest value that is not NaN (-inf if none; of the
+        // negated values for a min), and whether there was a NaN (found
+        // by its bits: WGSL's `max` and comparisons may ignore NaN).
+        // Ops 2 and 4 (ReduceMax, ReduceMin) give NaN then, op 3
+        // (GlobalMaxPool) skips it, op 9 sums it in below.
+        let sign = select(1.0, -1.0, op == 4u);
         var best = bitcast<f32>(0xff800000u);
         var nans = 0.0;
         for (var i = lid; i < d; i = i + THREADS) {
             let v = red_x[at + i];
-            if ((bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u) {
+            if (is_nan_bits(v)) {
                 nans = nans + 1.0;
             } else {
-                best = max(best, v);
+                best = max(best, sign * v);
             }
         }
         let top = workgroup_max(lid, best);
         let any_nan = workgroup_sum(lid, nans);
+        if (op != 9u) {
+            if (lid == 0u) {
+                red_out[row] = select(sign * top, nan(), op != 3u && any_nan > 0.0);
+            }
+            return;
+        }
+        // log-sum-exp: the largest value plus the log of the sum of the
+        // exponentials of what each is short of it (an infinite largest
+        // value is the answer itself).
+        var sum = 0.0;
+        for (var i = lid; i < d; i = i + THREADS) {
+            sum = sum + exp(red_x[at + i] - top);
+        }
+        let total = workgroup_sum(lid, sum);
         if (lid == 0u) {
-            red_out[row] = select(top, nan(), op == 2u && any_nan > 0.0);
+            var r = top;
+            if ((bitcast<u32>(top) & 0x7fffffffu) < 0x7f800000u) {
+                r = top + log(total);
+            }
+            red_out[row] = select(r, nan(), any_nan > 0.0);
         }
         return;
     }
     var sum = 0.0;
     for (var i = lid; i < d; i = i + THREADS) {
-        sum = sum + red_x[at + i];
+        let v = red_x[at + i];
+        if (op == 5u || op == 7u) {
+            sum = sum + v * v;
+        } else if (op == 6u) {
+            sum = sum + abs(v);
+        } else {
+            sum = sum + v;
+        }
     }
     let total = workgroup_sum(lid, sum);
     if (lid == 0u) {
-        red_out[row] = select(total, total / f32(d), op == 1u);
+        var r = total;
+        if (op == 1u) {
+            r = total / f32(d);
+        } else if (op == 7u) {
+            r = sqrt(total);
+        } else if (op == 8u) {
+            r = log(total);
+        }
+        red_out[row] = r;
     }
 }
 
-// ---- window: 2-D convolution (mode 0) or max / average pooling (modes
-// 1, 2) over NCHW (1-D as a height of 1), one output element per thread.
+// ---- window: 2-D convolution (mode 0), max / average pooling (modes
+// 1, 2) or transposed convolution (mode 3; weights `[c, mg, kh, kw]`) over NCHW (1-D as a height of 1), one output element per thread.
 // `win_meta` (i32s): 0 n, 1 c, 2 h, 3 w, 4 m (output channels), 5 cg
 // (input channels per group), 6 mg (output channels per group), 7 kh,
 // 8 kw, 9 oh, 10 ow, 11 sh, 12 sw (strides), 13 dh, 14 dw (dilations),
@@ -529,6 +570,40 @@ fn window(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
         let x0 = ox * win_meta[12] - win_meta[16];
         let dh = win_meta[13];
         let dw = win_meta[14];
+        if (mode == 3) {
+            // Transposed: input (iy, ix) and tap (ky, kx) add to output
+            // (iy · sh + ky · dh − ph, ...), so an output gathers the
+            // taps whose distance back from it the stride divides.
+            let g = oc / mg;
+            let mo = oc - g * mg;
+            let sh = win_meta[11];
+            let sw = win_meta[12];
+            var acc = 0.0;
+            for (var ci = 0; ci < cg; ci = ci + 1) {
+                let cin = g * cg + ci;
+                let plane = (b * c + cin) * h;
+                let taps = (cin * mg + mo) * kh;
+                for (var ky = 0; ky < kh; ky = ky + 1) {
+                    let ty = oy + win_meta[15] - ky * dh;
+                    if (ty < 0 || ty % sh != 0 || ty / sh >= h) {
+                        continue;
+                    }
+                    let row = (plane + ty / sh) * w;
+                    let wrow = (taps + ky) * kw;
+                    for (var kx = 0; kx < kw; kx = kx + 1) {
+                        let tx = ox + win_meta[16] - kx * dw;
+                        if (tx >= 0 && tx % sw == 0 && tx / sw < w) {
+                            acc = acc + win_x[row + tx / sw] * win_w[wrow + kx];
+                        }
+                    }
+                }
+            }
+            if (win_meta[20] != 0) {
+                acc = acc + win_bias[oc];
+            }
+            win_out[i] = acc;
+            continue;
+        }
         if (mode == 0) {
             let g = oc / mg;
             var acc = 0.0;

@@ -5,10 +5,10 @@
 //! two activations (`products.rs`), `Add`/`Sub`/`Mul`/`Div`/`Pow` (a row
 //! or scalar operand at once, any other broadcast after a strided copy),
 //! `Relu`, `Sigmoid`, `Tanh`, `Erf`, `Gelu`, `Exp`, `Sqrt`, `Neg`,
-//! `Reciprocal`, `Abs`, `Log` and `Clip`, `ReduceSum`, `ReduceMean`
-//! and `ReduceMax`, `LayerNormalization` and `Softmax` over the last
-//! axis (so RMSNorm as exporters write it stays there), a CNN's `Conv`,
-//! `MaxPool`, `AveragePool`, global pools and inference
+//! `Reciprocal`, `Abs`, `Log`, `Cos`, `Sin` and `Clip`, every `Reduce*`
+//! but `ReduceProd` over any axes, `LayerNormalization` and `Softmax`
+//! over the last axis (so RMSNorm as exporters write it stays there), a CNN's `Conv`,
+//! `ConvTranspose`, `MaxPool`, `AveragePool`, global pools and inference
 //! `BatchNormalization` over one or two spatial axes (`cnn.rs`), `Where`
 //! (a host condition) and `Gather` (host indices) (`select.rs`), the fused
 //! `WeftLayerNorm`, `WeftGelu` and `WeftAttention`, `Transpose`, `Slice`,
@@ -18,7 +18,8 @@
 //! its shape, with nothing read back.
 //!
 //! A node is recorded when one of its data inputs is already on the
-//! device (or, for a product or a `Conv`, whenever its weight is). The f32
+//! device (or, for a product or a `Conv`, whenever its weight is); the
+//! call's f32 inputs are, from the start (`hold_inputs`). The f32
 //! initializers such nodes read (biases, norm weights, scalars) went up
 //! once at load with the weights (`weights.rs`); other host operands (a
 //! mask computed on the CPU, the first activations) go up with the
@@ -116,6 +117,26 @@ impl<'g> OnDevice<'g> {
         })
     }
 
+    /// Puts the call's f32 inputs named in `names` on the device (they go
+    /// up with the first submission), so that what reads them runs there
+    /// from the first node on; their host copies stay for the nodes the
+    /// CPU runs, which thus read nothing back.
+    pub(super) fn hold_inputs<'n>(
+        &mut self,
+        names: impl IntoIterator<Item = &'n str>,
+        host: &HashMap<&str, Arc<Value>>,
+    ) -> Result<(), NnError> {
+        for name in names {
+            if let Some(op @ Operand::Host(_, v)) = self.operand(name, host)
+                && v.len() > 0
+            {
+                let d = self.up(op)?;
+                self.values.insert(name.to_string(), d);
+            }
+        }
+        Ok(())
+    }
+
     /// Whether `name` is on the device.
     pub(super) fn holds(&self, name: &str) -> bool {
         self.values.contains_key(name)
@@ -168,6 +189,13 @@ impl<'g> OnDevice<'g> {
     /// CPU, whose product path splits it).
     fn fits(&self, floats: usize) -> bool {
         (floats as u64).saturating_mul(4) <= self.gpu.max_buffer()
+    }
+
+    /// A one-float buffer holding `v`, written with the submission.
+    fn scalar(&mut self, v: f32) -> Result<Dev, NnError> {
+        let buf = self.buffer(1, "weft-nn ONNX scalar")?;
+        self.program()?.write(&buf, vec![v]);
+        Ok(Dev { buf, shape: vec![] })
     }
 
     /// The operand on the device, uploading a host one with the submission.
@@ -386,7 +414,7 @@ impl<'g> OnDevice<'g> {
             }
             "WeftAttention" if on_device(0) => self.attention(node, host),
             // A `Conv` by a weight on the device runs there, as a product does.
-            "Conv"
+            "Conv" | "ConvTranspose"
                 if on_device(0) || name(1).is_some_and(|w| self.weights.constant(w).is_some()) =>
             {
                 self.window(node, host)
@@ -397,7 +425,12 @@ impl<'g> OnDevice<'g> {
             "Clip" if on_device(0) => self.clip(node, host),
             "Where" if on_device(1) || on_device(2) => self.pick(node, host),
             "Gather" if on_device(0) => self.gather(node, host),
-            "ReduceSum" | "ReduceMean" | "ReduceMax" if on_device(0) => self.reduce(node, host),
+            "ReduceSum" | "ReduceMean" | "ReduceMax" | "ReduceMin" | "ReduceSumSquare"
+            | "ReduceL1" | "ReduceL2" | "ReduceLogSum" | "ReduceLogSumExp"
+                if on_device(0) =>
+            {
+                self.reduce(node, host)
+            }
             "Reshape" if on_device(0) => {
                 let x = self.values.get(name(0)?)?.clone();
                 let target = host.get(name(1)?)?;
@@ -476,9 +509,10 @@ impl<'g> OnDevice<'g> {
         })
     }
 
-    /// `ReduceSum`, `ReduceMean` or `ReduceMax` over the last axis of a
-    /// value on the device (the axes, from opset 13 or 18 an input, on
-    /// the host).
+    /// A `Reduce*` of a value on the device (all but `ReduceProd`) over
+    /// any of its axes (the axes, from opset 13 or 18 an input, on the
+    /// host): the reduced axes moved last by a strided copy where they
+    /// are not already, then one reduction per row of what they span.
     fn reduce(
         &mut self,
         node: Node<'_>,
@@ -489,19 +523,30 @@ impl<'g> OnDevice<'g> {
         let placeholder = Value::f32(x.shape.clone(), Vec::new());
         let args = layout::host_args(&placeholder, node, host)?;
         let rank = x.shape.len();
-        let axes = super::ops::reduce_axes(node, &args, rank).ok()??;
-        let d = *x.shape.last()?;
-        if axes != [rank - 1] || d == 0 || x.len() == 0 {
+        // (`None`: no axes and `noop_with_empty_axes`, the input itself.)
+        let Some(axes) = super::ops::reduce_axes(node, &args, rank).ok()? else {
+            return Some(Ok(x));
+        };
+        // An empty reduction (its identity) or output is the CPU's.
+        if x.len() == 0 {
             return None;
         }
-        let mut shape = x.shape.clone();
-        if node.int("keepdims", 1) != 0 {
-            shape[rank - 1] = 1;
-        } else {
-            shape.pop();
-        }
+        let d = axes.iter().map(|&a| x.shape[a]).product::<usize>();
+        let keep = node.int("keepdims", 1) != 0;
+        let shape: Vec<usize> = (0..rank)
+            .filter_map(|a| match axes.contains(&a) {
+                false => Some(x.shape[a]),
+                true => keep.then_some(1),
+            })
+            .collect();
+        // The axes kept, then those reduced.
+        let order: Vec<usize> = (0..rank)
+            .filter(|a| !axes.contains(a))
+            .chain(axes.iter().copied())
+            .collect();
         let rows = x.len() / d;
         self.try_record(shape, |me, out| {
+            let x = me.permuted(x, &order)?;
             me.program()?.reduce_rows(op, &x.buf, (rows, d), out);
             Ok(())
         })

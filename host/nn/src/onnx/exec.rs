@@ -279,6 +279,9 @@ impl OnnxSession {
             .as_ref()
             .filter(|_| super::device::enabled())
             .and_then(OnDevice::new);
+        if let Some(dev) = device.as_mut() {
+            dev.hold_inputs(g.inputs.iter().map(|(i, _)| i.name.as_str()), &env)?;
+        }
         let named = |node: &proto::NodeProto, e: NnError| {
             NnError::new(
                 e.kind,

@@ -70,6 +70,7 @@ const READ_ON_DEVICE: &[&str] = &[
     "MatMul",
     "Gemm",
     "Conv",
+    "ConvTranspose",
     "BatchNormalization",
     "Concat",
     "Where",

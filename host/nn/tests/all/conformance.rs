@@ -9,7 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
-use weft_nn::{ElementType, Encoding, Engine, NnErrorKind, Target, Tensor};
+use weft_nn::{ElementType, Encoding, Engine, NnErrorKind, Placement, Target, Tensor};
 
 /// Cases passing today; raise it as operators land.
 const MIN_PASSED: usize = 1372;
@@ -304,18 +304,24 @@ enum Outcome {
     Fail(String),
 }
 
-fn run_case(dir: &Path, engine: &Engine) -> Outcome {
+fn run_case(dir: &Path, engine: &Engine, target: Target) -> Outcome {
     let bytes = match std::fs::read(dir.join("model.onnx")) {
         Ok(b) => b,
         Err(e) => return Outcome::Fail(format!("reading model: {e}")),
     };
-    let model = match engine.load(&bytes, Encoding::Onnx, Target::Cpu) {
+    let model = match engine.load(&bytes, Encoding::Onnx, target) {
         Ok(m) => m,
         Err(e) if e.kind == NnErrorKind::UnsupportedOperation => {
             return Outcome::Unsupported(e.message.split('`').nth(1).unwrap_or("?").to_string());
         }
         Err(e) => return Outcome::Fail(format!("load: {e}")),
     };
+    if matches!(target, Target::Gpu) && !matches!(model.placement(), Placement::Gpu(_)) {
+        return Outcome::Fail(format!(
+            "loaded for the GPU, placed on {:?}: install a Vulkan driver (scripts/install-vulkan.sh)",
+            model.placement()
+        ));
+    }
     let info = match weft_nn::inspect(&bytes, Encoding::Onnx) {
         Ok(weft_nn::ModelInfo::Onnx(i)) => i,
         other => return Outcome::Fail(format!("inspect: {other:?}")),
@@ -377,6 +383,24 @@ fn run_case(dir: &Path, engine: &Engine) -> Outcome {
 
 #[test]
 fn onnx_backend_conformance() {
+    conformance(Target::Cpu);
+}
+
+/// The same cases on the GPU path (llvmpipe on the CI): the inputs go
+/// up first, so every node with a device kernel runs there, and the
+/// rest on the CPU between them; each case must pass as on the CPU.
+#[test]
+fn onnx_backend_conformance_on_the_gpu() {
+    conformance(Target::Gpu);
+    let gpu = weft_nn::gpu::Gpu::if_started().expect("the cases started the GPU");
+    let (dispatches, round_trips) = (gpu.pass_times().dispatches, gpu.round_trips());
+    println!("on the GPU: {dispatches} dispatches in {round_trips} round trips");
+    // Most cases run some node there (the suite has ~900 cases of ops
+    // with device kernels), not just their products.
+    assert!(round_trips > 500, "{round_trips} round trips");
+}
+
+fn conformance(target: Target) {
     let root = suite_dir();
     let engine = Engine::default();
     let hook = std::panic::take_hook();
@@ -400,9 +424,10 @@ fn onnx_backend_conformance() {
         cases.sort();
         let (mut pass, mut fail, mut unsup) = (0, 0, 0);
         for case in &cases {
-            let outcome =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_case(case, &engine)))
-                    .unwrap_or_else(|_| Outcome::Fail("panicked".into()));
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                run_case(case, &engine, target)
+            }))
+            .unwrap_or_else(|_| Outcome::Fail("panicked".into()));
             match outcome {
                 Outcome::Pass => pass += 1,
                 Outcome::Unsupported(why) => {
@@ -433,7 +458,7 @@ fn onnx_backend_conformance() {
     }
     assert!(
         total_passed >= MIN_PASSED,
-        "{total_passed} ONNX conformance cases passed, fewer than MIN_PASSED = {MIN_PASSED}:\n{}",
+        "{total_passed} ONNX conformance cases passed on {target:?}, fewer than MIN_PASSED = {MIN_PASSED}:\n{}",
         table.join("\n")
     );
 }

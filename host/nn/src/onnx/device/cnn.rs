@@ -1,5 +1,5 @@
-//! Convolutional networks' ops on the device: `Conv`, `MaxPool` and
-//! `AveragePool` over one or two spatial axes ([`Program::window`]: one
+//! Convolutional networks' ops on the device: `Conv`, `ConvTranspose`,
+//! `MaxPool` and `AveragePool` over one or two spatial axes ([`Program::window`]: one
 //! thread per output, the taps read directly), `GlobalAveragePool` and
 //! `GlobalMaxPool` (rows of `reduce_rows`), inference
 //! `BatchNormalization` and `Clip`.
@@ -16,7 +16,7 @@ use crate::onnx::ops::{self, Node, Window};
 use crate::onnx::value::Value;
 
 impl OnDevice<'_> {
-    /// `Conv`, `MaxPool` (its values only) or `AveragePool` of an
+    /// `Conv`, `ConvTranspose`, `MaxPool` (its values only) or `AveragePool` of an
     /// `[n, c, w]` or `[n, c, h, w]` value (a `Conv`'s may be a host one,
     /// such as a network's input).
     pub(super) fn window(
@@ -33,10 +33,21 @@ impl OnDevice<'_> {
         let (n, c) = (xs[0], xs[1]);
         // Geometry the CPU would refuse is the CPU's to explain.
         match p.op_type.as_str() {
-            "Conv" => {
+            "Conv" | "ConvTranspose" => {
                 let w = self.operand(input(p, 1)?, host)?;
-                let (win, groups) = ops::conv_window(node, &xs, w.shape()).ok()?;
-                let m = w.shape()[0];
+                let ws = w.shape();
+                let transposed = p.op_type == "ConvTranspose";
+                let (win, groups, m) = if transposed {
+                    let (win, groups) = ops::conv_transpose_window(node, &xs, ws).ok()?;
+                    // (Weights `[c, m / group, k...]`; others are the CPU's.)
+                    if ws[0] != c || c % groups != 0 {
+                        return None;
+                    }
+                    (win, groups, ws[1] * groups)
+                } else {
+                    let (win, groups) = ops::conv_window(node, &xs, ws).ok()?;
+                    (win, groups, ws[0])
+                };
                 let bias = match input(p, 2) {
                     Some(b) => Some(self.operand(b, host)?),
                     None => None,
@@ -53,6 +64,7 @@ impl OnDevice<'_> {
                         bias: bias.as_ref().map(|b| &*b.buf),
                         out_channels: m,
                         groups,
+                        transposed,
                     };
                     me.program()?.window(&x.buf, op, shape, out)
                 })

@@ -67,6 +67,26 @@ impl OnDevice<'_> {
         })
     }
 
+    /// `x` with its axes in `order` (`order[i]` is the axis of `x` that
+    /// becomes axis `i`): itself where that is their order already, else
+    /// a strided copy.
+    pub(super) fn permuted(&mut self, x: Dev, order: &[usize]) -> Result<Dev, NnError> {
+        if order.iter().enumerate().all(|(i, &a)| i == a) {
+            return Ok(x);
+        }
+        let shape: Vec<usize> = order.iter().map(|&a| x.shape[a]).collect();
+        let from = dense(&x.shape);
+        let from: Vec<i64> = order.iter().map(|&a| from[a]).collect();
+        let buf = self.buffer(x.len(), "weft-nn ONNX permuted operand")?;
+        let copy = StridedCopy {
+            dims: &shape,
+            from: (0, &from),
+            to: (0, &dense(&shape)),
+        };
+        self.program()?.strided(&x.buf, copy, &buf)?;
+        Ok(Dev { buf, shape })
+    }
+
     /// `Concat` of f32 values, one of them at least on the device.
     pub(super) fn concat(
         &mut self,

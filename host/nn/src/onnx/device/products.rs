@@ -1,20 +1,21 @@
 //! Products on the device besides `MatMul` by a resident weight: `Gemm`
-//! by one (its bias added after), and `MatMul` of two activations
+//! by one (its scalings and C applied after), and `MatMul` of two activations
 //! (attention's scores and mix in a graph whose attention is not fused).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::{Dev, OnDevice, input, row_broadcast};
-use crate::NnError;
+use super::{Dev, OnDevice, Operand, input};
 use crate::gpu::BinaryOp;
 use crate::onnx::ops::Node;
 use crate::onnx::value::{Value, broadcast_shape};
+use crate::{NnError, NnErrorKind};
 
 impl OnDevice<'_> {
-    /// `Gemm` by a resident weight: `A · B (+ C)`, with A 2-D and not
-    /// transposed, `alpha` 1 and C (if any) a row of the result scaled by
-    /// a `beta` of 1. Anything else runs on the CPU.
+    /// `Gemm` by a resident weight: `alpha · A' · B + beta · C`, A (2-D)
+    /// transposed first by a strided copy if `transA` says so, the
+    /// scalings recorded only where they are not 1, and C (if any)
+    /// broadcast to the result as `binary` does.
     pub(super) fn gemm(
         &mut self,
         node: Node<'_>,
@@ -23,36 +24,48 @@ impl OnDevice<'_> {
         let p = node.proto;
         let w = self.weights.for_node(p)?;
         let a = self.operand(input(p, 0)?, host)?;
-        let &[rows, k] = a.shape() else {
-            return None;
+        let trans_a = node.int("transA", 0) != 0;
+        let (rows, k) = match *a.shape() {
+            [r, k] if !trans_a => (r, k),
+            [k, r] => (r, k),
+            _ => return None,
         };
-        if k != w.rows() || node.int("transA", 0) != 0 || node.float("alpha", 1.0) != 1.0 {
-            return None;
-        }
-        let shape = vec![rows, w.cols()];
+        let (alpha, beta) = (node.float("alpha", 1.0), node.float("beta", 1.0));
         let c = match input(p, 2) {
-            Some(c) => {
-                let c = self.operand(c, host)?;
-                let fits = node.float("beta", 1.0) == 1.0 && row_broadcast(c.shape(), &shape);
-                Some(fits.then_some(c)?)
-            }
+            Some(c) => Some(self.operand(c, host)?),
             None => None,
         };
-        let count = rows * w.cols();
-        self.try_record(shape, |me, out| {
+        let shape = vec![rows, w.cols()];
+        // A C that does not broadcast to the result is the CPU's to refuse.
+        if k != w.rows()
+            || rows * k == 0
+            || c.as_ref()
+                .is_some_and(|c| broadcast_shape(c.shape(), &shape).ok() != Some(shape.clone()))
+        {
+            return None;
+        }
+        let product = self.try_record(shape.clone(), |me, out| {
             let a = me.up(a)?;
-            let Some(c) = c else {
-                me.program()?.product(&a.buf, rows, w, out);
-                return Ok(());
-            };
-            let c = me.up(c)?;
-            let y = me.buffer(count, "weft-nn ONNX Gemm product")?;
-            let period = c.len();
-            let program = me.program()?;
-            program.product(&a.buf, rows, w, &y);
-            program.binary(BinaryOp::Add, (&y, &c.buf), period, count, out);
+            let a = if trans_a { me.permuted(a, &[1, 0])? } else { a };
+            me.program()?.product(&a.buf, rows, w, out);
             Ok(())
-        })
+        })?;
+        let scaled = |me: &mut Self, x: Dev, by: f32| {
+            if by == 1.0 {
+                return Ok(x);
+            }
+            let by = me.scalar(by)?;
+            fitted(me.binary(BinaryOp::Mul, Operand::Dev(x), Operand::Dev(by)))
+        };
+        Some(product.and_then(|y| {
+            let y = scaled(self, y, alpha)?;
+            let Some(c) = c else {
+                return Ok(y);
+            };
+            let c = self.up(c)?;
+            let c = scaled(self, c, beta)?;
+            fitted(self.binary(BinaryOp::Add, Operand::Dev(y), Operand::Dev(c)))
+        }))
     }
 
     /// `MatMul` of two values at least one of which is on the device, both
@@ -94,4 +107,16 @@ impl OnDevice<'_> {
                 .batched_product((&a.buf, &b.buf), [batches, m, k, n], strides, out)
         })
     }
+}
+
+/// What a recorded step gave; one that did not fit in a buffer (a step of
+/// a node whose output did) is refused as too large, so the node runs on
+/// the CPU.
+fn fitted(step: Option<Result<Dev, NnError>>) -> Result<Dev, NnError> {
+    step.unwrap_or_else(|| {
+        Err(NnError::new(
+            NnErrorKind::TooLarge,
+            "a step does not fit in one device buffer",
+        ))
+    })
 }

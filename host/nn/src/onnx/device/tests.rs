@@ -482,45 +482,173 @@ fn unfused_attention_and_rearranging_ops_run_on_the_device_as_on_the_cpu() {
 
 #[test]
 fn broadcasts_the_device_kernels_do_not_take_run_on_the_cpu() {
-    // `[2, 1]` by `[1, 3]` leading dims (products the device cannot
-    // share a side of), a `Gemm` with `alpha`, and a column `Gemm` bias:
-    // all on the CPU, with the same results.
+    // `[2, 1]` by `[1, 3]` leading dims: products the device cannot
+    // share a side of, on the CPU, with the same results.
     let mut g = GraphWriter::new("cpu broadcasts");
     g.node("MatMul", &["x", "w"], &["h"], "mm", &[]);
     g.node("Reshape", &["h", "a_shape"], &["a"], "a", &[]);
     g.node("Reshape", &["h", "b_shape"], &["b"], "b", &[]);
     g.node("MatMul", &["a", "b"], &["ab"], "ab", &[]);
-    g.node("Reshape", &["h", "rows"], &["flat"], "flat", &[]);
-    g.node("Gemm", &["flat", "w", "col"], &["y"], "gemm_col", &[]);
-    g.node(
-        "Gemm",
-        &["flat", "w"],
-        &["y2"],
-        "gemm_alpha",
-        &[("alpha", 2)],
-    );
     g.initializer(
         "w",
         &[4, 4],
         &(0..16).map(|i| i as f32 * 0.1).collect::<Vec<_>>(),
     );
-    g.initializer("col", &[6, 1], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
     g.initializer_i64("a_shape", &[4], &[2, 1, 3, 4]);
     g.initializer_i64("b_shape", &[4], &[1, 3, 4, 2]);
-    g.initializer_i64("rows", &[2], &[-1, 4]);
     g.input("x", &["6", "4"]);
-    for o in ["ab", "y", "y2"] {
-        g.output(o, &[]);
-    }
+    g.output("ab", &[]);
     let bytes = g.finish("weft-nn tests", 17);
     let gpu = crate::gpu::tests::own(None);
     let x: Vec<f32> = (0..24).map(|i| (i as f32 * 0.7).cos()).collect();
     let x = [("x".into(), Tensor::from_f32(vec![6, 4], &x))];
     matches_the_cpu(&bytes, &gpu, &x);
-    // On the device only `mm`; `ab` reads it back, `gemm_col` reads
-    // `flat` back, and each `Gemm` then makes a round trip of its own
-    // (a product by its resident weight, its bias added on the CPU).
-    assert_eq!((gpu.matmuls(), gpu.round_trips()), (3, 4));
+    // On the device only `mm`; `ab` reads it back.
+    assert_eq!((gpu.matmuls(), gpu.round_trips()), (1, 1));
+}
+
+#[test]
+fn gemm_scalings_transposes_and_biases_run_on_the_device_as_on_the_cpu() {
+    // `alpha` and `beta` other than 1, `transA` (a strided copy first),
+    // `transB`, and C as a column, a scalar, a row and the whole result.
+    let mut g = GraphWriter::new("gemms");
+    g.node("MatMul", &["x", "w"], &["h"], "mm", &[]);
+    g.node_ints(
+        "Transpose",
+        &["h"],
+        &["ht"],
+        "ht",
+        &[],
+        &[("perm", &[1, 0])],
+    );
+    type Attrs = &'static [(&'static str, i64)];
+    let gemms: [(&str, &[&str], Attrs); 5] = [
+        ("column", &["h", "w", "col"], &[("alpha", 2), ("beta", -1)]),
+        (
+            "trans_a",
+            &["ht", "w", "scalar"],
+            &[("transA", 1), ("beta", 3)],
+        ),
+        (
+            "trans_b",
+            &["h", "w", "full"],
+            &[("transB", 1), ("alpha", 3)],
+        ),
+        ("no_c", &["h", "w"], &[("alpha", -1)]),
+        ("row", &["h", "w", "row"], &[]),
+    ];
+    for (name, inputs, attrs) in gemms {
+        let out = format!("y_{name}");
+        g.node("Gemm", inputs, &[&out], name, attrs);
+        g.output(&out, &[]);
+    }
+    g.initializer("w", &[4, 4], &wave(16, 0.3));
+    g.initializer("col", &[6, 1], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+    g.initializer("scalar", &[], &[0.5]);
+    g.initializer("full", &[6, 4], &wave(24, 1.1));
+    g.initializer("row", &[4], &[1.0, -2.0, 0.5, 3.0]);
+    g.input("x", &["6", "4"]);
+    let bytes = g.finish("weft-nn tests", 17);
+    let gpu = crate::gpu::tests::own(None);
+    let x = [("x".into(), Tensor::from_f32(vec![6, 4], &wave(24, 0.0)))];
+    matches_the_cpu(&bytes, &gpu, &x);
+    assert_eq!(
+        (gpu.matmuls(), gpu.round_trips()),
+        (6, 1),
+        "all on the device"
+    );
+}
+
+#[test]
+fn every_reduction_over_any_axes_runs_on_the_device_as_on_the_cpu() {
+    // Each `Reduce*` with a device kernel over a leading axis, a middle
+    // one, two apart, all (no axes) and the last without keepdims; the
+    // axes as an attribute (opset 17) and, for `ReduceSum`, an input.
+    // Then rows with NaN and -inf (`Log` of `h`), and a `ReduceSum`
+    // that passes its input through (`noop_with_empty_axes`).
+    let mut g = GraphWriter::new("reductions");
+    g.node("MatMul", &["x", "w"], &["h"], "mm", &[]);
+    g.node("Log", &["h"], &["l"], "l", &[]);
+    g.node("Abs", &["h"], &["a"], "a", &[]);
+    g.node("Add", &["a", "one"], &["pos"], "pos", &[]);
+    let ops = [
+        "ReduceSum",
+        "ReduceMean",
+        "ReduceMax",
+        "ReduceMin",
+        "ReduceSumSquare",
+        "ReduceL1",
+        "ReduceL2",
+        "ReduceLogSum",
+        "ReduceLogSumExp",
+    ];
+    let axes: [&[i64]; 5] = [&[0], &[1], &[0, 2], &[], &[-1]];
+    let mut outputs = Vec::new();
+    for op in ops {
+        // (The log of a sum wants it positive.)
+        let x = if op == "ReduceLogSum" { "pos" } else { "h" };
+        for (i, axes) in axes.iter().enumerate() {
+            let out = format!("{op}_{i}");
+            let keep = [("keepdims", i64::from(i != 4))];
+            if op == "ReduceSum" {
+                let name = format!("axes_{i}");
+                g.initializer_i64(&name, &[axes.len() as u64], axes);
+                let inputs: &[&str] = if axes.is_empty() { &[x] } else { &[x, &name] };
+                g.node(op, inputs, &[&out], &out, &keep);
+            } else {
+                let lists: &[(&str, &[i64])] = if axes.is_empty() {
+                    &[]
+                } else {
+                    &[("axes", axes)]
+                };
+                g.node_ints(op, &[x], &[&out], &out, &keep, lists);
+            }
+            outputs.push(out);
+        }
+    }
+    for op in ["ReduceMax", "ReduceMin", "ReduceLogSumExp", "ReduceSum"] {
+        let out = format!("{op}_odd");
+        g.node_ints(op, &["l"], &[&out], &out, &[], &[("axes", &[1])]);
+        outputs.push(out);
+    }
+    g.node(
+        "ReduceSum",
+        &["h"],
+        &["same"],
+        "same",
+        &[("noop_with_empty_axes", 1)],
+    );
+    outputs.push("same".into());
+    for o in &outputs {
+        g.output(o, &[]);
+    }
+    g.initializer("w", &[4, 4], &wave(16, 0.9));
+    g.initializer("one", &[], &[1.0]);
+    g.input("x", &["2", "3", "4"]);
+    let bytes = g.finish("weft-nn tests", 17);
+    let gpu = crate::gpu::tests::own(None);
+    // One row of x zero: a row of h zero, its log -inf.
+    let mut x = wave(24, 0.2);
+    x[4..8].fill(0.0);
+    let x = [("x".into(), Tensor::from_f32(vec![2, 3, 4], &x))];
+    let want = OnnxModel::load(&bytes)
+        .unwrap()
+        .session()
+        .compute(&x)
+        .unwrap();
+    let odd = |name: &str| {
+        let (_, t) = want.iter().find(|(n, _)| n == name).unwrap();
+        t.to_f32().unwrap()
+    };
+    assert!(odd("ReduceMax_odd").iter().any(|v| v.is_nan()));
+    assert!(odd("ReduceMin_odd").iter().any(|v| v.is_nan()));
+    assert!(odd("ReduceLogSumExp_odd").iter().any(|v| v.is_nan()));
+    matches_the_cpu(&bytes, &gpu, &x);
+    assert_eq!(
+        (gpu.matmuls(), gpu.round_trips()),
+        (1, 1),
+        "all on the device"
+    );
 }
 
 #[test]

@@ -478,22 +478,25 @@ pub(super) fn lrn(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Value, Nn
     .cast(x.dtype))
 }
 
-pub(super) fn conv_transpose(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Value, NnError> {
-    let (x, w) = (req(inputs, 0)?, req(inputs, 1)?);
-    if x.shape.len() < 3 || w.shape.len() != x.shape.len() {
+/// The geometry of a `ConvTranspose` of `x` by weights `w`
+/// (`[c, m / group, k...]`) and its group count. `pad_begin` says where
+/// input position 0 lands: input `i` and tap `k` add to output
+/// `i · stride + k · dilation − pad_begin` (an output past the full
+/// extent, as `output_shape` may ask, stays zero).
+pub(crate) fn conv_transpose_window(
+    node: Node<'_>,
+    x: &[usize],
+    w: &[usize],
+) -> Result<(Window, usize), NnError> {
+    if x.len() < 3 || w.len() != x.len() {
         return Err(fail(format!(
-            "ConvTranspose input {:?} and weights {:?} do not match",
-            x.shape, w.shape
+            "ConvTranspose input {x:?} and weights {w:?} do not match"
         )));
     }
-    let (n, c) = (x.shape[0], x.shape[1]);
     let groups = node.int("group", 1).max(1) as usize;
-    let mg = w.shape[1];
-    let m = mg * groups;
-    let cg = c / groups;
-    let spatial = x.shape[2..].to_vec();
+    let spatial = &x[2..];
     let d = spatial.len();
-    let kernel: Vec<usize> = w.shape[2..].to_vec();
+    let kernel: Vec<usize> = w[2..].to_vec();
     let get = |name: &str, default: usize| -> Vec<usize> {
         node.ints(name)
             .map(|v| v.iter().map(|&x| x.max(0) as usize).collect())
@@ -534,6 +537,34 @@ pub(super) fn conv_transpose(node: Node<'_>, inputs: &[Option<&Value>]) -> Resul
         Some(t) => t.clone(),
         None => (0..d).map(|i| full[i] - pads[i] - pads[i + d]).collect(),
     };
+    let window = Window {
+        kernel,
+        strides,
+        dilations: dil,
+        pad_begin: pads[..d].to_vec(),
+        pad_end: pads[d..].to_vec(),
+        out,
+    };
+    Ok((window, groups))
+}
+
+pub(super) fn conv_transpose(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Value, NnError> {
+    let (x, w) = (req(inputs, 0)?, req(inputs, 1)?);
+    let (win, groups) = conv_transpose_window(node, &x.shape, &w.shape)?;
+    let (n, c) = (x.shape[0], x.shape[1]);
+    let mg = w.shape[1];
+    let m = mg * groups;
+    let cg = c / groups;
+    let spatial = x.shape[2..].to_vec();
+    let d = spatial.len();
+    let Window {
+        kernel,
+        strides,
+        dilations: dil,
+        pad_begin: pads,
+        out,
+        ..
+    } = win;
     let (isize, osize, ksize) = (
         spatial.iter().product::<usize>(),
         out.iter().product::<usize>(),

@@ -278,3 +278,71 @@ fn bad_window_geometry_fails_with_a_message_on_both_targets() {
         fails_on_both(&bytes, &x, says);
     }
 }
+
+#[test]
+fn transposed_convolutions_run_on_the_device_as_on_the_cpu() {
+    // A decoder's upsampling: grouped, strided, padded unevenly, with an
+    // output padding and a bias; dilated with uneven strides; sized by
+    // `output_shape` (its pads derived); and one over one spatial axis.
+    let mut g = GraphWriter::new("deconv");
+    g.node_ints(
+        "ConvTranspose",
+        &["x", "w1", "b1"],
+        &["t1"],
+        "grouped",
+        &[("group", 2)],
+        &[
+            ("strides", &[2, 2]),
+            ("pads", &[1, 0, 0, 1]),
+            ("output_padding", &[1, 0]),
+        ],
+    );
+    g.node_ints(
+        "ConvTranspose",
+        &["t1", "w2"],
+        &["t2"],
+        "dilated",
+        &[],
+        &[("strides", &[1, 3]), ("dilations", &[2, 1])],
+    );
+    g.node_ints(
+        "ConvTranspose",
+        &["t2", "w3"],
+        &["t3"],
+        "sized",
+        &[],
+        &[("strides", &[2, 2]), ("output_shape", &[30, 50])],
+    );
+    g.node_ints(
+        "ConvTranspose",
+        &["line", "w4"],
+        &["t4"],
+        "one_d",
+        &[],
+        &[("strides", &[3]), ("pads", &[2, 1])],
+    );
+    g.initializer("w1", &[4, 2, 3, 3], &wave(72, 0.1));
+    g.initializer("b1", &[4], &[0.5, -0.25, 0.0, 1.0]);
+    g.initializer("w2", &[4, 3, 2, 3], &wave(72, 0.7));
+    g.initializer("w3", &[3, 2, 3, 3], &wave(54, 1.3));
+    g.initializer("w4", &[2, 3, 4], &wave(24, 1.9));
+    g.input("x", &["n", "4", "h", "w"]);
+    g.input("line", &["1", "2", "l"]);
+    for o in ["t3", "t4"] {
+        g.output(o, &[]);
+    }
+    let bytes = g.finish("weft-nn tests", 17);
+    let gpu = crate::gpu::tests::own(None);
+    let inputs = [
+        (
+            "x".into(),
+            Tensor::from_f32(vec![2, 4, 5, 6], &wave(240, 0.4)),
+        ),
+        (
+            "line".into(),
+            Tensor::from_f32(vec![1, 2, 7], &wave(14, 2.2)),
+        ),
+    ];
+    matches_the_cpu(&bytes, &gpu, &inputs);
+    assert_eq!(gpu.round_trips(), 1, "all on the device");
+}
