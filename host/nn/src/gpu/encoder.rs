@@ -95,6 +95,10 @@ pub(crate) enum BinaryOp {
     Mul = 2,
     Div = 3,
     Pow = 4,
+    Max = 5,
+    Min = 6,
+    /// `a < 0 ? a · b : a` (`b` the slope).
+    PRelu = 7,
 }
 
 impl BinaryOp {
@@ -106,13 +110,16 @@ impl BinaryOp {
             "Mul" => Self::Mul,
             "Div" => Self::Div,
             "Pow" => Self::Pow,
+            "Max" => Self::Max,
+            "Min" => Self::Min,
+            "PRelu" => Self::PRelu,
             _ => return None,
         })
     }
 
     /// Whether `a op b == b op a`.
     pub(crate) fn commutes(self) -> bool {
-        matches!(self, Self::Add | Self::Mul)
+        matches!(self, Self::Add | Self::Mul | Self::Max | Self::Min)
     }
 }
 
@@ -136,6 +143,23 @@ pub(crate) enum UnaryOp {
     Log = 11,
     Cos = 13,
     Sin = 14,
+    /// The rest take ONNX's attributes as two parameters (see
+    /// [`UnaryOp::params`]).
+    LeakyRelu = 15,
+    Elu = 16,
+    Selu = 17,
+    HardSigmoid = 18,
+    HardSwish = 19,
+    Softplus = 20,
+    Softsign = 21,
+    Mish = 22,
+    Celu = 23,
+    ThresholdedRelu = 24,
+    Floor = 25,
+    Ceil = 26,
+    Round = 27,
+    Sign = 28,
+    Swish = 29,
 }
 
 impl UnaryOp {
@@ -159,8 +183,38 @@ impl UnaryOp {
             "Log" => Self::Log,
             "Cos" => Self::Cos,
             "Sin" => Self::Sin,
+            "LeakyRelu" => Self::LeakyRelu,
+            "Elu" => Self::Elu,
+            "Selu" => Self::Selu,
+            "HardSigmoid" => Self::HardSigmoid,
+            "HardSwish" => Self::HardSwish,
+            "Softplus" => Self::Softplus,
+            "Softsign" => Self::Softsign,
+            "Mish" => Self::Mish,
+            "Celu" => Self::Celu,
+            "ThresholdedRelu" => Self::ThresholdedRelu,
+            "Floor" => Self::Floor,
+            "Ceil" => Self::Ceil,
+            "Round" => Self::Round,
+            "Sign" => Self::Sign,
+            "Swish" => Self::Swish,
             _ => return None,
         })
+    }
+
+    /// The op's two parameters from the node's float attribute `attr`
+    /// (with ONNX's defaults): alpha and beta, or alpha and gamma for
+    /// `Selu`.
+    pub(crate) fn params(self, attr: impl Fn(&str, f32) -> f32) -> [f32; 2] {
+        match self {
+            Self::LeakyRelu => [attr("alpha", 0.01), 0.0],
+            Self::Elu | Self::Celu | Self::ThresholdedRelu | Self::Swish => {
+                [attr("alpha", 1.0), 0.0]
+            }
+            Self::Selu => [attr("alpha", 1.673_263_2), attr("gamma", 1.050_701)],
+            Self::HardSigmoid => [attr("alpha", 0.2), attr("beta", 0.5)],
+            _ => [0.0; 2],
+        }
     }
 }
 
@@ -513,11 +567,26 @@ impl<'a> Program<'a> {
     }
 
     /// `out[i] = op(x[i])` for `i < count`.
-    pub(crate) fn unary(&mut self, op: UnaryOp, x: &Buffer, count: usize, out: &Buffer) {
+    pub(crate) fn unary(
+        &mut self,
+        (op, [a, b]): (UnaryOp, [f32; 2]),
+        x: &Buffer,
+        count: usize,
+        out: &Buffer,
+    ) {
         self.step(
             &self.encoder().unary,
             vec![whole(x), whole(out)],
-            [count, op as usize, 0, 0, 0, 0, 0, 0].map(|x| x as u32),
+            [
+                count as u32,
+                op as u32,
+                a.to_bits(),
+                b.to_bits(),
+                0,
+                0,
+                0,
+                0,
+            ],
             super::program::groups(count),
         );
     }

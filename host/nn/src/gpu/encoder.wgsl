@@ -16,7 +16,8 @@ fn row_of(wg: vec3<u32>, groups: vec3<u32>) -> u32 {
 }
 
 // ---- binary: out[i] = a[i] op b[i % period], op 0 add, 1 sub, 2 mul,
-// 3 div, 4 pow (b a same-shaped operand, a row broadcast or a scalar).
+// 3 div, 4 pow, 5 max, 6 min, 7 PRelu (b the slope) (b a same-shaped
+// operand, a row broadcast or a scalar).
 
 struct BinaryParams {
     count: u32,
@@ -53,7 +54,15 @@ fn binary(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
             case 2u: { r = a * b; }
             case 3u: { r = a / b; }
             case 4u: { r = power(a, b); }
+            // Max and Min: NaN if either is (its bits tell it: WGSL's
+            // `max`, `min` and comparisons may ignore NaN).
+            case 5u: { r = max(a, b); }
+            case 6u: { r = min(a, b); }
+            case 7u: { r = select(a, a * b, a < 0.0); }
             default: {}
+        }
+        if ((bin_p.op == 5u || bin_p.op == 6u) && (is_nan_bits(a) || is_nan_bits(b))) {
+            r = nan();
         }
         bin_out[i] = r;
     }
@@ -184,7 +193,10 @@ fn softmax(
 // ---- unary: out[i] = f(x[i]), f by `op`: 0 Relu, 1 Sigmoid, 2 Tanh,
 // 3 Erf, 4 Gelu (exact), 5 Gelu (tanh), 6 Exp, 7 Sqrt, 8 Neg,
 // 9 Reciprocal, 10 Abs, 11 Log, 12 Clip (to [lo, hi]; NaN stays NaN),
-// 13 Cos, 14 Sin.
+// 13 Cos, 14 Sin, 15 LeakyRelu, 16 Elu, 17 Selu, 18 HardSigmoid,
+// 19 HardSwish, 20 Softplus, 21 Softsign, 22 Mish, 23 Celu,
+// 24 ThresholdedRelu, 25 Floor, 26 Ceil, 27 Round, 28 Sign, 29 Swish:
+// ONNX's formulas, with its attributes as `a` and `b`.
 
 struct UnaryParams {
     count: u32,
@@ -228,10 +240,23 @@ fn sin_cos(x: f32, quarter: i32) -> f32 {
     return select(v, nan(), (bitcast<u32>(x) & 0x7f800000u) == 0x7f800000u);
 }
 
+// log(1 + exp(x)) as the CPU computes it: x itself past 30; where
+// exp(x) is tiny, 1 + exp(x) would round its digits away.
+fn softplus(x: f32) -> f32 {
+    if (x > 30.0) {
+        return x;
+    }
+    let e = exp(x);
+    return select(log(1.0 + e), e * (1.0 - 0.5 * e), e < 1e-4);
+}
+
 @compute @workgroup_size(64, 1, 1)
 fn unary(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     for (var i = gid.x; i < un_p.count; i = i + groups.x * THREADS) {
         let x = un_x[i];
+        // The op's parameters (alpha, beta or gamma), or Clip's bounds.
+        let a = bitcast<f32>(un_p.lo);
+        let b = bitcast<f32>(un_p.hi);
         var r = x;
         switch un_p.op {
             case 0u: { r = select(x, 0.0, x < 0.0); }
@@ -264,6 +289,25 @@ fn unary(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups)
             }
             case 13u: { r = sin_cos(x, 1); }
             case 14u: { r = sin_cos(x, 0); }
+            case 15u: { r = select(x, a * x, x < 0.0); }
+            case 16u: { r = select(x, a * (exp(x) - 1.0), x < 0.0); }
+            case 17u: { r = select(b * x, b * (a * exp(x) - a), x <= 0.0); }
+            case 18u: { r = clamp(a * x + b, 0.0, 1.0); }
+            case 19u: { r = x * clamp(x / 6.0 + 0.5, 0.0, 1.0); }
+            case 20u: { r = softplus(x); }
+            case 21u: { r = x / (1.0 + abs(x)); }
+            case 22u: { r = x * tanh_any(softplus(x)); }
+            case 23u: { r = max(x, 0.0) + min(a * (exp(x / a) - 1.0), 0.0); }
+            case 24u: { r = select(0.0, x, x > a); }
+            case 25u: { r = floor(x); }
+            case 26u: { r = ceil(x); }
+            // (Halfway cases to even, as the CPU's `round_ties_even`.)
+            case 27u: { r = round(x); }
+            case 28u: { r = select(select(x, -1.0, x < 0.0), 1.0, x > 0.0); }
+            case 29u: {
+                let e = exp(-abs(a * x));
+                r = x * select(e / (1.0 + e), 1.0 / (1.0 + e), a * x >= 0.0);
+            }
             default: {}
         }
         un_out[i] = r;

@@ -2,10 +2,12 @@
 //!
 //! Nodes with a device kernel are recorded into one [`Program`] instead of
 //! run: `MatMul` and `Gemm` by a resident weight and batched `MatMul` of
-//! two activations (`products.rs`), `Add`/`Sub`/`Mul`/`Div`/`Pow` (a row
-//! or scalar operand at once, any other broadcast after a strided copy),
-//! `Relu`, `Sigmoid`, `Tanh`, `Erf`, `Gelu`, `Exp`, `Sqrt`, `Neg`,
-//! `Reciprocal`, `Abs`, `Log`, `Cos`, `Sin` and `Clip`, every `Reduce*`
+//! two activations (`products.rs`), `Add`/`Sub`/`Mul`/`Div`/`Pow` and
+//! two-input `Max`/`Min`/`PRelu` (a row or scalar operand at once, any
+//! other broadcast after a strided copy), `Relu`, `Sigmoid`, `Tanh`,
+//! `Erf`, `Gelu`, `Exp`, `Sqrt`, `Neg`, `Reciprocal`, `Abs`, `Log`, `Cos`,
+//! `Sin`, `Clip`, the other activations of CNNs (`LeakyRelu` .. `Swish`:
+//! [`UnaryOp`]) and `Floor`/`Ceil`/`Round`/`Sign`, every `Reduce*`
 //! but `ReduceProd` over any axes, `LayerNormalization` and `Softmax`
 //! over the last axis (so RMSNorm as exporters write it stays there), a CNN's `Conv`,
 //! `ConvTranspose`, `MaxPool`, `AveragePool`, global pools and inference
@@ -336,7 +338,9 @@ impl<'g> OnDevice<'g> {
                     Ok(())
                 })
             }
-            "Add" | "Sub" | "Mul" | "Div" | "Pow" if on_device(0) || on_device(1) => {
+            "Add" | "Sub" | "Mul" | "Div" | "Pow" | "Max" | "Min" | "PRelu"
+                if (on_device(0) || on_device(1)) && p.inputs.len() == 2 =>
+            {
                 let op = BinaryOp::of(&p.op_type)?;
                 let (a, b) = (self.operand(name(0)?, host)?, self.operand(name(1)?, host)?);
                 self.binary(op, a, b)
@@ -385,10 +389,13 @@ impl<'g> OnDevice<'g> {
                 })
             }
             "Relu" | "Sigmoid" | "Tanh" | "Erf" | "Gelu" | "Exp" | "Sqrt" | "Neg"
-            | "Reciprocal" | "Abs" | "Log" | "Cos" | "Sin"
+            | "Reciprocal" | "Abs" | "Log" | "Cos" | "Sin" | "LeakyRelu" | "Elu" | "Selu"
+            | "HardSigmoid" | "HardSwish" | "Softplus" | "Softsign" | "Mish" | "Celu"
+            | "ThresholdedRelu" | "Floor" | "Ceil" | "Round" | "Sign" | "Swish"
                 if on_device(0) =>
             {
                 let op = UnaryOp::of(&p.op_type, || node.string("approximate", "none"))?;
+                let op = (op, op.params(|name, default| node.float(name, default)));
                 let x = self.operand(name(0)?, host)?;
                 let shape = x.shape().to_vec();
                 let count = shape.iter().product();

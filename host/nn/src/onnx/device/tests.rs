@@ -781,3 +781,70 @@ fn rotary_cos_and_sin_run_on_the_device_as_on_the_cpu() {
 
 mod cnn;
 mod select;
+
+#[test]
+fn cnn_activations_rounding_and_max_min_prelu_run_on_the_device_as_on_the_cpu() {
+    // Each unary op with attributes set (and one at its defaults) over
+    // values from -40 to 40 (softplus's tails, exp's range), halfway
+    // cases for `Round`; `Max`, `Min` with NaN on either side and
+    // `PRelu` by a per-channel slope.
+    let mut g = GraphWriter::new("activations");
+    g.node("MatMul", &["x", "eye"], &["h"], "up", &[]);
+    let unary: [(&str, &[(&str, i64)]); 16] = [
+        ("LeakyRelu", &[("alpha", 3)]),
+        ("Elu", &[("alpha", 2)]),
+        ("Selu", &[("alpha", 2), ("gamma", 3)]),
+        ("HardSigmoid", &[("alpha", 1), ("beta", 2)]),
+        ("HardSwish", &[]),
+        ("Softplus", &[]),
+        ("Softsign", &[]),
+        ("Mish", &[]),
+        ("Celu", &[("alpha", 2)]),
+        ("ThresholdedRelu", &[("alpha", 2)]),
+        ("Floor", &[]),
+        ("Ceil", &[]),
+        ("Round", &[]),
+        ("Sign", &[]),
+        ("Swish", &[("alpha", 2)]),
+        ("Selu", &[]),
+    ];
+    let mut outputs = Vec::new();
+    for (i, (op, attrs)) in unary.into_iter().enumerate() {
+        let out = format!("{op}_{i}");
+        g.node(op, &["h"], &[&out], &out, attrs);
+        outputs.push(out);
+    }
+    // 0 / 0 in the middle row: NaN on one side of each.
+    g.node("Div", &["h", "h"], &["ones"], "ones", &[]);
+    g.node("Mul", &["h", "ones"], &["hn"], "hn", &[]);
+    for (op, inputs) in [
+        ("Max", ["hn", "row"]),
+        ("Min", ["row", "hn"]),
+        ("PRelu", ["h", "slope"]),
+    ] {
+        g.node(op, &inputs, &[op], op, &[]);
+        outputs.push(op.to_string());
+    }
+    for o in &outputs {
+        g.output(o, &[]);
+    }
+    let eye: Vec<f32> = (0..64).map(|i| f32::from(i % 9 == 0)).collect();
+    g.initializer("eye", &[8, 8], &eye);
+    g.initializer("row", &[8], &[0.0, 1.0, -1.0, 2.5, -2.5, 40.0, -40.0, 0.5]);
+    g.initializer("slope", &[8], &[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]);
+    g.input("x", &["3", "8"]);
+    let bytes = g.finish("weft-nn tests", 17);
+    let gpu = crate::gpu::tests::own(None);
+    let x: Vec<f32> = [-40.0, -20.0, -5.5, -2.5, -0.5, 0.5, 1.5, 2.5]
+        .into_iter()
+        .chain([0.0; 8])
+        .chain([-3.0, -1.0, -0.25, 0.25, 3.0, 6.0, 20.0, 40.0])
+        .collect();
+    let x = [("x".into(), Tensor::from_f32(vec![3, 8], &x))];
+    matches_the_cpu(&bytes, &gpu, &x);
+    assert_eq!(
+        (gpu.matmuls(), gpu.round_trips()),
+        (1, 1),
+        "all on the device"
+    );
+}
