@@ -603,6 +603,38 @@ impl<'a> Program<'a> {
         eps: f32,
         out: &Buffer,
     ) {
+        self.norm_rows(x, (w, b), (rows, d), None, eps, out);
+    }
+
+    /// Normalisation of `rows` rows of `d` floats of `x` as
+    /// [`Program::layer_norm`], but with one weight and bias per channel:
+    /// `x` is `[n, groups, d]` and each row holds `d / inner` channels of
+    /// `inner` floats, so row `r`'s element `i` is channel
+    /// `(r % groups) · (d / inner) + i / inner` (`GroupNormalization`;
+    /// `InstanceNormalization` is a group per channel).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn channel_norm(
+        &mut self,
+        x: &Buffer,
+        (w, b): (&Buffer, &Buffer),
+        (rows, d): (usize, usize),
+        (groups, inner): (usize, usize),
+        eps: f32,
+        out: &Buffer,
+    ) {
+        self.norm_rows(x, (w, Some(b)), (rows, d), Some((groups, inner)), eps, out);
+    }
+
+    fn norm_rows(
+        &mut self,
+        x: &Buffer,
+        (w, b): (&Buffer, Option<&Buffer>),
+        (rows, d): (usize, usize),
+        channels: Option<(usize, usize)>,
+        eps: f32,
+        out: &Buffer,
+    ) {
+        let (groups, inner) = channels.unwrap_or((0, 0));
         self.step(
             &self.encoder().layer_norm,
             vec![whole(x), whole(w), whole(b.unwrap_or(w)), whole(out)],
@@ -611,9 +643,9 @@ impl<'a> Program<'a> {
                 eps.to_bits() as usize,
                 rows,
                 b.is_some().into(),
-                0,
-                0,
-                0,
+                channels.is_some().into(),
+                groups,
+                inner,
                 0,
             ]
             .map(|x| x as u32),

@@ -113,9 +113,11 @@ struct NormParams {
     rows: u32,
     // 0: no bias (`ln_b` is bound to something else and not read).
     has_bias: u32,
-    _p1: u32,
-    _p2: u32,
-    _p3: u32,
+    // 1: a weight and bias per channel, not per element: element i of
+    // row r is channel (r % groups) * (d / inner) + i / inner.
+    per_channel: u32,
+    groups: u32,
+    inner: u32,
     _p4: u32,
 }
 
@@ -149,11 +151,15 @@ fn layer_norm(
     }
     let q = sqrt(workgroup_sum(lid, sq) / f32(d) + bitcast<f32>(ln_p.eps));
     for (var i = lid; i < d; i = i + THREADS) {
+        var wi = i;
+        if (ln_p.per_channel != 0u) {
+            wi = (row % ln_p.groups) * (d / ln_p.inner) + i / ln_p.inner;
+        }
         var bias = 0.0;
         if (ln_p.has_bias != 0u) {
-            bias = ln_b[i];
+            bias = ln_b[wi];
         }
-        ln_out[at + i] = (ln_x[at + i] - mean) / q * ln_w[i] + bias;
+        ln_out[at + i] = (ln_x[at + i] - mean) / q * ln_w[wi] + bias;
     }
 }
 

@@ -10,8 +10,9 @@
 //! [`UnaryOp`]) and `Floor`/`Ceil`/`Round`/`Sign`, every `Reduce*`
 //! but `ReduceProd` over any axes, `LayerNormalization` and `Softmax`
 //! over the last axis (so RMSNorm as exporters write it stays there), a CNN's `Conv`,
-//! `ConvTranspose`, `MaxPool`, `AveragePool`, global pools and inference
-//! `BatchNormalization` over one or two spatial axes (`cnn.rs`), `Where`
+//! `ConvTranspose`, `MaxPool`, `AveragePool`, global pools, inference
+//! `BatchNormalization`, `InstanceNormalization` and `GroupNormalization`
+//! over one or two spatial axes (`cnn.rs`), `Where`
 //! (a host condition) and `Gather` (host indices) (`select.rs`), the fused
 //! `WeftLayerNorm`, `WeftGelu` and `WeftAttention`, `Transpose`, `Slice`,
 //! `Expand` and `Concat` as strided copies (`layout.rs`), and `Reshape`,
@@ -429,6 +430,9 @@ impl<'g> OnDevice<'g> {
             "MaxPool" | "AveragePool" if on_device(0) => self.window(node, host),
             "GlobalAveragePool" | "GlobalMaxPool" if on_device(0) => self.global_pool(node),
             "BatchNormalization" if on_device(0) => self.batch_norm(node, host),
+            "InstanceNormalization" | "GroupNormalization" if on_device(0) => {
+                self.channel_norm(node, host)
+            }
             "Clip" if on_device(0) => self.clip(node, host),
             "Where" if on_device(1) || on_device(2) => self.pick(node, host),
             "Gather" if on_device(0) => self.gather(node, host),

@@ -2,7 +2,8 @@
 //! `MaxPool` and `AveragePool` over one or two spatial axes ([`Program::window`]: one
 //! thread per output, the taps read directly), `GlobalAveragePool` and
 //! `GlobalMaxPool` (rows of `reduce_rows`), inference
-//! `BatchNormalization` and `Clip`.
+//! `BatchNormalization`, `InstanceNormalization` and `GroupNormalization`
+//! (rows of `layer_norm` with a weight per channel) and `Clip`.
 //!
 //! [`Program::window`]: crate::gpu::Program::window
 
@@ -148,6 +149,55 @@ impl OnDevice<'_> {
                 &x.buf,
                 stats.each_ref().map(|d| &*d.buf),
                 (count, inner, c),
+                eps,
+                out,
+            );
+            Ok(())
+        })
+    }
+
+    /// `InstanceNormalization` or `GroupNormalization` of an `[n, c, ...]`
+    /// value on the device: rows of each group's channels normalised,
+    /// then scaled and shifted per channel (or, as `GroupNormalization`
+    /// before opset 21 has it, per group), in one dispatch.
+    pub(super) fn channel_norm(
+        &mut self,
+        node: Node<'_>,
+        host: &HashMap<&str, Arc<Value>>,
+    ) -> Option<Result<Dev, NnError>> {
+        let p = node.proto;
+        let x = self.values.get(input(p, 0)?)?.clone();
+        let (n, c) = (*x.shape.first()?, *x.shape.get(1)?);
+        let inner: usize = x.shape[2..].iter().product();
+        let groups = match p.op_type.as_str() {
+            "GroupNormalization" => usize::try_from(node.int("num_groups", 1)).ok()?,
+            _ => c,
+        };
+        // What the CPU would refuse is the CPU's to explain.
+        if x.len() == 0 || groups == 0 || c % groups != 0 {
+            return None;
+        }
+        let (s, b) = (
+            self.operand(input(p, 1)?, host)?,
+            self.operand(input(p, 2)?, host)?,
+        );
+        let per: usize = s.shape().iter().product();
+        let d = c / groups * inner;
+        // A weight per channel, or per group (a row of its own).
+        let weight_inner = match per {
+            _ if per != b.shape().iter().product::<usize>() => return None,
+            _ if per == c => inner,
+            _ if per == groups => d,
+            _ => return None,
+        };
+        let eps = node.float("epsilon", 1e-5);
+        self.try_record(x.shape.clone(), |me, out| {
+            let (s, b) = (me.up(s)?, me.up(b)?);
+            me.program()?.channel_norm(
+                &x.buf,
+                (&s.buf, &b.buf),
+                (n * groups, d),
+                (groups, weight_inner),
                 eps,
                 out,
             );

@@ -344,5 +344,77 @@ fn transposed_convolutions_run_on_the_device_as_on_the_cpu() {
         ),
     ];
     matches_the_cpu(&bytes, &gpu, &inputs);
-    assert_eq!(gpu.round_trips(), 1, "all on the device");
+    // One dispatch each, in one submission.
+    let times = gpu.pass_times();
+    assert_eq!((times.programs, times.dispatches), (1, 4), "all on the device");
+}
+
+/// A depthwise identity (x onto the device) then `norm` as `node` builds
+/// it; checks it runs there as on the CPU, at `opset`.
+fn norm_matches_the_cpu(opset: u64, x: &[usize], node: impl FnOnce(&mut GraphWriter)) {
+    let mut g = GraphWriter::new("norms");
+    let c = x[1];
+    g.node(
+        "Conv",
+        &["x", "ones"],
+        &["h"],
+        "depthwise",
+        &[("group", c as i64)],
+    );
+    node(&mut g);
+    let mut dims = vec![c as u64];
+    dims.resize(x.len(), 1);
+    g.initializer("ones", &dims, &vec![1.0; c]);
+    let names: Vec<String> = x.iter().map(usize::to_string).collect();
+    g.input("x", &names.iter().map(String::as_str).collect::<Vec<_>>());
+    g.output("y", &[]);
+    let bytes = g.finish("weft-nn tests", opset);
+    let gpu = crate::gpu::tests::own(None);
+    let n: usize = x.iter().product();
+    // Offset per channel and spread: the mean and variance matter.
+    let data: Vec<f32> = wave(n, 0.3)
+        .iter()
+        .enumerate()
+        .map(|(i, v)| v * (1.0 + (i % 7) as f32) + 100.0 * ((i / 16) % 3) as f32)
+        .collect();
+    let inputs = [("x".into(), Tensor::from_f32(x.to_vec(), &data))];
+    matches_the_cpu(&bytes, &gpu, &inputs);
+    // The depthwise convolution and the norm, in one submission.
+    let times = gpu.pass_times();
+    assert_eq!((times.programs, times.dispatches), (1, 2), "all on the device");
+}
+
+#[test]
+fn instance_and_group_norms_run_on_the_device_as_on_the_cpu() {
+    // InstanceNormalization over 2-D maps.
+    norm_matches_the_cpu(17, &[2, 3, 4, 4], |g| {
+        g.node("InstanceNormalization", &["h", "s", "b"], &["y"], "in", &[]);
+        g.initializer("s", &[3], &[1.0, -0.5, 2.0]);
+        g.initializer("b", &[3], &[0.0, 0.25, -1.0]);
+    });
+    // GroupNormalization at opset 21: a weight per channel (6 in 3
+    // groups), over 1-D maps.
+    norm_matches_the_cpu(21, &[2, 6, 8], |g| {
+        g.node(
+            "GroupNormalization",
+            &["h", "s", "b"],
+            &["y"],
+            "gn",
+            &[("num_groups", 3)],
+        );
+        g.initializer("s", &[6], &[1.0, -0.5, 2.0, 0.5, 1.5, -1.0]);
+        g.initializer("b", &[6], &[0.0, 0.25, -1.0, 0.5, 0.0, 2.0]);
+    });
+    // At opset 18: a weight per group.
+    norm_matches_the_cpu(18, &[1, 4, 3, 3], |g| {
+        g.node(
+            "GroupNormalization",
+            &["h", "s", "b"],
+            &["y"],
+            "gn",
+            &[("num_groups", 2)],
+        );
+        g.initializer("s", &[2], &[1.5, -0.5]);
+        g.initializer("b", &[2], &[0.25, 1.0]);
+    });
 }
