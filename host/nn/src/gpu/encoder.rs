@@ -19,6 +19,7 @@ pub(super) struct Kernels {
     attention: Kernel,
     strided: Kernel,
     reduce_rows: Kernel,
+    resample: Kernel,
     window: Kernel,
     batch_norm: Kernel,
     pick: Kernel,
@@ -79,6 +80,7 @@ impl Kernels {
             attention: kernel("attention"),
             strided: kernel("strided"),
             reduce_rows: kernel("reduce_rows"),
+            resample: kernel("resample"),
             window: kernel("window"),
             batch_norm: kernel("batch_norm"),
             pick: kernel("pick"),
@@ -561,6 +563,57 @@ impl<'a> Program<'a> {
             &self.encoder().gather,
             vec![whole(x), whole(&buf), whole(out)],
             [count, indices.len(), inner, axis, 0, 0, 0, 0].map(|v| v as u32),
+            super::program::groups(count),
+        );
+        Ok(())
+    }
+
+    /// One axis of a `Resize` (see `resample` in `encoder.wgsl`): `x` is
+    /// `[outer, len_in, inner]`, `out` `[outer, taps.len(), inner]`, and
+    /// output position `j` the sum of its taps `(index, weight)` (an
+    /// index of `usize::MAX`: the weight is the value).
+    ///
+    /// # Errors
+    ///
+    /// `TooLarge` past 2^31 elements, or where the table cannot be made.
+    pub(crate) fn resample(
+        &mut self,
+        x: &Buffer,
+        (outer, len_in, inner): (usize, usize, usize),
+        taps: &[Vec<(usize, f64)>],
+        out: &Buffer,
+    ) -> Result<(), NnError> {
+        let len_out = taps.len();
+        let count = outer * len_out * inner;
+        let width = taps.iter().map(Vec::len).max().unwrap_or(0).max(1);
+        let too_large = || super::too_large(format!("a resize to {count} elements on the GPU"));
+        if [count, outer * len_in * inner, len_out * width * 2]
+            .iter()
+            .any(|&v| i32::try_from(v).is_err())
+        {
+            return Err(too_large());
+        }
+        // Indices (as i32 bits; unused taps read index 0 with weight 0),
+        // then weights.
+        let mut table = vec![0.0f32; 2 * len_out * width];
+        let (indices, weights) = table.split_at_mut(len_out * width);
+        for (j, t) in taps.iter().enumerate() {
+            for (k, &(i, w)) in t.iter().enumerate() {
+                let i = if i == usize::MAX {
+                    -1
+                } else {
+                    i32::try_from(i).map_err(|_| too_large())?
+                };
+                indices[j * width + k] = f32::from_bits(i as u32);
+                weights[j * width + k] = w as f32;
+            }
+        }
+        let buf = self.gpu().buffer(table.len(), "weft-nn resize taps")?;
+        self.write(&buf, table);
+        self.step(
+            &self.encoder().resample,
+            vec![whole(x), whole(&buf), whole(out)],
+            [count, len_in, len_out, inner, width, 0, 0, 0].map(|v| v as u32),
             super::program::groups(count),
         );
         Ok(())

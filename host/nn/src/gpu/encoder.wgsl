@@ -791,3 +791,47 @@ fn gather(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
         ga_out[i] = ga_x[(o * ga_p.axis + u32(ga_idx[j])) * ga_p.inner + r];
     }
 }
+
+// ---- resample: one axis of a `Resize`, x seen as [outer, len_in,
+// inner]: out[o, j, r] = the sum over the `taps` taps t of output
+// position j of w[j, t] · x[o, idx[j, t], r]. The table holds the
+// indices (i32 bits) then the weights, `len_out · taps` each; an index
+// of -1 makes its weight the value (outside a crop).
+
+struct ResampleParams {
+    count: u32,
+    len_in: u32,
+    len_out: u32,
+    inner: u32,
+    taps: u32,
+    _p0: u32,
+    _p1: u32,
+    _p2: u32,
+}
+
+@group(0) @binding(0) var<storage, read> rs_x: array<f32>;
+@group(0) @binding(1) var<storage, read> rs_table: array<f32>;
+@group(0) @binding(2) var<storage, read_write> rs_out: array<f32>;
+@group(0) @binding(3) var<uniform> rs_p: ResampleParams;
+
+@compute @workgroup_size(64, 1, 1)
+fn resample(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let weights = rs_p.len_out * rs_p.taps;
+    for (var i = gid.x; i < rs_p.count; i = i + groups.x * THREADS) {
+        let r = i % rs_p.inner;
+        let j = (i / rs_p.inner) % rs_p.len_out;
+        let o = i / (rs_p.inner * rs_p.len_out);
+        var acc = 0.0;
+        for (var t = 0u; t < rs_p.taps; t = t + 1u) {
+            let at = j * rs_p.taps + t;
+            let idx = bitcast<i32>(rs_table[at]);
+            let w = rs_table[weights + at];
+            if (idx < 0) {
+                acc = w;
+                break;
+            }
+            acc = acc + w * rs_x[(o * rs_p.len_in + u32(idx)) * rs_p.inner + r];
+        }
+        rs_out[i] = acc;
+    }
+}

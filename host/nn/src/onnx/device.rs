@@ -15,7 +15,7 @@
 //! over one or two spatial axes (`cnn.rs`), `Where`
 //! (a host condition) and `Gather` (host indices) (`select.rs`), the fused
 //! `WeftLayerNorm`, `WeftGelu` and `WeftAttention`, `Transpose`, `Slice`,
-//! `Expand` and `Concat` as strided copies (`layout.rs`), and `Reshape`,
+//! `Expand` and `Concat` as strided copies and `Resize` (`layout.rs`), and `Reshape`,
 //! `Identity`, `Flatten`, `Squeeze` and `Unsqueeze` (new names for the
 //! same buffer); `Shape` and `Size` of a device value are answered from
 //! its shape, with nothing read back.
@@ -323,6 +323,7 @@ impl<'g> OnDevice<'g> {
             "Gemm" => self.gemm(node, host),
             "Transpose" | "Slice" | "Expand" if on_device(0) => self.strided(node, host),
             "Concat" if p.inputs.iter().any(|n| self.holds(n)) => self.concat(node, host),
+            "Resize" | "Upsample" if on_device(0) => self.resize(node, host),
             "MatMul" => {
                 let w = self.weights.for_node(p)?;
                 let a = self.operand(name(0)?, host)?;

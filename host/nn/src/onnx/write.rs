@@ -34,6 +34,11 @@ pub(crate) struct GraphWriter {
     graph: Vec<u8>,
 }
 
+/// Integer attributes, `(name, value)`.
+type IntAttrs<'a> = &'a [(&'a str, i64)];
+/// Integer-list attributes, `(name, values)`.
+type ListAttrs<'a> = &'a [(&'a str, &'a [i64])];
+
 impl GraphWriter {
     /// An empty graph called `name`.
     pub(crate) fn new(name: &str) -> Self {
@@ -64,6 +69,19 @@ impl GraphWriter {
         attrs: &[(&str, i64)],
         lists: &[(&str, &[i64])],
     ) {
+        self.node_strings(op, inputs, outputs, name, (attrs, lists), &[]);
+    }
+
+    /// [`GraphWriter::node_ints`] with string attributes too (`mode`).
+    pub(crate) fn node_strings(
+        &mut self,
+        op: &str,
+        inputs: &[&str],
+        outputs: &[&str],
+        name: &str,
+        (attrs, lists): (IntAttrs<'_>, ListAttrs<'_>),
+        strings: &[(&str, &str)],
+    ) {
         let mut node = Vec::new();
         for i in inputs {
             bytes(1, i.as_bytes(), &mut node);
@@ -91,6 +109,14 @@ impl GraphWriter {
             }
             key(20, 0, &mut a);
             var(7, &mut a); // AttributeType INTS
+            bytes(5, &a, &mut node);
+        }
+        for (attr, value) in strings {
+            let mut a = Vec::new();
+            bytes(1, attr.as_bytes(), &mut a);
+            bytes(4, value.as_bytes(), &mut a);
+            key(20, 0, &mut a);
+            var(3, &mut a); // AttributeType STRING
             bytes(5, &a, &mut node);
         }
         bytes(1, &node, &mut self.graph);

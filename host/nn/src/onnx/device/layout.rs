@@ -1,7 +1,8 @@
 //! Ops that move data rather than compute it, on the device: `Transpose`,
 //! `Slice` and `Expand` as one strided copy each ([`ops::strided_view`]
 //! says where each element comes from, for the CPU as for the device),
-//! and `Concat` as one strided copy per part.
+//! and `Concat` as one strided copy per part; `Resize` as one resampling
+//! per axis it changes.
 //!
 //! [`ops::strided_view`]: crate::onnx::ops::strided_view
 
@@ -64,6 +65,49 @@ impl OnDevice<'_> {
         Ok(Dev {
             buf,
             shape: to.to_vec(),
+        })
+    }
+
+    /// `Resize` (or `Upsample`) of a value on the device, its other inputs
+    /// (roi, scales, sizes) on the host: one `resample` dispatch per axis
+    /// it changes, with the taps the CPU would use.
+    pub(super) fn resize(
+        &mut self,
+        node: Node<'_>,
+        host: &HashMap<&str, Arc<Value>>,
+    ) -> Option<Result<Dev, NnError>> {
+        let x = self.values.get(input(node.proto, 0)?)?.clone();
+        let placeholder = Value::f32(x.shape.clone(), Vec::new());
+        let args = host_args(&placeholder, node, host)?;
+        // A resize it cannot plan runs on the CPU, which says why.
+        let plan = ops::resize_plan(node, &args).ok()?;
+        let mut shape = x.shape.clone();
+        for step in &plan {
+            shape[step.axis] = step.len_out;
+        }
+        if x.len() == 0 || shape.contains(&0) {
+            return None;
+        }
+        if plan.is_empty() {
+            // Nothing changes: the same buffer.
+            return Some(Ok(x));
+        }
+        self.try_record(shape, |me, out| {
+            let mut cur = x;
+            for (i, step) in plan.iter().enumerate() {
+                let outer = cur.shape[..step.axis].iter().product();
+                let inner = cur.shape[step.axis + 1..].iter().product();
+                let dims = (outer, cur.shape[step.axis], inner);
+                if i + 1 == plan.len() {
+                    return me.program()?.resample(&cur.buf, dims, &step.taps, out);
+                }
+                let mut shape = cur.shape.clone();
+                shape[step.axis] = step.len_out;
+                let buf = me.buffer(shape.iter().product(), "weft-nn resize step")?;
+                me.program()?.resample(&cur.buf, dims, &step.taps, &buf)?;
+                cur = Dev { buf, shape };
+            }
+            Ok(())
         })
     }
 

@@ -18,6 +18,7 @@ mod nn;
 mod quant;
 mod reduce;
 mod resize;
+pub(crate) use resize::resize_plan;
 mod sample;
 mod shape;
 mod signal;

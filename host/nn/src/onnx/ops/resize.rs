@@ -7,7 +7,34 @@ use super::{Node, opt, req};
 use crate::NnError;
 use crate::onnx::value::{DType, Data, Value, fail};
 
+/// One axis a `Resize` resamples: `len_out` positions, each the sum of
+/// its taps `(input index, weight)` along `axis` (an index of
+/// `usize::MAX`: the weight is the value, outside a crop).
+pub(crate) struct ResizeStep {
+    pub(crate) axis: usize,
+    pub(crate) len_out: usize,
+    pub(crate) taps: Vec<Vec<(usize, f64)>>,
+}
+
 pub(super) fn resize(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Value, NnError> {
+    let x = req(inputs, 0)?;
+    let mut cur = Value {
+        dtype: DType::F64,
+        shape: x.shape.clone(),
+        data: Data::F64(x.to_f64()),
+    };
+    for step in resize_plan(node, inputs)? {
+        cur = resample(&cur, step.axis, step.len_out, &step.taps);
+    }
+    Ok(cur.cast(x.dtype))
+}
+
+/// What a `Resize` (or `Upsample`) of its input's shape does, one axis at
+/// a time (only the shape of input 0 is read).
+pub(crate) fn resize_plan(
+    node: Node<'_>,
+    inputs: &[Option<&Value>],
+) -> Result<Vec<ResizeStep>, NnError> {
     let x = req(inputs, 0)?;
     let r = x.shape.len();
     let legacy = node.proto.op_type == "Upsample" || node.opset < 11;
@@ -80,11 +107,7 @@ pub(super) fn resize(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Value,
     };
     let a = f64::from(node.float("cubic_coeff_a", -0.75));
     let exclude = node.int("exclude_outside", 0) != 0;
-    let mut cur = Value {
-        dtype: DType::F64,
-        shape: x.shape.clone(),
-        data: Data::F64(x.to_f64()),
-    };
+    let mut plan = Vec::new();
     for ax in 0..r {
         let crop = axes
             .iter()
@@ -121,9 +144,13 @@ pub(super) fn resize(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Value,
                 interp_taps(&mode, &nearest_mode, xo, len_in, a, exclude, shrink)
             })
             .collect();
-        cur = resample(&cur, ax, len_out, &taps);
+        plan.push(ResizeStep {
+            axis: ax,
+            len_out,
+            taps,
+        });
     }
-    Ok(cur.cast(x.dtype))
+    Ok(plan)
 }
 
 /// The input coordinate output position `x` maps to; `len_out` is the

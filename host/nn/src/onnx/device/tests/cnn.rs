@@ -346,7 +346,11 @@ fn transposed_convolutions_run_on_the_device_as_on_the_cpu() {
     matches_the_cpu(&bytes, &gpu, &inputs);
     // One dispatch each, in one submission.
     let times = gpu.pass_times();
-    assert_eq!((times.programs, times.dispatches), (1, 4), "all on the device");
+    assert_eq!(
+        (times.programs, times.dispatches),
+        (1, 4),
+        "all on the device"
+    );
 }
 
 /// A depthwise identity (x onto the device) then `norm` as `node` builds
@@ -381,7 +385,11 @@ fn norm_matches_the_cpu(opset: u64, x: &[usize], node: impl FnOnce(&mut GraphWri
     matches_the_cpu(&bytes, &gpu, &inputs);
     // The depthwise convolution and the norm, in one submission.
     let times = gpu.pass_times();
-    assert_eq!((times.programs, times.dispatches), (1, 2), "all on the device");
+    assert_eq!(
+        (times.programs, times.dispatches),
+        (1, 2),
+        "all on the device"
+    );
 }
 
 #[test]
@@ -417,4 +425,76 @@ fn instance_and_group_norms_run_on_the_device_as_on_the_cpu() {
         g.initializer("s", &[2], &[1.5, -0.5]);
         g.initializer("b", &[2], &[0.25, 1.0]);
     });
+}
+
+#[test]
+fn resizes_run_on_the_device_as_on_the_cpu() {
+    // A decoder's upsampling by scales (nearest, as VAEs do), by sizes
+    // (linear, align_corners), a cubic downsampling with antialias, and
+    // a crop (`tf_crop_and_resize`, its extrapolation value); then a
+    // resize that changes nothing (the same buffer).
+    let mut g = GraphWriter::new("resize");
+    g.node("Conv", &["x", "ones"], &["h"], "depthwise", &[("group", 2)]);
+    g.node("Resize", &["h", "", "twice"], &["up"], "nearest", &[]);
+    let linear = [
+        ("mode", "linear"),
+        ("coordinate_transformation_mode", "align_corners"),
+    ];
+    g.node_strings(
+        "Resize",
+        &["up", "", "", "sizes"],
+        &["lin"],
+        "linear",
+        (&[], &[]),
+        &linear,
+    );
+    let cubic = [("mode", "cubic")];
+    g.node_strings(
+        "Resize",
+        &["lin", "", "half"],
+        &["down"],
+        "cubic",
+        (&[("antialias", 1)], &[]),
+        &cubic,
+    );
+    let crop = [
+        ("mode", "linear"),
+        ("coordinate_transformation_mode", "tf_crop_and_resize"),
+    ];
+    g.node_strings(
+        "Resize",
+        &["h", "roi", "", "crop"],
+        &["cropped"],
+        "crop",
+        (&[("extrapolation_value", 3)], &[]),
+        &crop,
+    );
+    g.node("Resize", &["down", "", "same"], &["kept"], "noop", &[]);
+    g.initializer("ones", &[2, 1, 1, 1], &[1.0, 1.0]);
+    g.initializer("twice", &[4], &[1.0, 1.0, 2.0, 2.0]);
+    g.initializer_i64("sizes", &[4], &[1, 2, 11, 7]);
+    g.initializer("half", &[4], &[1.0, 1.0, 0.5, 0.6]);
+    g.initializer("roi", &[8], &[0.0, 0.0, -0.2, 0.1, 1.0, 1.0, 0.9, 1.3]);
+    g.initializer_i64("crop", &[4], &[1, 2, 5, 6]);
+    g.initializer("same", &[4], &[1.0; 4]);
+    g.input("x", &["1", "2", "4", "5"]);
+    for o in ["kept", "cropped"] {
+        g.output(o, &[]);
+    }
+    let bytes = g.finish("weft-nn tests", 19);
+    let gpu = crate::gpu::tests::own(None);
+    let x = [(
+        "x".into(),
+        Tensor::from_f32(vec![1, 2, 4, 5], &wave(40, 0.6)),
+    )];
+    matches_the_cpu(&bytes, &gpu, &x);
+    // The convolution, then two resamplings per resize (its two spatial
+    // axes), four for the crop (it crops every axis, if only to the same
+    // extent), none for the one that changes nothing.
+    let times = gpu.pass_times();
+    assert_eq!(
+        (times.programs, times.dispatches),
+        (1, 11),
+        "all on the device"
+    );
 }
