@@ -722,12 +722,19 @@ impl<'a> Program<'a> {
         );
     }
 
-    /// Softmax over each of `rows` rows of `d` floats of `x`, into `out`.
-    pub(crate) fn softmax(&mut self, x: &Buffer, rows: usize, d: usize, out: &Buffer) {
+    /// Softmax (or, if `log`, log-softmax) over each of `rows` rows of `d`
+    /// floats of `x`, into `out`.
+    pub(crate) fn softmax(
+        &mut self,
+        x: &Buffer,
+        (rows, d): (usize, usize),
+        log: bool,
+        out: &Buffer,
+    ) {
         self.step(
             &self.encoder().softmax,
             vec![whole(x), whole(out)],
-            [d, 0, rows, 0, 0, 0, 0, 0].map(|x| x as u32),
+            [d, 0, rows, log.into(), 0, 0, 0, 0].map(|x| x as u32),
             row_groups(rows),
         );
     }

@@ -163,7 +163,8 @@ fn layer_norm(
     }
 }
 
-// ---- softmax: each row of `d` floats, one workgroup per row.
+// ---- softmax: each row of `d` floats, one workgroup per row (or its
+// log-softmax).
 
 @group(0) @binding(0) var<storage, read> sm_x: array<f32>;
 @group(0) @binding(1) var<storage, read_write> sm_out: array<f32>;
@@ -190,7 +191,16 @@ fn softmax(
     for (var i = lid; i < d; i = i + THREADS) {
         sum = sum + exp(sm_x[at + i] - top);
     }
-    let inv = 1.0 / workgroup_sum(lid, sum);
+    let total = workgroup_sum(lid, sum);
+    // (`has_bias` says log-softmax here: x - top - log(sum).)
+    if (sm_p.has_bias != 0u) {
+        let lse = log(total);
+        for (var i = lid; i < d; i = i + THREADS) {
+            sm_out[at + i] = (sm_x[at + i] - top) - lse;
+        }
+        return;
+    }
+    let inv = 1.0 / total;
     for (var i = lid; i < d; i = i + THREADS) {
         sm_out[at + i] = exp(sm_x[at + i] - top) * inv;
     }

@@ -8,16 +8,17 @@
 //! `Erf`, `Gelu`, `Exp`, `Sqrt`, `Neg`, `Reciprocal`, `Abs`, `Log`, `Cos`,
 //! `Sin`, `Clip`, the other activations of CNNs (`LeakyRelu` .. `Swish`:
 //! [`UnaryOp`]) and `Floor`/`Ceil`/`Round`/`Sign`, every `Reduce*`
-//! but `ReduceProd` over any axes, `LayerNormalization` and `Softmax`
-//! over the last axis (so RMSNorm as exporters write it stays there), a CNN's `Conv`,
+//! but `ReduceProd` over any axes, `Softmax` and `LogSoftmax` over any
+//! axis, `LayerNormalization` over the last axis (so RMSNorm as exporters write it stays there), a CNN's `Conv`,
 //! `ConvTranspose`, `MaxPool`, `AveragePool`, global pools, inference
 //! `BatchNormalization`, `InstanceNormalization` and `GroupNormalization`
 //! over one or two spatial axes (`cnn.rs`), `Where`
 //! (a host condition) and `Gather` (host indices) (`select.rs`), the fused
 //! `WeftLayerNorm`, `WeftGelu` and `WeftAttention`, `Transpose`, `Slice`,
-//! `Expand` and `Concat` as strided copies and `Resize` (`layout.rs`), and `Reshape`,
-//! `Identity`, `Flatten`, `Squeeze` and `Unsqueeze` (new names for the
-//! same buffer); `Shape` and `Size` of a device value are answered from
+//! `Expand`, `Tile`, `Concat` and `Split` as strided copies and `Resize`
+//! (`layout.rs`), and `Reshape`, `Identity`, `Flatten`, `Squeeze`,
+//! `Unsqueeze`, an inference `Dropout` and a `Cast` to f32 (new names
+//! for the same buffer); `Shape` and `Size` of a device value are answered from
 //! its shape, with nothing read back.
 //!
 //! A node is recorded when one of its data inputs is already on the
@@ -235,8 +236,8 @@ impl<'g> OnDevice<'g> {
         }
     }
 
-    /// What `Shape`, `Size`, `Identity`, `Flatten`, `Squeeze` or
-    /// `Unsqueeze` of a value on the device give, from what is known of it
+    /// What `Shape`, `Size`, `Identity`, `Dropout`, `Cast`, `Flatten`,
+    /// `Squeeze` or `Unsqueeze` of a value on the device give, from what is known of it
     /// without reading it back: host values for the first two, a new name
     /// (and shape) for the same buffer for the rest.
     /// `Ok(None)` when the node is none of these or its input is not on
@@ -258,7 +259,7 @@ impl<'g> OnDevice<'g> {
                 super::ops::run(node, &[Some(&placeholder)]).map(Some)
             }
             "Size" => Ok(Some(vec![Value::i64(vec![], vec![x.len() as i64])])),
-            "Identity" => {
+            "Identity" | "Dropout" | "Cast" if passes_through(node) => {
                 if let Some(out) = out {
                     self.values.insert(out, x);
                 }
@@ -324,6 +325,9 @@ impl<'g> OnDevice<'g> {
             "Transpose" | "Slice" | "Expand" if on_device(0) => self.strided(node, host),
             "Concat" if p.inputs.iter().any(|n| self.holds(n)) => self.concat(node, host),
             "Resize" | "Upsample" if on_device(0) => self.resize(node, host),
+            "Tile" if on_device(0) => self.tile(node, host),
+            // Several outputs, recorded there.
+            "Split" if on_device(0) => return self.split(node, host),
             "MatMul" => {
                 let w = self.weights.for_node(p)?;
                 let a = self.operand(name(0)?, host)?;
@@ -368,28 +372,7 @@ impl<'g> OnDevice<'g> {
                 };
                 self.layer_norm(x, (w, b), node.float("epsilon", 1e-5))
             }
-            "Softmax" if on_device(0) => {
-                let x = self.operand(name(0)?, host)?;
-                let rank = x.shape().len();
-                // Before opset 13 the input is seen as 2-D at `axis`
-                // (default 1): rows of everything from it on.
-                let legacy = node.opset < 13;
-                let axis = node.int("axis", if legacy { 1 } else { -1 });
-                let axis = usize::try_from(if axis < 0 { axis + rank as i64 } else { axis })
-                    .ok()
-                    .filter(|&a| a < rank && (legacy || a + 1 == rank))?;
-                let shape = x.shape().to_vec();
-                let d = shape[axis..].iter().product::<usize>();
-                if d == 0 {
-                    return None;
-                }
-                let rows = shape.iter().product::<usize>() / d;
-                self.try_record(shape, |me, out| {
-                    let x = me.up(x)?;
-                    me.program()?.softmax(&x.buf, rows, d, out);
-                    Ok(())
-                })
-            }
+            "Softmax" | "LogSoftmax" if on_device(0) => self.softmax(node),
             "Relu" | "Sigmoid" | "Tanh" | "Erf" | "Gelu" | "Exp" | "Sqrt" | "Neg"
             | "Reciprocal" | "Abs" | "Log" | "Cos" | "Sin" | "LeakyRelu" | "Elu" | "Selu"
             | "HardSigmoid" | "HardSwish" | "Softplus" | "Softsign" | "Mish" | "Celu"
@@ -564,6 +547,54 @@ impl<'g> OnDevice<'g> {
         })
     }
 
+    /// `Softmax` or `LogSoftmax` of a value on the device: before opset
+    /// 13 over rows of everything from `axis` on, from it over `axis`
+    /// alone (moved last by a strided copy, and back, where it is not).
+    fn softmax(&mut self, node: Node<'_>) -> Option<Result<Dev, NnError>> {
+        let x = self.values.get(input(node.proto, 0)?)?.clone();
+        let log = node.proto.op_type == "LogSoftmax";
+        let rank = x.shape.len();
+        let legacy = node.opset < 13;
+        let axis = node.int("axis", if legacy { 1 } else { -1 });
+        let axis = usize::try_from(if axis < 0 { axis + rank as i64 } else { axis })
+            .ok()
+            .filter(|&a| a < rank)?;
+        let shape = x.shape.clone();
+        let d = match legacy {
+            true => shape[axis..].iter().product::<usize>(),
+            false => shape[axis],
+        };
+        if d == 0 || x.len() == 0 {
+            return None;
+        }
+        let rows = x.len() / d;
+        if legacy || axis + 1 == rank {
+            return self.try_record(shape, |me, out| {
+                me.program()?.softmax(&x.buf, (rows, d), log, out);
+                Ok(())
+            });
+        }
+        let order: Vec<usize> = (0..rank).filter(|&a| a != axis).chain([axis]).collect();
+        self.try_record(shape.clone(), |me, out| {
+            let moved = me.permuted(x, &order)?;
+            let rowwise = me.buffer(moved.len(), "weft-nn ONNX softmax rows")?;
+            me.program()?.softmax(&moved.buf, (rows, d), log, &rowwise);
+            // Back: element i of the moved layout to where it came from.
+            let dense = super::value::strides(&shape);
+            let to: Vec<i64> = order.iter().map(|&a| dense[a] as i64).collect();
+            let from: Vec<i64> = super::value::strides(&moved.shape)
+                .into_iter()
+                .map(|s| s as i64)
+                .collect();
+            let copy = crate::gpu::StridedCopy {
+                dims: &moved.shape,
+                from: (0, &from),
+                to: (0, &to),
+            };
+            me.program()?.strided(&rowwise, copy, out)
+        })
+    }
+
     /// Layer normalisation of `x` over its last axis with weight `w` and
     /// bias `b` (one value per element of that axis).
     fn layer_norm(
@@ -669,6 +700,23 @@ impl<'g> OnDevice<'g> {
             host.insert(name, Arc::new(Value::f32(d.shape, data)));
         }
         Ok(())
+    }
+}
+
+/// Whether `node` gives its input as it is: `Identity`, an inference
+/// `Dropout` (asked for its mask, or to train, it is the CPU's) and a
+/// `Cast` to f32 (ONNX type 1) of what is f32 already.
+fn passes_through(node: Node<'_>) -> bool {
+    let p = node.proto;
+    match p.op_type.as_str() {
+        "Identity" => true,
+        "Dropout" => {
+            p.outputs.iter().skip(1).all(String::is_empty)
+                && node.int("training_mode", 0) == 0
+                && p.inputs.get(2).is_none_or(String::is_empty)
+        }
+        "Cast" => node.int("to", 0) == 1,
+        _ => false,
     }
 }
 

@@ -1,8 +1,8 @@
 //! Ops that move data rather than compute it, on the device: `Transpose`,
 //! `Slice` and `Expand` as one strided copy each ([`ops::strided_view`]
 //! says where each element comes from, for the CPU as for the device),
-//! and `Concat` as one strided copy per part; `Resize` as one resampling
-//! per axis it changes.
+//! `Tile` as one strided copy each, `Concat` and `Split` as one per part;
+//! `Resize` as one resampling per axis it changes.
 //!
 //! [`ops::strided_view`]: crate::onnx::ops::strided_view
 
@@ -65,6 +65,85 @@ impl OnDevice<'_> {
         Ok(Dev {
             buf,
             shape: to.to_vec(),
+        })
+    }
+
+    /// `Split` of a value on the device (its sizes, if an input, on the
+    /// host): one strided copy per part, each output recorded here.
+    pub(super) fn split(
+        &mut self,
+        node: Node<'_>,
+        host: &HashMap<&str, Arc<Value>>,
+    ) -> Option<Result<(), NnError>> {
+        let p = node.proto;
+        let x = self.values.get(input(p, 0)?)?.clone();
+        let placeholder = Value::f32(x.shape.clone(), Vec::new());
+        let args = host_args(&placeholder, node, host)?;
+        let (axis, sizes) = ops::split_sizes(node, &args).ok()?;
+        // Sizes that do not name each output, or empty parts, are the CPU's.
+        if x.len() == 0 || sizes.len() != p.outputs.len() || sizes.contains(&0) {
+            return None;
+        }
+        let from = dense(&x.shape);
+        let mut parts = Vec::new();
+        let mut start = 0;
+        for (name, &len) in p.outputs.iter().zip(&sizes) {
+            let mut shape = x.shape.clone();
+            shape[axis] = len;
+            let at = start as i64 * from[axis];
+            start += len;
+            if name.is_empty() {
+                continue;
+            }
+            let to = dense(&shape);
+            let part = self.try_record(shape.clone(), |me, out| {
+                let copy = StridedCopy {
+                    dims: &shape,
+                    from: (at, &from),
+                    to: (0, &to),
+                };
+                me.program()?.strided(&x.buf, copy, out)
+            })?;
+            match part {
+                Ok(part) => parts.push((name.clone(), part)),
+                Err(e) => return Some(Err(e)),
+            }
+        }
+        self.values.extend(parts);
+        Some(Ok(()))
+    }
+
+    /// `Tile` of a value on the device by host repeats: one strided copy,
+    /// each axis `d` seen as `[repeats, d]` read with a stride of 0 on
+    /// the repeats.
+    pub(super) fn tile(
+        &mut self,
+        node: Node<'_>,
+        host: &HashMap<&str, Arc<Value>>,
+    ) -> Option<Result<Dev, NnError>> {
+        let x = self.values.get(input(node.proto, 0)?)?.clone();
+        let reps = host.get(input(node.proto, 1)?)?.to_i64();
+        // Repeats of 0, or not one per axis, are the CPU's.
+        if x.len() == 0 || reps.len() != x.shape.len() || reps.iter().any(|&r| r < 1) {
+            return None;
+        }
+        let shape: Vec<usize> = (x.shape.iter().zip(&reps))
+            .map(|(&d, &r)| d * r as usize)
+            .collect();
+        let (from_x, to_out) = (dense(&x.shape), dense(&shape));
+        let (mut dims, mut from, mut to) = (Vec::new(), Vec::new(), Vec::new());
+        for (a, &d) in x.shape.iter().enumerate() {
+            dims.extend([reps[a] as usize, d]);
+            from.extend([0, from_x[a]]);
+            to.extend([d as i64 * to_out[a], to_out[a]]);
+        }
+        self.try_record(shape, |me, out| {
+            let copy = StridedCopy {
+                dims: &dims,
+                from: (0, &from),
+                to: (0, &to),
+            };
+            me.program()?.strided(&x.buf, copy, out)
         })
     }
 

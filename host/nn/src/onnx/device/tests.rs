@@ -848,3 +848,85 @@ fn cnn_activations_rounding_and_max_min_prelu_run_on_the_device_as_on_the_cpu() 
         "all on the device"
     );
 }
+
+#[test]
+fn splits_tiles_and_pass_throughs_run_on_the_device_as_on_the_cpu() {
+    // `Split` by sizes (an input), one part not asked for; by
+    // `num_outputs` (opset 18, the last part shorter); `Tile`; and an
+    // inference `Dropout` and a `Cast` to f32, which only rename.
+    let mut g = GraphWriter::new("layout");
+    g.node("MatMul", &["x", "eye"], &["h"], "up", &[]);
+    g.node(
+        "Split",
+        &["h", "sizes"],
+        &["a", "", "c"],
+        "by_sizes",
+        &[("axis", 1)],
+    );
+    g.node(
+        "Split",
+        &["h"],
+        &["p", "q", "r"],
+        "even",
+        &[("axis", 0), ("num_outputs", 3)],
+    );
+    g.node("Tile", &["c", "reps"], &["t"], "tile", &[]);
+    g.node("Dropout", &["a"], &["d"], "dropout", &[]);
+    g.node("Cast", &["d"], &["f"], "cast", &[("to", 1)]);
+    for o in ["f", "t", "p", "q", "r"] {
+        g.output(o, &[]);
+    }
+    let eye: Vec<f32> = (0..36).map(|i| f32::from(i % 7 == 0)).collect();
+    g.initializer("eye", &[6, 6], &eye);
+    g.initializer_i64("sizes", &[3], &[2, 1, 3]);
+    g.initializer_i64("reps", &[2], &[3, 2]);
+    g.input("x", &["5", "6"]);
+    let bytes = g.finish("weft-nn tests", 18);
+    let gpu = crate::gpu::tests::own(None);
+    let x = [("x".into(), Tensor::from_f32(vec![5, 6], &wave(30, 0.1)))];
+    matches_the_cpu(&bytes, &gpu, &x);
+    // The product, two parts, three parts and the tile; the rest rename.
+    let times = gpu.pass_times();
+    assert_eq!(
+        (times.programs, times.dispatches),
+        (1, 7),
+        "all on the device"
+    );
+}
+
+#[test]
+fn softmax_and_log_softmax_over_any_axis_run_on_the_device_as_on_the_cpu() {
+    // Over the last axis, a middle one and the first (each moved last
+    // and back), with large values (log-softmax's subtraction matters).
+    let mut g = GraphWriter::new("softmaxes");
+    g.node("MatMul", &["x", "w"], &["h"], "up", &[]);
+    let cases = [
+        ("Softmax", 0),
+        ("Softmax", 1),
+        ("LogSoftmax", -1),
+        ("LogSoftmax", 1),
+        ("LogSoftmax", 0),
+    ];
+    for (i, (op, axis)) in cases.into_iter().enumerate() {
+        let out = format!("{op}_{i}");
+        g.node(op, &["h"], &[&out], &out, &[("axis", axis)]);
+        g.output(&out, &[]);
+    }
+    g.initializer(
+        "w",
+        &[4, 4],
+        &wave(16, 0.5).iter().map(|v| v * 30.0).collect::<Vec<_>>(),
+    );
+    g.input("x", &["2", "3", "4"]);
+    let bytes = g.finish("weft-nn tests", 17);
+    let gpu = crate::gpu::tests::own(None);
+    let x = [("x".into(), Tensor::from_f32(vec![2, 3, 4], &wave(24, 1.0)))];
+    matches_the_cpu(&bytes, &gpu, &x);
+    // The product; one dispatch for the last axis, three for another.
+    let times = gpu.pass_times();
+    assert_eq!(
+        (times.programs, times.dispatches),
+        (1, 1 + 1 + 3 * 4),
+        "all on the device"
+    );
+}

@@ -10,7 +10,7 @@ mod elementwise;
 pub(super) mod fused;
 pub(super) use nn::{Window, conv_transpose_window, conv_window, pool_window};
 pub(super) use reduce::reduce_axes;
-pub(super) use shape::{broadcast_strides, strided_view, view_shape};
+pub(super) use shape::{broadcast_strides, split_sizes, strided_view, view_shape};
 mod index;
 mod loss;
 mod matmul;

@@ -442,6 +442,25 @@ fn narrow(x: &Value, ax: usize, start: usize, len: usize) -> Value {
 
 pub(super) fn split(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Vec<Value>, NnError> {
     let x = req(inputs, 0)?;
+    let (ax, sizes) = split_sizes(node, inputs)?;
+    let mut start = 0;
+    Ok(sizes
+        .iter()
+        .map(|&len| {
+            let v = narrow(x, ax, start, len);
+            start += len;
+            v
+        })
+        .collect())
+}
+
+/// The axis a `Split` splits its input along and the length of each part
+/// (only the shape of input 0 is read).
+pub(crate) fn split_sizes(
+    node: Node<'_>,
+    inputs: &[Option<&Value>],
+) -> Result<(usize, Vec<usize>), NnError> {
+    let x = req(inputs, 0)?;
     let ax = axis(node.int("axis", 0), x.shape.len())?;
     let n = node.proto.outputs.len();
     let dim = x.shape[ax];
@@ -468,15 +487,7 @@ pub(super) fn split(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Vec<Val
             "split sizes {sizes:?} do not add up to {dim}"
         )));
     }
-    let mut start = 0;
-    Ok(sizes
-        .iter()
-        .map(|&len| {
-            let v = narrow(x, ax, start, len);
-            start += len;
-            v
-        })
-        .collect())
+    Ok((ax, sizes))
 }
 
 /// A `Slice`'s output shape, and the first index and step along each
