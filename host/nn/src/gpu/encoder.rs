@@ -593,9 +593,11 @@ impl<'a> Program<'a> {
         {
             return Err(too_large());
         }
-        // Indices (as i32 bits; unused taps read index 0 with weight 0),
-        // then weights.
+        // Indices (as i32 bits; -2 ends a position's taps: adding 0 times
+        // an unused input would turn an infinite one into NaN), then
+        // weights.
         let mut table = vec![0.0f32; 2 * len_out * width];
+        table[..len_out * width].fill(f32::from_bits(-2i32 as u32));
         let (indices, weights) = table.split_at_mut(len_out * width);
         for (j, t) in taps.iter().enumerate() {
             for (k, &(i, w)) in t.iter().enumerate() {

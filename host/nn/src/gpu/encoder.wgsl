@@ -326,6 +326,11 @@ fn unary(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups)
             }
             default: {}
         }
+        // NaN in, NaN out, as on the CPU (WGSL's `clamp`, `max` and
+        // comparisons may drop it), but for ThresholdedRelu (0).
+        if (un_p.op >= 15u && un_p.op != 24u && is_nan_bits(x)) {
+            r = x;
+        }
         un_out[i] = r;
     }
 }
@@ -806,7 +811,8 @@ fn gather(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
 // inner]: out[o, j, r] = the sum over the `taps` taps t of output
 // position j of w[j, t] · x[o, idx[j, t], r]. The table holds the
 // indices (i32 bits) then the weights, `len_out · taps` each; an index
-// of -1 makes its weight the value (outside a crop).
+// of -1 makes its weight the value (outside a crop), one of -2 ends the
+// position's taps.
 
 struct ResampleParams {
     count: u32,
@@ -837,7 +843,9 @@ fn resample(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
             let idx = bitcast<i32>(rs_table[at]);
             let w = rs_table[weights + at];
             if (idx < 0) {
-                acc = w;
+                if (idx == -1) {
+                    acc = w;
+                }
                 break;
             }
             acc = acc + w * rs_x[(o * rs_p.len_in + u32(idx)) * rs_p.inner + r];

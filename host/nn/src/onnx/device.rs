@@ -124,7 +124,8 @@ impl<'g> OnDevice<'g> {
     /// Puts the call's f32 inputs named in `names` on the device (they go
     /// up with the first submission), so that what reads them runs there
     /// from the first node on; their host copies stay for the nodes the
-    /// CPU runs, which thus read nothing back.
+    /// CPU runs, which thus read nothing back. (An input only such nodes
+    /// read costs its upload: small beside the products that follow.)
     pub(super) fn hold_inputs<'n>(
         &mut self,
         names: impl IntoIterator<Item = &'n str>,
@@ -134,8 +135,12 @@ impl<'g> OnDevice<'g> {
             if let Some(op @ Operand::Host(_, v)) = self.operand(name, host)
                 && v.len() > 0
             {
-                let d = self.up(op)?;
-                self.values.insert(name.to_string(), d);
+                // (One the device has no room for stays on the host.)
+                match self.up(op) {
+                    Ok(d) => drop(self.values.insert(name.to_string(), d)),
+                    Err(e) if e.kind == NnErrorKind::TooLarge => {}
+                    Err(e) => return Err(e),
+                }
             }
         }
         Ok(())

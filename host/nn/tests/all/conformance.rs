@@ -6,6 +6,9 @@
 //! counts as unsupported; every other case must produce each output within
 //! rtol 1e-3 / atol 1e-5 (NaN matches NaN). The test prints a table and
 //! fails when fewer than `MIN_PASSED` cases pass, so a regression shows.
+//! It then runs every case again loaded for the GPU, whose inputs go up
+//! first so that each node with a device kernel runs there, and fails
+//! unless the same cases pass.
 
 use std::path::{Path, PathBuf};
 
@@ -383,28 +386,61 @@ fn run_case(dir: &Path, engine: &Engine, target: Target) -> Outcome {
 
 #[test]
 fn onnx_backend_conformance() {
-    conformance(Target::Cpu);
-}
-
-/// The same cases on the GPU path (llvmpipe on the CI): the inputs go
-/// up first, so every node with a device kernel runs there, and the
-/// rest on the CPU between them; each case must pass as on the CPU.
-#[test]
-fn onnx_backend_conformance_on_the_gpu() {
-    conformance(Target::Gpu);
-    let gpu = weft_nn::gpu::Gpu::if_started().expect("the cases started the GPU");
-    let (dispatches, round_trips) = (gpu.pass_times().dispatches, gpu.round_trips());
+    // (One test for both paths: the panic hook it silences is the
+    // process's.)
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let cpu = std::panic::catch_unwind(|| conformance(Target::Cpu));
+    let gpu = std::panic::catch_unwind(|| conformance(Target::Gpu));
+    std::panic::set_hook(hook);
+    let (cpu, gpu) = (cpu.unwrap(), gpu.unwrap());
+    for (target, run) in [("CPU", &cpu), ("GPU", &gpu)] {
+        println!("on the {target}:\n{}", run.report);
+    }
+    assert!(
+        cpu.passed >= MIN_PASSED,
+        "{} ONNX conformance cases passed, fewer than MIN_PASSED = {MIN_PASSED}",
+        cpu.passed
+    );
+    // The GPU path (llvmpipe on the CI): each case's inputs go up first,
+    // so every node with a device kernel runs there, the rest on the CPU
+    // between them. Each case must end as on the CPU.
+    let only = |a: &Run, b: &Run| -> Vec<String> {
+        a.failures
+            .iter()
+            .filter(|f| !b.failures.contains(f))
+            .cloned()
+            .collect()
+    };
+    assert!(
+        gpu.passed == cpu.passed && gpu.failures == cpu.failures,
+        "{} cases passed on the GPU, {} on the CPU; failing on the GPU only: {:?}; on the CPU only: {:?}",
+        gpu.passed,
+        cpu.passed,
+        only(&gpu, &cpu),
+        only(&cpu, &gpu),
+    );
+    let device = weft_nn::gpu::Gpu::if_started().expect("the cases started the GPU");
+    let (dispatches, round_trips) = (device.pass_times().dispatches, device.round_trips());
     println!("on the GPU: {dispatches} dispatches in {round_trips} round trips");
-    // Most cases run some node there (the suite has ~900 cases of ops
-    // with device kernels), not just their products.
+    // Most cases run some node there (~700 round trips), not just their
+    // products. (A floor: other tests of this binary use the GPU too.)
     assert!(round_trips > 500, "{round_trips} round trips");
 }
 
-fn conformance(target: Target) {
+/// What one pass over the suites gave.
+struct Run {
+    passed: usize,
+    /// `suite/case`, each failing case (not why: the values it reports
+    /// may differ between the paths).
+    failures: Vec<String>,
+    /// The table and lists to print.
+    report: String,
+}
+
+fn conformance(target: Target) -> Run {
     let root = suite_dir();
     let engine = Engine::default();
-    let hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
     let mut total_passed = 0;
     let mut failures = Vec::new();
     let mut refused: std::collections::BTreeMap<String, usize> = Default::default();
@@ -446,19 +482,21 @@ fn conformance(target: Target) {
         total_passed += pass;
         table.push(format!("{suite:<18} {pass:>7} {fail:>7} {unsup:>12}"));
     }
-    std::panic::set_hook(hook);
-    println!("{}", table.join("\n"));
+    let mut report = table.join("\n");
     let mut refused: Vec<_> = refused.into_iter().collect();
     refused.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     let shown: Vec<String> = refused.iter().map(|(w, n)| format!("{w} {n}")).collect();
-    println!("unsupported, by what was refused: {}", shown.join(", "));
-    println!("failures ({}):", failures.len());
+    report += &format!("\nunsupported, by what was refused: {}", shown.join(", "));
+    report += &format!("\nfailures ({}):", failures.len());
     for f in &failures {
-        println!("  {f}");
+        report += &format!("\n  {f}");
     }
-    assert!(
-        total_passed >= MIN_PASSED,
-        "{total_passed} ONNX conformance cases passed on {target:?}, fewer than MIN_PASSED = {MIN_PASSED}:\n{}",
-        table.join("\n")
-    );
+    Run {
+        passed: total_passed,
+        failures: failures
+            .iter()
+            .map(|f| f.split(':').next().unwrap_or(f).to_string())
+            .collect(),
+        report,
+    }
 }

@@ -786,10 +786,14 @@ mod select;
 fn cnn_activations_rounding_and_max_min_prelu_run_on_the_device_as_on_the_cpu() {
     // Each unary op with attributes set (and one at its defaults) over
     // values from -40 to 40 (softplus's tails, exp's range), halfway
-    // cases for `Round`; `Max`, `Min` with NaN on either side and
-    // `PRelu` by a per-channel slope.
+    // cases for `Round`, and NaN (kept, by all but `ThresholdedRelu`);
+    // `Max`, `Min` with NaN on either side and `PRelu` by a per-channel
+    // slope.
     let mut g = GraphWriter::new("activations");
     g.node("MatMul", &["x", "eye"], &["h"], "up", &[]);
+    // 0 / 0 in the middle row: NaN there.
+    g.node("Div", &["h", "h"], &["ones"], "ones", &[]);
+    g.node("Mul", &["h", "ones"], &["hn"], "hn", &[]);
     let unary: [(&str, &[(&str, i64)]); 16] = [
         ("LeakyRelu", &[("alpha", 3)]),
         ("Elu", &[("alpha", 2)]),
@@ -811,12 +815,9 @@ fn cnn_activations_rounding_and_max_min_prelu_run_on_the_device_as_on_the_cpu() 
     let mut outputs = Vec::new();
     for (i, (op, attrs)) in unary.into_iter().enumerate() {
         let out = format!("{op}_{i}");
-        g.node(op, &["h"], &[&out], &out, attrs);
+        g.node(op, &["hn"], &[&out], &out, attrs);
         outputs.push(out);
     }
-    // 0 / 0 in the middle row: NaN on one side of each.
-    g.node("Div", &["h", "h"], &["ones"], "ones", &[]);
-    g.node("Mul", &["h", "ones"], &["hn"], "hn", &[]);
     for (op, inputs) in [
         ("Max", ["hn", "row"]),
         ("Min", ["row", "hn"]),

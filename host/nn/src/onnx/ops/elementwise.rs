@@ -187,7 +187,11 @@ pub(super) fn run(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Value, Nn
         }
         "Celu" => {
             let a = alpha(1.0);
+            // (`f64::max` would take 0 over NaN; ONNX's reference keeps it.)
             unary(req(inputs, 0)?, move |v| {
+                if v.is_nan() {
+                    return v;
+                }
                 v.max(0.0) + (a * ((v / a).exp() - 1.0)).min(0.0)
             })
         }
