@@ -15,7 +15,8 @@
 //! over one or two spatial axes (`cnn.rs`), `Where`
 //! (a host condition) and `Gather` (host indices) (`select.rs`), the fused
 //! `WeftLayerNorm`, `WeftGelu` and `WeftAttention`, `Transpose`, `Slice`,
-//! `Expand`, `Tile`, `Concat` and `Split` as strided copies and `Resize`
+//! `Expand`, `Tile`, `Concat`, `Split` and a constant `Pad` as strided
+//! copies and `Resize`
 //! (`layout.rs`), and `Reshape`, `Identity`, `Flatten`, `Squeeze`,
 //! `Unsqueeze`, an inference `Dropout` and a `Cast` to f32 (new names
 //! for the same buffer); `Shape` and `Size` of a device value are answered from
@@ -331,6 +332,7 @@ impl<'g> OnDevice<'g> {
             "Concat" if p.inputs.iter().any(|n| self.holds(n)) => self.concat(node, host),
             "Resize" | "Upsample" if on_device(0) => self.resize(node, host),
             "Tile" if on_device(0) => self.tile(node, host),
+            "Pad" if on_device(0) => self.pad(node, host),
             // Several outputs, recorded there.
             "Split" if on_device(0) => return self.split(node, host),
             "MatMul" => {

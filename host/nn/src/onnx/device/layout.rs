@@ -1,7 +1,8 @@
 //! Ops that move data rather than compute it, on the device: `Transpose`,
 //! `Slice` and `Expand` as one strided copy each ([`ops::strided_view`]
 //! says where each element comes from, for the CPU as for the device),
-//! `Tile` as one strided copy each, `Concat` and `Split` as one per part;
+//! `Tile` and a constant `Pad` as one strided copy each, `Concat` and
+//! `Split` as one per part;
 //! `Resize` as one resampling per axis it changes.
 //!
 //! [`ops::strided_view`]: crate::onnx::ops::strided_view
@@ -142,6 +143,81 @@ impl OnDevice<'_> {
                 dims: &dims,
                 from: (0, &from),
                 to: (0, &to),
+            };
+            me.program()?.strided(&x.buf, copy, out)
+        })
+    }
+
+    /// `Pad` in `constant` mode of a value on the device (its pads, value
+    /// and axes on the host): the part of it that lands in the output
+    /// copied into a buffer of the pad value (a new buffer is zeros;
+    /// another value is written first); negative pads crop.
+    pub(super) fn pad(
+        &mut self,
+        node: Node<'_>,
+        host: &HashMap<&str, Arc<Value>>,
+    ) -> Option<Result<Dev, NnError>> {
+        let p = node.proto;
+        if node.string("mode", "constant") != "constant" {
+            return None;
+        }
+        let x = self.values.get(input(p, 0)?)?.clone();
+        let r = x.shape.len();
+        let (pads, value) = if node.opset < 11 {
+            let pads = node.ints("pads").or_else(|| node.ints("paddings"))?;
+            (pads, node.float("value", 0.0))
+        } else {
+            let value = match input(p, 2) {
+                Some(v) => super::host_scalar(host, v)?,
+                None => 0.0,
+            };
+            (host.get(input(p, 1)?)?.to_i64(), value)
+        };
+        let axes: Vec<usize> = match input(p, 3) {
+            Some(a) => (host.get(a)?.to_i64().iter())
+                .map(|&a| ops::axis(a, r).ok())
+                .collect::<Option<_>>()?,
+            None => (0..r).collect(),
+        };
+        // Pads that do not fit the axes are the CPU's to refuse.
+        if pads.len() != 2 * axes.len() {
+            return None;
+        }
+        let (mut before, mut after) = (vec![0i64; r], vec![0i64; r]);
+        for (i, &a) in axes.iter().enumerate() {
+            (before[a], after[a]) = (pads[i], pads[i + axes.len()]);
+        }
+        let shape: Vec<usize> = (0..r)
+            .map(|a| (x.shape[a] as i64 + before[a] + after[a]).max(0) as usize)
+            .collect();
+        if x.len() == 0 || shape.contains(&0) {
+            return None;
+        }
+        // Along each axis, the input from `-before` (if cropped) to where
+        // the output ends.
+        let kept: Vec<usize> = (0..r)
+            .map(|a| {
+                let first = (-before[a]).max(0);
+                let end = (x.shape[a] as i64).min(shape[a] as i64 - before[a]);
+                (end - first).max(0) as usize
+            })
+            .collect();
+        let (from, to) = (dense(&x.shape), dense(&shape));
+        let from_at = (0..r).map(|a| (-before[a]).max(0) * from[a]).sum();
+        let to_at = (0..r).map(|a| before[a].max(0) * to[a]).sum();
+        let count = shape.iter().product();
+        self.try_record(shape, |me, out| {
+            // (-0.0 is not a new buffer's zeros.)
+            if value.to_bits() != 0 {
+                me.program()?.write(out, vec![value; count]);
+            }
+            if kept.contains(&0) {
+                return Ok(());
+            }
+            let copy = StridedCopy {
+                dims: &kept,
+                from: (from_at, &from),
+                to: (to_at, &to),
             };
             me.program()?.strided(&x.buf, copy, out)
         })

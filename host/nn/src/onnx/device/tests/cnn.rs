@@ -1,6 +1,8 @@
 //! Tests of `cnn.rs`: convolutions, pools, batch norm and `Clip` on the
 //! device against the CPU.
 
+use std::sync::Arc;
+
 use super::{fails_on_both, matches_the_cpu, wave};
 use crate::onnx::exec::OnnxModel;
 use crate::onnx::write::GraphWriter;
@@ -500,5 +502,68 @@ fn resizes_run_on_the_device_as_on_the_cpu() {
         (times.programs, times.dispatches),
         (1, 11),
         "all on the device"
+    );
+}
+
+#[test]
+fn constant_pads_run_on_the_device_as_on_the_cpu() {
+    // Zeros around a map, one side cropped (a negative pad); a value of
+    // -2.5 on two of the axes (`axes`, opset 18); and -0.0, which a new
+    // buffer's zeros are not. An `edge` pad stays on the CPU.
+    let mut g = GraphWriter::new("pads");
+    g.node("Conv", &["x", "ones"], &["h"], "depthwise", &[("group", 2)]);
+    g.node("Pad", &["h", "pads"], &["zeros"], "zeros", &[]);
+    g.node(
+        "Pad",
+        &["h", "some", "value", "axes"],
+        &["valued"],
+        "valued",
+        &[],
+    );
+    g.node(
+        "Pad",
+        &["h", "pads", "minus_zero"],
+        &["signed"],
+        "signed",
+        &[],
+    );
+    let edge = [("mode", "edge")];
+    g.node_strings("Pad", &["h", "pads"], &["edge"], "edge", (&[], &[]), &edge);
+    for o in ["zeros", "valued", "signed", "edge"] {
+        g.output(o, &[]);
+    }
+    g.initializer("ones", &[2, 1, 1, 1], &[1.0, 1.0]);
+    g.initializer_i64("pads", &[8], &[0, 0, 1, -1, 1, 0, 2, 2]);
+    g.initializer_i64("some", &[4], &[2, 0, 1, 3]);
+    g.initializer_i64("axes", &[2], &[1, 3]);
+    g.initializer("value", &[], &[-2.5]);
+    g.initializer("minus_zero", &[], &[-0.0]);
+    g.input("x", &["1", "2", "3", "4"]);
+    let bytes = g.finish("weft-nn tests", 18);
+    let gpu = crate::gpu::tests::own(None);
+    let x = [(
+        "x".into(),
+        Tensor::from_f32(vec![1, 2, 3, 4], &wave(24, 0.8)),
+    )];
+    matches_the_cpu(&bytes, &gpu, &x);
+    let want = OnnxModel::load(&bytes)
+        .unwrap()
+        .session()
+        .compute(&x)
+        .unwrap();
+    let signed = want[2].1.to_f32().unwrap();
+    assert!(signed.iter().any(|v| v.to_bits() == (-0.0f32).to_bits()));
+    let on_gpu = OnnxModel::load_for(&bytes, Some(Ok(Arc::clone(&gpu)))).unwrap();
+    let got = on_gpu.session().compute(&x).unwrap();
+    let bits =
+        |t: &Tensor| -> Vec<u32> { t.to_f32().unwrap().iter().map(|v| v.to_bits()).collect() };
+    assert_eq!(bits(&got[2].1), bits(&want[2].1), "-0.0 kept");
+    // Per call: the convolution and three pads, then `h` read back for
+    // the edge pad: two programs.
+    let times = gpu.pass_times();
+    assert_eq!(
+        (times.programs, times.dispatches),
+        (4, 8),
+        "pads on the device"
     );
 }
