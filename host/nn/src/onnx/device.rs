@@ -1,8 +1,8 @@
 //! An ONNX call on a model loaded for a GPU keeps its activations there.
 //!
 //! Nodes with a device kernel are recorded into one [`Program`] instead of
-//! run: `MatMul` and `Gemm` by a resident weight and batched `MatMul` of
-//! two activations (`products.rs`), `Add`/`Sub`/`Mul`/`Div`/`Pow` and
+//! run: `MatMul` and `Gemm` by a resident weight, batched `MatMul` of
+//! two activations and two-operand `Einsum` (`products.rs`), `Add`/`Sub`/`Mul`/`Div`/`Pow` and
 //! two-input `Max`/`Min`/`PRelu` (a row or scalar operand at once, any
 //! other broadcast after a strided copy), `Relu`, `Sigmoid`, `Tanh`,
 //! `Erf`, `Gelu`, `Exp`, `Sqrt`, `Neg`, `Reciprocal`, `Abs`, `Log`, `Cos`,
@@ -328,6 +328,7 @@ impl<'g> OnDevice<'g> {
                 self.product_of_two(node, host)
             }
             "Gemm" => self.gemm(node, host),
+            "Einsum" if on_device(0) || on_device(1) => self.einsum(node, host),
             "Transpose" | "Slice" | "Expand" if on_device(0) => self.strided(node, host),
             "Concat" if p.inputs.iter().any(|n| self.holds(n)) => self.concat(node, host),
             "Resize" | "Upsample" if on_device(0) => self.resize(node, host),
@@ -582,23 +583,18 @@ impl<'g> OnDevice<'g> {
             });
         }
         let order: Vec<usize> = (0..rank).filter(|&a| a != axis).chain([axis]).collect();
-        self.try_record(shape.clone(), |me, out| {
+        // (Back: axis `order[k]` from axis `k` of the rows.)
+        let mut back = vec![0; rank];
+        order.iter().enumerate().for_each(|(k, &a)| back[a] = k);
+        self.try_record(shape, |me, out| {
             let moved = me.permuted(x, &order)?;
-            let rowwise = me.buffer(moved.len(), "weft-nn ONNX softmax rows")?;
-            me.program()?.softmax(&moved.buf, (rows, d), log, &rowwise);
-            // Back: element i of the moved layout to where it came from.
-            let dense = super::value::strides(&shape);
-            let to: Vec<i64> = order.iter().map(|&a| dense[a] as i64).collect();
-            let from: Vec<i64> = super::value::strides(&moved.shape)
-                .into_iter()
-                .map(|s| s as i64)
-                .collect();
-            let copy = crate::gpu::StridedCopy {
-                dims: &moved.shape,
-                from: (0, &from),
-                to: (0, &to),
+            let buf = me.buffer(moved.len(), "weft-nn ONNX softmax rows")?;
+            me.program()?.softmax(&moved.buf, (rows, d), log, &buf);
+            let rowwise = Dev {
+                buf,
+                shape: moved.shape,
             };
-            me.program()?.strided(&rowwise, copy, out)
+            me.permute_into(&rowwise, &back, out)
         })
     }
 

@@ -69,6 +69,7 @@ const READ_ON_DEVICE: &[&str] = &[
     "Pow",
     "MatMul",
     "Gemm",
+    "Einsum",
     "Conv",
     "ConvTranspose",
     "BatchNormalization",

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use super::{Dev, OnDevice, Operand, input};
 use crate::NnError;
-use crate::gpu::StridedCopy;
+use crate::gpu::{Buffer, StridedCopy};
 use crate::onnx::ops::{self, Node};
 use crate::onnx::value::{Value, strides};
 
@@ -274,16 +274,28 @@ impl OnDevice<'_> {
             return Ok(x);
         }
         let shape: Vec<usize> = order.iter().map(|&a| x.shape[a]).collect();
+        let buf = self.buffer(x.len(), "weft-nn ONNX permuted operand")?;
+        self.permute_into(&x, order, &buf)?;
+        Ok(Dev { buf, shape })
+    }
+
+    /// Records the copy of `x` with its axes in `order` (as
+    /// [`OnDevice::permuted`]) into `out`.
+    pub(super) fn permute_into(
+        &mut self,
+        x: &Dev,
+        order: &[usize],
+        out: &Buffer,
+    ) -> Result<(), NnError> {
+        let shape: Vec<usize> = order.iter().map(|&a| x.shape[a]).collect();
         let from = dense(&x.shape);
         let from: Vec<i64> = order.iter().map(|&a| from[a]).collect();
-        let buf = self.buffer(x.len(), "weft-nn ONNX permuted operand")?;
         let copy = StridedCopy {
             dims: &shape,
             from: (0, &from),
             to: (0, &dense(&shape)),
         };
-        self.program()?.strided(&x.buf, copy, &buf)?;
-        Ok(Dev { buf, shape })
+        self.program()?.strided(&x.buf, copy, out)
     }
 
     /// `Concat` of f32 values, one of them at least on the device.

@@ -1,5 +1,5 @@
 //! Products on the device besides `MatMul` by a resident weight: `Gemm`
-//! by one (its scalings and C applied after), and `MatMul` of two activations
+//! by one (its scalings and C applied after), two-operand `Einsum`s, and `MatMul` of two activations
 //! (attention's scores and mix in a graph whose attention is not fused).
 
 use std::collections::HashMap;
@@ -66,6 +66,105 @@ impl OnDevice<'_> {
             let c = scaled(self, c, beta)?;
             fitted(self.binary(BinaryOp::Add, Operand::Dev(y), Operand::Dev(c)))
         }))
+    }
+
+    /// `Einsum` of two operands with an explicit output, each label
+    /// once per term: a batched product. Labels in both operands and the
+    /// output are its batch, those in both and not the output are summed
+    /// over, the rest are A's rows and B's columns; each operand is
+    /// permuted to `[batch, rows, summed]` and `[batch, summed, columns]`,
+    /// and the product to the output's order. Anything else (`...`, a
+    /// label summed over in one operand alone, a diagonal, a size-1
+    /// broadcast) runs on the CPU.
+    pub(super) fn einsum(
+        &mut self,
+        node: Node<'_>,
+        host: &HashMap<&str, Arc<Value>>,
+    ) -> Option<Result<Dev, NnError>> {
+        let p = node.proto;
+        let eq: String = (node.string("equation", "").chars())
+            .filter(|c| !c.is_whitespace())
+            .collect();
+        let (lhs, out) = eq.split_once("->")?;
+        let (ta, tb) = lhs.split_once(',')?;
+        let [ta, tb, to]: [Vec<char>; 3] = [ta, tb, out].map(|t| t.chars().collect());
+        let distinct = |t: &[char]| t.iter().enumerate().all(|(i, c)| !t[..i].contains(c));
+        if eq.contains('.') || p.inputs.len() != 2 || ![&ta, &tb, &to].iter().all(|t| distinct(t)) {
+            return None;
+        }
+        let a = self.operand(input(p, 0)?, host)?;
+        let b = self.operand(input(p, 1)?, host)?;
+        if ta.len() != a.shape().len() || tb.len() != b.shape().len() {
+            return None;
+        }
+        let size = |c: char| -> Option<usize> {
+            let sa = ta.iter().position(|&l| l == c).map(|i| a.shape()[i]);
+            let sb = tb.iter().position(|&l| l == c).map(|i| b.shape()[i]);
+            match (sa, sb) {
+                (Some(x), Some(y)) if x != y => None,
+                (x, y) => x.or(y),
+            }
+        };
+        let (in_a, in_b, in_out) = (
+            |c: &char| ta.contains(c),
+            |c: &char| tb.contains(c),
+            |c: &char| to.contains(c),
+        );
+        let batch: Vec<char> = to.iter().copied().filter(|c| in_a(c) && in_b(c)).collect();
+        let summed: Vec<char> = ta
+            .iter()
+            .copied()
+            .filter(|c| in_b(c) && !in_out(c))
+            .collect();
+        let rows: Vec<char> = ta.iter().copied().filter(|c| !in_b(c)).collect();
+        let cols: Vec<char> = tb.iter().copied().filter(|c| !in_a(c)).collect();
+        // Every label of the output from an operand; none summed alone.
+        let known = |c: &char| in_a(c) || in_b(c);
+        if !to.iter().all(known) || !rows.iter().chain(&cols).all(in_out) {
+            return None;
+        }
+        let dims = |labels: &[char]| labels.iter().map(|&c| size(c)).collect::<Option<Vec<_>>>();
+        let (nb, nm, nk, nn) = (
+            dims(&batch)?.iter().product::<usize>(),
+            dims(&rows)?.iter().product::<usize>(),
+            dims(&summed)?.iter().product::<usize>(),
+            dims(&cols)?.iter().product::<usize>(),
+        );
+        if nb * nm * nk * nn == 0 {
+            return None;
+        }
+        let at = |term: &[char], labels: Vec<&char>| -> Vec<usize> {
+            let pos = |c: &char| {
+                term.iter()
+                    .position(|l| l == c)
+                    .expect("a label of the term")
+            };
+            labels.into_iter().map(pos).collect()
+        };
+        let order_a = at(&ta, batch.iter().chain(&rows).chain(&summed).collect());
+        let order_b = at(&tb, batch.iter().chain(&summed).chain(&cols).collect());
+        let mid: Vec<char> = batch.iter().chain(&rows).chain(&cols).copied().collect();
+        let order_out = at(&mid, to.iter().collect());
+        let mid_shape = dims(&mid)?;
+        self.try_record(dims(&to)?, |me, out| {
+            let (a, b) = (me.up(a)?, me.up(b)?);
+            let (a, b) = (me.permuted(a, &order_a)?, me.permuted(b, &order_b)?);
+            let shape = [nb, nm, nk, nn];
+            let strides = (nm * nk, nk * nn);
+            if order_out.iter().enumerate().all(|(i, &o)| i == o) {
+                return me
+                    .program()?
+                    .batched_product((&a.buf, &b.buf), shape, strides, out);
+            }
+            let buf = me.buffer(nb * nm * nn, "weft-nn ONNX Einsum product")?;
+            me.program()?
+                .batched_product((&a.buf, &b.buf), shape, strides, &buf)?;
+            let product = Dev {
+                buf,
+                shape: mid_shape,
+            };
+            me.permute_into(&product, &order_out, out)
+        })
     }
 
     /// `MatMul` of two values at least one of which is on the device, both
