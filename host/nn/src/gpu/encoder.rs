@@ -236,10 +236,11 @@ pub(crate) enum ReduceOp {
     L2 = 7,
     LogSum = 8,
     LogSumExp = 9,
+    Prod = 10,
 }
 
 impl ReduceOp {
-    /// The ONNX operator of that name (all but `ReduceProd`).
+    /// The ONNX operator of that name.
     pub(crate) fn of(op: &str) -> Option<Self> {
         Some(match op {
             "ReduceSum" => Self::Sum,
@@ -251,6 +252,7 @@ impl ReduceOp {
             "ReduceL2" => Self::L2,
             "ReduceLogSum" => Self::LogSum,
             "ReduceLogSumExp" => Self::LogSumExp,
+            "ReduceProd" => Self::Prod,
             _ => return None,
         })
     }
@@ -295,6 +297,10 @@ pub(crate) enum WindowOp<'b> {
     MaxPool,
     AveragePool {
         count_include_pad: bool,
+    },
+    /// `(Σ |x|^p)^(1/p)` over each window (padding adds nothing).
+    LpPool {
+        p: usize,
     },
 }
 
@@ -421,6 +427,7 @@ impl<'a> Program<'a> {
             ),
             WindowOp::MaxPool => (s.c, s.c, 1, None, None),
             WindowOp::AveragePool { .. } => (s.c, s.c, 2, None, None),
+            WindowOp::LpPool { .. } => (s.c, s.c, 4, None, None),
         };
         let include_pad = matches!(
             op,
@@ -451,6 +458,10 @@ impl<'a> Program<'a> {
             mode,
             usize::from(bias.is_some()),
             usize::from(include_pad),
+            match op {
+                WindowOp::LpPool { p } => p,
+                _ => 0,
+            },
         ];
         let count = s.n * m * s.out[0] * s.out[1];
         // Every index the kernel forms stays below the largest of these.

@@ -505,7 +505,7 @@ fn strided(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
 // ---- reduce_rows: out[r] = a reduction of row r of `d` floats, one
 // workgroup per row: sum, mean or max (ops 0, 1, 2; 3 a max that skips
 // NaN), min (4), sum of squares (5), L1 and L2 norms (6, 7), log of the
-// sum (8) and log-sum-exp (9).
+// sum (8), log-sum-exp (9) and product (10).
 
 @group(0) @binding(0) var<storage, read> red_x: array<f32>;
 @group(0) @binding(1) var<storage, read_write> red_out: array<f32>;
@@ -571,6 +571,17 @@ fn reduce_rows(
         }
         return;
     }
+    if (op == 10u) {
+        var prod = 1.0;
+        for (var i = lid; i < d; i = i + THREADS) {
+            prod = prod * red_x[at + i];
+        }
+        let total = workgroup_prod(lid, prod);
+        if (lid == 0u) {
+            red_out[row] = total;
+        }
+        return;
+    }
     var sum = 0.0;
     for (var i = lid; i < d; i = i + THREADS) {
         let v = red_x[at + i];
@@ -597,13 +608,14 @@ fn reduce_rows(
 }
 
 // ---- window: 2-D convolution (mode 0), max / average pooling (modes
-// 1, 2) or transposed convolution (mode 3; weights `[c, mg, kh, kw]`) over NCHW (1-D as a height of 1), one output element per thread.
+// 1, 2), transposed convolution (mode 3; weights `[c, mg, kh, kw]`) or
+// Lp pooling (mode 4, p = meta 22) over NCHW (1-D as a height of 1), one output element per thread.
 // `win_meta` (i32s): 0 n, 1 c, 2 h, 3 w, 4 m (output channels), 5 cg
 // (input channels per group), 6 mg (output channels per group), 7 kh,
 // 8 kw, 9 oh, 10 ow, 11 sh, 12 sw (strides), 13 dh, 14 dw (dilations),
 // 15 ph, 16 pw (pads before), 17 h_end, 18 w_end (h and w plus the pads
 // after: where count_include_pad stops counting), 19 mode, 20 has_bias,
-// 21 count_include_pad. Weights `[m, cg, kh, kw]`, bias `[m]`.
+// 21 count_include_pad, 22 p (LpPool). Weights `[m, cg, kh, kw]`, bias `[m]`.
 
 @group(0) @binding(0) var<storage, read> win_x: array<f32>;
 @group(0) @binding(1) var<storage, read> win_w: array<f32>;
@@ -713,13 +725,21 @@ fn window(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
                 if (iy >= 0 && iy < h && ix >= 0 && ix < w) {
                     let v = win_x[(plane + iy) * w + ix];
                     best = select(best, v, v > best);
-                    sum = sum + v;
+                    if (mode == 4) {
+                        // LpPool: |v|^p (a square exactly).
+                        let a = abs(v);
+                        sum = sum + select(pow(a, f32(win_meta[22])), a * a, win_meta[22] == 2);
+                    } else {
+                        sum = sum + v;
+                    }
                     inside = inside + 1;
                 }
             }
         }
         if (mode == 1) {
             win_out[i] = best;
+        } else if (mode == 4) {
+            win_out[i] = select(pow(sum, 1.0 / f32(win_meta[22])), sqrt(sum), win_meta[22] == 2);
         } else if (win_meta[21] != 0) {
             win_out[i] = sum / f32(padded);
         } else {

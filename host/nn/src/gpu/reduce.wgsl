@@ -33,3 +33,17 @@ fn workgroup_max(lid: u32, v: f32) -> f32 {
     workgroupBarrier();
     return total;
 }
+
+fn workgroup_prod(lid: u32, v: f32) -> f32 {
+    partial[lid] = v;
+    workgroupBarrier();
+    for (var s = THREADS / 2u; s > 0u; s = s / 2u) {
+        if (lid < s) {
+            partial[lid] = partial[lid] * partial[lid + s];
+        }
+        workgroupBarrier();
+    }
+    let total = partial[0];
+    workgroupBarrier();
+    return total;
+}

@@ -7,10 +7,10 @@
 //! other broadcast after a strided copy), `Relu`, `Sigmoid`, `Tanh`,
 //! `Erf`, `Gelu`, `Exp`, `Sqrt`, `Neg`, `Reciprocal`, `Abs`, `Log`, `Cos`,
 //! `Sin`, `Clip`, the other activations of CNNs (`LeakyRelu` .. `Swish`:
-//! [`UnaryOp`]) and `Floor`/`Ceil`/`Round`/`Sign`, every `Reduce*`
-//! but `ReduceProd` over any axes, `Softmax` and `LogSoftmax` over any
+//! [`UnaryOp`]) and `Floor`/`Ceil`/`Round`/`Sign`, every `Reduce*` over
+//! any axes, `Softmax` and `LogSoftmax` over any
 //! axis, `LayerNormalization` over the last axis (so RMSNorm as exporters write it stays there), a CNN's `Conv`,
-//! `ConvTranspose`, `MaxPool`, `AveragePool`, global pools, inference
+//! `ConvTranspose`, `MaxPool`, `AveragePool`, `LpPool`, global pools, inference
 //! `BatchNormalization`, `InstanceNormalization` and `GroupNormalization`
 //! over one or two spatial axes (`cnn.rs`), `Where`
 //! (a host condition) and `Gather` (host indices) (`select.rs`), the fused
@@ -419,7 +419,7 @@ impl<'g> OnDevice<'g> {
             {
                 self.window(node, host)
             }
-            "MaxPool" | "AveragePool" if on_device(0) => self.window(node, host),
+            "MaxPool" | "AveragePool" | "LpPool" if on_device(0) => self.window(node, host),
             "GlobalAveragePool" | "GlobalMaxPool" if on_device(0) => self.global_pool(node),
             "BatchNormalization" if on_device(0) => self.batch_norm(node, host),
             "InstanceNormalization" | "GroupNormalization" if on_device(0) => {
@@ -429,7 +429,7 @@ impl<'g> OnDevice<'g> {
             "Where" if on_device(1) || on_device(2) => self.pick(node, host),
             "Gather" if on_device(0) => self.gather(node, host),
             "ReduceSum" | "ReduceMean" | "ReduceMax" | "ReduceMin" | "ReduceSumSquare"
-            | "ReduceL1" | "ReduceL2" | "ReduceLogSum" | "ReduceLogSumExp"
+            | "ReduceL1" | "ReduceL2" | "ReduceLogSum" | "ReduceLogSumExp" | "ReduceProd"
                 if on_device(0) =>
             {
                 self.reduce(node, host)
@@ -512,7 +512,7 @@ impl<'g> OnDevice<'g> {
         })
     }
 
-    /// A `Reduce*` of a value on the device (all but `ReduceProd`) over
+    /// A `Reduce*` of a value on the device over
     /// any of its axes (the axes, from opset 13 or 18 an input, on the
     /// host): the reduced axes moved last by a strided copy where they
     /// are not already, then one reduction per row of what they span.

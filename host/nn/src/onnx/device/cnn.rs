@@ -1,5 +1,5 @@
 //! Convolutional networks' ops on the device: `Conv`, `ConvTranspose`,
-//! `MaxPool` and `AveragePool` over one or two spatial axes ([`Program::window`]: one
+//! `MaxPool`, `AveragePool` and `LpPool` over one or two spatial axes ([`Program::window`]: one
 //! thread per output, the taps read directly), `GlobalAveragePool` and
 //! `GlobalMaxPool` (rows of `reduce_rows`), inference
 //! `BatchNormalization`, `InstanceNormalization` and `GroupNormalization`
@@ -17,7 +17,8 @@ use crate::onnx::ops::{self, Node, Window};
 use crate::onnx::value::Value;
 
 impl OnDevice<'_> {
-    /// `Conv`, `ConvTranspose`, `MaxPool` (its values only) or `AveragePool` of an
+    /// `Conv`, `ConvTranspose`, `MaxPool` (its values only), `AveragePool`
+    /// or `LpPool` of an
     /// `[n, c, w]` or `[n, c, h, w]` value (a `Conv`'s may be a host one,
     /// such as a network's input).
     pub(super) fn window(
@@ -70,19 +71,24 @@ impl OnDevice<'_> {
                     me.program()?.window(&x.buf, op, shape, out)
                 })
             }
-            "MaxPool" | "AveragePool" => {
+            "MaxPool" | "AveragePool" | "LpPool" => {
                 // (`MaxPool`'s indices are the CPU's.)
                 if p.outputs.iter().skip(1).any(|o| !o.is_empty()) {
                     return None;
                 }
                 let win = ops::pool_window(node, &xs).ok()?;
                 let shape = window_shape(&xs, &win)?;
-                let op = if p.op_type == "MaxPool" {
-                    WindowOp::MaxPool
-                } else {
-                    WindowOp::AveragePool {
+                let op = match p.op_type.as_str() {
+                    "MaxPool" => WindowOp::MaxPool,
+                    // (A p below 1 is the CPU's.)
+                    "LpPool" => WindowOp::LpPool {
+                        p: usize::try_from(node.int("p", 2))
+                            .ok()
+                            .filter(|p| (1..=64).contains(p))?,
+                    },
+                    _ => WindowOp::AveragePool {
                         count_include_pad: node.int("count_include_pad", 0) != 0,
-                    }
+                    },
                 };
                 self.try_record(out_shape(n, c, &win), |me, out| {
                     let x = me.up(x)?;

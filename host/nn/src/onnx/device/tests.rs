@@ -581,6 +581,7 @@ fn every_reduction_over_any_axes_runs_on_the_device_as_on_the_cpu() {
         "ReduceL2",
         "ReduceLogSum",
         "ReduceLogSumExp",
+        "ReduceProd",
     ];
     let axes: [&[i64]; 5] = [&[0], &[1], &[0, 2], &[], &[-1]];
     let mut outputs = Vec::new();
@@ -606,7 +607,13 @@ fn every_reduction_over_any_axes_runs_on_the_device_as_on_the_cpu() {
             outputs.push(out);
         }
     }
-    for op in ["ReduceMax", "ReduceMin", "ReduceLogSumExp", "ReduceSum"] {
+    for op in [
+        "ReduceMax",
+        "ReduceMin",
+        "ReduceLogSumExp",
+        "ReduceSum",
+        "ReduceProd",
+    ] {
         let out = format!("{op}_odd");
         g.node_ints(op, &["l"], &[&out], &out, &[], &[("axes", &[1])]);
         outputs.push(out);

@@ -130,9 +130,9 @@ fn one_dimensional_convolution_and_pooling_run_on_the_device() {
 
 #[test]
 fn cnn_ops_the_device_does_not_cover_run_on_the_cpu() {
-    // MaxPool's indices, a training-mode batch norm and an LpPool: each
-    // on the CPU, after a round trip; a 1 x 1 Conv by the identity puts
-    // what follows back on the device.
+    // MaxPool's indices and a training-mode batch norm: each on the
+    // CPU, after a round trip; a 1 x 1 Conv by the identity puts what
+    // follows back on the device (an LpPool, there since).
     let mut g = GraphWriter::new("cnn_cpu");
     g.node("Conv", &["x", "eye"], &["r"], "on_the_device", &[]);
     g.node_ints(
@@ -175,8 +175,10 @@ fn cnn_ops_the_device_does_not_cover_run_on_the_cpu() {
         Tensor::from_f32(vec![1, 2, 5, 5], &wave(50, 0.0)),
     )];
     matches_the_cpu(&bytes, &gpu, &x);
-    // `r` back for the pool, `m2` for the batch norm, `r2` for LpPool.
+    // `r` back for the pool, `m2` for the batch norm, `y` at the end.
     assert_eq!(gpu.round_trips(), 3);
+    let times = gpu.pass_times();
+    assert_eq!(times.dispatches, 4, "three convolutions and the LpPool");
 }
 
 #[test]
@@ -565,5 +567,45 @@ fn constant_pads_run_on_the_device_as_on_the_cpu() {
         (times.programs, times.dispatches),
         (4, 8),
         "pads on the device"
+    );
+}
+
+#[test]
+fn lp_pools_run_on_the_device_as_on_the_cpu() {
+    // p = 2 (squares), p = 3 with strides and pads (which add nothing),
+    // and p = 1 over one spatial axis.
+    let mut g = GraphWriter::new("lp");
+    g.node("Conv", &["x", "ones"], &["h"], "depthwise", &[("group", 2)]);
+    let kernel: (&str, &[i64]) = ("kernel_shape", &[2, 3]);
+    g.node_ints("LpPool", &["h"], &["l2"], "l2", &[], &[kernel]);
+    let geometry: [(&str, &[i64]); 3] = [kernel, ("strides", &[2, 1]), ("pads", &[1, 1, 0, 1])];
+    g.node_ints("LpPool", &["h"], &["l3"], "l3", &[("p", 3)], &geometry);
+    g.node("Reshape", &["h", "line"], &["flat"], "flat", &[]);
+    g.node_ints(
+        "LpPool",
+        &["flat"],
+        &["l1"],
+        "l1",
+        &[("p", 1)],
+        &[("kernel_shape", &[4])],
+    );
+    for o in ["l2", "l3", "l1"] {
+        g.output(o, &[]);
+    }
+    g.initializer("ones", &[2, 1, 1, 1], &[1.0, 1.0]);
+    g.initializer_i64("line", &[3], &[1, 2, 20]);
+    g.input("x", &["1", "2", "4", "5"]);
+    let bytes = g.finish("weft-nn tests", 17);
+    let gpu = crate::gpu::tests::own(None);
+    let x = [(
+        "x".into(),
+        Tensor::from_f32(vec![1, 2, 4, 5], &wave(40, 0.3)),
+    )];
+    matches_the_cpu(&bytes, &gpu, &x);
+    let times = gpu.pass_times();
+    assert_eq!(
+        (times.programs, times.dispatches),
+        (1, 4),
+        "all on the device"
     );
 }
