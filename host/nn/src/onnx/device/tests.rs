@@ -100,6 +100,17 @@ fn fails_on_both(bytes: &[u8], inputs: &[(String, Tensor)], says: &str) {
     }
 }
 
+/// Checks that `gpu` ran `programs` submissions of `dispatches` kernel
+/// dispatches in all: a node that fell back to the CPU shows there.
+fn ran_on_the_device(gpu: &crate::gpu::Gpu, programs: u64, dispatches: u64) {
+    let times = gpu.pass_times();
+    assert_eq!(
+        (times.programs, times.dispatches),
+        (programs, dispatches),
+        "programs and dispatches on the device"
+    );
+}
+
 /// Deterministic values in about [-1, 1].
 fn wave(n: usize, phase: f32) -> Vec<f32> {
     (0..n).map(|i| (i as f32 * 0.731 + phase).sin()).collect()
@@ -894,12 +905,7 @@ fn splits_tiles_and_pass_throughs_run_on_the_device_as_on_the_cpu() {
     let x = [("x".into(), Tensor::from_f32(vec![5, 6], &wave(30, 0.1)))];
     matches_the_cpu(&bytes, &gpu, &x);
     // The product, two parts, three parts and the tile; the rest rename.
-    let times = gpu.pass_times();
-    assert_eq!(
-        (times.programs, times.dispatches),
-        (1, 7),
-        "all on the device"
-    );
+    ran_on_the_device(&gpu, 1, 7);
 }
 
 #[test]
@@ -931,12 +937,7 @@ fn softmax_and_log_softmax_over_any_axis_run_on_the_device_as_on_the_cpu() {
     let x = [("x".into(), Tensor::from_f32(vec![2, 3, 4], &wave(24, 1.0)))];
     matches_the_cpu(&bytes, &gpu, &x);
     // The product; one dispatch for the last axis, three for another.
-    let times = gpu.pass_times();
-    assert_eq!(
-        (times.programs, times.dispatches),
-        (1, 1 + 1 + 3 * 4),
-        "all on the device"
-    );
+    ran_on_the_device(&gpu, 1, 1 + 1 + 3 * 4);
 }
 
 #[test]
@@ -969,10 +970,5 @@ fn einsums_of_two_operands_run_on_the_device_as_on_the_cpu() {
     matches_the_cpu(&bytes, &gpu, &x);
     // The product; then 1, 2 (B transposed first), 1 and 2 (the output
     // permuted after); `h` read back for the last, the outputs after.
-    let times = gpu.pass_times();
-    assert_eq!(
-        (times.programs, times.dispatches),
-        (2, 1 + 1 + 2 + 1 + 2),
-        "on the device"
-    );
+    ran_on_the_device(&gpu, 2, 1 + 1 + 2 + 1 + 2);
 }

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::{fails_on_both, matches_the_cpu, wave};
+use super::{fails_on_both, matches_the_cpu, ran_on_the_device, wave};
 use crate::onnx::exec::OnnxModel;
 use crate::onnx::write::GraphWriter;
 use crate::{Model, Tensor};
@@ -349,12 +349,7 @@ fn transposed_convolutions_run_on_the_device_as_on_the_cpu() {
     ];
     matches_the_cpu(&bytes, &gpu, &inputs);
     // One dispatch each, in one submission.
-    let times = gpu.pass_times();
-    assert_eq!(
-        (times.programs, times.dispatches),
-        (1, 4),
-        "all on the device"
-    );
+    ran_on_the_device(&gpu, 1, 4);
 }
 
 /// A depthwise identity (x onto the device) then `norm` as `node` builds
@@ -388,12 +383,7 @@ fn norm_matches_the_cpu(opset: u64, x: &[usize], node: impl FnOnce(&mut GraphWri
     let inputs = [("x".into(), Tensor::from_f32(x.to_vec(), &data))];
     matches_the_cpu(&bytes, &gpu, &inputs);
     // The depthwise convolution and the norm, in one submission.
-    let times = gpu.pass_times();
-    assert_eq!(
-        (times.programs, times.dispatches),
-        (1, 2),
-        "all on the device"
-    );
+    ran_on_the_device(&gpu, 1, 2);
 }
 
 #[test]
@@ -499,12 +489,7 @@ fn resizes_run_on_the_device_as_on_the_cpu() {
     // The convolution, then two resamplings per resize (its two spatial
     // axes), four for the crop (it crops every axis, if only to the same
     // extent), none for the one that changes nothing.
-    let times = gpu.pass_times();
-    assert_eq!(
-        (times.programs, times.dispatches),
-        (1, 11),
-        "all on the device"
-    );
+    ran_on_the_device(&gpu, 1, 11);
 }
 
 #[test]
@@ -562,12 +547,7 @@ fn constant_pads_run_on_the_device_as_on_the_cpu() {
     assert_eq!(bits(&got[2].1), bits(&want[2].1), "-0.0 kept");
     // Per call: the convolution and three pads, then `h` read back for
     // the edge pad: two programs.
-    let times = gpu.pass_times();
-    assert_eq!(
-        (times.programs, times.dispatches),
-        (4, 8),
-        "pads on the device"
-    );
+    ran_on_the_device(&gpu, 4, 8);
 }
 
 #[test]
@@ -602,10 +582,5 @@ fn lp_pools_run_on_the_device_as_on_the_cpu() {
         Tensor::from_f32(vec![1, 2, 4, 5], &wave(40, 0.3)),
     )];
     matches_the_cpu(&bytes, &gpu, &x);
-    let times = gpu.pass_times();
-    assert_eq!(
-        (times.programs, times.dispatches),
-        (1, 4),
-        "all on the device"
-    );
+    ran_on_the_device(&gpu, 1, 4);
 }
