@@ -298,7 +298,8 @@ pub(crate) enum WindowOp<'b> {
     AveragePool {
         count_include_pad: bool,
     },
-    /// `(Σ |x|^p)^(1/p)` over each window (padding adds nothing).
+    /// `(Σ |x|^p)^(1/p)` over each window (padding adds nothing), for a
+    /// `p` of 1 or 2.
     LpPool {
         p: usize,
     },

@@ -609,7 +609,7 @@ fn reduce_rows(
 
 // ---- window: 2-D convolution (mode 0), max / average pooling (modes
 // 1, 2), transposed convolution (mode 3; weights `[c, mg, kh, kw]`) or
-// Lp pooling (mode 4, p = meta 22) over NCHW (1-D as a height of 1), one output element per thread.
+// Lp pooling (mode 4, p = meta 22: 1 or 2) over NCHW (1-D as a height of 1), one output element per thread.
 // `win_meta` (i32s): 0 n, 1 c, 2 h, 3 w, 4 m (output channels), 5 cg
 // (input channels per group), 6 mg (output channels per group), 7 kh,
 // 8 kw, 9 oh, 10 ow, 11 sh, 12 sw (strides), 13 dh, 14 dw (dilations),
@@ -726,9 +726,9 @@ fn window(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
                     let v = win_x[(plane + iy) * w + ix];
                     best = select(best, v, v > best);
                     if (mode == 4) {
-                        // LpPool: |v|^p (a square exactly).
+                        // LpPool: |v|^p, p 1 or 2.
                         let a = abs(v);
-                        sum = sum + select(pow(a, f32(win_meta[22])), a * a, win_meta[22] == 2);
+                        sum = sum + select(a, a * a, win_meta[22] == 2);
                     } else {
                         sum = sum + v;
                     }
@@ -739,7 +739,7 @@ fn window(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
         if (mode == 1) {
             win_out[i] = best;
         } else if (mode == 4) {
-            win_out[i] = select(pow(sum, 1.0 / f32(win_meta[22])), sqrt(sum), win_meta[22] == 2);
+            win_out[i] = select(sum, sqrt(sum), win_meta[22] == 2);
         } else if (win_meta[21] != 0) {
             win_out[i] = sum / f32(padded);
         } else {

@@ -188,9 +188,16 @@ impl OnDevice<'_> {
             (before[a], after[a]) = (pads[i], pads[i + axes.len()]);
         }
         let shape: Vec<usize> = (0..r)
-            .map(|a| (x.shape[a] as i64 + before[a] + after[a]).max(0) as usize)
+            .map(|a| {
+                (x.shape[a] as i64)
+                    .saturating_add(before[a])
+                    .saturating_add(after[a])
+                    .max(0) as usize
+            })
             .collect();
-        if x.len() == 0 || shape.contains(&0) {
+        // (An output past what a buffer holds is the CPU's to refuse.)
+        let count = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d))?;
+        if x.len() == 0 || count == 0 || !self.fits(count) {
             return None;
         }
         // Along each axis, the input from `-before` (if cropped) to where
@@ -205,7 +212,6 @@ impl OnDevice<'_> {
         let (from, to) = (dense(&x.shape), dense(&shape));
         let from_at = (0..r).map(|a| (-before[a]).max(0) * from[a]).sum();
         let to_at = (0..r).map(|a| before[a].max(0) * to[a]).sum();
-        let count = shape.iter().product();
         self.try_record(shape, |me, out| {
             // (-0.0 is not a new buffer's zeros.)
             if value.to_bits() != 0 {

@@ -944,7 +944,8 @@ fn softmax_and_log_softmax_over_any_axis_run_on_the_device_as_on_the_cpu() {
 fn einsums_of_two_operands_run_on_the_device_as_on_the_cpu() {
     // A batched product by a weight, attention's scores (B read
     // transposed), an outer product (nothing summed), a product to a
-    // permuted output; one with `...` runs on the CPU.
+    // permuted output, one of A read transposed; one with `...` runs on
+    // the CPU.
     let mut g = GraphWriter::new("einsums");
     g.node("MatMul", &["x", "w"], &["h"], "up", &[]);
     let cases = [
@@ -952,6 +953,7 @@ fn einsums_of_two_operands_run_on_the_device_as_on_the_cpu() {
         ("bqd,bkd->bqk", ["h", "h"]),
         ("bsi,bsj->bsij", ["h", "h"]),
         ("bsd,de->ebs", ["h", "w2"]),
+        ("bji,bjk->bik", ["h", "k2"]),
         ("...d,...d->...", ["h", "h"]),
     ];
     for (i, (eq, inputs)) in cases.into_iter().enumerate() {
@@ -963,12 +965,14 @@ fn einsums_of_two_operands_run_on_the_device_as_on_the_cpu() {
     g.initializer("w", &[4, 4], &wave(16, 0.2));
     g.initializer("k1", &[2, 4, 5], &wave(40, 1.4));
     g.initializer("w2", &[4, 6], &wave(24, 2.1));
+    g.initializer("k2", &[2, 3, 5], &wave(30, 0.9));
     g.input("x", &["2", "3", "4"]);
     let bytes = g.finish("weft-nn tests", 17);
     let gpu = crate::gpu::tests::own(None);
     let x = [("x".into(), Tensor::from_f32(vec![2, 3, 4], &wave(24, 0.7)))];
     matches_the_cpu(&bytes, &gpu, &x);
-    // The product; then 1, 2 (B transposed first), 1 and 2 (the output
-    // permuted after); `h` read back for the last, the outputs after.
-    ran_on_the_device(&gpu, 2, 1 + 1 + 2 + 1 + 2);
+    // The product; then 1, 2 (B transposed first), 1, 2 (the output
+    // permuted after) and 2 (A transposed first); `h` read back for the
+    // last, the outputs after.
+    ran_on_the_device(&gpu, 2, 1 + 1 + 2 + 1 + 2 + 2);
 }

@@ -496,7 +496,8 @@ fn resizes_run_on_the_device_as_on_the_cpu() {
 fn constant_pads_run_on_the_device_as_on_the_cpu() {
     // Zeros around a map, one side cropped (a negative pad); a value of
     // -2.5 on two of the axes (`axes`, opset 18); and -0.0, which a new
-    // buffer's zeros are not. An `edge` pad stays on the CPU.
+    // buffer's zeros are not; crops on both sides of an axis and pads
+    // wider than the input. An `edge` pad stays on the CPU.
     let mut g = GraphWriter::new("pads");
     g.node("Conv", &["x", "ones"], &["h"], "depthwise", &[("group", 2)]);
     g.node("Pad", &["h", "pads"], &["zeros"], "zeros", &[]);
@@ -516,11 +517,15 @@ fn constant_pads_run_on_the_device_as_on_the_cpu() {
     );
     let edge = [("mode", "edge")];
     g.node_strings("Pad", &["h", "pads"], &["edge"], "edge", (&[], &[]), &edge);
-    for o in ["zeros", "valued", "signed", "edge"] {
+    g.node("Pad", &["h", "wide_pads"], &["wide"], "wide", &[]);
+    for o in ["zeros", "valued", "signed", "edge", "wide"] {
         g.output(o, &[]);
     }
     g.initializer("ones", &[2, 1, 1, 1], &[1.0, 1.0]);
     g.initializer_i64("pads", &[8], &[0, 0, 1, -1, 1, 0, 2, 2]);
+    // Cropped on both sides of one axis, padded past the input's extent
+    // on the other.
+    g.initializer_i64("wide_pads", &[8], &[0, 0, -1, 6, 0, 0, -1, 7]);
     g.initializer_i64("some", &[4], &[2, 0, 1, 3]);
     g.initializer_i64("axes", &[2], &[1, 3]);
     g.initializer("value", &[], &[-2.5]);
@@ -546,20 +551,29 @@ fn constant_pads_run_on_the_device_as_on_the_cpu() {
         |t: &Tensor| -> Vec<u32> { t.to_f32().unwrap().iter().map(|v| v.to_bits()).collect() };
     assert_eq!(bits(&got[2].1), bits(&want[2].1), "-0.0 kept");
     // Per call: the convolution and three pads, then `h` read back for
-    // the edge pad: two programs.
-    ran_on_the_device(&gpu, 4, 8);
+    // the edge pad; the wide pad, then the outputs: two programs.
+    ran_on_the_device(&gpu, 4, 10);
 }
 
 #[test]
 fn lp_pools_run_on_the_device_as_on_the_cpu() {
-    // p = 2 (squares), p = 3 with strides and pads (which add nothing),
-    // and p = 1 over one spatial axis.
+    // p = 2 (squares), p = 1 with strides and pads (which add nothing),
+    // and over one spatial axis; p = 3 runs on the CPU (its powers leave
+    // f32's range long before f64's).
     let mut g = GraphWriter::new("lp");
     g.node("Conv", &["x", "ones"], &["h"], "depthwise", &[("group", 2)]);
     let kernel: (&str, &[i64]) = ("kernel_shape", &[2, 3]);
     g.node_ints("LpPool", &["h"], &["l2"], "l2", &[], &[kernel]);
     let geometry: [(&str, &[i64]); 3] = [kernel, ("strides", &[2, 1]), ("pads", &[1, 1, 0, 1])];
-    g.node_ints("LpPool", &["h"], &["l3"], "l3", &[("p", 3)], &geometry);
+    g.node_ints("LpPool", &["h"], &["l3"], "l3", &[("p", 1)], &geometry);
+    g.node_ints(
+        "LpPool",
+        &["h"],
+        &["cubes"],
+        "cubes",
+        &[("p", 3)],
+        &[kernel],
+    );
     g.node("Reshape", &["h", "line"], &["flat"], "flat", &[]);
     g.node_ints(
         "LpPool",
@@ -569,7 +583,7 @@ fn lp_pools_run_on_the_device_as_on_the_cpu() {
         &[("p", 1)],
         &[("kernel_shape", &[4])],
     );
-    for o in ["l2", "l3", "l1"] {
+    for o in ["l2", "l3", "l1", "cubes"] {
         g.output(o, &[]);
     }
     g.initializer("ones", &[2, 1, 1, 1], &[1.0, 1.0]);
@@ -582,5 +596,7 @@ fn lp_pools_run_on_the_device_as_on_the_cpu() {
         Tensor::from_f32(vec![1, 2, 4, 5], &wave(40, 0.3)),
     )];
     matches_the_cpu(&bytes, &gpu, &x);
-    ran_on_the_device(&gpu, 1, 4);
+    // `h` read back for the cubes (after the convolution and two pools),
+    // then the last pool and the outputs.
+    ran_on_the_device(&gpu, 2, 4);
 }
