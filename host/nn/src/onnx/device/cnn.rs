@@ -103,7 +103,7 @@ impl OnDevice<'_> {
     /// `GlobalAveragePool` or `GlobalMaxPool` of a value on the device:
     /// a mean or max over each channel's `h · w` (contiguous) values.
     pub(super) fn global_pool(&mut self, node: Node<'_>) -> Option<Result<Dev, NnError>> {
-        let x = self.values.get(input(node.proto, 0)?)?.clone();
+        let x = self.first_input(node)?;
         let op = match node.proto.op_type.as_str() {
             "GlobalAveragePool" => ReduceOp::Mean,
             "GlobalMaxPool" => ReduceOp::MaxSkippingNan,
@@ -135,7 +135,7 @@ impl OnDevice<'_> {
         if node.int("training_mode", 0) != 0 || p.outputs.iter().skip(1).any(|o| !o.is_empty()) {
             return None;
         }
-        let x = self.values.get(input(p, 0)?)?.clone();
+        let x = self.first_input(node)?;
         let c = *x.shape.get(1)?;
         if x.len() == 0 || c == 0 {
             return None;
@@ -173,7 +173,7 @@ impl OnDevice<'_> {
         host: &HashMap<&str, Arc<Value>>,
     ) -> Option<Result<Dev, NnError>> {
         let p = node.proto;
-        let x = self.values.get(input(p, 0)?)?.clone();
+        let x = self.first_input(node)?;
         let (n, c) = (*x.shape.first()?, *x.shape.get(1)?);
         let inner: usize = x.shape[2..].iter().product();
         let groups = match p.op_type.as_str() {
@@ -220,7 +220,7 @@ impl OnDevice<'_> {
         host: &HashMap<&str, Arc<Value>>,
     ) -> Option<Result<Dev, NnError>> {
         let p = node.proto;
-        let x = self.values.get(input(p, 0)?)?.clone();
+        let x = self.first_input(node)?;
         let bound = |i: usize, attr: &str, none: f32| -> Option<f32> {
             if node.opset < 11 {
                 return Some(if node.has(attr) {

@@ -29,7 +29,7 @@ impl OnDevice<'_> {
         node: Node<'_>,
         host: &HashMap<&str, Arc<Value>>,
     ) -> Option<Result<Dev, NnError>> {
-        let x = self.values.get(input(node.proto, 0)?)?.clone();
+        let x = self.first_input(node)?;
         let placeholder = Value::f32(x.shape.clone(), Vec::new());
         let args = host_args(&placeholder, node, host)?;
         // A node it cannot describe runs on the CPU, which says why; an
@@ -77,7 +77,7 @@ impl OnDevice<'_> {
         host: &HashMap<&str, Arc<Value>>,
     ) -> Option<Result<(), NnError>> {
         let p = node.proto;
-        let x = self.values.get(input(p, 0)?)?.clone();
+        let x = self.first_input(node)?;
         let placeholder = Value::f32(x.shape.clone(), Vec::new());
         let args = host_args(&placeholder, node, host)?;
         let (axis, sizes) = ops::split_sizes(node, &args).ok()?;
@@ -122,7 +122,7 @@ impl OnDevice<'_> {
         node: Node<'_>,
         host: &HashMap<&str, Arc<Value>>,
     ) -> Option<Result<Dev, NnError>> {
-        let x = self.values.get(input(node.proto, 0)?)?.clone();
+        let x = self.first_input(node)?;
         let reps = host.get(input(node.proto, 1)?)?.to_i64();
         // Repeats of 0, or not one per axis, are the CPU's.
         if x.len() == 0 || reps.len() != x.shape.len() || reps.iter().any(|&r| r < 1) {
@@ -161,7 +161,7 @@ impl OnDevice<'_> {
         if node.string("mode", "constant") != "constant" {
             return None;
         }
-        let x = self.values.get(input(p, 0)?)?.clone();
+        let x = self.first_input(node)?;
         let r = x.shape.len();
         let (pads, value) = if node.opset < 11 {
             let pads = node.ints("pads").or_else(|| node.ints("paddings"))?;
@@ -237,7 +237,7 @@ impl OnDevice<'_> {
         node: Node<'_>,
         host: &HashMap<&str, Arc<Value>>,
     ) -> Option<Result<Dev, NnError>> {
-        let x = self.values.get(input(node.proto, 0)?)?.clone();
+        let x = self.first_input(node)?;
         let placeholder = Value::f32(x.shape.clone(), Vec::new());
         let args = host_args(&placeholder, node, host)?;
         // A resize it cannot plan runs on the CPU, which says why.

@@ -54,7 +54,7 @@ impl OnDevice<'_> {
         host: &HashMap<&str, Arc<Value>>,
     ) -> Option<Result<Dev, NnError>> {
         let p = node.proto;
-        let x = self.values.get(input(p, 0)?)?.clone();
+        let x = self.first_input(node)?;
         let ind = host.get(input(p, 1)?)?;
         if matches!(ind.data, Data::F32(_) | Data::F64(_) | Data::Bool(_)) {
             return None;

@@ -1,0 +1,168 @@
+//! What the element-wise and row kernels of `encoder.wgsl` compute, by
+//! the ONNX operator that asks for it: the op codes the kernels switch on.
+
+/// Element-wise arithmetic [`Program::binary`] runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum BinaryOp {
+    Add = 0,
+    Sub = 1,
+    Mul = 2,
+    Div = 3,
+    Pow = 4,
+    Max = 5,
+    Min = 6,
+    /// `a < 0 ? a · b : a` (`b` the slope).
+    PRelu = 7,
+}
+
+impl BinaryOp {
+    /// The ONNX operator of that name.
+    pub(crate) fn of(op: &str) -> Option<Self> {
+        Some(match op {
+            "Add" => Self::Add,
+            "Sub" => Self::Sub,
+            "Mul" => Self::Mul,
+            "Div" => Self::Div,
+            "Pow" => Self::Pow,
+            "Max" => Self::Max,
+            "Min" => Self::Min,
+            "PRelu" => Self::PRelu,
+            _ => return None,
+        })
+    }
+
+    /// Whether `a op b == b op a`.
+    pub(crate) fn commutes(self) -> bool {
+        matches!(self, Self::Add | Self::Mul | Self::Max | Self::Min)
+    }
+}
+
+/// Activations [`Program::unary`] runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum UnaryOp {
+    Relu = 0,
+    Sigmoid = 1,
+    Tanh = 2,
+    Erf = 3,
+    Gelu = 4,
+    GeluTanh = 5,
+    Exp = 6,
+    Sqrt = 7,
+    Neg = 8,
+    Reciprocal = 9,
+    Abs = 10,
+    Log = 11,
+    Cos = 13,
+    Sin = 14,
+    /// The rest take ONNX's attributes as two parameters (see
+    /// [`UnaryOp::params`]).
+    LeakyRelu = 15,
+    Elu = 16,
+    Selu = 17,
+    HardSigmoid = 18,
+    HardSwish = 19,
+    Softplus = 20,
+    Softsign = 21,
+    Mish = 22,
+    Celu = 23,
+    ThresholdedRelu = 24,
+    Floor = 25,
+    Ceil = 26,
+    Round = 27,
+    Sign = 28,
+    Swish = 29,
+}
+
+impl UnaryOp {
+    /// The ONNX operator of that name (`Gelu` by its `approximate`).
+    pub(crate) fn of(op: &str, approximate: impl FnOnce() -> String) -> Option<Self> {
+        Some(match op {
+            "Relu" => Self::Relu,
+            "Sigmoid" => Self::Sigmoid,
+            "Tanh" => Self::Tanh,
+            "Erf" => Self::Erf,
+            "Gelu" => match approximate().as_str() {
+                "none" => Self::Gelu,
+                "tanh" => Self::GeluTanh,
+                _ => return None,
+            },
+            "Exp" => Self::Exp,
+            "Sqrt" => Self::Sqrt,
+            "Neg" => Self::Neg,
+            "Reciprocal" => Self::Reciprocal,
+            "Abs" => Self::Abs,
+            "Log" => Self::Log,
+            "Cos" => Self::Cos,
+            "Sin" => Self::Sin,
+            "LeakyRelu" => Self::LeakyRelu,
+            "Elu" => Self::Elu,
+            "Selu" => Self::Selu,
+            "HardSigmoid" => Self::HardSigmoid,
+            "HardSwish" => Self::HardSwish,
+            "Softplus" => Self::Softplus,
+            "Softsign" => Self::Softsign,
+            "Mish" => Self::Mish,
+            "Celu" => Self::Celu,
+            "ThresholdedRelu" => Self::ThresholdedRelu,
+            "Floor" => Self::Floor,
+            "Ceil" => Self::Ceil,
+            "Round" => Self::Round,
+            "Sign" => Self::Sign,
+            "Swish" => Self::Swish,
+            _ => return None,
+        })
+    }
+
+    /// The op's two parameters from the node's float attribute `attr`
+    /// (with ONNX's defaults): alpha and beta, or alpha and gamma for
+    /// `Selu`.
+    pub(crate) fn params(self, attr: impl Fn(&str, f32) -> f32) -> [f32; 2] {
+        match self {
+            Self::LeakyRelu => [attr("alpha", 0.01), 0.0],
+            Self::Elu | Self::Celu | Self::ThresholdedRelu | Self::Swish => {
+                [attr("alpha", 1.0), 0.0]
+            }
+            Self::Selu => [attr("alpha", 1.673_263_2), attr("gamma", 1.050_701)],
+            Self::HardSigmoid => [attr("alpha", 0.2), attr("beta", 0.5)],
+            _ => [0.0; 2],
+        }
+    }
+}
+
+/// What [`Program::reduce_rows`] computes of each row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ReduceOp {
+    Sum = 0,
+    Mean = 1,
+    /// NaN where the row has one (`ReduceMax`).
+    Max = 2,
+    /// The largest value that is not NaN, -inf if none (`GlobalMaxPool`).
+    MaxSkippingNan = 3,
+    /// NaN where the row has one (`ReduceMin`).
+    Min = 4,
+    SumSquare = 5,
+    L1 = 6,
+    L2 = 7,
+    LogSum = 8,
+    LogSumExp = 9,
+    Prod = 10,
+}
+
+impl ReduceOp {
+    /// The ONNX operator of that name.
+    pub(crate) fn of(op: &str) -> Option<Self> {
+        Some(match op {
+            "ReduceSum" => Self::Sum,
+            "ReduceMean" => Self::Mean,
+            "ReduceMax" => Self::Max,
+            "ReduceMin" => Self::Min,
+            "ReduceSumSquare" => Self::SumSquare,
+            "ReduceL1" => Self::L1,
+            "ReduceL2" => Self::L2,
+            "ReduceLogSum" => Self::LogSum,
+            "ReduceLogSumExp" => Self::LogSumExp,
+            "ReduceProd" => Self::Prod,
+            _ => return None,
+        })
+    }
+}
