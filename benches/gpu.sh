@@ -6,7 +6,8 @@
 #     per product) vs weft-nn's CPU path, onnxruntime on the CPU and, where
 #     PyTorch sees CUDA, PyTorch's BertModel on the same GPU;
 #   SmolLM2-135M decode tok/s on the GPU vs the CPU, one session and 16 joined,
-#     with each of the two few-row product kernels (WEFT_NN_GEMV, gpu/mod.rs);
+#     with each of the few-row product kernels (WEFT_NN_GEMV, gpu/mod.rs),
+#     and where its time goes on the device (WEFT_NN_PROFILE=1);
 #   the serving figures (examples/nn_serving and generate_serving) with the
 #     model on the GPU: cross-instance batching on vs off, and the Wasm boundary.
 # Usage: bash benches/gpu.sh   after `cargo xtask models`, `cargo xtask plugins`
@@ -35,25 +36,33 @@ if [ ! -f "$IDS" ]; then
 fi
 [ -f "$PROMPT" ] || $PY benches/nn_baseline.py prompt $M/smollm2-tokenizer.json "$RESULTS"
 
-# Each step is bounded, and a failed one does not stop the rest; the GPU
-# figures come first.
+# Each step is bounded, and a failed one does not stop the rest; the
+# decoder's figures come first (the slowest to reach on a GPU), then the
+# serving figures, then MiniLM against its baselines. WEFT_NN_PROFILE=1
+# runs add the device time of each kernel ("kernels" in the JSON).
 step() {
   echo "== $*" | tee -a "$RESULTS/log.txt"
   timeout "${STEP_TIMEOUT:-240}" "$@" 2>&1 | tee -a "$RESULTS/log.txt"
 }
 GGUF=$M/smollm2-135m-instruct.gguf
 step "$BIN/gpus"
+for gemv in split deep columns; do
+  step env TARGET=gpu WEFT_NN_GEMV=$gemv "$BIN/nn_bench" llama "$GGUF" "$PROMPT" 64
+done
+for gemv in split deep; do
+  step env TARGET=gpu WEFT_NN_GEMV=$gemv WEFT_NN_PROFILE=1 "$BIN/nn_bench" llama "$GGUF" "$PROMPT" 16
+done
+step "$BIN/nn_bench" llama "$GGUF" "$PROMPT" 64
+for gemv in split deep; do
+  step env TARGET=gpu WEFT_NN_GEMV=$gemv "$BIN/nn_bench" joined "$GGUF" 16 16
+done
+step "$BIN/nn_bench" joined "$GGUF" 16 16
+step env DEVICE=gpu TOKENS="${GEN_TOKENS:-32}" ROUNDS="${GEN_ROUNDS:-1}" "$BIN/generate_serving"
 step "$BIN/nn_bench" gpu-matmul 256 1024 2048 4096
 step env TARGET=gpu "$BIN/nn_bench" minilm $M/minilm/model.onnx "$IDS" 1 32
+step env TARGET=gpu WEFT_NN_PROFILE=1 "$BIN/nn_bench" minilm $M/minilm/model.onnx "$IDS" 32
 step env TARGET=gpu WEFT_NN_ONNX_RESIDENT=0 "$BIN/nn_bench" minilm $M/minilm/model.onnx "$IDS" 1 32
-step env TARGET=gpu ROUNDS="${SERVE_ROUNDS:-6}" CALLS="${SERVE_CALLS:-20}" "$BIN/nn_serving"
-step env DEVICE=gpu TOKENS="${GEN_TOKENS:-16}" ROUNDS="${GEN_ROUNDS:-1}" "$BIN/generate_serving"
 step "$BIN/nn_bench" minilm $M/minilm/model.onnx "$IDS" 1 32
 step $PY benches/nn_baseline.py ort $M/minilm/model.onnx "$IDS" "$(nproc)" 1 32
 step $PY benches/nn_baseline.py torch $M/minilm "$IDS" 1 32
-step env TARGET=gpu "$BIN/nn_bench" llama "$GGUF" "$PROMPT" 64
-step env TARGET=gpu WEFT_NN_GEMV=columns "$BIN/nn_bench" llama "$GGUF" "$PROMPT" 64
-step "$BIN/nn_bench" llama "$GGUF" "$PROMPT" 64
-step env TARGET=gpu "$BIN/nn_bench" joined "$GGUF" 16 16
-step env TARGET=gpu WEFT_NN_GEMV=columns "$BIN/nn_bench" joined "$GGUF" 16 16
-step "$BIN/nn_bench" joined "$GGUF" 16 16
+step env TARGET=gpu ROUNDS="${SERVE_ROUNDS:-6}" CALLS="${SERVE_CALLS:-20}" "$BIN/nn_serving"

@@ -114,20 +114,38 @@ fn passes_since(before: Option<weft_nn::gpu::PassTimes>) -> String {
     let now = gpu.pass_times();
     let n = (now.programs - before.programs).max(1) as f64;
     let us = |d: std::time::Duration| d.as_secs_f64() * 1e6 / n;
+    // Per kernel (profiled runs): dispatches and device µs per program.
+    let kernels: Vec<String> = gpu
+        .take_kernel_times()
+        .iter()
+        .map(|k| {
+            format!(
+                "[\"{}\",{:.1},{:.1}]",
+                k.kernel,
+                k.dispatches as f64 / n,
+                us(k.device)
+            )
+        })
+        .collect();
     format!(
-        ",\"programs\":{},\"dispatches_per_program\":{:.0},\"record_us_per_program\":{:.0},\"wait_us_per_program\":{:.0}",
+        ",\"programs\":{},\"dispatches_per_program\":{:.0},\"record_us_per_program\":{:.0},\"wait_us_per_program\":{:.0},\"kernels\":[{}]",
         now.programs - before.programs,
         (now.dispatches - before.dispatches) as f64 / n,
         us(now.recording - before.recording),
         us(now.waiting - before.waiting),
+        kernels.join(","),
     )
 }
 
-/// The GPU's pass times now, when the bench runs there.
+/// The GPU's pass times now, when the bench runs there; clears the
+/// per-kernel times (`WEFT_NN_PROFILE=1`), so that [`passes_since`]
+/// reports the timed loop's alone.
 fn pass_times() -> Option<weft_nn::gpu::PassTimes> {
-    (target() == Target::Gpu)
-        .then(|| weft_nn::gpu::Gpu::shared().ok().map(|g| g.pass_times()))
-        .flatten()
+    let gpu = (target() == Target::Gpu)
+        .then(|| weft_nn::gpu::Gpu::shared().ok())
+        .flatten()?;
+    gpu.take_kernel_times();
+    Some(gpu.pass_times())
 }
 
 fn minilm(model: &str, ids_path: &str, batches: &[usize]) {

@@ -125,6 +125,19 @@ fn store_row(c0: u32, row: u32, col: u32, v: vec4<f32>) {
 // batched, workgroup row `y` is product `y` (strides as above; one
 // product: y = 0 and the strides unused).
 //
+// The `gemv` kernels below run products of at most 4 rows, and of more
+// in groups of 4 rows: workgroup row `y` is then rows `4y ..` (its A
+// starts `a_batch` = 4 k floats further, and its C 4 rows further, as a
+// batch would), and `tiles_m`, unused by these kernels otherwise, holds
+// the total rows, so that the last group runs only the rows there are.
+// In a batched product (`tiles_m` 0) row `y` is batch `y`, of `m` rows.
+fn gemv_rows(y: u32) -> u32 {
+    if (p.tiles_m == 0u) {
+        return p.m;
+    }
+    return min(p.m, p.tiles_m - y * p.m);
+}
+
 // `gemv_columns`: one thread per column of C walks all of k. Best where
 // the "GPU" is the CPU (llvmpipe runs a workgroup as SIMD lanes of one
 // core, and barriers cost it).
@@ -137,7 +150,8 @@ fn gemv_columns(@builtin(global_invocation_id) gid: vec3<u32>) {
     let a0 = gid.y * p.a_batch;
     let b0 = gid.y * p.b_batch;
     let c0 = gid.y * p.m * p.ldc;
-    for (var r = 0u; r < p.m; r = r + 1u) {
+    let m = gemv_rows(gid.y);
+    for (var r = 0u; r < m; r = r + 1u) {
         var acc = 0.0;
         for (var kk = 0u; kk < p.k; kk = kk + 1u) {
             acc = fma(a[a0 + r * p.k + kk], b[b0 + kk * p.n + col], acc);
@@ -165,6 +179,7 @@ fn gemv_split(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id
     let a0 = wg.y * p.a_batch;
     let b0 = wg.y * p.b_batch;
     let c0 = wg.y * p.m * p.ldc;
+    let m = gemv_rows(wg.y);
     // One accumulator per row, each named (an array indexed by a loop
     // bound only known at run time may be kept in memory, not registers);
     // the row tests are uniform across the workgroup.
@@ -176,10 +191,10 @@ fn gemv_split(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id
         for (var kk = slice; kk < p.k; kk = kk + GEMV_SLICES) {
             let w = b[b0 + kk * p.n + col];
             let at = a0 + kk;
-            if (p.m > 0u) { acc0 = fma(a[at], w, acc0); }
-            if (p.m > 1u) { acc1 = fma(a[at + p.k], w, acc1); }
-            if (p.m > 2u) { acc2 = fma(a[at + 2u * p.k], w, acc2); }
-            if (p.m > 3u) { acc3 = fma(a[at + 3u * p.k], w, acc3); }
+            if (m > 0u) { acc0 = fma(a[at], w, acc0); }
+            if (m > 1u) { acc1 = fma(a[at + p.k], w, acc1); }
+            if (m > 2u) { acc2 = fma(a[at + 2u * p.k], w, acc2); }
+            if (m > 3u) { acc3 = fma(a[at + 3u * p.k], w, acc3); }
         }
     }
     let mine = slice * GEMV_COLS + lid.x;
@@ -191,10 +206,82 @@ fn gemv_split(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id
     workgroupBarrier();
     // Thread (x, r) sums row r's slices of column x.
     let r = slice;
-    if (col < p.n && r < p.m) {
+    if (col < p.n && r < m) {
         var sum = 0.0;
         for (var s = 0u; s < GEMV_SLICES; s = s + 1u) {
             sum = sum + partial[(r * GEMV_SLICES + s) * GEMV_COLS + lid.x];
+        }
+        c[c0 + r * p.ldc + p.c_col0 + col] = sum;
+    }
+}
+
+// `gemv_deep`: each workgroup computes 8 columns of C, its 8 x 32 threads
+// splitting k into 32 interleaved slices, and each thread loads four
+// weights before it uses any. `gemv_split`'s threads each wait on one
+// load at a time, so a product of k = 1536 is a chain of 96 memory
+// latencies; here it is 12 rounds of four loads in flight.
+const DEEP_COLS: u32 = 8u;
+const DEEP_SLICES: u32 = 32u;
+
+@compute @workgroup_size(8, 32, 1)
+fn gemv_deep(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let col = wg.x * DEEP_COLS + lid.x;
+    let slice = lid.y;
+    let a0 = wg.y * p.a_batch;
+    let b0 = wg.y * p.b_batch;
+    let c0 = wg.y * p.m * p.ldc;
+    let m = gemv_rows(wg.y);
+    let n = p.n;
+    var acc0 = 0.0;
+    var acc1 = 0.0;
+    var acc2 = 0.0;
+    var acc3 = 0.0;
+    if (col < n) {
+        let s = DEEP_SLICES;
+        var kk = slice;
+        for (; kk + 3u * s < p.k; kk = kk + 4u * s) {
+            let at = b0 + kk * n + col;
+            let w0 = b[at];
+            let w1 = b[at + s * n];
+            let w2 = b[at + 2u * s * n];
+            let w3 = b[at + 3u * s * n];
+            var r0 = a0 + kk;
+            acc0 = fma(a[r0 + 3u * s], w3, fma(a[r0 + 2u * s], w2, fma(a[r0 + s], w1, fma(a[r0], w0, acc0))));
+            if (m > 1u) {
+                r0 = r0 + p.k;
+                acc1 = fma(a[r0 + 3u * s], w3, fma(a[r0 + 2u * s], w2, fma(a[r0 + s], w1, fma(a[r0], w0, acc1))));
+            }
+            if (m > 2u) {
+                r0 = r0 + p.k;
+                acc2 = fma(a[r0 + 3u * s], w3, fma(a[r0 + 2u * s], w2, fma(a[r0 + s], w1, fma(a[r0], w0, acc2))));
+            }
+            if (m > 3u) {
+                r0 = r0 + p.k;
+                acc3 = fma(a[r0 + 3u * s], w3, fma(a[r0 + 2u * s], w2, fma(a[r0 + s], w1, fma(a[r0], w0, acc3))));
+            }
+        }
+        for (; kk < p.k; kk = kk + s) {
+            let w = b[b0 + kk * n + col];
+            let at = a0 + kk;
+            if (m > 0u) { acc0 = fma(a[at], w, acc0); }
+            if (m > 1u) { acc1 = fma(a[at + p.k], w, acc1); }
+            if (m > 2u) { acc2 = fma(a[at + 2u * p.k], w, acc2); }
+            if (m > 3u) { acc3 = fma(a[at + 3u * p.k], w, acc3); }
+        }
+    }
+    let mine = slice * DEEP_COLS + lid.x;
+    let row = DEEP_SLICES * DEEP_COLS;
+    partial[mine] = acc0;
+    partial[row + mine] = acc1;
+    partial[2u * row + mine] = acc2;
+    partial[3u * row + mine] = acc3;
+    workgroupBarrier();
+    // Thread (x, r) sums row r's slices of column x.
+    let r = slice;
+    if (col < n && r < m) {
+        var sum = 0.0;
+        for (var t = 0u; t < DEEP_SLICES; t = t + 1u) {
+            sum = sum + partial[(r * DEEP_SLICES + t) * DEEP_COLS + lid.x];
         }
         c[c0 + r * p.ldc + p.c_col0 + col] = sum;
     }

@@ -207,10 +207,20 @@ fn attention(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
     workgroupBarrier();
 
     var best = -3.0e38;
+    // The loops below load four operands before using them (in the same
+    // order of sums): a GPU thread waits on its loads one at a time.
     for (var p = lid; p < seen; p = p + THREADS) {
         var s = 0.0;
         let k0 = p * kvd + kv_col;
-        for (var j = 0u; j < hd; j = j + 1u) {
+        var j = 0u;
+        for (; j + 4u <= hd; j = j + 4u) {
+            let k1 = attn_k[k0 + j];
+            let k2 = attn_k[k0 + j + 1u];
+            let k3 = attn_k[k0 + j + 2u];
+            let k4 = attn_k[k0 + j + 3u];
+            s = fma(query[j + 3u], k4, fma(query[j + 2u], k3, fma(query[j + 1u], k2, fma(query[j], k1, s))));
+        }
+        for (; j < hd; j = j + 1u) {
             s = fma(query[j], attn_k[k0 + j], s);
         }
         s = s * scale;
@@ -229,7 +239,19 @@ fn attention(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
 
     for (var j = lid; j < hd; j = j + THREADS) {
         var acc = 0.0;
-        for (var p = 0u; p < seen; p = p + 1u) {
+        var p = 0u;
+        for (; p + 4u <= seen; p = p + 4u) {
+            let at = p * kvd + kv_col + j;
+            let v1 = attn_v[at];
+            let v2 = attn_v[at + kvd];
+            let v3 = attn_v[at + 2u * kvd];
+            let v4 = attn_v[at + 3u * kvd];
+            acc = fma(f16r(attn_scores[row + p] * inv), v1, acc);
+            acc = fma(f16r(attn_scores[row + p + 1u] * inv), v2, acc);
+            acc = fma(f16r(attn_scores[row + p + 2u] * inv), v3, acc);
+            acc = fma(f16r(attn_scores[row + p + 3u] * inv), v4, acc);
+        }
+        for (; p < seen; p = p + 1u) {
             acc = fma(f16r(attn_scores[row + p] * inv), attn_v[p * kvd + kv_col + j], acc);
         }
         attn_out[(attn_p.row0 + t) * d + head * hd + j] = acc;

@@ -18,6 +18,10 @@ const THREADS: usize = 64;
 const SPREAD: usize = 1024;
 /// Floats of a head `attention` keeps in workgroup memory.
 pub(crate) const MAX_HEAD_DIM: usize = 256;
+/// Dispatches a program submits first, and at most at once later: see
+/// [`Program::run_reads`].
+const FIRST_CHUNK: usize = 16;
+const MAX_CHUNK: usize = 128;
 
 /// The compiled `ops.wgsl` kernels.
 pub(super) struct Ops {
@@ -32,6 +36,8 @@ pub(super) struct Ops {
 pub(super) struct Kernel {
     pipeline: wgpu::ComputePipeline,
     layout: wgpu::BindGroupLayout,
+    /// The entry point, which names its dispatches in [`Gpu::take_kernel_times`].
+    name: &'static str,
 }
 
 impl Ops {
@@ -56,7 +62,11 @@ impl Ops {
 
 impl Kernel {
     /// The entry point `name` of `module`.
-    pub(super) fn new(device: &wgpu::Device, module: &wgpu::ShaderModule, name: &str) -> Self {
+    pub(super) fn new(
+        device: &wgpu::Device,
+        module: &wgpu::ShaderModule,
+        name: &'static str,
+    ) -> Self {
         let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(name),
             layout: None,
@@ -66,7 +76,11 @@ impl Kernel {
             cache: None,
         });
         let layout = pipeline.get_bind_group_layout(0);
-        Kernel { pipeline, layout }
+        Kernel {
+            pipeline,
+            layout,
+            name,
+        }
     }
 }
 
@@ -87,6 +101,8 @@ impl Drop for Buffer {
 
 /// One recorded dispatch.
 struct Step<'a> {
+    /// The kernel's entry point.
+    name: &'static str,
     pipeline: &'a wgpu::ComputePipeline,
     layout: &'a wgpu::BindGroupLayout,
     /// Storage bindings 0.., as (buffer, first byte, bytes): handles of
@@ -213,6 +229,11 @@ impl Gpu {
         }
     }
 
+    /// The entry point of [`Gpu::product_kernel`].
+    pub(super) fn product_name(&self, few: bool) -> &'static str {
+        if few { self.gemv.entry_point() } else { "main" }
+    }
+
     /// Columns of C per workgroup of the `gemv` kernel in use.
     pub(super) fn gemv_width(&self) -> usize {
         self.gemv.columns()
@@ -262,6 +283,7 @@ impl<'a> Program<'a> {
         groups: [u32; 2],
     ) {
         self.steps.push(Step {
+            name: kernel.name,
             pipeline: &kernel.pipeline,
             layout: &kernel.layout,
             buffers,
@@ -274,9 +296,13 @@ impl<'a> Program<'a> {
     /// first `rows x w.cols()` floats of `c`.
     pub(crate) fn product(&mut self, a: &Buffer, rows: usize, w: &GpuMatrix, c: &Buffer) {
         let (k, n) = (w.rows(), w.cols());
-        let few = rows <= GEMV_ROWS;
+        // A few rows run the `gemv` kernel, in groups of `GEMV_ROWS` rows
+        // (`matmul.wgsl`): the tiled kernel would give a decoder's joined
+        // pass (a row per session) one workgroup per 64 columns.
+        let few = rows <= self.gpu.gemv.max_rows();
         for (buffer, col0, cols) in w.panels() {
             self.steps.push(Step {
+                name: self.gpu.product_name(few),
                 pipeline: self.gpu.product_kernel(few),
                 layout: &self.gpu.layout,
                 buffers: vec![
@@ -284,9 +310,26 @@ impl<'a> Program<'a> {
                     (buffer.clone(), 0, buffer.size()),
                     (c.raw.clone(), 0, (rows * n * 4) as u64),
                 ],
-                params: [rows, k, cols, n, col0, 0, 0, 0].map(|x| x as u32),
+                params: if few {
+                    [
+                        rows.min(GEMV_ROWS),
+                        k,
+                        cols,
+                        n,
+                        col0,
+                        GEMV_ROWS * k,
+                        0,
+                        rows,
+                    ]
+                } else {
+                    [rows, k, cols, n, col0, 0, 0, 0]
+                }
+                .map(|x| x as u32),
                 groups: if few {
-                    [cols.div_ceil(self.gpu.gemv_width()) as u32, 1]
+                    [
+                        cols.div_ceil(self.gpu.gemv_width()) as u32,
+                        rows.div_ceil(GEMV_ROWS) as u32,
+                    ]
                 } else {
                     [cols.div_ceil(TILE) as u32, rows.div_ceil(TILE) as u32]
                 },
@@ -324,6 +367,7 @@ impl<'a> Program<'a> {
             )));
         }
         self.steps.push(Step {
+            name: self.gpu.product_name(few),
             pipeline: self.gpu.product_kernel(few),
             layout: &self.gpu.layout,
             buffers: vec![whole(a), whole(b), whole(c)],
@@ -490,8 +534,10 @@ impl<'a> Program<'a> {
         );
     }
 
-    /// Runs the recorded writes and dispatches as one submission, then
-    /// reads back the first `floats` of `result`.
+    /// Runs the recorded writes and dispatches, then reads back the first
+    /// `floats` of `result`. The dispatches go to the device in chunks
+    /// (16, then 32, … up to 128), each submitted as soon as it is
+    /// recorded, so that the device works while the host records.
     ///
     /// # Errors
     ///
@@ -554,39 +600,71 @@ impl<'a> Program<'a> {
                 })
             })
             .collect();
-        let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
-            label: Some("weft-nn program"),
-        });
-        {
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+        let bind_group = |i: usize, s: &Step<'_>| {
+            let mut entries: Vec<_> = s
+                .buffers
+                .iter()
+                .enumerate()
+                .map(|(b, (buf, at, size))| binding(b as u32, buf, *at, *size))
+                .collect();
+            entries.push(binding(
+                s.buffers.len() as u32,
+                &uniforms,
+                (i * stride) as u64,
+                32,
+            ));
+            device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: None,
+                layout: s.layout,
+                entries: &entries,
+            })
+        };
+        let new_encoder = || {
+            device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
                 label: Some("weft-nn program"),
-                timestamp_writes: None,
-            });
-            for (i, s) in self.steps.iter().enumerate() {
-                let mut entries: Vec<_> = s
-                    .buffers
-                    .iter()
-                    .enumerate()
-                    .map(|(b, (buf, at, size))| binding(b as u32, buf, *at, *size))
-                    .collect();
-                entries.push(binding(
-                    s.buffers.len() as u32,
-                    &uniforms,
-                    (i * stride) as u64,
-                    32,
-                ));
-                let group = device.create_bind_group(&wgpu::BindGroupDescriptor {
-                    label: None,
-                    layout: s.layout,
-                    entries: &entries,
+            })
+        };
+        // Profiling: the first steps each in a pass of their own between
+        // two timestamps, the rest together.
+        let timed = gpu
+            .profiler
+            .as_ref()
+            .map(|_| Timed::new(device, self.steps.len()));
+        // The steps go to the device in growing chunks, each submitted
+        // once recorded, so that the device runs one while the host
+        // records the next (recording costs a few µs a dispatch, about
+        // what a small dispatch costs the device).
+        let mut encoder = new_encoder();
+        let (mut at, mut chunk) = (0, FIRST_CHUNK);
+        while at < self.steps.len() {
+            let last = (at + chunk).min(self.steps.len());
+            while at < last {
+                let (end, timestamp_writes) = match &timed {
+                    Some(t) if at < t.steps => (at + 1, Some(t.writes(at))),
+                    _ => (last, None),
+                };
+                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some("weft-nn program"),
+                    timestamp_writes,
                 });
-                pass.set_pipeline(s.pipeline);
-                pass.set_bind_group(0, &group, &[]);
-                pass.dispatch_workgroups(s.groups[0], s.groups[1], 1);
+                for (i, s) in self.steps.iter().enumerate().take(end).skip(at) {
+                    pass.set_pipeline(s.pipeline);
+                    pass.set_bind_group(0, &bind_group(i, s), &[]);
+                    pass.dispatch_workgroups(s.groups[0], s.groups[1], 1);
+                }
+                at = end;
+            }
+            if at < self.steps.len() {
+                gpu.queue
+                    .submit([std::mem::replace(&mut encoder, new_encoder()).finish()]);
+                chunk = (chunk * 2).min(MAX_CHUNK);
             }
         }
         for (&(from, floats), to) in reads.iter().zip(&staging) {
             encoder.copy_buffer_to_buffer(&from.raw, 0, to, 0, (floats * 4) as u64);
+        }
+        if let Some(t) = &timed {
+            t.resolve(&mut encoder);
         }
         gpu.queue.submit([encoder.finish()]);
         let submitted = Instant::now();
@@ -615,6 +693,10 @@ impl<'a> Program<'a> {
         if reads.is_empty() {
             gpu.wait()?;
         }
+        if let Some(t) = timed {
+            let names: Vec<_> = self.steps.iter().map(|s| s.name).collect();
+            t.collect(gpu, &names).map_err(failed)?;
+        }
         gpu.matmuls.fetch_add(self.products, Ordering::Relaxed);
         gpu.round_trips.fetch_add(1, Ordering::Relaxed);
         gpu.programs.fetch_add(1, Ordering::Relaxed);
@@ -626,6 +708,80 @@ impl<'a> Program<'a> {
         gpu.waiting_ns
             .fetch_add(nanos(submitted.elapsed()), Ordering::Relaxed);
         Ok(out)
+    }
+}
+
+/// The timestamps of one profiled submission: two per step, for the
+/// first [`Timed::steps`] steps (a query set holds at most 4096).
+struct Timed {
+    steps: usize,
+    queries: wgpu::QuerySet,
+    resolved: wgpu::Buffer,
+    staging: wgpu::Buffer,
+}
+
+impl Timed {
+    fn new(device: &wgpu::Device, steps: usize) -> Self {
+        let steps = steps.clamp(1, wgpu::QUERY_SET_MAX_QUERIES as usize / 2);
+        let bytes = (steps * 2 * 8) as u64;
+        use wgpu::BufferUsages as U;
+        let buffer = |usage| {
+            device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("weft-nn timestamps"),
+                size: bytes,
+                usage,
+                mapped_at_creation: false,
+            })
+        };
+        Timed {
+            steps,
+            queries: device.create_query_set(&wgpu::QuerySetDescriptor {
+                label: Some("weft-nn timestamps"),
+                ty: wgpu::QueryType::Timestamp,
+                count: (steps * 2) as u32,
+            }),
+            resolved: buffer(U::QUERY_RESOLVE | U::COPY_SRC),
+            staging: buffer(U::MAP_READ | U::COPY_DST),
+        }
+    }
+
+    /// The timestamps around step `i`'s pass.
+    fn writes(&self, i: usize) -> wgpu::ComputePassTimestampWrites<'_> {
+        wgpu::ComputePassTimestampWrites {
+            query_set: &self.queries,
+            beginning_of_pass_write_index: Some(2 * i as u32),
+            end_of_pass_write_index: Some(2 * i as u32 + 1),
+        }
+    }
+
+    fn resolve(&self, encoder: &mut wgpu::CommandEncoder) {
+        let queries = (self.steps * 2) as u32;
+        encoder.resolve_query_set(&self.queries, 0..queries, &self.resolved, 0);
+        encoder.copy_buffer_to_buffer(&self.resolved, 0, &self.staging, 0, self.staging.size());
+    }
+
+    /// Reads the timestamps back (after the submission) and adds each
+    /// step's time to its kernel's, `names` naming the steps.
+    fn collect(self, gpu: &Gpu, names: &[&'static str]) -> Result<(), String> {
+        let slice = self.staging.slice(..);
+        let (tx, rx) = mpsc::channel();
+        slice.map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        gpu.await_mapping(&rx)?;
+        let ticks: Vec<u64> = slice
+            .get_mapped_range()
+            .map_err(|e| e.to_string())?
+            .chunks_exact(8)
+            .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+            .collect();
+        if let Some(profiler) = &gpu.profiler {
+            profiler.add(names.iter().zip(ticks.chunks_exact(2)).map(|(&name, t)| {
+                let ns = t[1].saturating_sub(t[0]) as f64 * f64::from(profiler.period_ns);
+                (name, ns as u64)
+            }));
+        }
+        Ok(())
     }
 }
 

@@ -20,11 +20,11 @@ pub(crate) fn own(max_buffer: Option<u64>) -> Arc<Gpu> {
     Arc::new(gpu.unwrap_or_else(|e| panic!("the GPU tests need an adapter: {e}")))
 }
 
-/// A separate `Gpu` that runs products of a few rows with the split-k
-/// `gemv` whatever its device (a software one picks the other): how a
-/// hardware GPU runs a decoder, on the CI's llvmpipe.
-pub(crate) fn split_gemv() -> Arc<Gpu> {
-    let gpu = Gpu::with_gemv(Some(super::Gemv::Split));
+/// A separate `Gpu` that runs products of a few rows with the `gemv`
+/// hardware GPUs run, whatever its device (a software one picks another):
+/// how a hardware GPU runs a decoder, on the CI's llvmpipe.
+pub(crate) fn hardware_gemv() -> Arc<Gpu> {
+    let gpu = Gpu::with_gemv(Some(Gemv::for_device(wgpu::DeviceType::DiscreteGpu)));
     Arc::new(gpu.unwrap_or_else(|e| panic!("the GPU tests need an adapter: {e}")))
 }
 
@@ -94,7 +94,7 @@ fn both_gemv_kernels_match_the_cpu_kernel() {
     // The device picks one (software: columns, hardware: split); each must
     // be right wherever it runs. k and n off the 16-wide slices and
     // columns, 1 to 4 rows, panels of both widths.
-    for kind in [super::Gemv::Columns, super::Gemv::Split] {
+    for kind in [super::Gemv::Columns, super::Gemv::Split, super::Gemv::Deep] {
         let gpu = Gpu::with_gemv(Some(kind)).unwrap();
         for (i, (m, k, n)) in [
             (1, 1, 1),
@@ -145,7 +145,7 @@ fn splits_work_to_fit_the_device_limits() {
     // 16 KiB buffers, two workgroups per dispatch (32 columns of `gemv`'s,
     // 128 rows of the tiled kernel's): weights in column panels, A in row
     // chunks. With either `gemv` kernel.
-    for kind in [super::Gemv::Columns, super::Gemv::Split] {
+    for kind in [super::Gemv::Columns, super::Gemv::Split, super::Gemv::Deep] {
         splits_to_fit(&Gpu::limited(16 << 10, 2, Some(kind)).unwrap());
     }
 }
@@ -231,5 +231,88 @@ fn detection_leaves_software_adapters_out() {
             !gpus.iter().any(|g| g.name == gpu().adapter().name),
             "{gpus:?}"
         );
+    }
+}
+
+/// `WEFT_NN_PROFILE`'s per-kernel times: each dispatch of a program is
+/// counted under its kernel, with the results unchanged; a `Gpu` opened
+/// without profiling keeps none.
+#[test]
+fn profiling_times_each_kernel_and_keeps_results() {
+    let gpu = Gpu::open(None, true).unwrap();
+    assert!(
+        gpu.profiler.is_some(),
+        "{} writes no timestamps: the profiler cannot be tested on it",
+        gpu.adapter()
+    );
+    let (k, n) = (300, 40);
+    let (a, b) = (data(k, 1), data(k * n, 2));
+    let run = |gpu: &Gpu| {
+        let w = gpu.upload(&b, k, n).unwrap();
+        let norm = gpu.upload(&vec![1.0; k], 1, k).unwrap();
+        let x = gpu.buffer(k, "x").unwrap();
+        let (h, c) = (gpu.buffer(k, "h").unwrap(), gpu.buffer(n, "c").unwrap());
+        let mut p = gpu.program().unwrap();
+        p.write(&x, a.clone());
+        p.rms_norm(&x, 0, 1, &norm, 1e-6, &h, 0);
+        p.product(&h, 1, &w, &c);
+        p.add(&c, &h, n, 1.0);
+        p.run(&c, n).unwrap()
+    };
+    let got = run(&gpu);
+    let scale = (a.iter().map(|v| v * v).sum::<f32>() / k as f32 + 1e-6).sqrt();
+    let normed: Vec<f32> = a.iter().map(|v| v / scale).collect();
+    let want: Vec<f32> = cpu(&normed, &b, 1, k, n)
+        .iter()
+        .zip(&normed)
+        .map(|(v, h)| v + h)
+        .collect();
+    assert_close(&got, &want, "profiled program");
+    let times = gpu.take_kernel_times();
+    let names: Vec<_> = times.iter().map(|t| (t.kernel, t.dispatches)).collect();
+    for kernel in ["rms_norm", gpu.gemv.entry_point(), "add"] {
+        assert!(names.contains(&(kernel, 1)), "{kernel} once in {names:?}");
+    }
+    assert_eq!(times.len(), 3, "{names:?}");
+    assert!(
+        times.windows(2).all(|t| t[0].device >= t[1].device),
+        "{times:?}"
+    );
+    assert!(gpu.take_kernel_times().is_empty(), "taken");
+    let plain = Gpu::open(None, false).unwrap();
+    let _ = run(&plain);
+    assert!(plain.take_kernel_times().is_empty());
+}
+
+/// A program's products of 5 to 16 rows run the split-k `gemv` kernels in
+/// groups of 4 rows (the last group partial), not the tiled kernel, and
+/// match the CPU; one thread per column keeps the tiled kernel there.
+#[test]
+fn programs_run_up_to_16_rows_as_gemv_row_groups() {
+    let (k, n) = (300, 40);
+    for kind in [Gemv::Columns, Gemv::Split, Gemv::Deep] {
+        let gpu = Gpu::open(Some(kind), true).unwrap();
+        let b = data(k * n, 11);
+        let w = gpu.upload(&b, k, n).unwrap();
+        for rows in [4, 5, 13, 16, 17] {
+            let a = data(rows * k, rows as u32);
+            let (x, c) = (
+                gpu.buffer(rows * k, "a").unwrap(),
+                gpu.buffer(rows * n, "c").unwrap(),
+            );
+            let mut p = gpu.program().unwrap();
+            p.write(&x, a.clone());
+            p.product(&x, rows, &w, &c);
+            let got = p.run(&c, rows * n).unwrap();
+            assert_close(
+                &got,
+                &cpu(&a, &b, rows, k, n),
+                &format!("{kind:?} {rows} rows"),
+            );
+            let ran: Vec<_> = gpu.take_kernel_times().iter().map(|t| t.kernel).collect();
+            let gemv = rows <= 4 || (kind != Gemv::Columns && rows <= 16);
+            let want = if gemv { kind.entry_point() } else { "main" };
+            assert_eq!(ran, [want], "{kind:?} {rows} rows");
+        }
     }
 }

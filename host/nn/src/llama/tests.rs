@@ -94,14 +94,15 @@ fn on_the_gpu_passes_and_a_growing_cache_change_nothing() {
 }
 
 /// On a GPU that runs the split-k `gemv` (hardware GPUs do; CI's llvmpipe
-/// runs the one-thread-per-column kernel unless told), a prompt and then
-/// single tokens, alone and two sessions joined (products of 2 rows),
-/// pick llama.cpp's tokens.
+/// runs the one-thread-per-column kernel unless told), a prompt (16
+/// tokens: products in four groups of 4 rows) and then single tokens,
+/// alone and two sessions joined (products of 2 rows), pick llama.cpp's
+/// tokens.
 #[test]
-fn with_the_split_gemv_decoding_picks_llama_cpps_tokens() {
+fn with_the_hardware_gemv_decoding_picks_llama_cpps_tokens() {
     let _device = on_the_device();
     let bytes = smollm2();
-    let device = crate::gpu::tests::split_gemv();
+    let device = crate::gpu::tests::hardware_gemv();
     let gpu = Llama::load_for(&bytes, Some(Ok(device.clone()))).unwrap();
     let mut single = gpu.session();
     let mut pair: Vec<Box<dyn Session>> = vec![gpu.session(), gpu.session()];
