@@ -50,7 +50,7 @@ pub(crate) use encoder::{
 };
 pub use matmul::GpuMatrix;
 use matmul::Scratch;
-pub(crate) use program::{Attention, Buffer, Program};
+pub(crate) use program::{Attention, Buffer, Program, Reuse};
 
 /// Products with at most this many rows of A run one of `matmul.wgsl`'s
 /// `gemv` kernels (see [`Gemv`]) instead of its 64 x 64 tiles

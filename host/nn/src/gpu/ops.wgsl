@@ -50,10 +50,12 @@ fn rms_norm(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
     }
 }
 
-// ---- rope: rotates pairs of the first `dims` of every head, adjacent
-// ones (ggml's normal mode) or, `neox`, ones `dims / 2` apart, by the
-// angles in `table` ([token][dims / 2] of (cos, sin), computed on the
-// host exactly as the CPU path does).
+// ---- rope: rotates pairs of the first `dims` of every head of the
+// queries (`q_count` pairs: `heads` heads a token) and then of the keys
+// (`kv_heads` heads a token), adjacent ones (ggml's normal mode) or,
+// `neox`, ones `dims / 2` apart, by the angles in `table` ([token][dims /
+// 2] of (cos, sin), computed on the host exactly as the CPU path does).
+// One dispatch for both: a decoder pass has one per layer.
 
 struct RopeParams {
     count: u32,
@@ -61,39 +63,50 @@ struct RopeParams {
     head_dim: u32,
     half: u32,
     neox: u32,
+    kv_heads: u32,
+    q_count: u32,
     _p1: u32,
-    _p2: u32,
-    _p3: u32,
 }
 
-@group(0) @binding(0) var<storage, read_write> rope_x: array<f32>;
-@group(0) @binding(1) var<storage, read> rope_table: array<vec2<f32>>;
-@group(0) @binding(2) var<uniform> rope_p: RopeParams;
+@group(0) @binding(0) var<storage, read_write> rope_q: array<f32>;
+@group(0) @binding(1) var<storage, read_write> rope_k: array<f32>;
+@group(0) @binding(2) var<storage, read> rope_table: array<vec2<f32>>;
+@group(0) @binding(3) var<uniform> rope_p: RopeParams;
 
 @compute @workgroup_size(64, 1, 1)
 fn rope(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
-    let per_token = rope_p.heads * rope_p.half;
     for (var idx = gid.x; idx < rope_p.count; idx = idx + groups.x * THREADS) {
-        let t = idx / per_token;
-        let head = (idx % per_token) / rope_p.half;
-        let i = idx % rope_p.half;
+        let keys = idx >= rope_p.q_count;
+        let j = select(idx, idx - rope_p.q_count, keys);
+        let heads = select(rope_p.heads, rope_p.kv_heads, keys);
+        let per_token = heads * rope_p.half;
+        let t = j / per_token;
+        let head = (j % per_token) / rope_p.half;
+        let i = j % rope_p.half;
         let cs = rope_table[t * rope_p.half + i];
-        let base = (t * rope_p.heads + head) * rope_p.head_dim;
+        let base = (t * heads + head) * rope_p.head_dim;
         var at = base + 2u * i;
         var partner = at + 1u;
         if (rope_p.neox != 0u) {
             at = base + i;
             partner = at + rope_p.half;
         }
-        let a = rope_x[at];
-        let b = rope_x[partner];
-        rope_x[at] = a * cs.x - b * cs.y;
-        rope_x[partner] = a * cs.y + b * cs.x;
+        if (keys) {
+            let a = rope_k[at];
+            let b = rope_k[partner];
+            rope_k[at] = a * cs.x - b * cs.y;
+            rope_k[partner] = a * cs.y + b * cs.x;
+        } else {
+            let a = rope_q[at];
+            let b = rope_q[partner];
+            rope_q[at] = a * cs.x - b * cs.y;
+            rope_q[partner] = a * cs.y + b * cs.x;
+        }
     }
 }
 
-// ---- store: dst[offset + i] = f16r(src[p.src + i]) for i < count (new
-// keys or values into the cache).
+// ---- store: kc[offset + i] = f16r(k[p.src + i]) and the same of v into
+// vc, for i < count (a session's new keys and values into its cache).
 
 struct CountParams {
     count: u32,
@@ -106,14 +119,17 @@ struct CountParams {
     _p5: u32,
 }
 
-@group(0) @binding(0) var<storage, read> store_src: array<f32>;
-@group(0) @binding(1) var<storage, read_write> store_dst: array<f32>;
-@group(0) @binding(2) var<uniform> store_p: CountParams;
+@group(0) @binding(0) var<storage, read> store_k: array<f32>;
+@group(0) @binding(1) var<storage, read> store_v: array<f32>;
+@group(0) @binding(2) var<storage, read_write> store_kc: array<f32>;
+@group(0) @binding(3) var<storage, read_write> store_vc: array<f32>;
+@group(0) @binding(4) var<uniform> store_p: CountParams;
 
 @compute @workgroup_size(64, 1, 1)
 fn store(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     for (var i = gid.x; i < store_p.count; i = i + groups.x * THREADS) {
-        store_dst[store_p.offset + i] = f16r(store_src[store_p.src + i]);
+        store_kc[store_p.offset + i] = f16r(store_k[store_p.src + i]);
+        store_vc[store_p.offset + i] = f16r(store_v[store_p.src + i]);
     }
 }
 

@@ -420,41 +420,53 @@ impl<'a> Program<'a> {
         );
     }
 
-    /// Rotates the first `2 * half` floats of each of `heads` heads of
-    /// `head_dim` in each of `tokens` rows of `x`, token `t` by the angles
-    /// `table[t * half ..][.. half]` (cos, sin pairs): adjacent pairs, or
-    /// pairs `half` apart when `neox`.
+    /// Rotates the first `2 * half` floats of each head of `head_dim` in
+    /// each of `tokens` rows of `q` (`heads` heads a row) and of `k`
+    /// (`kv_heads`), token `t` by the angles `table[t * half ..][.. half]`
+    /// (cos, sin pairs): adjacent pairs, or pairs `half` apart when `neox`.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn rope(
         &mut self,
-        x: &Buffer,
+        (q, k): (&Buffer, &Buffer),
         tokens: usize,
-        heads: usize,
+        (heads, kv_heads): (usize, usize),
         head_dim: usize,
         half: usize,
         neox: bool,
         table: &Buffer,
     ) {
-        let count = tokens * heads * half;
+        let q_count = tokens * heads * half;
+        let count = q_count + tokens * kv_heads * half;
         self.step(
             &self.ops.rope,
-            vec![whole(x), whole(table)],
-            [count, heads, head_dim, half, neox.into(), 0, 0, 0].map(|x| x as u32),
+            vec![whole(q), whole(k), whole(table)],
+            [
+                count,
+                heads,
+                head_dim,
+                half,
+                neox.into(),
+                kv_heads,
+                q_count,
+                0,
+            ]
+            .map(|x| x as u32),
             groups(count),
         );
     }
 
-    /// `to[offset + i] = f16(from[start + i])` for `i < count`.
+    /// `kc[offset + i] = f16(k[start + i])`, and the same of `v` into
+    /// `vc`, for `i < count`: new keys and values into a cache.
     pub(crate) fn store(
         &mut self,
-        (from, start): (&Buffer, usize),
+        (k, v, start): (&Buffer, &Buffer, usize),
         count: usize,
-        to: &Buffer,
+        (kc, vc): (&Buffer, &Buffer),
         offset: usize,
     ) {
         self.step(
             &self.ops.store,
-            vec![whole(from), whole(to)],
+            vec![whole(k), whole(v), whole(kc), whole(vc)],
             [count, offset, start, 0, 0, 0, 0, 0].map(|x| x as u32),
             groups(count),
         );
@@ -543,8 +555,34 @@ impl<'a> Program<'a> {
     ///
     /// `TooLarge` when the device runs out of memory; `RuntimeError` when
     /// it fails or is lost.
+    #[cfg(test)]
     pub(crate) fn run(self, result: &Buffer, floats: usize) -> Result<Vec<f32>, NnError> {
         let mut out = self.run_reads(&[(result, floats)])?;
+        Ok(out.pop().unwrap_or_default())
+    }
+
+    /// [`Program::run`] for a program run again and again (a decoder's
+    /// passes): its parameters go to `reuse`'s buffer, and each step whose
+    /// buffers are those of the same step last time binds the bind group
+    /// made then. Making a bind group is most of the host's cost of a
+    /// dispatch.
+    ///
+    /// # Errors
+    ///
+    /// As [`Program::run`].
+    pub(crate) fn run_reusing(
+        self,
+        reuse: &mut Reuse,
+        result: &Buffer,
+        floats: usize,
+    ) -> Result<Vec<f32>, NnError> {
+        let gpu = self.gpu;
+        gpu.check_alive()?;
+        let scopes = gpu.push_scopes();
+        let ran = self.submit(&[(result, floats)], Some(reuse));
+        let scoped = gpu.pop_scopes(scopes, "running a pass on the GPU");
+        let mut out = ran?;
+        scoped?;
         Ok(out.pop().unwrap_or_default())
     }
 
@@ -558,14 +596,18 @@ impl<'a> Program<'a> {
         let gpu = self.gpu;
         gpu.check_alive()?;
         let scopes = gpu.push_scopes();
-        let ran = self.submit(reads);
+        let ran = self.submit(reads, None);
         let scoped = gpu.pop_scopes(scopes, "running a pass on the GPU");
         let out = ran?;
         scoped?;
         Ok(out)
     }
 
-    fn submit(self, reads: &[(&Buffer, usize)]) -> Result<Vec<Vec<f32>>, NnError> {
+    fn submit(
+        self,
+        reads: &[(&Buffer, usize)],
+        mut reuse: Option<&mut Reuse>,
+    ) -> Result<Vec<Vec<f32>>, NnError> {
         let gpu = self.gpu;
         let device = &gpu.device;
         let started = Instant::now();
@@ -580,12 +622,29 @@ impl<'a> Program<'a> {
             params[i * stride..][..32].copy_from_slice(bytemuck::cast_slice(&s.params));
         }
         use wgpu::BufferUsages as U;
-        let uniforms = device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("weft-nn program params"),
-            size: params.len() as u64,
-            usage: U::UNIFORM | U::COPY_DST,
-            mapped_at_creation: false,
-        });
+        let new_uniforms = |bytes: usize| {
+            device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("weft-nn program params"),
+                size: bytes as u64,
+                usage: U::UNIFORM | U::COPY_DST,
+                mapped_at_creation: false,
+            })
+        };
+        let uniforms = match reuse.as_deref_mut() {
+            Some(r) => {
+                if r.params
+                    .as_ref()
+                    .is_none_or(|b| b.size() < params.len() as u64)
+                {
+                    // Bind groups of the old buffer are stale.
+                    r.groups.clear();
+                    r.params = Some(new_uniforms(params.len()));
+                }
+                r.params.clone().expect("just made")
+            }
+            None => new_uniforms(params.len()),
+        };
+        // Ordered after the submissions that read the parameters last time.
         gpu.queue.write_buffer(&uniforms, 0, &params);
         // A staging buffer per read: together they may pass what one
         // buffer may hold.
@@ -600,7 +659,14 @@ impl<'a> Program<'a> {
                 })
             })
             .collect();
-        let bind_group = |i: usize, s: &Step<'_>| {
+        let mut bind_group = |i: usize, s: &Step<'_>| {
+            if let Some(r) = reuse.as_deref_mut()
+                && let Some((layout, buffers, group)) = r.groups.get(i)
+                && layout == s.layout
+                && *buffers == s.buffers
+            {
+                return group.clone();
+            }
             let mut entries: Vec<_> = s
                 .buffers
                 .iter()
@@ -613,11 +679,23 @@ impl<'a> Program<'a> {
                 (i * stride) as u64,
                 32,
             ));
-            device.create_bind_group(&wgpu::BindGroupDescriptor {
+            let group = device.create_bind_group(&wgpu::BindGroupDescriptor {
                 label: None,
                 layout: s.layout,
                 entries: &entries,
-            })
+            });
+            if let Some(r) = reuse.as_deref_mut() {
+                #[cfg(test)]
+                {
+                    r.made += 1;
+                }
+                let made = (s.layout.clone(), s.buffers.clone(), group.clone());
+                match r.groups.get_mut(i) {
+                    Some(slot) => *slot = made,
+                    None => r.groups.push(made),
+                }
+            }
+            group
         };
         let new_encoder = || {
             device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
@@ -708,6 +786,31 @@ impl<'a> Program<'a> {
         gpu.waiting_ns
             .fetch_add(nanos(submitted.elapsed()), Ordering::Relaxed);
         Ok(out)
+    }
+}
+
+/// What [`Program::run_reusing`] keeps between runs: the parameters'
+/// buffer and, per step, the bind group made for it with the buffers it
+/// bound. Holding a bind group holds its buffers until the step's next
+/// run binds others (or this is dropped).
+#[derive(Default)]
+pub(crate) struct Reuse {
+    /// Bind groups made so far (tests).
+    #[cfg(test)]
+    pub(crate) made: usize,
+    params: Option<wgpu::Buffer>,
+    groups: Vec<(
+        wgpu::BindGroupLayout,
+        Vec<(wgpu::Buffer, u64, u64)>,
+        wgpu::BindGroup,
+    )>,
+}
+
+impl std::fmt::Debug for Reuse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reuse")
+            .field("groups", &self.groups.len())
+            .finish()
     }
 }
 

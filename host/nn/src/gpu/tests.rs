@@ -316,3 +316,45 @@ fn programs_run_up_to_16_rows_as_gemv_row_groups() {
         }
     }
 }
+
+/// A program run again through the same `Reuse` binds the bind groups
+/// made the first time, with the new run's parameters and data; a step
+/// whose buffers changed gets a new one.
+#[test]
+fn reused_programs_rebind_only_steps_whose_buffers_changed() {
+    let gpu = own(None);
+    let (k, n) = (64, 24);
+    let b = data(k * n, 5);
+    let w = gpu.upload(&b, k, n).unwrap();
+    let x = gpu.buffer(2 * k, "x").unwrap();
+    let (c, other) = (
+        gpu.buffer(2 * n, "c").unwrap(),
+        gpu.buffer(2 * n, "c2").unwrap(),
+    );
+    let mut reuse = super::Reuse::default();
+    // (rows, output, scale of the add, bind groups made)
+    let runs = [
+        (1, &c, 0.5, 2),
+        (1, &c, -2.0, 0),
+        (1, &other, 0.5, 2),
+        (2, &c, 0.5, 2),
+    ];
+    for (run, &(rows, out, scale, made)) in runs.iter().enumerate() {
+        let a = data(rows * k, 40 + run as u32);
+        let mut p = gpu.program().unwrap();
+        p.write(&x, a.clone());
+        p.product(&x, rows, &w, out);
+        // out[i] += scale * x[i]: the parameters (scale, count) differ
+        // from run to run where the buffers do not.
+        p.add(out, &x, rows * n, scale);
+        let before = reuse.made;
+        let got = p.run_reusing(&mut reuse, out, rows * n).unwrap();
+        let want: Vec<f32> = cpu(&a, &b, rows, k, n)
+            .iter()
+            .zip(&a)
+            .map(|(c, x)| c + scale * x)
+            .collect();
+        assert_close(&got, &want, &format!("run {run}"));
+        assert_eq!(reuse.made - before, made, "run {run}: bind groups made");
+    }
+}

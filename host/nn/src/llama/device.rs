@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use super::{HParams, QMatrix, Weights};
-use crate::gpu::{Attention, Buffer, Gpu, GpuMatrix};
+use crate::gpu::{Attention, Buffer, Gpu, GpuMatrix, Reuse};
 use crate::{NnError, NnErrorKind};
 
 /// Tokens per pass: a longer prompt runs as several passes, which bounds
@@ -120,6 +120,10 @@ pub(super) struct OnDevice {
     work: Option<Work>,
     /// Attention scores, `tokens x heads x capacity` (and its floats).
     scores: Option<(Buffer, usize)>,
+    /// The bind groups of the last pass this session led, which the next
+    /// one binds again where its buffers are the same (most of a pass's
+    /// host time is making them).
+    reuse: std::sync::Mutex<Reuse>,
     /// [`TOKENS_PER_PASS`] and [`FIRST_CAPACITY`]; smaller in tests.
     tokens_per_pass: usize,
     first_capacity: usize,
@@ -163,6 +167,7 @@ impl OnDevice {
             v: Vec::new(),
             work: None,
             scores: None,
+            reuse: std::sync::Mutex::default(),
             tokens_per_pass: TOKENS_PER_PASS,
             first_capacity: FIRST_CAPACITY,
             #[cfg(test)]
@@ -404,12 +409,10 @@ impl OnDevice {
                 }
                 None => &a.k,
             };
-            p.rope(q, n, hp.heads, hd, half, neox, &a.table);
-            p.rope(k, n, hp.kv_heads, hd, half, neox, &a.table);
+            p.rope((q, k), n, (hp.heads, hp.kv_heads), hd, half, neox, &a.table);
             for &(on, past, tokens, start) in &sessions {
                 let (kc, vc) = (&on.k[l], &on.v[l]);
-                p.store((k, start * kvd), tokens * kvd, kc, past * kvd);
-                p.store((&a.v, start * kvd), tokens * kvd, vc, past * kvd);
+                p.store((k, &a.v, start * kvd), tokens * kvd, (kc, vc), past * kvd);
                 let shape = Attention {
                     tokens,
                     heads: hp.heads,
@@ -435,13 +438,23 @@ impl OnDevice {
             p.product(&a.g, n, on_gpu(&layer.down)?, &a.o);
             p.add(&a.x, &a.o, n * d, hp.residual_scale);
         }
-        // Each session's last row, normalised, through the output head at once.
-        for (s, &(_, _, tokens, start)) in sessions.iter().enumerate() {
-            p.rms_norm(&a.x, start + tokens - 1, 1, &dw.output_norm, eps, &a.h, s);
+        // Each session's last row, normalised, through the output head at
+        // once: one norm of all rows when each session has one (decoding).
+        if sessions.iter().all(|&(_, _, tokens, _)| tokens == 1) {
+            p.rms_norm(&a.x, 0, n, &dw.output_norm, eps, &a.h, 0);
+        } else {
+            for (s, &(_, _, tokens, start)) in sessions.iter().enumerate() {
+                p.rms_norm(&a.x, start + tokens - 1, 1, &dw.output_norm, eps, &a.h, s);
+            }
         }
         let head = w.output.as_ref().unwrap_or(&w.tok_embd);
         p.product(&a.h, sessions.len(), on_gpu(head)?, &a.logits);
-        let mut logits = p.run(&a.logits, sessions.len() * hp.vocab)?;
+        let mut reuse = sessions[0]
+            .0
+            .reuse
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let mut logits = p.run_reusing(&mut reuse, &a.logits, sessions.len() * hp.vocab)?;
         if hp.logit_scale != 1.0 {
             logits.iter_mut().for_each(|l| *l *= hp.logit_scale);
         }
