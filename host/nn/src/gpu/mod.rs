@@ -1,8 +1,8 @@
 //! weft-nn's GPU path: f32 matrix products in a WGSL compute shader on
 //! [wgpu](https://wgpu.rs) (Vulkan on Linux, Metal on macOS, DX12 on
 //! Windows; no GL), and the kernels a decoder's forward pass needs between
-//! them (`ops.wgsl`, recorded into a crate-internal `Program` that runs as
-//! one submission).
+//! them (`ops.wgsl`, recorded into a crate-internal `Program` that runs
+//! with one read-back).
 //!
 //! One [`Gpu`] per process ([`Gpu::shared`]): the adapter, device and queue,
 //! and the compiled matmul pipeline. Weights go up once as [`GpuMatrix`]es
@@ -608,7 +608,7 @@ impl Gpu {
                 device: std::time::Duration::from_nanos(ns),
             })
             .collect();
-        times.sort_by(|a, b| b.device.cmp(&a.device));
+        times.sort_by_key(|t| std::cmp::Reverse(t.device));
         times
     }
 

@@ -1,7 +1,7 @@
 //! Whole computations on the device: a [`Program`] records kernel
 //! dispatches (weight products and the kernels of `ops.wgsl`) on buffers
-//! that stay there, then submits them as one command buffer and reads one
-//! result back. Between dispatches nothing leaves the device, so a
+//! that stay there, then submits them (in chunks, as they are recorded)
+//! and reads one result back. Between dispatches nothing leaves the device, so a
 //! decoder's forward pass costs one round trip, not one per product.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -112,7 +112,7 @@ struct Step<'a> {
     groups: [u32; 2],
 }
 
-/// Dispatches recorded to run in order as one submission; see the module
+/// Dispatches recorded to run in order, read back once; see the module
 /// docs. Made by [`Gpu::program`].
 pub(crate) struct Program<'a> {
     gpu: &'a Gpu,
@@ -789,6 +789,13 @@ impl<'a> Program<'a> {
     }
 }
 
+/// A step's bind group with the layout and the buffers it was made for.
+type Bound = (
+    wgpu::BindGroupLayout,
+    Vec<(wgpu::Buffer, u64, u64)>,
+    wgpu::BindGroup,
+);
+
 /// What [`Program::run_reusing`] keeps between runs: the parameters'
 /// buffer and, per step, the bind group made for it with the buffers it
 /// bound. Holding a bind group holds its buffers until the step's next
@@ -799,11 +806,7 @@ pub(crate) struct Reuse {
     #[cfg(test)]
     pub(crate) made: usize,
     params: Option<wgpu::Buffer>,
-    groups: Vec<(
-        wgpu::BindGroupLayout,
-        Vec<(wgpu::Buffer, u64, u64)>,
-        wgpu::BindGroup,
-    )>,
+    groups: Vec<Bound>,
 }
 
 impl std::fmt::Debug for Reuse {
