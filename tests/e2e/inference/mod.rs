@@ -263,6 +263,9 @@ async fn concurrent_generations_join_passes_and_answer_as_alone() {
 async fn generate_on_the_gpu_answers_as_llama_cpp() {
     let d = TestDaemon::start_with(|c| {
         c.nn_batch.registry_target = weft_runtime::ExecutionTarget::Gpu;
+        // The GPU is llvmpipe here: ~0.6-1.2 s a token on two busy cores,
+        // past the default 30 s for the whole answer on a slow day.
+        c.runtime.deadline = std::time::Duration::from_secs(180);
     })
     .await;
     deploy_generate(&d).await;

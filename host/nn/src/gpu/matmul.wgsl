@@ -197,21 +197,28 @@ fn gemv_split(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id
             if (m > 3u) { acc3 = fma(a[at + 3u * p.k], w, acc3); }
         }
     }
-    let mine = slice * GEMV_COLS + lid.x;
-    let row = GEMV_SLICES * GEMV_COLS;
-    partial[mine] = acc0;
-    partial[row + mine] = acc1;
-    partial[2u * row + mine] = acc2;
-    partial[3u * row + mine] = acc3;
+    gemv_sum(vec4<f32>(acc0, acc1, acc2, acc3), vec2<u32>(lid.x, slice), GEMV_COLS, GEMV_SLICES, col < p.n, m, c0 + p.c_col0 + col);
+}
+
+// The split-k kernels' ending: thread (x, slice) of a workgroup of
+// `cols` x `slices` leaves its partial sums of up to four rows in
+// `partial`; then thread (x, r) sums row r's slices of column x into C
+// (`at`: the column's place in C's first row of the group).
+fn gemv_sum(acc: vec4<f32>, lid: vec2<u32>, cols: u32, slices: u32, live: bool, m: u32, at: u32) {
+    let mine = lid.y * cols + lid.x;
+    let row = slices * cols;
+    partial[mine] = acc.x;
+    partial[row + mine] = acc.y;
+    partial[2u * row + mine] = acc.z;
+    partial[3u * row + mine] = acc.w;
     workgroupBarrier();
-    // Thread (x, r) sums row r's slices of column x.
-    let r = slice;
-    if (col < p.n && r < m) {
+    let r = lid.y;
+    if (live && r < m) {
         var sum = 0.0;
-        for (var s = 0u; s < GEMV_SLICES; s = s + 1u) {
-            sum = sum + partial[(r * GEMV_SLICES + s) * GEMV_COLS + lid.x];
+        for (var s = 0u; s < slices; s = s + 1u) {
+            sum = sum + partial[(r * slices + s) * cols + lid.x];
         }
-        c[c0 + r * p.ldc + p.c_col0 + col] = sum;
+        c[at + r * p.ldc] = sum;
     }
 }
 
@@ -269,20 +276,5 @@ fn gemv_deep(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id)
             if (m > 3u) { acc3 = fma(a[at + 3u * p.k], w, acc3); }
         }
     }
-    let mine = slice * DEEP_COLS + lid.x;
-    let row = DEEP_SLICES * DEEP_COLS;
-    partial[mine] = acc0;
-    partial[row + mine] = acc1;
-    partial[2u * row + mine] = acc2;
-    partial[3u * row + mine] = acc3;
-    workgroupBarrier();
-    // Thread (x, r) sums row r's slices of column x.
-    let r = slice;
-    if (col < n && r < m) {
-        var sum = 0.0;
-        for (var t = 0u; t < DEEP_SLICES; t = t + 1u) {
-            sum = sum + partial[(r * DEEP_SLICES + t) * DEEP_COLS + lid.x];
-        }
-        c[c0 + r * p.ldc + p.c_col0 + col] = sum;
-    }
+    gemv_sum(vec4<f32>(acc0, acc1, acc2, acc3), vec2<u32>(lid.x, slice), DEEP_COLS, DEEP_SLICES, col < n, m, c0 + p.c_col0 + col);
 }

@@ -249,6 +249,11 @@ pub struct Gpu {
     work: Arc<AtomicU64>,
     /// Per-kernel device times (`WEFT_NN_PROFILE`).
     profiler: Option<Profiler>,
+    /// Whether programs submit in chunks as they record (hardware GPUs).
+    /// A software device runs on the cores that record: chunks gained
+    /// nothing there (SmolLM2 on llvmpipe, 1.22 s a token either way), and
+    /// one submission keeps its recording and waiting times apart.
+    chunked: bool,
 }
 
 impl fmt::Debug for Gpu {
@@ -508,6 +513,7 @@ impl Gpu {
         });
         Ok(Self {
             profiler,
+            chunked: info.device_type != wgpu::DeviceType::Cpu,
             device,
             queue,
             adapter: summary,

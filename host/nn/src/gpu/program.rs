@@ -547,9 +547,10 @@ impl<'a> Program<'a> {
     }
 
     /// Runs the recorded writes and dispatches, then reads back the first
-    /// `floats` of `result`. The dispatches go to the device in chunks
-    /// (16, then 32, … up to 128), each submitted as soon as it is
-    /// recorded, so that the device works while the host records.
+    /// `floats` of `result`. On a hardware GPU the dispatches go to the
+    /// device in chunks (16, then 32, … up to 128), each submitted as soon
+    /// as it is recorded, so that the device works while the host records;
+    /// a software one gets them at once.
     ///
     /// # Errors
     ///
@@ -579,8 +580,13 @@ impl<'a> Program<'a> {
         let gpu = self.gpu;
         gpu.check_alive()?;
         let scopes = gpu.push_scopes();
-        let ran = self.submit(&[(result, floats)], Some(reuse));
+        let ran = self.submit(&[(result, floats)], Some(&mut *reuse));
         let scoped = gpu.pop_scopes(scopes, "running a pass on the GPU");
+        if ran.is_err() || scoped.is_err() {
+            // What a failed run made (an invalid buffer or bind group
+            // among them) is not kept.
+            *reuse = Reuse::default();
+        }
         let mut out = ran?;
         scoped?;
         Ok(out.pop().unwrap_or_default())
@@ -707,13 +713,15 @@ impl<'a> Program<'a> {
         let timed = gpu
             .profiler
             .as_ref()
+            .filter(|_| !self.steps.is_empty())
             .map(|_| Timed::new(device, self.steps.len()));
         // The steps go to the device in growing chunks, each submitted
         // once recorded, so that the device runs one while the host
         // records the next (recording costs a few µs a dispatch, about
         // what a small dispatch costs the device).
         let mut encoder = new_encoder();
-        let (mut at, mut chunk) = (0, FIRST_CHUNK);
+        let first = if gpu.chunked { FIRST_CHUNK } else { usize::MAX };
+        let (mut at, mut chunk) = (0, first);
         while at < self.steps.len() {
             let last = (at + chunk).min(self.steps.len());
             while at < last {
@@ -735,8 +743,12 @@ impl<'a> Program<'a> {
             if at < self.steps.len() {
                 gpu.queue
                     .submit([std::mem::replace(&mut encoder, new_encoder()).finish()]);
-                chunk = (chunk * 2).min(MAX_CHUNK);
+                chunk = chunk.saturating_mul(2).min(MAX_CHUNK);
             }
+        }
+        if let Some(r) = reuse {
+            // Steps past this run's would hold their buffers for nothing.
+            r.groups.truncate(self.steps.len());
         }
         for (&(from, floats), to) in reads.iter().zip(&staging) {
             encoder.copy_buffer_to_buffer(&from.raw, 0, to, 0, (floats * 4) as u64);
@@ -799,7 +811,8 @@ type Bound = (
 /// What [`Program::run_reusing`] keeps between runs: the parameters'
 /// buffer and, per step, the bind group made for it with the buffers it
 /// bound. Holding a bind group holds its buffers until the step's next
-/// run binds others (or this is dropped).
+/// run binds others, a run with fewer steps drops it, or this is dropped;
+/// a failed run starts it afresh.
 #[derive(Default)]
 pub(crate) struct Reuse {
     /// Bind groups made so far (tests).
@@ -807,6 +820,14 @@ pub(crate) struct Reuse {
     pub(crate) made: usize,
     params: Option<wgpu::Buffer>,
     groups: Vec<Bound>,
+}
+
+impl Reuse {
+    /// Bind groups kept (tests).
+    #[cfg(test)]
+    pub(crate) fn kept(&self) -> usize {
+        self.groups.len()
+    }
 }
 
 impl std::fmt::Debug for Reuse {

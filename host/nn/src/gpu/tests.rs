@@ -24,7 +24,7 @@ pub(crate) fn own(max_buffer: Option<u64>) -> Arc<Gpu> {
 /// hardware GPUs run, whatever its device (a software one picks another):
 /// how a hardware GPU runs a decoder, on the CI's llvmpipe.
 pub(crate) fn hardware_gemv() -> Arc<Gpu> {
-    let gpu = Gpu::with_gemv(Some(Gemv::for_device(wgpu::DeviceType::DiscreteGpu)));
+    let gpu = Gpu::with_gemv(Some(Gemv::Deep));
     Arc::new(gpu.unwrap_or_else(|e| panic!("the GPU tests need an adapter: {e}")))
 }
 
@@ -292,9 +292,15 @@ fn programs_run_up_to_16_rows_as_gemv_row_groups() {
     let (k, n) = (300, 40);
     for kind in [Gemv::Columns, Gemv::Split, Gemv::Deep] {
         let gpu = Gpu::open(Some(kind), true).unwrap();
+        assert!(
+            gpu.profiler.is_some(),
+            "{} writes no timestamps",
+            gpu.adapter()
+        );
         let b = data(k * n, 11);
         let w = gpu.upload(&b, k, n).unwrap();
-        for rows in [4, 5, 13, 16, 17] {
+        // Last groups of 1, 2, 3 and 4 rows.
+        for rows in [4, 5, 6, 7, 13, 14, 15, 16, 17] {
             let a = data(rows * k, rows as u32);
             let (x, c) = (
                 gpu.buffer(rows * k, "a").unwrap(),
@@ -332,23 +338,30 @@ fn reused_programs_rebind_only_steps_whose_buffers_changed() {
         gpu.buffer(2 * n, "c2").unwrap(),
     );
     let mut reuse = super::Reuse::default();
-    // (rows, output, scale of the add, bind groups made)
-    let runs = [
-        (1, &c, 0.5, 2),
-        (1, &c, -2.0, 0),
-        (1, &other, 0.5, 2),
-        (2, &c, 0.5, 2),
+    // (rows, output, scale of each add, bind groups made): a third step
+    // outgrows the parameters' buffer, whose bind groups all go; a run of
+    // fewer steps keeps only its own.
+    let runs: [(usize, &Buffer, &[f32], usize); 6] = [
+        (1, &c, &[0.5], 2),
+        (1, &c, &[-2.0], 0),
+        (1, &other, &[0.5], 2),
+        (2, &c, &[0.5], 2),
+        (2, &c, &[0.5, 0.25], 3),
+        (2, &c, &[], 0),
     ];
-    for (run, &(rows, out, scale, made)) in runs.iter().enumerate() {
+    for (run, &(rows, out, scales, made)) in runs.iter().enumerate() {
         let a = data(rows * k, 40 + run as u32);
         let mut p = gpu.program().unwrap();
         p.write(&x, a.clone());
         p.product(&x, rows, &w, out);
         // out[i] += scale * x[i]: the parameters (scale, count) differ
         // from run to run where the buffers do not.
-        p.add(out, &x, rows * n, scale);
+        for &scale in scales {
+            p.add(out, &x, rows * n, scale);
+        }
         let before = reuse.made;
         let got = p.run_reusing(&mut reuse, out, rows * n).unwrap();
+        let scale: f32 = scales.iter().sum();
         let want: Vec<f32> = cpu(&a, &b, rows, k, n)
             .iter()
             .zip(&a)
@@ -356,5 +369,6 @@ fn reused_programs_rebind_only_steps_whose_buffers_changed() {
             .collect();
         assert_close(&got, &want, &format!("run {run}"));
         assert_eq!(reuse.made - before, made, "run {run}: bind groups made");
+        assert_eq!(reuse.kept(), 1 + scales.len(), "run {run}: kept");
     }
 }
