@@ -8,16 +8,21 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::Instant;
 
+mod decoder;
+mod submission;
+
+pub(crate) use decoder::Attention;
+pub(crate) use submission::Reuse;
+use submission::Timed;
+
 use super::matmul::binding;
 use super::{GEMV_ROWS, Gpu, GpuMatrix, PARAMS_STRIDE, TILE, runtime};
-use crate::{NnError, NnErrorKind};
+use crate::NnError;
 
 /// Threads per workgroup of the `ops.wgsl` kernels.
 const THREADS: usize = 64;
 /// Workgroups an element-wise dispatch uses at most (each thread loops).
 const SPREAD: usize = 1024;
-/// Floats of a head `attention` keeps in workgroup memory.
-pub(crate) const MAX_HEAD_DIM: usize = 256;
 /// Dispatches a program submits first, and at most at once later: see
 /// [`Program::run_reads`].
 const FIRST_CHUNK: usize = 16;
@@ -388,181 +393,15 @@ impl<'a> Program<'a> {
         Ok(())
     }
 
-    /// `out[out_row0 + r] = rms_norm(x[row0 + r]) * weight` for `rows`
-    /// rows of `weight.cols()` each (`weight`: one row, in one panel).
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn rms_norm(
-        &mut self,
-        x: &Buffer,
-        row0: usize,
-        rows: usize,
-        weight: &GpuMatrix,
-        eps: f32,
-        out: &Buffer,
-        out_row0: usize,
-    ) {
-        let d = weight.cols();
-        let (w, _, _) = weight.panels().next().expect("a vector is one panel");
-        self.step(
-            &self.ops.rms_norm,
-            vec![whole(x), (w.clone(), 0, w.size()), whole(out)],
-            [
-                d as u32,
-                eps.to_bits(),
-                row0 as u32,
-                out_row0 as u32,
-                0,
-                0,
-                0,
-                0,
-            ],
-            [rows as u32, 1],
-        );
-    }
-
-    /// Rotates the first `2 * half` floats of each head of `head_dim` in
-    /// each of `tokens` rows of `q` (`heads` heads a row) and of `k`
-    /// (`kv_heads`), token `t` by the angles `table[t * half ..][.. half]`
-    /// (cos, sin pairs): adjacent pairs, or pairs `half` apart when `neox`.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn rope(
-        &mut self,
-        (q, k): (&Buffer, &Buffer),
-        tokens: usize,
-        (heads, kv_heads): (usize, usize),
-        head_dim: usize,
-        half: usize,
-        neox: bool,
-        table: &Buffer,
-    ) {
-        let q_count = tokens * heads * half;
-        let count = q_count + tokens * kv_heads * half;
-        self.step(
-            &self.ops.rope,
-            vec![whole(q), whole(k), whole(table)],
-            [
-                count,
-                heads,
-                head_dim,
-                half,
-                neox.into(),
-                kv_heads,
-                q_count,
-                0,
-            ]
-            .map(|x| x as u32),
-            groups(count),
-        );
-    }
-
-    /// `kc[offset + i] = f16(k[start + i])`, and the same of `v` into
-    /// `vc`, for `i < count`: new keys and values into a cache.
-    pub(crate) fn store(
-        &mut self,
-        (k, v, start): (&Buffer, &Buffer, usize),
-        count: usize,
-        (kc, vc): (&Buffer, &Buffer),
-        offset: usize,
-    ) {
-        self.step(
-            &self.ops.store,
-            vec![whole(k), whole(v), whole(kc), whole(vc)],
-            [count, offset, start, 0, 0, 0, 0, 0].map(|x| x as u32),
-            groups(count),
-        );
-    }
-
-    /// `x[i] += scale · y[i]` for `i < count`.
-    pub(crate) fn add(&mut self, x: &Buffer, y: &Buffer, count: usize, scale: f32) {
-        self.step(
-            &self.ops.add,
-            vec![whole(x), whole(y)],
-            [count as u32, count as u32, scale.to_bits(), 0, 0, 0, 0, 0],
-            groups(count),
-        );
-    }
-
-    /// `x[i] += bias[i % bias.cols()]` for `i < count`: the bias added to
-    /// each row of `x`.
-    pub(crate) fn add_bias(&mut self, x: &Buffer, bias: &GpuMatrix, count: usize) {
-        let (b, _, _) = bias.panels().next().expect("a vector is one panel");
-        self.step(
-            &self.ops.add,
-            vec![whole(x), (b.clone(), 0, b.size())],
-            [count, bias.cols(), 1f32.to_bits() as usize, 0, 0, 0, 0, 0].map(|x| x as u32),
-            groups(count),
-        );
-    }
-
-    /// `g[i] = silu(g[i]) * u[i]` for `i < count`.
-    pub(crate) fn swiglu(&mut self, g: &Buffer, u: &Buffer, count: usize) {
-        self.step(
-            &self.ops.swiglu,
-            vec![whole(g), whole(u)],
-            [count as u32, 0, 0, 0, 0, 0, 0, 0],
-            groups(count),
-        );
-    }
-
-    /// Causal attention of `tokens` new queries (rows `row0 ..` of `q`,
-    /// `heads x head_dim`, into the same rows of `out`) over the caches `k` and `v` (`kv_heads x head_dim` per
-    /// position, the new ones already stored after `past` old ones), into
-    /// `out`. `scores` holds `tokens x heads x stride` floats, `stride` at
-    /// least `past + tokens`.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn attention(
-        &mut self,
-        q: &Buffer,
-        k: &Buffer,
-        v: &Buffer,
-        scores: &Buffer,
-        out: &Buffer,
-        shape: Attention,
-    ) {
-        let Attention {
-            tokens,
-            heads,
-            kv_heads,
-            head_dim,
-            past,
-            stride,
-            scale,
-            row0,
-        } = shape;
-        self.step(
-            &self.ops.attention,
-            vec![whole(q), whole(k), whole(v), whole(scores), whole(out)],
-            [
-                heads as u32,
-                kv_heads as u32,
-                head_dim as u32,
-                past as u32,
-                stride as u32,
-                scale.to_bits(),
-                row0 as u32,
-                0,
-            ],
-            [heads as u32, tokens as u32],
-        );
-    }
-
-    /// Runs the recorded writes and dispatches, then reads back the first
-    /// `floats` of `result`. On a hardware GPU the dispatches go to the
-    /// device in chunks (16, then 32, … up to 128), each submitted as soon
-    /// as it is recorded, so that the device works while the host records;
-    /// a software one gets them at once.
-    ///
-    /// # Errors
-    ///
-    /// `TooLarge` when the device runs out of memory; `RuntimeError` when
-    /// it fails or is lost.
+    /// [`Program::run_reads`] of the first `floats` of `result` (tests).
     #[cfg(test)]
     pub(crate) fn run(self, result: &Buffer, floats: usize) -> Result<Vec<f32>, NnError> {
         let mut out = self.run_reads(&[(result, floats)])?;
         Ok(out.pop().unwrap_or_default())
     }
 
-    /// [`Program::run`] for a program run again and again (a decoder's
+    /// [`Program::run_reads`] of the first `floats` of `result`, for a
+    /// program run again and again (a decoder's
     /// passes): its parameters go to `reuse`'s buffer, and each step whose
     /// buffers are those of the same step last time binds the bind group
     /// made then. Making a bind group is most of the host's cost of a
@@ -570,7 +409,7 @@ impl<'a> Program<'a> {
     ///
     /// # Errors
     ///
-    /// As [`Program::run`].
+    /// As [`Program::run_reads`].
     pub(crate) fn run_reusing(
         self,
         reuse: &mut Reuse,
@@ -592,12 +431,16 @@ impl<'a> Program<'a> {
         Ok(out.pop().unwrap_or_default())
     }
 
-    /// [`Program::run`], reading back the first floats of several buffers:
-    /// `(buffer, floats)` each.
+    /// Runs the recorded writes and dispatches, then reads back the first
+    /// floats of several buffers: `(buffer, floats)` each. On a hardware
+    /// GPU the dispatches go to the device in chunks (16, then 32, … up to
+    /// 128), each submitted as soon as it is recorded, so that the device
+    /// works while the host records; a software one gets them at once.
     ///
     /// # Errors
     ///
-    /// As [`Program::run`].
+    /// `TooLarge` when the device runs out of memory; `RuntimeError` when
+    /// it fails or is lost.
     pub(crate) fn run_reads(self, reads: &[(&Buffer, usize)]) -> Result<Vec<Vec<f32>>, NnError> {
         let gpu = self.gpu;
         gpu.check_alive()?;
@@ -798,144 +641,5 @@ impl<'a> Program<'a> {
         gpu.waiting_ns
             .fetch_add(nanos(submitted.elapsed()), Ordering::Relaxed);
         Ok(out)
-    }
-}
-
-/// A step's bind group with the layout and the buffers it was made for.
-type Bound = (
-    wgpu::BindGroupLayout,
-    Vec<(wgpu::Buffer, u64, u64)>,
-    wgpu::BindGroup,
-);
-
-/// What [`Program::run_reusing`] keeps between runs: the parameters'
-/// buffer and, per step, the bind group made for it with the buffers it
-/// bound. Holding a bind group holds its buffers until the step's next
-/// run binds others, a run with fewer steps drops it, or this is dropped;
-/// a failed run starts it afresh.
-#[derive(Default)]
-pub(crate) struct Reuse {
-    /// Bind groups made so far (tests).
-    #[cfg(test)]
-    pub(crate) made: usize,
-    params: Option<wgpu::Buffer>,
-    groups: Vec<Bound>,
-}
-
-impl Reuse {
-    /// Bind groups kept (tests).
-    #[cfg(test)]
-    pub(crate) fn kept(&self) -> usize {
-        self.groups.len()
-    }
-}
-
-impl std::fmt::Debug for Reuse {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Reuse")
-            .field("groups", &self.groups.len())
-            .finish()
-    }
-}
-
-/// The timestamps of one profiled submission: two per step, for the
-/// first [`Timed::steps`] steps (a query set holds at most 4096).
-struct Timed {
-    steps: usize,
-    queries: wgpu::QuerySet,
-    resolved: wgpu::Buffer,
-    staging: wgpu::Buffer,
-}
-
-impl Timed {
-    fn new(device: &wgpu::Device, steps: usize) -> Self {
-        let steps = steps.clamp(1, wgpu::QUERY_SET_MAX_QUERIES as usize / 2);
-        let bytes = (steps * 2 * 8) as u64;
-        use wgpu::BufferUsages as U;
-        let buffer = |usage| {
-            device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("weft-nn timestamps"),
-                size: bytes,
-                usage,
-                mapped_at_creation: false,
-            })
-        };
-        Timed {
-            steps,
-            queries: device.create_query_set(&wgpu::QuerySetDescriptor {
-                label: Some("weft-nn timestamps"),
-                ty: wgpu::QueryType::Timestamp,
-                count: (steps * 2) as u32,
-            }),
-            resolved: buffer(U::QUERY_RESOLVE | U::COPY_SRC),
-            staging: buffer(U::MAP_READ | U::COPY_DST),
-        }
-    }
-
-    /// The timestamps around step `i`'s pass.
-    fn writes(&self, i: usize) -> wgpu::ComputePassTimestampWrites<'_> {
-        wgpu::ComputePassTimestampWrites {
-            query_set: &self.queries,
-            beginning_of_pass_write_index: Some(2 * i as u32),
-            end_of_pass_write_index: Some(2 * i as u32 + 1),
-        }
-    }
-
-    fn resolve(&self, encoder: &mut wgpu::CommandEncoder) {
-        let queries = (self.steps * 2) as u32;
-        encoder.resolve_query_set(&self.queries, 0..queries, &self.resolved, 0);
-        encoder.copy_buffer_to_buffer(&self.resolved, 0, &self.staging, 0, self.staging.size());
-    }
-
-    /// Reads the timestamps back (after the submission) and adds each
-    /// step's time to its kernel's, `names` naming the steps.
-    fn collect(self, gpu: &Gpu, names: &[&'static str]) -> Result<(), String> {
-        let slice = self.staging.slice(..);
-        let (tx, rx) = mpsc::channel();
-        slice.map_async(wgpu::MapMode::Read, move |r| {
-            let _ = tx.send(r);
-        });
-        gpu.await_mapping(&rx)?;
-        let ticks: Vec<u64> = slice
-            .get_mapped_range()
-            .map_err(|e| e.to_string())?
-            .chunks_exact(8)
-            .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
-            .collect();
-        if let Some(profiler) = &gpu.profiler {
-            profiler.add(names.iter().zip(ticks.chunks_exact(2)).map(|(&name, t)| {
-                let ns = t[1].saturating_sub(t[0]) as f64 * f64::from(profiler.period_ns);
-                (name, ns as u64)
-            }));
-        }
-        Ok(())
-    }
-}
-
-/// The shape of [`Program::attention`].
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Attention {
-    pub tokens: usize,
-    pub heads: usize,
-    pub kv_heads: usize,
-    pub head_dim: usize,
-    pub past: usize,
-    pub stride: usize,
-    /// Multiplies the scores (`1/√head_dim` for most models).
-    pub scale: f32,
-    /// The first row of `q` (and of `out`) these tokens' queries are in.
-    pub row0: usize,
-}
-
-impl Attention {
-    /// Whether the kernel can run heads this wide.
-    pub(crate) fn check(head_dim: usize) -> Result<(), NnError> {
-        if head_dim > MAX_HEAD_DIM {
-            return Err(NnError::new(
-                NnErrorKind::UnsupportedOperation,
-                format!("heads of {head_dim} floats (the GPU kernel takes up to {MAX_HEAD_DIM})"),
-            ));
-        }
-        Ok(())
     }
 }

@@ -1,8 +1,9 @@
 //! A decoder's forward pass on the GPU: the weight products, norms,
 //! rotary embeddings, attention over a KV cache kept on the device, SwiGLU
 //! and the residual adds are recorded as one [`Program`], so a pass costs
-//! one read-back (the last token's logits) whatever the model's depth. Only the embedding lookup and the rotary angles are
-//! computed on the host, as the CPU path computes them.
+//! one read-back (the last token's logits) whatever the model's depth.
+//! Only the embedding lookup and the rotary angles are computed on the
+//! host, as the CPU path computes them.
 
 use std::sync::Arc;
 
