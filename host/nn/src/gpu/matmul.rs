@@ -53,7 +53,7 @@ impl GpuMatrix {
 
     /// Column panels it is split into.
     #[cfg(test)]
-    pub(super) fn panel_count(&self) -> usize {
+    pub(crate) fn panel_count(&self) -> usize {
         self.panels.len()
     }
 }

@@ -51,7 +51,7 @@ pub(crate) use encoder::{
 };
 pub use matmul::GpuMatrix;
 use matmul::Scratch;
-pub(crate) use program::{Attention, Buffer, Program, Reuse};
+pub(crate) use program::{Attention, Buffer, Program, Qkv, Reuse};
 use times::Profiler;
 pub use times::{KernelTime, PassTimes};
 

@@ -1,7 +1,8 @@
 // The element-wise and row kernels a decoder's forward pass needs between
 // its weight products (`matmul.wgsl`), so that a whole pass runs on the
-// device with no round trip: RMSNorm, rotary embeddings, storing into the
-// KV cache, causal attention, the residual add and SwiGLU.
+// device with no round trip: RMSNorm (alone, per head, or after a residual
+// add), rotary embeddings, storing into the KV cache, causal attention, the
+// residual add and SwiGLU.
 //
 // Every kernel binds its storage buffers from 0 and its parameters (eight
 // u32s; floats as their bits) at the next binding. Row-major f32
@@ -14,18 +15,20 @@ fn f16r(x: f32) -> f32 {
     return unpack2x16float(pack2x16float(vec2<f32>(x, 0.0))).x;
 }
 
-// ---- rms_norm: out[r] = x[row0 + r] / rms(x[row0 + r]) * w, one
-// workgroup per output row.
+// ---- rms_norm: out[r] = x[r] / rms(x[r]) * w, one workgroup per row of
+// `d` floats; x's rows from float `src`, out's from `dst`.
 
 struct NormParams {
     d: u32,
     eps: u32,
-    row0: u32,
-    out_row0: u32,
+    src: u32,
+    dst: u32,
+    // head_norm: rows per token, and floats from one token's to the next.
+    per: u32,
+    stride: u32,
+    // add_rms_norm: what multiplies y.
+    scale: u32,
     _p1: u32,
-    _p2: u32,
-    _p3: u32,
-    _p4: u32,
 }
 
 @group(0) @binding(0) var<storage, read> norm_x: array<f32>;
@@ -36,7 +39,7 @@ struct NormParams {
 @compute @workgroup_size(64, 1, 1)
 fn rms_norm(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let d = norm_p.d;
-    let src = (norm_p.row0 + wg.x) * d;
+    let src = norm_p.src + wg.x * d;
     var ss = 0.0;
     for (var i = lid; i < d; i = i + THREADS) {
         let v = norm_x[src + i];
@@ -44,9 +47,68 @@ fn rms_norm(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
     }
     let total = workgroup_sum(lid, ss);
     let scale = inverseSqrt(total / f32(d) + bitcast<f32>(norm_p.eps));
-    let dst = (norm_p.out_row0 + wg.x) * d;
+    let dst = norm_p.dst + wg.x * d;
     for (var i = lid; i < d; i = i + THREADS) {
         norm_out[dst + i] = norm_x[src + i] * scale * norm_w[i];
+    }
+}
+
+// ---- head_norm: rms_norm in place of `per` heads of `d` floats a token,
+// token t's first at `src + t * stride` (Qwen3's per-head norms of the
+// queries or the keys in a fused Q/K/V product's rows). Each thread
+// rewrites only the floats it read.
+
+@group(0) @binding(0) var<storage, read_write> hn_x: array<f32>;
+@group(0) @binding(1) var<storage, read> hn_w: array<f32>;
+@group(0) @binding(2) var<uniform> hn_p: NormParams;
+
+@compute @workgroup_size(64, 1, 1)
+fn head_norm(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let d = hn_p.d;
+    let src = hn_p.src + (wg.x / hn_p.per) * hn_p.stride + (wg.x % hn_p.per) * d;
+    var ss = 0.0;
+    for (var i = lid; i < d; i = i + THREADS) {
+        let v = hn_x[src + i];
+        ss = fma(v, v, ss);
+    }
+    let total = workgroup_sum(lid, ss);
+    let scale = inverseSqrt(total / f32(d) + bitcast<f32>(hn_p.eps));
+    for (var i = lid; i < d; i = i + THREADS) {
+        hn_x[src + i] = hn_x[src + i] * scale * hn_w[i];
+    }
+}
+
+// ---- add_rms_norm: x[r] += scale * y[r], then out[r] = x[r] / rms(x[r])
+// * w: a residual add and the norm after it in one dispatch (x's and y's
+// rows from `src`, out's from `dst`; the same sums as `add` then
+// `rms_norm`).
+
+@group(0) @binding(0) var<storage, read_write> addn_x: array<f32>;
+@group(0) @binding(1) var<storage, read> addn_y: array<f32>;
+@group(0) @binding(2) var<storage, read> addn_w: array<f32>;
+@group(0) @binding(3) var<storage, read_write> addn_out: array<f32>;
+@group(0) @binding(4) var<uniform> addn_p: NormParams;
+
+@compute @workgroup_size(64, 1, 1)
+fn add_rms_norm(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let d = addn_p.d;
+    let src = addn_p.src + wg.x * d;
+    let by = bitcast<f32>(addn_p.scale);
+    var ss = 0.0;
+    for (var i = lid; i < d; i = i + THREADS) {
+        var y = addn_y[src + i];
+        if (by != 1.0) {
+            y = y * by;
+        }
+        let v = addn_x[src + i] + y;
+        addn_x[src + i] = v;
+        ss = fma(v, v, ss);
+    }
+    let total = workgroup_sum(lid, ss);
+    let scale = inverseSqrt(total / f32(d) + bitcast<f32>(addn_p.eps));
+    let dst = addn_p.dst + wg.x * d;
+    for (var i = lid; i < d; i = i + THREADS) {
+        addn_out[dst + i] = addn_x[src + i] * scale * addn_w[i];
     }
 }
 
@@ -55,7 +117,9 @@ fn rms_norm(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
 // (`kv_heads` heads a token), adjacent ones (ggml's normal mode) or,
 // `neox`, ones `dims / 2` apart, by the angles in `table` ([token][dims /
 // 2] of (cos, sin), computed on the host exactly as the CPU path does).
-// One dispatch for both: a decoder pass has one per layer.
+// Token t's queries start at `t * stride` in `x`, its keys right after
+// them (a fused Q/K/V product's rows). One dispatch for both: a decoder
+// pass has one per layer.
 
 struct RopeParams {
     count: u32,
@@ -65,13 +129,12 @@ struct RopeParams {
     neox: u32,
     kv_heads: u32,
     q_count: u32,
-    _p1: u32,
+    stride: u32,
 }
 
-@group(0) @binding(0) var<storage, read_write> rope_q: array<f32>;
-@group(0) @binding(1) var<storage, read_write> rope_k: array<f32>;
-@group(0) @binding(2) var<storage, read> rope_table: array<vec2<f32>>;
-@group(0) @binding(3) var<uniform> rope_p: RopeParams;
+@group(0) @binding(0) var<storage, read_write> rope_x: array<f32>;
+@group(0) @binding(1) var<storage, read> rope_table: array<vec2<f32>>;
+@group(0) @binding(2) var<uniform> rope_p: RopeParams;
 
 @compute @workgroup_size(64, 1, 1)
 fn rope(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
@@ -84,52 +147,48 @@ fn rope(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
         let head = (j % per_token) / rope_p.half;
         let i = j % rope_p.half;
         let cs = rope_table[t * rope_p.half + i];
-        let base = (t * heads + head) * rope_p.head_dim;
+        let first = select(0u, rope_p.heads * rope_p.head_dim, keys);
+        let base = t * rope_p.stride + first + head * rope_p.head_dim;
         var at = base + 2u * i;
         var partner = at + 1u;
         if (rope_p.neox != 0u) {
             at = base + i;
             partner = at + rope_p.half;
         }
-        if (keys) {
-            let a = rope_k[at];
-            let b = rope_k[partner];
-            rope_k[at] = a * cs.x - b * cs.y;
-            rope_k[partner] = a * cs.y + b * cs.x;
-        } else {
-            let a = rope_q[at];
-            let b = rope_q[partner];
-            rope_q[at] = a * cs.x - b * cs.y;
-            rope_q[partner] = a * cs.y + b * cs.x;
-        }
+        let a = rope_x[at];
+        let b = rope_x[partner];
+        rope_x[at] = a * cs.x - b * cs.y;
+        rope_x[partner] = a * cs.y + b * cs.x;
     }
 }
 
-// ---- store: kc[offset + i] = f16r(k[p.src + i]) and the same of v into
-// vc, for i < count (a session's new keys and values into its cache).
+// ---- store: a session's new keys and values into its cache: for
+// i < count, of token t = i / kvd, kc[offset + i] = f16r(k[(src + t) *
+// stride + k_col + i % kvd]), and the same of v (from `v_col`) into vc.
 
-struct CountParams {
+struct StoreParams {
     count: u32,
     offset: u32,
     src: u32,
+    stride: u32,
+    kvd: u32,
+    k_col: u32,
+    v_col: u32,
     _p1: u32,
-    _p2: u32,
-    _p3: u32,
-    _p4: u32,
-    _p5: u32,
 }
 
 @group(0) @binding(0) var<storage, read> store_k: array<f32>;
 @group(0) @binding(1) var<storage, read> store_v: array<f32>;
 @group(0) @binding(2) var<storage, read_write> store_kc: array<f32>;
 @group(0) @binding(3) var<storage, read_write> store_vc: array<f32>;
-@group(0) @binding(4) var<uniform> store_p: CountParams;
+@group(0) @binding(4) var<uniform> store_p: StoreParams;
 
 @compute @workgroup_size(64, 1, 1)
 fn store(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     for (var i = gid.x; i < store_p.count; i = i + groups.x * THREADS) {
-        store_kc[store_p.offset + i] = f16r(store_k[store_p.src + i]);
-        store_vc[store_p.offset + i] = f16r(store_v[store_p.src + i]);
+        let row = (store_p.src + i / store_p.kvd) * store_p.stride + i % store_p.kvd;
+        store_kc[store_p.offset + i] = f16r(store_k[row + store_p.k_col]);
+        store_vc[store_p.offset + i] = f16r(store_v[row + store_p.v_col]);
     }
 }
 
@@ -164,21 +223,35 @@ fn add(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) g
     }
 }
 
-// ---- swiglu: g[i] = silu(g[i]) * u[i].
+// ---- swiglu: out[t][i] = silu(gu[t][i]) * gu[t][ffn + i], for rows of
+// a fused gate/up product (`2 * ffn` floats: the gate's, then the up's).
 
-@group(0) @binding(0) var<storage, read_write> glu_g: array<f32>;
-@group(0) @binding(1) var<storage, read> glu_u: array<f32>;
-@group(0) @binding(2) var<uniform> glu_p: CountParams;
+struct GluParams {
+    count: u32,
+    ffn: u32,
+    _p1: u32,
+    _p2: u32,
+    _p3: u32,
+    _p4: u32,
+    _p5: u32,
+    _p6: u32,
+}
+
+@group(0) @binding(0) var<storage, read> glu_gu: array<f32>;
+@group(0) @binding(1) var<storage, read_write> glu_out: array<f32>;
+@group(0) @binding(2) var<uniform> glu_p: GluParams;
 
 @compute @workgroup_size(64, 1, 1)
 fn swiglu(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     for (var i = gid.x; i < glu_p.count; i = i + groups.x * THREADS) {
-        let g = glu_g[i];
-        glu_g[i] = g / (1.0 + exp(-g)) * glu_u[i];
+        let at = i + (i / glu_p.ffn) * glu_p.ffn;
+        let g = glu_gu[at];
+        glu_out[i] = g / (1.0 + exp(-g)) * glu_gu[at + glu_p.ffn];
     }
 }
 
-// ---- attention: causal attention of the `n` new queries over the cache,
+// ---- attention: causal attention of the `n` new queries (rows of
+// `q_stride` floats, each starting with its heads) over the cache,
 // one workgroup per (head, new token). Query `t` sees positions
 // `0 ..= past + t`. Scores go through `scores` (a row of `stride` floats
 // per workgroup); the query and the softmax weights are rounded through
@@ -193,7 +266,8 @@ struct AttnParams {
     scale: u32,
     // The first query row (and output row) of this session's tokens.
     row0: u32,
-    _p1: u32,
+    // Floats from one query row to the next (a fused Q/K/V product's).
+    q_stride: u32,
 }
 
 @group(0) @binding(0) var<storage, read> attn_q: array<f32>;
@@ -218,7 +292,7 @@ fn attention(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
     let row = (t * attn_p.heads + head) * attn_p.stride;
     let scale = bitcast<f32>(attn_p.scale);
     for (var j = lid; j < hd; j = j + THREADS) {
-        query[j] = f16r(attn_q[(attn_p.row0 + t) * d + head * hd + j]);
+        query[j] = f16r(attn_q[(attn_p.row0 + t) * attn_p.q_stride + head * hd + j]);
     }
     workgroupBarrier();
 

@@ -11,7 +11,7 @@ use std::time::Instant;
 mod decoder;
 mod submission;
 
-pub(crate) use decoder::Attention;
+pub(crate) use decoder::{Attention, Qkv};
 pub(crate) use submission::Reuse;
 use submission::Timed;
 
@@ -31,6 +31,8 @@ const MAX_CHUNK: usize = 128;
 /// The compiled `ops.wgsl` kernels.
 pub(super) struct Ops {
     rms_norm: Kernel,
+    head_norm: Kernel,
+    add_rms_norm: Kernel,
     rope: Kernel,
     store: Kernel,
     add: Kernel,
@@ -56,6 +58,8 @@ impl Ops {
         let kernel = |name| Kernel::new(device, &module, name);
         Self {
             rms_norm: kernel("rms_norm"),
+            head_norm: kernel("head_norm"),
+            add_rms_norm: kernel("add_rms_norm"),
             rope: kernel("rope"),
             store: kernel("store"),
             add: kernel("add"),

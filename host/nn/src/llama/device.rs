@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use super::{HParams, QMatrix, Weights};
-use crate::gpu::{Attention, Buffer, Gpu, GpuMatrix, Reuse};
+use crate::gpu::{Attention, Buffer, Gpu, GpuMatrix, Qkv, Reuse};
 use crate::{NnError, NnErrorKind};
 
 /// Tokens per pass: a longer prompt runs as several passes, which bounds
@@ -17,61 +17,80 @@ const TOKENS_PER_PASS: usize = 256;
 /// Positions a session's cache holds at first; it doubles as needed.
 const FIRST_CAPACITY: usize = 64;
 
-/// What a decoder keeps on the device besides its products' matrices
-/// (which its `QMatrix`es hold): the norms' weights, and the biases and
-/// per-head norms of the families that have them.
+/// What a decoder keeps on the device besides the matrices of the
+/// products it runs alone (output and down projections, the output head:
+/// their `QMatrix`es hold them): per layer, its norms, its fused products
+/// and the vectors of the families that have them.
 #[derive(Debug)]
 pub(super) struct DeviceWeights {
     gpu: Arc<Gpu>,
-    attn_norm: Vec<GpuMatrix>,
-    ffn_norm: Vec<GpuMatrix>,
+    layers: Vec<DeviceLayer>,
     output_norm: GpuMatrix,
-    /// Per layer: the `Layer`'s optional vectors, in [`Extras::of`]'s order.
-    extras: Vec<Extras>,
 }
 
-/// A layer's optional vectors on the device.
+/// A layer's part of [`DeviceWeights`].
 #[derive(Debug)]
-struct Extras {
-    bq: Option<GpuMatrix>,
-    bk: Option<GpuMatrix>,
-    bv: Option<GpuMatrix>,
+struct DeviceLayer {
+    attn_norm: GpuMatrix,
+    ffn_norm: GpuMatrix,
+    /// Wqᵀ, Wkᵀ and Wvᵀ side by side: one product gives each token's
+    /// row laid out as [`Qkv`] says.
+    qkv: GpuMatrix,
+    /// Wgateᵀ and Wupᵀ side by side: one product, then SwiGLU.
+    gate_up: GpuMatrix,
+    /// The Q, K and V biases in one row, as `qkv`'s products are (zeros
+    /// for any the file lacks), when it has any (Qwen2).
+    bqkv: Option<GpuMatrix>,
     bo: Option<GpuMatrix>,
+    /// Per-head norms of the queries and keys (Qwen3).
     q_norm: Option<GpuMatrix>,
     k_norm: Option<GpuMatrix>,
 }
 
-impl Extras {
+impl DeviceLayer {
     fn all(&self) -> impl Iterator<Item = &GpuMatrix> {
-        [
-            &self.bq,
-            &self.bk,
-            &self.bv,
-            &self.bo,
-            &self.q_norm,
-            &self.k_norm,
-        ]
-        .into_iter()
-        .flatten()
+        [&self.attn_norm, &self.ffn_norm, &self.qkv, &self.gate_up]
+            .into_iter()
+            .chain(
+                [&self.bqkv, &self.bo, &self.q_norm, &self.k_norm]
+                    .into_iter()
+                    .flatten(),
+            )
     }
 }
 
 impl DeviceWeights {
-    /// Uploads the norms of `w` (whose products are on `gpu` already) and
-    /// compiles the kernels.
+    /// Uploads what `w`'s pass needs on `gpu` besides the products it
+    /// runs alone (which are there already), and compiles the kernels.
     pub(super) fn upload(gpu: &Arc<Gpu>, w: &Weights) -> Result<Self, NnError> {
         Attention::check(w.hp.head_dim)?;
         gpu.program()?;
         let vector = |v: &[f32]| gpu.upload(v, 1, v.len());
         let optional = |v: &Option<Vec<f32>>| v.as_deref().map(vector).transpose();
-        let extras = w
+        let (qd, kvd) = (w.hp.q_dim(), w.hp.kv_dim());
+        let layers = w
             .layers
             .iter()
             .map(|l| {
-                Ok(Extras {
-                    bq: optional(&l.bq)?,
-                    bk: optional(&l.bk)?,
-                    bv: optional(&l.bv)?,
+                let bqkv = match (&l.bq, &l.bk, &l.bv) {
+                    (None, None, None) => None,
+                    (bq, bk, bv) => {
+                        let mut row = Vec::with_capacity(qd + 2 * kvd);
+                        for (b, len) in [(bq, qd), (bk, kvd), (bv, kvd)] {
+                            match b {
+                                Some(b) => row.extend_from_slice(b),
+                                None => row.resize(row.len() + len, 0.0),
+                            }
+                        }
+                        Some(vector(&row)?)
+                    }
+                };
+                Ok(DeviceLayer {
+                    attn_norm: vector(&l.attn_norm)?,
+                    ffn_norm: vector(&l.ffn_norm)?,
+                    qkv: QMatrix::upload_side_by_side(gpu, &[&l.wq, &l.wk, &l.wv])?,
+                    gate_up: QMatrix::upload_side_by_side(gpu, &[&l.gate, &l.up])?,
+                    bqkv,
                     bo: optional(&l.bo)?,
                     q_norm: optional(&l.q_norm)?,
                     k_norm: optional(&l.k_norm)?,
@@ -79,29 +98,18 @@ impl DeviceWeights {
             })
             .collect::<Result<_, NnError>>()?;
         Ok(Self {
-            extras,
+            layers,
             gpu: gpu.clone(),
-            attn_norm: w
-                .layers
-                .iter()
-                .map(|l| vector(&l.attn_norm))
-                .collect::<Result<_, _>>()?,
-            ffn_norm: w
-                .layers
-                .iter()
-                .map(|l| vector(&l.ffn_norm))
-                .collect::<Result<_, _>>()?,
             output_norm: vector(&w.output_norm)?,
         })
     }
 
     /// Bytes these hold on the device.
     pub(super) fn bytes(&self) -> u64 {
-        self.attn_norm
+        self.layers
             .iter()
-            .chain(&self.ffn_norm)
+            .flat_map(DeviceLayer::all)
             .chain([&self.output_norm])
-            .chain(self.extras.iter().flat_map(Extras::all))
             .map(GpuMatrix::bytes)
             .sum()
     }
@@ -142,18 +150,17 @@ pub(super) struct OnDevice {
 struct Work {
     tokens: usize,
     outputs: usize,
+    /// The residual stream.
     x: Buffer,
+    /// The norms' outputs, which the products read.
     h: Buffer,
-    q: Buffer,
-    k: Buffer,
-    /// Q and K after their per-head norms (models that have them).
-    qn: Buffer,
-    kn: Buffer,
-    v: Buffer,
+    /// Q, K and V, a row per token ([`Qkv`]).
+    qkv: Buffer,
     att: Buffer,
     o: Buffer,
+    /// Gate and up, a row per token, and SwiGLU's output.
+    gu: Buffer,
     g: Buffer,
-    u: Buffer,
     table: Buffer,
     logits: Buffer,
 }
@@ -315,15 +322,11 @@ impl OnDevice {
                 outputs,
                 x: b(n * d)?,
                 h: b(n * d)?,
-                q: b(n * qd)?,
-                k: b(n * kvd)?,
-                qn: b(n * qd)?,
-                kn: b(n * kvd)?,
-                v: b(n * kvd)?,
+                qkv: b(n * (qd + 2 * kvd))?,
                 att: b(n * qd)?,
                 o: b(n * d)?,
+                gu: b(n * 2 * ffn)?,
                 g: b(n * ffn)?,
-                u: b(n * ffn)?,
                 table: b(n * hp.rope_dims)?,
                 logits: b(outputs * hp.vocab)?,
             });
@@ -341,7 +344,7 @@ impl OnDevice {
     ) -> Result<Vec<Vec<f32>>, NnError> {
         let hp = &w.hp;
         let d = hp.embd;
-        let (qd, kvd) = (hp.q_dim(), hp.kv_dim());
+        let kvd = hp.kv_dim();
         let half = hp.rope_dims / 2;
         let n: usize = parts.iter().map(|(_, _, t)| t.len()).sum();
         for (on, past, tokens) in parts.iter_mut() {
@@ -379,72 +382,70 @@ impl OnDevice {
         let mut p = gpu.program()?;
         p.write(&a.x, x);
         p.write(&a.table, table);
-        let (hd, neox, eps) = (hp.head_dim, hp.rope_neox, hp.rms_eps);
-        for (l, (layer, extra)) in w.layers.iter().zip(&dw.extras).enumerate() {
-            p.rms_norm(&a.x, 0, n, &dw.attn_norm[l], eps, &a.h, 0);
-            p.product(&a.h, n, on_gpu(&layer.wq)?, &a.q);
-            p.product(&a.h, n, on_gpu(&layer.wk)?, &a.k);
-            p.product(&a.h, n, on_gpu(&layer.wv)?, &a.v);
-            for (y, bias, floats) in [
-                (&a.q, &extra.bq, n * qd),
-                (&a.k, &extra.bk, n * kvd),
-                (&a.v, &extra.bv, n * kvd),
-            ] {
-                if let Some(bias) = bias {
-                    p.add_bias(y, bias, floats);
+        let eps = hp.rms_eps;
+        let qkv = Qkv {
+            heads: hp.heads,
+            kv_heads: hp.kv_heads,
+            head_dim: hp.head_dim,
+        };
+        let scale = hp.residual_scale;
+        let decoding = sessions.iter().all(|&(_, _, tokens, _)| tokens == 1);
+        for (l, (layer, dl)) in w.layers.iter().zip(&dw.layers).enumerate() {
+            // The previous layer's last residual add and this layer's
+            // first norm are one dispatch.
+            if l == 0 {
+                p.rms_norm(&a.x, 0, n, &dl.attn_norm, eps, &a.h, 0);
+            }
+            p.product(&a.h, n, &dl.qkv, &a.qkv);
+            if let Some(bias) = &dl.bqkv {
+                p.add_bias(&a.qkv, bias, n * qkv.stride());
+            }
+            for (norm, keys) in [(&dl.q_norm, false), (&dl.k_norm, true)] {
+                if let Some(norm) = norm {
+                    p.head_norm(&a.qkv, n, (qkv, keys), norm, eps);
                 }
             }
-            // Per-head norms (Qwen3) write into their own buffers.
-            let q = match &extra.q_norm {
-                Some(norm) => {
-                    p.rms_norm(&a.q, 0, n * hp.heads, norm, eps, &a.qn, 0);
-                    &a.qn
-                }
-                None => &a.q,
-            };
-            let k = match &extra.k_norm {
-                Some(norm) => {
-                    p.rms_norm(&a.k, 0, n * hp.kv_heads, norm, eps, &a.kn, 0);
-                    &a.kn
-                }
-                None => &a.k,
-            };
-            p.rope((q, k), n, (hp.heads, hp.kv_heads), hd, half, neox, &a.table);
+            p.rope(&a.qkv, n, qkv, (half, hp.rope_neox), &a.table);
             for &(on, past, tokens, start) in &sessions {
                 let (kc, vc) = (&on.k[l], &on.v[l]);
-                p.store((k, &a.v, start * kvd), tokens * kvd, (kc, vc), past * kvd);
+                p.store((&a.qkv, &a.qkv), qkv, (start, tokens), (kc, vc), past * kvd);
                 let shape = Attention {
                     tokens,
                     heads: hp.heads,
                     kv_heads: hp.kv_heads,
-                    head_dim: hd,
+                    head_dim: hp.head_dim,
                     past,
                     stride: on.capacity,
                     scale: hp.attn_scale,
                     row0: start,
+                    q_stride: qkv.stride(),
                 };
                 let scores = &on.scores.as_ref().expect("reserved").0;
-                p.attention(q, kc, vc, scores, &a.att, shape);
+                p.attention(&a.qkv, kc, vc, scores, &a.att, shape);
             }
             p.product(&a.att, n, on_gpu(&layer.wo)?, &a.o);
-            if let Some(bias) = &extra.bo {
+            if let Some(bias) = &dl.bo {
                 p.add_bias(&a.o, bias, n * d);
             }
-            p.add(&a.x, &a.o, n * d, hp.residual_scale);
-            p.rms_norm(&a.x, 0, n, &dw.ffn_norm[l], eps, &a.h, 0);
-            p.product(&a.h, n, on_gpu(&layer.gate)?, &a.g);
-            p.product(&a.h, n, on_gpu(&layer.up)?, &a.u);
-            p.swiglu(&a.g, &a.u, n * hp.ffn);
+            p.add_rms_norm((&a.x, &a.o, scale), n, &dl.ffn_norm, eps, &a.h);
+            p.product(&a.h, n, &dl.gate_up, &a.gu);
+            p.swiglu(&a.gu, (n, hp.ffn), &a.g);
             p.product(&a.g, n, on_gpu(&layer.down)?, &a.o);
-            p.add(&a.x, &a.o, n * d, hp.residual_scale);
-        }
-        // Each session's last row, normalised, through the output head at
-        // once: one norm of all rows when each session has one (decoding).
-        if sessions.iter().all(|&(_, _, tokens, _)| tokens == 1) {
-            p.rms_norm(&a.x, 0, n, &dw.output_norm, eps, &a.h, 0);
-        } else {
-            for (s, &(_, _, tokens, start)) in sessions.iter().enumerate() {
-                p.rms_norm(&a.x, start + tokens - 1, 1, &dw.output_norm, eps, &a.h, s);
+            match dw.layers.get(l + 1) {
+                Some(next) => p.add_rms_norm((&a.x, &a.o, scale), n, &next.attn_norm, eps, &a.h),
+                // Each session's last row, normalised, goes through the
+                // output head: all rows at once when each session has
+                // one (decoding).
+                None if decoding => {
+                    p.add_rms_norm((&a.x, &a.o, scale), n, &dw.output_norm, eps, &a.h);
+                }
+                None => {
+                    p.add(&a.x, &a.o, n * d, scale);
+                    for (s, &(_, _, tokens, start)) in sessions.iter().enumerate() {
+                        let last = start + tokens - 1;
+                        p.rms_norm(&a.x, last, 1, &dw.output_norm, eps, &a.h, s);
+                    }
+                }
             }
         }
         let head = w.output.as_ref().unwrap_or(&w.tok_embd);

@@ -81,7 +81,10 @@ impl Weights {
             .chain([self.output.as_ref().unwrap_or(&self.tok_embd)])
     }
 
-    /// [`Weights::products`], to upload or unload.
+    /// The products a GPU runs by their own matrices, to upload or
+    /// unload: each layer's output and down projections, and the output
+    /// head. Its Q, K and V, and its gate and up, go up side by side
+    /// (`DeviceWeights`).
     fn products_mut(&mut self) -> impl Iterator<Item = &mut QMatrix> {
         let head = match &mut self.output {
             Some(output) => output,
@@ -89,17 +92,7 @@ impl Weights {
         };
         self.layers
             .iter_mut()
-            .flat_map(|l| {
-                [
-                    &mut l.wq,
-                    &mut l.wk,
-                    &mut l.wv,
-                    &mut l.wo,
-                    &mut l.gate,
-                    &mut l.up,
-                    &mut l.down,
-                ]
-            })
+            .flat_map(|l| [&mut l.wo, &mut l.down])
             .chain(std::iter::once(head))
     }
 }

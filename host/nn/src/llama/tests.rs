@@ -144,6 +144,56 @@ fn with_the_hardware_gemv_decoding_picks_llama_cpps_tokens() {
     assert_eq!(device.pass_times().programs, 9);
 }
 
+/// A pass records ten dispatches a layer: Q, K and V come from one
+/// product and gate and up from another, and each residual add runs with
+/// the norm that reads it. A joined pass adds a cache store and an
+/// attention per session; a prompt's pass normalises each session's last
+/// row apart.
+#[test]
+fn a_pass_runs_ten_dispatches_a_layer_and_two_more_per_joined_session() {
+    let _device = on_the_device();
+    let bytes = smollm2();
+    let device = crate::gpu::tests::own(None);
+    let model = Llama::load_for(&bytes, Some(Ok(device.clone()))).unwrap();
+    let w = &model.weights;
+    let layers = w.hp.layers as u64;
+    let head = w.output.as_ref().unwrap_or(&w.tok_embd);
+    let head = head.on_gpu().unwrap().panel_count() as u64;
+    let mut pair: Vec<Box<dyn Session>> = vec![model.session(), model.session()];
+    let ids = |ids: &[i64]| {
+        vec![(
+            "input_ids".to_string(),
+            Tensor::from_i64(vec![ids.len()], ids),
+        )]
+    };
+    // Dispatches of the one pass `run` runs.
+    let dispatches = |run: &mut dyn FnMut()| {
+        let before = device.pass_times();
+        run();
+        let after = device.pass_times();
+        assert_eq!(after.programs, before.programs + 1, "one pass");
+        after.dispatches - before.dispatches
+    };
+    let prompt = dispatches(&mut || {
+        pair[0].compute(&ids(&[1, 4093, 198])).unwrap();
+    });
+    assert_eq!(prompt, 1 + 10 * layers + 1 + head);
+    let one = dispatches(&mut || {
+        pair[0].compute(&ids(&[1780])).unwrap();
+    });
+    assert_eq!(one, 1 + 10 * layers + head);
+    dispatches(&mut || {
+        pair[1].compute(&ids(&[1, 520])).unwrap();
+    });
+    let both = dispatches(&mut || {
+        let inputs = [ids(&[314]), ids(&[9531])];
+        for out in model.compute_joined(&mut joined(&mut pair, &inputs)) {
+            out.unwrap();
+        }
+    });
+    assert_eq!(both, 1 + 12 * layers + head);
+}
+
 /// A pass that fails on the device moves the session to the CPU, which
 /// first runs the tokens seen so far: from then on its logits are the
 /// CPU path's, bit for bit.

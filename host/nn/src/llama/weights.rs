@@ -137,17 +137,34 @@ impl QMatrix {
     /// Dequantises the matrix and uploads Wᵀ (`cols × rows`, f32) to
     /// `gpu`, for the device's forward pass.
     pub(crate) fn upload(&mut self, gpu: &Gpu) -> Result<(), NnError> {
-        let mut row = vec![0f32; self.cols];
-        let mut wt = vec![0f32; self.rows * self.cols];
-        for r in 0..self.rows {
-            self.row(r, &mut row);
-            for (c, &v) in row.iter().enumerate() {
-                wt[c * self.rows + r] = v;
-            }
-        }
-        let w = gpu.upload(&wt, self.cols, self.rows)?;
-        self.gpu = Some(w);
+        self.gpu = Some(Self::upload_side_by_side(gpu, &[self])?);
         Ok(())
+    }
+
+    /// The transposes of `matrices` (all of one width) side by side, as
+    /// one `cols × Σ rows` matrix on `gpu`: one product by it gives each
+    /// row's products by all of them, in order (a decoder's Q, K and V;
+    /// its gate and up).
+    pub(crate) fn upload_side_by_side(
+        gpu: &Gpu,
+        matrices: &[&QMatrix],
+    ) -> Result<GpuMatrix, NnError> {
+        let cols = matrices.first().map_or(0, |m| m.cols);
+        assert!(matrices.iter().all(|m| m.cols == cols), "one width");
+        let width: usize = matrices.iter().map(|m| m.rows).sum();
+        let mut row = vec![0f32; cols];
+        let mut wt = vec![0f32; width * cols];
+        let mut col0 = 0;
+        for m in matrices {
+            for r in 0..m.rows {
+                m.row(r, &mut row);
+                for (c, &v) in row.iter().enumerate() {
+                    wt[c * width + col0 + r] = v;
+                }
+            }
+            col0 += m.rows;
+        }
+        gpu.upload(&wt, cols, width)
     }
 
     /// Wᵀ on the GPU, if uploaded.

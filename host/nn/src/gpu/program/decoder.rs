@@ -1,5 +1,8 @@
-//! The decoder's kernels (`ops.wgsl`) as [`Program`] steps: RMSNorm,
-//! rotary embeddings, cache stores, residual adds, SwiGLU and attention.
+//! The decoder's kernels (`ops.wgsl`) as [`Program`] steps: RMSNorm (alone,
+//! per head, or after a residual add), rotary embeddings, cache stores,
+//! residual adds, SwiGLU and attention. A pass's Q, K and V come from one
+//! fused product, a row per token laid out as [`Qkv`] says, and its gate
+//! and up from another: the kernels read them in place.
 
 use super::{Buffer, Program, groups, whole};
 use crate::gpu::GpuMatrix;
@@ -7,6 +10,51 @@ use crate::{NnError, NnErrorKind};
 
 /// Floats of a head `attention` keeps in workgroup memory.
 pub(crate) const MAX_HEAD_DIM: usize = 256;
+
+/// A token's row of a fused Q/K/V product: `heads` query heads, then
+/// `kv_heads` key heads, then as many value heads, `head_dim` floats each.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Qkv {
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub head_dim: usize,
+}
+
+impl Qkv {
+    /// Floats of a token's queries (where its keys start).
+    pub(crate) fn q_dim(&self) -> usize {
+        self.heads * self.head_dim
+    }
+    /// Floats of a token's keys, or of its values.
+    pub(crate) fn kv_dim(&self) -> usize {
+        self.kv_heads * self.head_dim
+    }
+    /// Floats of a token's row.
+    pub(crate) fn stride(&self) -> usize {
+        self.q_dim() + 2 * self.kv_dim()
+    }
+}
+
+/// The parameters of `rms_norm`, `head_norm` and `add_rms_norm`
+/// (`NormParams`).
+fn norm_params(
+    d: usize,
+    eps: f32,
+    (src, dst): (usize, usize),
+    (per, stride): (usize, usize),
+    scale: f32,
+) -> [u32; 8] {
+    [
+        d as u32,
+        eps.to_bits(),
+        src as u32,
+        dst as u32,
+        per as u32,
+        stride as u32,
+        scale.to_bits(),
+        0,
+    ]
+}
 
 impl Program<'_> {
     /// `out[out_row0 + r] = rms_norm(x[row0 + r]) * weight` for `rows`
@@ -27,68 +75,117 @@ impl Program<'_> {
         self.step(
             &self.ops.rms_norm,
             vec![whole(x), (w.clone(), 0, w.size()), whole(out)],
-            [
-                d as u32,
-                eps.to_bits(),
-                row0 as u32,
-                out_row0 as u32,
-                0,
-                0,
-                0,
-                0,
-            ],
+            norm_params(d, eps, (row0 * d, out_row0 * d), (1, d), 1.0),
             [rows as u32, 1],
         );
     }
 
-    /// Rotates the first `2 * half` floats of each head of `head_dim` in
-    /// each of `tokens` rows of `q` (`heads` heads a row) and of `k`
-    /// (`kv_heads`), token `t` by the angles `table[t * half ..][.. half]`
-    /// (cos, sin pairs): adjacent pairs, or pairs `half` apart when `neox`.
+    /// Normalises in place each query head (`keys` false) or each key
+    /// head of `tokens` rows of a fused Q/K/V product `x` by `norm`
+    /// (`head_dim` floats: Qwen3's per-head norms).
+    pub(crate) fn head_norm(
+        &mut self,
+        x: &Buffer,
+        tokens: usize,
+        (qkv, keys): (Qkv, bool),
+        norm: &GpuMatrix,
+        eps: f32,
+    ) {
+        let (col, heads) = match keys {
+            false => (0, qkv.heads),
+            true => (qkv.q_dim(), qkv.kv_heads),
+        };
+        let (w, _, _) = norm.panels().next().expect("a vector is one panel");
+        self.step(
+            &self.ops.head_norm,
+            vec![whole(x), (w.clone(), 0, w.size())],
+            norm_params(qkv.head_dim, eps, (col, 0), (heads, qkv.stride()), 1.0),
+            [(tokens * heads) as u32, 1],
+        );
+    }
+
+    /// `x[r] += scale · y[r]`, then `out[r] = rms_norm(x[r]) * weight`,
+    /// for `rows` rows of `weight.cols()`: a residual add and the norm
+    /// that reads its sum, in one dispatch.
     #[allow(clippy::too_many_arguments)]
+    pub(crate) fn add_rms_norm(
+        &mut self,
+        (x, y, scale): (&Buffer, &Buffer, f32),
+        rows: usize,
+        weight: &GpuMatrix,
+        eps: f32,
+        out: &Buffer,
+    ) {
+        let d = weight.cols();
+        let (w, _, _) = weight.panels().next().expect("a vector is one panel");
+        self.step(
+            &self.ops.add_rms_norm,
+            vec![whole(x), whole(y), (w.clone(), 0, w.size()), whole(out)],
+            norm_params(d, eps, (0, 0), (1, d), scale),
+            [rows as u32, 1],
+        );
+    }
+
+    /// Rotates the first `2 * half` floats of each query and key head of
+    /// `tokens` rows of a fused Q/K/V product `x`, token `t` by the angles
+    /// `table[t * half ..][.. half]` (cos, sin pairs): adjacent pairs, or
+    /// pairs `half` apart when `neox`.
     pub(crate) fn rope(
         &mut self,
-        (q, k): (&Buffer, &Buffer),
+        x: &Buffer,
         tokens: usize,
-        (heads, kv_heads): (usize, usize),
-        head_dim: usize,
-        half: usize,
-        neox: bool,
+        qkv: Qkv,
+        (half, neox): (usize, bool),
         table: &Buffer,
     ) {
-        let q_count = tokens * heads * half;
-        let count = q_count + tokens * kv_heads * half;
+        let q_count = tokens * qkv.heads * half;
+        let count = q_count + tokens * qkv.kv_heads * half;
         self.step(
             &self.ops.rope,
-            vec![whole(q), whole(k), whole(table)],
+            vec![whole(x), whole(table)],
             [
                 count,
-                heads,
-                head_dim,
+                qkv.heads,
+                qkv.head_dim,
                 half,
                 neox.into(),
-                kv_heads,
+                qkv.kv_heads,
                 q_count,
-                0,
+                qkv.stride(),
             ]
             .map(|x| x as u32),
             groups(count),
         );
     }
 
-    /// `kc[offset + i] = f16(k[start + i])`, and the same of `v` into
-    /// `vc`, for `i < count`: new keys and values into a cache.
+    /// The keys of `tokens` rows of `k` and the values of the same rows
+    /// of `v` (both laid out as `qkv`, from row `start`), rounded through
+    /// f16, into the caches `kc` and `vc` from float `offset`.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn store(
         &mut self,
-        (k, v, start): (&Buffer, &Buffer, usize),
-        count: usize,
+        (k, v): (&Buffer, &Buffer),
+        qkv: Qkv,
+        (start, tokens): (usize, usize),
         (kc, vc): (&Buffer, &Buffer),
         offset: usize,
     ) {
+        let kvd = qkv.kv_dim();
+        let count = tokens * kvd;
         self.step(
             &self.ops.store,
             vec![whole(k), whole(v), whole(kc), whole(vc)],
-            [count, offset, start, 0, 0, 0, 0, 0].map(|x| x as u32),
+            [
+                count,
+                offset,
+                start,
+                qkv.stride(),
+                kvd,
+                qkv.q_dim(),
+                qkv.q_dim() + kvd,
+                0,
+            ]
+            .map(|x| x as u32),
             groups(count),
         );
     }
@@ -115,18 +212,21 @@ impl Program<'_> {
         );
     }
 
-    /// `g[i] = silu(g[i]) * u[i]` for `i < count`.
-    pub(crate) fn swiglu(&mut self, g: &Buffer, u: &Buffer, count: usize) {
+    /// `out[t][i] = silu(gu[t][i]) * gu[t][ffn + i]` for `tokens` rows
+    /// of a fused gate/up product `gu` (`2 * ffn` floats each).
+    pub(crate) fn swiglu(&mut self, gu: &Buffer, (tokens, ffn): (usize, usize), out: &Buffer) {
+        let count = tokens * ffn;
         self.step(
             &self.ops.swiglu,
-            vec![whole(g), whole(u)],
-            [count as u32, 0, 0, 0, 0, 0, 0, 0],
+            vec![whole(gu), whole(out)],
+            [count, ffn, 0, 0, 0, 0, 0, 0].map(|x| x as u32),
             groups(count),
         );
     }
 
     /// Causal attention of `tokens` new queries (rows `row0 ..` of `q`,
-    /// `heads x head_dim`, into the same rows of `out`) over the caches `k` and `v` (`kv_heads x head_dim` per
+    /// `heads x head_dim` at the start of each row of `q_stride` floats,
+    /// into the same rows of `out`, `heads x head_dim` each) over the caches `k` and `v` (`kv_heads x head_dim` per
     /// position, the new ones already stored after `past` old ones), into
     /// `out`. `scores` holds `tokens x heads x stride` floats, `stride` at
     /// least `past + tokens`.
@@ -149,6 +249,7 @@ impl Program<'_> {
             stride,
             scale,
             row0,
+            q_stride,
         } = shape;
         self.step(
             &self.ops.attention,
@@ -161,7 +262,7 @@ impl Program<'_> {
                 stride as u32,
                 scale.to_bits(),
                 row0 as u32,
-                0,
+                q_stride as u32,
             ],
             [heads as u32, tokens as u32],
         );
@@ -181,6 +282,8 @@ pub(crate) struct Attention {
     pub scale: f32,
     /// The first row of `q` (and of `out`) these tokens' queries are in.
     pub row0: usize,
+    /// Floats from one row of `q` to the next (a fused Q/K/V product's).
+    pub q_stride: usize,
 }
 
 impl Attention {
