@@ -1,8 +1,8 @@
 // The element-wise and row kernels a decoder's forward pass needs between
 // its weight products (`matmul.wgsl`), so that a whole pass runs on the
 // device with no round trip: RMSNorm (alone, per head, or after a residual
-// add), rotary embeddings, storing into the KV cache, causal attention, the
-// residual add and SwiGLU.
+// add), rotary embeddings, causal attention (which stores the new keys and
+// values into the KV cache), the residual add and SwiGLU.
 //
 // Every kernel binds its storage buffers from 0 and its parameters (eight
 // u32s; floats as their bits) at the next binding. Row-major f32
@@ -162,36 +162,6 @@ fn rope(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     }
 }
 
-// ---- store: a session's new keys and values into its cache: for
-// i < count, of token t = i / kvd, kc[offset + i] = f16r(k[(src + t) *
-// stride + k_col + i % kvd]), and the same of v (from `v_col`) into vc.
-
-struct StoreParams {
-    count: u32,
-    offset: u32,
-    src: u32,
-    stride: u32,
-    kvd: u32,
-    k_col: u32,
-    v_col: u32,
-    _p1: u32,
-}
-
-@group(0) @binding(0) var<storage, read> store_k: array<f32>;
-@group(0) @binding(1) var<storage, read> store_v: array<f32>;
-@group(0) @binding(2) var<storage, read_write> store_kc: array<f32>;
-@group(0) @binding(3) var<storage, read_write> store_vc: array<f32>;
-@group(0) @binding(4) var<uniform> store_p: StoreParams;
-
-@compute @workgroup_size(64, 1, 1)
-fn store(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
-    for (var i = gid.x; i < store_p.count; i = i + groups.x * THREADS) {
-        let row = (store_p.src + i / store_p.kvd) * store_p.stride + i % store_p.kvd;
-        store_kc[store_p.offset + i] = f16r(store_k[row + store_p.k_col]);
-        store_vc[store_p.offset + i] = f16r(store_v[row + store_p.v_col]);
-    }
-}
-
 // ---- add: x[i] += scale * y[i % period] (a residual add, scaled where
 // the model says; or a bias, `period` its length, added to every row).
 
@@ -250,12 +220,17 @@ fn swiglu(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
     }
 }
 
-// ---- attention: causal attention of the `n` new queries (rows of
-// `q_stride` floats, each starting with its heads) over the cache,
-// one workgroup per (head, new token). Query `t` sees positions
-// `0 ..= past + t`. Scores go through `scores` (a row of `stride` floats
-// per workgroup); the query and the softmax weights are rounded through
-// f16 as llama.cpp's kernel does.
+// ---- attention: causal attention of a session's `n` new queries over
+// its cache, one workgroup per (head, new token). The new tokens' rows of
+// a fused Q/K/V product (`q_stride` floats: its query heads, then its key
+// heads, then its value heads) start at row `row0` of `attn_q`; query `t`
+// sees positions `0 ..= past + t`, the first `past` from the cache, the
+// rest from those rows. The first query head of each KV head's group
+// stores its token's key and value into the cache at `past + t` (no
+// workgroup of the dispatch reads the cache there). Scores go through
+// `scores` (a row of `stride` floats per workgroup); keys and values are
+// rounded through f16 as the cache holds them, and the query and the
+// softmax weights as llama.cpp's kernel does.
 
 struct AttnParams {
     heads: u32,
@@ -264,21 +239,26 @@ struct AttnParams {
     past: u32,
     stride: u32,
     scale: u32,
-    // The first query row (and output row) of this session's tokens.
+    // The first row of this session's tokens in `attn_q` (and in `attn_out`).
     row0: u32,
-    // Floats from one query row to the next (a fused Q/K/V product's).
+    // Floats from one row of `attn_q` to the next.
     q_stride: u32,
 }
 
 @group(0) @binding(0) var<storage, read> attn_q: array<f32>;
-@group(0) @binding(1) var<storage, read> attn_k: array<f32>;
-@group(0) @binding(2) var<storage, read> attn_v: array<f32>;
+@group(0) @binding(1) var<storage, read_write> attn_k: array<f32>;
+@group(0) @binding(2) var<storage, read_write> attn_v: array<f32>;
 @group(0) @binding(3) var<storage, read_write> attn_scores: array<f32>;
 @group(0) @binding(4) var<storage, read_write> attn_out: array<f32>;
 @group(0) @binding(5) var<uniform> attn_p: AttnParams;
 
 // The query, rounded (heads of up to 256 floats).
 var<workgroup> query: array<f32, 256>;
+
+// s + query[j ..][.. 4] · k, in the order of single fmas.
+fn qk4(s: f32, j: u32, k: vec4<f32>) -> f32 {
+    return fma(query[j + 3u], k.w, fma(query[j + 2u], k.z, fma(query[j + 1u], k.y, fma(query[j], k.x, s))));
+}
 
 @compute @workgroup_size(64, 1, 1)
 fn attention(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -287,12 +267,26 @@ fn attention(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
     let hd = attn_p.head_dim;
     let d = attn_p.heads * hd;
     let kvd = attn_p.kv_heads * hd;
-    let kv_col = (head / (attn_p.heads / attn_p.kv_heads)) * hd;
-    let seen = attn_p.past + t + 1u;
+    let group = attn_p.heads / attn_p.kv_heads;
+    let kv_col = (head / group) * hd;
+    let past = attn_p.past;
+    let seen = past + t + 1u;
+    let qs = attn_p.q_stride;
+    // The first new token's key for this head, in `attn_q` (its value
+    // `kvd` further on).
+    let new_k = attn_p.row0 * qs + d + kv_col;
     let row = (t * attn_p.heads + head) * attn_p.stride;
     let scale = bitcast<f32>(attn_p.scale);
     for (var j = lid; j < hd; j = j + THREADS) {
-        query[j] = f16r(attn_q[(attn_p.row0 + t) * attn_p.q_stride + head * hd + j]);
+        query[j] = f16r(attn_q[(attn_p.row0 + t) * qs + head * hd + j]);
+    }
+    if (head % group == 0u) {
+        let src = new_k + t * qs;
+        let to = (past + t) * kvd + kv_col;
+        for (var j = lid; j < hd; j = j + THREADS) {
+            attn_k[to + j] = f16r(attn_q[src + j]);
+            attn_v[to + j] = f16r(attn_q[src + kvd + j]);
+        }
     }
     workgroupBarrier();
 
@@ -301,17 +295,25 @@ fn attention(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
     // order of sums): a GPU thread waits on its loads one at a time.
     for (var p = lid; p < seen; p = p + THREADS) {
         var s = 0.0;
-        let k0 = p * kvd + kv_col;
         var j = 0u;
-        for (; j + 4u <= hd; j = j + 4u) {
-            let k1 = attn_k[k0 + j];
-            let k2 = attn_k[k0 + j + 1u];
-            let k3 = attn_k[k0 + j + 2u];
-            let k4 = attn_k[k0 + j + 3u];
-            s = fma(query[j + 3u], k4, fma(query[j + 2u], k3, fma(query[j + 1u], k2, fma(query[j], k1, s))));
-        }
-        for (; j < hd; j = j + 1u) {
-            s = fma(query[j], attn_k[k0 + j], s);
+        if (p < past) {
+            let k0 = p * kvd + kv_col;
+            for (; j + 4u <= hd; j = j + 4u) {
+                let k = vec4<f32>(attn_k[k0 + j], attn_k[k0 + j + 1u], attn_k[k0 + j + 2u], attn_k[k0 + j + 3u]);
+                s = qk4(s, j, k);
+            }
+            for (; j < hd; j = j + 1u) {
+                s = fma(query[j], attn_k[k0 + j], s);
+            }
+        } else {
+            let k0 = new_k + (p - past) * qs;
+            for (; j + 4u <= hd; j = j + 4u) {
+                let k = vec4<f32>(attn_q[k0 + j], attn_q[k0 + j + 1u], attn_q[k0 + j + 2u], attn_q[k0 + j + 3u]);
+                s = qk4(s, j, vec4<f32>(f16r(k.x), f16r(k.y), f16r(k.z), f16r(k.w)));
+            }
+            for (; j < hd; j = j + 1u) {
+                s = fma(query[j], f16r(attn_q[k0 + j]), s);
+            }
         }
         s = s * scale;
         attn_scores[row + p] = s;
@@ -330,7 +332,7 @@ fn attention(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
     for (var j = lid; j < hd; j = j + THREADS) {
         var acc = 0.0;
         var p = 0u;
-        for (; p + 4u <= seen; p = p + 4u) {
+        for (; p + 4u <= past; p = p + 4u) {
             let at = p * kvd + kv_col + j;
             let v1 = attn_v[at];
             let v2 = attn_v[at + kvd];
@@ -341,8 +343,12 @@ fn attention(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
             acc = fma(f16r(attn_scores[row + p + 2u] * inv), v3, acc);
             acc = fma(f16r(attn_scores[row + p + 3u] * inv), v4, acc);
         }
-        for (; p < seen; p = p + 1u) {
+        for (; p < past; p = p + 1u) {
             acc = fma(f16r(attn_scores[row + p] * inv), attn_v[p * kvd + kv_col + j], acc);
+        }
+        for (; p < seen; p = p + 1u) {
+            let v = f16r(attn_q[new_k + kvd + (p - past) * qs + j]);
+            acc = fma(f16r(attn_scores[row + p] * inv), v, acc);
         }
         attn_out[(attn_p.row0 + t) * d + head * hd + j] = acc;
     }

@@ -344,7 +344,6 @@ impl OnDevice {
     ) -> Result<Vec<Vec<f32>>, NnError> {
         let hp = &w.hp;
         let d = hp.embd;
-        let kvd = hp.kv_dim();
         let half = hp.rope_dims / 2;
         let n: usize = parts.iter().map(|(_, _, t)| t.len()).sum();
         for (on, past, tokens) in parts.iter_mut() {
@@ -408,7 +407,6 @@ impl OnDevice {
             p.rope(&a.qkv, n, qkv, (half, hp.rope_neox), &a.table);
             for &(on, past, tokens, start) in &sessions {
                 let (kc, vc) = (&on.k[l], &on.v[l]);
-                p.store((&a.qkv, &a.qkv), qkv, (start, tokens), (kc, vc), past * kvd);
                 let shape = Attention {
                     tokens,
                     heads: hp.heads,
@@ -421,7 +419,7 @@ impl OnDevice {
                     q_stride: qkv.stride(),
                 };
                 let scores = &on.scores.as_ref().expect("reserved").0;
-                p.attention(&a.qkv, kc, vc, scores, &a.att, shape);
+                p.attention(&a.qkv, (kc, vc), scores, &a.att, shape);
             }
             p.product(&a.att, n, on_gpu(&layer.wo)?, &a.o);
             if let Some(bias) = &dl.bo {

@@ -1,6 +1,6 @@
 //! The decoder's kernels (`ops.wgsl`) as [`Program`] steps: RMSNorm (alone,
-//! per head, or after a residual add), rotary embeddings, cache stores,
-//! residual adds, SwiGLU and attention. A pass's Q, K and V come from one
+//! per head, or after a residual add), rotary embeddings, residual adds,
+//! SwiGLU and attention (which stores the new keys and values). A pass's Q, K and V come from one
 //! fused product, a row per token laid out as [`Qkv`] says, and its gate
 //! and up from another: the kernels read them in place.
 
@@ -158,38 +158,6 @@ impl Program<'_> {
         );
     }
 
-    /// The keys of `tokens` rows of `k` and the values of the same rows
-    /// of `v` (both laid out as `qkv`, from row `start`), rounded through
-    /// f16, into the caches `kc` and `vc` from float `offset`.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn store(
-        &mut self,
-        (k, v): (&Buffer, &Buffer),
-        qkv: Qkv,
-        (start, tokens): (usize, usize),
-        (kc, vc): (&Buffer, &Buffer),
-        offset: usize,
-    ) {
-        let kvd = qkv.kv_dim();
-        let count = tokens * kvd;
-        self.step(
-            &self.ops.store,
-            vec![whole(k), whole(v), whole(kc), whole(vc)],
-            [
-                count,
-                offset,
-                start,
-                qkv.stride(),
-                kvd,
-                qkv.q_dim(),
-                qkv.q_dim() + kvd,
-                0,
-            ]
-            .map(|x| x as u32),
-            groups(count),
-        );
-    }
-
     /// `x[i] += scale · y[i]` for `i < count`.
     pub(crate) fn add(&mut self, x: &Buffer, y: &Buffer, count: usize, scale: f32) {
         self.step(
@@ -224,18 +192,18 @@ impl Program<'_> {
         );
     }
 
-    /// Causal attention of `tokens` new queries (rows `row0 ..` of `q`,
-    /// `heads x head_dim` at the start of each row of `q_stride` floats,
-    /// into the same rows of `out`, `heads x head_dim` each) over the caches `k` and `v` (`kv_heads x head_dim` per
-    /// position, the new ones already stored after `past` old ones), into
-    /// `out`. `scores` holds `tokens x heads x stride` floats, `stride` at
-    /// least `past + tokens`.
+    /// Causal attention of a session's `tokens` new tokens, whose rows
+    /// of a fused Q/K/V product are rows `row0 ..` of `qkv` (`q_stride`
+    /// floats each), over the caches `k` and `v` (`kv_heads x head_dim`
+    /// per position, `past` old ones) and themselves, into the same rows
+    /// of `out` (`heads x head_dim` each). Their keys and values go into
+    /// the caches after the old ones. `scores` holds `tokens x heads x
+    /// stride` floats, `stride` at least `past + tokens`.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn attention(
         &mut self,
-        q: &Buffer,
-        k: &Buffer,
-        v: &Buffer,
+        qkv: &Buffer,
+        (k, v): (&Buffer, &Buffer),
         scores: &Buffer,
         out: &Buffer,
         shape: Attention,
@@ -253,7 +221,7 @@ impl Program<'_> {
         } = shape;
         self.step(
             &self.ops.attention,
-            vec![whole(q), whole(k), whole(v), whole(scores), whole(out)],
+            vec![whole(qkv), whole(k), whole(v), whole(scores), whole(out)],
             [
                 heads as u32,
                 kv_heads as u32,
