@@ -31,6 +31,12 @@ struct NormParams {
     _p1: u32,
 }
 
+// 1 / rms of a row of `d` floats whose squares' sums the workgroup's
+// threads hold (`ss`), with `eps` (bits) added to the mean square.
+fn rms_scale(lid: u32, ss: f32, d: u32, eps: u32) -> f32 {
+    return inverseSqrt(workgroup_sum(lid, ss) / f32(d) + bitcast<f32>(eps));
+}
+
 @group(0) @binding(0) var<storage, read> norm_x: array<f32>;
 @group(0) @binding(1) var<storage, read> norm_w: array<f32>;
 @group(0) @binding(2) var<storage, read_write> norm_out: array<f32>;
@@ -45,8 +51,7 @@ fn rms_norm(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
         let v = norm_x[src + i];
         ss = fma(v, v, ss);
     }
-    let total = workgroup_sum(lid, ss);
-    let scale = inverseSqrt(total / f32(d) + bitcast<f32>(norm_p.eps));
+    let scale = rms_scale(lid, ss, d, norm_p.eps);
     let dst = norm_p.dst + wg.x * d;
     for (var i = lid; i < d; i = i + THREADS) {
         norm_out[dst + i] = norm_x[src + i] * scale * norm_w[i];
@@ -71,8 +76,7 @@ fn head_norm(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
         let v = hn_x[src + i];
         ss = fma(v, v, ss);
     }
-    let total = workgroup_sum(lid, ss);
-    let scale = inverseSqrt(total / f32(d) + bitcast<f32>(hn_p.eps));
+    let scale = rms_scale(lid, ss, d, hn_p.eps);
     for (var i = lid; i < d; i = i + THREADS) {
         hn_x[src + i] = hn_x[src + i] * scale * hn_w[i];
     }
@@ -104,8 +108,7 @@ fn add_rms_norm(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_
         addn_x[src + i] = v;
         ss = fma(v, v, ss);
     }
-    let total = workgroup_sum(lid, ss);
-    let scale = inverseSqrt(total / f32(d) + bitcast<f32>(addn_p.eps));
+    let scale = rms_scale(lid, ss, d, addn_p.eps);
     let dst = addn_p.dst + wg.x * d;
     for (var i = lid; i < d; i = i + THREADS) {
         addn_out[dst + i] = addn_x[src + i] * scale * addn_w[i];
