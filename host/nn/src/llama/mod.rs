@@ -81,11 +81,33 @@ impl Weights {
             .chain([self.output.as_ref().unwrap_or(&self.tok_embd)])
     }
 
+    /// [`Weights::products`], to pack for the CPU.
+    fn products_mut(&mut self) -> impl Iterator<Item = &mut QMatrix> {
+        let head = match &mut self.output {
+            Some(output) => output,
+            None => &mut self.tok_embd,
+        };
+        self.layers
+            .iter_mut()
+            .flat_map(|l| {
+                [
+                    &mut l.wq,
+                    &mut l.wk,
+                    &mut l.wv,
+                    &mut l.wo,
+                    &mut l.gate,
+                    &mut l.up,
+                    &mut l.down,
+                ]
+            })
+            .chain(std::iter::once(head))
+    }
+
     /// The products a GPU runs by their own matrices, to upload or
     /// unload: each layer's output and down projections, and the output
     /// head. Its Q, K and V, and its gate and up, go up side by side
     /// (`DeviceWeights`).
-    fn products_mut(&mut self) -> impl Iterator<Item = &mut QMatrix> {
+    fn alone_on_the_gpu_mut(&mut self) -> impl Iterator<Item = &mut QMatrix> {
         let head = match &mut self.output {
             Some(output) => output,
             None => &mut self.tok_embd,
@@ -117,7 +139,9 @@ impl Llama {
             None => Placement::Cpu,
             Some(Err(e)) => Placement::CpuFallback(e.message),
             Some(Ok(gpu)) => {
-                let products = weights.products_mut().try_for_each(|m| m.upload(&gpu));
+                let products = weights
+                    .alone_on_the_gpu_mut()
+                    .try_for_each(|m| m.upload(&gpu));
                 let uploaded =
                     products.and_then(|()| device::DeviceWeights::upload(&gpu, &weights));
                 match uploaded {
@@ -126,7 +150,7 @@ impl Llama {
                         Placement::Gpu(gpu.adapter())
                     }
                     Err(e) => {
-                        weights.products_mut().for_each(QMatrix::unload);
+                        weights.alone_on_the_gpu_mut().for_each(QMatrix::unload);
                         Placement::CpuFallback(format!(
                             "setting the decoder up on the GPU failed: {}",
                             e.message

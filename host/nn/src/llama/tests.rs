@@ -159,6 +159,7 @@ fn a_pass_runs_nine_dispatches_a_layer_and_one_more_per_joined_session() {
     let layers = w.hp.layers as u64;
     let head = w.output.as_ref().unwrap_or(&w.tok_embd);
     let head = head.on_gpu().unwrap().panel_count() as u64;
+    // (The layers' products are one panel each at SmolLM2's widths.)
     let mut pair: Vec<Box<dyn Session>> = vec![model.session(), model.session()];
     let ids = |ids: &[i64]| {
         vec![(
@@ -192,6 +193,25 @@ fn a_pass_runs_nine_dispatches_a_layer_and_one_more_per_joined_session() {
         }
     });
     assert_eq!(both, 1 + 10 * layers + head);
+}
+
+/// Loading packs every product's rows for the CPU's lane kernel where
+/// this CPU has one: all seven of each layer and the output head, those
+/// a GPU runs fused (Q, K, V, gate, up) too, for the CPU path and for a
+/// session that falls back to it.
+#[test]
+fn every_product_is_packed_where_the_cpu_has_the_lane_kernel() {
+    let bytes = smollm2();
+    let on_gpu = Llama::load_for(&bytes, Some(Ok(crate::gpu::tests::gpu()))).unwrap();
+    for model in [Llama::load(&bytes).unwrap(), on_gpu] {
+        let mut w = Arc::into_inner(model.weights).unwrap();
+        assert_eq!(w.products().count(), 7 * w.hp.layers + 1);
+        assert_eq!(w.products_mut().count(), w.products().count());
+        for m in w.products() {
+            let (ty, packed) = m.packing();
+            assert_eq!(packed, crate::quant::lanes::used_for(ty), "{ty:?}");
+        }
+    }
 }
 
 /// A pass that fails on the device moves the session to the CPU, which

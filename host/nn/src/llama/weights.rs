@@ -187,6 +187,12 @@ impl QMatrix {
         self.data.len()
     }
 
+    /// Its encoding, and whether its rows are packed ([`QMatrix::pack`]).
+    #[cfg(test)]
+    pub(crate) fn packing(&self) -> (GgmlType, bool) {
+        (self.ty, self.lanes)
+    }
+
     /// Interleaves the rows for the CPU's product kernel, where it has
     /// one for them ([`quant::lanes`]); the same bytes, reordered.
     pub(crate) fn pack(&mut self) {

@@ -1,8 +1,9 @@
 //! The decoder's kernels (`ops.wgsl`) as [`Program`] steps: RMSNorm (alone,
 //! per head, or after a residual add), rotary embeddings, residual adds,
-//! SwiGLU and attention (which stores the new keys and values). A pass's Q, K and V come from one
-//! fused product, a row per token laid out as [`Qkv`] says, and its gate
-//! and up from another: the kernels read them in place.
+//! SwiGLU and attention (which stores the new keys and values). A pass's
+//! Q, K and V come from one fused product, a row per token laid out as
+//! [`Qkv`] says, and its gate and up from another: the kernels read them
+//! in place.
 
 use super::{Buffer, Program, groups, whole};
 use crate::gpu::GpuMatrix;
@@ -248,9 +249,9 @@ pub(crate) struct Attention {
     pub stride: usize,
     /// Multiplies the scores (`1/√head_dim` for most models).
     pub scale: f32,
-    /// The first row of `q` (and of `out`) these tokens' queries are in.
+    /// The first row of `qkv` (and of `out`) of these tokens.
     pub row0: usize,
-    /// Floats from one row of `q` to the next (a fused Q/K/V product's).
+    /// Floats from one row of `qkv` to the next ([`Qkv::stride`]).
     pub q_stride: usize,
 }
 
