@@ -142,20 +142,23 @@ pub(crate) enum WindowOp<'b> {
     },
 }
 
-/// The geometry of a [`Program::window`] over NCHW: `x` is
-/// `[n, c, h, w]`, the output `[n, m, out.0, out.1]`.
+/// The geometry of a [`Program::window`] over NCDHW: `x` is
+/// `[n, c, d, h, w]`, the output `[n, m, out...]`; the spatial arrays are
+/// (depth, height, width), a 2-D window's depth 1 and a 1-D one's height
+/// 1 too.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct WindowShape {
     pub n: usize,
     pub c: usize,
+    pub d: usize,
     pub h: usize,
     pub w: usize,
-    pub kernel: [usize; 2],
-    pub out: [usize; 2],
-    pub strides: [usize; 2],
-    pub dilations: [usize; 2],
-    pub pads_begin: [usize; 2],
-    pub pads_end: [usize; 2],
+    pub kernel: [usize; 3],
+    pub out: [usize; 3],
+    pub strides: [usize; 3],
+    pub dilations: [usize; 3],
+    pub pads_begin: [usize; 3],
+    pub pads_end: [usize; 3],
 }
 
 /// Workgroups along x for one workgroup per row: the rest go along y.
@@ -281,18 +284,18 @@ impl<'a> Program<'a> {
             m,
             s.c / groups,
             m / groups,
-            s.kernel[0],
             s.kernel[1],
-            s.out[0],
+            s.kernel[2],
             s.out[1],
-            s.strides[0],
+            s.out[2],
             s.strides[1],
-            s.dilations[0],
+            s.strides[2],
             s.dilations[1],
-            s.pads_begin[0],
+            s.dilations[2],
             s.pads_begin[1],
-            s.h + s.pads_end[0],
-            s.w + s.pads_end[1],
+            s.pads_begin[2],
+            s.h + s.pads_end[1],
+            s.w + s.pads_end[2],
             mode,
             usize::from(bias.is_some()),
             usize::from(include_pad),
@@ -300,13 +303,20 @@ impl<'a> Program<'a> {
                 WindowOp::LpPool { p } => p,
                 _ => 0,
             },
+            s.d,
+            s.kernel[0],
+            s.out[0],
+            s.strides[0],
+            s.dilations[0],
+            s.pads_begin[0],
+            s.d + s.pads_end[0],
         ];
-        let count = s.n * m * s.out[0] * s.out[1];
+        let count = s.n * m * s.out.iter().product::<usize>();
         // Every index the kernel forms stays below the largest of these.
         let largest = [
             count,
-            s.n * s.c * s.h * s.w,
-            m * (s.c / groups) * s.kernel[0] * s.kernel[1],
+            s.n * s.c * s.d * s.h * s.w,
+            m * (s.c / groups) * s.kernel.iter().product::<usize>(),
         ];
         let too_large = || {
             super::too_large(format!(

@@ -607,15 +607,18 @@ fn reduce_rows(
     }
 }
 
-// ---- window: 2-D convolution (mode 0), max / average pooling (modes
-// 1, 2), transposed convolution (mode 3; weights `[c, mg, kh, kw]`) or
-// Lp pooling (mode 4, p = meta 22: 1 or 2) over NCHW (1-D as a height of 1), one output element per thread.
+// ---- window: convolution (mode 0), max / average pooling (modes 1,
+// 2), transposed convolution (mode 3; weights `[c, mg, kd, kh, kw]`) or
+// Lp pooling (mode 4, p = meta 22: 1 or 2) over NCDHW (2-D as a depth of
+// 1, 1-D as a height of 1 too), one output element per thread.
 // `win_meta` (i32s): 0 n, 1 c, 2 h, 3 w, 4 m (output channels), 5 cg
 // (input channels per group), 6 mg (output channels per group), 7 kh,
 // 8 kw, 9 oh, 10 ow, 11 sh, 12 sw (strides), 13 dh, 14 dw (dilations),
 // 15 ph, 16 pw (pads before), 17 h_end, 18 w_end (h and w plus the pads
 // after: where count_include_pad stops counting), 19 mode, 20 has_bias,
-// 21 count_include_pad, 22 p (LpPool). Weights `[m, cg, kh, kw]`, bias `[m]`.
+// 21 count_include_pad, 22 p (LpPool), and the depth's: 23 d, 24 kd,
+// 25 od, 26 sd, 27 dd, 28 pd, 29 d_end. Weights `[m, cg, kd, kh, kw]`,
+// bias `[m]`.
 
 @group(0) @binding(0) var<storage, read> win_x: array<f32>;
 @group(0) @binding(1) var<storage, read> win_w: array<f32>;
@@ -637,20 +640,28 @@ fn window(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
     let oh = win_meta[9];
     let ow = win_meta[10];
     let mode = win_meta[19];
+    let depth = win_meta[23];
+    let kd = win_meta[24];
+    let od = win_meta[25];
+    let sd = win_meta[26];
+    let dd = win_meta[27];
+    let pd = win_meta[28];
     for (var i = gid.x; i < win_p.count; i = i + groups.x * THREADS) {
         let o = i32(i);
         let ox = o % ow;
         let oy = (o / ow) % oh;
-        let oc = (o / (ow * oh)) % m;
-        let b = o / (ow * oh * m);
+        let oz = (o / (ow * oh)) % od;
+        let oc = (o / (ow * oh * od)) % m;
+        let b = o / (ow * oh * od * m);
+        let z0 = oz * sd - pd;
         let y0 = oy * win_meta[11] - win_meta[15];
         let x0 = ox * win_meta[12] - win_meta[16];
         let dh = win_meta[13];
         let dw = win_meta[14];
         if (mode == 3) {
-            // Transposed: input (iy, ix) and tap (ky, kx) add to output
-            // (iy · sh + ky · dh − ph, ...), so an output gathers the
-            // taps whose distance back from it the stride divides.
+            // Transposed: input (iz, iy, ix) and tap (kz, ky, kx) add to
+            // output (iz · sd + kz · dd − pd, ...), so an output gathers
+            // the taps whose distance back from it the stride divides.
             let g = oc / mg;
             let mo = oc - g * mg;
             let sh = win_meta[11];
@@ -658,19 +669,27 @@ fn window(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
             var acc = 0.0;
             for (var ci = 0; ci < cg; ci = ci + 1) {
                 let cin = g * cg + ci;
-                let plane = (b * c + cin) * h;
-                let taps = (cin * mg + mo) * kh;
-                for (var ky = 0; ky < kh; ky = ky + 1) {
-                    let ty = oy + win_meta[15] - ky * dh;
-                    if (ty < 0 || ty % sh != 0 || ty / sh >= h) {
+                let volume = (b * c + cin) * depth;
+                let taps = (cin * mg + mo) * kd;
+                for (var kz = 0; kz < kd; kz = kz + 1) {
+                    let tz = oz + pd - kz * dd;
+                    if (tz < 0 || tz % sd != 0 || tz / sd >= depth) {
                         continue;
                     }
-                    let row = (plane + ty / sh) * w;
-                    let wrow = (taps + ky) * kw;
-                    for (var kx = 0; kx < kw; kx = kx + 1) {
-                        let tx = ox + win_meta[16] - kx * dw;
-                        if (tx >= 0 && tx % sw == 0 && tx / sw < w) {
-                            acc = acc + win_x[row + tx / sw] * win_w[wrow + kx];
+                    let plane = (volume + tz / sd) * h;
+                    let ztaps = (taps + kz) * kh;
+                    for (var ky = 0; ky < kh; ky = ky + 1) {
+                        let ty = oy + win_meta[15] - ky * dh;
+                        if (ty < 0 || ty % sh != 0 || ty / sh >= h) {
+                            continue;
+                        }
+                        let row = (plane + ty / sh) * w;
+                        let wrow = (ztaps + ky) * kw;
+                        for (var kx = 0; kx < kw; kx = kx + 1) {
+                            let tx = ox + win_meta[16] - kx * dw;
+                            if (tx >= 0 && tx % sw == 0 && tx / sw < w) {
+                                acc = acc + win_x[row + tx / sw] * win_w[wrow + kx];
+                            }
                         }
                     }
                 }
@@ -685,19 +704,27 @@ fn window(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
             let g = oc / mg;
             var acc = 0.0;
             for (var ci = 0; ci < cg; ci = ci + 1) {
-                let plane = (b * c + g * cg + ci) * h;
-                let taps = (oc * cg + ci) * kh;
-                for (var ky = 0; ky < kh; ky = ky + 1) {
-                    let iy = y0 + ky * dh;
-                    if (iy < 0 || iy >= h) {
+                let volume = (b * c + g * cg + ci) * depth;
+                let taps = (oc * cg + ci) * kd;
+                for (var kz = 0; kz < kd; kz = kz + 1) {
+                    let iz = z0 + kz * dd;
+                    if (iz < 0 || iz >= depth) {
                         continue;
                     }
-                    let row = (plane + iy) * w;
-                    let wrow = (taps + ky) * kw;
-                    for (var kx = 0; kx < kw; kx = kx + 1) {
-                        let ix = x0 + kx * dw;
-                        if (ix >= 0 && ix < w) {
-                            acc = acc + win_x[row + ix] * win_w[wrow + kx];
+                    let plane = (volume + iz) * h;
+                    let ztaps = (taps + kz) * kh;
+                    for (var ky = 0; ky < kh; ky = ky + 1) {
+                        let iy = y0 + ky * dh;
+                        if (iy < 0 || iy >= h) {
+                            continue;
+                        }
+                        let row = (plane + iy) * w;
+                        let wrow = (ztaps + ky) * kw;
+                        for (var kx = 0; kx < kw; kx = kx + 1) {
+                            let ix = x0 + kx * dw;
+                            if (ix >= 0 && ix < w) {
+                                acc = acc + win_x[row + ix] * win_w[wrow + kx];
+                            }
                         }
                     }
                 }
@@ -708,31 +735,38 @@ fn window(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
             win_out[i] = acc;
             continue;
         }
-        let plane = (b * c + oc) * h;
+        let volume = (b * c + oc) * depth;
         // -inf: a window of NaNs (never greater) or of padding only.
         var best = bitcast<f32>(0xff800000u);
         var sum = 0.0;
         var inside = 0;
         var padded = 0;
-        for (var ky = 0; ky < kh; ky = ky + 1) {
-            let iy = y0 + ky * dh;
-            let in_pads_y = iy >= -win_meta[15] && iy < win_meta[17];
-            for (var kx = 0; kx < kw; kx = kx + 1) {
-                let ix = x0 + kx * dw;
-                if (in_pads_y && ix >= -win_meta[16] && ix < win_meta[18]) {
-                    padded = padded + 1;
-                }
-                if (iy >= 0 && iy < h && ix >= 0 && ix < w) {
-                    let v = win_x[(plane + iy) * w + ix];
-                    best = select(best, v, v > best);
-                    if (mode == 4) {
-                        // LpPool: |v|^p, p 1 or 2.
-                        let a = abs(v);
-                        sum = sum + select(a, a * a, win_meta[22] == 2);
-                    } else {
-                        sum = sum + v;
+        for (var kz = 0; kz < kd; kz = kz + 1) {
+            let iz = z0 + kz * dd;
+            let in_pads_z = iz >= -pd && iz < win_meta[29];
+            let in_z = iz >= 0 && iz < depth;
+            let plane = (volume + iz) * h;
+            for (var ky = 0; ky < kh; ky = ky + 1) {
+                let iy = y0 + ky * dh;
+                let in_pads_y = in_pads_z && iy >= -win_meta[15] && iy < win_meta[17];
+                let in_y = in_z && iy >= 0 && iy < h;
+                for (var kx = 0; kx < kw; kx = kx + 1) {
+                    let ix = x0 + kx * dw;
+                    if (in_pads_y && ix >= -win_meta[16] && ix < win_meta[18]) {
+                        padded = padded + 1;
                     }
-                    inside = inside + 1;
+                    if (in_y && ix >= 0 && ix < w) {
+                        let v = win_x[(plane + iy) * w + ix];
+                        best = select(best, v, v > best);
+                        if (mode == 4) {
+                            // LpPool: |v|^p, p 1 or 2.
+                            let a = abs(v);
+                            sum = sum + select(a, a * a, win_meta[22] == 2);
+                        } else {
+                            sum = sum + v;
+                        }
+                        inside = inside + 1;
+                    }
                 }
             }
         }

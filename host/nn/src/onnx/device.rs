@@ -10,7 +10,8 @@
 //! [`UnaryOp`]) and `Floor`/`Ceil`/`Round`/`Sign`, every `Reduce*` over
 //! any axes, `Softmax` and `LogSoftmax` over any
 //! axis, `LayerNormalization` over the last axis (so RMSNorm as exporters write it stays there), a CNN's `Conv`,
-//! `ConvTranspose`, `MaxPool`, `AveragePool`, `LpPool`, global pools, inference
+//! `ConvTranspose`, `MaxPool`, `AveragePool` and `LpPool` over one, two
+//! or three spatial axes, global pools, inference
 //! `BatchNormalization`, `InstanceNormalization` and `GroupNormalization`
 //! over one or two spatial axes (`cnn.rs`), `Where`
 //! (a host condition) and `Gather` (host indices) (`select.rs`), the fused

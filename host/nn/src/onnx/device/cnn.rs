@@ -1,5 +1,5 @@
 //! Convolutional networks' ops on the device: `Conv`, `ConvTranspose`,
-//! `MaxPool`, `AveragePool` and `LpPool` over one or two spatial axes ([`Program::window`]: one
+//! `MaxPool`, `AveragePool` and `LpPool` over one, two or three spatial axes ([`Program::window`]: one
 //! thread per output, the taps read directly), `GlobalAveragePool` and
 //! `GlobalMaxPool` (rows of `reduce_rows`), inference
 //! `BatchNormalization`, `InstanceNormalization` and `GroupNormalization`
@@ -18,8 +18,8 @@ use crate::onnx::value::Value;
 
 impl OnDevice<'_> {
     /// `Conv`, `ConvTranspose`, `MaxPool` (its values only), `AveragePool`
-    /// or `LpPool` of an
-    /// `[n, c, w]` or `[n, c, h, w]` value (a `Conv`'s may be a host one,
+    /// or `LpPool` of an `[n, c, w]`, `[n, c, h, w]` or `[n, c, d, h, w]`
+    /// value (a `Conv`'s may be a host one,
     /// such as a network's input).
     pub(super) fn window(
         &mut self,
@@ -29,7 +29,7 @@ impl OnDevice<'_> {
         let p = node.proto;
         let x = self.operand(input(p, 0)?, host)?;
         let xs = x.shape().to_vec();
-        if !(3..=4).contains(&xs.len()) || xs.contains(&0) {
+        if !(3..=5).contains(&xs.len()) || xs.contains(&0) {
             return None;
         }
         let (n, c) = (xs[0], xs[1]);
@@ -253,29 +253,34 @@ fn out_shape(n: usize, channels: usize, win: &Window) -> Vec<usize> {
     shape
 }
 
-/// The window over `x` (`[n, c, w]`: a height of 1) as the kernel takes
-/// it; `None` for one it does not (an empty output; `ops::window` has
-/// refused zero strides, dilations and kernels).
+/// The window over `x` (`[n, c, w]`, `[n, c, h, w]` or `[n, c, d, h,
+/// w]`; missing spatial axes are 1) as the kernel takes it; `None` for one
+/// it does not (an empty output; `ops::window` has refused zero strides,
+/// dilations and kernels).
 fn window_shape(x: &[usize], win: &Window) -> Option<WindowShape> {
-    let one_d = x.len() == 3;
-    let two = |v: &[usize], fill: usize| -> Option<[usize; 2]> {
-        match (one_d, v) {
-            (true, &[a]) => Some([fill, a]),
-            (false, &[a, b]) => Some([a, b]),
-            _ => None,
+    let spatial = &x[2..];
+    // (depth, height, width), the missing leading axes `fill`.
+    let three = |v: &[usize], fill: usize| -> Option<[usize; 3]> {
+        if v.len() != spatial.len() {
+            return None;
         }
+        let mut out = [fill; 3];
+        out[3 - v.len()..].copy_from_slice(v);
+        Some(out)
     };
+    let [d, h, w] = three(spatial, 1)?;
     let shape = WindowShape {
         n: x[0],
         c: x[1],
-        h: if one_d { 1 } else { x[2] },
-        w: x[x.len() - 1],
-        kernel: two(&win.kernel, 1)?,
-        out: two(&win.out, 1)?,
-        strides: two(&win.strides, 1)?,
-        dilations: two(&win.dilations, 1)?,
-        pads_begin: two(&win.pad_begin, 0)?,
-        pads_end: two(&win.pad_end, 0)?,
+        d,
+        h,
+        w,
+        kernel: three(&win.kernel, 1)?,
+        out: three(&win.out, 1)?,
+        strides: three(&win.strides, 1)?,
+        dilations: three(&win.dilations, 1)?,
+        pads_begin: three(&win.pad_begin, 0)?,
+        pads_end: three(&win.pad_end, 0)?,
     };
     let positive = [shape.kernel, shape.out, shape.strides, shape.dilations];
     positive

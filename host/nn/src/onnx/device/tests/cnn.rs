@@ -128,6 +128,72 @@ fn one_dimensional_convolution_and_pooling_run_on_the_device() {
     assert_eq!(gpu.round_trips(), 1);
 }
 
+/// Convolutions (plain and transposed) and every pooling over three
+/// spatial axes run on the device, with strides, pads and dilations that
+/// differ axis by axis, and give the CPU's values.
+#[test]
+fn three_dimensional_convolution_and_pooling_run_on_the_device() {
+    let mut g = GraphWriter::new("conv3d");
+    g.node_ints(
+        "Conv",
+        &["x", "w"],
+        &["c"],
+        "conv",
+        &[],
+        &[
+            ("strides", &[1, 2, 1]),
+            ("pads", &[1, 0, 1, 0, 1, 1]),
+            ("dilations", &[2, 1, 1]),
+        ],
+    );
+    g.node_ints(
+        "ConvTranspose",
+        &["c", "wt", "bias"],
+        &["t"],
+        "up",
+        &[],
+        &[("strides", &[2, 1, 1])],
+    );
+    g.node_ints(
+        "AveragePool",
+        &["t"],
+        &["a"],
+        "average",
+        &[("count_include_pad", 1)],
+        &[("kernel_shape", &[2, 1, 2]), ("pads", &[1, 0, 0, 0, 0, 1])],
+    );
+    g.node_ints(
+        "MaxPool",
+        &["a"],
+        &["m"],
+        "max",
+        &[],
+        &[("kernel_shape", &[2, 2, 2]), ("strides", &[2, 2, 2])],
+    );
+    g.node_ints(
+        "LpPool",
+        &["m"],
+        &["y"],
+        "lp",
+        &[],
+        &[("kernel_shape", &[1, 2, 2])],
+    );
+    g.initializer("w", &[3, 2, 2, 3, 2], &wave(72, 0.5));
+    g.initializer("wt", &[3, 2, 2, 2, 2], &wave(48, 0.75));
+    g.initializer("bias", &[2], &[0.25, -0.5]);
+    g.input("x", &["n", "2", "d", "h", "w"]);
+    g.output("y", &[]);
+    let bytes = g.finish("weft-nn tests", 18);
+    let gpu = crate::gpu::tests::own(None);
+    let x = [(
+        "x".into(),
+        Tensor::from_f32(vec![2, 2, 5, 6, 7], &wave(840, 0.25)),
+    )];
+    matches_the_cpu(&bytes, &gpu, &x);
+    assert_eq!(gpu.round_trips(), 1, "one round trip: all on the device");
+    assert_eq!(gpu.pass_times().dispatches, 5, "one dispatch a node");
+}
+
 #[test]
 fn cnn_ops_the_device_does_not_cover_run_on_the_cpu() {
     // MaxPool's indices and a training-mode batch norm: each on the
