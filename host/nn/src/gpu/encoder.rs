@@ -21,6 +21,7 @@ pub(super) struct Kernels {
     gelu: Kernel,
     attention: Kernel,
     strided: Kernel,
+    pad_edges: Kernel,
     reduce_rows: Kernel,
     resample: Kernel,
     window: Kernel,
@@ -82,6 +83,7 @@ impl Kernels {
             gelu: kernel("gelu"),
             attention: kernel("attention"),
             strided: kernel("strided"),
+            pad_edges: kernel("pad_edges"),
             reduce_rows: kernel("reduce_rows"),
             resample: kernel("resample"),
             window: kernel("window"),
@@ -695,6 +697,53 @@ impl<'a> Program<'a> {
             &self.encoder().strided,
             vec![whole(x), whole(&layout), whole(out)],
             [count32, 0, 0, 0, 0, 0, 0, 0],
+            super::program::groups(count),
+        );
+        Ok(())
+    }
+
+    /// `Pad` in `mode` (0 `edge`, 1 `reflect`, 2 `wrap`) of `x`
+    /// (`shape`) into `out` (`out_shape`), `before[a]` new elements
+    /// before axis `a`'s (negative: that many cropped): each output
+    /// element is the input's at its index mapped back into the input.
+    ///
+    /// # Errors
+    ///
+    /// `TooLarge` past 2^31 elements.
+    pub(crate) fn pad_edges(
+        &mut self,
+        (x, shape): (&Buffer, &[usize]),
+        mode: u8,
+        before: &[i64],
+        (out, out_shape): (&Buffer, &[usize]),
+    ) -> Result<(), NnError> {
+        let rank = shape.len();
+        let count: usize = out_shape.iter().product();
+        let too_large = || super::too_large(format!("a pad of {count} elements on the GPU"));
+        let inner = shape.iter().product::<usize>();
+        if i32::try_from(count.max(inner)).is_err() {
+            return Err(too_large());
+        }
+        let mut meta: Vec<i64> = vec![rank as i64, i64::from(mode)];
+        let mut stride = 1;
+        let mut strides = vec![0; rank];
+        for a in (0..rank).rev() {
+            strides[a] = stride;
+            stride *= shape[a];
+        }
+        for a in 0..rank {
+            meta.extend([
+                out_shape[a] as i64,
+                shape[a] as i64,
+                before[a],
+                strides[a] as i64,
+            ]);
+        }
+        let layout = self.int_table(&meta, "weft-nn pad layout", too_large)?;
+        self.step(
+            &self.encoder().pad_edges,
+            vec![whole(x), whole(&layout), whole(out)],
+            [count as u32, 0, 0, 0, 0, 0, 0, 0],
             super::program::groups(count),
         );
         Ok(())

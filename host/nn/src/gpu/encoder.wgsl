@@ -502,6 +502,58 @@ fn strided(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
     }
 }
 
+// ---- pad_edges: a `Pad` whose new elements come from x: out[i] is x at
+// i's index mapped back into x axis by axis, `edge` (mode 0) clamped,
+// `reflect` (1) mirrored about x's first and last elements (periodically,
+// as the CPU does), `wrap` (2) repeated. `pe_meta` (i32s): rank, mode,
+// then per axis the output's extent, x's, the pad before it (negative: a
+// crop) and x's stride.
+
+@group(0) @binding(0) var<storage, read> pe_x: array<f32>;
+@group(0) @binding(1) var<storage, read> pe_meta: array<i32>;
+@group(0) @binding(2) var<storage, read_write> pe_out: array<f32>;
+@group(0) @binding(3) var<uniform> pe_p: StridedParams;
+
+// a mod m in [0, m).
+fn rem_euclid(a: i32, m: i32) -> i32 {
+    let r = a % m;
+    return select(r, r + m, r < 0);
+}
+
+@compute @workgroup_size(64, 1, 1)
+fn pad_edges(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let rank = pe_meta[0];
+    let mode = pe_meta[1];
+    for (var i = gid.x; i < pe_p.count; i = i + groups.x * THREADS) {
+        var rem = i32(i);
+        var src = 0;
+        for (var a = rank - 1; a >= 0; a = a - 1) {
+            let at = 2 + 4 * a;
+            let n = pe_meta[at];
+            let d = pe_meta[at + 1];
+            var j = rem % n - pe_meta[at + 2];
+            rem = rem / n;
+            if (j < 0 || j >= d) {
+                if (mode == 0) {
+                    j = clamp(j, 0, d - 1);
+                } else if (mode == 1) {
+                    if (d > 1) {
+                        let period = 2 * (d - 1);
+                        let m = rem_euclid(j, period);
+                        j = select(m, period - m, m >= d);
+                    } else {
+                        j = 0;
+                    }
+                } else {
+                    j = rem_euclid(j, d);
+                }
+            }
+            src = src + j * pe_meta[at + 3];
+        }
+        pe_out[i] = pe_x[src];
+    }
+}
+
 // ---- reduce_rows: out[r] = a reduction of row r of `d` floats, one
 // workgroup per row: sum, mean or max (ops 0, 1, 2; 3 a max that skips
 // NaN), min (4), sum of squares (5), L1 and L2 norms (6, 7), log of the

@@ -17,7 +17,7 @@
 //! (a host condition) and `Gather` (host indices) (`select.rs`), the fused
 //! `WeftLayerNorm`, `WeftGelu` and `WeftAttention`, `Transpose`, `Slice`,
 //! `Expand`, `Tile`, `Concat`, `Split` and a constant `Pad` as strided
-//! copies and `Resize`
+//! copies, an `edge`, `reflect` or `wrap` `Pad` as a gather, and `Resize`
 //! (`layout.rs`), and `Reshape`, `Identity`, `Flatten`, `Squeeze`,
 //! `Unsqueeze`, an inference `Dropout` and a `Cast` to f32 (new names
 //! for the same buffer); `Shape` and `Size` of a device value are answered from

@@ -1,8 +1,9 @@
 //! Ops that move data rather than compute it, on the device: `Transpose`,
 //! `Slice` and `Expand` as one strided copy each ([`ops::strided_view`]
 //! says where each element comes from, for the CPU as for the device),
-//! `Tile` and a constant `Pad` as one strided copy each, `Concat` and
-//! `Split` as one per part;
+//! `Tile` and a constant `Pad` as one strided copy each, an `edge`,
+//! `reflect` or `wrap` `Pad` as one gather, `Concat` and `Split` as one
+//! per part;
 //! `Resize` as one resampling per axis it changes.
 //!
 //! [`ops::strided_view`]: crate::onnx::ops::strided_view
@@ -148,28 +149,34 @@ impl OnDevice<'_> {
         })
     }
 
-    /// `Pad` in `constant` mode of a value on the device (its pads, value
-    /// and axes on the host): the part of it that lands in the output
-    /// copied into a buffer of the pad value (a new buffer is zeros;
-    /// another value is written first); negative pads crop.
+    /// `Pad` of a value on the device (its pads, value and axes on the
+    /// host); negative pads crop. In `constant` mode, the part of the
+    /// input that lands in the output is copied into a buffer of the pad
+    /// value (a new buffer is zeros; another value is written first); in
+    /// `edge`, `reflect` and `wrap` modes each output element is gathered
+    /// from where the CPU takes it.
     pub(super) fn pad(
         &mut self,
         node: Node<'_>,
         host: &HashMap<&str, Arc<Value>>,
     ) -> Option<Result<Dev, NnError>> {
         let p = node.proto;
-        if node.string("mode", "constant") != "constant" {
-            return None;
-        }
+        let mode = match node.string("mode", "constant").as_str() {
+            "constant" => None,
+            "edge" => Some(0),
+            "reflect" => Some(1),
+            "wrap" => Some(2),
+            _ => return None,
+        };
         let x = self.first_input(node)?;
         let r = x.shape.len();
         let (pads, value) = if node.opset < 11 {
             let pads = node.ints("pads").or_else(|| node.ints("paddings"))?;
             (pads, node.float("value", 0.0))
         } else {
-            let value = match input(p, 2) {
-                Some(v) => super::host_scalar(host, v)?,
-                None => 0.0,
+            let value = match (mode, input(p, 2)) {
+                (None, Some(v)) => super::host_scalar(host, v)?,
+                _ => 0.0,
             };
             (host.get(input(p, 1)?)?.to_i64(), value)
         };
@@ -199,6 +206,14 @@ impl OnDevice<'_> {
         let count = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d))?;
         if x.len() == 0 || count == 0 || !self.fits(count) {
             return None;
+        }
+        if let Some(mode) = mode {
+            return self.try_record(shape.clone(), |me, out| {
+                let out_shape = shape.as_slice();
+                let from = (&*x.buf, x.shape.as_slice());
+                me.program()?
+                    .pad_edges(from, mode, &before, (out, out_shape))
+            });
         }
         // Along each axis, the input from `-before` (if cropped) to where
         // the output ends.

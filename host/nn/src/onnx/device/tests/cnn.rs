@@ -559,11 +559,13 @@ fn resizes_run_on_the_device_as_on_the_cpu() {
 }
 
 #[test]
-fn constant_pads_run_on_the_device_as_on_the_cpu() {
+fn pads_run_on_the_device_as_on_the_cpu() {
     // Zeros around a map, one side cropped (a negative pad); a value of
     // -2.5 on two of the axes (`axes`, opset 18); and -0.0, which a new
     // buffer's zeros are not; crops on both sides of an axis and pads
-    // wider than the input. An `edge` pad stays on the CPU.
+    // wider than the input. Then `edge`, `reflect` and `wrap` pads, the
+    // last two wider than the axes they pad (reflecting and wrapping
+    // more than once), one of them cropping too.
     let mut g = GraphWriter::new("pads");
     g.node("Conv", &["x", "ones"], &["h"], "depthwise", &[("group", 2)]);
     g.node("Pad", &["h", "pads"], &["zeros"], "zeros", &[]);
@@ -584,7 +586,18 @@ fn constant_pads_run_on_the_device_as_on_the_cpu() {
     let edge = [("mode", "edge")];
     g.node_strings("Pad", &["h", "pads"], &["edge"], "edge", (&[], &[]), &edge);
     g.node("Pad", &["h", "wide_pads"], &["wide"], "wide", &[]);
-    for o in ["zeros", "valued", "signed", "edge", "wide"] {
+    for (mode, pads) in [
+        ("reflect", "far_pads"),
+        ("wrap", "far_pads"),
+        ("edge", "wide_pads"),
+    ] {
+        let out = format!("{mode}_{pads}");
+        let attrs = [("mode", mode)];
+        g.node_strings("Pad", &["h", pads], &[&out], &out, (&[], &[]), &attrs);
+    }
+    let outputs = ["zeros", "valued", "signed", "edge", "wide"];
+    let far = ["reflect_far_pads", "wrap_far_pads", "edge_wide_pads"];
+    for o in outputs.iter().chain(&far) {
         g.output(o, &[]);
     }
     g.initializer("ones", &[2, 1, 1, 1], &[1.0, 1.0]);
@@ -592,6 +605,9 @@ fn constant_pads_run_on_the_device_as_on_the_cpu() {
     // Cropped on both sides of one axis, padded past the input's extent
     // on the other.
     g.initializer_i64("wide_pads", &[8], &[0, 0, -1, 6, 0, 0, -1, 7]);
+    // Past each axis's extent: 5 and 9 more rows of 3, 6 and 4 more
+    // columns of 4.
+    g.initializer_i64("far_pads", &[8], &[0, 0, 5, 6, 0, 0, 9, 4]);
     g.initializer_i64("some", &[4], &[2, 0, 1, 3]);
     g.initializer_i64("axes", &[2], &[1, 3]);
     g.initializer("value", &[], &[-2.5]);
@@ -616,9 +632,8 @@ fn constant_pads_run_on_the_device_as_on_the_cpu() {
     let bits =
         |t: &Tensor| -> Vec<u32> { t.to_f32().unwrap().iter().map(|v| v.to_bits()).collect() };
     assert_eq!(bits(&got[2].1), bits(&want[2].1), "-0.0 kept");
-    // Per call: the convolution and three pads, then `h` read back for
-    // the edge pad; the wide pad, then the outputs: two programs.
-    ran_on_the_device(&gpu, 4, 10);
+    // Per call, one program: the convolution and eight pads.
+    ran_on_the_device(&gpu, 2, 18);
 }
 
 #[test]
