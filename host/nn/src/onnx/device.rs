@@ -32,8 +32,8 @@
 //! submission. Any other node runs on the CPU as before, after what it
 //! reads from the device is brought back — which submits what was
 //! recorded so far. A transformer encoder such as MiniLM thus runs its
-//! embeddings on the CPU, then every layer on the device, and reads back
-//! only its output: one round trip per call instead of one per product
+//! embedding lookups (`Gather` of a table uploaded at load) and every
+//! layer on the device, and reads back only its output: one round trip per call instead of one per product
 //! (its attention fused or, as exporters write it, not).
 //! A node the device kernels do not cover exactly (an unusual broadcast,
 //! an operand that is not f32) runs on the CPU.
@@ -214,6 +214,19 @@ impl<'g> OnDevice<'g> {
         Ok(Dev { buf, shape: vec![] })
     }
 
+    /// The initializer `name` (whose value is `v`) as uploaded at load,
+    /// if it was.
+    fn uploaded_at_load(&self, name: &str, v: &Value) -> Option<Dev> {
+        let c = self
+            .weights
+            .constant(name)
+            .filter(|c| std::ptr::eq(&*c.value, v))?;
+        Some(Dev {
+            buf: Arc::clone(&c.buf),
+            shape: v.shape.clone(),
+        })
+    }
+
     /// The operand on the device, uploading a host one with the submission.
     fn up(&mut self, op: Operand<'_>) -> Result<Dev, NnError> {
         match op {
@@ -222,16 +235,8 @@ impl<'g> OnDevice<'g> {
                 if let Some(d) = self.uploaded.get(name) {
                     return Ok(d.clone());
                 }
-                // An initializer uploaded at load.
-                if let Some(c) = self
-                    .weights
-                    .constant(name)
-                    .filter(|c| std::ptr::eq(&*c.value, v))
-                {
-                    return Ok(Dev {
-                        buf: Arc::clone(&c.buf),
-                        shape: v.shape.clone(),
-                    });
+                if let Some(d) = self.uploaded_at_load(name, v) {
+                    return Ok(d);
                 }
                 let Data::F32(data) = &v.data else {
                     unreachable!("operands are f32")
@@ -433,7 +438,9 @@ impl<'g> OnDevice<'g> {
             }
             "Clip" if on_device(0) => self.clip(node, host),
             "Where" if on_device(1) || on_device(2) => self.pick(node, host),
-            "Gather" if on_device(0) => self.gather(node, host),
+            // Of a value on the device, or of a table uploaded at load
+            // (embeddings).
+            "Gather" => self.gather(node, host),
             "ReduceSum" | "ReduceMean" | "ReduceMax" | "ReduceMin" | "ReduceSumSquare"
             | "ReduceL1" | "ReduceL2" | "ReduceLogSum" | "ReduceLogSumExp" | "ReduceProd"
                 if on_device(0) =>

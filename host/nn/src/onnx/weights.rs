@@ -80,6 +80,8 @@ const READ_ON_DEVICE: &[&str] = &[
     "PRelu",
     "Concat",
     "Where",
+    // Its table (an embedding's): the indices are the host's.
+    "Gather",
     "LayerNormalization",
     "WeftLayerNorm",
     "WeftAttention",

@@ -150,15 +150,23 @@ impl GraphWriter {
 
     /// Declares a float graph input.
     pub(crate) fn input(&mut self, name: &str, dims: &[&str]) {
-        self.value_info(11, name, dims);
+        self.value_info(11, name, dims, 1);
+    }
+
+    /// Declares an int64 graph input (token ids).
+    #[cfg(test)]
+    pub(crate) fn input_i64(&mut self, name: &str, dims: &[&str]) {
+        self.value_info(11, name, dims, 7);
     }
 
     /// Declares a float graph output.
     pub(crate) fn output(&mut self, name: &str, dims: &[&str]) {
-        self.value_info(12, name, dims);
+        self.value_info(12, name, dims, 1);
     }
 
-    fn value_info(&mut self, field: u64, name: &str, dims: &[&str]) {
+    /// A `ValueInfoProto` of element type `elem` (ONNX's codes: 1 float,
+    /// 7 int64) as graph field `field`.
+    fn value_info(&mut self, field: u64, name: &str, dims: &[&str], elem: u64) {
         let mut shape = Vec::new();
         for d in dims {
             let mut dim = Vec::new();
@@ -173,7 +181,7 @@ impl GraphWriter {
         }
         let mut tensor_type = Vec::new();
         key(1, 0, &mut tensor_type);
-        var(1, &mut tensor_type); // FLOAT
+        var(elem, &mut tensor_type);
         bytes(2, &shape, &mut tensor_type);
         let mut ty = Vec::new();
         bytes(1, &tensor_type, &mut ty);

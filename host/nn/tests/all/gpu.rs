@@ -1,6 +1,6 @@
 //! all-MiniLM-L6-v2 (ONNX) loaded for the GPU gives the CPU's outputs: its
-//! six layers run on the GPU (llvmpipe where there is none:
-//! `scripts/install-vulkan.sh`), its embeddings on the CPU. SmolLM2 (GGUF)
+//! embedding lookups and six layers run on the GPU (llvmpipe where there
+//! is none: `scripts/install-vulkan.sh`). SmolLM2 (GGUF)
 //! loaded for the GPU generates llama.cpp's tokens with every weight product
 //! there. Fails, rather than skips, without a Vulkan adapter.
 
@@ -26,9 +26,11 @@ fn minilm_on_the_gpu_matches_the_cpu() {
     // run on the device, uploaded once too: each layer's 6 biases and two
     // norms' weights and biases, the embeddings' norm, and the mask's 1
     // and minimum (the norms' epsilon and the attention scale are read
-    // on the host).
+    // on the host), and the tables the embeddings' lookups read: 30,522
+    // words, 512 positions and 2 token types of 384 each.
     let weights = 6 * (4 * 384 * 384 + 2 * 384 * 1536);
-    let constants = 6 * (4 * 384 + 1536 + 384 + 4 * 384) + 2 * 384 + 2;
+    let tables = (30_522 + 512 + 2) * 384;
+    let constants = 6 * (4 * 384 + 1536 + 384 + 4 * 384) + 2 * 384 + 2 + tables;
     assert_eq!(gpu.device_bytes(), (weights + constants) * 4);
     assert_eq!(cpu.device_bytes(), 0);
     assert_eq!(engine.stats().device_bytes, gpu.device_bytes());

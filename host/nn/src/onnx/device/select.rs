@@ -45,16 +45,23 @@ impl OnDevice<'_> {
         })
     }
 
-    /// `Gather` of a value on the device by indices on the host (any
-    /// integer type; negative ones count from the end). Indices out of
-    /// range leave the node to the CPU, which says which.
+    /// `Gather` of a value on the device, or of an initializer uploaded
+    /// at load (an embedding table), by indices on the host (any integer
+    /// type; negative ones count from the end). Indices out of range
+    /// leave the node to the CPU, which says which.
     pub(super) fn gather(
         &mut self,
         node: Node<'_>,
         host: &HashMap<&str, Arc<Value>>,
     ) -> Option<Result<Dev, NnError>> {
         let p = node.proto;
-        let x = self.first_input(node)?;
+        let x = match self.first_input(node) {
+            Some(x) => x,
+            None => {
+                let name = input(p, 0)?;
+                self.uploaded_at_load(name, host.get(name)?)?
+            }
+        };
         let ind = host.get(input(p, 1)?)?;
         if matches!(ind.data, Data::F32(_) | Data::F64(_) | Data::Bool(_)) {
             return None;

@@ -1,7 +1,7 @@
 //! Tests of `select.rs`: `Where` and `Gather` on the device against the
 //! CPU.
 
-use super::{fails_on_both, matches_the_cpu, wave};
+use super::{fails_on_both, matches_the_cpu, ran_on_the_device, wave};
 use crate::Tensor;
 use crate::onnx::write::GraphWriter;
 
@@ -60,4 +60,30 @@ fn a_gather_index_out_of_range_fails_on_the_cpu_as_it_would() {
     let bytes = g.finish("weft-nn tests", 17);
     let x = [("x".into(), Tensor::from_f32(vec![2, 2], &[1.0; 4]))];
     fails_on_both(&bytes, &x, "node `gather` (Gather)");
+}
+
+/// An embedding lookup (`Gather` of an initializer table by the call's
+/// token ids, one negative) runs on the device from the table uploaded
+/// at load, so what an encoder does with its embeddings (their sum, a
+/// product) runs there too, and only the ids go up with the call.
+#[test]
+fn an_embedding_lookup_reads_its_table_on_the_device() {
+    let mut g = GraphWriter::new("embed");
+    g.node("Gather", &["table", "ids"], &["e"], "lookup", &[]);
+    g.node("Gather", &["positions", "pos"], &["p"], "positions", &[]);
+    g.node("Add", &["e", "p"], &["s"], "sum", &[]);
+    g.node("MatMul", &["s", "w"], &["y"], "project", &[]);
+    g.initializer("table", &[10, 4], &wave(40, 0.2));
+    g.initializer("positions", &[6, 4], &wave(24, 1.1));
+    g.initializer_i64("pos", &[3], &[0, 1, 2]);
+    g.initializer("w", &[4, 3], &wave(12, 0.4));
+    g.input_i64("ids", &["2", "3"]);
+    g.output("y", &[]);
+    let bytes = g.finish("weft-nn tests", 17);
+    let gpu = crate::gpu::tests::own(None);
+    let ids = Tensor::from_i64(vec![2, 3], &[1, 9, -1, 0, 4, 4]);
+    matches_the_cpu(&bytes, &gpu, &[("ids".into(), ids)]);
+    // The two lookups, the sum and the product, in one program (on the
+    // CPU, the lookups and the sum: the product alone went up).
+    ran_on_the_device(&gpu, 1, 4);
 }
