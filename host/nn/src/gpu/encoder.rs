@@ -121,7 +121,7 @@ pub(crate) struct StridedCopy<'s> {
 }
 
 /// What [`Program::window`] computes: a convolution (with its weights
-/// `[m, c / groups, kh, kw]` and perhaps a bias `[m]`) or a pooling.
+/// `[m, c / groups, kd, kh, kw]` and perhaps a bias `[m]`) or a pooling.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum WindowOp<'b> {
     Conv {
@@ -129,7 +129,7 @@ pub(crate) enum WindowOp<'b> {
         bias: Option<&'b Buffer>,
         out_channels: usize,
         groups: usize,
-        /// `ConvTranspose`: weights `[c, m / groups, kh, kw]`, each input
+        /// `ConvTranspose`: weights `[c, m / groups, kd, kh, kw]`, each input
         /// spread over the outputs its taps reach (gathered per output).
         transposed: bool,
     },
@@ -720,8 +720,12 @@ impl<'a> Program<'a> {
         let rank = shape.len();
         let count: usize = out_shape.iter().product();
         let too_large = || super::too_large(format!("a pad of {count} elements on the GPU"));
+        // Every index the kernel forms (a reflection's period is twice
+        // an axis) within i32, and every pad too.
         let inner = shape.iter().product::<usize>();
-        if i32::try_from(count.max(inner)).is_err() {
+        let widest = shape.iter().max().map_or(0, |&d| 2 * d);
+        let pads_fit = before.iter().all(|b| b.unsigned_abs() < 1 << 30);
+        if i32::try_from(count.max(inner).max(widest)).is_err() || !pads_fit {
             return Err(too_large());
         }
         let mut meta: Vec<i64> = vec![rank as i64, i64::from(mode)];

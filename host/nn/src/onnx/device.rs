@@ -10,11 +10,12 @@
 //! [`UnaryOp`]) and `Floor`/`Ceil`/`Round`/`Sign`, every `Reduce*` over
 //! any axes, `Softmax` and `LogSoftmax` over any
 //! axis, `LayerNormalization` over the last axis (so RMSNorm as exporters write it stays there), a CNN's `Conv`,
-//! `ConvTranspose`, `MaxPool`, `AveragePool` and `LpPool` over one, two
-//! or three spatial axes, global pools, inference
-//! `BatchNormalization`, `InstanceNormalization` and `GroupNormalization`
-//! over one or two spatial axes (`cnn.rs`), `Where`
-//! (a host condition) and `Gather` (host indices) (`select.rs`), the fused
+//! `ConvTranspose`, `MaxPool`, `AveragePool` and `LpPool` (over one, two
+//! or three spatial axes), global pools, inference `BatchNormalization`,
+//! and `InstanceNormalization` and `GroupNormalization` (over one or two
+//! spatial axes) (`cnn.rs`), `Where` (a host condition) and `Gather`
+//! (host indices; of a value on the device or of a table uploaded at
+//! load) (`select.rs`), the fused
 //! `WeftLayerNorm`, `WeftGelu` and `WeftAttention`, `Transpose`, `Slice`,
 //! `Expand`, `Tile`, `Concat`, `Split` and a constant `Pad` as strided
 //! copies, an `edge`, `reflect` or `wrap` `Pad` as a gather, and `Resize`
@@ -24,7 +25,8 @@
 //! its shape, with nothing read back.
 //!
 //! A node is recorded when one of its data inputs is already on the
-//! device (or, for a product or a `Conv`, whenever its weight is); the
+//! device (or, for a product or a `Conv`, whenever its weight is; for a
+//! `Gather`, whenever its table went up at load); the
 //! call's f32 inputs are, from the start (`hold_inputs`). The f32
 //! initializers such nodes read (biases, norm weights, scalars) went up
 //! once at load with the weights (`weights.rs`); other host operands (a

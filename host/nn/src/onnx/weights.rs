@@ -224,11 +224,17 @@ pub(super) fn upload_weights(
         let b = resident_key(node)
             .filter(|(name, t)| matrices[usize::from(*t)].contains_key(*name))
             .map(|(name, _)| name);
+        // A table that is also a product's weight (tied embeddings) is
+        // there once, as the matrix: its lookups stay on the CPU.
+        let tied = |name: &String| {
+            node.op_type == "Gather" && matrices.iter().any(|m| m.contains_key(name))
+        };
         for (i, name) in node.inputs.iter().enumerate() {
             if name.is_empty()
                 || Some(name.as_str()) == b
                 || read_on_host(node, i)
                 || constants.contains_key(name)
+                || tied(name)
             {
                 continue;
             }

@@ -1,6 +1,7 @@
 //! Ops that pick values, on the device: `Where` (its condition from the
 //! host, its branches f32, any broadcast) and `Gather` of a value on the
-//! device by host indices, along any axis.
+//! device or of a table uploaded at load (embeddings) by host indices,
+//! along any axis.
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -130,7 +130,8 @@ fn one_dimensional_convolution_and_pooling_run_on_the_device() {
 
 /// Convolutions (plain and transposed) and every pooling over three
 /// spatial axes run on the device, with strides, pads and dilations that
-/// differ axis by axis, and give the CPU's values.
+/// differ axis by axis (a max pool's last windows past the input, by
+/// `ceil_mode`), and give the CPU's values.
 #[test]
 fn three_dimensional_convolution_and_pooling_run_on_the_device() {
     let mut g = GraphWriter::new("conv3d");
@@ -167,8 +168,12 @@ fn three_dimensional_convolution_and_pooling_run_on_the_device() {
         &["a"],
         &["m"],
         "max",
-        &[],
-        &[("kernel_shape", &[2, 2, 2]), ("strides", &[2, 2, 2])],
+        &[("ceil_mode", 1)],
+        &[
+            ("kernel_shape", &[2, 2, 2]),
+            ("strides", &[2, 2, 2]),
+            ("pads", &[0, 1, 0, 1, 0, 0]),
+        ],
     );
     g.node_ints(
         "LpPool",
@@ -590,13 +595,21 @@ fn pads_run_on_the_device_as_on_the_cpu() {
         ("reflect", "far_pads"),
         ("wrap", "far_pads"),
         ("edge", "wide_pads"),
+        ("reflect", "crop_pads"),
+        ("wrap", "crop_pads"),
     ] {
         let out = format!("{mode}_{pads}");
         let attrs = [("mode", mode)];
         g.node_strings("Pad", &["h", pads], &[&out], &out, (&[], &[]), &attrs);
     }
     let outputs = ["zeros", "valued", "signed", "edge", "wide"];
-    let far = ["reflect_far_pads", "wrap_far_pads", "edge_wide_pads"];
+    let far = [
+        "reflect_far_pads",
+        "wrap_far_pads",
+        "edge_wide_pads",
+        "reflect_crop_pads",
+        "wrap_crop_pads",
+    ];
     for o in outputs.iter().chain(&far) {
         g.output(o, &[]);
     }
@@ -608,6 +621,9 @@ fn pads_run_on_the_device_as_on_the_cpu() {
     // Past each axis's extent: 5 and 9 more rows of 3, 6 and 4 more
     // columns of 4.
     g.initializer_i64("far_pads", &[8], &[0, 0, 5, 6, 0, 0, 9, 4]);
+    // A batch of one padded (a reflection of one element is itself),
+    // rows cropped before, columns padded before and cropped after.
+    g.initializer_i64("crop_pads", &[8], &[1, 0, -1, 2, 0, 0, 0, -1]);
     g.initializer_i64("some", &[4], &[2, 0, 1, 3]);
     g.initializer_i64("axes", &[2], &[1, 3]);
     g.initializer("value", &[], &[-2.5]);
@@ -632,8 +648,8 @@ fn pads_run_on_the_device_as_on_the_cpu() {
     let bits =
         |t: &Tensor| -> Vec<u32> { t.to_f32().unwrap().iter().map(|v| v.to_bits()).collect() };
     assert_eq!(bits(&got[2].1), bits(&want[2].1), "-0.0 kept");
-    // Per call, one program: the convolution and eight pads.
-    ran_on_the_device(&gpu, 2, 18);
+    // Per call, one program: the convolution and ten pads.
+    ran_on_the_device(&gpu, 2, 22);
 }
 
 #[test]

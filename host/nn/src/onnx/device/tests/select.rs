@@ -2,8 +2,9 @@
 //! CPU.
 
 use super::{fails_on_both, matches_the_cpu, ran_on_the_device, wave};
-use crate::Tensor;
+use crate::onnx::exec::OnnxModel;
 use crate::onnx::write::GraphWriter;
+use crate::{Model, Tensor};
 
 #[test]
 fn a_masked_decoder_attention_and_its_gathers_stay_on_the_device() {
@@ -86,4 +87,29 @@ fn an_embedding_lookup_reads_its_table_on_the_device() {
     // The two lookups, the sum and the product, in one program (on the
     // CPU, the lookups and the sum: the product alone went up).
     ran_on_the_device(&gpu, 1, 4);
+}
+
+/// A table that a product also reads as its weight (tied embeddings and
+/// output head) is on the device once, as the product's matrix: its
+/// lookup then runs on the CPU, and the answers are the CPU's.
+#[test]
+fn a_tied_table_goes_up_once() {
+    let mut g = GraphWriter::new("tied");
+    g.node("Gather", &["table", "ids"], &["e"], "lookup", &[]);
+    g.node(
+        "Gemm",
+        &["e", "table"],
+        &["logits"],
+        "head",
+        &[("transB", 1)],
+    );
+    g.initializer("table", &[10, 4], &wave(40, 0.2));
+    g.input_i64("ids", &["3"]);
+    g.output("logits", &[]);
+    let bytes = g.finish("weft-nn tests", 17);
+    let gpu = crate::gpu::tests::own(None);
+    let ids = Tensor::from_i64(vec![3], &[1, 9, -1]);
+    matches_the_cpu(&bytes, &gpu, &[("ids".into(), ids)]);
+    let model = OnnxModel::load_for(&bytes, Some(Ok(gpu))).unwrap();
+    assert_eq!(model.device_bytes(), 10 * 4 * 4, "the table once");
 }
