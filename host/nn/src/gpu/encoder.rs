@@ -557,21 +557,21 @@ impl<'a> Program<'a> {
     }
 
     /// `Pad` in `mode` (0 `edge`, 1 `reflect`, 2 `wrap`) of `x`
-    /// (`shape`) into `out` (`out_shape`), `before[a]` new elements
-    /// before axis `a`'s (negative: that many cropped): each output
-    /// element is the input's at its index mapped back into the input.
+    /// (`shape`, row-major `strides`) into `out` (`out_shape`),
+    /// `before[a]` new elements before axis `a`'s (negative: that many
+    /// cropped): each output element is the input's at its index mapped
+    /// back into the input.
     ///
     /// # Errors
     ///
     /// `TooLarge` past 2^31 elements.
     pub(crate) fn pad_edges(
         &mut self,
-        (x, shape): (&Buffer, &[usize]),
+        (x, shape, strides): (&Buffer, &[usize], &[i64]),
         mode: u8,
         before: &[i64],
         (out, out_shape): (&Buffer, &[usize]),
     ) -> Result<(), NnError> {
-        let rank = shape.len();
         let count: usize = out_shape.iter().product();
         let too_large = || super::too_large(format!("a pad of {count} elements on the GPU"));
         // Every index the kernel forms (a reflection's period is twice
@@ -582,20 +582,9 @@ impl<'a> Program<'a> {
         if i32::try_from(count.max(inner).max(widest)).is_err() || !pads_fit {
             return Err(too_large());
         }
-        let mut meta: Vec<i64> = vec![rank as i64, i64::from(mode)];
-        let mut stride = 1;
-        let mut strides = vec![0; rank];
-        for a in (0..rank).rev() {
-            strides[a] = stride;
-            stride *= shape[a];
-        }
-        for a in 0..rank {
-            meta.extend([
-                out_shape[a] as i64,
-                shape[a] as i64,
-                before[a],
-                strides[a] as i64,
-            ]);
+        let mut meta: Vec<i64> = vec![shape.len() as i64, i64::from(mode)];
+        for a in 0..shape.len() {
+            meta.extend([out_shape[a] as i64, shape[a] as i64, before[a], strides[a]]);
         }
         let layout = self.int_table(&meta, "weft-nn pad layout", too_large)?;
         self.step(

@@ -83,10 +83,7 @@ impl Weights {
 
     /// [`Weights::products`], to pack for the CPU.
     fn products_mut(&mut self) -> impl Iterator<Item = &mut QMatrix> {
-        let head = match &mut self.output {
-            Some(output) => output,
-            None => &mut self.tok_embd,
-        };
+        let head = self.output.as_mut().unwrap_or(&mut self.tok_embd);
         self.layers
             .iter_mut()
             .flat_map(|l| {
@@ -108,10 +105,7 @@ impl Weights {
     /// head. Its Q, K and V, and its gate and up, go up side by side
     /// (`DeviceWeights`).
     fn alone_on_the_gpu_mut(&mut self) -> impl Iterator<Item = &mut QMatrix> {
-        let head = match &mut self.output {
-            Some(output) => output,
-            None => &mut self.tok_embd,
-        };
+        let head = self.output.as_mut().unwrap_or(&mut self.tok_embd);
         self.layers
             .iter_mut()
             .flat_map(|l| [&mut l.wo, &mut l.down])

@@ -57,6 +57,13 @@ fn norm_params(
     ]
 }
 
+/// A one-row matrix (a norm's weight, a bias) as the binding of its one
+/// panel.
+fn vector(m: &GpuMatrix) -> (wgpu::Buffer, u64, u64) {
+    let (b, _, _) = m.panels().next().expect("a vector is one panel");
+    (b.clone(), 0, b.size())
+}
+
 impl Program<'_> {
     /// `out[out_row0 + r] = rms_norm(x[row0 + r]) * weight` for `rows`
     /// rows of `weight.cols()` each (`weight`: one row, in one panel).
@@ -72,10 +79,9 @@ impl Program<'_> {
         out_row0: usize,
     ) {
         let d = weight.cols();
-        let (w, _, _) = weight.panels().next().expect("a vector is one panel");
         self.step(
             &self.ops.rms_norm,
-            vec![whole(x), (w.clone(), 0, w.size()), whole(out)],
+            vec![whole(x), vector(weight), whole(out)],
             norm_params(d, eps, (row0 * d, out_row0 * d), (1, d), 1.0),
             [rows as u32, 1],
         );
@@ -96,10 +102,9 @@ impl Program<'_> {
             false => (0, qkv.heads),
             true => (qkv.q_dim(), qkv.kv_heads),
         };
-        let (w, _, _) = norm.panels().next().expect("a vector is one panel");
         self.step(
             &self.ops.head_norm,
-            vec![whole(x), (w.clone(), 0, w.size())],
+            vec![whole(x), vector(norm)],
             norm_params(qkv.head_dim, eps, (col, 0), (heads, qkv.stride()), 1.0),
             [(tokens * heads) as u32, 1],
         );
@@ -118,10 +123,9 @@ impl Program<'_> {
         out: &Buffer,
     ) {
         let d = weight.cols();
-        let (w, _, _) = weight.panels().next().expect("a vector is one panel");
         self.step(
             &self.ops.add_rms_norm,
-            vec![whole(x), whole(y), (w.clone(), 0, w.size()), whole(out)],
+            vec![whole(x), whole(y), vector(weight), whole(out)],
             norm_params(d, eps, (0, 0), (1, d), scale),
             [rows as u32, 1],
         );
@@ -172,10 +176,9 @@ impl Program<'_> {
     /// `x[i] += bias[i % bias.cols()]` for `i < count`: the bias added to
     /// each row of `x`.
     pub(crate) fn add_bias(&mut self, x: &Buffer, bias: &GpuMatrix, count: usize) {
-        let (b, _, _) = bias.panels().next().expect("a vector is one panel");
         self.step(
             &self.ops.add,
-            vec![whole(x), (b.clone(), 0, b.size())],
+            vec![whole(x), vector(bias)],
             [count, bias.cols(), 1f32.to_bits() as usize, 0, 0, 0, 0, 0].map(|x| x as u32),
             groups(count),
         );

@@ -208,11 +208,10 @@ impl OnDevice<'_> {
             return None;
         }
         if let Some(mode) = mode {
+            let strides = dense(&x.shape);
             return self.try_record(shape.clone(), |me, out| {
-                let out_shape = shape.as_slice();
-                let from = (&*x.buf, x.shape.as_slice());
-                me.program()?
-                    .pad_edges(from, mode, &before, (out, out_shape))
+                let from = (&*x.buf, x.shape.as_slice(), strides.as_slice());
+                me.program()?.pad_edges(from, mode, &before, (out, &shape))
             });
         }
         // Along each axis, the input from `-before` (if cropped) to where
