@@ -59,10 +59,25 @@ fn binary(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
             case 5u: { r = max(a, b); }
             case 6u: { r = min(a, b); }
             case 7u: { r = select(a, a * b, a < 0.0); }
+            // Comparisons and logic give bools as the device holds them:
+            // 1 or 0.
+            case 8u: { r = select(0.0, 1.0, a == b); }
+            case 9u: { r = select(0.0, 1.0, a < b); }
+            case 10u: { r = select(0.0, 1.0, a <= b); }
+            case 11u: { r = select(0.0, 1.0, a > b); }
+            case 12u: { r = select(0.0, 1.0, a >= b); }
+            case 13u: { r = select(0.0, 1.0, a != 0.0 && b != 0.0); }
+            case 14u: { r = select(0.0, 1.0, a != 0.0 || b != 0.0); }
+            case 15u: { r = select(0.0, 1.0, (a != 0.0) != (b != 0.0)); }
             default: {}
         }
-        if ((bin_p.op == 5u || bin_p.op == 6u) && (is_nan_bits(a) || is_nan_bits(b))) {
+        let either_nan = is_nan_bits(a) || is_nan_bits(b);
+        if ((bin_p.op == 5u || bin_p.op == 6u) && either_nan) {
             r = nan();
+        }
+        // A comparison with NaN is false.
+        if (bin_p.op >= 8u && bin_p.op <= 12u && either_nan) {
+            r = 0.0;
         }
         bin_out[i] = r;
     }
@@ -324,11 +339,21 @@ fn unary(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups)
                 let e = exp(-abs(a * x));
                 r = x * select(e / (1.0 + e), 1.0 / (1.0 + e), a * x >= 0.0);
             }
+            // Bools out (1 or 0): Not, IsNaN, IsInf (`a`: negative ones,
+            // `b`: positive ones), and a cast to bool (NaN is true).
+            case 30u: { r = select(0.0, 1.0, x == 0.0); }
+            case 31u: { r = select(0.0, 1.0, is_nan_bits(x)); }
+            case 32u: {
+                let bits = bitcast<u32>(x);
+                r = select(0.0, 1.0, (bits == 0xff800000u && a != 0.0) || (bits == 0x7f800000u && b != 0.0));
+            }
+            case 33u: { r = select(0.0, 1.0, x != 0.0 || is_nan_bits(x)); }
             default: {}
         }
         // NaN in, NaN out, as on the CPU (WGSL's `clamp`, `max` and
-        // comparisons may drop it), but for ThresholdedRelu (0).
-        if (un_p.op >= 15u && un_p.op != 24u && is_nan_bits(x)) {
+        // comparisons may drop it), but for ThresholdedRelu (0) and the
+        // ops that give bools.
+        if (un_p.op >= 15u && un_p.op != 24u && un_p.op < 30u && is_nan_bits(x)) {
             r = x;
         }
         un_out[i] = r;

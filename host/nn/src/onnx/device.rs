@@ -13,9 +13,11 @@
 //! `ConvTranspose`, `MaxPool`, `AveragePool` and `LpPool` (over one, two
 //! or three spatial axes), global pools, inference `BatchNormalization`,
 //! and `InstanceNormalization` and `GroupNormalization` (over one or two
-//! spatial axes) (`cnn.rs`), `Where` (a host condition) and `Gather`
+//! spatial axes) (`cnn.rs`), `Where` and `Gather`
 //! (host indices; of a value on the device or of a table uploaded at
-//! load) (`select.rs`), the fused
+//! load) (`select.rs`), the comparisons (`Equal`, `Less`, `LessOrEqual`,
+//! `Greater`, `GreaterOrEqual`), `And`, `Or`, `Xor`, `Not`, `IsNaN`,
+//! `IsInf` and a `Cast` to bool, which give bools, the fused
 //! `WeftLayerNorm`, `WeftGelu` and `WeftAttention`, `Transpose`, `Slice`,
 //! `Expand`, `Tile`, `Concat`, `Split` and a constant `Pad` as strided
 //! copies, an `edge`, `reflect` or `wrap` `Pad` as a gather, and `Resize`
@@ -23,6 +25,12 @@
 //! `Unsqueeze`, an inference `Dropout` and a `Cast` to f32 (new names
 //! for the same buffer); `Shape` and `Size` of a device value are answered from
 //! its shape, with nothing read back.
+//!
+//! A bool on the device is held as 1.0 or 0.0 in an f32 buffer and
+//! marked as a bool ([`Dev::is_bool`]): the logical ops, `Where`'s
+//! condition, `Cast` (to f32 it is a new name) and the copies that move
+//! values (`TAKES_BOOLS`) read it there, and it comes back to the host as
+//! a bool. Any other node that reads one runs on the CPU.
 //!
 //! A node is recorded when one of its data inputs is already on the
 //! device (or, for a product or a `Conv`, whenever its weight is; for a
@@ -38,7 +46,8 @@
 //! layer on the device, and reads back only its output: one round trip per call instead of one per product
 //! (its attention fused or, as exporters write it, not).
 //! A node the device kernels do not cover exactly (an unusual broadcast,
-//! an operand that is not f32) runs on the CPU.
+//! an operand that is neither f32 nor, where bools are read, a bool)
+//! runs on the CPU.
 //! `WEFT_NN_ONNX_RESIDENT=0` turns this off: each product then makes its
 //! own round trip (to compare, or to rule this path out).
 
@@ -59,14 +68,25 @@ pub(super) fn enabled() -> bool {
     *ON.get_or_init(|| std::env::var_os("WEFT_NN_ONNX_RESIDENT").is_none_or(|v| v != "0"))
 }
 
-/// A value on the device: always f32, row-major.
+/// A value on the device: f32, row-major; a bool is 1 or 0.
 #[derive(Clone)]
 struct Dev {
     buf: Arc<Buffer>,
     shape: Vec<usize>,
+    /// Whether it is a bool (what comparisons give and `Where` reads).
+    is_bool: bool,
 }
 
 impl Dev {
+    /// An f32 value.
+    fn new(buf: Arc<Buffer>, shape: Vec<usize>) -> Self {
+        Self {
+            buf,
+            shape,
+            is_bool: false,
+        }
+    }
+
     fn len(&self) -> usize {
         self.shape.iter().product()
     }
@@ -203,6 +223,20 @@ impl<'g> OnDevice<'g> {
             .then_some(Operand::Host(name, v))
     }
 
+    /// `name` as a bool on the device, or the host bool to upload (`None`:
+    /// not a bool, or one too large for a buffer).
+    fn logical_operand<'v>(
+        &self,
+        name: &'v str,
+        host: &'v HashMap<&str, Arc<Value>>,
+    ) -> Option<Operand<'v>> {
+        if let Some(d) = self.values.get(name) {
+            return d.is_bool.then(|| Operand::Dev(d.clone()));
+        }
+        let v = host.get(name)?;
+        (v.dtype == DType::Bool && self.fits(v.len())).then_some(Operand::Host(name, v))
+    }
+
     /// Whether one buffer may hold `floats` (a larger value stays on the
     /// CPU, whose product path splits it).
     fn fits(&self, floats: usize) -> bool {
@@ -213,7 +247,7 @@ impl<'g> OnDevice<'g> {
     fn scalar(&mut self, v: f32) -> Result<Dev, NnError> {
         let buf = self.buffer(1, "weft-nn ONNX scalar")?;
         self.program()?.write(&buf, vec![v]);
-        Ok(Dev { buf, shape: vec![] })
+        Ok(Dev::new(buf, vec![]))
     }
 
     /// The initializer `name` (whose value is `v`) as uploaded at load,
@@ -223,10 +257,7 @@ impl<'g> OnDevice<'g> {
             .weights
             .constant(name)
             .filter(|c| std::ptr::eq(&*c.value, v))?;
-        Some(Dev {
-            buf: Arc::clone(&c.buf),
-            shape: v.shape.clone(),
-        })
+        Some(Dev::new(Arc::clone(&c.buf), v.shape.clone()))
     }
 
     /// The operand on the device, uploading a host one with the submission.
@@ -240,14 +271,18 @@ impl<'g> OnDevice<'g> {
                 if let Some(d) = self.uploaded_at_load(name, v) {
                     return Ok(d);
                 }
-                let Data::F32(data) = &v.data else {
-                    unreachable!("operands are f32")
+                // (A bool as 1s and 0s.)
+                let (data, is_bool) = match &v.data {
+                    Data::F32(data) => (data.clone(), false),
+                    Data::Bool(b) => (b.iter().map(|&b| f32::from(u8::from(b))).collect(), true),
+                    _ => unreachable!("operands are f32 or bool"),
                 };
                 let buf = self.buffer(data.len(), "weft-nn ONNX input")?;
-                self.program()?.write(&buf, data.clone());
+                self.program()?.write(&buf, data);
                 let d = Dev {
                     buf,
                     shape: v.shape.clone(),
+                    is_bool,
                 };
                 self.uploaded.insert(name.to_string(), d.clone());
                 Ok(d)
@@ -278,9 +313,14 @@ impl<'g> OnDevice<'g> {
                 super::ops::run(node, &[Some(&placeholder)]).map(Some)
             }
             "Size" => Ok(Some(vec![Value::i64(vec![], vec![x.len() as i64])])),
-            "Identity" | "Dropout" | "Cast" if passes_through(node) => {
+            "Identity" | "Dropout" | "Cast" if passes_through(node, x.is_bool) => {
+                // A bool cast to f32 is its 1s and 0s.
+                let is_bool = match p.op_type.as_str() {
+                    "Cast" => node.int("to", 0) == CAST_TO_BOOL,
+                    _ => x.is_bool,
+                };
                 if let Some(out) = out {
-                    self.values.insert(out, x);
+                    self.values.insert(out, Dev { is_bool, ..x });
                 }
                 Ok(Some(Vec::new()))
             }
@@ -335,6 +375,24 @@ impl<'g> OnDevice<'g> {
         let p = node.proto;
         let name = |i: usize| input(p, i);
         let on_device = |i: usize| name(i).is_some_and(|n| self.holds(n));
+        let is_bool = |i: usize| {
+            name(i)
+                .and_then(|n| self.values.get(n))
+                .is_some_and(|d| d.is_bool)
+        };
+        // A bool on the device is read only by what takes bools (and the
+        // copies that move any value); other nodes run on the CPU, as an
+        // ill-typed one does, which says why.
+        let reads_bool = (0..p.inputs.len()).any(is_bool);
+        if reads_bool && !TAKES_BOOLS.contains(&p.op_type.as_str()) {
+            return None;
+        }
+        let gives_bool = match p.op_type.as_str() {
+            "Equal" | "Less" | "LessOrEqual" | "Greater" | "GreaterOrEqual" | "And" | "Or"
+            | "Xor" | "Not" | "IsNaN" | "IsInf" | "Cast" => true,
+            "Where" => is_bool(1),
+            _ => reads_bool,
+        };
         let out = match p.op_type.as_str() {
             "MatMul" if self.weights.for_node(p).is_none() => {
                 (on_device(0) || on_device(1)).then_some(())?;
@@ -365,11 +423,17 @@ impl<'g> OnDevice<'g> {
                     Ok(())
                 })
             }
-            "Add" | "Sub" | "Mul" | "Div" | "Pow" | "Max" | "Min" | "PRelu"
+            "Add" | "Sub" | "Mul" | "Div" | "Pow" | "Max" | "Min" | "PRelu" | "Equal" | "Less"
+            | "LessOrEqual" | "Greater" | "GreaterOrEqual" | "And" | "Or" | "Xor"
                 if (on_device(0) || on_device(1)) && p.inputs.len() == 2 =>
             {
                 let op = BinaryOp::of(&p.op_type)?;
-                let (a, b) = (self.operand(name(0)?, host)?, self.operand(name(1)?, host)?);
+                // Both bools (`And`, or `Equal` of bools) or both f32.
+                let operand = |n| match op.reads_bools() || reads_bool {
+                    true => self.logical_operand(n, host),
+                    false => self.operand(n, host),
+                };
+                let (a, b) = (operand(name(0)?)?, operand(name(1)?)?);
                 self.binary(op, a, b)
             }
             "WeftLayerNorm" if on_device(0) => {
@@ -397,11 +461,18 @@ impl<'g> OnDevice<'g> {
             "Relu" | "Sigmoid" | "Tanh" | "Erf" | "Gelu" | "Exp" | "Sqrt" | "Neg"
             | "Reciprocal" | "Abs" | "Log" | "Cos" | "Sin" | "LeakyRelu" | "Elu" | "Selu"
             | "HardSigmoid" | "HardSwish" | "Softplus" | "Softsign" | "Mish" | "Celu"
-            | "ThresholdedRelu" | "Floor" | "Ceil" | "Round" | "Sign" | "Swish"
+            | "ThresholdedRelu" | "Floor" | "Ceil" | "Round" | "Sign" | "Swish" | "Not"
+            | "IsNaN" | "IsInf"
                 if on_device(0) =>
             {
                 let op = UnaryOp::of(&p.op_type, || node.string("approximate", "none"))?;
-                let op = (op, op.params(|name, default| node.float(name, default)));
+                let op = (
+                    op,
+                    op.params(
+                        |a, default| node.float(a, default),
+                        |a, default| node.int(a, default),
+                    ),
+                );
                 let x = self.operand(name(0)?, host)?;
                 let shape = x.shape().to_vec();
                 let count = shape.iter().product();
@@ -439,7 +510,19 @@ impl<'g> OnDevice<'g> {
                 self.channel_norm(node, host)
             }
             "Clip" if on_device(0) => self.clip(node, host),
-            "Where" if on_device(1) || on_device(2) => self.pick(node, host),
+            "Where" if on_device(0) || on_device(1) || on_device(2) => self.pick(node, host),
+            // To bool (`describe` takes the casts that keep the bits).
+            "Cast" if on_device(0) && !reads_bool && node.int("to", 0) == CAST_TO_BOOL => {
+                let x = self.operand(name(0)?, host)?;
+                let shape = x.shape().to_vec();
+                let count = shape.iter().product();
+                self.try_record(shape, |me, out| {
+                    let x = me.up(x)?;
+                    me.program()?
+                        .unary((UnaryOp::NonZero, [0.0; 2]), &x.buf, count, out);
+                    Ok(())
+                })
+            }
             // Of a value on the device, or of a table uploaded at load
             // (embeddings).
             "Gather" => self.gather(node, host),
@@ -469,7 +552,13 @@ impl<'g> OnDevice<'g> {
         }?;
         Some(out.map(|out| {
             if let Some(n) = p.outputs.first().filter(|n| !n.is_empty()) {
-                self.values.insert(n.clone(), out);
+                self.values.insert(
+                    n.clone(),
+                    Dev {
+                        is_bool: gives_bool,
+                        ..out
+                    },
+                );
             }
         }))
     }
@@ -487,7 +576,7 @@ impl<'g> OnDevice<'g> {
         let run = || {
             let buf = self.buffer(floats, "weft-nn ONNX activations")?;
             f(self, &buf)?;
-            Ok(Dev { buf, shape })
+            Ok(Dev::new(buf, shape))
         };
         Some(run())
     }
@@ -597,16 +686,44 @@ impl<'g> OnDevice<'g> {
         let reads: Vec<(&Buffer, usize)> = wanted.iter().map(|(_, d)| (&*d.buf, d.len())).collect();
         let data = program.run_reads(&reads)?;
         for ((name, d), data) in wanted.into_iter().zip(data) {
-            host.insert(name, Arc::new(Value::f32(d.shape, data)));
+            let v = match d.is_bool {
+                true => Value::bool(d.shape, data.into_iter().map(|x| x != 0.0).collect()),
+                false => Value::f32(d.shape, data),
+            };
+            host.insert(name, Arc::new(v));
         }
         Ok(())
     }
 }
 
-/// Whether `node` gives its input as it is: `Identity`, an inference
-/// `Dropout` (asked for its mask, or to train, it is the CPU's) and a
-/// `Cast` to f32 (ONNX type 1) of what is f32 already.
-fn passes_through(node: Node<'_>) -> bool {
+/// The ops that read a bool on the device: the logical ones, `Where`,
+/// `Cast`, and those that move values without reading them.
+const TAKES_BOOLS: &[&str] = &[
+    "Equal",
+    "And",
+    "Or",
+    "Xor",
+    "Not",
+    "Where",
+    "Cast",
+    "Transpose",
+    "Slice",
+    "Expand",
+    "Concat",
+    "Tile",
+    "Reshape",
+    "Gather",
+];
+
+/// ONNX's type numbers for f32 and bool, as `Cast`'s `to` names them.
+const CAST_TO_F32: i64 = 1;
+const CAST_TO_BOOL: i64 = 9;
+
+/// Whether `node` gives its input (a bool if `is_bool`) as it is, bits
+/// and all: `Identity`, an inference `Dropout` (asked for its mask, or to
+/// train, it is the CPU's), a `Cast` to f32 (of an f32, or of a bool's
+/// 1s and 0s) and a `Cast` of a bool to bool.
+fn passes_through(node: Node<'_>, is_bool: bool) -> bool {
     let p = node.proto;
     match p.op_type.as_str() {
         "Identity" => true,
@@ -615,7 +732,10 @@ fn passes_through(node: Node<'_>) -> bool {
                 && node.int("training_mode", 0) == 0
                 && p.inputs.get(2).is_none_or(String::is_empty)
         }
-        "Cast" => node.int("to", 0) == 1,
+        "Cast" => {
+            let to = node.int("to", 0);
+            to == CAST_TO_F32 || (to == CAST_TO_BOOL && is_bool)
+        }
         _ => false,
     }
 }

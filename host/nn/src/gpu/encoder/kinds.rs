@@ -13,6 +13,17 @@ pub(crate) enum BinaryOp {
     Min = 6,
     /// `a < 0 ? a · b : a` (`b` the slope).
     PRelu = 7,
+    /// The rest give 1 where true and 0 where not (a bool as the device
+    /// holds one); comparisons are false where either side is NaN.
+    Equal = 8,
+    Less = 9,
+    LessOrEqual = 10,
+    Greater = 11,
+    GreaterOrEqual = 12,
+    /// Of bools: a value is true where it is not 0.
+    And = 13,
+    Or = 14,
+    Xor = 15,
 }
 
 impl BinaryOp {
@@ -27,13 +38,36 @@ impl BinaryOp {
             "Max" => Self::Max,
             "Min" => Self::Min,
             "PRelu" => Self::PRelu,
+            "Equal" => Self::Equal,
+            "Less" => Self::Less,
+            "LessOrEqual" => Self::LessOrEqual,
+            "Greater" => Self::Greater,
+            "GreaterOrEqual" => Self::GreaterOrEqual,
+            "And" => Self::And,
+            "Or" => Self::Or,
+            "Xor" => Self::Xor,
             _ => return None,
         })
     }
 
     /// Whether `a op b == b op a`.
     pub(crate) fn commutes(self) -> bool {
-        matches!(self, Self::Add | Self::Mul | Self::Max | Self::Min)
+        matches!(
+            self,
+            Self::Add
+                | Self::Mul
+                | Self::Max
+                | Self::Min
+                | Self::Equal
+                | Self::And
+                | Self::Or
+                | Self::Xor
+        )
+    }
+
+    /// Whether the op reads bools (`And`, `Or`, `Xor`).
+    pub(crate) fn reads_bools(self) -> bool {
+        self as u32 >= Self::And as u32
     }
 }
 
@@ -71,6 +105,14 @@ pub(crate) enum UnaryOp {
     Round = 27,
     Sign = 28,
     Swish = 29,
+    /// The rest give bools (1 or 0): `Not` of a bool, …
+    Not = 30,
+    IsNaN = 31,
+    /// … `IsInf` (its parameters `detect_negative` and
+    /// `detect_positive`, 0 or 1) …
+    IsInf = 32,
+    /// … and a `Cast` to bool (true where not 0, NaN included).
+    NonZero = 33,
 }
 
 impl UnaryOp {
@@ -109,15 +151,23 @@ impl UnaryOp {
             "Round" => Self::Round,
             "Sign" => Self::Sign,
             "Swish" => Self::Swish,
+            "Not" => Self::Not,
+            "IsNaN" => Self::IsNaN,
+            "IsInf" => Self::IsInf,
             _ => return None,
         })
     }
 
     /// The op's two parameters from the node's float attribute `attr`
-    /// (with ONNX's defaults): alpha and beta, or alpha and gamma for
-    /// `Selu`.
-    pub(crate) fn params(self, attr: impl Fn(&str, f32) -> f32) -> [f32; 2] {
+    /// (with ONNX's defaults): alpha and beta, alpha and gamma for
+    /// `Selu`, or, from its int attributes `int`, what `IsInf` detects.
+    pub(crate) fn params(
+        self,
+        attr: impl Fn(&str, f32) -> f32,
+        int: impl Fn(&str, i64) -> i64,
+    ) -> [f32; 2] {
         match self {
+            Self::IsInf => ["detect_negative", "detect_positive"].map(|a| (int(a, 1) != 0).into()),
             Self::LeakyRelu => [attr("alpha", 0.01), 0.0],
             Self::Elu | Self::Celu | Self::ThresholdedRelu | Self::Swish => {
                 [attr("alpha", 1.0), 0.0]

@@ -64,10 +64,7 @@ impl OnDevice<'_> {
             to: (0, &dense(to)),
         };
         self.program()?.strided(&d.buf, copy, &buf)?;
-        Ok(Dev {
-            buf,
-            shape: to.to_vec(),
-        })
+        Ok(Dev::new(buf, to.to_vec()))
     }
 
     /// `Split` of a value on the device (its sizes, if an input, on the
@@ -280,7 +277,7 @@ impl OnDevice<'_> {
                 shape[step.axis] = step.len_out;
                 let buf = me.buffer(shape.iter().product(), "weft-nn resize step")?;
                 me.program()?.resample(&cur.buf, dims, &step.taps, &buf)?;
-                cur = Dev { buf, shape };
+                cur = Dev::new(buf, shape);
             }
             Ok(())
         })
@@ -296,7 +293,7 @@ impl OnDevice<'_> {
         let shape: Vec<usize> = order.iter().map(|&a| x.shape[a]).collect();
         let buf = self.buffer(x.len(), "weft-nn ONNX permuted operand")?;
         self.permute_into(&x, order, &buf)?;
-        Ok(Dev { buf, shape })
+        Ok(Dev::new(buf, shape))
     }
 
     /// Records the copy of `x` with its axes in `order` (as

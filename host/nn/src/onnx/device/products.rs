@@ -159,10 +159,7 @@ impl OnDevice<'_> {
             let buf = me.buffer(nb * nm * nn, "weft-nn ONNX Einsum product")?;
             me.program()?
                 .batched_product((&a.buf, &b.buf), shape, strides, &buf)?;
-            let product = Dev {
-                buf,
-                shape: mid_shape,
-            };
+            let product = Dev::new(buf, mid_shape);
             me.permute_into(&product, &order_out, out)
         })
     }

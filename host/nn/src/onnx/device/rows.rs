@@ -90,10 +90,7 @@ impl OnDevice<'_> {
             let moved = me.permuted(x, &order)?;
             let buf = me.buffer(moved.len(), "weft-nn ONNX softmax rows")?;
             me.program()?.softmax(&moved.buf, (rows, d), log, &buf);
-            let rowwise = Dev {
-                buf,
-                shape: moved.shape,
-            };
+            let rowwise = Dev::new(buf, moved.shape);
             me.permute_into(&rowwise, &back, out)
         })
     }

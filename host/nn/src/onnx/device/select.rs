@@ -1,45 +1,41 @@
-//! Ops that pick values, on the device: `Where` (its condition from the
-//! host, its branches f32, any broadcast) and `Gather` of a value on the
+//! Ops that pick values, on the device: `Where` (its condition a bool
+//! from the host or the device, its branches f32, any broadcast) and `Gather` of a value on the
 //! device or of a table uploaded at load (embeddings) by host indices,
 //! along any axis.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::{Dev, OnDevice, Operand, input};
+use super::{Dev, OnDevice, input};
 use crate::NnError;
 use crate::onnx::ops::Node;
-use crate::onnx::value::{DType, Data, Value, broadcast_shape};
+use crate::onnx::value::{Data, Value, broadcast_shape};
 
 impl OnDevice<'_> {
-    /// `Where(c, x, y)` with `x` or `y` on the device and `c` on the host
-    /// (a decoder's causal mask over scores on the device, say); each is
-    /// broadcast to the output's shape there, `c` as 0s and 1s.
+    /// `Where(c, x, y)` with `c`, `x` or `y` on the device (a decoder's
+    /// causal mask from the host over scores on the device, say, or a
+    /// comparison made there); each is broadcast to the output's shape
+    /// there, `c` as 1s and 0s. Its branches are f32, or bools on the
+    /// device.
     pub(super) fn pick(
         &mut self,
         node: Node<'_>,
         host: &HashMap<&str, Arc<Value>>,
     ) -> Option<Result<Dev, NnError>> {
         let p = node.proto;
-        let c_name = input(p, 0)?;
-        // (Its 0/1 copy is cached under its name: a bool is read as
-        // nothing else.)
-        let c = host.get(c_name).filter(|c| c.dtype == DType::Bool)?;
+        let c = self.logical_operand(input(p, 0)?, host)?;
         let (x, y) = (
             self.operand(input(p, 1)?, host)?,
             self.operand(input(p, 2)?, host)?,
         );
-        let shape = broadcast_shape(&broadcast_shape(&c.shape, x.shape()).ok()?, y.shape()).ok()?;
+        let shape =
+            broadcast_shape(&broadcast_shape(c.shape(), x.shape()).ok()?, y.shape()).ok()?;
         if shape.contains(&0) {
             return None;
         }
-        let ones = Value::f32(
-            c.shape.clone(),
-            c.to_bool().into_iter().map(f32::from).collect(),
-        );
         let count = shape.iter().product();
         self.try_record(shape.clone(), |me, out| {
-            let c = me.broadcast(Operand::Host(c_name, &ones), &shape)?;
+            let c = me.broadcast(c, &shape)?;
             let (x, y) = (me.broadcast(x, &shape)?, me.broadcast(y, &shape)?);
             me.program()?.pick((&c.buf, &x.buf, &y.buf), count, out);
             Ok(())

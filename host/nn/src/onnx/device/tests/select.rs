@@ -113,3 +113,104 @@ fn a_tied_table_goes_up_once() {
     let model = OnnxModel::load_for(&bytes, Some(Ok(gpu))).unwrap();
     assert_eq!(model.device_bytes(), 10 * 4 * 4, "the table once");
 }
+
+/// Values with which comparisons differ: NaN, both infinities, ties.
+fn awkward() -> (Tensor, Tensor) {
+    let (nan, inf) = (f32::NAN, f32::INFINITY);
+    let x = [
+        0.5, nan, inf, -inf, -1.0, 0.0, 2.0, 0.25, -0.5, 1.5, 0.5, -2.0,
+    ];
+    let y = [0.5, 0.0, inf, -inf, 1.0, nan];
+    (
+        Tensor::from_f32(vec![2, 6], &x),
+        Tensor::from_f32(vec![6], &y),
+    )
+}
+
+/// Every comparison and logical op, `IsNaN` and `IsInf`, a bool moved
+/// (`Transpose`), read as `Where`'s condition and cast both ways: all on
+/// the device, with NaN and the infinities giving what they give on the
+/// CPU, in one program of one dispatch a node (and the broadcasts'
+/// copies); the bools come back as bools.
+#[test]
+fn comparisons_and_bools_run_on_the_device_as_on_the_cpu() {
+    let mut g = GraphWriter::new("bools");
+    g.node("Less", &["x", "half"], &["lt"], "lt", &[]);
+    g.node("GreaterOrEqual", &["x", "y"], &["ge"], "ge", &[]);
+    // (`y` is a row of `x`: this one broadcasts by a copy.)
+    g.node("LessOrEqual", &["y", "x"], &["le"], "le", &[]);
+    g.node("Greater", &["x", "y"], &["gt"], "gt", &[]);
+    g.node("Equal", &["x", "x"], &["eq"], "eq", &[]);
+    g.node("IsNaN", &["x"], &["nan"], "nan", &[]);
+    g.node("IsInf", &["x"], &["inf"], "inf", &[("detect_negative", 0)]);
+    g.node("Not", &["lt"], &["n"], "not", &[]);
+    g.node("And", &["n", "eq"], &["a"], "and", &[]);
+    g.node("Or", &["a", "inf"], &["o"], "or", &[]);
+    g.node("Xor", &["o", "ge"], &["xr"], "xor", &[]);
+    g.node("Equal", &["xr", "le"], &["c"], "same", &[]);
+    g.node_ints("Transpose", &["c"], &["t"], "t", &[], &[("perm", &[1, 0])]);
+    g.node_ints(
+        "Transpose",
+        &["x"],
+        &["xt"],
+        "xt",
+        &[],
+        &[("perm", &[1, 0])],
+    );
+    g.node("Where", &["t", "xt", "zero"], &["s"], "pick", &[]);
+    g.node("Cast", &["c"], &["f"], "to_f32", &[("to", 1)]);
+    g.node("Add", &["f", "x"], &["sum"], "sum", &[]);
+    g.node("Cast", &["x"], &["b"], "to_bool", &[("to", 9)]);
+    g.initializer("half", &[], &[0.5]);
+    g.initializer("zero", &[], &[0.0]);
+    g.input("x", &["2", "6"]);
+    g.input("y", &["6"]);
+    for o in ["s", "sum", "b", "xr", "gt", "nan"] {
+        g.output(o, &[]);
+    }
+    let bytes = g.finish("weft-nn tests", 17);
+    let gpu = crate::gpu::tests::own(None);
+    let (x, y) = awkward();
+    let inputs = [("x".into(), x), ("y".into(), y)];
+    matches_the_cpu(&bytes, &gpu, &inputs);
+    assert_eq!(gpu.round_trips(), 1, "only the outputs come back");
+    ran_on_the_device(&gpu, 1, 19);
+    let model = OnnxModel::load_for(&bytes, Some(Ok(gpu))).unwrap();
+    let out = model.session().compute(&inputs).unwrap();
+    let types: Vec<_> = out.iter().map(|(_, t)| t.ty).collect();
+    use crate::ElementType::{F32, U8};
+    assert_eq!(
+        types,
+        [F32, F32, U8, U8, U8, U8],
+        "bools come back as bools"
+    );
+    let nan = out[5].1.to_i64().unwrap();
+    assert_eq!(nan, [0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+}
+
+/// A bool made on the device that a node without a bool kernel there
+/// reads (`Cast` to int64, `Split`) comes back to the CPU as a bool.
+#[test]
+fn a_bool_the_device_cannot_read_comes_back_to_the_cpu_as_a_bool() {
+    let mut g = GraphWriter::new("bool_back");
+    g.node("Greater", &["x", "half"], &["gt"], "gt", &[]);
+    g.node("Cast", &["gt"], &["i"], "to_i64", &[("to", 7)]);
+    g.node("Split", &["gt"], &["p", "q"], "split", &[("axis", 1)]);
+    g.node("Not", &["q"], &["nq"], "not", &[]);
+    g.initializer("half", &[], &[0.5]);
+    g.input("x", &["2", "6"]);
+    for o in ["i", "p", "nq"] {
+        g.output(o, &[]);
+    }
+    let bytes = g.finish("weft-nn tests", 17);
+    let gpu = crate::gpu::tests::own(None);
+    let inputs = [("x".into(), awkward().0)];
+    matches_the_cpu(&bytes, &gpu, &inputs);
+    let model = OnnxModel::load_for(&bytes, Some(Ok(gpu))).unwrap();
+    let out = model.session().compute(&inputs).unwrap();
+    assert_eq!(
+        out[0].1.to_i64().unwrap(),
+        [0, 0, 1, 0, 0, 0, 1, 0, 0, 1, 0, 0]
+    );
+    assert_eq!(out[2].1.ty, crate::ElementType::U8);
+}
