@@ -17,9 +17,10 @@
 //! cargo run -p weft-benches --example nn_serving --release  # release
 //! ```
 //!
-//! The dev profile is fine for the ratios (weft-nn and Cranelift are
-//! optimised there too; see the root `Cargo.toml`), but wasmtime's own host
-//! code is not, so the boundary figure is an upper bound. `ROUNDS` (default
+//! The dev profile is fine for the ratios (weft-nn, Cranelift, wasmtime
+//! and weft-runtime are optimised there too; see the root `Cargo.toml`),
+//! but this file and the tokenizer's native side are not, so the native
+//! baseline is slower there than in a release build. `ROUNDS` (default
 //! 20) sets the rounds of 16 calls per batching case and `CALLS` (default
 //! 60) the calls per boundary case. The compared variants alternate round
 //! by round and medians are reported, so a noisy neighbour hits both.
@@ -436,7 +437,7 @@ fn report(
     calls: usize,
 ) {
     let profile = if cfg!(debug_assertions) {
-        "dev profile (weft-nn and Cranelift optimised, wasmtime's host code not)"
+        "dev profile (weft-nn, Cranelift, wasmtime and weft-runtime optimised)"
     } else {
         "release profile"
     };
