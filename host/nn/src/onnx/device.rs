@@ -2,7 +2,7 @@
 //!
 //! Nodes with a device kernel are recorded into one [`Program`] instead of
 //! run: `MatMul` and `Gemm` by a resident weight, batched `MatMul` of
-//! two activations and two-operand `Einsum` (`products.rs`), `Add`/`Sub`/`Mul`/`Div`/`Pow` and
+//! two activations and `Einsum` of one or two operands (`products.rs`), `Add`/`Sub`/`Mul`/`Div`/`Pow` and
 //! two-input `Max`/`Min`/`PRelu` (a row or scalar operand at once, any
 //! other broadcast after a strided copy), `Relu`, `Sigmoid`, `Tanh`,
 //! `Erf`, `Gelu`, `Exp`, `Sqrt`, `Neg`, `Reciprocal`, `Abs`, `Log`, `Cos`,

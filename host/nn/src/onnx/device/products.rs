@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::{Dev, OnDevice, Operand, input};
-use crate::gpu::BinaryOp;
-use crate::onnx::ops::Node;
+use crate::gpu::{BinaryOp, ReduceOp};
+use crate::onnx::ops::{Node, einsum};
 use crate::onnx::value::{Value, broadcast_shape};
 use crate::{NnError, NnErrorKind};
 
@@ -68,35 +68,43 @@ impl OnDevice<'_> {
         }))
     }
 
-    /// `Einsum` of two operands with an explicit output, each label
-    /// once per term: a batched product. Labels in both operands and the
-    /// output are its batch, those in both and not the output are summed
-    /// over, the rest are A's rows and B's columns; each operand is
-    /// permuted to `[batch, rows, summed]` and `[batch, summed, columns]`,
-    /// and the product to the output's order. Anything else (`...`, a
-    /// label summed over in one operand alone, a diagonal, a size-1
-    /// broadcast) runs on the CPU.
+    /// `Einsum` of two operands, each label once per term (`...` and an
+    /// implicit output as the CPU reads them): a batched product. Labels
+    /// in both operands and the output are its batch, those in both and
+    /// not the output are summed over, the rest are A's rows and B's
+    /// columns; each operand is permuted to `[batch, rows, summed]` and
+    /// `[batch, summed, columns]`, and the product to the output's order.
+    /// Of one operand, a permutation and a sum over the labels not in the
+    /// output ([`OnDevice::einsum_of_one`]). Anything else (a label summed
+    /// over in one operand of two, a diagonal, a size-1 broadcast, more
+    /// operands) runs on the CPU.
     pub(super) fn einsum(
         &mut self,
         node: Node<'_>,
         host: &HashMap<&str, Arc<Value>>,
     ) -> Option<Result<Dev, NnError>> {
         let p = node.proto;
-        let eq: String = (node.string("equation", "").chars())
-            .filter(|c| !c.is_whitespace())
-            .collect();
-        let (lhs, out) = eq.split_once("->")?;
-        let (ta, tb) = lhs.split_once(',')?;
-        let [ta, tb, to]: [Vec<char>; 3] = [ta, tb, out].map(|t| t.chars().collect());
-        let distinct = |t: &[char]| t.iter().enumerate().all(|(i, c)| !t[..i].contains(c));
-        if eq.contains('.') || p.inputs.len() != 2 || ![&ta, &tb, &to].iter().all(|t| distinct(t)) {
-            return None;
-        }
         let a = self.operand(input(p, 0)?, host)?;
-        let b = self.operand(input(p, 1)?, host)?;
-        if ta.len() != a.shape().len() || tb.len() != b.shape().len() {
+        let b = match p.inputs.len() {
+            1 => None,
+            2 => Some(self.operand(input(p, 1)?, host)?),
+            _ => return None,
+        };
+        let ranks: Vec<usize> = [Some(&a), b.as_ref()]
+            .into_iter()
+            .flatten()
+            .map(|o| o.shape().len())
+            .collect();
+        // (A bad equation is the CPU's to refuse.)
+        let (terms, to) = einsum::terms(&einsum::equation(node), &ranks).ok()?;
+        let distinct = |t: &[char]| t.iter().enumerate().all(|(i, c)| !t[..i].contains(c));
+        if !terms.iter().chain([&to]).all(|t| distinct(t)) {
             return None;
         }
+        let Some(b) = b else {
+            return self.einsum_of_one(a, &terms[0], &to);
+        };
+        let (ta, tb) = (&terms[0], &terms[1]);
         let size = |c: char| -> Option<usize> {
             let sa = ta.iter().position(|&l| l == c).map(|i| a.shape()[i]);
             let sb = tb.iter().position(|&l| l == c).map(|i| b.shape()[i]);
@@ -141,8 +149,8 @@ impl OnDevice<'_> {
             };
             labels.into_iter().map(pos).collect()
         };
-        let order_a = at(&ta, batch.iter().chain(&rows).chain(&summed).collect());
-        let order_b = at(&tb, batch.iter().chain(&summed).chain(&cols).collect());
+        let order_a = at(ta, batch.iter().chain(&rows).chain(&summed).collect());
+        let order_b = at(tb, batch.iter().chain(&summed).chain(&cols).collect());
         let mid: Vec<char> = batch.iter().chain(&rows).chain(&cols).copied().collect();
         let order_out = at(&mid, to.iter().collect());
         let mid_shape = dims(&mid)?;
@@ -161,6 +169,43 @@ impl OnDevice<'_> {
                 .batched_product((&a.buf, &b.buf), shape, strides, &buf)?;
             let product = Dev::new(buf, mid_shape);
             me.permute_into(&product, &order_out, out)
+        })
+    }
+
+    /// `Einsum` of one operand labelled `term` (each label once) into the
+    /// labels `to`, all of them the operand's: the operand permuted to the
+    /// output's labels then the rest, and each row of the rest summed (no
+    /// sum where there is none).
+    fn einsum_of_one(
+        &mut self,
+        x: Operand<'_>,
+        term: &[char],
+        to: &[char],
+    ) -> Option<Result<Dev, NnError>> {
+        let pos = |c: &char| term.iter().position(|l| l == c);
+        let kept: Vec<usize> = to.iter().map(pos).collect::<Option<_>>()?;
+        let order: Vec<usize> = kept
+            .iter()
+            .copied()
+            .chain((0..term.len()).filter(|i| !kept.contains(i)))
+            .collect();
+        let shape: Vec<usize> = kept.iter().map(|&i| x.shape()[i]).collect();
+        let (rows, len) = (
+            shape.iter().product::<usize>(),
+            x.shape().iter().product::<usize>(),
+        );
+        if len == 0 {
+            return None;
+        }
+        self.try_record(shape, |me, out| {
+            let x = me.up(x)?;
+            if kept.len() == term.len() {
+                return me.permute_into(&x, &order, out);
+            }
+            let moved = me.permuted(x, &order)?;
+            me.program()?
+                .reduce_rows(ReduceOp::Sum, &moved.buf, (rows, len / rows), out);
+            Ok(())
         })
     }
 

@@ -25,53 +25,45 @@ fn labels(term: &str, rank: usize, ell: usize) -> Result<Vec<char>, NnError> {
     Ok(out)
 }
 
-pub(super) fn einsum(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Value, NnError> {
-    let eq: String = node
-        .string("equation", "")
-        .chars()
-        .filter(|c| !c.is_whitespace())
-        .collect();
-    let ops: Vec<&Value> = inputs.iter().flatten().copied().collect();
+/// Each operand's labels and the output's, for an equation over operands
+/// of `ranks`: `...` expanded (see [`labels`]), and an implicit output
+/// (no `->`) made as numpy makes it: the `...` labels, then the lower-case
+/// labels that occur once, in order.
+pub(crate) fn terms(eq: &str, ranks: &[usize]) -> Result<(Vec<Vec<char>>, Vec<char>), NnError> {
     let (lhs, rhs) = match eq.split_once("->") {
-        Some((l, r)) => (l.to_string(), Some(r.to_string())),
-        None => (eq.clone(), None),
+        Some((l, r)) => (l, Some(r)),
+        None => (eq, None),
     };
     let terms: Vec<&str> = lhs.split(',').collect();
-    if terms.len() != ops.len() {
+    if terms.len() != ranks.len() {
         return Err(fail(format!(
             "equation `{eq}` names {} operands, got {}",
             terms.len(),
-            ops.len()
+            ranks.len()
         )));
     }
     let ell = terms
         .iter()
-        .zip(&ops)
+        .zip(ranks)
         .filter(|(t, _)| t.contains("..."))
-        .map(|(t, o)| o.shape.len() + 3 - t.len())
+        .map(|(t, r)| (r + 3).saturating_sub(t.len()))
         .max()
         .unwrap_or(0);
-    let mut dims: BTreeMap<char, usize> = BTreeMap::new();
     let mut count: BTreeMap<char, usize> = BTreeMap::new();
     let mut op_labels = Vec::new();
-    for (t, o) in terms.iter().zip(&ops) {
-        let l = labels(t, o.shape.len(), ell)?;
-        if l.len() != o.shape.len() {
+    for (t, &rank) in terms.iter().zip(ranks) {
+        let l = labels(t, rank, ell)?;
+        if l.len() != rank {
             return Err(fail(format!(
-                "term `{t}` does not match operand shape {:?}",
-                o.shape
+                "term `{t}` does not match its operand's rank {rank}"
             )));
         }
-        for (&c, &d) in l.iter().zip(&o.shape) {
-            let e = dims.entry(c).or_insert(d);
-            if *e == 1 {
-                *e = d;
-            }
+        for &c in &l {
             *count.entry(c).or_default() += 1;
         }
         op_labels.push(l);
     }
-    let out: Vec<char> = match &rhs {
+    let out: Vec<char> = match rhs {
         Some(r) => labels(r, r.replace("...", "").len() + ell, ell)?,
         None => {
             let mut o: Vec<char> = (0..ell).map(|i| (b'A' + i as u8) as char).collect();
@@ -84,6 +76,30 @@ pub(super) fn einsum(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Value,
             o
         }
     };
+    Ok((op_labels, out))
+}
+
+/// The equation of an `Einsum` node, without its whitespace.
+pub(crate) fn equation(node: Node<'_>) -> String {
+    (node.string("equation", "").chars())
+        .filter(|c| !c.is_whitespace())
+        .collect()
+}
+
+pub(super) fn einsum(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Value, NnError> {
+    let eq = equation(node);
+    let ops: Vec<&Value> = inputs.iter().flatten().copied().collect();
+    let ranks: Vec<usize> = ops.iter().map(|o| o.shape.len()).collect();
+    let (op_labels, out) = terms(&eq, &ranks)?;
+    let mut dims: BTreeMap<char, usize> = BTreeMap::new();
+    for (l, o) in op_labels.iter().zip(&ops) {
+        for (&c, &d) in l.iter().zip(&o.shape) {
+            let e = dims.entry(c).or_insert(d);
+            if *e == 1 {
+                *e = d;
+            }
+        }
+    }
     let summed: Vec<char> = dims.keys().copied().filter(|c| !out.contains(c)).collect();
     let all: Vec<char> = out.iter().chain(&summed).copied().collect();
     let sizes: Vec<usize> = all.iter().map(|c| dims[c]).collect();

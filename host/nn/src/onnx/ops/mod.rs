@@ -5,7 +5,7 @@ mod arrange;
 mod attention;
 mod binary;
 mod boxes;
-mod einsum;
+pub(crate) mod einsum;
 mod elementwise;
 pub(super) mod fused;
 pub(super) use nn::{Window, conv_transpose_window, conv_window, pool_window};

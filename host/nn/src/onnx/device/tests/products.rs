@@ -61,8 +61,8 @@ fn gemm_scalings_transposes_and_biases_run_on_the_device_as_on_the_cpu() {
 fn einsums_of_two_operands_run_on_the_device_as_on_the_cpu() {
     // A batched product by a weight, attention's scores (B read
     // transposed), an outer product (nothing summed), a product to a
-    // permuted output, one of A read transposed; one with `...` runs on
-    // the CPU.
+    // permuted output, one of A read transposed, and a dot product over
+    // the last axis spelled with `...`.
     let mut g = GraphWriter::new("einsums");
     g.node("MatMul", &["x", "w"], &["h"], "up", &[]);
     let cases = [
@@ -89,7 +89,45 @@ fn einsums_of_two_operands_run_on_the_device_as_on_the_cpu() {
     let x = [("x".into(), Tensor::from_f32(vec![2, 3, 4], &wave(24, 0.7)))];
     matches_the_cpu(&bytes, &gpu, &x);
     // The product; then 1, 2 (B transposed first), 1, 2 (the output
-    // permuted after) and 2 (A transposed first); `h` read back for the
-    // last, the outputs after.
-    ran_on_the_device(&gpu, 2, 1 + 1 + 2 + 1 + 2 + 2);
+    // permuted after), 2 (A transposed first) and 1: one program.
+    ran_on_the_device(&gpu, 1, 1 + 1 + 2 + 1 + 2 + 2 + 1);
+}
+
+#[test]
+fn einsums_of_one_operand_and_implicit_outputs_run_on_the_device_as_on_the_cpu() {
+    // A permutation, sums over some labels (in place, or after moving
+    // them last), a sum spelled with `...`, an implicit output (`b` and
+    // `j` summed, `i` and `k` kept in order); a diagonal is the CPU's.
+    let mut g = GraphWriter::new("einsums_of_one");
+    g.node("MatMul", &["x", "w"], &["h"], "up", &[]);
+    g.node("MatMul", &["sq_in", "w"], &["sq"], "square", &[]);
+    let cases: [(&str, &[&str]); 6] = [
+        ("bij->bji", &["h"]),
+        ("bij->b", &["h"]),
+        ("bij->jb", &["h"]),
+        ("...j->...", &["h"]),
+        ("bij,bkj", &["h", "k"]),
+        ("ii->i", &["sq"]),
+    ];
+    for (i, (eq, inputs)) in cases.into_iter().enumerate() {
+        let out = format!("e{i}");
+        let attrs = [("equation", eq)];
+        g.node_strings("Einsum", inputs, &[&out], &out, (&[], &[]), &attrs);
+        g.output(&out, &[]);
+    }
+    g.initializer("w", &[4, 4], &wave(16, 0.2));
+    g.initializer("k", &[2, 5, 4], &wave(40, 1.4));
+    g.input("x", &["2", "3", "4"]);
+    g.input("sq_in", &["4", "4"]);
+    let bytes = g.finish("weft-nn tests", 17);
+    let gpu = crate::gpu::tests::own(None);
+    let inputs = [
+        ("x".into(), Tensor::from_f32(vec![2, 3, 4], &wave(24, 0.7))),
+        ("sq_in".into(), Tensor::from_f32(vec![4, 4], &wave(16, 0.1))),
+    ];
+    matches_the_cpu(&bytes, &gpu, &inputs);
+    // The products; then 1 (a copy), 1 (a sum), 2 (a copy, a sum), 1 (a
+    // sum) and 3 (each operand copied, the product); `sq` read back for
+    // the diagonal, the outputs after.
+    ran_on_the_device(&gpu, 2, 2 + 1 + 1 + 2 + 1 + 3);
 }
