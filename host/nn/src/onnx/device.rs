@@ -28,8 +28,9 @@
 //!
 //! A bool on the device is held as 1.0 or 0.0 in an f32 buffer and
 //! marked as a bool ([`Dev::is_bool`]): the logical ops, `Where`'s
-//! condition, `Cast` (to f32 it is a new name) and the copies that move
-//! values (`TAKES_BOOLS`) read it there, and it comes back to the host as
+//! condition (and bool branches), `Cast` (to f32 it is a new name), the
+//! copies `Transpose`, `Slice`, `Expand`, `Tile`, `Concat` and `Gather`
+//! (`TAKES_BOOLS`) and the views read it there, and it comes back to the host as
 //! a bool. Any other node that reads one runs on the CPU.
 //!
 //! A node is recorded when one of its data inputs is already on the
@@ -208,15 +209,15 @@ impl<'g> OnDevice<'g> {
         }
     }
 
-    /// `name` on the device, or the host value to upload (`None`: not one
-    /// the device path takes).
+    /// `name` as an f32 on the device, or the host f32 to upload (`None`:
+    /// not one the device path takes, a bool among them).
     fn operand<'v>(
         &self,
         name: &'v str,
         host: &'v HashMap<&str, Arc<Value>>,
     ) -> Option<Operand<'v>> {
         if let Some(d) = self.values.get(name) {
-            return Some(Operand::Dev(d.clone()));
+            return (!d.is_bool).then(|| Operand::Dev(d.clone()));
         }
         let v = host.get(name)?;
         (matches!((&v.data, v.dtype), (Data::F32(_), DType::F32)) && self.fits(v.len()))
@@ -224,7 +225,8 @@ impl<'g> OnDevice<'g> {
     }
 
     /// `name` as a bool on the device, or the host bool to upload (`None`:
-    /// not a bool, or one too large for a buffer).
+    /// not a bool, or one too large for a buffer); [`OnDevice::operand`]
+    /// is its f32 twin.
     fn logical_operand<'v>(
         &self,
         name: &'v str,
@@ -316,7 +318,7 @@ impl<'g> OnDevice<'g> {
             "Identity" | "Dropout" | "Cast" if passes_through(node, x.is_bool) => {
                 // A bool cast to f32 is its 1s and 0s.
                 let is_bool = match p.op_type.as_str() {
-                    "Cast" => node.int("to", 0) == CAST_TO_BOOL,
+                    "Cast" => cast_to(node) == Some(DType::Bool),
                     _ => x.is_bool,
                 };
                 if let Some(out) = out {
@@ -388,10 +390,14 @@ impl<'g> OnDevice<'g> {
             return None;
         }
         let gives_bool = match p.op_type.as_str() {
-            "Equal" | "Less" | "LessOrEqual" | "Greater" | "GreaterOrEqual" | "And" | "Or"
-            | "Xor" | "Not" | "IsNaN" | "IsInf" | "Cast" => true,
+            // (Recorded only to bool.)
+            "Cast" => true,
             "Where" => is_bool(1),
-            _ => reads_bool,
+            op => {
+                BinaryOp::of(op).is_some_and(BinaryOp::gives_bool)
+                    || UnaryOp::of(op, String::new).is_some_and(UnaryOp::gives_bool)
+                    || reads_bool
+            }
         };
         let out = match p.op_type.as_str() {
             "MatMul" if self.weights.for_node(p).is_none() => {
@@ -462,10 +468,15 @@ impl<'g> OnDevice<'g> {
             | "Reciprocal" | "Abs" | "Log" | "Cos" | "Sin" | "LeakyRelu" | "Elu" | "Selu"
             | "HardSigmoid" | "HardSwish" | "Softplus" | "Softsign" | "Mish" | "Celu"
             | "ThresholdedRelu" | "Floor" | "Ceil" | "Round" | "Sign" | "Swish" | "Not"
-            | "IsNaN" | "IsInf"
+            | "IsNaN" | "IsInf" | "Cast"
                 if on_device(0) =>
             {
-                let op = UnaryOp::of(&p.op_type, || node.string("approximate", "none"))?;
+                let op = match p.op_type.as_str() {
+                    // To bool (`describe` takes the casts that keep the bits).
+                    "Cast" if !reads_bool && cast_to(node) == Some(DType::Bool) => UnaryOp::NonZero,
+                    "Cast" => return None,
+                    op => UnaryOp::of(op, || node.string("approximate", "none"))?,
+                };
                 let op = (
                     op,
                     op.params(
@@ -473,7 +484,10 @@ impl<'g> OnDevice<'g> {
                         |a, default| node.int(a, default),
                     ),
                 );
-                let x = self.operand(name(0)?, host)?;
+                let x = match op.0 {
+                    UnaryOp::Not => self.logical_operand(name(0)?, host)?,
+                    _ => self.operand(name(0)?, host)?,
+                };
                 let shape = x.shape().to_vec();
                 let count = shape.iter().product();
                 self.try_record(shape, |me, out| {
@@ -511,18 +525,6 @@ impl<'g> OnDevice<'g> {
             }
             "Clip" if on_device(0) => self.clip(node, host),
             "Where" if on_device(0) || on_device(1) || on_device(2) => self.pick(node, host),
-            // To bool (`describe` takes the casts that keep the bits).
-            "Cast" if on_device(0) && !reads_bool && node.int("to", 0) == CAST_TO_BOOL => {
-                let x = self.operand(name(0)?, host)?;
-                let shape = x.shape().to_vec();
-                let count = shape.iter().product();
-                self.try_record(shape, |me, out| {
-                    let x = me.up(x)?;
-                    me.program()?
-                        .unary((UnaryOp::NonZero, [0.0; 2]), &x.buf, count, out);
-                    Ok(())
-                })
-            }
             // Of a value on the device, or of a table uploaded at load
             // (embeddings).
             "Gather" => self.gather(node, host),
@@ -715,9 +717,10 @@ const TAKES_BOOLS: &[&str] = &[
     "Gather",
 ];
 
-/// ONNX's type numbers for f32 and bool, as `Cast`'s `to` names them.
-const CAST_TO_F32: i64 = 1;
-const CAST_TO_BOOL: i64 = 9;
+/// The type a `Cast` gives.
+fn cast_to(node: Node<'_>) -> Option<DType> {
+    DType::from_onnx(node.int("to", 0))
+}
 
 /// Whether `node` gives its input (a bool if `is_bool`) as it is, bits
 /// and all: `Identity`, an inference `Dropout` (asked for its mask, or to
@@ -732,10 +735,11 @@ fn passes_through(node: Node<'_>, is_bool: bool) -> bool {
                 && node.int("training_mode", 0) == 0
                 && p.inputs.get(2).is_none_or(String::is_empty)
         }
-        "Cast" => {
-            let to = node.int("to", 0);
-            to == CAST_TO_F32 || (to == CAST_TO_BOOL && is_bool)
-        }
+        "Cast" => match cast_to(node) {
+            Some(DType::F32) => true,
+            Some(DType::Bool) => is_bool,
+            _ => false,
+        },
         _ => false,
     }
 }

@@ -78,6 +78,11 @@ const READ_ON_DEVICE: &[&str] = &[
     "Max",
     "Min",
     "PRelu",
+    "Equal",
+    "Less",
+    "LessOrEqual",
+    "Greater",
+    "GreaterOrEqual",
     "Concat",
     "Where",
     // Its table (an embedding's): the indices are the host's.

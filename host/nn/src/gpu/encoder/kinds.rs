@@ -65,6 +65,11 @@ impl BinaryOp {
         )
     }
 
+    /// Whether the op gives a bool (1 or 0).
+    pub(crate) fn gives_bool(self) -> bool {
+        self as u32 >= Self::Equal as u32
+    }
+
     /// Whether the op reads bools (`And`, `Or`, `Xor`).
     pub(crate) fn reads_bools(self) -> bool {
         self as u32 >= Self::And as u32
@@ -156,6 +161,11 @@ impl UnaryOp {
             "IsInf" => Self::IsInf,
             _ => return None,
         })
+    }
+
+    /// Whether the op gives a bool (1 or 0).
+    pub(crate) fn gives_bool(self) -> bool {
+        self as u32 >= Self::Not as u32
     }
 
     /// The op's two parameters from the node's float attribute `attr`

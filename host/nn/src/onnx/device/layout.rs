@@ -315,15 +315,24 @@ impl OnDevice<'_> {
         self.program()?.strided(&x.buf, copy, out)
     }
 
-    /// `Concat` of f32 values, one of them at least on the device.
+    /// `Concat` of f32 values or of bools, one of them at least on the
+    /// device.
     pub(super) fn concat(
         &mut self,
         node: Node<'_>,
         host: &HashMap<&str, Arc<Value>>,
     ) -> Option<Result<Dev, NnError>> {
         let p = node.proto;
+        // All f32, or all bools where one on the device is.
+        let bools = p
+            .inputs
+            .iter()
+            .any(|n| self.values.get(n).is_some_and(|d| d.is_bool));
         let parts = (p.inputs.iter())
-            .map(|n| self.operand(n, host))
+            .map(|n| match bools {
+                true => self.logical_operand(n, host),
+                false => self.operand(n, host),
+            })
             .collect::<Option<Vec<_>>>()?;
         let first = parts.first()?.shape().to_vec();
         let rank = first.len();

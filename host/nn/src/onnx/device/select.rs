@@ -1,5 +1,6 @@
 //! Ops that pick values, on the device: `Where` (its condition a bool
-//! from the host or the device, its branches f32, any broadcast) and `Gather` of a value on the
+//! from the host or the device, its branches both f32 or both bools,
+//! any broadcast) and `Gather` of a value on the
 //! device or of a table uploaded at load (embeddings) by host indices,
 //! along any axis.
 
@@ -15,8 +16,8 @@ impl OnDevice<'_> {
     /// `Where(c, x, y)` with `c`, `x` or `y` on the device (a decoder's
     /// causal mask from the host over scores on the device, say, or a
     /// comparison made there); each is broadcast to the output's shape
-    /// there, `c` as 1s and 0s. Its branches are f32, or bools on the
-    /// device.
+    /// there, `c` as 1s and 0s. Its branches are both f32, or both bools
+    /// where `x` is one on the device.
     pub(super) fn pick(
         &mut self,
         node: Node<'_>,
@@ -24,10 +25,15 @@ impl OnDevice<'_> {
     ) -> Option<Result<Dev, NnError>> {
         let p = node.proto;
         let c = self.logical_operand(input(p, 0)?, host)?;
-        let (x, y) = (
-            self.operand(input(p, 1)?, host)?,
-            self.operand(input(p, 2)?, host)?,
-        );
+        // Both branches f32, or both bools where `x` is one on the device.
+        let (x, y) = (input(p, 1)?, input(p, 2)?);
+        let (x, y) = match self.values.get(x).is_some_and(|d| d.is_bool) {
+            true => (
+                self.logical_operand(x, host)?,
+                self.logical_operand(y, host)?,
+            ),
+            false => (self.operand(x, host)?, self.operand(y, host)?),
+        };
         let shape =
             broadcast_shape(&broadcast_shape(c.shape(), x.shape()).ok()?, y.shape()).ok()?;
         if shape.contains(&0) {

@@ -188,8 +188,52 @@ fn comparisons_and_bools_run_on_the_device_as_on_the_cpu() {
     assert_eq!(nan, [0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
 }
 
+/// Bools made on the device are moved there (`Reshape`, `Gather`,
+/// `Expand`, `Concat`, `Unsqueeze`), compared (`Equal` of two bools),
+/// and picked between (`Where` with bool branches): one program, bools
+/// out.
+#[test]
+fn bools_move_and_pick_on_the_device_as_on_the_cpu() {
+    let mut g = GraphWriter::new("bool_moves");
+    g.node("Greater", &["x", "half"], &["gt"], "gt", &[]);
+    g.node("Less", &["x", "half"], &["lt"], "lt", &[]);
+    // (Both infinities, by default.)
+    g.node("IsInf", &["x"], &["inf"], "inf", &[]);
+    g.node("Equal", &["gt", "lt"], &["e"], "same", &[]);
+    g.node("Reshape", &["e", "three_by_four"], &["r"], "view", &[]);
+    g.node("Gather", &["r", "rows"], &["picked"], "rows", &[]);
+    g.node("Expand", &["picked", "wide"], &["ex"], "expand", &[]);
+    g.node("Concat", &["gt", "inf"], &["cat"], "cat", &[("axis", 0)]);
+    g.node("Where", &["lt", "gt", "inf"], &["w"], "pick", &[]);
+    g.node("Unsqueeze", &["w", "front"], &["u"], "unsqueeze", &[]);
+    g.initializer("half", &[], &[0.5]);
+    g.initializer_i64("three_by_four", &[2], &[3, 4]);
+    g.initializer_i64("rows", &[2], &[2, 0]);
+    g.initializer_i64("wide", &[3], &[3, 2, 4]);
+    g.initializer_i64("front", &[1], &[0]);
+    g.input("x", &["2", "6"]);
+    for o in ["ex", "cat", "u", "e"] {
+        g.output(o, &[]);
+    }
+    let bytes = g.finish("weft-nn tests", 17);
+    let gpu = crate::gpu::tests::own(None);
+    let inputs = [("x".into(), awkward().0)];
+    matches_the_cpu(&bytes, &gpu, &inputs);
+    // The four ops that make bools, `Equal`, the gather, the expand, a
+    // copy per part of the concat and `Where`; the views none.
+    ran_on_the_device(&gpu, 1, 4 + 1 + 1 + 2 + 1);
+    let model = OnnxModel::load_for(&bytes, Some(Ok(gpu))).unwrap();
+    let out = model.session().compute(&inputs).unwrap();
+    assert!(
+        out.iter().all(|(_, t)| t.ty == crate::ElementType::U8),
+        "bools"
+    );
+    assert_eq!(out[2].1.shape, [1, 2, 6]);
+}
+
 /// A bool made on the device that a node without a bool kernel there
-/// reads (`Cast` to int64, `Split`) comes back to the CPU as a bool.
+/// reads (`Cast` to int64, `Split`, a `Concat` with an f32, which the
+/// CPU casts) comes back to the CPU as a bool.
 #[test]
 fn a_bool_the_device_cannot_read_comes_back_to_the_cpu_as_a_bool() {
     let mut g = GraphWriter::new("bool_back");
@@ -197,20 +241,25 @@ fn a_bool_the_device_cannot_read_comes_back_to_the_cpu_as_a_bool() {
     g.node("Cast", &["gt"], &["i"], "to_i64", &[("to", 7)]);
     g.node("Split", &["gt"], &["p", "q"], "split", &[("axis", 1)]);
     g.node("Not", &["q"], &["nq"], "not", &[]);
+    g.node("Concat", &["x", "gt"], &["mixed"], "mixed", &[("axis", 0)]);
     g.initializer("half", &[], &[0.5]);
     g.input("x", &["2", "6"]);
-    for o in ["i", "p", "nq"] {
+    for o in ["i", "p", "nq", "mixed"] {
         g.output(o, &[]);
     }
     let bytes = g.finish("weft-nn tests", 17);
     let gpu = crate::gpu::tests::own(None);
     let inputs = [("x".into(), awkward().0)];
     matches_the_cpu(&bytes, &gpu, &inputs);
+    // `Greater` alone, brought back for the cast; the rest the CPU's.
+    ran_on_the_device(&gpu, 1, 1);
     let model = OnnxModel::load_for(&bytes, Some(Ok(gpu))).unwrap();
     let out = model.session().compute(&inputs).unwrap();
     assert_eq!(
         out[0].1.to_i64().unwrap(),
         [0, 0, 1, 0, 0, 0, 1, 0, 0, 1, 0, 0]
     );
-    assert_eq!(out[2].1.ty, crate::ElementType::U8);
+    use crate::ElementType::{F32, U8};
+    let types: Vec<_> = out.iter().map(|(_, t)| t.ty).collect();
+    assert_eq!(types, [crate::ElementType::I64, U8, U8, F32]);
 }
