@@ -76,6 +76,11 @@ pub(crate) fn terms(eq: &str, ranks: &[usize]) -> Result<(Vec<Vec<char>>, Vec<ch
             o
         }
     };
+    if let Some(c) = out.iter().find(|c| !count.contains_key(c)) {
+        return Err(fail(format!(
+            "equation `{eq}`: output label `{c}` is in no operand's term"
+        )));
+    }
     Ok((op_labels, out))
 }
 
@@ -152,4 +157,36 @@ pub(super) fn einsum(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Value,
         data: Data::F64(res),
     }
     .cast(ops[0].dtype))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::terms;
+
+    fn labels(t: &str) -> Vec<char> {
+        t.chars().collect()
+    }
+
+    #[test]
+    fn an_ellipsis_aligns_right_and_an_implicit_output_sorts_what_occurs_once() {
+        // Two operands of ranks 4 and 3 under `...`: the longer's extra dim
+        // is the first ellipsis label.
+        let (ops, out) = terms("...ij,...jk->...ik", &[4, 3]).unwrap();
+        assert_eq!(ops, [labels("ABij"), labels("Bjk")]);
+        assert_eq!(out, labels("ABik"));
+        // Implicit: the ellipsis, then each label seen once, in order.
+        let (ops, out) = terms("kj,ji", &[2, 2]).unwrap();
+        assert_eq!(ops, [labels("kj"), labels("ji")]);
+        assert_eq!(out, labels("ik"));
+        let (_, out) = terms("...j", &[3]).unwrap();
+        assert_eq!(out, labels("ABj"));
+    }
+
+    #[test]
+    fn bad_equations_say_what_is_wrong() {
+        let e = |eq: &str, ranks: &[usize]| terms(eq, ranks).unwrap_err().message;
+        assert!(e("ij,jk->ik", &[2]).contains("names 2 operands, got 1"));
+        assert!(e("ijk->i", &[2]).contains("does not match its operand's rank 2"));
+        assert!(e("ij->k", &[2]).contains("output label `k` is in no operand's term"));
+    }
 }
