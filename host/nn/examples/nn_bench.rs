@@ -6,7 +6,12 @@
 //! cargo run -p weft-nn --example nn_bench -- llama MODEL.gguf PROMPT.json TOKENS
 //! cargo run -p weft-nn --example nn_bench -- matmul N
 //! cargo run -p weft-nn --example nn_bench -- gpu-matmul N...
+//! cargo run -p weft-nn --example nn_bench -- einsum BATCH HEADS SEQ DIM
 //! ```
+//!
+//! `einsum` times attention's scores written as an ONNX `Einsum`
+//! (`bhqd,bhkd->bhqk`) against the same scores as `Transpose` and
+//! `MatMul`, on the CPU (`TARGET=gpu`: the GPU).
 //!
 //! `gpu-matmul` times weft-nn's GPU matmul (wgpu; see `weft_nn::gpu`)
 //! against the CPU kernel at each size: with both operands sent per call,
@@ -43,6 +48,13 @@ fn main() {
             args[3].parse().expect("step count"),
         ),
         Some("matmul") if args.len() == 2 => matmul(args[1].parse().expect("size")),
+        Some("einsum") if args.len() == 5 => {
+            let dims: Vec<usize> = args[1..]
+                .iter()
+                .map(|d| d.parse().expect("a size"))
+                .collect();
+            einsum(&dims);
+        }
         Some("gpu-matmul") if args.len() >= 2 => {
             for n in &args[1..] {
                 gpu_matmul(n.parse().expect("size"));
@@ -50,7 +62,7 @@ fn main() {
         }
         _ => {
             eprintln!(
-                "usage: nn_bench minilm MODEL IDS.json BATCH... | llama MODEL PROMPT.json TOKENS | joined MODEL SESSIONS STEPS | matmul N | gpu-matmul N..."
+                "usage: nn_bench minilm MODEL IDS.json BATCH... | llama MODEL PROMPT.json TOKENS | joined MODEL SESSIONS STEPS | matmul N | gpu-matmul N... | einsum BATCH HEADS SEQ DIM"
             );
             std::process::exit(2);
         }
@@ -279,6 +291,57 @@ fn data(len: usize, seed: u32) -> Vec<f32> {
             (s % 2001) as f32 / 1000.0 - 1.0
         })
         .collect()
+}
+
+/// Attention's scores of `dims` (`[batch, heads, seq, dim]`) as an
+/// `Einsum` and as `Transpose` + `MatMul`: milliseconds a call of each
+/// (best of 20, the two taking turns, after a warm-up) and their ratio.
+fn einsum(dims: &[usize]) {
+    let target = target();
+    let n = dims.iter().product();
+    let inputs = [
+        (
+            "q".to_string(),
+            Tensor::from_f32(dims.to_vec(), &data(n, 1)),
+        ),
+        (
+            "k".to_string(),
+            Tensor::from_f32(dims.to_vec(), &data(n, 2)),
+        ),
+    ];
+    let session = |einsum: bool| {
+        let bytes = weft_nn::fixtures::onnx_scores(einsum);
+        let model = Engine::default()
+            .load(&bytes, Encoding::Onnx, target)
+            .expect("the scores model loads");
+        model.session()
+    };
+    let mut sessions = [session(true), session(false)];
+    let mut best = [f64::INFINITY; 2];
+    let mut outs = Vec::new();
+    // The two take turns, after a warm-up each, so that a noisy
+    // neighbour hits both alike.
+    for round in 0..21 {
+        for (s, best) in sessions.iter_mut().zip(&mut best) {
+            let t = Instant::now();
+            let out = s.compute(&inputs).expect("scores");
+            match round {
+                0 => outs.push(out[0].1.to_f32().expect("f32")),
+                _ => *best = best.min(t.elapsed().as_secs_f64() * 1e3),
+            }
+        }
+    }
+    let [einsum_ms, matmul_ms] = best;
+    let (a, b) = (&outs[0], &outs[1]);
+    let err = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0f32, f32::max);
+    println!(
+        "{{\"bench\":\"einsum\",\"dims\":{dims:?},\"target\":\"{target:?}\",\"einsum_ms\":{einsum_ms:.3},\"matmul_ms\":{matmul_ms:.3},\"einsum_over_matmul\":{:.2},\"max_abs_diff\":{err}}}",
+        einsum_ms / matmul_ms
+    );
 }
 
 fn matmul(n: usize) {

@@ -164,3 +164,24 @@ pub fn onnx_linear() -> Vec<u8> {
     g.output("y", &["batch", "3"]);
     g.finish("weft-nn fixtures", 17)
 }
+
+/// Attention's scores of float inputs `q` and `k` (`[batch, heads, seq,
+/// dim]`), as an `Einsum` (`bhqd,bhkd->bhqk`) when `einsum`, else as
+/// the `MatMul` of `q` by `k` transposed: the same values two ways, for
+/// benchmarks of one against the other.
+pub fn onnx_scores(einsum: bool) -> Vec<u8> {
+    let mut g = GraphWriter::new("scores");
+    if einsum {
+        let attrs = [("equation", "bhqd,bhkd->bhqk")];
+        g.node_strings("Einsum", &["q", "k"], &["y"], "scores", (&[], &[]), &attrs);
+    } else {
+        let perm: &[i64] = &[0, 1, 3, 2];
+        g.node_ints("Transpose", &["k"], &["kt"], "kt", &[], &[("perm", perm)]);
+        g.node("MatMul", &["q", "kt"], &["y"], "scores", &[]);
+    }
+    for x in ["q", "k"] {
+        g.input(x, &["b", "h", "s", "d"]);
+    }
+    g.output("y", &["b", "h", "s", "s"]);
+    g.finish("weft-nn fixtures", 17)
+}

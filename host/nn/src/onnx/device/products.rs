@@ -69,11 +69,10 @@ impl OnDevice<'_> {
     }
 
     /// `Einsum` of two operands, each label once per term (`...` and an
-    /// implicit output as the CPU reads them): a batched product. Labels
-    /// in both operands and the output are its batch, those in both and
-    /// not the output are summed over, the rest are A's rows and B's
-    /// columns; each operand is permuted to `[batch, rows, summed]` and
-    /// `[batch, summed, columns]`, and the product to the output's order.
+    /// implicit output as the CPU reads them): a batched product
+    /// ([`einsum::Product`]), each operand permuted to `[batch, rows,
+    /// summed]` and `[batch, summed, columns]`, and the product to the
+    /// output's order.
     /// Of one operand, a permutation and a sum over the labels not in the
     /// output ([`OnDevice::einsum_of_one`]). Anything else (a label summed
     /// over in one operand of two, a diagonal, a size-1 broadcast, more
@@ -104,71 +103,25 @@ impl OnDevice<'_> {
         let Some(b) = b else {
             return self.einsum_of_one(a, &terms[0], &to);
         };
-        let (ta, tb) = (&terms[0], &terms[1]);
-        let size = |c: char| -> Option<usize> {
-            let sa = ta.iter().position(|&l| l == c).map(|i| a.shape()[i]);
-            let sb = tb.iter().position(|&l| l == c).map(|i| b.shape()[i]);
-            match (sa, sb) {
-                (Some(x), Some(y)) if x != y => None,
-                (x, y) => x.or(y),
-            }
-        };
-        let (in_a, in_b, in_out) = (
-            |c: &char| ta.contains(c),
-            |c: &char| tb.contains(c),
-            |c: &char| to.contains(c),
-        );
-        let batch: Vec<char> = to.iter().copied().filter(|c| in_a(c) && in_b(c)).collect();
-        let summed: Vec<char> = ta
-            .iter()
-            .copied()
-            .filter(|c| in_b(c) && !in_out(c))
-            .collect();
-        let rows: Vec<char> = ta.iter().copied().filter(|c| !in_b(c)).collect();
-        let cols: Vec<char> = tb.iter().copied().filter(|c| !in_a(c)).collect();
-        // Every label of the output from an operand; none summed alone.
-        let known = |c: &char| in_a(c) || in_b(c);
-        if !to.iter().all(known) || !rows.iter().chain(&cols).all(in_out) {
-            return None;
-        }
-        let dims = |labels: &[char]| labels.iter().map(|&c| size(c)).collect::<Option<Vec<_>>>();
-        let (nb, nm, nk, nn) = (
-            dims(&batch)?.iter().product::<usize>(),
-            dims(&rows)?.iter().product::<usize>(),
-            dims(&summed)?.iter().product::<usize>(),
-            dims(&cols)?.iter().product::<usize>(),
-        );
-        if nb * nm * nk * nn == 0 {
-            return None;
-        }
-        let at = |term: &[char], labels: Vec<&char>| -> Vec<usize> {
-            let pos = |c: &char| {
-                term.iter()
-                    .position(|l| l == c)
-                    .expect("a label of the term")
-            };
-            labels.into_iter().map(pos).collect()
-        };
-        let order_a = at(ta, batch.iter().chain(&rows).chain(&summed).collect());
-        let order_b = at(tb, batch.iter().chain(&summed).chain(&cols).collect());
-        let mid: Vec<char> = batch.iter().chain(&rows).chain(&cols).copied().collect();
-        let order_out = at(&mid, to.iter().collect());
-        let mid_shape = dims(&mid)?;
-        self.try_record(dims(&to)?, |me, out| {
+        let plan = einsum::Product::of((&terms[0], a.shape()), (&terms[1], b.shape()), &to)?;
+        self.try_record(plan.out_shape(), |me, out| {
             let (a, b) = (me.up(a)?, me.up(b)?);
-            let (a, b) = (me.permuted(a, &order_a)?, me.permuted(b, &order_b)?);
-            let shape = [nb, nm, nk, nn];
+            let (a, b) = (
+                me.permuted(a, &plan.order_a)?,
+                me.permuted(b, &plan.order_b)?,
+            );
+            let [nb, nm, nk, nn] = plan.dims;
             let strides = (nm * nk, nk * nn);
-            if order_out.iter().enumerate().all(|(i, &o)| i == o) {
+            if einsum::in_place(&plan.order_out) {
                 return me
                     .program()?
-                    .batched_product((&a.buf, &b.buf), shape, strides, out);
+                    .batched_product((&a.buf, &b.buf), plan.dims, strides, out);
             }
             let buf = me.buffer(nb * nm * nn, "weft-nn ONNX Einsum product")?;
             me.program()?
-                .batched_product((&a.buf, &b.buf), shape, strides, &buf)?;
-            let product = Dev::new(buf, mid_shape);
-            me.permute_into(&product, &order_out, out)
+                .batched_product((&a.buf, &b.buf), plan.dims, strides, &buf)?;
+            let product = Dev::new(buf, plan.mid_shape.clone());
+            me.permute_into(&product, &plan.order_out, out)
         })
     }
 

@@ -1,10 +1,16 @@
-//! `Einsum`, evaluated directly: one loop over every combination of the
-//! equation's indices. Meant for the small contractions graphs spell with
-//! it; large products should be `MatMul`s.
+//! `Einsum`. An equation of two f32 operands that is one batched product
+//! ([`Product`]: attention's `bhqd,bhkd->bhqk`, say) runs on the matmul
+//! kernel; any other is evaluated directly, one loop in f64 over every
+//! combination of the equation's indices, which suits the small
+//! contractions graphs spell with it.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use super::Node;
+use super::matmul::batched;
+use super::nn::to_f32;
+use super::shape::transpose_perm;
 use crate::NnError;
 use crate::onnx::value::{DType, Data, Value, fail};
 
@@ -91,11 +97,141 @@ pub(crate) fn equation(node: Node<'_>) -> String {
         .collect()
 }
 
+/// Whether axes in `order` are where they are.
+pub(crate) fn in_place(order: &[usize]) -> bool {
+    order.iter().enumerate().all(|(i, &o)| i == o)
+}
+
+/// How an equation of two operands (labelled `ta` and `tb`, of shapes
+/// `sa` and `sb`, into `to`) is one batched product: labels in both
+/// operands and the output are its batch, those in both and not the
+/// output are summed over, the rest are A's rows and B's columns.
+pub(crate) struct Product {
+    /// A's axes in `[batch, rows, summed]` order.
+    pub(crate) order_a: Vec<usize>,
+    /// B's axes in `[batch, summed, columns]` order.
+    pub(crate) order_b: Vec<usize>,
+    /// How many batches, rows, summed and columns (each the product of
+    /// its labels' sizes).
+    pub(crate) dims: [usize; 4],
+    /// The product's shape, `[batch.., rows.., columns..]`.
+    pub(crate) mid_shape: Vec<usize>,
+    /// The output's axes from the product's.
+    pub(crate) order_out: Vec<usize>,
+}
+
+impl Product {
+    /// The plan, or `None` where the equation is not one product: a label
+    /// twice in a term, sizes that differ (a size-1 broadcast among
+    /// them), a label summed in one operand alone, or nothing to compute.
+    pub(crate) fn of(
+        (ta, sa): (&[char], &[usize]),
+        (tb, sb): (&[char], &[usize]),
+        to: &[char],
+    ) -> Option<Self> {
+        let distinct = |t: &[char]| t.iter().enumerate().all(|(i, c)| !t[..i].contains(c));
+        if ![ta, tb, to].iter().all(|t| distinct(t)) || ta.len() != sa.len() || tb.len() != sb.len()
+        {
+            return None;
+        }
+        let size = |c: char| -> Option<usize> {
+            let x = ta.iter().position(|&l| l == c).map(|i| sa[i]);
+            let y = tb.iter().position(|&l| l == c).map(|i| sb[i]);
+            match (x, y) {
+                (Some(x), Some(y)) if x != y => None,
+                (x, y) => x.or(y),
+            }
+        };
+        let (in_a, in_b, in_out) = (
+            |c: &char| ta.contains(c),
+            |c: &char| tb.contains(c),
+            |c: &char| to.contains(c),
+        );
+        let batch: Vec<char> = to.iter().copied().filter(|c| in_a(c) && in_b(c)).collect();
+        let summed: Vec<char> = ta
+            .iter()
+            .copied()
+            .filter(|c| in_b(c) && !in_out(c))
+            .collect();
+        let rows: Vec<char> = ta.iter().copied().filter(|c| !in_b(c)).collect();
+        let cols: Vec<char> = tb.iter().copied().filter(|c| !in_a(c)).collect();
+        // Every label of the output from an operand; none summed alone.
+        if !to.iter().all(|c| in_a(c) || in_b(c)) || !rows.iter().chain(&cols).all(in_out) {
+            return None;
+        }
+        let sizes = |labels: &[char]| labels.iter().map(|&c| size(c)).collect::<Option<Vec<_>>>();
+        let count = |labels: &[char]| Some(sizes(labels)?.iter().product::<usize>());
+        let dims = [
+            count(&batch)?,
+            count(&rows)?,
+            count(&summed)?,
+            count(&cols)?,
+        ];
+        if dims.contains(&0) {
+            return None;
+        }
+        let at = |term: &[char], labels: Vec<&char>| -> Vec<usize> {
+            let pos = |c: &char| {
+                term.iter()
+                    .position(|l| l == c)
+                    .expect("a label of the term")
+            };
+            labels.into_iter().map(pos).collect()
+        };
+        let mid: Vec<char> = batch.iter().chain(&rows).chain(&cols).copied().collect();
+        Some(Self {
+            order_a: at(ta, batch.iter().chain(&rows).chain(&summed).collect()),
+            order_b: at(tb, batch.iter().chain(&summed).chain(&cols).collect()),
+            dims,
+            mid_shape: sizes(&mid)?,
+            order_out: at(&mid, to.iter().collect()),
+        })
+    }
+
+    /// The output's shape.
+    pub(crate) fn out_shape(&self) -> Vec<usize> {
+        self.order_out.iter().map(|&i| self.mid_shape[i]).collect()
+    }
+
+    /// The product of f32 `a` and `b` on the CPU's matmul kernel: each
+    /// permuted into place (where it is not already), the batched
+    /// products, the result permuted to the output's order (where it is
+    /// not already).
+    fn run(&self, a: &Value, b: &Value) -> Result<Value, NnError> {
+        fn in_order<'v>(x: &'v Value, order: &[usize]) -> Cow<'v, [f32]> {
+            if in_place(order) {
+                return to_f32(x);
+            }
+            match transpose_perm(x, order).data {
+                Data::F32(v) => Cow::Owned(v),
+                _ => unreachable!("the operands are f32"),
+            }
+        }
+        let [nb, nm, nk, nn] = self.dims;
+        let (af, bf) = (in_order(a, &self.order_a), in_order(b, &self.order_b));
+        let (_, y) = batched(&af, &[nb], &bf, &[nb], (nm, nk, nn))?;
+        let y = Value::f32(self.mid_shape.clone(), y);
+        Ok(match in_place(&self.order_out) {
+            true => y,
+            false => transpose_perm(&y, &self.order_out),
+        })
+    }
+}
+
 pub(super) fn einsum(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Value, NnError> {
     let eq = equation(node);
     let ops: Vec<&Value> = inputs.iter().flatten().copied().collect();
     let ranks: Vec<usize> = ops.iter().map(|o| o.shape.len()).collect();
     let (op_labels, out) = terms(&eq, &ranks)?;
+    // A product of f32s runs on the matmul kernel (the loop below, in f64,
+    // is for what is not one).
+    if let ([a, b], [ta, tb]) = (ops.as_slice(), op_labels.as_slice())
+        && a.dtype == DType::F32
+        && b.dtype == DType::F32
+        && let Some(plan) = Product::of((ta, &a.shape), (tb, &b.shape), &out)
+    {
+        return plan.run(a, b);
+    }
     let mut dims: BTreeMap<char, usize> = BTreeMap::new();
     for (l, o) in op_labels.iter().zip(&ops) {
         for (&c, &d) in l.iter().zip(&o.shape) {
@@ -180,6 +316,59 @@ mod tests {
         assert_eq!(out, labels("ik"));
         let (_, out) = terms("...j", &[3]).unwrap();
         assert_eq!(out, labels("ABj"));
+    }
+
+    /// An f32 product on the matmul kernel gives what the f64 loop gives
+    /// (the same values as f64 take the loop), whatever its layout.
+    #[test]
+    fn f32_products_on_the_matmul_kernel_match_the_loop() {
+        use crate::onnx::exec::OnnxModel;
+        use crate::onnx::write::GraphWriter;
+        use crate::{ElementType, Model, Tensor};
+        let cases: [(&str, &[usize], &[usize]); 6] = [
+            ("bij,bjk->bik", &[2, 3, 4], &[2, 4, 5]),
+            ("bqd,bkd->bqk", &[2, 3, 4], &[2, 5, 4]),
+            ("bsd,de->ebs", &[2, 3, 4], &[4, 6]),
+            ("...d,...d->...", &[2, 3, 4], &[2, 3, 4]),
+            ("ij,jk", &[3, 4], &[4, 2]),
+            // Not a product (`j` summed in one operand alone): the loop.
+            ("ij,ik->k", &[3, 4], &[3, 2]),
+        ];
+        for (eq, sa, sb) in cases {
+            let mut g = GraphWriter::new("einsum");
+            let attrs = [("equation", eq)];
+            g.node_strings("Einsum", &["a", "b"], &["y"], "e", (&[], &[]), &attrs);
+            g.input("a", &vec!["?"; sa.len()]);
+            g.input("b", &vec!["?"; sb.len()]);
+            g.output("y", &[]);
+            let model = OnnxModel::load(&g.finish("weft-nn tests", 17)).unwrap();
+            let values = |shape: &[usize], phase: f32| -> Vec<f32> {
+                let n = shape.iter().product::<usize>();
+                (0..n).map(|i| (i as f32 * 0.61 + phase).sin()).collect()
+            };
+            let (va, vb) = (values(sa, 0.3), values(sb, 1.7));
+            let f64s = |shape: &[usize], v: &[f32]| {
+                let bytes = v.iter().flat_map(|&x| f64::from(x).to_le_bytes()).collect();
+                Tensor::new(shape.to_vec(), ElementType::F64, bytes).unwrap()
+            };
+            let run = |a: Tensor, b: Tensor| {
+                let out = model.session().compute(&[("a".into(), a), ("b".into(), b)]);
+                out.unwrap().remove(0).1
+            };
+            let fast = run(
+                Tensor::from_f32(sa.to_vec(), &va),
+                Tensor::from_f32(sb.to_vec(), &vb),
+            );
+            let slow = run(f64s(sa, &va), f64s(sb, &vb));
+            assert_eq!(
+                (fast.ty, &fast.shape),
+                (ElementType::F32, &slow.shape),
+                "{eq}"
+            );
+            for (x, y) in fast.to_f32().unwrap().iter().zip(slow.to_f32().unwrap()) {
+                assert!((x - y).abs() <= 1e-5, "{eq}: {x} vs {y}");
+            }
+        }
     }
 
     #[test]

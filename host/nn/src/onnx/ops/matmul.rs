@@ -35,28 +35,56 @@ pub(crate) fn matmul(inputs: &[Option<&Value>]) -> Result<Value, NnError> {
         )));
     }
     let (ab, bb) = (&ash[..ash.len() - 2], &bsh[..bsh.len() - 2]);
-    let batch = broadcast_shape(ab, bb)?;
-    let nb: usize = batch.iter().product();
-    let mut shape = batch.clone();
+    let (batch, c) = batched(&to_f32(a), ab, &to_f32(b), bb, (m, k, n))?;
+    let mut shape = batch;
     if !a1 {
         shape.push(m);
     }
     if !b1 {
         shape.push(n);
     }
-    let (af, bf) = (to_f32(a), to_f32(b));
+    Ok(from_f32(a.dtype, shape, c))
+}
+
+/// The products of `af` (matrices `m × k` under batch dims `ab`) by `bf`
+/// (`k × n` under `bb`), the batch dims broadcast: the broadcast batch
+/// shape and the `m × n` results, row-major.
+pub(super) fn batched(
+    af: &[f32],
+    ab: &[usize],
+    bf: &[f32],
+    bb: &[usize],
+    (m, k, n): (usize, usize, usize),
+) -> Result<(Vec<usize>, Vec<f32>), NnError> {
+    let batch = broadcast_shape(ab, bb)?;
+    let nb: usize = batch.iter().product();
     let mut c = vec![0.0f32; nb * m * n];
     let b_batches: usize = bb.iter().product();
     let a_batches: usize = ab.iter().product();
     if b_batches == 1 && a_batches == nb {
         // One tall product: the weights case.
-        kernels::matmul(&af, &bf, &mut c, nb * m, k, n);
-    } else {
-        let ai = broadcast_to(&(0..a_batches).collect::<Vec<_>>(), ab, &batch);
-        let bi = broadcast_to(&(0..b_batches).collect::<Vec<_>>(), bb, &batch);
-        let one = |(i, cb): (usize, &mut [f32])| {
+        kernels::matmul(af, bf, &mut c, nb * m, k, n);
+        return Ok((batch, c));
+    }
+    let ai = broadcast_to(&(0..a_batches).collect::<Vec<_>>(), ab, &batch);
+    let bi = broadcast_to(&(0..b_batches).collect::<Vec<_>>(), bb, &batch);
+    let one = |(i, cb): (usize, &mut [f32])| {
+        let (x, y) = (ai[i], bi[i]);
+        kernels::matmul_serial(
+            &af[x * m * k..(x + 1) * m * k],
+            &bf[y * k * n..(y + 1) * k * n],
+            cb,
+            m,
+            k,
+            n,
+        );
+    };
+    if nb >= rayon::current_num_threads() && m * n > 0 {
+        c.par_chunks_mut(m * n).enumerate().for_each(one);
+    } else if m * n > 0 {
+        for (i, cb) in c.chunks_mut(m * n).enumerate() {
             let (x, y) = (ai[i], bi[i]);
-            kernels::matmul_serial(
+            kernels::matmul(
                 &af[x * m * k..(x + 1) * m * k],
                 &bf[y * k * n..(y + 1) * k * n],
                 cb,
@@ -64,24 +92,9 @@ pub(crate) fn matmul(inputs: &[Option<&Value>]) -> Result<Value, NnError> {
                 k,
                 n,
             );
-        };
-        if nb >= rayon::current_num_threads() && m * n > 0 {
-            c.par_chunks_mut(m * n).enumerate().for_each(one);
-        } else if m * n > 0 {
-            for (i, cb) in c.chunks_mut(m * n).enumerate() {
-                let (x, y) = (ai[i], bi[i]);
-                kernels::matmul(
-                    &af[x * m * k..(x + 1) * m * k],
-                    &bf[y * k * n..(y + 1) * k * n],
-                    cb,
-                    m,
-                    k,
-                    n,
-                );
-            }
         }
     }
-    Ok(from_f32(a.dtype, shape, c))
+    Ok((batch, c))
 }
 
 pub(super) fn gemm(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Value, NnError> {
