@@ -2,7 +2,8 @@
 //! ([`Product`]: attention's `bhqd,bhkd->bhqk`, say) runs on the matmul
 //! kernel; any other is evaluated directly, one loop in f64 over every
 //! combination of the equation's indices, which suits the small
-//! contractions graphs spell with it.
+//! contractions graphs spell with it. (The kernel sums in f32, as
+//! `MatMul` does, where the loop sums in f64.)
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -325,12 +326,16 @@ mod tests {
         use crate::onnx::exec::OnnxModel;
         use crate::onnx::write::GraphWriter;
         use crate::{ElementType, Model, Tensor};
-        let cases: [(&str, &[usize], &[usize]); 6] = [
+        let cases: [(&str, &[usize], &[usize]); 8] = [
             ("bij,bjk->bik", &[2, 3, 4], &[2, 4, 5]),
             ("bqd,bkd->bqk", &[2, 3, 4], &[2, 5, 4]),
             ("bsd,de->ebs", &[2, 3, 4], &[4, 6]),
             ("...d,...d->...", &[2, 3, 4], &[2, 3, 4]),
             ("ij,jk", &[3, 4], &[4, 2]),
+            // Summed labels in another order in B; the batch, rows and
+            // columns in another order in the output.
+            ("bxy,byx->b", &[2, 3, 4], &[2, 4, 3]),
+            ("xbi,bjx->jbi", &[4, 2, 3], &[2, 5, 4]),
             // Not a product (`j` summed in one operand alone): the loop.
             ("ij,ik->k", &[3, 4], &[3, 2]),
         ];
