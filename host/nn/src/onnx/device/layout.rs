@@ -287,7 +287,7 @@ impl OnDevice<'_> {
     /// becomes axis `i`): itself where that is their order already, else
     /// a strided copy.
     pub(super) fn permuted(&mut self, x: Dev, order: &[usize]) -> Result<Dev, NnError> {
-        if order.iter().enumerate().all(|(i, &a)| i == a) {
+        if ops::unpermuted(order) {
             return Ok(x);
         }
         let shape: Vec<usize> = order.iter().map(|&a| x.shape[a]).collect();

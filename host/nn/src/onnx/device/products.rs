@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::{Dev, OnDevice, Operand, input};
 use crate::gpu::{BinaryOp, ReduceOp};
-use crate::onnx::ops::{Node, einsum};
+use crate::onnx::ops::{self, Node, einsum};
 use crate::onnx::value::{Value, broadcast_shape};
 use crate::{NnError, NnErrorKind};
 
@@ -96,11 +96,11 @@ impl OnDevice<'_> {
             .collect();
         // (A bad equation is the CPU's to refuse.)
         let (terms, to) = einsum::terms(&einsum::equation(node), &ranks).ok()?;
-        let distinct = |t: &[char]| t.iter().enumerate().all(|(i, c)| !t[..i].contains(c));
-        if !terms.iter().chain([&to]).all(|t| distinct(t)) {
-            return None;
-        }
         let Some(b) = b else {
+            // (A diagonal, a label twice in a term, is the CPU's.)
+            if !einsum::distinct(&terms[0]) || !einsum::distinct(&to) {
+                return None;
+            }
             return self.einsum_of_one(a, &terms[0], &to);
         };
         let plan = einsum::Product::of((&terms[0], a.shape()), (&terms[1], b.shape()), &to)?;
@@ -112,7 +112,7 @@ impl OnDevice<'_> {
             );
             let [nb, nm, nk, nn] = plan.dims;
             let strides = (nm * nk, nk * nn);
-            if einsum::in_place(&plan.order_out) {
+            if ops::unpermuted(&plan.order_out) {
                 return me
                     .program()?
                     .batched_product((&a.buf, &b.buf), plan.dims, strides, out);

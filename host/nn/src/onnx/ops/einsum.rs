@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use super::Node;
 use super::matmul::batched;
 use super::nn::to_f32;
-use super::shape::transpose_perm;
+use super::shape::{transpose_perm, unpermuted};
 use crate::NnError;
 use crate::onnx::value::{DType, Data, Value, fail};
 
@@ -98,9 +98,9 @@ pub(crate) fn equation(node: Node<'_>) -> String {
         .collect()
 }
 
-/// Whether axes in `order` are where they are.
-pub(crate) fn in_place(order: &[usize]) -> bool {
-    order.iter().enumerate().all(|(i, &o)| i == o)
+/// Whether no label of `t` comes twice.
+pub(crate) fn distinct(t: &[char]) -> bool {
+    t.iter().enumerate().all(|(i, c)| !t[..i].contains(c))
 }
 
 /// How an equation of two operands (labelled `ta` and `tb`, of shapes
@@ -130,7 +130,6 @@ impl Product {
         (tb, sb): (&[char], &[usize]),
         to: &[char],
     ) -> Option<Self> {
-        let distinct = |t: &[char]| t.iter().enumerate().all(|(i, c)| !t[..i].contains(c));
         if ![ta, tb, to].iter().all(|t| distinct(t)) || ta.len() != sa.len() || tb.len() != sb.len()
         {
             return None;
@@ -200,7 +199,7 @@ impl Product {
     /// not already).
     fn run(&self, a: &Value, b: &Value) -> Result<Value, NnError> {
         fn in_order<'v>(x: &'v Value, order: &[usize]) -> Cow<'v, [f32]> {
-            if in_place(order) {
+            if unpermuted(order) {
                 return to_f32(x);
             }
             match transpose_perm(x, order).data {
@@ -212,7 +211,7 @@ impl Product {
         let (af, bf) = (in_order(a, &self.order_a), in_order(b, &self.order_b));
         let (_, y) = batched(&af, &[nb], &bf, &[nb], (nm, nk, nn))?;
         let y = Value::f32(self.mid_shape.clone(), y);
-        Ok(match in_place(&self.order_out) {
+        Ok(match unpermuted(&self.order_out) {
             true => y,
             false => transpose_perm(&y, &self.order_out),
         })

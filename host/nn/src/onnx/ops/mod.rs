@@ -6,6 +6,7 @@ mod attention;
 mod binary;
 mod boxes;
 pub(crate) mod einsum;
+pub(crate) use shape::unpermuted;
 mod elementwise;
 pub(super) mod fused;
 pub(super) use nn::{Window, conv_transpose_window, conv_window, pool_window};

@@ -24,7 +24,7 @@ fn axes_last(x: &Value, axes: &[usize]) -> (Vec<f64>, Vec<usize>, usize, Vec<usi
     let kept: Vec<usize> = perm.iter().map(|&a| x.shape[a]).collect();
     perm.extend_from_slice(axes);
     let red: usize = axes.iter().map(|&a| x.shape[a]).product();
-    let v = if perm.iter().enumerate().all(|(i, &p)| i == p) {
+    let v = if super::shape::unpermuted(&perm) {
         x.to_f64()
     } else {
         transpose_perm(
@@ -52,7 +52,7 @@ fn undo(data: Vec<f64>, x: &Value, perm: &[usize]) -> Value {
         shape: permuted,
         data: Data::F64(data),
     };
-    let v = if inv.iter().enumerate().all(|(i, &p)| i == p) {
+    let v = if super::shape::unpermuted(&inv) {
         v
     } else {
         transpose_perm(&v, &inv)

@@ -209,10 +209,15 @@ pub(super) fn unsqueeze(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Val
     reshaped(req(inputs, 0)?, unsqueeze_shape(node, inputs)?)
 }
 
+/// Whether each axis of `order` (a permutation) stays where it is.
+pub(crate) fn unpermuted(order: &[usize]) -> bool {
+    order.iter().enumerate().all(|(i, &o)| i == o)
+}
+
 pub(super) fn transpose_perm(x: &Value, perm: &[usize]) -> Value {
     let st = strides(&x.shape);
     let shape: Vec<usize> = perm.iter().map(|&p| x.shape[p]).collect();
-    if perm.iter().enumerate().all(|(i, &p)| i == p) || x.len() == 0 {
+    if unpermuted(perm) || x.len() == 0 {
         return x.with(shape, x.data.clone());
     }
     // Input strides along each output axis; copy output rows (its last
