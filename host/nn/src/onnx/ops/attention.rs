@@ -87,6 +87,9 @@ pub(super) fn attention(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Vec
     };
     let softcap = f64::from(node.float("softcap", 0.0));
     let causal = node.int("is_causal", 0) != 0;
+    // Keys already in the cache are all visible; the causal mask covers
+    // the new ones, row i seeing new keys 0..=i (onnx 1.20's reference).
+    let past = st - kd[2];
     let mode = node.int("qk_matmul_output_mode", 0);
     let full = [b, qh, sq, st];
     let mask: Option<Vec<f64>> = match opt(inputs, 3) {
@@ -161,9 +164,8 @@ pub(super) fn attention(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Vec
                     if let Some(m) = &mask {
                         *s += m[base + j];
                     }
-                    // The reference's causal mask is tril(ones(Sq, Skv)), unshifted by the cache.
                     let padded = kv_len.as_ref().is_some_and(|l| j as i64 >= l[bi]);
-                    if (causal && j > i) || padded {
+                    if (causal && j > past + i) || padded {
                         *s = f64::NEG_INFINITY;
                     }
                 }
