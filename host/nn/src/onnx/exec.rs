@@ -127,6 +127,8 @@ impl OnnxModel {
             tensor_type(o)?;
         }
         let outputs: Vec<String> = outputs.into_iter().map(|o| o.name).collect();
+        let mut nodes = nodes;
+        super::weights::widen_integer_weights(&mut nodes, &mut weights, &outputs)?;
         let nodes = if fuse {
             let products = !matches!(gpu, Some(Ok(_)));
             super::fuse::fuse(nodes, &weights, &outputs, products)

@@ -106,7 +106,7 @@ fn read_on_host(node: &proto::NodeProto, i: usize) -> bool {
 fn resident_key(node: &proto::NodeProto) -> Option<(&str, bool)> {
     let b = node.inputs.get(1).filter(|b| !b.is_empty())?;
     let transposed = match node.op_type.as_str() {
-        "MatMul" => false,
+        "MatMul" | "WeftMatMulInteger" => false,
         // Read as the CPU `Gemm` reads it.
         "Gemm" => {
             Node {
@@ -125,9 +125,74 @@ fn resident_key(node: &proto::NodeProto) -> Option<(&str, bool)> {
 /// `MatMul` or `WeftMatMulBias`.
 pub(super) fn packed_key(node: &proto::NodeProto) -> Option<&str> {
     match node.op_type.as_str() {
-        "MatMul" | "WeftMatMulBias" => node.inputs.get(1).map(String::as_str),
+        "MatMul" | "WeftMatMulBias" | "WeftMatMulInteger" => node.inputs.get(1).map(String::as_str),
         _ => None,
     }
+}
+
+/// Widens the constant weights of integer products at load: a
+/// `MatMulInteger` whose B is a 2-D integer initializer and whose B zero
+/// point (if any) is one too becomes a `WeftMatMulInteger(A, B', a_zp)`,
+/// B' the f32 initializer `B - b_zp`, which the f32 kernels read packed
+/// (CPU) or resident (GPU) like any `MatMul` weight. An integer B nothing
+/// else reads is dropped. (A dynamically quantised transformer's products
+/// are all of this form.)
+pub(super) fn widen_integer_weights(
+    nodes: &mut [proto::NodeProto],
+    weights: &mut HashMap<String, Arc<Value>>,
+    outputs: &[String],
+) -> Result<(), crate::NnError> {
+    let mut widened: HashMap<(String, String), String> = HashMap::new();
+    let mut sources = Vec::new();
+    for node in nodes.iter_mut() {
+        if node.op_type != "MatMulInteger" || !node.domain.is_empty() {
+            continue;
+        }
+        let input = |i: usize| node.inputs.get(i).filter(|n| !n.is_empty()).cloned();
+        let (Some(b), zp) = (input(1), input(3).unwrap_or_default()) else {
+            continue;
+        };
+        let Some(bv) = weights.get(&b) else {
+            continue;
+        };
+        let zv = match zp.as_str() {
+            "" => None,
+            z => match weights.get(z) {
+                Some(v) => Some(Arc::clone(v)),
+                None => continue,
+            },
+        };
+        if bv.shape.len() != 2 || !bv.dtype.is_int() {
+            continue;
+        }
+        let key = (b.clone(), zp.clone());
+        let name = match widened.get(&key) {
+            Some(name) => name.clone(),
+            None => {
+                let name = format!("weft:widened:{b}:{zp}");
+                let v = super::ops::widened_weight(bv, zv.as_deref()).map_err(|e| {
+                    crate::NnError::new(
+                        crate::NnErrorKind::InvalidEncoding,
+                        format!("node `{}` (MatMulInteger): {}", node.name, e.message),
+                    )
+                })?;
+                weights.insert(name.clone(), Arc::new(v));
+                widened.insert(key, name.clone());
+                sources.push(b.clone());
+                name
+            }
+        };
+        let a_zp = input(2).unwrap_or_default();
+        node.op_type = "WeftMatMulInteger".into();
+        node.inputs = vec![node.inputs[0].clone(), name, a_zp];
+    }
+    for b in sources {
+        let read = outputs.contains(&b) || nodes.iter().any(|n| n.inputs.contains(&b));
+        if !read {
+            weights.remove(&b);
+        }
+    }
+    Ok(())
 }
 
 /// Packs every 2-D f32 initializer some `MatMul`/`WeftMatMulBias` reads as

@@ -135,7 +135,9 @@ impl GraphWriter {
         self.raw_initializer(name, dims, 7, &raw); // INT64
     }
 
-    fn raw_initializer(&mut self, name: &str, dims: &[u64], data_type: u64, raw: &[u8]) {
+    /// Adds an initializer of ONNX element type `data_type` from its raw
+    /// little-endian bytes (int8 weights: 3, uint8: 2).
+    pub(crate) fn raw_initializer(&mut self, name: &str, dims: &[u64], data_type: u64, raw: &[u8]) {
         let mut t = Vec::new();
         for &d in dims {
             key(1, 0, &mut t);
@@ -157,6 +159,12 @@ impl GraphWriter {
     #[cfg(test)]
     pub(crate) fn input_i64(&mut self, name: &str, dims: &[&str]) {
         self.value_info(11, name, dims, 7);
+    }
+
+    /// Declares a graph input of ONNX element type `elem`.
+    #[cfg(test)]
+    pub(crate) fn input_of(&mut self, name: &str, dims: &[&str], elem: u64) {
+        self.value_info(11, name, dims, elem);
     }
 
     /// Declares a float graph output.

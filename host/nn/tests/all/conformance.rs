@@ -4,7 +4,8 @@
 //!
 //! A case whose model uses an operator or type weft-nn refuses at load
 //! counts as unsupported; every other case must produce each output within
-//! rtol 1e-3 / atol 1e-5 (NaN matches NaN). The test prints a table and
+//! rtol 1e-3 / atol 1e-5 (NaN matches NaN), but for the few listed in
+//! `DIFFERS` with why. The test prints a table and
 //! fails when fewer than `MIN_PASSED` cases pass, so a regression shows.
 //! It then runs every case again loaded for the GPU, whose inputs go up
 //! first so that each node with a device kernel runs there, and fails
@@ -15,7 +16,21 @@ use std::path::{Path, PathBuf};
 use weft_nn::{ElementType, Encoding, Engine, NnErrorKind, Placement, Target, Tensor};
 
 /// Cases passing today; raise it as operators land.
-const MIN_PASSED: usize = 1374;
+const MIN_PASSED: usize = 1378;
+
+/// Cases whose expected outputs weft-nn does not reproduce, on purpose:
+/// each fails, and is listed with the reason instead of among the
+/// failures.
+const DIFFERS: &[(&str, &str)] = &[
+    (
+        "test_qlinearmatmul_",
+        "the onnx reference wraps int8 results that overflow; the spec and onnxruntime saturate, as weft-nn does",
+    ),
+    (
+        "test_training_dropout",
+        "training-mode dropout is random; the reference's mask comes from numpy's generator",
+    ),
+];
 
 const SUITES: [&str; 3] = ["node", "simple", "pytorch-operator"];
 const RTOL: f64 = 1e-3;
@@ -444,6 +459,13 @@ fn conformance(target: Target) -> Run {
     let mut total_passed = 0;
     let mut failures = Vec::new();
     let mut refused: std::collections::BTreeMap<String, usize> = Default::default();
+    let mut differs = Vec::new();
+    let name = |case: &Path| {
+        case.file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned()
+    };
     let mut table = vec![format!(
         "{:<18} {:>7} {:>7} {:>12}",
         "suite", "passed", "failed", "unsupported"
@@ -473,12 +495,16 @@ fn conformance(target: Target) -> Run {
                     unsup += 1;
                     *refused.entry(why).or_default() += 1;
                 }
+                Outcome::Fail(_)
+                    if DIFFERS
+                        .iter()
+                        .any(|(prefix, _)| name(case).starts_with(prefix)) =>
+                {
+                    differs.push(name(case));
+                }
                 Outcome::Fail(why) => {
                     fail += 1;
-                    failures.push(format!(
-                        "{suite}/{}: {why}",
-                        case.file_name().unwrap_or_default().to_string_lossy()
-                    ));
+                    failures.push(format!("{suite}/{}: {why}", name(case)));
                 }
             }
         }
@@ -490,6 +516,18 @@ fn conformance(target: Target) -> Run {
     refused.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     let shown: Vec<String> = refused.iter().map(|(w, n)| format!("{w} {n}")).collect();
     report += &format!("\nunsupported, by what was refused: {}", shown.join(", "));
+    for (prefix, why) in DIFFERS {
+        let cases: Vec<&str> = differs
+            .iter()
+            .filter(|c| c.starts_with(prefix))
+            .map(String::as_str)
+            .collect();
+        report += &format!(
+            "\ndiffer on purpose, {} ({why}): {}",
+            cases.len(),
+            cases.join(", ")
+        );
+    }
     report += &format!("\nfailures ({}):", failures.len());
     for f in &failures {
         report += &format!("\n  {f}");

@@ -6,5 +6,6 @@
 mod archs;
 mod conformance;
 mod gpu;
+mod quantized;
 mod smollm2;
 mod support;

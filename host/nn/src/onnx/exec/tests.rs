@@ -182,3 +182,115 @@ fn a_weight_only_products_read_is_kept_packed_only_and_unpacked_when_needed() {
     let w2 = out.iter().find(|(n, _)| n == "w2").unwrap();
     assert_eq!(w2.1.to_f32().unwrap(), vec![2., 4., 6., 8., 10., 12.]);
 }
+
+#[test]
+fn integer_products_by_constant_weights_are_widened_at_load() {
+    use crate::onnx::write::GraphWriter;
+    // y = float((a - a_zp) · (b - b_zp)), b int8 with a zero point per
+    // column, as onnxruntime's quantize_dynamic writes it.
+    let b: [i8; 12] = [-128, 127, 3, 0, -7, 55, 91, -100, 1, 12, 34, -56];
+    let b_zp: [i8; 3] = [-3, 0, 7];
+    let a_zp = 128u8;
+    let build = |a_dims: &[&str], y_dims: &[&str]| {
+        let mut g = GraphWriter::new("int8");
+        g.node(
+            "MatMulInteger",
+            &["a", "b", "a_zp", "b_zp"],
+            &["c"],
+            "mmi",
+            &[],
+        );
+        g.node("Cast", &["c"], &["y"], "cast", &[("to", 1)]);
+        g.raw_initializer("b", &[4, 3], 3, &b.map(|v| v as u8));
+        g.raw_initializer("b_zp", &[3], 3, &b_zp.map(|v| v as u8));
+        g.raw_initializer("a_zp", &[], 2, &[a_zp]);
+        g.input_of("a", a_dims, 2);
+        g.output("y", y_dims);
+        g.finish("weft-nn tests", 17)
+    };
+    let want = |a: &[u8]| -> Vec<f32> {
+        let rows = a.len() / 4;
+        let mut y = vec![0.0; rows * 3];
+        for r in 0..rows {
+            for c in 0..3 {
+                let dot: i32 = (0..4)
+                    .map(|k| {
+                        (i32::from(a[r * 4 + k]) - i32::from(a_zp))
+                            * (i32::from(b[k * 3 + c]) - i32::from(b_zp[c]))
+                    })
+                    .sum();
+                y[r * 3 + c] = dot as f32;
+            }
+        }
+        y
+    };
+    let a: [u8; 8] = [0, 255, 128, 7, 200, 13, 129, 64];
+    // Rows of A: the packed kernel. One 1-D A: the packed form does not
+    // take it, so B is unpacked for it.
+    for (a_dims, y_dims, a) in [
+        (&["m", "4"][..], &["m", "3"][..], &a[..]),
+        (&["4"][..], &["3"][..], &a[..4]),
+    ] {
+        let model = OnnxModel::load(&build(a_dims, y_dims)).unwrap();
+        let nodes: Vec<&str> = model
+            .graph
+            .nodes
+            .iter()
+            .map(|n| n.op_type.as_str())
+            .collect();
+        assert_eq!(nodes, ["WeftMatMulInteger", "Cast"]);
+        assert!(
+            !model.graph.weights.contains_key("b"),
+            "the int8 copy is dropped"
+        );
+        assert_eq!(model.graph.packed.len(), 1);
+        let shape: Vec<usize> = if a.len() == 4 { vec![4] } else { vec![2, 4] };
+        let t = Tensor::new(shape, ElementType::U8, a.to_vec()).unwrap();
+        let out = model.session().compute(&[("a".into(), t)]).unwrap();
+        assert_eq!(out[0].1.to_f32().unwrap(), want(a));
+    }
+    // A zero point that fits neither B nor its columns: refused at load,
+    // naming the node.
+    let mut g = GraphWriter::new("bad zp");
+    g.node("MatMulInteger", &["a", "b", "", "b_zp"], &["c"], "mmi", &[]);
+    g.node("Cast", &["c"], &["y"], "cast", &[("to", 1)]);
+    g.raw_initializer("b", &[4, 3], 3, &b.map(|v| v as u8));
+    g.raw_initializer("b_zp", &[2], 3, &[1, 2]);
+    g.input_of("a", &["m", "4"], 2);
+    g.output("y", &["m", "3"]);
+    let err = OnnxModel::load(&g.finish("weft-nn tests", 17)).unwrap_err();
+    assert_eq!(err.kind, NnErrorKind::InvalidEncoding);
+    assert!(
+        err.message.contains("node `mmi`") && err.message.contains("zero point [2]"),
+        "{}",
+        err.message
+    );
+}
+
+#[test]
+fn training_mode_dropout_keeps_one_minus_ratio_and_scales_what_it_keeps() {
+    use crate::onnx::write::GraphWriter;
+    let build = |training: bool| {
+        let mut g = GraphWriter::new("dropout");
+        g.node("Dropout", &["x", "ratio", "training"], &["y"], "drop", &[("seed", 5)]);
+        g.initializer("ratio", &[], &[0.25]);
+        g.raw_initializer("training", &[], 9, &[u8::from(training)]);
+        g.input("x", &["n"]);
+        g.output("y", &["n"]);
+        g.finish("weft-nn tests", 13)
+    };
+    let x = Tensor::from_f32(vec![1000], &[1.0; 1000]);
+    let run = |model: &OnnxModel| {
+        let out = model.session().compute(&[("x".into(), x.clone())]).unwrap();
+        out[0].1.to_f32().unwrap()
+    };
+    let training = OnnxModel::load(&build(true)).unwrap();
+    let y = run(&training);
+    let kept = y.iter().filter(|&&v| v != 0.0).count();
+    // 750 expected; 7 standard deviations either side.
+    assert!((650..=850).contains(&kept), "kept {kept} of 1000");
+    assert!(y.iter().all(|&v| v == 0.0 || v == 1.0 / 0.75), "{y:?}");
+    assert_eq!(run(&training), y, "the seed fixes the mask");
+    let inference = OnnxModel::load(&build(false)).unwrap();
+    assert_eq!(run(&inference), vec![1.0; 1000]);
+}

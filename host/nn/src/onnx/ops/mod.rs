@@ -190,6 +190,9 @@ pub(crate) const SUPPORTED: &[&str] = &[
     "GridSample",
     "NonMaxSuppression",
     "QLinearMatMul",
+    "MatMulInteger",
+    "ConvInteger",
+    "QLinearConv",
     "Unique",
 ];
 
@@ -312,6 +315,9 @@ pub(crate) fn run_resident(
     let out = match node.proto.op_type.as_str() {
         "MatMul" => matmul::matmul_resident(inputs, gpu, w),
         "Gemm" => matmul::gemm_resident(node, inputs, gpu, w),
+        "WeftMatMulInteger" => Some(quant::matmul_widened(inputs, |a| {
+            matmul::matmul_resident(&[Some(a)], gpu, w)
+        })),
         _ => None,
     };
     out.map(|r| r.map(|v| vec![v]))
@@ -327,9 +333,24 @@ pub(crate) fn run_packed(
     let out = match node.proto.op_type.as_str() {
         "MatMul" => matmul::matmul_packed(inputs, w)?,
         "WeftMatMulBias" => fused::matmul_bias(inputs, Some(w)),
+        // Only where the packed form suits A: the B it is given otherwise
+        // may be a placeholder.
+        "WeftMatMulInteger" => {
+            let a = opt(inputs, 0)?;
+            if a.shape.len() < 2 || a.shape.last() != Some(&w.k()) {
+                return None;
+            }
+            quant::matmul_widened(inputs, |a| matmul::matmul_packed(&[Some(a)], w))
+        }
         _ => return None,
     };
     Some(out.map(|v| vec![v]))
+}
+
+/// A `MatMulInteger`'s constant B as f32s less its zero point (per
+/// tensor or per column): what `WeftMatMulInteger` reads.
+pub(crate) fn widened_weight(b: &Value, zp: Option<&Value>) -> Result<Value, NnError> {
+    quant::less_zero_point(b, zp, 1)
 }
 
 /// Runs one node on its inputs (`None` for omitted optional inputs).
@@ -400,6 +421,10 @@ pub(crate) fn run(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Vec<Value
         "GridSample" => one(sample::grid_sample(node, inputs)?),
         "NonMaxSuppression" => one(boxes::non_max_suppression(node, inputs)?),
         "QLinearMatMul" => one(quant::qlinear_matmul(inputs)?),
+        "MatMulInteger" => one(quant::matmul_integer(inputs)?),
+        "WeftMatMulInteger" => one(quant::matmul_widened(inputs, |_| None)?),
+        "ConvInteger" => one(quant::conv_integer(node, inputs)?),
+        "QLinearConv" => one(quant::qlinear_conv(node, inputs)?),
         "Unique" => arrange::unique(node, inputs),
         "GlobalAveragePool" | "GlobalMaxPool" => one(nn::global_pool(node, inputs)?),
         "BatchNormalization" => nn::batch_norm(node, inputs),

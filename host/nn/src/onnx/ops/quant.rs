@@ -4,7 +4,7 @@
 use super::shape::map_indices;
 use super::{Node, axis, opt, req};
 use crate::NnError;
-use crate::onnx::value::{DType, Data, Value, fail, strides};
+use crate::onnx::value::{DType, Data, Value, broadcast_shape, broadcast_to, fail, strides};
 
 /// For every element of `x`, the flat index of its scale.
 fn scale_index(node: Node<'_>, x: &[usize], scale: &Value) -> Result<Vec<usize>, NnError> {
@@ -131,43 +131,264 @@ pub(super) fn dynamic_quantize(inputs: &[Option<&Value>]) -> Result<Vec<Value>, 
     ])
 }
 
+/// `x` as f32s less its zero point: none, a scalar, a tensor of `x`'s
+/// rank (broadcast), or a vector along `axis` of `x` (A's rows, B's
+/// columns, a weight's output channels).
+///
+/// Integer products then run on the f32 kernels: exact while every partial
+/// sum stays within 2^24 (u8 x i8 terms over a few hundred inner elements),
+/// and otherwise rounded as a float product would be, which the float
+/// rescaling that follows an integer product cannot tell apart.
+pub(super) fn less_zero_point(
+    x: &Value,
+    zp: Option<&Value>,
+    axis: usize,
+) -> Result<Value, NnError> {
+    let xv = x.to_f32();
+    let Some(z) = zp else {
+        return Ok(Value::f32(x.shape.clone(), xv));
+    };
+    let zv = z.to_f32();
+    let at: Vec<usize> = if zv.len() == 1 {
+        vec![0; xv.len()]
+    } else if z.shape.len() == 1 && x.shape.get(axis) == Some(&zv.len()) {
+        map_indices(&x.shape, |i| i[axis])
+    } else if z.shape.len() == x.shape.len()
+        && broadcast_shape(&z.shape, &x.shape).is_ok_and(|b| b == x.shape)
+    {
+        let own: Vec<usize> = (0..zv.len()).collect();
+        broadcast_to(&own, &z.shape, &x.shape)
+    } else {
+        return Err(fail(format!(
+            "zero point {:?} does not fit an operand of shape {:?}: give a scalar, one per {} \
+             (a vector of {}), or a tensor of the operand's rank",
+            z.shape,
+            x.shape,
+            if axis + 1 == x.shape.len() {
+                "column"
+            } else {
+                "row"
+            },
+            x.shape.get(axis).copied().unwrap_or(1),
+        )));
+    };
+    let v = xv.iter().zip(&at).map(|(&q, &i)| q - zv[i]).collect();
+    Ok(Value::f32(x.shape.clone(), v))
+}
+
+/// The axis of A's rows (per-row zero points) in a product.
+fn rows_axis(a: &Value) -> usize {
+    a.shape.len().saturating_sub(2)
+}
+
+/// The axis of B's columns (per-column zero points) in a product.
+fn cols_axis(b: &Value) -> usize {
+    b.shape.len().saturating_sub(1)
+}
+
+/// An f32 result of integer operands as the int32 tensor it stands for.
+fn int32(c: Value) -> Value {
+    let v = c.to_f32().iter().map(|&x| x.round() as i64).collect();
+    Value {
+        dtype: DType::I32,
+        shape: c.shape,
+        data: Data::I64(v),
+    }
+}
+
+/// `MatMulInteger`: `(A - a_zp) · (B - b_zp)` in int32.
+pub(super) fn matmul_integer(inputs: &[Option<&Value>]) -> Result<Value, NnError> {
+    let (a, b) = (req(inputs, 0)?, req(inputs, 1)?);
+    let a = less_zero_point(a, opt(inputs, 2), rows_axis(a))?;
+    let b = less_zero_point(b, opt(inputs, 3), cols_axis(b))?;
+    Ok(int32(super::matmul::matmul(&[Some(&a), Some(&b)])?))
+}
+
+/// `WeftMatMulInteger(A, B, a_zp)`: a `MatMulInteger` whose constant B
+/// was widened at load to f32 less its zero point (see
+/// `weights::widen_integer_weights`); `w` is that B packed, when it is.
+pub(super) fn matmul_widened(
+    inputs: &[Option<&Value>],
+    product: impl FnOnce(&Value) -> Option<Result<Value, NnError>>,
+) -> Result<Value, NnError> {
+    let a = req(inputs, 0)?;
+    let a = less_zero_point(a, opt(inputs, 2), rows_axis(a))?;
+    let c = match product(&a) {
+        Some(c) => c?,
+        None => super::matmul::matmul(&[Some(&a), Some(req(inputs, 1)?)])?,
+    };
+    Ok(int32(c))
+}
+
+/// `ConvInteger`: a convolution of `x - x_zp` by `w - w_zp` (per output
+/// channel or per tensor) in int32.
+pub(super) fn conv_integer(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Value, NnError> {
+    let x = less_zero_point(req(inputs, 0)?, opt(inputs, 2), 1)?;
+    let w = less_zero_point(req(inputs, 1)?, opt(inputs, 3), 0)?;
+    Ok(int32(super::nn::conv(node, &[Some(&x), Some(&w)])?))
+}
+
+/// Rescales int32 accumulators `acc` (`scale[j]` for channel or column j
+/// of `[.., channels, inner]` groups: `channel(i)` picks it) by
+/// `x_scale · w_scale / y_scale` and requantises them to `y_zp`'s type,
+/// rounding half to even and saturating.
+fn requantise(
+    acc: Value,
+    ws: &[f64],
+    xs: f64,
+    ys: f64,
+    yzp: &Value,
+    channel: impl Fn(usize) -> usize,
+) -> Value {
+    let (lo, hi) = if yzp.dtype == DType::I8 {
+        (-128.0, 127.0)
+    } else {
+        (0.0, 255.0)
+    };
+    let z = yzp.to_f64()[0];
+    let q = acc
+        .to_f64()
+        .iter()
+        .enumerate()
+        .map(|(i, &a)| {
+            let s = xs * ws[channel(i).min(ws.len() - 1)] / ys;
+            ((a * s).round_ties_even() + z).clamp(lo, hi) as i64
+        })
+        .collect();
+    Value {
+        dtype: yzp.dtype,
+        shape: acc.shape,
+        data: Data::I64(q),
+    }
+}
+
+/// `QLinearConv`: a convolution of zero-point-shifted u8/i8 operands plus
+/// an int32 bias, rescaled per tensor or per output channel and
+/// requantised.
+pub(super) fn qlinear_conv(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Value, NnError> {
+    let v = |i| req(inputs, i);
+    let x = less_zero_point(v(0)?, Some(v(2)?), 1)?;
+    let w = less_zero_point(v(3)?, opt(inputs, 5), 0)?;
+    let bias = opt(inputs, 8).map(|b| Value::f32(b.shape.clone(), b.to_f32()));
+    let acc = super::nn::conv(node, &[Some(&x), Some(&w), bias.as_ref()])?;
+    let (ws, xs, ys) = (v(4)?.to_f64(), v(1)?.to_f64()[0], v(6)?.to_f64()[0]);
+    let (m, inner) = (acc.shape[1], acc.shape[2..].iter().product::<usize>());
+    Ok(requantise(acc, &ws, xs, ys, v(7)?, |i| {
+        i / inner.max(1) % m
+    }))
+}
+
 /// `QLinearMatMul`: an integer matmul of zero-point-shifted operands,
 /// rescaled (per tensor, per row of A, per column of B) and requantised.
 pub(super) fn qlinear_matmul(inputs: &[Option<&Value>]) -> Result<Value, NnError> {
     let v = |i| req(inputs, i);
-    let shift = |x: &Value, zp: &Value| -> Value {
-        let z = zp.to_f64();
-        let d: Vec<f32> = x.to_f64().iter().map(|&q| (q - z[0]) as f32).collect();
-        Value::f32(x.shape.clone(), d)
-    };
-    let (a, b) = (shift(v(0)?, v(2)?), shift(v(3)?, v(5)?));
+    let a = less_zero_point(v(0)?, Some(v(2)?), rows_axis(v(0)?))?;
+    let b = less_zero_point(v(3)?, Some(v(5)?), cols_axis(v(3)?))?;
     let c = super::matmul::matmul(&[Some(&a), Some(&b)])?;
-    let (sa, sb, sy, zy) = (v(1)?.to_f64(), v(4)?.to_f64(), v(6)?.to_f64()[0], v(7)?);
+    let (sa, sb, sy) = (v(1)?.to_f64(), v(4)?.to_f64(), v(6)?.to_f64()[0]);
     let n = *c.shape.last().unwrap_or(&1);
     let m = if c.shape.len() >= 2 {
         c.shape[c.shape.len() - 2]
     } else {
         1
     };
-    let (lo, hi) = if zy.dtype == DType::I8 {
-        (-128.0, 127.0)
-    } else {
-        (0.0, 255.0)
-    };
-    let z = zy.to_f64()[0];
-    let q: Vec<i64> = c
-        .to_f64()
-        .iter()
-        .enumerate()
-        .map(|(i, &acc)| {
-            let (row, col) = ((i / n) % m, i % n);
-            let s = sa[row.min(sa.len() - 1)] * sb[col.min(sb.len() - 1)] / sy;
-            ((acc * s).round_ties_even() + z).clamp(lo, hi) as i64
-        })
+    // One scale per row of A and per column of B: their product is the
+    // scale of each output element.
+    let ws: Vec<f64> = (0..m * n)
+        .map(|i| sa[(i / n).min(sa.len() - 1)] * sb[(i % n).min(sb.len() - 1)])
         .collect();
-    Ok(Value {
-        dtype: zy.dtype,
-        shape: c.shape.clone(),
-        data: Data::I64(q),
-    })
+    Ok(requantise(c, &ws, 1.0, sy, v(7)?, |i| i % (m * n)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ints(dtype: DType, shape: Vec<usize>, v: &[i64]) -> Value {
+        Value {
+            dtype,
+            shape,
+            data: Data::I64(v.to_vec()),
+        }
+    }
+
+    fn scalar(v: f32) -> Value {
+        Value::f32(vec![1], vec![v])
+    }
+
+    #[test]
+    fn qlinear_matmul_saturates_as_onnxruntime_does() {
+        // onnx's test_qlinearmatmul_2D_int8_float32. The onnx reference
+        // casts out of range results with wrap-around (its y[5] is 20);
+        // onnxruntime, and the operator's spec, saturate.
+        let a = ints(
+            DType::I8,
+            vec![2, 4],
+            &[81, 109, -127, 111, -124, 87, -128, -98],
+        );
+        let b = ints(
+            DType::I8,
+            vec![4, 3],
+            &[25, -76, 117, -67, -101, -128, -127, 0, 119, 0, 127, 120],
+        );
+        let (azp, bzp, yzp) = (
+            ints(DType::I8, vec![1], &[-14]),
+            ints(DType::I8, vec![1], &[-13]),
+            ints(DType::I8, vec![1], &[-9]),
+        );
+        let (sa, sb, sy) = (scalar(0.0066), scalar(0.00705), scalar(0.0107));
+        let y = qlinear_matmul(&[
+            Some(&a),
+            Some(&sa),
+            Some(&azp),
+            Some(&b),
+            Some(&sb),
+            Some(&bzp),
+            Some(&sy),
+            Some(&yzp),
+        ])
+        .unwrap();
+        assert_eq!(y.dtype, DType::I8);
+        assert_eq!(y.to_i64(), [41, -12, -9, 1, -75, -128]);
+    }
+
+    #[test]
+    fn per_column_zero_points_and_scales_apply_to_their_columns() {
+        // (b - zp) = [[0, 0], [2, 2]]; a · that = [40, 40]; scaled by
+        // column [1, 2].
+        let a = ints(DType::U8, vec![1, 2], &[10, 20]);
+        let b = ints(DType::U8, vec![2, 2], &[1, 2, 3, 4]);
+        let zero = ints(DType::U8, vec![], &[0]);
+        let bzp = ints(DType::U8, vec![2], &[1, 2]);
+        let sb = Value::f32(vec![2], vec![1.0, 2.0]);
+        let one = scalar(1.0);
+        let y = qlinear_matmul(&[
+            Some(&a),
+            Some(&one),
+            Some(&zero),
+            Some(&b),
+            Some(&sb),
+            Some(&bzp),
+            Some(&one),
+            Some(&zero),
+        ])
+        .unwrap();
+        assert_eq!(y.to_i64(), [40, 80]);
+        let c = matmul_integer(&[Some(&a), Some(&b), Some(&zero), Some(&bzp)]).unwrap();
+        assert_eq!((c.dtype, c.to_i64()), (DType::I32, vec![40, 40]));
+        // Per row of A: [[10, 20], [30, 40]] less [10, 30] is
+        // [[0, 10], [0, 10]].
+        let a2 = ints(DType::U8, vec![2, 2], &[10, 20, 30, 40]);
+        let azp = ints(DType::U8, vec![2], &[10, 30]);
+        let c = matmul_integer(&[Some(&a2), Some(&b), Some(&azp), None]).unwrap();
+        assert_eq!(c.to_i64(), [30, 40, 30, 40]);
+        // A zero point of another length is refused, saying what fits.
+        let bad = ints(DType::U8, vec![3], &[1, 2, 3]);
+        let err = matmul_integer(&[Some(&a), Some(&b), None, Some(&bad)]).unwrap_err();
+        assert!(
+            err.message.contains("one per column (a vector of 2)"),
+            "{}",
+            err.message
+        );
+    }
 }

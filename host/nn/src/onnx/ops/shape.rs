@@ -9,7 +9,7 @@ use rayon::prelude::*;
 
 use super::{Node, axis, opt, req};
 use crate::NnError;
-use crate::onnx::value::{Data, Value, broadcast_shape, fail, strides};
+use crate::onnx::value::{DType, Data, Value, broadcast_shape, fail, strides};
 
 /// Elements of `d` at `idx`, in order.
 pub(super) fn take(d: &Data, idx: &[usize]) -> Data {
@@ -65,11 +65,59 @@ pub(super) fn constant(node: Node<'_>) -> Result<Value, NnError> {
     Err(fail("Constant has no supported value attribute"))
 }
 
+/// `Dropout`: the identity at inference (and with a ratio of 0); in
+/// training mode (opset 12's third input true) each element is kept with
+/// probability `1 - ratio` and scaled by `1 / (1 - ratio)`, as onnxruntime
+/// does, drawn from the `seed` attribute when there is one.
 pub(super) fn dropout(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Vec<Value>, NnError> {
     let x = req(inputs, 0)?;
-    let mut out = vec![x.clone()];
+    let training = opt(inputs, 2).is_some_and(|t| t.to_bool().first() == Some(&true));
+    let ratio = opt(inputs, 1).and_then(|r| r.to_f64().first().copied());
+    let ratio = ratio.unwrap_or(0.5);
+    let keep: Vec<bool> = if !training || ratio == 0.0 {
+        vec![true; x.len()]
+    } else if (0.0..1.0).contains(&ratio) {
+        static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let mut state = if node.has("seed") {
+            u64::from(node.float("seed", 0.0).to_bits())
+        } else {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64);
+            nanos ^ CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        };
+        // splitmix64: uniform in [0, 1) from the top 53 bits.
+        let mut uniform = move || {
+            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+        };
+        (0..x.len()).map(|_| uniform() >= ratio).collect()
+    } else {
+        return Err(fail(format!("Dropout ratio {ratio} is outside [0, 1)")));
+    };
+    let y = if keep.iter().all(|&k| k) {
+        x.clone()
+    } else {
+        let scale = 1.0 / (1.0 - ratio);
+        let v = x
+            .to_f64()
+            .iter()
+            .zip(&keep)
+            .map(|(&v, &k)| if k { v * scale } else { 0.0 })
+            .collect();
+        Value {
+            dtype: DType::F64,
+            shape: x.shape.clone(),
+            data: Data::F64(v),
+        }
+        .cast(x.dtype)
+    };
+    let mut out = vec![y];
     if node.proto.outputs.len() > 1 {
-        out.push(Value::bool(x.shape.clone(), vec![true; x.len()]));
+        out.push(Value::bool(x.shape.clone(), keep));
     }
     Ok(out)
 }
