@@ -136,9 +136,11 @@ pub(super) fn packed_key(node: &proto::NodeProto) -> Option<&str> {
 /// B' the f32 initializer `B - b_zp`, which the f32 kernels read packed
 /// (CPU) or resident (GPU) like any `MatMul` weight. An integer B nothing
 /// else reads is dropped. (A dynamically quantised transformer's products
-/// are all of this form.)
+/// are all of this form.) Where the product's only reader is a `Cast` to
+/// float, the node gives that float tensor itself (`float = 1`) and the
+/// `Cast` goes: the integer results are never stored as integers.
 pub(super) fn widen_integer_weights(
-    nodes: &mut [proto::NodeProto],
+    nodes: &mut Vec<proto::NodeProto>,
     weights: &mut HashMap<String, Arc<Value>>,
     outputs: &[String],
 ) -> Result<(), crate::NnError> {
@@ -186,6 +188,7 @@ pub(super) fn widen_integer_weights(
         node.op_type = "WeftMatMulInteger".into();
         node.inputs = vec![node.inputs[0].clone(), name, a_zp];
     }
+    fold_casts(nodes, outputs);
     for b in sources {
         let read = outputs.contains(&b) || nodes.iter().any(|n| n.inputs.contains(&b));
         if !read {
@@ -193,6 +196,40 @@ pub(super) fn widen_integer_weights(
         }
     }
     Ok(())
+}
+
+/// Folds each `Cast` to float that is the only reader of a
+/// `WeftMatMulInteger`'s output into it.
+fn fold_casts(nodes: &mut Vec<proto::NodeProto>, outputs: &[String]) {
+    let mut i = 0;
+    while i < nodes.len() {
+        let fold = (nodes[i].op_type == "WeftMatMulInteger").then(|| {
+            let out = nodes[i].outputs.first()?;
+            if outputs.contains(out) {
+                return None;
+            }
+            let mut readers = nodes
+                .iter()
+                .enumerate()
+                .filter(|(_, n)| n.inputs.contains(out));
+            let (j, cast) = readers.next()?;
+            let to_float = cast.op_type == "Cast"
+                && cast.domain.is_empty()
+                && cast.inputs.len() == 1
+                && cast
+                    .attrs
+                    .iter()
+                    .any(|(n, a)| n == "to" && *a == proto::Attr::Int(1));
+            (readers.next().is_none() && to_float && j > i).then_some(j)
+        });
+        if let Some(Some(j)) = fold {
+            let cast = nodes.remove(j);
+            let node = &mut nodes[i];
+            node.outputs = cast.outputs;
+            node.attrs.push(("float".into(), proto::Attr::Int(1)));
+        }
+        i += 1;
+    }
 }
 
 /// Packs every 2-D f32 initializer some `MatMul`/`WeftMatMulBias` reads as

@@ -191,7 +191,9 @@ fn integer_products_by_constant_weights_are_widened_at_load() {
     let b: [i8; 12] = [-128, 127, 3, 0, -7, 55, 91, -100, 1, 12, 34, -56];
     let b_zp: [i8; 3] = [-3, 0, 7];
     let a_zp = 128u8;
-    let build = |a_dims: &[&str], y_dims: &[&str]| {
+    // With `int_out`, the int32 product is a graph output too, so the
+    // Cast is not folded into the product.
+    let build = |a_dims: &[&str], y_dims: &[&str], int_out: bool| {
         let mut g = GraphWriter::new("int8");
         g.node(
             "MatMulInteger",
@@ -206,6 +208,9 @@ fn integer_products_by_constant_weights_are_widened_at_load() {
         g.raw_initializer("a_zp", &[], 2, &[a_zp]);
         g.input_of("a", a_dims, 2);
         g.output("y", y_dims);
+        if int_out {
+            g.output("c", y_dims);
+        }
         g.finish("weft-nn tests", 17)
     };
     let want = |a: &[u8]| -> Vec<f32> {
@@ -231,23 +236,39 @@ fn integer_products_by_constant_weights_are_widened_at_load() {
         (&["m", "4"][..], &["m", "3"][..], &a[..]),
         (&["4"][..], &["3"][..], &a[..4]),
     ] {
-        let model = OnnxModel::load(&build(a_dims, y_dims)).unwrap();
-        let nodes: Vec<&str> = model
-            .graph
-            .nodes
-            .iter()
-            .map(|n| n.op_type.as_str())
-            .collect();
-        assert_eq!(nodes, ["WeftMatMulInteger", "Cast"]);
-        assert!(
-            !model.graph.weights.contains_key("b"),
-            "the int8 copy is dropped"
-        );
-        assert_eq!(model.graph.packed.len(), 1);
-        let shape: Vec<usize> = if a.len() == 4 { vec![4] } else { vec![2, 4] };
-        let t = Tensor::new(shape, ElementType::U8, a.to_vec()).unwrap();
-        let out = model.session().compute(&[("a".into(), t)]).unwrap();
-        assert_eq!(out[0].1.to_f32().unwrap(), want(a));
+        for int_out in [false, true] {
+            let model = OnnxModel::load(&build(a_dims, y_dims, int_out)).unwrap();
+            let nodes: Vec<&str> = model
+                .graph
+                .nodes
+                .iter()
+                .map(|n| n.op_type.as_str())
+                .collect();
+            match int_out {
+                false => assert_eq!(nodes, ["WeftMatMulInteger"]),
+                true => assert_eq!(nodes, ["WeftMatMulInteger", "Cast"]),
+            }
+            assert!(
+                !model.graph.weights.contains_key("b"),
+                "the int8 copy is dropped"
+            );
+            assert_eq!(model.graph.packed.len(), 1);
+            let shape: Vec<usize> = if a.len() == 4 { vec![4] } else { vec![2, 4] };
+            let t = Tensor::new(shape, ElementType::U8, a.to_vec()).unwrap();
+            let out = model.session().compute(&[("a".into(), t)]).unwrap();
+            let y = out.iter().find(|(n, _)| n == "y").unwrap();
+            assert_eq!(y.1.ty, ElementType::F32);
+            assert_eq!(y.1.to_f32().unwrap(), want(a));
+            if let Some((_, c)) = out.iter().find(|(n, _)| n == "c") {
+                assert_eq!(c.ty, ElementType::I32);
+                let c: Vec<f32> = c
+                    .data
+                    .chunks(4)
+                    .map(|b| i32::from_le_bytes(b.try_into().unwrap()) as f32)
+                    .collect();
+                assert_eq!(c, want(a));
+            }
+        }
     }
     // A zero point that fits neither B nor its columns: refused at load,
     // naming the node.
@@ -272,7 +293,13 @@ fn training_mode_dropout_keeps_one_minus_ratio_and_scales_what_it_keeps() {
     use crate::onnx::write::GraphWriter;
     let build = |training: bool| {
         let mut g = GraphWriter::new("dropout");
-        g.node("Dropout", &["x", "ratio", "training"], &["y"], "drop", &[("seed", 5)]);
+        g.node(
+            "Dropout",
+            &["x", "ratio", "training"],
+            &["y"],
+            "drop",
+            &[("seed", 5)],
+        );
         g.initializer("ratio", &[], &[0.25]);
         g.raw_initializer("training", &[], 9, &[u8::from(training)]);
         g.input("x", &["n"]);

@@ -315,7 +315,7 @@ pub(crate) fn run_resident(
     let out = match node.proto.op_type.as_str() {
         "MatMul" => matmul::matmul_resident(inputs, gpu, w),
         "Gemm" => matmul::gemm_resident(node, inputs, gpu, w),
-        "WeftMatMulInteger" => Some(quant::matmul_widened(inputs, |a| {
+        "WeftMatMulInteger" => Some(quant::matmul_widened(node, inputs, |a| {
             matmul::matmul_resident(&[Some(a)], gpu, w)
         })),
         _ => None,
@@ -340,7 +340,7 @@ pub(crate) fn run_packed(
             if a.shape.len() < 2 || a.shape.last() != Some(&w.k()) {
                 return None;
             }
-            quant::matmul_widened(inputs, |a| matmul::matmul_packed(&[Some(a)], w))
+            quant::matmul_widened(node, inputs, |a| matmul::matmul_packed(&[Some(a)], w))
         }
         _ => return None,
     };
@@ -422,7 +422,7 @@ pub(crate) fn run(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Vec<Value
         "NonMaxSuppression" => one(boxes::non_max_suppression(node, inputs)?),
         "QLinearMatMul" => one(quant::qlinear_matmul(inputs)?),
         "MatMulInteger" => one(quant::matmul_integer(inputs)?),
-        "WeftMatMulInteger" => one(quant::matmul_widened(inputs, |_| None)?),
+        "WeftMatMulInteger" => one(quant::matmul_widened(node, inputs, |_| None)?),
         "ConvInteger" => one(quant::conv_integer(node, inputs)?),
         "QLinearConv" => one(quant::qlinear_conv(node, inputs)?),
         "Unique" => arrange::unique(node, inputs),

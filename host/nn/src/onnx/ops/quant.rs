@@ -1,8 +1,10 @@
 //! Linear (de)quantisation: `QuantizeLinear` and `DequantizeLinear`, with
 //! per-tensor, per-axis and blocked scales.
 
+use rayon::prelude::*;
+
 use super::shape::map_indices;
-use super::{Node, axis, opt, req};
+use super::{Node, axis, nn, opt, req};
 use crate::NnError;
 use crate::onnx::value::{DType, Data, Value, broadcast_shape, broadcast_to, fail, strides};
 
@@ -106,20 +108,27 @@ pub(super) fn quantize(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Valu
 /// `DynamicQuantizeLinear`: u8 quantisation with a scale and zero point
 /// from the data's range (which always includes 0), in f32 as specified.
 pub(super) fn dynamic_quantize(inputs: &[Option<&Value>]) -> Result<Vec<Value>, NnError> {
-    let x = req(inputs, 0)?.to_f32();
-    let lo = x.iter().copied().fold(0.0f32, f32::min);
-    let hi = x.iter().copied().fold(0.0f32, f32::max);
+    let x = req(inputs, 0)?;
+    let xv = nn::to_f32(x);
+    let (lo, hi) = xv
+        .par_iter()
+        .fold(|| (0.0f32, 0.0f32), |(lo, hi), &v| (lo.min(v), hi.max(v)))
+        .reduce(|| (0.0, 0.0), |a, b| (a.0.min(b.0), a.1.max(b.1)));
     let scale = if hi == lo { 1.0 } else { (hi - lo) / 255.0 };
     let zp = (-lo / scale).round_ties_even().clamp(0.0, 255.0);
-    let y: Vec<i64> = x
-        .iter()
-        .map(|&v| ((v / scale).round_ties_even() + zp).clamp(0.0, 255.0) as i64)
+    // |v / scale| <= 255 (v lies in [lo, hi], 255 steps of scale wide), so
+    // adding and taking away 1.5 * 2^23 rounds it half to even, as
+    // `round_ties_even` does, without the library call that is where
+    // SSE4.1's rounding instruction is not assumed.
+    const ROUND: f32 = 12_582_912.0;
+    let y: Vec<i64> = xv
+        .par_iter()
+        .map(|&v| (((v / scale) + ROUND - ROUND) + zp).clamp(0.0, 255.0) as i64)
         .collect();
-    let shape = req(inputs, 0)?.shape.clone();
     Ok(vec![
         Value {
             dtype: DType::U8,
-            shape,
+            shape: x.shape.clone(),
             data: Data::I64(y),
         },
         Value::f32(vec![], vec![scale]),
@@ -144,35 +153,44 @@ pub(super) fn less_zero_point(
     zp: Option<&Value>,
     axis: usize,
 ) -> Result<Value, NnError> {
-    let xv = x.to_f32();
     let Some(z) = zp else {
-        return Ok(Value::f32(x.shape.clone(), xv));
+        return Ok(Value::f32(x.shape.clone(), x.to_f32()));
     };
     let zv = z.to_f32();
-    let at: Vec<usize> = if zv.len() == 1 {
-        vec![0; xv.len()]
-    } else if z.shape.len() == 1 && x.shape.get(axis) == Some(&zv.len()) {
-        map_indices(&x.shape, |i| i[axis])
-    } else if z.shape.len() == x.shape.len()
-        && broadcast_shape(&z.shape, &x.shape).is_ok_and(|b| b == x.shape)
-    {
-        let own: Vec<usize> = (0..zv.len()).collect();
-        broadcast_to(&own, &z.shape, &x.shape)
+    let v: Vec<f32> = if zv.len() == 1 {
+        let z = zv[0];
+        match &x.data {
+            Data::I64(q) => q.par_iter().map(|&q| q as f32 - z).collect(),
+            _ => x.to_f32().iter().map(|&q| q - z).collect(),
+        }
     } else {
-        return Err(fail(format!(
-            "zero point {:?} does not fit an operand of shape {:?}: give a scalar, one per {} \
-             (a vector of {}), or a tensor of the operand's rank",
-            z.shape,
-            x.shape,
-            if axis + 1 == x.shape.len() {
-                "column"
-            } else {
-                "row"
-            },
-            x.shape.get(axis).copied().unwrap_or(1),
-        )));
+        let at = if z.shape.len() == 1 && x.shape.get(axis) == Some(&zv.len()) {
+            map_indices(&x.shape, |i| i[axis])
+        } else if z.shape.len() == x.shape.len()
+            && broadcast_shape(&z.shape, &x.shape).is_ok_and(|b| b == x.shape)
+        {
+            let own: Vec<usize> = (0..zv.len()).collect();
+            broadcast_to(&own, &z.shape, &x.shape)
+        } else {
+            return Err(fail(format!(
+                "zero point {:?} does not fit an operand of shape {:?}: give a scalar, one per {} \
+                 (a vector of {}), or a tensor of the operand's rank",
+                z.shape,
+                x.shape,
+                if axis + 1 == x.shape.len() {
+                    "column"
+                } else {
+                    "row"
+                },
+                x.shape.get(axis).copied().unwrap_or(1),
+            )));
+        };
+        x.to_f32()
+            .iter()
+            .zip(&at)
+            .map(|(&q, &i)| q - zv[i])
+            .collect()
     };
-    let v = xv.iter().zip(&at).map(|(&q, &i)| q - zv[i]).collect();
     Ok(Value::f32(x.shape.clone(), v))
 }
 
@@ -188,7 +206,10 @@ fn cols_axis(b: &Value) -> usize {
 
 /// An f32 result of integer operands as the int32 tensor it stands for.
 fn int32(c: Value) -> Value {
-    let v = c.to_f32().iter().map(|&x| x.round() as i64).collect();
+    let Data::F32(f) = &c.data else {
+        unreachable!("products give f32")
+    };
+    let v = f.par_iter().map(|&x| x.round() as i64).collect();
     Value {
         dtype: DType::I32,
         shape: c.shape,
@@ -206,8 +227,11 @@ pub(super) fn matmul_integer(inputs: &[Option<&Value>]) -> Result<Value, NnError
 
 /// `WeftMatMulInteger(A, B, a_zp)`: a `MatMulInteger` whose constant B
 /// was widened at load to f32 less its zero point (see
-/// `weights::widen_integer_weights`); `w` is that B packed, when it is.
+/// `weights::widen_integer_weights`); `product` runs it on that B packed
+/// or resident, when it suits. With `float = 1`, the `Cast` to float that
+/// read it was folded in: the f32 result is the output.
 pub(super) fn matmul_widened(
+    node: Node<'_>,
     inputs: &[Option<&Value>],
     product: impl FnOnce(&Value) -> Option<Result<Value, NnError>>,
 ) -> Result<Value, NnError> {
@@ -217,7 +241,11 @@ pub(super) fn matmul_widened(
         Some(c) => c?,
         None => super::matmul::matmul(&[Some(&a), Some(req(inputs, 1)?)])?,
     };
-    Ok(int32(c))
+    Ok(if node.int("float", 0) == 1 {
+        c
+    } else {
+        int32(c)
+    })
 }
 
 /// `ConvInteger`: a convolution of `x - x_zp` by `w - w_zp` (per output
