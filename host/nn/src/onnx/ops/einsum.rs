@@ -15,7 +15,14 @@ use super::shape::{transpose_perm, unpermuted};
 use crate::NnError;
 use crate::onnx::value::{DType, Data, Value, fail};
 
-/// Operand labels with any `...` expanded to upper-case labels, aligned
+/// The label standing for the `i`th dimension under `...`: Greek letters,
+/// which no equation spells (its labels are ASCII letters), so they never
+/// meet a label of the user's.
+fn ellipsis_label(i: usize) -> char {
+    char::from_u32(0x3b1 + i as u32).expect("a few dozen dims at most")
+}
+
+/// Operand labels with any `...` expanded to [`ellipsis_label`]s, aligned
 /// right across operands as numpy broadcasts them.
 fn labels(term: &str, rank: usize, ell: usize) -> Result<Vec<char>, NnError> {
     let letters: Vec<char> = term.replace("...", "").chars().collect();
@@ -27,15 +34,15 @@ fn labels(term: &str, rank: usize, ell: usize) -> Result<Vec<char>, NnError> {
         .ok_or_else(|| fail("einsum term longer than its operand"))?;
     let (head, tail) = term.split_once("...").expect("checked");
     let mut out: Vec<char> = head.chars().collect();
-    out.extend((ell - e..ell).map(|i| (b'A' + i as u8) as char));
+    out.extend((ell - e..ell).map(ellipsis_label));
     out.extend(tail.chars());
     Ok(out)
 }
 
 /// Each operand's labels and the output's, for an equation over operands
 /// of `ranks`: `...` expanded (see [`labels`]), and an implicit output
-/// (no `->`) made as numpy makes it: the `...` labels, then the lower-case
-/// labels that occur once, in order.
+/// (no `->`) made as numpy makes it: the `...` labels, then the labels
+/// that occur once, in alphabetical (ASCII) order.
 pub(crate) fn terms(eq: &str, ranks: &[usize]) -> Result<(Vec<Vec<char>>, Vec<char>), NnError> {
     let (lhs, rhs) = match eq.split_once("->") {
         Some((l, r)) => (l, Some(r)),
@@ -73,11 +80,11 @@ pub(crate) fn terms(eq: &str, ranks: &[usize]) -> Result<(Vec<Vec<char>>, Vec<ch
     let out: Vec<char> = match rhs {
         Some(r) => labels(r, r.replace("...", "").len() + ell, ell)?,
         None => {
-            let mut o: Vec<char> = (0..ell).map(|i| (b'A' + i as u8) as char).collect();
+            let mut o: Vec<char> = (0..ell).map(ellipsis_label).collect();
             o.extend(
                 count
                     .iter()
-                    .filter(|(c, n)| **n == 1 && c.is_ascii_lowercase())
+                    .filter(|(c, n)| **n == 1 && c.is_ascii_alphabetic())
                     .map(|(c, _)| *c),
             );
             o
@@ -308,14 +315,26 @@ mod tests {
         // Two operands of ranks 4 and 3 under `...`: the longer's extra dim
         // is the first ellipsis label.
         let (ops, out) = terms("...ij,...jk->...ik", &[4, 3]).unwrap();
-        assert_eq!(ops, [labels("ABij"), labels("Bjk")]);
-        assert_eq!(out, labels("ABik"));
+        assert_eq!(ops, [labels("αβij"), labels("βjk")]);
+        assert_eq!(out, labels("αβik"));
         // Implicit: the ellipsis, then each label seen once, in order.
         let (ops, out) = terms("kj,ji", &[2, 2]).unwrap();
         assert_eq!(ops, [labels("kj"), labels("ji")]);
         assert_eq!(out, labels("ik"));
         let (_, out) = terms("...j", &[3]).unwrap();
-        assert_eq!(out, labels("ABj"));
+        assert_eq!(out, labels("αβj"));
+    }
+
+    #[test]
+    fn upper_case_labels_are_labels_like_any_other() {
+        // `...` once expanded to `A`, `B`..., so `...A` read as a diagonal.
+        let (ops, out) = terms("...A,...A->...", &[2, 2]).unwrap();
+        assert_eq!(ops, [labels("αA"), labels("αA")]);
+        assert_eq!(out, labels("α"));
+        // An implicit output keeps upper-case labels seen once, sorted as
+        // numpy sorts them (ASCII: upper case first).
+        let (_, out) = terms("bA,bc", &[2, 2]).unwrap();
+        assert_eq!(out, labels("Ac"));
     }
 
     /// An f32 product on the matmul kernel gives what the f64 loop gives
