@@ -293,3 +293,125 @@ pub(super) fn rotary(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Vec<Va
         .cast(x.dtype),
     ])
 }
+
+/// `TensorScatter` (opset 24): a KV cache `past_cache` with `update`
+/// written along `axis` (default -2, the sequence) from each batch's
+/// `write_indices` entry (0 without them), wrapping around the cache in
+/// mode `circular`.
+pub(super) fn tensor_scatter(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Value, NnError> {
+    let (past, update) = (req(inputs, 0)?, req(inputs, 1)?);
+    let r = past.shape.len();
+    let ax = super::axis(node.int("axis", -2), r)?;
+    let circular = match node.string("mode", "linear").as_str() {
+        "linear" => false,
+        "circular" => true,
+        m => {
+            return Err(fail(format!(
+                "TensorScatter mode `{m}`: expected `linear` or `circular`"
+            )));
+        }
+    };
+    let fits = update.shape.len() == r
+        && (0..r).all(|i| match i == ax {
+            true => update.shape[i] <= past.shape[i],
+            false => update.shape[i] == past.shape[i],
+        });
+    if ax == 0 || !fits || update.dtype != past.dtype {
+        return Err(fail(format!(
+            "TensorScatter: update {:?} ({:?}) does not fit cache {:?} ({:?}) along axis {ax} \
+             (same type, same dims but the axis, no longer along it, and the axis not the batch)",
+            update.shape, update.dtype, past.shape, past.dtype
+        )));
+    }
+    let batch = past.shape[0];
+    let starts = opt(inputs, 2).map_or_else(|| vec![0; batch], Value::to_i64);
+    if starts.len() != batch {
+        return Err(fail(format!(
+            "TensorScatter: {} write indices for a batch of {batch}",
+            starts.len()
+        )));
+    }
+    let (max, seq) = (past.shape[ax], update.shape[ax]);
+    let inner: usize = past.shape[ax + 1..].iter().product();
+    let outer: usize = past.shape[..ax].iter().product();
+    // Each output element's source: the cache's own, or past its end, the
+    // update's.
+    let mut idx: Vec<usize> = (0..past.len()).collect();
+    for o in 0..outer {
+        let b = o / (outer / batch).max(1);
+        for s in 0..seq {
+            let at = starts[b] + s as i64;
+            let at = if circular {
+                at.rem_euclid(max as i64)
+            } else {
+                at
+            };
+            if !(0..max as i64).contains(&at) {
+                return Err(fail(format!(
+                    "TensorScatter: batch {b} writes {seq} positions from {} into a cache of {max} \
+                     (mode `circular` wraps around)",
+                    starts[b]
+                )));
+            }
+            let (dst, src) = ((o * max + at as usize) * inner, (o * seq + s) * inner);
+            for i in 0..inner {
+                idx[dst + i] = past.len() + src + i;
+            }
+        }
+    }
+    let both = match (&past.data, &update.data) {
+        (Data::F32(a), Data::F32(b)) => Data::F32([&a[..], b].concat()),
+        (Data::F64(a), Data::F64(b)) => Data::F64([&a[..], b].concat()),
+        (Data::I64(a), Data::I64(b)) => Data::I64([&a[..], b].concat()),
+        (Data::Bool(a), Data::Bool(b)) => Data::Bool([&a[..], b].concat()),
+        _ => unreachable!("same dtype, same storage"),
+    };
+    Ok(past.with(past.shape.clone(), super::shape::take(&both, &idx)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::onnx::proto::{Attr, NodeProto};
+
+    fn scatter(mode: &str, starts: &[i64]) -> Result<Value, NnError> {
+        let proto = NodeProto {
+            name: "ts".into(),
+            op_type: "TensorScatter".into(),
+            domain: String::new(),
+            inputs: vec!["past".into(), "update".into(), "at".into()],
+            outputs: vec!["present".into()],
+            attrs: vec![("mode".into(), Attr::Str(mode.as_bytes().to_vec()))],
+        };
+        // A cache of 2 batches x 3 positions x 1, one new position each.
+        let past = Value::f32(vec![2, 3, 1], vec![0.0; 6]);
+        let update = Value::f32(vec![2, 1, 1], vec![7.0, 8.0]);
+        let at = Value::i64(vec![2], starts.to_vec());
+        let node = Node {
+            proto: &proto,
+            opset: 24,
+        };
+        tensor_scatter(node, &[Some(&past), Some(&update), Some(&at)])
+    }
+
+    #[test]
+    fn tensor_scatter_writes_at_each_batchs_index_and_says_when_it_cannot() {
+        let y = scatter("linear", &[2, 0]).unwrap();
+        assert_eq!(y.to_f32(), [0.0, 0.0, 7.0, 8.0, 0.0, 0.0]);
+        let y = scatter("circular", &[4, -1]).unwrap();
+        assert_eq!(y.to_f32(), [0.0, 7.0, 0.0, 0.0, 0.0, 8.0]);
+        let err = scatter("linear", &[3, 0]).unwrap_err();
+        assert!(
+            err.message
+                .contains("batch 0 writes 1 positions from 3 into a cache of 3"),
+            "{}",
+            err.message
+        );
+        let err = scatter("ring", &[0, 0]).unwrap_err();
+        assert!(
+            err.message.contains("expected `linear` or `circular`"),
+            "{}",
+            err.message
+        );
+    }
+}

@@ -193,6 +193,7 @@ pub(crate) const SUPPORTED: &[&str] = &[
     "MatMulInteger",
     "ConvInteger",
     "QLinearConv",
+    "TensorScatter",
     "Unique",
 ];
 
@@ -416,6 +417,7 @@ pub(crate) fn run(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Vec<Value
         "QuantizeLinear" => one(quant::quantize(node, inputs)?),
         "DynamicQuantizeLinear" => quant::dynamic_quantize(inputs),
         "RotaryEmbedding" => attention::rotary(node, inputs),
+        "TensorScatter" => one(attention::tensor_scatter(node, inputs)?),
         "CenterCropPad" => one(arrange::center_crop_pad(node, inputs)?),
         "Einsum" => one(einsum::einsum(node, inputs)?),
         "GridSample" => one(sample::grid_sample(node, inputs)?),
