@@ -23,19 +23,19 @@ use crate::{ElementType, Model, NnError, NnErrorKind, Session, Tensor};
 /// A loaded ONNX graph; its weights are shared by every session.
 #[derive(Debug)]
 pub(crate) struct OnnxModel {
-    graph: Arc<Graph>,
+    pub(super) graph: Arc<Graph>,
     placement: Placement,
 }
 
 #[derive(Debug)]
-struct Graph {
+pub(super) struct Graph {
     opset: i64,
     nodes: Vec<proto::NodeProto>,
     weights: HashMap<String, Arc<Value>>,
     /// Inputs the caller provides (graph inputs that are not weights),
     /// with their declared type (`None`: whatever the caller sends).
-    inputs: Vec<(ValueInfo, Option<DType>)>,
-    outputs: Vec<String>,
+    pub(super) inputs: Vec<(ValueInfo, Option<DType>)>,
+    pub(super) outputs: Vec<String>,
     /// For each node, the values no later node or output reads.
     frees: Vec<Vec<String>>,
     weight_bytes: u64,
@@ -43,7 +43,10 @@ struct Graph {
     gpu: Option<GpuWeights>,
     /// On the CPU, the weights products read as B, packed once for the
     /// matmul kernel, by initializer name.
-    packed: HashMap<String, PackedB>,
+    pub(super) packed: HashMap<String, PackedB>,
+    /// The graphs of control-flow nodes (`If`'s branches, `Loop`'s
+    /// body), built as this one is, by node index and attribute name.
+    pub(super) subgraphs: HashMap<usize, Vec<(String, Arc<Graph>)>>,
 }
 
 fn unsupported(msg: String) -> NnError {
@@ -86,30 +89,7 @@ impl OnnxModel {
                 "malformed ONNX: the graph has no nodes",
             ));
         }
-        for n in &nodes {
-            let domain_ok = n.domain.is_empty() || n.domain == "ai.onnx";
-            if !domain_ok || !ops::SUPPORTED.contains(&n.op_type.as_str()) {
-                let op = if domain_ok {
-                    n.op_type.clone()
-                } else {
-                    format!("{}:{}", n.domain, n.op_type)
-                };
-                return Err(unsupported(format!(
-                    "operator `{op}` (node `{}`) is not supported by weft-nn's ONNX interpreter",
-                    n.name
-                )));
-            }
-            if let Some((name, Attr::Unsupported(kind))) = n
-                .attrs
-                .iter()
-                .find(|(_, a)| matches!(a, Attr::Unsupported(_)))
-            {
-                return Err(unsupported(format!(
-                    "operator `{}` (node `{}`) has a {kind} attribute `{name}`, which weft-nn does not support",
-                    n.op_type, n.name
-                )));
-            }
-        }
+        check_nodes(&nodes)?;
         let mut weights = HashMap::new();
         for b in initializers {
             let (name, v) = proto::tensor(b)?;
@@ -128,17 +108,68 @@ impl OnnxModel {
         }
         let outputs: Vec<String> = outputs.into_iter().map(|o| o.name).collect();
         let mut nodes = nodes;
+        super::control::capture(&mut nodes);
+        let (device, placement) = match gpu {
+            None => (None, Placement::Cpu),
+            Some(Ok(gpu)) => {
+                let adapter = gpu.adapter();
+                (Some(gpu), Placement::Gpu(adapter))
+            }
+            Some(Err(e)) => (None, Placement::CpuFallback(e.message)),
+        };
+        let graph = Graph::build(
+            model.opset,
+            nodes,
+            weights,
+            caller_inputs,
+            outputs,
+            device,
+            fuse,
+        )?;
+        Ok(Self {
+            graph: Arc::new(graph),
+            placement,
+        })
+    }
+}
+
+impl Graph {
+    /// A graph ready to run: integer weights widened, patterns fused (when
+    /// `fuse`), weights packed for the CPU or uploaded to `gpu`, and the
+    /// graphs of its control-flow nodes built the same way, each reading
+    /// the weights of this one it names as its own.
+    pub(super) fn build(
+        opset: i64,
+        mut nodes: Vec<proto::NodeProto>,
+        mut weights: HashMap<String, Arc<Value>>,
+        inputs: Vec<(ValueInfo, Option<DType>)>,
+        outputs: Vec<String>,
+        gpu: Option<Arc<Gpu>>,
+        fuse: bool,
+    ) -> Result<Self, NnError> {
         super::weights::widen_integer_weights(&mut nodes, &mut weights, &outputs)?;
         let nodes = if fuse {
-            let products = !matches!(gpu, Some(Ok(_)));
-            super::fuse::fuse(nodes, &weights, &outputs, products)
+            super::fuse::fuse(nodes, &weights, &outputs, gpu.is_none())
         } else {
             nodes
         };
+        let mut subgraphs = HashMap::new();
+        for (i, node) in nodes.iter().enumerate() {
+            let mut built = Vec::new();
+            for (name, attr) in &node.attrs {
+                if let Attr::Graph(sub) = attr {
+                    let g = super::control::body(opset, node, sub, &weights, gpu.clone(), fuse)?;
+                    built.push((name.clone(), Arc::new(g)));
+                }
+            }
+            if !built.is_empty() {
+                subgraphs.insert(i, built);
+            }
+        }
         let frees = plan_frees(&nodes, &outputs);
         let packed = match gpu {
-            Some(Ok(_)) => HashMap::new(),
-            _ => pack_weights(&nodes, &mut weights, &outputs),
+            Some(_) => HashMap::new(),
+            None => pack_weights(&nodes, &mut weights, &outputs),
         };
         // Host memory held: what is stored (placeholders hold nothing) and
         // the packed copies.
@@ -147,34 +178,55 @@ impl OnnxModel {
             .map(|v| (v.len() * v.dtype.element_type().size()) as u64)
             .chain(packed.values().map(|p| p.bytes() as u64))
             .sum();
-        let (gpu, placement) = match gpu {
-            None => (None, Placement::Cpu),
-            Some(Ok(gpu)) => {
-                let adapter = gpu.adapter();
-                let weights = upload_weights(gpu, &nodes, &weights);
-                (Some(weights), Placement::Gpu(adapter))
-            }
-            Some(Err(e)) => (None, Placement::CpuFallback(e.message)),
-        };
+        let gpu = gpu.map(|gpu| upload_weights(gpu, &nodes, &weights));
         Ok(Self {
-            graph: Arc::new(Graph {
-                opset: model.opset,
-                nodes,
-                weights,
-                inputs: caller_inputs,
-                outputs,
-                frees,
-                weight_bytes,
-                gpu,
-                packed,
-            }),
-            placement,
+            opset,
+            nodes,
+            weights,
+            inputs,
+            outputs,
+            frees,
+            weight_bytes,
+            gpu,
+            packed,
+            subgraphs,
         })
     }
 }
 
+/// Checks that every node, in subgraphs too, is one weft-nn runs.
+fn check_nodes(nodes: &[proto::NodeProto]) -> Result<(), NnError> {
+    for n in nodes {
+        let domain_ok = n.domain.is_empty() || n.domain == "ai.onnx";
+        if !domain_ok || !ops::SUPPORTED.contains(&n.op_type.as_str()) {
+            let op = if domain_ok {
+                n.op_type.clone()
+            } else {
+                format!("{}:{}", n.domain, n.op_type)
+            };
+            return Err(unsupported(format!(
+                "operator `{op}` (node `{}`) is not supported by weft-nn's ONNX interpreter",
+                n.name
+            )));
+        }
+        for (name, attr) in &n.attrs {
+            match attr {
+                Attr::Unsupported(kind) => {
+                    return Err(unsupported(format!(
+                        "operator `{}` (node `{}`) has a {kind} attribute `{name}`, which weft-nn does not support",
+                        n.op_type, n.name
+                    )));
+                }
+                Attr::Graph(sub) => check_nodes(&sub.nodes)?,
+                _ => {}
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The element type a graph input or output declares, if any.
-fn tensor_type(v: &ValueInfo) -> Result<Option<DType>, NnError> {
+pub(super) fn tensor_type(v: &ValueInfo) -> Result<Option<DType>, NnError> {
     if v.non_tensor {
         return Err(unsupported(format!(
             "`{}` is not a tensor (sequence, map and optional values are not supported)",
@@ -259,21 +311,36 @@ impl Session for OnnxSession {
 impl OnnxSession {
     fn run(&self, inputs: &[(String, Tensor)]) -> Result<Vec<(String, Tensor)>, NnError> {
         let g = &*self.graph;
+        let mut values = Vec::with_capacity(g.inputs.len());
+        for (pos, (info, dtype)) in g.inputs.iter().enumerate() {
+            let t = input(inputs, &info.name, pos)?;
+            check_shape(info, &t.shape)?;
+            values.push(Arc::new(Value::from_tensor(
+                t,
+                dtype.unwrap_or_else(|| native(t)),
+                &info.name,
+            )?));
+        }
+        let outputs = g.execute(values)?;
+        Ok(g.outputs
+            .iter()
+            .zip(outputs)
+            .map(|(name, v)| (name.clone(), v.to_tensor()))
+            .collect())
+    }
+}
+
+impl Graph {
+    /// Runs the graph on the values of its inputs (in [`Graph::inputs`]
+    /// order), giving its outputs' values in order.
+    pub(super) fn execute(&self, inputs: Vec<Arc<Value>>) -> Result<Vec<Arc<Value>>, NnError> {
+        let g = self;
         let mut env: HashMap<&str, Arc<Value>> = HashMap::new();
         for (name, w) in &g.weights {
             env.insert(name, Arc::clone(w));
         }
-        for (pos, (info, dtype)) in g.inputs.iter().enumerate() {
-            let t = input(inputs, &info.name, pos)?;
-            check_shape(info, &t.shape)?;
-            env.insert(
-                &info.name,
-                Arc::new(Value::from_tensor(
-                    t,
-                    dtype.unwrap_or_else(|| native(t)),
-                    &info.name,
-                )?),
-            );
+        for ((info, _), v) in g.inputs.iter().zip(inputs) {
+            env.insert(&info.name, v);
         }
         let mut profile = profiling().then(Profile::default);
         let mut device = g
@@ -290,7 +357,7 @@ impl OnnxSession {
                 format!("node `{}` ({}): {}", node.name, node.op_type, e.message),
             )
         };
-        for (node, frees) in g.nodes.iter().zip(&g.frees) {
+        for (index, (node, frees)) in g.nodes.iter().zip(&g.frees).enumerate() {
             let started = profile.as_ref().map(|_| Instant::now());
             if let Some(dev) = device.as_mut() {
                 let n = Node {
@@ -373,6 +440,9 @@ impl OnnxSession {
                     on_gpu = true;
                     return out;
                 }
+                if let Some(subs) = g.subgraphs.get(&index) {
+                    return super::control::run(node, &args, subs, &env);
+                }
                 if let Some(b) = packed_key(node.proto)
                     && let Some(w) = g.packed.get(b)
                 {
@@ -428,13 +498,12 @@ impl OnnxSession {
         g.outputs
             .iter()
             .map(|name| {
-                let v = env.get(name.as_str()).ok_or_else(|| {
+                env.get(name.as_str()).cloned().ok_or_else(|| {
                     NnError::new(
                         NnErrorKind::RuntimeError,
                         format!("the graph never produced its output `{name}`"),
                     )
-                })?;
-                Ok((name.clone(), v.to_tensor()))
+                })
             })
             .collect()
     }

@@ -5,6 +5,7 @@
 //! interpreter in [`exec`] (values in [`value`], operators in [`ops`]).
 //! Field numbers are those of `onnx.proto3`.
 
+mod control;
 mod device;
 pub(crate) mod exec;
 mod fuse;

@@ -27,6 +27,16 @@ pub(crate) struct GraphProto<'a> {
     pub(crate) outputs: Vec<ValueInfo>,
 }
 
+/// A graph held by an attribute, decoded whole (its initializers too).
+/// Its nodes may read names of the graphs around it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct SubGraph {
+    pub(crate) nodes: Vec<NodeProto>,
+    pub(crate) initializers: Vec<(String, Value)>,
+    pub(crate) inputs: Vec<ValueInfo>,
+    pub(crate) outputs: Vec<ValueInfo>,
+}
+
 /// A graph input or output: its name and declared type.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct ValueInfo {
@@ -42,7 +52,7 @@ pub(crate) struct ValueInfo {
 }
 
 /// One operator application.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct NodeProto {
     pub(crate) name: String,
     pub(crate) op_type: String,
@@ -63,7 +73,9 @@ pub(crate) enum Attr {
     Floats(Vec<f32>),
     Ints(Vec<i64>),
     Strings(Vec<Vec<u8>>),
-    /// A graph, sparse tensor or type: kinds the interpreter does not run.
+    /// A subgraph: `If`'s branches, `Loop`'s and `Scan`'s bodies.
+    Graph(Box<SubGraph>),
+    /// Graphs, sparse tensors or types: kinds the interpreter does not run.
     Unsupported(&'static str),
 }
 
@@ -156,7 +168,7 @@ fn attribute(b: &[u8], node: &str) -> Result<(String, Attr), NnError> {
     let what = format!("an attribute of {node}");
     let mut name = String::new();
     let mut ty = 0;
-    let (mut f, mut i, mut s, mut t) = (None, None, None, None);
+    let (mut f, mut i, mut s, mut t, mut g) = (None, None, None, None, None);
     let (mut floats, mut ints, mut strings) = (Vec::new(), Vec::new(), Vec::new());
     let mut other = None;
     for (n, field) in fields(b, &what)? {
@@ -166,7 +178,20 @@ fn attribute(b: &[u8], node: &str) -> Result<(String, Attr), NnError> {
             (3, Field::Varint(v)) => i = Some(*v as i64),
             (4, Field::Bytes(v)) => s = Some(v.to_vec()),
             (5, Field::Bytes(v)) => t = Some(tensor(v)?.1),
-            (6 | 11, _) => other = Some("graph"),
+            (6, Field::Bytes(v)) => {
+                let sub = graph(v)?;
+                g = Some(SubGraph {
+                    nodes: sub.nodes,
+                    initializers: sub
+                        .initializers
+                        .into_iter()
+                        .map(tensor)
+                        .collect::<Result<_, _>>()?,
+                    inputs: sub.inputs,
+                    outputs: sub.outputs,
+                });
+            }
+            (11, _) => other = Some("graphs"),
             (10, _) => other = Some("tensors"),
             (22 | 23, _) => other = Some("sparse tensor"),
             (14 | 15, _) => other = Some("type"),
@@ -185,10 +210,17 @@ fn attribute(b: &[u8], node: &str) -> Result<(String, Attr), NnError> {
         6 => Attr::Floats(floats),
         7 => Attr::Ints(ints),
         8 => Attr::Strings(strings),
-        5 | 10 => Attr::Unsupported("graph"),
+        5 => {
+            Attr::Graph(Box::new(g.ok_or_else(|| {
+                malformed(&format!("{what} `{name}` has no graph"))
+            })?))
+        }
+        10 => Attr::Unsupported("graphs"),
         // No type (old writers): whichever field is set.
         _ => {
-            if let Some(o) = other {
+            if let Some(g) = g {
+                Attr::Graph(Box::new(g))
+            } else if let Some(o) = other {
                 Attr::Unsupported(o)
             } else if let Some(t) = t {
                 Attr::Tensor(t)

@@ -122,6 +122,37 @@ impl GraphWriter {
         bytes(1, &node, &mut self.graph);
     }
 
+    /// Adds node `name` running `op` with graph attributes (`If`'s
+    /// branches, `Loop`'s body), each a graph built the same way.
+    #[cfg(test)]
+    pub(crate) fn node_graphs(
+        &mut self,
+        op: &str,
+        inputs: &[&str],
+        outputs: &[&str],
+        name: &str,
+        graphs: Vec<(&str, GraphWriter)>,
+    ) {
+        let mut node = Vec::new();
+        for i in inputs {
+            bytes(1, i.as_bytes(), &mut node);
+        }
+        for o in outputs {
+            bytes(2, o.as_bytes(), &mut node);
+        }
+        bytes(3, name.as_bytes(), &mut node);
+        bytes(4, op.as_bytes(), &mut node);
+        for (attr, g) in graphs {
+            let mut a = Vec::new();
+            bytes(1, attr.as_bytes(), &mut a);
+            bytes(6, &g.graph, &mut a);
+            key(20, 0, &mut a);
+            var(5, &mut a); // AttributeType GRAPH
+            bytes(5, &a, &mut node);
+        }
+        bytes(1, &node, &mut self.graph);
+    }
+
     /// Adds a float initializer (a weight).
     pub(crate) fn initializer(&mut self, name: &str, dims: &[u64], data: &[f32]) {
         let raw: Vec<u8> = data.iter().flat_map(|v| v.to_le_bytes()).collect();
@@ -165,6 +196,12 @@ impl GraphWriter {
     #[cfg(test)]
     pub(crate) fn input_of(&mut self, name: &str, dims: &[&str], elem: u64) {
         self.value_info(11, name, dims, elem);
+    }
+
+    /// Declares a graph output of ONNX element type `elem`.
+    #[cfg(test)]
+    pub(crate) fn output_of(&mut self, name: &str, dims: &[&str], elem: u64) {
+        self.value_info(12, name, dims, elem);
     }
 
     /// Declares a float graph output.

@@ -194,6 +194,8 @@ pub(crate) const SUPPORTED: &[&str] = &[
     "ConvInteger",
     "QLinearConv",
     "TensorScatter",
+    "If",
+    "Loop",
     "Unique",
 ];
 

@@ -1,0 +1,426 @@
+//! Control flow: `If` and `Loop`, whose branches and bodies are graphs held
+//! by the node's attributes.
+//!
+//! A subgraph may read any value of the graphs around it by name. At load,
+//! [`capture`] appends the names a node's subgraphs read from outside to
+//! the node's own inputs (after its declared ones, counted in the
+//! `weft:declared` attribute), so that the interpreter keeps those values
+//! alive until the node runs, brings them back from a device, and hands
+//! them over like any input. [`body`] builds each subgraph as a graph of
+//! its own (fused, packed, uploaded as the main graph is), the outer
+//! weights it reads becoming its weights and the other values it reads
+//! its inputs, after its declared ones.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use super::exec::{Graph, tensor_type};
+use super::ops::{Node, req};
+use super::proto::{Attr, NodeProto, SubGraph, ValueInfo};
+use super::value::{Data, Value, fail};
+use crate::NnError;
+use crate::gpu::Gpu;
+
+/// The attribute recording how many of a node's inputs are its own.
+const DECLARED: &str = "weft:declared";
+
+/// A `Loop` with neither a trip count nor a condition that turns false
+/// stops here, with an error, rather than spin forever.
+const MAX_ITERATIONS: i64 = if cfg!(test) { 1000 } else { 1 << 24 };
+
+/// The names `sub` reads that it does not define (inputs, initializers,
+/// node outputs), in order of first use.
+fn free_names(sub: &SubGraph) -> Vec<String> {
+    let mut defined: HashSet<&str> = sub.inputs.iter().map(|i| i.name.as_str()).collect();
+    defined.extend(sub.initializers.iter().map(|(n, _)| n.as_str()));
+    let mut free: Vec<String> = Vec::new();
+    let mut read = |name: &str, defined: &HashSet<&str>| {
+        if !name.is_empty() && !defined.contains(name) && !free.iter().any(|f| f == name) {
+            free.push(name.to_string());
+        }
+    };
+    for n in &sub.nodes {
+        for i in &n.inputs {
+            read(i, &defined);
+        }
+        defined.extend(n.outputs.iter().map(String::as_str));
+    }
+    for o in &sub.outputs {
+        read(&o.name, &defined);
+    }
+    free
+}
+
+/// Appends to each control-flow node of `nodes` (subgraphs first, so that
+/// what an inner node reads from outside is read by the outer one too) the
+/// names its subgraphs read from the graphs around them.
+pub(super) fn capture(nodes: &mut [NodeProto]) {
+    for node in nodes {
+        let mut free: Vec<String> = Vec::new();
+        for (_, attr) in &mut node.attrs {
+            if let Attr::Graph(sub) = attr {
+                capture(&mut sub.nodes);
+                for name in free_names(sub) {
+                    if !free.contains(&name) {
+                        free.push(name);
+                    }
+                }
+            }
+        }
+        if !free.is_empty() {
+            let declared = node.inputs.len() as i64;
+            node.attrs.push((DECLARED.into(), Attr::Int(declared)));
+            node.inputs.extend(free);
+        }
+    }
+}
+
+/// How many of `node`'s inputs are its own (the rest were captured).
+fn declared(node: &NodeProto) -> usize {
+    node.attrs
+        .iter()
+        .find_map(|(n, a)| match (n.as_str(), a) {
+            (DECLARED, Attr::Int(d)) => Some(*d as usize),
+            _ => None,
+        })
+        .unwrap_or(node.inputs.len())
+}
+
+/// Builds subgraph `sub` of `node`: its initializers and the `outer`
+/// weights it reads are its weights; its declared inputs, then the other
+/// values it reads from outside, are its inputs.
+pub(super) fn body(
+    opset: i64,
+    node: &NodeProto,
+    sub: &SubGraph,
+    outer: &HashMap<String, Arc<Value>>,
+    gpu: Option<Arc<Gpu>>,
+    fuse: bool,
+) -> Result<Graph, NnError> {
+    let mut weights: HashMap<String, Arc<Value>> = sub
+        .initializers
+        .iter()
+        .map(|(n, v)| (n.clone(), Arc::new(v.clone())))
+        .collect();
+    let mut inputs = Vec::new();
+    for info in &sub.inputs {
+        inputs.push((info.clone(), tensor_type(info)?));
+    }
+    for name in free_names(sub) {
+        match outer.get(&name) {
+            Some(w) => {
+                weights.insert(name, Arc::clone(w));
+            }
+            None => {
+                let info = ValueInfo {
+                    name,
+                    elem_type: None,
+                    non_tensor: false,
+                    shape: None,
+                };
+                inputs.push((info, None));
+            }
+        }
+    }
+    for o in &sub.outputs {
+        tensor_type(o)?;
+    }
+    let outputs = sub.outputs.iter().map(|o| o.name.clone()).collect();
+    Graph::build(
+        opset,
+        sub.nodes.clone(),
+        weights,
+        inputs,
+        outputs,
+        gpu,
+        fuse,
+    )
+    .map_err(|e| {
+        NnError::new(
+            e.kind,
+            format!(
+                "a subgraph of node `{}` ({}): {}",
+                node.name, node.op_type, e.message
+            ),
+        )
+    })
+}
+
+/// Runs control-flow node `node` on its declared inputs `args` (captured
+/// ones after them), its subgraphs `subs` by attribute name, and the
+/// values around it, `env`.
+pub(super) fn run(
+    node: Node<'_>,
+    args: &[Option<&Value>],
+    subs: &[(String, Arc<Graph>)],
+    env: &HashMap<&str, Arc<Value>>,
+) -> Result<Vec<Value>, NnError> {
+    let graph = |name: &str| {
+        subs.iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, g)| g)
+            .ok_or_else(|| fail(format!("{} has no `{name}` graph", node.proto.op_type)))
+    };
+    let n = declared(node.proto);
+    // A subgraph's inputs past the declared ones are values read from
+    // outside, by name.
+    let call = |g: &Graph, formal: Vec<Value>| -> Result<Vec<Arc<Value>>, NnError> {
+        let mut values: Vec<Arc<Value>> = formal.into_iter().map(Arc::new).collect();
+        for (info, _) in &g.inputs[values.len()..] {
+            let v = env.get(info.name.as_str()).ok_or_else(|| {
+                fail(format!(
+                    "the subgraph reads `{}`, which nothing produced",
+                    info.name
+                ))
+            })?;
+            values.push(Arc::clone(v));
+        }
+        g.execute(values)
+    };
+    let owned = |v: Arc<Value>| Arc::try_unwrap(v).unwrap_or_else(|v| (*v).clone());
+    match node.proto.op_type.as_str() {
+        "If" => {
+            let cond = req(args, 0)?.to_bool();
+            let [cond] = cond[..] else {
+                return Err(fail(format!(
+                    "If's condition has {} values, not 1",
+                    cond.len()
+                )));
+            };
+            let g = graph(if cond { "then_branch" } else { "else_branch" })?;
+            if g.outputs.len() != node.proto.outputs.len() {
+                return Err(fail(format!(
+                    "the branch gives {} outputs, the node {}",
+                    g.outputs.len(),
+                    node.proto.outputs.len()
+                )));
+            }
+            Ok(call(g, Vec::new())?.into_iter().map(owned).collect())
+        }
+        "Loop" => {
+            let body = graph("body")?;
+            let trips = args.first().copied().flatten().map(|m| m.to_i64());
+            let trips = match trips.as_deref() {
+                None => None,
+                Some([m]) => Some(*m),
+                Some(m) => {
+                    return Err(fail(format!(
+                        "Loop's trip count has {} values, not 1",
+                        m.len()
+                    )));
+                }
+            };
+            let mut cond = match args
+                .get(1)
+                .copied()
+                .flatten()
+                .map(Value::to_bool)
+                .as_deref()
+            {
+                None => true,
+                Some([c]) => *c,
+                Some(c) => {
+                    return Err(fail(format!(
+                        "Loop's condition has {} values, not 1",
+                        c.len()
+                    )));
+                }
+            };
+            let mut carried: Vec<Value> = (2..n)
+                .map(|i| req(args, i).cloned())
+                .collect::<Result<_, _>>()?;
+            let formal = 2 + carried.len();
+            if body.inputs.len() < formal || body.outputs.len() < 1 + carried.len() {
+                return Err(fail(format!(
+                    "Loop's body takes {} inputs and gives {} outputs; it must take the \
+                     iteration number, the condition and the {} loop-carried values, and give \
+                     the condition and those values first",
+                    body.inputs.len(),
+                    body.outputs.len(),
+                    carried.len()
+                )));
+            }
+            let kept = carried.len();
+            let scans = body.outputs.len() - 1 - kept;
+            let mut scanned: Vec<Vec<Value>> = vec![Vec::new(); scans];
+            let mut i = 0;
+            while cond && trips.is_none_or(|m| i < m) {
+                if i == MAX_ITERATIONS {
+                    return Err(fail(format!(
+                        "Loop ran {MAX_ITERATIONS} iterations without stopping"
+                    )));
+                }
+                let mut formal = vec![Value::i64(vec![], vec![i]), Value::bool(vec![], vec![cond])];
+                formal.append(&mut carried);
+                let mut outs = call(body, formal)?.into_iter().map(owned);
+                let c = outs.next().expect("checked: the condition").to_bool();
+                cond = c.first().copied().unwrap_or(false);
+                carried = outs.by_ref().take(kept).collect();
+                for (k, v) in outs.enumerate() {
+                    scanned[k].push(v);
+                }
+                i += 1;
+            }
+            let mut out = carried;
+            for values in scanned {
+                out.push(stack(&values)?);
+            }
+            Ok(out)
+        }
+        op => Err(fail(format!("{op} is not a control-flow operator"))),
+    }
+}
+
+/// `values` (of one shape and type) stacked along a new first axis; no
+/// values give an empty f32 tensor.
+fn stack(values: &[Value]) -> Result<Value, NnError> {
+    let Some(first) = values.first() else {
+        return Ok(Value::f32(vec![0], Vec::new()));
+    };
+    if let Some(v) = values
+        .iter()
+        .find(|v| v.shape != first.shape || v.dtype != first.dtype)
+    {
+        return Err(fail(format!(
+            "a Loop's scan output changes from {:?} {:?} to {:?} {:?} between iterations",
+            first.dtype, first.shape, v.dtype, v.shape
+        )));
+    }
+    let data = match &first.data {
+        Data::F32(_) => Data::F32(values.iter().flat_map(|v| v.to_f32()).collect()),
+        Data::F64(_) => Data::F64(values.iter().flat_map(|v| v.to_f64()).collect()),
+        Data::I64(_) => Data::I64(values.iter().flat_map(|v| v.to_i64()).collect()),
+        Data::Bool(_) => Data::Bool(values.iter().flat_map(|v| v.to_bool()).collect()),
+    };
+    let mut shape = vec![values.len()];
+    shape.extend_from_slice(&first.shape);
+    Ok(first.with(shape, data))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::onnx::exec::OnnxModel;
+    use crate::onnx::write::GraphWriter;
+    use crate::{ElementType, Model, Tensor};
+
+    fn run(
+        model: &OnnxModel,
+        x: &[f32],
+        flag: Option<bool>,
+    ) -> Result<Vec<(String, Tensor)>, crate::NnError> {
+        let mut inputs = vec![("x".to_string(), Tensor::from_f32(vec![2, 3], x))];
+        if let Some(c) = flag {
+            inputs.push((
+                "c".into(),
+                Tensor::new(vec![], ElementType::U8, vec![u8::from(c)]).unwrap(),
+            ));
+        }
+        model.session().compute(&inputs)
+    }
+
+    #[test]
+    fn if_branches_read_outer_values_and_weights_and_nest() {
+        // y = c ? (c ? relu(x · w) : -(x · w)) : x + x, where the inner If
+        // reads `m`, made in the branch around it, and the outer branch
+        // reads the input `x` and the weight `w` of the main graph.
+        let mut inner_then = GraphWriter::new("inner then");
+        inner_then.node("Relu", &["m"], &["r"], "relu", &[]);
+        inner_then.output("r", &[]);
+        let mut inner_else = GraphWriter::new("inner else");
+        inner_else.node("Neg", &["m"], &["n"], "neg", &[]);
+        inner_else.output("n", &[]);
+        let mut then = GraphWriter::new("then");
+        then.node("MatMul", &["x", "w"], &["m"], "mm", &[]);
+        then.node_graphs(
+            "If",
+            &["c"],
+            &["t"],
+            "inner",
+            vec![("then_branch", inner_then), ("else_branch", inner_else)],
+        );
+        then.output("t", &[]);
+        let mut other = GraphWriter::new("else");
+        other.node("Add", &["x", "x"], &["e"], "add", &[]);
+        other.output("e", &[]);
+        let mut g = GraphWriter::new("if");
+        g.node_graphs(
+            "If",
+            &["c"],
+            &["y"],
+            "outer",
+            vec![("then_branch", then), ("else_branch", other)],
+        );
+        g.initializer("w", &[3, 2], &[1.0, -1.0, 2.0, -2.0, 3.0, -3.0]);
+        g.input("x", &["2", "3"]);
+        g.input_of("c", &[], 9);
+        g.output("y", &[]);
+        let model = OnnxModel::load(&g.finish("weft-nn tests", 17)).unwrap();
+        let x = [1.0, 2.0, 3.0, -1.0, -2.0, -3.0];
+        let y = |flag| run(&model, &x, Some(flag)).unwrap()[0].1.to_f32().unwrap();
+        // x · w = [[14, -14], [-14, 14]], relu'd.
+        assert_eq!(y(true), [14.0, 0.0, 0.0, 14.0]);
+        assert_eq!(y(false), [2.0, 4.0, 6.0, -2.0, -4.0, -6.0]);
+        // The branch reads `w` as its own weight, packed for the kernel.
+        let then = &model.graph.subgraphs[&0]
+            .iter()
+            .find(|(n, _)| n == "then_branch")
+            .unwrap()
+            .1;
+        assert!(then.packed.contains_key("w"));
+        assert_eq!(
+            then.inputs
+                .iter()
+                .map(|(i, _)| i.name.as_str())
+                .collect::<Vec<_>>(),
+            ["x", "c"]
+        );
+    }
+
+    #[test]
+    fn loops_carry_values_stack_scans_and_stop_runaways() {
+        // Four times: v = v + v, each v also scanned out.
+        let build = |trips: bool| {
+            let mut body = GraphWriter::new("body");
+            body.node("Add", &["v", "v"], &["v2"], "add", &[]);
+            body.node("Identity", &["cond"], &["cond_out"], "keep", &[]);
+            body.node("Identity", &["v2"], &["s"], "scan", &[]);
+            body.input_of("i", &[], 7);
+            body.input_of("cond", &[], 9);
+            body.input("v", &["2", "3"]);
+            body.output_of("cond_out", &[], 9);
+            body.output("v2", &["2", "3"]);
+            body.output("s", &["2", "3"]);
+            let mut g = GraphWriter::new("loop");
+            let m = if trips { "m" } else { "" };
+            g.node_graphs(
+                "Loop",
+                &[m, "", "x"],
+                &["v_final", "scanned"],
+                "loop",
+                vec![("body", body)],
+            );
+            g.initializer_i64("m", &[], &[4]);
+            g.input("x", &["2", "3"]);
+            g.output("v_final", &["2", "3"]);
+            g.output("scanned", &["4", "2", "3"]);
+            g.finish("weft-nn tests", 17)
+        };
+        let model = OnnxModel::load(&build(true)).unwrap();
+        let x = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
+        let out = run(&model, &x, None).unwrap();
+        assert_eq!(out[0].1.to_f32().unwrap(), x.map(|v| v * 16.0));
+        assert_eq!(out[1].1.shape, [4, 2, 3]);
+        let scanned = out[1].1.to_f32().unwrap();
+        assert_eq!(&scanned[..6], x.map(|v| v * 2.0));
+        assert_eq!(&scanned[18..], x.map(|v| v * 16.0));
+        // No trip count and a condition that stays true: stopped, said so.
+        let model = OnnxModel::load(&build(false)).unwrap();
+        let err = run(&model, &x, None).unwrap_err();
+        assert!(
+            err.message
+                .contains("Loop ran 1000 iterations without stopping"),
+            "{}",
+            err.message
+        );
+    }
+}
