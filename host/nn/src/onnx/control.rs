@@ -15,9 +15,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use super::exec::{Graph, tensor_type};
-use super::ops::{Node, req};
+use super::ops::{Node, axis, index_axis, req, stack};
 use super::proto::{Attr, NodeProto, SubGraph, ValueInfo};
-use super::value::{Data, Value, fail};
+use super::value::{Value, fail};
 use crate::NnError;
 use crate::gpu::Gpu;
 
@@ -263,38 +263,94 @@ pub(super) fn run(
             }
             let mut out = carried;
             for values in scanned {
-                out.push(stack(&values)?);
+                out.push(stack(&values, 0)?);
             }
             Ok(out)
         }
+        "Scan" => scan(node, args, n, graph("body")?, &call),
         op => Err(fail(format!("{op} is not a control-flow operator"))),
     }
 }
 
-/// `values` (of one shape and type) stacked along a new first axis; no
-/// values give an empty f32 tensor.
-fn stack(values: &[Value]) -> Result<Value, NnError> {
-    let Some(first) = values.first() else {
-        return Ok(Value::f32(vec![0], Vec::new()));
-    };
-    if let Some(v) = values
-        .iter()
-        .find(|v| v.shape != first.shape || v.dtype != first.dtype)
-    {
+/// `Scan` (opset 9 on: `exec::check_nodes` refuses opset 8's, which has a
+/// batch axis and sequence lengths): the body runs once per slice of the scan inputs
+/// (along their axes, forward or backward), carrying the state values
+/// from one run to the next; its scan outputs are stacked (along their
+/// axes, in their directions).
+fn scan(
+    node: Node<'_>,
+    args: &[Option<&Value>],
+    declared: usize,
+    body: &Graph,
+    call: &dyn Fn(&Graph, Vec<Value>) -> Result<Vec<Arc<Value>>, NnError>,
+) -> Result<Vec<Value>, NnError> {
+    let m = node.int("num_scan_inputs", 0).max(0) as usize;
+    let Some(states) = declared.checked_sub(m) else {
         return Err(fail(format!(
-            "a Loop's scan output changes from {:?} {:?} to {:?} {:?} between iterations",
-            first.dtype, first.shape, v.dtype, v.shape
+            "Scan has {declared} inputs, fewer than num_scan_inputs {m}"
+        )));
+    };
+    let inputs: Vec<&Value> = (0..declared)
+        .map(|i| req(args, i))
+        .collect::<Result<_, _>>()?;
+    let list =
+        |name: &str, len: usize| -> Vec<i64> { node.ints(name).unwrap_or_else(|| vec![0; len]) };
+    let (in_axes, in_dirs) = (list("scan_input_axes", m), list("scan_input_directions", m));
+    let k = body.outputs.len().saturating_sub(states);
+    let (out_axes, out_dirs) = (
+        list("scan_output_axes", k),
+        list("scan_output_directions", k),
+    );
+    if in_axes.len() != m || in_dirs.len() != m || out_axes.len() != k || out_dirs.len() != k {
+        return Err(fail(
+            "Scan's axes and directions must have one entry per scan input or output",
+        ));
+    }
+    if body.inputs.len() < states + m || body.outputs.len() < states {
+        return Err(fail(format!(
+            "Scan's body takes {} inputs and gives {} outputs; it must take the {states} state \
+             values and a slice of each of the {m} scan inputs, and give the states first",
+            body.inputs.len(),
+            body.outputs.len()
         )));
     }
-    let data = match &first.data {
-        Data::F32(_) => Data::F32(values.iter().flat_map(|v| v.to_f32()).collect()),
-        Data::F64(_) => Data::F64(values.iter().flat_map(|v| v.to_f64()).collect()),
-        Data::I64(_) => Data::I64(values.iter().flat_map(|v| v.to_i64()).collect()),
-        Data::Bool(_) => Data::Bool(values.iter().flat_map(|v| v.to_bool()).collect()),
-    };
-    let mut shape = vec![values.len()];
-    shape.extend_from_slice(&first.shape);
-    Ok(first.with(shape, data))
+    let scanned: Vec<(&Value, usize)> = inputs[states..]
+        .iter()
+        .zip(&in_axes)
+        .map(|(v, &a)| Ok((*v, axis(a, v.shape.len())?)))
+        .collect::<Result<_, NnError>>()?;
+    let steps = scanned.first().map_or(0, |(v, a)| v.shape[*a]);
+    if let Some((v, a)) = scanned.iter().find(|(v, a)| v.shape[*a] != steps) {
+        return Err(fail(format!(
+            "Scan's inputs differ in length: {steps} and {} (shape {:?}, axis {a})",
+            v.shape[*a], v.shape
+        )));
+    }
+    let mut state: Vec<Value> = inputs[..states].iter().map(|v| (*v).clone()).collect();
+    let mut outs: Vec<Vec<Value>> = vec![Vec::new(); k];
+    for t in 0..steps {
+        let mut formal = std::mem::take(&mut state);
+        for ((v, a), &dir) in scanned.iter().zip(&in_dirs) {
+            let at = if dir == 1 { steps - 1 - t } else { t };
+            formal.push(index_axis(v, *a, at));
+        }
+        let mut results = call(body, formal)?
+            .into_iter()
+            .map(|v| Arc::try_unwrap(v).unwrap_or_else(|v| (*v).clone()));
+        state = results.by_ref().take(states).collect();
+        for (j, v) in results.enumerate() {
+            outs[j].push(v);
+        }
+    }
+    let mut result = state;
+    for ((mut values, &a), &dir) in outs.into_iter().zip(&out_axes).zip(&out_dirs) {
+        if dir == 1 {
+            values.reverse();
+        }
+        let rank = values.first().map_or(0, |v| v.shape.len()) + 1;
+        result.push(stack(&values, axis(a, rank)?)?);
+    }
+    Ok(result)
 }
 
 #[cfg(test)]
@@ -332,10 +388,8 @@ mod tests {
         let mut then = GraphWriter::new("then");
         then.node("MatMul", &["x", "w"], &["m"], "mm", &[]);
         then.node_graphs(
-            "If",
-            &["c"],
-            &["t"],
-            "inner",
+            ("If", &["c"], &["t"], "inner"),
+            (&[], &[]),
             vec![("then_branch", inner_then), ("else_branch", inner_else)],
         );
         then.output("t", &[]);
@@ -344,10 +398,8 @@ mod tests {
         other.output("e", &[]);
         let mut g = GraphWriter::new("if");
         g.node_graphs(
-            "If",
-            &["c"],
-            &["y"],
-            "outer",
+            ("If", &["c"], &["y"], "outer"),
+            (&[], &[]),
             vec![("then_branch", then), ("else_branch", other)],
         );
         g.initializer("w", &[3, 2], &[1.0, -1.0, 2.0, -2.0, 3.0, -3.0]);
@@ -393,10 +445,8 @@ mod tests {
             let mut g = GraphWriter::new("loop");
             let m = if trips { "m" } else { "" };
             g.node_graphs(
-                "Loop",
-                &[m, "", "x"],
-                &["v_final", "scanned"],
-                "loop",
+                ("Loop", &[m, "", "x"], &["v_final", "scanned"], "loop"),
+                (&[], &[]),
                 vec![("body", body)],
             );
             g.initializer_i64("m", &[], &[4]);
@@ -422,5 +472,37 @@ mod tests {
             "{}",
             err.message
         );
+    }
+
+    #[test]
+    fn scan_slices_along_its_axes_in_its_directions() {
+        // A running sum over x's rows taken last to first; the sums are
+        // stacked along axis 1.
+        let mut body = GraphWriter::new("body");
+        body.node("Add", &["s", "row"], &["s2"], "add", &[]);
+        body.node("Identity", &["s2"], &["out"], "out", &[]);
+        body.input("s", &["2"]);
+        body.input("row", &["2"]);
+        body.output("s2", &["2"]);
+        body.output("out", &["2"]);
+        let mut g = GraphWriter::new("scan");
+        g.node_graphs(
+            ("Scan", &["s0", "x"], &["total", "sums"], "scan"),
+            (
+                &[("num_scan_inputs", 1)],
+                &[("scan_input_directions", &[1]), ("scan_output_axes", &[1])],
+            ),
+            vec![("body", body)],
+        );
+        g.initializer("s0", &[2], &[0.0, 0.0]);
+        g.input("x", &["3", "2"]);
+        g.output("total", &["2"]);
+        g.output("sums", &["2", "3"]);
+        let model = OnnxModel::load(&g.finish("weft-nn tests", 17)).unwrap();
+        let x = Tensor::from_f32(vec![3, 2], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+        let out = model.session().compute(&[("x".into(), x)]).unwrap();
+        assert_eq!(out[0].1.to_f32().unwrap(), [9.0, 12.0]);
+        assert_eq!(out[1].1.shape, [2, 3]);
+        assert_eq!(out[1].1.to_f32().unwrap(), [5.0, 8.0, 9.0, 6.0, 10.0, 12.0]);
     }
 }

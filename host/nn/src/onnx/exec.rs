@@ -89,7 +89,7 @@ impl OnnxModel {
                 "malformed ONNX: the graph has no nodes",
             ));
         }
-        check_nodes(&nodes)?;
+        check_nodes(&nodes, model.opset)?;
         let mut weights = HashMap::new();
         for b in initializers {
             let (name, v) = proto::tensor(b)?;
@@ -195,8 +195,15 @@ impl Graph {
 }
 
 /// Checks that every node, in subgraphs too, is one weft-nn runs.
-fn check_nodes(nodes: &[proto::NodeProto]) -> Result<(), NnError> {
+fn check_nodes(nodes: &[proto::NodeProto], opset: i64) -> Result<(), NnError> {
     for n in nodes {
+        if n.op_type == "Scan" && opset < 9 {
+            return Err(unsupported(format!(
+                "operator `Scan` (node `{}`) of opset {opset} (with a batch axis and sequence \
+                 lengths) is not supported; export with opset 9 or later",
+                n.name
+            )));
+        }
         let domain_ok = n.domain.is_empty() || n.domain == "ai.onnx";
         if !domain_ok || !ops::SUPPORTED.contains(&n.op_type.as_str()) {
             let op = if domain_ok {
@@ -217,7 +224,7 @@ fn check_nodes(nodes: &[proto::NodeProto]) -> Result<(), NnError> {
                         n.op_type, n.name
                     )));
                 }
-                Attr::Graph(sub) => check_nodes(&sub.nodes)?,
+                Attr::Graph(sub) => check_nodes(&sub.nodes, opset)?,
                 _ => {}
             }
         }

@@ -82,6 +82,22 @@ impl GraphWriter {
         (attrs, lists): (IntAttrs<'_>, ListAttrs<'_>),
         strings: &[(&str, &str)],
     ) {
+        self.node_with(op, inputs, outputs, name, (attrs, lists), strings, &[]);
+    }
+
+    /// [`GraphWriter::node_strings`] with `raw`, attribute fields written
+    /// already, appended to the node.
+    #[allow(clippy::too_many_arguments)]
+    fn node_with(
+        &mut self,
+        op: &str,
+        inputs: &[&str],
+        outputs: &[&str],
+        name: &str,
+        (attrs, lists): (IntAttrs<'_>, ListAttrs<'_>),
+        strings: &[(&str, &str)],
+        raw: &[u8],
+    ) {
         let mut node = Vec::new();
         for i in inputs {
             bytes(1, i.as_bytes(), &mut node);
@@ -119,38 +135,30 @@ impl GraphWriter {
             var(3, &mut a); // AttributeType STRING
             bytes(5, &a, &mut node);
         }
+        node.extend_from_slice(raw);
         bytes(1, &node, &mut self.graph);
     }
 
     /// Adds node `name` running `op` with graph attributes (`If`'s
-    /// branches, `Loop`'s body), each a graph built the same way.
+    /// branches, `Loop`'s and `Scan`'s bodies), each a graph built the
+    /// same way, and integer and integer-list attributes.
     #[cfg(test)]
     pub(crate) fn node_graphs(
         &mut self,
-        op: &str,
-        inputs: &[&str],
-        outputs: &[&str],
-        name: &str,
+        (op, inputs, outputs, name): (&str, &[&str], &[&str], &str),
+        (attrs, lists): (IntAttrs<'_>, ListAttrs<'_>),
         graphs: Vec<(&str, GraphWriter)>,
     ) {
-        let mut node = Vec::new();
-        for i in inputs {
-            bytes(1, i.as_bytes(), &mut node);
-        }
-        for o in outputs {
-            bytes(2, o.as_bytes(), &mut node);
-        }
-        bytes(3, name.as_bytes(), &mut node);
-        bytes(4, op.as_bytes(), &mut node);
-        for (attr, g) in graphs {
+        let mut g = Vec::new();
+        for (attr, sub) in graphs {
             let mut a = Vec::new();
             bytes(1, attr.as_bytes(), &mut a);
-            bytes(6, &g.graph, &mut a);
+            bytes(6, &sub.graph, &mut a);
             key(20, 0, &mut a);
             var(5, &mut a); // AttributeType GRAPH
-            bytes(5, &a, &mut node);
+            bytes(5, &a, &mut g);
         }
-        bytes(1, &node, &mut self.graph);
+        self.node_with(op, inputs, outputs, name, (attrs, lists), &[], &g);
     }
 
     /// Adds a float initializer (a weight).

@@ -196,6 +196,7 @@ pub(crate) const SUPPORTED: &[&str] = &[
     "TensorScatter",
     "If",
     "Loop",
+    "Scan",
     "Unique",
 ];
 
@@ -355,6 +356,8 @@ pub(crate) fn run_packed(
 pub(crate) fn widened_weight(b: &Value, zp: Option<&Value>) -> Result<Value, NnError> {
     quant::less_zero_point(b, zp, 1)
 }
+
+pub(crate) use shape::{index_axis, stack};
 
 /// Runs one node on its inputs (`None` for omitted optional inputs).
 pub(crate) fn run(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Vec<Value>, NnError> {

@@ -262,6 +262,62 @@ pub(crate) fn unpermuted(order: &[usize]) -> bool {
     order.iter().enumerate().all(|(i, &o)| i == o)
 }
 
+/// Element `i` of `x` along `axis`, that axis removed (a `Scan` slice).
+pub(crate) fn index_axis(x: &Value, axis: usize, i: usize) -> Value {
+    let outer: usize = x.shape[..axis].iter().product();
+    let inner: usize = x.shape[axis + 1..].iter().product();
+    let n = x.shape[axis];
+    let idx: Vec<usize> = (0..outer)
+        .flat_map(|o| (0..inner).map(move |k| (o * n + i) * inner + k))
+        .collect();
+    let mut shape = x.shape.clone();
+    shape.remove(axis);
+    x.with(shape, take(&x.data, &idx))
+}
+
+/// `values` (of one shape and type) stacked along a new `axis`; no values
+/// give an empty f32 tensor.
+pub(crate) fn stack(values: &[Value], axis: usize) -> Result<Value, NnError> {
+    let Some(first) = values.first() else {
+        return Ok(Value::f32(vec![0], Vec::new()));
+    };
+    if let Some(v) = values
+        .iter()
+        .find(|v| v.shape != first.shape || v.dtype != first.dtype)
+    {
+        return Err(fail(format!(
+            "values to stack change from {:?} {:?} to {:?} {:?}",
+            first.dtype, first.shape, v.dtype, v.shape
+        )));
+    }
+    if axis > first.shape.len() {
+        return Err(fail(format!(
+            "axis {axis} is out of range for stacking values of rank {}",
+            first.shape.len()
+        )));
+    }
+    let data = match &first.data {
+        Data::F32(_) => Data::F32(values.iter().flat_map(|v| v.to_f32()).collect()),
+        Data::F64(_) => Data::F64(values.iter().flat_map(|v| v.to_f64()).collect()),
+        Data::I64(_) => Data::I64(values.iter().flat_map(|v| v.to_i64()).collect()),
+        Data::Bool(_) => Data::Bool(values.iter().flat_map(|v| v.to_bool()).collect()),
+    };
+    let mut shape = vec![values.len()];
+    shape.extend_from_slice(&first.shape);
+    let stacked = first.with(shape, data);
+    if axis == 0 {
+        return Ok(stacked);
+    }
+    let perm: Vec<usize> = (0..=first.shape.len())
+        .map(|j| match j.cmp(&axis) {
+            std::cmp::Ordering::Less => j + 1,
+            std::cmp::Ordering::Equal => 0,
+            std::cmp::Ordering::Greater => j,
+        })
+        .collect();
+    Ok(transpose_perm(&stacked, &perm))
+}
+
 pub(super) fn transpose_perm(x: &Value, perm: &[usize]) -> Value {
     let st = strides(&x.shape);
     let shape: Vec<usize> = perm.iter().map(|&p| x.shape[p]).collect();
