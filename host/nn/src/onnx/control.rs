@@ -75,6 +75,10 @@ pub(super) fn capture(nodes: &mut [NodeProto]) {
     }
 }
 
+/// Runs a subgraph on its declared inputs' values (the values it reads
+/// from outside are added by name), giving its outputs.
+type Call<'a> = dyn Fn(&Graph, Vec<Value>) -> Result<Vec<Arc<Value>>, NnError> + 'a;
+
 /// How many of `node`'s inputs are its own (the rest were captured).
 fn declared(node: &NodeProto) -> usize {
     node.attrs
@@ -282,7 +286,7 @@ fn scan(
     args: &[Option<&Value>],
     declared: usize,
     body: &Graph,
-    call: &dyn Fn(&Graph, Vec<Value>) -> Result<Vec<Arc<Value>>, NnError>,
+    call: &Call<'_>,
 ) -> Result<Vec<Value>, NnError> {
     let m = node.int("num_scan_inputs", 0).max(0) as usize;
     let Some(states) = declared.checked_sub(m) else {
