@@ -18,6 +18,7 @@ use super::exec::{Graph, tensor_type};
 use super::ops::{Node, axis, index_axis, req, stack};
 use super::proto::{Attr, NodeProto, SubGraph, ValueInfo};
 use super::value::{Value, fail};
+use super::weights::PackCache;
 use crate::NnError;
 use crate::gpu::Gpu;
 
@@ -56,6 +57,8 @@ fn free_names(sub: &SubGraph) -> Vec<String> {
 /// names its subgraphs read from the graphs around them.
 pub(super) fn capture(nodes: &mut [NodeProto]) {
     for node in nodes {
+        // The count is ours to write: a file's own is dropped.
+        node.attrs.retain(|(n, _)| n != DECLARED);
         let mut free: Vec<String> = Vec::new();
         for (_, attr) in &mut node.attrs {
             if let Attr::Graph(sub) = attr {
@@ -80,7 +83,7 @@ pub(super) fn capture(nodes: &mut [NodeProto]) {
 type Call<'a> = dyn Fn(&Graph, Vec<Value>) -> Result<Vec<Arc<Value>>, NnError> + 'a;
 
 /// How many of `node`'s inputs are its own (the rest were captured).
-fn declared(node: &NodeProto) -> usize {
+pub(super) fn declared(node: &NodeProto) -> usize {
     node.attrs
         .iter()
         .find_map(|(n, a)| match (n.as_str(), a) {
@@ -100,6 +103,7 @@ pub(super) fn body(
     outer: &HashMap<String, Arc<Value>>,
     gpu: Option<Arc<Gpu>>,
     fuse: bool,
+    shared: &mut PackCache,
 ) -> Result<Graph, NnError> {
     let mut weights: HashMap<String, Arc<Value>> = sub
         .initializers
@@ -130,7 +134,7 @@ pub(super) fn body(
         tensor_type(o)?;
     }
     let outputs = sub.outputs.iter().map(|o| o.name.clone()).collect();
-    Graph::build(
+    let mut g = Graph::build(
         opset,
         sub.nodes.clone(),
         weights,
@@ -138,6 +142,7 @@ pub(super) fn body(
         outputs,
         gpu,
         fuse,
+        shared,
     )
     .map_err(|e| {
         NnError::new(
@@ -147,7 +152,9 @@ pub(super) fn body(
                 node.name, node.op_type, e.message
             ),
         )
-    })
+    })?;
+    g.formal = sub.inputs.len();
+    Ok(g)
 }
 
 /// Runs control-flow node `node` on its declared inputs `args` (captured
@@ -191,7 +198,16 @@ pub(super) fn run(
                     cond.len()
                 )));
             };
+            if n != 1 {
+                return Err(fail(format!("If takes 1 input (the condition), not {n}")));
+            }
             let g = graph(if cond { "then_branch" } else { "else_branch" })?;
+            if g.formal != 0 {
+                return Err(fail(format!(
+                    "If's branches take no inputs; this one takes {}",
+                    g.formal
+                )));
+            }
             if g.outputs.len() != node.proto.outputs.len() {
                 return Err(fail(format!(
                     "the branch gives {} outputs, the node {}",
@@ -233,13 +249,19 @@ pub(super) fn run(
             let mut carried: Vec<Value> = (2..n)
                 .map(|i| req(args, i).cloned())
                 .collect::<Result<_, _>>()?;
+            if n < 2 {
+                return Err(fail(format!(
+                    "Loop takes a trip count and a condition (either may be \"\") before its \
+                     loop-carried values; it has {n} inputs"
+                )));
+            }
             let formal = 2 + carried.len();
-            if body.inputs.len() < formal || body.outputs.len() < 1 + carried.len() {
+            if body.formal != formal || body.outputs.len() < 1 + carried.len() {
                 return Err(fail(format!(
                     "Loop's body takes {} inputs and gives {} outputs; it must take the \
                      iteration number, the condition and the {} loop-carried values, and give \
                      the condition and those values first",
-                    body.inputs.len(),
+                    body.formal,
                     body.outputs.len(),
                     carried.len()
                 )));
@@ -310,11 +332,11 @@ fn scan(
             "Scan's axes and directions must have one entry per scan input or output",
         ));
     }
-    if body.inputs.len() < states + m || body.outputs.len() < states {
+    if body.formal != states + m || body.outputs.len() < states {
         return Err(fail(format!(
             "Scan's body takes {} inputs and gives {} outputs; it must take the {states} state \
              values and a slice of each of the {m} scan inputs, and give the states first",
-            body.inputs.len(),
+            body.formal,
             body.outputs.len()
         )));
     }
@@ -508,5 +530,124 @@ mod tests {
         assert_eq!(out[0].1.to_f32().unwrap(), [9.0, 12.0]);
         assert_eq!(out[1].1.shape, [2, 3]);
         assert_eq!(out[1].1.to_f32().unwrap(), [5.0, 8.0, 9.0, 6.0, 10.0, 12.0]);
+    }
+
+    #[test]
+    fn weights_both_branches_read_are_packed_once_and_counted_once() {
+        let branch = |neg: bool| {
+            let mut b = GraphWriter::new("branch");
+            b.node("MatMul", &["x", "w"], &["m"], "mm", &[]);
+            if neg {
+                b.node("Neg", &["m"], &["o"], "neg", &[]);
+            } else {
+                b.node("Identity", &["m"], &["o"], "id", &[]);
+            }
+            b.output("o", &[]);
+            b
+        };
+        let mut g = GraphWriter::new("if");
+        g.node_graphs(
+            ("If", &["c"], &["y"], "if"),
+            (&[], &[]),
+            vec![
+                ("then_branch", branch(false)),
+                ("else_branch", branch(true)),
+            ],
+        );
+        g.initializer("w", &[3, 2], &[1.0; 6]);
+        g.input("x", &["2", "3"]);
+        g.input_of("c", &[], 9);
+        g.output("y", &[]);
+        let model = OnnxModel::load(&g.finish("weft-nn tests", 17)).unwrap();
+        let subs = &model.graph.subgraphs[&0];
+        let (then, other) = (&subs[0].1, &subs[1].1);
+        assert!(std::sync::Arc::ptr_eq(
+            &then.packed["w"],
+            &other.packed["w"]
+        ));
+        assert!(
+            !model.graph.weights.contains_key("w"),
+            "only the branches read w"
+        );
+        assert_eq!(model.weight_bytes(), then.packed["w"].bytes() as u64);
+        // Each caller's condition is its own: no batching across callers.
+        assert!(!model.batchable());
+        let y = |c| {
+            run(&model, &[1.0; 6], Some(c)).unwrap()[0]
+                .1
+                .to_f32()
+                .unwrap()
+        };
+        assert_eq!((y(true), y(false)), (vec![3.0; 4], vec![-3.0; 4]));
+    }
+
+    #[test]
+    fn malformed_control_flow_is_refused_saying_why() {
+        // Subgraphs nested past 32 levels: refused while decoding.
+        let mut inner = GraphWriter::new("leaf");
+        inner.node("Identity", &["x"], &["y"], "id", &[]);
+        inner.output("y", &[]);
+        for depth in 0..40 {
+            let mut g = GraphWriter::new(&format!("level {depth}"));
+            let mut other = GraphWriter::new("other");
+            other.node("Identity", &["x"], &["y"], "id", &[]);
+            other.output("y", &[]);
+            g.node_graphs(
+                ("If", &["c"], &["y"], "if"),
+                (&[], &[]),
+                vec![("then_branch", inner), ("else_branch", other)],
+            );
+            g.output("y", &[]);
+            inner = g;
+        }
+        inner.input("x", &["2", "3"]);
+        inner.input_of("c", &[], 9);
+        let err = OnnxModel::load(&inner.finish("weft-nn tests", 17)).unwrap_err();
+        assert!(
+            err.message.contains("nest more than 32 deep"),
+            "{}",
+            err.message
+        );
+        // A graph attribute on an operator that takes none.
+        let mut body = GraphWriter::new("body");
+        body.node("Identity", &["x"], &["y"], "id", &[]);
+        body.output("y", &[]);
+        let mut g = GraphWriter::new("relu");
+        g.node_graphs(
+            ("Relu", &["x"], &["y"], "relu"),
+            (&[], &[]),
+            vec![("body", body)],
+        );
+        g.input("x", &["2", "3"]);
+        g.output("y", &[]);
+        let err = OnnxModel::load(&g.finish("weft-nn tests", 17)).unwrap_err();
+        assert!(
+            err.message.contains("only If, Loop and Scan take one"),
+            "{}",
+            err.message
+        );
+        // A Loop body without the iteration number and condition inputs.
+        let mut body = GraphWriter::new("body");
+        body.node("Add", &["v", "v"], &["v2"], "add", &[]);
+        body.node("Identity", &["v2"], &["c"], "c", &[]);
+        body.input("v", &["2", "3"]);
+        body.output("c", &[]);
+        body.output("v2", &["2", "3"]);
+        let mut g = GraphWriter::new("loop");
+        g.node_graphs(
+            ("Loop", &["m", "", "x"], &["y"], "loop"),
+            (&[], &[]),
+            vec![("body", body)],
+        );
+        g.initializer_i64("m", &[], &[2]);
+        g.input("x", &["2", "3"]);
+        g.output("y", &["2", "3"]);
+        let model = OnnxModel::load(&g.finish("weft-nn tests", 17)).unwrap();
+        let err = run(&model, &[1.0; 6], None).unwrap_err();
+        assert!(
+            err.message.contains("Loop's body takes 1 inputs"),
+            "{}",
+            err.message
+        );
     }
 }

@@ -14,7 +14,7 @@ use super::device::OnDevice;
 use super::ops::{self, Node};
 use super::proto::{self, Attr, GraphProto, ValueInfo};
 use super::value::{DType, Value};
-use super::weights::{GpuWeights, pack_weights, packed_key, upload_weights};
+use super::weights::{GpuWeights, PackCache, pack_weights, packed_key, upload_weights};
 use crate::engine::{Placement, input};
 use crate::gpu::Gpu;
 use crate::kernels::PackedB;
@@ -31,10 +31,13 @@ pub(crate) struct OnnxModel {
 pub(super) struct Graph {
     opset: i64,
     nodes: Vec<proto::NodeProto>,
-    weights: HashMap<String, Arc<Value>>,
+    pub(super) weights: HashMap<String, Arc<Value>>,
     /// Inputs the caller provides (graph inputs that are not weights),
     /// with their declared type (`None`: whatever the caller sends).
     pub(super) inputs: Vec<(ValueInfo, Option<DType>)>,
+    /// How many of `inputs` are declared ones; a subgraph's others are the
+    /// values it reads from the graphs around it.
+    pub(super) formal: usize,
     pub(super) outputs: Vec<String>,
     /// For each node, the values no later node or output reads.
     frees: Vec<Vec<String>>,
@@ -43,7 +46,7 @@ pub(super) struct Graph {
     gpu: Option<GpuWeights>,
     /// On the CPU, the weights products read as B, packed once for the
     /// matmul kernel, by initializer name.
-    pub(super) packed: HashMap<String, PackedB>,
+    pub(super) packed: HashMap<String, Arc<PackedB>>,
     /// The graphs of control-flow nodes (`If`'s branches, `Loop`'s
     /// body), built as this one is, by node index and attribute name.
     pub(super) subgraphs: HashMap<usize, Vec<(String, Arc<Graph>)>>,
@@ -117,7 +120,7 @@ impl OnnxModel {
             }
             Some(Err(e)) => (None, Placement::CpuFallback(e.message)),
         };
-        let graph = Graph::build(
+        let mut graph = Graph::build(
             model.opset,
             nodes,
             weights,
@@ -125,7 +128,9 @@ impl OnnxModel {
             outputs,
             device,
             fuse,
+            &mut PackCache::new(),
         )?;
+        graph.weight_bytes = graph.held_bytes(&mut Default::default());
         Ok(Self {
             graph: Arc::new(graph),
             placement,
@@ -138,6 +143,7 @@ impl Graph {
     /// `fuse`), weights packed for the CPU or uploaded to `gpu`, and the
     /// graphs of its control-flow nodes built the same way, each reading
     /// the weights of this one it names as its own.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn build(
         opset: i64,
         mut nodes: Vec<proto::NodeProto>,
@@ -146,51 +152,115 @@ impl Graph {
         outputs: Vec<String>,
         gpu: Option<Arc<Gpu>>,
         fuse: bool,
+        shared: &mut PackCache,
     ) -> Result<Self, NnError> {
         super::weights::widen_integer_weights(&mut nodes, &mut weights, &outputs)?;
-        let nodes = if fuse {
+        let mut nodes = if fuse {
             super::fuse::fuse(nodes, &weights, &outputs, gpu.is_none())
         } else {
             nodes
         };
         let mut subgraphs = HashMap::new();
-        for (i, node) in nodes.iter().enumerate() {
+        for (i, node) in nodes.iter_mut().enumerate() {
             let mut built = Vec::new();
             for (name, attr) in &node.attrs {
                 if let Attr::Graph(sub) = attr {
-                    let g = super::control::body(opset, node, sub, &weights, gpu.clone(), fuse)?;
+                    let g = super::control::body(
+                        opset,
+                        node,
+                        sub,
+                        &weights,
+                        gpu.clone(),
+                        fuse,
+                        shared,
+                    )?;
                     built.push((name.clone(), Arc::new(g)));
                 }
             }
             if !built.is_empty() {
+                // The weights the subgraphs read are theirs now: the node
+                // need not keep them alive.
+                let declared = super::control::declared(node);
+                let mut k = 0;
+                node.inputs.retain(|name| {
+                    k += 1;
+                    k <= declared || !weights.contains_key(name)
+                });
                 subgraphs.insert(i, built);
             }
+        }
+        // A weight only subgraphs read is theirs alone.
+        let captured: Vec<String> = weights
+            .keys()
+            .filter(|w| !outputs.contains(w) && !nodes.iter().any(|n| n.inputs.contains(w)))
+            .filter(|w| {
+                subgraphs
+                    .values()
+                    .flatten()
+                    .any(|(_, g)| g.weights.contains_key(w.as_str()))
+            })
+            .cloned()
+            .collect();
+        for w in captured {
+            weights.remove(&w);
         }
         let frees = plan_frees(&nodes, &outputs);
         let packed = match gpu {
             Some(_) => HashMap::new(),
-            None => pack_weights(&nodes, &mut weights, &outputs),
+            None => pack_weights(&nodes, &mut weights, &outputs, shared),
         };
-        // Host memory held: what is stored (placeholders hold nothing) and
-        // the packed copies.
-        let weight_bytes = weights
-            .values()
-            .map(|v| (v.len() * v.dtype.element_type().size()) as u64)
-            .chain(packed.values().map(|p| p.bytes() as u64))
-            .sum();
         let gpu = gpu.map(|gpu| upload_weights(gpu, &nodes, &weights));
         Ok(Self {
             opset,
             nodes,
             weights,
+            formal: inputs.len(),
             inputs,
             outputs,
             frees,
-            weight_bytes,
+            weight_bytes: 0,
             gpu,
             packed,
             subgraphs,
         })
+    }
+
+    /// Host memory this graph and its subgraphs hold: what they store
+    /// (placeholders hold nothing) and the packed copies, each counted
+    /// once however many graphs share it.
+    fn held_bytes(&self, seen: &mut std::collections::HashSet<usize>) -> u64 {
+        let weights: u64 = self
+            .weights
+            .values()
+            .filter(|v| seen.insert(Arc::as_ptr(v) as usize))
+            .map(|v| (v.len() * v.dtype.element_type().size()) as u64)
+            .sum();
+        let packed: u64 = self
+            .packed
+            .values()
+            .filter(|p| seen.insert(Arc::as_ptr(p) as usize))
+            .map(|p| p.bytes() as u64)
+            .sum();
+        let own = weights + packed;
+        let subs: Vec<Arc<Graph>> = self
+            .subgraphs
+            .values()
+            .flatten()
+            .map(|(_, g)| Arc::clone(g))
+            .collect();
+        own + subs.iter().map(|g| g.held_bytes(seen)).sum::<u64>()
+    }
+
+    /// Device memory this graph and its subgraphs hold (each uploads the
+    /// weights it reads).
+    fn device_bytes(&self) -> u64 {
+        let subs: u64 = self
+            .subgraphs
+            .values()
+            .flatten()
+            .map(|(_, g)| g.device_bytes())
+            .sum();
+        self.gpu.as_ref().map_or(0, GpuWeights::bytes) + subs
     }
 }
 
@@ -217,6 +287,14 @@ fn check_nodes(nodes: &[proto::NodeProto], opset: i64) -> Result<(), NnError> {
             )));
         }
         for (name, attr) in &n.attrs {
+            if matches!(attr, Attr::Graph(_))
+                && !matches!(n.op_type.as_str(), "If" | "Loop" | "Scan")
+            {
+                return Err(unsupported(format!(
+                    "operator `{}` (node `{}`) has a graph attribute `{name}`: only If, Loop and Scan take one",
+                    n.op_type, n.name
+                )));
+            }
             match attr {
                 Attr::Unsupported(kind) => {
                     return Err(unsupported(format!(
@@ -286,14 +364,16 @@ impl Model for OnnxModel {
             graph: Arc::clone(&self.graph),
         })
     }
+    /// Not with control flow: merged calls would share one `If`
+    /// condition or `Loop` count, each caller's own.
     fn batchable(&self) -> bool {
-        true
+        self.graph.subgraphs.is_empty()
     }
     fn weight_bytes(&self) -> u64 {
         self.graph.weight_bytes
     }
     fn device_bytes(&self) -> u64 {
-        self.graph.gpu.as_ref().map_or(0, GpuWeights::bytes)
+        self.graph.device_bytes()
     }
     fn placement(&self) -> Placement {
         self.placement.clone()

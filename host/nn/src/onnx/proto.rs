@@ -111,16 +111,24 @@ pub(crate) fn model(bytes: &[u8]) -> Result<ModelProto<'_>, NnError> {
     Ok(ModelProto {
         // Models that import no default opset predate opset imports: opset 1.
         opset: opset.unwrap_or(1),
-        graph: self::graph(graph)?,
+        graph: self::graph(graph, 0)?,
     })
 }
 
-fn graph(b: &[u8]) -> Result<GraphProto<'_>, NnError> {
+/// How deep subgraphs may nest (`If` in a `Loop` body in ...): decoding
+/// recurses, so a hostile file must not nest them without end.
+const MAX_DEPTH: usize = 32;
+
+/// Decodes a graph `depth` subgraphs deep.
+fn graph(b: &[u8], depth: usize) -> Result<GraphProto<'_>, NnError> {
+    if depth > MAX_DEPTH {
+        return Err(malformed(&format!("subgraphs nest more than {MAX_DEPTH} deep")).into());
+    }
     let mut g = GraphProto::default();
     for (n, f) in fields(b, "the graph")? {
         let Field::Bytes(b) = f else { continue };
         match n {
-            1 => g.nodes.push(node(b, g.nodes.len())?),
+            1 => g.nodes.push(node(b, g.nodes.len(), depth)?),
             5 => g.initializers.push(b),
             11 => g.inputs.push(value_info(b)?),
             12 => g.outputs.push(value_info(b)?),
@@ -136,7 +144,7 @@ fn graph(b: &[u8]) -> Result<GraphProto<'_>, NnError> {
     Ok(g)
 }
 
-fn node(b: &[u8], index: usize) -> Result<NodeProto, NnError> {
+fn node(b: &[u8], index: usize, depth: usize) -> Result<NodeProto, NnError> {
     let what = format!("node {index}");
     let mut node = NodeProto::default();
     for (n, f) in fields(b, &what)? {
@@ -150,7 +158,7 @@ fn node(b: &[u8], index: usize) -> Result<NodeProto, NnError> {
                 let Field::Bytes(a) = f else {
                     return Err(malformed(&format!("{what} has a bad attribute")).into());
                 };
-                node.attrs.push(attribute(a, &what)?);
+                node.attrs.push(attribute(a, &what, depth)?);
             }
             _ => {}
         }
@@ -164,7 +172,7 @@ fn node(b: &[u8], index: usize) -> Result<NodeProto, NnError> {
     Ok(node)
 }
 
-fn attribute(b: &[u8], node: &str) -> Result<(String, Attr), NnError> {
+fn attribute(b: &[u8], node: &str, depth: usize) -> Result<(String, Attr), NnError> {
     let what = format!("an attribute of {node}");
     let mut name = String::new();
     let mut ty = 0;
@@ -179,7 +187,7 @@ fn attribute(b: &[u8], node: &str) -> Result<(String, Attr), NnError> {
             (4, Field::Bytes(v)) => s = Some(v.to_vec()),
             (5, Field::Bytes(v)) => t = Some(tensor(v)?.1),
             (6, Field::Bytes(v)) => {
-                let sub = graph(v)?;
+                let sub = graph(v, depth + 1)?;
                 g = Some(SubGraph {
                     nodes: sub.nodes,
                     initializers: sub
@@ -531,7 +539,7 @@ mod tests {
         var(20 << 3, &mut a);
         var(7, &mut a);
         assert_eq!(
-            attribute(&a, "n").unwrap(),
+            attribute(&a, "n", 0).unwrap(),
             ("perm".into(), Attr::Ints(vec![2, 0, 1]))
         );
         let mut a = Vec::new();
@@ -539,7 +547,7 @@ mod tests {
         var(2 << 3 | 5, &mut a);
         a.extend(0.5f32.to_le_bytes());
         assert_eq!(
-            attribute(&a, "n").unwrap(),
+            attribute(&a, "n", 0).unwrap(),
             ("alpha".into(), Attr::Float(0.5))
         );
         assert!(model(b"\x0a\xff").is_err());

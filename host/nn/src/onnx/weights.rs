@@ -232,17 +232,27 @@ fn fold_casts(nodes: &mut Vec<proto::NodeProto>, outputs: &[String]) {
     }
 }
 
+/// Weights packed while a model loads, by the address of the weight
+/// (held, so that the address stays its own).
+pub(super) type PackCache = HashMap<usize, (Arc<Value>, Arc<PackedB>)>;
+
 /// Packs every 2-D f32 initializer some `MatMul`/`WeftMatMulBias` reads as
 /// B, so that calls do not repack it. A weight that nothing else reads (no
 /// other input slot, not a graph output) keeps only its packed form: its
 /// entry in `weights` becomes a placeholder of the same shape and no data,
 /// so the model does not hold it twice; the rare product the packed form
 /// does not suit unpacks it (see `OnnxSession::compute`).
+///
+/// `shared` holds what the model's other graphs (its main graph, its
+/// control-flow subgraphs) packed, by weight: a weight several of them
+/// read is packed once. (It keeps each weight it packed alive, so that no
+/// other value takes its address while the model loads.)
 pub(super) fn pack_weights(
     nodes: &[proto::NodeProto],
     weights: &mut HashMap<String, Arc<Value>>,
     outputs: &[String],
-) -> HashMap<String, PackedB> {
+    shared: &mut PackCache,
+) -> HashMap<String, Arc<PackedB>> {
     let mut packed = HashMap::new();
     for name in nodes.iter().filter_map(packed_key) {
         if packed.contains_key(name) {
@@ -254,7 +264,10 @@ pub(super) fn pack_weights(
         if let (super::value::Data::F32(data), DType::F32, &[k, n]) =
             (&w.data, w.dtype, w.shape.as_slice())
         {
-            packed.insert(name.to_string(), PackedB::new(data, k, n));
+            let (_, p) = shared
+                .entry(Arc::as_ptr(w) as usize)
+                .or_insert_with(|| (Arc::clone(w), Arc::new(PackedB::new(data, k, n))));
+            packed.insert(name.to_string(), Arc::clone(p));
         }
     }
     for (name, p) in &packed {

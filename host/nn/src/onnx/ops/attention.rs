@@ -173,7 +173,10 @@ pub(super) fn attention(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Vec
                     qk_out[base..base + st].copy_from_slice(&row);
                 }
                 if softcap > 0.0 {
+                    // A masked score stays masked: softcapping -inf would
+                    // give it -softcap, and so some of the attention.
                     row.iter_mut()
+                        .filter(|s| **s != f64::NEG_INFINITY)
                         .for_each(|s| *s = softcap * (*s / softcap).tanh());
                 }
                 if mode == 2 {
@@ -413,5 +416,31 @@ mod tests {
             "{}",
             err.message
         );
+    }
+
+    #[test]
+    fn a_masked_key_gets_no_attention_under_a_softcap() {
+        let proto = NodeProto {
+            name: "att".into(),
+            op_type: "Attention".into(),
+            domain: String::new(),
+            inputs: vec!["q".into(), "k".into(), "v".into()],
+            outputs: vec!["y".into()],
+            attrs: vec![
+                ("is_causal".into(), Attr::Int(1)),
+                ("softcap".into(), Attr::Float(2.0)),
+            ],
+        };
+        // One head, two positions: the first sees only the first key, so
+        // its output is the first value exactly.
+        let q = Value::f32(vec![1, 1, 2, 2], vec![1.0, 0.0, 0.0, 1.0]);
+        let k = Value::f32(vec![1, 1, 2, 2], vec![1.0, 1.0, 0.5, -1.0]);
+        let v = Value::f32(vec![1, 1, 2, 2], vec![3.0, 4.0, -5.0, 6.0]);
+        let node = Node {
+            proto: &proto,
+            opset: 23,
+        };
+        let y = attention(node, &[Some(&q), Some(&k), Some(&v)]).unwrap();
+        assert_eq!(&y[0].to_f32()[..2], [3.0, 4.0]);
     }
 }

@@ -49,6 +49,17 @@ pub(crate) fn terms(eq: &str, ranks: &[usize]) -> Result<(Vec<Vec<char>>, Vec<ch
         None => (eq, None),
     };
     let terms: Vec<&str> = lhs.split(',').collect();
+    if let Some(c) = terms
+        .iter()
+        .chain(rhs.as_ref())
+        .flat_map(|t| t.replace("...", "").chars().collect::<Vec<_>>())
+        .find(|c| !c.is_ascii_alphabetic())
+    {
+        return Err(fail(format!(
+            "equation `{eq}`: `{c}` is not a label (labels are ASCII letters; `...` stands for \
+             the dims no label names)"
+        )));
+    }
     if terms.len() != ranks.len() {
         return Err(fail(format!(
             "equation `{eq}` names {} operands, got {}",
@@ -323,6 +334,18 @@ mod tests {
         assert_eq!(out, labels("ik"));
         let (_, out) = terms("...j", &[3]).unwrap();
         assert_eq!(out, labels("αβj"));
+    }
+
+    #[test]
+    fn only_ascii_letters_are_labels() {
+        for eq in ["αi,i->", "i.j->ij", "ij->i.."] {
+            let err = terms(eq, &[2, 2]).unwrap_err();
+            assert!(
+                err.message.contains("is not a label"),
+                "{eq}: {}",
+                err.message
+            );
+        }
     }
 
     #[test]

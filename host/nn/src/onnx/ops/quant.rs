@@ -256,6 +256,26 @@ pub(super) fn conv_integer(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<
     Ok(int32(super::nn::conv(node, &[Some(&x), Some(&w)])?))
 }
 
+/// A scale tensor's values: one, or one per `what` (`n` of them).
+fn scales(v: &Value, n: usize, name: &str, what: &str) -> Result<Vec<f64>, NnError> {
+    let s = v.to_f64();
+    if s.len() == 1 || s.len() == n {
+        return Ok(s);
+    }
+    Err(fail(format!(
+        "{name} has {} values: give one, or one per {what} ({n})",
+        s.len()
+    )))
+}
+
+/// A one-value tensor's value.
+fn scalar_of(v: &Value, name: &str) -> Result<f64, NnError> {
+    match v.to_f64()[..] {
+        [s] => Ok(s),
+        ref s => Err(fail(format!("{name} has {} values, not 1", s.len()))),
+    }
+}
+
 /// Rescales int32 accumulators `acc` (`scale[j]` for channel or column j
 /// of `[.., channels, inner]` groups: `channel(i)` picks it) by
 /// `x_scale · w_scale / y_scale` and requantises them to `y_zp`'s type,
@@ -273,7 +293,7 @@ fn requantise(
     } else {
         (0.0, 255.0)
     };
-    let z = yzp.to_f64()[0];
+    let z = yzp.to_f64().first().copied().unwrap_or(0.0);
     let q = acc
         .to_f64()
         .iter()
@@ -299,8 +319,9 @@ pub(super) fn qlinear_conv(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<
     let w = less_zero_point(v(3)?, opt(inputs, 5), 0)?;
     let bias = opt(inputs, 8).map(|b| Value::f32(b.shape.clone(), b.to_f32()));
     let acc = super::nn::conv(node, &[Some(&x), Some(&w), bias.as_ref()])?;
-    let (ws, xs, ys) = (v(4)?.to_f64(), v(1)?.to_f64()[0], v(6)?.to_f64()[0]);
     let (m, inner) = (acc.shape[1], acc.shape[2..].iter().product::<usize>());
+    let ws = scales(v(4)?, m, "w_scale", "output channel")?;
+    let (xs, ys) = (scalar_of(v(1)?, "x_scale")?, scalar_of(v(6)?, "y_scale")?);
     Ok(requantise(acc, &ws, xs, ys, v(7)?, |i| {
         i / inner.max(1) % m
     }))
@@ -313,13 +334,15 @@ pub(super) fn qlinear_matmul(inputs: &[Option<&Value>]) -> Result<Value, NnError
     let a = less_zero_point(v(0)?, Some(v(2)?), rows_axis(v(0)?))?;
     let b = less_zero_point(v(3)?, Some(v(5)?), cols_axis(v(3)?))?;
     let c = super::matmul::matmul(&[Some(&a), Some(&b)])?;
-    let (sa, sb, sy) = (v(1)?.to_f64(), v(4)?.to_f64(), v(6)?.to_f64()[0]);
     let n = *c.shape.last().unwrap_or(&1);
     let m = if c.shape.len() >= 2 {
         c.shape[c.shape.len() - 2]
     } else {
         1
     };
+    let sa = scales(v(1)?, m, "a_scale", "row of A")?;
+    let sb = scales(v(4)?, n, "b_scale", "column of B")?;
+    let sy = scalar_of(v(6)?, "y_scale")?;
     // One scale per row of A and per column of B: their product is the
     // scale of each output element.
     let ws: Vec<f64> = (0..m * n)
@@ -402,6 +425,23 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(y.to_i64(), [40, 80]);
+        let three = Value::f32(vec![3], vec![1.0; 3]);
+        let err = qlinear_matmul(&[
+            Some(&a),
+            Some(&one),
+            Some(&zero),
+            Some(&b),
+            Some(&three),
+            Some(&bzp),
+            Some(&one),
+            Some(&zero),
+        ])
+        .unwrap_err();
+        assert!(
+            err.message.contains("b_scale has 3 values: give one, or one per column of B (2)"),
+            "{}",
+            err.message
+        );
         let c = matmul_integer(&[Some(&a), Some(&b), Some(&zero), Some(&bzp)]).unwrap();
         assert_eq!((c.dtype, c.to_i64()), (DType::I32, vec![40, 40]));
         // Per row of A: [[10, 20], [30, 40]] less [10, 30] is
