@@ -19,6 +19,7 @@ mod nn;
 mod quant;
 mod reduce;
 mod resize;
+mod rnn;
 pub(crate) use resize::resize_plan;
 mod sample;
 mod shape;
@@ -197,6 +198,9 @@ pub(crate) const SUPPORTED: &[&str] = &[
     "If",
     "Loop",
     "Scan",
+    "RNN",
+    "GRU",
+    "LSTM",
     "Unique",
 ];
 
@@ -239,6 +243,16 @@ impl Node<'_> {
     pub(crate) fn floats(&self, name: &str) -> Option<Vec<f32>> {
         match self.attr(name) {
             Some(Attr::Floats(v)) => Some(v.clone()),
+            _ => None,
+        }
+    }
+    pub(crate) fn strings(&self, name: &str) -> Option<Vec<String>> {
+        match self.attr(name) {
+            Some(Attr::Strings(v)) => Some(
+                v.iter()
+                    .map(|s| String::from_utf8_lossy(s).into_owned())
+                    .collect(),
+            ),
             _ => None,
         }
     }
@@ -423,6 +437,7 @@ pub(crate) fn run(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Vec<Value
         "DynamicQuantizeLinear" => quant::dynamic_quantize(inputs),
         "RotaryEmbedding" => attention::rotary(node, inputs),
         "TensorScatter" => one(attention::tensor_scatter(node, inputs)?),
+        "RNN" | "GRU" | "LSTM" => rnn::recurrent(node, inputs),
         "CenterCropPad" => one(arrange::center_crop_pad(node, inputs)?),
         "Einsum" => one(einsum::einsum(node, inputs)?),
         "GridSample" => one(sample::grid_sample(node, inputs)?),

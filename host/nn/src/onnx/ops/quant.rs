@@ -438,7 +438,8 @@ mod tests {
         ])
         .unwrap_err();
         assert!(
-            err.message.contains("b_scale has 3 values: give one, or one per column of B (2)"),
+            err.message
+                .contains("b_scale has 3 values: give one, or one per column of B (2)"),
             "{}",
             err.message
         );
