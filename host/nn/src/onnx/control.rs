@@ -18,7 +18,7 @@ use super::exec::{Graph, tensor_type};
 use super::ops::{Node, axis, index_axis, req, stack};
 use super::proto::{Attr, NodeProto, SubGraph, ValueInfo};
 use super::value::{Value, fail};
-use super::weights::PackCache;
+use super::weights::LoadCache;
 use crate::NnError;
 use crate::gpu::Gpu;
 
@@ -103,7 +103,7 @@ pub(super) fn body(
     outer: &HashMap<String, Arc<Value>>,
     gpu: Option<Arc<Gpu>>,
     fuse: bool,
-    shared: &mut PackCache,
+    shared: &mut LoadCache,
 ) -> Result<Graph, NnError> {
     let mut weights: HashMap<String, Arc<Value>> = sub
         .initializers
@@ -649,5 +649,35 @@ mod tests {
             "{}",
             err.message
         );
+    }
+
+    #[test]
+    fn an_int8_weight_both_branches_read_is_widened_and_packed_once() {
+        let branch = || {
+            let mut b = GraphWriter::new("branch");
+            b.node("MatMulInteger", &["a", "b"], &["c"], "mmi", &[]);
+            b.node("Cast", &["c"], &["o"], "cast", &[("to", 1)]);
+            b.output("o", &[]);
+            b
+        };
+        let mut g = GraphWriter::new("if");
+        g.node_graphs(
+            ("If", &["c"], &["y"], "if"),
+            (&[], &[]),
+            vec![("then_branch", branch()), ("else_branch", branch())],
+        );
+        g.raw_initializer("b", &[3, 2], 3, &[1, 2, 3, 4, 5, 6]);
+        g.input_of("a", &["2", "3"], 2);
+        g.input_of("c", &[], 9);
+        g.output("y", &[]);
+        let model = OnnxModel::load(&g.finish("weft-nn tests", 17)).unwrap();
+        let subs = &model.graph.subgraphs[&0];
+        let (then, other) = (&subs[0].1, &subs[1].1);
+        let key = "weft:widened:b:";
+        assert!(std::sync::Arc::ptr_eq(
+            &then.packed[key],
+            &other.packed[key]
+        ));
+        assert_eq!(model.weight_bytes(), then.packed[key].bytes() as u64);
     }
 }

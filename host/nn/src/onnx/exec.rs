@@ -14,7 +14,7 @@ use super::device::OnDevice;
 use super::ops::{self, Node};
 use super::proto::{self, Attr, GraphProto, ValueInfo};
 use super::value::{DType, Value};
-use super::weights::{GpuWeights, PackCache, pack_weights, packed_key, upload_weights};
+use super::weights::{GpuWeights, LoadCache, pack_weights, packed_key, upload_weights};
 use crate::engine::{Placement, input};
 use crate::gpu::Gpu;
 use crate::kernels::PackedB;
@@ -128,7 +128,7 @@ impl OnnxModel {
             outputs,
             device,
             fuse,
-            &mut PackCache::new(),
+            &mut LoadCache::default(),
         )?;
         graph.weight_bytes = graph.held_bytes(&mut Default::default());
         Ok(Self {
@@ -152,9 +152,9 @@ impl Graph {
         outputs: Vec<String>,
         gpu: Option<Arc<Gpu>>,
         fuse: bool,
-        shared: &mut PackCache,
+        shared: &mut LoadCache,
     ) -> Result<Self, NnError> {
-        super::weights::widen_integer_weights(&mut nodes, &mut weights, &outputs)?;
+        super::weights::widen_integer_weights(&mut nodes, &mut weights, &outputs, shared)?;
         let mut nodes = if fuse {
             super::fuse::fuse(nodes, &weights, &outputs, gpu.is_none())
         } else {
@@ -189,21 +189,9 @@ impl Graph {
                 subgraphs.insert(i, built);
             }
         }
-        // A weight only subgraphs read is theirs alone.
-        let captured: Vec<String> = weights
-            .keys()
-            .filter(|w| !outputs.contains(w) && !nodes.iter().any(|n| n.inputs.contains(w)))
-            .filter(|w| {
-                subgraphs
-                    .values()
-                    .flatten()
-                    .any(|(_, g)| g.weights.contains_key(w.as_str()))
-            })
-            .cloned()
-            .collect();
-        for w in captured {
-            weights.remove(&w);
-        }
+        // A weight no node here reads (one only subgraphs read is theirs,
+        // with their own copy) is dropped.
+        weights.retain(|w, _| outputs.contains(w) || nodes.iter().any(|n| n.inputs.contains(w)));
         let frees = plan_frees(&nodes, &outputs);
         let packed = match gpu {
             Some(_) => HashMap::new(),

@@ -143,6 +143,7 @@ pub(super) fn widen_integer_weights(
     nodes: &mut Vec<proto::NodeProto>,
     weights: &mut HashMap<String, Arc<Value>>,
     outputs: &[String],
+    shared: &mut LoadCache,
 ) -> Result<(), crate::NnError> {
     let mut widened: HashMap<(String, String), String> = HashMap::new();
     let mut sources = Vec::new();
@@ -172,13 +173,27 @@ pub(super) fn widen_integer_weights(
             Some(name) => name.clone(),
             None => {
                 let name = format!("weft:widened:{b}:{zp}");
-                let v = super::ops::widened_weight(bv, zv.as_deref()).map_err(|e| {
-                    crate::NnError::new(
-                        crate::NnErrorKind::InvalidEncoding,
-                        format!("node `{}` (MatMulInteger): {}", node.name, e.message),
-                    )
-                })?;
-                weights.insert(name.clone(), Arc::new(v));
+                let at = (
+                    Arc::as_ptr(bv) as usize,
+                    zv.as_ref().map_or(0, |z| Arc::as_ptr(z) as usize),
+                );
+                let v = match shared.widened.get(&at) {
+                    Some((_, _, v)) => Arc::clone(v),
+                    None => {
+                        let v = super::ops::widened_weight(bv, zv.as_deref()).map_err(|e| {
+                            crate::NnError::new(
+                                crate::NnErrorKind::InvalidEncoding,
+                                format!("node `{}` (MatMulInteger): {}", node.name, e.message),
+                            )
+                        })?;
+                        let v = Arc::new(v);
+                        shared
+                            .widened
+                            .insert(at, (Arc::clone(bv), zv.clone(), Arc::clone(&v)));
+                        v
+                    }
+                };
+                weights.insert(name.clone(), v);
                 widened.insert(key, name.clone());
                 sources.push(b.clone());
                 name
@@ -232,9 +247,19 @@ fn fold_casts(nodes: &mut Vec<proto::NodeProto>, outputs: &[String]) {
     }
 }
 
-/// Weights packed while a model loads, by the address of the weight
-/// (held, so that the address stays its own).
-pub(super) type PackCache = HashMap<usize, (Arc<Value>, Arc<PackedB>)>;
+/// What a model's graphs (its main graph, its control-flow subgraphs)
+/// share while it loads, by the addresses of the weights they were made
+/// from, which it holds (so that no other value takes an address while
+/// the model loads): weights packed, and integer weights widened.
+#[derive(Default)]
+pub(super) struct LoadCache {
+    packed: HashMap<usize, (Arc<Value>, Arc<PackedB>)>,
+    /// By B's and its zero point's addresses (0: none).
+    widened: HashMap<(usize, usize), WidenedFrom>,
+}
+
+/// A widened weight and the B and zero point it was made from.
+type WidenedFrom = (Arc<Value>, Option<Arc<Value>>, Arc<Value>);
 
 /// Packs every 2-D f32 initializer some `MatMul`/`WeftMatMulBias` reads as
 /// B, so that calls do not repack it. A weight that nothing else reads (no
@@ -243,15 +268,12 @@ pub(super) type PackCache = HashMap<usize, (Arc<Value>, Arc<PackedB>)>;
 /// so the model does not hold it twice; the rare product the packed form
 /// does not suit unpacks it (see `OnnxSession::compute`).
 ///
-/// `shared` holds what the model's other graphs (its main graph, its
-/// control-flow subgraphs) packed, by weight: a weight several of them
-/// read is packed once. (It keeps each weight it packed alive, so that no
-/// other value takes its address while the model loads.)
+/// A weight several of a model's graphs read is packed once (`shared`).
 pub(super) fn pack_weights(
     nodes: &[proto::NodeProto],
     weights: &mut HashMap<String, Arc<Value>>,
     outputs: &[String],
-    shared: &mut PackCache,
+    shared: &mut LoadCache,
 ) -> HashMap<String, Arc<PackedB>> {
     let mut packed = HashMap::new();
     for name in nodes.iter().filter_map(packed_key) {
@@ -265,6 +287,7 @@ pub(super) fn pack_weights(
             (&w.data, w.dtype, w.shape.as_slice())
         {
             let (_, p) = shared
+                .packed
                 .entry(Arc::as_ptr(w) as usize)
                 .or_insert_with(|| (Arc::clone(w), Arc::new(PackedB::new(data, k, n))));
             packed.insert(name.to_string(), Arc::clone(p));

@@ -62,7 +62,7 @@ impl Act {
                 }
             }
             ActKind::Softsign => x / (1.0 + x.abs()),
-            ActKind::Softplus => x.exp().ln_1p(),
+            ActKind::Softplus => x.max(0.0) + (-x.abs()).exp().ln_1p(),
             ActKind::Affine => a * x + b,
         }
     }
@@ -159,6 +159,11 @@ pub(super) fn recurrent(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Vec
     let g = cell.gates();
     let (x, w, r) = (req(inputs, 0)?, req(inputs, 1)?, req(inputs, 2)?);
     let layout = node.int("layout", 0);
+    if !matches!(layout, 0 | 1) {
+        return Err(fail(format!(
+            "layout {layout}: expected 0 (sequence first) or 1 (batch first)"
+        )));
+    }
     if x.shape.len() != 3 || w.shape.len() != 3 || r.shape.len() != 3 {
         return Err(fail(format!(
             "X {:?}, W {:?} and R {:?} must each have rank 3",
@@ -171,6 +176,12 @@ pub(super) fn recurrent(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Vec
     };
     let dirs = w.shape[0];
     let hidden = r.shape[2];
+    if node.has("hidden_size") && node.int("hidden_size", 0) != hidden as i64 {
+        return Err(fail(format!(
+            "hidden_size {} differs from R's {hidden}",
+            node.int("hidden_size", 0)
+        )));
+    }
     let direction = node.string("direction", "forward");
     let want_dirs = if direction == "bidirectional" { 2 } else { 1 };
     if !matches!(direction.as_str(), "forward" | "reverse" | "bidirectional") {
@@ -204,8 +215,11 @@ pub(super) fn recurrent(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Vec
         Some(l) => l
             .to_i64()
             .iter()
-            .map(|&v| v.clamp(0, seq as i64) as usize)
-            .collect(),
+            .map(|&v| match usize::try_from(v) {
+                Ok(v) if v <= seq => Ok(v),
+                _ => Err(fail(format!("sequence length {v} is outside 0..={seq}"))),
+            })
+            .collect::<Result<_, _>>()?,
         None => vec![seq; batch],
     };
     if lens.len() != batch {
@@ -220,13 +234,14 @@ pub(super) fn recurrent(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Vec
         let Some(v) = v else {
             return Ok(vec![0.0; dirs * batch * hidden]);
         };
-        let d = v.to_f64();
-        if d.len() != dirs * batch * hidden {
-            return Err(fail(format!(
-                "{what} {:?} must hold {dirs} x {batch} x {hidden}",
-                v.shape
-            )));
+        let want = match layout {
+            0 => [dirs, batch, hidden],
+            _ => [batch, dirs, hidden],
+        };
+        if v.shape != want {
+            return Err(fail(format!("{what} {:?} must be {want:?}", v.shape)));
         }
+        let d = v.to_f64();
         Ok(match layout {
             0 => d,
             _ => (0..dirs * batch * hidden)
@@ -246,6 +261,9 @@ pub(super) fn recurrent(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Vec
         Cell::Lstm => opt(inputs, 7).map(Value::to_f64),
         _ => None,
     };
+    if peep.as_ref().is_some_and(|p| p.len() != dirs * 3 * hidden) {
+        return Err(fail(format!("P must hold {dirs} x 3 x {hidden} values")));
+    }
     let per_dir: &[&str] = match cell {
         Cell::Rnn => &["Tanh"],
         Cell::Gru => &["Sigmoid", "Tanh"],
@@ -253,6 +271,9 @@ pub(super) fn recurrent(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Vec
     };
     let acts = activations(node, per_dir, dirs)?;
     let clip = node.has("clip").then(|| f64::from(node.float("clip", 0.0)));
+    if let Some(c) = clip.filter(|c| c.is_nan() || *c <= 0.0) {
+        return Err(fail(format!("clip {c}: a threshold must be above 0")));
+    }
     let clipped = |v: f64| clip.map_or(v, |c| v.clamp(-c, c));
     let input_forget = node.int("input_forget", 0) != 0;
     let linear_before_reset = node.int("linear_before_reset", 0) != 0;
@@ -482,5 +503,45 @@ mod tests {
             None,
         );
         assert_eq!(alone[1].to_f32(), rev[1].to_f32()[hidden..]);
+    }
+
+    #[test]
+    fn gru_resets_before_or_after_its_recurrent_product() {
+        // One step, one input, hidden size 1: every weight and bias 0.5
+        // but the candidate's recurrent bias, -1, from h0 = -1 and x = 1.
+        let gru = |linear: i64| {
+            let proto = NodeProto {
+                name: "gru".into(),
+                op_type: "GRU".into(),
+                domain: String::new(),
+                inputs: vec![],
+                outputs: vec!["y".into(), "h".into()],
+                attrs: vec![("linear_before_reset".into(), Attr::Int(linear))],
+            };
+            let node = Node {
+                proto: &proto,
+                opset: 14,
+            };
+            let x = Value::f32(vec![1, 1, 1], vec![1.0]);
+            let w = Value::f32(vec![1, 3, 1], vec![0.5; 3]);
+            let r = Value::f32(vec![1, 3, 1], vec![0.5; 3]);
+            let b = Value::f32(vec![1, 6], vec![0.5, 0.5, 0.5, 0.5, 0.5, -1.0]);
+            let h0 = Value::f32(vec![1, 1, 1], vec![-1.0]);
+            let inputs = [Some(&x), Some(&w), Some(&r), Some(&b), None, Some(&h0)];
+            f64::from(recurrent(node, &inputs).unwrap()[1].to_f32()[0])
+        };
+        let sig = |v: f64| 1.0 / (1.0 + (-v).exp());
+        let h = -1.0f64;
+        // z = r = sigmoid(0.5 x + 0.5 + 0.5 h + 0.5).
+        let (z, rg) = (
+            sig(0.5 + 0.5 + 0.5 * h + 0.5),
+            sig(0.5 + 0.5 + 0.5 * h + 0.5),
+        );
+        // Default: the reset scales h before R; linear: after R and Rbh.
+        let default = (1.0 - z) * (0.5 + 0.5 + 0.5 * (rg * h) - 1.0).tanh() + z * h;
+        let linear = (1.0 - z) * (0.5 + 0.5 + rg * (0.5 * h - 1.0)).tanh() + z * h;
+        assert!((gru(0) - default).abs() < 1e-6, "{} vs {default}", gru(0));
+        assert!((gru(1) - linear).abs() < 1e-6, "{} vs {linear}", gru(1));
+        assert!((default - linear).abs() > 1e-2, "{default} {linear}");
     }
 }
