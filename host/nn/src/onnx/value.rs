@@ -144,6 +144,15 @@ impl Value {
             data: Data::Bool(v),
         }
     }
+    /// Results computed in f64, as a value of `dtype` (`Cast` semantics).
+    pub(crate) fn f64_as(dtype: DType, shape: Vec<usize>, v: Vec<f64>) -> Self {
+        Self {
+            dtype: DType::F64,
+            shape,
+            data: Data::F64(v),
+        }
+        .cast(dtype)
+    }
     /// A value of `dtype` from float results (f64 storage for F64).
     pub(crate) fn float(dtype: DType, shape: Vec<usize>, v: Vec<f32>) -> Self {
         if dtype == DType::F64 {

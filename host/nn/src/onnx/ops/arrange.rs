@@ -35,12 +35,7 @@ pub(super) fn range(inputs: &[Option<&Value>]) -> Result<Value, NnError> {
     );
     let n = ((l - a) / d).ceil().max(0.0) as usize;
     let v: Vec<f64> = (0..n).map(|i| a + i as f64 * d).collect();
-    Ok(Value {
-        dtype: DType::F64,
-        shape: vec![n],
-        data: Data::F64(v),
-    }
-    .cast(s.dtype))
+    Ok(Value::f64_as(s.dtype, vec![n], v))
 }
 
 pub(super) fn pad(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Value, NnError> {
@@ -124,12 +119,7 @@ pub(super) fn eye_like(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Valu
     } else {
         x.dtype
     };
-    Ok(Value {
-        dtype: DType::F64,
-        shape: x.shape.clone(),
-        data: Data::F64(v),
-    }
-    .cast(dtype))
+    Ok(Value::f64_as(dtype, x.shape.clone(), v))
 }
 
 pub(super) fn trilu(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Value, NnError> {

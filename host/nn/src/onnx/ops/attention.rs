@@ -201,14 +201,7 @@ pub(super) fn attention(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Vec
         }
     }
     let dt = q_in.dtype;
-    let val = |shape: Vec<usize>, data: Vec<f64>| {
-        Value {
-            dtype: DType::F64,
-            shape,
-            data: Data::F64(data),
-        }
-        .cast(dt)
-    };
+    let val = |shape: Vec<usize>, data: Vec<f64>| Value::f64_as(dt, shape, data);
     let y = if q_in.shape.len() == 3 {
         let mut t = vec![0.0; y.len()];
         for bi in 0..b {
@@ -287,14 +280,7 @@ pub(super) fn rotary(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Vec<Va
             }
         }
     }
-    Ok(vec![
-        Value {
-            dtype: DType::F64,
-            shape: x.shape.clone(),
-            data: Data::F64(out),
-        }
-        .cast(x.dtype),
-    ])
+    Ok(vec![Value::f64_as(x.dtype, x.shape.clone(), out)])
 }
 
 /// `TensorScatter` (opset 24): a KV cache `past_cache` with `update`

@@ -305,12 +305,7 @@ pub(super) fn einsum(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Value,
         }
     }
     let shape = sizes[..out.len()].to_vec();
-    Ok(Value {
-        dtype: DType::F64,
-        shape,
-        data: Data::F64(res),
-    }
-    .cast(ops[0].dtype))
+    Ok(Value::f64_as(ops[0].dtype, shape, res))
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 
 use super::{Node, opt, req};
 use crate::NnError;
-use crate::onnx::value::{DType, Data, Value, fail};
+use crate::onnx::value::{DType, Value, fail};
 
 /// NLL of `logp` (`[N, C, d...]`, log-probabilities) at `target`
 /// (`[N, d...]`), weighted and reduced as the ONNX reference does.
@@ -65,12 +65,7 @@ fn nll(
 }
 
 fn f64_value(dtype: DType, shape: Vec<usize>, v: Vec<f64>) -> Value {
-    Value {
-        dtype: DType::F64,
-        shape,
-        data: Data::F64(v),
-    }
-    .cast(dtype)
+    Value::f64_as(dtype, shape, v)
 }
 
 pub(super) fn nll_loss(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Value, NnError> {

@@ -333,12 +333,7 @@ pub(super) fn pool(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Vec<Valu
     }
     let mut shape = vec![n, c];
     shape.extend_from_slice(&win.out);
-    let y = Value {
-        dtype: DType::F64,
-        shape: shape.clone(),
-        data: Data::F64(out),
-    }
-    .cast(x.dtype);
+    let y = Value::f64_as(x.dtype, shape.clone(), out);
     let mut res = vec![y];
     if max && node.proto.outputs.len() > 1 {
         if node.int("storage_order", 0) != 0 {
@@ -384,12 +379,7 @@ pub(super) fn global_pool(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<V
         .collect();
     let mut shape = x.shape.clone();
     shape[2..].iter_mut().for_each(|d| *d = 1);
-    Ok(Value {
-        dtype: DType::F64,
-        shape,
-        data: Data::F64(out),
-    }
-    .cast(x.dtype))
+    Ok(Value::f64_as(x.dtype, shape, out))
 }
 
 pub(super) fn batch_norm(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Vec<Value>, NnError> {
@@ -420,14 +410,7 @@ pub(super) fn batch_norm(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Ve
         let rv: Vec<f64> = (0..c).map(|i| var[i] * m + bv[i] * (1.0 - m)).collect();
         let dt = req(inputs, 3)?.dtype;
         for stat in [rm, rv] {
-            running.push(
-                Value {
-                    dtype: DType::F64,
-                    shape: vec![c],
-                    data: Data::F64(stat),
-                }
-                .cast(dt),
-            );
+            running.push(Value::f64_as(dt, vec![c], stat));
         }
         (mean, var) = (bm, bv);
     }
@@ -438,14 +421,7 @@ pub(super) fn batch_norm(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Ve
             .iter_mut()
             .for_each(|x| *x = (*x - mean[ch]) * k + b[ch]);
     }
-    let mut out = vec![
-        Value {
-            dtype: DType::F64,
-            shape: x.shape.clone(),
-            data: Data::F64(v),
-        }
-        .cast(x.dtype),
-    ];
+    let mut out = vec![Value::f64_as(x.dtype, x.shape.clone(), v)];
     out.extend(running);
     Ok(out)
 }
@@ -470,12 +446,7 @@ pub(super) fn lrn(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Value, Nn
             .sum();
         *o = v[i] / (bias + alpha / size as f64 * sq).powf(beta);
     }
-    Ok(Value {
-        dtype: DType::F64,
-        shape: x.shape.clone(),
-        data: Data::F64(out),
-    }
-    .cast(x.dtype))
+    Ok(Value::f64_as(x.dtype, x.shape.clone(), out))
 }
 
 /// The geometry of a `ConvTranspose` of `x` by weights `w`
@@ -607,10 +578,5 @@ pub(super) fn conv_transpose(node: Node<'_>, inputs: &[Option<&Value>]) -> Resul
     }
     let mut shape = vec![n, m];
     shape.extend_from_slice(&out);
-    Ok(Value {
-        dtype: DType::F64,
-        shape,
-        data: Data::F64(y),
-    }
-    .cast(x.dtype))
+    Ok(Value::f64_as(x.dtype, shape, y))
 }

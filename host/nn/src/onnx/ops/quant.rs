@@ -53,12 +53,7 @@ pub(super) fn dequantize(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Va
             DType::from_onnx(c).ok_or_else(|| fail(format!("output_dtype {c} is not supported")))?
         }
     };
-    Ok(Value {
-        dtype: DType::F64,
-        shape: x.shape.clone(),
-        data: Data::F64(v),
-    }
-    .cast(to))
+    Ok(Value::f64_as(to, x.shape.clone(), v))
 }
 
 pub(super) fn quantize(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Value, NnError> {

@@ -336,16 +336,7 @@ fn normalise(x: &Value, ax: usize, eps: f64, centre: bool) -> (Value, Vec<f64>, 
         ms.push(m);
         is.push(inv);
     }
-    (
-        Value {
-            dtype: DType::F64,
-            shape: x.shape.clone(),
-            data: Data::F64(v),
-        }
-        .cast(x.dtype),
-        ms,
-        is,
-    )
+    (Value::f64_as(x.dtype, x.shape.clone(), v), ms, is)
 }
 
 /// `a * b` (or `a + b`) with broadcasting, in `a`'s float type.
@@ -367,12 +358,7 @@ fn affine(a: &Value, b: &Value, add: bool) -> Result<Value, NnError> {
             } else {
                 zip_broadcast(&x, &a.shape, &y, &b.shape, |p, q| p * q)?
             };
-            return Ok(Value {
-                dtype: DType::F64,
-                shape: s,
-                data: Data::F64(v),
-            }
-            .cast(a.dtype));
+            return Ok(Value::f64_as(a.dtype, s, v));
         }
     };
     Ok(a.with(shape, data))
@@ -393,14 +379,7 @@ pub(super) fn layer_norm(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Ve
         .enumerate()
         .map(|(a, &d)| if a < ax { d } else { 1 })
         .collect();
-    let stat = |v: Vec<f64>| {
-        Value {
-            dtype: DType::F64,
-            shape: stat_shape.clone(),
-            data: Data::F64(v),
-        }
-        .cast(DType::F32)
-    };
+    let stat = |v: Vec<f64>| Value::f64_as(DType::F32, stat_shape.clone(), v);
     Ok(vec![y, stat(mean), stat(inv)])
 }
 

@@ -6,7 +6,7 @@
 
 use super::{Node, opt, req};
 use crate::NnError;
-use crate::onnx::value::{DType, Data, Value, fail};
+use crate::onnx::value::{Value, fail};
 
 /// An activation function by its ONNX name, with its alpha and beta.
 #[derive(Clone, Copy)]
@@ -370,14 +370,7 @@ pub(super) fn recurrent(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Vec
         }
     }
     let dt = x.dtype;
-    let out = |shape: Vec<usize>, v: Vec<f64>| {
-        Value {
-            dtype: DType::F64,
-            shape,
-            data: Data::F64(v),
-        }
-        .cast(dt)
-    };
+    let out = |shape: Vec<usize>, v: Vec<f64>| Value::f64_as(dt, shape, v);
     // Batch first: Y [batch, seq, dirs, hidden], states [batch, dirs, hidden].
     let (y, y_shape, states_shape) = match layout {
         0 => (y, vec![seq, dirs, batch, hidden], vec![dirs, batch, hidden]),

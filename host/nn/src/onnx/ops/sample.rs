@@ -4,7 +4,7 @@
 
 use super::{Node, req};
 use crate::NnError;
-use crate::onnx::value::{DType, Data, Value, fail};
+use crate::onnx::value::{Value, fail};
 
 /// Reflects `x` into `[lo, hi]`, as the ONNX reference does.
 fn reflect(x: f64, lo: f64, hi: f64) -> f64 {
@@ -147,10 +147,5 @@ pub(super) fn grid_sample(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<V
     }
     let mut shape = vec![n, c];
     shape.extend_from_slice(out_sp);
-    Ok(Value {
-        dtype: DType::F64,
-        shape,
-        data: Data::F64(out),
-    }
-    .cast(x.dtype))
+    Ok(Value::f64_as(x.dtype, shape, out))
 }

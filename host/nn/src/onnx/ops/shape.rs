@@ -9,7 +9,7 @@ use rayon::prelude::*;
 
 use super::{Node, axis, opt, req};
 use crate::NnError;
-use crate::onnx::value::{DType, Data, Value, broadcast_shape, fail, strides};
+use crate::onnx::value::{Data, Value, broadcast_shape, fail, strides};
 
 /// Elements of `d` at `idx`, in order.
 pub(super) fn take(d: &Data, idx: &[usize]) -> Data {
@@ -108,12 +108,7 @@ pub(super) fn dropout(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Vec<V
             .zip(&keep)
             .map(|(&v, &k)| if k { v * scale } else { 0.0 })
             .collect();
-        Value {
-            dtype: DType::F64,
-            shape: x.shape.clone(),
-            data: Data::F64(v),
-        }
-        .cast(x.dtype)
+        Value::f64_as(x.dtype, x.shape.clone(), v)
     };
     let mut out = vec![y];
     if node.proto.outputs.len() > 1 {

@@ -2,7 +2,7 @@
 
 use super::{Node, req};
 use crate::NnError;
-use crate::onnx::value::{DType, Data, Value, fail};
+use crate::onnx::value::{DType, Value, fail};
 
 /// `HannWindow`, `HammingWindow`, `BlackmanWindow`.
 pub(super) fn window(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Value, NnError> {
@@ -23,12 +23,7 @@ pub(super) fn window(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Value,
     let code = node.int("output_datatype", 1);
     let dtype = DType::from_onnx(code)
         .ok_or_else(|| fail(format!("output_datatype {code} is not supported")))?;
-    Ok(Value {
-        dtype: DType::F64,
-        shape: vec![n],
-        data: Data::F64(v),
-    }
-    .cast(dtype))
+    Ok(Value::f64_as(dtype, vec![n], v))
 }
 
 /// Determinants of the trailing `[M, M]` matrices (LU, partial pivoting).
@@ -72,10 +67,5 @@ pub(super) fn det(inputs: &[Option<&Value>]) -> Result<Value, NnError> {
             det
         })
         .collect();
-    Ok(Value {
-        dtype: DType::F64,
-        shape: x.shape[..r - 2].to_vec(),
-        data: Data::F64(out),
-    }
-    .cast(x.dtype))
+    Ok(Value::f64_as(x.dtype, x.shape[..r - 2].to_vec(), out))
 }
