@@ -191,6 +191,9 @@ pub(super) fn run(
     let owned = |v: Arc<Value>| Arc::try_unwrap(v).unwrap_or_else(|v| (*v).clone());
     match node.proto.op_type.as_str() {
         "If" => {
+            if n != 1 {
+                return Err(fail(format!("If takes 1 input (the condition), not {n}")));
+            }
             let cond = req(args, 0)?.to_bool();
             let [cond] = cond[..] else {
                 return Err(fail(format!(
@@ -198,9 +201,6 @@ pub(super) fn run(
                     cond.len()
                 )));
             };
-            if n != 1 {
-                return Err(fail(format!("If takes 1 input (the condition), not {n}")));
-            }
             let g = graph(if cond { "then_branch" } else { "else_branch" })?;
             if g.formal != 0 {
                 return Err(fail(format!(

@@ -201,6 +201,7 @@ pub(crate) const SUPPORTED: &[&str] = &[
     "RNN",
     "GRU",
     "LSTM",
+    "AffineGrid",
     "Unique",
 ];
 
@@ -441,6 +442,7 @@ pub(crate) fn run(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Vec<Value
         "CenterCropPad" => one(arrange::center_crop_pad(node, inputs)?),
         "Einsum" => one(einsum::einsum(node, inputs)?),
         "GridSample" => one(sample::grid_sample(node, inputs)?),
+        "AffineGrid" => one(sample::affine_grid(node, inputs)?),
         "NonMaxSuppression" => one(boxes::non_max_suppression(node, inputs)?),
         "QLinearMatMul" => one(quant::qlinear_matmul(inputs)?),
         "MatMulInteger" => one(quant::matmul_integer(inputs)?),

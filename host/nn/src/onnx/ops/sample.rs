@@ -149,3 +149,93 @@ pub(super) fn grid_sample(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<V
     shape.extend_from_slice(out_sp);
     Ok(Value::f64_as(x.dtype, shape, out))
 }
+
+/// `AffineGrid`: the sampling grid (for `GridSample`) of affine matrices
+/// `theta` (`[N, 2, 3]` or `[N, 3, 4]`) over an output of `size`
+/// (`[N, C, H, W]` or `[N, C, D, H, W]`): at each output position, theta
+/// times its normalised coordinates `(x, y[, z], 1)`, x along the last
+/// axis, each in [-1, 1] (`align_corners`: the end pixels' centres; else
+/// their outer edges).
+pub(super) fn affine_grid(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Value, NnError> {
+    let (theta, size) = (req(inputs, 0)?, req(inputs, 1)?.to_i64());
+    let align = node.int("align_corners", 0) != 0;
+    let dims: Vec<usize> = size
+        .iter()
+        .map(|&d| usize::try_from(d))
+        .collect::<Result<_, _>>()
+        .map_err(|_| fail(format!("AffineGrid size {size:?} has a negative dim")))?;
+    let k = dims.len().saturating_sub(2);
+    if !matches!(k, 2 | 3) || theta.shape != [dims[0], k, k + 1] {
+        return Err(fail(format!(
+            "AffineGrid: theta {:?} and size {size:?} must be [N, 2, 3] and [N, C, H, W], or \
+             [N, 3, 4] and [N, C, D, H, W]",
+            theta.shape
+        )));
+    }
+    let spatial = &dims[2..];
+    let coord = |i: usize, s: usize| -> f64 {
+        match (align, s) {
+            (true, 1) => -1.0,
+            (true, _) => -1.0 + 2.0 * i as f64 / (s - 1) as f64,
+            (false, _) => (2 * i + 1) as f64 / s as f64 - 1.0,
+        }
+    };
+    let th = theta.to_f64();
+    let total: usize = spatial.iter().product();
+    let mut out = Vec::with_capacity(dims[0] * total * k);
+    let mut at = vec![0; k];
+    let mut h = vec![1.0; k + 1];
+    for b in 0..dims[0] {
+        let m = &th[b * k * (k + 1)..(b + 1) * k * (k + 1)];
+        for p in 0..total {
+            let mut rest = p;
+            for a in (0..k).rev() {
+                at[a] = rest % spatial[a];
+                rest /= spatial[a];
+            }
+            // x is the last axis's coordinate, then y, then z.
+            for j in 0..k {
+                h[j] = coord(at[k - 1 - j], spatial[k - 1 - j]);
+            }
+            for row in m.chunks(k + 1) {
+                out.push(row.iter().zip(&h).map(|(a, b)| a * b).sum());
+            }
+        }
+    }
+    let mut shape = vec![dims[0]];
+    shape.extend_from_slice(spatial);
+    shape.push(k);
+    Ok(Value::f64_as(theta.dtype, shape, out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::onnx::proto::NodeProto;
+
+    #[test]
+    fn affine_grid_says_which_shapes_it_takes() {
+        let proto = NodeProto {
+            op_type: "AffineGrid".into(),
+            ..Default::default()
+        };
+        let node = Node {
+            proto: &proto,
+            opset: 20,
+        };
+        // The identity over a 1 x 2 output: the two pixel centres.
+        let theta = Value::f32(vec![1, 2, 3], vec![1.0, 0.0, 0.0, 0.0, 1.0, 0.0]);
+        let size = Value::i64(vec![4], vec![1, 1, 1, 2]);
+        let grid = affine_grid(node, &[Some(&theta), Some(&size)]).unwrap();
+        assert_eq!(grid.shape, [1, 1, 2, 2]);
+        assert_eq!(grid.to_f32(), [-0.5, 0.0, 0.5, 0.0]);
+        // A 3-D size with a 2-D theta.
+        let size = Value::i64(vec![5], vec![1, 1, 1, 2, 2]);
+        let err = affine_grid(node, &[Some(&theta), Some(&size)]).unwrap_err();
+        assert!(
+            err.message.contains("must be [N, 2, 3] and [N, C, H, W]"),
+            "{}",
+            err.message
+        );
+    }
+}
