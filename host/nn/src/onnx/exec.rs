@@ -191,7 +191,11 @@ impl Graph {
         }
         // A weight no node here reads (one only subgraphs read is theirs,
         // with their own copy) is dropped.
-        weights.retain(|w, _| outputs.contains(w) || nodes.iter().any(|n| n.inputs.contains(w)));
+        let read: std::collections::HashSet<&str> = (nodes.iter().flat_map(|n| &n.inputs))
+            .chain(&outputs)
+            .map(String::as_str)
+            .collect();
+        weights.retain(|w, _| read.contains(w.as_str()));
         let frees = plan_frees(&nodes, &outputs);
         let packed = match gpu {
             Some(_) => HashMap::new(),

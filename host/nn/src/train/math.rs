@@ -91,16 +91,26 @@ impl Adam {
     }
 }
 
-/// The weights' initial values: splitmix64, good enough and reproducible.
-pub(super) struct SplitMix(pub(super) u64);
+/// splitmix64, good enough and reproducible: the trainer's initial
+/// weights, training-mode `Dropout`'s masks.
+pub(crate) struct SplitMix(pub(crate) u64);
 
 impl SplitMix {
-    pub(super) fn next_f32(&mut self) -> f32 {
+    fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^= z >> 31;
-        (z >> 40) as f32 / (1u64 << 24) as f32
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1), 24 bits.
+    pub(crate) fn next_f32(&mut self) -> f32 {
+        (self.next() >> 40) as f32 / (1u64 << 24) as f32
+    }
+
+    /// Uniform in [0, 1), 53 bits.
+    pub(crate) fn next_f64(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
     }
 }

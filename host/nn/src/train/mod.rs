@@ -33,7 +33,7 @@
 //! ```
 
 mod checkpoint;
-mod math;
+pub(crate) mod math;
 
 use std::f32::consts::PI;
 use std::sync::Arc;

@@ -78,7 +78,7 @@ pub(super) fn dropout(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Vec<V
         vec![true; x.len()]
     } else if (0.0..1.0).contains(&ratio) {
         static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let mut state = if node.has("seed") {
+        let seed = if node.has("seed") {
             u64::from(node.float("seed", 0.0).to_bits())
         } else {
             let nanos = std::time::SystemTime::now()
@@ -86,15 +86,8 @@ pub(super) fn dropout(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Vec<V
                 .map_or(0, |d| d.as_nanos() as u64);
             nanos ^ CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         };
-        // splitmix64: uniform in [0, 1) from the top 53 bits.
-        let mut uniform = move || {
-            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = state;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
-        };
-        (0..x.len()).map(|_| uniform() >= ratio).collect()
+        let mut rng = crate::train::math::SplitMix(seed);
+        (0..x.len()).map(|_| rng.next_f64() >= ratio).collect()
     } else {
         return Err(fail(format!("Dropout ratio {ratio} is outside [0, 1)")));
     };
