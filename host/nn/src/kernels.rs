@@ -220,7 +220,9 @@ pub struct PackedB {
     k: usize,
     n: usize,
     kernel: Kernel,
+    /// Empty when the weight is held as `int8` instead.
     data: Vec<f32>,
+    int8: Option<crate::int8::PackedI8>,
 }
 
 impl PackedB {
@@ -239,7 +241,35 @@ impl PackedB {
             |kk, j0, dst| dst.copy_from_slice(&b[kk * n + j0..][..dst.len()]),
             &mut data,
         );
-        Self { k, n, kernel, data }
+        Self {
+            k,
+            n,
+            kernel,
+            data,
+            int8: None,
+        }
+    }
+
+    /// An integer product's weight (whole numbers in i8's range, as f32):
+    /// packed for the int8 kernel when this CPU has it (see `int8`), else
+    /// as [`PackedB::new`].
+    pub(crate) fn integer(b: &[f32], k: usize, n: usize) -> Self {
+        match crate::int8::PackedI8::new(b, k, n) {
+            Some(w) => Self {
+                k,
+                n,
+                kernel: Kernel::detect(),
+                data: Vec::new(),
+                int8: Some(w),
+            },
+            None => Self::new(b, k, n),
+        }
+    }
+
+    /// The int8 form, when the weight is held as one; it then has no f32
+    /// form, and [`matmul_packed`] must not be given it.
+    pub(crate) fn int8(&self) -> Option<&crate::int8::PackedI8> {
+        self.int8.as_ref()
     }
 
     /// Rows of B (the shared dimension).
@@ -254,12 +284,15 @@ impl PackedB {
 
     /// Bytes held.
     pub fn bytes(&self) -> usize {
-        self.data.len() * std::mem::size_of::<f32>()
+        self.data.len() * std::mem::size_of::<f32>() + self.int8.as_ref().map_or(0, |w| w.bytes())
     }
 
     /// B as it was given (`k x n`, row-major), for the rare product the
     /// packed form does not suit.
     pub(crate) fn unpack(&self) -> Vec<f32> {
+        if let Some(w) = &self.int8 {
+            return w.unpack();
+        }
         let (k, n, nr) = (self.k, self.n, self.kernel.nr());
         let mut b = vec![0.0; k * n];
         if k == 0 || n == 0 {
@@ -287,6 +320,7 @@ impl PackedB {
         if m == 0 || n == 0 || k == 0 {
             return;
         }
+        assert!(self.int8.is_none(), "an int8 weight has no f32 form");
         blocked(a, &self.data, c, (m, k, n), parallel, self.kernel);
     }
 }

@@ -41,6 +41,7 @@ mod engine;
 pub mod fixtures;
 mod gguf;
 pub mod gpu;
+mod int8;
 pub mod kernels;
 mod llama;
 mod onnx;

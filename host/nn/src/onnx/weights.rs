@@ -1,7 +1,7 @@
 //! The weights of a loaded ONNX graph as its products read them: packed
 //! for the CPU kernel once at load, or uploaded to the GPU.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use super::ops::Node;
@@ -204,6 +204,7 @@ pub(super) fn widen_integer_weights(
         node.inputs = vec![node.inputs[0].clone(), name, a_zp];
     }
     fold_casts(nodes, outputs);
+    fuse_dynamic_quantize(nodes, outputs);
     for b in sources {
         let read = outputs.contains(&b) || nodes.iter().any(|n| n.inputs.contains(&b));
         if !read {
@@ -211,6 +212,48 @@ pub(super) fn widen_integer_weights(
         }
     }
     Ok(())
+}
+
+/// Where every reader of a `DynamicQuantizeLinear`'s u8 output is a
+/// `WeftMatMulInteger` that takes it as A with its zero point, the readers
+/// quantise the f32 input themselves (`quantize = 1`, the scale as a
+/// fourth input) and the u8 tensor is never made: the int8 kernel reads
+/// the f32 values once, instead of a u8 tensor held in i64s.
+fn fuse_dynamic_quantize(nodes: &mut [proto::NodeProto], outputs: &[String]) {
+    for i in 0..nodes.len() {
+        let dql = &nodes[i];
+        let ([x], [y, s, z]) = (&dql.inputs[..], &dql.outputs[..]) else {
+            continue;
+        };
+        if dql.op_type != "DynamicQuantizeLinear"
+            || !dql.domain.is_empty()
+            || [x, y, s, z].iter().any(|n| n.is_empty())
+            || outputs.contains(y)
+        {
+            continue;
+        }
+        let readers: Vec<usize> = (i + 1..nodes.len())
+            .filter(|&j| nodes[j].inputs.contains(y))
+            .collect();
+        let fusable = |n: &proto::NodeProto| {
+            n.op_type == "WeftMatMulInteger"
+                && n.inputs.len() == 3
+                && n.inputs[0] == *y
+                && n.inputs[2] == *z
+                && n.inputs[1] != *y
+        };
+        if readers.is_empty() || !readers.iter().all(|&j| fusable(&nodes[j])) {
+            continue;
+        }
+        let (x, s) = (x.clone(), s.clone());
+        for j in readers {
+            let n = &mut nodes[j];
+            n.inputs[0] = x.clone();
+            n.inputs.push(s.clone());
+            n.attrs.push(("quantize".into(), proto::Attr::Int(1)));
+        }
+        nodes[i].outputs[0] = String::new();
+    }
 }
 
 /// Folds each `Cast` to float that is the only reader of a
@@ -276,6 +319,12 @@ pub(super) fn pack_weights(
     shared: &mut LoadCache,
 ) -> HashMap<String, Arc<PackedB>> {
     let mut packed = HashMap::new();
+    // Weights only integer products read may be packed as int8.
+    let float_read: HashSet<&str> = nodes
+        .iter()
+        .filter(|n| n.op_type != "WeftMatMulInteger")
+        .filter_map(packed_key)
+        .collect();
     for name in nodes.iter().filter_map(packed_key) {
         if packed.contains_key(name) {
             continue;
@@ -286,10 +335,17 @@ pub(super) fn pack_weights(
         if let (super::value::Data::F32(data), DType::F32, &[k, n]) =
             (&w.data, w.dtype, w.shape.as_slice())
         {
+            let integer = !float_read.contains(name);
             let (_, p) = shared
                 .packed
                 .entry(Arc::as_ptr(w) as usize)
-                .or_insert_with(|| (Arc::clone(w), Arc::new(PackedB::new(data, k, n))));
+                .or_insert_with(|| {
+                    let p = match integer {
+                        true => PackedB::integer(data, k, n),
+                        false => PackedB::new(data, k, n),
+                    };
+                    (Arc::clone(w), Arc::new(p))
+                });
             packed.insert(name.to_string(), Arc::clone(p));
         }
     }

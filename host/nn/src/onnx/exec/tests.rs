@@ -289,6 +289,151 @@ fn integer_products_by_constant_weights_are_widened_at_load() {
 }
 
 #[test]
+fn integer_products_take_the_int8_kernel_where_the_weight_fits_it() {
+    use crate::onnx::write::GraphWriter;
+    // y = float((a - a_zp) · (b - b_zp)) for a 3-D i8 A with a zero point
+    // per row, over a k and n that are not whole groups or panels; b's
+    // zero point either keeps b - b_zp in i8's range (the int8 kernel,
+    // where the CPU has it) or takes it out (the f32 kernels).
+    let (k, n) = (37, 45);
+    let ints = |len: usize, seed: u64| -> Vec<i8> {
+        let mut s = crate::train::math::SplitMix(seed);
+        (0..len)
+            .map(|_| (s.next_f64() * 256.0 - 128.0) as i8)
+            .collect()
+    };
+    let (a, a_zp) = (ints(2 * 3 * k, 1), ints(3, 2));
+    let b: Vec<i8> = ints(k * n, 3).iter().map(|v| v / 2).collect();
+    for (b_zp, int8) in [(-60i8, true), (-70, false)] {
+        let mut g = GraphWriter::new("int8 kernel");
+        g.node("Cast", &["af"], &["a"], "to_i8", &[("to", 3)]);
+        g.node(
+            "MatMulInteger",
+            &["a", "b", "a_zp", "b_zp"],
+            &["c"],
+            "mmi",
+            &[],
+        );
+        g.node("Cast", &["c"], &["y"], "cast", &[("to", 1)]);
+        g.raw_initializer(
+            "b",
+            &[k as u64, n as u64],
+            3,
+            &b.iter().map(|&v| v as u8).collect::<Vec<_>>(),
+        );
+        g.raw_initializer("b_zp", &[], 3, &[b_zp as u8]);
+        g.raw_initializer(
+            "a_zp",
+            &[3],
+            3,
+            &a_zp.iter().map(|&v| v as u8).collect::<Vec<_>>(),
+        );
+        g.input_of("af", &["2", "3", &k.to_string()], 1);
+        g.output("y", &["2", "3", &n.to_string()]);
+        let model = OnnxModel::load(&g.finish("weft-nn tests", 17)).unwrap();
+        let packed = model.graph.packed.values().next().unwrap();
+        let fast = crate::int8::available();
+        assert_eq!(packed.int8().is_some(), int8 && fast, "b_zp {b_zp}");
+        // wasi:nn has no i8 tensors: A comes in as i32 and is cast.
+        let a32: Vec<f32> = a.iter().map(|&v| f32::from(v)).collect();
+        let t = Tensor::from_f32(vec![2, 3, k], &a32);
+        let out = model.session().compute(&[("af".into(), t)]).unwrap();
+        let mut want = Vec::new();
+        for (i, row) in a.chunks(k).enumerate() {
+            for j in 0..n {
+                let dot: i32 = (0..k)
+                    .map(|p| {
+                        (i32::from(row[p]) - i32::from(a_zp[i % 3]))
+                            * (i32::from(b[p * n + j]) - i32::from(b_zp))
+                    })
+                    .sum();
+                want.push(dot as f32);
+            }
+        }
+        assert_eq!(out[0].1.to_f32().unwrap(), want, "b_zp {b_zp}");
+    }
+}
+
+#[test]
+fn dynamic_quantisation_fuses_into_the_integer_products_that_read_it() {
+    use crate::onnx::write::GraphWriter;
+    // x -> DynamicQuantizeLinear -> two MatMulIntegers (as Q, K and V
+    // share one) -> Cast -> Mul by the scale: what quantize_dynamic
+    // writes. With `keep`, the u8 tensor is a graph output too, so the
+    // products cannot quantise for themselves.
+    let (k, n) = (40, 33);
+    let mut rng = crate::train::math::SplitMix(11);
+    let b: Vec<u8> = (0..k * n).map(|_| (rng.next_f64() * 255.0) as u8).collect();
+    let x: Vec<f32> = (0..3 * k)
+        .map(|_| rng.next_f64() as f32 * 6.0 - 2.0)
+        .collect();
+    let build = |keep: bool| {
+        let mut g = GraphWriter::new("dql");
+        g.node(
+            "DynamicQuantizeLinear",
+            &["x"],
+            &["q", "s", "z"],
+            "dql",
+            &[],
+        );
+        for (i, w) in ["b1", "b2"].into_iter().enumerate() {
+            let (c, f, y) = (format!("c{i}"), format!("f{i}"), format!("y{i}"));
+            g.node(
+                "MatMulInteger",
+                &["q", w, "z", ""],
+                &[&c],
+                &format!("mm{i}"),
+                &[],
+            );
+            g.node("Cast", &[&c], &[&f], &format!("cast{i}"), &[("to", 1)]);
+            g.node("Mul", &[&f, "s"], &[&y], &format!("mul{i}"), &[]);
+            g.output(&y, &["3", &n.to_string()]);
+        }
+        g.raw_initializer("b1", &[k as u64, n as u64], 3, &b);
+        g.raw_initializer("b2", &[k as u64, n as u64], 2, &b);
+        g.input_of("x", &["3", &k.to_string()], 1);
+        if keep {
+            g.output_of("q", &["3", &k.to_string()], 2);
+        }
+        OnnxModel::load(&g.finish("weft-nn tests", 17)).unwrap()
+    };
+    let run = |model: &OnnxModel| {
+        let t = Tensor::from_f32(vec![3, k], &x);
+        let out = model.session().compute(&[("x".into(), t)]).unwrap();
+        let y = |name: &str| {
+            out.iter()
+                .find(|(n, _)| n == name)
+                .unwrap()
+                .1
+                .to_f32()
+                .unwrap()
+        };
+        (y("y0"), y("y1"))
+    };
+    let (fused, plain) = (build(false), build(true));
+    let quantize = |m: &OnnxModel| {
+        m.graph
+            .nodes
+            .iter()
+            .filter(|n| n.op_type == "WeftMatMulInteger")
+            .map(|n| (n.inputs[0].clone(), n.inputs.len()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        quantize(&fused),
+        [("x".to_string(), 4), ("x".to_string(), 4)]
+    );
+    assert_eq!(fused.graph.nodes[0].outputs, ["", "s", "z"]);
+    assert_eq!(
+        quantize(&plain),
+        [("q".to_string(), 3), ("q".to_string(), 3)]
+    );
+    let (y0, y1) = run(&fused);
+    assert_eq!((y0.clone(), y1.clone()), run(&plain));
+    assert_ne!(y0, y1, "b read as i8 and as u8 differ");
+}
+
+#[test]
 fn training_mode_dropout_keeps_one_minus_ratio_and_scales_what_it_keeps() {
     use crate::onnx::write::GraphWriter;
     let build = |training: bool| {

@@ -164,7 +164,7 @@ pub(crate) fn matmul_packed(
         return None;
     };
     let (&k, lead) = a.shape.split_last()?;
-    if k != w.k() || lead.is_empty() {
+    if k != w.k() || lead.is_empty() || w.int8().is_some() {
         return None;
     }
     let m = lead.iter().product();

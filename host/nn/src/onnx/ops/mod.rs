@@ -359,6 +359,9 @@ pub(crate) fn run_packed(
             if a.shape.len() < 2 || a.shape.last() != Some(&w.k()) {
                 return None;
             }
+            if let Some(w) = w.int8() {
+                return quant::matmul_int8(node, inputs, w).map(|r| r.map(|v| vec![v]));
+            }
             quant::matmul_widened(node, inputs, |a| matmul::matmul_packed(&[Some(a)], w))
         }
         _ => return None,
@@ -435,7 +438,7 @@ pub(crate) fn run(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Vec<Value
         "Attention" => attention::attention(node, inputs),
         "DequantizeLinear" => one(quant::dequantize(node, inputs)?),
         "QuantizeLinear" => one(quant::quantize(node, inputs)?),
-        "DynamicQuantizeLinear" => quant::dynamic_quantize(inputs),
+        "DynamicQuantizeLinear" => quant::dynamic_quantize(node, inputs),
         "RotaryEmbedding" => attention::rotary(node, inputs),
         "TensorScatter" => one(attention::tensor_scatter(node, inputs)?),
         "RNN" | "GRU" | "LSTM" => rnn::recurrent(node, inputs),

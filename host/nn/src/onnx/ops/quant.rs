@@ -102,28 +102,30 @@ pub(super) fn quantize(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Valu
 
 /// `DynamicQuantizeLinear`: u8 quantisation with a scale and zero point
 /// from the data's range (which always includes 0), in f32 as specified.
-pub(super) fn dynamic_quantize(inputs: &[Option<&Value>]) -> Result<Vec<Value>, NnError> {
+///
+/// Without a name for its first output (integer products quantise it
+/// themselves: `weights::fuse_dynamic_quantize`) it gives the scale and
+/// zero point alone.
+pub(super) fn dynamic_quantize(
+    node: Node<'_>,
+    inputs: &[Option<&Value>],
+) -> Result<Vec<Value>, NnError> {
     let x = req(inputs, 0)?;
     let xv = nn::to_f32(x);
     let (lo, hi) = xv
-        .par_iter()
-        .fold(|| (0.0f32, 0.0f32), |(lo, hi), &v| (lo.min(v), hi.max(v)))
+        .par_chunks(1 << 16)
+        .map(range_of)
         .reduce(|| (0.0, 0.0), |a, b| (a.0.min(b.0), a.1.max(b.1)));
     let scale = if hi == lo { 1.0 } else { (hi - lo) / 255.0 };
     let zp = (-lo / scale).round_ties_even().clamp(0.0, 255.0);
-    // |v / scale| <= 255 (v lies in [lo, hi], 255 steps of scale wide), so
-    // adding and taking away 1.5 * 2^23 rounds it half to even, as
-    // `round_ties_even` does, without the library call that is where
-    // SSE4.1's rounding instruction is not assumed.
-    const ROUND: f32 = 12_582_912.0;
-    let y: Vec<i64> = xv
-        .par_iter()
-        .map(|&v| (((v / scale) + ROUND - ROUND) + zp).clamp(0.0, 255.0) as i64)
-        .collect();
+    let (shape, y) = match node.proto.outputs.first().is_some_and(|y| y.is_empty()) {
+        true => (vec![0], Vec::new()),
+        false => (x.shape.clone(), quantize_all(&xv, scale, zp)),
+    };
     Ok(vec![
         Value {
             dtype: DType::U8,
-            shape: x.shape.clone(),
+            shape,
             data: Data::I64(y),
         },
         Value::f32(vec![], vec![scale]),
@@ -133,6 +135,47 @@ pub(super) fn dynamic_quantize(inputs: &[Option<&Value>]) -> Result<Vec<Value>, 
             data: Data::I64(vec![zp as i64]),
         },
     ])
+}
+
+/// The least and greatest of `x` and 0 (NaNs ignored), sixteen lanes at a
+/// time so that it vectorises.
+fn range_of(x: &[f32]) -> (f32, f32) {
+    let (mut lo, mut hi) = ([0.0f32; 16], [0.0f32; 16]);
+    let lanes = x.chunks_exact(16);
+    let rest = lanes.remainder();
+    for c in lanes {
+        for l in 0..16 {
+            lo[l] = if c[l] < lo[l] { c[l] } else { lo[l] };
+            hi[l] = if c[l] > hi[l] { c[l] } else { hi[l] };
+        }
+    }
+    let fold = |init: (f32, f32), v: &[f32]| v.iter().fold(init, |(a, b), &v| (a.min(v), b.max(v)));
+    let (l, h) = fold((0.0, 0.0), rest);
+    (fold((l, h), &lo).0, fold((l, h), &hi).1)
+}
+
+/// `x` quantised to u8 as `DynamicQuantizeLinear` does.
+fn quantize_all(x: &[f32], scale: f32, zp: f32) -> Vec<i64> {
+    x.par_iter()
+        .map(|&v| i64::from(crate::int8::quantize_u8(v, scale, zp)))
+        .collect()
+}
+
+/// A fused `WeftMatMulInteger`'s A (`quantize = 1`, see
+/// `weights::fuse_dynamic_quantize`): its f32 input 0 with the scale
+/// (input 3) and zero point (input 2) the `DynamicQuantizeLinear` it
+/// replaced gave; `None` for an unfused node.
+fn to_quantize<'a>(
+    node: Node<'_>,
+    inputs: &[Option<&'a Value>],
+) -> Result<Option<(&'a Value, f32, f32)>, NnError> {
+    if node.int("quantize", 0) != 1 {
+        return Ok(None);
+    }
+    let x = req(inputs, 0)?;
+    let scale = scalar_of(req(inputs, 3)?, "the activations' scale")? as f32;
+    let zp = scalar_of(req(inputs, 2)?, "the activations' zero point")? as f32;
+    Ok(Some((x, scale, zp)))
 }
 
 /// `x` as f32s less its zero point: none, a scalar, a tensor of `x`'s
@@ -230,7 +273,18 @@ pub(super) fn matmul_widened(
     inputs: &[Option<&Value>],
     product: impl FnOnce(&Value) -> Option<Result<Value, NnError>>,
 ) -> Result<Value, NnError> {
-    let a = req(inputs, 0)?;
+    let quantized;
+    let a = match to_quantize(node, inputs)? {
+        Some((x, scale, zp)) => {
+            quantized = Value {
+                dtype: DType::U8,
+                shape: x.shape.clone(),
+                data: Data::I64(quantize_all(&x.to_f32(), scale, zp)),
+            };
+            &quantized
+        }
+        None => req(inputs, 0)?,
+    };
     let a = less_zero_point(a, opt(inputs, 2), rows_axis(a))?;
     let c = match product(&a) {
         Some(c) => c?,
@@ -241,6 +295,53 @@ pub(super) fn matmul_widened(
     } else {
         int32(c)
     })
+}
+
+/// `WeftMatMulInteger` on its weight packed for the int8 kernel (see
+/// `crate::int8`): exact, in one pass over A's integers. `None` when A
+/// does not suit (not u8 or i8, a zero point of another shape); the plain
+/// path runs it then.
+pub(super) fn matmul_int8(
+    node: Node<'_>,
+    inputs: &[Option<&Value>],
+    w: &crate::int8::PackedI8,
+) -> Option<Result<Value, NnError>> {
+    use crate::int8::Activations;
+    let a = opt(inputs, 0)?;
+    let acts = match (to_quantize(node, inputs), &a.data, a.dtype) {
+        (Err(e), ..) => return Some(Err(e)),
+        (Ok(Some((_, scale, zp))), Data::F32(x), DType::F32) => {
+            Activations::Quantized { x, scale, zp }
+        }
+        (Ok(Some(_)), ..) => return None,
+        (Ok(None), Data::I64(v), DType::U8) => Activations::U8(v),
+        (Ok(None), Data::I64(v), DType::I8) => Activations::I8(v),
+        _ => return None,
+    };
+    let (&k, lead) = a.shape.split_last()?;
+    let (&rows, _) = lead.split_last()?;
+    if k != w.k() {
+        return None;
+    }
+    let m: usize = lead.iter().product();
+    let za = match opt(inputs, 2).map(|z| (z.shape.as_slice(), z.to_f64())) {
+        None => vec![0],
+        Some((_, z)) if z.len() == 1 => vec![z[0] as i64],
+        // One per row of each matrix of A.
+        Some((&[len], z)) if len == rows && m > 0 => (0..m).map(|i| z[i % rows] as i64).collect(),
+        Some(_) => return None,
+    };
+    let mut shape = lead.to_vec();
+    shape.push(w.n());
+    Some(Ok(if node.int("float", 0) == 1 {
+        Value::f32(shape, w.product(acts, m, &za, |v| v as f32))
+    } else {
+        Value {
+            dtype: DType::I32,
+            shape,
+            data: Data::I64(w.product(acts, m, &za, i64::from)),
+        }
+    }))
 }
 
 /// `ConvInteger`: a convolution of `x - x_zp` by `w - w_zp` (per output
