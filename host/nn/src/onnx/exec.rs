@@ -52,6 +52,22 @@ pub(super) struct Graph {
     pub(super) subgraphs: HashMap<usize, Vec<(String, Arc<Graph>)>>,
 }
 
+/// Whether a node's results for one row of the batch depend on the other
+/// rows, whatever its input's shape: a model with one must not merge
+/// callers' rows, or each caller's answer would depend on the others'.
+/// (`DynamicQuantizeLinear` takes its scale from the whole tensor, and a
+/// training-mode `BatchNormalization` its statistics.)
+fn mixes_rows(node: &proto::NodeProto) -> bool {
+    match node.op_type.as_str() {
+        "DynamicQuantizeLinear" => true,
+        "BatchNormalization" => node
+            .attrs
+            .iter()
+            .any(|(n, a)| n == "training_mode" && *a != Attr::Int(0)),
+        _ => false,
+    }
+}
+
 fn unsupported(msg: String) -> NnError {
     NnError::new(NnErrorKind::UnsupportedOperation, msg)
 }
@@ -359,7 +375,7 @@ impl Model for OnnxModel {
     /// Not with control flow: merged calls would share one `If`
     /// condition or `Loop` count, each caller's own.
     fn batchable(&self) -> bool {
-        self.graph.subgraphs.is_empty()
+        self.graph.subgraphs.is_empty() && !self.graph.nodes.iter().any(mixes_rows)
     }
     fn weight_bytes(&self) -> u64 {
         self.graph.weight_bytes

@@ -411,6 +411,9 @@ fn dynamic_quantisation_fuses_into_the_integer_products_that_read_it() {
         (y("y0"), y("y1"))
     };
     let (fused, plain) = (build(false), build(true));
+    // The scale comes from the whole tensor: merging callers' rows would
+    // make each one's answer depend on the others'.
+    assert!(!fused.batchable() && !plain.batchable());
     let quantize = |m: &OnnxModel| {
         m.graph
             .nodes
