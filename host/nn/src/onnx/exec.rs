@@ -170,6 +170,7 @@ impl Graph {
         fuse: bool,
         shared: &mut LoadCache,
     ) -> Result<Self, NnError> {
+        super::weights::fold_dequantized_weights(&mut nodes, &mut weights, opset);
         super::weights::widen_integer_weights(&mut nodes, &mut weights, &outputs, shared)?;
         let mut nodes = if fuse {
             super::fuse::fuse(nodes, &weights, &outputs, gpu.is_none())

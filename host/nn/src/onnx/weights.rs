@@ -130,6 +130,46 @@ pub(super) fn packed_key(node: &proto::NodeProto) -> Option<&str> {
     }
 }
 
+/// Computes at load each `DequantizeLinear` whose inputs are all weights:
+/// its result becomes a weight, so that calls do not dequantise the same
+/// table again (a quantised model's embedding tables: 30522 x 384 for
+/// MiniLM), and it is held as f32 rather than as the integers in i64s the
+/// interpreter holds. One whose inputs do not fit it stays, to fail when
+/// it runs with its usual error.
+pub(super) fn fold_dequantized_weights(
+    nodes: &mut Vec<proto::NodeProto>,
+    weights: &mut HashMap<String, Arc<Value>>,
+    opset: i64,
+) {
+    nodes.retain(|node| {
+        let ([out], "DequantizeLinear", "") = (
+            &node.outputs[..],
+            node.op_type.as_str(),
+            node.domain.as_str(),
+        ) else {
+            return true;
+        };
+        let args: Option<Vec<Option<&Value>>> = node
+            .inputs
+            .iter()
+            .map(|i| match i.as_str() {
+                "" => Some(None),
+                w => weights.get(w).map(|v| Some(&**v)),
+            })
+            .collect();
+        let Some(args) = args.filter(|a| !a.is_empty()) else {
+            return true;
+        };
+        match super::ops::run(Node { proto: node, opset }, &args) {
+            Ok(mut v) if v.len() == 1 && !out.is_empty() => {
+                weights.insert(out.clone(), Arc::new(v.remove(0)));
+                false
+            }
+            _ => true,
+        }
+    });
+}
+
 /// Widens the constant weights of integer products at load: a
 /// `MatMulInteger` whose B is a 2-D integer initializer and whose B zero
 /// point (if any) is one too becomes a `WeftMatMulInteger(A, B', a_zp)`,

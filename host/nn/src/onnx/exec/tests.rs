@@ -437,6 +437,55 @@ fn dynamic_quantisation_fuses_into_the_integer_products_that_read_it() {
 }
 
 #[test]
+fn constant_weights_are_dequantised_once_at_load() {
+    use crate::onnx::write::GraphWriter;
+    // A quantised embedding table: DequantizeLinear of three initializers,
+    // then Gather by the caller's ids.
+    let table: [i8; 6] = [-128, -1, 0, 1, 2, 127];
+    let build = |scale: &[f32]| {
+        let mut g = GraphWriter::new("dq");
+        g.node("DequantizeLinear", &["t", "s", "z"], &["table"], "dq", &[]);
+        g.node("Gather", &["table", "ids"], &["y"], "gather", &[]);
+        g.raw_initializer("t", &[3, 2], 3, &table.map(|v| v as u8));
+        let s: Vec<u8> = scale.iter().flat_map(|v| v.to_le_bytes()).collect();
+        g.raw_initializer("s", &[scale.len() as u64], 1, &s);
+        g.raw_initializer("z", &[], 3, &[2]);
+        g.input_of("ids", &["2"], 7);
+        g.output("y", &["2", "2"]);
+        OnnxModel::load(&g.finish("weft-nn tests", 21)).unwrap()
+    };
+    let ids = Tensor::new(
+        vec![2],
+        ElementType::I64,
+        [2i64, 0].iter().flat_map(|v| v.to_le_bytes()).collect(),
+    )
+    .unwrap();
+    let model = build(&[0.5]);
+    let ops: Vec<&str> = model
+        .graph
+        .nodes
+        .iter()
+        .map(|n| n.op_type.as_str())
+        .collect();
+    assert_eq!(ops, ["Gather"]);
+    assert!(
+        !model.graph.weights.contains_key("t"),
+        "the integer table is dropped"
+    );
+    let out = model
+        .session()
+        .compute(&[("ids".into(), ids.clone())])
+        .unwrap();
+    assert_eq!(out[0].1.to_f32().unwrap(), [0.0, 62.5, -65.0, -1.5]);
+    // A scale that fits nothing is left to fail when the node runs,
+    // naming it, as it would have.
+    let model = build(&[0.5, 1.0, 2.0, 4.0]);
+    assert_eq!(model.graph.nodes.len(), 2);
+    let err = model.session().compute(&[("ids".into(), ids)]).unwrap_err();
+    assert!(err.message.contains("dq"), "{}", err.message);
+}
+
+#[test]
 fn training_mode_dropout_keeps_one_minus_ratio_and_scales_what_it_keeps() {
     use crate::onnx::write::GraphWriter;
     let build = |training: bool| {

@@ -39,9 +39,24 @@ fn scale_index(node: Node<'_>, x: &[usize], scale: &Value) -> Result<Vec<usize>,
 
 pub(super) fn dequantize(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Value, NnError> {
     let (x, scale) = (req(inputs, 0)?, req(inputs, 1)?);
+    let zp = opt(inputs, 2);
+    // One f32 scale and an integer x (a quantised model's activations and
+    // gathered table rows), in f32 and in parallel: x - zp is exact in
+    // f32 and the product rounds once, as in f64 and rounded after.
+    if let (Data::I64(q), Data::F32(sv), 0 | 1) =
+        (&x.data, &scale.data, node.int("output_dtype", 0))
+        && scale.dtype == DType::F32
+        && sv.len() == 1
+        && x.dtype != DType::I32
+        && zp.is_none_or(|z| z.len() == 1)
+    {
+        let (s, z) = (sv[0], zp.map_or(0, |z| z.to_f64()[0] as i64));
+        let v = q.par_iter().map(|&q| (q - z) as f32 * s).collect();
+        return Ok(Value::f32(x.shape.clone(), v));
+    }
     let idx = scale_index(node, &x.shape, scale)?;
     let (xv, sv) = (x.to_f64(), scale.to_f64());
-    let zp = opt(inputs, 2).map(Value::to_f64);
+    let zp = zp.map(Value::to_f64);
     let v: Vec<f64> = xv
         .iter()
         .zip(&idx)
