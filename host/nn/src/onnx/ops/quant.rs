@@ -25,8 +25,17 @@ fn scale_index(node: Node<'_>, x: &[usize], scale: &Value) -> Result<Vec<usize>,
         }
         return Ok(map_indices(x, |i| i[ax]));
     }
-    if scale.shape.len() != x.len() {
-        return Err(fail("blocked scales must have the input's rank"));
+    let fits = scale.shape.len() == x.len()
+        && (0..x.len()).all(|a| match a == ax {
+            true => scale.shape[a] == x[a].div_ceil(block),
+            false => scale.shape[a] == x[a],
+        });
+    if !fits {
+        return Err(fail(format!(
+            "blocked scale {:?} does not fit {x:?} in blocks of {block} along axis {ax}: \
+             give the input's shape with axis {ax} divided by {block}, rounded up",
+            scale.shape
+        )));
     }
     let st = strides(&scale.shape);
     Ok(map_indices(x, |i| {
@@ -47,7 +56,7 @@ pub(super) fn dequantize(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Va
         (&x.data, &scale.data, node.int("output_dtype", 0))
         && scale.dtype == DType::F32
         && sv.len() == 1
-        && x.dtype != DType::I32
+        && matches!(x.dtype, DType::U8 | DType::I8 | DType::U16 | DType::I16)
         && zp.is_none_or(|z| z.len() == 1)
     {
         let (s, z) = (sv[0], zp.map_or(0, |z| z.to_f64()[0] as i64));
@@ -57,6 +66,13 @@ pub(super) fn dequantize(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Va
     let idx = scale_index(node, &x.shape, scale)?;
     let (xv, sv) = (x.to_f64(), scale.to_f64());
     let zp = zp.map(Value::to_f64);
+    if let Some(z) = zp.as_ref().filter(|z| z.len() != sv.len()) {
+        return Err(fail(format!(
+            "the zero point has {} values and the scale {}: give them the same shape",
+            z.len(),
+            sv.len()
+        )));
+    }
     let v: Vec<f64> = xv
         .iter()
         .zip(&idx)
