@@ -268,16 +268,22 @@ impl PackedI8 {
         };
         if m <= MB && panels > 1 && rayon::current_num_threads() > 1 {
             // One block of rows (a batch of one): split B's panels instead,
-            // each task computing its columns into a tile copied back after.
+            // each task computing a run of them into a tile copied back
+            // after.
             let mut au = vec![0u8; m * kp];
             widen(0, &mut au);
+            // Two runs of panels per thread: few tasks, evenly loaded.
+            let per = panels.div_ceil(2 * rayon::current_num_threads());
             let tiles: Vec<(usize, usize, Vec<i32>)> = (0..panels)
+                .step_by(per)
+                .collect::<Vec<_>>()
                 .into_par_iter()
-                .map(|p| {
-                    let w = NR.min(n - p * NR);
+                .map(|p0| {
+                    let p1 = (p0 + per).min(panels);
+                    let w = (p1 * NR).min(n) - p0 * NR;
                     let mut tile = vec![0i32; m * w];
-                    self.block(&au, m, kp, p..p + 1, &mut tile, w);
-                    (p * NR, w, tile)
+                    self.block(&au, m, kp, p0..p1, &mut tile, w);
+                    (p0 * NR, w, tile)
                 })
                 .collect();
             let mut sums = vec![0i32; m * n];

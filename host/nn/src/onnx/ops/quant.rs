@@ -105,6 +105,24 @@ pub(super) fn quantize(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Valu
         DType::I32 => (f64::from(i32::MIN), f64::from(i32::MAX)),
         other => return Err(fail(format!("quantising to {other:?} is not supported"))),
     };
+    // One f32 scale and an f32 x (a QDQ model's activations), in parallel:
+    // the same arithmetic as below, without an index per element.
+    if let (Data::F32(xv), Data::F32(sv)) = (&x.data, &scale.data)
+        && scale.dtype == DType::F32
+        && sv.len() == 1
+        && zp.is_none_or(|z| z.len() == 1)
+    {
+        let (s, z) = (sv[0], zp.map_or(0.0, |z| z.to_f64()[0]));
+        let v = xv
+            .par_iter()
+            .map(|&f| (f64::from((f / s).round_ties_even()) + z).clamp(lo, hi) as i64)
+            .collect();
+        return Ok(Value {
+            dtype: to,
+            shape: x.shape.clone(),
+            data: Data::I64(v),
+        });
+    }
     let idx = scale_index(node, &x.shape, scale)?;
     let (xv, sv) = (x.to_f64(), scale.to_f64());
     let zv = zp.map(Value::to_f64);
