@@ -21,10 +21,12 @@ use rayon::prelude::*;
 const NR: usize = 32;
 /// Rows of C per micro-tile: 8 x 2 = 16 of the 32 ZMM registers hold sums.
 const MR: usize = 8;
+/// The same with 256-bit AVX-VNNI: 3 x 4 = 12 of the 16 YMM registers.
+const MR256: usize = 3;
 /// Groups of four k per k block: a `KG x NR x 4`-byte panel slice (32 KiB)
 /// stays in L1/L2 while the rows of a block pass over it.
 const KG: usize = 256;
-/// Rows of C per parallel task (a multiple of `MR`).
+/// Rows of C per parallel task (a multiple of every tile's rows).
 const MB: usize = 48;
 /// The longest shared dimension whose sums cannot overflow an i32:
 /// `MAX_K · 255 · 128 < 2^31`.
@@ -37,6 +39,10 @@ const GROUP: usize = NR * 4;
 enum Kernel {
     #[cfg(target_arch = "x86_64")]
     Vnni,
+    /// AVX-VNNI (`vpdpbusd` on YMM registers): CPUs with VNNI but not
+    /// AVX-512 (Intel's client cores from Alder Lake on).
+    #[cfg(target_arch = "x86_64")]
+    Vnni256,
     /// Plain Rust on the same packed layout: the reference the VNNI
     /// kernel is tested against, and what the crate's tests run where the
     /// CPU lacks VNNI (too slow to beat the f32 kernels, so it is not used
@@ -54,7 +60,22 @@ impl Kernel {
         {
             return Some(Self::Vnni);
         }
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("avxvnni")
+        {
+            return Some(Self::Vnni256);
+        }
         None
+    }
+
+    /// Rows of C per micro-tile.
+    fn rows(self) -> usize {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Self::Vnni256 => MR256,
+            _ => MR,
+        }
     }
 }
 
@@ -329,11 +350,12 @@ impl PackedI8 {
             for p in panels.clone() {
                 let w = NR.min(self.n - p * NR);
                 let bp = &self.data[(p * groups + g0) * GROUP..][..gc * GROUP];
-                for r0 in (0..rows).step_by(MR) {
+                let mr = self.kernel.rows();
+                for r0 in (0..rows).step_by(mr) {
                     let tile = Tile {
                         a: &au[r0 * kp + g0 * 4..],
                         lda: kp,
-                        rows: MR.min(rows - r0),
+                        rows: mr.min(rows - r0),
                         bp,
                         groups: gc,
                     };
@@ -363,7 +385,7 @@ impl Tile<'_> {
         let last = (self.rows - 1) * self.lda + 4 * self.groups;
         assert!(
             self.rows >= 1
-                && self.rows <= MR
+                && self.rows <= kernel.rows()
                 && self.a.len() >= last
                 && self.bp.len() >= self.groups * GROUP
                 && c.len() >= (self.rows - 1) * ldc + w
@@ -375,6 +397,9 @@ impl Tile<'_> {
             // VNNI, and the operands hold the extents asserted above.
             #[cfg(target_arch = "x86_64")]
             Kernel::Vnni => unsafe { self.vnni(c.as_mut_ptr(), ldc, w) },
+            // SAFETY: as above, for AVX2 and AVX-VNNI.
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Vnni256 => unsafe { self.vnni256(c, ldc, w) },
             Kernel::Portable => self.portable(c, ldc, w),
         }
     }
@@ -456,6 +481,55 @@ impl Tile<'_> {
                 _mm512_mask_storeu_epi32(cr, m0, _mm512_add_epi32(lo, acc[0]));
                 let hi = _mm512_maskz_loadu_epi32(m1, cr.wrapping_add(16));
                 _mm512_mask_storeu_epi32(cr.wrapping_add(16), m1, _mm512_add_epi32(hi, acc[1]));
+            }
+        }
+    }
+
+    /// The AVX-VNNI micro-kernel: `MR256` rows, each of `NR` sums in four
+    /// YMM registers, B's group loaded in halves. Rows past `rows` repeat
+    /// the last one and are not stored.
+    ///
+    /// # Safety
+    ///
+    /// AVX2 and AVX-VNNI must be present, and `c` valid for the extents
+    /// [`Tile::run`] checks.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,avxvnni")]
+    unsafe fn vnni256(&self, c: &mut [i32], ldc: usize, w: usize) {
+        use std::arch::x86_64::*;
+        let row = |r: usize| self.a[r.min(self.rows - 1) * self.lda..].as_ptr();
+        let pa = [row(0), row(1), row(2)];
+        let mut acc = [[_mm256_setzero_si256(); 4]; MR256];
+        let mut pb = self.bp.as_ptr();
+        for g in 0..self.groups {
+            // SAFETY: group g reads four bytes at `4g` of each row and
+            // `GROUP` bytes of the panel, inside the extents `run` checked.
+            unsafe {
+                let av = [0, 1, 2]
+                    .map(|r| _mm256_set1_epi32(pa[r].add(4 * g).cast::<i32>().read_unaligned()));
+                macro_rules! half {
+                    ($($h:literal)*) => {$(
+                        let b0 = _mm256_loadu_si256(pb.add(64 * $h).cast());
+                        let b1 = _mm256_loadu_si256(pb.add(64 * $h + 32).cast());
+                        for r in 0..MR256 {
+                            acc[r][2 * $h] = _mm256_dpbusd_avx_epi32(acc[r][2 * $h], av[r], b0);
+                            acc[r][2 * $h + 1] =
+                                _mm256_dpbusd_avx_epi32(acc[r][2 * $h + 1], av[r], b1);
+                        }
+                    )*};
+                }
+                half!(0 1);
+                pb = pb.add(GROUP);
+            }
+        }
+        for (r, acc) in acc.iter().enumerate().take(self.rows) {
+            let mut sums = [0i32; NR];
+            for (q, v) in acc.iter().enumerate() {
+                // SAFETY: `sums` holds eight i32s from `8q` on.
+                unsafe { _mm256_storeu_si256(sums.as_mut_ptr().add(8 * q).cast(), *v) };
+            }
+            for (d, s) in c[r * ldc..][..w].iter_mut().zip(sums) {
+                *d += s;
             }
         }
     }

@@ -27,9 +27,19 @@ fn ints(len: usize, seed: u32, lo: i64, hi: i64) -> Vec<i64> {
         .collect()
 }
 
+/// Every kernel this CPU can run.
 fn kernels() -> Vec<Kernel> {
     let mut all = vec![Kernel::Portable];
-    all.extend(Kernel::detect());
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::is_x86_feature_detected as has;
+        if has!("avx512f") && has!("avx512vnni") {
+            all.push(Kernel::Vnni);
+        }
+        if has!("avx2") && has!("avxvnni") {
+            all.push(Kernel::Vnni256);
+        }
+    }
     all
 }
 
