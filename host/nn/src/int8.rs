@@ -466,12 +466,7 @@ impl Tile<'_> {
                 pb = pb.add(GROUP);
             }
         }
-        let m0: __mmask16 = if w >= 16 { 0xffff } else { (1u16 << w) - 1 };
-        let m1: __mmask16 = if w >= 32 {
-            0xffff
-        } else {
-            ((1u32 << w.saturating_sub(16)) - 1) as u16
-        };
+        let (m0, m1) = crate::kernels::tile_masks(w);
         for (r, acc) in acc.iter().enumerate().take(self.rows) {
             // SAFETY: row `r < rows` of C holds `w` values from
             // `c + r * ldc`; the masks keep to them.

@@ -559,12 +559,7 @@ unsafe fn tile_avx512(
             pb = pb.add(NR512);
         }
     }
-    let m0: __mmask16 = if w >= 16 { 0xffff } else { (1u16 << w) - 1 };
-    let m1: __mmask16 = if w >= 32 {
-        0xffff
-    } else {
-        ((1u32 << w.saturating_sub(16)) - 1) as u16
-    };
+    let (m0, m1) = tile_masks(w);
     for (r, acc) in acc.iter().enumerate().take(rows) {
         // SAFETY: row `r < rows` of C holds `w` values from `c + r * ldc`;
         // the masks keep to them.
@@ -576,6 +571,19 @@ unsafe fn tile_avx512(
             _mm512_mask_storeu_ps(cr.wrapping_add(16), m1, _mm512_add_ps(hi, acc[1]));
         }
     }
+}
+
+/// The lane masks of a 32-wide tile's two 16-lane halves that keep to its
+/// first `w` columns.
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn tile_masks(w: usize) -> (u16, u16) {
+    let m0 = if w >= 16 { 0xffff } else { (1u16 << w) - 1 };
+    let m1 = if w >= 32 {
+        0xffff
+    } else {
+        ((1u32 << w.saturating_sub(16)) - 1) as u16
+    };
+    (m0, m1)
 }
 
 /// An `MR x NR` tile of A·B over one k block: `ap` is an A panel
