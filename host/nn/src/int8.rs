@@ -5,7 +5,8 @@
 //! multiplies 8-bit activations by 8-bit weights. On a CPU with AVX-512
 //! VNNI one `vpdpbusd` does 64 such multiply-adds (u8 × i8, summed four at
 //! a time into i32 lanes, without saturation), four times what one f32
-//! FMA does; this is the kernel for it. It has the shape of the f32 one
+//! FMA does; this is the kernel for it (and, on CPUs with AVX-VNNI but not
+//! AVX-512, the same instruction on 256-bit registers). It has the shape of the f32 one
 //! (`kernels`): the weight is packed once at load into panels `NR` columns
 //! wide, here as groups of four rows (the four bytes each i32 lane sums),
 //! and a micro-kernel keeps an `MR x NR` tile of i32 sums in registers.
@@ -21,7 +22,8 @@ use rayon::prelude::*;
 const NR: usize = 32;
 /// Rows of C per micro-tile: 8 x 2 = 16 of the 32 ZMM registers hold sums.
 const MR: usize = 8;
-/// The same with 256-bit AVX-VNNI: 3 x 4 = 12 of the 16 YMM registers.
+/// The same with 256-bit AVX-VNNI: 3 x 4 = 12 of the 16 YMM registers
+/// (three more hold A's broadcasts; B's halves are read from memory).
 const MR256: usize = 3;
 /// Groups of four k per k block: a `KG x NR x 4`-byte panel slice (32 KiB)
 /// stays in L1/L2 while the rows of a block pass over it.
@@ -47,7 +49,6 @@ enum Kernel {
     /// kernel is tested against, and what the crate's tests run where the
     /// CPU lacks VNNI (too slow to beat the f32 kernels, so it is not used
     /// to serve).
-    #[cfg_attr(not(test), allow(dead_code))]
     Portable,
 }
 

@@ -134,3 +134,24 @@ fn quantised_activations_are_read_as_dynamic_quantize_linear_writes_them() {
         assert_eq!(got, naive(&a, &b, (1, 8, 3), &[10]), "{kernel:?}");
     }
 }
+
+#[test]
+fn runs_of_panels_with_a_ragged_last_one_land_in_their_columns() {
+    // One block of rows on two threads: 8 panels in runs of 2, the last
+    // run ending 26 columns into its second panel.
+    let (m, k, n) = (5, 20, 250);
+    let b: Vec<f32> = ints(k * n, 4, -128, 127)
+        .iter()
+        .map(|&v| v as f32)
+        .collect();
+    let a = ints(m * k, 6, 0, 255);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
+    for kernel in kernels() {
+        let w = PackedI8::with(&b, k, n, kernel).expect("fits i8");
+        let got = pool.install(|| w.product(Activations::U8(&a), m, &[3], i64::from));
+        assert_eq!(got, naive(&a, &b, (m, k, n), &[3]), "{kernel:?}");
+    }
+}

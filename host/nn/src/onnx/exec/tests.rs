@@ -526,6 +526,34 @@ fn constant_weights_are_dequantised_once_at_load() {
 }
 
 #[test]
+fn a_zero_point_of_another_shape_than_its_scale_is_an_error_naming_it() {
+    use crate::onnx::write::GraphWriter;
+    // Two scales per axis 1 and one zero point: it used to index past the
+    // zero point and panic.
+    for op in ["QuantizeLinear", "DequantizeLinear"] {
+        let mut g = GraphWriter::new("zp");
+        g.node(op, &["x", "s", "z"], &["y"], "q", &[("axis", 1)]);
+        g.raw_initializer("s", &[2], 1, &[0, 0, 0, 63, 0, 0, 128, 63]);
+        g.raw_initializer("z", &[1], 2, &[3]);
+        let elem = if op == "QuantizeLinear" { 1 } else { 2 };
+        g.input_of("x", &["1", "2"], elem);
+        g.output_of("y", &["1", "2"], 3 - elem);
+        let model = OnnxModel::load(&g.finish("weft-nn tests", 21)).unwrap();
+        let x = match elem {
+            1 => Tensor::from_f32(vec![1, 2], &[1.0, 2.0]),
+            _ => Tensor::new(vec![1, 2], ElementType::U8, vec![4, 5]).unwrap(),
+        };
+        let err = model.session().compute(&[("x".into(), x)]).unwrap_err();
+        assert!(
+            err.message
+                .contains("zero point's shape [1] is not the scale's [2]"),
+            "{op}: {}",
+            err.message
+        );
+    }
+}
+
+#[test]
 fn training_mode_dropout_keeps_one_minus_ratio_and_scales_what_it_keeps() {
     use crate::onnx::write::GraphWriter;
     let build = |training: bool| {

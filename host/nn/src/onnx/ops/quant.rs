@@ -46,6 +46,20 @@ fn scale_index(node: Node<'_>, x: &[usize], scale: &Value) -> Result<Vec<usize>,
     }))
 }
 
+/// A zero point must have its scale's shape (one value each may differ
+/// in rank: `[]` and `[1]`).
+fn check_zero_point(zp: Option<&Value>, scale: &Value) -> Result<(), NnError> {
+    match zp {
+        Some(z) if z.shape != scale.shape && (z.len() != 1 || scale.len() != 1) => {
+            Err(fail(format!(
+                "the zero point's shape {:?} is not the scale's {:?}: give them the same shape",
+                z.shape, scale.shape
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
 pub(super) fn dequantize(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Value, NnError> {
     let (x, scale) = (req(inputs, 0)?, req(inputs, 1)?);
     let zp = opt(inputs, 2);
@@ -63,16 +77,10 @@ pub(super) fn dequantize(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Va
         let v = q.par_iter().map(|&q| (q - z) as f32 * s).collect();
         return Ok(Value::f32(x.shape.clone(), v));
     }
+    check_zero_point(zp, scale)?;
     let idx = scale_index(node, &x.shape, scale)?;
     let (xv, sv) = (x.to_f64(), scale.to_f64());
     let zp = zp.map(Value::to_f64);
-    if let Some(z) = zp.as_ref().filter(|z| z.len() != sv.len()) {
-        return Err(fail(format!(
-            "the zero point has {} values and the scale {}: give them the same shape",
-            z.len(),
-            sv.len()
-        )));
-    }
     let v: Vec<f64> = xv
         .iter()
         .zip(&idx)
@@ -123,6 +131,7 @@ pub(super) fn quantize(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Valu
             data: Data::I64(v),
         });
     }
+    check_zero_point(zp, scale)?;
     let idx = scale_index(node, &x.shape, scale)?;
     let (xv, sv) = (x.to_f64(), scale.to_f64());
     let zv = zp.map(Value::to_f64);
