@@ -1,0 +1,106 @@
+use super::*;
+
+fn naive(a: &[f32], b: &[f32], m: usize, k: usize, n: usize) -> Vec<f32> {
+    let mut c = vec![0.0f64; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            for p in 0..k {
+                c[i * n + j] += f64::from(a[i * k + p]) * f64::from(b[p * n + j]);
+            }
+        }
+    }
+    c.into_iter().map(|v| v as f32).collect()
+}
+
+/// `len` pseudo-random values in [-1, 1] (xorshift from `seed`).
+pub(crate) fn data(len: usize, seed: u32) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(2654435761).max(1);
+    (0..len)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            (s % 2001) as f32 / 1000.0 - 1.0
+        })
+        .collect()
+}
+
+#[test]
+fn matches_a_naive_reference_on_ragged_sizes() {
+    for &(m, k, n) in &[
+        (1, 1, 1),
+        (3, 5, 7),
+        (33, 17, 15),
+        (70, 300, 33),
+        (129, 513, 17),
+        (5, 0, 4),
+        (64, 64, 64),
+    ] {
+        let (a, b) = (data(m * k, 1), data(k * n, 2));
+        let want = naive(&a, &b, m, k, n);
+        for parallel in [true, false] {
+            let mut c = vec![f32::NAN; m * n];
+            gemm(&a, &b, &mut c, m, k, n, parallel, true);
+            for (x, y) in c.iter().zip(&want) {
+                assert!(
+                    (x - y).abs() <= 1e-4 * (1.0 + y.abs()),
+                    "{m}x{k}x{n}: {x} vs {y}"
+                );
+            }
+            // Accumulating onto what C holds (a bias).
+            let mut c = vec![0.5; m * n];
+            gemm(&a, &b, &mut c, m, k, n, parallel, false);
+            for (x, y) in c.iter().zip(&want) {
+                assert!(
+                    (x - (y + 0.5)).abs() <= 1e-4 * (1.0 + y.abs()),
+                    "{m}x{k}x{n} + 0.5: {x} vs {y}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn a_prepacked_b_gives_the_same_products() {
+    for &(m, k, n) in &[(1, 384, 1536), (7, 33, 65), (100, 300, 40), (3, 0, 5)] {
+        let (a, b) = (data(m * k, 5), data(k * n, 6));
+        let want = naive(&a, &b, m, k, n);
+        let packed = PackedB::new(&b, k, n);
+        assert_eq!((packed.k(), packed.n()), (k, n));
+        assert_eq!(packed.unpack(), b, "{m}x{k}x{n}: unpacked");
+        let mut c = vec![f32::NAN; m * n];
+        matmul_packed(&a, &packed, &mut c, m, false);
+        let mut acc = vec![1.0; m * n];
+        matmul_packed(&a, &packed, &mut acc, m, true);
+        for ((x, z), y) in c.iter().zip(&acc).zip(&want) {
+            assert!(
+                (x - y).abs() <= 1e-4 * (1.0 + y.abs()),
+                "{m}x{k}x{n}: {x} vs {y}"
+            );
+            assert!(
+                (z - (y + 1.0)).abs() <= 1e-4 * (1.0 + y.abs()),
+                "{m}x{k}x{n} + 1"
+            );
+        }
+    }
+}
+
+#[test]
+fn bert_sized_product_is_fast_enough() {
+    let (m, k, n) = (32 * 128, 384, 1536);
+    let (a, b) = (data(m * k, 3), data(k * n, 4));
+    let mut c = vec![0.0; m * n];
+    let t = std::time::Instant::now();
+    matmul(&a, &b, &mut c, m, k, n);
+    let secs = t.elapsed().as_secs_f64();
+    let gflops = 2.0 * (m * k * n) as f64 / secs / 1e9;
+    eprintln!(
+        "matmul {m}x{k}x{n}: {:.1} ms, {gflops:.1} GFLOP/s",
+        secs * 1e3
+    );
+    // A spot check of one row against the reference.
+    let want = naive(&a[..k], &b, 1, k, n);
+    for (x, y) in c[..n].iter().zip(&want) {
+        assert!((x - y).abs() <= 1e-3 * (1.0 + y.abs()));
+    }
+}
