@@ -27,6 +27,9 @@ const NR512: usize = 32;
 const KC: usize = 256;
 /// Rows of C per parallel task (a multiple of every `MR`).
 const MB: usize = 48;
+/// The most rows of C per task: each task streams all of B once per k
+/// block, so taller blocks read B (often larger than L2) fewer times.
+const MB_MAX: usize = 192;
 /// Below this many multiply-adds, packing and threads cost more than they save.
 const SMALL: usize = 32 * 32 * 32;
 /// A single block of rows is split by columns over the threads from this
@@ -50,19 +53,114 @@ const SPLIT_COLUMNS: usize = 1 << 21;
 /// assert_eq!(c, [19.0, 22.0, 43.0, 50.0]);
 /// ```
 pub fn matmul(a: &[f32], b: &[f32], c: &mut [f32], m: usize, k: usize, n: usize) {
-    gemm(a, b, c, m, k, n, true, true);
+    gemm(a, b, c, m, k, n, true, Init::Zero, Finish::NONE);
 }
 
-/// C += A·B: [`matmul`] adding to what `c` holds (a broadcast bias, say)
-/// instead of overwriting it.
-pub(crate) fn matmul_add(a: &[f32], b: &[f32], c: &mut [f32], m: usize, k: usize, n: usize) {
-    gemm(a, b, c, m, k, n, true, false);
+/// C = A·B + bias: [`matmul`] with `bias` (`n` values) broadcast down the
+/// rows, written in the same pass, then `finish` on each finished stretch.
+pub(crate) fn matmul_bias(
+    a: &[f32],
+    b: &[f32],
+    bias: &[f32],
+    c: &mut [f32],
+    (m, k, n): (usize, usize, usize),
+    finish: Finish<'_>,
+) {
+    assert!(bias.len() >= n, "bias shorter than the product's columns");
+    gemm(a, b, c, m, k, n, true, Init::Bias(bias), finish);
+}
+
+/// A step applied to C's values once their sums are complete, while they
+/// are still in cache (an activation, a residual added): called as
+/// `f(row, first column, values)` on stretches of rows, the row and
+/// column counted in the whole of C.
+pub(crate) type Post<'a> = &'a (dyn Fn(usize, usize, &mut [f32]) + Sync);
+
+/// A [`Post`] step, or none, and where the part of C at hand starts.
+#[derive(Clone, Copy)]
+pub(crate) struct Finish<'a> {
+    post: Option<Post<'a>>,
+    row0: usize,
+    col0: usize,
+}
+
+impl<'a> Finish<'a> {
+    pub(crate) const NONE: Self = Self {
+        post: None,
+        row0: 0,
+        col0: 0,
+    };
+
+    pub(crate) fn new(post: Post<'a>) -> Self {
+        Self {
+            post: Some(post),
+            row0: 0,
+            col0: 0,
+        }
+    }
+
+    /// The same step for the part of C from row `r`, column `j` on.
+    fn at(self, r: usize, j: usize) -> Self {
+        Self {
+            row0: self.row0 + r,
+            col0: self.col0 + j,
+            ..self
+        }
+    }
+
+    /// Applies the step to rows `r0..r0 + rows` of `c` (rows `n` long),
+    /// columns `j0..j0 + w`.
+    fn apply(self, c: &mut [f32], n: usize, (r0, rows): (usize, usize), (j0, w): (usize, usize)) {
+        let Some(post) = self.post else { return };
+        for r in r0..r0 + rows {
+            post(
+                self.row0 + r,
+                self.col0 + j0,
+                &mut c[r * n + j0..r * n + j0 + w],
+            );
+        }
+    }
 }
 
 /// [`matmul`] on the calling thread only, for callers that parallelise
 /// over many small products themselves.
 pub(crate) fn matmul_serial(a: &[f32], b: &[f32], c: &mut [f32], m: usize, k: usize, n: usize) {
-    gemm(a, b, c, m, k, n, false, true);
+    gemm(a, b, c, m, k, n, false, Init::Zero, Finish::NONE);
+}
+
+/// What a product starts C from: what it holds, zeros, or a bias row
+/// broadcast down it. The kernels write the first k block's sums over C
+/// for the last two, so C is neither filled before nor read.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Init<'a> {
+    Keep,
+    Zero,
+    /// One value per column of C.
+    Bias(&'a [f32]),
+}
+
+impl<'a> Init<'a> {
+    /// The same start for C's columns `j0..j0 + w`.
+    fn cols(self, j0: usize, w: usize) -> Init<'a> {
+        match self {
+            Self::Bias(b) => Self::Bias(&b[j0..j0 + w]),
+            other => other,
+        }
+    }
+
+    /// Sets `c` (rows of `n`) to this start, for paths that only add.
+    fn fill(self, c: &mut [f32], n: usize) {
+        if n == 0 {
+            return;
+        }
+        match self {
+            Self::Keep => {}
+            Self::Zero => c.fill(0.0),
+            Self::Bias(b) => c
+                .chunks_exact_mut(n)
+                .for_each(|r| r.copy_from_slice(&b[..n])),
+        }
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -74,25 +172,27 @@ fn gemm(
     k: usize,
     n: usize,
     parallel: bool,
-    zero: bool,
+    init: Init<'_>,
+    finish: Finish<'_>,
 ) {
     assert!(
         a.len() >= m * k && b.len() >= k * n && c.len() >= m * n,
         "matmul operands too short"
     );
     let c = &mut c[..m * n];
-    if zero {
-        c.fill(0.0);
-    }
-    if m == 0 || n == 0 || k == 0 {
+    if m == 0 || n == 0 {
         return;
     }
-    if m * k * n <= SMALL {
-        naive_axpy(a, b, c, k, n);
+    if k == 0 || m * k * n <= SMALL {
+        init.fill(c, n);
+        if k > 0 {
+            naive_axpy(a, b, c, k, n);
+        }
+        finish.apply(c, n, (0, m), (0, n));
         return;
     }
     let packed = PackedB::new(&b[..k * n], k, n);
-    packed.run(a, c, m, parallel);
+    packed.run(a, c, m, parallel, (init, finish));
 }
 
 /// Which micro-kernel the CPU runs; it fixes the panel width B is packed to.
@@ -129,15 +229,28 @@ impl Kernel {
 
     /// `c += a · B` for `rows` rows of `a` (`rows x k`) and B's packed
     /// panels `bp` (`n` columns), on the calling thread.
-    fn rows(self, a: &[f32], bp: &[f32], c: &mut [f32], rows: usize, k: usize, n: usize) {
+    /// C starts from `init` and ends with `finish`.
+    fn rows(
+        self,
+        a: &[f32],
+        bp: &[f32],
+        c: &mut [f32],
+        (rows, k, n): (usize, usize, usize),
+        ends: Ends<'_>,
+    ) {
+        if k == 0 {
+            ends.0.fill(&mut c[..rows * n], n);
+            return ends.1.apply(c, n, (0, rows), (0, n));
+        }
+        let dims = (rows, k, n);
         match self {
             // SAFETY: `detect` picks this kernel only when the CPU has
             // AVX-512F.
             #[cfg(target_arch = "x86_64")]
-            Self::Avx512 => unsafe { row_block_avx512(a, bp, c, rows, k, n) },
+            Self::Avx512 => unsafe { row_block_avx512(a, bp, c, dims, ends) },
             #[cfg(target_arch = "x86_64")]
-            Self::Avx2 => row_block::<MR, NR>(a, bp, c, rows, k, n, micro_avx2_entry),
-            Self::Portable => row_block::<MR, NR>(a, bp, c, rows, k, n, micro::<false>),
+            Self::Avx2 => row_block::<MR, NR>(a, bp, c, dims, ends, micro_avx2_entry),
+            Self::Portable => row_block::<MR, NR>(a, bp, c, dims, ends, micro::<false>),
         }
     }
 
@@ -197,9 +310,8 @@ impl SmallProducts {
             "product operands too short"
         );
         let c = &mut c[..m * n];
-        c.fill(0.0);
         if m == 0 || n == 0 || k == 0 {
-            return;
+            return c.fill(0.0);
         }
         let fill = |kk: usize, j0: usize, dst: &mut [f32]| {
             for (jj, d) in dst.iter_mut().enumerate() {
@@ -207,7 +319,8 @@ impl SmallProducts {
             }
         };
         self.kernel.pack(k, n, fill, &mut self.packed);
-        self.kernel.rows(a, &self.packed, c, m, k, n);
+        let ends = (Init::Zero, Finish::NONE);
+        self.kernel.rows(a, &self.packed, c, (m, k, n), ends);
     }
 }
 
@@ -308,20 +421,25 @@ impl PackedB {
         b
     }
 
-    /// `c += a · B` for `m` rows of `a` (`m x k`); parallel over row blocks
-    /// when `parallel` and there is more than one.
-    fn run(&self, a: &[f32], c: &mut [f32], m: usize, parallel: bool) {
+    /// `c = init + a · B` for `m` rows of `a` (`m x k`), then the finish;
+    /// parallel over row blocks when `parallel` and there is more than one.
+    fn run(&self, a: &[f32], c: &mut [f32], m: usize, parallel: bool, ends: Ends<'_>) {
+        let (init, finish) = ends;
         let (k, n) = (self.k, self.n);
         assert!(
             a.len() >= m * k && c.len() >= m * n,
             "matmul operands too short"
         );
+        if let Init::Bias(b) = init {
+            assert!(b.len() >= n, "bias shorter than the product's columns");
+        }
         let c = &mut c[..m * n];
         if m == 0 || n == 0 || k == 0 {
-            return;
+            init.fill(c, n);
+            return finish.apply(c, n, (0, m), (0, n));
         }
         assert!(self.int8.is_none(), "an int8 weight has no f32 form");
-        blocked(a, &self.data, c, (m, k, n), parallel, self.kernel);
+        blocked(a, &self.data, c, (m, k, n), parallel, self.kernel, ends);
     }
 }
 
@@ -340,11 +458,25 @@ impl PackedB {
 /// assert_eq!(c, [20.0, 23.0, 44.0, 51.0]);
 /// ```
 pub fn matmul_packed(a: &[f32], b: &PackedB, c: &mut [f32], m: usize, accumulate: bool) {
-    if !accumulate {
-        c[..m * b.n].fill(0.0);
-    }
-    b.run(a, c, m, true);
+    let init = if accumulate { Init::Keep } else { Init::Zero };
+    b.run(a, c, m, true, (init, Finish::NONE));
 }
+
+/// `c = a · B + bias` (the bias broadcast down the rows) for `m` rows of
+/// `a`, then `finish`, in one pass over `c`, whose contents are ignored.
+pub(crate) fn matmul_packed_bias(
+    a: &[f32],
+    b: &PackedB,
+    bias: &[f32],
+    c: &mut [f32],
+    m: usize,
+    finish: Finish<'_>,
+) {
+    b.run(a, c, m, true, (Init::Bias(bias), finish));
+}
+
+/// How a product starts C and what it does to C's finished values.
+type Ends<'a> = (Init<'a>, Finish<'a>);
 
 /// A micro-kernel: the `MR x NR` tile of A·B over one k block, from an A
 /// panel (`kc x MR`) and a B panel (`kc x NR`).
@@ -359,6 +491,7 @@ fn blocked(
     (m, k, n): (usize, usize, usize),
     parallel: bool,
     kernel: Kernel,
+    (init, finish): Ends<'_>,
 ) {
     let nr = kernel.nr();
     let threads = rayon::current_num_threads();
@@ -377,11 +510,16 @@ fn blocked(
                 let (j0, np) = (p0 * nr, per.min(panels - p0));
                 let w = (np * nr).min(n - j0);
                 let mut tile = Vec::with_capacity(m * w);
-                for row in cr.chunks_exact(n) {
-                    tile.extend_from_slice(&row[j0..j0 + w]);
+                if let Init::Keep = init {
+                    for row in cr.chunks_exact(n) {
+                        tile.extend_from_slice(&row[j0..j0 + w]);
+                    }
+                } else {
+                    tile.resize(m * w, 0.0);
                 }
                 let bp = &packed[p0 * k * nr..(p0 + np) * k * nr];
-                kernel.rows(a, bp, &mut tile, m, k, w);
+                let ends = (init.cols(j0, w), finish.at(0, j0));
+                kernel.rows(a, bp, &mut tile, (m, k, w), ends);
                 (j0, w, tile)
             })
             .collect();
@@ -392,16 +530,26 @@ fn blocked(
         }
         return;
     }
+    let mb = block_rows(m, if parallel { threads } else { 1 });
     let block = |(blk, cb): (usize, &mut [f32])| {
         let rows = cb.len() / n;
-        let ab = &a[blk * MB * k..(blk * MB + rows) * k];
-        kernel.rows(ab, packed, cb, rows, k, n);
+        let ab = &a[blk * mb * k..(blk * mb + rows) * k];
+        kernel.rows(ab, packed, cb, (rows, k, n), (init, finish.at(blk * mb, 0)));
     };
-    if parallel && m > MB {
-        c.par_chunks_mut(MB * n).enumerate().for_each(block);
+    if parallel && m > mb {
+        c.par_chunks_mut(mb * n).enumerate().for_each(block);
     } else {
-        c.chunks_mut(MB * n).enumerate().for_each(block);
+        c.chunks_mut(mb * n).enumerate().for_each(block);
     }
+}
+
+/// Rows of C per task for `m` rows on `threads` threads: as tall as
+/// [`MB_MAX`] allows while every thread still gets at least two blocks
+/// (so an uneven last block costs little), never under [`MB`], and a
+/// multiple of it (of every kernel's `MR`).
+fn block_rows(m: usize, threads: usize) -> usize {
+    let per = m.div_ceil(threads * 2).div_ceil(MB) * MB;
+    per.clamp(MB, MB_MAX)
 }
 
 /// C += A·B one row of C at a time (axpy over contiguous rows of B): the
@@ -423,9 +571,8 @@ fn row_block<const MR: usize, const NR: usize>(
     a: &[f32],
     packed: &[f32],
     c: &mut [f32],
-    rows: usize,
-    k: usize,
-    n: usize,
+    (rows, k, n): (usize, usize, usize),
+    (init, finish): Ends<'_>,
     micro: Micro<MR, NR>,
 ) {
     let tiles = rows.div_ceil(MR);
@@ -447,9 +594,19 @@ fn row_block<const MR: usize, const NR: usize>(
             let bp = &panel[k0 * NR..(k0 + kc) * NR];
             let j0 = p * NR;
             let w = NR.min(n - j0);
+            let start = if k0 == 0 {
+                init.cols(j0, w)
+            } else {
+                Init::Keep
+            };
             for t in 0..tiles {
                 let acc = micro(&apack[t * MR * kc..(t + 1) * MR * kc], bp);
-                store(&acc, c, t * MR, MR.min(rows - t * MR), j0, w, n);
+                let r = t * MR;
+                let tile_rows = MR.min(rows - r);
+                store(&acc, &mut c[r * n..], tile_rows, (j0, w, n), start);
+                if k0 + kc == k {
+                    finish.apply(c, n, (r, tile_rows), (j0, w));
+                }
             }
         }
     }
@@ -474,42 +631,74 @@ fn micro_avx2(ap: &[f32], bp: &[f32]) -> [[f32; NR]; MR] {
 /// `a`, and adds into C in place with masks for a ragged edge.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-fn row_block_avx512(a: &[f32], packed: &[f32], c: &mut [f32], rows: usize, k: usize, n: usize) {
+fn row_block_avx512(
+    a: &[f32],
+    packed: &[f32],
+    c: &mut [f32],
+    (rows, k, n): (usize, usize, usize),
+    (init, finish): Ends<'_>,
+) {
     assert!(
         a.len() >= rows * k && c.len() >= rows * n && packed.len() >= n.div_ceil(NR512) * k * NR512,
         "row block operands too short"
     );
+    thread_local! {
+        static A_BLOCK: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    let mut ablock = A_BLOCK.take();
     for k0 in (0..k).step_by(KC) {
         let kc = KC.min(k - k0);
+        // This k block of A's rows, copied together first: one streaming
+        // pass brings them into cache, where the tiles then read them
+        // once per panel (reading A in place, the first panel's tiles
+        // waited on eight rows' misses at a time).
+        ablock.clear();
+        for row in a[..rows * k].chunks_exact(k) {
+            ablock.extend_from_slice(&row[k0..k0 + kc]);
+        }
         for (p, panel) in packed.chunks_exact(k * NR512).enumerate() {
             let j0 = p * NR512;
             let w = NR512.min(n - j0);
+            // The first k block writes C from zero or the bias; the rest
+            // add to it.
+            let (bias, overwrite) = match (k0, init.cols(j0, w)) {
+                (0, Init::Zero) => (None, true),
+                (0, Init::Bias(b)) => (Some(b), true),
+                _ => (None, false),
+            };
             for r0 in (0..rows).step_by(MR512) {
-                // SAFETY: rows `r0..r0 + MR512` (clamped to `rows`) of `a`
-                // from column `k0` on hold `kc` values, the panel slice
-                // holds `kc x NR512`, and C's rows hold `j0 + w` columns:
-                // all inside the slices checked above.
+                // SAFETY: rows `r0..r0 + MR512` (clamped to `rows`) of
+                // `ablock` hold `kc` values each, the panel slice holds
+                // `kc x NR512`, and C's rows hold `j0 + w` columns: all
+                // inside the slices checked above.
                 unsafe {
                     tile_avx512(
-                        a.as_ptr().add(r0 * k + k0),
-                        k,
+                        ablock.as_ptr().add(r0 * kc),
+                        kc,
                         MR512.min(rows - r0),
                         panel.as_ptr().add(k0 * NR512),
                         kc,
                         c.as_mut_ptr().add(r0 * n + j0),
                         n,
                         w,
+                        bias,
+                        overwrite,
                     );
+                }
+                if k0 + kc == k {
+                    finish.apply(c, n, (r0, MR512.min(rows - r0)), (j0, w));
                 }
             }
         }
     }
+    A_BLOCK.set(ablock);
 }
 
 /// `C[..rows][..w] += A[..rows][..kc] · Bp` for an `MR512 x NR512` tile:
 /// `a` with row stride `lda`, `bp` a packed `kc x NR512` panel slice, `c`
 /// with row stride `ldc`. Rows past `rows` repeat the last one and are not
-/// stored.
+/// stored. With `overwrite`, C is set to `bias + A · Bp` instead (`bias`,
+/// `w` values, or zero) and not read.
 ///
 /// # Safety
 ///
@@ -526,6 +715,8 @@ unsafe fn tile_avx512(
     c: *mut f32,
     ldc: usize,
     w: usize,
+    bias: Option<&[f32]>,
+    overwrite: bool,
 ) {
     use std::arch::x86_64::*;
     let row = |r: usize| unsafe { a.add(r.min(rows - 1) * lda) };
@@ -539,7 +730,18 @@ unsafe fn tile_avx512(
         row(6),
         row(7),
     ];
-    let mut acc = [[_mm512_setzero_ps(); 2]; MR512];
+    let (m0, m1) = tile_masks(w);
+    let start = match bias {
+        // SAFETY: the bias holds `w` values; the masks keep to them.
+        Some(b) => unsafe {
+            [
+                _mm512_maskz_loadu_ps(m0, b.as_ptr()),
+                _mm512_maskz_loadu_ps(m1, b.as_ptr().wrapping_add(16)),
+            ]
+        },
+        None => [_mm512_setzero_ps(); 2],
+    };
+    let mut acc = [start; MR512];
     let mut pb = bp;
     for p in 0..kc {
         // SAFETY: step `p` reads `a[r * lda + p]` for the tile's rows and
@@ -559,12 +761,16 @@ unsafe fn tile_avx512(
             pb = pb.add(NR512);
         }
     }
-    let (m0, m1) = tile_masks(w);
     for (r, acc) in acc.iter().enumerate().take(rows) {
         // SAFETY: row `r < rows` of C holds `w` values from `c + r * ldc`;
         // the masks keep to them.
         unsafe {
             let cr = c.add(r * ldc);
+            if overwrite {
+                _mm512_mask_storeu_ps(cr, m0, acc[0]);
+                _mm512_mask_storeu_ps(cr.wrapping_add(16), m1, acc[1]);
+                continue;
+            }
             let lo = _mm512_maskz_loadu_ps(m0, cr);
             _mm512_mask_storeu_ps(cr, m0, _mm512_add_ps(lo, acc[0]));
             let hi = _mm512_maskz_loadu_ps(m1, cr.wrapping_add(16));
@@ -608,20 +814,26 @@ fn micro<const FMA: bool>(ap: &[f32], bp: &[f32]) -> [[f32; NR]; MR] {
     acc
 }
 
+/// Adds a tile to `rows` rows of `c` (columns `j0..j0 + w` of rows `n`
+/// long), or writes it over them from `start`'s zeros or bias.
 #[inline(always)]
 fn store<const MR: usize, const NR: usize>(
     acc: &[[f32; NR]; MR],
     c: &mut [f32],
-    r: usize,
     rows: usize,
-    j0: usize,
-    w: usize,
-    n: usize,
+    (j0, w, n): (usize, usize, usize),
+    start: Init<'_>,
 ) {
     for (i, accr) in acc.iter().enumerate().take(rows) {
-        let row = &mut c[(r + i) * n + j0..(r + i) * n + j0 + w];
-        for (cv, av) in row.iter_mut().zip(accr) {
-            *cv += av;
+        let row = &mut c[i * n + j0..i * n + j0 + w];
+        match start {
+            Init::Keep => row.iter_mut().zip(accr).for_each(|(cv, av)| *cv += av),
+            Init::Zero => row.copy_from_slice(&accr[..w]),
+            Init::Bias(b) => {
+                for ((cv, av), bv) in row.iter_mut().zip(accr).zip(b) {
+                    *cv = av + bv;
+                }
+            }
         }
     }
 }

@@ -35,26 +35,56 @@ fn matches_a_naive_reference_on_ragged_sizes() {
         (129, 513, 17),
         (5, 0, 4),
         (64, 64, 64),
+        // One block of rows split by columns over the threads.
+        (40, 256, 512),
+        // Several blocks of rows, the last one short.
+        (400, 70, 50),
     ] {
         let (a, b) = (data(m * k, 1), data(k * n, 2));
         let want = naive(&a, &b, m, k, n);
-        for parallel in [true, false] {
-            let mut c = vec![f32::NAN; m * n];
-            gemm(&a, &b, &mut c, m, k, n, parallel, true);
-            for (x, y) in c.iter().zip(&want) {
-                assert!(
-                    (x - y).abs() <= 1e-4 * (1.0 + y.abs()),
-                    "{m}x{k}x{n}: {x} vs {y}"
-                );
+        let bias: Vec<f32> = (0..n).map(|j| j as f32 * 0.25).collect();
+        // A finishing step that marks each value with its row and column,
+        // so a stretch handed over with the wrong offsets shows.
+        let mark = |r: usize, j: usize| ((r * 7 + j) % 13) as f32;
+        let seen = std::sync::atomic::AtomicUsize::new(0);
+        let post = |r: usize, j0: usize, seg: &mut [f32]| {
+            seen.fetch_add(seg.len(), std::sync::atomic::Ordering::Relaxed);
+            for (jj, v) in seg.iter_mut().enumerate() {
+                *v = *v * 2.0 + mark(r, j0 + jj);
             }
-            // Accumulating onto what C holds (a bias).
-            let mut c = vec![0.5; m * n];
-            gemm(&a, &b, &mut c, m, k, n, parallel, false);
-            for (x, y) in c.iter().zip(&want) {
-                assert!(
-                    (x - (y + 0.5)).abs() <= 1e-4 * (1.0 + y.abs()),
-                    "{m}x{k}x{n} + 0.5: {x} vs {y}"
-                );
+        };
+        for parallel in [true, false] {
+            // C's contents are ignored from zeros or a bias, kept otherwise.
+            let starts = [
+                (Init::Zero, f32::NAN),
+                (Init::Keep, 0.5),
+                (Init::Bias(&bias), f32::NAN),
+            ];
+            let start = |init: Init<'_>, j: usize| match init {
+                Init::Zero => 0.0,
+                Init::Keep => 0.5,
+                Init::Bias(b) => b[j],
+            };
+            for (init, fill) in starts {
+                for finish in [Finish::NONE, Finish::new(&post)] {
+                    seen.store(0, std::sync::atomic::Ordering::Relaxed);
+                    let mut c = vec![fill; m * n];
+                    gemm(&a, &b, &mut c, m, k, n, parallel, init, finish);
+                    for (i, (x, y)) in c.iter().zip(&want).enumerate() {
+                        let (r, j) = (i / n, i % n);
+                        let mut y = y + start(init, j);
+                        if finish.post.is_some() {
+                            y = y * 2.0 + mark(r, j);
+                        }
+                        assert!(
+                            (x - y).abs() <= 1e-4 * (1.0 + y.abs()),
+                            "{m}x{k}x{n} {init:?} at ({r}, {j}): {x} vs {y}"
+                        );
+                    }
+                    let finished = seen.load(std::sync::atomic::Ordering::Relaxed);
+                    let once = if finish.post.is_some() { m * n } else { 0 };
+                    assert_eq!(finished, once, "{m}x{k}x{n}: each value finished once");
+                }
             }
         }
     }

@@ -13,7 +13,11 @@
 //!   heads in place and never materialises a transposed copy;
 //! - a `MatMul` by a 2-D weight then the `Add` of a bias vector becomes one
 //!   `WeftMatMulBias` node: the product accumulates onto the broadcast bias
-//!   (CPU models only: a GPU model keeps its `MatMul`s on the device).
+//!   (CPU models only: a GPU model keeps its `MatMul`s on the device);
+//! - then, a `WeftMatMulBias` read only by a residual `Add` or by a
+//!   `WeftGelu` takes that step in too, applied to each stretch of the
+//!   product as the kernel finishes it, while it is in cache (inputs 3 and
+//!   4-6 of `WeftMatMulBias`): one pass over the activations fewer each.
 //!
 //! A pattern is fused only when its intermediate values feed nothing else
 //! (no other node, no graph output) and its constants are initializers of
@@ -339,7 +343,7 @@ pub(super) fn fuse(
             }
         }
     }
-    nodes
+    let nodes = nodes
         .into_iter()
         .zip(replace)
         .zip(covered)
@@ -348,6 +352,70 @@ pub(super) fn fuse(
             None if covered => None,
             None => Some(node),
         })
+        .collect();
+    if products {
+        epilogues(nodes, outputs)
+    } else {
+        nodes
+    }
+}
+
+/// Folds into each `WeftMatMulBias` the `Add` of a residual or the
+/// `WeftGelu` that alone reads its product (an `Add` then a `WeftGelu`
+/// both, in that order). The `Add`'s other input is the residual: the
+/// kernel adds it where it has the product's shape and leaves any
+/// broadcast to after the product, as the `Add` would.
+fn epilogues(mut nodes: Vec<NodeProto>, outputs: &[String]) -> Vec<NodeProto> {
+    let mut uses: HashMap<String, usize> = HashMap::new();
+    for i in nodes.iter().flat_map(|n| &n.inputs).chain(outputs) {
+        *uses.entry(i.clone()).or_default() += 1;
+    }
+    let mut producer: HashMap<String, usize> = HashMap::new();
+    let mut gone = vec![false; nodes.len()];
+    for i in 0..nodes.len() {
+        let node = &nodes[i];
+        // The product this node reads (its only reader), and the inputs
+        // it adds to the product node's.
+        let reads = |x: &str, most: usize| {
+            let j = *producer.get(x)?;
+            let p = &nodes[j];
+            (p.op_type == "WeftMatMulBias" && p.inputs.len() <= most && uses.get(x) == Some(&1))
+                .then_some(j)
+        };
+        let fold = match (
+            node.op_type.as_str(),
+            node.domain.is_empty(),
+            node.inputs.as_slice(),
+        ) {
+            ("Add", true, [x, y]) => match (reads(x, 3), reads(y, 3)) {
+                (Some(j), _) => Some((j, vec![y.clone()])),
+                (None, Some(j)) => Some((j, vec![x.clone()])),
+                _ => None,
+            },
+            ("WeftGelu", true, [x, gelu @ ..]) if gelu.len() == 3 => reads(x, 4).map(|j| {
+                let mut extra = vec![String::new(); 4 - nodes[j].inputs.len()];
+                extra.extend_from_slice(gelu);
+                (j, extra)
+            }),
+            _ => None,
+        };
+        if let Some((j, extra)) = fold {
+            let mut inputs = std::mem::take(&mut nodes[j].inputs);
+            inputs.extend(extra);
+            gone[j] = true;
+            let node = &mut nodes[i];
+            node.op_type = "WeftMatMulBias".into();
+            node.inputs = inputs;
+            node.attrs.clear();
+        }
+        for o in &nodes[i].outputs {
+            producer.insert(o.clone(), i);
+        }
+    }
+    nodes
+        .into_iter()
+        .zip(gone)
+        .filter_map(|(n, gone)| (!gone).then_some(n))
         .collect()
 }
 
@@ -400,10 +468,18 @@ mod tests {
                 count("WeftGelu"),
                 count("WeftMatMulBias")
             ),
-            (13, 6, 36)
+            (13, 0, 36)
         );
         assert_eq!(count("WeftAttention"), 6);
-        assert_eq!(fused.len(), before - 13 * 8 - 6 * 4 - 36 - 6 * 11);
+        // Each layer's two residual `Add`s and its GELU fold into the
+        // products before them.
+        let products = fused.iter().filter(|n| n.op_type == "WeftMatMulBias");
+        let residual = products
+            .clone()
+            .filter(|n| n.inputs.get(3).is_some_and(|r| !r.is_empty()));
+        let gelu = products.filter(|n| n.inputs.len() == 7);
+        assert_eq!((residual.count(), gelu.count()), (12, 6));
+        assert_eq!(fused.len(), before - 13 * 8 - 6 * 5 - 36 - 6 * 11 - 12);
 
         let plain = OnnxModel::load_with(&bytes, None, false).unwrap();
         let quick = OnnxModel::load_with(&bytes, None, true).unwrap();
@@ -447,6 +523,82 @@ mod tests {
                     "{g} vs onnxruntime {r}"
                 );
             }
+        }
+    }
+
+    /// A product, its bias, a residual `Add` and a GELU become one node
+    /// that computes what the eight as written do; a residual
+    /// that broadcasts is added after the product, as the `Add` would.
+    #[test]
+    fn a_residual_and_a_gelu_fold_into_the_product_before_them() {
+        use crate::onnx::write::GraphWriter;
+        let (k, n) = (64, 48);
+        let build = |residual: &[&str]| {
+            let mut g = GraphWriter::new("epilogue");
+            g.node("MatMul", &["x", "w"], &["p"], "mm", &[]);
+            g.node("Add", &["p", "b"], &["pb"], "bias", &[]);
+            g.node("Add", &["r", "pb"], &["s"], "residual", &[]);
+            g.node("Div", &["s", "root2"], &["d"], "div", &[]);
+            g.node("Erf", &["d"], &["e"], "erf", &[]);
+            g.node("Add", &["e", "one"], &["a"], "add", &[]);
+            g.node("Mul", &["s", "a"], &["m"], "mul", &[]);
+            g.node("Mul", &["m", "half"], &["y"], "half", &[]);
+            g.initializer(
+                "w",
+                &[k as u64, n as u64],
+                &crate::kernels::tests::data(k * n, 3),
+            );
+            g.initializer("b", &[n as u64], &crate::kernels::tests::data(n, 4));
+            g.initializer("root2", &[], &[std::f32::consts::SQRT_2]);
+            g.initializer("one", &[], &[1.0]);
+            g.initializer("half", &[], &[0.5]);
+            g.input("x", &["b", "s", "k"]);
+            g.input("r", residual);
+            g.output("y", &[]);
+            g.finish("weft-nn tests", 17)
+        };
+        let x = Tensor::from_f32(vec![2, 40, k], &crate::kernels::tests::data(2 * 40 * k, 1));
+        for (dims, shape) in [
+            (vec!["b", "s", "n"], vec![2, 40, n]),
+            (vec!["one", "n"], vec![1, n]),
+        ] {
+            let bytes = build(&dims);
+            let len = shape.iter().product();
+            let r = Tensor::from_f32(shape, &crate::kernels::tests::data(len, 2));
+            let run = |fuse: bool| {
+                let m = OnnxModel::load_with(&bytes, None, fuse).unwrap();
+                let inputs = [("x".into(), x.clone()), ("r".into(), r.clone())];
+                let out = m.session().compute(&inputs).unwrap();
+                assert_eq!(out[0].1.shape, [2, 40, n]);
+                out[0].1.to_f32().unwrap()
+            };
+            // The fused product starts from the bias rather than adding
+            // it after, so the sums round differently, a little.
+            let (fused, plain) = (run(true), run(false));
+            let worst = fused
+                .iter()
+                .zip(&plain)
+                .map(|(f, p)| (f - p).abs() / p.abs().max(1.0))
+                .fold(0.0f32, f32::max);
+            assert!(
+                worst <= 1e-5,
+                "residual {dims:?}: fused vs as written {worst}"
+            );
+            let model = crate::onnx::proto::model(&bytes).unwrap();
+            let mut weights = HashMap::new();
+            for t in model.graph.initializers {
+                let (name, v) = crate::onnx::proto::tensor(t).unwrap();
+                weights.insert(name, Arc::new(v));
+            }
+            let fused = fuse(model.graph.nodes, &weights, &["y".into()], true);
+            assert_eq!(fused.len(), 1, "{fused:?}");
+            assert_eq!(fused[0].inputs[..4], ["x", "w", "b", "r"]);
+            // A GPU model keeps its products, so nothing folds into them.
+            let model = crate::onnx::proto::model(&bytes).unwrap();
+            assert_eq!(
+                fuse(model.graph.nodes, &weights, &["y".into()], false).len(),
+                4
+            );
         }
     }
 

@@ -97,7 +97,12 @@ simd::wide_fn! {
 }
 
 /// `WeftMatMulBias`: A·W + bias, W 2-D and bias one value per column,
-/// the product accumulated onto the broadcast bias (no separate pass).
+/// the product written from the broadcast bias (no separate pass).
+///
+/// Two optional steps fused from the nodes that read the product (see
+/// `fuse::epilogues`) run on each stretch of it as the kernel finishes it,
+/// while it is in cache: input 3, a residual added (`Add`), and inputs
+/// 4-6, GELU's scalars (`WeftGelu`), in that order.
 pub(super) fn matmul_bias(
     inputs: &[Option<&Value>],
     packed: Option<&crate::kernels::PackedB>,
@@ -121,20 +126,55 @@ pub(super) fn matmul_bias(
             bias.len()
         )));
     }
+    let gelu_args = match inputs.get(4) {
+        Some(_) => Some((scalar(inputs, 4)?, scalar(inputs, 5)?, scalar(inputs, 6)?)),
+        None => None,
+    };
     let rows: usize = a.shape[..a.shape.len() - 1].iter().product();
-    let mut c = Vec::with_capacity(rows * n);
-    for _ in 0..rows {
-        c.extend_from_slice(bias);
-    }
-    match packed {
-        Some(p) if (p.k(), p.n()) == (k, n) => {
-            crate::kernels::matmul_packed(x, p, &mut c, rows, true)
-        }
-        _ => crate::kernels::matmul_add(x, wd, &mut c, rows, k, n),
-    }
     let mut shape = a.shape.clone();
     *shape.last_mut().expect("rank >= 1") = n;
-    Ok(a.with(shape, Data::F32(c)))
+    // A residual of the product's own shape is added as the product is
+    // finished; any other (a broadcast) by the `Add` it came from, after.
+    let residual = super::opt(inputs, 3);
+    let in_kernel = residual.map(|r| match (&r.data, r.dtype) {
+        (Data::F32(v), DType::F32) if r.shape == shape => Some(v.as_slice()),
+        _ => None,
+    });
+    let late = matches!(in_kernel, Some(None));
+    let post = |row: usize, j0: usize, seg: &mut [f32]| {
+        if let Some(Some(res)) = in_kernel {
+            let res = &res[row * n + j0..][..seg.len()];
+            seg.iter_mut().zip(res).for_each(|(v, r)| *v += r);
+        }
+        if let (Some((root2, one, half)), false) = (gelu_args, late) {
+            gelu(seg, root2, one, half);
+        }
+    };
+    let finish = if residual.is_some() || gelu_args.is_some() {
+        crate::kernels::Finish::new(&post)
+    } else {
+        crate::kernels::Finish::NONE
+    };
+    // Zeroed pages from the allocator cost nothing until the product's
+    // threads write them; the kernels write every value, bias included.
+    let mut c = vec![0.0; rows * n];
+    match packed {
+        Some(p) if (p.k(), p.n()) == (k, n) => {
+            crate::kernels::matmul_packed_bias(x, p, bias, &mut c, rows, finish)
+        }
+        _ => crate::kernels::matmul_bias(x, wd, bias, &mut c, (rows, k, n), finish),
+    }
+    let out = a.with(shape, Data::F32(c));
+    match (residual, late) {
+        (Some(r), true) => {
+            let mut sum = super::binary::binary(&out, r, super::binary::Bin::Add)?;
+            if let (Some((root2, one, half)), Data::F32(v)) = (gelu_args, &mut sum.data) {
+                gelu(v, root2, one, half);
+            }
+            Ok(sum)
+        }
+        _ => Ok(out),
+    }
 }
 
 /// A `Reshape` target (`0` copies the input's dim, `-1` is inferred)
