@@ -25,6 +25,44 @@ pub(crate) fn data(len: usize, seed: u32) -> Vec<f32> {
         .collect()
 }
 
+/// Every kernel this CPU can run, not only the one `detect` picks.
+fn kernels() -> Vec<Kernel> {
+    let mut all = vec![Kernel::Portable];
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        all.push(Kernel::Avx2);
+    }
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        all.push(Kernel::Avx512);
+    }
+    all
+}
+
+/// [`gemm`] (`kernel` None: the detected kernel, small sizes unpacked), or
+/// `kernel`'s packing and blocks.
+#[allow(clippy::too_many_arguments)]
+fn product(
+    kernel: Option<Kernel>,
+    (a, b): (&[f32], &[f32]),
+    c: &mut [f32],
+    (m, k, n): (usize, usize, usize),
+    parallel: bool,
+    ends: Ends<'_>,
+) {
+    match kernel {
+        None => gemm(a, b, c, m, k, n, parallel, ends.0, ends.1),
+        Some(kernel) => {
+            let mut packed = Vec::new();
+            let fill = |kk: usize, j0: usize, dst: &mut [f32]| {
+                dst.copy_from_slice(&b[kk * n + j0..][..dst.len()]);
+            };
+            kernel.pack(k, n, fill, &mut packed);
+            blocked(a, &packed, c, (m, k, n), parallel, kernel, ends);
+        }
+    }
+}
+
 #[test]
 fn matches_a_naive_reference_on_ragged_sizes() {
     for &(m, k, n) in &[
@@ -39,6 +77,8 @@ fn matches_a_naive_reference_on_ragged_sizes() {
         (40, 256, 512),
         // Several blocks of rows, the last one short.
         (400, 70, 50),
+        // Split by columns, and more than one k block.
+        (40, 600, 512),
     ] {
         let (a, b) = (data(m * k, 1), data(k * n, 2));
         let want = naive(&a, &b, m, k, n);
@@ -53,7 +93,13 @@ fn matches_a_naive_reference_on_ragged_sizes() {
                 *v = *v * 2.0 + mark(r, j0 + jj);
             }
         };
-        for parallel in [true, false] {
+        // The detected kernel through `gemm`, then each kernel's blocks
+        // (which need every dimension).
+        let mut runs: Vec<Option<Kernel>> = vec![None];
+        if m * k * n > 0 {
+            runs.extend(kernels().into_iter().map(Some));
+        }
+        for (kernel, parallel) in runs.into_iter().flat_map(|r| [(r, true), (r, false)]) {
             // C's contents are ignored from zeros or a bias, kept otherwise.
             let starts = [
                 (Init::Zero, f32::NAN),
@@ -69,7 +115,14 @@ fn matches_a_naive_reference_on_ragged_sizes() {
                 for finish in [Finish::NONE, Finish::new(&post)] {
                     seen.store(0, std::sync::atomic::Ordering::Relaxed);
                     let mut c = vec![fill; m * n];
-                    gemm(&a, &b, &mut c, m, k, n, parallel, init, finish);
+                    product(
+                        kernel,
+                        (&a, &b),
+                        &mut c,
+                        (m, k, n),
+                        parallel,
+                        (init, finish),
+                    );
                     for (i, (x, y)) in c.iter().zip(&want).enumerate() {
                         let (r, j) = (i / n, i % n);
                         let mut y = y + start(init, j);
@@ -78,7 +131,7 @@ fn matches_a_naive_reference_on_ragged_sizes() {
                         }
                         assert!(
                             (x - y).abs() <= 1e-4 * (1.0 + y.abs()),
-                            "{m}x{k}x{n} {init:?} at ({r}, {j}): {x} vs {y}"
+                            "{m}x{k}x{n} {kernel:?} {init:?} at ({r}, {j}): {x} vs {y}"
                         );
                     }
                     let finished = seen.load(std::sync::atomic::Ordering::Relaxed);

@@ -136,8 +136,16 @@ pub(super) fn matmul_bias(
     // A residual of the product's own shape is added as the product is
     // finished; any other (a broadcast) by the `Add` it came from, after.
     let residual = super::opt(inputs, 3);
-    let in_kernel = residual.map(|r| match (&r.data, r.dtype) {
-        (Data::F32(v), DType::F32) if r.shape == shape => Some(v.as_slice()),
+    if let Some(r) = residual
+        && r.dtype != DType::F32
+    {
+        return Err(fail(format!(
+            "a residual of {:?} added to an f32 product: Add takes two of one type",
+            r.dtype
+        )));
+    }
+    let in_kernel = residual.map(|r| match &r.data {
+        Data::F32(v) if r.shape == shape => Some(v.as_slice()),
         _ => None,
     });
     let late = matches!(in_kernel, Some(None));
@@ -150,7 +158,7 @@ pub(super) fn matmul_bias(
             gelu(seg, root2, one, half);
         }
     };
-    let finish = if residual.is_some() || gelu_args.is_some() {
+    let finish = if matches!(in_kernel, Some(Some(_))) || (gelu_args.is_some() && !late) {
         crate::kernels::Finish::new(&post)
     } else {
         crate::kernels::Finish::NONE
@@ -167,7 +175,12 @@ pub(super) fn matmul_bias(
     let out = a.with(shape, Data::F32(c));
     match (residual, late) {
         (Some(r), true) => {
-            let mut sum = super::binary::binary(&out, r, super::binary::Bin::Add)?;
+            let mut sum = super::binary::binary(&out, r, super::binary::Bin::Add).map_err(|e| {
+                fail(format!(
+                    "the residual Add after a product of {:?}: {}",
+                    out.shape, e.message
+                ))
+            })?;
             if let (Some((root2, one, half)), Data::F32(v)) = (gelu_args, &mut sum.data) {
                 gelu(v, root2, one, half);
             }
