@@ -244,8 +244,8 @@ impl Kernel {
         }
         let dims = (rows, k, n);
         match self {
-            // SAFETY: `detect` picks this kernel only when the CPU has
-            // AVX-512F.
+            // SAFETY: `detect` (and the tests' `kernels`) pick this kernel
+            // only when the CPU has AVX-512F.
             #[cfg(target_arch = "x86_64")]
             Self::Avx512 => unsafe { row_block_avx512(a, bp, c, dims, ends) },
             #[cfg(target_arch = "x86_64")]
@@ -615,8 +615,8 @@ fn row_block<const MR: usize, const NR: usize>(
 
 #[cfg(target_arch = "x86_64")]
 fn micro_avx2_entry(ap: &[f32], bp: &[f32]) -> [[f32; NR]; MR] {
-    // SAFETY: `Kernel::detect` picks this kernel only when the CPU has AVX2
-    // and FMA.
+    // SAFETY: `Kernel::detect` (and the tests' `kernels`) pick this kernel
+    // only when the CPU has AVX2 and FMA.
     unsafe { micro_avx2(ap, bp) }
 }
 

@@ -26,6 +26,7 @@ pub(crate) fn data(len: usize, seed: u32) -> Vec<f32> {
 }
 
 /// Every kernel this CPU can run, not only the one `detect` picks.
+#[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
 fn kernels() -> Vec<Kernel> {
     let mut all = vec![Kernel::Portable];
     #[cfg(target_arch = "x86_64")]

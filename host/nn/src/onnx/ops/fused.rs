@@ -102,7 +102,9 @@ simd::wide_fn! {
 /// Two optional steps fused from the nodes that read the product (see
 /// `fuse::epilogues`) run on each stretch of it as the kernel finishes it,
 /// while it is in cache: input 3, a residual added (`Add`), and inputs
-/// 4-6, GELU's scalars (`WeftGelu`), in that order.
+/// 4-6, GELU's scalars (`WeftGelu`), in that order. A residual that is not
+/// f32 is refused (an `Add` of two types is not valid ONNX; the unfused
+/// `Add` would cast it).
 pub(super) fn matmul_bias(
     inputs: &[Option<&Value>],
     packed: Option<&crate::kernels::PackedB>,
@@ -176,10 +178,8 @@ pub(super) fn matmul_bias(
     match (residual, late) {
         (Some(r), true) => {
             let mut sum = super::binary::binary(&out, r, super::binary::Bin::Add).map_err(|e| {
-                fail(format!(
-                    "the residual Add after a product of {:?}: {}",
-                    out.shape, e.message
-                ))
+                let at = format!("the residual Add after a product of {:?}", out.shape);
+                NnError::new(e.kind, format!("{at}: {}", e.message))
             })?;
             if let (Some((root2, one, half)), Data::F32(v)) = (gelu_args, &mut sum.data) {
                 gelu(v, root2, one, half);
@@ -315,4 +315,38 @@ pub(super) fn attention(inputs: &[Option<&Value>]) -> Result<Value, NnError> {
             .for_each(one_batch);
     }
     Ok(q.with(vec![b, s, h, d], Data::F32(out)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A residual of another type is refused by name; one that does not
+    /// broadcast fails saying it is the residual's `Add`; one that
+    /// broadcasts is added after the product.
+    #[test]
+    fn a_residual_is_refused_or_added_after_by_type_and_shape() {
+        let (k, n) = (4, 3);
+        let a = Value::f32(vec![5, k], vec![0.5; 5 * k]);
+        let w = Value::f32(vec![k, n], vec![0.25; k * n]);
+        let b = Value::f32(vec![n], vec![1.0; n]);
+        let with = |r: &Value| matmul_bias(&[Some(&a), Some(&w), Some(&b), Some(r)], None);
+        let ints = Value::i64(vec![5, n], vec![1; 5 * n]);
+        let err = with(&ints).unwrap_err();
+        assert!(err.message.contains("a residual of I64"), "{}", err.message);
+        let err = with(&Value::f32(vec![3, n], vec![1.0; 3 * n])).unwrap_err();
+        assert!(
+            err.message
+                .starts_with("the residual Add after a product of [5, 3]: "),
+            "{}",
+            err.message
+        );
+        // 4 x 0.5 x 0.25 + the bias 1 + the residual 2, in a [2, 5, 3].
+        let out = with(&Value::f32(vec![2, 1, n], vec![2.0; 2 * n])).unwrap();
+        assert_eq!(out.shape, [2, 5, n]);
+        let Data::F32(v) = &out.data else {
+            panic!("f32 in, f32 out")
+        };
+        assert_eq!(v, &vec![3.5; 2 * 5 * n]);
+    }
 }
