@@ -1,6 +1,7 @@
 //! The GPU kernels against the CPU ones, device limits and accounting.
 
 use super::*;
+use crate::kernels::tests::data;
 
 /// The GPU, which these tests require: `scripts/install-vulkan.sh`
 /// provides a software one.
@@ -33,18 +34,6 @@ pub(crate) fn hardware_gemv() -> Arc<Gpu> {
 pub(crate) fn counted_uploads() -> std::sync::MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn data(len: usize, seed: u32) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(2_654_435_761).max(1);
-    (0..len)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 17;
-            s ^= s << 5;
-            (s % 2001) as f32 / 1000.0 - 1.0
-        })
-        .collect()
 }
 
 fn cpu(a: &[f32], b: &[f32], m: usize, k: usize, n: usize) -> Vec<f32> {

@@ -14,6 +14,23 @@ fn minilm() -> Vec<u8> {
         .unwrap_or_else(|e| panic!("{}: {e}; run `cargo xtask models`", path.display()))
 }
 
+/// A model's parsed protobuf and its initializers by name, as `fuse`
+/// takes them.
+fn parsed(
+    bytes: &[u8],
+) -> (
+    crate::onnx::proto::ModelProto<'_>,
+    HashMap<String, Arc<Value>>,
+) {
+    let mut model = crate::onnx::proto::model(bytes).unwrap();
+    let mut weights = HashMap::new();
+    for t in std::mem::take(&mut model.graph.initializers) {
+        let (name, v) = crate::onnx::proto::tensor(t).unwrap();
+        weights.insert(name, Arc::new(v));
+    }
+    (model, weights)
+}
+
 fn ids(v: &serde_json::Value) -> Vec<i64> {
     v.as_array()
         .unwrap()
@@ -27,12 +44,7 @@ fn ids(v: &serde_json::Value) -> Vec<i64> {
 #[test]
 fn minilm_fuses_and_agrees_with_the_graph_as_written() {
     let bytes = minilm();
-    let model = crate::onnx::proto::model(&bytes).unwrap();
-    let mut weights = HashMap::new();
-    for t in model.graph.initializers {
-        let (name, v) = crate::onnx::proto::tensor(t).unwrap();
-        weights.insert(name, Arc::new(v));
-    }
+    let (model, weights) = parsed(&bytes);
     let outputs: Vec<String> = model.graph.outputs.iter().map(|o| o.name.clone()).collect();
     let before = model.graph.nodes.len();
     let fused = fuse(model.graph.nodes, &weights, &outputs, true);
@@ -159,12 +171,7 @@ fn a_residual_and_a_gelu_fold_into_the_product_before_them() {
             worst <= 1e-5,
             "residual {dims:?}: fused vs as written {worst}"
         );
-        let model = crate::onnx::proto::model(&bytes).unwrap();
-        let mut weights = HashMap::new();
-        for t in model.graph.initializers {
-            let (name, v) = crate::onnx::proto::tensor(t).unwrap();
-            weights.insert(name, Arc::new(v));
-        }
+        let (model, weights) = parsed(&bytes);
         let fused = fuse(model.graph.nodes, &weights, &["y".into()], true);
         assert_eq!(fused.len(), 1, "{fused:?}");
         assert_eq!(fused[0].inputs[..4], ["x", "w", "b", "r"]);
@@ -217,12 +224,7 @@ fn a_product_read_twice_or_already_finished_keeps_its_readers() {
     ];
     let then_add = [gelu.as_slice(), &[("Add", &["g", "r"], "y")]].concat();
     let count = |bytes: &[u8], outputs: &[&str]| {
-        let model = crate::onnx::proto::model(bytes).unwrap();
-        let mut weights = HashMap::new();
-        for t in model.graph.initializers {
-            let (name, v) = crate::onnx::proto::tensor(t).unwrap();
-            weights.insert(name, Arc::new(v));
-        }
+        let (model, weights) = parsed(bytes);
         let outputs: Vec<String> = outputs.iter().map(|o| o.to_string()).collect();
         fuse(model.graph.nodes, &weights, &outputs, true).len()
     };
@@ -290,12 +292,7 @@ fn patterns_whose_insides_are_read_elsewhere_stay_unfused() {
     };
     // Fused: the same bits as the five nodes.
     assert_eq!(run(&alone, true), run(&alone, false));
-    let model = crate::onnx::proto::model(&alone).unwrap();
-    let mut weights = HashMap::new();
-    for t in model.graph.initializers {
-        let (name, v) = crate::onnx::proto::tensor(t).unwrap();
-        weights.insert(name, Arc::new(v));
-    }
+    let (model, weights) = parsed(&alone);
     let nodes = model.graph.nodes;
     assert_eq!(fuse(nodes.clone(), &weights, &["y".into()], true).len(), 1);
     // `e` is an output too: nothing fuses.
