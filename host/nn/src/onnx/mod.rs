@@ -9,6 +9,7 @@ mod control;
 mod device;
 pub(crate) mod exec;
 mod fuse;
+mod narrow;
 mod ops;
 mod proto;
 mod value;

@@ -3,6 +3,7 @@
 //! tensor types of `ValueInfoProto`. Built on the field walker in the parent
 //! module; field numbers are those of `onnx.proto3`.
 
+use super::narrow;
 use super::value::{DType, Data, Value, f16_to_f32};
 use super::{Field, fields, malformed, text};
 use crate::{NnError, NnErrorKind};
@@ -397,7 +398,12 @@ pub(crate) fn tensor(b: &[u8]) -> Result<(String, Value), NnError> {
     }
     let count: usize = shape.iter().product();
     let data = match raw {
-        Some(r) => from_raw(dtype, r),
+        Some(r) => from_raw(dtype, r, count),
+        // Narrow types' int32_data holds what raw_data would, a byte each.
+        None if dtype.packed_bits().is_some() || dtype.is_narrow_float() => {
+            let bytes: Vec<u8> = i32s.iter().map(|&v| v as u8).collect();
+            from_raw(dtype, &bytes, count)
+        }
         None => match dtype {
             DType::F32 => Data::F32(f32s),
             DType::F64 => Data::F64(f64s),
@@ -423,13 +429,27 @@ pub(crate) fn tensor(b: &[u8]) -> Result<(String, Value), NnError> {
     Ok((name, Value { dtype, shape, data }))
 }
 
-/// Little-endian element bytes of `dtype`; a trailing partial element is
-/// dropped (and caught by the element count check).
-fn from_raw(dtype: DType, r: &[u8]) -> Data {
+/// Little-endian element bytes of `dtype` (`count` of them: 2- and 4-bit
+/// elements are packed several to a byte); a trailing partial element is
+/// dropped, and too few are caught by the element count check.
+fn from_raw(dtype: DType, r: &[u8], count: usize) -> Data {
     fn le<const N: usize>(r: &[u8]) -> impl Iterator<Item = [u8; N]> + '_ {
         r.chunks_exact(N).map(|c| c.try_into().expect("N"))
     }
+    let bytes = match dtype.packed_bits() {
+        Some(bits) => narrow::unpack(r, bits, count).unwrap_or_default(),
+        None => r.to_vec(),
+    };
     match dtype {
+        DType::F8E4M3Fn
+        | DType::F8E4M3Fnuz
+        | DType::F8E5M2
+        | DType::F8E5M2Fnuz
+        | DType::F8E8M0
+        | DType::F4E2M1 => Data::F32(bytes.iter().map(|&b| dtype.decode(b)).collect()),
+        DType::I4 | DType::U4 | DType::I2 | DType::U2 => {
+            Data::I64(bytes.iter().map(|&b| dtype.wrap(i64::from(b))).collect())
+        }
         DType::F32 => Data::F32(le::<4>(r).map(f32::from_le_bytes).collect()),
         DType::F16 => Data::F32(
             le::<2>(r)

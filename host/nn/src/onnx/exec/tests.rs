@@ -586,3 +586,56 @@ fn training_mode_dropout_keeps_one_minus_ratio_and_scales_what_it_keeps() {
     let inference = OnnxModel::load(&build(false)).unwrap();
     assert_eq!(run(&inference), vec![1.0; 1000]);
 }
+
+#[test]
+fn narrow_types_are_read_packed_fed_rounded_and_cast_with_their_modes() {
+    use crate::onnx::write::GraphWriter;
+    // An int4 weight of three elements packed in two bytes (low nibble
+    // first), dequantised; a float8 E4M3FN input given as f32 (rounded to
+    // the type on the way in) and cast back.
+    let mut g = GraphWriter::new("narrow");
+    g.raw_initializer("w", &[3], 22, &[0x8f, 0x07]);
+    g.initializer("s", &[], &[0.5]);
+    g.node("DequantizeLinear", &["w", "s"], &["wf"], "dq", &[]);
+    g.node("Cast", &["x"], &["xf"], "up", &[("to", 1)]);
+    g.input_of("x", &["2"], 17);
+    g.output("wf", &["3"]);
+    g.output("xf", &["2"]);
+    let model = OnnxModel::load(&g.finish("weft-nn tests", 21)).unwrap();
+    let x = Tensor::from_f32(vec![2], &[0.478_925_47, 1e6]);
+    let out = model.session().compute(&[("x".into(), x)]).unwrap();
+    assert_eq!(out[0].1.to_f32().unwrap(), [-0.5, -4.0, 3.5]);
+    assert_eq!(out[1].1.to_f32().unwrap(), [0.46875, 448.0]);
+
+    // Cast's modes: no saturation gives NaN past E4M3FN's range; an E8M0
+    // round_mode must be one the spec names.
+    let cast = |attrs: &[(&str, i64)], mode: &str| {
+        let mut g = GraphWriter::new("cast");
+        g.node_strings(
+            "Cast",
+            &["x"],
+            &["y"],
+            "c",
+            (attrs, &[]),
+            &[("round_mode", mode)],
+        );
+        g.input("x", &["1"]);
+        g.output_of("y", &["1"], 1);
+        let model = OnnxModel::load(&g.finish("weft-nn tests", 25)).unwrap();
+        let x = Tensor::from_f32(vec![1], &[1000.0]);
+        model
+            .session()
+            .compute(&[("x".into(), x)])
+            .map(|out| out[0].1.to_f32().unwrap()[0])
+    };
+    assert_eq!(cast(&[("to", 17)], "up").unwrap(), 448.0);
+    assert!(cast(&[("to", 17), ("saturate", 0)], "up").unwrap().is_nan());
+    assert_eq!(cast(&[("to", 24)], "down").unwrap(), 512.0);
+    assert_eq!(cast(&[("to", 24)], "up").unwrap(), 1024.0);
+    let err = cast(&[("to", 24)], "sideways").unwrap_err();
+    assert!(
+        err.message.contains("round_mode `sideways`"),
+        "{}",
+        err.message
+    );
+}

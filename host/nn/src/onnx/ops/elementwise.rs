@@ -7,6 +7,7 @@ use rayon::prelude::*;
 use super::binary::{Bin, Layout, apply_bin, binary, float_binary, layout};
 use super::{Node, opt, req};
 use crate::NnError;
+use crate::onnx::narrow::E8m0Round;
 use crate::onnx::value::{DType, Data, Value, broadcast_shape, broadcast_to, fail, zip_broadcast};
 
 /// Above this many elements, unary maps run in parallel.
@@ -44,9 +45,9 @@ pub(super) fn run(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Value, Nn
             let to = node.int("to", 0);
             let to = DType::from_onnx(to)
                 .ok_or_else(|| fail(format!("Cast to element type {to} is not supported")))?;
-            Ok(req(inputs, 0)?.cast(to))
+            cast(node, req(inputs, 0)?, to)
         }
-        "CastLike" => Ok(req(inputs, 0)?.cast(req(inputs, 1)?.dtype)),
+        "CastLike" => cast(node, req(inputs, 0)?, req(inputs, 1)?.dtype),
         "PRelu" => {
             let (x, s) = (req(inputs, 0)?, req(inputs, 1)?.cast(req(inputs, 0)?.dtype));
             float_binary(x, &s, |x, s| if x < 0.0 { x * s } else { x })
@@ -500,6 +501,17 @@ fn compare(op: &str, a: &Value, b: &Value) -> Result<Value, NnError> {
         _ => return Err(fail("mismatched comparison operands")),
     };
     Ok(Value::bool(s, v))
+}
+
+/// `Cast` and `CastLike`, with their `saturate` and `round_mode`.
+fn cast(node: Node<'_>, x: &Value, to: DType) -> Result<Value, NnError> {
+    let mode = node.string("round_mode", "up");
+    let mode = E8m0Round::parse(&mode).ok_or_else(|| {
+        fail(format!(
+            "round_mode `{mode}` is not one of `up`, `down` and `nearest`"
+        ))
+    })?;
+    Ok(x.cast_with(to, node.int("saturate", 1) != 0, mode))
 }
 
 fn logic(op: &str, a: &Value, b: &Value) -> Result<Value, NnError> {

@@ -6,6 +6,7 @@ use rayon::prelude::*;
 use super::shape::map_indices;
 use super::{Node, axis, nn, opt, req};
 use crate::NnError;
+use crate::onnx::narrow::E8m0Round;
 use crate::onnx::value::{DType, Data, Value, broadcast_shape, broadcast_to, fail, strides};
 
 /// For every element of `x`, the flat index of its scale.
@@ -105,12 +106,19 @@ pub(super) fn quantize(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Valu
             DType::from_onnx(c).ok_or_else(|| fail(format!("output_dtype {c} is not supported")))?
         }
     };
+    if to.is_narrow_float() && to != DType::F8E8M0 {
+        return quantize_float(node, x, scale, zp, to);
+    }
     let (lo, hi) = match to {
         DType::U8 => (0.0, 255.0),
         DType::I8 => (-128.0, 127.0),
         DType::U16 => (0.0, 65535.0),
         DType::I16 => (-32768.0, 32767.0),
         DType::I32 => (f64::from(i32::MIN), f64::from(i32::MAX)),
+        DType::U4 => (0.0, 15.0),
+        DType::I4 => (-8.0, 7.0),
+        DType::U2 => (0.0, 3.0),
+        DType::I2 => (-2.0, 1.0),
         other => return Err(fail(format!("quantising to {other:?} is not supported"))),
     };
     // One f32 scale and an f32 x (a QDQ model's activations), in parallel:
@@ -155,6 +163,36 @@ pub(super) fn quantize(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Valu
         dtype: to,
         shape: x.shape.clone(),
         data: Data::I64(v),
+    })
+}
+
+/// `QuantizeLinear` to a float8 or float4 type: `x / scale` (plus the zero
+/// point, which the spec requires to be 0 for float8) rounded to the type,
+/// saturating unless `saturate` is 0 (float4 always saturates).
+fn quantize_float(
+    node: Node<'_>,
+    x: &Value,
+    scale: &Value,
+    zp: Option<&Value>,
+    to: DType,
+) -> Result<Value, NnError> {
+    check_zero_point(zp, scale)?;
+    let idx = scale_index(node, &x.shape, scale)?;
+    let (xv, sv) = (x.to_f64(), scale.to_f64());
+    let zv = zp.map(Value::to_f64);
+    let saturate = node.int("saturate", 1) != 0;
+    let v = xv
+        .iter()
+        .zip(&idx)
+        .map(|(&f, &i)| {
+            let q = f / sv[i] + zv.as_ref().map_or(0.0, |z| z[i]);
+            to.round(q as f32, saturate, E8m0Round::Up)
+        })
+        .collect();
+    Ok(Value {
+        dtype: to,
+        shape: x.shape.clone(),
+        data: Data::F32(v),
     })
 }
 
