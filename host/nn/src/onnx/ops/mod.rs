@@ -24,6 +24,7 @@ pub(crate) use resize::resize_plan;
 mod sample;
 mod shape;
 mod signal;
+mod spectral;
 
 use super::proto::{Attr, NodeProto};
 use super::value::{Value, fail};
@@ -177,6 +178,10 @@ pub(crate) const SUPPORTED: &[&str] = &[
     "HammingWindow",
     "BlackmanWindow",
     "Det",
+    // spectral.rs
+    "DFT",
+    "STFT",
+    "MelWeightMatrix",
     "ReverseSequence",
     "Scatter",
     // attention.rs
@@ -435,6 +440,9 @@ pub(crate) fn run(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Vec<Value
         "SoftmaxCrossEntropyLoss" => loss::softmax_cross_entropy(node, inputs),
         "HannWindow" | "HammingWindow" | "BlackmanWindow" => one(signal::window(node, inputs)?),
         "Det" => one(signal::det(inputs)?),
+        "DFT" => one(spectral::dft(node, inputs)?),
+        "STFT" => one(spectral::stft(node, inputs)?),
+        "MelWeightMatrix" => one(spectral::mel_weight_matrix(node, inputs)?),
         "Attention" => attention::attention(node, inputs),
         "DequantizeLinear" => one(quant::dequantize(node, inputs)?),
         "QuantizeLinear" => one(quant::quantize(node, inputs)?),
