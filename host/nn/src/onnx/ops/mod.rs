@@ -5,6 +5,7 @@ mod arrange;
 mod attention;
 mod binary;
 mod boxes;
+mod deform;
 pub(crate) mod einsum;
 pub(crate) use shape::unpermuted;
 mod elementwise;
@@ -25,6 +26,7 @@ mod sample;
 mod shape;
 mod signal;
 mod spectral;
+mod unpool;
 
 use super::proto::{Attr, NodeProto};
 use super::value::{Value, fail};
@@ -182,6 +184,11 @@ pub(crate) const SUPPORTED: &[&str] = &[
     "DFT",
     "STFT",
     "MelWeightMatrix",
+    // unpool.rs, boxes.rs, deform.rs
+    "Col2Im",
+    "MaxUnpool",
+    "RoiAlign",
+    "DeformConv",
     "ReverseSequence",
     "Scatter",
     // attention.rs
@@ -443,6 +450,10 @@ pub(crate) fn run(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Vec<Value
         "DFT" => one(spectral::dft(node, inputs)?),
         "STFT" => one(spectral::stft(node, inputs)?),
         "MelWeightMatrix" => one(spectral::mel_weight_matrix(node, inputs)?),
+        "Col2Im" => one(unpool::col2im(node, inputs)?),
+        "MaxUnpool" => one(unpool::max_unpool(node, inputs)?),
+        "RoiAlign" => one(boxes::roi_align(node, inputs)?),
+        "DeformConv" => one(deform::deform_conv(node, inputs)?),
         "Attention" => attention::attention(node, inputs),
         "DequantizeLinear" => one(quant::dequantize(node, inputs)?),
         "QuantizeLinear" => one(quant::quantize(node, inputs)?),
