@@ -284,7 +284,9 @@ fn check_nodes(nodes: &[proto::NodeProto], opset: i64) -> Result<(), NnError> {
             )));
         }
         let domain_ok = n.domain.is_empty() || n.domain == "ai.onnx";
-        if !domain_ok || !ops::SUPPORTED.contains(&n.op_type.as_str()) {
+        let training =
+            n.domain == "ai.onnx.preview.training" && ops::TRAINING.contains(&n.op_type.as_str());
+        if !training && (!domain_ok || !ops::SUPPORTED.contains(&n.op_type.as_str())) {
             let op = if domain_ok {
                 n.op_type.clone()
             } else {

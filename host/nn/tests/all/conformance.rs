@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use weft_nn::{ElementType, Encoding, Engine, NnErrorKind, Placement, Target, Tensor};
 
 /// Cases passing today; raise it as operators land.
-const MIN_PASSED: usize = 1593;
+const MIN_PASSED: usize = 1599;
 
 /// Cases whose expected outputs weft-nn does not reproduce, on purpose,
 /// each with why: each must fail (and is listed with the reason instead of
@@ -27,6 +27,7 @@ const DIFFERS: &[(&str, &str)] = &[
     ("test_qlinearmatmul_2D_int8_float32", WRAPS),
     ("test_qlinearmatmul_3D_int8_float16", WRAPS),
     ("test_qlinearmatmul_3D_int8_float32", WRAPS),
+    ("test_adam_multiple", STALE),
     ("test_training_dropout", RANDOM),
     ("test_training_dropout_default", RANDOM),
     ("test_training_dropout_default_mask", RANDOM),
@@ -34,6 +35,8 @@ const DIFFERS: &[(&str, &str)] = &[
 ];
 const NOT_DIFFERING: &str = "listed in DIFFERS but did not fail";
 const WRAPS: &str = "the onnx reference wraps int8 results that overflow; the spec and onnxruntime saturate, as weft-nn does";
+const STALE: &str = "the case's outputs were made with epsilon 1e-2, which its model does not set; \
+     the ONNX reference run on the model gives weft-nn's values (default epsilon 1e-6)";
 const RANDOM: &str =
     "training-mode dropout is random; the reference's mask comes from numpy's generator";
 
@@ -588,7 +591,7 @@ fn conformance(target: Target) -> Run {
     refused.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     let shown: Vec<String> = refused.iter().map(|(w, n)| format!("{w} {n}")).collect();
     report += &format!("\nunsupported, by what was refused: {}", shown.join(", "));
-    for why in [WRAPS, RANDOM] {
+    for why in [WRAPS, STALE, RANDOM] {
         let cases: Vec<&str> = DIFFERS
             .iter()
             .filter(|(c, w)| *w == why && differs.iter().any(|d| d == c))

@@ -17,6 +17,8 @@ mod index;
 mod loss;
 mod matmul;
 mod nn;
+mod optim;
+pub(crate) use optim::TRAINING;
 mod quant;
 mod reduce;
 mod resize;
@@ -451,6 +453,7 @@ pub(crate) fn run(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Vec<Value
         "STFT" => one(spectral::stft(node, inputs)?),
         "MelWeightMatrix" => one(spectral::mel_weight_matrix(node, inputs)?),
         "Col2Im" => one(unpool::col2im(node, inputs)?),
+        "Adagrad" | "Adam" | "Momentum" => optim::step(node, inputs),
         "MaxUnpool" => one(unpool::max_unpool(node, inputs)?),
         "RoiAlign" => one(boxes::roi_align(node, inputs)?),
         "DeformConv" => one(deform::deform_conv(node, inputs)?),
