@@ -16,6 +16,7 @@ pub(super) use shape::{broadcast_strides, split_sizes, strided_view, view_shape}
 mod index;
 mod loss;
 mod matmul;
+mod ngrams;
 mod nn;
 mod optim;
 pub(crate) use optim::TRAINING;
@@ -191,6 +192,8 @@ pub(crate) const SUPPORTED: &[&str] = &[
     "MaxUnpool",
     "RoiAlign",
     "DeformConv",
+    // ngrams.rs
+    "TfIdfVectorizer",
     "ReverseSequence",
     "Scatter",
     // attention.rs
@@ -453,6 +456,7 @@ pub(crate) fn run(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Vec<Value
         "STFT" => one(spectral::stft(node, inputs)?),
         "MelWeightMatrix" => one(spectral::mel_weight_matrix(node, inputs)?),
         "Col2Im" => one(unpool::col2im(node, inputs)?),
+        "TfIdfVectorizer" => one(ngrams::tfidf(node, inputs)?),
         "Adagrad" | "Adam" | "Momentum" => optim::step(node, inputs),
         "MaxUnpool" => one(unpool::max_unpool(node, inputs)?),
         "RoiAlign" => one(boxes::roi_align(node, inputs)?),
