@@ -307,6 +307,9 @@ fn check_nodes(nodes: &[proto::NodeProto], opset: i64) -> Result<(), NnError> {
                 )));
             }
             match attr {
+                // The type of an `Optional` without an input: weft-nn's
+                // absent optionals have none.
+                Attr::Unsupported("type") if n.op_type == "Optional" => {}
                 Attr::Unsupported(kind) => {
                     return Err(unsupported(format!(
                         "operator `{}` (node `{}`) has a {kind} attribute `{name}`, which weft-nn does not support",
@@ -520,6 +523,26 @@ impl Graph {
                     })
                 })
                 .collect::<Result<_, _>>()?;
+            if !ops::takes_non_tensors(&node.op_type)
+                && let Some(i) = (args.iter().enumerate())
+                    .map(|(i, v)| match &owned {
+                        Some((o, v)) if *o == i => (i, Some(v)),
+                        _ => (i, *v),
+                    })
+                    .find_map(|(i, v)| v.is_some_and(|v| !v.is_tensor()).then_some(i))
+            {
+                return Err(named(
+                    node,
+                    NnError::new(
+                        NnErrorKind::RuntimeError,
+                        format!(
+                            "{} takes tensors, but its input {i} is a sequence or an optional \
+                             without an element",
+                            node.op_type
+                        ),
+                    ),
+                ));
+            }
             // A shape inconsistency an operator did not anticipate must fail
             // the call, not the process serving it.
             let resident = g

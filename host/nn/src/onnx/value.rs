@@ -184,22 +184,31 @@ impl DType {
     }
 }
 
-/// Element storage.
+/// Element storage; or, inside a graph only, a value that is not a
+/// tensor (graph inputs and outputs are tensors: `wasi:nn` passes nothing
+/// else).
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Data {
     F32(Vec<f32>),
     F64(Vec<f64>),
     I64(Vec<i64>),
     Bool(Vec<bool>),
+    /// A sequence of tensors of the value's `dtype` (its shape is `[]`).
+    Seq(Vec<Value>),
+    /// An optional without an element (an optional with one is its
+    /// element).
+    Absent,
 }
 
 impl Data {
+    /// Elements of a tensor; 0 for a sequence or an absent optional.
     pub(crate) fn len(&self) -> usize {
         match self {
             Self::F32(v) => v.len(),
             Self::F64(v) => v.len(),
             Self::I64(v) => v.len(),
             Self::Bool(v) => v.len(),
+            Self::Seq(_) | Self::Absent => 0,
         }
     }
 }
@@ -276,6 +285,11 @@ impl Value {
         self.data.len()
     }
 
+    /// Whether this is a tensor (not a sequence or an absent optional).
+    pub(crate) fn is_tensor(&self) -> bool {
+        !matches!(self.data, Data::Seq(_) | Data::Absent)
+    }
+
     /// Values as f32 (any numeric type).
     pub(crate) fn to_f32(&self) -> Vec<f32> {
         match &self.data {
@@ -286,6 +300,7 @@ impl Value {
             }
             Data::I64(v) => v.iter().map(|&x| x as f32).collect(),
             Data::Bool(v) => v.iter().map(|&x| f32::from(u8::from(x))).collect(),
+            Data::Seq(_) | Data::Absent => Vec::new(),
         }
     }
 
@@ -299,6 +314,7 @@ impl Value {
             }
             Data::I64(v) => v.iter().map(|&x| x as f64).collect(),
             Data::Bool(v) => v.iter().map(|&x| f64::from(u8::from(x))).collect(),
+            Data::Seq(_) | Data::Absent => Vec::new(),
         }
     }
 
@@ -309,6 +325,7 @@ impl Value {
             Data::F64(v) => v.iter().map(|&x| x as i64).collect(),
             Data::I64(v) => v.clone(),
             Data::Bool(v) => v.iter().map(|&x| i64::from(x)).collect(),
+            Data::Seq(_) | Data::Absent => Vec::new(),
         }
     }
 
@@ -319,6 +336,7 @@ impl Value {
             Data::F64(v) => v.iter().map(|&x| x != 0.0).collect(),
             Data::I64(v) => v.iter().map(|&x| x != 0).collect(),
             Data::Bool(v) => v.clone(),
+            Data::Seq(_) | Data::Absent => Vec::new(),
         }
     }
 
@@ -455,6 +473,8 @@ impl Value {
             }
             (Data::I64(v), _) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
             (Data::Bool(v), _) => v.iter().map(|&x| u8::from(x)).collect(),
+            // Graph outputs are tensors (checked at load).
+            (Data::Seq(_) | Data::Absent, _) => Vec::new(),
         };
         Tensor {
             shape: self.shape.clone(),

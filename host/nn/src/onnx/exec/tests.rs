@@ -639,3 +639,70 @@ fn narrow_types_are_read_packed_fed_rounded_and_cast_with_their_modes() {
         err.message
     );
 }
+
+#[test]
+fn sequences_and_optionals_flow_inside_a_graph_and_misuse_is_named() {
+    use crate::onnx::write::GraphWriter;
+    // x [4, 2] split into rows, row `at` taken back out; the rows stacked
+    // again along a new axis 1; and `at` checked present by
+    // OptionalHasElement.
+    let build = |tensor_op: bool| {
+        let mut g = GraphWriter::new("seq");
+        g.node(
+            "SplitToSequence",
+            &["x"],
+            &["rows"],
+            "split",
+            &[("keepdims", 0)],
+        );
+        g.node("SequenceAt", &["rows", "at"], &["row"], "at", &[]);
+        g.node(
+            "ConcatFromSequence",
+            &["rows"],
+            &["cols"],
+            "stack",
+            &[("axis", 1), ("new_axis", 1)],
+        );
+        g.node("OptionalHasElement", &["at"], &["has"], "has", &[]);
+        if tensor_op {
+            g.node("Relu", &["rows"], &["bad"], "relu", &[]);
+            g.output("bad", &["4"]);
+        }
+        g.input("x", &["4", "2"]);
+        g.input_i64("at", &[]);
+        g.output("row", &["2"]);
+        g.output("cols", &["2", "4"]);
+        g.output_of("has", &[], 9);
+        OnnxModel::load(&g.finish("weft-nn tests", 18)).unwrap()
+    };
+    let x = Tensor::from_f32(vec![4, 2], &[0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]);
+    let at = |i: i64| Tensor::new(vec![], ElementType::I64, i.to_le_bytes().to_vec()).unwrap();
+    let run = |model: &OnnxModel, i: i64| {
+        model
+            .session()
+            .compute(&[("x".into(), x.clone()), ("at".into(), at(i))])
+    };
+    let model = build(false);
+    let out = run(&model, -1).unwrap();
+    assert_eq!(out[0].1.to_f32().unwrap(), [6.0, 7.0]);
+    assert_eq!(out[1].1.shape, [2, 4]);
+    assert_eq!(
+        out[1].1.to_f32().unwrap(),
+        [0.0, 2.0, 4.0, 6.0, 1.0, 3.0, 5.0, 7.0]
+    );
+    assert_eq!(out[2].1.data, [1]);
+    let err = run(&model, 4).unwrap_err();
+    assert!(
+        err.message
+            .contains("position 4 is outside a sequence of 4"),
+        "{}",
+        err.message
+    );
+    let err = run(&build(true), 0).unwrap_err();
+    assert!(
+        err.message
+            .contains("Relu takes tensors, but its input 0 is a sequence"),
+        "{}",
+        err.message
+    );
+}

@@ -237,7 +237,7 @@ pub(super) fn cumsum(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Value,
         Data::F32(v) => Data::F32(cs!(v, 0.0f32)),
         Data::F64(v) => Data::F64(cs!(v, 0.0f64)),
         Data::I64(v) => Data::I64(cs!(v, 0i64)),
-        Data::Bool(_) => return Err(fail("CumSum on bool")),
+        _ => return Err(fail("CumSum takes numbers")),
     };
     Ok(x.with(x.shape.clone(), data))
 }
@@ -404,6 +404,8 @@ fn with_zero(x: &Value) -> Data {
         Data::F64(v) => v.push(0.0),
         Data::I64(v) => v.push(0),
         Data::Bool(v) => v.push(false),
+        // Not tensors: `ops::run` gives operators tensors only.
+        Data::Seq(_) | Data::Absent => {}
     }
     data
 }

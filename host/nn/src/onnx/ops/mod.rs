@@ -26,6 +26,7 @@ mod resize;
 mod rnn;
 pub(crate) use resize::resize_plan;
 mod sample;
+mod sequence;
 mod shape;
 mod signal;
 mod spectral;
@@ -194,6 +195,18 @@ pub(crate) const SUPPORTED: &[&str] = &[
     "DeformConv",
     // ngrams.rs
     "TfIdfVectorizer",
+    // sequence.rs
+    "SequenceEmpty",
+    "SequenceConstruct",
+    "SequenceInsert",
+    "SequenceAt",
+    "SequenceErase",
+    "SequenceLength",
+    "SplitToSequence",
+    "ConcatFromSequence",
+    "Optional",
+    "OptionalHasElement",
+    "OptionalGetElement",
     "ReverseSequence",
     "Scatter",
     // attention.rs
@@ -221,6 +234,13 @@ pub(crate) const SUPPORTED: &[&str] = &[
     "AffineGrid",
     "Unique",
 ];
+
+/// Whether `op` may be given values that are not tensors (sequences and
+/// absent optionals): the sequence and optional operators, `Identity`
+/// and control flow; every other operator is refused them before it runs.
+pub(crate) fn takes_non_tensors(op: &str) -> bool {
+    sequence::OPS.contains(&op) || matches!(op, "Identity" | "If" | "Loop" | "Scan")
+}
 
 /// A node being run: its proto and the model's opset.
 #[derive(Debug, Clone, Copy)]
@@ -398,6 +418,9 @@ pub(crate) use shape::{index_axis, stack};
 pub(crate) fn run(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Vec<Value>, NnError> {
     let op = node.proto.op_type.as_str();
     let one = |v: Value| Ok(vec![v]);
+    if sequence::OPS.contains(&op) {
+        return sequence::run(node, inputs);
+    }
     match op {
         "Constant" => one(shape::constant(node)?),
         "WeftGelu" | "WeftLayerNorm" => one(fused::run(op, inputs, req(inputs, 0)?.clone())?),

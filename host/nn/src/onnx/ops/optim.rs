@@ -136,12 +136,13 @@ pub(super) fn step(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Vec<Valu
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::onnx::proto::NodeProto;
+    use crate::onnx::proto::{Attr, NodeProto};
 
     #[test]
     fn a_step_updates_every_tensor_and_names_a_wrong_count() {
         let proto = NodeProto {
             op_type: "Adagrad".into(),
+            attrs: vec![("epsilon".into(), Attr::Float(0.0))],
             ..Default::default()
         };
         let node = Node {

@@ -18,6 +18,8 @@ pub(super) fn take(d: &Data, idx: &[usize]) -> Data {
         Data::F64(v) => Data::F64(idx.iter().map(|&i| v[i]).collect()),
         Data::I64(v) => Data::I64(idx.iter().map(|&i| v[i]).collect()),
         Data::Bool(v) => Data::Bool(idx.iter().map(|&i| v[i]).collect()),
+        // Not tensors: `ops::run` gives operators tensors only.
+        other @ (Data::Seq(_) | Data::Absent) => other.clone(),
     }
 }
 
@@ -289,6 +291,7 @@ pub(crate) fn stack(values: &[Value], axis: usize) -> Result<Value, NnError> {
         Data::F64(_) => Data::F64(values.iter().flat_map(|v| v.to_f64()).collect()),
         Data::I64(_) => Data::I64(values.iter().flat_map(|v| v.to_i64()).collect()),
         Data::Bool(_) => Data::Bool(values.iter().flat_map(|v| v.to_bool()).collect()),
+        Data::Seq(_) | Data::Absent => return Err(fail("only tensors stack")),
     };
     let mut shape = vec![values.len()];
     shape.extend_from_slice(&first.shape);
@@ -360,6 +363,8 @@ pub(super) fn transpose_perm(x: &Value, perm: &[usize]) -> Value {
         Data::F64(v) => Data::F64(tr!(v)),
         Data::I64(v) => Data::I64(tr!(v)),
         Data::Bool(v) => Data::Bool(tr!(v)),
+        // Not tensors: `ops::run` gives operators tensors only.
+        other @ (Data::Seq(_) | Data::Absent) => other.clone(),
     };
     x.with(shape, data)
 }
@@ -518,12 +523,13 @@ pub(super) fn concat(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Value,
         Data::F64(_) => cat!(F64),
         Data::I64(_) => cat!(I64),
         Data::Bool(_) => cat!(Bool),
+        Data::Seq(_) | Data::Absent => return Err(fail("only tensors concatenate")),
     };
     Ok(first.with(shape, data))
 }
 
 /// `x` restricted to `[start, start + len)` along `ax`.
-fn narrow(x: &Value, ax: usize, start: usize, len: usize) -> Value {
+pub(super) fn narrow(x: &Value, ax: usize, start: usize, len: usize) -> Value {
     let mut shape = x.shape.clone();
     shape[ax] = len;
     let st = strides(&x.shape);
