@@ -55,11 +55,19 @@ pub(super) struct Graph {
 /// Whether a node's results for one row of the batch depend on the other
 /// rows, whatever its input's shape: a model with one must not merge
 /// callers' rows, or each caller's answer would depend on the others'.
-/// (`DynamicQuantizeLinear` takes its scale from the whole tensor, and a
-/// training-mode `BatchNormalization` its statistics.)
+/// (`DynamicQuantizeLinear` takes its scale from the whole tensor, a
+/// training-mode `BatchNormalization` its statistics, and a random
+/// generator's draws for one row follow those for the rows before it, or
+/// have a fixed shape.)
 fn mixes_rows(node: &proto::NodeProto) -> bool {
     match node.op_type.as_str() {
-        "DynamicQuantizeLinear" => true,
+        "DynamicQuantizeLinear"
+        | "RandomUniform"
+        | "RandomNormal"
+        | "RandomUniformLike"
+        | "RandomNormalLike"
+        | "Bernoulli"
+        | "Multinomial" => true,
         "BatchNormalization" => node
             .attrs
             .iter()

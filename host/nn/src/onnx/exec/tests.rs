@@ -706,3 +706,22 @@ fn sequences_and_optionals_flow_inside_a_graph_and_misuse_is_named() {
         err.message
     );
 }
+
+#[test]
+fn a_model_that_draws_random_values_is_not_batched_across_callers() {
+    use crate::onnx::write::GraphWriter;
+    let build = |op: &str| {
+        let mut g = GraphWriter::new("noise");
+        g.node(op, &["x"], &["y"], "n", &[("seed", 1)]);
+        g.input("x", &["n"]);
+        g.output("y", &["n"]);
+        OnnxModel::load(&g.finish("weft-nn tests", 22)).unwrap()
+    };
+    assert!(build("Relu").batchable());
+    let noisy = build("RandomNormalLike");
+    assert!(!noisy.batchable());
+    // Seeded: the same draws each call.
+    let x = Tensor::from_f32(vec![3], &[0.0; 3]);
+    let draw = || noisy.session().compute(&[("x".into(), x.clone())]).unwrap();
+    assert_eq!(draw()[0].1, draw()[0].1);
+}

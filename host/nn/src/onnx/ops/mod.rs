@@ -21,6 +21,7 @@ mod nn;
 mod optim;
 pub(crate) use optim::TRAINING;
 mod quant;
+mod random;
 mod reduce;
 mod resize;
 mod rnn;
@@ -195,6 +196,13 @@ pub(crate) const SUPPORTED: &[&str] = &[
     "DeformConv",
     // ngrams.rs
     "TfIdfVectorizer",
+    // random.rs
+    "RandomUniform",
+    "RandomNormal",
+    "RandomUniformLike",
+    "RandomNormalLike",
+    "Bernoulli",
+    "Multinomial",
     // sequence.rs
     "SequenceEmpty",
     "SequenceConstruct",
@@ -479,6 +487,8 @@ pub(crate) fn run(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Vec<Value
         "STFT" => one(spectral::stft(node, inputs)?),
         "MelWeightMatrix" => one(spectral::mel_weight_matrix(node, inputs)?),
         "Col2Im" => one(unpool::col2im(node, inputs)?),
+        "RandomUniform" | "RandomNormal" | "RandomUniformLike" | "RandomNormalLike"
+        | "Bernoulli" | "Multinomial" => one(random::run(node, inputs)?),
         "TfIdfVectorizer" => one(ngrams::tfidf(node, inputs)?),
         "Adagrad" | "Adam" | "Momentum" => optim::step(node, inputs),
         "MaxUnpool" => one(unpool::max_unpool(node, inputs)?),

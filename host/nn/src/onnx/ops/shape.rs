@@ -79,16 +79,7 @@ pub(super) fn dropout(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Vec<V
     let keep: Vec<bool> = if !training || ratio == 0.0 {
         vec![true; x.len()]
     } else if (0.0..1.0).contains(&ratio) {
-        static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let seed = if node.has("seed") {
-            u64::from(node.float("seed", 0.0).to_bits())
-        } else {
-            let nanos = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos() as u64);
-            nanos ^ CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        };
-        let mut rng = crate::train::math::SplitMix(seed);
+        let mut rng = super::random::rng(node);
         (0..x.len()).map(|_| rng.next_f64() >= ratio).collect()
     } else {
         return Err(fail(format!("Dropout ratio {ratio} is outside [0, 1)")));
