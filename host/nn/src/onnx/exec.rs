@@ -294,7 +294,7 @@ fn check_nodes(nodes: &[proto::NodeProto], opset: i64) -> Result<(), NnError> {
         let domain_ok = n.domain.is_empty() || n.domain == "ai.onnx";
         let training =
             n.domain == "ai.onnx.preview.training" && ops::TRAINING.contains(&n.op_type.as_str());
-        if !training && (!domain_ok || !ops::SUPPORTED.contains(&n.op_type.as_str())) {
+        if !training && (!domain_ok || !ops::supported(&n.op_type)) {
             let op = if domain_ok {
                 n.op_type.clone()
             } else {
@@ -336,7 +336,8 @@ fn check_nodes(nodes: &[proto::NodeProto], opset: i64) -> Result<(), NnError> {
 pub(super) fn tensor_type(v: &ValueInfo) -> Result<Option<DType>, NnError> {
     if v.non_tensor {
         return Err(unsupported(format!(
-            "`{}` is not a tensor (sequence, map and optional values are not supported)",
+            "`{}` is not a tensor: sequences, maps and optionals are not supported as graph \
+             inputs or outputs (a subgraph's included)",
             v.name
         )));
     }
@@ -431,11 +432,21 @@ impl OnnxSession {
             )?));
         }
         let outputs = g.execute(values)?;
-        Ok(g.outputs
+        g.outputs
             .iter()
             .zip(outputs)
-            .map(|(name, v)| (name.clone(), v.to_tensor()))
-            .collect())
+            .map(|(name, v)| match v.is_tensor() {
+                true => Ok((name.clone(), v.to_tensor())),
+                false => Err(NnError::new(
+                    NnErrorKind::RuntimeError,
+                    format!(
+                        "output `{name}` is a sequence or an optional without an element; \
+                         `wasi:nn` returns tensors only (end the graph with SequenceAt, \
+                         ConcatFromSequence or OptionalGetElement)"
+                    ),
+                )),
+            })
+            .collect()
     }
 }
 
@@ -468,6 +479,23 @@ impl Graph {
         };
         for (index, (node, frees)) in g.nodes.iter().zip(&g.frees).enumerate() {
             let started = profile.as_ref().map(|_| Instant::now());
+            // Sequences and absent optionals go to the operators that take
+            // them only (on the GPU path too: the device holds tensors).
+            if !ops::takes_non_tensors(&node.op_type)
+                && let Some(i) = (node.inputs.iter())
+                    .position(|n| env.get(n.as_str()).is_some_and(|v| !v.is_tensor()))
+            {
+                return Err(named(
+                    node,
+                    NnError::new(
+                        NnErrorKind::RuntimeError,
+                        format!(
+                            "takes tensors, but its input {i} is a sequence or an optional \
+                             without an element"
+                        ),
+                    ),
+                ));
+            }
             if let Some(dev) = device.as_mut() {
                 let n = Node {
                     proto: node,
@@ -531,26 +559,6 @@ impl Graph {
                     })
                 })
                 .collect::<Result<_, _>>()?;
-            if !ops::takes_non_tensors(&node.op_type)
-                && let Some(i) = (args.iter().enumerate())
-                    .map(|(i, v)| match &owned {
-                        Some((o, v)) if *o == i => (i, Some(v)),
-                        _ => (i, *v),
-                    })
-                    .find_map(|(i, v)| v.is_some_and(|v| !v.is_tensor()).then_some(i))
-            {
-                return Err(named(
-                    node,
-                    NnError::new(
-                        NnErrorKind::RuntimeError,
-                        format!(
-                            "{} takes tensors, but its input {i} is a sequence or an optional \
-                             without an element",
-                            node.op_type
-                        ),
-                    ),
-                ));
-            }
             // A shape inconsistency an operator did not anticipate must fail
             // the call, not the process serving it.
             let resident = g

@@ -436,9 +436,13 @@ fn from_raw(dtype: DType, r: &[u8], count: usize) -> Data {
     fn le<const N: usize>(r: &[u8]) -> impl Iterator<Item = [u8; N]> + '_ {
         r.chunks_exact(N).map(|c| c.try_into().expect("N"))
     }
-    let bytes = match dtype.packed_bits() {
-        Some(bits) => narrow::unpack(r, bits, count).unwrap_or_default(),
-        None => r.to_vec(),
+    let unpacked;
+    let bytes: &[u8] = match dtype.packed_bits() {
+        Some(bits) => {
+            unpacked = narrow::unpack(r, bits, count).unwrap_or_default();
+            &unpacked
+        }
+        None => r,
     };
     match dtype {
         DType::F8E4M3Fn

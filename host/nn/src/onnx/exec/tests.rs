@@ -698,10 +698,26 @@ fn sequences_and_optionals_flow_inside_a_graph_and_misuse_is_named() {
         "{}",
         err.message
     );
+    // A graph that ends in a sequence (declared a tensor) says how to end
+    // it instead of returning an empty tensor.
+    let mut g = GraphWriter::new("ends");
+    g.node("SplitToSequence", &["x"], &["rows"], "split", &[]);
+    g.input("x", &["4", "2"]);
+    g.output("rows", &["4"]);
+    let ends = OnnxModel::load(&g.finish("weft-nn tests", 18)).unwrap();
+    let err = ends
+        .session()
+        .compute(&[("x".into(), x.clone())])
+        .unwrap_err();
+    assert!(
+        err.message.contains("end the graph with SequenceAt"),
+        "{}",
+        err.message
+    );
     let err = run(&build(true), 0).unwrap_err();
     assert!(
         err.message
-            .contains("Relu takes tensors, but its input 0 is a sequence"),
+            .contains("(Relu): takes tensors, but its input 0 is a sequence"),
         "{}",
         err.message
     );

@@ -143,7 +143,19 @@ pub(super) fn roi_align(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Val
     } else {
         "output_half_pixel"
     };
-    let half_pixel = node.string("coordinate_transformation_mode", default) == "half_pixel";
+    let half_pixel = match node
+        .string("coordinate_transformation_mode", default)
+        .as_str()
+    {
+        "half_pixel" => true,
+        "output_half_pixel" => false,
+        other => {
+            return Err(fail(format!(
+                "RoiAlign's coordinate_transformation_mode `{other}` is not `half_pixel` or \
+                 `output_half_pixel`"
+            )));
+        }
+    };
     let max = match node.string("mode", "avg").as_str() {
         "avg" => false,
         "max" => true,

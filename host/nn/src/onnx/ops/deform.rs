@@ -4,6 +4,7 @@
 
 use rayon::prelude::*;
 
+use super::unpool::per_dim;
 use super::{Node, opt, req};
 use crate::NnError;
 use crate::onnx::value::{Value, fail};
@@ -23,17 +24,6 @@ fn sample(plane: &[f64], h: usize, w: usize, y: f64, x: f64) -> f64 {
         + ly * ((1.0 - lx) * at(y0 + 1.0, x0) + lx * at(y0 + 1.0, x0 + 1.0))
 }
 
-/// An attribute of two values (one per spatial dim; pads four).
-fn pair(node: Node<'_>, name: &str, n: usize, default: i64) -> Result<Vec<i64>, NnError> {
-    let v = node.ints(name).unwrap_or_else(|| vec![default; n]);
-    match v.len() == n {
-        true => Ok(v),
-        false => Err(fail(format!(
-            "DeformConv needs {n} {name} for a 2-D input, got {v:?}"
-        ))),
-    }
-}
-
 pub(super) fn deform_conv(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Value, NnError> {
     let (x, wt, off) = (req(inputs, 0)?, req(inputs, 1)?, req(inputs, 2)?);
     let (bias, mask) = (opt(inputs, 3), opt(inputs, 4));
@@ -46,9 +36,9 @@ pub(super) fn deform_conv(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<V
     let group = node.int("group", 1).max(1) as usize;
     let og = node.int("offset_group", 1).max(1) as usize;
     let (st, dil, pads) = (
-        pair(node, "strides", 2, 1)?,
-        pair(node, "dilations", 2, 1)?,
-        pair(node, "pads", 4, 0)?,
+        per_dim(node, "strides", 2, 1)?,
+        per_dim(node, "dilations", 2, 1)?,
+        per_dim(node, "pads", 4, 0)?,
     );
     if ic != icg * group || oc % group != 0 || ic % og != 0 {
         return Err(fail(format!(

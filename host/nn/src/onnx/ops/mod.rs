@@ -37,8 +37,9 @@ use super::proto::{Attr, NodeProto};
 use super::value::{Value, fail};
 use crate::NnError;
 
-/// Every operator [`run`] implements (default domain).
-pub(crate) const SUPPORTED: &[&str] = &[
+/// Every operator [`run`] implements in the default domain, but for the
+/// sequence ones ([`supported`] adds those).
+const SUPPORTED: &[&str] = &[
     // elementwise.rs
     "Abs",
     "Acos",
@@ -203,18 +204,6 @@ pub(crate) const SUPPORTED: &[&str] = &[
     "RandomNormalLike",
     "Bernoulli",
     "Multinomial",
-    // sequence.rs
-    "SequenceEmpty",
-    "SequenceConstruct",
-    "SequenceInsert",
-    "SequenceAt",
-    "SequenceErase",
-    "SequenceLength",
-    "SplitToSequence",
-    "ConcatFromSequence",
-    "Optional",
-    "OptionalHasElement",
-    "OptionalGetElement",
     "ReverseSequence",
     "Scatter",
     // attention.rs
@@ -242,6 +231,11 @@ pub(crate) const SUPPORTED: &[&str] = &[
     "AffineGrid",
     "Unique",
 ];
+
+/// Whether [`run`] implements `op` of the default domain.
+pub(crate) fn supported(op: &str) -> bool {
+    SUPPORTED.contains(&op) || sequence::OPS.contains(&op)
+}
 
 /// Whether `op` may be given values that are not tensors (sequences and
 /// absent optionals): the sequence and optional operators, `Identity`

@@ -108,6 +108,9 @@ fn multinomial(
             )));
         }
     };
+    if classes == 0 && batch * samples > 0 {
+        return Err(fail("Multinomial needs at least one class to draw from"));
+    }
     let logits = x.to_f64();
     let mut out = Vec::with_capacity(batch * samples);
     for row in logits.chunks(classes.max(1)).take(batch) {

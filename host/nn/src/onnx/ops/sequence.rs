@@ -10,8 +10,8 @@ use super::{Node, axis, opt, req};
 use crate::NnError;
 use crate::onnx::value::{DType, Data, Value, fail};
 
-/// The operators here: the only ones given values that are not tensors
-/// (with `Identity`, which passes anything through).
+/// The operators here: with `Identity` and control flow, the only ones
+/// given values that are not tensors.
 pub(super) const OPS: &[&str] = &[
     "SequenceEmpty",
     "SequenceConstruct",
@@ -39,7 +39,7 @@ fn items<'a>(inputs: &[Option<&'a Value>], i: usize, op: &str) -> Result<&'a [Va
     match &req(inputs, i)?.data {
         Data::Seq(items) => Ok(items),
         _ => Err(fail(format!(
-            "{op}'s input {i} must be a sequence, got a tensor"
+            "{op}'s input {i} must be a sequence, got a tensor or an absent optional"
         ))),
     }
 }
@@ -125,6 +125,11 @@ pub(super) fn run(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Vec<Value
                 .ok_or_else(|| fail("ConcatFromSequence of an empty sequence"))?;
             match node.int("new_axis", 0) != 0 {
                 true => stack(items, axis(node.int("axis", 0), first.shape.len() + 1)?)?,
+                false if first.shape.is_empty() => {
+                    return Err(fail(
+                        "ConcatFromSequence of scalars needs new_axis 1 (they have no axis to join)",
+                    ));
+                }
                 false => concat(node, &items.iter().map(Some).collect::<Vec<_>>())?,
             }
         }
@@ -152,21 +157,26 @@ pub(super) fn run(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Vec<Value
 /// sizes listed, or (no `split`) of 1, squeezed unless `keepdims`.
 fn split_to_sequence(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Value, NnError> {
     let x = req(inputs, 0)?;
+    let split = opt(inputs, 1);
+    if !x.is_tensor() || x.shape.is_empty() || split.is_some_and(|s| !s.is_tensor()) {
+        return Err(fail(
+            "SplitToSequence splits a tensor of rank 1 or more, by a tensor of sizes",
+        ));
+    }
     let ax = axis(node.int("axis", 0), x.shape.len())?;
     let dim = x.shape[ax];
-    let split = opt(inputs, 1);
     let sizes: Vec<usize> = match split.map(|s| (s.shape.is_empty(), s.to_i64())) {
         None => vec![1; dim],
-        Some((true, v)) => {
+        Some((true, v)) if v.len() == 1 => {
             let chunk = usize::try_from(v[0]).ok().filter(|&c| c > 0);
             let chunk = chunk.ok_or_else(|| fail(format!("split {} must be positive", v[0])))?;
             (0..dim.div_ceil(chunk))
                 .map(|i| chunk.min(dim - i * chunk))
                 .collect()
         }
-        Some((false, v)) => v.iter().map(|&s| s.max(0) as usize).collect(),
+        Some((_, v)) => v.iter().map(|&s| s.max(0) as usize).collect(),
     };
-    if sizes.iter().sum::<usize>() != dim {
+    if sizes.iter().try_fold(0usize, |a, &s| a.checked_add(s)) != Some(dim) {
         return Err(fail(format!(
             "split sizes {sizes:?} do not add up to {dim}"
         )));

@@ -576,7 +576,7 @@ pub(crate) fn split_sizes(
                 .collect()
         }
     };
-    if sizes.iter().sum::<usize>() != dim {
+    if sizes.iter().try_fold(0usize, |a, &s| a.checked_add(s)) != Some(dim) {
         return Err(fail(format!(
             "split sizes {sizes:?} do not add up to {dim}"
         )));

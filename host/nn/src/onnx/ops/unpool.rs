@@ -6,10 +6,21 @@ use super::{Node, opt, req};
 use crate::NnError;
 use crate::onnx::value::{Value, fail, strides};
 
-/// Attribute `name` with one value per spatial dim (`n * per` of them),
+/// Attribute `name` with `n` values (one per spatial dim; pads two),
 /// `default` each when absent.
-fn per_dim(node: Node<'_>, name: &str, n: usize, default: i64) -> Result<Vec<i64>, NnError> {
+pub(super) fn per_dim(
+    node: Node<'_>,
+    name: &str,
+    n: usize,
+    default: i64,
+) -> Result<Vec<i64>, NnError> {
     let v = node.ints(name).unwrap_or_else(|| vec![default; n]);
+    if matches!(name, "strides" | "dilations") && v.iter().any(|&s| s < 1) {
+        return Err(fail(format!(
+            "{}'s {name} must be 1 or more, got {v:?}",
+            node.proto.op_type
+        )));
+    }
     if v.len() != n {
         return Err(fail(format!(
             "{} needs {n} {name}, got {v:?}",
