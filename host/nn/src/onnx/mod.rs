@@ -7,6 +7,7 @@
 
 mod control;
 mod device;
+mod dtype;
 pub(crate) mod exec;
 mod fuse;
 mod narrow;
