@@ -57,6 +57,14 @@ pub use llama::ARCHITECTURES as GGUF_ARCHITECTURES;
 pub use onnx::OnnxInfo;
 pub use tensor::{ElementType, Tensor};
 
+/// The most elements one tensor inside an ONNX graph may hold: 2^30, 4 GiB
+/// of f32. An operator whose output size comes from its inputs' values or
+/// its attributes (`ConstantOfShape`, `Expand`, `Tile`, `Range`, `Pad`,
+/// `Resize`, broadcasting, products, ...) checks its size against this
+/// before allocating, and a call that passes it fails with
+/// [`NnErrorKind::TooLarge`] rather than aborting the process.
+pub const MAX_TENSOR_ELEMENTS: usize = 1 << 30;
+
 /// A model encoding, as `wasi:nn` names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Encoding {

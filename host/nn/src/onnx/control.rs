@@ -283,6 +283,8 @@ pub(super) fn run(
                 cond = c.first().copied().unwrap_or(false);
                 carried = outs.by_ref().take(kept).collect();
                 for (k, v) in outs.enumerate() {
+                    // Stacked at the end: refuse before the rows pile up.
+                    super::value::numel(&[scanned[k].len() + 1, v.len()], "a Loop's scan output")?;
                     scanned[k].push(v);
                 }
                 i += 1;

@@ -51,6 +51,29 @@ pub(crate) fn fail(msg: impl Into<String>) -> NnError {
     NnError::new(NnErrorKind::RuntimeError, msg)
 }
 
+/// The element count of `shape`, checked before anything of that size is
+/// allocated: a count that overflows or passes [`crate::MAX_TENSOR_ELEMENTS`]
+/// is a `too-large` error naming `what` made it, so a model (or an input)
+/// that asks for a huge tensor fails its call instead of aborting the
+/// process on a failed allocation.
+pub(crate) fn numel(shape: &[usize], what: &str) -> Result<usize, NnError> {
+    shape
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d))
+        .filter(|&n| n <= crate::MAX_TENSOR_ELEMENTS)
+        .ok_or_else(|| {
+            NnError::new(
+                NnErrorKind::TooLarge,
+                format!(
+                    "{what} would make a tensor of shape {shape:?}, more than the {} \
+                     elements weft-nn allows one tensor; check the sizes the model \
+                     computes from its inputs and attributes",
+                    crate::MAX_TENSOR_ELEMENTS
+                ),
+            )
+        })
+}
+
 impl Value {
     pub(crate) fn f32(shape: Vec<usize>, v: Vec<f32>) -> Self {
         Self {
@@ -365,6 +388,7 @@ pub(crate) fn broadcast_shape(a: &[usize], b: &[usize]) -> Result<Vec<usize>, Nn
             _ => return Err(fail(format!("shapes {a:?} and {b:?} do not broadcast"))),
         };
     }
+    numel(&out, &format!("broadcasting {a:?} with {b:?}"))?;
     Ok(out)
 }
 

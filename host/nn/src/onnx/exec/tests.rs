@@ -588,4 +588,5 @@ fn training_mode_dropout_keeps_one_minus_ratio_and_scales_what_it_keeps() {
     assert_eq!(run(&inference), vec![1.0; 1000]);
 }
 
+mod limits;
 mod values;

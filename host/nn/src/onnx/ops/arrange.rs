@@ -7,7 +7,7 @@
 use super::shape::{ints_input, map_indices, reshaped, take, transpose_perm};
 use super::{Node, axis, opt, req};
 use crate::NnError;
-use crate::onnx::value::{DType, Data, Value, fail, strides};
+use crate::onnx::value::{DType, Data, Value, fail, numel, strides};
 
 pub(super) fn constant_of_shape(
     node: Node<'_>,
@@ -22,7 +22,7 @@ pub(super) fn constant_of_shape(
         .tensor("value")
         .cloned()
         .unwrap_or_else(|| Value::f32(vec![1], vec![0.0]));
-    let n: usize = shape.iter().product();
+    let n = numel(&shape, "ConstantOfShape")?;
     Ok(fill.with(shape, take(&fill.data, &vec![0; n])))
 }
 
@@ -33,7 +33,9 @@ pub(super) fn range(inputs: &[Option<&Value>]) -> Result<Value, NnError> {
         req(inputs, 1)?.to_f64()[0],
         req(inputs, 2)?.to_f64()[0],
     );
+    // A float count past usize (or infinite) saturates, and is refused.
     let n = ((l - a) / d).ceil().max(0.0) as usize;
+    numel(&[n], &format!("Range from {a} to {l} by {d}"))?;
     let v: Vec<f64> = (0..n).map(|i| a + i as f64 * d).collect();
     Ok(Value::f64_as(s.dtype, vec![n], v))
 }
@@ -67,8 +69,14 @@ pub(super) fn pad(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Value, Nn
         after[a] = pads[i + axes.len()];
     }
     let shape: Vec<usize> = (0..r)
-        .map(|a| (x.shape[a] as i64 + before[a] + after[a]).max(0) as usize)
+        .map(|a| {
+            (x.shape[a] as i64)
+                .saturating_add(before[a])
+                .saturating_add(after[a])
+                .max(0) as usize
+        })
         .collect();
+    numel(&shape, "Pad")?;
     let mode = node.string("mode", "constant");
     let st = strides(&x.shape);
     // Index len(x) marks "the constant": take from x extended by one value.
@@ -150,6 +158,7 @@ pub(super) fn one_hot(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Value
     let ax = axis(node.int("axis", -1), r)?;
     let mut shape = ind.shape.clone();
     shape.insert(ax, depth.max(0) as usize);
+    numel(&shape, "OneHot")?;
     let iv = ind.to_i64();
     let inner: usize = ind.shape[ax..].iter().product();
     let idx = map_indices(&shape, |i| {
@@ -312,6 +321,7 @@ pub(super) fn center_crop_pad(node: Node<'_>, inputs: &[Option<&Value>]) -> Resu
         };
         shape[a] = new as usize;
     }
+    numel(&shape, "CenterCropPad")?;
     let st = strides(&x.shape);
     let zero = x.len();
     let idx = map_indices(&shape, |i| {

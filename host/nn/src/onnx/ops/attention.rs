@@ -5,7 +5,7 @@
 
 use super::{Node, opt, req};
 use crate::NnError;
-use crate::onnx::value::{DType, Data, Value, broadcast_shape, broadcast_to, fail};
+use crate::onnx::value::{DType, Data, Value, broadcast_shape, broadcast_to, fail, numel};
 
 /// `[B, heads, S, D]` from a 4-D input, or a 3-D `[B, S, heads * D]` one.
 fn heads(v: &Value, heads: i64, what: &str) -> Result<(Vec<f64>, [usize; 4]), NnError> {
@@ -92,6 +92,7 @@ pub(super) fn attention(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Vec
     let past = st - kd[2];
     let mode = node.int("qk_matmul_output_mode", 0);
     let full = [b, qh, sq, st];
+    numel(&[b, qh, sq, st.max(dv)], "Attention")?;
     let mask: Option<Vec<f64>> = match opt(inputs, 3) {
         Some(m) => {
             // Opset 24: a mask shorter than the keys is padded with "masked".

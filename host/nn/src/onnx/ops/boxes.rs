@@ -2,7 +2,7 @@
 
 use super::{Node, opt, req};
 use crate::NnError;
-use crate::onnx::value::{Value, fail};
+use crate::onnx::value::{Value, fail, numel};
 
 /// Corners `(y1, x1, y2, x2)`, ordered, of box `b`.
 fn corners(b: &[f64], centre: bool) -> [f64; 4] {
@@ -166,7 +166,7 @@ pub(super) fn roi_align(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Val
         }
     };
     let (xv, rv, bv) = (x.to_f64(), rois.to_f64(), batch.to_i64());
-    let mut out = vec![0.0; r * c * ph * pw];
+    let mut out = vec![0.0; numel(&[r, c, ph, pw], "RoiAlign")?];
     for (i, (roi, &b)) in rv.chunks(4).zip(&bv).enumerate() {
         let b = usize::try_from(b)
             .ok()

@@ -13,7 +13,7 @@ use super::matmul::batched;
 use super::nn::to_f32;
 use super::shape::{transpose_perm, unpermuted};
 use crate::NnError;
-use crate::onnx::value::{DType, Data, Value, fail};
+use crate::onnx::value::{DType, Data, Value, fail, numel};
 
 /// The label standing for the `i`th dimension under `...`: Greek letters,
 /// which no equation spells (its labels are ASCII letters), so they never
@@ -281,7 +281,7 @@ pub(super) fn einsum(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Value,
                 .collect()
         })
         .collect();
-    let out_size: usize = sizes[..out.len()].iter().product();
+    let out_size = numel(&sizes[..out.len()], "Einsum")?;
     let inner: usize = sizes[out.len()..].iter().product();
     let mut res = vec![0.0; out_size];
     let mut idx = vec![0usize; all.len()];

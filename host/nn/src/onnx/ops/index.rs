@@ -5,7 +5,7 @@
 use super::shape::{map_indices, take};
 use super::{Node, axis, req};
 use crate::NnError;
-use crate::onnx::value::{Data, Value, fail, strides};
+use crate::onnx::value::{Data, Value, fail, numel, strides};
 
 fn fix_index(i: i64, d: usize) -> Result<usize, NnError> {
     let j = if i < 0 { i + d as i64 } else { i };
@@ -26,6 +26,7 @@ pub(super) fn gather(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Value,
         .collect::<Result<_, _>>()?;
     let outer: usize = x.shape[..ax].iter().product();
     let inner: usize = x.shape[ax + 1..].iter().product();
+    numel(&[outer, ind.len(), inner], "Gather")?;
     let mut idx = Vec::with_capacity(outer * ind.len() * inner);
     for o in 0..outer {
         for &i in &ind {
@@ -95,6 +96,7 @@ pub(super) fn gather_nd(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Val
     let (x, ind) = (req(inputs, 0)?, req(inputs, 1)?);
     let batch = node.int("batch_dims", 0) as usize;
     let (offs, slice) = nd_offsets(&x.shape, ind, batch)?;
+    numel(&[offs.len(), slice], "GatherND")?;
     let idx: Vec<usize> = offs.iter().flat_map(|&o| o..o + slice).collect();
     let q = *ind.shape.last().unwrap_or(&0);
     let mut shape = ind.shape[..ind.shape.len() - 1].to_vec();

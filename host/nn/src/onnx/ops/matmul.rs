@@ -9,7 +9,9 @@ use super::{Node, opt, req};
 use crate::NnError;
 use crate::gpu::{Gpu, GpuMatrix};
 use crate::kernels;
-use crate::onnx::value::{DType, Data, Value, broadcast_shape, broadcast_to, fail, zip_broadcast};
+use crate::onnx::value::{
+    DType, Data, Value, broadcast_shape, broadcast_to, fail, numel, zip_broadcast,
+};
 
 /// `a · b` with numpy `matmul` semantics (1-D promotion, broadcast batch).
 pub(crate) fn matmul(inputs: &[Option<&Value>]) -> Result<Value, NnError> {
@@ -58,6 +60,7 @@ pub(super) fn batched(
 ) -> Result<(Vec<usize>, Vec<f32>), NnError> {
     let batch = broadcast_shape(ab, bb)?;
     let nb: usize = batch.iter().product();
+    numel(&[nb, m, n], "the product")?;
     let mut c = vec![0.0f32; nb * m * n];
     let b_batches: usize = bb.iter().product();
     let a_batches: usize = ab.iter().product();
@@ -168,6 +171,9 @@ pub(crate) fn matmul_packed(
         return None;
     }
     let m = lead.iter().product();
+    if let Err(e) = numel(&[m, w.n()], "the product") {
+        return Some(Err(e));
+    }
     let mut c = vec![0.0; m * w.n()];
     kernels::matmul_packed(av, w, &mut c, m, true);
     let mut shape = lead.to_vec();

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use super::{Node, req};
 use crate::NnError;
-use crate::onnx::value::{Value, fail};
+use crate::onnx::value::{Value, fail, numel};
 
 pub(super) fn tfidf(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Value, NnError> {
     let x = req(inputs, 0)?;
@@ -74,11 +74,12 @@ pub(super) fn tfidf(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Value, 
         }
     };
     let xv = x.to_i64();
-    let mut out = vec![0.0f32; rows * width];
-    let mut gram = Vec::with_capacity(max as usize);
+    let mut out = vec![0.0f32; numel(&[rows, width], "TfIdfVectorizer")?];
+    // No gram is longer than the pool's longest; no skip reaches past a row.
+    let mut gram = Vec::with_capacity((max as usize).min(counts.len()));
     for (row, tokens) in xv.chunks(len.max(1)).take(rows).enumerate() {
         let counts = &mut out[row * width..][..width];
-        for skip in 0..=skips as usize {
+        for skip in 0..=(skips as usize).min(len) {
             let step = skip + 1;
             // Unigrams count once, not once per skip.
             let smallest = if skip > 0 {

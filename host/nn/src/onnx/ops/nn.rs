@@ -8,7 +8,7 @@ use super::shape::map_indices;
 use super::{Node, opt, req};
 use crate::NnError;
 use crate::kernels;
-use crate::onnx::value::{DType, Data, Value, fail};
+use crate::onnx::value::{DType, Data, Value, fail, numel};
 
 /// Float data as f32 (the kernels' type); integers through f64.
 pub(super) fn to_f32(v: &Value) -> std::borrow::Cow<'_, [f32]> {
@@ -75,7 +75,9 @@ fn window(
     let auto = node.string("auto_pad", "NOTSET");
     let mut out = Vec::with_capacity(d);
     for i in 0..d {
-        let span = (kernel[i] - 1) * dilations[i] + 1;
+        let span = (kernel[i] - 1)
+            .saturating_mul(dilations[i])
+            .saturating_add(1);
         match auto.as_str() {
             "SAME_UPPER" | "SAME_LOWER" => {
                 let o = input[i].div_ceil(strides[i]);
@@ -94,7 +96,9 @@ fn window(
                 out.push((input[i].saturating_sub(span)) / strides[i] + 1);
             }
             _ => {
-                let full = input[i] + pad_begin[i] + pad_end[i];
+                let full = input[i]
+                    .saturating_add(pad_begin[i])
+                    .saturating_add(pad_end[i]);
                 if full < span {
                     return Err(fail("the kernel is larger than the padded input"));
                 }
@@ -111,6 +115,11 @@ fn window(
             }
         }
     }
+    // The gather plan holds an entry per kernel offset and output position.
+    numel(
+        &[&kernel[..], &out[..]].concat(),
+        "the window over its outputs",
+    )?;
     Ok(Window {
         kernel,
         strides,
@@ -203,6 +212,7 @@ pub(super) fn conv(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Value, N
     let (xf, wf) = (to_f32(x), to_f32(w));
     let bias = opt(inputs, 2).map(Value::to_f32);
     let mg = m / groups;
+    numel(&[n, m, osize], "Conv")?;
     let mut out = vec![0.0f32; n * m * osize];
     let rows = cg * ksize;
     out.par_chunks_mut(m * osize)
@@ -296,6 +306,7 @@ pub(super) fn pool(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Vec<Valu
         Vec::new()
     };
     let xf = x.to_f64();
+    numel(&[n, c, osize], "pooling")?;
     let mut out = vec![0.0f64; n * c * osize];
     let mut idx = vec![0i64; n * c * osize];
     for ch in 0..n * c {
@@ -484,7 +495,13 @@ pub(crate) fn conv_transpose_window(
         .unwrap_or_else(|| vec![0; 2 * d]);
     let auto = node.string("auto_pad", "NOTSET");
     let full: Vec<usize> = (0..d)
-        .map(|i| strides[i] * (spatial[i] - 1) + outpad[i] + (kernel[i] - 1) * dil[i] + 1)
+        .map(|i| {
+            let span = (kernel[i] - 1).saturating_mul(dil[i]).saturating_add(1);
+            strides[i]
+                .saturating_mul(spatial[i] - 1)
+                .saturating_add(outpad[i])
+                .saturating_add(span)
+        })
         .collect();
     let target: Option<Vec<usize>> = node
         .ints("output_shape")
@@ -543,6 +560,7 @@ pub(super) fn conv_transpose(node: Node<'_>, inputs: &[Option<&Value>]) -> Resul
     );
     let (xv, wv) = (x.to_f64(), w.to_f64());
     let (ipos, kpos) = (all_indices(&spatial), all_indices(&kernel));
+    numel(&[&[n, m][..], &out[..]].concat(), "ConvTranspose")?;
     let mut y = vec![0.0f64; n * m * osize];
     for b in 0..n {
         for ci in 0..c {

@@ -7,7 +7,7 @@
 
 use super::{Node, req};
 use crate::NnError;
-use crate::onnx::value::{DType, Value, fail};
+use crate::onnx::value::{DType, Value, fail, numel};
 use crate::train::math::SplitMix;
 
 /// The generator for one run of `node`.
@@ -63,7 +63,7 @@ pub(super) fn run(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Value, Nn
         }
     };
     let to = dtype(node, like)?;
-    let n: usize = shape.iter().product();
+    let n = numel(&shape, op)?;
     let v: Vec<f64> = match op {
         "RandomUniform" | "RandomUniformLike" => {
             let (lo, hi) = (f("low", 0.0), f("high", 1.0));
@@ -112,7 +112,7 @@ fn multinomial(
         return Err(fail("Multinomial needs at least one class to draw from"));
     }
     let logits = x.to_f64();
-    let mut out = Vec::with_capacity(batch * samples);
+    let mut out = Vec::with_capacity(numel(&[batch, samples], "Multinomial")?);
     for row in logits.chunks(classes.max(1)).take(batch) {
         let top = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         let weights: Vec<f64> = row.iter().map(|&l| (l - top).exp()).collect();

@@ -5,7 +5,7 @@
 
 use super::{Node, opt, req};
 use crate::NnError;
-use crate::onnx::value::{DType, Data, Value, fail};
+use crate::onnx::value::{DType, Data, Value, fail, numel};
 
 /// One axis a `Resize` resamples: `len_out` positions, each the sum of
 /// its taps `(input index, weight)` along `axis` (an index of
@@ -84,6 +84,7 @@ pub(crate) fn resize_plan(
     } else {
         return Err(fail("Resize needs scales or sizes"));
     }
+    numel(&out, &node.proto.op_type)?;
     let mode = node.string("mode", "nearest");
     let ctm = if legacy {
         "asymmetric".to_string()

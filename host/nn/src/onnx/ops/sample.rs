@@ -4,7 +4,7 @@
 
 use super::{Node, req};
 use crate::NnError;
-use crate::onnx::value::{Value, fail};
+use crate::onnx::value::{Value, fail, numel};
 
 /// Reflects `x` into `[lo, hi]`, as the ONNX reference does.
 fn reflect(x: f64, lo: f64, hi: f64) -> f64 {
@@ -61,6 +61,7 @@ pub(super) fn grid_sample(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<V
         out_sp.iter().product::<usize>(),
     );
     let (xv, gv) = (x.to_f64(), grid.to_f64());
+    numel(&[n, c, osize], "GridSample")?;
     let mut out = vec![0.0; n * c * osize];
     for b in 0..n {
         for o in 0..osize {
@@ -181,7 +182,8 @@ pub(super) fn affine_grid(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<V
         }
     };
     let th = theta.to_f64();
-    let total: usize = spatial.iter().product();
+    let total = numel(spatial, "AffineGrid")?;
+    numel(&[dims[0], total, k], "AffineGrid")?;
     let mut out = Vec::with_capacity(dims[0] * total * k);
     let mut at = vec![0; k];
     let mut h = vec![1.0; k + 1];

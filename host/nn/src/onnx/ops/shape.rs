@@ -9,7 +9,7 @@ use rayon::prelude::*;
 
 use super::{Node, axis, opt, req};
 use crate::NnError;
-use crate::onnx::value::{Data, Value, broadcast_shape, fail, strides};
+use crate::onnx::value::{Data, Value, broadcast_shape, fail, numel, strides};
 
 /// Elements of `d` at `idx`, in order.
 pub(super) fn take(d: &Data, idx: &[usize]) -> Data {
@@ -657,8 +657,9 @@ pub(super) fn tile(inputs: &[Option<&Value>]) -> Result<Value, NnError> {
         .shape
         .iter()
         .zip(&reps)
-        .map(|(&d, &r)| d * r.max(0) as usize)
+        .map(|(&d, &r)| d.saturating_mul(r.max(0) as usize))
         .collect();
+    numel(&shape, "Tile")?;
     let st = strides(&x.shape);
     let idx = map_indices(&shape, |i| {
         i.iter()

@@ -2,12 +2,13 @@
 
 use super::{Node, req};
 use crate::NnError;
-use crate::onnx::value::{DType, Value, fail};
+use crate::onnx::value::{DType, Value, fail, numel};
 
 /// `HannWindow`, `HammingWindow`, `BlackmanWindow`.
 pub(super) fn window(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Value, NnError> {
     let n =
         usize::try_from(req(inputs, 0)?.to_i64()[0]).map_err(|_| fail("negative window size"))?;
+    numel(&[n], &node.proto.op_type)?;
     let periodic = node.int("periodic", 1) != 0;
     let denom = if periodic { n as f64 } else { n as f64 - 1.0 };
     let tau = 2.0 * std::f64::consts::PI;

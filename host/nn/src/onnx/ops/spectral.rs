@@ -7,7 +7,7 @@ use rayon::prelude::*;
 
 use super::{Node, axis, opt, req};
 use crate::NnError;
-use crate::onnx::value::{DType, Value, fail};
+use crate::onnx::value::{DType, Value, fail, numel};
 
 type Complex = (f64, f64);
 
@@ -151,6 +151,8 @@ pub(super) fn dft(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Value, Nn
     let kept = if onesided { n / 2 + 1 } else { n };
     let outer: usize = x.shape[..ax].iter().product();
     let inner: usize = x.shape[ax + 1..rank - 1].iter().product();
+    // Each line is transformed in a buffer of n before it is cut to kept.
+    numel(&[outer, n.max(kept), inner, 2], "DFT")?;
     let v = x.to_f64();
     let scale = if inverse { 1.0 / n as f64 } else { 1.0 };
     let lines: Vec<Vec<Complex>> = (0..outer * inner)
@@ -229,6 +231,7 @@ pub(super) fn stft(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Value, N
     } else {
         frame
     };
+    numel(&[batch, frames, frame, 2], "STFT")?;
     let v = x.to_f64();
     let out: Vec<f64> = (0..batch * frames)
         .into_par_iter()
@@ -277,6 +280,7 @@ pub(super) fn mel_weight_matrix(
     let (lo_mel, hi_mel) = (mel(low), mel(high));
     let step = (hi_mel - lo_mel) / (mels + 2) as f32;
     let spectrum = dft / 2 + 1;
+    numel(&[spectrum, mels], "MelWeightMatrix")?;
     let edges: Vec<usize> = (0..mels + 2)
         .map(|i| {
             let m = i as f64 * f64::from(step) + f64::from(lo_mel);

@@ -4,7 +4,7 @@
 
 use super::{Node, opt, req};
 use crate::NnError;
-use crate::onnx::value::{Value, fail, strides};
+use crate::onnx::value::{Value, fail, numel, strides};
 
 /// Attribute `name` with `n` values (one per spatial dim; pads two),
 /// `default` each when absent.
@@ -84,7 +84,8 @@ pub(super) fn col2im(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Value,
         )));
     }
     let c = ck / k;
-    let pixels: usize = image.iter().product();
+    let pixels = numel(&image, "Col2Im")?;
+    numel(&[n, c, pixels], "Col2Im")?;
     let v = x.to_f64();
     let mut out = vec![0.0; n * c * pixels];
     let im_st = strides(&image);
@@ -136,7 +137,7 @@ pub(super) fn max_unpool(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Va
         let s = (x.shape[i + 2] as i64 - 1) * st[i] - pads[i] - pads[d + i] + kernel[i];
         inferred.push(s.max(0) as usize);
     }
-    let size: usize = inferred.iter().product();
+    let size = numel(&inferred, "MaxUnpool")?;
     let mut y = vec![0.0; size];
     for (&v, &i) in x.to_f64().iter().zip(&idx.to_i64()) {
         let slot = usize::try_from(i)
@@ -155,7 +156,7 @@ pub(super) fn max_unpool(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Va
         )));
     }
     let to = strides(&shape);
-    let mut out = vec![0.0; shape.iter().product()];
+    let mut out = vec![0.0; numel(&shape, "MaxUnpool's output_shape")?];
     let mut at = vec![0; inferred.len()];
     for (i, &v) in y.iter().enumerate() {
         unravel(i, &inferred, &mut at);
