@@ -217,6 +217,25 @@ impl GraphWriter {
         self.value_info(12, name, dims, 1);
     }
 
+    /// Declares a graph input (`field` 11) or output (12) that is a
+    /// sequence of float tensors.
+    #[cfg(test)]
+    pub(crate) fn sequence(&mut self, field: u64, name: &str) {
+        let mut tensor_type = Vec::new();
+        key(1, 0, &mut tensor_type);
+        var(1, &mut tensor_type);
+        let mut elem = Vec::new();
+        bytes(1, &tensor_type, &mut elem);
+        let mut seq = Vec::new();
+        bytes(1, &elem, &mut seq);
+        let mut ty = Vec::new();
+        bytes(4, &seq, &mut ty);
+        let mut vi = Vec::new();
+        bytes(1, name.as_bytes(), &mut vi);
+        bytes(2, &ty, &mut vi);
+        bytes(field, &vi, &mut self.graph);
+    }
+
     /// A `ValueInfoProto` of element type `elem` (ONNX's codes: 1 float,
     /// 7 int64) as graph field `field`.
     fn value_info(&mut self, field: u64, name: &str, dims: &[&str], elem: u64) {

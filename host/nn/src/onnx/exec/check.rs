@@ -91,8 +91,9 @@ pub(super) fn check_nodes(nodes: &[proto::NodeProto], opset: i64) -> Result<(), 
 pub(in crate::onnx) fn tensor_type(v: &ValueInfo) -> Result<Option<DType>, NnError> {
     if v.non_tensor {
         return Err(unsupported(format!(
-            "`{}` is not a tensor: sequences, maps and optionals are not supported as graph \
-             inputs or outputs (a subgraph's included)",
+            "`{}` is not a tensor: a model's inputs and outputs are tensors (`wasi:nn` \
+             passes nothing else); sequences and optionals may flow inside the graph and \
+             through its subgraphs",
             v.name
         )));
     }
