@@ -206,12 +206,11 @@ impl Value {
                 Data::F64(v) => v.iter().map(|&x| x as f32).collect(),
                 _ => self.to_f32(),
             }),
-            DType::F16 => Data::F32(
-                self.to_f64()
-                    .into_iter()
-                    .map(|x| f16_to_f32(f64_to_f16(x)))
-                    .collect(),
-            ),
+            // (From f64 through f32, as `f64_to_f16` rounds.)
+            DType::F16 => Data::F32(match &self.data {
+                Data::F64(v) => v.iter().map(|&x| round_f16(x as f32)).collect(),
+                _ => self.to_f32().into_iter().map(round_f16).collect(),
+            }),
             DType::Bf16 => Data::F32(self.to_f32().into_iter().map(round_bf16).collect()),
             narrow if narrow.is_narrow_float() => Data::F32(
                 self.to_f32()
@@ -354,6 +353,38 @@ pub(crate) fn f16_to_f32(h: u16) -> f32 {
 /// f64 to IEEE half bits, rounding to nearest even (through f32).
 pub(crate) fn f64_to_f16(x: f64) -> u16 {
     crate::quant::f32_to_f16(x as f32)
+}
+
+/// f32 rounded to half precision (nearest even): `f16_to_f32(f32_to_f16(x))`,
+/// on the bits where the result is a normal half (every value a layer
+/// computes, nearly), which is several times faster.
+pub(crate) fn round_f16(x: f32) -> f32 {
+    // Normal halves: [2^-14, 65504); the rest (zero, subnormals, overflow,
+    // NaN) the long way.
+    if (6.103_515_6e-5..65504.0).contains(&x.abs()) {
+        let b = x.to_bits();
+        return f32::from_bits(b.wrapping_add(0x0fff + ((b >> 13) & 1)) & 0xffff_e000);
+    }
+    f16_to_f32(f64_to_f16(f64::from(x)))
+}
+
+/// `v`'s f32 results as a value of half type `dtype` (F16 or BF16, held
+/// in f32): rounded in place; any other type is left as it is.
+pub(crate) fn round_to_half(v: &mut Value, dtype: DType) {
+    let Data::F32(d) = &mut v.data else {
+        return;
+    };
+    let round: fn(f32) -> f32 = match dtype {
+        DType::F16 => round_f16,
+        DType::Bf16 => round_bf16,
+        _ => return,
+    };
+    if d.len() >= PAR_ELEMENTS {
+        d.par_iter_mut().for_each(|x| *x = round(*x));
+    } else {
+        d.iter_mut().for_each(|x| *x = round(*x));
+    }
+    v.dtype = dtype;
 }
 
 /// f32 rounded to bfloat16 precision (nearest even).

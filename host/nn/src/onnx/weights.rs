@@ -377,10 +377,12 @@ pub(super) fn pack_weights(
         let Some(w) = weights.get(name) else {
             continue;
         };
-        if let (super::value::Data::F32(data), DType::F32, &[k, n]) =
+        // Halves are held as f32 (exact), so they pack as f32 do; the
+        // products round their results back to the type.
+        if let (super::value::Data::F32(data), DType::F32 | DType::F16 | DType::Bf16, &[k, n]) =
             (&w.data, w.dtype, w.shape.as_slice())
         {
-            let integer = !float_read.contains(name);
+            let integer = w.dtype == DType::F32 && !float_read.contains(name);
             let (_, p) = shared
                 .packed
                 .entry(Arc::as_ptr(w) as usize)

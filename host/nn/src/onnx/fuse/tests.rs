@@ -301,3 +301,121 @@ fn patterns_whose_insides_are_read_elsewhere_stay_unfused() {
         5
     );
 }
+
+/// An fp16 or bf16 export (what `onnxconverter-common` makes of a
+/// transformer) fuses as an f32 one does: the fused nodes read halves as
+/// f32 and round their results to the type, within a step or two of the
+/// nodes as written (each of which rounds), on the CPU and the GPU path.
+/// (Fused nodes once refused every type but f32, so such a model failed.)
+#[test]
+fn half_models_fuse_and_agree_with_the_graph_as_written() {
+    use crate::onnx::value::{round_bf16, round_f16};
+    use crate::onnx::write::GraphWriter;
+    let (k, n) = (32, 24);
+    // ONNX's FLOAT16 and BFLOAT16, with each one's bits and rounding.
+    type Half = (u64, fn(f32) -> u16, fn(f32) -> f32);
+    let f16: Half = (10, crate::quant::f32_to_f16, round_f16);
+    let bf16: Half = (16, |x| (round_bf16(x).to_bits() >> 16) as u16, round_bf16);
+    for (elem, bits, round) in [f16, bf16] {
+        let raw =
+            |v: &[f32]| -> Vec<u8> { v.iter().flat_map(|&x| bits(x).to_le_bytes()).collect() };
+        let mut g = GraphWriter::new("half");
+        g.node("MatMul", &["x", "w"], &["p"], "mm", &[]);
+        g.node("Add", &["p", "b"], &["pb"], "bias", &[]);
+        g.node("Div", &["pb", "root2"], &["d"], "div", &[]);
+        g.node("Erf", &["d"], &["e"], "erf", &[]);
+        g.node("Add", &["e", "one"], &["a"], "add", &[]);
+        g.node("Mul", &["pb", "a"], &["m"], "mul", &[]);
+        g.node("Mul", &["m", "half"], &["y"], "half", &[]);
+        let w = crate::kernels::tests::data(k * n, 3);
+        g.raw_initializer("w", &[k as u64, n as u64], elem, &raw(&w));
+        g.raw_initializer(
+            "b",
+            &[n as u64],
+            elem,
+            &raw(&crate::kernels::tests::data(n, 4)),
+        );
+        g.raw_initializer("root2", &[], elem, &raw(&[std::f32::consts::SQRT_2]));
+        g.raw_initializer("one", &[], elem, &raw(&[1.0]));
+        g.raw_initializer("half", &[], elem, &raw(&[0.5]));
+        g.input_of("x", &["s", "k"], elem);
+        g.output_of("y", &["s", "n"], elem);
+        let bytes = g.finish("weft-nn tests", 17);
+        let (model, weights) = parsed(&bytes);
+        let fused = fuse(model.graph.nodes, &weights, &["y".into()], true);
+        assert_eq!(fused.len(), 1, "{fused:?}");
+        assert_eq!(fused[0].op_type, "WeftMatMulBias");
+        let x: Vec<f32> = crate::kernels::tests::data(5 * k, 1)
+            .into_iter()
+            .map(round)
+            .collect();
+        let run = |fuse: bool, gpu: bool| {
+            let device = gpu.then(|| Ok(crate::gpu::tests::gpu()));
+            let m = OnnxModel::load_with(&bytes, device, fuse).unwrap();
+            let inputs = [("x".into(), Tensor::from_f32(vec![5, k], &x))];
+            let out = m.session().compute(&inputs).unwrap();
+            assert_eq!(out[0].1.shape, [5, n]);
+            out[0].1.to_f32().unwrap()
+        };
+        let plain = run(false, false);
+        for (fuse, gpu) in [(true, false), (true, true)] {
+            let got = run(fuse, gpu);
+            assert!(
+                got.iter().all(|&v| v == round(v)),
+                "not rounded to the type"
+            );
+            let worst = got
+                .iter()
+                .zip(&plain)
+                .map(|(f, p)| (f - p).abs() / p.abs().max(1.0))
+                .fold(0.0f32, f32::max);
+            let step = if elem == 10 { 1e-3 } else { 8e-3 };
+            assert!(worst <= 2.0 * step, "type {elem}, gpu {gpu}: {worst}");
+        }
+    }
+}
+
+/// The quick half rounding is the long one, at and around every edge of
+/// the normal range, ties, and spread values.
+#[test]
+fn round_f16_matches_the_conversion_both_ways() {
+    use crate::onnx::value::round_f16;
+    use crate::quant::{f16_to_f32, f32_to_f16};
+    let mut xs = vec![
+        0.0,
+        -0.0,
+        1.0,
+        65504.0,
+        65519.0,
+        65520.0,
+        6.1035156e-5,
+        6.1e-5,
+        1e-8,
+    ];
+    xs.extend([
+        f32::NAN,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::MIN_POSITIVE,
+    ]);
+    // Ties at every exponent: x.5 ulp of a half.
+    for e in -14..16 {
+        let ulp = 2f32.powi(e - 10);
+        xs.extend([2f32.powi(e) + 0.5 * ulp, 2f32.powi(e) + 1.5 * ulp]);
+    }
+    let mut s = 0x1234_5678u32;
+    for _ in 0..200_000 {
+        s ^= s << 13;
+        s ^= s >> 17;
+        s ^= s << 5;
+        xs.push(f32::from_bits(s));
+    }
+    for x in xs.iter().flat_map(|&x| [x, -x]) {
+        let want = f16_to_f32(f32_to_f16(x));
+        let got = round_f16(x);
+        assert!(
+            got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
+            "{x:e}: {got:e} vs {want:e}"
+        );
+    }
+}

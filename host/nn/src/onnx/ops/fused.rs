@@ -4,7 +4,7 @@
 use rayon::prelude::*;
 
 use super::{fail, req};
-use crate::onnx::value::{DType, Data, Value};
+use crate::onnx::value::{DType, Data, Value, round_to_half};
 use crate::{NnError, simd};
 
 /// Fused operators that can write over their first input.
@@ -12,6 +12,44 @@ pub(super) const IN_PLACE: &[&str] = &["WeftGelu", "WeftLayerNorm"];
 
 /// Elements per parallel task.
 const CHUNK: usize = 1 << 14;
+
+/// Runs fused node `f` on `inputs` whose first is of another float type
+/// than f32 (an fp16, bf16 or f64 export; fusion sees no types): every
+/// float input as f32, and the result rounded back to that type. (More
+/// exact than the nodes it replaced, each of which rounds; the way
+/// onnxruntime's fused fp16 kernels compute too.) Other types run as they
+/// are, and the kernels refuse what is not f32.
+pub(super) fn widened(
+    inputs: &[Option<&Value>],
+    f: impl FnOnce(&[Option<&Value>]) -> Result<Value, NnError>,
+) -> Result<Value, NnError> {
+    let Some(dtype) = (inputs.first().copied().flatten())
+        .map(|x| x.dtype)
+        .filter(|&t| t != DType::F32 && t.is_float())
+    else {
+        return f(inputs);
+    };
+    // Halves are held in f32 already: the kernels read them as they are.
+    if is_half(dtype) {
+        let mut out = f(inputs)?;
+        round_to_half(&mut out, dtype);
+        return Ok(out);
+    }
+    let wide: Vec<Option<Value>> = inputs
+        .iter()
+        .map(|v| {
+            v.map(|v| {
+                v.cast(if v.dtype.is_float() {
+                    DType::F32
+                } else {
+                    v.dtype
+                })
+            })
+        })
+        .collect();
+    let args: Vec<Option<&Value>> = wide.iter().map(Option::as_ref).collect();
+    Ok(f(&args)?.cast(dtype))
+}
 
 fn scalar(inputs: &[Option<&Value>], i: usize) -> Result<f32, NnError> {
     match &req(inputs, i)?.data {
@@ -29,9 +67,15 @@ fn floats<'a>(inputs: &[Option<&'a Value>], i: usize) -> Result<&'a [f32], NnErr
     }
 }
 
+/// F16 or BF16, which values hold in f32 (exact): the kernels take them
+/// as f32, and [`widened`] rounds what they give.
+fn is_half(t: DType) -> bool {
+    matches!(t, DType::F16 | DType::Bf16)
+}
+
 /// Runs `WeftGelu` or `WeftLayerNorm` on `x` (owned: written over).
 pub(super) fn run(op: &str, inputs: &[Option<&Value>], mut x: Value) -> Result<Value, NnError> {
-    if x.dtype != DType::F32 {
+    if x.dtype != DType::F32 && !is_half(x.dtype) {
         return Err(fail(format!("{op} takes f32, not {:?}", x.dtype)));
     }
     let d = x.shape.last().copied().unwrap_or(1).max(1);
@@ -111,7 +155,9 @@ pub(super) fn matmul_bias(
 ) -> Result<Value, NnError> {
     let (a, w) = (req(inputs, 0)?, req(inputs, 1)?);
     let bias = floats(inputs, 2)?;
-    let (Data::F32(x), Data::F32(wd), DType::F32) = (&a.data, &w.data, a.dtype) else {
+    let (Data::F32(x), Data::F32(wd), DType::F32 | DType::F16 | DType::Bf16) =
+        (&a.data, &w.data, a.dtype)
+    else {
         return Err(fail("WeftMatMulBias takes f32"));
     };
     let (&[k, n], Some(&ka)) = (w.shape.as_slice(), a.shape.last()) else {
@@ -139,11 +185,11 @@ pub(super) fn matmul_bias(
     // finished; any other (a broadcast) by the `Add` it came from, after.
     let residual = super::opt(inputs, 3);
     if let Some(r) = residual
-        && r.dtype != DType::F32
+        && r.dtype != a.dtype
     {
         return Err(fail(format!(
-            "a residual of {:?} added to an f32 product: Add takes two of one type",
-            r.dtype
+            "a residual of {:?} added to a product of {:?}: Add takes two of one type",
+            r.dtype, a.dtype
         )));
     }
     let in_kernel = residual.map(|r| match &r.data {

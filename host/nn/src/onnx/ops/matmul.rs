@@ -163,7 +163,7 @@ pub(crate) fn matmul_packed(
     w: &kernels::PackedB,
 ) -> Option<Result<Value, NnError>> {
     let a = opt(inputs, 0)?;
-    let (Data::F32(av), DType::F32) = (&a.data, a.dtype) else {
+    let (Data::F32(av), DType::F32 | DType::F16 | DType::Bf16) = (&a.data, a.dtype) else {
         return None;
     };
     let (&k, lead) = a.shape.split_last()?;
@@ -178,7 +178,7 @@ pub(crate) fn matmul_packed(
     kernels::matmul_packed(av, w, &mut c, m, true);
     let mut shape = lead.to_vec();
     shape.push(w.n());
-    Some(Ok(Value::f32(shape, c)))
+    Some(Ok(from_f32(a.dtype, shape, c)))
 }
 
 /// `Gemm` with B (transposed already when `transB` says so) resident on

@@ -34,7 +34,7 @@ mod spectral;
 mod unpool;
 
 use super::proto::{Attr, NodeProto};
-use super::value::{Value, fail};
+use super::value::{DType, Value, fail, round_to_half};
 use crate::NnError;
 
 /// Every operator [`run`] implements in the default domain, but for the
@@ -351,8 +351,11 @@ pub(crate) fn run_owned(
 ) -> Result<Vec<Value>, NnError> {
     let op = node.proto.op_type.as_str();
     if fused::IN_PLACE.contains(&op) {
-        if i == 0 {
-            return fused::run(op, inputs, v).map(|v| vec![v]);
+        if i == 0 && matches!(v.dtype, DType::F32 | DType::F16 | DType::Bf16) {
+            let dtype = v.dtype;
+            let mut out = fused::run(op, inputs, v)?;
+            round_to_half(&mut out, dtype);
+            return Ok(vec![out]);
         }
         let mut args = inputs.to_vec();
         args[i] = Some(&v);
@@ -390,7 +393,7 @@ pub(crate) fn run_packed(
 ) -> Option<Result<Vec<Value>, NnError>> {
     let out = match node.proto.op_type.as_str() {
         "MatMul" => matmul::matmul_packed(inputs, w)?,
-        "WeftMatMulBias" => fused::matmul_bias(inputs, Some(w)),
+        "WeftMatMulBias" => fused::widened(inputs, |args| fused::matmul_bias(args, Some(w))),
         // Only where the packed form suits A: the B it is given otherwise
         // may be a placeholder.
         "WeftMatMulInteger" => {
@@ -425,9 +428,13 @@ pub(crate) fn run(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Vec<Value
     }
     match op {
         "Constant" => one(shape::constant(node)?),
-        "WeftGelu" | "WeftLayerNorm" => one(fused::run(op, inputs, req(inputs, 0)?.clone())?),
-        "WeftMatMulBias" => one(fused::matmul_bias(inputs, None)?),
-        "WeftAttention" => one(fused::attention(inputs)?),
+        "WeftGelu" | "WeftLayerNorm" => one(fused::widened(inputs, |args| {
+            fused::run(op, args, req(args, 0)?.clone())
+        })?),
+        "WeftMatMulBias" => one(fused::widened(inputs, |args| {
+            fused::matmul_bias(args, None)
+        })?),
+        "WeftAttention" => one(fused::widened(inputs, fused::attention)?),
         "Identity" => one(req(inputs, 0)?.clone()),
         "Dropout" => shape::dropout(node, inputs),
         "Shape" => one(shape::shape(node, inputs)?),
