@@ -160,10 +160,11 @@ pub(crate) fn e8m0_round(x: f32, saturate: bool, mode: E8m0Round) -> f32 {
 
 /// `count` elements of `bits` bits each (1, 2 or 4), packed from the
 /// least significant end of each byte, as ONNX stores them; `None` when
-/// `packed` is too short.
+/// `packed` is not exactly the bytes they fill (too short, or with bytes
+/// after them: a malformed tensor, as an f32 one with a spare value is).
 pub(crate) fn unpack(packed: &[u8], bits: u32, count: usize) -> Option<Vec<u8>> {
     let per = (8 / bits) as usize;
-    if packed.len() < count.div_ceil(per) {
+    if packed.len() != count.div_ceil(per) {
         return None;
     }
     let mask = ((1u16 << bits) - 1) as u8;
@@ -288,6 +289,8 @@ mod tests {
         assert_eq!(unpack(&[0x21, 0x03], 4, 3), Some(vec![1, 2, 3]));
         assert_eq!(unpack(&[0b11_10_01_00], 2, 4), Some(vec![0, 1, 2, 3]));
         assert_eq!(unpack(&[0x21], 4, 3), None);
+        // A byte past the elements is a malformed tensor too.
+        assert_eq!(unpack(&[0x21, 0x03, 0x00], 4, 3), None);
         assert_eq!(sign_extend(0xf, 4), -1);
         assert_eq!(sign_extend(0x7, 4), 7);
         assert_eq!(sign_extend(0b10, 2), -2);

@@ -397,6 +397,17 @@ pub(crate) fn tensor(b: &[u8]) -> Result<(String, Value), NnError> {
         ));
     }
     let count: usize = shape.iter().product();
+    if let (Some(bits), Some(r)) = (dtype.packed_bits(), raw) {
+        let need = count.div_ceil((8 / bits) as usize);
+        if r.len() != need {
+            return Err(malformed(&format!(
+                "tensor `{name}` of shape {shape:?} packs {count} {bits}-bit elements in \
+                 {need} bytes, but has {}",
+                r.len()
+            ))
+            .into());
+        }
+    }
     let data = match raw {
         Some(r) => from_raw(dtype, r, count),
         // Narrow types' int32_data holds what raw_data would, a byte each.
@@ -529,6 +540,21 @@ mod tests {
             var(x as u64, &mut t);
         }
         assert_eq!(tensor(&t).unwrap().1, Value::i64(vec![1, 2], vec![5, -3]));
+
+        // Packed int4 (type 22) with a spare byte after its 3 elements.
+        let mut spare = Vec::new();
+        bytes(1, &[3], &mut spare);
+        var(2 << 3, &mut spare);
+        var(22, &mut spare);
+        bytes(8, b"q", &mut spare);
+        bytes(9, &[0x21, 0x03, 0x00], &mut spare);
+        let err = tensor(&spare).unwrap_err();
+        assert_eq!(err.kind, NnErrorKind::InvalidEncoding);
+        assert!(
+            err.message.contains("in 2 bytes, but has 3"),
+            "{}",
+            err.message
+        );
 
         // A count mismatch and an unsupported type are refused.
         let mut bad = Vec::new();
