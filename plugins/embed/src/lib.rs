@@ -26,7 +26,8 @@
 //! The whole batch is one inference: texts are tokenised with BERT uncased
 //! WordPiece ([`tok::WordPiece`]), padded to a common length, and passed as
 //! `int64` `input_ids`, `attention_mask` and `token_type_ids` of shape
-//! `[batch, seq]`; the graph's `last_hidden_state` (`f32 [batch, seq, hidden]`)
+//! `[batch, seq]`; the graph's `last_hidden_state` (`f32`, or `f16`/`bf16` from a
+//! halved model, `[batch, seq, hidden]`)
 //! is then pooled. The graph and its execution context are made once, in
 //! `init`.
 //!

@@ -16,7 +16,8 @@
 //!
 //! A batch is passed as `int64` `input_ids`, `attention_mask` and
 //! `token_type_ids` of shape `[batch, seq]`; the graph's `last_hidden_state`
-//! (`f32 [batch, seq, hidden]`) is then pooled. `seq` is the longest text's
+//! (`f32`, or `f16`/`bf16` from a halved model, `[batch, seq, hidden]`) is
+//! then pooled. `seq` is the longest text's
 //! token count rounded up to a multiple of `pad_to_multiple_of` (at most
 //! `max_tokens`), which lets the node merge concurrent calls from different
 //! instances; padding is masked out of the mean.
@@ -31,7 +32,6 @@ use tok::WordPiece;
 use weft_sdk::nn::errors::{Error as NnError, ErrorCode};
 use weft_sdk::nn::graph::{self, Graph};
 use weft_sdk::nn::inference::GraphExecutionContext;
-use weft_sdk::nn::tensor::TensorType;
 use weft_sdk::{Config, Item, StageError, objects};
 
 use crate::batch::Padded;
@@ -137,19 +137,16 @@ impl Encoder {
             [b, s, d] if b as usize == padded.batch && s as usize == padded.seq && d > 0 => d,
             _ => return Err(self.bad_output(&format!("gave `{OUTPUT}` of shape {dims:?}"))),
         };
-        if hidden.ty() != TensorType::Fp32 {
-            return Err(self.bad_output(&format!("gave `{OUTPUT}` of type {:?}", hidden.ty())));
-        }
-        let data: Vec<f32> = hidden
-            .data()
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect();
+        // (An fp16 or bf16 model gives its own type: widened exactly.)
+        let data = weft_sdk::nn::to_f32(&hidden).ok_or_else(|| {
+            self.bad_output(&format!("gave `{OUTPUT}` of type {:?}", hidden.ty()))
+        })?;
         let dim = dim as usize;
         if data.len() != padded.batch * padded.seq * dim {
-            return Err(
-                self.bad_output(&format!("gave {} bytes for shape {dims:?}", data.len() * 4))
-            );
+            return Err(self.bad_output(&format!(
+                "gave {} values for shape {dims:?}",
+                data.len()
+            )));
         }
         Ok(
             pool::mean_pool(&data, &padded.attention_mask, padded.seq, dim)
@@ -185,7 +182,7 @@ impl Encoder {
 
     fn bad_output(&self, what: &str) -> StageError {
         StageError::fatal(format!(
-            "{}: model `{}` {what}; expected `{OUTPUT}` f32 [batch, seq, hidden] \
+            "{}: model `{}` {what}; expected `{OUTPUT}` f32 (or f16, bf16) [batch, seq, hidden] \
              (is it a BERT-style sentence encoder?)",
             self.who, self.model
         ))

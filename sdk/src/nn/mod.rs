@@ -102,9 +102,98 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+/// The elements of a float tensor as `f32`: `fp32` as it is, `fp16` and
+/// `bf16` widened exactly (an fp16 or bf16 model's outputs come back in its
+/// own type), `fp64` rounded; `None` for an integer tensor or data that
+/// does not split into whole elements.
+///
+/// # Example
+///
+/// ```
+/// use weft_sdk::nn::{to_f32, tensor::{Tensor, TensorType}};
+///
+/// // 1.0 and -2.5 as IEEE halves.
+/// let half = Tensor::new(&[2], TensorType::Fp16, &[0x00, 0x3c, 0x00, 0xc1]);
+/// assert_eq!(to_f32(&half), Some(vec![1.0, -2.5]));
+/// let ids = Tensor::new(&[1], TensorType::I64, &7i64.to_le_bytes());
+/// assert_eq!(to_f32(&ids), None);
+/// ```
+pub fn to_f32(t: &tensor::Tensor) -> Option<Vec<f32>> {
+    use tensor::TensorType;
+    let data = t.data();
+    let width = match t.ty() {
+        TensorType::Fp16 | TensorType::Bf16 => 2,
+        TensorType::Fp32 => 4,
+        TensorType::Fp64 => 8,
+        _ => return None,
+    };
+    if !data.len().is_multiple_of(width) {
+        return None;
+    }
+    let ty = t.ty();
+    Some(
+        data.chunks_exact(width)
+            .map(|b| match ty {
+                TensorType::Fp16 => half_to_f32(u16::from_le_bytes([b[0], b[1]])),
+                TensorType::Bf16 => {
+                    f32::from_bits(u32::from(u16::from_le_bytes([b[0], b[1]])) << 16)
+                }
+                TensorType::Fp32 => f32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+                _ => f64::from_le_bytes(b.try_into().expect("8 bytes")) as f32,
+            })
+            .collect(),
+    )
+}
+
+/// IEEE half bits as f32 (exact).
+fn half_to_f32(h: u16) -> f32 {
+    let sign = u32::from(h >> 15) << 31;
+    let exp = u32::from((h >> 10) & 0x1f);
+    let man = u32::from(h & 0x3ff);
+    let bits = match (exp, man) {
+        (0, 0) => sign,
+        // Subnormal: man · 2^-24.
+        (0, m) => {
+            let v = m as f32 * 2f32.powi(-24);
+            return if sign != 0 { -v } else { v };
+        }
+        (0x1f, m) => sign | 0x7f80_0000 | (m << 13),
+        (e, m) => sign | ((e + 112) << 23) | (m << 13),
+    };
+    f32::from_bits(bits)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn float_tensors_of_every_width_read_as_f32() {
+        use tensor::{Tensor, TensorType};
+        // Halves: normal, negative, the largest, the smallest subnormal,
+        // -0, the infinities and a NaN.
+        let halves: [(u16, f32); 8] = [
+            (0x3c00, 1.0),
+            (0xc100, -2.5),
+            (0x7bff, 65504.0),
+            (0x0001, 2f32.powi(-24)),
+            (0x8200, -2f32.powi(-15)),
+            (0x8000, -0.0),
+            (0x7c00, f32::INFINITY),
+            (0xfc00, f32::NEG_INFINITY),
+        ];
+        for (bits, want) in halves {
+            let got = half_to_f32(bits);
+            assert_eq!(got.to_bits(), want.to_bits(), "{bits:#06x}: {got}");
+        }
+        assert!(half_to_f32(0x7e00).is_nan());
+        let bf = Tensor::new(&[1], TensorType::Bf16, &0x3fc0u16.to_le_bytes());
+        assert_eq!(to_f32(&bf), Some(vec![1.5]));
+        let wide = Tensor::new(&[1], TensorType::Fp64, &0.25f64.to_le_bytes());
+        assert_eq!(to_f32(&wide), Some(vec![0.25]));
+        let odd = Tensor::new(&[1], TensorType::Fp32, &[0; 3]);
+        assert_eq!(to_f32(&odd), None);
+    }
 
     /// Pins the signatures the native stand-in must share with the generated
     /// bindings: this compiles on both targets (`cargo clippy --all-targets`, natively

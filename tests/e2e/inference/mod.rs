@@ -132,6 +132,39 @@ async fn embed_matches_onnxruntime_over_http() {
         );
     }
 
+    // The same model with every float in fp16, its output too (what
+    // onnxconverter-common makes of it for a GPU): the stage reads the
+    // half output, and its embeddings are the f32 model's within half
+    // precision.
+    put(
+        &d,
+        "/v1/models/minilm-fp16?encoding=onnx",
+        "minilm/model-fp16.onnx",
+    )
+    .await;
+    d.deploy_query(
+        "embed-fp16",
+        "embed.wasm",
+        &format!("config.vocab={vocab}&config.model=minilm-fp16"),
+    )
+    .await;
+    for s in &sentences[..3] {
+        let (status, v) = d.invoke("embed-fp16", &json!({"text": s["text"]})).await;
+        assert_eq!(status, 200, "{v}");
+        let cosine: f64 = v["embedding"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(s["embedding"].as_array().unwrap())
+            .map(|(g, w)| g.as_f64().unwrap() * w.as_f64().unwrap())
+            .sum();
+        eprintln!("fp16 vs f32 embedding of {}: cosine {cosine:.6}", s["text"]);
+        assert!(
+            cosine > 0.9995,
+            "fp16 embedding's cosine to f32's: {cosine}"
+        );
+    }
+
     // A text past `max_tokens` (128) is cut, and the answer says so.
     let long = "word ".repeat(300);
     let (status, v) = d.invoke("embed", &json!({ "text": long })).await;
