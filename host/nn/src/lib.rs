@@ -57,13 +57,31 @@ pub use llama::ARCHITECTURES as GGUF_ARCHITECTURES;
 pub use onnx::OnnxInfo;
 pub use tensor::{ElementType, Tensor};
 
-/// The most elements one tensor inside an ONNX graph may hold: 2^30, 4 GiB
-/// of f32. An operator whose output size comes from its inputs' values or
-/// its attributes (`ConstantOfShape`, `Expand`, `Tile`, `Range`, `Pad`,
-/// `Resize`, broadcasting, products, ...) checks its size against this
-/// before allocating, and a call that passes it fails with
-/// [`NnErrorKind::TooLarge`] rather than aborting the process.
+/// The default of [`max_tensor_elements`]: 2^30 elements (4 GiB as f32).
 pub const MAX_TENSOR_ELEMENTS: usize = 1 << 30;
+
+/// The most elements a tensor that an ONNX operator computes the size of
+/// may hold: [`MAX_TENSOR_ELEMENTS`], or the environment's
+/// `WEFT_NN_MAX_TENSOR_ELEMENTS` (read once) for a node with the memory for
+/// more (attention scores pass 2^30 at 32 heads of 5.8k tokens).
+///
+/// Operators whose output size comes from their inputs' values or their
+/// attributes (`ConstantOfShape`, `Expand`, `Tile`, `Range`, `Pad`,
+/// `Resize`, `Concat`, broadcasting, products, windows, recurrences,
+/// sequences a `Loop` grows, ...) check it before allocating, and a call
+/// that passes it fails with [`NnErrorKind::TooLarge`] rather than
+/// aborting the process on a failed allocation. Index plans and f64
+/// intermediates some of them build cost more bytes per element than f32.
+pub fn max_tensor_elements() -> usize {
+    static MAX: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *MAX.get_or_init(|| {
+        std::env::var("WEFT_NN_MAX_TENSOR_ELEMENTS")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .filter(|&n| n > 0)
+            .unwrap_or(MAX_TENSOR_ELEMENTS)
+    })
+}
 
 /// A model encoding, as `wasi:nn` names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

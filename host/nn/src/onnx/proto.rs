@@ -396,14 +396,17 @@ pub(crate) fn tensor(b: &[u8]) -> Result<(String, Value), NnError> {
             ),
         ));
     }
-    let count: usize = shape.iter().product();
-    if let (Some(bits), Some(r)) = (dtype.packed_bits(), raw) {
+    // (Checked: dims whose product wraps must not pass the count check.)
+    let count = (shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d)))
+        .ok_or_else(|| malformed(&format!("tensor `{name}` has a shape {shape:?} too large")))?;
+    if let Some(bits) = dtype.packed_bits() {
+        // Packed bytes, in raw_data or one to an int32_data entry.
         let need = count.div_ceil((8 / bits) as usize);
-        if r.len() != need {
+        let have = raw.map_or(i32s.len(), <[u8]>::len);
+        if have != need {
             return Err(malformed(&format!(
                 "tensor `{name}` of shape {shape:?} packs {count} {bits}-bit elements in \
-                 {need} bytes, but has {}",
-                r.len()
+                 {need} bytes, but has {have}"
             ))
             .into());
         }

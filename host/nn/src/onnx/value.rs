@@ -7,6 +7,7 @@ use rayon::prelude::*;
 
 pub(crate) use super::dtype::DType;
 use super::narrow::E8m0Round;
+use crate::quant::round_f16;
 use crate::{ElementType, NnError, NnErrorKind, Tensor};
 
 /// Element storage; or, inside a graph only, a value that is not a
@@ -52,7 +53,7 @@ pub(crate) fn fail(msg: impl Into<String>) -> NnError {
 }
 
 /// The element count of `shape`, checked before anything of that size is
-/// allocated: a count that overflows or passes [`crate::MAX_TENSOR_ELEMENTS`]
+/// allocated: a count that overflows or passes [`crate::max_tensor_elements`]
 /// is a `too-large` error naming `what` made it, so a model (or an input)
 /// that asks for a huge tensor fails its call instead of aborting the
 /// process on a failed allocation.
@@ -60,15 +61,16 @@ pub(crate) fn numel(shape: &[usize], what: &str) -> Result<usize, NnError> {
     shape
         .iter()
         .try_fold(1usize, |n, &d| n.checked_mul(d))
-        .filter(|&n| n <= crate::MAX_TENSOR_ELEMENTS)
+        .filter(|&n| n <= crate::max_tensor_elements())
         .ok_or_else(|| {
             NnError::new(
                 NnErrorKind::TooLarge,
                 format!(
                     "{what} would make a tensor of shape {shape:?}, more than the {} \
                      elements weft-nn allows one tensor; check the sizes the model \
-                     computes from its inputs and attributes",
-                    crate::MAX_TENSOR_ELEMENTS
+                     computes from its inputs and attributes (a node with the memory \
+                     for more may raise WEFT_NN_MAX_TENSOR_ELEMENTS)",
+                    crate::max_tensor_elements()
                 ),
             )
         })
@@ -209,7 +211,11 @@ impl Value {
             // (From f64 through f32, as `f64_to_f16` rounds.)
             DType::F16 => Data::F32(match &self.data {
                 Data::F64(v) => v.iter().map(|&x| round_f16(x as f32)).collect(),
-                _ => self.to_f32().into_iter().map(round_f16).collect(),
+                _ => {
+                    let mut v = self.to_f32();
+                    crate::quant::round_f16_in_place(&mut v);
+                    v
+                }
             }),
             DType::Bf16 => Data::F32(self.to_f32().into_iter().map(round_bf16).collect()),
             narrow if narrow.is_narrow_float() => Data::F32(
@@ -355,34 +361,22 @@ pub(crate) fn f64_to_f16(x: f64) -> u16 {
     crate::quant::f32_to_f16(x as f32)
 }
 
-/// f32 rounded to half precision (nearest even): `f16_to_f32(f32_to_f16(x))`,
-/// on the bits where the result is a normal half (every value a layer
-/// computes, nearly), which is several times faster.
-pub(crate) fn round_f16(x: f32) -> f32 {
-    // Normal halves: [2^-14, 65504); the rest (zero, subnormals, overflow,
-    // NaN) the long way.
-    if (6.103_515_6e-5..65504.0).contains(&x.abs()) {
-        let b = x.to_bits();
-        return f32::from_bits(b.wrapping_add(0x0fff + ((b >> 13) & 1)) & 0xffff_e000);
-    }
-    f16_to_f32(f64_to_f16(f64::from(x)))
-}
-
 /// `v`'s f32 results as a value of half type `dtype` (F16 or BF16, held
 /// in f32): rounded in place; any other type is left as it is.
 pub(crate) fn round_to_half(v: &mut Value, dtype: DType) {
     let Data::F32(d) = &mut v.data else {
         return;
     };
-    let round: fn(f32) -> f32 = match dtype {
-        DType::F16 => round_f16,
-        DType::Bf16 => round_bf16,
+    let round: fn(&mut [f32]) = match dtype {
+        // (Eight at a time with F16C.)
+        DType::F16 => crate::quant::round_f16_in_place,
+        DType::Bf16 => |c| c.iter_mut().for_each(|x| *x = round_bf16(*x)),
         _ => return,
     };
     if d.len() >= PAR_ELEMENTS {
-        d.par_iter_mut().for_each(|x| *x = round(*x));
+        d.par_chunks_mut(PAR_ELEMENTS / 4).for_each(round);
     } else {
-        d.iter_mut().for_each(|x| *x = round(*x));
+        round(d);
     }
     v.dtype = dtype;
 }

@@ -374,3 +374,46 @@ fn many_rows_at_once_match_one_at_a_time() {
         }
     }
 }
+
+/// The quick half rounding is the long one, at and around every edge of
+/// the normal range, ties, and spread values.
+#[test]
+fn round_f16_matches_the_conversion_both_ways() {
+    let mut xs = vec![
+        0.0,
+        -0.0,
+        1.0,
+        65504.0,
+        65519.0,
+        65520.0,
+        6.1035156e-5,
+        6.1e-5,
+        1e-8,
+    ];
+    xs.extend([
+        f32::NAN,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::MIN_POSITIVE,
+    ]);
+    // Ties at every exponent: x.5 ulp of a half.
+    for e in -14..16 {
+        let ulp = 2f32.powi(e - 10);
+        xs.extend([2f32.powi(e) + 0.5 * ulp, 2f32.powi(e) + 1.5 * ulp]);
+    }
+    let mut s = 0x1234_5678u32;
+    for _ in 0..200_000 {
+        s ^= s << 13;
+        s ^= s >> 17;
+        s ^= s << 5;
+        xs.push(f32::from_bits(s));
+    }
+    for x in xs.iter().flat_map(|&x| [x, -x]) {
+        let want = f16_to_f32(f32_to_f16(x));
+        let got = round_f16(x);
+        assert!(
+            got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
+            "{x:e}: {got:e} vs {want:e}"
+        );
+    }
+}

@@ -86,6 +86,7 @@ fn matches_onnxruntime(
                 .iter()
                 .map(|v| v.as_f64().unwrap() as f32)
                 .collect();
+            assert_eq!(got.len(), want.len(), "the reference's length");
             let diffs: Vec<f32> = got.iter().zip(&want).map(|(g, w)| (g - w).abs()).collect();
             let worst = diffs.iter().copied().fold(0.0, f32::max);
             let mean = diffs.iter().sum::<f32>() / diffs.len() as f32;

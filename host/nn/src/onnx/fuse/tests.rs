@@ -305,12 +305,14 @@ fn patterns_whose_insides_are_read_elsewhere_stay_unfused() {
 /// An fp16 or bf16 export (what `onnxconverter-common` makes of a
 /// transformer) fuses as an f32 one does: the fused nodes read halves as
 /// f32 and round their results to the type, within a step or two of the
-/// nodes as written (each of which rounds), on the CPU and the GPU path.
+/// nodes as written (each of which rounds), loaded for the CPU or a GPU
+/// (whose device path leaves halves to the CPU).
 /// (Fused nodes once refused every type but f32, so such a model failed.)
 #[test]
 fn half_models_fuse_and_agree_with_the_graph_as_written() {
-    use crate::onnx::value::{round_bf16, round_f16};
+    use crate::onnx::value::round_bf16;
     use crate::onnx::write::GraphWriter;
+    use crate::quant::round_f16;
     let (k, n) = (32, 24);
     // ONNX's FLOAT16 and BFLOAT16, with each one's bits and rounding.
     type Half = (u64, fn(f32) -> u16, fn(f32) -> f32);
@@ -372,50 +374,5 @@ fn half_models_fuse_and_agree_with_the_graph_as_written() {
             let step = if elem == 10 { 1e-3 } else { 8e-3 };
             assert!(worst <= 2.0 * step, "type {elem}, gpu {gpu}: {worst}");
         }
-    }
-}
-
-/// The quick half rounding is the long one, at and around every edge of
-/// the normal range, ties, and spread values.
-#[test]
-fn round_f16_matches_the_conversion_both_ways() {
-    use crate::onnx::value::round_f16;
-    use crate::quant::{f16_to_f32, f32_to_f16};
-    let mut xs = vec![
-        0.0,
-        -0.0,
-        1.0,
-        65504.0,
-        65519.0,
-        65520.0,
-        6.1035156e-5,
-        6.1e-5,
-        1e-8,
-    ];
-    xs.extend([
-        f32::NAN,
-        f32::INFINITY,
-        f32::NEG_INFINITY,
-        f32::MIN_POSITIVE,
-    ]);
-    // Ties at every exponent: x.5 ulp of a half.
-    for e in -14..16 {
-        let ulp = 2f32.powi(e - 10);
-        xs.extend([2f32.powi(e) + 0.5 * ulp, 2f32.powi(e) + 1.5 * ulp]);
-    }
-    let mut s = 0x1234_5678u32;
-    for _ in 0..200_000 {
-        s ^= s << 13;
-        s ^= s >> 17;
-        s ^= s << 5;
-        xs.push(f32::from_bits(s));
-    }
-    for x in xs.iter().flat_map(|&x| [x, -x]) {
-        let want = f16_to_f32(f32_to_f16(x));
-        let got = round_f16(x);
-        assert!(
-            got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
-            "{x:e}: {got:e} vs {want:e}"
-        );
     }
 }

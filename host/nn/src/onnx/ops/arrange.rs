@@ -23,7 +23,15 @@ pub(super) fn constant_of_shape(
         .cloned()
         .unwrap_or_else(|| Value::f32(vec![1], vec![0.0]));
     let n = numel(&shape, "ConstantOfShape")?;
-    Ok(fill.with(shape, take(&fill.data, &vec![0; n])))
+    // (Repeated as it is: no index per element.)
+    let data = match &fill.data {
+        Data::F32(v) if v.len() == 1 => Data::F32(vec![v[0]; n]),
+        Data::F64(v) if v.len() == 1 => Data::F64(vec![v[0]; n]),
+        Data::I64(v) if v.len() == 1 => Data::I64(vec![v[0]; n]),
+        Data::Bool(v) if v.len() == 1 => Data::Bool(vec![v[0]; n]),
+        _ => return Err(fail("ConstantOfShape's value must be one element")),
+    };
+    Ok(fill.with(shape, data))
 }
 
 pub(super) fn range(inputs: &[Option<&Value>]) -> Result<Value, NnError> {

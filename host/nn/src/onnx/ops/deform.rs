@@ -7,7 +7,7 @@ use rayon::prelude::*;
 use super::unpool::per_dim;
 use super::{Node, opt, req};
 use crate::NnError;
-use crate::onnx::value::{Value, fail};
+use crate::onnx::value::{Value, fail, numel};
 
 /// The bilinear sample of a `[h, w]` plane at `(y, x)`, zero outside.
 fn sample(plane: &[f64], h: usize, w: usize, y: f64, x: f64) -> f64 {
@@ -76,6 +76,7 @@ pub(super) fn deform_conv(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<V
     let mv = mask.map(Value::to_f64);
     let bv = bias.map(Value::to_f64);
     let pixels = oh * ow;
+    numel(&[n, ic, taps, pixels], "DeformConv's columns")?;
     // Columns: for each image, input channel and tap, the sampled (and
     // masked) value under every output pixel.
     let cols: Vec<f64> = (0..n * ic * taps)

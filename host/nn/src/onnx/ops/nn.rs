@@ -115,10 +115,15 @@ fn window(
             }
         }
     }
-    // The gather plan holds an entry per kernel offset and output position.
+    // The gather plan holds an entry per kernel offset and output position
+    // (16 bytes: counted as four f32s), and the outputs' multi-indices.
     numel(
-        &[&kernel[..], &out[..]].concat(),
+        &[&kernel[..], &out[..], &[4]].concat(),
         "the window over its outputs",
+    )?;
+    numel(
+        &[&out[..], &[2 * d]].concat(),
+        "the window's output positions",
     )?;
     Ok(Window {
         kernel,
@@ -134,9 +139,10 @@ fn window(
 /// `None` in padding): rows = kernel offsets, columns = output positions.
 fn gather_plan(w: &Window, input: &[usize]) -> Vec<Option<usize>> {
     let (kidx, outs) = (all_indices(&w.kernel), all_indices(&w.out));
-    let mut plan = Vec::with_capacity(kidx.len() * outs.len());
-    for k in &kidx {
-        for o in &outs {
+    let rank = input.len().max(1);
+    let mut plan = Vec::with_capacity(kidx.len() / rank * (outs.len() / rank));
+    for k in kidx.chunks_exact(rank) {
+        for o in outs.chunks_exact(rank) {
             let mut off = 0usize;
             let mut inside = true;
             for d in 0..input.len() {
@@ -154,11 +160,12 @@ fn gather_plan(w: &Window, input: &[usize]) -> Vec<Option<usize>> {
     plan
 }
 
-/// Every multi-index of `shape`, row-major.
-fn all_indices(shape: &[usize]) -> Vec<Vec<usize>> {
+/// Every multi-index of `shape`, row-major, one after another (index `i`
+/// at `[i * rank, (i + 1) * rank)`).
+fn all_indices(shape: &[usize]) -> Vec<usize> {
     let mut v = Vec::new();
     map_indices(shape, |i| {
-        v.push(i.to_vec());
+        v.extend_from_slice(i);
         0
     });
     v
@@ -213,6 +220,8 @@ pub(super) fn conv(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Value, N
     let bias = opt(inputs, 2).map(Value::to_f32);
     let mg = m / groups;
     numel(&[n, m, osize], "Conv")?;
+    // Each task's columns: a group's channels by kernel offsets by outputs.
+    numel(&[cg, ksize, osize], "Conv's columns")?;
     let mut out = vec![0.0f32; n * m * osize];
     let rows = cg * ksize;
     out.par_chunks_mut(m * osize)
@@ -559,15 +568,15 @@ pub(super) fn conv_transpose(node: Node<'_>, inputs: &[Option<&Value>]) -> Resul
         kernel.iter().product::<usize>(),
     );
     let (xv, wv) = (x.to_f64(), w.to_f64());
-    let (ipos, kpos) = (all_indices(&spatial), all_indices(&kernel));
     numel(&[&[n, m][..], &out[..]].concat(), "ConvTranspose")?;
+    let (ipos, kpos) = (all_indices(&spatial), all_indices(&kernel));
     let mut y = vec![0.0f64; n * m * osize];
     for b in 0..n {
         for ci in 0..c {
             let g = ci / cg;
-            for (ii, ip) in ipos.iter().enumerate() {
+            for (ii, ip) in ipos.chunks_exact(d.max(1)).enumerate() {
                 let xval = xv[(b * c + ci) * isize + ii];
-                for (kk, kp) in kpos.iter().enumerate() {
+                for (kk, kp) in kpos.chunks_exact(d.max(1)).enumerate() {
                     let mut off = 0usize;
                     let mut inside = true;
                     for a in 0..d {

@@ -11,7 +11,7 @@ use rayon::prelude::*;
 use super::shape::transpose_perm;
 use super::{Node, axis, opt, req};
 use crate::NnError;
-use crate::onnx::value::{DType, Data, Value, fail, zip_broadcast};
+use crate::onnx::value::{DType, Data, Value, fail, numel, zip_broadcast};
 
 /// Rows below which parallelism is not worth it.
 const PAR_ROWS: usize = 64;
@@ -163,7 +163,8 @@ pub(super) fn reduce(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Value,
         .map(|(_, &d)| d)
         .product();
     let out: Vec<f64> = if red == 0 {
-        vec![f(&[]); outer]
+        // (An empty input holds nothing however large its other axes.)
+        vec![f(&[]); numel(&[outer], "the reduction")?]
     } else {
         v.chunks_exact(red).map(f).collect()
     };

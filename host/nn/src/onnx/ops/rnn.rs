@@ -6,7 +6,7 @@
 
 use super::{Node, opt, req};
 use crate::NnError;
-use crate::onnx::value::{Value, fail};
+use crate::onnx::value::{Value, fail, numel};
 
 /// An activation function by its ONNX name, with its alpha and beta.
 #[derive(Clone, Copy)]
@@ -285,7 +285,7 @@ pub(super) fn recurrent(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Vec
         &xv[at..at + input]
     };
     // Y as [seq][dir][batch][hidden]; steps past a sequence's length stay 0.
-    let mut y = vec![0.0; seq * dirs * batch * hidden];
+    let mut y = vec![0.0; numel(&[seq, dirs, batch, hidden], "the recurrence's Y")?];
     for d in 0..dirs {
         let reverse = direction == "reverse" || d == 1;
         let wd = &wv[d * g * hidden * input..(d + 1) * g * hidden * input];

@@ -8,7 +8,7 @@
 use super::shape::{concat, narrow, stack};
 use super::{Node, axis, opt, req};
 use crate::NnError;
-use crate::onnx::value::{DType, Data, Value, fail};
+use crate::onnx::value::{DType, Data, Value, fail, numel};
 
 /// The operators here: with `Identity` and control flow, the only ones
 /// given values that are not tensors.
@@ -98,6 +98,9 @@ pub(super) fn run(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Vec<Value
             let (seq, items) = (req(inputs, 0)?, items(inputs, 0, op)?);
             let t = tensor_of(req(inputs, 1)?, seq.dtype, op)?;
             let at = position(opt(inputs, 2), items.len(), true, items.len())?;
+            // A list a Loop grows is checked as a whole, as one tensor.
+            let total = items.iter().map(Value::len).sum::<usize>();
+            numel(&[total.saturating_add(t.len())], "the sequence")?;
             let mut items = items.to_vec();
             items.insert(at, t);
             sequence(seq.dtype, items)

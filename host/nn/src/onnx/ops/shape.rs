@@ -479,7 +479,8 @@ pub(super) fn concat(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Value,
     shape[ax] = parts
         .iter()
         .map(|p| p.shape.get(ax).copied().unwrap_or(0))
-        .sum();
+        .fold(0usize, usize::saturating_add);
+    numel(&shape, "Concat")?;
     let cast: Vec<Value> = parts.iter().map(|p| p.cast(first.dtype)).collect();
     for p in &cast {
         if p.shape.len() != shape.len()

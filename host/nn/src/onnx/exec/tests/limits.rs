@@ -50,7 +50,7 @@ fn too_large(what: &str, r: Result<(), crate::NnError>) {
         err.message.contains("`big`")
             && err
                 .message
-                .contains(&crate::MAX_TENSOR_ELEMENTS.to_string()),
+                .contains(&crate::max_tensor_elements().to_string()),
         "{what}: {}",
         err.message
     );
@@ -124,6 +124,30 @@ fn sizes_from_values_and_attributes_past_the_cap_are_too_large() {
             gpu,
         );
         too_large(&on("MaxPool's pads"), r);
+        // Pads of 2^29 and a kernel of 1: under the cap as elements, but
+        // the window's plan takes 16 bytes an entry and its positions more.
+        let pads: &[i64] = &[1 << 29, 0];
+        let r = run(
+            "MaxPool",
+            &["x"],
+            None,
+            &[1, 1, 1],
+            &[],
+            &[("kernel_shape", &[1]), ("pads", pads)],
+            gpu,
+        );
+        too_large(&on("MaxPool's plan"), r);
+        // An empty input holds nothing, however long its other axis.
+        let r = run(
+            "ReduceSum",
+            &["x", "s"],
+            Some(&[1]),
+            &[1 << 31, 0],
+            &[],
+            &[],
+            gpu,
+        );
+        too_large(&on("ReduceSum over an empty axis"), r);
     }
 }
 
