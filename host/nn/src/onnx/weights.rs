@@ -433,7 +433,8 @@ pub(super) fn upload_weights(
         let Some(w) = weights.get(name) else {
             continue;
         };
-        let (super::value::Data::F32(data), DType::F32, &[rows, cols]) =
+        // (Halves are held in f32: they go up as f32.)
+        let (super::value::Data::F32(data), DType::F32 | DType::F16 | DType::Bf16, &[rows, cols]) =
             (&w.data, w.dtype, w.shape.as_slice())
         else {
             continue;

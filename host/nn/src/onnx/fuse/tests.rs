@@ -306,7 +306,8 @@ fn patterns_whose_insides_are_read_elsewhere_stay_unfused() {
 /// transformer) fuses as an f32 one does: the fused nodes read halves as
 /// f32 and round their results to the type, within a step or two of the
 /// nodes as written (each of which rounds), loaded for the CPU or a GPU
-/// (whose device path leaves halves to the CPU).
+/// (where the half weight is resident for the product, the rest of the
+/// graph left to the CPU: the device path holds f32 values only).
 /// (Fused nodes once refused every type but f32, so such a model failed.)
 #[test]
 fn half_models_fuse_and_agree_with_the_graph_as_written() {
@@ -354,6 +355,8 @@ fn half_models_fuse_and_agree_with_the_graph_as_written() {
         let run = |fuse: bool, gpu: bool| {
             let device = gpu.then(|| Ok(crate::gpu::tests::gpu()));
             let m = OnnxModel::load_with(&bytes, device, fuse).unwrap();
+            // On a GPU the half weight is resident (as f32), for the product.
+            assert_eq!(m.device_bytes() >= (k * n * 4) as u64, gpu);
             let inputs = [("x".into(), Tensor::from_f32(vec![5, k], &x))];
             let out = m.session().compute(&inputs).unwrap();
             assert_eq!(out[0].1.shape, [5, n]);

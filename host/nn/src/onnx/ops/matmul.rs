@@ -131,15 +131,16 @@ fn gemm_finish(node: Node<'_>, inputs: &[Option<&Value>], y: Value) -> Result<Va
 }
 
 /// `MatMul` with B resident on the GPU: A's leading dims fold into the
-/// rows of one product. `None` (run it on the CPU instead) when A is not
-/// f32 or its shape does not fit B; the CPU path reports those.
+/// rows of one product (a half A, held in f32, as f32; the result rounded
+/// to its type). `None` (run it on the CPU instead) when A is not a float
+/// held in f32 or its shape does not fit B; the CPU path reports those.
 pub(crate) fn matmul_resident(
     inputs: &[Option<&Value>],
     gpu: &Gpu,
     w: &GpuMatrix,
 ) -> Option<Result<Value, NnError>> {
     let a = opt(inputs, 0)?;
-    let (Data::F32(av), DType::F32) = (&a.data, a.dtype) else {
+    let (Data::F32(av), DType::F32 | DType::F16 | DType::Bf16) = (&a.data, a.dtype) else {
         return None;
     };
     let (&k, lead) = a.shape.split_last()?;
@@ -151,7 +152,7 @@ pub(crate) fn matmul_resident(
     shape.push(w.cols());
     Some(
         gpu.matmul_weights(av, m, k, w)
-            .map(|c| Value::f32(shape, c)),
+            .map(|c| from_f32(a.dtype, shape, c)),
     )
 }
 
@@ -190,7 +191,8 @@ pub(crate) fn gemm_resident(
     w: &GpuMatrix,
 ) -> Option<Result<Value, NnError>> {
     let a = opt(inputs, 0)?;
-    if a.dtype != DType::F32 || a.shape.len() != 2 {
+    // (gemm_finish rounds a half's result to its type.)
+    if !matches!(a.dtype, DType::F32 | DType::F16 | DType::Bf16) || a.shape.len() != 2 {
         return None;
     }
     let transposed;
