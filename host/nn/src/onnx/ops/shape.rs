@@ -481,7 +481,15 @@ pub(super) fn concat(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Value,
         .map(|p| p.shape.get(ax).copied().unwrap_or(0))
         .fold(0usize, usize::saturating_add);
     numel(&shape, "Concat")?;
-    let cast: Vec<Value> = parts.iter().map(|p| p.cast(first.dtype)).collect();
+    // Parts of the first's type are read as they are (a decoder's KV cache
+    // grows by Concat every step: a copy of each part would double it).
+    let cast: Vec<std::borrow::Cow<'_, Value>> = parts
+        .iter()
+        .map(|&p| match p.dtype == first.dtype {
+            true => std::borrow::Cow::Borrowed(p),
+            false => std::borrow::Cow::Owned(p.cast(first.dtype)),
+        })
+        .collect();
     for p in &cast {
         if p.shape.len() != shape.len()
             || p.shape
