@@ -583,22 +583,34 @@ def task_minilm_onnx(dest: Path) -> None:
 
 def task_minilm_int8(dest: Path) -> None:
     """all-MiniLM-L6-v2 quantised as onnxruntime's docs show, and what
-    onnxruntime computes with it: the reference is written first, the model
-    last, so the model's presence means both are there."""
+    onnxruntime computes with it."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    def write(tmp: str) -> None:
+        quantize_dynamic(str(dest / "minilm" / "model.onnx"), tmp, weight_type=QuantType.QInt8)
+        ops = {n.op_type for n in onnx.load(tmp).graph.node}
+        if "MatMulInteger" not in ops or "DynamicQuantizeLinear" not in ops:
+            raise SystemExit(f"quantize_dynamic wrote no integer products: {sorted(ops)}")
+
+    publish_minilm_variant(dest, "int8", write)
+
+
+def publish_minilm_variant(dest: Path, variant: str, write) -> None:
+    """minilm/model-{variant}.onnx, as `write(tmp)` writes it to a temporary
+    file, with onnxruntime's outputs for it: the reference is written first,
+    the model last, so the model's presence means both are there."""
+    import onnx
+
     out = dest / "minilm"
-    fd, tmp = tempfile.mkstemp(dir=out, prefix=".model-int8.onnx.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=out, prefix=f".model-{variant}.onnx.", suffix=".tmp")
     os.close(fd)
     try:
-        quantize_dynamic(str(out / "model.onnx"), tmp, weight_type=QuantType.QInt8)
+        write(tmp)
         ops = sorted({n.op_type for n in onnx.load(tmp).graph.node})
-        if "MatMulInteger" not in ops or "DynamicQuantizeLinear" not in ops:
-            raise SystemExit(f"quantize_dynamic wrote no integer products: {ops}")
-        write_minilm_reference(tmp, out / "model-int8.reference.json", ops)
-        print(f"minilm/model-int8.onnx: ops {', '.join(ops)}", flush=True)
-        publish(tmp, out / "model-int8.onnx")
+        write_minilm_reference(tmp, out / f"model-{variant}.reference.json", ops)
+        print(f"minilm/model-{variant}.onnx: ops {', '.join(ops)}", flush=True)
+        publish(tmp, out / f"model-{variant}.onnx")
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -663,18 +675,7 @@ def task_minilm_fp16(dest: Path) -> None:
             o.type.tensor_type.elem_type = TensorProto.FLOAT16
     del g.value_info[:]
     onnx.checker.check_model(model)
-    out = dest / "minilm"
-    fd, tmp = tempfile.mkstemp(dir=out, prefix=".model-fp16.onnx.", suffix=".tmp")
-    os.close(fd)
-    try:
-        onnx.save(model, tmp)
-        ops = sorted({n.op_type for n in g.node})
-        write_minilm_reference(tmp, out / "model-fp16.reference.json", ops)
-        print(f"minilm/model-fp16.onnx: ops {', '.join(ops)}", flush=True)
-        publish(tmp, out / "model-fp16.onnx")
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    publish_minilm_variant(dest, "fp16", lambda tmp: onnx.save(model, tmp))
 
 
 # ---------------------------------------------------------------------------

@@ -69,6 +69,49 @@ async fn stream(d: &TestDaemon, stage: &str, body: &Value) -> (Vec<Value>, Value
     (ids, result.clone())
 }
 
+/// The cosines of `embed`'s embeddings of `sentences` with MiniLM variant
+/// `variant` (`minilm/model-{variant}.onnx`, uploaded and deployed here)
+/// to the f32 model's reference embeddings.
+async fn variant_cosines(
+    d: &TestDaemon,
+    vocab: &str,
+    variant: &str,
+    sentences: &[Value],
+) -> Vec<f64> {
+    let model = format!("minilm-{variant}");
+    put(
+        d,
+        &format!("/v1/models/{model}?encoding=onnx"),
+        &format!("minilm/model-{variant}.onnx"),
+    )
+    .await;
+    let stage = format!("embed-{variant}");
+    d.deploy_query(
+        &stage,
+        "embed.wasm",
+        &format!("config.vocab={vocab}&config.model={model}"),
+    )
+    .await;
+    let mut cosines = Vec::new();
+    for s in sentences {
+        let (status, v) = d.invoke(&stage, &json!({"text": s["text"]})).await;
+        assert_eq!(status, 200, "{v}");
+        let cosine: f64 = v["embedding"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(s["embedding"].as_array().unwrap())
+            .map(|(g, w)| g.as_f64().unwrap() * w.as_f64().unwrap())
+            .sum();
+        eprintln!(
+            "{variant} vs f32 embedding of {}: cosine {cosine:.6}",
+            s["text"]
+        );
+        cosines.push(cosine);
+    }
+    cosines
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embed_matches_onnxruntime_over_http() {
     let d = TestDaemon::start().await;
@@ -103,62 +146,17 @@ async fn embed_matches_onnxruntime_over_http() {
     // embeddings are int8's distance from the f32 model's: onnxruntime's
     // own run of it gives cosines of 0.963-0.966 for these sentences
     // (weft-nn's tests match onnxruntime's int8 outputs themselves).
-    put(
-        &d,
-        "/v1/models/minilm-int8?encoding=onnx",
-        "minilm/model-int8.onnx",
-    )
-    .await;
-    d.deploy_query(
-        "embed-int8",
-        "embed.wasm",
-        &format!("config.vocab={vocab}&config.model=minilm-int8"),
-    )
-    .await;
-    for s in &sentences[..3] {
-        let (status, v) = d.invoke("embed-int8", &json!({"text": s["text"]})).await;
-        assert_eq!(status, 200, "{v}");
-        let cosine: f64 = v["embedding"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .zip(s["embedding"].as_array().unwrap())
-            .map(|(g, w)| g.as_f64().unwrap() * w.as_f64().unwrap())
-            .sum();
-        eprintln!("int8 vs f32 embedding of {}: cosine {cosine:.4}", s["text"]);
+    for cosine in variant_cosines(&d, vocab, "int8", &sentences[..3]).await {
         assert!(
             (0.95..0.99).contains(&cosine),
             "int8 embedding's cosine to f32's: {cosine}"
         );
     }
-
     // The same model with every float in fp16, its output too (what
     // onnxconverter-common makes of it for a GPU): the stage reads the
     // half output, and its embeddings are the f32 model's within half
     // precision.
-    put(
-        &d,
-        "/v1/models/minilm-fp16?encoding=onnx",
-        "minilm/model-fp16.onnx",
-    )
-    .await;
-    d.deploy_query(
-        "embed-fp16",
-        "embed.wasm",
-        &format!("config.vocab={vocab}&config.model=minilm-fp16"),
-    )
-    .await;
-    for s in &sentences[..3] {
-        let (status, v) = d.invoke("embed-fp16", &json!({"text": s["text"]})).await;
-        assert_eq!(status, 200, "{v}");
-        let cosine: f64 = v["embedding"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .zip(s["embedding"].as_array().unwrap())
-            .map(|(g, w)| g.as_f64().unwrap() * w.as_f64().unwrap())
-            .sum();
-        eprintln!("fp16 vs f32 embedding of {}: cosine {cosine:.6}", s["text"]);
+    for cosine in variant_cosines(&d, vocab, "fp16", &sentences[..3]).await {
         assert!(
             cosine > 0.9995,
             "fp16 embedding's cosine to f32's: {cosine}"

@@ -9,14 +9,13 @@ use crate::onnx::write::GraphWriter;
 use crate::{Model, NnErrorKind, Tensor};
 
 /// What `op` (one node called `big` on `inputs` of f32 `x` of shape `x`
-/// and int64 `s` when `ints` is given, with `attrs` and `lists`) says when
-/// run.
+/// and int64 `s` when `ints` is given, with list attributes `lists`) says
+/// when run.
 fn run(
     op: &str,
     inputs: &[&str],
     ints: Option<&[i64]>,
     x: &[usize],
-    attrs: &[(&str, i64)],
     lists: &[(&str, &[i64])],
     gpu: bool,
 ) -> Result<(), crate::NnError> {
@@ -27,7 +26,7 @@ fn run(
     if ints.is_some() {
         g.input_i64("s", &["n"]);
     }
-    g.node_ints(op, inputs, &["y"], "big", attrs, lists);
+    g.node_ints(op, inputs, &["y"], "big", &[], lists);
     g.output("y", &["o"]);
     let bytes = g.finish("weft-nn tests", 21);
     let device = gpu.then(|| Ok(crate::gpu::tests::gpu()));
@@ -58,96 +57,86 @@ fn too_large(what: &str, r: Result<(), crate::NnError>) {
 
 const HUGE: i64 = 1 << 16;
 
+/// One case: what it is, the operator, its inputs, `s`'s values, `x`'s
+/// shape and the list attributes.
+type Case<'a> = (
+    &'a str,
+    &'a str,
+    &'a [&'a str],
+    Option<&'a [i64]>,
+    &'a [usize],
+    &'a [(&'a str, &'a [i64])],
+);
+
 #[test]
 fn sizes_from_values_and_attributes_past_the_cap_are_too_large() {
-    for gpu in [false, true] {
-        let on = |what: &str| format!("{what} ({})", if gpu { "GPU" } else { "CPU" });
-        let r = run(
+    let cases: &[Case<'_>] = &[
+        (
+            "ConstantOfShape",
             "ConstantOfShape",
             &["s"],
             Some(&[HUGE, HUGE]),
             &[1],
             &[],
-            &[],
-            gpu,
-        );
-        too_large(&on("ConstantOfShape"), r);
-        let r = run(
+        ),
+        (
+            "Expand",
             "Expand",
             &["x", "s"],
             Some(&[HUGE, HUGE]),
             &[1],
             &[],
-            &[],
-            gpu,
-        );
-        too_large(&on("Expand"), r);
-        let r = run(
-            "Tile",
-            &["x", "s"],
-            Some(&[HUGE * HUGE]),
-            &[4],
-            &[],
-            &[],
-            gpu,
-        );
-        too_large(&on("Tile"), r);
-        let r = run(
+        ),
+        ("Tile", "Tile", &["x", "s"], Some(&[HUGE * HUGE]), &[4], &[]),
+        (
+            "Pad",
             "Pad",
             &["x", "s"],
             Some(&[0, HUGE * HUGE]),
             &[1],
             &[],
-            &[],
-            gpu,
-        );
-        too_large(&on("Pad"), r);
-        let shape: &[i64] = &[HUGE, HUGE];
-        let r = run(
+        ),
+        (
+            "RandomUniform",
             "RandomUniform",
             &[],
             None,
             &[1],
-            &[],
-            &[("shape", shape)],
-            gpu,
-        );
-        too_large(&on("RandomUniform"), r);
-        let pads: &[i64] = &[HUGE * HUGE, 0];
-        let r = run(
+            &[("shape", &[HUGE, HUGE])],
+        ),
+        (
+            "MaxPool's pads",
             "MaxPool",
             &["x"],
             None,
             &[1, 1, 1],
-            &[],
-            &[("kernel_shape", &[1]), ("pads", pads)],
-            gpu,
-        );
-        too_large(&on("MaxPool's pads"), r);
+            &[("kernel_shape", &[1]), ("pads", &[HUGE * HUGE, 0])],
+        ),
         // Pads of 2^29 and a kernel of 1: under the cap as elements, but
         // the window's plan takes 16 bytes an entry and its positions more.
-        let pads: &[i64] = &[1 << 29, 0];
-        let r = run(
+        (
+            "MaxPool's plan",
             "MaxPool",
             &["x"],
             None,
             &[1, 1, 1],
-            &[],
-            &[("kernel_shape", &[1]), ("pads", pads)],
-            gpu,
-        );
-        too_large(&on("MaxPool's plan"), r);
+            &[("kernel_shape", &[1]), ("pads", &[1 << 29, 0])],
+        ),
         // An empty input holds nothing, however long its other axis.
-        let r = run(
+        (
+            "ReduceSum over an empty axis",
             "ReduceSum",
             &["x", "s"],
             Some(&[1]),
             &[1 << 31, 0],
             &[],
-            &[],
-            gpu,
-        );
-        too_large(&on("ReduceSum over an empty axis"), r);
+        ),
+    ];
+    for gpu in [false, true] {
+        for &(what, op, inputs, ints, x, lists) in cases {
+            let what = format!("{what} ({})", if gpu { "GPU" } else { "CPU" });
+            too_large(&what, run(op, inputs, ints, x, lists, gpu));
+        }
     }
 }
 
