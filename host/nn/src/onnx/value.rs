@@ -19,8 +19,10 @@ pub(crate) enum Data {
     F64(Vec<f64>),
     I64(Vec<i64>),
     Bool(Vec<bool>),
-    /// A sequence of tensors of the value's `dtype` (its shape is `[]`).
-    Seq(Vec<Value>),
+    /// A sequence of tensors of the value's `dtype` (its shape is `[]`),
+    /// shared: inserting into or erasing from a sequence copies pointers,
+    /// not the tensors (a `Loop` growing a list would copy it every turn).
+    Seq(Vec<std::sync::Arc<Value>>),
     /// An optional without an element (an optional with one is its
     /// element).
     Absent,

@@ -5,6 +5,8 @@
 //! `OptionalGetElement`). An optional with an element is that element;
 //! one without is [`Data::Absent`].
 
+use std::sync::Arc;
+
 use super::shape::{concat, narrow, stack};
 use super::{Node, axis, opt, req};
 use crate::NnError;
@@ -26,7 +28,7 @@ pub(super) const OPS: &[&str] = &[
     "OptionalGetElement",
 ];
 
-fn sequence(dtype: DType, items: Vec<Value>) -> Value {
+fn sequence(dtype: DType, items: Vec<Arc<Value>>) -> Value {
     Value {
         dtype,
         shape: Vec::new(),
@@ -35,7 +37,11 @@ fn sequence(dtype: DType, items: Vec<Value>) -> Value {
 }
 
 /// Input `i` as a sequence's items.
-fn items<'a>(inputs: &[Option<&'a Value>], i: usize, op: &str) -> Result<&'a [Value], NnError> {
+fn items<'a>(
+    inputs: &[Option<&'a Value>],
+    i: usize,
+    op: &str,
+) -> Result<&'a [Arc<Value>], NnError> {
     match &req(inputs, i)?.data {
         Data::Seq(items) => Ok(items),
         _ => Err(fail(format!(
@@ -63,7 +69,7 @@ fn position(v: Option<&Value>, n: usize, past: bool, default: usize) -> Result<u
 }
 
 /// A tensor for a sequence of `dtype`.
-fn tensor_of(v: &Value, dtype: DType, op: &str) -> Result<Value, NnError> {
+fn tensor_of(v: &Value, dtype: DType, op: &str) -> Result<Arc<Value>, NnError> {
     if !v.is_tensor() || v.dtype != dtype {
         return Err(fail(format!(
             "{op}: a sequence of {dtype:?} takes {dtype:?} tensors, got {:?}{}",
@@ -75,7 +81,7 @@ fn tensor_of(v: &Value, dtype: DType, op: &str) -> Result<Value, NnError> {
             }
         )));
     }
-    Ok(v.clone())
+    Ok(Arc::new(v.clone()))
 }
 
 pub(super) fn run(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Vec<Value>, NnError> {
@@ -99,7 +105,7 @@ pub(super) fn run(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Vec<Value
             let t = tensor_of(req(inputs, 1)?, seq.dtype, op)?;
             let at = position(opt(inputs, 2), items.len(), true, items.len())?;
             // A list a Loop grows is checked as a whole, as one tensor.
-            let total = items.iter().map(Value::len).sum::<usize>();
+            let total = items.iter().map(|v| v.len()).sum::<usize>();
             numel(&[total.saturating_add(t.len())], "the sequence")?;
             let mut items = items.to_vec();
             items.insert(at, t);
@@ -107,7 +113,7 @@ pub(super) fn run(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Vec<Value
         }
         "SequenceAt" => {
             let items = items(inputs, 0, op)?;
-            items[position(Some(req(inputs, 1)?), items.len(), false, 0)?].clone()
+            (*items[position(Some(req(inputs, 1)?), items.len(), false, 0)?]).clone()
         }
         "SequenceErase" => {
             let (seq, items) = (req(inputs, 0)?, items(inputs, 0, op)?);
@@ -133,7 +139,7 @@ pub(super) fn run(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Vec<Value
                         "ConcatFromSequence of scalars needs new_axis 1 (they have no axis to join)",
                     ));
                 }
-                false => concat(node, &items.iter().map(Some).collect::<Vec<_>>())?,
+                false => concat(node, &items.iter().map(|v| Some(&**v)).collect::<Vec<_>>())?,
             }
         }
         "Optional" => match opt(inputs, 0) {
@@ -194,8 +200,51 @@ fn split_to_sequence(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Value,
             if squeeze {
                 part.shape.remove(ax);
             }
-            part
+            Arc::new(part)
         })
         .collect();
     Ok(sequence(x.dtype, items))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::onnx::proto::NodeProto;
+
+    /// Inserting into a sequence (a Loop appends every turn) shares the
+    /// tensors already in it instead of copying them.
+    #[test]
+    fn insert_and_erase_share_the_items_they_keep() {
+        let item = Arc::new(Value::f32(vec![2], vec![1.0, 2.0]));
+        let seq = sequence(DType::F32, vec![Arc::clone(&item)]);
+        let x = Value::f32(vec![2], vec![3.0, 4.0]);
+        let node = |op: &str| NodeProto {
+            op_type: op.into(),
+            ..Default::default()
+        };
+        let op = |n: &NodeProto, inputs: &[Option<&Value>]| {
+            run(
+                Node {
+                    proto: n,
+                    opset: 21,
+                },
+                inputs,
+            )
+            .unwrap()
+            .remove(0)
+        };
+        let grown = op(&node("SequenceInsert"), &[Some(&seq), Some(&x)]);
+        let Data::Seq(items) = &grown.data else {
+            panic!("not a sequence")
+        };
+        assert_eq!(items.len(), 2);
+        assert!(Arc::ptr_eq(&items[0], &item), "the kept item was copied");
+        assert_eq!(items[1].to_f32(), [3.0, 4.0]);
+        let at = Value::i64(vec![], vec![1]);
+        let shrunk = op(&node("SequenceErase"), &[Some(&grown), Some(&at)]);
+        let Data::Seq(items) = &shrunk.data else {
+            panic!("not a sequence")
+        };
+        assert!(items.len() == 1 && Arc::ptr_eq(&items[0], &item));
+    }
 }

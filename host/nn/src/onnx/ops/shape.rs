@@ -258,7 +258,11 @@ pub(crate) fn index_axis(x: &Value, axis: usize, i: usize) -> Value {
 
 /// `values` (of one shape and type) stacked along a new `axis`; no values
 /// give an empty f32 tensor.
-pub(crate) fn stack(values: &[Value], axis: usize) -> Result<Value, NnError> {
+pub(crate) fn stack<V: std::borrow::Borrow<Value>>(
+    values: &[V],
+    axis: usize,
+) -> Result<Value, NnError> {
+    let values: Vec<&Value> = values.iter().map(V::borrow).collect();
     let Some(first) = values.first() else {
         return Ok(Value::f32(vec![0], Vec::new()));
     };
