@@ -75,11 +75,19 @@ pub const MAX_TENSOR_ELEMENTS: usize = 1 << 30;
 pub fn max_tensor_elements() -> usize {
     static MAX: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     *MAX.get_or_init(|| {
-        std::env::var("WEFT_NN_MAX_TENSOR_ELEMENTS")
-            .ok()
-            .and_then(|v| v.trim().parse().ok())
-            .filter(|&n| n > 0)
-            .unwrap_or(MAX_TENSOR_ELEMENTS)
+        let Ok(v) = std::env::var("WEFT_NN_MAX_TENSOR_ELEMENTS") else {
+            return MAX_TENSOR_ELEMENTS;
+        };
+        match v.trim().parse::<usize>() {
+            Ok(n) if n > 0 => n,
+            _ => {
+                eprintln!(
+                    "weft-nn: WEFT_NN_MAX_TENSOR_ELEMENTS={v:?} is not a positive whole \
+                     number of elements (write 3000000000, not 3e9); using {MAX_TENSOR_ELEMENTS}"
+                );
+                MAX_TENSOR_ELEMENTS
+            }
+        }
     })
 }
 

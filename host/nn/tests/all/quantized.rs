@@ -15,14 +15,16 @@ use crate::support::{ids, model_file};
 /// order 1) then differ by a few thousandths at a few positions.
 const TOLERANCE: f32 = 5e-2;
 
+/// MiniLM's weight products as f32 bytes: 6 layers of 4 x 384 x 384 and
+/// 2 x 384 x 1536.
+const PRODUCTS: u64 = 6 * (4 * 384 * 384 + 2 * 384 * 1536) * 4;
+
 #[test]
 fn int8_minilm_matches_onnxruntime() {
     matches_onnxruntime("minilm/model-int8", TOLERANCE, 1e-3, |model, target| {
-        // The int8 products' weights are widened to f32 at load: 6 layers
-        // of 4 x 384 x 384 and 2 x 384 x 1536.
-        let products = 6 * (4 * 384 * 384 + 2 * 384 * 1536) * 4;
+        // The int8 products' weights are widened to f32 at load.
         if target == Target::Gpu {
-            assert!(model.device_bytes() >= products as u64);
+            assert!(model.device_bytes() >= PRODUCTS);
         }
     });
 }
@@ -34,7 +36,12 @@ fn int8_minilm_matches_onnxruntime() {
 /// 4e-4; a half step at 1 is 9.8e-4).
 #[test]
 fn fp16_minilm_matches_onnxruntime() {
-    matches_onnxruntime("minilm/model-fp16", 1e-2, 1e-3, |_, _| {});
+    matches_onnxruntime("minilm/model-fp16", 1e-2, 1e-3, |model, target| {
+        // Its weights go up (as f32) for the products on a GPU.
+        if target == Target::Gpu {
+            assert!(model.device_bytes() >= PRODUCTS);
+        }
+    });
 }
 
 /// `{stem}.onnx` on the CPU and loaded for the GPU gives the
@@ -79,6 +86,9 @@ fn matches_onnxruntime(
             ];
             let got = model.session().compute(&inputs).unwrap();
             assert_eq!(got[0].1.shape, vec![1, input.len(), 384]);
+            // (The fp16 model's output is fp16, as converters leave it.)
+            let half = stem.ends_with("fp16");
+            assert_eq!(got[0].1.ty == weft_nn::ElementType::F16, half, "{stem}");
             let got = got[0].1.to_f32().unwrap();
             let want: Vec<f32> = case["last_hidden_state"]
                 .as_array()

@@ -4,7 +4,6 @@
 
 use rayon::prelude::*;
 
-use super::shape::map_indices;
 use super::{Node, opt, req};
 use crate::NnError;
 use crate::kernels;
@@ -163,11 +162,19 @@ fn gather_plan(w: &Window, input: &[usize]) -> Vec<Option<usize>> {
 /// Every multi-index of `shape`, row-major, one after another (index `i`
 /// at `[i * rank, (i + 1) * rank)`).
 fn all_indices(shape: &[usize]) -> Vec<usize> {
-    let mut v = Vec::new();
-    map_indices(shape, |i| {
-        v.extend_from_slice(i);
-        0
-    });
+    let count: usize = shape.iter().product();
+    let mut v = Vec::with_capacity(count * shape.len());
+    let mut idx = vec![0; shape.len()];
+    for _ in 0..count {
+        v.extend_from_slice(&idx);
+        for ax in (0..shape.len()).rev() {
+            idx[ax] += 1;
+            if idx[ax] < shape[ax] {
+                break;
+            }
+            idx[ax] = 0;
+        }
+    }
     v
 }
 
@@ -204,6 +211,10 @@ pub(crate) fn conv_window(
     Ok((window(node, &x[2..], w[2..].to_vec(), false)?, groups))
 }
 
+/// The most im2col values a `Conv` task holds at once (16 MiB of f32; in
+/// unit tests few, so that their convolutions run block by block).
+const COLUMNS: usize = if cfg!(test) { 1 << 8 } else { 1 << 22 };
+
 pub(super) fn conv(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Value, NnError> {
     let (x, w) = (req(inputs, 0)?, req(inputs, 1)?);
     let (win, groups) = conv_window(node, &x.shape, &w.shape)?;
@@ -220,33 +231,42 @@ pub(super) fn conv(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Value, N
     let bias = opt(inputs, 2).map(Value::to_f32);
     let mg = m / groups;
     numel(&[n, m, osize], "Conv")?;
-    // Each task's columns: a group's channels by kernel offsets by outputs.
-    numel(&[cg, ksize, osize], "Conv's columns")?;
     let mut out = vec![0.0f32; n * m * osize];
     let rows = cg * ksize;
+    // Columns (a group's channels by kernel offsets) for a block of output
+    // positions at a time, at most COLUMNS values: a wide image with many
+    // channels would otherwise need gigabytes of them per task.
+    let block = (COLUMNS / rows.max(1)).clamp(1, osize.max(1));
     out.par_chunks_mut(m * osize)
         .enumerate()
         .for_each(|(b, ob)| {
-            let mut col = vec![0.0f32; rows * osize];
+            let mut col = vec![0.0f32; rows * block];
+            let mut part = vec![0.0f32; if block < osize { mg * block } else { 0 }];
             for g in 0..groups {
-                for ci in 0..cg {
-                    let src = &xf[(b * c + g * cg + ci) * isize..][..isize];
-                    for kk in 0..ksize {
-                        let dst = &mut col[(ci * ksize + kk) * osize..][..osize];
-                        for (d, p) in dst.iter_mut().zip(&plan[kk * osize..(kk + 1) * osize]) {
-                            *d = p.map_or(0.0, |i| src[i]);
+                let wg = &wf[g * mg * rows..(g + 1) * mg * rows];
+                for p0 in (0..osize).step_by(block) {
+                    let bl = block.min(osize - p0);
+                    for ci in 0..cg {
+                        let src = &xf[(b * c + g * cg + ci) * isize..][..isize];
+                        for kk in 0..ksize {
+                            let dst = &mut col[(ci * ksize + kk) * bl..][..bl];
+                            for (d, p) in dst.iter_mut().zip(&plan[kk * osize + p0..][..bl]) {
+                                *d = p.map_or(0.0, |i| src[i]);
+                            }
                         }
                     }
+                    let col = &col[..rows * bl];
+                    if bl == osize {
+                        let og = &mut ob[g * mg * osize..(g + 1) * mg * osize];
+                        kernels::matmul_serial(wg, col, og, mg, rows, osize);
+                        continue;
+                    }
+                    let part = &mut part[..mg * bl];
+                    kernels::matmul_serial(wg, col, part, mg, rows, bl);
+                    for (r, row) in part.chunks_exact(bl).enumerate() {
+                        ob[(g * mg + r) * osize + p0..][..bl].copy_from_slice(row);
+                    }
                 }
-                let wg = &wf[g * mg * rows..(g + 1) * mg * rows];
-                kernels::matmul_serial(
-                    wg,
-                    &col,
-                    &mut ob[g * mg * osize..(g + 1) * mg * osize],
-                    mg,
-                    rows,
-                    osize,
-                );
             }
             if let Some(bias) = &bias {
                 for (oc, chunk) in ob.chunks_mut(osize.max(1)).enumerate() {
@@ -606,4 +626,63 @@ pub(super) fn conv_transpose(node: Node<'_>, inputs: &[Option<&Value>]) -> Resul
     let mut shape = vec![n, m];
     shape.extend_from_slice(&out);
     Ok(Value::f64_as(x.dtype, shape, y))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::onnx::proto::{Attr, NodeProto};
+
+    /// A convolution too wide for one block of columns (two groups, pads,
+    /// strides) equals the sums as defined.
+    #[test]
+    fn conv_in_blocks_of_output_positions_equals_the_definition() {
+        let (n, c, h, wd, m, groups) = (2, 4, 9, 11, 6, 2);
+        let (cg, mg) = (c / groups, m / groups);
+        let x: Vec<f32> = (0..n * c * h * wd).map(|i| (i % 13) as f32 - 6.0).collect();
+        let w: Vec<f32> = (0..m * cg * 9)
+            .map(|i| (i % 7) as f32 * 0.5 - 1.5)
+            .collect();
+        let proto = NodeProto {
+            op_type: "Conv".into(),
+            attrs: vec![
+                ("group".into(), Attr::Int(groups as i64)),
+                ("pads".into(), Attr::Ints(vec![1, 2, 1, 0])),
+                ("strides".into(), Attr::Ints(vec![1, 2])),
+            ],
+            ..Default::default()
+        };
+        let xv = Value::f32(vec![n, c, h, wd], x.clone());
+        let wv = Value::f32(vec![m, cg, 3, 3], w.clone());
+        let node = Node {
+            proto: &proto,
+            opset: 17,
+        };
+        let y = conv(node, &[Some(&xv), Some(&wv)]).unwrap();
+        let (oh, ow) = (h + 2 - 2, (wd + 2 - 3) / 2 + 1);
+        assert_eq!(y.shape, [n, m, oh, ow]);
+        assert!(cg * 9 * oh * ow > COLUMNS, "one block would hold it all");
+        let got = y.to_f32();
+        for (b, o, i, j) in (0..n).flat_map(|b| {
+            (0..m).flat_map(move |o| (0..oh).flat_map(move |i| (0..ow).map(move |j| (b, o, i, j))))
+        }) {
+            let g = o / mg;
+            let mut want = 0.0f32;
+            for ci in 0..cg {
+                for (ki, kj) in (0..3).flat_map(|ki| (0..3).map(move |kj| (ki, kj))) {
+                    let (p, q) = (i as i64 + ki - 1, (j * 2) as i64 + kj - 2);
+                    if (0..h as i64).contains(&p) && (0..wd as i64).contains(&q) {
+                        let xi = ((b * c + g * cg + ci) * h + p as usize) * wd + q as usize;
+                        want += x[xi] * w[((o * cg + ci) * 3 + ki as usize) * 3 + kj as usize];
+                    }
+                }
+            }
+            let at = ((b * m + o) * oh + i) * ow + j;
+            assert!(
+                (got[at] - want).abs() < 1e-4,
+                "{b} {o} {i} {j}: {} vs {want}",
+                got[at]
+            );
+        }
+    }
 }
