@@ -143,10 +143,7 @@ impl Encoder {
         })?;
         let dim = dim as usize;
         if data.len() != padded.batch * padded.seq * dim {
-            return Err(self.bad_output(&format!(
-                "gave {} values for shape {dims:?}",
-                data.len()
-            )));
+            return Err(self.bad_output(&format!("gave {} values for shape {dims:?}", data.len())));
         }
         Ok(
             pool::mean_pool(&data, &padded.attention_mask, padded.seq, dim)
