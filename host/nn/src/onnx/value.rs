@@ -60,11 +60,18 @@ pub(crate) fn fail(msg: impl Into<String>) -> NnError {
 /// that asks for a huge tensor fails its call instead of aborting the
 /// process on a failed allocation.
 pub(crate) fn numel(shape: &[usize], what: &str) -> Result<usize, NnError> {
+    numel_with(shape, || what.to_string())
+}
+
+/// [`numel`] naming what made the tensor only when it fails (for callers
+/// on hot paths whose name would be formatted: every broadcast).
+pub(crate) fn numel_with(shape: &[usize], what: impl FnOnce() -> String) -> Result<usize, NnError> {
     shape
         .iter()
         .try_fold(1usize, |n, &d| n.checked_mul(d))
         .filter(|&n| n <= crate::max_tensor_elements())
         .ok_or_else(|| {
+            let what = what();
             NnError::new(
                 NnErrorKind::TooLarge,
                 format!(
@@ -415,7 +422,7 @@ pub(crate) fn broadcast_shape(a: &[usize], b: &[usize]) -> Result<Vec<usize>, Nn
             _ => return Err(fail(format!("shapes {a:?} and {b:?} do not broadcast"))),
         };
     }
-    numel(&out, &format!("broadcasting {a:?} with {b:?}"))?;
+    numel_with(&out, || format!("broadcasting {a:?} with {b:?}"))?;
     Ok(out)
 }
 

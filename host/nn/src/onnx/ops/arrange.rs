@@ -7,7 +7,7 @@
 use super::shape::{ints_input, map_indices, reshaped, take, transpose_perm};
 use super::{Node, axis, opt, req};
 use crate::NnError;
-use crate::onnx::value::{DType, Data, Value, fail, numel, strides};
+use crate::onnx::value::{DType, Data, Value, fail, numel, numel_with, strides};
 
 pub(super) fn constant_of_shape(
     node: Node<'_>,
@@ -43,7 +43,7 @@ pub(super) fn range(inputs: &[Option<&Value>]) -> Result<Value, NnError> {
     );
     // A float count past usize (or infinite) saturates, and is refused.
     let n = ((l - a) / d).ceil().max(0.0) as usize;
-    numel(&[n], &format!("Range from {a} to {l} by {d}"))?;
+    numel_with(&[n], || format!("Range from {a} to {l} by {d}"))?;
     let v: Vec<f64> = (0..n).map(|i| a + i as f64 * d).collect();
     Ok(Value::f64_as(s.dtype, vec![n], v))
 }
