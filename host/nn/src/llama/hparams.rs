@@ -5,8 +5,11 @@ use crate::{GgufInfo, NnError, NnErrorKind};
 
 /// The GGUF architectures (`general.architecture`) weft-nn runs: Llama and
 /// the decoders that differ from it only in hyperparameters, optional
-/// tensors and (Phi-3) fused products.
-pub const ARCHITECTURES: &[&str] = &["llama", "mistral", "granite", "qwen2", "qwen3", "phi3"];
+/// tensors, (Phi-3) fused products and (Gemma) GELU, post-norms, soft caps
+/// and sliding-window layers.
+pub const ARCHITECTURES: &[&str] = &[
+    "llama", "mistral", "granite", "qwen2", "qwen3", "phi3", "gemma", "gemma2", "gemma3",
+];
 
 /// A LongRoPE file's (Phi-3 128k, Phi-3.5) rotary factors for its original
 /// window, which weft-nn runs, and for the extended one, which it does not.
@@ -54,6 +57,25 @@ pub(crate) struct HParams {
     /// Phi-3's layout: Q, K and V in one `attn_qkv` matrix, gate and up in
     /// one `ffn_up` of twice the rows (gate first).
     pub fused: bool,
+    /// Gemma's feed-forward: GELU (tanh form) of the gate, not SiLU.
+    pub gelu: bool,
+    /// Gemma 2 and 3: each block's attention and feed-forward outputs are
+    /// normalised (`post_attention_norm`, `post_ffw_norm`) before their
+    /// residual adds.
+    pub post_norms: bool,
+    /// Gemma 2's soft caps, `cap · tanh(x / cap)`, of the attention scores
+    /// and of the logits; 0 for none.
+    pub attn_softcap: f32,
+    pub final_softcap: f32,
+    /// Sliding-window attention (Gemma 2 and 3): in the layers `swa` marks,
+    /// a query sees the last `window` positions (itself included) only.
+    pub window: usize,
+    pub swa: Vec<bool>,
+    /// The rotary base and angle scale of the sliding-window layers (Gemma
+    /// 3's local layers: 10000 and 1, while its global ones run the file's
+    /// base and scaling).
+    pub rope_base_swa: f32,
+    pub rope_freq_scale_swa: f32,
 }
 
 impl HParams {
@@ -169,30 +191,41 @@ impl HParams {
         let rope_mscale = float("rope.scaling.attn_factor")
             .filter(|&f| longrope && f > 0.0)
             .unwrap_or(1.0);
+        let layers = int("block_count")?;
         let granite = |key: &str| float(key).filter(|&f| f != 0.0);
-        let (embd_scale, residual_scale, logit_scale, attn_scale) = if arch == "granite" {
+        let gemma = arch.starts_with("gemma");
+        let (embd_scale, residual_scale, logit_scale, mut attn_scale) = if arch == "granite" {
             (
                 granite("embedding_scale").unwrap_or(1.0),
                 granite("residual_scale").unwrap_or(1.0),
                 1.0 / granite("logit_scale").unwrap_or(1.0),
                 granite("attention.scale"),
             )
+        } else if gemma {
+            ((embd as f32).sqrt(), 1.0, 1.0, None)
         } else {
             (1.0, 1.0, 1.0, None)
         };
+        // Gemma 2 and 3 27B scale queries by the model's width per head,
+        // not their own (llama.cpp knows the size by its depth, as here).
+        if (arch, layers) == ("gemma2", 46) || (arch, layers) == ("gemma3", 62) {
+            attn_scale = Some(1.0 / ((embd / heads) as f32).sqrt());
+        }
+        let rope_base = float("rope.freq_base").unwrap_or(10_000.0);
+        let gemma_swa = Gemma::read(arch, layers, info, rope_base, rope_freq_scale)?;
         Ok(Self {
             vocab,
             embd,
             ffn: int("feed_forward_length")?,
-            layers: int("block_count")?,
+            layers,
             heads,
             kv_heads,
             head_dim,
             rope_dims,
-            rope_base: float("rope.freq_base").unwrap_or(10_000.0),
+            rope_base,
             rope_freq_scale,
             rope_mscale,
-            rope_neox: matches!(arch, "qwen2" | "qwen3" | "phi3"),
+            rope_neox: gemma || matches!(arch, "qwen2" | "qwen3" | "phi3"),
             rms_eps: float("attention.layer_norm_rms_epsilon").unwrap_or(1e-5),
             context,
             embd_scale,
@@ -200,7 +233,34 @@ impl HParams {
             logit_scale,
             attn_scale: attn_scale.unwrap_or(1.0 / (head_dim as f32).sqrt()),
             fused: arch == "phi3",
+            gelu: gemma,
+            post_norms: matches!(arch, "gemma2" | "gemma3"),
+            attn_softcap: gemma_swa.attn_softcap,
+            final_softcap: gemma_swa.final_softcap,
+            window: gemma_swa.window,
+            swa: gemma_swa.swa,
+            rope_base_swa: gemma_swa.rope_base,
+            rope_freq_scale_swa: gemma_swa.rope_freq_scale,
         })
+    }
+
+    /// Whether layer `l` attends over a sliding window.
+    pub fn is_swa(&self, l: usize) -> bool {
+        self.swa.get(l).copied().unwrap_or(false)
+    }
+
+    /// The window layer `l` attends over: `Some(positions)` for a
+    /// sliding-window layer, `None` for one that sees every position.
+    pub fn window_of(&self, l: usize) -> Option<usize> {
+        self.is_swa(l).then_some(self.window)
+    }
+
+    /// Whether sliding-window layers rotate by angles of their own (a
+    /// base or scale of their own): a second table of angles.
+    pub fn swa_angles(&self) -> bool {
+        self.swa.iter().any(|&s| s)
+            && (self.rope_base_swa, self.rope_freq_scale_swa)
+                != (self.rope_base, self.rope_freq_scale)
     }
 
     /// Width of all heads' queries (and of the attention's output).
@@ -216,15 +276,117 @@ impl HParams {
     /// `(cos, sin)` of each rotated pair's angle at `pos`, appended to
     /// `out`, computed as ggml's rope cache does (`freqs`: the file's
     /// `rope_freqs.weight`, which divides each pair's angle).
-    pub(crate) fn rope_angles(&self, freqs: Option<&[f32]>, pos: usize, out: &mut Vec<f32>) {
-        let theta_scale = self.rope_base.powf(-2.0 / self.rope_dims as f32);
+    /// `swa`: the angles of the sliding-window layers
+    /// ([`HParams::swa_angles`]).
+    pub(crate) fn rope_angles(
+        &self,
+        freqs: Option<&[f32]>,
+        pos: usize,
+        swa: bool,
+        out: &mut Vec<f32>,
+    ) {
+        let (base, scale) = match swa {
+            true => (self.rope_base_swa, self.rope_freq_scale_swa),
+            false => (self.rope_base, self.rope_freq_scale),
+        };
+        let theta_scale = base.powf(-2.0 / self.rope_dims as f32);
         let mut theta = pos as f32;
         for i in 0..self.rope_dims / 2 {
             let factor = freqs.map_or(1.0, |f| f[i]);
-            let (sin, cos) = (theta / factor * self.rope_freq_scale).sin_cos();
+            let (sin, cos) = (theta / factor * scale).sin_cos();
             out.extend([cos * self.rope_mscale, sin * self.rope_mscale]);
             theta *= theta_scale;
         }
+    }
+}
+
+/// Gemma 2 and 3's soft caps and sliding windows, read as llama.cpp reads
+/// them (with its defaults where the file is silent); none for the others.
+struct Gemma {
+    attn_softcap: f32,
+    final_softcap: f32,
+    window: usize,
+    swa: Vec<bool>,
+    rope_base: f32,
+    rope_freq_scale: f32,
+}
+
+impl Gemma {
+    fn read(
+        arch: &str,
+        layers: usize,
+        info: &GgufInfo,
+        rope_base: f32,
+        rope_freq_scale: f32,
+    ) -> Result<Self, NnError> {
+        use crate::GgufValue;
+        let key = |k: &str| info.get(&format!("{arch}.{k}"));
+        let float = |k: &str| key(k).and_then(GgufValue::as_float).map(|v| v as f32);
+        let window = || key("attention.sliding_window").and_then(GgufValue::as_int);
+        let mut g = Gemma {
+            attn_softcap: 0.0,
+            final_softcap: 0.0,
+            window: 0,
+            swa: vec![false; layers],
+            rope_base,
+            rope_freq_scale,
+        };
+        // (the layer pattern's period by default, the window)
+        let (period, window) = match arch {
+            "gemma2" => {
+                g.attn_softcap = float("attn_logit_softcapping").unwrap_or(50.0);
+                g.final_softcap = float("final_logit_softcapping").unwrap_or(30.0);
+                (2, window().unwrap_or(4096))
+            }
+            "gemma3" => {
+                g.final_softcap = float("final_logit_softcapping").unwrap_or(0.0);
+                match window().filter(|&w| w > 0) {
+                    // Local layers rotate by their own base, unscaled.
+                    Some(w) => {
+                        (g.rope_base, g.rope_freq_scale) = (10_000.0, 1.0);
+                        (6, w)
+                    }
+                    None => return Ok(g),
+                }
+            }
+            _ => return Ok(g),
+        };
+        let bad = |m: String| NnError::new(NnErrorKind::InvalidEncoding, m);
+        g.window = usize::try_from(window)
+            .ok()
+            .filter(|&w| w > 0)
+            .ok_or_else(|| bad(format!("`{arch}.attention.sliding_window` is {window}")))?;
+        if let Some(base) = float("rope.freq_base_swa") {
+            g.rope_base = base;
+        }
+        let pattern_key = format!("{arch}.attention.sliding_window_pattern");
+        g.swa = match info.get(&pattern_key) {
+            // One flag per layer.
+            Some(GgufValue::Array(flags)) => {
+                let flags: Vec<bool> = flags
+                    .iter()
+                    .filter_map(GgufValue::as_int)
+                    .map(|f| f != 0)
+                    .collect();
+                if flags.len() != layers {
+                    return Err(bad(format!(
+                        "`{pattern_key}` has {} flags for {layers} layers",
+                        flags.len()
+                    )));
+                }
+                flags
+            }
+            // Every `period`th layer global, the others local.
+            other => {
+                let period = other.and_then(GgufValue::as_int).unwrap_or(period);
+                let period = usize::try_from(period)
+                    .map_err(|_| bad(format!("`{pattern_key}` is {period}")))?;
+                (0..layers)
+                    .map(|l| period == 0 || l % period < period - 1)
+                    .collect()
+            }
+        };
+        Ok(g)
     }
 }
 
@@ -282,6 +444,12 @@ pub(crate) fn check(info: &GgufInfo) -> Result<HParams, NnError> {
             };
             want.push((name, dims, required));
         }
+        // Gemma 2 and 3's; another's file with them is refused (below).
+        if hp.post_norms {
+            for name in ["post_attention_norm", "post_ffw_norm"] {
+                want.push((format!("blk.{i}.{name}.weight"), vec![e], true));
+            }
+        }
     }
     for (name, dims, required) in &want {
         match info.tensor(name) {
@@ -317,4 +485,71 @@ pub(crate) fn check(info: &GgufInfo) -> Result<HParams, NnError> {
         ));
     }
     Ok(hp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::GgufValue::{Array, Float, Int};
+
+    fn info(arch: &str, metadata: Vec<(String, crate::GgufValue)>) -> GgufInfo {
+        GgufInfo {
+            version: 3,
+            architecture: Some(arch.into()),
+            metadata_keys: metadata.iter().map(|(k, _)| k.clone()).collect(),
+            metadata,
+            tensors: Vec::new(),
+            parameters: 0,
+            data_start: 0,
+        }
+    }
+
+    /// Which layers slide, and over what, as llama.cpp reads a Gemma file:
+    /// every other layer (Gemma 2) or five of six (Gemma 3) by default, a
+    /// period or one flag per layer where the file says; Gemma 3 without a
+    /// window has none, and its local layers rotate at 10000, unscaled.
+    #[test]
+    fn gemma_sliding_windows_are_read_as_llama_cpp_reads_them() {
+        let key = |arch: &str, k: &str| format!("{arch}.{k}");
+        let swa = |arch: &str, layers, extra: Vec<(&str, crate::GgufValue)>| {
+            let meta = extra.into_iter().map(|(k, v)| (key(arch, k), v)).collect();
+            Gemma::read(arch, layers, &info(arch, meta), 1e6, 0.125)
+        };
+        let g = swa("gemma2", 4, vec![]).unwrap();
+        assert_eq!(g.swa, [true, false, true, false]);
+        assert_eq!(
+            (g.window, g.attn_softcap, g.final_softcap),
+            (4096, 50.0, 30.0)
+        );
+        assert_eq!((g.rope_base, g.rope_freq_scale), (1e6, 0.125));
+        let g = swa("gemma3", 7, vec![("attention.sliding_window", Int(512))]).unwrap();
+        assert_eq!(g.swa, [true, true, true, true, true, false, true]);
+        assert_eq!((g.window, g.final_softcap), (512, 0.0));
+        assert_eq!((g.rope_base, g.rope_freq_scale), (10_000.0, 1.0));
+        let g = swa("gemma3", 3, vec![]).unwrap();
+        assert_eq!((g.swa, g.window), (vec![false; 3], 0));
+        let g = swa(
+            "gemma3",
+            3,
+            vec![
+                ("attention.sliding_window", Int(8)),
+                ("attention.sliding_window_pattern", Int(3)),
+                ("rope.freq_base_swa", Float(5e4)),
+            ],
+        )
+        .unwrap();
+        assert_eq!((g.swa, g.rope_base), (vec![true, true, false], 5e4));
+        let flags = Array(vec![Int(0), Int(1)]);
+        let pattern = ("attention.sliding_window_pattern", flags);
+        let g = swa("gemma2", 2, vec![pattern.clone()]).unwrap();
+        assert_eq!(g.swa, [false, true]);
+        let e = swa("gemma2", 3, vec![pattern]).err().unwrap();
+        assert!(e.message.contains("2 flags for 3 layers"), "{e}");
+        let e = swa("gemma2", 2, vec![("attention.sliding_window", Int(0))])
+            .err()
+            .unwrap();
+        assert!(e.message.contains("sliding_window` is 0"), "{e}");
+        let g = swa("llama", 2, vec![("attention.sliding_window", Int(8))]).unwrap();
+        assert_eq!((g.swa, g.window), (vec![false; 2], 0));
+    }
 }

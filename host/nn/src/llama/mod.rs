@@ -1,5 +1,6 @@
 //! Llama-family decoders from GGUF (`wasi:nn` encoding `ggml`): RMSNorm,
-//! rotary position embeddings, grouped-query attention and SwiGLU, on the
+//! rotary position embeddings, grouped-query attention and SwiGLU (GELU
+//! for Gemma, with its post-norms, soft caps and sliding windows), on the
 //! CPU, reading weights in their quantised form (Q4_0, Q4_1, Q8_0; F16,
 //! BF16 and F32 too). Loaded for the GPU, the whole forward pass runs there
 //! instead ([`device`]), on f32 copies of the weights uploaded once at load
@@ -43,6 +44,10 @@ pub(crate) struct Layer {
     q_norm: Option<Vec<f32>>,
     k_norm: Option<Vec<f32>>,
     ffn_norm: Vec<f32>,
+    /// Gemma 2 and 3's norms of the attention's and the feed-forward's
+    /// output, before each residual add.
+    post_attn_norm: Option<Vec<f32>>,
+    post_ffn_norm: Option<Vec<f32>>,
     gate: QMatrix,
     up: QMatrix,
     down: QMatrix,
@@ -209,6 +214,8 @@ impl Llama {
                     q_norm: optional(&n("attn_q_norm"), hp.head_dim)?,
                     k_norm: optional(&n("attn_k_norm"), hp.head_dim)?,
                     ffn_norm: v(&n("ffn_norm"), hp.embd)?,
+                    post_attn_norm: optional(&n("post_attention_norm"), hp.embd)?,
+                    post_ffn_norm: optional(&n("post_ffw_norm"), hp.embd)?,
                     gate,
                     up,
                     down: m(&n("ffn_down"), hp.embd, hp.ffn)?,
@@ -342,6 +349,7 @@ impl Model for Llama {
             .flat_map(|l| {
                 [&l.bq, &l.bk, &l.bv, &l.bo, &l.q_norm, &l.k_norm]
                     .into_iter()
+                    .chain([&l.post_attn_norm, &l.post_ffn_norm])
                     .flatten()
                     .chain([&l.attn_norm, &l.ffn_norm])
             })

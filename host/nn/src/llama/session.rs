@@ -6,7 +6,7 @@ use super::Weights;
 use super::attend;
 use super::device::OnDevice;
 use super::weights::QMatrix;
-use crate::quant::Q8Batch;
+use crate::quant::{Q8Batch, round_f16};
 use crate::simd::{self, wide_fn};
 use crate::team::{self, Workers};
 use crate::{NnError, NnErrorKind, Session, Tensor};
@@ -135,7 +135,8 @@ fn attention_together(
     let hp = &ds[0].w.hp;
     let (hd, heads, kv_heads) = (hp.head_dim, hp.heads, hp.kv_heads);
     let (qd, group) = (heads * hd, heads / kv_heads);
-    // (session, position in the cache, query row, output of the group).
+    let window = hp.window_of(l);
+    // (session, KV head, positions seen, query row, output of the group).
     let mut tasks = Vec::with_capacity(q.len() / qd * kv_heads);
     let mut rows = q.chunks_exact(qd).zip(out.chunks_exact_mut(qd));
     for (s, (dec, toks)) in ds.iter().zip(tokens).enumerate() {
@@ -161,13 +162,16 @@ fn attention_together(
     workers.for_each_item(tasks, |_, (s, g, seen, qg, og)| {
         let dec = &ds[s];
         let at = l * kv_heads + g;
+        // A sliding-window layer's query sees the last `window` positions.
+        let from = window.map_or(0, |w| seen.saturating_sub(w));
         let cache = attend::Head {
-            k: &dec.k[at],
-            v: &dec.v[at],
+            k: &dec.k[at][from * hd..],
+            v: &dec.v[at][from * hd..],
         };
         // (`attend` adds; `out` holds the last layer's.)
         og.fill(0.0);
-        attend::attend(qg, hd, cache, seen, hp.attn_scale, og);
+        let scores = (hp.attn_scale, hp.attn_softcap);
+        attend::attend(qg, hd, cache, seen - from, scores, og);
     });
 }
 
@@ -197,11 +201,15 @@ fn forward_with(ds: &mut [&mut Decoder], tokens: &[&[u32]], workers: Workers<'_>
     if hp.embd_scale != 1.0 {
         x.iter_mut().for_each(|x| *x *= hp.embd_scale);
     }
-    // Each row's rotary angles, the same in every layer.
-    let mut angles = Vec::with_capacity(n * hp.rope_dims);
+    // Each row's rotary angles, the same in every layer (but Gemma 3's
+    // local layers, which have theirs).
+    let swa_angles = hp.swa_angles();
+    let mut angles = [Vec::with_capacity(n * hp.rope_dims), Vec::new()];
     for (dec, toks) in ds.iter().zip(tokens) {
         for t in 0..toks.len() {
-            hp.rope_angles(w.rope_freqs.as_deref(), dec.past + t, &mut angles);
+            for (swa, table) in [false, swa_angles].into_iter().zip(&mut angles) {
+                hp.rope_angles(w.rope_freqs.as_deref(), dec.past + t, swa, table);
+            }
         }
     }
     let mut h = vec![0f32; n * d];
@@ -239,6 +247,7 @@ fn forward_with(ds: &mut [&mut Decoder], tokens: &[&[u32]], workers: Workers<'_>
             }
         }
         let (hd, neox, dims) = (hp.head_dim, hp.rope_neox, hp.rope_dims);
+        let angles = &angles[usize::from(swa_angles && hp.is_swa(l))];
         for (y, width) in [(&mut *q, qd), (&mut *k, kvd)] {
             workers.rows(y, width, |row, y| {
                 rope(y, hd, neox, &angles[row * dims..][..dims]);
@@ -253,16 +262,35 @@ fn forward_with(ds: &mut [&mut Decoder], tokens: &[&[u32]], workers: Workers<'_>
         attention_together(ds, tokens, l, q, &mut attn, workers);
         QMatrix::matmul_group_into(&[&layer.wo], &attn, n, workers, &mut xq, &mut o);
         add_bias(&mut o[0], layer.bo.as_deref());
-        add(&mut x, &o[0]);
+        // Gemma 2 and 3 normalise a block's output before adding it (into
+        // `h`, free until the next norm).
+        let out = match &layer.post_attn_norm {
+            Some(weight) => {
+                norm(&o[0], weight, &mut h);
+                &h
+            }
+            None => &o[0],
+        };
+        add(&mut x, out);
         norm(&x, &layer.ffn_norm, &mut h);
         QMatrix::matmul_group_into(&[&layer.gate, &layer.up], &h, n, workers, &mut xq, &mut gu);
         let [g, u] = &mut gu[..] else {
             unreachable!("two products")
         };
         let ff = u.len() / n;
-        workers.rows(g, ff, |i, g| swiglu(g, &u[i * ff..][..ff]));
+        match hp.gelu {
+            true => workers.rows(g, ff, |i, g| geglu(g, &u[i * ff..][..ff])),
+            false => workers.rows(g, ff, |i, g| swiglu(g, &u[i * ff..][..ff])),
+        }
         QMatrix::matmul_group_into(&[&layer.down], g, n, workers, &mut xq, &mut down);
-        add(&mut x, &down[0]);
+        let out = match &layer.post_ffn_norm {
+            Some(weight) => {
+                norm(&down[0], weight, &mut h);
+                &h
+            }
+            None => &down[0],
+        };
+        add(&mut x, out);
     }
     // Each session's last row, normalised, through the output head at once.
     let mut normed = vec![0f32; ds.len() * d];
@@ -284,6 +312,7 @@ fn forward_with(ds: &mut [&mut Decoder], tokens: &[&[u32]], workers: Workers<'_>
     if hp.logit_scale != 1.0 {
         logits.iter_mut().for_each(|l| *l *= hp.logit_scale);
     }
+    soft_cap(&mut logits, hp.final_softcap);
     // (Not cut into a vector per session here: 3 MB copied on the pass's
     // thread for 16 sessions, which their tensors copy again anyway.)
     logits
@@ -329,6 +358,32 @@ wide_fn! {
         g.iter_mut()
             .zip(u)
             .for_each(|(g, u)| *g = *g / (1.0 + simd::exp(-*g)) * u);
+    }
+}
+
+/// `g = gelu(g) · u`, GELU's tanh form as llama.cpp's CPU GEGLU computes
+/// it (Gemma's feed-forward): from its table, of `g` rounded to f16 and
+/// rounded to f16 itself; 0 below -10, `g` above 10.
+fn geglu(g: &mut [f32], u: &[f32]) {
+    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+    for (g, u) in g.iter_mut().zip(u) {
+        let x = *g;
+        *g = if x <= -10.0 {
+            0.0
+        } else if x >= 10.0 {
+            x * u
+        } else {
+            let x = round_f16(x);
+            let gelu = 0.5 * x * (1.0 + (SQRT_2_OVER_PI * x * (1.0 + 0.044_715 * x * x)).tanh());
+            round_f16(gelu) * u
+        };
+    }
+}
+
+/// `x = cap · tanh(x / cap)` (Gemma 2's soft cap), unless `cap` is 0.
+pub(super) fn soft_cap(x: &mut [f32], cap: f32) {
+    if cap != 0.0 {
+        x.iter_mut().for_each(|x| *x = cap * (*x / cap).tanh());
     }
 }
 

@@ -4,7 +4,9 @@
 //! llama.cpp computes): Qwen2 (Q/K/V biases, NeoX rotary pairs, tied
 //! output), Qwen3 (per-head Q/K norms, heads wider than the model), Granite
 //! (its four multipliers, an output bias), Llama 3 (`rope_freqs`, linear
-//! rope scaling) and Phi-3 (fused products), on the CPU and on the GPU.
+//! rope scaling), Phi-3 (fused products) and Gemma 1, 2 and 3 (GELU,
+//! post-norms, soft caps, sliding windows, local and global rotary bases),
+//! on the CPU and on the GPU.
 
 use std::sync::Arc;
 
@@ -142,6 +144,29 @@ fn a_longrope_phi3_matches_llama_cpp_in_its_original_window() {
     model.session().compute(&ids(256)).unwrap();
 }
 
+/// Gemma: GELU feed-forward, embeddings scaled by √width, heads wider than
+/// the model, NeoX pairs, the output head tied to the embeddings.
+#[test]
+fn gemma_matches_llama_cpp() {
+    on_the_cpu("gemma");
+}
+
+/// Gemma 2: post-norms, soft-capped scores and logits, and every other
+/// layer attending over a sliding window of 8 positions (the prompt and
+/// the steps run past it).
+#[test]
+fn gemma2_soft_caps_and_sliding_window_match_llama_cpp() {
+    on_the_cpu("gemma2");
+}
+
+/// Gemma 3: per-head Q/K norms, post-norms, five sliding-window layers
+/// rotated at base 10000, unscaled, and a global one at the file's base,
+/// linearly scaled.
+#[test]
+fn gemma3_local_and_global_layers_match_llama_cpp() {
+    on_the_cpu("gemma3");
+}
+
 /// A plain Llama with a SentencePiece vocabulary (its prompt tokenised by
 /// llama.cpp's SentencePiece tokenizer).
 #[test]
@@ -155,7 +180,9 @@ fn a_sentencepiece_llama_matches_llama_cpp() {
 #[test]
 fn on_the_gpu_every_family_matches_llama_cpp() {
     let engine = Engine::default();
-    for name in ["qwen2", "qwen3", "granite", "llama3", "phi3", "phi3long"] {
+    for name in [
+        "qwen2", "qwen3", "granite", "llama3", "phi3", "phi3long", "gemma", "gemma2", "gemma3",
+    ] {
         let (case, bytes) = tiny(name);
         let model = engine.load(&bytes, Encoding::Ggml, Target::Gpu).unwrap();
         assert!(
@@ -191,6 +218,24 @@ fn a_tensor_the_decoder_would_not_read_refuses_the_file() {
     assert_eq!(e.kind, NnErrorKind::UnsupportedOperation, "{e}");
     assert!(
         e.message.contains("`rope_extra.weight`") && e.message.contains("`llama`"),
+        "{e}"
+    );
+}
+
+/// A Gemma 2 file without a block's post-norm is refused, naming it (run
+/// without, its logits would be wrong).
+#[test]
+fn a_gemma2_file_without_its_post_norms_is_refused() {
+    let (_, bytes) = tiny("gemma2");
+    let mut renamed = bytes.clone();
+    rename_in_header(&mut renamed, b"blk.1.post_ffw_norm", b"blk.1.post_ffx_norm");
+    let e = Engine::default()
+        .load(&renamed, Encoding::Ggml, Target::Cpu)
+        .unwrap_err();
+    assert_eq!(e.kind, NnErrorKind::InvalidEncoding, "{e}");
+    assert!(
+        e.message
+            .contains("`blk.1.post_ffw_norm.weight` is missing"),
         "{e}"
     );
 }

@@ -185,13 +185,19 @@ impl Program<'_> {
     }
 
     /// `out[t][i] = silu(gu[t][i]) * gu[t][ffn + i]` for `tokens` rows
-    /// of a fused gate/up product `gu` (`2 * ffn` floats each).
-    pub(crate) fn swiglu(&mut self, gu: &Buffer, (tokens, ffn): (usize, usize), out: &Buffer) {
+    /// of a fused gate/up product `gu` (`2 * ffn` floats each); with
+    /// `gelu`, GELU (tanh form, as llama.cpp's GEGLU) for SiLU.
+    pub(crate) fn swiglu(
+        &mut self,
+        gu: &Buffer,
+        (tokens, ffn, gelu): (usize, usize, bool),
+        out: &Buffer,
+    ) {
         let count = tokens * ffn;
         self.step(
             &self.ops.swiglu,
             vec![whole(gu), whole(out)],
-            [count, ffn, 0, 0, 0, 0, 0, 0].map(|x| x as u32),
+            [count, ffn, gelu.into(), 0, 0, 0, 0, 0].map(|x| x as u32),
             groups(count),
         );
     }
@@ -222,20 +228,26 @@ impl Program<'_> {
             scale,
             row0,
             q_stride,
+            softcap,
+            window,
         } = shape;
-        self.step(
+        let mut params = [0; 16];
+        params[..10].copy_from_slice(&[
+            heads as u32,
+            kv_heads as u32,
+            head_dim as u32,
+            past as u32,
+            stride as u32,
+            scale.to_bits(),
+            row0 as u32,
+            q_stride as u32,
+            softcap.to_bits(),
+            window.unwrap_or(0) as u32,
+        ]);
+        self.step_wide(
             &self.ops.attention,
             vec![whole(qkv), whole(k), whole(v), whole(scores), whole(out)],
-            [
-                heads as u32,
-                kv_heads as u32,
-                head_dim as u32,
-                past as u32,
-                stride as u32,
-                scale.to_bits(),
-                row0 as u32,
-                q_stride as u32,
-            ],
+            params,
             [heads as u32, tokens as u32],
         );
     }
@@ -256,6 +268,11 @@ pub(crate) struct Attention {
     pub row0: usize,
     /// Floats from one row of `qkv` to the next ([`Qkv::stride`]).
     pub q_stride: usize,
+    /// Gemma 2's soft cap of the scores (after `scale`); 0 for none.
+    pub softcap: f32,
+    /// A sliding-window layer's window: a query sees the last `window`
+    /// positions (itself included).
+    pub window: Option<usize>,
 }
 
 impl Attention {
