@@ -5,7 +5,7 @@
 /// `generate` stage takes as its `tokenizer` object (the `tok` crate's
 /// `Bpe`; `scripts/models.py` writes the same for SmolLM2): for byte-level
 /// BPE (`tokenizer.ggml.model` = `gpt2`) and SentencePiece (`llama`: Llama 2,
-/// Mistral, TinyLlama) tokenizers, the ones it reads, checked by building
+/// Mistral, TinyLlama, Gemma) tokenizers, the ones it reads, checked by building
 /// it as the stage will (a pre-tokenizer it does not know is named here, at
 /// upload, not at deploy). An error says why there is none.
 pub fn gguf_tokenizer(g: &weft_nn::GgufInfo) -> Result<Vec<u8>, String> {

@@ -230,8 +230,8 @@ fn pre_tokenizers_match_llama_cpp() {
 }
 
 /// SentencePiece vocabularies (`tokenizer.ggml.model` = `llama`, as Llama 2,
-/// Mistral, TinyLlama and Phi-3 carry), as the host extracts them from the
-/// GGUF: llama.cpp's ids for every check (the space it adds after BOS and
+/// Mistral, TinyLlama, Phi-3 and Gemma carry), as the host extracts them from
+/// the GGUF: llama.cpp's ids for every check (the space it adds after BOS and
 /// special tokens, byte fallback, `[INST]` and Zephyr prompts) and for the
 /// chat prompt (a BOS only where the file adds one: not Phi-3's), and its
 /// text for the generated ids, whole and streamed (the first token's added
@@ -274,5 +274,8 @@ fn sentencepiece_matches_llama_cpp() {
         assert!(!chat.texts.is_empty());
         checked += 1;
     }
-    assert_eq!(checked, 3, "tinyllama, phi3 and phi3long");
+    assert_eq!(
+        checked, 6,
+        "tinyllama, phi3, phi3long, gemma, gemma2 and gemma3"
+    );
 }

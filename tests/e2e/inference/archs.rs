@@ -11,11 +11,12 @@ use super::{put, reference, stream};
 /// extracted, and the `generate` stage on them, with the chat format its
 /// file names (`template=auto`: ChatML, Llama 3's... — the prompt is the one
 /// llama.cpp was given, Zephyr's for `tinyllama`, Phi-3's, whose special
-/// tokens swallow the newline after them, for `phi3`), streams llama.cpp's greedy
+/// tokens swallow the newline after them, for `phi3`, Gemma's turns for the
+/// gemmas), streams llama.cpp's greedy
 /// tokens and says its text. The tiny random models of `scripts/models.py`,
 /// up to llama.cpp's first near-tie.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn generate_runs_qwen3_granite_llama3_phi3_and_sentencepiece_files_as_llama_cpp_does() {
+async fn generate_runs_qwen3_granite_llama3_phi3_gemma_and_sentencepiece_files_as_llama_cpp_does() {
     let d = TestDaemon::start().await;
     let reference = reference("tiny_archs_reference.json");
     for name in [
@@ -25,6 +26,9 @@ async fn generate_runs_qwen3_granite_llama3_phi3_and_sentencepiece_files_as_llam
         "tinyllama",
         "phi3",
         "phi3long",
+        "gemma",
+        "gemma2",
+        "gemma3",
     ] {
         let case = reference["models"]
             .as_array()
