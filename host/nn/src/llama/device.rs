@@ -93,7 +93,7 @@ impl DeviceWeights {
                     attn_norm: vector(&l.attn_norm)?,
                     ffn_norm: vector(&l.ffn_norm)?,
                     qkv: QMatrix::upload_side_by_side(gpu, &[&l.wq, &l.wk, &l.wv])?,
-                    gate_up: QMatrix::upload_side_by_side(gpu, &[&l.gate, &l.up])?,
+                    gate_up: QMatrix::upload_side_by_side(gpu, &[&l.dense().gate, &l.dense().up])?,
                     bqkv,
                     bo: optional(&l.bo)?,
                     q_norm: optional(&l.q_norm)?,
@@ -455,7 +455,7 @@ impl OnDevice {
             p.add_rms_norm((&a.x, out, scale), n, &dl.ffn_norm, eps, &a.h);
             p.product(&a.h, n, &dl.gate_up, &a.gu);
             p.swiglu(&a.gu, (n, hp.ffn, hp.gelu), &a.g);
-            p.product(&a.g, n, on_gpu(&layer.down)?, &a.o);
+            p.product(&a.g, n, on_gpu(&layer.dense().down)?, &a.o);
             let out = post_norm(&mut p, (&a.o, n), &dl.post_ffn_norm, eps, &a.post);
             match dw.layers.get(l + 1) {
                 Some(next) => p.add_rms_norm((&a.x, out, scale), n, &next.attn_norm, eps, &a.h),

@@ -5,10 +5,11 @@ use crate::{GgufInfo, NnError, NnErrorKind};
 
 /// The GGUF architectures (`general.architecture`) weft-nn runs: Llama and
 /// the decoders that differ from it only in hyperparameters, optional
-/// tensors, (Phi-3) fused products and (Gemma) GELU, post-norms, soft caps
-/// and sliding-window layers.
+/// tensors, (Phi-3) fused products, (Gemma) GELU, post-norms, soft caps
+/// and sliding-window layers, and (Mixtral, Qwen3-MoE) mixtures of experts.
 pub const ARCHITECTURES: &[&str] = &[
-    "llama", "mistral", "granite", "qwen2", "qwen3", "phi3", "gemma", "gemma2", "gemma3",
+    "llama", "mistral", "granite", "qwen2", "qwen3", "qwen3moe", "phi3", "gemma", "gemma2",
+    "gemma3",
 ];
 
 /// A LongRoPE file's (Phi-3 128k, Phi-3.5) rotary factors for its original
@@ -21,7 +22,12 @@ const LONGROPE_LONG: &str = "rope_factors_long.weight";
 pub(crate) struct HParams {
     pub vocab: usize,
     pub embd: usize,
+    /// Width of the feed-forward (of each expert's, in a mixture).
     pub ffn: usize,
+    /// A mixture of experts' (Mixtral's, Qwen3-MoE's): experts per layer,
+    /// and how many of them a token is routed to; 0 for a dense model.
+    pub experts: usize,
+    pub experts_used: usize,
     pub layers: usize,
     pub heads: usize,
     pub kv_heads: usize,
@@ -192,6 +198,7 @@ impl HParams {
             .filter(|&f| longrope && f > 0.0)
             .unwrap_or(1.0);
         let layers = int("block_count")?;
+        let (experts, experts_used, ffn) = experts(arch, &int)?;
         let granite = |key: &str| float(key).filter(|&f| f != 0.0);
         let gemma = arch.starts_with("gemma");
         let (embd_scale, residual_scale, logit_scale, mut attn_scale) = if arch == "granite" {
@@ -216,7 +223,9 @@ impl HParams {
         Ok(Self {
             vocab,
             embd,
-            ffn: int("feed_forward_length")?,
+            ffn,
+            experts,
+            experts_used,
             layers,
             heads,
             kv_heads,
@@ -225,7 +234,7 @@ impl HParams {
             rope_base,
             rope_freq_scale,
             rope_mscale,
-            rope_neox: gemma || matches!(arch, "qwen2" | "qwen3" | "phi3"),
+            rope_neox: gemma || matches!(arch, "qwen2" | "qwen3" | "qwen3moe" | "phi3"),
             rms_eps: float("attention.layer_norm_rms_epsilon").unwrap_or(1e-5),
             context,
             embd_scale,
@@ -298,6 +307,42 @@ impl HParams {
             theta *= theta_scale;
         }
     }
+}
+
+/// A mixture of experts' shape, as llama.cpp reads it: `(experts, used,
+/// width of each)`, or `(0, 0, feed_forward_length)` for a dense model.
+/// Llama-architecture files with experts are Mixtral's.
+fn experts(
+    arch: &str,
+    int: &dyn Fn(&str) -> Result<usize, NnError>,
+) -> Result<(usize, usize, usize), NnError> {
+    let dense = || int("feed_forward_length");
+    let count = match arch {
+        "llama" | "mistral" | "qwen3moe" => int("expert_count").unwrap_or(0),
+        _ => 0,
+    };
+    if count <= 1 {
+        if arch == "qwen3moe" {
+            return Err(NnError::new(
+                NnErrorKind::InvalidEncoding,
+                "a `qwen3moe` file needs `qwen3moe.expert_count` of 2 or more",
+            ));
+        }
+        return Ok((0, 0, dense()?));
+    }
+    let used = int("expert_used_count")?;
+    if used == 0 || used > count {
+        return Err(NnError::new(
+            NnErrorKind::InvalidEncoding,
+            format!("{used} experts used a token of {count}: expected 1 to {count}"),
+        ));
+    }
+    let width = match int("expert_feed_forward_length") {
+        Ok(width) => width,
+        Err(_) if arch == "qwen3moe" => dense()? / used,
+        Err(_) => dense()?,
+    };
+    Ok((count, used, width))
 }
 
 /// Gemma 2 and 3's soft caps and sliding windows, read as llama.cpp reads
@@ -414,16 +459,32 @@ pub(crate) fn check(info: &GgufInfo) -> Result<HParams, NnError> {
         (vec![("attn_qkv", vec![e, qd + 2 * kvd])], 2 * hp.ffn)
     } else {
         let qkv = [("attn_q", qd), ("attn_k", kvd), ("attn_v", kvd)];
-        let mut split: Vec<_> = qkv
+        let split: Vec<_> = qkv
             .iter()
             .map(|&(name, rows)| (name, vec![e, rows]))
             .collect();
-        split.push(("ffn_gate", vec![e, hp.ffn]));
         (split, hp.ffn)
+    };
+    // A dense feed-forward, or a router and its experts side by side.
+    let (f, x) = (hp.ffn, hp.experts);
+    let ffn: Vec<(&str, Vec<usize>)> = match (x, hp.fused) {
+        (0, true) => vec![("ffn_up", vec![e, up_rows]), ("ffn_down", vec![f, e])],
+        (0, false) => vec![
+            ("ffn_gate", vec![e, f]),
+            ("ffn_up", vec![e, f]),
+            ("ffn_down", vec![f, e]),
+        ],
+        _ => vec![
+            ("ffn_gate_inp", vec![e, x]),
+            ("ffn_gate_exps", vec![e, f, x]),
+            ("ffn_up_exps", vec![e, f, x]),
+            ("ffn_down_exps", vec![f, e, x]),
+        ],
     };
     for i in 0..hp.layers {
         let layer = products
             .iter()
+            .chain(&ffn)
             .map(|(name, dims)| (*name, dims.clone(), true));
         for (name, dims, required) in layer.chain([
             ("attn_norm", vec![e], true),
@@ -435,8 +496,6 @@ pub(crate) fn check(info: &GgufInfo) -> Result<HParams, NnError> {
             ("attn_q_norm", vec![hd], false),
             ("attn_k_norm", vec![hd], false),
             ("ffn_norm", vec![e], true),
-            ("ffn_up", vec![e, up_rows], true),
-            ("ffn_down", vec![hp.ffn, e], true),
         ]) {
             let name = match name.ends_with(".bias") {
                 true => format!("blk.{i}.{name}"),

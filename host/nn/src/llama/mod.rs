@@ -48,9 +48,45 @@ pub(crate) struct Layer {
     /// output, before each residual add.
     post_attn_norm: Option<Vec<f32>>,
     post_ffn_norm: Option<Vec<f32>>,
+    /// The feed-forward: one expert (a dense model), or with `router` a
+    /// mixture's, of which each token goes through `experts_used`.
+    experts: Vec<Expert>,
+    /// A mixture's router (`ffn_gate_inp`): a score per expert.
+    router: Option<QMatrix>,
+}
+
+/// A SwiGLU (GEGLU) feed-forward: a dense layer's, or one expert's.
+#[derive(Debug)]
+pub(crate) struct Expert {
     gate: QMatrix,
     up: QMatrix,
     down: QMatrix,
+}
+
+impl Layer {
+    /// A dense layer's feed-forward (the GPU's pass runs dense models only).
+    fn dense(&self) -> &Expert {
+        &self.experts[0]
+    }
+
+    fn matrices(&self) -> impl Iterator<Item = &QMatrix> {
+        let ffn = self.experts.iter().flat_map(|e| [&e.gate, &e.up, &e.down]);
+        [&self.wq, &self.wk, &self.wv, &self.wo]
+            .into_iter()
+            .chain(ffn)
+            .chain(&self.router)
+    }
+
+    fn matrices_mut(&mut self) -> impl Iterator<Item = &mut QMatrix> {
+        let ffn = self
+            .experts
+            .iter_mut()
+            .flat_map(|e| [&mut e.gate, &mut e.up, &mut e.down]);
+        [&mut self.wq, &mut self.wk, &mut self.wv, &mut self.wo]
+            .into_iter()
+            .chain(ffn)
+            .chain(&mut self.router)
+    }
 }
 
 /// All weights of a decoder, shared by its sessions.
@@ -82,7 +118,7 @@ impl Weights {
     fn products(&self) -> impl Iterator<Item = &QMatrix> {
         self.layers
             .iter()
-            .flat_map(|l| [&l.wq, &l.wk, &l.wv, &l.wo, &l.gate, &l.up, &l.down])
+            .flat_map(Layer::matrices)
             .chain([self.output.as_ref().unwrap_or(&self.tok_embd)])
     }
 
@@ -91,17 +127,7 @@ impl Weights {
         let head = self.output.as_mut().unwrap_or(&mut self.tok_embd);
         self.layers
             .iter_mut()
-            .flat_map(|l| {
-                [
-                    &mut l.wq,
-                    &mut l.wk,
-                    &mut l.wv,
-                    &mut l.wo,
-                    &mut l.gate,
-                    &mut l.up,
-                    &mut l.down,
-                ]
-            })
+            .flat_map(Layer::matrices_mut)
             .chain(std::iter::once(head))
     }
 
@@ -113,7 +139,7 @@ impl Weights {
         let head = self.output.as_mut().unwrap_or(&mut self.tok_embd);
         self.layers
             .iter_mut()
-            .flat_map(|l| [&mut l.wo, &mut l.down])
+            .flat_map(|l| [&mut l.wo, &mut l.experts[0].down])
             .chain(std::iter::once(head))
     }
 }
@@ -137,6 +163,11 @@ impl Llama {
         let placement = match gpu {
             None => Placement::Cpu,
             Some(Err(e)) => Placement::CpuFallback(e.message),
+            // Routing each token to its experts runs on the CPU alone.
+            Some(Ok(_)) if weights.hp.experts > 0 => Placement::CpuFallback(
+                "a mixture of experts runs on the CPU (weft-nn's GPU pass is for dense decoders)"
+                    .into(),
+            ),
             Some(Ok(gpu)) => {
                 let products = weights
                     .alone_on_the_gpu_mut()
@@ -181,25 +212,41 @@ impl Llama {
                 let n = |s: &str| format!("blk.{i}.{s}.weight");
                 let bias = |s: &str, len| optional(&format!("blk.{i}.{s}.bias"), len);
                 // Phi-3's fused products, cut into the separate ones.
-                let ([wq, wk, wv], [gate, up]) = if hp.fused {
+                let [wq, wk, wv] = if hp.fused {
                     let qkv = m(&n("attn_qkv"), qd + 2 * kvd, hp.embd)?;
-                    let gate_up = m(&n("ffn_up"), 2 * hp.ffn, hp.embd)?;
-                    (
-                        take(qkv.split_rows(&[qd, kvd, kvd])),
-                        take(gate_up.split_rows(&[hp.ffn, hp.ffn])),
-                    )
+                    take(qkv.split_rows(&[qd, kvd, kvd]))
                 } else {
-                    (
-                        [
-                            m(&n("attn_q"), qd, hp.embd)?,
-                            m(&n("attn_k"), kvd, hp.embd)?,
-                            m(&n("attn_v"), kvd, hp.embd)?,
-                        ],
+                    [
+                        m(&n("attn_q"), qd, hp.embd)?,
+                        m(&n("attn_k"), kvd, hp.embd)?,
+                        m(&n("attn_v"), kvd, hp.embd)?,
+                    ]
+                };
+                let (experts, router) = if hp.experts > 0 {
+                    let shape = |rows, cols| [hp.experts, rows, cols];
+                    let all = |s: &str, [rows, cols]: [usize; 2]| {
+                        QMatrix::experts_from_gguf(&info, bytes, &n(s), shape(rows, cols))
+                    };
+                    let gates = all("ffn_gate_exps", [hp.ffn, hp.embd])?;
+                    let ups = all("ffn_up_exps", [hp.ffn, hp.embd])?;
+                    let downs = all("ffn_down_exps", [hp.embd, hp.ffn])?;
+                    let experts = (gates.into_iter().zip(ups).zip(downs))
+                        .map(|((gate, up), down)| Expert { gate, up, down })
+                        .collect();
+                    let router = m(&n("ffn_gate_inp"), hp.experts, hp.embd)?;
+                    (experts, Some(router))
+                } else {
+                    let [gate, up] = if hp.fused {
+                        let gate_up = m(&n("ffn_up"), 2 * hp.ffn, hp.embd)?;
+                        take(gate_up.split_rows(&[hp.ffn, hp.ffn]))
+                    } else {
                         [
                             m(&n("ffn_gate"), hp.ffn, hp.embd)?,
                             m(&n("ffn_up"), hp.ffn, hp.embd)?,
-                        ],
-                    )
+                        ]
+                    };
+                    let down = m(&n("ffn_down"), hp.embd, hp.ffn)?;
+                    (vec![Expert { gate, up, down }], None)
                 };
                 Ok(Layer {
                     attn_norm: v(&n("attn_norm"), hp.embd)?,
@@ -216,9 +263,8 @@ impl Llama {
                     ffn_norm: v(&n("ffn_norm"), hp.embd)?,
                     post_attn_norm: optional(&n("post_attention_norm"), hp.embd)?,
                     post_ffn_norm: optional(&n("post_ffw_norm"), hp.embd)?,
-                    gate,
-                    up,
-                    down: m(&n("ffn_down"), hp.embd, hp.ffn)?,
+                    experts,
+                    router,
                 })
             })
             .collect::<Result<Vec<_>, NnError>>()?;
@@ -339,10 +385,7 @@ impl Model for Llama {
 
     fn weight_bytes(&self) -> u64 {
         let w = &self.weights;
-        let mats = w
-            .layers
-            .iter()
-            .flat_map(|l| [&l.wq, &l.wk, &l.wv, &l.wo, &l.gate, &l.up, &l.down]);
+        let mats = w.layers.iter().flat_map(Layer::matrices);
         let vectors: usize = w
             .layers
             .iter()

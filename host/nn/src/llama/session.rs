@@ -273,16 +273,14 @@ fn forward_with(ds: &mut [&mut Decoder], tokens: &[&[u32]], workers: Workers<'_>
         };
         add(&mut x, out);
         norm(&x, &layer.ffn_norm, &mut h);
-        QMatrix::matmul_group_into(&[&layer.gate, &layer.up], &h, n, workers, &mut xq, &mut gu);
-        let [g, u] = &mut gu[..] else {
-            unreachable!("two products")
-        };
-        let ff = u.len() / n;
-        match hp.gelu {
-            true => workers.rows(g, ff, |i, g| geglu(g, &u[i * ff..][..ff])),
-            false => workers.rows(g, ff, |i, g| swiglu(g, &u[i * ff..][..ff])),
+        let buffers = (&mut gu, &mut down);
+        match &layer.router {
+            None => feed_forward(layer.dense(), (&h, n), hp.gelu, workers, &mut xq, buffers),
+            Some(router) => {
+                let used = hp.experts_used;
+                mixture((layer, router, used), (&h, n), workers, &mut xq, buffers);
+            }
         }
-        QMatrix::matmul_group_into(&[&layer.down], g, n, workers, &mut xq, &mut down);
         let out = match &layer.post_ffn_norm {
             Some(weight) => {
                 norm(&down[0], weight, &mut h);
@@ -316,6 +314,97 @@ fn forward_with(ds: &mut [&mut Decoder], tokens: &[&[u32]], workers: Workers<'_>
     // (Not cut into a vector per session here: 3 MB copied on the pass's
     // thread for 16 sessions, which their tensors copy again anyway.)
     logits
+}
+
+/// One expert's feed-forward (a dense layer's) of the `rows` rows of `h`,
+/// into `down[0]`: `W_down · (act(W_gate · h) ⊙ W_up · h)`, `act` SiLU or
+/// (`gelu`) GELU. `gu` holds the gate and up products.
+fn feed_forward(
+    e: &super::Expert,
+    (h, rows): (&[f32], usize),
+    gelu: bool,
+    workers: Workers<'_>,
+    xq: &mut Q8Batch,
+    (gu, down): (&mut Vec<Vec<f32>>, &mut Vec<Vec<f32>>),
+) {
+    QMatrix::matmul_group_into(&[&e.gate, &e.up], h, rows, workers, xq, gu);
+    let [g, u] = &mut gu[..] else {
+        unreachable!("two products")
+    };
+    let ff = u.len() / rows;
+    match gelu {
+        true => workers.rows(g, ff, |i, g| geglu(g, &u[i * ff..][..ff])),
+        false => workers.rows(g, ff, |i, g| swiglu(g, &u[i * ff..][..ff])),
+    }
+    QMatrix::matmul_group_into(&[&e.down], g, rows, workers, xq, down);
+}
+
+/// A mixture of experts' feed-forward of the `n` rows of `h`, into
+/// `down[0]`, as llama.cpp's `build_moe_ffn` runs Mixtral's and
+/// Qwen3-MoE's: each row's router scores go through a softmax, and its
+/// `experts_used` likeliest experts' outputs are added, weighted by their
+/// probabilities renormalised to sum to 1. Each expert runs once, over
+/// the rows routed to it.
+fn mixture(
+    (layer, router, used): (&super::Layer, &QMatrix, usize),
+    (h, n): (&[f32], usize),
+    workers: Workers<'_>,
+    xq: &mut Q8Batch,
+    (gu, down): (&mut Vec<Vec<f32>>, &mut Vec<Vec<f32>>),
+) {
+    let count = layer.experts.len();
+    let d = h.len() / n;
+    // Per expert: (row, weight) of the rows routed to it.
+    let mut routed: Vec<Vec<(usize, f32)>> = vec![Vec::new(); count];
+    let scores = router.matmul(h, n, workers);
+    let mut order: Vec<usize> = Vec::with_capacity(count);
+    for (row, s) in scores.chunks_exact(count).enumerate() {
+        let max = s.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+        let exp: Vec<f32> = s.iter().map(|&v| (v - max).exp()).collect();
+        let total: f32 = exp.iter().sum();
+        let probs: Vec<f32> = exp.iter().map(|e| e / total).collect();
+        order.clear();
+        order.extend(0..count);
+        // Likeliest first; a tie goes to the lower index, as ggml's sort.
+        order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));
+        let top = &order[..used];
+        // (As llama.cpp: the sum kept off 0, at f16's smallest normal.)
+        let sum = top
+            .iter()
+            .map(|&e| probs[e])
+            .sum::<f32>()
+            .max(6.103_515_6e-5);
+        for &e in top {
+            routed[e].push((row, probs[e] / sum));
+        }
+    }
+    let mut out = vec![0f32; n * d];
+    let (mut rows, mut y) = (Vec::new(), vec![Vec::new()]);
+    for (expert, list) in layer.experts.iter().zip(&routed) {
+        if list.is_empty() {
+            continue;
+        }
+        rows.clear();
+        for &(row, _) in list {
+            rows.extend_from_slice(&h[row * d..][..d]);
+        }
+        // (Mixtral's and Qwen3-MoE's experts are SwiGLU.)
+        feed_forward(
+            expert,
+            (&rows, list.len()),
+            false,
+            workers,
+            xq,
+            (gu, &mut y),
+        );
+        for (&(row, weight), y) in list.iter().zip(y[0].chunks_exact(d)) {
+            let o = &mut out[row * d..][..d];
+            o.iter_mut().zip(y).for_each(|(o, y)| *o += weight * y);
+        }
+    }
+    down.truncate(1);
+    down.resize(1, Vec::new());
+    down[0] = out;
 }
 
 /// [`forward_together`] for sessions on the GPU: one pass on the device

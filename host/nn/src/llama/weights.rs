@@ -76,6 +76,30 @@ impl QMatrix {
         cols: usize,
     ) -> Result<Self, NnError> {
         let (ty, raw) = tensor(info, bytes, name, &[cols, rows])?;
+        Self::from_raw(name, ty, raw, rows, cols)
+    }
+
+    /// The tensor `name` of `experts` matrices of `rows × cols` (ggml dims
+    /// `[cols, rows, experts]`: a mixture's experts side by side), one
+    /// matrix each.
+    pub(crate) fn experts_from_gguf(
+        info: &GgufInfo,
+        bytes: &[u8],
+        name: &str,
+        [experts, rows, cols]: [usize; 3],
+    ) -> Result<Vec<Self>, NnError> {
+        let (ty, raw) = tensor(info, bytes, name, &[cols, rows, experts])?;
+        let all = Self::from_raw(name, ty, raw, experts * rows, cols)?;
+        Ok(all.split_rows(&vec![rows; experts]))
+    }
+
+    fn from_raw(
+        name: &str,
+        ty: GgmlType,
+        raw: &[u8],
+        rows: usize,
+        cols: usize,
+    ) -> Result<Self, NnError> {
         let per_block = ty.block().0 as usize;
         if !cols.is_multiple_of(per_block) {
             return Err(NnError::new(

@@ -6,7 +6,8 @@
 //! (its four multipliers, an output bias), Llama 3 (`rope_freqs`, linear
 //! rope scaling), Phi-3 (fused products) and Gemma 1, 2 and 3 (GELU,
 //! post-norms, soft caps, sliding windows, local and global rotary bases),
-//! on the CPU and on the GPU.
+//! on the CPU and on the GPU; and the mixtures of experts Mixtral and
+//! Qwen3-MoE, on the CPU.
 
 use std::sync::Arc;
 
@@ -165,6 +166,34 @@ fn gemma2_soft_caps_and_sliding_window_match_llama_cpp() {
 #[test]
 fn gemma3_local_and_global_layers_match_llama_cpp() {
     on_the_cpu("gemma3");
+}
+
+/// Mixtral: a Llama whose feed-forward is a mixture of 4 experts, 2 a
+/// token, routed by softmax and weighted by the renormalised top two.
+#[test]
+fn mixtral_matches_llama_cpp() {
+    on_the_cpu("mixtral");
+}
+
+/// Qwen3-MoE: 8 narrow experts, 2 a token, per-head Q/K norms, NeoX pairs.
+#[test]
+fn qwen3moe_matches_llama_cpp() {
+    on_the_cpu("qwen3moe");
+}
+
+/// A mixture of experts loaded for the GPU runs on the CPU, and says why
+/// in its placement; its logits are the CPU's.
+#[test]
+fn a_mixture_of_experts_loaded_for_the_gpu_runs_on_the_cpu_and_says_so() {
+    let (case, bytes) = tiny("qwen3moe");
+    let model = Engine::default()
+        .load(&bytes, Encoding::Ggml, Target::Gpu)
+        .unwrap();
+    match model.placement() {
+        Placement::CpuFallback(why) => assert!(why.contains("mixture of experts"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    matches_llama_cpp("qwen3moe", &model, &case);
 }
 
 /// A plain Llama with a SentencePiece vocabulary (its prompt tokenised by
