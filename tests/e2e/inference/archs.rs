@@ -31,6 +31,7 @@ async fn generate_runs_each_family_and_both_tokenizer_kinds_as_llama_cpp_does() 
         "gemma3",
         "mixtral",
         "qwen3moe",
+        "smollm3",
     ] {
         let case = reference["models"]
             .as_array()

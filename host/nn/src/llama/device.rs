@@ -428,7 +428,9 @@ impl OnDevice {
                 Some(swa) if hp.is_swa(l) => swa,
                 _ => &a.table,
             };
-            p.rope(&a.qkv, n, qkv, (half, hp.rope_neox), table);
+            if hp.ropes(l) {
+                p.rope(&a.qkv, n, qkv, (half, hp.rope_neox), table);
+            }
             for &(on, past, tokens, start) in &sessions {
                 let (kc, vc) = (&on.k[l], &on.v[l]);
                 let shape = Attention {

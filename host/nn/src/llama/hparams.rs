@@ -9,7 +9,7 @@ use crate::{GgufInfo, NnError, NnErrorKind};
 /// and sliding-window layers, and (Mixtral, Qwen3-MoE) mixtures of experts.
 pub const ARCHITECTURES: &[&str] = &[
     "llama", "mistral", "granite", "qwen2", "qwen3", "qwen3moe", "phi3", "gemma", "gemma2",
-    "gemma3",
+    "gemma3", "smollm3",
 ];
 
 /// A LongRoPE file's (Phi-3 128k, Phi-3.5) rotary factors for its original
@@ -46,6 +46,9 @@ pub(crate) struct HParams {
     /// Rotary pairs are `(i, i + dims/2)` (ggml's NeoX mode: Qwen), not
     /// adjacent values (Llama, whose GGUF weights are permuted for it).
     pub rope_neox: bool,
+    /// SmolLM3's: every `no_rope_every`th layer has no rotary embedding
+    /// (its queries and keys carry no position); 0 for none.
+    pub no_rope_every: usize,
     pub rms_eps: f32,
     /// The window: the file's `context_length`, or for LongRoPE its
     /// `rope.scaling.original_context_length` (the short factors' window:
@@ -235,6 +238,7 @@ impl HParams {
             rope_freq_scale,
             rope_mscale,
             rope_neox: gemma || matches!(arch, "qwen2" | "qwen3" | "qwen3moe" | "phi3"),
+            no_rope_every: if arch == "smollm3" { 4 } else { 0 },
             rms_eps: float("attention.layer_norm_rms_epsilon").unwrap_or(1e-5),
             context,
             embd_scale,
@@ -251,6 +255,11 @@ impl HParams {
             rope_base_swa: gemma_swa.rope_base,
             rope_freq_scale_swa: gemma_swa.rope_freq_scale,
         })
+    }
+
+    /// Whether layer `l` rotates its queries and keys.
+    pub fn ropes(&self, l: usize) -> bool {
+        self.no_rope_every == 0 || !(l + 1).is_multiple_of(self.no_rope_every)
     }
 
     /// Whether layer `l` attends over a sliding window.

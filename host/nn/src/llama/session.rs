@@ -248,7 +248,11 @@ fn forward_with(ds: &mut [&mut Decoder], tokens: &[&[u32]], workers: Workers<'_>
         }
         let (hd, neox, dims) = (hp.head_dim, hp.rope_neox, hp.rope_dims);
         let angles = &angles[usize::from(swa_angles && hp.is_swa(l))];
-        for (y, width) in [(&mut *q, qd), (&mut *k, kvd)] {
+        // (SmolLM3's every fourth layer has none.)
+        let ropes = [(&mut *q, qd), (&mut *k, kvd)]
+            .into_iter()
+            .filter(|_| hp.ropes(l));
+        for (y, width) in ropes {
             workers.rows(y, width, |row, y| {
                 rope(y, hd, neox, &angles[row * dims..][..dims]);
             });

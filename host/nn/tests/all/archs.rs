@@ -5,8 +5,9 @@
 //! output), Qwen3 (per-head Q/K norms, heads wider than the model), Granite
 //! (its four multipliers, an output bias), Llama 3 (`rope_freqs`, linear
 //! rope scaling), Phi-3 (fused products) and Gemma 1, 2 and 3 (GELU,
-//! post-norms, soft caps, sliding windows, local and global rotary bases),
-//! on the CPU and on the GPU; and the mixtures of experts Mixtral and
+//! post-norms, soft caps, sliding windows, local and global rotary bases)
+//! and SmolLM3 (layers without rotary embeddings), on the CPU and on the
+//! GPU; and the mixtures of experts Mixtral and
 //! Qwen3-MoE, on the CPU.
 
 use std::sync::Arc;
@@ -168,6 +169,12 @@ fn gemma3_local_and_global_layers_match_llama_cpp() {
     on_the_cpu("gemma3");
 }
 
+/// SmolLM3: every fourth layer without a rotary embedding.
+#[test]
+fn smollm3_matches_llama_cpp() {
+    on_the_cpu("smollm3");
+}
+
 /// Mixtral: a Llama whose feed-forward is a mixture of 4 experts, 2 a
 /// token, routed by softmax and weighted by the renormalised top two.
 #[test]
@@ -211,6 +218,7 @@ fn on_the_gpu_every_family_matches_llama_cpp() {
     let engine = Engine::default();
     for name in [
         "qwen2", "qwen3", "granite", "llama3", "phi3", "phi3long", "gemma", "gemma2", "gemma3",
+        "smollm3",
     ] {
         let (case, bytes) = tiny(name);
         let model = engine.load(&bytes, Encoding::Ggml, Target::Gpu).unwrap();
