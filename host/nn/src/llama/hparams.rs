@@ -43,6 +43,9 @@ pub(crate) struct HParams {
     /// product by its square): LongRoPE's `rope.scaling.attn_factor`, as
     /// llama.cpp applies it; 1 elsewhere.
     pub rope_mscale: f32,
+    /// YaRN's interpolation (`rope.scaling.type` `yarn`): the angles of
+    /// the low-frequency pairs scaled, the high ones not, a ramp between.
+    pub yarn: Option<Yarn>,
     /// Rotary pairs are `(i, i + dims/2)` (ggml's NeoX mode: Qwen), not
     /// adjacent values (Llama, whose GGUF weights are permuted for it).
     pub rope_neox: bool,
@@ -165,7 +168,7 @@ impl HParams {
             .unwrap_or("none");
         let rope_freq_scale = match scaling {
             "none" => 1.0,
-            "linear" => {
+            "linear" | "yarn" => {
                 1.0 / float("rope.scaling.factor")
                     .filter(|&f| f > 0.0)
                     .unwrap_or(1.0)
@@ -174,7 +177,7 @@ impl HParams {
                 return Err(NnError::new(
                     NnErrorKind::UnsupportedOperation,
                     format!(
-                        "rope scaling `{other}` is not supported: weft-nn runs unscaled or linearly scaled rotary embeddings"
+                        "rope scaling `{other}` is not supported: weft-nn runs unscaled, linearly scaled and YaRN rotary embeddings"
                     ),
                 ));
             }
@@ -197,9 +200,18 @@ impl HParams {
             }
             _ => trained,
         };
-        let rope_mscale = float("rope.scaling.attn_factor")
+        let mut rope_mscale = float("rope.scaling.attn_factor")
             .filter(|&f| longrope && f > 0.0)
             .unwrap_or(1.0);
+        let yarn = match scaling {
+            "yarn" => {
+                let original = int("rope.scaling.original_context_length").unwrap_or(trained);
+                let y = Yarn::read(&float, original);
+                rope_mscale = y.attn_factor(rope_freq_scale, &float);
+                Some(y)
+            }
+            _ => None,
+        };
         let layers = int("block_count")?;
         let (experts, experts_used, ffn) = experts(arch, &int)?;
         let granite = |key: &str| float(key).filter(|&f| f != 0.0);
@@ -237,6 +249,7 @@ impl HParams {
             rope_base,
             rope_freq_scale,
             rope_mscale,
+            yarn,
             rope_neox: gemma || matches!(arch, "qwen2" | "qwen3" | "qwen3moe" | "phi3"),
             no_rope_every: if arch == "smollm3" { 4 } else { 0 },
             rms_eps: float("attention.layer_norm_rms_epsilon").unwrap_or(1e-5),
@@ -309,12 +322,81 @@ impl HParams {
         };
         let theta_scale = base.powf(-2.0 / self.rope_dims as f32);
         let mut theta = pos as f32;
+        // (ggml's `rope_yarn`: the ramp's pairs, and the magnitude.)
+        let yarn = self.yarn.as_ref().filter(|y| y.ext_factor != 0.0);
+        let corr = yarn.map(|y| y.corr_dims(self.rope_dims, base));
+        let mscale = self.rope_mscale * yarn.map_or(1.0, |_| 1.0 + 0.1 * (1.0 / scale).ln());
         for i in 0..self.rope_dims / 2 {
             let factor = freqs.map_or(1.0, |f| f[i]);
-            let (sin, cos) = (theta / factor * scale).sin_cos();
-            out.extend([cos * self.rope_mscale, sin * self.rope_mscale]);
+            let extrap = theta / factor;
+            let mut angle = extrap * scale;
+            if let (Some(y), Some((low, high))) = (yarn, corr) {
+                let ramp = 1.0 - ((i as f32 - low) / (high - low).max(0.001)).clamp(0.0, 1.0);
+                let mix = ramp * y.ext_factor;
+                angle = angle * (1.0 - mix) + extrap * mix;
+            }
+            let (sin, cos) = angle.sin_cos();
+            out.extend([cos * mscale, sin * mscale]);
             theta *= theta_scale;
         }
+    }
+}
+
+/// YaRN's settings (`rope.scaling.yarn_*`, llama.cpp's defaults where the
+/// file is silent).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Yarn {
+    ext_factor: f32,
+    beta_fast: f32,
+    beta_slow: f32,
+    /// The context the model was trained in before YaRN extended it.
+    original: usize,
+}
+
+impl Yarn {
+    fn read(float: &dyn Fn(&str) -> Option<f32>, original: usize) -> Self {
+        let key = |k: &str, default| float(&format!("rope.scaling.yarn_{k}")).unwrap_or(default);
+        Self {
+            ext_factor: key("ext_factor", 1.0),
+            beta_fast: key("beta_fast", 32.0),
+            beta_slow: key("beta_slow", 1.0),
+            original,
+        }
+    }
+
+    /// What the rotations' cosines and sines are multiplied by besides
+    /// `1 + 0.1 ln(1/scale)` ([`HParams::rope_angles`]), as llama.cpp
+    /// sets `yarn_attn_factor`: that factor cancelled, DeepSeek's
+    /// `yarn_log_multiplier` applied, the file's `attn_factor` too.
+    fn attn_factor(&self, freq_scale: f32, float: &dyn Fn(&str) -> Option<f32>) -> f32 {
+        let file = float("rope.scaling.attn_factor")
+            .filter(|&f| f > 0.0)
+            .unwrap_or(1.0);
+        if self.ext_factor == 0.0 {
+            return file;
+        }
+        let factor = 1.0 / freq_scale;
+        let m = |mscale: f32| match factor <= 1.0 {
+            true => 1.0,
+            false => 0.1 * mscale * factor.ln() + 1.0,
+        };
+        let attn = match float("rope.scaling.yarn_log_multiplier").filter(|&l| l != 0.0) {
+            Some(log_mul) => m(1.0) / m(log_mul),
+            None => m(1.0),
+        };
+        attn / (1.0 + 0.1 * factor.ln()) * file
+    }
+
+    /// ggml's `ggml_rope_yarn_corr_dims`: the pairs where the ramp from
+    /// scaled to unscaled angles starts and ends.
+    fn corr_dims(&self, dims: usize, base: f32) -> (f32, f32) {
+        let dim = |rotations: f32| {
+            let turns = self.original as f32 / (rotations * 2.0 * std::f32::consts::PI);
+            dims as f32 * turns.ln() / (2.0 * base.ln())
+        };
+        let low = dim(self.beta_fast).floor().max(0.0);
+        let high = dim(self.beta_slow).ceil().min(dims as f32 - 1.0);
+        (low, high)
     }
 }
 

@@ -6,7 +6,7 @@
 //! (its four multipliers, an output bias), Llama 3 (`rope_freqs`, linear
 //! rope scaling), Phi-3 (fused products) and Gemma 1, 2 and 3 (GELU,
 //! post-norms, soft caps, sliding windows, local and global rotary bases)
-//! and SmolLM3 (layers without rotary embeddings), on the CPU and on the
+//! SmolLM3 (layers without rotary embeddings) and YaRN, on the CPU and on the
 //! GPU; and the mixtures of experts Mixtral and
 //! Qwen3-MoE, on the CPU.
 
@@ -169,6 +169,14 @@ fn gemma3_local_and_global_layers_match_llama_cpp() {
     on_the_cpu("gemma3");
 }
 
+/// YaRN: each rotated pair's angle between the scaled one (low
+/// frequencies) and the unscaled one (high), and the magnitude factor, as
+/// a Qwen3 distil with a 4x window has them.
+#[test]
+fn yarn_rope_scaling_matches_llama_cpp() {
+    on_the_cpu("qwen3yarn");
+}
+
 /// SmolLM3: every fourth layer without a rotary embedding.
 #[test]
 fn smollm3_matches_llama_cpp() {
@@ -217,8 +225,17 @@ fn a_sentencepiece_llama_matches_llama_cpp() {
 fn on_the_gpu_every_family_matches_llama_cpp() {
     let engine = Engine::default();
     for name in [
-        "qwen2", "qwen3", "granite", "llama3", "phi3", "phi3long", "gemma", "gemma2", "gemma3",
+        "qwen2",
+        "qwen3",
+        "granite",
+        "llama3",
+        "phi3",
+        "phi3long",
+        "gemma",
+        "gemma2",
+        "gemma3",
         "smollm3",
+        "qwen3yarn",
     ] {
         let (case, bytes) = tiny(name);
         let model = engine.load(&bytes, Encoding::Ggml, Target::Gpu).unwrap();
