@@ -332,9 +332,6 @@ mod tests {
         ]
     }
 
-    /// The formats of SentencePiece chat models, as llama.cpp writes them
-    /// (`llm_chat_apply_template`: ZEPHYR with TinyLlama's end token; LLAMA_2
-    /// and its `<<SYS>>` variant).
     /// Gemma's format, as llama.cpp writes it (`LLM_CHAT_TEMPLATE_GEMMA`):
     /// no system role (its message goes before the next user message's
     /// content), `model` for the assistant, contents trimmed.
@@ -378,6 +375,9 @@ mod tests {
         assert_eq!(ids[..2], [0, 1], "BOS, then the first turn: {ids:?}");
     }
 
+    /// The formats of SentencePiece chat models, as llama.cpp writes them
+    /// (`llm_chat_apply_template`: ZEPHYR with TinyLlama's end token; LLAMA_2
+    /// and its `<<SYS>>` variant).
     #[test]
     fn zephyr_mistral_and_llama2_prompts() {
         let messages = conversation();

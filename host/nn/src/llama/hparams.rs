@@ -3,6 +3,11 @@
 
 use crate::{GgufInfo, NnError, NnErrorKind};
 
+mod families;
+
+pub(crate) use families::Yarn;
+use families::{Gemma, experts};
+
 /// The GGUF architectures (`general.architecture`) weft-nn runs: Llama and
 /// the decoders that differ from it only in hyperparameters, optional
 /// tensors, (Phi-3) fused products, (Gemma) GELU, post-norms, soft caps
@@ -213,6 +218,16 @@ impl HParams {
             _ => None,
         };
         let layers = int("block_count")?;
+        // (A layer has tensors: a count past them would only allocate.)
+        if layers > info.tensors.len() {
+            return Err(NnError::new(
+                NnErrorKind::InvalidEncoding,
+                format!(
+                    "`{arch}.block_count` is {layers}, but the file has {} tensors",
+                    info.tensors.len()
+                ),
+            ));
+        }
         let (experts, experts_used, ffn) = experts(arch, &int)?;
         let granite = |key: &str| float(key).filter(|&f| f != 0.0);
         let gemma = arch.starts_with("gemma");
@@ -342,190 +357,6 @@ impl HParams {
     }
 }
 
-/// YaRN's settings (`rope.scaling.yarn_*`, llama.cpp's defaults where the
-/// file is silent).
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Yarn {
-    ext_factor: f32,
-    beta_fast: f32,
-    beta_slow: f32,
-    /// The context the model was trained in before YaRN extended it.
-    original: usize,
-}
-
-impl Yarn {
-    fn read(float: &dyn Fn(&str) -> Option<f32>, original: usize) -> Self {
-        let key = |k: &str, default| float(&format!("rope.scaling.yarn_{k}")).unwrap_or(default);
-        Self {
-            ext_factor: key("ext_factor", 1.0),
-            beta_fast: key("beta_fast", 32.0),
-            beta_slow: key("beta_slow", 1.0),
-            original,
-        }
-    }
-
-    /// What the rotations' cosines and sines are multiplied by besides
-    /// `1 + 0.1 ln(1/scale)` ([`HParams::rope_angles`]), as llama.cpp
-    /// sets `yarn_attn_factor`: that factor cancelled, DeepSeek's
-    /// `yarn_log_multiplier` applied, the file's `attn_factor` too.
-    fn attn_factor(&self, freq_scale: f32, float: &dyn Fn(&str) -> Option<f32>) -> f32 {
-        let file = float("rope.scaling.attn_factor")
-            .filter(|&f| f > 0.0)
-            .unwrap_or(1.0);
-        if self.ext_factor == 0.0 {
-            return file;
-        }
-        let factor = 1.0 / freq_scale;
-        let m = |mscale: f32| match factor <= 1.0 {
-            true => 1.0,
-            false => 0.1 * mscale * factor.ln() + 1.0,
-        };
-        let attn = match float("rope.scaling.yarn_log_multiplier").filter(|&l| l != 0.0) {
-            Some(log_mul) => m(1.0) / m(log_mul),
-            None => m(1.0),
-        };
-        attn / (1.0 + 0.1 * factor.ln()) * file
-    }
-
-    /// ggml's `ggml_rope_yarn_corr_dims`: the pairs where the ramp from
-    /// scaled to unscaled angles starts and ends.
-    fn corr_dims(&self, dims: usize, base: f32) -> (f32, f32) {
-        let dim = |rotations: f32| {
-            let turns = self.original as f32 / (rotations * 2.0 * std::f32::consts::PI);
-            dims as f32 * turns.ln() / (2.0 * base.ln())
-        };
-        let low = dim(self.beta_fast).floor().max(0.0);
-        let high = dim(self.beta_slow).ceil().min(dims as f32 - 1.0);
-        (low, high)
-    }
-}
-
-/// A mixture of experts' shape, as llama.cpp reads it: `(experts, used,
-/// width of each)`, or `(0, 0, feed_forward_length)` for a dense model.
-/// Llama-architecture files with experts are Mixtral's.
-fn experts(
-    arch: &str,
-    int: &dyn Fn(&str) -> Result<usize, NnError>,
-) -> Result<(usize, usize, usize), NnError> {
-    let dense = || int("feed_forward_length");
-    let count = match arch {
-        "llama" | "mistral" | "qwen3moe" => int("expert_count").unwrap_or(0),
-        _ => 0,
-    };
-    if count <= 1 {
-        if arch == "qwen3moe" {
-            return Err(NnError::new(
-                NnErrorKind::InvalidEncoding,
-                "a `qwen3moe` file needs `qwen3moe.expert_count` of 2 or more",
-            ));
-        }
-        return Ok((0, 0, dense()?));
-    }
-    let used = int("expert_used_count")?;
-    if used == 0 || used > count {
-        return Err(NnError::new(
-            NnErrorKind::InvalidEncoding,
-            format!("{used} experts used a token of {count}: expected 1 to {count}"),
-        ));
-    }
-    let width = match int("expert_feed_forward_length") {
-        Ok(width) => width,
-        Err(_) if arch == "qwen3moe" => dense()? / used,
-        Err(_) => dense()?,
-    };
-    Ok((count, used, width))
-}
-
-/// Gemma 2 and 3's soft caps and sliding windows, read as llama.cpp reads
-/// them (with its defaults where the file is silent); none for the others.
-struct Gemma {
-    attn_softcap: f32,
-    final_softcap: f32,
-    window: usize,
-    swa: Vec<bool>,
-    rope_base: f32,
-    rope_freq_scale: f32,
-}
-
-impl Gemma {
-    fn read(
-        arch: &str,
-        layers: usize,
-        info: &GgufInfo,
-        rope_base: f32,
-        rope_freq_scale: f32,
-    ) -> Result<Self, NnError> {
-        use crate::GgufValue;
-        let key = |k: &str| info.get(&format!("{arch}.{k}"));
-        let float = |k: &str| key(k).and_then(GgufValue::as_float).map(|v| v as f32);
-        let window = || key("attention.sliding_window").and_then(GgufValue::as_int);
-        let mut g = Gemma {
-            attn_softcap: 0.0,
-            final_softcap: 0.0,
-            window: 0,
-            swa: vec![false; layers],
-            rope_base,
-            rope_freq_scale,
-        };
-        // (the layer pattern's period by default, the window)
-        let (period, window) = match arch {
-            "gemma2" => {
-                g.attn_softcap = float("attn_logit_softcapping").unwrap_or(50.0);
-                g.final_softcap = float("final_logit_softcapping").unwrap_or(30.0);
-                (2, window().unwrap_or(4096))
-            }
-            "gemma3" => {
-                g.final_softcap = float("final_logit_softcapping").unwrap_or(0.0);
-                match window().filter(|&w| w > 0) {
-                    // Local layers rotate by their own base, unscaled.
-                    Some(w) => {
-                        (g.rope_base, g.rope_freq_scale) = (10_000.0, 1.0);
-                        (6, w)
-                    }
-                    None => return Ok(g),
-                }
-            }
-            _ => return Ok(g),
-        };
-        let bad = |m: String| NnError::new(NnErrorKind::InvalidEncoding, m);
-        g.window = usize::try_from(window)
-            .ok()
-            .filter(|&w| w > 0)
-            .ok_or_else(|| bad(format!("`{arch}.attention.sliding_window` is {window}")))?;
-        if let Some(base) = float("rope.freq_base_swa") {
-            g.rope_base = base;
-        }
-        let pattern_key = format!("{arch}.attention.sliding_window_pattern");
-        g.swa = match info.get(&pattern_key) {
-            // One flag per layer.
-            Some(GgufValue::Array(flags)) => {
-                let flags: Vec<bool> = flags
-                    .iter()
-                    .filter_map(GgufValue::as_int)
-                    .map(|f| f != 0)
-                    .collect();
-                if flags.len() != layers {
-                    return Err(bad(format!(
-                        "`{pattern_key}` has {} flags for {layers} layers",
-                        flags.len()
-                    )));
-                }
-                flags
-            }
-            // Every `period`th layer global, the others local.
-            other => {
-                let period = other.and_then(GgufValue::as_int).unwrap_or(period);
-                let period = usize::try_from(period)
-                    .map_err(|_| bad(format!("`{pattern_key}` is {period}")))?;
-                (0..layers)
-                    .map(|l| period == 0 || l % period < period - 1)
-                    .collect()
-            }
-        };
-        Ok(g)
-    }
-}
-
 /// Checks that `info` is a decoder weft-nn runs, without reading weights
 /// (what an upload checks): an architecture it knows, its hyperparameters,
 /// every tensor it reads present in its shape, and no tensor it would not
@@ -572,6 +403,12 @@ pub(crate) fn check(info: &GgufInfo) -> Result<HParams, NnError> {
             ("ffn_down_exps", vec![f, e, x]),
         ],
     };
+    // Qwen3's and Gemma 3's per-head norms (optional elsewhere), which
+    // llama.cpp requires of them too.
+    let qk_norms = matches!(
+        info.architecture.as_deref(),
+        Some("qwen3" | "qwen3moe" | "gemma3")
+    );
     for i in 0..hp.layers {
         let layer = products
             .iter()
@@ -584,8 +421,8 @@ pub(crate) fn check(info: &GgufInfo) -> Result<HParams, NnError> {
             ("attn_k.bias", vec![kvd], false),
             ("attn_v.bias", vec![kvd], false),
             ("attn_output.bias", vec![e], false),
-            ("attn_q_norm", vec![hd], false),
-            ("attn_k_norm", vec![hd], false),
+            ("attn_q_norm", vec![hd], qk_norms),
+            ("attn_k_norm", vec![hd], qk_norms),
             ("ffn_norm", vec![e], true),
         ]) {
             let name = match name.ends_with(".bias") {
@@ -635,71 +472,4 @@ pub(crate) fn check(info: &GgufInfo) -> Result<HParams, NnError> {
         ));
     }
     Ok(hp)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::GgufValue::{Array, Float, Int};
-
-    fn info(arch: &str, metadata: Vec<(String, crate::GgufValue)>) -> GgufInfo {
-        GgufInfo {
-            version: 3,
-            architecture: Some(arch.into()),
-            metadata_keys: metadata.iter().map(|(k, _)| k.clone()).collect(),
-            metadata,
-            tensors: Vec::new(),
-            parameters: 0,
-            data_start: 0,
-        }
-    }
-
-    /// Which layers slide, and over what, as llama.cpp reads a Gemma file:
-    /// every other layer (Gemma 2) or five of six (Gemma 3) by default, a
-    /// period or one flag per layer where the file says; Gemma 3 without a
-    /// window has none, and its local layers rotate at 10000, unscaled.
-    #[test]
-    fn gemma_sliding_windows_are_read_as_llama_cpp_reads_them() {
-        let key = |arch: &str, k: &str| format!("{arch}.{k}");
-        let swa = |arch: &str, layers, extra: Vec<(&str, crate::GgufValue)>| {
-            let meta = extra.into_iter().map(|(k, v)| (key(arch, k), v)).collect();
-            Gemma::read(arch, layers, &info(arch, meta), 1e6, 0.125)
-        };
-        let g = swa("gemma2", 4, vec![]).unwrap();
-        assert_eq!(g.swa, [true, false, true, false]);
-        assert_eq!(
-            (g.window, g.attn_softcap, g.final_softcap),
-            (4096, 50.0, 30.0)
-        );
-        assert_eq!((g.rope_base, g.rope_freq_scale), (1e6, 0.125));
-        let g = swa("gemma3", 7, vec![("attention.sliding_window", Int(512))]).unwrap();
-        assert_eq!(g.swa, [true, true, true, true, true, false, true]);
-        assert_eq!((g.window, g.final_softcap), (512, 0.0));
-        assert_eq!((g.rope_base, g.rope_freq_scale), (10_000.0, 1.0));
-        let g = swa("gemma3", 3, vec![]).unwrap();
-        assert_eq!((g.swa, g.window), (vec![false; 3], 0));
-        let g = swa(
-            "gemma3",
-            3,
-            vec![
-                ("attention.sliding_window", Int(8)),
-                ("attention.sliding_window_pattern", Int(3)),
-                ("rope.freq_base_swa", Float(5e4)),
-            ],
-        )
-        .unwrap();
-        assert_eq!((g.swa, g.rope_base), (vec![true, true, false], 5e4));
-        let flags = Array(vec![Int(0), Int(1)]);
-        let pattern = ("attention.sliding_window_pattern", flags);
-        let g = swa("gemma2", 2, vec![pattern.clone()]).unwrap();
-        assert_eq!(g.swa, [false, true]);
-        let e = swa("gemma2", 3, vec![pattern]).err().unwrap();
-        assert!(e.message.contains("2 flags for 3 layers"), "{e}");
-        let e = swa("gemma2", 2, vec![("attention.sliding_window", Int(0))])
-            .err()
-            .unwrap();
-        assert!(e.message.contains("sliding_window` is 0"), "{e}");
-        let g = swa("llama", 2, vec![("attention.sliding_window", Int(8))]).unwrap();
-        assert_eq!((g.swa, g.window), (vec![false; 2], 0));
-    }
 }

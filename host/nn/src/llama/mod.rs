@@ -162,12 +162,13 @@ impl Llama {
         let mut weights = Self::read(bytes)?;
         let placement = match gpu {
             None => Placement::Cpu,
-            Some(Err(e)) => Placement::CpuFallback(e.message),
-            // Routing each token to its experts runs on the CPU alone.
-            Some(Ok(_)) if weights.hp.experts > 0 => Placement::CpuFallback(
+            // Routing each token to its experts runs on the CPU alone
+            // (said whether or not a GPU is there).
+            Some(_) if weights.hp.experts > 0 => Placement::CpuFallback(
                 "a mixture of experts runs on the CPU (weft-nn's GPU pass is for dense decoders)"
                     .into(),
             ),
+            Some(Err(e)) => Placement::CpuFallback(e.message),
             Some(Ok(gpu)) => {
                 let products = weights
                     .alone_on_the_gpu_mut()

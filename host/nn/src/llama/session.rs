@@ -369,7 +369,8 @@ fn mixture(
         let probs: Vec<f32> = exp.iter().map(|e| e / total).collect();
         order.clear();
         order.extend(0..count);
-        // Likeliest first; a tie goes to the lower index, as ggml's sort.
+        // Likeliest first (a stable sort: a tie, which ggml's unstable one
+        // breaks either way, goes to the lower index).
         order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));
         let top = &order[..used];
         // (As llama.cpp: the sum kept off 0, at f16's smallest normal.)
@@ -406,9 +407,7 @@ fn mixture(
             o.iter_mut().zip(y).for_each(|(o, y)| *o += weight * y);
         }
     }
-    down.truncate(1);
-    down.resize(1, Vec::new());
-    down[0] = out;
+    *down = vec![out];
 }
 
 /// [`forward_together`] for sessions on the GPU: one pass on the device
@@ -475,7 +474,7 @@ fn geglu(g: &mut [f32], u: &[f32]) {
 
 /// `x = cap · tanh(x / cap)` (Gemma 2's soft cap), unless `cap` is 0.
 pub(super) fn soft_cap(x: &mut [f32], cap: f32) {
-    if cap != 0.0 {
+    if cap > 0.0 {
         x.iter_mut().for_each(|x| *x = cap * (*x / cap).tanh());
     }
 }

@@ -89,8 +89,11 @@ impl QMatrix {
         [experts, rows, cols]: [usize; 3],
     ) -> Result<Vec<Self>, NnError> {
         let (ty, raw) = tensor(info, bytes, name, &[cols, rows, experts])?;
-        let all = Self::from_raw(name, ty, raw, experts * rows, cols)?;
-        Ok(all.split_rows(&vec![rows; experts]))
+        // Cut from the file's bytes (whole rows each), not from a copy.
+        let each = raw.len() / experts.max(1);
+        raw.chunks_exact(each.max(1))
+            .map(|raw| Self::from_raw(name, ty, raw, rows, cols))
+            .collect()
     }
 
     fn from_raw(
@@ -100,6 +103,12 @@ impl QMatrix {
         rows: usize,
         cols: usize,
     ) -> Result<Self, NnError> {
+        if rows == 0 || cols == 0 {
+            return Err(NnError::new(
+                NnErrorKind::InvalidEncoding,
+                format!("tensor `{name}` is empty ({rows} x {cols})"),
+            ));
+        }
         let per_block = ty.block().0 as usize;
         if !cols.is_multiple_of(per_block) {
             return Err(NnError::new(

@@ -161,6 +161,32 @@ fn gemma2_soft_caps_and_sliding_window_match_llama_cpp() {
     on_the_cpu("gemma2");
 }
 
+/// A prompt fed in two passes, the second longer than Gemma 2's window of
+/// 8 and after 12 positions (so that some of its queries' windows start
+/// past the cache, inside the pass), gives the logits of one pass: on the
+/// CPU and on the GPU.
+#[test]
+fn a_sliding_window_runs_across_passes_as_in_one() {
+    let (case, bytes) = tiny("gemma2");
+    let prompt = ids(&case["prompt_ids"]);
+    assert!(prompt.len() >= 20, "{}", prompt.len());
+    for target in [Target::Cpu, Target::Gpu] {
+        let model = Engine::default()
+            .load(&bytes, Encoding::Ggml, target)
+            .unwrap();
+        let whole = logits(&mut model.session(), &prompt);
+        let mut split = model.session();
+        logits(&mut split, &prompt[..12]);
+        let parts = logits(&mut split, &prompt[12..]);
+        let worst = whole
+            .iter()
+            .zip(&parts)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(worst < 1e-3, "{target:?}: {worst}");
+    }
+}
+
 /// Gemma 3: per-head Q/K norms, post-norms, five sliding-window layers
 /// rotated at base 10000, unscaled, and a global one at the file's base,
 /// linearly scaled.

@@ -242,7 +242,8 @@ impl Program<'_> {
             row0 as u32,
             q_stride as u32,
             softcap.to_bits(),
-            window.unwrap_or(0) as u32,
+            // (A window past u32 is past any context: none.)
+            window.map_or(0, |w| u32::try_from(w).unwrap_or(0)),
         ]);
         self.step_wide(
             &self.ops.attention,

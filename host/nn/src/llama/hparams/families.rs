@@ -1,0 +1,345 @@
+//! What sets some families apart, read from their GGUF metadata as
+//! llama.cpp reads it: YaRN's rotary scaling, a mixture of experts' shape,
+//! and Gemma 2 and 3's soft caps and sliding windows.
+
+use crate::{GgufInfo, NnError, NnErrorKind};
+
+/// YaRN's settings (`rope.scaling.yarn_*`, llama.cpp's defaults where the
+/// file is silent).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Yarn {
+    pub(super) ext_factor: f32,
+    pub(super) beta_fast: f32,
+    pub(super) beta_slow: f32,
+    /// The context the model was trained in before YaRN extended it.
+    pub(super) original: usize,
+}
+
+impl Yarn {
+    pub(super) fn read(float: &dyn Fn(&str) -> Option<f32>, original: usize) -> Self {
+        let key = |k: &str, default| float(&format!("rope.scaling.yarn_{k}")).unwrap_or(default);
+        Self {
+            ext_factor: key("ext_factor", 1.0),
+            beta_fast: key("beta_fast", 32.0),
+            beta_slow: key("beta_slow", 1.0),
+            original,
+        }
+    }
+
+    /// What the rotations' cosines and sines are multiplied by besides
+    /// `1 + 0.1 ln(1/scale)` ([`HParams::rope_angles`]), as llama.cpp
+    /// sets `yarn_attn_factor`: that factor cancelled, DeepSeek's
+    /// `yarn_log_multiplier` applied, the file's `attn_factor` too.
+    pub(super) fn attn_factor(&self, freq_scale: f32, float: &dyn Fn(&str) -> Option<f32>) -> f32 {
+        let file = float("rope.scaling.attn_factor")
+            .filter(|&f| f > 0.0)
+            .unwrap_or(1.0);
+        if self.ext_factor == 0.0 {
+            return file;
+        }
+        let factor = 1.0 / freq_scale;
+        let m = |mscale: f32| match factor <= 1.0 {
+            true => 1.0,
+            false => 0.1 * mscale * factor.ln() + 1.0,
+        };
+        let attn = match float("rope.scaling.yarn_log_multiplier").filter(|&l| l != 0.0) {
+            Some(log_mul) => m(1.0) / m(log_mul),
+            None => m(1.0),
+        };
+        attn / (1.0 + 0.1 * factor.ln()) * file
+    }
+
+    /// ggml's `ggml_rope_yarn_corr_dims`: the pairs where the ramp from
+    /// scaled to unscaled angles starts and ends.
+    pub(super) fn corr_dims(&self, dims: usize, base: f32) -> (f32, f32) {
+        let dim = |rotations: f32| {
+            let turns = self.original as f32 / (rotations * 2.0 * std::f32::consts::PI);
+            dims as f32 * turns.ln() / (2.0 * base.ln())
+        };
+        let low = dim(self.beta_fast).floor().max(0.0);
+        let high = dim(self.beta_slow).ceil().min(dims as f32 - 1.0);
+        (low, high)
+    }
+}
+
+/// A mixture of experts' shape, as llama.cpp reads it: `(experts, used,
+/// width of each)`, or `(0, 0, feed_forward_length)` for a dense model
+/// (no `expert_count`, or 0). Llama-architecture files with experts are
+/// Mixtral's. A width of 0 is refused (as no width at all).
+pub(super) fn experts(
+    arch: &str,
+    int: &dyn Fn(&str) -> Result<usize, NnError>,
+) -> Result<(usize, usize, usize), NnError> {
+    let bad = |m: String| NnError::new(NnErrorKind::InvalidEncoding, m);
+    let width = |w: usize, key: &str| match w {
+        0 => Err(bad(format!("`{arch}.{key}` is 0"))),
+        w => Ok(w),
+    };
+    let dense = || width(int("feed_forward_length")?, "feed_forward_length");
+    let count = match arch {
+        "llama" | "mistral" | "qwen3moe" => int("expert_count").unwrap_or(0),
+        _ => 0,
+    };
+    if count == 0 {
+        if arch == "qwen3moe" {
+            return Err(bad(format!(
+                "a `qwen3moe` file needs `{arch}.expert_count` (of 1 or more)"
+            )));
+        }
+        return Ok((0, 0, dense()?));
+    }
+    let used = int("expert_used_count")?;
+    if used == 0 || used > count {
+        return Err(bad(format!(
+            "`{arch}.expert_used_count` is {used}: expected 1 to `{arch}.expert_count` ({count})"
+        )));
+    }
+    // (0 as absent, as llama.cpp reads it.)
+    let own = int("expert_feed_forward_length").ok().filter(|&w| w > 0);
+    let each = match own {
+        Some(w) => w,
+        None if arch == "qwen3moe" => width(dense()? / used, "feed_forward_length")?,
+        None => dense()?,
+    };
+    Ok((count, used, each))
+}
+
+/// Gemma 2 and 3's soft caps and sliding windows, read as llama.cpp reads
+/// them (with its defaults where the file is silent); none for the others.
+pub(super) struct Gemma {
+    pub(super) attn_softcap: f32,
+    pub(super) final_softcap: f32,
+    pub(super) window: usize,
+    pub(super) swa: Vec<bool>,
+    pub(super) rope_base: f32,
+    pub(super) rope_freq_scale: f32,
+}
+
+impl Gemma {
+    pub(super) fn read(
+        arch: &str,
+        layers: usize,
+        info: &GgufInfo,
+        rope_base: f32,
+        rope_freq_scale: f32,
+    ) -> Result<Self, NnError> {
+        use crate::GgufValue;
+        let key = |k: &str| info.get(&format!("{arch}.{k}"));
+        let float = |k: &str| key(k).and_then(GgufValue::as_float).map(|v| v as f32);
+        let window = || key("attention.sliding_window").and_then(GgufValue::as_int);
+        let mut g = Gemma {
+            attn_softcap: 0.0,
+            final_softcap: 0.0,
+            window: 0,
+            swa: vec![false; layers],
+            rope_base,
+            rope_freq_scale,
+        };
+        // (the layer pattern's period by default, the window)
+        let (period, window) = match arch {
+            "gemma2" => {
+                // (A cap's sign does not matter: tanh is odd.)
+                g.attn_softcap = float("attn_logit_softcapping").map_or(50.0, f32::abs);
+                g.final_softcap = float("final_logit_softcapping").map_or(30.0, f32::abs);
+                (2, window().unwrap_or(4096))
+            }
+            "gemma3" => {
+                g.final_softcap = float("final_logit_softcapping").map_or(0.0, f32::abs);
+                match window().filter(|&w| w > 0) {
+                    // Local layers rotate by their own base, unscaled.
+                    Some(w) => {
+                        (g.rope_base, g.rope_freq_scale) = (10_000.0, 1.0);
+                        (6, w)
+                    }
+                    None => return Ok(g),
+                }
+            }
+            _ => return Ok(g),
+        };
+        let bad = |m: String| NnError::new(NnErrorKind::InvalidEncoding, m);
+        g.window = usize::try_from(window)
+            .ok()
+            .filter(|&w| w > 0)
+            .ok_or_else(|| bad(format!("`{arch}.attention.sliding_window` is {window}")))?;
+        if let Some(base) = float("rope.freq_base_swa") {
+            g.rope_base = base;
+        }
+        let pattern_key = format!("{arch}.attention.sliding_window_pattern");
+        g.swa = match info.get(&pattern_key) {
+            // One flag per layer.
+            Some(GgufValue::Array(flags)) => {
+                let flags: Vec<bool> = flags
+                    .iter()
+                    .map(|f| f.as_int().map(|f| f != 0))
+                    .collect::<Option<_>>()
+                    .ok_or_else(|| bad(format!("`{pattern_key}` holds a non-boolean")))?;
+                if flags.len() != layers {
+                    return Err(bad(format!(
+                        "`{pattern_key}` has {} flags for {layers} layers",
+                        flags.len()
+                    )));
+                }
+                flags
+            }
+            // Every `period`th layer global, the others local.
+            other => {
+                let period = other.and_then(GgufValue::as_int).unwrap_or(period);
+                let period = usize::try_from(period)
+                    .map_err(|_| bad(format!("`{pattern_key}` is {period}")))?;
+                (0..layers)
+                    .map(|l| period == 0 || l % period < period - 1)
+                    .collect()
+            }
+        };
+        Ok(g)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::GgufValue::{Array, Float, Int};
+
+    fn info(arch: &str, metadata: Vec<(String, crate::GgufValue)>) -> GgufInfo {
+        GgufInfo {
+            version: 3,
+            architecture: Some(arch.into()),
+            metadata_keys: metadata.iter().map(|(k, _)| k.clone()).collect(),
+            metadata,
+            tensors: Vec::new(),
+            parameters: 0,
+            data_start: 0,
+        }
+    }
+
+    /// Which layers slide, and over what, as llama.cpp reads a Gemma file:
+    /// every other layer (Gemma 2) or five of six (Gemma 3) by default, a
+    /// period or one flag per layer where the file says; Gemma 3 without a
+    /// window has none, and its local layers rotate at 10000, unscaled.
+    #[test]
+    fn gemma_sliding_windows_are_read_as_llama_cpp_reads_them() {
+        let key = |arch: &str, k: &str| format!("{arch}.{k}");
+        let swa = |arch: &str, layers, extra: Vec<(&str, crate::GgufValue)>| {
+            let meta = extra.into_iter().map(|(k, v)| (key(arch, k), v)).collect();
+            Gemma::read(arch, layers, &info(arch, meta), 1e6, 0.125)
+        };
+        let g = swa("gemma2", 4, vec![]).unwrap();
+        assert_eq!(g.swa, [true, false, true, false]);
+        assert_eq!(
+            (g.window, g.attn_softcap, g.final_softcap),
+            (4096, 50.0, 30.0)
+        );
+        assert_eq!((g.rope_base, g.rope_freq_scale), (1e6, 0.125));
+        let g = swa("gemma3", 7, vec![("attention.sliding_window", Int(512))]).unwrap();
+        assert_eq!(g.swa, [true, true, true, true, true, false, true]);
+        assert_eq!((g.window, g.final_softcap), (512, 0.0));
+        assert_eq!((g.rope_base, g.rope_freq_scale), (10_000.0, 1.0));
+        let g = swa("gemma3", 3, vec![]).unwrap();
+        assert_eq!((g.swa, g.window), (vec![false; 3], 0));
+        let g = swa(
+            "gemma3",
+            3,
+            vec![
+                ("attention.sliding_window", Int(8)),
+                ("attention.sliding_window_pattern", Int(3)),
+                ("rope.freq_base_swa", Float(5e4)),
+            ],
+        )
+        .unwrap();
+        assert_eq!((g.swa, g.rope_base), (vec![true, true, false], 5e4));
+        let flags = Array(vec![Int(0), Int(1)]);
+        let pattern = ("attention.sliding_window_pattern", flags);
+        let g = swa("gemma2", 2, vec![pattern.clone()]).unwrap();
+        assert_eq!(g.swa, [false, true]);
+        let e = swa("gemma2", 3, vec![pattern]).err().unwrap();
+        assert!(e.message.contains("2 flags for 3 layers"), "{e}");
+        let e = swa("gemma2", 2, vec![("attention.sliding_window", Int(0))])
+            .err()
+            .unwrap();
+        assert!(e.message.contains("sliding_window` is 0"), "{e}");
+        let g = swa("llama", 2, vec![("attention.sliding_window", Int(8))]).unwrap();
+        assert_eq!((g.swa, g.window), (vec![false; 2], 0));
+        let strings = Array(vec![crate::GgufValue::Str("x".into())]);
+        let e = swa(
+            "gemma2",
+            1,
+            vec![("attention.sliding_window_pattern", strings)],
+        )
+        .err()
+        .unwrap();
+        assert!(e.message.contains("non-boolean"), "{e}");
+    }
+
+    /// A mixture's shape, as llama.cpp reads it, and each bad count or
+    /// width refused naming its key (a width of 0 would divide by zero at
+    /// load).
+    #[test]
+    fn mixtures_of_experts_are_read_as_llama_cpp_reads_them() {
+        let read = |arch: &str, keys: &[(&str, usize)]| {
+            let keys: Vec<(String, usize)> = keys
+                .iter()
+                .map(|&(k, v)| (format!("{arch}.{k}"), v))
+                .collect();
+            let int = move |k: &str| {
+                let key = format!("{arch}.{k}");
+                keys.iter()
+                    .find(|(name, _)| *name == key)
+                    .map(|&(_, v)| v)
+                    .ok_or_else(|| NnError::new(NnErrorKind::InvalidEncoding, "missing"))
+            };
+            experts(arch, &int)
+        };
+        let ffn = ("feed_forward_length", 96);
+        assert_eq!(read("llama", &[ffn]).unwrap(), (0, 0, 96));
+        let mixtral = [ffn, ("expert_count", 8), ("expert_used_count", 2)];
+        assert_eq!(read("llama", &mixtral).unwrap(), (8, 2, 96));
+        // A single expert is a mixture too, as in llama.cpp.
+        let one = [ffn, ("expert_count", 1), ("expert_used_count", 1)];
+        assert_eq!(read("llama", &one).unwrap(), (1, 1, 96));
+        // Qwen3-MoE: its experts' own width, else the dense one per expert used.
+        let qwen = [ffn, ("expert_count", 8), ("expert_used_count", 2)];
+        assert_eq!(read("qwen3moe", &qwen).unwrap(), (8, 2, 48));
+        let own = [
+            qwen[0],
+            qwen[1],
+            qwen[2],
+            ("expert_feed_forward_length", 32),
+        ];
+        assert_eq!(read("qwen3moe", &own).unwrap(), (8, 2, 32));
+        let zero = [qwen[0], qwen[1], qwen[2], ("expert_feed_forward_length", 0)];
+        assert_eq!(read("qwen3moe", &zero).unwrap(), (8, 2, 48), "0 as absent");
+        // Experts elsewhere are not read (the tensor check refuses them).
+        assert_eq!(read("qwen2", &mixtral).unwrap(), (0, 0, 96));
+        for (arch, keys, says) in [
+            ("qwen3moe", &[ffn][..], "`qwen3moe.expert_count`"),
+            (
+                "llama",
+                &[ffn, ("expert_count", 8), ("expert_used_count", 9)],
+                "is 9",
+            ),
+            (
+                "llama",
+                &[ffn, ("expert_count", 8), ("expert_used_count", 0)],
+                "is 0",
+            ),
+            (
+                "llama",
+                &[("feed_forward_length", 0)],
+                "`llama.feed_forward_length` is 0",
+            ),
+            (
+                "qwen3moe",
+                &[
+                    ("feed_forward_length", 1),
+                    ("expert_count", 8),
+                    ("expert_used_count", 2),
+                ],
+                "feed_forward_length` is 0",
+            ),
+        ] {
+            let e = read(arch, keys).unwrap_err();
+            assert_eq!(e.kind, NnErrorKind::InvalidEncoding, "{e}");
+            assert!(e.message.contains(says), "{arch} {keys:?}: {e}");
+        }
+    }
+}
