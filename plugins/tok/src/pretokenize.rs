@@ -32,6 +32,10 @@ pub enum PreTokenizer {
     /// Qwen2's (and Qwen3's; llama.cpp `qwen2`): Llama 3's regex with
     /// digits one by one (`\p{N}` for `\p{N}{1,3}`).
     Qwen2,
+    /// Llama 3's regex alone (llama.cpp `dbrx`, `smaug-bpe`: DBRX's and
+    /// OLMo 2's GPT-4-style vocabularies): merges always run, no BOS by
+    /// default.
+    Dbrx,
 }
 
 impl PreTokenizer {
@@ -54,6 +58,7 @@ impl PreTokenizer {
                 Some(PreTokenizer::Llama3)
             }
             "qwen2" | "deepseek-r1-qwen" | "megrez" => Some(PreTokenizer::Qwen2),
+            "dbrx" | "smaug-bpe" => Some(PreTokenizer::Dbrx),
             _ => None,
         }
     }
@@ -94,7 +99,7 @@ impl PreTokenizer {
                 }
                 split_gpt2(&text[start..], &mut pieces);
             }
-            PreTokenizer::Llama3 => split_llama3(text, 3, &mut pieces),
+            PreTokenizer::Llama3 | PreTokenizer::Dbrx => split_llama3(text, 3, &mut pieces),
             PreTokenizer::Qwen2 => split_llama3(text, 1, &mut pieces),
         }
         pieces

@@ -33,6 +33,7 @@ async fn generate_runs_each_family_and_both_tokenizer_kinds_as_llama_cpp_does() 
         "qwen3moe",
         "smollm3",
         "qwen3yarn",
+        "olmo3",
     ] {
         let case = reference["models"]
             .as_array()

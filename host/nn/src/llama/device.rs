@@ -31,8 +31,9 @@ pub(super) struct DeviceWeights {
 /// A layer's part of [`DeviceWeights`].
 #[derive(Debug)]
 struct DeviceLayer {
-    attn_norm: GpuMatrix,
-    ffn_norm: GpuMatrix,
+    /// The norms of each block's input (none in OLMo 2).
+    attn_norm: Option<GpuMatrix>,
+    ffn_norm: Option<GpuMatrix>,
     /// Wqᵀ, Wkᵀ and Wvᵀ side by side: one product gives each token's
     /// row laid out as [`Qkv`] says.
     qkv: GpuMatrix,
@@ -52,14 +53,13 @@ struct DeviceLayer {
 
 impl DeviceLayer {
     fn all(&self) -> impl Iterator<Item = &GpuMatrix> {
-        [&self.attn_norm, &self.ffn_norm, &self.qkv, &self.gate_up]
-            .into_iter()
-            .chain(
-                [&self.bqkv, &self.bo, &self.q_norm, &self.k_norm]
-                    .into_iter()
-                    .chain([&self.post_attn_norm, &self.post_ffn_norm])
-                    .flatten(),
-            )
+        [&self.qkv, &self.gate_up].into_iter().chain(
+            [&self.bqkv, &self.bo, &self.q_norm, &self.k_norm]
+                .into_iter()
+                .chain([&self.post_attn_norm, &self.post_ffn_norm])
+                .chain([&self.attn_norm, &self.ffn_norm])
+                .flatten(),
+        )
     }
 }
 
@@ -90,8 +90,8 @@ impl DeviceWeights {
                     }
                 };
                 Ok(DeviceLayer {
-                    attn_norm: vector(&l.attn_norm)?,
-                    ffn_norm: vector(&l.ffn_norm)?,
+                    attn_norm: optional(&l.attn_norm)?,
+                    ffn_norm: optional(&l.ffn_norm)?,
                     qkv: QMatrix::upload_side_by_side(gpu, &[&l.wq, &l.wk, &l.wv])?,
                     gate_up: QMatrix::upload_side_by_side(gpu, &[&l.dense().gate, &l.dense().up])?,
                     bqkv,
@@ -412,16 +412,19 @@ impl OnDevice {
         for (l, (layer, dl)) in w.layers.iter().zip(&dw.layers).enumerate() {
             // The previous layer's last residual add and this layer's
             // first norm are one dispatch.
-            if l == 0 {
-                p.rms_norm(&a.x, 0, n, &dl.attn_norm, eps, &a.h, 0);
+            // (OLMo 2's blocks read the stream itself.)
+            let input = |norm: &Option<GpuMatrix>| if norm.is_some() { &a.h } else { &a.x };
+            if let (0, Some(norm)) = (l, &dl.attn_norm) {
+                p.rms_norm(&a.x, 0, n, norm, eps, &a.h, 0);
             }
-            p.product(&a.h, n, &dl.qkv, &a.qkv);
+            p.product(input(&dl.attn_norm), n, &dl.qkv, &a.qkv);
             if let Some(bias) = &dl.bqkv {
                 p.add_bias(&a.qkv, bias, n * qkv.stride());
             }
             for (norm, keys) in [(&dl.q_norm, false), (&dl.k_norm, true)] {
                 if let Some(norm) = norm {
-                    p.head_norm(&a.qkv, n, (qkv, keys), norm, eps);
+                    let whole = hp.qk_norms_whole;
+                    p.head_norm(&a.qkv, n, (qkv, keys, whole), norm, eps);
                 }
             }
             let table = match &a.table_swa {
@@ -454,13 +457,22 @@ impl OnDevice {
                 p.add_bias(&a.o, bias, n * d);
             }
             let out = post_norm(&mut p, (&a.o, n), &dl.post_attn_norm, eps, &a.post);
-            p.add_rms_norm((&a.x, out, scale), n, &dl.ffn_norm, eps, &a.h);
-            p.product(&a.h, n, &dl.gate_up, &a.gu);
+            add_norm(&mut p, (&a.x, out, scale), (n, d), &dl.ffn_norm, eps, &a.h);
+            p.product(input(&dl.ffn_norm), n, &dl.gate_up, &a.gu);
             p.swiglu(&a.gu, (n, hp.ffn, hp.gelu), &a.g);
             p.product(&a.g, n, on_gpu(&layer.dense().down)?, &a.o);
             let out = post_norm(&mut p, (&a.o, n), &dl.post_ffn_norm, eps, &a.post);
             match dw.layers.get(l + 1) {
-                Some(next) => p.add_rms_norm((&a.x, out, scale), n, &next.attn_norm, eps, &a.h),
+                Some(next) => {
+                    add_norm(
+                        &mut p,
+                        (&a.x, out, scale),
+                        (n, d),
+                        &next.attn_norm,
+                        eps,
+                        &a.h,
+                    );
+                }
                 // Each session's last row, normalised, goes through the
                 // output head: all rows at once when each session has
                 // one (decoding).
@@ -489,6 +501,23 @@ impl OnDevice {
         }
         super::session::soft_cap(&mut logits, hp.final_softcap);
         Ok(logits.chunks_exact(hp.vocab).map(<[f32]>::to_vec).collect())
+    }
+}
+
+/// `x += scale · y`, then `out = rms_norm(x)` by `norm` in the same
+/// dispatch, where the block's next input is normalised; else the add
+/// alone (OLMo 2, whose blocks read `x`).
+fn add_norm(
+    p: &mut crate::gpu::Program<'_>,
+    (x, y, scale): (&Buffer, &Buffer, f32),
+    (rows, d): (usize, usize),
+    norm: &Option<GpuMatrix>,
+    eps: f32,
+    out: &Buffer,
+) {
+    match norm {
+        Some(norm) => p.add_rms_norm((x, y, scale), rows, norm, eps, out),
+        None => p.add(x, y, rows * d, scale),
     }
 }
 

@@ -11,10 +11,11 @@ use families::{Gemma, experts};
 /// The GGUF architectures (`general.architecture`) weft-nn runs: Llama and
 /// the decoders that differ from it only in hyperparameters, optional
 /// tensors, (Phi-3) fused products, (Gemma) GELU, post-norms, soft caps
-/// and sliding-window layers, and (Mixtral, Qwen3-MoE) mixtures of experts.
+/// and sliding-window layers, (OLMo 2) norms after each block instead of
+/// before, and (Mixtral, Qwen3-MoE) mixtures of experts.
 pub const ARCHITECTURES: &[&str] = &[
     "llama", "mistral", "granite", "qwen2", "qwen3", "qwen3moe", "phi3", "gemma", "gemma2",
-    "gemma3", "smollm3",
+    "gemma3", "smollm3", "olmo2",
 ];
 
 /// A LongRoPE file's (Phi-3 128k, Phi-3.5) rotary factors for its original
@@ -76,15 +77,22 @@ pub(crate) struct HParams {
     pub fused: bool,
     /// Gemma's feed-forward: GELU (tanh form) of the gate, not SiLU.
     pub gelu: bool,
-    /// Gemma 2 and 3: each block's attention and feed-forward outputs are
-    /// normalised (`post_attention_norm`, `post_ffw_norm`) before their
-    /// residual adds.
+    /// Gemma 2 and 3, OLMo 2: each block's attention and feed-forward
+    /// outputs are normalised (`post_attention_norm`, `post_ffw_norm`)
+    /// before their residual adds.
     pub post_norms: bool,
+    /// Whether each block's input is normalised first (`attn_norm`,
+    /// `ffn_norm`): all but OLMo 2, whose blocks read the residual stream
+    /// as it is.
+    pub pre_norms: bool,
+    /// OLMo 2's Q and K norms: over all heads' queries (keys) of a token at
+    /// once, not head by head.
+    pub qk_norms_whole: bool,
     /// Gemma 2's soft caps, `cap · tanh(x / cap)`, of the attention scores
     /// and of the logits; 0 for none.
     pub attn_softcap: f32,
     pub final_softcap: f32,
-    /// Sliding-window attention (Gemma 2 and 3): in the layers `swa` marks,
+    /// Sliding-window attention (Gemma 2 and 3, OLMo 3): in the layers `swa` marks,
     /// a query sees the last `window` positions (itself included) only.
     pub window: usize,
     pub swa: Vec<bool>,
@@ -265,7 +273,7 @@ impl HParams {
             rope_freq_scale,
             rope_mscale,
             yarn,
-            rope_neox: gemma || matches!(arch, "qwen2" | "qwen3" | "qwen3moe" | "phi3"),
+            rope_neox: gemma || matches!(arch, "qwen2" | "qwen3" | "qwen3moe" | "phi3" | "olmo2"),
             no_rope_every: if arch == "smollm3" { 4 } else { 0 },
             rms_eps: float("attention.layer_norm_rms_epsilon").unwrap_or(1e-5),
             context,
@@ -275,7 +283,9 @@ impl HParams {
             attn_scale: attn_scale.unwrap_or(1.0 / (head_dim as f32).sqrt()),
             fused: arch == "phi3",
             gelu: gemma,
-            post_norms: matches!(arch, "gemma2" | "gemma3"),
+            post_norms: matches!(arch, "gemma2" | "gemma3" | "olmo2"),
+            pre_norms: arch != "olmo2",
+            qk_norms_whole: arch == "olmo2",
             attn_softcap: gemma_swa.attn_softcap,
             final_softcap: gemma_swa.final_softcap,
             window: gemma_swa.window,
@@ -283,6 +293,15 @@ impl HParams {
             rope_base_swa: gemma_swa.rope_base,
             rope_freq_scale_swa: gemma_swa.rope_freq_scale,
         })
+    }
+
+    /// The widths of the Q and K norms' weights: a head's, or (OLMo 2)
+    /// all heads' of a token.
+    pub fn qk_norm_widths(&self) -> (usize, usize) {
+        match self.qk_norms_whole {
+            true => (self.q_dim(), self.kv_dim()),
+            false => (self.head_dim, self.head_dim),
+        }
     }
 
     /// Whether layer `l` rotates its queries and keys.
@@ -338,9 +357,14 @@ impl HParams {
         let theta_scale = base.powf(-2.0 / self.rope_dims as f32);
         let mut theta = pos as f32;
         // (ggml's `rope_yarn`: the ramp's pairs, and the magnitude.)
-        let yarn = self.yarn.as_ref().filter(|y| y.ext_factor != 0.0);
+        // Sliding-window layers rotate plainly (OLMo 3's, as llama.cpp
+        // runs them: no YaRN there, unscaled).
+        let yarn = self.yarn.as_ref().filter(|y| !swa && y.ext_factor != 0.0);
         let corr = yarn.map(|y| y.corr_dims(self.rope_dims, base));
-        let mscale = self.rope_mscale * yarn.map_or(1.0, |_| 1.0 + 0.1 * (1.0 / scale).ln());
+        let mscale = match (swa, &self.yarn) {
+            (true, Some(_)) => 1.0,
+            _ => self.rope_mscale * yarn.map_or(1.0, |_| 1.0 + 0.1 * (1.0 / scale).ln()),
+        };
         for i in 0..self.rope_dims / 2 {
             let factor = freqs.map_or(1.0, |f| f[i]);
             let extrap = theta / factor;
@@ -364,7 +388,7 @@ impl HParams {
 /// logits.
 pub(crate) fn check(info: &GgufInfo) -> Result<HParams, NnError> {
     let hp = HParams::read(info)?;
-    let (e, qd, kvd, hd) = (hp.embd, hp.q_dim(), hp.kv_dim(), hp.head_dim);
+    let (e, qd, kvd) = (hp.embd, hp.q_dim(), hp.kv_dim());
     // (name, ggml dims, required)
     let mut want: Vec<(String, Vec<usize>, bool)> = vec![
         ("token_embd.weight".into(), vec![e, hp.vocab], true),
@@ -407,8 +431,9 @@ pub(crate) fn check(info: &GgufInfo) -> Result<HParams, NnError> {
     // llama.cpp requires of them too.
     let qk_norms = matches!(
         info.architecture.as_deref(),
-        Some("qwen3" | "qwen3moe" | "gemma3")
+        Some("qwen3" | "qwen3moe" | "gemma3" | "olmo2")
     );
+    let (q_norm, k_norm) = hp.qk_norm_widths();
     for i in 0..hp.layers {
         let layer = products
             .iter()
@@ -421,10 +446,14 @@ pub(crate) fn check(info: &GgufInfo) -> Result<HParams, NnError> {
             ("attn_k.bias", vec![kvd], false),
             ("attn_v.bias", vec![kvd], false),
             ("attn_output.bias", vec![e], false),
-            ("attn_q_norm", vec![hd], qk_norms),
-            ("attn_k_norm", vec![hd], qk_norms),
+            ("attn_q_norm", vec![q_norm], qk_norms),
+            ("attn_k_norm", vec![k_norm], qk_norms),
             ("ffn_norm", vec![e], true),
         ]) {
+            // OLMo 2 has no pre-norms: a file with them is another model.
+            if !hp.pre_norms && matches!(name, "attn_norm" | "ffn_norm") {
+                continue;
+            }
             let name = match name.ends_with(".bias") {
                 true => format!("blk.{i}.{name}"),
                 false => format!("blk.{i}.{name}.weight"),

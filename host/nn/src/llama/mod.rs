@@ -28,7 +28,8 @@ pub(crate) use weights::QMatrix;
 /// One transformer block's weights.
 #[derive(Debug)]
 pub(crate) struct Layer {
-    attn_norm: Vec<f32>,
+    /// The norms of each block's input (none in OLMo 2).
+    attn_norm: Option<Vec<f32>>,
     wq: QMatrix,
     wk: QMatrix,
     wv: QMatrix,
@@ -43,7 +44,7 @@ pub(crate) struct Layer {
     /// rotary embedding (Qwen3).
     q_norm: Option<Vec<f32>>,
     k_norm: Option<Vec<f32>>,
-    ffn_norm: Vec<f32>,
+    ffn_norm: Option<Vec<f32>>,
     /// Gemma 2 and 3's norms of the attention's and the feed-forward's
     /// output, before each residual add.
     post_attn_norm: Option<Vec<f32>>,
@@ -208,6 +209,7 @@ impl Llama {
             None => Ok(None),
         };
         let (qd, kvd) = (hp.q_dim(), hp.kv_dim());
+        let (q_norm, k_norm) = hp.qk_norm_widths();
         let layers = (0..hp.layers)
             .map(|i| {
                 let n = |s: &str| format!("blk.{i}.{s}.weight");
@@ -250,7 +252,7 @@ impl Llama {
                     (vec![Expert { gate, up, down }], None)
                 };
                 Ok(Layer {
-                    attn_norm: v(&n("attn_norm"), hp.embd)?,
+                    attn_norm: optional(&n("attn_norm"), hp.embd)?,
                     wq,
                     wk,
                     wv,
@@ -259,9 +261,9 @@ impl Llama {
                     bk: bias("attn_k", kvd)?,
                     bv: bias("attn_v", kvd)?,
                     bo: bias("attn_output", hp.embd)?,
-                    q_norm: optional(&n("attn_q_norm"), hp.head_dim)?,
-                    k_norm: optional(&n("attn_k_norm"), hp.head_dim)?,
-                    ffn_norm: v(&n("ffn_norm"), hp.embd)?,
+                    q_norm: optional(&n("attn_q_norm"), q_norm)?,
+                    k_norm: optional(&n("attn_k_norm"), k_norm)?,
+                    ffn_norm: optional(&n("ffn_norm"), hp.embd)?,
                     post_attn_norm: optional(&n("post_attention_norm"), hp.embd)?,
                     post_ffn_norm: optional(&n("post_ffw_norm"), hp.embd)?,
                     experts,
@@ -394,8 +396,8 @@ impl Model for Llama {
                 [&l.bq, &l.bk, &l.bv, &l.bo, &l.q_norm, &l.k_norm]
                     .into_iter()
                     .chain([&l.post_attn_norm, &l.post_ffn_norm])
-                    .flatten()
                     .chain([&l.attn_norm, &l.ffn_norm])
+                    .flatten()
             })
             .chain(&w.rope_freqs)
             .chain([&w.output_norm])

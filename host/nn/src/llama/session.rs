@@ -231,9 +231,16 @@ fn forward_with(ds: &mut [&mut Decoder], tokens: &[&[u32]], workers: Workers<'_>
     // The activations quantised for each product, their buffers reused.
     let mut xq = Q8Batch::default();
     for (l, layer) in w.layers.iter().enumerate() {
-        norm(&x, &layer.attn_norm, &mut h);
+        // (OLMo 2's blocks read the stream as it is.)
+        let input = match &layer.attn_norm {
+            Some(weight) => {
+                norm(&x, weight, &mut h);
+                &h
+            }
+            None => &x,
+        };
         let group = [&layer.wq, &layer.wk, &layer.wv];
-        QMatrix::matmul_group_into(&group, &h, n, workers, &mut xq, &mut qkv);
+        QMatrix::matmul_group_into(&group, input, n, workers, &mut xq, &mut qkv);
         let [q, k, v] = &mut qkv[..] else {
             unreachable!("three products")
         };
@@ -276,13 +283,26 @@ fn forward_with(ds: &mut [&mut Decoder], tokens: &[&[u32]], workers: Workers<'_>
             None => &o[0],
         };
         add(&mut x, out);
-        norm(&x, &layer.ffn_norm, &mut h);
+        let input = match &layer.ffn_norm {
+            Some(weight) => {
+                norm(&x, weight, &mut h);
+                &h
+            }
+            None => &x,
+        };
         let buffers = (&mut gu, &mut down);
         match &layer.router {
-            None => feed_forward(layer.dense(), (&h, n), hp.gelu, workers, &mut xq, buffers),
+            None => feed_forward(
+                layer.dense(),
+                (input, n),
+                hp.gelu,
+                workers,
+                &mut xq,
+                buffers,
+            ),
             Some(router) => {
                 let used = hp.experts_used;
-                mixture((layer, router, used), (&h, n), workers, &mut xq, buffers);
+                mixture((layer, router, used), (input, n), workers, &mut xq, buffers);
             }
         }
         let out = match &layer.post_ffn_norm {

@@ -6,7 +6,8 @@
 //! (its four multipliers, an output bias), Llama 3 (`rope_freqs`, linear
 //! rope scaling), Phi-3 (fused products) and Gemma 1, 2 and 3 (GELU,
 //! post-norms, soft caps, sliding windows, local and global rotary bases)
-//! SmolLM3 (layers without rotary embeddings) and YaRN, on the CPU and on the
+//! SmolLM3 (layers without rotary embeddings), OLMo 2 and 3 (norms after
+//! each block, not before) and YaRN, on the CPU and on the
 //! GPU; and the mixtures of experts Mixtral and
 //! Qwen3-MoE, on the CPU.
 
@@ -203,6 +204,14 @@ fn yarn_rope_scaling_matches_llama_cpp() {
     on_the_cpu("qwen3yarn");
 }
 
+/// OLMo 2 (as OLMo 3 lays it out): no pre-norms, post-norms, Q and K
+/// norms over all heads of a token, sliding windows in three layers of
+/// four.
+#[test]
+fn olmo_matches_llama_cpp() {
+    on_the_cpu("olmo3");
+}
+
 /// SmolLM3: every fourth layer without a rotary embedding.
 #[test]
 fn smollm3_matches_llama_cpp() {
@@ -262,6 +271,7 @@ fn on_the_gpu_every_family_matches_llama_cpp() {
         "gemma3",
         "smollm3",
         "qwen3yarn",
+        "olmo3",
     ] {
         let (case, bytes) = tiny(name);
         let model = engine.load(&bytes, Encoding::Ggml, Target::Gpu).unwrap();

@@ -89,12 +89,13 @@ impl Program<'_> {
 
     /// Normalises in place each query head (`keys` false) or each key
     /// head of `tokens` rows of a fused Q/K/V product `x` by `norm`
-    /// (`head_dim` floats: Qwen3's per-head norms).
+    /// (`head_dim` floats: Qwen3's per-head norms); with `all`, a token's
+    /// queries (keys) as one (OLMo 2's norms, as wide as all its heads).
     pub(crate) fn head_norm(
         &mut self,
         x: &Buffer,
         tokens: usize,
-        (qkv, keys): (Qkv, bool),
+        (qkv, keys, all): (Qkv, bool, bool),
         norm: &GpuMatrix,
         eps: f32,
     ) {
@@ -102,10 +103,14 @@ impl Program<'_> {
             false => (0, qkv.heads),
             true => (qkv.q_dim(), qkv.kv_heads),
         };
+        let (d, heads) = match all {
+            true => (heads * qkv.head_dim, 1),
+            false => (qkv.head_dim, heads),
+        };
         self.step(
             &self.ops.head_norm,
             vec![whole(x), vector(norm)],
-            norm_params(qkv.head_dim, eps, (col, 0), (heads, qkv.stride()), 1.0),
+            norm_params(d, eps, (col, 0), (heads, qkv.stride()), 1.0),
             [(tokens * heads) as u32, 1],
         );
     }

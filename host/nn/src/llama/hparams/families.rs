@@ -104,8 +104,9 @@ pub(super) fn experts(
     Ok((count, used, each))
 }
 
-/// Gemma 2 and 3's soft caps and sliding windows, read as llama.cpp reads
-/// them (with its defaults where the file is silent); none for the others.
+/// Gemma 2 and 3's soft caps and sliding windows, and OLMo 3's windows,
+/// read as llama.cpp reads them (with its defaults where the file is
+/// silent); none for the others.
 pub(super) struct Gemma {
     pub(super) attn_softcap: f32,
     pub(super) final_softcap: f32,
@@ -154,6 +155,15 @@ impl Gemma {
                     None => return Ok(g),
                 }
             }
+            // OLMo 3 (an `olmo2` file with a window): three local layers
+            // of four, rotating at the file's base, unscaled.
+            "olmo2" => match window().filter(|&w| w > 0) {
+                Some(w) => {
+                    g.rope_freq_scale = 1.0;
+                    (4, w)
+                }
+                None => return Ok(g),
+            },
             _ => return Ok(g),
         };
         let bad = |m: String| NnError::new(NnErrorKind::InvalidEncoding, m);
