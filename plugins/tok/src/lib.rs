@@ -89,8 +89,8 @@ pub enum Error {
     /// A pre-tokenizer [`PreTokenizer::from_name`] does not know.
     #[error(
         "tokenizer JSON: pre-tokenizer {0:?} is not supported; weft reads GPT-2's \
-         (gpt2, ...), SmolLM's (smollm, starcoder, ...), Llama 3's (llama-bpe, ...) \
-         and Qwen2's (qwen2, ...)"
+         (gpt2, ...), SmolLM's (smollm, starcoder, ...), Llama 3's (llama-bpe, ...), \
+         Qwen2's (qwen2, ...) and DBRX's (dbrx, smaug-bpe)"
     )]
     UnsupportedPre(String),
     /// A tokenizer model other than byte-level BPE or SentencePiece.

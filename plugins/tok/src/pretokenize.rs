@@ -342,6 +342,7 @@ mod tests {
                 PreTokenizer::SmolLm,
                 PreTokenizer::Llama3,
                 PreTokenizer::Qwen2,
+                PreTokenizer::Dbrx,
             ] {
                 let pieces = pre.split(&text);
                 assert_eq!(pieces.concat(), text);

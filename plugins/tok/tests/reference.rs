@@ -224,7 +224,7 @@ fn pre_tokenizers_match_llama_cpp() {
         report(&model.name, model.tokenizer_checks.len() + 1, failures);
         pres.push(pre.as_str());
     }
-    for pre in ["llama-bpe", "qwen2"] {
+    for pre in ["llama-bpe", "qwen2", "dbrx"] {
         assert!(pres.contains(&pre), "{pre} checked");
     }
 }

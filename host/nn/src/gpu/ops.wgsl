@@ -263,12 +263,9 @@ struct AttnParams {
     q_stride: u32,
     softcap: u32,
     window: u32,
+    // (To 48 bytes, a multiple of 16; the step binds 64.)
     _p0: u32,
     _p1: u32,
-    _p2: u32,
-    _p3: u32,
-    _p4: u32,
-    _p5: u32,
 }
 
 @group(0) @binding(0) var<storage, read> attn_q: array<f32>;

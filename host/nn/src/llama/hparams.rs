@@ -43,12 +43,15 @@ pub(crate) struct HParams {
     pub rope_dims: usize,
     pub rope_base: f32,
     /// Multiplies every rotary angle: `1 / rope.scaling.factor` under
-    /// linear scaling, 1 without.
+    /// linear or YaRN scaling, 1 without.
     pub rope_freq_scale: f32,
     /// Multiplies each rotation's cosine and sine (so a rotated query-key
-    /// product by its square): LongRoPE's `rope.scaling.attn_factor`, as
-    /// llama.cpp applies it; 1 elsewhere.
+    /// product by its square): LongRoPE's `rope.scaling.attn_factor`, or
+    /// YaRN's attention factor, as llama.cpp applies them; 1 elsewhere.
     pub rope_mscale: f32,
+    /// OLMo 3's sliding-window layers rotate plainly under YaRN (no ramp,
+    /// magnitude 1), as llama.cpp's OLMo graph runs them.
+    pub swa_plain: bool,
     /// YaRN's interpolation (`rope.scaling.type` `yarn`): the angles of
     /// the low-frequency pairs scaled, the high ones not, a ramp between.
     pub yarn: Option<Yarn>,
@@ -183,7 +186,7 @@ impl HParams {
             "none" => 1.0,
             "linear" | "yarn" => {
                 1.0 / float("rope.scaling.factor")
-                    .filter(|&f| f > 0.0)
+                    .filter(|&f| f > 0.0 && f.is_finite())
                     .unwrap_or(1.0)
             }
             other => {
@@ -218,9 +221,14 @@ impl HParams {
             .unwrap_or(1.0);
         let yarn = match scaling {
             "yarn" => {
-                let original = int("rope.scaling.original_context_length").unwrap_or(trained);
-                let y = Yarn::read(&float, original);
-                rope_mscale = y.attn_factor(rope_freq_scale, &float);
+                // (0 as absent, as llama.cpp reads it.)
+                let original = int("rope.scaling.original_context_length")
+                    .ok()
+                    .filter(|&o| o > 0)
+                    .unwrap_or(trained);
+                let y = Yarn::new(original);
+                let file = float("rope.scaling.attn_factor").filter(|&f| f > 0.0);
+                rope_mscale = y.attn_factor(rope_freq_scale, file.unwrap_or(1.0));
                 Some(y)
             }
             _ => None,
@@ -272,6 +280,7 @@ impl HParams {
             rope_base,
             rope_freq_scale,
             rope_mscale,
+            swa_plain: arch == "olmo2",
             yarn,
             rope_neox: gemma || matches!(arch, "qwen2" | "qwen3" | "qwen3moe" | "phi3" | "olmo2"),
             no_rope_every: if arch == "smollm3" { 4 } else { 0 },
@@ -324,8 +333,9 @@ impl HParams {
     /// base or scale of their own): a second table of angles.
     pub fn swa_angles(&self) -> bool {
         self.swa.iter().any(|&s| s)
-            && (self.rope_base_swa, self.rope_freq_scale_swa)
+            && ((self.rope_base_swa, self.rope_freq_scale_swa)
                 != (self.rope_base, self.rope_freq_scale)
+                || self.yarn.is_some())
     }
 
     /// Width of all heads' queries (and of the attention's output).
@@ -357,11 +367,11 @@ impl HParams {
         let theta_scale = base.powf(-2.0 / self.rope_dims as f32);
         let mut theta = pos as f32;
         // (ggml's `rope_yarn`: the ramp's pairs, and the magnitude.)
-        // Sliding-window layers rotate plainly (OLMo 3's, as llama.cpp
-        // runs them: no YaRN there, unscaled).
-        let yarn = self.yarn.as_ref().filter(|y| !swa && y.ext_factor != 0.0);
+        // OLMo 3's sliding-window layers rotate plainly: no YaRN there.
+        let plain = swa && self.swa_plain;
+        let yarn = self.yarn.as_ref().filter(|y| !plain && y.ext_factor != 0.0);
         let corr = yarn.map(|y| y.corr_dims(self.rope_dims, base));
-        let mscale = match (swa, &self.yarn) {
+        let mscale = match (plain, &self.yarn) {
             (true, Some(_)) => 1.0,
             _ => self.rope_mscale * yarn.map_or(1.0, |_| 1.0 + 0.1 * (1.0 / scale).ln()),
         };
@@ -427,8 +437,8 @@ pub(crate) fn check(info: &GgufInfo) -> Result<HParams, NnError> {
             ("ffn_down_exps", vec![f, e, x]),
         ],
     };
-    // Qwen3's and Gemma 3's per-head norms (optional elsewhere), which
-    // llama.cpp requires of them too.
+    // Qwen3's and Gemma 3's per-head Q/K norms, and OLMo 2's whole-row
+    // ones (optional elsewhere), which llama.cpp requires of them too.
     let qk_norms = matches!(
         info.architecture.as_deref(),
         Some("qwen3" | "qwen3moe" | "gemma3" | "olmo2")
@@ -460,7 +470,7 @@ pub(crate) fn check(info: &GgufInfo) -> Result<HParams, NnError> {
             };
             want.push((name, dims, required));
         }
-        // Gemma 2 and 3's; another's file with them is refused (below).
+        // Gemma 2 and 3's and OLMo 2's; another's file with them is refused (below).
         if hp.post_norms {
             for name in ["post_attention_norm", "post_ffw_norm"] {
                 want.push((format!("blk.{i}.{name}.weight"), vec![e], true));

@@ -210,6 +210,11 @@ impl Llama {
         };
         let (qd, kvd) = (hp.q_dim(), hp.kv_dim());
         let (q_norm, k_norm) = hp.qk_norm_widths();
+        // Required but in OLMo 2, which has none.
+        let pre_norm = |name: &str| match hp.pre_norms {
+            true => v(name, hp.embd).map(Some),
+            false => Ok(None),
+        };
         let layers = (0..hp.layers)
             .map(|i| {
                 let n = |s: &str| format!("blk.{i}.{s}.weight");
@@ -252,7 +257,7 @@ impl Llama {
                     (vec![Expert { gate, up, down }], None)
                 };
                 Ok(Layer {
-                    attn_norm: optional(&n("attn_norm"), hp.embd)?,
+                    attn_norm: pre_norm(&n("attn_norm"))?,
                     wq,
                     wk,
                     wv,
@@ -263,7 +268,7 @@ impl Llama {
                     bo: bias("attn_output", hp.embd)?,
                     q_norm: optional(&n("attn_q_norm"), q_norm)?,
                     k_norm: optional(&n("attn_k_norm"), k_norm)?,
-                    ffn_norm: optional(&n("ffn_norm"), hp.embd)?,
+                    ffn_norm: pre_norm(&n("ffn_norm"))?,
                     post_attn_norm: optional(&n("post_attention_norm"), hp.embd)?,
                     post_ffn_norm: optional(&n("post_ffw_norm"), hp.embd)?,
                     experts,

@@ -90,8 +90,13 @@ impl QMatrix {
     ) -> Result<Vec<Self>, NnError> {
         let (ty, raw) = tensor(info, bytes, name, &[cols, rows, experts])?;
         // Cut from the file's bytes (whole rows each), not from a copy.
-        let each = raw.len() / experts.max(1);
-        raw.chunks_exact(each.max(1))
+        if experts == 0 || raw.is_empty() || !raw.len().is_multiple_of(experts) {
+            return Err(NnError::new(
+                NnErrorKind::InvalidEncoding,
+                format!("tensor `{name}` does not hold {experts} experts"),
+            ));
+        }
+        raw.chunks_exact(raw.len() / experts)
             .map(|raw| Self::from_raw(name, ty, raw, rows, cols))
             .collect()
     }

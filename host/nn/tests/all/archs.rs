@@ -212,6 +212,29 @@ fn olmo_matches_llama_cpp() {
     on_the_cpu("olmo3");
 }
 
+/// OLMo 3 as its files have it: YaRN in the global layers, the sliding
+/// ones rotating plainly (their own angle table).
+#[test]
+fn olmo3_with_yarn_matches_llama_cpp() {
+    on_the_cpu("olmo3yarn");
+}
+
+/// An OLMo 2 file without a Q norm (which llama.cpp requires) is refused,
+/// naming it.
+#[test]
+fn an_olmo2_file_without_its_q_norm_is_refused() {
+    let (_, mut bytes) = tiny("olmo3");
+    rename_in_header(&mut bytes, b"blk.0.attn_q_norm", b"blk.0.attn_x_norm");
+    let e = Engine::default()
+        .load(&bytes, Encoding::Ggml, Target::Cpu)
+        .unwrap_err();
+    assert_eq!(e.kind, NnErrorKind::InvalidEncoding, "{e}");
+    assert!(
+        e.message.contains("`blk.0.attn_q_norm.weight` is missing"),
+        "{e}"
+    );
+}
+
 /// SmolLM3: every fourth layer without a rotary embedding.
 #[test]
 fn smollm3_matches_llama_cpp() {
@@ -272,6 +295,7 @@ fn on_the_gpu_every_family_matches_llama_cpp() {
         "smollm3",
         "qwen3yarn",
         "olmo3",
+        "olmo3yarn",
     ] {
         let (case, bytes) = tiny(name);
         let model = engine.load(&bytes, Encoding::Ggml, Target::Gpu).unwrap();

@@ -4,8 +4,10 @@
 
 use crate::{GgufInfo, NnError, NnErrorKind};
 
-/// YaRN's settings (`rope.scaling.yarn_*`, llama.cpp's defaults where the
-/// file is silent).
+/// YaRN's settings as llama.cpp runs them for the families weft-nn reads:
+/// its fixed extrapolation factor (1) and betas (32, 1), whatever else a
+/// converter wrote (`rope.scaling.yarn_*`, which only Grok's and Mistral
+/// 3's loaders read).
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Yarn {
     pub(super) ext_factor: f32,
@@ -16,37 +18,26 @@ pub(crate) struct Yarn {
 }
 
 impl Yarn {
-    pub(super) fn read(float: &dyn Fn(&str) -> Option<f32>, original: usize) -> Self {
-        let key = |k: &str, default| float(&format!("rope.scaling.yarn_{k}")).unwrap_or(default);
+    pub(super) fn new(original: usize) -> Self {
         Self {
-            ext_factor: key("ext_factor", 1.0),
-            beta_fast: key("beta_fast", 32.0),
-            beta_slow: key("beta_slow", 1.0),
+            ext_factor: 1.0,
+            beta_fast: 32.0,
+            beta_slow: 1.0,
             original,
         }
     }
 
     /// What the rotations' cosines and sines are multiplied by besides
     /// `1 + 0.1 ln(1/scale)` ([`HParams::rope_angles`]), as llama.cpp
-    /// sets `yarn_attn_factor`: that factor cancelled, DeepSeek's
-    /// `yarn_log_multiplier` applied, the file's `attn_factor` too.
-    pub(super) fn attn_factor(&self, freq_scale: f32, float: &dyn Fn(&str) -> Option<f32>) -> f32 {
-        let file = float("rope.scaling.attn_factor")
-            .filter(|&f| f > 0.0)
-            .unwrap_or(1.0);
-        if self.ext_factor == 0.0 {
-            return file;
-        }
+    /// sets `yarn_attn_factor`: that factor cancelled, the file's
+    /// `attn_factor` applied.
+    pub(super) fn attn_factor(&self, freq_scale: f32, file: f32) -> f32 {
         let factor = 1.0 / freq_scale;
-        let m = |mscale: f32| match factor <= 1.0 {
+        let m = match factor <= 1.0 {
             true => 1.0,
-            false => 0.1 * mscale * factor.ln() + 1.0,
+            false => 0.1 * factor.ln() + 1.0,
         };
-        let attn = match float("rope.scaling.yarn_log_multiplier").filter(|&l| l != 0.0) {
-            Some(log_mul) => m(1.0) / m(log_mul),
-            None => m(1.0),
-        };
-        attn / (1.0 + 0.1 * factor.ln()) * file
+        m / (1.0 + 0.1 * factor.ln()) * file
     }
 
     /// ggml's `ggml_rope_yarn_corr_dims`: the pairs where the ramp from
@@ -171,7 +162,8 @@ impl Gemma {
             .ok()
             .filter(|&w| w > 0)
             .ok_or_else(|| bad(format!("`{arch}.attention.sliding_window` is {window}")))?;
-        if let Some(base) = float("rope.freq_base_swa") {
+        // (llama.cpp's OLMo graph rotates at the global base whatever.)
+        if let Some(base) = float("rope.freq_base_swa").filter(|_| arch != "olmo2") {
             g.rope_base = base;
         }
         let pattern_key = format!("{arch}.attention.sliding_window_pattern");
