@@ -61,14 +61,14 @@ async fn models_are_checked_versioned_and_loadable_by_name() {
     // Refusals name what is wrong.
     let iq = fixtures::gguf("llama", &[("blk.0.attn_q.weight", &[256], 23)]);
     // GGUFs whose tensors read but that are not decoders weft-nn runs.
-    let gemma = fixtures::gguf("gemma2", &[("token_embd.weight", &[32, 8], 0)]);
+    let mamba = fixtures::gguf("mamba", &[("token_embd.weight", &[32, 8], 0)]);
     let parts = fixtures::gguf("llama", &[("token_embd.weight", &[32, 8], 0)]);
     let cases = [
         ("/v1/models/k", iq, "`blk.0.attn_q.weight` is IQ4_XS"),
         (
-            "/v1/models/gemma",
-            gemma,
-            "GGUF architecture `gemma2` is not supported",
+            "/v1/models/mamba",
+            mamba,
+            "GGUF architecture `mamba` is not supported",
         ),
         (
             "/v1/models/parts",
