@@ -898,6 +898,14 @@ ARCHS = {
                                     "rope.scaling.type": "yarn", "rope.scaling.factor": 4.0,
                                     "rope.scaling.original_context_length": 64},
                   "OLMo 3 with YaRN: scaled global layers, plain sliding-window ones"),
+    # As Phi-4-mini's file: a phi3 with GPT-4o's pre-tokenizer, rotary on
+    # three quarters of each head (LongRoPE factors for those), the output
+    # tied to the embeddings.
+    "phi4mini": ("phi3", "gpt-4o", {"rope.dimension_count": 12, "context_length": 1024,
+                                    "rope.scaling.original_context_length": 256,
+                                    "rope.scaling.attn_factor": 1.1180340},
+                 "GPT-4o's pre-tokenizer, partial rotary with LongRoPE, a tied output "
+                 "(Phi-4-mini)"),
 }
 # TinyLlama-1.1B-Chat's chat template (Zephyr's format), as its GGUF carries it.
 ZEPHYR_TEMPLATE = (
@@ -1060,17 +1068,18 @@ def task_archs(dest: Path) -> None:
             w.add_tensor("token_embd.weight", embd.astype(np.float16))
             w.add_tensor("output_norm.weight", vec(e))
             # (Gemma's output is the embeddings: llama.cpp reads no other.)
-            if name != "qwen2" and not gemma:
+            if name not in ("qwen2", "phi4mini") and not gemma:
                 w.add_tensor("output.weight", mat(vocab, e).astype(np.float16))
             fused = arch == "phi3"
             if name == "llama3":
                 w.add_tensor("rope_freqs.weight", np.geomspace(1.0, 8.0, hd // 2).astype(np.float32))
-            if name == "phi3long":
+            if name in ("phi3long", "phi4mini"):
                 # Far apart, so running the long ones would show in the logits.
+                half = extra.get("rope.dimension_count", hd) // 2
                 w.add_tensor("rope_factors_long.weight",
-                             np.geomspace(1.0, 40.0, hd // 2).astype(np.float32))
+                             np.geomspace(1.0, 40.0, half).astype(np.float32))
                 w.add_tensor("rope_factors_short.weight",
-                             np.linspace(1.0, 3.0, hd // 2).astype(np.float32))
+                             np.linspace(1.0, 3.0, half).astype(np.float32))
             for i in range(layers):
                 b = f"blk.{i}."
                 if arch != "olmo2":  # (OLMo 2 normalises after, not before)
@@ -1199,7 +1208,7 @@ def main() -> None:
                                                      dest / "smollm2-tokenizer.json")),
         ("smollm2-135m-kquants.gguf", lambda: venv_task(dest, "kquants",
                                                         dest / "smollm2-135m-kquants.gguf")),
-        ("tiny-{qwen2,...,olmo3yarn}.gguf",
+        ("tiny-{qwen2,...,phi4mini}.gguf",
          lambda: venv_task(dest, "archs", tiny_path(dest, list(ARCHS)[-1]))),
         ("minilm/{vocab.txt,tokenizer.json,...}", lambda: step_minilm_files(dest)),
         ("minilm/model.onnx", lambda: venv_task(dest, "minilm-onnx", dest / "minilm" / "model.onnx")),

@@ -36,6 +36,14 @@ pub enum PreTokenizer {
     /// OLMo 2's GPT-4-style vocabularies): merges always run, no BOS by
     /// default.
     Dbrx,
+    /// GPT-4o's (llama.cpp `gpt-4o`: Phi-4-mini, Llama 4), where a word
+    /// splits where its case changes:
+    /// `[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+`,
+    /// with the cases as llama.cpp reads them: `A`-`Z` upper, `a`-`z`
+    /// lower, every other letter both, and marks no part of a word
+    /// (HF `tokenizers` reads the categories themselves, which differs
+    /// only past ASCII: `ÉCOLE` is one piece there, `É` + `COLE` here).
+    Gpt4o,
 }
 
 impl PreTokenizer {
@@ -59,6 +67,7 @@ impl PreTokenizer {
             }
             "qwen2" | "deepseek-r1-qwen" | "megrez" => Some(PreTokenizer::Qwen2),
             "dbrx" | "smaug-bpe" => Some(PreTokenizer::Dbrx),
+            "gpt-4o" | "llama4" | "kanana2" | "talkie" => Some(PreTokenizer::Gpt4o),
             _ => None,
         }
     }
@@ -101,6 +110,7 @@ impl PreTokenizer {
             }
             PreTokenizer::Llama3 | PreTokenizer::Dbrx => split_llama3(text, 3, &mut pieces),
             PreTokenizer::Qwen2 => split_llama3(text, 1, &mut pieces),
+            PreTokenizer::Gpt4o => split_gpt4o(text, &mut pieces),
         }
         pieces
     }
@@ -159,6 +169,66 @@ impl<'a> Chars<'a> {
             pos + spaces - 1
         } else {
             pos + spaces.max(1)
+        }
+    }
+
+    /// The end of GPT-4o's `[UPPER]*[lower]+` at `pos`, else of its
+    /// `[UPPER]+[lower]*`, if either matches: the first as a backtracking
+    /// regex finds it, giving back upper-case letters from the longest run
+    /// until a lower-case one follows.
+    fn cased_word(&self, pos: usize) -> Option<usize> {
+        let letter = |i: usize, not: fn(&char) -> bool| {
+            self.class(i) == Some(Class::Letter) && !self.at(i).is_some_and(|c| not(&c))
+        };
+        let upper = |i| letter(i, char::is_ascii_lowercase);
+        let lower = |i| letter(i, char::is_ascii_uppercase);
+        let lower_run = |mut i| {
+            while lower(i) {
+                i += 1;
+            }
+            i
+        };
+        let mut run = pos;
+        while upper(run) {
+            run += 1;
+        }
+        match (pos..=run).rev().find(|&i| lower(i)) {
+            Some(first_lower) => Some(lower_run(first_lower)),
+            None => (run > pos).then_some(run),
+        }
+    }
+
+    /// The Llama 3 regex's alternatives after its words, from `pos`:
+    /// `\p{N}{1,digits}`, ` ?[^\s\p{L}\p{N}]+[\r\n]*`, `\s*[\r\n]+`,
+    /// `\s+(?!\S)` and `\s+`.
+    fn digits_symbols_spaces(&self, pos: usize, digits: usize) -> usize {
+        if self.class(pos) == Some(Class::Number) {
+            let mut end = pos + 1;
+            while end - pos < digits && self.class(end) == Some(Class::Number) {
+                end += 1;
+            }
+            return end;
+        }
+        let lead = if self.at(pos) == Some(' ') {
+            pos + 1
+        } else {
+            pos
+        };
+        if self.class(lead) == Some(Class::Other) {
+            let mut end = lead;
+            while self.class(end) == Some(Class::Other) {
+                end += 1;
+            }
+            while self.newline(end) {
+                end += 1;
+            }
+            return end;
+        }
+        // `\s*[\r\n]+` takes a run up to its last line break;
+        // `\s+(?!\S)` and `\s+` as in GPT-2's.
+        match self.spaces(pos) {
+            (_, Some(past_newline)) => past_newline,
+            (spaces, None) => self.space_run_end(pos, spaces),
         }
     }
 
@@ -225,32 +295,32 @@ fn split_llama3<'a>(text: &'a str, digits: usize, pieces: &mut Vec<&'a str>) {
             }
             return end;
         }
-        // \p{N}{1,digits}
-        if class == Some(Class::Number) {
-            let mut end = pos + 1;
-            while end - pos < digits && t.class(end) == Some(Class::Number) {
-                end += 1;
-            }
-            return end;
+        t.digits_symbols_spaces(pos, digits)
+    });
+}
+
+/// Appends the GPT-4o regex's matches in `text` to `pieces`.
+fn split_gpt4o<'a>(text: &'a str, pieces: &mut Vec<&'a str>) {
+    let chars = Chars {
+        text,
+        chars: text.char_indices().collect(),
+    };
+    chars.split(pieces, |t, pos| {
+        // [^\r\n\p{L}\p{N}]? then a cased word, then a contraction
+        let class = t.class(pos);
+        let word = if class == Some(Class::Letter) {
+            t.cased_word(pos)
+        } else if class != Some(Class::Number) && !t.newline(pos) {
+            t.cased_word(pos + 1)
+        } else {
+            None
+        };
+        if let Some(end) = word {
+            return t.contraction(end, true).unwrap_or(end);
         }
-        // ` ?[^\s\p{L}\p{N}]+[\r\n]*`
-        let lead = if t.at(pos) == Some(' ') { pos + 1 } else { pos };
-        if t.class(lead) == Some(Class::Other) {
-            let mut end = lead;
-            while t.class(end) == Some(Class::Other) {
-                end += 1;
-            }
-            while t.newline(end) {
-                end += 1;
-            }
-            return end;
-        }
-        // `\s*[\r\n]+` takes a run up to its last line break;
-        // `\s+(?!\S)` and `\s+` as in GPT-2's.
-        match t.spaces(pos) {
-            (_, Some(past_newline)) => past_newline,
-            (spaces, None) => t.space_run_end(pos, spaces),
-        }
+        // (`[\r\n/]*` after the symbols is Llama 3's `[\r\n]*`: a `/` is
+        // one of the symbols already.)
+        t.digits_symbols_spaces(pos, 3)
     });
 }
 
@@ -322,6 +392,28 @@ mod tests {
     }
 
     #[test]
+    fn gpt4o_splits_where_the_case_changes() {
+        let gpt4o = |t| PreTokenizer::Gpt4o.split(t);
+        assert_eq!(gpt4o("HelloWorld"), ["Hello", "World"]);
+        assert_eq!(gpt4o("iPhone XMLHttp"), ["i", "Phone", " XMLHttp"]);
+        assert_eq!(gpt4o("ABC def"), ["ABC", " def"]);
+        assert_eq!(gpt4o("don't DON'T"), ["don't", " DON'T"]);
+        assert_eq!(gpt4o("'s x"), ["'s", " x"]);
+        assert_eq!(
+            gpt4o("ÉCOLE école"),
+            ["É", "COLE", " école"],
+            "as llama.cpp"
+        );
+        assert_eq!(gpt4o("éAB!"), ["é", "AB", "!"]);
+        assert_eq!(gpt4o("AéB"), ["Aé", "B"]);
+        assert_eq!(gpt4o("12345"), ["123", "45"]);
+        assert_eq!(gpt4o("a/b //\n"), ["a", "/b", " //\n"]);
+        assert_eq!(gpt4o("\tCamel"), ["\tCamel"]);
+        assert_eq!(gpt4o("\nX"), ["\n", "X"]);
+        assert_eq!(gpt4o("x  y"), ["x", " ", " y"]);
+    }
+
+    #[test]
     fn pieces_concatenate_back() {
         const POOL: &[char] = &[
             'a', 'Z', 'é', 'ß', '中', '7', '٣', 'Ⅻ', ' ', ' ', '\n', '\t', '\u{A0}', '\'', 's',
@@ -343,6 +435,7 @@ mod tests {
                 PreTokenizer::Llama3,
                 PreTokenizer::Qwen2,
                 PreTokenizer::Dbrx,
+                PreTokenizer::Gpt4o,
             ] {
                 let pieces = pre.split(&text);
                 assert_eq!(pieces.concat(), text);

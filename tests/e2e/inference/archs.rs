@@ -34,6 +34,7 @@ async fn generate_runs_each_family_and_both_tokenizer_kinds_as_llama_cpp_does() 
         "smollm3",
         "qwen3yarn",
         "olmo3",
+        "phi4mini",
     ] {
         let case = reference["models"]
             .as_array()

@@ -147,6 +147,14 @@ fn a_longrope_phi3_matches_llama_cpp_in_its_original_window() {
     model.session().compute(&ids(256)).unwrap();
 }
 
+/// Phi-4-mini's layout: rotary on three quarters of each head, with
+/// LongRoPE factors for those dims only, and the output tied to the
+/// embeddings.
+#[test]
+fn a_partial_rotary_phi4_mini_matches_llama_cpp() {
+    on_the_cpu("phi4mini");
+}
+
 /// Gemma: GELU feed-forward, embeddings scaled by √width, heads wider than
 /// the model, NeoX pairs, the output head tied to the embeddings.
 #[test]
@@ -296,6 +304,7 @@ fn on_the_gpu_every_family_matches_llama_cpp() {
         "qwen3yarn",
         "olmo3",
         "olmo3yarn",
+        "phi4mini",
     ] {
         let (case, bytes) = tiny(name);
         let model = engine.load(&bytes, Encoding::Ggml, Target::Gpu).unwrap();
