@@ -8,7 +8,7 @@
 //! |------------------|-----------|-----------------------------------------------------------|
 //! | `model`          | `smollm2` | the model's name in the node's registry (a GGUF graph)    |
 //! | `tokenizer`      | required  | object id of the model's tokenizer JSON ([`tok::Bpe`])    |
-//! | `template`       | `auto`    | chat format: `chatml`, `llama3`, `phi3`, `zephyr`, `mistral`, `llama2`, `gemma`, `auto` (from the model's file), or `none` (a base model continues the text) |
+//! | `template`       | `auto`    | chat format: `chatml`, `llama3`, `phi3`, `phi4`, `zephyr`, `mistral`, `llama2`, `gemma`, `auto` (from the model's file), or `none` (a base model continues the text) |
 //! | `max_tokens`     | `128`     | most tokens to generate per request                       |
 //! | `temperature`    | `0`       | 0 is greedy; above, softmax temperature                   |
 //! | `top_p`          | `1.0`     | nucleus sampling: keep the likeliest tokens summing to it |
@@ -63,7 +63,8 @@
 //! sends the same message again).
 //!
 //! The prompt is ChatML, `<|im_start|>{role}\n{content}<|im_end|>\n` per message
-//! then `<|im_start|>assistant\n` (SmolLM2, Qwen), or Llama 3's,
+//! then `<|im_start|>assistant\n` (SmolLM2, Qwen; `phi4`, Phi-4's, puts
+//! `<|im_sep|>` after the role and no newlines), or Llama 3's,
 //! `<|start_header_id|>{role}<|end_header_id|>\n\n{content}<|eot_id|>` per
 //! message then `<|start_header_id|>assistant<|end_header_id|>\n\n`, or
 //! Zephyr's (TinyLlama-Chat), `<|{role}|>\n{content}</s>\n` per message then

@@ -11,6 +11,10 @@ use crate::request::{Message, Role};
 pub(crate) enum Template {
     /// ChatML ([`chatml`]): SmolLM2, Qwen2, Qwen3 and many more.
     ChatMl,
+    /// Phi-4's (14B; llama.cpp `phi4`): ChatML with `<|im_sep|>` after the
+    /// role and no newlines: `<|im_start|>{role}<|im_sep|>{content}<|im_end|>`
+    /// per message, then `<|im_start|>assistant<|im_sep|>`.
+    Phi4,
     /// Llama 3's: `<|start_header_id|>{role}<|end_header_id|>\n\n{content}<|eot_id|>`
     /// per message (content trimmed), then
     /// `<|start_header_id|>assistant<|end_header_id|>\n\n`; the tokenizer
@@ -40,7 +44,8 @@ pub(crate) enum Template {
 
 /// The formats, by config name, with a text only their chat templates
 /// (GGUF `tokenizer.chat_template`) hold, most specific first.
-const TEMPLATES: [(&str, Template, &str); 7] = [
+const TEMPLATES: [(&str, Template, &str); 8] = [
+    ("phi4", Template::Phi4, "<|im_sep|>"),
     ("chatml", Template::ChatMl, "<|im_start|>"),
     ("gemma", Template::Gemma, "<start_of_turn>"),
     ("llama3", Template::Llama3, "<|start_header_id|>"),
@@ -90,6 +95,7 @@ impl Template {
         };
         let needs: &[&str] = match template {
             Template::ChatMl => &["<|im_start|>", "<|im_end|>"],
+            Template::Phi4 => &["<|im_start|>", "<|im_sep|>", "<|im_end|>"],
             Template::Llama3 => &["<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"],
             Template::Phi3 => &["<|user|>", "<|assistant|>", "<|end|>"],
             Template::Zephyr | Template::Mistral | Template::Llama2 => &["</s>"],
@@ -115,6 +121,13 @@ impl Template {
             Template::Plain => {
                 let lines: Vec<&str> = messages.iter().map(|m| m.content.as_str()).collect();
                 return lines.join("\n");
+            }
+            Template::Phi4 => {
+                for m in messages {
+                    let (role, content) = (m.role.name(), &m.content);
+                    prompt.push_str(&format!("<|im_start|>{role}<|im_sep|>{content}<|im_end|>"));
+                }
+                prompt.push_str("<|im_start|>assistant<|im_sep|>");
             }
             Template::Llama3 => {
                 for m in messages {
@@ -285,9 +298,11 @@ mod tests {
         assert!(err.contains("no `<start_of_turn>` token"), "{err}");
         let err = Template::from_config(&config("mistral"), &chatml).unwrap_err();
         assert!(err.contains("no `</s>` token"), "{err}");
+        let err = Template::from_config(&config("phi4"), &chatml).unwrap_err();
+        assert!(err.contains("no `<|im_sep|>` token"), "{err}");
         // The file's chat template decides first.
         let with_template = |jinja: &str| {
-            let json = json!({"tokens": ["</s>", "<|im_start|>", "<|im_end|>", "<|user|>", "<|assistant|>", "<|end|>"], "merges": [],
+            let json = json!({"tokens": ["</s>", "<|im_start|>", "<|im_end|>", "<|user|>", "<|assistant|>", "<|end|>", "<|im_sep|>"], "merges": [],
                               "chat_template": jinja});
             Bpe::from_json(json.to_string().as_bytes()).unwrap()
         };
@@ -311,6 +326,10 @@ mod tests {
             (
                 "{{'<|im_start|>' + message['role'] + '\\n'}}",
                 Template::ChatMl,
+            ),
+            (
+                "{{'<|im_start|>' + message['role'] + '<|im_sep|>'}}",
+                Template::Phi4,
             ),
             ("{{ something else }}", Template::ChatMl),
         ] {
@@ -378,6 +397,19 @@ mod tests {
     /// The formats of SentencePiece chat models, as llama.cpp writes them
     /// (`llm_chat_apply_template`: ZEPHYR with TinyLlama's end token; LLAMA_2
     /// and its `<<SYS>>` variant).
+    /// Phi-4's format, as llama.cpp writes it (`LLM_CHAT_TEMPLATE_PHI_4`).
+    #[test]
+    fn phi4_prompts_separate_the_role_with_im_sep() {
+        assert_eq!(
+            Template::Phi4.render(&conversation()),
+            "<|im_start|>system<|im_sep|>Be brief.<|im_end|>\
+             <|im_start|>user<|im_sep|>Hi<|im_end|>\
+             <|im_start|>assistant<|im_sep|>Hello!<|im_end|>\
+             <|im_start|>user<|im_sep|>Who are you?<|im_end|>\
+             <|im_start|>assistant<|im_sep|>"
+        );
+    }
+
     #[test]
     fn zephyr_mistral_and_llama2_prompts() {
         let messages = conversation();
