@@ -42,12 +42,13 @@ pub(crate) struct HParams {
     pub head_dim: usize,
     pub rope_dims: usize,
     pub rope_base: f32,
-    /// Multiplies every rotary angle: `1 / rope.scaling.factor` under
-    /// linear or YaRN scaling, 1 without.
+    /// Multiplies every rotary angle: `1 / rope.scaling.factor` (or the
+    /// older `rope.scale_linear`), 1 without one.
     pub rope_freq_scale: f32,
     /// Multiplies each rotation's cosine and sine (so a rotated query-key
-    /// product by its square): LongRoPE's `rope.scaling.attn_factor`, or
-    /// YaRN's attention factor, as llama.cpp applies them; 1 elsewhere.
+    /// product by its square): the file's `rope.scaling.attn_factor`
+    /// (LongRoPE's), under YaRN times YaRN's attention factor, as
+    /// llama.cpp applies them; 1 without either.
     pub rope_mscale: f32,
     /// OLMo 3's sliding-window layers rotate plainly under YaRN (no ramp,
     /// magnitude 1), as llama.cpp's OLMo graph runs them.
@@ -178,26 +179,26 @@ impl HParams {
                 format!("rope dimension {rope_dims} does not fit head size {head_dim}"),
             ));
         }
+        // As llama.cpp reads them: no type is `linear`, and the factor (or
+        // the older `rope.scale_linear`; 0 as none) divides the angles
+        // under any type.
         let scaling = info
             .get(&format!("{arch}.rope.scaling.type"))
             .and_then(|v| v.as_str())
-            .unwrap_or("none");
-        let rope_freq_scale = match scaling {
-            "none" => 1.0,
-            "linear" | "yarn" => {
-                1.0 / float("rope.scaling.factor")
-                    .filter(|&f| f > 0.0 && f.is_finite())
-                    .unwrap_or(1.0)
-            }
-            other => {
-                return Err(NnError::new(
-                    NnErrorKind::UnsupportedOperation,
-                    format!(
-                        "rope scaling `{other}` is not supported: weft-nn runs unscaled, linearly scaled and YaRN rotary embeddings"
-                    ),
-                ));
-            }
-        };
+            .unwrap_or("linear");
+        if !matches!(scaling, "none" | "linear" | "yarn") {
+            return Err(NnError::new(
+                NnErrorKind::UnsupportedOperation,
+                format!(
+                    "rope scaling `{scaling}` is not supported: weft-nn runs unscaled, linearly scaled and YaRN rotary embeddings"
+                ),
+            ));
+        }
+        let rope_freq_scale = 1.0
+            / float("rope.scaling.factor")
+                .or_else(|| float("rope.scale_linear"))
+                .filter(|&f| f > 0.0 && f.is_finite())
+                .unwrap_or(1.0);
         let longrope = info.tensor(LONGROPE_SHORT).is_some();
         let trained = int("context_length").unwrap_or(2048);
         let context = match int("rope.scaling.original_context_length") {
@@ -216,9 +217,9 @@ impl HParams {
             }
             _ => trained,
         };
-        let mut rope_mscale = float("rope.scaling.attn_factor")
-            .filter(|&f| longrope && f > 0.0)
-            .unwrap_or(1.0);
+        // (Under any scaling, as llama.cpp multiplies it in.)
+        let attn_factor = float("rope.scaling.attn_factor").filter(|&f| f > 0.0);
+        let mut rope_mscale = attn_factor.unwrap_or(1.0);
         let yarn = match scaling {
             "yarn" => {
                 // (0 as absent, as llama.cpp reads it.)
@@ -227,8 +228,7 @@ impl HParams {
                     .filter(|&o| o > 0)
                     .unwrap_or(trained);
                 let y = Yarn::new(original);
-                let file = float("rope.scaling.attn_factor").filter(|&f| f > 0.0);
-                rope_mscale = y.attn_factor(rope_freq_scale, file.unwrap_or(1.0));
+                rope_mscale = y.attn_factor(rope_freq_scale, attn_factor.unwrap_or(1.0));
                 Some(y)
             }
             _ => None,

@@ -378,6 +378,29 @@ fn check_refuses_shapes_the_decoder_cannot_run() {
     }
 }
 
+/// Rotary scaling keys as llama.cpp reads them: a factor without a type
+/// is linear scaling, the older `rope.scale_linear` stands in for
+/// `rope.scaling.factor`, and `rope.scaling.attn_factor` scales the
+/// rotations under any scaling, not LongRoPE's alone.
+#[test]
+fn rope_scaling_keys_are_read_as_llama_cpp_reads_them() {
+    use crate::fixtures::decoder_with;
+    let read = |more: &[(&str, u32)]| {
+        let hp = check(&crate::gguf::inspect(&decoder_with(more)).unwrap()).unwrap();
+        (hp.rope_freq_scale, hp.rope_mscale)
+    };
+    assert_eq!(read(&[]), (1.0, 1.0));
+    assert_eq!(read(&[("llama.rope.scaling.factor", 4)]), (0.25, 1.0));
+    assert_eq!(read(&[("llama.rope.scale_linear", 4)]), (0.25, 1.0));
+    let both = [
+        ("llama.rope.scaling.factor", 2),
+        ("llama.rope.scale_linear", 4),
+    ];
+    assert_eq!(read(&both), (0.5, 1.0), "the newer key first");
+    assert_eq!(read(&[("llama.rope.scaling.factor", 0)]), (1.0, 1.0));
+    assert_eq!(read(&[("llama.rope.scaling.attn_factor", 2)]), (1.0, 2.0));
+}
+
 #[derive(Debug)]
 struct Refuses;
 

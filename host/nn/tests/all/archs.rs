@@ -345,6 +345,23 @@ fn a_tensor_the_decoder_would_not_read_refuses_the_file() {
     );
 }
 
+/// A file with a scaling factor but no `rope.scaling.type` is scaled
+/// linearly, as llama.cpp reads it (not run unscaled): the Llama 3 file,
+/// its type renamed away, gives llama.cpp's logits of the file with it.
+#[test]
+fn rope_scaling_without_a_type_is_linear_as_in_llama_cpp() {
+    let (case, mut bytes) = tiny("llama3");
+    rename_in_header(
+        &mut bytes,
+        b"llama.rope.scaling.type",
+        b"llama.rope.scaling.typx",
+    );
+    let model = Engine::default()
+        .load(&bytes, Encoding::Ggml, Target::Cpu)
+        .unwrap();
+    matches_llama_cpp("llama3 without its scaling type", &model, &case);
+}
+
 /// A Gemma 2 file without a block's post-norm is refused, naming it (run
 /// without, its logits would be wrong).
 #[test]
