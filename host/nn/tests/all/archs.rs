@@ -362,6 +362,29 @@ fn rope_scaling_without_a_type_is_linear_as_in_llama_cpp() {
     matches_llama_cpp("llama3 without its scaling type", &model, &case);
 }
 
+/// A rotary scaling weft-nn does not run is refused, naming it, rather
+/// than run unscaled.
+#[test]
+fn an_unknown_rope_scaling_is_refused() {
+    let (_, mut bytes) = tiny("llama3");
+    let value = |v: &[u8]| {
+        let mut key = b"llama.rope.scaling.type".to_vec();
+        key.extend(8u32.to_le_bytes());
+        key.extend((v.len() as u64).to_le_bytes());
+        key.extend(v);
+        key
+    };
+    rename_in_header(&mut bytes, &value(b"linear"), &value(b"ntk-by"));
+    let e = Engine::default()
+        .load(&bytes, Encoding::Ggml, Target::Cpu)
+        .unwrap_err();
+    assert_eq!(e.kind, NnErrorKind::UnsupportedOperation, "{e}");
+    assert!(
+        e.message.contains("rope scaling `ntk-by` is not supported"),
+        "{e}"
+    );
+}
+
 /// A Gemma 2 file without a block's post-norm is refused, naming it (run
 /// without, its logits would be wrong).
 #[test]
