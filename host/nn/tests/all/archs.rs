@@ -231,11 +231,7 @@ fn olmo3_with_yarn_matches_llama_cpp() {
 /// naming it.
 #[test]
 fn an_olmo2_file_without_its_q_norm_is_refused() {
-    let (_, mut bytes) = tiny("olmo3");
-    rename_in_header(&mut bytes, b"blk.0.attn_q_norm", b"blk.0.attn_x_norm");
-    let e = Engine::default()
-        .load(&bytes, Encoding::Ggml, Target::Cpu)
-        .unwrap_err();
+    let e = refused("olmo3", b"blk.0.attn_q_norm", b"blk.0.attn_x_norm");
     assert_eq!(e.kind, NnErrorKind::InvalidEncoding, "{e}");
     assert!(
         e.message.contains("`blk.0.attn_q_norm.weight` is missing"),
@@ -329,15 +325,20 @@ fn rename_in_header(bytes: &mut [u8], from: &[u8], to: &[u8]) {
     bytes[at..at + to.len()].copy_from_slice(to);
 }
 
+/// Why the tiny `model`, a name in its header renamed, fails to load.
+fn refused(model: &str, from: &[u8], to: &[u8]) -> weft_nn::NnError {
+    let (_, mut bytes) = tiny(model);
+    rename_in_header(&mut bytes, from, to);
+    Engine::default()
+        .load(&bytes, Encoding::Ggml, Target::Cpu)
+        .unwrap_err()
+}
+
 /// A tensor the decoder would not read (another architecture's extra)
 /// refuses the file, naming it, instead of giving wrong logits.
 #[test]
 fn a_tensor_the_decoder_would_not_read_refuses_the_file() {
-    let (_, mut bytes) = tiny("llama3");
-    rename_in_header(&mut bytes, b"rope_freqs.weight", b"rope_extra.weight");
-    let e = Engine::default()
-        .load(&bytes, Encoding::Ggml, Target::Cpu)
-        .unwrap_err();
+    let e = refused("llama3", b"rope_freqs.weight", b"rope_extra.weight");
     assert_eq!(e.kind, NnErrorKind::UnsupportedOperation, "{e}");
     assert!(
         e.message.contains("`rope_extra.weight`") && e.message.contains("`llama`"),
@@ -366,7 +367,6 @@ fn rope_scaling_without_a_type_is_linear_as_in_llama_cpp() {
 /// than run unscaled.
 #[test]
 fn an_unknown_rope_scaling_is_refused() {
-    let (_, mut bytes) = tiny("llama3");
     let value = |v: &[u8]| {
         let mut key = b"llama.rope.scaling.type".to_vec();
         key.extend(8u32.to_le_bytes());
@@ -374,10 +374,7 @@ fn an_unknown_rope_scaling_is_refused() {
         key.extend(v);
         key
     };
-    rename_in_header(&mut bytes, &value(b"linear"), &value(b"ntk-by"));
-    let e = Engine::default()
-        .load(&bytes, Encoding::Ggml, Target::Cpu)
-        .unwrap_err();
+    let e = refused("llama3", &value(b"linear"), &value(b"ntk-by"));
     assert_eq!(e.kind, NnErrorKind::UnsupportedOperation, "{e}");
     assert!(
         e.message.contains("rope scaling `ntk-by` is not supported"),
@@ -389,12 +386,7 @@ fn an_unknown_rope_scaling_is_refused() {
 /// without, its logits would be wrong).
 #[test]
 fn a_gemma2_file_without_its_post_norms_is_refused() {
-    let (_, bytes) = tiny("gemma2");
-    let mut renamed = bytes.clone();
-    rename_in_header(&mut renamed, b"blk.1.post_ffw_norm", b"blk.1.post_ffx_norm");
-    let e = Engine::default()
-        .load(&renamed, Encoding::Ggml, Target::Cpu)
-        .unwrap_err();
+    let e = refused("gemma2", b"blk.1.post_ffw_norm", b"blk.1.post_ffx_norm");
     assert_eq!(e.kind, NnErrorKind::InvalidEncoding, "{e}");
     assert!(
         e.message
@@ -407,15 +399,11 @@ fn a_gemma2_file_without_its_post_norms_is_refused() {
 /// short factors would run past it, into wrong logits.
 #[test]
 fn a_longrope_file_without_its_original_window_is_refused() {
-    let (_, mut bytes) = tiny("phi3long");
-    rename_in_header(
-        &mut bytes,
+    let e = refused(
+        "phi3long",
         b"phi3.rope.scaling.original_context_length",
         b"phi3.rope.scaling.original_context_lengtx",
     );
-    let e = Engine::default()
-        .load(&bytes, Encoding::Ggml, Target::Cpu)
-        .unwrap_err();
     assert_eq!(e.kind, NnErrorKind::InvalidEncoding, "{e}");
     assert!(e.message.contains("original_context_length"), "{e}");
 }
