@@ -153,7 +153,9 @@ fn attention_together(
             }
         }
     }
-    let work: usize = tasks.iter().map(|task| task.2).sum::<usize>() * group * hd;
+    // (A sliding-window layer's query reads at most `window` positions.)
+    let read = |seen: usize| window.map_or(seen, |w| seen.min(w));
+    let work: usize = tasks.iter().map(|task| read(task.2)).sum::<usize>() * group * hd;
     // A few new tokens' heads are too little work to wake the pool for.
     let workers = match workers {
         Workers::Pool if work < 1 << 18 => Workers::Caller,
@@ -163,7 +165,7 @@ fn attention_together(
         let dec = &ds[s];
         let at = l * kv_heads + g;
         // A sliding-window layer's query sees the last `window` positions.
-        let from = window.map_or(0, |w| seen.saturating_sub(w));
+        let from = seen - read(seen);
         let cache = attend::Head {
             k: &dec.k[at][from * hd..],
             v: &dec.v[at][from * hd..],
@@ -381,12 +383,13 @@ fn mixture(
     // Per expert: (row, weight) of the rows routed to it.
     let mut routed: Vec<Vec<(usize, f32)>> = vec![Vec::new(); count];
     let scores = router.matmul(h, n, workers);
-    let mut order: Vec<usize> = Vec::with_capacity(count);
+    let (mut order, mut probs) = (Vec::with_capacity(count), Vec::with_capacity(count));
     for (row, s) in scores.chunks_exact(count).enumerate() {
         let max = s.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-        let exp: Vec<f32> = s.iter().map(|&v| (v - max).exp()).collect();
-        let total: f32 = exp.iter().sum();
-        let probs: Vec<f32> = exp.iter().map(|e| e / total).collect();
+        probs.clear();
+        probs.extend(s.iter().map(|&v| (v - max).exp()));
+        let total: f32 = probs.iter().sum();
+        probs.iter_mut().for_each(|p| *p /= total);
         order.clear();
         order.extend(0..count);
         // Likeliest first (a stable sort: a tie, which ggml's unstable one
