@@ -43,15 +43,15 @@ pub(crate) struct HParams {
     pub rope_dims: usize,
     pub rope_base: f32,
     /// Multiplies every rotary angle: `1 / rope.scaling.factor` (or the
-    /// older `rope.scale_linear`), 1 without one.
+    /// older `rope.scale_linear`), 1 without one or under scaling `none`.
     pub rope_freq_scale: f32,
     /// Multiplies each rotation's cosine and sine (so a rotated query-key
     /// product by its square): the file's `rope.scaling.attn_factor`
     /// (LongRoPE's), under YaRN times YaRN's attention factor, as
     /// llama.cpp applies them; 1 without either.
     pub rope_mscale: f32,
-    /// OLMo 3's sliding-window layers rotate plainly under YaRN (no ramp,
-    /// magnitude 1), as llama.cpp's OLMo graph runs them.
+    /// OLMo 3's sliding-window layers rotate plainly (no scale, no YaRN
+    /// ramp, no attention factor), as llama.cpp's OLMo graph runs them.
     pub swa_plain: bool,
     /// YaRN's interpolation (`rope.scaling.type` `yarn`): the angles of
     /// the low-frequency pairs scaled, the high ones not, a ramp between.
@@ -181,7 +181,7 @@ impl HParams {
         }
         // As llama.cpp reads them: no type is `linear`, and the factor (or
         // the older `rope.scale_linear`; 0 as none) divides the angles
-        // under any type.
+        // under any type but `none`, which never scales.
         let scaling = info
             .get(&format!("{arch}.rope.scaling.type"))
             .and_then(|v| v.as_str())
@@ -194,11 +194,15 @@ impl HParams {
                 ),
             ));
         }
-        let rope_freq_scale = 1.0
-            / float("rope.scaling.factor")
-                .or_else(|| float("rope.scale_linear"))
-                .filter(|&f| f > 0.0 && f.is_finite())
-                .unwrap_or(1.0);
+        let rope_freq_scale = match scaling {
+            "none" => 1.0,
+            _ => {
+                1.0 / float("rope.scaling.factor")
+                    .or_else(|| float("rope.scale_linear"))
+                    .filter(|&f| f > 0.0 && f.is_finite())
+                    .unwrap_or(1.0)
+            }
+        };
         let longrope = info.tensor(LONGROPE_SHORT).is_some();
         let trained = int("context_length").unwrap_or(2048);
         let context = match int("rope.scaling.original_context_length") {
@@ -300,7 +304,11 @@ impl HParams {
             window: gemma_swa.window,
             swa: gemma_swa.swa,
             rope_base_swa: gemma_swa.rope_base,
-            rope_freq_scale_swa: gemma_swa.rope_freq_scale,
+            // (OLMo 3's sliding-window layers rotate unscaled.)
+            rope_freq_scale_swa: match arch {
+                "olmo2" => 1.0,
+                _ => gemma_swa.rope_freq_scale,
+            },
         })
     }
 
@@ -335,7 +343,8 @@ impl HParams {
         self.swa.iter().any(|&s| s)
             && ((self.rope_base_swa, self.rope_freq_scale_swa)
                 != (self.rope_base, self.rope_freq_scale)
-                || self.yarn.is_some())
+                || self.yarn.is_some()
+                || (self.swa_plain && self.rope_mscale != 1.0))
     }
 
     /// Width of all heads' queries (and of the attention's output).
@@ -371,9 +380,9 @@ impl HParams {
         let plain = swa && self.swa_plain;
         let yarn = self.yarn.as_ref().filter(|y| !plain && y.ext_factor != 0.0);
         let corr = yarn.map(|y| y.corr_dims(self.rope_dims, base));
-        let mscale = match (plain, &self.yarn) {
-            (true, Some(_)) => 1.0,
-            _ => self.rope_mscale * yarn.map_or(1.0, |_| 1.0 + 0.1 * (1.0 / scale).ln()),
+        let mscale = match plain {
+            true => 1.0,
+            false => self.rope_mscale * yarn.map_or(1.0, |_| 1.0 + 0.1 * (1.0 / scale).ln()),
         };
         for i in 0..self.rope_dims / 2 {
             let factor = freqs.map_or(1.0, |f| f[i]);

@@ -5,12 +5,17 @@ use super::*;
 use crate::{NnErrorKind, Tensor};
 
 fn smollm2() -> Vec<u8> {
+    model_file("smollm2-135m-instruct.gguf")
+}
+
+/// The bytes of `name` in the models folder.
+fn model_file(name: &str) -> Vec<u8> {
     let path = std::env::var_os("WEFT_MODELS")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| {
             std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/models")
         })
-        .join("smollm2-135m-instruct.gguf");
+        .join(name);
     std::fs::read(&path)
         .unwrap_or_else(|e| panic!("{}: {e} (run `cargo xtask models`)", path.display()))
 }
@@ -399,6 +404,41 @@ fn rope_scaling_keys_are_read_as_llama_cpp_reads_them() {
     assert_eq!(read(&both), (0.5, 1.0), "the newer key first");
     assert_eq!(read(&[("llama.rope.scaling.factor", 0)]), (1.0, 1.0));
     assert_eq!(read(&[("llama.rope.scaling.attn_factor", 2)]), (1.0, 2.0));
+    // Type `none` never scales.
+    let mut info =
+        crate::gguf::inspect(&decoder_with(&[("llama.rope.scaling.factor", 4)])).unwrap();
+    let none = crate::GgufValue::Str("none".into());
+    info.metadata.push(("llama.rope.scaling.type".into(), none));
+    assert_eq!(check(&info).unwrap().rope_freq_scale, 1.0);
+}
+
+/// OLMo 3's sliding-window layers rotate plainly, whatever the global
+/// layers' scaling: unscaled, without the attention factor (llama.cpp's
+/// OLMo graph passes 1 for both).
+#[test]
+fn olmo_sliding_layers_rotate_without_scale_or_attention_factor() {
+    use crate::GgufValue::{Float, Str};
+    let plain = crate::gguf::inspect(&model_file("tiny-olmo3.gguf")).unwrap();
+    let mut scaled = plain.clone();
+    for (key, value) in [
+        ("olmo2.rope.scaling.type", Str("linear".into())),
+        ("olmo2.rope.scaling.factor", Float(4.0)),
+        ("olmo2.rope.scaling.attn_factor", Float(2.0)),
+    ] {
+        scaled.metadata.push((key.into(), value));
+    }
+    let (plain, scaled) = (check(&plain).unwrap(), check(&scaled).unwrap());
+    assert!(
+        scaled.swa_angles(),
+        "the sliding layers need a table of their own"
+    );
+    let angles = |hp: &HParams, swa| {
+        let mut out = Vec::new();
+        hp.rope_angles(None, 7, swa, &mut out);
+        out
+    };
+    assert_eq!(angles(&scaled, true), angles(&plain, true));
+    assert_ne!(angles(&scaled, false), angles(&plain, false));
 }
 
 #[derive(Debug)]
