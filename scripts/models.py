@@ -906,6 +906,7 @@ ARCHS = {
                                     "rope.scaling.attn_factor": 1.1180340},
                  "GPT-4o's pre-tokenizer, partial rotary with LongRoPE, a tied output "
                  "(Phi-4-mini)"),
+    "nemo": ("llama", "tekken", {}, "Mistral's Tekken pre-tokenizer (Mistral NeMo, Small 3)"),
 }
 # TinyLlama-1.1B-Chat's chat template (Zephyr's format), as its GGUF carries it.
 ZEPHYR_TEMPLATE = (
@@ -1208,7 +1209,7 @@ def main() -> None:
                                                      dest / "smollm2-tokenizer.json")),
         ("smollm2-135m-kquants.gguf", lambda: venv_task(dest, "kquants",
                                                         dest / "smollm2-135m-kquants.gguf")),
-        ("tiny-{qwen2,...,phi4mini}.gguf",
+        ("tiny-{qwen2,...,nemo}.gguf",
          lambda: venv_task(dest, "archs", tiny_path(dest, list(ARCHS)[-1]))),
         ("minilm/{vocab.txt,tokenizer.json,...}", lambda: step_minilm_files(dest)),
         ("minilm/model.onnx", lambda: venv_task(dest, "minilm-onnx", dest / "minilm" / "model.onnx")),

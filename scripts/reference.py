@@ -389,7 +389,7 @@ def ggml_blocks(dest: Path) -> None:
 
 ARCH_FILES = ["qwen2", "qwen3", "granite", "llama3", "tinyllama", "phi3", "phi3long", "gemma",
               "gemma2", "gemma3", "mixtral", "qwen3moe", "smollm3", "qwen3yarn", "olmo3",
-              "olmo3yarn", "phi4mini"]
+              "olmo3yarn", "phi4mini", "nemo"]
 ARCH_PROMPT = "The capital of France is Paris, and in 2024 it hosted the Olympic Games."
 ARCH_STEPS = 12
 ARCH_CHAT_TOKENS = 8
@@ -405,6 +405,7 @@ PRE_CHECKS = [
     # Where GPT-4o's splits a word: at a change of case, a contraction kept on.
     "HelloWorld iPhone XMLHttpRequest McDONALD'S don't path/to/file/",
     "ÉCOLE École naïve Ωmega ΑΒΓ αβγ ǅungla",
+    "foo();\n// comment\nx.\n/y",
 ]
 
 
@@ -535,7 +536,8 @@ def archs(dest: Path) -> None:
                      "SentencePiece vocabulary, tinyllama, phi3, phi3long, gemma, gemma2, "
                      "gemma3, the mixtures of experts mixtral and qwen3moe, smollm3 and a "
                      "qwen3 with YaRN, olmo3, an olmo2 with OLMo 3's windows, also with YaRN, and "
-                     "phi4mini, a phi3 with GPT-4o's pre-tokenizer and partial rotary) "
+                     "phi4mini, a phi3 with GPT-4o's pre-tokenizer and partial rotary, and nemo, a "
+                     "llama with Mistral's Tekken pre-tokenizer) "
                      "through "
                      f"llama-cpp-python {llama_cpp.__version__}, n_threads={N_THREADS}. "
                      f"prompt_ids: llama.cpp's tokens of the prompt (no BOS); then {ARCH_STEPS} "

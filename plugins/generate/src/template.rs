@@ -394,9 +394,6 @@ mod tests {
         assert_eq!(ids[..2], [0, 1], "BOS, then the first turn: {ids:?}");
     }
 
-    /// The formats of SentencePiece chat models, as llama.cpp writes them
-    /// (`llm_chat_apply_template`: ZEPHYR with TinyLlama's end token; LLAMA_2
-    /// and its `<<SYS>>` variant).
     /// Phi-4's format, as llama.cpp writes it (`LLM_CHAT_TEMPLATE_PHI_4`).
     #[test]
     fn phi4_prompts_separate_the_role_with_im_sep() {
@@ -410,6 +407,9 @@ mod tests {
         );
     }
 
+    /// The formats of SentencePiece chat models, as llama.cpp writes them
+    /// (`llm_chat_apply_template`: ZEPHYR with TinyLlama's end token; LLAMA_2
+    /// and its `<<SYS>>` variant).
     #[test]
     fn zephyr_mistral_and_llama2_prompts() {
         let messages = conversation();

@@ -1,8 +1,10 @@
 //! The byte-level BPE pre-tokenizers, by hand: the pieces the GPT-2 regex
 //! `'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+`
 //! finds, following llama.cpp's `unicode_regex_split_custom_gpt2` step by
-//! step, and those of Llama 3's (and Qwen2's), following its
-//! `unicode_regex_split_custom_llama3`.
+//! step, and those of Llama 3's (and Qwen2's, DBRX's), following its
+//! `unicode_regex_split_custom_llama3`, and of GPT-4o's and Tekken's, whose
+//! words split where their case changes, as llama.cpp's `std::regex` finds
+//! them in its category-collapsed text.
 
 use crate::unicode::Class;
 
@@ -44,11 +46,16 @@ pub enum PreTokenizer {
     /// (HF `tokenizers` reads the categories themselves, which differs
     /// only past ASCII: `ÉCOLE` is one piece there, `É` + `COLE` here).
     Gpt4o,
+    /// Mistral's Tekken (llama.cpp `tekken`: Mistral NeMo, Mistral Small
+    /// 3, Pixtral): GPT-4o's cased words without contractions, and digits
+    /// one by one. Like Llama 3's vocabularies, a piece that is a token
+    /// whole is that token, and a text starts with BOS.
+    Tekken,
 }
 
 impl PreTokenizer {
-    /// The pre-tokenizer llama.cpp uses for a GGUF `tokenizer.ggml.pre` name, for
-    /// the names that use the GPT-2 regex.
+    /// The pre-tokenizer llama.cpp uses for a GGUF `tokenizer.ggml.pre` name,
+    /// for the names whose regex `tok` runs.
     ///
     /// # Example
     ///
@@ -59,7 +66,10 @@ impl PreTokenizer {
     /// ```
     pub fn from_name(name: &str) -> Option<Self> {
         match name {
-            "gpt2" | "default" | "mpt" | "olmo" | "jais" | "trillion" => Some(PreTokenizer::Gpt2),
+            "gpt2" | "gpt-2" | "default" | "mpt" | "olmo" | "jais" | "trillion" | "phi-2"
+            | "exaone4" | "a.x-4.0" | "mellum" | "gigachat" | "modern-bert" | "roberta-bpe"
+            | "jina-es" | "jina-de" | "jina-v1-en" | "jina-v2-es" | "jina-v2-de"
+            | "jina-v2-code" => Some(PreTokenizer::Gpt2),
             "smollm" | "starcoder" | "refact" | "command-r" | "codeshell" | "exaone"
             | "minerva" => Some(PreTokenizer::SmolLm),
             "llama3" | "llama-v3" | "llama-bpe" | "falcon3" | "pixtral" => {
@@ -68,6 +78,7 @@ impl PreTokenizer {
             "qwen2" | "deepseek-r1-qwen" | "megrez" => Some(PreTokenizer::Qwen2),
             "dbrx" | "smaug-bpe" => Some(PreTokenizer::Dbrx),
             "gpt-4o" | "llama4" | "kanana2" | "talkie" => Some(PreTokenizer::Gpt4o),
+            "tekken" => Some(PreTokenizer::Tekken),
             _ => None,
         }
     }
@@ -75,13 +86,13 @@ impl PreTokenizer {
     /// Whether a piece that is a token as a whole is that token, merges
     /// or not (llama.cpp's `ignore_merges`, HF's `ignore_merges`): Llama 3.
     pub fn ignores_merges(self) -> bool {
-        self == PreTokenizer::Llama3
+        matches!(self, PreTokenizer::Llama3 | PreTokenizer::Tekken)
     }
 
     /// Whether its vocabularies start a text with BOS unless their file
     /// says otherwise (llama.cpp's default for the name): Llama 3.
     pub fn adds_bos(self) -> bool {
-        self == PreTokenizer::Llama3
+        matches!(self, PreTokenizer::Llama3 | PreTokenizer::Tekken)
     }
 
     /// Splits `text` into the pieces BPE then runs on, in order; the pieces
@@ -110,7 +121,8 @@ impl PreTokenizer {
             }
             PreTokenizer::Llama3 | PreTokenizer::Dbrx => split_llama3(text, 3, &mut pieces),
             PreTokenizer::Qwen2 => split_llama3(text, 1, &mut pieces),
-            PreTokenizer::Gpt4o => split_gpt4o(text, &mut pieces),
+            PreTokenizer::Gpt4o => split_cased(text, true, 3, &mut pieces),
+            PreTokenizer::Tekken => split_cased(text, false, 1, &mut pieces),
         }
         pieces
     }
@@ -123,6 +135,13 @@ struct Chars<'a> {
 }
 
 impl<'a> Chars<'a> {
+    fn new(text: &'a str) -> Self {
+        Chars {
+            text,
+            chars: text.char_indices().collect(),
+        }
+    }
+
     fn at(&self, i: usize) -> Option<char> {
         self.chars.get(i).map(|&(_, c)| c)
     }
@@ -199,9 +218,10 @@ impl<'a> Chars<'a> {
     }
 
     /// The Llama 3 regex's alternatives after its words, from `pos`:
-    /// `\p{N}{1,digits}`, ` ?[^\s\p{L}\p{N}]+[\r\n]*`, `\s*[\r\n]+`,
-    /// `\s+(?!\S)` and `\s+`.
-    fn digits_symbols_spaces(&self, pos: usize, digits: usize) -> usize {
+    /// `\p{N}{1,digits}`, ` ?[^\s\p{L}\p{N}]+[\r\n]*` (GPT-4o's
+    /// `[\r\n/]*` with `slash`: a `/` after the line breaks goes on with
+    /// them), `\s*[\r\n]+`, `\s+(?!\S)` and `\s+`.
+    fn digits_symbols_spaces(&self, pos: usize, digits: usize, slash: bool) -> usize {
         if self.class(pos) == Some(Class::Number) {
             let mut end = pos + 1;
             while end - pos < digits && self.class(end) == Some(Class::Number) {
@@ -219,7 +239,7 @@ impl<'a> Chars<'a> {
             while self.class(end) == Some(Class::Other) {
                 end += 1;
             }
-            while self.newline(end) {
+            while self.newline(end) || (slash && self.at(end) == Some('/')) {
                 end += 1;
             }
             return end;
@@ -248,10 +268,7 @@ impl<'a> Chars<'a> {
 /// Appends the GPT-2 regex's matches in `text` to `pieces`. Lookahead stops at
 /// the end of `text`, as llama.cpp's does at the end of an earlier split.
 fn split_gpt2<'a>(text: &'a str, pieces: &mut Vec<&'a str>) {
-    let chars = Chars {
-        text,
-        chars: text.char_indices().collect(),
-    };
+    let chars = Chars::new(text);
     chars.split(pieces, |t, pos| {
         // 's|'t|'re|'ve|'m|'ll|'d
         if let Some(end) = t.contraction(pos, false) {
@@ -274,10 +291,7 @@ fn split_gpt2<'a>(text: &'a str, pieces: &mut Vec<&'a str>) {
 /// Appends the Llama 3 regex's matches in `text` to `pieces`, with runs of
 /// at most `digits` digits (3 for Llama 3, 1 for Qwen2).
 fn split_llama3<'a>(text: &'a str, digits: usize, pieces: &mut Vec<&'a str>) {
-    let chars = Chars {
-        text,
-        chars: text.char_indices().collect(),
-    };
+    let chars = Chars::new(text);
     chars.split(pieces, |t, pos| {
         // (?i:'s|'t|'re|'ve|'m|'ll|'d)
         if let Some(end) = t.contraction(pos, true) {
@@ -295,16 +309,14 @@ fn split_llama3<'a>(text: &'a str, digits: usize, pieces: &mut Vec<&'a str>) {
             }
             return end;
         }
-        t.digits_symbols_spaces(pos, digits)
+        t.digits_symbols_spaces(pos, digits, false)
     });
 }
 
-/// Appends the GPT-4o regex's matches in `text` to `pieces`.
-fn split_gpt4o<'a>(text: &'a str, pieces: &mut Vec<&'a str>) {
-    let chars = Chars {
-        text,
-        chars: text.char_indices().collect(),
-    };
+/// Appends the GPT-4o regex's matches in `text` to `pieces` (Tekken's:
+/// without `contractions`, with runs of at most `digits` digits).
+fn split_cased<'a>(text: &'a str, contractions: bool, digits: usize, pieces: &mut Vec<&'a str>) {
+    let chars = Chars::new(text);
     chars.split(pieces, |t, pos| {
         // [^\r\n\p{L}\p{N}]? then a cased word, then a contraction
         let class = t.class(pos);
@@ -316,11 +328,10 @@ fn split_gpt4o<'a>(text: &'a str, pieces: &mut Vec<&'a str>) {
             None
         };
         if let Some(end) = word {
-            return t.contraction(end, true).unwrap_or(end);
+            let contraction = t.contraction(end, true).filter(|_| contractions);
+            return contraction.unwrap_or(end);
         }
-        // (`[\r\n/]*` after the symbols is Llama 3's `[\r\n]*`: a `/` is
-        // one of the symbols already.)
-        t.digits_symbols_spaces(pos, 3)
+        t.digits_symbols_spaces(pos, digits, true)
     });
 }
 
@@ -411,6 +422,11 @@ mod tests {
         assert_eq!(gpt4o("\tCamel"), ["\tCamel"]);
         assert_eq!(gpt4o("\nX"), ["\n", "X"]);
         assert_eq!(gpt4o("x  y"), ["x", " ", " y"]);
+        assert_eq!(gpt4o("foo();\n// c"), ["foo", "();\n//", " c"]);
+        assert_eq!(gpt4o("x.\n/y"), ["x", ".\n/", "y"]);
+        let tekken = |t| PreTokenizer::Tekken.split(t);
+        assert_eq!(tekken("don't HelloWorld"), ["don", "'t", " Hello", "World"]);
+        assert_eq!(tekken("x 123"), ["x", " ", "1", "2", "3"]);
     }
 
     #[test]
@@ -436,6 +452,7 @@ mod tests {
                 PreTokenizer::Qwen2,
                 PreTokenizer::Dbrx,
                 PreTokenizer::Gpt4o,
+                PreTokenizer::Tekken,
             ] {
                 let pieces = pre.split(&text);
                 assert_eq!(pieces.concat(), text);

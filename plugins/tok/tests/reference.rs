@@ -204,9 +204,9 @@ fn checks(bpe: &Bpe, model: &TinyModel, prompt: &str) -> Vec<String> {
     failures
 }
 
-/// The Llama 3 (`llama-bpe`), Qwen2 (`qwen2`), DBRX (`dbrx`) and GPT-4o
-/// (`gpt-4o`) pre-tokenizers, and Llama 3's whole-piece lookup and BOS,
-/// split and merge as llama.cpp does.
+/// The Llama 3 (`llama-bpe`), Qwen2 (`qwen2`), DBRX (`dbrx`), GPT-4o
+/// (`gpt-4o`) and Tekken (`tekken`) pre-tokenizers, and Llama 3's
+/// whole-piece lookup and BOS, split and merge as llama.cpp does.
 #[test]
 fn pre_tokenizers_match_llama_cpp() {
     let reference: TinyArchs = reference("tiny_archs_reference.json");
@@ -225,7 +225,7 @@ fn pre_tokenizers_match_llama_cpp() {
         report(&model.name, model.tokenizer_checks.len() + 1, failures);
         pres.push(pre.as_str());
     }
-    for pre in ["llama-bpe", "qwen2", "dbrx", "gpt-4o"] {
+    for pre in ["llama-bpe", "qwen2", "dbrx", "gpt-4o", "tekken"] {
         assert!(pres.contains(&pre), "{pre} checked");
     }
 }

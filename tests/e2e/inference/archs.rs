@@ -35,6 +35,7 @@ async fn generate_runs_each_family_and_both_tokenizer_kinds_as_llama_cpp_does() 
         "qwen3yarn",
         "olmo3",
         "phi4mini",
+        "nemo",
     ] {
         let case = reference["models"]
             .as_array()
