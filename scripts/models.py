@@ -906,7 +906,12 @@ ARCHS = {
                                     "rope.scaling.attn_factor": 1.1180340},
                  "GPT-4o's pre-tokenizer, partial rotary with LongRoPE, a tied output "
                  "(Phi-4-mini)"),
-    "nemo": ("llama", "tekken", {}, "Mistral's Tekken pre-tokenizer (Mistral NeMo, Small 3)"),
+    "nemo": ("llama", "tekken", {},
+             "Mistral's Tekken pre-tokenizer and [INST] control tokens, Mistral NeMo's chat "
+             "format (v3-tekken: no spaces around the turns)"),
+    "r1qwen": ("qwen2", "deepseek-r1-qwen", {},
+               "DeepSeek-R1-Distill-Qwen's pre-tokenizer name, <｜User｜>/<｜Assistant｜> "
+               "control tokens and chat format"),
 }
 # TinyLlama-1.1B-Chat's chat template (Zephyr's format), as its GGUF carries it.
 ZEPHYR_TEMPLATE = (
@@ -958,6 +963,26 @@ MISTRAL_TEMPLATE = (
 SPM_TOKENIZERS["mixtral"] = ([], "</s>", None, MISTRAL_TEMPLATE, None)
 SPM_TOKENIZERS["phi3long"] = SPM_TOKENIZERS["phi3"]
 SPM_TOKENIZERS["gemma2"] = SPM_TOKENIZERS["gemma3"] = SPM_TOKENIZERS["gemma"]
+# Mistral-Nemo-Instruct-2407's chat template (v3-tekken), shortened to its turns.
+NEMO_TEMPLATE = (
+    "{{- bos_token }}{%- for message in messages %}{%- if message['role'] == 'user' %}"
+    "{{- '[INST]' + message['content'] + '[/INST]' }}{%- elif message['role'] == 'assistant' %}"
+    "{{- message['content'] + eos_token }}{%- endif %}{%- endfor %}"
+)
+# Byte-level files with control tokens of their own after SmolLM2's: (tokens,
+# EOS, chat template).
+# DeepSeek-R1-Distill-Qwen's chat template, shortened to its turns.
+R1_TEMPLATE = (
+    "{{ bos_token }}{%- for message in messages %}{%- if message['role'] == 'user' %}"
+    "{{ '<｜User｜>' + message['content'] }}{%- elif message['role'] == 'assistant' %}"
+    "{{ '<｜Assistant｜>' + message['content'] + '<｜end▁of▁sentence｜>' }}{%- endif %}"
+    "{%- endfor %}{% if add_generation_prompt %}{{ '<｜Assistant｜>' }}{% endif %}"
+)
+BPE_ADDED = {
+    "nemo": (["</s>", "[INST]", "[/INST]"], "</s>", NEMO_TEMPLATE),
+    "r1qwen": (["<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>", "<｜User｜>", "<｜Assistant｜>"],
+               "<｜end▁of▁sentence｜>", R1_TEMPLATE),
+}
 
 
 def gpt2_unbytes() -> dict:
@@ -1021,7 +1046,9 @@ def task_archs(dest: Path) -> None:
                 vocab_spec["tokens"].append(token)
                 vocab_spec["token_type"].append(ty)
                 vocab_spec["scores"].append(0.0)
-        vocab = len(vocab_spec["tokens"] if pre is None else src_tokens)
+        added_bpe = BPE_ADDED.get(name)
+        bpe_tokens = list(src_tokens) + (added_bpe[0] if added_bpe else [])
+        vocab = len(vocab_spec["tokens"] if pre is None else bpe_tokens)
         hd = extra.get("attention.key_length", e // h)
         layers = extra.get("block_count", TINY["layers"])
         gemma = arch.startswith("gemma")
@@ -1061,8 +1088,16 @@ def task_archs(dest: Path) -> None:
             for key, field in src.fields.items():
                 if key.startswith("tokenizer.ggml.") and pre is not None:
                     value = pre if key == "tokenizer.ggml.pre" else field.contents()
+                    if added_bpe and key == "tokenizer.ggml.tokens":
+                        value = bpe_tokens
+                    elif added_bpe and key == "tokenizer.ggml.token_type":
+                        value = value + [3] * len(added_bpe[0])  # control
+                    elif added_bpe and key == "tokenizer.ggml.eos_token_id":
+                        value = bpe_tokens.index(added_bpe[1])
                     sub = field.types[1] if field.types[0] == GGUFValueType.ARRAY else None
                     w.add_key_value(key, value, field.types[0], sub)
+            if added_bpe:
+                w.add_string("tokenizer.chat_template", added_bpe[2])
             # The vocabulary-sized matrices in F16 (half the bytes), the rest F32.
             # (Gemma's scaled up by the root of the width, to about 1.)
             embd = rng.standard_normal((vocab, e)) / (np.sqrt(e) if gemma else 1.0)
@@ -1092,7 +1127,7 @@ def task_archs(dest: Path) -> None:
                     w.add_tensor(b + "attn_k.weight", mat(kvd, e))
                     w.add_tensor(b + "attn_v.weight", mat(kvd, e))
                 w.add_tensor(b + "attn_output.weight", mat(e, qd))
-                if name == "qwen2":
+                if arch == "qwen2":
                     for t, n in (("attn_q", qd), ("attn_k", kvd), ("attn_v", kvd)):
                         w.add_tensor(b + t + ".bias", vec(n, 0.0, 0.5))
                 if arch in ("qwen3", "gemma3", "qwen3moe"):
@@ -1209,7 +1244,7 @@ def main() -> None:
                                                      dest / "smollm2-tokenizer.json")),
         ("smollm2-135m-kquants.gguf", lambda: venv_task(dest, "kquants",
                                                         dest / "smollm2-135m-kquants.gguf")),
-        ("tiny-{qwen2,...,nemo}.gguf",
+        ("tiny-{qwen2,...,r1qwen}.gguf",
          lambda: venv_task(dest, "archs", tiny_path(dest, list(ARCHS)[-1]))),
         ("minilm/{vocab.txt,tokenizer.json,...}", lambda: step_minilm_files(dest)),
         ("minilm/model.onnx", lambda: venv_task(dest, "minilm-onnx", dest / "minilm" / "model.onnx")),

@@ -389,7 +389,7 @@ def ggml_blocks(dest: Path) -> None:
 
 ARCH_FILES = ["qwen2", "qwen3", "granite", "llama3", "tinyllama", "phi3", "phi3long", "gemma",
               "gemma2", "gemma3", "mixtral", "qwen3moe", "smollm3", "qwen3yarn", "olmo3",
-              "olmo3yarn", "phi4mini", "nemo"]
+              "olmo3yarn", "phi4mini", "nemo", "r1qwen"]
 ARCH_PROMPT = "The capital of France is Paris, and in 2024 it hosted the Olympic Games."
 ARCH_STEPS = 12
 ARCH_CHAT_TOKENS = 8
@@ -427,9 +427,12 @@ CHAT_FORMATS = {
     "phi3": "<|user|>\n{question}<|end|>\n<|assistant|>\n",
     "gemma": "<start_of_turn>user\n{question}<end_of_turn>\n<start_of_turn>model\n",
     "mistral": "[INST] {question} [/INST]",
+    "mistral-v3-tekken": "[INST]{question}[/INST]",
+    "deepseek3": "<｜User｜>{question}<｜Assistant｜>",
 }
 ARCH_TEMPLATES = {"tinyllama": "zephyr", "phi3": "phi3", "phi3long": "phi3", "gemma": "gemma",
-                  "gemma2": "gemma", "gemma3": "gemma", "mixtral": "mistral"}
+                  "gemma2": "gemma", "gemma3": "gemma", "mixtral": "mistral",
+                  "nemo": "mistral-v3-tekken", "r1qwen": "deepseek3"}
 
 
 def detokenize(vocab, ids: list) -> str:
@@ -537,7 +540,8 @@ def archs(dest: Path) -> None:
                      "gemma3, the mixtures of experts mixtral and qwen3moe, smollm3 and a "
                      "qwen3 with YaRN, olmo3, an olmo2 with OLMo 3's windows, also with YaRN, and "
                      "phi4mini, a phi3 with GPT-4o's pre-tokenizer and partial rotary, and nemo, a "
-                     "llama with Mistral's Tekken pre-tokenizer) "
+                     "llama with Mistral's Tekken pre-tokenizer, and r1qwen, a qwen2 with "
+                     "DeepSeek R1's chat tokens) "
                      "through "
                      f"llama-cpp-python {llama_cpp.__version__}, n_threads={N_THREADS}. "
                      f"prompt_ids: llama.cpp's tokens of the prompt (no BOS); then {ARCH_STEPS} "
@@ -547,7 +551,9 @@ def archs(dest: Path) -> None:
                      "string under the file's tokenizer.ggml.pre (special tokens parsed, no "
                      "BOS). chat: the prompt of the first CHAT_QUESTIONS question in the file's "
                      "chat format (ChatML; Zephyr for tinyllama, Phi-3's for phi3, Gemma's for "
-                     "the gemmas, [INST] for mixtral; BOS as llama.cpp adds "
+                     "the gemmas, [INST] for mixtral, [INST] without spaces for nemo, "
+                     "<｜User｜>/<｜Assistant｜> for r1qwen; BOS as "
+                     "llama.cpp adds "
                      "it) and "
                      "up to 8 greedy tokens, with the top1-top2 margins and the text (texts: "
                      "of the first k tokens). Written by scripts/reference.py --only archs.",

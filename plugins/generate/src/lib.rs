@@ -8,7 +8,7 @@
 //! |------------------|-----------|-----------------------------------------------------------|
 //! | `model`          | `smollm2` | the model's name in the node's registry (a GGUF graph)    |
 //! | `tokenizer`      | required  | object id of the model's tokenizer JSON ([`tok::Bpe`])    |
-//! | `template`       | `auto`    | chat format: `chatml`, `llama3`, `phi3`, `phi4`, `zephyr`, `mistral`, `llama2`, `gemma`, `auto` (from the model's file), or `none` (a base model continues the text) |
+//! | `template`       | `auto`    | chat format: `chatml`, `llama3`, `phi3`, `phi4`, `zephyr`, `mistral`, `mistral-v3-tekken`, `mistral-v7-tekken`, `llama2`, `gemma`, `deepseek3`, `auto` (from the model's file), or `none` (a base model continues the text) |
 //! | `max_tokens`     | `128`     | most tokens to generate per request                       |
 //! | `temperature`    | `0`       | 0 is greedy; above, softmax temperature                   |
 //! | `top_p`          | `1.0`     | nucleus sampling: keep the likeliest tokens summing to it |
@@ -70,7 +70,10 @@
 //! Zephyr's (TinyLlama-Chat), `<|{role}|>\n{content}</s>\n` per message then
 //! `<|assistant|>\n` (`phi3`: `<|end|>` for `</s>`), or
 //! `[INST] {user} [/INST]{reply}</s>` (`mistral`; `llama2`
-//! writes a system message in `<<SYS>>` tags), or Gemma's,
+//! writes a system message in `<<SYS>>` tags; on a Tekken vocab,
+//! `mistral-v3-tekken` and `mistral-v7-tekken` write them without spaces,
+//! the latter with `[SYSTEM_PROMPT]`), or DeepSeek R1's (`deepseek3`:
+//! `<｜User｜>{user}<｜Assistant｜>`), or Gemma's,
 //! `<start_of_turn>{role}\n{content}<end_of_turn>\n` per message (`model` for
 //! the assistant) then `<start_of_turn>model\n`, as llama.cpp writes them: config
 //! `template`, or `auto`, the default, which reads the format from the chat
@@ -88,7 +91,7 @@
 //! then one per generated token (`int64 [1]`), each giving `logits`
 //! (`f32 [vocab]`, for the last position). Generation stops at an end token
 //! (`eos_id`, `<|im_end|>`, `<|endoftext|>`, `<|eot_id|>`, `<|eom_id|>`,
-//! `<|end_of_text|>`, `<end_of_turn>`; finish reason `stop`), or at
+//! `<|end_of_text|>`, `<end_of_turn>`, `<｜end▁of▁sentence｜>`; finish reason `stop`), or at
 //! `max_tokens` or the end of the context window (`length`).
 //!
 //! Every generated token is emitted as a partial item
@@ -125,10 +128,11 @@ use crate::run::{Session, Sink, StepError};
 use crate::template::{Template, encode_prompt};
 
 /// The tokens that end a reply in the chat formats of common models, besides
-/// the tokenizer's `eos_id`: ChatML's, GPT-2's, Llama 3's, Phi-3's and
-/// Gemma's.
+/// the tokenizer's `eos_id`: ChatML's, GPT-2's, Llama 3's, Phi-3's,
+/// Gemma's and DeepSeek's.
 const END_TOKENS: &[&str] = &[
     "<end_of_turn>",
+    "<｜end▁of▁sentence｜>",
     "<|im_end|>",
     "<|end|>",
     "<|endoftext|>",

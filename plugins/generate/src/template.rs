@@ -1,7 +1,7 @@
 //! Chat templates: how a conversation's messages become the prompt text, in
 //! the format the model was tuned on, as llama.cpp writes each.
 
-use tok::Bpe;
+use tok::{Bpe, PreTokenizer};
 use weft_sdk::Config;
 
 use crate::request::{Message, Role};
@@ -29,6 +29,16 @@ pub(crate) enum Template {
     /// llama.cpp's `llama2` format): a system message goes first in the
     /// first `[INST]`, followed by a newline; the tokenizer adds `<s>`.
     Mistral,
+    /// Mistral's v3-tekken (Mistral NeMo; llama.cpp `mistral-v3-tekken`):
+    /// `[INST]{user}[/INST]{reply}</s>...`, no spaces around the turns; a
+    /// system message goes first in the first `[INST]`, followed by a blank
+    /// line. Picked by `auto` for an `[INST]` template on a Tekken vocab.
+    MistralV3Tekken,
+    /// Mistral's v7-tekken (Mistral Small 3; llama.cpp
+    /// `mistral-v7-tekken`): `[SYSTEM_PROMPT]{system}[/SYSTEM_PROMPT]`,
+    /// `[INST]{user}[/INST]`, `{reply}</s>`. Picked by `auto` for a
+    /// `[SYSTEM_PROMPT]` template on a Tekken vocab.
+    MistralV7Tekken,
     /// Llama 2 chat's: Mistral's, with the system message as
     /// `<<SYS>>\n{system}\n<</SYS>>\n\n`.
     Llama2,
@@ -37,6 +47,11 @@ pub(crate) enum Template {
     /// message put before the next user message's content), then
     /// `<start_of_turn>model\n`; the tokenizer adds `<bos>`.
     Gemma,
+    /// DeepSeek V3's and R1's (and the R1 distils of Qwen and Llama;
+    /// llama.cpp `deepseek3`): a system message then a blank line,
+    /// `<｜User｜>{user}`, `<｜Assistant｜>{reply}<｜end▁of▁sentence｜>`,
+    /// then `<｜Assistant｜>`.
+    DeepSeek3,
     /// No chat format (config `none`, for base models): the messages'
     /// contents, one per line, are the text the model goes on from.
     Plain,
@@ -44,7 +59,7 @@ pub(crate) enum Template {
 
 /// The formats, by config name, with a text only their chat templates
 /// (GGUF `tokenizer.chat_template`) hold, most specific first.
-const TEMPLATES: [(&str, Template, &str); 8] = [
+const TEMPLATES: [(&str, Template, &str); 11] = [
     ("phi4", Template::Phi4, "<|im_sep|>"),
     ("chatml", Template::ChatMl, "<|im_start|>"),
     ("gemma", Template::Gemma, "<start_of_turn>"),
@@ -52,7 +67,14 @@ const TEMPLATES: [(&str, Template, &str); 8] = [
     ("phi3", Template::Phi3, "<|end|>"),
     ("zephyr", Template::Zephyr, "<|assistant|>"),
     ("llama2", Template::Llama2, "<<SYS>>"),
+    (
+        "mistral-v7-tekken",
+        Template::MistralV7Tekken,
+        "[SYSTEM_PROMPT]",
+    ),
     ("mistral", Template::Mistral, "[INST]"),
+    ("mistral-v3-tekken", Template::MistralV3Tekken, "[INST]"),
+    ("deepseek3", Template::DeepSeek3, "<｜Assistant｜>"),
 ];
 
 impl Template {
@@ -76,7 +98,13 @@ impl Template {
                         .find(|(.., mark)| jinja.contains(mark))
                         .map(|&(_, t, _)| t)
                 });
+                // Tekken vocabularies write Mistral's turns without spaces;
+                // others' `[SYSTEM_PROMPT]` templates (Mistral Large 2411)
+                // take the spaced `[INST]` format.
+                let tekken = bpe.pre_tokenizer() == Some(PreTokenizer::Tekken);
                 match from_file {
+                    Some(Template::Mistral) if tekken => Template::MistralV3Tekken,
+                    Some(Template::MistralV7Tekken) if !tekken => Template::Mistral,
                     Some(t) => t,
                     None if has("<|start_header_id|>") => Template::Llama3,
                     None => Template::ChatMl,
@@ -99,6 +127,9 @@ impl Template {
             Template::Llama3 => &["<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"],
             Template::Phi3 => &["<|user|>", "<|assistant|>", "<|end|>"],
             Template::Zephyr | Template::Mistral | Template::Llama2 => &["</s>"],
+            Template::MistralV3Tekken => &["[INST]", "[/INST]", "</s>"],
+            Template::DeepSeek3 => &["<｜User｜>", "<｜Assistant｜>", "<｜end▁of▁sentence｜>"],
+            Template::MistralV7Tekken => &["[INST]", "[/INST]", "</s>", "[SYSTEM_PROMPT]"],
             Template::Gemma => &["<start_of_turn>", "<end_of_turn>"],
             Template::Plain => &[],
         };
@@ -173,20 +204,50 @@ impl Template {
                 }
                 prompt.push_str("<start_of_turn>model\n");
             }
-            Template::Mistral | Template::Llama2 => {
+            Template::DeepSeek3 => {
+                // As llama.cpp writes its `deepseek3` format.
+                for m in messages {
+                    let c = &m.content;
+                    prompt.push_str(&match m.role {
+                        Role::System => format!("{c}\n\n"),
+                        Role::User => format!("<｜User｜>{c}"),
+                        Role::Assistant => format!("<｜Assistant｜>{c}<｜end▁of▁sentence｜>"),
+                    });
+                }
+                prompt.push_str("<｜Assistant｜>");
+            }
+            Template::MistralV7Tekken => {
+                // As llama.cpp writes its `mistral-v7-tekken` format.
+                for m in messages {
+                    let c = &m.content;
+                    prompt.push_str(&match m.role {
+                        Role::System => format!("[SYSTEM_PROMPT]{c}[/SYSTEM_PROMPT]"),
+                        Role::User => format!("[INST]{c}[/INST]"),
+                        Role::Assistant => format!("{c}</s>"),
+                    });
+                }
+            }
+            Template::Mistral | Template::Llama2 | Template::MistralV3Tekken => {
                 // As llama.cpp writes its `llama2` format.
                 let mut in_turn = false;
+                // (v3-tekken: llama.cpp's `mistral-v3-tekken`, no spaces.)
+                let tekken = self == Template::MistralV3Tekken;
+                let space = if tekken { "" } else { " " };
                 for m in messages {
                     if !in_turn {
-                        prompt.push_str("[INST] ");
+                        prompt.push_str("[INST]");
+                        prompt.push_str(space);
                         in_turn = true;
                     }
                     match (m.role, self) {
                         (Role::System, Template::Llama2) => {
                             prompt.push_str(&format!("<<SYS>>\n{}\n<</SYS>>\n\n", m.content));
                         }
+                        (Role::System, Template::MistralV3Tekken) => {
+                            prompt.push_str(&format!("{}\n\n", m.content));
+                        }
                         (Role::System, _) => prompt.push_str(&format!("{}\n", m.content)),
-                        (Role::User, _) => prompt.push_str(&format!("{} [/INST]", m.content)),
+                        (Role::User, _) => prompt.push_str(&format!("{}{space}[/INST]", m.content)),
                         (Role::Assistant, _) => {
                             prompt.push_str(&format!("{}</s>", m.content));
                             in_turn = false;
@@ -392,6 +453,75 @@ mod tests {
         );
         let ids = encode_prompt(&gemma, Template::Gemma, &messages[1..2]);
         assert_eq!(ids[..2], [0, 1], "BOS, then the first turn: {ids:?}");
+    }
+
+    /// Mistral's Tekken formats, as llama.cpp writes them
+    /// (`mistral-v3-tekken`, `mistral-v7-tekken`), and `auto` picking them
+    /// on a Tekken vocab only (a SentencePiece Mistral keeps the spaced
+    /// `[INST]`).
+    #[test]
+    fn mistral_tekken_prompts_have_no_spaces() {
+        assert_eq!(
+            Template::MistralV3Tekken.render(&conversation()),
+            "[INST]Be brief.\n\nHi[/INST]Hello!</s>[INST]Who are you?[/INST]"
+        );
+        assert_eq!(
+            Template::MistralV7Tekken.render(&conversation()),
+            "[SYSTEM_PROMPT]Be brief.[/SYSTEM_PROMPT][INST]Hi[/INST]Hello!</s>\
+             [INST]Who are you?[/INST]"
+        );
+        let vocab = |pre: &str, jinja: &str| {
+            let tokens = ["</s>", "[INST]", "[/INST]", "[SYSTEM_PROMPT]"];
+            let json = json!({"tokens": tokens, "merges": [], "pre": pre, "chat_template": jinja});
+            Bpe::from_json(json.to_string().as_bytes()).unwrap()
+        };
+        let auto = Config::default();
+        let v3 = "{{ '[INST]' + message['content'] + '[/INST]' }}";
+        let v7 = "{{ '[SYSTEM_PROMPT]' + system_message + '[/SYSTEM_PROMPT]' }}{{ '[INST]' }}";
+        for (pre, jinja, want) in [
+            ("tekken", v3, Template::MistralV3Tekken),
+            ("tekken", v7, Template::MistralV7Tekken),
+            ("llama-bpe", v3, Template::Mistral),
+            ("llama-bpe", v7, Template::Mistral),
+        ] {
+            let got = Template::from_config(&auto, &vocab(pre, jinja)).unwrap();
+            assert_eq!(got, want, "{pre}: {jinja}");
+        }
+        let chatml = vocab("tekken", "");
+        let config = Config::from_iter([("template", "mistral-v7-tekken")]);
+        assert_eq!(
+            Template::from_config(&config, &chatml).unwrap(),
+            Template::MistralV7Tekken
+        );
+        let bare = Bpe::from_json(br#"{"tokens": ["</s>"], "merges": []}"#).unwrap();
+        let config = Config::from_iter([("template", "mistral-v3-tekken")]);
+        let err = Template::from_config(&config, &bare).unwrap_err();
+        assert!(err.contains("no `[INST]` token"), "{err}");
+    }
+
+    /// DeepSeek V3's and R1's format, as llama.cpp writes it
+    /// (`LLM_CHAT_TEMPLATE_DEEPSEEK_3`), picked from the file's template.
+    #[test]
+    fn deepseek3_prompts_have_user_and_assistant_markers() {
+        assert_eq!(
+            Template::DeepSeek3.render(&conversation()),
+            "Be brief.\n\n<｜User｜>Hi<｜Assistant｜>Hello!<｜end▁of▁sentence｜>\
+             <｜User｜>Who are you?<｜Assistant｜>"
+        );
+        let tokens = ["<｜User｜>", "<｜Assistant｜>", "<｜end▁of▁sentence｜>"];
+        let jinja = "{{'<｜User｜>' + message['content']}}{{'<｜Assistant｜>'}}";
+        let json = json!({"tokens": tokens, "merges": [], "chat_template": jinja});
+        let bpe = Bpe::from_json(json.to_string().as_bytes()).unwrap();
+        let auto = Config::default();
+        assert_eq!(
+            Template::from_config(&auto, &bpe).unwrap(),
+            Template::DeepSeek3
+        );
+        let err = Template::from_config(&auto, &vocab(&["<|im_start|>"])).unwrap_err();
+        assert!(err.contains("no `<|im_end|>` token"), "{err}");
+        let config = Config::from_iter([("template", "deepseek3")]);
+        let err = Template::from_config(&config, &vocab(&["<|im_start|>"])).unwrap_err();
+        assert!(err.contains("no `<｜User｜>` token"), "{err}");
     }
 
     /// Phi-4's format, as llama.cpp writes it (`LLM_CHAT_TEMPLATE_PHI_4`).

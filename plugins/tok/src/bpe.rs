@@ -388,6 +388,23 @@ impl Bpe {
         self.chat_template.as_deref()
     }
 
+    /// The pre-tokenizer of a byte-level vocab (`None` for SentencePiece).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let json = br#"{"tokens": [], "merges": [], "pre": "tekken"}"#;
+    /// let bpe = tok::Bpe::from_json(json)?;
+    /// assert_eq!(bpe.pre_tokenizer(), Some(tok::PreTokenizer::Tekken));
+    /// # Ok::<(), tok::Error>(())
+    /// ```
+    pub fn pre_tokenizer(&self) -> Option<PreTokenizer> {
+        match &self.model {
+            Model::ByteLevel { pre, .. } => Some(*pre),
+            Model::SentencePiece { .. } => None,
+        }
+    }
+
     /// A decoder that turns ids into text one at a time, for streaming.
     ///
     /// # Example

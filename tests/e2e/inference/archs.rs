@@ -7,12 +7,14 @@ use weft_e2e::TestDaemon;
 use super::{put, reference, stream};
 
 /// GGUFs of other decoder families, as a user brings them: uploaded, their
-/// tokenizer (Qwen2's and Llama 3's pre-tokenizers, a SentencePiece vocab)
-/// extracted, and the `generate` stage on them, with the chat format its
-/// file names (`template=auto`: ChatML, Llama 3's... — the prompt is the one
-/// llama.cpp was given, Zephyr's for `tinyllama`, Phi-3's, whose special
-/// tokens swallow the newline after them, for `phi3`, Gemma's turns for the
-/// gemmas, `[INST]` for the mixture of experts `mixtral`), streams llama.cpp's greedy
+/// tokenizer (Qwen2's, Llama 3's, DBRX's, GPT-4o's and Tekken's
+/// pre-tokenizers, a SentencePiece vocab) extracted, and the `generate`
+/// stage on them, with the chat format its file names (`template=auto`:
+/// ChatML, Llama 3's... — the prompt is the one llama.cpp was given,
+/// Zephyr's for `tinyllama`, Phi-3's, whose special tokens swallow the
+/// newline after them, for `phi3`, Gemma's turns for the gemmas, `[INST]`
+/// for the mixture of experts `mixtral`, `[INST]` without spaces for the
+/// Tekken `nemo`, DeepSeek R1's for `r1qwen`), streams llama.cpp's greedy
 /// tokens and says its text. The tiny random models of `scripts/models.py`,
 /// up to llama.cpp's first near-tie.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -36,6 +38,7 @@ async fn generate_runs_each_family_and_both_tokenizer_kinds_as_llama_cpp_does() 
         "olmo3",
         "phi4mini",
         "nemo",
+        "r1qwen",
     ] {
         let case = reference["models"]
             .as_array()
