@@ -969,8 +969,6 @@ NEMO_TEMPLATE = (
     "{{- '[INST]' + message['content'] + '[/INST]' }}{%- elif message['role'] == 'assistant' %}"
     "{{- message['content'] + eos_token }}{%- endif %}{%- endfor %}"
 )
-# Byte-level files with control tokens of their own after SmolLM2's: (tokens,
-# EOS, chat template).
 # DeepSeek-R1-Distill-Qwen's chat template, shortened to its turns.
 R1_TEMPLATE = (
     "{{ bos_token }}{%- for message in messages %}{%- if message['role'] == 'user' %}"
@@ -978,6 +976,8 @@ R1_TEMPLATE = (
     "{{ '<｜Assistant｜>' + message['content'] + '<｜end▁of▁sentence｜>' }}{%- endif %}"
     "{%- endfor %}{% if add_generation_prompt %}{{ '<｜Assistant｜>' }}{% endif %}"
 )
+# Byte-level files with control tokens of their own after SmolLM2's: (tokens,
+# EOS, chat template).
 BPE_ADDED = {
     "nemo": (["</s>", "[INST]", "[/INST]"], "</s>", NEMO_TEMPLATE),
     "r1qwen": (["<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>", "<｜User｜>", "<｜Assistant｜>"],

@@ -58,7 +58,9 @@ pub(crate) enum Template {
 }
 
 /// The formats, by config name, with a text only their chat templates
-/// (GGUF `tokenizer.chat_template`) hold, most specific first.
+/// (GGUF `tokenizer.chat_template`) hold, most specific first
+/// (`mistral-v3-tekken`'s never matches before `mistral`'s: `auto` picks
+/// it by the vocab).
 const TEMPLATES: [(&str, Template, &str); 11] = [
     ("phi4", Template::Phi4, "<|im_sep|>"),
     ("chatml", Template::ChatMl, "<|im_start|>"),
@@ -98,9 +100,11 @@ impl Template {
                         .find(|(.., mark)| jinja.contains(mark))
                         .map(|&(_, t, _)| t)
                 });
-                // Tekken vocabularies write Mistral's turns without spaces;
-                // others' `[SYSTEM_PROMPT]` templates (Mistral Large 2411)
-                // take the spaced `[INST]` format.
+                // Tekken vocabularies (pre-tokenizer `tekken`) write
+                // Mistral's turns without spaces. Others' `[SYSTEM_PROMPT]`
+                // templates (Mistral Large 2411) keep the spaced `[INST]`
+                // format, where llama.cpp writes its spaced v7 (a known
+                // difference, as before).
                 let tekken = bpe.pre_tokenizer() == Some(PreTokenizer::Tekken);
                 match from_file {
                     Some(Template::Mistral) if tekken => Template::MistralV3Tekken,
@@ -497,6 +501,19 @@ mod tests {
         let config = Config::from_iter([("template", "mistral-v3-tekken")]);
         let err = Template::from_config(&config, &bare).unwrap_err();
         assert!(err.contains("no `[INST]` token"), "{err}");
+        // A Tekken vocab without Mistral's control tokens is refused, not
+        // prompted with text it was never tuned on.
+        let json = json!({"tokens": ["</s>"], "merges": [], "pre": "tekken", "chat_template": v3});
+        let plain = Bpe::from_json(json.to_string().as_bytes()).unwrap();
+        let err = Template::from_config(&auto, &plain).unwrap_err();
+        assert!(err.contains("no `[INST]` token"), "{err}");
+        let with_system = vocab("tekken", v7);
+        let config = Config::from_iter([("template", "mistral-v7-tekken")]);
+        assert!(Template::from_config(&config, &with_system).is_ok());
+        let json = json!({"tokens": ["</s>", "[INST]", "[/INST]"], "merges": [], "pre": "tekken"});
+        let no_system = Bpe::from_json(json.to_string().as_bytes()).unwrap();
+        let err = Template::from_config(&config, &no_system).unwrap_err();
+        assert!(err.contains("no `[SYSTEM_PROMPT]` token"), "{err}");
     }
 
     /// DeepSeek V3's and R1's format, as llama.cpp writes it

@@ -84,13 +84,15 @@ impl PreTokenizer {
     }
 
     /// Whether a piece that is a token as a whole is that token, merges
-    /// or not (llama.cpp's `ignore_merges`, HF's `ignore_merges`): Llama 3.
+    /// or not (llama.cpp's `ignore_merges`, HF's `ignore_merges`): Llama 3
+    /// and Tekken.
     pub fn ignores_merges(self) -> bool {
         matches!(self, PreTokenizer::Llama3 | PreTokenizer::Tekken)
     }
 
     /// Whether its vocabularies start a text with BOS unless their file
-    /// says otherwise (llama.cpp's default for the name): Llama 3.
+    /// says otherwise (llama.cpp's default for the name): Llama 3 and
+    /// Tekken.
     pub fn adds_bos(self) -> bool {
         matches!(self, PreTokenizer::Llama3 | PreTokenizer::Tekken)
     }

@@ -106,6 +106,10 @@ fn llama3_ignores_merges_and_adds_bos() {
     assert!(!qwen2.add_bos);
     let no_bos = Bpe::from_json(spec("llama-bpe", r#", "add_bos": false"#).as_bytes()).unwrap();
     assert!(!no_bos.add_bos);
+    // Tekken's vocabularies too, as llama.cpp reads `tekken`.
+    let tekken = Bpe::from_json(spec("tekken", "").as_bytes()).unwrap();
+    assert_eq!(tekken.encode("abc"), [4]);
+    assert!(tekken.add_bos);
 }
 
 /// A SentencePiece vocab: `▁` for spaces, one added at the start and
