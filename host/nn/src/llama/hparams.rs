@@ -304,11 +304,8 @@ impl HParams {
             window: gemma_swa.window,
             swa: gemma_swa.swa,
             rope_base_swa: gemma_swa.rope_base,
-            // (OLMo 3's sliding-window layers rotate unscaled.)
-            rope_freq_scale_swa: match arch {
-                "olmo2" => 1.0,
-                _ => gemma_swa.rope_freq_scale,
-            },
+            // (Unscaled for Gemma 3's local layers and OLMo 3's sliding ones.)
+            rope_freq_scale_swa: gemma_swa.rope_freq_scale,
         })
     }
 
