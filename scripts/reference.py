@@ -389,7 +389,7 @@ def ggml_blocks(dest: Path) -> None:
 
 ARCH_FILES = ["qwen2", "qwen3", "granite", "llama3", "tinyllama", "phi3", "phi3long", "gemma",
               "gemma2", "gemma3", "mixtral", "qwen3moe", "smollm3", "qwen3yarn", "olmo3",
-              "olmo3yarn", "phi4mini", "nemo", "r1qwen"]
+              "olmo3yarn", "phi4mini", "nemo", "r1qwen", "granite3"]
 ARCH_PROMPT = "The capital of France is Paris, and in 2024 it hosted the Olympic Games."
 ARCH_STEPS = 12
 ARCH_CHAT_TOKENS = 8
@@ -429,10 +429,13 @@ CHAT_FORMATS = {
     "mistral": "[INST] {question} [/INST]",
     "mistral-v3-tekken": "[INST]{question}[/INST]",
     "deepseek3": "<｜User｜>{question}<｜Assistant｜>",
+    "granite": "<|start_of_role|>user<|end_of_role|>{question}<|end_of_text|>\n"
+               "<|start_of_role|>assistant<|end_of_role|>",
 }
 ARCH_TEMPLATES = {"tinyllama": "zephyr", "phi3": "phi3", "phi3long": "phi3", "gemma": "gemma",
                   "gemma2": "gemma", "gemma3": "gemma", "mixtral": "mistral",
-                  "nemo": "mistral-v3-tekken", "r1qwen": "deepseek3"}
+                  "nemo": "mistral-v3-tekken", "r1qwen": "deepseek3",
+                  "granite3": "granite"}
 
 
 def detokenize(vocab, ids: list) -> str:
@@ -541,7 +544,8 @@ def archs(dest: Path) -> None:
                      "qwen3 with YaRN, olmo3, an olmo2 with OLMo 3's windows, also with YaRN, and "
                      "phi4mini, a phi3 with GPT-4o's pre-tokenizer and partial rotary, and nemo, a "
                      "llama with Mistral's Tekken pre-tokenizer, and r1qwen, a qwen2 with "
-                     "DeepSeek R1's chat tokens) "
+                     "DeepSeek R1's chat tokens, and granite3, a granite with IBM Granite 3's "
+                     "role tokens) "
                      "through "
                      f"llama-cpp-python {llama_cpp.__version__}, n_threads={N_THREADS}. "
                      f"prompt_ids: llama.cpp's tokens of the prompt (no BOS); then {ARCH_STEPS} "
@@ -553,7 +557,7 @@ def archs(dest: Path) -> None:
                      "checks of its day). chat: the prompt of the first CHAT_QUESTIONS question in the file's "
                      "chat format (ChatML; Zephyr for tinyllama, Phi-3's for phi3, Gemma's for "
                      "the gemmas, [INST] for mixtral, [INST] without spaces for nemo, "
-                     "<｜User｜>/<｜Assistant｜> for r1qwen; BOS as "
+                     "<｜User｜>/<｜Assistant｜> for r1qwen, Granite's roles for granite3; BOS as "
                      "llama.cpp adds "
                      "it) and "
                      "up to 8 greedy tokens, with the top1-top2 margins and the text (texts: "

@@ -1,5 +1,5 @@
-//! One generation request: its JSON, its settings, and its prompt (ChatML or
-//! Llama 3's chat format).
+//! One generation request: its JSON, its settings, and its messages, which
+//! the model's chat format (`template`) makes a prompt.
 
 use serde::{Deserialize, Serialize};
 use weft_sdk::{Config, Item, StageError};
@@ -13,17 +13,6 @@ pub(crate) enum Role {
     System,
     User,
     Assistant,
-}
-
-impl Role {
-    /// The ChatML role name.
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            Role::System => "system",
-            Role::User => "user",
-            Role::Assistant => "assistant",
-        }
-    }
 }
 
 /// One message of a conversation.

@@ -52,6 +52,10 @@ pub(crate) enum Template {
     /// `<｜User｜>{user}`, `<｜Assistant｜>{reply}<｜end▁of▁sentence｜>`,
     /// then `<｜Assistant｜>`.
     DeepSeek3,
+    /// IBM Granite 3's and 4's (llama.cpp `granite`):
+    /// `<|start_of_role|>{role}<|end_of_role|>{content}<|end_of_text|>\n`
+    /// per message, then `<|start_of_role|>assistant<|end_of_role|>`.
+    Granite,
     /// No chat format (config `none`, for base models): the messages'
     /// contents, one per line, are the text the model goes on from.
     Plain,
@@ -61,7 +65,7 @@ pub(crate) enum Template {
 /// (GGUF `tokenizer.chat_template`) hold, most specific first
 /// (`mistral-v3-tekken`'s never matches before `mistral`'s: `auto` picks
 /// it by the vocab).
-const TEMPLATES: [(&str, Template, &str); 11] = [
+const TEMPLATES: [(&str, Template, &str); 12] = [
     ("phi4", Template::Phi4, "<|im_sep|>"),
     ("chatml", Template::ChatMl, "<|im_start|>"),
     ("gemma", Template::Gemma, "<start_of_turn>"),
@@ -77,7 +81,35 @@ const TEMPLATES: [(&str, Template, &str); 11] = [
     ("mistral", Template::Mistral, "[INST]"),
     ("mistral-v3-tekken", Template::MistralV3Tekken, "[INST]"),
     ("deepseek3", Template::DeepSeek3, "<｜Assistant｜>"),
+    ("granite", Template::Granite, "<|start_of_role|>"),
 ];
+
+/// A format that writes each message on its own: the opening of its role,
+/// its content, the closing; the reply then starts with the assistant's
+/// opening. (Gemma's and the `[INST]` formats carry a system message or an
+/// open turn over to the next message; [`Template::render`] writes them.)
+#[derive(Debug, Clone, Copy)]
+struct Turns {
+    /// The opening and closing of a system, a user and an assistant
+    /// message, in [`Role`] order.
+    roles: [(&'static str, &'static str); 3],
+    /// Whether contents are trimmed first (Llama 3's).
+    trim: bool,
+}
+
+impl Turns {
+    const fn new(roles: [(&'static str, &'static str); 3]) -> Self {
+        Turns { roles, trim: false }
+    }
+
+    fn role(&self, role: Role) -> (&'static str, &'static str) {
+        match role {
+            Role::System => self.roles[0],
+            Role::User => self.roles[1],
+            Role::Assistant => self.roles[2],
+        }
+    }
+}
 
 impl Template {
     /// Config `template`: a name of [`TEMPLATES`] or `auto` (the default:
@@ -133,6 +165,7 @@ impl Template {
             Template::Zephyr | Template::Mistral | Template::Llama2 => &["</s>"],
             Template::MistralV3Tekken => &["[INST]", "[/INST]", "</s>"],
             Template::DeepSeek3 => &["<｜User｜>", "<｜Assistant｜>", "<｜end▁of▁sentence｜>"],
+            Template::Granite => &["<|start_of_role|>", "<|end_of_role|>", "<|end_of_text|>"],
             Template::MistralV7Tekken => &["[INST]", "[/INST]", "</s>", "[SYSTEM_PROMPT]"],
             Template::Gemma => &["<start_of_turn>", "<end_of_turn>"],
             Template::Plain => &[],
@@ -147,43 +180,96 @@ impl Template {
         }
     }
 
+    /// How [`Turns`] formats write each message, as llama.cpp writes them
+    /// (`llm_chat_apply_template`); `None` for the others.
+    fn turns(self) -> Option<Turns> {
+        Some(match self {
+            Template::ChatMl => Turns::new([
+                ("<|im_start|>system\n", "<|im_end|>\n"),
+                ("<|im_start|>user\n", "<|im_end|>\n"),
+                ("<|im_start|>assistant\n", "<|im_end|>\n"),
+            ]),
+            Template::Phi4 => Turns::new([
+                ("<|im_start|>system<|im_sep|>", "<|im_end|>"),
+                ("<|im_start|>user<|im_sep|>", "<|im_end|>"),
+                ("<|im_start|>assistant<|im_sep|>", "<|im_end|>"),
+            ]),
+            Template::Llama3 => Turns {
+                roles: [
+                    (
+                        "<|start_header_id|>system<|end_header_id|>\n\n",
+                        "<|eot_id|>",
+                    ),
+                    ("<|start_header_id|>user<|end_header_id|>\n\n", "<|eot_id|>"),
+                    (
+                        "<|start_header_id|>assistant<|end_header_id|>\n\n",
+                        "<|eot_id|>",
+                    ),
+                ],
+                trim: true,
+            },
+            Template::Zephyr => Turns::new([
+                ("<|system|>\n", "</s>\n"),
+                ("<|user|>\n", "</s>\n"),
+                ("<|assistant|>\n", "</s>\n"),
+            ]),
+            Template::Phi3 => Turns::new([
+                ("<|system|>\n", "<|end|>\n"),
+                ("<|user|>\n", "<|end|>\n"),
+                ("<|assistant|>\n", "<|end|>\n"),
+            ]),
+            Template::MistralV7Tekken => Turns::new([
+                ("[SYSTEM_PROMPT]", "[/SYSTEM_PROMPT]"),
+                ("[INST]", "[/INST]"),
+                ("", "</s>"),
+            ]),
+            Template::DeepSeek3 => Turns::new([
+                ("", "\n\n"),
+                ("<｜User｜>", ""),
+                ("<｜Assistant｜>", "<｜end▁of▁sentence｜>"),
+            ]),
+            Template::Granite => Turns::new([
+                (
+                    "<|start_of_role|>system<|end_of_role|>",
+                    "<|end_of_text|>\n",
+                ),
+                ("<|start_of_role|>user<|end_of_role|>", "<|end_of_text|>\n"),
+                (
+                    "<|start_of_role|>assistant<|end_of_role|>",
+                    "<|end_of_text|>\n",
+                ),
+            ]),
+            Template::Gemma
+            | Template::Mistral
+            | Template::MistralV3Tekken
+            | Template::Llama2
+            | Template::Plain => return None,
+        })
+    }
+
     /// The prompt text for `messages`, ending where the assistant's reply
     /// starts.
     pub(crate) fn render(self, messages: &[Message]) -> String {
         let mut prompt = String::new();
+        if let Some(turns) = self.turns() {
+            for m in messages {
+                let (open, close) = turns.role(m.role);
+                let content = if turns.trim {
+                    m.content.trim()
+                } else {
+                    &m.content
+                };
+                prompt.push_str(open);
+                prompt.push_str(content);
+                prompt.push_str(close);
+            }
+            prompt.push_str(turns.role(Role::Assistant).0);
+            return prompt;
+        }
         match self {
-            Template::ChatMl => return chatml(messages),
             Template::Plain => {
                 let lines: Vec<&str> = messages.iter().map(|m| m.content.as_str()).collect();
                 return lines.join("\n");
-            }
-            Template::Phi4 => {
-                for m in messages {
-                    let (role, content) = (m.role.name(), &m.content);
-                    prompt.push_str(&format!("<|im_start|>{role}<|im_sep|>{content}<|im_end|>"));
-                }
-                prompt.push_str("<|im_start|>assistant<|im_sep|>");
-            }
-            Template::Llama3 => {
-                for m in messages {
-                    prompt.push_str("<|start_header_id|>");
-                    prompt.push_str(m.role.name());
-                    prompt.push_str("<|end_header_id|>\n\n");
-                    prompt.push_str(m.content.trim());
-                    prompt.push_str("<|eot_id|>");
-                }
-                prompt.push_str("<|start_header_id|>assistant<|end_header_id|>\n\n");
-            }
-            Template::Zephyr | Template::Phi3 => {
-                let end = if self == Template::Zephyr {
-                    "</s>"
-                } else {
-                    "<|end|>"
-                };
-                for m in messages {
-                    prompt.push_str(&format!("<|{}|>\n{}{end}\n", m.role.name(), m.content));
-                }
-                prompt.push_str("<|assistant|>\n");
             }
             Template::Gemma => {
                 // As llama.cpp writes its `gemma` format.
@@ -207,29 +293,6 @@ impl Template {
                     prompt.push_str("<end_of_turn>\n");
                 }
                 prompt.push_str("<start_of_turn>model\n");
-            }
-            Template::DeepSeek3 => {
-                // As llama.cpp writes its `deepseek3` format.
-                for m in messages {
-                    let c = &m.content;
-                    prompt.push_str(&match m.role {
-                        Role::System => format!("{c}\n\n"),
-                        Role::User => format!("<｜User｜>{c}"),
-                        Role::Assistant => format!("<｜Assistant｜>{c}<｜end▁of▁sentence｜>"),
-                    });
-                }
-                prompt.push_str("<｜Assistant｜>");
-            }
-            Template::MistralV7Tekken => {
-                // As llama.cpp writes its `mistral-v7-tekken` format.
-                for m in messages {
-                    let c = &m.content;
-                    prompt.push_str(&match m.role {
-                        Role::System => format!("[SYSTEM_PROMPT]{c}[/SYSTEM_PROMPT]"),
-                        Role::User => format!("[INST]{c}[/INST]"),
-                        Role::Assistant => format!("{c}</s>"),
-                    });
-                }
             }
             Template::Mistral | Template::Llama2 | Template::MistralV3Tekken => {
                 // As llama.cpp writes its `llama2` format.
@@ -259,25 +322,16 @@ impl Template {
                     }
                 }
             }
+            _ => unreachable!("{self:?} writes each message on its own (`turns`)"),
         }
         prompt
     }
 }
 
-/// The ChatML prompt: `<|im_start|>{role}\n{content}<|im_end|>\n` per message,
-/// then `<|im_start|>assistant\n` for the model to go on from. No system prompt
-/// is added.
+/// The ChatML prompt of `messages` (for tests).
+#[cfg(test)]
 pub(crate) fn chatml(messages: &[Message]) -> String {
-    let mut prompt = String::new();
-    for m in messages {
-        prompt.push_str("<|im_start|>");
-        prompt.push_str(m.role.name());
-        prompt.push('\n');
-        prompt.push_str(&m.content);
-        prompt.push_str("<|im_end|>\n");
-    }
-    prompt.push_str("<|im_start|>assistant\n");
-    prompt
+    Template::ChatMl.render(messages)
 }
 
 /// The token ids of the prompt for `messages` in `template`: a BOS first
@@ -552,6 +606,34 @@ mod tests {
              <|im_start|>user<|im_sep|>Who are you?<|im_end|>\
              <|im_start|>assistant<|im_sep|>"
         );
+    }
+
+    /// IBM Granite 3's and 4's format, as llama.cpp writes it
+    /// (`LLM_CHAT_TEMPLATE_GRANITE_3_X`), picked from the file's template
+    /// and refused on a vocab without its role tokens.
+    #[test]
+    fn granite_prompts_have_role_markers() {
+        assert_eq!(
+            Template::Granite.render(&conversation()),
+            "<|start_of_role|>system<|end_of_role|>Be brief.<|end_of_text|>\n\
+             <|start_of_role|>user<|end_of_role|>Hi<|end_of_text|>\n\
+             <|start_of_role|>assistant<|end_of_role|>Hello!<|end_of_text|>\n\
+             <|start_of_role|>user<|end_of_role|>Who are you?<|end_of_text|>\n\
+             <|start_of_role|>assistant<|end_of_role|>"
+        );
+        let tokens = ["<|end_of_text|>", "<|start_of_role|>", "<|end_of_role|>"];
+        let jinja = "{{- '<|start_of_role|>' + message['role'] + '<|end_of_role|>' }}";
+        let json = json!({"tokens": tokens, "merges": [], "chat_template": jinja});
+        let bpe = Bpe::from_json(json.to_string().as_bytes()).unwrap();
+        let auto = Config::default();
+        assert_eq!(
+            Template::from_config(&auto, &bpe).unwrap(),
+            Template::Granite
+        );
+        let json = json!({"tokens": &tokens[1..], "merges": [], "chat_template": jinja});
+        let bpe = Bpe::from_json(json.to_string().as_bytes()).unwrap();
+        let err = Template::from_config(&auto, &bpe).unwrap_err();
+        assert!(err.contains("no `<|end_of_text|>` token"), "{err}");
     }
 
     /// The formats of SentencePiece chat models, as llama.cpp writes them
