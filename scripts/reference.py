@@ -25,6 +25,9 @@ Run once by a developer, not in CI; the outputs are committed:
   llama-cpp-python: greedy steps with
   logits, and each file's tokenizer (its family's pre-tokenizer) on the BPE strings
   (`--only archs`).
+- host/nn/tests/data/chat_formats_reference.json: conversations written in each of
+  llama.cpp's chat formats that `generate` writes (`llama_chat_apply_template`; needs only
+  llama-cpp-python: `--only chat`).
 - host/nn/tests/data/ggml_blocks.json: random blocks of the ggml formats weft transcodes
   at load (Q5_0, Q5_1, Q2_K...Q6_K) with gguf-py's dequantisation of them (needs only the
   models venv: `--only blocks`).
@@ -389,7 +392,8 @@ def ggml_blocks(dest: Path) -> None:
 
 ARCH_FILES = ["qwen2", "qwen3", "granite", "llama3", "tinyllama", "phi3", "phi3long", "gemma",
               "gemma2", "gemma3", "mixtral", "qwen3moe", "smollm3", "qwen3yarn", "olmo3",
-              "olmo3yarn", "phi4mini", "nemo", "r1qwen", "granite3"]
+              "olmo3yarn", "phi4mini", "nemo", "r1qwen", "granite3",
+              "mistralv3"]
 ARCH_PROMPT = "The capital of France is Paris, and in 2024 it hosted the Olympic Games."
 ARCH_STEPS = 12
 ARCH_CHAT_TOKENS = 8
@@ -427,6 +431,7 @@ CHAT_FORMATS = {
     "phi3": "<|user|>\n{question}<|end|>\n<|assistant|>\n",
     "gemma": "<start_of_turn>user\n{question}<end_of_turn>\n<start_of_turn>model\n",
     "mistral": "[INST] {question} [/INST]",
+    "mistral-v3": "[INST] {question}[/INST]",
     "mistral-v3-tekken": "[INST]{question}[/INST]",
     "deepseek3": "<｜User｜>{question}<｜Assistant｜>",
     "granite": "<|start_of_role|>user<|end_of_role|>{question}<|end_of_text|>\n"
@@ -435,7 +440,7 @@ CHAT_FORMATS = {
 ARCH_TEMPLATES = {"tinyllama": "zephyr", "phi3": "phi3", "phi3long": "phi3", "gemma": "gemma",
                   "gemma2": "gemma", "gemma3": "gemma", "mixtral": "mistral",
                   "nemo": "mistral-v3-tekken", "r1qwen": "deepseek3",
-                  "granite3": "granite"}
+                  "granite3": "granite", "mistralv3": "mistral-v3"}
 
 
 def detokenize(vocab, ids: list) -> str:
@@ -545,7 +550,8 @@ def archs(dest: Path) -> None:
                      "phi4mini, a phi3 with GPT-4o's pre-tokenizer and partial rotary, and nemo, a "
                      "llama with Mistral's Tekken pre-tokenizer, and r1qwen, a qwen2 with "
                      "DeepSeek R1's chat tokens, and granite3, a granite with IBM Granite 3's "
-                     "role tokens) "
+                     "role tokens, and mistralv3, a SentencePiece llama with Mistral v0.3's "
+                     "[INST] tokens) "
                      "through "
                      f"llama-cpp-python {llama_cpp.__version__}, n_threads={N_THREADS}. "
                      f"prompt_ids: llama.cpp's tokens of the prompt (no BOS); then {ARCH_STEPS} "
@@ -557,7 +563,8 @@ def archs(dest: Path) -> None:
                      "checks of its day). chat: the prompt of the first CHAT_QUESTIONS question in the file's "
                      "chat format (ChatML; Zephyr for tinyllama, Phi-3's for phi3, Gemma's for "
                      "the gemmas, [INST] for mixtral, [INST] without spaces for nemo, "
-                     "<｜User｜>/<｜Assistant｜> for r1qwen, Granite's roles for granite3; BOS as "
+                     "<｜User｜>/<｜Assistant｜> for r1qwen, Granite's roles for granite3, [INST] with no space before [/INST] for "
+                     "mistralv3; BOS as "
                      "llama.cpp adds "
                      "it) and "
                      "up to 8 greedy tokens, with the top1-top2 margins and the text (texts: "
@@ -572,16 +579,64 @@ def archs(dest: Path) -> None:
 # ---------------------------------------------------------------------------
 
 
+# Conversations with a system message, a reply with spaces around it (which
+# some formats trim), several turns, and none of these.
+CHAT_CONVERSATIONS = [
+    [["system", "Be brief."], ["user", "Hi"], ["assistant", " Hello! "],
+     ["user", "Who are you?"]],
+    [["user", " Hi "]],
+    [["user", "One"], ["assistant", "1"], ["user", "Two"], ["assistant", "2"],
+     ["user", "Three"]],
+]
+# llama.cpp's names of the formats `generate` writes.
+CHAT_FORMAT_NAMES = ["chatml", "phi4", "llama3", "zephyr", "phi3", "llama2", "llama2-sys",
+                     "mistral-v1", "mistral-v3", "mistral-v3-tekken", "mistral-v7",
+                     "mistral-v7-tekken", "gemma", "deepseek3", "granite"]
+
+
+def chat_formats() -> None:
+    import ctypes
+
+    import llama_cpp
+
+    formats = []
+    for name in CHAT_FORMAT_NAMES:
+        texts = []
+        for conversation in CHAT_CONVERSATIONS:
+            msgs = (llama_cpp.llama_chat_message * len(conversation))(*[
+                llama_cpp.llama_chat_message(role=r.encode(), content=c.encode())
+                for r, c in conversation])
+            buf = ctypes.create_string_buffer(8192)
+            n = llama_cpp.llama_chat_apply_template(name.encode(), msgs, len(conversation), True,
+                                                    buf, len(buf))
+            if n < 0 or n > len(buf):
+                raise SystemExit(f"llama_chat_apply_template({name}) gave {n}")
+            texts.append(buf.raw[:n].decode())
+        formats.append({"name": name, "texts": texts})
+    write_json(
+        OUT_DIR / "chat_formats_reference.json",
+        {
+            "about": "Each conversation written in each of llama.cpp's chat formats that "
+                     "generate writes, by llama_chat_apply_template (add_ass: the opening of "
+                     f"the reply), llama-cpp-python {llama_cpp.__version__}. texts[i]: "
+                     "conversations[i]. Written by scripts/reference.py --only chat.",
+            "conversations": CHAT_CONVERSATIONS,
+        },
+        {"formats": formats},
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--dest", type=Path, default=ROOT / "target" / "models",
                     help="where scripts/models.py put the models (default: <repo>/target/models)")
-    ap.add_argument("--only", choices=["smollm2", "minilm", "blocks", "archs"], action="append",
+    ap.add_argument("--only", choices=["smollm2", "minilm", "blocks", "archs", "chat"],
+                    action="append",
                     help="write only these references (repeatable; default: all)")
     ap.add_argument("--in-venv", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     dest = args.dest.resolve()
-    only = args.only or ["smollm2", "minilm", "blocks", "archs"]
+    only = args.only or ["smollm2", "minilm", "blocks", "archs", "chat"]
 
     if args.in_venv:
         t = time.monotonic()
@@ -602,6 +657,9 @@ def main() -> None:
         if "blocks" in only:
             log("ggml blocks through gguf-py:")
             ggml_blocks(dest)
+        if "chat" in only:
+            log("Chat formats through llama.cpp:")
+            chat_formats()
         log(f"references written in {time.monotonic() - t:.1f} s")
         return
 
@@ -618,7 +676,7 @@ def main() -> None:
     if missing:
         raise SystemExit(f"missing {', '.join(missing)}: run `python3 scripts/models.py` first")
     probe = subprocess.run([str(py), "-c", "import llama_cpp"], capture_output=True)
-    if probe.returncode != 0 and ("smollm2" in only or "archs" in only):
+    if probe.returncode != 0 and ("smollm2" in only or "archs" in only or "chat" in only):
         env = dict(os.environ)
         env.setdefault("CMAKE_BUILD_PARALLEL_LEVEL", "2")
         log(f"installing {LLAMA_CPP_PYTHON} into {dest / 'venv'} (builds llama.cpp from source)")

@@ -25,18 +25,31 @@ pub(crate) enum Template {
     Zephyr,
     /// Phi-3's: Zephyr's with `<|end|>` for `</s>`.
     Phi3,
-    /// `[INST] {user} [/INST]{reply}</s>[INST] ...` (Mistral-7B-Instruct,
-    /// llama.cpp's `llama2` format): a system message goes first in the
-    /// first `[INST]`, followed by a newline; the tokenizer adds `<s>`.
+    /// `[INST] {user} [/INST]{reply}</s>[INST] ...` (Mistral-7B-Instruct
+    /// v0.1 and v0.2, llama.cpp's `llama2` format): a system message goes
+    /// first in the first `[INST]`, followed by a newline; the tokenizer
+    /// adds `<s>`.
     Mistral,
+    /// Mistral's v1 (llama.cpp `mistral-v1`): ` [INST] {user} [/INST]
+    /// {reply}</s>`, a system message first in the first turn, followed by
+    /// a blank line. Picked by `auto` for Mistral's official v1 template.
+    MistralV1,
+    /// Mistral's v3 (Mistral-7B-Instruct v0.3, Mixtral 8x22B; llama.cpp
+    /// `mistral-v3`): `[INST] {user}[/INST] {reply, trimmed}</s>`, a system
+    /// message as in v1. Picked by `auto` for a template with Mistral's
+    /// `[AVAILABLE_TOOLS]`.
+    MistralV3,
     /// Mistral's v3-tekken (Mistral NeMo; llama.cpp `mistral-v3-tekken`):
     /// `[INST]{user}[/INST]{reply}</s>...`, no spaces around the turns; a
     /// system message goes first in the first `[INST]`, followed by a blank
     /// line. Picked by `auto` for an `[INST]` template on a Tekken vocab.
     MistralV3Tekken,
+    /// Mistral's v7 (Mistral Large 2411; llama.cpp `mistral-v7`):
+    /// `[SYSTEM_PROMPT] {system}[/SYSTEM_PROMPT]`, `[INST] {user}[/INST]`,
+    /// ` {reply}</s>`. Picked by `auto` for a `[SYSTEM_PROMPT]` template.
+    MistralV7,
     /// Mistral's v7-tekken (Mistral Small 3; llama.cpp
-    /// `mistral-v7-tekken`): `[SYSTEM_PROMPT]{system}[/SYSTEM_PROMPT]`,
-    /// `[INST]{user}[/INST]`, `{reply}</s>`. Picked by `auto` for a
+    /// `mistral-v7-tekken`): v7 without the spaces. Picked by `auto` for a
     /// `[SYSTEM_PROMPT]` template on a Tekken vocab.
     MistralV7Tekken,
     /// Llama 2 chat's: Mistral's, with the system message as
@@ -62,10 +75,9 @@ pub(crate) enum Template {
 }
 
 /// The formats, by config name, with a text only their chat templates
-/// (GGUF `tokenizer.chat_template`) hold, most specific first
-/// (`mistral-v3-tekken`'s never matches before `mistral`'s: `auto` picks
-/// it by the vocab).
-const TEMPLATES: [(&str, Template, &str); 12] = [
+/// (GGUF `tokenizer.chat_template`) hold, most specific first. The
+/// `[INST]` formats share `[INST]`; [`inst_format`] tells them apart.
+const TEMPLATES: [(&str, Template, &str); 15] = [
     ("phi4", Template::Phi4, "<|im_sep|>"),
     ("chatml", Template::ChatMl, "<|im_start|>"),
     ("gemma", Template::Gemma, "<start_of_turn>"),
@@ -79,15 +91,29 @@ const TEMPLATES: [(&str, Template, &str); 12] = [
         "[SYSTEM_PROMPT]",
     ),
     ("mistral", Template::Mistral, "[INST]"),
+    ("mistral-v1", Template::MistralV1, "[INST]"),
+    ("mistral-v3", Template::MistralV3, "[INST]"),
     ("mistral-v3-tekken", Template::MistralV3Tekken, "[INST]"),
+    ("mistral-v7", Template::MistralV7, "[INST]"),
     ("deepseek3", Template::DeepSeek3, "<｜Assistant｜>"),
     ("granite", Template::Granite, "<|start_of_role|>"),
 ];
 
+/// How a format lays a conversation out.
+#[derive(Debug, Clone, Copy)]
+enum Layout {
+    /// Each message on its own.
+    Turns(Turns),
+    /// Turns opened by `[INST]` and closed by the reply.
+    Inst(Inst),
+    /// Gemma's: turns, and no system role.
+    Gemma,
+    /// No format: the contents, one per line.
+    Plain,
+}
+
 /// A format that writes each message on its own: the opening of its role,
-/// its content, the closing; the reply then starts with the assistant's
-/// opening. (Gemma's and the `[INST]` formats carry a system message or an
-/// open turn over to the next message; [`Template::render`] writes them.)
+/// its content, the closing; then the opening of the reply.
 #[derive(Debug, Clone, Copy)]
 struct Turns {
     /// The opening and closing of a system, a user and an assistant
@@ -95,11 +121,20 @@ struct Turns {
     roles: [(&'static str, &'static str); 3],
     /// Whether contents are trimmed first (Llama 3's).
     trim: bool,
+    /// What the reply starts after: the assistant's opening, but for
+    /// Mistral's v7 formats, which write none.
+    reply: &'static str,
 }
 
 impl Turns {
+    /// `roles`, contents as they are, the reply after the assistant's
+    /// opening.
     const fn new(roles: [(&'static str, &'static str); 3]) -> Self {
-        Turns { roles, trim: false }
+        Turns {
+            roles,
+            trim: false,
+            reply: roles[2].0,
+        }
     }
 
     fn role(&self, role: Role) -> (&'static str, &'static str) {
@@ -126,21 +161,21 @@ impl Template {
         let template = match config.get_or("template", "auto") {
             "none" => Template::Plain,
             "auto" => {
-                let from_file = bpe.chat_template().and_then(|jinja| {
-                    TEMPLATES
-                        .iter()
-                        .find(|(.., mark)| jinja.contains(mark))
-                        .map(|&(_, t, _)| t)
-                });
-                // Tekken vocabularies (pre-tokenizer `tekken`) write
-                // Mistral's turns without spaces. Others' `[SYSTEM_PROMPT]`
-                // templates (Mistral Large 2411) keep the spaced `[INST]`
-                // format, where llama.cpp writes its spaced v7 (a known
-                // difference, as before).
                 let tekken = bpe.pre_tokenizer() == Some(PreTokenizer::Tekken);
+                let from_file = bpe.chat_template().and_then(|jinja| {
+                    let &(_, t, _) = TEMPLATES.iter().find(|(.., mark)| jinja.contains(mark))?;
+                    Some(match t {
+                        Template::Mistral
+                        | Template::MistralV1
+                        | Template::MistralV3
+                        | Template::MistralV3Tekken
+                        | Template::MistralV7
+                        | Template::MistralV7Tekken
+                        | Template::Llama2 => inst_format(jinja, tekken),
+                        t => t,
+                    })
+                });
                 match from_file {
-                    Some(Template::Mistral) if tekken => Template::MistralV3Tekken,
-                    Some(Template::MistralV7Tekken) if !tekken => Template::Mistral,
                     Some(t) => t,
                     None if has("<|start_header_id|>") => Template::Llama3,
                     None => Template::ChatMl,
@@ -162,11 +197,17 @@ impl Template {
             Template::Phi4 => &["<|im_start|>", "<|im_sep|>", "<|im_end|>"],
             Template::Llama3 => &["<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"],
             Template::Phi3 => &["<|user|>", "<|assistant|>", "<|end|>"],
-            Template::Zephyr | Template::Mistral | Template::Llama2 => &["</s>"],
+            Template::Zephyr
+            | Template::Mistral
+            | Template::MistralV1
+            | Template::MistralV3
+            | Template::Llama2 => &["</s>"],
             Template::MistralV3Tekken => &["[INST]", "[/INST]", "</s>"],
             Template::DeepSeek3 => &["<｜User｜>", "<｜Assistant｜>", "<｜end▁of▁sentence｜>"],
             Template::Granite => &["<|start_of_role|>", "<|end_of_role|>", "<|end_of_text|>"],
-            Template::MistralV7Tekken => &["[INST]", "[/INST]", "</s>", "[SYSTEM_PROMPT]"],
+            Template::MistralV7 | Template::MistralV7Tekken => {
+                &["[INST]", "[/INST]", "</s>", "[SYSTEM_PROMPT]"]
+            }
             Template::Gemma => &["<start_of_turn>", "<end_of_turn>"],
             Template::Plain => &[],
         };
@@ -180,10 +221,19 @@ impl Template {
         }
     }
 
-    /// How [`Turns`] formats write each message, as llama.cpp writes them
-    /// (`llm_chat_apply_template`); `None` for the others.
-    fn turns(self) -> Option<Turns> {
-        Some(match self {
+    /// How the format lays messages out, as llama.cpp writes it
+    /// (`llm_chat_apply_template`).
+    fn layout(self) -> Layout {
+        let inst = |open, system, close, reply, trim_reply| {
+            Layout::Inst(Inst {
+                open,
+                system,
+                close,
+                reply,
+                trim_reply,
+            })
+        };
+        Layout::Turns(match self {
             Template::ChatMl => Turns::new([
                 ("<|im_start|>system\n", "<|im_end|>\n"),
                 ("<|im_start|>user\n", "<|im_end|>\n"),
@@ -195,7 +245,8 @@ impl Template {
                 ("<|im_start|>assistant<|im_sep|>", "<|im_end|>"),
             ]),
             Template::Llama3 => Turns {
-                roles: [
+                trim: true,
+                ..Turns::new([
                     (
                         "<|start_header_id|>system<|end_header_id|>\n\n",
                         "<|eot_id|>",
@@ -205,8 +256,7 @@ impl Template {
                         "<|start_header_id|>assistant<|end_header_id|>\n\n",
                         "<|eot_id|>",
                     ),
-                ],
-                trim: true,
+                ])
             },
             Template::Zephyr => Turns::new([
                 ("<|system|>\n", "</s>\n"),
@@ -218,6 +268,14 @@ impl Template {
                 ("<|user|>\n", "<|end|>\n"),
                 ("<|assistant|>\n", "<|end|>\n"),
             ]),
+            Template::MistralV7 => Turns {
+                reply: "",
+                ..Turns::new([
+                    ("[SYSTEM_PROMPT] ", "[/SYSTEM_PROMPT]"),
+                    ("[INST] ", "[/INST]"),
+                    (" ", "</s>"),
+                ])
+            },
             Template::MistralV7Tekken => Turns::new([
                 ("[SYSTEM_PROMPT]", "[/SYSTEM_PROMPT]"),
                 ("[INST]", "[/INST]"),
@@ -239,11 +297,18 @@ impl Template {
                     "<|end_of_text|>\n",
                 ),
             ]),
-            Template::Gemma
-            | Template::Mistral
-            | Template::MistralV3Tekken
-            | Template::Llama2
-            | Template::Plain => return None,
+            // llama.cpp's `llama2`, `llama2-sys`, `mistral-v1`, `-v3` and
+            // `-v3-tekken`.
+            Template::Mistral => return inst("[INST] ", ("", "\n"), " [/INST]", "", false),
+            Template::Llama2 => {
+                let system = ("<<SYS>>\n", "\n<</SYS>>\n\n");
+                return inst("[INST] ", system, " [/INST]", "", false);
+            }
+            Template::MistralV1 => return inst(" [INST] ", ("", "\n\n"), " [/INST]", " ", false),
+            Template::MistralV3 => return inst("[INST] ", ("", "\n\n"), "[/INST]", " ", true),
+            Template::MistralV3Tekken => return inst("[INST]", ("", "\n\n"), "[/INST]", "", false),
+            Template::Gemma => return Layout::Gemma,
+            Template::Plain => return Layout::Plain,
         })
     }
 
@@ -251,28 +316,46 @@ impl Template {
     /// starts.
     pub(crate) fn render(self, messages: &[Message]) -> String {
         let mut prompt = String::new();
-        if let Some(turns) = self.turns() {
-            for m in messages {
-                let (open, close) = turns.role(m.role);
-                let content = if turns.trim {
-                    m.content.trim()
-                } else {
-                    &m.content
-                };
-                prompt.push_str(open);
-                prompt.push_str(content);
-                prompt.push_str(close);
+        match self.layout() {
+            Layout::Turns(turns) => {
+                for m in messages {
+                    let (open, close) = turns.role(m.role);
+                    let content = if turns.trim {
+                        m.content.trim()
+                    } else {
+                        &m.content
+                    };
+                    prompt.push_str(open);
+                    prompt.push_str(content);
+                    prompt.push_str(close);
+                }
+                prompt.push_str(turns.reply);
             }
-            prompt.push_str(turns.role(Role::Assistant).0);
-            return prompt;
-        }
-        match self {
-            Template::Plain => {
-                let lines: Vec<&str> = messages.iter().map(|m| m.content.as_str()).collect();
-                return lines.join("\n");
+            Layout::Inst(inst) => {
+                let mut in_turn = false;
+                for m in messages {
+                    if !in_turn {
+                        prompt.push_str(inst.open);
+                        in_turn = true;
+                    }
+                    let (open, close) = match m.role {
+                        Role::System => inst.system,
+                        Role::User => ("", inst.close),
+                        Role::Assistant => {
+                            in_turn = false;
+                            (inst.reply, "</s>")
+                        }
+                    };
+                    prompt.push_str(open);
+                    if inst.trim_reply && m.role == Role::Assistant {
+                        prompt.push_str(m.content.trim());
+                    } else {
+                        prompt.push_str(&m.content);
+                    }
+                    prompt.push_str(close);
+                }
             }
-            Template::Gemma => {
-                // As llama.cpp writes its `gemma` format.
+            Layout::Gemma => {
                 let mut system = String::new();
                 for m in messages {
                     let role = match m.role {
@@ -294,38 +377,59 @@ impl Template {
                 }
                 prompt.push_str("<start_of_turn>model\n");
             }
-            Template::Mistral | Template::Llama2 | Template::MistralV3Tekken => {
-                // As llama.cpp writes its `llama2` format.
-                let mut in_turn = false;
-                // (v3-tekken: llama.cpp's `mistral-v3-tekken`, no spaces.)
-                let tekken = self == Template::MistralV3Tekken;
-                let space = if tekken { "" } else { " " };
-                for m in messages {
-                    if !in_turn {
-                        prompt.push_str("[INST]");
-                        prompt.push_str(space);
-                        in_turn = true;
-                    }
-                    match (m.role, self) {
-                        (Role::System, Template::Llama2) => {
-                            prompt.push_str(&format!("<<SYS>>\n{}\n<</SYS>>\n\n", m.content));
-                        }
-                        (Role::System, Template::MistralV3Tekken) => {
-                            prompt.push_str(&format!("{}\n\n", m.content));
-                        }
-                        (Role::System, _) => prompt.push_str(&format!("{}\n", m.content)),
-                        (Role::User, _) => prompt.push_str(&format!("{}{space}[/INST]", m.content)),
-                        (Role::Assistant, _) => {
-                            prompt.push_str(&format!("{}</s>", m.content));
-                            in_turn = false;
-                        }
-                    }
-                }
+            Layout::Plain => {
+                let lines: Vec<&str> = messages.iter().map(|m| m.content.as_str()).collect();
+                prompt = lines.join("\n");
             }
-            _ => unreachable!("{self:?} writes each message on its own (`turns`)"),
         }
         prompt
     }
+}
+
+/// The `[INST]` format of a chat template, told apart as llama.cpp's
+/// `llm_chat_detect_template` does, except that on a Tekken vocab the
+/// turns are written without spaces (v3-tekken, v7-tekken) whatever the
+/// template's quoting.
+fn inst_format(jinja: &str, tekken: bool) -> Template {
+    if jinja.contains("[SYSTEM_PROMPT]") {
+        return if tekken {
+            Template::MistralV7Tekken
+        } else {
+            Template::MistralV7
+        };
+    }
+    if tekken {
+        return Template::MistralV3Tekken;
+    }
+    // Mistral's official v1 and v3 templates.
+    if jinja.contains("' [INST] ' + system_message") || jinja.contains("[AVAILABLE_TOOLS]") {
+        return if jinja.contains(" [INST]") {
+            Template::MistralV1
+        } else {
+            Template::MistralV3
+        };
+    }
+    if jinja.contains("<<SYS>>") {
+        Template::Llama2
+    } else {
+        Template::Mistral
+    }
+}
+
+/// How an `[INST]` format writes a conversation: a turn opens before the
+/// first message after a reply; a system message goes inside it.
+#[derive(Debug, Clone, Copy)]
+struct Inst {
+    /// What opens a turn.
+    open: &'static str,
+    /// What goes before and after a system message.
+    system: (&'static str, &'static str),
+    /// What follows a user message.
+    close: &'static str,
+    /// What goes before a reply (which ends with `</s>`).
+    reply: &'static str,
+    /// Whether replies are trimmed (v3's).
+    trim_reply: bool,
 }
 
 /// The ChatML prompt of `messages` (for tests).
@@ -536,11 +640,20 @@ mod tests {
         let auto = Config::default();
         let v3 = "{{ '[INST]' + message['content'] + '[/INST]' }}";
         let v7 = "{{ '[SYSTEM_PROMPT]' + system_message + '[/SYSTEM_PROMPT]' }}{{ '[INST]' }}";
+        // Mistral's official templates, told apart as llama.cpp does.
+        let official_v1 = "{{ ' [INST] ' + system_message + message['content'] }}";
+        let official_v3 =
+            "{{ '[AVAILABLE_TOOLS]' }}{{ '[INST] ' + message['content'] + '[/INST]' }}";
+        let llama2 = "{{ '[INST] <<SYS>>\\n' + system_message + '\\n<</SYS>>' }}";
         for (pre, jinja, want) in [
             ("tekken", v3, Template::MistralV3Tekken),
             ("tekken", v7, Template::MistralV7Tekken),
+            ("tekken", official_v3, Template::MistralV3Tekken),
             ("llama-bpe", v3, Template::Mistral),
-            ("llama-bpe", v7, Template::Mistral),
+            ("llama-bpe", v7, Template::MistralV7),
+            ("llama-bpe", official_v1, Template::MistralV1),
+            ("llama-bpe", official_v3, Template::MistralV3),
+            ("llama-bpe", llama2, Template::Llama2),
         ] {
             let got = Template::from_config(&auto, &vocab(pre, jinja)).unwrap();
             assert_eq!(got, want, "{pre}: {jinja}");
@@ -606,6 +719,61 @@ mod tests {
              <|im_start|>user<|im_sep|>Who are you?<|im_end|>\
              <|im_start|>assistant<|im_sep|>"
         );
+    }
+
+    /// Every format writes conversations as llama.cpp does
+    /// (`llama_chat_apply_template`, through `scripts/reference.py --only
+    /// chat`): system messages, replies with spaces around them, several
+    /// turns. Zephyr's alone differs: weft ends its turns with `</s>`, as
+    /// TinyLlama's template does (checked over HTTP against it), where
+    /// llama.cpp's built-in writes `<|endoftext|>`.
+    #[test]
+    fn every_format_writes_conversations_as_llama_cpp_does() {
+        let reference: serde_json::Value = serde_json::from_str(include_str!(
+            "../../../host/nn/tests/data/chat_formats_reference.json"
+        ))
+        .unwrap();
+        let conversations: Vec<Vec<Message>> = reference["conversations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                let c = c.as_array().unwrap();
+                c.iter()
+                    .map(|m| Message {
+                        role: serde_json::from_value(m[0].clone()).unwrap(),
+                        content: m[1].as_str().unwrap().into(),
+                    })
+                    .collect()
+            })
+            .collect();
+        let mut checked = Vec::new();
+        for (name, template, _) in TEMPLATES {
+            let llama_cpp = match name {
+                "zephyr" => continue,
+                "mistral" => "llama2",
+                "llama2" => "llama2-sys",
+                name => name,
+            };
+            let format = reference["formats"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|f| f["name"] == llama_cpp)
+                .unwrap_or_else(|| panic!("no llama.cpp reference for {llama_cpp}"));
+            for (messages, want) in conversations
+                .iter()
+                .zip(format["texts"].as_array().unwrap())
+            {
+                assert_eq!(
+                    template.render(messages),
+                    want.as_str().unwrap(),
+                    "{name} (llama.cpp `{llama_cpp}`)"
+                );
+            }
+            checked.push(llama_cpp);
+        }
+        assert_eq!(checked.len(), TEMPLATES.len() - 1);
     }
 
     /// IBM Granite 3's and 4's format, as llama.cpp writes it

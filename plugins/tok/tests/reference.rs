@@ -276,7 +276,7 @@ fn sentencepiece_matches_llama_cpp() {
         checked += 1;
     }
     assert_eq!(
-        checked, 7,
-        "tinyllama, phi3, phi3long, gemma, gemma2, gemma3 and mixtral"
+        checked, 8,
+        "tinyllama, phi3, phi3long, gemma, gemma2, gemma3, mixtral and mistralv3"
     );
 }

@@ -15,7 +15,8 @@ use super::{put, reference, stream};
 /// newline after them, for `phi3`, Gemma's turns for the gemmas, `[INST]`
 /// for the mixture of experts `mixtral`, `[INST]` without spaces for the
 /// Tekken `nemo`, DeepSeek R1's for `r1qwen`, IBM Granite's roles for
-/// `granite3`), streams llama.cpp's greedy
+/// `granite3`, Mistral v0.3's `[INST]` without a space before `[/INST]`
+/// for `mistralv3`), streams llama.cpp's greedy
 /// tokens and says its text. The tiny random models of `scripts/models.py`,
 /// up to llama.cpp's first near-tie.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -41,6 +42,7 @@ async fn generate_runs_each_family_and_both_tokenizer_kinds_as_llama_cpp_does() 
         "nemo",
         "r1qwen",
         "granite3",
+        "mistralv3",
     ] {
         let case = reference["models"]
             .as_array()
