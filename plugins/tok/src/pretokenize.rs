@@ -71,11 +71,12 @@ impl PreTokenizer {
             | "jina-es" | "jina-de" | "jina-v1-en" | "jina-v2-es" | "jina-v2-de"
             | "jina-v2-code" => Some(PreTokenizer::Gpt2),
             "smollm" | "starcoder" | "refact" | "command-r" | "codeshell" | "exaone"
-            | "minerva" => Some(PreTokenizer::SmolLm),
-            "llama3" | "llama-v3" | "llama-bpe" | "falcon3" | "pixtral" => {
-                Some(PreTokenizer::Llama3)
+            | "minerva-7b" | "mellum2" => Some(PreTokenizer::SmolLm),
+            "llama3" | "llama-v3" | "llama-bpe" | "falcon3" | "falcon-h1" | "pixtral"
+            | "midm-2.0" | "lfm2" | "jina-v5-nano" => Some(PreTokenizer::Llama3),
+            "qwen2" | "deepseek-r1-qwen" | "megrez" | "kormo" | "f2llmv2" => {
+                Some(PreTokenizer::Qwen2)
             }
-            "qwen2" | "deepseek-r1-qwen" | "megrez" => Some(PreTokenizer::Qwen2),
             "dbrx" | "smaug-bpe" => Some(PreTokenizer::Dbrx),
             "gpt-4o" | "llama4" | "kanana2" | "talkie" => Some(PreTokenizer::Gpt4o),
             "tekken" => Some(PreTokenizer::Tekken),
@@ -429,6 +430,32 @@ mod tests {
         let tekken = |t| PreTokenizer::Tekken.split(t);
         assert_eq!(tekken("don't HelloWorld"), ["don", "'t", " Hello", "World"]);
         assert_eq!(tekken("x 123"), ["x", " ", "1", "2", "3"]);
+    }
+
+    /// The names llama.cpp gives each regex (`llama_vocab::impl::load`),
+    /// the later ones too (Minerva's is `minerva-7b`).
+    #[test]
+    fn llama_cpp_names_pick_their_regex() {
+        for (names, pre) in [
+            (
+                &["minerva-7b", "mellum2", "refact"][..],
+                PreTokenizer::SmolLm,
+            ),
+            (
+                &["falcon-h1", "midm-2.0", "lfm2", "jina-v5-nano"],
+                PreTokenizer::Llama3,
+            ),
+            (&["kormo", "f2llmv2"], PreTokenizer::Qwen2),
+        ] {
+            for name in names {
+                assert_eq!(PreTokenizer::from_name(name), Some(pre), "{name}");
+            }
+        }
+        assert_eq!(
+            PreTokenizer::from_name("minerva"),
+            None,
+            "not a llama.cpp name"
+        );
     }
 
     #[test]
