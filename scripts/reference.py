@@ -393,7 +393,7 @@ def ggml_blocks(dest: Path) -> None:
 ARCH_FILES = ["qwen2", "qwen3", "granite", "llama3", "tinyllama", "phi3", "phi3long", "gemma",
               "gemma2", "gemma3", "mixtral", "qwen3moe", "smollm3", "qwen3yarn", "olmo3",
               "olmo3yarn", "phi4mini", "nemo", "r1qwen", "granite3",
-              "mistralv3"]
+              "mistralv3", "ministral"]
 ARCH_PROMPT = "The capital of France is Paris, and in 2024 it hosted the Olympic Games."
 ARCH_STEPS = 12
 ARCH_CHAT_TOKENS = 8
@@ -433,6 +433,7 @@ CHAT_FORMATS = {
     "mistral": "[INST] {question} [/INST]",
     "mistral-v3": "[INST] {question}[/INST]",
     "mistral-v3-tekken": "[INST]{question}[/INST]",
+    "mistral-v7-tekken": "[INST]{question}[/INST]",
     "deepseek3": "<｜User｜>{question}<｜Assistant｜>",
     "granite": "<|start_of_role|>user<|end_of_role|>{question}<|end_of_text|>\n"
                "<|start_of_role|>assistant<|end_of_role|>",
@@ -440,7 +441,8 @@ CHAT_FORMATS = {
 ARCH_TEMPLATES = {"tinyllama": "zephyr", "phi3": "phi3", "phi3long": "phi3", "gemma": "gemma",
                   "gemma2": "gemma", "gemma3": "gemma", "mixtral": "mistral",
                   "nemo": "mistral-v3-tekken", "r1qwen": "deepseek3",
-                  "granite3": "granite", "mistralv3": "mistral-v3"}
+                  "granite3": "granite", "mistralv3": "mistral-v3",
+                  "ministral": "mistral-v7-tekken"}
 
 
 def detokenize(vocab, ids: list) -> str:
@@ -466,8 +468,11 @@ def archs(dest: Path) -> None:
     models = []
     for name in ARCH_FILES:
         gguf = dest / f"tiny-{name}.gguf"
+        # (YaRN's betas -1: the file's, as llama.cpp's own tools take them;
+        # llama-cpp-python would otherwise pass 32 and 1 over them.)
         llm = Llama(model_path=str(gguf), n_ctx=256, n_threads=N_THREADS,
-                    n_threads_batch=N_THREADS, logits_all=True, seed=0, verbose=False)
+                    n_threads_batch=N_THREADS, logits_all=True, seed=0, verbose=False,
+                    yarn_beta_fast=-1.0, yarn_beta_slow=-1.0)
         vocab = llama_cpp.llama_model_get_vocab(llm.model)
         ids = llm.tokenize(ARCH_PROMPT.encode(), add_bos=False, special=True)
         llm.reset()
@@ -551,7 +556,8 @@ def archs(dest: Path) -> None:
                      "llama with Mistral's Tekken pre-tokenizer, and r1qwen, a qwen2 with "
                      "DeepSeek R1's chat tokens, and granite3, a granite with IBM Granite 3's "
                      "role tokens, and mistralv3, a SentencePiece llama with Mistral v0.3's "
-                     "[INST] tokens) "
+                     "[INST] tokens, and ministral, a mistral3 with YaRN and the attention "
+                     "temperature) "
                      "through "
                      f"llama-cpp-python {llama_cpp.__version__}, n_threads={N_THREADS}. "
                      f"prompt_ids: llama.cpp's tokens of the prompt (no BOS); then {ARCH_STEPS} "
@@ -564,7 +570,7 @@ def archs(dest: Path) -> None:
                      "chat format (ChatML; Zephyr for tinyllama, Phi-3's for phi3, Gemma's for "
                      "the gemmas, [INST] for mixtral, [INST] without spaces for nemo, "
                      "<｜User｜>/<｜Assistant｜> for r1qwen, Granite's roles for granite3, [INST] with no space before [/INST] for "
-                     "mistralv3; BOS as "
+                     "mistralv3, v7-tekken's for ministral; BOS as "
                      "llama.cpp adds "
                      "it) and "
                      "up to 8 greedy tokens, with the top1-top2 margins and the text (texts: "

@@ -16,7 +16,8 @@ use super::{put, reference, stream};
 /// for the mixture of experts `mixtral`, `[INST]` without spaces for the
 /// Tekken `nemo`, DeepSeek R1's for `r1qwen`, IBM Granite's roles for
 /// `granite3`, Mistral v0.3's `[INST]` without a space before `[/INST]`
-/// for `mistralv3`), streams llama.cpp's greedy
+/// for `mistralv3`, Mistral Small 3's v7-tekken for the Mistral 3
+/// `ministral`), streams llama.cpp's greedy
 /// tokens and says its text. The tiny random models of `scripts/models.py`,
 /// up to llama.cpp's first near-tie.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -43,6 +44,7 @@ async fn generate_runs_each_family_and_both_tokenizer_kinds_as_llama_cpp_does() 
         "r1qwen",
         "granite3",
         "mistralv3",
+        "ministral",
     ] {
         let case = reference["models"]
             .as_array()

@@ -263,9 +263,12 @@ struct AttnParams {
     q_stride: u32,
     softcap: u32,
     window: u32,
-    // (To 48 bytes, a multiple of 16; the step binds 64.)
-    _p0: u32,
-    _p1: u32,
+    // Mistral 3's attention temperature: a query at `pos` is multiplied by
+    // 1 + temp_scale * ln(1 + pos / temp_every) (integer division) before
+    // rounding; temp_scale 0 for none. (48 bytes, a multiple of 16; the
+    // step binds 64.)
+    temp_scale: u32,
+    temp_every: u32,
 }
 
 @group(0) @binding(0) var<storage, read> attn_q: array<f32>;
@@ -305,8 +308,13 @@ fn attention(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
     let new_k = attn_p.row0 * qs + d + kv_col;
     let row = (t * attn_p.heads + head) * attn_p.stride;
     let scale = bitcast<f32>(attn_p.scale);
+    let temp = bitcast<f32>(attn_p.temp_scale);
+    var warm = 1.0;
+    if (temp != 0.0) {
+        warm = log(f32((past + t) / attn_p.temp_every) + 1.0) * temp + 1.0;
+    }
     for (var j = lid; j < hd; j = j + THREADS) {
-        query[j] = f16r(attn_q[(attn_p.row0 + t) * qs + head * hd + j]);
+        query[j] = f16r(attn_q[(attn_p.row0 + t) * qs + head * hd + j] * warm);
     }
     if (head % group == 0u) {
         let src = new_k + t * qs;

@@ -448,6 +448,7 @@ impl OnDevice {
                     q_stride: qkv.stride(),
                     softcap: hp.attn_softcap,
                     window: hp.window_of(l),
+                    temperature: hp.attn_temp,
                 };
                 let scores = &on.scores.as_ref().expect("reserved").0;
                 p.attention(&a.qkv, (kc, vc), scores, &a.att, shape);

@@ -12,10 +12,11 @@ use families::{Gemma, experts};
 /// the decoders that differ from it only in hyperparameters, optional
 /// tensors, (Phi-3) fused products, (Gemma) GELU, post-norms, soft caps
 /// and sliding-window layers, (OLMo 2) norms after each block instead of
-/// before, and (Mixtral, Qwen3-MoE) mixtures of experts.
+/// before, (Mixtral, Qwen3-MoE) mixtures of experts, and (Mistral 3)
+/// Llama 4's attention temperature.
 pub const ARCHITECTURES: &[&str] = &[
-    "llama", "mistral", "granite", "qwen2", "qwen3", "qwen3moe", "phi3", "gemma", "gemma2",
-    "gemma3", "smollm3", "olmo2",
+    "llama", "mistral", "mistral3", "granite", "qwen2", "qwen3", "qwen3moe", "phi3", "gemma",
+    "gemma2", "gemma3", "smollm3", "olmo2",
 ];
 
 /// A LongRoPE file's (Phi-3 128k, Phi-3.5) rotary factors for its original
@@ -76,6 +77,10 @@ pub(crate) struct HParams {
     pub logit_scale: f32,
     /// Multiplies attention scores: `1/√head_dim` unless the file says.
     pub attn_scale: f32,
+    /// Mistral 3's attention temperature (Llama 4's), `(scale, every)`: a
+    /// query at `pos` is multiplied by `1 + scale · ln(1 + ⌊pos / every⌋)`
+    /// ([`HParams::attn_temperature`]); `None` for none.
+    pub attn_temp: Option<(f32, usize)>,
     /// Phi-3's layout: Q, K and V in one `attn_qkv` matrix, gate and up in
     /// one `ffn_up` of twice the rows (gate first).
     pub fused: bool,
@@ -231,7 +236,14 @@ impl HParams {
                     .ok()
                     .filter(|&o| o > 0)
                     .unwrap_or(trained);
-                let y = Yarn::new(original);
+                let mut y = Yarn::new(original);
+                // (Mistral 3's files give YaRN's betas and `mscale_all_dim`;
+                // llama.cpp reads them for that architecture alone.)
+                if arch == "mistral3" {
+                    y.beta_fast = float("rope.scaling.yarn_beta_fast").unwrap_or(y.beta_fast);
+                    y.beta_slow = float("rope.scaling.yarn_beta_slow").unwrap_or(y.beta_slow);
+                    y.log_mul = float("rope.scaling.yarn_log_multiplier").unwrap_or(0.0);
+                }
                 rope_mscale = y.attn_factor(rope_freq_scale, attn_factor.unwrap_or(1.0));
                 Some(y)
             }
@@ -270,6 +282,27 @@ impl HParams {
         }
         let rope_base = float("rope.freq_base").unwrap_or(10_000.0);
         let gemma_swa = Gemma::read(arch, layers, info, rope_base, rope_freq_scale)?;
+        // Every YaRN's original window (its `n_ctx_orig_yarn`), as llama.cpp
+        // takes it for the temperature's steps.
+        let attn_temp = match float("attention.temperature_scale").filter(|&t| t != 0.0) {
+            Some(t) if arch == "mistral3" => {
+                let every = match int("rope.scaling.original_context_length") {
+                    Ok(o) => o,
+                    Err(_) => trained,
+                };
+                if every == 0 {
+                    return Err(NnError::new(
+                        NnErrorKind::InvalidEncoding,
+                        format!(
+                            "`{arch}.attention.temperature_scale` needs a window: \
+                             `{arch}.rope.scaling.original_context_length` is 0"
+                        ),
+                    ));
+                }
+                Some((t, every))
+            }
+            _ => None,
+        };
         Ok(Self {
             vocab,
             embd,
@@ -294,6 +327,7 @@ impl HParams {
             residual_scale,
             logit_scale,
             attn_scale: attn_scale.unwrap_or(1.0 / (head_dim as f32).sqrt()),
+            attn_temp,
             fused: arch == "phi3",
             gelu: gemma,
             post_norms: matches!(arch, "gemma2" | "gemma3" | "olmo2"),
@@ -342,6 +376,18 @@ impl HParams {
                 != (self.rope_base, self.rope_freq_scale)
                 || self.yarn.is_some()
                 || (self.swa_plain && self.rope_mscale != 1.0))
+    }
+
+    /// What the query at `pos` is multiplied by: Mistral 3's attention
+    /// temperature, computed as llama.cpp's `llm_graph_input_attn_temp`
+    /// does (1 below the first step, and for other architectures).
+    pub fn attn_temperature(&self, pos: usize) -> f32 {
+        match self.attn_temp {
+            Some((scale, every)) => {
+                ((((pos / every) as f64) + 1.0).ln() * f64::from(scale) + 1.0) as f32
+            }
+            None => 1.0,
+        }
     }
 
     /// Width of all heads' queries (and of the attention's output).

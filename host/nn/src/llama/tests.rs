@@ -508,3 +508,53 @@ fn products_into_kept_buffers_write_every_value() {
         }
     }
 }
+
+/// Mistral 3's keys, as llama.cpp's `mistral3` loader reads them: the
+/// attention temperature in steps of YaRN's original window (refused
+/// without one; ignored by other architectures, as there), and
+/// `mscale_all_dim` dividing YaRN's magnitude.
+#[test]
+fn mistral3_temperature_and_yarn_keys_are_read_as_llama_cpp_reads_them() {
+    use crate::GgufValue::{Float, Int};
+    let file = crate::gguf::inspect(&model_file("tiny-ministral.gguf")).unwrap();
+    let with = |arch: &str, key: &str, value| {
+        let mut info = file.clone();
+        info.metadata.retain(|(k, _)| k != key);
+        info.metadata.push((key.into(), value));
+        info.architecture = Some(arch.into());
+        info.metadata = (info.metadata.into_iter())
+            .map(|(k, v)| (k.replacen("mistral3.", &format!("{arch}."), 1), v))
+            .collect();
+        info
+    };
+    let hp = check(&file).unwrap();
+    assert_eq!(hp.attn_temp, Some((0.5, 8)));
+    for pos in 0..8 {
+        assert_eq!(hp.attn_temperature(pos), 1.0, "{pos}");
+    }
+    let step = |n: f64| (1.0 + 0.5 * (1.0 + n).ln()) as f32;
+    assert_eq!(hp.attn_temperature(8), step(1.0));
+    assert_eq!(hp.attn_temperature(23), step(2.0));
+    // (YaRN's magnitude 1 + 0.1 ln 4, divided by itself for
+    // mscale_all_dim 1, and the kernel's own cancelled.)
+    let cancel = 1.0 / (1.0 + 0.1 * 4f32.ln());
+    assert!((hp.rope_mscale - cancel).abs() < 1e-6, "{}", hp.rope_mscale);
+    let plain = check(&with(
+        "mistral3",
+        "mistral3.rope.scaling.yarn_log_multiplier",
+        Float(0.0),
+    ));
+    assert!((plain.unwrap().rope_mscale - 1.0).abs() < 1e-6);
+    let no_window = with(
+        "mistral3",
+        "mistral3.rope.scaling.original_context_length",
+        Int(0),
+    );
+    let err = check(&no_window).unwrap_err().to_string();
+    assert!(
+        err.contains("temperature_scale") && err.contains("is 0"),
+        "{err}"
+    );
+    let llama = with("llama", "llama.attention.temperature_scale", Float(0.5));
+    assert_eq!(check(&llama).unwrap().attn_temp, None);
+}

@@ -227,6 +227,15 @@ fn olmo3_with_yarn_matches_llama_cpp() {
     on_the_cpu("olmo3yarn");
 }
 
+/// Mistral 3 (Ministral 3, as its files have it): YaRN with the file's
+/// betas and `mscale_all_dim`, and Llama 4's attention temperature, which
+/// here (an original window of 8) warms the queries from the ninth
+/// position on.
+#[test]
+fn mistral3_yarn_and_attention_temperature_match_llama_cpp() {
+    on_the_cpu("ministral");
+}
+
 /// An OLMo 2 file without a Q norm (which llama.cpp requires) is refused,
 /// naming it.
 #[test]
@@ -301,6 +310,7 @@ fn on_the_gpu_every_family_matches_llama_cpp() {
         "olmo3",
         "olmo3yarn",
         "phi4mini",
+        "ministral",
     ] {
         let (case, bytes) = tiny(name);
         let model = engine.load(&bytes, Encoding::Ggml, Target::Gpu).unwrap();

@@ -235,9 +235,11 @@ impl Program<'_> {
             q_stride,
             softcap,
             window,
+            temperature,
         } = shape;
+        let (temp_scale, temp_every) = temperature.unwrap_or((0.0, 1));
         let mut params = [0; 16];
-        params[..10].copy_from_slice(&[
+        params[..12].copy_from_slice(&[
             heads as u32,
             kv_heads as u32,
             head_dim as u32,
@@ -249,6 +251,9 @@ impl Program<'_> {
             softcap.to_bits(),
             // (A window past u32 is past any context: none.)
             window.map_or(0, |w| u32::try_from(w).unwrap_or(0)),
+            temp_scale.to_bits(),
+            // (A step past u32 is past any context: always the first.)
+            u32::try_from(temp_every).unwrap_or(u32::MAX),
         ]);
         self.step_wide(
             &self.ops.attention,
@@ -279,6 +284,10 @@ pub(crate) struct Attention {
     /// A sliding-window layer's window: a query sees the last `window`
     /// positions (itself included).
     pub window: Option<usize>,
+    /// Mistral 3's attention temperature, `(scale, every)`
+    /// (the decoder's `HParams::attn_temp`): the query at `pos` is
+    /// multiplied by `1 + scale · ln(1 + ⌊pos / every⌋)` before rounding.
+    pub temperature: Option<(f32, usize)>,
 }
 
 impl Attention {

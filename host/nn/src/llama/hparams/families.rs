@@ -7,12 +7,15 @@ use crate::{GgufInfo, NnError, NnErrorKind};
 /// YaRN's settings as llama.cpp runs them for the families weft-nn reads:
 /// its fixed extrapolation factor (1) and betas (32, 1), whatever else a
 /// converter wrote (`rope.scaling.yarn_*`, which only Grok's and Mistral
-/// 3's loaders read).
+/// 3's loaders read: Mistral 3's betas and `log_mul` are the file's).
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Yarn {
     pub(super) ext_factor: f32,
     pub(super) beta_fast: f32,
     pub(super) beta_slow: f32,
+    /// `rope.scaling.yarn_log_multiplier` (HF's `mscale_all_dim`); 0 for
+    /// none.
+    pub(super) log_mul: f32,
     /// The context the model was trained in before YaRN extended it.
     pub(super) original: usize,
 }
@@ -23,19 +26,25 @@ impl Yarn {
             ext_factor: 1.0,
             beta_fast: 32.0,
             beta_slow: 1.0,
+            log_mul: 0.0,
             original,
         }
     }
 
     /// What the rotations' cosines and sines are multiplied by besides
     /// `1 + 0.1 ln(1/scale)` ([`HParams::rope_angles`]), as llama.cpp
-    /// sets `yarn_attn_factor`: that factor cancelled, the file's
-    /// `attn_factor` applied.
+    /// sets `yarn_attn_factor`: YaRN's magnitude (divided by that of
+    /// `mscale_all_dim` where the file gives one), that factor cancelled,
+    /// the file's `attn_factor` applied.
     pub(super) fn attn_factor(&self, freq_scale: f32, file: f32) -> f32 {
         let factor = 1.0 / freq_scale;
-        let m = match factor <= 1.0 {
+        let mscale = |m: f32| match factor <= 1.0 {
             true => 1.0,
-            false => 0.1 * factor.ln() + 1.0,
+            false => 0.1 * m * factor.ln() + 1.0,
+        };
+        let m = match self.log_mul {
+            0.0 => mscale(1.0),
+            all_dims => mscale(1.0) / mscale(all_dims),
         };
         m / (1.0 + 0.1 * factor.ln()) * file
     }
@@ -68,7 +77,7 @@ pub(super) fn experts(
     };
     let dense = || width(int("feed_forward_length")?, "feed_forward_length");
     let count = match arch {
-        "llama" | "mistral" | "qwen3moe" => int("expert_count").unwrap_or(0),
+        "llama" | "mistral" | "mistral3" | "qwen3moe" => int("expert_count").unwrap_or(0),
         _ => 0,
     };
     if count == 0 {
