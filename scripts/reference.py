@@ -589,14 +589,14 @@ def archs(dest: Path) -> None:
 # some formats trim), several turns, and none of these.
 CHAT_CONVERSATIONS = [
     [["system", "Be brief."], ["user", "Hi"], ["assistant", " Hello! "],
-     ["user", "Who are you?"]],
+     ["user", "Who are you? "]],
     [["user", " Hi "]],
     [["user", "One"], ["assistant", "1"], ["user", "Two"], ["assistant", "2"],
      ["user", "Three"]],
 ]
 # llama.cpp's names of the formats `generate` writes.
 CHAT_FORMAT_NAMES = ["chatml", "phi4", "llama3", "zephyr", "phi3", "llama2", "llama2-sys",
-                     "mistral-v1", "mistral-v3", "mistral-v3-tekken", "mistral-v7",
+                     "llama2-sys-strip", "mistral-v1", "mistral-v3", "mistral-v3-tekken", "mistral-v7",
                      "mistral-v7-tekken", "gemma", "deepseek3", "granite"]
 
 

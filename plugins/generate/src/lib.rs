@@ -8,7 +8,7 @@
 //! |------------------|-----------|-----------------------------------------------------------|
 //! | `model`          | `smollm2` | the model's name in the node's registry (a GGUF graph)    |
 //! | `tokenizer`      | required  | object id of the model's tokenizer JSON ([`tok::Bpe`])    |
-//! | `template`       | `auto`    | chat format: `chatml`, `llama3`, `phi3`, `phi4`, `zephyr`, `mistral`, `mistral-v3-tekken`, `mistral-v7-tekken`, `llama2`, `gemma`, `deepseek3`, `auto` (from the model's file), or `none` (a base model continues the text) |
+//! | `template`       | `auto`    | chat format: `chatml`, `llama3`, `phi3`, `phi4`, `zephyr`, `mistral`, `mistral-v1`, `mistral-v3`, `mistral-v3-tekken`, `mistral-v7`, `mistral-v7-tekken`, `llama2`, `llama2-sys-strip`, `gemma`, `deepseek3`, `granite`, `auto` (from the model's file), or `none` (a base model continues the text) |
 //! | `max_tokens`     | `128`     | most tokens to generate per request                       |
 //! | `temperature`    | `0`       | 0 is greedy; above, softmax temperature                   |
 //! | `top_p`          | `1.0`     | nucleus sampling: keep the likeliest tokens summing to it |
@@ -70,10 +70,13 @@
 //! Zephyr's (TinyLlama-Chat), `<|{role}|>\n{content}</s>\n` per message then
 //! `<|assistant|>\n` (`phi3`: `<|end|>` for `</s>`), or
 //! `[INST] {user} [/INST]{reply}</s>` (`mistral`; `llama2`
-//! writes a system message in `<<SYS>>` tags; on a Tekken vocab,
-//! `mistral-v3-tekken` and `mistral-v7-tekken` write them without spaces,
-//! the latter with `[SYSTEM_PROMPT]`), or DeepSeek R1's (`deepseek3`:
-//! `<｜User｜>{user}<｜Assistant｜>`), or Gemma's,
+//! writes a system message in `<<SYS>>` tags, `llama2-sys-strip` trims
+//! every message; Mistral's `mistral-v1`, `mistral-v3` (`[INST] {user}[/INST]`)
+//! and `mistral-v7` (with `[SYSTEM_PROMPT]`); on a Tekken vocab,
+//! `mistral-v3-tekken` and `mistral-v7-tekken` write them without spaces),
+//! or DeepSeek R1's (`deepseek3`: `<｜User｜>{user}<｜Assistant｜>`), or IBM
+//! Granite's (`granite`:
+//! `<|start_of_role|>{role}<|end_of_role|>{content}<|end_of_text|>\n`), or Gemma's,
 //! `<start_of_turn>{role}\n{content}<end_of_turn>\n` per message (`model` for
 //! the assistant) then `<start_of_turn>model\n`, as llama.cpp writes them: config
 //! `template`, or `auto`, the default, which reads the format from the chat

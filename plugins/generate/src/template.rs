@@ -9,7 +9,8 @@ use crate::request::{Message, Role};
 /// How messages become a prompt: the chat format the model was tuned on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Template {
-    /// ChatML ([`chatml`]): SmolLM2, Qwen2, Qwen3 and many more.
+    /// ChatML, `<|im_start|>{role}\n{content}<|im_end|>\n` per message, then
+    /// `<|im_start|>assistant\n`: SmolLM2, Qwen2, Qwen3 and many more.
     ChatMl,
     /// Phi-4's (14B; llama.cpp `phi4`): ChatML with `<|im_sep|>` after the
     /// role and no newlines: `<|im_start|>{role}<|im_sep|>{content}<|im_end|>`
@@ -53,8 +54,11 @@ pub(crate) enum Template {
     /// `[SYSTEM_PROMPT]` template on a Tekken vocab.
     MistralV7Tekken,
     /// Llama 2 chat's: Mistral's, with the system message as
-    /// `<<SYS>>\n{system}\n<</SYS>>\n\n`.
+    /// `<<SYS>>\n{system}\n<</SYS>>\n\n` (llama.cpp `llama2-sys`).
     Llama2,
+    /// Llama 2 chat's own template's (llama.cpp `llama2-sys-strip`):
+    /// `llama2` with every message trimmed.
+    Llama2Strip,
     /// Gemma's: `<start_of_turn>{role}\n{content}<end_of_turn>\n` per
     /// message (content trimmed, the assistant's role `model`, a system
     /// message put before the next user message's content), then
@@ -77,7 +81,7 @@ pub(crate) enum Template {
 /// The formats, by config name, with a text only their chat templates
 /// (GGUF `tokenizer.chat_template`) hold, most specific first. The
 /// `[INST]` formats share `[INST]`; [`inst_format`] tells them apart.
-const TEMPLATES: [(&str, Template, &str); 15] = [
+const TEMPLATES: [(&str, Template, &str); 16] = [
     ("phi4", Template::Phi4, "<|im_sep|>"),
     ("chatml", Template::ChatMl, "<|im_start|>"),
     ("gemma", Template::Gemma, "<start_of_turn>"),
@@ -85,6 +89,7 @@ const TEMPLATES: [(&str, Template, &str); 15] = [
     ("phi3", Template::Phi3, "<|end|>"),
     ("zephyr", Template::Zephyr, "<|assistant|>"),
     ("llama2", Template::Llama2, "<<SYS>>"),
+    ("llama2-sys-strip", Template::Llama2Strip, "<<SYS>>"),
     (
         "mistral-v7-tekken",
         Template::MistralV7Tekken,
@@ -147,6 +152,14 @@ impl Turns {
 }
 
 impl Template {
+    /// Its config name.
+    fn name(self) -> &'static str {
+        match TEMPLATES.iter().find(|&&(_, t, _)| t == self) {
+            Some((name, ..)) => name,
+            None => "none",
+        }
+    }
+
     /// Config `template`: a name of [`TEMPLATES`] or `auto` (the default:
     /// from the model's chat template, if its file has one, else Llama 3's
     /// when the vocab has its header tokens, else ChatML), checked against
@@ -171,7 +184,8 @@ impl Template {
                         | Template::MistralV3Tekken
                         | Template::MistralV7
                         | Template::MistralV7Tekken
-                        | Template::Llama2 => inst_format(jinja, tekken),
+                        | Template::Llama2
+                        | Template::Llama2Strip => inst_format(jinja, tekken),
                         t => t,
                     })
                 });
@@ -201,7 +215,8 @@ impl Template {
             | Template::Mistral
             | Template::MistralV1
             | Template::MistralV3
-            | Template::Llama2 => &["</s>"],
+            | Template::Llama2
+            | Template::Llama2Strip => &["</s>"],
             Template::MistralV3Tekken => &["[INST]", "[/INST]", "</s>"],
             Template::DeepSeek3 => &["<｜User｜>", "<｜Assistant｜>", "<｜end▁of▁sentence｜>"],
             Template::Granite => &["<|start_of_role|>", "<|end_of_role|>", "<|end_of_text|>"],
@@ -213,8 +228,9 @@ impl Template {
         };
         match needs.iter().find(|t| !has(t)) {
             Some(missing) => Err(format!(
-                "the tokenizer has no `{missing}` token, which the {template:?} chat template needs: \
+                "the tokenizer has no `{missing}` token, which the `{}` chat template needs: \
                  is this a chat (instruct) model? Set `template` to its format ({})",
+                template.name(),
                 names()
             )),
             None => Ok(template),
@@ -224,13 +240,13 @@ impl Template {
     /// How the format lays messages out, as llama.cpp writes it
     /// (`llm_chat_apply_template`).
     fn layout(self) -> Layout {
-        let inst = |open, system, close, reply, trim_reply| {
+        let inst = |open, system, close, reply, trim| {
             Layout::Inst(Inst {
                 open,
                 system,
                 close,
                 reply,
-                trim_reply,
+                trim,
             })
         };
         Layout::Turns(match self {
@@ -297,16 +313,26 @@ impl Template {
                     "<|end_of_text|>\n",
                 ),
             ]),
-            // llama.cpp's `llama2`, `llama2-sys`, `mistral-v1`, `-v3` and
-            // `-v3-tekken`.
-            Template::Mistral => return inst("[INST] ", ("", "\n"), " [/INST]", "", false),
-            Template::Llama2 => {
+            // llama.cpp's `llama2`, `llama2-sys`, `llama2-sys-strip`,
+            // `mistral-v1`, `-v3` and `-v3-tekken`.
+            Template::Mistral => return inst("[INST] ", ("", "\n"), " [/INST]", "", Trim::None),
+            Template::Llama2 | Template::Llama2Strip => {
                 let system = ("<<SYS>>\n", "\n<</SYS>>\n\n");
-                return inst("[INST] ", system, " [/INST]", "", false);
+                let trim = match self {
+                    Template::Llama2Strip => Trim::All,
+                    _ => Trim::None,
+                };
+                return inst("[INST] ", system, " [/INST]", "", trim);
             }
-            Template::MistralV1 => return inst(" [INST] ", ("", "\n\n"), " [/INST]", " ", false),
-            Template::MistralV3 => return inst("[INST] ", ("", "\n\n"), "[/INST]", " ", true),
-            Template::MistralV3Tekken => return inst("[INST]", ("", "\n\n"), "[/INST]", "", false),
+            Template::MistralV1 => {
+                return inst(" [INST] ", ("", "\n\n"), " [/INST]", " ", Trim::None);
+            }
+            Template::MistralV3 => {
+                return inst("[INST] ", ("", "\n\n"), "[/INST]", " ", Trim::Replies);
+            }
+            Template::MistralV3Tekken => {
+                return inst("[INST]", ("", "\n\n"), "[/INST]", "", Trim::None);
+            }
             Template::Gemma => return Layout::Gemma,
             Template::Plain => return Layout::Plain,
         })
@@ -347,10 +373,11 @@ impl Template {
                         }
                     };
                     prompt.push_str(open);
-                    if inst.trim_reply && m.role == Role::Assistant {
-                        prompt.push_str(m.content.trim());
-                    } else {
-                        prompt.push_str(&m.content);
+                    match (inst.trim, m.role) {
+                        (Trim::All, _) | (Trim::Replies, Role::Assistant) => {
+                            prompt.push_str(m.content.trim());
+                        }
+                        _ => prompt.push_str(&m.content),
                     }
                     prompt.push_str(close);
                 }
@@ -387,9 +414,12 @@ impl Template {
 }
 
 /// The `[INST]` format of a chat template, told apart as llama.cpp's
-/// `llm_chat_detect_template` does, except that on a Tekken vocab the
-/// turns are written without spaces (v3-tekken, v7-tekken) whatever the
-/// template's quoting.
+/// `llm_chat_detect_template` does, except that the Tekken formats (no
+/// spaces: v3-tekken, v7-tekken) go by the vocab, not the template's
+/// quoting (llama.cpp takes a `"[INST]"` template on another vocab for
+/// v3-tekken), and that a template with `bos_token + '[INST]` and without
+/// `content.strip()` gets `llama2`, where llama.cpp writes `<s>` before
+/// each later turn (`llama2-sys-bos`).
 fn inst_format(jinja: &str, tekken: bool) -> Template {
     if jinja.contains("[SYSTEM_PROMPT]") {
         return if tekken {
@@ -409,11 +439,23 @@ fn inst_format(jinja: &str, tekken: bool) -> Template {
             Template::MistralV3
         };
     }
-    if jinja.contains("<<SYS>>") {
+    if jinja.contains("content.strip()") {
+        Template::Llama2Strip
+    } else if jinja.contains("<<SYS>>") {
         Template::Llama2
     } else {
         Template::Mistral
     }
+}
+
+/// Which contents an [`Inst`] format trims.
+#[derive(Debug, Clone, Copy)]
+enum Trim {
+    None,
+    /// The assistant's (Mistral v3's).
+    Replies,
+    /// Every message's (Llama 2 chat's own template's).
+    All,
 }
 
 /// How an `[INST]` format writes a conversation: a turn opens before the
@@ -428,8 +470,8 @@ struct Inst {
     close: &'static str,
     /// What goes before a reply (which ends with `</s>`).
     reply: &'static str,
-    /// Whether replies are trimmed (v3's).
-    trim_reply: bool,
+    /// Which contents are trimmed.
+    trim: Trim,
 }
 
 /// The ChatML prompt of `messages` (for tests).
@@ -654,6 +696,11 @@ mod tests {
             ("llama-bpe", official_v1, Template::MistralV1),
             ("llama-bpe", official_v3, Template::MistralV3),
             ("llama-bpe", llama2, Template::Llama2),
+            (
+                "llama-bpe",
+                "{{ bos_token + '[INST] ' + content.strip() + ' [/INST]' }}",
+                Template::Llama2Strip,
+            ),
         ] {
             let got = Template::from_config(&auto, &vocab(pre, jinja)).unwrap();
             assert_eq!(got, want, "{pre}: {jinja}");
@@ -706,6 +753,7 @@ mod tests {
         let config = Config::from_iter([("template", "deepseek3")]);
         let err = Template::from_config(&config, &vocab(&["<|im_start|>"])).unwrap_err();
         assert!(err.contains("no `<｜User｜>` token"), "{err}");
+        assert!(err.contains("the `deepseek3` chat template"), "{err}");
     }
 
     /// Phi-4's format, as llama.cpp writes it (`LLM_CHAT_TEMPLATE_PHI_4`).
@@ -773,7 +821,9 @@ mod tests {
             }
             checked.push(llama_cpp);
         }
-        assert_eq!(checked.len(), TEMPLATES.len() - 1);
+        // Every format of the reference is one of weft's (or Zephyr's).
+        let formats = reference["formats"].as_array().unwrap();
+        assert_eq!(formats.len(), checked.len() + 1, "{checked:?}");
     }
 
     /// IBM Granite 3's and 4's format, as llama.cpp writes it

@@ -12,7 +12,7 @@
 //! through memory in order. The AVX2 copy gives the same bits as the
 //! portable one ([`tests`]).
 
-use crate::quant::{extend_f16, extend_rounded_f16, f16_to_f32};
+use crate::quant::{extend_f16, extend_rounded_f16, f16_to_f32, round_f16_in_place};
 use crate::simd::{self, wide_fn};
 
 /// Lanes of a query-key dot.
@@ -47,8 +47,9 @@ pub(super) struct Head<'a> {
 
 /// The query heads `qs` of one KV head's group (`hd` values each) over
 /// the first `seen` positions of `cache`, each added into its `hd` values
-/// of `o` (as long as `qs`), the scores scaled by `scale` (then soft-capped
-/// at `softcap`, Gemma 2's, unless 0). The group's
+/// of `o` (as long as `qs`), the queries multiplied by `warm` before they
+/// are rounded (Mistral 3's temperature; 1 elsewhere), the scores scaled by
+/// `scale` (then soft-capped at `softcap`, Gemma 2's, unless 0). The group's
 /// heads share each pass over the keys: a key is loaded and widened once
 /// for up to three heads (grouped-query attention's point, which a head at
 /// a time gave away).
@@ -57,7 +58,7 @@ pub(super) fn attend(
     hd: usize,
     cache: Head<'_>,
     seen: usize,
-    (scale, softcap): (f32, f32),
+    (scale, softcap, warm): (f32, f32, f32),
     o: &mut [f32],
 ) {
     assert!(hd > 0 && qs.len().is_multiple_of(hd), "whole heads");
@@ -70,8 +71,11 @@ pub(super) fn attend(
         "a cache that short"
     );
     let heads = qs.len() / hd;
-    let mut q = Vec::with_capacity(qs.len());
-    extend_rounded_f16(&mut q, qs);
+    let mut q = qs.to_vec();
+    if warm != 1.0 {
+        q.iter_mut().for_each(|x| *x *= warm);
+    }
+    round_f16_in_place(&mut q);
     // Head by head, `seen` scores each.
     let mut scores = vec![0f32; heads * seen];
     #[cfg(target_arch = "x86_64")]
@@ -392,7 +396,7 @@ mod tests {
                 let cache = Head { k: &k[1], v: &v[1] };
                 let scale = 1.0 / (hd as f32).sqrt();
                 let mut o = vec![0f32; hd];
-                attend(&qh, hd, cache, seen, (scale, 0.0), &mut o);
+                attend(&qh, hd, cache, seen, (scale, 0.0, 1.0), &mut o);
                 let want = reference(&qh, cache, seen, scale);
                 for (i, (&got, &want)) in o.iter().zip(&want).enumerate() {
                     assert!(
@@ -447,10 +451,10 @@ mod tests {
                     let qs = data(group * hd, 23 + group as u32);
                     let scale = 0.125;
                     let mut together = vec![0.25f32; group * hd];
-                    attend(&qs, hd, cache, seen, (scale, 0.0), &mut together);
+                    attend(&qs, hd, cache, seen, (scale, 0.0, 1.0), &mut together);
                     let mut alone = vec![0.25f32; group * hd];
                     for (qh, o) in qs.chunks_exact(hd).zip(alone.chunks_exact_mut(hd)) {
-                        attend(qh, hd, cache, seen, (scale, 0.0), o);
+                        attend(qh, hd, cache, seen, (scale, 0.0, 1.0), o);
                     }
                     assert_eq!(together, alone, "hd {hd}, {seen} seen, {group} heads");
                 }

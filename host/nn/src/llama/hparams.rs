@@ -282,8 +282,9 @@ impl HParams {
         }
         let rope_base = float("rope.freq_base").unwrap_or(10_000.0);
         let gemma_swa = Gemma::read(arch, layers, info, rope_base, rope_freq_scale)?;
-        // Every YaRN's original window (its `n_ctx_orig_yarn`), as llama.cpp
-        // takes it for the temperature's steps.
+        // The temperature's step: YaRN's original window
+        // (`n_ctx_orig_yarn`: the file's, else the trained context), as
+        // llama.cpp takes it.
         let attn_temp = match float("attention.temperature_scale").filter(|&t| t != 0.0) {
             Some(t) if arch == "mistral3" => {
                 let every = match int("rope.scaling.original_context_length") {

@@ -172,17 +172,9 @@ fn attention_together(
         };
         // (`attend` adds; `out` holds the last layer's.)
         og.fill(0.0);
-        let scores = (hp.attn_scale, hp.attn_softcap);
-        // Mistral 3's temperature multiplies the query before it is
-        // rounded, as in llama.cpp.
-        let warmed: Vec<f32>;
-        let qg = match hp.attn_temperature(seen - 1) {
-            1.0 => qg,
-            t => {
-                warmed = qg.iter().map(|x| x * t).collect();
-                &warmed
-            }
-        };
+        // (Mistral 3's temperature warms the query at its position.)
+        let warm = hp.attn_temperature(seen - 1);
+        let scores = (hp.attn_scale, hp.attn_softcap, warm);
         attend::attend(qg, hd, cache, seen - from, scores, og);
     });
 }
