@@ -1,0 +1,415 @@
+//! The chat formats against llama.cpp's renderings and the vocabularies
+//! `auto` reads them from.
+
+use serde_json::json;
+
+use super::*;
+
+fn vocab(tokens: &[&str]) -> Bpe {
+    let json = json!({"tokens": tokens, "merges": [], "pre": "llama-bpe", "bos_id": 0});
+    Bpe::from_json(json.to_string().as_bytes()).unwrap()
+}
+
+/// Llama 3's format, as llama.cpp writes it (`llm_chat_apply_template`,
+/// LLAMA_3): contents trimmed, BOS from the tokenizer.
+#[test]
+fn llama3_prompts_have_headers_and_end_of_turn_tokens() {
+    let messages = [
+        Message {
+            role: Role::System,
+            content: "Be brief. ".into(),
+        },
+        Message {
+            role: Role::User,
+            content: "Hi".into(),
+        },
+    ];
+    assert_eq!(
+        Template::Llama3.render(&messages),
+        "<|start_header_id|>system<|end_header_id|>\n\nBe brief.<|eot_id|>\
+         <|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>\
+         <|start_header_id|>assistant<|end_header_id|>\n\n"
+    );
+    let bpe = vocab(&[
+        "<|begin_of_text|>",
+        "<|start_header_id|>",
+        "<|end_header_id|>",
+        "<|eot_id|>",
+    ]);
+    let ids = encode_prompt(&bpe, Template::Llama3, &messages[1..]);
+    assert_eq!(ids[..2], [0, 1], "BOS, then the first header");
+}
+
+#[test]
+fn the_template_follows_the_vocab_or_the_config() {
+    let llama3 = vocab(&["<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"]);
+    let chatml = vocab(&["<|im_start|>", "<|im_end|>"]);
+    let config = |t: &str| Config::from_iter([("template", t)]);
+    let auto = Config::default();
+    assert_eq!(
+        Template::from_config(&auto, &llama3).unwrap(),
+        Template::Llama3
+    );
+    assert_eq!(
+        Template::from_config(&auto, &chatml).unwrap(),
+        Template::ChatMl
+    );
+    assert_eq!(
+        Template::from_config(&config("chatml"), &chatml).unwrap(),
+        Template::ChatMl
+    );
+    let err = Template::from_config(&config("chatml"), &llama3).unwrap_err();
+    assert!(err.contains("no `<|im_start|>` token"), "{err}");
+    let err = Template::from_config(&config("llama3"), &chatml).unwrap_err();
+    assert!(err.contains("no `<|start_header_id|>` token"), "{err}");
+    let err = Template::from_config(&config("gemini"), &chatml).unwrap_err();
+    assert!(
+        err.contains("`template` is `gemini`") && err.contains("`zephyr`"),
+        "{err}"
+    );
+    let err = Template::from_config(&config("gemma"), &chatml).unwrap_err();
+    assert!(err.contains("no `<start_of_turn>` token"), "{err}");
+    let err = Template::from_config(&config("mistral"), &chatml).unwrap_err();
+    assert!(err.contains("no `</s>` token"), "{err}");
+    let err = Template::from_config(&config("phi4"), &chatml).unwrap_err();
+    assert!(err.contains("no `<|im_sep|>` token"), "{err}");
+    // The file's chat template decides first.
+    let with_template = |jinja: &str| {
+        let json = json!({"tokens": ["</s>", "<|im_start|>", "<|im_end|>", "<|user|>", "<|assistant|>", "<|end|>", "<|im_sep|>"], "merges": [],
+                          "chat_template": jinja});
+        Bpe::from_json(json.to_string().as_bytes()).unwrap()
+    };
+    for (jinja, want) in [
+        (
+            "{{ '<|user|>\\n' + message['content'] + eos_token }}{{ '<|assistant|>' }}",
+            Template::Zephyr,
+        ),
+        (
+            "{{ bos_token + '[INST] ' + message['content'] + ' [/INST]' }}",
+            Template::Mistral,
+        ),
+        (
+            "{{'<|user|>\\n' + message['content'] + '<|end|>\\n'}}{{ '<|assistant|>\\n' }}",
+            Template::Phi3,
+        ),
+        (
+            "[INST] <<SYS>>\\n' + system_message + '\\n<</SYS>>",
+            Template::Llama2,
+        ),
+        (
+            "{{'<|im_start|>' + message['role'] + '\\n'}}",
+            Template::ChatMl,
+        ),
+        (
+            "{{'<|im_start|>' + message['role'] + '<|im_sep|>'}}",
+            Template::Phi4,
+        ),
+        ("{{ something else }}", Template::ChatMl),
+    ] {
+        let bpe = with_template(jinja);
+        assert_eq!(Template::from_config(&auto, &bpe).unwrap(), want, "{jinja}");
+    }
+}
+
+fn conversation() -> Vec<Message> {
+    let m = |role, content: &str| Message {
+        role,
+        content: content.into(),
+    };
+    vec![
+        m(Role::System, "Be brief."),
+        m(Role::User, "Hi"),
+        m(Role::Assistant, "Hello!"),
+        m(Role::User, "Who are you?"),
+    ]
+}
+
+/// Gemma's format, as llama.cpp writes it (`LLM_CHAT_TEMPLATE_GEMMA`):
+/// no system role (its message goes before the next user message's
+/// content), `model` for the assistant, contents trimmed.
+#[test]
+fn gemma_prompts_have_turns_and_no_system_role() {
+    let messages = [
+        Message {
+            role: Role::System,
+            content: " Be brief. ".into(),
+        },
+        Message {
+            role: Role::User,
+            content: "Hi ".into(),
+        },
+        Message {
+            role: Role::Assistant,
+            content: "Hello!".into(),
+        },
+        Message {
+            role: Role::User,
+            content: "And you?".into(),
+        },
+    ];
+    assert_eq!(
+        Template::Gemma.render(&messages),
+        "<start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n\
+         <start_of_turn>model\nHello!<end_of_turn>\n\
+         <start_of_turn>user\nAnd you?<end_of_turn>\n\
+         <start_of_turn>model\n"
+    );
+    // Its turn markers are control tokens, as in Gemma's files.
+    let json = json!({"tokens": ["<bos>", "<start_of_turn>", "<end_of_turn>"], "merges": [],
+                      "token_types": [3, 3, 3], "bos_id": 0, "add_bos": true,
+                      "chat_template": "{{ '<start_of_turn>' + role + '\\n' }}"});
+    let gemma = Bpe::from_json(json.to_string().as_bytes()).unwrap();
+    assert_eq!(
+        Template::from_config(&Config::default(), &gemma).unwrap(),
+        Template::Gemma
+    );
+    let ids = encode_prompt(&gemma, Template::Gemma, &messages[1..2]);
+    assert_eq!(ids[..2], [0, 1], "BOS, then the first turn: {ids:?}");
+}
+
+/// Mistral's Tekken formats, as llama.cpp writes them
+/// (`mistral-v3-tekken`, `mistral-v7-tekken`), and `auto` picking them
+/// on a Tekken vocab only (a SentencePiece Mistral keeps the spaced
+/// `[INST]`).
+#[test]
+fn mistral_tekken_prompts_have_no_spaces() {
+    assert_eq!(
+        Template::MistralV3Tekken.render(&conversation()),
+        "[INST]Be brief.\n\nHi[/INST]Hello!</s>[INST]Who are you?[/INST]"
+    );
+    assert_eq!(
+        Template::MistralV7Tekken.render(&conversation()),
+        "[SYSTEM_PROMPT]Be brief.[/SYSTEM_PROMPT][INST]Hi[/INST]Hello!</s>\
+         [INST]Who are you?[/INST]"
+    );
+    let vocab = |pre: &str, jinja: &str| {
+        let tokens = ["</s>", "[INST]", "[/INST]", "[SYSTEM_PROMPT]"];
+        let json = json!({"tokens": tokens, "merges": [], "pre": pre, "chat_template": jinja});
+        Bpe::from_json(json.to_string().as_bytes()).unwrap()
+    };
+    let auto = Config::default();
+    let v3 = "{{ '[INST]' + message['content'] + '[/INST]' }}";
+    let v7 = "{{ '[SYSTEM_PROMPT]' + system_message + '[/SYSTEM_PROMPT]' }}{{ '[INST]' }}";
+    // Mistral's official templates, told apart as llama.cpp does.
+    let official_v1 = "{{ ' [INST] ' + system_message + message['content'] }}";
+    let official_v3 = "{{ '[AVAILABLE_TOOLS]' }}{{ '[INST] ' + message['content'] + '[/INST]' }}";
+    let llama2 = "{{ '[INST] <<SYS>>\\n' + system_message + '\\n<</SYS>>' }}";
+    for (pre, jinja, want) in [
+        ("tekken", v3, Template::MistralV3Tekken),
+        ("tekken", v7, Template::MistralV7Tekken),
+        ("tekken", official_v3, Template::MistralV3Tekken),
+        ("llama-bpe", v3, Template::Mistral),
+        ("llama-bpe", v7, Template::MistralV7),
+        ("llama-bpe", official_v1, Template::MistralV1),
+        ("llama-bpe", official_v3, Template::MistralV3),
+        ("llama-bpe", llama2, Template::Llama2),
+        (
+            "llama-bpe",
+            "{{ bos_token + '[INST] ' + content.strip() + ' [/INST]' }}",
+            Template::Llama2Strip,
+        ),
+    ] {
+        let got = Template::from_config(&auto, &vocab(pre, jinja)).unwrap();
+        assert_eq!(got, want, "{pre}: {jinja}");
+    }
+    let chatml = vocab("tekken", "");
+    let config = Config::from_iter([("template", "mistral-v7-tekken")]);
+    assert_eq!(
+        Template::from_config(&config, &chatml).unwrap(),
+        Template::MistralV7Tekken
+    );
+    let bare = Bpe::from_json(br#"{"tokens": ["</s>"], "merges": []}"#).unwrap();
+    let config = Config::from_iter([("template", "mistral-v3-tekken")]);
+    let err = Template::from_config(&config, &bare).unwrap_err();
+    assert!(err.contains("no `[INST]` token"), "{err}");
+    // A Tekken vocab without Mistral's control tokens is refused, not
+    // prompted with text it was never tuned on.
+    let json = json!({"tokens": ["</s>"], "merges": [], "pre": "tekken", "chat_template": v3});
+    let plain = Bpe::from_json(json.to_string().as_bytes()).unwrap();
+    let err = Template::from_config(&auto, &plain).unwrap_err();
+    assert!(err.contains("no `[INST]` token"), "{err}");
+    let with_system = vocab("tekken", v7);
+    let config = Config::from_iter([("template", "mistral-v7-tekken")]);
+    assert!(Template::from_config(&config, &with_system).is_ok());
+    let json = json!({"tokens": ["</s>", "[INST]", "[/INST]"], "merges": [], "pre": "tekken"});
+    let no_system = Bpe::from_json(json.to_string().as_bytes()).unwrap();
+    let err = Template::from_config(&config, &no_system).unwrap_err();
+    assert!(err.contains("no `[SYSTEM_PROMPT]` token"), "{err}");
+}
+
+/// DeepSeek V3's and R1's format, as llama.cpp writes it
+/// (`LLM_CHAT_TEMPLATE_DEEPSEEK_3`), picked from the file's template.
+#[test]
+fn deepseek3_prompts_have_user_and_assistant_markers() {
+    assert_eq!(
+        Template::DeepSeek3.render(&conversation()),
+        "Be brief.\n\n<｜User｜>Hi<｜Assistant｜>Hello!<｜end▁of▁sentence｜>\
+         <｜User｜>Who are you?<｜Assistant｜>"
+    );
+    let tokens = ["<｜User｜>", "<｜Assistant｜>", "<｜end▁of▁sentence｜>"];
+    let jinja = "{{'<｜User｜>' + message['content']}}{{'<｜Assistant｜>'}}";
+    let json = json!({"tokens": tokens, "merges": [], "chat_template": jinja});
+    let bpe = Bpe::from_json(json.to_string().as_bytes()).unwrap();
+    let auto = Config::default();
+    assert_eq!(
+        Template::from_config(&auto, &bpe).unwrap(),
+        Template::DeepSeek3
+    );
+    let err = Template::from_config(&auto, &vocab(&["<|im_start|>"])).unwrap_err();
+    assert!(err.contains("no `<|im_end|>` token"), "{err}");
+    let config = Config::from_iter([("template", "deepseek3")]);
+    let err = Template::from_config(&config, &vocab(&["<|im_start|>"])).unwrap_err();
+    assert!(err.contains("no `<｜User｜>` token"), "{err}");
+    assert!(err.contains("the `deepseek3` chat template"), "{err}");
+}
+
+/// Phi-4's format, as llama.cpp writes it (`LLM_CHAT_TEMPLATE_PHI_4`).
+#[test]
+fn phi4_prompts_separate_the_role_with_im_sep() {
+    assert_eq!(
+        Template::Phi4.render(&conversation()),
+        "<|im_start|>system<|im_sep|>Be brief.<|im_end|>\
+         <|im_start|>user<|im_sep|>Hi<|im_end|>\
+         <|im_start|>assistant<|im_sep|>Hello!<|im_end|>\
+         <|im_start|>user<|im_sep|>Who are you?<|im_end|>\
+         <|im_start|>assistant<|im_sep|>"
+    );
+}
+
+/// Every format writes conversations as llama.cpp does
+/// (`llama_chat_apply_template`, through `scripts/reference.py --only
+/// chat`): system messages, replies with spaces around them, several
+/// turns. Zephyr's alone differs: weft ends its turns with `</s>`, as
+/// TinyLlama's template does (checked over HTTP against it), where
+/// llama.cpp's built-in writes `<|endoftext|>`.
+#[test]
+fn every_format_writes_conversations_as_llama_cpp_does() {
+    let reference: serde_json::Value = serde_json::from_str(include_str!(
+        "../../../../host/nn/tests/data/chat_formats_reference.json"
+    ))
+    .unwrap();
+    let conversations: Vec<Vec<Message>> = reference["conversations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            let c = c.as_array().unwrap();
+            c.iter()
+                .map(|m| Message {
+                    role: serde_json::from_value(m[0].clone()).unwrap(),
+                    content: m[1].as_str().unwrap().into(),
+                })
+                .collect()
+        })
+        .collect();
+    let mut checked = Vec::new();
+    for (name, template, _) in TEMPLATES {
+        let llama_cpp = match name {
+            "zephyr" => continue,
+            "mistral" => "llama2",
+            "llama2" => "llama2-sys",
+            name => name,
+        };
+        let format = reference["formats"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["name"] == llama_cpp)
+            .unwrap_or_else(|| panic!("no llama.cpp reference for {llama_cpp}"));
+        for (messages, want) in conversations
+            .iter()
+            .zip(format["texts"].as_array().unwrap())
+        {
+            assert_eq!(
+                template.render(messages),
+                want.as_str().unwrap(),
+                "{name} (llama.cpp `{llama_cpp}`)"
+            );
+        }
+        checked.push(llama_cpp);
+    }
+    // Every format of the reference is one of weft's (or Zephyr's).
+    let formats = reference["formats"].as_array().unwrap();
+    assert_eq!(formats.len(), checked.len() + 1, "{checked:?}");
+}
+
+/// IBM Granite 3's and 4's format, as llama.cpp writes it
+/// (`LLM_CHAT_TEMPLATE_GRANITE_3_X`), picked from the file's template
+/// and refused on a vocab without its role tokens.
+#[test]
+fn granite_prompts_have_role_markers() {
+    assert_eq!(
+        Template::Granite.render(&conversation()),
+        "<|start_of_role|>system<|end_of_role|>Be brief.<|end_of_text|>\n\
+         <|start_of_role|>user<|end_of_role|>Hi<|end_of_text|>\n\
+         <|start_of_role|>assistant<|end_of_role|>Hello!<|end_of_text|>\n\
+         <|start_of_role|>user<|end_of_role|>Who are you?<|end_of_text|>\n\
+         <|start_of_role|>assistant<|end_of_role|>"
+    );
+    let tokens = ["<|end_of_text|>", "<|start_of_role|>", "<|end_of_role|>"];
+    let jinja = "{{- '<|start_of_role|>' + message['role'] + '<|end_of_role|>' }}";
+    let json = json!({"tokens": tokens, "merges": [], "chat_template": jinja});
+    let bpe = Bpe::from_json(json.to_string().as_bytes()).unwrap();
+    let auto = Config::default();
+    assert_eq!(
+        Template::from_config(&auto, &bpe).unwrap(),
+        Template::Granite
+    );
+    let json = json!({"tokens": &tokens[1..], "merges": [], "chat_template": jinja});
+    let bpe = Bpe::from_json(json.to_string().as_bytes()).unwrap();
+    let err = Template::from_config(&auto, &bpe).unwrap_err();
+    assert!(err.contains("no `<|end_of_text|>` token"), "{err}");
+}
+
+/// The formats of SentencePiece chat models, as llama.cpp writes them
+/// (`llm_chat_apply_template`: ZEPHYR with TinyLlama's end token; LLAMA_2
+/// and its `<<SYS>>` variant).
+#[test]
+fn zephyr_mistral_and_llama2_prompts() {
+    let messages = conversation();
+    assert_eq!(
+        Template::Zephyr.render(&messages),
+        "<|system|>\nBe brief.</s>\n<|user|>\nHi</s>\n<|assistant|>\nHello!</s>\n\
+         <|user|>\nWho are you?</s>\n<|assistant|>\n"
+    );
+    assert_eq!(
+        Template::Mistral.render(&messages),
+        "[INST] Be brief.\nHi [/INST]Hello!</s>[INST] Who are you? [/INST]"
+    );
+    assert_eq!(
+        Template::Llama2.render(&messages),
+        "[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\nHi [/INST]Hello!</s>[INST] Who are you? [/INST]"
+    );
+    assert_eq!(
+        Template::Mistral.render(&messages[1..2]),
+        "[INST] Hi [/INST]"
+    );
+    assert_eq!(
+        Template::Phi3.render(&messages[1..2]),
+        "<|user|>\nHi<|end|>\n<|assistant|>\n"
+    );
+}
+
+/// `template=none`: a base model continues the text itself, whatever
+/// its vocab holds.
+#[test]
+fn no_template_sends_the_text_itself() {
+    let messages = conversation();
+    assert_eq!(
+        Template::Plain.render(&messages[1..2]),
+        "Hi",
+        "a bare prompt as it is"
+    );
+    assert_eq!(
+        Template::Plain.render(&messages),
+        "Be brief.\nHi\nHello!\nWho are you?"
+    );
+    let base = vocab(&["a"]);
+    let none = Config::from_iter([("template", "none")]);
+    assert_eq!(
+        Template::from_config(&none, &base).unwrap(),
+        Template::Plain
+    );
+    let err = Template::from_config(&Config::default(), &base).unwrap_err();
+    assert!(err.contains("`none` for a base model"), "{err}");
+}
