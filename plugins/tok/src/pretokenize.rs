@@ -4,9 +4,10 @@
 //! step, and those of Llama 3's (and Qwen2's, DBRX's), following its
 //! `unicode_regex_split_custom_llama3`, and of GPT-4o's and Tekken's, whose
 //! words split where their case changes, as llama.cpp's `std::regex` finds
-//! them in its category-collapsed text.
+//! them in its category-collapsed text, and llama.cpp's `default` sequence
+//! of four regexes.
 
-use crate::unicode::Class;
+use crate::unicode::{Class, is_default_punctuation};
 
 /// Which pre-tokenizer a vocabulary was trained with.
 ///
@@ -22,6 +23,13 @@ use crate::unicode::Class;
 pub enum PreTokenizer {
     /// The GPT-2 regex alone (llama.cpp `gpt2`).
     Gpt2,
+    /// llama.cpp's `default`, what it runs for a byte-level GGUF without
+    /// `tokenizer.ggml.pre` (files converted before it named
+    /// pre-tokenizers): four regexes, each splitting the pieces of the one
+    /// before. Runs of punctuation (`[\p{P}\$\+<=>\^~\|]+`: every ASCII
+    /// symbol but `` ` ``) apart from the rest, the GPT-2 regex, runs of
+    /// `\p{N}` apart, then ASCII digits in threes (`[0-9][0-9][0-9]`).
+    Default,
     /// Every `\p{N}` character on its own first, then the GPT-2 regex on the text
     /// between (llama.cpp `smollm`, also StarCoder's; HF
     /// `Digits(individual_digits)` then `ByteLevel`).
@@ -66,10 +74,12 @@ impl PreTokenizer {
     /// ```
     pub fn from_name(name: &str) -> Option<Self> {
         match name {
-            "gpt2" | "gpt-2" | "default" | "mpt" | "olmo" | "jais" | "trillion" | "phi-2"
-            | "exaone4" | "a.x-4.0" | "mellum" | "gigachat" | "modern-bert" | "roberta-bpe"
-            | "jina-es" | "jina-de" | "jina-v1-en" | "jina-v2-es" | "jina-v2-de"
-            | "jina-v2-code" => Some(PreTokenizer::Gpt2),
+            "default" => Some(PreTokenizer::Default),
+            "gpt2" | "gpt-2" | "mpt" | "olmo" | "jais" | "trillion" | "phi-2" | "exaone4"
+            | "a.x-4.0" | "mellum" | "gigachat" | "modern-bert" | "roberta-bpe" | "jina-es"
+            | "jina-de" | "jina-v1-en" | "jina-v2-es" | "jina-v2-de" | "jina-v2-code" => {
+                Some(PreTokenizer::Gpt2)
+            }
             "smollm" | "starcoder" | "refact" | "command-r" | "codeshell" | "exaone"
             | "minerva-7b" | "mellum2" => Some(PreTokenizer::SmolLm),
             "llama3" | "llama-v3" | "llama-bpe" | "falcon3" | "falcon-h1" | "pixtral"
@@ -111,6 +121,7 @@ impl PreTokenizer {
         let mut pieces = Vec::new();
         match self {
             PreTokenizer::Gpt2 => split_gpt2(text, &mut pieces),
+            PreTokenizer::Default => split_default(text, &mut pieces),
             PreTokenizer::SmolLm => {
                 let mut start = 0;
                 for (at, c) in text.char_indices() {
@@ -291,6 +302,66 @@ fn split_gpt2<'a>(text: &'a str, pieces: &mut Vec<&'a str>) {
     });
 }
 
+/// Appends llama.cpp's `default` pieces of `text` ([`PreTokenizer::Default`])
+/// to `pieces`: as its `unicode_regex_split` runs a sequence of regexes,
+/// each regex's matches and the text between them become the pieces the
+/// next one splits.
+fn split_default<'a>(text: &'a str, pieces: &mut Vec<&'a str>) {
+    let (mut punct, mut gpt2, mut numbers) = (Vec::new(), Vec::new(), Vec::new());
+    split_runs(text, is_default_punctuation, &mut punct);
+    for piece in punct {
+        split_gpt2(piece, &mut gpt2);
+    }
+    for piece in gpt2 {
+        split_runs(piece, char::is_numeric, &mut numbers);
+    }
+    for piece in numbers {
+        split_threes(piece, pieces);
+    }
+}
+
+/// Appends the runs of characters `is` takes in `text`, and the text
+/// between them, to `pieces` (what a regex `[...]+` and the unmatched
+/// text split into).
+fn split_runs<'a>(text: &'a str, is: impl Fn(char) -> bool, pieces: &mut Vec<&'a str>) {
+    let mut start = 0;
+    let mut inside = None;
+    for (at, c) in text.char_indices() {
+        let now = is(c);
+        if inside.is_some_and(|was| was != now) {
+            pieces.push(&text[start..at]);
+            start = at;
+        }
+        inside = Some(now);
+    }
+    if start < text.len() {
+        pieces.push(&text[start..]);
+    }
+}
+
+/// Appends `[0-9][0-9][0-9]`'s matches in `text` (leftmost first), and the
+/// text between them, to `pieces`. (ASCII digits are single bytes, which
+/// no other character's UTF-8 contains.)
+fn split_threes<'a>(text: &'a str, pieces: &mut Vec<&'a str>) {
+    let bytes = text.as_bytes();
+    let (mut start, mut at) = (0, 0);
+    while at + 3 <= bytes.len() {
+        if bytes[at..at + 3].iter().all(u8::is_ascii_digit) {
+            if start < at {
+                pieces.push(&text[start..at]);
+            }
+            pieces.push(&text[at..at + 3]);
+            at += 3;
+            start = at;
+        } else {
+            at += 1;
+        }
+    }
+    if start < text.len() {
+        pieces.push(&text[start..]);
+    }
+}
+
 /// Appends the Llama 3 regex's matches in `text` to `pieces`, with runs of
 /// at most `digits` digits (3 for Llama 3, 1 for Qwen2).
 fn split_llama3<'a>(text: &'a str, digits: usize, pieces: &mut Vec<&'a str>) {
@@ -375,6 +446,40 @@ mod tests {
         assert_eq!(gpt2(" "), [" "]);
         assert_eq!(gpt2(""), Vec::<&str>::new());
         assert_eq!(gpt2("x \t!"), ["x", " ", "\t", "!"]);
+    }
+
+    /// llama.cpp's `default` sequence: punctuation runs first (so a
+    /// contraction's apostrophe splits from its letters, and a space stays
+    /// before them), digits apart, ASCII ones in threes from the left.
+    #[test]
+    fn default_runs_its_four_regexes_in_turn() {
+        let default = |t| PreTokenizer::Default.split(t);
+        assert_eq!(default("it's"), ["it", "'", "s"]);
+        assert_eq!(default("Hello, world!!"), ["Hello", ",", " world", "!!"]);
+        assert_eq!(default("a (b)"), ["a", " ", "(", "b", ")"]);
+        assert_eq!(default("x 1234567"), ["x", " ", "123", "456", "7"]);
+        assert_eq!(default("v2.0.12"), ["v", "2", ".", "0", ".", "12"]);
+        assert_eq!(
+            default("`a`"),
+            ["`", "a", "`"],
+            "a backtick is no punctuation here"
+        );
+        assert_eq!(default("a+=b"), ["a", "+=", "b"]);
+        assert_eq!(
+            default("wait\u{2026} \u{ab}q\u{bb}"),
+            ["wait", "\u{2026}", " ", "\u{ab}", "q", "\u{bb}"]
+        );
+        assert_eq!(
+            default("\u{661}\u{662}\u{663}\u{664}"),
+            ["\u{661}\u{662}\u{663}\u{664}"],
+            "not ASCII: whole"
+        );
+        assert_eq!(default("ab12c"), ["ab", "12", "c"]);
+        assert_eq!(default(""), Vec::<&str>::new());
+        assert_eq!(
+            PreTokenizer::from_name("default"),
+            Some(PreTokenizer::Default)
+        );
     }
 
     #[test]
@@ -462,7 +567,7 @@ mod tests {
     fn pieces_concatenate_back() {
         const POOL: &[char] = &[
             'a', 'Z', 'é', 'ß', '中', '7', '٣', 'Ⅻ', ' ', ' ', '\n', '\t', '\u{A0}', '\'', 's',
-            '!', '-', '😀', '\u{301}', '\u{93E}', '\0',
+            '!', '-', '😀', '\u{301}', '\u{93E}', '\0', '1', '2', '+', '`', '\u{2026}',
         ];
         // A fixed LCG: the same strings on every run.
         let mut state = 0x2545_F491_4F6C_DD1Du64;
@@ -476,6 +581,7 @@ mod tests {
             let text: String = (0..next(24)).map(|_| POOL[next(POOL.len())]).collect();
             for pre in [
                 PreTokenizer::Gpt2,
+                PreTokenizer::Default,
                 PreTokenizer::SmolLm,
                 PreTokenizer::Llama3,
                 PreTokenizer::Qwen2,

@@ -36,6 +36,16 @@ pub(crate) fn is_bert_punctuation(c: char) -> bool {
     c.is_ascii_punctuation() || in_table(tables::PUNCTUATION, c)
 }
 
+/// llama.cpp's `default` pre-tokenizer's first class,
+/// `[\p{P}\$\+<=>\^~\|]+` in its collapsed text: every ASCII symbol but
+/// `` ` ``, and past ASCII category P.
+pub(crate) fn is_default_punctuation(c: char) -> bool {
+    match c.is_ascii() {
+        true => c.is_ascii_punctuation() && c != '`',
+        false => in_table(tables::PUNCTUATION, c),
+    }
+}
+
 /// The CJK ideograph blocks BERT surrounds with spaces, so each is its own word.
 pub(crate) fn is_cjk(c: char) -> bool {
     matches!(

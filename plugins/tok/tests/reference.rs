@@ -205,8 +205,9 @@ fn checks(bpe: &Bpe, model: &TinyModel, prompt: &str) -> Vec<String> {
 }
 
 /// The Llama 3 (`llama-bpe`), Qwen2 (`qwen2`), DBRX (`dbrx`), GPT-4o
-/// (`gpt-4o`) and Tekken (`tekken`) pre-tokenizers, and Llama 3's
-/// whole-piece lookup and BOS, split and merge as llama.cpp does.
+/// (`gpt-4o`), Tekken (`tekken`) and llama.cpp's `default` (a file
+/// without a name) pre-tokenizers, and Llama 3's whole-piece lookup and
+/// BOS, split and merge as llama.cpp does.
 #[test]
 fn pre_tokenizers_match_llama_cpp() {
     let reference: TinyArchs = reference("tiny_archs_reference.json");
@@ -225,7 +226,7 @@ fn pre_tokenizers_match_llama_cpp() {
         report(&model.name, model.tokenizer_checks.len() + 1, failures);
         pres.push(pre.as_str());
     }
-    for pre in ["llama-bpe", "qwen2", "dbrx", "gpt-4o", "tekken"] {
+    for pre in ["llama-bpe", "qwen2", "dbrx", "gpt-4o", "tekken", "default"] {
         assert!(pres.contains(&pre), "{pre} checked");
     }
 }

@@ -7,15 +7,17 @@ use weft_e2e::TestDaemon;
 use super::{put, reference, stream};
 
 /// GGUFs of other decoder families, as a user brings them: uploaded, their
-/// tokenizer (Qwen2's, Llama 3's, DBRX's, GPT-4o's and Tekken's
-/// pre-tokenizers, a SentencePiece vocab) extracted, and the `generate`
+/// tokenizer (Qwen2's, Llama 3's, DBRX's, GPT-4o's, Tekken's and llama.cpp's
+/// `default` pre-tokenizers, a SentencePiece vocab) extracted, and the `generate`
 /// stage on them, with the chat format its file names (`template=auto`:
 /// ChatML, Llama 3's... — the prompt is the one llama.cpp was given,
 /// Zephyr's for `tinyllama`, Phi-3's, whose special tokens swallow the
 /// newline after them, for `phi3`, Gemma's turns for the gemmas, `[INST]`
-/// for the mixture of experts `mixtral`, `[INST]` without spaces for the
+/// for the mixture of experts `mixtral`, ChatML for `qwen2moe`, `[INST]` without spaces for the
 /// Tekken `nemo`, DeepSeek R1's for `r1qwen`, IBM Granite's roles for
-/// `granite3`, Mistral v0.3's `[INST]` without a space before `[/INST]`
+/// `granite3`, the mixture of experts `granitemoe` and `granitenope` (no
+/// rotary embedding, and no pre-tokenizer name: llama.cpp's `default`
+/// regexes), Mistral v0.3's `[INST]` without a space before `[/INST]`
 /// for `mistralv3`, Mistral Small 3's v7-tekken for the Mistral 3
 /// `ministral`), streams llama.cpp's greedy
 /// tokens and says its text. The tiny random models of `scripts/models.py`,
@@ -45,6 +47,9 @@ async fn generate_runs_each_family_and_both_tokenizer_kinds_as_llama_cpp_does() 
         "granite3",
         "mistralv3",
         "ministral",
+        "granitemoe",
+        "granitenope",
+        "qwen2moe",
     ] {
         let case = reference["models"]
             .as_array()

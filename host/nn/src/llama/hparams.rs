@@ -12,11 +12,25 @@ use families::{Gemma, experts};
 /// the decoders that differ from it only in hyperparameters, optional
 /// tensors, (Phi-3) fused products, (Gemma) GELU, post-norms, soft caps
 /// and sliding-window layers, (OLMo 2) norms after each block instead of
-/// before, (Mixtral, Qwen3-MoE) mixtures of experts, and (Mistral 3)
-/// Llama 4's attention temperature.
+/// before, (Mixtral, Qwen2-MoE, Qwen3-MoE, Granite MoE) mixtures of
+/// experts, (Qwen2-MoE, Granite MoE Shared) a shared expert beside them,
+/// and (Mistral 3) Llama 4's attention temperature.
 pub const ARCHITECTURES: &[&str] = &[
-    "llama", "mistral", "mistral3", "granite", "qwen2", "qwen3", "qwen3moe", "phi3", "gemma",
-    "gemma2", "gemma3", "smollm3", "olmo2",
+    "llama",
+    "mistral",
+    "mistral3",
+    "granite",
+    "granitemoe",
+    "qwen2",
+    "qwen2moe",
+    "qwen3",
+    "qwen3moe",
+    "phi3",
+    "gemma",
+    "gemma2",
+    "gemma3",
+    "smollm3",
+    "olmo2",
 ];
 
 /// A LongRoPE file's (Phi-3 128k, Phi-3.5) rotary factors for its original
@@ -31,10 +45,22 @@ pub(crate) struct HParams {
     pub embd: usize,
     /// Width of the feed-forward (of each expert's, in a mixture).
     pub ffn: usize,
-    /// A mixture of experts' (Mixtral's, Qwen3-MoE's): experts per layer,
-    /// and how many of them a token is routed to; 0 for a dense model.
+    /// A mixture of experts' (Mixtral's, Qwen3-MoE's, Granite MoE's):
+    /// experts per layer, and how many of them a token is routed to; 0
+    /// for a dense model.
     pub experts: usize,
     pub experts_used: usize,
+    /// Whether a token's routed experts are weighted by their
+    /// probabilities renormalised to sum to 1 (llama.cpp's `norm_w`), or
+    /// (Qwen2-MoE) as they are.
+    pub experts_renormalised: bool,
+    /// Qwen2-MoE's and Granite MoE Shared's: the width of the expert every
+    /// token goes through beside its routed ones
+    /// (`expert_shared_feed_forward_length`); 0 for none.
+    pub shared_ffn: usize,
+    /// Qwen2-MoE's: the shared expert's output is gated per token, by the
+    /// sigmoid of `ffn_gate_inp_shexp`'s product with its input.
+    pub shared_gate: bool,
     pub layers: usize,
     pub heads: usize,
     pub kv_heads: usize,
@@ -61,7 +87,8 @@ pub(crate) struct HParams {
     /// adjacent values (Llama, whose GGUF weights are permuted for it).
     pub rope_neox: bool,
     /// SmolLM3's: every `no_rope_every`th layer has no rotary embedding
-    /// (its queries and keys carry no position); 0 for none.
+    /// (its queries and keys carry no position); 0 for none, 1 for no
+    /// layer rotating (Granite's `rope.scaling.finetuned` false).
     pub no_rope_every: usize,
     pub rms_eps: f32,
     /// The window: the file's `context_length`, or for LongRoPE its
@@ -210,8 +237,12 @@ impl HParams {
         };
         let longrope = info.tensor(LONGROPE_SHORT).is_some();
         let trained = int("context_length").unwrap_or(2048);
-        let context = match int("rope.scaling.original_context_length") {
-            Ok(original) if longrope && original > 0 => trained.min(original),
+        // The window before scaling, read once for its three readers
+        // (LongRoPE's, YaRN's and the attention temperature's), each with
+        // llama.cpp's own rule for an absent or 0 one.
+        let original = int("rope.scaling.original_context_length").ok();
+        let context = match original {
+            Some(o) if longrope && o > 0 => trained.min(o),
             // Past the short factors' window they would be wrong, and the
             // file does not say where it ends.
             _ if longrope => {
@@ -232,11 +263,7 @@ impl HParams {
         let yarn = match scaling {
             "yarn" => {
                 // (0 as absent, as llama.cpp reads it.)
-                let original = int("rope.scaling.original_context_length")
-                    .ok()
-                    .filter(|&o| o > 0)
-                    .unwrap_or(trained);
-                let mut y = Yarn::new(original);
+                let mut y = Yarn::new(original.filter(|&o| o > 0).unwrap_or(trained));
                 // (Mistral 3's files give YaRN's betas and `mscale_all_dim`;
                 // llama.cpp reads them for that architecture alone.)
                 if arch == "mistral3" {
@@ -261,9 +288,29 @@ impl HParams {
             ));
         }
         let (experts, experts_used, ffn) = experts(arch, &int)?;
+        let is_granite = matches!(arch, "granite" | "granitemoe");
+        // Granite MoE Shared's expert (read by llama.cpp for a mixture
+        // only), and Qwen2-MoE's, which every file has (the dense width
+        // unless the file gives its own; 0 as absent).
+        let own_shared = int("expert_shared_feed_forward_length").ok();
+        let shared_ffn = match (arch, experts) {
+            ("qwen2moe", _) => match own_shared.filter(|&w| w > 0) {
+                Some(w) => w,
+                None => int("feed_forward_length")?,
+            },
+            (_, 1..) if is_granite => own_shared.unwrap_or(0),
+            _ => 0,
+        };
+        // Granite's switch for the rotary embedding, on unless the file
+        // says `false` (llama.cpp's `rope_finetuned`, which only Granite
+        // reads this way).
+        let granite_ropes = info
+            .get(&format!("{arch}.rope.scaling.finetuned"))
+            .and_then(|v| v.as_int())
+            .is_none_or(|v| v != 0);
         let granite = |key: &str| float(key).filter(|&f| f != 0.0);
         let gemma = arch.starts_with("gemma");
-        let (embd_scale, residual_scale, logit_scale, mut attn_scale) = if arch == "granite" {
+        let (embd_scale, residual_scale, logit_scale, mut attn_scale) = if is_granite {
             (
                 granite("embedding_scale").unwrap_or(1.0),
                 granite("residual_scale").unwrap_or(1.0),
@@ -287,10 +334,7 @@ impl HParams {
         // llama.cpp takes it.
         let attn_temp = match float("attention.temperature_scale").filter(|&t| t != 0.0) {
             Some(t) if arch == "mistral3" => {
-                let every = match int("rope.scaling.original_context_length") {
-                    Ok(o) => o,
-                    Err(_) => trained,
-                };
+                let every = original.unwrap_or(trained);
                 if every == 0 {
                     return Err(NnError::new(
                         NnErrorKind::InvalidEncoding,
@@ -310,6 +354,9 @@ impl HParams {
             ffn,
             experts,
             experts_used,
+            experts_renormalised: arch != "qwen2moe",
+            shared_ffn,
+            shared_gate: arch == "qwen2moe",
             layers,
             heads,
             kv_heads,
@@ -320,8 +367,16 @@ impl HParams {
             rope_mscale,
             swa_plain: arch == "olmo2",
             yarn,
-            rope_neox: gemma || matches!(arch, "qwen2" | "qwen3" | "qwen3moe" | "phi3" | "olmo2"),
-            no_rope_every: if arch == "smollm3" { 4 } else { 0 },
+            rope_neox: gemma
+                || matches!(
+                    arch,
+                    "qwen2" | "qwen2moe" | "qwen3" | "qwen3moe" | "phi3" | "olmo2"
+                ),
+            no_rope_every: match arch {
+                "smollm3" => 4,
+                _ if is_granite && !granite_ropes => 1,
+                _ => 0,
+            },
             rms_eps: float("attention.layer_norm_rms_epsilon").unwrap_or(1e-5),
             context,
             embd_scale,
@@ -483,12 +538,26 @@ pub(crate) fn check(info: &GgufInfo) -> Result<HParams, NnError> {
             ("ffn_up", vec![e, f]),
             ("ffn_down", vec![f, e]),
         ],
-        _ => vec![
-            ("ffn_gate_inp", vec![e, x]),
-            ("ffn_gate_exps", vec![e, f, x]),
-            ("ffn_up_exps", vec![e, f, x]),
-            ("ffn_down_exps", vec![f, e, x]),
-        ],
+        _ => {
+            let mut mixture = vec![
+                ("ffn_gate_inp", vec![e, x]),
+                ("ffn_gate_exps", vec![e, f, x]),
+                ("ffn_up_exps", vec![e, f, x]),
+                ("ffn_down_exps", vec![f, e, x]),
+            ];
+            if hp.shared_gate {
+                mixture.push(("ffn_gate_inp_shexp", vec![e]));
+            }
+            if hp.shared_ffn > 0 {
+                let s = hp.shared_ffn;
+                mixture.extend([
+                    ("ffn_gate_shexp", vec![e, s]),
+                    ("ffn_up_shexp", vec![e, s]),
+                    ("ffn_down_shexp", vec![s, e]),
+                ]);
+            }
+            mixture
+        }
     };
     // Qwen3's and Gemma 3's per-head Q/K norms, and OLMo 2's whole-row
     // ones (optional elsewhere), which llama.cpp requires of them too.

@@ -54,6 +54,14 @@ pub(crate) struct Layer {
     experts: Vec<Expert>,
     /// A mixture's router (`ffn_gate_inp`): a score per expert.
     router: Option<QMatrix>,
+    /// A mixture's shared expert (Qwen2-MoE's and Granite MoE Shared's
+    /// `ffn_*_shexp`), which every token goes through beside its routed
+    /// ones.
+    shared: Option<Expert>,
+    /// Qwen2-MoE's gate of the shared expert's output
+    /// (`ffn_gate_inp_shexp`): a token's is the sigmoid of its product
+    /// with the expert's input.
+    shared_gate: Option<Vec<f32>>,
 }
 
 /// A SwiGLU (GEGLU) feed-forward: a dense layer's, or one expert's.
@@ -71,7 +79,7 @@ impl Layer {
     }
 
     fn matrices(&self) -> impl Iterator<Item = &QMatrix> {
-        let ffn = self.experts.iter().flat_map(|e| [&e.gate, &e.up, &e.down]);
+        let ffn = (self.experts.iter().chain(&self.shared)).flat_map(|e| [&e.gate, &e.up, &e.down]);
         [&self.wq, &self.wk, &self.wv, &self.wo]
             .into_iter()
             .chain(ffn)
@@ -79,9 +87,7 @@ impl Layer {
     }
 
     fn matrices_mut(&mut self) -> impl Iterator<Item = &mut QMatrix> {
-        let ffn = self
-            .experts
-            .iter_mut()
+        let ffn = (self.experts.iter_mut().chain(&mut self.shared))
             .flat_map(|e| [&mut e.gate, &mut e.up, &mut e.down]);
         [&mut self.wq, &mut self.wk, &mut self.wv, &mut self.wo]
             .into_iter()
@@ -210,6 +216,7 @@ impl Llama {
         };
         let (qd, kvd) = (hp.q_dim(), hp.kv_dim());
         let (q_norm, k_norm) = hp.qk_norm_widths();
+        let (e, s) = (hp.embd, hp.shared_ffn);
         // Required but in OLMo 2, which has none.
         let pre_norm = |name: &str| match hp.pre_norms {
             true => v(name, hp.embd).map(Some),
@@ -271,6 +278,18 @@ impl Llama {
                     ffn_norm: pre_norm(&n("ffn_norm"))?,
                     post_attn_norm: optional(&n("post_attention_norm"), hp.embd)?,
                     post_ffn_norm: optional(&n("post_ffw_norm"), hp.embd)?,
+                    shared_gate: match hp.shared_gate {
+                        true => Some(v(&n("ffn_gate_inp_shexp"), e)?),
+                        false => None,
+                    },
+                    shared: match s {
+                        0 => None,
+                        s => Some(Expert {
+                            gate: m(&n("ffn_gate_shexp"), s, e)?,
+                            up: m(&n("ffn_up_shexp"), s, e)?,
+                            down: m(&n("ffn_down_shexp"), e, s)?,
+                        }),
+                    },
                     experts,
                     router,
                 })

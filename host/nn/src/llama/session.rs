@@ -305,8 +305,8 @@ fn forward_with(ds: &mut [&mut Decoder], tokens: &[&[u32]], workers: Workers<'_>
                 buffers,
             ),
             Some(router) => {
-                let used = hp.experts_used;
-                mixture((layer, router, used), (input, n), workers, &mut xq, buffers);
+                let routing = (layer, router, hp.experts_used, hp.experts_renormalised);
+                mixture(routing, (input, n), workers, &mut xq, buffers);
             }
         }
         let out = match &layer.post_ffn_norm {
@@ -368,13 +368,15 @@ fn feed_forward(
 }
 
 /// A mixture of experts' feed-forward of the `n` rows of `h`, into
-/// `down[0]`, as llama.cpp's `build_moe_ffn` runs Mixtral's and
-/// Qwen3-MoE's: each row's router scores go through a softmax, and its
-/// `experts_used` likeliest experts' outputs are added, weighted by their
-/// probabilities renormalised to sum to 1. Each expert runs once, over
-/// the rows routed to it.
+/// `down[0]`, as llama.cpp's `build_moe_ffn` runs Mixtral's, Qwen2-MoE's,
+/// Qwen3-MoE's and Granite MoE's: each row's router scores go through a
+/// softmax, and its `experts_used` likeliest experts' outputs are added,
+/// weighted by their probabilities, renormalised to sum to 1 where
+/// `renormalise` says (all but Qwen2-MoE). Each expert runs once, over the
+/// rows routed to it; a shared expert over every row, its output added
+/// as it is (Granite MoE Shared) or gated (Qwen2-MoE).
 fn mixture(
-    (layer, router, used): (&super::Layer, &QMatrix, usize),
+    (layer, router, used, renormalise): (&super::Layer, &QMatrix, usize, bool),
     (h, n): (&[f32], usize),
     workers: Workers<'_>,
     xq: &mut Q8Batch,
@@ -399,11 +401,14 @@ fn mixture(
         order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));
         let top = &order[..used];
         // (As llama.cpp: the sum kept off 0, at f16's smallest normal.)
-        let sum = top
-            .iter()
-            .map(|&e| probs[e])
-            .sum::<f32>()
-            .max(6.103_515_6e-5);
+        let sum = match renormalise {
+            true => top
+                .iter()
+                .map(|&e| probs[e])
+                .sum::<f32>()
+                .max(6.103_515_6e-5),
+            false => 1.0,
+        };
         for &e in top {
             routed[e].push((row, probs[e] / sum));
         }
@@ -418,7 +423,7 @@ fn mixture(
         for &(row, _) in list {
             rows.extend_from_slice(&h[row * d..][..d]);
         }
-        // (Mixtral's and Qwen3-MoE's experts are SwiGLU.)
+        // (Mixtral's, Qwen3-MoE's and Granite's experts are SwiGLU.)
         feed_forward(
             expert,
             (&rows, list.len()),
@@ -430,6 +435,20 @@ fn mixture(
         for (&(row, weight), y) in list.iter().zip(y[0].chunks_exact(d)) {
             let o = &mut out[row * d..][..d];
             o.iter_mut().zip(y).for_each(|(o, y)| *o += weight * y);
+        }
+    }
+    if let Some(shared) = &layer.shared {
+        feed_forward(shared, (h, n), false, workers, xq, (gu, &mut y));
+        let gated = (out.chunks_exact_mut(d))
+            .zip(y[0].chunks_exact(d))
+            .zip(h.chunks_exact(d));
+        for ((o, y), h) in gated {
+            // (Qwen2-MoE's gate: the sigmoid of the row's score.)
+            let gate = layer.shared_gate.as_ref().map_or(1.0, |g| {
+                let score: f32 = g.iter().zip(h).map(|(g, h)| g * h).sum();
+                1.0 / (1.0 + (-score).exp())
+            });
+            o.iter_mut().zip(y).for_each(|(o, y)| *o += y * gate);
         }
     }
     *down = vec![out];

@@ -558,3 +558,85 @@ fn mistral3_temperature_and_yarn_keys_are_read_as_llama_cpp_reads_them() {
     let llama = with("llama", "llama.attention.temperature_scale", Float(0.5));
     assert_eq!(check(&llama).unwrap().attn_temp, None);
 }
+
+/// Granite's keys, as llama.cpp's Granite loaders read them: a
+/// `granitemoe` file's mixture and its shared expert's width (that width
+/// read for a mixture only, its tensors required then and refused
+/// otherwise), and `rope.scaling.finetuned` as the switch for the rotary
+/// embedding in every layer (on when absent; Granite's alone).
+#[test]
+fn granite_shared_expert_and_rope_switch_are_read_as_llama_cpp_reads_them() {
+    use crate::GgufValue::Int;
+    let moe = crate::gguf::inspect(&model_file("tiny-granitemoe.gguf")).unwrap();
+    let hp = check(&moe).unwrap();
+    assert_eq!((hp.experts, hp.experts_used, hp.ffn), (4, 2, 96));
+    assert_eq!(hp.shared_ffn, 48);
+    assert_eq!(hp.logit_scale, 1.0 / 8.0, "Granite's multipliers");
+    assert!((0..hp.layers).all(|l| hp.ropes(l)), "rotates when absent");
+    // Without the width, the shared expert's tensors are another model's.
+    let mut no_width = moe.clone();
+    no_width
+        .metadata
+        .retain(|(k, _)| k != "granitemoe.expert_shared_feed_forward_length");
+    let err = check(&no_width).unwrap_err().to_string();
+    assert!(err.contains("_shexp.weight` is not one"), "{err}");
+    // Without the tensors, the width asks for them.
+    let mut no_tensors = moe.clone();
+    no_tensors.tensors.retain(|t| !t.name.contains("_shexp"));
+    let err = check(&no_tensors).unwrap_err().to_string();
+    assert!(err.contains("_shexp.weight` is missing"), "{err}");
+
+    let nope = crate::gguf::inspect(&model_file("tiny-granitenope.gguf")).unwrap();
+    let hp = check(&nope).unwrap();
+    assert!((0..hp.layers).all(|l| !hp.ropes(l)), "no layer rotates");
+    assert_eq!((hp.experts, hp.shared_ffn), (0, 0));
+    let with = |arch: &str, on: i64| {
+        let mut info = nope.clone();
+        info.architecture = Some(arch.into());
+        info.metadata = (info.metadata.into_iter())
+            .map(|(k, v)| (k.replacen("granite.", &format!("{arch}."), 1), v))
+            .collect();
+        let key = format!("{arch}.rope.scaling.finetuned");
+        info.metadata.retain(|(k, _)| *k != key);
+        info.metadata.push((key, Int(on)));
+        check(&info).unwrap()
+    };
+    assert!(with("granite", 1).ropes(0));
+    assert!(!with("granitemoe", 0).ropes(0));
+    // Elsewhere the key is only printed (llama.cpp): the layers rotate.
+    assert!(with("llama", 0).ropes(0));
+}
+
+/// Qwen2-MoE's keys and tensors, as llama.cpp's `qwen2moe` loader reads
+/// them: experts weighted as the softmax gave them, a shared expert of
+/// `expert_shared_feed_forward_length` (else the dense width) with its
+/// gate, both required.
+#[test]
+fn qwen2moe_shared_expert_is_read_as_llama_cpp_reads_it() {
+    let file = crate::gguf::inspect(&model_file("tiny-qwen2moe.gguf")).unwrap();
+    let hp = check(&file).unwrap();
+    assert_eq!((hp.experts, hp.experts_used, hp.ffn), (4, 2, 32));
+    assert_eq!((hp.shared_ffn, hp.shared_gate), (64, true));
+    assert!(!hp.experts_renormalised && hp.rope_neox);
+    // Without its own width, the shared expert is as wide as the dense
+    // feed-forward (96 here: this file's tensors are then the wrong shape).
+    let mut no_width = file.clone();
+    no_width
+        .metadata
+        .retain(|(k, _)| k != "qwen2moe.expert_shared_feed_forward_length");
+    let err = check(&no_width).unwrap_err().to_string();
+    assert!(err.contains("_shexp.weight` has shape"), "{err}");
+    assert!(err.contains("96"), "{err}");
+    let mut no_gate = file.clone();
+    no_gate
+        .tensors
+        .retain(|t| !t.name.contains("gate_inp_shexp"));
+    let err = check(&no_gate).unwrap_err().to_string();
+    assert!(
+        err.contains("ffn_gate_inp_shexp.weight` is missing"),
+        "{err}"
+    );
+    // The others renormalise.
+    let moe = crate::gguf::inspect(&model_file("tiny-granitemoe.gguf")).unwrap();
+    assert!(check(&moe).unwrap().experts_renormalised);
+}

@@ -267,6 +267,29 @@ fn qwen3moe_matches_llama_cpp() {
     on_the_cpu("qwen3moe");
 }
 
+/// Qwen2-MoE: 4 narrow experts, 2 a token, weighted by their softmax
+/// probabilities as they are (not renormalised), and a wider shared expert
+/// whose output each token gates by a sigmoid of its own.
+#[test]
+fn qwen2moe_with_a_gated_shared_expert_matches_llama_cpp() {
+    on_the_cpu("qwen2moe");
+}
+
+/// Granite MoE: Granite's multipliers around a mixture of 4 experts, 2 a
+/// token, and (Granite MoE Shared) a shared expert every token goes
+/// through, its output added to the routed ones'.
+#[test]
+fn granitemoe_with_a_shared_expert_matches_llama_cpp() {
+    on_the_cpu("granitemoe");
+}
+
+/// A Granite whose `rope.scaling.finetuned` is false: llama.cpp's switch
+/// for the rotary embedding, off in every layer.
+#[test]
+fn a_granite_without_rotary_embedding_matches_llama_cpp() {
+    on_the_cpu("granitenope");
+}
+
 /// A mixture of experts loaded for the GPU runs on the CPU, and says why
 /// in its placement; its logits are the CPU's.
 #[test]
@@ -311,6 +334,7 @@ fn on_the_gpu_every_family_matches_llama_cpp() {
         "olmo3yarn",
         "phi4mini",
         "ministral",
+        "granitenope",
     ] {
         let (case, bytes) = tiny(name);
         let model = engine.load(&bytes, Encoding::Ggml, Target::Gpu).unwrap();

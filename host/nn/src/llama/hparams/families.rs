@@ -65,7 +65,11 @@ impl Yarn {
 /// A mixture of experts' shape, as llama.cpp reads it: `(experts, used,
 /// width of each)`, or `(0, 0, feed_forward_length)` for a dense model
 /// (no `expert_count`, or 0). Llama-architecture files with experts are
-/// Mixtral's. A width of 0 is refused (as no width at all).
+/// Mixtral's; Qwen2-MoE's and Qwen3-MoE's are `expert_feed_forward_length`
+/// wide, else `feed_forward_length` over the experts used; Granite's and
+/// Granite MoE's experts are as wide as
+/// `feed_forward_length` (llama.cpp's Granite graph reads no other
+/// width). A width of 0 is refused (as no width at all).
 pub(super) fn experts(
     arch: &str,
     int: &dyn Fn(&str) -> Result<usize, NnError>,
@@ -77,13 +81,16 @@ pub(super) fn experts(
     };
     let dense = || width(int("feed_forward_length")?, "feed_forward_length");
     let count = match arch {
-        "llama" | "mistral" | "mistral3" | "qwen3moe" => int("expert_count").unwrap_or(0),
+        "llama" | "mistral" | "mistral3" | "qwen2moe" | "qwen3moe" | "granite" | "granitemoe" => {
+            int("expert_count").unwrap_or(0)
+        }
         _ => 0,
     };
+    let qwen = matches!(arch, "qwen2moe" | "qwen3moe");
     if count == 0 {
-        if arch == "qwen3moe" {
+        if qwen {
             return Err(bad(format!(
-                "a `qwen3moe` file needs `{arch}.expert_count` (of 1 or more)"
+                "a `{arch}` file needs `{arch}.expert_count` (of 1 or more)"
             )));
         }
         return Ok((0, 0, dense()?));
@@ -95,10 +102,13 @@ pub(super) fn experts(
         )));
     }
     // (0 as absent, as llama.cpp reads it.)
-    let own = int("expert_feed_forward_length").ok().filter(|&w| w > 0);
+    let own = match arch {
+        "granite" | "granitemoe" => None,
+        _ => int("expert_feed_forward_length").ok().filter(|&w| w > 0),
+    };
     let each = match own {
         Some(w) => w,
-        None if arch == "qwen3moe" => width(dense()? / used, "feed_forward_length")?,
+        None if qwen => width(dense()? / used, "feed_forward_length")?,
         None => dense()?,
     };
     Ok((count, used, each))
@@ -319,10 +329,23 @@ mod tests {
         assert_eq!(read("qwen3moe", &own).unwrap(), (8, 2, 32));
         let zero = [qwen[0], qwen[1], qwen[2], ("expert_feed_forward_length", 0)];
         assert_eq!(read("qwen3moe", &zero).unwrap(), (8, 2, 48), "0 as absent");
+        assert_eq!(read("qwen2moe", &qwen).unwrap(), (8, 2, 48), "as Qwen3-MoE");
+        assert_eq!(read("qwen2moe", &own).unwrap(), (8, 2, 32));
+        // Granite's: the dense width, whatever `expert_feed_forward_length` says.
+        let granite = [
+            mixtral[0],
+            mixtral[1],
+            mixtral[2],
+            ("expert_feed_forward_length", 32),
+        ];
+        assert_eq!(read("granitemoe", &granite).unwrap(), (8, 2, 96));
+        assert_eq!(read("granite", &granite).unwrap(), (8, 2, 96));
+        assert_eq!(read("granitemoe", &[ffn]).unwrap(), (0, 0, 96), "dense");
         // Experts elsewhere are not read (the tensor check refuses them).
         assert_eq!(read("qwen2", &mixtral).unwrap(), (0, 0, 96));
         for (arch, keys, says) in [
             ("qwen3moe", &[ffn][..], "`qwen3moe.expert_count`"),
+            ("qwen2moe", &[ffn][..], "`qwen2moe.expert_count`"),
             (
                 "llama",
                 &[ffn, ("expert_count", 8), ("expert_used_count", 9)],
