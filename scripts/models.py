@@ -954,7 +954,7 @@ ARCHS = {
     # wider shared expert gated per token.
     "qwen2moe": ("qwen2moe", "qwen2", {"expert_count": 4, "expert_used_count": 2,
                                        "expert_feed_forward_length": 32,
-                                       "expert_shared_feed_forward_length": 64},
+                                       "expert_shared_feed_forward_length": 80},
                  "Qwen2-MoE: Q/K/V biases, 4 narrow experts, 2 a token, unrenormalised "
                  "weights, a shared expert gated by a sigmoid"),
 }

@@ -21,7 +21,8 @@ Run once by a developer, not in CI; the outputs are committed:
   Q5_0 and Q5_1), without the tokenizer list.
 - host/nn/tests/data/tiny_archs_reference.json: the tiny random decoders of models.py
   (Qwen2, Qwen3, Granite, Llama 3 style, SentencePiece Llama, Phi-3, Gemma 1-3, Mixtral,
-  Qwen3-MoE, SmolLM3, YaRN, OLMo 2/3) through
+  Qwen3-MoE, SmolLM3, YaRN, OLMo 2/3, Mistral 3, Granite MoE, Granite without rotary
+  embedding, Qwen2-MoE) through
   llama-cpp-python: greedy steps with
   logits, and each file's tokenizer (its family's pre-tokenizer) on the BPE strings
   (`--only archs`).
@@ -413,6 +414,7 @@ PRE_CHECKS = [
     # Where llama.cpp's `default` splits: runs of punctuation and $+<=>^~|
     # first (not `), digits apart, ASCII digits in threes.
     "`code` -- wait\u2026 \u00abquoted\u00bb \u00bfqu\u00e9? a+=b^c; 12,345.678$ 9876543210 \u0661\u0662\u0663\u0664 x's",
+    "a `b` x $y ~z |w <v ^u =t >s",
 ]
 
 

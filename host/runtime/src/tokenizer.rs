@@ -68,8 +68,13 @@ pub fn gguf_tokenizer(g: &weft_nn::GgufInfo) -> Result<Vec<u8>, String> {
         }
     }
     // A byte-level file converted before llama.cpp named pre-tokenizers
-    // runs its `default` ones there (not `tok`'s own default, SmolLM's).
-    if model == "gpt2" && !out.contains_key("pre") {
+    // (no name, or an empty one) runs its `default` ones there (not
+    // `tok`'s own default, SmolLM's).
+    let named = out
+        .get("pre")
+        .and_then(Value::as_str)
+        .is_some_and(|p| !p.is_empty());
+    if model == "gpt2" && !named {
         out.insert("pre".into(), json!("default"));
     }
     for (key, field) in [
@@ -205,6 +210,14 @@ mod tests {
         assert_eq!(phi3_rstrip("Phi-3 Mini", &tokens, &types), [2, 4, 5]);
         assert_eq!(phi3_rstrip("weft tiny phi3", &tokens, &types), [2, 4, 5]);
         assert!(phi3_rstrip("TinyLlama", &tokens, &types).is_empty());
+        // An empty name is none, as llama.cpp reads it.
+        let mut empty_pre = bpe.clone();
+        empty_pre
+            .metadata
+            .push(("tokenizer.ggml.pre".into(), Str(String::new())));
+        let json: serde_json::Value =
+            serde_json::from_slice(&gguf_tokenizer(&empty_pre).unwrap()).unwrap();
+        assert_eq!(json["pre"], "default");
         // A pre-tokenizer `tok` does not know is named at upload.
         let mut unknown_pre = bpe;
         unknown_pre

@@ -90,7 +90,8 @@ pub enum Error {
     #[error(
         "tokenizer JSON: pre-tokenizer {0:?} is not supported; weft reads GPT-2's \
          (gpt2, ...), SmolLM's (smollm, starcoder, ...), Llama 3's (llama-bpe, ...), \
-         Qwen2's (qwen2, ...), DBRX's (dbrx, smaug-bpe), GPT-4o's (gpt-4o, llama4, ...) and Tekken (tekken)"
+         Qwen2's (qwen2, ...), DBRX's (dbrx, smaug-bpe), GPT-4o's (gpt-4o, llama4, ...), Tekken \
+         (tekken) and llama.cpp's default (default)"
     )]
     UnsupportedPre(String),
     /// A tokenizer model other than byte-level BPE or SentencePiece.

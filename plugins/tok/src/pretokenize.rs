@@ -460,11 +460,11 @@ mod tests {
         assert_eq!(default("x 1234567"), ["x", " ", "123", "456", "7"]);
         assert_eq!(default("v2.0.12"), ["v", "2", ".", "0", ".", "12"]);
         assert_eq!(
-            default("`a`"),
-            ["`", "a", "`"],
+            default("a `b"),
+            ["a", " `", "b"],
             "a backtick is no punctuation here"
         );
-        assert_eq!(default("a+=b"), ["a", "+=", "b"]);
+        assert_eq!(default("a $b |c"), ["a", " ", "$", "b", " ", "|", "c"]);
         assert_eq!(
             default("wait\u{2026} \u{ab}q\u{bb}"),
             ["wait", "\u{2026}", " ", "\u{ab}", "q", "\u{bb}"]

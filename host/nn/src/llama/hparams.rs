@@ -1,6 +1,7 @@
 //! A decoder's shape from its GGUF metadata, and the check that a file is
 //! a decoder weft-nn runs (what an upload checks, without reading weights).
 
+use super::weights::same_shape;
 use crate::{GgufInfo, NnError, NnErrorKind};
 
 mod families;
@@ -45,7 +46,7 @@ pub(crate) struct HParams {
     pub embd: usize,
     /// Width of the feed-forward (of each expert's, in a mixture).
     pub ffn: usize,
-    /// A mixture of experts' (Mixtral's, Qwen3-MoE's, Granite MoE's):
+    /// A mixture of experts' (Mixtral's, Qwen2-MoE's, Qwen3-MoE's, Granite MoE's):
     /// experts per layer, and how many of them a token is routed to; 0
     /// for a dense model.
     pub experts: usize,
@@ -296,7 +297,18 @@ impl HParams {
         let shared_ffn = match (arch, experts) {
             ("qwen2moe", _) => match own_shared.filter(|&w| w > 0) {
                 Some(w) => w,
-                None => int("feed_forward_length")?,
+                None => match int("feed_forward_length")? {
+                    0 => {
+                        return Err(NnError::new(
+                            NnErrorKind::InvalidEncoding,
+                            format!(
+                                "`{arch}.feed_forward_length` is 0 (the shared expert's \
+                                 width, without `{arch}.expert_shared_feed_forward_length`)"
+                            ),
+                        ));
+                    }
+                    w => w,
+                },
             },
             (_, 1..) if is_granite => own_shared.unwrap_or(0),
             _ => 0,
@@ -511,7 +523,13 @@ pub(crate) fn check(info: &GgufInfo) -> Result<HParams, NnError> {
     let mut want: Vec<(String, Vec<usize>, bool)> = vec![
         ("token_embd.weight".into(), vec![e, hp.vocab], true),
         ("output_norm.weight".into(), vec![e], true),
-        ("output.weight".into(), vec![e, hp.vocab], false),
+        // (Tied to the embeddings where absent, but in Qwen2-MoE, whose
+        // files llama.cpp refuses without it.)
+        (
+            "output.weight".into(),
+            vec![e, hp.vocab],
+            info.architecture.as_deref() == Some("qwen2moe"),
+        ),
         ("rope_freqs.weight".into(), vec![hp.rope_dims / 2], false),
         (LONGROPE_SHORT.into(), vec![hp.rope_dims / 2], false),
         // Read for no window weft-nn runs, but part of the model.
@@ -607,7 +625,12 @@ pub(crate) fn check(info: &GgufInfo) -> Result<HParams, NnError> {
                     format!("tensor `{name}` is missing"),
                 ));
             }
-            Some(t) if !t.dims.iter().map(|&d| d as usize).eq(dims.iter().copied()) => {
+            Some(t)
+                if !same_shape(
+                    &t.dims.iter().map(|&d| d as usize).collect::<Vec<_>>(),
+                    dims,
+                ) =>
+            {
                 return Err(NnError::new(
                     NnErrorKind::InvalidEncoding,
                     format!("tensor `{name}` has shape {:?}, expected {dims:?}", t.dims),

@@ -423,7 +423,7 @@ fn mixture(
         for &(row, _) in list {
             rows.extend_from_slice(&h[row * d..][..d]);
         }
-        // (Mixtral's, Qwen3-MoE's and Granite's experts are SwiGLU.)
+        // (Mixtral's, Qwen2-MoE's, Qwen3-MoE's and Granite's experts are SwiGLU.)
         feed_forward(
             expert,
             (&rows, list.len()),

@@ -616,7 +616,7 @@ fn qwen2moe_shared_expert_is_read_as_llama_cpp_reads_it() {
     let file = crate::gguf::inspect(&model_file("tiny-qwen2moe.gguf")).unwrap();
     let hp = check(&file).unwrap();
     assert_eq!((hp.experts, hp.experts_used, hp.ffn), (4, 2, 32));
-    assert_eq!((hp.shared_ffn, hp.shared_gate), (64, true));
+    assert_eq!((hp.shared_ffn, hp.shared_gate), (80, true));
     assert!(!hp.experts_renormalised && hp.rope_neox);
     // Without its own width, the shared expert is as wide as the dense
     // feed-forward (96 here: this file's tensors are then the wrong shape).
@@ -636,6 +636,30 @@ fn qwen2moe_shared_expert_is_read_as_llama_cpp_reads_it() {
         err.contains("ffn_gate_inp_shexp.weight` is missing"),
         "{err}"
     );
+    // The gate as the converter writes HF's `(1, width)` weight, `[e, 1]`:
+    // the same shape, as llama.cpp compares them.
+    let mut wide = file.clone();
+    for t in (wide.tensors.iter_mut()).filter(|t| t.name.contains("gate_inp_shexp")) {
+        t.dims.push(1);
+    }
+    assert!(check(&wide).is_ok());
+    assert!(super::weights::same_shape(&[64, 1], &[64]));
+    assert!(super::weights::same_shape(&[64], &[64, 1]));
+    assert!(!super::weights::same_shape(&[64, 2], &[64]));
+    // Its output head is required (llama.cpp ties none for it).
+    let mut untied = file.clone();
+    untied.tensors.retain(|t| t.name != "output.weight");
+    let err = check(&untied).unwrap_err().to_string();
+    assert!(err.contains("`output.weight` is missing"), "{err}");
+    // A dense width of 0 is refused naming it, not the shared tensors.
+    let mut zero = no_width.clone();
+    for (k, v) in &mut zero.metadata {
+        if k == "qwen2moe.feed_forward_length" {
+            *v = crate::GgufValue::Int(0);
+        }
+    }
+    let err = check(&zero).unwrap_err().to_string();
+    assert!(err.contains("`qwen2moe.feed_forward_length` is 0"), "{err}");
     // The others renormalise.
     let moe = crate::gguf::inspect(&model_file("tiny-granitemoe.gguf")).unwrap();
     assert!(check(&moe).unwrap().experts_renormalised);

@@ -43,7 +43,7 @@ fn tensor<'a>(
         )
     })?;
     let got: Vec<usize> = t.dims.iter().map(|&d| d as usize).collect();
-    if got != dims {
+    if !same_shape(&got, dims) {
         return Err(NnError::new(
             NnErrorKind::InvalidEncoding,
             format!("tensor `{name}` has shape {got:?}, expected {dims:?}"),
@@ -51,6 +51,13 @@ fn tensor<'a>(
     }
     let start = (info.data_start + t.offset) as usize;
     Ok((t.ty, &bytes[start..start + t.bytes as usize]))
+}
+
+/// Whether a tensor's ggml dims are `want`'s, as llama.cpp compares them:
+/// dims past either's count are 1 (a `[e, 1]` tensor is an `[e]` one).
+pub(crate) fn same_shape(got: &[usize], want: &[usize]) -> bool {
+    let dim = |d: &[usize], i: usize| d.get(i).copied().unwrap_or(1);
+    (0..got.len().max(want.len())).all(|i| dim(got, i) == dim(want, i))
 }
 
 /// A 1-D tensor (a norm's weight) as f32.

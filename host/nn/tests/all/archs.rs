@@ -3,13 +3,14 @@
 //! writes `tiny-<name>.gguf`, `scripts/reference.py --only archs` what
 //! llama.cpp computes): Qwen2 (Q/K/V biases, NeoX rotary pairs, tied
 //! output), Qwen3 (per-head Q/K norms, heads wider than the model), Granite
-//! (its four multipliers, an output bias), Llama 3 (`rope_freqs`, linear
+//! (its four multipliers, an output bias; its switch for the rotary
+//! embedding), Llama 3 (`rope_freqs`, linear
 //! rope scaling), Phi-3 (fused products) and Gemma 1, 2 and 3 (GELU,
 //! post-norms, soft caps, sliding windows, local and global rotary bases)
 //! SmolLM3 (layers without rotary embeddings), OLMo 2 and 3 (norms after
 //! each block, not before) and YaRN, on the CPU and on the
-//! GPU; and the mixtures of experts Mixtral and
-//! Qwen3-MoE, on the CPU.
+//! GPU; and the mixtures of experts Mixtral, Qwen2-MoE, Qwen3-MoE and
+//! Granite MoE (shared experts: Qwen2-MoE's gated), on the CPU.
 
 use std::sync::Arc;
 

@@ -108,7 +108,15 @@ pub(super) fn experts(
     };
     let each = match own {
         Some(w) => w,
-        None if qwen => width(dense()? / used, "feed_forward_length")?,
+        None if qwen => match dense()? / used {
+            0 => {
+                return Err(bad(format!(
+                    "`{arch}.feed_forward_length` over `{arch}.expert_used_count` ({used}) \
+                     is 0: the experts need a width (`{arch}.expert_feed_forward_length`)"
+                )));
+            }
+            w => w,
+        },
         None => dense()?,
     };
     Ok((count, used, each))
@@ -368,7 +376,7 @@ mod tests {
                     ("expert_count", 8),
                     ("expert_used_count", 2),
                 ],
-                "feed_forward_length` is 0",
+                "`qwen3moe.feed_forward_length` over `qwen3moe.expert_used_count` (2) is 0",
             ),
         ] {
             let e = read(arch, keys).unwrap_err();
