@@ -7,7 +7,7 @@ use crate::{GgufInfo, NnError, NnErrorKind};
 mod families;
 
 pub(crate) use families::Yarn;
-use families::{Gemma, experts};
+use families::{Gemma, experts, shared_width};
 
 /// The GGUF architectures (`general.architecture`) weft-nn runs: Llama and
 /// the decoders that differ from it only in hyperparameters, optional
@@ -289,30 +289,8 @@ impl HParams {
             ));
         }
         let (experts, experts_used, ffn) = experts(arch, &int)?;
+        let shared_ffn = shared_width(arch, experts, &int)?;
         let is_granite = matches!(arch, "granite" | "granitemoe");
-        // Granite MoE Shared's expert (read by llama.cpp for a mixture
-        // only), and Qwen2-MoE's, which every file has (the dense width
-        // unless the file gives its own; 0 as absent).
-        let own_shared = int("expert_shared_feed_forward_length").ok();
-        let shared_ffn = match (arch, experts) {
-            ("qwen2moe", _) => match own_shared.filter(|&w| w > 0) {
-                Some(w) => w,
-                None => match int("feed_forward_length")? {
-                    0 => {
-                        return Err(NnError::new(
-                            NnErrorKind::InvalidEncoding,
-                            format!(
-                                "`{arch}.feed_forward_length` is 0 (the shared expert's \
-                                 width, without `{arch}.expert_shared_feed_forward_length`)"
-                            ),
-                        ));
-                    }
-                    w => w,
-                },
-            },
-            (_, 1..) if is_granite => own_shared.unwrap_or(0),
-            _ => 0,
-        };
         // Granite's switch for the rotary embedding, on unless the file
         // says `false` (llama.cpp's `rope_finetuned`, which only Granite
         // reads this way).
@@ -625,12 +603,7 @@ pub(crate) fn check(info: &GgufInfo) -> Result<HParams, NnError> {
                     format!("tensor `{name}` is missing"),
                 ));
             }
-            Some(t)
-                if !same_shape(
-                    &t.dims.iter().map(|&d| d as usize).collect::<Vec<_>>(),
-                    dims,
-                ) =>
-            {
+            Some(t) if !same_shape(&t.dims, dims) => {
                 return Err(NnError::new(
                     NnErrorKind::InvalidEncoding,
                     format!("tensor `{name}` has shape {:?}, expected {dims:?}", t.dims),

@@ -42,11 +42,10 @@ fn tensor<'a>(
             format!("tensor `{name}` is missing"),
         )
     })?;
-    let got: Vec<usize> = t.dims.iter().map(|&d| d as usize).collect();
-    if !same_shape(&got, dims) {
+    if !same_shape(&t.dims, dims) {
         return Err(NnError::new(
             NnErrorKind::InvalidEncoding,
-            format!("tensor `{name}` has shape {got:?}, expected {dims:?}"),
+            format!("tensor `{name}` has shape {:?}, expected {dims:?}", t.dims),
         ));
     }
     let start = (info.data_start + t.offset) as usize;
@@ -55,9 +54,9 @@ fn tensor<'a>(
 
 /// Whether a tensor's ggml dims are `want`'s, as llama.cpp compares them:
 /// dims past either's count are 1 (a `[e, 1]` tensor is an `[e]` one).
-pub(crate) fn same_shape(got: &[usize], want: &[usize]) -> bool {
-    let dim = |d: &[usize], i: usize| d.get(i).copied().unwrap_or(1);
-    (0..got.len().max(want.len())).all(|i| dim(got, i) == dim(want, i))
+pub(crate) fn same_shape(got: &[u64], want: &[usize]) -> bool {
+    let dims = got.len().max(want.len());
+    (0..dims).all(|i| got.get(i).map_or(1, |&d| d as usize) == want.get(i).copied().unwrap_or(1))
 }
 
 /// A 1-D tensor (a norm's weight) as f32.

@@ -122,6 +122,37 @@ pub(super) fn experts(
     Ok((count, used, each))
 }
 
+/// A mixture's shared expert's width, as llama.cpp reads it (0 for none):
+/// Qwen2-MoE's, which every file has, `expert_shared_feed_forward_length`
+/// else the dense width (refused as 0); Granite MoE Shared's, read for a
+/// mixture only (`experts` of 1 or more). 0 stands for absent.
+pub(super) fn shared_width(
+    arch: &str,
+    experts: usize,
+    int: &dyn Fn(&str) -> Result<usize, NnError>,
+) -> Result<usize, NnError> {
+    let own = int("expert_shared_feed_forward_length").ok();
+    Ok(match arch {
+        "qwen2moe" => match own.filter(|&w| w > 0) {
+            Some(w) => w,
+            None => match int("feed_forward_length")? {
+                0 => {
+                    return Err(NnError::new(
+                        NnErrorKind::InvalidEncoding,
+                        format!(
+                            "`{arch}.feed_forward_length` is 0 (the shared expert's \
+                             width, without `{arch}.expert_shared_feed_forward_length`)"
+                        ),
+                    ));
+                }
+                w => w,
+            },
+        },
+        "granite" | "granitemoe" if experts > 0 => own.unwrap_or(0),
+        _ => 0,
+    })
+}
+
 /// Gemma 2 and 3's soft caps and sliding windows, and OLMo 3's windows,
 /// read as llama.cpp reads them (with its defaults where the file is
 /// silent); none for the others.
