@@ -957,6 +957,20 @@ ARCHS = {
                                        "expert_shared_feed_forward_length": 80},
                  "Qwen2-MoE: Q/K/V biases, 4 narrow experts, 2 a token, unrenormalised "
                  "weights, a shared expert gated by a sigmoid"),
+    # As ERNIE-4.5-0.3B's file: Llama's blocks and pairs, the output tied
+    # (SmolLM2's vocabulary here: ERNIE's own is SentencePiece, as tinyllama's).
+    "ernie": ("ernie4_5", "smollm", {}, "ERNIE 4.5 (dense): Llama's layout, a tied output"),
+    # As EXAONE 3.5's files: NeoX pairs with Llama 3's rope frequencies, its
+    # pre-tokenizer name, [|...|] control tokens and chat format.
+    "exaone": ("exaone", "exaone", {},
+               "EXAONE 3 and 3.5: NeoX pairs with rope_freqs.weight, EXAONE's pre-tokenizer "
+               "name, control tokens and chat format"),
+    # As EXAONE 4.0 32B's layout (llama.cpp gives sliding windows to a 64-layer
+    # exaone4 alone; a small window here, so that it shows): OLMo 2's norms
+    # after each block, per-head Q/K norms, global layers without rotation.
+    "exaone4": ("exaone4", "exaone4", {"block_count": 64, "attention.sliding_window": 8},
+                "EXAONE 4: no pre-norms, post-norms, per-head Q/K norms, three sliding-window "
+                "layers of four rotating and the fourth, global, not"),
 }
 # TinyLlama-1.1B-Chat's chat template (Zephyr's format), as its GGUF carries it.
 ZEPHYR_TEMPLATE = (
@@ -1059,6 +1073,24 @@ BPE_ADDED = {
                   MISTRAL_V7_TEMPLATE),
 }
 BPE_ADDED["granitemoe"] = BPE_ADDED["granitenope"] = BPE_ADDED["granite3"]
+# EXAONE 3.5 and 4.0 Instruct's chat templates, shortened to their turns (4.0's
+# also has a tool role, which llama.cpp tells the two apart by).
+EXAONE_TURNS = (
+    "{%- for message in messages %}{%- if message['role'] == 'system' %}"
+    "{{- '[|system|]' + message['content'] + '[|endofturn|]\n' }}"
+    "{%- elif message['role'] == 'user' %}{{- '[|user|]' + message['content'] + '\n' }}"
+    "{%- elif message['role'] == 'assistant' %}"
+    "{{- '[|assistant|]' + message['content'] + '[|endofturn|]\n' }}"
+)
+EXAONE_TEMPLATE = (EXAONE_TURNS + "{%- endif %}{%- endfor %}"
+                   "{%- if add_generation_prompt %}{{- '[|assistant|]' }}{%- endif %}")
+EXAONE4_TEMPLATE = (EXAONE_TURNS + "{%- elif message['role'] == 'tool' %}"
+                    "{{- '[|tool|]' + message['content'] + '[|endofturn|]\n' }}"
+                    "{%- endif %}{%- endfor %}"
+                    "{%- if add_generation_prompt %}{{- '[|assistant|]' }}{%- endif %}")
+EXAONE_TOKENS = ["[|system|]", "[|user|]", "[|assistant|]", "[|endofturn|]"]
+BPE_ADDED["exaone"] = (EXAONE_TOKENS, "[|endofturn|]", EXAONE_TEMPLATE)
+BPE_ADDED["exaone4"] = (EXAONE_TOKENS + ["[|tool|]"], "[|endofturn|]", EXAONE4_TEMPLATE)
 
 
 def gpt2_unbytes() -> dict:
@@ -1184,10 +1216,10 @@ def task_archs(dest: Path) -> None:
             w.add_tensor("token_embd.weight", embd.astype(np.float16))
             w.add_tensor("output_norm.weight", vec(e))
             # (Gemma's output is the embeddings: llama.cpp reads no other.)
-            if name not in ("qwen2", "phi4mini") and not gemma:
+            if name not in ("qwen2", "phi4mini", "ernie") and not gemma:
                 w.add_tensor("output.weight", mat(vocab, e).astype(np.float16))
             fused = arch == "phi3"
-            if name == "llama3":
+            if name in ("llama3", "exaone"):
                 w.add_tensor("rope_freqs.weight", np.geomspace(1.0, 8.0, hd // 2).astype(np.float32))
             if name in ("phi3long", "phi4mini"):
                 # Far apart, so running the long ones would show in the logits.
@@ -1198,7 +1230,9 @@ def task_archs(dest: Path) -> None:
                              np.linspace(1.0, 3.0, half).astype(np.float32))
             for i in range(layers):
                 b = f"blk.{i}."
-                if arch != "olmo2":  # (OLMo 2 normalises after, not before)
+                # (OLMo 2 and EXAONE 4 normalise after, not before)
+                post_only = arch in ("olmo2", "exaone4")
+                if not post_only:
                     w.add_tensor(b + "attn_norm.weight", vec(e))
                 if fused:
                     w.add_tensor(b + "attn_qkv.weight", mat(qd + 2 * kvd, e))
@@ -1210,7 +1244,7 @@ def task_archs(dest: Path) -> None:
                 if arch in ("qwen2", "qwen2moe"):
                     for t, n in (("attn_q", qd), ("attn_k", kvd), ("attn_v", kvd)):
                         w.add_tensor(b + t + ".bias", vec(n, 0.0, 0.5))
-                if arch in ("qwen3", "gemma3", "qwen3moe"):
+                if arch in ("qwen3", "gemma3", "qwen3moe", "exaone4"):
                     w.add_tensor(b + "attn_q_norm.weight", vec(hd))
                     w.add_tensor(b + "attn_k_norm.weight", vec(hd))
                 if arch == "olmo2":
@@ -1218,7 +1252,7 @@ def task_archs(dest: Path) -> None:
                     w.add_tensor(b + "attn_k_norm.weight", vec(kvd))
                 if name == "granite":
                     w.add_tensor(b + "attn_output.bias", vec(e, 0.0, 0.5))
-                if arch != "olmo2":  # (OLMo 2 normalises after, not before)
+                if not post_only:
                     w.add_tensor(b + "ffn_norm.weight", vec(e))
                 experts = extra.get("expert_count", 0)
                 fx = extra.get("expert_feed_forward_length", f)
@@ -1242,7 +1276,7 @@ def task_archs(dest: Path) -> None:
                     w.add_tensor(b + "ffn_up.weight", mat(f, e))
                 if not experts:
                     w.add_tensor(b + "ffn_down.weight", mat(e, f))
-                if arch in ("gemma2", "gemma3", "olmo2"):
+                if arch in ("gemma2", "gemma3", "olmo2", "exaone4"):
                     w.add_tensor(b + "post_attention_norm.weight", vec(e))
                     w.add_tensor(b + "post_ffw_norm.weight", vec(e))
             w.write_header_to_file()
@@ -1330,7 +1364,7 @@ def main() -> None:
                                                      dest / "smollm2-tokenizer.json")),
         ("smollm2-135m-kquants.gguf", lambda: venv_task(dest, "kquants",
                                                         dest / "smollm2-135m-kquants.gguf")),
-        ("tiny-{qwen2,...,qwen2moe}.gguf",
+        ("tiny-{qwen2,...,exaone4}.gguf",
          lambda: venv_task(dest, "archs", tiny_path(dest, list(ARCHS)[-1]))),
         ("minilm/{vocab.txt,tokenizer.json,...}", lambda: step_minilm_files(dest)),
         ("minilm/model.onnx", lambda: venv_task(dest, "minilm-onnx", dest / "minilm" / "model.onnx")),

@@ -442,13 +442,15 @@ CHAT_FORMATS = {
     "deepseek3": "<｜User｜>{question}<｜Assistant｜>",
     "granite": "<|start_of_role|>user<|end_of_role|>{question}<|end_of_text|>\n"
                "<|start_of_role|>assistant<|end_of_role|>",
+    "exaone3": "[|user|]{question}\n[|assistant|]",
+    "exaone4": "[|user|]{question}\n[|assistant|]",
 }
 ARCH_TEMPLATES = {"tinyllama": "zephyr", "phi3": "phi3", "phi3long": "phi3", "gemma": "gemma",
                   "gemma2": "gemma", "gemma3": "gemma", "mixtral": "mistral",
                   "nemo": "mistral-v3-tekken", "r1qwen": "deepseek3",
                   "granite3": "granite", "mistralv3": "mistral-v3",
                   "ministral": "mistral-v7-tekken", "granitemoe": "granite",
-                  "granitenope": "granite"}
+                  "granitenope": "granite", "exaone": "exaone3", "exaone4": "exaone4"}
 
 
 def detokenize(vocab, ids: list) -> str:
@@ -607,7 +609,7 @@ CHAT_CONVERSATIONS = [
 # llama.cpp's names of the formats `generate` writes.
 CHAT_FORMAT_NAMES = ["chatml", "phi4", "llama3", "zephyr", "phi3", "llama2", "llama2-sys",
                      "llama2-sys-strip", "mistral-v1", "mistral-v3", "mistral-v3-tekken", "mistral-v7",
-                     "mistral-v7-tekken", "gemma", "deepseek3", "granite"]
+                     "mistral-v7-tekken", "gemma", "deepseek3", "granite", "exaone3", "exaone4"]
 
 
 def chat_formats() -> None:

@@ -73,6 +73,11 @@ pub(crate) enum Template {
     /// `<|start_of_role|>{role}<|end_of_role|>{content}<|end_of_text|>\n`
     /// per message, then `<|start_of_role|>assistant<|end_of_role|>`.
     Granite,
+    /// LG's EXAONE 3, 3.5 and 4 (llama.cpp `exaone3`, `exaone4`, which
+    /// differ only in 4's tool role): `[|system|]{system}[|endofturn|]\n`,
+    /// `[|user|]{user}\n`, `[|assistant|]{reply}[|endofturn|]\n`, contents
+    /// trimmed, then `[|assistant|]`.
+    Exaone,
     /// No chat format (config `none`, for base models): the messages'
     /// contents, one per line, are the text the model goes on from.
     Plain,
@@ -81,7 +86,7 @@ pub(crate) enum Template {
 /// The formats, by config name, with a text only their chat templates
 /// (GGUF `tokenizer.chat_template`) hold, most specific first. The
 /// `[INST]` formats share `[INST]`; [`inst_format`] tells them apart.
-const TEMPLATES: [(&str, Template, &str); 16] = [
+const TEMPLATES: [(&str, Template, &str); 18] = [
     ("phi4", Template::Phi4, "<|im_sep|>"),
     ("chatml", Template::ChatMl, "<|im_start|>"),
     ("gemma", Template::Gemma, "<start_of_turn>"),
@@ -102,6 +107,8 @@ const TEMPLATES: [(&str, Template, &str); 16] = [
     ("mistral-v7", Template::MistralV7, "[INST]"),
     ("deepseek3", Template::DeepSeek3, "<｜Assistant｜>"),
     ("granite", Template::Granite, "<|start_of_role|>"),
+    ("exaone3", Template::Exaone, "[|endofturn|]"),
+    ("exaone4", Template::Exaone, "[|endofturn|]"),
 ];
 
 /// How a format lays a conversation out.
@@ -220,6 +227,7 @@ impl Template {
             Template::MistralV3Tekken => &["[INST]", "[/INST]", "</s>"],
             Template::DeepSeek3 => &["<｜User｜>", "<｜Assistant｜>", "<｜end▁of▁sentence｜>"],
             Template::Granite => &["<|start_of_role|>", "<|end_of_role|>", "<|end_of_text|>"],
+            Template::Exaone => &["[|user|]", "[|assistant|]", "[|endofturn|]"],
             Template::MistralV7 | Template::MistralV7Tekken => {
                 &["[INST]", "[/INST]", "</s>", "[SYSTEM_PROMPT]"]
             }
@@ -313,6 +321,14 @@ impl Template {
                     "<|end_of_text|>\n",
                 ),
             ]),
+            Template::Exaone => Turns {
+                trim: true,
+                ..Turns::new([
+                    ("[|system|]", "[|endofturn|]\n"),
+                    ("[|user|]", "\n"),
+                    ("[|assistant|]", "[|endofturn|]\n"),
+                ])
+            },
             // llama.cpp's `llama2`, `llama2-sys`, `llama2-sys-strip`,
             // `mistral-v1`, `-v3` and `-v3-tekken`.
             Template::Mistral => return inst("[INST] ", ("", "\n"), " [/INST]", "", Trim::None),

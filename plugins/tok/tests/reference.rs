@@ -205,9 +205,10 @@ fn checks(bpe: &Bpe, model: &TinyModel, prompt: &str) -> Vec<String> {
 }
 
 /// The Llama 3 (`llama-bpe`), Qwen2 (`qwen2`), DBRX (`dbrx`), GPT-4o
-/// (`gpt-4o`), Tekken (`tekken`) and llama.cpp's `default` (a file
-/// without a name) pre-tokenizers, and Llama 3's whole-piece lookup and
-/// BOS, split and merge as llama.cpp does.
+/// (`gpt-4o`), Tekken (`tekken`), EXAONE 3 and 4 (`exaone`, `exaone4`,
+/// which llama.cpp splits as StarCoder's and GPT-2's) and llama.cpp's
+/// `default` (a file without a name) pre-tokenizers, and Llama 3's
+/// whole-piece lookup and BOS, split and merge as llama.cpp does.
 #[test]
 fn pre_tokenizers_match_llama_cpp() {
     let reference: TinyArchs = reference("tiny_archs_reference.json");
@@ -226,7 +227,16 @@ fn pre_tokenizers_match_llama_cpp() {
         report(&model.name, model.tokenizer_checks.len() + 1, failures);
         pres.push(pre.as_str());
     }
-    for pre in ["llama-bpe", "qwen2", "dbrx", "gpt-4o", "tekken", "default"] {
+    for pre in [
+        "llama-bpe",
+        "qwen2",
+        "dbrx",
+        "gpt-4o",
+        "tekken",
+        "default",
+        "exaone",
+        "exaone4",
+    ] {
         assert!(pres.contains(&pre), "{pre} checked");
     }
 }

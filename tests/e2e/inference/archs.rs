@@ -19,7 +19,9 @@ use super::{put, reference, stream};
 /// rotary embedding, and no pre-tokenizer name: llama.cpp's `default`
 /// regexes), Mistral v0.3's `[INST]` without a space before `[/INST]`
 /// for `mistralv3`, Mistral Small 3's v7-tekken for the Mistral 3
-/// `ministral`), streams llama.cpp's greedy
+/// `ministral`, EXAONE's bracketed turns for `exaone` and `exaone4`,
+/// whose pre-tokenizer names are EXAONE's, ChatML for `ernie`), streams
+/// llama.cpp's greedy
 /// tokens and says its text. The tiny random models of `scripts/models.py`,
 /// up to llama.cpp's first near-tie.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -50,6 +52,9 @@ async fn generate_runs_each_family_and_both_tokenizer_kinds_as_llama_cpp_does() 
         "granitemoe",
         "granitenope",
         "qwen2moe",
+        "ernie",
+        "exaone",
+        "exaone4",
     ] {
         let case = reference["models"]
             .as_array()

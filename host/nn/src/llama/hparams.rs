@@ -15,7 +15,9 @@ use families::{Gemma, experts, shared_width};
 /// and sliding-window layers, (OLMo 2) norms after each block instead of
 /// before, (Mixtral, Qwen2-MoE, Qwen3-MoE, Granite MoE) mixtures of
 /// experts, (Qwen2-MoE, Granite MoE Shared) a shared expert beside them,
-/// and (Mistral 3) Llama 4's attention temperature.
+/// (Mistral 3) Llama 4's attention temperature, and (EXAONE 4) OLMo 2's
+/// norms with per-head Q/K norms, and global layers without a rotary
+/// embedding beside sliding-window ones.
 pub const ARCHITECTURES: &[&str] = &[
     "llama",
     "mistral",
@@ -32,6 +34,9 @@ pub const ARCHITECTURES: &[&str] = &[
     "gemma3",
     "smollm3",
     "olmo2",
+    "ernie4_5",
+    "exaone",
+    "exaone4",
 ];
 
 /// A LongRoPE file's (Phi-3 128k, Phi-3.5) rotary factors for its original
@@ -91,6 +96,9 @@ pub(crate) struct HParams {
     /// (its queries and keys carry no position); 0 for none, 1 for no
     /// layer rotating (Granite's `rope.scaling.finetuned` false).
     pub no_rope_every: usize,
+    /// EXAONE 4's: in a model with sliding-window layers, only those
+    /// rotate; its global layers have no rotary embedding.
+    pub rope_swa_only: bool,
     pub rms_eps: f32,
     /// The window: the file's `context_length`, or for LongRoPE its
     /// `rope.scaling.original_context_length` (the short factors' window:
@@ -114,13 +122,13 @@ pub(crate) struct HParams {
     pub fused: bool,
     /// Gemma's feed-forward: GELU (tanh form) of the gate, not SiLU.
     pub gelu: bool,
-    /// Gemma 2 and 3, OLMo 2: each block's attention and feed-forward
+    /// Gemma 2 and 3, OLMo 2, EXAONE 4: each block's attention and feed-forward
     /// outputs are normalised (`post_attention_norm`, `post_ffw_norm`)
     /// before their residual adds.
     pub post_norms: bool,
     /// Whether each block's input is normalised first (`attn_norm`,
-    /// `ffn_norm`): all but OLMo 2, whose blocks read the residual stream
-    /// as it is.
+    /// `ffn_norm`): all but OLMo 2 and EXAONE 4, whose blocks read the
+    /// residual stream as it is.
     pub pre_norms: bool,
     /// OLMo 2's Q and K norms: over all heads' queries (keys) of a token at
     /// once, not head by head.
@@ -129,7 +137,7 @@ pub(crate) struct HParams {
     /// and of the logits; 0 for none.
     pub attn_softcap: f32,
     pub final_softcap: f32,
-    /// Sliding-window attention (Gemma 2 and 3, OLMo 3): in the layers `swa` marks,
+    /// Sliding-window attention (Gemma 2 and 3, OLMo 3, EXAONE 4 32B): in the layers `swa` marks,
     /// a query sees the last `window` positions (itself included) only.
     pub window: usize,
     pub swa: Vec<bool>,
@@ -356,11 +364,19 @@ impl HParams {
             rope_freq_scale,
             rope_mscale,
             swa_plain: arch == "olmo2",
+            rope_swa_only: arch == "exaone4",
             yarn,
             rope_neox: gemma
                 || matches!(
                     arch,
-                    "qwen2" | "qwen2moe" | "qwen3" | "qwen3moe" | "phi3" | "olmo2"
+                    "qwen2"
+                        | "qwen2moe"
+                        | "qwen3"
+                        | "qwen3moe"
+                        | "phi3"
+                        | "olmo2"
+                        | "exaone"
+                        | "exaone4"
                 ),
             no_rope_every: match arch {
                 "smollm3" => 4,
@@ -376,8 +392,8 @@ impl HParams {
             attn_temp,
             fused: arch == "phi3",
             gelu: gemma,
-            post_norms: matches!(arch, "gemma2" | "gemma3" | "olmo2"),
-            pre_norms: arch != "olmo2",
+            post_norms: matches!(arch, "gemma2" | "gemma3" | "olmo2" | "exaone4"),
+            pre_norms: !matches!(arch, "olmo2" | "exaone4"),
             qk_norms_whole: arch == "olmo2",
             attn_softcap: gemma_swa.attn_softcap,
             final_softcap: gemma_swa.final_softcap,
@@ -400,6 +416,9 @@ impl HParams {
 
     /// Whether layer `l` rotates its queries and keys.
     pub fn ropes(&self, l: usize) -> bool {
+        if self.rope_swa_only && self.swa.contains(&true) {
+            return self.is_swa(l);
+        }
         self.no_rope_every == 0 || !(l + 1).is_multiple_of(self.no_rope_every)
     }
 
@@ -555,11 +574,12 @@ pub(crate) fn check(info: &GgufInfo) -> Result<HParams, NnError> {
             mixture
         }
     };
-    // Qwen3's and Gemma 3's per-head Q/K norms, and OLMo 2's whole-row
-    // ones (optional elsewhere), which llama.cpp requires of them too.
+    // Qwen3's, Gemma 3's and EXAONE 4's per-head Q/K norms, and OLMo 2's
+    // whole-row ones (optional elsewhere), which llama.cpp requires of
+    // them too.
     let qk_norms = matches!(
         info.architecture.as_deref(),
-        Some("qwen3" | "qwen3moe" | "gemma3" | "olmo2")
+        Some("qwen3" | "qwen3moe" | "gemma3" | "olmo2" | "exaone4")
     );
     let (q_norm, k_norm) = hp.qk_norm_widths();
     for i in 0..hp.layers {
@@ -578,7 +598,8 @@ pub(crate) fn check(info: &GgufInfo) -> Result<HParams, NnError> {
             ("attn_k_norm", vec![k_norm], qk_norms),
             ("ffn_norm", vec![e], true),
         ]) {
-            // OLMo 2 has no pre-norms: a file with them is another model.
+            // OLMo 2 and EXAONE 4 have no pre-norms: a file with them is
+            // another model.
             if !hp.pre_norms && matches!(name, "attn_norm" | "ffn_norm") {
                 continue;
             }
@@ -588,7 +609,8 @@ pub(crate) fn check(info: &GgufInfo) -> Result<HParams, NnError> {
             };
             want.push((name, dims, required));
         }
-        // Gemma 2 and 3's and OLMo 2's; another's file with them is refused (below).
+        // Gemma 2 and 3's, OLMo 2's and EXAONE 4's; another's file with
+        // them is refused (below).
         if hp.post_norms {
             for name in ["post_attention_norm", "post_ffw_norm"] {
                 want.push((format!("blk.{i}.{name}.weight"), vec![e], true));

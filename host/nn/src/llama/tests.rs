@@ -664,3 +664,52 @@ fn qwen2moe_shared_expert_is_read_as_llama_cpp_reads_it() {
     let moe = crate::gguf::inspect(&model_file("tiny-granitemoe.gguf")).unwrap();
     assert!(check(&moe).unwrap().experts_renormalised);
 }
+
+/// EXAONE 4's layout, as llama.cpp's `exaone4` loader and graph read it:
+/// sliding windows for the 64-layer model (32B) alone, three layers of
+/// four, where only those rotate; any other depth attends and rotates in
+/// every layer, whatever window its file gives (1.2B's). Norms after each
+/// block, not before, and per-head Q/K norms, required.
+#[test]
+fn exaone4_windows_and_rotations_are_read_as_llama_cpp_reads_them() {
+    let file = crate::gguf::inspect(&model_file("tiny-exaone4.gguf")).unwrap();
+    let hp = check(&file).unwrap();
+    assert_eq!((hp.layers, hp.window), (64, 8));
+    for l in 0..hp.layers {
+        let local = l % 4 != 3;
+        assert_eq!((hp.is_swa(l), hp.ropes(l)), (local, local), "layer {l}");
+    }
+    assert!(hp.rope_neox && hp.post_norms && !hp.pre_norms);
+    assert_eq!(hp.qk_norm_widths(), (hp.head_dim, hp.head_dim));
+    // 30 layers (1.2B's depth): no window, every layer rotates.
+    let mut shallow = file.clone();
+    shallow.tensors.retain(|t| {
+        let block = t
+            .name
+            .strip_prefix("blk.")
+            .and_then(|b| b.split('.').next());
+        block.is_none_or(|b| b.parse::<usize>().unwrap() < 30)
+    });
+    for (k, v) in &mut shallow.metadata {
+        if k == "exaone4.block_count" {
+            *v = crate::GgufValue::Int(30);
+        }
+    }
+    let hp = check(&shallow).unwrap();
+    assert!((0..30).all(|l| !hp.is_swa(l) && hp.ropes(l)));
+    let mut no_norm = file.clone();
+    no_norm
+        .tensors
+        .retain(|t| t.name != "blk.3.attn_k_norm.weight");
+    let err = check(&no_norm).unwrap_err().to_string();
+    assert!(
+        err.contains("`blk.3.attn_k_norm.weight` is missing"),
+        "{err}"
+    );
+    // EXAONE 3 pairs as NeoX does; ERNIE 4.5 as Llama does.
+    let exaone = crate::gguf::inspect(&model_file("tiny-exaone.gguf")).unwrap();
+    let hp = check(&exaone).unwrap();
+    assert!(hp.rope_neox && hp.pre_norms && !hp.post_norms);
+    let ernie = crate::gguf::inspect(&model_file("tiny-ernie.gguf")).unwrap();
+    assert!(!check(&ernie).unwrap().rope_neox);
+}

@@ -8,8 +8,8 @@
 //! rope scaling), Phi-3 (fused products) and Gemma 1, 2 and 3 (GELU,
 //! post-norms, soft caps, sliding windows, local and global rotary bases)
 //! SmolLM3 (layers without rotary embeddings), OLMo 2 and 3 (norms after
-//! each block, not before) and YaRN, on the CPU and on the
-//! GPU; and the mixtures of experts Mixtral, Qwen2-MoE, Qwen3-MoE and
+//! each block, not before), ERNIE 4.5, EXAONE 3 and 4 (global layers without
+//! rotary embeddings) and YaRN, on the CPU and on the GPU; and the mixtures of experts Mixtral, Qwen2-MoE, Qwen3-MoE and
 //! Granite MoE (shared experts: Qwen2-MoE's gated), on the CPU.
 
 use std::sync::Arc;
@@ -291,6 +291,27 @@ fn a_granite_without_rotary_embedding_matches_llama_cpp() {
     on_the_cpu("granitenope");
 }
 
+/// ERNIE 4.5 (dense): Llama's layout under its own architecture name, the
+/// output tied to the embeddings.
+#[test]
+fn ernie_matches_llama_cpp() {
+    on_the_cpu("ernie");
+}
+
+/// EXAONE 3 and 3.5: NeoX pairs, with Llama 3's rope frequencies.
+#[test]
+fn exaone_matches_llama_cpp() {
+    on_the_cpu("exaone");
+}
+
+/// EXAONE 4 (32B's layout: 64 layers): norms after each block, per-head
+/// Q/K norms, three sliding-window layers of four that rotate, and a
+/// global one that does not.
+#[test]
+fn exaone4_sliding_and_unrotated_global_layers_match_llama_cpp() {
+    on_the_cpu("exaone4");
+}
+
 /// A mixture of experts loaded for the GPU runs on the CPU, and says why
 /// in its placement; its logits are the CPU's.
 #[test]
@@ -336,6 +357,8 @@ fn on_the_gpu_every_family_matches_llama_cpp() {
         "phi4mini",
         "ministral",
         "granitenope",
+        "exaone",
+        "exaone4",
     ] {
         let (case, bytes) = tiny(name);
         let model = engine.load(&bytes, Encoding::Ggml, Target::Gpu).unwrap();

@@ -413,3 +413,33 @@ fn no_template_sends_the_text_itself() {
     let err = Template::from_config(&Config::default(), &base).unwrap_err();
     assert!(err.contains("`none` for a base model"), "{err}");
 }
+
+/// EXAONE's format, as llama.cpp writes it (`exaone3`, `exaone4`: one
+/// format but for 4's tool role): picked from either file's template
+/// (3.5's, or 4.0's with its tool role), and refused on a vocab without
+/// its turn tokens.
+#[test]
+fn exaone_prompts_have_bracketed_turns() {
+    assert_eq!(
+        Template::Exaone.render(&conversation()),
+        "[|system|]Be brief.[|endofturn|]\n[|user|]Hi\n\
+         [|assistant|]Hello![|endofturn|]\n[|user|]Who are you?\n[|assistant|]"
+    );
+    let tokens = ["[|system|]", "[|user|]", "[|assistant|]", "[|endofturn|]"];
+    let auto = Config::default();
+    for jinja in [
+        "{{- '[|user|]' + message['content'] + '\\n' }}{{- '[|endofturn|]\\n' }}",
+        "{{- '[|tool|]' + message['content'] + '[|endofturn|]\\n' }}",
+    ] {
+        let json = json!({"tokens": tokens, "merges": [], "chat_template": jinja});
+        let bpe = Bpe::from_json(json.to_string().as_bytes()).unwrap();
+        assert_eq!(
+            Template::from_config(&auto, &bpe).unwrap(),
+            Template::Exaone
+        );
+    }
+    let json = json!({"tokens": &tokens[..3], "merges": [], "chat_template": "[|endofturn|]"});
+    let bpe = Bpe::from_json(json.to_string().as_bytes()).unwrap();
+    let err = Template::from_config(&auto, &bpe).unwrap_err();
+    assert!(err.contains("no `[|endofturn|]` token"), "{err}");
+}

@@ -153,9 +153,9 @@ pub(super) fn shared_width(
     })
 }
 
-/// Gemma 2 and 3's soft caps and sliding windows, and OLMo 3's windows,
-/// read as llama.cpp reads them (with its defaults where the file is
-/// silent); none for the others.
+/// Gemma 2 and 3's soft caps and sliding windows, and OLMo 3's and EXAONE
+/// 4's windows, read as llama.cpp reads them (with its defaults where the
+/// file is silent); none for the others.
 pub(super) struct Gemma {
     pub(super) attn_softcap: f32,
     pub(super) final_softcap: f32,
@@ -213,6 +213,11 @@ impl Gemma {
                 }
                 None => return Ok(g),
             },
+            // EXAONE 4: llama.cpp gives sliding windows to the 64-layer
+            // model (32B) alone, three layers of four, 4096 wide unless the
+            // file says; every layer of another sees every position,
+            // whatever window its file gives.
+            "exaone4" if layers == 64 => (4, window().unwrap_or(4096)),
             _ => return Ok(g),
         };
         let bad = |m: String| NnError::new(NnErrorKind::InvalidEncoding, m);
