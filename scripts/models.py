@@ -971,6 +971,17 @@ ARCHS = {
     "exaone4": ("exaone4", "exaone4", {"block_count": 64, "attention.sliding_window": 8},
                 "EXAONE 4: no pre-norms, post-norms, per-head Q/K norms, three sliding-window "
                 "layers of four rotating and the fourth, global, not"),
+    # As ERNIE-4.5-21B-A3B's file: a dense first layer, then mixtures with a
+    # shared expert, their experts picked by the router's probabilities plus a
+    # bias (large enough here to change the pick) and weighted without it.
+    "erniemoe": ("ernie4_5-moe", "smollm", {"block_count": 3, "expert_count": 4,
+                                            "expert_used_count": 2,
+                                            "expert_feed_forward_length": 32,
+                                            "expert_shared_feed_forward_length": 64,
+                                            "leading_dense_block_count": 1,
+                                            "interleave_moe_layer_step": 1},
+                 "ERNIE 4.5 MoE: a dense first layer, then 4 experts, 2 a token, picked with "
+                 "the router's bias, and a shared expert"),
 }
 # TinyLlama-1.1B-Chat's chat template (Zephyr's format), as its GGUF carries it.
 ZEPHYR_TEMPLATE = (
@@ -1255,6 +1266,8 @@ def task_archs(dest: Path) -> None:
                 if not post_only:
                     w.add_tensor(b + "ffn_norm.weight", vec(e))
                 experts = extra.get("expert_count", 0)
+                if i < extra.get("leading_dense_block_count", 0):
+                    experts = 0  # (ERNIE 4.5 MoE's dense first layers)
                 fx = extra.get("expert_feed_forward_length", f)
                 if experts:
                     # The router, then the experts side by side (ggml [e, fx, experts]).
@@ -1263,6 +1276,8 @@ def task_archs(dest: Path) -> None:
                                             ("down", (e, fx))):
                         stack = np.stack([mat(rows, cols) for _ in range(experts)])
                         w.add_tensor(b + f"ffn_{t}_exps.weight", stack)
+                    if arch == "ernie4_5-moe":  # the pick's bias, about the probabilities' size
+                        w.add_tensor(b + "exp_probs_b.bias", vec(experts, 0.0, 0.3))
                     if arch == "qwen2moe":  # the shared expert's gate: a score a token
                         w.add_tensor(b + "ffn_gate_inp_shexp.weight", vec(e, 0.0, 0.3))
                     if fs := extra.get("expert_shared_feed_forward_length"):
@@ -1364,7 +1379,7 @@ def main() -> None:
                                                      dest / "smollm2-tokenizer.json")),
         ("smollm2-135m-kquants.gguf", lambda: venv_task(dest, "kquants",
                                                         dest / "smollm2-135m-kquants.gguf")),
-        ("tiny-{qwen2,...,exaone4}.gguf",
+        ("tiny-{qwen2,...,erniemoe}.gguf",
          lambda: venv_task(dest, "archs", tiny_path(dest, list(ARCHS)[-1]))),
         ("minilm/{vocab.txt,tokenizer.json,...}", lambda: step_minilm_files(dest)),
         ("minilm/model.onnx", lambda: venv_task(dest, "minilm-onnx", dest / "minilm" / "model.onnx")),

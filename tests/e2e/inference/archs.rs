@@ -20,7 +20,8 @@ use super::{put, reference, stream};
 /// regexes), Mistral v0.3's `[INST]` without a space before `[/INST]`
 /// for `mistralv3`, Mistral Small 3's v7-tekken for the Mistral 3
 /// `ministral`, EXAONE's bracketed turns for `exaone` and `exaone4`,
-/// whose pre-tokenizer names are EXAONE's, ChatML for `ernie`), streams
+/// whose pre-tokenizer names are EXAONE's, ChatML for `ernie` and the
+/// mixture of experts `erniemoe`), streams
 /// llama.cpp's greedy
 /// tokens and says its text. The tiny random models of `scripts/models.py`,
 /// up to llama.cpp's first near-tie.
@@ -55,6 +56,7 @@ async fn generate_runs_each_family_and_both_tokenizer_kinds_as_llama_cpp_does() 
         "ernie",
         "exaone",
         "exaone4",
+        "erniemoe",
     ] {
         let case = reference["models"]
             .as_array()

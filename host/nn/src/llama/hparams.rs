@@ -14,7 +14,9 @@ use families::{Gemma, experts, shared_width};
 /// tensors, (Phi-3) fused products, (Gemma) GELU, post-norms, soft caps
 /// and sliding-window layers, (OLMo 2) norms after each block instead of
 /// before, (Mixtral, Qwen2-MoE, Qwen3-MoE, Granite MoE) mixtures of
-/// experts, (Qwen2-MoE, Granite MoE Shared) a shared expert beside them,
+/// experts, (Qwen2-MoE, Granite MoE Shared, ERNIE 4.5 MoE) a shared expert
+/// beside them, (ERNIE 4.5 MoE) dense layers before them and a router's
+/// bias to pick them,
 /// (Mistral 3) Llama 4's attention temperature, and (EXAONE 4) OLMo 2's
 /// norms with per-head Q/K norms, and global layers without a rotary
 /// embedding beside sliding-window ones.
@@ -35,6 +37,7 @@ pub const ARCHITECTURES: &[&str] = &[
     "smollm3",
     "olmo2",
     "ernie4_5",
+    "ernie4_5-moe",
     "exaone",
     "exaone4",
 ];
@@ -51,7 +54,8 @@ pub(crate) struct HParams {
     pub embd: usize,
     /// Width of the feed-forward (of each expert's, in a mixture).
     pub ffn: usize,
-    /// A mixture of experts' (Mixtral's, Qwen2-MoE's, Qwen3-MoE's, Granite MoE's):
+    /// A mixture of experts' (Mixtral's, Qwen2-MoE's, Qwen3-MoE's, Granite
+    /// MoE's, ERNIE 4.5 MoE's):
     /// experts per layer, and how many of them a token is routed to; 0
     /// for a dense model.
     pub experts: usize,
@@ -60,6 +64,16 @@ pub(crate) struct HParams {
     /// probabilities renormalised to sum to 1 (llama.cpp's `norm_w`), or
     /// (Qwen2-MoE) as they are.
     pub experts_renormalised: bool,
+    /// ERNIE 4.5 MoE's: its first `dense_lead` layers are dense, and of
+    /// the others every `moe_every`th is a mixture (0 and 1 elsewhere).
+    pub dense_lead: usize,
+    pub moe_every: usize,
+    /// The width of a mixture's dense layers (ERNIE 4.5 MoE's
+    /// `feed_forward_length`); `ffn` elsewhere.
+    pub dense_ffn: usize,
+    /// ERNIE 4.5 MoE's: a layer's router may have a bias
+    /// (`exp_probs_b.bias`) added to its probabilities to pick the experts.
+    pub expert_bias: bool,
     /// Qwen2-MoE's and Granite MoE Shared's: the width of the expert every
     /// token goes through beside its routed ones
     /// (`expert_shared_feed_forward_length`); 0 for none.
@@ -298,6 +312,23 @@ impl HParams {
         }
         let (experts, experts_used, ffn) = experts(arch, &int)?;
         let shared_ffn = shared_width(arch, experts, &int)?;
+        let ernie_moe = arch == "ernie4_5-moe";
+        let (dense_lead, moe_every, dense_ffn) = match ernie_moe {
+            true => match int("interleave_moe_layer_step")? {
+                0 => {
+                    return Err(NnError::new(
+                        NnErrorKind::InvalidEncoding,
+                        format!("`{arch}.interleave_moe_layer_step` is 0"),
+                    ));
+                }
+                every => (
+                    int("leading_dense_block_count")?,
+                    every,
+                    int("feed_forward_length")?,
+                ),
+            },
+            false => (0, 1, ffn),
+        };
         let is_granite = matches!(arch, "granite" | "granitemoe");
         // Granite's switch for the rotary embedding, on unless the file
         // says `false` (llama.cpp's `rope_finetuned`, which only Granite
@@ -353,6 +384,10 @@ impl HParams {
             experts,
             experts_used,
             experts_renormalised: arch != "qwen2moe",
+            dense_lead,
+            moe_every,
+            dense_ffn,
+            expert_bias: ernie_moe,
             shared_ffn,
             shared_gate: arch == "qwen2moe",
             layers,
@@ -412,6 +447,11 @@ impl HParams {
             true => (self.q_dim(), self.kv_dim()),
             false => (self.head_dim, self.head_dim),
         }
+    }
+
+    /// Whether layer `l`'s feed-forward is a mixture of experts.
+    pub fn is_moe(&self, l: usize) -> bool {
+        self.experts > 0 && l >= self.dense_lead && (l + 1).is_multiple_of(self.moe_every)
     }
 
     /// Whether layer `l` rotates its queries and keys.
@@ -544,36 +584,42 @@ pub(crate) fn check(info: &GgufInfo) -> Result<HParams, NnError> {
             .collect();
         (split, hp.ffn)
     };
-    // A dense feed-forward, or a router and its experts side by side.
-    let (f, x) = (hp.ffn, hp.experts);
-    let ffn: Vec<(&str, Vec<usize>)> = match (x, hp.fused) {
-        (0, true) => vec![("ffn_up", vec![e, up_rows]), ("ffn_down", vec![f, e])],
-        (0, false) => vec![
-            ("ffn_gate", vec![e, f]),
-            ("ffn_up", vec![e, f]),
-            ("ffn_down", vec![f, e]),
+    // A dense feed-forward, or a router and its experts side by side
+    // (in a mixture's layers: ERNIE 4.5's first ones are dense).
+    let (f, x, df) = (hp.ffn, hp.experts, hp.dense_ffn);
+    let dense: Vec<(&str, Vec<usize>, bool)> = match hp.fused {
+        true => vec![
+            ("ffn_up", vec![e, up_rows], true),
+            ("ffn_down", vec![df, e], true),
         ],
-        _ => {
-            let mut mixture = vec![
-                ("ffn_gate_inp", vec![e, x]),
-                ("ffn_gate_exps", vec![e, f, x]),
-                ("ffn_up_exps", vec![e, f, x]),
-                ("ffn_down_exps", vec![f, e, x]),
-            ];
-            if hp.shared_gate {
-                mixture.push(("ffn_gate_inp_shexp", vec![e]));
-            }
-            if hp.shared_ffn > 0 {
-                let s = hp.shared_ffn;
-                mixture.extend([
-                    ("ffn_gate_shexp", vec![e, s]),
-                    ("ffn_up_shexp", vec![e, s]),
-                    ("ffn_down_shexp", vec![s, e]),
-                ]);
-            }
-            mixture
-        }
+        false => vec![
+            ("ffn_gate", vec![e, df], true),
+            ("ffn_up", vec![e, df], true),
+            ("ffn_down", vec![df, e], true),
+        ],
     };
+    let mut mixture = vec![
+        ("ffn_gate_inp", vec![e, x], true),
+        ("ffn_gate_exps", vec![e, f, x], true),
+        ("ffn_up_exps", vec![e, f, x], true),
+        ("ffn_down_exps", vec![f, e, x], true),
+    ];
+    if hp.shared_gate {
+        mixture.push(("ffn_gate_inp_shexp", vec![e], true));
+    }
+    if hp.shared_ffn > 0 {
+        let s = hp.shared_ffn;
+        mixture.extend([
+            ("ffn_gate_shexp", vec![e, s], true),
+            ("ffn_up_shexp", vec![e, s], true),
+            ("ffn_down_shexp", vec![s, e], true),
+        ]);
+    }
+    // ERNIE 4.5's: a bias added to the router's probabilities to pick
+    // the experts (not to weight them), optional as in llama.cpp.
+    if hp.expert_bias {
+        mixture.push(("exp_probs_b.bias", vec![x], false));
+    }
     // Qwen3's, Gemma 3's and EXAONE 4's per-head Q/K norms, and OLMo 2's
     // whole-row ones (optional elsewhere), which llama.cpp requires of
     // them too.
@@ -583,10 +629,13 @@ pub(crate) fn check(info: &GgufInfo) -> Result<HParams, NnError> {
     );
     let (q_norm, k_norm) = hp.qk_norm_widths();
     for i in 0..hp.layers {
-        let layer = products
-            .iter()
-            .chain(&ffn)
-            .map(|(name, dims)| (*name, dims.clone(), true));
+        let ffn = match hp.is_moe(i) {
+            true => &mixture,
+            false => &dense,
+        };
+        let layer = (products.iter())
+            .map(|(name, dims)| (*name, dims.clone(), true))
+            .chain(ffn.iter().cloned());
         for (name, dims, required) in layer.chain([
             ("attn_norm", vec![e], true),
             ("attn_output", vec![qd, e], true),

@@ -54,7 +54,10 @@ pub(crate) struct Layer {
     experts: Vec<Expert>,
     /// A mixture's router (`ffn_gate_inp`): a score per expert.
     router: Option<QMatrix>,
-    /// A mixture's shared expert (Qwen2-MoE's and Granite MoE Shared's
+    /// ERNIE 4.5 MoE's router bias (`exp_probs_b`), added to the
+    /// probabilities to pick a token's experts, not to weight them.
+    expert_bias: Option<Vec<f32>>,
+    /// A mixture's shared expert (Qwen2-MoE's, Granite MoE Shared's and ERNIE 4.5 MoE's
     /// `ffn_*_shexp`), which every token goes through beside its routed
     /// ones.
     shared: Option<Expert>,
@@ -237,7 +240,8 @@ impl Llama {
                         m(&n("attn_v"), kvd, hp.embd)?,
                     ]
                 };
-                let (experts, router) = if hp.experts > 0 {
+                let moe = hp.is_moe(i);
+                let (experts, router) = if moe {
                     let shape = |rows, cols| [hp.experts, rows, cols];
                     let all = |s: &str, [rows, cols]: [usize; 2]| {
                         QMatrix::experts_from_gguf(&info, bytes, &n(s), shape(rows, cols))
@@ -251,16 +255,14 @@ impl Llama {
                     let router = m(&n("ffn_gate_inp"), hp.experts, hp.embd)?;
                     (experts, Some(router))
                 } else {
+                    let f = hp.dense_ffn;
                     let [gate, up] = if hp.fused {
-                        let gate_up = m(&n("ffn_up"), 2 * hp.ffn, hp.embd)?;
-                        take(gate_up.split_rows(&[hp.ffn, hp.ffn]))
+                        let gate_up = m(&n("ffn_up"), 2 * f, hp.embd)?;
+                        take(gate_up.split_rows(&[f, f]))
                     } else {
-                        [
-                            m(&n("ffn_gate"), hp.ffn, hp.embd)?,
-                            m(&n("ffn_up"), hp.ffn, hp.embd)?,
-                        ]
+                        [m(&n("ffn_gate"), f, hp.embd)?, m(&n("ffn_up"), f, hp.embd)?]
                     };
-                    let down = m(&n("ffn_down"), hp.embd, hp.ffn)?;
+                    let down = m(&n("ffn_down"), hp.embd, f)?;
                     (vec![Expert { gate, up, down }], None)
                 };
                 Ok(Layer {
@@ -278,11 +280,16 @@ impl Llama {
                     ffn_norm: pre_norm(&n("ffn_norm"))?,
                     post_attn_norm: optional(&n("post_attention_norm"), hp.embd)?,
                     post_ffn_norm: optional(&n("post_ffw_norm"), hp.embd)?,
-                    shared_gate: match hp.shared_gate {
+                    shared_gate: match hp.shared_gate && moe {
                         true => Some(v(&n("ffn_gate_inp_shexp"), e)?),
                         false => None,
                     },
+                    expert_bias: match moe {
+                        true => optional(&format!("blk.{i}.exp_probs_b.bias"), hp.experts)?,
+                        false => None,
+                    },
                     shared: match s {
+                        _ if !moe => None,
                         0 => None,
                         s => Some(Expert {
                             gate: m(&n("ffn_gate_shexp"), s, e)?,

@@ -369,10 +369,11 @@ fn feed_forward(
 
 /// A mixture of experts' feed-forward of the `n` rows of `h`, into
 /// `down[0]`, as llama.cpp's `build_moe_ffn` runs Mixtral's, Qwen2-MoE's,
-/// Qwen3-MoE's and Granite MoE's: each row's router scores go through a
+/// Qwen3-MoE's, Granite MoE's and ERNIE 4.5 MoE's: each row's router scores go through a
 /// softmax, and its `experts_used` likeliest experts' outputs are added,
 /// weighted by their probabilities, renormalised to sum to 1 where
-/// `renormalise` says (all but Qwen2-MoE). Each expert runs once, over the
+/// `renormalise` says (all but Qwen2-MoE); ERNIE 4.5 MoE's picked by their
+/// probabilities plus its router's bias. Each expert runs once, over the
 /// rows routed to it; a shared expert over every row, its output added
 /// as it is (Granite MoE Shared) or gated (Qwen2-MoE).
 fn mixture(
@@ -397,8 +398,15 @@ fn mixture(
         order.clear();
         order.extend(0..count);
         // Likeliest first (a stable sort: a tie, which ggml's unstable one
-        // breaks either way, goes to the lower index).
-        order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));
+        // breaks either way, goes to the lower index), or (ERNIE 4.5 MoE)
+        // first by the probability plus the router's bias.
+        match &layer.expert_bias {
+            None => order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a])),
+            Some(bias) => {
+                let pick = |e: usize| probs[e] + bias[e];
+                order.sort_by(|&a, &b| pick(b).total_cmp(&pick(a)));
+            }
+        }
         let top = &order[..used];
         // (As llama.cpp: the sum kept off 0, at f16's smallest normal.)
         let sum = match renormalise {

@@ -713,3 +713,55 @@ fn exaone4_windows_and_rotations_are_read_as_llama_cpp_reads_them() {
     let ernie = crate::gguf::inspect(&model_file("tiny-ernie.gguf")).unwrap();
     assert!(!check(&ernie).unwrap().rope_neox);
 }
+
+/// ERNIE 4.5 MoE's keys, as llama.cpp's `ernie4_5-moe` loader and graph
+/// read them: `leading_dense_block_count` dense layers of
+/// `feed_forward_length`, then every `interleave_moe_layer_step`th a
+/// mixture of `expert_feed_forward_length`-wide experts (both keys
+/// required, the step not 0), its router's bias optional.
+#[test]
+fn ernie_moe_layers_are_read_as_llama_cpp_reads_them() {
+    use crate::GgufValue::Int;
+    let file = crate::gguf::inspect(&model_file("tiny-erniemoe.gguf")).unwrap();
+    let hp = check(&file).unwrap();
+    assert_eq!(
+        (hp.experts, hp.ffn, hp.dense_ffn, hp.shared_ffn),
+        (4, 32, 96, 64)
+    );
+    assert_eq!(
+        (0..3).map(|l| hp.is_moe(l)).collect::<Vec<_>>(),
+        [false, true, true]
+    );
+    assert!(hp.experts_renormalised && hp.expert_bias && !hp.rope_neox);
+    let with = |key: &str, value: Option<i64>| {
+        let mut info = file.clone();
+        let key = format!("ernie4_5-moe.{key}");
+        info.metadata.retain(|(k, _)| *k != key);
+        info.metadata.extend(value.map(|v| (key, Int(v))));
+        check(&info).map(|_| ()).unwrap_err().to_string()
+    };
+    let err = with("interleave_moe_layer_step", None);
+    assert!(
+        err.contains("interleave_moe_layer_step` is missing"),
+        "{err}"
+    );
+    let err = with("interleave_moe_layer_step", Some(0));
+    assert!(err.contains("interleave_moe_layer_step` is 0"), "{err}");
+    let err = with("expert_feed_forward_length", None);
+    assert!(
+        err.contains("expert_feed_forward_length` is missing"),
+        "{err}"
+    );
+    // Every layer a mixture: the first's router is missing.
+    let err = with("leading_dense_block_count", Some(0));
+    assert!(
+        err.contains("`blk.0.ffn_gate_inp.weight` is missing"),
+        "{err}"
+    );
+    // Every other layer after the first: the third is dense.
+    let err = with("interleave_moe_layer_step", Some(2));
+    assert!(err.contains("`blk.2.ffn_gate.weight` is missing"), "{err}");
+    let mut unbiased = file.clone();
+    unbiased.tensors.retain(|t| !t.name.contains("exp_probs_b"));
+    assert!(check(&unbiased).is_ok());
+}

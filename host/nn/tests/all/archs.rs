@@ -9,8 +9,10 @@
 //! post-norms, soft caps, sliding windows, local and global rotary bases)
 //! SmolLM3 (layers without rotary embeddings), OLMo 2 and 3 (norms after
 //! each block, not before), ERNIE 4.5, EXAONE 3 and 4 (global layers without
-//! rotary embeddings) and YaRN, on the CPU and on the GPU; and the mixtures of experts Mixtral, Qwen2-MoE, Qwen3-MoE and
-//! Granite MoE (shared experts: Qwen2-MoE's gated), on the CPU.
+//! rotary embeddings) and YaRN, on the CPU and on the GPU; and the mixtures
+//! of experts Mixtral, Qwen2-MoE, Qwen3-MoE, Granite MoE and ERNIE 4.5 MoE
+//! (shared experts: Qwen2-MoE's gated; ERNIE's dense first layers and
+//! biased pick), on the CPU.
 
 use std::sync::Arc;
 
@@ -310,6 +312,14 @@ fn exaone_matches_llama_cpp() {
 #[test]
 fn exaone4_sliding_and_unrotated_global_layers_match_llama_cpp() {
     on_the_cpu("exaone4");
+}
+
+/// ERNIE 4.5 MoE: a dense first layer, then mixtures whose experts are
+/// picked by the router's probabilities plus its bias and weighted by the
+/// probabilities alone, renormalised, and a shared expert beside them.
+#[test]
+fn ernie_moe_with_dense_layers_and_a_biased_pick_matches_llama_cpp() {
+    on_the_cpu("erniemoe");
 }
 
 /// A mixture of experts loaded for the GPU runs on the CPU, and says why

@@ -69,7 +69,8 @@ impl Yarn {
 /// wide, else `feed_forward_length` over the experts used; Granite's and
 /// Granite MoE's experts are as wide as
 /// `feed_forward_length` (llama.cpp's Granite graph reads no other
-/// width). A width of 0 is refused (as no width at all).
+/// width); ERNIE 4.5 MoE's need `expert_feed_forward_length`. A width of
+/// 0 is refused (as no width at all).
 pub(super) fn experts(
     arch: &str,
     int: &dyn Fn(&str) -> Result<usize, NnError>,
@@ -81,14 +82,13 @@ pub(super) fn experts(
     };
     let dense = || width(int("feed_forward_length")?, "feed_forward_length");
     let count = match arch {
-        "llama" | "mistral" | "mistral3" | "qwen2moe" | "qwen3moe" | "granite" | "granitemoe" => {
-            int("expert_count").unwrap_or(0)
-        }
+        "llama" | "mistral" | "mistral3" | "qwen2moe" | "qwen3moe" | "granite" | "granitemoe"
+        | "ernie4_5-moe" => int("expert_count").unwrap_or(0),
         _ => 0,
     };
     let qwen = matches!(arch, "qwen2moe" | "qwen3moe");
     if count == 0 {
-        if qwen {
+        if qwen || arch == "ernie4_5-moe" {
             return Err(bad(format!(
                 "a `{arch}` file needs `{arch}.expert_count` (of 1 or more)"
             )));
@@ -108,6 +108,11 @@ pub(super) fn experts(
     };
     let each = match own {
         Some(w) => w,
+        None if arch == "ernie4_5-moe" => {
+            return Err(bad(format!(
+                "`{arch}.expert_feed_forward_length` is missing or 0: the experts need a width"
+            )));
+        }
         None if qwen => match dense()? / used {
             0 => {
                 return Err(bad(format!(
@@ -124,8 +129,9 @@ pub(super) fn experts(
 
 /// A mixture's shared expert's width, as llama.cpp reads it (0 for none):
 /// Qwen2-MoE's, which every file has, `expert_shared_feed_forward_length`
-/// else the dense width (refused as 0); Granite MoE Shared's, read for a
-/// mixture only (`experts` of 1 or more). 0 stands for absent.
+/// else the dense width (refused as 0); Granite MoE Shared's and ERNIE 4.5
+/// MoE's, read for a mixture only (`experts` of 1 or more). 0 stands for
+/// absent.
 pub(super) fn shared_width(
     arch: &str,
     experts: usize,
@@ -148,7 +154,7 @@ pub(super) fn shared_width(
                 w => w,
             },
         },
-        "granite" | "granitemoe" if experts > 0 => own.unwrap_or(0),
+        "granite" | "granitemoe" | "ernie4_5-moe" if experts > 0 => own.unwrap_or(0),
         _ => 0,
     })
 }
