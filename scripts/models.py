@@ -982,6 +982,11 @@ ARCHS = {
                                             "interleave_moe_layer_step": 1},
                  "ERNIE 4.5 MoE: a dense first layer, then 4 experts, 2 a token, picked with "
                  "the router's bias, and a shared expert"),
+    # As GLM-4-0414's files: norms before and after each block, Q/K/V biases,
+    # gate and up in one product, rotary on half of each head (pairs adjacent).
+    "glm4": ("glm4", "glm4", {"rope.dimension_count": 8},
+             "GLM-4: pre- and post-norms, Q/K/V biases, a fused gate/up product, partial "
+             "rotary, GLM-4's pre-tokenizer name, control tokens and chat format"),
 }
 # TinyLlama-1.1B-Chat's chat template (Zephyr's format), as its GGUF carries it.
 ZEPHYR_TEMPLATE = (
@@ -1102,6 +1107,15 @@ EXAONE4_TEMPLATE = (EXAONE_TURNS + "{%- elif message['role'] == 'tool' %}"
 EXAONE_TOKENS = ["[|system|]", "[|user|]", "[|assistant|]", "[|endofturn|]"]
 BPE_ADDED["exaone"] = (EXAONE_TOKENS, "[|endofturn|]", EXAONE_TEMPLATE)
 BPE_ADDED["exaone4"] = (EXAONE_TOKENS + ["[|tool|]"], "[|endofturn|]", EXAONE4_TEMPLATE)
+# GLM-4-0414's chat template, shortened to its turns.
+GLM4_TEMPLATE = (
+    "[gMASK]<sop>{%- for message in messages %}"
+    "{{- '<|' + message['role'] + '|>\n' + message['content'] }}{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|assistant|>\n' }}{%- endif %}"
+)
+# (SmolLM2's vocabulary has GLM-4's EOS, `<|endoftext|>`, already.)
+BPE_ADDED["glm4"] = (["[gMASK]", "<sop>", "<|system|>", "<|user|>", "<|assistant|>"],
+                     "<|endoftext|>", GLM4_TEMPLATE)
 
 
 def gpt2_unbytes() -> dict:
@@ -1252,7 +1266,7 @@ def task_archs(dest: Path) -> None:
                     w.add_tensor(b + "attn_k.weight", mat(kvd, e))
                     w.add_tensor(b + "attn_v.weight", mat(kvd, e))
                 w.add_tensor(b + "attn_output.weight", mat(e, qd))
-                if arch in ("qwen2", "qwen2moe"):
+                if arch in ("qwen2", "qwen2moe", "glm4"):
                     for t, n in (("attn_q", qd), ("attn_k", kvd), ("attn_v", kvd)):
                         w.add_tensor(b + t + ".bias", vec(n, 0.0, 0.5))
                 if arch in ("qwen3", "gemma3", "qwen3moe", "exaone4"):
@@ -1284,14 +1298,14 @@ def task_archs(dest: Path) -> None:
                         for t, (rows, cols) in (("gate", (fs, e)), ("up", (fs, e)),
                                                 ("down", (e, fs))):
                             w.add_tensor(b + f"ffn_{t}_shexp.weight", mat(rows, cols))
-                elif fused:
+                elif fused or arch == "glm4":
                     w.add_tensor(b + "ffn_up.weight", mat(2 * f, e))
                 else:
                     w.add_tensor(b + "ffn_gate.weight", mat(f, e))
                     w.add_tensor(b + "ffn_up.weight", mat(f, e))
                 if not experts:
                     w.add_tensor(b + "ffn_down.weight", mat(e, f))
-                if arch in ("gemma2", "gemma3", "olmo2", "exaone4"):
+                if arch in ("gemma2", "gemma3", "olmo2", "exaone4", "glm4"):
                     w.add_tensor(b + "post_attention_norm.weight", vec(e))
                     w.add_tensor(b + "post_ffw_norm.weight", vec(e))
             w.write_header_to_file()
@@ -1379,7 +1393,7 @@ def main() -> None:
                                                      dest / "smollm2-tokenizer.json")),
         ("smollm2-135m-kquants.gguf", lambda: venv_task(dest, "kquants",
                                                         dest / "smollm2-135m-kquants.gguf")),
-        ("tiny-{qwen2,...,erniemoe}.gguf",
+        ("tiny-{qwen2,...,glm4}.gguf",
          lambda: venv_task(dest, "archs", tiny_path(dest, list(ARCHS)[-1]))),
         ("minilm/{vocab.txt,tokenizer.json,...}", lambda: step_minilm_files(dest)),
         ("minilm/model.onnx", lambda: venv_task(dest, "minilm-onnx", dest / "minilm" / "model.onnx")),

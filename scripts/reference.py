@@ -22,7 +22,7 @@ Run once by a developer, not in CI; the outputs are committed:
 - host/nn/tests/data/tiny_archs_reference.json: the tiny random decoders of models.py
   (Qwen2, Qwen3, Granite, Llama 3 style, SentencePiece Llama, Phi-3, Gemma 1-3, Mixtral,
   Qwen3-MoE, SmolLM3, YaRN, OLMo 2/3, Mistral 3, Granite MoE, Granite without rotary
-  embedding, Qwen2-MoE) through
+  embedding, Qwen2-MoE, ERNIE 4.5, EXAONE 3 and 4, ERNIE 4.5 MoE, GLM-4) through
   llama-cpp-python: greedy steps with
   logits, and each file's tokenizer (its family's pre-tokenizer) on the BPE strings
   (`--only archs`).
@@ -394,7 +394,8 @@ def ggml_blocks(dest: Path) -> None:
 ARCH_FILES = ["qwen2", "qwen3", "granite", "llama3", "tinyllama", "phi3", "phi3long", "gemma",
               "gemma2", "gemma3", "mixtral", "qwen3moe", "smollm3", "qwen3yarn", "olmo3",
               "olmo3yarn", "phi4mini", "nemo", "r1qwen", "granite3",
-              "mistralv3", "ministral", "granitemoe", "granitenope", "qwen2moe"]
+              "mistralv3", "ministral", "granitemoe", "granitenope", "qwen2moe", "ernie",
+              "exaone", "exaone4", "erniemoe", "glm4"]
 ARCH_PROMPT = "The capital of France is Paris, and in 2024 it hosted the Olympic Games."
 ARCH_STEPS = 12
 ARCH_CHAT_TOKENS = 8
@@ -444,13 +445,15 @@ CHAT_FORMATS = {
                "<|start_of_role|>assistant<|end_of_role|>",
     "exaone3": "[|user|]{question}\n[|assistant|]",
     "exaone4": "[|user|]{question}\n[|assistant|]",
+    "chatglm4": "[gMASK]<sop><|user|>\n{question}<|assistant|>\n",
 }
 ARCH_TEMPLATES = {"tinyllama": "zephyr", "phi3": "phi3", "phi3long": "phi3", "gemma": "gemma",
                   "gemma2": "gemma", "gemma3": "gemma", "mixtral": "mistral",
                   "nemo": "mistral-v3-tekken", "r1qwen": "deepseek3",
                   "granite3": "granite", "mistralv3": "mistral-v3",
                   "ministral": "mistral-v7-tekken", "granitemoe": "granite",
-                  "granitenope": "granite", "exaone": "exaone3", "exaone4": "exaone4"}
+                  "granitenope": "granite", "exaone": "exaone3", "exaone4": "exaone4",
+                  "glm4": "chatglm4"}
 
 
 def detokenize(vocab, ids: list) -> str:
@@ -569,7 +572,13 @@ def archs(dest: Path) -> None:
                      "[INST] tokens, and ministral, a mistral3 with YaRN and the attention "
                      "temperature, and granitemoe, Granite MoE with a shared expert, and "
                      "granitenope, a granite with its rotary embedding switched off and no "
-                     "pre-tokenizer name, and qwen2moe, Qwen2-MoE with its gated shared expert) "
+                     "pre-tokenizer name, and qwen2moe, Qwen2-MoE with its gated shared expert, "
+                     "and ernie, ERNIE 4.5 with a tied output, and exaone and exaone4, EXAONE 3 "
+                     "with rope frequencies and EXAONE 4 with 64 layers, sliding windows and "
+                     "unrotated global layers, with EXAONE's pre-tokenizer names and chat "
+                     "tokens, and erniemoe, ERNIE 4.5 MoE with a dense first layer and a "
+                     "router bias, and glm4, GLM-4 with pre- and post-norms, a fused gate/up "
+                     "and partial rotary) "
                      "through "
                      f"llama-cpp-python {llama_cpp.__version__}, n_threads={N_THREADS}. "
                      f"prompt_ids: llama.cpp's tokens of the prompt (no BOS); then {ARCH_STEPS} "
@@ -582,7 +591,8 @@ def archs(dest: Path) -> None:
                      "chat format (ChatML; Zephyr for tinyllama, Phi-3's for phi3, Gemma's for "
                      "the gemmas, [INST] for mixtral, [INST] without spaces for nemo, "
                      "<｜User｜>/<｜Assistant｜> for r1qwen, Granite's roles for granite3, granitemoe and granitenope, [INST] with no space before [/INST] for "
-                     "mistralv3, v7-tekken's for ministral; BOS as "
+                     "mistralv3, v7-tekken's for ministral, EXAONE's turns for exaone and "
+                     "exaone4, [gMASK]<sop> and roles for glm4; BOS as "
                      "llama.cpp adds "
                      "it) and "
                      "up to 8 greedy tokens, with the top1-top2 margins and the text (texts: "
@@ -609,7 +619,8 @@ CHAT_CONVERSATIONS = [
 # llama.cpp's names of the formats `generate` writes.
 CHAT_FORMAT_NAMES = ["chatml", "phi4", "llama3", "zephyr", "phi3", "llama2", "llama2-sys",
                      "llama2-sys-strip", "mistral-v1", "mistral-v3", "mistral-v3-tekken", "mistral-v7",
-                     "mistral-v7-tekken", "gemma", "deepseek3", "granite", "exaone3", "exaone4"]
+                     "mistral-v7-tekken", "gemma", "deepseek3", "granite", "exaone3", "exaone4",
+                     "chatglm4"]
 
 
 def chat_formats() -> None:

@@ -78,6 +78,9 @@ pub(crate) enum Template {
     /// `[|user|]{user}\n`, `[|assistant|]{reply}[|endofturn|]\n`, contents
     /// trimmed, then `[|assistant|]`.
     Exaone,
+    /// GLM-4's (llama.cpp `chatglm4`): `[gMASK]<sop>` first, then
+    /// `<|{role}|>\n{content}` per message, then `<|assistant|>\n`.
+    ChatGlm4,
     /// No chat format (config `none`, for base models): the messages'
     /// contents, one per line, are the text the model goes on from.
     Plain,
@@ -86,12 +89,13 @@ pub(crate) enum Template {
 /// The formats, by config name, with a text only their chat templates
 /// (GGUF `tokenizer.chat_template`) hold, most specific first. The
 /// `[INST]` formats share `[INST]`; [`inst_format`] tells them apart.
-const TEMPLATES: [(&str, Template, &str); 18] = [
+const TEMPLATES: [(&str, Template, &str); 19] = [
     ("phi4", Template::Phi4, "<|im_sep|>"),
     ("chatml", Template::ChatMl, "<|im_start|>"),
     ("gemma", Template::Gemma, "<start_of_turn>"),
     ("llama3", Template::Llama3, "<|start_header_id|>"),
     ("phi3", Template::Phi3, "<|end|>"),
+    ("chatglm4", Template::ChatGlm4, "[gMASK]<sop>"),
     ("zephyr", Template::Zephyr, "<|assistant|>"),
     ("llama2", Template::Llama2, "<<SYS>>"),
     ("llama2-sys-strip", Template::Llama2Strip, "<<SYS>>"),
@@ -107,8 +111,8 @@ const TEMPLATES: [(&str, Template, &str); 18] = [
     ("mistral-v7", Template::MistralV7, "[INST]"),
     ("deepseek3", Template::DeepSeek3, "<｜Assistant｜>"),
     ("granite", Template::Granite, "<|start_of_role|>"),
-    ("exaone3", Template::Exaone, "[|endofturn|]"),
-    ("exaone4", Template::Exaone, "[|endofturn|]"),
+    ("exaone3", Template::Exaone, "[|assistant|]"),
+    ("exaone4", Template::Exaone, "[|assistant|]"),
 ];
 
 /// How a format lays a conversation out.
@@ -136,6 +140,8 @@ struct Turns {
     /// What the reply starts after: the assistant's opening, but for
     /// Mistral's v7 formats, which write none.
     reply: &'static str,
+    /// What the prompt starts with (GLM-4's `[gMASK]<sop>`).
+    start: &'static str,
 }
 
 impl Turns {
@@ -146,6 +152,7 @@ impl Turns {
             roles,
             trim: false,
             reply: roles[2].0,
+            start: "",
         }
     }
 
@@ -228,6 +235,7 @@ impl Template {
             Template::DeepSeek3 => &["<｜User｜>", "<｜Assistant｜>", "<｜end▁of▁sentence｜>"],
             Template::Granite => &["<|start_of_role|>", "<|end_of_role|>", "<|end_of_text|>"],
             Template::Exaone => &["[|user|]", "[|assistant|]", "[|endofturn|]"],
+            Template::ChatGlm4 => &["[gMASK]", "<sop>", "<|user|>", "<|assistant|>"],
             Template::MistralV7 | Template::MistralV7Tekken => {
                 &["[INST]", "[/INST]", "</s>", "[SYSTEM_PROMPT]"]
             }
@@ -329,6 +337,14 @@ impl Template {
                     ("[|assistant|]", "[|endofturn|]\n"),
                 ])
             },
+            Template::ChatGlm4 => Turns {
+                start: "[gMASK]<sop>",
+                ..Turns::new([
+                    ("<|system|>\n", ""),
+                    ("<|user|>\n", ""),
+                    ("<|assistant|>\n", ""),
+                ])
+            },
             // llama.cpp's `llama2`, `llama2-sys`, `llama2-sys-strip`,
             // `mistral-v1`, `-v3` and `-v3-tekken`.
             Template::Mistral => return inst("[INST] ", ("", "\n"), " [/INST]", "", Trim::None),
@@ -360,6 +376,7 @@ impl Template {
         let mut prompt = String::new();
         match self.layout() {
             Layout::Turns(turns) => {
+                prompt.push_str(turns.start);
                 for m in messages {
                     let (open, close) = turns.role(m.role);
                     let content = if turns.trim {

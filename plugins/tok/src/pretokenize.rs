@@ -43,8 +43,8 @@ pub enum PreTokenizer {
     /// digits one by one (`\p{N}` for `\p{N}{1,3}`).
     Qwen2,
     /// Llama 3's regex alone (llama.cpp `dbrx`, `smaug-bpe`: DBRX's and
-    /// OLMo 2's GPT-4-style vocabularies): merges always run, no BOS by
-    /// default.
+    /// OLMo 2's GPT-4-style vocabularies; `glm4`, `chatglm-bpe`: GLM-4's):
+    /// merges always run, no BOS by default.
     Dbrx,
     /// GPT-4o's (llama.cpp `gpt-4o`: Phi-4-mini, Llama 4), where a word
     /// splits where its case changes:
@@ -87,7 +87,7 @@ impl PreTokenizer {
             "qwen2" | "deepseek-r1-qwen" | "megrez" | "kormo" | "f2llmv2" => {
                 Some(PreTokenizer::Qwen2)
             }
-            "dbrx" | "smaug-bpe" => Some(PreTokenizer::Dbrx),
+            "dbrx" | "smaug-bpe" | "glm4" | "chatglm-bpe" => Some(PreTokenizer::Dbrx),
             "gpt-4o" | "llama4" | "kanana2" | "talkie" => Some(PreTokenizer::Gpt4o),
             "tekken" => Some(PreTokenizer::Tekken),
             _ => None,

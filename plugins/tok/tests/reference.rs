@@ -206,7 +206,8 @@ fn checks(bpe: &Bpe, model: &TinyModel, prompt: &str) -> Vec<String> {
 
 /// The Llama 3 (`llama-bpe`), Qwen2 (`qwen2`), DBRX (`dbrx`), GPT-4o
 /// (`gpt-4o`), Tekken (`tekken`), EXAONE 3 and 4 (`exaone`, `exaone4`,
-/// which llama.cpp splits as StarCoder's and GPT-2's) and llama.cpp's
+/// which llama.cpp splits as StarCoder's and GPT-2's), GLM-4 (`glm4`, as
+/// DBRX's) and llama.cpp's
 /// `default` (a file without a name) pre-tokenizers, and Llama 3's
 /// whole-piece lookup and BOS, split and merge as llama.cpp does.
 #[test]
@@ -236,6 +237,7 @@ fn pre_tokenizers_match_llama_cpp() {
         "default",
         "exaone",
         "exaone4",
+        "glm4",
     ] {
         assert!(pres.contains(&pre), "{pre} checked");
     }

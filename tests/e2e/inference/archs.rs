@@ -21,7 +21,8 @@ use super::{put, reference, stream};
 /// for `mistralv3`, Mistral Small 3's v7-tekken for the Mistral 3
 /// `ministral`, EXAONE's bracketed turns for `exaone` and `exaone4`,
 /// whose pre-tokenizer names are EXAONE's, ChatML for `ernie` and the
-/// mixture of experts `erniemoe`), streams
+/// mixture of experts `erniemoe`, GLM-4's `[gMASK]<sop>` and roles for
+/// `glm4`), streams
 /// llama.cpp's greedy
 /// tokens and says its text. The tiny random models of `scripts/models.py`,
 /// up to llama.cpp's first near-tie.
@@ -57,6 +58,7 @@ async fn generate_runs_each_family_and_both_tokenizer_kinds_as_llama_cpp_does() 
         "exaone",
         "exaone4",
         "erniemoe",
+        "glm4",
     ] {
         let case = reference["models"]
             .as_array()

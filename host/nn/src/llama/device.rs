@@ -31,7 +31,7 @@ pub(super) struct DeviceWeights {
 /// A layer's part of [`DeviceWeights`].
 #[derive(Debug)]
 struct DeviceLayer {
-    /// The norms of each block's input (none in OLMo 2).
+    /// The norms of each block's input (none in OLMo 2 and EXAONE 4).
     attn_norm: Option<GpuMatrix>,
     ffn_norm: Option<GpuMatrix>,
     /// Wqᵀ, Wkᵀ and Wvᵀ side by side: one product gives each token's
@@ -327,7 +327,7 @@ impl OnDevice {
                 (w.tokens.max(tokens), w.outputs.max(outputs))
             });
             let b = |floats: usize| gpu.buffer(floats, "weft-nn decoder activations");
-            let (d, qd, ffn) = (hp.embd, hp.q_dim(), hp.ffn);
+            let (d, qd, ffn) = (hp.embd, hp.q_dim(), hp.dense_ffn);
             self.work = Some(Work {
                 tokens: n,
                 outputs,
@@ -412,7 +412,7 @@ impl OnDevice {
         for (l, (layer, dl)) in w.layers.iter().zip(&dw.layers).enumerate() {
             // The previous layer's last residual add and this layer's
             // first norm are one dispatch.
-            // (OLMo 2's blocks read the stream itself.)
+            // (OLMo 2's and EXAONE 4's blocks read the stream itself.)
             let input = |norm: &Option<GpuMatrix>| if norm.is_some() { &a.h } else { &a.x };
             if let (0, Some(norm)) = (l, &dl.attn_norm) {
                 p.rms_norm(&a.x, 0, n, norm, eps, &a.h, 0);
@@ -460,7 +460,7 @@ impl OnDevice {
             let out = post_norm(&mut p, (&a.o, n), &dl.post_attn_norm, eps, &a.post);
             add_norm(&mut p, (&a.x, out, scale), (n, d), &dl.ffn_norm, eps, &a.h);
             p.product(input(&dl.ffn_norm), n, &dl.gate_up, &a.gu);
-            p.swiglu(&a.gu, (n, hp.ffn, hp.gelu), &a.g);
+            p.swiglu(&a.gu, (n, hp.dense_ffn, hp.gelu), &a.g);
             p.product(&a.g, n, on_gpu(&layer.dense().down)?, &a.o);
             let out = post_norm(&mut p, (&a.o, n), &dl.post_ffn_norm, eps, &a.post);
             match dw.layers.get(l + 1) {
@@ -507,7 +507,7 @@ impl OnDevice {
 
 /// `x += scale · y`, then `out = rms_norm(x)` by `norm` in the same
 /// dispatch, where the block's next input is normalised; else the add
-/// alone (OLMo 2, whose blocks read `x`).
+/// alone (OLMo 2 and EXAONE 4, whose blocks read `x`).
 fn add_norm(
     p: &mut crate::gpu::Program<'_>,
     (x, y, scale): (&Buffer, &Buffer, f32),

@@ -11,7 +11,7 @@ use families::{Gemma, experts, shared_width};
 
 /// The GGUF architectures (`general.architecture`) weft-nn runs: Llama and
 /// the decoders that differ from it only in hyperparameters, optional
-/// tensors, (Phi-3) fused products, (Gemma) GELU, post-norms, soft caps
+/// tensors, (Phi-3, GLM-4) fused products, (Gemma) GELU, post-norms, soft caps
 /// and sliding-window layers, (OLMo 2) norms after each block instead of
 /// before, (Mixtral, Qwen2-MoE, Qwen3-MoE, Granite MoE) mixtures of
 /// experts, (Qwen2-MoE, Granite MoE Shared, ERNIE 4.5 MoE) a shared expert
@@ -40,6 +40,7 @@ pub const ARCHITECTURES: &[&str] = &[
     "ernie4_5-moe",
     "exaone",
     "exaone4",
+    "glm4",
 ];
 
 /// A LongRoPE file's (Phi-3 128k, Phi-3.5) rotary factors for its original
@@ -64,10 +65,9 @@ pub(crate) struct HParams {
     /// probabilities renormalised to sum to 1 (llama.cpp's `norm_w`), or
     /// (Qwen2-MoE) as they are.
     pub experts_renormalised: bool,
-    /// ERNIE 4.5 MoE's: its first `dense_lead` layers are dense, and of
-    /// the others every `moe_every`th is a mixture (0 and 1 elsewhere).
+    /// ERNIE 4.5 MoE's: its first `dense_lead` layers are dense, the
+    /// others mixtures (0 elsewhere).
     pub dense_lead: usize,
-    pub moe_every: usize,
     /// The width of a mixture's dense layers (ERNIE 4.5 MoE's
     /// `feed_forward_length`); `ffn` elsewhere.
     pub dense_ffn: usize,
@@ -110,8 +110,9 @@ pub(crate) struct HParams {
     /// (its queries and keys carry no position); 0 for none, 1 for no
     /// layer rotating (Granite's `rope.scaling.finetuned` false).
     pub no_rope_every: usize,
-    /// EXAONE 4's: in a model with sliding-window layers, only those
-    /// rotate; its global layers have no rotary embedding.
+    /// EXAONE 4's with 64 layers (the one llama.cpp gives sliding windows):
+    /// only the sliding-window layers rotate; its global layers have no
+    /// rotary embedding.
     pub rope_swa_only: bool,
     pub rms_eps: f32,
     /// The window: the file's `context_length`, or for LongRoPE its
@@ -131,12 +132,14 @@ pub(crate) struct HParams {
     /// query at `pos` is multiplied by `1 + scale · ln(1 + ⌊pos / every⌋)`
     /// ([`HParams::attn_temperature`]); `None` for none.
     pub attn_temp: Option<(f32, usize)>,
-    /// Phi-3's layout: Q, K and V in one `attn_qkv` matrix, gate and up in
-    /// one `ffn_up` of twice the rows (gate first).
-    pub fused: bool,
+    /// Phi-3's layout: Q, K and V in one `attn_qkv` matrix.
+    pub fused_qkv: bool,
+    /// Phi-3's and GLM-4's: gate and up in one `ffn_up` of twice the rows
+    /// (gate first).
+    pub fused_gate_up: bool,
     /// Gemma's feed-forward: GELU (tanh form) of the gate, not SiLU.
     pub gelu: bool,
-    /// Gemma 2 and 3, OLMo 2, EXAONE 4: each block's attention and feed-forward
+    /// Gemma 2 and 3, OLMo 2, EXAONE 4, GLM-4: each block's attention and feed-forward
     /// outputs are normalised (`post_attention_norm`, `post_ffw_norm`)
     /// before their residual adds.
     pub post_norms: bool,
@@ -313,21 +316,27 @@ impl HParams {
         let (experts, experts_used, ffn) = experts(arch, &int)?;
         let shared_ffn = shared_width(arch, experts, &int)?;
         let ernie_moe = arch == "ernie4_5-moe";
-        let (dense_lead, moe_every, dense_ffn) = match ernie_moe {
+        // (llama.cpp's loader gives every layer past the dense ones
+        // experts, while its graph runs every `step`th as a mixture: it
+        // runs a step of 1 alone, as every ERNIE 4.5 MoE has.)
+        let (dense_lead, dense_ffn) = match ernie_moe {
             true => match int("interleave_moe_layer_step")? {
-                0 => {
-                    return Err(NnError::new(
-                        NnErrorKind::InvalidEncoding,
-                        format!("`{arch}.interleave_moe_layer_step` is 0"),
-                    ));
-                }
-                every => (
+                1 => (
                     int("leading_dense_block_count")?,
-                    every,
                     int("feed_forward_length")?,
                 ),
+                step => {
+                    return Err(NnError::new(
+                        NnErrorKind::UnsupportedOperation,
+                        format!(
+                            "`{arch}.interleave_moe_layer_step` is {step}: weft-nn runs ERNIE \
+                             4.5 MoE files whose layers past the dense ones are all mixtures \
+                             (a step of 1), as llama.cpp does"
+                        ),
+                    ));
+                }
             },
-            false => (0, 1, ffn),
+            false => (0, ffn),
         };
         let is_granite = matches!(arch, "granite" | "granitemoe");
         // Granite's switch for the rotary embedding, on unless the file
@@ -385,7 +394,6 @@ impl HParams {
             experts_used,
             experts_renormalised: arch != "qwen2moe",
             dense_lead,
-            moe_every,
             dense_ffn,
             expert_bias: ernie_moe,
             shared_ffn,
@@ -399,7 +407,7 @@ impl HParams {
             rope_freq_scale,
             rope_mscale,
             swa_plain: arch == "olmo2",
-            rope_swa_only: arch == "exaone4",
+            rope_swa_only: arch == "exaone4" && layers == 64,
             yarn,
             rope_neox: gemma
                 || matches!(
@@ -425,9 +433,10 @@ impl HParams {
             logit_scale,
             attn_scale: attn_scale.unwrap_or(1.0 / (head_dim as f32).sqrt()),
             attn_temp,
-            fused: arch == "phi3",
+            fused_qkv: arch == "phi3",
+            fused_gate_up: matches!(arch, "phi3" | "glm4"),
             gelu: gemma,
-            post_norms: matches!(arch, "gemma2" | "gemma3" | "olmo2" | "exaone4"),
+            post_norms: matches!(arch, "gemma2" | "gemma3" | "olmo2" | "exaone4" | "glm4"),
             pre_norms: !matches!(arch, "olmo2" | "exaone4"),
             qk_norms_whole: arch == "olmo2",
             attn_softcap: gemma_swa.attn_softcap,
@@ -451,12 +460,12 @@ impl HParams {
 
     /// Whether layer `l`'s feed-forward is a mixture of experts.
     pub fn is_moe(&self, l: usize) -> bool {
-        self.experts > 0 && l >= self.dense_lead && (l + 1).is_multiple_of(self.moe_every)
+        self.experts > 0 && l >= self.dense_lead
     }
 
     /// Whether layer `l` rotates its queries and keys.
     pub fn ropes(&self, l: usize) -> bool {
-        if self.rope_swa_only && self.swa.contains(&true) {
+        if self.rope_swa_only {
             return self.is_swa(l);
         }
         self.no_rope_every == 0 || !(l + 1).is_multiple_of(self.no_rope_every)
@@ -572,24 +581,22 @@ pub(crate) fn check(info: &GgufInfo) -> Result<HParams, NnError> {
         // Read for no window weft-nn runs, but part of the model.
         (LONGROPE_LONG.into(), vec![hp.rope_dims / 2], false),
     ];
-    // Phi-3 fuses Q, K and V, and gate and up (`hp.fused`): the unfused
+    // Phi-3 fuses Q, K and V, and (GLM-4 too) gate and up: the unfused
     // names are then unknown, and the other way round.
-    let (products, up_rows): (Vec<(&str, Vec<usize>)>, usize) = if hp.fused {
-        (vec![("attn_qkv", vec![e, qd + 2 * kvd])], 2 * hp.ffn)
-    } else {
-        let qkv = [("attn_q", qd), ("attn_k", kvd), ("attn_v", kvd)];
-        let split: Vec<_> = qkv
-            .iter()
-            .map(|&(name, rows)| (name, vec![e, rows]))
-            .collect();
-        (split, hp.ffn)
+    let products: Vec<(&str, Vec<usize>)> = match hp.fused_qkv {
+        true => vec![("attn_qkv", vec![e, qd + 2 * kvd])],
+        false => vec![
+            ("attn_q", vec![e, qd]),
+            ("attn_k", vec![e, kvd]),
+            ("attn_v", vec![e, kvd]),
+        ],
     };
     // A dense feed-forward, or a router and its experts side by side
     // (in a mixture's layers: ERNIE 4.5's first ones are dense).
     let (f, x, df) = (hp.ffn, hp.experts, hp.dense_ffn);
-    let dense: Vec<(&str, Vec<usize>, bool)> = match hp.fused {
+    let dense: Vec<(&str, Vec<usize>, bool)> = match hp.fused_gate_up {
         true => vec![
-            ("ffn_up", vec![e, up_rows], true),
+            ("ffn_up", vec![e, 2 * df], true),
             ("ffn_down", vec![df, e], true),
         ],
         false => vec![
@@ -628,6 +635,10 @@ pub(crate) fn check(info: &GgufInfo) -> Result<HParams, NnError> {
         Some("qwen3" | "qwen3moe" | "gemma3" | "olmo2" | "exaone4")
     );
     let (q_norm, k_norm) = hp.qk_norm_widths();
+    let ernie = matches!(
+        info.architecture.as_deref(),
+        Some("ernie4_5" | "ernie4_5-moe")
+    );
     for i in 0..hp.layers {
         let ffn = match hp.is_moe(i) {
             true => &mixture,
@@ -652,14 +663,19 @@ pub(crate) fn check(info: &GgufInfo) -> Result<HParams, NnError> {
             if !hp.pre_norms && matches!(name, "attn_norm" | "ffn_norm") {
                 continue;
             }
+            // llama.cpp loads an ERNIE 4.5 output bias but never adds it
+            // (HF adds it): a file with one is refused, not run either way.
+            if ernie && name == "attn_output.bias" {
+                continue;
+            }
             let name = match name.ends_with(".bias") {
                 true => format!("blk.{i}.{name}"),
                 false => format!("blk.{i}.{name}.weight"),
             };
             want.push((name, dims, required));
         }
-        // Gemma 2 and 3's, OLMo 2's and EXAONE 4's; another's file with
-        // them is refused (below).
+        // Gemma 2 and 3's, OLMo 2's, EXAONE 4's and GLM-4's; another's
+        // file with them is refused (below).
         if hp.post_norms {
             for name in ["post_attention_norm", "post_ffw_norm"] {
                 want.push((format!("blk.{i}.{name}.weight"), vec![e], true));

@@ -28,7 +28,7 @@ pub(crate) use weights::QMatrix;
 /// One transformer block's weights.
 #[derive(Debug)]
 pub(crate) struct Layer {
-    /// The norms of each block's input (none in OLMo 2).
+    /// The norms of each block's input (none in OLMo 2 and EXAONE 4).
     attn_norm: Option<Vec<f32>>,
     wq: QMatrix,
     wk: QMatrix,
@@ -220,7 +220,7 @@ impl Llama {
         let (qd, kvd) = (hp.q_dim(), hp.kv_dim());
         let (q_norm, k_norm) = hp.qk_norm_widths();
         let (e, s) = (hp.embd, hp.shared_ffn);
-        // Required but in OLMo 2, which has none.
+        // Required but in OLMo 2 and EXAONE 4, which have none.
         let pre_norm = |name: &str| match hp.pre_norms {
             true => v(name, hp.embd).map(Some),
             false => Ok(None),
@@ -230,7 +230,7 @@ impl Llama {
                 let n = |s: &str| format!("blk.{i}.{s}.weight");
                 let bias = |s: &str, len| optional(&format!("blk.{i}.{s}.bias"), len);
                 // Phi-3's fused products, cut into the separate ones.
-                let [wq, wk, wv] = if hp.fused {
+                let [wq, wk, wv] = if hp.fused_qkv {
                     let qkv = m(&n("attn_qkv"), qd + 2 * kvd, hp.embd)?;
                     take(qkv.split_rows(&[qd, kvd, kvd]))
                 } else {
@@ -256,7 +256,7 @@ impl Llama {
                     (experts, Some(router))
                 } else {
                     let f = hp.dense_ffn;
-                    let [gate, up] = if hp.fused {
+                    let [gate, up] = if hp.fused_gate_up {
                         let gate_up = m(&n("ffn_up"), 2 * f, hp.embd)?;
                         take(gate_up.split_rows(&[f, f]))
                     } else {

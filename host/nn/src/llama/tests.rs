@@ -681,6 +681,19 @@ fn exaone4_windows_and_rotations_are_read_as_llama_cpp_reads_them() {
     }
     assert!(hp.rope_neox && hp.post_norms && !hp.pre_norms);
     assert_eq!(hp.qk_norm_widths(), (hp.head_dim, hp.head_dim));
+    // Without the file's window, llama.cpp's 4096; a rotary base of the
+    // sliding layers' own is not read (llama.cpp rotates them at the
+    // global one).
+    let mut default = file.clone();
+    default
+        .metadata
+        .retain(|(k, _)| k != "exaone4.attention.sliding_window");
+    default.metadata.push((
+        "exaone4.rope.freq_base_swa".into(),
+        crate::GgufValue::Float(10.0),
+    ));
+    let hp = check(&default).unwrap();
+    assert_eq!((hp.window, hp.rope_base_swa), (4096, hp.rope_base));
     // 30 layers (1.2B's depth): no window, every layer rotates.
     let mut shallow = file.clone();
     shallow.tensors.retain(|t| {
@@ -716,9 +729,10 @@ fn exaone4_windows_and_rotations_are_read_as_llama_cpp_reads_them() {
 
 /// ERNIE 4.5 MoE's keys, as llama.cpp's `ernie4_5-moe` loader and graph
 /// read them: `leading_dense_block_count` dense layers of
-/// `feed_forward_length`, then every `interleave_moe_layer_step`th a
-/// mixture of `expert_feed_forward_length`-wide experts (both keys
-/// required, the step not 0), its router's bias optional.
+/// `feed_forward_length`, then mixtures of `expert_feed_forward_length`-wide
+/// experts (both keys required; `interleave_moe_layer_step` too, and 1,
+/// the one llama.cpp runs), its router's bias optional. An output bias,
+/// which llama.cpp loads but does not add, is refused.
 #[test]
 fn ernie_moe_layers_are_read_as_llama_cpp_reads_them() {
     use crate::GgufValue::Int;
@@ -745,8 +759,8 @@ fn ernie_moe_layers_are_read_as_llama_cpp_reads_them() {
         err.contains("interleave_moe_layer_step` is missing"),
         "{err}"
     );
-    let err = with("interleave_moe_layer_step", Some(0));
-    assert!(err.contains("interleave_moe_layer_step` is 0"), "{err}");
+    let err = with("interleave_moe_layer_step", Some(2));
+    assert!(err.contains("interleave_moe_layer_step` is 2"), "{err}");
     let err = with("expert_feed_forward_length", None);
     assert!(
         err.contains("expert_feed_forward_length` is missing"),
@@ -758,10 +772,16 @@ fn ernie_moe_layers_are_read_as_llama_cpp_reads_them() {
         err.contains("`blk.0.ffn_gate_inp.weight` is missing"),
         "{err}"
     );
-    // Every other layer after the first: the third is dense.
-    let err = with("interleave_moe_layer_step", Some(2));
-    assert!(err.contains("`blk.2.ffn_gate.weight` is missing"), "{err}");
     let mut unbiased = file.clone();
     unbiased.tensors.retain(|t| !t.name.contains("exp_probs_b"));
     assert!(check(&unbiased).is_ok());
+    let mut output_bias = file.clone();
+    let mut bias = output_bias
+        .tensor("blk.0.attn_output.weight")
+        .unwrap()
+        .clone();
+    (bias.name, bias.dims) = ("blk.0.attn_output.bias".into(), vec![64]);
+    output_bias.tensors.push(bias);
+    let err = check(&output_bias).unwrap_err().to_string();
+    assert!(err.contains("`blk.0.attn_output.bias` is not one"), "{err}");
 }

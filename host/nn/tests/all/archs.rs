@@ -9,7 +9,8 @@
 //! post-norms, soft caps, sliding windows, local and global rotary bases)
 //! SmolLM3 (layers without rotary embeddings), OLMo 2 and 3 (norms after
 //! each block, not before), ERNIE 4.5, EXAONE 3 and 4 (global layers without
-//! rotary embeddings) and YaRN, on the CPU and on the GPU; and the mixtures
+//! rotary embeddings), GLM-4 (norms before and after, fused gate and up,
+//! partial rotary) and YaRN, on the CPU and on the GPU; and the mixtures
 //! of experts Mixtral, Qwen2-MoE, Qwen3-MoE, Granite MoE and ERNIE 4.5 MoE
 //! (shared experts: Qwen2-MoE's gated; ERNIE's dense first layers and
 //! biased pick), on the CPU.
@@ -322,6 +323,13 @@ fn ernie_moe_with_dense_layers_and_a_biased_pick_matches_llama_cpp() {
     on_the_cpu("erniemoe");
 }
 
+/// GLM-4: norms before and after each block, Q/K/V biases, gate and up in
+/// one product, adjacent rotary pairs on half of each head.
+#[test]
+fn glm4_matches_llama_cpp() {
+    on_the_cpu("glm4");
+}
+
 /// A mixture of experts loaded for the GPU runs on the CPU, and says why
 /// in its placement; its logits are the CPU's.
 #[test]
@@ -369,6 +377,8 @@ fn on_the_gpu_every_family_matches_llama_cpp() {
         "granitenope",
         "exaone",
         "exaone4",
+        "glm4",
+        "ernie",
     ] {
         let (case, bytes) = tiny(name);
         let model = engine.load(&bytes, Encoding::Ggml, Target::Gpu).unwrap();

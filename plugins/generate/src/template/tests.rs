@@ -427,10 +427,12 @@ fn exaone_prompts_have_bracketed_turns() {
     );
     let tokens = ["[|system|]", "[|user|]", "[|assistant|]", "[|endofturn|]"];
     let auto = Config::default();
-    for jinja in [
-        "{{- '[|user|]' + message['content'] + '\\n' }}{{- '[|endofturn|]\\n' }}",
-        "{{- '[|tool|]' + message['content'] + '[|endofturn|]\\n' }}",
-    ] {
+    // (EXAONE 3.5's and 4.0's templates' turns; 4.0's has a tool role.)
+    let turns = "{%- if message['role'] == 'system' %}{{- '[|system|]' + message['content'] + \
+                 '[|endofturn|]\\n' }}{%- elif message['role'] == 'assistant' %}\
+                 {{- '[|assistant|]' + message['content'] + '[|endofturn|]\\n' }}";
+    let tool = "{%- elif message['role'] == 'tool' %}{{- '[|tool|]' + message['content'] }}";
+    for jinja in [turns.to_string(), format!("{turns}{tool}")] {
         let json = json!({"tokens": tokens, "merges": [], "chat_template": jinja});
         let bpe = Bpe::from_json(json.to_string().as_bytes()).unwrap();
         assert_eq!(
@@ -438,8 +440,39 @@ fn exaone_prompts_have_bracketed_turns() {
             Template::Exaone
         );
     }
-    let json = json!({"tokens": &tokens[..3], "merges": [], "chat_template": "[|endofturn|]"});
+    let json = json!({"tokens": &tokens[..3], "merges": [], "chat_template": turns});
     let bpe = Bpe::from_json(json.to_string().as_bytes()).unwrap();
     let err = Template::from_config(&auto, &bpe).unwrap_err();
     assert!(err.contains("no `[|endofturn|]` token"), "{err}");
+}
+
+/// GLM-4's format, as llama.cpp writes it (`chatglm4`): `[gMASK]<sop>`
+/// once, then each role's marker and its content as it is; picked from
+/// GLM-4's template before Zephyr's, whose `<|assistant|>` it also holds.
+#[test]
+fn chatglm4_prompts_start_with_gmask() {
+    assert_eq!(
+        Template::ChatGlm4.render(&conversation()),
+        "[gMASK]<sop><|system|>\nBe brief.<|user|>\nHi<|assistant|>\nHello!\
+         <|user|>\nWho are you?<|assistant|>\n"
+    );
+    let tokens = [
+        "[gMASK]",
+        "<sop>",
+        "<|system|>",
+        "<|user|>",
+        "<|assistant|>",
+    ];
+    let jinja = "[gMASK]<sop>{{- '<|' + message['role'] + '|>\\n' }}{{- '<|assistant|>\\n' }}";
+    let json = json!({"tokens": tokens, "merges": [], "chat_template": jinja});
+    let bpe = Bpe::from_json(json.to_string().as_bytes()).unwrap();
+    let auto = Config::default();
+    assert_eq!(
+        Template::from_config(&auto, &bpe).unwrap(),
+        Template::ChatGlm4
+    );
+    let json = json!({"tokens": &tokens[1..], "merges": [], "chat_template": jinja});
+    let bpe = Bpe::from_json(json.to_string().as_bytes()).unwrap();
+    let err = Template::from_config(&auto, &bpe).unwrap_err();
+    assert!(err.contains("no `[gMASK]` token"), "{err}");
 }

@@ -231,8 +231,10 @@ impl Gemma {
             .ok()
             .filter(|&w| w > 0)
             .ok_or_else(|| bad(format!("`{arch}.attention.sliding_window` is {window}")))?;
-        // (llama.cpp's OLMo graph rotates at the global base whatever.)
-        if let Some(base) = float("rope.freq_base_swa").filter(|_| arch != "olmo2") {
+        // (llama.cpp's OLMo and EXAONE 4 graphs rotate at the global base
+        // whatever.)
+        let global_base = matches!(arch, "olmo2" | "exaone4");
+        if let Some(base) = float("rope.freq_base_swa").filter(|_| !global_base) {
             g.rope_base = base;
         }
         let pattern_key = format!("{arch}.attention.sliding_window_pattern");
