@@ -1235,6 +1235,8 @@ def task_archs(dest: Path) -> None:
                     w.add_key_value(key, value, field.types[0], sub)
             if added_bpe:
                 w.add_string("tokenizer.chat_template", added_bpe[2])
+            if name == "glm4":  # (as llama.cpp's converter writes GLM-4's end of turn)
+                w.add_uint32("tokenizer.ggml.eot_token_id", bpe_tokens.index("<|user|>"))
             # The vocabulary-sized matrices in F16 (half the bytes), the rest F32.
             # (Gemma's scaled up by the root of the width, to about 1.)
             embd = rng.standard_normal((vocab, e)) / (np.sqrt(e) if gemma else 1.0)

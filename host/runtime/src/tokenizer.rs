@@ -80,6 +80,10 @@ pub fn gguf_tokenizer(g: &weft_nn::GgufInfo) -> Result<Vec<u8>, String> {
     for (key, field) in [
         ("bos_token_id", "bos_id"),
         ("eos_token_id", "eos_id"),
+        // (Where a reply ends besides EOS, as llama.cpp stops: GLM-4's
+        // `<|user|>`.)
+        ("eot_token_id", "eot_id"),
+        ("eom_token_id", "eom_id"),
         ("unknown_token_id", "unknown_id"),
         ("padding_token_id", "padding_id"),
     ] {
@@ -164,6 +168,7 @@ mod tests {
             ),
             ("tokenizer.ggml.merges", Array(vec![Str("a b".into())])),
             ("tokenizer.ggml.eos_token_id", Int(1)),
+            ("tokenizer.ggml.eot_token_id", Int(0)),
             ("tokenizer.ggml.add_bos_token", Int(0)),
             // SentencePiece's alone: not copied for BPE.
             ("tokenizer.ggml.add_space_prefix", Int(0)),
@@ -174,7 +179,8 @@ mod tests {
         assert_eq!(
             json,
             serde_json::json!({"model": "gpt2", "tokens": ["a", "b"], "merges": ["a b"],
-                               "pre": "default", "eos_id": 1, "add_bos_token": false})
+                               "pre": "default", "eos_id": 1, "eot_id": 0,
+                               "add_bos_token": false})
         );
         let spm = |scores| {
             gguf(vec![

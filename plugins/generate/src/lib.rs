@@ -93,7 +93,7 @@
 //! cache in it): one `compute` on the whole prompt as `input_ids` (`int64 [n]`),
 //! then one per generated token (`int64 [1]`), each giving `logits`
 //! (`f32 [vocab]`, for the last position). Generation stops at an end token
-//! (`eos_id`, `<|im_end|>`, `<|endoftext|>`, `<|eot_id|>`, `<|eom_id|>`,
+//! (`eos_id`, the file's `eot_id` and `eom_id`, `<|im_end|>`, `<|endoftext|>`, `<|eot_id|>`, `<|eom_id|>`,
 //! `<|end_of_text|>`, `<end_of_turn>`, `<｜end▁of▁sentence｜>`; finish reason `stop`), or at
 //! `max_tokens` or the end of the context window (`length`).
 //!
@@ -328,9 +328,8 @@ impl fmt::Debug for Generate {
 /// The tokens that end a reply: the tokenizer's EOS and the [`END_TOKENS`]
 /// its vocab has.
 fn stop_tokens(tokenizer: &Bpe) -> Vec<u32> {
-    let mut stop: Vec<u32> = std::iter::once(tokenizer.eos_id())
-        .chain(END_TOKENS.iter().map(|t| tokenizer.token_to_id(t)))
-        .flatten()
+    let mut stop: Vec<u32> = (tokenizer.end_ids().iter().copied())
+        .chain(END_TOKENS.iter().filter_map(|t| tokenizer.token_to_id(t)))
         .collect();
     stop.sort_unstable();
     stop.dedup();
@@ -589,9 +588,14 @@ mod tests {
         assert_eq!(SessionConfig::from_config(&config, defaults).unwrap(), None);
     }
 
-    /// EOS and the end-of-turn tokens of ChatML, Llama 3, Phi-3 and Gemma.
+    /// EOS and the end-of-turn tokens of ChatML, Llama 3, Phi-3 and Gemma,
+    /// and those the file names (GLM-4's `<|user|>`, its `eot_id`).
     #[test]
     fn replies_stop_at_eos_and_the_end_of_turn_tokens() {
+        let json = r#"{"tokens": ["<|endoftext|>", "<|user|>", "<|observation|>", "a"],
+                       "merges": [], "eos_id": 0, "eot_id": 1}"#;
+        let glm4 = Bpe::from_json(json.as_bytes()).unwrap();
+        assert_eq!(stop_tokens(&glm4), [0, 1]);
         let json = r#"{"model": "llama", "tokens": ["<unk>", "<|endoftext|>", "<|end|>", "a"],
                        "scores": [0, 0, 0, -1], "token_types": [2, 3, 4, 1], "eos_id": 1}"#;
         let phi3 = Bpe::from_json(json.as_bytes()).unwrap();

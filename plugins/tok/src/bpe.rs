@@ -33,6 +33,13 @@ struct Spec {
     bos_id: Option<u32>,
     #[serde(default, alias = "eos_token_id")]
     eos_id: Option<u32>,
+    /// The end of a turn and of a message, where the file names them
+    /// (GGUF `tokenizer.ggml.eot_token_id`, `eom_token_id`: GLM-4's
+    /// `<|user|>`).
+    #[serde(default, alias = "eot_token_id")]
+    eot_id: Option<u32>,
+    #[serde(default, alias = "eom_token_id")]
+    eom_id: Option<u32>,
     #[serde(default, alias = "add_bos_token")]
     add_bos: Option<bool>,
     #[serde(default)]
@@ -77,7 +84,8 @@ enum Merge {
 /// `{"model": "llama", "tokens": [...], "scores": [...], "token_types": [...],
 /// "add_space_prefix": true, ...}`, no merges; `add_bos` defaults to true.
 /// Either may list `"rstrip": [ids]`: special tokens that swallow the
-/// whitespace after them (Phi-3's).
+/// whitespace after them (Phi-3's), and `"eot_id"`, `"eom_id"`: where a
+/// turn or message ends besides EOS ([`Bpe::end_ids`]).
 ///
 /// # Example
 ///
@@ -106,6 +114,8 @@ pub struct Bpe {
     is_special: Vec<bool>,
     bos: Option<u32>,
     eos: Option<u32>,
+    /// [`Bpe::end_ids`].
+    ends: Vec<u32>,
     add_bos: bool,
     chat_template: Option<String>,
     /// Special tokens after which whitespace is dropped.
@@ -150,7 +160,12 @@ impl Bpe {
             // The first of duplicate spellings wins, as in llama.cpp.
             ids.entry(token.clone()).or_insert(id as u32);
         }
-        for (field, id) in [("bos_id", spec.bos_id), ("eos_id", spec.eos_id)] {
+        for (field, id) in [
+            ("bos_id", spec.bos_id),
+            ("eos_id", spec.eos_id),
+            ("eot_id", spec.eot_id),
+            ("eom_id", spec.eom_id),
+        ] {
             if let Some(id) = id.filter(|&id| id as usize >= len) {
                 return Err(Error::BadId { field, id, len });
             }
@@ -188,6 +203,10 @@ impl Bpe {
             is_special,
             bos: spec.bos_id,
             eos: spec.eos_id,
+            ends: [spec.eos_id, spec.eot_id, spec.eom_id]
+                .into_iter()
+                .flatten()
+                .collect(),
             add_bos: spec.add_bos.unwrap_or(add_bos),
             chat_template: spec.chat_template,
             rstrip: spec.rstrip,
@@ -245,6 +264,22 @@ impl Bpe {
     /// ```
     pub fn eos_id(&self) -> Option<u32> {
         self.eos
+    }
+
+    /// The tokens the file names as ends of a generation: EOS, and the end
+    /// of a turn and of a message (`eot_id`, `eom_id`), as llama.cpp counts
+    /// them among its end-of-generation tokens.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let json = br#"{"tokens": ["<eos>", "<|user|>"], "merges": [], "eos_id": 0, "eot_id": 1}"#;
+    /// let bpe = tok::Bpe::from_json(json)?;
+    /// assert_eq!(bpe.end_ids(), [0, 1]);
+    /// # Ok::<(), tok::Error>(())
+    /// ```
+    pub fn end_ids(&self) -> &[u32] {
+        &self.ends
     }
 
     /// Whether the model expects [`Bpe::bos_id`] before a prompt (GGUF

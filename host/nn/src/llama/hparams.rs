@@ -11,15 +11,14 @@ use families::{Gemma, experts, shared_width};
 
 /// The GGUF architectures (`general.architecture`) weft-nn runs: Llama and
 /// the decoders that differ from it only in hyperparameters, optional
-/// tensors, (Phi-3, GLM-4) fused products, (Gemma) GELU, post-norms, soft caps
-/// and sliding-window layers, (OLMo 2) norms after each block instead of
-/// before, (Mixtral, Qwen2-MoE, Qwen3-MoE, Granite MoE) mixtures of
-/// experts, (Qwen2-MoE, Granite MoE Shared, ERNIE 4.5 MoE) a shared expert
-/// beside them, (ERNIE 4.5 MoE) dense layers before them and a router's
-/// bias to pick them,
-/// (Mistral 3) Llama 4's attention temperature, and (EXAONE 4) OLMo 2's
-/// norms with per-head Q/K norms, and global layers without a rotary
-/// embedding beside sliding-window ones.
+/// tensors, (Phi-3, GLM-4) fused products, (Gemma) GELU, post-norms, soft
+/// caps and sliding-window layers, (OLMo 2, EXAONE 4) norms after each
+/// block instead of before, (Mixtral, Qwen2-MoE, Qwen3-MoE, Granite MoE,
+/// ERNIE 4.5 MoE) mixtures of experts, (Qwen2-MoE, Granite MoE Shared,
+/// ERNIE 4.5 MoE) a shared expert beside them, (ERNIE 4.5 MoE) dense
+/// layers before them and a router's bias to pick them, (Mistral 3) Llama
+/// 4's attention temperature, and (EXAONE 4) global layers without a
+/// rotary embedding beside sliding-window ones.
 pub const ARCHITECTURES: &[&str] = &[
     "llama",
     "mistral",
@@ -56,9 +55,8 @@ pub(crate) struct HParams {
     /// Width of the feed-forward (of each expert's, in a mixture).
     pub ffn: usize,
     /// A mixture of experts' (Mixtral's, Qwen2-MoE's, Qwen3-MoE's, Granite
-    /// MoE's, ERNIE 4.5 MoE's):
-    /// experts per layer, and how many of them a token is routed to; 0
-    /// for a dense model.
+    /// MoE's, ERNIE 4.5 MoE's): experts per layer, and how many of them a
+    /// token is routed to; 0 for a dense model.
     pub experts: usize,
     pub experts_used: usize,
     /// Whether a token's routed experts are weighted by their
@@ -139,9 +137,9 @@ pub(crate) struct HParams {
     pub fused_gate_up: bool,
     /// Gemma's feed-forward: GELU (tanh form) of the gate, not SiLU.
     pub gelu: bool,
-    /// Gemma 2 and 3, OLMo 2, EXAONE 4, GLM-4: each block's attention and feed-forward
-    /// outputs are normalised (`post_attention_norm`, `post_ffw_norm`)
-    /// before their residual adds.
+    /// Gemma 2 and 3, OLMo 2, EXAONE 4, GLM-4: each block's attention and
+    /// feed-forward outputs are normalised (`post_attention_norm`,
+    /// `post_ffw_norm`) before their residual adds.
     pub post_norms: bool,
     /// Whether each block's input is normalised first (`attn_norm`,
     /// `ffn_norm`): all but OLMo 2 and EXAONE 4, whose blocks read the
@@ -154,8 +152,9 @@ pub(crate) struct HParams {
     /// and of the logits; 0 for none.
     pub attn_softcap: f32,
     pub final_softcap: f32,
-    /// Sliding-window attention (Gemma 2 and 3, OLMo 3, EXAONE 4 32B): in the layers `swa` marks,
-    /// a query sees the last `window` positions (itself included) only.
+    /// Sliding-window attention (Gemma 2 and 3, OLMo 3, EXAONE 4 32B): in
+    /// the layers `swa` marks, a query sees the last `window` positions
+    /// (itself included) only.
     pub window: usize,
     pub swa: Vec<bool>,
     /// The rotary base and angle scale of the sliding-window layers (Gemma
@@ -338,6 +337,15 @@ impl HParams {
             },
             false => (0, ffn),
         };
+        // GLM-4V's language model (also `glm4`) rotates by sections of
+        // positions (llama.cpp's M-RoPE), its weights permuted for it.
+        if arch == "glm4" && info.get("glm4.rope.dimension_sections").is_some() {
+            return Err(NnError::new(
+                NnErrorKind::UnsupportedOperation,
+                "`glm4.rope.dimension_sections`: a GLM-4V language model, whose \
+                 multimodal rotary embedding (M-RoPE) weft-nn does not run",
+            ));
+        }
         let is_granite = matches!(arch, "granite" | "granitemoe");
         // Granite's switch for the rotary embedding, on unless the file
         // says `false` (llama.cpp's `rope_finetuned`, which only Granite
@@ -635,9 +643,9 @@ pub(crate) fn check(info: &GgufInfo) -> Result<HParams, NnError> {
         Some("qwen3" | "qwen3moe" | "gemma3" | "olmo2" | "exaone4")
     );
     let (q_norm, k_norm) = hp.qk_norm_widths();
-    let ernie = matches!(
+    let no_output_bias = matches!(
         info.architecture.as_deref(),
-        Some("ernie4_5" | "ernie4_5-moe")
+        Some("ernie4_5" | "ernie4_5-moe" | "glm4")
     );
     for i in 0..hp.layers {
         let ffn = match hp.is_moe(i) {
@@ -664,8 +672,9 @@ pub(crate) fn check(info: &GgufInfo) -> Result<HParams, NnError> {
                 continue;
             }
             // llama.cpp loads an ERNIE 4.5 output bias but never adds it
-            // (HF adds it): a file with one is refused, not run either way.
-            if ernie && name == "attn_output.bias" {
+            // (HF adds it), and GLM-4 has none: a file with one is
+            // refused.
+            if no_output_bias && name == "attn_output.bias" {
                 continue;
             }
             let name = match name.ends_with(".bias") {

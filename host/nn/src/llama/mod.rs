@@ -57,9 +57,9 @@ pub(crate) struct Layer {
     /// ERNIE 4.5 MoE's router bias (`exp_probs_b`), added to the
     /// probabilities to pick a token's experts, not to weight them.
     expert_bias: Option<Vec<f32>>,
-    /// A mixture's shared expert (Qwen2-MoE's, Granite MoE Shared's and ERNIE 4.5 MoE's
-    /// `ffn_*_shexp`), which every token goes through beside its routed
-    /// ones.
+    /// A mixture's shared expert (Qwen2-MoE's, Granite MoE Shared's and
+    /// ERNIE 4.5 MoE's `ffn_*_shexp`), which every token goes through
+    /// beside its routed ones.
     shared: Option<Expert>,
     /// Qwen2-MoE's gate of the shared expert's output
     /// (`ffn_gate_inp_shexp`): a token's is the sigmoid of its product

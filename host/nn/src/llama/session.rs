@@ -369,8 +369,9 @@ fn feed_forward(
 
 /// A mixture of experts' feed-forward of the `n` rows of `h`, into
 /// `down[0]`, as llama.cpp's `build_moe_ffn` runs Mixtral's, Qwen2-MoE's,
-/// Qwen3-MoE's, Granite MoE's and ERNIE 4.5 MoE's: each row's router scores go through a
-/// softmax, and its `experts_used` likeliest experts' outputs are added,
+/// Qwen3-MoE's, Granite MoE's and ERNIE 4.5 MoE's: each row's router
+/// scores go through a softmax, and its `experts_used` likeliest experts'
+/// outputs are added,
 /// weighted by their probabilities, renormalised to sum to 1 where
 /// `renormalise` says (all but Qwen2-MoE); ERNIE 4.5 MoE's picked by their
 /// probabilities plus its router's bias. Each expert runs once, over the

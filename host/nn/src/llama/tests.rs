@@ -785,3 +785,28 @@ fn ernie_moe_layers_are_read_as_llama_cpp_reads_them() {
     let err = check(&output_bias).unwrap_err().to_string();
     assert!(err.contains("`blk.0.attn_output.bias` is not one"), "{err}");
 }
+
+/// GLM-4's layout, as llama.cpp's `glm4` loader reads it: norms before and
+/// after each block, gate and up in one product (Q, K and V apart),
+/// adjacent rotary pairs; GLM-4V's language model (its M-RoPE sections)
+/// and an output bias, which GLM-4 has not, refused.
+#[test]
+fn glm4_is_read_as_llama_cpp_reads_it() {
+    let file = crate::gguf::inspect(&model_file("tiny-glm4.gguf")).unwrap();
+    let hp = check(&file).unwrap();
+    assert!(hp.pre_norms && hp.post_norms && hp.fused_gate_up && !hp.fused_qkv);
+    assert!(!hp.rope_neox && hp.rope_dims < hp.head_dim);
+    let mut vision = file.clone();
+    vision.metadata.push((
+        "glm4.rope.dimension_sections".into(),
+        crate::GgufValue::Array(vec![crate::GgufValue::Int(4); 4]),
+    ));
+    let err = check(&vision).unwrap_err().to_string();
+    assert!(err.contains("M-RoPE"), "{err}");
+    let mut biased = file.clone();
+    let mut bias = biased.tensor("blk.1.attn_q.bias").unwrap().clone();
+    (bias.name, bias.dims) = ("blk.1.attn_output.bias".into(), vec![64]);
+    biased.tensors.push(bias);
+    let err = check(&biased).unwrap_err().to_string();
+    assert!(err.contains("`blk.1.attn_output.bias` is not one"), "{err}");
+}

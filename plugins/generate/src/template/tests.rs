@@ -446,16 +446,11 @@ fn exaone_prompts_have_bracketed_turns() {
     assert!(err.contains("no `[|endofturn|]` token"), "{err}");
 }
 
-/// GLM-4's format, as llama.cpp writes it (`chatglm4`): `[gMASK]<sop>`
-/// once, then each role's marker and its content as it is; picked from
-/// GLM-4's template before Zephyr's, whose `<|assistant|>` it also holds.
+/// GLM-4's format (written as llama.cpp's `chatglm4`, checked above) is
+/// picked from GLM-4's template before Zephyr's, whose `<|assistant|>` it
+/// also holds, and refused on a vocab without its tokens.
 #[test]
-fn chatglm4_prompts_start_with_gmask() {
-    assert_eq!(
-        Template::ChatGlm4.render(&conversation()),
-        "[gMASK]<sop><|system|>\nBe brief.<|user|>\nHi<|assistant|>\nHello!\
-         <|user|>\nWho are you?<|assistant|>\n"
-    );
+fn chatglm4_is_told_from_zephyr() {
     let tokens = [
         "[gMASK]",
         "<sop>",
