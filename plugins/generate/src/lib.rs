@@ -93,8 +93,9 @@
 //! cache in it): one `compute` on the whole prompt as `input_ids` (`int64 [n]`),
 //! then one per generated token (`int64 [1]`), each giving `logits`
 //! (`f32 [vocab]`, for the last position). Generation stops at an end token
-//! (`eos_id`, the file's `eot_id` and `eom_id`, `<|im_end|>`, `<|endoftext|>`, `<|eot_id|>`, `<|eom_id|>`,
-//! `<|end_of_text|>`, `<end_of_turn>`, `<｜end▁of▁sentence｜>`; finish reason `stop`), or at
+//! (`eos_id`, the file's `eot_id` and `eom_id`, `<|im_end|>`,
+//! `<|endoftext|>`, `<|eot_id|>`, `<|eom_id|>`, `<|end_of_text|>`,
+//! `<end_of_turn>`, `<｜end▁of▁sentence｜>`; finish reason `stop`), or at
 //! `max_tokens` or the end of the context window (`length`).
 //!
 //! Every generated token is emitted as a partial item
@@ -325,8 +326,8 @@ impl fmt::Debug for Generate {
     }
 }
 
-/// The tokens that end a reply: the tokenizer's EOS and the [`END_TOKENS`]
-/// its vocab has.
+/// The tokens that end a reply: those the tokenizer's file names (EOS, end
+/// of turn, end of message) and the [`END_TOKENS`] its vocab has.
 fn stop_tokens(tokenizer: &Bpe) -> Vec<u32> {
     let mut stop: Vec<u32> = (tokenizer.end_ids().iter().copied())
         .chain(END_TOKENS.iter().filter_map(|t| tokenizer.token_to_id(t)))
