@@ -1,0 +1,168 @@
+//! The check that a file is a decoder weft-nn runs, from its metadata and
+//! tensor list alone (what an upload checks, without reading weights).
+
+use super::super::weights::same_shape;
+use super::{ARCHITECTURES, HParams, LONGROPE_LONG, LONGROPE_SHORT};
+use crate::{GgufInfo, NnError, NnErrorKind};
+
+/// Checks that `info` is a decoder weft-nn runs, without reading weights
+/// (what an upload checks): an architecture it knows, its hyperparameters,
+/// every tensor it reads present in its shape, and no tensor it would not
+/// read — an extra of another architecture, skipped, would give wrong
+/// logits.
+pub(crate) fn check(info: &GgufInfo) -> Result<HParams, NnError> {
+    let hp = HParams::read(info)?;
+    let (e, qd, kvd) = (hp.embd, hp.q_dim(), hp.kv_dim());
+    // (name, ggml dims, required)
+    let mut want: Vec<(String, Vec<usize>, bool)> = vec![
+        ("token_embd.weight".into(), vec![e, hp.vocab], true),
+        ("output_norm.weight".into(), vec![e], true),
+        // (Tied to the embeddings where absent, but in Qwen2-MoE, whose
+        // files llama.cpp refuses without it.)
+        (
+            "output.weight".into(),
+            vec![e, hp.vocab],
+            info.architecture.as_deref() == Some("qwen2moe"),
+        ),
+        ("rope_freqs.weight".into(), vec![hp.rope_dims / 2], false),
+        (LONGROPE_SHORT.into(), vec![hp.rope_dims / 2], false),
+        // Read for no window weft-nn runs, but part of the model.
+        (LONGROPE_LONG.into(), vec![hp.rope_dims / 2], false),
+    ];
+    // Phi-3 fuses Q, K and V, and (GLM-4 too) gate and up: the unfused
+    // names are then unknown, and the other way round.
+    let products: Vec<(&str, Vec<usize>)> = match hp.fused_qkv {
+        true => vec![("attn_qkv", vec![e, qd + 2 * kvd])],
+        false => vec![
+            ("attn_q", vec![e, qd]),
+            ("attn_k", vec![e, kvd]),
+            ("attn_v", vec![e, kvd]),
+        ],
+    };
+    // A dense feed-forward, or a router and its experts side by side
+    // (in a mixture's layers: ERNIE 4.5's first ones are dense).
+    let (f, x, df) = (hp.ffn, hp.experts, hp.dense_ffn);
+    let dense: Vec<(&str, Vec<usize>, bool)> = match hp.fused_gate_up {
+        true => vec![
+            ("ffn_up", vec![e, 2 * df], true),
+            ("ffn_down", vec![df, e], true),
+        ],
+        false => vec![
+            ("ffn_gate", vec![e, df], true),
+            ("ffn_up", vec![e, df], true),
+            ("ffn_down", vec![df, e], true),
+        ],
+    };
+    let mut mixture = vec![
+        ("ffn_gate_inp", vec![e, x], true),
+        ("ffn_gate_exps", vec![e, f, x], true),
+        ("ffn_up_exps", vec![e, f, x], true),
+        ("ffn_down_exps", vec![f, e, x], true),
+    ];
+    if hp.shared_gate {
+        mixture.push(("ffn_gate_inp_shexp", vec![e], true));
+    }
+    if hp.shared_ffn > 0 {
+        let s = hp.shared_ffn;
+        mixture.extend([
+            ("ffn_gate_shexp", vec![e, s], true),
+            ("ffn_up_shexp", vec![e, s], true),
+            ("ffn_down_shexp", vec![s, e], true),
+        ]);
+    }
+    // ERNIE 4.5's: a bias added to the router's probabilities to pick
+    // the experts (not to weight them), optional as in llama.cpp.
+    if hp.expert_bias {
+        mixture.push(("exp_probs_b.bias", vec![x], false));
+    }
+    // Qwen3's, Gemma 3's and EXAONE 4's per-head Q/K norms, and OLMo 2's
+    // whole-row ones (optional elsewhere), which llama.cpp requires of
+    // them too.
+    let qk_norms = matches!(
+        info.architecture.as_deref(),
+        Some("qwen3" | "qwen3moe" | "gemma3" | "olmo2" | "exaone4")
+    );
+    let (q_norm, k_norm) = hp.qk_norm_widths();
+    let no_output_bias = matches!(
+        info.architecture.as_deref(),
+        Some("ernie4_5" | "ernie4_5-moe" | "glm4")
+    );
+    for i in 0..hp.layers {
+        let ffn = match hp.is_moe(i) {
+            true => &mixture,
+            false => &dense,
+        };
+        let layer = (products.iter())
+            .map(|(name, dims)| (*name, dims.clone(), true))
+            .chain(ffn.iter().cloned());
+        for (name, dims, required) in layer.chain([
+            ("attn_norm", vec![e], true),
+            ("attn_output", vec![qd, e], true),
+            ("attn_q.bias", vec![qd], false),
+            ("attn_k.bias", vec![kvd], false),
+            ("attn_v.bias", vec![kvd], false),
+            ("attn_output.bias", vec![e], false),
+            ("attn_q_norm", vec![q_norm], qk_norms),
+            ("attn_k_norm", vec![k_norm], qk_norms),
+            ("ffn_norm", vec![e], true),
+        ]) {
+            // OLMo 2 and EXAONE 4 have no pre-norms: a file with them is
+            // another model.
+            if !hp.pre_norms && matches!(name, "attn_norm" | "ffn_norm") {
+                continue;
+            }
+            // llama.cpp loads an ERNIE 4.5 output bias but never adds it
+            // (HF adds it), and GLM-4 has none: a file with one is
+            // refused.
+            if no_output_bias && name == "attn_output.bias" {
+                continue;
+            }
+            let name = match name.ends_with(".bias") {
+                true => format!("blk.{i}.{name}"),
+                false => format!("blk.{i}.{name}.weight"),
+            };
+            want.push((name, dims, required));
+        }
+        // Gemma 2 and 3's, OLMo 2's, EXAONE 4's and GLM-4's; another's
+        // file with them is refused (below).
+        if hp.post_norms {
+            for name in ["post_attention_norm", "post_ffw_norm"] {
+                want.push((format!("blk.{i}.{name}.weight"), vec![e], true));
+            }
+        }
+    }
+    for (name, dims, required) in &want {
+        match info.tensor(name) {
+            None if *required => {
+                return Err(NnError::new(
+                    NnErrorKind::InvalidEncoding,
+                    format!("tensor `{name}` is missing"),
+                ));
+            }
+            Some(t) if !same_shape(&t.dims, dims) => {
+                return Err(NnError::new(
+                    NnErrorKind::InvalidEncoding,
+                    format!("tensor `{name}` has shape {:?}, expected {dims:?}", t.dims),
+                ));
+            }
+            _ => {}
+        }
+    }
+    let known: std::collections::HashSet<&str> = want.iter().map(|(n, ..)| n.as_str()).collect();
+    if let Some(t) = info
+        .tensors
+        .iter()
+        .find(|t| !known.contains(t.name.as_str()))
+    {
+        return Err(NnError::new(
+            NnErrorKind::UnsupportedOperation,
+            format!(
+                "tensor `{}` is not one a `{}` decoder has in weft-nn, which would run the model without it and give wrong logits; weft-nn reads Llama-family decoders ({})",
+                t.name,
+                info.architecture.as_deref().unwrap_or_default(),
+                ARCHITECTURES.join(", ")
+            ),
+        ));
+    }
+    Ok(hp)
+}

@@ -1,0 +1,257 @@
+//! How each family's keys and tensors are read, as llama.cpp's loaders
+//! read them: what sets Granite, Qwen2-MoE, EXAONE 4, ERNIE 4.5 MoE and
+//! GLM-4 apart, and what each refuses.
+
+use super::*;
+
+/// Granite's keys, as llama.cpp's Granite loaders read them: a
+/// `granitemoe` file's mixture and its shared expert's width (that width
+/// read for a mixture only, its tensors required then and refused
+/// otherwise), and `rope.scaling.finetuned` as the switch for the rotary
+/// embedding in every layer (on when absent; Granite's alone).
+#[test]
+fn granite_shared_expert_and_rope_switch_are_read_as_llama_cpp_reads_them() {
+    use crate::GgufValue::Int;
+    let moe = crate::gguf::inspect(&model_file("tiny-granitemoe.gguf")).unwrap();
+    let hp = check(&moe).unwrap();
+    assert_eq!((hp.experts, hp.experts_used, hp.ffn), (4, 2, 96));
+    assert_eq!(hp.shared_ffn, 48);
+    assert_eq!(hp.logit_scale, 1.0 / 8.0, "Granite's multipliers");
+    assert!((0..hp.layers).all(|l| hp.ropes(l)), "rotates when absent");
+    // Without the width, the shared expert's tensors are another model's.
+    let mut no_width = moe.clone();
+    no_width
+        .metadata
+        .retain(|(k, _)| k != "granitemoe.expert_shared_feed_forward_length");
+    let err = check(&no_width).unwrap_err().to_string();
+    assert!(err.contains("_shexp.weight` is not one"), "{err}");
+    // Without the tensors, the width asks for them.
+    let mut no_tensors = moe.clone();
+    no_tensors.tensors.retain(|t| !t.name.contains("_shexp"));
+    let err = check(&no_tensors).unwrap_err().to_string();
+    assert!(err.contains("_shexp.weight` is missing"), "{err}");
+
+    let nope = crate::gguf::inspect(&model_file("tiny-granitenope.gguf")).unwrap();
+    let hp = check(&nope).unwrap();
+    assert!((0..hp.layers).all(|l| !hp.ropes(l)), "no layer rotates");
+    assert_eq!((hp.experts, hp.shared_ffn), (0, 0));
+    let with = |arch: &str, on: i64| {
+        let mut info = nope.clone();
+        info.architecture = Some(arch.into());
+        info.metadata = (info.metadata.into_iter())
+            .map(|(k, v)| (k.replacen("granite.", &format!("{arch}."), 1), v))
+            .collect();
+        let key = format!("{arch}.rope.scaling.finetuned");
+        info.metadata.retain(|(k, _)| *k != key);
+        info.metadata.push((key, Int(on)));
+        check(&info).unwrap()
+    };
+    assert!(with("granite", 1).ropes(0));
+    assert!(!with("granitemoe", 0).ropes(0));
+    // Elsewhere the key is only printed (llama.cpp): the layers rotate.
+    assert!(with("llama", 0).ropes(0));
+}
+
+/// Qwen2-MoE's keys and tensors, as llama.cpp's `qwen2moe` loader reads
+/// them: experts weighted as the softmax gave them, a shared expert of
+/// `expert_shared_feed_forward_length` (else the dense width) with its
+/// gate, both required.
+#[test]
+fn qwen2moe_shared_expert_is_read_as_llama_cpp_reads_it() {
+    let file = crate::gguf::inspect(&model_file("tiny-qwen2moe.gguf")).unwrap();
+    let hp = check(&file).unwrap();
+    assert_eq!((hp.experts, hp.experts_used, hp.ffn), (4, 2, 32));
+    assert_eq!((hp.shared_ffn, hp.shared_gate), (80, true));
+    assert!(!hp.experts_renormalised && hp.rope_neox);
+    // Without its own width, the shared expert is as wide as the dense
+    // feed-forward (96 here: this file's tensors are then the wrong shape).
+    let mut no_width = file.clone();
+    no_width
+        .metadata
+        .retain(|(k, _)| k != "qwen2moe.expert_shared_feed_forward_length");
+    let err = check(&no_width).unwrap_err().to_string();
+    assert!(err.contains("_shexp.weight` has shape"), "{err}");
+    assert!(err.contains("96"), "{err}");
+    let mut no_gate = file.clone();
+    no_gate
+        .tensors
+        .retain(|t| !t.name.contains("gate_inp_shexp"));
+    let err = check(&no_gate).unwrap_err().to_string();
+    assert!(
+        err.contains("ffn_gate_inp_shexp.weight` is missing"),
+        "{err}"
+    );
+    // The gate as the converter writes HF's `(1, width)` weight, `[e, 1]`:
+    // the same shape, as llama.cpp compares them.
+    let mut wide = file.clone();
+    for t in (wide.tensors.iter_mut()).filter(|t| t.name.contains("gate_inp_shexp")) {
+        t.dims.push(1);
+    }
+    assert!(check(&wide).is_ok());
+    assert!(super::weights::same_shape(&[64, 1], &[64]));
+    assert!(super::weights::same_shape(&[64], &[64, 1]));
+    assert!(!super::weights::same_shape(&[64, 2], &[64]));
+    // Its output head is required (llama.cpp ties none for it).
+    let mut untied = file.clone();
+    untied.tensors.retain(|t| t.name != "output.weight");
+    let err = check(&untied).unwrap_err().to_string();
+    assert!(err.contains("`output.weight` is missing"), "{err}");
+    // A dense width of 0 is refused naming it, not the shared tensors.
+    let mut zero = no_width.clone();
+    for (k, v) in &mut zero.metadata {
+        if k == "qwen2moe.feed_forward_length" {
+            *v = crate::GgufValue::Int(0);
+        }
+    }
+    let err = check(&zero).unwrap_err().to_string();
+    assert!(err.contains("`qwen2moe.feed_forward_length` is 0"), "{err}");
+    // The others renormalise.
+    let moe = crate::gguf::inspect(&model_file("tiny-granitemoe.gguf")).unwrap();
+    assert!(check(&moe).unwrap().experts_renormalised);
+}
+
+/// EXAONE 4's layout, as llama.cpp's `exaone4` loader and graph read it:
+/// sliding windows for the 64-layer model (32B) alone, three layers of
+/// four, where only those rotate; any other depth attends and rotates in
+/// every layer, whatever window its file gives (1.2B's). Norms after each
+/// block, not before, and per-head Q/K norms, required.
+#[test]
+fn exaone4_windows_and_rotations_are_read_as_llama_cpp_reads_them() {
+    let file = crate::gguf::inspect(&model_file("tiny-exaone4.gguf")).unwrap();
+    let hp = check(&file).unwrap();
+    assert_eq!((hp.layers, hp.window), (64, 8));
+    for l in 0..hp.layers {
+        let local = l % 4 != 3;
+        assert_eq!((hp.is_swa(l), hp.ropes(l)), (local, local), "layer {l}");
+    }
+    assert!(hp.rope_neox && hp.post_norms && !hp.pre_norms);
+    assert_eq!(hp.qk_norm_widths(), (hp.head_dim, hp.head_dim));
+    // Without the file's window, llama.cpp's 4096; a rotary base of the
+    // sliding layers' own is not read (llama.cpp rotates them at the
+    // global one).
+    let mut default = file.clone();
+    default
+        .metadata
+        .retain(|(k, _)| k != "exaone4.attention.sliding_window");
+    default.metadata.push((
+        "exaone4.rope.freq_base_swa".into(),
+        crate::GgufValue::Float(10.0),
+    ));
+    let hp = check(&default).unwrap();
+    assert_eq!((hp.window, hp.rope_base_swa), (4096, hp.rope_base));
+    // 30 layers (1.2B's depth): no window, every layer rotates.
+    let mut shallow = file.clone();
+    shallow.tensors.retain(|t| {
+        let block = t
+            .name
+            .strip_prefix("blk.")
+            .and_then(|b| b.split('.').next());
+        block.is_none_or(|b| b.parse::<usize>().unwrap() < 30)
+    });
+    for (k, v) in &mut shallow.metadata {
+        if k == "exaone4.block_count" {
+            *v = crate::GgufValue::Int(30);
+        }
+    }
+    let hp = check(&shallow).unwrap();
+    assert!((0..30).all(|l| !hp.is_swa(l) && hp.ropes(l)));
+    let mut no_norm = file.clone();
+    no_norm
+        .tensors
+        .retain(|t| t.name != "blk.3.attn_k_norm.weight");
+    let err = check(&no_norm).unwrap_err().to_string();
+    assert!(
+        err.contains("`blk.3.attn_k_norm.weight` is missing"),
+        "{err}"
+    );
+    // EXAONE 3 pairs as NeoX does; ERNIE 4.5 as Llama does.
+    let exaone = crate::gguf::inspect(&model_file("tiny-exaone.gguf")).unwrap();
+    let hp = check(&exaone).unwrap();
+    assert!(hp.rope_neox && hp.pre_norms && !hp.post_norms);
+    let ernie = crate::gguf::inspect(&model_file("tiny-ernie.gguf")).unwrap();
+    assert!(!check(&ernie).unwrap().rope_neox);
+}
+
+/// ERNIE 4.5 MoE's keys, as llama.cpp's `ernie4_5-moe` loader and graph
+/// read them: `leading_dense_block_count` dense layers of
+/// `feed_forward_length`, then mixtures of `expert_feed_forward_length`-wide
+/// experts (both keys required; `interleave_moe_layer_step` too, and 1,
+/// the one llama.cpp runs), its router's bias optional. An output bias,
+/// which llama.cpp loads but does not add, is refused.
+#[test]
+fn ernie_moe_layers_are_read_as_llama_cpp_reads_them() {
+    use crate::GgufValue::Int;
+    let file = crate::gguf::inspect(&model_file("tiny-erniemoe.gguf")).unwrap();
+    let hp = check(&file).unwrap();
+    assert_eq!(
+        (hp.experts, hp.ffn, hp.dense_ffn, hp.shared_ffn),
+        (4, 32, 96, 64)
+    );
+    assert_eq!(
+        (0..3).map(|l| hp.is_moe(l)).collect::<Vec<_>>(),
+        [false, true, true]
+    );
+    assert!(hp.experts_renormalised && hp.expert_bias && !hp.rope_neox);
+    let with = |key: &str, value: Option<i64>| {
+        let mut info = file.clone();
+        let key = format!("ernie4_5-moe.{key}");
+        info.metadata.retain(|(k, _)| *k != key);
+        info.metadata.extend(value.map(|v| (key, Int(v))));
+        check(&info).map(|_| ()).unwrap_err().to_string()
+    };
+    let err = with("interleave_moe_layer_step", None);
+    assert!(
+        err.contains("interleave_moe_layer_step` is missing"),
+        "{err}"
+    );
+    let err = with("interleave_moe_layer_step", Some(2));
+    assert!(err.contains("interleave_moe_layer_step` is 2"), "{err}");
+    let err = with("expert_feed_forward_length", None);
+    assert!(
+        err.contains("expert_feed_forward_length` is missing"),
+        "{err}"
+    );
+    // Every layer a mixture: the first's router is missing.
+    let err = with("leading_dense_block_count", Some(0));
+    assert!(
+        err.contains("`blk.0.ffn_gate_inp.weight` is missing"),
+        "{err}"
+    );
+    let mut unbiased = file.clone();
+    unbiased.tensors.retain(|t| !t.name.contains("exp_probs_b"));
+    assert!(check(&unbiased).is_ok());
+    let mut output_bias = file.clone();
+    let mut bias = output_bias
+        .tensor("blk.0.attn_output.weight")
+        .unwrap()
+        .clone();
+    (bias.name, bias.dims) = ("blk.0.attn_output.bias".into(), vec![64]);
+    output_bias.tensors.push(bias);
+    let err = check(&output_bias).unwrap_err().to_string();
+    assert!(err.contains("`blk.0.attn_output.bias` is not one"), "{err}");
+}
+
+/// GLM-4's layout, as llama.cpp's `glm4` loader reads it: norms before and
+/// after each block, gate and up in one product (Q, K and V apart),
+/// adjacent rotary pairs; GLM-4V's language model (its M-RoPE sections)
+/// and an output bias, which GLM-4 has not, refused.
+#[test]
+fn glm4_is_read_as_llama_cpp_reads_it() {
+    let file = crate::gguf::inspect(&model_file("tiny-glm4.gguf")).unwrap();
+    let hp = check(&file).unwrap();
+    assert!(hp.pre_norms && hp.post_norms && hp.fused_gate_up && !hp.fused_qkv);
+    assert!(!hp.rope_neox && hp.rope_dims < hp.head_dim);
+    let mut vision = file.clone();
+    vision.metadata.push((
+        "glm4.rope.dimension_sections".into(),
+        crate::GgufValue::Array(vec![crate::GgufValue::Int(4); 4]),
+    ));
+    let err = check(&vision).unwrap_err().to_string();
+    assert!(err.contains("M-RoPE"), "{err}");
+    let mut biased = file.clone();
+    let mut bias = biased.tensor("blk.1.attn_q.bias").unwrap().clone();
+    (bias.name, bias.dims) = ("blk.1.attn_output.bias".into(), vec![64]);
+    biased.tensors.push(bias);
+    let err = check(&biased).unwrap_err().to_string();
+    assert!(err.contains("`blk.1.attn_output.bias` is not one"), "{err}");
+}
