@@ -6,7 +6,8 @@
 #     per product) vs weft-nn's CPU path, onnxruntime on the CPU and, where
 #     PyTorch sees CUDA, PyTorch's BertModel on the same GPU;
 #   SmolLM2-135M decode tok/s on the GPU vs the CPU, one session and 16 joined,
-#     with each of the few-row product kernels (WEFT_NN_GEMV, gpu/mod.rs),
+#     with each of the few-row product kernels (WEFT_NN_GEMV, gpu/mod.rs) and
+#     with the weights as f32 copies rather than their blocks (WEFT_NN_GPU_WEIGHTS),
 #     and where its time goes on the device (WEFT_NN_PROFILE=1);
 #   the serving figures (examples/nn_serving and generate_serving) with the
 #     model on the GPU: cross-instance batching on vs off, and the Wasm boundary.
@@ -49,6 +50,9 @@ step "$BIN/gpus"
 for gemv in split deep columns; do
   step env TARGET=gpu WEFT_NN_GEMV=$gemv "$BIN/nn_bench" llama "$GGUF" "$PROMPT" 64
 done
+# The same with the weights as f32 copies, as before session 37 (their
+# blocks are the default).
+step env TARGET=gpu WEFT_NN_GPU_WEIGHTS=f32 "$BIN/nn_bench" llama "$GGUF" "$PROMPT" 64
 for gemv in split deep; do
   step env TARGET=gpu WEFT_NN_GEMV=$gemv WEFT_NN_PROFILE=1 "$BIN/nn_bench" llama "$GGUF" "$PROMPT" 16
 done

@@ -14,10 +14,12 @@ pub enum Target {
     Cpu,
     /// The node's GPU (wgpu: Vulkan, Metal or DX12; see [`crate::gpu`]).
     /// For ONNX models, the `MatMul`s and `Gemm`s whose B is a 2-D f32
-    /// initializer run there, with those weights uploaded once at load;
-    /// every other operator runs on the CPU. For GGUF (Llama) models, every
-    /// weight product runs there, on f32 copies of the weights uploaded at
-    /// load; attention, norms and sampling inputs stay on the CPU. Without a
+    /// initializer run there, with those weights uploaded once at load,
+    /// and so does every operator with a device kernel between them. For
+    /// GGUF (Llama) models, the whole forward pass of a dense decoder runs
+    /// there, on its weights uploaded at load (quantised ones in their
+    /// blocks) and a KV cache kept on the device; a mixture of experts
+    /// runs on the CPU. Without a
     /// usable GPU the model loads for the CPU and says why in
     /// [`Model::placement`].
     Gpu,

@@ -14,8 +14,8 @@
 //! [`Target::Gpu`] runs its `MatMul`s and `Gemm`s whose B is a 2-D f32
 //! initializer on the GPU ([`gpu`]: wgpu on Vulkan, Metal or DX12), with
 //! those weights uploaded once at load, and a GGUF model loaded for it runs
-//! its whole forward pass there (on f32 copies of its weights, with the KV
-//! cache on the device).
+//! its whole forward pass there (on its weights, quantised ones kept in
+//! their blocks, with the KV cache on the device).
 //! Without a usable GPU, a model loaded for it runs on the CPU and says so
 //! in [`Model::placement`].
 //!

@@ -344,8 +344,10 @@ async fn generate_on_the_gpu_answers_as_llama_cpp() {
     assert_eq!(v["finish_reason"], "stop");
     let metrics = d.get_text("/metrics").await;
     let gauge = |name: &str| metric(&metrics, name);
-    // SmolLM2's weights as f32: 538 MB.
-    assert!(gauge("weft_nn_device_bytes") > 500 << 20, "{metrics}");
+    // SmolLM2's weights in their Q4_1 and Q8_0 blocks: 112 MB (538 MB
+    // as f32).
+    let weights = gauge("weft_nn_device_bytes");
+    assert!((100 << 20..200 << 20).contains(&weights), "{metrics}");
     gauge("weft_gpu_work_bytes");
 }
 

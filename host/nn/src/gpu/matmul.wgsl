@@ -8,6 +8,10 @@
 // Every load and store is bounds checked against m, k and n, so any shape
 // works; out-of-range tile entries are zeros.
 //
+// B is read through `weight(b0, kk, col)`, B[kk][col] of the matrix that
+// starts `b0` values into binding 1, which the module is compiled with
+// (`weights.wgsl`): f32 values, or a GGUF decoder's quantised blocks.
+//
 // Batched (`tiles_m` > 0, the row tiles of one product): workgroup row
 // `y` computes row tile `y % tiles_m` of product `y / tiles_m`, whose A
 // starts `a_batch` floats further per product, B `b_batch` (0: one B for
@@ -26,7 +30,6 @@ struct Params {
 }
 
 @group(0) @binding(0) var<storage, read> a: array<f32>;
-@group(0) @binding(1) var<storage, read> b: array<f32>;
 @group(0) @binding(2) var<storage, read_write> c: array<f32>;
 @group(0) @binding(3) var<uniform> p: Params;
 
@@ -82,7 +85,7 @@ fn main(
             let gc = col0 + cb;
             var bv = 0.0;
             if (gkb < p.k && gc < p.n) {
-                bv = b[b0 + gkb * p.n + gc];
+                bv = weight(b0, gkb, gc);
             }
             tb[kb * (TILE_N / 4u) + cb / 4u][cb % 4u] = bv;
         }
@@ -153,8 +156,19 @@ fn gemv_columns(@builtin(global_invocation_id) gid: vec3<u32>) {
     let m = gemv_rows(gid.y);
     for (var r = 0u; r < m; r = r + 1u) {
         var acc = 0.0;
-        for (var kk = 0u; kk < p.k; kk = kk + 1u) {
-            acc = fma(a[a0 + r * p.k + kk], b[b0 + kk * p.n + col], acc);
+        let row = a0 + r * p.k;
+        // Four values of k at a time (a word of quantised blocks), summed
+        // in order.
+        var kk = 0u;
+        for (; kk + 3u < p.k; kk = kk + 4u) {
+            let w = weight4(b0, kk, col);
+            acc = fma(a[row + kk], w.x, acc);
+            acc = fma(a[row + kk + 1u], w.y, acc);
+            acc = fma(a[row + kk + 2u], w.z, acc);
+            acc = fma(a[row + kk + 3u], w.w, acc);
+        }
+        for (; kk < p.k; kk = kk + 1u) {
+            acc = fma(a[row + kk], weight(b0, kk, col), acc);
         }
         c[c0 + r * p.ldc + p.c_col0 + col] = acc;
     }
@@ -189,7 +203,7 @@ fn gemv_split(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id
     var acc3 = 0.0;
     if (col < p.n) {
         for (var kk = slice; kk < p.k; kk = kk + GEMV_SLICES) {
-            let w = b[b0 + kk * p.n + col];
+            let w = weight(b0, kk, col);
             let at = a0 + kk;
             if (m > 0u) { acc0 = fma(a[at], w, acc0); }
             if (m > 1u) { acc1 = fma(a[at + p.k], w, acc1); }
@@ -247,11 +261,10 @@ fn gemv_deep(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id)
         let s = DEEP_SLICES;
         var kk = slice;
         for (; kk + 3u * s < p.k; kk = kk + 4u * s) {
-            let at = b0 + kk * n + col;
-            let w0 = b[at];
-            let w1 = b[at + s * n];
-            let w2 = b[at + 2u * s * n];
-            let w3 = b[at + 3u * s * n];
+            let w0 = weight(b0, kk, col);
+            let w1 = weight(b0, kk + s, col);
+            let w2 = weight(b0, kk + 2u * s, col);
+            let w3 = weight(b0, kk + 3u * s, col);
             var r0 = a0 + kk;
             acc0 = fma(a[r0 + 3u * s], w3, fma(a[r0 + 2u * s], w2, fma(a[r0 + s], w1, fma(a[r0], w0, acc0))));
             if (m > 1u) {
@@ -268,7 +281,7 @@ fn gemv_deep(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id)
             }
         }
         for (; kk < p.k; kk = kk + s) {
-            let w = b[b0 + kk * n + col];
+            let w = weight(b0, kk, col);
             let at = a0 + kk;
             if (m > 0u) { acc0 = fma(a[at], w, acc0); }
             if (m > 1u) { acc1 = fma(a[at + p.k], w, acc1); }

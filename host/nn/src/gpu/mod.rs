@@ -51,6 +51,7 @@ pub(crate) use encoder::{
 };
 pub use matmul::GpuMatrix;
 use matmul::Scratch;
+pub(crate) use matmul::WeightFormat;
 pub(crate) use program::{Attention, Buffer, Program, Qkv, Reuse};
 use times::Profiler;
 pub use times::{KernelTime, PassTimes};
@@ -165,12 +166,20 @@ pub struct Gpu {
     device: wgpu::Device,
     queue: wgpu::Queue,
     adapter: AdapterSummary,
+    /// `matmul.wgsl`'s tiled kernel and the `gemv` kernel that runs
+    /// products of a few rows (the one alone is compiled), for f32
+    /// matrices; and which `gemv` it is.
     pipeline: wgpu::ComputePipeline,
-    /// The `matmul.wgsl` `gemv` kernel that runs products of a few rows
-    /// (the one alone is compiled), and which one it is.
     gemv_pipeline: wgpu::ComputePipeline,
     gemv: Gemv,
     layout: wgpu::BindGroupLayout,
+    pipeline_layout: wgpu::PipelineLayout,
+    /// The same two for each of [`WeightFormat::QUANTISED`], compiled
+    /// when the first matrix of it is uploaded.
+    quantised: [OnceLock<Result<[wgpu::ComputePipeline; 2], NnError>>; 3],
+    /// Whether a GGUF decoder's quantised weights stay in their blocks
+    /// here (the default) or go up as f32 (`WEFT_NN_GPU_WEIGHTS=f32`).
+    keeps_blocks: bool,
     /// Bytes one buffer (and so one binding) may hold.
     max_buffer: u64,
     /// Workgroups one dispatch may have along x or y.
@@ -254,6 +263,43 @@ pub fn hardware_gpus() -> Vec<AdapterSummary> {
         })
         .map(|i| summary(&i))
         .collect()
+}
+
+/// `matmul.wgsl`'s tiled kernel and `gemv`'s, compiled to read B in
+/// `format` (`weights.wgsl`).
+fn compile_products(
+    device: &wgpu::Device,
+    layout: &wgpu::PipelineLayout,
+    format: WeightFormat,
+    gemv: Gemv,
+) -> Result<[wgpu::ComputePipeline; 2], String> {
+    let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+    let source = [format.source(), include_str!("matmul.wgsl")].concat();
+    let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+        label: Some("weft-nn matmul"),
+        source: wgpu::ShaderSource::Wgsl(source.into()),
+    });
+    let entry = |name| {
+        device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some("weft-nn matmul"),
+            layout: Some(layout),
+            module: &module,
+            entry_point: Some(name),
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants: &[],
+                // Every tile entry is written before it is read.
+                zero_initialize_workgroup_memory: false,
+            },
+            cache: None,
+        })
+    };
+    let pipelines = [entry("main"), entry(gemv.entry_point())];
+    match block_on(scope.pop()) {
+        Some(e) => Err(format!(
+            "compiling weft-nn's matmul kernel for {format:?} weights: {e}"
+        )),
+        None => Ok(pipelines),
+    }
 }
 
 fn summary(info: &wgpu::AdapterInfo) -> AdapterSummary {
@@ -404,11 +450,6 @@ impl Gpu {
                 Some(format!("{reason:?}: {message}"));
         });
 
-        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some("weft-nn matmul"),
-            source: wgpu::ShaderSource::Wgsl(include_str!("matmul.wgsl").into()),
-        });
         let buffer = |binding, ty, min| wgpu::BindGroupLayoutEntry {
             binding,
             visibility: wgpu::ShaderStages::COMPUTE,
@@ -434,27 +475,10 @@ impl Gpu {
             bind_group_layouts: &[Some(&layout)],
             immediate_size: 0,
         });
-        let entry = |name| {
-            device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                label: Some("weft-nn matmul"),
-                layout: Some(&pipeline_layout),
-                module: &module,
-                entry_point: Some(name),
-                compilation_options: wgpu::PipelineCompilationOptions {
-                    constants: &[],
-                    // Every tile entry is written before it is read.
-                    zero_initialize_workgroup_memory: false,
-                },
-                cache: None,
-            })
-        };
         let gemv = gemv.unwrap_or_else(|| Gemv::for_device(info.device_type));
-        let (pipeline, gemv_pipeline) = (entry("main"), entry(gemv.entry_point()));
-        if let Some(e) = block_on(scope.pop()) {
-            return Err(runtime(format!(
-                "compiling weft-nn's matmul kernel on {summary}: {e}"
-            )));
-        }
+        let [pipeline, gemv_pipeline] =
+            compile_products(&device, &pipeline_layout, WeightFormat::F32, gemv)
+                .map_err(|e| runtime(format!("{e} on {summary}")))?;
         let max_buffer = limits
             .max_storage_buffer_binding_size
             .min(limits.max_buffer_size)
@@ -474,6 +498,9 @@ impl Gpu {
             gemv_pipeline,
             gemv,
             layout,
+            pipeline_layout,
+            quantised: Default::default(),
+            keeps_blocks: std::env::var("WEFT_NN_GPU_WEIGHTS").as_deref() != Ok("f32"),
             max_buffer,
             max_groups: limits.max_compute_workgroups_per_dimension as usize,
             resident: Arc::new(AtomicU64::new(0)),
@@ -501,6 +528,14 @@ impl Gpu {
         gpu.max_buffer = max_buffer;
         gpu.max_groups = max_groups;
         Ok(gpu)
+    }
+
+    /// Whether a GGUF decoder's weights in Q8_0, Q4_0 or Q4_1 blocks
+    /// stay in them on this device: yes, unless `WEFT_NN_GPU_WEIGHTS=f32`
+    /// was set when it was opened (they then go up dequantised to f32, as
+    /// before: the same products in 3.6-6.4x the bytes).
+    pub(crate) fn keeps_blocks(&self) -> bool {
+        self.keeps_blocks
     }
 
     /// The adapter this runs on.

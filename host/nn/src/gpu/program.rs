@@ -16,7 +16,7 @@ pub(crate) use submission::Reuse;
 use submission::Timed;
 
 use super::matmul::binding;
-use super::{GEMV_ROWS, Gpu, GpuMatrix, PARAMS_STRIDE, TILE, runtime};
+use super::{GEMV_ROWS, Gpu, GpuMatrix, PARAMS_STRIDE, TILE, WeightFormat, runtime};
 use crate::NnError;
 
 /// Threads per workgroup of the `ops.wgsl` kernels.
@@ -241,13 +241,46 @@ impl Gpu {
     }
 
     /// `matmul.wgsl`'s kernel for a product of `few` rows (a `gemv`) or
-    /// more (64 x 64 tiles).
-    pub(super) fn product_kernel(&self, few: bool) -> &wgpu::ComputePipeline {
-        if few {
-            &self.gemv_pipeline
-        } else {
-            &self.pipeline
+    /// more (64 x 64 tiles) by a matrix of `format`.
+    ///
+    /// # Panics
+    ///
+    /// For a quantised format no matrix was uploaded in: the upload
+    /// compiles its kernels ([`Gpu::product_kernels`]).
+    pub(super) fn product_kernel(&self, few: bool, format: WeightFormat) -> &wgpu::ComputePipeline {
+        let [main, gemv] = match format {
+            WeightFormat::F32 => [&self.pipeline, &self.gemv_pipeline],
+            _ => {
+                let compiled = self.quantised[Self::quantised_index(format)].get();
+                let pair = compiled.and_then(|r| r.as_ref().ok());
+                let [main, gemv] = pair.expect("compiled when a matrix of the format went up");
+                [main, gemv]
+            }
+        };
+        if few { gemv } else { main }
+    }
+
+    /// Compiles the products' kernels for `format`, once.
+    ///
+    /// # Errors
+    ///
+    /// `RuntimeError` when they do not compile on this device.
+    pub(super) fn product_kernels(&self, format: WeightFormat) -> Result<(), NnError> {
+        if format == WeightFormat::F32 {
+            return Ok(());
         }
+        let compiled = self.quantised[Self::quantised_index(format)].get_or_init(|| {
+            super::compile_products(&self.device, &self.pipeline_layout, format, self.gemv)
+                .map_err(|e| runtime(format!("{e} on {}", self.adapter)))
+        });
+        compiled.as_ref().map(|_| ()).map_err(Clone::clone)
+    }
+
+    fn quantised_index(format: WeightFormat) -> usize {
+        WeightFormat::QUANTISED
+            .iter()
+            .position(|&f| f == format)
+            .expect("a quantised format")
     }
 
     /// The entry point of [`Gpu::product_kernel`].
@@ -335,7 +368,7 @@ impl<'a> Program<'a> {
         for (buffer, col0, cols) in w.panels() {
             self.steps.push(Step {
                 name: self.gpu.product_name(few),
-                pipeline: self.gpu.product_kernel(few),
+                pipeline: self.gpu.product_kernel(few, w.format()),
                 layout: &self.gpu.layout,
                 buffers: vec![
                     (a.raw.clone(), 0, (rows * k * 4) as u64),
@@ -402,7 +435,7 @@ impl<'a> Program<'a> {
         }
         self.steps.push(Step {
             name: self.gpu.product_name(few),
-            pipeline: self.gpu.product_kernel(few),
+            pipeline: self.gpu.product_kernel(few, WeightFormat::F32),
             layout: &self.gpu.layout,
             buffers: vec![whole(a), whole(b), whole(c)],
             params: wide(

@@ -29,11 +29,35 @@ pub(crate) fn hardware_gemv() -> Arc<Gpu> {
     Arc::new(gpu.unwrap_or_else(|e| panic!("the GPU tests need an adapter: {e}")))
 }
 
+/// A `Gpu` for each of the `gemv` kernels, and one whose weights are
+/// split into panels of at most `panel_bytes`.
+pub(crate) fn every_product_kernel(panel_bytes: u64) -> Vec<Arc<Gpu>> {
+    let gemvs = [Gemv::Columns, Gemv::Split, Gemv::Deep].map(Some);
+    let mut gpus: Vec<_> = gemvs.into_iter().map(Gpu::with_gemv).collect();
+    gpus.push(Gpu::limited(panel_bytes, 65_535, None));
+    gpus.into_iter()
+        .map(|g| Arc::new(g.unwrap_or_else(|e| panic!("the GPU tests need an adapter: {e}"))))
+        .collect()
+}
+
+/// A `Gpu` of the test's own that takes GGUF weights up as f32 (as
+/// `WEFT_NN_GPU_WEIGHTS=f32` has it), to compare with their blocks.
+pub(crate) fn f32_weights() -> Arc<Gpu> {
+    let mut gpu = Gpu::new().unwrap_or_else(|e| panic!("the GPU tests need an adapter: {e}"));
+    gpu.keeps_blocks = false;
+    Arc::new(gpu)
+}
+
 /// Held by tests that upload counted weights or read the count, so
 /// that their counts are exact while other tests run in parallel.
 pub(crate) fn counted_uploads() -> std::sync::MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// `a · b` on the CPU, row-major `m x k` by `k x n`.
+pub(crate) fn cpu_product(a: &[f32], b: &[f32], m: usize, k: usize, n: usize) -> Vec<f32> {
+    cpu(a, b, m, k, n)
 }
 
 fn cpu(a: &[f32], b: &[f32], m: usize, k: usize, n: usize) -> Vec<f32> {

@@ -3,8 +3,9 @@
 //! for Gemma, with its post-norms, soft caps and sliding windows), on the
 //! CPU, reading weights in their quantised form (Q4_0, Q4_1, Q8_0; F16,
 //! BF16 and F32 too). Loaded for the GPU, the whole forward pass runs there
-//! instead ([`device`]), on f32 copies of the weights uploaded once at load
-//! and a KV cache kept on the device. A [`Session`] keeps the KV cache, so a guest generates
+//! instead ([`device`]), on the weights uploaded once at load (quantised
+//! ones in their blocks, see [`QMatrix::upload_side_by_side`]) and a KV
+//! cache kept on the device. A [`Session`] keeps the KV cache, so a guest generates
 //! token by token: `compute` with the prompt's token ids, then with each new
 //! token, reading the logits of the last position each time (the contract
 //! LlamaEdge's `wasi:nn` GGML backend made common).
@@ -162,7 +163,7 @@ impl Llama {
     }
 
     /// [`Llama::load`] for `gpu`: the forward pass runs there, each
-    /// product's matrix dequantised to f32 and uploaded once (only the
+    /// product's matrix uploaded once, in its blocks or as f32 (only the
     /// embedding lookup stays on the CPU). `Some(Err)` (no usable GPU) or a
     /// failed upload loads for the CPU and says why in the placement.
     pub(crate) fn load_for(

@@ -100,6 +100,48 @@ fn on_the_gpu_passes_and_a_growing_cache_change_nothing() {
     assert_eq!(device.work_bytes(), before);
 }
 
+/// SmolLM2's products keep their blocks on the GPU, in a fraction of the
+/// bytes of f32 copies (measured: 112 and 138 MB against 538), and its passes give the logits of the same model
+/// taken up as f32: the same values, summed in the same order (to the
+/// bit on llvmpipe; a hardware driver may fuse Q4_1's multiply-add). The
+/// published file is Q4_1 (its output head Q8_0); the K-quant one mixes
+/// Q4_K (read as Q4_1) with Q5_0, Q5_1, Q5_K and Q6_K (read as Q8_0), so
+/// some of its fused products (Q, K and V; gate and up) mix two formats
+/// and go up as f32.
+#[test]
+fn on_the_gpu_weights_in_their_blocks_give_the_logits_of_f32_copies() {
+    let _device = on_the_device();
+    for (file, fraction) in [
+        ("smollm2-135m-instruct.gguf", 0.25),
+        ("smollm2-135m-kquants.gguf", 0.3),
+    ] {
+        blocks_give_the_logits_of_f32_copies(&model_file(file), fraction);
+    }
+}
+
+fn blocks_give_the_logits_of_f32_copies(bytes: &[u8], fraction: f64) {
+    let device = crate::gpu::tests::gpu();
+    let blocks = Llama::load_for(bytes, Some(Ok(device.clone()))).unwrap();
+    let f32s = Llama::load_for(bytes, Some(Ok(crate::gpu::tests::f32_weights()))).unwrap();
+    let (kept, widened) = (blocks.device_bytes(), f32s.device_bytes());
+    assert!(
+        (kept as f64) < fraction * widened as f64,
+        "{kept} bytes in blocks, {widened} as f32"
+    );
+    let mut a = session::Decoder::new(blocks.weights.clone());
+    let mut b = session::Decoder::new(f32s.weights.clone());
+    let software = device.adapter().device_type == "cpu";
+    for input in [&[1, 4093, 198, 1780, 314][..], &[504], &[3575]] {
+        let (x, y) = (a.forward(input), b.forward(input));
+        if software {
+            assert!(x == y, "{input:?}: logits differ by {}", worst(&x, &y));
+        } else {
+            assert!(worst(&x, &y) <= 1e-3, "{input:?}");
+        }
+    }
+    assert!(a.on_device().is_some() && b.on_device().is_some());
+}
+
 /// On a GPU that runs the split-k `gemv` (hardware GPUs do; CI's llvmpipe
 /// runs the one-thread-per-column kernel unless told), a prompt (16
 /// tokens: products in four groups of 4 rows) and then single tokens,

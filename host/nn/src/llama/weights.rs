@@ -1,7 +1,7 @@
 //! Weight matrices kept in their GGUF encoding, and the matrix product
 //! that reads them.
 
-use crate::gpu::{Gpu, GpuMatrix};
+use crate::gpu::{Gpu, GpuMatrix, WeightFormat};
 use crate::quant::{self, Q8Batch, Q8Row};
 use crate::team::Workers;
 use crate::{GgmlType, GgufInfo, NnError, NnErrorKind};
@@ -24,8 +24,8 @@ pub(crate) struct QMatrix {
     /// Whether `data` holds the rows interleaved 16 at a time
     /// ([`quant::lanes`]) rather than one after another.
     lanes: bool,
-    /// Wᵀ in f32 on a GPU, when the model was loaded for one: the
-    /// device's forward pass reads it (the quantised rows stay for
+    /// Wᵀ on a GPU (in its blocks or as f32), when the model was loaded
+    /// for one: the device's forward pass reads it (the quantised rows stay for
     /// embedding lookups, and for the CPU should the device fail).
     gpu: Option<GpuMatrix>,
 }
@@ -178,8 +178,8 @@ impl QMatrix {
             .collect()
     }
 
-    /// Dequantises the matrix and uploads Wᵀ (`cols × rows`, f32) to
-    /// `gpu`, for the device's forward pass.
+    /// Uploads Wᵀ (`cols × rows`) to `gpu`, for the device's forward
+    /// pass: see [`QMatrix::upload_side_by_side`].
     pub(crate) fn upload(&mut self, gpu: &Gpu) -> Result<(), NnError> {
         self.gpu = Some(Self::upload_side_by_side(gpu, &[self])?);
         Ok(())
@@ -188,7 +188,11 @@ impl QMatrix {
     /// The transposes of `matrices` (all of one width) side by side, as
     /// one `cols × Σ rows` matrix on `gpu`: one product by it gives each
     /// row's products by all of them, in order (a decoder's Q, K and V;
-    /// its gate and up).
+    /// its gate and up). Matrices all in Q8_0, Q4_0 or Q4_1 (what every
+    /// quantised GGUF type is read as) stay in their blocks there, the
+    /// others are dequantised to f32 (and all are where
+    /// [`Gpu::keeps_blocks`] says not to keep them); the products give
+    /// the same values either way.
     pub(crate) fn upload_side_by_side(
         gpu: &Gpu,
         matrices: &[&QMatrix],
@@ -196,6 +200,35 @@ impl QMatrix {
         let cols = matrices.first().map_or(0, |m| m.cols);
         assert!(matrices.iter().all(|m| m.cols == cols), "one width");
         let width: usize = matrices.iter().map(|m| m.rows).sum();
+        let ty = matrices.first().map(|m| m.ty);
+        let format = match ty {
+            Some(GgmlType::Q8_0) => WeightFormat::Q8_0,
+            Some(GgmlType::Q4_0) => WeightFormat::Q4_0,
+            Some(GgmlType::Q4_1) => WeightFormat::Q4_1,
+            _ => WeightFormat::F32,
+        };
+        if format != WeightFormat::F32
+            && gpu.keeps_blocks()
+            && matrices.iter().all(|m| Some(m.ty) == ty)
+        {
+            let words = format.words();
+            let per_row = cols / 32;
+            let mut blocks = vec![0u32; per_row * width * words];
+            let mut col0 = 0;
+            for m in matrices {
+                let block_bytes = m.row_bytes / per_row;
+                let mut raw = vec![0u8; m.row_bytes];
+                for r in 0..m.rows {
+                    m.raw_row(r, &mut raw);
+                    for (j, block) in raw.chunks_exact(block_bytes).enumerate() {
+                        let at = (j * width + col0 + r) * words;
+                        device_block(block, &mut blocks[at..at + words]);
+                    }
+                }
+                col0 += m.rows;
+            }
+            return gpu.upload_blocks(format, &blocks, cols, width);
+        }
         let mut row = vec![0f32; cols];
         let mut wt = vec![0f32; width * cols];
         let mut col0 = 0;
@@ -250,7 +283,7 @@ impl QMatrix {
     pub(crate) fn row(&self, r: usize, out: &mut [f32]) {
         if self.lanes {
             let mut raw = vec![0u8; self.row_bytes];
-            quant::lanes::row(self.ty, &self.data, self.row_bytes, r, &mut raw);
+            self.raw_row(r, &mut raw);
             quant::dequantize(self.ty, &raw, out);
         } else {
             quant::dequantize(
@@ -258,6 +291,15 @@ impl QMatrix {
                 &self.data[r * self.row_bytes..][..self.row_bytes],
                 out,
             );
+        }
+    }
+
+    /// Row `r`'s bytes, as the file has them, into `out` (`row_bytes`).
+    fn raw_row(&self, r: usize, out: &mut [u8]) {
+        if self.lanes {
+            quant::lanes::row(self.ty, &self.data, self.row_bytes, r, out);
+        } else {
+            out.copy_from_slice(&self.data[r * self.row_bytes..][..self.row_bytes]);
         }
     }
 
@@ -390,5 +432,171 @@ impl QMatrix {
         } else {
             workers.for_each_item(runs, |_, r| run(r));
         }
+    }
+}
+
+/// A Q8_0, Q4_0 or Q4_1 block as the GPU reads it (`gpu/weights.wgsl`):
+/// its f16 scale (and Q4_1's offset) widened to f32, exactly, then its
+/// quants, 4 bytes a word.
+fn device_block(block: &[u8], words: &mut [u32]) {
+    // Q4_1's 20 bytes hold two f16s; Q8_0's 34 and Q4_0's 18 one.
+    let scales = if block.len() == 20 { 2 } else { 1 };
+    let (halves, quants) = block.split_at(2 * scales);
+    let (head, tail) = words.split_at_mut(scales);
+    for (w, h) in head.iter_mut().zip(halves.chunks_exact(2)) {
+        *w = quant::f16_to_f32(u16::from_le_bytes([h[0], h[1]])).to_bits();
+    }
+    for (w, q) in tail.iter_mut().zip(quants.chunks_exact(4)) {
+        *w = u32::from_le_bytes([q[0], q[1], q[2], q[3]]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quant::f32_to_f16;
+
+    /// `rows` rows of `cols` values in `ty`'s blocks: scales and offsets
+    /// from `seed`, quants of every value.
+    fn blocks(ty: GgmlType, rows: usize, cols: usize, seed: u32) -> QMatrix {
+        let values = crate::kernels::tests::data(rows * cols, seed);
+        let (size, scales) = match ty {
+            GgmlType::Q8_0 => (34, 1),
+            GgmlType::Q4_0 => (18, 1),
+            _ => (20, 2),
+        };
+        let mut raw = Vec::new();
+        for (b, v) in values.chunks_exact(32).enumerate() {
+            // A scale, and Q4_1's offset (negative).
+            for (s, x) in v[..scales].iter().enumerate() {
+                let scale = (0.01 + 0.05 * x.abs()) * if s == 1 { -1.0 } else { 1.0 };
+                raw.extend_from_slice(&f32_to_f16(scale).to_le_bytes());
+            }
+            let quants = size - 2 * scales;
+            raw.extend(
+                (0..quants).map(|q| ((b * 37 + q * 101) as u32 ^ (v[q].to_bits() >> 9)) as u8),
+            );
+        }
+        QMatrix::from_raw("test", ty, &raw, rows, cols).unwrap()
+    }
+
+    /// Wᵀ of `matrices` side by side, dequantised on the host.
+    fn transposed(matrices: &[&QMatrix]) -> Vec<f32> {
+        let cols = matrices[0].cols;
+        let rows: Vec<Vec<f32>> = matrices
+            .iter()
+            .flat_map(|m| {
+                (0..m.rows).map(|r| {
+                    let mut row = vec![0.0; cols];
+                    m.row(r, &mut row);
+                    row
+                })
+            })
+            .collect();
+        (0..cols)
+            .flat_map(|c| rows.iter().map(move |r| r[c]))
+            .collect()
+    }
+
+    /// Q8_0, Q4_0 and Q4_1 weights stay in their blocks on the GPU, in
+    /// far fewer bytes, and every product kernel (a few rows, a tile of
+    /// many; split into panels) gives what it gives with the same weights
+    /// dequantised to f32 on the host: the same f32 values, summed in
+    /// the same order.
+    #[test]
+    fn weights_kept_in_their_blocks_give_the_products_of_their_f32_values() {
+        let _device = crate::gpu::tests::counted_uploads();
+        let (k, widths) = (96, [40, 24]);
+        let n: usize = widths.iter().sum();
+        for (i, ty) in [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1]
+            .into_iter()
+            .enumerate()
+        {
+            let seed = 10 * i as u32;
+            let mut wq = blocks(ty, widths[0], k, seed + 1);
+            let wk = blocks(ty, widths[1], k, seed + 2);
+            // One packed for the CPU's lane kernel, where it has one.
+            wq.pack();
+            let wt = transposed(&[&wq, &wk]);
+            for gpu in crate::gpu::tests::every_product_kernel(k as u64 * 36 / 32 * 32) {
+                let on = QMatrix::upload_side_by_side(&gpu, &[&wq, &wk]).unwrap();
+                let format = on.format();
+                assert_ne!(format, WeightFormat::F32, "{ty:?}");
+                assert_eq!((on.rows(), on.cols()), (k, n));
+                assert_eq!(on.bytes(), (k / 32 * n * format.words() * 4) as u64);
+                assert!(
+                    on.bytes() * 3 < (k * n * 4) as u64,
+                    "{ty:?}: {}",
+                    on.bytes()
+                );
+                if gpu.max_buffer() < 4096 {
+                    assert!(on.panel_count() > 1, "split into panels");
+                }
+                let f32s = gpu.upload(&wt, k, n).unwrap();
+                // (The GPU of small buffers runs the few rows alone.)
+                let fits = |&rows: &usize| (rows * k * 4) as u64 <= gpu.max_buffer();
+                for rows in [1, 3, 6, 70].into_iter().filter(fits) {
+                    let a = crate::kernels::tests::data(rows * k, seed + rows as u32);
+                    let product = |w: &GpuMatrix| {
+                        let (a_buf, c) = (
+                            gpu.buffer(rows * k, "a").unwrap(),
+                            gpu.buffer(rows * n, "c").unwrap(),
+                        );
+                        let mut p = gpu.program().unwrap();
+                        p.write(&a_buf, a.clone());
+                        p.product(&a_buf, rows, w, &c);
+                        p.run(&c, rows * n).unwrap()
+                    };
+                    let (got, want) = (product(&on), product(&f32s));
+                    // A driver may fuse Q4_1's `d * q + m` into one
+                    // rounding (llvmpipe does not).
+                    let fused = ty == GgmlType::Q4_1 && gpu.adapter().device_type != "cpu";
+                    if fused {
+                        for (g, w) in got.iter().zip(&want) {
+                            assert!(
+                                (g - w).abs() <= 1e-5 * w.abs().max(1.0),
+                                "{ty:?}: {g} vs {w}"
+                            );
+                        }
+                    } else {
+                        assert_eq!(got, want, "{ty:?}, {rows} rows, {gpu:?}");
+                    }
+                    let host = crate::gpu::tests::cpu_product(&a, &wt, rows, k, n);
+                    for (g, h) in got.iter().zip(&host) {
+                        assert!(
+                            (g - h).abs() <= 1e-4 * h.abs().max(1.0),
+                            "{ty:?}: {g} vs {h}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// Matrices side by side in different formats (a Q4_K_M file's Q4_K
+    /// and Q6_K, read as Q4_1 and Q8_0), and f16 ones, go up as f32; so
+    /// does every one on a GPU told to (`WEFT_NN_GPU_WEIGHTS=f32`).
+    #[test]
+    fn mixed_formats_and_a_gpu_told_so_take_f32() {
+        let _device = crate::gpu::tests::counted_uploads();
+        let (q8, q41) = (
+            blocks(GgmlType::Q8_0, 8, 64, 1),
+            blocks(GgmlType::Q4_1, 8, 64, 2),
+        );
+        let gpu = crate::gpu::tests::gpu();
+        let mixed = QMatrix::upload_side_by_side(&gpu, &[&q8, &q41]).unwrap();
+        assert_eq!(
+            (mixed.format(), mixed.bytes()),
+            (WeightFormat::F32, 64 * 16 * 4)
+        );
+        let told = crate::gpu::tests::f32_weights();
+        let f32s = QMatrix::upload_side_by_side(&told, &[&q8]).unwrap();
+        assert_eq!(f32s.format(), WeightFormat::F32);
+        let half: Vec<u8> = (0..8 * 64u32)
+            .flat_map(|i| f32_to_f16(i as f32 / 100.0).to_le_bytes())
+            .collect();
+        let f16 = QMatrix::from_raw("f16", GgmlType::F16, &half, 8, 64).unwrap();
+        let on = QMatrix::upload_side_by_side(&gpu, &[&f16]).unwrap();
+        assert_eq!(on.format(), WeightFormat::F32);
     }
 }

@@ -119,13 +119,15 @@ fn smollm2_on_the_gpu_generates_llama_cpps_tokens() {
         "SmolLM2 loaded for the GPU runs on {:?}",
         gpu.placement()
     );
-    // Every product's weights as f32: 30 layers of Q and O (576 x 576), K
-    // and V (192 x 576), gate, up and down (1536 x 576); the output head is
-    // the token embeddings (49152 x 576); and the 61 norms' weights.
+    // Every product's weights in their blocks of 32: 30 layers of Q and O
+    // (576 x 576), K and V (192 x 576), gate, up and down (1536 x 576) in
+    // Q4_1 (24 bytes a block on the device); the output head, the token
+    // embeddings (49152 x 576), in Q8_0 (36); and the 61 norms' weights
+    // as f32. (As f32 copies: 538 MB.)
     let per_layer = 2 * 576 * 576 + 2 * 192 * 576 + 3 * 1536 * 576;
     assert_eq!(
         gpu.device_bytes(),
-        (30 * per_layer + 49152 * 576 + 61 * 576) * 4
+        30 * per_layer / 32 * 24 + 49152 * 576 / 32 * 36 + 61 * 576 * 4
     );
 
     // The France prompt (no near-tie in llama.cpp's tokens: its smallest

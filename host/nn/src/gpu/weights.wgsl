@@ -1,0 +1,101 @@
+// How `matmul.wgsl`'s kernels read B: one section per `WeightFormat`
+// (`gpu/matmul.rs`), each a binding 1, `weight(b0, kk, col)`, B[kk][col]
+// of the matrix starting `b0` values in, and `weight4`, B[kk .. kk + 4][col]
+// for kk a multiple of 4 (one word of quants). A module is compiled from one
+// section and `matmul.wgsl`.
+//
+// The quantised formats hold a GGUF decoder's weight W (`n` rows of `k`,
+// blocks of 32 along k) as it is in the file, re-laid for the kernels:
+// B = Wᵀ, block (j, col) (values 32j .. 32j + 31 of W's row `col`) at
+// (j * p.n + col) * WORDS words, its scales first as f32 (widened from
+// the file's f16, exactly), then its quants as they are, 4 bytes a word.
+// Neighbouring columns are neighbouring blocks, as neighbouring floats
+// are in f32. Each value is the CPU's dequantisation of it (`quant.rs`),
+// the same f32, so a product sums the same terms in the same order as
+// with the f32 matrix.
+
+//# f32
+@group(0) @binding(1) var<storage, read> b: array<f32>;
+
+fn weight(b0: u32, kk: u32, col: u32) -> f32 {
+    return b[b0 + kk * p.n + col];
+}
+
+fn weight4(b0: u32, kk: u32, col: u32) -> vec4<f32> {
+    let at = b0 + kk * p.n + col;
+    return vec4<f32>(b[at], b[at + p.n], b[at + 2u * p.n], b[at + 3u * p.n]);
+}
+
+//# q8_0
+// d, then 32 signed bytes: d * q.
+@group(0) @binding(1) var<storage, read> b: array<u32>;
+
+fn weight(b0: u32, kk: u32, col: u32) -> f32 {
+    let at = ((kk >> 5u) * p.n + col) * 9u;
+    let i = kk & 31u;
+    let word = b[at + 1u + (i >> 2u)];
+    // Byte i % 4 of the word, sign-extended.
+    let q = bitcast<i32>(word << (24u - 8u * (i & 3u))) >> 24u;
+    return bitcast<f32>(b[at]) * f32(q);
+}
+
+fn weight4(b0: u32, kk: u32, col: u32) -> vec4<f32> {
+    let at = ((kk >> 5u) * p.n + col) * 9u;
+    let word = b[at + 1u + ((kk & 31u) >> 2u)];
+    let q = vec4<i32>(
+        bitcast<i32>(word << 24u) >> 24u,
+        bitcast<i32>(word << 16u) >> 24u,
+        bitcast<i32>(word << 8u) >> 24u,
+        bitcast<i32>(word) >> 24u,
+    );
+    return bitcast<f32>(b[at]) * vec4<f32>(q);
+}
+
+//# q4_0
+// d, then 16 bytes: value i < 16 is byte i's low nibble, value 16 + i its
+// high one; d * (q - 8).
+@group(0) @binding(1) var<storage, read> b: array<u32>;
+
+// Values kk .. kk + 3 (kk a multiple of 4) of the block whose quant
+// bytes include `word`: its four bytes' low nibbles, or high ones.
+fn nibbles4(word: u32, kk: u32) -> vec4<u32> {
+    let s = select(0u, 4u, (kk & 31u) >= 16u);
+    return (vec4<u32>(word) >> vec4<u32>(s, s + 8u, s + 16u, s + 24u)) & vec4<u32>(15u);
+}
+
+fn weight(b0: u32, kk: u32, col: u32) -> f32 {
+    let at = ((kk >> 5u) * p.n + col) * 5u;
+    let i = kk & 31u;
+    let byte = (b[at + 1u + ((i & 15u) >> 2u)] >> (8u * (i & 3u))) & 0xffu;
+    let q = select(byte & 15u, byte >> 4u, i >= 16u);
+    return bitcast<f32>(b[at]) * f32(i32(q) - 8);
+}
+
+fn weight4(b0: u32, kk: u32, col: u32) -> vec4<f32> {
+    let at = ((kk >> 5u) * p.n + col) * 5u;
+    let q = nibbles4(b[at + 1u + ((kk & 15u) >> 2u)], kk);
+    return bitcast<f32>(b[at]) * vec4<f32>(vec4<i32>(q) - vec4<i32>(8));
+}
+
+//# q4_1
+// d and m, then nibbles as Q4_0's: d * q + m.
+@group(0) @binding(1) var<storage, read> b: array<u32>;
+
+fn nibbles4(word: u32, kk: u32) -> vec4<u32> {
+    let s = select(0u, 4u, (kk & 31u) >= 16u);
+    return (vec4<u32>(word) >> vec4<u32>(s, s + 8u, s + 16u, s + 24u)) & vec4<u32>(15u);
+}
+
+fn weight(b0: u32, kk: u32, col: u32) -> f32 {
+    let at = ((kk >> 5u) * p.n + col) * 6u;
+    let i = kk & 31u;
+    let byte = (b[at + 2u + ((i & 15u) >> 2u)] >> (8u * (i & 3u))) & 0xffu;
+    let q = select(byte & 15u, byte >> 4u, i >= 16u);
+    return bitcast<f32>(b[at]) * f32(q) + bitcast<f32>(b[at + 1u]);
+}
+
+fn weight4(b0: u32, kk: u32, col: u32) -> vec4<f32> {
+    let at = ((kk >> 5u) * p.n + col) * 6u;
+    let q = nibbles4(b[at + 2u + ((kk & 15u) >> 2u)], kk);
+    return bitcast<f32>(b[at]) * vec4<f32>(q) + bitcast<f32>(b[at + 1u]);
+}
