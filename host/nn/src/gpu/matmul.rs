@@ -31,24 +31,29 @@ pub struct GpuMatrix {
 
 /// How a [`GpuMatrix`] holds its values: f32, or blocks of 32 values
 /// along its rows (k) in a GGUF encoding, read by kernels compiled for it
-/// (`weights.wgsl`). The quantised ones take 3.6x (Q8_0) to 6.4x (Q4_0)
-/// fewer bytes than f32.
+/// (`weights.wgsl`). The packed ones take 2x (F16, BF16), 3.6x (Q8_0)
+/// to 6.4x (Q4_0) fewer bytes than f32.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum WeightFormat {
     F32,
+    F16,
+    Bf16,
     Q8_0,
     Q4_0,
     Q4_1,
 }
 
 impl WeightFormat {
-    /// The quantised formats, in the order [`Gpu`] keeps their kernels.
-    pub(crate) const QUANTISED: [Self; 3] = [Self::Q8_0, Self::Q4_0, Self::Q4_1];
+    /// The packed formats, in the order [`Gpu`] keeps their kernels.
+    pub(crate) const PACKED: [Self; 5] =
+        [Self::F16, Self::Bf16, Self::Q8_0, Self::Q4_0, Self::Q4_1];
 
     /// Its section of `weights.wgsl`.
     pub(super) fn source(self) -> &'static str {
         let name = match self {
             Self::F32 => "f32",
+            Self::F16 => "f16",
+            Self::Bf16 => "bf16",
             Self::Q8_0 => "q8_0",
             Self::Q4_0 => "q4_0",
             Self::Q4_1 => "q4_1",
@@ -65,10 +70,11 @@ impl WeightFormat {
     }
 
     /// 4-byte words per block of 32 values on the device: the scale (and
-    /// offset) as f32, then the quants. (F32: a value a word.)
+    /// offset) as f32, then the quants. (F32: a value a word; halves: two.)
     pub(crate) fn words(self) -> usize {
         match self {
             Self::F32 => 32,
+            Self::F16 | Self::Bf16 => 16,
             Self::Q8_0 => 9,
             Self::Q4_0 => 5,
             Self::Q4_1 => 6,
@@ -119,6 +125,7 @@ impl fmt::Debug for GpuMatrix {
         f.debug_struct("GpuMatrix")
             .field("rows", &self.rows)
             .field("cols", &self.cols)
+            .field("format", &self.format)
             .field("panels", &self.panels.len())
             .finish()
     }
@@ -185,16 +192,13 @@ impl Gpu {
                 ),
             ));
         }
+        let words: &[u32] = bytemuck::cast_slice(data);
         self.resident_matrix(WeightFormat::F32, rows, cols, counted, |col0, w| {
             if w == cols {
-                Cow::Borrowed(bytemuck::cast_slice(data))
+                Cow::Borrowed(words)
             } else {
-                let panel: Vec<f32> = data
-                    .chunks_exact(cols)
-                    .flat_map(|r| &r[col0..col0 + w])
-                    .copied()
-                    .collect();
-                Cow::Owned(bytemuck::cast_slice(&panel).to_vec())
+                let rows = words.chunks_exact(cols);
+                Cow::Owned(rows.flat_map(|r| &r[col0..col0 + w]).copied().collect())
             }
         })
     }
@@ -221,6 +225,11 @@ impl Gpu {
     ) -> Result<GpuMatrix, NnError> {
         self.check_alive()?;
         let words = format.words();
+        assert_ne!(
+            format,
+            WeightFormat::F32,
+            "f32 matrices go up with `upload`"
+        );
         if !rows.is_multiple_of(32) || blocks.len() != rows / 32 * cols * words {
             return Err(NnError::new(
                 NnErrorKind::InvalidArgument,
@@ -234,24 +243,25 @@ impl Gpu {
         }
         self.product_kernels(format)?;
         self.resident_matrix(format, rows, cols, true, |col0, w| {
-            let panel: Vec<u32> = blocks
-                .chunks_exact(cols * words)
-                .flat_map(|r| &r[col0 * words..(col0 + w) * words])
-                .copied()
-                .collect();
-            Cow::Owned(bytemuck::cast_slice(&panel).to_vec())
+            if w == cols {
+                Cow::Borrowed(blocks)
+            } else {
+                let runs = blocks.chunks_exact(cols * words);
+                let panel = runs.flat_map(|r| &r[col0 * words..(col0 + w) * words]);
+                Cow::Owned(panel.copied().collect())
+            }
         })
     }
 
     /// A [`GpuMatrix`] of `format` whose panel of columns `col0 ..
-    /// col0 + w` holds `panel(col0, w)`'s bytes.
+    /// col0 + w` holds `panel(col0, w)`'s words.
     fn resident_matrix<'d>(
         &self,
         format: WeightFormat,
         rows: usize,
         cols: usize,
         counted: bool,
-        panel: impl Fn(usize, usize) -> Cow<'d, [u8]>,
+        panel: impl Fn(usize, usize) -> Cow<'d, [u32]>,
     ) -> Result<GpuMatrix, NnError> {
         let mut m = GpuMatrix {
             rows,
@@ -286,7 +296,8 @@ impl Gpu {
                     usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
                     mapped_at_creation: false,
                 });
-                self.queue.write_buffer(&buffer, 0, &panel(col0, w));
+                self.queue
+                    .write_buffer(&buffer, 0, bytemuck::cast_slice(&panel(col0, w)));
                 m.panels.push(Panel {
                     buffer,
                     col0,

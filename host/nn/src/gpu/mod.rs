@@ -1,11 +1,13 @@
-//! weft-nn's GPU path: f32 matrix products in a WGSL compute shader on
+//! weft-nn's GPU path: matrix products in a WGSL compute shader on
 //! [wgpu](https://wgpu.rs) (Vulkan on Linux, Metal on macOS, DX12 on
 //! Windows; no GL), and the kernels a decoder's forward pass needs between
 //! them (`ops.wgsl`, recorded into a crate-internal `Program` that runs
 //! with one read-back).
 //!
 //! One [`Gpu`] per process ([`Gpu::shared`]): the adapter, device and queue,
-//! and the compiled matmul pipeline. Weights go up once as [`GpuMatrix`]es
+//! and the compiled matmul pipelines (f32 operands; a GGUF decoder's
+//! quantised and half weights read in their blocks, each format's compiled
+//! when its first matrix goes up). Weights go up once as [`GpuMatrix`]es
 //! ([`Gpu::upload`]), which stay on the device until dropped; activations
 //! travel per call ([`Gpu::matmul_weights`]), or stay on the device for a
 //! whole decoder pass. The bytes held in `GpuMatrix`es and in an ONNX
@@ -174,9 +176,9 @@ pub struct Gpu {
     gemv: Gemv,
     layout: wgpu::BindGroupLayout,
     pipeline_layout: wgpu::PipelineLayout,
-    /// The same two for each of [`WeightFormat::QUANTISED`], compiled
-    /// when the first matrix of it is uploaded.
-    quantised: [OnceLock<Result<[wgpu::ComputePipeline; 2], NnError>>; 3],
+    /// The same two for each of [`WeightFormat::PACKED`], compiled when
+    /// the first matrix of it is uploaded.
+    packed: [OnceLock<Result<[wgpu::ComputePipeline; 2], NnError>>; 5],
     /// Whether a GGUF decoder's quantised weights stay in their blocks
     /// here (the default) or go up as f32 (`WEFT_NN_GPU_WEIGHTS=f32`).
     keeps_blocks: bool,
@@ -499,8 +501,9 @@ impl Gpu {
             gemv,
             layout,
             pipeline_layout,
-            quantised: Default::default(),
-            keeps_blocks: std::env::var("WEFT_NN_GPU_WEIGHTS").as_deref() != Ok("f32"),
+            packed: Default::default(),
+            keeps_blocks: !std::env::var("WEFT_NN_GPU_WEIGHTS")
+                .is_ok_and(|v| v.eq_ignore_ascii_case("f32")),
             max_buffer,
             max_groups: limits.max_compute_workgroups_per_dimension as usize,
             resident: Arc::new(AtomicU64::new(0)),
@@ -530,10 +533,10 @@ impl Gpu {
         Ok(gpu)
     }
 
-    /// Whether a GGUF decoder's weights in Q8_0, Q4_0 or Q4_1 blocks
-    /// stay in them on this device: yes, unless `WEFT_NN_GPU_WEIGHTS=f32`
-    /// was set when it was opened (they then go up dequantised to f32, as
-    /// before: the same products in 3.6-6.4x the bytes).
+    /// Whether a GGUF decoder's weights in F16, BF16, Q8_0, Q4_0 or Q4_1
+    /// stay in their blocks on this device: yes, unless
+    /// `WEFT_NN_GPU_WEIGHTS=f32` was set when it was opened (they then go
+    /// up as f32, as before: the same products in 2-6.4x the bytes).
     pub(crate) fn keeps_blocks(&self) -> bool {
         self.keeps_blocks
     }

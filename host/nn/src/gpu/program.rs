@@ -251,7 +251,7 @@ impl Gpu {
         let [main, gemv] = match format {
             WeightFormat::F32 => [&self.pipeline, &self.gemv_pipeline],
             _ => {
-                let compiled = self.quantised[Self::quantised_index(format)].get();
+                let compiled = self.packed[Self::packed_index(format)].get();
                 let pair = compiled.and_then(|r| r.as_ref().ok());
                 let [main, gemv] = pair.expect("compiled when a matrix of the format went up");
                 [main, gemv]
@@ -269,18 +269,18 @@ impl Gpu {
         if format == WeightFormat::F32 {
             return Ok(());
         }
-        let compiled = self.quantised[Self::quantised_index(format)].get_or_init(|| {
+        let compiled = self.packed[Self::packed_index(format)].get_or_init(|| {
             super::compile_products(&self.device, &self.pipeline_layout, format, self.gemv)
                 .map_err(|e| runtime(format!("{e} on {}", self.adapter)))
         });
         compiled.as_ref().map(|_| ()).map_err(Clone::clone)
     }
 
-    fn quantised_index(format: WeightFormat) -> usize {
-        WeightFormat::QUANTISED
+    fn packed_index(format: WeightFormat) -> usize {
+        WeightFormat::PACKED
             .iter()
             .position(|&f| f == format)
-            .expect("a quantised format")
+            .expect("a packed format")
     }
 
     /// The entry point of [`Gpu::product_kernel`].

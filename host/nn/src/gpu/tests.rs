@@ -29,13 +29,16 @@ pub(crate) fn hardware_gemv() -> Arc<Gpu> {
     Arc::new(gpu.unwrap_or_else(|e| panic!("the GPU tests need an adapter: {e}")))
 }
 
-/// A `Gpu` for each of the `gemv` kernels, and one whose weights are
-/// split into panels of at most `panel_bytes`.
+/// A `Gpu` for each of the `gemv` kernels, and for each another whose
+/// weights are split into panels of at most `panel_bytes`.
 pub(crate) fn every_product_kernel(panel_bytes: u64) -> Vec<Arc<Gpu>> {
     let gemvs = [Gemv::Columns, Gemv::Split, Gemv::Deep].map(Some);
-    let mut gpus: Vec<_> = gemvs.into_iter().map(Gpu::with_gemv).collect();
-    gpus.push(Gpu::limited(panel_bytes, 65_535, None));
-    gpus.into_iter()
+    let whole = gemvs.into_iter().map(Gpu::with_gemv);
+    let panels = gemvs
+        .into_iter()
+        .map(|g| Gpu::limited(panel_bytes, 65_535, g));
+    whole
+        .chain(panels)
         .map(|g| Arc::new(g.unwrap_or_else(|e| panic!("the GPU tests need an adapter: {e}"))))
         .collect()
 }

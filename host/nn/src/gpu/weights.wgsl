@@ -4,15 +4,18 @@
 // for kk a multiple of 4 (one word of quants). A module is compiled from one
 // section and `matmul.wgsl`.
 //
-// The quantised formats hold a GGUF decoder's weight W (`n` rows of `k`,
+// The packed formats hold a GGUF decoder's weight W (`n` rows of `k`,
 // blocks of 32 along k) as it is in the file, re-laid for the kernels:
 // B = Wᵀ, block (j, col) (values 32j .. 32j + 31 of W's row `col`) at
 // (j * p.n + col) * WORDS words, its scales first as f32 (widened from
-// the file's f16, exactly), then its quants as they are, 4 bytes a word.
+// the file's f16, exactly), then its quants as they are, 4 bytes a word
+// (F16 and BF16: no scale, two values a word).
 // Neighbouring columns are neighbouring blocks, as neighbouring floats
 // are in f32. Each value is the CPU's dequantisation of it (`quant.rs`),
 // the same f32, so a product sums the same terms in the same order as
-// with the f32 matrix.
+// with the f32 matrix (a driver may fuse Q4_1's `d * q + m` into one
+// rounding; llvmpipe does not). The packed formats ignore `b0`: only f32
+// operands are batched (`Program::batched_product`).
 
 //# f32
 @group(0) @binding(1) var<storage, read> b: array<f32>;
@@ -24,6 +27,54 @@ fn weight(b0: u32, kk: u32, col: u32) -> f32 {
 fn weight4(b0: u32, kk: u32, col: u32) -> vec4<f32> {
     let at = b0 + kk * p.n + col;
     return vec4<f32>(b[at], b[at + p.n], b[at + 2u * p.n], b[at + 3u * p.n]);
+}
+
+//# f16
+// Two halves a word, the lower first.
+@group(0) @binding(1) var<storage, read> b: array<u32>;
+
+// An f16 as f32, exactly (subnormals too, which a driver's conversion
+// may flush to zero).
+fn widen(h: u32) -> f32 {
+    let sign = (h & 0x8000u) << 16u;
+    let e = (h >> 10u) & 31u;
+    let m = h & 1023u;
+    if (e == 0u) {
+        // 0 or m * 2^-24.
+        return bitcast<f32>(bitcast<u32>(f32(m) * 5.9604645e-8) | sign);
+    }
+    if (e == 31u) {
+        return bitcast<f32>(sign | 0x7f800000u | (m << 13u));
+    }
+    return bitcast<f32>(sign | ((e + 112u) << 23u) | (m << 13u));
+}
+
+fn weight(b0: u32, kk: u32, col: u32) -> f32 {
+    let word = b[((kk >> 5u) * p.n + col) * 16u + ((kk & 31u) >> 1u)];
+    return widen((word >> (16u * (kk & 1u))) & 0xffffu);
+}
+
+fn weight4(b0: u32, kk: u32, col: u32) -> vec4<f32> {
+    let at = ((kk >> 5u) * p.n + col) * 16u + ((kk & 31u) >> 1u);
+    let w0 = b[at];
+    let w1 = b[at + 1u];
+    return vec4<f32>(widen(w0 & 0xffffu), widen(w0 >> 16u), widen(w1 & 0xffffu), widen(w1 >> 16u));
+}
+
+//# bf16
+// Two halves a word, the lower first: each an f32's upper 16 bits.
+@group(0) @binding(1) var<storage, read> b: array<u32>;
+
+fn weight(b0: u32, kk: u32, col: u32) -> f32 {
+    let word = b[((kk >> 5u) * p.n + col) * 16u + ((kk & 31u) >> 1u)];
+    return bitcast<f32>(((word >> (16u * (kk & 1u))) & 0xffffu) << 16u);
+}
+
+fn weight4(b0: u32, kk: u32, col: u32) -> vec4<f32> {
+    let at = ((kk >> 5u) * p.n + col) * 16u + ((kk & 31u) >> 1u);
+    let w0 = b[at];
+    let w1 = b[at + 1u];
+    return bitcast<vec4<f32>>(vec4<u32>(w0 << 16u, w0 & 0xffff0000u, w1 << 16u, w1 & 0xffff0000u));
 }
 
 //# q8_0

@@ -188,11 +188,11 @@ impl QMatrix {
     /// The transposes of `matrices` (all of one width) side by side, as
     /// one `cols × Σ rows` matrix on `gpu`: one product by it gives each
     /// row's products by all of them, in order (a decoder's Q, K and V;
-    /// its gate and up). Matrices all in Q8_0, Q4_0 or Q4_1 (what every
-    /// quantised GGUF type is read as) stay in their blocks there, the
-    /// others are dequantised to f32 (and all are where
-    /// [`Gpu::keeps_blocks`] says not to keep them); the products give
-    /// the same values either way.
+    /// its gate and up). Matrices all in one of F16, BF16, Q8_0, Q4_0 and
+    /// Q4_1 (what every quantised GGUF type is read as), in rows of whole
+    /// blocks of 32, stay in their blocks there; the others (F32, or
+    /// mixed) go up as f32, and so do all where [`Gpu::keeps_blocks`] says
+    /// not to keep them. The products give the same values either way.
     pub(crate) fn upload_side_by_side(
         gpu: &Gpu,
         matrices: &[&QMatrix],
@@ -202,6 +202,9 @@ impl QMatrix {
         let width: usize = matrices.iter().map(|m| m.rows).sum();
         let ty = matrices.first().map(|m| m.ty);
         let format = match ty {
+            _ if !cols.is_multiple_of(32) => WeightFormat::F32,
+            Some(GgmlType::F16) => WeightFormat::F16,
+            Some(GgmlType::Bf16) => WeightFormat::Bf16,
             Some(GgmlType::Q8_0) => WeightFormat::Q8_0,
             Some(GgmlType::Q4_0) => WeightFormat::Q4_0,
             Some(GgmlType::Q4_1) => WeightFormat::Q4_1,
@@ -222,7 +225,7 @@ impl QMatrix {
                     m.raw_row(r, &mut raw);
                     for (j, block) in raw.chunks_exact(block_bytes).enumerate() {
                         let at = (j * width + col0 + r) * words;
-                        device_block(block, &mut blocks[at..at + words]);
+                        device_block(format, block, &mut blocks[at..at + words]);
                     }
                 }
                 col0 += m.rows;
@@ -435,12 +438,16 @@ impl QMatrix {
     }
 }
 
-/// A Q8_0, Q4_0 or Q4_1 block as the GPU reads it (`gpu/weights.wgsl`):
-/// its f16 scale (and Q4_1's offset) widened to f32, exactly, then its
-/// quants, 4 bytes a word.
-fn device_block(block: &[u8], words: &mut [u32]) {
-    // Q4_1's 20 bytes hold two f16s; Q8_0's 34 and Q4_0's 18 one.
-    let scales = if block.len() == 20 { 2 } else { 1 };
+/// A block of 32 values in `format` as the GPU reads it
+/// (`gpu/weights.wgsl`): a quantised one's f16 scale (and Q4_1's offset)
+/// widened to f32, exactly, then its quants, 4 bytes a word (halves: two
+/// values a word).
+fn device_block(format: WeightFormat, block: &[u8], words: &mut [u32]) {
+    let scales = match format {
+        WeightFormat::Q4_1 => 2,
+        WeightFormat::Q8_0 | WeightFormat::Q4_0 => 1,
+        _ => 0,
+    };
     let (halves, quants) = block.split_at(2 * scales);
     let (head, tail) = words.split_at_mut(scales);
     for (w, h) in head.iter_mut().zip(halves.chunks_exact(2)) {
@@ -460,6 +467,19 @@ mod tests {
     /// from `seed`, quants of every value.
     fn blocks(ty: GgmlType, rows: usize, cols: usize, seed: u32) -> QMatrix {
         let values = crate::kernels::tests::data(rows * cols, seed);
+        if matches!(ty, GgmlType::F16 | GgmlType::Bf16) {
+            // Every 7th value below f16's smallest normal (6.1e-5).
+            let halves = values.iter().enumerate().flat_map(|(i, &v)| {
+                let x = if i % 7 == 0 { v * 4e-5 } else { v };
+                let h = match ty {
+                    GgmlType::F16 => f32_to_f16(x),
+                    _ => (x.to_bits() >> 16) as u16,
+                };
+                h.to_le_bytes()
+            });
+            let raw: Vec<u8> = halves.collect();
+            return QMatrix::from_raw("test", ty, &raw, rows, cols).unwrap();
+        }
         let (size, scales) = match ty {
             GgmlType::Q8_0 => (34, 1),
             GgmlType::Q4_0 => (18, 1),
@@ -498,8 +518,8 @@ mod tests {
             .collect()
     }
 
-    /// Q8_0, Q4_0 and Q4_1 weights stay in their blocks on the GPU, in
-    /// far fewer bytes, and every product kernel (a few rows, a tile of
+    /// F16, BF16, Q8_0, Q4_0 and Q4_1 weights stay in their blocks on the
+    /// GPU, in far fewer bytes (halves: half), and every product kernel (a few rows, a tile of
     /// many; split into panels) gives what it gives with the same weights
     /// dequantised to f32 on the host: the same f32 values, summed in
     /// the same order.
@@ -508,15 +528,22 @@ mod tests {
         let _device = crate::gpu::tests::counted_uploads();
         let (k, widths) = (96, [40, 24]);
         let n: usize = widths.iter().sum();
-        for (i, ty) in [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1]
-            .into_iter()
-            .enumerate()
-        {
+        let formats = [
+            GgmlType::F16,
+            GgmlType::Bf16,
+            GgmlType::Q8_0,
+            GgmlType::Q4_0,
+            GgmlType::Q4_1,
+        ];
+        for (i, ty) in formats.into_iter().enumerate() {
             let seed = 10 * i as u32;
             let mut wq = blocks(ty, widths[0], k, seed + 1);
             let wk = blocks(ty, widths[1], k, seed + 2);
-            // One packed for the CPU's lane kernel, where it has one.
-            wq.pack();
+            // One packed as for the CPU's lane kernel (where it has one).
+            if matches!(ty, GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q4_1) {
+                wq.data = quant::lanes::pack(ty, &wq.data, wq.row_bytes);
+                wq.lanes = true;
+            }
             let wt = transposed(&[&wq, &wk]);
             for gpu in crate::gpu::tests::every_product_kernel(k as u64 * 36 / 32 * 32) {
                 let on = QMatrix::upload_side_by_side(&gpu, &[&wq, &wk]).unwrap();
@@ -525,7 +552,7 @@ mod tests {
                 assert_eq!((on.rows(), on.cols()), (k, n));
                 assert_eq!(on.bytes(), (k / 32 * n * format.words() * 4) as u64);
                 assert!(
-                    on.bytes() * 3 < (k * n * 4) as u64,
+                    on.bytes() * 2 <= (k * n * 4) as u64,
                     "{ty:?}: {}",
                     on.bytes()
                 );
@@ -574,8 +601,9 @@ mod tests {
     }
 
     /// Matrices side by side in different formats (a Q4_K_M file's Q4_K
-    /// and Q6_K, read as Q4_1 and Q8_0), and f16 ones, go up as f32; so
-    /// does every one on a GPU told to (`WEFT_NN_GPU_WEIGHTS=f32`).
+    /// and Q6_K, read as Q4_1 and Q8_0), rows that are not whole blocks
+    /// and F32 ones go up as f32; so does every one on a GPU told to
+    /// (`WEFT_NN_GPU_WEIGHTS=f32`).
     #[test]
     fn mixed_formats_and_a_gpu_told_so_take_f32() {
         let _device = crate::gpu::tests::counted_uploads();
@@ -592,11 +620,15 @@ mod tests {
         let told = crate::gpu::tests::f32_weights();
         let f32s = QMatrix::upload_side_by_side(&told, &[&q8]).unwrap();
         assert_eq!(f32s.format(), WeightFormat::F32);
-        let half: Vec<u8> = (0..8 * 64u32)
-            .flat_map(|i| f32_to_f16(i as f32 / 100.0).to_le_bytes())
-            .collect();
-        let f16 = QMatrix::from_raw("f16", GgmlType::F16, &half, 8, 64).unwrap();
+        // Rows that are not whole blocks of 32, and f32 itself.
+        let f16 = blocks(GgmlType::F16, 8, 48, 3);
         let on = QMatrix::upload_side_by_side(&gpu, &[&f16]).unwrap();
+        assert_eq!(on.format(), WeightFormat::F32);
+        let f32s: Vec<u8> = (0..8 * 64u32)
+            .flat_map(|i| (i as f32).to_le_bytes())
+            .collect();
+        let f32s = QMatrix::from_raw("f32", GgmlType::F32, &f32s, 8, 64).unwrap();
+        let on = QMatrix::upload_side_by_side(&gpu, &[&f32s]).unwrap();
         assert_eq!(on.format(), WeightFormat::F32);
     }
 }
