@@ -15,12 +15,11 @@ use crate::{NnError, NnErrorKind};
 
 /// A `rows x cols` matrix resident on a [`Gpu`], split into column panels
 /// when it is wider than one buffer may be: row-major f32 values, or (a
-/// GGUF decoder's weights) the file's quantised blocks as `weights.wgsl`
-/// lays them out. Freed (and uncounted) on drop.
+/// GGUF decoder's weights) the file's blocks as `weights.wgsl` lays them
+/// out, each panel in one format. Freed (and uncounted) on drop.
 pub struct GpuMatrix {
     rows: usize,
     cols: usize,
-    format: WeightFormat,
     panels: Vec<Panel>,
     /// The owning `Gpu`'s counter.
     owner: Arc<AtomicU64>,
@@ -66,7 +65,17 @@ impl WeightFormat {
 
     /// Bytes of a `rows x cols` matrix.
     fn bytes(self, rows: usize, cols: usize) -> u64 {
-        (rows / 32 * cols * self.words() * 4 + rows % 32 * cols * 4) as u64
+        let (run, words) = self.run();
+        (rows / run * cols * words * 4) as u64
+    }
+
+    /// Rows a run of its layout holds, and words a column takes in one:
+    /// f32, one row and one word; the others, a block.
+    pub(crate) fn run(self) -> (usize, usize) {
+        match self {
+            Self::F32 => (1, 1),
+            _ => (32, self.words()),
+        }
     }
 
     /// 4-byte words per block of 32 values on the device: the scale (and
@@ -85,8 +94,18 @@ impl WeightFormat {
 /// Columns `col0 .. col0 + cols` of a matrix, in one buffer.
 struct Panel {
     buffer: wgpu::Buffer,
+    format: WeightFormat,
     col0: usize,
     cols: usize,
+}
+
+/// Columns of a matrix in one format, for [`Gpu::upload_parts`]: laid out
+/// as the device reads them, in runs of [`WeightFormat::run`] rows, each
+/// run the columns' values (f32: a row) or blocks in order.
+pub(crate) struct Part<'d> {
+    pub(crate) format: WeightFormat,
+    pub(crate) cols: usize,
+    pub(crate) words: Cow<'d, [u32]>,
 }
 
 impl GpuMatrix {
@@ -100,17 +119,25 @@ impl GpuMatrix {
     }
     /// Bytes it holds on the device.
     pub fn bytes(&self) -> u64 {
-        self.format.bytes(self.rows, self.cols)
+        let panels = self.panels.iter();
+        panels.map(|p| p.format.bytes(self.rows, p.cols)).sum()
     }
 
-    /// How it holds its values.
-    pub(crate) fn format(&self) -> WeightFormat {
-        self.format
+    /// How its panels hold their values, in order, each once.
+    #[cfg(test)]
+    pub(crate) fn formats(&self) -> Vec<WeightFormat> {
+        let mut formats: Vec<_> = self.panels.iter().map(|p| p.format).collect();
+        formats.dedup();
+        formats
     }
 
-    /// Its column panels: (buffer, first column, columns).
-    pub(super) fn panels(&self) -> impl Iterator<Item = (&wgpu::Buffer, usize, usize)> {
-        self.panels.iter().map(|p| (&p.buffer, p.col0, p.cols))
+    /// Its column panels: (buffer, first column, columns, format).
+    pub(super) fn panels(
+        &self,
+    ) -> impl Iterator<Item = (&wgpu::Buffer, usize, usize, WeightFormat)> {
+        self.panels
+            .iter()
+            .map(|p| (&p.buffer, p.col0, p.cols, p.format))
     }
 
     /// Column panels it is split into.
@@ -125,7 +152,6 @@ impl fmt::Debug for GpuMatrix {
         f.debug_struct("GpuMatrix")
             .field("rows", &self.rows)
             .field("cols", &self.cols)
-            .field("format", &self.format)
             .field("panels", &self.panels.len())
             .finish()
     }
@@ -192,90 +218,74 @@ impl Gpu {
                 ),
             ));
         }
-        let words: &[u32] = bytemuck::cast_slice(data);
-        self.resident_matrix(WeightFormat::F32, rows, cols, counted, |col0, w| {
-            if w == cols {
-                Cow::Borrowed(words)
-            } else {
-                let rows = words.chunks_exact(cols);
-                Cow::Owned(rows.flat_map(|r| &r[col0..col0 + w]).copied().collect())
-            }
-        })
+        let part = Part {
+            format: WeightFormat::F32,
+            cols,
+            words: Cow::Borrowed(bytemuck::cast_slice(data)),
+        };
+        self.resident_matrix(rows, &[part], counted)
     }
 
-    /// Uploads a GGUF decoder's weight W (`cols` rows of `rows` values, in
-    /// blocks of 32 of `format`) as the `rows x cols` matrix Wᵀ, its values
-    /// kept in their blocks (`weights.wgsl`), and compiles the products'
-    /// kernels for `format` if no matrix of it came before. `blocks`
-    /// holds them as the device reads them, [`WeightFormat::words`] words
-    /// a block: for each run of 32 rows of Wᵀ, the columns' blocks in
-    /// order. Counted in [`Gpu::device_bytes`] until dropped.
+    /// Uploads a GGUF decoder's weights as the `rows x Σ cols` matrix of
+    /// `parts` side by side (Wᵀ: a column per row of W), each part's
+    /// values kept in their format (`weights.wgsl`), and compiles the
+    /// products' kernels for a format no matrix of it came up in before.
+    /// Counted in [`Gpu::device_bytes`] until dropped.
     ///
     /// # Errors
     ///
-    /// `InvalidArgument` when `blocks` is not that long or `rows` not a
-    /// multiple of 32; as [`Gpu::upload`] otherwise, and `RuntimeError`
-    /// when the kernels do not compile on this device.
-    pub(crate) fn upload_blocks(
+    /// `InvalidArgument` when a part's words are not `rows / run · cols ·
+    /// words` ([`WeightFormat::run`]) or `rows` not a whole number of runs;
+    /// as [`Gpu::upload`] otherwise, and `RuntimeError` when the kernels do
+    /// not compile on this device.
+    pub(crate) fn upload_parts(
         &self,
-        format: WeightFormat,
-        blocks: &[u32],
         rows: usize,
-        cols: usize,
+        parts: &[Part<'_>],
     ) -> Result<GpuMatrix, NnError> {
-        self.check_alive()?;
-        let words = format.words();
-        assert_ne!(
-            format,
-            WeightFormat::F32,
-            "f32 matrices go up with `upload`"
-        );
-        if !rows.is_multiple_of(32) || blocks.len() != rows / 32 * cols * words {
-            return Err(NnError::new(
-                NnErrorKind::InvalidArgument,
-                format!(
-                    "a {rows} x {cols} matrix of {format:?} blocks needs {} words and rows \
-                     a multiple of 32, got {} words",
-                    rows / 32 * cols * words,
-                    blocks.len()
-                ),
-            ));
-        }
-        self.product_kernels(format)?;
-        self.resident_matrix(format, rows, cols, true, |col0, w| {
-            if w == cols {
-                Cow::Borrowed(blocks)
-            } else {
-                let runs = blocks.chunks_exact(cols * words);
-                let panel = runs.flat_map(|r| &r[col0 * words..(col0 + w) * words]);
-                Cow::Owned(panel.copied().collect())
+        for part in parts {
+            let (format, (run, words)) = (part.format, part.format.run());
+            let need = rows / run * part.cols * words;
+            if !rows.is_multiple_of(run) || part.words.len() != need {
+                return Err(NnError::new(
+                    NnErrorKind::InvalidArgument,
+                    format!(
+                        "{} columns of {rows} rows of {format:?} need {need} words and rows \
+                         a multiple of {run}, got {} words",
+                        part.cols,
+                        part.words.len()
+                    ),
+                ));
             }
-        })
+            self.product_kernels(format)?;
+        }
+        self.resident_matrix(rows, parts, true)
     }
 
-    /// A [`GpuMatrix`] of `format` whose panel of columns `col0 ..
-    /// col0 + w` holds `panel(col0, w)`'s words.
-    fn resident_matrix<'d>(
+    /// A [`GpuMatrix`] of `parts` side by side, each split into as many
+    /// panels as the device's limits require.
+    fn resident_matrix(
         &self,
-        format: WeightFormat,
         rows: usize,
-        cols: usize,
+        parts: &[Part<'_>],
         counted: bool,
-        panel: impl Fn(usize, usize) -> Cow<'d, [u32]>,
     ) -> Result<GpuMatrix, NnError> {
+        self.check_alive()?;
         let mut m = GpuMatrix {
             rows,
-            cols,
-            format,
+            cols: parts.iter().map(|p| p.cols).sum(),
             panels: Vec::new(),
             owner: Arc::clone(&self.resident),
             counted: false,
         };
-        if rows > 0 && cols > 0 {
-            // Columns per panel: within one buffer and one dispatch's width
-            // (`gemv`'s, the narrower workgroup).
-            let column = format.bytes(rows, 1);
-            let fit = (self.max_buffer / column) as usize;
+        if rows == 0 || m.cols == 0 {
+            return Ok(m);
+        }
+        // Columns per panel of each part: within one buffer and one
+        // dispatch's width (`gemv`'s, the narrower workgroup).
+        let mut widths = Vec::with_capacity(parts.len());
+        for part in parts {
+            let fit = (self.max_buffer / part.format.bytes(rows, 1)) as usize;
             let mut width = fit.min(self.max_groups * GEMV_GROUP);
             if width == 0 {
                 return Err(too_large(format!(
@@ -284,11 +294,18 @@ impl Gpu {
                     self.max_buffer, self.adapter
                 )));
             }
-            if width < cols && width >= TILE {
+            if width < part.cols && width >= TILE {
                 width -= width % TILE;
             }
-            let scopes = self.push_scopes();
-            for col0 in (0..cols).step_by(width) {
+            widths.push(width);
+        }
+        let scopes = self.push_scopes();
+        let mut first = 0;
+        for (part, width) in parts.iter().zip(widths) {
+            let (format, cols) = (part.format, part.cols);
+            let column = format.bytes(rows, 1);
+            let run = format.run().1;
+            for col0 in (0..cols).step_by(width.max(1)) {
                 let w = width.min(cols - col0);
                 let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
                     label: Some("weft-nn weights"),
@@ -296,19 +313,28 @@ impl Gpu {
                     usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
                     mapped_at_creation: false,
                 });
+                let words = if w == cols {
+                    Cow::Borrowed(&*part.words)
+                } else {
+                    let runs = part.words.chunks_exact(cols * run);
+                    let panel = runs.flat_map(|r| &r[col0 * run..(col0 + w) * run]);
+                    Cow::Owned(panel.copied().collect::<Vec<u32>>())
+                };
                 self.queue
-                    .write_buffer(&buffer, 0, bytemuck::cast_slice(&panel(col0, w)));
+                    .write_buffer(&buffer, 0, bytemuck::cast_slice(&words));
                 m.panels.push(Panel {
                     buffer,
-                    col0,
+                    format,
+                    col0: first + col0,
                     cols: w,
                 });
             }
-            // Flush the staged writes and release their staging memory.
-            self.queue.submit([]);
-            self.wait()?;
-            self.pop_scopes(scopes, "uploading weights")?;
+            first += cols;
         }
+        // Flush the staged writes and release their staging memory.
+        self.queue.submit([]);
+        self.wait()?;
+        self.pop_scopes(scopes, "uploading weights")?;
         if counted {
             m.counted = true;
             self.resident.fetch_add(m.bytes(), Ordering::Relaxed);
@@ -452,8 +478,8 @@ impl Gpu {
                 timestamp_writes: None,
             });
             let few = rows <= GEMV_ROWS;
-            pass.set_pipeline(self.product_kernel(few, w.format));
             for (i, p) in w.panels.iter().enumerate() {
+                pass.set_pipeline(self.product_kernel(few, p.format));
                 let group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
                     label: None,
                     layout: &self.layout,

@@ -53,7 +53,7 @@ pub(crate) use encoder::{
 };
 pub use matmul::GpuMatrix;
 use matmul::Scratch;
-pub(crate) use matmul::WeightFormat;
+pub(crate) use matmul::{Part, WeightFormat};
 pub(crate) use program::{Attention, Buffer, Program, Qkv, Reuse};
 use times::Profiler;
 pub use times::{KernelTime, PassTimes};

@@ -365,10 +365,10 @@ impl<'a> Program<'a> {
         // (`matmul.wgsl`): the tiled kernel would give a decoder's joined
         // pass (a row per session) one workgroup per 64 columns.
         let few = rows <= self.gpu.gemv.max_rows();
-        for (buffer, col0, cols) in w.panels() {
+        for (buffer, col0, cols, format) in w.panels() {
             self.steps.push(Step {
                 name: self.gpu.product_name(few),
-                pipeline: self.gpu.product_kernel(few, w.format()),
+                pipeline: self.gpu.product_kernel(few, format),
                 layout: &self.gpu.layout,
                 buffers: vec![
                     (a.raw.clone(), 0, (rows * k * 4) as u64),

@@ -101,13 +101,12 @@ fn on_the_gpu_passes_and_a_growing_cache_change_nothing() {
 }
 
 /// SmolLM2's products keep their blocks on the GPU, in a fraction of the
-/// bytes of f32 copies (measured: 112 and 138 MB against 538), and its passes give the logits of the same model
-/// taken up as f32: the same values, summed in the same order (to the
-/// bit on llvmpipe; a hardware driver may fuse Q4_1's multiply-add). The
-/// published file is Q4_1 (its output head Q8_0); the K-quant one mixes
-/// Q4_K (read as Q4_1) with Q5_0, Q5_1, Q5_K and Q6_K (read as Q8_0), so
-/// some of its fused products (Q, K and V; gate and up) mix two formats
-/// and go up as f32.
+/// bytes of f32 copies (measured: 112 and 138 MB against 538), and its
+/// passes give the logits of the same model taken up as f32: the same
+/// values, summed in the same order (to the bit on llvmpipe; a hardware
+/// driver may fuse Q4_1's multiply-add). The published file is Q4_1 (its
+/// output head Q8_0); the K-quant one has Q4_K (read as Q4_1) and Q5_0,
+/// Q5_1, Q5_K and Q6_K (read as Q8_0).
 #[test]
 fn on_the_gpu_weights_in_their_blocks_give_the_logits_of_f32_copies() {
     let _device = on_the_device();

@@ -1,7 +1,9 @@
 //! Weight matrices kept in their GGUF encoding, and the matrix product
 //! that reads them.
 
-use crate::gpu::{Gpu, GpuMatrix, WeightFormat};
+use std::borrow::Cow;
+
+use crate::gpu::{Gpu, GpuMatrix, Part, WeightFormat};
 use crate::quant::{self, Q8Batch, Q8Row};
 use crate::team::Workers;
 use crate::{GgmlType, GgufInfo, NnError, NnErrorKind};
@@ -188,63 +190,44 @@ impl QMatrix {
     /// The transposes of `matrices` (all of one width) side by side, as
     /// one `cols × Σ rows` matrix on `gpu`: one product by it gives each
     /// row's products by all of them, in order (a decoder's Q, K and V;
-    /// its gate and up). Matrices all in one of F16, BF16, Q8_0, Q4_0 and
-    /// Q4_1 (what every quantised GGUF type is read as), in rows of whole
-    /// blocks of 32, stay in their blocks there; the others (F32, or
-    /// mixed) go up as f32, and so do all where [`Gpu::keeps_blocks`] says
-    /// not to keep them. The products give the same values either way.
+    /// its gate and up). Matrices in F16, BF16, Q8_0, Q4_0 or Q4_1 (what
+    /// every quantised GGUF type is read as), in rows of whole blocks of
+    /// 32, keep their blocks there; the others (F32) go up as f32, and so
+    /// do all where [`Gpu::keeps_blocks`] says not to keep them. Matrices
+    /// in different formats (a Q4_K_M file's Q4_K and Q6_K, read as Q4_1
+    /// and Q8_0) are panels of their own, each product a dispatch more.
+    /// The products give the same values either way.
     pub(crate) fn upload_side_by_side(
         gpu: &Gpu,
         matrices: &[&QMatrix],
     ) -> Result<GpuMatrix, NnError> {
         let cols = matrices.first().map_or(0, |m| m.cols);
         assert!(matrices.iter().all(|m| m.cols == cols), "one width");
-        let width: usize = matrices.iter().map(|m| m.rows).sum();
-        let ty = matrices.first().map(|m| m.ty);
-        let format = match ty {
-            _ if !cols.is_multiple_of(32) => WeightFormat::F32,
-            Some(GgmlType::F16) => WeightFormat::F16,
-            Some(GgmlType::Bf16) => WeightFormat::Bf16,
-            Some(GgmlType::Q8_0) => WeightFormat::Q8_0,
-            Some(GgmlType::Q4_0) => WeightFormat::Q4_0,
-            Some(GgmlType::Q4_1) => WeightFormat::Q4_1,
+        let format = |m: &QMatrix| match m.ty {
+            _ if !gpu.keeps_blocks() || !cols.is_multiple_of(32) => WeightFormat::F32,
+            GgmlType::F16 => WeightFormat::F16,
+            GgmlType::Bf16 => WeightFormat::Bf16,
+            GgmlType::Q8_0 => WeightFormat::Q8_0,
+            GgmlType::Q4_0 => WeightFormat::Q4_0,
+            GgmlType::Q4_1 => WeightFormat::Q4_1,
             _ => WeightFormat::F32,
         };
-        if format != WeightFormat::F32
-            && gpu.keeps_blocks()
-            && matrices.iter().all(|m| Some(m.ty) == ty)
-        {
-            let words = format.words();
-            let per_row = cols / 32;
-            let mut blocks = vec![0u32; per_row * width * words];
-            let mut col0 = 0;
-            for m in matrices {
-                let block_bytes = m.row_bytes / per_row;
-                let mut raw = vec![0u8; m.row_bytes];
-                for r in 0..m.rows {
-                    m.raw_row(r, &mut raw);
-                    for (j, block) in raw.chunks_exact(block_bytes).enumerate() {
-                        let at = (j * width + col0 + r) * words;
-                        device_block(format, block, &mut blocks[at..at + words]);
-                    }
+        let parts: Vec<Part<'_>> = matrices
+            .chunk_by(|a, b| format(a) == format(b))
+            .map(|run| {
+                let format = format(run[0]);
+                let words = match format {
+                    WeightFormat::F32 => transposed(run, cols),
+                    _ => device_blocks(run, cols, format),
+                };
+                Part {
+                    format,
+                    cols: run.iter().map(|m| m.rows).sum(),
+                    words: Cow::Owned(words),
                 }
-                col0 += m.rows;
-            }
-            return gpu.upload_blocks(format, &blocks, cols, width);
-        }
-        let mut row = vec![0f32; cols];
-        let mut wt = vec![0f32; width * cols];
-        let mut col0 = 0;
-        for m in matrices {
-            for r in 0..m.rows {
-                m.row(r, &mut row);
-                for (c, &v) in row.iter().enumerate() {
-                    wt[c * width + col0 + r] = v;
-                }
-            }
-            col0 += m.rows;
-        }
-        gpu.upload(&wt, cols, width)
+            })
+            .collect();
+        gpu.upload_parts(cols, &parts)
     }
 
     /// Wᵀ on the GPU, if uploaded.
@@ -438,6 +421,48 @@ impl QMatrix {
     }
 }
 
+/// The transposes of `run` side by side, `cols × Σ rows` row-major f32
+/// (as bits).
+fn transposed(run: &[&QMatrix], cols: usize) -> Vec<u32> {
+    let width: usize = run.iter().map(|m| m.rows).sum();
+    let mut row = vec![0f32; cols];
+    let mut wt = vec![0u32; width * cols];
+    let mut col0 = 0;
+    for m in run {
+        for r in 0..m.rows {
+            m.row(r, &mut row);
+            for (c, &v) in row.iter().enumerate() {
+                wt[c * width + col0 + r] = v.to_bits();
+            }
+        }
+        col0 += m.rows;
+    }
+    wt
+}
+
+/// The transposes of `run` (all in `format`) side by side, in their
+/// blocks as the GPU reads them: for each run of 32 rows of Wᵀ, the
+/// columns' blocks in order.
+fn device_blocks(run: &[&QMatrix], cols: usize, format: WeightFormat) -> Vec<u32> {
+    let width: usize = run.iter().map(|m| m.rows).sum();
+    let (words, per_row) = (format.words(), cols / 32);
+    let mut blocks = vec![0u32; per_row * width * words];
+    let mut col0 = 0;
+    for m in run {
+        let block_bytes = m.row_bytes / per_row;
+        let mut raw = vec![0u8; m.row_bytes];
+        for r in 0..m.rows {
+            m.raw_row(r, &mut raw);
+            for (j, block) in raw.chunks_exact(block_bytes).enumerate() {
+                let at = (j * width + col0 + r) * words;
+                device_block(format, block, &mut blocks[at..at + words]);
+            }
+        }
+        col0 += m.rows;
+    }
+    blocks
+}
+
 /// A block of 32 values in `format` as the GPU reads it
 /// (`gpu/weights.wgsl`): a quantised one's f16 scale (and Q4_1's offset)
 /// widened to f32, exactly, then its quants, 4 bytes a word (halves: two
@@ -547,7 +572,8 @@ mod tests {
             let wt = transposed(&[&wq, &wk]);
             for gpu in crate::gpu::tests::every_product_kernel(k as u64 * 36 / 32 * 32) {
                 let on = QMatrix::upload_side_by_side(&gpu, &[&wq, &wk]).unwrap();
-                let format = on.format();
+                let format = on.formats()[0];
+                assert_eq!(on.formats(), [format], "one part");
                 assert_ne!(format, WeightFormat::F32, "{ty:?}");
                 assert_eq!((on.rows(), on.cols()), (k, n));
                 assert_eq!(on.bytes(), (k / 32 * n * format.words() * 4) as u64);
@@ -564,17 +590,7 @@ mod tests {
                 let fits = |&rows: &usize| (rows * k * 4) as u64 <= gpu.max_buffer();
                 for rows in [1, 3, 6, 70].into_iter().filter(fits) {
                     let a = crate::kernels::tests::data(rows * k, seed + rows as u32);
-                    let product = |w: &GpuMatrix| {
-                        let (a_buf, c) = (
-                            gpu.buffer(rows * k, "a").unwrap(),
-                            gpu.buffer(rows * n, "c").unwrap(),
-                        );
-                        let mut p = gpu.program().unwrap();
-                        p.write(&a_buf, a.clone());
-                        p.product(&a_buf, rows, w, &c);
-                        p.run(&c, rows * n).unwrap()
-                    };
-                    let (got, want) = (product(&on), product(&f32s));
+                    let (got, want) = (product(&gpu, &a, &on), product(&gpu, &a, &f32s));
                     // A driver may fuse Q4_1's `d * q + m` into one
                     // rounding (llvmpipe does not).
                     let fused = ty == GgmlType::Q4_1 && gpu.adapter().device_type != "cpu";
@@ -600,35 +616,76 @@ mod tests {
         }
     }
 
+    /// `a · w` on `gpu`, through a program's product.
+    fn product(gpu: &Gpu, a: &[f32], w: &GpuMatrix) -> Vec<f32> {
+        let (k, n) = (w.rows(), w.cols());
+        let rows = a.len() / k;
+        let (a_buf, c) = (
+            gpu.buffer(rows * k, "a").unwrap(),
+            gpu.buffer(rows * n, "c").unwrap(),
+        );
+        let mut p = gpu.program().unwrap();
+        p.write(&a_buf, a.to_vec());
+        p.product(&a_buf, rows, w, &c);
+        p.run(&c, rows * n).unwrap()
+    }
+
     /// Matrices side by side in different formats (a Q4_K_M file's Q4_K
-    /// and Q6_K, read as Q4_1 and Q8_0), rows that are not whole blocks
-    /// and F32 ones go up as f32; so does every one on a GPU told to
-    /// (`WEFT_NN_GPU_WEIGHTS=f32`).
+    /// and Q6_K, read as Q4_1 and Q8_0) are panels of their own, each in
+    /// its blocks, and give the products of their f32 values; rows that
+    /// are not whole blocks and F32 matrices go up as f32, and so does
+    /// every one on a GPU told to (`WEFT_NN_GPU_WEIGHTS=f32`).
     #[test]
-    fn mixed_formats_and_a_gpu_told_so_take_f32() {
+    fn mixed_formats_go_up_as_panels_of_their_own() {
         let _device = crate::gpu::tests::counted_uploads();
-        let (q8, q41) = (
-            blocks(GgmlType::Q8_0, 8, 64, 1),
-            blocks(GgmlType::Q4_1, 8, 64, 2),
+        let (q41, q8, q40) = (
+            blocks(GgmlType::Q4_1, 8, 64, 1),
+            blocks(GgmlType::Q8_0, 16, 64, 2),
+            blocks(GgmlType::Q4_0, 24, 64, 3),
         );
         let gpu = crate::gpu::tests::gpu();
-        let mixed = QMatrix::upload_side_by_side(&gpu, &[&q8, &q41]).unwrap();
-        assert_eq!(
-            (mixed.format(), mixed.bytes()),
-            (WeightFormat::F32, 64 * 16 * 4)
-        );
+        let run = [&q41, &q8, &q40, &q41];
+        let mixed = QMatrix::upload_side_by_side(&gpu, &run).unwrap();
+        use WeightFormat::{F32, Q4_0, Q4_1, Q8_0};
+        assert_eq!(mixed.formats(), [Q4_1, Q8_0, Q4_0, Q4_1]);
+        assert_eq!(mixed.bytes(), 2 * (8 * 6 + 16 * 9 + 24 * 5 + 8 * 6) * 4);
+        let f32s = gpu.upload(&transposed(&run), 64, 56).unwrap();
+        for rows in [1, 6, 70] {
+            let a = crate::kernels::tests::data(rows * 64, rows as u32);
+            let (got, want) = (product(&gpu, &a, &mixed), product(&gpu, &a, &f32s));
+            // (A hardware driver may fuse Q4_1's multiply-add.)
+            if gpu.adapter().device_type == "cpu" {
+                assert_eq!(got, want, "{rows} rows");
+            } else {
+                assert!(
+                    got.iter()
+                        .zip(&want)
+                        .all(|(g, w)| (g - w).abs() <= 1e-5 * w.abs().max(1.0))
+                );
+            }
+        }
         let told = crate::gpu::tests::f32_weights();
-        let f32s = QMatrix::upload_side_by_side(&told, &[&q8]).unwrap();
-        assert_eq!(f32s.format(), WeightFormat::F32);
+        let f32s = QMatrix::upload_side_by_side(&told, &run).unwrap();
+        assert_eq!(f32s.formats(), [F32]);
         // Rows that are not whole blocks of 32, and f32 itself.
         let f16 = blocks(GgmlType::F16, 8, 48, 3);
         let on = QMatrix::upload_side_by_side(&gpu, &[&f16]).unwrap();
-        assert_eq!(on.format(), WeightFormat::F32);
+        assert_eq!(on.formats(), [F32]);
         let f32s: Vec<u8> = (0..8 * 64u32)
             .flat_map(|i| (i as f32).to_le_bytes())
             .collect();
         let f32s = QMatrix::from_raw("f32", GgmlType::F32, &f32s, 8, 64).unwrap();
-        let on = QMatrix::upload_side_by_side(&gpu, &[&f32s]).unwrap();
-        assert_eq!(on.format(), WeightFormat::F32);
+        let on = QMatrix::upload_side_by_side(&gpu, &[&f32s, &q8]).unwrap();
+        assert_eq!(on.formats(), [F32, Q8_0]);
+        // Words that are not the shape's.
+        for (rows, words) in [(64, 35), (48, 27)] {
+            let part = Part {
+                format: Q8_0,
+                cols: 2,
+                words: Cow::Owned(vec![0; words]),
+            };
+            let err = gpu.upload_parts(rows, &[part]).unwrap_err();
+            assert_eq!(err.kind, NnErrorKind::InvalidArgument, "{err}");
+        }
     }
 }

@@ -60,7 +60,7 @@ fn norm_params(
 /// A one-row matrix (a norm's weight, a bias) as the binding of its one
 /// panel.
 fn vector(m: &GpuMatrix) -> (wgpu::Buffer, u64, u64) {
-    let (b, _, _) = m.panels().next().expect("a vector is one panel");
+    let (b, ..) = m.panels().next().expect("a vector is one panel");
     (b.clone(), 0, b.size())
 }
 
