@@ -28,7 +28,7 @@ pub struct GpuMatrix {
     counted: bool,
 }
 
-/// How a [`GpuMatrix`] holds its values: f32, or blocks of 32 values
+/// How a [`GpuMatrix`]'s panel holds its values: f32, or blocks of 32 values
 /// along its rows (k) in a GGUF encoding, read by kernels compiled for it
 /// (`weights.wgsl`). The packed ones take 2x (F16, BF16), 3.6x (Q8_0)
 /// to 6.4x (Q4_0) fewer bytes than f32.
@@ -153,6 +153,10 @@ impl fmt::Debug for GpuMatrix {
             .field("rows", &self.rows)
             .field("cols", &self.cols)
             .field("panels", &self.panels.len())
+            .field(
+                "formats",
+                &self.panels.iter().map(|p| p.format).collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -186,6 +190,49 @@ impl Scratch {
 }
 
 impl Gpu {
+    /// `matmul.wgsl`'s kernel for a product of `few` rows (a `gemv`) or
+    /// more (64 x 64 tiles) by a matrix of `format`.
+    ///
+    /// # Panics
+    ///
+    /// For a packed format no matrix was uploaded in: the upload
+    /// compiles its kernels ([`Gpu::product_kernels`]).
+    pub(super) fn product_kernel(&self, few: bool, format: WeightFormat) -> &wgpu::ComputePipeline {
+        let [main, gemv] = match format {
+            WeightFormat::F32 => [&self.pipeline, &self.gemv_pipeline],
+            _ => {
+                let compiled = self.packed[Self::packed_index(format)].get();
+                let pair = compiled.and_then(|r| r.as_ref().ok());
+                let [main, gemv] = pair.expect("compiled when a matrix of the format went up");
+                [main, gemv]
+            }
+        };
+        if few { gemv } else { main }
+    }
+
+    /// Compiles the products' kernels for `format`, once.
+    ///
+    /// # Errors
+    ///
+    /// `RuntimeError` when they do not compile on this device.
+    pub(super) fn product_kernels(&self, format: WeightFormat) -> Result<(), NnError> {
+        if format == WeightFormat::F32 {
+            return Ok(());
+        }
+        let compiled = self.packed[Self::packed_index(format)].get_or_init(|| {
+            super::compile_products(&self.device, &self.pipeline_layout, format, self.gemv)
+                .map_err(|e| runtime(format!("{e} on {}", self.adapter)))
+        });
+        compiled.as_ref().map(|_| ()).map_err(Clone::clone)
+    }
+
+    fn packed_index(format: WeightFormat) -> usize {
+        WeightFormat::PACKED
+            .iter()
+            .position(|&f| f == format)
+            .expect("a packed format")
+    }
+
     /// Uploads a row-major `rows x cols` matrix (weights) to stay on the
     /// device until the returned [`GpuMatrix`] is dropped; counted in
     /// [`Gpu::device_bytes`] meanwhile.
@@ -243,6 +290,7 @@ impl Gpu {
         rows: usize,
         parts: &[Part<'_>],
     ) -> Result<GpuMatrix, NnError> {
+        self.check_alive()?;
         for part in parts {
             let (format, (run, words)) = (part.format, part.format.run());
             let need = rows / run * part.cols * words;
@@ -304,7 +352,7 @@ impl Gpu {
         for (part, width) in parts.iter().zip(widths) {
             let (format, cols) = (part.format, part.cols);
             let column = format.bytes(rows, 1);
-            let run = format.run().1;
+            let per_column = format.run().1;
             for col0 in (0..cols).step_by(width.max(1)) {
                 let w = width.min(cols - col0);
                 let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
@@ -316,8 +364,8 @@ impl Gpu {
                 let words = if w == cols {
                     Cow::Borrowed(&*part.words)
                 } else {
-                    let runs = part.words.chunks_exact(cols * run);
-                    let panel = runs.flat_map(|r| &r[col0 * run..(col0 + w) * run]);
+                    let runs = part.words.chunks_exact(cols * per_column);
+                    let panel = runs.flat_map(|r| &r[col0 * per_column..(col0 + w) * per_column]);
                     Cow::Owned(panel.copied().collect::<Vec<u32>>())
                 };
                 self.queue

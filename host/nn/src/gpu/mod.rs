@@ -179,8 +179,8 @@ pub struct Gpu {
     /// The same two for each of [`WeightFormat::PACKED`], compiled when
     /// the first matrix of it is uploaded.
     packed: [OnceLock<Result<[wgpu::ComputePipeline; 2], NnError>>; 5],
-    /// Whether a GGUF decoder's quantised weights stay in their blocks
-    /// here (the default) or go up as f32 (`WEFT_NN_GPU_WEIGHTS=f32`).
+    /// Whether a GGUF decoder's packed weights (quantised or halves) stay
+    /// in their blocks here (the default) or go up as f32 (`WEFT_NN_GPU_WEIGHTS=f32`).
     keeps_blocks: bool,
     /// Bytes one buffer (and so one binding) may hold.
     max_buffer: u64,

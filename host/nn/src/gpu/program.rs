@@ -240,49 +240,6 @@ impl Gpu {
         self.pop_scopes(scopes, "copying on the GPU")
     }
 
-    /// `matmul.wgsl`'s kernel for a product of `few` rows (a `gemv`) or
-    /// more (64 x 64 tiles) by a matrix of `format`.
-    ///
-    /// # Panics
-    ///
-    /// For a quantised format no matrix was uploaded in: the upload
-    /// compiles its kernels ([`Gpu::product_kernels`]).
-    pub(super) fn product_kernel(&self, few: bool, format: WeightFormat) -> &wgpu::ComputePipeline {
-        let [main, gemv] = match format {
-            WeightFormat::F32 => [&self.pipeline, &self.gemv_pipeline],
-            _ => {
-                let compiled = self.packed[Self::packed_index(format)].get();
-                let pair = compiled.and_then(|r| r.as_ref().ok());
-                let [main, gemv] = pair.expect("compiled when a matrix of the format went up");
-                [main, gemv]
-            }
-        };
-        if few { gemv } else { main }
-    }
-
-    /// Compiles the products' kernels for `format`, once.
-    ///
-    /// # Errors
-    ///
-    /// `RuntimeError` when they do not compile on this device.
-    pub(super) fn product_kernels(&self, format: WeightFormat) -> Result<(), NnError> {
-        if format == WeightFormat::F32 {
-            return Ok(());
-        }
-        let compiled = self.packed[Self::packed_index(format)].get_or_init(|| {
-            super::compile_products(&self.device, &self.pipeline_layout, format, self.gemv)
-                .map_err(|e| runtime(format!("{e} on {}", self.adapter)))
-        });
-        compiled.as_ref().map(|_| ()).map_err(Clone::clone)
-    }
-
-    fn packed_index(format: WeightFormat) -> usize {
-        WeightFormat::PACKED
-            .iter()
-            .position(|&f| f == format)
-            .expect("a packed format")
-    }
-
     /// The entry point of [`Gpu::product_kernel`].
     pub(super) fn product_name(&self, few: bool) -> &'static str {
         if few { self.gemv.entry_point() } else { "main" }

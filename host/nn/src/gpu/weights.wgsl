@@ -36,17 +36,18 @@ fn weight4(b0: u32, kk: u32, col: u32) -> vec4<f32> {
 // An f16 as f32, exactly (subnormals too, which a driver's conversion
 // may flush to zero).
 fn widen(h: u32) -> f32 {
-    let sign = (h & 0x8000u) << 16u;
+    let s = (h & 0x8000u) << 16u;
     let e = (h >> 10u) & 31u;
     let m = h & 1023u;
     if (e == 0u) {
         // 0 or m * 2^-24.
-        return bitcast<f32>(bitcast<u32>(f32(m) * 5.9604645e-8) | sign);
+        return bitcast<f32>(bitcast<u32>(f32(m) * 5.9604645e-8) | s);
     }
     if (e == 31u) {
-        return bitcast<f32>(sign | 0x7f800000u | (m << 13u));
+        // Infinity, or a quiet NaN (as `quant::f16_to_f32` makes it).
+        return bitcast<f32>(s | select(0x7fc00000u | (m << 13u), 0x7f800000u, m == 0u));
     }
-    return bitcast<f32>(sign | ((e + 112u) << 23u) | (m << 13u));
+    return bitcast<f32>(s | ((e + 112u) << 23u) | (m << 13u));
 }
 
 fn weight(b0: u32, kk: u32, col: u32) -> f32 {
