@@ -47,20 +47,28 @@ impl WeightFormat {
     pub(crate) const PACKED: [Self; 5] =
         [Self::F16, Self::Bf16, Self::Q8_0, Self::Q4_0, Self::Q4_1];
 
-    /// Its section of `weights.wgsl`.
-    pub(super) fn source(self) -> &'static str {
-        let name = match self {
-            Self::F32 => "f32",
-            Self::F16 => "f16",
-            Self::Bf16 => "bf16",
-            Self::Q8_0 => "q8_0",
-            Self::Q4_0 => "q4_0",
-            Self::Q4_1 => "q4_1",
+    /// Its sections of `weights.wgsl`: its own, and the 4-bit formats'
+    /// shared `nibbles`.
+    pub(super) fn source(self) -> String {
+        let section = |name: &str| {
+            include_str!("weights.wgsl")
+                .split("//# ")
+                .find_map(|s| s.strip_prefix(name)?.strip_prefix('\n'))
+                .expect("a section per format")
         };
-        include_str!("weights.wgsl")
-            .split("//# ")
-            .find_map(|s| s.strip_prefix(name)?.strip_prefix('\n'))
-            .expect("a section per format")
+        let (name, nibbles) = match self {
+            Self::F32 => ("f32", false),
+            Self::F16 => ("f16", false),
+            Self::Bf16 => ("bf16", false),
+            Self::Q8_0 => ("q8_0", false),
+            Self::Q4_0 => ("q4_0", true),
+            Self::Q4_1 => ("q4_1", true),
+        };
+        let mut source = section(name).to_owned();
+        if nibbles {
+            source.push_str(section("nibbles"));
+        }
+        source
     }
 
     /// Bytes of a `rows x cols` matrix.

@@ -276,7 +276,7 @@ fn compile_products(
     gemv: Gemv,
 ) -> Result<[wgpu::ComputePipeline; 2], String> {
     let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
-    let source = [format.source(), include_str!("matmul.wgsl")].concat();
+    let source = format.source() + include_str!("matmul.wgsl");
     let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
         label: Some("weft-nn matmul"),
         source: wgpu::ShaderSource::Wgsl(source.into()),

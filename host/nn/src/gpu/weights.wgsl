@@ -2,7 +2,7 @@
 // (`gpu/matmul.rs`), each a binding 1, `weight(b0, kk, col)`, B[kk][col]
 // of the matrix starting `b0` values in, and `weight4`, B[kk .. kk + 4][col]
 // for kk a multiple of 4 (one word of quants). A module is compiled from one
-// section and `matmul.wgsl`.
+// section (the 4-bit ones with `nibbles`) and `matmul.wgsl`.
 //
 // The packed formats hold a GGUF decoder's weight W (`n` rows of `k`,
 // blocks of 32 along k) as it is in the file, re-laid for the kernels:
@@ -104,50 +104,49 @@ fn weight4(b0: u32, kk: u32, col: u32) -> vec4<f32> {
 }
 
 //# q4_0
-// d, then 16 bytes: value i < 16 is byte i's low nibble, value 16 + i its
-// high one; d * (q - 8).
+// d, then nibbles (the `nibbles` section): d * (q - 8).
 @group(0) @binding(1) var<storage, read> b: array<u32>;
-
-// Values kk .. kk + 3 (kk a multiple of 4) of the block whose quant
-// bytes include `word`: its four bytes' low nibbles, or high ones.
-fn nibbles4(word: u32, kk: u32) -> vec4<u32> {
-    let s = select(0u, 4u, (kk & 31u) >= 16u);
-    return (vec4<u32>(word) >> vec4<u32>(s, s + 8u, s + 16u, s + 24u)) & vec4<u32>(15u);
-}
 
 fn weight(b0: u32, kk: u32, col: u32) -> f32 {
     let at = ((kk >> 5u) * p.n + col) * 5u;
-    let i = kk & 31u;
-    let byte = (b[at + 1u + ((i & 15u) >> 2u)] >> (8u * (i & 3u))) & 0xffu;
-    let q = select(byte & 15u, byte >> 4u, i >= 16u);
-    return bitcast<f32>(b[at]) * f32(i32(q) - 8);
+    return bitcast<f32>(b[at]) * f32(i32(nibble(at + 1u, kk)) - 8);
 }
 
 fn weight4(b0: u32, kk: u32, col: u32) -> vec4<f32> {
     let at = ((kk >> 5u) * p.n + col) * 5u;
-    let q = nibbles4(b[at + 1u + ((kk & 15u) >> 2u)], kk);
-    return bitcast<f32>(b[at]) * vec4<f32>(vec4<i32>(q) - vec4<i32>(8));
+    return bitcast<f32>(b[at]) * vec4<f32>(vec4<i32>(nibbles4(at + 1u, kk)) - vec4<i32>(8));
 }
 
 //# q4_1
-// d and m, then nibbles as Q4_0's: d * q + m.
+// d and m, then nibbles (the `nibbles` section): d * q + m.
 @group(0) @binding(1) var<storage, read> b: array<u32>;
-
-fn nibbles4(word: u32, kk: u32) -> vec4<u32> {
-    let s = select(0u, 4u, (kk & 31u) >= 16u);
-    return (vec4<u32>(word) >> vec4<u32>(s, s + 8u, s + 16u, s + 24u)) & vec4<u32>(15u);
-}
 
 fn weight(b0: u32, kk: u32, col: u32) -> f32 {
     let at = ((kk >> 5u) * p.n + col) * 6u;
-    let i = kk & 31u;
-    let byte = (b[at + 2u + ((i & 15u) >> 2u)] >> (8u * (i & 3u))) & 0xffu;
-    let q = select(byte & 15u, byte >> 4u, i >= 16u);
-    return bitcast<f32>(b[at]) * f32(q) + bitcast<f32>(b[at + 1u]);
+    return bitcast<f32>(b[at]) * f32(nibble(at + 2u, kk)) + bitcast<f32>(b[at + 1u]);
 }
 
 fn weight4(b0: u32, kk: u32, col: u32) -> vec4<f32> {
     let at = ((kk >> 5u) * p.n + col) * 6u;
-    let q = nibbles4(b[at + 2u + ((kk & 15u) >> 2u)], kk);
-    return bitcast<f32>(b[at]) * vec4<f32>(q) + bitcast<f32>(b[at + 1u]);
+    return bitcast<f32>(b[at]) * vec4<f32>(nibbles4(at + 2u, kk)) + bitcast<f32>(b[at + 1u]);
+}
+
+//# nibbles
+// Q4_0's and Q4_1's quants, appended to both sections: 16 bytes from
+// word `q` of `b`, value i < 16 the low nibble of byte i, value 16 + i
+// its high one.
+
+// Value kk % 32 of the block.
+fn nibble(q: u32, kk: u32) -> u32 {
+    let i = kk & 31u;
+    let byte = (b[q + ((i & 15u) >> 2u)] >> (8u * (i & 3u))) & 0xffu;
+    return select(byte & 15u, byte >> 4u, i >= 16u);
+}
+
+// Values kk .. kk + 3 (kk a multiple of 4): one word's four bytes' low
+// nibbles, or high ones.
+fn nibbles4(q: u32, kk: u32) -> vec4<u32> {
+    let s = select(0u, 4u, (kk & 31u) >= 16u);
+    let word = b[q + ((kk & 15u) >> 2u)];
+    return (vec4<u32>(word) >> vec4<u32>(s, s + 8u, s + 16u, s + 24u)) & vec4<u32>(15u);
 }
