@@ -185,7 +185,8 @@ impl Template {
             let names = TEMPLATES.map(|(name, ..)| format!("`{name}`")).join(", ");
             format!("{names}, or `none` for a base model")
         };
-        let template = match config.get_or("template", "auto") {
+        let asked = config.get_or("template", "auto");
+        let template = match asked {
             "none" => Template::Plain,
             "auto" => {
                 let tekken = bpe.pre_tokenizer() == Some(PreTokenizer::Tekken);
@@ -246,7 +247,11 @@ impl Template {
             Some(missing) => Err(format!(
                 "the tokenizer has no `{missing}` token, which the `{}` chat template needs: \
                  is this a chat (instruct) model? Set `template` to its format ({})",
-                template.name(),
+                // (The name asked for: `exaone3` and `exaone4` are one format.)
+                match asked {
+                    "auto" => template.name(),
+                    name => name,
+                },
                 names()
             )),
             None => Ok(template),

@@ -289,14 +289,13 @@ impl Llama {
                         true => optional(&format!("blk.{i}.exp_probs_b.bias"), hp.experts)?,
                         false => None,
                     },
-                    shared: match s {
-                        _ if !moe => None,
-                        0 => None,
-                        s => Some(Expert {
+                    shared: match moe && s > 0 {
+                        true => Some(Expert {
                             gate: m(&n("ffn_gate_shexp"), s, e)?,
                             up: m(&n("ffn_up_shexp"), s, e)?,
                             down: m(&n("ffn_down_shexp"), e, s)?,
                         }),
+                        false => None,
                     },
                     experts,
                     router,

@@ -73,6 +73,9 @@ fn the_template_follows_the_vocab_or_the_config() {
     assert!(err.contains("no `</s>` token"), "{err}");
     let err = Template::from_config(&config("phi4"), &chatml).unwrap_err();
     assert!(err.contains("no `<|im_sep|>` token"), "{err}");
+    // Named as asked, of two names for one format.
+    let err = Template::from_config(&config("exaone4"), &chatml).unwrap_err();
+    assert!(err.contains("which the `exaone4` chat template"), "{err}");
     // The file's chat template decides first.
     let with_template = |jinja: &str| {
         let json = json!({"tokens": ["</s>", "<|im_start|>", "<|im_end|>", "<|user|>", "<|assistant|>", "<|end|>", "<|im_sep|>"], "merges": [],
