@@ -16,10 +16,10 @@ pub enum Target {
     /// For ONNX models, the `MatMul`s and `Gemm`s whose B is a 2-D f32
     /// initializer run there, with those weights uploaded once at load,
     /// and so does every operator with a device kernel between them. For
-    /// GGUF (Llama) models, the whole forward pass of a dense decoder runs
-    /// there, on its weights uploaded at load (quantised ones in their
-    /// blocks) and a KV cache kept on the device; a mixture of experts
-    /// runs on the CPU. Without a
+    /// GGUF (Llama) models, the whole forward pass runs there, on its
+    /// weights uploaded at load (quantised ones in their blocks) and a KV
+    /// cache kept on the device; a mixture of experts reads its router's
+    /// scores back to route each token on the host. Without a
     /// usable GPU the model loads for the CPU and says why in
     /// [`Model::placement`].
     Gpu,

@@ -217,6 +217,11 @@ impl Gpu {
         })
     }
 
+    /// Floats a buffer's binding offset is a multiple of.
+    pub(crate) fn offset_alignment(&self) -> usize {
+        (self.device.limits().min_storage_buffer_offset_alignment as usize / 4).max(1)
+    }
+
     /// Bytes one buffer may hold.
     pub(crate) fn max_buffer(&self) -> u64 {
         self.max_buffer
@@ -317,7 +322,23 @@ impl<'a> Program<'a> {
     /// `c = a · w` for `rows` rows of `a` (`rows x w.rows()`), into the
     /// first `rows x w.cols()` floats of `c`.
     pub(crate) fn product(&mut self, a: &Buffer, rows: usize, w: &GpuMatrix, c: &Buffer) {
+        self.product_at((a, 0), rows, w, (c, 0));
+    }
+
+    /// [`Program::product`] of `a`'s rows from `a_row`, into `c`'s from
+    /// `c_row`; each row's offset in bytes a multiple of
+    /// [`Gpu::offset_alignment`] (where a buffer may be bound).
+    pub(crate) fn product_at(
+        &mut self,
+        (a, a_row): (&Buffer, usize),
+        rows: usize,
+        w: &GpuMatrix,
+        (c, c_row): (&Buffer, usize),
+    ) {
         let (k, n) = (w.rows(), w.cols());
+        let align = self.gpu.offset_alignment();
+        debug_assert!((a_row * k) % align == 0 && (c_row * n) % align == 0);
+        let at = |row: usize, width: usize| (row * width * 4) as u64;
         // A few rows run the `gemv` kernel, in groups of `GEMV_ROWS` rows
         // (`matmul.wgsl`): the tiled kernel would give a decoder's joined
         // pass (a row per session) one workgroup per 64 columns.
@@ -328,9 +349,9 @@ impl<'a> Program<'a> {
                 pipeline: self.gpu.product_kernel(few, format),
                 layout: &self.gpu.layout,
                 buffers: vec![
-                    (a.raw.clone(), 0, (rows * k * 4) as u64),
+                    (a.raw.clone(), at(a_row, k), at(rows, k)),
                     (buffer.clone(), 0, buffer.size()),
-                    (c.raw.clone(), 0, (rows * n * 4) as u64),
+                    (c.raw.clone(), at(c_row, n), at(rows, n)),
                 ],
                 params: wide(
                     if few {

@@ -1,14 +1,16 @@
 //! A decoder's forward pass on the GPU: the weight products, norms,
 //! rotary embeddings, attention over a KV cache kept on the device, SwiGLU
 //! and the residual adds are recorded as one [`Program`], so a pass costs
-//! one read-back (the last token's logits) whatever the model's depth.
-//! Only the embedding lookup and the rotary angles are computed on the
-//! host, as the CPU path computes them.
+//! one read-back (the last token's logits) whatever the model's depth, and
+//! one more per mixture-of-experts layer (its router's scores, to route
+//! each token on the host: [`mixture`]). Only the embedding lookup, the
+//! rotary angles and that routing are computed on the host, as the CPU
+//! path computes them.
 
 use std::sync::Arc;
 
-use super::{HParams, QMatrix, Weights};
-use crate::gpu::{Attention, Buffer, Gpu, GpuMatrix, Qkv, Reuse};
+use super::{HParams, Layer, QMatrix, Weights};
+use crate::gpu::{Attention, Buffer, Gpu, GpuMatrix, Program, Qkv, Reuse};
 use crate::{NnError, NnErrorKind};
 
 /// Tokens per pass: a longer prompt runs as several passes, which bounds
@@ -37,8 +39,7 @@ struct DeviceLayer {
     /// Wqᵀ, Wkᵀ and Wvᵀ side by side: one product gives each token's
     /// row laid out as [`Qkv`] says.
     qkv: GpuMatrix,
-    /// Wgateᵀ and Wupᵀ side by side: one product, then SwiGLU.
-    gate_up: GpuMatrix,
+    ffn: DeviceFfn,
     /// The Q, K and V biases in one row, as `qkv`'s products are (zeros
     /// for any the file lacks), when it has any (Qwen2).
     bqkv: Option<GpuMatrix>,
@@ -51,9 +52,40 @@ struct DeviceLayer {
     post_ffn_norm: Option<GpuMatrix>,
 }
 
+/// A layer's feed-forward on the device: its (each expert's) Wgateᵀ and
+/// Wupᵀ side by side, one product, then SwiGLU. The down projections and
+/// the router are products alone (their `QMatrix`es hold them).
+#[derive(Debug)]
+enum DeviceFfn {
+    Dense(GpuMatrix),
+    Mixture {
+        experts: Vec<GpuMatrix>,
+        shared: Option<GpuMatrix>,
+        /// Qwen2-MoE's gate of the shared expert, a column.
+        shared_gate: Option<GpuMatrix>,
+    },
+}
+
+impl DeviceFfn {
+    fn all(&self) -> impl Iterator<Item = &GpuMatrix> {
+        let (dense, experts, rest) = match self {
+            Self::Dense(gate_up) => (Some(gate_up), &[][..], [None, None]),
+            Self::Mixture {
+                experts,
+                shared,
+                shared_gate,
+            } => (None, &experts[..], [shared.as_ref(), shared_gate.as_ref()]),
+        };
+        dense
+            .into_iter()
+            .chain(experts)
+            .chain(rest.into_iter().flatten())
+    }
+}
+
 impl DeviceLayer {
     fn all(&self) -> impl Iterator<Item = &GpuMatrix> {
-        [&self.qkv, &self.gate_up].into_iter().chain(
+        std::iter::once(&self.qkv).chain(self.ffn.all()).chain(
             [&self.bqkv, &self.bo, &self.q_norm, &self.k_norm]
                 .into_iter()
                 .chain([&self.post_attn_norm, &self.post_ffn_norm])
@@ -69,6 +101,11 @@ impl DeviceWeights {
     pub(super) fn upload(gpu: &Arc<Gpu>, w: &Weights) -> Result<Self, NnError> {
         Attention::check(w.hp.head_dim)?;
         gpu.program()?;
+        if w.hp.experts > 0 {
+            // A mixture's pass gathers and sums rows with them.
+            gpu.encoder_kernels_compile()?;
+        }
+        let side_by_side = |e: &super::Expert| QMatrix::upload_side_by_side(gpu, &[&e.gate, &e.up]);
         let vector = |v: &[f32]| gpu.upload(v, 1, v.len());
         let optional = |v: &Option<Vec<f32>>| v.as_deref().map(vector).transpose();
         let (qd, kvd) = (w.hp.q_dim(), w.hp.kv_dim());
@@ -93,7 +130,20 @@ impl DeviceWeights {
                     attn_norm: optional(&l.attn_norm)?,
                     ffn_norm: optional(&l.ffn_norm)?,
                     qkv: QMatrix::upload_side_by_side(gpu, &[&l.wq, &l.wk, &l.wv])?,
-                    gate_up: QMatrix::upload_side_by_side(gpu, &[&l.dense().gate, &l.dense().up])?,
+                    ffn: match &l.router {
+                        None => DeviceFfn::Dense(side_by_side(l.dense())?),
+                        Some(_) => DeviceFfn::Mixture {
+                            experts: l
+                                .experts
+                                .iter()
+                                .map(side_by_side)
+                                .collect::<Result<_, _>>()?,
+                            shared: l.shared.as_ref().map(side_by_side).transpose()?,
+                            shared_gate: (l.shared_gate.as_deref())
+                                .map(|g| gpu.upload(g, g.len(), 1))
+                                .transpose()?,
+                        },
+                    },
                     bqkv,
                     bo: optional(&l.bo)?,
                     q_norm: optional(&l.q_norm)?,
@@ -174,6 +224,24 @@ struct Work {
     /// A block's output normalised before its residual add (Gemma 2, 3).
     post: Option<Buffer>,
     logits: Buffer,
+    mixture: Option<MixtureWork>,
+}
+
+/// A mixture's buffers: the router's scores (and Qwen2-MoE's shared
+/// gate's), and `rows` rows grouped by expert, each group from a row a
+/// binding may start at (a multiple of `align`): their inputs, gate and
+/// up, SwiGLU's outputs, and each expert's outputs (the shared expert's
+/// after the routed ones').
+#[derive(Debug)]
+struct MixtureWork {
+    scores: Buffer,
+    shared_gate: Buffer,
+    align: usize,
+    rows: usize,
+    x: Buffer,
+    gu: Buffer,
+    g: Buffer,
+    y: Buffer,
 }
 
 impl OnDevice {
@@ -327,7 +395,9 @@ impl OnDevice {
                 (w.tokens.max(tokens), w.outputs.max(outputs))
             });
             let b = |floats: usize| gpu.buffer(floats, "weft-nn decoder activations");
-            let (d, qd, ffn) = (hp.embd, hp.q_dim(), hp.dense_ffn);
+            let (d, qd) = (hp.embd, hp.q_dim());
+            // (A shared expert runs in the dense layers' buffers.)
+            let ffn = hp.dense_ffn.max(hp.shared_ffn);
             self.work = Some(Work {
                 tokens: n,
                 outputs,
@@ -342,6 +412,10 @@ impl OnDevice {
                 table_swa: hp.swa_angles().then(|| b(n * hp.rope_dims)).transpose()?,
                 post: hp.post_norms.then(|| b(n * d)).transpose()?,
                 logits: b(outputs * hp.vocab)?,
+                mixture: match hp.experts {
+                    0 => None,
+                    _ => Some(MixtureWork::new(gpu, hp, n)?),
+                },
             });
         }
         Ok(())
@@ -459,9 +533,17 @@ impl OnDevice {
             }
             let out = post_norm(&mut p, (&a.o, n), &dl.post_attn_norm, eps, &a.post);
             add_norm(&mut p, (&a.x, out, scale), (n, d), &dl.ffn_norm, eps, &a.h);
-            p.product(input(&dl.ffn_norm), n, &dl.gate_up, &a.gu);
-            p.swiglu(&a.gu, (n, hp.dense_ffn, hp.gelu), &a.g);
-            p.product(&a.g, n, on_gpu(&layer.dense().down)?, &a.o);
+            match &dl.ffn {
+                DeviceFfn::Dense(gate_up) => {
+                    p.product(input(&dl.ffn_norm), n, gate_up, &a.gu);
+                    p.swiglu(&a.gu, (n, hp.dense_ffn, hp.gelu), &a.g);
+                    p.product(&a.g, n, on_gpu(&layer.dense().down)?, &a.o);
+                }
+                DeviceFfn::Mixture { .. } => {
+                    let ffn = (layer, &dl.ffn, hp);
+                    p = mixture(p, gpu, ffn, (input(&dl.ffn_norm), n), a)?;
+                }
+            }
             let out = post_norm(&mut p, (&a.o, n), &dl.post_ffn_norm, eps, &a.post);
             match dw.layers.get(l + 1) {
                 Some(next) => {
@@ -503,6 +585,113 @@ impl OnDevice {
         super::session::soft_cap(&mut logits, hp.final_softcap);
         Ok(logits.chunks_exact(hp.vocab).map(<[f32]>::to_vec).collect())
     }
+}
+
+impl MixtureWork {
+    /// For passes of up to `tokens` tokens.
+    fn new(gpu: &Gpu, hp: &HParams, tokens: usize) -> Result<Self, NnError> {
+        let b = |floats: usize| gpu.buffer(floats, "weft-nn decoder mixture");
+        // Rows whose offsets are multiples of the alignment at every width
+        // bound at one (powers of two, as wgpu's alignments are).
+        let a = gpu.offset_alignment();
+        let align = [hp.embd, hp.ffn]
+            .map(|w| a / a.min(1 << w.trailing_zeros()))
+            .into_iter()
+            .max()
+            .unwrap_or(1);
+        // Each expert's group (and the shared expert's) starts at most
+        // `align - 1` rows after the last one ends.
+        let rows = tokens * (hp.experts_used + 1) + (hp.experts + 1) * (align - 1);
+        Ok(Self {
+            scores: b(tokens * hp.experts)?,
+            shared_gate: b(tokens)?,
+            align,
+            rows,
+            x: b(rows * hp.embd)?,
+            gu: b(rows * 2 * hp.ffn)?,
+            g: b(rows * hp.ffn)?,
+            y: b(rows * hp.embd)?,
+        })
+    }
+}
+
+/// A mixture's feed-forward of the `n` rows of `h`, into `a.o`, as the
+/// CPU's (`session::mixture`) runs it: the pass so far runs, to read the
+/// router's scores back, and the rows are routed on the host as there
+/// (`session::route`). Then, in a new program it returns, the rows are
+/// gathered by expert, each expert runs over its group, a shared expert
+/// over all of them, and each row's outputs are summed by their weights
+/// in the CPU's order: by expert, the shared one last. A pass makes a
+/// round trip per mixture layer.
+fn mixture<'g>(
+    mut p: Program<'g>,
+    gpu: &'g Gpu,
+    (layer, ffn, hp): (&Layer, &DeviceFfn, &HParams),
+    (h, n): (&Buffer, usize),
+    a: &Work,
+) -> Result<Program<'g>, NnError> {
+    let DeviceFfn::Mixture {
+        experts,
+        shared,
+        shared_gate,
+    } = ffn
+    else {
+        unreachable!("a mixture's layer")
+    };
+    let m = a.mixture.as_ref().expect("reserved");
+    let router = layer.router.as_ref().expect("a mixture's router");
+    p.product(h, n, on_gpu(router)?, &m.scores);
+    let mut reads = vec![(&m.scores, n * hp.experts)];
+    if let Some(gate) = shared_gate {
+        p.product(h, n, gate, &m.shared_gate);
+        reads.push((&m.shared_gate, n));
+    }
+    let read = p.run_reads(&reads)?;
+    let routing = (hp.experts, hp.experts_used, hp.experts_renormalised);
+    let routed = super::session::route(&read[0], routing, layer.expert_bias.as_deref());
+    let mut p = gpu.program()?;
+    // Each row's outputs as (row of `m.y`, weight), and the groups:
+    // (expert, first row, rows).
+    let mut taps: Vec<Vec<(usize, f64)>> = vec![Vec::new(); n];
+    let (mut rows, mut groups) = (Vec::new(), Vec::new());
+    for (e, list) in routed.iter().enumerate() {
+        if list.is_empty() {
+            continue;
+        }
+        let start = rows.len().next_multiple_of(m.align);
+        rows.resize(start, 0);
+        for &(row, weight) in list {
+            taps[row].push((rows.len(), f64::from(weight)));
+            rows.push(row);
+        }
+        groups.push((e, start, list.len()));
+    }
+    let d = hp.embd;
+    p.gather(h, &rows, (1, n, d), &m.x)?;
+    for &(e, start, count) in &groups {
+        p.product_at((&m.x, start), count, &experts[e], (&m.gu, start));
+    }
+    p.swiglu(&m.gu, (rows.len(), hp.ffn, false), &m.g);
+    for &(e, start, count) in &groups {
+        let down = on_gpu(&layer.experts[e].down)?;
+        p.product_at((&m.g, start), count, down, (&m.y, start));
+    }
+    let mut used = rows.len();
+    if let (Some(expert), Some(gate_up)) = (&layer.shared, shared) {
+        let start = used.next_multiple_of(m.align);
+        p.product(h, n, gate_up, &a.gu);
+        p.swiglu(&a.gu, (n, hp.shared_ffn, false), &a.g);
+        p.product_at((&a.g, 0), n, on_gpu(&expert.down)?, (&m.y, start));
+        for (row, taps) in taps.iter_mut().enumerate() {
+            // (Qwen2-MoE's gate: the sigmoid of the row's score.)
+            let gate = read.get(1).map_or(1.0, |g| 1.0 / (1.0 + (-g[row]).exp()));
+            taps.push((start + row, f64::from(gate)));
+        }
+        used = start + n;
+    }
+    debug_assert!(used <= m.rows);
+    p.resample(&m.y, (1, used, d), &taps, &a.o)?;
+    Ok(p)
 }
 
 /// `x += scale · y`, then `out = rms_norm(x)` by `norm` in the same

@@ -77,7 +77,7 @@ pub(crate) struct Expert {
 }
 
 impl Layer {
-    /// A dense layer's feed-forward (the GPU's pass runs dense models only).
+    /// A dense layer's feed-forward.
     fn dense(&self) -> &Expert {
         &self.experts[0]
     }
@@ -143,14 +143,18 @@ impl Weights {
     }
 
     /// The products a GPU runs by their own matrices, to upload or
-    /// unload: each layer's output and down projections, and the output
-    /// head. Its Q, K and V, and its gate and up, go up side by side
-    /// (`DeviceWeights`).
+    /// unload: each layer's output projection, each expert's down
+    /// projection (a dense layer's one, a mixture's routed and shared
+    /// ones), a mixture's router, and the output head. Its Q, K and V, and
+    /// each expert's gate and up, go up side by side (`DeviceWeights`).
     fn alone_on_the_gpu_mut(&mut self) -> impl Iterator<Item = &mut QMatrix> {
         let head = self.output.as_mut().unwrap_or(&mut self.tok_embd);
         self.layers
             .iter_mut()
-            .flat_map(|l| [&mut l.wo, &mut l.experts[0].down])
+            .flat_map(|l| {
+                let downs = (l.experts.iter_mut().chain(&mut l.shared)).map(|e| &mut e.down);
+                std::iter::once(&mut l.wo).chain(downs).chain(&mut l.router)
+            })
             .chain(std::iter::once(head))
     }
 }
@@ -173,12 +177,6 @@ impl Llama {
         let mut weights = Self::read(bytes)?;
         let placement = match gpu {
             None => Placement::Cpu,
-            // Routing each token to its experts runs on the CPU alone
-            // (said whether or not a GPU is there).
-            Some(_) if weights.hp.experts > 0 => Placement::CpuFallback(
-                "a mixture of experts runs on the CPU (weft-nn's GPU pass is for dense decoders)"
-                    .into(),
-            ),
             Some(Err(e)) => Placement::CpuFallback(e.message),
             Some(Ok(gpu)) => {
                 let products = weights

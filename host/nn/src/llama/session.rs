@@ -386,42 +386,9 @@ fn mixture(
 ) {
     let count = layer.experts.len();
     let d = h.len() / n;
-    // Per expert: (row, weight) of the rows routed to it.
-    let mut routed: Vec<Vec<(usize, f32)>> = vec![Vec::new(); count];
     let scores = router.matmul(h, n, workers);
-    let (mut order, mut probs) = (Vec::with_capacity(count), Vec::with_capacity(count));
-    for (row, s) in scores.chunks_exact(count).enumerate() {
-        let max = s.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-        probs.clear();
-        probs.extend(s.iter().map(|&v| (v - max).exp()));
-        let total: f32 = probs.iter().sum();
-        probs.iter_mut().for_each(|p| *p /= total);
-        order.clear();
-        order.extend(0..count);
-        // Likeliest first (a stable sort: a tie, which ggml's unstable one
-        // breaks either way, goes to the lower index), or (ERNIE 4.5 MoE)
-        // first by the probability plus the router's bias.
-        match &layer.expert_bias {
-            None => order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a])),
-            Some(bias) => {
-                let pick = |e: usize| probs[e] + bias[e];
-                order.sort_by(|&a, &b| pick(b).total_cmp(&pick(a)));
-            }
-        }
-        let top = &order[..used];
-        // (As llama.cpp: the sum kept off 0, at f16's smallest normal.)
-        let sum = match renormalise {
-            true => top
-                .iter()
-                .map(|&e| probs[e])
-                .sum::<f32>()
-                .max(6.103_515_6e-5),
-            false => 1.0,
-        };
-        for &e in top {
-            routed[e].push((row, probs[e] / sum));
-        }
-    }
+    let routing = (count, used, renormalise);
+    let routed = route(&scores, routing, layer.expert_bias.as_deref());
     let mut out = vec![0f32; n * d];
     let (mut rows, mut y) = (Vec::new(), vec![Vec::new()]);
     for (expert, list) in layer.experts.iter().zip(&routed) {
@@ -461,6 +428,52 @@ fn mixture(
         }
     }
     *down = vec![out];
+}
+
+/// A mixture's routing of the rows whose router `scores` (`count` a row)
+/// are given, as [`mixture`] routes them: per expert, `(row, weight)` of
+/// the rows routed to it, in order; `bias` is ERNIE 4.5 MoE's router
+/// bias. The GPU's pass routes with this too.
+pub(super) fn route(
+    scores: &[f32],
+    (count, used, renormalise): (usize, usize, bool),
+    bias: Option<&[f32]>,
+) -> Vec<Vec<(usize, f32)>> {
+    let mut routed: Vec<Vec<(usize, f32)>> = vec![Vec::new(); count];
+    let (mut order, mut probs) = (Vec::with_capacity(count), Vec::with_capacity(count));
+    for (row, s) in scores.chunks_exact(count).enumerate() {
+        let max = s.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+        probs.clear();
+        probs.extend(s.iter().map(|&v| (v - max).exp()));
+        let total: f32 = probs.iter().sum();
+        probs.iter_mut().for_each(|p| *p /= total);
+        order.clear();
+        order.extend(0..count);
+        // Likeliest first (a stable sort: a tie, which ggml's unstable one
+        // breaks either way, goes to the lower index), or (ERNIE 4.5 MoE)
+        // first by the probability plus the router's bias.
+        match bias {
+            None => order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a])),
+            Some(bias) => {
+                let pick = |e: usize| probs[e] + bias[e];
+                order.sort_by(|&a, &b| pick(b).total_cmp(&pick(a)));
+            }
+        }
+        let top = &order[..used];
+        // (As llama.cpp: the sum kept off 0, at f16's smallest normal.)
+        let sum = match renormalise {
+            true => top
+                .iter()
+                .map(|&e| probs[e])
+                .sum::<f32>()
+                .max(6.103_515_6e-5),
+            false => 1.0,
+        };
+        for &e in top {
+            routed[e].push((row, probs[e] / sum));
+        }
+    }
+    routed
 }
 
 /// [`forward_together`] for sessions on the GPU: one pass on the device

@@ -408,6 +408,53 @@ fn on_the_gpu_sessions_computed_together_run_one_pass_and_get_what_each_gets_alo
     }
 }
 
+/// A mixture of experts on the GPU: three sessions' prompts, then a token
+/// each, run together (their rows routed in one pass, each expert over
+/// the rows of all three) give each what it gets alone, and the CPU's
+/// best tokens.
+#[test]
+fn on_the_gpu_a_mixture_computed_together_gets_what_each_gets_alone() {
+    let _device = on_the_device();
+    let bytes = model_file("tiny-qwen2moe.gguf");
+    let model = Llama::load_for(&bytes, Some(Ok(crate::gpu::tests::gpu()))).unwrap();
+    assert!(
+        matches!(model.placement, Placement::Gpu(_)),
+        "{:?}",
+        model.placement
+    );
+    let cpu = Llama::load(&bytes).unwrap();
+    let steps: [[Vec<i64>; 3]; 2] = [
+        [vec![1, 40, 19], vec![1, 52], vec![1, 40, 19, 78, 31, 7]],
+        [vec![50], vec![3], vec![2]],
+    ];
+    let named = |ids: &[i64]| {
+        vec![(
+            "input_ids".to_string(),
+            Tensor::from_i64(vec![ids.len()], ids),
+        )]
+    };
+    let logits = |o: Outputs| o.unwrap()[0].1.to_f32().unwrap();
+    let sessions = |m: &Llama| (0..3).map(|_| m.session()).collect::<Vec<_>>();
+    let (mut alone, mut together, mut on_cpu) =
+        (sessions(&model), sessions(&model), sessions(&cpu));
+    for inputs in &steps {
+        let inputs: Vec<_> = inputs.iter().map(|ids| named(ids)).collect();
+        let mut calls = joined(&mut together, &inputs);
+        let got = model.compute_joined(&mut calls);
+        for (((g, a), c), i) in got
+            .into_iter()
+            .zip(&mut alone)
+            .zip(&mut on_cpu)
+            .zip(&inputs)
+        {
+            let (g, a, c) = (logits(g), logits(a.compute(i)), logits(c.compute(i)));
+            assert!(worst(&g, &a) <= 1e-3, "{}", worst(&g, &a));
+            assert!(worst(&g, &c) <= 1e-2, "{}", worst(&g, &c));
+            assert_eq!(argmax(&g), argmax(&c));
+        }
+    }
+}
+
 /// What an upload checks: the fixture decoder passes; bad head and
 /// rotary sizes are refused with the reason, not a panic later.
 #[test]
