@@ -135,6 +135,18 @@ async fn bad_specs_are_refused_with_the_field_at_fault() {
         200,
         "unchanged spec keeps its version"
     );
+    // A newer deployment of the stage: the same spec applied again runs it,
+    // the pipeline's version unchanged.
+    let stage = |st: &Value| st["steps"][0]["stage_version"].as_u64().unwrap();
+    let before: Value = d.get_json("/v1/pipelines/p").await;
+    d.deploy_query("probe", "probe.wasm", "config.fail_init=false")
+        .await;
+    let (code, after) = d.apply("p", good).await;
+    assert_eq!(code, 200, "{after}");
+    assert_eq!(after["version"], before["version"]);
+    assert_eq!(stage(&after), stage(&before) + 1, "{after}");
+    let now: Value = d.get_json("/v1/pipelines/p").await;
+    assert_eq!(stage(&now), stage(&before) + 1, "the new build runs: {now}");
     let other = good.replace("name = \"p\"", "name = \"other\"");
     let (code, body) = d.apply("other", &other).await;
     assert_eq!(code, 409, "{body}");

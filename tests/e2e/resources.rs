@@ -65,6 +65,18 @@ async fn replicas_reserve_resources_and_oversubscription_is_refused() {
         .await;
     assert_eq!(s, 201, "{v}");
     assert_eq!(reserved(&d, "cpu").await, 2.0);
+    // Applied again unchanged, it keeps its reservations.
+    let (s, v) = d
+        .apply(
+            "a",
+            &pipeline(
+                "a",
+                "resources = { cpu = 1 }\nreplicas = { min = 2, max = 2 }",
+            ),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(reserved(&d, "cpu").await, 2.0);
     let (s, v) = d
         .apply("b", &pipeline("b", "resources = { cpu = 0.5 }"))
         .await;

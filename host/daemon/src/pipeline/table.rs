@@ -147,13 +147,13 @@ impl Pipelines {
     pub async fn apply(&self, spec: PipelineSpec) -> Result<(PipelineHandle, bool), ApiError> {
         spec.validate().map_err(spec_error)?;
         self.check_routes(&spec)?;
-        let previous = self.get(&spec.name).map(|p| p.version);
         let json = serde_json::to_string(&spec).expect("a spec serializes");
         let store = self.store.clone();
         let name = spec.name.clone();
         // The version being replaced hands its reservations over: it
         // finishes its requests without them.
         let old = self.get(&spec.name);
+        let previous = old.as_ref().map(|p| p.version);
         if let Some(old) = &old {
             old.steps.iter().for_each(|s| s.grant.retire());
         }
@@ -163,24 +163,42 @@ impl Pipelines {
             Ok(running) => running,
             Err(e) => {
                 if let Some(old) = &old {
-                    for s in &old.steps {
-                        s.grant.reinstate(
-                            s.stats
-                                .target_replicas
-                                .load(std::sync::atomic::Ordering::Relaxed),
-                        );
-                    }
+                    Self::reinstate(old);
                 }
                 return Err(e);
             }
         };
         let rec: PipelineRecord = crate::blocking(move || store.put_pipeline(&name, &json)).await?;
-        if previous == Some(rec.version) {
-            return Ok((self.get(&rec.name).expect("running"), false));
+        let unchanged = previous == Some(rec.version);
+        if let (true, Some(old)) = (unchanged, old) {
+            let versions =
+                |steps: &[Step]| -> Vec<u32> { steps.iter().map(|s| s.pool.version()).collect() };
+            if versions(&old.steps) == versions(&running.steps) {
+                // Nothing to change: the running version keeps its
+                // reservations (the new build's go back first: its workers
+                // hold its grants until they exit).
+                running.steps.iter().for_each(|s| s.grant.retire());
+                drop(running);
+                Self::reinstate(&old);
+                return Ok((old, false));
+            }
+            // The same spec over a newer deployment of a stage it runs
+            // the latest of: the new build takes over.
         }
         running.version = rec.version;
         let handle = self.install(running);
-        Ok((handle, true))
+        Ok((handle, !unchanged))
+    }
+
+    /// Hands a pipeline that was to be replaced its reservations back.
+    fn reinstate(p: &RunningPipeline) {
+        for s in &p.steps {
+            let target = s
+                .stats
+                .target_replicas
+                .load(std::sync::atomic::Ordering::Relaxed);
+            s.grant.reinstate(target);
+        }
     }
 
     /// Stops and forgets a pipeline; `false` when it did not exist.
