@@ -66,21 +66,29 @@ impl Format {
         }
     }
 
-    /// The format a file name or content type suggests.
-    pub fn guess(name_or_type: &str) -> Option<Self> {
-        let s = name_or_type.to_ascii_lowercase();
-        if s.ends_with(".jsonl")
-            || s.ends_with(".ndjson")
-            || s.contains("ndjson")
-            || s.contains("jsonl")
-        {
+    /// The format a content type says.
+    pub fn of_content_type(content_type: &str) -> Option<Self> {
+        let s = content_type.to_ascii_lowercase();
+        if s.contains("ndjson") || s.contains("jsonl") {
             Some(Self::Jsonl)
-        } else if s.ends_with(".csv") || s.contains("text/csv") {
+        } else if s.contains("text/csv") {
             Some(Self::Csv)
-        } else if s.ends_with(".txt") || s.contains("text/plain") {
+        } else if s.contains("text/plain") {
             Some(Self::Lines)
         } else {
             None
+        }
+    }
+
+    /// The format a file's extension says (only the extension: a folder
+    /// named `jsonl-exports` says nothing about `rows.csv` in it).
+    pub fn of_file(path: &std::path::Path) -> Option<Self> {
+        let ext = path.extension()?.to_str()?.to_ascii_lowercase();
+        match ext.as_str() {
+            "jsonl" | "ndjson" => Some(Self::Jsonl),
+            "csv" => Some(Self::Csv),
+            "txt" => Some(Self::Lines),
+            _ => None,
         }
     }
 }
@@ -595,8 +603,15 @@ mod tests {
     fn formats_parse_and_guess() {
         assert_eq!("jsonl".parse::<Format>().unwrap(), Format::Jsonl);
         assert!("parquet".parse::<Format>().is_err());
-        assert_eq!(Format::guess("data.csv"), Some(Format::Csv));
-        assert_eq!(Format::guess("application/x-ndjson"), Some(Format::Jsonl));
-        assert_eq!(Format::guess("a.bin"), None);
+        let file = |p: &str| Format::of_file(std::path::Path::new(p));
+        assert_eq!(file("data.csv"), Some(Format::Csv));
+        assert_eq!(file("/data/jsonl-exports/rows.CSV"), Some(Format::Csv));
+        assert_eq!(file("/data/jsonl/rows"), None);
+        assert_eq!(file("a.bin"), None);
+        assert_eq!(file("a.ndjson"), Some(Format::Jsonl));
+        let typed = Format::of_content_type;
+        assert_eq!(typed("application/x-ndjson"), Some(Format::Jsonl));
+        assert_eq!(typed("text/csv; charset=utf-8"), Some(Format::Csv));
+        assert_eq!(typed("application/octet-stream"), None);
     }
 }

@@ -395,18 +395,23 @@ pub fn parse_custom(s: &str) -> Result<(String, f64), String> {
     let (name, amount) = s
         .split_once('=')
         .ok_or_else(|| format!("`{s}`: expected NAME=AMOUNT, e.g. licence=2"))?;
-    let amount: f64 = amount
-        .parse()
-        .map_err(|_| format!("`{s}`: `{amount}` is not a number"))?;
+    let amount = parse_amount(amount).map_err(|e| format!("`{s}`: {e}"))?;
     if name.is_empty() || ["cpu", "gpu", "memory_mib"].contains(&name) {
         return Err(format!(
             "`{s}`: name a custom resource (cpu, gpu and memory have their own flags)"
         ));
     }
-    if !(amount.is_finite() && amount >= 0.0) {
-        return Err(format!("`{s}`: the amount must be 0 or more"));
-    }
     Ok((name.to_string(), amount))
+}
+
+/// `weft serve`'s amounts of a resource (`--cpus`, `--gpus`,
+/// `--node-memory-mib`): a number, 0 or more.
+pub fn parse_amount(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        Ok(_) => Err(format!("`{s}`: the amount must be 0 or more")),
+        Err(_) => Err(format!("`{s}` is not a number")),
+    }
 }
 
 #[cfg(test)]

@@ -32,6 +32,21 @@ pub enum JobState {
 }
 
 impl JobState {
+    /// Every state.
+    pub const ALL: [Self; 6] = [
+        Self::Queued,
+        Self::Running,
+        Self::Succeeded,
+        Self::Failed,
+        Self::Cancelled,
+        Self::Moved,
+    ];
+
+    /// The state [`JobState::as_str`] names.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+
     /// Whether the job will not change any more.
     pub fn is_terminal(self) -> bool {
         matches!(
@@ -371,6 +386,14 @@ fn append_event(txn: &redb::WriteTransaction, id: u64, event: &str) -> Result<u6
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn states_are_found_by_their_names() {
+        for s in JobState::ALL {
+            assert_eq!(JobState::from_name(s.as_str()), Some(s));
+        }
+        assert_eq!(JobState::from_name("Running"), None);
+    }
 
     fn commit(rows: u32, failed: u32, out: &str) -> BlockCommit {
         BlockCommit {

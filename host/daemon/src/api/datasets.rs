@@ -44,7 +44,7 @@ pub async fn create(
         None => headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .and_then(Format::guess)
+            .and_then(Format::of_content_type)
             .ok_or_else(|| {
                 ApiError::bad_request(
                     "invalid_argument",

@@ -11,6 +11,8 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use super::print_json;
+use weft_store::JobState;
+
 use crate::client::Client;
 
 /// `weft dataset ...`.
@@ -132,7 +134,7 @@ pub async fn dataset(client: &Client, cmd: DatasetCommand) -> anyhow::Result<()>
         } => {
             let format = match format {
                 Some(f) => f,
-                None => crate::datasets::Format::guess(&files[0].to_string_lossy())
+                None => crate::datasets::Format::of_file(&files[0])
                     .map(|f| f.as_str().to_string())
                     .with_context(|| {
                         format!(
@@ -420,7 +422,7 @@ async fn watch(client: &Client, id: &str) -> anyhow::Result<()> {
             err.flush()?;
             last = line;
         }
-        if matches!(state.as_str(), "succeeded" | "failed" | "cancelled") {
+        if has_ended(&state) {
             if tty {
                 eprintln!();
             }
@@ -440,6 +442,12 @@ async fn watch(client: &Client, id: &str) -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// Whether a job in `state` will not change any more: `moved` too (a
+/// cluster's node took it over; its `error` says which).
+fn has_ended(state: &str) -> bool {
+    JobState::from_name(state).is_some_and(JobState::is_terminal)
 }
 
 /// How long `weft job watch` waits for a daemon that stopped answering.
@@ -513,5 +521,17 @@ mod tests {
         );
         let v = json!({"kind": "invoke", "state": "running", "progress": {"done": 3, "total": null, "message": "epoch"}});
         assert_eq!(progress_line(&v), "running: 3/? epoch");
+    }
+
+    /// `weft job watch` stops at every final state, `moved` included (it
+    /// polled a moved job for ever).
+    #[test]
+    fn watching_ends_at_every_final_state() {
+        for state in ["succeeded", "failed", "cancelled", "moved"] {
+            assert!(has_ended(state), "{state}");
+        }
+        for state in ["queued", "running", ""] {
+            assert!(!has_ended(state), "{state}");
+        }
     }
 }

@@ -488,12 +488,11 @@ async fn invoke(client: &Client, path: &str, args: Payload) -> anyhow::Result<()
     }
     // Print SSE events as they arrive: "event: data" per line.
     let mut body = response.bytes_stream();
-    let mut buf = String::new();
+    let mut frames = Frames::default();
     let mut failed = None;
     while let Some(chunk) = body.next().await {
-        buf.push_str(&String::from_utf8_lossy(&chunk?));
-        while let Some(end) = buf.find("\n\n") {
-            let frame: String = buf.drain(..end + 2).collect();
+        frames.push(&chunk?);
+        while let Some(frame) = frames.next_frame() {
             let mut event = "message";
             let mut data = String::new();
             for line in frame.lines() {
@@ -519,11 +518,53 @@ async fn invoke(client: &Client, path: &str, args: Payload) -> anyhow::Result<()
     }
 }
 
+/// A server-sent event stream's bytes as they arrive, cut into frames
+/// (ending in a blank line). Text is decoded a whole frame at a time: a
+/// character split between two chunks stays whole.
+#[derive(Default)]
+struct Frames {
+    buf: Vec<u8>,
+}
+
+impl Frames {
+    fn push(&mut self, chunk: &[u8]) {
+        self.buf.extend_from_slice(chunk);
+    }
+
+    /// The next whole frame, if one has arrived.
+    fn next_frame(&mut self) -> Option<String> {
+        let end = self.buf.windows(2).position(|w| w == b"\n\n")?;
+        let frame: Vec<u8> = self.buf.drain(..end + 2).collect();
+        Some(String::from_utf8_lossy(&frame).into_owned())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use clap::error::ErrorKind;
 
     use super::*;
+
+    /// `--stream` prints text whole when a chunk ends inside a character
+    /// (it printed U+FFFD for each half).
+    #[test]
+    fn stream_frames_keep_characters_split_between_chunks() {
+        let text = "event: partial\ndata: {\"text\":\"wörld\"}\n\nevent: result\ndata: 1\n\n";
+        let split = text.find('ö').unwrap() + 1;
+        let mut frames = Frames::default();
+        frames.push(&text.as_bytes()[..split]);
+        assert_eq!(frames.next_frame(), None);
+        frames.push(&text.as_bytes()[split..]);
+        assert_eq!(
+            frames.next_frame().as_deref(),
+            Some("event: partial\ndata: {\"text\":\"wörld\"}\n\n")
+        );
+        assert_eq!(
+            frames.next_frame().as_deref(),
+            Some("event: result\ndata: 1\n\n")
+        );
+        assert_eq!(frames.next_frame(), None);
+    }
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
         Cli::try_parse_checked(std::iter::once("weft").chain(args.iter().copied()))
@@ -542,6 +583,30 @@ mod tests {
         }
         let cli = parse(&["serve", "--listen", "127.0.0.1:1"]).unwrap();
         assert!(matches!(cli.command, Command::Serve(_)));
+    }
+
+    /// `weft serve`'s numbers are checked as they are parsed: a negative or
+    /// NaN amount of a resource was taken, an infinite TTL panicked.
+    #[test]
+    fn serve_refuses_amounts_it_cannot_use() {
+        for (flag, value, why) in [
+            ("--cpus", "-1", "0 or more"),
+            ("--gpus", "NaN", "0 or more"),
+            ("--node-memory-mib", "lots", "not a number"),
+            ("--job-ttl-hours", "inf", "0 or more"),
+            ("--job-ttl-hours", "1e16", "too long"),
+            ("--job-ttl-hours", "-2", "0 or more"),
+        ] {
+            let arg = format!("{flag}={value}");
+            let err = parse(&["serve", &arg]).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::ValueValidation, "{flag} {value}");
+            assert!(err.to_string().contains(why), "{flag} {value}: {err}");
+        }
+        let cli = parse(&["serve", "--cpus", "1.5", "--job-ttl-hours", "0"]).unwrap();
+        let Command::Serve(args) = cli.command else {
+            panic!("serve")
+        };
+        assert_eq!((args.cpus, args.job_ttl_hours), (Some(1.5), 0.0));
     }
 
     #[test]

@@ -41,7 +41,7 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 4)]
     pub jobs_per_pipeline: usize,
     /// Hours a finished job (its record, events and output) is kept.
-    #[arg(long, default_value_t = 168.0)]
+    #[arg(long, default_value_t = 168.0, value_parser = parse_hours)]
     pub job_ttl_hours: f64,
     /// Page cache of the store in MiB.
     #[arg(long, default_value_t = 64)]
@@ -94,18 +94,27 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 2)]
     pub block_workers: usize,
     /// Cores this node offers to replicas (default: the machine's).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::resources::parse_amount)]
     pub cpus: Option<f64>,
     /// GPUs this node offers (default: the hardware GPUs wgpu finds;
     /// software adapters such as llvmpipe do not count).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::resources::parse_amount)]
     pub gpus: Option<f64>,
     /// Memory in MiB this node offers to replicas (default: the machine's).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::resources::parse_amount)]
     pub node_memory_mib: Option<f64>,
     /// A custom resource the node offers, NAME=AMOUNT (repeatable).
     #[arg(long = "resource", value_parser = crate::resources::parse_custom)]
     pub resources: Vec<(String, f64)>,
+}
+
+/// `--job-ttl-hours`: 0 or more, and a duration the clock can hold (`inf`
+/// panicked at start-up).
+fn parse_hours(s: &str) -> Result<f64, String> {
+    let hours = crate::resources::parse_amount(s)?;
+    Duration::try_from_secs_f64(hours * 3600.0)
+        .map(|_| hours)
+        .map_err(|_| format!("`{s}` hours is too long"))
 }
 
 pub(super) async fn serve(args: ServeArgs, token: Option<String>) -> anyhow::Result<()> {
@@ -136,7 +145,7 @@ pub(super) async fn serve(args: ServeArgs, token: Option<String>) -> anyhow::Res
         "gpu" => weft_runtime::ExecutionTarget::Gpu,
         _ => weft_runtime::ExecutionTarget::Cpu,
     };
-    config.jobs.ttl = Duration::from_secs_f64(args.job_ttl_hours.max(0.0) * 3600.0);
+    config.jobs.ttl = Duration::from_secs_f64(args.job_ttl_hours * 3600.0);
     if let Some(url) = args.cluster {
         let mut cluster = crate::cluster::ClusterConfig::new(url);
         cluster.node_name = args.node_name;
