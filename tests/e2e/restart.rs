@@ -127,6 +127,19 @@ async fn cli_applies_inspects_and_runs_a_pipeline() {
         err.contains("400") && err.contains("steps[0].batch.max_size"),
         "{err}"
     );
+    // A name is one segment of the path: `dataset delete ../pipelines/text`
+    // deleted the pipeline `text`.
+    let err = run(&["dataset", "delete", "../pipelines/text"])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("dataset name"), "{err}");
+    let err = run(&["stage", "delete", ".."])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("`..` is not a name"), "{err}");
+    assert_eq!(d.get_json("/v1/pipelines/text").await["name"], "text");
     run(&["pipeline", "delete", "text"])
         .await
         .expect("delete via CLI");

@@ -71,6 +71,26 @@ impl Client {
     }
 }
 
+/// `name` (a stage's, a job's id, …) as one segment of a request's path,
+/// percent-encoded: a name with `/`, `?`, `#` or spaces reaches the
+/// daemon as that name (which says what is wrong with it), never as
+/// another route. `.` and `..`, which a URL resolves, are refused here.
+pub fn seg(name: &str) -> anyhow::Result<String> {
+    if matches!(name, "" | "." | "..") {
+        anyhow::bail!("`{name}` is not a name: give the name of one");
+    }
+    let mut out = String::with_capacity(name.len());
+    for b in name.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    Ok(out)
+}
+
 /// The daemon's JSON error `{"error": {"code", "message", "hint"}}` as
 /// text: the message, then the hint on a line of its own.
 pub fn error_text(v: &Value) -> Option<String> {
@@ -84,7 +104,18 @@ pub fn error_text(v: &Value) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::{Client, error_text};
+    use super::{Client, error_text, seg};
+
+    #[test]
+    fn names_are_one_segment_of_the_path() {
+        assert_eq!(seg("normalize").unwrap(), "normalize");
+        assert_eq!(seg("../pipelines/text").unwrap(), "..%2Fpipelines%2Ftext");
+        assert_eq!(seg("a?x=1#y z").unwrap(), "a%3Fx%3D1%23y%20z");
+        assert_eq!(seg("wörld").unwrap(), "w%C3%B6rld");
+        for bad in ["", ".", ".."] {
+            assert!(seg(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn errors_read_as_their_message_and_hint() {

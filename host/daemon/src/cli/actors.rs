@@ -8,7 +8,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use super::{Payload, invoke, print_json};
-use crate::client::Client;
+use crate::client::{Client, seg};
 
 /// `weft actor ...`.
 #[derive(Debug, Subcommand)]
@@ -98,17 +98,17 @@ pub async fn actor(client: &Client, cmd: ActorCommand) -> anyhow::Result<()> {
         }
         ActorCommand::Show { name } => {
             let v = client
-                .json(client.request(Method::GET, &format!("/v1/actors/{name}")))
+                .json(client.request(Method::GET, &format!("/v1/actors/{}", seg(&name)?)))
                 .await?;
             print_json(&v)?;
             Ok(())
         }
         ActorCommand::Call { name, payload } => {
-            invoke(client, &format!("/v1/actors/{name}/call"), payload).await
+            invoke(client, &format!("/v1/actors/{}/call", seg(&name)?), payload).await
         }
         ActorCommand::Delete { name } => {
             client
-                .send(client.request(Method::DELETE, &format!("/v1/actors/{name}")))
+                .send(client.request(Method::DELETE, &format!("/v1/actors/{}", seg(&name)?)))
                 .await?;
             out!("deleted actor {name}")?;
             Ok(())

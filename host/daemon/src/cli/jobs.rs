@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use super::print_json;
 use weft_store::JobState;
 
-use crate::client::Client;
+use crate::client::{Client, seg};
 
 /// `weft dataset ...`.
 #[derive(Debug, Subcommand)]
@@ -202,14 +202,14 @@ pub async fn dataset(client: &Client, cmd: DatasetCommand) -> anyhow::Result<()>
         DatasetCommand::Show { name } => {
             print_json(
                 &client
-                    .json(client.request(Method::GET, &format!("/v1/datasets/{name}")))
+                    .json(client.request(Method::GET, &format!("/v1/datasets/{}", seg(&name)?)))
                     .await?,
             )?;
             Ok(())
         }
         DatasetCommand::Delete { name } => {
             client
-                .send(client.request(Method::DELETE, &format!("/v1/datasets/{name}")))
+                .send(client.request(Method::DELETE, &format!("/v1/datasets/{}", seg(&name)?)))
                 .await?;
             out!("deleted dataset {name}")?;
             Ok(())
@@ -332,7 +332,7 @@ pub async fn job(client: &Client, cmd: JobCommand) -> anyhow::Result<()> {
         JobCommand::Status { id } => {
             print_json(
                 &client
-                    .json(client.request(Method::GET, &format!("/v1/jobs/{id}")))
+                    .json(client.request(Method::GET, &format!("/v1/jobs/{}", seg(&id)?)))
                     .await?,
             )?;
             Ok(())
@@ -340,7 +340,7 @@ pub async fn job(client: &Client, cmd: JobCommand) -> anyhow::Result<()> {
         JobCommand::Watch { id } => watch(client, &id).await,
         JobCommand::Cancel { id } => {
             let v = client
-                .json(client.request(Method::POST, &format!("/v1/jobs/{id}/cancel")))
+                .json(client.request(Method::POST, &format!("/v1/jobs/{}/cancel", seg(&id)?)))
                 .await?;
             out!("job {id} {}", v["state"].as_str().unwrap_or(""))?;
             Ok(())
@@ -352,7 +352,7 @@ pub async fn job(client: &Client, cmd: JobCommand) -> anyhow::Result<()> {
             partial,
         } => {
             let what = if errors { "errors" } else { "output" };
-            let mut req = client.request(Method::GET, &format!("/v1/jobs/{id}/{what}"));
+            let mut req = client.request(Method::GET, &format!("/v1/jobs/{}/{what}", seg(&id)?));
             if partial {
                 req = req.query(&[("partial", "true")]);
             }
@@ -373,7 +373,7 @@ pub async fn job(client: &Client, cmd: JobCommand) -> anyhow::Result<()> {
         }
         JobCommand::Delete { id } => {
             client
-                .send(client.request(Method::DELETE, &format!("/v1/jobs/{id}")))
+                .send(client.request(Method::DELETE, &format!("/v1/jobs/{}", seg(&id)?)))
                 .await?;
             out!("deleted job {id}")?;
             Ok(())
@@ -390,7 +390,7 @@ async fn watch(client: &Client, id: &str) -> anyhow::Result<()> {
     let mut lost: Option<std::time::Instant> = None;
     loop {
         let v = match client
-            .json(client.request(Method::GET, &format!("/v1/jobs/{id}")))
+            .json(client.request(Method::GET, &format!("/v1/jobs/{}", seg(&id)?)))
             .await
         {
             Ok(v) => {

@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use futures_util::StreamExt;
 use reqwest::Method;
 
-use crate::client::Client;
+use crate::client::{Client, seg};
 
 /// weft: generative-AI pipelines as sandboxed WebAssembly stages.
 #[derive(Debug, Parser)]
@@ -263,7 +263,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let mut query = pairs("config", &config)?;
             query.extend(pairs("env", &env)?);
             let req = client
-                .request(Method::PUT, &format!("/v1/stages/{name}"))
+                .request(Method::PUT, &format!("/v1/stages/{}", seg(&name)?))
                 .query(&query)
                 .body(bytes);
             let v = client.json(req).await?;
@@ -295,20 +295,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Stage(StageCommand::Show { name }) => {
             print_json(
                 &client
-                    .json(client.request(Method::GET, &format!("/v1/stages/{name}")))
+                    .json(client.request(Method::GET, &format!("/v1/stages/{}", seg(&name)?)))
                     .await?,
             )?;
             Ok(())
         }
         Command::Stage(StageCommand::Delete { name }) => {
             client
-                .send(client.request(Method::DELETE, &format!("/v1/stages/{name}")))
+                .send(client.request(Method::DELETE, &format!("/v1/stages/{}", seg(&name)?)))
                 .await?;
             out!("deleted {name}")?;
             Ok(())
         }
         Command::Invoke(args) => {
-            let path = format!("/v1/stages/{}/invoke", args.stage);
+            let path = format!("/v1/stages/{}/invoke", seg(&args.stage)?);
             invoke(&client, &path, args.payload).await
         }
         Command::Pipeline(cmd) => pipeline(&client, cmd).await,
@@ -330,7 +330,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Object(ObjectCommand::Get { id, output }) => {
             let bytes = client
-                .send(client.request(Method::GET, &format!("/v1/objects/{id}")))
+                .send(client.request(Method::GET, &format!("/v1/objects/{}", seg(&id)?)))
                 .await?
                 .bytes()
                 .await?;
@@ -364,7 +364,7 @@ async fn pipeline(client: &Client, cmd: PipelineCommand) -> anyhow::Result<()> {
                 .to_string();
             // Send the file as written so the daemon's errors point at its fields.
             let req = client
-                .request(Method::PUT, &format!("/v1/pipelines/{name}"))
+                .request(Method::PUT, &format!("/v1/pipelines/{}", seg(&name)?))
                 .header(
                     "content-type",
                     if json {
@@ -415,7 +415,7 @@ async fn pipeline(client: &Client, cmd: PipelineCommand) -> anyhow::Result<()> {
         }
         PipelineCommand::Status { name } => {
             let v = client
-                .json(client.request(Method::GET, &format!("/v1/pipelines/{name}")))
+                .json(client.request(Method::GET, &format!("/v1/pipelines/{}", seg(&name)?)))
                 .await?;
             out!("pipeline {name} v{}", v["version"])?;
             out!(
@@ -448,12 +448,12 @@ async fn pipeline(client: &Client, cmd: PipelineCommand) -> anyhow::Result<()> {
             Ok(())
         }
         PipelineCommand::Invoke(args) => {
-            let path = format!("/v1/pipelines/{}/invoke", args.name);
+            let path = format!("/v1/pipelines/{}/invoke", seg(&args.name)?);
             invoke(client, &path, args.payload).await
         }
         PipelineCommand::Delete { name } => {
             client
-                .send(client.request(Method::DELETE, &format!("/v1/pipelines/{name}")))
+                .send(client.request(Method::DELETE, &format!("/v1/pipelines/{}", seg(&name)?)))
                 .await?;
             out!("deleted pipeline {name}")?;
             Ok(())

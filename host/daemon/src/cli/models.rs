@@ -8,7 +8,7 @@ use clap::Subcommand;
 use reqwest::Method;
 
 use super::print_json;
-use crate::client::Client;
+use crate::client::{Client, seg};
 
 /// `weft model ...`.
 #[derive(Debug, Subcommand)]
@@ -53,7 +53,7 @@ pub async fn model(client: &Client, cmd: ModelCommand) -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("reading {}", file.display()))?;
             let mut req = client
-                .request(Method::PUT, &format!("/v1/models/{name}"))
+                .request(Method::PUT, &format!("/v1/models/{}", seg(&name)?))
                 .body(bytes);
             if let Some(e) = encoding {
                 req = req.query(&[("encoding", e)]);
@@ -98,13 +98,13 @@ pub async fn model(client: &Client, cmd: ModelCommand) -> anyhow::Result<()> {
         ModelCommand::Show { name } => {
             print_json(
                 &client
-                    .json(client.request(Method::GET, &format!("/v1/models/{name}")))
+                    .json(client.request(Method::GET, &format!("/v1/models/{}", seg(&name)?)))
                     .await?,
             )?;
             Ok(())
         }
         ModelCommand::Delete { name, force } => {
-            let path = format!("/v1/models/{name}");
+            let path = format!("/v1/models/{}", seg(&name)?);
             let req = client.request(Method::DELETE, &path);
             let req = if force {
                 req.query(&[("force", "true")])

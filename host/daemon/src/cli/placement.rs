@@ -8,7 +8,7 @@ use reqwest::Method;
 use serde_json::{Map, Value, json};
 
 use super::print_json;
-use crate::client::Client;
+use crate::client::{Client, seg};
 
 /// `weft node ...`.
 #[derive(Debug, Subcommand)]
@@ -93,7 +93,10 @@ pub async fn node(client: &Client, cmd: NodeCommand) -> anyhow::Result<()> {
 
 async fn drain(client: &Client, name: &str, action: &str) -> anyhow::Result<()> {
     let v = client
-        .json(client.request(Method::POST, &format!("/v1/cluster/nodes/{name}/{action}")))
+        .json(client.request(
+            Method::POST,
+            &format!("/v1/cluster/nodes/{}/{action}", seg(&name)?),
+        ))
         .await?;
     Ok(print_json(&v)?)
 }
@@ -136,13 +139,19 @@ pub async fn group(client: &Client, cmd: PlacementGroupCommand) -> anyhow::Resul
         }
         PlacementGroupCommand::Show { name } => {
             let v = client
-                .json(client.request(Method::GET, &format!("/v1/placement-groups/{name}")))
+                .json(client.request(
+                    Method::GET,
+                    &format!("/v1/placement-groups/{}", seg(&name)?),
+                ))
                 .await?;
             Ok(print_json(&v)?)
         }
         PlacementGroupCommand::Delete { name } => {
             client
-                .send(client.request(Method::DELETE, &format!("/v1/placement-groups/{name}")))
+                .send(client.request(
+                    Method::DELETE,
+                    &format!("/v1/placement-groups/{}", seg(&name)?),
+                ))
                 .await?;
             out!("deleted placement group {name}")?;
             Ok(())
