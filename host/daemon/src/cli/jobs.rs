@@ -390,7 +390,7 @@ async fn watch(client: &Client, id: &str) -> anyhow::Result<()> {
     let mut lost: Option<std::time::Instant> = None;
     loop {
         let v = match client
-            .json(client.request(Method::GET, &format!("/v1/jobs/{}", seg(&id)?)))
+            .json(client.request(Method::GET, &format!("/v1/jobs/{}", seg(id)?)))
             .await
         {
             Ok(v) => {

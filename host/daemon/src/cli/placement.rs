@@ -95,7 +95,7 @@ async fn drain(client: &Client, name: &str, action: &str) -> anyhow::Result<()> 
     let v = client
         .json(client.request(
             Method::POST,
-            &format!("/v1/cluster/nodes/{}/{action}", seg(&name)?),
+            &format!("/v1/cluster/nodes/{}/{action}", seg(name)?),
         ))
         .await?;
     Ok(print_json(&v)?)
