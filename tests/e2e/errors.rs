@@ -103,6 +103,15 @@ async fn bad_uploads_are_rejected_and_leave_nothing_behind() {
     assert_eq!(r.status(), 404);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"]["code"], "no_route");
+
+    // A path segment the route cannot take is a JSON 400 too (was axum's
+    // text/plain).
+    for path in ["/v1/stages/%FF", "/v1/jobs/1/blocks/x"] {
+        let r = d.http.get(d.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), 400, "{path}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "bad_path", "{path}: {body}");
+    }
 }
 
 /// Keeps calling `normalize` until stopped; counts successes and failures.

@@ -19,7 +19,7 @@ pub(crate) use stages::deploy_stage;
 
 use std::sync::Arc;
 
-use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request, State};
 use axum::http::{Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -247,6 +247,27 @@ async fn auth(State(state): State<Arc<AppState>>, req: Request, next: Next) -> R
         )
         .hint("pass `--token` to the CLI (or set WEFT_TOKEN), or send `Authorization: Bearer <token>`")
         .into_response()
+    }
+}
+
+/// axum's `Path`, with its rejection (a segment that is not UTF-8 once
+/// decoded, or not a number where one is expected) said as the API's JSON
+/// error, as every other bad request is.
+#[derive(Debug)]
+pub struct Path<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned + Send> FromRequestParts<S> for Path<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(v)) => Ok(Self(v)),
+            Err(rejection) => Err(ApiError::bad_request("bad_path", rejection.body_text())
+                .hint("check the URL's path: names are UTF-8, ids and indices numbers")),
+        }
     }
 }
 
