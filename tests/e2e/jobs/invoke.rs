@@ -240,6 +240,33 @@ async fn a_job_past_its_timeout_names_timeout_s() {
     );
 }
 
+/// A job's `timeout_s` counts from its first start: run again after a
+/// restart, it has what is left (each restart gave it all of it again, so
+/// a crash loop ran it for ever).
+#[tokio::test]
+async fn a_resumed_job_keeps_its_first_deadline() {
+    let mut d = probe_daemon().await;
+    let (s, job, _) = submit(
+        &d,
+        &json!({"kind": "invoke", "pipeline": "p", "input": {"op": "sleep", "ms": 2000}, "timeout_s": 3}),
+    )
+    .await;
+    assert_eq!(s, 202, "{job}");
+    let id = job["id"].as_str().unwrap().to_string();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    d.restart().await;
+    // 2 s of sleep again, with under 1.5 s left.
+    let done = finished(&d, &id).await;
+    assert_eq!(done["state"], "failed", "{done}");
+    assert!(
+        done["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("the job's timeout_s (3 s) passed"),
+        "{done}"
+    );
+}
+
 /// `weft job watch` waits out a daemon restart (the job runs again after
 /// it) instead of failing with "cannot reach the weft daemon".
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,8 +13,14 @@ use crate::pipeline::StepFailure;
 use crate::{ApiError, blocking};
 
 impl Jobs {
-    /// Runs an invoke job; `emit` events become job events and progress.
-    pub(super) async fn run_invoke(&self, id: u64, spec: &InvokeSpec) -> Result<String, String> {
+    /// Runs an invoke job, which first started at `started` (ms since the
+    /// epoch); `emit` events become job events and progress.
+    pub(super) async fn run_invoke(
+        &self,
+        id: u64,
+        spec: &InvokeSpec,
+        started: Option<u64>,
+    ) -> Result<String, String> {
         let pipeline = self
             .inner
             .pipelines
@@ -25,7 +31,10 @@ impl Jobs {
                 .unwrap_or(spec::DEFAULT_JOB_TIMEOUT_S)
                 .min(spec::MAX_JOB_TIMEOUT_S),
         );
-        let deadline = Instant::now() + timeout;
+        // From its first start: a job resumed after a restart (or a crash
+        // loop) has what is left of its time, not all of it again.
+        let ran = started.map_or(0, |ms| super::now_ms().saturating_sub(ms));
+        let deadline = Instant::now() + timeout.saturating_sub(Duration::from_millis(ran));
         let mut item = spec.item();
         // A stable key per job: stages key their checkpoints by it.
         item.key.get_or_insert_with(|| self.item_key(id, spec));

@@ -388,19 +388,19 @@ impl Jobs {
             })?)
         })
         .await;
-        match running {
-            Ok(Some(j)) if j.state == JobState::Running => {}
+        let started = match running {
+            Ok(Some(j)) if j.state == JobState::Running => j.started_unix_ms,
             Ok(_) => return,
             Err(e) => {
                 tracing::error!(job = id, "cannot start job: {}", e.message);
                 return;
             }
-        }
+        };
         self.event(id, json!({"type": "state", "state": "running"}))
             .await;
         let outcome = match spec {
             JobSpec::Batch(b) => batch::run(self, &rec, &b, live).await.map(|()| None),
-            JobSpec::Invoke(i) => self.run_invoke(id, &i).await.map(Some),
+            JobSpec::Invoke(i) => self.run_invoke(id, &i, started).await.map(Some),
         };
         match outcome {
             Ok(result) => {
