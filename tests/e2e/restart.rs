@@ -77,6 +77,39 @@ async fn cli_deploys_and_invokes_against_a_live_daemon() {
     assert!(err.contains("404") && err.contains("hint:"), "{err}");
 }
 
+/// The CLI says why a request got no answer: no daemon there, or a body
+/// over the daemon's limit (which it refuses mid-upload, and which the CLI
+/// reported as "cannot reach the weft daemon … is `weft serve` running?").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_says_why_a_request_got_no_answer() {
+    use clap::Parser;
+    let d = TestDaemon::start_with(|c| c.max_body = 1 << 20).await;
+    let big = d.dir.path().join("big.wasm");
+    std::fs::write(&big, vec![0u8; 64 << 20]).unwrap();
+    let run = |server: &str, args: &[&str]| {
+        let mut argv = vec!["weft", "--server", server];
+        argv.extend_from_slice(args);
+        weft::cli::run(weft::cli::Cli::parse_from(argv))
+    };
+    let err = run(&d.url, &["stage", "deploy", "big", big.to_str().unwrap()])
+        .await
+        .unwrap_err();
+    let err = format!("{err:#}");
+    assert!(err.contains("--max-body-mib"), "{err}");
+    assert!(!err.contains("is `weft serve` running"), "{err}");
+    // Nothing listens on a port just freed.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let err = run(&format!("127.0.0.1:{port}"), &["stage", "list"])
+        .await
+        .unwrap_err();
+    let err = format!("{err:#}");
+    assert!(err.contains("is `weft serve` running"), "{err}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_applies_inspects_and_runs_a_pipeline() {
     use clap::Parser;

@@ -1,6 +1,6 @@
 //! A small HTTP client of the daemon's API, used by the CLI subcommands.
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use reqwest::{Method, RequestBuilder, Response};
 use serde_json::Value;
 
@@ -47,10 +47,7 @@ impl Client {
     /// Sends `req`; a non-2xx answer becomes an error carrying the daemon's
     /// message and hint.
     pub async fn send(&self, req: RequestBuilder) -> anyhow::Result<Response> {
-        let response = req
-            .send()
-            .await
-            .with_context(|| format!("cannot reach the weft daemon at {} (is `weft serve` running? set --server or WEFT_SERVER)", self.base))?;
+        let response = req.send().await.map_err(|e| self.unsent(e))?;
         if response.status().is_success() {
             return Ok(response);
         }
@@ -68,6 +65,31 @@ impl Client {
     /// Sends `req` and parses a JSON answer.
     pub async fn json(&self, req: RequestBuilder) -> anyhow::Result<Value> {
         Ok(self.send(req).await?.json().await?)
+    }
+
+    /// Why a request got no answer, said as what to do: no daemon there
+    /// (or not over plain HTTP), or a connection the daemon closed while
+    /// the body was still going (what it does with a body over its limits).
+    fn unsent(&self, e: reqwest::Error) -> anyhow::Error {
+        let base = &self.base;
+        let why = if base.starts_with("https://") {
+            format!(
+                "cannot reach the weft daemon at {base}: the CLI speaks plain HTTP (give \
+                 --server http://HOST:PORT, or the plain side of a TLS proxy)"
+            )
+        } else if e.is_connect() {
+            format!(
+                "cannot reach the weft daemon at {base} (is `weft serve` running? set --server \
+                 or WEFT_SERVER)"
+            )
+        } else {
+            format!(
+                "the weft daemon at {base} closed the connection before answering: a body \
+                 over its `--max-body-mib` (models: `--max-model-mib`) is refused before it \
+                 is read; its log says more"
+            )
+        };
+        anyhow::Error::new(e).context(why)
     }
 }
 
