@@ -104,6 +104,21 @@ async fn bad_uploads_are_rejected_and_leave_nothing_behind() {
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"]["code"], "no_route");
 
+    // A listing takes no query: `?state=running` returned every job.
+    for path in ["/v1/jobs?state=running", "/v1/stages?limit=10"] {
+        let r = d.http.get(d.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), 400, "{path}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "bad_query", "{path}: {body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("takes no query"),
+            "{body}"
+        );
+    }
+
     // A path segment the route cannot take is a JSON 400 too (was axum's
     // text/plain).
     for path in ["/v1/stages/%FF", "/v1/jobs/1/blocks/x"] {

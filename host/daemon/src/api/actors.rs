@@ -58,7 +58,7 @@ pub async fn create(
 }
 
 /// `GET /v1/actors`.
-pub async fn list(State(state): State<Arc<AppState>>) -> Json<Value> {
+pub async fn list(State(state): State<Arc<AppState>>, _: super::NoQuery) -> Json<Value> {
     let actors: Vec<Value> = state.actors.all().iter().map(|a| a.json()).collect();
     let broken: Vec<Value> = state
         .actors

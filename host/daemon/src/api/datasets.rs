@@ -128,7 +128,10 @@ fn no_dataset(name: &str) -> ApiError {
 }
 
 /// `GET /v1/datasets`.
-pub async fn list(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+pub async fn list(
+    State(state): State<Arc<AppState>>,
+    _: super::NoQuery,
+) -> Result<Json<Value>, ApiError> {
     let store = state.store.clone();
     let all = crate::blocking(move || store.list_datasets()).await?;
     Ok(Json(

@@ -43,7 +43,10 @@ pub(crate) async fn accepted(state: &AppState, spec: JobSpec) -> Result<Response
 }
 
 /// `GET /v1/jobs`.
-pub async fn list(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+pub async fn list(
+    State(state): State<Arc<AppState>>,
+    _: super::NoQuery,
+) -> Result<Json<Value>, ApiError> {
     let jobs = state.jobs.list().await?;
     Ok(Json(json!({
         "jobs": jobs.iter().rev().map(|j| job_json(&state.jobs, j)).collect::<Vec<_>>()

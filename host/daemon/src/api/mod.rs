@@ -271,6 +271,34 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned + Send> FromRequestParts<S> 
     }
 }
 
+/// What a route that takes no query parameters extracts: any is the JSON
+/// 400 `bad_query` (the listing routes neither filter nor page, and
+/// `GET /v1/jobs?state=running` returned every job without a word).
+#[derive(Debug)]
+pub struct NoQuery;
+
+impl<S: Send + Sync> FromRequestParts<S> for NoQuery {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        match parts.uri.query() {
+            None | Some("") => Ok(Self),
+            Some(q) => Err(ApiError::bad_request(
+                "bad_query",
+                format!(
+                    "{} {} takes no query parameters (got `{q}`)",
+                    parts.method,
+                    parts.uri.path()
+                ),
+            )
+            .hint("it lists everything: filter its JSON on your side (e.g. with jq)")),
+        }
+    }
+}
+
 /// A request body read whole, with a JSON 413 when it is over the limit.
 #[derive(Debug)]
 pub struct Body(pub Bytes);

@@ -186,7 +186,10 @@ fn no_model(name: &str) -> ApiError {
 }
 
 /// `GET /v1/models`.
-pub async fn list(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+pub async fn list(
+    State(state): State<Arc<AppState>>,
+    _: super::NoQuery,
+) -> Result<Json<Value>, ApiError> {
     let store = state.store.clone();
     let all = crate::blocking(move || store.list_models()).await?;
     Ok(Json(

@@ -125,7 +125,7 @@ pub async fn show(
 }
 
 /// `GET /v1/pipelines`.
-pub async fn list(State(state): State<Arc<AppState>>) -> Json<Value> {
+pub async fn list(State(state): State<Arc<AppState>>, _: super::NoQuery) -> Json<Value> {
     let pipelines: Vec<Value> = state.pipelines.all().iter().map(status_json).collect();
     let broken: Vec<Value> = state
         .pipelines

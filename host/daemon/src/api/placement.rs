@@ -41,7 +41,7 @@ pub async fn create(
 }
 
 /// `GET /v1/placement-groups`.
-pub async fn list(State(state): State<Arc<AppState>>) -> Json<Value> {
+pub async fn list(State(state): State<Arc<AppState>>, _: super::NoQuery) -> Json<Value> {
     let groups: Vec<Value> = state.placement.all().iter().map(|g| g.to_json()).collect();
     Json(json!({ "placement_groups": groups }))
 }

@@ -194,7 +194,10 @@ pub async fn show(
 }
 
 /// `GET /v1/stages`.
-pub async fn list(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+pub async fn list(
+    State(state): State<Arc<AppState>>,
+    _: super::NoQuery,
+) -> Result<Json<Value>, ApiError> {
     let store = state.store.clone();
     let recs = crate::blocking(move || store.list_stages()).await?;
     let stages: Vec<Value> = recs.iter().map(|r| record_json(&state, r)).collect();
