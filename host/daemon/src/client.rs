@@ -47,7 +47,9 @@ impl Client {
     /// Sends `req`; a non-2xx answer becomes an error carrying the daemon's
     /// message and hint.
     pub async fn send(&self, req: RequestBuilder) -> anyhow::Result<Response> {
-        let response = req.send().await.map_err(|e| self.unsent(e))?;
+        let request = req.build()?;
+        let has_body = request.body().is_some();
+        let response = (self.http.execute(request).await).map_err(|e| self.unsent(e, has_body))?;
         if response.status().is_success() {
             return Ok(response);
         }
@@ -70,7 +72,7 @@ impl Client {
     /// Why a request got no answer, said as what to do: no daemon there
     /// (or not over plain HTTP), or a connection the daemon closed while
     /// the body was still going (what it does with a body over its limits).
-    fn unsent(&self, e: reqwest::Error) -> anyhow::Error {
+    fn unsent(&self, e: reqwest::Error, has_body: bool) -> anyhow::Error {
         let base = &self.base;
         let why = if base.starts_with("https://") {
             format!(
@@ -82,12 +84,14 @@ impl Client {
                 "cannot reach the weft daemon at {base} (is `weft serve` running? set --server \
                  or WEFT_SERVER)"
             )
-        } else {
+        } else if has_body {
             format!(
                 "the weft daemon at {base} closed the connection before answering: a body \
                  over its `--max-body-mib` (models: `--max-model-mib`) is refused before it \
                  is read; its log says more"
             )
+        } else {
+            format!("the weft daemon at {base} closed the connection before answering")
         };
         anyhow::Error::new(e).context(why)
     }

@@ -180,15 +180,7 @@ async fn rows_that_trap_fail_alone_and_the_job_counts_them() {
     )
     .await;
     let id = job["id"].as_str().unwrap().to_string();
-    let done = finished(&d, &id).await;
-    assert_eq!(done["state"], "failed", "{done}");
-    assert!(
-        done["error"]
-            .as_str()
-            .unwrap()
-            .contains("1 of 10 rows failed"),
-        "{done}"
-    );
+    let done = super::failed(&d, &id, "1 of 10 rows failed").await;
     let r = d
         .http
         .get(d.url(&format!("/v1/jobs/{id}/output")))

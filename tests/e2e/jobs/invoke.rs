@@ -229,15 +229,12 @@ async fn a_job_past_its_timeout_names_timeout_s() {
     )
     .await;
     assert_eq!(s, 202, "{job}");
-    let done = finished(&d, job["id"].as_str().unwrap()).await;
-    assert_eq!(done["state"], "failed", "{done}");
-    assert!(
-        done["error"]
-            .as_str()
-            .unwrap()
-            .starts_with("the job's timeout_s (1 s) passed"),
-        "{done}"
-    );
+    failed(
+        &d,
+        job["id"].as_str().unwrap(),
+        "the job's timeout_s (1 s) passed",
+    )
+    .await;
 }
 
 /// A job's `timeout_s` counts from its first start: run again after a
@@ -256,15 +253,7 @@ async fn a_resumed_job_keeps_its_first_deadline() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     d.restart().await;
     // 2 s of sleep again, with under 1.5 s left.
-    let done = finished(&d, &id).await;
-    assert_eq!(done["state"], "failed", "{done}");
-    assert!(
-        done["error"]
-            .as_str()
-            .unwrap()
-            .starts_with("the job's timeout_s (3 s) passed"),
-        "{done}"
-    );
+    failed(&d, &id, "the job's timeout_s (3 s) passed").await;
 }
 
 /// `weft job watch` waits out a daemon restart (the job runs again after

@@ -51,6 +51,17 @@ pub(super) async fn finished(d: &TestDaemon, id: &str) -> Value {
     }
 }
 
+/// Job `id` once it has failed, its error saying `why`.
+pub(super) async fn failed(d: &TestDaemon, id: &str, why: &str) -> Value {
+    let done = finished(d, id).await;
+    assert_eq!(done["state"], "failed", "{done}");
+    assert!(
+        done["error"].as_str().unwrap_or_default().contains(why),
+        "{why}: {done}"
+    );
+    done
+}
+
 /// A daemon with the probe stage behind a batched pipeline `p`.
 pub(super) async fn probe_daemon() -> TestDaemon {
     let d = TestDaemon::start().await;

@@ -108,13 +108,13 @@ pub struct ServeArgs {
     pub resources: Vec<(String, f64)>,
 }
 
-/// `--job-ttl-hours`: 0 or more, and a duration the clock can hold (`inf`
-/// panicked at start-up).
+/// `--job-ttl-hours`: 0 to a million (`inf` panicked at start-up, and the
+/// sweeper's arithmetic is in milliseconds).
 fn parse_hours(s: &str) -> Result<f64, String> {
-    let hours = crate::resources::parse_amount(s)?;
-    Duration::try_from_secs_f64(hours * 3600.0)
-        .map(|_| hours)
-        .map_err(|_| format!("`{s}` hours is too long"))
+    match crate::resources::parse_amount(s)? {
+        h if h <= 1e6 => Ok(h),
+        _ => Err(format!("`{s}` hours is too long (at most 1000000)")),
+    }
 }
 
 pub(super) async fn serve(args: ServeArgs, token: Option<String>) -> anyhow::Result<()> {

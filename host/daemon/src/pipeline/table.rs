@@ -168,7 +168,18 @@ impl Pipelines {
                 return Err(e);
             }
         };
-        let rec: PipelineRecord = crate::blocking(move || store.put_pipeline(&name, &json)).await?;
+        let rec: PipelineRecord =
+            match crate::blocking(move || store.put_pipeline(&name, &json)).await {
+                Ok(rec) => rec,
+                Err(e) => {
+                    // Not stored: the running version goes on, reserved.
+                    running.steps.iter().for_each(|s| s.grant.retire());
+                    if let Some(old) = &old {
+                        Self::reinstate(old);
+                    }
+                    return Err(e);
+                }
+            };
         let unchanged = previous == Some(rec.version);
         if let (true, Some(old)) = (unchanged, old) {
             let versions =

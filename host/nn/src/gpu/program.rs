@@ -458,19 +458,33 @@ impl<'a> Program<'a> {
         result: &Buffer,
         floats: usize,
     ) -> Result<Vec<f32>, NnError> {
+        let mut out = self.run_reads_reusing(reuse, &[(result, floats)])?;
+        Ok(out.pop().unwrap_or_default())
+    }
+
+    /// [`Program::run_reads`] with [`Program::run_reusing`]'s `reuse`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Program::run_reads`].
+    pub(crate) fn run_reads_reusing(
+        self,
+        reuse: &mut Reuse,
+        reads: &[(&Buffer, usize)],
+    ) -> Result<Vec<Vec<f32>>, NnError> {
         let gpu = self.gpu;
         gpu.check_alive()?;
         let scopes = gpu.push_scopes();
-        let ran = self.submit(&[(result, floats)], Some(&mut *reuse));
+        let ran = self.submit(reads, Some(&mut *reuse));
         let scoped = gpu.pop_scopes(scopes, "running a pass on the GPU");
         if ran.is_err() || scoped.is_err() {
             // What a failed run made (an invalid buffer or bind group
             // among them) is not kept.
             *reuse = Reuse::default();
         }
-        let mut out = ran?;
+        let out = ran?;
         scoped?;
-        Ok(out.pop().unwrap_or_default())
+        Ok(out)
     }
 
     /// Runs the recorded writes and dispatches, then reads back the first

@@ -20,9 +20,10 @@ const TOKENS_PER_PASS: usize = 256;
 const FIRST_CAPACITY: usize = 64;
 
 /// What a decoder keeps on the device besides the matrices of the
-/// products it runs alone (output and down projections, the output head:
-/// their `QMatrix`es hold them): per layer, its norms, its fused products
-/// and the vectors of the families that have them.
+/// products it runs alone (output and down projections, a mixture's
+/// router, the output head: their `QMatrix`es hold them): per layer, its
+/// norms, its fused products and the vectors of the families that have
+/// them.
 #[derive(Debug)]
 pub(super) struct DeviceWeights {
     gpu: Arc<Gpu>,
@@ -186,8 +187,9 @@ pub(super) struct OnDevice {
     scores: Option<(Buffer, usize)>,
     /// The bind groups of the last pass this session led, which the next
     /// one binds again where its buffers are the same (most of a pass's
-    /// host time is making them).
-    reuse: std::sync::Mutex<Reuse>,
+    /// host time is making them): one per program of a pass (a mixture of
+    /// experts' passes are a program per mixture layer, and one more).
+    reuse: std::sync::Mutex<Vec<Reuse>>,
     /// [`TOKENS_PER_PASS`] and [`FIRST_CAPACITY`]; smaller in tests.
     tokens_per_pass: usize,
     first_capacity: usize,
@@ -468,6 +470,13 @@ impl OnDevice {
             .collect();
         let a = sessions[0].0.work.as_ref().expect("reserved");
         let gpu = &sessions[0].0.gpu;
+        let mut reuse = sessions[0]
+            .0
+            .reuse
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        // The pass's programs so far.
+        let mut programs = 0;
         let mut p = gpu.program()?;
         p.write(&a.x, x);
         let [table, table_swa] = tables;
@@ -541,7 +550,9 @@ impl OnDevice {
                 }
                 DeviceFfn::Mixture { .. } => {
                     let ffn = (layer, &dl.ffn, hp);
-                    p = mixture(p, gpu, ffn, (input(&dl.ffn_norm), n), a)?;
+                    let reuse = segment(&mut reuse, programs);
+                    p = mixture((p, reuse), gpu, ffn, (input(&dl.ffn_norm), n), a)?;
+                    programs += 1;
                 }
             }
             let out = post_norm(&mut p, (&a.o, n), &dl.post_ffn_norm, eps, &a.post);
@@ -573,18 +584,28 @@ impl OnDevice {
         }
         let head = w.output.as_ref().unwrap_or(&w.tok_embd);
         p.product(&a.h, sessions.len(), on_gpu(head)?, &a.logits);
-        let mut reuse = sessions[0]
-            .0
-            .reuse
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        let mut logits = p.run_reusing(&mut reuse, &a.logits, sessions.len() * hp.vocab)?;
+        let reuse = segment(&mut reuse, programs);
+        let mut logits = p.run_reusing(reuse, &a.logits, sessions.len() * hp.vocab)?;
         if hp.logit_scale != 1.0 {
             logits.iter_mut().for_each(|l| *l *= hp.logit_scale);
         }
         super::session::soft_cap(&mut logits, hp.final_softcap);
         Ok(logits.chunks_exact(hp.vocab).map(<[f32]>::to_vec).collect())
     }
+}
+
+/// A factor on the rows a mixture's groups are aligned to (tests: the
+/// padding between groups, which llvmpipe's alignment never needs).
+#[cfg(test)]
+pub(super) static PAD_GROUPS: std::sync::atomic::AtomicUsize =
+    std::sync::atomic::AtomicUsize::new(1);
+
+/// The bind groups of program `i` of a pass.
+fn segment(reuse: &mut Vec<Reuse>, i: usize) -> &mut Reuse {
+    if reuse.len() <= i {
+        reuse.resize_with(i + 1, Reuse::default);
+    }
+    &mut reuse[i]
 }
 
 impl MixtureWork {
@@ -599,6 +620,9 @@ impl MixtureWork {
             .into_iter()
             .max()
             .unwrap_or(1);
+        // (Tests pad the groups where the device's alignment would not.)
+        #[cfg(test)]
+        let align = align * PAD_GROUPS.load(std::sync::atomic::Ordering::Relaxed);
         // Each expert's group (and the shared expert's) starts at most
         // `align - 1` rows after the last one ends.
         let rows = tokens * (hp.experts_used + 1) + (hp.experts + 1) * (align - 1);
@@ -624,7 +648,7 @@ impl MixtureWork {
 /// in the CPU's order: by expert, the shared one last. A pass makes a
 /// round trip per mixture layer.
 fn mixture<'g>(
-    mut p: Program<'g>,
+    (mut p, reuse): (Program<'g>, &mut Reuse),
     gpu: &'g Gpu,
     (layer, ffn, hp): (&Layer, &DeviceFfn, &HParams),
     (h, n): (&Buffer, usize),
@@ -646,7 +670,7 @@ fn mixture<'g>(
         p.product(h, n, gate, &m.shared_gate);
         reads.push((&m.shared_gate, n));
     }
-    let read = p.run_reads(&reads)?;
+    let read = p.run_reads_reusing(reuse, &reads)?;
     let routing = (hp.experts, hp.experts_used, hp.experts_renormalised);
     let routed = super::session::route(&read[0], routing, layer.expert_bias.as_deref());
     let mut p = gpu.program()?;

@@ -337,18 +337,7 @@ fn glm4_matches_llama_cpp() {
 /// (a dense first layer, the biased pick).
 #[test]
 fn on_the_gpu_mixtures_of_experts_match_llama_cpp() {
-    let engine = Engine::default();
-    for name in ["mixtral", "qwen2moe", "qwen3moe", "granitemoe", "erniemoe"] {
-        let (case, bytes) = tiny(name);
-        let model = engine.load(&bytes, Encoding::Ggml, Target::Gpu).unwrap();
-        assert!(
-            matches!(model.placement(), Placement::Gpu(_)),
-            "{name}: {:?}",
-            model.placement()
-        );
-        let worst = matches_llama_cpp(name, &model, &case);
-        eprintln!("{name} on the GPU: logits within {worst:.2e} (of the best) of llama.cpp's");
-    }
+    on_the_gpu(&["mixtral", "qwen2moe", "qwen3moe", "granitemoe", "erniemoe"]);
 }
 
 /// A plain Llama with a SentencePiece vocabulary (its prompt tokenised by
@@ -363,8 +352,7 @@ fn a_sentencepiece_llama_matches_llama_cpp() {
 /// and matches llama.cpp as the CPU path does.
 #[test]
 fn on_the_gpu_every_family_matches_llama_cpp() {
-    let engine = Engine::default();
-    for name in [
+    on_the_gpu(&[
         "qwen2",
         "qwen3",
         "granite",
@@ -385,7 +373,14 @@ fn on_the_gpu_every_family_matches_llama_cpp() {
         "exaone4",
         "glm4",
         "ernie",
-    ] {
+    ]);
+}
+
+/// Each of the tiny models `names`, loaded for the GPU, runs there and
+/// matches llama.cpp.
+fn on_the_gpu(names: &[&str]) {
+    let engine = Engine::default();
+    for &name in names {
         let (case, bytes) = tiny(name);
         let model = engine.load(&bytes, Encoding::Ggml, Target::Gpu).unwrap();
         assert!(
