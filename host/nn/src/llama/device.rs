@@ -9,9 +9,15 @@
 
 use std::sync::Arc;
 
-use super::{HParams, Layer, QMatrix, Weights};
-use crate::gpu::{Attention, Buffer, Gpu, GpuMatrix, Program, Qkv, Reuse};
+use super::{HParams, QMatrix, Weights};
+use crate::gpu::{Attention, Buffer, Gpu, GpuMatrix, Qkv, Reuse};
 use crate::{NnError, NnErrorKind};
+
+mod mixture;
+
+#[cfg(test)]
+pub(super) use mixture::PAD_GROUPS;
+use mixture::{MixtureWork, mixture};
 
 /// Tokens per pass: a longer prompt runs as several passes, which bounds
 /// the activations and the attention scores kept on the device.
@@ -227,23 +233,6 @@ struct Work {
     post: Option<Buffer>,
     logits: Buffer,
     mixture: Option<MixtureWork>,
-}
-
-/// A mixture's buffers: the router's scores (and Qwen2-MoE's shared
-/// gate's), and `rows` rows grouped by expert, each group from a row a
-/// binding may start at (a multiple of `align`): their inputs, gate and
-/// up, SwiGLU's outputs, and each expert's outputs (the shared expert's
-/// after the routed ones').
-#[derive(Debug)]
-struct MixtureWork {
-    scores: Buffer,
-    shared_gate: Buffer,
-    align: usize,
-    rows: usize,
-    x: Buffer,
-    gu: Buffer,
-    g: Buffer,
-    y: Buffer,
 }
 
 impl OnDevice {
@@ -594,128 +583,12 @@ impl OnDevice {
     }
 }
 
-/// A factor on the rows a mixture's groups are aligned to (tests: the
-/// padding between groups, which llvmpipe's alignment never needs).
-#[cfg(test)]
-pub(super) static PAD_GROUPS: std::sync::atomic::AtomicUsize =
-    std::sync::atomic::AtomicUsize::new(1);
-
 /// The bind groups of program `i` of a pass.
 fn segment(reuse: &mut Vec<Reuse>, i: usize) -> &mut Reuse {
     if reuse.len() <= i {
         reuse.resize_with(i + 1, Reuse::default);
     }
     &mut reuse[i]
-}
-
-impl MixtureWork {
-    /// For passes of up to `tokens` tokens.
-    fn new(gpu: &Gpu, hp: &HParams, tokens: usize) -> Result<Self, NnError> {
-        let b = |floats: usize| gpu.buffer(floats, "weft-nn decoder mixture");
-        // Rows whose offsets are multiples of the alignment at every width
-        // bound at one (powers of two, as wgpu's alignments are).
-        let a = gpu.offset_alignment();
-        let align = [hp.embd, hp.ffn]
-            .map(|w| a / a.min(1 << w.trailing_zeros()))
-            .into_iter()
-            .max()
-            .unwrap_or(1);
-        // (Tests pad the groups where the device's alignment would not.)
-        #[cfg(test)]
-        let align = align * PAD_GROUPS.load(std::sync::atomic::Ordering::Relaxed);
-        // Each expert's group (and the shared expert's) starts at most
-        // `align - 1` rows after the last one ends.
-        let rows = tokens * (hp.experts_used + 1) + (hp.experts + 1) * (align - 1);
-        Ok(Self {
-            scores: b(tokens * hp.experts)?,
-            shared_gate: b(tokens)?,
-            align,
-            rows,
-            x: b(rows * hp.embd)?,
-            gu: b(rows * 2 * hp.ffn)?,
-            g: b(rows * hp.ffn)?,
-            y: b(rows * hp.embd)?,
-        })
-    }
-}
-
-/// A mixture's feed-forward of the `n` rows of `h`, into `a.o`, as the
-/// CPU's (`session::mixture`) runs it: the pass so far runs, to read the
-/// router's scores back, and the rows are routed on the host as there
-/// (`session::route`). Then, in a new program it returns, the rows are
-/// gathered by expert, each expert runs over its group, a shared expert
-/// over all of them, and each row's outputs are summed by their weights
-/// in the CPU's order: by expert, the shared one last. A pass makes a
-/// round trip per mixture layer.
-fn mixture<'g>(
-    (mut p, reuse): (Program<'g>, &mut Reuse),
-    gpu: &'g Gpu,
-    (layer, ffn, hp): (&Layer, &DeviceFfn, &HParams),
-    (h, n): (&Buffer, usize),
-    a: &Work,
-) -> Result<Program<'g>, NnError> {
-    let DeviceFfn::Mixture {
-        experts,
-        shared,
-        shared_gate,
-    } = ffn
-    else {
-        unreachable!("a mixture's layer")
-    };
-    let m = a.mixture.as_ref().expect("reserved");
-    let router = layer.router.as_ref().expect("a mixture's router");
-    p.product(h, n, on_gpu(router)?, &m.scores);
-    let mut reads = vec![(&m.scores, n * hp.experts)];
-    if let Some(gate) = shared_gate {
-        p.product(h, n, gate, &m.shared_gate);
-        reads.push((&m.shared_gate, n));
-    }
-    let read = p.run_reads_reusing(reuse, &reads)?;
-    let routing = (hp.experts, hp.experts_used, hp.experts_renormalised);
-    let routed = super::session::route(&read[0], routing, layer.expert_bias.as_deref());
-    let mut p = gpu.program()?;
-    // Each row's outputs as (row of `m.y`, weight), and the groups:
-    // (expert, first row, rows).
-    let mut taps: Vec<Vec<(usize, f64)>> = vec![Vec::new(); n];
-    let (mut rows, mut groups) = (Vec::new(), Vec::new());
-    for (e, list) in routed.iter().enumerate() {
-        if list.is_empty() {
-            continue;
-        }
-        let start = rows.len().next_multiple_of(m.align);
-        rows.resize(start, 0);
-        for &(row, weight) in list {
-            taps[row].push((rows.len(), f64::from(weight)));
-            rows.push(row);
-        }
-        groups.push((e, start, list.len()));
-    }
-    let d = hp.embd;
-    p.gather(h, &rows, (1, n, d), &m.x)?;
-    for &(e, start, count) in &groups {
-        p.product_at((&m.x, start), count, &experts[e], (&m.gu, start));
-    }
-    p.swiglu(&m.gu, (rows.len(), hp.ffn, false), &m.g);
-    for &(e, start, count) in &groups {
-        let down = on_gpu(&layer.experts[e].down)?;
-        p.product_at((&m.g, start), count, down, (&m.y, start));
-    }
-    let mut used = rows.len();
-    if let (Some(expert), Some(gate_up)) = (&layer.shared, shared) {
-        let start = used.next_multiple_of(m.align);
-        p.product(h, n, gate_up, &a.gu);
-        p.swiglu(&a.gu, (n, hp.shared_ffn, false), &a.g);
-        p.product_at((&a.g, 0), n, on_gpu(&expert.down)?, (&m.y, start));
-        for (row, taps) in taps.iter_mut().enumerate() {
-            // (Qwen2-MoE's gate: the sigmoid of the row's score.)
-            let gate = read.get(1).map_or(1.0, |g| 1.0 / (1.0 + (-g[row]).exp()));
-            taps.push((start + row, f64::from(gate)));
-        }
-        used = start + n;
-    }
-    debug_assert!(used <= m.rows);
-    p.resample(&m.y, (1, used, d), &taps, &a.o)?;
-    Ok(p)
 }
 
 /// `x += scale · y`, then `out = rms_norm(x)` by `norm` in the same
