@@ -173,9 +173,8 @@ impl Pipelines {
                 Ok(rec) => rec,
                 Err(e) => {
                     // Not stored: the running version goes on, reserved.
-                    running.steps.iter().for_each(|s| s.grant.retire());
                     if let Some(old) = &old {
-                        Self::reinstate(old);
+                        Self::keep(old, running);
                     }
                     return Err(e);
                 }
@@ -185,12 +184,8 @@ impl Pipelines {
             let versions =
                 |steps: &[Step]| -> Vec<u32> { steps.iter().map(|s| s.pool.version()).collect() };
             if versions(&old.steps) == versions(&running.steps) {
-                // Nothing to change: the running version keeps its
-                // reservations (the new build's go back first: its workers
-                // hold its grants until they exit).
-                running.steps.iter().for_each(|s| s.grant.retire());
-                drop(running);
-                Self::reinstate(&old);
+                // Nothing to change: the running version stays.
+                Self::keep(&old, running);
                 return Ok((old, false));
             }
             // The same spec over a newer deployment of a stage it runs
@@ -199,6 +194,15 @@ impl Pipelines {
         running.version = rec.version;
         let handle = self.install(running);
         Ok((handle, !unchanged))
+    }
+
+    /// Keeps `old` running, with its reservations, instead of the `built`
+    /// replacement (whose go back first: its workers hold its grants
+    /// until they exit).
+    fn keep(old: &RunningPipeline, built: RunningPipeline) {
+        built.steps.iter().for_each(|s| s.grant.retire());
+        drop(built);
+        Self::reinstate(old);
     }
 
     /// Hands a pipeline that was to be replaced its reservations back.

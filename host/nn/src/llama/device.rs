@@ -65,28 +65,26 @@ struct DeviceLayer {
 #[derive(Debug)]
 enum DeviceFfn {
     Dense(GpuMatrix),
-    Mixture {
-        experts: Vec<GpuMatrix>,
-        shared: Option<GpuMatrix>,
-        /// Qwen2-MoE's gate of the shared expert, a column.
-        shared_gate: Option<GpuMatrix>,
-    },
+    Mixture(DeviceMixture),
+}
+
+/// A mixture layer's [`DeviceFfn`].
+#[derive(Debug)]
+struct DeviceMixture {
+    experts: Vec<GpuMatrix>,
+    shared: Option<GpuMatrix>,
+    /// Qwen2-MoE's gate of the shared expert, a column.
+    shared_gate: Option<GpuMatrix>,
 }
 
 impl DeviceFfn {
-    fn all(&self) -> impl Iterator<Item = &GpuMatrix> {
-        let (dense, experts, rest) = match self {
-            Self::Dense(gate_up) => (Some(gate_up), &[][..], [None, None]),
-            Self::Mixture {
-                experts,
-                shared,
-                shared_gate,
-            } => (None, &experts[..], [shared.as_ref(), shared_gate.as_ref()]),
-        };
-        dense
-            .into_iter()
-            .chain(experts)
-            .chain(rest.into_iter().flatten())
+    fn all(&self) -> Box<dyn Iterator<Item = &GpuMatrix> + '_> {
+        match self {
+            Self::Dense(gate_up) => Box::new(std::iter::once(gate_up)),
+            Self::Mixture(m) => Box::new(
+                (m.experts.iter()).chain([&m.shared, &m.shared_gate].into_iter().flatten()),
+            ),
+        }
     }
 }
 
@@ -139,7 +137,7 @@ impl DeviceWeights {
                     qkv: QMatrix::upload_side_by_side(gpu, &[&l.wq, &l.wk, &l.wv])?,
                     ffn: match &l.router {
                         None => DeviceFfn::Dense(side_by_side(l.dense())?),
-                        Some(_) => DeviceFfn::Mixture {
+                        Some(_) => DeviceFfn::Mixture(DeviceMixture {
                             experts: l
                                 .experts
                                 .iter()
@@ -149,7 +147,7 @@ impl DeviceWeights {
                             shared_gate: (l.shared_gate.as_deref())
                                 .map(|g| gpu.upload(g, g.len(), 1))
                                 .transpose()?,
-                        },
+                        }),
                     },
                     bqkv,
                     bo: optional(&l.bo)?,
@@ -537,8 +535,8 @@ impl OnDevice {
                     p.swiglu(&a.gu, (n, hp.dense_ffn, hp.gelu), &a.g);
                     p.product(&a.g, n, on_gpu(&layer.dense().down)?, &a.o);
                 }
-                DeviceFfn::Mixture { .. } => {
-                    let ffn = (layer, &dl.ffn, hp);
+                DeviceFfn::Mixture(m) => {
+                    let ffn = (layer, m, hp);
                     let reuse = segment(&mut reuse, programs);
                     p = mixture((p, reuse), gpu, ffn, (input(&dl.ffn_norm), n), a)?;
                     programs += 1;

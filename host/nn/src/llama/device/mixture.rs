@@ -1,7 +1,7 @@
 //! A mixture-of-experts layer in a decoder's pass on the device (see
 //! [`mixture`]).
 
-use super::{DeviceFfn, Work, on_gpu};
+use super::{DeviceMixture, Work, on_gpu};
 use crate::NnError;
 use crate::gpu::{Buffer, Gpu, Program, Reuse};
 use crate::llama::{HParams, Layer};
@@ -28,6 +28,7 @@ pub(super) struct MixtureWork {
 #[cfg(test)]
 pub(in crate::llama) static PAD_GROUPS: std::sync::atomic::AtomicUsize =
     std::sync::atomic::AtomicUsize::new(1);
+
 impl MixtureWork {
     /// For passes of up to `tokens` tokens.
     pub(super) fn new(gpu: &Gpu, hp: &HParams, tokens: usize) -> Result<Self, NnError> {
@@ -70,18 +71,15 @@ impl MixtureWork {
 pub(super) fn mixture<'g>(
     (mut p, reuse): (Program<'g>, &mut Reuse),
     gpu: &'g Gpu,
-    (layer, ffn, hp): (&Layer, &DeviceFfn, &HParams),
+    (layer, dm, hp): (&Layer, &DeviceMixture, &HParams),
     (h, n): (&Buffer, usize),
     a: &Work,
 ) -> Result<Program<'g>, NnError> {
-    let DeviceFfn::Mixture {
+    let DeviceMixture {
         experts,
         shared,
         shared_gate,
-    } = ffn
-    else {
-        unreachable!("a mixture's layer")
-    };
+    } = dm;
     let m = a.mixture.as_ref().expect("reserved");
     let router = layer.router.as_ref().expect("a mixture's router");
     p.product(h, n, on_gpu(router)?, &m.scores);
