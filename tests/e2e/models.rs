@@ -135,6 +135,18 @@ async fn models_are_checked_versioned_and_loadable_by_name() {
     assert_eq!(nn("linear@7").await.1["error"], "not-found");
     assert_eq!(nn("nope").await.1["error"], "not-found");
     assert_eq!(nn("llm").await.1["loaded"], true);
+    // Deleting a model frees its bytes.
+    let object = d.get_json("/v1/models/linear").await["versions"][0]["object"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let stored = d.get_json("/v1/node").await["objects"]["bytes"].clone();
+    let r = d
+        .http
+        .get(d.url(&format!("/v1/objects/{object}")))
+        .send()
+        .await;
+    assert_eq!(r.unwrap().status(), 200);
     let r = d
         .http
         .delete(d.url("/v1/models/linear"))
@@ -143,6 +155,17 @@ async fn models_are_checked_versioned_and_loadable_by_name() {
         .unwrap();
     assert_eq!(r.status(), 204);
     assert_eq!(nn("linear").await.1["error"], "not-found");
+    let r = d
+        .http
+        .get(d.url(&format!("/v1/objects/{object}")))
+        .send()
+        .await;
+    assert_eq!(r.unwrap().status(), 404);
+    let freed = stored.as_u64().unwrap()
+        - d.get_json("/v1/node").await["objects"]["bytes"]
+            .as_u64()
+            .unwrap();
+    assert_eq!(freed, fixtures::onnx_linear().len() as u64);
     let r = d.http.get(d.url("/v1/models/linear")).send().await.unwrap();
     assert_eq!(r.status(), 404);
     assert_eq!(

@@ -483,7 +483,7 @@ async fn store_block(
                 bytes += len;
             }
         }
-        let object = store.put_object(&full.data)?;
+        let object = store.put_owned_object(&full.data)?;
         Ok(DatasetBlock {
             object,
             rows: full.rows,

@@ -5,7 +5,7 @@
 use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 
-use crate::objects::validate_id;
+use crate::objects::{free_unreferenced, validate_id};
 use crate::stages::{now_ms, validate_name_of};
 use crate::{DATASETS, ObjectId, Result, Store, StoreError, db};
 
@@ -85,9 +85,27 @@ impl Store {
         self.list_named(DATASETS, "datasets")
     }
 
-    /// Forgets a dataset (its block objects stay); `true` when it existed.
+    /// Forgets a dataset and frees its blocks (unless something else refers
+    /// to the same bytes: see [`Store::put_owned_object`]); `true` when it
+    /// existed.
     pub fn delete_dataset(&self, name: &str) -> Result<bool> {
-        self.remove_named(DATASETS, name)
+        let txn = self.write()?;
+        let removed = {
+            let mut table = txn.open_table(DATASETS).map_err(db)?;
+            let raw = table.remove(name).map_err(db)?;
+            raw.map(|r| crate::record::decode::<DatasetRecord>("datasets", r.value()))
+                .transpose()?
+        };
+        let existed = match removed {
+            Some(rec) => {
+                let objects = rec.blocks.into_iter().map(|b| b.object).collect();
+                free_unreferenced(&txn, objects)?;
+                true
+            }
+            None => false,
+        };
+        txn.commit().map_err(db)?;
+        Ok(existed)
     }
 }
 

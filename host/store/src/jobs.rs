@@ -9,7 +9,7 @@
 use redb::{ReadableTable, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
-use crate::objects::write_object;
+use crate::objects::{free_unreferenced, write_object};
 use crate::stages::now_ms;
 use crate::{COUNTERS, JOB_BLOCKS, JOB_EVENTS, JOBS, ObjectId, Result, Store, db, record};
 
@@ -343,8 +343,9 @@ impl Store {
         Ok(out)
     }
 
-    /// Removes a job with its blocks and events (output objects stay);
-    /// `true` when it existed.
+    /// Removes a job with its blocks and events, and frees its output
+    /// (unless something else refers to the same bytes); `true` when it
+    /// existed.
     pub fn delete_job(&self, id: u64) -> Result<bool> {
         let txn = self.write()?;
         let existed = txn
@@ -353,10 +354,20 @@ impl Store {
             .remove(id)
             .map_err(db)?
             .is_some();
+        let mut outputs = std::collections::BTreeSet::new();
+        let mut decoded = Ok(());
         txn.open_table(JOB_BLOCKS)
             .map_err(db)?
-            .retain_in((id, 0)..=(id, u32::MAX), |_, _| false)
+            .retain_in((id, 0)..=(id, u32::MAX), |_, raw| {
+                match record::decode::<BlockOutput>("job_blocks", raw) {
+                    Ok(block) => outputs.extend(std::iter::once(block.output).chain(block.errors)),
+                    Err(e) => decoded = Err(e),
+                }
+                false
+            })
             .map_err(db)?;
+        decoded?;
+        free_unreferenced(&txn, outputs)?;
         txn.open_table(JOB_EVENTS)
             .map_err(db)?
             .retain_in((id, 0)..=(id, u64::MAX), |_, _| false)

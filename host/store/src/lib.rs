@@ -63,6 +63,9 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 pub(crate) const OBJECT_META: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("objects");
 pub(crate) const OBJECT_CHUNKS: TableDefinition<'_, (&str, u32), &[u8]> =
     TableDefinition::new("object_chunks");
+/// Objects stored with `Store::put_object`, never freed (see
+/// `objects::free_unreferenced`).
+pub(crate) const OBJECT_PINS: TableDefinition<'_, &str, ()> = TableDefinition::new("object_pins");
 pub(crate) const STAGES: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("stages");
 pub(crate) const COMPILED: TableDefinition<'_, &str, &str> = TableDefinition::new("compiled");
 pub(crate) const STATE: TableDefinition<'_, (&str, &str), &[u8]> = TableDefinition::new("state");
@@ -145,6 +148,8 @@ impl Store {
         txn.open_table(PLACEMENT_GROUPS)
             .map_err(redb::Error::from)?;
         txn.open_table(MODELS).map_err(redb::Error::from)?;
+        txn.open_table(OBJECT_PINS).map_err(redb::Error::from)?;
+        objects::pin_unowned(&txn)?;
         txn.commit().map_err(redb::Error::from)?;
         Ok(Self { db: Arc::new(db) })
     }

@@ -4,7 +4,7 @@
 use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 
-use crate::objects::write_object;
+use crate::objects::{free_unreferenced, write_object};
 use crate::stages::{Expect, now_ms, validate_name_of};
 use crate::{MODELS, ObjectId, Result, Store, db, record};
 
@@ -123,9 +123,10 @@ impl Store {
         self.list_named(MODELS, "models")
     }
 
-    /// Forgets a model (its bytes stay as an object); `true` when it existed.
+    /// Forgets a model and frees its versions' bytes (unless something else
+    /// stored the same bytes); `true` when it existed.
     pub fn delete_model(&self, name: &str) -> Result<bool> {
-        self.remove_named(MODELS, name)
+        self.delete_model_if(name, Expect::Any)
     }
 
     /// [`Store::delete_model`] if the model's latest version is what
@@ -135,19 +136,25 @@ impl Store {
         let txn = self.write()?;
         let removed = {
             let mut models = txn.open_table(MODELS).map_err(db)?;
-            let latest = match models.get(name).map_err(db)? {
-                Some(raw) => Some(
-                    record::decode::<ModelRecord>("models", raw.value())?
-                        .latest()
-                        .version,
-                ),
+            let existing = match models.get(name).map_err(db)? {
+                Some(raw) => Some(record::decode::<ModelRecord>("models", raw.value())?),
                 None => None,
             };
-            let remove = latest.is_some() && expect.holds(latest);
-            if remove {
-                models.remove(name).map_err(db)?;
+            match existing {
+                Some(rec) if expect.holds(Some(rec.latest().version)) => {
+                    models.remove(name).map_err(db)?;
+                    Some(rec)
+                }
+                _ => None,
             }
-            remove
+        };
+        let removed = match removed {
+            Some(rec) => {
+                let objects = rec.versions.into_iter().map(|v| v.object).collect();
+                free_unreferenced(&txn, objects)?;
+                true
+            }
+            None => false,
         };
         txn.commit().map_err(db)?;
         Ok(removed)

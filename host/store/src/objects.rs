@@ -1,9 +1,14 @@
 //! Content-addressed objects, stored in fixed-size chunks.
 
+use std::collections::BTreeSet;
+
 use redb::{ReadableTable, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
-use crate::{OBJECT_CHUNKS, OBJECT_META, Result, Store, StoreError, db, record};
+use crate::{
+    COMPILED, DATASETS, JOB_BLOCKS, MODELS, OBJECT_CHUNKS, OBJECT_META, OBJECT_PINS, Result,
+    STAGES, Store, StoreError, db, record,
+};
 
 /// Size of one stored chunk. Large enough that per-chunk overhead is
 /// negligible, small enough that no single redb value gets huge.
@@ -70,15 +75,149 @@ pub(crate) fn write_object(txn: &WriteTransaction, data: &[u8]) -> Result<Object
     Ok(id)
 }
 
+/// Frees those of `candidates` (the objects of records `txn` removed) that
+/// nothing refers to any more: no stage version, compiled code, model
+/// version, dataset block or job block, and no pin (an object stored with
+/// [`Store::put_object`], which users, stages and configurations may hold
+/// the id of anywhere). Returns the bytes freed.
+///
+/// In the transaction that removes the records, so that no reader ever
+/// sees a record whose object is gone, and no writer can add a reference
+/// in between (redb runs one write transaction at a time).
+pub(crate) fn free_unreferenced(
+    txn: &WriteTransaction,
+    mut candidates: BTreeSet<ObjectId>,
+) -> Result<u64> {
+    {
+        let pins = txn.open_table(OBJECT_PINS).map_err(db)?;
+        let mut pinned = Vec::new();
+        for id in &candidates {
+            if pins.get(id.as_str()).map_err(db)?.is_some() {
+                pinned.push(id.clone());
+            }
+        }
+        for id in pinned {
+            candidates.remove(&id);
+        }
+    }
+    for id in referenced(txn, &candidates)? {
+        candidates.remove(&id);
+    }
+    let mut meta = txn.open_table(OBJECT_META).map_err(db)?;
+    let mut chunks = txn.open_table(OBJECT_CHUNKS).map_err(db)?;
+    let mut freed = 0;
+    for id in &candidates {
+        let Some(raw) = meta.remove(id.as_str()).map_err(db)? else {
+            continue;
+        };
+        let m: ObjectMeta = record::decode("objects", raw.value())?;
+        drop(raw);
+        for index in 0..m.chunks {
+            chunks.remove((id.as_str(), index)).map_err(db)?;
+        }
+        freed += m.len;
+    }
+    Ok(freed)
+}
+
+/// Which of `candidates` a stage version, compiled code, model version,
+/// dataset block or job block refers to.
+fn referenced(txn: &WriteTransaction, candidates: &BTreeSet<ObjectId>) -> Result<Vec<ObjectId>> {
+    use crate::{BlockOutput, DatasetRecord, ModelRecord, StageRecord};
+    let mut found = Vec::new();
+    if candidates.is_empty() {
+        return Ok(found);
+    }
+    let mut see = |id: &str| {
+        if candidates.contains(id) {
+            found.push(id.to_string());
+        }
+    };
+    for entry in txn.open_table(STAGES).map_err(db)?.iter().map_err(db)? {
+        let rec: StageRecord = record::decode("stages", entry.map_err(db)?.1.value())?;
+        rec.versions.iter().for_each(|v| see(&v.digest));
+    }
+    for entry in txn.open_table(COMPILED).map_err(db)?.iter().map_err(db)? {
+        see(entry.map_err(db)?.1.value());
+    }
+    for entry in txn.open_table(MODELS).map_err(db)?.iter().map_err(db)? {
+        let rec: ModelRecord = record::decode("models", entry.map_err(db)?.1.value())?;
+        rec.versions.iter().for_each(|v| see(&v.object));
+    }
+    for entry in txn.open_table(DATASETS).map_err(db)?.iter().map_err(db)? {
+        let rec: DatasetRecord = record::decode("datasets", entry.map_err(db)?.1.value())?;
+        rec.blocks.iter().for_each(|b| see(&b.object));
+    }
+    for entry in txn.open_table(JOB_BLOCKS).map_err(db)?.iter().map_err(db)? {
+        let block: BlockOutput = record::decode("job_blocks", entry.map_err(db)?.1.value())?;
+        see(&block.output);
+        block.errors.iter().for_each(|e| see(e));
+    }
+    Ok(found)
+}
+
+/// Pins every stored object: a store written before objects were freed
+/// does not say which of its objects users stored (and may hold the id
+/// of), so none of them is ever freed. Once per store, as it opens.
+pub(crate) fn pin_unowned(txn: &WriteTransaction) -> Result<()> {
+    const KEY: &str = "objects_pinned_before_freeing";
+    let mut counters = txn.open_table(crate::COUNTERS).map_err(db)?;
+    if counters.get(KEY).map_err(db)?.is_some() {
+        return Ok(());
+    }
+    let meta = txn.open_table(OBJECT_META).map_err(db)?;
+    let mut pins = txn.open_table(OBJECT_PINS).map_err(db)?;
+    let mut n = 0;
+    for entry in meta.iter().map_err(db)? {
+        pins.insert(entry.map_err(db)?.0.value(), ()).map_err(db)?;
+        n += 1;
+    }
+    counters.insert(KEY, n).map_err(db)?;
+    Ok(())
+}
+
 impl Store {
     /// Stores `data` and returns its id; storing the same bytes twice is free.
     ///
-    /// Committed to disk before it returns.
+    /// The object is kept for as long as the store: its id may be held
+    /// anywhere (a stage's state, a configuration, an `objects` dataset),
+    /// so it is never freed. Committed to disk before it returns.
     pub fn put_object(&self, data: &[u8]) -> Result<ObjectId> {
+        let txn = self.write()?;
+        let id = write_object(&txn, data)?;
+        txn.open_table(OBJECT_PINS)
+            .map_err(db)?
+            .insert(id.as_str(), ())
+            .map_err(db)?;
+        txn.commit().map_err(db)?;
+        Ok(id)
+    }
+
+    /// Stores `data` for a record registered next (a dataset's block), and
+    /// returns its id: unlike [`Store::put_object`]'s, the object is freed
+    /// when the last record that names it is deleted.
+    ///
+    /// Until that record is registered nothing names it: a deletion freeing
+    /// the same bytes in between frees it, and registering the record then
+    /// fails ([`Store::put_dataset`] checks its blocks), to be tried again.
+    pub fn put_owned_object(&self, data: &[u8]) -> Result<ObjectId> {
         let txn = self.write()?;
         let id = write_object(&txn, data)?;
         txn.commit().map_err(db)?;
         Ok(id)
+    }
+
+    /// How many objects are stored, and their bytes.
+    pub fn object_totals(&self) -> Result<(u64, u64)> {
+        let txn = self.read()?;
+        let meta = txn.open_table(OBJECT_META).map_err(db)?;
+        let (mut count, mut bytes) = (0, 0);
+        for entry in meta.iter().map_err(db)? {
+            let m: ObjectMeta = record::decode("objects", entry.map_err(db)?.1.value())?;
+            count += 1;
+            bytes += m.len;
+        }
+        Ok((count, bytes))
     }
 
     /// Reads a whole object, or `None` when no object has this id.
@@ -183,6 +322,160 @@ mod tests {
             proptest::prop_assert_eq!(store.object_len(&id).unwrap(), Some(len as u64));
             proptest::prop_assert_eq!(store.get_object(&id).unwrap().unwrap(), data);
         }
+    }
+
+    /// Whether an object with these bytes is stored.
+    fn has(store: &Store, bytes: &[u8]) -> bool {
+        store.object_len(&object_id(bytes)).unwrap().is_some()
+    }
+
+    /// Deleting a model, stage, dataset or job frees the objects only it
+    /// named, and keeps those another record names or a user stored.
+    #[test]
+    fn deleting_a_record_frees_the_objects_nothing_else_names() {
+        use crate::{BlockCommit, DatasetBlock, DatasetRecord};
+        let (_dir, store) = store();
+        // Two models of the same bytes; a third whose bytes a user stored.
+        store.put_model("a", "onnx", b"shared weights", "").unwrap();
+        store.put_model("b", "onnx", b"shared weights", "").unwrap();
+        store.put_object(b"a user's weights").unwrap();
+        store
+            .put_model("c", "onnx", b"a user's weights", "")
+            .unwrap();
+        assert!(store.delete_model("a").unwrap());
+        assert!(has(&store, b"shared weights"));
+        assert!(store.delete_model("b").unwrap());
+        assert!(!has(&store, b"shared weights"));
+        assert!(store.delete_model("c").unwrap());
+        assert!(has(&store, b"a user's weights"));
+        // A model's versions, each freed.
+        store.put_model("m", "onnx", b"v1", "").unwrap();
+        store.put_model("m", "onnx", b"v2", "").unwrap();
+        // A stage of two versions with compiled code (under two engine
+        // fingerprints), and one of the same bytes as its first version.
+        store
+            .put_stage("s", b"component 1", Default::default())
+            .unwrap();
+        store
+            .put_stage("s", b"component 2", Default::default())
+            .unwrap();
+        store
+            .put_stage("t", b"component 1", Default::default())
+            .unwrap();
+        let key = |c: &[u8], engine: &str| format!("{}:{engine}", object_id(c));
+        store
+            .put_compiled(&key(b"component 1", "e1"), b"code 1")
+            .unwrap();
+        store
+            .put_compiled(&key(b"component 2", "e1"), b"code 2")
+            .unwrap();
+        store
+            .put_compiled(&key(b"component 2", "e2"), b"code 2'")
+            .unwrap();
+        // (Compiled code of the same bytes as a model's, however unlikely.)
+        store
+            .put_compiled(&key(b"component 1", "e3"), b"v1")
+            .unwrap();
+        // Two datasets sharing a block; a job's output and errors.
+        let block = |bytes: &[u8]| DatasetBlock {
+            object: store.put_owned_object(bytes).unwrap(),
+            rows: 1,
+            bytes: bytes.len() as u64,
+        };
+        let one = vec![block(b"row 1\n"), block(b"row 2\n")];
+        let two = vec![block(b"row 2\n")];
+        store
+            .put_dataset(&DatasetRecord::new("one", "lines", one))
+            .unwrap();
+        store
+            .put_dataset(&DatasetRecord::new("two", "lines", two))
+            .unwrap();
+        let job = store.create_job("batch", "{}", 1, 1).unwrap();
+        let again = store.create_job("batch", "{}", 1, 1).unwrap();
+        let commit = BlockCommit {
+            rows_in: 1,
+            rows_out: 1,
+            failed: 1,
+            output: b"out\n".to_vec(),
+            errors: b"why\n".to_vec(),
+        };
+        store.commit_block(job.id, 0, &commit).unwrap().unwrap();
+        store.commit_block(again.id, 0, &commit).unwrap().unwrap();
+        let (count, bytes) = store.object_totals().unwrap();
+
+        assert!(store.delete_model("m").unwrap());
+        assert!(has(&store, b"v1") && !has(&store, b"v2"));
+        store.delete_stage("s").unwrap().unwrap();
+        assert!(!has(&store, b"component 2") && !has(&store, b"code 2"));
+        assert!(!has(&store, b"code 2'"));
+        assert!(has(&store, b"component 1") && has(&store, b"code 1"));
+        assert_eq!(store.compiled(&key(b"component 2", "e2")).unwrap(), None);
+        store.delete_stage("t").unwrap().unwrap();
+        assert!(!has(&store, b"component 1") && !has(&store, b"code 1"));
+        assert!(!has(&store, b"v1"));
+        assert!(store.delete_dataset("one").unwrap());
+        assert!(!has(&store, b"row 1\n") && has(&store, b"row 2\n"));
+        assert!(store.delete_dataset("two").unwrap());
+        assert!(!has(&store, b"row 2\n"));
+        assert!(store.delete_job(job.id).unwrap());
+        assert!(has(&store, b"out\n") && has(&store, b"why\n"));
+        assert!(store.delete_job(again.id).unwrap());
+        assert!(!has(&store, b"out\n") && !has(&store, b"why\n"));
+        let freed = [
+            &b"v1"[..],
+            b"v2",
+            b"component 1",
+            b"component 2",
+            b"code 1",
+            b"code 2",
+            b"code 2'",
+            b"row 1\n",
+            b"row 2\n",
+            b"out\n",
+            b"why\n",
+        ];
+        let freed_bytes: usize = freed.iter().map(|b| b.len()).sum();
+        assert_eq!(
+            store.object_totals().unwrap(),
+            (count - freed.len() as u64, bytes - freed_bytes as u64)
+        );
+        // What is left: the user's object, pinned.
+        assert_eq!(store.object_totals().unwrap().0, 1);
+    }
+
+    /// A store written before objects were freed does not say which objects
+    /// a user stored: none of them is freed after the upgrade.
+    #[test]
+    fn objects_stored_before_freeing_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        {
+            let store = Store::open(&path).unwrap();
+            store.put_model("m", "onnx", b"old weights", "").unwrap();
+            store.put_model("n", "onnx", b"new weights", "").unwrap();
+            // As such a store was: no pins, and no sign of the upgrade.
+            let txn = store.write().unwrap();
+            txn.delete_table(OBJECT_PINS).unwrap();
+            txn.open_table(crate::COUNTERS)
+                .unwrap()
+                .remove("objects_pinned_before_freeing")
+                .unwrap();
+            txn.commit().unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        store.put_model("n", "onnx", b"newer weights", "").unwrap();
+        assert!(store.delete_model("m").unwrap());
+        assert!(store.delete_model("n").unwrap());
+        assert!(has(&store, b"old weights") && has(&store, b"new weights"));
+        assert!(!has(&store, b"newer weights"));
+        // Once only: what the upgraded store writes is freed as usual.
+        drop(store);
+        let store = Store::open(&path).unwrap();
+        store.put_model("n", "onnx", b"newest weights", "").unwrap();
+        drop(store);
+        let store = Store::open(&path).unwrap();
+        assert!(store.delete_model("n").unwrap());
+        assert!(!has(&store, b"newest weights"));
     }
 
     #[test]

@@ -6,7 +6,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 
-use crate::objects::{ObjectId, write_object};
+use std::collections::BTreeSet;
+
+use crate::objects::{ObjectId, free_unreferenced, write_object};
 use crate::{COMPILED, Result, STAGES, STATE, Store, StoreError, db, record};
 
 /// What a deployment says about how to run a stage version.
@@ -198,8 +200,8 @@ impl Store {
 
     /// Removes a stage and its durable state; returns the removed record.
     ///
-    /// Component bytes stay in the object store: objects are content-addressed
-    /// and may be shared by other stages.
+    /// Its components, and their compiled code, are freed unless another
+    /// stage's version has the same bytes.
     pub fn delete_stage(&self, name: &str) -> Result<Option<StageRecord>> {
         self.delete_stage_if(name, Expect::Any)
     }
@@ -222,9 +224,13 @@ impl Store {
                 None
             }
         };
-        if removed.is_some() {
+        if let Some(rec) = &removed {
             let mut state = txn.open_table(STATE).map_err(db)?;
             state.retain(|(stage, _), _| stage != name).map_err(db)?;
+            let mut freed: BTreeSet<ObjectId> =
+                rec.versions.iter().map(|v| v.digest.clone()).collect();
+            freed.extend(forget_compiled(&txn)?);
+            free_unreferenced(&txn, freed)?;
         }
         txn.commit().map_err(db)?;
         Ok(removed)
@@ -257,6 +263,29 @@ impl Store {
         txn.commit().map_err(db)?;
         Ok(())
     }
+}
+
+/// Removes the compiled code of components no stage version has any more
+/// (keyed `digest:fingerprint`); returns the objects that held it.
+fn forget_compiled(txn: &redb::WriteTransaction) -> Result<Vec<ObjectId>> {
+    let mut kept = BTreeSet::new();
+    for entry in txn.open_table(STAGES).map_err(db)?.iter().map_err(db)? {
+        let rec: StageRecord = record::decode("stages", entry.map_err(db)?.1.value())?;
+        kept.extend(rec.versions.into_iter().map(|v| v.digest));
+    }
+    let mut compiled = txn.open_table(COMPILED).map_err(db)?;
+    let mut objects = Vec::new();
+    compiled
+        .retain(|key, object| {
+            let digest = key.split(':').next().unwrap_or(key);
+            let keep = kept.contains(digest);
+            if !keep {
+                objects.push(object.to_string());
+            }
+            keep
+        })
+        .map_err(db)?;
+    Ok(objects)
 }
 
 #[cfg(test)]

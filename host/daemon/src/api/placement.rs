@@ -98,8 +98,11 @@ pub async fn delete(
     }
 }
 
-/// `GET /v1/node`: capacity, reserved and free resources, and the groups.
-pub async fn node(State(state): State<Arc<AppState>>) -> Json<Value> {
+/// `GET /v1/node`: capacity, reserved and free resources, the groups, and
+/// the objects the store holds.
+pub async fn node(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+    let store = state.store.clone();
+    let (count, bytes) = crate::blocking(move || store.object_totals()).await?;
     let usage = state.placement.node().usage();
     let names: Vec<String> = state
         .placement
@@ -107,7 +110,7 @@ pub async fn node(State(state): State<Arc<AppState>>) -> Json<Value> {
         .iter()
         .map(|g| g.spec.name.clone())
         .collect();
-    Json(json!({
+    Ok(Json(json!({
         "capacity": usage.capacity,
         "reserved": usage.reserved,
         "free": usage.free,
@@ -116,5 +119,6 @@ pub async fn node(State(state): State<Arc<AppState>>) -> Json<Value> {
             .iter()
             .map(|g| json!({"name": g.name, "backend": g.backend, "device_type": g.device_type}))
             .collect::<Vec<_>>(),
-    }))
+        "objects": {"count": count, "bytes": bytes},
+    })))
 }
