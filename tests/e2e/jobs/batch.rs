@@ -78,6 +78,26 @@ async fn a_batch_job_writes_every_row_once_in_input_order() {
         .await
         .unwrap();
     assert_eq!(r.status(), 409);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "job_finished", "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("(succeeded)"),
+        "{v}"
+    );
+    // Deleting it and its dataset frees both: the echoed rows are the
+    // dataset's blocks over again, kept while either names them.
+    let stored = |v: Value| v["objects"]["bytes"].as_u64().unwrap();
+    let before = stored(d.get_json("/v1/node").await);
+    let r = d
+        .http
+        .delete(d.url("/v1/datasets/nums"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
     let r = d
         .http
         .delete(d.url(&format!("/v1/jobs/{id}")))
@@ -85,13 +105,21 @@ async fn a_batch_job_writes_every_row_once_in_input_order() {
         .await
         .unwrap();
     assert_eq!(r.status(), 204);
-    let r = d
-        .http
-        .get(d.url(&format!("/v1/jobs/{id}")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 404);
+    let freed = before - stored(d.get_json("/v1/node").await);
+    assert!(
+        freed >= ds["bytes"].as_u64().unwrap(),
+        "{freed} bytes freed: {ds}"
+    );
+    for path in [format!("/v1/jobs/{id}"), format!("/v1/jobs/{id}/cancel")] {
+        let r = match path.ends_with("cancel") {
+            true => d.http.post(d.url(&path)),
+            false => d.http.get(d.url(&path)),
+        };
+        let r = r.send().await.unwrap();
+        assert_eq!(r.status(), 404, "{path}");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["error"]["code"], "job_not_found", "{path}: {v}");
+    }
 }
 
 #[tokio::test]

@@ -247,14 +247,18 @@ impl Jobs {
 
     /// Cancels a queued or running job. 409 when it has already finished.
     pub async fn cancel(&self, id: &str) -> Result<JobRecord, ApiError> {
-        let rec = self.get(id).await?;
-        if rec.state.is_terminal() {
-            return Err(finished(&rec, "cancelled"));
-        }
-        let rec = self
-            .finish(rec.id, JobState::Cancelled, None, None)
-            .await
-            .unwrap_or(rec);
+        let n: u64 = id.parse().map_err(|_| no_job(id))?;
+        // Checked and changed in one transaction: a job that ends while it
+        // is cancelled is either cancelled or answered 409 with how it
+        // ended, never reported cancelled while its record says otherwise.
+        let Some(rec) = self.finish(n, JobState::Cancelled, None, None).await else {
+            let rec = self.get(id).await?;
+            return Err(if rec.state.is_terminal() {
+                finished(&rec, "cancelled")
+            } else {
+                ApiError::internal(format!("job {n} could not be cancelled: the store refused"))
+            });
+        };
         if let Some(live) = self.live(rec.id) {
             live.cancel.cancel();
         }
