@@ -261,8 +261,22 @@ impl<'a> Program<'a> {
         &mut self,
         x: &Buffer,
         indices: &[usize],
+        dims: (usize, usize, usize),
+        out: &Buffer,
+    ) -> Result<(), NnError> {
+        self.gather_through(x, indices, dims, out, None)
+    }
+
+    /// [`Program::gather`] with its indices written into `table` (a
+    /// buffer the caller keeps, of at least `indices.len()` values) rather
+    /// than a new buffer.
+    pub(crate) fn gather_through(
+        &mut self,
+        x: &Buffer,
+        indices: &[usize],
         (outer, axis, inner): (usize, usize, usize),
         out: &Buffer,
+        table: Option<&Buffer>,
     ) -> Result<(), NnError> {
         let count = outer * indices.len() * inner;
         let too_large = || super::too_large(format!("a gather of {count} elements on the GPU"));
@@ -272,11 +286,23 @@ impl<'a> Program<'a> {
         {
             return Err(too_large());
         }
-        let idx: Vec<i64> = indices.iter().map(|&i| i as i64).collect();
-        let buf = self.int_table(&idx, "weft-nn gather indices", too_large)?;
+        let bits: Vec<f32> = indices
+            .iter()
+            .map(|&i| i32::try_from(i).map(|v| f32::from_bits(v as u32)))
+            .collect::<Result<_, _>>()
+            .map_err(|_| too_large())?;
+        let fresh;
+        let buf = match table {
+            Some(t) => kept_table(t, bits.len(), "weft-nn gather indices")?,
+            None => {
+                fresh = self.gpu().buffer(bits.len(), "weft-nn gather indices")?;
+                &fresh
+            }
+        };
+        self.write(buf, bits);
         self.step(
             &self.encoder().gather,
-            vec![whole(x), whole(&buf), whole(out)],
+            vec![whole(x), whole(buf), whole(out)],
             [count, indices.len(), inner, axis, 0, 0, 0, 0].map(|v| v as u32),
             super::program::groups(count),
         );
@@ -294,9 +320,23 @@ impl<'a> Program<'a> {
     pub(crate) fn resample(
         &mut self,
         x: &Buffer,
+        dims: (usize, usize, usize),
+        taps: &[Vec<(usize, f64)>],
+        out: &Buffer,
+    ) -> Result<(), NnError> {
+        self.resample_through(x, dims, taps, out, None)
+    }
+
+    /// [`Program::resample`] with its table written into `table` (a buffer
+    /// the caller keeps, of at least twice as many values as taps the
+    /// widest position has times positions) rather than a new buffer.
+    pub(crate) fn resample_through(
+        &mut self,
+        x: &Buffer,
         (outer, len_in, inner): (usize, usize, usize),
         taps: &[Vec<(usize, f64)>],
         out: &Buffer,
+        kept: Option<&Buffer>,
     ) -> Result<(), NnError> {
         let len_out = taps.len();
         let count = outer * len_out * inner;
@@ -325,11 +365,18 @@ impl<'a> Program<'a> {
                 weights[j * width + k] = w as f32;
             }
         }
-        let buf = self.gpu().buffer(table.len(), "weft-nn resize taps")?;
-        self.write(&buf, table);
+        let fresh;
+        let buf = match kept {
+            Some(t) => kept_table(t, table.len(), "weft-nn resize taps")?,
+            None => {
+                fresh = self.gpu().buffer(table.len(), "weft-nn resize taps")?;
+                &fresh
+            }
+        };
+        self.write(buf, table);
         self.step(
             &self.encoder().resample,
-            vec![whole(x), whole(&buf), whole(out)],
+            vec![whole(x), whole(buf), whole(out)],
             [count, len_in, len_out, inner, width, 0, 0, 0].map(|v| v as u32),
             super::program::groups(count),
         );
@@ -594,5 +641,18 @@ impl<'a> Program<'a> {
             super::program::groups(count),
         );
         Ok(())
+    }
+}
+
+/// `table`, a buffer a caller keeps for a kernel's table of `floats`
+/// values, when it holds them.
+fn kept_table<'t>(table: &'t Buffer, floats: usize, label: &str) -> Result<&'t Buffer, NnError> {
+    if table.floats() >= floats {
+        Ok(table)
+    } else {
+        Err(super::too_large(format!(
+            "{label}: {floats} values for a table of {}",
+            table.floats()
+        )))
     }
 }

@@ -195,6 +195,9 @@ pub struct Gpu {
     round_trips: AtomicU64,
     /// Bytes programs uploaded with their submissions so far.
     written: AtomicU64,
+    /// Buffers made (tests: a decoder's pass makes none once warm).
+    #[cfg(test)]
+    made: AtomicU64,
     /// Programs run so far, and their dispatches.
     programs: AtomicU64,
     dispatches: AtomicU64,
@@ -510,6 +513,8 @@ impl Gpu {
             matmuls: AtomicU64::new(0),
             round_trips: AtomicU64::new(0),
             written: AtomicU64::new(0),
+            #[cfg(test)]
+            made: AtomicU64::new(0),
             programs: AtomicU64::new(0),
             dispatches: AtomicU64::new(0),
             recording_ns: AtomicU64::new(0),

@@ -101,6 +101,13 @@ pub(crate) struct Buffer {
     owner: Arc<AtomicU64>,
 }
 
+impl Buffer {
+    /// How many values (4 bytes each) it holds.
+    pub(crate) fn floats(&self) -> usize {
+        (self.raw.size() / 4) as usize
+    }
+}
+
 impl Drop for Buffer {
     fn drop(&mut self) {
         self.owner.fetch_sub(self.raw.size(), Ordering::Relaxed);
@@ -212,10 +219,18 @@ impl Gpu {
         }
         self.pop_scopes(scopes, label)?;
         owner.fetch_add(bytes, Ordering::Relaxed);
+        #[cfg(test)]
+        self.made.fetch_add(1, Ordering::Relaxed);
         Ok(Buffer {
             raw,
             owner: Arc::clone(owner),
         })
+    }
+
+    /// How many buffers it has made (tests).
+    #[cfg(test)]
+    pub(crate) fn buffers_made(&self) -> u64 {
+        self.made.load(Ordering::Relaxed)
     }
 
     /// Floats a buffer's binding offset is a multiple of.

@@ -458,6 +458,23 @@ fn on_the_gpu_a_mixture_computed_together_gets_what_each_gets_alone() {
     device::PAD_GROUPS.store(1, std::sync::atomic::Ordering::Relaxed);
 }
 
+/// A mixture's decoding passes make no buffer once its first has run:
+/// the tables that gather its rows by expert and sum their outputs are
+/// kept with its other buffers, not made for each layer of each pass.
+#[test]
+fn on_the_gpu_a_mixture_decodes_without_making_buffers() {
+    let _device = on_the_device();
+    let bytes = model_file("tiny-qwen2moe.gguf");
+    let device = crate::gpu::tests::own(None);
+    let model = Llama::load_for(&bytes, Some(Ok(device.clone()))).unwrap();
+    let mut s = session::Decoder::new(model.weights.clone());
+    s.forward(&[1, 40, 19]);
+    s.forward(&[50]);
+    let made = device.buffers_made();
+    s.forward(&[3]);
+    assert_eq!(device.buffers_made(), made);
+}
+
 /// What an upload checks: the fixture decoder passes; bad head and
 /// rotary sizes are refused with the reason, not a panic later.
 #[test]

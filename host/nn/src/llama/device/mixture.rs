@@ -10,7 +10,8 @@ use crate::llama::{HParams, Layer};
 /// gate's), and `rows` rows grouped by expert, each group from a row a
 /// binding may start at (a multiple of `align`): their inputs, gate and
 /// up, SwiGLU's outputs, and each expert's outputs (the shared expert's
-/// after the routed ones').
+/// after the routed ones'). And the tables of the kernels that gather the
+/// rows and sum the outputs, written each pass (no buffer made per layer).
 #[derive(Debug)]
 pub(super) struct MixtureWork {
     scores: Buffer,
@@ -21,6 +22,8 @@ pub(super) struct MixtureWork {
     gu: Buffer,
     g: Buffer,
     y: Buffer,
+    gathered: Buffer,
+    taps: Buffer,
 }
 
 /// A factor on the rows a mixture's groups are aligned to (tests: the
@@ -56,6 +59,10 @@ impl MixtureWork {
             gu: b(rows * 2 * hp.ffn)?,
             g: b(rows * hp.ffn)?,
             y: b(rows * hp.embd)?,
+            gathered: b(rows)?,
+            // Each token's experts and the shared one: an index and a
+            // weight each.
+            taps: b(2 * tokens * (hp.experts_used + 1))?,
         })
     }
 }
@@ -109,7 +116,7 @@ pub(super) fn mixture<'g>(
         groups.push((e, start, list.len()));
     }
     let d = hp.embd;
-    p.gather(h, &rows, (1, n, d), &m.x)?;
+    p.gather_through(h, &rows, (1, n, d), &m.x, Some(&m.gathered))?;
     for &(e, start, count) in &groups {
         p.product_at((&m.x, start), count, &experts[e], (&m.gu, start));
     }
@@ -132,6 +139,6 @@ pub(super) fn mixture<'g>(
         used = start + n;
     }
     debug_assert!(used <= m.rows);
-    p.resample(&m.y, (1, used, d), &taps, &a.o)?;
+    p.resample_through(&m.y, (1, used, d), &taps, &a.o, Some(&m.taps))?;
     Ok(p)
 }
