@@ -445,18 +445,38 @@ where
     use futures_util::StreamExt;
     let mut ingest = Ingest::new(format, block_rows);
     let mut blocks = Vec::new();
-    while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|e| {
-            ApiError::bad_request("bad_body", format!("reading the upload failed: {e}"))
-        })?;
-        for full in ingest.push(&chunk)? {
+    let read = async {
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| {
+                ApiError::bad_request("bad_body", format!("reading the upload failed: {e}"))
+            })?;
+            for full in ingest.push(&chunk)? {
+                blocks.push(store_block(store, format, full).await?);
+            }
+        }
+        for full in ingest.finish()? {
             blocks.push(store_block(store, format, full).await?);
         }
+        Ok::<_, ApiError>(())
     }
-    for full in ingest.finish()? {
-        blocks.push(store_block(store, format, full).await?);
+    .await;
+    match read {
+        Ok(()) => Ok(blocks),
+        Err(e) => {
+            // The blocks stored so far are of no dataset.
+            release(store, &blocks).await;
+            Err(e)
+        }
     }
-    Ok(blocks)
+}
+
+/// Ends the leases on the blocks of an upload that registers no dataset.
+pub async fn release(store: &Store, blocks: &[DatasetBlock]) {
+    let ids: Vec<_> = blocks.iter().map(|b| b.object.clone()).collect();
+    let store = store.clone();
+    if let Err(e) = crate::blocking(move || store.release_objects(&ids)).await {
+        tracing::warn!("cannot free the blocks of a failed upload: {}", e.message);
+    }
 }
 
 async fn store_block(
@@ -473,7 +493,8 @@ async fn store_block(
             bytes = 0;
             for id in full.data.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
                 let id = std::str::from_utf8(id).expect("ids are checked ASCII");
-                let Some(len) = store.object_len(id)? else {
+                // (Named by a dataset, it is kept for good: see `pin_object`.)
+                let Some(len) = store.pin_object(id)? else {
                     return Err(ApiError::bad_request(
                         "invalid_dataset",
                         format!("object {id} is not stored"),

@@ -52,9 +52,11 @@ impl DatasetRecord {
 }
 
 impl Store {
-    /// Registers a dataset whose block objects are already stored. Fails
-    /// with [`StoreError::Exists`] when the name is taken, and with
-    /// [`StoreError::Invalid`] when a block object is missing.
+    /// Registers a dataset whose block objects are already stored, and ends
+    /// the leases its upload held on them (one per block: see
+    /// [`Store::put_owned_object`]). Fails with [`StoreError::Exists`] when
+    /// the name is taken, and with [`StoreError::Invalid`] when a block
+    /// object is missing.
     pub fn put_dataset(&self, rec: &DatasetRecord) -> Result<()> {
         validate_name_of("dataset name", &rec.name)?;
         let txn = self.write()?;
@@ -71,6 +73,9 @@ impl Store {
             }
         }
         Self::insert_new_named(&txn, DATASETS, "dataset", &rec.name, rec)?;
+        // The dataset holds its blocks now, not the upload's leases.
+        let blocks: Vec<ObjectId> = rec.blocks.iter().map(|b| b.object.clone()).collect();
+        crate::objects::release(&txn, &blocks)?;
         txn.commit().map_err(db)?;
         Ok(())
     }

@@ -66,6 +66,10 @@ pub(crate) const OBJECT_CHUNKS: TableDefinition<'_, (&str, u32), &[u8]> =
 /// Objects stored with `Store::put_object`, never freed (see
 /// `objects::free_unreferenced`).
 pub(crate) const OBJECT_PINS: TableDefinition<'_, &str, ()> = TableDefinition::new("object_pins");
+/// Dataset blocks uploaded and not yet registered: how many uploads hold
+/// each (see `Store::put_owned_object`).
+pub(crate) const OBJECT_LEASES: TableDefinition<'_, &str, u64> =
+    TableDefinition::new("object_leases");
 pub(crate) const STAGES: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("stages");
 pub(crate) const COMPILED: TableDefinition<'_, &str, &str> = TableDefinition::new("compiled");
 pub(crate) const STATE: TableDefinition<'_, (&str, &str), &[u8]> = TableDefinition::new("state");
@@ -149,7 +153,9 @@ impl Store {
             .map_err(redb::Error::from)?;
         txn.open_table(MODELS).map_err(redb::Error::from)?;
         txn.open_table(OBJECT_PINS).map_err(redb::Error::from)?;
+        txn.open_table(OBJECT_LEASES).map_err(redb::Error::from)?;
         objects::pin_unowned(&txn)?;
+        objects::end_stale_leases(&txn)?;
         txn.commit().map_err(redb::Error::from)?;
         Ok(Self { db: Arc::new(db) })
     }

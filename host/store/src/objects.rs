@@ -6,8 +6,8 @@ use redb::{ReadableTable, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    COMPILED, DATASETS, JOB_BLOCKS, MODELS, OBJECT_CHUNKS, OBJECT_META, OBJECT_PINS, Result,
-    STAGES, Store, StoreError, db, record,
+    COMPILED, DATASETS, JOB_BLOCKS, MODELS, OBJECT_CHUNKS, OBJECT_LEASES, OBJECT_META, OBJECT_PINS,
+    Result, STAGES, Store, StoreError, db, record,
 };
 
 /// Size of one stored chunk. Large enough that per-chunk overhead is
@@ -77,9 +77,11 @@ pub(crate) fn write_object(txn: &WriteTransaction, data: &[u8]) -> Result<Object
 
 /// Frees those of `candidates` (the objects of records `txn` removed) that
 /// nothing refers to any more: no stage version, compiled code, model
-/// version, dataset block or job block, and no pin (an object stored with
+/// version, dataset block or job block, no pin (an object stored with
 /// [`Store::put_object`], which users, stages and configurations may hold
-/// the id of anywhere). Returns the bytes freed.
+/// the id of anywhere, or named by an `objects` dataset) and no lease (a
+/// dataset block uploaded before its dataset is registered). Returns the
+/// bytes freed.
 ///
 /// In the transaction that removes the records, so that no reader ever
 /// sees a record whose object is gone, and no writer can add a reference
@@ -90,13 +92,16 @@ pub(crate) fn free_unreferenced(
 ) -> Result<u64> {
     {
         let pins = txn.open_table(OBJECT_PINS).map_err(db)?;
-        let mut pinned = Vec::new();
+        let leases = txn.open_table(OBJECT_LEASES).map_err(db)?;
+        let mut held = Vec::new();
         for id in &candidates {
-            if pins.get(id.as_str()).map_err(db)?.is_some() {
-                pinned.push(id.clone());
+            if pins.get(id.as_str()).map_err(db)?.is_some()
+                || leases.get(id.as_str()).map_err(db)?.is_some()
+            {
+                held.push(id.clone());
             }
         }
-        for id in pinned {
+        for id in held {
             candidates.remove(&id);
         }
     }
@@ -156,6 +161,38 @@ fn referenced(txn: &WriteTransaction, candidates: &BTreeSet<ObjectId>) -> Result
     Ok(found)
 }
 
+/// Ends one lease on each of `ids` (see [`Store::put_owned_object`]).
+pub(crate) fn release(txn: &WriteTransaction, ids: &[ObjectId]) -> Result<()> {
+    let mut leases = txn.open_table(OBJECT_LEASES).map_err(db)?;
+    for id in ids {
+        let held = leases
+            .get(id.as_str())
+            .map_err(db)?
+            .map_or(0, |v| v.value());
+        if held > 1 {
+            leases.insert(id.as_str(), held - 1).map_err(db)?;
+        } else {
+            leases.remove(id.as_str()).map_err(db)?;
+        }
+    }
+    Ok(())
+}
+
+/// Ends the leases of uploads a previous run left unfinished, and frees
+/// their blocks where nothing else holds them. As the store opens.
+pub(crate) fn end_stale_leases(txn: &WriteTransaction) -> Result<()> {
+    let mut stale = BTreeSet::new();
+    txn.open_table(OBJECT_LEASES)
+        .map_err(db)?
+        .retain(|id, _| {
+            stale.insert(id.to_string());
+            false
+        })
+        .map_err(db)?;
+    free_unreferenced(txn, stale)?;
+    Ok(())
+}
+
 /// Pins every stored object: a store written before objects were freed
 /// does not say which of its objects users stored (and may hold the id
 /// of), so none of them is ever freed. Once per store, as it opens.
@@ -193,18 +230,60 @@ impl Store {
         Ok(id)
     }
 
-    /// Stores `data` for a record registered next (a dataset's block), and
-    /// returns its id: unlike [`Store::put_object`]'s, the object is freed
-    /// when the last record that names it is deleted.
+    /// Stores `data` as a block of a dataset being uploaded, and returns
+    /// its id: unlike [`Store::put_object`]'s, the object is freed when the
+    /// last record that names it is deleted.
     ///
-    /// Until that record is registered nothing names it: a deletion freeing
-    /// the same bytes in between frees it, and registering the record then
-    /// fails ([`Store::put_dataset`] checks its blocks), to be tried again.
+    /// Until [`Store::put_dataset`] registers it, a lease holds it (a
+    /// deletion of other records with the same bytes leaves it be). A
+    /// lease that upload does not end ([`Store::put_dataset`] or
+    /// [`Store::release_objects`]) ends when the store next opens.
     pub fn put_owned_object(&self, data: &[u8]) -> Result<ObjectId> {
         let txn = self.write()?;
         let id = write_object(&txn, data)?;
+        {
+            let mut leases = txn.open_table(OBJECT_LEASES).map_err(db)?;
+            let held = leases
+                .get(id.as_str())
+                .map_err(db)?
+                .map_or(0, |v| v.value());
+            leases.insert(id.as_str(), held + 1).map_err(db)?;
+        }
         txn.commit().map_err(db)?;
         Ok(id)
+    }
+
+    /// Ends the leases of an upload that registered nothing (one for each
+    /// time [`Store::put_owned_object`] returned the id), freeing what
+    /// nothing else holds.
+    pub fn release_objects(&self, ids: &[ObjectId]) -> Result<()> {
+        let txn = self.write()?;
+        release(&txn, ids)?;
+        free_unreferenced(&txn, ids.iter().cloned().collect())?;
+        txn.commit().map_err(db)?;
+        Ok(())
+    }
+
+    /// Pins an object, so that it is never freed (an `objects` dataset
+    /// names it); its size, or `None` when no object has this id.
+    pub fn pin_object(&self, id: &str) -> Result<Option<u64>> {
+        validate_id(id)?;
+        let txn = self.write()?;
+        let len = match txn
+            .open_table(OBJECT_META)
+            .map_err(db)?
+            .get(id)
+            .map_err(db)?
+        {
+            Some(raw) => record::decode::<ObjectMeta>("objects", raw.value())?.len,
+            None => return Ok(None),
+        };
+        txn.open_table(OBJECT_PINS)
+            .map_err(db)?
+            .insert(id, ())
+            .map_err(db)?;
+        txn.commit().map_err(db)?;
+        Ok(Some(len))
     }
 
     /// How many objects are stored, and their bytes.
@@ -441,6 +520,53 @@ mod tests {
         );
         // What is left: the user's object, pinned.
         assert_eq!(store.object_totals().unwrap().0, 1);
+    }
+
+    /// A block being uploaded is held by its upload's lease until its
+    /// dataset is registered; a lease the upload does not end ends when it
+    /// fails or, at the latest, when the store opens again. An object an
+    /// `objects` dataset names is pinned.
+    #[test]
+    fn uploads_hold_their_blocks_and_datasets_pin_the_objects_they_name() {
+        use crate::{DatasetBlock, DatasetRecord};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let store = Store::open(&path).unwrap();
+        let block = |bytes: &[u8]| DatasetBlock {
+            object: store.put_owned_object(bytes).unwrap(),
+            rows: 1,
+            bytes: bytes.len() as u64,
+        };
+        // Dataset `a` holds X; an upload of the same bytes leases X while
+        // `a` is deleted, and registers it as `b`.
+        let x = block(b"x\n");
+        store
+            .put_dataset(&DatasetRecord::new("a", "lines", vec![x]))
+            .unwrap();
+        let again = block(b"x\n");
+        assert!(store.delete_dataset("a").unwrap());
+        assert!(has(&store, b"x\n"), "the upload's lease holds it");
+        store
+            .put_dataset(&DatasetRecord::new("b", "lines", vec![again]))
+            .unwrap();
+        assert!(store.delete_dataset("b").unwrap());
+        assert!(!has(&store, b"x\n"), "the dataset ended the lease");
+        // A failed upload releases its blocks.
+        let y = block(b"y\n");
+        store.release_objects(&[y.object]).unwrap();
+        assert!(!has(&store, b"y\n"));
+        // An upload cut off (no release) holds its block until the store
+        // opens again.
+        block(b"z\n");
+        drop(store);
+        let store = Store::open(&path).unwrap();
+        assert!(!has(&store, b"z\n"));
+        // A model's bytes, named by an `objects` dataset, outlive it.
+        store.put_model("m", "onnx", b"weights", "").unwrap();
+        assert_eq!(store.pin_object(&object_id(b"weights")).unwrap(), Some(7));
+        assert_eq!(store.pin_object(&object_id(b"nothing")).unwrap(), None);
+        assert!(store.delete_model("m").unwrap());
+        assert!(has(&store, b"weights"));
     }
 
     /// A store written before objects were freed does not say which objects

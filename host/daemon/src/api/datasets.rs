@@ -103,7 +103,10 @@ pub async fn create(
     let rec = DatasetRecord::new(&q.name, format.as_str(), blocks);
     let store = state.store.clone();
     let stored = rec.clone();
-    crate::blocking(move || store.put_dataset(&stored)).await?;
+    if let Err(e) = crate::blocking(move || store.put_dataset(&stored)).await {
+        datasets::release(&state.store, &rec.blocks).await;
+        return Err(e);
+    }
     Ok((StatusCode::CREATED, Json(dataset_json(&rec))).into_response())
 }
 

@@ -526,7 +526,11 @@ fn write_dir(store: &weft_store::Store, id: u64, dir: &Path) -> Result<(), ApiEr
         let mut file = std::io::BufWriter::new(std::fs::File::create(&tmp).map_err(io)?);
         for (_, block) in &blocks {
             if let Some(object) = pick(block) {
-                let bytes = store.get_object(&object)?.unwrap_or_default();
+                let bytes = store.get_object(&object)?.ok_or_else(|| {
+                    ApiError::internal(format!(
+                        "output object {object} of job {id} is gone (the job was deleted?)"
+                    ))
+                })?;
                 file.write_all(&bytes).map_err(io)?;
             }
         }

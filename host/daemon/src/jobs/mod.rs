@@ -532,14 +532,15 @@ impl Jobs {
             let store = self.inner.store.clone();
             let cutoff = now_ms().saturating_sub(ttl.as_millis() as u64);
             let swept = blocking(move || -> Result<_, ApiError> {
-                let mut n = 0;
-                for j in store.list_jobs()? {
-                    if j.state.is_terminal() && j.finished_unix_ms.is_some_and(|t| t <= cutoff) {
-                        store.delete_job(j.id)?;
-                        n += 1;
-                    }
-                }
-                Ok(n)
+                let expired: Vec<u64> = store
+                    .list_jobs()?
+                    .into_iter()
+                    .filter(|j| {
+                        j.state.is_terminal() && j.finished_unix_ms.is_some_and(|t| t <= cutoff)
+                    })
+                    .map(|j| j.id)
+                    .collect();
+                Ok(store.delete_jobs(&expired)?)
             })
             .await;
             match swept {
