@@ -442,19 +442,16 @@ mod tests {
             .put_stage("t", b"component 1", Default::default())
             .unwrap();
         let key = |c: &[u8], engine: &str| format!("{}:{engine}", object_id(c));
-        store
-            .put_compiled(&key(b"component 1", "e1"), b"code 1")
-            .unwrap();
-        store
-            .put_compiled(&key(b"component 2", "e1"), b"code 2")
-            .unwrap();
-        store
-            .put_compiled(&key(b"component 2", "e2"), b"code 2'")
-            .unwrap();
-        // (Compiled code of the same bytes as a model's, however unlikely.)
-        store
-            .put_compiled(&key(b"component 1", "e3"), b"v1")
-            .unwrap();
+        // (The last: compiled code of the same bytes as a model's, however
+        // unlikely.)
+        for (component, engine, code) in [
+            (&b"component 1"[..], "e1", &b"code 1"[..]),
+            (b"component 2", "e1", b"code 2"),
+            (b"component 2", "e2", b"code 2'"),
+            (b"component 1", "e3", b"v1"),
+        ] {
+            store.put_compiled(&key(component, engine), code).unwrap();
+        }
         // Two datasets sharing a block; a job's output and errors.
         let block = |bytes: &[u8]| DatasetBlock {
             object: store.put_owned_object(bytes).unwrap(),

@@ -163,6 +163,30 @@ impl<'a> Program<'a> {
     ///
     /// `too_large()` for a value past i32; `TooLarge` where the buffer
     /// cannot be made.
+    /// Writes a kernel's table `data` into `kept` (a buffer the caller
+    /// keeps; `TooLarge` when it is too small) or, when there is none, a
+    /// new buffer (`label`).
+    fn table<'t>(
+        &mut self,
+        kept: Option<&'t Buffer>,
+        data: Vec<f32>,
+        label: &str,
+    ) -> Result<Table<'t>, NnError> {
+        let buf = match kept {
+            Some(t) if t.floats() >= data.len() => Table::Kept(t),
+            Some(t) => {
+                return Err(super::too_large(format!(
+                    "{label}: {} values for a table of {}",
+                    data.len(),
+                    t.floats()
+                )));
+            }
+            None => Table::Made(self.gpu().buffer(data.len(), label)?),
+        };
+        self.write(&buf, data);
+        Ok(buf)
+    }
+
     fn int_table(
         &mut self,
         values: &[i64],
@@ -291,18 +315,10 @@ impl<'a> Program<'a> {
             .map(|&i| i32::try_from(i).map(|v| f32::from_bits(v as u32)))
             .collect::<Result<_, _>>()
             .map_err(|_| too_large())?;
-        let fresh;
-        let buf = match table {
-            Some(t) => kept_table(t, bits.len(), "weft-nn gather indices")?,
-            None => {
-                fresh = self.gpu().buffer(bits.len(), "weft-nn gather indices")?;
-                &fresh
-            }
-        };
-        self.write(buf, bits);
+        let buf = self.table(table, bits, "weft-nn gather indices")?;
         self.step(
             &self.encoder().gather,
-            vec![whole(x), whole(buf), whole(out)],
+            vec![whole(x), whole(&buf), whole(out)],
             [count, indices.len(), inner, axis, 0, 0, 0, 0].map(|v| v as u32),
             super::program::groups(count),
         );
@@ -365,18 +381,10 @@ impl<'a> Program<'a> {
                 weights[j * width + k] = w as f32;
             }
         }
-        let fresh;
-        let buf = match kept {
-            Some(t) => kept_table(t, table.len(), "weft-nn resize taps")?,
-            None => {
-                fresh = self.gpu().buffer(table.len(), "weft-nn resize taps")?;
-                &fresh
-            }
-        };
-        self.write(buf, table);
+        let buf = self.table(kept, table, "weft-nn resize taps")?;
         self.step(
             &self.encoder().resample,
-            vec![whole(x), whole(buf), whole(out)],
+            vec![whole(x), whole(&buf), whole(out)],
             [count, len_in, len_out, inner, width, 0, 0, 0].map(|v| v as u32),
             super::program::groups(count),
         );
@@ -644,15 +652,19 @@ impl<'a> Program<'a> {
     }
 }
 
-/// `table`, a buffer a caller keeps for a kernel's table of `floats`
-/// values, when it holds them.
-fn kept_table<'t>(table: &'t Buffer, floats: usize, label: &str) -> Result<&'t Buffer, NnError> {
-    if table.floats() >= floats {
-        Ok(table)
-    } else {
-        Err(super::too_large(format!(
-            "{label}: {floats} values for a table of {}",
-            table.floats()
-        )))
+/// A kernel's table: in a buffer its caller keeps, or a new one.
+enum Table<'t> {
+    Kept(&'t Buffer),
+    Made(Buffer),
+}
+
+impl std::ops::Deref for Table<'_> {
+    type Target = Buffer;
+
+    fn deref(&self) -> &Buffer {
+        match self {
+            Self::Kept(b) => b,
+            Self::Made(b) => b,
+        }
     }
 }
