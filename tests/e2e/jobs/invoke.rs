@@ -104,6 +104,42 @@ async fn an_invoke_job_resumes_from_its_checkpoint_after_a_restart() {
     assert!(!events.contains("blocks_done"), "{events}");
 }
 
+/// Deleting a job that ended before its stage cleared its checkpoint (it
+/// failed, or was cancelled) deletes the checkpoint: a fine-tuning job's
+/// holds a model's weights.
+#[tokio::test]
+async fn deleting_a_job_deletes_its_checkpoints() {
+    let d = TestDaemon::start().await;
+    d.deploy("probe", "probe.wasm").await;
+    apply(
+        &d,
+        "long",
+        "name = \"long\"\n[[steps]]\nstage = \"probe\"\n",
+    )
+    .await;
+    let count = json!({"kind": "invoke", "pipeline": "long", "input": {"op": "count_to", "n": 1000, "ms": 20}});
+    let (_, job, _) = submit(&d, &count).await;
+    let id = job["id"].as_str().unwrap().to_string();
+    let key = json!({"op": "state_get", "key": format!("checkpoint/job-{id}")});
+    let until = Instant::now() + Duration::from_secs(30);
+    while d.invoke("probe", &key).await.1["value"].is_null() {
+        assert!(Instant::now() < until, "no checkpoint");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let r = d
+        .http
+        .post(d.url(&format!("/v1/jobs/{id}/cancel")))
+        .send()
+        .await;
+    assert_eq!(r.unwrap().status(), 200);
+    // (The guest stops within a tick: no checkpoint comes after this.)
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!d.invoke("probe", &key).await.1["value"].is_null());
+    let r = d.http.delete(d.url(&format!("/v1/jobs/{id}"))).send().await;
+    assert_eq!(r.unwrap().status(), 204);
+    assert!(d.invoke("probe", &key).await.1["value"].is_null());
+}
+
 #[tokio::test]
 async fn jobs_queue_per_pipeline_cancel_promptly_stream_live_and_expire() {
     let d = TestDaemon::start_with(|c| {
@@ -181,6 +217,15 @@ async fn jobs_queue_per_pipeline_cancel_promptly_stream_live_and_expire() {
         "the guest stopped counting"
     );
     assert!(started.elapsed() < Duration::from_secs(5));
+    let checkpoint = |id: &str| {
+        let body = json!({"op": "state_get", "key": format!("checkpoint/job-{id}")});
+        let d = &d;
+        async move { d.invoke("probe", &body).await.1["value"].clone() }
+    };
+    assert!(
+        !checkpoint(&first).await.is_null(),
+        "the cancelled job's checkpoint"
+    );
 
     // The queued job runs once the slot frees.
     assert_eq!(finished(&d, &second).await["state"], "succeeded");
@@ -199,6 +244,8 @@ async fn jobs_queue_per_pipeline_cancel_promptly_stream_live_and_expire() {
         assert!(Instant::now() < until, "job {second} was not swept");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // With the cancelled job, its checkpoint went.
+    assert!(checkpoint(&first).await.is_null());
     // Prefer: respond-async on the pipeline's invoke route, too.
     let r = d
         .http

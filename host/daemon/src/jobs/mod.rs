@@ -278,8 +278,30 @@ impl Jobs {
             .hint("cancel it first (`weft job cancel ID`)"));
         }
         let store = self.inner.store.clone();
-        blocking(move || store.delete_job(rec.id)).await?;
+        let checkpoints = self.checkpoints(std::slice::from_ref(&rec));
+        blocking(move || {
+            store.delete_job(rec.id)?;
+            store.state_forget(&checkpoints)
+        })
+        .await?;
         Ok(())
+    }
+
+    /// The state keys the stages of these jobs keep their checkpoints
+    /// under (`weft_sdk::checkpoint::key` of the item an invoke job runs):
+    /// of no use once the job is deleted, and as large as a model's weights
+    /// for a fine-tuning job cancelled or failed.
+    fn checkpoints(&self, jobs: &[JobRecord]) -> Vec<String> {
+        jobs.iter()
+            .filter_map(
+                |rec| match serde_json::from_str::<JobSpec>(&rec.spec_json) {
+                    Ok(JobSpec::Invoke(i)) => {
+                        Some(format!("checkpoint/{}", self.item_key(rec.id, &i)))
+                    }
+                    _ => None,
+                },
+            )
+            .collect()
     }
 
     /// Live events of a running job (`None` once it is not running here).
@@ -531,17 +553,24 @@ impl Jobs {
             }
             let store = self.inner.store.clone();
             let cutoff = now_ms().saturating_sub(ttl.as_millis() as u64);
-            let swept = blocking(move || -> Result<_, ApiError> {
-                let expired: Vec<u64> = store
-                    .list_jobs()?
+            let swept = async {
+                let list = store.clone();
+                let expired: Vec<JobRecord> = blocking(move || list.list_jobs())
+                    .await?
                     .into_iter()
                     .filter(|j| {
                         j.state.is_terminal() && j.finished_unix_ms.is_some_and(|t| t <= cutoff)
                     })
-                    .map(|j| j.id)
                     .collect();
-                Ok(store.delete_jobs(&expired)?)
-            })
+                let checkpoints = self.checkpoints(&expired);
+                let ids: Vec<u64> = expired.iter().map(|j| j.id).collect();
+                blocking(move || -> Result<_, weft_store::StoreError> {
+                    let n = store.delete_jobs(&ids)?;
+                    store.state_forget(&checkpoints)?;
+                    Ok(n)
+                })
+                .await
+            }
             .await;
             match swept {
                 Ok(0) => {}
