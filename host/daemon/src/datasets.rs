@@ -490,19 +490,15 @@ async fn store_block(
         if format == Format::Objects {
             // The block's size is the data its rows stand for, so that batch
             // jobs charge their memory budget for the objects, not the ids.
-            bytes = 0;
-            for id in full.data.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-                let id = std::str::from_utf8(id).expect("ids are checked ASCII");
-                // (Named by a dataset, it is kept for good: see `pin_object`.)
-                let Some(len) = store.pin_object(id)? else {
-                    return Err(ApiError::bad_request(
-                        "invalid_dataset",
-                        format!("object {id} is not stored"),
-                    )
-                    .hint("upload it first with `PUT /v1/objects` (or `weft object put FILE`)"));
-                };
-                bytes += len;
-            }
+            // Named by a dataset, they are kept for good (`pin_objects`).
+            let ids: Vec<&str> = (full.data.split(|&b| b == b'\n'))
+                .filter(|l| !l.is_empty())
+                .map(|id| std::str::from_utf8(id).expect("ids are checked ASCII"))
+                .collect();
+            bytes = store.pin_objects(&ids)?.map_err(|id| {
+                ApiError::bad_request("invalid_dataset", format!("object {id} is not stored"))
+                    .hint("upload it first with `PUT /v1/objects` (or `weft object put FILE`)")
+            })?;
         }
         let object = store.put_owned_object(&full.data)?;
         Ok(DatasetBlock {

@@ -175,10 +175,8 @@ fn object_loader(store: weft_store::Store, id: String, name: String) -> BytesLoa
             .get_object(&id)
             .map_err(|e| NnError::new(NnErrorCode::RuntimeError, e.to_string()))?
             .ok_or_else(|| {
-                NnError::new(
-                    NnErrorCode::RuntimeError,
-                    format!("model `{name}`: its bytes are missing"),
-                )
+                // Deleted (its bytes freed) since it was looked up.
+                NnError::new(NnErrorCode::NotFound, format!("model `{name}` was deleted"))
             })
     })
 }
@@ -335,5 +333,24 @@ impl errors::HostError for HostState {
     async fn drop(&mut self, e: Resource<NnError>) -> wasmtime::Result<()> {
         self.table.delete(e)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A model deleted between its lookup and its load is `not-found`, as
+    /// one never uploaded is, not a runtime error.
+    #[test]
+    fn a_model_deleted_before_its_load_is_not_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = weft_store::Store::open(dir.path().join("db")).unwrap();
+        let (rec, _) = store.put_model("m", "onnx", b"weights", "").unwrap();
+        let object = rec.latest().object.clone();
+        assert!(store.delete_model("m").unwrap());
+        let err = object_loader(store, object, "m".into())().unwrap_err();
+        assert!(matches!(err.code, NnErrorCode::NotFound), "{}", err.message);
+        assert!(err.message.contains("was deleted"), "{}", err.message);
     }
 }

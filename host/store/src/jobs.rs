@@ -347,43 +347,43 @@ impl Store {
     /// (unless something else refers to the same bytes); `true` when it
     /// existed.
     pub fn delete_job(&self, id: u64) -> Result<bool> {
-        Ok(self.delete_jobs(&[id])? == 1)
+        Ok(self.delete_jobs(&[id], &[])? == 1)
     }
 
     /// [`Store::delete_job`] of several jobs in one transaction (one look
-    /// for what else names their output); how many existed.
-    pub fn delete_jobs(&self, ids: &[u64]) -> Result<usize> {
+    /// for what else names their output), which also deletes the state
+    /// keys `forget` from every stage's state (the jobs' checkpoints); how
+    /// many jobs existed.
+    pub fn delete_jobs(&self, ids: &[u64], forget: &[String]) -> Result<usize> {
         let txn = self.write()?;
         let mut existed = 0;
         let mut outputs = std::collections::BTreeSet::new();
-        for &id in ids {
-            existed += usize::from(
-                txn.open_table(JOBS)
-                    .map_err(db)?
-                    .remove(id)
-                    .map_err(db)?
-                    .is_some(),
-            );
-            let mut decoded = Ok(());
-            txn.open_table(JOB_BLOCKS)
-                .map_err(db)?
-                .retain_in((id, 0)..=(id, u32::MAX), |_, raw| {
-                    match record::decode::<BlockOutput>("job_blocks", raw) {
-                        Ok(block) => {
-                            outputs.extend(std::iter::once(block.output).chain(block.errors));
+        {
+            let mut jobs = txn.open_table(JOBS).map_err(db)?;
+            let mut blocks = txn.open_table(JOB_BLOCKS).map_err(db)?;
+            let mut events = txn.open_table(JOB_EVENTS).map_err(db)?;
+            for &id in ids {
+                existed += usize::from(jobs.remove(id).map_err(db)?.is_some());
+                let mut decoded = Ok(());
+                blocks
+                    .retain_in((id, 0)..=(id, u32::MAX), |_, raw| {
+                        match record::decode::<BlockOutput>("job_blocks", raw) {
+                            Ok(block) => {
+                                outputs.extend(std::iter::once(block.output).chain(block.errors));
+                            }
+                            Err(e) => decoded = Err(e),
                         }
-                        Err(e) => decoded = Err(e),
-                    }
-                    false
-                })
-                .map_err(db)?;
-            decoded?;
-            txn.open_table(JOB_EVENTS)
-                .map_err(db)?
-                .retain_in((id, 0)..=(id, u64::MAX), |_, _| false)
-                .map_err(db)?;
+                        false
+                    })
+                    .map_err(db)?;
+                decoded?;
+                events
+                    .retain_in((id, 0)..=(id, u64::MAX), |_, _| false)
+                    .map_err(db)?;
+            }
         }
         free_unreferenced(&txn, outputs)?;
+        crate::state::forget(&txn, forget)?;
         txn.commit().map_err(db)?;
         Ok(existed)
     }

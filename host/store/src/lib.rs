@@ -63,7 +63,8 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 pub(crate) const OBJECT_META: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("objects");
 pub(crate) const OBJECT_CHUNKS: TableDefinition<'_, (&str, u32), &[u8]> =
     TableDefinition::new("object_chunks");
-/// Objects stored with `Store::put_object`, never freed (see
+/// Objects stored with `Store::put_object` or named by an `objects`
+/// dataset (`Store::pin_objects`), never freed (see
 /// `objects::free_unreferenced`).
 pub(crate) const OBJECT_PINS: TableDefinition<'_, &str, ()> = TableDefinition::new("object_pins");
 /// Dataset blocks uploaded and not yet registered: how many uploads hold

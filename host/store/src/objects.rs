@@ -180,6 +180,8 @@ pub(crate) fn release(txn: &WriteTransaction, ids: &[ObjectId]) -> Result<()> {
 
 /// Ends the leases of uploads a previous run left unfinished, and frees
 /// their blocks where nothing else holds them. As the store opens.
+/// Where a record cannot be read (the look for what names the blocks
+/// decodes every record), the blocks are kept, and the store opens.
 pub(crate) fn end_stale_leases(txn: &WriteTransaction) -> Result<()> {
     let mut stale = BTreeSet::new();
     txn.open_table(OBJECT_LEASES)
@@ -189,7 +191,13 @@ pub(crate) fn end_stale_leases(txn: &WriteTransaction) -> Result<()> {
             false
         })
         .map_err(db)?;
-    free_unreferenced(txn, stale)?;
+    let count = stale.len();
+    if let Err(e) = free_unreferenced(txn, stale) {
+        tracing::warn!(
+            blocks = count,
+            "the blocks of uploads cut off are kept (not freed): {e}"
+        );
+    }
     Ok(())
 }
 
@@ -264,26 +272,26 @@ impl Store {
         Ok(())
     }
 
-    /// Pins an object, so that it is never freed (an `objects` dataset
-    /// names it); its size, or `None` when no object has this id.
-    pub fn pin_object(&self, id: &str) -> Result<Option<u64>> {
-        validate_id(id)?;
+    /// Pins objects, so that they are never freed (an `objects` dataset
+    /// names them), in one transaction; their total size, or `Err(id)`
+    /// naming the first that is not stored (and nothing pinned).
+    pub fn pin_objects(&self, ids: &[&str]) -> Result<std::result::Result<u64, String>> {
         let txn = self.write()?;
-        let len = match txn
-            .open_table(OBJECT_META)
-            .map_err(db)?
-            .get(id)
-            .map_err(db)?
+        let mut total = 0;
         {
-            Some(raw) => record::decode::<ObjectMeta>("objects", raw.value())?.len,
-            None => return Ok(None),
-        };
-        txn.open_table(OBJECT_PINS)
-            .map_err(db)?
-            .insert(id, ())
-            .map_err(db)?;
+            let meta = txn.open_table(OBJECT_META).map_err(db)?;
+            let mut pins = txn.open_table(OBJECT_PINS).map_err(db)?;
+            for &id in ids {
+                validate_id(id)?;
+                let Some(raw) = meta.get(id).map_err(db)? else {
+                    return Ok(Err(id.to_string()));
+                };
+                total += record::decode::<ObjectMeta>("objects", raw.value())?.len;
+                pins.insert(id, ()).map_err(db)?;
+            }
+        }
         txn.commit().map_err(db)?;
-        Ok(Some(len))
+        Ok(Ok(total))
     }
 
     /// How many objects are stored, and their bytes.
@@ -560,8 +568,13 @@ mod tests {
         assert!(!has(&store, b"z\n"));
         // A model's bytes, named by an `objects` dataset, outlive it.
         store.put_model("m", "onnx", b"weights", "").unwrap();
-        assert_eq!(store.pin_object(&object_id(b"weights")).unwrap(), Some(7));
-        assert_eq!(store.pin_object(&object_id(b"nothing")).unwrap(), None);
+        let (weights, nothing) = (object_id(b"weights"), object_id(b"nothing"));
+        let refused = store.pin_objects(&[&weights, &nothing]).unwrap();
+        assert_eq!(refused, Err(nothing.clone()));
+        assert!(store.delete_model("m").unwrap());
+        assert!(!has(&store, b"weights"), "a refused pin pins nothing");
+        store.put_model("m", "onnx", b"weights", "").unwrap();
+        assert_eq!(store.pin_objects(&[&weights, &weights]).unwrap(), Ok(14));
         assert!(store.delete_model("m").unwrap());
         assert!(has(&store, b"weights"));
     }

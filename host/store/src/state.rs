@@ -35,27 +35,6 @@ impl Store {
         Ok(())
     }
 
-    /// Deletes `keys` from every stage's state (a deleted job's
-    /// checkpoints); how many entries went.
-    pub fn state_forget(&self, keys: &[String]) -> Result<usize> {
-        if keys.is_empty() {
-            return Ok(0);
-        }
-        let keys: std::collections::HashSet<&str> = keys.iter().map(String::as_str).collect();
-        let txn = self.write()?;
-        let mut gone = 0;
-        txn.open_table(STATE)
-            .map_err(db)?
-            .retain(|(_, key), _| {
-                let forget = keys.contains(key);
-                gone += usize::from(forget);
-                !forget
-            })
-            .map_err(db)?;
-        txn.commit().map_err(db)?;
-        Ok(gone)
-    }
-
     /// Writes `entries` into namespace `ns` in one transaction; with
     /// `replace`, every other key of `ns` is deleted first, so the
     /// namespace becomes exactly `entries` (a copy pulled from the cluster).
@@ -75,6 +54,25 @@ impl Store {
         txn.commit().map_err(db)?;
         Ok(())
     }
+}
+
+/// Deletes `keys` from every stage's state within `txn` (a deleted job's
+/// checkpoints); how many entries went.
+pub(crate) fn forget(txn: &redb::WriteTransaction, keys: &[String]) -> Result<usize> {
+    if keys.is_empty() {
+        return Ok(0);
+    }
+    let keys: std::collections::HashSet<&str> = keys.iter().map(String::as_str).collect();
+    let mut gone = 0;
+    txn.open_table(STATE)
+        .map_err(db)?
+        .retain(|(_, key), _| {
+            let forget = keys.contains(key);
+            gone += usize::from(forget);
+            !forget
+        })
+        .map_err(db)?;
+    Ok(gone)
 }
 
 #[cfg(test)]
@@ -116,24 +114,26 @@ mod tests {
         assert_eq!(store.state_get("@b", "other").unwrap().unwrap(), b"b");
     }
 
+    /// Deleting jobs deletes the state keys named with them, from every
+    /// stage, in the same transaction.
     #[test]
-    fn forget_deletes_keys_from_every_stage() {
+    fn deleting_jobs_forgets_their_keys_in_every_stage() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path().join("db")).unwrap();
         store.state_set("a", "checkpoint/job-1", b"1").unwrap();
         store.state_set("b", "checkpoint/job-1", b"1").unwrap();
         store.state_set("b", "checkpoint/job-2", b"2").unwrap();
+        let job = store.create_job("invoke", "{}", 0, 1).unwrap();
         let keys = [
             "checkpoint/job-1".to_string(),
             "checkpoint/job-9".to_string(),
         ];
-        assert_eq!(store.state_forget(&keys).unwrap(), 2);
+        assert_eq!(store.delete_jobs(&[job.id, 7], &keys).unwrap(), 1);
         assert_eq!(store.state_get("a", "checkpoint/job-1").unwrap(), None);
         assert_eq!(store.state_get("b", "checkpoint/job-1").unwrap(), None);
         assert_eq!(
             store.state_get("b", "checkpoint/job-2").unwrap().unwrap(),
             b"2"
         );
-        assert_eq!(store.state_forget(&[]).unwrap(), 0);
     }
 }

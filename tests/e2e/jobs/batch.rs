@@ -459,12 +459,4 @@ async fn a_failed_upload_frees_the_blocks_it_stored() {
     let (status, v) = dataset(&d, "name=bad&format=jsonl&block_rows=100", body).await;
     assert_eq!(status, 400, "{v}");
     assert_eq!(count(d.get_json("/v1/node").await), before);
-    // A name taken is refused (before the upload, or after it when
-    // another upload took the name meanwhile): no block of it stays.
-    let (status, _) = dataset(&d, "name=taken&format=jsonl", rows(3, |i| json!({"n": i}))).await;
-    assert_eq!(status, 201);
-    let with = count(d.get_json("/v1/node").await);
-    let (status, v) = dataset(&d, "name=taken&format=jsonl", rows(5, |i| json!({"m": i}))).await;
-    assert_eq!(status, 409, "{v}");
-    assert_eq!(count(d.get_json("/v1/node").await), with);
 }

@@ -256,7 +256,10 @@ impl Jobs {
             return Err(if rec.state.is_terminal() {
                 finished(&rec, "cancelled")
             } else {
-                ApiError::internal(format!("job {n} could not be cancelled: the store refused"))
+                ApiError::internal(format!(
+                    "job {n} could not be cancelled: the store refused the change (the daemon's \
+                     log says why)"
+                ))
             });
         };
         if let Some(live) = self.live(rec.id) {
@@ -265,8 +268,9 @@ impl Jobs {
         Ok(rec)
     }
 
-    /// Deletes a finished job, its events and its block records. 409 while
-    /// it runs.
+    /// Deletes a finished job: its events and block records, its output
+    /// (freed), and its stages' checkpoints on this node, in one
+    /// transaction. 409 while it runs.
     pub async fn delete(&self, id: &str) -> Result<(), ApiError> {
         let rec = self.get(id).await?;
         if !rec.state.is_terminal() {
@@ -277,31 +281,33 @@ impl Jobs {
             )
             .hint("cancel it first (`weft job cancel ID`)"));
         }
+        // A job just cancelled may still be stopping: its task ends first,
+        // so that no checkpoint it writes outlives the deletion.
+        let until = Instant::now() + Duration::from_secs(5);
+        while self.live(rec.id).is_some() && Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         let store = self.inner.store.clone();
         let checkpoints = self.checkpoints(std::slice::from_ref(&rec));
-        blocking(move || {
-            store.delete_job(rec.id)?;
-            store.state_forget(&checkpoints)
-        })
-        .await?;
+        blocking(move || store.delete_jobs(&[rec.id], &checkpoints)).await?;
         Ok(())
     }
 
     /// The state keys the stages of these jobs keep their checkpoints
     /// under (`weft_sdk::checkpoint::key` of the item an invoke job runs):
     /// of no use once the job is deleted, and as large as a model's weights
-    /// for a fine-tuning job cancelled or failed.
+    /// for a fine-tuning job cancelled or failed. Not those of a job that
+    /// moved to another node: if it moves back, it runs here again under
+    /// the same key.
     fn checkpoints(&self, jobs: &[JobRecord]) -> Vec<String> {
-        jobs.iter()
-            .filter_map(
-                |rec| match serde_json::from_str::<JobSpec>(&rec.spec_json) {
-                    Ok(JobSpec::Invoke(i)) => {
-                        Some(format!("checkpoint/{}", self.item_key(rec.id, &i)))
-                    }
-                    _ => None,
-                },
-            )
-            .collect()
+        let keys = jobs.iter().filter(|rec| rec.state != JobState::Moved);
+        keys.filter_map(
+            |rec| match serde_json::from_str::<JobSpec>(&rec.spec_json) {
+                Ok(JobSpec::Invoke(i)) => Some(format!("checkpoint/{}", self.item_key(rec.id, &i))),
+                _ => None,
+            },
+        )
+        .collect()
     }
 
     /// Live events of a running job (`None` once it is not running here).
@@ -464,6 +470,14 @@ impl Jobs {
             Ok(rec.filter(|_| changed))
         })
         .await
+        .inspect_err(|e| {
+            tracing::error!(
+                job = id,
+                to = state.as_str(),
+                "cannot record job state: {}",
+                e.message
+            );
+        })
         .ok()
         .flatten()?;
         if rec.kind == "invoke" && state != JobState::Moved {
@@ -564,12 +578,7 @@ impl Jobs {
                     .collect();
                 let checkpoints = self.checkpoints(&expired);
                 let ids: Vec<u64> = expired.iter().map(|j| j.id).collect();
-                blocking(move || -> Result<_, weft_store::StoreError> {
-                    let n = store.delete_jobs(&ids)?;
-                    store.state_forget(&checkpoints)?;
-                    Ok(n)
-                })
-                .await
+                blocking(move || store.delete_jobs(&ids, &checkpoints)).await
             }
             .await;
             match swept {

@@ -156,16 +156,13 @@ impl<'a> Program<'a> {
         );
     }
 
-    /// Uploads `values` as i32s (in f32 bits, as the kernels bind them)
-    /// with the submission: a kernel's layout or indices.
+    /// Writes a kernel's table `data` into `kept` (a buffer the caller
+    /// keeps, sized for it) or, when there is none, a new buffer (`label`).
     ///
     /// # Errors
     ///
-    /// `too_large()` for a value past i32; `TooLarge` where the buffer
-    /// cannot be made.
-    /// Writes a kernel's table `data` into `kept` (a buffer the caller
-    /// keeps; `TooLarge` when it is too small) or, when there is none, a
-    /// new buffer (`label`).
+    /// `TooLarge` where the buffer cannot be made; `RuntimeError` for a
+    /// kept buffer too small (a sizing bug).
     fn table<'t>(
         &mut self,
         kept: Option<&'t Buffer>,
@@ -175,7 +172,8 @@ impl<'a> Program<'a> {
         let buf = match kept {
             Some(t) if t.floats() >= data.len() => Table::Kept(t),
             Some(t) => {
-                return Err(super::too_large(format!(
+                debug_assert!(false, "{label}: {} values for {}", data.len(), t.floats());
+                return Err(runtime(format!(
                     "{label}: {} values for a table of {}",
                     data.len(),
                     t.floats()
@@ -187,20 +185,26 @@ impl<'a> Program<'a> {
         Ok(buf)
     }
 
-    fn int_table(
+    /// Uploads `values` as i32s (in f32 bits, as the kernels bind them)
+    /// with the submission, into `kept` when given (see [`Program::table`]):
+    /// a kernel's layout or indices.
+    ///
+    /// # Errors
+    ///
+    /// `too_large()` for a value past i32; those of [`Program::table`].
+    fn int_table<'t>(
         &mut self,
-        values: &[i64],
+        kept: Option<&'t Buffer>,
+        values: impl IntoIterator<Item = i64>,
         label: &str,
         too_large: impl Fn() -> NnError,
-    ) -> Result<Buffer, NnError> {
+    ) -> Result<Table<'t>, NnError> {
         let bits: Vec<f32> = values
-            .iter()
-            .map(|&v| i32::try_from(v).map(|v| f32::from_bits(v as u32)))
+            .into_iter()
+            .map(|v| i32::try_from(v).map(|v| f32::from_bits(v as u32)))
             .collect::<Result<_, _>>()
             .map_err(|_| too_large())?;
-        let buf = self.gpu().buffer(bits.len(), label)?;
-        self.write(&buf, bits);
-        Ok(buf)
+        self.table(kept, bits, label)
     }
 
     /// `out[i] = x[i]` clamped to `[lo, hi]` (NaN stays NaN) for `i <
@@ -310,12 +314,8 @@ impl<'a> Program<'a> {
         {
             return Err(too_large());
         }
-        let bits: Vec<f32> = indices
-            .iter()
-            .map(|&i| i32::try_from(i).map(|v| f32::from_bits(v as u32)))
-            .collect::<Result<_, _>>()
-            .map_err(|_| too_large())?;
-        let buf = self.table(table, bits, "weft-nn gather indices")?;
+        let values = indices.iter().map(|&i| i as i64);
+        let buf = self.int_table(table, values, "weft-nn gather indices", too_large)?;
         self.step(
             &self.encoder().gather,
             vec![whole(x), whole(&buf), whole(out)],
@@ -596,7 +596,7 @@ impl<'a> Program<'a> {
         meta.extend_from_slice(copy.from.1);
         meta.extend_from_slice(copy.to.1);
         debug_assert_eq!(meta.len(), 3 + 3 * rank);
-        let layout = self.int_table(&meta, "weft-nn strided copy layout", || {
+        let layout = self.int_table(None, meta, "weft-nn strided copy layout", || {
             super::too_large("a strided copy past 2^31 elements on the GPU".to_string())
         })?;
         let count: usize = copy.dims.iter().product();
@@ -641,7 +641,7 @@ impl<'a> Program<'a> {
         for a in 0..shape.len() {
             meta.extend([out_shape[a] as i64, shape[a] as i64, before[a], strides[a]]);
         }
-        let layout = self.int_table(&meta, "weft-nn pad layout", too_large)?;
+        let layout = self.int_table(None, meta, "weft-nn pad layout", too_large)?;
         self.step(
             &self.encoder().pad_edges,
             vec![whole(x), whole(&layout), whole(out)],

@@ -138,7 +138,7 @@ impl Program<'_> {
             return Err(too_large());
         }
         let meta = meta.map(|v| v as i64);
-        let layout = self.int_table(&meta, "weft-nn window layout", too_large)?;
+        let layout = self.int_table(None, meta, "weft-nn window layout", too_large)?;
         self.step(
             &self.encoder().window,
             vec![
