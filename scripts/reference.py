@@ -395,7 +395,7 @@ ARCH_FILES = ["qwen2", "qwen3", "granite", "llama3", "tinyllama", "phi3", "phi3l
               "gemma2", "gemma3", "mixtral", "qwen3moe", "smollm3", "qwen3yarn", "olmo3",
               "olmo3yarn", "phi4mini", "nemo", "r1qwen", "granite3",
               "mistralv3", "ministral", "granitemoe", "granitenope", "qwen2moe", "ernie",
-              "exaone", "exaone4", "erniemoe", "glm4"]
+              "exaone", "exaone4", "erniemoe", "glm4", "minicpm", "arcee"]
 ARCH_PROMPT = "The capital of France is Paris, and in 2024 it hosted the Olympic Games."
 ARCH_STEPS = 12
 ARCH_CHAT_TOKENS = 8
@@ -620,7 +620,7 @@ CHAT_CONVERSATIONS = [
 CHAT_FORMAT_NAMES = ["chatml", "phi4", "llama3", "zephyr", "phi3", "llama2", "llama2-sys",
                      "llama2-sys-strip", "mistral-v1", "mistral-v3", "mistral-v3-tekken", "mistral-v7",
                      "mistral-v7-tekken", "gemma", "deepseek3", "granite", "exaone3", "exaone4",
-                     "chatglm4"]
+                     "chatglm4", "minicpm"]
 
 
 def chat_formats() -> None:

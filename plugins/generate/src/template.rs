@@ -81,6 +81,10 @@ pub(crate) enum Template {
     /// GLM-4's (llama.cpp `chatglm4`): `[gMASK]<sop>` first, then
     /// `<|{role}|>\n{content}` per message, then `<|assistant|>\n`.
     ChatGlm4,
+    /// MiniCPM's (llama.cpp `minicpm`): `<用户>{user}<AI>` for a user
+    /// message, a system message's or a reply's content alone, contents
+    /// trimmed; the reply starts after the last `<AI>`.
+    MiniCpm,
     /// No chat format (config `none`, for base models): the messages'
     /// contents, one per line, are the text the model goes on from.
     Plain,
@@ -89,7 +93,7 @@ pub(crate) enum Template {
 /// The formats, by config name, with a text only their chat templates
 /// (GGUF `tokenizer.chat_template`) hold, most specific first. The
 /// `[INST]` formats share `[INST]`; [`inst_format`] tells them apart.
-const TEMPLATES: [(&str, Template, &str); 19] = [
+const TEMPLATES: [(&str, Template, &str); 20] = [
     ("phi4", Template::Phi4, "<|im_sep|>"),
     ("chatml", Template::ChatMl, "<|im_start|>"),
     ("gemma", Template::Gemma, "<start_of_turn>"),
@@ -113,6 +117,7 @@ const TEMPLATES: [(&str, Template, &str); 19] = [
     ("granite", Template::Granite, "<|start_of_role|>"),
     ("exaone3", Template::Exaone, "[|assistant|]"),
     ("exaone4", Template::Exaone, "[|assistant|]"),
+    ("minicpm", Template::MiniCpm, "<用户>"),
 ];
 
 /// How a format lays a conversation out.
@@ -237,6 +242,9 @@ impl Template {
             Template::Granite => &["<|start_of_role|>", "<|end_of_role|>", "<|end_of_text|>"],
             Template::Exaone => &["[|user|]", "[|assistant|]", "[|endofturn|]"],
             Template::ChatGlm4 => &["[gMASK]", "<sop>", "<|user|>", "<|assistant|>"],
+            // (Its marks are written as text, as llama.cpp writes them,
+            // however the vocab splits them.)
+            Template::MiniCpm => &[],
             Template::MistralV7 | Template::MistralV7Tekken => {
                 &["[INST]", "[/INST]", "</s>", "[SYSTEM_PROMPT]"]
             }
@@ -349,6 +357,10 @@ impl Template {
                     ("<|user|>\n", ""),
                     ("<|assistant|>\n", ""),
                 ])
+            },
+            Template::MiniCpm => Turns {
+                trim: true,
+                ..Turns::new([("", ""), ("<用户>", "<AI>"), ("", "")])
             },
             // llama.cpp's `llama2`, `llama2-sys`, `llama2-sys-strip`,
             // `mistral-v1`, `-v3` and `-v3-tekken`.

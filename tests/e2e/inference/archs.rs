@@ -22,7 +22,7 @@ use super::{put, reference, stream};
 /// `ministral`, EXAONE's bracketed turns for `exaone` and `exaone4`,
 /// whose pre-tokenizer names are EXAONE's, ChatML for `ernie` and the
 /// mixture of experts `erniemoe`, GLM-4's `[gMASK]<sop>` and roles for
-/// `glm4`), streams
+/// `glm4`, ChatML for `minicpm` and the gate-less `arcee`), streams
 /// llama.cpp's greedy
 /// tokens and says its text. The tiny random models of `scripts/models.py`,
 /// up to llama.cpp's first near-tie.
@@ -59,6 +59,8 @@ async fn generate_runs_each_family_and_both_tokenizer_kinds_as_llama_cpp_does() 
         "exaone4",
         "erniemoe",
         "glm4",
+        "minicpm",
+        "arcee",
     ] {
         let case = reference["models"]
             .as_array()

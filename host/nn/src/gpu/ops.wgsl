@@ -198,13 +198,14 @@ fn add(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) g
 
 // ---- swiglu: out[t][i] = silu(gu[t][i]) * gu[t][ffn + i], for rows of
 // a fused gate/up product (`2 * ffn` floats: the gate's, then the up's);
-// `gelu`: GELU's tanh form for SiLU (Gemma's GEGLU), of the gate rounded
-// through f16 and rounded itself, as llama.cpp's table gives it.
+// `act` 1: GELU's tanh form for SiLU (Gemma's GEGLU), of the gate rounded
+// through f16 and rounded itself, as llama.cpp's table gives it; `act` 2:
+// relu(gu[t][i])², rows of an up product alone (`ffn` floats: Arcee's).
 
 struct GluParams {
     count: u32,
     ffn: u32,
-    gelu: u32,
+    act: u32,
     _p2: u32,
     _p3: u32,
     _p4: u32,
@@ -219,10 +220,15 @@ struct GluParams {
 @compute @workgroup_size(64, 1, 1)
 fn swiglu(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     for (var i = gid.x; i < glu_p.count; i = i + groups.x * THREADS) {
+        if (glu_p.act == 2u) {
+            let r = max(glu_gu[i], 0.0);
+            glu_out[i] = r * r;
+            continue;
+        }
         let at = i + (i / glu_p.ffn) * glu_p.ffn;
         let g = glu_gu[at];
         let up = glu_gu[at + glu_p.ffn];
-        if (glu_p.gelu == 0u) {
+        if (glu_p.act == 0u) {
             glu_out[i] = g / (1.0 + exp(-g)) * up;
         } else if (g <= -10.0) {
             glu_out[i] = 0.0;

@@ -110,7 +110,7 @@ impl DeviceWeights {
             // A mixture's pass gathers and sums rows with them.
             gpu.encoder_kernels_compile()?;
         }
-        let side_by_side = |e: &super::Expert| QMatrix::upload_side_by_side(gpu, &[&e.gate, &e.up]);
+        let side_by_side = |e: &super::Expert| QMatrix::upload_side_by_side(gpu, &e.gate_up());
         let vector = |v: &[f32]| gpu.upload(v, 1, v.len());
         let optional = |v: &Option<Vec<f32>>| v.as_deref().map(vector).transpose();
         let (qd, kvd) = (w.hp.q_dim(), w.hp.kv_dim());
@@ -532,7 +532,7 @@ impl OnDevice {
             match &dl.ffn {
                 DeviceFfn::Dense(gate_up) => {
                     p.product(input(&dl.ffn_norm), n, gate_up, &a.gu);
-                    p.swiglu(&a.gu, (n, hp.dense_ffn, hp.gelu), &a.g);
+                    p.swiglu(&a.gu, (n, hp.dense_ffn, hp.act), &a.g);
                     p.product(&a.g, n, on_gpu(&layer.dense().down)?, &a.o);
                 }
                 DeviceFfn::Mixture(m) => {

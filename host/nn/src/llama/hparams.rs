@@ -1,6 +1,7 @@
 //! A decoder's shape from its GGUF metadata, and the check that a file is
 //! a decoder weft-nn runs (what an upload checks, without reading weights).
 
+use crate::gpu::FfnAct;
 use crate::{GgufInfo, NnError, NnErrorKind};
 
 mod check;
@@ -18,8 +19,10 @@ use families::{Gemma, experts, shared_width};
 /// ERNIE 4.5 MoE) mixtures of experts, (Qwen2-MoE, Granite MoE Shared,
 /// ERNIE 4.5 MoE) a shared expert beside them, (ERNIE 4.5 MoE) dense
 /// layers before them and a router's bias to pick them, (Mistral 3) Llama
-/// 4's attention temperature, and (EXAONE 4) global layers without a
-/// rotary embedding beside sliding-window ones.
+/// 4's attention temperature, (EXAONE 4) global layers without a
+/// rotary embedding beside sliding-window ones, (MiniCPM) Granite's
+/// multipliers, and (Arcee) a feed-forward without a gate, its up
+/// product's ReLU squared.
 pub const ARCHITECTURES: &[&str] = &[
     "llama",
     "mistral",
@@ -41,6 +44,8 @@ pub const ARCHITECTURES: &[&str] = &[
     "exaone",
     "exaone4",
     "glm4",
+    "minicpm",
+    "arcee",
 ];
 
 /// A LongRoPE file's (Phi-3 128k, Phi-3.5) rotary factors for its original
@@ -119,9 +124,9 @@ pub(crate) struct HParams {
     /// llama.cpp runs those for a context no longer, HF transformers for
     /// sequences no longer).
     pub context: usize,
-    /// Granite's multipliers, 1 elsewhere: of the token embeddings, of each
-    /// block's attention and feed-forward output before its residual add,
-    /// and of the logits (`1 / granite.logit_scale`).
+    /// Granite's and MiniCPM's multipliers, 1 elsewhere: of the token
+    /// embeddings, of each block's attention and feed-forward output
+    /// before its residual add, and of the logits (`1 / logit_scale`).
     pub embd_scale: f32,
     pub residual_scale: f32,
     pub logit_scale: f32,
@@ -136,8 +141,10 @@ pub(crate) struct HParams {
     /// Phi-3's and GLM-4's: gate and up in one `ffn_up` of twice the rows
     /// (gate first).
     pub fused_gate_up: bool,
-    /// Gemma's feed-forward: GELU (tanh form) of the gate, not SiLU.
-    pub gelu: bool,
+    /// The feed-forward's activation: SiLU of the gate (SwiGLU), Gemma's
+    /// GELU (tanh form) of the gate, or Arcee's squared ReLU of an up
+    /// product without a gate.
+    pub act: FfnAct,
     /// Gemma 2 and 3, OLMo 2, EXAONE 4, GLM-4: each block's attention and
     /// feed-forward outputs are normalised (`post_attention_norm`,
     /// `post_ffw_norm`) before their residual adds.
@@ -364,6 +371,17 @@ impl HParams {
                 1.0 / granite("logit_scale").unwrap_or(1.0),
                 granite("attention.scale"),
             )
+        } else if arch == "minicpm" {
+            // Granite's multipliers under other names' defaults: a file
+            // converted before llama.cpp wrote them ran MiniCPM's own
+            // constants (`scale_emb` 12, `scale_depth` 1.4, logits over
+            // `hidden_size / dim_model_base` of 256), as here.
+            (
+                granite("embedding_scale").unwrap_or(12.0),
+                granite("residual_scale").unwrap_or(1.4 / (layers as f32).sqrt()),
+                1.0 / granite("logit_scale").unwrap_or(embd as f32 / 256.0),
+                None,
+            )
         } else if gemma {
             ((embd as f32).sqrt(), 1.0, 1.0, None)
         } else {
@@ -444,7 +462,11 @@ impl HParams {
             attn_temp,
             fused_qkv: arch == "phi3",
             fused_gate_up: matches!(arch, "phi3" | "glm4"),
-            gelu: gemma,
+            act: match arch {
+                _ if gemma => FfnAct::Gelu,
+                "arcee" => FfnAct::ReluSquared,
+                _ => FfnAct::Silu,
+            },
             post_norms: matches!(arch, "gemma2" | "gemma3" | "olmo2" | "exaone4" | "glm4"),
             pre_norms: !matches!(arch, "olmo2" | "exaone4"),
             qk_norms_whole: arch == "olmo2",

@@ -19,7 +19,7 @@ mod weights;
 use std::any::Any;
 use std::sync::Arc;
 
-use crate::gpu::Gpu;
+use crate::gpu::{FfnAct, Gpu};
 use crate::{Joined, Model, Named, NnError, Outputs, Placement, Session, Tensor};
 
 pub use hparams::ARCHITECTURES;
@@ -68,12 +68,21 @@ pub(crate) struct Layer {
     shared_gate: Option<Vec<f32>>,
 }
 
-/// A SwiGLU (GEGLU) feed-forward: a dense layer's, or one expert's.
+/// A SwiGLU (GEGLU) feed-forward, or (Arcee's) one without a gate: a
+/// dense layer's, or one expert's.
 #[derive(Debug)]
 pub(crate) struct Expert {
-    gate: QMatrix,
+    gate: Option<QMatrix>,
     up: QMatrix,
     down: QMatrix,
+}
+
+impl Expert {
+    /// The products of the feed-forward's input: the gate's (if it has
+    /// one), then the up one's.
+    fn gate_up(&self) -> Vec<&QMatrix> {
+        self.gate.iter().chain([&self.up]).collect()
+    }
 }
 
 impl Layer {
@@ -83,7 +92,8 @@ impl Layer {
     }
 
     fn matrices(&self) -> impl Iterator<Item = &QMatrix> {
-        let ffn = (self.experts.iter().chain(&self.shared)).flat_map(|e| [&e.gate, &e.up, &e.down]);
+        let ffn = (self.experts.iter().chain(&self.shared))
+            .flat_map(|e| e.gate.iter().chain([&e.up, &e.down]));
         [&self.wq, &self.wk, &self.wv, &self.wo]
             .into_iter()
             .chain(ffn)
@@ -92,7 +102,7 @@ impl Layer {
 
     fn matrices_mut(&mut self) -> impl Iterator<Item = &mut QMatrix> {
         let ffn = (self.experts.iter_mut().chain(&mut self.shared))
-            .flat_map(|e| [&mut e.gate, &mut e.up, &mut e.down]);
+            .flat_map(|e| e.gate.iter_mut().chain([&mut e.up, &mut e.down]));
         [&mut self.wq, &mut self.wk, &mut self.wv, &mut self.wo]
             .into_iter()
             .chain(ffn)
@@ -249,17 +259,27 @@ impl Llama {
                     let ups = all("ffn_up_exps", [hp.ffn, hp.embd])?;
                     let downs = all("ffn_down_exps", [hp.embd, hp.ffn])?;
                     let experts = (gates.into_iter().zip(ups).zip(downs))
-                        .map(|((gate, up), down)| Expert { gate, up, down })
+                        .map(|((gate, up), down)| Expert {
+                            gate: Some(gate),
+                            up,
+                            down,
+                        })
                         .collect();
                     let router = m(&n("ffn_gate_inp"), hp.experts, hp.embd)?;
                     (experts, Some(router))
                 } else {
                     let f = hp.dense_ffn;
-                    let [gate, up] = if hp.fused_gate_up {
+                    let (gate, up) = if hp.fused_gate_up {
                         let gate_up = m(&n("ffn_up"), 2 * f, hp.embd)?;
-                        take(gate_up.split_rows(&[f, f]))
+                        let [gate, up] = take(gate_up.split_rows(&[f, f]));
+                        (Some(gate), up)
+                    } else if hp.act == FfnAct::ReluSquared {
+                        (None, m(&n("ffn_up"), f, hp.embd)?)
                     } else {
-                        [m(&n("ffn_gate"), f, hp.embd)?, m(&n("ffn_up"), f, hp.embd)?]
+                        (
+                            Some(m(&n("ffn_gate"), f, hp.embd)?),
+                            m(&n("ffn_up"), f, hp.embd)?,
+                        )
                     };
                     let down = m(&n("ffn_down"), hp.embd, f)?;
                     (vec![Expert { gate, up, down }], None)
@@ -289,7 +309,7 @@ impl Llama {
                     },
                     shared: match moe && s > 0 {
                         true => Some(Expert {
-                            gate: m(&n("ffn_gate_shexp"), s, e)?,
+                            gate: Some(m(&n("ffn_gate_shexp"), s, e)?),
                             up: m(&n("ffn_up_shexp"), s, e)?,
                             down: m(&n("ffn_down_shexp"), e, s)?,
                         }),

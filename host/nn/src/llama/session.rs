@@ -6,6 +6,7 @@ use super::Weights;
 use super::attend;
 use super::device::OnDevice;
 use super::weights::QMatrix;
+use crate::gpu::FfnAct;
 use crate::quant::{Q8Batch, round_f16};
 use crate::simd::{self, wide_fn};
 use crate::team::{self, Workers};
@@ -296,14 +297,7 @@ fn forward_with(ds: &mut [&mut Decoder], tokens: &[&[u32]], workers: Workers<'_>
         };
         let buffers = (&mut gu, &mut down);
         match &layer.router {
-            None => feed_forward(
-                layer.dense(),
-                (input, n),
-                hp.gelu,
-                workers,
-                &mut xq,
-                buffers,
-            ),
+            None => feed_forward(layer.dense(), (input, n), hp.act, workers, &mut xq, buffers),
             Some(router) => {
                 let routing = (layer, router, hp.experts_used, hp.experts_renormalised);
                 mixture(routing, (input, n), workers, &mut xq, buffers);
@@ -346,25 +340,38 @@ fn forward_with(ds: &mut [&mut Decoder], tokens: &[&[u32]], workers: Workers<'_>
 
 /// One expert's feed-forward (a dense layer's) of the `rows` rows of `h`,
 /// into `down[0]`: `W_down · (act(W_gate · h) ⊙ W_up · h)`, `act` SiLU or
-/// (`gelu`) GELU. `gu` holds the gate and up products.
+/// GELU, or (Arcee's, without a gate) `W_down · relu(W_up · h)²`. `gu`
+/// holds the gate and up products.
 fn feed_forward(
     e: &super::Expert,
     (h, rows): (&[f32], usize),
-    gelu: bool,
+    act: FfnAct,
     workers: Workers<'_>,
     xq: &mut Q8Batch,
     (gu, down): (&mut Vec<Vec<f32>>, &mut Vec<Vec<f32>>),
 ) {
-    QMatrix::matmul_group_into(&[&e.gate, &e.up], h, rows, workers, xq, gu);
+    // (Into the up product's buffer alone when there is no gate.)
+    let mats = e.gate_up();
+    QMatrix::matmul_group_into(&mats, h, rows, workers, xq, &mut gu[2 - mats.len()..]);
     let [g, u] = &mut gu[..] else {
         unreachable!("two products")
     };
     let ff = u.len() / rows;
-    match gelu {
-        true => workers.rows(g, ff, |i, g| geglu(g, &u[i * ff..][..ff])),
-        false => workers.rows(g, ff, |i, g| swiglu(g, &u[i * ff..][..ff])),
-    }
-    QMatrix::matmul_group_into(&[&e.down], g, rows, workers, xq, down);
+    let out = match act {
+        _ if e.gate.is_none() => {
+            workers.rows(u, ff, |_, u| relu_squared(u));
+            u
+        }
+        FfnAct::Gelu => {
+            workers.rows(g, ff, |i, g| geglu(g, &u[i * ff..][..ff]));
+            g
+        }
+        _ => {
+            workers.rows(g, ff, |i, g| swiglu(g, &u[i * ff..][..ff]));
+            g
+        }
+    };
+    QMatrix::matmul_group_into(&[&e.down], out, rows, workers, xq, down);
 }
 
 /// A mixture of experts' feed-forward of the `n` rows of `h`, into
@@ -403,7 +410,7 @@ fn mixture(
         feed_forward(
             expert,
             (&rows, list.len()),
-            false,
+            FfnAct::Silu,
             workers,
             xq,
             (gu, &mut y),
@@ -414,7 +421,7 @@ fn mixture(
         }
     }
     if let Some(shared) = &layer.shared {
-        feed_forward(shared, (h, n), false, workers, xq, (gu, &mut y));
+        feed_forward(shared, (h, n), FfnAct::Silu, workers, xq, (gu, &mut y));
         let gated = (out.chunks_exact_mut(d))
             .zip(y[0].chunks_exact(d))
             .zip(h.chunks_exact(d));
@@ -517,6 +524,11 @@ wide_fn! {
             .zip(u)
             .for_each(|(g, u)| *g = *g / (1.0 + simd::exp(-*g)) * u);
     }
+}
+
+/// `u = relu(u)²` (Arcee's feed-forward, as llama.cpp's `relu` then `sqr`).
+fn relu_squared(u: &mut [f32]) {
+    u.iter_mut().for_each(|u| *u = u.max(0.0) * u.max(0.0));
 }
 
 /// `g = gelu(g) · u`, GELU's tanh form as llama.cpp's CPU GEGLU computes

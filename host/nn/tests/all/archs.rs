@@ -330,6 +330,20 @@ fn glm4_matches_llama_cpp() {
     on_the_cpu("glm4");
 }
 
+/// MiniCPM: Llama's layout under Granite's embedding, residual and logit
+/// multipliers (llama.cpp runs it with Granite's graph), the output tied.
+#[test]
+fn minicpm_matches_llama_cpp() {
+    on_the_cpu("minicpm");
+}
+
+/// Arcee (AFM-4.5B): a feed-forward without a gate, `W_down · relu(W_up ·
+/// h)²`, under YaRN.
+#[test]
+fn arcee_matches_llama_cpp() {
+    on_the_cpu("arcee");
+}
+
 /// On the GPU the mixtures of experts run there too, routed on the host
 /// from the router's scores read back, each expert over the rows routed
 /// to it, and match llama.cpp as on the CPU: Mixtral, Qwen2-MoE (its
@@ -348,8 +362,9 @@ fn a_sentencepiece_llama_matches_llama_cpp() {
 }
 
 /// On the GPU (llvmpipe here) every family's forward pass runs there —
-/// biases, NeoX pairs, per-head norms, multipliers, rope frequencies —
-/// and matches llama.cpp as the CPU path does.
+/// biases, NeoX pairs, per-head norms, multipliers, rope frequencies, a
+/// feed-forward without a gate — and matches llama.cpp as the CPU path
+/// does.
 #[test]
 fn on_the_gpu_every_family_matches_llama_cpp() {
     on_the_gpu(&[
@@ -373,6 +388,8 @@ fn on_the_gpu_every_family_matches_llama_cpp() {
         "exaone4",
         "glm4",
         "ernie",
+        "minicpm",
+        "arcee",
     ]);
 }
 

@@ -474,3 +474,29 @@ fn chatglm4_is_told_from_zephyr() {
     let err = Template::from_config(&auto, &bpe).unwrap_err();
     assert!(err.contains("no `[gMASK]` token"), "{err}");
 }
+
+/// MiniCPM's format (written as llama.cpp's `minicpm`, checked above) is
+/// picked by `auto` from a template with its `<用户>` mark, and asked for
+/// by name whatever the vocab holds: llama.cpp writes its marks as text.
+#[test]
+fn minicpm_is_picked_from_its_user_mark() {
+    let jinja = "{% for message in messages %}{% if message['role'] == 'user' %}\
+                 {{'<用户>' + message['content'].strip() + '<AI>'}}{% else %}\
+                 {{message['content'].strip()}}{% endif %}{% endfor %}";
+    let json = json!({"tokens": ["a"], "merges": [], "chat_template": jinja});
+    let bpe = Bpe::from_json(json.to_string().as_bytes()).unwrap();
+    assert_eq!(
+        Template::from_config(&Config::default(), &bpe).unwrap(),
+        Template::MiniCpm
+    );
+    let plain = vocab(&["a"]);
+    let asked = Config::from_iter([("template", "minicpm")]);
+    assert_eq!(
+        Template::from_config(&asked, &plain).unwrap(),
+        Template::MiniCpm
+    );
+    assert_eq!(
+        Template::MiniCpm.render(&conversation()),
+        "Be brief.<用户>Hi<AI>Hello!<用户>Who are you?<AI>"
+    );
+}

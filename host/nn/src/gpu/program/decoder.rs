@@ -9,6 +9,17 @@ use super::{Buffer, Program, groups, whole};
 use crate::gpu::GpuMatrix;
 use crate::{NnError, NnErrorKind};
 
+/// A feed-forward's activation, as [`Program::swiglu`] applies it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum FfnAct {
+    /// `silu(gate) · up`: Llama's SwiGLU.
+    Silu,
+    /// `gelu(gate) · up`, GELU's tanh form: Gemma's GEGLU.
+    Gelu,
+    /// `relu(up)²`, without a gate: Arcee's.
+    ReluSquared,
+}
+
 /// Floats of a head `attention` keeps in workgroup memory.
 pub(crate) const MAX_HEAD_DIM: usize = 256;
 
@@ -191,18 +202,25 @@ impl Program<'_> {
 
     /// `out[t][i] = silu(gu[t][i]) * gu[t][ffn + i]` for `tokens` rows
     /// of a fused gate/up product `gu` (`2 * ffn` floats each); with
-    /// `gelu`, GELU (tanh form, as llama.cpp's GEGLU) for SiLU.
+    /// [`FfnAct::Gelu`], GELU (tanh form, as llama.cpp's GEGLU) for SiLU;
+    /// with [`FfnAct::ReluSquared`], `relu(gu[t][i])²` of rows of an up
+    /// product alone (`ffn` floats each).
     pub(crate) fn swiglu(
         &mut self,
         gu: &Buffer,
-        (tokens, ffn, gelu): (usize, usize, bool),
+        (tokens, ffn, act): (usize, usize, FfnAct),
         out: &Buffer,
     ) {
         let count = tokens * ffn;
+        let act = match act {
+            FfnAct::Silu => 0,
+            FfnAct::Gelu => 1,
+            FfnAct::ReluSquared => 2,
+        };
         self.step(
             &self.ops.swiglu,
             vec![whole(gu), whole(out)],
-            [count, ffn, gelu.into(), 0, 0, 0, 0, 0].map(|x| x as u32),
+            [count, ffn, act, 0, 0, 0, 0, 0].map(|x| x as u32),
             groups(count),
         );
     }

@@ -3,6 +3,7 @@
 
 use super::super::weights::same_shape;
 use super::{ARCHITECTURES, HParams, LONGROPE_LONG, LONGROPE_SHORT};
+use crate::gpu::FfnAct;
 use crate::{GgufInfo, NnError, NnErrorKind};
 
 /// Checks that `info` is a decoder weft-nn runs, without reading weights
@@ -45,6 +46,11 @@ pub(crate) fn check(info: &GgufInfo) -> Result<HParams, NnError> {
     let dense: Vec<(&str, Vec<usize>, bool)> = match hp.fused_gate_up {
         true => vec![
             ("ffn_up", vec![e, 2 * df], true),
+            ("ffn_down", vec![df, e], true),
+        ],
+        // (Arcee's: no gate.)
+        false if hp.act == FfnAct::ReluSquared => vec![
+            ("ffn_up", vec![e, df], true),
             ("ffn_down", vec![df, e], true),
         ],
         false => vec![

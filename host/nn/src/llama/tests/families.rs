@@ -255,3 +255,51 @@ fn glm4_is_read_as_llama_cpp_reads_it() {
     let err = check(&biased).unwrap_err().to_string();
     assert!(err.contains("`blk.1.attn_output.bias` is not one"), "{err}");
 }
+
+/// MiniCPM's multipliers, as llama.cpp reads them: the file's keys when
+/// it has them, else (a file converted before the converter wrote them)
+/// MiniCPM's own constants, `scale_emb` 12, `scale_depth` 1.4 over the
+/// root of the depth, and logits over `hidden_size / 256`; its layers
+/// always rotate (Granite's switch is Granite's alone).
+#[test]
+fn minicpm_multipliers_are_the_files_or_minicpms_own() {
+    use crate::GgufValue::Int;
+    let info = crate::gguf::inspect(&model_file("tiny-minicpm.gguf")).unwrap();
+    let hp = check(&info).unwrap();
+    assert_eq!((hp.embd_scale, hp.residual_scale), (12.0, 0.35));
+    assert_eq!(hp.logit_scale, 4.0, "1 / minicpm.logit_scale");
+    assert_eq!(hp.attn_scale, 1.0 / (hp.head_dim as f32).sqrt());
+    assert_eq!(hp.act, FfnAct::Silu);
+    let mut old = info.clone();
+    old.metadata.retain(|(k, _)| !k.ends_with("_scale"));
+    old.metadata
+        .push(("minicpm.rope.scaling.finetuned".into(), Int(0)));
+    let hp = check(&old).unwrap();
+    assert_eq!(hp.embd_scale, 12.0);
+    assert_eq!(hp.residual_scale, 1.4 / (hp.layers as f32).sqrt());
+    assert_eq!(hp.logit_scale, 256.0 / hp.embd as f32);
+    assert!((0..hp.layers).all(|l| hp.ropes(l)));
+}
+
+/// Arcee's feed-forward has no gate: an `ffn_up` and an `ffn_down` of the
+/// feed-forward's width, and a gate beside them is another model's.
+#[test]
+fn arcee_reads_no_gate_and_refuses_one() {
+    let info = crate::gguf::inspect(&model_file("tiny-arcee.gguf")).unwrap();
+    let hp = check(&info).unwrap();
+    assert_eq!(hp.act, FfnAct::ReluSquared);
+    assert!(hp.yarn.is_some());
+    let mut gated = info.clone();
+    let mut gate = (gated.tensors.iter())
+        .find(|t| t.name == "blk.0.ffn_up.weight")
+        .unwrap()
+        .clone();
+    gate.name = "blk.0.ffn_gate.weight".into();
+    gated.tensors.push(gate);
+    let err = check(&gated).unwrap_err().to_string();
+    assert!(err.contains("blk.0.ffn_gate.weight"), "{err}");
+    let mut no_up = info.clone();
+    no_up.tensors.retain(|t| t.name != "blk.1.ffn_up.weight");
+    let err = check(&no_up).unwrap_err().to_string();
+    assert!(err.contains("blk.1.ffn_up.weight` is missing"), "{err}");
+}
