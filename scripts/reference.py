@@ -395,7 +395,7 @@ ARCH_FILES = ["qwen2", "qwen3", "granite", "llama3", "tinyllama", "phi3", "phi3l
               "gemma2", "gemma3", "mixtral", "qwen3moe", "smollm3", "qwen3yarn", "olmo3",
               "olmo3yarn", "phi4mini", "nemo", "r1qwen", "granite3",
               "mistralv3", "ministral", "granitemoe", "granitenope", "qwen2moe", "ernie",
-              "exaone", "exaone4", "erniemoe", "glm4", "minicpm", "arcee"]
+              "exaone", "exaone4", "erniemoe", "glm4", "minicpm", "arcee", "internlm2"]
 ARCH_PROMPT = "The capital of France is Paris, and in 2024 it hosted the Olympic Games."
 ARCH_STEPS = 12
 ARCH_CHAT_TOKENS = 8

@@ -12,8 +12,8 @@ pub(crate) use families::Yarn;
 use families::{Gemma, experts, shared_width};
 
 /// The GGUF architectures (`general.architecture`) weft-nn runs: Llama and
-/// the decoders that differ from it only in hyperparameters, optional
-/// tensors, (Phi-3, GLM-4) fused products, (Gemma) GELU, post-norms, soft
+/// the decoders that differ from it only in their name (InternLM2),
+/// hyperparameters, optional tensors, (Phi-3, GLM-4) fused products, (Gemma) GELU, post-norms, soft
 /// caps and sliding-window layers, (OLMo 2, EXAONE 4) norms after each
 /// block instead of before, (Mixtral, Qwen2-MoE, Qwen3-MoE, Granite MoE,
 /// ERNIE 4.5 MoE) mixtures of experts, (Qwen2-MoE, Granite MoE Shared,
@@ -46,6 +46,7 @@ pub const ARCHITECTURES: &[&str] = &[
     "glm4",
     "minicpm",
     "arcee",
+    "internlm2",
 ];
 
 /// A LongRoPE file's (Phi-3 128k, Phi-3.5) rotary factors for its original

@@ -344,6 +344,13 @@ fn arcee_matches_llama_cpp() {
     on_the_cpu("arcee");
 }
 
+/// InternLM2 and 2.5: Llama's layout and graph under their own name (the
+/// converter splits their fused Q/K/V), the output head required.
+#[test]
+fn internlm2_matches_llama_cpp() {
+    on_the_cpu("internlm2");
+}
+
 /// On the GPU the mixtures of experts run there too, routed on the host
 /// from the router's scores read back, each expert over the rows routed
 /// to it, and match llama.cpp as on the CPU: Mixtral, Qwen2-MoE (its
@@ -390,6 +397,7 @@ fn on_the_gpu_every_family_matches_llama_cpp() {
         "ernie",
         "minicpm",
         "arcee",
+        "internlm2",
     ]);
 }
 

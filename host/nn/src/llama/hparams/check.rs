@@ -18,12 +18,12 @@ pub(crate) fn check(info: &GgufInfo) -> Result<HParams, NnError> {
     let mut want: Vec<(String, Vec<usize>, bool)> = vec![
         ("token_embd.weight".into(), vec![e, hp.vocab], true),
         ("output_norm.weight".into(), vec![e], true),
-        // (Tied to the embeddings where absent, but in Qwen2-MoE, whose
-        // files llama.cpp refuses without it.)
+        // (Tied to the embeddings where absent, but in Qwen2-MoE and
+        // InternLM2, whose files llama.cpp refuses without it.)
         (
             "output.weight".into(),
             vec![e, hp.vocab],
-            info.architecture.as_deref() == Some("qwen2moe"),
+            matches!(info.architecture.as_deref(), Some("qwen2moe" | "internlm2")),
         ),
         ("rope_freqs.weight".into(), vec![hp.rope_dims / 2], false),
         (LONGROPE_SHORT.into(), vec![hp.rope_dims / 2], false),

@@ -303,3 +303,21 @@ fn arcee_reads_no_gate_and_refuses_one() {
     let err = check(&no_up).unwrap_err().to_string();
     assert!(err.contains("blk.1.ffn_up.weight` is missing"), "{err}");
 }
+
+/// InternLM2's output head is its own, required as llama.cpp's loader
+/// requires it (tied to the embeddings, as a Llama's may be, it would be
+/// another model).
+#[test]
+fn internlm2_requires_its_output_head() {
+    let info = crate::gguf::inspect(&model_file("tiny-internlm2.gguf")).unwrap();
+    check(&info).unwrap();
+    let mut tied = info.clone();
+    tied.tensors.retain(|t| t.name != "output.weight");
+    let err = check(&tied).unwrap_err().to_string();
+    assert!(err.contains("`output.weight` is missing"), "{err}");
+    tied.architecture = Some("llama".into());
+    tied.metadata = (tied.metadata.into_iter())
+        .map(|(k, v)| (k.replacen("internlm2.", "llama.", 1), v))
+        .collect();
+    check(&tied).unwrap();
+}
