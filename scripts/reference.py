@@ -621,6 +621,33 @@ CHAT_FORMAT_NAMES = ["chatml", "phi4", "llama3", "zephyr", "phi3", "llama2", "ll
                      "llama2-sys-strip", "mistral-v1", "mistral-v3", "mistral-v3-tekken", "mistral-v7",
                      "mistral-v7-tekken", "gemma", "deepseek3", "granite", "exaone3", "exaone4",
                      "chatglm4", "minicpm"]
+# Formats llama.cpp has no built-in for: the model's own Jinja template, rendered
+# by jinja2 as transformers' apply_chat_template renders it. ERNIE 4.5's is
+# transformers' DEFAULT_CHAT_TEMPLATE for it (tokenization_ernie4_5.py), the one
+# its files carry.
+JINJA_FORMATS = {
+    "ernie": (
+        '{%- if not add_generation_prompt is defined -%}\n'
+        '    {%- set add_generation_prompt = true -%}\n{%- endif -%}\n'
+        '{%- if not cls_token is defined -%}\n'
+        '    {%- set cls_token = "<|begin_of_sentence|>" -%}\n{%- endif -%}\n'
+        '{%- if not sep_token is defined -%}\n'
+        '    {%- set sep_token = "<|end_of_sentence|>" -%}\n{%- endif -%}\n'
+        '{{- cls_token -}}\n'
+        '{%- for message in messages -%}\n'
+        '    {%- if message["role"] == "user" -%}\n'
+        '        {{- "User: " + message["content"] + "\\n" -}}\n'
+        '    {%- elif message["role"] == "assistant" -%}\n'
+        '        {{- "Assistant: " + message["content"] + sep_token -}}\n'
+        '    {%- elif message["role"] == "system" -%}\n'
+        '        {{- message["content"] + "\\n" -}}\n'
+        '    {%- endif -%}\n'
+        '{%- endfor -%}\n'
+        '{%- if add_generation_prompt -%}\n'
+        '    {{- "Assistant: " -}}\n'
+        '{%- endif -%}'
+    ),
+}
 
 
 def chat_formats() -> None:
@@ -642,13 +669,24 @@ def chat_formats() -> None:
                 raise SystemExit(f"llama_chat_apply_template({name}) gave {n}")
             texts.append(buf.raw[:n].decode())
         formats.append({"name": name, "texts": texts})
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+    for name, jinja in JINJA_FORMATS.items():
+        template = env.from_string(jinja)
+        texts = [template.render(messages=[{"role": r, "content": c} for r, c in conversation],
+                                 add_generation_prompt=True)
+                 for conversation in CHAT_CONVERSATIONS]
+        formats.append({"name": name, "texts": texts, "jinja": jinja})
     write_json(
         OUT_DIR / "chat_formats_reference.json",
         {
             "about": "Each conversation written in each of llama.cpp's chat formats that "
                      "generate writes, by llama_chat_apply_template (add_ass: the opening of "
-                     f"the reply), llama-cpp-python {llama_cpp.__version__}. texts[i]: "
-                     "conversations[i]. Written by scripts/reference.py --only chat.",
+                     f"the reply), llama-cpp-python {llama_cpp.__version__}; those with a "
+                     "`jinja` (no llama.cpp built-in) from the model's own template, by jinja2 "
+                     "as transformers renders it. texts[i]: conversations[i]. Written by "
+                     "scripts/reference.py --only chat.",
             "conversations": CHAT_CONVERSATIONS,
         },
         {"formats": formats},

@@ -8,7 +8,7 @@
 //! |------------------|-----------|-----------------------------------------------------------|
 //! | `model`          | `smollm2` | the model's name in the node's registry (a GGUF graph)    |
 //! | `tokenizer`      | required  | object id of the model's tokenizer JSON ([`tok::Bpe`])    |
-//! | `template`       | `auto`    | chat format: `chatml`, `llama3`, `phi3`, `phi4`, `zephyr`, `mistral`, `mistral-v1`, `mistral-v3`, `mistral-v3-tekken`, `mistral-v7`, `mistral-v7-tekken`, `llama2`, `llama2-sys-strip`, `gemma`, `deepseek3`, `granite`, `exaone3`, `exaone4`, `chatglm4`, `minicpm`, `auto` (from the model's file), or `none` (a base model continues the text) |
+//! | `template`       | `auto`    | chat format: `chatml`, `llama3`, `phi3`, `phi4`, `zephyr`, `mistral`, `mistral-v1`, `mistral-v3`, `mistral-v3-tekken`, `mistral-v7`, `mistral-v7-tekken`, `llama2`, `llama2-sys-strip`, `gemma`, `deepseek3`, `granite`, `exaone3`, `exaone4`, `chatglm4`, `minicpm`, `ernie`, `auto` (from the model's file), or `none` (a base model continues the text) |
 //! | `max_tokens`     | `128`     | most tokens to generate per request                       |
 //! | `temperature`    | `0`       | 0 is greedy; above, softmax temperature                   |
 //! | `top_p`          | `1.0`     | nucleus sampling: keep the likeliest tokens summing to it |
@@ -133,7 +133,7 @@ use crate::template::{Template, encode_prompt};
 
 /// The tokens that end a reply in the chat formats of common models, besides
 /// the tokenizer's `eos_id`: ChatML's, GPT-2's, Llama 3's, Phi-3's,
-/// Gemma's and DeepSeek's.
+/// Gemma's, DeepSeek's and ERNIE's.
 const END_TOKENS: &[&str] = &[
     "<end_of_turn>",
     "<｜end▁of▁sentence｜>",
@@ -143,6 +143,7 @@ const END_TOKENS: &[&str] = &[
     "<|eot_id|>",
     "<|eom_id|>",
     "<|end_of_text|>",
+    "<|end_of_sentence|>",
 ];
 
 /// The stage: the tokenizer, the loaded graph and the default settings.

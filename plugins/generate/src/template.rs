@@ -85,6 +85,11 @@ pub(crate) enum Template {
     /// message, a system message's or a reply's content alone, contents
     /// trimmed; the reply starts after the last `<AI>`.
     MiniCpm,
+    /// ERNIE 4.5's (its files' own template; llama.cpp has no built-in):
+    /// `<|begin_of_sentence|>` first, then `{system}\n`, `User: {user}\n`,
+    /// `Assistant: {reply}<|end_of_sentence|>` per message, then
+    /// `Assistant: `.
+    Ernie,
     /// No chat format (config `none`, for base models): the messages'
     /// contents, one per line, are the text the model goes on from.
     Plain,
@@ -93,7 +98,7 @@ pub(crate) enum Template {
 /// The formats, by config name, with a text only their chat templates
 /// (GGUF `tokenizer.chat_template`) hold, most specific first. The
 /// `[INST]` formats share `[INST]`; [`inst_format`] tells them apart.
-const TEMPLATES: [(&str, Template, &str); 20] = [
+const TEMPLATES: [(&str, Template, &str); 21] = [
     ("phi4", Template::Phi4, "<|im_sep|>"),
     ("chatml", Template::ChatMl, "<|im_start|>"),
     ("gemma", Template::Gemma, "<start_of_turn>"),
@@ -118,6 +123,7 @@ const TEMPLATES: [(&str, Template, &str); 20] = [
     ("exaone3", Template::Exaone, "[|assistant|]"),
     ("exaone4", Template::Exaone, "[|assistant|]"),
     ("minicpm", Template::MiniCpm, "<用户>"),
+    ("ernie", Template::Ernie, "<|begin_of_sentence|>"),
 ];
 
 /// How a format lays a conversation out.
@@ -245,6 +251,7 @@ impl Template {
             // (Its marks are written as text, as llama.cpp writes them,
             // however the vocab splits them.)
             Template::MiniCpm => &[],
+            Template::Ernie => &["<|begin_of_sentence|>", "<|end_of_sentence|>"],
             Template::MistralV7 | Template::MistralV7Tekken => {
                 &["[INST]", "[/INST]", "</s>", "[SYSTEM_PROMPT]"]
             }
@@ -356,6 +363,14 @@ impl Template {
                     ("<|system|>\n", ""),
                     ("<|user|>\n", ""),
                     ("<|assistant|>\n", ""),
+                ])
+            },
+            Template::Ernie => Turns {
+                start: "<|begin_of_sentence|>",
+                ..Turns::new([
+                    ("", "\n"),
+                    ("User: ", "\n"),
+                    ("Assistant: ", "<|end_of_sentence|>"),
                 ])
             },
             Template::MiniCpm => Turns {

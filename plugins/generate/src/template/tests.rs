@@ -284,7 +284,8 @@ fn phi4_prompts_separate_the_role_with_im_sep() {
 /// chat`): system messages, replies with spaces around them, several
 /// turns. Zephyr's alone differs: weft ends its turns with `</s>`, as
 /// TinyLlama's template does (checked over HTTP against it), where
-/// llama.cpp's built-in writes `<|endoftext|>`.
+/// llama.cpp's built-in writes `<|endoftext|>`. ERNIE's, which llama.cpp
+/// has no built-in for, is its files' own template as jinja2 renders it.
 #[test]
 fn every_format_writes_conversations_as_llama_cpp_does() {
     let reference: serde_json::Value = serde_json::from_str(include_str!(
@@ -498,5 +499,30 @@ fn minicpm_is_picked_from_its_user_mark() {
     assert_eq!(
         Template::MiniCpm.render(&conversation()),
         "Be brief.<用户>Hi<AI>Hello!<用户>Who are you?<AI>"
+    );
+}
+
+/// ERNIE 4.5's format (written as its files' own template renders, checked
+/// above) is picked by `auto` from that template, needs its sentence
+/// marks in the vocab, and its replies stop at `<|end_of_sentence|>`.
+#[test]
+fn ernie_is_picked_from_its_template_and_needs_its_marks() {
+    let jinja = "{%- set cls_token = \"<|begin_of_sentence|>\" -%}{{- cls_token -}}";
+    let tokens = ["<|begin_of_sentence|>", "<|end_of_sentence|>", "a"];
+    let json = json!({"tokens": tokens, "merges": [], "chat_template": jinja});
+    let bpe = Bpe::from_json(json.to_string().as_bytes()).unwrap();
+    assert_eq!(
+        Template::from_config(&Config::default(), &bpe).unwrap(),
+        Template::Ernie
+    );
+    assert_eq!(crate::stop_tokens(&bpe), [1]);
+    let json = json!({"tokens": &tokens[1..], "merges": [], "chat_template": jinja});
+    let bpe = Bpe::from_json(json.to_string().as_bytes()).unwrap();
+    let err = Template::from_config(&Config::default(), &bpe).unwrap_err();
+    assert!(err.contains("`<|begin_of_sentence|>`"), "{err}");
+    assert_eq!(
+        Template::Ernie.render(&conversation()),
+        "<|begin_of_sentence|>Be brief.\nUser: Hi\nAssistant: Hello!<|end_of_sentence|>\
+         User: Who are you?\nAssistant: "
     );
 }
