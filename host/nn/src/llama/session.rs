@@ -350,9 +350,11 @@ fn feed_forward(
     xq: &mut Q8Batch,
     (gu, down): (&mut Vec<Vec<f32>>, &mut Vec<Vec<f32>>),
 ) {
-    // (Into the up product's buffer alone when there is no gate.)
-    let mats = e.gate_up();
-    QMatrix::matmul_group_into(&mats, h, rows, workers, xq, &mut gu[2 - mats.len()..]);
+    match &e.gate {
+        Some(gate) => QMatrix::matmul_group_into(&[gate, &e.up], h, rows, workers, xq, gu),
+        // (Into the up product's buffer alone.)
+        None => QMatrix::matmul_group_into(&[&e.up], h, rows, workers, xq, &mut gu[1..]),
+    }
     let [g, u] = &mut gu[..] else {
         unreachable!("two products")
     };
