@@ -991,8 +991,10 @@ ARCHS = {
     # As MiniCPM's files: Llama's layout under Granite's multipliers (its
     # scale_emb, scale_depth / sqrt(layers) and hidden_size / dim_model_base),
     # the output tied.
-    "minicpm": ("minicpm", "smollm", {"embedding_scale": 12.0, "residual_scale": 0.35,
-                                      "logit_scale": 0.25},
+    # (Values apart from MiniCPM's defaults at this width, 12, 1.4 / sqrt(2) and
+    # 64 / 256, so that a key read wrong or not at all shows.)
+    "minicpm": ("minicpm", "smollm", {"embedding_scale": 10.0, "residual_scale": 0.35,
+                                      "logit_scale": 0.5},
                 "MiniCPM: embedding, residual and logit multipliers, a tied output"),
     # As Arcee AFM-4.5B's file: a feed-forward without a gate (the up
     # product's ReLU squared), YaRN over a 4x window.
@@ -1254,8 +1256,8 @@ def task_archs(dest: Path) -> None:
                 w.add_uint32("tokenizer.ggml.eot_token_id", bpe_tokens.index("<|user|>"))
             # The vocabulary-sized matrices in F16 (half the bytes), the rest F32.
             # (Gemma's scaled up by the root of the width, to about 1; MiniCPM's
-            # by its 12, so that its blocks' outputs are not lost beside them.)
-            shrink = np.sqrt(e) if gemma else 12.0 if arch == "minicpm" else 1.0
+            # by its 10, so that its blocks' outputs are not lost beside them.)
+            shrink = np.sqrt(e) if gemma else 10.0 if arch == "minicpm" else 1.0
             embd = rng.standard_normal((vocab, e)) / shrink
             w.add_tensor("token_embd.weight", embd.astype(np.float16))
             w.add_tensor("output_norm.weight", vec(e))

@@ -1,5 +1,6 @@
 //! Chat templates: how a conversation's messages become the prompt text, in
-//! the format the model was tuned on, as llama.cpp writes each.
+//! the format the model was tuned on, as llama.cpp writes each (ERNIE's, which
+//! llama.cpp has no built-in for, as its files' own template renders).
 
 use tok::{Bpe, PreTokenizer};
 use weft_sdk::Config;
@@ -274,7 +275,7 @@ impl Template {
     }
 
     /// How the format lays messages out, as llama.cpp writes it
-    /// (`llm_chat_apply_template`).
+    /// (`llm_chat_apply_template`; ERNIE's as its own template renders).
     fn layout(self) -> Layout {
         let inst = |open, system, close, reply, trim| {
             Layout::Inst(Inst {

@@ -373,10 +373,13 @@ impl HParams {
                 granite("attention.scale"),
             )
         } else if arch == "minicpm" {
-            // Granite's multipliers under other names' defaults: a file
-            // converted before llama.cpp wrote them ran MiniCPM's own
-            // constants (`scale_emb` 12, `scale_depth` 1.4, logits over
-            // `hidden_size / dim_model_base` of 256), as here.
+            // Granite's multipliers. A file converted before llama.cpp
+            // wrote them ran MiniCPM's own constants (`scale_emb` 12,
+            // `scale_depth` 1.4, logits over `hidden_size /
+            // dim_model_base` of 256), as HF's MiniCPM and llama.cpp's
+            // builder of then ran them, and as here. (Today's llama.cpp
+            // defaults the logit key to 256 / width, which its graph
+            // divides by: logits times width / 256, the inverse.)
             (
                 granite("embedding_scale").unwrap_or(12.0),
                 granite("residual_scale").unwrap_or(1.4 / (layers as f32).sqrt()),

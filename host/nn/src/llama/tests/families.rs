@@ -266,8 +266,8 @@ fn minicpm_multipliers_are_the_files_or_minicpms_own() {
     use crate::GgufValue::Int;
     let info = crate::gguf::inspect(&model_file("tiny-minicpm.gguf")).unwrap();
     let hp = check(&info).unwrap();
-    assert_eq!((hp.embd_scale, hp.residual_scale), (12.0, 0.35));
-    assert_eq!(hp.logit_scale, 4.0, "1 / minicpm.logit_scale");
+    assert_eq!((hp.embd_scale, hp.residual_scale), (10.0, 0.35));
+    assert_eq!(hp.logit_scale, 2.0, "1 / minicpm.logit_scale");
     assert_eq!(hp.attn_scale, 1.0 / (hp.head_dim as f32).sqrt());
     assert_eq!(hp.act, FfnAct::Silu);
     let mut old = info.clone();
