@@ -22,13 +22,15 @@ Run once by a developer, not in CI; the outputs are committed:
 - host/nn/tests/data/tiny_archs_reference.json: the tiny random decoders of models.py
   (Qwen2, Qwen3, Granite, Llama 3 style, SentencePiece Llama, Phi-3, Gemma 1-3, Mixtral,
   Qwen3-MoE, SmolLM3, YaRN, OLMo 2/3, Mistral 3, Granite MoE, Granite without rotary
-  embedding, Qwen2-MoE, ERNIE 4.5, EXAONE 3 and 4, ERNIE 4.5 MoE, GLM-4) through
+  embedding, Qwen2-MoE, ERNIE 4.5, EXAONE 3 and 4, ERNIE 4.5 MoE, GLM-4, MiniCPM, Arcee,
+  InternLM2) through
   llama-cpp-python: greedy steps with
   logits, and each file's tokenizer (its family's pre-tokenizer) on the BPE strings
   (`--only archs`).
 - host/nn/tests/data/chat_formats_reference.json: conversations written in each of
-  llama.cpp's chat formats that `generate` writes (`llama_chat_apply_template`; needs only
-  llama-cpp-python: `--only chat`).
+  llama.cpp's chat formats that `generate` writes (`llama_chat_apply_template`), and in
+  ERNIE 4.5's, which llama.cpp has no built-in for, by its own template through jinja2
+  (scripts/chat_reference.py; needs only llama-cpp-python: `--only chat`).
 - host/nn/tests/data/ggml_blocks.json: random blocks of the ggml formats weft transcodes
   at load (Q5_0, Q5_1, Q2_K...Q6_K) with gguf-py's dequantisation of them (needs only the
   models venv: `--only blocks`).
@@ -608,83 +610,16 @@ def archs(dest: Path) -> None:
 # ---------------------------------------------------------------------------
 
 
-# Conversations with a system message, a reply with spaces around it (which
-# some formats trim), several turns, and none of these.
-CHAT_CONVERSATIONS = [
-    [["system", "Be brief."], ["user", "Hi"], ["assistant", " Hello! "],
-     ["user", "Who are you? "]],
-    [["user", " Hi "]],
-    [["user", "One"], ["assistant", "1"], ["user", "Two"], ["assistant", "2"],
-     ["user", "Three"]],
-]
-# llama.cpp's names of the formats `generate` writes.
-CHAT_FORMAT_NAMES = ["chatml", "phi4", "llama3", "zephyr", "phi3", "llama2", "llama2-sys",
-                     "llama2-sys-strip", "mistral-v1", "mistral-v3", "mistral-v3-tekken", "mistral-v7",
-                     "mistral-v7-tekken", "gemma", "deepseek3", "granite", "exaone3", "exaone4",
-                     "chatglm4", "minicpm"]
-# Formats llama.cpp has no built-in for: the model's own Jinja template, rendered
-# by jinja2 as transformers' apply_chat_template renders it. ERNIE 4.5's is
-# transformers' DEFAULT_CHAT_TEMPLATE for it (tokenization_ernie4_5.py), the one
-# its files carry.
-JINJA_FORMATS = {
-    "ernie": (
-        '{%- if not add_generation_prompt is defined -%}\n'
-        '    {%- set add_generation_prompt = true -%}\n{%- endif -%}\n'
-        '{%- if not cls_token is defined -%}\n'
-        '    {%- set cls_token = "<|begin_of_sentence|>" -%}\n{%- endif -%}\n'
-        '{%- if not sep_token is defined -%}\n'
-        '    {%- set sep_token = "<|end_of_sentence|>" -%}\n{%- endif -%}\n'
-        '{{- cls_token -}}\n'
-        '{%- for message in messages -%}\n'
-        '    {%- if message["role"] == "user" -%}\n'
-        '        {{- "User: " + message["content"] + "\\n" -}}\n'
-        '    {%- elif message["role"] == "assistant" -%}\n'
-        '        {{- "Assistant: " + message["content"] + sep_token -}}\n'
-        '    {%- elif message["role"] == "system" -%}\n'
-        '        {{- message["content"] + "\\n" -}}\n'
-        '    {%- endif -%}\n'
-        '{%- endfor -%}\n'
-        '{%- if add_generation_prompt -%}\n'
-        '    {{- "Assistant: " -}}\n'
-        '{%- endif -%}'
-    ),
-}
-
-
 def chat_formats() -> None:
-    import ctypes
+    from chat_reference import CHAT_CONVERSATIONS, render
 
-    import llama_cpp
-
-    formats = []
-    for name in CHAT_FORMAT_NAMES:
-        texts = []
-        for conversation in CHAT_CONVERSATIONS:
-            msgs = (llama_cpp.llama_chat_message * len(conversation))(*[
-                llama_cpp.llama_chat_message(role=r.encode(), content=c.encode())
-                for r, c in conversation])
-            buf = ctypes.create_string_buffer(8192)
-            n = llama_cpp.llama_chat_apply_template(name.encode(), msgs, len(conversation), True,
-                                                    buf, len(buf))
-            if n < 0 or n > len(buf):
-                raise SystemExit(f"llama_chat_apply_template({name}) gave {n}")
-            texts.append(buf.raw[:n].decode())
-        formats.append({"name": name, "texts": texts})
-    from jinja2.sandbox import ImmutableSandboxedEnvironment
-
-    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
-    for name, jinja in JINJA_FORMATS.items():
-        template = env.from_string(jinja)
-        texts = [template.render(messages=[{"role": r, "content": c} for r, c in conversation],
-                                 add_generation_prompt=True)
-                 for conversation in CHAT_CONVERSATIONS]
-        formats.append({"name": name, "texts": texts, "jinja": jinja})
+    version, formats = render()
     write_json(
         OUT_DIR / "chat_formats_reference.json",
         {
             "about": "Each conversation written in each of llama.cpp's chat formats that "
                      "generate writes, by llama_chat_apply_template (add_ass: the opening of "
-                     f"the reply), llama-cpp-python {llama_cpp.__version__}; those with a "
+                     f"the reply), llama-cpp-python {version}; those with a "
                      "`jinja` (no llama.cpp built-in) from the model's own template, by jinja2 "
                      "as transformers renders it. texts[i]: conversations[i]. Written by "
                      "scripts/reference.py --only chat.",
