@@ -13,10 +13,10 @@ use families::{Gemma, experts, shared_width};
 
 /// The GGUF architectures (`general.architecture`) weft-nn runs: Llama and
 /// the decoders that differ from it only in their name (InternLM2),
-/// hyperparameters, optional tensors, (Phi-3, GLM-4) fused products, (Gemma) GELU, post-norms, soft
-/// caps and sliding-window layers, (OLMo 2, EXAONE 4) norms after each
-/// block instead of before, (Mixtral, Qwen2-MoE, Qwen3-MoE, Granite MoE,
-/// ERNIE 4.5 MoE) mixtures of experts, (Qwen2-MoE, Granite MoE Shared,
+/// hyperparameters, optional tensors, (Phi-3, GLM-4) fused products,
+/// (Gemma) GELU, post-norms, soft caps and sliding-window layers, (OLMo 2,
+/// EXAONE 4) norms after each block instead of before, (Mixtral,
+/// Qwen2-MoE, Qwen3-MoE, Granite MoE, ERNIE 4.5 MoE) mixtures of experts, (Qwen2-MoE, Granite MoE Shared,
 /// ERNIE 4.5 MoE) a shared expert beside them, (ERNIE 4.5 MoE) dense
 /// layers before them and a router's bias to pick them, (Mistral 3) Llama
 /// 4's attention temperature, (EXAONE 4) global layers without a
