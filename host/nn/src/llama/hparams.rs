@@ -484,6 +484,12 @@ impl HParams {
         })
     }
 
+    /// Whether a dense feed-forward has a gate (all but Arcee's, whose
+    /// up product's ReLU is squared instead).
+    pub fn gated(&self) -> bool {
+        self.act != FfnAct::ReluSquared
+    }
+
     /// The widths of the Q and K norms' weights: a head's, or (OLMo 2)
     /// all heads' of a token.
     pub fn qk_norm_widths(&self) -> (usize, usize) {

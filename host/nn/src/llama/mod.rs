@@ -19,7 +19,7 @@ mod weights;
 use std::any::Any;
 use std::sync::Arc;
 
-use crate::gpu::{FfnAct, Gpu};
+use crate::gpu::Gpu;
 use crate::{Joined, Model, Named, NnError, Outputs, Placement, Session, Tensor};
 
 pub use hparams::ARCHITECTURES;
@@ -273,7 +273,7 @@ impl Llama {
                         let gate_up = m(&n("ffn_up"), 2 * f, hp.embd)?;
                         let [gate, up] = take(gate_up.split_rows(&[f, f]));
                         (Some(gate), up)
-                    } else if hp.act == FfnAct::ReluSquared {
+                    } else if !hp.gated() {
                         (None, m(&n("ffn_up"), f, hp.embd)?)
                     } else {
                         (

@@ -359,16 +359,16 @@ fn feed_forward(
         unreachable!("two products")
     };
     let ff = u.len() / rows;
-    let out = match act {
-        _ if e.gate.is_none() => {
+    let out = match (&e.gate, act) {
+        (None, _) => {
             workers.rows(u, ff, |_, u| relu_squared(u));
             u
         }
-        FfnAct::Gelu => {
+        (Some(_), FfnAct::Gelu) => {
             workers.rows(g, ff, |i, g| geglu(g, &u[i * ff..][..ff]));
             g
         }
-        _ => {
+        (Some(_), _) => {
             workers.rows(g, ff, |i, g| swiglu(g, &u[i * ff..][..ff]));
             g
         }

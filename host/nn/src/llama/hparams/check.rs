@@ -3,7 +3,6 @@
 
 use super::super::weights::same_shape;
 use super::{ARCHITECTURES, HParams, LONGROPE_LONG, LONGROPE_SHORT};
-use crate::gpu::FfnAct;
 use crate::{GgufInfo, NnError, NnErrorKind};
 
 /// Checks that `info` is a decoder weft-nn runs, without reading weights
@@ -48,8 +47,7 @@ pub(crate) fn check(info: &GgufInfo) -> Result<HParams, NnError> {
             ("ffn_up", vec![e, 2 * df], true),
             ("ffn_down", vec![df, e], true),
         ],
-        // (Arcee's: no gate.)
-        false if hp.act == FfnAct::ReluSquared => vec![
+        false if !hp.gated() => vec![
             ("ffn_up", vec![e, df], true),
             ("ffn_down", vec![df, e], true),
         ],

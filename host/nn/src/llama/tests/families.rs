@@ -3,6 +3,7 @@
 //! GLM-4 apart, and what each refuses.
 
 use super::*;
+use crate::gpu::FfnAct;
 
 /// Granite's keys, as llama.cpp's Granite loaders read them: a
 /// `granitemoe` file's mixture and its shared expert's width (that width
