@@ -22,17 +22,14 @@ if [ ! -f $M/minilm/model.onnx ] || [ ! -f $M/smollm2-135m-instruct.gguf ] \
    || [ ! -f $M/smollm2-135m-kquants.gguf ] || [ ! -x $PY ]; then
   cargo xtask models
 fi
-# The baselines: llama-cpp-python (built from source, several minutes the
-# first time, at the version scripts/reference.py pins) and onnxruntime,
-# into the models' venv when missing.
-for pkg in "llama_cpp:$(sed -n 's/^LLAMA_CPP_PYTHON = "\(.*\)"/\1/p' scripts/reference.py)" \
-           "onnxruntime:onnxruntime"; do
-  if ! $PY -c "import ${pkg%%:*}" 2>/dev/null; then
-    echo "installing ${pkg#*:} into $M/venv" >&2
-    CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-2} \
-      $PY -m pip install --quiet --disable-pip-version-check "${pkg#*:}"
-  fi
-done
+# The baselines: llama-cpp-python (built from source for this CPU, several
+# minutes the first time and whenever the venv was built on another CPU; see
+# scripts/llama_venv.py) and onnxruntime, into the models' venv.
+python3 scripts/llama_venv.py --dest $M
+if ! $PY -c "import onnxruntime" 2>/dev/null; then
+  echo "installing onnxruntime into $M/venv" >&2
+  $PY -m pip install --quiet --disable-pip-version-check onnxruntime
+fi
 mkdir -p $OUT
 # weft-nn is optimised in the dev profile (see the root Cargo.toml).
 cargo build --quiet -p weft-nn --example nn_bench
