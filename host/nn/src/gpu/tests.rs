@@ -270,7 +270,11 @@ fn profiling_times_each_kernel_and_keeps_results() {
         let (h, c) = (gpu.buffer(k, "h").unwrap(), gpu.buffer(n, "c").unwrap());
         let mut p = gpu.program().unwrap();
         p.write(&x, a.clone());
-        p.rms_norm(&x, 0, 1, &norm, 1e-6, &h, 0);
+        let kind = NormKind {
+            eps: 1e-6,
+            layer: false,
+        };
+        p.norm(&x, 0, 1, (&norm, kind), &h, 0);
         p.product(&h, 1, &w, &c);
         p.add(&c, &h, n, 1.0);
         p.run(&c, n).unwrap()

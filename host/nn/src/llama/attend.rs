@@ -106,7 +106,7 @@ pub(super) fn attend(
             }
         }
     }
-    super::session::soft_cap(&mut scores, softcap);
+    super::rows::soft_cap(&mut scores, softcap);
     let mut weights = Vec::with_capacity(seen);
     for (sh, oh) in scores.chunks_exact_mut(seen).zip(o.chunks_exact_mut(hd)) {
         softmax(sh);

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use super::{HParams, QMatrix, Weights};
-use crate::gpu::{Attention, Buffer, Gpu, GpuMatrix, Qkv, Reuse};
+use crate::gpu::{Attention, Buffer, Gpu, GpuMatrix, NormKind, Qkv, Reuse};
 use crate::{NnError, NnErrorKind};
 
 mod mixture;
@@ -40,7 +40,8 @@ pub(super) struct DeviceWeights {
 /// A layer's part of [`DeviceWeights`].
 #[derive(Debug)]
 struct DeviceLayer {
-    /// The norms of each block's input (none in OLMo 2 and EXAONE 4).
+    /// The norms of each block's input (none in OLMo 2 and EXAONE 4): a
+    /// row of their weights (and a LayerNorm's bias after them).
     attn_norm: Option<GpuMatrix>,
     ffn_norm: Option<GpuMatrix>,
     /// Wqᵀ, Wkᵀ and Wvᵀ side by side: one product gives each token's
@@ -51,6 +52,8 @@ struct DeviceLayer {
     /// for any the file lacks), when it has any (Qwen2).
     bqkv: Option<GpuMatrix>,
     bo: Option<GpuMatrix>,
+    /// A dense feed-forward's up and down biases (StarCoder 2).
+    ffn_biases: Option<[GpuMatrix; 2]>,
     /// Per-head norms of the queries and keys (Qwen3, Gemma 3).
     q_norm: Option<GpuMatrix>,
     k_norm: Option<GpuMatrix>,
@@ -95,7 +98,8 @@ impl DeviceLayer {
                 .into_iter()
                 .chain([&self.post_attn_norm, &self.post_ffn_norm])
                 .chain([&self.attn_norm, &self.ffn_norm])
-                .flatten(),
+                .flatten()
+                .chain(self.ffn_biases.iter().flatten()),
         )
     }
 }
@@ -151,6 +155,12 @@ impl DeviceWeights {
                     },
                     bqkv,
                     bo: optional(&l.bo)?,
+                    ffn_biases: match &l.dense().biases {
+                        Some([up, down]) if l.router.is_none() => {
+                            Some([vector(up)?, vector(down)?])
+                        }
+                        _ => None,
+                    },
                     q_norm: optional(&l.q_norm)?,
                     k_norm: optional(&l.k_norm)?,
                     post_attn_norm: optional(&l.post_attn_norm)?,
@@ -472,6 +482,10 @@ impl OnDevice {
             p.write(b, table_swa);
         }
         let eps = hp.rms_eps;
+        let norm = NormKind {
+            eps,
+            layer: hp.layer_norm,
+        };
         let qkv = Qkv {
             heads: hp.heads,
             kv_heads: hp.kv_heads,
@@ -484,8 +498,8 @@ impl OnDevice {
             // first norm are one dispatch.
             // (OLMo 2's and EXAONE 4's blocks read the stream itself.)
             let input = |norm: &Option<GpuMatrix>| if norm.is_some() { &a.h } else { &a.x };
-            if let (0, Some(norm)) = (l, &dl.attn_norm) {
-                p.rms_norm(&a.x, 0, n, norm, eps, &a.h, 0);
+            if let (0, Some(weight)) = (l, &dl.attn_norm) {
+                p.norm(&a.x, 0, n, (weight, norm), &a.h, 0);
             }
             p.product(input(&dl.attn_norm), n, &dl.qkv, &a.qkv);
             if let Some(bias) = &dl.bqkv {
@@ -528,12 +542,20 @@ impl OnDevice {
                 p.add_bias(&a.o, bias, n * d);
             }
             let out = post_norm(&mut p, (&a.o, n), &dl.post_attn_norm, eps, &a.post);
-            add_norm(&mut p, (&a.x, out, scale), (n, d), &dl.ffn_norm, eps, &a.h);
+            add_norm(&mut p, (&a.x, out, scale), (n, d), &dl.ffn_norm, norm, &a.h);
             match &dl.ffn {
                 DeviceFfn::Dense(gate_up) => {
+                    let f = hp.dense_ffn;
                     p.product(input(&dl.ffn_norm), n, gate_up, &a.gu);
-                    p.swiglu(&a.gu, (n, hp.dense_ffn, hp.act), &a.g);
+                    // (Only an up product alone has a bias: the row is it.)
+                    if let Some([up, _]) = &dl.ffn_biases {
+                        p.add_bias(&a.gu, up, n * f);
+                    }
+                    p.swiglu(&a.gu, (n, f, hp.act, hp.gated), &a.g);
                     p.product(&a.g, n, on_gpu(&layer.dense().down)?, &a.o);
+                    if let Some([_, down]) = &dl.ffn_biases {
+                        p.add_bias(&a.o, down, n * d);
+                    }
                 }
                 DeviceFfn::Mixture(m) => {
                     let ffn = (layer, m, hp);
@@ -550,7 +572,7 @@ impl OnDevice {
                         (&a.x, out, scale),
                         (n, d),
                         &next.attn_norm,
-                        eps,
+                        norm,
                         &a.h,
                     );
                 }
@@ -558,13 +580,13 @@ impl OnDevice {
                 // output head: all rows at once when each session has
                 // one (decoding).
                 None if decoding => {
-                    p.add_rms_norm((&a.x, out, scale), n, &dw.output_norm, eps, &a.h);
+                    p.add_norm((&a.x, out, scale), n, (&dw.output_norm, norm), &a.h);
                 }
                 None => {
                     p.add(&a.x, out, n * d, scale);
                     for (s, &(_, _, tokens, start)) in sessions.iter().enumerate() {
                         let last = start + tokens - 1;
-                        p.rms_norm(&a.x, last, 1, &dw.output_norm, eps, &a.h, s);
+                        p.norm(&a.x, last, 1, (&dw.output_norm, norm), &a.h, s);
                     }
                 }
             }
@@ -576,7 +598,7 @@ impl OnDevice {
         if hp.logit_scale != 1.0 {
             logits.iter_mut().for_each(|l| *l *= hp.logit_scale);
         }
-        super::session::soft_cap(&mut logits, hp.final_softcap);
+        super::rows::soft_cap(&mut logits, hp.final_softcap);
         Ok(logits.chunks_exact(hp.vocab).map(<[f32]>::to_vec).collect())
     }
 }
@@ -589,19 +611,19 @@ fn segment(reuse: &mut Vec<Reuse>, i: usize) -> &mut Reuse {
     &mut reuse[i]
 }
 
-/// `x += scale · y`, then `out = rms_norm(x)` by `norm` in the same
+/// `x += scale · y`, then `out = norm(x)` by `weight` in the same
 /// dispatch, where the block's next input is normalised; else the add
 /// alone (OLMo 2 and EXAONE 4, whose blocks read `x`).
 fn add_norm(
     p: &mut crate::gpu::Program<'_>,
     (x, y, scale): (&Buffer, &Buffer, f32),
     (rows, d): (usize, usize),
-    norm: &Option<GpuMatrix>,
-    eps: f32,
+    weight: &Option<GpuMatrix>,
+    kind: NormKind,
     out: &Buffer,
 ) {
-    match norm {
-        Some(norm) => p.add_rms_norm((x, y, scale), rows, norm, eps, out),
+    match weight {
+        Some(weight) => p.add_norm((x, y, scale), rows, (weight, kind), out),
         None => p.add(x, y, rows * d, scale),
     }
 }
@@ -618,7 +640,9 @@ fn post_norm<'b>(
 ) -> &'b Buffer {
     match (norm, into) {
         (Some(norm), Some(into)) => {
-            p.rms_norm(y, 0, rows, norm, eps, into, 0);
+            // (Gemma's, OLMo 2's, EXAONE 4's and GLM-4's: RMSNorms.)
+            let kind = NormKind { eps, layer: false };
+            p.norm(y, 0, rows, (norm, kind), into, 0);
             into
         }
         _ => y,

@@ -21,8 +21,9 @@ use families::{Gemma, experts, shared_width};
 /// layers before them and a router's bias to pick them, (Mistral 3) Llama
 /// 4's attention temperature, (EXAONE 4) global layers without a
 /// rotary embedding beside sliding-window ones, (MiniCPM) Granite's
-/// multipliers, and (Arcee) a feed-forward without a gate, its up
-/// product's ReLU squared.
+/// multipliers, (Arcee) a feed-forward without a gate, its up
+/// product's ReLU squared, and (StarCoder 2) LayerNorm with biases and a
+/// GELU feed-forward without a gate, with biases.
 pub const ARCHITECTURES: &[&str] = &[
     "llama",
     "mistral",
@@ -47,6 +48,7 @@ pub const ARCHITECTURES: &[&str] = &[
     "minicpm",
     "arcee",
     "internlm2",
+    "starcoder2",
 ];
 
 /// A LongRoPE file's (Phi-3 128k, Phi-3.5) rotary factors for its original
@@ -119,7 +121,12 @@ pub(crate) struct HParams {
     /// only the sliding-window layers rotate; its global layers have no
     /// rotary embedding.
     pub rope_swa_only: bool,
+    /// The norms' epsilon: RMSNorm's (`attention.layer_norm_rms_epsilon`),
+    /// or with `layer_norm` LayerNorm's (`attention.layer_norm_epsilon`).
     pub rms_eps: f32,
+    /// StarCoder 2's norms: LayerNorm (the row less its mean, over its
+    /// standard deviation, times the weight, plus a bias), not RMSNorm.
+    pub layer_norm: bool,
     /// The window: the file's `context_length`, or for LongRoPE its
     /// `rope.scaling.original_context_length` (the short factors' window:
     /// llama.cpp runs those for a context no longer, HF transformers for
@@ -143,9 +150,14 @@ pub(crate) struct HParams {
     /// (gate first).
     pub fused_gate_up: bool,
     /// The feed-forward's activation: SiLU of the gate (SwiGLU), Gemma's
-    /// GELU (tanh form) of the gate, or Arcee's squared ReLU of an up
-    /// product without a gate.
+    /// GELU (tanh form) of the gate, or without a gate, Arcee's squared
+    /// ReLU of the up product and StarCoder 2's GELU of it.
     pub act: FfnAct,
+    /// Whether a dense feed-forward has a gate: all but Arcee's and
+    /// StarCoder 2's, whose activation is of the up product alone.
+    pub gated: bool,
+    /// StarCoder 2's biases of the feed-forward's up and down products.
+    pub ffn_biases: bool,
     /// Gemma 2 and 3, OLMo 2, EXAONE 4, GLM-4: each block's attention and
     /// feed-forward outputs are normalised (`post_attention_norm`,
     /// `post_ffw_norm`) before their residual adds.
@@ -365,6 +377,7 @@ impl HParams {
             .is_none_or(|v| v != 0);
         let granite = |key: &str| float(key).filter(|&f| f != 0.0);
         let gemma = arch.starts_with("gemma");
+        let starcoder2 = arch == "starcoder2";
         let (embd_scale, residual_scale, logit_scale, mut attn_scale) = if is_granite {
             (
                 granite("embedding_scale").unwrap_or(1.0),
@@ -451,13 +464,24 @@ impl HParams {
                         | "olmo2"
                         | "exaone"
                         | "exaone4"
+                        | "starcoder2"
                 ),
             no_rope_every: match arch {
                 "smollm3" => 4,
                 _ if is_granite && !granite_ropes => 1,
                 _ => 0,
             },
-            rms_eps: float("attention.layer_norm_rms_epsilon").unwrap_or(1e-5),
+            rms_eps: match starcoder2 {
+                // (Required, as llama.cpp requires it of StarCoder 2.)
+                true => float("attention.layer_norm_epsilon").ok_or_else(|| {
+                    NnError::new(
+                        NnErrorKind::InvalidEncoding,
+                        format!("GGUF metadata `{arch}.attention.layer_norm_epsilon` is missing"),
+                    )
+                })?,
+                false => float("attention.layer_norm_rms_epsilon").unwrap_or(1e-5),
+            },
+            layer_norm: starcoder2,
             context,
             embd_scale,
             residual_scale,
@@ -467,10 +491,12 @@ impl HParams {
             fused_qkv: arch == "phi3",
             fused_gate_up: matches!(arch, "phi3" | "glm4"),
             act: match arch {
-                _ if gemma => FfnAct::Gelu,
+                _ if gemma || starcoder2 => FfnAct::Gelu,
                 "arcee" => FfnAct::ReluSquared,
                 _ => FfnAct::Silu,
             },
+            gated: !matches!(arch, "arcee" | "starcoder2"),
+            ffn_biases: starcoder2,
             post_norms: matches!(arch, "gemma2" | "gemma3" | "olmo2" | "exaone4" | "glm4"),
             pre_norms: !matches!(arch, "olmo2" | "exaone4"),
             qk_norms_whole: arch == "olmo2",
@@ -482,12 +508,6 @@ impl HParams {
             // (Unscaled for Gemma 3's local layers and OLMo 3's sliding ones.)
             rope_freq_scale_swa: gemma_swa.rope_freq_scale,
         })
-    }
-
-    /// Whether a dense feed-forward has a gate (all but Arcee's, whose
-    /// up product's ReLU is squared instead).
-    pub fn gated(&self) -> bool {
-        self.act != FfnAct::ReluSquared
     }
 
     /// The widths of the Q and K norms' weights: a head's, or (OLMo 2)

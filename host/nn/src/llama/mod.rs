@@ -13,6 +13,7 @@
 mod attend;
 mod device;
 mod hparams;
+mod rows;
 mod session;
 mod weights;
 
@@ -29,7 +30,9 @@ pub(crate) use weights::QMatrix;
 /// One transformer block's weights.
 #[derive(Debug)]
 pub(crate) struct Layer {
-    /// The norms of each block's input (none in OLMo 2 and EXAONE 4).
+    /// The norms of each block's input (none in OLMo 2 and EXAONE 4):
+    /// their weights, or with [`HParams::layer_norm`] a LayerNorm's weight
+    /// then its bias (twice the width).
     attn_norm: Option<Vec<f32>>,
     wq: QMatrix,
     wk: QMatrix,
@@ -68,13 +71,15 @@ pub(crate) struct Layer {
     shared_gate: Option<Vec<f32>>,
 }
 
-/// A SwiGLU (GEGLU) feed-forward, or (Arcee's) one without a gate: a
-/// dense layer's, or one expert's.
+/// A SwiGLU (GEGLU) feed-forward, or (Arcee's, StarCoder 2's) one without
+/// a gate: a dense layer's, or one expert's.
 #[derive(Debug)]
 pub(crate) struct Expert {
     gate: Option<QMatrix>,
     up: QMatrix,
     down: QMatrix,
+    /// StarCoder 2's biases of the up and the down products.
+    biases: Option<[Vec<f32>; 2]>,
 }
 
 impl Expert {
@@ -116,6 +121,7 @@ pub(crate) struct Weights {
     hp: HParams,
     tok_embd: QMatrix,
     layers: Vec<Layer>,
+    /// As [`Layer::attn_norm`]'s (with its bias after the weight).
     output_norm: Vec<f32>,
     /// `output.weight`, or the token embeddings when tied.
     output: Option<QMatrix>,
@@ -229,9 +235,17 @@ impl Llama {
         let (qd, kvd) = (hp.q_dim(), hp.kv_dim());
         let (q_norm, k_norm) = hp.qk_norm_widths();
         let (e, s) = (hp.embd, hp.shared_ffn);
+        // A norm's weight, and a LayerNorm's bias after it (StarCoder 2).
+        let norm = |name: &str| -> Result<Vec<f32>, NnError> {
+            let mut weight = v(&format!("{name}.weight"), hp.embd)?;
+            if hp.layer_norm {
+                weight.extend(v(&format!("{name}.bias"), hp.embd)?);
+            }
+            Ok(weight)
+        };
         // Required but in OLMo 2 and EXAONE 4, which have none.
         let pre_norm = |name: &str| match hp.pre_norms {
-            true => v(name, hp.embd).map(Some),
+            true => norm(name).map(Some),
             false => Ok(None),
         };
         let layers = (0..hp.layers)
@@ -263,6 +277,7 @@ impl Llama {
                             gate: Some(gate),
                             up,
                             down,
+                            biases: None,
                         })
                         .collect();
                     let router = m(&n("ffn_gate_inp"), hp.experts, hp.embd)?;
@@ -273,7 +288,7 @@ impl Llama {
                         let gate_up = m(&n("ffn_up"), 2 * f, hp.embd)?;
                         let [gate, up] = take(gate_up.split_rows(&[f, f]));
                         (Some(gate), up)
-                    } else if !hp.gated() {
+                    } else if !hp.gated {
                         (None, m(&n("ffn_up"), f, hp.embd)?)
                     } else {
                         (
@@ -282,10 +297,23 @@ impl Llama {
                         )
                     };
                     let down = m(&n("ffn_down"), hp.embd, f)?;
-                    (vec![Expert { gate, up, down }], None)
+                    let biases = match hp.ffn_biases {
+                        true => Some([
+                            v(&format!("blk.{i}.ffn_up.bias"), f)?,
+                            v(&format!("blk.{i}.ffn_down.bias"), hp.embd)?,
+                        ]),
+                        false => None,
+                    };
+                    let dense = Expert {
+                        gate,
+                        up,
+                        down,
+                        biases,
+                    };
+                    (vec![dense], None)
                 };
                 Ok(Layer {
-                    attn_norm: pre_norm(&n("attn_norm"))?,
+                    attn_norm: pre_norm(&format!("blk.{i}.attn_norm"))?,
                     wq,
                     wk,
                     wv,
@@ -296,7 +324,7 @@ impl Llama {
                     bo: bias("attn_output", hp.embd)?,
                     q_norm: optional(&n("attn_q_norm"), q_norm)?,
                     k_norm: optional(&n("attn_k_norm"), k_norm)?,
-                    ffn_norm: pre_norm(&n("ffn_norm"))?,
+                    ffn_norm: pre_norm(&format!("blk.{i}.ffn_norm"))?,
                     post_attn_norm: optional(&n("post_attention_norm"), hp.embd)?,
                     post_ffn_norm: optional(&n("post_ffw_norm"), hp.embd)?,
                     shared_gate: match hp.shared_gate && moe {
@@ -312,6 +340,7 @@ impl Llama {
                             gate: Some(m(&n("ffn_gate_shexp"), s, e)?),
                             up: m(&n("ffn_up_shexp"), s, e)?,
                             down: m(&n("ffn_down_shexp"), e, s)?,
+                            biases: None,
                         }),
                         false => None,
                     },
@@ -326,7 +355,7 @@ impl Llama {
         };
         let mut weights = Weights {
             tok_embd: m("token_embd.weight", hp.vocab, hp.embd)?,
-            output_norm: v("output_norm.weight", hp.embd)?,
+            output_norm: norm("output_norm")?,
             // Llama 3's frequencies; else a LongRoPE file's short factors
             // (it runs its original window: `HParams::context`).
             rope_freqs: match optional("rope_freqs.weight", hp.rope_dims / 2)? {
@@ -447,6 +476,7 @@ impl Model for Llama {
                     .chain([&l.post_attn_norm, &l.post_ffn_norm])
                     .chain([&l.attn_norm, &l.ffn_norm])
                     .flatten()
+                    .chain(l.experts.iter().flat_map(|e| e.biases.iter().flatten()))
             })
             .chain(&w.rope_freqs)
             .chain([&w.output_norm])

@@ -5,10 +5,12 @@ use std::sync::Arc;
 use super::Weights;
 use super::attend;
 use super::device::OnDevice;
+use super::rows::{
+    self, add_bias, geglu, gelu_in_place, relu_squared, residual, rms_norm, rope, soft_cap, swiglu,
+};
 use super::weights::QMatrix;
 use crate::gpu::FfnAct;
-use crate::quant::{Q8Batch, round_f16};
-use crate::simd::{self, wide_fn};
+use crate::quant::Q8Batch;
 use crate::team::{self, Workers};
 use crate::{NnError, NnErrorKind, Session, Tensor};
 
@@ -220,10 +222,9 @@ fn forward_with(ds: &mut [&mut Decoder], tokens: &[&[u32]], workers: Workers<'_>
     let mut h = vec![0f32; n * d];
     let mut attn = vec![0f32; n * qd];
     // Row by row, each row a task on a team.
+    let eps = (hp.rms_eps, hp.layer_norm);
     let norm = |x: &[f32], weight: &[f32], h: &mut [f32]| {
-        workers.rows(h, d, |i, h| {
-            rms_norm(&x[i * d..][..d], weight, hp.rms_eps, h)
-        });
+        workers.rows(h, d, |i, h| rows::norm(&x[i * d..][..d], weight, eps, h));
     };
     let add = |x: &mut [f32], out: &[f32]| {
         workers.rows(x, d, |i, x| {
@@ -322,7 +323,7 @@ fn forward_with(ds: &mut [&mut Decoder], tokens: &[&[u32]], workers: Workers<'_>
     {
         dec.past += toks.len();
         let last = &x[(start + toks.len() - 1) * d..][..d];
-        rms_norm(last, &w.output_norm, hp.rms_eps, out);
+        rows::norm(last, &w.output_norm, eps, out);
     }
     let mut logits = w
         .output
@@ -340,8 +341,9 @@ fn forward_with(ds: &mut [&mut Decoder], tokens: &[&[u32]], workers: Workers<'_>
 
 /// One expert's feed-forward (a dense layer's) of the `rows` rows of `h`,
 /// into `down[0]`: `W_down · (act(W_gate · h) ⊙ W_up · h)`, `act` SiLU or
-/// GELU, or (Arcee's, without a gate) `W_down · relu(W_up · h)²`. `gu`
-/// holds the gate and up products.
+/// GELU, or without a gate `W_down · act(W_up · h)`, `act` (Arcee's)
+/// squared ReLU or (StarCoder 2's) GELU, its products' biases added
+/// where it has them. `gu` holds the gate and up products.
 fn feed_forward(
     e: &super::Expert,
     (h, rows): (&[f32], usize),
@@ -359,7 +361,16 @@ fn feed_forward(
         unreachable!("two products")
     };
     let ff = u.len() / rows;
+    let [up_bias, down_bias] = match &e.biases {
+        Some([up, down]) => [Some(&up[..]), Some(&down[..])],
+        None => [None, None],
+    };
+    add_bias(u, up_bias);
     let out = match (&e.gate, act) {
+        (None, FfnAct::Gelu) => {
+            workers.rows(u, ff, |_, u| gelu_in_place(u));
+            u
+        }
         (None, _) => {
             workers.rows(u, ff, |_, u| relu_squared(u));
             u
@@ -374,6 +385,7 @@ fn feed_forward(
         }
     };
     QMatrix::matmul_group_into(&[&e.down], out, rows, workers, xq, down);
+    add_bias(&mut down[0], down_bias);
 }
 
 /// A mixture of experts' feed-forward of the `n` rows of `h`, into
@@ -514,99 +526,6 @@ pub(super) fn forward_together_on_the_gpu(
             ds.iter_mut().for_each(|d| d.move_to_the_cpu(&e));
             let all = forward_together(ds, tokens);
             all.chunks_exact(w.hp.vocab).map(<[f32]>::to_vec).collect()
-        }
-    }
-}
-
-wide_fn! {
-    /// `g = silu(g) · u`, with a vectorised `e^x` (as llama.cpp's SIMD
-    /// SiLU): a pass of a dozen sessions has hundreds of thousands.
-    fn swiglu(g: &mut [f32], u: &[f32]) {
-        g.iter_mut()
-            .zip(u)
-            .for_each(|(g, u)| *g = *g / (1.0 + simd::exp(-*g)) * u);
-    }
-}
-
-/// `u = relu(u)²` (Arcee's feed-forward, as llama.cpp's `relu` then `sqr`).
-fn relu_squared(u: &mut [f32]) {
-    u.iter_mut().for_each(|u| *u = u.max(0.0) * u.max(0.0));
-}
-
-/// `g = gelu(g) · u`, GELU's tanh form as llama.cpp's CPU GEGLU computes
-/// it (Gemma's feed-forward): from its table, of `g` rounded to f16 and
-/// rounded to f16 itself; 0 below -10, `g` above 10.
-fn geglu(g: &mut [f32], u: &[f32]) {
-    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
-    for (g, u) in g.iter_mut().zip(u) {
-        let x = *g;
-        *g = if x <= -10.0 {
-            0.0
-        } else if x >= 10.0 {
-            x * u
-        } else {
-            let x = round_f16(x);
-            let gelu = 0.5 * x * (1.0 + (SQRT_2_OVER_PI * x * (1.0 + 0.044_715 * x * x)).tanh());
-            round_f16(gelu) * u
-        };
-    }
-}
-
-/// `x = cap · tanh(x / cap)` (Gemma 2's soft cap), unless `cap` is 0.
-pub(super) fn soft_cap(x: &mut [f32], cap: f32) {
-    if cap > 0.0 {
-        x.iter_mut().for_each(|x| *x = cap * (*x / cap).tanh());
-    }
-}
-
-/// `out = x / rms(x) * weight`, row by row (sums in f64 as ggml does).
-fn rms_norm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
-    let d = weight.len();
-    for (xr, or) in x.chunks_exact(d).zip(out.chunks_exact_mut(d)) {
-        let ss: f64 = xr.iter().map(|&v| f64::from(v) * f64::from(v)).sum();
-        let scale = 1.0 / ((ss / d as f64) as f32 + eps).sqrt();
-        for ((o, &v), &g) in or.iter_mut().zip(xr).zip(weight) {
-            *o = v * scale * g;
-        }
-    }
-}
-
-/// `y += bias` on each row of `y`, when there is a bias.
-fn add_bias(y: &mut [f32], bias: Option<&[f32]>) {
-    if let Some(bias) = bias {
-        for row in y.chunks_exact_mut(bias.len()) {
-            row.iter_mut().zip(bias).for_each(|(y, b)| *y += b);
-        }
-    }
-}
-
-/// `x += scale · out`: a block's output added to the residual stream
-/// (scaled first where the model says, as ggml does).
-fn residual(x: &mut [f32], out: &[f32], scale: f32) {
-    if scale == 1.0 {
-        x.iter_mut().zip(out).for_each(|(x, o)| *x += o);
-    } else {
-        x.iter_mut().zip(out).for_each(|(x, o)| *x += o * scale);
-    }
-}
-
-/// Rotary embedding of each head of one row, by the `(cos, sin)` pairs of
-/// `table` ([`super::HParams::rope_angles`]): on adjacent pairs (ggml's
-/// "normal" mode, which GGUF Llama weights are permuted for) or, `neox`,
-/// on pairs half the rotated width apart.
-fn rope(x: &mut [f32], head_dim: usize, neox: bool, table: &[f32]) {
-    let half = table.len() / 2;
-    for head in x.chunks_exact_mut(head_dim) {
-        for (i, cs) in table.chunks_exact(2).enumerate() {
-            let (cos, sin) = (cs[0], cs[1]);
-            let (i, j) = if neox {
-                (i, i + half)
-            } else {
-                (2 * i, 2 * i + 1)
-            };
-            let (a, b) = (head[i], head[j]);
-            head[i] = a * cos - b * sin;
-            head[j] = a * sin + b * cos;
         }
     }
 }

@@ -10,7 +10,9 @@
 //! SmolLM3 (layers without rotary embeddings), OLMo 2 and 3 (norms after
 //! each block, not before), ERNIE 4.5, EXAONE 3 and 4 (global layers without
 //! rotary embeddings), GLM-4 (norms before and after, fused gate and up,
-//! partial rotary) and YaRN, on the CPU and on the GPU; and the mixtures
+//! partial rotary), MiniCPM, Arcee (no gate), InternLM2, StarCoder 2
+//! (LayerNorm, biases, GELU without a gate) and YaRN, on the CPU and on
+//! the GPU; and the mixtures
 //! of experts Mixtral, Qwen2-MoE, Qwen3-MoE, Granite MoE and ERNIE 4.5 MoE
 //! (shared experts: Qwen2-MoE's gated; ERNIE's dense first layers and
 //! biased pick), on the CPU and on the GPU.
@@ -351,6 +353,14 @@ fn internlm2_matches_llama_cpp() {
     on_the_cpu("internlm2");
 }
 
+/// StarCoder 2: LayerNorms with biases (the row less its mean), biases on
+/// every product, a GELU feed-forward without a gate, NeoX pairs, the
+/// output tied.
+#[test]
+fn starcoder2_matches_llama_cpp() {
+    on_the_cpu("starcoder2");
+}
+
 /// On the GPU the mixtures of experts run there too, routed on the host
 /// from the router's scores read back, each expert over the rows routed
 /// to it, and match llama.cpp as on the CPU: Mixtral, Qwen2-MoE (its
@@ -369,9 +379,9 @@ fn a_sentencepiece_llama_matches_llama_cpp() {
 }
 
 /// On the GPU (llvmpipe here) every family's forward pass runs there —
-/// biases, NeoX pairs, per-head norms, multipliers, rope frequencies, a
-/// feed-forward without a gate — and matches llama.cpp as the CPU path
-/// does.
+/// biases, NeoX pairs, per-head norms, multipliers, rope frequencies,
+/// feed-forwards without a gate, LayerNorm — and matches llama.cpp as the
+/// CPU path does.
 #[test]
 fn on_the_gpu_every_family_matches_llama_cpp() {
     on_the_gpu(&[
@@ -398,6 +408,7 @@ fn on_the_gpu_every_family_matches_llama_cpp() {
         "minicpm",
         "arcee",
         "internlm2",
+        "starcoder2",
     ]);
 }
 

@@ -1,6 +1,6 @@
-//! The decoder's kernels (`ops.wgsl`) as [`Program`] steps: RMSNorm (alone,
-//! per head, or after a residual add), rotary embeddings, residual adds,
-//! SwiGLU and attention (which stores the new keys and values). A pass's
+//! The decoder's kernels (`ops.wgsl`) as [`Program`] steps: RMSNorm or
+//! LayerNorm (alone, per head, or after a residual add), rotary
+//! embeddings, residual adds, SwiGLU and attention (which stores the new keys and values). A pass's
 //! Q, K and V come from one fused product, a row per token laid out as
 //! [`Qkv`] says, and its gate and up from another: the kernels read them
 //! in place.
@@ -18,6 +18,25 @@ pub(crate) enum FfnAct {
     Gelu,
     /// `relu(up)²`, without a gate: Arcee's.
     ReluSquared,
+}
+
+/// How a norm step normalises: RMSNorm by a weight, or (`layer`) LayerNorm
+/// by a weight and a bias, which its matrix holds in one row (the weight
+/// first); `eps` is added to the mean square (the variance).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct NormKind {
+    pub eps: f32,
+    pub layer: bool,
+}
+
+impl NormKind {
+    /// The width of the rows `weight` normalises, and the kernel's flag.
+    fn width(&self, weight: &GpuMatrix) -> (usize, u32) {
+        match self.layer {
+            true => (weight.cols() / 2, 1),
+            false => (weight.cols(), 0),
+        }
+    }
 }
 
 /// Floats of a head `attention` keeps in workgroup memory.
@@ -48,9 +67,9 @@ impl Qkv {
 }
 
 /// The parameters of `rms_norm`, `head_norm` and `add_rms_norm`
-/// (`NormParams`).
+/// (`NormParams`): `(d, layer)` as [`NormKind::width`] gives them.
 fn norm_params(
-    d: usize,
+    (d, layer): (usize, u32),
     eps: f32,
     (src, dst): (usize, usize),
     (per, stride): (usize, usize),
@@ -64,7 +83,7 @@ fn norm_params(
         per as u32,
         stride as u32,
         scale.to_bits(),
-        0,
+        layer,
     ]
 }
 
@@ -76,24 +95,25 @@ fn vector(m: &GpuMatrix) -> (wgpu::Buffer, u64, u64) {
 }
 
 impl Program<'_> {
-    /// `out[out_row0 + r] = rms_norm(x[row0 + r]) * weight` for `rows`
-    /// rows of `weight.cols()` each (`weight`: one row, in one panel).
+    /// `out[out_row0 + r] = norm(x[row0 + r])` by `weight` for `rows`
+    /// rows (`weight`: one row, in one panel; RMSNorm's weight, or
+    /// LayerNorm's weight and bias, as `kind` says).
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn rms_norm(
+    pub(crate) fn norm(
         &mut self,
         x: &Buffer,
         row0: usize,
         rows: usize,
-        weight: &GpuMatrix,
-        eps: f32,
+        (weight, kind): (&GpuMatrix, NormKind),
         out: &Buffer,
         out_row0: usize,
     ) {
-        let d = weight.cols();
+        let width = kind.width(weight);
+        let d = width.0;
         self.step(
             &self.ops.rms_norm,
             vec![whole(x), vector(weight), whole(out)],
-            norm_params(d, eps, (row0 * d, out_row0 * d), (1, d), 1.0),
+            norm_params(width, kind.eps, (row0 * d, out_row0 * d), (1, d), 1.0),
             [rows as u32, 1],
         );
     }
@@ -121,28 +141,26 @@ impl Program<'_> {
         self.step(
             &self.ops.head_norm,
             vec![whole(x), vector(norm)],
-            norm_params(d, eps, (col, 0), (heads, qkv.stride()), 1.0),
+            norm_params((d, 0), eps, (col, 0), (heads, qkv.stride()), 1.0),
             [(tokens * heads) as u32, 1],
         );
     }
 
-    /// `x[r] += scale · y[r]`, then `out[r] = rms_norm(x[r]) * weight`,
-    /// for `rows` rows of `weight.cols()`: a residual add and the norm
-    /// that reads its sum, in one dispatch.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn add_rms_norm(
+    /// `x[r] += scale · y[r]`, then `out[r] = norm(x[r])` by `weight`
+    /// (as [`Program::norm`]'s), for `rows` rows: a residual add and the
+    /// norm that reads its sum, in one dispatch.
+    pub(crate) fn add_norm(
         &mut self,
         (x, y, scale): (&Buffer, &Buffer, f32),
         rows: usize,
-        weight: &GpuMatrix,
-        eps: f32,
+        (weight, kind): (&GpuMatrix, NormKind),
         out: &Buffer,
     ) {
-        let d = weight.cols();
+        let width = kind.width(weight);
         self.step(
             &self.ops.add_rms_norm,
             vec![whole(x), whole(y), vector(weight), whole(out)],
-            norm_params(d, eps, (0, 0), (1, d), scale),
+            norm_params(width, kind.eps, (0, 0), (1, width.0), scale),
             [rows as u32, 1],
         );
     }
@@ -202,13 +220,13 @@ impl Program<'_> {
 
     /// `out[t][i] = silu(gu[t][i]) * gu[t][ffn + i]` for `tokens` rows
     /// of a fused gate/up product `gu` (`2 * ffn` floats each); with
-    /// [`FfnAct::Gelu`], GELU (tanh form, as llama.cpp's GEGLU) for SiLU;
-    /// with [`FfnAct::ReluSquared`], `relu(gu[t][i])²` of rows of an up
-    /// product alone (`ffn` floats each).
+    /// [`FfnAct::Gelu`], GELU (tanh form, as llama.cpp's) for SiLU, with
+    /// [`FfnAct::ReluSquared`] `relu(x)²`. Not `gated`, `act(gu[t][i])`
+    /// of rows of an up product alone (`ffn` floats each).
     pub(crate) fn swiglu(
         &mut self,
         gu: &Buffer,
-        (tokens, ffn, act): (usize, usize, FfnAct),
+        (tokens, ffn, act, gated): (usize, usize, FfnAct, bool),
         out: &Buffer,
     ) {
         let count = tokens * ffn;
@@ -220,7 +238,7 @@ impl Program<'_> {
         self.step(
             &self.ops.swiglu,
             vec![whole(gu), whole(out)],
-            [count, ffn, act, 0, 0, 0, 0, 0].map(|x| x as u32),
+            [count, ffn, act, gated.into(), 0, 0, 0, 0].map(|x| x as u32),
             groups(count),
         );
     }

@@ -120,7 +120,7 @@ pub(super) fn mixture<'g>(
     for &(e, start, count) in &groups {
         p.product_at((&m.x, start), count, &experts[e], (&m.gu, start));
     }
-    p.swiglu(&m.gu, (rows.len(), hp.ffn, FfnAct::Silu), &m.g);
+    p.swiglu(&m.gu, (rows.len(), hp.ffn, FfnAct::Silu, true), &m.g);
     for &(e, start, count) in &groups {
         let down = on_gpu(&layer.experts[e].down)?;
         p.product_at((&m.g, start), count, down, (&m.y, start));
@@ -129,7 +129,7 @@ pub(super) fn mixture<'g>(
     if let (Some(expert), Some(gate_up)) = (&layer.shared, shared) {
         let start = used.next_multiple_of(m.align);
         p.product(h, n, gate_up, &a.gu);
-        p.swiglu(&a.gu, (n, hp.shared_ffn, FfnAct::Silu), &a.g);
+        p.swiglu(&a.gu, (n, hp.shared_ffn, FfnAct::Silu, true), &a.g);
         p.product_at((&a.g, 0), n, on_gpu(&expert.down)?, (&m.y, start));
         for (row, taps) in taps.iter_mut().enumerate() {
             // (Qwen2-MoE's gate: the sigmoid of the row's score.)

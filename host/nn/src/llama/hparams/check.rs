@@ -29,6 +29,13 @@ pub(crate) fn check(info: &GgufInfo) -> Result<HParams, NnError> {
         // Read for no window weft-nn runs, but part of the model.
         (LONGROPE_LONG.into(), vec![hp.rope_dims / 2], false),
     ];
+    // StarCoder 2's LayerNorms have biases, and its feed-forward and
+    // output products too, each required as llama.cpp requires them (a
+    // file of another architecture with them is refused, below).
+    let biases = hp.layer_norm;
+    if biases {
+        want.push(("output_norm.bias".into(), vec![e], true));
+    }
     // Phi-3 fuses Q, K and V, and (GLM-4 too) gate and up: the unfused
     // names are then unknown, and the other way round.
     let products: Vec<(&str, Vec<usize>)> = match hp.fused_qkv {
@@ -47,7 +54,7 @@ pub(crate) fn check(info: &GgufInfo) -> Result<HParams, NnError> {
             ("ffn_up", vec![e, 2 * df], true),
             ("ffn_down", vec![df, e], true),
         ],
-        false if !hp.gated() => vec![
+        false if !hp.gated => vec![
             ("ffn_up", vec![e, df], true),
             ("ffn_down", vec![df, e], true),
         ],
@@ -110,6 +117,10 @@ pub(crate) fn check(info: &GgufInfo) -> Result<HParams, NnError> {
             ("attn_k_norm", vec![k_norm], qk_norms),
             ("ffn_norm", vec![e], true),
         ]) {
+            if biases && matches!(name, "attn_norm" | "ffn_norm") {
+                want.push((format!("blk.{i}.{name}.bias"), vec![e], true));
+            }
+            let required = required || (biases && name == "attn_output.bias");
             // OLMo 2 and EXAONE 4 have no pre-norms: a file with them is
             // another model.
             if !hp.pre_norms && matches!(name, "attn_norm" | "ffn_norm") {
@@ -126,6 +137,10 @@ pub(crate) fn check(info: &GgufInfo) -> Result<HParams, NnError> {
                 false => format!("blk.{i}.{name}.weight"),
             };
             want.push((name, dims, required));
+        }
+        if hp.ffn_biases && !hp.is_moe(i) {
+            want.push((format!("blk.{i}.ffn_up.bias"), vec![df], true));
+            want.push((format!("blk.{i}.ffn_down.bias"), vec![e], true));
         }
         // Gemma 2 and 3's, OLMo 2's, EXAONE 4's and GLM-4's; another's
         // file with them is refused (below).

@@ -322,3 +322,55 @@ fn internlm2_requires_its_output_head() {
         .collect();
     check(&tied).unwrap();
 }
+
+/// StarCoder 2's LayerNorms, GELU without a gate and biases, as llama.cpp
+/// reads them: its epsilon under its own key, required; every norm's,
+/// the output product's and the feed-forward's biases required; a gate,
+/// or those biases in another family's file, refused.
+#[test]
+fn starcoder2_reads_layer_norms_and_biases_as_llama_cpp_does() {
+    let info = crate::gguf::inspect(&model_file("tiny-starcoder2.gguf")).unwrap();
+    let hp = check(&info).unwrap();
+    assert!(hp.layer_norm && hp.ffn_biases && hp.rope_neox);
+    assert_eq!((hp.act, hp.gated), (FfnAct::Gelu, false));
+    assert_eq!(hp.rms_eps, 1e-4, "starcoder2.attention.layer_norm_epsilon");
+    let mut no_eps = info.clone();
+    no_eps
+        .metadata
+        .retain(|(k, _)| k != "starcoder2.attention.layer_norm_epsilon");
+    let err = check(&no_eps).unwrap_err().to_string();
+    assert!(err.contains("layer_norm_epsilon` is missing"), "{err}");
+    for name in [
+        "output_norm.bias",
+        "blk.1.attn_norm.bias",
+        "blk.0.ffn_norm.bias",
+        "blk.1.attn_output.bias",
+        "blk.0.ffn_up.bias",
+        "blk.1.ffn_down.bias",
+    ] {
+        let mut without = info.clone();
+        without.tensors.retain(|t| t.name != name);
+        let err = check(&without).unwrap_err().to_string();
+        assert!(err.contains(&format!("`{name}` is missing")), "{err}");
+    }
+    let mut gated = info.clone();
+    let mut gate = (gated.tensors.iter())
+        .find(|t| t.name == "blk.0.ffn_up.weight")
+        .unwrap()
+        .clone();
+    gate.name = "blk.0.ffn_gate.weight".into();
+    gated.tensors.push(gate);
+    let err = check(&gated).unwrap_err().to_string();
+    assert!(err.contains("blk.0.ffn_gate.weight"), "{err}");
+    // A Llama's file with a norm's bias would run without it.
+    let llama = crate::gguf::inspect(&model_file("tiny-internlm2.gguf")).unwrap();
+    let mut biased = llama.clone();
+    let mut bias = (biased.tensors.iter())
+        .find(|t| t.name == "blk.0.attn_norm.weight")
+        .unwrap()
+        .clone();
+    bias.name = "blk.0.attn_norm.bias".into();
+    biased.tensors.push(bias);
+    let err = check(&biased).unwrap_err().to_string();
+    assert!(err.contains("`blk.0.attn_norm.bias` is not one"), "{err}");
+}

@@ -1,0 +1,132 @@
+//! The CPU path's row operations between a decoder's weight products:
+//! norms, activations, biases, residual adds, rotary embeddings and soft
+//! caps, each as llama.cpp's CPU backend computes it.
+
+use crate::quant::round_f16;
+use crate::simd::{self, wide_fn};
+
+wide_fn! {
+    /// `g = silu(g) · u`, with a vectorised `e^x` (as llama.cpp's SIMD
+    /// SiLU): a pass of a dozen sessions has hundreds of thousands.
+    pub(super) fn swiglu(g: &mut [f32], u: &[f32]) {
+        g.iter_mut()
+            .zip(u)
+            .for_each(|(g, u)| *g = *g / (1.0 + simd::exp(-*g)) * u);
+    }
+}
+
+/// `u = relu(u)²` (Arcee's feed-forward, as llama.cpp's `relu` then `sqr`).
+pub(super) fn relu_squared(u: &mut [f32]) {
+    u.iter_mut().for_each(|u| *u = u.max(0.0) * u.max(0.0));
+}
+
+/// `g = gelu(g) · u` (Gemma's GEGLU feed-forward).
+pub(super) fn geglu(g: &mut [f32], u: &[f32]) {
+    g.iter_mut().zip(u).for_each(|(g, u)| *g = gelu(*g) * u);
+}
+
+/// `u = gelu(u)` (StarCoder 2's feed-forward, without a gate).
+pub(super) fn gelu_in_place(u: &mut [f32]) {
+    u.iter_mut().for_each(|u| *u = gelu(*u));
+}
+
+/// GELU's tanh form as llama.cpp's CPU `gelu` computes it (in GEGLU too):
+/// from its table, of `x` rounded to f16 and rounded to f16 itself; 0
+/// below -10, `x` above 10.
+fn gelu(x: f32) -> f32 {
+    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+    if x <= -10.0 {
+        0.0
+    } else if x >= 10.0 {
+        x
+    } else {
+        let x = round_f16(x);
+        round_f16(0.5 * x * (1.0 + (SQRT_2_OVER_PI * x * (1.0 + 0.044_715 * x * x)).tanh()))
+    }
+}
+
+/// `x = cap · tanh(x / cap)` (Gemma 2's soft cap), unless `cap` is 0.
+pub(super) fn soft_cap(x: &mut [f32], cap: f32) {
+    if cap > 0.0 {
+        x.iter_mut().for_each(|x| *x = cap * (*x / cap).tanh());
+    }
+}
+
+/// The norm of the rows of `x` into `out` by `norm`: RMSNorm by its
+/// weight, or with `layer` LayerNorm by its weight and bias (`norm` holds
+/// both, the weight first).
+pub(super) fn norm(x: &[f32], norm: &[f32], (eps, layer): (f32, bool), out: &mut [f32]) {
+    match layer {
+        true => {
+            let (weight, bias) = norm.split_at(norm.len() / 2);
+            layer_norm(x, weight, bias, eps, out);
+        }
+        false => rms_norm(x, norm, eps, out),
+    }
+}
+
+/// `out = (x - mean(x)) / √(var(x) + eps) * weight + bias`, row by row
+/// (sums in f64, as ggml's `norm`).
+fn layer_norm(x: &[f32], weight: &[f32], bias: &[f32], eps: f32, out: &mut [f32]) {
+    let d = weight.len();
+    for (xr, or) in x.chunks_exact(d).zip(out.chunks_exact_mut(d)) {
+        let mean = (xr.iter().map(|&v| f64::from(v)).sum::<f64>() / d as f64) as f32;
+        let ss: f64 = xr.iter().map(|&v| f64::from(v - mean).powi(2)).sum();
+        let scale = 1.0 / ((ss / d as f64) as f32 + eps).sqrt();
+        for (((o, &v), &g), &b) in or.iter_mut().zip(xr).zip(weight).zip(bias) {
+            *o = (v - mean) * scale * g + b;
+        }
+    }
+}
+
+/// `out = x / rms(x) * weight`, row by row (sums in f64 as ggml does).
+pub(super) fn rms_norm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
+    let d = weight.len();
+    for (xr, or) in x.chunks_exact(d).zip(out.chunks_exact_mut(d)) {
+        let ss: f64 = xr.iter().map(|&v| f64::from(v) * f64::from(v)).sum();
+        let scale = 1.0 / ((ss / d as f64) as f32 + eps).sqrt();
+        for ((o, &v), &g) in or.iter_mut().zip(xr).zip(weight) {
+            *o = v * scale * g;
+        }
+    }
+}
+
+/// `y += bias` on each row of `y`, when there is a bias.
+pub(super) fn add_bias(y: &mut [f32], bias: Option<&[f32]>) {
+    if let Some(bias) = bias {
+        for row in y.chunks_exact_mut(bias.len()) {
+            row.iter_mut().zip(bias).for_each(|(y, b)| *y += b);
+        }
+    }
+}
+
+/// `x += scale · out`: a block's output added to the residual stream
+/// (scaled first where the model says, as ggml does).
+pub(super) fn residual(x: &mut [f32], out: &[f32], scale: f32) {
+    if scale == 1.0 {
+        x.iter_mut().zip(out).for_each(|(x, o)| *x += o);
+    } else {
+        x.iter_mut().zip(out).for_each(|(x, o)| *x += o * scale);
+    }
+}
+
+/// Rotary embedding of each head of one row, by the `(cos, sin)` pairs of
+/// `table` ([`super::HParams::rope_angles`]): on adjacent pairs (ggml's
+/// "normal" mode, which GGUF Llama weights are permuted for) or, `neox`,
+/// on pairs half the rotated width apart.
+pub(super) fn rope(x: &mut [f32], head_dim: usize, neox: bool, table: &[f32]) {
+    let half = table.len() / 2;
+    for head in x.chunks_exact_mut(head_dim) {
+        for (i, cs) in table.chunks_exact(2).enumerate() {
+            let (cos, sin) = (cs[0], cs[1]);
+            let (i, j) = if neox {
+                (i, i + half)
+            } else {
+                (2 * i, 2 * i + 1)
+            };
+            let (a, b) = (head[i], head[j]);
+            head[i] = a * cos - b * sin;
+            head[j] = a * sin + b * cos;
+        }
+    }
+}
