@@ -6,10 +6,15 @@ and decode benchmark compare against, into the models' venv, built for this CPU.
 
 llama-cpp-python compiles llama.cpp from source with the host CPU's instruction set
 (GGML_NATIVE), so a venv built on one machine can die with "Illegal instruction" on
-another (one with AMX-INT8 against one without, say) while `import llama_cpp` still
-works. The build therefore leaves a stamp, DIR/venv/llama_cpp.cpu, holding the pinned
-version and a digest of the CPU's feature flags; a venv whose stamp is missing or
-differs is rebuilt, without pip's wheel cache (which would hand back the old build).
+another while `import llama_cpp` still works. The build therefore leaves a stamp,
+DIR/venv/llama_cpp.cpu, holding the pinned version and a digest of the CPU's feature
+flags; a venv whose stamp is missing or differs is rebuilt, without pip's wheel cache
+(which would hand back the old build).
+
+A CPU may also list AMX (`amx_tile`) that its virtual machine does not let a program
+use: llama.cpp, built with it, dies in its first batched product of a quantised
+matrix. Where a probe of one AMX instruction fails, llama.cpp is built without AMX
+(`-mno-amx-*`), as it would run on such a machine at its best; the stamp says so.
 Idempotent; minutes when it builds (CMAKE_BUILD_PARALLEL_LEVEL, default 2).
 """
 
@@ -18,8 +23,10 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,8 +46,52 @@ def cpu_digest() -> str:
     return "unknown"
 
 
-def stamp_text() -> str:
-    return f"{LLAMA_CPP_PYTHON} cpu={cpu_digest()}\n"
+# Requests the tile state (Linux's ARCH_REQ_XCOMP_PERM for XTILEDATA), configures
+# one tile and zeroes it: SIGILL where the machine lists AMX but does not run it.
+AMX_PROBE = r"""
+#include <immintrin.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+int main(void) {
+    unsigned char cfg[64];
+    if (syscall(SYS_arch_prctl, 0x1023, 18) != 0) return 2;
+    memset(cfg, 0, sizeof cfg);
+    cfg[0] = 1;   /* palette 1 */
+    cfg[16] = 64; /* tile 0: 64 bytes a row */
+    cfg[48] = 16; /* tile 0: 16 rows */
+    _tile_loadconfig(cfg);
+    _tile_zero(0);
+    _tile_release();
+    return 0;
+}
+"""
+NO_AMX = "-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
+
+
+def amx_unusable() -> bool:
+    """Whether the CPU lists AMX but a program here cannot run it (False where
+    it does not list it, or no C compiler can build the probe)."""
+    try:
+        if "amx_tile" not in Path("/proc/cpuinfo").read_text():
+            return False
+    except OSError:
+        return False
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        return False
+    with tempfile.TemporaryDirectory() as tmp:
+        src, exe = Path(tmp) / "amx.c", Path(tmp) / "amx"
+        src.write_text(AMX_PROBE)
+        if subprocess.run([cc, "-O1", "-mamx-tile", str(src), "-o", str(exe)],
+                          capture_output=True).returncode != 0:
+            return False
+        return subprocess.run([str(exe)], capture_output=True).returncode != 0
+
+
+def stamp_text(no_amx: bool) -> str:
+    return f"{LLAMA_CPP_PYTHON} cpu={cpu_digest()}{' amx=off' if no_amx else ''}\n"
 
 
 def ensure(dest: Path, log=lambda m: print(m, file=sys.stderr)) -> None:
@@ -52,21 +103,26 @@ def ensure(dest: Path, log=lambda m: print(m, file=sys.stderr)) -> None:
     stamp = vdir / "llama_cpp.cpu"
     imports = subprocess.run([str(py), "-c", "import llama_cpp"], capture_output=True).returncode == 0
     current = stamp.read_text() if stamp.exists() else None
-    if imports and current == stamp_text():
+    no_amx = amx_unusable()
+    if imports and current == stamp_text(no_amx):
         return
     why = ("not installed" if not imports else
            "built without a stamp" if current is None else
-           f"built for another CPU or version ({current.strip()})")
+           f"built as {current.strip()}, not {stamp_text(no_amx).strip()}")
     log(f"installing {LLAMA_CPP_PYTHON} into {vdir} ({why}; builds llama.cpp from source)")
     env = dict(os.environ)
     env.setdefault("CMAKE_BUILD_PARALLEL_LEVEL", "2")
+    if no_amx:
+        log("  this machine lists AMX but does not run it: building llama.cpp without AMX")
+        flags = f'-DCMAKE_C_FLAGS="{NO_AMX}" -DCMAKE_CXX_FLAGS="{NO_AMX}"'
+        env["CMAKE_ARGS"] = f"{env.get('CMAKE_ARGS', '')} {flags}".strip()
     cmd = [str(py), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
            "--no-cache-dir", LLAMA_CPP_PYTHON]
     if imports:
         cmd.insert(-1, "--force-reinstall")
         cmd.insert(-1, "--no-deps")
     subprocess.run(cmd, check=True, env=env)
-    stamp.write_text(stamp_text())
+    stamp.write_text(stamp_text(no_amx))
 
 
 def main() -> None:
