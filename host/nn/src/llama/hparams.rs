@@ -22,8 +22,10 @@ use families::{Gemma, experts, shared_width};
 /// 4's attention temperature, (EXAONE 4) global layers without a
 /// rotary embedding beside sliding-window ones, (MiniCPM) Granite's
 /// multipliers, (Arcee) a feed-forward without a gate, its up
-/// product's ReLU squared, and (StarCoder 2) LayerNorm with biases and a
-/// GELU feed-forward without a gate, with biases.
+/// product's ReLU squared, (StarCoder 2, Phi-2) LayerNorm with biases and
+/// a GELU feed-forward without a gate, with biases, (StableLM) LayerNorm
+/// and partial rotary embeddings, and (Phi-2, StableLM 2 12B) blocks whose
+/// attention and feed-forward read one norm of the stream in parallel.
 pub const ARCHITECTURES: &[&str] = &[
     "llama",
     "mistral",
@@ -49,6 +51,8 @@ pub const ARCHITECTURES: &[&str] = &[
     "arcee",
     "internlm2",
     "starcoder2",
+    "stablelm",
+    "phi2",
 ];
 
 /// A LongRoPE file's (Phi-3 128k, Phi-3.5) rotary factors for its original
@@ -124,9 +128,14 @@ pub(crate) struct HParams {
     /// The norms' epsilon: RMSNorm's (`attention.layer_norm_rms_epsilon`),
     /// or with `layer_norm` LayerNorm's (`attention.layer_norm_epsilon`).
     pub rms_eps: f32,
-    /// StarCoder 2's norms: LayerNorm (the row less its mean, over its
-    /// standard deviation, times the weight, plus a bias), not RMSNorm.
+    /// StarCoder 2's, StableLM's and Phi-2's norms: LayerNorm (the row less
+    /// its mean, over its standard deviation, times the weight, plus a
+    /// bias), not RMSNorm.
     pub layer_norm: bool,
+    /// Phi-2's and StableLM 2 12B's blocks: the feed-forward reads the
+    /// attention's input norm (there is no `ffn_norm`), and both outputs
+    /// are added to the stream.
+    pub parallel: bool,
     /// The window: the file's `context_length`, or for LongRoPE its
     /// `rope.scaling.original_context_length` (the short factors' window:
     /// llama.cpp runs those for a context no longer, HF transformers for
@@ -144,7 +153,8 @@ pub(crate) struct HParams {
     /// query at `pos` is multiplied by `1 + scale · ln(1 + ⌊pos / every⌋)`
     /// ([`HParams::attn_temperature`]); `None` for none.
     pub attn_temp: Option<(f32, usize)>,
-    /// Phi-3's layout: Q, K and V in one `attn_qkv` matrix.
+    /// Phi-3's layout (and old Phi-2 files'): Q, K and V in one `attn_qkv`
+    /// matrix.
     pub fused_qkv: bool,
     /// Phi-3's and GLM-4's: gate and up in one `ffn_up` of twice the rows
     /// (gate first).
@@ -153,11 +163,15 @@ pub(crate) struct HParams {
     /// GELU (tanh form) of the gate, or without a gate, Arcee's squared
     /// ReLU of the up product and StarCoder 2's GELU of it.
     pub act: FfnAct,
-    /// Whether a dense feed-forward has a gate: all but Arcee's and
-    /// StarCoder 2's, whose activation is of the up product alone.
+    /// Whether a dense feed-forward has a gate: all but Arcee's,
+    /// StarCoder 2's and Phi-2's, whose activation is of the up product
+    /// alone.
     pub gated: bool,
-    /// StarCoder 2's biases of the feed-forward's up and down products.
+    /// StarCoder 2's and Phi-2's biases of the feed-forward's up and down
+    /// products (and of the attention's output, required of them).
     pub ffn_biases: bool,
+    /// Phi-2's bias of the logits (`output.bias`).
+    pub output_bias: bool,
     /// Gemma 2 and 3, OLMo 2, EXAONE 4, GLM-4: each block's attention and
     /// feed-forward outputs are normalised (`post_attention_norm`,
     /// `post_ffw_norm`) before their residual adds.
@@ -367,6 +381,14 @@ impl HParams {
                  multimodal rotary embedding (M-RoPE) weft-nn does not run",
             ));
         }
+        // StableLM 2 12B normalises each query and key head by a LayerNorm.
+        if arch == "stablelm" && info.tensor("blk.0.attn_q_norm.weight").is_some() {
+            return Err(NnError::new(
+                NnErrorKind::UnsupportedOperation,
+                "`blk.0.attn_q_norm.weight`: StableLM 2 12B's LayerNorms of each query \
+                 and key head, which weft-nn does not run (its 1.6B and 3B models run)",
+            ));
+        }
         let is_granite = matches!(arch, "granite" | "granitemoe");
         // Granite's switch for the rotary embedding, on unless the file
         // says `false` (llama.cpp's `rope_finetuned`, which only Granite
@@ -377,7 +399,10 @@ impl HParams {
             .is_none_or(|v| v != 0);
         let granite = |key: &str| float(key).filter(|&f| f != 0.0);
         let gemma = arch.starts_with("gemma");
-        let starcoder2 = arch == "starcoder2";
+        let layer_norm = matches!(arch, "starcoder2" | "stablelm" | "phi2");
+        // Phi-2's, and StableLM 2 12B's, whose files have no `ffn_norm`.
+        let parallel = arch == "phi2"
+            || (arch == "stablelm" && info.tensor("blk.0.ffn_norm.weight").is_none());
         let (embd_scale, residual_scale, logit_scale, mut attn_scale) = if is_granite {
             (
                 granite("embedding_scale").unwrap_or(1.0),
@@ -465,14 +490,16 @@ impl HParams {
                         | "exaone"
                         | "exaone4"
                         | "starcoder2"
+                        | "stablelm"
+                        | "phi2"
                 ),
             no_rope_every: match arch {
                 "smollm3" => 4,
                 _ if is_granite && !granite_ropes => 1,
                 _ => 0,
             },
-            rms_eps: match starcoder2 {
-                // (Required, as llama.cpp requires it of StarCoder 2.)
+            rms_eps: match layer_norm {
+                // (Required, as llama.cpp requires it of these families.)
                 true => float("attention.layer_norm_epsilon").ok_or_else(|| {
                     NnError::new(
                         NnErrorKind::InvalidEncoding,
@@ -481,22 +508,27 @@ impl HParams {
                 })?,
                 false => float("attention.layer_norm_rms_epsilon").unwrap_or(1e-5),
             },
-            layer_norm: starcoder2,
+            layer_norm,
+            parallel,
             context,
             embd_scale,
             residual_scale,
             logit_scale,
             attn_scale: attn_scale.unwrap_or(1.0 / (head_dim as f32).sqrt()),
             attn_temp,
-            fused_qkv: arch == "phi3",
+            // (Phi-2's files converted from its first release fuse them
+            // too; those from its transformers release do not.)
+            fused_qkv: arch == "phi3"
+                || (arch == "phi2" && info.tensor("blk.0.attn_qkv.weight").is_some()),
             fused_gate_up: matches!(arch, "phi3" | "glm4"),
             act: match arch {
-                _ if gemma || starcoder2 => FfnAct::Gelu,
+                _ if gemma || matches!(arch, "starcoder2" | "phi2") => FfnAct::Gelu,
                 "arcee" => FfnAct::ReluSquared,
                 _ => FfnAct::Silu,
             },
-            gated: !matches!(arch, "arcee" | "starcoder2"),
-            ffn_biases: starcoder2,
+            gated: !matches!(arch, "arcee" | "starcoder2" | "phi2"),
+            ffn_biases: matches!(arch, "starcoder2" | "phi2"),
+            output_bias: arch == "phi2",
             post_norms: matches!(arch, "gemma2" | "gemma3" | "olmo2" | "exaone4" | "glm4"),
             pre_norms: !matches!(arch, "olmo2" | "exaone4"),
             qk_norms_whole: arch == "olmo2",

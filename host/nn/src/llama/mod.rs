@@ -125,6 +125,8 @@ pub(crate) struct Weights {
     output_norm: Vec<f32>,
     /// `output.weight`, or the token embeddings when tied.
     output: Option<QMatrix>,
+    /// Phi-2's bias of the logits.
+    output_bias: Option<Vec<f32>>,
     /// `rope_freqs.weight` (Llama 3.1 and later): each rotary pair's angle
     /// is divided by its factor.
     rope_freqs: Option<Vec<f32>>,
@@ -263,6 +265,20 @@ impl Llama {
                         m(&n("attn_v"), kvd, hp.embd)?,
                     ]
                 };
+                // A fused product's bias (Phi-2's), cut as the product is;
+                // else each part's own.
+                let [bq, bk, bv] = match bias("attn_qkv", qd + 2 * kvd)? {
+                    Some(b) if hp.fused_qkv => {
+                        let (q, kv) = b.split_at(qd);
+                        let (k, v) = kv.split_at(kvd);
+                        [q, k, v].map(|b| Some(b.to_vec()))
+                    }
+                    _ => [
+                        bias("attn_q", qd)?,
+                        bias("attn_k", kvd)?,
+                        bias("attn_v", kvd)?,
+                    ],
+                };
                 let moe = hp.is_moe(i);
                 let (experts, router) = if moe {
                     let shape = |rows, cols| [hp.experts, rows, cols];
@@ -318,13 +334,17 @@ impl Llama {
                     wk,
                     wv,
                     wo: m(&n("attn_output"), hp.embd, qd)?,
-                    bq: bias("attn_q", qd)?,
-                    bk: bias("attn_k", kvd)?,
-                    bv: bias("attn_v", kvd)?,
+                    bq,
+                    bk,
+                    bv,
                     bo: bias("attn_output", hp.embd)?,
                     q_norm: optional(&n("attn_q_norm"), q_norm)?,
                     k_norm: optional(&n("attn_k_norm"), k_norm)?,
-                    ffn_norm: pre_norm(&format!("blk.{i}.ffn_norm"))?,
+                    // (Phi-2's feed-forward reads the attention's norm.)
+                    ffn_norm: match hp.parallel {
+                        true => None,
+                        false => pre_norm(&format!("blk.{i}.ffn_norm"))?,
+                    },
                     post_attn_norm: optional(&n("post_attention_norm"), hp.embd)?,
                     post_ffn_norm: optional(&n("post_ffw_norm"), hp.embd)?,
                     shared_gate: match hp.shared_gate && moe {
@@ -356,6 +376,10 @@ impl Llama {
         let mut weights = Weights {
             tok_embd: m("token_embd.weight", hp.vocab, hp.embd)?,
             output_norm: norm("output_norm")?,
+            output_bias: match hp.output_bias {
+                true => Some(v("output.bias", hp.vocab)?),
+                false => None,
+            },
             // Llama 3's frequencies; else a LongRoPE file's short factors
             // (it runs its original window: `HParams::context`).
             rope_freqs: match optional("rope_freqs.weight", hp.rope_dims / 2)? {
@@ -479,6 +503,7 @@ impl Model for Llama {
                     .chain(l.experts.iter().flat_map(|e| e.biases.iter().flatten()))
             })
             .chain(&w.rope_freqs)
+            .chain(&w.output_bias)
             .chain([&w.output_norm])
             .map(|v| v.len() * 4)
             .sum();

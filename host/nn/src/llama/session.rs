@@ -294,6 +294,9 @@ fn forward_with(ds: &mut [&mut Decoder], tokens: &[&[u32]], workers: Workers<'_>
                 norm(&x, weight, &mut h);
                 &h
             }
+            // (Phi-2's feed-forward reads the attention's input, still in
+            // `h`: its output is added beside the attention's.)
+            None if hp.parallel => &h,
             None => &x,
         };
         let buffers = (&mut gu, &mut down);
@@ -330,6 +333,7 @@ fn forward_with(ds: &mut [&mut Decoder], tokens: &[&[u32]], workers: Workers<'_>
         .as_ref()
         .unwrap_or(&w.tok_embd)
         .matmul(&normed, ds.len(), workers);
+    add_bias(&mut logits, w.output_bias.as_deref());
     if hp.logit_scale != 1.0 {
         logits.iter_mut().for_each(|l| *l *= hp.logit_scale);
     }

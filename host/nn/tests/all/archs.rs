@@ -11,7 +11,8 @@
 //! each block, not before), ERNIE 4.5, EXAONE 3 and 4 (global layers without
 //! rotary embeddings), GLM-4 (norms before and after, fused gate and up,
 //! partial rotary), MiniCPM, Arcee (no gate), InternLM2, StarCoder 2
-//! (LayerNorm, biases, GELU without a gate) and YaRN, on the CPU and on
+//! (LayerNorm, biases, GELU without a gate), StableLM 2, Phi-2 (parallel
+//! blocks, a bias on the logits) and YaRN, on the CPU and on
 //! the GPU; and the mixtures
 //! of experts Mixtral, Qwen2-MoE, Qwen3-MoE, Granite MoE and ERNIE 4.5 MoE
 //! (shared experts: Qwen2-MoE's gated; ERNIE's dense first layers and
@@ -361,6 +362,21 @@ fn starcoder2_matches_llama_cpp() {
     on_the_cpu("starcoder2");
 }
 
+/// StableLM 2: LayerNorms with biases, Q/K/V biases, a quarter of each
+/// head rotated, its own output head; StableLM 2's pre-tokenizer name.
+#[test]
+fn stablelm_matches_llama_cpp() {
+    on_the_cpu("stablelm");
+}
+
+/// Phi-2: one LayerNorm a block, read by the attention and the
+/// feed-forward in parallel, their outputs both added; Q, K and V fused
+/// with one bias; biases on every product and on the logits.
+#[test]
+fn phi2_matches_llama_cpp() {
+    on_the_cpu("phi2");
+}
+
 /// On the GPU the mixtures of experts run there too, routed on the host
 /// from the router's scores read back, each expert over the rows routed
 /// to it, and match llama.cpp as on the CPU: Mixtral, Qwen2-MoE (its
@@ -409,6 +425,8 @@ fn on_the_gpu_every_family_matches_llama_cpp() {
         "arcee",
         "internlm2",
         "starcoder2",
+        "stablelm",
+        "phi2",
     ]);
 }
 

@@ -17,24 +17,32 @@ pub(crate) fn check(info: &GgufInfo) -> Result<HParams, NnError> {
     let mut want: Vec<(String, Vec<usize>, bool)> = vec![
         ("token_embd.weight".into(), vec![e, hp.vocab], true),
         ("output_norm.weight".into(), vec![e], true),
-        // (Tied to the embeddings where absent, but in Qwen2-MoE and
-        // InternLM2, whose files llama.cpp refuses without it.)
+        // (Tied to the embeddings where absent, but in Qwen2-MoE,
+        // InternLM2, StableLM and Phi-2, whose files llama.cpp refuses
+        // without it.)
         (
             "output.weight".into(),
             vec![e, hp.vocab],
-            matches!(info.architecture.as_deref(), Some("qwen2moe" | "internlm2")),
+            matches!(
+                info.architecture.as_deref(),
+                Some("qwen2moe" | "internlm2" | "stablelm" | "phi2")
+            ),
         ),
         ("rope_freqs.weight".into(), vec![hp.rope_dims / 2], false),
         (LONGROPE_SHORT.into(), vec![hp.rope_dims / 2], false),
         // Read for no window weft-nn runs, but part of the model.
         (LONGROPE_LONG.into(), vec![hp.rope_dims / 2], false),
     ];
-    // StarCoder 2's LayerNorms have biases, and its feed-forward and
-    // output products too, each required as llama.cpp requires them (a
-    // file of another architecture with them is refused, below).
+    // LayerNorms have biases (StarCoder 2's, StableLM's, Phi-2's), and
+    // StarCoder 2's and Phi-2's feed-forward and output products too (Phi-2's
+    // logits as well), each required as llama.cpp requires them (a file of
+    // another architecture with them is refused, below).
     let biases = hp.layer_norm;
     if biases {
         want.push(("output_norm.bias".into(), vec![e], true));
+    }
+    if hp.output_bias {
+        want.push(("output.bias".into(), vec![hp.vocab], true));
     }
     // Phi-3 fuses Q, K and V, and (GLM-4 too) gate and up: the unfused
     // names are then unknown, and the other way round.
@@ -96,7 +104,7 @@ pub(crate) fn check(info: &GgufInfo) -> Result<HParams, NnError> {
     let (q_norm, k_norm) = hp.qk_norm_widths();
     let no_output_bias = matches!(
         info.architecture.as_deref(),
-        Some("ernie4_5" | "ernie4_5-moe" | "glm4")
+        Some("ernie4_5" | "ernie4_5-moe" | "glm4" | "stablelm")
     );
     for i in 0..hp.layers {
         let ffn = match hp.is_moe(i) {
@@ -117,18 +125,23 @@ pub(crate) fn check(info: &GgufInfo) -> Result<HParams, NnError> {
             ("attn_k_norm", vec![k_norm], qk_norms),
             ("ffn_norm", vec![e], true),
         ]) {
+            // Phi-2's and StableLM 2 12B's feed-forward reads the
+            // attention's norm: they have no other.
+            if hp.parallel && name == "ffn_norm" {
+                continue;
+            }
             if biases && matches!(name, "attn_norm" | "ffn_norm") {
                 want.push((format!("blk.{i}.{name}.bias"), vec![e], true));
             }
-            let required = required || (biases && name == "attn_output.bias");
+            let required = required || (hp.ffn_biases && name == "attn_output.bias");
             // OLMo 2 and EXAONE 4 have no pre-norms: a file with them is
             // another model.
             if !hp.pre_norms && matches!(name, "attn_norm" | "ffn_norm") {
                 continue;
             }
             // llama.cpp loads an ERNIE 4.5 output bias but never adds it
-            // (HF adds it), and GLM-4 has none: a file with one is
-            // refused.
+            // (HF adds it), and GLM-4 and StableLM have none: a file with
+            // one is refused.
             if no_output_bias && name == "attn_output.bias" {
                 continue;
             }
@@ -137,6 +150,10 @@ pub(crate) fn check(info: &GgufInfo) -> Result<HParams, NnError> {
                 false => format!("blk.{i}.{name}.weight"),
             };
             want.push((name, dims, required));
+        }
+        // (A fused Q/K/V's bias, optional as its parts' are.)
+        if hp.fused_qkv {
+            want.push((format!("blk.{i}.attn_qkv.bias"), vec![qd + 2 * kvd], false));
         }
         if hp.ffn_biases && !hp.is_moe(i) {
             want.push((format!("blk.{i}.ffn_up.bias"), vec![df], true));

@@ -374,3 +374,96 @@ fn starcoder2_reads_layer_norms_and_biases_as_llama_cpp_does() {
     let err = check(&biased).unwrap_err().to_string();
     assert!(err.contains("`blk.0.attn_norm.bias` is not one"), "{err}");
 }
+
+/// StableLM 2 as llama.cpp reads it: LayerNorms, a quarter of each head
+/// rotated, SwiGLU, its output head required and no output bias; a file
+/// without `ffn_norm` (StableLM 2 12B's) runs its blocks in parallel, and
+/// one with 12B's per-head Q/K LayerNorms is refused, saying so.
+#[test]
+fn stablelm_is_read_as_llama_cpp_reads_it() {
+    let info = crate::gguf::inspect(&model_file("tiny-stablelm.gguf")).unwrap();
+    let hp = check(&info).unwrap();
+    assert!(hp.layer_norm && hp.gated && hp.rope_neox);
+    assert!(!hp.parallel && !hp.ffn_biases && !hp.output_bias);
+    assert_eq!((hp.act, hp.rope_dims, hp.head_dim), (FfnAct::Silu, 4, 16));
+    let refused = |f: &dyn Fn(&mut crate::GgufInfo)| {
+        let mut other = info.clone();
+        f(&mut other);
+        check(&other).unwrap_err().to_string()
+    };
+    let err = refused(&|i| i.tensors.retain(|t| t.name != "output.weight"));
+    assert!(err.contains("`output.weight` is missing"), "{err}");
+    let err = refused(&|i| {
+        let mut bias = (i.tensors.iter())
+            .find(|t| t.name == "blk.0.attn_norm.bias")
+            .unwrap()
+            .clone();
+        bias.name = "blk.0.attn_output.bias".into();
+        i.tensors.push(bias);
+    });
+    assert!(err.contains("`blk.0.attn_output.bias` is not one"), "{err}");
+    let err = refused(&|i| {
+        let mut norm = (i.tensors.iter())
+            .find(|t| t.name == "blk.0.attn_q.bias")
+            .unwrap()
+            .clone();
+        (norm.name, norm.dims) = ("blk.0.attn_q_norm.weight".into(), vec![16, 4]);
+        i.tensors.push(norm);
+    });
+    assert!(err.contains("StableLM 2 12B"), "{err}");
+    let mut parallel = info.clone();
+    parallel.tensors.retain(|t| !t.name.contains("ffn_norm"));
+    let hp = check(&parallel).unwrap();
+    assert!(hp.parallel);
+}
+
+/// Phi-2 as llama.cpp reads it: one LayerNorm a block, which the attention
+/// and the feed-forward read in parallel; Q, K and V fused (its first
+/// release's files) or not (its transformers release's); biases on every
+/// product and on the logits, required; a `ffn_norm` is another model's.
+#[test]
+fn phi2_is_read_as_llama_cpp_reads_it() {
+    let info = crate::gguf::inspect(&model_file("tiny-phi2.gguf")).unwrap();
+    let hp = check(&info).unwrap();
+    assert!(hp.layer_norm && hp.parallel && hp.fused_qkv && hp.output_bias);
+    assert!(hp.ffn_biases && !hp.gated && hp.rope_neox);
+    assert_eq!((hp.act, hp.rope_dims), (FfnAct::Gelu, 6));
+    for name in ["output.bias", "blk.1.attn_output.bias", "blk.0.ffn_up.bias"] {
+        let mut without = info.clone();
+        without.tensors.retain(|t| t.name != name);
+        let err = check(&without).unwrap_err().to_string();
+        assert!(err.contains(&format!("`{name}` is missing")), "{err}");
+    }
+    let mut normed = info.clone();
+    let mut norm = (normed.tensors.iter())
+        .find(|t| t.name == "blk.0.attn_norm.weight")
+        .unwrap()
+        .clone();
+    norm.name = "blk.0.ffn_norm.weight".into();
+    normed.tensors.push(norm);
+    let err = check(&normed).unwrap_err().to_string();
+    assert!(err.contains("`blk.0.ffn_norm.weight` is not one"), "{err}");
+    // Unfused, with each part's bias.
+    let (e, qd, kvd) = (hp.embd, hp.q_dim(), hp.kv_dim());
+    let mut split = info.clone();
+    let fused: Vec<_> = (split.tensors.iter())
+        .filter(|t| t.name.contains("attn_qkv"))
+        .cloned()
+        .collect();
+    split.tensors.retain(|t| !t.name.contains("attn_qkv"));
+    for t in fused {
+        let bias = t.name.ends_with(".bias");
+        for (part, rows) in [("attn_q", qd), ("attn_k", kvd), ("attn_v", kvd)] {
+            let mut p = t.clone();
+            p.name = t.name.replace("attn_qkv", part);
+            p.dims = if bias {
+                vec![rows as u64]
+            } else {
+                vec![e as u64, rows as u64]
+            };
+            split.tensors.push(p);
+        }
+    }
+    let hp = check(&split).unwrap();
+    assert!(!hp.fused_qkv && hp.parallel);
+}
