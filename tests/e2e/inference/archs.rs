@@ -23,8 +23,9 @@ use super::{put, reference, stream};
 /// whose pre-tokenizer names are EXAONE's, ChatML for `ernie` and the
 /// mixture of experts `erniemoe`, GLM-4's `[gMASK]<sop>` and roles for
 /// `glm4`, ChatML for `minicpm`, the gate-less `arcee`, and the
-/// LayerNorm'd `starcoder2`, `stablelm` and `phi2`, whose pre-tokenizer
-/// names are StarCoder's, StableLM 2's and Phi-2's), streams
+/// LayerNorm'd `starcoder2`, `stablelm`, `phi2`, `gpt2` and `starcoder`,
+/// whose pre-tokenizer names are StarCoder's, StableLM 2's, Phi-2's and
+/// GPT-2's), streams
 /// llama.cpp's greedy
 /// tokens and says its text. The tiny random models of `scripts/models.py`,
 /// up to llama.cpp's first near-tie.
@@ -66,6 +67,8 @@ async fn generate_runs_each_family_and_both_tokenizer_kinds_as_llama_cpp_does() 
         "starcoder2",
         "stablelm",
         "phi2",
+        "gpt2",
+        "starcoder",
     ] {
         let case = reference["models"]
             .as_array()

@@ -58,9 +58,12 @@ fn row_mean(lid: u32, s: f32, d: u32, layer: u32) -> f32 {
 fn rms_norm(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let d = norm_p.d;
     let src = norm_p.src + wg.x * d;
+    // (A pass over the row for its mean: LayerNorm's alone.)
     var s = 0.0;
-    for (var i = lid; i < d; i = i + THREADS) {
-        s = s + norm_x[src + i];
+    if (norm_p.layer != 0u) {
+        for (var i = lid; i < d; i = i + THREADS) {
+            s = s + norm_x[src + i];
+        }
     }
     let mean = row_mean(lid, s, d, norm_p.layer);
     var ss = 0.0;

@@ -455,7 +455,7 @@ impl OnDevice {
             for (t, &tok) in tokens.iter().enumerate() {
                 x.resize(x.len() + d, 0.0);
                 let at = x.len() - d;
-                w.tok_embd.row(tok as usize, &mut x[at..]);
+                w.embed(tok, past + t, &mut x[at..]);
                 for (swa, table) in [false, swa_angles].into_iter().zip(&mut tables) {
                     hp.rope_angles(w.rope_freqs.as_deref(), past + t, swa, table);
                 }

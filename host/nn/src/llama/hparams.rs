@@ -24,8 +24,10 @@ use families::{Gemma, experts, shared_width};
 /// multipliers, (Arcee) a feed-forward without a gate, its up
 /// product's ReLU squared, (StarCoder 2, Phi-2) LayerNorm with biases and
 /// a GELU feed-forward without a gate, with biases, (StableLM) LayerNorm
-/// and partial rotary embeddings, and (Phi-2, StableLM 2 12B) blocks whose
-/// attention and feed-forward read one norm of the stream in parallel.
+/// and partial rotary embeddings, (Phi-2, StableLM 2 12B) blocks whose
+/// attention and feed-forward read one norm of the stream in parallel, and
+/// (GPT-2, StarCoder) StarCoder 2's blocks under learned position
+/// embeddings instead of rotary ones.
 pub const ARCHITECTURES: &[&str] = &[
     "llama",
     "mistral",
@@ -53,6 +55,8 @@ pub const ARCHITECTURES: &[&str] = &[
     "starcoder2",
     "stablelm",
     "phi2",
+    "gpt2",
+    "starcoder",
 ];
 
 /// A LongRoPE file's (Phi-3 128k, Phi-3.5) rotary factors for its original
@@ -172,6 +176,10 @@ pub(crate) struct HParams {
     pub ffn_biases: bool,
     /// Phi-2's bias of the logits (`output.bias`).
     pub output_bias: bool,
+    /// GPT-2's and StarCoder's learned position embeddings
+    /// (`position_embd`, a row per position of the window, added to the
+    /// token's), with no rotary embedding.
+    pub positions: bool,
     /// Gemma 2 and 3, OLMo 2, EXAONE 4, GLM-4: each block's attention and
     /// feed-forward outputs are normalised (`post_attention_norm`,
     /// `post_ffw_norm`) before their residual adds.
@@ -399,7 +407,12 @@ impl HParams {
             .is_none_or(|v| v != 0);
         let granite = |key: &str| float(key).filter(|&f| f != 0.0);
         let gemma = arch.starts_with("gemma");
-        let layer_norm = matches!(arch, "starcoder2" | "stablelm" | "phi2");
+        let layer_norm = matches!(
+            arch,
+            "starcoder2" | "stablelm" | "phi2" | "gpt2" | "starcoder"
+        );
+        // GPT-2's and StarCoder's: learned positions, StarCoder 2's blocks.
+        let positions = matches!(arch, "gpt2" | "starcoder");
         // Phi-2's, and StableLM 2 12B's, whose files have no `ffn_norm`.
         let parallel = arch == "phi2"
             || (arch == "stablelm" && info.tensor("blk.0.ffn_norm.weight").is_none());
@@ -495,7 +508,8 @@ impl HParams {
                 ),
             no_rope_every: match arch {
                 "smollm3" => 4,
-                _ if is_granite && !granite_ropes => 1,
+                // (No layer rotates.)
+                _ if positions || (is_granite && !granite_ropes) => 1,
                 _ => 0,
             },
             rms_eps: match layer_norm {
@@ -519,15 +533,17 @@ impl HParams {
             // (Phi-2's files converted from its first release fuse them
             // too; those from its transformers release do not.)
             fused_qkv: arch == "phi3"
+                || positions
                 || (arch == "phi2" && info.tensor("blk.0.attn_qkv.weight").is_some()),
             fused_gate_up: matches!(arch, "phi3" | "glm4"),
             act: match arch {
-                _ if gemma || matches!(arch, "starcoder2" | "phi2") => FfnAct::Gelu,
+                _ if gemma || positions || matches!(arch, "starcoder2" | "phi2") => FfnAct::Gelu,
                 "arcee" => FfnAct::ReluSquared,
                 _ => FfnAct::Silu,
             },
-            gated: !matches!(arch, "arcee" | "starcoder2" | "phi2"),
-            ffn_biases: matches!(arch, "starcoder2" | "phi2"),
+            gated: !positions && !matches!(arch, "arcee" | "starcoder2" | "phi2"),
+            ffn_biases: positions || matches!(arch, "starcoder2" | "phi2"),
+            positions,
             output_bias: arch == "phi2",
             post_norms: matches!(arch, "gemma2" | "gemma3" | "olmo2" | "exaone4" | "glm4"),
             pre_norms: !matches!(arch, "olmo2" | "exaone4"),

@@ -127,6 +127,8 @@ pub(crate) struct Weights {
     output: Option<QMatrix>,
     /// Phi-2's bias of the logits.
     output_bias: Option<Vec<f32>>,
+    /// GPT-2's and StarCoder's position embeddings, a row a position.
+    positions: Option<QMatrix>,
     /// `rope_freqs.weight` (Llama 3.1 and later): each rotary pair's angle
     /// is divided by its factor.
     rope_freqs: Option<Vec<f32>>,
@@ -142,6 +144,17 @@ pub(crate) struct Llama {
 }
 
 impl Weights {
+    /// Token `tok`'s embedding at position `pos` into `out`: its row, plus
+    /// the position's where the model learned them (GPT-2, StarCoder).
+    fn embed(&self, tok: u32, pos: usize, out: &mut [f32]) {
+        self.tok_embd.row(tok as usize, out);
+        if let Some(positions) = &self.positions {
+            let mut row = vec![0f32; out.len()];
+            positions.row(pos, &mut row);
+            out.iter_mut().zip(&row).for_each(|(x, p)| *x += p);
+        }
+    }
+
     /// Every matrix that products read (the token embeddings only when
     /// they are also the output head).
     fn products(&self) -> impl Iterator<Item = &QMatrix> {
@@ -380,6 +393,10 @@ impl Llama {
                 true => Some(v("output.bias", hp.vocab)?),
                 false => None,
             },
+            positions: match hp.positions {
+                true => Some(m("position_embd.weight", hp.context, hp.embd)?),
+                false => None,
+            },
             // Llama 3's frequencies; else a LongRoPE file's short factors
             // (it runs its original window: `HParams::context`).
             rope_freqs: match optional("rope_freqs.weight", hp.rope_dims / 2)? {
@@ -510,6 +527,7 @@ impl Model for Llama {
         (mats.map(QMatrix::bytes).sum::<usize>()
             + w.tok_embd.bytes()
             + w.output.as_ref().map_or(0, QMatrix::bytes)
+            + w.positions.as_ref().map_or(0, QMatrix::bytes)
             + vectors) as u64
     }
 

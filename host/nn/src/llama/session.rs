@@ -200,9 +200,9 @@ fn forward_with(ds: &mut [&mut Decoder], tokens: &[&[u32]], workers: Workers<'_>
         .collect();
     let n: usize = tokens.iter().map(|t| t.len()).sum();
     let mut x = vec![0f32; n * d];
-    for (&start, toks) in starts.iter().zip(tokens) {
+    for ((&start, toks), dec) in starts.iter().zip(tokens).zip(ds.iter()) {
         for (t, &tok) in toks.iter().enumerate() {
-            w.tok_embd.row(tok as usize, &mut x[(start + t) * d..][..d]);
+            w.embed(tok, dec.past + t, &mut x[(start + t) * d..][..d]);
         }
     }
     if hp.embd_scale != 1.0 {

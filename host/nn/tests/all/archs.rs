@@ -12,7 +12,8 @@
 //! rotary embeddings), GLM-4 (norms before and after, fused gate and up,
 //! partial rotary), MiniCPM, Arcee (no gate), InternLM2, StarCoder 2
 //! (LayerNorm, biases, GELU without a gate), StableLM 2, Phi-2 (parallel
-//! blocks, a bias on the logits) and YaRN, on the CPU and on
+//! blocks, a bias on the logits), GPT-2 and StarCoder (learned positions)
+//! and YaRN, on the CPU and on
 //! the GPU; and the mixtures
 //! of experts Mixtral, Qwen2-MoE, Qwen3-MoE, Granite MoE and ERNIE 4.5 MoE
 //! (shared experts: Qwen2-MoE's gated; ERNIE's dense first layers and
@@ -377,6 +378,15 @@ fn phi2_matches_llama_cpp() {
     on_the_cpu("phi2");
 }
 
+/// GPT-2 and StarCoder: learned position embeddings added to the tokens'
+/// (no rotation), LayerNorms, Q/K/V fused with a bias, GELU; GPT-2's output
+/// tied, StarCoder's one key/value head.
+#[test]
+fn gpt2_and_starcoder_match_llama_cpp() {
+    on_the_cpu("gpt2");
+    on_the_cpu("starcoder");
+}
+
 /// On the GPU the mixtures of experts run there too, routed on the host
 /// from the router's scores read back, each expert over the rows routed
 /// to it, and match llama.cpp as on the CPU: Mixtral, Qwen2-MoE (its
@@ -427,6 +437,8 @@ fn on_the_gpu_every_family_matches_llama_cpp() {
         "starcoder2",
         "stablelm",
         "phi2",
+        "gpt2",
+        "starcoder",
     ]);
 }
 

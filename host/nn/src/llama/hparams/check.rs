@@ -44,6 +44,9 @@ pub(crate) fn check(info: &GgufInfo) -> Result<HParams, NnError> {
     if hp.output_bias {
         want.push(("output.bias".into(), vec![hp.vocab], true));
     }
+    if hp.positions {
+        want.push(("position_embd.weight".into(), vec![e, hp.context], true));
+    }
     // Phi-3 fuses Q, K and V, and (GLM-4 too) gate and up: the unfused
     // names are then unknown, and the other way round.
     let products: Vec<(&str, Vec<usize>)> = match hp.fused_qkv {
@@ -151,9 +154,11 @@ pub(crate) fn check(info: &GgufInfo) -> Result<HParams, NnError> {
             };
             want.push((name, dims, required));
         }
-        // (A fused Q/K/V's bias, optional as its parts' are.)
+        // (A fused Q/K/V's bias, optional as its parts' are, but GPT-2's
+        // and StarCoder's, which llama.cpp requires.)
         if hp.fused_qkv {
-            want.push((format!("blk.{i}.attn_qkv.bias"), vec![qd + 2 * kvd], false));
+            let name = format!("blk.{i}.attn_qkv.bias");
+            want.push((name, vec![qd + 2 * kvd], hp.positions));
         }
         if hp.ffn_biases && !hp.is_moe(i) {
             want.push((format!("blk.{i}.ffn_up.bias"), vec![df], true));

@@ -467,3 +467,36 @@ fn phi2_is_read_as_llama_cpp_reads_it() {
     let hp = check(&split).unwrap();
     assert!(!hp.fused_qkv && hp.parallel);
 }
+
+/// GPT-2 and StarCoder as llama.cpp reads them: StarCoder 2's LayerNorms,
+/// biases and GELU, Q/K/V fused with a bias (required), and learned
+/// position embeddings, a row a position of the window, instead of any
+/// rotation; StarCoder with one key/value head.
+#[test]
+fn gpt2_and_starcoder_are_read_as_llama_cpp_reads_them() {
+    let info = crate::gguf::inspect(&model_file("tiny-gpt2.gguf")).unwrap();
+    let hp = check(&info).unwrap();
+    assert!(hp.positions && hp.layer_norm && hp.fused_qkv && hp.ffn_biases);
+    assert!(!hp.gated && !hp.parallel && !hp.output_bias);
+    assert!((0..hp.layers).all(|l| !hp.ropes(l)), "no layer rotates");
+    assert_eq!(hp.act, FfnAct::Gelu);
+    for name in ["position_embd.weight", "blk.1.attn_qkv.bias"] {
+        let mut without = info.clone();
+        without.tensors.retain(|t| t.name != name);
+        let err = check(&without).unwrap_err().to_string();
+        assert!(err.contains(&format!("`{name}` is missing")), "{err}");
+    }
+    // The positions' rows are the window's: fewer would run out.
+    let mut short = info.clone();
+    for (k, v) in &mut short.metadata {
+        if k == "gpt2.context_length" {
+            *v = crate::GgufValue::Int(512);
+        }
+    }
+    let err = check(&short).unwrap_err().to_string();
+    assert!(err.contains("`position_embd.weight` has shape"), "{err}");
+    let info = crate::gguf::inspect(&model_file("tiny-starcoder.gguf")).unwrap();
+    let hp = check(&info).unwrap();
+    assert!(hp.positions && hp.fused_qkv);
+    assert_eq!((hp.heads, hp.kv_heads), (4, 1));
+}
