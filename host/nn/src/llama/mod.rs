@@ -354,9 +354,9 @@ impl Llama {
                     q_norm: optional(&n("attn_q_norm"), q_norm)?,
                     k_norm: optional(&n("attn_k_norm"), k_norm)?,
                     // (Phi-2's feed-forward reads the attention's norm.)
-                    ffn_norm: match hp.parallel {
-                        true => None,
-                        false => pre_norm(&format!("blk.{i}.ffn_norm"))?,
+                    ffn_norm: match info.tensor(&n("ffn_norm")) {
+                        None if hp.parallel => None,
+                        _ => pre_norm(&format!("blk.{i}.ffn_norm"))?,
                     },
                     post_attn_norm: optional(&n("post_attention_norm"), hp.embd)?,
                     post_ffn_norm: optional(&n("post_ffw_norm"), hp.embd)?,

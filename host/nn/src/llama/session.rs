@@ -279,25 +279,33 @@ fn forward_with(ds: &mut [&mut Decoder], tokens: &[&[u32]], workers: Workers<'_>
         attention_together(ds, tokens, l, q, &mut attn, workers);
         QMatrix::matmul_group_into(&[&layer.wo], &attn, n, workers, &mut xq, &mut o);
         add_bias(&mut o[0], layer.bo.as_deref());
-        // Gemma 2 and 3 normalise a block's output before adding it (into
-        // `h`, free until the next norm).
-        let out = match &layer.post_attn_norm {
-            Some(weight) => {
-                norm(&o[0], weight, &mut h);
-                &h
-            }
-            None => &o[0],
-        };
-        add(&mut x, out);
-        let input = match &layer.ffn_norm {
-            Some(weight) => {
+        let input = if hp.parallel {
+            // The feed-forward reads the block's input: its own norm of
+            // it (GPT-NeoX's), else the attention's, still in `h` (Phi-2's);
+            // both outputs are added. (No post-norms in these families.)
+            if let Some(weight) = &layer.ffn_norm {
                 norm(&x, weight, &mut h);
-                &h
             }
-            // (Phi-2's feed-forward reads the attention's input, still in
-            // `h`: its output is added beside the attention's.)
-            None if hp.parallel => &h,
-            None => &x,
+            add(&mut x, &o[0]);
+            &h
+        } else {
+            // Gemma 2 and 3 normalise a block's output before adding it
+            // (into `h`, free until the next norm).
+            let out = match &layer.post_attn_norm {
+                Some(weight) => {
+                    norm(&o[0], weight, &mut h);
+                    &h
+                }
+                None => &o[0],
+            };
+            add(&mut x, out);
+            match &layer.ffn_norm {
+                Some(weight) => {
+                    norm(&x, weight, &mut h);
+                    &h
+                }
+                None => &x,
+            }
         };
         let buffers = (&mut gu, &mut down);
         match &layer.router {

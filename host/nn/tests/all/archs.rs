@@ -12,8 +12,8 @@
 //! rotary embeddings), GLM-4 (norms before and after, fused gate and up,
 //! partial rotary), MiniCPM, Arcee (no gate), InternLM2, StarCoder 2
 //! (LayerNorm, biases, GELU without a gate), StableLM 2, Phi-2 (parallel
-//! blocks, a bias on the logits), GPT-2 and StarCoder (learned positions)
-//! and YaRN, on the CPU and on
+//! blocks, a bias on the logits), GPT-2 and StarCoder (learned positions),
+//! GPT-NeoX (parallel blocks, a norm each) and YaRN, on the CPU and on
 //! the GPU; and the mixtures
 //! of experts Mixtral, Qwen2-MoE, Qwen3-MoE, Granite MoE and ERNIE 4.5 MoE
 //! (shared experts: Qwen2-MoE's gated; ERNIE's dense first layers and
@@ -387,6 +387,14 @@ fn gpt2_and_starcoder_match_llama_cpp() {
     on_the_cpu("starcoder");
 }
 
+/// GPT-NeoX (Pythia): GPT-2's blocks rotating a quarter of each head, the
+/// attention and the feed-forward reading their own norms of the block's
+/// input in parallel.
+#[test]
+fn gptneox_matches_llama_cpp() {
+    on_the_cpu("gptneox");
+}
+
 /// On the GPU the mixtures of experts run there too, routed on the host
 /// from the router's scores read back, each expert over the rows routed
 /// to it, and match llama.cpp as on the CPU: Mixtral, Qwen2-MoE (its
@@ -439,6 +447,7 @@ fn on_the_gpu_every_family_matches_llama_cpp() {
         "phi2",
         "gpt2",
         "starcoder",
+        "gptneox",
     ]);
 }
 

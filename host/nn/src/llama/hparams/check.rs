@@ -25,7 +25,7 @@ pub(crate) fn check(info: &GgufInfo) -> Result<HParams, NnError> {
             vec![e, hp.vocab],
             matches!(
                 info.architecture.as_deref(),
-                Some("qwen2moe" | "internlm2" | "stablelm" | "phi2")
+                Some("qwen2moe" | "internlm2" | "stablelm" | "phi2" | "gptneox")
             ),
         ),
         ("rope_freqs.weight".into(), vec![hp.rope_dims / 2], false),
@@ -105,6 +105,7 @@ pub(crate) fn check(info: &GgufInfo) -> Result<HParams, NnError> {
         Some("qwen3" | "qwen3moe" | "gemma3" | "olmo2" | "exaone4")
     );
     let (q_norm, k_norm) = hp.qk_norm_widths();
+    let gptneox = info.architecture.as_deref() == Some("gptneox");
     let no_output_bias = matches!(
         info.architecture.as_deref(),
         Some("ernie4_5" | "ernie4_5-moe" | "glm4" | "stablelm")
@@ -129,8 +130,8 @@ pub(crate) fn check(info: &GgufInfo) -> Result<HParams, NnError> {
             ("ffn_norm", vec![e], true),
         ]) {
             // Phi-2's and StableLM 2 12B's feed-forward reads the
-            // attention's norm: they have no other.
-            if hp.parallel && name == "ffn_norm" {
+            // attention's norm: they have no other (GPT-NeoX has).
+            if hp.parallel && !gptneox && name == "ffn_norm" {
                 continue;
             }
             if biases && matches!(name, "attn_norm" | "ffn_norm") {
@@ -154,11 +155,11 @@ pub(crate) fn check(info: &GgufInfo) -> Result<HParams, NnError> {
             };
             want.push((name, dims, required));
         }
-        // (A fused Q/K/V's bias, optional as its parts' are, but GPT-2's
-        // and StarCoder's, which llama.cpp requires.)
+        // (A fused Q/K/V's bias, optional as its parts' are, but GPT-2's,
+        // StarCoder's and GPT-NeoX's, which llama.cpp requires.)
         if hp.fused_qkv {
             let name = format!("blk.{i}.attn_qkv.bias");
-            want.push((name, vec![qd + 2 * kvd], hp.positions));
+            want.push((name, vec![qd + 2 * kvd], hp.positions || gptneox));
         }
         if hp.ffn_biases && !hp.is_moe(i) {
             want.push((format!("blk.{i}.ffn_up.bias"), vec![df], true));

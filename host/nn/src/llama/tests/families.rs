@@ -500,3 +500,38 @@ fn gpt2_and_starcoder_are_read_as_llama_cpp_reads_them() {
     assert!(hp.positions && hp.fused_qkv);
     assert_eq!((hp.heads, hp.kv_heads), (4, 1));
 }
+
+/// GPT-NeoX as llama.cpp reads it: GPT-2's blocks rotating (NeoX pairs, a
+/// quarter of each head), run in parallel, each half through its own norm
+/// of the block's input, where `use_parallel_residual` says (required);
+/// in sequence where it says not.
+#[test]
+fn gptneox_runs_its_blocks_as_the_file_says() {
+    use crate::GgufValue::Int;
+    let info = crate::gguf::inspect(&model_file("tiny-gptneox.gguf")).unwrap();
+    let hp = check(&info).unwrap();
+    assert!(hp.parallel && hp.layer_norm && hp.fused_qkv && hp.rope_neox);
+    assert!(!hp.positions && !hp.gated && (0..hp.layers).all(|l| hp.ropes(l)));
+    assert_eq!(hp.rope_dims, 4);
+    let key = "gptneox.use_parallel_residual";
+    let mut sequential = info.clone();
+    for (k, v) in &mut sequential.metadata {
+        if k == key {
+            *v = Int(0);
+        }
+    }
+    assert!(!check(&sequential).unwrap().parallel);
+    let mut unsaid = info.clone();
+    unsaid.metadata.retain(|(k, _)| k != key);
+    let err = check(&unsaid).unwrap_err().to_string();
+    assert!(
+        err.contains("`gptneox.use_parallel_residual` is missing"),
+        "{err}"
+    );
+    let mut one_norm = info.clone();
+    one_norm
+        .tensors
+        .retain(|t| t.name != "blk.1.ffn_norm.weight");
+    let err = check(&one_norm).unwrap_err().to_string();
+    assert!(err.contains("`blk.1.ffn_norm.weight` is missing"), "{err}");
+}
