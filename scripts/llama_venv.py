@@ -78,7 +78,7 @@ def amx_unusable() -> bool:
             return False
     except OSError:
         return False
-    cc = shutil.which("cc") or shutil.which("gcc")
+    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     if cc is None:
         return False
     with tempfile.TemporaryDirectory() as tmp:
@@ -101,12 +101,20 @@ def ensure(dest: Path, log=lambda m: print(m, file=sys.stderr)) -> None:
     if not py.exists():
         raise SystemExit(f"missing {py}: run `python3 scripts/models.py` first")
     stamp = vdir / "llama_cpp.cpu"
-    imports = subprocess.run([str(py), "-c", "import llama_cpp"], capture_output=True).returncode == 0
+
+    def imports() -> bool:
+        return subprocess.run([str(py), "-c", "import llama_cpp"],
+                              capture_output=True).returncode == 0
+
+    # Installed at all (a build for another CPU may not even import).
+    installed = subprocess.run(
+        [str(py), "-c", "import importlib.metadata as m; m.version('llama_cpp_python')"],
+        capture_output=True).returncode == 0
     current = stamp.read_text() if stamp.exists() else None
     no_amx = amx_unusable()
-    if imports and current == stamp_text(no_amx):
+    if installed and current == stamp_text(no_amx) and imports():
         return
-    why = ("not installed" if not imports else
+    why = ("not installed" if not installed else
            "built without a stamp" if current is None else
            f"built as {current.strip()}, not {stamp_text(no_amx).strip()}")
     log(f"installing {LLAMA_CPP_PYTHON} into {vdir} ({why}; builds llama.cpp from source)")
@@ -118,10 +126,14 @@ def ensure(dest: Path, log=lambda m: print(m, file=sys.stderr)) -> None:
         env["CMAKE_ARGS"] = f"{env.get('CMAKE_ARGS', '')} {flags}".strip()
     cmd = [str(py), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
            "--no-cache-dir", LLAMA_CPP_PYTHON]
-    if imports:
+    if installed:
+        # (Else pip keeps what is there, as the pinned version already; the
+        # dependencies stay, as the venv's numpy makes the tiny models.)
         cmd.insert(-1, "--force-reinstall")
         cmd.insert(-1, "--no-deps")
     subprocess.run(cmd, check=True, env=env)
+    if not imports():
+        raise SystemExit(f"{LLAMA_CPP_PYTHON} was built but does not import in {vdir}")
     stamp.write_text(stamp_text(no_amx))
 
 

@@ -54,7 +54,9 @@ struct DeviceLayer {
     /// for any the file lacks), when it has any (Qwen2).
     bqkv: Option<GpuMatrix>,
     bo: Option<GpuMatrix>,
-    /// A dense feed-forward's up and down biases (StarCoder 2).
+    /// A dense feed-forward's up and down biases (`HParams::ffn_biases`;
+    /// those families' feed-forwards have no gate, so the up product's
+    /// row is its bias's).
     ffn_biases: Option<[GpuMatrix; 2]>,
     /// Per-head norms of the queries and keys (Qwen3, Gemma 3).
     q_norm: Option<GpuMatrix>,
@@ -159,6 +161,7 @@ impl DeviceWeights {
                     bo: optional(&l.bo)?,
                     ffn_biases: match &l.dense().biases {
                         Some([up, down]) if l.router.is_none() => {
+                            debug_assert!(!w.hp.gated, "the up bias is added to rows of up alone");
                             Some([vector(up)?, vector(down)?])
                         }
                         _ => None,
@@ -485,7 +488,7 @@ impl OnDevice {
         if let Some(b) = &a.table_swa {
             p.write(b, table_swa);
         }
-        let eps = hp.rms_eps;
+        let eps = hp.norm_eps;
         let norm = NormKind {
             eps,
             layer: hp.layer_norm,

@@ -133,10 +133,10 @@ pub(crate) struct HParams {
     pub rope_swa_only: bool,
     /// The norms' epsilon: RMSNorm's (`attention.layer_norm_rms_epsilon`),
     /// or with `layer_norm` LayerNorm's (`attention.layer_norm_epsilon`).
-    pub rms_eps: f32,
-    /// StarCoder 2's, StableLM's and Phi-2's norms: LayerNorm (the row less
-    /// its mean, over its standard deviation, times the weight, plus a
-    /// bias), not RMSNorm.
+    pub norm_eps: f32,
+    /// StarCoder 2's, StableLM's, Phi-2's, GPT-2's, StarCoder's and
+    /// GPT-NeoX's norms: LayerNorm (the row less its mean, over its
+    /// standard deviation, times the weight, plus a bias), not RMSNorm.
     pub layer_norm: bool,
     /// Phi-2's, StableLM 2 12B's and (most) GPT-NeoX's blocks: the
     /// feed-forward reads the block's input, not the stream after the
@@ -160,8 +160,8 @@ pub(crate) struct HParams {
     /// query at `pos` is multiplied by `1 + scale · ln(1 + ⌊pos / every⌋)`
     /// ([`HParams::attn_temperature`]); `None` for none.
     pub attn_temp: Option<(f32, usize)>,
-    /// Phi-3's layout (and old Phi-2 files'): Q, K and V in one `attn_qkv`
-    /// matrix.
+    /// Phi-3's, GPT-2's, StarCoder's, GPT-NeoX's and old Phi-2 files'
+    /// layout: Q, K and V in one `attn_qkv` matrix.
     pub fused_qkv: bool,
     /// Phi-3's and GLM-4's: gate and up in one `ffn_up` of twice the rows
     /// (gate first).
@@ -170,12 +170,12 @@ pub(crate) struct HParams {
     /// GELU (tanh form) of the gate, or without a gate, Arcee's squared
     /// ReLU of the up product and StarCoder 2's GELU of it.
     pub act: FfnAct,
-    /// Whether a dense feed-forward has a gate: all but Arcee's,
-    /// StarCoder 2's and Phi-2's, whose activation is of the up product
-    /// alone.
+    /// Whether a dense feed-forward has a gate: all but Arcee's and those
+    /// with `ffn_biases`, whose activation is of the up product alone.
     pub gated: bool,
-    /// StarCoder 2's and Phi-2's biases of the feed-forward's up and down
-    /// products (and of the attention's output, required of them).
+    /// StarCoder 2's, Phi-2's, GPT-2's, StarCoder's and GPT-NeoX's biases of
+    /// the feed-forward's up and down products (and of the attention's
+    /// output, required of them).
     pub ffn_biases: bool,
     /// Phi-2's bias of the logits (`output.bias`).
     pub output_bias: bool,
@@ -533,7 +533,7 @@ impl HParams {
                 _ if positions || (is_granite && !granite_ropes) => 1,
                 _ => 0,
             },
-            rms_eps: match layer_norm {
+            norm_eps: match layer_norm {
                 // (Required, as llama.cpp requires it of these families.)
                 true => float("attention.layer_norm_epsilon").ok_or_else(|| {
                     NnError::new(

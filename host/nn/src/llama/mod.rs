@@ -1,7 +1,9 @@
 //! Llama-family decoders from GGUF (`wasi:nn` encoding `ggml`): RMSNorm,
 //! rotary position embeddings, grouped-query attention and SwiGLU (GELU
-//! for Gemma, with its post-norms, soft caps and sliding windows), on the
-//! CPU, reading weights in their quantised form (Q4_0, Q4_1, Q8_0; F16,
+//! for Gemma, with its post-norms, soft caps and sliding windows; the
+//! LayerNorms, biases, gate-less GELU, parallel blocks and learned
+//! positions of StarCoder 2, StableLM, Phi-2, GPT-2, StarCoder and
+//! GPT-NeoX), on the CPU, reading weights in their quantised form (Q4_0, Q4_1, Q8_0; F16,
 //! BF16 and F32 too). Loaded for the GPU, the whole forward pass runs there
 //! instead ([`device`]), on the weights uploaded once at load (quantised
 //! ones in their blocks, see [`QMatrix::upload_side_by_side`]) and a KV
@@ -78,7 +80,8 @@ pub(crate) struct Expert {
     gate: Option<QMatrix>,
     up: QMatrix,
     down: QMatrix,
-    /// StarCoder 2's biases of the up and the down products.
+    /// The biases of the up and the down products, a dense layer's of the
+    /// families with [`HParams::ffn_biases`].
     biases: Option<[Vec<f32>; 2]>,
 }
 

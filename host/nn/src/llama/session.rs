@@ -222,7 +222,7 @@ fn forward_with(ds: &mut [&mut Decoder], tokens: &[&[u32]], workers: Workers<'_>
     let mut h = vec![0f32; n * d];
     let mut attn = vec![0f32; n * qd];
     // Row by row, each row a task on a team.
-    let eps = (hp.rms_eps, hp.layer_norm);
+    let eps = (hp.norm_eps, hp.layer_norm);
     let norm = |x: &[f32], weight: &[f32], h: &mut [f32]| {
         workers.rows(h, d, |i, h| rows::norm(&x[i * d..][..d], weight, eps, h));
     };
@@ -256,7 +256,7 @@ fn forward_with(ds: &mut [&mut Decoder], tokens: &[&[u32]], workers: Workers<'_>
         for (y, norm) in [(&mut *q, &layer.q_norm), (&mut *k, &layer.k_norm)] {
             if let Some(norm) = norm {
                 let unnormed = y.clone();
-                rms_norm(&unnormed, norm, hp.rms_eps, y);
+                rms_norm(&unnormed, norm, hp.norm_eps, y);
             }
         }
         let (hd, neox, dims) = (hp.head_dim, hp.rope_neox, hp.rope_dims);

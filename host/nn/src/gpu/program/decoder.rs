@@ -14,7 +14,8 @@ use crate::{NnError, NnErrorKind};
 pub(crate) enum FfnAct {
     /// `silu(gate) · up`: Llama's SwiGLU.
     Silu,
-    /// `gelu(gate) · up`, GELU's tanh form: Gemma's GEGLU.
+    /// `gelu(gate) · up`, GELU's tanh form: Gemma's GEGLU; without a gate
+    /// `gelu(up)`: StarCoder 2's, Phi-2's, GPT-2's, GPT-NeoX's.
     Gelu,
     /// `relu(up)²`, without a gate: Arcee's.
     ReluSquared,

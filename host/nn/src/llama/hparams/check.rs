@@ -18,8 +18,8 @@ pub(crate) fn check(info: &GgufInfo) -> Result<HParams, NnError> {
         ("token_embd.weight".into(), vec![e, hp.vocab], true),
         ("output_norm.weight".into(), vec![e], true),
         // (Tied to the embeddings where absent, but in Qwen2-MoE,
-        // InternLM2, StableLM and Phi-2, whose files llama.cpp refuses
-        // without it.)
+        // InternLM2, StableLM, Phi-2 and GPT-NeoX, whose files llama.cpp
+        // refuses without it.)
         (
             "output.weight".into(),
             vec![e, hp.vocab],
@@ -28,15 +28,21 @@ pub(crate) fn check(info: &GgufInfo) -> Result<HParams, NnError> {
                 Some("qwen2moe" | "internlm2" | "stablelm" | "phi2" | "gptneox")
             ),
         ),
-        ("rope_freqs.weight".into(), vec![hp.rope_dims / 2], false),
-        (LONGROPE_SHORT.into(), vec![hp.rope_dims / 2], false),
-        // Read for no window weft-nn runs, but part of the model.
-        (LONGROPE_LONG.into(), vec![hp.rope_dims / 2], false),
     ];
-    // LayerNorms have biases (StarCoder 2's, StableLM's, Phi-2's), and
-    // StarCoder 2's and Phi-2's feed-forward and output products too (Phi-2's
-    // logits as well), each required as llama.cpp requires them (a file of
-    // another architecture with them is refused, below).
+    // A rotary embedding's factors (none where nothing rotates: GPT-2's,
+    // StarCoder's, whose files with them are refused).
+    if !hp.positions {
+        want.extend([
+            ("rope_freqs.weight".into(), vec![hp.rope_dims / 2], false),
+            (LONGROPE_SHORT.into(), vec![hp.rope_dims / 2], false),
+            // Read for no window weft-nn runs, but part of the model.
+            (LONGROPE_LONG.into(), vec![hp.rope_dims / 2], false),
+        ]);
+    }
+    // LayerNorms have biases, and the feed-forward and output products of
+    // the families with `ffn_biases` too (Phi-2's logits as well), each
+    // required as llama.cpp requires them (a file of another architecture
+    // with them is refused, below).
     let biases = hp.layer_norm;
     if biases {
         want.push(("output_norm.bias".into(), vec![e], true));
@@ -47,8 +53,9 @@ pub(crate) fn check(info: &GgufInfo) -> Result<HParams, NnError> {
     if hp.positions {
         want.push(("position_embd.weight".into(), vec![e, hp.context], true));
     }
-    // Phi-3 fuses Q, K and V, and (GLM-4 too) gate and up: the unfused
-    // names are then unknown, and the other way round.
+    // Phi-3, GPT-2, StarCoder, GPT-NeoX and (old files) Phi-2 fuse Q, K and
+    // V, and Phi-3 and GLM-4 gate and up: the unfused names are then
+    // unknown, and the other way round.
     let products: Vec<(&str, Vec<usize>)> = match hp.fused_qkv {
         true => vec![("attn_qkv", vec![e, qd + 2 * kvd])],
         false => vec![
@@ -147,6 +154,15 @@ pub(crate) fn check(info: &GgufInfo) -> Result<HParams, NnError> {
             // (HF adds it), and GLM-4 and StableLM have none: a file with
             // one is refused.
             if no_output_bias && name == "attn_output.bias" {
+                continue;
+            }
+            // Fused, the product's bias (below): a part's would be dropped.
+            if hp.fused_qkv && matches!(name, "attn_q.bias" | "attn_k.bias" | "attn_v.bias") {
+                continue;
+            }
+            // (Per-head norms are RMSNorms: a LayerNorm family's, StableLM
+            // 2 12B's, would run wrong.)
+            if hp.layer_norm && matches!(name, "attn_q_norm" | "attn_k_norm") {
                 continue;
             }
             let name = match name.ends_with(".bias") {

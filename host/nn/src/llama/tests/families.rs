@@ -1,9 +1,43 @@
 //! How each family's keys and tensors are read, as llama.cpp's loaders
-//! read them: what sets Granite, Qwen2-MoE, EXAONE 4, ERNIE 4.5 MoE and
-//! GLM-4 apart, and what each refuses.
+//! read them: what sets Granite, Qwen2-MoE, EXAONE 4, ERNIE 4.5 MoE,
+//! GLM-4, MiniCPM, Arcee, InternLM2, StarCoder 2, StableLM 2, Phi-2, GPT-2,
+//! StarCoder and GPT-NeoX apart, and what each refuses.
 
 use super::*;
+use crate::GgufInfo;
 use crate::gpu::FfnAct;
+
+/// The check's error for `info` without tensor `name`.
+fn refused_without(info: &GgufInfo, name: &str) -> String {
+    let mut without = info.clone();
+    without.tensors.retain(|t| t.name != name);
+    check(&without).unwrap_err().to_string()
+}
+
+/// The check's error for `info` with a copy of tensor `from` named `to`
+/// (of `dims` where given).
+fn refused_with_copy(info: &GgufInfo, from: &str, to: &str, dims: Option<Vec<u64>>) -> String {
+    let mut with = info.clone();
+    let mut copy = (with.tensors.iter())
+        .find(|t| t.name == from)
+        .unwrap_or_else(|| panic!("no {from}"))
+        .clone();
+    copy.name = to.into();
+    copy.dims = dims.unwrap_or(copy.dims);
+    with.tensors.push(copy);
+    check(&with).unwrap_err().to_string()
+}
+
+/// `info` with its metadata `key` set to `value`.
+fn with_key(info: &GgufInfo, key: &str, value: crate::GgufValue) -> GgufInfo {
+    let mut with = info.clone();
+    for (k, v) in &mut with.metadata {
+        if k == key {
+            *v = value.clone();
+        }
+    }
+    with
+}
 
 /// Granite's keys, as llama.cpp's Granite loaders read them: a
 /// `granitemoe` file's mixture and its shared expert's width (that width
@@ -290,18 +324,9 @@ fn arcee_reads_no_gate_and_refuses_one() {
     let hp = check(&info).unwrap();
     assert_eq!(hp.act, FfnAct::ReluSquared);
     assert!(hp.yarn.is_some());
-    let mut gated = info.clone();
-    let mut gate = (gated.tensors.iter())
-        .find(|t| t.name == "blk.0.ffn_up.weight")
-        .unwrap()
-        .clone();
-    gate.name = "blk.0.ffn_gate.weight".into();
-    gated.tensors.push(gate);
-    let err = check(&gated).unwrap_err().to_string();
+    let err = refused_with_copy(&info, "blk.0.ffn_up.weight", "blk.0.ffn_gate.weight", None);
     assert!(err.contains("blk.0.ffn_gate.weight"), "{err}");
-    let mut no_up = info.clone();
-    no_up.tensors.retain(|t| t.name != "blk.1.ffn_up.weight");
-    let err = check(&no_up).unwrap_err().to_string();
+    let err = refused_without(&info, "blk.1.ffn_up.weight");
     assert!(err.contains("blk.1.ffn_up.weight` is missing"), "{err}");
 }
 
@@ -333,7 +358,7 @@ fn starcoder2_reads_layer_norms_and_biases_as_llama_cpp_does() {
     let hp = check(&info).unwrap();
     assert!(hp.layer_norm && hp.ffn_biases && hp.rope_neox);
     assert_eq!((hp.act, hp.gated), (FfnAct::Gelu, false));
-    assert_eq!(hp.rms_eps, 1e-4, "starcoder2.attention.layer_norm_epsilon");
+    assert_eq!(hp.norm_eps, 1e-4, "starcoder2.attention.layer_norm_epsilon");
     let mut no_eps = info.clone();
     no_eps
         .metadata
@@ -348,30 +373,19 @@ fn starcoder2_reads_layer_norms_and_biases_as_llama_cpp_does() {
         "blk.0.ffn_up.bias",
         "blk.1.ffn_down.bias",
     ] {
-        let mut without = info.clone();
-        without.tensors.retain(|t| t.name != name);
-        let err = check(&without).unwrap_err().to_string();
+        let err = refused_without(&info, name);
         assert!(err.contains(&format!("`{name}` is missing")), "{err}");
     }
-    let mut gated = info.clone();
-    let mut gate = (gated.tensors.iter())
-        .find(|t| t.name == "blk.0.ffn_up.weight")
-        .unwrap()
-        .clone();
-    gate.name = "blk.0.ffn_gate.weight".into();
-    gated.tensors.push(gate);
-    let err = check(&gated).unwrap_err().to_string();
+    let err = refused_with_copy(&info, "blk.0.ffn_up.weight", "blk.0.ffn_gate.weight", None);
     assert!(err.contains("blk.0.ffn_gate.weight"), "{err}");
     // A Llama's file with a norm's bias would run without it.
     let llama = crate::gguf::inspect(&model_file("tiny-internlm2.gguf")).unwrap();
-    let mut biased = llama.clone();
-    let mut bias = (biased.tensors.iter())
-        .find(|t| t.name == "blk.0.attn_norm.weight")
-        .unwrap()
-        .clone();
-    bias.name = "blk.0.attn_norm.bias".into();
-    biased.tensors.push(bias);
-    let err = check(&biased).unwrap_err().to_string();
+    let err = refused_with_copy(
+        &llama,
+        "blk.0.attn_norm.weight",
+        "blk.0.attn_norm.bias",
+        None,
+    );
     assert!(err.contains("`blk.0.attn_norm.bias` is not one"), "{err}");
 }
 
@@ -386,30 +400,13 @@ fn stablelm_is_read_as_llama_cpp_reads_it() {
     assert!(hp.layer_norm && hp.gated && hp.rope_neox);
     assert!(!hp.parallel && !hp.ffn_biases && !hp.output_bias);
     assert_eq!((hp.act, hp.rope_dims, hp.head_dim), (FfnAct::Silu, 4, 16));
-    let refused = |f: &dyn Fn(&mut crate::GgufInfo)| {
-        let mut other = info.clone();
-        f(&mut other);
-        check(&other).unwrap_err().to_string()
-    };
-    let err = refused(&|i| i.tensors.retain(|t| t.name != "output.weight"));
+    let err = refused_without(&info, "output.weight");
     assert!(err.contains("`output.weight` is missing"), "{err}");
-    let err = refused(&|i| {
-        let mut bias = (i.tensors.iter())
-            .find(|t| t.name == "blk.0.attn_norm.bias")
-            .unwrap()
-            .clone();
-        bias.name = "blk.0.attn_output.bias".into();
-        i.tensors.push(bias);
-    });
+    let (norm, bias) = ("blk.0.attn_norm.bias", "blk.0.attn_output.bias");
+    let err = refused_with_copy(&info, norm, bias, None);
     assert!(err.contains("`blk.0.attn_output.bias` is not one"), "{err}");
-    let err = refused(&|i| {
-        let mut norm = (i.tensors.iter())
-            .find(|t| t.name == "blk.0.attn_q.bias")
-            .unwrap()
-            .clone();
-        (norm.name, norm.dims) = ("blk.0.attn_q_norm.weight".into(), vec![16, 4]);
-        i.tensors.push(norm);
-    });
+    let q_norm = "blk.0.attn_q_norm.weight";
+    let err = refused_with_copy(&info, "blk.0.attn_q.bias", q_norm, Some(vec![16, 4]));
     assert!(err.contains("StableLM 2 12B"), "{err}");
     let mut parallel = info.clone();
     parallel.tensors.retain(|t| !t.name.contains("ffn_norm"));
@@ -429,19 +426,11 @@ fn phi2_is_read_as_llama_cpp_reads_it() {
     assert!(hp.ffn_biases && !hp.gated && hp.rope_neox);
     assert_eq!((hp.act, hp.rope_dims), (FfnAct::Gelu, 6));
     for name in ["output.bias", "blk.1.attn_output.bias", "blk.0.ffn_up.bias"] {
-        let mut without = info.clone();
-        without.tensors.retain(|t| t.name != name);
-        let err = check(&without).unwrap_err().to_string();
+        let err = refused_without(&info, name);
         assert!(err.contains(&format!("`{name}` is missing")), "{err}");
     }
-    let mut normed = info.clone();
-    let mut norm = (normed.tensors.iter())
-        .find(|t| t.name == "blk.0.attn_norm.weight")
-        .unwrap()
-        .clone();
-    norm.name = "blk.0.ffn_norm.weight".into();
-    normed.tensors.push(norm);
-    let err = check(&normed).unwrap_err().to_string();
+    let (attn_norm, ffn_norm) = ("blk.0.attn_norm.weight", "blk.0.ffn_norm.weight");
+    let err = refused_with_copy(&info, attn_norm, ffn_norm, None);
     assert!(err.contains("`blk.0.ffn_norm.weight` is not one"), "{err}");
     // Unfused, with each part's bias.
     let (e, qd, kvd) = (hp.embd, hp.q_dim(), hp.kv_dim());
@@ -481,20 +470,21 @@ fn gpt2_and_starcoder_are_read_as_llama_cpp_reads_them() {
     assert!((0..hp.layers).all(|l| !hp.ropes(l)), "no layer rotates");
     assert_eq!(hp.act, FfnAct::Gelu);
     for name in ["position_embd.weight", "blk.1.attn_qkv.bias"] {
-        let mut without = info.clone();
-        without.tensors.retain(|t| t.name != name);
-        let err = check(&without).unwrap_err().to_string();
+        let err = refused_without(&info, name);
         assert!(err.contains(&format!("`{name}` is missing")), "{err}");
     }
     // The positions' rows are the window's: fewer would run out.
-    let mut short = info.clone();
-    for (k, v) in &mut short.metadata {
-        if k == "gpt2.context_length" {
-            *v = crate::GgufValue::Int(512);
-        }
-    }
-    let err = check(&short).unwrap_err().to_string();
+    let longer = with_key(&info, "gpt2.context_length", crate::GgufValue::Int(512));
+    let err = check(&longer).unwrap_err().to_string();
     assert!(err.contains("`position_embd.weight` has shape"), "{err}");
+    // A part's bias beside the fused one, or a rotary factor where nothing
+    // rotates, would be dropped: refused.
+    let q_bias = "blk.0.attn_q.bias";
+    let err = refused_with_copy(&info, "blk.0.attn_qkv.bias", q_bias, Some(vec![64]));
+    assert!(err.contains("`blk.0.attn_q.bias` is not one"), "{err}");
+    let freqs = "rope_freqs.weight";
+    let err = refused_with_copy(&info, "blk.0.attn_qkv.bias", freqs, Some(vec![8]));
+    assert!(err.contains("`rope_freqs.weight` is not one"), "{err}");
     let info = crate::gguf::inspect(&model_file("tiny-starcoder.gguf")).unwrap();
     let hp = check(&info).unwrap();
     assert!(hp.positions && hp.fused_qkv);
@@ -514,12 +504,7 @@ fn gptneox_runs_its_blocks_as_the_file_says() {
     assert!(!hp.positions && !hp.gated && (0..hp.layers).all(|l| hp.ropes(l)));
     assert_eq!(hp.rope_dims, 4);
     let key = "gptneox.use_parallel_residual";
-    let mut sequential = info.clone();
-    for (k, v) in &mut sequential.metadata {
-        if k == key {
-            *v = Int(0);
-        }
-    }
+    let sequential = with_key(&info, key, Int(0));
     assert!(!check(&sequential).unwrap().parallel);
     let mut unsaid = info.clone();
     unsaid.metadata.retain(|(k, _)| k != key);
@@ -528,10 +513,6 @@ fn gptneox_runs_its_blocks_as_the_file_says() {
         err.contains("`gptneox.use_parallel_residual` is missing"),
         "{err}"
     );
-    let mut one_norm = info.clone();
-    one_norm
-        .tensors
-        .retain(|t| t.name != "blk.1.ffn_norm.weight");
-    let err = check(&one_norm).unwrap_err().to_string();
+    let err = refused_without(&info, "blk.1.ffn_norm.weight");
     assert!(err.contains("`blk.1.ffn_norm.weight` is missing"), "{err}");
 }
