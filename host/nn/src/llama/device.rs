@@ -455,10 +455,10 @@ impl OnDevice {
         let mut starts = Vec::with_capacity(parts.len());
         for (_, past, tokens) in parts.iter() {
             starts.push(x.len() / d);
-            for (t, &tok) in tokens.iter().enumerate() {
-                x.resize(x.len() + d, 0.0);
-                let at = x.len() - d;
-                w.embed(tok, past + t, &mut x[at..]);
+            let at = x.len();
+            x.resize(at + tokens.len() * d, 0.0);
+            w.embed(tokens, *past, &mut x[at..]);
+            for t in 0..tokens.len() {
                 for (swa, table) in [false, swa_angles].into_iter().zip(&mut tables) {
                     hp.rope_angles(w.rope_freqs.as_deref(), past + t, swa, table);
                 }

@@ -147,14 +147,23 @@ pub(crate) struct Llama {
 }
 
 impl Weights {
-    /// Token `tok`'s embedding at position `pos` into `out`: its row, plus
-    /// the position's where the model learned them (GPT-2, StarCoder).
-    fn embed(&self, tok: u32, pos: usize, out: &mut [f32]) {
-        self.tok_embd.row(tok as usize, out);
+    /// The embeddings of `tokens`, the first at position `past`, into
+    /// `out` (a row of the model's width each): each token's row, plus its
+    /// position's where the model learned them (GPT-2, StarCoder).
+    fn embed(&self, tokens: &[u32], past: usize, out: &mut [f32]) {
+        if tokens.is_empty() {
+            return;
+        }
+        let d = out.len() / tokens.len();
+        for (&tok, row) in tokens.iter().zip(out.chunks_exact_mut(d)) {
+            self.tok_embd.row(tok as usize, row);
+        }
         if let Some(positions) = &self.positions {
-            let mut row = vec![0f32; out.len()];
-            positions.row(pos, &mut row);
-            out.iter_mut().zip(&row).for_each(|(x, p)| *x += p);
+            let mut pos_row = vec![0f32; d];
+            for (t, row) in out.chunks_exact_mut(d).enumerate() {
+                positions.row(past + t, &mut pos_row);
+                row.iter_mut().zip(&pos_row).for_each(|(x, p)| *x += p);
+            }
         }
     }
 

@@ -201,9 +201,7 @@ fn forward_with(ds: &mut [&mut Decoder], tokens: &[&[u32]], workers: Workers<'_>
     let n: usize = tokens.iter().map(|t| t.len()).sum();
     let mut x = vec![0f32; n * d];
     for ((&start, toks), dec) in starts.iter().zip(tokens).zip(ds.iter()) {
-        for (t, &tok) in toks.iter().enumerate() {
-            w.embed(tok, dec.past + t, &mut x[(start + t) * d..][..d]);
-        }
+        w.embed(toks, dec.past, &mut x[start * d..][..toks.len() * d]);
     }
     if hp.embd_scale != 1.0 {
         x.iter_mut().for_each(|x| *x *= hp.embd_scale);
