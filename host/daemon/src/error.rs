@@ -97,6 +97,11 @@ impl From<StoreError> for ApiError {
                 let hint = format!("pick another name, or delete the {what} `{name}` first");
                 Self::new(StatusCode::CONFLICT, "already_exists", e.to_string()).hint(hint)
             }
+            StoreError::Corrupt { .. } => Self::internal(e.to_string()).hint(
+                "a newer weft release wrote this record, or the store file was damaged: read it \
+                 with the release that wrote it, or DELETE it by the same path (listings pass \
+                 over it; the bytes it names stay in the store)",
+            ),
             e => Self::internal(e.to_string()),
         }
     }

@@ -6,7 +6,8 @@ use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 
 use crate::objects::{free_unreferenced, validate_id};
-use crate::stages::{now_ms, validate_name_of};
+use crate::record::Removal;
+use crate::stages::{Expect, now_ms, validate_name_of};
 use crate::{DATASETS, ObjectId, Result, Store, StoreError, db};
 
 /// One block of a dataset.
@@ -98,15 +99,23 @@ impl Store {
         let removed = {
             let mut table = txn.open_table(DATASETS).map_err(db)?;
             let raw = table.remove(name).map_err(db)?;
-            raw.map(|r| crate::record::decode::<DatasetRecord>("datasets", r.value()))
-                .transpose()?
+            raw.map(|r| {
+                Removal::of(
+                    "datasets",
+                    name,
+                    r.value(),
+                    Expect::Any,
+                    |_: &DatasetRecord| 0,
+                )
+            })
         };
         let existed = match removed {
-            Some(rec) => {
+            Some(Removal::Readable(rec)) => {
                 let objects = rec.blocks.into_iter().map(|b| b.object).collect();
                 free_unreferenced(&txn, objects)?;
                 true
             }
+            Some(_) => true,
             None => false,
         };
         txn.commit().map_err(db)?;

@@ -38,4 +38,9 @@ impl StoreError {
     pub fn is_locked(&self) -> bool {
         matches!(self, Self::Database(redb::Error::DatabaseAlreadyOpen))
     }
+
+    /// A record this release cannot read (see [`StoreError::Corrupt`]).
+    pub fn is_unreadable(&self) -> bool {
+        matches!(self, Self::Corrupt { .. })
+    }
 }

@@ -197,14 +197,15 @@ impl Store {
         raw.map(|r| record::decode("jobs", r.value())).transpose()
     }
 
-    /// Every job, oldest first.
+    /// Every job this release can read, oldest first (see
+    /// [`record::listed`]).
     pub fn list_jobs(&self) -> Result<Vec<JobRecord>> {
         let txn = self.read()?;
         let table = txn.open_table(JOBS).map_err(db)?;
         let mut out = Vec::new();
         for entry in table.iter().map_err(db)? {
-            let (_, raw) = entry.map_err(db)?;
-            out.push(record::decode("jobs", raw.value())?);
+            let (key, raw) = entry.map_err(db)?;
+            out.extend(record::listed("jobs", key.value(), raw.value()));
         }
         Ok(out)
     }

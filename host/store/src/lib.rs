@@ -187,7 +187,8 @@ impl Store {
         raw.map(|r| record::decode(label, r.value())).transpose()
     }
 
-    /// Every record of `table`, by name.
+    /// Every record of `table` this release can read, by name (see
+    /// [`record::listed`]).
     pub(crate) fn list_named<T: serde::de::DeserializeOwned>(
         &self,
         table: Named,
@@ -198,8 +199,8 @@ impl Store {
         let table = txn.open_table(table).map_err(db)?;
         let mut out = Vec::new();
         for entry in table.iter().map_err(db)? {
-            let (_, raw) = entry.map_err(db)?;
-            out.push(record::decode(label, raw.value())?);
+            let (key, raw) = entry.map_err(db)?;
+            out.extend(record::listed(label, key.value(), raw.value()));
         }
         Ok(out)
     }

@@ -5,6 +5,7 @@ use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 
 use crate::objects::{free_unreferenced, write_object};
+use crate::record::Removal;
 use crate::stages::{Expect, now_ms, validate_name_of};
 use crate::{MODELS, ObjectId, Result, Store, db, record};
 
@@ -134,27 +135,27 @@ impl Store {
     /// removed) otherwise, or when there is no such model.
     pub fn delete_model_if(&self, name: &str, expect: Expect) -> Result<bool> {
         let txn = self.write()?;
-        let removed = {
+        let removal = {
             let mut models = txn.open_table(MODELS).map_err(db)?;
-            let existing = match models.get(name).map_err(db)? {
-                Some(raw) => Some(record::decode::<ModelRecord>("models", raw.value())?),
-                None => None,
+            let removal = match models.get(name).map_err(db)? {
+                Some(raw) => Removal::of("models", name, raw.value(), expect, |r: &ModelRecord| {
+                    r.latest().version
+                }),
+                None => Removal::Keep,
             };
-            match existing {
-                Some(rec) if expect.holds(Some(rec.latest().version)) => {
-                    models.remove(name).map_err(db)?;
-                    Some(rec)
-                }
-                _ => None,
+            if !matches!(removal, Removal::Keep) {
+                models.remove(name).map_err(db)?;
             }
+            removal
         };
-        let removed = match removed {
-            Some(rec) => {
+        let removed = match removal {
+            Removal::Keep => false,
+            Removal::Readable(rec) => {
                 let objects = rec.versions.into_iter().map(|v| v.object).collect();
                 free_unreferenced(&txn, objects)?;
                 true
             }
-            None => false,
+            Removal::Unreadable => true,
         };
         txn.commit().map_err(db)?;
         Ok(removed)

@@ -126,37 +126,56 @@ pub(crate) fn free_unreferenced(
 }
 
 /// Which of `candidates` a stage version, compiled code, model version,
-/// dataset block or job block refers to.
+/// dataset block or job block refers to. A record this release cannot read
+/// may refer to any of them, so then all are (their bytes stay: see
+/// [`record::listed`]).
 fn referenced(txn: &WriteTransaction, candidates: &BTreeSet<ObjectId>) -> Result<Vec<ObjectId>> {
     use crate::{BlockOutput, DatasetRecord, ModelRecord, StageRecord};
-    let mut found = Vec::new();
     if candidates.is_empty() {
-        return Ok(found);
+        return Ok(Vec::new());
     }
+    let all = || Ok(candidates.iter().cloned().collect());
+    let mut found = Vec::new();
     let mut see = |id: &str| {
         if candidates.contains(id) {
             found.push(id.to_string());
         }
     };
     for entry in txn.open_table(STAGES).map_err(db)?.iter().map_err(db)? {
-        let rec: StageRecord = record::decode("stages", entry.map_err(db)?.1.value())?;
+        let (key, raw) = entry.map_err(db)?;
+        let Some(rec) = record::listed::<StageRecord>("stages", key.value(), raw.value()) else {
+            return all();
+        };
         rec.versions.iter().for_each(|v| see(&v.digest));
     }
     for entry in txn.open_table(COMPILED).map_err(db)?.iter().map_err(db)? {
         see(entry.map_err(db)?.1.value());
     }
     for entry in txn.open_table(MODELS).map_err(db)?.iter().map_err(db)? {
-        let rec: ModelRecord = record::decode("models", entry.map_err(db)?.1.value())?;
+        let (key, raw) = entry.map_err(db)?;
+        let Some(rec) = record::listed::<ModelRecord>("models", key.value(), raw.value()) else {
+            return all();
+        };
         rec.versions.iter().for_each(|v| see(&v.object));
     }
     for entry in txn.open_table(DATASETS).map_err(db)?.iter().map_err(db)? {
-        let rec: DatasetRecord = record::decode("datasets", entry.map_err(db)?.1.value())?;
+        let (key, raw) = entry.map_err(db)?;
+        let Some(rec) = record::listed::<DatasetRecord>("datasets", key.value(), raw.value())
+        else {
+            return all();
+        };
         rec.blocks.iter().for_each(|b| see(&b.object));
     }
     for entry in txn.open_table(JOB_BLOCKS).map_err(db)?.iter().map_err(db)? {
-        let block: BlockOutput = record::decode("job_blocks", entry.map_err(db)?.1.value())?;
-        see(&block.output);
-        block.errors.iter().for_each(|e| see(e));
+        let (key, raw) = entry.map_err(db)?;
+        let (job, block) = key.value();
+        let Some(out) =
+            record::listed::<BlockOutput>("job_blocks", format_args!("{job}/{block}"), raw.value())
+        else {
+            return all();
+        };
+        see(&out.output);
+        out.errors.iter().for_each(|e| see(e));
     }
     Ok(found)
 }
@@ -489,12 +508,12 @@ mod tests {
 
         assert!(store.delete_model("m").unwrap());
         assert!(has(&store, b"v1") && !has(&store, b"v2"));
-        store.delete_stage("s").unwrap().unwrap();
+        assert!(store.delete_stage("s").unwrap());
         assert!(!has(&store, b"component 2") && !has(&store, b"code 2"));
         assert!(!has(&store, b"code 2'"));
         assert!(has(&store, b"component 1") && has(&store, b"code 1"));
         assert_eq!(store.compiled(&key(b"component 2", "e2")).unwrap(), None);
-        store.delete_stage("t").unwrap().unwrap();
+        assert!(store.delete_stage("t").unwrap());
         assert!(!has(&store, b"component 1") && !has(&store, b"code 1"));
         assert!(!has(&store, b"v1"));
         assert!(store.delete_dataset("one").unwrap());

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 
 use crate::objects::{ObjectId, free_unreferenced, write_object};
+use crate::record::Removal;
 use crate::{COMPILED, Result, STAGES, STATE, Store, StoreError, db, record};
 
 /// What a deployment says about how to run a stage version.
@@ -186,49 +187,54 @@ impl Store {
         }
     }
 
-    /// Every registered stage, by name.
+    /// Every registered stage this release can read, by name.
     pub fn list_stages(&self) -> Result<Vec<StageRecord>> {
         let txn = self.read()?;
         let stages = txn.open_table(STAGES).map_err(db)?;
         let mut out = Vec::new();
         for entry in stages.iter().map_err(db)? {
-            let (_, raw) = entry.map_err(db)?;
-            out.push(record::decode("stages", raw.value())?);
+            let (key, raw) = entry.map_err(db)?;
+            out.extend(record::listed("stages", key.value(), raw.value()));
         }
         Ok(out)
     }
 
-    /// Removes a stage and its durable state; returns the removed record.
+    /// Removes a stage and its durable state; `true` when it existed.
     ///
     /// Its components, and their compiled code, are freed unless another
     /// stage's version has the same bytes.
-    pub fn delete_stage(&self, name: &str) -> Result<Option<StageRecord>> {
+    pub fn delete_stage(&self, name: &str) -> Result<bool> {
         self.delete_stage_if(name, Expect::Any)
     }
 
     /// [`Store::delete_stage`] if the stage's latest version is what
-    /// `expect` says, checked in the same transaction; `None` (nothing
-    /// removed) otherwise, or when there is no such stage.
-    pub fn delete_stage_if(&self, name: &str, expect: Expect) -> Result<Option<StageRecord>> {
+    /// `expect` says, checked in the same transaction; `false` (nothing
+    /// removed) otherwise, or when there is no such stage. A record this
+    /// release cannot read is removed by an unconditional deletion only, and
+    /// its components stay (see [`crate::record::Removal`]).
+    pub fn delete_stage_if(&self, name: &str, expect: Expect) -> Result<bool> {
         let txn = self.write()?;
-        let removed = {
+        let removal = {
             let mut stages = txn.open_table(STAGES).map_err(db)?;
-            let existing = match stages.get(name).map_err(db)? {
-                Some(raw) => Some(record::decode::<StageRecord>("stages", raw.value())?),
-                None => None,
+            let removal = match stages.get(name).map_err(db)? {
+                Some(raw) => Removal::of("stages", name, raw.value(), expect, |r: &StageRecord| {
+                    r.latest().version
+                }),
+                None => Removal::Keep,
             };
-            if existing.is_some() && expect.holds(existing.as_ref().map(|r| r.latest().version)) {
+            if !matches!(removal, Removal::Keep) {
                 stages.remove(name).map_err(db)?;
-                existing
-            } else {
-                None
             }
+            removal
         };
-        if let Some(rec) = &removed {
+        let removed = !matches!(removal, Removal::Keep);
+        if removed {
             let mut state = txn.open_table(STATE).map_err(db)?;
             state.retain(|(stage, _), _| stage != name).map_err(db)?;
-            let mut freed: BTreeSet<ObjectId> =
-                rec.versions.iter().map(|v| v.digest.clone()).collect();
+            let mut freed: BTreeSet<ObjectId> = match removal {
+                Removal::Readable(rec) => rec.versions.into_iter().map(|v| v.digest).collect(),
+                _ => BTreeSet::new(),
+            };
             freed.extend(forget_compiled(&txn)?);
             free_unreferenced(&txn, freed)?;
         }
@@ -303,20 +309,11 @@ mod tests {
         let (_dir, store) = store();
         store.put_stage("s", b"one", StageMeta::default()).unwrap();
         store.put_stage("s", b"two", StageMeta::default()).unwrap();
-        assert!(
-            store
-                .delete_stage_if("s", Expect::Latest(Some(1)))
-                .unwrap()
-                .is_none()
-        );
+        assert!(!store.delete_stage_if("s", Expect::Latest(Some(1))).unwrap());
         assert!(store.stage("s").unwrap().is_some(), "kept");
-        let removed = store.delete_stage_if("s", Expect::Latest(Some(2))).unwrap();
-        assert_eq!(removed.map(|r| r.latest().version), Some(2));
+        assert!(store.delete_stage_if("s", Expect::Latest(Some(2))).unwrap());
         assert!(store.stage("s").unwrap().is_none());
-        assert!(
-            store.delete_stage_if("s", Expect::Any).unwrap().is_none(),
-            "gone"
-        );
+        assert!(!store.delete_stage_if("s", Expect::Any).unwrap(), "gone");
     }
 
     #[test]
@@ -387,8 +384,8 @@ mod tests {
         store.put_stage("b", b"y", StageMeta::default()).unwrap();
         store.state_set("a", "k", b"1").unwrap();
         store.state_set("b", "k", b"2").unwrap();
-        assert!(store.delete_stage("a").unwrap().is_some());
-        assert!(store.delete_stage("a").unwrap().is_none());
+        assert!(store.delete_stage("a").unwrap());
+        assert!(!store.delete_stage("a").unwrap());
         assert_eq!(store.state_get("a", "k").unwrap(), None);
         assert_eq!(store.state_get("b", "k").unwrap().unwrap(), b"2");
         let names: Vec<_> = store

@@ -233,16 +233,18 @@ pub async fn delete(
     })?;
     let store = state.store.clone();
     let n = name.clone();
-    let rec = crate::blocking(move || store.model(&n)).await?;
-    let Some(rec) = rec else {
-        return Err(no_model(&name));
+    let read = crate::blocking(move || Ok::<_, ApiError>(store.model(&n))).await?;
+    let held: Vec<u32> = match read {
+        // A record this release cannot read was never loaded by it.
+        Err(e) if e.is_unreadable() => Vec::new(),
+        read => read?
+            .ok_or_else(|| no_model(&name))?
+            .versions
+            .iter()
+            .filter(|v| state.nn.holds(&v.object))
+            .map(|v| v.version)
+            .collect(),
     };
-    let held: Vec<u32> = rec
-        .versions
-        .iter()
-        .filter(|v| state.nn.holds(&v.object))
-        .map(|v| v.version)
-        .collect();
     if !held.is_empty() && !q.force {
         let versions: Vec<String> = held.iter().map(|v| format!("v{v}")).collect();
         return Err(ApiError::new(

@@ -212,14 +212,12 @@ pub async fn delete(
     let store = state.store.clone();
     let lookup = name.clone();
     let local = state.cluster.begin(crate::cluster::Kind::Stage, &name);
-    let removed = crate::blocking(move || store.delete_stage(&lookup)).await?;
-    match removed {
-        Some(_) => {
-            state.stages.remove(&name);
-            local.publish(crate::cluster::Change::Deleted);
-            Ok(StatusCode::NO_CONTENT)
-        }
-        None => Err(ApiError::no_stage(&name)),
+    if crate::blocking(move || store.delete_stage(&lookup)).await? {
+        state.stages.remove(&name);
+        local.publish(crate::cluster::Change::Deleted);
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::no_stage(&name))
     }
 }
 

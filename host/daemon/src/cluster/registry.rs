@@ -428,10 +428,7 @@ async fn import(
         (Kind::Stage, true) => {
             // Only what the event found: an upload made here since wins.
             let n = name.clone();
-            if store_call(move || store.delete_stage_if(&n, seen))
-                .await?
-                .is_some()
-            {
+            if store_call(move || store.delete_stage_if(&n, seen)).await? {
                 state.stages.remove(&name);
                 tracing::info!(stage = %name, "cluster: stage deleted (replicated)");
             }
