@@ -1,8 +1,9 @@
 //! What freeing objects costs a deletion: deleting a model (1 MiB of
-//! bytes) frees them in the deleting transaction after looking through
-//! every record that may name an object, job blocks included. Measured in
-//! an empty store (the baseline) and in stores keeping the output of
-//! 1 000 and 10 000 job blocks, each with the model put back first.
+//! bytes) frees them in the deleting transaction after looking through the
+//! records that may name an object (job blocks through their index of the
+//! objects they name). Measured in an empty store (the baseline) and in
+//! stores keeping the output of 1 000 and 10 000 job blocks, each with the
+//! model put back first.
 //!
 //! ```text
 //! cargo bench -p weft-benches --bench store_delete

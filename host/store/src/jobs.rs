@@ -294,6 +294,7 @@ impl Store {
             blocks
                 .insert((id, block), record::encode(&output).as_slice())
                 .map_err(db)?;
+            crate::refs::count(&txn, &output, true)?;
         }
         rec.blocks_done += 1;
         rec.items_done += u64::from(commit.rows_in);
@@ -365,19 +366,20 @@ impl Store {
             let mut events = txn.open_table(JOB_EVENTS).map_err(db)?;
             for &id in ids {
                 existed += usize::from(jobs.remove(id).map_err(db)?.is_some());
-                let mut decoded = Ok(());
+                let mut removed = Vec::new();
                 blocks
-                    .retain_in((id, 0)..=(id, u32::MAX), |_, raw| {
-                        match record::decode::<BlockOutput>("job_blocks", raw) {
-                            Ok(block) => {
-                                outputs.extend(std::iter::once(block.output).chain(block.errors));
-                            }
-                            Err(e) => decoded = Err(e),
-                        }
+                    .retain_in((id, 0)..=(id, u32::MAX), |(_, block), raw| {
+                        // One this release cannot read names objects that
+                        // stay: they are still counted as named.
+                        let at = format_args!("{id}/{block}");
+                        removed.extend(record::listed::<BlockOutput>("job_blocks", at, raw));
                         false
                     })
                     .map_err(db)?;
-                decoded?;
+                for block in removed {
+                    crate::refs::count(&txn, &block, false)?;
+                    outputs.extend(std::iter::once(block.output).chain(block.errors));
+                }
                 events
                     .retain_in((id, 0)..=(id, u64::MAX), |_, _| false)
                     .map_err(db)?;

@@ -39,6 +39,7 @@ mod objects;
 mod pipelines;
 mod placement;
 mod record;
+mod refs;
 mod stages;
 mod state;
 
@@ -79,6 +80,9 @@ pub(crate) const DATASETS: TableDefinition<'_, &str, &[u8]> = TableDefinition::n
 pub(crate) const JOBS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("jobs");
 pub(crate) const JOB_BLOCKS: TableDefinition<'_, (u64, u32), &[u8]> =
     TableDefinition::new("job_blocks");
+/// How many job blocks name each object (see `refs`).
+pub(crate) const JOB_BLOCK_REFS: TableDefinition<'_, &str, u64> =
+    TableDefinition::new("job_block_refs");
 pub(crate) const JOB_EVENTS: TableDefinition<'_, (u64, u64), &str> =
     TableDefinition::new("job_events");
 pub(crate) const ACTORS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("actors");
@@ -155,7 +159,9 @@ impl Store {
         txn.open_table(MODELS).map_err(redb::Error::from)?;
         txn.open_table(OBJECT_PINS).map_err(redb::Error::from)?;
         txn.open_table(OBJECT_LEASES).map_err(redb::Error::from)?;
+        txn.open_table(JOB_BLOCK_REFS).map_err(redb::Error::from)?;
         objects::pin_unowned(&txn)?;
+        refs::build(&txn)?;
         objects::end_stale_leases(&txn)?;
         txn.commit().map_err(redb::Error::from)?;
         Ok(Self { db: Arc::new(db) })

@@ -126,7 +126,8 @@ pub(crate) fn free_unreferenced(
 }
 
 /// Which of `candidates` a stage version, compiled code, model version,
-/// dataset block or job block refers to. A record this release cannot read
+/// dataset block or job block refers to (the job blocks through their
+/// index, `refs`, once it is complete). A record this release cannot read
 /// may refer to any of them, so then all are (their bytes stay: see
 /// [`record::listed`]).
 fn referenced(txn: &WriteTransaction, candidates: &BTreeSet<ObjectId>) -> Result<Vec<ObjectId>> {
@@ -165,6 +166,10 @@ fn referenced(txn: &WriteTransaction, candidates: &BTreeSet<ObjectId>) -> Result
             return all();
         };
         rec.blocks.iter().for_each(|b| see(&b.object));
+    }
+    if let Some(named) = crate::refs::named_by_blocks(txn, candidates.iter())? {
+        found.extend(named.into_iter().cloned());
+        return Ok(found);
     }
     for entry in txn.open_table(JOB_BLOCKS).map_err(db)?.iter().map_err(db)? {
         let (key, raw) = entry.map_err(db)?;
