@@ -42,6 +42,7 @@ mod record;
 mod refs;
 mod stages;
 mod state;
+mod totals;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -162,6 +163,7 @@ impl Store {
         txn.open_table(JOB_BLOCK_REFS).map_err(redb::Error::from)?;
         objects::pin_unowned(&txn)?;
         refs::build(&txn)?;
+        totals::build(&txn)?;
         objects::end_stale_leases(&txn)?;
         txn.commit().map_err(redb::Error::from)?;
         Ok(Self { db: Arc::new(db) })

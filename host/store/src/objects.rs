@@ -28,8 +28,8 @@ pub fn object_id(data: &[u8]) -> ObjectId {
 }
 
 #[derive(Serialize, Deserialize)]
-struct ObjectMeta {
-    len: u64,
+pub(crate) struct ObjectMeta {
+    pub(crate) len: u64,
     chunks: u32,
 }
 
@@ -72,6 +72,7 @@ pub(crate) fn write_object(txn: &WriteTransaction, data: &[u8]) -> Result<Object
         chunks: count,
     });
     meta.insert(id.as_str(), record.as_slice()).map_err(db)?;
+    crate::totals::count(txn, data.len() as u64, true)?;
     Ok(id)
 }
 
@@ -122,6 +123,7 @@ pub(crate) fn free_unreferenced(
         }
         freed += m.len;
     }
+    crate::totals::count(txn, freed, false)?;
     Ok(freed)
 }
 
@@ -318,17 +320,10 @@ impl Store {
         Ok(Ok(total))
     }
 
-    /// How many objects are stored, and their bytes.
+    /// How many objects are stored, and their bytes (counted as they are
+    /// written and freed: two reads, whatever the store holds).
     pub fn object_totals(&self) -> Result<(u64, u64)> {
-        let txn = self.read()?;
-        let meta = txn.open_table(OBJECT_META).map_err(db)?;
-        let (mut count, mut bytes) = (0, 0);
-        for entry in meta.iter().map_err(db)? {
-            let m: ObjectMeta = record::decode("objects", entry.map_err(db)?.1.value())?;
-            count += 1;
-            bytes += m.len;
-        }
-        Ok((count, bytes))
+        crate::totals::read(&self.read()?)
     }
 
     /// Reads a whole object, or `None` when no object has this id.
