@@ -426,3 +426,65 @@ async fn a_record_this_release_cannot_read_does_not_stop_the_daemon() {
     let (s, out, _) = d.post("/newer", &json!({"text": "a b c"})).await;
     assert_eq!(s, 200, "{out}");
 }
+
+/// After a restart the jobs that were running go on first: those queued
+/// behind them (one job at a time on the pipeline) stay queued until they
+/// end, as before the restart. (A queued job used to take the slot a job
+/// stopping with the daemon let go of, and was stored as running: it
+/// resumed as one, beside or ahead of the job it had queued behind; and
+/// at start-up a queued job could reach the slot before a resumed one.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn running_jobs_resume_before_the_queued_ones() {
+    let one_at_a_time = |c: &mut weft::ServeConfig| c.jobs.per_pipeline = 1;
+    let mut d = TestDaemon::start_with(one_at_a_time).await;
+    d.deploy("probe", "probe.wasm").await;
+    apply(
+        &d,
+        "long",
+        "name = \"long\"\n[[steps]]\nstage = \"probe\"\n",
+    )
+    .await;
+    let count = |n: u64| json!({"kind": "invoke", "pipeline": "long", "input": {"op": "count_to", "n": n, "ms": 20}});
+    let (_, first, _) = submit(&d, &count(100_000)).await;
+    let first = first["id"].as_str().unwrap().to_string();
+    let mut queued = Vec::new();
+    for _ in 0..4 {
+        let (_, job, _) = submit(&d, &count(2)).await;
+        queued.push(job["id"].as_str().unwrap().to_string());
+    }
+    let done = |v: &Value| v["progress"]["done"].as_u64().unwrap_or(0);
+    let until = Instant::now() + Duration::from_secs(30);
+    while done(&d.get_json(&format!("/v1/jobs/{first}")).await) < 3 {
+        assert!(Instant::now() < until, "the first job does not run");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    d.restart_with(one_at_a_time).await;
+    let before = done(&d.get_json(&format!("/v1/jobs/{first}")).await);
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        for id in &queued {
+            let v = d.get_json(&format!("/v1/jobs/{id}")).await;
+            assert_eq!(v["state"], "queued", "a queued job ran first: {v}");
+        }
+        let v = d.get_json(&format!("/v1/jobs/{first}")).await;
+        if done(&v) >= before + 5 {
+            assert_eq!(v["state"], "running", "{v}");
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "the resumed job does not go on: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let r = d
+        .http
+        .post(d.url(&format!("/v1/jobs/{first}/cancel")))
+        .send()
+        .await;
+    assert_eq!(r.unwrap().status(), 200);
+    for id in &queued {
+        assert_eq!(finished(&d, id).await["state"], "succeeded");
+    }
+}

@@ -194,7 +194,7 @@ impl Jobs {
             json!({"type": "adopted", "from_node": entry.owner, "from_job": old_id.to_string(), "origin": spec.origin}),
         )
         .await;
-        self.spawn(rec, job_spec, true);
+        self.spawn(rec, job_spec, true, None);
         Ok(())
     }
 }

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::http::StatusCode;
 use serde_json::{Value, json};
-use tokio::sync::{Semaphore, broadcast};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use weft_store::{JobRecord, JobState, Store};
@@ -145,8 +145,13 @@ impl Jobs {
     /// retention sweeper.
     pub async fn start(&self) -> Result<(), ApiError> {
         let store = self.inner.store.clone();
-        let jobs = blocking(move || store.list_jobs()).await?;
-        for rec in jobs.into_iter().filter(|j| !j.state.is_terminal()) {
+        let mut jobs = blocking(move || store.list_jobs()).await?;
+        jobs.retain(|j| !j.state.is_terminal());
+        // Those that were running go on first, each taking back its slot
+        // before a queued job can (oldest first within each: the sort is
+        // stable).
+        jobs.sort_by_key(|j| j.state != JobState::Running);
+        for rec in jobs {
             let spec = serde_json::from_str::<JobSpec>(&rec.spec_json);
             if let Ok(JobSpec::Invoke(i)) = &spec
                 && let Some(why) = self.moved_away(&rec, i).await
@@ -158,7 +163,10 @@ impl Jobs {
             match spec {
                 Ok(spec) => {
                     tracing::info!(job = rec.id, "resuming job");
-                    self.spawn(rec, spec, true);
+                    let slot = (rec.state == JobState::Running)
+                        .then(|| self.limit(spec.pipeline()).try_acquire_owned().ok())
+                        .flatten();
+                    self.spawn(rec, spec, true, slot);
                 }
                 Err(e) => {
                     let message = format!("cannot resume: stored spec unreadable: {e}");
@@ -226,7 +234,7 @@ impl Jobs {
         if let JobSpec::Invoke(i) = &spec {
             self.register(&rec, i).await;
         }
-        self.spawn(rec.clone(), spec, false);
+        self.spawn(rec.clone(), spec, false, None);
         Ok(rec)
     }
 
@@ -366,8 +374,27 @@ impl Jobs {
             .cloned()
     }
 
-    /// Starts the task that runs `rec`.
-    fn spawn(&self, rec: JobRecord, spec: JobSpec, resumed: bool) {
+    /// The slots of `pipeline`'s jobs (`jobs.per_pipeline` of them).
+    fn limit(&self, pipeline: &str) -> Arc<Semaphore> {
+        self.inner
+            .limits
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(pipeline.to_string())
+            .or_insert_with(|| Arc::new(Semaphore::new(self.inner.config.per_pipeline.max(1))))
+            .clone()
+    }
+
+    /// Starts the task that runs `rec`: `resumed` after a restart (or taken
+    /// over from another node), with its pipeline's `slot` when it holds
+    /// one already, else once it gets one.
+    fn spawn(
+        &self,
+        rec: JobRecord,
+        spec: JobSpec,
+        resumed: bool,
+        slot: Option<OwnedSemaphorePermit>,
+    ) {
         let (events, _) = broadcast::channel(256);
         let live = Arc::new(Live {
             cancel: CancellationToken::new(),
@@ -387,9 +414,10 @@ impl Jobs {
             let stop = this.inner.stop.clone();
             let cancel = live.cancel.clone();
             tokio::select! {
+                biased;
                 _ = stop.cancelled() => {}
                 _ = cancel.cancelled() => {}
-                () = this.run(rec, spec, &live, resumed) => {}
+                () = this.run(rec, spec, &live, resumed, slot) => {}
             }
             this.inner
                 .live
@@ -399,7 +427,14 @@ impl Jobs {
         });
     }
 
-    async fn run(&self, rec: JobRecord, spec: JobSpec, live: &Arc<Live>, resumed: bool) {
+    async fn run(
+        &self,
+        rec: JobRecord,
+        spec: JobSpec,
+        live: &Arc<Live>,
+        resumed: bool,
+        slot: Option<OwnedSemaphorePermit>,
+    ) {
         let id = rec.id;
         if resumed {
             // A batch job goes on from its committed blocks; an invoke job
@@ -411,15 +446,20 @@ impl Jobs {
             self.event(id, event).await;
         }
         // Wait for the pipeline's job concurrency limit.
-        let limit = self
-            .inner
-            .limits
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(spec.pipeline().to_string())
-            .or_insert_with(|| Arc::new(Semaphore::new(self.inner.config.per_pipeline.max(1))))
-            .clone();
-        let _permit = limit.acquire_owned().await.expect("never closed");
+        let _slot = match slot {
+            Some(slot) => slot,
+            None => self
+                .limit(spec.pipeline())
+                .acquire_owned()
+                .await
+                .expect("never closed"),
+        };
+        // The slot may be one a job stopping with the daemon let go of: a
+        // queued job must not be recorded running then, or it would resume
+        // as one, ahead of its turn.
+        if self.inner.stop.is_cancelled() {
+            return;
+        }
         let store = self.inner.store.clone();
         let running = blocking(move || -> Result<_, ApiError> {
             Ok(store.update_job(id, |j| {
