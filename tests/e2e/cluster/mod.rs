@@ -479,3 +479,145 @@ async fn nodes_reconnect_and_catch_up_after_nats_restarts() {
     assert!(ok > 20, "{ok} requests served");
     assert!(failed.is_empty(), "{} failed: {failed:?}", failed.len());
 }
+
+/// The names of the objects in the cluster's shared object store (read as
+/// the daemon reads them: the last record of each object's subject).
+async fn shared_objects(nats: &NatsServer) -> Vec<String> {
+    use futures_util::StreamExt;
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let stream = js.get_stream("OBJ_weft_objects").await.unwrap();
+    let mut subjects = stream
+        .info_with_subjects("$O.weft_objects.M.>")
+        .await
+        .unwrap();
+    let mut names = Vec::new();
+    while let Some(subject) = subjects.next().await {
+        let subject = subject.unwrap().0;
+        let Ok(message) = stream.get_last_raw_message_by_subject(&subject).await else {
+            continue;
+        };
+        let info: async_nats::jetstream::object_store::ObjectInfo =
+            serde_json::from_slice(&message.payload).unwrap();
+        if !info.deleted {
+            names.push(info.name);
+        }
+    }
+    names.sort();
+    names
+}
+
+/// The shared object store keeps what some registry entry names: a deleted
+/// model's bytes, and a stage's first version's once a second replaces it,
+/// are deleted once older than `object_grace`; the latest stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_objects_nothing_names_are_freed() {
+    let nats = NatsServer::start();
+    let mut cluster = cluster_config(&nats, "a");
+    cluster.object_grace = Duration::from_millis(300);
+    let a = TestDaemon::start_with(|c| c.cluster = Some(cluster)).await;
+    let has = |names: &[String], id: &str| names.iter().any(|n| n == id);
+
+    let onnx = weft_nn::fixtures::onnx(&["MatMul", "Add", "Gelu"]);
+    let r = a
+        .http
+        .put(a.url("/v1/models/tiny?encoding=onnx"))
+        .body(onnx)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let model = r.json::<Value>().await.unwrap()["latest"]["object"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let first = a.deploy("normalize", "normalize.wasm").await["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (nats, model_, first_) = (&nats, &model, &first);
+    eventually(
+        "both copied to the cluster",
+        Duration::from_secs(20),
+        || async move {
+            let names = shared_objects(nats).await;
+            match has(&names, model_) && has(&names, first_) {
+                true => Ok(()),
+                false => Err(format!("{names:?}")),
+            }
+        },
+    )
+    .await;
+
+    assert_eq!(a.delete("/v1/models/tiny").await.0, 204);
+    let wasm = padded(&weft_e2e::component("normalize.wasm"), 64);
+    let r = a
+        .http
+        .put(a.url("/v1/stages/normalize"))
+        .body(wasm)
+        .send()
+        .await
+        .unwrap();
+    let second: Value = r.json().await.unwrap();
+    let second = second["digest"].as_str().unwrap().to_string();
+    assert_ne!(second, first);
+    let second_ = &second;
+    eventually(
+        "the unnamed objects freed",
+        Duration::from_secs(20),
+        || async move {
+            let names = shared_objects(nats).await;
+            match (
+                has(&names, model_),
+                has(&names, first_),
+                has(&names, second_),
+            ) {
+                (false, false, true) => Ok(()),
+                _ => Err(format!("{names:?}")),
+            }
+        },
+    )
+    .await;
+    // Named objects stay, round after round: the stage's latest, and a
+    // state value too large to copy inline, which the state entry names.
+    a.deploy("probe", "probe.wasm").await;
+    let big = "z".repeat(300 << 10);
+    let set = |value: &str| json!({"op": "state_set", "key": "big", "value": value});
+    assert_eq!(a.invoke("probe", &set(&big)).await.0, 200);
+    let state = "s.probe.big";
+    eventually(
+        "the state value copied",
+        Duration::from_secs(20),
+        || async move {
+            let names = shared_objects(nats).await;
+            match has(&names, state) {
+                true => Ok(()),
+                false => Err(format!("{names:?}")),
+            }
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let probe = a.get_json("/v1/stages/probe").await["latest"]["digest"].clone();
+    let mut expect = vec![
+        second.clone(),
+        state.to_string(),
+        probe.as_str().unwrap().to_string(),
+    ];
+    expect.sort();
+    assert_eq!(shared_objects(nats).await, expect);
+    // Overwritten by a small value (copied inline), it goes.
+    assert_eq!(a.invoke("probe", &set("small")).await.0, 200);
+    eventually(
+        "the state object freed",
+        Duration::from_secs(20),
+        || async move {
+            let names = shared_objects(nats).await;
+            match has(&names, state) {
+                false => Ok(()),
+                true => Err(format!("{names:?}")),
+            }
+        },
+    )
+    .await;
+}

@@ -93,6 +93,11 @@ pub struct ServeArgs {
     /// Batch blocks of distributed jobs this node runs at once.
     #[arg(long, default_value_t = 2)]
     pub block_workers: usize,
+    /// How long an object in the cluster's shared object store may go
+    /// unnamed (the bytes of a deleted or replaced stage or model) before
+    /// it is deleted, and how often each node looks, in seconds.
+    #[arg(long, default_value_t = 600.0)]
+    pub object_grace_s: f64,
     /// Cores this node offers to replicas (default: the machine's).
     #[arg(long, value_parser = crate::resources::parse_amount)]
     pub cpus: Option<f64>,
@@ -154,6 +159,7 @@ pub(super) async fn serve(args: ServeArgs, token: Option<String>) -> anyhow::Res
         cluster.node_ttl = Duration::from_millis(args.node_ttl_ms.max(args.heartbeat_ms * 2));
         cluster.block_ack_wait = Duration::from_millis(args.block_ack_wait_ms.max(100));
         cluster.block_workers = args.block_workers.max(1);
+        cluster.object_grace = Duration::from_secs_f64(args.object_grace_s.max(0.1));
         config.cluster = Some(cluster);
     }
     // Listened for before anything starts: a SIGTERM just after the address

@@ -17,6 +17,7 @@
 //! node and never touches the network. `docs/cluster.md` has the design.
 
 mod blocks;
+mod collect;
 mod drain;
 mod membership;
 mod node;
@@ -74,6 +75,11 @@ pub struct ClusterConfig {
     pub block_ack_wait: Duration,
     /// Batch blocks this node runs at once for distributed jobs. Default 2.
     pub block_workers: usize,
+    /// How long an object in the shared object store may go unnamed by any
+    /// registry or state entry before a node deletes it (a deleted or
+    /// replaced stage's or model's bytes), and how often each node looks.
+    /// Default 10 min.
+    pub object_grace: Duration,
 }
 
 impl ClusterConfig {
@@ -87,6 +93,7 @@ impl ClusterConfig {
             node_ttl: Duration::from_secs(5),
             block_ack_wait: Duration::from_secs(5),
             block_workers: 2,
+            object_grace: Duration::from_secs(600),
         }
     }
 }
@@ -506,6 +513,7 @@ impl Cluster {
             st.actors.join(table);
         }
         live.tasks.spawn(work::adopter(live.clone(), state.clone()));
+        live.tasks.spawn(collect::collector(live.clone()));
         // Pipelines that run on some nodes only (`nodes = N`).
         if let Some(st) = state.upgrade() {
             for p in st.pipelines.all() {

@@ -117,6 +117,13 @@ pub(crate) struct Event {
     seq: u64,
 }
 
+/// The object a `weft_registry` value names (`None` for a deletion or a
+/// pipeline); `Err` when it cannot be read.
+pub(super) fn named_object(value: &[u8]) -> serde_json::Result<Option<String>> {
+    let event: Event = serde_json::from_slice(value)?;
+    Ok(event.object.filter(|_| !event.deleted))
+}
+
 impl Event {
     fn key(&self) -> String {
         key(self.kind, &self.name)
