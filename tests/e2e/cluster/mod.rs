@@ -507,6 +507,20 @@ async fn shared_objects(nats: &NatsServer) -> Vec<String> {
     names
 }
 
+/// Waits until the names in the shared object store pass `ok`.
+async fn shared_objects_until(nats: &NatsServer, what: &str, ok: impl Fn(&[String]) -> bool) {
+    let ok = &ok;
+    eventually(what, Duration::from_secs(20), || async move {
+        let names = shared_objects(nats).await;
+        if ok(&names) {
+            Ok(())
+        } else {
+            Err(format!("{names:?}"))
+        }
+    })
+    .await;
+}
+
 /// The shared object store keeps what some registry entry names: a deleted
 /// model's bytes, and a stage's first version's once a second replaces it,
 /// are deleted once older than `object_grace`; the latest stay.
@@ -535,18 +549,10 @@ async fn shared_objects_nothing_names_are_freed() {
         .as_str()
         .unwrap()
         .to_string();
-    let (nats, model_, first_) = (&nats, &model, &first);
-    eventually(
-        "both copied to the cluster",
-        Duration::from_secs(20),
-        || async move {
-            let names = shared_objects(nats).await;
-            match has(&names, model_) && has(&names, first_) {
-                true => Ok(()),
-                false => Err(format!("{names:?}")),
-            }
-        },
-    )
+    let nats = &nats;
+    shared_objects_until(nats, "both copied to the cluster", |names| {
+        has(names, &model) && has(names, &first)
+    })
     .await;
 
     assert_eq!(a.delete("/v1/models/tiny").await.0, 204);
@@ -561,22 +567,9 @@ async fn shared_objects_nothing_names_are_freed() {
     let second: Value = r.json().await.unwrap();
     let second = second["digest"].as_str().unwrap().to_string();
     assert_ne!(second, first);
-    let second_ = &second;
-    eventually(
-        "the unnamed objects freed",
-        Duration::from_secs(20),
-        || async move {
-            let names = shared_objects(nats).await;
-            match (
-                has(&names, model_),
-                has(&names, first_),
-                has(&names, second_),
-            ) {
-                (false, false, true) => Ok(()),
-                _ => Err(format!("{names:?}")),
-            }
-        },
-    )
+    shared_objects_until(nats, "the unnamed objects freed", |names| {
+        !has(names, &model) && !has(names, &first) && has(names, &second)
+    })
     .await;
     // Named objects stay, round after round: the stage's latest, and a
     // state value too large to copy inline, which the state entry names.
@@ -585,18 +578,7 @@ async fn shared_objects_nothing_names_are_freed() {
     let set = |value: &str| json!({"op": "state_set", "key": "big", "value": value});
     assert_eq!(a.invoke("probe", &set(&big)).await.0, 200);
     let state = "s.probe.big";
-    eventually(
-        "the state value copied",
-        Duration::from_secs(20),
-        || async move {
-            let names = shared_objects(nats).await;
-            match has(&names, state) {
-                true => Ok(()),
-                false => Err(format!("{names:?}")),
-            }
-        },
-    )
-    .await;
+    shared_objects_until(nats, "the state value copied", |names| has(names, state)).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let probe = a.get_json("/v1/stages/probe").await["latest"]["digest"].clone();
     let mut expect = vec![
@@ -608,16 +590,5 @@ async fn shared_objects_nothing_names_are_freed() {
     assert_eq!(shared_objects(nats).await, expect);
     // Overwritten by a small value (copied inline), it goes.
     assert_eq!(a.invoke("probe", &set("small")).await.0, 200);
-    eventually(
-        "the state object freed",
-        Duration::from_secs(20),
-        || async move {
-            let names = shared_objects(nats).await;
-            match has(&names, state) {
-                false => Ok(()),
-                true => Err(format!("{names:?}")),
-            }
-        },
-    )
-    .await;
+    shared_objects_until(nats, "the state object freed", |names| !has(names, state)).await;
 }

@@ -3,6 +3,19 @@
 
 use super::*;
 
+/// Deploys the probe stage and `long`, a pipeline of it (`top`: more of
+/// its spec's top level, `step`: of its step).
+async fn long_pipeline(d: &TestDaemon, top: &str, step: &str) {
+    d.deploy("probe", "probe.wasm").await;
+    let spec = format!("name = \"long\"\n{top}[[steps]]\nstage = \"probe\"\n{step}");
+    apply(d, "long", &spec).await;
+}
+
+/// An invoke job of `long` counting to `n`, `ms` a step (a checkpoint each).
+fn count_to(n: u64, ms: u64) -> Value {
+    json!({"kind": "invoke", "pipeline": "long", "input": {"op": "count_to", "n": n, "ms": ms}})
+}
+
 #[tokio::test]
 async fn invoke_jobs_run_in_the_background_with_replayable_events() {
     let d = TestDaemon::start().await;
@@ -67,18 +80,8 @@ async fn an_invoke_job_resumes_from_its_checkpoint_after_a_restart() {
     // Calls may run 300 ms, the pipeline's requests 100 ms: neither applies
     // to a job, whose own deadline (an hour) does.
     let mut d = TestDaemon::start_with(|c| c.runtime.deadline = Duration::from_millis(300)).await;
-    d.deploy("probe", "probe.wasm").await;
-    apply(
-        &d,
-        "long",
-        "name = \"long\"\ntimeout_ms = 100\n[[steps]]\nstage = \"probe\"\n",
-    )
-    .await;
-    let (s, job, _) = submit(
-        &d,
-        &json!({"kind": "invoke", "pipeline": "long", "input": {"op": "count_to", "n": 30, "ms": 40}}),
-    )
-    .await;
+    long_pipeline(&d, "timeout_ms = 100\n", "").await;
+    let (s, job, _) = submit(&d, &count_to(30, 40)).await;
     assert_eq!(s, 202, "{job}");
     let id = job["id"].as_str().unwrap().to_string();
     let until = Instant::now() + Duration::from_secs(30);
@@ -110,15 +113,8 @@ async fn an_invoke_job_resumes_from_its_checkpoint_after_a_restart() {
 #[tokio::test]
 async fn deleting_a_job_deletes_its_checkpoints() {
     let d = TestDaemon::start().await;
-    d.deploy("probe", "probe.wasm").await;
-    apply(
-        &d,
-        "long",
-        "name = \"long\"\n[[steps]]\nstage = \"probe\"\n",
-    )
-    .await;
-    let count = json!({"kind": "invoke", "pipeline": "long", "input": {"op": "count_to", "n": 1000, "ms": 20}});
-    let (_, job, _) = submit(&d, &count).await;
+    long_pipeline(&d, "", "").await;
+    let (_, job, _) = submit(&d, &count_to(1000, 20)).await;
     let id = job["id"].as_str().unwrap().to_string();
     let key = json!({"op": "state_get", "key": format!("checkpoint/job-{id}")});
     let until = Instant::now() + Duration::from_secs(30);
@@ -147,14 +143,8 @@ async fn jobs_queue_per_pipeline_cancel_promptly_stream_live_and_expire() {
         c.jobs.ttl = Duration::from_millis(600);
     })
     .await;
-    d.deploy("probe", "probe.wasm").await;
-    apply(
-        &d,
-        "long",
-        "name = \"long\"\n[[steps]]\nstage = \"probe\"\nreplicas = { min = 1, max = 2 }\n",
-    )
-    .await;
-    let count = |n: u64| json!({"kind": "invoke", "pipeline": "long", "input": {"op": "count_to", "n": n, "ms": 30}});
+    long_pipeline(&d, "", "replicas = { min = 1, max = 2 }\n").await;
+    let count = |n: u64| count_to(n, 30);
     let (_, first, _) = submit(&d, &count(1000)).await;
     let (_, second, _) = submit(&d, &count(3)).await;
     let (first, second) = (
@@ -437,14 +427,8 @@ async fn a_record_this_release_cannot_read_does_not_stop_the_daemon() {
 async fn running_jobs_resume_before_the_queued_ones() {
     let one_at_a_time = |c: &mut weft::ServeConfig| c.jobs.per_pipeline = 1;
     let mut d = TestDaemon::start_with(one_at_a_time).await;
-    d.deploy("probe", "probe.wasm").await;
-    apply(
-        &d,
-        "long",
-        "name = \"long\"\n[[steps]]\nstage = \"probe\"\n",
-    )
-    .await;
-    let count = |n: u64| json!({"kind": "invoke", "pipeline": "long", "input": {"op": "count_to", "n": n, "ms": 20}});
+    long_pipeline(&d, "", "").await;
+    let count = |n: u64| count_to(n, 20);
     let (_, first, _) = submit(&d, &count(100_000)).await;
     let first = first["id"].as_str().unwrap().to_string();
     let mut queued = Vec::new();
