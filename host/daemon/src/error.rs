@@ -97,7 +97,11 @@ impl From<StoreError> for ApiError {
                 let hint = format!("pick another name, or delete the {what} `{name}` first");
                 Self::new(StatusCode::CONFLICT, "already_exists", e.to_string()).hint(hint)
             }
-            StoreError::Corrupt { .. } => Self::internal(e.to_string()).hint(
+            // A record (not an object's bytes, which no DELETE reaches).
+            StoreError::Corrupt { table, .. } if !table.starts_with("object") => Self::internal(
+                e.to_string(),
+            )
+            .hint(
                 "a newer weft release wrote this record, or the store file was damaged: read it \
                  with the release that wrote it, or DELETE it by the same path (listings pass \
                  over it; the bytes it names stay in the store)",

@@ -6,8 +6,7 @@ use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 
 use crate::objects::{free_unreferenced, validate_id};
-use crate::record::Removal;
-use crate::stages::{Expect, now_ms, validate_name_of};
+use crate::stages::{now_ms, validate_name_of};
 use crate::{DATASETS, ObjectId, Result, Store, StoreError, db};
 
 /// One block of a dataset.
@@ -99,25 +98,15 @@ impl Store {
         let removed = {
             let mut table = txn.open_table(DATASETS).map_err(db)?;
             let raw = table.remove(name).map_err(db)?;
-            raw.map(|r| {
-                Removal::of(
-                    "datasets",
-                    name,
-                    r.value(),
-                    Expect::Any,
-                    |_: &DatasetRecord| 0,
-                )
-            })
+            // One this release cannot read goes, and the blocks it may
+            // name stay (`record::listed`).
+            raw.map(|r| crate::record::listed::<DatasetRecord>("datasets", name, r.value()))
         };
-        let existed = match removed {
-            Some(Removal::Readable(rec)) => {
-                let objects = rec.blocks.into_iter().map(|b| b.object).collect();
-                free_unreferenced(&txn, objects)?;
-                true
-            }
-            Some(_) => true,
-            None => false,
-        };
+        if let Some(Some(rec)) = &removed {
+            let objects = rec.blocks.iter().map(|b| b.object.clone()).collect();
+            free_unreferenced(&txn, objects)?;
+        }
+        let existed = removed.is_some();
         txn.commit().map_err(db)?;
         Ok(existed)
     }

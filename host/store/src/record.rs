@@ -160,6 +160,11 @@ mod tests {
         // Another record's deletion frees nothing while `a` may name it.
         assert!(store.delete_model("c").unwrap());
         assert!(has(b"only c's"), "an unreadable record may name it");
+        store
+            .put_stage("d", b"only d's", Default::default())
+            .unwrap();
+        assert!(store.delete_stage("d").unwrap());
+        assert!(has(b"only d's"), "an unreadable record may name it");
         // A replica's conditional deletion leaves what it cannot check.
         assert!(!store.delete_model_if("a", Expect::Latest(Some(1))).unwrap());
         assert!(!store.delete_stage_if("a", Expect::Latest(Some(1))).unwrap());

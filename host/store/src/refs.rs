@@ -4,13 +4,13 @@
 
 use std::collections::BTreeMap;
 
-use redb::{ReadableTable, WriteTransaction};
+use redb::{ReadableTable, ReadableTableMetadata, WriteTransaction};
 
 use crate::{BlockOutput, COUNTERS, JOB_BLOCK_REFS, JOB_BLOCKS, Result, db, record};
 
-/// Set in `counters` once the index counts every job block. Without it (a
-/// store from before the index, or one whose build met a block this release
-/// cannot read), deletions read the blocks instead.
+/// Set in `counters` while the index counts every job block. Without it (a
+/// store whose blocks, as it opened, held one this release cannot read),
+/// deletions read the blocks instead.
 const COMPLETE: &str = "job_block_refs_complete";
 
 /// The objects `block` names.
@@ -52,18 +52,19 @@ pub(crate) fn named_by_blocks<'a>(
     Ok(Some(out))
 }
 
-/// Counts every job block, once per store, as it opens.
+/// Counts every job block as the store opens, and puts the index right
+/// where it differs from that: a store from before the index has none, and
+/// an older release that wrote to the store since did not keep it (a stale
+/// count could free what a block names). One read of the blocks per start.
 pub(crate) fn build(txn: &WriteTransaction) -> Result<()> {
     let mut counters = txn.open_table(COUNTERS).map_err(db)?;
-    if counters.get(COMPLETE).map_err(db)?.is_some() {
-        return Ok(());
-    }
     let mut counts: BTreeMap<String, u64> = BTreeMap::new();
     for entry in txn.open_table(JOB_BLOCKS).map_err(db)?.iter().map_err(db)? {
         let (key, raw) = entry.map_err(db)?;
         let (job, block) = key.value();
         let at = format_args!("{job}/{block}");
         let Some(block) = record::listed::<BlockOutput>("job_blocks", at, raw.value()) else {
+            counters.remove(COMPLETE).map_err(db)?;
             return Ok(());
         };
         for id in named(&block) {
@@ -71,9 +72,16 @@ pub(crate) fn build(txn: &WriteTransaction) -> Result<()> {
         }
     }
     let mut refs = txn.open_table(JOB_BLOCK_REFS).map_err(db)?;
-    refs.retain(|_, _| false).map_err(db)?;
-    for (id, n) in &counts {
-        refs.insert(id.as_str(), n).map_err(db)?;
+    let mut same = refs.len().map_err(db)? == counts.len() as u64;
+    for entry in refs.iter().map_err(db)? {
+        let (id, n) = entry.map_err(db)?;
+        same = same && counts.get(id.value()) == Some(&n.value());
+    }
+    if !same {
+        refs.retain(|_, _| false).map_err(db)?;
+        for (id, n) in &counts {
+            refs.insert(id.as_str(), n).map_err(db)?;
+        }
     }
     counters.insert(COMPLETE, 1).map_err(db)?;
     Ok(())
@@ -171,6 +179,26 @@ mod tests {
         assert_eq!(store.delete_jobs(&[b], &[]).unwrap(), 1);
         assert!(!has(&store, "shared\n") && !has(&store, "oops\n"));
         assert!(index_and_truth(&store).0.is_empty());
+
+        // An older release committed a block since (it keeps no index):
+        // the next open counts it.
+        store.create_job("batch", "{}", 1, 1).unwrap();
+        commit(&store, 4, 0, "older\n", "");
+        {
+            let txn = store.write().unwrap();
+            txn.open_table(JOB_BLOCK_REFS)
+                .unwrap()
+                .retain(|_, _| false)
+                .unwrap();
+            txn.commit().unwrap();
+        }
+        drop(store);
+        let store = Store::open(&path).unwrap();
+        let (index, truth) = index_and_truth(&store);
+        assert_eq!(index, truth);
+        store.put_model("m", "onnx", b"older\n", "").unwrap();
+        assert!(store.delete_model("m").unwrap());
+        assert!(has(&store, "older\n"), "the block names it");
     }
 
     /// A block this release cannot read leaves the index incomplete, so

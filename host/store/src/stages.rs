@@ -276,7 +276,11 @@ impl Store {
 fn forget_compiled(txn: &redb::WriteTransaction) -> Result<Vec<ObjectId>> {
     let mut kept = BTreeSet::new();
     for entry in txn.open_table(STAGES).map_err(db)?.iter().map_err(db)? {
-        let rec: StageRecord = record::decode("stages", entry.map_err(db)?.1.value())?;
+        let (name, raw) = entry.map_err(db)?;
+        // One this release cannot read may be any component's: all stay.
+        let Some(rec) = record::listed::<StageRecord>("stages", name.value(), raw.value()) else {
+            return Ok(Vec::new());
+        };
         kept.extend(rec.versions.into_iter().map(|v| v.digest));
     }
     let mut compiled = txn.open_table(COMPILED).map_err(db)?;

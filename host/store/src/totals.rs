@@ -23,12 +23,9 @@ pub(crate) fn count(txn: &WriteTransaction, len: u64, add: bool) -> Result<()> {
     Ok(())
 }
 
-/// Sums the objects of a store from before the total, once, as it opens.
+/// Sums the objects as the store opens: a store from before the total has
+/// none, and an older release that wrote to the store since did not keep it.
 pub(crate) fn build(txn: &WriteTransaction) -> Result<()> {
-    let mut counters = txn.open_table(COUNTERS).map_err(db)?;
-    if counters.get(BYTES).map_err(db)?.is_some() {
-        return Ok(());
-    }
     let mut bytes = 0;
     for entry in txn
         .open_table(OBJECT_META)
@@ -40,7 +37,10 @@ pub(crate) fn build(txn: &WriteTransaction) -> Result<()> {
         let meta = record::listed::<ObjectMeta>("objects", id.value(), raw.value());
         bytes += meta.map_or(0, |m| m.len);
     }
-    counters.insert(BYTES, bytes).map_err(db)?;
+    let mut counters = txn.open_table(COUNTERS).map_err(db)?;
+    if counters.get(BYTES).map_err(db)?.map(|v| v.value()) != Some(bytes) {
+        counters.insert(BYTES, bytes).map_err(db)?;
+    }
     Ok(())
 }
 

@@ -533,13 +533,13 @@ async fn shared_objects_nothing_names_are_freed() {
     let has = |names: &[String], id: &str| names.iter().any(|n| n == id);
 
     let onnx = weft_nn::fixtures::onnx(&["MatMul", "Add", "Gelu"]);
-    let r = a
-        .http
-        .put(a.url("/v1/models/tiny?encoding=onnx"))
-        .body(onnx)
-        .send()
-        .await
-        .unwrap();
+    let upload = || {
+        a.http
+            .put(a.url("/v1/models/tiny?encoding=onnx"))
+            .body(onnx.clone())
+            .send()
+    };
+    let r = upload().await.unwrap();
     assert_eq!(r.status(), 201);
     let model = r.json::<Value>().await.unwrap()["latest"]["object"]
         .as_str()
@@ -571,6 +571,10 @@ async fn shared_objects_nothing_names_are_freed() {
         !has(names, &model) && !has(names, &first) && has(names, &second)
     })
     .await;
+    // The same bytes uploaded again are copied again (the store still has
+    // the deleted object's record).
+    assert_eq!(upload().await.unwrap().status(), 201);
+    shared_objects_until(nats, "the model copied again", |names| has(names, &model)).await;
     // Named objects stay, round after round: the stage's latest, and a
     // state value too large to copy inline, which the state entry names.
     a.deploy("probe", "probe.wasm").await;
@@ -582,6 +586,7 @@ async fn shared_objects_nothing_names_are_freed() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let probe = a.get_json("/v1/stages/probe").await["latest"]["digest"].clone();
     let mut expect = vec![
+        model.clone(),
         second.clone(),
         state.to_string(),
         probe.as_str().unwrap().to_string(),

@@ -6,15 +6,22 @@
 //! or overwritten by a small one, leave their object behind. Every
 //! `object_grace`, each node lists the store and deletes the objects that no
 //! registry entry and no state entry names and that were written longer
-//! than `object_grace` ago: an upload writes its object before the entry
-//! naming it, so a young object is left for a later round.
+//! than `object_grace` ago.
+//!
+//! A deletion is conditional on the object's record being the one listed
+//! (`Nats-Expected-Last-Subject-Sequence`): an object written again since
+//! stays. That is what keeps an object named again meanwhile: the state
+//! mirror writes its object each time, and a publisher writes an object
+//! again unless the store holds one written within half the grace
+//! ([`held`]), young enough that no round can take it before its entry is
+//! written.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_nats::jetstream;
-use async_nats::jetstream::object_store::ObjectInfo;
+use async_nats::jetstream::object_store::{ObjectInfo, ObjectStore};
 use futures_util::StreamExt;
 
 use super::{Live, OBJECTS_BUCKET};
@@ -53,26 +60,81 @@ pub(super) async fn collect(live: &Live) -> anyhow::Result<usize> {
         }
     }
     let grace = live.config.object_grace.as_secs_f64();
-    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs_f64();
-    let mut unnamed = Vec::new();
-    for info in list(&live.js).await? {
-        let written = info.modified.map(|t| t.unix_timestamp_nanos() as f64 / 1e9);
-        if !named.contains(&info.name) && written.is_some_and(|t| now - t > grace) {
-            unnamed.push(info.name);
+    let stream = live.js.get_stream(format!("OBJ_{OBJECTS_BUCKET}")).await?;
+    let mut freed = 0;
+    for (subject, sequence, info) in list(&stream).await? {
+        if named.contains(&info.name) || age_s(info.modified) <= grace {
+            continue;
+        }
+        if delete(live, &stream, &subject, sequence, info).await? {
+            freed += 1;
         }
     }
-    for name in &unnamed {
-        b.objects.delete(name).await?;
-    }
-    Ok(unnamed.len())
+    Ok(freed)
 }
 
-/// Every object of `weft_objects`: the last record of each object's
-/// metadata subject, read one request at a time. (async-nats's
-/// `ObjectStore::list` runs a consumer that can wait forever for the end of
-/// a list whose records a deletion replaces meanwhile.)
-async fn list(js: &jetstream::Context) -> anyhow::Result<Vec<ObjectInfo>> {
-    let stream = js.get_stream(format!("OBJ_{OBJECTS_BUCKET}")).await?;
+/// Whether the shared store holds object `id` written within half the
+/// grace (a publisher writes it again otherwise: see the module's docs).
+pub(super) async fn held(live: &Live, objects: &ObjectStore, id: &str) -> bool {
+    let grace = live.config.object_grace.as_secs_f64();
+    objects
+        .info(id)
+        .await
+        .is_ok_and(|i| !i.deleted && age_s(i.modified) < grace / 2.0)
+}
+
+/// Seconds since `written` (unknown: as old as can be).
+fn age_s(written: Option<async_nats::datetime::DateTime>) -> f64 {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    written.map_or(f64::INFINITY, |t| {
+        now - t.unix_timestamp_nanos() as f64 / 1e9
+    })
+}
+
+/// Deletes the object whose record is message `sequence` of `subject`, as
+/// `ObjectStore::delete` does but only if that record is still the last:
+/// `false` when the object was written again meanwhile.
+async fn delete(
+    live: &Live,
+    stream: &jetstream::stream::Stream,
+    subject: &str,
+    sequence: u64,
+    mut info: ObjectInfo,
+) -> anyhow::Result<bool> {
+    let nuid = std::mem::take(&mut info.nuid);
+    (info.deleted, info.size, info.chunks) = (true, 0, 0);
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert(async_nats::header::NATS_ROLLUP, "sub");
+    headers.insert(
+        async_nats::header::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE,
+        sequence.to_string().as_str(),
+    );
+    let record = serde_json::to_vec(&info)?;
+    let published = live
+        .js
+        .publish_with_headers(subject.to_string(), headers, record.into())
+        .await?
+        .await;
+    if published.is_err() {
+        return Ok(false);
+    }
+    stream
+        .purge()
+        .filter(format!("$O.{OBJECTS_BUCKET}.C.{nuid}"))
+        .await?;
+    Ok(true)
+}
+
+/// Every object of `weft_objects` with its record's subject and sequence:
+/// the last record of each object's metadata subject, read one request at
+/// a time. (async-nats's `ObjectStore::list` runs a consumer that can wait
+/// forever for the end of a list whose records a deletion replaces
+/// meanwhile.)
+async fn list(
+    stream: &jetstream::stream::Stream,
+) -> anyhow::Result<Vec<(String, u64, ObjectInfo)>> {
     let mut subjects = stream
         .info_with_subjects(format!("$O.{OBJECTS_BUCKET}.M.>"))
         .await?;
@@ -88,7 +150,7 @@ async fn list(js: &jetstream::Context) -> anyhow::Result<Vec<ObjectInfo>> {
         };
         let info: ObjectInfo = serde_json::from_slice(&message.payload)?;
         if !info.deleted {
-            out.push(info);
+            out.push((subject, message.sequence, info));
         }
     }
     Ok(out)

@@ -237,8 +237,10 @@ use Failure::{Permanent, Transient};
 
 async fn publish(live: &Live, state: &Weak<AppState>, event: &Event) -> Result<(), Failure> {
     let b = live.buckets().await.map_err(Transient)?;
+    // Written again unless the store holds a young copy: an old one may be
+    // one a collection round is deleting (see `collect`).
     if let (Some(id), false) = (&event.object, event.deleted)
-        && b.objects.info(id).await.is_err()
+        && !super::collect::held(live, &b.objects, id).await
     {
         let Some(st) = state.upgrade() else {
             return Err(Permanent(anyhow!("the daemon stopped")));

@@ -456,14 +456,11 @@ impl Jobs {
         };
         // The slot may be one a job stopping with the daemon let go of: a
         // queued job must not be recorded running then, or it would resume
-        // as one, ahead of its turn.
-        if self.inner.stop.is_cancelled() {
-            return;
-        }
-        let store = self.inner.store.clone();
+        // as one, ahead of its turn (checked in the transaction).
+        let (store, stop) = (self.inner.store.clone(), self.inner.stop.clone());
         let running = blocking(move || -> Result<_, ApiError> {
             Ok(store.update_job(id, |j| {
-                if j.state == JobState::Queued {
+                if j.state == JobState::Queued && !stop.is_cancelled() {
                     j.state = JobState::Running;
                     true
                 } else {
