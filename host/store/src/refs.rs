@@ -220,7 +220,6 @@ mod tests {
                 bytes[0] += 1;
                 blocks.insert((1, 0), bytes.as_slice()).unwrap();
             }
-            txn.open_table(COUNTERS).unwrap().remove(COMPLETE).unwrap();
             txn.commit().unwrap();
         }
         drop(store);

@@ -103,7 +103,6 @@ async fn delete(
     sequence: u64,
     mut info: ObjectInfo,
 ) -> anyhow::Result<bool> {
-    let nuid = std::mem::take(&mut info.nuid);
     (info.deleted, info.size, info.chunks) = (true, 0, 0);
     let mut headers = async_nats::HeaderMap::new();
     headers.insert(async_nats::header::NATS_ROLLUP, "sub");
@@ -122,7 +121,7 @@ async fn delete(
     }
     stream
         .purge()
-        .filter(format!("$O.{OBJECTS_BUCKET}.C.{nuid}"))
+        .filter(format!("$O.{OBJECTS_BUCKET}.C.{}", info.nuid))
         .await?;
     Ok(true)
 }
