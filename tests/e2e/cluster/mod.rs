@@ -480,31 +480,48 @@ async fn nodes_reconnect_and_catch_up_after_nats_restarts() {
     assert!(failed.is_empty(), "{} failed: {failed:?}", failed.len());
 }
 
-/// The names of the objects in the cluster's shared object store (read as
-/// the daemon reads them: the last record of each object's subject).
-async fn shared_objects(nats: &NatsServer) -> Vec<String> {
+/// The objects in the cluster's shared object store (read as the daemon
+/// reads them: the last record of each object's subject), by name, and the
+/// messages its stream holds.
+async fn shared_store(
+    nats: &NatsServer,
+) -> (Vec<async_nats::jetstream::object_store::ObjectInfo>, u64) {
     use futures_util::StreamExt;
     let client = async_nats::connect(nats.url()).await.unwrap();
     let js = async_nats::jetstream::new(client);
-    let stream = js.get_stream("OBJ_weft_objects").await.unwrap();
+    let mut stream = js.get_stream("OBJ_weft_objects").await.unwrap();
     let mut subjects = stream
         .info_with_subjects("$O.weft_objects.M.>")
         .await
         .unwrap();
     let mut names = Vec::new();
     while let Some(subject) = subjects.next().await {
-        let subject = subject.unwrap().0;
+        names.push(subject.unwrap().0);
+    }
+    let mut objects = Vec::new();
+    for subject in names {
         let Ok(message) = stream.get_last_raw_message_by_subject(&subject).await else {
             continue;
         };
         let info: async_nats::jetstream::object_store::ObjectInfo =
             serde_json::from_slice(&message.payload).unwrap();
         if !info.deleted {
-            names.push(info.name);
+            objects.push(info);
         }
     }
-    names.sort();
-    names
+    objects.sort_by(|a, b| a.name.cmp(&b.name));
+    let messages = stream.info().await.unwrap().state.messages;
+    (objects, messages)
+}
+
+/// The names of the objects in the cluster's shared object store.
+async fn shared_objects(nats: &NatsServer) -> Vec<String> {
+    shared_store(nats)
+        .await
+        .0
+        .into_iter()
+        .map(|o| o.name)
+        .collect()
 }
 
 /// Waits until the names in the shared object store pass `ok`.
@@ -596,4 +613,20 @@ async fn shared_objects_nothing_names_are_freed() {
     // Overwritten by a small value (copied inline), it goes.
     assert_eq!(a.invoke("probe", &set("small")).await.0, 200);
     shared_objects_until(nats, "the state object freed", |names| !has(names, state)).await;
+    // Nothing is left of the deleted objects, not even their records: the
+    // stream holds each live object's record and chunks alone.
+    eventually(
+        "only live objects left",
+        Duration::from_secs(20),
+        || async {
+            let (objects, messages) = shared_store(nats).await;
+            let live: usize = objects.iter().map(|o| 1 + o.chunks).sum();
+            if messages == live as u64 {
+                Ok(())
+            } else {
+                Err(format!("{messages} messages, {live} of live objects"))
+            }
+        },
+    )
+    .await;
 }

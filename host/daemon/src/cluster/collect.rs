@@ -41,6 +41,10 @@ pub(super) async fn collector(live: Arc<Live>) {
 /// Deletes the objects of `weft_objects` that no registry or state entry
 /// names and that are older than `object_grace`; how many.
 pub(super) async fn collect(live: &Live) -> anyhow::Result<usize> {
+    // Ages count to the round's start, before any name is read: an object
+    // a publisher found young enough to keep (`held`) stays young here
+    // however long the round takes.
+    let now = now_s();
     let b = live.buckets().await?;
     let mut named = HashSet::new();
     let mut keys = b.registry.keys().await?;
@@ -63,7 +67,17 @@ pub(super) async fn collect(live: &Live) -> anyhow::Result<usize> {
     let stream = live.js.get_stream(format!("OBJ_{OBJECTS_BUCKET}")).await?;
     let mut freed = 0;
     for (subject, sequence, info) in list(&stream).await? {
-        if named.contains(&info.name) || age_s(info.modified) <= grace {
+        if named.contains(&info.name) || age_s(info.modified, now) <= grace {
+            continue;
+        }
+        if info.deleted {
+            // A deletion's record, kept from an earlier round: its subject
+            // goes, up to that record (a write since stays).
+            stream
+                .purge()
+                .filter(subject)
+                .sequence(sequence + 1)
+                .await?;
             continue;
         }
         if delete(live, &stream, &subject, sequence, info).await? {
@@ -80,14 +94,18 @@ pub(super) async fn held(live: &Live, objects: &ObjectStore, id: &str) -> bool {
     objects
         .info(id)
         .await
-        .is_ok_and(|i| !i.deleted && age_s(i.modified) < grace / 2.0)
+        .is_ok_and(|i| !i.deleted && age_s(i.modified, now_s()) < grace / 2.0)
 }
 
-/// Seconds since `written` (unknown: as old as can be).
-fn age_s(written: Option<async_nats::datetime::DateTime>) -> f64 {
-    let now = SystemTime::now()
+/// Seconds since the Unix epoch.
+fn now_s() -> f64 {
+    SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64());
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// Seconds from `written` to `now` (unknown: as old as can be).
+fn age_s(written: Option<async_nats::datetime::DateTime>, now: f64) -> f64 {
     written.map_or(f64::INFINITY, |t| {
         now - t.unix_timestamp_nanos() as f64 / 1e9
     })
@@ -95,7 +113,9 @@ fn age_s(written: Option<async_nats::datetime::DateTime>) -> f64 {
 
 /// Deletes the object whose record is message `sequence` of `subject`, as
 /// `ObjectStore::delete` does but only if that record is still the last:
-/// `false` when the object was written again meanwhile.
+/// `false` when the object was written again meanwhile. (Should the answer
+/// be lost after the record was stored, the chunks stay: a later write of
+/// the same name, which purges its record's chunks, frees them.)
 async fn delete(
     live: &Live,
     stream: &jetstream::stream::Stream,
@@ -116,8 +136,12 @@ async fn delete(
         .publish_with_headers(subject.to_string(), headers, record.into())
         .await?
         .await;
-    if published.is_err() {
-        return Ok(false);
+    match published {
+        Ok(_) => {}
+        Err(e) if e.kind() == jetstream::context::PublishErrorKind::WrongLastSequence => {
+            return Ok(false);
+        }
+        Err(e) => return Err(e.into()),
     }
     stream
         .purge()
@@ -126,7 +150,8 @@ async fn delete(
     Ok(true)
 }
 
-/// Every object of `weft_objects` with its record's subject and sequence:
+/// Every object of `weft_objects` with its record's subject and sequence
+/// (deleted ones too, whose records a later round removes):
 /// the last record of each object's metadata subject, read one request at
 /// a time. (async-nats's `ObjectStore::list` runs a consumer that can wait
 /// forever for the end of a list whose records a deletion replaces
@@ -148,9 +173,7 @@ async fn list(
             continue;
         };
         let info: ObjectInfo = serde_json::from_slice(&message.payload)?;
-        if !info.deleted {
-            out.push((subject, message.sequence, info));
-        }
+        out.push((subject, message.sequence, info));
     }
     Ok(out)
 }
