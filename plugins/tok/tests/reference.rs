@@ -207,7 +207,8 @@ fn checks(bpe: &Bpe, model: &TinyModel, prompt: &str) -> Vec<String> {
 /// The Llama 3 (`llama-bpe`), Qwen2 (`qwen2`), DBRX (`dbrx`), GPT-4o
 /// (`gpt-4o`), Tekken (`tekken`), EXAONE 3 and 4 (`exaone`, `exaone4`,
 /// which llama.cpp splits as StarCoder's and GPT-2's), GLM-4 (`glm4`, as
-/// DBRX's) and llama.cpp's
+/// DBRX's), OLMo (`olmo`, as GPT-2's), Command R (`command-r`, as
+/// StarCoder's) and llama.cpp's
 /// `default` (a file without a name) pre-tokenizers, and Llama 3's
 /// whole-piece lookup and BOS, split and merge as llama.cpp does.
 #[test]
@@ -238,6 +239,8 @@ fn pre_tokenizers_match_llama_cpp() {
         "exaone",
         "exaone4",
         "glm4",
+        "olmo",
+        "command-r",
     ] {
         assert!(pres.contains(&pre), "{pre} checked");
     }

@@ -24,7 +24,8 @@ use super::{put, reference, stream};
 /// mixture of experts `erniemoe`, GLM-4's `[gMASK]<sop>` and roles for
 /// `glm4`, ChatML for `minicpm`, the gate-less `arcee`, and the
 /// LayerNorm'd `starcoder2`, `stablelm`, `phi2`, `gpt2`, `starcoder` and
-/// `gptneox`,
+/// `gptneox`, the mixtures `olmoe` (OLMo's pre-tokenizer name) and
+/// `deepseek`, and `commandr`, `cohere2` (Command R's) and `falcon`,
 /// whose pre-tokenizer names are StarCoder's, StableLM 2's, Phi-2's and
 /// GPT-2's), streams
 /// llama.cpp's greedy
@@ -71,6 +72,11 @@ async fn generate_runs_each_family_and_both_tokenizer_kinds_as_llama_cpp_does() 
         "gpt2",
         "starcoder",
         "gptneox",
+        "olmoe",
+        "deepseek",
+        "commandr",
+        "cohere2",
+        "falcon",
     ] {
         let case = reference["models"]
             .as_array()

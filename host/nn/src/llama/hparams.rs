@@ -6,10 +6,11 @@ use crate::{GgufInfo, NnError, NnErrorKind};
 
 mod check;
 mod families;
+mod rope;
 
 pub(crate) use check::check;
 pub(crate) use families::Yarn;
-use families::{Gemma, experts, shared_width};
+use families::{Gemma, dense_layers, experts, shared_width};
 
 /// The GGUF architectures (`general.architecture`) weft-nn runs: Llama and
 /// the decoders that differ from it only in their name (InternLM2),
@@ -27,8 +28,13 @@ use families::{Gemma, experts, shared_width};
 /// and partial rotary embeddings, (Phi-2, StableLM 2 12B) blocks whose
 /// attention and feed-forward read one norm of the stream in parallel, and
 /// (GPT-2, StarCoder) StarCoder 2's blocks under learned position
-/// embeddings instead of rotary ones, and (GPT-NeoX) those blocks rotating,
-/// in parallel where the file says.
+/// embeddings instead of rotary ones, (GPT-NeoX) those blocks rotating,
+/// in parallel where the file says, (OLMoE) OLMo 2's whole-row Q/K norms
+/// before a mixture, (DeepSeek-MoE) dense layers before mixtures with
+/// shared experts, (Command R, Command R7B) parallel blocks under one
+/// LayerNorm without a bias, scaled logits and (Command R7B) sliding
+/// windows whose global layers do not rotate, and (Falcon) parallel
+/// blocks with one or two LayerNorms and one key/value head.
 pub const ARCHITECTURES: &[&str] = &[
     "llama",
     "mistral",
@@ -59,6 +65,11 @@ pub const ARCHITECTURES: &[&str] = &[
     "gpt2",
     "starcoder",
     "gptneox",
+    "olmoe",
+    "deepseek",
+    "command-r",
+    "cohere2",
+    "falcon",
 ];
 
 /// A LongRoPE file's (Phi-3 128k, Phi-3.5) rotary factors for its original
@@ -131,14 +142,18 @@ pub(crate) struct HParams {
     /// only the sliding-window layers rotate; its global layers have no
     /// rotary embedding.
     pub rope_swa_only: bool,
+    /// Whether a LayerNorm adds a bias (`*_norm.bias`): all but Command
+    /// R's, whose norms have a weight alone (a zero bias here).
+    pub norm_bias: bool,
     /// The norms' epsilon: RMSNorm's (`attention.layer_norm_rms_epsilon`),
     /// or with `layer_norm` LayerNorm's (`attention.layer_norm_epsilon`).
     pub norm_eps: f32,
-    /// StarCoder 2's, StableLM's, Phi-2's, GPT-2's, StarCoder's and
-    /// GPT-NeoX's norms: LayerNorm (the row less its mean, over its
+    /// StarCoder 2's, StableLM's, Phi-2's, GPT-2's, StarCoder's,
+    /// GPT-NeoX's, Command R's and Falcon's norms: LayerNorm (the row less its mean, over its
     /// standard deviation, times the weight, plus a bias), not RMSNorm.
     pub layer_norm: bool,
-    /// Phi-2's, StableLM 2 12B's and (most) GPT-NeoX's blocks: the
+    /// Phi-2's, StableLM 2 12B's, Command R's, Falcon's and (most)
+    /// GPT-NeoX's blocks: the
     /// feed-forward reads the block's input, not the stream after the
     /// attention (through its `ffn_norm`, GPT-NeoX's, else the attention's
     /// norm), and both outputs are added to the stream.
@@ -282,6 +297,15 @@ impl HParams {
                 format!("rope dimension {rope_dims} does not fit head size {head_dim}"),
             ));
         }
+        // (llama.cpp refuses a Falcon file that rotates part of each head.)
+        if arch == "falcon" && rope_dims != head_dim {
+            return Err(NnError::new(
+                NnErrorKind::InvalidEncoding,
+                format!(
+                    "a Falcon file rotates whole heads: rope dimension {rope_dims}, head size {head_dim}"
+                ),
+            ));
+        }
         // As llama.cpp reads them: no type is `linear`, and the factor (or
         // the older `rope.scale_linear`; 0 as none) divides the angles
         // under any type but `none`, which never scales.
@@ -359,30 +383,9 @@ impl HParams {
             ));
         }
         let (experts, experts_used, ffn) = experts(arch, &int)?;
-        let shared_ffn = shared_width(arch, experts, &int)?;
+        let shared_ffn = shared_width(arch, (experts, ffn), &int)?;
         let ernie_moe = arch == "ernie4_5-moe";
-        // (llama.cpp's loader gives every layer past the dense ones
-        // experts, while its graph runs every `step`th as a mixture: it
-        // runs a step of 1 alone, as every ERNIE 4.5 MoE has.)
-        let (dense_lead, dense_ffn) = match ernie_moe {
-            true => match int("interleave_moe_layer_step")? {
-                1 => (
-                    int("leading_dense_block_count")?,
-                    int("feed_forward_length")?,
-                ),
-                step => {
-                    return Err(NnError::new(
-                        NnErrorKind::UnsupportedOperation,
-                        format!(
-                            "`{arch}.interleave_moe_layer_step` is {step}: weft-nn runs ERNIE \
-                             4.5 MoE files whose layers past the dense ones are all mixtures \
-                             (a step of 1), as llama.cpp does"
-                        ),
-                    ));
-                }
-            },
-            false => (0, ffn),
-        };
+        let (dense_lead, dense_ffn) = dense_layers(arch, ffn, &int, &float)?;
         // GLM-4V's language model (also `glm4`) rotates by sections of
         // positions (llama.cpp's M-RoPE), its weights permuted for it.
         if arch == "glm4" && info.get("glm4.rope.dimension_sections").is_some() {
@@ -410,16 +413,20 @@ impl HParams {
             .is_none_or(|v| v != 0);
         let granite = |key: &str| float(key).filter(|&f| f != 0.0);
         let gemma = arch.starts_with("gemma");
-        let layer_norm = matches!(
-            arch,
-            "starcoder2" | "stablelm" | "phi2" | "gpt2" | "starcoder" | "gptneox"
-        );
+        let command_r = matches!(arch, "command-r" | "cohere2");
+        let layer_norm = command_r
+            || matches!(
+                arch,
+                "starcoder2" | "stablelm" | "phi2" | "gpt2" | "starcoder" | "gptneox" | "falcon"
+            );
         // GPT-2's and StarCoder's: learned positions, StarCoder 2's blocks.
         let positions = matches!(arch, "gpt2" | "starcoder");
         // Phi-2's, and StableLM 2 12B's, whose files have no `ffn_norm`.
         // (GPT-NeoX's as its file says, required as llama.cpp requires it.)
+        // (Command R's and Falcon's: one norm for both, or Falcon 40B's
+        // two, read as the attention's and the feed-forward's.)
         let parallel = match arch {
-            "phi2" => true,
+            "phi2" | "command-r" | "cohere2" | "falcon" => true,
             "stablelm" => info.tensor("blk.0.ffn_norm.weight").is_none(),
             "gptneox" => info
                 .get("gptneox.use_parallel_residual")
@@ -459,6 +466,16 @@ impl HParams {
             )
         } else if gemma {
             ((embd as f32).sqrt(), 1.0, 1.0, None)
+        } else if command_r {
+            // Command R multiplies its logits (required, as llama.cpp
+            // requires it).
+            let scale = float("logit_scale").ok_or_else(|| {
+                NnError::new(
+                    NnErrorKind::InvalidEncoding,
+                    format!("GGUF metadata `{arch}.logit_scale` is missing"),
+                )
+            })?;
+            (1.0, 1.0, scale, None)
         } else {
             (1.0, 1.0, 1.0, None)
         };
@@ -494,7 +511,9 @@ impl HParams {
             ffn,
             experts,
             experts_used,
-            experts_renormalised: arch != "qwen2moe",
+            // (OLMoE and DeepSeek-MoE weight by the probabilities as the
+            // softmax gave them, as Qwen2-MoE does.)
+            experts_renormalised: !matches!(arch, "qwen2moe" | "olmoe" | "deepseek"),
             dense_lead,
             dense_ffn,
             expert_bias: ernie_moe,
@@ -509,7 +528,8 @@ impl HParams {
             rope_freq_scale,
             rope_mscale,
             swa_plain: arch == "olmo2",
-            rope_swa_only: arch == "exaone4" && layers == 64,
+            // (And Command R7B's, whose global layers do not rotate.)
+            rope_swa_only: (arch == "exaone4" && layers == 64) || arch == "cohere2",
             yarn,
             rope_neox: gemma
                 || matches!(
@@ -526,6 +546,8 @@ impl HParams {
                         | "stablelm"
                         | "phi2"
                         | "gptneox"
+                        | "olmoe"
+                        | "falcon"
                 ),
             no_rope_every: match arch {
                 "smollm3" => 4,
@@ -544,6 +566,7 @@ impl HParams {
                 false => float("attention.layer_norm_rms_epsilon").unwrap_or(1e-5),
             },
             layer_norm,
+            norm_bias: !command_r,
             parallel,
             context,
             embd_scale,
@@ -553,22 +576,22 @@ impl HParams {
             attn_temp,
             // (Phi-2's files converted from its first release fuse them
             // too; those from its transformers release do not.)
-            fused_qkv: matches!(arch, "phi3" | "gptneox")
+            fused_qkv: matches!(arch, "phi3" | "gptneox" | "falcon")
                 || positions
                 || (arch == "phi2" && info.tensor("blk.0.attn_qkv.weight").is_some()),
             fused_gate_up: matches!(arch, "phi3" | "glm4"),
             act: match arch {
-                _ if gemma || sc2 || arch == "phi2" => FfnAct::Gelu,
+                _ if gemma || sc2 || matches!(arch, "phi2" | "falcon") => FfnAct::Gelu,
                 "arcee" => FfnAct::ReluSquared,
                 _ => FfnAct::Silu,
             },
-            gated: !sc2 && !matches!(arch, "arcee" | "phi2"),
+            gated: !sc2 && !matches!(arch, "arcee" | "phi2" | "falcon"),
             ffn_biases: sc2 || arch == "phi2",
             positions,
             output_bias: arch == "phi2",
             post_norms: matches!(arch, "gemma2" | "gemma3" | "olmo2" | "exaone4" | "glm4"),
             pre_norms: !matches!(arch, "olmo2" | "exaone4"),
-            qk_norms_whole: arch == "olmo2",
+            qk_norms_whole: matches!(arch, "olmo2" | "olmoe"),
             attn_softcap: gemma_swa.attn_softcap,
             final_softcap: gemma_swa.final_softcap,
             window: gemma_swa.window,
@@ -612,28 +635,6 @@ impl HParams {
         self.is_swa(l).then_some(self.window)
     }
 
-    /// Whether sliding-window layers rotate by angles of their own (a
-    /// base or scale of their own): a second table of angles.
-    pub fn swa_angles(&self) -> bool {
-        self.swa.iter().any(|&s| s)
-            && ((self.rope_base_swa, self.rope_freq_scale_swa)
-                != (self.rope_base, self.rope_freq_scale)
-                || self.yarn.is_some()
-                || (self.swa_plain && self.rope_mscale != 1.0))
-    }
-
-    /// What the query at `pos` is multiplied by: Mistral 3's attention
-    /// temperature, computed as llama.cpp's `llm_graph_input_attn_temp`
-    /// does (1 below the first step, and for other architectures).
-    pub fn attn_temperature(&self, pos: usize) -> f32 {
-        match self.attn_temp {
-            Some((scale, every)) => {
-                ((((pos / every) as f64) + 1.0).ln() * f64::from(scale) + 1.0) as f32
-            }
-            None => 1.0,
-        }
-    }
-
     /// Width of all heads' queries (and of the attention's output).
     pub fn q_dim(&self) -> usize {
         self.heads * self.head_dim
@@ -642,47 +643,5 @@ impl HParams {
     /// Width of all heads' keys (and values).
     pub fn kv_dim(&self) -> usize {
         self.kv_heads * self.head_dim
-    }
-
-    /// `(cos, sin)` of each rotated pair's angle at `pos`, appended to
-    /// `out`, computed as ggml's rope cache does (`freqs`: the file's
-    /// `rope_freqs.weight`, which divides each pair's angle).
-    /// `swa`: the angles of the sliding-window layers
-    /// ([`HParams::swa_angles`]).
-    pub(crate) fn rope_angles(
-        &self,
-        freqs: Option<&[f32]>,
-        pos: usize,
-        swa: bool,
-        out: &mut Vec<f32>,
-    ) {
-        let (base, scale) = match swa {
-            true => (self.rope_base_swa, self.rope_freq_scale_swa),
-            false => (self.rope_base, self.rope_freq_scale),
-        };
-        let theta_scale = base.powf(-2.0 / self.rope_dims as f32);
-        let mut theta = pos as f32;
-        // (ggml's `rope_yarn`: the ramp's pairs, and the magnitude.)
-        // OLMo 3's sliding-window layers rotate plainly: no YaRN there.
-        let plain = swa && self.swa_plain;
-        let yarn = self.yarn.as_ref().filter(|y| !plain && y.ext_factor != 0.0);
-        let corr = yarn.map(|y| y.corr_dims(self.rope_dims, base));
-        let mscale = match plain {
-            true => 1.0,
-            false => self.rope_mscale * yarn.map_or(1.0, |_| 1.0 + 0.1 * (1.0 / scale).ln()),
-        };
-        for i in 0..self.rope_dims / 2 {
-            let factor = freqs.map_or(1.0, |f| f[i]);
-            let extrap = theta / factor;
-            let mut angle = extrap * scale;
-            if let (Some(y), Some((low, high))) = (yarn, corr) {
-                let ramp = 1.0 - ((i as f32 - low) / (high - low).max(0.001)).clamp(0.0, 1.0);
-                let mix = ramp * y.ext_factor;
-                angle = angle * (1.0 - mix) + extrap * mix;
-            }
-            let (sin, cos) = angle.sin_cos();
-            out.extend([cos * mscale, sin * mscale]);
-            theta *= theta_scale;
-        }
     }
 }

@@ -262,11 +262,14 @@ impl Llama {
         let (qd, kvd) = (hp.q_dim(), hp.kv_dim());
         let (q_norm, k_norm) = hp.qk_norm_widths();
         let (e, s) = (hp.embd, hp.shared_ffn);
-        // A norm's weight, and a LayerNorm's bias after it (StarCoder 2).
+        // A norm's weight, and a LayerNorm's bias after it (StarCoder 2;
+        // zeros for Command R's, which have none).
         let norm = |name: &str| -> Result<Vec<f32>, NnError> {
             let mut weight = v(&format!("{name}.weight"), hp.embd)?;
-            if hp.layer_norm {
-                weight.extend(v(&format!("{name}.bias"), hp.embd)?);
+            match (hp.layer_norm, hp.norm_bias) {
+                (true, true) => weight.extend(v(&format!("{name}.bias"), hp.embd)?),
+                (true, false) => weight.resize(2 * hp.embd, 0.0),
+                (false, _) => {}
             }
             Ok(weight)
         };
@@ -353,8 +356,24 @@ impl Llama {
                     };
                     (vec![dense], None)
                 };
+                // Falcon 40B's attention reads `attn_norm_2`, and its
+                // feed-forward `attn_norm`, in parallel.
+                let (attn_norm, ffn_norm) = match info.tensor(&n("attn_norm_2")) {
+                    Some(_) => (
+                        pre_norm(&format!("blk.{i}.attn_norm_2"))?,
+                        pre_norm(&format!("blk.{i}.attn_norm"))?,
+                    ),
+                    None => (
+                        pre_norm(&format!("blk.{i}.attn_norm"))?,
+                        // (Phi-2's feed-forward reads the attention's norm.)
+                        match info.tensor(&n("ffn_norm")) {
+                            None if hp.parallel => None,
+                            _ => pre_norm(&format!("blk.{i}.ffn_norm"))?,
+                        },
+                    ),
+                };
                 Ok(Layer {
-                    attn_norm: pre_norm(&format!("blk.{i}.attn_norm"))?,
+                    attn_norm,
                     wq,
                     wk,
                     wv,
@@ -365,11 +384,7 @@ impl Llama {
                     bo: bias("attn_output", hp.embd)?,
                     q_norm: optional(&n("attn_q_norm"), q_norm)?,
                     k_norm: optional(&n("attn_k_norm"), k_norm)?,
-                    // (Phi-2's feed-forward reads the attention's norm.)
-                    ffn_norm: match info.tensor(&n("ffn_norm")) {
-                        None if hp.parallel => None,
-                        _ => pre_norm(&format!("blk.{i}.ffn_norm"))?,
-                    },
+                    ffn_norm,
                     post_attn_norm: optional(&n("post_attention_norm"), hp.embd)?,
                     post_ffn_norm: optional(&n("post_ffw_norm"), hp.embd)?,
                     shared_gate: match hp.shared_gate && moe {

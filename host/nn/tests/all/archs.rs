@@ -13,11 +13,14 @@
 //! partial rotary), MiniCPM, Arcee (no gate), InternLM2, StarCoder 2
 //! (LayerNorm, biases, GELU without a gate), StableLM 2, Phi-2 (parallel
 //! blocks, a bias on the logits), GPT-2 and StarCoder (learned positions),
-//! GPT-NeoX (parallel blocks, a norm each) and YaRN, on the CPU and on
+//! GPT-NeoX (parallel blocks, a norm each), Command R and R7B (parallel
+//! blocks under a LayerNorm without a bias, scaled logits; R7B's unrotated
+//! global layers), Falcon 7B and 40B and YaRN, on the CPU and on
 //! the GPU; and the mixtures
-//! of experts Mixtral, Qwen2-MoE, Qwen3-MoE, Granite MoE and ERNIE 4.5 MoE
-//! (shared experts: Qwen2-MoE's gated; ERNIE's dense first layers and
-//! biased pick), on the CPU and on the GPU.
+//! of experts Mixtral, Qwen2-MoE, Qwen3-MoE, Granite MoE, ERNIE 4.5 MoE,
+//! OLMoE and DeepSeek-MoE (shared experts: Qwen2-MoE's gated; ERNIE's and
+//! DeepSeek's dense first layers, ERNIE's biased pick), on the CPU and on
+//! the GPU.
 
 use std::sync::Arc;
 
@@ -395,14 +398,56 @@ fn gptneox_matches_llama_cpp() {
     on_the_cpu("gptneox");
 }
 
+/// OLMoE: norms before each block, Q/K norms over all heads at once, a
+/// mixture weighted by the softmax's probabilities as they are.
+#[test]
+fn olmoe_matches_llama_cpp() {
+    on_the_cpu("olmoe");
+}
+
+/// DeepSeek-MoE: a dense first layer, then narrow experts weighted as the
+/// softmax gave them, beside two shared experts run as one.
+#[test]
+fn deepseek_moe_with_dense_layers_and_shared_experts_matches_llama_cpp() {
+    on_the_cpu("deepseek");
+}
+
+/// Command R: the attention and the feed-forward reading one LayerNorm
+/// without a bias in parallel, adjacent rotary pairs, the logits scaled,
+/// the output the embeddings; Command R7B: its global layers (every
+/// fourth) unrotated, the others over a sliding window.
+#[test]
+fn command_r_and_r7b_match_llama_cpp() {
+    on_the_cpu("commandr");
+    on_the_cpu("cohere2");
+}
+
+/// Falcon 7B (one LayerNorm read in parallel, fused Q/K/V with one key/value
+/// head, a GELU feed-forward without a gate, the output tied) and 40B (the
+/// attention's own norm, the feed-forward's the other, an output of its own).
+#[test]
+fn falcon_7b_and_40b_layouts_match_llama_cpp() {
+    on_the_cpu("falcon");
+    on_the_cpu("falcon40b");
+}
+
 /// On the GPU the mixtures of experts run there too, routed on the host
 /// from the router's scores read back, each expert over the rows routed
 /// to it, and match llama.cpp as on the CPU: Mixtral, Qwen2-MoE (its
 /// gated shared expert), Qwen3-MoE, Granite MoE Shared and ERNIE 4.5 MoE
-/// (a dense first layer, the biased pick).
+/// (a dense first layer, the biased pick), OLMoE and DeepSeek-MoE (its
+/// shared experts).
 #[test]
 fn on_the_gpu_mixtures_of_experts_match_llama_cpp() {
-    on_the_gpu(&["mixtral", "qwen2moe", "qwen3moe", "granitemoe", "erniemoe"]);
+    on_the_gpu(&[
+        "mixtral",
+        "qwen2moe",
+        "qwen3moe",
+        "granitemoe",
+        "erniemoe",
+        "olmoe",
+        "deepseek",
+    ]);
 }
 
 /// A plain Llama with a SentencePiece vocabulary (its prompt tokenised by
@@ -448,6 +493,10 @@ fn on_the_gpu_every_family_matches_llama_cpp() {
         "gpt2",
         "starcoder",
         "gptneox",
+        "commandr",
+        "cohere2",
+        "falcon",
+        "falcon40b",
     ]);
 }
 

@@ -13,22 +13,23 @@ use crate::{GgufInfo, NnError, NnErrorKind};
 pub(crate) fn check(info: &GgufInfo) -> Result<HParams, NnError> {
     let hp = HParams::read(info)?;
     let (e, qd, kvd) = (hp.embd, hp.q_dim(), hp.kv_dim());
+    let arch = info.architecture.as_deref().unwrap_or_default();
     // (name, ggml dims, required)
     let mut want: Vec<(String, Vec<usize>, bool)> = vec![
         ("token_embd.weight".into(), vec![e, hp.vocab], true),
         ("output_norm.weight".into(), vec![e], true),
-        // (Tied to the embeddings where absent, but in Qwen2-MoE,
-        // InternLM2, StableLM, Phi-2 and GPT-NeoX, whose files llama.cpp
-        // refuses without it.)
-        (
-            "output.weight".into(),
-            vec![e, hp.vocab],
-            matches!(
-                info.architecture.as_deref(),
-                Some("qwen2moe" | "internlm2" | "stablelm" | "phi2" | "gptneox")
-            ),
-        ),
     ];
+    // Tied to the embeddings where absent, but in Qwen2-MoE, InternLM2,
+    // StableLM, Phi-2, GPT-NeoX, OLMoE and DeepSeek-MoE, whose files
+    // llama.cpp refuses without it; and always in Command R's, whose
+    // files with one it would run without it.
+    if !matches!(arch, "command-r" | "cohere2") {
+        let required = matches!(
+            arch,
+            "qwen2moe" | "internlm2" | "stablelm" | "phi2" | "gptneox" | "olmoe" | "deepseek"
+        );
+        want.push(("output.weight".into(), vec![e, hp.vocab], required));
+    }
     // A rotary embedding's factors (none where nothing rotates: GPT-2's,
     // StarCoder's, whose files with them are refused).
     if !hp.positions {
@@ -43,7 +44,7 @@ pub(crate) fn check(info: &GgufInfo) -> Result<HParams, NnError> {
     // the families with `ffn_biases` too (Phi-2's logits as well), each
     // required as llama.cpp requires them (a file of another architecture
     // with them is refused, below).
-    let biases = hp.layer_norm;
+    let biases = hp.layer_norm && hp.norm_bias;
     if biases {
         want.push(("output_norm.bias".into(), vec![e], true));
     }
@@ -108,14 +109,22 @@ pub(crate) fn check(info: &GgufInfo) -> Result<HParams, NnError> {
     // whole-row ones (optional elsewhere), which llama.cpp requires of
     // them too.
     let qk_norms = matches!(
-        info.architecture.as_deref(),
-        Some("qwen3" | "qwen3moe" | "gemma3" | "olmo2" | "exaone4")
+        arch,
+        "qwen3" | "qwen3moe" | "gemma3" | "olmo2" | "exaone4" | "olmoe"
     );
     let (q_norm, k_norm) = hp.qk_norm_widths();
-    let gptneox = info.architecture.as_deref() == Some("gptneox");
+    let gptneox = arch == "gptneox";
     let no_output_bias = matches!(
-        info.architecture.as_deref(),
-        Some("ernie4_5" | "ernie4_5-moe" | "glm4" | "stablelm")
+        arch,
+        "ernie4_5"
+            | "ernie4_5-moe"
+            | "glm4"
+            | "stablelm"
+            | "olmoe"
+            | "deepseek"
+            | "command-r"
+            | "cohere2"
+            | "falcon"
     );
     for i in 0..hp.layers {
         let ffn = match hp.is_moe(i) {
@@ -181,6 +190,14 @@ pub(crate) fn check(info: &GgufInfo) -> Result<HParams, NnError> {
             want.push((format!("blk.{i}.ffn_up.bias"), vec![df], true));
             want.push((format!("blk.{i}.ffn_down.bias"), vec![e], true));
         }
+        // Falcon 40B's: the attention's own norm (its `attn_norm` is then
+        // the feed-forward's).
+        if arch == "falcon" {
+            let weight = format!("blk.{i}.attn_norm_2.weight");
+            let two = info.tensor(&weight).is_some();
+            want.push((weight, vec![e], false));
+            want.push((format!("blk.{i}.attn_norm_2.bias"), vec![e], two));
+        }
         // Gemma 2 and 3's, OLMo 2's, EXAONE 4's and GLM-4's; another's
         // file with them is refused (below).
         if hp.post_norms {
@@ -217,7 +234,7 @@ pub(crate) fn check(info: &GgufInfo) -> Result<HParams, NnError> {
             format!(
                 "tensor `{}` is not one a `{}` decoder has in weft-nn, which would run the model without it and give wrong logits; weft-nn reads Llama-family decoders ({})",
                 t.name,
-                info.architecture.as_deref().unwrap_or_default(),
+                arch,
                 ARCHITECTURES.join(", ")
             ),
         ));

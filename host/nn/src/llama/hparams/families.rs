@@ -83,12 +83,12 @@ pub(super) fn experts(
     let dense = || width(int("feed_forward_length")?, "feed_forward_length");
     let count = match arch {
         "llama" | "mistral" | "mistral3" | "qwen2moe" | "qwen3moe" | "granite" | "granitemoe"
-        | "ernie4_5-moe" => int("expert_count").unwrap_or(0),
+        | "ernie4_5-moe" | "olmoe" | "deepseek" => int("expert_count").unwrap_or(0),
         _ => 0,
     };
     let qwen = matches!(arch, "qwen2moe" | "qwen3moe");
     if count == 0 {
-        if qwen || arch == "ernie4_5-moe" {
+        if qwen || matches!(arch, "ernie4_5-moe" | "olmoe" | "deepseek") {
             return Err(bad(format!(
                 "a `{arch}` file needs `{arch}.expert_count` (of 1 or more)"
             )));
@@ -103,12 +103,13 @@ pub(super) fn experts(
     }
     // (0 as absent, as llama.cpp reads it.)
     let own = match arch {
-        "granite" | "granitemoe" => None,
+        // (OLMoE's experts are `feed_forward_length` wide.)
+        "granite" | "granitemoe" | "olmoe" => None,
         _ => int("expert_feed_forward_length").ok().filter(|&w| w > 0),
     };
     let each = match own {
         Some(w) => w,
-        None if arch == "ernie4_5-moe" => {
+        None if matches!(arch, "ernie4_5-moe" | "deepseek") => {
             return Err(bad(format!(
                 "`{arch}.expert_feed_forward_length` is missing or 0: the experts need a width"
             )));
@@ -127,14 +128,79 @@ pub(super) fn experts(
     Ok((count, used, each))
 }
 
+/// A mixture's dense layers, as llama.cpp reads them: `(count, width)` of
+/// the layers before the mixtures (ERNIE 4.5 MoE's and DeepSeek-MoE's
+/// `leading_dense_block_count`; none elsewhere, `ffn` wide); and
+/// DeepSeek-MoE's scale of its experts' weights checked.
+pub(super) fn dense_layers(
+    arch: &str,
+    ffn: usize,
+    int: &dyn Fn(&str) -> Result<usize, NnError>,
+    float: &dyn Fn(&str) -> Option<f32>,
+) -> Result<(usize, usize), NnError> {
+    // DeepSeek-MoE's files scale the experts' weights by 1; llama.cpp
+    // releases differ on whether they apply another scale, so weft-nn
+    // runs 1 alone (0 is absent, as llama.cpp reads it).
+    if arch == "deepseek" {
+        match float("expert_weights_scale") {
+            Some(s) if s == 0.0 || s == 1.0 => {}
+            Some(s) => {
+                return Err(NnError::new(
+                    NnErrorKind::UnsupportedOperation,
+                    format!(
+                        "`{arch}.expert_weights_scale` is {s}: weft-nn runs \
+                         DeepSeek-MoE files whose experts' weights are scaled by 1, as \
+                         its releases' are"
+                    ),
+                ));
+            }
+            // (Required, as llama.cpp requires it.)
+            None => {
+                return Err(NnError::new(
+                    NnErrorKind::InvalidEncoding,
+                    format!("GGUF metadata `{arch}.expert_weights_scale` is missing"),
+                ));
+            }
+        }
+    }
+    // (llama.cpp's loader gives every layer past the dense ones
+    // experts, while its graph runs every `step`th as a mixture: it
+    // runs a step of 1 alone, as every ERNIE 4.5 MoE has. DeepSeek-MoE
+    // has no step: every layer past the dense ones is a mixture.)
+    Ok(match arch {
+        "deepseek" => (
+            int("leading_dense_block_count")?,
+            int("feed_forward_length")?,
+        ),
+        "ernie4_5-moe" => match int("interleave_moe_layer_step")? {
+            1 => (
+                int("leading_dense_block_count")?,
+                int("feed_forward_length")?,
+            ),
+            step => {
+                return Err(NnError::new(
+                    NnErrorKind::UnsupportedOperation,
+                    format!(
+                        "`{arch}.interleave_moe_layer_step` is {step}: weft-nn runs ERNIE \
+                         4.5 MoE files whose layers past the dense ones are all mixtures \
+                         (a step of 1), as llama.cpp does"
+                    ),
+                ));
+            }
+        },
+        _ => (0, ffn),
+    })
+}
+
 /// A mixture's shared expert's width, as llama.cpp reads it (0 for none):
 /// Qwen2-MoE's, which every file has, `expert_shared_feed_forward_length`
 /// else the dense width (refused as 0); Granite MoE Shared's and ERNIE 4.5
-/// MoE's, read for a mixture only (`experts` of 1 or more). 0 stands for
-/// absent.
+/// MoE's, read for a mixture only (`experts` of 1 or more); DeepSeek-MoE's
+/// `expert_shared_count` experts of the routed ones' width `each`, run as
+/// one. 0 stands for absent.
 pub(super) fn shared_width(
     arch: &str,
-    experts: usize,
+    (experts, each): (usize, usize),
     int: &dyn Fn(&str) -> Result<usize, NnError>,
 ) -> Result<usize, NnError> {
     let own = int("expert_shared_feed_forward_length").ok();
@@ -155,12 +221,14 @@ pub(super) fn shared_width(
             },
         },
         "granite" | "granitemoe" | "ernie4_5-moe" if experts > 0 => own.unwrap_or(0),
+        // (Required, as llama.cpp requires it.)
+        "deepseek" => int("expert_shared_count")? * each,
         _ => 0,
     })
 }
 
-/// Gemma 2 and 3's soft caps and sliding windows, and OLMo 3's and EXAONE
-/// 4's windows, read as llama.cpp reads them (with its defaults where the
+/// Gemma 2 and 3's soft caps and sliding windows, and OLMo 3's, EXAONE
+/// 4's and Command R7B's windows, read as llama.cpp reads them (with its defaults where the
 /// file is silent); none for the others.
 pub(super) struct Gemma {
     pub(super) attn_softcap: f32,
@@ -224,6 +292,17 @@ impl Gemma {
             // file says; every layer of another sees every position,
             // whatever window its file gives.
             "exaone4" if layers == 64 => (4, window().unwrap_or(4096)),
+            // Command R7B: three local layers of four, the window required
+            // (as llama.cpp requires it).
+            "cohere2" => match window() {
+                Some(w) => (4, w),
+                None => {
+                    return Err(NnError::new(
+                        NnErrorKind::InvalidEncoding,
+                        format!("GGUF metadata `{arch}.attention.sliding_window` is missing"),
+                    ));
+                }
+            },
             _ => return Ok(g),
         };
         let bad = |m: String| NnError::new(NnErrorKind::InvalidEncoding, m);
@@ -233,7 +312,7 @@ impl Gemma {
             .ok_or_else(|| bad(format!("`{arch}.attention.sliding_window` is {window}")))?;
         // (llama.cpp's OLMo and EXAONE 4 graphs rotate at the global base
         // whatever.)
-        let global_base = matches!(arch, "olmo2" | "exaone4");
+        let global_base = matches!(arch, "olmo2" | "exaone4" | "cohere2");
         if let Some(base) = float("rope.freq_base_swa").filter(|_| !global_base) {
             g.rope_base = base;
         }

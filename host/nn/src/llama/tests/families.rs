@@ -516,3 +516,147 @@ fn gptneox_runs_its_blocks_as_the_file_says() {
     let err = refused_without(&info, "blk.1.ffn_norm.weight");
     assert!(err.contains("`blk.1.ffn_norm.weight` is missing"), "{err}");
 }
+
+/// OLMoE's and DeepSeek-MoE's keys and tensors, as llama.cpp's loaders
+/// read them: experts weighted as the softmax gave them, OLMoE's
+/// whole-row Q/K norms (required) and NeoX pairs, DeepSeek's dense first
+/// layers and its shared experts run as one, `expert_shared_count` times
+/// as wide as a routed one; both require their output head, and DeepSeek
+/// a scale of the experts' weights of 1.
+#[test]
+fn olmoe_and_deepseek_mixtures_are_read_as_llama_cpp_reads_them() {
+    use crate::GgufValue::{Float, Int};
+    let olmoe = crate::gguf::inspect(&model_file("tiny-olmoe.gguf")).unwrap();
+    let hp = check(&olmoe).unwrap();
+    assert_eq!((hp.experts, hp.experts_used, hp.ffn), (4, 2, 96));
+    assert!(!hp.experts_renormalised && hp.qk_norms_whole && hp.rope_neox);
+    assert_eq!((hp.dense_lead, hp.shared_ffn), (0, 0));
+    let err = refused_without(&olmoe, "blk.1.attn_q_norm.weight");
+    assert!(err.contains("attn_q_norm.weight` is missing"), "{err}");
+    let err = refused_without(&olmoe, "output.weight");
+    assert!(err.contains("`output.weight` is missing"), "{err}");
+
+    let deepseek = crate::gguf::inspect(&model_file("tiny-deepseek.gguf")).unwrap();
+    let hp = check(&deepseek).unwrap();
+    assert_eq!((hp.experts, hp.experts_used, hp.ffn), (4, 2, 32));
+    assert_eq!((hp.dense_lead, hp.dense_ffn, hp.shared_ffn), (1, 96, 64));
+    assert!(!hp.experts_renormalised && !hp.rope_neox);
+    assert!(!hp.is_moe(0) && hp.is_moe(1) && hp.is_moe(2));
+    let err = refused_without(&deepseek, "blk.2.ffn_up_shexp.weight");
+    assert!(err.contains("ffn_up_shexp.weight` is missing"), "{err}");
+    let err = refused_without(&deepseek, "output.weight");
+    assert!(err.contains("`output.weight` is missing"), "{err}");
+    let scaled = with_key(&deepseek, "deepseek.expert_weights_scale", Float(2.5));
+    let err = check(&scaled).unwrap_err().to_string();
+    assert!(err.contains("expert_weights_scale` is 2.5"), "{err}");
+    // (0 is absent, as llama.cpp reads it.)
+    check(&with_key(
+        &deepseek,
+        "deepseek.expert_weights_scale",
+        Float(0.0),
+    ))
+    .unwrap();
+    let mut unshared = deepseek.clone();
+    unshared
+        .metadata
+        .retain(|(k, _)| k != "deepseek.expert_shared_count");
+    let err = check(&unshared).unwrap_err().to_string();
+    assert!(err.contains("deepseek.expert_shared_count"), "{err}");
+    // Two dense layers: the second's mixture tensors are another model's.
+    let err = check(&with_key(
+        &deepseek,
+        "deepseek.leading_dense_block_count",
+        Int(2),
+    ));
+    let err = err.unwrap_err().to_string();
+    assert!(err.contains("blk.1.ffn_gate.weight` is missing"), "{err}");
+}
+
+/// Command R's and R7B's keys and tensors, as llama.cpp's loaders read
+/// them: a LayerNorm with a weight alone, read by both halves of a
+/// parallel block, the logits multiplied by the required `logit_scale`,
+/// the output always the embeddings (a file with its own is refused: it
+/// would run without it); R7B's windows in three layers of four, required,
+/// and only those layers rotating.
+#[test]
+fn command_r_and_r7b_are_read_as_llama_cpp_reads_them() {
+    let r = crate::gguf::inspect(&model_file("tiny-commandr.gguf")).unwrap();
+    let hp = check(&r).unwrap();
+    assert!(hp.layer_norm && !hp.norm_bias && hp.parallel && !hp.rope_neox);
+    assert_eq!((hp.logit_scale, hp.norm_eps), (0.25, 1e-5));
+    assert!((0..hp.layers).all(|l| hp.ropes(l) && !hp.is_swa(l)));
+    let err = refused_with_copy(&r, "token_embd.weight", "output.weight", None);
+    assert!(err.contains("`output.weight` is not one"), "{err}");
+    let err = refused_with_copy(&r, "blk.0.attn_norm.weight", "blk.0.attn_norm.bias", None);
+    assert!(err.contains("`blk.0.attn_norm.bias` is not one"), "{err}");
+    let err = refused_with_copy(&r, "blk.0.attn_norm.weight", "blk.0.ffn_norm.weight", None);
+    assert!(err.contains("`blk.0.ffn_norm.weight` is not one"), "{err}");
+    // Command R+'s per-head Q/K LayerNorms are not run: refused.
+    let err = refused_with_copy(
+        &r,
+        "blk.0.attn_norm.weight",
+        "blk.0.attn_q_norm.weight",
+        None,
+    );
+    assert!(
+        err.contains("`blk.0.attn_q_norm.weight` is not one"),
+        "{err}"
+    );
+    let mut unscaled = r.clone();
+    unscaled
+        .metadata
+        .retain(|(k, _)| k != "command-r.logit_scale");
+    let err = check(&unscaled).unwrap_err().to_string();
+    assert!(err.contains("`command-r.logit_scale` is missing"), "{err}");
+
+    let r7b = crate::gguf::inspect(&model_file("tiny-cohere2.gguf")).unwrap();
+    let hp = check(&r7b).unwrap();
+    assert_eq!(hp.swa, [true, true, true, false]);
+    assert_eq!(hp.window, 8);
+    let ropes: Vec<bool> = (0..hp.layers).map(|l| hp.ropes(l)).collect();
+    assert_eq!(ropes, [true, true, true, false]);
+    assert!(!hp.swa_angles(), "the global base and scale");
+    let mut unwindowed = r7b.clone();
+    unwindowed
+        .metadata
+        .retain(|(k, _)| k != "cohere2.attention.sliding_window");
+    let err = check(&unwindowed).unwrap_err().to_string();
+    assert!(
+        err.contains("cohere2.attention.sliding_window` is missing"),
+        "{err}"
+    );
+}
+
+/// Falcon's keys and tensors, as llama.cpp's loader reads them: LayerNorms
+/// with biases read in parallel, Q/K/V fused, a GELU feed-forward without a
+/// gate or biases, NeoX pairs over whole heads (part of a head refused),
+/// the output tied where absent; 40B's `attn_norm_2` optional.
+#[test]
+fn falcon_is_read_as_llama_cpp_reads_it() {
+    use crate::GgufValue::Int;
+    let falcon = crate::gguf::inspect(&model_file("tiny-falcon.gguf")).unwrap();
+    let hp = check(&falcon).unwrap();
+    assert!(hp.layer_norm && hp.norm_bias && hp.parallel && hp.fused_qkv);
+    assert!(!hp.gated && !hp.ffn_biases && hp.rope_neox);
+    assert_eq!((hp.act, hp.kv_heads), (FfnAct::Gelu, 1));
+    assert!(falcon.tensor("output.weight").is_none(), "tied");
+    let mut partial = falcon.clone();
+    let key = "falcon.rope.dimension_count";
+    partial.metadata.retain(|(k, _)| k != key);
+    partial.metadata.push((key.into(), Int(8)));
+    let err = check(&partial).unwrap_err().to_string();
+    assert!(err.contains("rotates whole heads"), "{err}");
+    let err = refused_with_copy(
+        &falcon,
+        "blk.0.attn_output.weight",
+        "blk.0.ffn_gate.weight",
+        None,
+    );
+    assert!(err.contains("ffn_gate.weight` is not one"), "{err}");
+
+    let forty = crate::gguf::inspect(&model_file("tiny-falcon40b.gguf")).unwrap();
+    check(&forty).unwrap();
+    assert!(forty.tensor("blk.1.attn_norm_2.bias").is_some());
+    let err = refused_without(&forty, "blk.1.attn_norm_2.bias");
+    assert!(err.contains("`blk.1.attn_norm_2.bias` is missing"), "{err}");
+}
