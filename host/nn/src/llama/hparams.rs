@@ -33,8 +33,9 @@ use families::{Gemma, dense_layers, experts, shared_width};
 /// before a mixture, (DeepSeek-MoE) dense layers before mixtures with
 /// shared experts, (Command R, Command R7B) parallel blocks under one
 /// LayerNorm without a bias, scaled logits and (Command R7B) sliding
-/// windows whose global layers do not rotate, and (Falcon) parallel
-/// blocks with one or two LayerNorms and one key/value head.
+/// windows whose global layers do not rotate, (Falcon) parallel
+/// blocks with one or two LayerNorms and one key/value head, and
+/// (Nemotron) LayerNorms before Arcee's squared-ReLU feed-forward.
 pub const ARCHITECTURES: &[&str] = &[
     "llama",
     "mistral",
@@ -70,6 +71,7 @@ pub const ARCHITECTURES: &[&str] = &[
     "command-r",
     "cohere2",
     "falcon",
+    "nemotron",
 ];
 
 /// A LongRoPE file's (Phi-3 128k, Phi-3.5) rotary factors for its original
@@ -417,7 +419,14 @@ impl HParams {
         let layer_norm = command_r
             || matches!(
                 arch,
-                "starcoder2" | "stablelm" | "phi2" | "gpt2" | "starcoder" | "gptneox" | "falcon"
+                "starcoder2"
+                    | "stablelm"
+                    | "phi2"
+                    | "gpt2"
+                    | "starcoder"
+                    | "gptneox"
+                    | "falcon"
+                    | "nemotron"
             );
         // GPT-2's and StarCoder's: learned positions, StarCoder 2's blocks.
         let positions = matches!(arch, "gpt2" | "starcoder");
@@ -548,6 +557,7 @@ impl HParams {
                         | "gptneox"
                         | "olmoe"
                         | "falcon"
+                        | "nemotron"
                 ),
             no_rope_every: match arch {
                 "smollm3" => 4,
@@ -582,10 +592,10 @@ impl HParams {
             fused_gate_up: matches!(arch, "phi3" | "glm4"),
             act: match arch {
                 _ if gemma || sc2 || matches!(arch, "phi2" | "falcon") => FfnAct::Gelu,
-                "arcee" => FfnAct::ReluSquared,
+                "arcee" | "nemotron" => FfnAct::ReluSquared,
                 _ => FfnAct::Silu,
             },
-            gated: !sc2 && !matches!(arch, "arcee" | "phi2" | "falcon"),
+            gated: !sc2 && !matches!(arch, "arcee" | "phi2" | "falcon" | "nemotron"),
             ffn_biases: sc2 || arch == "phi2",
             positions,
             output_bias: arch == "phi2",

@@ -341,12 +341,15 @@ impl Llama {
                         )
                     };
                     let down = m(&n("ffn_down"), hp.embd, f)?;
-                    let biases = match hp.ffn_biases {
-                        true => Some([
-                            v(&format!("blk.{i}.ffn_up.bias"), f)?,
-                            v(&format!("blk.{i}.ffn_down.bias"), hp.embd)?,
+                    // (Required where `ffn_biases` and refused where neither
+                    // that nor Nemotron's, by the check, as llama.cpp does;
+                    // Nemotron's may have one alone, zeros for the other.)
+                    let biases = match (bias("ffn_up", f)?, bias("ffn_down", hp.embd)?) {
+                        (None, None) => None,
+                        (up, down) => Some([
+                            up.unwrap_or_else(|| vec![0.0; f]),
+                            down.unwrap_or_else(|| vec![0.0; hp.embd]),
                         ]),
-                        false => None,
                     };
                     let dense = Expert {
                         gate,

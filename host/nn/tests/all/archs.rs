@@ -15,7 +15,8 @@
 //! blocks, a bias on the logits), GPT-2 and StarCoder (learned positions),
 //! GPT-NeoX (parallel blocks, a norm each), Command R and R7B (parallel
 //! blocks under a LayerNorm without a bias, scaled logits; R7B's unrotated
-//! global layers), Falcon 7B and 40B and YaRN, on the CPU and on
+//! global layers), Falcon 7B and 40B, Nemotron (squared ReLU under
+//! LayerNorms) and YaRN, on the CPU and on
 //! the GPU; and the mixtures
 //! of experts Mixtral, Qwen2-MoE, Qwen3-MoE, Granite MoE, ERNIE 4.5 MoE,
 //! OLMoE and DeepSeek-MoE (shared experts: Qwen2-MoE's gated; ERNIE's and
@@ -431,6 +432,13 @@ fn falcon_7b_and_40b_layouts_match_llama_cpp() {
     on_the_cpu("falcon40b");
 }
 
+/// Nemotron: LayerNorms with biases, a squared-ReLU feed-forward without a
+/// gate (an up bias alone, the down one zeros), half of each head rotated.
+#[test]
+fn nemotron_matches_llama_cpp() {
+    on_the_cpu("nemotron");
+}
+
 /// On the GPU the mixtures of experts run there too, routed on the host
 /// from the router's scores read back, each expert over the rows routed
 /// to it, and match llama.cpp as on the CPU: Mixtral, Qwen2-MoE (its
@@ -497,6 +505,7 @@ fn on_the_gpu_every_family_matches_llama_cpp() {
         "cohere2",
         "falcon",
         "falcon40b",
+        "nemotron",
     ]);
 }
 

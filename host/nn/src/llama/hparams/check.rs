@@ -26,7 +26,14 @@ pub(crate) fn check(info: &GgufInfo) -> Result<HParams, NnError> {
     if !matches!(arch, "command-r" | "cohere2") {
         let required = matches!(
             arch,
-            "qwen2moe" | "internlm2" | "stablelm" | "phi2" | "gptneox" | "olmoe" | "deepseek"
+            "qwen2moe"
+                | "internlm2"
+                | "stablelm"
+                | "phi2"
+                | "gptneox"
+                | "olmoe"
+                | "deepseek"
+                | "nemotron"
         );
         want.push(("output.weight".into(), vec![e, hp.vocab], required));
     }
@@ -186,9 +193,11 @@ pub(crate) fn check(info: &GgufInfo) -> Result<HParams, NnError> {
             let name = format!("blk.{i}.attn_qkv.bias");
             want.push((name, vec![qd + 2 * kvd], hp.positions || gptneox));
         }
-        if hp.ffn_biases && !hp.is_moe(i) {
-            want.push((format!("blk.{i}.ffn_up.bias"), vec![df], true));
-            want.push((format!("blk.{i}.ffn_down.bias"), vec![e], true));
+        // (Nemotron's, each optional as llama.cpp reads them.)
+        let nemotron = arch == "nemotron";
+        if (hp.ffn_biases || nemotron) && !hp.is_moe(i) {
+            want.push((format!("blk.{i}.ffn_up.bias"), vec![df], !nemotron));
+            want.push((format!("blk.{i}.ffn_down.bias"), vec![e], !nemotron));
         }
         // Falcon 40B's: the attention's own norm (its `attn_norm` is then
         // the feed-forward's).

@@ -660,3 +660,33 @@ fn falcon_is_read_as_llama_cpp_reads_it() {
     let err = refused_without(&forty, "blk.1.attn_norm_2.bias");
     assert!(err.contains("`blk.1.attn_norm_2.bias` is missing"), "{err}");
 }
+
+/// Nemotron's keys and tensors, as llama.cpp's loader reads them:
+/// LayerNorms with biases, a squared-ReLU feed-forward without a gate, NeoX
+/// pairs over part of each head, the output required, and each of the
+/// feed-forward's biases optional (the file has the up one alone).
+#[test]
+fn nemotron_is_read_as_llama_cpp_reads_it() {
+    let info = crate::gguf::inspect(&model_file("tiny-nemotron.gguf")).unwrap();
+    let hp = check(&info).unwrap();
+    assert!(hp.layer_norm && hp.norm_bias && !hp.parallel && !hp.gated);
+    assert!(hp.rope_neox && !hp.ffn_biases);
+    assert_eq!(
+        (hp.act, hp.rope_dims, hp.head_dim),
+        (FfnAct::ReluSquared, 8, 16)
+    );
+    assert!(info.tensor("blk.0.ffn_down.bias").is_none());
+    // The down bias alone is as good; a gate is another model's.
+    let mut down = info.clone();
+    for t in &mut down.tensors {
+        if t.name == "blk.0.ffn_up.bias" {
+            t.name = "blk.0.ffn_down.bias".into();
+            t.dims = vec![64];
+        }
+    }
+    check(&down).unwrap();
+    let err = refused_with_copy(&info, "blk.0.ffn_up.weight", "blk.0.ffn_gate.weight", None);
+    assert!(err.contains("ffn_gate.weight` is not one"), "{err}");
+    let err = refused_without(&info, "output.weight");
+    assert!(err.contains("`output.weight` is missing"), "{err}");
+}
