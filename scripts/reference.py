@@ -337,7 +337,7 @@ def minilm(dest: Path) -> None:
 # ---------------------------------------------------------------------------
 # ggml block formats through gguf-py
 
-BLOCK_TYPES = ["Q5_0", "Q5_1", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"]
+BLOCK_TYPES = ["Q5_0", "Q5_1", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "MXFP4"]
 
 
 def ggml_blocks(dest: Path) -> None:
@@ -372,6 +372,10 @@ def ggml_blocks(dest: Path) -> None:
             blocks[:, 108:110] = halfs(3).reshape(3, 2)
         elif name == "Q6_K":
             blocks[:, 208:210] = halfs(3).reshape(3, 2)
+        elif name == "MXFP4":
+            # E8M0 scales: two an f16 holds (2^-18, 2^-1 halved), one it
+            # does not (2^17).
+            blocks[:, 0] = [110, 127, 145]
         values = quants.dequantize(blocks.reshape(-1), qtype).astype(np.float32)
         assert values.shape == (3 * per_block,) and np.isfinite(values).all()
         cases.append({
@@ -386,7 +390,7 @@ def ggml_blocks(dest: Path) -> None:
             "about": "Three random blocks of each ggml format weft transcodes at load, and "
                      f"their values as gguf-py {importlib.metadata.version('gguf')} "
                      "dequantises them (quants.dequantize; f16 fields set to random scales in "
-                     "±[1e-3, 5e-2]). bytes: the blocks in hex; values: f32. Written by "
+                     "±[1e-3, 5e-2], MXFP4's E8M0 scales to 110, 127 and 145). bytes: the blocks in hex; values: f32. Written by "
                      "scripts/reference.py --only blocks.",
         },
         {"cases": cases},

@@ -34,6 +34,9 @@ pub enum GgmlType {
     Q5_K,
     /// 6-bit K-quant: super-blocks of 256, 8-bit scales per 16.
     Q6_K,
+    /// OCP microscaling FP4 (gpt-oss's experts): blocks of 32 E2M1 values
+    /// under one E8M0 power-of-two scale.
+    Mxfp4,
 }
 
 impl GgmlType {
@@ -51,6 +54,7 @@ impl GgmlType {
             12 => Self::Q4_K,
             13 => Self::Q5_K,
             14 => Self::Q6_K,
+            39 => Self::Mxfp4,
             30 => Self::Bf16,
             _ => return None,
         })
@@ -71,13 +75,14 @@ impl GgmlType {
             Self::Q4_K => (256, 144),
             Self::Q5_K => (256, 176),
             Self::Q6_K => (256, 210),
+            Self::Mxfp4 => (32, 17),
         }
     }
 }
 
 /// The tensor types weft reads, for messages.
 pub const READABLE_TYPES: &str =
-    "F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K";
+    "F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, MXFP4";
 
 /// ggml's names for the types weft does not support, for error messages.
 fn type_name(id: u32) -> String {

@@ -9,7 +9,10 @@
 //!   those two products to f16 (a relative 2⁻¹¹ at most). The weights
 //!   take 11% more bytes (160 per 256 values instead of 144) and run on
 //!   the Q4_1 kernels.
-//! - Q5_0 becomes Q8_0 exactly (`q − 16` fits a byte, the scale is kept).
+//! - Q5_0 becomes Q8_0 exactly (`q − 16` fits a byte, the scale is kept),
+//!   and so does MXFP4 (its E2M1 values doubled are the integers of
+//!   [`MXFP4_VALUES`], under half its power-of-two scale, an f16 for
+//!   every scale but the extremes, which go through f32).
 //! - The others become Q8_0 (272 bytes per 256 values) through their f32
 //!   values (quantised as
 //!   llama.cpp's `quantize_row_q8_0` does: scale `max|x| / 127`, rounded
@@ -36,6 +39,27 @@ fn scale_min_k4(s: &[u8]) -> ([u8; 8], [u8; 8]) {
     (sc, m)
 }
 
+/// MXFP4's E2M1 values, doubled (as ggml's `kvalues_mxfp4`: its scale is
+/// halved to match): a nibble's value, its bit 3 the sign.
+const MXFP4_VALUES: [i8; 16] = [0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12];
+
+/// An MXFP4 block's scale (E8M0 `e`), halved: 2^(e − 128), as ggml's
+/// `GGML_E8M0_TO_FP32_HALF`.
+fn mxfp4_scale(e: u8) -> f32 {
+    (f64::from(e) - 128.0).exp2() as f32
+}
+
+/// An MXFP4 block's 32 value indices: byte `j`'s low nibble is value `j`,
+/// its high nibble value `j + 16`.
+fn mxfp4_nibbles(qs: &[u8]) -> [u8; 32] {
+    let mut q = [0u8; 32];
+    for (j, &b) in qs.iter().enumerate() {
+        q[j] = b & 0xf;
+        q[j + 16] = b >> 4;
+    }
+    q
+}
+
 /// Q5_0/Q5_1's 5-bit values of one block of 32.
 fn five_bits(qh: &[u8], qs: &[u8]) -> [u8; 32] {
     let qh = u32::from_le_bytes(qh.try_into().expect("4 bytes"));
@@ -57,6 +81,12 @@ pub(super) fn dequantize(ty: GgmlType, raw: &[u8], out: &mut [f32]) {
                 let d = half(b, 0);
                 for (o, q) in o.iter_mut().zip(five_bits(&b[2..6], &b[6..22])) {
                     *o = d * (i32::from(q) - 16) as f32;
+                }
+            }
+            GgmlType::Mxfp4 => {
+                let d = mxfp4_scale(b[0]);
+                for (o, q) in o.iter_mut().zip(mxfp4_nibbles(&b[1..17])) {
+                    *o = d * f32::from(MXFP4_VALUES[usize::from(q)]);
                 }
             }
             GgmlType::Q5_1 => {
@@ -144,6 +174,7 @@ pub(crate) fn transcoded(ty: GgmlType) -> bool {
             | GgmlType::Q4_K
             | GgmlType::Q5_K
             | GgmlType::Q6_K
+            | GgmlType::Mxfp4
     )
 }
 
@@ -174,7 +205,8 @@ pub(crate) fn transcode(ty: GgmlType, raw: &[u8]) -> Result<(GgmlType, Vec<u8>),
 }
 
 /// Blocks of `ty` as Q8_0 blocks: Q5_0 exactly (`q − 16` and its scale),
-/// the others through their f32 values.
+/// MXFP4 exactly where its scale is an f16 (2^−24 to 2^15), the others
+/// through their f32 values.
 fn as_q8_0(ty: GgmlType, raw: &[u8]) -> Result<Vec<u8>, String> {
     let (n, size) = (ty.block().0 as usize, ty.block().1 as usize);
     let mut out = Vec::with_capacity(raw.len() / size * (n / BLOCK) * 34);
@@ -183,6 +215,11 @@ fn as_q8_0(ty: GgmlType, raw: &[u8]) -> Result<Vec<u8>, String> {
         if ty == GgmlType::Q5_0 {
             out.extend_from_slice(&b[..2]);
             out.extend(five_bits(&b[2..6], &b[6..22]).map(|q| (q as i8 - 16) as u8));
+            continue;
+        }
+        if ty == GgmlType::Mxfp4 && (104..=143).contains(&b[0]) {
+            out.extend_from_slice(&super::f32_to_f16(mxfp4_scale(b[0])).to_le_bytes());
+            out.extend(mxfp4_nibbles(&b[1..17]).map(|q| MXFP4_VALUES[usize::from(q)] as u8));
             continue;
         }
         let values = &mut values[..n];
@@ -246,6 +283,7 @@ mod tests {
 
     fn ty(name: &str) -> GgmlType {
         match name {
+            "MXFP4" => GgmlType::Mxfp4,
             "Q5_0" => GgmlType::Q5_0,
             "Q5_1" => GgmlType::Q5_1,
             "Q2_K" => GgmlType::Q2_K,
@@ -281,7 +319,7 @@ mod tests {
                 (ty(c["type"].as_str().unwrap()), bytes, values)
             })
             .collect();
-        assert_eq!(cases.len(), 7, "every transcoded format has a case");
+        assert_eq!(cases.len(), 8, "every transcoded format has a case");
         cases
     }
 
@@ -308,12 +346,14 @@ mod tests {
             dequantize_any(to, &data, &mut got);
             for (b, (g, w)) in got.chunks(BLOCK).zip(want.chunks(BLOCK)).enumerate() {
                 let amax = w.iter().fold(0f32, |a, v| a.max(v.abs()));
-                // Q5_0 → Q8_0 is exact; Q4_K → Q4_1 rounds a sub-block's
+                // Q5_0 → Q8_0 is exact, and MXFP4 under a scale an f16
+                // holds; Q4_K → Q4_1 rounds a sub-block's
                 // scale and minimum to f16; the rest are requantised to 8
                 // bits: half a step (amax / 254), plus up to 127 × the
                 // step's rounding to f16 (2⁻¹¹ of it): amax / 226.
                 let bound = match ty {
                     GgmlType::Q5_0 => 0.0,
+                    GgmlType::Mxfp4 if (104..=143).contains(&bytes[b * 17]) => 0.0,
                     GgmlType::Q4_K => amax * 2e-3,
                     _ => amax / 226.0,
                 };
