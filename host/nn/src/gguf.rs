@@ -36,7 +36,7 @@ pub enum GgmlType {
     Q6_K,
     /// OCP microscaling FP4 (gpt-oss's experts): blocks of 32 E2M1 values
     /// under one E8M0 power-of-two scale.
-    Mxfp4,
+    MXFP4,
 }
 
 impl GgmlType {
@@ -54,7 +54,7 @@ impl GgmlType {
             12 => Self::Q4_K,
             13 => Self::Q5_K,
             14 => Self::Q6_K,
-            39 => Self::Mxfp4,
+            39 => Self::MXFP4,
             30 => Self::Bf16,
             _ => return None,
         })
@@ -75,7 +75,7 @@ impl GgmlType {
             Self::Q4_K => (256, 144),
             Self::Q5_K => (256, 176),
             Self::Q6_K => (256, 210),
-            Self::Mxfp4 => (32, 17),
+            Self::MXFP4 => (32, 17),
         }
     }
 }

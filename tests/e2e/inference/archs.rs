@@ -25,7 +25,8 @@ use super::{put, reference, stream};
 /// `glm4`, ChatML for `minicpm`, the gate-less `arcee`, and the
 /// LayerNorm'd `starcoder2`, `stablelm`, `phi2`, `gpt2`, `starcoder` and
 /// `gptneox`, the mixtures `olmoe` (OLMo's pre-tokenizer name) and
-/// `deepseek`, and `commandr`, `cohere2` (Command R's) and `falcon`,
+/// `deepseek`, and `commandr`, `cohere2` (Command R's), `falcon` and
+/// `gptoss` (GPT-4o's pre-tokenizer name, MXFP4 experts),
 /// whose pre-tokenizer names are StarCoder's, StableLM 2's, Phi-2's and
 /// GPT-2's), streams
 /// llama.cpp's greedy
@@ -77,6 +78,7 @@ async fn generate_runs_each_family_and_both_tokenizer_kinds_as_llama_cpp_does() 
         "commandr",
         "cohere2",
         "falcon",
+        "gptoss",
     ] {
         let case = reference["models"]
             .as_array()

@@ -49,7 +49,10 @@ pub(super) struct Head<'a> {
 /// the first `seen` positions of `cache`, each added into its `hd` values
 /// of `o` (as long as `qs`), the queries multiplied by `warm` before they
 /// are rounded (Mistral 3's temperature; 1 elsewhere), the scores scaled by
-/// `scale` (then soft-capped at `softcap`, Gemma 2's, unless 0). The group's
+/// `scale` (then soft-capped at `softcap`, Gemma 2's, unless 0); where
+/// `sinks` are given (gpt-oss's, one per head), each head's softmax has
+/// its sink's logit in its denominator alone, as llama.cpp's
+/// `soft_max_add_sinks`. The group's
 /// heads share each pass over the keys: a key is loaded and widened once
 /// for up to three heads (grouped-query attention's point, which a head at
 /// a time gave away).
@@ -57,7 +60,7 @@ pub(super) fn attend(
     qs: &[f32],
     hd: usize,
     cache: Head<'_>,
-    seen: usize,
+    (seen, sinks): (usize, Option<&[f32]>),
     (scale, softcap, warm): (f32, f32, f32),
     o: &mut [f32],
 ) {
@@ -108,8 +111,9 @@ pub(super) fn attend(
     }
     super::rows::soft_cap(&mut scores, softcap);
     let mut weights = Vec::with_capacity(seen);
-    for (sh, oh) in scores.chunks_exact_mut(seen).zip(o.chunks_exact_mut(hd)) {
-        softmax(sh);
+    let heads_scores = scores.chunks_exact_mut(seen).zip(o.chunks_exact_mut(hd));
+    for (h, (sh, oh)) in heads_scores.enumerate() {
+        softmax(sh, sinks.map_or(f32::NEG_INFINITY, |s| s[h]));
         weights.clear();
         extend_rounded_f16(&mut weights, sh);
         if wide {
@@ -131,11 +135,12 @@ pub(super) fn attend(
 
 wide_fn! {
     /// Softmax in place, its exponentials vectorised (as llama.cpp's),
-    /// summed in f64.
-    fn softmax(scores: &mut [f32]) {
-        let max = scores.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+    /// summed in f64, with `sink`'s exponential in the sum alone (−∞ for
+    /// none: it adds 0).
+    fn softmax(scores: &mut [f32], sink: f32) {
+        let max = scores.iter().fold(sink, |a, &b| a.max(b));
         scores.iter_mut().for_each(|s| *s = simd::exp(*s - max));
-        let sum = simd::sum_f64(scores, |s| s);
+        let sum = simd::sum_f64(scores, |s| s) + f64::from((sink - max).exp());
         let inv = (1.0 / sum) as f32;
         scores.iter_mut().for_each(|s| *s *= inv);
     }
@@ -336,8 +341,9 @@ mod tests {
     use crate::quant::f32_to_f16;
 
     /// Attention in f64 over the same f16 operands, one position at a
-    /// time: what the kernels approximate.
-    fn reference(qh: &[f32], cache: Head<'_>, seen: usize, scale: f32) -> Vec<f64> {
+    /// time, `sink`'s exponential in the denominator (−∞ for none): what
+    /// the kernels approximate.
+    fn reference(qh: &[f32], cache: Head<'_>, seen: usize, scale: f32, sink: f64) -> Vec<f64> {
         let hd = qh.len();
         let q: Vec<f64> = qh
             .iter()
@@ -347,9 +353,9 @@ mod tests {
         let s: Vec<f64> = (0..seen)
             .map(|p| (0..hd).map(|i| q[i] * at(cache.k, p, i)).sum::<f64>() * f64::from(scale))
             .collect();
-        let max = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let max = s.iter().cloned().fold(sink, f64::max);
         let e: Vec<f64> = s.iter().map(|s| (s - max).exp()).collect();
-        let total: f64 = e.iter().sum();
+        let total: f64 = e.iter().sum::<f64>() + (sink - max).exp();
         (0..hd)
             .map(|i| (0..seen).map(|p| e[p] / total * at(cache.v, p, i)).sum())
             .collect()
@@ -395,14 +401,19 @@ mod tests {
                 let qh = data(hd, 3);
                 let cache = Head { k: &k[1], v: &v[1] };
                 let scale = 1.0 / (hd as f32).sqrt();
-                let mut o = vec![0f32; hd];
-                attend(&qh, hd, cache, seen, (scale, 0.0, 1.0), &mut o);
-                let want = reference(&qh, cache, seen, scale);
-                for (i, (&got, &want)) in o.iter().zip(&want).enumerate() {
-                    assert!(
-                        (f64::from(got) - want).abs() < 2e-3,
-                        "hd {hd}, {seen} seen, output {i}: {got} against {want}"
-                    );
+                // (And with a sink, gpt-oss's, about the scores' size.)
+                for sink in [None, Some(0.5f32)] {
+                    let mut o = vec![0f32; hd];
+                    let sinks = sink.as_ref().map(std::slice::from_ref);
+                    attend(&qh, hd, cache, (seen, sinks), (scale, 0.0, 1.0), &mut o);
+                    let sink = sink.map_or(f64::NEG_INFINITY, f64::from);
+                    let want = reference(&qh, cache, seen, scale, sink);
+                    for (i, (&got, &want)) in o.iter().zip(&want).enumerate() {
+                        assert!(
+                            (f64::from(got) - want).abs() < 2e-3,
+                            "hd {hd}, {seen} seen, sink {sink}, output {i}: {got} against {want}"
+                        );
+                    }
                 }
                 let q: Vec<f32> = qh.iter().map(|&x| crate::quant::round_f16(x)).collect();
                 #[cfg(target_arch = "x86_64")]
@@ -451,10 +462,17 @@ mod tests {
                     let qs = data(group * hd, 23 + group as u32);
                     let scale = 0.125;
                     let mut together = vec![0.25f32; group * hd];
-                    attend(&qs, hd, cache, seen, (scale, 0.0, 1.0), &mut together);
+                    attend(
+                        &qs,
+                        hd,
+                        cache,
+                        (seen, None),
+                        (scale, 0.0, 1.0),
+                        &mut together,
+                    );
                     let mut alone = vec![0.25f32; group * hd];
                     for (qh, o) in qs.chunks_exact(hd).zip(alone.chunks_exact_mut(hd)) {
-                        attend(qh, hd, cache, seen, (scale, 0.0, 1.0), o);
+                        attend(qh, hd, cache, (seen, None), (scale, 0.0, 1.0), o);
                     }
                     assert_eq!(together, alone, "hd {hd}, {seen} seen, {group} heads");
                 }

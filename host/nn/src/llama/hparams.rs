@@ -34,8 +34,10 @@ use families::{Gemma, dense_layers, experts, shared_width};
 /// shared experts, (Command R, Command R7B) parallel blocks under one
 /// LayerNorm without a bias, scaled logits and (Command R7B) sliding
 /// windows whose global layers do not rotate, (Falcon) parallel
-/// blocks with one or two LayerNorms and one key/value head, and
-/// (Nemotron) LayerNorms before Arcee's squared-ReLU feed-forward.
+/// blocks with one or two LayerNorms and one key/value head,
+/// (Nemotron) LayerNorms before Arcee's squared-ReLU feed-forward, and
+/// (gpt-oss) attention sinks, biased routers and experts and a clamped
+/// SwiGLU, on the CPU.
 pub const ARCHITECTURES: &[&str] = &[
     "llama",
     "mistral",
@@ -72,6 +74,7 @@ pub const ARCHITECTURES: &[&str] = &[
     "cohere2",
     "falcon",
     "nemotron",
+    "gpt-oss",
 ];
 
 /// A LongRoPE file's (Phi-3 128k, Phi-3.5) rotary factors for its original
@@ -108,6 +111,10 @@ pub(crate) struct HParams {
     /// token goes through beside its routed ones
     /// (`expert_shared_feed_forward_length`); 0 for none.
     pub shared_ffn: usize,
+    /// gpt-oss's: each head's softmax has a learned logit of its own in
+    /// its denominator (`attn_sinks`), a mixture's router and experts have
+    /// biases, and its feed-forward norm is named `post_attention_norm`.
+    pub sinks: bool,
     /// Qwen2-MoE's: the shared expert's output is gated per token, by the
     /// sigmoid of `ffn_gate_inp_shexp`'s product with its input.
     pub shared_gate: bool,
@@ -528,6 +535,7 @@ impl HParams {
             expert_bias: ernie_moe,
             shared_ffn,
             shared_gate: arch == "qwen2moe",
+            sinks: arch == "gpt-oss",
             layers,
             heads,
             kv_heads,
@@ -558,6 +566,7 @@ impl HParams {
                         | "olmoe"
                         | "falcon"
                         | "nemotron"
+                        | "gpt-oss"
                 ),
             no_rope_every: match arch {
                 "smollm3" => 4,
@@ -593,6 +602,7 @@ impl HParams {
             act: match arch {
                 _ if gemma || sc2 || matches!(arch, "phi2" | "falcon") => FfnAct::Gelu,
                 "arcee" | "nemotron" => FfnAct::ReluSquared,
+                "gpt-oss" => FfnAct::SwigluOai,
                 _ => FfnAct::Silu,
             },
             gated: !sc2 && !matches!(arch, "arcee" | "phi2" | "falcon" | "nemotron"),

@@ -71,6 +71,11 @@ pub(crate) struct Layer {
     /// (`ffn_gate_inp_shexp`): a token's is the sigmoid of its product
     /// with the expert's input.
     shared_gate: Option<Vec<f32>>,
+    /// gpt-oss's: each query head's sink, a logit in its softmax's
+    /// denominator alone (`attn_sinks`), and its router's bias, added to
+    /// the scores (`ffn_gate_inp.bias`).
+    sinks: Option<Vec<f32>>,
+    router_bias: Option<Vec<f32>>,
 }
 
 /// A SwiGLU (GEGLU) feed-forward, or (Arcee's, StarCoder 2's) one without
@@ -81,8 +86,11 @@ pub(crate) struct Expert {
     up: QMatrix,
     down: QMatrix,
     /// The biases of the up and the down products, a dense layer's of the
-    /// families with [`HParams::ffn_biases`].
+    /// families with [`HParams::ffn_biases`] (and Nemotron's), gpt-oss's
+    /// experts'.
     biases: Option<[Vec<f32>; 2]>,
+    /// gpt-oss's experts': the gate product's bias.
+    gate_bias: Option<Vec<f32>>,
 }
 
 impl Expert {
@@ -221,6 +229,10 @@ impl Llama {
         let placement = match gpu {
             None => Placement::Cpu,
             Some(Err(e)) => Placement::CpuFallback(e.message),
+            // (gpt-oss's sinks and clamped SwiGLU have no device kernels.)
+            Some(Ok(_)) if weights.hp.sinks => Placement::CpuFallback(
+                "gpt-oss's attention sinks and clamped SwiGLU run on the CPU alone".into(),
+            ),
             Some(Ok(gpu)) => {
                 let products = weights
                     .alone_on_the_gpu_mut()
@@ -316,13 +328,33 @@ impl Llama {
                     let gates = all("ffn_gate_exps", [hp.ffn, hp.embd])?;
                     let ups = all("ffn_up_exps", [hp.ffn, hp.embd])?;
                     let downs = all("ffn_down_exps", [hp.embd, hp.ffn])?;
-                    let experts = (gates.into_iter().zip(ups).zip(downs))
-                        .map(|((gate, up), down)| Expert {
-                            gate: Some(gate),
-                            up,
-                            down,
-                            biases: None,
+                    // gpt-oss's biases, one row per expert.
+                    let biases = |s: &str, len: usize| -> Result<Vec<Option<Vec<f32>>>, NnError> {
+                        Ok(match hp.sinks {
+                            true => {
+                                let name = format!("blk.{i}.{s}.bias");
+                                weights::values(&info, bytes, &name, &[len, hp.experts])?
+                            }
+                            .chunks_exact(len)
+                            .map(|b| Some(b.to_vec()))
+                            .collect(),
+                            false => vec![None; hp.experts],
                         })
+                    };
+                    let gate_biases = biases("ffn_gate_exps", hp.ffn)?;
+                    let up_biases = biases("ffn_up_exps", hp.ffn)?;
+                    let down_biases = biases("ffn_down_exps", hp.embd)?;
+                    let experts = (gates.into_iter().zip(ups).zip(downs))
+                        .zip(gate_biases.into_iter().zip(up_biases).zip(down_biases))
+                        .map(
+                            |(((gate, up), down), ((gate_bias, up_bias), down_bias))| Expert {
+                                gate: Some(gate),
+                                up,
+                                down,
+                                biases: up_bias.zip(down_bias).map(|(u, d)| [u, d]),
+                                gate_bias,
+                            },
+                        )
                         .collect();
                     let router = m(&n("ffn_gate_inp"), hp.experts, hp.embd)?;
                     (experts, Some(router))
@@ -356,6 +388,7 @@ impl Llama {
                         up,
                         down,
                         biases,
+                        gate_bias: None,
                     };
                     (vec![dense], None)
                 };
@@ -368,8 +401,10 @@ impl Llama {
                     ),
                     None => (
                         pre_norm(&format!("blk.{i}.attn_norm"))?,
-                        // (Phi-2's feed-forward reads the attention's norm.)
                         match info.tensor(&n("ffn_norm")) {
+                            // (gpt-oss's, under another name.)
+                            None if hp.sinks => Some(v(&n("post_attention_norm"), hp.embd)?),
+                            // (Phi-2's feed-forward reads the attention's norm.)
                             None if hp.parallel => None,
                             _ => pre_norm(&format!("blk.{i}.ffn_norm"))?,
                         },
@@ -388,7 +423,10 @@ impl Llama {
                     q_norm: optional(&n("attn_q_norm"), q_norm)?,
                     k_norm: optional(&n("attn_k_norm"), k_norm)?,
                     ffn_norm,
-                    post_attn_norm: optional(&n("post_attention_norm"), hp.embd)?,
+                    post_attn_norm: match hp.sinks {
+                        true => None,
+                        false => optional(&n("post_attention_norm"), hp.embd)?,
+                    },
                     post_ffn_norm: optional(&n("post_ffw_norm"), hp.embd)?,
                     shared_gate: match hp.shared_gate && moe {
                         true => Some(v(&n("ffn_gate_inp_shexp"), e)?),
@@ -404,7 +442,16 @@ impl Llama {
                             up: m(&n("ffn_up_shexp"), s, e)?,
                             down: m(&n("ffn_down_shexp"), e, s)?,
                             biases: None,
+                            gate_bias: None,
                         }),
+                        false => None,
+                    },
+                    sinks: match hp.sinks {
+                        true => Some(v(&n("attn_sinks"), hp.heads)?),
+                        false => None,
+                    },
+                    router_bias: match hp.sinks && moe {
+                        true => Some(v(&format!("blk.{i}.ffn_gate_inp.bias"), hp.experts)?),
                         false => None,
                     },
                     experts,
@@ -545,9 +592,10 @@ impl Model for Llama {
                 [&l.bq, &l.bk, &l.bv, &l.bo, &l.q_norm, &l.k_norm]
                     .into_iter()
                     .chain([&l.post_attn_norm, &l.post_ffn_norm])
-                    .chain([&l.attn_norm, &l.ffn_norm])
+                    .chain([&l.attn_norm, &l.ffn_norm, &l.sinks, &l.router_bias])
                     .flatten()
                     .chain(l.experts.iter().flat_map(|e| e.biases.iter().flatten()))
+                    .chain(l.experts.iter().flat_map(|e| &e.gate_bias))
             })
             .chain(&w.rope_freqs)
             .chain(&w.output_bias)

@@ -15,6 +15,18 @@ wide_fn! {
     }
 }
 
+/// `g = min(g, 7) · σ(1.702 · min(g, 7)) · (clamp(u, ±7) + 1)`: gpt-oss's
+/// experts' activation, as llama.cpp's `swiglu_oai`.
+pub(super) fn swiglu_oai(g: &mut [f32], u: &[f32]) {
+    const ALPHA: f32 = 1.702;
+    const LIMIT: f32 = 7.0;
+    g.iter_mut().zip(u).for_each(|(g, u)| {
+        let x = g.min(LIMIT);
+        let y = u.clamp(-LIMIT, LIMIT);
+        *g = x / (1.0 + (-ALPHA * x).exp()) * (y + 1.0);
+    });
+}
+
 /// `u = relu(u)²` (Arcee's feed-forward, as llama.cpp's `relu` then `sqr`).
 pub(super) fn relu_squared(u: &mut [f32]) {
     u.iter_mut().for_each(|u| *u = u.max(0.0) * u.max(0.0));

@@ -7,6 +7,7 @@ use super::attend;
 use super::device::OnDevice;
 use super::rows::{
     self, add_bias, geglu, gelu_in_place, relu_squared, residual, rms_norm, rope, soft_cap, swiglu,
+    swiglu_oai,
 };
 use super::weights::QMatrix;
 use crate::gpu::FfnAct;
@@ -139,6 +140,8 @@ fn attention_together(
     let (hd, heads, kv_heads) = (hp.head_dim, hp.heads, hp.kv_heads);
     let (qd, group) = (heads * hd, heads / kv_heads);
     let window = hp.window_of(l);
+    // (gpt-oss's: each query head's sink.)
+    let sinks = ds[0].w.layers[l].sinks.as_deref();
     // (session, KV head, positions seen, query row, output of the group).
     let mut tasks = Vec::with_capacity(q.len() / qd * kv_heads);
     let mut rows = q.chunks_exact(qd).zip(out.chunks_exact_mut(qd));
@@ -178,7 +181,8 @@ fn attention_together(
         // (Mistral 3's temperature warms the query at its position.)
         let warm = hp.attn_temperature(seen - 1);
         let scores = (hp.attn_scale, hp.attn_softcap, warm);
-        attend::attend(qg, hd, cache, seen - from, scores, og);
+        let sinks = sinks.map(|s| &s[g * group..][..group]);
+        attend::attend(qg, hd, cache, (seen - from, sinks), scores, og);
     });
 }
 
@@ -310,7 +314,7 @@ fn forward_with(ds: &mut [&mut Decoder], tokens: &[&[u32]], workers: Workers<'_>
             None => feed_forward(layer.dense(), (input, n), hp.act, workers, &mut xq, buffers),
             Some(router) => {
                 let routing = (layer, router, hp.experts_used, hp.experts_renormalised);
-                mixture(routing, (input, n), workers, &mut xq, buffers);
+                mixture(routing, (input, n), hp.act, workers, &mut xq, buffers);
             }
         }
         let out = match &layer.post_ffn_norm {
@@ -371,6 +375,7 @@ fn feed_forward(
         unreachable!("two products")
     };
     let ff = u.len() / rows;
+    add_bias(g, e.gate_bias.as_deref());
     let [up_bias, down_bias] = match &e.biases {
         Some([up, down]) => [Some(&up[..]), Some(&down[..])],
         None => [None, None],
@@ -387,6 +392,10 @@ fn feed_forward(
         }
         (Some(_), FfnAct::Gelu) => {
             workers.rows(g, ff, |i, g| geglu(g, &u[i * ff..][..ff]));
+            g
+        }
+        (Some(_), FfnAct::SwigluOai) => {
+            workers.rows(g, ff, |i, g| swiglu_oai(g, &u[i * ff..][..ff]));
             g
         }
         (Some(_), _) => {
@@ -407,17 +416,22 @@ fn feed_forward(
 /// `renormalise` says (all but Qwen2-MoE); ERNIE 4.5 MoE's picked by their
 /// probabilities plus its router's bias. Each expert runs once, over the
 /// rows routed to it; a shared expert over every row, its output added
-/// as it is (Granite MoE Shared) or gated (Qwen2-MoE).
+/// as it is (Granite MoE Shared) or gated (Qwen2-MoE). gpt-oss's router
+/// has a bias, added to its scores, and its experts biases and `act`
+/// (the clamped SwiGLU).
 fn mixture(
     (layer, router, used, renormalise): (&super::Layer, &QMatrix, usize, bool),
     (h, n): (&[f32], usize),
+    act: FfnAct,
     workers: Workers<'_>,
     xq: &mut Q8Batch,
     (gu, down): (&mut Vec<Vec<f32>>, &mut Vec<Vec<f32>>),
 ) {
     let count = layer.experts.len();
     let d = h.len() / n;
-    let scores = router.matmul(h, n, workers);
+    let mut scores = router.matmul(h, n, workers);
+    // (gpt-oss's router bias.)
+    add_bias(&mut scores, layer.router_bias.as_deref());
     let routing = (count, used, renormalise);
     let routed = route(&scores, routing, layer.expert_bias.as_deref());
     let mut out = vec![0f32; n * d];
@@ -430,15 +444,8 @@ fn mixture(
         for &(row, _) in list {
             rows.extend_from_slice(&h[row * d..][..d]);
         }
-        // (Mixtral's, Qwen2-MoE's, Qwen3-MoE's and Granite's experts are SwiGLU.)
-        feed_forward(
-            expert,
-            (&rows, list.len()),
-            FfnAct::Silu,
-            workers,
-            xq,
-            (gu, &mut y),
-        );
+        // (SwiGLU, or gpt-oss's clamped one.)
+        feed_forward(expert, (&rows, list.len()), act, workers, xq, (gu, &mut y));
         for (&(row, weight), y) in list.iter().zip(y[0].chunks_exact(d)) {
             let o = &mut out[row * d..][..d];
             o.iter_mut().zip(y).for_each(|(o, y)| *o += weight * y);

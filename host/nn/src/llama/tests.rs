@@ -5,6 +5,7 @@ use super::*;
 use crate::{NnErrorKind, Tensor};
 
 mod families;
+mod mixtures;
 
 fn smollm2() -> Vec<u8> {
     model_file("smollm2-135m-instruct.gguf")

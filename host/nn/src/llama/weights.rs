@@ -68,8 +68,19 @@ pub(crate) fn vector(
     name: &str,
     len: usize,
 ) -> Result<Vec<f32>, NnError> {
-    let (ty, raw) = tensor(info, bytes, name, &[len])?;
-    let mut out = vec![0f32; len];
+    values(info, bytes, name, &[len])
+}
+
+/// A tensor of ggml `dims` (gpt-oss's experts' biases: a row per expert)
+/// as f32.
+pub(crate) fn values(
+    info: &GgufInfo,
+    bytes: &[u8],
+    name: &str,
+    dims: &[usize],
+) -> Result<Vec<f32>, NnError> {
+    let (ty, raw) = tensor(info, bytes, name, dims)?;
+    let mut out = vec![0f32; dims.iter().product()];
     quant::dequantize(ty, raw, &mut out);
     Ok(out)
 }

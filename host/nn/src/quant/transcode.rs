@@ -83,7 +83,7 @@ pub(super) fn dequantize(ty: GgmlType, raw: &[u8], out: &mut [f32]) {
                     *o = d * (i32::from(q) - 16) as f32;
                 }
             }
-            GgmlType::Mxfp4 => {
+            GgmlType::MXFP4 => {
                 let d = mxfp4_scale(b[0]);
                 for (o, q) in o.iter_mut().zip(mxfp4_nibbles(&b[1..17])) {
                     *o = d * f32::from(MXFP4_VALUES[usize::from(q)]);
@@ -174,7 +174,7 @@ pub(crate) fn transcoded(ty: GgmlType) -> bool {
             | GgmlType::Q4_K
             | GgmlType::Q5_K
             | GgmlType::Q6_K
-            | GgmlType::Mxfp4
+            | GgmlType::MXFP4
     )
 }
 
@@ -217,7 +217,7 @@ fn as_q8_0(ty: GgmlType, raw: &[u8]) -> Result<Vec<u8>, String> {
             out.extend(five_bits(&b[2..6], &b[6..22]).map(|q| (q as i8 - 16) as u8));
             continue;
         }
-        if ty == GgmlType::Mxfp4 && (104..=143).contains(&b[0]) {
+        if ty == GgmlType::MXFP4 && (104..=143).contains(&b[0]) {
             out.extend_from_slice(&super::f32_to_f16(mxfp4_scale(b[0])).to_le_bytes());
             out.extend(mxfp4_nibbles(&b[1..17]).map(|q| MXFP4_VALUES[usize::from(q)] as u8));
             continue;
@@ -283,7 +283,7 @@ mod tests {
 
     fn ty(name: &str) -> GgmlType {
         match name {
-            "MXFP4" => GgmlType::Mxfp4,
+            "MXFP4" => GgmlType::MXFP4,
             "Q5_0" => GgmlType::Q5_0,
             "Q5_1" => GgmlType::Q5_1,
             "Q2_K" => GgmlType::Q2_K,
@@ -353,7 +353,7 @@ mod tests {
                 // step's rounding to f16 (2⁻¹¹ of it): amax / 226.
                 let bound = match ty {
                     GgmlType::Q5_0 => 0.0,
-                    GgmlType::Mxfp4 if (104..=143).contains(&bytes[b * 17]) => 0.0,
+                    GgmlType::MXFP4 if (104..=143).contains(&bytes[b * 17]) => 0.0,
                     GgmlType::Q4_K => amax * 2e-3,
                     _ => amax / 226.0,
                 };

@@ -16,7 +16,8 @@
 //! GPT-NeoX (parallel blocks, a norm each), Command R and R7B (parallel
 //! blocks under a LayerNorm without a bias, scaled logits; R7B's unrotated
 //! global layers), Falcon 7B and 40B, Nemotron (squared ReLU under
-//! LayerNorms) and YaRN, on the CPU and on
+//! LayerNorms), gpt-oss (sinks, MXFP4 experts; on the CPU alone) and
+//! YaRN, on the CPU and on
 //! the GPU; and the mixtures
 //! of experts Mixtral, Qwen2-MoE, Qwen3-MoE, Granite MoE, ERNIE 4.5 MoE,
 //! OLMoE and DeepSeek-MoE (shared experts: Qwen2-MoE's gated; ERNIE's and
@@ -437,6 +438,25 @@ fn falcon_7b_and_40b_layouts_match_llama_cpp() {
 #[test]
 fn nemotron_matches_llama_cpp() {
     on_the_cpu("nemotron");
+}
+
+/// gpt-oss: a sink logit per head in each softmax, biases on Q/K/V/O,
+/// every other layer over a sliding window, YaRN, a biased router, and
+/// MXFP4 experts with biases under the clamped SwiGLU. Loaded for the GPU
+/// it runs on the CPU (its sinks and activation have no device kernels),
+/// says so, and gives the same logits.
+#[test]
+fn gpt_oss_matches_llama_cpp_and_runs_on_the_cpu_when_a_gpu_is_asked() {
+    on_the_cpu("gptoss");
+    let (case, bytes) = tiny("gptoss");
+    let model = Engine::default()
+        .load(&bytes, Encoding::Ggml, Target::Gpu)
+        .unwrap();
+    match model.placement() {
+        Placement::CpuFallback(why) => assert!(why.contains("sinks"), "{why}"),
+        other => panic!("gpt-oss placed {other:?}"),
+    }
+    matches_llama_cpp("gptoss", &model, &case);
 }
 
 /// On the GPU the mixtures of experts run there too, routed on the host

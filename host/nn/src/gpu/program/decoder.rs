@@ -19,6 +19,11 @@ pub(crate) enum FfnAct {
     Gelu,
     /// `relu(up)²`, without a gate: Arcee's.
     ReluSquared,
+    /// gpt-oss's experts' clamped SwiGLU, `g · σ(1.702 g) · (u + 1)` with
+    /// `g` the gate clamped below 7 and `u` the up product within ±7
+    /// (llama.cpp's `swiglu_oai`). The CPU's alone: a model with it is
+    /// not set up on a GPU.
+    SwigluOai,
 }
 
 /// How a norm step normalises: RMSNorm by a weight, or (`layer`) LayerNorm
@@ -235,6 +240,7 @@ impl Program<'_> {
             FfnAct::Silu => 0,
             FfnAct::Gelu => 1,
             FfnAct::ReluSquared => 2,
+            FfnAct::SwigluOai => unreachable!("gpt-oss is not set up on a GPU"),
         };
         self.step(
             &self.ops.swiglu,

@@ -34,6 +34,7 @@ pub(crate) fn check(info: &GgufInfo) -> Result<HParams, NnError> {
                 | "olmoe"
                 | "deepseek"
                 | "nemotron"
+                | "gpt-oss"
         );
         want.push(("output.weight".into(), vec![e, hp.vocab], required));
     }
@@ -112,6 +113,16 @@ pub(crate) fn check(info: &GgufInfo) -> Result<HParams, NnError> {
     if hp.expert_bias {
         mixture.push(("exp_probs_b.bias", vec![x], false));
     }
+    // gpt-oss's router's and experts' biases, required as llama.cpp
+    // requires them.
+    if hp.sinks {
+        mixture.extend([
+            ("ffn_gate_inp.bias", vec![x], true),
+            ("ffn_gate_exps.bias", vec![f, x], true),
+            ("ffn_up_exps.bias", vec![f, x], true),
+            ("ffn_down_exps.bias", vec![e, x], true),
+        ]);
+    }
     // Qwen3's, Gemma 3's and EXAONE 4's per-head Q/K norms, and OLMo 2's
     // whole-row ones (optional elsewhere), which llama.cpp requires of
     // them too.
@@ -157,10 +168,16 @@ pub(crate) fn check(info: &GgufInfo) -> Result<HParams, NnError> {
             if hp.parallel && !gptneox && name == "ffn_norm" {
                 continue;
             }
+            // gpt-oss's is named `post_attention_norm` (below).
+            if hp.sinks && name == "ffn_norm" {
+                continue;
+            }
             if biases && matches!(name, "attn_norm" | "ffn_norm") {
                 want.push((format!("blk.{i}.{name}.bias"), vec![e], true));
             }
-            let required = required || (hp.ffn_biases && name == "attn_output.bias");
+            let required = required
+                || (hp.ffn_biases && name == "attn_output.bias")
+                || (hp.sinks && name.ends_with(".bias"));
             // OLMo 2 and EXAONE 4 have no pre-norms: a file with them is
             // another model.
             if !hp.pre_norms && matches!(name, "attn_norm" | "ffn_norm") {
@@ -198,6 +215,12 @@ pub(crate) fn check(info: &GgufInfo) -> Result<HParams, NnError> {
         if (hp.ffn_biases || nemotron) && !hp.is_moe(i) {
             want.push((format!("blk.{i}.ffn_up.bias"), vec![df], !nemotron));
             want.push((format!("blk.{i}.ffn_down.bias"), vec![e], !nemotron));
+        }
+        // gpt-oss's: a logit per head in its softmax, and its feed-forward's
+        // norm.
+        if hp.sinks {
+            want.push((format!("blk.{i}.attn_sinks.weight"), vec![hp.heads], true));
+            want.push((format!("blk.{i}.post_attention_norm.weight"), vec![e], true));
         }
         // Falcon 40B's: the attention's own norm (its `attn_norm` is then
         // the feed-forward's).

@@ -83,12 +83,12 @@ pub(super) fn experts(
     let dense = || width(int("feed_forward_length")?, "feed_forward_length");
     let count = match arch {
         "llama" | "mistral" | "mistral3" | "qwen2moe" | "qwen3moe" | "granite" | "granitemoe"
-        | "ernie4_5-moe" | "olmoe" | "deepseek" => int("expert_count").unwrap_or(0),
+        | "ernie4_5-moe" | "olmoe" | "deepseek" | "gpt-oss" => int("expert_count").unwrap_or(0),
         _ => 0,
     };
     let qwen = matches!(arch, "qwen2moe" | "qwen3moe");
     if count == 0 {
-        if qwen || matches!(arch, "ernie4_5-moe" | "olmoe" | "deepseek") {
+        if qwen || matches!(arch, "ernie4_5-moe" | "olmoe" | "deepseek" | "gpt-oss") {
             return Err(bad(format!(
                 "a `{arch}` file needs `{arch}.expert_count` (of 1 or more)"
             )));
@@ -109,7 +109,7 @@ pub(super) fn experts(
     };
     let each = match own {
         Some(w) => w,
-        None if matches!(arch, "ernie4_5-moe" | "deepseek") => {
+        None if matches!(arch, "ernie4_5-moe" | "deepseek" | "gpt-oss") => {
             return Err(bad(format!(
                 "`{arch}.expert_feed_forward_length` is missing or 0: the experts need a width"
             )));
@@ -294,8 +294,9 @@ impl Gemma {
             "exaone4" if layers == 64 => (4, window().unwrap_or(4096)),
             // Command R7B: three local layers of four, the window required
             // (as llama.cpp requires it).
-            "cohere2" => match window() {
-                Some(w) => (4, w),
+            // gpt-oss: every other layer (the first too), required.
+            "cohere2" | "gpt-oss" => match window() {
+                Some(w) => (if arch == "cohere2" { 4 } else { 2 }, w),
                 None => {
                     return Err(NnError::new(
                         NnErrorKind::InvalidEncoding,
@@ -312,7 +313,7 @@ impl Gemma {
             .ok_or_else(|| bad(format!("`{arch}.attention.sliding_window` is {window}")))?;
         // (llama.cpp's OLMo and EXAONE 4 graphs rotate at the global base
         // whatever.)
-        let global_base = matches!(arch, "olmo2" | "exaone4" | "cohere2");
+        let global_base = matches!(arch, "olmo2" | "exaone4" | "cohere2" | "gpt-oss");
         if let Some(base) = float("rope.freq_base_swa").filter(|_| !global_base) {
             g.rope_base = base;
         }

@@ -1,14 +1,15 @@
 //! How each family's keys and tensors are read, as llama.cpp's loaders
-//! read them: what sets Granite, Qwen2-MoE, EXAONE 4, ERNIE 4.5 MoE,
-//! GLM-4, MiniCPM, Arcee, InternLM2, StarCoder 2, StableLM 2, Phi-2, GPT-2,
-//! StarCoder and GPT-NeoX apart, and what each refuses.
+//! read them: what sets Granite, EXAONE 4, GLM-4, MiniCPM, Arcee,
+//! InternLM2, StarCoder 2, StableLM 2, Phi-2, GPT-2, StarCoder, GPT-NeoX,
+//! Command R, Falcon and Nemotron apart, and what each refuses (the
+//! mixtures' in `mixtures.rs`).
 
 use super::*;
 use crate::GgufInfo;
 use crate::gpu::FfnAct;
 
 /// The check's error for `info` without tensor `name`.
-fn refused_without(info: &GgufInfo, name: &str) -> String {
+pub(super) fn refused_without(info: &GgufInfo, name: &str) -> String {
     let mut without = info.clone();
     without.tensors.retain(|t| t.name != name);
     check(&without).unwrap_err().to_string()
@@ -16,7 +17,12 @@ fn refused_without(info: &GgufInfo, name: &str) -> String {
 
 /// The check's error for `info` with a copy of tensor `from` named `to`
 /// (of `dims` where given).
-fn refused_with_copy(info: &GgufInfo, from: &str, to: &str, dims: Option<Vec<u64>>) -> String {
+pub(super) fn refused_with_copy(
+    info: &GgufInfo,
+    from: &str,
+    to: &str,
+    dims: Option<Vec<u64>>,
+) -> String {
     let mut with = info.clone();
     let mut copy = (with.tensors.iter())
         .find(|t| t.name == from)
@@ -29,7 +35,7 @@ fn refused_with_copy(info: &GgufInfo, from: &str, to: &str, dims: Option<Vec<u64
 }
 
 /// `info` with its metadata `key` set to `value`.
-fn with_key(info: &GgufInfo, key: &str, value: crate::GgufValue) -> GgufInfo {
+pub(super) fn with_key(info: &GgufInfo, key: &str, value: crate::GgufValue) -> GgufInfo {
     let mut with = info.clone();
     for (k, v) in &mut with.metadata {
         if k == key {
@@ -85,64 +91,6 @@ fn granite_shared_expert_and_rope_switch_are_read_as_llama_cpp_reads_them() {
     assert!(!with("granitemoe", 0).ropes(0));
     // Elsewhere the key is only printed (llama.cpp): the layers rotate.
     assert!(with("llama", 0).ropes(0));
-}
-
-/// Qwen2-MoE's keys and tensors, as llama.cpp's `qwen2moe` loader reads
-/// them: experts weighted as the softmax gave them, a shared expert of
-/// `expert_shared_feed_forward_length` (else the dense width) with its
-/// gate, both required.
-#[test]
-fn qwen2moe_shared_expert_is_read_as_llama_cpp_reads_it() {
-    let file = crate::gguf::inspect(&model_file("tiny-qwen2moe.gguf")).unwrap();
-    let hp = check(&file).unwrap();
-    assert_eq!((hp.experts, hp.experts_used, hp.ffn), (4, 2, 32));
-    assert_eq!((hp.shared_ffn, hp.shared_gate), (80, true));
-    assert!(!hp.experts_renormalised && hp.rope_neox);
-    // Without its own width, the shared expert is as wide as the dense
-    // feed-forward (96 here: this file's tensors are then the wrong shape).
-    let mut no_width = file.clone();
-    no_width
-        .metadata
-        .retain(|(k, _)| k != "qwen2moe.expert_shared_feed_forward_length");
-    let err = check(&no_width).unwrap_err().to_string();
-    assert!(err.contains("_shexp.weight` has shape"), "{err}");
-    assert!(err.contains("96"), "{err}");
-    let mut no_gate = file.clone();
-    no_gate
-        .tensors
-        .retain(|t| !t.name.contains("gate_inp_shexp"));
-    let err = check(&no_gate).unwrap_err().to_string();
-    assert!(
-        err.contains("ffn_gate_inp_shexp.weight` is missing"),
-        "{err}"
-    );
-    // The gate as the converter writes HF's `(1, width)` weight, `[e, 1]`:
-    // the same shape, as llama.cpp compares them.
-    let mut wide = file.clone();
-    for t in (wide.tensors.iter_mut()).filter(|t| t.name.contains("gate_inp_shexp")) {
-        t.dims.push(1);
-    }
-    assert!(check(&wide).is_ok());
-    assert!(super::weights::same_shape(&[64, 1], &[64]));
-    assert!(super::weights::same_shape(&[64], &[64, 1]));
-    assert!(!super::weights::same_shape(&[64, 2], &[64]));
-    // Its output head is required (llama.cpp ties none for it).
-    let mut untied = file.clone();
-    untied.tensors.retain(|t| t.name != "output.weight");
-    let err = check(&untied).unwrap_err().to_string();
-    assert!(err.contains("`output.weight` is missing"), "{err}");
-    // A dense width of 0 is refused naming it, not the shared tensors.
-    let mut zero = no_width.clone();
-    for (k, v) in &mut zero.metadata {
-        if k == "qwen2moe.feed_forward_length" {
-            *v = crate::GgufValue::Int(0);
-        }
-    }
-    let err = check(&zero).unwrap_err().to_string();
-    assert!(err.contains("`qwen2moe.feed_forward_length` is 0"), "{err}");
-    // The others renormalise.
-    let moe = crate::gguf::inspect(&model_file("tiny-granitemoe.gguf")).unwrap();
-    assert!(check(&moe).unwrap().experts_renormalised);
 }
 
 /// EXAONE 4's layout, as llama.cpp's `exaone4` loader and graph read it:
@@ -205,65 +153,6 @@ fn exaone4_windows_and_rotations_are_read_as_llama_cpp_reads_them() {
     assert!(hp.rope_neox && hp.pre_norms && !hp.post_norms);
     let ernie = crate::gguf::inspect(&model_file("tiny-ernie.gguf")).unwrap();
     assert!(!check(&ernie).unwrap().rope_neox);
-}
-
-/// ERNIE 4.5 MoE's keys, as llama.cpp's `ernie4_5-moe` loader and graph
-/// read them: `leading_dense_block_count` dense layers of
-/// `feed_forward_length`, then mixtures of `expert_feed_forward_length`-wide
-/// experts (both keys required; `interleave_moe_layer_step` too, and 1,
-/// the one llama.cpp runs), its router's bias optional. An output bias,
-/// which llama.cpp loads but does not add, is refused.
-#[test]
-fn ernie_moe_layers_are_read_as_llama_cpp_reads_them() {
-    use crate::GgufValue::Int;
-    let file = crate::gguf::inspect(&model_file("tiny-erniemoe.gguf")).unwrap();
-    let hp = check(&file).unwrap();
-    assert_eq!(
-        (hp.experts, hp.ffn, hp.dense_ffn, hp.shared_ffn),
-        (4, 32, 96, 64)
-    );
-    assert_eq!(
-        (0..3).map(|l| hp.is_moe(l)).collect::<Vec<_>>(),
-        [false, true, true]
-    );
-    assert!(hp.experts_renormalised && hp.expert_bias && !hp.rope_neox);
-    let with = |key: &str, value: Option<i64>| {
-        let mut info = file.clone();
-        let key = format!("ernie4_5-moe.{key}");
-        info.metadata.retain(|(k, _)| *k != key);
-        info.metadata.extend(value.map(|v| (key, Int(v))));
-        check(&info).map(|_| ()).unwrap_err().to_string()
-    };
-    let err = with("interleave_moe_layer_step", None);
-    assert!(
-        err.contains("interleave_moe_layer_step` is missing"),
-        "{err}"
-    );
-    let err = with("interleave_moe_layer_step", Some(2));
-    assert!(err.contains("interleave_moe_layer_step` is 2"), "{err}");
-    let err = with("expert_feed_forward_length", None);
-    assert!(
-        err.contains("expert_feed_forward_length` is missing"),
-        "{err}"
-    );
-    // Every layer a mixture: the first's router is missing.
-    let err = with("leading_dense_block_count", Some(0));
-    assert!(
-        err.contains("`blk.0.ffn_gate_inp.weight` is missing"),
-        "{err}"
-    );
-    let mut unbiased = file.clone();
-    unbiased.tensors.retain(|t| !t.name.contains("exp_probs_b"));
-    assert!(check(&unbiased).is_ok());
-    let mut output_bias = file.clone();
-    let mut bias = output_bias
-        .tensor("blk.0.attn_output.weight")
-        .unwrap()
-        .clone();
-    (bias.name, bias.dims) = ("blk.0.attn_output.bias".into(), vec![64]);
-    output_bias.tensors.push(bias);
-    let err = check(&output_bias).unwrap_err().to_string();
-    assert!(err.contains("`blk.0.attn_output.bias` is not one"), "{err}");
 }
 
 /// GLM-4's layout, as llama.cpp's `glm4` loader reads it: norms before and
@@ -515,61 +404,6 @@ fn gptneox_runs_its_blocks_as_the_file_says() {
     );
     let err = refused_without(&info, "blk.1.ffn_norm.weight");
     assert!(err.contains("`blk.1.ffn_norm.weight` is missing"), "{err}");
-}
-
-/// OLMoE's and DeepSeek-MoE's keys and tensors, as llama.cpp's loaders
-/// read them: experts weighted as the softmax gave them, OLMoE's
-/// whole-row Q/K norms (required) and NeoX pairs, DeepSeek's dense first
-/// layers and its shared experts run as one, `expert_shared_count` times
-/// as wide as a routed one; both require their output head, and DeepSeek
-/// a scale of the experts' weights of 1.
-#[test]
-fn olmoe_and_deepseek_mixtures_are_read_as_llama_cpp_reads_them() {
-    use crate::GgufValue::{Float, Int};
-    let olmoe = crate::gguf::inspect(&model_file("tiny-olmoe.gguf")).unwrap();
-    let hp = check(&olmoe).unwrap();
-    assert_eq!((hp.experts, hp.experts_used, hp.ffn), (4, 2, 96));
-    assert!(!hp.experts_renormalised && hp.qk_norms_whole && hp.rope_neox);
-    assert_eq!((hp.dense_lead, hp.shared_ffn), (0, 0));
-    let err = refused_without(&olmoe, "blk.1.attn_q_norm.weight");
-    assert!(err.contains("attn_q_norm.weight` is missing"), "{err}");
-    let err = refused_without(&olmoe, "output.weight");
-    assert!(err.contains("`output.weight` is missing"), "{err}");
-
-    let deepseek = crate::gguf::inspect(&model_file("tiny-deepseek.gguf")).unwrap();
-    let hp = check(&deepseek).unwrap();
-    assert_eq!((hp.experts, hp.experts_used, hp.ffn), (4, 2, 32));
-    assert_eq!((hp.dense_lead, hp.dense_ffn, hp.shared_ffn), (1, 96, 64));
-    assert!(!hp.experts_renormalised && !hp.rope_neox);
-    assert!(!hp.is_moe(0) && hp.is_moe(1) && hp.is_moe(2));
-    let err = refused_without(&deepseek, "blk.2.ffn_up_shexp.weight");
-    assert!(err.contains("ffn_up_shexp.weight` is missing"), "{err}");
-    let err = refused_without(&deepseek, "output.weight");
-    assert!(err.contains("`output.weight` is missing"), "{err}");
-    let scaled = with_key(&deepseek, "deepseek.expert_weights_scale", Float(2.5));
-    let err = check(&scaled).unwrap_err().to_string();
-    assert!(err.contains("expert_weights_scale` is 2.5"), "{err}");
-    // (0 is absent, as llama.cpp reads it.)
-    check(&with_key(
-        &deepseek,
-        "deepseek.expert_weights_scale",
-        Float(0.0),
-    ))
-    .unwrap();
-    let mut unshared = deepseek.clone();
-    unshared
-        .metadata
-        .retain(|(k, _)| k != "deepseek.expert_shared_count");
-    let err = check(&unshared).unwrap_err().to_string();
-    assert!(err.contains("deepseek.expert_shared_count"), "{err}");
-    // Two dense layers: the second's mixture tensors are another model's.
-    let err = check(&with_key(
-        &deepseek,
-        "deepseek.leading_dense_block_count",
-        Int(2),
-    ));
-    let err = err.unwrap_err().to_string();
-    assert!(err.contains("blk.1.ffn_gate.weight` is missing"), "{err}");
 }
 
 /// Command R's and R7B's keys and tensors, as llama.cpp's loaders read
