@@ -112,6 +112,14 @@ impl DeviceWeights {
     /// Uploads what `w`'s pass needs on `gpu` besides the products it
     /// runs alone (which are there already), and compiles the kernels.
     pub(super) fn upload(gpu: &Arc<Gpu>, w: &Weights) -> Result<Self, NnError> {
+        // (Its sinks, biased router and experts and clamped SwiGLU have no
+        // device kernels: set up here, it would give other logits.)
+        if w.hp.gpt_oss {
+            return Err(NnError::new(
+                NnErrorKind::UnsupportedOperation,
+                "gpt-oss's attention sinks and clamped SwiGLU run on the CPU alone",
+            ));
+        }
         Attention::check(w.hp.head_dim)?;
         gpu.program()?;
         if w.hp.experts > 0 {

@@ -114,7 +114,7 @@ pub(crate) struct HParams {
     /// gpt-oss's: each head's softmax has a learned logit of its own in
     /// its denominator (`attn_sinks`), a mixture's router and experts have
     /// biases, and its feed-forward norm is named `post_attention_norm`.
-    pub sinks: bool,
+    pub gpt_oss: bool,
     /// Qwen2-MoE's: the shared expert's output is gated per token, by the
     /// sigmoid of `ffn_gate_inp_shexp`'s product with its input.
     pub shared_gate: bool,
@@ -174,7 +174,8 @@ pub(crate) struct HParams {
     pub context: usize,
     /// Granite's and MiniCPM's multipliers, 1 elsewhere: of the token
     /// embeddings, of each block's attention and feed-forward output
-    /// before its residual add, and of the logits (`1 / logit_scale`).
+    /// before its residual add, and of the logits (their `1 /
+    /// logit_scale`; Command R's `logit_scale` itself).
     pub embd_scale: f32,
     pub residual_scale: f32,
     pub logit_scale: f32,
@@ -535,7 +536,7 @@ impl HParams {
             expert_bias: ernie_moe,
             shared_ffn,
             shared_gate: arch == "qwen2moe",
-            sinks: arch == "gpt-oss",
+            gpt_oss: arch == "gpt-oss",
             layers,
             heads,
             kv_heads,

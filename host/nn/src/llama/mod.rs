@@ -228,11 +228,12 @@ impl Llama {
         let mut weights = Self::read(bytes)?;
         let placement = match gpu {
             None => Placement::Cpu,
-            Some(Err(e)) => Placement::CpuFallback(e.message),
-            // (gpt-oss's sinks and clamped SwiGLU have no device kernels.)
-            Some(Ok(_)) if weights.hp.sinks => Placement::CpuFallback(
+            // (gpt-oss's sinks and clamped SwiGLU have no device kernels,
+            // whatever the GPU.)
+            Some(_) if weights.hp.gpt_oss => Placement::CpuFallback(
                 "gpt-oss's attention sinks and clamped SwiGLU run on the CPU alone".into(),
             ),
+            Some(Err(e)) => Placement::CpuFallback(e.message),
             Some(Ok(gpu)) => {
                 let products = weights
                     .alone_on_the_gpu_mut()
@@ -330,7 +331,7 @@ impl Llama {
                     let downs = all("ffn_down_exps", [hp.embd, hp.ffn])?;
                     // gpt-oss's biases, one row per expert.
                     let biases = |s: &str, len: usize| -> Result<Vec<Option<Vec<f32>>>, NnError> {
-                        Ok(match hp.sinks {
+                        Ok(match hp.gpt_oss {
                             true => {
                                 let name = format!("blk.{i}.{s}.bias");
                                 weights::values(&info, bytes, &name, &[len, hp.experts])?
@@ -403,7 +404,7 @@ impl Llama {
                         pre_norm(&format!("blk.{i}.attn_norm"))?,
                         match info.tensor(&n("ffn_norm")) {
                             // (gpt-oss's, under another name.)
-                            None if hp.sinks => Some(v(&n("post_attention_norm"), hp.embd)?),
+                            None if hp.gpt_oss => Some(v(&n("post_attention_norm"), hp.embd)?),
                             // (Phi-2's feed-forward reads the attention's norm.)
                             None if hp.parallel => None,
                             _ => pre_norm(&format!("blk.{i}.ffn_norm"))?,
@@ -423,7 +424,7 @@ impl Llama {
                     q_norm: optional(&n("attn_q_norm"), q_norm)?,
                     k_norm: optional(&n("attn_k_norm"), k_norm)?,
                     ffn_norm,
-                    post_attn_norm: match hp.sinks {
+                    post_attn_norm: match hp.gpt_oss {
                         true => None,
                         false => optional(&n("post_attention_norm"), hp.embd)?,
                     },
@@ -446,11 +447,11 @@ impl Llama {
                         }),
                         false => None,
                     },
-                    sinks: match hp.sinks {
+                    sinks: match hp.gpt_oss {
                         true => Some(v(&n("attn_sinks"), hp.heads)?),
                         false => None,
                     },
-                    router_bias: match hp.sinks && moe {
+                    router_bias: match hp.gpt_oss && moe {
                         true => Some(v(&format!("blk.{i}.ffn_gate_inp.bias"), hp.experts)?),
                         false => None,
                     },
@@ -593,6 +594,7 @@ impl Model for Llama {
                     .into_iter()
                     .chain([&l.post_attn_norm, &l.post_ffn_norm])
                     .chain([&l.attn_norm, &l.ffn_norm, &l.sinks, &l.router_bias])
+                    .chain([&l.shared_gate, &l.expert_bias])
                     .flatten()
                     .chain(l.experts.iter().flat_map(|e| e.biases.iter().flatten()))
                     .chain(l.experts.iter().flat_map(|e| &e.gate_bias))

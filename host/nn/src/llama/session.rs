@@ -356,7 +356,8 @@ fn forward_with(ds: &mut [&mut Decoder], tokens: &[&[u32]], workers: Workers<'_>
 /// One expert's feed-forward (a dense layer's) of the `rows` rows of `h`,
 /// into `down[0]`: `W_down · (act(W_gate · h) ⊙ W_up · h)`, `act` SiLU or
 /// GELU, or without a gate `W_down · act(W_up · h)`, `act` (Arcee's)
-/// squared ReLU or (StarCoder 2's) GELU, its products' biases added
+/// squared ReLU or (StarCoder 2's) GELU, or (gpt-oss's experts') the
+/// clamped SwiGLU, its products' biases (gpt-oss's gate's too) added
 /// where it has them. `gu` holds the gate and up products.
 fn feed_forward(
     e: &super::Expert,

@@ -20,9 +20,9 @@ pub(crate) fn check(info: &GgufInfo) -> Result<HParams, NnError> {
         ("output_norm.weight".into(), vec![e], true),
     ];
     // Tied to the embeddings where absent, but in Qwen2-MoE, InternLM2,
-    // StableLM, Phi-2, GPT-NeoX, OLMoE and DeepSeek-MoE, whose files
-    // llama.cpp refuses without it; and always in Command R's, whose
-    // files with one it would run without it.
+    // StableLM, Phi-2, GPT-NeoX, OLMoE, DeepSeek-MoE, Nemotron and
+    // gpt-oss, whose files llama.cpp refuses without it; and always in
+    // Command R's, whose files with one it refuses (it reads none).
     if !matches!(arch, "command-r" | "cohere2") {
         let required = matches!(
             arch,
@@ -115,7 +115,7 @@ pub(crate) fn check(info: &GgufInfo) -> Result<HParams, NnError> {
     }
     // gpt-oss's router's and experts' biases, required as llama.cpp
     // requires them.
-    if hp.sinks {
+    if hp.gpt_oss {
         mixture.extend([
             ("ffn_gate_inp.bias", vec![x], true),
             ("ffn_gate_exps.bias", vec![f, x], true),
@@ -169,7 +169,7 @@ pub(crate) fn check(info: &GgufInfo) -> Result<HParams, NnError> {
                 continue;
             }
             // gpt-oss's is named `post_attention_norm` (below).
-            if hp.sinks && name == "ffn_norm" {
+            if hp.gpt_oss && name == "ffn_norm" {
                 continue;
             }
             if biases && matches!(name, "attn_norm" | "ffn_norm") {
@@ -177,7 +177,7 @@ pub(crate) fn check(info: &GgufInfo) -> Result<HParams, NnError> {
             }
             let required = required
                 || (hp.ffn_biases && name == "attn_output.bias")
-                || (hp.sinks && name.ends_with(".bias"));
+                || (hp.gpt_oss && name.ends_with(".bias"));
             // OLMo 2 and EXAONE 4 have no pre-norms: a file with them is
             // another model.
             if !hp.pre_norms && matches!(name, "attn_norm" | "ffn_norm") {
@@ -218,7 +218,7 @@ pub(crate) fn check(info: &GgufInfo) -> Result<HParams, NnError> {
         }
         // gpt-oss's: a logit per head in its softmax, and its feed-forward's
         // norm.
-        if hp.sinks {
+        if hp.gpt_oss {
             want.push((format!("blk.{i}.attn_sinks.weight"), vec![hp.heads], true));
             want.push((format!("blk.{i}.post_attention_norm.weight"), vec![e], true));
         }
@@ -226,9 +226,10 @@ pub(crate) fn check(info: &GgufInfo) -> Result<HParams, NnError> {
         // the feed-forward's).
         if arch == "falcon" {
             let weight = format!("blk.{i}.attn_norm_2.weight");
-            let two = info.tensor(&weight).is_some();
-            want.push((weight, vec![e], false));
-            want.push((format!("blk.{i}.attn_norm_2.bias"), vec![e], two));
+            if info.tensor(&weight).is_some() {
+                want.push((weight, vec![e], true));
+                want.push((format!("blk.{i}.attn_norm_2.bias"), vec![e], true));
+            }
         }
         // Gemma 2 and 3's, OLMo 2's, EXAONE 4's and GLM-4's; another's
         // file with them is refused (below).

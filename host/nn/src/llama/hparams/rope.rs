@@ -5,13 +5,13 @@ use super::HParams;
 
 impl HParams {
     /// Whether sliding-window layers rotate by angles of their own (a
-    /// base or scale of their own): a second table of angles.
+    /// base or scale of their own, or OLMo 3's plain rotation beside YaRN
+    /// or an attention factor): a second table of angles.
     pub fn swa_angles(&self) -> bool {
         self.swa.iter().any(|&s| s)
             && ((self.rope_base_swa, self.rope_freq_scale_swa)
                 != (self.rope_base, self.rope_freq_scale)
-                || self.yarn.is_some()
-                || (self.swa_plain && self.rope_mscale != 1.0))
+                || (self.swa_plain && (self.yarn.is_some() || self.rope_mscale != 1.0)))
     }
 
     /// What the query at `pos` is multiplied by: Mistral 3's attention

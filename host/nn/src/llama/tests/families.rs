@@ -493,6 +493,14 @@ fn falcon_is_read_as_llama_cpp_reads_it() {
     assert!(forty.tensor("blk.1.attn_norm_2.bias").is_some());
     let err = refused_without(&forty, "blk.1.attn_norm_2.bias");
     assert!(err.contains("`blk.1.attn_norm_2.bias` is missing"), "{err}");
+    // A bias without its weight would not be read: refused.
+    let err = refused_with_copy(
+        &falcon,
+        "blk.0.attn_norm.bias",
+        "blk.0.attn_norm_2.bias",
+        None,
+    );
+    assert!(err.contains("`blk.0.attn_norm_2.bias` is not one"), "{err}");
 }
 
 /// Nemotron's keys and tensors, as llama.cpp's loader reads them:

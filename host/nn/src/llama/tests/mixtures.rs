@@ -187,7 +187,7 @@ fn olmoe_and_deepseek_mixtures_are_read_as_llama_cpp_reads_them() {
 fn gpt_oss_is_read_as_llama_cpp_reads_it() {
     let info = crate::gguf::inspect(&model_file("tiny-gptoss.gguf")).unwrap();
     let hp = check(&info).unwrap();
-    assert!(hp.sinks && hp.rope_neox && hp.experts_renormalised && hp.yarn.is_some());
+    assert!(hp.gpt_oss && hp.rope_neox && hp.experts_renormalised && hp.yarn.is_some());
     assert_eq!((hp.experts, hp.experts_used, hp.ffn), (4, 2, 32));
     assert_eq!((hp.act, hp.window), (FfnAct::SwigluOai, 8));
     assert_eq!(hp.swa, [true, false, true, false]);
@@ -219,4 +219,26 @@ fn gpt_oss_is_read_as_llama_cpp_reads_it() {
         err.contains("gpt-oss.attention.sliding_window` is missing"),
         "{err}"
     );
+}
+
+/// gpt-oss is never set up on a GPU, whose pass has no sinks, biased
+/// experts or clamped SwiGLU: loaded for one, usable or not, it runs on the
+/// CPU and says why; and the device's setup refuses it outright, should
+/// anything else ask for it.
+#[test]
+fn gpt_oss_is_never_set_up_on_a_gpu() {
+    use super::super::device::DeviceWeights;
+    let bytes = model_file("tiny-gptoss.gguf");
+    let why = NnError::new(NnErrorKind::UnsupportedOperation, "no adapter here");
+    for gpu in [Err(why), Ok(crate::gpu::tests::gpu())] {
+        let model = Llama::load_for(&bytes, Some(gpu)).unwrap();
+        match model.placement() {
+            Placement::CpuFallback(why) => assert!(why.contains("sinks"), "{why}"),
+            other => panic!("gpt-oss placed {other:?}"),
+        }
+        assert_eq!(model.device_bytes(), 0);
+    }
+    let weights = Llama::load(&bytes).unwrap().weights;
+    let err = DeviceWeights::upload(&crate::gpu::tests::gpu(), &weights).unwrap_err();
+    assert!(err.message.contains("CPU alone"), "{err:?}");
 }
