@@ -329,33 +329,36 @@ impl Llama {
                     let gates = all("ffn_gate_exps", [hp.ffn, hp.embd])?;
                     let ups = all("ffn_up_exps", [hp.ffn, hp.embd])?;
                     let downs = all("ffn_down_exps", [hp.embd, hp.ffn])?;
-                    // gpt-oss's biases, one row per expert.
-                    let biases = |s: &str, len: usize| -> Result<Vec<Option<Vec<f32>>>, NnError> {
-                        Ok(match hp.gpt_oss {
-                            true => {
-                                let name = format!("blk.{i}.{s}.bias");
-                                weights::values(&info, bytes, &name, &[len, hp.experts])?
-                            }
-                            .chunks_exact(len)
-                            .map(|b| Some(b.to_vec()))
-                            .collect(),
-                            false => vec![None; hp.experts],
-                        })
+                    // gpt-oss's biases: a row per expert.
+                    let rows = |s: &str, len: usize| match hp.gpt_oss {
+                        true => {
+                            let name = format!("blk.{i}.{s}.bias");
+                            weights::values(&info, bytes, &name, &[len, hp.experts]).map(Some)
+                        }
+                        false => Ok(None),
                     };
-                    let gate_biases = biases("ffn_gate_exps", hp.ffn)?;
-                    let up_biases = biases("ffn_up_exps", hp.ffn)?;
-                    let down_biases = biases("ffn_down_exps", hp.embd)?;
+                    let (f, d) = (hp.ffn, hp.embd);
+                    let [gate_b, up_b, down_b] = [
+                        ("ffn_gate_exps", f),
+                        ("ffn_up_exps", f),
+                        ("ffn_down_exps", d),
+                    ]
+                    .map(|(s, len)| rows(s, len));
+                    let (gate_b, up_b, down_b) = (gate_b?, up_b?, down_b?);
+                    let row = |b: &Option<Vec<f32>>, x: usize, len: usize| {
+                        b.as_ref().map(|b| b[x * len..][..len].to_vec())
+                    };
                     let experts = (gates.into_iter().zip(ups).zip(downs))
-                        .zip(gate_biases.into_iter().zip(up_biases).zip(down_biases))
-                        .map(
-                            |(((gate, up), down), ((gate_bias, up_bias), down_bias))| Expert {
-                                gate: Some(gate),
-                                up,
-                                down,
-                                biases: up_bias.zip(down_bias).map(|(u, d)| [u, d]),
-                                gate_bias,
-                            },
-                        )
+                        .enumerate()
+                        .map(|(x, ((gate, up), down))| Expert {
+                            gate: Some(gate),
+                            up,
+                            down,
+                            biases: row(&up_b, x, f)
+                                .zip(row(&down_b, x, d))
+                                .map(|(u, d)| [u, d]),
+                            gate_bias: row(&gate_b, x, f),
+                        })
                         .collect();
                     let router = m(&n("ffn_gate_inp"), hp.experts, hp.embd)?;
                     (experts, Some(router))
