@@ -200,14 +200,15 @@ fn rope(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     }
 }
 
-// ---- add: x[i] += scale * y[i % period] (a residual add, scaled where
-// the model says; or a bias, `period` its length, added to every row).
+// ---- add: x[start + i] += scale * y[i % period] (a residual add, scaled
+// where the model says; or a bias, `period` its length, added to every
+// row from `start` on).
 
 struct AddParams {
     count: u32,
     period: u32,
     scale: u32,
-    _p0: u32,
+    start: u32,
     _p1: u32,
     _p2: u32,
     _p3: u32,
@@ -223,10 +224,11 @@ fn add(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) g
     let scale = bitcast<f32>(add_p.scale);
     for (var i = gid.x; i < add_p.count; i = i + groups.x * THREADS) {
         let y = add_y[i % add_p.period];
+        let at = add_p.start + i;
         if (scale == 1.0) {
-            add_x[i] = add_x[i] + y;
+            add_x[at] = add_x[at] + y;
         } else {
-            add_x[i] = add_x[i] + y * scale;
+            add_x[at] = add_x[at] + y * scale;
         }
     }
 }
@@ -235,7 +237,9 @@ fn add(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) g
 // a fused gate/up product (`2 * ffn` floats: the gate's, then the up's);
 // `act` 1: GELU's tanh form for SiLU (Gemma's GEGLU), of the gate rounded
 // through f16 and rounded itself, as llama.cpp's table gives it; `act` 2:
-// relu(x)². Not `gated`: act(gu[t][i]) of rows of an up product alone
+// relu(x)²; `act` 3: gpt-oss's clamped SwiGLU, x · σ(1.702 x) · (y + 1)
+// with x the gate clamped below 7 and y the up within ±7 (llama.cpp's
+// `swiglu_oai`). Not `gated`: act(gu[t][i]) of rows of an up product alone
 // (`ffn` floats: Arcee's squared ReLU, StarCoder 2's GELU).
 
 struct GluParams {
@@ -263,7 +267,10 @@ fn swiglu(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
             g = glu_gu[at];
             up = glu_gu[at + glu_p.ffn];
         }
-        if (glu_p.act == 2u) {
+        if (glu_p.act == 3u) {
+            let x = min(g, 7.0);
+            glu_out[i] = x / (1.0 + exp(-1.702 * x)) * (clamp(up, -7.0, 7.0) + 1.0);
+        } else if (glu_p.act == 2u) {
             let r = max(g, 0.0);
             glu_out[i] = r * r * up;
         } else if (glu_p.act == 0u) {
@@ -292,7 +299,9 @@ fn swiglu(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
 // `scores` (a row of `stride` floats per workgroup); keys and values are
 // rounded through f16 as the cache holds them, and the query and the
 // softmax weights as llama.cpp's kernel does. Scores are scaled, then
-// soft-capped (`softcap` > 0, Gemma 2's: cap * tanh(s / cap)).
+// soft-capped (`softcap` > 0, Gemma 2's: cap * tanh(s / cap)). With
+// `sinks` (gpt-oss's), each head's softmax has `sinks[head]` as one more
+// logit in its denominator alone.
 
 struct AttnParams {
     heads: u32,
@@ -309,10 +318,15 @@ struct AttnParams {
     window: u32,
     // Mistral 3's attention temperature: a query at `pos` is multiplied by
     // 1 + temp_scale * ln(1 + pos / temp_every) (integer division) before
-    // rounding; temp_scale 0 for none. (48 bytes, a multiple of 16; the
-    // step binds 64.)
+    // rounding; temp_scale 0 for none.
     temp_scale: u32,
     temp_every: u32,
+    // Whether `attn_sinks` holds a sink per head (else it is another
+    // buffer, never read). (64 bytes, as the step binds.)
+    sinks: u32,
+    _p13: u32,
+    _p14: u32,
+    _p15: u32,
 }
 
 @group(0) @binding(0) var<storage, read> attn_q: array<f32>;
@@ -320,7 +334,8 @@ struct AttnParams {
 @group(0) @binding(2) var<storage, read_write> attn_v: array<f32>;
 @group(0) @binding(3) var<storage, read_write> attn_scores: array<f32>;
 @group(0) @binding(4) var<storage, read_write> attn_out: array<f32>;
-@group(0) @binding(5) var<uniform> attn_p: AttnParams;
+@group(0) @binding(5) var<storage, read> attn_sinks: array<f32>;
+@group(0) @binding(6) var<uniform> attn_p: AttnParams;
 
 // The query, rounded (heads of up to 256 floats).
 var<workgroup> query: array<f32, 256>;
@@ -402,14 +417,23 @@ fn attention(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
         attn_scores[row + p] = s;
         best = max(best, s);
     }
-    let top = workgroup_max(lid, best);
+    var top = workgroup_max(lid, best);
+    var sink = 0.0;
+    if (attn_p.sinks != 0u) {
+        sink = attn_sinks[head];
+        top = max(top, sink);
+    }
     var sum = 0.0;
     for (var p = first + lid; p < seen; p = p + THREADS) {
         let e = exp(attn_scores[row + p] - top);
         attn_scores[row + p] = e;
         sum = sum + e;
     }
-    let inv = 1.0 / workgroup_sum(lid, sum);
+    var total = workgroup_sum(lid, sum);
+    if (attn_p.sinks != 0u) {
+        total = total + exp(sink - top);
+    }
+    let inv = 1.0 / total;
     storageBarrier();
 
     for (var j = lid; j < hd; j = j + THREADS) {

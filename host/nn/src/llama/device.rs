@@ -17,7 +17,7 @@ mod mixture;
 
 #[cfg(test)]
 pub(super) use mixture::PAD_GROUPS;
-use mixture::{MixtureWork, mixture};
+use mixture::{DeviceMixture, MixtureWork, mixture};
 
 /// Tokens per pass: a longer prompt runs as several passes, which bounds
 /// the activations and the attention scores kept on the device.
@@ -64,6 +64,8 @@ struct DeviceLayer {
     /// Norms of the attention's and feed-forward's outputs (Gemma 2, 3).
     post_attn_norm: Option<GpuMatrix>,
     post_ffn_norm: Option<GpuMatrix>,
+    /// gpt-oss's sink logit per head.
+    sinks: Option<GpuMatrix>,
 }
 
 /// A layer's feed-forward on the device: its (each expert's) Wgateᵀ and
@@ -75,22 +77,11 @@ enum DeviceFfn {
     Mixture(DeviceMixture),
 }
 
-/// A mixture layer's [`DeviceFfn`].
-#[derive(Debug)]
-struct DeviceMixture {
-    experts: Vec<GpuMatrix>,
-    shared: Option<GpuMatrix>,
-    /// Qwen2-MoE's gate of the shared expert, a column.
-    shared_gate: Option<GpuMatrix>,
-}
-
 impl DeviceFfn {
     fn all(&self) -> Box<dyn Iterator<Item = &GpuMatrix> + '_> {
         match self {
             Self::Dense(gate_up) => Box::new(std::iter::once(gate_up)),
-            Self::Mixture(m) => Box::new(
-                (m.experts.iter()).chain([&m.shared, &m.shared_gate].into_iter().flatten()),
-            ),
+            Self::Mixture(m) => Box::new(m.all()),
         }
     }
 }
@@ -100,7 +91,7 @@ impl DeviceLayer {
         std::iter::once(&self.qkv).chain(self.ffn.all()).chain(
             [&self.bqkv, &self.bo, &self.q_norm, &self.k_norm]
                 .into_iter()
-                .chain([&self.post_attn_norm, &self.post_ffn_norm])
+                .chain([&self.post_attn_norm, &self.post_ffn_norm, &self.sinks])
                 .chain([&self.attn_norm, &self.ffn_norm])
                 .flatten()
                 .chain(self.ffn_biases.iter().flatten()),
@@ -112,14 +103,6 @@ impl DeviceWeights {
     /// Uploads what `w`'s pass needs on `gpu` besides the products it
     /// runs alone (which are there already), and compiles the kernels.
     pub(super) fn upload(gpu: &Arc<Gpu>, w: &Weights) -> Result<Self, NnError> {
-        // (Its sinks, biased router and experts and clamped SwiGLU have no
-        // device kernels: set up here, it would give other logits.)
-        if w.hp.gpt_oss {
-            return Err(NnError::new(
-                NnErrorKind::UnsupportedOperation,
-                "gpt-oss's attention sinks and clamped SwiGLU run on the CPU alone",
-            ));
-        }
         Attention::check(w.hp.head_dim)?;
         gpu.program()?;
         if w.hp.experts > 0 {
@@ -153,17 +136,7 @@ impl DeviceWeights {
                     qkv: QMatrix::upload_side_by_side(gpu, &[&l.wq, &l.wk, &l.wv])?,
                     ffn: match &l.router {
                         None => DeviceFfn::Dense(side_by_side(l.dense())?),
-                        Some(_) => DeviceFfn::Mixture(DeviceMixture {
-                            experts: l
-                                .experts
-                                .iter()
-                                .map(side_by_side)
-                                .collect::<Result<_, _>>()?,
-                            shared: l.shared.as_ref().map(side_by_side).transpose()?,
-                            shared_gate: (l.shared_gate.as_deref())
-                                .map(|g| gpu.upload(g, g.len(), 1))
-                                .transpose()?,
-                        }),
+                        Some(_) => DeviceFfn::Mixture(DeviceMixture::upload(gpu, &w.hp, l)?),
                     },
                     bqkv,
                     bo: optional(&l.bo)?,
@@ -178,6 +151,7 @@ impl DeviceWeights {
                     k_norm: optional(&l.k_norm)?,
                     post_attn_norm: optional(&l.post_attn_norm)?,
                     post_ffn_norm: optional(&l.post_ffn_norm)?,
+                    sinks: optional(&l.sinks)?,
                 })
             })
             .collect::<Result<_, NnError>>()?;
@@ -550,7 +524,8 @@ impl OnDevice {
                     temperature: hp.attn_temp,
                 };
                 let scores = &on.scores.as_ref().expect("reserved").0;
-                p.attention(&a.qkv, (kc, vc), scores, &a.att, shape);
+                let sinks = dl.sinks.as_ref();
+                p.attention(&a.qkv, (kc, vc, sinks), scores, &a.att, shape);
             }
             p.product(&a.att, n, on_gpu(&layer.wo)?, &a.o);
             if let Some(bias) = &dl.bo {

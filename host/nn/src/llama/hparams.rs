@@ -37,7 +37,7 @@ use families::{Gemma, dense_layers, experts, shared_width};
 /// blocks with one or two LayerNorms and one key/value head,
 /// (Nemotron) LayerNorms before Arcee's squared-ReLU feed-forward, and
 /// (gpt-oss) attention sinks, biased routers and experts and a clamped
-/// SwiGLU, on the CPU.
+/// SwiGLU.
 pub const ARCHITECTURES: &[&str] = &[
     "llama",
     "mistral",

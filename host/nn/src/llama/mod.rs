@@ -225,14 +225,13 @@ impl Llama {
         bytes: &[u8],
         gpu: Option<Result<Arc<Gpu>, NnError>>,
     ) -> Result<Self, NnError> {
-        let mut weights = Self::read(bytes)?;
+        Ok(Self::place(Self::read(bytes)?, gpu))
+    }
+
+    /// `weights` set up as [`Llama::load_for`] sets them up.
+    fn place(mut weights: Weights, gpu: Option<Result<Arc<Gpu>, NnError>>) -> Self {
         let placement = match gpu {
             None => Placement::Cpu,
-            // (gpt-oss's sinks and clamped SwiGLU have no device kernels,
-            // whatever the GPU.)
-            Some(_) if weights.hp.gpt_oss => Placement::CpuFallback(
-                "gpt-oss's attention sinks and clamped SwiGLU run on the CPU alone".into(),
-            ),
             Some(Err(e)) => Placement::CpuFallback(e.message),
             Some(Ok(gpu)) => {
                 let products = weights
@@ -255,10 +254,10 @@ impl Llama {
                 }
             }
         };
-        Ok(Self {
+        Self {
             weights: Arc::new(weights),
             placement,
-        })
+        }
     }
 
     fn read(bytes: &[u8]) -> Result<Weights, NnError> {

@@ -267,6 +267,19 @@ impl QMatrix {
         (self.ty, self.lanes)
     }
 
+    /// The matrix as f32 rows, unpacked (tests: products whose inputs the
+    /// CPU does not round to Q8_0 as it does for quantised weights).
+    #[cfg(test)]
+    pub(crate) fn to_f32(&self) -> QMatrix {
+        let mut row = vec![0f32; self.cols];
+        let mut raw = Vec::with_capacity(self.rows * self.cols * 4);
+        for r in 0..self.rows {
+            self.row(r, &mut row);
+            raw.extend(row.iter().flat_map(|v| v.to_le_bytes()));
+        }
+        Self::from_raw("f32 copy", GgmlType::F32, &raw, self.rows, self.cols).expect("f32 rows")
+    }
+
     /// Interleaves the rows for the CPU's product kernel, where it has
     /// one for them ([`quant::lanes`]); the same bytes, reordered.
     pub(crate) fn pack(&mut self) {

@@ -16,13 +16,12 @@
 //! GPT-NeoX (parallel blocks, a norm each), Command R and R7B (parallel
 //! blocks under a LayerNorm without a bias, scaled logits; R7B's unrotated
 //! global layers), Falcon 7B and 40B, Nemotron (squared ReLU under
-//! LayerNorms), gpt-oss (sinks, MXFP4 experts; on the CPU alone) and
-//! YaRN, on the CPU and on
-//! the GPU; and the mixtures
+//! LayerNorms) and YaRN, on the CPU and on the GPU; and the mixtures
 //! of experts Mixtral, Qwen2-MoE, Qwen3-MoE, Granite MoE, ERNIE 4.5 MoE,
-//! OLMoE and DeepSeek-MoE (shared experts: Qwen2-MoE's gated; ERNIE's and
-//! DeepSeek's dense first layers, ERNIE's biased pick), on the CPU and on
-//! the GPU.
+//! OLMoE, DeepSeek-MoE (shared experts: Qwen2-MoE's gated; ERNIE's and
+//! DeepSeek's dense first layers, ERNIE's biased pick) and gpt-oss (sinks,
+//! biases, MXFP4 experts under a clamped SwiGLU), on the CPU and on the
+//! GPU.
 
 use std::sync::Arc;
 
@@ -65,6 +64,16 @@ fn tiny(name: &str) -> (serde_json::Value, Vec<u8>) {
 /// Fed llama.cpp's greedy tokens, every step's logits (its five best and
 /// every 1021st id) are llama.cpp's, and our best token is its.
 fn matches_llama_cpp(name: &str, model: &Arc<dyn Model>, case: &serde_json::Value) -> f64 {
+    matches_llama_cpp_within(TOLERANCE, name, model, case)
+}
+
+/// [`matches_llama_cpp`] within `tolerance` of the best logit.
+fn matches_llama_cpp_within(
+    tolerance: f64,
+    name: &str,
+    model: &Arc<dyn Model>,
+    case: &serde_json::Value,
+) -> f64 {
     let stride = 1021;
     let mut session = model.session();
     let mut input = ids(&case["prompt_ids"]);
@@ -77,7 +86,7 @@ fn matches_llama_cpp(name: &str, model: &Arc<dyn Model>, case: &serde_json::Valu
         let l = logits(&mut session, &input);
         let top = s["top5"].as_array().unwrap();
         let best = top[0][1].as_f64().unwrap();
-        let tolerance = TOLERANCE * best.abs().max(0.1);
+        let tolerance = tolerance * best.abs().max(0.1);
         let probes = s["probes"].as_array().unwrap().iter().enumerate();
         let top5 = s["top5"].as_array().unwrap().iter().map(|p| {
             let id = p[0].as_u64().unwrap() as usize;
@@ -442,29 +451,20 @@ fn nemotron_matches_llama_cpp() {
 
 /// gpt-oss: a sink logit per head in each softmax, biases on Q/K/V/O,
 /// every other layer over a sliding window, YaRN, a biased router, and
-/// MXFP4 experts with biases under the clamped SwiGLU. Loaded for the GPU
-/// it runs on the CPU (its sinks and activation have no device kernels),
-/// says so, and gives the same logits.
+/// MXFP4 experts with biases under the clamped SwiGLU.
 #[test]
-fn gpt_oss_matches_llama_cpp_and_runs_on_the_cpu_when_a_gpu_is_asked() {
+fn gpt_oss_matches_llama_cpp() {
     on_the_cpu("gptoss");
-    let (case, bytes) = tiny("gptoss");
-    let model = Engine::default()
-        .load(&bytes, Encoding::Ggml, Target::Gpu)
-        .unwrap();
-    match model.placement() {
-        Placement::CpuFallback(why) => assert!(why.contains("sinks"), "{why}"),
-        other => panic!("gpt-oss placed {other:?}"),
-    }
-    matches_llama_cpp("gptoss", &model, &case);
 }
 
 /// On the GPU the mixtures of experts run there too, routed on the host
 /// from the router's scores read back, each expert over the rows routed
 /// to it, and match llama.cpp as on the CPU: Mixtral, Qwen2-MoE (its
 /// gated shared expert), Qwen3-MoE, Granite MoE Shared and ERNIE 4.5 MoE
-/// (a dense first layer, the biased pick), OLMoE and DeepSeek-MoE (its
-/// shared experts).
+/// (a dense first layer, the biased pick), OLMoE, DeepSeek-MoE (its
+/// shared experts) and gpt-oss (its sinks in the attention kernel, its
+/// router's bias added to the scores read back, its experts' biases and
+/// clamped SwiGLU on the device; looser, below).
 #[test]
 fn on_the_gpu_mixtures_of_experts_match_llama_cpp() {
     on_the_gpu(&[
@@ -476,6 +476,18 @@ fn on_the_gpu_mixtures_of_experts_match_llama_cpp() {
         "olmoe",
         "deepseek",
     ]);
+    let (case, bytes) = tiny("gptoss");
+    let model = Engine::default()
+        .load(&bytes, Encoding::Ggml, Target::Gpu)
+        .unwrap();
+    assert!(matches!(model.placement(), Placement::Gpu(_)));
+    // (Its experts' Q8_0 blocks, MXFP4's transcoded, are read by products
+    // of f32 inputs, where llama.cpp's CPU rounds them to Q8_0, as ours
+    // does: the tiny model's steep gates make that 4e-2 of the best logit
+    // here. `llama::tests::mixtures` holds the two paths to 1e-4 of each
+    // other without that rounding.)
+    let worst = matches_llama_cpp_within(6e-2, "gptoss", &model, &case);
+    eprintln!("gptoss on the GPU: logits within {worst:.2e} (of the best) of llama.cpp's");
 }
 
 /// A plain Llama with a SentencePiece vocabulary (its prompt tokenised by

@@ -21,8 +21,7 @@ pub(crate) enum FfnAct {
     ReluSquared,
     /// gpt-oss's experts' clamped SwiGLU, `g · σ(1.702 g) · (u + 1)` with
     /// `g` the gate clamped below 7 and `u` the up product within ±7
-    /// (llama.cpp's `swiglu_oai`). The CPU's alone: a model with it is
-    /// not set up on a GPU.
+    /// (llama.cpp's `swiglu_oai`).
     SwigluOai,
 }
 
@@ -216,10 +215,32 @@ impl Program<'_> {
     /// `x[i] += bias[i % bias.cols()]` for `i < count`: the bias added to
     /// each row of `x`.
     pub(crate) fn add_bias(&mut self, x: &Buffer, bias: &GpuMatrix, count: usize) {
+        self.add_bias_at((x, 0), bias, count);
+    }
+
+    /// `x[start + i] += bias[i % bias.cols()]` for `i < count`: the bias
+    /// added to each row of `x` from float `start` on (rows a binding
+    /// could not start at).
+    pub(crate) fn add_bias_at(
+        &mut self,
+        (x, start): (&Buffer, usize),
+        bias: &GpuMatrix,
+        count: usize,
+    ) {
         self.step(
             &self.ops.add,
             vec![whole(x), vector(bias)],
-            [count, bias.cols(), 1f32.to_bits() as usize, 0, 0, 0, 0, 0].map(|x| x as u32),
+            [
+                count,
+                bias.cols(),
+                1f32.to_bits() as usize,
+                start,
+                0,
+                0,
+                0,
+                0,
+            ]
+            .map(|x| x as u32),
             groups(count),
         );
     }
@@ -227,7 +248,8 @@ impl Program<'_> {
     /// `out[t][i] = silu(gu[t][i]) * gu[t][ffn + i]` for `tokens` rows
     /// of a fused gate/up product `gu` (`2 * ffn` floats each); with
     /// [`FfnAct::Gelu`], GELU (tanh form, as llama.cpp's) for SiLU, with
-    /// [`FfnAct::ReluSquared`] `relu(x)²`. Not `gated`, `act(gu[t][i])`
+    /// [`FfnAct::ReluSquared`] `relu(x)²`, with [`FfnAct::SwigluOai`]
+    /// gpt-oss's clamped SwiGLU. Not `gated`, `act(gu[t][i])`
     /// of rows of an up product alone (`ffn` floats each).
     pub(crate) fn swiglu(
         &mut self,
@@ -240,7 +262,7 @@ impl Program<'_> {
             FfnAct::Silu => 0,
             FfnAct::Gelu => 1,
             FfnAct::ReluSquared => 2,
-            FfnAct::SwigluOai => unreachable!("gpt-oss is not set up on a GPU"),
+            FfnAct::SwigluOai => 3,
         };
         self.step(
             &self.ops.swiglu,
@@ -256,12 +278,13 @@ impl Program<'_> {
     /// per position, `past` old ones) and themselves, into the same rows
     /// of `out` (`heads x head_dim` each). Their keys and values go into
     /// the caches after the old ones. `scores` holds `tokens x heads x
-    /// stride` floats, `stride` at least `past + tokens`.
-    #[allow(clippy::too_many_arguments)]
+    /// stride` floats, `stride` at least `past + tokens`. `sinks` (a row
+    /// of a logit per head: gpt-oss's) joins each head's softmax's
+    /// denominator.
     pub(crate) fn attention(
         &mut self,
         qkv: &Buffer,
-        (k, v): (&Buffer, &Buffer),
+        (k, v, sinks): (&Buffer, &Buffer, Option<&GpuMatrix>),
         scores: &Buffer,
         out: &Buffer,
         shape: Attention,
@@ -298,9 +321,19 @@ impl Program<'_> {
             // (A step past u32 is past any context: always the first.)
             u32::try_from(temp_every).unwrap_or(u32::MAX),
         ]);
+        params[12] = sinks.is_some().into();
+        // (Without sinks the binding is the queries again, never read.)
+        let sinks = sinks.map_or_else(|| whole(qkv), vector);
         self.step_wide(
             &self.ops.attention,
-            vec![whole(qkv), whole(k), whole(v), whole(scores), whole(out)],
+            vec![
+                whole(qkv),
+                whole(k),
+                whole(v),
+                whole(scores),
+                whole(out),
+                sinks,
+            ],
             params,
             [heads as u32, tokens as u32],
         );

@@ -1,10 +1,66 @@
 //! A mixture-of-experts layer in a decoder's pass on the device (see
 //! [`mixture`]).
 
-use super::{DeviceMixture, Work, on_gpu};
+use super::{Work, on_gpu};
 use crate::NnError;
-use crate::gpu::{Buffer, FfnAct, Gpu, Program, Reuse};
-use crate::llama::{HParams, Layer};
+use crate::gpu::{Buffer, FfnAct, Gpu, GpuMatrix, Program, Reuse};
+use crate::llama::{Expert, HParams, Layer, QMatrix, rows};
+
+/// A mixture layer's feed-forward on the device: each expert's Wgateᵀ
+/// and Wupᵀ side by side, one product (the down projections and the
+/// router are products alone: their `QMatrix`es hold them).
+#[derive(Debug)]
+pub(super) struct DeviceMixture {
+    experts: Vec<GpuMatrix>,
+    /// gpt-oss's experts' biases: each one's gate and up biases in one
+    /// row, as its `experts` product's rows are, and its down bias.
+    biases: Option<Vec<[GpuMatrix; 2]>>,
+    shared: Option<GpuMatrix>,
+    /// Qwen2-MoE's gate of the shared expert, a column.
+    shared_gate: Option<GpuMatrix>,
+}
+
+impl DeviceMixture {
+    /// Uploads `layer`'s experts (its router is uploaded with the
+    /// products that run alone).
+    pub(super) fn upload(gpu: &Gpu, hp: &HParams, layer: &Layer) -> Result<Self, NnError> {
+        let side_by_side = |e: &Expert| QMatrix::upload_side_by_side(gpu, &e.gate_up());
+        let vector = |v: &[f32]| gpu.upload(v, 1, v.len());
+        let biased = |e: &Expert| e.gate_bias.is_some() || e.biases.is_some();
+        let biases = match layer.experts.iter().any(biased) {
+            false => None,
+            true => Some(
+                (layer.experts.iter())
+                    .map(|e| {
+                        let (ffn, d) = (hp.ffn, hp.embd);
+                        let zeros = |len| vec![0.0; len];
+                        let [up, down] = e.biases.clone().unwrap_or([zeros(ffn), zeros(d)]);
+                        let mut gate_up = e.gate_bias.clone().unwrap_or(zeros(ffn));
+                        gate_up.extend(up);
+                        Ok([vector(&gate_up)?, vector(&down)?])
+                    })
+                    .collect::<Result<_, NnError>>()?,
+            ),
+        };
+        Ok(Self {
+            experts: (layer.experts.iter())
+                .map(side_by_side)
+                .collect::<Result<_, _>>()?,
+            biases,
+            shared: layer.shared.as_ref().map(side_by_side).transpose()?,
+            shared_gate: (layer.shared_gate.as_deref())
+                .map(|g| gpu.upload(g, g.len(), 1))
+                .transpose()?,
+        })
+    }
+
+    /// What it holds on the device.
+    pub(super) fn all(&self) -> impl Iterator<Item = &GpuMatrix> {
+        (self.experts.iter())
+            .chain(self.biases.iter().flatten().flatten())
+            .chain([&self.shared, &self.shared_gate].into_iter().flatten())
+    }
+}
 
 /// A mixture's buffers: the router's scores (and Qwen2-MoE's shared
 /// gate's), and `rows` rows grouped by expert, each group from a row a
@@ -71,7 +127,8 @@ impl MixtureWork {
 /// CPU's (`session::mixture`) runs it: the pass so far runs, to read the
 /// router's scores back, and the rows are routed on the host as there
 /// (`session::route`). Then, in a new program it returns, the rows are
-/// gathered by expert, each expert runs over its group, a shared expert
+/// gathered by expert, each expert runs over its group (gpt-oss's biases
+/// added to its products, and its activation for SwiGLU), a shared expert
 /// over all of them, and each row's outputs are summed by their weights
 /// in the CPU's order: by expert, the shared one last. A pass makes a
 /// round trip per mixture layer.
@@ -84,6 +141,7 @@ pub(super) fn mixture<'g>(
 ) -> Result<Program<'g>, NnError> {
     let DeviceMixture {
         experts,
+        biases,
         shared,
         shared_gate,
     } = dm;
@@ -95,7 +153,9 @@ pub(super) fn mixture<'g>(
         p.product(h, n, gate, &m.shared_gate);
         reads.push((&m.shared_gate, n));
     }
-    let read = p.run_reads_reusing(reuse, &reads)?;
+    let mut read = p.run_reads_reusing(reuse, &reads)?;
+    // (gpt-oss's router bias, added to the scores as the CPU adds it.)
+    rows::add_bias(&mut read[0], layer.router_bias.as_deref());
     let routing = (hp.experts, hp.experts_used, hp.experts_renormalised);
     let routed = crate::llama::session::route(&read[0], routing, layer.expert_bias.as_deref());
     let mut p = gpu.program()?;
@@ -115,15 +175,22 @@ pub(super) fn mixture<'g>(
         }
         groups.push((e, start, list.len()));
     }
-    let d = hp.embd;
+    let (d, gu) = (hp.embd, 2 * hp.ffn);
     p.gather_through(h, &rows, (1, n, d), &m.x, Some(&m.gathered))?;
     for &(e, start, count) in &groups {
         p.product_at((&m.x, start), count, &experts[e], (&m.gu, start));
+        if let Some(biases) = biases {
+            p.add_bias_at((&m.gu, start * gu), &biases[e][0], count * gu);
+        }
     }
-    p.swiglu(&m.gu, (rows.len(), hp.ffn, FfnAct::Silu, true), &m.g);
+    // (SwiGLU, or gpt-oss's clamped one.)
+    p.swiglu(&m.gu, (rows.len(), hp.ffn, hp.act, true), &m.g);
     for &(e, start, count) in &groups {
         let down = on_gpu(&layer.experts[e].down)?;
         p.product_at((&m.g, start), count, down, (&m.y, start));
+        if let Some(biases) = biases {
+            p.add_bias_at((&m.y, start * d), &biases[e][1], count * d);
+        }
     }
     let mut used = rows.len();
     if let (Some(expert), Some(gate_up)) = (&layer.shared, shared) {
