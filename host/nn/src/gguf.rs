@@ -37,6 +37,12 @@ pub enum GgmlType {
     /// OCP microscaling FP4 (gpt-oss's experts): blocks of 32 E2M1 values
     /// under one E8M0 power-of-two scale.
     MXFP4,
+    /// 4-bit non-linear: blocks of 32 indices into a table of 16 int8
+    /// values, under an f16 scale.
+    IQ4_NL,
+    /// IQ4_NL's values in super-blocks of 256, under an f16 scale times a
+    /// 6-bit one per 32.
+    IQ4_XS,
 }
 
 impl GgmlType {
@@ -55,6 +61,8 @@ impl GgmlType {
             13 => Self::Q5_K,
             14 => Self::Q6_K,
             39 => Self::MXFP4,
+            20 => Self::IQ4_NL,
+            23 => Self::IQ4_XS,
             30 => Self::Bf16,
             _ => return None,
         })
@@ -76,13 +84,14 @@ impl GgmlType {
             Self::Q5_K => (256, 176),
             Self::Q6_K => (256, 210),
             Self::MXFP4 => (32, 17),
+            Self::IQ4_NL => (32, 18),
+            Self::IQ4_XS => (256, 136),
         }
     }
 }
 
 /// The tensor types weft reads, for messages.
-pub const READABLE_TYPES: &str =
-    "F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, MXFP4";
+pub const READABLE_TYPES: &str = "F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS, MXFP4";
 
 /// ggml's names for the types weft does not support, for error messages.
 fn type_name(id: u32) -> String {
@@ -93,10 +102,8 @@ fn type_name(id: u32) -> String {
         17 => "IQ2_XS",
         18 => "IQ3_XXS",
         19 => "IQ1_S",
-        20 => "IQ4_NL",
         21 => "IQ3_S",
         22 => "IQ2_S",
-        23 => "IQ4_XS",
         29 => "IQ1_M",
         24 => "I8",
         25 => "I16",
@@ -418,9 +425,12 @@ mod tests {
         assert_eq!(info.tensors[0].bytes, 20 * 18);
         assert_eq!(info.parameters, 704);
 
-        let i_quant = gguf("llama", &[("blk.0.ffn_up.weight", &[256], 23)]);
+        let i_quant = gguf("llama", &[("blk.0.ffn_up.weight", &[256], 16)]);
         let err = inspect(&i_quant).unwrap_err().0;
-        assert!(err.contains("`blk.0.ffn_up.weight` is IQ4_XS"), "{err}");
+        assert!(err.contains("`blk.0.ffn_up.weight` is IQ2_XXS"), "{err}");
+        // IQ4_XS's super-blocks of 256 split its rows as K-quants' do.
+        let xs = gguf("llama", &[("blk.0.ffn_up.weight", &[256, 2], 23)]);
+        assert_eq!(inspect(&xs).unwrap().tensors[0].bytes, 2 * 136);
         assert!(err.contains("llama-quantize"), "{err}");
 
         // K-quant blocks of 256 run along rows: 576-value rows cannot hold them.

@@ -1,5 +1,6 @@
-//! The ggml block formats the dot kernels do not read (Q5_0, Q5_1 and the
-//! K-quants Q2_K…Q6_K, which most published GGUF files use): their
+//! The ggml block formats the dot kernels do not read (Q5_0, Q5_1, the
+//! K-quants Q2_K…Q6_K, which most published GGUF files use, IQ4_NL,
+//! IQ4_XS and MXFP4): their
 //! dequantisation, and their transcoding at load into a format the kernels
 //! do read.
 //!
@@ -9,6 +10,10 @@
 //!   those two products to f16 (a relative 2⁻¹¹ at most). The weights
 //!   take 11% more bytes (160 per 256 values instead of 144) and run on
 //!   the Q4_1 kernels.
+//! - IQ4_XS becomes Q8_0 as Q4_K becomes Q4_1: each 32-value sub-block's
+//!   scale (`d × (ls − 32)`) is rounded to f16, and its values are the
+//!   int8s of IQ4_NL's table. IQ4_NL becomes Q8_0 exactly (its scale is
+//!   kept).
 //! - Q5_0 becomes Q8_0 exactly (`q − 16` fits a byte, the scale is kept),
 //!   and so does MXFP4 (its E2M1 values doubled are the integers of
 //!   [`MXFP4_VALUES`], under half its power-of-two scale, an f16 for
@@ -37,6 +42,20 @@ fn scale_min_k4(s: &[u8]) -> ([u8; 8], [u8; 8]) {
         m[j + 4] = (s[j + 8] >> 4) | ((s[j + 4] >> 2) & 0x30);
     }
     (sc, m)
+}
+
+/// IQ4_NL's and IQ4_XS's values (ggml's `kvalues_iq4nl`), by nibble.
+const IQ4_VALUES: [i8; 16] = [
+    -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113,
+];
+
+/// IQ4_XS's sub-block `ib`'s scale, `d × (ls − 32)` with `ls` 4 bits of
+/// `scales_l` and 2 of `scales_h`.
+fn iq4_xs_scale(b: &[u8], ib: usize) -> f32 {
+    let high = u16::from_le_bytes([b[2], b[3]]);
+    let low = (b[4 + ib / 2] >> (4 * (ib % 2))) & 0xf;
+    let ls = i32::from(low) | (i32::from((high >> (2 * ib)) & 3) << 4);
+    half(b, 0) * (ls - 32) as f32
 }
 
 /// MXFP4's E2M1 values, doubled (as ggml's `kvalues_mxfp4`: its scale is
@@ -87,6 +106,21 @@ pub(super) fn dequantize(ty: GgmlType, raw: &[u8], out: &mut [f32]) {
                 let d = mxfp4_scale(b[0]);
                 for (o, q) in o.iter_mut().zip(mxfp4_nibbles(&b[1..17])) {
                     *o = d * f32::from(MXFP4_VALUES[usize::from(q)]);
+                }
+            }
+            GgmlType::IQ4_NL => {
+                let d = half(b, 0);
+                for (o, q) in o.iter_mut().zip(mxfp4_nibbles(&b[2..18])) {
+                    *o = d * f32::from(IQ4_VALUES[usize::from(q)]);
+                }
+            }
+            GgmlType::IQ4_XS => {
+                for (ib, o) in o.chunks_exact_mut(32).enumerate() {
+                    let dl = iq4_xs_scale(b, ib);
+                    let qs = &b[8 + 16 * ib..][..16];
+                    for (o, q) in o.iter_mut().zip(mxfp4_nibbles(qs)) {
+                        *o = dl * f32::from(IQ4_VALUES[usize::from(q)]);
+                    }
                 }
             }
             GgmlType::Q5_1 => {
@@ -175,6 +209,8 @@ pub(crate) fn transcoded(ty: GgmlType) -> bool {
             | GgmlType::Q5_K
             | GgmlType::Q6_K
             | GgmlType::MXFP4
+            | GgmlType::IQ4_NL
+            | GgmlType::IQ4_XS
     )
 }
 
@@ -205,8 +241,9 @@ pub(crate) fn transcode(ty: GgmlType, raw: &[u8]) -> Result<(GgmlType, Vec<u8>),
 }
 
 /// Blocks of `ty` as Q8_0 blocks: Q5_0 exactly (`q − 16` and its scale),
-/// MXFP4 exactly where its scale is an f16 (2^−24 to 2^15), the others
-/// through their f32 values.
+/// MXFP4 exactly where its scale is an f16 (2^−24 to 2^15), IQ4_NL
+/// exactly and IQ4_XS with each sub-block's scale rounded to f16, the
+/// others through their f32 values.
 fn as_q8_0(ty: GgmlType, raw: &[u8]) -> Result<Vec<u8>, String> {
     let (n, size) = (ty.block().0 as usize, ty.block().1 as usize);
     let mut out = Vec::with_capacity(raw.len() / size * (n / BLOCK) * 34);
@@ -216,6 +253,26 @@ fn as_q8_0(ty: GgmlType, raw: &[u8]) -> Result<Vec<u8>, String> {
             out.extend_from_slice(&b[..2]);
             out.extend(five_bits(&b[2..6], &b[6..22]).map(|q| (q as i8 - 16) as u8));
             continue;
+        }
+        let iq4 = |scale: f32, qs: &[u8], out: &mut Vec<u8>| {
+            let h = super::f32_to_f16(scale);
+            // (An infinite scale: through f32, which says why it fails.)
+            (h & 0x7c00 != 0x7c00).then(|| {
+                out.extend_from_slice(&h.to_le_bytes());
+                out.extend(mxfp4_nibbles(qs).map(|q| IQ4_VALUES[usize::from(q)] as u8));
+            })
+        };
+        if ty == GgmlType::IQ4_NL && iq4(half(b, 0), &b[2..18], &mut out).is_some() {
+            continue;
+        }
+        if ty == GgmlType::IQ4_XS {
+            let start = out.len();
+            let all = (0..8)
+                .all(|ib| iq4(iq4_xs_scale(b, ib), &b[8 + 16 * ib..][..16], &mut out).is_some());
+            if all {
+                continue;
+            }
+            out.truncate(start);
         }
         if ty == GgmlType::MXFP4 && (104..=143).contains(&b[0]) {
             out.extend_from_slice(&super::f32_to_f16(mxfp4_scale(b[0])).to_le_bytes());
@@ -284,6 +341,8 @@ mod tests {
     fn ty(name: &str) -> GgmlType {
         match name {
             "MXFP4" => GgmlType::MXFP4,
+            "IQ4_NL" => GgmlType::IQ4_NL,
+            "IQ4_XS" => GgmlType::IQ4_XS,
             "Q5_0" => GgmlType::Q5_0,
             "Q5_1" => GgmlType::Q5_1,
             "Q2_K" => GgmlType::Q2_K,
@@ -319,7 +378,7 @@ mod tests {
                 (ty(c["type"].as_str().unwrap()), bytes, values)
             })
             .collect();
-        assert_eq!(cases.len(), 8, "every transcoded format has a case");
+        assert_eq!(cases.len(), 10, "every transcoded format has a case");
         cases
     }
 
@@ -352,7 +411,9 @@ mod tests {
                 // bits: half a step (amax / 254), plus up to 127 × the
                 // step's rounding to f16 (2⁻¹¹ of it): amax / 226.
                 let bound = match ty {
-                    GgmlType::Q5_0 => 0.0,
+                    GgmlType::Q5_0 | GgmlType::IQ4_NL => 0.0,
+                    // (Each value's own scale rounded: 2⁻¹¹ of it.)
+                    GgmlType::IQ4_XS => amax * 4.9e-4,
                     GgmlType::MXFP4 if (104..=143).contains(&bytes[b * 17]) => 0.0,
                     GgmlType::Q4_K => amax * 2e-3,
                     _ => amax / 226.0,
