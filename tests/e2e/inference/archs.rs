@@ -26,7 +26,8 @@ use super::{put, reference, stream};
 /// LayerNorm'd `starcoder2`, `stablelm`, `phi2`, `gpt2`, `starcoder` and
 /// `gptneox`, the mixtures `olmoe` (OLMo's pre-tokenizer name) and
 /// `deepseek`, and `commandr`, `cohere2` (Command R's), `falcon` and
-/// `gptoss` (GPT-4o's pre-tokenizer name, MXFP4 experts),
+/// `gptoss` (GPT-4o's pre-tokenizer name, MXFP4 experts), `olmo1` (its
+/// LayerNorms without weights, OLMo's pre-tokenizer name),
 /// whose pre-tokenizer names are StarCoder's, StableLM 2's, Phi-2's and
 /// GPT-2's), streams
 /// llama.cpp's greedy
@@ -79,6 +80,7 @@ async fn generate_runs_each_family_and_both_tokenizer_kinds_as_llama_cpp_does() 
         "cohere2",
         "falcon",
         "gptoss",
+        "olmo1",
     ] {
         let case = reference["models"]
             .as_array()

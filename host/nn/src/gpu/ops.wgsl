@@ -233,6 +233,31 @@ fn add(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) g
     }
 }
 
+// ---- clamp_values: x[i] = clamp(x[i], -bound, bound) (OLMo 1's Q, K
+// and V, as ggml_clamp).
+
+struct ClampParams {
+    count: u32,
+    bound: u32,
+    _p2: u32,
+    _p3: u32,
+    _p4: u32,
+    _p5: u32,
+    _p6: u32,
+    _p7: u32,
+}
+
+@group(0) @binding(0) var<storage, read_write> clamp_x: array<f32>;
+@group(0) @binding(1) var<uniform> clamp_p: ClampParams;
+
+@compute @workgroup_size(64, 1, 1)
+fn clamp_values(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let bound = bitcast<f32>(clamp_p.bound);
+    for (var i = gid.x; i < clamp_p.count; i = i + groups.x * THREADS) {
+        clamp_x[i] = min(max(clamp_x[i], -bound), bound);
+    }
+}
+
 // ---- swiglu: out[t][i] = silu(gu[t][i]) * gu[t][ffn + i], for rows of
 // a fused gate/up product (`2 * ffn` floats: the gate's, then the up's);
 // `act` 1: GELU's tanh form for SiLU (Gemma's GEGLU), of the gate rounded

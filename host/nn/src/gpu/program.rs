@@ -36,6 +36,7 @@ pub(super) struct Ops {
     add_rms_norm: Kernel,
     rope: Kernel,
     add: Kernel,
+    clamp: Kernel,
     swiglu: Kernel,
     attention: Kernel,
 }
@@ -62,6 +63,7 @@ impl Ops {
             add_rms_norm: kernel("add_rms_norm"),
             rope: kernel("rope"),
             add: kernel("add"),
+            clamp: kernel("clamp_values"),
             swiglu: kernel("swiglu"),
             attention: kernel("attention"),
         }

@@ -494,6 +494,9 @@ impl OnDevice {
             if let Some(bias) = &dl.bqkv {
                 p.add_bias(&a.qkv, bias, n * qkv.stride());
             }
+            if hp.clamp_kqv > 0.0 {
+                p.clamp(&a.qkv, n * qkv.stride(), hp.clamp_kqv);
+            }
             for (norm, keys) in [(&dl.q_norm, false), (&dl.k_norm, true)] {
                 if let Some(norm) = norm {
                     let whole = hp.qk_norms_whole;

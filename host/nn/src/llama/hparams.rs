@@ -37,7 +37,7 @@ use families::{Gemma, dense_layers, experts, shared_width};
 /// blocks with one or two LayerNorms and one key/value head,
 /// (Nemotron) LayerNorms before Arcee's squared-ReLU feed-forward, and
 /// (gpt-oss) attention sinks, biased routers and experts and a clamped
-/// SwiGLU.
+/// SwiGLU, and (OLMo 1) LayerNorms without weights and clamped Q/K/V.
 pub const ARCHITECTURES: &[&str] = &[
     "llama",
     "mistral",
@@ -75,6 +75,7 @@ pub const ARCHITECTURES: &[&str] = &[
     "falcon",
     "nemotron",
     "gpt-oss",
+    "olmo",
 ];
 
 /// A LongRoPE file's (Phi-3 128k, Phi-3.5) rotary factors for its original
@@ -152,8 +153,12 @@ pub(crate) struct HParams {
     /// rotary embedding.
     pub rope_swa_only: bool,
     /// Whether a LayerNorm adds a bias (`*_norm.bias`): all but Command
-    /// R's, whose norms have a weight alone (a zero bias here).
+    /// R's, whose norms have a weight alone (a zero bias here), and OLMo
+    /// 1's.
     pub norm_bias: bool,
+    /// Whether the norms have weights: all but OLMo 1's LayerNorms, which
+    /// have neither weight nor bias (ones and zeros here).
+    pub norm_weights: bool,
     /// The norms' epsilon: RMSNorm's (`attention.layer_norm_rms_epsilon`),
     /// or with `layer_norm` LayerNorm's (`attention.layer_norm_epsilon`).
     pub norm_eps: f32,
@@ -185,6 +190,10 @@ pub(crate) struct HParams {
     /// query at `pos` is multiplied by `1 + scale · ln(1 + ⌊pos / every⌋)`
     /// ([`HParams::attn_temperature`]); `None` for none.
     pub attn_temp: Option<(f32, usize)>,
+    /// OLMo 1's bound on the Q, K and V products' values
+    /// (`attention.clamp_kqv`), each clamped to ±it before the rotation;
+    /// 0 for none.
+    pub clamp_kqv: f32,
     /// Phi-3's, GPT-2's, StarCoder's, GPT-NeoX's and old Phi-2 files'
     /// layout: Q, K and V in one `attn_qkv` matrix.
     pub fused_qkv: bool,
@@ -427,7 +436,8 @@ impl HParams {
         let layer_norm = command_r
             || matches!(
                 arch,
-                "starcoder2"
+                "olmo"
+                    | "starcoder2"
                     | "stablelm"
                     | "phi2"
                     | "gpt2"
@@ -586,7 +596,8 @@ impl HParams {
                 false => float("attention.layer_norm_rms_epsilon").unwrap_or(1e-5),
             },
             layer_norm,
-            norm_bias: !command_r,
+            norm_bias: !command_r && arch != "olmo",
+            norm_weights: arch != "olmo",
             parallel,
             context,
             embd_scale,
@@ -594,6 +605,13 @@ impl HParams {
             logit_scale,
             attn_scale: attn_scale.unwrap_or(1.0 / (head_dim as f32).sqrt()),
             attn_temp,
+            // (Optional, as llama.cpp reads it.)
+            clamp_kqv: match arch {
+                "olmo" => float("attention.clamp_kqv")
+                    .filter(|&c| c > 0.0)
+                    .unwrap_or(0.0),
+                _ => 0.0,
+            },
             // (Phi-2's files converted from its first release fuse them
             // too; those from its transformers release do not.)
             fused_qkv: matches!(arch, "phi3" | "gptneox" | "falcon")

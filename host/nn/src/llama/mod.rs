@@ -275,9 +275,13 @@ impl Llama {
         let (q_norm, k_norm) = hp.qk_norm_widths();
         let (e, s) = (hp.embd, hp.shared_ffn);
         // A norm's weight, and a LayerNorm's bias after it (StarCoder 2;
-        // zeros for Command R's, which have none).
+        // zeros for Command R's, which have none; ones and zeros for OLMo
+        // 1's, which have neither).
         let norm = |name: &str| -> Result<Vec<f32>, NnError> {
-            let mut weight = v(&format!("{name}.weight"), hp.embd)?;
+            let mut weight = match hp.norm_weights {
+                true => v(&format!("{name}.weight"), hp.embd)?,
+                false => vec![1.0; hp.embd],
+            };
             match (hp.layer_norm, hp.norm_bias) {
                 (true, true) => weight.extend(v(&format!("{name}.bias"), hp.embd)?),
                 (true, false) => weight.resize(2 * hp.embd, 0.0),

@@ -255,6 +255,13 @@ fn forward_with(ds: &mut [&mut Decoder], tokens: &[&[u32]], workers: Workers<'_>
         add_bias(q, layer.bq.as_deref());
         add_bias(k, layer.bk.as_deref());
         add_bias(v, layer.bv.as_deref());
+        // (OLMo 1's bound, before the rotation.)
+        if hp.clamp_kqv > 0.0 {
+            let c = hp.clamp_kqv;
+            for y in [&mut *q, &mut *k, &mut *v] {
+                y.iter_mut().for_each(|y| *y = y.clamp(-c, c));
+            }
+        }
         for (y, norm) in [(&mut *q, &layer.q_norm), (&mut *k, &layer.k_norm)] {
             if let Some(norm) = norm {
                 let unnormed = y.clone();

@@ -16,7 +16,9 @@
 //! GPT-NeoX (parallel blocks, a norm each), Command R and R7B (parallel
 //! blocks under a LayerNorm without a bias, scaled logits; R7B's unrotated
 //! global layers), Falcon 7B and 40B, Nemotron (squared ReLU under
-//! LayerNorms) and YaRN, on the CPU and on the GPU; and the mixtures
+//! LayerNorms), OLMo 1 (LayerNorms without weights, clamped Q/K/V), a
+//! Llama in IQ4_NL and IQ4_XS, and YaRN, on the CPU and on the GPU; and
+//! the mixtures
 //! of experts Mixtral, Qwen2-MoE, Qwen3-MoE, Granite MoE, ERNIE 4.5 MoE,
 //! OLMoE, DeepSeek-MoE (shared experts: Qwen2-MoE's gated; ERNIE's and
 //! DeepSeek's dense first layers, ERNIE's biased pick) and gpt-oss (sinks,
@@ -490,6 +492,14 @@ fn on_the_gpu_mixtures_of_experts_match_llama_cpp() {
     eprintln!("gptoss on the GPU: logits within {worst:.2e} (of the best) of llama.cpp's");
 }
 
+/// OLMo 1: LayerNorms without weight or bias, adjacent rotary pairs, Q,
+/// K and V clamped (the tiny model's bound clips about one value in
+/// eight).
+#[test]
+fn olmo1_matches_llama_cpp() {
+    on_the_cpu("olmo1");
+}
+
 /// A Llama in the i-quants: IQ4_NL products (transcoded to Q8_0 exactly)
 /// and IQ4_XS down products (each 32's scale rounded to f16), on the CPU
 /// and on the GPU. Looser than the others: llama.cpp multiplies IQ4_XS
@@ -560,6 +570,7 @@ fn on_the_gpu_every_family_matches_llama_cpp() {
         "falcon",
         "falcon40b",
         "nemotron",
+        "olmo1",
     ]);
 }
 

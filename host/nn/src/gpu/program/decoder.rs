@@ -245,6 +245,17 @@ impl Program<'_> {
         );
     }
 
+    /// `x[i] = clamp(x[i], −bound, bound)` for `i < count` (OLMo 1's Q, K
+    /// and V).
+    pub(crate) fn clamp(&mut self, x: &Buffer, count: usize, bound: f32) {
+        self.step(
+            &self.ops.clamp,
+            vec![whole(x)],
+            [count as u32, bound.to_bits(), 0, 0, 0, 0, 0, 0],
+            groups(count),
+        );
+    }
+
     /// `out[t][i] = silu(gu[t][i]) * gu[t][ffn + i]` for `tokens` rows
     /// of a fused gate/up product `gu` (`2 * ffn` floats each); with
     /// [`FfnAct::Gelu`], GELU (tanh form, as llama.cpp's) for SiLU, with

@@ -15,10 +15,12 @@ pub(crate) fn check(info: &GgufInfo) -> Result<HParams, NnError> {
     let (e, qd, kvd) = (hp.embd, hp.q_dim(), hp.kv_dim());
     let arch = info.architecture.as_deref().unwrap_or_default();
     // (name, ggml dims, required)
-    let mut want: Vec<(String, Vec<usize>, bool)> = vec![
-        ("token_embd.weight".into(), vec![e, hp.vocab], true),
-        ("output_norm.weight".into(), vec![e], true),
-    ];
+    let mut want: Vec<(String, Vec<usize>, bool)> =
+        vec![("token_embd.weight".into(), vec![e, hp.vocab], true)];
+    // (OLMo 1's norms have no weights: a file with them is another model.)
+    if hp.norm_weights {
+        want.push(("output_norm.weight".into(), vec![e], true));
+    }
     // Tied to the embeddings where absent, but in Qwen2-MoE, InternLM2,
     // StableLM, Phi-2, GPT-NeoX, OLMoE, DeepSeek-MoE, Nemotron and
     // gpt-oss, whose files llama.cpp refuses without it; and always in
@@ -178,9 +180,9 @@ pub(crate) fn check(info: &GgufInfo) -> Result<HParams, NnError> {
             let required = required
                 || (hp.ffn_biases && name == "attn_output.bias")
                 || (hp.gpt_oss && name.ends_with(".bias"));
-            // OLMo 2 and EXAONE 4 have no pre-norms: a file with them is
-            // another model.
-            if !hp.pre_norms && matches!(name, "attn_norm" | "ffn_norm") {
+            // OLMo 2 and EXAONE 4 have no pre-norms, OLMo 1 no norm
+            // weights: a file with them is another model.
+            if (!hp.pre_norms || !hp.norm_weights) && matches!(name, "attn_norm" | "ffn_norm") {
                 continue;
             }
             // llama.cpp loads an ERNIE 4.5 output bias but never adds it

@@ -1,7 +1,7 @@
 //! How each family's keys and tensors are read, as llama.cpp's loaders
 //! read them: what sets Granite, EXAONE 4, GLM-4, MiniCPM, Arcee,
 //! InternLM2, StarCoder 2, StableLM 2, Phi-2, GPT-2, StarCoder, GPT-NeoX,
-//! Command R, Falcon and Nemotron apart, and what each refuses (the
+//! Command R, Falcon, Nemotron and OLMo 1 apart, and what each refuses (the
 //! mixtures' in `mixtures.rs`).
 
 use super::*;
@@ -531,4 +531,43 @@ fn nemotron_is_read_as_llama_cpp_reads_it() {
     assert!(err.contains("ffn_gate.weight` is not one"), "{err}");
     let err = refused_without(&info, "output.weight");
     assert!(err.contains("`output.weight` is missing"), "{err}");
+}
+
+/// OLMo 1's keys and tensors, as llama.cpp's loader reads them: LayerNorms
+/// without weight or bias (ones and zeros), adjacent rotary pairs, and the
+/// Q/K/V bound optional. A file with a norm's weight is another model's.
+#[test]
+fn olmo1_is_read_as_llama_cpp_reads_it() {
+    let bytes = model_file("tiny-olmo1.gguf");
+    let info = crate::gguf::inspect(&bytes).unwrap();
+    let hp = check(&info).unwrap();
+    assert!(hp.layer_norm && !hp.norm_weights && !hp.norm_bias && hp.pre_norms);
+    assert!(!hp.rope_neox && hp.gated && !hp.parallel);
+    assert_eq!((hp.clamp_kqv, hp.norm_eps), (1.5, 1e-5));
+    let w = Llama::read(&bytes).unwrap();
+    let ones_then_zeros = |n: &[f32]| n[..64].iter().all(|&v| v == 1.0) && n[64..] == [0.0; 64];
+    assert!(ones_then_zeros(&w.output_norm));
+    assert!(w.layers.iter().all(|l| {
+        [&l.attn_norm, &l.ffn_norm]
+            .iter()
+            .all(|n| n.as_deref().is_some_and(ones_then_zeros))
+    }));
+    // Without the bound, none.
+    let mut unbound = info.clone();
+    unbound
+        .metadata
+        .retain(|(k, _)| k != "olmo.attention.clamp_kqv");
+    assert_eq!(check(&unbound).unwrap().clamp_kqv, 0.0);
+    for norm in [
+        "output_norm.weight",
+        "blk.0.attn_norm.weight",
+        "blk.1.ffn_norm.weight",
+    ] {
+        let mut with = info.clone();
+        let mut copy = with.tensors[0].clone();
+        (copy.name, copy.dims) = (norm.into(), vec![64]);
+        with.tensors.push(copy);
+        let err = check(&with).unwrap_err().to_string();
+        assert!(err.contains(&format!("`{norm}` is not one")), "{err}");
+    }
 }
