@@ -1360,6 +1360,7 @@ def task_archs(dest: Path) -> None:
         vocab = len(vocab_spec["tokens"] if pre is None else bpe_tokens)
         hd = extra.get("attention.key_length", e // h)
         layers = extra.get("block_count", TINY["layers"])
+        f = extra.get("feed_forward_length", TINY["ffn"])
         gemma = arch.startswith("gemma")
         kvh = extra.get("attention.head_count_kv", TINY["kv_heads"])
         qd, kvd = h * hd, kvh * hd
@@ -1390,7 +1391,6 @@ def task_archs(dest: Path) -> None:
             w = GGUFWriter(tmp, arch)
             w.add_string("general.name", f"weft tiny {name}")
             context = extra.get("context_length", TINY["context"])
-            f = extra.get("feed_forward_length", TINY["ffn"])
             for key, value in [("context_length", context), ("embedding_length", e),
                                ("block_count", layers), ("feed_forward_length", f),
                                ("attention.head_count", h), ("attention.head_count_kv", kvh)]:

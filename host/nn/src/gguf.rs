@@ -60,10 +60,10 @@ impl GgmlType {
             12 => Self::Q4_K,
             13 => Self::Q5_K,
             14 => Self::Q6_K,
-            39 => Self::MXFP4,
             20 => Self::IQ4_NL,
             23 => Self::IQ4_XS,
             30 => Self::Bf16,
+            39 => Self::MXFP4,
             _ => return None,
         })
     }
@@ -428,10 +428,10 @@ mod tests {
         let i_quant = gguf("llama", &[("blk.0.ffn_up.weight", &[256], 16)]);
         let err = inspect(&i_quant).unwrap_err().0;
         assert!(err.contains("`blk.0.ffn_up.weight` is IQ2_XXS"), "{err}");
+        assert!(err.contains("llama-quantize"), "{err}");
         // IQ4_XS's super-blocks of 256 split its rows as K-quants' do.
         let xs = gguf("llama", &[("blk.0.ffn_up.weight", &[256, 2], 23)]);
         assert_eq!(inspect(&xs).unwrap().tensors[0].bytes, 2 * 136);
-        assert!(err.contains("llama-quantize"), "{err}");
 
         // K-quant blocks of 256 run along rows: 576-value rows cannot hold them.
         let split = gguf("llama", &[("blk.0.ffn_up.weight", &[576, 4], 12)]);

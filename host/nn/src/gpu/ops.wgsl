@@ -263,7 +263,7 @@ fn clamp_values(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
 // `act` 1: GELU's tanh form for SiLU (Gemma's GEGLU), of the gate rounded
 // through f16 and rounded itself, as llama.cpp's table gives it; `act` 2:
 // relu(x)²; `act` 3: gpt-oss's clamped SwiGLU, x · σ(1.702 x) · (y + 1)
-// with x the gate clamped below 7 and y the up within ±7 (llama.cpp's
+// with x the gate capped at 7 and y the up within ±7 (llama.cpp's
 // `swiglu_oai`). Not `gated`: act(gu[t][i]) of rows of an up product alone
 // (`ffn` floats: Arcee's squared ReLU, StarCoder 2's GELU).
 

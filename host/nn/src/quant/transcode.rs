@@ -68,9 +68,10 @@ fn mxfp4_scale(e: u8) -> f32 {
     (f64::from(e) - 128.0).exp2() as f32
 }
 
-/// An MXFP4 block's 32 value indices: byte `j`'s low nibble is value `j`,
-/// its high nibble value `j + 16`.
-fn mxfp4_nibbles(qs: &[u8]) -> [u8; 32] {
+/// A block's 32 4-bit value indices (MXFP4's, IQ4_NL's, an IQ4_XS
+/// sub-block's): byte `j`'s low nibble is value `j`, its high nibble
+/// value `j + 16`.
+fn nibbles(qs: &[u8]) -> [u8; 32] {
     let mut q = [0u8; 32];
     for (j, &b) in qs.iter().enumerate() {
         q[j] = b & 0xf;
@@ -104,13 +105,13 @@ pub(super) fn dequantize(ty: GgmlType, raw: &[u8], out: &mut [f32]) {
             }
             GgmlType::MXFP4 => {
                 let d = mxfp4_scale(b[0]);
-                for (o, q) in o.iter_mut().zip(mxfp4_nibbles(&b[1..17])) {
+                for (o, q) in o.iter_mut().zip(nibbles(&b[1..17])) {
                     *o = d * f32::from(MXFP4_VALUES[usize::from(q)]);
                 }
             }
             GgmlType::IQ4_NL => {
                 let d = half(b, 0);
-                for (o, q) in o.iter_mut().zip(mxfp4_nibbles(&b[2..18])) {
+                for (o, q) in o.iter_mut().zip(nibbles(&b[2..18])) {
                     *o = d * f32::from(IQ4_VALUES[usize::from(q)]);
                 }
             }
@@ -118,7 +119,7 @@ pub(super) fn dequantize(ty: GgmlType, raw: &[u8], out: &mut [f32]) {
                 for (ib, o) in o.chunks_exact_mut(32).enumerate() {
                     let dl = iq4_xs_scale(b, ib);
                     let qs = &b[8 + 16 * ib..][..16];
-                    for (o, q) in o.iter_mut().zip(mxfp4_nibbles(qs)) {
+                    for (o, q) in o.iter_mut().zip(nibbles(qs)) {
                         *o = dl * f32::from(IQ4_VALUES[usize::from(q)]);
                     }
                 }
@@ -254,31 +255,24 @@ fn as_q8_0(ty: GgmlType, raw: &[u8]) -> Result<Vec<u8>, String> {
             out.extend(five_bits(&b[2..6], &b[6..22]).map(|q| (q as i8 - 16) as u8));
             continue;
         }
-        let iq4 = |scale: f32, qs: &[u8], out: &mut Vec<u8>| {
-            let h = super::f32_to_f16(scale);
-            // (An infinite scale: through f32, which says why it fails.)
-            (h & 0x7c00 != 0x7c00).then(|| {
-                out.extend_from_slice(&h.to_le_bytes());
-                out.extend(mxfp4_nibbles(qs).map(|q| IQ4_VALUES[usize::from(q)] as u8));
-            })
-        };
-        if ty == GgmlType::IQ4_NL && iq4(half(b, 0), &b[2..18], &mut out).is_some() {
-            continue;
-        }
-        if ty == GgmlType::IQ4_XS {
-            let start = out.len();
-            let all = (0..8)
-                .all(|ib| iq4(iq4_xs_scale(b, ib), &b[8 + 16 * ib..][..16], &mut out).is_some());
-            if all {
-                continue;
+        // The table formats' blocks as their int8 values under their
+        // scale, where it is an f16 (MXFP4's exactly so).
+        let start = out.len();
+        let mut table = |scale, qs, table| table_block(scale, qs, table, &mut out);
+        let kept = match ty {
+            GgmlType::MXFP4 => {
+                (104..=143).contains(&b[0]) && table(mxfp4_scale(b[0]), &b[1..17], &MXFP4_VALUES)
             }
-            out.truncate(start);
-        }
-        if ty == GgmlType::MXFP4 && (104..=143).contains(&b[0]) {
-            out.extend_from_slice(&super::f32_to_f16(mxfp4_scale(b[0])).to_le_bytes());
-            out.extend(mxfp4_nibbles(&b[1..17]).map(|q| MXFP4_VALUES[usize::from(q)] as u8));
+            GgmlType::IQ4_NL => table(half(b, 0), &b[2..18], &IQ4_VALUES),
+            GgmlType::IQ4_XS => {
+                (0..8).all(|ib| table(iq4_xs_scale(b, ib), &b[8 + 16 * ib..][..16], &IQ4_VALUES))
+            }
+            _ => false,
+        };
+        if kept {
             continue;
         }
+        out.truncate(start);
         let values = &mut values[..n];
         dequantize(ty, b, values);
         for xs in values.chunks_exact(BLOCK) {
@@ -286,6 +280,20 @@ fn as_q8_0(ty: GgmlType, raw: &[u8]) -> Result<Vec<u8>, String> {
         }
     }
     Ok(out)
+}
+
+/// A block of the 32 values `table[q]` (`qs`' indices, [`nibbles`]) under
+/// `scale` rounded to f16, as a Q8_0 block appended to `out`; false, and
+/// nothing appended, where that is past f16 (the caller goes through f32,
+/// which says why it fails).
+fn table_block(scale: f32, qs: &[u8], table: &[i8; 16], out: &mut Vec<u8>) -> bool {
+    let h = super::f32_to_f16(scale);
+    if h & 0x7c00 == 0x7c00 {
+        return false;
+    }
+    out.extend_from_slice(&h.to_le_bytes());
+    out.extend(nibbles(qs).map(|q| table[usize::from(q)] as u8));
+    true
 }
 
 /// Q4_K super-blocks as Q4_1 blocks; `None` if a sub-block's scale or

@@ -20,7 +20,7 @@ pub(crate) enum FfnAct {
     /// `relu(up)²`, without a gate: Arcee's.
     ReluSquared,
     /// gpt-oss's experts' clamped SwiGLU, `g · σ(1.702 g) · (u + 1)` with
-    /// `g` the gate clamped below 7 and `u` the up product within ±7
+    /// `g` the gate capped at 7 and `u` the up product within ±7
     /// (llama.cpp's `swiglu_oai`).
     SwigluOai,
 }

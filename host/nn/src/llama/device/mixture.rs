@@ -34,8 +34,9 @@ impl DeviceMixture {
                     .map(|e| {
                         let (ffn, d) = (hp.ffn, hp.embd);
                         let zeros = |len| vec![0.0; len];
-                        let [up, down] = e.biases.clone().unwrap_or([zeros(ffn), zeros(d)]);
-                        let mut gate_up = e.gate_bias.clone().unwrap_or(zeros(ffn));
+                        let [up, down] =
+                            (e.biases.clone()).unwrap_or_else(|| [zeros(ffn), zeros(d)]);
+                        let mut gate_up = e.gate_bias.clone().unwrap_or_else(|| zeros(ffn));
                         gate_up.extend(up);
                         Ok([vector(&gate_up)?, vector(&down)?])
                     })
