@@ -163,8 +163,9 @@ pub(crate) struct HParams {
     /// or with `layer_norm` LayerNorm's (`attention.layer_norm_epsilon`).
     pub norm_eps: f32,
     /// StarCoder 2's, StableLM's, Phi-2's, GPT-2's, StarCoder's,
-    /// GPT-NeoX's, Command R's and Falcon's norms: LayerNorm (the row less its mean, over its
-    /// standard deviation, times the weight, plus a bias), not RMSNorm.
+    /// GPT-NeoX's, Command R's, Falcon's, Nemotron's and OLMo 1's norms:
+    /// LayerNorm (the row less its mean, over its standard deviation, times
+    /// the weight, plus a bias), not RMSNorm.
     pub layer_norm: bool,
     /// Phi-2's, StableLM 2 12B's, Command R's, Falcon's and (most)
     /// GPT-NeoX's blocks: the
