@@ -563,11 +563,7 @@ fn olmo1_is_read_as_llama_cpp_reads_it() {
         "blk.0.attn_norm.weight",
         "blk.1.ffn_norm.weight",
     ] {
-        let mut with = info.clone();
-        let mut copy = with.tensors[0].clone();
-        (copy.name, copy.dims) = (norm.into(), vec![64]);
-        with.tensors.push(copy);
-        let err = check(&with).unwrap_err().to_string();
+        let err = refused_with_copy(&info, "blk.0.attn_q.weight", norm, Some(vec![64]));
         assert!(err.contains(&format!("`{norm}` is not one")), "{err}");
     }
 }
