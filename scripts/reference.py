@@ -338,7 +338,8 @@ def minilm(dest: Path) -> None:
 # ggml block formats through gguf-py
 
 # (New formats go last: each case's random bytes follow the ones before.)
-BLOCK_TYPES = ["Q5_0", "Q5_1", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "MXFP4", "IQ4_NL", "IQ4_XS"]
+BLOCK_TYPES = ["Q5_0", "Q5_1", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "MXFP4", "IQ4_NL", "IQ4_XS",
+               "IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ3_XXS", "IQ3_S", "IQ1_S", "IQ1_M"]
 
 
 def ggml_blocks(dest: Path) -> None:
@@ -361,8 +362,16 @@ def ggml_blocks(dest: Path) -> None:
         per_block, size = gguf.GGML_QUANT_SIZES[qtype]
         blocks = rng.integers(0, 256, (3, size), dtype=np.uint8)
         # The f16 fields (random bytes could be NaN or huge): d (and dmin / m).
-        if name in ("Q5_0", "IQ4_NL", "IQ4_XS"):
+        if name in ("Q5_0", "IQ4_NL", "IQ4_XS") or name.startswith(("IQ2", "IQ3", "IQ1_S")):
             blocks[:, 0:2] = halfs(3).reshape(3, 2)
+        elif name == "IQ1_M":
+            # Its f16 scale is the top nibbles of the four 16-bit words of
+            # 3-bit scales (bytes 48..56).
+            d = halfs(3).view(np.uint16)
+            words = blocks[:, 48:56].copy().view(np.uint16)
+            for i in range(4):
+                words[:, i] = (words[:, i] & 0x0FFF) | (((d >> (4 * i)) & 0xF) << 12)
+            blocks[:, 48:56] = words.view(np.uint8)
         elif name == "Q5_1":
             blocks[:, 0:4] = halfs(6).reshape(3, 4)
         elif name in ("Q4_K", "Q5_K"):
@@ -391,7 +400,7 @@ def ggml_blocks(dest: Path) -> None:
             "about": "Three random blocks of each ggml format weft transcodes at load, and "
                      f"their values as gguf-py {importlib.metadata.version('gguf')} "
                      "dequantises them (quants.dequantize; f16 fields set to random scales in "
-                     "±[1e-3, 5e-2], MXFP4's E8M0 scales to 110, 127 and 145). bytes: the blocks in hex; values: f32. Written by "
+                     "±[1e-3, 5e-2], MXFP4's E8M0 scales to 110, 127 and 145; IQ1_M's scale, split across its words, too). bytes: the blocks in hex; values: f32. Written by "
                      "scripts/reference.py --only blocks.",
         },
         {"cases": cases},

@@ -59,12 +59,12 @@ async fn models_are_checked_versioned_and_loadable_by_name() {
     );
 
     // Refusals name what is wrong.
-    let iq = fixtures::gguf("llama", &[("blk.0.attn_q.weight", &[256], 16)]);
+    let ternary = fixtures::gguf("llama", &[("blk.0.attn_q.weight", &[256], 35)]);
     // GGUFs whose tensors read but that are not decoders weft-nn runs.
     let mamba = fixtures::gguf("mamba", &[("token_embd.weight", &[32, 8], 0)]);
     let parts = fixtures::gguf("llama", &[("token_embd.weight", &[32, 8], 0)]);
     let cases = [
-        ("/v1/models/k", iq, "`blk.0.attn_q.weight` is IQ2_XXS"),
+        ("/v1/models/k", ternary, "`blk.0.attn_q.weight` is TQ2_0"),
         (
             "/v1/models/mamba",
             mamba,

@@ -1,6 +1,6 @@
 //! GGUF (v2, v3): header, metadata and tensor directory, checked against the
-//! file's length. Tensor types weft reads: F32, F16, BF16, Q4_0, Q4_1, Q5_0,
-//! Q5_1, Q8_0 and the K-quants Q2_K, Q3_K, Q4_K, Q5_K, Q6_K.
+//! file's length. Tensor types weft reads: [`READABLE_TYPES`] (every block
+//! format llama.cpp quantises to but the ternary TQ1_0 and TQ2_0).
 
 use crate::ModelError;
 
@@ -43,6 +43,22 @@ pub enum GgmlType {
     /// IQ4_NL's values in super-blocks of 256, under an f16 scale times a
     /// 6-bit one per 32.
     IQ4_XS,
+    /// 2.06 bits a value: super-blocks of 256, each 8 an entry of a
+    /// 256-entry codebook with 7 sign bits, a 4-bit scale per 32.
+    IQ2_XXS,
+    /// 2.31 bits: IQ2_XXS with a 512-entry codebook and a scale per 16.
+    IQ2_XS,
+    /// 2.56 bits: a 1024-entry codebook, 8 sign bits, a scale per 16.
+    IQ2_S,
+    /// 3.06 bits: each 4 an entry of a 256-entry codebook, a scale per 32.
+    IQ3_XXS,
+    /// 3.44 bits: a 512-entry codebook of 4, 8 sign bits, a scale per 32.
+    IQ3_S,
+    /// 1.56 bits: each 8 an entry of a 2048-entry codebook of −1, 0 and 1,
+    /// shifted by ±1/8, a 3-bit scale per 32.
+    IQ1_S,
+    /// 1.75 bits: IQ1_S's codebook with a shift per 8 and a scale per 16.
+    IQ1_M,
 }
 
 impl GgmlType {
@@ -60,8 +76,15 @@ impl GgmlType {
             12 => Self::Q4_K,
             13 => Self::Q5_K,
             14 => Self::Q6_K,
+            16 => Self::IQ2_XXS,
+            17 => Self::IQ2_XS,
+            18 => Self::IQ3_XXS,
+            19 => Self::IQ1_S,
             20 => Self::IQ4_NL,
+            21 => Self::IQ3_S,
+            22 => Self::IQ2_S,
             23 => Self::IQ4_XS,
+            29 => Self::IQ1_M,
             30 => Self::Bf16,
             39 => Self::MXFP4,
             _ => return None,
@@ -86,30 +109,32 @@ impl GgmlType {
             Self::MXFP4 => (32, 17),
             Self::IQ4_NL => (32, 18),
             Self::IQ4_XS => (256, 136),
+            Self::IQ2_XXS => (256, 66),
+            Self::IQ2_XS => (256, 74),
+            Self::IQ2_S => (256, 82),
+            Self::IQ3_XXS => (256, 98),
+            Self::IQ3_S => (256, 110),
+            Self::IQ1_S => (256, 50),
+            Self::IQ1_M => (256, 56),
         }
     }
 }
 
 /// The tensor types weft reads, for messages.
-pub const READABLE_TYPES: &str = "F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS, MXFP4";
+pub const READABLE_TYPES: &str = "F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ1_S, IQ1_M, IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ4_NL, IQ4_XS, MXFP4";
 
 /// ggml's names for the types weft does not support, for error messages.
 fn type_name(id: u32) -> String {
     let name = match id {
         9 => "Q8_1",
         15 => "Q8_K",
-        16 => "IQ2_XXS",
-        17 => "IQ2_XS",
-        18 => "IQ3_XXS",
-        19 => "IQ1_S",
-        21 => "IQ3_S",
-        22 => "IQ2_S",
-        29 => "IQ1_M",
         24 => "I8",
         25 => "I16",
         26 => "I32",
         27 => "I64",
         28 => "F64",
+        34 => "TQ1_0",
+        35 => "TQ2_0",
         _ => return format!("type {id}"),
     };
     name.to_string()
@@ -425,13 +450,18 @@ mod tests {
         assert_eq!(info.tensors[0].bytes, 20 * 18);
         assert_eq!(info.parameters, 704);
 
-        let i_quant = gguf("llama", &[("blk.0.ffn_up.weight", &[256], 16)]);
-        let err = inspect(&i_quant).unwrap_err().0;
-        assert!(err.contains("`blk.0.ffn_up.weight` is IQ2_XXS"), "{err}");
+        // BitNet's ternary blocks are not read.
+        let ternary = gguf("llama", &[("blk.0.ffn_up.weight", &[256], 35)]);
+        let err = inspect(&ternary).unwrap_err().0;
+        assert!(err.contains("`blk.0.ffn_up.weight` is TQ2_0"), "{err}");
         assert!(err.contains("llama-quantize"), "{err}");
         // IQ4_XS's super-blocks of 256 split its rows as K-quants' do.
         let xs = gguf("llama", &[("blk.0.ffn_up.weight", &[256, 2], 23)]);
         assert_eq!(inspect(&xs).unwrap().tensors[0].bytes, 2 * 136);
+        // And the lattice i-quants' (IQ1_M: 56 bytes a 256).
+        let m = gguf("llama", &[("blk.0.ffn_up.weight", &[256, 2], 29)]);
+        assert_eq!(inspect(&m).unwrap().tensors[0].ty, GgmlType::IQ1_M);
+        assert_eq!(inspect(&m).unwrap().tensors[0].bytes, 2 * 56);
 
         // K-quant blocks of 256 run along rows: 576-value rows cannot hold them.
         let split = gguf("llama", &[("blk.0.ffn_up.weight", &[576, 4], 12)]);

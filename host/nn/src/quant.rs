@@ -524,7 +524,9 @@ fn bytemuck_i8(b: &[u8]) -> &[i8; 32] {
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+mod grids;
 pub(crate) mod lanes;
+mod lattice;
 pub(crate) mod transcode;
 
 #[cfg(test)]

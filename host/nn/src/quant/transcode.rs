@@ -1,6 +1,6 @@
 //! The ggml block formats the dot kernels do not read (Q5_0, Q5_1, the
-//! K-quants Q2_K…Q6_K, which most published GGUF files use, IQ4_NL,
-//! IQ4_XS and MXFP4): their
+//! K-quants Q2_K…Q6_K, which most published GGUF files use, the i-quants
+//! and MXFP4): their
 //! dequantisation, and their transcoding at load into a format the kernels
 //! do read.
 //!
@@ -18,6 +18,10 @@
 //!   and so does MXFP4 (its E2M1 values doubled are the integers of
 //!   [`MXFP4_VALUES`], under half its power-of-two scale, an f16 for
 //!   every scale but the extremes, which go through f32).
+//! - The i-quants on a lattice (IQ1_*, IQ2_*, IQ3_*: [`super::lattice`])
+//!   become Q8_0 as IQ4_XS does where a 32's values share one scale, and
+//!   as the K-quants do where each 16 has its own (IQ1_M, IQ2_XS, IQ2_S).
+//!   Their weights take 2.5 to 5.4 times their file's bytes.
 //! - The others become Q8_0 (272 bytes per 256 values) through their f32
 //!   values (quantised as
 //!   llama.cpp's `quantize_row_q8_0` does: scale `max|x| / 127`, rounded
@@ -186,6 +190,7 @@ pub(super) fn dequantize(ty: GgmlType, raw: &[u8], out: &mut [f32]) {
                     *o = d * f32::from(scales[e / 16] as i8) * q as f32;
                 }
             }
+            _ if super::lattice::is_lattice(ty) => super::lattice::dequantize(ty, b, o),
             _ => unreachable!("{ty:?} is not a transcoded format"),
         }
     }
@@ -212,7 +217,7 @@ pub(crate) fn transcoded(ty: GgmlType) -> bool {
             | GgmlType::MXFP4
             | GgmlType::IQ4_NL
             | GgmlType::IQ4_XS
-    )
+    ) || super::lattice::is_lattice(ty)
 }
 
 /// Values a Q8_0 block can hold: its scale, `max|x| / 127`, is an f16.
@@ -250,6 +255,10 @@ fn as_q8_0(ty: GgmlType, raw: &[u8]) -> Result<Vec<u8>, String> {
     let mut out = Vec::with_capacity(raw.len() / size * (n / BLOCK) * 34);
     let mut values = [0f32; 256];
     for b in raw.chunks_exact(size) {
+        if super::lattice::is_lattice(ty) {
+            super::lattice::as_q8_0(ty, b, &mut out)?;
+            continue;
+        }
         if ty == GgmlType::Q5_0 {
             out.extend_from_slice(&b[..2]);
             out.extend(five_bits(&b[2..6], &b[6..22]).map(|q| (q as i8 - 16) as u8));
@@ -324,7 +333,7 @@ fn q4_k_as_q4_1(raw: &[u8]) -> Option<Vec<u8>> {
 
 /// 32 values as a Q8_0 block appended to `out`, as llama.cpp's reference
 /// `quantize_row_q8_0`.
-fn quantize_q8_0(xs: &[f32], out: &mut Vec<u8>) -> Result<(), String> {
+pub(super) fn quantize_q8_0(xs: &[f32], out: &mut Vec<u8>) -> Result<(), String> {
     let amax = xs.iter().fold(0f32, |a, v| a.max(v.abs()));
     if amax > Q8_0_LIMIT || amax.is_infinite() {
         return Err(format!(
@@ -358,6 +367,13 @@ mod tests {
             "Q4_K" => GgmlType::Q4_K,
             "Q5_K" => GgmlType::Q5_K,
             "Q6_K" => GgmlType::Q6_K,
+            "IQ2_XXS" => GgmlType::IQ2_XXS,
+            "IQ2_XS" => GgmlType::IQ2_XS,
+            "IQ2_S" => GgmlType::IQ2_S,
+            "IQ3_XXS" => GgmlType::IQ3_XXS,
+            "IQ3_S" => GgmlType::IQ3_S,
+            "IQ1_S" => GgmlType::IQ1_S,
+            "IQ1_M" => GgmlType::IQ1_M,
             other => panic!("unknown type {other}"),
         }
     }
@@ -386,7 +402,7 @@ mod tests {
                 (ty(c["type"].as_str().unwrap()), bytes, values)
             })
             .collect();
-        assert_eq!(cases.len(), 10, "every transcoded format has a case");
+        assert_eq!(cases.len(), 17, "every transcoded format has a case");
         cases
     }
 
@@ -421,7 +437,11 @@ mod tests {
                 let bound = match ty {
                     GgmlType::Q5_0 | GgmlType::IQ4_NL => 0.0,
                     // (Each value's own scale rounded: 2⁻¹¹ of it.)
-                    GgmlType::IQ4_XS => amax * 4.9e-4,
+                    GgmlType::IQ4_XS
+                    | GgmlType::IQ2_XXS
+                    | GgmlType::IQ3_XXS
+                    | GgmlType::IQ3_S
+                    | GgmlType::IQ1_S => amax * 4.9e-4,
                     GgmlType::MXFP4 if (104..=143).contains(&bytes[b * 17]) => 0.0,
                     GgmlType::Q4_K => amax * 2e-3,
                     _ => amax / 226.0,

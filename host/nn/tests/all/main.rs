@@ -6,6 +6,7 @@
 mod archs;
 mod conformance;
 mod gpu;
+mod iquants;
 mod quantized;
 mod smollm2;
 mod support;
