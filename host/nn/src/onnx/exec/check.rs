@@ -47,9 +47,13 @@ pub(super) fn check_nodes(nodes: &[proto::NodeProto], opset: i64) -> Result<(), 
             )));
         }
         let domain_ok = n.domain.is_empty() || n.domain == "ai.onnx";
-        let training =
-            n.domain == "ai.onnx.preview.training" && ops::TRAINING.contains(&n.op_type.as_str());
-        if !training && (!domain_ok || !ops::supported(&n.op_type)) {
+        let other = match n.domain.as_str() {
+            "ai.onnx.preview.training" => ops::TRAINING,
+            "ai.onnx.ml" => ops::ML,
+            _ => &[],
+        };
+        let elsewhere = other.contains(&n.op_type.as_str());
+        if !elsewhere && (!domain_ok || !ops::supported(&n.op_type)) {
             let op = if domain_ok {
                 n.op_type.clone()
             } else {

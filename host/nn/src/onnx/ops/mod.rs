@@ -16,9 +16,11 @@ pub(super) use shape::{broadcast_strides, split_sizes, strided_view, view_shape}
 mod index;
 mod loss;
 mod matmul;
+mod ml;
 mod ngrams;
 mod nn;
 mod optim;
+pub(crate) use ml::ML;
 pub(crate) use optim::TRAINING;
 mod quant;
 mod random;
@@ -492,6 +494,9 @@ pub(crate) fn run(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Vec<Value
         | "Bernoulli" | "Multinomial" => one(random::run(node, inputs)?),
         "TfIdfVectorizer" => one(ngrams::tfidf(node, inputs)?),
         "Adagrad" | "Adam" | "Momentum" => optim::step(node, inputs),
+        "Binarizer" | "ArrayFeatureExtractor" | "TreeEnsemble" | "TreeEnsembleRegressor" => {
+            one(ml::run(node, inputs)?)
+        }
         "MaxUnpool" => one(unpool::max_unpool(node, inputs)?),
         "RoiAlign" => one(boxes::roi_align(node, inputs)?),
         "DeformConv" => one(deform::deform_conv(node, inputs)?),

@@ -1,0 +1,629 @@
+//! The `ai.onnx.ml` operators on numbers: `Binarizer`,
+//! `ArrayFeatureExtractor`, and the decision-tree ensembles `TreeEnsemble`
+//! (opset 5) and `TreeEnsembleRegressor` (opsets 1 and 3, what
+//! skl2onnx writes for scikit-learn's tree and boosting regressors). Both
+//! ensembles are read into one [`Forest`] and run by it. The domain's
+//! operators on strings and maps (`LabelEncoder`'s strings, `ZipMap`,
+//! `DictVectorizer`) are refused at load as every string is.
+
+use super::{Node, req, shape};
+use crate::NnError;
+use crate::onnx::value::{DType, Value, fail, numel};
+
+/// The operators of the `ai.onnx.ml` domain weft-nn runs.
+pub(crate) const ML: &[&str] = &[
+    "ArrayFeatureExtractor",
+    "Binarizer",
+    "TreeEnsemble",
+    "TreeEnsembleRegressor",
+];
+
+pub(super) fn run(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Value, NnError> {
+    match node.proto.op_type.as_str() {
+        "Binarizer" => {
+            let x = req(inputs, 0)?;
+            let t = f64::from(node.float("threshold", 0.0));
+            let v = x
+                .to_f64()
+                .iter()
+                .map(|&v| f64::from(u8::from(v > t)))
+                .collect();
+            Ok(Value::f64_as(x.dtype, x.shape.clone(), v))
+        }
+        "ArrayFeatureExtractor" => features(req(inputs, 0)?, req(inputs, 1)?),
+        "TreeEnsemble" => {
+            let x = req(inputs, 0)?;
+            let y = Forest::from_v5(node)?.run(x)?;
+            Ok(Value::f64_as(x.dtype, y.shape, y.values))
+        }
+        _ => {
+            let y = Forest::from_regressor(node)?.run(req(inputs, 0)?)?;
+            Ok(Value::f64_as(DType::F32, y.shape, y.values))
+        }
+    }
+}
+
+/// `ArrayFeatureExtractor`: the last axis's elements at `indices` (a 1-D
+/// input's as one row, as the ONNX reference gives them).
+fn features(x: &Value, indices: &Value) -> Result<Value, NnError> {
+    let last = *x
+        .shape
+        .last()
+        .ok_or_else(|| fail("ArrayFeatureExtractor needs an input with at least one axis"))?;
+    let idx = indices
+        .to_i64()
+        .iter()
+        .map(|&i| {
+            usize::try_from(i)
+                .ok()
+                .filter(|&i| i < last)
+                .ok_or_else(|| {
+                    fail(format!(
+                        "ArrayFeatureExtractor index {i} is outside the last axis (0..{last})"
+                    ))
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let rows = x.len().checked_div(last).unwrap_or(0);
+    let mut shape = match x.shape.len() {
+        1 => vec![1],
+        _ => x.shape[..x.shape.len() - 1].to_vec(),
+    };
+    shape.push(idx.len());
+    numel(&shape, "ArrayFeatureExtractor")?;
+    let at: Vec<usize> = (0..rows)
+        .flat_map(|r| idx.iter().map(move |&i| r * last + i))
+        .collect();
+    Ok(x.with(shape, shape::take(&x.data, &at)))
+}
+
+/// How a split compares a feature with its value.
+#[derive(Debug, Clone, PartialEq)]
+enum Branch {
+    Leq,
+    Lt,
+    Gte,
+    Gt,
+    Eq,
+    Neq,
+    /// The feature is one of these.
+    Member(Vec<f64>),
+}
+
+/// Where a branch goes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Next {
+    Node(usize),
+    Leaf(usize),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Split {
+    feature: usize,
+    value: f64,
+    branch: Branch,
+    /// A missing feature (NaN) takes the true branch.
+    missing_true: bool,
+    yes: Next,
+    no: Next,
+}
+
+impl Split {
+    fn holds(&self, x: f64) -> bool {
+        if x.is_nan() && self.missing_true {
+            return true;
+        }
+        let v = self.value;
+        match &self.branch {
+            Branch::Leq => x <= v,
+            Branch::Lt => x < v,
+            Branch::Gte => x >= v,
+            Branch::Gt => x > v,
+            Branch::Eq => x == v,
+            Branch::Neq => x != v,
+            Branch::Member(set) => set.contains(&x),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Aggregate {
+    Average,
+    Sum,
+    Min,
+    Max,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Post {
+    None,
+    Softmax,
+    Logistic,
+    SoftmaxZero,
+    Probit,
+}
+
+/// A tree ensemble: the splits of all its trees, each tree's root, and
+/// each leaf's (target, weight) pairs.
+#[derive(Debug, Clone, PartialEq)]
+struct Forest {
+    splits: Vec<Split>,
+    roots: Vec<Next>,
+    leaves: Vec<Vec<(usize, f64)>>,
+    targets: usize,
+    aggregate: Aggregate,
+    post: Post,
+    /// Added to each target after aggregation (the legacy operators').
+    base: Vec<f64>,
+}
+
+/// The outputs of a [`Forest`]: `[rows, targets]`.
+struct Scores {
+    shape: Vec<usize>,
+    values: Vec<f64>,
+}
+
+fn bad(op: &str, what: impl std::fmt::Display) -> NnError {
+    fail(format!("{op}: {what}"))
+}
+
+/// An index attribute's values as `usize`s, each below `limit`.
+fn indices(op: &str, name: &str, v: &[i64], limit: usize) -> Result<Vec<usize>, NnError> {
+    v.iter()
+        .map(|&i| {
+            usize::try_from(i)
+                .ok()
+                .filter(|&i| i < limit)
+                .ok_or_else(|| bad(op, format!("`{name}` holds {i}, outside 0..{limit}")))
+        })
+        .collect()
+}
+
+impl Forest {
+    /// `TreeEnsemble` (ai.onnx.ml opset 5): nodes and leaves by index,
+    /// each branch saying whether it leads to a node or a leaf.
+    fn from_v5(node: Node<'_>) -> Result<Self, NnError> {
+        let op = "TreeEnsemble";
+        let ints = |name: &str| node.ints(name).unwrap_or_default();
+        let tensor = |name: &str| node.tensor(name).map(Value::to_f64).unwrap_or_default();
+        let features = ints("nodes_featureids");
+        let n = features.len();
+        let splits = tensor("nodes_splits");
+        let modes = node
+            .tensor("nodes_modes")
+            .map(Value::to_i64)
+            .unwrap_or_default();
+        let (yes, yes_leaf) = (ints("nodes_truenodeids"), ints("nodes_trueleafs"));
+        let (no, no_leaf) = (ints("nodes_falsenodeids"), ints("nodes_falseleafs"));
+        let missing = ints("nodes_missing_value_tracks_true");
+        let lengths = [
+            splits.len(),
+            modes.len(),
+            yes.len(),
+            yes_leaf.len(),
+            no.len(),
+            no_leaf.len(),
+        ];
+        if lengths.iter().any(|&l| l != n) || !(missing.is_empty() || missing.len() == n) {
+            return Err(bad(
+                op,
+                "the `nodes_*` attributes must all have one value per node",
+            ));
+        }
+        let leaf_targets = ints("leaf_targetids");
+        let leaf_weights = tensor("leaf_weights");
+        if leaf_targets.len() != leaf_weights.len() {
+            return Err(bad(
+                op,
+                "`leaf_targetids` and `leaf_weights` must have one value per leaf",
+            ));
+        }
+        let targets = usize::try_from(node.int("n_targets", 0)).unwrap_or(0);
+        let target_ids = indices(op, "leaf_targetids", &leaf_targets, targets)?;
+        let leaves: Vec<_> = target_ids
+            .into_iter()
+            .zip(leaf_weights)
+            .map(|p| vec![p])
+            .collect();
+        let next = |id: i64, leaf: i64, name: &str| -> Result<Next, NnError> {
+            Ok(if leaf != 0 {
+                Next::Leaf(indices(op, name, &[id], leaves.len())?[0])
+            } else {
+                Next::Node(indices(op, name, &[id], n)?[0])
+            })
+        };
+        // The sets of the member splits, in node order, NaN between them.
+        let members = tensor("membership_values");
+        let mut sets = members.split(|v| v.is_nan());
+        let mut out = Vec::with_capacity(n);
+        for i in 0..n {
+            let branch = match modes[i] {
+                0 => Branch::Leq,
+                1 => Branch::Lt,
+                2 => Branch::Gte,
+                3 => Branch::Gt,
+                4 => Branch::Eq,
+                5 => Branch::Neq,
+                6 => Branch::Member(
+                    sets.next()
+                        .ok_or_else(|| {
+                            bad(op, "`membership_values` has fewer sets than member splits")
+                        })?
+                        .to_vec(),
+                ),
+                m => return Err(bad(op, format!("node {i}'s mode {m} is not one of 0..=6"))),
+            };
+            out.push(Split {
+                feature: indices(op, "nodes_featureids", &[features[i]], usize::MAX)?[0],
+                value: splits[i],
+                branch,
+                missing_true: missing.get(i).is_some_and(|&m| m != 0),
+                yes: next(yes[i], yes_leaf[i], "nodes_truenodeids")?,
+                no: next(no[i], no_leaf[i], "nodes_falsenodeids")?,
+            });
+        }
+        let roots = indices(op, "tree_roots", &ints("tree_roots"), n)?;
+        let aggregate = match node.int("aggregate_function", 1) {
+            0 => Aggregate::Average,
+            1 => Aggregate::Sum,
+            2 => Aggregate::Min,
+            3 => Aggregate::Max,
+            a => {
+                return Err(bad(
+                    op,
+                    format!("aggregate_function {a} is not one of 0..=3"),
+                ));
+            }
+        };
+        let post = match node.int("post_transform", 0) {
+            0 => Post::None,
+            1 => Post::Softmax,
+            2 => Post::Logistic,
+            3 => Post::SoftmaxZero,
+            4 => Post::Probit,
+            p => return Err(bad(op, format!("post_transform {p} is not one of 0..=4"))),
+        };
+        Self {
+            splits: out,
+            roots: roots.into_iter().map(Next::Node).collect(),
+            leaves,
+            targets,
+            aggregate,
+            post,
+            base: vec![0.0; targets],
+        }
+        .checked(op)
+    }
+
+    /// `TreeEnsembleRegressor` (ai.onnx.ml opsets 1 and 3): nodes named by
+    /// (tree, node) ids, leaves marked `LEAF`, their targets listed apart.
+    fn from_regressor(node: Node<'_>) -> Result<Self, NnError> {
+        let op = "TreeEnsembleRegressor";
+        let ints = |name: &str| node.ints(name).unwrap_or_default();
+        let floats = |name: &str| -> Vec<f64> {
+            match node.tensor(&format!("{name}_as_tensor")) {
+                Some(t) => t.to_f64(),
+                None => node
+                    .floats(name)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(f64::from)
+                    .collect(),
+            }
+        };
+        let (trees, ids) = (ints("nodes_treeids"), ints("nodes_nodeids"));
+        let n = trees.len();
+        let features = ints("nodes_featureids");
+        let values = floats("nodes_values");
+        let modes = node.strings("nodes_modes").unwrap_or_default();
+        let (yes, no) = (ints("nodes_truenodeids"), ints("nodes_falsenodeids"));
+        let missing = ints("nodes_missing_value_tracks_true");
+        let lengths = [
+            ids.len(),
+            features.len(),
+            values.len(),
+            modes.len(),
+            yes.len(),
+            no.len(),
+        ];
+        if lengths.iter().any(|&l| l != n) || !(missing.is_empty() || missing.len() == n) {
+            return Err(bad(
+                op,
+                "the `nodes_*` attributes must all have one value per node",
+            ));
+        }
+        let key: std::collections::HashMap<(i64, i64), usize> = trees
+            .iter()
+            .zip(&ids)
+            .enumerate()
+            .map(|(i, (&t, &d))| ((t, d), i))
+            .collect();
+        if key.len() != n {
+            return Err(bad(op, "two nodes have the same (tree, node) ids"));
+        }
+        // Leaves get indices of their own, splits theirs.
+        let (mut leaf_of, mut split_of) = (vec![None; n], vec![None; n]);
+        let (mut leaves, mut count) = (Vec::new(), 0);
+        for (i, mode) in modes.iter().enumerate() {
+            if mode == "LEAF" {
+                leaf_of[i] = Some(leaves.len());
+                leaves.push(Vec::new());
+            } else {
+                split_of[i] = Some(count);
+                count += 1;
+            }
+        }
+        let targets = usize::try_from(node.int("n_targets", 1)).unwrap_or(0);
+        let (t_trees, t_nodes, t_ids) = (
+            ints("target_treeids"),
+            ints("target_nodeids"),
+            ints("target_ids"),
+        );
+        let weights = floats("target_weights");
+        if [t_nodes.len(), t_ids.len(), weights.len()]
+            .iter()
+            .any(|&l| l != t_trees.len())
+        {
+            return Err(bad(
+                op,
+                "the `target_*` attributes must all have one value per weight",
+            ));
+        }
+        let t_ids = indices(op, "target_ids", &t_ids, targets)?;
+        for (((&t, &d), target), w) in t_trees.iter().zip(&t_nodes).zip(t_ids).zip(weights) {
+            let leaf = key.get(&(t, d)).and_then(|&i| leaf_of[i]).ok_or_else(|| {
+                bad(
+                    op,
+                    format!("a target weight names tree {t}'s node {d}, which is not a leaf"),
+                )
+            })?;
+            leaves[leaf].push((target, w));
+        }
+        let at = |i: usize| match leaf_of[i] {
+            Some(l) => Next::Leaf(l),
+            None => Next::Node(split_of[i].expect("a split")),
+        };
+        let child = |i: usize, to: i64| -> Result<Next, NnError> {
+            key.get(&(trees[i], to)).map(|&c| at(c)).ok_or_else(|| {
+                bad(
+                    op,
+                    format!(
+                        "tree {}'s node {} branches to node {to}, which it does not have",
+                        trees[i], ids[i]
+                    ),
+                )
+            })
+        };
+        let mut splits = Vec::with_capacity(count);
+        let mut referenced = vec![false; n];
+        for i in (0..n).filter(|&i| split_of[i].is_some()) {
+            let branch = match modes[i].as_str() {
+                "BRANCH_LEQ" => Branch::Leq,
+                "BRANCH_LT" => Branch::Lt,
+                "BRANCH_GTE" => Branch::Gte,
+                "BRANCH_GT" => Branch::Gt,
+                "BRANCH_EQ" => Branch::Eq,
+                "BRANCH_NEQ" => Branch::Neq,
+                m => {
+                    return Err(bad(
+                        op,
+                        format!("node mode `{m}` is not a BRANCH_* mode or LEAF"),
+                    ));
+                }
+            };
+            for to in [yes[i], no[i]] {
+                if let Some(&c) = key.get(&(trees[i], to)) {
+                    referenced[c] = true;
+                }
+            }
+            splits.push(Split {
+                feature: indices(op, "nodes_featureids", &[features[i]], usize::MAX)?[0],
+                value: values[i],
+                branch,
+                missing_true: missing.get(i).is_some_and(|&m| m != 0),
+                yes: child(i, yes[i])?,
+                no: child(i, no[i])?,
+            });
+        }
+        // Each tree's root: its one node no branch leads to.
+        let mut roots: Vec<(i64, Next)> = Vec::new();
+        for i in (0..n).filter(|&i| !referenced[i]) {
+            if roots.iter().any(|(t, _)| *t == trees[i]) {
+                return Err(bad(op, format!("tree {} has more than one root", trees[i])));
+            }
+            roots.push((trees[i], at(i)));
+        }
+        let aggregate = match node.string("aggregate_function", "SUM").as_str() {
+            "AVERAGE" => Aggregate::Average,
+            "SUM" => Aggregate::Sum,
+            "MIN" => Aggregate::Min,
+            "MAX" => Aggregate::Max,
+            a => {
+                return Err(bad(
+                    op,
+                    format!("aggregate_function `{a}` is not AVERAGE, SUM, MIN or MAX"),
+                ));
+            }
+        };
+        let post = match node.string("post_transform", "NONE").as_str() {
+            "NONE" => Post::None,
+            "SOFTMAX" => Post::Softmax,
+            "LOGISTIC" => Post::Logistic,
+            "SOFTMAX_ZERO" => Post::SoftmaxZero,
+            "PROBIT" => Post::Probit,
+            p => return Err(bad(op, format!("post_transform `{p}` is not a known one"))),
+        };
+        let mut base = floats("base_values");
+        if base.is_empty() {
+            base = vec![0.0; targets];
+        } else if base.len() != targets {
+            return Err(bad(
+                op,
+                format!(
+                    "`base_values` has {} values for {targets} targets",
+                    base.len()
+                ),
+            ));
+        }
+        Self {
+            splits,
+            roots: roots.into_iter().map(|(_, r)| r).collect(),
+            leaves,
+            targets,
+            aggregate,
+            post,
+            base,
+        }
+        .checked(op)
+    }
+
+    /// Refuses a forest with a loop (a walk that would never end).
+    fn checked(self, op: &str) -> Result<Self, NnError> {
+        // Depth of each split: its longest path to a leaf, found without
+        // recursion; a split on a cycle never settles.
+        let mut depth = vec![None::<usize>; self.splits.len()];
+        for _ in 0..=self.splits.len() {
+            let mut changed = false;
+            for (i, s) in self.splits.iter().enumerate() {
+                let d = |n: Next| match n {
+                    Next::Leaf(_) => Some(0),
+                    Next::Node(j) => depth[j],
+                };
+                if depth[i].is_none()
+                    && let (Some(a), Some(b)) = (d(s.yes), d(s.no))
+                {
+                    depth[i] = Some(a.max(b) + 1);
+                    changed = true;
+                }
+            }
+            if !changed {
+                break;
+            }
+        }
+        if let Some(i) = depth.iter().position(Option::is_none) {
+            return Err(bad(
+                op,
+                format!("the branches from node {i} lead back to it"),
+            ));
+        }
+        Ok(self)
+    }
+
+    /// The leaf tree `root` sends `row` to.
+    fn leaf(&self, mut at: Next, row: &[f64]) -> Result<usize, NnError> {
+        loop {
+            match at {
+                Next::Leaf(l) => return Ok(l),
+                Next::Node(i) => {
+                    let s = &self.splits[i];
+                    let x = *row.get(s.feature).ok_or_else(|| {
+                        fail(format!(
+                            "a tree splits on feature {}, but the input has {} per row",
+                            s.feature,
+                            row.len()
+                        ))
+                    })?;
+                    at = if s.holds(x) { s.yes } else { s.no };
+                }
+            }
+        }
+    }
+
+    /// Runs on `x` (`[rows, features]`, or one row of features).
+    fn run(&self, x: &Value) -> Result<Scores, NnError> {
+        let (rows, width) = match x.shape[..] {
+            [f] => (1, f),
+            [n, f] => (n, f),
+            _ => {
+                return Err(fail(format!(
+                    "a tree ensemble takes [rows, features], got {:?}",
+                    x.shape
+                )));
+            }
+        };
+        let shape = vec![rows, self.targets];
+        numel(&shape, "a tree ensemble's output")?;
+        let values = x.to_f64();
+        let mut out = Vec::with_capacity(rows * self.targets);
+        for r in 0..rows {
+            let row = &values[r * width..(r + 1) * width];
+            let mut score = vec![None::<f64>; self.targets];
+            for &root in &self.roots {
+                for &(t, w) in &self.leaves[self.leaf(root, row)?] {
+                    score[t] = Some(match (score[t], self.aggregate) {
+                        (None, _) => w,
+                        (Some(s), Aggregate::Sum | Aggregate::Average) => s + w,
+                        (Some(s), Aggregate::Min) => s.min(w),
+                        (Some(s), Aggregate::Max) => s.max(w),
+                    });
+                }
+            }
+            let trees = self.roots.len().max(1) as f64;
+            let mut y: Vec<f64> = score
+                .iter()
+                .zip(&self.base)
+                .map(|(s, b)| match (s, self.aggregate) {
+                    (Some(s), Aggregate::Average) => s / trees + b,
+                    (Some(s), _) => s + b,
+                    // A target no leaf reached: its base, as onnxruntime.
+                    (None, _) => *b,
+                })
+                .collect();
+            self.finish(&mut y);
+            out.extend(y);
+        }
+        Ok(Scores { shape, values: out })
+    }
+
+    /// The post-transform, on one row's scores.
+    fn finish(&self, y: &mut [f64]) {
+        match self.post {
+            Post::None => {}
+            Post::Logistic => y.iter_mut().for_each(|v| *v = 1.0 / (1.0 + (-*v).exp())),
+            Post::Probit => y
+                .iter_mut()
+                .for_each(|v| *v = std::f64::consts::SQRT_2 * erfinv(2.0 * *v - 1.0)),
+            Post::Softmax | Post::SoftmaxZero => {
+                let zero = self.post == Post::SoftmaxZero;
+                let kept = |v: f64| !(zero && v == 0.0);
+                let max = y
+                    .iter()
+                    .copied()
+                    .filter(|&v| kept(v))
+                    .fold(f64::NEG_INFINITY, f64::max);
+                let mut sum = 0.0;
+                for v in y.iter_mut().filter(|v| kept(**v)) {
+                    *v = (*v - max).exp();
+                    sum += *v;
+                }
+                for v in y.iter_mut().filter(|v| **v != 0.0 || !zero) {
+                    *v /= sum;
+                }
+            }
+        }
+    }
+}
+
+/// The inverse error function: an initial guess refined by Newton's
+/// method on [`erf`](super::elementwise::erf) (to double precision).
+fn erfinv(y: f64) -> f64 {
+    if !(-1.0..=1.0).contains(&y) {
+        return f64::NAN;
+    }
+    if y.abs() == 1.0 {
+        return y * f64::INFINITY;
+    }
+    // Winitzki's approximation, then Newton steps.
+    let a = 0.147;
+    let ln = (1.0 - y * y).ln();
+    let t = 2.0 / (std::f64::consts::PI * a) + ln / 2.0;
+    let mut x = y.signum() * ((t * t - ln / a).sqrt() - t).sqrt();
+    for _ in 0..4 {
+        let err = super::elementwise::erf(x) - y;
+        x -= err / (2.0 / std::f64::consts::PI.sqrt() * (-x * x).exp());
+    }
+    x
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,199 @@
+use super::*;
+use crate::onnx::proto::{Attr, NodeProto};
+
+fn node(op: &str, attrs: Vec<(&str, Attr)>) -> NodeProto {
+    NodeProto {
+        name: "n".into(),
+        op_type: op.into(),
+        domain: "ai.onnx.ml".into(),
+        inputs: vec!["X".into()],
+        outputs: vec!["Y".into()],
+        attrs: attrs.into_iter().map(|(n, a)| (n.to_string(), a)).collect(),
+    }
+}
+
+fn ints(v: &[i64]) -> Attr {
+    Attr::Ints(v.to_vec())
+}
+
+fn floats(v: &[f32]) -> Attr {
+    Attr::Floats(v.to_vec())
+}
+
+fn strings(v: &[&str]) -> Attr {
+    Attr::Strings(v.iter().map(|s| s.as_bytes().to_vec()).collect())
+}
+
+fn run_on(proto: &NodeProto, x: &Value) -> Result<Value, NnError> {
+    run(Node { proto, opset: 1 }, &[Some(x)])
+}
+
+/// Two trees as skl2onnx writes a gradient-boosted regressor: tree 0
+/// splits feature 0 at 0.5 (LEQ), tree 1 feature 1 at 2 (LT) and then,
+/// on its false side, feature 0 at 1 (GT); leaves listed apart with
+/// their weights, a base value added.
+fn regressor(aggregate: &str, post: &str) -> NodeProto {
+    node(
+        "TreeEnsembleRegressor",
+        vec![
+            ("nodes_treeids", ints(&[0, 0, 0, 1, 1, 1, 1, 1])),
+            ("nodes_nodeids", ints(&[0, 1, 2, 0, 1, 2, 3, 4])),
+            ("nodes_featureids", ints(&[0, 0, 0, 1, 0, 0, 0, 0])),
+            (
+                "nodes_values",
+                floats(&[0.5, 0.0, 0.0, 2.0, 0.0, 1.0, 0.0, 0.0]),
+            ),
+            (
+                "nodes_modes",
+                strings(&[
+                    "BRANCH_LEQ",
+                    "LEAF",
+                    "LEAF",
+                    "BRANCH_LT",
+                    "LEAF",
+                    "BRANCH_GT",
+                    "LEAF",
+                    "LEAF",
+                ]),
+            ),
+            ("nodes_truenodeids", ints(&[1, 0, 0, 1, 0, 3, 0, 0])),
+            ("nodes_falsenodeids", ints(&[2, 0, 0, 2, 0, 4, 0, 0])),
+            ("target_treeids", ints(&[0, 0, 1, 1, 1])),
+            ("target_nodeids", ints(&[1, 2, 1, 3, 4])),
+            ("target_ids", ints(&[0, 0, 0, 0, 0])),
+            ("target_weights", floats(&[1.0, 2.0, 10.0, 20.0, 30.0])),
+            ("n_targets", Attr::Int(1)),
+            ("base_values", floats(&[0.25])),
+            (
+                "aggregate_function",
+                Attr::Str(aggregate.as_bytes().to_vec()),
+            ),
+            ("post_transform", Attr::Str(post.as_bytes().to_vec())),
+        ],
+    )
+}
+
+#[test]
+fn a_legacy_regressor_sums_its_trees_leaves_and_base() {
+    // Rows: (0, 0) → 1 + 10; (1.5, 3) → 2 + 20; (0.7, 5) → 2 + 30;
+    // (NaN, NaN): no branch holds → 2 + 30.
+    let x = Value::f32(
+        vec![4, 2],
+        vec![0.0, 0.0, 1.5, 3.0, 0.7, 5.0, f32::NAN, f32::NAN],
+    );
+    let y = run_on(&regressor("SUM", "NONE"), &x).unwrap();
+    assert_eq!(y.shape, vec![4, 1]);
+    assert_eq!(y.dtype, DType::F32);
+    assert_eq!(y.to_f64(), vec![11.25, 22.25, 32.25, 32.25]);
+    let avg = run_on(&regressor("AVERAGE", "NONE"), &x).unwrap();
+    assert_eq!(avg.to_f64(), vec![5.75, 11.25, 16.25, 16.25]);
+    // (The values onnxruntime 1.32 gives for this model, these two too.)
+    let max = run_on(&regressor("MAX", "NONE"), &x).unwrap();
+    assert_eq!(max.to_f64(), vec![10.25, 20.25, 30.25, 30.25]);
+    let min = run_on(&regressor("MIN", "NONE"), &x).unwrap();
+    assert_eq!(min.to_f64(), vec![1.25, 2.25, 2.25, 2.25]);
+}
+
+#[test]
+fn a_missing_feature_follows_its_tracks() {
+    let mut proto = regressor("SUM", "NONE");
+    proto.attrs.push((
+        "nodes_missing_value_tracks_true".into(),
+        ints(&[1, 0, 0, 1, 0, 0, 0, 0]),
+    ));
+    let x = Value::f32(vec![1, 2], vec![f32::NAN, f32::NAN]);
+    assert_eq!(run_on(&proto, &x).unwrap().to_f64(), vec![11.25]);
+}
+
+#[test]
+fn broken_trees_and_inputs_are_refused_with_what_is_wrong() {
+    let x = Value::f32(vec![1, 2], vec![0.0, 0.0]);
+    // A branch to a node the tree does not have.
+    let mut missing = regressor("SUM", "NONE");
+    missing.attrs[5] = ("nodes_truenodeids".into(), ints(&[1, 0, 0, 1, 0, 9, 0, 0]));
+    let err = run_on(&missing, &x).unwrap_err().message;
+    assert!(err.contains("node 2 branches to node 9"), "{err}");
+    // A loop: node 2 of tree 1 back to node 0.
+    let mut cycle = regressor("SUM", "NONE");
+    cycle.attrs[5] = ("nodes_truenodeids".into(), ints(&[1, 0, 0, 1, 0, 0, 0, 0]));
+    let err = run_on(&cycle, &x).unwrap_err().message;
+    assert!(
+        err.contains("more than one root") || err.contains("lead back"),
+        "{err}"
+    );
+    // A feature the rows do not have.
+    let narrow = Value::f32(vec![2, 1], vec![0.0, 3.0]);
+    let err = run_on(&regressor("SUM", "NONE"), &narrow)
+        .unwrap_err()
+        .message;
+    assert!(
+        err.contains("splits on feature 1, but the input has 1 per row"),
+        "{err}"
+    );
+    // Weights for a leaf that is not one.
+    let mut target = regressor("SUM", "NONE");
+    target.attrs[8] = ("target_nodeids".into(), ints(&[0, 2, 1, 3, 4]));
+    let err = run_on(&target, &x).unwrap_err().message;
+    assert!(
+        err.contains("names tree 0's node 0, which is not a leaf"),
+        "{err}"
+    );
+}
+
+#[test]
+fn array_feature_extractor_refuses_an_index_past_the_axis() {
+    let proto = node("ArrayFeatureExtractor", vec![]);
+    let x = Value::f32(vec![2, 3], vec![0.0, 1.0, 2.0, 3.0, 4.0, 5.0]);
+    let at = |i: Vec<i64>| Value::i64(vec![i.len()], i);
+    let ok = run(
+        Node {
+            proto: &proto,
+            opset: 1,
+        },
+        &[Some(&x), Some(&at(vec![2, 0]))],
+    )
+    .unwrap();
+    assert_eq!(
+        (ok.shape.clone(), ok.to_f64()),
+        (vec![2, 2], vec![2.0, 0.0, 5.0, 3.0])
+    );
+    let err = run(
+        Node {
+            proto: &proto,
+            opset: 1,
+        },
+        &[Some(&x), Some(&at(vec![3]))],
+    )
+    .unwrap_err();
+    assert!(
+        err.message
+            .contains("index 3 is outside the last axis (0..3)"),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn softmax_zero_leaves_zeros_alone_and_probit_inverts_the_normal() {
+    let mut forest = Forest::from_regressor(Node {
+        proto: &regressor("SUM", "SOFTMAX_ZERO"),
+        opset: 1,
+    })
+    .unwrap();
+    let mut y = [0.0, 1.0, 1.0];
+    forest.finish(&mut y);
+    assert_eq!(y, [0.0, 0.5, 0.5]);
+    forest.post = Post::Probit;
+    let mut p = [0.975, 0.5];
+    forest.finish(&mut p);
+    assert!(
+        (p[0] - 1.959_963_984_540_054).abs() < 1e-9 && p[1].abs() < 1e-12,
+        "{p:?}"
+    );
+    forest.post = Post::Logistic;
+    let mut l = [0.0, 2.0];
+    forest.finish(&mut l);
+    assert!(
+        l[0] == 0.5 && (l[1] - 0.880_797_077_977_882_3).abs() < 1e-12,
+        "{l:?}"
+    );
+}
