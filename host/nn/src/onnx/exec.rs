@@ -50,6 +50,9 @@ pub(super) struct Graph {
     /// The graphs of control-flow nodes (`If`'s branches, `Loop`'s
     /// body), built as this one is, by node index and attribute name.
     pub(super) subgraphs: HashMap<usize, Vec<(String, Arc<Graph>)>>,
+    /// The decision trees of tree-ensemble nodes, read once, by node
+    /// index.
+    forests: HashMap<usize, ops::Forest>,
 }
 
 impl OnnxModel {
@@ -194,6 +197,18 @@ impl Graph {
             .collect();
         weights.retain(|w, _| read.contains(w.as_str()));
         let frees = plan_frees(&nodes, &outputs);
+        let mut forests = HashMap::new();
+        for (i, node) in nodes.iter().enumerate() {
+            if let Some(forest) = ops::forest(Node { proto: node, opset }) {
+                let forest = forest.map_err(|e| {
+                    NnError::new(
+                        NnErrorKind::InvalidEncoding,
+                        format!("node `{}` ({}): {}", node.name, node.op_type, e.message),
+                    )
+                })?;
+                forests.insert(i, forest);
+            }
+        }
         let packed = match gpu {
             Some(_) => HashMap::new(),
             None => pack_weights(&nodes, &mut weights, &outputs, shared),
@@ -211,6 +226,7 @@ impl Graph {
             gpu,
             packed,
             subgraphs,
+            forests,
         })
     }
 
@@ -468,6 +484,9 @@ impl Graph {
                 }
                 if let Some(subs) = g.subgraphs.get(&index) {
                     return super::control::run(node, &args, subs, &env);
+                }
+                if let Some(forest) = g.forests.get(&index) {
+                    return ops::run_forest(node, &args, forest).map(|v| vec![v]);
                 }
                 if let Some(b) = packed_key(node.proto)
                     && let Some(w) = g.packed.get(b)

@@ -139,6 +139,17 @@ impl GraphWriter {
         bytes(1, &node, &mut self.graph);
     }
 
+    /// Adds node `name` running `op` with `raw`, its other fields (a
+    /// domain, attributes) written already.
+    #[cfg(test)]
+    pub(crate) fn node_raw(
+        &mut self,
+        (op, inputs, outputs, name): (&str, &[&str], &[&str], &str),
+        raw: &[u8],
+    ) {
+        self.node_with(op, inputs, outputs, name, (&[], &[]), &[], raw);
+    }
+
     /// Adds node `name` running `op` with graph attributes (`If`'s
     /// branches, `Loop`'s and `Scan`'s bodies), each a graph built the
     /// same way, and integer and integer-list attributes.

@@ -31,16 +31,37 @@ pub(super) fn run(node: Node<'_>, inputs: &[Option<&Value>]) -> Result<Value, Nn
             Ok(Value::f64_as(x.dtype, x.shape.clone(), v))
         }
         "ArrayFeatureExtractor" => features(req(inputs, 0)?, req(inputs, 1)?),
-        "TreeEnsemble" => {
-            let x = req(inputs, 0)?;
-            let y = Forest::from_v5(node)?.run(x)?;
-            Ok(Value::f64_as(x.dtype, y.shape, y.values))
-        }
         _ => {
-            let y = Forest::from_regressor(node)?.run(req(inputs, 0)?)?;
-            Ok(Value::f64_as(DType::F32, y.shape, y.values))
+            let forest = forest(node).expect("a tree ensemble")?;
+            run_forest(node, inputs, &forest)
         }
     }
+}
+
+/// The forest of a tree-ensemble node (`None` for any other operator),
+/// read once when the model loads: a malformed one is refused then.
+pub(crate) fn forest(node: Node<'_>) -> Option<Result<Forest, NnError>> {
+    match node.proto.op_type.as_str() {
+        "TreeEnsemble" => Some(Forest::from_v5(node)),
+        "TreeEnsembleRegressor" => Some(Forest::from_regressor(node)),
+        _ => None,
+    }
+}
+
+/// A tree-ensemble node on its input, by its `forest`: scores of the
+/// input's type (`TreeEnsemble`), or f32 (`TreeEnsembleRegressor`).
+pub(crate) fn run_forest(
+    node: Node<'_>,
+    inputs: &[Option<&Value>],
+    forest: &Forest,
+) -> Result<Value, NnError> {
+    let x = req(inputs, 0)?;
+    let y = forest.run(x)?;
+    let dtype = match node.proto.op_type.as_str() {
+        "TreeEnsemble" => x.dtype,
+        _ => DType::F32,
+    };
+    Ok(Value::f64_as(dtype, y.shape, y.values))
 }
 
 /// `ArrayFeatureExtractor`: the last axis's elements at `indices` (a 1-D
@@ -146,7 +167,7 @@ enum Post {
 /// A tree ensemble: the splits of all its trees, each tree's root, and
 /// each leaf's (target, weight) pairs.
 #[derive(Debug, Clone, PartialEq)]
-struct Forest {
+pub(crate) struct Forest {
     splits: Vec<Split>,
     roots: Vec<Next>,
     leaves: Vec<Vec<(usize, f64)>>,

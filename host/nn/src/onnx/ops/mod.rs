@@ -20,7 +20,7 @@ mod ml;
 mod ngrams;
 mod nn;
 mod optim;
-pub(crate) use ml::ML;
+pub(crate) use ml::{Forest, ML, forest, run_forest};
 pub(crate) use optim::TRAINING;
 mod quant;
 mod random;

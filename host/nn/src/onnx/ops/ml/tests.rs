@@ -197,3 +197,85 @@ fn softmax_zero_leaves_zeros_alone_and_probit_inverts_the_normal() {
         "{l:?}"
     );
 }
+
+/// A model of one `TreeEnsembleRegressor` node (the `regressor` above,
+/// its true branches `yes`), as skl2onnx would write it.
+fn regressor_model(yes: &[i64]) -> Vec<u8> {
+    use crate::onnx::write::{GraphWriter, bytes, key, var};
+    let attr = |name: &str, kind: u64, field: u64, payload: &[u8], out: &mut Vec<u8>| {
+        let mut a = Vec::new();
+        bytes(1, name.as_bytes(), &mut a);
+        bytes(field, payload, &mut a);
+        key(20, 0, &mut a);
+        var(kind, &mut a);
+        bytes(5, &a, out);
+    };
+    let ints = |name: &str, v: &[i64], out: &mut Vec<u8>| {
+        let mut p = Vec::new();
+        v.iter().for_each(|&x| var(x as u64, &mut p));
+        attr(name, 7, 8, &p, out);
+    };
+    let floats = |name: &str, v: &[f32], out: &mut Vec<u8>| {
+        let p: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+        attr(name, 6, 7, &p, out);
+    };
+    let mut raw = Vec::new();
+    bytes(7, b"ai.onnx.ml", &mut raw);
+    ints("nodes_treeids", &[0, 0, 0, 1, 1, 1, 1, 1], &mut raw);
+    ints("nodes_nodeids", &[0, 1, 2, 0, 1, 2, 3, 4], &mut raw);
+    ints("nodes_featureids", &[0, 0, 0, 1, 0, 0, 0, 0], &mut raw);
+    floats(
+        "nodes_values",
+        &[0.5, 0.0, 0.0, 2.0, 0.0, 1.0, 0.0, 0.0],
+        &mut raw,
+    );
+    let mut modes = Vec::new();
+    bytes(1, b"nodes_modes", &mut modes);
+    for mode in [
+        "BRANCH_LEQ",
+        "LEAF",
+        "LEAF",
+        "BRANCH_LT",
+        "LEAF",
+        "BRANCH_GT",
+        "LEAF",
+        "LEAF",
+    ] {
+        bytes(9, mode.as_bytes(), &mut modes);
+    }
+    key(20, 0, &mut modes);
+    var(8, &mut modes);
+    bytes(5, &modes, &mut raw);
+    ints("nodes_truenodeids", yes, &mut raw);
+    ints("nodes_falsenodeids", &[2, 0, 0, 2, 0, 4, 0, 0], &mut raw);
+    ints("target_treeids", &[0, 0, 1, 1, 1], &mut raw);
+    ints("target_nodeids", &[1, 2, 1, 3, 4], &mut raw);
+    ints("target_ids", &[0; 5], &mut raw);
+    floats("target_weights", &[1.0, 2.0, 10.0, 20.0, 30.0], &mut raw);
+    let mut g = GraphWriter::new("trees");
+    g.node_raw(("TreeEnsembleRegressor", &["x"], &["y"], "forest"), &raw);
+    g.input("x", &["N", "2"]);
+    g.output("y", &["N", "1"]);
+    g.finish("weft-nn tests", 17)
+}
+
+#[test]
+fn a_forest_is_read_once_at_load_and_a_broken_one_refused_there() {
+    use crate::onnx::exec::OnnxModel;
+    use crate::{Model, NnErrorKind, Tensor};
+    let model = OnnxModel::load(&regressor_model(&[1, 0, 0, 1, 0, 3, 0, 0])).unwrap();
+    let x = Tensor::from_f32(vec![2, 2], &[0.0, 0.0, 1.5, 3.0]);
+    let out = model.session().compute(&[("x".into(), x)]).unwrap();
+    assert_eq!(out[0].1.to_f32().unwrap(), vec![11.0, 22.0]);
+    let Err(err) = OnnxModel::load(&regressor_model(&[1, 0, 0, 1, 0, 9, 0, 0])) else {
+        panic!("a branch to a node the tree lacks loaded");
+    };
+    assert_eq!(err.kind, NnErrorKind::InvalidEncoding);
+    assert!(
+        err.message
+            .contains("node `forest` (TreeEnsembleRegressor)")
+            && err.message.contains("node 2 branches to node 9"),
+        "{}",
+        err.message
+    );
+}
