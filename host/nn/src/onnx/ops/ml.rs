@@ -188,6 +188,18 @@ fn bad(op: &str, what: impl std::fmt::Display) -> NnError {
     fail(format!("{op}: {what}"))
 }
 
+/// Refuses `nodes_*` attributes of other `lengths` than the `n` nodes
+/// (the optional `missing` may be empty).
+fn per_node(op: &str, n: usize, lengths: &[usize], missing: &[i64]) -> Result<(), NnError> {
+    if lengths.iter().any(|&l| l != n) || !(missing.is_empty() || missing.len() == n) {
+        return Err(bad(
+            op,
+            "the `nodes_*` attributes must all have one value per node",
+        ));
+    }
+    Ok(())
+}
+
 /// An index attribute's values as `usize`s, each below `limit`.
 fn indices(op: &str, name: &str, v: &[i64], limit: usize) -> Result<Vec<usize>, NnError> {
     v.iter()
@@ -225,12 +237,7 @@ impl Forest {
             no.len(),
             no_leaf.len(),
         ];
-        if lengths.iter().any(|&l| l != n) || !(missing.is_empty() || missing.len() == n) {
-            return Err(bad(
-                op,
-                "the `nodes_*` attributes must all have one value per node",
-            ));
-        }
+        per_node(op, n, &lengths, &missing)?;
         let leaf_targets = ints("leaf_targetids");
         let leaf_weights = tensor("leaf_weights");
         if leaf_targets.len() != leaf_weights.len() {
@@ -347,12 +354,7 @@ impl Forest {
             yes.len(),
             no.len(),
         ];
-        if lengths.iter().any(|&l| l != n) || !(missing.is_empty() || missing.len() == n) {
-            return Err(bad(
-                op,
-                "the `nodes_*` attributes must all have one value per node",
-            ));
-        }
+        per_node(op, n, &lengths, &missing)?;
         let key: std::collections::HashMap<(i64, i64), usize> = trees
             .iter()
             .zip(&ids)

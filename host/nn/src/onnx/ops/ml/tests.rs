@@ -28,6 +28,18 @@ fn run_on(proto: &NodeProto, x: &Value) -> Result<Value, NnError> {
     run(Node { proto, opset: 1 }, &[Some(x)])
 }
 
+/// The `nodes_modes` of [`regressor`]'s eight nodes.
+const MODES: [&str; 8] = [
+    "BRANCH_LEQ",
+    "LEAF",
+    "LEAF",
+    "BRANCH_LT",
+    "LEAF",
+    "BRANCH_GT",
+    "LEAF",
+    "LEAF",
+];
+
 /// Two trees as skl2onnx writes a gradient-boosted regressor: tree 0
 /// splits feature 0 at 0.5 (LEQ), tree 1 feature 1 at 2 (LT) and then,
 /// on its false side, feature 0 at 1 (GT); leaves listed apart with
@@ -43,19 +55,7 @@ fn regressor(aggregate: &str, post: &str) -> NodeProto {
                 "nodes_values",
                 floats(&[0.5, 0.0, 0.0, 2.0, 0.0, 1.0, 0.0, 0.0]),
             ),
-            (
-                "nodes_modes",
-                strings(&[
-                    "BRANCH_LEQ",
-                    "LEAF",
-                    "LEAF",
-                    "BRANCH_LT",
-                    "LEAF",
-                    "BRANCH_GT",
-                    "LEAF",
-                    "LEAF",
-                ]),
-            ),
+            ("nodes_modes", strings(&MODES)),
             ("nodes_truenodeids", ints(&[1, 0, 0, 1, 0, 3, 0, 0])),
             ("nodes_falsenodeids", ints(&[2, 0, 0, 2, 0, 4, 0, 0])),
             ("target_treeids", ints(&[0, 0, 1, 1, 1])),
@@ -113,6 +113,11 @@ fn broken_trees_and_inputs_are_refused_with_what_is_wrong() {
     missing.attrs[5] = ("nodes_truenodeids".into(), ints(&[1, 0, 0, 1, 0, 9, 0, 0]));
     let err = run_on(&missing, &x).unwrap_err().message;
     assert!(err.contains("node 2 branches to node 9"), "{err}");
+    // An attribute with a value too few.
+    let mut short = regressor("SUM", "NONE");
+    short.attrs[2] = ("nodes_featureids".into(), ints(&[0, 0, 0, 1, 0, 0, 0]));
+    let err = run_on(&short, &x).unwrap_err().message;
+    assert!(err.contains("must all have one value per node"), "{err}");
     // A loop: node 2 of tree 1 back to node 0.
     let mut cycle = regressor("SUM", "NONE");
     cycle.attrs[5] = ("nodes_truenodeids".into(), ints(&[1, 0, 0, 1, 0, 0, 0, 0]));
@@ -231,16 +236,7 @@ fn regressor_model(yes: &[i64]) -> Vec<u8> {
     );
     let mut modes = Vec::new();
     bytes(1, b"nodes_modes", &mut modes);
-    for mode in [
-        "BRANCH_LEQ",
-        "LEAF",
-        "LEAF",
-        "BRANCH_LT",
-        "LEAF",
-        "BRANCH_GT",
-        "LEAF",
-        "LEAF",
-    ] {
+    for mode in MODES {
         bytes(9, mode.as_bytes(), &mut modes);
     }
     key(20, 0, &mut modes);
