@@ -139,7 +139,7 @@ LATTICE_SIZES = {"IQ2_XXS": 66, "IQ2_XS": 74, "IQ2_S": 82, "IQ3_XXS": 98, "IQ3_S
                  "IQ1_S": 50, "IQ1_M": 56}
 
 
-def _set_scale(blocks, name, d):
+def set_scale(blocks, name, d):
     """Writes the f16 super-block scales `d` into `blocks` of type `name`:
     the first two bytes, or IQ1_M's four top nibbles of bytes 48..56."""
     import numpy as np
@@ -164,9 +164,9 @@ def random_lattice(rng, name, rows, cols, rms):
     size = LATTICE_SIZES[name]
     n = rows * cols // 256
     blocks = rng.integers(0, 256, (n, size), dtype=np.uint8)
-    _set_scale(blocks, name, np.ones(n, np.float32))
+    set_scale(blocks, name, np.ones(n, np.float32))
     qtype = GGMLQuantizationType[name]
     unit = quants.dequantize(blocks.reshape(-1), qtype).reshape(n, 256)
     have = np.sqrt((unit ** 2).mean(1))
-    _set_scale(blocks, name, np.where(have > 0, rms / np.where(have > 0, have, 1.0), 1.0))
+    set_scale(blocks, name, np.where(have > 0, rms / np.where(have > 0, have, 1.0), 1.0))
     return blocks.reshape(rows, -1)

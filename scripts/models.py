@@ -1253,8 +1253,10 @@ def task_archs(dest: Path) -> None:
             return (around + spread * rng.standard_normal(n)).astype(np.float32)
 
         def product(tensor, m):
-            """A product's matrix: F32, or (the i-quant model) IQ4_NL or, for
-            the down products, IQ4_XS, checked as gguf-py reads it back."""
+            """A product's matrix: F32; or, in the IQ4 model, IQ4_NL (IQ4_XS
+            for the down products), checked as gguf-py reads it back; or, for
+            the lattice model's down products, random blocks of its layer's
+            lattice i-quant at the matrix's RMS."""
             if name == "iq2" and ".ffn_down." in tensor:
                 layer = int(tensor.split(".")[1])
                 ty = ["IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ3_XXS", "IQ3_S", "IQ1_S", "IQ1_M"][layer]

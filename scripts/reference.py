@@ -348,6 +348,7 @@ def ggml_blocks(dest: Path) -> None:
     import gguf
     import numpy as np
     from gguf import GGMLQuantizationType, quants
+    from ggml_quants import set_scale
 
     rng = np.random.default_rng(7)
 
@@ -365,13 +366,8 @@ def ggml_blocks(dest: Path) -> None:
         if name in ("Q5_0", "IQ4_NL", "IQ4_XS") or name.startswith(("IQ2", "IQ3", "IQ1_S")):
             blocks[:, 0:2] = halfs(3).reshape(3, 2)
         elif name == "IQ1_M":
-            # Its f16 scale is the top nibbles of the four 16-bit words of
-            # 3-bit scales (bytes 48..56).
-            d = halfs(3).view(np.uint16)
-            words = blocks[:, 48:56].copy().view(np.uint16)
-            for i in range(4):
-                words[:, i] = (words[:, i] & 0x0FFF) | (((d >> (4 * i)) & 0xF) << 12)
-            blocks[:, 48:56] = words.view(np.uint8)
+            # (Its f16 scale is split across its words of 3-bit scales.)
+            set_scale(blocks, name, halfs(3).view(np.float16).astype(np.float32))
         elif name == "Q5_1":
             blocks[:, 0:4] = halfs(6).reshape(3, 4)
         elif name in ("Q4_K", "Q5_K"):

@@ -200,16 +200,24 @@ fn per_node(op: &str, n: usize, lengths: &[usize], missing: &[i64]) -> Result<()
     Ok(())
 }
 
+/// `n_targets`, checked to be a count weft-nn can hold (a model's bad
+/// value fails its load, never the allocation).
+fn target_count(op: &str, n: i64) -> Result<usize, NnError> {
+    let n = usize::try_from(n).map_err(|_| bad(op, format!("n_targets is {n}")))?;
+    numel(&[n], "a tree ensemble's n_targets")
+}
+
+/// One value of an index attribute as a `usize` below `limit`.
+fn index(op: &str, name: &str, v: i64, limit: usize) -> Result<usize, NnError> {
+    usize::try_from(v)
+        .ok()
+        .filter(|&i| i < limit)
+        .ok_or_else(|| bad(op, format!("`{name}` holds {v}, outside 0..{limit}")))
+}
+
 /// An index attribute's values as `usize`s, each below `limit`.
 fn indices(op: &str, name: &str, v: &[i64], limit: usize) -> Result<Vec<usize>, NnError> {
-    v.iter()
-        .map(|&i| {
-            usize::try_from(i)
-                .ok()
-                .filter(|&i| i < limit)
-                .ok_or_else(|| bad(op, format!("`{name}` holds {i}, outside 0..{limit}")))
-        })
-        .collect()
+    v.iter().map(|&i| index(op, name, i, limit)).collect()
 }
 
 impl Forest {
@@ -246,7 +254,7 @@ impl Forest {
                 "`leaf_targetids` and `leaf_weights` must have one value per leaf",
             ));
         }
-        let targets = usize::try_from(node.int("n_targets", 0)).unwrap_or(0);
+        let targets = target_count(op, node.int("n_targets", 0))?;
         let target_ids = indices(op, "leaf_targetids", &leaf_targets, targets)?;
         let leaves: Vec<_> = target_ids
             .into_iter()
@@ -255,14 +263,22 @@ impl Forest {
             .collect();
         let next = |id: i64, leaf: i64, name: &str| -> Result<Next, NnError> {
             Ok(if leaf != 0 {
-                Next::Leaf(indices(op, name, &[id], leaves.len())?[0])
+                Next::Leaf(index(op, name, id, leaves.len())?)
             } else {
-                Next::Node(indices(op, name, &[id], n)?[0])
+                Next::Node(index(op, name, id, n)?)
             })
         };
-        // The sets of the member splits, in node order, NaN between them.
+        // The sets of the member splits, in node order, each ended by a
+        // NaN (the last one's may be left out).
         let members = tensor("membership_values");
-        let mut sets = members.split(|v| v.is_nan());
+        let body = match members.last() {
+            Some(v) if v.is_nan() => &members[..members.len() - 1],
+            _ => &members[..],
+        };
+        let mut sets = body.split(|v| v.is_nan());
+        if members.is_empty() {
+            sets.next();
+        }
         let mut out = Vec::with_capacity(n);
         for i in 0..n {
             let branch = match modes[i] {
@@ -282,13 +298,19 @@ impl Forest {
                 m => return Err(bad(op, format!("node {i}'s mode {m} is not one of 0..=6"))),
             };
             out.push(Split {
-                feature: indices(op, "nodes_featureids", &[features[i]], usize::MAX)?[0],
+                feature: index(op, "nodes_featureids", features[i], usize::MAX)?,
                 value: splits[i],
                 branch,
                 missing_true: missing.get(i).is_some_and(|&m| m != 0),
                 yes: next(yes[i], yes_leaf[i], "nodes_truenodeids")?,
                 no: next(no[i], no_leaf[i], "nodes_falsenodeids")?,
             });
+        }
+        if sets.next().is_some() {
+            return Err(bad(
+                op,
+                "`membership_values` has more sets than member splits",
+            ));
         }
         let roots = indices(op, "tree_roots", &ints("tree_roots"), n)?;
         let aggregate = match node.int("aggregate_function", 1) {
@@ -325,6 +347,8 @@ impl Forest {
 
     /// `TreeEnsembleRegressor` (ai.onnx.ml opsets 1 and 3): nodes named by
     /// (tree, node) ids, leaves marked `LEAF`, their targets listed apart.
+    /// A tree's root is its one node no branch leads to: a tree with a
+    /// node nothing reaches is refused (onnxruntime takes its lowest id).
     fn from_regressor(node: Node<'_>) -> Result<Self, NnError> {
         let op = "TreeEnsembleRegressor";
         let ints = |name: &str| node.ints(name).unwrap_or_default();
@@ -376,7 +400,7 @@ impl Forest {
                 count += 1;
             }
         }
-        let targets = usize::try_from(node.int("n_targets", 1)).unwrap_or(0);
+        let targets = target_count(op, node.int("n_targets", 1))?;
         let (t_trees, t_nodes, t_ids) = (
             ints("target_treeids"),
             ints("target_nodeids"),
@@ -440,7 +464,7 @@ impl Forest {
                 }
             }
             splits.push(Split {
-                feature: indices(op, "nodes_featureids", &[features[i]], usize::MAX)?[0],
+                feature: index(op, "nodes_featureids", features[i], usize::MAX)?,
                 value: values[i],
                 branch,
                 missing_true: missing.get(i).is_some_and(|&m| m != 0),
@@ -500,34 +524,42 @@ impl Forest {
         .checked(op)
     }
 
-    /// Refuses a forest with a loop (a walk that would never end).
+    /// Refuses a forest with a loop (a walk that would never end): a
+    /// depth-first walk from every split, without recursion, in time
+    /// linear in the splits.
     fn checked(self, op: &str) -> Result<Self, NnError> {
-        // Depth of each split: its longest path to a leaf, found without
-        // recursion; a split on a cycle never settles.
-        let mut depth = vec![None::<usize>; self.splits.len()];
-        for _ in 0..=self.splits.len() {
-            let mut changed = false;
-            for (i, s) in self.splits.iter().enumerate() {
-                let d = |n: Next| match n {
-                    Next::Leaf(_) => Some(0),
-                    Next::Node(j) => depth[j],
-                };
-                if depth[i].is_none()
-                    && let (Some(a), Some(b)) = (d(s.yes), d(s.no))
-                {
-                    depth[i] = Some(a.max(b) + 1);
-                    changed = true;
+        // 0: not seen; 1: on the walk's path; 2: every path from it ends.
+        let mut state = vec![0u8; self.splits.len()];
+        for start in 0..self.splits.len() {
+            if state[start] != 0 {
+                continue;
+            }
+            // (split, branches of it visited so far)
+            let mut path = vec![(start, 0u8)];
+            state[start] = 1;
+            while let Some((i, k)) = path.pop() {
+                if k == 2 {
+                    state[i] = 2;
+                    continue;
+                }
+                path.push((i, k + 1));
+                let s = &self.splits[i];
+                if let Next::Node(j) = if k == 0 { s.yes } else { s.no } {
+                    match state[j] {
+                        0 => {
+                            state[j] = 1;
+                            path.push((j, 0));
+                        }
+                        1 => {
+                            return Err(bad(
+                                op,
+                                format!("the branches from node {j} lead back to it"),
+                            ));
+                        }
+                        _ => {}
+                    }
                 }
             }
-            if !changed {
-                break;
-            }
-        }
-        if let Some(i) = depth.iter().position(Option::is_none) {
-            return Err(bad(
-                op,
-                format!("the branches from node {i} lead back to it"),
-            ));
         }
         Ok(self)
     }
@@ -568,9 +600,10 @@ impl Forest {
         numel(&shape, "a tree ensemble's output")?;
         let values = x.to_f64();
         let mut out = Vec::with_capacity(rows * self.targets);
+        let mut score = vec![None::<f64>; self.targets];
         for r in 0..rows {
             let row = &values[r * width..(r + 1) * width];
-            let mut score = vec![None::<f64>; self.targets];
+            score.fill(None);
             for &root in &self.roots {
                 for &(t, w) in &self.leaves[self.leaf(root, row)?] {
                     score[t] = Some(match (score[t], self.aggregate) {
@@ -582,24 +615,32 @@ impl Forest {
                 }
             }
             let trees = self.roots.len().max(1) as f64;
-            let mut y: Vec<f64> = score
-                .iter()
-                .zip(&self.base)
-                .map(|(s, b)| match (s, self.aggregate) {
-                    (Some(s), Aggregate::Average) => s / trees + b,
-                    (Some(s), _) => s + b,
-                    // A target no leaf reached: its base, as onnxruntime.
-                    (None, _) => *b,
-                })
-                .collect();
-            self.finish(&mut y);
-            out.extend(y);
+            let start = out.len();
+            out.extend(
+                score
+                    .iter()
+                    .zip(&self.base)
+                    .map(|(s, b)| match (s, self.aggregate) {
+                        (Some(s), Aggregate::Average) => s / trees + b,
+                        (Some(s), _) => s + b,
+                        // A target no leaf reached: its base, as onnxruntime.
+                        (None, _) => *b,
+                    }),
+            );
+            self.finish(&mut out[start..]);
         }
         Ok(Scores { shape, values: out })
     }
 
-    /// The post-transform, on one row's scores.
+    /// The post-transform, on one row's scores. With one target only
+    /// PROBIT applies, as onnxruntime does it (the ONNX reference refuses
+    /// the others there). SOFTMAX_ZERO leaves exact zeros out, and a row
+    /// of zeros as it is (onnxruntime counts |v| < 1e-7 as zero, and
+    /// gives NaN for such a row).
     fn finish(&self, y: &mut [f64]) {
+        if y.len() == 1 && self.post != Post::Probit {
+            return;
+        }
         match self.post {
             Post::None => {}
             Post::Logistic => y.iter_mut().for_each(|v| *v = 1.0 / (1.0 + (-*v).exp())),

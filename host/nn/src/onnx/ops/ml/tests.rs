@@ -195,6 +195,10 @@ fn softmax_zero_leaves_zeros_alone_and_probit_inverts_the_normal() {
         "{p:?}"
     );
     forest.post = Post::Logistic;
+    // With one target only PROBIT applies, as in onnxruntime.
+    let mut one = [2.0];
+    forest.finish(&mut one);
+    assert_eq!(one, [2.0]);
     let mut l = [0.0, 2.0];
     forest.finish(&mut l);
     assert!(
@@ -273,5 +277,84 @@ fn a_forest_is_read_once_at_load_and_a_broken_one_refused_there() {
             && err.message.contains("node 2 branches to node 9"),
         "{}",
         err.message
+    );
+}
+
+/// An opset-5 `TreeEnsemble` of three trees over two targets: a split of
+/// feature 0 (≤ 1: target 0 +1, else target 1 +2); a set-membership split
+/// of feature 1 in {3, 5}, a missing value counted in (target 0 +10, else
+/// +20); and a lone leaf (both branches to it: target 0 +100).
+fn v5(aggregate: i64, post: i64, members: &[f32]) -> NodeProto {
+    use crate::onnx::value::Data;
+    let tensor = |v: &[f32]| Attr::Tensor(Value::f32(vec![v.len()], v.to_vec()));
+    let modes = Value {
+        dtype: DType::U8,
+        shape: vec![3],
+        data: Data::I64(vec![0, 6, 0]),
+    };
+    node(
+        "TreeEnsemble",
+        vec![
+            ("nodes_featureids", ints(&[0, 1, 0])),
+            ("nodes_splits", tensor(&[1.0, 0.0, 0.0])),
+            ("nodes_modes", Attr::Tensor(modes)),
+            ("nodes_truenodeids", ints(&[0, 2, 4])),
+            ("nodes_trueleafs", ints(&[1, 1, 1])),
+            ("nodes_falsenodeids", ints(&[1, 3, 4])),
+            ("nodes_falseleafs", ints(&[1, 1, 1])),
+            ("nodes_missing_value_tracks_true", ints(&[0, 1, 0])),
+            ("membership_values", tensor(members)),
+            ("leaf_targetids", ints(&[0, 1, 0, 0, 0])),
+            ("leaf_weights", tensor(&[1.0, 2.0, 10.0, 20.0, 100.0])),
+            ("n_targets", Attr::Int(2)),
+            ("tree_roots", ints(&[0, 1, 2])),
+            ("aggregate_function", Attr::Int(aggregate)),
+            ("post_transform", Attr::Int(post)),
+        ],
+    )
+}
+
+#[test]
+fn an_opset_5_ensemble_aggregates_sets_lone_leaves_and_missing_values() {
+    // Rows (0, 3) and (2, NaN); a target no leaf reaches is 0.
+    let x = Value::f32(vec![2, 2], vec![0.0, 3.0, 2.0, f32::NAN]);
+    let members = [3.0, 5.0, f32::NAN];
+    let y = |aggregate, post| run_on(&v5(aggregate, post, &members), &x).unwrap().to_f64();
+    assert_eq!(y(1, 0), vec![111.0, 0.0, 110.0, 2.0]);
+    assert_eq!(y(2, 0), vec![1.0, 0.0, 10.0, 2.0]);
+    assert_eq!(y(3, 0), vec![100.0, 0.0, 100.0, 2.0]);
+    let avg = y(0, 0);
+    assert!(
+        (avg[0] - 37.0).abs() < 1e-5 && (avg[3] - 2.0 / 3.0).abs() < 1e-6,
+        "{avg:?}"
+    );
+    // SOFTMAX over the row's two targets (f32 scores, as the input's).
+    let soft = y(1, 1);
+    assert!(
+        (soft[2] - 1.0).abs() < 1e-7 && (0.0..1e-30).contains(&soft[3]),
+        "{soft:?}"
+    );
+    // The set's closing NaN may be left out.
+    let open = run_on(&v5(1, 0, &[3.0, 5.0]), &x).unwrap().to_f64();
+    assert_eq!(open, vec![111.0, 0.0, 110.0, 2.0]);
+}
+
+#[test]
+fn an_opset_5_ensemble_with_bad_sets_or_targets_is_refused() {
+    let x = Value::f32(vec![1, 2], vec![0.0, 3.0]);
+    let err = |proto: NodeProto| run_on(&proto, &x).unwrap_err().message;
+    assert!(err(v5(1, 0, &[])).contains("fewer sets than member splits"));
+    let extra = err(v5(1, 0, &[3.0, f32::NAN, 4.0]));
+    assert!(extra.contains("more sets than member splits"), "{extra}");
+    // A count no tensor could hold fails the load, not the allocation.
+    let mut huge = v5(1, 0, &[3.0]);
+    huge.attrs.retain(|(n, _)| n != "n_targets");
+    huge.attrs.push(("n_targets".into(), Attr::Int(1 << 62)));
+    let too_large = run_on(&huge, &x).unwrap_err();
+    assert_eq!(
+        too_large.kind,
+        crate::NnErrorKind::TooLarge,
+        "{}",
+        too_large.message
     );
 }
