@@ -1,3 +1,4 @@
+use super::trees::Post;
 use super::*;
 use crate::onnx::proto::{Attr, NodeProto};
 
