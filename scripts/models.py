@@ -1043,7 +1043,15 @@ ARCHS = {
     "iq2": ("llama", "smollm", {"feed_forward_length": 256, "block_count": 7},
             "a Llama whose down products are, layer by layer, IQ2_XXS, IQ2_XS, IQ2_S, "
             "IQ3_XXS, IQ3_S, IQ1_S and IQ1_M"),
+    # LFM2's hybrid: gated short convolutions (3 taps) in the layers whose KV
+    # head count is 0, attention with per-head Q/K norms in the others; its
+    # final norm named `token_embd_norm`, its output tied.
+    "lfm2": ("lfm2", "lfm2", {"block_count": 5, "shortconv.l_cache": 3},
+             "LFM2: short-convolution layers (conv, attn, conv, conv, attn), per-head "
+             "Q/K norms, NeoX rotary pairs"),
 }
+# LFM2's layers with attention (the others convolve), as its head counts say.
+LFM2_ATTENTION = (1, 4)
 
 # TinyLlama-1.1B-Chat's chat template (Zephyr's format), as its GGUF carries it.
 ZEPHYR_TEMPLATE = (
@@ -1284,6 +1292,10 @@ def task_archs(dest: Path) -> None:
             for key, value in [("context_length", context), ("embedding_length", e),
                                ("block_count", layers), ("feed_forward_length", f),
                                ("attention.head_count", h), ("attention.head_count_kv", kvh)]:
+                if arch == "lfm2" and key == "attention.head_count_kv":  # (0: a conv layer)
+                    w.add_array(f"{arch}.{key}",
+                                [kvh if i in LFM2_ATTENTION else 0 for i in range(layers)])
+                    continue
                 w.add_uint32(f"{arch}.{key}", value)
             w.add_float32(f"{arch}.attention.layer_norm_rms_epsilon", 1e-6)
             w.add_float32(f"{arch}.rope.freq_base", 100000.0)
@@ -1332,7 +1344,8 @@ def task_archs(dest: Path) -> None:
             w.add_tensor("token_embd.weight", embd.astype(np.float16))
             weightless = arch == "olmo"  # (OLMo 1's norms: neither weight nor bias)
             if not weightless:
-                w.add_tensor("output_norm.weight", vec(e))
+                final_norm = "token_embd_norm" if arch == "lfm2" else "output_norm"
+                w.add_tensor(f"{final_norm}.weight", vec(e))
             # StarCoder 2's norms have biases (as large as the weights' spread:
             # a norm run as RMSNorm, or without its bias, shows).
             layer_norm = arch in ("starcoder2", "stablelm", "phi2", "gpt2", "starcoder", "gptneox",
@@ -1348,7 +1361,7 @@ def task_archs(dest: Path) -> None:
             if arch == "phi2":
                 w.add_tensor("output.bias", vec(vocab, 0.0, 0.5))
             # (Gemma's output is the embeddings: llama.cpp reads no other.)
-            tied = ("qwen2", "phi4mini", "ernie", "minicpm", "gpt2", "falcon")
+            tied = ("qwen2", "phi4mini", "ernie", "minicpm", "gpt2", "falcon", "lfm2")
             if name not in tied and not gemma and not command_r:
                 w.add_tensor("output.weight", mat(vocab, e).astype(np.float16))
             fused = arch in ("phi3", "phi2", "gpt2", "starcoder", "gptneox", "falcon")
@@ -1372,17 +1385,26 @@ def task_archs(dest: Path) -> None:
                 if name == "falcon40b":
                     w.add_tensor(b + "attn_norm_2.weight", vec(e))
                     w.add_tensor(b + "attn_norm_2.bias", vec(e, 0.0, 0.5))
-                if fused:
+                if arch == "lfm2" and i not in LFM2_ATTENTION:
+                    # B, C and x in one product; 3 taps a channel (ggml [3, e]),
+                    # large enough that a tap misplaced shows.
+                    w.add_tensor(b + "shortconv.in_proj.weight", mat(3 * e, e))
+                    w.add_tensor(b + "shortconv.conv.weight",
+                                 (0.7 * rng.standard_normal((e, 3))).astype(np.float32))
+                    w.add_tensor(b + "shortconv.out_proj.weight", mat(e, e))
+                elif fused:
                     w.add_tensor(b + "attn_qkv.weight", mat(qd + 2 * kvd, e))
                 else:
                     product(b + "attn_q.weight", mat(qd, e))
                     product(b + "attn_k.weight", mat(kvd, e))
                     product(b + "attn_v.weight", mat(kvd, e))
-                product(b + "attn_output.weight", mat(e, qd))
+                if arch != "lfm2" or i in LFM2_ATTENTION:
+                    product(b + "attn_output.weight", mat(e, qd))
                 if arch in ("qwen2", "qwen2moe", "glm4", "starcoder2", "stablelm", "gpt-oss"):
                     for t, n in (("attn_q", qd), ("attn_k", kvd), ("attn_v", kvd)):
                         w.add_tensor(b + t + ".bias", vec(n, 0.0, 0.5))
-                if arch in ("qwen3", "gemma3", "qwen3moe", "exaone4"):
+                if arch in ("qwen3", "gemma3", "qwen3moe", "exaone4") or (
+                        arch == "lfm2" and i in LFM2_ATTENTION):
                     w.add_tensor(b + "attn_q_norm.weight", vec(hd))
                     w.add_tensor(b + "attn_k_norm.weight", vec(hd))
                 if arch in ("olmo2", "olmoe"):

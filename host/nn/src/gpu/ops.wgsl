@@ -485,3 +485,52 @@ fn attention(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
         attn_out[(attn_p.row0 + t) * d + head * hd + j] = acc;
     }
 }
+
+// ---- short_conv: LFM2's gated short convolution of one session's
+// `tokens` rows, rows `row0 ..` of a fused in_proj product `bcx` (rows of
+// `stride` floats: b, then c, then x, `d` each), into the same rows of
+// `out` (`d` each): out[ch] = c[ch] * sum over k of w[ch][k] * window[k],
+// the window the last `taps - 1` values of b * x (`state`, `[taps - 1][d]`,
+// oldest first) then this row's, which joins the state. Summed oldest
+// first, as ggml's ssm_conv. A thread per channel walks the rows in order.
+
+struct ConvParams {
+    d: u32,
+    taps: u32,
+    tokens: u32,
+    row0: u32,
+    stride: u32,
+    _p5: u32,
+    _p6: u32,
+    _p7: u32,
+}
+
+@group(0) @binding(0) var<storage, read> conv_bcx: array<f32>;
+@group(0) @binding(1) var<storage, read> conv_w: array<f32>;
+@group(0) @binding(2) var<storage, read_write> conv_state: array<f32>;
+@group(0) @binding(3) var<storage, read_write> conv_out: array<f32>;
+@group(0) @binding(4) var<uniform> conv_p: ConvParams;
+
+@compute @workgroup_size(64, 1, 1)
+fn short_conv(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let d = conv_p.d;
+    let taps = conv_p.taps;
+    for (var ch = gid.x; ch < d; ch = ch + groups.x * THREADS) {
+        let w = ch * taps;
+        for (var t = 0u; t < conv_p.tokens; t = t + 1u) {
+            let row = conv_p.row0 + t;
+            let at = row * conv_p.stride + ch;
+            let bx = conv_bcx[at] * conv_bcx[at + 2u * d];
+            var sum = 0.0;
+            for (var k = 0u; k + 1u < taps; k = k + 1u) {
+                sum = sum + conv_state[k * d + ch] * conv_w[w + k];
+            }
+            sum = sum + bx * conv_w[w + taps - 1u];
+            for (var k = 0u; k + 2u < taps; k = k + 1u) {
+                conv_state[k * d + ch] = conv_state[(k + 1u) * d + ch];
+            }
+            conv_state[(taps - 2u) * d + ch] = bx;
+            conv_out[row * d + ch] = conv_bcx[at + d] * sum;
+        }
+    }
+}

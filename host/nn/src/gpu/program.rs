@@ -39,6 +39,7 @@ pub(super) struct Ops {
     clamp: Kernel,
     swiglu: Kernel,
     attention: Kernel,
+    short_conv: Kernel,
 }
 
 pub(super) struct Kernel {
@@ -66,6 +67,7 @@ impl Ops {
             clamp: kernel("clamp_values"),
             swiglu: kernel("swiglu"),
             attention: kernel("attention"),
+            short_conv: kernel("short_conv"),
         }
     }
 }

@@ -66,6 +66,9 @@ struct DeviceLayer {
     post_ffn_norm: Option<GpuMatrix>,
     /// gpt-oss's sink logit per head.
     sinks: Option<GpuMatrix>,
+    /// LFM2's convolution weights, where the layer convolves (its `qkv`
+    /// is then `in_proj`).
+    conv: Option<GpuMatrix>,
 }
 
 /// A layer's feed-forward on the device: its (each expert's) Wgateᵀ and
@@ -91,7 +94,12 @@ impl DeviceLayer {
         std::iter::once(&self.qkv).chain(self.ffn.all()).chain(
             [&self.bqkv, &self.bo, &self.q_norm, &self.k_norm]
                 .into_iter()
-                .chain([&self.post_attn_norm, &self.post_ffn_norm, &self.sinks])
+                .chain([
+                    &self.post_attn_norm,
+                    &self.post_ffn_norm,
+                    &self.sinks,
+                    &self.conv,
+                ])
                 .chain([&self.attn_norm, &self.ffn_norm])
                 .flatten()
                 .chain(self.ffn_biases.iter().flatten()),
@@ -152,6 +160,7 @@ impl DeviceWeights {
                     post_attn_norm: optional(&l.post_attn_norm)?,
                     post_ffn_norm: optional(&l.post_ffn_norm)?,
                     sinks: optional(&l.sinks)?,
+                    conv: optional(&l.conv)?,
                 })
             })
             .collect::<Result<_, NnError>>()?;
@@ -185,6 +194,9 @@ pub(super) struct OnDevice {
     /// Per layer: `[position][kv head][head dim]`, rounded through f16.
     k: Vec<Buffer>,
     v: Vec<Buffer>,
+    /// Per layer that convolves (LFM2's), the last `taps − 1` rows of its
+    /// `b ⊙ x`, oldest first; `None` elsewhere and until the first pass.
+    conv: Vec<Option<Buffer>>,
     work: Option<Work>,
     /// Attention scores, `tokens x heads x capacity` (and its floats).
     scores: Option<(Buffer, usize)>,
@@ -239,6 +251,7 @@ impl OnDevice {
             capacity: 0,
             k: Vec::new(),
             v: Vec::new(),
+            conv: Vec::new(),
             work: None,
             scores: None,
             reuse: std::sync::Mutex::default(),
@@ -337,14 +350,25 @@ impl OnDevice {
     /// `tokens` new ones.
     fn reserve(&mut self, hp: &HParams, positions: usize, tokens: usize) -> Result<(), NnError> {
         let gpu = &self.gpu;
-        let kvd = hp.kv_heads * hp.head_dim;
+        if let (true, Some(c)) = (self.conv.is_empty(), &hp.short_conv) {
+            self.conv = (0..hp.layers)
+                .map(|l| {
+                    let floats = (c.taps - 1) * hp.embd;
+                    (hp.convolves(l))
+                        .then(|| gpu.buffer(floats, "weft-nn convolution state"))
+                        .transpose()
+                })
+                .collect::<Result<_, _>>()?;
+        }
         if positions > self.capacity {
             let capacity = self.capacity_for(hp, positions);
             let grow = |old: &[Buffer], label| -> Result<Vec<Buffer>, NnError> {
                 (0..hp.layers)
                     .map(|l| {
-                        let b = gpu.buffer(capacity * kvd, label)?;
-                        if let Some(o) = old.get(l) {
+                        // (A layer that convolves keeps no keys: a float.)
+                        let kvd = if hp.convolves(l) { 0 } else { hp.kv_dim() };
+                        let b = gpu.buffer((capacity * kvd).max(1), label)?;
+                        if let (Some(o), true) = (old.get(l), kvd > 0) {
                             gpu.copy(o, &b, self.capacity * kvd)?;
                         }
                         Ok(b)
@@ -391,8 +415,10 @@ impl OnDevice {
                 outputs,
                 x: b(n * d)?,
                 h: b(n * d)?,
-                qkv: b(n * (qd + 2 * kvd))?,
-                att: b(n * qd)?,
+                // (LFM2's convolution layers: `in_proj`'s rows of 3 d, and
+                // their outputs, `d`.)
+                qkv: b(n * (qd + 2 * kvd).max(hp.short_conv.as_ref().map_or(0, |_| 3 * d)))?,
+                att: b(n * qd.max(d))?,
                 o: b(n * d)?,
                 gu: b(n * 2 * ffn)?,
                 g: b(n * ffn)?,
@@ -491,44 +517,52 @@ impl OnDevice {
                 p.norm(&a.x, 0, n, (weight, norm), &a.h, 0);
             }
             p.product(input(&dl.attn_norm), n, &dl.qkv, &a.qkv);
-            if let Some(bias) = &dl.bqkv {
-                p.add_bias(&a.qkv, bias, n * qkv.stride());
-            }
-            if hp.clamp_kqv > 0.0 {
-                p.clamp(&a.qkv, n * qkv.stride(), hp.clamp_kqv);
-            }
-            for (norm, keys) in [(&dl.q_norm, false), (&dl.k_norm, true)] {
-                if let Some(norm) = norm {
-                    let whole = hp.qk_norms_whole;
-                    p.head_norm(&a.qkv, n, (qkv, keys, whole), norm, eps);
+            // (LFM2's convolution layers: `qkv` is `in_proj`, b, c and x.)
+            if let (Some(conv), Some(c)) = (&dl.conv, &hp.short_conv) {
+                for &(on, _, tokens, start) in &sessions {
+                    let state = on.conv[l].as_ref().expect("reserved");
+                    p.short_conv(&a.qkv, (conv, c.taps, state), &a.att, (tokens, start));
                 }
-            }
-            let table = match &a.table_swa {
-                Some(swa) if hp.is_swa(l) => swa,
-                _ => &a.table,
-            };
-            if hp.ropes(l) {
-                p.rope(&a.qkv, n, qkv, (half, hp.rope_neox), table);
-            }
-            for &(on, past, tokens, start) in &sessions {
-                let (kc, vc) = (&on.k[l], &on.v[l]);
-                let shape = Attention {
-                    tokens,
-                    heads: hp.heads,
-                    kv_heads: hp.kv_heads,
-                    head_dim: hp.head_dim,
-                    past,
-                    stride: on.capacity,
-                    scale: hp.attn_scale,
-                    row0: start,
-                    q_stride: qkv.stride(),
-                    softcap: hp.attn_softcap,
-                    window: hp.window_of(l),
-                    temperature: hp.attn_temp,
+            } else {
+                if let Some(bias) = &dl.bqkv {
+                    p.add_bias(&a.qkv, bias, n * qkv.stride());
+                }
+                if hp.clamp_kqv > 0.0 {
+                    p.clamp(&a.qkv, n * qkv.stride(), hp.clamp_kqv);
+                }
+                for (norm, keys) in [(&dl.q_norm, false), (&dl.k_norm, true)] {
+                    if let Some(norm) = norm {
+                        let whole = hp.qk_norms_whole;
+                        p.head_norm(&a.qkv, n, (qkv, keys, whole), norm, eps);
+                    }
+                }
+                let table = match &a.table_swa {
+                    Some(swa) if hp.is_swa(l) => swa,
+                    _ => &a.table,
                 };
-                let scores = &on.scores.as_ref().expect("reserved").0;
-                let sinks = dl.sinks.as_ref();
-                p.attention(&a.qkv, (kc, vc, sinks), scores, &a.att, shape);
+                if hp.ropes(l) {
+                    p.rope(&a.qkv, n, qkv, (half, hp.rope_neox), table);
+                }
+                for &(on, past, tokens, start) in &sessions {
+                    let (kc, vc) = (&on.k[l], &on.v[l]);
+                    let shape = Attention {
+                        tokens,
+                        heads: hp.heads,
+                        kv_heads: hp.kv_heads,
+                        head_dim: hp.head_dim,
+                        past,
+                        stride: on.capacity,
+                        scale: hp.attn_scale,
+                        row0: start,
+                        q_stride: qkv.stride(),
+                        softcap: hp.attn_softcap,
+                        window: hp.window_of(l),
+                        temperature: hp.attn_temp,
+                    };
+                    let scores = &on.scores.as_ref().expect("reserved").0;
+                    let sinks = dl.sinks.as_ref();
+                    p.attention(&a.qkv, (kc, vc, sinks), scores, &a.att, shape);
+                }
             }
             p.product(&a.att, n, on_gpu(&layer.wo)?, &a.o);
             if let Some(bias) = &dl.bo {

@@ -5,10 +5,12 @@ use crate::gpu::FfnAct;
 use crate::{GgufInfo, NnError, NnErrorKind};
 
 mod check;
+mod conv;
 mod families;
 mod rope;
 
 pub(crate) use check::check;
+pub(crate) use conv::ShortConv;
 pub(crate) use families::Yarn;
 use families::{Gemma, dense_layers, experts, shared_width};
 
@@ -37,7 +39,8 @@ use families::{Gemma, dense_layers, experts, shared_width};
 /// blocks with one or two LayerNorms and one key/value head,
 /// (Nemotron) LayerNorms before Arcee's squared-ReLU feed-forward, and
 /// (gpt-oss) attention sinks, biased routers and experts and a clamped
-/// SwiGLU, and (OLMo 1) LayerNorms without weights and clamped Q/K/V.
+/// SwiGLU, (OLMo 1) LayerNorms without weights and clamped Q/K/V, and
+/// (LFM2) gated short convolutions in place of some layers' attention.
 pub const ARCHITECTURES: &[&str] = &[
     "llama",
     "mistral",
@@ -76,6 +79,7 @@ pub const ARCHITECTURES: &[&str] = &[
     "nemotron",
     "gpt-oss",
     "olmo",
+    "lfm2",
 ];
 
 /// A LongRoPE file's (Phi-3 128k, Phi-3.5) rotary factors for its original
@@ -243,6 +247,8 @@ pub(crate) struct HParams {
     /// base and scaling).
     pub rope_base_swa: f32,
     pub rope_freq_scale_swa: f32,
+    /// LFM2's short convolutions, in the layers that do not attend.
+    pub short_conv: Option<ShortConv>,
 }
 
 impl HParams {
@@ -279,7 +285,7 @@ impl HParams {
         };
         let embd = int("embedding_length")?;
         let heads = int("attention.head_count")?;
-        let kv_heads = int("attention.head_count_kv").unwrap_or(heads);
+        let (kv_heads, short_conv) = conv::kv_heads(arch, info, heads)?;
         if heads == 0
             || kv_heads == 0
             || !embd.is_multiple_of(heads)
@@ -579,6 +585,7 @@ impl HParams {
                         | "falcon"
                         | "nemotron"
                         | "gpt-oss"
+                        | "lfm2"
                 ),
             no_rope_every: match arch {
                 "smollm3" => 4,
@@ -639,6 +646,7 @@ impl HParams {
             rope_base_swa: gemma_swa.rope_base,
             // (Unscaled for Gemma 3's local layers and OLMo 3's sliding ones.)
             rope_freq_scale_swa: gemma_swa.rope_freq_scale,
+            short_conv,
         })
     }
 

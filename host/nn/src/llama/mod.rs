@@ -36,6 +36,10 @@ pub(crate) struct Layer {
     /// their weights, or with [`HParams::layer_norm`] a LayerNorm's weight
     /// then its bias (twice the width).
     attn_norm: Option<Vec<f32>>,
+    /// The attention's products; in a layer that convolves (LFM2's
+    /// [`ShortConv`](hparams::ShortConv)), `wq`, `wk` and `wv` are the
+    /// rows of its `in_proj` giving `b`, `c` and `x`, and `wo` its
+    /// `out_proj`.
     wq: QMatrix,
     wk: QMatrix,
     wv: QMatrix,
@@ -76,6 +80,9 @@ pub(crate) struct Layer {
     /// the scores (`ffn_gate_inp.bias`).
     sinks: Option<Vec<f32>>,
     router_bias: Option<Vec<f32>>,
+    /// LFM2's convolution weights, where the layer convolves: `taps` per
+    /// channel, the oldest input's first (ggml's `[taps, embd]`).
+    conv: Option<Vec<f32>>,
 }
 
 /// A SwiGLU (GEGLU) feed-forward, or (Arcee's, StarCoder 2's) one without
@@ -298,8 +305,13 @@ impl Llama {
             .map(|i| {
                 let n = |s: &str| format!("blk.{i}.{s}.weight");
                 let bias = |s: &str, len| optional(&format!("blk.{i}.{s}.bias"), len);
-                // Phi-3's fused products, cut into the separate ones.
-                let [wq, wk, wv] = if hp.fused_qkv {
+                let conv = hp.short_conv.as_ref().filter(|_| hp.convolves(i));
+                // Phi-3's fused products, cut into the separate ones (and
+                // LFM2's `in_proj`, as its B, C and x).
+                let [wq, wk, wv] = if conv.is_some() {
+                    let bcx = m(&format!("blk.{i}.shortconv.in_proj.weight"), 3 * e, e)?;
+                    take(bcx.split_rows(&[e, e, e]))
+                } else if hp.fused_qkv {
                     let qkv = m(&n("attn_qkv"), qd + 2 * kvd, hp.embd)?;
                     take(qkv.split_rows(&[qd, kvd, kvd]))
                 } else {
@@ -422,7 +434,17 @@ impl Llama {
                     wq,
                     wk,
                     wv,
-                    wo: m(&n("attn_output"), hp.embd, qd)?,
+                    wo: match conv {
+                        Some(_) => m(&format!("blk.{i}.shortconv.out_proj.weight"), e, e)?,
+                        None => m(&n("attn_output"), hp.embd, qd)?,
+                    },
+                    conv: match conv {
+                        Some(c) => {
+                            let name = format!("blk.{i}.shortconv.conv.weight");
+                            Some(weights::values(&info, bytes, &name, &[c.taps, e])?)
+                        }
+                        None => None,
+                    },
                     bq,
                     bk,
                     bv,
@@ -472,7 +494,7 @@ impl Llama {
         };
         let mut weights = Weights {
             tok_embd: m("token_embd.weight", hp.vocab, hp.embd)?,
-            output_norm: norm("output_norm")?,
+            output_norm: norm(hp.output_norm_name())?,
             output_bias: match hp.output_bias {
                 true => Some(v("output.bias", hp.vocab)?),
                 false => None,

@@ -142,3 +142,37 @@ pub(super) fn rope(x: &mut [f32], head_dim: usize, neox: bool, table: &[f32]) {
         }
     }
 }
+
+/// LFM2's gated short convolution of one session's new rows: `b`, `c`
+/// and `x` its `in_proj` products (rows of `d`, `d = w.len() / taps`),
+/// into `out`: `out = c ⊙ conv(b ⊙ x)`, each channel convolved causally
+/// with its `taps` weights (`w`, the oldest input's first) over `state`
+/// (the last `taps − 1` rows of `b ⊙ x`, oldest first) and the new rows,
+/// which become the state. Summed oldest first, as ggml's `ssm_conv`.
+pub(super) fn short_conv(
+    state: &mut [f32],
+    w: &[f32],
+    taps: usize,
+    bcx: [&[f32]; 3],
+    out: &mut [f32],
+) {
+    let d = w.len() / taps;
+    let [b, c, x] = bcx;
+    debug_assert_eq!(state.len(), (taps - 1) * d);
+    for (t, o) in out.chunks_exact_mut(d).enumerate() {
+        for (ch, o) in o.iter_mut().enumerate() {
+            let bx = b[t * d + ch] * x[t * d + ch];
+            let w = &w[ch * taps..][..taps];
+            let mut sum = 0f32;
+            for k in 0..taps - 1 {
+                sum += state[k * d + ch] * w[k];
+            }
+            sum += bx * w[taps - 1];
+            for k in 0..taps - 2 {
+                state[k * d + ch] = state[(k + 1) * d + ch];
+            }
+            state[(taps - 2) * d + ch] = bx;
+            *o = c[t * d + ch] * sum;
+        }
+    }
+}

@@ -26,6 +26,9 @@ pub(crate) struct Decoder {
     /// (A head's positions side by side: attention streams through them.)
     k: Vec<Vec<u16>>,
     v: Vec<Vec<u16>>,
+    /// Per layer that convolves (LFM2's), the last `taps − 1` rows of its
+    /// `b ⊙ x`, oldest first ([`rows::short_conv`]); empty elsewhere.
+    conv: Vec<Vec<f32>>,
     /// The cache and buffers on the GPU, when the model is there (the CPU
     /// caches above stay empty meanwhile).
     device: Option<OnDevice>,
@@ -37,7 +40,14 @@ pub(crate) struct Decoder {
 impl Decoder {
     pub(crate) fn new(w: Arc<Weights>) -> Self {
         let heads = w.hp.layers * w.hp.kv_heads;
+        let conv = (0..w.hp.layers)
+            .map(|l| match &w.hp.short_conv {
+                Some(c) if w.hp.convolves(l) => vec![0.0; (c.taps - 1) * w.hp.embd],
+                _ => Vec::new(),
+            })
+            .collect();
         Self {
+            conv,
             device: w.device.as_ref().map(OnDevice::new),
             w,
             past: 0,
@@ -222,7 +232,8 @@ fn forward_with(ds: &mut [&mut Decoder], tokens: &[&[u32]], workers: Workers<'_>
         }
     }
     let mut h = vec![0f32; n * d];
-    let mut attn = vec![0f32; n * qd];
+    // (The attention's output, or a convolution's: LFM2's.)
+    let mut attn = vec![0f32; n * qd.max(d)];
     // Row by row, each row a task on a team.
     let eps = (hp.norm_eps, hp.layer_norm);
     let norm = |x: &[f32], weight: &[f32], h: &mut [f32]| {
@@ -252,41 +263,55 @@ fn forward_with(ds: &mut [&mut Decoder], tokens: &[&[u32]], workers: Workers<'_>
         let [q, k, v] = &mut qkv[..] else {
             unreachable!("three products")
         };
-        add_bias(q, layer.bq.as_deref());
-        add_bias(k, layer.bk.as_deref());
-        add_bias(v, layer.bv.as_deref());
-        // (OLMo 1's bound, before the rotation.)
-        if hp.clamp_kqv > 0.0 {
-            let c = hp.clamp_kqv;
-            for y in [&mut *q, &mut *k, &mut *v] {
-                y.iter_mut().for_each(|y| *y = y.clamp(-c, c));
+        // (LFM2's convolution layers: `b`, `c` and `x` for Q, K and V.)
+        let attended = match (&layer.conv, &hp.short_conv) {
+            (Some(weights), Some(c)) => {
+                for ((dec, &start), toks) in ds.iter_mut().zip(&starts).zip(tokens.iter()) {
+                    let rows = start * d..(start + toks.len()) * d;
+                    let bcx = [&q[rows.clone()], &k[rows.clone()], &v[rows.clone()]];
+                    rows::short_conv(&mut dec.conv[l], weights, c.taps, bcx, &mut attn[rows]);
+                }
+                &attn[..n * d]
             }
-        }
-        for (y, norm) in [(&mut *q, &layer.q_norm), (&mut *k, &layer.k_norm)] {
-            if let Some(norm) = norm {
-                let unnormed = y.clone();
-                rms_norm(&unnormed, norm, hp.norm_eps, y);
+            _ => {
+                add_bias(q, layer.bq.as_deref());
+                add_bias(k, layer.bk.as_deref());
+                add_bias(v, layer.bv.as_deref());
+                // (OLMo 1's bound, before the rotation.)
+                if hp.clamp_kqv > 0.0 {
+                    let c = hp.clamp_kqv;
+                    for y in [&mut *q, &mut *k, &mut *v] {
+                        y.iter_mut().for_each(|y| *y = y.clamp(-c, c));
+                    }
+                }
+                for (y, norm) in [(&mut *q, &layer.q_norm), (&mut *k, &layer.k_norm)] {
+                    if let Some(norm) = norm {
+                        let unnormed = y.clone();
+                        rms_norm(&unnormed, norm, hp.norm_eps, y);
+                    }
+                }
+                let (hd, neox, dims) = (hp.head_dim, hp.rope_neox, hp.rope_dims);
+                let angles = &angles[usize::from(swa_angles && hp.is_swa(l))];
+                // (SmolLM3's every fourth layer has none.)
+                let ropes = [(&mut *q, qd), (&mut *k, kvd)]
+                    .into_iter()
+                    .filter(|_| hp.ropes(l));
+                for (y, width) in ropes {
+                    workers.rows(y, width, |row, y| {
+                        rope(y, hd, neox, &angles[row * dims..][..dims]);
+                    });
+                }
+                for ((dec, &start), toks) in ds.iter_mut().zip(&starts).zip(tokens) {
+                    let rows = start * kvd..(start + toks.len()) * kvd;
+                    let heads = l * hp.kv_heads..(l + 1) * hp.kv_heads;
+                    attend::append(&mut dec.k[heads.clone()], &k[rows.clone()], hp.head_dim);
+                    attend::append(&mut dec.v[heads], &v[rows], hp.head_dim);
+                }
+                attention_together(ds, tokens, l, q, &mut attn[..n * qd], workers);
+                &attn[..n * qd]
             }
-        }
-        let (hd, neox, dims) = (hp.head_dim, hp.rope_neox, hp.rope_dims);
-        let angles = &angles[usize::from(swa_angles && hp.is_swa(l))];
-        // (SmolLM3's every fourth layer has none.)
-        let ropes = [(&mut *q, qd), (&mut *k, kvd)]
-            .into_iter()
-            .filter(|_| hp.ropes(l));
-        for (y, width) in ropes {
-            workers.rows(y, width, |row, y| {
-                rope(y, hd, neox, &angles[row * dims..][..dims]);
-            });
-        }
-        for ((dec, &start), toks) in ds.iter_mut().zip(&starts).zip(tokens) {
-            let rows = start * kvd..(start + toks.len()) * kvd;
-            let heads = l * hp.kv_heads..(l + 1) * hp.kv_heads;
-            attend::append(&mut dec.k[heads.clone()], &k[rows.clone()], hp.head_dim);
-            attend::append(&mut dec.v[heads], &v[rows], hp.head_dim);
-        }
-        attention_together(ds, tokens, l, q, &mut attn, workers);
-        QMatrix::matmul_group_into(&[&layer.wo], &attn, n, workers, &mut xq, &mut o);
+        };
+        QMatrix::matmul_group_into(&[&layer.wo], attended, n, workers, &mut xq, &mut o);
         add_bias(&mut o[0], layer.bo.as_deref());
         let input = if hp.parallel {
             // The feed-forward reads the block's input: its own norm of

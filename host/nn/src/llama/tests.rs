@@ -5,6 +5,7 @@ use super::*;
 use crate::{NnErrorKind, Tensor};
 
 mod families;
+mod hybrid;
 mod mixtures;
 
 fn smollm2() -> Vec<u8> {

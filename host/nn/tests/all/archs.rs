@@ -501,6 +501,13 @@ fn olmo1_matches_llama_cpp() {
     on_the_cpu("olmo1");
 }
 
+/// LFM2: gated short convolutions in three of five layers, their state
+/// carried from the prompt's pass to each token's.
+#[test]
+fn lfm2_matches_llama_cpp() {
+    on_the_cpu("lfm2");
+}
+
 /// A plain Llama with a SentencePiece vocabulary (its prompt tokenised by
 /// llama.cpp's SentencePiece tokenizer).
 #[test]
@@ -550,6 +557,7 @@ fn on_the_gpu_every_family_matches_llama_cpp() {
         "falcon40b",
         "nemotron",
         "olmo1",
+        "lfm2",
     ]);
 }
 

@@ -256,6 +256,29 @@ impl Program<'_> {
         );
     }
 
+    /// LFM2's gated short convolution of a session's `tokens` rows, rows
+    /// `row0 ..` of a fused `in_proj` product `bcx` (`b`, `c` and `x`, `d`
+    /// floats each, a row of `3 d`), into the same rows of `out` (`d`
+    /// each): `c ⊙ conv(b ⊙ x)`, each channel convolved with its `taps`
+    /// weights (`weights`, `[d][taps]`) over `state` (the session's last
+    /// `taps − 1` rows of `b ⊙ x`, oldest first), which the rows join.
+    pub(crate) fn short_conv(
+        &mut self,
+        bcx: &Buffer,
+        (weights, taps, state): (&GpuMatrix, usize, &Buffer),
+        out: &Buffer,
+        (tokens, row0): (usize, usize),
+    ) {
+        let d = weights.cols() / taps;
+        debug_assert_eq!(state.floats(), (taps - 1) * d);
+        self.step(
+            &self.ops.short_conv,
+            vec![whole(bcx), vector(weights), whole(state), whole(out)],
+            [d, taps, tokens, row0, 3 * d, 0, 0, 0].map(|x| x as u32),
+            groups(d),
+        );
+    }
+
     /// `out[t][i] = silu(gu[t][i]) * gu[t][ffn + i]` for `tokens` rows
     /// of a fused gate/up product `gu` (`2 * ffn` floats each); with
     /// [`FfnAct::Gelu`], GELU (tanh form, as llama.cpp's) for SiLU, with

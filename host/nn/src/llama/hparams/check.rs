@@ -19,7 +19,7 @@ pub(crate) fn check(info: &GgufInfo) -> Result<HParams, NnError> {
         vec![("token_embd.weight".into(), vec![e, hp.vocab], true)];
     // (OLMo 1's norms have no weights: a file with them is another model.)
     if hp.norm_weights {
-        want.push(("output_norm.weight".into(), vec![e], true));
+        want.push((format!("{}.weight", hp.output_norm_name()), vec![e], true));
     }
     // Tied to the embeddings where absent, but in Qwen2-MoE, InternLM2,
     // StableLM, Phi-2, GPT-NeoX, OLMoE, DeepSeek-MoE, Nemotron and
@@ -130,7 +130,7 @@ pub(crate) fn check(info: &GgufInfo) -> Result<HParams, NnError> {
     // them too.
     let qk_norms = matches!(
         arch,
-        "qwen3" | "qwen3moe" | "gemma3" | "olmo2" | "exaone4" | "olmoe"
+        "qwen3" | "qwen3moe" | "gemma3" | "olmo2" | "exaone4" | "olmoe" | "lfm2"
     );
     let (q_norm, k_norm) = hp.qk_norm_widths();
     let gptneox = arch == "gptneox";
@@ -165,6 +165,11 @@ pub(crate) fn check(info: &GgufInfo) -> Result<HParams, NnError> {
             ("attn_k_norm", vec![k_norm], qk_norms),
             ("ffn_norm", vec![e], true),
         ]) {
+            // (LFM2's convolution layers: no attention, their products below.)
+            let convolves = hp.convolves(i);
+            if convolves && name.starts_with("attn_") && name != "attn_norm" {
+                continue;
+            }
             // Phi-2's and StableLM 2 12B's feed-forward reads the
             // attention's norm: they have no other (GPT-NeoX has).
             if hp.parallel && !gptneox && name == "ffn_norm" {
@@ -205,6 +210,25 @@ pub(crate) fn check(info: &GgufInfo) -> Result<HParams, NnError> {
                 false => format!("blk.{i}.{name}.weight"),
             };
             want.push((name, dims, required));
+        }
+        if let Some(c) = hp.short_conv.as_ref().filter(|_| hp.convolves(i)) {
+            want.extend([
+                (
+                    format!("blk.{i}.shortconv.in_proj.weight"),
+                    vec![e, 3 * e],
+                    true,
+                ),
+                (
+                    format!("blk.{i}.shortconv.conv.weight"),
+                    vec![c.taps, e],
+                    true,
+                ),
+                (
+                    format!("blk.{i}.shortconv.out_proj.weight"),
+                    vec![e, e],
+                    true,
+                ),
+            ]);
         }
         // (A fused Q/K/V's bias, optional as its parts' are, but GPT-2's,
         // StarCoder's and GPT-NeoX's, which llama.cpp requires.)

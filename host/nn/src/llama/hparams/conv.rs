@@ -1,0 +1,139 @@
+//! LFM2's hybrid layout from its GGUF metadata: which layers convolve
+//! instead of attending, and how far back their convolutions look.
+
+use super::HParams;
+use crate::gguf::Value;
+use crate::{GgufInfo, NnError, NnErrorKind};
+
+/// LFM2's gated short convolutions (llama.cpp's `shortconv`): in the layers
+/// `layers` marks, each token's `in_proj` product gives three rows `b`,
+/// `c` and `x`; each channel of `b ⊙ x` is convolved causally over the
+/// session's tokens with `taps` weights of its own (the last `taps − 1`
+/// rows carried from one call to the next), and `c ⊙` that goes through
+/// `out_proj`, where other layers attend.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ShortConv {
+    pub taps: usize,
+    /// Per layer: whether it convolves (its `attention.head_count_kv` is 0).
+    pub layers: Vec<bool>,
+}
+
+/// The KV heads of the layers that attend (`attention.head_count_kv`,
+/// `heads` without it), and for `lfm2` its convolutions ([`ShortConv`]):
+/// LFM2 gives a count per layer, 0 for a layer that convolves. A list
+/// elsewhere, counts that differ between attention layers, or a file
+/// whose every layer convolves are refused, naming the key.
+pub(super) fn kv_heads(
+    arch: &str,
+    info: &GgufInfo,
+    heads: usize,
+) -> Result<(usize, Option<ShortConv>), NnError> {
+    let bad = |kind, m: String| NnError::new(kind, m);
+    let key = format!("{arch}.attention.head_count_kv");
+    let counts: Vec<usize> = match info.get(&key) {
+        Some(Value::Array(items)) => {
+            if arch != "lfm2" {
+                return Err(bad(
+                    NnErrorKind::UnsupportedOperation,
+                    format!(
+                        "`{key}` is a list (a count per layer): weft-nn runs `{arch}` files \
+                         whose layers have one count"
+                    ),
+                ));
+            }
+            items
+                .iter()
+                .map(|v| v.as_int().and_then(|v| usize::try_from(v).ok()))
+                .collect::<Option<_>>()
+                .ok_or_else(|| {
+                    bad(
+                        NnErrorKind::InvalidEncoding,
+                        format!("`{key}` holds other than non-negative integers"),
+                    )
+                })?
+        }
+        Some(v) => vec![
+            v.as_int()
+                .and_then(|v| usize::try_from(v).ok())
+                .ok_or_else(|| {
+                    bad(
+                        NnErrorKind::InvalidEncoding,
+                        format!("GGUF metadata `{key}` is not an integer"),
+                    )
+                })?,
+        ],
+        None => vec![heads],
+    };
+    let kv = counts.iter().copied().find(|&c| c > 0).unwrap_or(0);
+    if arch != "lfm2" {
+        return Ok((kv, None));
+    }
+    if kv == 0 {
+        return Err(bad(
+            NnErrorKind::UnsupportedOperation,
+            format!("`{key}` is 0 for every layer: weft-nn runs LFM2 files with attention layers"),
+        ));
+    }
+    if let Some(other) = counts.iter().find(|&&c| c != 0 && c != kv) {
+        return Err(bad(
+            NnErrorKind::UnsupportedOperation,
+            format!(
+                "`{key}` gives attention layers {kv} and {other} KV heads: weft-nn runs \
+                 files whose attention layers have one count"
+            ),
+        ));
+    }
+    let taps_key = format!("{arch}.shortconv.l_cache");
+    let taps = info
+        .get(&taps_key)
+        .and_then(Value::as_int)
+        .and_then(|v| usize::try_from(v).ok())
+        .ok_or_else(|| {
+            bad(
+                NnErrorKind::InvalidEncoding,
+                format!("GGUF metadata `{taps_key}` is missing or not an integer"),
+            )
+        })?;
+    // (llama.cpp requires more than one: the state is the taps but one.)
+    if taps < 2 {
+        return Err(bad(
+            NnErrorKind::InvalidEncoding,
+            format!("`{taps_key}` is {taps}: a convolution needs 2 taps or more"),
+        ));
+    }
+    // (A single count: every layer attends, as llama.cpp reads it.)
+    let layers = match counts.len() {
+        1 => Vec::new(),
+        n => {
+            let blocks = info
+                .get(&format!("{arch}.block_count"))
+                .and_then(Value::as_int);
+            if blocks != Some(n as i64) {
+                return Err(bad(
+                    NnErrorKind::InvalidEncoding,
+                    format!("`{key}` has {n} counts, not one per layer (`{arch}.block_count`)"),
+                ));
+            }
+            counts.iter().map(|&c| c == 0).collect()
+        }
+    };
+    Ok((kv, Some(ShortConv { taps, layers })))
+}
+
+impl HParams {
+    /// The final norm's tensor: `output_norm`, LFM2's `token_embd_norm`.
+    pub fn output_norm_name(&self) -> &'static str {
+        match self.short_conv {
+            Some(_) => "token_embd_norm",
+            None => "output_norm",
+        }
+    }
+
+    /// Whether layer `l` convolves (LFM2's [`ShortConv`]) instead of
+    /// attending.
+    pub fn convolves(&self, l: usize) -> bool {
+        self.short_conv
+            .as_ref()
+            .is_some_and(|c| c.layers.get(l).copied().unwrap_or(false))
+    }
+}

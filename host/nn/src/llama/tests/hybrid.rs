@@ -1,0 +1,147 @@
+//! LFM2's hybrid of short convolutions and attention: its keys and
+//! tensors read and refused as llama.cpp's loader reads them, and each
+//! session's convolution state carried from call to call, through joined
+//! passes and on the GPU, as its KV cache is.
+
+use super::families::{refused_with_copy, refused_without, with_key};
+use super::*;
+use crate::GgufValue::{Array, Int};
+
+fn lfm2() -> Vec<u8> {
+    model_file("tiny-lfm2.gguf")
+}
+
+/// The layers whose KV head count is 0 convolve, with the file's taps;
+/// the others attend, their Q/K norms required. A convolution layer's
+/// `shortconv` tensors are required and an attention tensor there is
+/// another model's; the final norm is `token_embd_norm`.
+#[test]
+fn lfm2_is_read_as_llama_cpp_reads_it() {
+    let bytes = lfm2();
+    let info = crate::gguf::inspect(&bytes).unwrap();
+    let hp = check(&info).unwrap();
+    let convolves = [true, false, true, true, false];
+    let c = hp.short_conv.clone().expect("LFM2's convolutions");
+    assert_eq!((c.taps, c.layers.as_slice()), (3, &convolves[..]));
+    assert!((0..5).map(|l| hp.convolves(l)).eq(convolves));
+    assert_eq!((hp.heads, hp.kv_heads, hp.head_dim), (4, 2, 16));
+    assert!(hp.rope_neox && hp.gated && !hp.layer_norm && !hp.qk_norms_whole);
+    assert_eq!(hp.output_norm_name(), "token_embd_norm");
+    let w = Llama::read(&bytes).unwrap();
+    assert!(w.layers.iter().map(|l| l.conv.is_some()).eq(convolves));
+    assert_eq!(w.layers[0].conv.as_ref().map(Vec::len), Some(3 * 64));
+    for name in [
+        "blk.0.shortconv.conv.weight",
+        "blk.2.shortconv.in_proj.weight",
+        "blk.3.shortconv.out_proj.weight",
+        "blk.1.attn_q_norm.weight",
+        "blk.4.attn_k_norm.weight",
+        "token_embd_norm.weight",
+    ] {
+        let err = refused_without(&info, name);
+        assert!(err.contains(&format!("`{name}` is missing")), "{err}");
+    }
+    for (from, to) in [
+        ("blk.1.attn_q.weight", "blk.0.attn_q.weight"),
+        ("blk.0.shortconv.conv.weight", "blk.1.shortconv.conv.weight"),
+        ("token_embd_norm.weight", "output_norm.weight"),
+    ] {
+        let err = refused_with_copy(&info, from, to, None);
+        assert!(err.contains(&format!("`{to}` is not one")), "{err}");
+    }
+    let mut four_taps = info.clone();
+    (four_taps.tensors.iter_mut())
+        .filter(|t| t.name == "blk.0.shortconv.conv.weight")
+        .for_each(|t| t.dims = vec![4, 64]);
+    let err = check(&four_taps).unwrap_err().to_string();
+    assert!(err.contains("has shape [4, 64], expected [3, 64]"), "{err}");
+}
+
+/// Metadata that does not describe an LFM2 weft-nn runs is refused,
+/// naming the key: attention layers with different KV head counts, no
+/// attention layer, a count per layer for other than every layer, a
+/// convolution of fewer than 2 taps or none given; and a list of counts
+/// in another architecture's file (whose layers weft-nn runs alike).
+#[test]
+fn lfm2_metadata_that_does_not_fit_is_refused() {
+    let info = crate::gguf::inspect(&lfm2()).unwrap();
+    let kv = "lfm2.attention.head_count_kv";
+    let counts = |c: &[i64]| Array(c.iter().map(|&c| Int(c)).collect());
+    let taps = "lfm2.shortconv.l_cache";
+    let mut without_taps = info.clone();
+    without_taps.metadata.retain(|(k, _)| k != taps);
+    let qwen3 = crate::gguf::inspect(&model_file("tiny-qwen3.gguf")).unwrap();
+    for (info, want) in [
+        (
+            with_key(&info, kv, counts(&[0, 2, 0, 0, 4])),
+            "gives attention layers 2 and 4 KV heads",
+        ),
+        (with_key(&info, kv, counts(&[0; 5])), "is 0 for every layer"),
+        (
+            with_key(&info, kv, counts(&[0, 2, 0, 2])),
+            "has 4 counts, not one per layer",
+        ),
+        (
+            with_key(&info, kv, counts(&[0, 2, 0, -1, 2])),
+            "holds other than",
+        ),
+        (
+            with_key(&info, taps, Int(1)),
+            "is 1: a convolution needs 2 taps",
+        ),
+        (without_taps, "`lfm2.shortconv.l_cache` is missing"),
+        (
+            with_key(&qwen3, "qwen3.attention.head_count_kv", counts(&[2, 2])),
+            "is a list (a count per layer)",
+        ),
+    ] {
+        let err = check(&info).unwrap_err().to_string();
+        assert!(err.contains(want), "{err}");
+    }
+}
+
+/// Each session's convolution state is its own and carried from call to
+/// call, on the CPU and on the GPU: a prompt fed in pieces gives the
+/// logits it gives in one call, and three sessions joined in one pass
+/// (their prompts, then a token each) get what each gets alone.
+#[test]
+fn lfm2_sessions_carry_their_own_convolution_state() {
+    let _device = on_the_device();
+    let bytes = lfm2();
+    let cpu = Llama::load(&bytes).unwrap();
+    let gpu = Llama::load_for(&bytes, Some(Ok(crate::gpu::tests::gpu()))).unwrap();
+    let named = |ids: &[i64]| {
+        vec![(
+            "input_ids".to_string(),
+            Tensor::from_i64(vec![ids.len()], ids),
+        )]
+    };
+    let logits = |o: Outputs| o.unwrap()[0].1.to_f32().unwrap();
+    let prompt = [1, 4093, 198, 1780, 314, 260];
+    let steps: [[&[i64]; 3]; 2] = [[&prompt, &[1, 520], &prompt[..4]], [&[504], &[30], &[2]]];
+    for (model, place) in [(&cpu, "CPU"), (&gpu, "GPU")] {
+        let want = logits(model.session().compute(&named(&prompt)));
+        let mut pieces = model.session();
+        let mut got = Vec::new();
+        for part in [&prompt[..2], &prompt[2..3], &prompt[3..]] {
+            got = logits(pieces.compute(&named(part)));
+        }
+        assert!(
+            worst(&got, &want) <= 1e-3,
+            "{place}: {}",
+            worst(&got, &want)
+        );
+        let mut alone: Vec<Box<dyn Session>> = (0..3).map(|_| model.session()).collect();
+        let mut together: Vec<Box<dyn Session>> = (0..3).map(|_| model.session()).collect();
+        for inputs in &steps {
+            let inputs: Vec<_> = inputs.iter().map(|ids| named(ids)).collect();
+            let got = model.compute_joined(&mut joined(&mut together, &inputs));
+            for ((g, s), i) in got.into_iter().zip(&mut alone).zip(&inputs) {
+                let (g, w) = (logits(g), logits(s.compute(i)));
+                assert!(worst(&g, &w) <= 1e-3, "{place}: {}", worst(&g, &w));
+                assert_eq!(argmax(&g), argmax(&w), "{place}");
+            }
+        }
+    }
+    assert!(gpu.weights.device.is_some(), "the GPU model ran there");
+}
