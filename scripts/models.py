@@ -1049,9 +1049,19 @@ ARCHS = {
     "lfm2": ("lfm2", "lfm2", {"block_count": 5, "shortconv.l_cache": 3},
              "LFM2: short-convolution layers (conv, attn, conv, conv, attn), per-head "
              "Q/K norms, NeoX rotary pairs"),
+    # LFM2-MoE (LFM2-8B-A1B): the same hybrid, a dense first layer, then
+    # mixtures routed by the sigmoid of the router's scores, picked with its
+    # bias, weighted renormalised.
+    "lfm2moe": ("lfm2moe", "lfm2", {"block_count": 4, "shortconv.l_cache": 3,
+                                    "expert_count": 4, "expert_used_count": 2,
+                                    "expert_feed_forward_length": 48,
+                                    "leading_dense_block_count": 1, "expert_gating_func": 2},
+                "LFM2-MoE: LFM2's convolutions (conv, attn, conv, attn), a dense first "
+                "layer, then sigmoid-routed experts with a router bias"),
 }
-# LFM2's layers with attention (the others convolve), as its head counts say.
-LFM2_ATTENTION = (1, 4)
+# The LFM2 files' layers with attention (the others convolve), as their head
+# counts say.
+LFM2_ATTENTION = {"lfm2": (1, 4), "lfm2moe": (1, 3)}
 
 # TinyLlama-1.1B-Chat's chat template (Zephyr's format), as its GGUF carries it.
 ZEPHYR_TEMPLATE = (
@@ -1292,9 +1302,9 @@ def task_archs(dest: Path) -> None:
             for key, value in [("context_length", context), ("embedding_length", e),
                                ("block_count", layers), ("feed_forward_length", f),
                                ("attention.head_count", h), ("attention.head_count_kv", kvh)]:
-                if arch == "lfm2" and key == "attention.head_count_kv":  # (0: a conv layer)
+                if arch in LFM2_ATTENTION and key == "attention.head_count_kv":  # (0: conv)
                     w.add_array(f"{arch}.{key}",
-                                [kvh if i in LFM2_ATTENTION else 0 for i in range(layers)])
+                                [kvh if i in LFM2_ATTENTION[arch] else 0 for i in range(layers)])
                     continue
                 w.add_uint32(f"{arch}.{key}", value)
             w.add_float32(f"{arch}.attention.layer_norm_rms_epsilon", 1e-6)
@@ -1344,7 +1354,7 @@ def task_archs(dest: Path) -> None:
             w.add_tensor("token_embd.weight", embd.astype(np.float16))
             weightless = arch == "olmo"  # (OLMo 1's norms: neither weight nor bias)
             if not weightless:
-                final_norm = "token_embd_norm" if arch == "lfm2" else "output_norm"
+                final_norm = "token_embd_norm" if arch in LFM2_ATTENTION else "output_norm"
                 w.add_tensor(f"{final_norm}.weight", vec(e))
             # StarCoder 2's norms have biases (as large as the weights' spread:
             # a norm run as RMSNorm, or without its bias, shows).
@@ -1361,7 +1371,7 @@ def task_archs(dest: Path) -> None:
             if arch == "phi2":
                 w.add_tensor("output.bias", vec(vocab, 0.0, 0.5))
             # (Gemma's output is the embeddings: llama.cpp reads no other.)
-            tied = ("qwen2", "phi4mini", "ernie", "minicpm", "gpt2", "falcon", "lfm2")
+            tied = ("qwen2", "phi4mini", "ernie", "minicpm", "gpt2", "falcon", "lfm2", "lfm2moe")
             if name not in tied and not gemma and not command_r:
                 w.add_tensor("output.weight", mat(vocab, e).astype(np.float16))
             fused = arch in ("phi3", "phi2", "gpt2", "starcoder", "gptneox", "falcon")
@@ -1385,7 +1395,7 @@ def task_archs(dest: Path) -> None:
                 if name == "falcon40b":
                     w.add_tensor(b + "attn_norm_2.weight", vec(e))
                     w.add_tensor(b + "attn_norm_2.bias", vec(e, 0.0, 0.5))
-                if arch == "lfm2" and i not in LFM2_ATTENTION:
+                if arch in LFM2_ATTENTION and i not in LFM2_ATTENTION[arch]:
                     # B, C and x in one product; 3 taps a channel (ggml [3, e]),
                     # large enough that a tap misplaced shows.
                     w.add_tensor(b + "shortconv.in_proj.weight", mat(3 * e, e))
@@ -1398,13 +1408,13 @@ def task_archs(dest: Path) -> None:
                     product(b + "attn_q.weight", mat(qd, e))
                     product(b + "attn_k.weight", mat(kvd, e))
                     product(b + "attn_v.weight", mat(kvd, e))
-                if arch != "lfm2" or i in LFM2_ATTENTION:
+                if arch not in LFM2_ATTENTION or i in LFM2_ATTENTION[arch]:
                     product(b + "attn_output.weight", mat(e, qd))
                 if arch in ("qwen2", "qwen2moe", "glm4", "starcoder2", "stablelm", "gpt-oss"):
                     for t, n in (("attn_q", qd), ("attn_k", kvd), ("attn_v", kvd)):
                         w.add_tensor(b + t + ".bias", vec(n, 0.0, 0.5))
                 if arch in ("qwen3", "gemma3", "qwen3moe", "exaone4") or (
-                        arch == "lfm2" and i in LFM2_ATTENTION):
+                        i in LFM2_ATTENTION.get(arch, ())):
                     w.add_tensor(b + "attn_q_norm.weight", vec(hd))
                     w.add_tensor(b + "attn_k_norm.weight", vec(hd))
                 if arch in ("olmo2", "olmoe"):
@@ -1448,7 +1458,8 @@ def task_archs(dest: Path) -> None:
                                             ("down", (e, fx))):
                         stack = np.stack([mat(rows, cols) for _ in range(experts)])
                         w.add_tensor(b + f"ffn_{t}_exps.weight", stack)
-                    if arch == "ernie4_5-moe":  # the pick's bias, about the probabilities' size
+                    if arch in ("ernie4_5-moe", "lfm2moe"):  # the pick's bias, as large as
+                        # the probabilities
                         w.add_tensor(b + "exp_probs_b.bias", vec(experts, 0.0, 0.3))
                     if arch == "qwen2moe":  # the shared expert's gate: a score a token
                         w.add_tensor(b + "ffn_gate_inp_shexp.weight", vec(e, 0.0, 0.3))

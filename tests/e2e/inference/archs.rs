@@ -27,8 +27,9 @@ use super::{put, reference, stream};
 /// `gptneox`, the mixtures `olmoe` (OLMo's pre-tokenizer name) and
 /// `deepseek`, and `commandr`, `cohere2` (Command R's), `falcon` and
 /// `gptoss` (GPT-4o's pre-tokenizer name, MXFP4 experts), `olmo1` (its
-/// LayerNorms without weights, OLMo's pre-tokenizer name) and `lfm2`
-/// (LFM2's short convolutions, its own pre-tokenizer name),
+/// LayerNorms without weights, OLMo's pre-tokenizer name), `lfm2`
+/// (LFM2's short convolutions, its own pre-tokenizer name) and `lfm2moe`
+/// (those with sigmoid-routed experts),
 /// whose pre-tokenizer names are StarCoder's, StableLM 2's, Phi-2's and
 /// GPT-2's), streams
 /// llama.cpp's greedy
@@ -83,6 +84,7 @@ async fn generate_runs_each_family_and_both_tokenizer_kinds_as_llama_cpp_does() 
         "gptoss",
         "olmo1",
         "lfm2",
+        "lfm2moe",
     ] {
         let case = reference["models"]
             .as_array()

@@ -80,6 +80,7 @@ pub const ARCHITECTURES: &[&str] = &[
     "gpt-oss",
     "olmo",
     "lfm2",
+    "lfm2moe",
 ];
 
 /// A LongRoPE file's (Phi-3 128k, Phi-3.5) rotary factors for its original
@@ -103,6 +104,10 @@ pub(crate) struct HParams {
     /// probabilities renormalised to sum to 1 (llama.cpp's `norm_w`), or
     /// (Qwen2-MoE) as they are.
     pub experts_renormalised: bool,
+    /// LFM2-MoE's: a token's experts are picked and weighted by the
+    /// sigmoid of their router scores (llama.cpp's `expert_gating_func`
+    /// 2), not their softmax.
+    pub experts_sigmoid: bool,
     /// ERNIE 4.5 MoE's: its first `dense_lead` layers are dense, the
     /// others mixtures (0 elsewhere).
     pub dense_lead: usize,
@@ -550,7 +555,8 @@ impl HParams {
             experts_renormalised: !matches!(arch, "qwen2moe" | "olmoe" | "deepseek"),
             dense_lead,
             dense_ffn,
-            expert_bias: ernie_moe,
+            expert_bias: ernie_moe || arch == "lfm2moe",
+            experts_sigmoid: conv::sigmoid_router(arch, info)?,
             shared_ffn,
             shared_gate: arch == "qwen2moe",
             gpt_oss: arch == "gpt-oss",
@@ -586,6 +592,7 @@ impl HParams {
                         | "nemotron"
                         | "gpt-oss"
                         | "lfm2"
+                        | "lfm2moe"
                 ),
             no_rope_every: match arch {
                 "smollm3" => 4,

@@ -345,8 +345,7 @@ fn forward_with(ds: &mut [&mut Decoder], tokens: &[&[u32]], workers: Workers<'_>
         match &layer.router {
             None => feed_forward(layer.dense(), (input, n), hp.act, workers, &mut xq, buffers),
             Some(router) => {
-                let routing = (layer, router, hp.experts_used, hp.experts_renormalised);
-                mixture(routing, (input, n), hp.act, workers, &mut xq, buffers);
+                mixture((layer, router, hp), (input, n), workers, &mut xq, buffers);
             }
         }
         let out = match &layer.post_ffn_norm {
@@ -442,31 +441,30 @@ fn feed_forward(
 
 /// A mixture of experts' feed-forward of the `n` rows of `h`, into
 /// `down[0]`, as llama.cpp's `build_moe_ffn` runs Mixtral's, Qwen2-MoE's,
-/// Qwen3-MoE's, Granite MoE's and ERNIE 4.5 MoE's: each row's router
-/// scores go through a softmax, and its `experts_used` likeliest experts'
-/// outputs are added,
-/// weighted by their probabilities, renormalised to sum to 1 where
-/// `renormalise` says (all but Qwen2-MoE); ERNIE 4.5 MoE's picked by their
-/// probabilities plus its router's bias. Each expert runs once, over the
+/// Qwen3-MoE's, Granite MoE's, ERNIE 4.5 MoE's and LFM2-MoE's: each row's
+/// router scores go through a softmax (LFM2-MoE's each through a sigmoid),
+/// and its `experts_used` likeliest experts' outputs are added, weighted
+/// by their probabilities, renormalised to sum to 1 where
+/// `HParams::experts_renormalised` says (all but Qwen2-MoE); ERNIE 4.5
+/// MoE's and LFM2-MoE's picked by their probabilities plus the router's
+/// bias. Each expert runs once, over the
 /// rows routed to it; a shared expert over every row, its output added
 /// as it is (Granite MoE Shared) or gated (Qwen2-MoE). gpt-oss's router
 /// has a bias, added to its scores, and its experts biases and `act`
 /// (the clamped SwiGLU).
 fn mixture(
-    (layer, router, used, renormalise): (&super::Layer, &QMatrix, usize, bool),
+    (layer, router, hp): (&super::Layer, &QMatrix, &super::HParams),
     (h, n): (&[f32], usize),
-    act: FfnAct,
     workers: Workers<'_>,
     xq: &mut Q8Batch,
     (gu, down): (&mut Vec<Vec<f32>>, &mut Vec<Vec<f32>>),
 ) {
-    let count = layer.experts.len();
+    let act = hp.act;
     let d = h.len() / n;
     let mut scores = router.matmul(h, n, workers);
     // (gpt-oss's router bias.)
     add_bias(&mut scores, layer.router_bias.as_deref());
-    let routing = (count, used, renormalise);
-    let routed = route(&scores, routing, layer.expert_bias.as_deref());
+    let routed = route(&scores, hp, layer.expert_bias.as_deref());
     let mut out = vec![0f32; n * d];
     let (mut rows, mut y) = (Vec::new(), vec![Vec::new()]);
     for (expert, list) in layer.experts.iter().zip(&routed) {
@@ -503,21 +501,28 @@ fn mixture(
 
 /// A mixture's routing of the rows whose router `scores` (`count` a row)
 /// are given, as [`mixture`] routes them: per expert, `(row, weight)` of
-/// the rows routed to it, in order; `bias` is ERNIE 4.5 MoE's router
-/// bias. The GPU's pass routes with this too.
+/// the rows routed to it, in order; `bias` is ERNIE 4.5 MoE's and
+/// LFM2-MoE's router bias. The probabilities are the scores' softmax, or
+/// (LFM2-MoE's, [`HParams::experts_sigmoid`]) each one's sigmoid. The
+/// GPU's pass routes with this too.
 pub(super) fn route(
     scores: &[f32],
-    (count, used, renormalise): (usize, usize, bool),
+    hp: &super::HParams,
     bias: Option<&[f32]>,
 ) -> Vec<Vec<(usize, f32)>> {
+    let (count, used, renormalise) = (hp.experts, hp.experts_used, hp.experts_renormalised);
     let mut routed: Vec<Vec<(usize, f32)>> = vec![Vec::new(); count];
     let (mut order, mut probs) = (Vec::with_capacity(count), Vec::with_capacity(count));
     for (row, s) in scores.chunks_exact(count).enumerate() {
-        let max = s.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
         probs.clear();
-        probs.extend(s.iter().map(|&v| (v - max).exp()));
-        let total: f32 = probs.iter().sum();
-        probs.iter_mut().for_each(|p| *p /= total);
+        if hp.experts_sigmoid {
+            probs.extend(s.iter().map(|&v| 1.0 / (1.0 + (-v).exp())));
+        } else {
+            let max = s.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+            probs.extend(s.iter().map(|&v| (v - max).exp()));
+            let total: f32 = probs.iter().sum();
+            probs.iter_mut().for_each(|p| *p /= total);
+        }
         order.clear();
         order.extend(0..count);
         // Likeliest first (a stable sort: a tie, which ggml's unstable one

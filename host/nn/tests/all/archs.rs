@@ -478,6 +478,7 @@ fn on_the_gpu_mixtures_of_experts_match_llama_cpp() {
         "erniemoe",
         "olmoe",
         "deepseek",
+        "lfm2moe",
     ]);
     let (case, bytes) = tiny("gptoss");
     let model = Engine::default()
@@ -506,6 +507,13 @@ fn olmo1_matches_llama_cpp() {
 #[test]
 fn lfm2_matches_llama_cpp() {
     on_the_cpu("lfm2");
+}
+
+/// LFM2-MoE: LFM2's convolutions, a dense first layer, then experts
+/// picked by the sigmoid of their scores plus the router's bias.
+#[test]
+fn lfm2moe_matches_llama_cpp() {
+    on_the_cpu("lfm2moe");
 }
 
 /// A plain Llama with a SentencePiece vocabulary (its prompt tokenised by

@@ -157,8 +157,7 @@ pub(super) fn mixture<'g>(
     let mut read = p.run_reads_reusing(reuse, &reads)?;
     // (gpt-oss's router bias, added to the scores as the CPU adds it.)
     rows::add_bias(&mut read[0], layer.router_bias.as_deref());
-    let routing = (hp.experts, hp.experts_used, hp.experts_renormalised);
-    let routed = crate::llama::session::route(&read[0], routing, layer.expert_bias.as_deref());
+    let routed = crate::llama::session::route(&read[0], hp, layer.expert_bias.as_deref());
     let mut p = gpu.program()?;
     // Each row's outputs as (row of `m.y`, weight), and the groups:
     // (expert, first row, rows).

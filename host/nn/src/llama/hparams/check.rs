@@ -110,10 +110,11 @@ pub(crate) fn check(info: &GgufInfo) -> Result<HParams, NnError> {
             ("ffn_down_shexp", vec![s, e], true),
         ]);
     }
-    // ERNIE 4.5's: a bias added to the router's probabilities to pick
-    // the experts (not to weight them), optional as in llama.cpp.
+    // ERNIE 4.5's and LFM2-MoE's: a bias added to the router's
+    // probabilities to pick the experts (not to weight them), optional
+    // (ERNIE's) or required as in llama.cpp.
     if hp.expert_bias {
-        mixture.push(("exp_probs_b.bias", vec![x], false));
+        mixture.push(("exp_probs_b.bias", vec![x], arch == "lfm2moe"));
     }
     // gpt-oss's router's and experts' biases, required as llama.cpp
     // requires them.
@@ -130,7 +131,7 @@ pub(crate) fn check(info: &GgufInfo) -> Result<HParams, NnError> {
     // them too.
     let qk_norms = matches!(
         arch,
-        "qwen3" | "qwen3moe" | "gemma3" | "olmo2" | "exaone4" | "olmoe" | "lfm2"
+        "qwen3" | "qwen3moe" | "gemma3" | "olmo2" | "exaone4" | "olmoe" | "lfm2" | "lfm2moe"
     );
     let (q_norm, k_norm) = hp.qk_norm_widths();
     let gptneox = arch == "gptneox";

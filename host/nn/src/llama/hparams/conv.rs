@@ -18,6 +18,34 @@ pub(crate) struct ShortConv {
     pub layers: Vec<bool>,
 }
 
+/// Whether `arch` is LFM2's hybrid (dense, or LFM2-MoE).
+fn hybrid(arch: &str) -> bool {
+    matches!(arch, "lfm2" | "lfm2moe")
+}
+
+/// Whether a mixture's router picks and weights experts by the sigmoid of
+/// their scores: LFM2-MoE's `expert_gating_func` (required, as llama.cpp
+/// runs none without it), 2 for the sigmoid, 1 for the softmax; others
+/// run the softmax.
+pub(super) fn sigmoid_router(arch: &str, info: &GgufInfo) -> Result<bool, NnError> {
+    if arch != "lfm2moe" {
+        return Ok(false);
+    }
+    let key = format!("{arch}.expert_gating_func");
+    match info.get(&key).and_then(Value::as_int) {
+        Some(1) => Ok(false),
+        Some(2) => Ok(true),
+        Some(other) => Err(NnError::new(
+            NnErrorKind::UnsupportedOperation,
+            format!("`{key}` is {other}: weft-nn runs 1 (softmax) and 2 (sigmoid)"),
+        )),
+        None => Err(NnError::new(
+            NnErrorKind::InvalidEncoding,
+            format!("GGUF metadata `{key}` is missing or not an integer"),
+        )),
+    }
+}
+
 /// The KV heads of the layers that attend (`attention.head_count_kv`,
 /// `heads` without it), and for `lfm2` its convolutions ([`ShortConv`]):
 /// LFM2 gives a count per layer, 0 for a layer that convolves. A list
@@ -32,7 +60,7 @@ pub(super) fn kv_heads(
     let key = format!("{arch}.attention.head_count_kv");
     let counts: Vec<usize> = match info.get(&key) {
         Some(Value::Array(items)) => {
-            if arch != "lfm2" {
+            if !hybrid(arch) {
                 return Err(bad(
                     NnErrorKind::UnsupportedOperation,
                     format!(
@@ -65,7 +93,7 @@ pub(super) fn kv_heads(
         None => vec![heads],
     };
     let kv = counts.iter().copied().find(|&c| c > 0).unwrap_or(0);
-    if arch != "lfm2" {
+    if !hybrid(arch) {
         return Ok((kv, None));
     }
     if kv == 0 {

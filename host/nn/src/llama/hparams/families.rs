@@ -83,12 +83,19 @@ pub(super) fn experts(
     let dense = || width(int("feed_forward_length")?, "feed_forward_length");
     let count = match arch {
         "llama" | "mistral" | "mistral3" | "qwen2moe" | "qwen3moe" | "granite" | "granitemoe"
-        | "ernie4_5-moe" | "olmoe" | "deepseek" | "gpt-oss" => int("expert_count").unwrap_or(0),
+        | "ernie4_5-moe" | "olmoe" | "deepseek" | "gpt-oss" | "lfm2moe" => {
+            int("expert_count").unwrap_or(0)
+        }
         _ => 0,
     };
     let qwen = matches!(arch, "qwen2moe" | "qwen3moe");
     if count == 0 {
-        if qwen || matches!(arch, "ernie4_5-moe" | "olmoe" | "deepseek" | "gpt-oss") {
+        if qwen
+            || matches!(
+                arch,
+                "ernie4_5-moe" | "olmoe" | "deepseek" | "gpt-oss" | "lfm2moe"
+            )
+        {
             return Err(bad(format!(
                 "a `{arch}` file needs `{arch}.expert_count` (of 1 or more)"
             )));
@@ -109,7 +116,7 @@ pub(super) fn experts(
     };
     let each = match own {
         Some(w) => w,
-        None if matches!(arch, "ernie4_5-moe" | "deepseek" | "gpt-oss") => {
+        None if matches!(arch, "ernie4_5-moe" | "deepseek" | "gpt-oss" | "lfm2moe") => {
             return Err(bad(format!(
                 "`{arch}.expert_feed_forward_length` is missing or 0: the experts need a width"
             )));
@@ -168,7 +175,7 @@ pub(super) fn dense_layers(
     // runs a step of 1 alone, as every ERNIE 4.5 MoE has. DeepSeek-MoE
     // has no step: every layer past the dense ones is a mixture.)
     Ok(match arch {
-        "deepseek" => (
+        "deepseek" | "lfm2moe" => (
             int("leading_dense_block_count")?,
             int("feed_forward_length")?,
         ),

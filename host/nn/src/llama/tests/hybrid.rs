@@ -145,3 +145,42 @@ fn lfm2_sessions_carry_their_own_convolution_state() {
     }
     assert!(gpu.weights.device.is_some(), "the GPU model ran there");
 }
+
+/// LFM2-MoE's keys, as llama.cpp's loader reads them: LFM2's layers, a
+/// dense first layer `feed_forward_length` wide, then mixtures of
+/// `expert_feed_forward_length`, picked by the sigmoid of the router's
+/// scores plus its (required) bias and weighted renormalised;
+/// `expert_gating_func` required, 1 (softmax) or 2 (sigmoid).
+#[test]
+fn lfm2moe_is_read_as_llama_cpp_reads_it() {
+    let info = crate::gguf::inspect(&model_file("tiny-lfm2moe.gguf")).unwrap();
+    let hp = check(&info).unwrap();
+    assert!(
+        (0..4)
+            .map(|l| hp.convolves(l))
+            .eq([true, false, true, false])
+    );
+    assert_eq!((hp.experts, hp.experts_used, hp.ffn), (4, 2, 48));
+    assert_eq!((hp.dense_lead, hp.dense_ffn), (1, 96));
+    assert!(hp.experts_sigmoid && hp.expert_bias && hp.experts_renormalised);
+    assert!(!hp.is_moe(0) && hp.is_moe(1));
+    let err = refused_without(&info, "blk.2.exp_probs_b.bias");
+    assert!(err.contains("`blk.2.exp_probs_b.bias` is missing"), "{err}");
+    let gating = "lfm2moe.expert_gating_func";
+    assert!(
+        !check(&with_key(&info, gating, Int(1)))
+            .unwrap()
+            .experts_sigmoid
+    );
+    let err = check(&with_key(&info, gating, Int(3)))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("`lfm2moe.expert_gating_func` is 3"), "{err}");
+    let mut without = info.clone();
+    without.metadata.retain(|(k, _)| k != gating);
+    let err = check(&without).unwrap_err().to_string();
+    assert!(
+        err.contains("`lfm2moe.expert_gating_func` is missing"),
+        "{err}"
+    );
+}
