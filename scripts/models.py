@@ -1058,6 +1058,22 @@ ARCHS = {
                                     "leading_dense_block_count": 1, "expert_gating_func": 2},
                 "LFM2-MoE: LFM2's convolutions (conv, attn, conv, attn), a dense first "
                 "layer, then sigmoid-routed experts with a router bias"),
+    # Qwen2-VL / Qwen2.5-VL's, Qwen3-VL's and Qwen3-VL-MoE's language models:
+    # their multimodal rotary sections, which text alone rotates as one.
+    "qwen2vl": ("qwen2vl", "qwen2", {"rope.dimension_sections": [4, 2, 2, 0]},
+                "Qwen2.5-VL's language model: Qwen2's, M-RoPE sections (text)"),
+    "qwen3vl": ("qwen3vl", "qwen2", {"attention.key_length": 32, "attention.value_length": 32,
+                                     "rope.dimension_sections": [6, 5, 5, 0],
+                                     "n_deepstack_layers": 2},
+                "Qwen3-VL's language model: Qwen3's, interleaved M-RoPE sections, deepstack "
+                "layers (images only)"),
+    "qwen3vlmoe": ("qwen3vlmoe", "qwen2", {"attention.key_length": 32,
+                                           "attention.value_length": 32,
+                                           "expert_count": 8, "expert_used_count": 2,
+                                           "expert_feed_forward_length": 32,
+                                           "rope.dimension_sections": [6, 5, 5, 0],
+                                           "n_deepstack_layers": 2},
+                   "Qwen3-VL-MoE's language model: Qwen3-MoE's, M-RoPE sections"),
 }
 # The LFM2 files' layers with attention (the others convolve), as their head
 # counts say.
@@ -1315,6 +1331,8 @@ def task_archs(dest: Path) -> None:
                     continue
                 if isinstance(value, str):
                     w.add_string(f"{arch}.{key}", value)
+                elif isinstance(value, list):
+                    w.add_array(f"{arch}.{key}", value)
                 elif isinstance(value, bool):
                     w.add_bool(f"{arch}.{key}", value)
                 elif isinstance(value, int):
@@ -1410,10 +1428,11 @@ def task_archs(dest: Path) -> None:
                     product(b + "attn_v.weight", mat(kvd, e))
                 if arch not in LFM2_ATTENTION or i in LFM2_ATTENTION[arch]:
                     product(b + "attn_output.weight", mat(e, qd))
-                if arch in ("qwen2", "qwen2moe", "glm4", "starcoder2", "stablelm", "gpt-oss"):
+                if arch in ("qwen2", "qwen2moe", "glm4", "starcoder2", "stablelm", "gpt-oss",
+                            "qwen2vl"):
                     for t, n in (("attn_q", qd), ("attn_k", kvd), ("attn_v", kvd)):
                         w.add_tensor(b + t + ".bias", vec(n, 0.0, 0.5))
-                if arch in ("qwen3", "gemma3", "qwen3moe", "exaone4") or (
+                if arch in ("qwen3", "gemma3", "qwen3moe", "exaone4", "qwen3vl", "qwen3vlmoe") or (
                         i in LFM2_ATTENTION.get(arch, ())):
                     w.add_tensor(b + "attn_q_norm.weight", vec(hd))
                     w.add_tensor(b + "attn_k_norm.weight", vec(hd))

@@ -28,8 +28,9 @@ use super::{put, reference, stream};
 /// `deepseek`, and `commandr`, `cohere2` (Command R's), `falcon` and
 /// `gptoss` (GPT-4o's pre-tokenizer name, MXFP4 experts), `olmo1` (its
 /// LayerNorms without weights, OLMo's pre-tokenizer name), `lfm2`
-/// (LFM2's short convolutions, its own pre-tokenizer name) and `lfm2moe`
-/// (those with sigmoid-routed experts),
+/// (LFM2's short convolutions, its own pre-tokenizer name), `lfm2moe`
+/// (those with sigmoid-routed experts) and `qwen3vl` (Qwen3-VL's
+/// language model, on text),
 /// whose pre-tokenizer names are StarCoder's, StableLM 2's, Phi-2's and
 /// GPT-2's), streams
 /// llama.cpp's greedy
@@ -85,6 +86,7 @@ async fn generate_runs_each_family_and_both_tokenizer_kinds_as_llama_cpp_does() 
         "olmo1",
         "lfm2",
         "lfm2moe",
+        "qwen3vl",
     ] {
         let case = reference["models"]
             .as_array()

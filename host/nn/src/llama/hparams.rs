@@ -81,6 +81,9 @@ pub const ARCHITECTURES: &[&str] = &[
     "olmo",
     "lfm2",
     "lfm2moe",
+    "qwen2vl",
+    "qwen3vl",
+    "qwen3vlmoe",
 ];
 
 /// A LongRoPE file's (Phi-3 128k, Phi-3.5) rotary factors for its original
@@ -579,6 +582,9 @@ impl HParams {
                         | "qwen2moe"
                         | "qwen3"
                         | "qwen3moe"
+                        | "qwen2vl"
+                        | "qwen3vl"
+                        | "qwen3vlmoe"
                         | "phi3"
                         | "olmo2"
                         | "exaone"

@@ -479,6 +479,7 @@ fn on_the_gpu_mixtures_of_experts_match_llama_cpp() {
         "olmoe",
         "deepseek",
         "lfm2moe",
+        "qwen3vlmoe",
     ]);
     let (case, bytes) = tiny("gptoss");
     let model = Engine::default()
@@ -514,6 +515,16 @@ fn lfm2_matches_llama_cpp() {
 #[test]
 fn lfm2moe_matches_llama_cpp() {
     on_the_cpu("lfm2moe");
+}
+
+/// The language models of Qwen2.5-VL, Qwen3-VL and Qwen3-VL-MoE: on
+/// text, whose positions are one in every M-RoPE section, they rotate as
+/// Qwen2's and Qwen3's (llama.cpp's multimodal rotation agrees).
+#[test]
+fn qwen_vl_language_models_match_llama_cpp_on_text() {
+    for name in ["qwen2vl", "qwen3vl", "qwen3vlmoe"] {
+        on_the_cpu(name);
+    }
 }
 
 /// A plain Llama with a SentencePiece vocabulary (its prompt tokenised by
@@ -566,6 +577,8 @@ fn on_the_gpu_every_family_matches_llama_cpp() {
         "nemotron",
         "olmo1",
         "lfm2",
+        "qwen2vl",
+        "qwen3vl",
     ]);
 }
 

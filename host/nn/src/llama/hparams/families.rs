@@ -82,13 +82,13 @@ pub(super) fn experts(
     };
     let dense = || width(int("feed_forward_length")?, "feed_forward_length");
     let count = match arch {
-        "llama" | "mistral" | "mistral3" | "qwen2moe" | "qwen3moe" | "granite" | "granitemoe"
-        | "ernie4_5-moe" | "olmoe" | "deepseek" | "gpt-oss" | "lfm2moe" => {
+        "llama" | "mistral" | "mistral3" | "qwen2moe" | "qwen3moe" | "qwen3vlmoe" | "granite"
+        | "granitemoe" | "ernie4_5-moe" | "olmoe" | "deepseek" | "gpt-oss" | "lfm2moe" => {
             int("expert_count").unwrap_or(0)
         }
         _ => 0,
     };
-    let qwen = matches!(arch, "qwen2moe" | "qwen3moe");
+    let qwen = matches!(arch, "qwen2moe" | "qwen3moe" | "qwen3vlmoe");
     if count == 0 {
         if qwen
             || matches!(
