@@ -597,9 +597,8 @@ impl HParams {
                         | "falcon"
                         | "nemotron"
                         | "gpt-oss"
-                        | "lfm2"
-                        | "lfm2moe"
-                ),
+                )
+                || conv::hybrid(arch),
             no_rope_every: match arch {
                 "smollm3" => 4,
                 // (No layer rotates.)

@@ -622,7 +622,7 @@ impl Model for Llama {
                     .into_iter()
                     .chain([&l.post_attn_norm, &l.post_ffn_norm])
                     .chain([&l.attn_norm, &l.ffn_norm, &l.sinks, &l.router_bias])
-                    .chain([&l.shared_gate, &l.expert_bias])
+                    .chain([&l.shared_gate, &l.expert_bias, &l.conv])
                     .flatten()
                     .chain(l.experts.iter().flat_map(|e| e.biases.iter().flatten()))
                     .chain(l.experts.iter().flat_map(|e| &e.gate_bias))

@@ -131,17 +131,8 @@ pub(crate) fn check(info: &GgufInfo) -> Result<HParams, NnError> {
     // them too.
     let qk_norms = matches!(
         arch,
-        "qwen3"
-            | "qwen3moe"
-            | "qwen3vl"
-            | "qwen3vlmoe"
-            | "gemma3"
-            | "olmo2"
-            | "exaone4"
-            | "olmoe"
-            | "lfm2"
-            | "lfm2moe"
-    );
+        "qwen3" | "qwen3moe" | "qwen3vl" | "qwen3vlmoe" | "gemma3" | "olmo2" | "exaone4" | "olmoe"
+    ) || super::conv::hybrid(arch);
     let (q_norm, k_norm) = hp.qk_norm_widths();
     let gptneox = arch == "gptneox";
     let no_output_bias = matches!(

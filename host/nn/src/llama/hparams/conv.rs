@@ -19,7 +19,7 @@ pub(crate) struct ShortConv {
 }
 
 /// Whether `arch` is LFM2's hybrid (dense, or LFM2-MoE).
-fn hybrid(arch: &str) -> bool {
+pub(super) fn hybrid(arch: &str) -> bool {
     matches!(arch, "lfm2" | "lfm2moe")
 }
 
@@ -95,6 +95,21 @@ pub(super) fn kv_heads(
     let kv = counts.iter().copied().find(|&c| c > 0).unwrap_or(0);
     if !hybrid(arch) {
         return Ok((kv, None));
+    }
+    // (llama.cpp windows every attention layer of a file that gives one.)
+    let window_key = format!("{arch}.attention.sliding_window");
+    if let Some(w) = info
+        .get(&window_key)
+        .and_then(Value::as_int)
+        .filter(|&w| w > 0)
+    {
+        return Err(bad(
+            NnErrorKind::UnsupportedOperation,
+            format!(
+                "`{window_key}` is {w}: weft-nn runs LFM2 files whose attention layers \
+                 see every position"
+            ),
+        ));
     }
     if kv == 0 {
         return Err(bad(

@@ -175,7 +175,12 @@ pub(super) fn dense_layers(
     // runs a step of 1 alone, as every ERNIE 4.5 MoE has. DeepSeek-MoE
     // has no step: every layer past the dense ones is a mixture.)
     Ok(match arch {
-        "deepseek" | "lfm2moe" => (
+        // (Optional in LFM2-MoE's files, as llama.cpp reads them.)
+        "lfm2moe" => (
+            int("leading_dense_block_count").unwrap_or(0),
+            int("feed_forward_length")?,
+        ),
+        "deepseek" => (
             int("leading_dense_block_count")?,
             int("feed_forward_length")?,
         ),

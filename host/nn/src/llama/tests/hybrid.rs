@@ -60,7 +60,8 @@ fn lfm2_is_read_as_llama_cpp_reads_it() {
 /// Metadata that does not describe an LFM2 weft-nn runs is refused,
 /// naming the key: attention layers with different KV head counts, no
 /// attention layer, a count per layer for other than every layer, a
-/// convolution of fewer than 2 taps or none given; and a list of counts
+/// convolution of fewer than 2 taps or none given, sliding windows
+/// (which llama.cpp gives every attention layer); and a list of counts
 /// in another architecture's file (whose layers weft-nn runs alike).
 #[test]
 fn lfm2_metadata_that_does_not_fit_is_refused() {
@@ -71,6 +72,8 @@ fn lfm2_metadata_that_does_not_fit_is_refused() {
     let mut without_taps = info.clone();
     without_taps.metadata.retain(|(k, _)| k != taps);
     let qwen3 = crate::gguf::inspect(&model_file("tiny-qwen3.gguf")).unwrap();
+    let mut with_window = info.clone();
+    (with_window.metadata).push(("lfm2.attention.sliding_window".into(), Int(8)));
     for (info, want) in [
         (
             with_key(&info, kv, counts(&[0, 2, 0, 0, 4])),
@@ -90,6 +93,7 @@ fn lfm2_metadata_that_does_not_fit_is_refused() {
             "is 1: a convolution needs 2 taps",
         ),
         (without_taps, "`lfm2.shortconv.l_cache` is missing"),
+        (with_window, "`lfm2.attention.sliding_window` is 8"),
         (
             with_key(&qwen3, "qwen3.attention.head_count_kv", counts(&[2, 2])),
             "is a list (a count per layer)",
@@ -183,4 +187,44 @@ fn lfm2moe_is_read_as_llama_cpp_reads_it() {
         err.contains("`lfm2moe.expert_gating_func` is missing"),
         "{err}"
     );
+    // Without a dense count, none (as llama.cpp reads it): the first
+    // layer is then a mixture's, which this file's is not.
+    let mut all_mixtures = info.clone();
+    (all_mixtures.metadata).retain(|(k, _)| k != "lfm2moe.leading_dense_block_count");
+    let err = check(&all_mixtures).unwrap_err().to_string();
+    assert!(
+        err.contains("`blk.0.ffn_gate_inp.weight` is missing"),
+        "{err}"
+    );
+}
+
+/// On the GPU, an LFM2 prompt run in passes of 2 tokens while its cache
+/// grows from 4 positions (the convolution layers' caches a float each,
+/// their state carried from pass to pass) gives the logits of the CPU
+/// path; after a failed pass the session carries on on the CPU, its
+/// convolutions' state rebuilt from the tokens seen, as the CPU path's.
+#[test]
+fn on_the_gpu_lfm2_passes_a_growing_cache_and_a_failure_change_nothing() {
+    let _device = on_the_device();
+    let bytes = lfm2();
+    let gpu = Llama::load_for(&bytes, Some(Ok(crate::gpu::tests::gpu()))).unwrap();
+    let cpu = Llama::load(&bytes).unwrap();
+    let mut on = session::Decoder::new(gpu.weights.clone());
+    on.on_device().expect("loaded for the GPU").shrink(2, 4);
+    let mut off = session::Decoder::new(cpu.weights.clone());
+    let steps: [&[u32]; 4] = [
+        &[1, 4093, 198, 1780, 314, 260, 3575],
+        &[282],
+        &[4649],
+        &[47],
+    ];
+    for (step, tokens) in steps.into_iter().enumerate() {
+        if step == 2 {
+            on.on_device().expect("still on the GPU").fail_next = true;
+        }
+        let (a, c) = (on.forward(tokens), off.forward(tokens));
+        assert!(worst(&a, &c) <= 1e-3, "step {step}: {}", worst(&a, &c));
+        assert_eq!(argmax(&a), argmax(&c), "step {step}");
+        assert_eq!(on.on_gpu(), step < 2, "step {step}");
+    }
 }
