@@ -1074,7 +1074,16 @@ ARCHS = {
                                            "rope.dimension_sections": [6, 5, 5, 0],
                                            "n_deepstack_layers": 2},
                    "Qwen3-VL-MoE's language model: Qwen3-MoE's, M-RoPE sections"),
+    # Apertus: per-head Q/K norms, NeoX pairs, and a feed-forward without a
+    # gate under xIELU, whose constants (APERTUS_XIELU) differ by layer.
+    "apertus": ("apertus", "llama-bpe", {},
+                "Apertus: xIELU of the up product alone, its constants per layer, per-head "
+                "Q/K norms"),
 }
+# Apertus's xIELU constants as its files hold them (before softplus), a value
+# per layer of the tiny model: alpha_n, alpha_p, beta, eps.
+APERTUS_XIELU = {"alpha_n": [0.2, 0.9], "alpha_p": [0.3, -0.4], "beta": [0.5, 0.3],
+                 "eps": [-1e-6, -1e-6]}
 # The LFM2 files' layers with attention (the others convolve), as their head
 # counts say.
 LFM2_ATTENTION = {"lfm2": (1, 4), "lfm2moe": (1, 3)}
@@ -1339,6 +1348,9 @@ def task_archs(dest: Path) -> None:
                     w.add_uint32(f"{arch}.{key}", value)
                 else:
                     w.add_float32(f"{arch}.{key}", value)
+            if arch == "apertus":  # (keys of no architecture, as llama.cpp names them)
+                for key, values in APERTUS_XIELU.items():
+                    w.add_array(f"xielu.{key}", values)
             if pre is None:
                 write_spm_tokenizer(w, vocab_spec, vocab_spec["tokens"].index(eos), add_bos,
                                     template, dest / f"tiny-{name}.tokenizer.json",
@@ -1432,7 +1444,8 @@ def task_archs(dest: Path) -> None:
                             "qwen2vl"):
                     for t, n in (("attn_q", qd), ("attn_k", kvd), ("attn_v", kvd)):
                         w.add_tensor(b + t + ".bias", vec(n, 0.0, 0.5))
-                if arch in ("qwen3", "gemma3", "qwen3moe", "exaone4", "qwen3vl", "qwen3vlmoe") or (
+                if arch in ("qwen3", "gemma3", "qwen3moe", "exaone4", "qwen3vl", "qwen3vlmoe",
+                            "apertus") or (
                         i in LFM2_ATTENTION.get(arch, ())):
                     w.add_tensor(b + "attn_q_norm.weight", vec(hd))
                     w.add_tensor(b + "attn_k_norm.weight", vec(hd))
@@ -1492,7 +1505,7 @@ def task_archs(dest: Path) -> None:
                     w.add_tensor(b + "ffn_up.weight", mat(f, e))
                 elif fused or arch == "glm4":
                     w.add_tensor(b + "ffn_up.weight", mat(2 * f, e))
-                elif arch in ("arcee", "starcoder2", "nemotron"):  # (no gate)
+                elif arch in ("arcee", "starcoder2", "nemotron", "apertus"):  # (no gate)
                     w.add_tensor(b + "ffn_up.weight", mat(f, e))
                 else:
                     product(b + "ffn_gate.weight", mat(f, e))

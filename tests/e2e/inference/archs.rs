@@ -29,8 +29,8 @@ use super::{put, reference, stream};
 /// `gptoss` (GPT-4o's pre-tokenizer name, MXFP4 experts), `olmo1` (its
 /// LayerNorms without weights, OLMo's pre-tokenizer name), `lfm2`
 /// (LFM2's short convolutions, its own pre-tokenizer name), `lfm2moe`
-/// (those with sigmoid-routed experts) and `qwen3vl` (Qwen3-VL's
-/// language model, on text),
+/// (those with sigmoid-routed experts), `qwen3vl` (Qwen3-VL's
+/// language model, on text) and `apertus` (xIELU),
 /// whose pre-tokenizer names are StarCoder's, StableLM 2's, Phi-2's and
 /// GPT-2's), streams
 /// llama.cpp's greedy
@@ -87,6 +87,7 @@ async fn generate_runs_each_family_and_both_tokenizer_kinds_as_llama_cpp_does() 
         "lfm2",
         "lfm2moe",
         "qwen3vl",
+        "apertus",
     ] {
         let case = reference["models"]
             .as_array()

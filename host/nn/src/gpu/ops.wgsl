@@ -264,7 +264,8 @@ fn clamp_values(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
 // through f16 and rounded itself, as llama.cpp's table gives it; `act` 2:
 // relu(x)²; `act` 3: gpt-oss's clamped SwiGLU, x · σ(1.702 x) · (y + 1)
 // with x the gate capped at 7 and y the up within ±7 (llama.cpp's
-// `swiglu_oai`). Not `gated`: act(gu[t][i]) of rows of an up product alone
+// `swiglu_oai`); `act` 4: Apertus's xIELU of the up product alone (ggml's
+// `xielu`, exp(m) - 1 for its expm1). Not `gated`: act(gu[t][i]) of rows of an up product alone
 // (`ffn` floats: Arcee's squared ReLU, StarCoder 2's GELU).
 
 struct GluParams {
@@ -272,10 +273,11 @@ struct GluParams {
     ffn: u32,
     act: u32,
     gated: u32,
-    _p3: u32,
-    _p4: u32,
-    _p5: u32,
-    _p6: u32,
+    // xIELU's constants (`act` 4), as f32 bits.
+    alpha_n: u32,
+    alpha_p: u32,
+    beta: u32,
+    eps: u32,
 }
 
 @group(0) @binding(0) var<storage, read> glu_gu: array<f32>;
@@ -292,7 +294,18 @@ fn swiglu(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
             g = glu_gu[at];
             up = glu_gu[at + glu_p.ffn];
         }
-        if (glu_p.act == 3u) {
+        if (glu_p.act == 4u) {
+            // xIELU (Apertus): its constants in the last four words.
+            let an = bitcast<f32>(glu_p.alpha_n);
+            let ap = bitcast<f32>(glu_p.alpha_p);
+            let beta = bitcast<f32>(glu_p.beta);
+            if (g > 0.0) {
+                glu_out[i] = ap * g * g + beta * g;
+            } else {
+                let m = min(g, bitcast<f32>(glu_p.eps));
+                glu_out[i] = (exp(m) - 1.0 - g) * an + beta * g;
+            }
+        } else if (glu_p.act == 3u) {
             let x = min(g, 7.0);
             glu_out[i] = x / (1.0 + exp(-1.702 * x)) * (clamp(up, -7.0, 7.0) + 1.0);
         } else if (glu_p.act == 2u) {

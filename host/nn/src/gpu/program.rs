@@ -12,7 +12,7 @@ mod decoder;
 mod products;
 mod submission;
 
-pub(crate) use decoder::{Attention, FfnAct, NormKind, Qkv};
+pub(crate) use decoder::{Attention, FfnAct, NormKind, Qkv, Xielu};
 pub(crate) use submission::Reuse;
 use submission::Timed;
 

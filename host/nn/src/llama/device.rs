@@ -590,7 +590,7 @@ impl OnDevice {
                     if let Some([up, _]) = &dl.ffn_biases {
                         p.add_bias(&a.gu, up, n * f);
                     }
-                    p.swiglu(&a.gu, (n, f, hp.act, hp.gated), &a.g);
+                    p.swiglu(&a.gu, (n, f, hp.act_of(l), hp.gated), &a.g);
                     p.product(&a.g, n, on_gpu(&layer.dense().down)?, &a.o);
                     if let Some([_, down]) = &dl.ffn_biases {
                         p.add_bias(&a.o, down, n * d);

@@ -1,13 +1,14 @@
 //! A decoder's shape from its GGUF metadata, and the check that a file is
 //! a decoder weft-nn runs (what an upload checks, without reading weights).
 
-use crate::gpu::FfnAct;
+use crate::gpu::{FfnAct, Xielu};
 use crate::{GgufInfo, NnError, NnErrorKind};
 
 mod check;
 mod conv;
 mod families;
 mod rope;
+mod xielu;
 
 pub(crate) use check::check;
 pub(crate) use conv::ShortConv;
@@ -84,6 +85,7 @@ pub const ARCHITECTURES: &[&str] = &[
     "qwen2vl",
     "qwen3vl",
     "qwen3vlmoe",
+    "apertus",
 ];
 
 /// A LongRoPE file's (Phi-3 128k, Phi-3.5) rotary factors for its original
@@ -217,6 +219,9 @@ pub(crate) struct HParams {
     /// GELU (tanh form) of the gate, or without a gate, Arcee's squared
     /// ReLU of the up product and StarCoder 2's GELU of it.
     pub act: FfnAct,
+    /// Apertus's xIELU constants, a set per layer ([`HParams::act_of`]);
+    /// empty elsewhere.
+    pub xielu: Vec<Xielu>,
     /// Whether a dense feed-forward has a gate: all but Arcee's and those
     /// with `ffn_biases`, whose activation is of the up product alone.
     pub gated: bool,
@@ -585,6 +590,7 @@ impl HParams {
                         | "qwen2vl"
                         | "qwen3vl"
                         | "qwen3vlmoe"
+                        | "apertus"
                         | "phi3"
                         | "olmo2"
                         | "exaone"
@@ -644,7 +650,8 @@ impl HParams {
                 "gpt-oss" => FfnAct::SwigluOai,
                 _ => FfnAct::Silu,
             },
-            gated: !sc2 && !matches!(arch, "arcee" | "phi2" | "falcon" | "nemotron"),
+            xielu: xielu::read(arch, info, layers)?,
+            gated: !sc2 && !matches!(arch, "arcee" | "phi2" | "falcon" | "nemotron" | "apertus"),
             ffn_biases: sc2 || arch == "phi2",
             positions,
             output_bias: arch == "phi2",

@@ -343,7 +343,10 @@ fn forward_with(ds: &mut [&mut Decoder], tokens: &[&[u32]], workers: Workers<'_>
         };
         let buffers = (&mut gu, &mut down);
         match &layer.router {
-            None => feed_forward(layer.dense(), (input, n), hp.act, workers, &mut xq, buffers),
+            None => {
+                let act = hp.act_of(l);
+                feed_forward(layer.dense(), (input, n), act, workers, &mut xq, buffers);
+            }
             Some(router) => {
                 mixture((layer, router, hp), (input, n), workers, &mut xq, buffers);
             }
@@ -416,6 +419,10 @@ fn feed_forward(
     let out = match (&e.gate, act) {
         (None, FfnAct::Gelu) => {
             workers.rows(u, ff, |_, u| gelu_in_place(u));
+            u
+        }
+        (None, FfnAct::Xielu(x)) => {
+            workers.rows(u, ff, |_, u| u.iter_mut().for_each(|u| *u = x.of(*u)));
             u
         }
         (None, _) => {

@@ -517,6 +517,12 @@ fn lfm2moe_matches_llama_cpp() {
     on_the_cpu("lfm2moe");
 }
 
+/// Apertus: xIELU of the up product alone, its constants per layer.
+#[test]
+fn apertus_matches_llama_cpp() {
+    on_the_cpu("apertus");
+}
+
 /// The language models of Qwen2.5-VL, Qwen3-VL and Qwen3-VL-MoE: on
 /// text, whose positions are one in every M-RoPE section, they rotate as
 /// Qwen2's and Qwen3's (llama.cpp's multimodal rotation agrees).
@@ -579,6 +585,7 @@ fn on_the_gpu_every_family_matches_llama_cpp() {
         "lfm2",
         "qwen2vl",
         "qwen3vl",
+        "apertus",
     ]);
 }
 

@@ -10,7 +10,7 @@ use crate::gpu::GpuMatrix;
 use crate::{NnError, NnErrorKind};
 
 /// A feed-forward's activation, as [`Program::swiglu`] applies it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) enum FfnAct {
     /// `silu(gate) · up`: Llama's SwiGLU.
     Silu,
@@ -23,6 +23,30 @@ pub(crate) enum FfnAct {
     /// `g` the gate capped at 7 and `u` the up product within ±7
     /// (llama.cpp's `swiglu_oai`).
     SwigluOai,
+    /// Apertus's xIELU of the up product alone (per layer: llama.cpp's
+    /// `ggml_xielu`).
+    Xielu(Xielu),
+}
+
+/// xIELU's constants as ggml's op takes them (the file's `alpha_n` and
+/// `alpha_p` through softplus, `alpha_n` plus `beta`): `x > 0` gives
+/// `alpha_p x² + beta x`, else `(expm1(min(x, eps)) − x) alpha_n + beta x`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Xielu {
+    pub alpha_n: f32,
+    pub alpha_p: f32,
+    pub beta: f32,
+    pub eps: f32,
+}
+
+impl Xielu {
+    /// The activation of `x`.
+    pub(crate) fn of(&self, x: f32) -> f32 {
+        match x > 0.0 {
+            true => self.alpha_p * x * x + self.beta * x,
+            false => (x.min(self.eps).exp_m1() - x) * self.alpha_n + self.beta * x,
+        }
+    }
 }
 
 /// How a norm step normalises: RMSNorm by a weight, or (`layer`) LayerNorm
@@ -292,16 +316,26 @@ impl Program<'_> {
         out: &Buffer,
     ) {
         let count = tokens * ffn;
-        let act = match act {
-            FfnAct::Silu => 0,
-            FfnAct::Gelu => 1,
-            FfnAct::ReluSquared => 2,
-            FfnAct::SwigluOai => 3,
+        let (act, [an, ap, beta, eps]) = match act {
+            FfnAct::Silu => (0, [0.0; 4]),
+            FfnAct::Gelu => (1, [0.0; 4]),
+            FfnAct::ReluSquared => (2, [0.0; 4]),
+            FfnAct::SwigluOai => (3, [0.0; 4]),
+            FfnAct::Xielu(x) => (4, [x.alpha_n, x.alpha_p, x.beta, x.eps]),
         };
         self.step(
             &self.ops.swiglu,
             vec![whole(gu), whole(out)],
-            [count, ffn, act, gated.into(), 0, 0, 0, 0].map(|x| x as u32),
+            [
+                count as u32,
+                ffn as u32,
+                act,
+                gated.into(),
+                an.to_bits(),
+                ap.to_bits(),
+                beta.to_bits(),
+                eps.to_bits(),
+            ],
             groups(count),
         );
     }

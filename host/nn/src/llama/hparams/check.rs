@@ -131,7 +131,15 @@ pub(crate) fn check(info: &GgufInfo) -> Result<HParams, NnError> {
     // them too.
     let qk_norms = matches!(
         arch,
-        "qwen3" | "qwen3moe" | "qwen3vl" | "qwen3vlmoe" | "gemma3" | "olmo2" | "exaone4" | "olmoe"
+        "qwen3"
+            | "qwen3moe"
+            | "qwen3vl"
+            | "qwen3vlmoe"
+            | "gemma3"
+            | "olmo2"
+            | "exaone4"
+            | "olmoe"
+            | "apertus"
     ) || super::conv::hybrid(arch);
     let (q_norm, k_norm) = hp.qk_norm_widths();
     let gptneox = arch == "gptneox";

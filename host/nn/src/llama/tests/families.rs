@@ -567,3 +567,50 @@ fn olmo1_is_read_as_llama_cpp_reads_it() {
         assert!(err.contains(&format!("`{norm}` is not one")), "{err}");
     }
 }
+
+/// Apertus's keys, as llama.cpp's loader reads them: a feed-forward
+/// without a gate under xIELU, whose constants (`xielu.*`, keys of no
+/// architecture) are a value per layer or one for all, taken through
+/// softplus as ggml's op takes them, and required; per-head Q/K norms
+/// required.
+#[test]
+fn apertus_is_read_as_llama_cpp_reads_it() {
+    use crate::GgufValue::{Array, Float};
+    let info = crate::gguf::inspect(&model_file("tiny-apertus.gguf")).unwrap();
+    let hp = check(&info).unwrap();
+    assert!(!hp.gated && hp.rope_neox && hp.xielu.len() == 2);
+    let softplus = |x: f32| (1.0 + x.exp()).ln();
+    let FfnAct::Xielu(x) = hp.act_of(1) else {
+        panic!("{:?}", hp.act_of(1))
+    };
+    assert_eq!((x.alpha_p, x.beta, x.eps), (softplus(-0.4), 0.3, -1e-6));
+    assert_eq!(x.alpha_n, 0.3 + softplus(0.9));
+    assert!(x.of(2.0) > 0.0 && x.of(-1.0) != 0.0);
+    let one = with_key(&info, "xielu.beta", Float(0.25));
+    let hp = check(&one).unwrap();
+    assert!(
+        hp.xielu.iter().all(|x| x.beta == 0.25),
+        "one for all layers"
+    );
+    for (info, want) in [
+        (
+            with_key(&info, "xielu.eps", Array(vec![Float(0.0)])),
+            "`xielu.eps` has 1 values for 2 layers",
+        ),
+        (
+            {
+                let mut without = info.clone();
+                without.metadata.retain(|(k, _)| k != "xielu.alpha_p");
+                without
+            },
+            "`xielu.alpha_p` is missing",
+        ),
+    ] {
+        let err = check(&info).unwrap_err().to_string();
+        assert!(err.contains(want), "{err}");
+    }
+    let err = refused_without(&info, "blk.0.attn_k_norm.weight");
+    assert!(err.contains("is missing"), "{err}");
+    let err = refused_with_copy(&info, "blk.0.ffn_up.weight", "blk.0.ffn_gate.weight", None);
+    assert!(err.contains("`blk.0.ffn_gate.weight` is not one"), "{err}");
+}
