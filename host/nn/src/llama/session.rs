@@ -202,7 +202,7 @@ fn forward_with(ds: &mut [&mut Decoder], tokens: &[&[u32]], workers: Workers<'_>
     debug_assert_eq!(ds.len(), tokens.len());
     let w = ds[0].w.clone();
     let hp = &w.hp;
-    let (d, qd, kvd) = (hp.embd, hp.q_dim(), hp.kv_dim());
+    let (d, qd) = (hp.embd, hp.q_dim());
     // Session `s` has rows `starts[s] .. starts[s] + tokens[s].len()`.
     let starts: Vec<usize> = tokens
         .iter()
@@ -266,48 +266,23 @@ fn forward_with(ds: &mut [&mut Decoder], tokens: &[&[u32]], workers: Workers<'_>
         // (LFM2's convolution layers: `b`, `c` and `x` for Q, K and V.)
         let attended = match (&layer.conv, &hp.short_conv) {
             (Some(weights), Some(c)) => {
-                for ((dec, &start), toks) in ds.iter_mut().zip(&starts).zip(tokens.iter()) {
-                    let rows = start * d..(start + toks.len()) * d;
-                    let bcx = [&q[rows.clone()], &k[rows.clone()], &v[rows.clone()]];
-                    rows::short_conv(&mut dec.conv[l], weights, c.taps, bcx, &mut attn[rows]);
-                }
+                let out = &mut attn[..n * d];
+                let bcx = [&q[..], &k[..], &v[..]];
+                convolve(ds, (tokens, &starts), l, (weights, c.taps), bcx, out);
                 &attn[..n * d]
             }
             _ => {
-                add_bias(q, layer.bq.as_deref());
-                add_bias(k, layer.bk.as_deref());
-                add_bias(v, layer.bv.as_deref());
-                // (OLMo 1's bound, before the rotation.)
-                if hp.clamp_kqv > 0.0 {
-                    let c = hp.clamp_kqv;
-                    for y in [&mut *q, &mut *k, &mut *v] {
-                        y.iter_mut().for_each(|y| *y = y.clamp(-c, c));
-                    }
-                }
-                for (y, norm) in [(&mut *q, &layer.q_norm), (&mut *k, &layer.k_norm)] {
-                    if let Some(norm) = norm {
-                        let unnormed = y.clone();
-                        rms_norm(&unnormed, norm, hp.norm_eps, y);
-                    }
-                }
-                let (hd, neox, dims) = (hp.head_dim, hp.rope_neox, hp.rope_dims);
                 let angles = &angles[usize::from(swa_angles && hp.is_swa(l))];
-                // (SmolLM3's every fourth layer has none.)
-                let ropes = [(&mut *q, qd), (&mut *k, kvd)]
-                    .into_iter()
-                    .filter(|_| hp.ropes(l));
-                for (y, width) in ropes {
-                    workers.rows(y, width, |row, y| {
-                        rope(y, hd, neox, &angles[row * dims..][..dims]);
-                    });
-                }
-                for ((dec, &start), toks) in ds.iter_mut().zip(&starts).zip(tokens) {
-                    let rows = start * kvd..(start + toks.len()) * kvd;
-                    let heads = l * hp.kv_heads..(l + 1) * hp.kv_heads;
-                    attend::append(&mut dec.k[heads.clone()], &k[rows.clone()], hp.head_dim);
-                    attend::append(&mut dec.v[heads], &v[rows], hp.head_dim);
-                }
-                attention_together(ds, tokens, l, q, &mut attn[..n * qd], workers);
+                let out = &mut attn[..n * qd];
+                attend_layer(
+                    ds,
+                    (tokens, &starts),
+                    (&w, l),
+                    [q, k, v],
+                    angles,
+                    workers,
+                    out,
+                );
                 &attn[..n * qd]
             }
         };
@@ -385,6 +360,76 @@ fn forward_with(ds: &mut [&mut Decoder], tokens: &[&[u32]], workers: Workers<'_>
     // (Not cut into a vector per session here: 3 MB copied on the pass's
     // thread for 16 sessions, which their tensors copy again anyway.)
     logits
+}
+
+/// Layer `l`'s attention of every session's new rows, whose Q, K and V
+/// products are `q`, `k` and `v` (stacked as the sessions' rows are): their
+/// biases, bounds, norms and rotations (by `angles`, each row's) applied,
+/// the keys and values appended to each session's cache, the heads'
+/// outputs into `out` (`q_dim` a row).
+fn attend_layer(
+    ds: &mut [&mut Decoder],
+    (tokens, starts): (&[&[u32]], &[usize]),
+    (w, l): (&Weights, usize),
+    [q, k, v]: [&mut Vec<f32>; 3],
+    angles: &[f32],
+    workers: Workers<'_>,
+    out: &mut [f32],
+) {
+    let (hp, layer) = (&w.hp, &w.layers[l]);
+    let (qd, kvd) = (hp.q_dim(), hp.kv_dim());
+    add_bias(q, layer.bq.as_deref());
+    add_bias(k, layer.bk.as_deref());
+    add_bias(v, layer.bv.as_deref());
+    // (OLMo 1's bound, before the rotation.)
+    if hp.clamp_kqv > 0.0 {
+        let c = hp.clamp_kqv;
+        for y in [&mut *q, &mut *k, &mut *v] {
+            y.iter_mut().for_each(|y| *y = y.clamp(-c, c));
+        }
+    }
+    for (y, norm) in [(&mut *q, &layer.q_norm), (&mut *k, &layer.k_norm)] {
+        if let Some(norm) = norm {
+            let unnormed = y.clone();
+            rms_norm(&unnormed, norm, hp.norm_eps, y);
+        }
+    }
+    let (hd, neox, dims) = (hp.head_dim, hp.rope_neox, hp.rope_dims);
+    // (SmolLM3's every fourth layer has none.)
+    let ropes = [(&mut *q, qd), (&mut *k, kvd)]
+        .into_iter()
+        .filter(|_| hp.ropes(l));
+    for (y, width) in ropes {
+        workers.rows(y, width, |row, y| {
+            rope(y, hd, neox, &angles[row * dims..][..dims]);
+        });
+    }
+    for ((dec, &start), toks) in ds.iter_mut().zip(starts).zip(tokens) {
+        let rows = start * kvd..(start + toks.len()) * kvd;
+        let heads = l * hp.kv_heads..(l + 1) * hp.kv_heads;
+        attend::append(&mut dec.k[heads.clone()], &k[rows.clone()], hp.head_dim);
+        attend::append(&mut dec.v[heads], &v[rows], hp.head_dim);
+    }
+    attention_together(ds, tokens, l, q, out, workers);
+}
+
+/// LFM2's convolution in layer `l` of every session's new rows, whose
+/// `in_proj` products are `b`, `c` and `x`, each session's over its own
+/// state ([`rows::short_conv`]), into `out` (`embd` a row).
+fn convolve(
+    ds: &mut [&mut Decoder],
+    (tokens, starts): (&[&[u32]], &[usize]),
+    l: usize,
+    (weights, taps): (&[f32], usize),
+    [b, c, x]: [&[f32]; 3],
+    out: &mut [f32],
+) {
+    let d = weights.len() / taps;
+    for ((dec, &start), toks) in ds.iter_mut().zip(starts).zip(tokens) {
+        let span = start * d..(start + toks.len()) * d;
+        let bcx = [&b[span.clone()], &c[span.clone()], &x[span.clone()]];
+        rows::short_conv(&mut dec.conv[l], weights, taps, bcx, &mut out[span]);
+    }
 }
 
 /// One expert's feed-forward (a dense layer's) of the `rows` rows of `h`,
