@@ -4,6 +4,7 @@
 //! (on llvmpipe where there is no GPU).
 
 mod archs;
+mod archs_gpu;
 mod conformance;
 mod gpu;
 mod iquants;
