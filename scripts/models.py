@@ -1079,7 +1079,29 @@ ARCHS = {
     "apertus": ("apertus", "llama-bpe", {},
                 "Apertus: xIELU of the up product alone, its constants per layer, per-head "
                 "Q/K norms"),
+    # Granite 4.0-H (granite-4.0-h-micro, -350m, -1b): Mamba-2 layers where
+    # the KV head count is 0 (MAMBA_ATTENTION), attention without a rotation
+    # elsewhere, Granite's multipliers; B and C in two groups of heads.
+    "granitehybrid": ("granitehybrid", "refact", {
+        "block_count": 4, "embedding_scale": 12.0, "residual_scale": 0.22, "logit_scale": 8.0,
+        "attention.scale": 0.0078125, "rope.scaling.finetuned": False,
+        "ssm.conv_kernel": 4, "ssm.inner_size": 128, "ssm.state_size": 16,
+        "ssm.time_step_rank": 8, "ssm.group_count": 2},
+        "Granite 4.0-H: Mamba-2 layers (scan, scan, attn, scan), two groups of heads, "
+        "no rotation, Granite's multipliers"),
+    # Granite 4.0-H-Tiny's and -Small's: the same layers over Granite MoE
+    # Shared's mixtures, rotating (rope.scaling.finetuned absent), one group.
+    "granitehybridmoe": ("granitehybrid", "refact", {
+        "block_count": 4, "embedding_scale": 12.0, "residual_scale": 0.22, "logit_scale": 8.0,
+        "expert_count": 4, "expert_used_count": 2, "expert_shared_feed_forward_length": 48,
+        "ssm.conv_kernel": 4, "ssm.inner_size": 128, "ssm.state_size": 16,
+        "ssm.time_step_rank": 4, "ssm.group_count": 1},
+        "Granite 4.0-H MoE: Mamba-2 layers (scan, attn, scan, scan), 4 experts, 2 a "
+        "token, a shared expert, rotating attention"),
 }
+# The Granite 4.0-H files' layers with attention (the others scan), as their
+# head counts say.
+MAMBA_ATTENTION = {"granitehybrid": (2,), "granitehybridmoe": (1,)}
 # Apertus's xIELU constants as its files hold them (before softplus), a value
 # per layer of the tiny model: alpha_n, alpha_p, beta, eps.
 APERTUS_XIELU = {"alpha_n": [0.2, 0.9], "alpha_p": [0.3, -0.4], "beta": [0.5, 0.3],
@@ -1331,6 +1353,10 @@ def task_archs(dest: Path) -> None:
                     w.add_array(f"{arch}.{key}",
                                 [kvh if i in LFM2_ATTENTION[arch] else 0 for i in range(layers)])
                     continue
+                if name in MAMBA_ATTENTION and key == "attention.head_count_kv":  # (0: scan)
+                    w.add_array(f"{arch}.{key}",
+                                [kvh if i in MAMBA_ATTENTION[name] else 0 for i in range(layers)])
+                    continue
                 w.add_uint32(f"{arch}.{key}", value)
             w.add_float32(f"{arch}.attention.layer_norm_rms_epsilon", 1e-6)
             w.add_float32(f"{arch}.rope.freq_base", 100000.0)
@@ -1432,13 +1458,30 @@ def task_archs(dest: Path) -> None:
                     w.add_tensor(b + "shortconv.conv.weight",
                                  (0.7 * rng.standard_normal((e, 3))).astype(np.float32))
                     w.add_tensor(b + "shortconv.out_proj.weight", mat(e, e))
+                elif name in MAMBA_ATTENTION and i not in MAMBA_ATTENTION[name]:
+                    # z, xBC and dt in one product; 4 taps a channel of xBC; per
+                    # head a dt bias (softplus about 0.7), a decay A (the file's
+                    # -exp(A_log)) and a skip D: a state that lasts a few tokens.
+                    inner, n = extra["ssm.inner_size"], extra["ssm.state_size"]
+                    heads, groups = extra["ssm.time_step_rank"], extra["ssm.group_count"]
+                    cd = inner + 2 * groups * n
+                    w.add_tensor(b + "ssm_in.weight", mat(inner + cd + heads, e))
+                    w.add_tensor(b + "ssm_conv1d.weight",
+                                 (0.7 * rng.standard_normal((cd, 4))).astype(np.float32))
+                    w.add_tensor(b + "ssm_conv1d.bias", vec(cd, 0.0, 0.5))
+                    w.add_tensor(b + "ssm_dt.bias", vec(heads, 0.0, 0.5))
+                    w.add_tensor(b + "ssm_a", -np.exp(vec(heads, 0.0, 0.5)).reshape(heads, 1))
+                    w.add_tensor(b + "ssm_d", vec(heads, 1.0, 0.5).reshape(heads, 1))
+                    w.add_tensor(b + "ssm_norm.weight", vec(inner).reshape(groups, inner // groups))
+                    w.add_tensor(b + "ssm_out.weight", mat(e, inner))
                 elif fused:
                     w.add_tensor(b + "attn_qkv.weight", mat(qd + 2 * kvd, e))
                 else:
                     product(b + "attn_q.weight", mat(qd, e))
                     product(b + "attn_k.weight", mat(kvd, e))
                     product(b + "attn_v.weight", mat(kvd, e))
-                if arch not in LFM2_ATTENTION or i in LFM2_ATTENTION[arch]:
+                if (arch not in LFM2_ATTENTION or i in LFM2_ATTENTION[arch]) and (
+                        name not in MAMBA_ATTENTION or i in MAMBA_ATTENTION[name]):
                     product(b + "attn_output.weight", mat(e, qd))
                 if arch in ("qwen2", "qwen2moe", "glm4", "starcoder2", "stablelm", "gpt-oss",
                             "qwen2vl"):

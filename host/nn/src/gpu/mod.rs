@@ -56,7 +56,7 @@ use gemv::{GEMV_GROUP, GEMV_ROWS, Gemv};
 pub use matmul::GpuMatrix;
 use matmul::Scratch;
 pub(crate) use matmul::{Part, WeightFormat};
-pub(crate) use program::{Attention, Buffer, FfnAct, NormKind, Program, Qkv, Reuse, Xielu};
+pub(crate) use program::{Attention, Buffer, FfnAct, Mamba2, NormKind, Program, Qkv, Reuse, Xielu};
 use times::Profiler;
 pub use times::{KernelTime, PassTimes};
 

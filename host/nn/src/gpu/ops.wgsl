@@ -18,7 +18,9 @@ fn f16r(x: f32) -> f32 {
 // ---- rms_norm: out[r] = x[r] / rms(x[r]) * w, one workgroup per row of
 // `d` floats; x's rows from float `src`, out's from `dst`. With `layer`,
 // LayerNorm: out[r] = (x[r] - mean) / sqrt(var + eps) * w + b, the bias b
-// after the weight in `w` (StarCoder 2's).
+// after the weight in `w` (StarCoder 2's). With `per` > 1, rows are groups
+// of a wider row, each with its own `d` weights (row r's the (r % per)-th:
+// Mamba-2's grouped norm).
 
 struct NormParams {
     d: u32,
@@ -73,8 +75,9 @@ fn rms_norm(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
     }
     let scale = rms_scale(lid, ss, d, norm_p.eps);
     let dst = norm_p.dst + wg.x * d;
+    let w0 = (wg.x % norm_p.per) * d;
     for (var i = lid; i < d; i = i + THREADS) {
-        var o = (norm_x[src + i] - mean) * scale * norm_w[i];
+        var o = (norm_x[src + i] - mean) * scale * norm_w[w0 + i];
         if (norm_p.layer != 0u) {
             o = o + norm_w[d + i];
         }
@@ -499,13 +502,16 @@ fn attention(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
     }
 }
 
-// ---- short_conv: LFM2's gated short convolution of one session's
-// `tokens` rows, rows `row0 ..` of a fused in_proj product `bcx` (rows of
-// `stride` floats: b, then c, then x, `d` each), into the same rows of
-// `out` (`d` each): out[ch] = c[ch] * sum over k of w[ch][k] * window[k],
-// the window the last `taps - 1` values of b * x (`state`, `[taps - 1][d]`,
-// oldest first) then this row's, which joins the state. Summed oldest
-// first, as ggml's ssm_conv. A thread per channel walks the rows in order.
+// ---- short_conv: a causal convolution of one session's `tokens` rows,
+// rows `row0 ..` of a product `conv_in` (rows of `stride` floats), into the
+// same rows of `out` (`d` each): each channel ch convolved with its `taps`
+// weights `w[ch]` over a window of the last `taps - 1` inputs (`state`,
+// `[taps - 1][d]`, oldest first) then this row's, which joins the state.
+// Summed oldest first, as ggml's ssm_conv. A thread per channel walks the
+// rows in order. Mode 0, LFM2's gated convolution: a row holds b, c and x
+// (`d` each), the input is b * x and the output c * sum. Mode 1, Mamba-2's:
+// the input is the row's float `col + ch` (xBC after z), the output
+// silu(sum + bias[ch]).
 
 struct ConvParams {
     d: u32,
@@ -513,16 +519,17 @@ struct ConvParams {
     tokens: u32,
     row0: u32,
     stride: u32,
-    _p5: u32,
-    _p6: u32,
+    mode: u32,
+    col: u32,
     _p7: u32,
 }
 
-@group(0) @binding(0) var<storage, read> conv_bcx: array<f32>;
+@group(0) @binding(0) var<storage, read> conv_in: array<f32>;
 @group(0) @binding(1) var<storage, read> conv_w: array<f32>;
 @group(0) @binding(2) var<storage, read_write> conv_state: array<f32>;
 @group(0) @binding(3) var<storage, read_write> conv_out: array<f32>;
-@group(0) @binding(4) var<uniform> conv_p: ConvParams;
+@group(0) @binding(4) var<storage, read> conv_bias: array<f32>;
+@group(0) @binding(5) var<uniform> conv_p: ConvParams;
 
 @compute @workgroup_size(64, 1, 1)
 fn short_conv(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
@@ -532,18 +539,89 @@ fn short_conv(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
         let w = ch * taps;
         for (var t = 0u; t < conv_p.tokens; t = t + 1u) {
             let row = conv_p.row0 + t;
-            let at = row * conv_p.stride + ch;
-            let bx = conv_bcx[at] * conv_bcx[at + 2u * d];
+            let at = row * conv_p.stride + conv_p.col + ch;
+            var input = conv_in[at];
+            if (conv_p.mode == 0u) {
+                input = input * conv_in[at + 2u * d];
+            }
             var sum = 0.0;
             for (var k = 0u; k + 1u < taps; k = k + 1u) {
                 sum = sum + conv_state[k * d + ch] * conv_w[w + k];
             }
-            sum = sum + bx * conv_w[w + taps - 1u];
+            sum = sum + input * conv_w[w + taps - 1u];
             for (var k = 0u; k + 2u < taps; k = k + 1u) {
                 conv_state[k * d + ch] = conv_state[(k + 1u) * d + ch];
             }
-            conv_state[(taps - 2u) * d + ch] = bx;
-            conv_out[row * d + ch] = conv_bcx[at + d] * sum;
+            conv_state[(taps - 2u) * d + ch] = input;
+            if (conv_p.mode == 0u) {
+                conv_out[row * d + ch] = conv_in[at + d] * sum;
+            } else {
+                let v = sum + conv_bias[ch];
+                conv_out[row * d + ch] = v / (1.0 + exp(-v));
+            }
+        }
+    }
+}
+
+// ---- ssm_scan: Mamba-2's selective scan of one session's `tokens` rows,
+// rows `row0 ..`. `scan_zxdt` holds the ssm_in product's rows (`stride`
+// floats: z (`inner`), xBC, then dt, a float per head), `scan_xbc` the
+// convolution's (x (`inner`), then B and C, `groups * n` each), `scan_hw`
+// per head dt's bias, then A, then D (`heads` each), and `scan_state` each
+// channel's `n` floats (`[n][inner]`). Per row, channel i of head h (of
+// group g, `heads / groups` heads a group, in order): dt' = softplus(dt[h]
+// + bias), each state float s_j = s_j * exp(dt' A) + B_j * x_i * dt', and
+// out[i] = (sum of s_j C_j + D x_i) * silu(z_i), as ggml's ssm_scan (and
+// the gate of llama.cpp's Mamba-2 layer). A thread per channel walks the
+// rows in order.
+
+struct ScanParams {
+    inner: u32,
+    n: u32,
+    heads: u32,
+    groups: u32,
+    tokens: u32,
+    row0: u32,
+    stride: u32,
+    _p7: u32,
+}
+
+@group(0) @binding(0) var<storage, read> scan_zxdt: array<f32>;
+@group(0) @binding(1) var<storage, read> scan_xbc: array<f32>;
+@group(0) @binding(2) var<storage, read> scan_hw: array<f32>;
+@group(0) @binding(3) var<storage, read_write> scan_state: array<f32>;
+@group(0) @binding(4) var<storage, read_write> scan_out: array<f32>;
+@group(0) @binding(5) var<uniform> scan_p: ScanParams;
+
+@compute @workgroup_size(64, 1, 1)
+fn ssm_scan(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) wgs: vec3<u32>) {
+    let inner = scan_p.inner;
+    let n = scan_p.n;
+    let heads = scan_p.heads;
+    let cd = inner + 2u * scan_p.groups * n;
+    for (var i = gid.x; i < inner; i = i + wgs.x * THREADS) {
+        let h = i / (inner / heads);
+        let g = h / (heads / scan_p.groups);
+        for (var t = 0u; t < scan_p.tokens; t = t + 1u) {
+            let row = scan_p.row0 + t;
+            var dt = scan_zxdt[row * scan_p.stride + inner + cd + h] + scan_hw[h];
+            // (ggml's softplus, linear past 20.)
+            if (dt <= 20.0) {
+                dt = log(1.0 + exp(dt));
+            }
+            let decay = exp(dt * scan_hw[heads + h]);
+            let x = scan_xbc[row * cd + i];
+            let x_dt = x * dt;
+            let b = row * cd + inner + g * n;
+            let c = b + scan_p.groups * n;
+            var sum = 0.0;
+            for (var j = 0u; j < n; j = j + 1u) {
+                let s = scan_state[j * inner + i] * decay + scan_xbc[b + j] * x_dt;
+                scan_state[j * inner + i] = s;
+                sum = sum + s * scan_xbc[c + j];
+            }
+            let z = scan_zxdt[row * scan_p.stride + i];
+            scan_out[row * inner + i] = (sum + x * scan_hw[2u * heads + h]) * z / (1.0 + exp(-z));
         }
     }
 }

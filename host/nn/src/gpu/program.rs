@@ -12,7 +12,7 @@ mod decoder;
 mod products;
 mod submission;
 
-pub(crate) use decoder::{Attention, FfnAct, NormKind, Qkv, Xielu};
+pub(crate) use decoder::{Attention, FfnAct, Mamba2, NormKind, Qkv, Xielu};
 pub(crate) use submission::Reuse;
 use submission::Timed;
 
@@ -40,6 +40,7 @@ pub(super) struct Ops {
     swiglu: Kernel,
     attention: Kernel,
     short_conv: Kernel,
+    ssm_scan: Kernel,
 }
 
 pub(super) struct Kernel {
@@ -68,6 +69,7 @@ impl Ops {
             swiglu: kernel("swiglu"),
             attention: kernel("attention"),
             short_conv: kernel("short_conv"),
+            ssm_scan: kernel("ssm_scan"),
         }
     }
 }

@@ -70,6 +70,19 @@ struct DeviceLayer {
     /// LFM2's convolution weights, where the layer convolves (its `qkv`
     /// is then `in_proj`).
     conv: Option<GpuMatrix>,
+    /// A Mamba-2 layer's weights besides its products, where it scans (its
+    /// `qkv` is then `ssm_in`).
+    scan: Option<DeviceScan>,
+}
+
+/// [`super::Scan`] on the device.
+#[derive(Debug)]
+struct DeviceScan {
+    conv: GpuMatrix,
+    conv_bias: GpuMatrix,
+    /// Each head's `dt` bias, then `A`, then `D`.
+    per_head: GpuMatrix,
+    norm: GpuMatrix,
 }
 
 /// A layer's feed-forward on the device: its (each expert's) Wgateᵀ and
@@ -103,6 +116,11 @@ impl DeviceLayer {
                 ])
                 .chain([&self.attn_norm, &self.ffn_norm])
                 .flatten()
+                .chain(
+                    self.scan
+                        .iter()
+                        .flat_map(|s| [&s.conv, &s.conv_bias, &s.per_head, &s.norm]),
+                )
                 .chain(self.ffn_biases.iter().flatten()),
         )
     }
@@ -162,6 +180,15 @@ impl DeviceWeights {
                     post_ffn_norm: optional(&l.post_ffn_norm)?,
                     sinks: optional(&l.sinks)?,
                     conv: optional(&l.conv)?,
+                    scan: match &l.ssm {
+                        Some(s) => Some(DeviceScan {
+                            conv: vector(&s.conv)?,
+                            conv_bias: vector(&s.conv_bias)?,
+                            per_head: vector(&[&s.dt_bias[..], &s.a, &s.d].concat())?,
+                            norm: vector(&s.norm)?,
+                        }),
+                        None => None,
+                    },
                 })
             })
             .collect::<Result<_, NnError>>()?;
@@ -196,8 +223,12 @@ pub(super) struct OnDevice {
     k: Vec<Buffer>,
     v: Vec<Buffer>,
     /// Per layer that convolves (LFM2's), the last `taps − 1` rows of its
-    /// `b ⊙ x`, oldest first; `None` elsewhere and until the first pass.
+    /// `b ⊙ x`, or that scans (Mamba-2's), of its `xBC`, oldest first;
+    /// `None` elsewhere and until the first pass.
     conv: Vec<Option<Buffer>>,
+    /// Per layer that scans, its channels' states (`[state][inner]`);
+    /// `None` elsewhere and until the first pass.
+    ssm: Vec<Option<Buffer>>,
     work: Option<Work>,
     /// Attention scores, `tokens x heads x capacity` (and its floats).
     scores: Option<(Buffer, usize)>,
@@ -228,7 +259,8 @@ struct Work {
     x: Buffer,
     /// The norms' outputs, which the products read.
     h: Buffer,
-    /// Q, K and V, a row per token ([`Qkv`]).
+    /// Q, K and V, a row per token ([`Qkv`]) (LFM2's `in_proj`'s rows,
+    /// Mamba-2's `ssm_in`'s).
     qkv: Buffer,
     att: Buffer,
     o: Buffer,
@@ -243,6 +275,8 @@ struct Work {
     post: Option<Buffer>,
     logits: Buffer,
     mixture: Option<MixtureWork>,
+    /// Mamba-2's convolution's rows (`xBC`), then its normalised output.
+    xbc: Option<Buffer>,
 }
 
 impl OnDevice {
@@ -253,6 +287,7 @@ impl OnDevice {
             k: Vec::new(),
             v: Vec::new(),
             conv: Vec::new(),
+            ssm: Vec::new(),
             work: None,
             scores: None,
             reuse: std::sync::Mutex::default(),
@@ -427,6 +462,18 @@ impl OnDevice {
                     let state = on.conv[l].as_ref().expect("reserved");
                     p.short_conv(&a.qkv, (conv, c.taps, state), &a.att, (tokens, start));
                 }
+            } else if let (Some(ds), Some(m)) = (&dl.scan, &hp.ssm) {
+                // (Mamba-2's: `qkv` is `ssm_in`, z, xBC and dt; the scan's
+                // output, normalised, in `xbc`, which `wo` reads.)
+                let xbc = a.xbc.as_ref().expect("reserved");
+                for &(on, _, tokens, start) in &sessions {
+                    let conv = on.conv[l].as_ref().expect("reserved");
+                    let states = on.ssm[l].as_ref().expect("reserved");
+                    let rows = (tokens, start);
+                    p.ssm_conv(&a.qkv, (&ds.conv, &ds.conv_bias, m, conv), xbc, rows);
+                    p.ssm_scan((&a.qkv, xbc), (&ds.per_head, m, states), &a.att, rows);
+                }
+                p.group_norm(&a.att, n, (&ds.norm, m.groups, eps), xbc);
             } else {
                 if let Some(bias) = &dl.bqkv {
                     p.add_bias(&a.qkv, bias, n * qkv.stride());
@@ -468,7 +515,11 @@ impl OnDevice {
                     p.attention(&a.qkv, (kc, vc, sinks), scores, &a.att, shape);
                 }
             }
-            p.product(&a.att, n, on_gpu(&layer.wo)?, &a.o);
+            let attended = match (&dl.scan, &a.xbc) {
+                (Some(_), Some(xbc)) => xbc,
+                _ => &a.att,
+            };
+            p.product(attended, n, on_gpu(&layer.wo)?, &a.o);
             if let Some(bias) = &dl.bo {
                 p.add_bias(&a.o, bias, n * d);
             }

@@ -9,6 +9,7 @@ mod check;
 mod conv;
 mod families;
 mod rope;
+mod ssm;
 mod xielu;
 
 pub use archs::ARCHITECTURES;
@@ -16,6 +17,7 @@ pub(crate) use check::check;
 pub(crate) use conv::ShortConv;
 pub(crate) use families::Yarn;
 use families::{Gemma, dense_layers, experts, shared_width};
+pub(crate) use ssm::Mamba2;
 
 /// A LongRoPE file's (Phi-3 128k, Phi-3.5) rotary factors for its original
 /// window, which weft-nn runs, and for the extended one, which it does not.
@@ -191,6 +193,9 @@ pub(crate) struct HParams {
     pub rope_freq_scale_swa: f32,
     /// LFM2's short convolutions, in the layers that do not attend.
     pub short_conv: Option<ShortConv>,
+    /// Granite 4.0-H's Mamba-2 state spaces, in the layers that do not
+    /// attend.
+    pub ssm: Option<Mamba2>,
 }
 
 impl HParams {
@@ -227,7 +232,9 @@ impl HParams {
         };
         let embd = int("embedding_length")?;
         let heads = int("attention.head_count")?;
-        let (kv_heads, short_conv) = conv::kv_heads(arch, info, heads)?;
+        let (kv_heads, recurrent) = conv::kv_heads(arch, info, heads)?;
+        let short_conv = conv::short_conv(arch, info, &recurrent)?;
+        let ssm = ssm::read(arch, info, &recurrent)?;
         if heads == 0
             || kv_heads == 0
             || !embd.is_multiple_of(heads)
@@ -371,7 +378,7 @@ impl HParams {
                  and key head, which weft-nn does not run (its 1.6B and 3B models run)",
             ));
         }
-        let is_granite = matches!(arch, "granite" | "granitemoe");
+        let is_granite = matches!(arch, "granite" | "granitemoe" | "granitehybrid");
         // Granite's switch for the rotary embedding, on unless the file
         // says `false` (llama.cpp's `rope_finetuned`, which only Granite
         // reads this way).
@@ -595,6 +602,7 @@ impl HParams {
             // (Unscaled for Gemma 3's local layers and OLMo 3's sliding ones.)
             rope_freq_scale_swa: gemma_swa.rope_freq_scale,
             short_conv,
+            ssm,
         })
     }
 

@@ -39,7 +39,9 @@ pub(crate) struct Layer {
     /// The attention's products; in a layer that convolves (LFM2's
     /// [`ShortConv`](hparams::ShortConv)), `wq`, `wk` and `wv` are the
     /// rows of its `in_proj` giving `b`, `c` and `x`, and `wo` its
-    /// `out_proj`.
+    /// `out_proj`; in one that scans (Granite 4.0-H's
+    /// [`Mamba2`](hparams::Mamba2)), the rows of its `ssm_in` giving `z`,
+    /// `xBC` and `dt`, and `wo` its `ssm_out`.
     wq: QMatrix,
     wk: QMatrix,
     wv: QMatrix,
@@ -83,6 +85,39 @@ pub(crate) struct Layer {
     /// LFM2's convolution weights, where the layer convolves: `taps` per
     /// channel, the oldest input's first (ggml's `[taps, embd]`).
     conv: Option<Vec<f32>>,
+    /// A Mamba-2 layer's weights besides its products, where it scans.
+    ssm: Option<Scan>,
+}
+
+/// A Mamba-2 layer's ([`Mamba2`](hparams::Mamba2)) weights besides its
+/// products.
+#[derive(Debug)]
+pub(crate) struct Scan {
+    /// The convolution's: `taps` per channel of `xBC`, the oldest input's
+    /// first (ggml's `[taps, conv_dim]`), then a bias per channel.
+    conv: Vec<f32>,
+    conv_bias: Vec<f32>,
+    /// Per head: `dt`'s bias, the decay `A` (negative: the file holds
+    /// `-exp(A_log)`) and the skip `D`.
+    dt_bias: Vec<f32>,
+    a: Vec<f32>,
+    d: Vec<f32>,
+    /// The gated output's RMSNorm weights (`inner`, a group's after
+    /// another's).
+    norm: Vec<f32>,
+}
+
+impl Scan {
+    fn vectors(&self) -> [&Vec<f32>; 6] {
+        [
+            &self.conv,
+            &self.conv_bias,
+            &self.dt_bias,
+            &self.a,
+            &self.d,
+            &self.norm,
+        ]
+    }
 }
 
 /// A SwiGLU (GEGLU) feed-forward, or (Arcee's, StarCoder 2's) one without
@@ -306,11 +341,16 @@ impl Llama {
                 let n = |s: &str| format!("blk.{i}.{s}.weight");
                 let bias = |s: &str, len| optional(&format!("blk.{i}.{s}.bias"), len);
                 let conv = hp.short_conv.as_ref().filter(|_| hp.convolves(i));
+                let scan = hp.ssm.as_ref().filter(|_| hp.scans(i));
                 // Phi-3's fused products, cut into the separate ones (and
-                // LFM2's `in_proj`, as its B, C and x).
+                // LFM2's `in_proj`, as its B, C and x; Mamba-2's `ssm_in`,
+                // as its z, xBC and dt).
                 let [wq, wk, wv] = if conv.is_some() {
                     let bcx = m(&format!("blk.{i}.shortconv.in_proj.weight"), 3 * e, e)?;
                     take(bcx.split_rows(&[e, e, e]))
+                } else if let Some(s) = scan {
+                    let zxdt = m(&n("ssm_in"), s.in_dim(), e)?;
+                    take(zxdt.split_rows(&[s.inner, s.conv_dim(), s.heads]))
                 } else if hp.fused_qkv {
                     let qkv = m(&n("attn_qkv"), qd + 2 * kvd, hp.embd)?;
                     take(qkv.split_rows(&[qd, kvd, kvd]))
@@ -434,9 +474,27 @@ impl Llama {
                     wq,
                     wk,
                     wv,
-                    wo: match conv {
-                        Some(_) => m(&format!("blk.{i}.shortconv.out_proj.weight"), e, e)?,
-                        None => m(&n("attn_output"), hp.embd, qd)?,
+                    wo: match (conv, scan) {
+                        (Some(_), _) => m(&format!("blk.{i}.shortconv.out_proj.weight"), e, e)?,
+                        (_, Some(s)) => m(&n("ssm_out"), e, s.inner)?,
+                        _ => m(&n("attn_output"), hp.embd, qd)?,
+                    },
+                    ssm: match scan {
+                        Some(s) => {
+                            let (cd, h) = (s.conv_dim(), s.heads);
+                            let (dims, groups) = ([s.taps, cd], [s.inner / s.groups, s.groups]);
+                            let name = n("ssm_conv1d");
+                            let at = |t: &str| format!("blk.{i}.{t}");
+                            Some(Scan {
+                                conv: weights::values(&info, bytes, &name, &dims)?,
+                                conv_bias: v(&at("ssm_conv1d.bias"), cd)?,
+                                dt_bias: v(&at("ssm_dt.bias"), h)?,
+                                a: weights::values(&info, bytes, &at("ssm_a"), &[1, h])?,
+                                d: weights::values(&info, bytes, &at("ssm_d"), &[1, h])?,
+                                norm: weights::values(&info, bytes, &n("ssm_norm"), &groups)?,
+                            })
+                        }
+                        None => None,
                     },
                     conv: match conv {
                         Some(c) => {
@@ -624,6 +682,7 @@ impl Model for Llama {
                     .chain([&l.attn_norm, &l.ffn_norm, &l.sinks, &l.router_bias])
                     .chain([&l.shared_gate, &l.expert_bias, &l.conv])
                     .flatten()
+                    .chain(l.ssm.iter().flat_map(Scan::vectors))
                     .chain(l.experts.iter().flat_map(|e| e.biases.iter().flatten()))
                     .chain(l.experts.iter().flat_map(|e| &e.gate_bias))
             })

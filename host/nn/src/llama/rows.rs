@@ -2,6 +2,8 @@
 //! norms, activations, biases, residual adds, rotary embeddings and soft
 //! caps, each as llama.cpp's CPU backend computes it.
 
+use super::Scan;
+use super::hparams::Mamba2;
 use crate::quant::round_f16;
 use crate::simd::{self, wide_fn};
 
@@ -146,9 +148,7 @@ pub(super) fn rope(x: &mut [f32], head_dim: usize, neox: bool, table: &[f32]) {
 /// LFM2's gated short convolution of one session's new rows: `b`, `c`
 /// and `x` its `in_proj` products (rows of `d`, `d = w.len() / taps`),
 /// into `out`: `out = c ⊙ conv(b ⊙ x)`, each channel convolved causally
-/// with its `taps` weights (`w`, the oldest input's first) over `state`
-/// (the last `taps − 1` rows of `b ⊙ x`, oldest first) and the new rows,
-/// which become the state. Summed oldest first, as ggml's `ssm_conv`.
+/// ([`conv_row`]) over `state` (the last `taps − 1` rows of `b ⊙ x`).
 pub(super) fn short_conv(
     state: &mut [f32],
     w: &[f32],
@@ -158,21 +158,94 @@ pub(super) fn short_conv(
 ) {
     let d = w.len() / taps;
     let [b, c, x] = bcx;
-    debug_assert_eq!(state.len(), (taps - 1) * d);
+    let mut bx = vec![0f32; d];
     for (t, o) in out.chunks_exact_mut(d).enumerate() {
-        for (ch, o) in o.iter_mut().enumerate() {
-            let bx = b[t * d + ch] * x[t * d + ch];
-            let w = &w[ch * taps..][..taps];
-            let mut sum = 0f32;
-            for k in 0..taps - 1 {
-                sum += state[k * d + ch] * w[k];
+        let row = t * d..(t + 1) * d;
+        bx.iter_mut()
+            .zip(&b[row.clone()])
+            .zip(&x[row.clone()])
+            .for_each(|((bx, b), x)| *bx = b * x);
+        conv_row(state, w, taps, &bx, o);
+        o.iter_mut().zip(&c[row]).for_each(|(o, c)| *o *= c);
+    }
+}
+
+/// One row through a causal convolution, each channel of `input` with its
+/// own `taps` weights (`w`, a channel's side by side, the oldest input's
+/// first) over `state` (the last `taps − 1` rows, oldest first) and
+/// itself, into `out`; `input` becomes the state's newest row. Summed
+/// oldest first, as ggml's `ssm_conv`.
+fn conv_row(state: &mut [f32], w: &[f32], taps: usize, input: &[f32], out: &mut [f32]) {
+    let d = input.len();
+    debug_assert_eq!(state.len(), (taps - 1) * d);
+    for (ch, o) in out.iter_mut().enumerate() {
+        let w = &w[ch * taps..][..taps];
+        let mut sum = 0f32;
+        for k in 0..taps - 1 {
+            sum += state[k * d + ch] * w[k];
+        }
+        sum += input[ch] * w[taps - 1];
+        for k in 0..taps - 2 {
+            state[k * d + ch] = state[(k + 1) * d + ch];
+        }
+        state[(taps - 2) * d + ch] = input[ch];
+        *o = sum;
+    }
+}
+
+/// A Mamba-2 layer ([`Mamba2`]) of one session's new rows: `z`, `xbc` and
+/// `dt` its `ssm_in` products, into `out` (`inner` a row), over and
+/// updating the session's convolution `conv` (the last `taps − 1` rows of
+/// `xBC`) and `states` (per head, `head_dim × state`), as llama.cpp's
+/// `ssm_conv` and `ssm_scan` compute them (`eps`: the RMSNorm's).
+pub(super) fn mamba2(
+    (conv, states): (&mut [f32], &mut [f32]),
+    (s, m, eps): (&Scan, &Mamba2, f32),
+    [z, xbc, dt]: [&[f32]; 3],
+    out: &mut [f32],
+) {
+    let (cd, inner, n, hd) = (m.conv_dim(), m.inner, m.state, m.head_dim());
+    let per_group = m.heads / m.groups;
+    let mut c = vec![0f32; cd];
+    for (t, y) in out.chunks_exact_mut(inner).enumerate() {
+        conv_row(conv, &s.conv, m.taps, &xbc[t * cd..][..cd], &mut c);
+        for (c, b) in c.iter_mut().zip(&s.conv_bias) {
+            *c += b;
+            *c /= 1.0 + (-*c).exp();
+        }
+        let (x, bc) = c.split_at(inner);
+        let (bs, cs) = bc.split_at(m.groups * n);
+        for (h, y) in y.chunks_exact_mut(hd).enumerate() {
+            let dt = dt[t * m.heads + h] + s.dt_bias[h];
+            // (ggml's softplus, linear past 20.)
+            let dt = if dt <= 20.0 { dt.exp().ln_1p() } else { dt };
+            let decay = (dt * s.a[h]).exp();
+            let g = h / per_group;
+            let (b, c) = (&bs[g * n..][..n], &cs[g * n..][..n]);
+            for (i, y) in y.iter_mut().enumerate() {
+                let x = x[h * hd + i];
+                let x_dt = x * dt;
+                let state = &mut states[(h * hd + i) * n..][..n];
+                let mut sum = 0f32;
+                for ((s, b), c) in state.iter_mut().zip(b).zip(c) {
+                    *s = *s * decay + b * x_dt;
+                    sum += *s * c;
+                }
+                *y = sum + x * s.d[h];
             }
-            sum += bx * w[taps - 1];
-            for k in 0..taps - 2 {
-                state[k * d + ch] = state[(k + 1) * d + ch];
-            }
-            state[(taps - 2) * d + ch] = bx;
-            *o = c[t * d + ch] * sum;
+        }
+        // Gated by silu(z), then normalised a group of channels at a time.
+        let z = &z[t * inner..][..inner];
+        y.iter_mut()
+            .zip(z)
+            .for_each(|(y, z)| *y *= z / (1.0 + (-z).exp()));
+        let gated = y.to_vec();
+        let width = inner / m.groups;
+        for ((y, g), w) in (y.chunks_exact_mut(width))
+            .zip(gated.chunks_exact(width))
+            .zip(s.norm.chunks_exact(width))
+        {
+            rms_norm(g, w, eps, y);
         }
     }
 }

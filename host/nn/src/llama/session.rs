@@ -31,8 +31,12 @@ pub(crate) struct Decoder {
     k: Vec<Vec<u16>>,
     v: Vec<Vec<u16>>,
     /// Per layer that convolves (LFM2's), the last `taps − 1` rows of its
-    /// `b ⊙ x`, oldest first ([`rows::short_conv`]); empty elsewhere.
+    /// `b ⊙ x`, oldest first ([`rows::short_conv`]), or that scans
+    /// (Mamba-2's), of its `xBC` ([`rows::mamba2`]); empty elsewhere.
     conv: Vec<Vec<f32>>,
+    /// Per layer that scans, its heads' states ([`rows::mamba2`]); empty
+    /// elsewhere.
+    ssm: Vec<Vec<f32>>,
     /// The cache and buffers on the GPU, when the model is there (the CPU
     /// caches above stay empty meanwhile).
     device: Option<OnDevice>,
@@ -44,14 +48,23 @@ pub(crate) struct Decoder {
 impl Decoder {
     pub(crate) fn new(w: Arc<Weights>) -> Self {
         let heads = w.hp.layers * w.hp.kv_heads;
-        let conv = (0..w.hp.layers)
-            .map(|l| match &w.hp.short_conv {
-                Some(c) if w.hp.convolves(l) => vec![0.0; (c.taps - 1) * w.hp.embd],
+        let hp = &w.hp;
+        let conv = (0..hp.layers)
+            .map(|l| match (&hp.short_conv, &hp.ssm) {
+                (Some(c), _) if hp.convolves(l) => vec![0.0; (c.taps - 1) * hp.embd],
+                (_, Some(m)) if hp.scans(l) => vec![0.0; (m.taps - 1) * m.conv_dim()],
+                _ => Vec::new(),
+            })
+            .collect();
+        let ssm = (0..hp.layers)
+            .map(|l| match &hp.ssm {
+                Some(m) if hp.scans(l) => vec![0.0; m.inner * m.state],
                 _ => Vec::new(),
             })
             .collect();
         Self {
             conv,
+            ssm,
             device: w.device.as_ref().map(OnDevice::new),
             w,
             past: 0,
@@ -236,8 +249,10 @@ fn forward_with(ds: &mut [&mut Decoder], tokens: &[&[u32]], workers: Workers<'_>
         }
     }
     let mut h = vec![0f32; n * d];
-    // (The attention's output, or a convolution's: LFM2's.)
-    let mut attn = vec![0f32; n * qd.max(d)];
+    // (The attention's output, or a convolution's (LFM2's) or a scan's
+    // (Mamba-2's, `inner` wide).)
+    let inner = hp.ssm.as_ref().map_or(0, |m| m.inner);
+    let mut attn = vec![0f32; n * qd.max(d).max(inner)];
     // Row by row, each row a task on a team.
     let eps = (hp.norm_eps, hp.layer_norm);
     let norm = |x: &[f32], weight: &[f32], h: &mut [f32]| {
@@ -268,12 +283,19 @@ fn forward_with(ds: &mut [&mut Decoder], tokens: &[&[u32]], workers: Workers<'_>
             unreachable!("three products")
         };
         // (LFM2's convolution layers: `b`, `c` and `x` for Q, K and V.)
-        let attended = match (&layer.conv, &hp.short_conv) {
-            (Some(weights), Some(c)) => {
+        // (Mamba-2's: `z`, `xBC` and `dt`.)
+        let attended = match (&layer.conv, &hp.short_conv, &layer.ssm, &hp.ssm) {
+            (Some(weights), Some(c), ..) => {
                 let out = &mut attn[..n * d];
                 let bcx = [&q[..], &k[..], &v[..]];
                 convolve(ds, (tokens, &starts), l, (weights, c.taps), bcx, out);
                 &attn[..n * d]
+            }
+            (.., Some(scan), Some(m)) => {
+                let out = &mut attn[..n * inner];
+                let zxdt = [&q[..], &k[..], &v[..]];
+                scan_layer(ds, (tokens, &starts), l, (scan, m, hp.norm_eps), zxdt, out);
+                &attn[..n * inner]
             }
             _ => {
                 let angles = &angles[usize::from(swa_angles && hp.is_swa(l))];
@@ -433,6 +455,27 @@ fn convolve(
         let span = start * d..(start + toks.len()) * d;
         let bcx = [&b[span.clone()], &c[span.clone()], &x[span.clone()]];
         rows::short_conv(&mut dec.conv[l], weights, taps, bcx, &mut out[span]);
+    }
+}
+
+/// A Mamba-2 layer `l` of every session's new rows, whose `ssm_in`
+/// products are `z`, `xBC` and `dt`, each session's over its own state
+/// ([`rows::mamba2`]), into `out` (`inner` a row).
+fn scan_layer(
+    ds: &mut [&mut Decoder],
+    (tokens, starts): (&[&[u32]], &[usize]),
+    l: usize,
+    (scan, m, eps): (&super::Scan, &super::hparams::Mamba2, f32),
+    [z, xbc, dt]: [&[f32]; 3],
+    out: &mut [f32],
+) {
+    let (inner, cd, h) = (m.inner, m.conv_dim(), m.heads);
+    for ((dec, &start), toks) in ds.iter_mut().zip(starts).zip(tokens) {
+        let rows = start..start + toks.len();
+        let zxdt = [(z, inner), (xbc, cd), (dt, h)].map(|(y, w)| &y[rows.start * w..rows.end * w]);
+        let state = (&mut dec.conv[l][..], &mut dec.ssm[l][..]);
+        let out = &mut out[rows.start * inner..rows.end * inner];
+        rows::mamba2(state, (scan, m, eps), zxdt, out);
     }
 }
 

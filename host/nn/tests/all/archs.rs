@@ -492,6 +492,16 @@ fn apertus_matches_llama_cpp() {
     on_the_cpu("apertus");
 }
 
+/// Granite 4.0-H: Mamba-2 layers beside attention ones, their
+/// convolutions' and states' carried from the prompt's pass to each
+/// token's; two groups of heads sharing `B` and `C` (dense, without a
+/// rotation), and over Granite MoE Shared's mixtures (rotating).
+#[test]
+fn granitehybrid_matches_llama_cpp() {
+    on_the_cpu("granitehybrid");
+    on_the_cpu("granitehybridmoe");
+}
+
 /// The language models of Qwen2.5-VL, Qwen3-VL and Qwen3-VL-MoE: on
 /// text, whose positions are one in every M-RoPE section, they rotate as
 /// Qwen2's and Qwen3's (llama.cpp's multimodal rotation agrees).

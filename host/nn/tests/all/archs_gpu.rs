@@ -51,6 +51,7 @@ fn on_the_gpu_every_family_matches_llama_cpp() {
         "qwen2vl",
         "qwen3vl",
         "apertus",
+        "granitehybrid",
     ]);
 }
 
@@ -91,6 +92,7 @@ fn on_the_gpu_mixtures_of_experts_match_llama_cpp() {
         "deepseek",
         "lfm2moe",
         "qwen3vlmoe",
+        "granitehybridmoe",
     ]);
     let (case, bytes) = tiny("gptoss");
     let model = Engine::default()

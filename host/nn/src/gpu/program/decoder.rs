@@ -28,6 +28,52 @@ pub(crate) enum FfnAct {
     Xielu(Xielu),
 }
 
+/// Mamba-2's selective state spaces (llama.cpp's `build_mamba2_layer`),
+/// in the layers `layers` marks (their `attention.head_count_kv` is 0).
+///
+/// A token's `ssm_in` product gives `z` (`inner` wide), `xBC` (`inner`
+/// then `B` and `C`, `groups · state` each) and `dt` (a value per head).
+/// `xBC` is convolved causally per channel over the last `taps` tokens,
+/// biased and put through SiLU. Each head (`inner / heads` channels of
+/// `x`) keeps a state of `head_dim × state`, decayed by `exp(softplus(dt
+/// + dt_bias) · A)` and fed `B ⊗ x · softplus(…)` every token; its output
+/// is the state times `C`, plus `D · x`, gated by `silu(z)`, normalised
+/// per group of channels (RMS) and put through `ssm_out`. Heads share
+/// their group's `B` and `C` (`heads / groups` heads a group, in order).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Mamba2 {
+    /// `ssm.conv_kernel`: the convolution's taps.
+    pub taps: usize,
+    /// `ssm.inner_size`: the channels of `x` and `z`.
+    pub inner: usize,
+    /// `ssm.state_size`: a channel's state, and `B`'s and `C`'s width.
+    pub state: usize,
+    /// `ssm.time_step_rank`: the heads (one `dt` and `A` each).
+    pub heads: usize,
+    /// `ssm.group_count`: the groups of heads sharing `B` and `C`, and of
+    /// channels normalised together.
+    pub groups: usize,
+    /// Per layer: whether it scans (its `attention.head_count_kv` is 0).
+    pub layers: Vec<bool>,
+}
+
+impl Mamba2 {
+    /// The channels convolved: `x`, then `B` and `C`.
+    pub fn conv_dim(&self) -> usize {
+        self.inner + 2 * self.groups * self.state
+    }
+
+    /// The channels of `x` a head reads.
+    pub fn head_dim(&self) -> usize {
+        self.inner / self.heads
+    }
+
+    /// The rows of `ssm_in`: `z`, `xBC` and `dt`.
+    pub fn in_dim(&self) -> usize {
+        self.inner + self.conv_dim() + self.heads
+    }
+}
+
 /// xIELU's constants as ggml's op takes them (the file's `alpha_n` and
 /// `alpha_p` through softplus, `alpha_n` plus `beta`): `x > 0` gives
 /// `alpha_p x² + beta x`, else `(expm1(min(x, eps)) − x) alpha_n + beta x`.
@@ -295,11 +341,92 @@ impl Program<'_> {
     ) {
         let d = weights.cols() / taps;
         debug_assert_eq!(state.floats(), (taps - 1) * d);
+        // (No bias: the weights bound in its place.)
+        let bindings = vec![whole(bcx), vector(weights), whole(state), whole(out)];
         self.step(
             &self.ops.short_conv,
-            vec![whole(bcx), vector(weights), whole(state), whole(out)],
+            [bindings, vec![vector(weights)]].concat(),
             [d, taps, tokens, row0, 3 * d, 0, 0, 0].map(|x| x as u32),
             groups(d),
+        );
+    }
+
+    /// Mamba-2's convolution of a session's `tokens` rows, rows `row0 ..`
+    /// of its `ssm_in` product `zxdt` (rows of `m.in_dim()`: `z`, `xBC`,
+    /// `dt`), into the same rows of `out` (`m.conv_dim()` each):
+    /// `silu(conv(xBC) + bias)`, each channel convolved with its `taps`
+    /// weights (`weights`, `[conv_dim][taps]`) over `state` (the
+    /// session's last `taps − 1` rows of `xBC`, oldest first), which the
+    /// rows join.
+    pub(crate) fn ssm_conv(
+        &mut self,
+        zxdt: &Buffer,
+        (weights, bias, m, state): (&GpuMatrix, &GpuMatrix, &Mamba2, &Buffer),
+        out: &Buffer,
+        (tokens, row0): (usize, usize),
+    ) {
+        let d = m.conv_dim();
+        debug_assert_eq!(state.floats(), (m.taps - 1) * d);
+        let (stride, col) = (m.in_dim(), m.inner);
+        self.step(
+            &self.ops.short_conv,
+            vec![
+                whole(zxdt),
+                vector(weights),
+                whole(state),
+                whole(out),
+                vector(bias),
+            ],
+            [d, m.taps, tokens, row0, stride, 1, col, 0].map(|x| x as u32),
+            groups(d),
+        );
+    }
+
+    /// Mamba-2's selective scan of a session's `tokens` rows, rows `row0
+    /// ..` of its `ssm_in` product `zxdt` and of their convolution `xbc`
+    /// ([`Program::ssm_conv`]), into the same rows of `out` (`m.inner`
+    /// each): each channel's state (`states`, `[state][inner]`) decayed
+    /// and fed, read through `C`, plus `D x`, gated by `silu(z)`.
+    /// `per_head` holds each head's `dt` bias, then `A`, then `D`.
+    pub(crate) fn ssm_scan(
+        &mut self,
+        (zxdt, xbc): (&Buffer, &Buffer),
+        (per_head, m, states): (&GpuMatrix, &Mamba2, &Buffer),
+        out: &Buffer,
+        (tokens, row0): (usize, usize),
+    ) {
+        debug_assert_eq!(states.floats(), m.inner * m.state);
+        let stride = m.in_dim();
+        self.step(
+            &self.ops.ssm_scan,
+            vec![
+                whole(zxdt),
+                whole(xbc),
+                vector(per_head),
+                whole(states),
+                whole(out),
+            ],
+            [m.inner, m.state, m.heads, m.groups, tokens, row0, stride, 0].map(|x| x as u32),
+            groups(m.inner),
+        );
+    }
+
+    /// `out[r] = rms_norm(x[r])` for `rows` rows of `weight.cols()`
+    /// floats, a group of `weight.cols() / groups` at a time, each group
+    /// by its part of `weight` (Mamba-2's grouped norm).
+    pub(crate) fn group_norm(
+        &mut self,
+        x: &Buffer,
+        rows: usize,
+        (weight, groups, eps): (&GpuMatrix, usize, f32),
+        out: &Buffer,
+    ) {
+        let d = weight.cols() / groups;
+        self.step(
+            &self.ops.rms_norm,
+            vec![whole(x), vector(weight), whole(out)],
+            norm_params((d, 0), eps, (0, 0), (groups, d), 1.0),
+            [(rows * groups) as u32, 1],
         );
     }
 

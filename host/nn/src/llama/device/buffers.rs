@@ -1,6 +1,6 @@
 //! A session's buffers on the device: its KV cache (and LFM2's
-//! convolution state), grown as its positions need, and the activations of
-//! a pass.
+//! convolution state, Mamba-2's convolution and scan states), grown as its
+//! positions need, and the activations of a pass.
 
 use super::mixture::MixtureWork;
 use super::{OnDevice, Work};
@@ -26,23 +26,33 @@ impl OnDevice {
         tokens: usize,
     ) -> Result<(), NnError> {
         let gpu = &self.gpu;
-        if let (true, Some(c)) = (self.conv.is_empty(), &hp.short_conv) {
-            self.conv = (0..hp.layers)
-                .map(|l| {
-                    let floats = (c.taps - 1) * hp.embd;
-                    (hp.convolves(l))
-                        .then(|| gpu.buffer(floats, "weft-nn convolution state"))
-                        .transpose()
+        // (Zeroed, as a session starts.)
+        let state = |floats: Option<usize>, label| -> Result<Vec<Option<Buffer>>, NnError> {
+            (0..hp.layers)
+                .map(|l| match (hp.convolves(l) || hp.scans(l), floats) {
+                    (true, Some(floats)) => gpu.buffer(floats, label).map(Some),
+                    _ => Ok(None),
                 })
-                .collect::<Result<_, _>>()?;
+                .collect()
+        };
+        if self.conv.is_empty() {
+            let conv = match (&hp.short_conv, &hp.ssm) {
+                (Some(c), _) => Some((c.taps - 1) * hp.embd),
+                (_, Some(m)) => Some((m.taps - 1) * m.conv_dim()),
+                _ => None,
+            };
+            let scan = hp.ssm.as_ref().map(|m| m.inner * m.state);
+            self.conv = state(conv, "weft-nn convolution state")?;
+            self.ssm = state(scan, "weft-nn scan state")?;
         }
         if positions > self.capacity {
             let capacity = self.capacity_for(hp, positions);
             let grow = |old: &[Buffer], label| -> Result<Vec<Buffer>, NnError> {
                 (0..hp.layers)
                     .map(|l| {
-                        // (A layer that convolves keeps no keys: a float.)
-                        let kvd = if hp.convolves(l) { 0 } else { hp.kv_dim() };
+                        // (A layer that convolves or scans keeps no keys: a
+                        // float.)
+                        let kvd = if hp.attends(l) { hp.kv_dim() } else { 0 };
                         let b = gpu.buffer((capacity * kvd).max(1), label)?;
                         if let (Some(o), true) = (old.get(l), kvd > 0) {
                             gpu.copy(o, &b, self.capacity * kvd)?;
@@ -97,9 +107,12 @@ impl OnDevice {
                 x: b(n * d)?,
                 h: b(n * d)?,
                 // (LFM2's convolution layers: `in_proj`'s rows of 3 d, and
-                // their outputs, `d`.)
-                qkv: b(n * (qd + 2 * kvd).max(hp.short_conv.as_ref().map_or(0, |_| 3 * d)))?,
-                att: b(n * qd.max(d))?,
+                // their outputs, `d`; Mamba-2's: `ssm_in`'s, and `inner`.)
+                qkv: b(n
+                    * (qd + 2 * kvd)
+                        .max(hp.short_conv.as_ref().map_or(0, |_| 3 * d))
+                        .max(hp.ssm.as_ref().map_or(0, |m| m.in_dim())))?,
+                att: b(n * qd.max(d).max(hp.ssm.as_ref().map_or(0, |m| m.inner)))?,
                 o: b(n * d)?,
                 gu: b(n * 2 * ffn)?,
                 g: b(n * ffn)?,
@@ -111,6 +124,7 @@ impl OnDevice {
                     0 => None,
                     _ => Some(MixtureWork::new(gpu, hp, n)?),
                 },
+                xbc: hp.ssm.as_ref().map(|m| b(n * m.conv_dim())).transpose()?,
             });
         }
         Ok(())

@@ -28,7 +28,9 @@
 /// SwiGLU, (OLMo 1) LayerNorms without weights and clamped Q/K/V, and
 /// (LFM2, LFM2-MoE) gated short convolutions in place of some layers'
 /// attention and (LFM2-MoE) sigmoid routing, (Apertus) xIELU, and the
-/// language models of Qwen2.5-VL and Qwen3-VL, on text.
+/// language models of Qwen2.5-VL and Qwen3-VL, on text, and (Granite
+/// 4.0-H) Mamba-2 layers beside attention ones under Granite's
+/// multipliers.
 pub const ARCHITECTURES: &[&str] = &[
     "llama",
     "mistral",
@@ -73,4 +75,5 @@ pub const ARCHITECTURES: &[&str] = &[
     "qwen3vl",
     "qwen3vlmoe",
     "apertus",
+    "granitehybrid",
 ];

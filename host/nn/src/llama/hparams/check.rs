@@ -174,9 +174,9 @@ pub(crate) fn check(info: &GgufInfo) -> Result<HParams, NnError> {
             ("attn_k_norm", vec![k_norm], qk_norms),
             ("ffn_norm", vec![e], true),
         ]) {
-            // (LFM2's convolution layers: no attention, their products below.)
-            let convolves = hp.convolves(i);
-            if convolves && name.starts_with("attn_") && name != "attn_norm" {
+            // (LFM2's convolution layers and Granite 4.0-H's Mamba-2 ones:
+            // no attention, their products below.)
+            if !hp.attends(i) && name.starts_with("attn_") && name != "attn_norm" {
                 continue;
             }
             // Phi-2's and StableLM 2 12B's feed-forward reads the
@@ -238,6 +238,25 @@ pub(crate) fn check(info: &GgufInfo) -> Result<HParams, NnError> {
                     true,
                 ),
             ]);
+        }
+        // (Granite 4.0-H's, each required as llama.cpp requires it; the
+        // convolution's taps of a channel side by side, the norm's weights
+        // a row per group.)
+        if let Some(m) = hp.ssm.as_ref().filter(|_| hp.scans(i)) {
+            let (cd, h) = (m.conv_dim(), m.heads);
+            want.extend(
+                [
+                    ("ssm_in.weight", vec![e, m.in_dim()]),
+                    ("ssm_conv1d.weight", vec![m.taps, cd]),
+                    ("ssm_conv1d.bias", vec![cd]),
+                    ("ssm_dt.bias", vec![h]),
+                    ("ssm_a", vec![1, h]),
+                    ("ssm_d", vec![1, h]),
+                    ("ssm_norm.weight", vec![m.inner / m.groups, m.groups]),
+                    ("ssm_out.weight", vec![m.inner, e]),
+                ]
+                .map(|(name, dims)| (format!("blk.{i}.{name}"), dims, true)),
+            );
         }
         // (A fused Q/K/V's bias, optional as its parts' are, but GPT-2's,
         // StarCoder's and GPT-NeoX's, which llama.cpp requires.)

@@ -1,5 +1,6 @@
-//! LFM2's hybrid layout from its GGUF metadata: which layers convolve
-//! instead of attending, and how far back their convolutions look.
+//! The hybrids' layouts from their GGUF metadata: which layers convolve
+//! (LFM2's) or scan (Granite 4.0-H's Mamba-2 layers, [`super::ssm`])
+//! instead of attending, and how far back LFM2's convolutions look.
 
 use super::HParams;
 use crate::gguf::Value;
@@ -21,6 +22,12 @@ pub(crate) struct ShortConv {
 /// Whether `arch` is LFM2's hybrid (dense, or LFM2-MoE).
 pub(super) fn hybrid(arch: &str) -> bool {
     matches!(arch, "lfm2" | "lfm2moe")
+}
+
+/// Whether `arch`'s files give a KV head count per layer, 0 for a layer
+/// that does not attend: LFM2's and Granite 4.0-H's.
+fn layered(arch: &str) -> bool {
+    hybrid(arch) || arch == "granitehybrid"
 }
 
 /// Whether a mixture's router picks and weights experts by the sigmoid of
@@ -47,20 +54,21 @@ pub(super) fn sigmoid_router(arch: &str, info: &GgufInfo) -> Result<bool, NnErro
 }
 
 /// The KV heads of the layers that attend (`attention.head_count_kv`,
-/// `heads` without it), and for `lfm2` its convolutions ([`ShortConv`]):
-/// LFM2 gives a count per layer, 0 for a layer that convolves. A list
-/// elsewhere, counts that differ between attention layers, or a file
-/// whose every layer convolves are refused, naming the key.
+/// `heads` without it), and per layer whether it does not ([`layered`]
+/// files give a count per layer, 0 for a layer that convolves or scans;
+/// empty: every layer attends). A list elsewhere, counts that differ
+/// between attention layers, or a file none of whose layers attends are
+/// refused, naming the key.
 pub(super) fn kv_heads(
     arch: &str,
     info: &GgufInfo,
     heads: usize,
-) -> Result<(usize, Option<ShortConv>), NnError> {
+) -> Result<(usize, Vec<bool>), NnError> {
     let bad = |kind, m: String| NnError::new(kind, m);
     let key = format!("{arch}.attention.head_count_kv");
     let counts: Vec<usize> = match info.get(&key) {
         Some(Value::Array(items)) => {
-            if !hybrid(arch) {
+            if !layered(arch) {
                 return Err(bad(
                     NnErrorKind::UnsupportedOperation,
                     format!(
@@ -93,8 +101,8 @@ pub(super) fn kv_heads(
         None => vec![heads],
     };
     let kv = counts.iter().copied().find(|&c| c > 0).unwrap_or(0);
-    if !hybrid(arch) {
-        return Ok((kv, None));
+    if !layered(arch) {
+        return Ok((kv, Vec::new()));
     }
     // (llama.cpp windows every attention layer of a file that gives one.)
     let window_key = format!("{arch}.attention.sliding_window");
@@ -106,15 +114,17 @@ pub(super) fn kv_heads(
         return Err(bad(
             NnErrorKind::UnsupportedOperation,
             format!(
-                "`{window_key}` is {w}: weft-nn runs LFM2 files whose attention layers \
-                 see every position"
+                "`{window_key}` is {w}: weft-nn runs `{arch}` files whose attention \
+                 layers see every position"
             ),
         ));
     }
     if kv == 0 {
         return Err(bad(
             NnErrorKind::UnsupportedOperation,
-            format!("`{key}` is 0 for every layer: weft-nn runs LFM2 files with attention layers"),
+            format!(
+                "`{key}` is 0 for every layer: weft-nn runs `{arch}` files with attention layers"
+            ),
         ));
     }
     if let Some(other) = counts.iter().find(|&&c| c != 0 && c != kv) {
@@ -124,24 +134,6 @@ pub(super) fn kv_heads(
                 "`{key}` gives attention layers {kv} and {other} KV heads: weft-nn runs \
                  files whose attention layers have one count"
             ),
-        ));
-    }
-    let taps_key = format!("{arch}.shortconv.l_cache");
-    let taps = info
-        .get(&taps_key)
-        .and_then(Value::as_int)
-        .and_then(|v| usize::try_from(v).ok())
-        .ok_or_else(|| {
-            bad(
-                NnErrorKind::InvalidEncoding,
-                format!("GGUF metadata `{taps_key}` is missing or not an integer"),
-            )
-        })?;
-    // (llama.cpp requires more than one: the state is the taps but one.)
-    if taps < 2 {
-        return Err(bad(
-            NnErrorKind::InvalidEncoding,
-            format!("`{taps_key}` is {taps}: a convolution needs 2 taps or more"),
         ));
     }
     // (A single count: every layer attends, as llama.cpp reads it.)
@@ -160,7 +152,42 @@ pub(super) fn kv_heads(
             counts.iter().map(|&c| c == 0).collect()
         }
     };
-    Ok((kv, Some(ShortConv { taps, layers })))
+    Ok((kv, layers))
+}
+
+/// LFM2's convolutions ([`ShortConv`]) in the `layers` that do not attend
+/// ([`kv_heads`]); none for other architectures.
+pub(super) fn short_conv(
+    arch: &str,
+    info: &GgufInfo,
+    layers: &[bool],
+) -> Result<Option<ShortConv>, NnError> {
+    if !hybrid(arch) {
+        return Ok(None);
+    }
+    let bad = |kind, m: String| NnError::new(kind, m);
+    let taps_key = format!("{arch}.shortconv.l_cache");
+    let taps = info
+        .get(&taps_key)
+        .and_then(Value::as_int)
+        .and_then(|v| usize::try_from(v).ok())
+        .ok_or_else(|| {
+            bad(
+                NnErrorKind::InvalidEncoding,
+                format!("GGUF metadata `{taps_key}` is missing or not an integer"),
+            )
+        })?;
+    // (llama.cpp requires more than one: the state is the taps but one.)
+    if taps < 2 {
+        return Err(bad(
+            NnErrorKind::InvalidEncoding,
+            format!("`{taps_key}` is {taps}: a convolution needs 2 taps or more"),
+        ));
+    }
+    Ok(Some(ShortConv {
+        taps,
+        layers: layers.to_vec(),
+    }))
 }
 
 impl HParams {

@@ -83,9 +83,8 @@ pub(super) fn experts(
     let dense = || width(int("feed_forward_length")?, "feed_forward_length");
     let count = match arch {
         "llama" | "mistral" | "mistral3" | "qwen2moe" | "qwen3moe" | "qwen3vlmoe" | "granite"
-        | "granitemoe" | "ernie4_5-moe" | "olmoe" | "deepseek" | "gpt-oss" | "lfm2moe" => {
-            int("expert_count").unwrap_or(0)
-        }
+        | "granitemoe" | "granitehybrid" | "ernie4_5-moe" | "olmoe" | "deepseek" | "gpt-oss"
+        | "lfm2moe" => int("expert_count").unwrap_or(0),
         _ => 0,
     };
     let qwen = matches!(arch, "qwen2moe" | "qwen3moe" | "qwen3vlmoe");
@@ -111,7 +110,7 @@ pub(super) fn experts(
     // (0 as absent, as llama.cpp reads it.)
     let own = match arch {
         // (OLMoE's experts are `feed_forward_length` wide.)
-        "granite" | "granitemoe" | "olmoe" => None,
+        "granite" | "granitemoe" | "granitehybrid" | "olmoe" => None,
         _ => int("expert_feed_forward_length").ok().filter(|&w| w > 0),
     };
     let each = match own {
@@ -232,7 +231,9 @@ pub(super) fn shared_width(
                 w => w,
             },
         },
-        "granite" | "granitemoe" | "ernie4_5-moe" if experts > 0 => own.unwrap_or(0),
+        "granite" | "granitemoe" | "granitehybrid" | "ernie4_5-moe" if experts > 0 => {
+            own.unwrap_or(0)
+        }
         // (Required, as llama.cpp requires it.)
         "deepseek" => int("expert_shared_count")? * each,
         _ => 0,

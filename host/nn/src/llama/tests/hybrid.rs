@@ -1,7 +1,8 @@
-//! LFM2's hybrid of short convolutions and attention: its keys and
-//! tensors read and refused as llama.cpp's loader reads them, and each
-//! session's convolution state carried from call to call, through joined
-//! passes and on the GPU, as its KV cache is.
+//! The hybrids: LFM2's short convolutions and Granite 4.0-H's Mamba-2
+//! layers beside attention ones. Their keys and tensors read and refused
+//! as llama.cpp's loader reads them, and each session's convolution (and
+//! scan) state carried from call to call, through joined passes and on the
+//! GPU, as its KV cache is.
 
 use super::families::{refused_with_copy, refused_without, with_key};
 use super::*;
@@ -104,14 +105,20 @@ fn lfm2_metadata_that_does_not_fit_is_refused() {
     }
 }
 
-/// Each session's convolution state is its own and carried from call to
-/// call, on the CPU and on the GPU: a prompt fed in pieces gives the
-/// logits it gives in one call, and three sessions joined in one pass
-/// (their prompts, then a token each) get what each gets alone.
+/// Each session's convolution (and scan) state is its own and carried
+/// from call to call, on the CPU and on the GPU: a prompt fed in pieces
+/// gives the logits it gives in one call, and three sessions joined in
+/// one pass (their prompts, then a token each) get what each gets alone.
 #[test]
-fn lfm2_sessions_carry_their_own_convolution_state() {
+fn hybrid_sessions_carry_their_own_convolution_and_scan_state() {
     let _device = on_the_device();
-    let bytes = lfm2();
+    for file in ["tiny-lfm2.gguf", "tiny-granitehybrid.gguf"] {
+        sessions_carry_their_own_state(&model_file(file));
+    }
+}
+
+fn sessions_carry_their_own_state(bytes: &[u8]) {
+    let bytes = bytes.to_vec();
     let cpu = Llama::load(&bytes).unwrap();
     let gpu = Llama::load_for(&bytes, Some(Ok(crate::gpu::tests::gpu()))).unwrap();
     let named = |ids: &[i64]| {
@@ -198,17 +205,23 @@ fn lfm2moe_is_read_as_llama_cpp_reads_it() {
     );
 }
 
-/// On the GPU, an LFM2 prompt run in passes of 2 tokens while its cache
-/// grows from 4 positions (the convolution layers' caches a float each,
-/// their state carried from pass to pass) gives the logits of the CPU
-/// path; after a failed pass the session carries on on the CPU, its
-/// convolutions' state rebuilt from the tokens seen, as the CPU path's.
+/// On the GPU, an LFM2 or Granite 4.0-H prompt run in passes of 2 tokens
+/// while its cache grows from 4 positions (the convolution and scan
+/// layers' caches a float each, their state carried from pass to pass)
+/// gives the logits of the CPU path; after a failed pass the session
+/// carries on on the CPU, its state rebuilt from the tokens seen, as the
+/// CPU path's.
 #[test]
-fn on_the_gpu_lfm2_passes_a_growing_cache_and_a_failure_change_nothing() {
+fn on_the_gpu_hybrid_passes_a_growing_cache_and_a_failure_change_nothing() {
     let _device = on_the_device();
-    let bytes = lfm2();
-    let gpu = Llama::load_for(&bytes, Some(Ok(crate::gpu::tests::gpu()))).unwrap();
-    let cpu = Llama::load(&bytes).unwrap();
+    for file in ["tiny-lfm2.gguf", "tiny-granitehybrid.gguf"] {
+        passes_and_a_failure_change_nothing(&model_file(file));
+    }
+}
+
+fn passes_and_a_failure_change_nothing(bytes: &[u8]) {
+    let gpu = Llama::load_for(bytes, Some(Ok(crate::gpu::tests::gpu()))).unwrap();
+    let cpu = Llama::load(bytes).unwrap();
     let mut on = session::Decoder::new(gpu.weights.clone());
     on.on_device().expect("loaded for the GPU").shrink(2, 4);
     let mut off = session::Decoder::new(cpu.weights.clone());
@@ -226,5 +239,104 @@ fn on_the_gpu_lfm2_passes_a_growing_cache_and_a_failure_change_nothing() {
         assert!(worst(&a, &c) <= 1e-3, "step {step}: {}", worst(&a, &c));
         assert_eq!(argmax(&a), argmax(&c), "step {step}");
         assert_eq!(on.on_gpu(), step < 2, "step {step}");
+    }
+}
+
+/// Granite 4.0-H's keys, as llama.cpp's loader reads them: the layers
+/// whose KV head count is 0 scan, with the file's `ssm.*` shape; the
+/// others attend, rotating only where `rope.scaling.finetuned` is not
+/// false; Granite's multipliers. A Mamba-2 layer's tensors are required,
+/// in their shapes, and an attention tensor there is another model's.
+#[test]
+fn granitehybrid_is_read_as_llama_cpp_reads_it() {
+    let info = crate::gguf::inspect(&model_file("tiny-granitehybrid.gguf")).unwrap();
+    let hp = check(&info).unwrap();
+    let scans = [true, true, false, true];
+    let m = hp.ssm.clone().expect("Mamba-2 layers");
+    let shape = (m.taps, m.inner, m.state, m.heads, m.groups);
+    assert_eq!(shape, (4, 128, 16, 8, 2));
+    assert_eq!((m.conv_dim(), m.head_dim(), m.in_dim()), (192, 16, 328));
+    assert!((0..4).map(|l| hp.scans(l)).eq(scans));
+    assert!((0..4).map(|l| hp.attends(l)).eq(scans.map(|s| !s)));
+    assert!(!hp.ropes(2) && hp.short_conv.is_none());
+    assert_eq!((hp.embd_scale, hp.residual_scale), (12.0, 0.22));
+    assert_eq!((hp.logit_scale, hp.attn_scale), (1.0 / 8.0, 0.0078125));
+    let w = Llama::read(&model_file("tiny-granitehybrid.gguf")).unwrap();
+    assert!(w.layers.iter().map(|l| l.ssm.is_some()).eq(scans));
+    for name in [
+        "blk.0.ssm_in.weight",
+        "blk.0.ssm_conv1d.weight",
+        "blk.1.ssm_conv1d.bias",
+        "blk.1.ssm_dt.bias",
+        "blk.3.ssm_a",
+        "blk.3.ssm_d",
+        "blk.3.ssm_norm.weight",
+        "blk.0.ssm_out.weight",
+        "blk.2.attn_q.weight",
+    ] {
+        let err = refused_without(&info, name);
+        assert!(err.contains(&format!("`{name}` is missing")), "{err}");
+    }
+    for (from, to) in [
+        ("blk.2.attn_q.weight", "blk.0.attn_q.weight"),
+        ("blk.0.ssm_a", "blk.2.ssm_a"),
+    ] {
+        let err = refused_with_copy(&info, from, to, None);
+        assert!(err.contains(&format!("`{to}` is not one")), "{err}");
+    }
+    let mut wrong_norm = info.clone();
+    (wrong_norm.tensors.iter_mut())
+        .filter(|t| t.name == "blk.0.ssm_norm.weight")
+        .for_each(|t| t.dims = vec![128, 1]);
+    let err = check(&wrong_norm).unwrap_err().to_string();
+    assert!(
+        err.contains("has shape [128, 1], expected [64, 2]"),
+        "{err}"
+    );
+    // The MoE file rotates (no switch) and mixes.
+    let moe = crate::gguf::inspect(&model_file("tiny-granitehybridmoe.gguf")).unwrap();
+    let hp = check(&moe).unwrap();
+    assert!(hp.ropes(1) && hp.is_moe(0) && hp.scans(0) && !hp.scans(1));
+    assert_eq!((hp.experts, hp.experts_used, hp.shared_ffn), (4, 2, 48));
+}
+
+/// Granite 4.0-H metadata weft-nn cannot run is refused, naming the key:
+/// each `ssm.*` key missing or 0, channels that do not divide into the
+/// heads, heads that do not divide into the groups, a convolution of one
+/// tap, and no attention layer.
+#[test]
+fn granitehybrid_metadata_that_does_not_fit_is_refused() {
+    let info = crate::gguf::inspect(&model_file("tiny-granitehybrid.gguf")).unwrap();
+    let key = |k: &str| format!("granitehybrid.ssm.{k}");
+    for k in [
+        "conv_kernel",
+        "inner_size",
+        "state_size",
+        "time_step_rank",
+        "group_count",
+    ] {
+        let mut without = info.clone();
+        without.metadata.retain(|(name, _)| *name != key(k));
+        for info in [without, with_key(&info, &key(k), Int(0))] {
+            let err = check(&info).unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("`{}` is missing, 0", key(k))),
+                "{err}"
+            );
+        }
+    }
+    let counts = |c: &[i64]| Array(c.iter().map(|&c| Int(c)).collect());
+    let kv = "granitehybrid.attention.head_count_kv";
+    for (info, want) in [
+        (
+            with_key(&info, &key("time_step_rank"), Int(7)),
+            "must divide",
+        ),
+        (with_key(&info, &key("group_count"), Int(3)), "must divide"),
+        (with_key(&info, &key("conv_kernel"), Int(1)), "needs 2 taps"),
+        (with_key(&info, kv, counts(&[0; 4])), "is 0 for every layer"),
+    ] {
+        let err = check(&info).unwrap_err().to_string();
+        assert!(err.contains(want), "{err}");
     }
 }
