@@ -1,0 +1,289 @@
+//! Reading a decoder's weights from its GGUF bytes ([`Llama::read`]).
+
+use super::hparams::LONGROPE_SHORT;
+use super::weights::{self, QMatrix};
+use super::{Expert, Layer, Llama, Scan, Weights, check};
+use crate::NnError;
+
+impl Llama {
+    /// The weights of the GGUF `bytes`, checked ([`check`]) and read for
+    /// the CPU (quantised products packed).
+    pub(super) fn read(bytes: &[u8]) -> Result<Weights, NnError> {
+        let info = crate::gguf::inspect(bytes)?;
+        let hp = check(&info)?;
+        let m = |name: &str, rows: usize, cols: usize| {
+            QMatrix::from_gguf(&info, bytes, name, rows, cols)
+        };
+        let v = |name: &str, len: usize| weights::vector(&info, bytes, name, len);
+        let optional = |name: &str, len: usize| match info.tensor(name) {
+            Some(_) => v(name, len).map(Some),
+            None => Ok(None),
+        };
+        let (qd, kvd) = (hp.q_dim(), hp.kv_dim());
+        let (q_norm, k_norm) = hp.qk_norm_widths();
+        let (e, s) = (hp.embd, hp.shared_ffn);
+        // A norm's weight, and a LayerNorm's bias after it (StarCoder 2;
+        // zeros for Command R's, which have none; ones and zeros for OLMo
+        // 1's, which have neither).
+        let norm = |name: &str| -> Result<Vec<f32>, NnError> {
+            let mut weight = match hp.norm_weights {
+                true => v(&format!("{name}.weight"), hp.embd)?,
+                false => vec![1.0; hp.embd],
+            };
+            match (hp.layer_norm, hp.norm_bias) {
+                (true, true) => weight.extend(v(&format!("{name}.bias"), hp.embd)?),
+                (true, false) => weight.resize(2 * hp.embd, 0.0),
+                (false, _) => {}
+            }
+            Ok(weight)
+        };
+        // Required but in OLMo 2 and EXAONE 4, which have none.
+        let pre_norm = |name: &str| match hp.pre_norms {
+            true => norm(name).map(Some),
+            false => Ok(None),
+        };
+        let layers = (0..hp.layers)
+            .map(|i| {
+                let n = |s: &str| format!("blk.{i}.{s}.weight");
+                let bias = |s: &str, len| optional(&format!("blk.{i}.{s}.bias"), len);
+                let conv = hp.short_conv.as_ref().filter(|_| hp.convolves(i));
+                let scan = hp.ssm.as_ref().filter(|_| hp.scans(i));
+                // Phi-3's fused products, cut into the separate ones (and
+                // LFM2's `in_proj`, as its B, C and x; Mamba-2's `ssm_in`,
+                // as its z, xBC and dt).
+                let [wq, wk, wv] = if conv.is_some() {
+                    let bcx = m(&format!("blk.{i}.shortconv.in_proj.weight"), 3 * e, e)?;
+                    take(bcx.split_rows(&[e, e, e]))
+                } else if let Some(s) = scan {
+                    let zxdt = m(&n("ssm_in"), s.in_dim(), e)?;
+                    take(zxdt.split_rows(&[s.inner, s.conv_dim(), s.heads]))
+                } else if hp.fused_qkv {
+                    let qkv = m(&n("attn_qkv"), qd + 2 * kvd, hp.embd)?;
+                    take(qkv.split_rows(&[qd, kvd, kvd]))
+                } else {
+                    [
+                        m(&n("attn_q"), qd, hp.embd)?,
+                        m(&n("attn_k"), kvd, hp.embd)?,
+                        m(&n("attn_v"), kvd, hp.embd)?,
+                    ]
+                };
+                // A fused product's bias (Phi-2's), cut as the product is;
+                // else each part's own.
+                let [bq, bk, bv] = match bias("attn_qkv", qd + 2 * kvd)? {
+                    Some(b) if hp.fused_qkv => {
+                        let (q, kv) = b.split_at(qd);
+                        let (k, v) = kv.split_at(kvd);
+                        [q, k, v].map(|b| Some(b.to_vec()))
+                    }
+                    _ => [
+                        bias("attn_q", qd)?,
+                        bias("attn_k", kvd)?,
+                        bias("attn_v", kvd)?,
+                    ],
+                };
+                let moe = hp.is_moe(i);
+                let (experts, router) = if moe {
+                    let shape = |rows, cols| [hp.experts, rows, cols];
+                    let all = |s: &str, [rows, cols]: [usize; 2]| {
+                        QMatrix::experts_from_gguf(&info, bytes, &n(s), shape(rows, cols))
+                    };
+                    let gates = all("ffn_gate_exps", [hp.ffn, hp.embd])?;
+                    let ups = all("ffn_up_exps", [hp.ffn, hp.embd])?;
+                    let downs = all("ffn_down_exps", [hp.embd, hp.ffn])?;
+                    // gpt-oss's biases: a row per expert.
+                    let rows = |s: &str, len: usize| match hp.gpt_oss {
+                        true => {
+                            let name = format!("blk.{i}.{s}.bias");
+                            weights::values(&info, bytes, &name, &[len, hp.experts]).map(Some)
+                        }
+                        false => Ok(None),
+                    };
+                    let (f, d) = (hp.ffn, hp.embd);
+                    let [gate_b, up_b, down_b] = [
+                        ("ffn_gate_exps", f),
+                        ("ffn_up_exps", f),
+                        ("ffn_down_exps", d),
+                    ]
+                    .map(|(s, len)| rows(s, len));
+                    let (gate_b, up_b, down_b) = (gate_b?, up_b?, down_b?);
+                    let row = |b: &Option<Vec<f32>>, x: usize, len: usize| {
+                        b.as_ref().map(|b| b[x * len..][..len].to_vec())
+                    };
+                    let experts = (gates.into_iter().zip(ups).zip(downs))
+                        .enumerate()
+                        .map(|(x, ((gate, up), down))| Expert {
+                            gate: Some(gate),
+                            up,
+                            down,
+                            biases: row(&up_b, x, f)
+                                .zip(row(&down_b, x, d))
+                                .map(|(u, d)| [u, d]),
+                            gate_bias: row(&gate_b, x, f),
+                        })
+                        .collect();
+                    let router = m(&n("ffn_gate_inp"), hp.experts, hp.embd)?;
+                    (experts, Some(router))
+                } else {
+                    let f = hp.dense_ffn;
+                    let (gate, up) = if hp.fused_gate_up {
+                        let gate_up = m(&n("ffn_up"), 2 * f, hp.embd)?;
+                        let [gate, up] = take(gate_up.split_rows(&[f, f]));
+                        (Some(gate), up)
+                    } else if !hp.gated {
+                        (None, m(&n("ffn_up"), f, hp.embd)?)
+                    } else {
+                        (
+                            Some(m(&n("ffn_gate"), f, hp.embd)?),
+                            m(&n("ffn_up"), f, hp.embd)?,
+                        )
+                    };
+                    let down = m(&n("ffn_down"), hp.embd, f)?;
+                    // (Required where `ffn_biases` and refused where neither
+                    // that nor Nemotron's, by the check, as llama.cpp does;
+                    // Nemotron's may have one alone, zeros for the other.)
+                    let biases = match (bias("ffn_up", f)?, bias("ffn_down", hp.embd)?) {
+                        (None, None) => None,
+                        (up, down) => Some([
+                            up.unwrap_or_else(|| vec![0.0; f]),
+                            down.unwrap_or_else(|| vec![0.0; hp.embd]),
+                        ]),
+                    };
+                    let dense = Expert {
+                        gate,
+                        up,
+                        down,
+                        biases,
+                        gate_bias: None,
+                    };
+                    (vec![dense], None)
+                };
+                // Falcon 40B's attention reads `attn_norm_2`, and its
+                // feed-forward `attn_norm`, in parallel.
+                let (attn_norm, ffn_norm) = match info.tensor(&n("attn_norm_2")) {
+                    Some(_) => (
+                        pre_norm(&format!("blk.{i}.attn_norm_2"))?,
+                        pre_norm(&format!("blk.{i}.attn_norm"))?,
+                    ),
+                    None => (
+                        pre_norm(&format!("blk.{i}.attn_norm"))?,
+                        match info.tensor(&n("ffn_norm")) {
+                            // (gpt-oss's, under another name.)
+                            None if hp.gpt_oss => Some(v(&n("post_attention_norm"), hp.embd)?),
+                            // (Phi-2's feed-forward reads the attention's norm.)
+                            None if hp.parallel => None,
+                            _ => pre_norm(&format!("blk.{i}.ffn_norm"))?,
+                        },
+                    ),
+                };
+                Ok(Layer {
+                    attn_norm,
+                    wq,
+                    wk,
+                    wv,
+                    wo: match (conv, scan) {
+                        (Some(_), _) => m(&format!("blk.{i}.shortconv.out_proj.weight"), e, e)?,
+                        (_, Some(s)) => m(&n("ssm_out"), e, s.inner)?,
+                        _ => m(&n("attn_output"), hp.embd, qd)?,
+                    },
+                    ssm: match scan {
+                        Some(s) => {
+                            let (cd, h) = (s.conv_dim(), s.heads);
+                            let (dims, groups) = ([s.taps, cd], [s.inner / s.groups, s.groups]);
+                            let name = n("ssm_conv1d");
+                            let at = |t: &str| format!("blk.{i}.{t}");
+                            Some(Scan {
+                                conv: weights::values(&info, bytes, &name, &dims)?,
+                                conv_bias: v(&at("ssm_conv1d.bias"), cd)?,
+                                dt_bias: v(&at("ssm_dt.bias"), h)?,
+                                a: weights::values(&info, bytes, &at("ssm_a"), &[1, h])?,
+                                d: weights::values(&info, bytes, &at("ssm_d"), &[1, h])?,
+                                norm: weights::values(&info, bytes, &n("ssm_norm"), &groups)?,
+                            })
+                        }
+                        None => None,
+                    },
+                    conv: match conv {
+                        Some(c) => {
+                            let name = format!("blk.{i}.shortconv.conv.weight");
+                            Some(weights::values(&info, bytes, &name, &[c.taps, e])?)
+                        }
+                        None => None,
+                    },
+                    bq,
+                    bk,
+                    bv,
+                    bo: bias("attn_output", hp.embd)?,
+                    q_norm: optional(&n("attn_q_norm"), q_norm)?,
+                    k_norm: optional(&n("attn_k_norm"), k_norm)?,
+                    ffn_norm,
+                    post_attn_norm: match hp.gpt_oss {
+                        true => None,
+                        false => optional(&n("post_attention_norm"), hp.embd)?,
+                    },
+                    post_ffn_norm: optional(&n("post_ffw_norm"), hp.embd)?,
+                    shared_gate: match hp.shared_gate && moe {
+                        true => Some(v(&n("ffn_gate_inp_shexp"), e)?),
+                        false => None,
+                    },
+                    expert_bias: match moe {
+                        true => optional(&format!("blk.{i}.exp_probs_b.bias"), hp.experts)?,
+                        false => None,
+                    },
+                    shared: match moe && s > 0 {
+                        true => Some(Expert {
+                            gate: Some(m(&n("ffn_gate_shexp"), s, e)?),
+                            up: m(&n("ffn_up_shexp"), s, e)?,
+                            down: m(&n("ffn_down_shexp"), e, s)?,
+                            biases: None,
+                            gate_bias: None,
+                        }),
+                        false => None,
+                    },
+                    sinks: match hp.gpt_oss {
+                        true => Some(v(&n("attn_sinks"), hp.heads)?),
+                        false => None,
+                    },
+                    router_bias: match hp.gpt_oss && moe {
+                        true => Some(v(&format!("blk.{i}.ffn_gate_inp.bias"), hp.experts)?),
+                        false => None,
+                    },
+                    experts,
+                    router,
+                })
+            })
+            .collect::<Result<Vec<_>, NnError>>()?;
+        let output = match info.tensor("output.weight") {
+            Some(_) => Some(m("output.weight", hp.vocab, hp.embd)?),
+            None => None,
+        };
+        let mut weights = Weights {
+            tok_embd: m("token_embd.weight", hp.vocab, hp.embd)?,
+            output_norm: norm(hp.output_norm_name())?,
+            output_bias: match hp.output_bias {
+                true => Some(v("output.bias", hp.vocab)?),
+                false => None,
+            },
+            positions: match hp.positions {
+                true => Some(m("position_embd.weight", hp.context, hp.embd)?),
+                false => None,
+            },
+            // Llama 3's frequencies; else a LongRoPE file's short factors
+            // (it runs its original window: `HParams::context`).
+            rope_freqs: match optional("rope_freqs.weight", hp.rope_dims / 2)? {
+                Some(freqs) => Some(freqs),
+                None => optional(LONGROPE_SHORT, hp.rope_dims / 2)?,
+            },
+            layers,
+            output,
+            hp,
+            device: None,
+        };
+        weights.products_mut().for_each(QMatrix::pack);
+        Ok(weights)
+    }
+}
+
+/// The `N` matrices of a split, as an array.
+fn take<const N: usize>(parts: Vec<QMatrix>) -> [QMatrix; N] {
+    parts.try_into().expect("split into N")
+}
