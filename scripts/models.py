@@ -1098,10 +1098,20 @@ ARCHS = {
         "ssm.time_step_rank": 4, "ssm.group_count": 1},
         "Granite 4.0-H MoE: Mamba-2 layers (scan, attn, scan, scan), 4 experts, 2 a "
         "token, a shared expert, rotating attention"),
+    # Nemotron-H (Nemotron-H 8B, Nemotron Nano 9B/12B v2): blocks of one kind
+    # each, NEMOTRON_BLOCKS: Mamba-2 (M), attention without a rotation (*) and
+    # squared-ReLU feed-forwards without a gate (-), each under its own norm.
+    "nemotronh": ("nemotron_h", "llama-bpe", {
+        "block_count": 8, "ssm.conv_kernel": 4, "ssm.inner_size": 128, "ssm.state_size": 16,
+        "ssm.time_step_rank": 8, "ssm.group_count": 2},
+        "Nemotron-H: Mamba-2, attention and feed-forward blocks (M-*M-MM-), two groups "
+        "of heads, no rotation, squared-ReLU feed-forwards"),
 }
 # The Granite 4.0-H files' layers with attention (the others scan), as their
 # head counts say.
 MAMBA_ATTENTION = {"granitehybrid": (2,), "granitehybridmoe": (1,)}
+# The Nemotron-H file's blocks: M Mamba-2, * attention, - feed-forward.
+NEMOTRON_BLOCKS = {"nemotronh": "M-*M-MM-"}
 # Apertus's xIELU constants as its files hold them (before softplus), a value
 # per layer of the tiny model: alpha_n, alpha_p, beta, eps.
 APERTUS_XIELU = {"alpha_n": [0.2, 0.9], "alpha_p": [0.3, -0.4], "beta": [0.5, 0.3],
@@ -1357,8 +1367,16 @@ def task_archs(dest: Path) -> None:
                     w.add_array(f"{arch}.{key}",
                                 [kvh if i in MAMBA_ATTENTION[name] else 0 for i in range(layers)])
                     continue
+                if name in NEMOTRON_BLOCKS and key in ("attention.head_count_kv",
+                                                       "feed_forward_length"):
+                    kind = "*" if key == "attention.head_count_kv" else "-"
+                    w.add_array(f"{arch}.{key}", [value if k == kind else 0
+                                                  for k in NEMOTRON_BLOCKS[name]])
+                    continue
                 w.add_uint32(f"{arch}.{key}", value)
             w.add_float32(f"{arch}.attention.layer_norm_rms_epsilon", 1e-6)
+            if arch == "nemotron_h":  # (which the llama.cpp of the references requires too)
+                w.add_float32(f"{arch}.attention.layer_norm_epsilon", 1e-6)
             w.add_float32(f"{arch}.rope.freq_base", 100000.0)
             for key, value in extra.items():
                 if key in ("context_length", "block_count", "attention.head_count_kv",
@@ -1440,6 +1458,24 @@ def task_archs(dest: Path) -> None:
                              np.geomspace(1.0, 40.0, half).astype(np.float32))
                 w.add_tensor("rope_factors_short.weight",
                              np.linspace(1.0, 3.0, half).astype(np.float32))
+            def mamba(b):
+                """A Mamba-2 layer's tensors: z, xBC and dt in one product; 4 taps
+                a channel of xBC; per head a dt bias (softplus about 0.7), a decay
+                A (the file's -exp(A_log)) and a skip D: a state that lasts a few
+                tokens."""
+                inner, n = extra["ssm.inner_size"], extra["ssm.state_size"]
+                heads, groups = extra["ssm.time_step_rank"], extra["ssm.group_count"]
+                cd = inner + 2 * groups * n
+                w.add_tensor(b + "ssm_in.weight", mat(inner + cd + heads, e))
+                w.add_tensor(b + "ssm_conv1d.weight",
+                             (0.7 * rng.standard_normal((cd, 4))).astype(np.float32))
+                w.add_tensor(b + "ssm_conv1d.bias", vec(cd, 0.0, 0.5))
+                w.add_tensor(b + "ssm_dt.bias", vec(heads, 0.0, 0.5))
+                w.add_tensor(b + "ssm_a", -np.exp(vec(heads, 0.0, 0.5)).reshape(heads, 1))
+                w.add_tensor(b + "ssm_d", vec(heads, 1.0, 0.5).reshape(heads, 1))
+                w.add_tensor(b + "ssm_norm.weight", vec(inner).reshape(groups, inner // groups))
+                w.add_tensor(b + "ssm_out.weight", mat(e, inner))
+
             for i in range(layers):
                 b = f"blk.{i}."
                 # (OLMo 2 and EXAONE 4 normalise after, not before)
@@ -1458,22 +1494,21 @@ def task_archs(dest: Path) -> None:
                     w.add_tensor(b + "shortconv.conv.weight",
                                  (0.7 * rng.standard_normal((e, 3))).astype(np.float32))
                     w.add_tensor(b + "shortconv.out_proj.weight", mat(e, e))
+                elif name in NEMOTRON_BLOCKS:
+                    # One kind a block, under its attn_norm (above); nothing else.
+                    kind = NEMOTRON_BLOCKS[name][i]
+                    if kind == "M":
+                        mamba(b)
+                    elif kind == "*":
+                        for t, rows in (("attn_q", qd), ("attn_k", kvd), ("attn_v", kvd)):
+                            w.add_tensor(b + t + ".weight", mat(rows, e))
+                        w.add_tensor(b + "attn_output.weight", mat(e, qd))
+                    else:
+                        w.add_tensor(b + "ffn_up.weight", mat(f, e))
+                        w.add_tensor(b + "ffn_down.weight", mat(e, f))
+                    continue
                 elif name in MAMBA_ATTENTION and i not in MAMBA_ATTENTION[name]:
-                    # z, xBC and dt in one product; 4 taps a channel of xBC; per
-                    # head a dt bias (softplus about 0.7), a decay A (the file's
-                    # -exp(A_log)) and a skip D: a state that lasts a few tokens.
-                    inner, n = extra["ssm.inner_size"], extra["ssm.state_size"]
-                    heads, groups = extra["ssm.time_step_rank"], extra["ssm.group_count"]
-                    cd = inner + 2 * groups * n
-                    w.add_tensor(b + "ssm_in.weight", mat(inner + cd + heads, e))
-                    w.add_tensor(b + "ssm_conv1d.weight",
-                                 (0.7 * rng.standard_normal((cd, 4))).astype(np.float32))
-                    w.add_tensor(b + "ssm_conv1d.bias", vec(cd, 0.0, 0.5))
-                    w.add_tensor(b + "ssm_dt.bias", vec(heads, 0.0, 0.5))
-                    w.add_tensor(b + "ssm_a", -np.exp(vec(heads, 0.0, 0.5)).reshape(heads, 1))
-                    w.add_tensor(b + "ssm_d", vec(heads, 1.0, 0.5).reshape(heads, 1))
-                    w.add_tensor(b + "ssm_norm.weight", vec(inner).reshape(groups, inner // groups))
-                    w.add_tensor(b + "ssm_out.weight", mat(e, inner))
+                    mamba(b)
                 elif fused:
                     w.add_tensor(b + "attn_qkv.weight", mat(qd + 2 * kvd, e))
                 else:

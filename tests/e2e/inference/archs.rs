@@ -30,8 +30,9 @@ use super::{put, reference, stream};
 /// LayerNorms without weights, OLMo's pre-tokenizer name), `lfm2`
 /// (LFM2's short convolutions, its own pre-tokenizer name), `lfm2moe`
 /// (those with sigmoid-routed experts), `qwen3vl` (Qwen3-VL's
-/// language model, on text), `apertus` (xIELU) and `granitehybrid`
-/// (Granite 4.0-H's Mamba-2 layers),
+/// language model, on text), `apertus` (xIELU), `granitehybrid`
+/// (Granite 4.0-H's Mamba-2 layers) and `nemotronh` (Nemotron-H's blocks
+/// of one kind each),
 /// whose pre-tokenizer names are StarCoder's, StableLM 2's, Phi-2's and
 /// GPT-2's), streams
 /// llama.cpp's greedy
@@ -90,6 +91,7 @@ async fn generate_runs_each_family_and_both_tokenizer_kinds_as_llama_cpp_does() 
         "qwen3vl",
         "apertus",
         "granitehybrid",
+        "nemotronh",
     ] {
         let case = reference["models"]
             .as_array()

@@ -50,7 +50,7 @@ struct DeviceLayer {
     /// Wqᵀ, Wkᵀ and Wvᵀ side by side: one product gives each token's
     /// row laid out as [`Qkv`] says.
     qkv: GpuMatrix,
-    ffn: DeviceFfn,
+    ffn: Option<DeviceFfn>,
     /// The Q, K and V biases in one row, as `qkv`'s products are (zeros
     /// for any the file lacks), when it has any (Qwen2).
     bqkv: Option<GpuMatrix>,
@@ -105,24 +105,26 @@ impl DeviceFfn {
 
 impl DeviceLayer {
     fn all(&self) -> impl Iterator<Item = &GpuMatrix> {
-        std::iter::once(&self.qkv).chain(self.ffn.all()).chain(
-            [&self.bqkv, &self.bo, &self.q_norm, &self.k_norm]
-                .into_iter()
-                .chain([
-                    &self.post_attn_norm,
-                    &self.post_ffn_norm,
-                    &self.sinks,
-                    &self.conv,
-                ])
-                .chain([&self.attn_norm, &self.ffn_norm])
-                .flatten()
-                .chain(
-                    self.scan
-                        .iter()
-                        .flat_map(|s| [&s.conv, &s.conv_bias, &s.per_head, &s.norm]),
-                )
-                .chain(self.ffn_biases.iter().flatten()),
-        )
+        std::iter::once(&self.qkv)
+            .chain(self.ffn.iter().flat_map(DeviceFfn::all))
+            .chain(
+                [&self.bqkv, &self.bo, &self.q_norm, &self.k_norm]
+                    .into_iter()
+                    .chain([
+                        &self.post_attn_norm,
+                        &self.post_ffn_norm,
+                        &self.sinks,
+                        &self.conv,
+                    ])
+                    .chain([&self.attn_norm, &self.ffn_norm])
+                    .flatten()
+                    .chain(
+                        self.scan
+                            .iter()
+                            .flat_map(|s| [&s.conv, &s.conv_bias, &s.per_head, &s.norm]),
+                    )
+                    .chain(self.ffn_biases.iter().flatten()),
+            )
     }
 }
 
@@ -162,13 +164,14 @@ impl DeviceWeights {
                     ffn_norm: optional(&l.ffn_norm)?,
                     qkv: QMatrix::upload_side_by_side(gpu, &[&l.wq, &l.wk, &l.wv])?,
                     ffn: match &l.router {
-                        None => DeviceFfn::Dense(side_by_side(l.dense())?),
-                        Some(_) => DeviceFfn::Mixture(DeviceMixture::upload(gpu, &w.hp, l)?),
+                        _ if l.experts.is_empty() => None,
+                        None => Some(DeviceFfn::Dense(side_by_side(l.dense())?)),
+                        Some(_) => Some(DeviceFfn::Mixture(DeviceMixture::upload(gpu, &w.hp, l)?)),
                     },
                     bqkv,
                     bo: optional(&l.bo)?,
-                    ffn_biases: match &l.dense().biases {
-                        Some([up, down]) if l.router.is_none() => {
+                    ffn_biases: match l.experts.first().map(|e| &e.biases) {
+                        Some(Some([up, down])) if l.router.is_none() => {
                             debug_assert!(!w.hp.gated, "the up bias is added to rows of up alone");
                             Some([vector(up)?, vector(down)?])
                         }
@@ -523,42 +526,49 @@ impl OnDevice {
             if let Some(bias) = &dl.bo {
                 p.add_bias(&a.o, bias, n * d);
             }
-            let ffn_input = if hp.parallel {
-                // The feed-forward reads the block's input: its own norm
-                // of it (GPT-NeoX's), else the attention's, still in `h`
-                // (Phi-2's); both outputs are added.
-                if let Some(weight) = &dl.ffn_norm {
-                    p.norm(&a.x, 0, n, (weight, norm), &a.h, 0);
+            // (A layer without a feed-forward, Nemotron-H's: the mixer's
+            // output is the block's, added below.)
+            let out = match &dl.ffn {
+                None => &a.o,
+                Some(ffn) => {
+                    let ffn_input = if hp.parallel {
+                        // The feed-forward reads the block's input: its own norm
+                        // of it (GPT-NeoX's), else the attention's, still in `h`
+                        // (Phi-2's); both outputs are added.
+                        if let Some(weight) = &dl.ffn_norm {
+                            p.norm(&a.x, 0, n, (weight, norm), &a.h, 0);
+                        }
+                        p.add(&a.x, &a.o, n * d, scale);
+                        &a.h
+                    } else {
+                        let out = post_norm(&mut p, (&a.o, n), &dl.post_attn_norm, eps, &a.post);
+                        add_norm(&mut p, (&a.x, out, scale), (n, d), &dl.ffn_norm, norm, &a.h);
+                        input(&dl.ffn_norm)
+                    };
+                    match ffn {
+                        DeviceFfn::Dense(gate_up) => {
+                            let f = hp.dense_ffn;
+                            p.product(ffn_input, n, gate_up, &a.gu);
+                            // (Only an up product alone has a bias: the row is it.)
+                            if let Some([up, _]) = &dl.ffn_biases {
+                                p.add_bias(&a.gu, up, n * f);
+                            }
+                            p.swiglu(&a.gu, (n, f, hp.act_of(l), hp.gated), &a.g);
+                            p.product(&a.g, n, on_gpu(&layer.dense().down)?, &a.o);
+                            if let Some([_, down]) = &dl.ffn_biases {
+                                p.add_bias(&a.o, down, n * d);
+                            }
+                        }
+                        DeviceFfn::Mixture(m) => {
+                            let ffn = (layer, m, hp);
+                            let reuse = segment(&mut reuse, programs);
+                            p = mixture((p, reuse), gpu, ffn, (ffn_input, n), a)?;
+                            programs += 1;
+                        }
+                    }
+                    post_norm(&mut p, (&a.o, n), &dl.post_ffn_norm, eps, &a.post)
                 }
-                p.add(&a.x, &a.o, n * d, scale);
-                &a.h
-            } else {
-                let out = post_norm(&mut p, (&a.o, n), &dl.post_attn_norm, eps, &a.post);
-                add_norm(&mut p, (&a.x, out, scale), (n, d), &dl.ffn_norm, norm, &a.h);
-                input(&dl.ffn_norm)
             };
-            match &dl.ffn {
-                DeviceFfn::Dense(gate_up) => {
-                    let f = hp.dense_ffn;
-                    p.product(ffn_input, n, gate_up, &a.gu);
-                    // (Only an up product alone has a bias: the row is it.)
-                    if let Some([up, _]) = &dl.ffn_biases {
-                        p.add_bias(&a.gu, up, n * f);
-                    }
-                    p.swiglu(&a.gu, (n, f, hp.act_of(l), hp.gated), &a.g);
-                    p.product(&a.g, n, on_gpu(&layer.dense().down)?, &a.o);
-                    if let Some([_, down]) = &dl.ffn_biases {
-                        p.add_bias(&a.o, down, n * d);
-                    }
-                }
-                DeviceFfn::Mixture(m) => {
-                    let ffn = (layer, m, hp);
-                    let reuse = segment(&mut reuse, programs);
-                    p = mixture((p, reuse), gpu, ffn, (ffn_input, n), a)?;
-                    programs += 1;
-                }
-            }
-            let out = post_norm(&mut p, (&a.o, n), &dl.post_ffn_norm, eps, &a.post);
             match dw.layers.get(l + 1) {
                 Some(next) => {
                     add_norm(

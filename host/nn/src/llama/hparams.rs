@@ -193,9 +193,12 @@ pub(crate) struct HParams {
     pub rope_freq_scale_swa: f32,
     /// LFM2's short convolutions, in the layers that do not attend.
     pub short_conv: Option<ShortConv>,
-    /// Granite 4.0-H's Mamba-2 state spaces, in the layers that do not
-    /// attend.
+    /// Granite 4.0-H's and Nemotron-H's Mamba-2 state spaces, in the
+    /// layers that do not attend.
     pub ssm: Option<Mamba2>,
+    /// Nemotron-H's: per layer, the file's blocks of its mixer and its
+    /// feed-forward ([`HParams::blocks_of`]); empty elsewhere.
+    pub blocks: ssm::Blocks,
 }
 
 impl HParams {
@@ -233,6 +236,14 @@ impl HParams {
         let embd = int("embedding_length")?;
         let heads = int("attention.head_count")?;
         let (kv_heads, recurrent) = conv::kv_heads(arch, info, heads)?;
+        // (Nemotron-H's blocks joined into layers: which of those scan.)
+        let (blocks, block_ffn) = ssm::blocks(arch, info, &recurrent)?;
+        let recurrent: Vec<bool> = match blocks.is_empty() {
+            true => recurrent,
+            false => (blocks.iter())
+                .map(|&(b, _)| recurrent.get(b).copied().unwrap_or(false))
+                .collect(),
+        };
         let short_conv = conv::short_conv(arch, info, &recurrent)?;
         let ssm = ssm::read(arch, info, &recurrent)?;
         if heads == 0
@@ -346,7 +357,10 @@ impl HParams {
             }
             _ => None,
         };
-        let layers = int("block_count")?;
+        let layers = match blocks.len() {
+            0 => int("block_count")?,
+            n => n,
+        };
         // (A layer has tensors: a count past them would only allocate.)
         if layers > info.tensors.len() {
             return Err(NnError::new(
@@ -357,6 +371,11 @@ impl HParams {
                 ),
             ));
         }
+        // (Nemotron-H's width, from its list of one per block.)
+        let int = |key: &str| match (key, block_ffn) {
+            ("feed_forward_length", w) if w > 0 => Ok(w),
+            _ => int(key),
+        };
         let (experts, experts_used, ffn) = experts(arch, &int)?;
         let shared_ffn = shared_width(arch, (experts, ffn), &int)?;
         let ernie_moe = arch == "ernie4_5-moe";
@@ -544,7 +563,7 @@ impl HParams {
             no_rope_every: match arch {
                 "smollm3" => 4,
                 // (No layer rotates.)
-                _ if positions || (is_granite && !granite_ropes) => 1,
+                _ if positions || (is_granite && !granite_ropes) || arch == "nemotron_h" => 1,
                 _ => 0,
             },
             norm_eps: match layer_norm {
@@ -582,12 +601,16 @@ impl HParams {
             fused_gate_up: matches!(arch, "phi3" | "glm4"),
             act: match arch {
                 _ if gemma || sc2 || matches!(arch, "phi2" | "falcon") => FfnAct::Gelu,
-                "arcee" | "nemotron" => FfnAct::ReluSquared,
+                "arcee" | "nemotron" | "nemotron_h" => FfnAct::ReluSquared,
                 "gpt-oss" => FfnAct::SwigluOai,
                 _ => FfnAct::Silu,
             },
             xielu: xielu::read(arch, info, layers)?,
-            gated: !sc2 && !matches!(arch, "arcee" | "phi2" | "falcon" | "nemotron" | "apertus"),
+            gated: !sc2
+                && !matches!(
+                    arch,
+                    "arcee" | "phi2" | "falcon" | "nemotron" | "nemotron_h" | "apertus"
+                ),
             ffn_biases: sc2 || arch == "phi2",
             positions,
             output_bias: arch == "phi2",
@@ -603,6 +626,7 @@ impl HParams {
             rope_freq_scale_swa: gemma_swa.rope_freq_scale,
             short_conv,
             ssm,
+            blocks,
         })
     }
 

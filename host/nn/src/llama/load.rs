@@ -43,11 +43,18 @@ impl Llama {
             false => Ok(None),
         };
         let layers = (0..hp.layers)
-            .map(|i| {
+            .map(|l| {
+                // The file's blocks of the layer's mixer (`i`) and of its
+                // feed-forward (`f`: the same block but in Nemotron-H's
+                // files, whose layers may have none).
+                let (i, fb) = hp.blocks_of(l);
+                let f = fb.unwrap_or(i);
                 let n = |s: &str| format!("blk.{i}.{s}.weight");
                 let bias = |s: &str, len| optional(&format!("blk.{i}.{s}.bias"), len);
-                let conv = hp.short_conv.as_ref().filter(|_| hp.convolves(i));
-                let scan = hp.ssm.as_ref().filter(|_| hp.scans(i));
+                let nf = |s: &str| format!("blk.{f}.{s}.weight");
+                let bias_f = |s: &str, len| optional(&format!("blk.{f}.{s}.bias"), len);
+                let conv = hp.short_conv.as_ref().filter(|_| hp.convolves(l));
+                let scan = hp.ssm.as_ref().filter(|_| hp.scans(l));
                 // Phi-3's fused products, cut into the separate ones (and
                 // LFM2's `in_proj`, as its B, C and x; Mamba-2's `ssm_in`,
                 // as its z, xBC and dt).
@@ -81,11 +88,13 @@ impl Llama {
                         bias("attn_v", kvd)?,
                     ],
                 };
-                let moe = hp.is_moe(i);
-                let (experts, router) = if moe {
+                let moe = hp.is_moe(l) && fb.is_some();
+                let (experts, router) = if fb.is_none() {
+                    (Vec::new(), None)
+                } else if moe {
                     let shape = |rows, cols| [hp.experts, rows, cols];
                     let all = |s: &str, [rows, cols]: [usize; 2]| {
-                        QMatrix::experts_from_gguf(&info, bytes, &n(s), shape(rows, cols))
+                        QMatrix::experts_from_gguf(&info, bytes, &nf(s), shape(rows, cols))
                     };
                     let gates = all("ffn_gate_exps", [hp.ffn, hp.embd])?;
                     let ups = all("ffn_up_exps", [hp.ffn, hp.embd])?;
@@ -93,15 +102,15 @@ impl Llama {
                     // gpt-oss's biases: a row per expert.
                     let rows = |s: &str, len: usize| match hp.gpt_oss {
                         true => {
-                            let name = format!("blk.{i}.{s}.bias");
+                            let name = format!("blk.{f}.{s}.bias");
                             weights::values(&info, bytes, &name, &[len, hp.experts]).map(Some)
                         }
                         false => Ok(None),
                     };
-                    let (f, d) = (hp.ffn, hp.embd);
+                    let (w, d) = (hp.ffn, hp.embd);
                     let [gate_b, up_b, down_b] = [
-                        ("ffn_gate_exps", f),
-                        ("ffn_up_exps", f),
+                        ("ffn_gate_exps", w),
+                        ("ffn_up_exps", w),
                         ("ffn_down_exps", d),
                     ]
                     .map(|(s, len)| rows(s, len));
@@ -115,36 +124,36 @@ impl Llama {
                             gate: Some(gate),
                             up,
                             down,
-                            biases: row(&up_b, x, f)
+                            biases: row(&up_b, x, w)
                                 .zip(row(&down_b, x, d))
                                 .map(|(u, d)| [u, d]),
-                            gate_bias: row(&gate_b, x, f),
+                            gate_bias: row(&gate_b, x, w),
                         })
                         .collect();
-                    let router = m(&n("ffn_gate_inp"), hp.experts, hp.embd)?;
+                    let router = m(&nf("ffn_gate_inp"), hp.experts, hp.embd)?;
                     (experts, Some(router))
                 } else {
-                    let f = hp.dense_ffn;
+                    let w = hp.dense_ffn;
                     let (gate, up) = if hp.fused_gate_up {
-                        let gate_up = m(&n("ffn_up"), 2 * f, hp.embd)?;
-                        let [gate, up] = take(gate_up.split_rows(&[f, f]));
+                        let gate_up = m(&nf("ffn_up"), 2 * w, hp.embd)?;
+                        let [gate, up] = take(gate_up.split_rows(&[w, w]));
                         (Some(gate), up)
                     } else if !hp.gated {
-                        (None, m(&n("ffn_up"), f, hp.embd)?)
+                        (None, m(&nf("ffn_up"), w, hp.embd)?)
                     } else {
                         (
-                            Some(m(&n("ffn_gate"), f, hp.embd)?),
-                            m(&n("ffn_up"), f, hp.embd)?,
+                            Some(m(&nf("ffn_gate"), w, hp.embd)?),
+                            m(&nf("ffn_up"), w, hp.embd)?,
                         )
                     };
-                    let down = m(&n("ffn_down"), hp.embd, f)?;
+                    let down = m(&nf("ffn_down"), hp.embd, w)?;
                     // (Required where `ffn_biases` and refused where neither
                     // that nor Nemotron's, by the check, as llama.cpp does;
                     // Nemotron's may have one alone, zeros for the other.)
-                    let biases = match (bias("ffn_up", f)?, bias("ffn_down", hp.embd)?) {
+                    let biases = match (bias_f("ffn_up", w)?, bias_f("ffn_down", hp.embd)?) {
                         (None, None) => None,
                         (up, down) => Some([
-                            up.unwrap_or_else(|| vec![0.0; f]),
+                            up.unwrap_or_else(|| vec![0.0; w]),
                             down.unwrap_or_else(|| vec![0.0; hp.embd]),
                         ]),
                     };
@@ -160,18 +169,25 @@ impl Llama {
                 // Falcon 40B's attention reads `attn_norm_2`, and its
                 // feed-forward `attn_norm`, in parallel.
                 let (attn_norm, ffn_norm) = match info.tensor(&n("attn_norm_2")) {
+                    // (Nemotron-H's feed-forward blocks' own norms.)
+                    _ if hp.ffn_blocks() => (
+                        pre_norm(&format!("blk.{i}.attn_norm"))?,
+                        fb.map(|f| pre_norm(&format!("blk.{f}.attn_norm")))
+                            .transpose()?
+                            .flatten(),
+                    ),
                     Some(_) => (
                         pre_norm(&format!("blk.{i}.attn_norm_2"))?,
                         pre_norm(&format!("blk.{i}.attn_norm"))?,
                     ),
                     None => (
                         pre_norm(&format!("blk.{i}.attn_norm"))?,
-                        match info.tensor(&n("ffn_norm")) {
+                        match info.tensor(&nf("ffn_norm")) {
                             // (gpt-oss's, under another name.)
                             None if hp.gpt_oss => Some(v(&n("post_attention_norm"), hp.embd)?),
                             // (Phi-2's feed-forward reads the attention's norm.)
                             None if hp.parallel => None,
-                            _ => pre_norm(&format!("blk.{i}.ffn_norm"))?,
+                            _ => pre_norm(&format!("blk.{f}.ffn_norm"))?,
                         },
                     ),
                 };
@@ -191,9 +207,11 @@ impl Llama {
                             let (dims, groups) = ([s.taps, cd], [s.inner / s.groups, s.groups]);
                             let name = n("ssm_conv1d");
                             let at = |t: &str| format!("blk.{i}.{t}");
+                            // (Optional in Nemotron-H's: zeros.)
+                            let conv_bias = optional(&at("ssm_conv1d.bias"), cd)?;
                             Some(Scan {
                                 conv: weights::values(&info, bytes, &name, &dims)?,
-                                conv_bias: v(&at("ssm_conv1d.bias"), cd)?,
+                                conv_bias: conv_bias.unwrap_or_else(|| vec![0.0; cd]),
                                 dt_bias: v(&at("ssm_dt.bias"), h)?,
                                 a: weights::values(&info, bytes, &at("ssm_a"), &[1, h])?,
                                 d: weights::values(&info, bytes, &at("ssm_d"), &[1, h])?,
@@ -222,18 +240,18 @@ impl Llama {
                     },
                     post_ffn_norm: optional(&n("post_ffw_norm"), hp.embd)?,
                     shared_gate: match hp.shared_gate && moe {
-                        true => Some(v(&n("ffn_gate_inp_shexp"), e)?),
+                        true => Some(v(&nf("ffn_gate_inp_shexp"), e)?),
                         false => None,
                     },
                     expert_bias: match moe {
-                        true => optional(&format!("blk.{i}.exp_probs_b.bias"), hp.experts)?,
+                        true => optional(&format!("blk.{f}.exp_probs_b.bias"), hp.experts)?,
                         false => None,
                     },
                     shared: match moe && s > 0 {
                         true => Some(Expert {
-                            gate: Some(m(&n("ffn_gate_shexp"), s, e)?),
-                            up: m(&n("ffn_up_shexp"), s, e)?,
-                            down: m(&n("ffn_down_shexp"), e, s)?,
+                            gate: Some(m(&nf("ffn_gate_shexp"), s, e)?),
+                            up: m(&nf("ffn_up_shexp"), s, e)?,
+                            down: m(&nf("ffn_down_shexp"), e, s)?,
                             biases: None,
                             gate_bias: None,
                         }),
@@ -244,7 +262,7 @@ impl Llama {
                         false => None,
                     },
                     router_bias: match hp.gpt_oss && moe {
-                        true => Some(v(&format!("blk.{i}.ffn_gate_inp.bias"), hp.experts)?),
+                        true => Some(v(&format!("blk.{f}.ffn_gate_inp.bias"), hp.experts)?),
                         false => None,
                     },
                     experts,

@@ -342,6 +342,11 @@ fn forward_with(ds: &mut [&mut Decoder], tokens: &[&[u32]], workers: Workers<'_>
                 None => &x,
             }
         };
+        // (Nemotron-H's layers without a feed-forward: the block is the
+        // mixer's, added above.)
+        if layer.experts.is_empty() {
+            continue;
+        }
         let buffers = (&mut gu, &mut down);
         match &layer.router {
             None => {

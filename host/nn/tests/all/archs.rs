@@ -502,6 +502,14 @@ fn granitehybrid_matches_llama_cpp() {
     on_the_cpu("granitehybridmoe");
 }
 
+/// Nemotron-H: Mamba-2, attention and squared-ReLU feed-forward blocks,
+/// each under its own norm, a mixer without a feed-forward after it
+/// (`M-*M-MM-`), nothing rotating.
+#[test]
+fn nemotron_h_matches_llama_cpp() {
+    on_the_cpu("nemotronh");
+}
+
 /// The language models of Qwen2.5-VL, Qwen3-VL and Qwen3-VL-MoE: on
 /// text, whose positions are one in every M-RoPE section, they rotate as
 /// Qwen2's and Qwen3's (llama.cpp's multimodal rotation agrees).

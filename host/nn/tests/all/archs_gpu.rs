@@ -52,6 +52,7 @@ fn on_the_gpu_every_family_matches_llama_cpp() {
         "qwen3vl",
         "apertus",
         "granitehybrid",
+        "nemotronh",
     ]);
 }
 

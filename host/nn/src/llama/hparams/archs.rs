@@ -30,7 +30,8 @@
 /// attention and (LFM2-MoE) sigmoid routing, (Apertus) xIELU, and the
 /// language models of Qwen2.5-VL and Qwen3-VL, on text, and (Granite
 /// 4.0-H) Mamba-2 layers beside attention ones under Granite's
-/// multipliers.
+/// multipliers, and (Nemotron-H) those and feed-forwards as blocks of
+/// their own.
 pub const ARCHITECTURES: &[&str] = &[
     "llama",
     "mistral",
@@ -76,4 +77,5 @@ pub const ARCHITECTURES: &[&str] = &[
     "qwen3vlmoe",
     "apertus",
     "granitehybrid",
+    "nemotron_h",
 ];

@@ -156,6 +156,7 @@ pub(crate) fn check(info: &GgufInfo) -> Result<HParams, NnError> {
             | "falcon"
     );
     for i in 0..hp.layers {
+        let (mb, fb) = hp.blocks_of(i);
         let ffn = match hp.is_moe(i) {
             true => &mixture,
             false => &dense,
@@ -179,6 +180,15 @@ pub(crate) fn check(info: &GgufInfo) -> Result<HParams, NnError> {
             if !hp.attends(i) && name.starts_with("attn_") && name != "attn_norm" {
                 continue;
             }
+            // (Nemotron-H's feed-forwards are blocks of their own, under
+            // their own `attn_norm`; a layer may have none.)
+            let feeds = name.starts_with("ffn_") || name.starts_with("exp_probs_b");
+            let (b, name) = match (feeds, fb) {
+                (false, _) => (mb, name),
+                (true, None) => continue,
+                (true, Some(f)) if hp.ffn_blocks() && name == "ffn_norm" => (f, "attn_norm"),
+                (true, Some(f)) => (f, name),
+            };
             // Phi-2's and StableLM 2 12B's feed-forward reads the
             // attention's norm: they have no other (GPT-NeoX has).
             if hp.parallel && !gptneox && name == "ffn_norm" {
@@ -189,7 +199,7 @@ pub(crate) fn check(info: &GgufInfo) -> Result<HParams, NnError> {
                 continue;
             }
             if biases && matches!(name, "attn_norm" | "ffn_norm") {
-                want.push((format!("blk.{i}.{name}.bias"), vec![e], true));
+                want.push((format!("blk.{b}.{name}.bias"), vec![e], true));
             }
             let required = required
                 || (hp.ffn_biases && name == "attn_output.bias")
@@ -215,8 +225,8 @@ pub(crate) fn check(info: &GgufInfo) -> Result<HParams, NnError> {
                 continue;
             }
             let name = match name.ends_with(".bias") {
-                true => format!("blk.{i}.{name}"),
-                false => format!("blk.{i}.{name}.weight"),
+                true => format!("blk.{b}.{name}"),
+                false => format!("blk.{b}.{name}.weight"),
             };
             want.push((name, dims, required));
         }
@@ -239,23 +249,24 @@ pub(crate) fn check(info: &GgufInfo) -> Result<HParams, NnError> {
                 ),
             ]);
         }
-        // (Granite 4.0-H's, each required as llama.cpp requires it; the
+        // (Granite 4.0-H's and Nemotron-H's, each required as llama.cpp
+        // requires it: the convolution's bias but Nemotron-H's; the
         // convolution's taps of a channel side by side, the norm's weights
         // a row per group.)
         if let Some(m) = hp.ssm.as_ref().filter(|_| hp.scans(i)) {
             let (cd, h) = (m.conv_dim(), m.heads);
             want.extend(
                 [
-                    ("ssm_in.weight", vec![e, m.in_dim()]),
-                    ("ssm_conv1d.weight", vec![m.taps, cd]),
-                    ("ssm_conv1d.bias", vec![cd]),
-                    ("ssm_dt.bias", vec![h]),
-                    ("ssm_a", vec![1, h]),
-                    ("ssm_d", vec![1, h]),
-                    ("ssm_norm.weight", vec![m.inner / m.groups, m.groups]),
-                    ("ssm_out.weight", vec![m.inner, e]),
+                    ("ssm_in.weight", vec![e, m.in_dim()], true),
+                    ("ssm_conv1d.weight", vec![m.taps, cd], true),
+                    ("ssm_conv1d.bias", vec![cd], arch != "nemotron_h"),
+                    ("ssm_dt.bias", vec![h], true),
+                    ("ssm_a", vec![1, h], true),
+                    ("ssm_d", vec![1, h], true),
+                    ("ssm_norm.weight", vec![m.inner / m.groups, m.groups], true),
+                    ("ssm_out.weight", vec![m.inner, e], true),
                 ]
-                .map(|(name, dims)| (format!("blk.{i}.{name}"), dims, true)),
+                .map(|(name, dims, required)| (format!("blk.{mb}.{name}"), dims, required)),
             );
         }
         // (A fused Q/K/V's bias, optional as its parts' are, but GPT-2's,
@@ -264,11 +275,12 @@ pub(crate) fn check(info: &GgufInfo) -> Result<HParams, NnError> {
             let name = format!("blk.{i}.attn_qkv.bias");
             want.push((name, vec![qd + 2 * kvd], hp.positions || gptneox));
         }
-        // (Nemotron's, each optional as llama.cpp reads them.)
-        let nemotron = arch == "nemotron";
-        if (hp.ffn_biases || nemotron) && !hp.is_moe(i) {
-            want.push((format!("blk.{i}.ffn_up.bias"), vec![df], !nemotron));
-            want.push((format!("blk.{i}.ffn_down.bias"), vec![e], !nemotron));
+        // (Nemotron's and Nemotron-H's, each optional as llama.cpp reads
+        // them.)
+        let nemotron = matches!(arch, "nemotron" | "nemotron_h");
+        if let (true, false, Some(f)) = (hp.ffn_biases || nemotron, hp.is_moe(i), fb) {
+            want.push((format!("blk.{f}.ffn_up.bias"), vec![df], !nemotron));
+            want.push((format!("blk.{f}.ffn_down.bias"), vec![e], !nemotron));
         }
         // gpt-oss's: a logit per head in its softmax, and its feed-forward's
         // norm.

@@ -25,9 +25,10 @@ pub(super) fn hybrid(arch: &str) -> bool {
 }
 
 /// Whether `arch`'s files give a KV head count per layer, 0 for a layer
-/// that does not attend: LFM2's and Granite 4.0-H's.
+/// that does not attend: LFM2's, Granite 4.0-H's and Nemotron-H's (per
+/// block: [`super::ssm::blocks`]).
 fn layered(arch: &str) -> bool {
-    hybrid(arch) || arch == "granitehybrid"
+    hybrid(arch) || matches!(arch, "granitehybrid" | "nemotron_h")
 }
 
 /// Whether a mixture's router picks and weights experts by the sigmoid of

@@ -1,5 +1,6 @@
-//! Granite 4.0-H's Mamba-2 layers (`granitehybrid`): the shape of their
-//! selective state spaces, from the `ssm.*` metadata.
+//! The Mamba-2 layers of Granite 4.0-H (`granitehybrid`) and Nemotron-H
+//! (`nemotron_h`): the shape of their selective state spaces, from the
+//! `ssm.*` metadata, and Nemotron-H's blocks as weft-nn's layers.
 
 use super::HParams;
 use crate::gguf::Value;
@@ -15,7 +16,7 @@ pub(super) fn read(
     info: &GgufInfo,
     layers: &[bool],
 ) -> Result<Option<Mamba2>, NnError> {
-    if arch != "granitehybrid" {
+    if !matches!(arch, "granitehybrid" | "nemotron_h") {
         return Ok(None);
     }
     let int = |key: &str| {
@@ -56,7 +57,98 @@ pub(super) fn read(
     Ok(Some(m))
 }
 
+/// Per layer, the file's blocks of its mixer and of its feed-forward
+/// (`None`: the layer has none).
+pub(crate) type Blocks = Vec<(usize, Option<usize>)>;
+
+/// Nemotron-H's blocks as weft-nn's layers, and its feed-forwards' width.
+///
+/// Each of its blocks is one of a Mamba-2 layer (its KV head count and
+/// `feed_forward_length` entries are 0), an attention layer (its KV head
+/// count is not), or a feed-forward alone (its `feed_forward_length` is
+/// not), each under a norm of its own. A feed-forward block joins the
+/// mixer block before it as one layer (its norm the layer's feed-forward
+/// norm); a mixer block that no feed-forward follows is a layer without
+/// one. A feed-forward block first or after another, or widths that
+/// differ, are refused. `recurrent` is per block whether its KV head count
+/// is 0 ([`super::conv::kv_heads`]). Empty for other architectures.
+pub(super) fn blocks(
+    arch: &str,
+    info: &GgufInfo,
+    recurrent: &[bool],
+) -> Result<(Blocks, usize), NnError> {
+    if arch != "nemotron_h" {
+        return Ok((Vec::new(), 0));
+    }
+    let key = format!("{arch}.feed_forward_length");
+    let bad = |m: String| NnError::new(NnErrorKind::InvalidEncoding, m);
+    let widths: Vec<usize> = match info.get(&key) {
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|v| v.as_int().and_then(|v| usize::try_from(v).ok()))
+            .collect::<Option<_>>()
+            .ok_or_else(|| bad(format!("`{key}` holds other than non-negative integers")))?,
+        _ => {
+            return Err(bad(format!(
+                "GGUF metadata `{key}` is not a list (a width per block, 0 for the \
+                 Mamba-2 and attention blocks)"
+            )));
+        }
+    };
+    let count = info
+        .get(&format!("{arch}.block_count"))
+        .and_then(Value::as_int);
+    if count != Some(widths.len() as i64) {
+        return Err(bad(format!(
+            "`{key}` has {} widths, not one per block (`{arch}.block_count`)",
+            widths.len()
+        )));
+    }
+    let width = widths.iter().copied().find(|&w| w > 0).unwrap_or(0);
+    let mut layers: Blocks = Vec::new();
+    for (b, &w) in widths.iter().enumerate() {
+        match (w, layers.last_mut()) {
+            (0, _) => layers.push((b, None)),
+            (w, _) if w != width => {
+                return Err(NnError::new(
+                    NnErrorKind::UnsupportedOperation,
+                    format!(
+                        "`{key}` gives feed-forward blocks {width} and {w}: weft-nn runs \
+                         files whose feed-forwards have one width"
+                    ),
+                ));
+            }
+            (_, Some((_, ffn @ None))) => *ffn = Some(b),
+            _ => {
+                return Err(NnError::new(
+                    NnErrorKind::UnsupportedOperation,
+                    format!(
+                        "block {b} is a feed-forward (`{key}`) after no Mamba-2 or \
+                         attention block: weft-nn runs files whose feed-forward blocks \
+                         each follow one"
+                    ),
+                ));
+            }
+        }
+    }
+    debug_assert!(recurrent.is_empty() || recurrent.len() == widths.len());
+    Ok((layers, width))
+}
+
 impl HParams {
+    /// The file's blocks holding layer `l`: its mixer's (attention, or a
+    /// convolution or scan), and its feed-forward's (`None`: the layer has
+    /// none). The same block but in Nemotron-H's files ([`blocks`]).
+    pub fn blocks_of(&self, l: usize) -> (usize, Option<usize>) {
+        self.blocks.get(l).copied().unwrap_or((l, Some(l)))
+    }
+
+    /// Whether the feed-forwards are blocks of their own (Nemotron-H's),
+    /// each under its own `attn_norm`.
+    pub fn ffn_blocks(&self) -> bool {
+        !self.blocks.is_empty()
+    }
+
     /// Whether layer `l` scans (Granite 4.0-H's [`Mamba2`]) instead of
     /// attending.
     pub fn scans(&self, l: usize) -> bool {

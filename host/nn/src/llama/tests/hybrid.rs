@@ -1,5 +1,5 @@
-//! The hybrids: LFM2's short convolutions and Granite 4.0-H's Mamba-2
-//! layers beside attention ones. Their keys and tensors read and refused
+//! The hybrids: LFM2's short convolutions and Granite 4.0-H's and
+//! Nemotron-H's Mamba-2 layers beside attention ones. Their keys and tensors read and refused
 //! as llama.cpp's loader reads them, and each session's convolution (and
 //! scan) state carried from call to call, through joined passes and on the
 //! GPU, as its KV cache is.
@@ -7,6 +7,7 @@
 use super::families::{refused_with_copy, refused_without, with_key};
 use super::*;
 use crate::GgufValue::{Array, Int};
+use crate::gpu::FfnAct;
 
 fn lfm2() -> Vec<u8> {
     model_file("tiny-lfm2.gguf")
@@ -112,7 +113,11 @@ fn lfm2_metadata_that_does_not_fit_is_refused() {
 #[test]
 fn hybrid_sessions_carry_their_own_convolution_and_scan_state() {
     let _device = on_the_device();
-    for file in ["tiny-lfm2.gguf", "tiny-granitehybrid.gguf"] {
+    for file in [
+        "tiny-lfm2.gguf",
+        "tiny-granitehybrid.gguf",
+        "tiny-nemotronh.gguf",
+    ] {
         sessions_carry_their_own_state(&model_file(file));
     }
 }
@@ -214,7 +219,11 @@ fn lfm2moe_is_read_as_llama_cpp_reads_it() {
 #[test]
 fn on_the_gpu_hybrid_passes_a_growing_cache_and_a_failure_change_nothing() {
     let _device = on_the_device();
-    for file in ["tiny-lfm2.gguf", "tiny-granitehybrid.gguf"] {
+    for file in [
+        "tiny-lfm2.gguf",
+        "tiny-granitehybrid.gguf",
+        "tiny-nemotronh.gguf",
+    ] {
         passes_and_a_failure_change_nothing(&model_file(file));
     }
 }
@@ -335,6 +344,102 @@ fn granitehybrid_metadata_that_does_not_fit_is_refused() {
         (with_key(&info, &key("group_count"), Int(3)), "must divide"),
         (with_key(&info, &key("conv_kernel"), Int(1)), "needs 2 taps"),
         (with_key(&info, kv, counts(&[0; 4])), "is 0 for every layer"),
+    ] {
+        let err = check(&info).unwrap_err().to_string();
+        assert!(err.contains(want), "{err}");
+    }
+}
+
+/// Nemotron-H's blocks, as llama.cpp's loader reads them: a block whose
+/// `feed_forward_length` entry is not 0 is a feed-forward, joined to the
+/// mixer before it as one layer (its `attn_norm` the layer's feed-forward
+/// norm); of the others, those whose KV head count is 0 scan and the rest
+/// attend, without a rotation. A mixer no feed-forward follows is a layer
+/// without one.
+#[test]
+fn nemotron_h_blocks_are_read_as_llama_cpp_reads_them() {
+    let info = crate::gguf::inspect(&model_file("tiny-nemotronh.gguf")).unwrap();
+    let hp = check(&info).unwrap();
+    // M-*M-MM-
+    let blocks = [
+        (0, Some(1)),
+        (2, None),
+        (3, Some(4)),
+        (5, None),
+        (6, Some(7)),
+    ];
+    assert_eq!(hp.layers, 5);
+    assert!((0..5).map(|l| hp.blocks_of(l)).eq(blocks));
+    assert!(
+        (0..5)
+            .map(|l| hp.scans(l))
+            .eq([true, false, true, true, true])
+    );
+    assert!(hp.attends(1) && !hp.ropes(1) && hp.ffn_blocks());
+    assert_eq!(
+        (hp.dense_ffn, hp.act, hp.gated),
+        (96, FfnAct::ReluSquared, false)
+    );
+    let w = Llama::read(&model_file("tiny-nemotronh.gguf")).unwrap();
+    let feeds = w.layers.iter().map(|l| l.experts.len());
+    assert!(feeds.eq([1, 0, 1, 0, 1]));
+    assert!(
+        w.layers
+            .iter()
+            .map(|l| l.ffn_norm.is_some())
+            .eq([true, false, true, false, true])
+    );
+    for name in [
+        "blk.1.attn_norm.weight",
+        "blk.4.ffn_up.weight",
+        "blk.3.ssm_in.weight",
+    ] {
+        let err = refused_without(&info, name);
+        assert!(err.contains(&format!("`{name}` is missing")), "{err}");
+    }
+    // A feed-forward block's tensors in a mixer's, and the other way round.
+    for (from, to) in [
+        ("blk.1.ffn_up.weight", "blk.0.ffn_up.weight"),
+        ("blk.0.ssm_a", "blk.1.ssm_a"),
+        ("blk.1.ffn_up.weight", "blk.2.ffn_up.weight"),
+    ] {
+        let err = refused_with_copy(&info, from, to, None);
+        assert!(err.contains(&format!("`{to}` is not one")), "{err}");
+    }
+    // (Optional: zeros.)
+    let mut without_bias = info.clone();
+    without_bias
+        .tensors
+        .retain(|t| t.name != "blk.0.ssm_conv1d.bias");
+    assert!(check(&without_bias).is_ok());
+}
+
+/// Nemotron-H blocks weft-nn cannot join into layers are refused, naming
+/// the key: a feed-forward first or after another, feed-forwards of
+/// different widths, widths that are not a list of one per block.
+#[test]
+fn nemotron_h_blocks_that_do_not_fit_are_refused() {
+    let info = crate::gguf::inspect(&model_file("tiny-nemotronh.gguf")).unwrap();
+    let key = "nemotron_h.feed_forward_length";
+    let widths = |w: &[i64]| Array(w.iter().map(|&w| Int(w)).collect());
+    for (info, want) in [
+        (
+            with_key(&info, key, widths(&[96, 0, 0, 0, 96, 0, 0, 96])),
+            "block 0 is a feed-forward",
+        ),
+        (
+            with_key(&info, key, widths(&[0, 96, 96, 0, 96, 0, 0, 96])),
+            "block 2 is a feed-forward",
+        ),
+        (
+            with_key(&info, key, widths(&[0, 96, 0, 0, 64, 0, 0, 96])),
+            "gives feed-forward blocks 96 and 64",
+        ),
+        (
+            with_key(&info, key, widths(&[0, 96, 0])),
+            "has 3 widths, not one per block",
+        ),
+        (with_key(&info, key, Int(96)), "is not a list"),
     ] {
         let err = check(&info).unwrap_err().to_string();
         assert!(err.contains(want), "{err}");
