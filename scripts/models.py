@@ -1106,12 +1106,24 @@ ARCHS = {
         "ssm.time_step_rank": 8, "ssm.group_count": 2},
         "Nemotron-H: Mamba-2, attention and feed-forward blocks (M-*M-MM-), two groups "
         "of heads, no rotation, squared-ReLU feed-forwards"),
+    # Nemotron 3 Nano (30B-A3B): Nemotron-H's blocks, its feed-forwards mixtures
+    # of squared-ReLU experts without a gate, picked by the sigmoid of the
+    # router's scores plus its bias, weighted renormalised and scaled, beside
+    # a shared expert.
+    "nemotronhmoe": ("nemotron_h_moe", "llama-bpe", {
+        "block_count": 7, "ssm.conv_kernel": 4, "ssm.inner_size": 128, "ssm.state_size": 16,
+        "ssm.time_step_rank": 4, "ssm.group_count": 1, "expert_count": 4,
+        "expert_used_count": 2, "expert_feed_forward_length": 32,
+        "expert_shared_feed_forward_length": 48, "expert_weights_norm": True,
+        "expert_weights_scale": 2.5},
+        "Nemotron 3 Nano: Nemotron-H's blocks (M-*-MM-), sigmoid-routed squared-ReLU "
+        "experts with a router bias, renormalised and scaled, a shared expert"),
 }
 # The Granite 4.0-H files' layers with attention (the others scan), as their
 # head counts say.
 MAMBA_ATTENTION = {"granitehybrid": (2,), "granitehybridmoe": (1,)}
 # The Nemotron-H file's blocks: M Mamba-2, * attention, - feed-forward.
-NEMOTRON_BLOCKS = {"nemotronh": "M-*M-MM-"}
+NEMOTRON_BLOCKS = {"nemotronh": "M-*M-MM-", "nemotronhmoe": "M-*-MM-"}
 # Apertus's xIELU constants as its files hold them (before softplus), a value
 # per layer of the tiny model: alpha_n, alpha_p, beta, eps.
 APERTUS_XIELU = {"alpha_n": [0.2, 0.9], "alpha_p": [0.3, -0.4], "beta": [0.5, 0.3],
@@ -1375,7 +1387,8 @@ def task_archs(dest: Path) -> None:
                     continue
                 w.add_uint32(f"{arch}.{key}", value)
             w.add_float32(f"{arch}.attention.layer_norm_rms_epsilon", 1e-6)
-            if arch == "nemotron_h":  # (which the llama.cpp of the references requires too)
+            if arch.startswith("nemotron_h"):  # (which the llama.cpp of the references
+                # requires too)
                 w.add_float32(f"{arch}.attention.layer_norm_epsilon", 1e-6)
             w.add_float32(f"{arch}.rope.freq_base", 100000.0)
             for key, value in extra.items():
@@ -1503,6 +1516,19 @@ def task_archs(dest: Path) -> None:
                         for t, rows in (("attn_q", qd), ("attn_k", kvd), ("attn_v", kvd)):
                             w.add_tensor(b + t + ".weight", mat(rows, e))
                         w.add_tensor(b + "attn_output.weight", mat(e, qd))
+                    elif "expert_count" in extra:
+                        # The router and its bias, the experts side by side
+                        # (ggml [e, fx, experts]), a shared expert; no gates.
+                        experts, fx = extra["expert_count"], extra["expert_feed_forward_length"]
+                        fs = extra["expert_shared_feed_forward_length"]
+                        w.add_tensor(b + "ffn_gate_inp.weight", 2.0 * mat(experts, e))
+                        w.add_tensor(b + "exp_probs_b.bias", vec(experts, 0.0, 0.3))
+                        w.add_tensor(b + "ffn_up_exps.weight",
+                                     np.stack([mat(fx, e) for _ in range(experts)]))
+                        w.add_tensor(b + "ffn_down_exps.weight",
+                                     np.stack([mat(e, fx) for _ in range(experts)]))
+                        w.add_tensor(b + "ffn_up_shexp.weight", mat(fs, e))
+                        w.add_tensor(b + "ffn_down_shexp.weight", mat(e, fs))
                     else:
                         w.add_tensor(b + "ffn_up.weight", mat(f, e))
                         w.add_tensor(b + "ffn_down.weight", mat(e, f))

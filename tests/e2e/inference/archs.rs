@@ -31,8 +31,8 @@ use super::{put, reference, stream};
 /// (LFM2's short convolutions, its own pre-tokenizer name), `lfm2moe`
 /// (those with sigmoid-routed experts), `qwen3vl` (Qwen3-VL's
 /// language model, on text), `apertus` (xIELU), `granitehybrid`
-/// (Granite 4.0-H's Mamba-2 layers) and `nemotronh` (Nemotron-H's blocks
-/// of one kind each),
+/// (Granite 4.0-H's Mamba-2 layers), `nemotronh` (Nemotron-H's blocks
+/// of one kind each) and `nemotronhmoe` (Nemotron 3 Nano's mixtures),
 /// whose pre-tokenizer names are StarCoder's, StableLM 2's, Phi-2's and
 /// GPT-2's), streams
 /// llama.cpp's greedy
@@ -92,6 +92,7 @@ async fn generate_runs_each_family_and_both_tokenizer_kinds_as_llama_cpp_does() 
         "apertus",
         "granitehybrid",
         "nemotronh",
+        "nemotronhmoe",
     ] {
         let case = reference["models"]
             .as_array()

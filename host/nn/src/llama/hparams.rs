@@ -40,6 +40,10 @@ pub(crate) struct HParams {
     /// probabilities renormalised to sum to 1 (llama.cpp's `norm_w`), or
     /// (Qwen2-MoE) as they are.
     pub experts_renormalised: bool,
+    /// What the picked experts' weights are multiplied by (after any
+    /// renormalisation): Nemotron 3 Nano's `expert_weights_scale`; 1
+    /// elsewhere.
+    pub experts_scale: f32,
     /// LFM2-MoE's: a token's experts are picked and weighted by the
     /// sigmoid of their router scores (llama.cpp's `expert_gating_func`
     /// 2), not their softmax.
@@ -515,10 +519,19 @@ impl HParams {
             experts_used,
             // (OLMoE and DeepSeek-MoE weight by the probabilities as the
             // softmax gave them, as Qwen2-MoE does.)
-            experts_renormalised: !matches!(arch, "qwen2moe" | "olmoe" | "deepseek"),
+            experts_renormalised: match arch {
+                "qwen2moe" | "olmoe" | "deepseek" => false,
+                // (Optional, false without it, as llama.cpp reads it.)
+                "nemotron_h_moe" => info
+                    .get("nemotron_h_moe.expert_weights_norm")
+                    .and_then(|v| v.as_int())
+                    .is_some_and(|v| v != 0),
+                _ => true,
+            },
+            experts_scale: families::experts_scale(arch, &float)?,
             dense_lead,
             dense_ffn,
-            expert_bias: ernie_moe || arch == "lfm2moe",
+            expert_bias: ernie_moe || matches!(arch, "lfm2moe" | "nemotron_h_moe"),
             experts_sigmoid: conv::sigmoid_router(arch, info)?,
             shared_ffn,
             shared_gate: arch == "qwen2moe",
@@ -563,7 +576,7 @@ impl HParams {
             no_rope_every: match arch {
                 "smollm3" => 4,
                 // (No layer rotates.)
-                _ if positions || (is_granite && !granite_ropes) || arch == "nemotron_h" => 1,
+                _ if positions || (is_granite && !granite_ropes) || ssm::nemotron_h(arch) => 1,
                 _ => 0,
             },
             norm_eps: match layer_norm {
@@ -601,7 +614,7 @@ impl HParams {
             fused_gate_up: matches!(arch, "phi3" | "glm4"),
             act: match arch {
                 _ if gemma || sc2 || matches!(arch, "phi2" | "falcon") => FfnAct::Gelu,
-                "arcee" | "nemotron" | "nemotron_h" => FfnAct::ReluSquared,
+                "arcee" | "nemotron" | "nemotron_h" | "nemotron_h_moe" => FfnAct::ReluSquared,
                 "gpt-oss" => FfnAct::SwigluOai,
                 _ => FfnAct::Silu,
             },
@@ -609,7 +622,13 @@ impl HParams {
             gated: !sc2
                 && !matches!(
                     arch,
-                    "arcee" | "phi2" | "falcon" | "nemotron" | "nemotron_h" | "apertus"
+                    "arcee"
+                        | "phi2"
+                        | "falcon"
+                        | "nemotron"
+                        | "nemotron_h"
+                        | "nemotron_h_moe"
+                        | "apertus"
                 ),
             ffn_biases: sc2 || arch == "phi2",
             positions,

@@ -96,7 +96,14 @@ impl Llama {
                     let all = |s: &str, [rows, cols]: [usize; 2]| {
                         QMatrix::experts_from_gguf(&info, bytes, &nf(s), shape(rows, cols))
                     };
-                    let gates = all("ffn_gate_exps", [hp.ffn, hp.embd])?;
+                    // (None for Nemotron 3 Nano's, which have no gate.)
+                    let gates: Vec<Option<QMatrix>> = match hp.gated {
+                        true => all("ffn_gate_exps", [hp.ffn, hp.embd])?
+                            .into_iter()
+                            .map(Some)
+                            .collect(),
+                        false => (0..hp.experts).map(|_| None).collect(),
+                    };
                     let ups = all("ffn_up_exps", [hp.ffn, hp.embd])?;
                     let downs = all("ffn_down_exps", [hp.embd, hp.ffn])?;
                     // gpt-oss's biases: a row per expert.
@@ -121,7 +128,7 @@ impl Llama {
                     let experts = (gates.into_iter().zip(ups).zip(downs))
                         .enumerate()
                         .map(|(x, ((gate, up), down))| Expert {
-                            gate: Some(gate),
+                            gate,
                             up,
                             down,
                             biases: row(&up_b, x, w)
@@ -249,7 +256,10 @@ impl Llama {
                     },
                     shared: match moe && s > 0 {
                         true => Some(Expert {
-                            gate: Some(m(&nf("ffn_gate_shexp"), s, e)?),
+                            gate: match hp.gated {
+                                true => Some(m(&nf("ffn_gate_shexp"), s, e)?),
+                                false => None,
+                            },
                             up: m(&nf("ffn_up_shexp"), s, e)?,
                             down: m(&nf("ffn_down_shexp"), e, s)?,
                             biases: None,

@@ -510,6 +510,15 @@ fn nemotron_h_matches_llama_cpp() {
     on_the_cpu("nemotronh");
 }
 
+/// Nemotron 3 Nano: Nemotron-H's blocks, its feed-forwards mixtures of
+/// squared-ReLU experts without a gate, picked by the sigmoid of their
+/// scores plus the router's bias, weighted renormalised and scaled by
+/// 2.5, beside a shared expert.
+#[test]
+fn nemotron_h_moe_matches_llama_cpp() {
+    on_the_cpu("nemotronhmoe");
+}
+
 /// The language models of Qwen2.5-VL, Qwen3-VL and Qwen3-VL-MoE: on
 /// text, whose positions are one in every M-RoPE section, they rotate as
 /// Qwen2's and Qwen3's (llama.cpp's multimodal rotation agrees).

@@ -94,6 +94,7 @@ fn on_the_gpu_mixtures_of_experts_match_llama_cpp() {
         "lfm2moe",
         "qwen3vlmoe",
         "granitehybridmoe",
+        "nemotronhmoe",
     ]);
     let (case, bytes) = tiny("gptoss");
     let model = Engine::default()

@@ -3,7 +3,7 @@
 
 use super::{Work, on_gpu};
 use crate::NnError;
-use crate::gpu::{Buffer, FfnAct, Gpu, GpuMatrix, Program, Reuse};
+use crate::gpu::{Buffer, Gpu, GpuMatrix, Program, Reuse};
 use crate::llama::{Expert, HParams, Layer, QMatrix, rows};
 
 /// A mixture layer's feed-forward on the device: each expert's Wgateᵀ
@@ -175,7 +175,9 @@ pub(super) fn mixture<'g>(
         }
         groups.push((e, start, list.len()));
     }
-    let (d, gu) = (hp.embd, 2 * hp.ffn);
+    // (Rows of gate and up; of up alone where the experts have no gate,
+    // Nemotron 3 Nano's.)
+    let (d, gu) = (hp.embd, (1 + usize::from(hp.gated)) * hp.ffn);
     p.gather_through(h, &rows, (1, n, d), &m.x, Some(&m.gathered))?;
     for &(e, start, count) in &groups {
         p.product_at((&m.x, start), count, &experts[e], (&m.gu, start));
@@ -184,7 +186,7 @@ pub(super) fn mixture<'g>(
         }
     }
     // (SwiGLU, or gpt-oss's clamped one.)
-    p.swiglu(&m.gu, (rows.len(), hp.ffn, hp.act, true), &m.g);
+    p.swiglu(&m.gu, (rows.len(), hp.ffn, hp.act, hp.gated), &m.g);
     for &(e, start, count) in &groups {
         let down = on_gpu(&layer.experts[e].down)?;
         p.product_at((&m.g, start), count, down, (&m.y, start));
@@ -196,7 +198,7 @@ pub(super) fn mixture<'g>(
     if let (Some(expert), Some(gate_up)) = (&layer.shared, shared) {
         let start = used.next_multiple_of(m.align);
         p.product(h, n, gate_up, &a.gu);
-        p.swiglu(&a.gu, (n, hp.shared_ffn, FfnAct::Silu, true), &a.g);
+        p.swiglu(&a.gu, (n, hp.shared_ffn, hp.act, hp.gated), &a.g);
         p.product_at((&a.g, 0), n, on_gpu(&expert.down)?, (&m.y, start));
         for (row, taps) in taps.iter_mut().enumerate() {
             // (Qwen2-MoE's gate: the sigmoid of the row's score.)

@@ -78,4 +78,5 @@ pub const ARCHITECTURES: &[&str] = &[
     "apertus",
     "granitehybrid",
     "nemotron_h",
+    "nemotron_h_moe",
 ];

@@ -93,28 +93,33 @@ pub(crate) fn check(info: &GgufInfo) -> Result<HParams, NnError> {
             ("ffn_down", vec![df, e], true),
         ],
     };
+    // (Nemotron 3 Nano's experts, and its shared one, have no gate.)
     let mut mixture = vec![
         ("ffn_gate_inp", vec![e, x], true),
-        ("ffn_gate_exps", vec![e, f, x], true),
         ("ffn_up_exps", vec![e, f, x], true),
         ("ffn_down_exps", vec![f, e, x], true),
     ];
+    if hp.gated {
+        mixture.push(("ffn_gate_exps", vec![e, f, x], true));
+    }
     if hp.shared_gate {
         mixture.push(("ffn_gate_inp_shexp", vec![e], true));
     }
     if hp.shared_ffn > 0 {
         let s = hp.shared_ffn;
         mixture.extend([
-            ("ffn_gate_shexp", vec![e, s], true),
             ("ffn_up_shexp", vec![e, s], true),
             ("ffn_down_shexp", vec![s, e], true),
         ]);
+        if hp.gated {
+            mixture.push(("ffn_gate_shexp", vec![e, s], true));
+        }
     }
     // ERNIE 4.5's and LFM2-MoE's: a bias added to the router's
     // probabilities to pick the experts (not to weight them), optional
     // (ERNIE's) or required as in llama.cpp.
     if hp.expert_bias {
-        mixture.push(("exp_probs_b.bias", vec![x], arch == "lfm2moe"));
+        mixture.push(("exp_probs_b.bias", vec![x], arch != "ernie4_5-moe"));
     }
     // gpt-oss's router's and experts' biases, required as llama.cpp
     // requires them.
@@ -259,7 +264,7 @@ pub(crate) fn check(info: &GgufInfo) -> Result<HParams, NnError> {
                 [
                     ("ssm_in.weight", vec![e, m.in_dim()], true),
                     ("ssm_conv1d.weight", vec![m.taps, cd], true),
-                    ("ssm_conv1d.bias", vec![cd], arch != "nemotron_h"),
+                    ("ssm_conv1d.bias", vec![cd], !super::ssm::nemotron_h(arch)),
                     ("ssm_dt.bias", vec![h], true),
                     ("ssm_a", vec![1, h], true),
                     ("ssm_d", vec![1, h], true),
@@ -277,7 +282,7 @@ pub(crate) fn check(info: &GgufInfo) -> Result<HParams, NnError> {
         }
         // (Nemotron's and Nemotron-H's, each optional as llama.cpp reads
         // them.)
-        let nemotron = matches!(arch, "nemotron" | "nemotron_h");
+        let nemotron = arch == "nemotron" || super::ssm::nemotron_h(arch);
         if let (true, false, Some(f)) = (hp.ffn_biases || nemotron, hp.is_moe(i), fb) {
             want.push((format!("blk.{f}.ffn_up.bias"), vec![df], !nemotron));
             want.push((format!("blk.{f}.ffn_down.bias"), vec![e], !nemotron));

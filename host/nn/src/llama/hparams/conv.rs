@@ -28,7 +28,7 @@ pub(super) fn hybrid(arch: &str) -> bool {
 /// that does not attend: LFM2's, Granite 4.0-H's and Nemotron-H's (per
 /// block: [`super::ssm::blocks`]).
 fn layered(arch: &str) -> bool {
-    hybrid(arch) || matches!(arch, "granitehybrid" | "nemotron_h")
+    hybrid(arch) || arch == "granitehybrid" || super::ssm::nemotron_h(arch)
 }
 
 /// Whether a mixture's router picks and weights experts by the sigmoid of
@@ -36,6 +36,10 @@ fn layered(arch: &str) -> bool {
 /// runs none without it), 2 for the sigmoid, 1 for the softmax; others
 /// run the softmax.
 pub(super) fn sigmoid_router(arch: &str, info: &GgufInfo) -> Result<bool, NnError> {
+    // (Nemotron 3 Nano's router is a sigmoid's, as llama.cpp runs it.)
+    if arch == "nemotron_h_moe" {
+        return Ok(true);
+    }
     if arch != "lfm2moe" {
         return Ok(false);
     }

@@ -84,7 +84,7 @@ pub(super) fn experts(
     let count = match arch {
         "llama" | "mistral" | "mistral3" | "qwen2moe" | "qwen3moe" | "qwen3vlmoe" | "granite"
         | "granitemoe" | "granitehybrid" | "ernie4_5-moe" | "olmoe" | "deepseek" | "gpt-oss"
-        | "lfm2moe" => int("expert_count").unwrap_or(0),
+        | "lfm2moe" | "nemotron_h_moe" => int("expert_count").unwrap_or(0),
         _ => 0,
     };
     let qwen = matches!(arch, "qwen2moe" | "qwen3moe" | "qwen3vlmoe");
@@ -92,7 +92,7 @@ pub(super) fn experts(
         if qwen
             || matches!(
                 arch,
-                "ernie4_5-moe" | "olmoe" | "deepseek" | "gpt-oss" | "lfm2moe"
+                "ernie4_5-moe" | "olmoe" | "deepseek" | "gpt-oss" | "lfm2moe" | "nemotron_h_moe"
             )
         {
             return Err(bad(format!(
@@ -120,7 +120,7 @@ pub(super) fn experts(
                 "`{arch}.expert_feed_forward_length` is missing or 0: the experts need a width"
             )));
         }
-        None if qwen => match dense()? / used {
+        None if qwen || arch == "nemotron_h_moe" => match dense()? / used {
             0 => {
                 return Err(bad(format!(
                     "`{arch}.feed_forward_length` over `{arch}.expert_used_count` ({used}) \
@@ -209,6 +209,29 @@ pub(super) fn dense_layers(
 /// MoE's, read for a mixture only (`experts` of 1 or more); DeepSeek-MoE's
 /// `expert_shared_count` experts of the routed ones' width `each`, run as
 /// one. 0 stands for absent.
+/// What the picked experts' weights are multiplied by: Nemotron 3 Nano's
+/// `expert_weights_scale` (required: llama.cpp's graph multiplies by it,
+/// 0 without it), 1 elsewhere (DeepSeek-MoE's is checked to be 1 by
+/// [`dense_layers`]).
+pub(super) fn experts_scale(
+    arch: &str,
+    float: &dyn Fn(&str) -> Option<f32>,
+) -> Result<f32, NnError> {
+    match arch {
+        "nemotron_h_moe" => float("expert_weights_scale")
+            .filter(|&s| s > 0.0)
+            .ok_or_else(|| {
+                NnError::new(
+                    NnErrorKind::InvalidEncoding,
+                    format!(
+                        "GGUF metadata `{arch}.expert_weights_scale` is missing or not above 0"
+                    ),
+                )
+            }),
+        _ => Ok(1.0),
+    }
+}
+
 pub(super) fn shared_width(
     arch: &str,
     (experts, each): (usize, usize),
@@ -236,6 +259,13 @@ pub(super) fn shared_width(
         }
         // (Required, as llama.cpp requires it.)
         "deepseek" => int("expert_shared_count")? * each,
+        // (Required: llama.cpp requires its expert.)
+        "nemotron_h_moe" => own.filter(|&w| w > 0).ok_or_else(|| {
+            NnError::new(
+                NnErrorKind::InvalidEncoding,
+                format!("GGUF metadata `{arch}.expert_shared_feed_forward_length` is missing or 0"),
+            )
+        })?,
         _ => 0,
     })
 }

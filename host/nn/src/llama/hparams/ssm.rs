@@ -16,7 +16,7 @@ pub(super) fn read(
     info: &GgufInfo,
     layers: &[bool],
 ) -> Result<Option<Mamba2>, NnError> {
-    if !matches!(arch, "granitehybrid" | "nemotron_h") {
+    if arch != "granitehybrid" && !nemotron_h(arch) {
         return Ok(None);
     }
     let int = |key: &str| {
@@ -57,6 +57,12 @@ pub(super) fn read(
     Ok(Some(m))
 }
 
+/// Whether `arch` is Nemotron-H's: dense (`nemotron_h`), or with
+/// mixtures for feed-forwards (`nemotron_h_moe`, Nemotron 3 Nano's).
+pub(super) fn nemotron_h(arch: &str) -> bool {
+    matches!(arch, "nemotron_h" | "nemotron_h_moe")
+}
+
 /// Per layer, the file's blocks of its mixer and of its feed-forward
 /// (`None`: the layer has none).
 pub(crate) type Blocks = Vec<(usize, Option<usize>)>;
@@ -77,7 +83,7 @@ pub(super) fn blocks(
     info: &GgufInfo,
     recurrent: &[bool],
 ) -> Result<(Blocks, usize), NnError> {
-    if arch != "nemotron_h" {
+    if !nemotron_h(arch) {
         return Ok((Vec::new(), 0));
     }
     let key = format!("{arch}.feed_forward_length");

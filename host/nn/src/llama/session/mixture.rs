@@ -5,7 +5,6 @@ use super::super::{HParams, Layer};
 use super::QMatrix;
 use super::feed_forward;
 use super::rows::add_bias;
-use crate::gpu::FfnAct;
 use crate::quant::Q8Batch;
 use crate::team::Workers;
 
@@ -17,7 +16,9 @@ use crate::team::Workers;
 /// by their probabilities, renormalised to sum to 1 where
 /// `HParams::experts_renormalised` says (all but Qwen2-MoE); ERNIE 4.5
 /// MoE's and LFM2-MoE's picked by their probabilities plus the router's
-/// bias. Each expert runs once, over the
+/// bias (Nemotron 3 Nano's the same way, renormalised as its file says,
+/// then scaled; its experts and shared one squared ReLUs without a gate).
+/// Each expert runs once, over the
 /// rows routed to it; a shared expert over every row, its output added
 /// as it is (Granite MoE Shared) or gated (Qwen2-MoE). gpt-oss's router
 /// has a bias, added to its scores, and its experts biases and `act`
@@ -53,7 +54,8 @@ pub(super) fn mixture(
         }
     }
     if let Some(shared) = &layer.shared {
-        feed_forward(shared, (h, n), FfnAct::Silu, workers, xq, (gu, &mut y));
+        // (SwiGLU, or Nemotron 3 Nano's squared ReLU without a gate.)
+        feed_forward(shared, (h, n), act, workers, xq, (gu, &mut y));
         let gated = (out.chunks_exact_mut(d))
             .zip(y[0].chunks_exact(d))
             .zip(h.chunks_exact(d));
@@ -73,8 +75,9 @@ pub(super) fn mixture(
 /// are given, as [`mixture`] routes them: per expert, `(row, weight)` of
 /// the rows routed to it, in order; `bias` is ERNIE 4.5 MoE's and
 /// LFM2-MoE's router bias. The probabilities are the scores' softmax, or
-/// (LFM2-MoE's, [`HParams::experts_sigmoid`]) each one's sigmoid. The
-/// GPU's pass routes with this too.
+/// (LFM2-MoE's, [`HParams::experts_sigmoid`]) each one's sigmoid; the
+/// weights then multiplied by [`HParams::experts_scale`]. The GPU's pass
+/// routes with this too.
 pub(in crate::llama) fn route(
     scores: &[f32],
     hp: &HParams,
@@ -116,7 +119,7 @@ pub(in crate::llama) fn route(
             false => 1.0,
         };
         for &e in top {
-            routed[e].push((row, probs[e] / sum));
+            routed[e].push((row, probs[e] / sum * hp.experts_scale));
         }
     }
     routed

@@ -445,3 +445,59 @@ fn nemotron_h_blocks_that_do_not_fit_are_refused() {
         assert!(err.contains(want), "{err}");
     }
 }
+
+/// Nemotron 3 Nano's keys, as llama.cpp's loader reads them: Nemotron-H's
+/// blocks, its feed-forward blocks mixtures of experts without a gate
+/// (`expert_feed_forward_length` wide), picked by the sigmoid of the
+/// router's scores plus its required bias, renormalised as
+/// `expert_weights_norm` says and scaled by the required
+/// `expert_weights_scale`, beside a shared expert without a gate.
+#[test]
+fn nemotron_h_moe_is_read_as_llama_cpp_reads_it() {
+    let info = crate::gguf::inspect(&model_file("tiny-nemotronhmoe.gguf")).unwrap();
+    let hp = check(&info).unwrap();
+    // M-*-MM-
+    let blocks = [(0, Some(1)), (2, Some(3)), (4, None), (5, Some(6))];
+    assert!((0..4).map(|l| hp.blocks_of(l)).eq(blocks));
+    assert_eq!(
+        (hp.experts, hp.experts_used, hp.ffn, hp.shared_ffn),
+        (4, 2, 32, 48)
+    );
+    assert!(hp.experts_sigmoid && hp.expert_bias && hp.experts_renormalised);
+    assert_eq!((hp.experts_scale, hp.gated), (2.5, false));
+    let w = Llama::read(&model_file("tiny-nemotronhmoe.gguf")).unwrap();
+    assert!(w.layers[0].experts.iter().all(|e| e.gate.is_none()));
+    assert!(w.layers[2].experts.is_empty() && w.layers[2].router.is_none());
+    let norm = "nemotron_h_moe.expert_weights_norm";
+    let mut unnormed = info.clone();
+    unnormed.metadata.retain(|(k, _)| k != norm);
+    assert!(!check(&unnormed).unwrap().experts_renormalised);
+    for (key, want) in [
+        (
+            "nemotron_h_moe.expert_weights_scale",
+            "is missing or not above 0",
+        ),
+        (
+            "nemotron_h_moe.expert_shared_feed_forward_length",
+            "is missing or 0",
+        ),
+    ] {
+        let mut without = info.clone();
+        without.metadata.retain(|(k, _)| k != key);
+        let err = check(&without).unwrap_err().to_string();
+        assert!(err.contains(&format!("`{key}` {want}")), "{err}");
+    }
+    let err = refused_without(&info, "blk.3.exp_probs_b.bias");
+    assert!(err.contains("`blk.3.exp_probs_b.bias` is missing"), "{err}");
+    // (A gate is another model's.)
+    let err = refused_with_copy(
+        &info,
+        "blk.1.ffn_up_exps.weight",
+        "blk.1.ffn_gate_exps.weight",
+        None,
+    );
+    assert!(
+        err.contains("`blk.1.ffn_gate_exps.weight` is not one"),
+        "{err}"
+    );
+}
