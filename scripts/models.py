@@ -1118,6 +1118,17 @@ ARCHS = {
         "expert_weights_scale": 2.5},
         "Nemotron 3 Nano: Nemotron-H's blocks (M-*-MM-), sigmoid-routed squared-ReLU "
         "experts with a router bias, renormalised and scaled, a shared expert"),
+    # GLM-4.5 / 4.5-Air / 4.6 / 4.7: Q/K/V biases, half of each head rotated in
+    # NeoX pairs, a dense first layer, then sigmoid-routed experts with a router
+    # bias, renormalised and scaled, beside a shared expert; the feed-forward's
+    # norm named post_attention_norm; a last block for multi-token prediction.
+    "glm4moe": ("glm4moe", "glm4", {
+        "block_count": 4, "nextn_predict_layers": 1, "rope.dimension_count": 8,
+        "expert_count": 4, "expert_used_count": 2, "expert_feed_forward_length": 32,
+        "expert_shared_count": 1, "leading_dense_block_count": 1,
+        "expert_weights_scale": 2.5, "expert_weights_norm": True, "expert_gating_func": 2},
+        "GLM-4.5: Q/K/V biases, partial NeoX rotation, a dense first layer, sigmoid-routed "
+        "experts with a router bias, renormalised and scaled, a shared expert, an MTP block"),
 }
 # The Granite 4.0-H files' layers with attention (the others scan), as their
 # head counts say.
@@ -1545,7 +1556,7 @@ def task_archs(dest: Path) -> None:
                         name not in MAMBA_ATTENTION or i in MAMBA_ATTENTION[name]):
                     product(b + "attn_output.weight", mat(e, qd))
                 if arch in ("qwen2", "qwen2moe", "glm4", "starcoder2", "stablelm", "gpt-oss",
-                            "qwen2vl"):
+                            "qwen2vl", "glm4moe"):
                     for t, n in (("attn_q", qd), ("attn_k", kvd), ("attn_v", kvd)):
                         w.add_tensor(b + t + ".bias", vec(n, 0.0, 0.5))
                 if arch in ("qwen3", "gemma3", "qwen3moe", "exaone4", "qwen3vl", "qwen3vlmoe",
@@ -1564,7 +1575,10 @@ def task_archs(dest: Path) -> None:
                 if arch == "gpt-oss":  # (a sink per head, about the scores' size)
                     w.add_tensor(b + "attn_sinks.weight", vec(h, 0.0, 1.0))
                     w.add_tensor(b + "post_attention_norm.weight", vec(e))
-                if not post_only and not parallel and arch != "gpt-oss" and not weightless:
+                if arch == "glm4moe":  # (its feed-forward's norm, under that name)
+                    w.add_tensor(b + "post_attention_norm.weight", vec(e))
+                if (not post_only and not parallel and arch not in ("gpt-oss", "glm4moe")
+                        and not weightless):
                     w.add_tensor(b + "ffn_norm.weight", vec(e))
                 if norm_bias and not parallel:
                     w.add_tensor(b + "ffn_norm.bias", vec(e, 0.0, 0.5))
@@ -1594,7 +1608,7 @@ def task_archs(dest: Path) -> None:
                                             ("down", (e, fx))):
                         stack = np.stack([mat(rows, cols) for _ in range(experts)])
                         w.add_tensor(b + f"ffn_{t}_exps.weight", stack)
-                    if arch in ("ernie4_5-moe", "lfm2moe"):  # the pick's bias, as large as
+                    if arch in ("ernie4_5-moe", "lfm2moe", "glm4moe"):  # the pick's bias, as large as
                         # the probabilities
                         w.add_tensor(b + "exp_probs_b.bias", vec(experts, 0.0, 0.3))
                     if arch == "qwen2moe":  # the shared expert's gate: a score a token
@@ -1624,6 +1638,11 @@ def task_archs(dest: Path) -> None:
                 if arch in ("gemma2", "gemma3", "olmo2", "exaone4", "glm4"):
                     w.add_tensor(b + "post_attention_norm.weight", vec(e))
                     w.add_tensor(b + "post_ffw_norm.weight", vec(e))
+                if i >= layers - extra.get("nextn_predict_layers", 0):  # (GLM-4.5's
+                    # multi-token prediction block: read, not run)
+                    w.add_tensor(b + "nextn.eh_proj.weight", mat(e, 2 * e))
+                    for t in ("enorm", "hnorm", "shared_head_norm"):
+                        w.add_tensor(b + f"nextn.{t}.weight", vec(e))
             w.write_header_to_file()
             w.write_kv_data_to_file()
             w.write_tensors_to_file()

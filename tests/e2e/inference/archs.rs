@@ -32,7 +32,8 @@ use super::{put, reference, stream};
 /// (those with sigmoid-routed experts), `qwen3vl` (Qwen3-VL's
 /// language model, on text), `apertus` (xIELU), `granitehybrid`
 /// (Granite 4.0-H's Mamba-2 layers), `nemotronh` (Nemotron-H's blocks
-/// of one kind each) and `nemotronhmoe` (Nemotron 3 Nano's mixtures),
+/// of one kind each), `nemotronhmoe` (Nemotron 3 Nano's mixtures) and
+/// `glm4moe` (GLM-4.5's mixtures, GLM-4's pre-tokenizer name),
 /// whose pre-tokenizer names are StarCoder's, StableLM 2's, Phi-2's and
 /// GPT-2's), streams
 /// llama.cpp's greedy
@@ -93,6 +94,7 @@ async fn generate_runs_each_family_and_both_tokenizer_kinds_as_llama_cpp_does() 
         "granitehybrid",
         "nemotronh",
         "nemotronhmoe",
+        "glm4moe",
     ] {
         let case = reference["models"]
             .as_array()

@@ -63,8 +63,15 @@ pub(crate) struct HParams {
     pub shared_ffn: usize,
     /// gpt-oss's: each head's softmax has a learned logit of its own in
     /// its denominator (`attn_sinks`), a mixture's router and experts have
-    /// biases, and its feed-forward norm is named `post_attention_norm`.
+    /// biases.
     pub gpt_oss: bool,
+    /// gpt-oss's and GLM-4.5's: the feed-forward's norm is named
+    /// `post_attention_norm`.
+    pub ffn_norm_post_attention: bool,
+    /// GLM-4.5's multi-token prediction blocks (`nextn_predict_layers`),
+    /// after the layers: read by the check, not run (as llama.cpp's
+    /// forward pass does not).
+    pub mtp_blocks: usize,
     /// Qwen2-MoE's: the shared expert's output is gated per token, by the
     /// sigmoid of `ffn_gate_inp_shexp`'s product with its input.
     pub shared_gate: bool,
@@ -361,8 +368,18 @@ impl HParams {
             }
             _ => None,
         };
+        // (GLM-4.5's last blocks predict further tokens: not run.)
+        let mtp_blocks = match arch {
+            "glm4moe" => int("nextn_predict_layers").unwrap_or(0),
+            _ => 0,
+        };
         let layers = match blocks.len() {
-            0 => int("block_count")?,
+            0 => int("block_count")?.checked_sub(mtp_blocks).filter(|&l| l > 0).ok_or_else(|| {
+                NnError::new(
+                    NnErrorKind::InvalidEncoding,
+                    format!("`{arch}.nextn_predict_layers` ({mtp_blocks}) leaves no layer of `{arch}.block_count`"),
+                )
+            })?,
             n => n,
         };
         // (A layer has tensors: a count past them would only allocate.)
@@ -381,6 +398,16 @@ impl HParams {
             _ => int(key),
         };
         let (experts, experts_used, ffn) = experts(arch, &int)?;
+        // (GLM-4.5's experts picked in groups: one group, as its releases'.)
+        if let Ok(groups @ 2..) = int("expert_group_count") {
+            return Err(NnError::new(
+                NnErrorKind::UnsupportedOperation,
+                format!(
+                    "`{arch}.expert_group_count` is {groups}: weft-nn picks experts from \
+                     one group"
+                ),
+            ));
+        }
         let shared_ffn = shared_width(arch, (experts, ffn), &int)?;
         let ernie_moe = arch == "ernie4_5-moe";
         let (dense_lead, dense_ffn) = dense_layers(arch, ffn, &int, &float)?;
@@ -522,8 +549,8 @@ impl HParams {
             experts_renormalised: match arch {
                 "qwen2moe" | "olmoe" | "deepseek" => false,
                 // (Optional, false without it, as llama.cpp reads it.)
-                "nemotron_h_moe" => info
-                    .get("nemotron_h_moe.expert_weights_norm")
+                "nemotron_h_moe" | "glm4moe" => info
+                    .get(&format!("{arch}.expert_weights_norm"))
                     .and_then(|v| v.as_int())
                     .is_some_and(|v| v != 0),
                 _ => true,
@@ -531,11 +558,13 @@ impl HParams {
             experts_scale: families::experts_scale(arch, &float)?,
             dense_lead,
             dense_ffn,
-            expert_bias: ernie_moe || matches!(arch, "lfm2moe" | "nemotron_h_moe"),
+            expert_bias: ernie_moe || matches!(arch, "lfm2moe" | "nemotron_h_moe" | "glm4moe"),
             experts_sigmoid: conv::sigmoid_router(arch, info)?,
             shared_ffn,
             shared_gate: arch == "qwen2moe",
             gpt_oss: arch == "gpt-oss",
+            ffn_norm_post_attention: matches!(arch, "gpt-oss" | "glm4moe"),
+            mtp_blocks,
             layers,
             heads,
             kv_heads,
@@ -571,6 +600,7 @@ impl HParams {
                         | "falcon"
                         | "nemotron"
                         | "gpt-oss"
+                        | "glm4moe"
                 )
                 || conv::hybrid(arch),
             no_rope_every: match arch {

@@ -191,7 +191,9 @@ impl Llama {
                         pre_norm(&format!("blk.{i}.attn_norm"))?,
                         match info.tensor(&nf("ffn_norm")) {
                             // (gpt-oss's, under another name.)
-                            None if hp.gpt_oss => Some(v(&n("post_attention_norm"), hp.embd)?),
+                            None if hp.ffn_norm_post_attention => {
+                                Some(v(&nf("post_attention_norm"), hp.embd)?)
+                            }
                             // (Phi-2's feed-forward reads the attention's norm.)
                             None if hp.parallel => None,
                             _ => pre_norm(&format!("blk.{f}.ffn_norm"))?,
@@ -241,7 +243,7 @@ impl Llama {
                     q_norm: optional(&n("attn_q_norm"), q_norm)?,
                     k_norm: optional(&n("attn_k_norm"), k_norm)?,
                     ffn_norm,
-                    post_attn_norm: match hp.gpt_oss {
+                    post_attn_norm: match hp.ffn_norm_post_attention {
                         true => None,
                         false => optional(&n("post_attention_norm"), hp.embd)?,
                     },

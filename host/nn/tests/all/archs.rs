@@ -519,6 +519,15 @@ fn nemotron_h_moe_matches_llama_cpp() {
     on_the_cpu("nemotronhmoe");
 }
 
+/// GLM-4.5: Q/K/V biases, half of each head rotated in NeoX pairs, a dense
+/// first layer, then experts picked by the sigmoid of their scores plus
+/// the router's bias, renormalised and scaled, beside a shared expert; its
+/// multi-token prediction block read but not run.
+#[test]
+fn glm4moe_matches_llama_cpp() {
+    on_the_cpu("glm4moe");
+}
+
 /// The language models of Qwen2.5-VL, Qwen3-VL and Qwen3-VL-MoE: on
 /// text, whose positions are one in every M-RoPE section, they rotate as
 /// Qwen2's and Qwen3's (llama.cpp's multimodal rotation agrees).

@@ -95,6 +95,7 @@ fn on_the_gpu_mixtures_of_experts_match_llama_cpp() {
         "qwen3vlmoe",
         "granitehybridmoe",
         "nemotronhmoe",
+        "glm4moe",
     ]);
     let (case, bytes) = tiny("gptoss");
     let model = Engine::default()

@@ -79,4 +79,5 @@ pub const ARCHITECTURES: &[&str] = &[
     "granitehybrid",
     "nemotron_h",
     "nemotron_h_moe",
+    "glm4moe",
 ];

@@ -153,6 +153,7 @@ pub(crate) fn check(info: &GgufInfo) -> Result<HParams, NnError> {
         "ernie4_5"
             | "ernie4_5-moe"
             | "glm4"
+            | "glm4moe"
             | "stablelm"
             | "olmoe"
             | "deepseek"
@@ -200,15 +201,20 @@ pub(crate) fn check(info: &GgufInfo) -> Result<HParams, NnError> {
                 continue;
             }
             // gpt-oss's is named `post_attention_norm` (below).
-            if hp.gpt_oss && name == "ffn_norm" {
+            if hp.ffn_norm_post_attention && name == "ffn_norm" {
                 continue;
             }
             if biases && matches!(name, "attn_norm" | "ffn_norm") {
                 want.push((format!("blk.{b}.{name}.bias"), vec![e], true));
             }
+            // (GLM-4.5's Q, K and V biases too, as llama.cpp requires them.)
             let required = required
                 || (hp.ffn_biases && name == "attn_output.bias")
-                || (hp.gpt_oss && name.ends_with(".bias"));
+                || (hp.gpt_oss && name.ends_with(".bias"))
+                || (arch == "glm4moe"
+                    && name.starts_with("attn_")
+                    && name.ends_with(".bias")
+                    && name != "attn_output.bias");
             // OLMo 2 and EXAONE 4 have no pre-norms, OLMo 1 no norm
             // weights: a file with them is another model.
             if (!hp.pre_norms || !hp.norm_weights) && matches!(name, "attn_norm" | "ffn_norm") {
@@ -291,6 +297,9 @@ pub(crate) fn check(info: &GgufInfo) -> Result<HParams, NnError> {
         // norm.
         if hp.gpt_oss {
             want.push((format!("blk.{i}.attn_sinks.weight"), vec![hp.heads], true));
+        }
+        // (And GLM-4.5's.)
+        if hp.ffn_norm_post_attention {
             want.push((format!("blk.{i}.post_attention_norm.weight"), vec![e], true));
         }
         // Falcon 40B's: the attention's own norm (its `attn_norm` is then
@@ -328,10 +337,14 @@ pub(crate) fn check(info: &GgufInfo) -> Result<HParams, NnError> {
         }
     }
     let known: std::collections::HashSet<&str> = want.iter().map(|(n, ..)| n.as_str()).collect();
+    // (GLM-4.5's multi-token prediction blocks: part of the model, not run.)
+    let mtp = |name: &str| {
+        (hp.layers..hp.layers + hp.mtp_blocks).any(|b| name.starts_with(&format!("blk.{b}.")))
+    };
     if let Some(t) = info
         .tensors
         .iter()
-        .find(|t| !known.contains(t.name.as_str()))
+        .find(|t| !known.contains(t.name.as_str()) && !mtp(&t.name))
     {
         return Err(NnError::new(
             NnErrorKind::UnsupportedOperation,

@@ -84,7 +84,7 @@ pub(super) fn experts(
     let count = match arch {
         "llama" | "mistral" | "mistral3" | "qwen2moe" | "qwen3moe" | "qwen3vlmoe" | "granite"
         | "granitemoe" | "granitehybrid" | "ernie4_5-moe" | "olmoe" | "deepseek" | "gpt-oss"
-        | "lfm2moe" | "nemotron_h_moe" => int("expert_count").unwrap_or(0),
+        | "lfm2moe" | "nemotron_h_moe" | "glm4moe" => int("expert_count").unwrap_or(0),
         _ => 0,
     };
     let qwen = matches!(arch, "qwen2moe" | "qwen3moe" | "qwen3vlmoe");
@@ -92,7 +92,13 @@ pub(super) fn experts(
         if qwen
             || matches!(
                 arch,
-                "ernie4_5-moe" | "olmoe" | "deepseek" | "gpt-oss" | "lfm2moe" | "nemotron_h_moe"
+                "ernie4_5-moe"
+                    | "olmoe"
+                    | "deepseek"
+                    | "gpt-oss"
+                    | "lfm2moe"
+                    | "nemotron_h_moe"
+                    | "glm4moe"
             )
         {
             return Err(bad(format!(
@@ -115,7 +121,11 @@ pub(super) fn experts(
     };
     let each = match own {
         Some(w) => w,
-        None if matches!(arch, "ernie4_5-moe" | "deepseek" | "gpt-oss" | "lfm2moe") => {
+        None if matches!(
+            arch,
+            "ernie4_5-moe" | "deepseek" | "gpt-oss" | "lfm2moe" | "glm4moe"
+        ) =>
+        {
             return Err(bad(format!(
                 "`{arch}.expert_feed_forward_length` is missing or 0: the experts need a width"
             )));
@@ -174,8 +184,9 @@ pub(super) fn dense_layers(
     // runs a step of 1 alone, as every ERNIE 4.5 MoE has. DeepSeek-MoE
     // has no step: every layer past the dense ones is a mixture.)
     Ok(match arch {
-        // (Optional in LFM2-MoE's files, as llama.cpp reads them.)
-        "lfm2moe" => (
+        // (Optional in LFM2-MoE's and GLM-4.5's files, as llama.cpp reads
+        // them.)
+        "lfm2moe" | "glm4moe" => (
             int("leading_dense_block_count").unwrap_or(0),
             int("feed_forward_length")?,
         ),
@@ -218,7 +229,7 @@ pub(super) fn experts_scale(
     float: &dyn Fn(&str) -> Option<f32>,
 ) -> Result<f32, NnError> {
     match arch {
-        "nemotron_h_moe" => float("expert_weights_scale")
+        "nemotron_h_moe" | "glm4moe" => float("expert_weights_scale")
             .filter(|&s| s > 0.0)
             .ok_or_else(|| {
                 NnError::new(
@@ -259,6 +270,8 @@ pub(super) fn shared_width(
         }
         // (Required, as llama.cpp requires it.)
         "deepseek" => int("expert_shared_count")? * each,
+        // (Optional: none without it.)
+        "glm4moe" => int("expert_shared_count").unwrap_or(0) * each,
         // (Required: llama.cpp requires its expert.)
         "nemotron_h_moe" => own.filter(|&w| w > 0).ok_or_else(|| {
             NnError::new(

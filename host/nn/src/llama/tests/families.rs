@@ -614,3 +614,58 @@ fn apertus_is_read_as_llama_cpp_reads_it() {
     let err = refused_with_copy(&info, "blk.0.ffn_up.weight", "blk.0.ffn_gate.weight", None);
     assert!(err.contains("`blk.0.ffn_gate.weight` is not one"), "{err}");
 }
+
+/// GLM-4.5's keys, as llama.cpp's loader reads them: its last
+/// `nextn_predict_layers` blocks predict further tokens (read, not run),
+/// its Q/K/V biases are required, its feed-forward's norm is named
+/// `post_attention_norm`, its experts are picked by the sigmoid of their
+/// scores (`expert_gating_func` 2, or absent) plus the required router
+/// bias, renormalised as `expert_weights_norm` says and scaled by the
+/// required `expert_weights_scale`, beside `expert_shared_count` shared
+/// experts; experts picked in more than one group are refused.
+#[test]
+fn glm4moe_is_read_as_llama_cpp_reads_it() {
+    let info = crate::gguf::inspect(&model_file("tiny-glm4moe.gguf")).unwrap();
+    let hp = check(&info).unwrap();
+    assert_eq!((hp.layers, hp.mtp_blocks, hp.dense_lead), (3, 1, 1));
+    assert_eq!(
+        (hp.experts, hp.experts_used, hp.ffn, hp.shared_ffn),
+        (4, 2, 32, 32)
+    );
+    assert!(hp.experts_sigmoid && hp.expert_bias && hp.experts_renormalised);
+    assert!(hp.rope_neox && hp.ffn_norm_post_attention && !hp.gpt_oss);
+    assert_eq!((hp.experts_scale, hp.rope_dims), (2.5, 8));
+    let mut default_gating = info.clone();
+    (default_gating.metadata).retain(|(k, _)| k != "glm4moe.expert_gating_func");
+    assert!(check(&default_gating).unwrap().experts_sigmoid);
+    for name in [
+        "blk.1.attn_q.bias",
+        "blk.2.post_attention_norm.weight",
+        "blk.2.exp_probs_b.bias",
+    ] {
+        let err = refused_without(&info, name);
+        assert!(err.contains(&format!("`{name}` is missing")), "{err}");
+    }
+    // (A block past the prediction one is another model's.)
+    let err = refused_with_copy(
+        &info,
+        "blk.3.nextn.enorm.weight",
+        "blk.4.nextn.enorm.weight",
+        None,
+    );
+    assert!(
+        err.contains("`blk.4.nextn.enorm.weight` is not one"),
+        "{err}"
+    );
+    let mut groups = info.clone();
+    (groups.metadata).push(("glm4moe.expert_group_count".into(), crate::GgufValue::Int(2)));
+    let err = check(&groups).unwrap_err().to_string();
+    assert!(err.contains("`glm4moe.expert_group_count` is 2"), "{err}");
+    let mut unscaled = info.clone();
+    (unscaled.metadata).retain(|(k, _)| k != "glm4moe.expert_weights_scale");
+    let err = check(&unscaled).unwrap_err().to_string();
+    assert!(
+        err.contains("`glm4moe.expert_weights_scale` is missing"),
+        "{err}"
+    );
+}
