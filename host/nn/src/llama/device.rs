@@ -529,7 +529,7 @@ impl OnDevice {
             // (A layer without a feed-forward, Nemotron-H's: the mixer's
             // output is the block's, added below.)
             let out = match &dl.ffn {
-                None => &a.o,
+                None => post_norm(&mut p, (&a.o, n), &dl.post_attn_norm, eps, &a.post),
                 Some(ffn) => {
                     let ffn_input = if hp.parallel {
                         // The feed-forward reads the block's input: its own norm

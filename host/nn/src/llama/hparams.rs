@@ -41,12 +41,12 @@ pub(crate) struct HParams {
     /// (Qwen2-MoE) as they are.
     pub experts_renormalised: bool,
     /// What the picked experts' weights are multiplied by (after any
-    /// renormalisation): Nemotron 3 Nano's `expert_weights_scale`; 1
-    /// elsewhere.
+    /// renormalisation): Nemotron 3 Nano's and GLM-4.5's
+    /// `expert_weights_scale`; 1 elsewhere.
     pub experts_scale: f32,
-    /// LFM2-MoE's: a token's experts are picked and weighted by the
-    /// sigmoid of their router scores (llama.cpp's `expert_gating_func`
-    /// 2), not their softmax.
+    /// LFM2-MoE's, Nemotron 3 Nano's and GLM-4.5's: a token's experts are
+    /// picked and weighted by the sigmoid of their router scores
+    /// (llama.cpp's `expert_gating_func` 2), not their softmax.
     pub experts_sigmoid: bool,
     /// ERNIE 4.5 MoE's: its first `dense_lead` layers are dense, the
     /// others mixtures (0 elsewhere).
@@ -54,8 +54,9 @@ pub(crate) struct HParams {
     /// The width of a mixture's dense layers (ERNIE 4.5 MoE's
     /// `feed_forward_length`); `ffn` elsewhere.
     pub dense_ffn: usize,
-    /// ERNIE 4.5 MoE's: a layer's router may have a bias
-    /// (`exp_probs_b.bias`) added to its probabilities to pick the experts.
+    /// ERNIE 4.5 MoE's, LFM2-MoE's, Nemotron 3 Nano's and GLM-4.5's: a
+    /// layer's router has a bias (`exp_probs_b.bias`, optional in ERNIE's)
+    /// added to its probabilities to pick the experts.
     pub expert_bias: bool,
     /// Qwen2-MoE's and Granite MoE Shared's: the width of the expert every
     /// token goes through beside its routed ones
@@ -164,8 +165,9 @@ pub(crate) struct HParams {
     /// Apertus's xIELU constants, a set per layer ([`HParams::act_of`]);
     /// empty elsewhere.
     pub xielu: Vec<Xielu>,
-    /// Whether a dense feed-forward has a gate: all but Arcee's and those
-    /// with `ffn_biases`, whose activation is of the up product alone.
+    /// Whether a feed-forward has a gate: all but Arcee's, Nemotron's,
+    /// Nemotron-H's (its experts' and shared expert's too) and those with
+    /// `ffn_biases`, whose activation is of the up product alone.
     pub gated: bool,
     /// StarCoder 2's, Phi-2's, GPT-2's, StarCoder's and GPT-NeoX's biases of
     /// the feed-forward's up and down products (and of the attention's
@@ -387,7 +389,7 @@ impl HParams {
             return Err(NnError::new(
                 NnErrorKind::InvalidEncoding,
                 format!(
-                    "`{arch}.block_count` is {layers}, but the file has {} tensors",
+                    "`{arch}.block_count` gives {layers} layers, but the file has {} tensors",
                     info.tensors.len()
                 ),
             ));

@@ -63,12 +63,14 @@ pub(crate) struct Layer {
     post_attn_norm: Option<Vec<f32>>,
     post_ffn_norm: Option<Vec<f32>>,
     /// The feed-forward: one expert (a dense model), or with `router` a
-    /// mixture's, of which each token goes through `experts_used`.
+    /// mixture's, of which each token goes through `experts_used`; none
+    /// in a Nemotron-H layer without one.
     experts: Vec<Expert>,
     /// A mixture's router (`ffn_gate_inp`): a score per expert.
     router: Option<QMatrix>,
-    /// ERNIE 4.5 MoE's router bias (`exp_probs_b`), added to the
-    /// probabilities to pick a token's experts, not to weight them.
+    /// The router's bias (`exp_probs_b`: ERNIE 4.5 MoE's, LFM2-MoE's,
+    /// Nemotron 3 Nano's, GLM-4.5's), added to the probabilities to pick a
+    /// token's experts, not to weight them.
     expert_bias: Option<Vec<f32>>,
     /// A mixture's shared expert (Qwen2-MoE's, Granite MoE Shared's and
     /// ERNIE 4.5 MoE's `ffn_*_shexp`), which every token goes through

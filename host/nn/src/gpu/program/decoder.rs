@@ -53,7 +53,8 @@ pub(crate) struct Mamba2 {
     /// `ssm.group_count`: the groups of heads sharing `B` and `C`, and of
     /// channels normalised together.
     pub groups: usize,
-    /// Per layer: whether it scans (its `attention.head_count_kv` is 0).
+    /// Per layer (of weft-nn's: a Nemotron-H layer's mixer block's): whether
+    /// it scans (its `attention.head_count_kv` is 0).
     pub layers: Vec<bool>,
 }
 

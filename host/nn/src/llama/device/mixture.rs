@@ -185,7 +185,7 @@ pub(super) fn mixture<'g>(
             p.add_bias_at((&m.gu, start * gu), &biases[e][0], count * gu);
         }
     }
-    // (SwiGLU, or gpt-oss's clamped one.)
+    // (SwiGLU, gpt-oss's clamped one, or Nemotron 3 Nano's squared ReLU.)
     p.swiglu(&m.gu, (rows.len(), hp.ffn, hp.act, hp.gated), &m.g);
     for &(e, start, count) in &groups {
         let down = on_gpu(&layer.experts[e].down)?;

@@ -115,9 +115,9 @@ pub(crate) fn check(info: &GgufInfo) -> Result<HParams, NnError> {
             mixture.push(("ffn_gate_shexp", vec![e, s], true));
         }
     }
-    // ERNIE 4.5's and LFM2-MoE's: a bias added to the router's
-    // probabilities to pick the experts (not to weight them), optional
-    // (ERNIE's) or required as in llama.cpp.
+    // ERNIE 4.5's, LFM2-MoE's, Nemotron 3 Nano's and GLM-4.5's: a bias
+    // added to the router's probabilities to pick the experts (not to
+    // weight them), optional (ERNIE's) or required as in llama.cpp.
     if hp.expert_bias {
         mixture.push(("exp_probs_b.bias", vec![x], arch != "ernie4_5-moe"));
     }

@@ -1,5 +1,6 @@
 //! The hybrids' layouts from their GGUF metadata: which layers convolve
-//! (LFM2's) or scan (Granite 4.0-H's Mamba-2 layers, [`super::ssm`])
+//! (LFM2's) or scan (Granite 4.0-H's and Nemotron-H's Mamba-2 layers,
+//! [`super::ssm`])
 //! instead of attending, and how far back LFM2's convolutions look.
 
 use super::HParams;

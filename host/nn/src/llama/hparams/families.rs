@@ -214,16 +214,10 @@ pub(super) fn dense_layers(
     })
 }
 
-/// A mixture's shared expert's width, as llama.cpp reads it (0 for none):
-/// Qwen2-MoE's, which every file has, `expert_shared_feed_forward_length`
-/// else the dense width (refused as 0); Granite MoE Shared's and ERNIE 4.5
-/// MoE's, read for a mixture only (`experts` of 1 or more); DeepSeek-MoE's
-/// `expert_shared_count` experts of the routed ones' width `each`, run as
-/// one. 0 stands for absent.
 /// What the picked experts' weights are multiplied by: Nemotron 3 Nano's
-/// `expert_weights_scale` (required: llama.cpp's graph multiplies by it,
-/// 0 without it), 1 elsewhere (DeepSeek-MoE's is checked to be 1 by
-/// [`dense_layers`]).
+/// and GLM-4.5's `expert_weights_scale` (required: llama.cpp's graph
+/// multiplies by it, 0 without it), 1 elsewhere (DeepSeek-MoE's is checked
+/// to be 1 by [`dense_layers`]).
 pub(super) fn experts_scale(
     arch: &str,
     float: &dyn Fn(&str) -> Option<f32>,
@@ -243,6 +237,13 @@ pub(super) fn experts_scale(
     }
 }
 
+/// A mixture's shared expert's width, as llama.cpp reads it (0 for none):
+/// Qwen2-MoE's, which every file has, `expert_shared_feed_forward_length`
+/// else the dense width (refused as 0); Granite MoE Shared's and ERNIE 4.5
+/// MoE's, read for a mixture only (`experts` of 1 or more); Nemotron 3
+/// Nano's `expert_shared_feed_forward_length`, required; DeepSeek-MoE's
+/// (required) and GLM-4.5's `expert_shared_count` experts of the routed
+/// ones' width `each`, run as one. 0 stands for absent.
 pub(super) fn shared_width(
     arch: &str,
     (experts, each): (usize, usize),

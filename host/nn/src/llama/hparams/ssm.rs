@@ -7,7 +7,12 @@ use crate::gguf::Value;
 pub(crate) use crate::gpu::Mamba2;
 use crate::{GgufInfo, NnError, NnErrorKind};
 
-/// Granite 4.0-H's Mamba-2 layers in the `layers` that do not attend
+/// The most floats a Mamba-2 layer's state (and its `ssm_in` rows) may
+/// take per session.
+const MAX_STATE: usize = 1 << 26;
+
+/// Granite 4.0-H's and Nemotron-H's Mamba-2 layers in the `layers` that
+/// do not attend
 /// (`super::conv::kv_heads`); none for other architectures. Every `ssm.*`
 /// key is required (as llama.cpp requires them), and a shape that does
 /// not divide (channels into heads, heads into groups) is refused.
@@ -45,6 +50,19 @@ pub(super) fn read(
         return bad(format!(
             "`{arch}.ssm.conv_kernel` is {}: a convolution needs 2 taps or more",
             m.taps
+        ));
+    }
+    // (A bound far above any release's, 8192 x 128 for Nemotron-H 8B: a
+    // file past it would ask each session for gigabytes per layer.)
+    let floats = |a: usize, b: usize| a.checked_mul(b).filter(|&f| f <= MAX_STATE);
+    let rows = floats(2 * m.groups, m.state)
+        .and_then(|bc| bc.checked_add(m.heads)?.checked_add(floats(2, m.inner)?))
+        .filter(|&r| r <= MAX_STATE);
+    if floats(m.inner, m.state).is_none() || rows.is_none() || m.taps > 64 {
+        return bad(format!(
+            "`{arch}.ssm.*` asks for a state of {} x {} floats a layer and {} taps: \
+             weft-nn runs up to {MAX_STATE} floats and 64 taps",
+            m.inner, m.state, m.taps
         ));
     }
     if !m.inner.is_multiple_of(m.heads) || !m.heads.is_multiple_of(m.groups) {
@@ -110,7 +128,14 @@ pub(super) fn blocks(
             widths.len()
         )));
     }
-    let width = widths.iter().copied().find(|&w| w > 0).unwrap_or(0);
+    let Some(width) = widths.iter().copied().find(|&w| w > 0) else {
+        return Err(NnError::new(
+            NnErrorKind::UnsupportedOperation,
+            format!(
+                "`{key}` is 0 for every block: weft-nn runs `{arch}` files with feed-forward blocks"
+            ),
+        ));
+    };
     let mut layers: Blocks = Vec::new();
     for (b, &w) in widths.iter().enumerate() {
         match (w, layers.last_mut()) {
@@ -155,7 +180,7 @@ impl HParams {
         !self.blocks.is_empty()
     }
 
-    /// Whether layer `l` scans (Granite 4.0-H's [`Mamba2`]) instead of
+    /// Whether layer `l` scans (a [`Mamba2`] layer) instead of
     /// attending.
     pub fn scans(&self, l: usize) -> bool {
         self.ssm

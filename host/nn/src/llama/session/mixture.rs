@@ -46,7 +46,7 @@ pub(super) fn mixture(
         for &(row, _) in list {
             rows.extend_from_slice(&h[row * d..][..d]);
         }
-        // (SwiGLU, or gpt-oss's clamped one.)
+        // (SwiGLU, gpt-oss's clamped one, or Nemotron 3 Nano's squared ReLU.)
         feed_forward(expert, (&rows, list.len()), act, workers, xq, (gu, &mut y));
         for (&(row, weight), y) in list.iter().zip(y[0].chunks_exact(d)) {
             let o = &mut out[row * d..][..d];

@@ -658,7 +658,10 @@ fn glm4moe_is_read_as_llama_cpp_reads_it() {
         "{err}"
     );
     let mut groups = info.clone();
-    (groups.metadata).push(("glm4moe.expert_group_count".into(), crate::GgufValue::Int(2)));
+    (groups.metadata).push((
+        "glm4moe.expert_group_count".into(),
+        crate::GgufValue::Int(2),
+    ));
     let err = check(&groups).unwrap_err().to_string();
     assert!(err.contains("`glm4moe.expert_group_count` is 2"), "{err}");
     let mut unscaled = info.clone();

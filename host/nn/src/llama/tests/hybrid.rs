@@ -416,7 +416,8 @@ fn nemotron_h_blocks_are_read_as_llama_cpp_reads_them() {
 
 /// Nemotron-H blocks weft-nn cannot join into layers are refused, naming
 /// the key: a feed-forward first or after another, feed-forwards of
-/// different widths, widths that are not a list of one per block.
+/// different widths, widths that are not a list of one per block, no
+/// feed-forward at all.
 #[test]
 fn nemotron_h_blocks_that_do_not_fit_are_refused() {
     let info = crate::gguf::inspect(&model_file("tiny-nemotronh.gguf")).unwrap();
@@ -440,6 +441,10 @@ fn nemotron_h_blocks_that_do_not_fit_are_refused() {
             "has 3 widths, not one per block",
         ),
         (with_key(&info, key, Int(96)), "is not a list"),
+        (
+            with_key(&info, key, widths(&[0; 8])),
+            "is 0 for every block",
+        ),
     ] {
         let err = check(&info).unwrap_err().to_string();
         assert!(err.contains(want), "{err}");
@@ -500,4 +505,20 @@ fn nemotron_h_moe_is_read_as_llama_cpp_reads_it() {
         err.contains("`blk.1.ffn_gate_exps.weight` is not one"),
         "{err}"
     );
+}
+
+/// Mamba-2 shapes past any release's are refused before anything is
+/// allocated or overflows: a state of 2^32 floats a layer, and sizes
+/// whose products overflow.
+#[test]
+fn mamba2_shapes_past_the_bound_are_refused() {
+    let info = crate::gguf::inspect(&model_file("tiny-granitehybrid.gguf")).unwrap();
+    let key = |k: &str| format!("granitehybrid.ssm.{k}");
+    let huge = with_key(&info, &key("inner_size"), Int(1 << 16));
+    let huge = with_key(&huge, &key("state_size"), Int(1 << 16));
+    let overflow = with_key(&info, &key("state_size"), Int(i64::MAX / 2));
+    for info in [huge, overflow] {
+        let err = check(&info).unwrap_err().to_string();
+        assert!(err.contains("weft-nn runs up to 67108864 floats"), "{err}");
+    }
 }
