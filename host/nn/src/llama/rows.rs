@@ -206,7 +206,8 @@ pub(super) fn mamba2(
 ) {
     let (cd, inner, n, hd) = (m.conv_dim(), m.inner, m.state, m.head_dim());
     let per_group = m.heads / m.groups;
-    let mut c = vec![0f32; cd];
+    // (The convolution's row and the gated row, reused token after token.)
+    let (mut c, mut gated) = (vec![0f32; cd], vec![0f32; inner]);
     for (t, y) in out.chunks_exact_mut(inner).enumerate() {
         conv_row(conv, &s.conv, m.taps, &xbc[t * cd..][..cd], &mut c);
         for (c, b) in c.iter_mut().zip(&s.conv_bias) {
@@ -239,7 +240,7 @@ pub(super) fn mamba2(
         y.iter_mut()
             .zip(z)
             .for_each(|(y, z)| *y *= z / (1.0 + (-z).exp()));
-        let gated = y.to_vec();
+        gated.copy_from_slice(y);
         let width = inner / m.groups;
         for ((y, g), w) in (y.chunks_exact_mut(width))
             .zip(gated.chunks_exact(width))
