@@ -1129,6 +1129,37 @@ ARCHS = {
         "expert_weights_scale": 2.5, "expert_weights_norm": True, "expert_gating_func": 2},
         "GLM-4.5: Q/K/V biases, partial NeoX rotation, a dense first layer, sigmoid-routed "
         "experts with a router bias, renormalised and scaled, a shared expert, an MTP block"),
+    # DeepSeek-V2-Lite (as older converters wrote it): multi-head latent
+    # attention (mla() below), its queries one product (llama.cpp reads a 26-
+    # or 27-layer file as a "lite" one), keys and values from the normed latent
+    # in one product (attn_kv_b), values narrower than keys; a dense first
+    # layer, then experts weighted as the softmax gave them beside two shared.
+    "deepseek2": ("deepseek2", "smollm", {
+        "block_count": 26, "attention.head_count_kv": 4, "attention.key_length": 24,
+        "attention.value_length": 16, "rope.dimension_count": 8,
+        "attention.kv_lora_rank": 32, "leading_dense_block_count": 1, "expert_count": 4,
+        "expert_used_count": 2, "expert_feed_forward_length": 32, "expert_shared_count": 2,
+        "expert_weights_scale": 1.0},
+        "DeepSeek-V2-Lite: latent attention, queries in one product, attn_kv_b, a dense "
+        "first layer, softmax-routed experts, 2 shared"),
+    # DeepSeek-V3 / Kimi K2 / GLM-4.7-Flash (as llama.cpp's converter writes
+    # them now): queries through a normed latent too, attn_kv_b split per head
+    # (attn_k_b, attn_v_b; the K/V widths then the latent's, the heads' in the
+    # *_mla keys), YaRN with its attention scale; sigmoid-routed experts with a
+    # router bias, renormalised and scaled, beside a shared one.
+    "deepseek3": ("deepseek2", "smollm", {
+        "block_count": 3, "attention.head_count_kv": 1, "attention.key_length": 40,
+        "attention.value_length": 32, "attention.key_length_mla": 24,
+        "attention.value_length_mla": 16, "rope.dimension_count": 8,
+        "attention.q_lora_rank": 48, "attention.kv_lora_rank": 32,
+        "rope.scaling.type": "yarn", "rope.scaling.factor": 4.0,
+        "rope.scaling.original_context_length": 64,
+        "rope.scaling.yarn_log_multiplier": 0.0707, "leading_dense_block_count": 1,
+        "expert_count": 4, "expert_used_count": 2, "expert_feed_forward_length": 32,
+        "expert_shared_count": 1, "expert_weights_scale": 2.5, "expert_weights_norm": True,
+        "expert_gating_func": 2},
+        "DeepSeek-V3: latent attention, queries through a latent, attn_k_b/attn_v_b, YaRN, "
+        "a dense first layer, sigmoid-routed experts with a router bias, a shared expert"),
 }
 # The Granite 4.0-H files' layers with attention (the others scan), as their
 # head counts say.
@@ -1500,6 +1531,37 @@ def task_archs(dest: Path) -> None:
                 w.add_tensor(b + "ssm_norm.weight", vec(inner).reshape(groups, inner // groups))
                 w.add_tensor(b + "ssm_out.weight", mat(e, inner))
 
+            def mla(b):
+                """DeepSeek-V2's multi-head latent attention: the queries from one
+                product or through a normed latent (q_lora_rank); a latent
+                (kv_lora_rank) and a rotated key part the heads share from one
+                product; the keys' other parts and the values from the normed
+                latent, in one product (attn_kv_b) or split per head as newer
+                converters write it (attn_k_b transposed, attn_v_b)."""
+                rank, rope = extra["attention.kv_lora_rank"], extra["rope.dimension_count"]
+                kd = extra.get("attention.key_length_mla", extra["attention.key_length"])
+                vd = extra.get("attention.value_length_mla", extra["attention.value_length"])
+                nope = kd - rope
+                if "attention.q_lora_rank" in extra:
+                    qr = extra["attention.q_lora_rank"]
+                    w.add_tensor(b + "attn_q_a.weight", mat(qr, e))
+                    w.add_tensor(b + "attn_q_a_norm.weight", vec(qr))
+                    w.add_tensor(b + "attn_q_b.weight", mat(h * kd, qr))
+                else:
+                    w.add_tensor(b + "attn_q.weight", mat(h * kd, e))
+                w.add_tensor(b + "attn_kv_a_mqa.weight", mat(rank + rope, e))
+                w.add_tensor(b + "attn_kv_a_norm.weight", vec(rank))
+                if "attention.key_length_mla" in extra:  # (ggml [nope, rank, h], [rank, vd, h])
+                    w.add_tensor(b + "attn_k_b.weight",
+                                 np.stack([mat(nope, rank).T.copy() for _ in range(h)]))
+                    w.add_tensor(b + "attn_v_b.weight", np.stack([mat(vd, rank) for _ in range(h)]))
+                else:
+                    w.add_tensor(b + "attn_kv_b.weight", mat(h * (nope + vd), rank))
+                w.add_tensor(b + "attn_output.weight", depth * mat(e, h * vd))
+
+            # (V2-Lite's 26 blocks add less each, so that its stream does not
+            # amplify rounding layer after layer.)
+            depth = float(np.sqrt(4 / layers)) if arch == "deepseek2" and layers > 16 else 1.0
             for i in range(layers):
                 b = f"blk.{i}."
                 # (OLMo 2 and EXAONE 4 normalise after, not before)
@@ -1546,6 +1608,8 @@ def task_archs(dest: Path) -> None:
                     continue
                 elif name in MAMBA_ATTENTION and i not in MAMBA_ATTENTION[name]:
                     mamba(b)
+                elif arch == "deepseek2":
+                    mla(b)
                 elif fused:
                     w.add_tensor(b + "attn_qkv.weight", mat(qd + 2 * kvd, e))
                 else:
@@ -1553,7 +1617,8 @@ def task_archs(dest: Path) -> None:
                     product(b + "attn_k.weight", mat(kvd, e))
                     product(b + "attn_v.weight", mat(kvd, e))
                 if (arch not in LFM2_ATTENTION or i in LFM2_ATTENTION[arch]) and (
-                        name not in MAMBA_ATTENTION or i in MAMBA_ATTENTION[name]):
+                        name not in MAMBA_ATTENTION or i in MAMBA_ATTENTION[name]) and (
+                        arch != "deepseek2"):
                     product(b + "attn_output.weight", mat(e, qd))
                 if arch in ("qwen2", "qwen2moe", "glm4", "starcoder2", "stablelm", "gpt-oss",
                             "qwen2vl", "glm4moe"):
@@ -1607,8 +1672,10 @@ def task_archs(dest: Path) -> None:
                     for t, (rows, cols) in (("gate", (fx, e)), ("up", (fx, e)),
                                             ("down", (e, fx))):
                         stack = np.stack([mat(rows, cols) for _ in range(experts)])
-                        w.add_tensor(b + f"ffn_{t}_exps.weight", stack)
-                    if arch in ("ernie4_5-moe", "lfm2moe", "glm4moe"):  # the pick's bias, as large as
+                        w.add_tensor(b + f"ffn_{t}_exps.weight", stack * (
+                            depth if t == "down" else 1.0))
+                    if arch in ("ernie4_5-moe", "lfm2moe", "glm4moe") or (
+                            extra.get("expert_gating_func") == 2):  # the pick's bias, as large as
                         # the probabilities
                         w.add_tensor(b + "exp_probs_b.bias", vec(experts, 0.0, 0.3))
                     if arch == "qwen2moe":  # the shared expert's gate: a score a token
@@ -1618,7 +1685,8 @@ def task_archs(dest: Path) -> None:
                     if fs := extra.get("expert_shared_feed_forward_length", shared):
                         for t, (rows, cols) in (("gate", (fs, e)), ("up", (fs, e)),
                                                 ("down", (e, fs))):
-                            w.add_tensor(b + f"ffn_{t}_shexp.weight", mat(rows, cols))
+                            w.add_tensor(b + f"ffn_{t}_shexp.weight", mat(rows, cols) * (
+                                depth if t == "down" else 1.0))
                 elif arch in ("phi2", "gpt2", "starcoder", "gptneox", "falcon"):  # (no gate)
                     w.add_tensor(b + "ffn_up.weight", mat(f, e))
                 elif fused or arch == "glm4":
@@ -1629,7 +1697,7 @@ def task_archs(dest: Path) -> None:
                     product(b + "ffn_gate.weight", mat(f, e))
                     product(b + "ffn_up.weight", mat(f, e))
                 if not experts:
-                    product(b + "ffn_down.weight", mat(e, f))
+                    product(b + "ffn_down.weight", depth * mat(e, f))
                 if arch in ("starcoder2", "phi2", "gpt2", "starcoder", "gptneox"):
                     w.add_tensor(b + "ffn_up.bias", vec(f, 0.0, 0.5))
                     w.add_tensor(b + "ffn_down.bias", vec(e, 0.0, 0.5))

@@ -32,8 +32,10 @@ use super::{put, reference, stream};
 /// (those with sigmoid-routed experts), `qwen3vl` (Qwen3-VL's
 /// language model, on text), `apertus` (xIELU), `granitehybrid`
 /// (Granite 4.0-H's Mamba-2 layers), `nemotronh` (Nemotron-H's blocks
-/// of one kind each), `nemotronhmoe` (Nemotron 3 Nano's mixtures) and
-/// `glm4moe` (GLM-4.5's mixtures, GLM-4's pre-tokenizer name),
+/// of one kind each), `nemotronhmoe` (Nemotron 3 Nano's mixtures),
+/// `glm4moe` (GLM-4.5's mixtures, GLM-4's pre-tokenizer name) and
+/// `deepseek2`, `deepseek3` (DeepSeek-V2's latent attention, whole and
+/// split per head),
 /// whose pre-tokenizer names are StarCoder's, StableLM 2's, Phi-2's and
 /// GPT-2's), streams
 /// llama.cpp's greedy
@@ -95,6 +97,8 @@ async fn generate_runs_each_family_and_both_tokenizer_kinds_as_llama_cpp_does() 
         "nemotronh",
         "nemotronhmoe",
         "glm4moe",
+        "deepseek2",
+        "deepseek3",
     ] {
         let case = reference["models"]
             .as_array()

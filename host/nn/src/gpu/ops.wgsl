@@ -625,3 +625,43 @@ fn ssm_scan(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
         }
     }
 }
+
+// ---- copy_rows: dst[dst0 + t * dst_t + h * dst_h + i] = src[src0 +
+// t * src_t + h * src_h + i] for i < width, h < heads, `count` (tokens x
+// heads x width) floats in all: parts of rows gathered (DeepSeek-V2's
+// latent attention builds its heads' queries, keys and values from its
+// products' rows, and cuts its output's heads to the values' width).
+
+struct CopyParams {
+    count: u32,
+    width: u32,
+    heads: u32,
+    src0: u32,
+    src_t: u32,
+    src_h: u32,
+    dst0: u32,
+    dst_t: u32,
+    dst_h: u32,
+    _p9: u32,
+    _p10: u32,
+    _p11: u32,
+    _p12: u32,
+    _p13: u32,
+    _p14: u32,
+    _p15: u32,
+}
+
+@group(0) @binding(0) var<storage, read> copy_src: array<f32>;
+@group(0) @binding(1) var<storage, read_write> copy_dst: array<f32>;
+@group(0) @binding(2) var<uniform> copy_p: CopyParams;
+
+@compute @workgroup_size(64, 1, 1)
+fn copy_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) wgs: vec3<u32>) {
+    for (var j = gid.x; j < copy_p.count; j = j + wgs.x * THREADS) {
+        let i = j % copy_p.width;
+        let h = (j / copy_p.width) % copy_p.heads;
+        let t = j / (copy_p.width * copy_p.heads);
+        let at = copy_p.src0 + t * copy_p.src_t + h * copy_p.src_h + i;
+        copy_dst[copy_p.dst0 + t * copy_p.dst_t + h * copy_p.dst_h + i] = copy_src[at];
+    }
+}

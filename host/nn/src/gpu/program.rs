@@ -41,6 +41,7 @@ pub(super) struct Ops {
     attention: Kernel,
     short_conv: Kernel,
     ssm_scan: Kernel,
+    copy_rows: Kernel,
 }
 
 pub(super) struct Kernel {
@@ -70,6 +71,7 @@ impl Ops {
             attention: kernel("attention"),
             short_conv: kernel("short_conv"),
             ssm_scan: kernel("ssm_scan"),
+            copy_rows: kernel("copy_rows"),
         }
     }
 }

@@ -14,8 +14,10 @@ use crate::gpu::{Attention, Buffer, Gpu, GpuMatrix, NormKind, Qkv, Reuse};
 use crate::{NnError, NnErrorKind};
 
 mod buffers;
+mod latent;
 mod mixture;
 
+use latent::{DeviceLatent, LatentWork};
 #[cfg(test)]
 pub(super) use mixture::PAD_GROUPS;
 use mixture::{DeviceMixture, MixtureWork, mixture};
@@ -73,6 +75,8 @@ struct DeviceLayer {
     /// A Mamba-2 layer's weights besides its products, where it scans (its
     /// `qkv` is then `ssm_in`).
     scan: Option<DeviceScan>,
+    /// Latent attention's norms (its `qkv` is then `wq` and `wk` alone).
+    latent: Option<DeviceLatent>,
 }
 
 /// [`super::Scan`] on the device.
@@ -123,7 +127,8 @@ impl DeviceLayer {
                             .iter()
                             .flat_map(|s| [&s.conv, &s.conv_bias, &s.per_head, &s.norm]),
                     )
-                    .chain(self.ffn_biases.iter().flatten()),
+                    .chain(self.ffn_biases.iter().flatten())
+                    .chain(self.latent.iter().flat_map(DeviceLatent::all)),
             )
     }
 }
@@ -162,7 +167,12 @@ impl DeviceWeights {
                 Ok(DeviceLayer {
                     attn_norm: optional(&l.attn_norm)?,
                     ffn_norm: optional(&l.ffn_norm)?,
-                    qkv: QMatrix::upload_side_by_side(gpu, &[&l.wq, &l.wk, &l.wv])?,
+                    // (Latent attention's `wv` reads its latent: alone.)
+                    qkv: match l.mla {
+                        Some(_) => QMatrix::upload_side_by_side(gpu, &[&l.wq, &l.wk])?,
+                        None => QMatrix::upload_side_by_side(gpu, &[&l.wq, &l.wk, &l.wv])?,
+                    },
+                    latent: DeviceLatent::upload(gpu, l)?,
                     ffn: match &l.router {
                         _ if l.experts.is_empty() => None,
                         None => Some(DeviceFfn::Dense(side_by_side(l.dense())?)),
@@ -280,6 +290,7 @@ struct Work {
     mixture: Option<MixtureWork>,
     /// Mamba-2's convolution's rows (`xBC`), then its normalised output.
     xbc: Option<Buffer>,
+    latent: Option<LatentWork>,
 }
 
 impl OnDevice {
@@ -458,7 +469,14 @@ impl OnDevice {
             if let (0, Some(weight)) = (l, &dl.attn_norm) {
                 p.norm(&a.x, 0, n, (weight, norm), &a.h, 0);
             }
-            p.product(input(&dl.attn_norm), n, &dl.qkv, &a.qkv);
+            match &dl.latent {
+                Some(lat) => {
+                    let work = a.latent.as_ref().expect("reserved");
+                    let weights = (layer, lat, &dl.qkv);
+                    latent::assemble(&mut p, (input(&dl.attn_norm), n), weights, hp, work, &a.qkv)?;
+                }
+                None => p.product(input(&dl.attn_norm), n, &dl.qkv, &a.qkv),
+            }
             // (LFM2's convolution layers: `qkv` is `in_proj`, b, c and x.)
             if let (Some(conv), Some(c)) = (&dl.conv, &hp.short_conv) {
                 for &(on, _, tokens, start) in &sessions {
@@ -518,8 +536,9 @@ impl OnDevice {
                     p.attention(&a.qkv, (kc, vc, sinks), scores, &a.att, shape);
                 }
             }
-            let attended = match (&dl.scan, &a.xbc) {
-                (Some(_), Some(xbc)) => xbc,
+            let attended = match (&dl.scan, &a.xbc, &a.latent) {
+                (Some(_), Some(xbc), _) => xbc,
+                (_, _, Some(work)) => latent::cut(&mut p, (&a.att, n), hp, work),
                 _ => &a.att,
             };
             p.product(attended, n, on_gpu(&layer.wo)?, &a.o);

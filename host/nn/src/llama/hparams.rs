@@ -7,6 +7,7 @@ mod archs;
 mod check;
 mod conv;
 mod families;
+mod mla;
 mod read;
 mod rope;
 mod ssm;
@@ -16,6 +17,7 @@ pub use archs::ARCHITECTURES;
 pub(crate) use check::check;
 pub(crate) use conv::ShortConv;
 pub(crate) use families::Yarn;
+pub(crate) use mla::Mla;
 pub(crate) use ssm::Mamba2;
 
 /// A LongRoPE file's (Phi-3 128k, Phi-3.5) rotary factors for its original
@@ -40,11 +42,12 @@ pub(crate) struct HParams {
     /// (Qwen2-MoE) as they are.
     pub experts_renormalised: bool,
     /// What the picked experts' weights are multiplied by (after any
-    /// renormalisation): Nemotron 3 Nano's and GLM-4.5's
+    /// renormalisation): Nemotron 3 Nano's, GLM-4.5's and DeepSeek-V2's
     /// `expert_weights_scale`; 1 elsewhere.
     pub experts_scale: f32,
-    /// LFM2-MoE's, Nemotron 3 Nano's and GLM-4.5's: a token's experts are
-    /// picked and weighted by the sigmoid of their router scores
+    /// LFM2-MoE's, Nemotron 3 Nano's, GLM-4.5's and (as the file says)
+    /// DeepSeek-V3's: a token's experts are picked and weighted by the
+    /// sigmoid of their router scores
     /// (llama.cpp's `expert_gating_func` 2), not their softmax.
     pub experts_sigmoid: bool,
     /// ERNIE 4.5 MoE's: its first `dense_lead` layers are dense, the
@@ -53,8 +56,9 @@ pub(crate) struct HParams {
     /// The width of a mixture's dense layers (ERNIE 4.5 MoE's
     /// `feed_forward_length`); `ffn` elsewhere.
     pub dense_ffn: usize,
-    /// ERNIE 4.5 MoE's, LFM2-MoE's, Nemotron 3 Nano's and GLM-4.5's: a
-    /// layer's router has a bias (`exp_probs_b.bias`, optional in ERNIE's)
+    /// ERNIE 4.5 MoE's, LFM2-MoE's, Nemotron 3 Nano's, GLM-4.5's and
+    /// DeepSeek-V2's: a layer's router has a bias (`exp_probs_b.bias`,
+    /// optional in ERNIE's and DeepSeek-V2's)
     /// added to its probabilities to pick the experts.
     pub expert_bias: bool,
     /// Qwen2-MoE's and Granite MoE Shared's: the width of the expert every
@@ -211,6 +215,10 @@ pub(crate) struct HParams {
     /// Nemotron-H's: per layer, the file's blocks of its mixer and its
     /// feed-forward ([`HParams::blocks_of`]); empty elsewhere.
     pub blocks: ssm::Blocks,
+    /// DeepSeek-V2's latent attention ([`Mla`]): its heads' keys
+    /// (`head_dim` wide, as many as the queries) and values decompressed
+    /// from a latent.
+    pub mla: Option<Mla>,
 }
 
 impl HParams {
@@ -255,5 +263,15 @@ impl HParams {
     /// Width of all heads' keys (and values).
     pub fn kv_dim(&self) -> usize {
         self.kv_heads * self.head_dim
+    }
+
+    /// Width of all heads' values, the output product's input: the
+    /// queries' but in latent attention ([`Mla`]), whose values are
+    /// narrower than its keys.
+    pub fn o_dim(&self) -> usize {
+        match &self.mla {
+            Some(m) => self.heads * m.value,
+            None => self.q_dim(),
+        }
     }
 }

@@ -1,9 +1,9 @@
 //! Reading a decoder's weights from its GGUF bytes ([`Llama::read`]).
 
-use super::hparams::LONGROPE_SHORT;
+use super::hparams::{HParams, LONGROPE_SHORT, Mla};
 use super::weights::{self, QMatrix};
-use super::{Expert, Layer, Llama, Scan, Weights, check};
-use crate::NnError;
+use super::{Expert, Latent, Layer, Llama, Scan, Weights, check};
+use crate::{GgmlType, GgufInfo, NnError};
 
 impl Llama {
     /// The weights of the GGUF `bytes`, checked ([`check`]) and read for
@@ -58,7 +58,9 @@ impl Llama {
                 // Phi-3's fused products, cut into the separate ones (and
                 // LFM2's `in_proj`, as its B, C and x; Mamba-2's `ssm_in`,
                 // as its z, xBC and dt).
-                let [wq, wk, wv] = if conv.is_some() {
+                let [wq, wk, wv] = if let Some(a) = &hp.mla {
+                    latent_products(&info, bytes, &hp, a, i)?
+                } else if conv.is_some() {
                     let bcx = m(&format!("blk.{i}.shortconv.in_proj.weight"), 3 * e, e)?;
                     take(bcx.split_rows(&[e, e, e]))
                 } else if let Some(s) = scan {
@@ -208,7 +210,20 @@ impl Llama {
                     wo: match (conv, scan) {
                         (Some(_), _) => m(&format!("blk.{i}.shortconv.out_proj.weight"), e, e)?,
                         (_, Some(s)) => m(&n("ssm_out"), e, s.inner)?,
-                        _ => m(&n("attn_output"), hp.embd, qd)?,
+                        _ => m(&n("attn_output"), hp.embd, hp.o_dim())?,
+                    },
+                    mla: match &hp.mla {
+                        Some(a) => Some(Latent {
+                            q_b: match a.q_rank {
+                                0 => None,
+                                r => Some((
+                                    v(&n("attn_q_a_norm"), r)?,
+                                    m(&n("attn_q_b"), hp.heads * a.key(), r)?,
+                                )),
+                            },
+                            kv_norm: v(&n("attn_kv_a_norm"), a.kv_rank)?,
+                        }),
+                        None => None,
                     },
                     ssm: match scan {
                         Some(s) => {
@@ -311,6 +326,50 @@ impl Llama {
         weights.products_mut().for_each(QMatrix::pack);
         Ok(weights)
     }
+}
+
+/// Layer `i`'s latent attention products ([`Mla`]), as the forward pass
+/// takes them for `wq`, `wk` and `wv`: the queries' (`attn_q`, or their
+/// latent's `attn_q_a`); the keys' and values' latent's with the rotated
+/// key part (`attn_kv_a_mqa`); and the heads' unrotated keys and values
+/// from the normed latent (`attn_kv_b`, or as a split file gives it, per
+/// head `attn_k_b` transposed and `attn_v_b`, rebuilt as one).
+fn latent_products(
+    info: &GgufInfo,
+    bytes: &[u8],
+    hp: &HParams,
+    a: &Mla,
+    i: usize,
+) -> Result<[QMatrix; 3], NnError> {
+    let n = |s: &str| format!("blk.{i}.{s}.weight");
+    let m = |name: &str, rows, cols| QMatrix::from_gguf(info, bytes, name, rows, cols);
+    let (e, h, r) = (hp.embd, hp.heads, a.kv_rank);
+    let q = match a.q_rank {
+        0 => m(&n("attn_q"), h * a.key(), e)?,
+        q => m(&n("attn_q_a"), q, e)?,
+    };
+    let kv_a = m(&n("attn_kv_a_mqa"), r + a.rope, e)?;
+    let rows = a.kv_b_rows(h);
+    if !a.split {
+        return Ok([q, kv_a, m(&n("attn_kv_b"), rows, r)?]);
+    }
+    let (kb, vb) = (n("attn_k_b"), n("attn_v_b"));
+    // (ggml's `[nope, rank, heads]`: a head's rows of the latent's width
+    // are its keys' columns.)
+    let k = weights::values(info, bytes, &kb, &[a.nope, r, h])?;
+    let v = weights::values(info, bytes, &vb, &[r, a.value, h])?;
+    let mut kv_b = Vec::with_capacity(rows * r);
+    for (k, v) in k.chunks_exact(r * a.nope).zip(v.chunks_exact(a.value * r)) {
+        for j in 0..a.nope {
+            kv_b.extend(k.iter().skip(j).step_by(a.nope));
+        }
+        kv_b.extend_from_slice(v);
+    }
+    let exact = [&kb, &vb].iter().all(|t| {
+        info.tensor(t.as_str())
+            .is_some_and(|t| t.ty == GgmlType::F32)
+    });
+    Ok([q, kv_a, QMatrix::from_f32(&kb, &kv_b, (rows, r), exact)?])
 }
 
 /// The `N` matrices of a split, as an array.

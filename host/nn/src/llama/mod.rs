@@ -69,7 +69,8 @@ pub(crate) struct Layer {
     /// A mixture's router (`ffn_gate_inp`): a score per expert.
     router: Option<QMatrix>,
     /// The router's bias (`exp_probs_b`: ERNIE 4.5 MoE's, LFM2-MoE's,
-    /// Nemotron 3 Nano's, GLM-4.5's), added to the probabilities to pick a
+    /// Nemotron 3 Nano's, GLM-4.5's, DeepSeek-V3's), added to the
+    /// probabilities to pick a
     /// token's experts, not to weight them.
     expert_bias: Option<Vec<f32>>,
     /// A mixture's shared expert (Qwen2-MoE's, Granite MoE Shared's and
@@ -90,6 +91,22 @@ pub(crate) struct Layer {
     conv: Option<Vec<f32>>,
     /// A Mamba-2 layer's weights besides its products, where it scans.
     ssm: Option<Scan>,
+    /// DeepSeek-V2's latent attention's weights besides `wq` (the queries'
+    /// product, or their latent's), `wk` (the keys' and values' latent's,
+    /// with the rotated key part) and `wv` (the heads' keys and values
+    /// from the normed latent).
+    mla: Option<Latent>,
+}
+
+/// A latent attention layer's ([`Mla`](hparams::Mla)) weights besides its
+/// three products.
+#[derive(Debug)]
+pub(crate) struct Latent {
+    /// The queries' latent's norm and the product after it
+    /// (`attn_q_a_norm`, `attn_q_b`); none where `wq` gives the queries.
+    q_b: Option<(Vec<f32>, QMatrix)>,
+    /// The keys' and values' latent's norm (`attn_kv_a_norm`).
+    kv_norm: Vec<f32>,
 }
 
 /// A Mamba-2 layer's ([`Mamba2`](hparams::Mamba2)) weights besides its
@@ -155,8 +172,10 @@ impl Layer {
     fn matrices(&self) -> impl Iterator<Item = &QMatrix> {
         let ffn = (self.experts.iter().chain(&self.shared))
             .flat_map(|e| e.gate.iter().chain([&e.up, &e.down]));
+        let q_b = self.mla.iter().flat_map(|m| m.q_b.iter().map(|(_, q)| q));
         [&self.wq, &self.wk, &self.wv, &self.wo]
             .into_iter()
+            .chain(q_b)
             .chain(ffn)
             .chain(&self.router)
     }
@@ -164,8 +183,10 @@ impl Layer {
     fn matrices_mut(&mut self) -> impl Iterator<Item = &mut QMatrix> {
         let ffn = (self.experts.iter_mut().chain(&mut self.shared))
             .flat_map(|e| e.gate.iter_mut().chain([&mut e.up, &mut e.down]));
+        let q_b = (self.mla.iter_mut()).flat_map(|m| m.q_b.iter_mut().map(|(_, q)| q));
         [&mut self.wq, &mut self.wk, &mut self.wv, &mut self.wo]
             .into_iter()
+            .chain(q_b)
             .chain(ffn)
             .chain(&mut self.router)
     }
@@ -239,7 +260,8 @@ impl Weights {
     }
 
     /// The products a GPU runs by their own matrices, to upload or
-    /// unload: each layer's output projection, each expert's down
+    /// unload: each layer's output projection (and latent attention's
+    /// products of its latents), each expert's down
     /// projection (a dense layer's one, a mixture's routed and shared
     /// ones), a mixture's router, and the output head. Its Q, K and V, and
     /// each expert's gate and up, go up side by side (`DeviceWeights`).
@@ -249,7 +271,18 @@ impl Weights {
             .iter_mut()
             .flat_map(|l| {
                 let downs = (l.experts.iter_mut().chain(&mut l.shared)).map(|e| &mut e.down);
-                std::iter::once(&mut l.wo).chain(downs).chain(&mut l.router)
+                // (Latent attention's products of its latents.)
+                let latent = match &mut l.mla {
+                    Some(m) => {
+                        let q_b = m.q_b.as_mut().map(|(_, q_b)| q_b);
+                        Some(&mut l.wv).into_iter().chain(q_b)
+                    }
+                    None => None.into_iter().chain(None),
+                };
+                std::iter::once(&mut l.wo)
+                    .chain(downs)
+                    .chain(&mut l.router)
+                    .chain(latent)
             })
             .chain(std::iter::once(head))
     }

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+mod latent;
 mod mixture;
 
 use super::Weights;
@@ -277,8 +278,17 @@ fn forward_with(ds: &mut [&mut Decoder], tokens: &[&[u32]], workers: Workers<'_>
             }
             None => &x,
         };
+        // (Latent attention's `wv` reads its normed latent: after.)
         let group = [&layer.wq, &layer.wk, &layer.wv];
-        QMatrix::matmul_group_into(&group, input, n, workers, &mut xq, &mut qkv);
+        let first = if layer.mla.is_some() { 2 } else { 3 };
+        QMatrix::matmul_group_into(
+            &group[..first],
+            input,
+            n,
+            workers,
+            &mut xq,
+            &mut qkv[..first],
+        );
         let [q, k, v] = &mut qkv[..] else {
             unreachable!("three products")
         };
@@ -296,6 +306,23 @@ fn forward_with(ds: &mut [&mut Decoder], tokens: &[&[u32]], workers: Workers<'_>
                 let zxdt = [&q[..], &k[..], &v[..]];
                 scan_layer(ds, (tokens, &starts), l, (scan, m, hp.norm_eps), zxdt, out);
                 &attn[..n * inner]
+            }
+            _ if layer.mla.is_some() => {
+                let out = &mut attn[..n * qd];
+                let [q0, kv_a] = [&q[..], &k[..]].map(<[f32]>::to_vec);
+                let qkv = [&mut *q, &mut *k, &mut *v];
+                let rows = (tokens, &starts[..]);
+                latent::latent_layer(
+                    ds,
+                    rows,
+                    (&w, l),
+                    [&q0, &kv_a],
+                    qkv,
+                    &angles[0],
+                    workers,
+                    out,
+                );
+                &attn[..n * hp.o_dim()]
             }
             _ => {
                 let angles = &angles[usize::from(swa_angles && hp.is_swa(l))];

@@ -6,6 +6,7 @@ use crate::{NnErrorKind, Tensor};
 
 mod families;
 mod hybrid;
+mod latent;
 mod mixtures;
 
 fn smollm2() -> Vec<u8> {

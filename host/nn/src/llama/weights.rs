@@ -163,6 +163,28 @@ impl QMatrix {
         })
     }
 
+    /// A `rows × cols` matrix of `values` (row-major), as the loader builds
+    /// one from tensors it rearranges (DeepSeek-V2's split latent
+    /// products): in F32 where they were (`exact`), else in F16, finer
+    /// than the quantised blocks they came from.
+    pub(crate) fn from_f32(
+        name: &str,
+        values: &[f32],
+        (rows, cols): (usize, usize),
+        exact: bool,
+    ) -> Result<Self, NnError> {
+        let (ty, raw): (_, Vec<u8>) = match exact {
+            true => (GgmlType::F32, bytemuck::cast_slice(values).to_vec()),
+            false => (
+                GgmlType::F16,
+                (values.iter())
+                    .flat_map(|&v| quant::f32_to_f16(v).to_le_bytes())
+                    .collect(),
+            ),
+        };
+        Self::from_raw(name, ty, &raw, rows, cols)
+    }
+
     /// The matrix cut into consecutive runs of `rows` rows (which must add
     /// up to all of them): Phi-3's fused Q/K/V and gate/up products, read
     /// as the separate matrices the forward pass takes.

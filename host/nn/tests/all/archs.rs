@@ -528,6 +528,18 @@ fn glm4moe_matches_llama_cpp() {
     on_the_cpu("glm4moe");
 }
 
+/// DeepSeek-V2's multi-head latent attention: V2-Lite's file (queries in
+/// one product, the latent's product whole, softmax-routed experts), and
+/// V3's as llama.cpp's converter writes it now (queries through a latent,
+/// the latent's product split per head, YaRN's attention scale,
+/// sigmoid-routed experts with a router bias, renormalised and scaled).
+#[test]
+fn deepseek2_matches_llama_cpp() {
+    for name in ["deepseek2", "deepseek3"] {
+        on_the_cpu(name);
+    }
+}
+
 /// The language models of Qwen2.5-VL, Qwen3-VL and Qwen3-VL-MoE: on
 /// text, whose positions are one in every M-RoPE section, they rotate as
 /// Qwen2's and Qwen3's (llama.cpp's multimodal rotation agrees).

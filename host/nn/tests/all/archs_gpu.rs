@@ -80,7 +80,8 @@ fn on_the_gpu(names: &[&str]) {
 /// (a dense first layer, the biased pick), OLMoE, DeepSeek-MoE (its
 /// shared experts) and gpt-oss (its sinks in the attention kernel, its
 /// router's bias added to the scores read back, its experts' biases and
-/// clamped SwiGLU on the device; looser, below).
+/// clamped SwiGLU on the device; looser, below). DeepSeek-V2's latent
+/// attention builds its heads on the device from its latents.
 #[test]
 fn on_the_gpu_mixtures_of_experts_match_llama_cpp() {
     on_the_gpu(&[
@@ -96,6 +97,8 @@ fn on_the_gpu_mixtures_of_experts_match_llama_cpp() {
         "granitehybridmoe",
         "nemotronhmoe",
         "glm4moe",
+        "deepseek2",
+        "deepseek3",
     ]);
     let (case, bytes) = tiny("gptoss");
     let model = Engine::default()

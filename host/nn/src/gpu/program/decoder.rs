@@ -412,6 +412,49 @@ impl Program<'_> {
         );
     }
 
+    /// Normalises in place (RMSNorm) `d` floats of each of `rows` rows of
+    /// `x`, from float `col` of a row `stride` floats long, by `weight`
+    /// (`d` floats): DeepSeek-V2's latents, beside other parts in their
+    /// rows.
+    pub(crate) fn norm_part(
+        &mut self,
+        x: &Buffer,
+        rows: usize,
+        (col, stride): (usize, usize),
+        weight: &GpuMatrix,
+        eps: f32,
+    ) {
+        let d = weight.cols();
+        self.step(
+            &self.ops.head_norm,
+            vec![whole(x), vector(weight)],
+            norm_params((d, 0), eps, (col, 0), (1, stride), 1.0),
+            [rows as u32, 1],
+        );
+    }
+
+    /// `dst[dst0 + t·dst_t + h·dst_h + i] = src[src0 + t·src_t + h·src_h +
+    /// i]` for `i < width`, `h < heads`, `t < tokens`: parts of rows
+    /// gathered (`src_h` 0: one part for every head).
+    pub(crate) fn copy_rows(
+        &mut self,
+        (src, src0, src_t, src_h): (&Buffer, usize, usize, usize),
+        (dst, dst0, dst_t, dst_h): (&Buffer, usize, usize, usize),
+        (tokens, heads, width): (usize, usize, usize),
+    ) {
+        let count = tokens * heads * width;
+        let mut params = [0u32; 16];
+        params[..9].copy_from_slice(
+            &[count, width, heads, src0, src_t, src_h, dst0, dst_t, dst_h].map(|x| x as u32),
+        );
+        self.step_wide(
+            &self.ops.copy_rows,
+            vec![whole(src), whole(dst)],
+            params,
+            groups(count),
+        );
+    }
+
     /// `out[r] = rms_norm(x[r])` for `rows` rows of `weight.cols()`
     /// floats, a group of `weight.cols() / groups` at a time, each group
     /// by its part of `weight` (Mamba-2's grouped norm).

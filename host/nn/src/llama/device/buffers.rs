@@ -3,7 +3,7 @@
 //! positions need, and the activations of a pass.
 
 use super::mixture::MixtureWork;
-use super::{OnDevice, Work};
+use super::{LatentWork, OnDevice, Work};
 use crate::NnError;
 use crate::gpu::Buffer;
 use crate::llama::HParams;
@@ -125,6 +125,7 @@ impl OnDevice {
                     _ => Some(MixtureWork::new(gpu, hp, n)?),
                 },
                 xbc: hp.ssm.as_ref().map(|m| b(n * m.conv_dim())).transpose()?,
+                latent: LatentWork::new(gpu, hp, n)?,
             });
         }
         Ok(())

@@ -30,8 +30,9 @@
 /// attention and (LFM2-MoE) sigmoid routing, (Apertus) xIELU, and the
 /// language models of Qwen2.5-VL and Qwen3-VL, on text, and (Granite
 /// 4.0-H) Mamba-2 layers beside attention ones under Granite's
-/// multipliers, and (Nemotron-H) those and feed-forwards as blocks of
-/// their own.
+/// multipliers, (Nemotron-H) those and feed-forwards as blocks of
+/// their own, and (DeepSeek-V2, V3, Kimi K2, GLM-4.7-Flash) multi-head
+/// latent attention before DeepSeek-MoE's mixtures.
 pub const ARCHITECTURES: &[&str] = &[
     "llama",
     "mistral",
@@ -80,4 +81,5 @@ pub const ARCHITECTURES: &[&str] = &[
     "nemotron_h",
     "nemotron_h_moe",
     "glm4moe",
+    "deepseek2",
 ];

@@ -119,7 +119,11 @@ pub(crate) fn check(info: &GgufInfo) -> Result<HParams, NnError> {
     // added to the router's probabilities to pick the experts (not to
     // weight them), optional (ERNIE's) or required as in llama.cpp.
     if hp.expert_bias {
-        mixture.push(("exp_probs_b.bias", vec![x], arch != "ernie4_5-moe"));
+        mixture.push((
+            "exp_probs_b.bias",
+            vec![x],
+            !matches!(arch, "ernie4_5-moe" | "deepseek2"),
+        ));
     }
     // gpt-oss's router's and experts' biases, required as llama.cpp
     // requires them.
@@ -183,7 +187,9 @@ pub(crate) fn check(info: &GgufInfo) -> Result<HParams, NnError> {
         ]) {
             // (LFM2's convolution layers and Granite 4.0-H's Mamba-2 ones:
             // no attention, their products below.)
-            if !hp.attends(i) && name.starts_with("attn_") && name != "attn_norm" {
+            // (DeepSeek-V2's latent attention: its products below.)
+            let latent = hp.mla.is_some();
+            if (!hp.attends(i) || latent) && name.starts_with("attn_") && name != "attn_norm" {
                 continue;
             }
             // (Nemotron-H's feed-forwards are blocks of their own, under
@@ -278,6 +284,36 @@ pub(crate) fn check(info: &GgufInfo) -> Result<HParams, NnError> {
                     ("ssm_out.weight", vec![m.inner, e], true),
                 ]
                 .map(|(name, dims, required)| (format!("blk.{mb}.{name}"), dims, required)),
+            );
+        }
+        // (DeepSeek-V2's latent attention, each required as llama.cpp
+        // requires it: the queries' latent's but where one product gives
+        // them, the latent's product whole or split per head.)
+        if let Some(a) = &hp.mla {
+            let (h, k, r) = (hp.heads, a.key(), a.kv_rank);
+            let mut mla = vec![
+                ("attn_kv_a_mqa", vec![e, r + a.rope]),
+                ("attn_kv_a_norm", vec![r]),
+                ("attn_output", vec![h * a.value, e]),
+            ];
+            match a.q_rank {
+                0 => mla.push(("attn_q", vec![e, h * k])),
+                q => mla.extend([
+                    ("attn_q_a", vec![e, q]),
+                    ("attn_q_a_norm", vec![q]),
+                    ("attn_q_b", vec![q, h * k]),
+                ]),
+            }
+            match a.split {
+                true => mla.extend([
+                    ("attn_k_b", vec![a.nope, r, h]),
+                    ("attn_v_b", vec![r, a.value, h]),
+                ]),
+                false => mla.push(("attn_kv_b", vec![r, a.kv_b_rows(h)])),
+            }
+            want.extend(
+                (mla.into_iter())
+                    .map(|(name, dims)| (format!("blk.{i}.{name}.weight"), dims, true)),
             );
         }
         // (A fused Q/K/V's bias, optional as its parts' are, but GPT-2's,

@@ -41,13 +41,15 @@ pub(super) fn sigmoid_router(arch: &str, info: &GgufInfo) -> Result<bool, NnErro
     if arch == "nemotron_h_moe" {
         return Ok(true);
     }
-    if !matches!(arch, "lfm2moe" | "glm4moe") {
+    if !matches!(arch, "lfm2moe" | "glm4moe" | "deepseek2") {
         return Ok(false);
     }
     let key = format!("{arch}.expert_gating_func");
     match info.get(&key).and_then(Value::as_int) {
         // (GLM-4.5's is the sigmoid without it, as llama.cpp reads it.)
         None if arch == "glm4moe" => Ok(true),
+        // (DeepSeek-V2's, V2.5's, the softmax's.)
+        None if arch == "deepseek2" => Ok(false),
         Some(1) => Ok(false),
         Some(2) => Ok(true),
         Some(other) => Err(NnError::new(

@@ -84,7 +84,9 @@ pub(super) fn experts(
     let count = match arch {
         "llama" | "mistral" | "mistral3" | "qwen2moe" | "qwen3moe" | "qwen3vlmoe" | "granite"
         | "granitemoe" | "granitehybrid" | "ernie4_5-moe" | "olmoe" | "deepseek" | "gpt-oss"
-        | "lfm2moe" | "nemotron_h_moe" | "glm4moe" => int("expert_count").unwrap_or(0),
+        | "lfm2moe" | "nemotron_h_moe" | "glm4moe" | "deepseek2" => {
+            int("expert_count").unwrap_or(0)
+        }
         _ => 0,
     };
     let qwen = matches!(arch, "qwen2moe" | "qwen3moe" | "qwen3vlmoe");
@@ -99,6 +101,7 @@ pub(super) fn experts(
                     | "lfm2moe"
                     | "nemotron_h_moe"
                     | "glm4moe"
+                    | "deepseek2"
             )
         {
             return Err(bad(format!(
@@ -123,7 +126,7 @@ pub(super) fn experts(
         Some(w) => w,
         None if matches!(
             arch,
-            "ernie4_5-moe" | "deepseek" | "gpt-oss" | "lfm2moe" | "glm4moe"
+            "ernie4_5-moe" | "deepseek" | "gpt-oss" | "lfm2moe" | "glm4moe" | "deepseek2"
         ) =>
         {
             return Err(bad(format!(
@@ -190,7 +193,7 @@ pub(super) fn dense_layers(
             int("leading_dense_block_count").unwrap_or(0),
             int("feed_forward_length")?,
         ),
-        "deepseek" => (
+        "deepseek" | "deepseek2" => (
             int("leading_dense_block_count")?,
             int("feed_forward_length")?,
         ),
@@ -216,8 +219,8 @@ pub(super) fn dense_layers(
 
 /// What the picked experts' weights are multiplied by: Nemotron 3 Nano's
 /// and GLM-4.5's `expert_weights_scale` (required: llama.cpp's graph
-/// multiplies by it, 0 without it), 1 elsewhere (DeepSeek-MoE's is checked
-/// to be 1 by [`dense_layers`]).
+/// multiplies by it, 0 without it), DeepSeek-V2's (required, 0 as 1), 1
+/// elsewhere (DeepSeek-MoE's is checked to be 1 by [`dense_layers`]).
 pub(super) fn experts_scale(
     arch: &str,
     float: &dyn Fn(&str) -> Option<f32>,
@@ -233,6 +236,16 @@ pub(super) fn experts_scale(
                     ),
                 )
             }),
+        // (Required, as llama.cpp requires it; 0 is no scale, as its
+        // graph takes it.)
+        "deepseek2" => match float("expert_weights_scale") {
+            Some(0.0) => Ok(1.0),
+            Some(s) if s > 0.0 => Ok(s),
+            _ => Err(NnError::new(
+                NnErrorKind::InvalidEncoding,
+                format!("GGUF metadata `{arch}.expert_weights_scale` is missing or below 0"),
+            )),
+        },
         _ => Ok(1.0),
     }
 }
@@ -242,7 +255,8 @@ pub(super) fn experts_scale(
 /// else the dense width (refused as 0); Granite MoE Shared's and ERNIE 4.5
 /// MoE's, read for a mixture only (`experts` of 1 or more); Nemotron 3
 /// Nano's `expert_shared_feed_forward_length`, required; DeepSeek-MoE's
-/// (required) and GLM-4.5's `expert_shared_count` experts of the routed
+/// and DeepSeek-V2's (required) and GLM-4.5's `expert_shared_count`
+/// experts of the routed
 /// ones' width `each`, run as one. 0 stands for absent.
 pub(super) fn shared_width(
     arch: &str,
@@ -270,7 +284,7 @@ pub(super) fn shared_width(
             own.unwrap_or(0)
         }
         // (Required, as llama.cpp requires it.)
-        "deepseek" => int("expert_shared_count")? * each,
+        "deepseek" | "deepseek2" => int("expert_shared_count")? * each,
         // (Optional: none without it.)
         "glm4moe" => int("expert_shared_count").unwrap_or(0) * each,
         // (Required: llama.cpp requires its expert.)

@@ -1,7 +1,7 @@
 //! Reading a decoder's shape ([`HParams`]) from its GGUF metadata.
 
 use super::families::{Gemma, Yarn, dense_layers, experts, shared_width};
-use super::{ARCHITECTURES, HParams, LONGROPE_SHORT, conv, families, ssm, xielu};
+use super::{ARCHITECTURES, HParams, LONGROPE_SHORT, conv, families, mla, ssm, xielu};
 use crate::gpu::FfnAct;
 use crate::{GgufInfo, NnError, NnErrorKind};
 
@@ -42,7 +42,12 @@ impl HParams {
         };
         let embd = int("embedding_length")?;
         let heads = int("attention.head_count")?;
-        let (kv_heads, recurrent) = conv::kv_heads(arch, info, heads)?;
+        // (Latent attention decompresses a key and a value per query head.)
+        let mla = mla::read(arch, info)?;
+        let (kv_heads, recurrent) = match mla {
+            Some(_) => (heads, Vec::new()),
+            None => conv::kv_heads(arch, info, heads)?,
+        };
         // (Nemotron-H's blocks joined into layers: which of those scan.)
         let (blocks, block_ffn) = ssm::blocks(arch, info, &recurrent)?;
         let recurrent: Vec<bool> = match blocks.is_empty() {
@@ -55,7 +60,7 @@ impl HParams {
         let ssm = ssm::read(arch, info, &recurrent)?;
         if heads == 0
             || kv_heads == 0
-            || !embd.is_multiple_of(heads)
+            || (!embd.is_multiple_of(heads) && mla.is_none())
             || !heads.is_multiple_of(kv_heads)
         {
             return Err(NnError::new(
@@ -63,8 +68,14 @@ impl HParams {
                 format!("bad attention shape: {heads} heads, {kv_heads} KV heads, width {embd}"),
             ));
         }
-        let head_dim = int("attention.key_length").unwrap_or(embd / heads);
-        let value_dim = int("attention.value_length").unwrap_or(head_dim);
+        // (Latent attention's values are padded to its keys' width.)
+        let (head_dim, value_dim) = match &mla {
+            Some(m) => (m.key(), m.key()),
+            None => {
+                let head_dim = int("attention.key_length").unwrap_or(embd / heads);
+                (head_dim, int("attention.value_length").unwrap_or(head_dim))
+            }
+        };
         if head_dim == 0 || value_dim != head_dim {
             return Err(NnError::new(
                 NnErrorKind::InvalidEncoding,
@@ -147,6 +158,11 @@ impl HParams {
         };
         // (Under any scaling, as llama.cpp multiplies it in.)
         let attn_factor = float("rope.scaling.attn_factor").filter(|&f| f > 0.0);
+        // (DeepSeek-V2's converter writes `0.1 mscale_all_dim`.)
+        let deepseek_log_mul = match mla {
+            Some(_) => float("rope.scaling.yarn_log_multiplier").unwrap_or(0.0),
+            None => 0.0,
+        };
         let mut rope_mscale = attn_factor.unwrap_or(1.0);
         let yarn = match scaling {
             "yarn" => {
@@ -160,6 +176,13 @@ impl HParams {
                     y.log_mul = float("rope.scaling.yarn_log_multiplier").unwrap_or(0.0);
                 }
                 rope_mscale = y.attn_factor(rope_freq_scale, attn_factor.unwrap_or(1.0));
+                // (DeepSeek-V2's `mscale` is its `mscale_all_dim`, as
+                // llama.cpp takes it: their ratio 1, the magnitude the
+                // file's factor alone.)
+                if mla.is_some() && deepseek_log_mul != 0.0 {
+                    let factor = 1.0 / rope_freq_scale;
+                    rope_mscale = attn_factor.unwrap_or(1.0) / (1.0 + 0.1 * factor.ln());
+                }
                 Some(y)
             }
             _ => None,
@@ -313,6 +336,14 @@ impl HParams {
         if (arch, layers) == ("gemma2", 46) || (arch, layers) == ("gemma3", 62) {
             attn_scale = Some(1.0 / ((embd / heads) as f32).sqrt());
         }
+        // DeepSeek-V2's scores are scaled by the square of YaRN's
+        // magnitude (the rotation's, its cancelling undone) times its own
+        // `1 + 0.1 mscale_all_dim ln(factor)`, as llama.cpp's graph does.
+        if mla.is_some() {
+            let ln = (1.0 / rope_freq_scale).ln();
+            let m = rope_mscale * (1.0 + 0.1 * ln) * (1.0 + deepseek_log_mul * ln);
+            attn_scale = Some(m * m / (head_dim as f32).sqrt());
+        }
         let rope_base = float("rope.freq_base").unwrap_or(10_000.0);
         let gemma_swa = Gemma::read(arch, layers, info, rope_base, rope_freq_scale)?;
         // The temperature's step: YaRN's original window
@@ -345,7 +376,7 @@ impl HParams {
             experts_renormalised: match arch {
                 "qwen2moe" | "olmoe" | "deepseek" => false,
                 // (Optional, false without it, as llama.cpp reads it.)
-                "nemotron_h_moe" | "glm4moe" => info
+                "nemotron_h_moe" | "glm4moe" | "deepseek2" => info
                     .get(&format!("{arch}.expert_weights_norm"))
                     .and_then(|v| v.as_int())
                     .is_some_and(|v| v != 0),
@@ -354,7 +385,8 @@ impl HParams {
             experts_scale: families::experts_scale(arch, &float)?,
             dense_lead,
             dense_ffn,
-            expert_bias: ernie_moe || matches!(arch, "lfm2moe" | "nemotron_h_moe" | "glm4moe"),
+            expert_bias: ernie_moe
+                || matches!(arch, "lfm2moe" | "nemotron_h_moe" | "glm4moe" | "deepseek2"),
             experts_sigmoid: conv::sigmoid_router(arch, info)?,
             shared_ffn,
             shared_gate: arch == "qwen2moe",
@@ -472,6 +504,7 @@ impl HParams {
             short_conv,
             ssm,
             blocks,
+            mla,
         })
     }
 }

@@ -122,7 +122,7 @@ fn hybrid_sessions_carry_their_own_convolution_and_scan_state() {
     }
 }
 
-fn sessions_carry_their_own_state(bytes: &[u8]) {
+pub(super) fn sessions_carry_their_own_state(bytes: &[u8]) {
     let bytes = bytes.to_vec();
     let cpu = Llama::load(&bytes).unwrap();
     let gpu = Llama::load_for(&bytes, Some(Ok(crate::gpu::tests::gpu()))).unwrap();
@@ -228,7 +228,7 @@ fn on_the_gpu_hybrid_passes_a_growing_cache_and_a_failure_change_nothing() {
     }
 }
 
-fn passes_and_a_failure_change_nothing(bytes: &[u8]) {
+pub(super) fn passes_and_a_failure_change_nothing(bytes: &[u8]) {
     let gpu = Llama::load_for(bytes, Some(Ok(crate::gpu::tests::gpu()))).unwrap();
     let cpu = Llama::load(bytes).unwrap();
     let mut on = session::Decoder::new(gpu.weights.clone());

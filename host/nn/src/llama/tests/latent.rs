@@ -1,0 +1,158 @@
+//! DeepSeek-V2's multi-head latent attention: its keys read and refused
+//! as llama.cpp's loader reads them, its tensors (the queries' product
+//! or their latent's, the latent's product whole or split per head)
+//! required by the check, and its sessions through pieces, joined passes,
+//! the GPU and a GPU failure as any decoder's.
+
+use super::families::{refused_with_copy, refused_without, with_key};
+use super::hybrid::{passes_and_a_failure_change_nothing, sessions_carry_their_own_state};
+use super::*;
+use crate::GgufInfo;
+use crate::GgufValue::{Float, Int};
+
+fn deepseek(name: &str) -> GgufInfo {
+    crate::gguf::inspect(&model_file(&format!("tiny-{name}.gguf"))).unwrap()
+}
+
+/// V2-Lite's file (queries in one product, the latent's product whole,
+/// softmax routing) and V3's as the converter writes it now (queries
+/// through a latent, the product split per head, the K/V keys the
+/// latent's and the heads' in `*_mla`, YaRN, sigmoid routing with a
+/// bias): each head's keys and values decompressed, one per query head;
+/// V3's scores scaled by YaRN's `mscale` squared.
+#[test]
+fn deepseek2_files_are_read_as_llama_cpp_reads_them() {
+    let lite = deepseek("deepseek2");
+    let hp = check(&lite).unwrap();
+    let m = hp.mla.clone().expect("latent attention");
+    let shape = |m: &hparams::Mla| (m.q_rank, m.kv_rank, m.nope, m.rope, m.value, m.split);
+    assert_eq!(shape(&m), (0, 32, 16, 8, 16, false));
+    assert_eq!(
+        (hp.heads, hp.kv_heads, hp.head_dim, hp.o_dim()),
+        (4, 4, 24, 64)
+    );
+    assert!(!hp.rope_neox && !hp.experts_sigmoid && !hp.experts_renormalised);
+    let moe = (
+        hp.experts,
+        hp.experts_used,
+        hp.ffn,
+        hp.shared_ffn,
+        hp.dense_lead,
+    );
+    assert_eq!(moe, (4, 2, 32, 64, 1));
+    assert_eq!((hp.experts_scale, hp.attn_scale), (1.0, 1.0 / 24f32.sqrt()));
+    let v3 = deepseek("deepseek3");
+    let hp = check(&v3).unwrap();
+    assert_eq!(shape(hp.mla.as_ref().unwrap()), (48, 32, 16, 8, 16, true));
+    // (Not the file's one head of the latent's 40 floats.)
+    assert_eq!((hp.kv_heads, hp.head_dim), (4, 24));
+    assert!(hp.experts_sigmoid && hp.experts_renormalised && hp.expert_bias);
+    assert_eq!(hp.experts_scale, 2.5);
+    // (1 + 0.1 mscale_all_dim ln 4)², the converter's 0.0707 that tenth.)
+    let m = 1.0 + 0.0707 * 4f32.ln();
+    assert!((hp.attn_scale - m * m / 24f32.sqrt()).abs() < 1e-6);
+    assert!((hp.rope_mscale * (1.0 + 0.1 * 4f32.ln()) - 1.0).abs() < 1e-6);
+    for (info, name) in [
+        (&lite, "blk.0.attn_q.weight"),
+        (&lite, "blk.3.attn_kv_b.weight"),
+        (&lite, "blk.1.attn_kv_a_norm.weight"),
+        (&lite, "blk.25.attn_kv_a_mqa.weight"),
+        (&v3, "blk.0.attn_q_a_norm.weight"),
+        (&v3, "blk.0.attn_q_b.weight"),
+        (&v3, "blk.2.attn_k_b.weight"),
+        (&v3, "blk.2.attn_v_b.weight"),
+        (&v3, "blk.1.attn_output.weight"),
+    ] {
+        let err = refused_without(info, name);
+        assert!(err.contains(&format!("`{name}` is missing")), "{err}");
+    }
+    // (Optional, as llama.cpp reads it.)
+    let mut unbiased = v3.clone();
+    unbiased
+        .tensors
+        .retain(|t| !t.name.ends_with("exp_probs_b.bias"));
+    assert!(check(&unbiased).is_ok());
+    // The other form's tensor, or a query latent's in a one-product file,
+    // is another model's.
+    for (info, from, to) in [
+        (&lite, "blk.0.attn_kv_b.weight", "blk.0.attn_k_b.weight"),
+        (&lite, "blk.0.attn_q.weight", "blk.0.attn_q_b.weight"),
+        (&v3, "blk.0.attn_k_b.weight", "blk.0.attn_kv_b.weight"),
+    ] {
+        let err = refused_with_copy(info, from, to, None);
+        assert!(err.contains(&format!("`{to}` is not one")), "{err}");
+    }
+}
+
+/// Keys that do not fit are refused, naming them: the latent's rank
+/// missing, a rotated part as wide as the key or odd, values wider than
+/// keys, Mistral Large 3's temperature, experts picked in groups
+/// (DeepSeek-V3's), another gating function, no scale of the experts'
+/// weights.
+#[test]
+fn deepseek2_metadata_that_does_not_fit_is_refused() {
+    let v3 = deepseek("deepseek3");
+    let refused = |info: &GgufInfo| check(info).unwrap_err().to_string();
+    let mut without_rank = v3.clone();
+    (without_rank.metadata).retain(|(k, _)| k != "deepseek2.attention.kv_lora_rank");
+    let err = refused(&without_rank);
+    assert!(
+        err.contains("`deepseek2.attention.kv_lora_rank` is missing"),
+        "{err}"
+    );
+    for rope in [24, 7] {
+        let err = refused(&with_key(&v3, "deepseek2.rope.dimension_count", Int(rope)));
+        assert!(err.contains("does not fit the heads' keys of 24"), "{err}");
+    }
+    let err = refused(&with_key(
+        &v3,
+        "deepseek2.attention.value_length_mla",
+        Int(32),
+    ));
+    assert!(
+        err.contains("values of 32 floats a head, keys of 24"),
+        "{err}"
+    );
+    for (key, value, says) in [
+        (
+            "attention.temperature_scale",
+            Float(0.1),
+            "without a temperature",
+        ),
+        (
+            "expert_group_count",
+            Int(8),
+            "is 8: weft-nn picks experts from one group",
+        ),
+    ] {
+        let mut with = v3.clone();
+        (with.metadata).push((format!("deepseek2.{key}"), value));
+        let err = refused(&with);
+        assert!(
+            err.contains(&format!("`deepseek2.{key}`")) && err.contains(says),
+            "{err}"
+        );
+    }
+    let err = refused(&with_key(&v3, "deepseek2.expert_gating_func", Int(3)));
+    assert!(err.contains("`deepseek2.expert_gating_func` is 3"), "{err}");
+    let mut unscaled = v3.clone();
+    (unscaled.metadata).retain(|(k, _)| k != "deepseek2.expert_weights_scale");
+    let err = refused(&unscaled);
+    assert!(
+        err.contains("`deepseek2.expert_weights_scale` is missing"),
+        "{err}"
+    );
+}
+
+/// Each session's decompressed keys and values are its own: a prompt fed
+/// in pieces, sessions joined in one pass, GPU passes while the cache
+/// grows, and a GPU failure mid-session give what one session alone
+/// gets, on the CPU and on the GPU.
+#[test]
+fn latent_attention_sessions_are_each_their_own() {
+    let _device = on_the_device();
+    // (V2-Lite's 26 layers carry the two devices' rounding 1.4e-3 apart:
+    // its sessions are compared on each device alone.)
+    sessions_carry_their_own_state(&model_file("tiny-deepseek2.gguf"));
+    passes_and_a_failure_change_nothing(&model_file("tiny-deepseek3.gguf"));
+}
