@@ -1160,6 +1160,12 @@ ARCHS = {
         "expert_gating_func": 2},
         "DeepSeek-V3: latent attention, queries through a latent, attn_k_b/attn_v_b, YaRN, "
         "a dense first layer, sigmoid-routed experts with a router bias, a shared expert"),
+    # Mamba-2 (130m to 2.7b) and Codestral Mamba: Mamba-2 layers alone (mamba()
+    # below), each under its norm; no attention, no feed-forward, no rotation.
+    "mamba2": ("mamba2", "gpt-2", {
+        "block_count": 3, "ssm.conv_kernel": 4, "ssm.inner_size": 128, "ssm.state_size": 16,
+        "ssm.time_step_rank": 8, "ssm.group_count": 2},
+        "Mamba-2: Mamba-2 layers alone, two groups of heads"),
 }
 # The Granite 4.0-H files' layers with attention (the others scan), as their
 # head counts say.
@@ -1417,6 +1423,10 @@ def task_archs(dest: Path) -> None:
                     w.add_array(f"{arch}.{key}",
                                 [kvh if i in LFM2_ATTENTION[arch] else 0 for i in range(layers)])
                     continue
+                if arch == "mamba2" and key in ("feed_forward_length", "attention.head_count",
+                                                "attention.head_count_kv"):
+                    w.add_uint32(f"{arch}.{key}", 0)  # (as the converter writes them)
+                    continue
                 if name in MAMBA_ATTENTION and key == "attention.head_count_kv":  # (0: scan)
                     w.add_array(f"{arch}.{key}",
                                 [kvh if i in MAMBA_ATTENTION[name] else 0 for i in range(layers)])
@@ -1573,6 +1583,9 @@ def task_archs(dest: Path) -> None:
                 if name == "falcon40b":
                     w.add_tensor(b + "attn_norm_2.weight", vec(e))
                     w.add_tensor(b + "attn_norm_2.bias", vec(e, 0.0, 0.5))
+                if arch == "mamba2":  # (a Mamba-2 layer alone under its attn_norm)
+                    mamba(b)
+                    continue
                 if arch in LFM2_ATTENTION and i not in LFM2_ATTENTION[arch]:
                     # B, C and x in one product; 3 taps a channel (ggml [3, e]),
                     # large enough that a tap misplaced shows.

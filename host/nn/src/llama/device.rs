@@ -344,7 +344,8 @@ impl OnDevice {
         }
         // Passes whose scores fit one buffer at the cache's final size.
         let capacity = self.capacity_for(&w.hp, past + tokens.len());
-        let row = (w.hp.heads * capacity * 4) as u64;
+        // (Pure Mamba-2 attends nowhere: no scores, a row of 1 for the bound.)
+        let row = (w.hp.heads.max(1) * capacity * 4) as u64;
         let fit = (self.gpu.max_buffer() / row) as usize;
         let mut logits = Vec::new();
         let mut at = past;
@@ -376,7 +377,7 @@ impl OnDevice {
         let total: usize = parts.iter().map(|(_, _, t)| t.len()).sum();
         let one_pass = parts.iter().all(|(on, past, t)| {
             let capacity = on.capacity_for(&w.hp, past + t.len());
-            let row = (w.hp.heads * capacity * 4) as u64;
+            let row = (w.hp.heads.max(1) * capacity * 4) as u64;
             t.len() as u64 * row <= on.gpu.max_buffer() && total <= on.tokens_per_pass
         });
         if one_pass {

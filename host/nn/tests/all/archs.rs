@@ -510,6 +510,13 @@ fn nemotron_h_matches_llama_cpp() {
     on_the_cpu("nemotronh");
 }
 
+/// Mamba-2 (and Codestral Mamba): Mamba-2 layers alone, each under its
+/// norm, no attention anywhere.
+#[test]
+fn mamba2_matches_llama_cpp() {
+    on_the_cpu("mamba2");
+}
+
 /// Nemotron 3 Nano: Nemotron-H's blocks, its feed-forwards mixtures of
 /// squared-ReLU experts without a gate, picked by the sigmoid of their
 /// scores plus the router's bias, weighted renormalised and scaled by

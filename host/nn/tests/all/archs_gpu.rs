@@ -53,6 +53,7 @@ fn on_the_gpu_every_family_matches_llama_cpp() {
         "apertus",
         "granitehybrid",
         "nemotronh",
+        "mamba2",
     ]);
 }
 

@@ -31,8 +31,9 @@
 /// language models of Qwen2.5-VL and Qwen3-VL, on text, and (Granite
 /// 4.0-H) Mamba-2 layers beside attention ones under Granite's
 /// multipliers, (Nemotron-H) those and feed-forwards as blocks of
-/// their own, and (DeepSeek-V2, V3, Kimi K2, GLM-4.7-Flash) multi-head
-/// latent attention before DeepSeek-MoE's mixtures.
+/// their own, (DeepSeek-V2, V3, Kimi K2, GLM-4.7-Flash) multi-head
+/// latent attention before DeepSeek-MoE's mixtures, and (Mamba-2,
+/// Codestral Mamba) Mamba-2 layers alone.
 pub const ARCHITECTURES: &[&str] = &[
     "llama",
     "mistral",
@@ -82,4 +83,5 @@ pub const ARCHITECTURES: &[&str] = &[
     "nemotron_h_moe",
     "glm4moe",
     "deepseek2",
+    "mamba2",
 ];

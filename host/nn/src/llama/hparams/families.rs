@@ -76,6 +76,10 @@ pub(super) fn experts(
     int: &dyn Fn(&str) -> Result<usize, NnError>,
 ) -> Result<(usize, usize, usize), NnError> {
     let bad = |m: String| NnError::new(NnErrorKind::InvalidEncoding, m);
+    // (Pure Mamba-2's layers have no feed-forward.)
+    if super::ssm::attentionless(arch) {
+        return Ok((0, 0, 0));
+    }
     let width = |w: usize, key: &str| match w {
         0 => Err(bad(format!("`{arch}.{key}` is 0"))),
         w => Ok(w),

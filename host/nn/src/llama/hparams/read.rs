@@ -5,6 +5,25 @@ use super::{ARCHITECTURES, HParams, LONGROPE_SHORT, conv, families, mla, ssm, xi
 use crate::gpu::FfnAct;
 use crate::{GgufInfo, NnError, NnErrorKind};
 
+/// `block_count`, refused past the file's tensors (a layer has tensors:
+/// a count past them would only allocate).
+fn bounded_blocks(
+    arch: &str,
+    info: &GgufInfo,
+    int: &dyn Fn(&str) -> Result<usize, NnError>,
+) -> Result<usize, NnError> {
+    match int("block_count")? {
+        n if n > info.tensors.len() => Err(NnError::new(
+            NnErrorKind::InvalidEncoding,
+            format!(
+                "`{arch}.block_count` gives {n} layers, but the file has {} tensors",
+                info.tensors.len()
+            ),
+        )),
+        n => Ok(n),
+    }
+}
+
 impl HParams {
     /// The shape `info`'s metadata gives, as llama.cpp's loader reads it,
     /// each key's absence or bad value refused by name ([`super::check`]
@@ -41,11 +60,18 @@ impl HParams {
                 .map(|v| v as f32)
         };
         let embd = int("embedding_length")?;
-        let heads = int("attention.head_count")?;
+        // (A pure Mamba-2 file attends nowhere: every block scans; its
+        // head count, 0, optional.)
+        let attentionless = ssm::attentionless(arch);
+        let heads = match attentionless {
+            true => int("attention.head_count").unwrap_or(0),
+            false => int("attention.head_count")?,
+        };
         // (Latent attention decompresses a key and a value per query head.)
         let mla = mla::read(arch, info)?;
         let (kv_heads, recurrent) = match mla {
             Some(_) => (heads, Vec::new()),
+            None if attentionless => (0, vec![true; bounded_blocks(arch, info, &int)?]),
             None => conv::kv_heads(arch, info, heads)?,
         };
         // (Nemotron-H's blocks joined into layers: which of those scan.)
@@ -58,10 +84,11 @@ impl HParams {
         };
         let short_conv = conv::short_conv(arch, info, &recurrent)?;
         let ssm = ssm::read(arch, info, &recurrent)?;
-        if heads == 0
-            || kv_heads == 0
-            || (!embd.is_multiple_of(heads) && mla.is_none())
-            || !heads.is_multiple_of(kv_heads)
+        if !attentionless
+            && (heads == 0
+                || kv_heads == 0
+                || (!embd.is_multiple_of(heads) && mla.is_none())
+                || !heads.is_multiple_of(kv_heads))
         {
             return Err(NnError::new(
                 NnErrorKind::InvalidEncoding,
@@ -71,12 +98,13 @@ impl HParams {
         // (Latent attention's values are padded to its keys' width.)
         let (head_dim, value_dim) = match &mla {
             Some(m) => (m.key(), m.key()),
+            None if attentionless => (0, 0),
             None => {
                 let head_dim = int("attention.key_length").unwrap_or(embd / heads);
                 (head_dim, int("attention.value_length").unwrap_or(head_dim))
             }
         };
-        if head_dim == 0 || value_dim != head_dim {
+        if (head_dim == 0 && !attentionless) || value_dim != head_dim {
             return Err(NnError::new(
                 NnErrorKind::InvalidEncoding,
                 format!(
@@ -95,7 +123,10 @@ impl HParams {
                 )
             })?;
         let rope_dims = int("rope.dimension_count").unwrap_or(head_dim);
-        if rope_dims == 0 || rope_dims > head_dim || !rope_dims.is_multiple_of(2) {
+        if (rope_dims == 0 && !attentionless)
+            || rope_dims > head_dim
+            || !rope_dims.is_multiple_of(2)
+        {
             return Err(NnError::new(
                 NnErrorKind::InvalidEncoding,
                 format!("rope dimension {rope_dims} does not fit head size {head_dim}"),
@@ -434,7 +465,13 @@ impl HParams {
             no_rope_every: match arch {
                 "smollm3" => 4,
                 // (No layer rotates.)
-                _ if positions || (is_granite && !granite_ropes) || ssm::nemotron_h(arch) => 1,
+                _ if positions
+                    || (is_granite && !granite_ropes)
+                    || ssm::nemotron_h(arch)
+                    || attentionless =>
+                {
+                    1
+                }
                 _ => 0,
             },
             norm_eps: match layer_norm {
@@ -455,7 +492,7 @@ impl HParams {
             embd_scale,
             residual_scale,
             logit_scale,
-            attn_scale: attn_scale.unwrap_or(1.0 / (head_dim as f32).sqrt()),
+            attn_scale: attn_scale.unwrap_or(1.0 / (head_dim.max(1) as f32).sqrt()),
             attn_temp,
             // (Optional, as llama.cpp reads it.)
             clamp_kqv: match arch {

@@ -1,6 +1,7 @@
 //! The Mamba-2 layers of Granite 4.0-H (`granitehybrid`) and Nemotron-H
 //! (`nemotron_h`): the shape of their selective state spaces, from the
-//! `ssm.*` metadata, and Nemotron-H's blocks as weft-nn's layers.
+//! `ssm.*` metadata, and Nemotron-H's blocks as weft-nn's layers; and
+//! pure Mamba-2's (`mamba2`), whose every block is such a layer alone.
 
 use super::HParams;
 use crate::gguf::Value;
@@ -11,8 +12,8 @@ use crate::{GgufInfo, NnError, NnErrorKind};
 /// take per session.
 const MAX_STATE: usize = 1 << 26;
 
-/// Granite 4.0-H's and Nemotron-H's Mamba-2 layers in the `layers` that
-/// do not attend
+/// Granite 4.0-H's, Nemotron-H's and pure Mamba-2's Mamba-2 layers in the
+/// `layers` that do not attend
 /// (`super::conv::kv_heads`); none for other architectures. Every `ssm.*`
 /// key is required (as llama.cpp requires them), and a shape that does
 /// not divide (channels into heads, heads into groups) is refused.
@@ -21,7 +22,7 @@ pub(super) fn read(
     info: &GgufInfo,
     layers: &[bool],
 ) -> Result<Option<Mamba2>, NnError> {
-    if arch != "granitehybrid" && !nemotron_h(arch) {
+    if arch != "granitehybrid" && !nemotron_h(arch) && !attentionless(arch) {
         return Ok(None);
     }
     let int = |key: &str| {
@@ -75,6 +76,13 @@ pub(super) fn read(
     Ok(Some(m))
 }
 
+/// Whether `arch`'s files are Mamba-2 layers alone (`mamba2`: Mamba-2
+/// 130m to 2.7b, Codestral Mamba 7B), each a block under its norm,
+/// without attention or a feed-forward.
+pub(super) fn attentionless(arch: &str) -> bool {
+    arch == "mamba2"
+}
+
 /// Whether `arch` is Nemotron-H's: dense (`nemotron_h`), or with
 /// mixtures for feed-forwards (`nemotron_h_moe`, Nemotron 3 Nano's).
 pub(super) fn nemotron_h(arch: &str) -> bool {
@@ -95,12 +103,18 @@ pub(crate) type Blocks = Vec<(usize, Option<usize>)>;
 /// norm); a mixer block that no feed-forward follows is a layer without
 /// one. A feed-forward block first or after another, or widths that
 /// differ, are refused. `recurrent` is per block whether its KV head count
-/// is 0 ([`super::conv::kv_heads`]). Empty for other architectures.
+/// is 0 ([`super::conv::kv_heads`]). Pure Mamba-2's blocks are each a
+/// layer without a feed-forward. Empty for other architectures.
 pub(super) fn blocks(
     arch: &str,
     info: &GgufInfo,
     recurrent: &[bool],
 ) -> Result<(Blocks, usize), NnError> {
+    // (Pure Mamba-2's: layers without a feed-forward, `recurrent` one
+    // per block.)
+    if attentionless(arch) {
+        return Ok(((0..recurrent.len()).map(|b| (b, None)).collect(), 0));
+    }
     if !nemotron_h(arch) {
         return Ok((Vec::new(), 0));
     }

@@ -117,6 +117,7 @@ fn hybrid_sessions_carry_their_own_convolution_and_scan_state() {
         "tiny-lfm2.gguf",
         "tiny-granitehybrid.gguf",
         "tiny-nemotronh.gguf",
+        "tiny-mamba2.gguf",
     ] {
         sessions_carry_their_own_state(&model_file(file));
     }
@@ -223,6 +224,7 @@ fn on_the_gpu_hybrid_passes_a_growing_cache_and_a_failure_change_nothing() {
         "tiny-lfm2.gguf",
         "tiny-granitehybrid.gguf",
         "tiny-nemotronh.gguf",
+        "tiny-mamba2.gguf",
     ] {
         passes_and_a_failure_change_nothing(&model_file(file));
     }
@@ -521,4 +523,55 @@ fn mamba2_shapes_past_the_bound_are_refused() {
         let err = check(&info).unwrap_err().to_string();
         assert!(err.contains("weft-nn runs up to 67108864 floats"), "{err}");
     }
+}
+
+/// Pure Mamba-2's files (`mamba2`), as llama.cpp's loader reads them:
+/// every block a Mamba-2 layer under its norm, without a feed-forward, no
+/// attention (0 heads, nothing rotating); the layer's tensors required
+/// and another's refused; the `ssm.*` keys required; a block count past
+/// the file's tensors refused before anything is allocated.
+#[test]
+fn mamba2_is_read_as_llama_cpp_reads_it() {
+    let info = crate::gguf::inspect(&model_file("tiny-mamba2.gguf")).unwrap();
+    let hp = check(&info).unwrap();
+    assert_eq!((hp.layers, hp.heads, hp.kv_heads, hp.experts), (3, 0, 0, 0));
+    assert!((0..3).all(|l| hp.scans(l) && !hp.attends(l) && !hp.ropes(l)));
+    assert!((0..3).all(|l| hp.blocks_of(l) == (l, None)));
+    let m = hp.ssm.clone().expect("Mamba-2 layers");
+    assert_eq!(
+        (m.taps, m.inner, m.state, m.heads, m.groups),
+        (4, 128, 16, 8, 2)
+    );
+    let w = Llama::read(&model_file("tiny-mamba2.gguf")).unwrap();
+    assert!(
+        w.layers
+            .iter()
+            .all(|l| l.experts.is_empty() && l.ffn_norm.is_none())
+    );
+    for name in [
+        "blk.0.ssm_conv1d.bias",
+        "blk.2.ssm_norm.weight",
+        "blk.1.attn_norm.weight",
+    ] {
+        let err = refused_without(&info, name);
+        assert!(err.contains(&format!("`{name}` is missing")), "{err}");
+    }
+    let err = refused_with_copy(
+        &info,
+        "blk.0.attn_norm.weight",
+        "blk.0.ffn_norm.weight",
+        None,
+    );
+    assert!(err.contains("`blk.0.ffn_norm.weight` is not one"), "{err}");
+    let mut without = info.clone();
+    (without.metadata).retain(|(k, _)| k != "mamba2.ssm.group_count");
+    let err = check(&without).unwrap_err().to_string();
+    assert!(err.contains("`mamba2.ssm.group_count` is missing"), "{err}");
+    let err = check(&with_key(&info, "mamba2.block_count", Int(1 << 40)))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("`mamba2.block_count` gives 1099511627776 layers"),
+        "{err}"
+    );
 }
