@@ -136,8 +136,8 @@ impl DeviceLayer {
 impl DeviceWeights {
     /// Uploads what `w`'s pass needs on `gpu` besides the products it
     /// runs alone (which are there already), and compiles the kernels.
+    /// (The heads' width is checked before, in `Llama::place`.)
     pub(super) fn upload(gpu: &Arc<Gpu>, w: &Weights) -> Result<Self, NnError> {
-        Attention::check(w.hp.head_dim)?;
         gpu.program()?;
         if w.hp.experts > 0 {
             // A mixture's pass gathers and sums rows with them.
@@ -539,7 +539,9 @@ impl OnDevice {
             }
             let attended = match (&dl.scan, &a.xbc, &a.latent) {
                 (Some(_), Some(xbc), _) => xbc,
-                (_, _, Some(work)) => latent::cut(&mut p, (&a.att, n), hp, work),
+                (_, _, Some(work)) if dl.latent.is_some() => {
+                    latent::cut(&mut p, (&a.att, n), hp, work)
+                }
                 _ => &a.att,
             };
             p.product(attended, n, on_gpu(&layer.wo)?, &a.o);

@@ -365,11 +365,13 @@ fn latent_products(
         }
         kv_b.extend_from_slice(v);
     }
-    let exact = [&kb, &vb].iter().all(|t| {
-        info.tensor(t.as_str())
-            .is_some_and(|t| t.ty == GgmlType::F32)
-    });
-    Ok([q, kv_a, QMatrix::from_f32(&kb, &kv_b, (rows, r), exact)?])
+    // (Kept in their type where they share a float one, else Q8_0.)
+    let types = [&kb, &vb].map(|t| info.tensor(t).map(|t| t.ty));
+    let like = match types {
+        [Some(k), Some(v)] if k == v => k,
+        _ => GgmlType::Q8_0,
+    };
+    Ok([q, kv_a, QMatrix::from_f32(&kb, &kv_b, (rows, r), like)?])
 }
 
 /// The `N` matrices of a split, as an array.

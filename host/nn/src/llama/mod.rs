@@ -312,9 +312,11 @@ impl Llama {
             None => Placement::Cpu,
             Some(Err(e)) => Placement::CpuFallback(e.message),
             Some(Ok(gpu)) => {
-                let products = weights
-                    .alone_on_the_gpu_mut()
-                    .try_for_each(|m| m.upload(&gpu));
+                // (Heads the attention kernel cannot take are refused
+                // before any product goes up.)
+                let products = crate::gpu::Attention::check(weights.hp.head_dim).and_then(|()| {
+                    (weights.alone_on_the_gpu_mut()).try_for_each(|m| m.upload(&gpu))
+                });
                 let uploaded =
                     products.and_then(|()| device::DeviceWeights::upload(&gpu, &weights));
                 match uploaded {

@@ -164,23 +164,44 @@ impl QMatrix {
     }
 
     /// A `rows × cols` matrix of `values` (row-major), as the loader builds
-    /// one from tensors it rearranges (DeepSeek-V2's split latent
-    /// products): in F32 where they were (`exact`), else in F16, finer
-    /// than the quantised blocks they came from.
+    /// one from tensors of type `like` that it rearranges (DeepSeek-V2's
+    /// split latent products): in that type where it is a float one (F32,
+    /// F16, BF16: the values came from it, so exactly), else in Q8_0 (as
+    /// fine as the quantised blocks they came from, at about their bytes),
+    /// or F32 where Q8_0 cannot hold a block of them.
     pub(crate) fn from_f32(
         name: &str,
         values: &[f32],
         (rows, cols): (usize, usize),
-        exact: bool,
+        like: GgmlType,
     ) -> Result<Self, NnError> {
-        let (ty, raw): (_, Vec<u8>) = match exact {
-            true => (GgmlType::F32, bytemuck::cast_slice(values).to_vec()),
-            false => (
+        let f32s = || bytemuck::cast_slice::<f32, u8>(values).to_vec();
+        let (ty, raw) = match like {
+            GgmlType::F32 => (GgmlType::F32, f32s()),
+            GgmlType::F16 => (
                 GgmlType::F16,
                 (values.iter())
                     .flat_map(|&v| quant::f32_to_f16(v).to_le_bytes())
                     .collect(),
             ),
+            GgmlType::Bf16 => (
+                GgmlType::Bf16,
+                (values.iter())
+                    .flat_map(|&v| ((v.to_bits() >> 16) as u16).to_le_bytes())
+                    .collect(),
+            ),
+            _ => {
+                let mut q8 = Vec::with_capacity(values.len() / 32 * 34);
+                let blocks = (cols.is_multiple_of(32))
+                    .then(|| values.chunks_exact(32))
+                    .into_iter()
+                    .flatten()
+                    .try_for_each(|b| quant::transcode::quantize_q8_0(b, &mut q8));
+                match (cols.is_multiple_of(32), blocks) {
+                    (true, Ok(())) => (GgmlType::Q8_0, q8),
+                    _ => (GgmlType::F32, f32s()),
+                }
+            }
         };
         Self::from_raw(name, ty, &raw, rows, cols)
     }

@@ -333,7 +333,7 @@ fn q4_k_as_q4_1(raw: &[u8]) -> Option<Vec<u8>> {
 
 /// 32 values as a Q8_0 block appended to `out`, as llama.cpp's reference
 /// `quantize_row_q8_0`.
-pub(super) fn quantize_q8_0(xs: &[f32], out: &mut Vec<u8>) -> Result<(), String> {
+pub(crate) fn quantize_q8_0(xs: &[f32], out: &mut Vec<u8>) -> Result<(), String> {
     let amax = xs.iter().fold(0f32, |a, v| a.max(v.abs()));
     if amax > Q8_0_LIMIT || amax.is_infinite() {
         return Err(format!(

@@ -115,9 +115,10 @@ pub(crate) fn check(info: &GgufInfo) -> Result<HParams, NnError> {
             mixture.push(("ffn_gate_shexp", vec![e, s], true));
         }
     }
-    // ERNIE 4.5's, LFM2-MoE's, Nemotron 3 Nano's and GLM-4.5's: a bias
+    // ERNIE 4.5's, LFM2-MoE's, Nemotron 3 Nano's, GLM-4.5's and DeepSeek-V2's: a bias
     // added to the router's probabilities to pick the experts (not to
-    // weight them), optional (ERNIE's) or required as in llama.cpp.
+    // weight them), optional (ERNIE's, DeepSeek-V2's) or required as in
+    // llama.cpp.
     if hp.expert_bias {
         mixture.push((
             "exp_probs_b.bias",

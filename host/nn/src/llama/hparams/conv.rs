@@ -33,9 +33,11 @@ fn layered(arch: &str) -> bool {
 }
 
 /// Whether a mixture's router picks and weights experts by the sigmoid of
-/// their scores: LFM2-MoE's `expert_gating_func` (required, as llama.cpp
-/// runs none without it), 2 for the sigmoid, 1 for the softmax; others
-/// run the softmax.
+/// their scores: the file's `expert_gating_func`, 2 for the sigmoid, 1 for
+/// the softmax; required in LFM2-MoE's (llama.cpp runs none without it),
+/// the sigmoid without it in GLM-4.5's and in DeepSeek-V2's of GLM-4.7
+/// Flash's shape ([`glm47_flash`]), else the softmax (DeepSeek-V2's,
+/// V2.5's); Nemotron 3 Nano's always the sigmoid; others the softmax.
 pub(super) fn sigmoid_router(arch: &str, info: &GgufInfo) -> Result<bool, NnError> {
     // (Nemotron 3 Nano's router is a sigmoid's, as llama.cpp runs it.)
     if arch == "nemotron_h_moe" {
@@ -48,8 +50,9 @@ pub(super) fn sigmoid_router(arch: &str, info: &GgufInfo) -> Result<bool, NnErro
     match info.get(&key).and_then(Value::as_int) {
         // (GLM-4.5's is the sigmoid without it, as llama.cpp reads it.)
         None if arch == "glm4moe" => Ok(true),
-        // (DeepSeek-V2's, V2.5's, the softmax's.)
-        None if arch == "deepseek2" => Ok(false),
+        // (DeepSeek-V2's, V2.5's, the softmax's; GLM-4.7-Flash's files,
+        // which do not say, the sigmoid's, as llama.cpp knows them.)
+        None if arch == "deepseek2" => Ok(glm47_flash(arch, info)),
         Some(1) => Ok(false),
         Some(2) => Ok(true),
         Some(other) => Err(NnError::new(
@@ -61,6 +64,16 @@ pub(super) fn sigmoid_router(arch: &str, info: &GgufInfo) -> Result<bool, NnErro
             format!("GGUF metadata `{key}` is missing or not an integer"),
         )),
     }
+}
+
+/// Whether a `deepseek2` file has GLM-4.7-Flash's shape, as llama.cpp
+/// tells it for a file without `expert_gating_func`: 47 or 48 layers
+/// (past any multi-token prediction blocks) and a vocabulary of 154880.
+fn glm47_flash(arch: &str, info: &GgufInfo) -> bool {
+    let int = |key: &str| info.get(&format!("{arch}.{key}")).and_then(Value::as_int);
+    let layers = int("block_count").unwrap_or(0) - int("nextn_predict_layers").unwrap_or(0);
+    let vocab = (info.tensor("token_embd.weight")).and_then(|t| t.dims.get(1).copied());
+    matches!(layers, 47 | 48) && vocab == Some(154_880)
 }
 
 /// The KV heads of the layers that attend (`attention.head_count_kv`,

@@ -6,8 +6,10 @@ use crate::{GgufInfo, NnError, NnErrorKind};
 
 /// YaRN's settings as llama.cpp runs them for the families weft-nn reads:
 /// its fixed extrapolation factor (1) and betas (32, 1), whatever else a
-/// converter wrote (`rope.scaling.yarn_*`, which only Grok's and Mistral
-/// 3's loaders read: Mistral 3's betas and `log_mul` are the file's).
+/// converter wrote (`rope.scaling.yarn_*`, which only Grok's, Mistral 3's
+/// and DeepSeek-V2's loaders read: Mistral 3's betas and `log_mul` are the
+/// file's; DeepSeek-V2's `yarn_log_multiplier` scales its scores, read
+/// beside this in `HParams::read`).
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Yarn {
     pub(super) ext_factor: f32,
@@ -223,7 +225,8 @@ pub(super) fn dense_layers(
 
 /// What the picked experts' weights are multiplied by: Nemotron 3 Nano's
 /// and GLM-4.5's `expert_weights_scale` (required: llama.cpp's graph
-/// multiplies by it, 0 without it), DeepSeek-V2's (required, 0 as 1), 1
+/// multiplies by it, 0 without it), DeepSeek-V2's (optional; absent or 0
+/// as 1), 1
 /// elsewhere (DeepSeek-MoE's is checked to be 1 by [`dense_layers`]).
 pub(super) fn experts_scale(
     arch: &str,
@@ -240,14 +243,14 @@ pub(super) fn experts_scale(
                     ),
                 )
             }),
-        // (Required, as llama.cpp requires it; 0 is no scale, as its
-        // graph takes it.)
+        // (Optional, as llama.cpp reads it now; absent or 0 is no scale,
+        // as its graph takes it.)
         "deepseek2" => match float("expert_weights_scale") {
-            Some(0.0) => Ok(1.0),
+            None | Some(0.0) => Ok(1.0),
             Some(s) if s > 0.0 => Ok(s),
-            _ => Err(NnError::new(
+            Some(s) => Err(NnError::new(
                 NnErrorKind::InvalidEncoding,
-                format!("GGUF metadata `{arch}.expert_weights_scale` is missing or below 0"),
+                format!("`{arch}.expert_weights_scale` is {s}: it must not be below 0"),
             )),
         },
         _ => Ok(1.0),

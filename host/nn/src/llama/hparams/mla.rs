@@ -15,6 +15,11 @@
 use crate::gguf::Value;
 use crate::{GgufInfo, NnError, NnErrorKind};
 
+/// The widest latent (and head) weft-nn reads, far past any release's
+/// (512 and 1536, heads of 192 and 256): a file past it would only
+/// allocate.
+const MAX_WIDTH: usize = 1 << 16;
+
 /// A `deepseek2` file's latent attention.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Mla {
@@ -23,10 +28,12 @@ pub(crate) struct Mla {
     pub q_rank: usize,
     /// The keys' and values' latent (`attention.kv_lora_rank`).
     pub kv_rank: usize,
-    /// Per head: the keys' part that is not rotated, the rotated one (one
-    /// for every head, from the latent's product), and the values' width.
+    /// Per head: the keys' part that is not rotated.
     pub nope: usize,
+    /// Per head: the keys' rotated part, one for every head (from the
+    /// latent's product).
     pub rope: usize,
+    /// Per head: the values' width.
     pub value: usize,
     /// Whether the file gives the latent's product per head, its keys'
     /// part transposed (`attn_k_b`, `attn_v_b`: llama.cpp's converter
@@ -82,8 +89,10 @@ pub(super) fn read(arch: &str, info: &GgufInfo) -> Result<Option<Mla>, NnError> 
         );
     }
     // The split files' key and value widths are the latent's (as llama.cpp
-    // runs them, one head of it); the heads' are the `*_mla` keys.
-    let split = get("attention.key_length_mla").is_some();
+    // runs them, one head of it); the heads' are the `*_mla` keys (both,
+    // and not 0, as llama.cpp's `is_mla` asks).
+    let mla_keys = ["attention.key_length_mla", "attention.value_length_mla"];
+    let split = mla_keys.iter().all(|k| get(k).is_some_and(|v| v > 0));
     let (key, value) = match split {
         true => (
             int("attention.key_length_mla")?,
@@ -91,8 +100,21 @@ pub(super) fn read(arch: &str, info: &GgufInfo) -> Result<Option<Mla>, NnError> 
         ),
         false => (int("attention.key_length")?, int("attention.value_length")?),
     };
+    // (Absent or 0 for one product, as llama.cpp reads it.)
+    let q_key = format!("{arch}.attention.q_lora_rank");
+    let q_rank = match info.get(&q_key) {
+        None => 0,
+        Some(v) => (v.as_int())
+            .and_then(|v| usize::try_from(v).ok())
+            .ok_or_else(|| {
+                NnError::new(
+                    NnErrorKind::InvalidEncoding,
+                    format!("GGUF metadata `{q_key}` is not a non-negative integer"),
+                )
+            })?,
+    };
     let m = Mla {
-        q_rank: get("attention.q_lora_rank").unwrap_or(0),
+        q_rank,
         kv_rank: int("attention.kv_lora_rank")?,
         rope: int("rope.dimension_count")?,
         nope: 0,
@@ -106,6 +128,19 @@ pub(super) fn read(arch: &str, info: &GgufInfo) -> Result<Option<Mla>, NnError> 
                 "`{arch}.rope.dimension_count` ({}) does not fit the heads' keys of {key}: \
                  it must be even and leave a part that is not rotated",
                 m.rope
+            ),
+        );
+    }
+    let widest = [key, value, m.kv_rank, m.q_rank]
+        .into_iter()
+        .max()
+        .unwrap_or(0);
+    if widest > MAX_WIDTH {
+        return bad(
+            NnErrorKind::InvalidEncoding,
+            format!(
+                "`{arch}.attention.*` gives a latent or head of {widest} floats: weft-nn \
+                 reads up to {MAX_WIDTH}"
             ),
         );
     }

@@ -95,6 +95,14 @@ impl HParams {
                 format!("bad attention shape: {heads} heads, {kv_heads} KV heads, width {embd}"),
             ));
         }
+        // (Latent attention's heads are bounded by the width, which the
+        // check of its widths against the tensors then bounds.)
+        if mla.is_some() && heads > embd {
+            return Err(NnError::new(
+                NnErrorKind::InvalidEncoding,
+                format!("`{arch}.attention.head_count` ({heads}) is more than the width ({embd})"),
+            ));
+        }
         // (Latent attention's values are padded to its keys' width.)
         let (head_dim, value_dim) = match &mla {
             Some(m) => (m.key(), m.key()),
@@ -218,9 +226,10 @@ impl HParams {
             }
             _ => None,
         };
-        // (GLM-4.5's last blocks predict further tokens: not run.)
+        // (GLM-4.5's and GLM-4.7-Flash's last blocks predict further
+        // tokens: not run.)
         let mtp_blocks = match arch {
-            "glm4moe" => int("nextn_predict_layers").unwrap_or(0),
+            "glm4moe" | "deepseek2" => int("nextn_predict_layers").unwrap_or(0),
             _ => 0,
         };
         let layers = match blocks.len() {

@@ -87,8 +87,8 @@ fn deepseek2_files_are_read_as_llama_cpp_reads_them() {
 /// Keys that do not fit are refused, naming them: the latent's rank
 /// missing, a rotated part as wide as the key or odd, values wider than
 /// keys, Mistral Large 3's temperature, experts picked in groups
-/// (DeepSeek-V3's), another gating function, no scale of the experts'
-/// weights.
+/// (DeepSeek-V3's), another gating function, a negative scale or query
+/// rank, heads or latents past any bound.
 #[test]
 fn deepseek2_metadata_that_does_not_fit_is_refused() {
     let v3 = deepseek("deepseek3");
@@ -135,12 +135,88 @@ fn deepseek2_metadata_that_does_not_fit_is_refused() {
     }
     let err = refused(&with_key(&v3, "deepseek2.expert_gating_func", Int(3)));
     assert!(err.contains("`deepseek2.expert_gating_func` is 3"), "{err}");
+    let err = refused(&with_key(
+        &v3,
+        "deepseek2.expert_weights_scale",
+        Float(-1.0),
+    ));
+    assert!(
+        err.contains("`deepseek2.expert_weights_scale` is -1"),
+        "{err}"
+    );
+    let err = refused(&with_key(&v3, "deepseek2.attention.q_lora_rank", Int(-48)));
+    assert!(
+        err.contains("`deepseek2.attention.q_lora_rank` is not a non-negative"),
+        "{err}"
+    );
+    // (Heads past the width, a latent past any release's: before anything
+    // is sized by them.)
+    let err = refused(&with_key(
+        &v3,
+        "deepseek2.attention.head_count",
+        Int(1 << 62),
+    ));
+    assert!(err.contains("is more than the width (64)"), "{err}");
+    let err = refused(&with_key(
+        &v3,
+        "deepseek2.attention.kv_lora_rank",
+        Int(1 << 40),
+    ));
+    assert!(
+        err.contains("a latent or head of 1099511627776 floats"),
+        "{err}"
+    );
+    // (llama.cpp's split form wants both `*_mla` keys, and not 0: else the
+    // file is read as the older form, here the wrong shapes.)
+    let err = refused(&with_key(&v3, "deepseek2.attention.key_length_mla", Int(0)));
+    assert!(err.contains("expected [128, 64]"), "{err}");
+}
+
+/// What files say or leave out as llama.cpp reads them: no scale of the
+/// experts' weights is 1; GLM-4.7-Flash's files, which give no gating
+/// function, route by the sigmoid (by its shape: 47 layers past its
+/// multi-token prediction block, a vocabulary of 154880), others by the
+/// softmax; that block's tensors are read, not run.
+#[test]
+fn deepseek2_defaults_are_llama_cpps() {
+    let v3 = deepseek("deepseek3");
     let mut unscaled = v3.clone();
     (unscaled.metadata).retain(|(k, _)| k != "deepseek2.expert_weights_scale");
-    let err = refused(&unscaled);
+    assert_eq!(check(&unscaled).unwrap().experts_scale, 1.0);
+    let mut ungated = v3.clone();
+    (ungated.metadata).retain(|(k, _)| k != "deepseek2.expert_gating_func");
+    assert!(!check(&ungated).unwrap().experts_sigmoid);
+    // GLM-4.7-Flash's shape: 48 blocks (blocks 3.. copies of block 2's
+    // tensors), the last a prediction block, and its vocabulary.
+    let mut flash = with_key(&ungated, "deepseek2.block_count", Int(48));
+    (flash.metadata).push(("deepseek2.nextn_predict_layers".into(), Int(1)));
+    let last: Vec<_> = (flash.tensors.iter())
+        .filter(|t| t.name.starts_with("blk.2."))
+        .cloned()
+        .collect();
+    for b in 3..48 {
+        flash.tensors.extend(last.iter().cloned().map(|mut t| {
+            t.name = t.name.replacen("blk.2.", &format!("blk.{b}."), 1);
+            t
+        }));
+    }
+    for t in &mut flash.tensors {
+        if matches!(t.name.as_str(), "token_embd.weight" | "output.weight") {
+            t.dims[1] = 154_880;
+        }
+    }
+    let hp = check(&flash).unwrap();
+    assert_eq!((hp.layers, hp.mtp_blocks, hp.vocab), (47, 1, 154_880));
+    assert!(hp.experts_sigmoid, "GLM-4.7-Flash's routing");
+    let mut other = flash.clone();
+    for t in &mut other.tensors {
+        if matches!(t.name.as_str(), "token_embd.weight" | "output.weight") {
+            t.dims[1] = 154_879;
+        }
+    }
     assert!(
-        err.contains("`deepseek2.expert_weights_scale` is missing"),
-        "{err}"
+        !check(&other).unwrap().experts_sigmoid,
+        "another vocabulary"
     );
 }
 
@@ -155,4 +231,34 @@ fn latent_attention_sessions_are_each_their_own() {
     // its sessions are compared on each device alone.)
     sessions_carry_their_own_state(&model_file("tiny-deepseek2.gguf"));
     passes_and_a_failure_change_nothing(&model_file("tiny-deepseek3.gguf"));
+}
+
+/// The latent product rebuilt from split tensors keeps a float type's
+/// values exactly (F32, F16, BF16) and a quantised type's in Q8_0, a
+/// step of a block's largest over 127 at most.
+#[test]
+fn rebuilt_latent_products_keep_their_values() {
+    use crate::GgmlType::{Bf16, F16, F32, Q4_K, Q8_0};
+    let (rows, cols) = (4, 64);
+    let values: Vec<f32> = (0..rows * cols)
+        .map(|i| ((i * 37 % 33) as f32 - 16.0) / 8.0)
+        .collect();
+    for (like, ty, step) in [
+        (F32, F32, 0.0),
+        (F16, F16, 0.0),
+        (Bf16, Bf16, 0.0),
+        (Q4_K, Q8_0, 2.0 / 127.0),
+    ] {
+        let m = weights::QMatrix::from_f32("t", &values, (rows, cols), like).unwrap();
+        assert_eq!(m.packing().0, ty, "{like:?}");
+        let mut row = vec![0f32; cols];
+        for r in 0..rows {
+            m.row(r, &mut row);
+            let want = &values[r * cols..][..cols];
+            let worst = (row.iter().zip(want))
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            assert!(worst <= step / 2.0 + 1e-6, "{like:?} row {r}: {worst}");
+        }
+    }
 }
