@@ -15,6 +15,15 @@ pub(super) fn refused_without(info: &GgufInfo, name: &str) -> String {
     check(&without).unwrap_err().to_string()
 }
 
+/// Asserts that `info` without any one of the tensors `names` is
+/// refused, naming it.
+pub(super) fn requires_each(info: &GgufInfo, names: &[&str]) {
+    for name in names {
+        let err = refused_without(info, name);
+        assert!(err.contains(&format!("`{name}` is missing")), "{err}");
+    }
+}
+
 /// The check's error for `info` with a copy of tensor `from` named `to`
 /// (of `dims` where given).
 pub(super) fn refused_with_copy(
@@ -254,17 +263,17 @@ fn starcoder2_reads_layer_norms_and_biases_as_llama_cpp_does() {
         .retain(|(k, _)| k != "starcoder2.attention.layer_norm_epsilon");
     let err = check(&no_eps).unwrap_err().to_string();
     assert!(err.contains("layer_norm_epsilon` is missing"), "{err}");
-    for name in [
-        "output_norm.bias",
-        "blk.1.attn_norm.bias",
-        "blk.0.ffn_norm.bias",
-        "blk.1.attn_output.bias",
-        "blk.0.ffn_up.bias",
-        "blk.1.ffn_down.bias",
-    ] {
-        let err = refused_without(&info, name);
-        assert!(err.contains(&format!("`{name}` is missing")), "{err}");
-    }
+    requires_each(
+        &info,
+        &[
+            "output_norm.bias",
+            "blk.1.attn_norm.bias",
+            "blk.0.ffn_norm.bias",
+            "blk.1.attn_output.bias",
+            "blk.0.ffn_up.bias",
+            "blk.1.ffn_down.bias",
+        ],
+    );
     let err = refused_with_copy(&info, "blk.0.ffn_up.weight", "blk.0.ffn_gate.weight", None);
     assert!(err.contains("blk.0.ffn_gate.weight"), "{err}");
     // A Llama's file with a norm's bias would run without it.
@@ -314,10 +323,10 @@ fn phi2_is_read_as_llama_cpp_reads_it() {
     assert!(hp.layer_norm && hp.parallel && hp.fused_qkv && hp.output_bias);
     assert!(hp.ffn_biases && !hp.gated && hp.rope_neox);
     assert_eq!((hp.act, hp.rope_dims), (FfnAct::Gelu, 6));
-    for name in ["output.bias", "blk.1.attn_output.bias", "blk.0.ffn_up.bias"] {
-        let err = refused_without(&info, name);
-        assert!(err.contains(&format!("`{name}` is missing")), "{err}");
-    }
+    requires_each(
+        &info,
+        &["output.bias", "blk.1.attn_output.bias", "blk.0.ffn_up.bias"],
+    );
     let (attn_norm, ffn_norm) = ("blk.0.attn_norm.weight", "blk.0.ffn_norm.weight");
     let err = refused_with_copy(&info, attn_norm, ffn_norm, None);
     assert!(err.contains("`blk.0.ffn_norm.weight` is not one"), "{err}");
@@ -358,10 +367,7 @@ fn gpt2_and_starcoder_are_read_as_llama_cpp_reads_them() {
     assert!(!hp.gated && !hp.parallel && !hp.output_bias);
     assert!((0..hp.layers).all(|l| !hp.ropes(l)), "no layer rotates");
     assert_eq!(hp.act, FfnAct::Gelu);
-    for name in ["position_embd.weight", "blk.1.attn_qkv.bias"] {
-        let err = refused_without(&info, name);
-        assert!(err.contains(&format!("`{name}` is missing")), "{err}");
-    }
+    requires_each(&info, &["position_embd.weight", "blk.1.attn_qkv.bias"]);
     // The positions' rows are the window's: fewer would run out.
     let longer = with_key(&info, "gpt2.context_length", crate::GgufValue::Int(512));
     let err = check(&longer).unwrap_err().to_string();
@@ -638,14 +644,14 @@ fn glm4moe_is_read_as_llama_cpp_reads_it() {
     let mut default_gating = info.clone();
     (default_gating.metadata).retain(|(k, _)| k != "glm4moe.expert_gating_func");
     assert!(check(&default_gating).unwrap().experts_sigmoid);
-    for name in [
-        "blk.1.attn_q.bias",
-        "blk.2.post_attention_norm.weight",
-        "blk.2.exp_probs_b.bias",
-    ] {
-        let err = refused_without(&info, name);
-        assert!(err.contains(&format!("`{name}` is missing")), "{err}");
-    }
+    requires_each(
+        &info,
+        &[
+            "blk.1.attn_q.bias",
+            "blk.2.post_attention_norm.weight",
+            "blk.2.exp_probs_b.bias",
+        ],
+    );
     // (A block past the prediction one is another model's.)
     let err = refused_with_copy(
         &info,

@@ -4,7 +4,7 @@
 //! scan) state carried from call to call, through joined passes and on the
 //! GPU, as its KV cache is.
 
-use super::families::{refused_with_copy, refused_without, with_key};
+use super::families::{refused_with_copy, refused_without, requires_each, with_key};
 use super::*;
 use crate::GgufValue::{Array, Int};
 use crate::gpu::FfnAct;
@@ -32,17 +32,17 @@ fn lfm2_is_read_as_llama_cpp_reads_it() {
     let w = Llama::read(&bytes).unwrap();
     assert!(w.layers.iter().map(|l| l.conv.is_some()).eq(convolves));
     assert_eq!(w.layers[0].conv.as_ref().map(Vec::len), Some(3 * 64));
-    for name in [
-        "blk.0.shortconv.conv.weight",
-        "blk.2.shortconv.in_proj.weight",
-        "blk.3.shortconv.out_proj.weight",
-        "blk.1.attn_q_norm.weight",
-        "blk.4.attn_k_norm.weight",
-        "token_embd_norm.weight",
-    ] {
-        let err = refused_without(&info, name);
-        assert!(err.contains(&format!("`{name}` is missing")), "{err}");
-    }
+    requires_each(
+        &info,
+        &[
+            "blk.0.shortconv.conv.weight",
+            "blk.2.shortconv.in_proj.weight",
+            "blk.3.shortconv.out_proj.weight",
+            "blk.1.attn_q_norm.weight",
+            "blk.4.attn_k_norm.weight",
+            "token_embd_norm.weight",
+        ],
+    );
     for (from, to) in [
         ("blk.1.attn_q.weight", "blk.0.attn_q.weight"),
         ("blk.0.shortconv.conv.weight", "blk.1.shortconv.conv.weight"),
@@ -274,20 +274,20 @@ fn granitehybrid_is_read_as_llama_cpp_reads_it() {
     assert_eq!((hp.logit_scale, hp.attn_scale), (1.0 / 8.0, 0.0078125));
     let w = Llama::read(&model_file("tiny-granitehybrid.gguf")).unwrap();
     assert!(w.layers.iter().map(|l| l.ssm.is_some()).eq(scans));
-    for name in [
-        "blk.0.ssm_in.weight",
-        "blk.0.ssm_conv1d.weight",
-        "blk.1.ssm_conv1d.bias",
-        "blk.1.ssm_dt.bias",
-        "blk.3.ssm_a",
-        "blk.3.ssm_d",
-        "blk.3.ssm_norm.weight",
-        "blk.0.ssm_out.weight",
-        "blk.2.attn_q.weight",
-    ] {
-        let err = refused_without(&info, name);
-        assert!(err.contains(&format!("`{name}` is missing")), "{err}");
-    }
+    requires_each(
+        &info,
+        &[
+            "blk.0.ssm_in.weight",
+            "blk.0.ssm_conv1d.weight",
+            "blk.1.ssm_conv1d.bias",
+            "blk.1.ssm_dt.bias",
+            "blk.3.ssm_a",
+            "blk.3.ssm_d",
+            "blk.3.ssm_norm.weight",
+            "blk.0.ssm_out.weight",
+            "blk.2.attn_q.weight",
+        ],
+    );
     for (from, to) in [
         ("blk.2.attn_q.weight", "blk.0.attn_q.weight"),
         ("blk.0.ssm_a", "blk.2.ssm_a"),
@@ -391,14 +391,14 @@ fn nemotron_h_blocks_are_read_as_llama_cpp_reads_them() {
             .map(|l| l.ffn_norm.is_some())
             .eq([true, false, true, false, true])
     );
-    for name in [
-        "blk.1.attn_norm.weight",
-        "blk.4.ffn_up.weight",
-        "blk.3.ssm_in.weight",
-    ] {
-        let err = refused_without(&info, name);
-        assert!(err.contains(&format!("`{name}` is missing")), "{err}");
-    }
+    requires_each(
+        &info,
+        &[
+            "blk.1.attn_norm.weight",
+            "blk.4.ffn_up.weight",
+            "blk.3.ssm_in.weight",
+        ],
+    );
     // A feed-forward block's tensors in a mixer's, and the other way round.
     for (from, to) in [
         ("blk.1.ffn_up.weight", "blk.0.ffn_up.weight"),
@@ -548,14 +548,14 @@ fn mamba2_is_read_as_llama_cpp_reads_it() {
             .iter()
             .all(|l| l.experts.is_empty() && l.ffn_norm.is_none())
     );
-    for name in [
-        "blk.0.ssm_conv1d.bias",
-        "blk.2.ssm_norm.weight",
-        "blk.1.attn_norm.weight",
-    ] {
-        let err = refused_without(&info, name);
-        assert!(err.contains(&format!("`{name}` is missing")), "{err}");
-    }
+    requires_each(
+        &info,
+        &[
+            "blk.0.ssm_conv1d.bias",
+            "blk.2.ssm_norm.weight",
+            "blk.1.attn_norm.weight",
+        ],
+    );
     let err = refused_with_copy(
         &info,
         "blk.0.attn_norm.weight",

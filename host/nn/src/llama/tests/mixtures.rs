@@ -3,7 +3,7 @@
 //! and gpt-oss's routing, shared experts and biases, and what each refuses;
 //! and gpt-oss's pass on the GPU against the CPU's.
 
-use super::families::{refused_with_copy, refused_without, with_key};
+use super::families::{refused_with_copy, refused_without, requires_each, with_key};
 use super::*;
 use crate::gpu::FfnAct;
 
@@ -192,18 +192,18 @@ fn gpt_oss_is_read_as_llama_cpp_reads_it() {
     assert_eq!((hp.experts, hp.experts_used, hp.ffn), (4, 2, 32));
     assert_eq!((hp.act, hp.window), (FfnAct::SwigluOai, 8));
     assert_eq!(hp.swa, [true, false, true, false]);
-    for name in [
-        "blk.1.attn_sinks.weight",
-        "blk.1.attn_q.bias",
-        "blk.1.attn_output.bias",
-        "blk.1.ffn_gate_inp.bias",
-        "blk.1.ffn_up_exps.bias",
-        "blk.1.post_attention_norm.weight",
-        "output.weight",
-    ] {
-        let err = refused_without(&info, name);
-        assert!(err.contains(&format!("`{name}` is missing")), "{err}");
-    }
+    requires_each(
+        &info,
+        &[
+            "blk.1.attn_sinks.weight",
+            "blk.1.attn_q.bias",
+            "blk.1.attn_output.bias",
+            "blk.1.ffn_gate_inp.bias",
+            "blk.1.ffn_up_exps.bias",
+            "blk.1.post_attention_norm.weight",
+            "output.weight",
+        ],
+    );
     let err = refused_with_copy(
         &info,
         "blk.0.attn_norm.weight",
