@@ -428,6 +428,10 @@ PRE_CHECKS = [
     # first (not `), digits apart, ASCII digits in threes.
     "`code` -- wait\u2026 \u00abquoted\u00bb \u00bfqu\u00e9? a+=b^c; 12,345.678$ 9876543210 \u0661\u0662\u0663\u0664 x's",
     "a `b` x $y ~z |w <v ^u =t >s",
+    # Where DeepSeek's split: scripts apart (CJK, kana, Hangul), fullwidth
+    # symbols, `~` and marks, letters by case or by category, trailing spaces.
+    "中文かなカナ한국어 日本語のテキスト（全角）！～ \u201cquoted\u201d 、。",
+    "~~ a~b x ~z /~; h\u00e9llo w\u00f6rld a\u0301b \u3000x \u1fbe\u2126\u212a \u02941234567 x  ",
 ]
 
 

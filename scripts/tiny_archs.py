@@ -221,11 +221,12 @@ ARCHS = {
               "softmax gave them"),
     # As DeepSeek-MoE-16B's file: a dense first layer, then narrow experts
     # weighted as the softmax gave them, beside two shared ones run as one.
-    "deepseek": ("deepseek", "smollm", {"block_count": 3, "leading_dense_block_count": 1,
-                                        "expert_count": 4, "expert_used_count": 2,
-                                        "expert_feed_forward_length": 32,
-                                        "expert_shared_count": 2,
-                                        "expert_weights_scale": 1.0},
+    # (Its pre-tokenizer is DeepSeek Coder's, whose files are `llama` ones:
+    # deepseek2 below has DeepSeek-MoE's own, `deepseek-llm`.)
+    "deepseek": ("deepseek", "deepseek-coder", {
+        "block_count": 3, "leading_dense_block_count": 1, "expert_count": 4,
+        "expert_used_count": 2, "expert_feed_forward_length": 32, "expert_shared_count": 2,
+        "expert_weights_scale": 1.0},
                  "DeepSeek-MoE: a dense first layer, 4 narrow experts, 2 a token, "
                  "unrenormalised, 2 shared experts"),
     # As Command R's (and Aya's) files: one LayerNorm without a bias, read
@@ -380,7 +381,7 @@ ARCHS = {
     # or 27-layer file as a "lite" one), keys and values from the normed latent
     # in one product (attn_kv_b), values narrower than keys; a dense first
     # layer, then experts weighted as the softmax gave them beside two shared.
-    "deepseek2": ("deepseek2", "smollm", {
+    "deepseek2": ("deepseek2", "deepseek-llm", {
         "block_count": 26, "attention.head_count_kv": 4, "attention.key_length": 24,
         "attention.value_length": 16, "rope.dimension_count": 8,
         "attention.kv_lora_rank": 32, "leading_dense_block_count": 1, "expert_count": 4,
@@ -393,7 +394,7 @@ ARCHS = {
     # (attn_k_b, attn_v_b; the K/V widths then the latent's, the heads' in the
     # *_mla keys), YaRN with its attention scale; sigmoid-routed experts with a
     # router bias, renormalised and scaled, beside a shared one.
-    "deepseek3": ("deepseek2", "smollm", {
+    "deepseek3": ("deepseek2", "deepseek-v3", {
         "block_count": 3, "attention.head_count_kv": 1, "attention.key_length": 40,
         "attention.value_length": 32, "attention.key_length_mla": 24,
         "attention.value_length_mla": 16, "rope.dimension_count": 8,

@@ -39,6 +39,8 @@ HEADER = f"""//! Unicode General Category tables that `std` does not expose, as 
 tables = [
     table("PUNCTUATION", "Category P (Pc, Pd, Ps, Pe, Pi, Pf, Po).",
           lambda c: category(c).startswith("P")),
+    table("SYMBOL", "Category S (Sm, Sc, Sk, So): llama.cpp's `\\p{S}`.",
+          lambda c: category(c).startswith("S")),
     table("NONSPACING_MARK", "Category Mn: what BERT's accent stripping drops after NFD.",
           lambda c: category(c) == "Mn"),
     table("FORMAT", "Category Cf (zero-width joiners, bidi controls, soft hyphen, ...).",

@@ -228,10 +228,10 @@ mod tests {
         let mut unknown_pre = bpe;
         unknown_pre
             .metadata
-            .push(("tokenizer.ggml.pre".into(), Str("deepseek-llm".into())));
+            .push(("tokenizer.ggml.pre".into(), Str("kimi-k2".into())));
         let why = gguf_tokenizer(&unknown_pre).unwrap_err();
         assert!(
-            why.contains("cannot use it") && why.contains("\"deepseek-llm\""),
+            why.contains("cannot use it") && why.contains("\"kimi-k2\""),
             "{why}"
         );
     }

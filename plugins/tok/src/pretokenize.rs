@@ -5,9 +5,11 @@
 //! `unicode_regex_split_custom_llama3`, and of GPT-4o's and Tekken's, whose
 //! words split where their case changes, as llama.cpp's `std::regex` finds
 //! them in its category-collapsed text, and llama.cpp's `default` sequence
-//! of four regexes.
+//! of four regexes; DeepSeek's sequences are in [`deepseek`].
 
 use crate::unicode::{Class, is_default_punctuation};
+
+mod deepseek;
 
 /// Which pre-tokenizer a vocabulary was trained with.
 ///
@@ -59,6 +61,22 @@ pub enum PreTokenizer {
     /// one by one. Like Llama 3's vocabularies, a piece that is a token
     /// whole is that token, and a text starts with BOS.
     Tekken,
+    /// DeepSeek LLM's (llama.cpp `deepseek-llm`: DeepSeek LLM, DeepSeek-MoE,
+    /// DeepSeek-V2 and V2-Lite), six regexes in turn: line breaks apart,
+    /// runs of cased letters and of ASCII and fullwidth symbols (each after
+    /// a space, if one comes first), trailing whitespace, runs of the scripts
+    /// from U+0800 to the CJK ideographs and of Hangul, then of numbers.
+    DeepSeekLlm,
+    /// DeepSeek Coder's (llama.cpp `deepseek-coder`): line breaks apart,
+    /// runs of letters and of punctuation (after a space, if one comes
+    /// first), of the same scripts as [`PreTokenizer::DeepSeekLlm`], then
+    /// digits one by one.
+    DeepSeekCoder,
+    /// DeepSeek-V3's (llama.cpp `deepseek-v3`: DeepSeek-V3 and R1; also
+    /// `hunyuan-dense`): numbers in threes, runs of CJK ideographs and kana
+    /// apart, then Llama 3's kind of words, where an ASCII symbol takes the
+    /// ASCII letters after it and marks go on with letters.
+    DeepSeekV3,
 }
 
 impl PreTokenizer {
@@ -70,7 +88,7 @@ impl PreTokenizer {
     /// ```
     /// assert_eq!(tok::PreTokenizer::from_name("smollm"), Some(tok::PreTokenizer::SmolLm));
     /// assert_eq!(tok::PreTokenizer::from_name("llama-bpe"), Some(tok::PreTokenizer::Llama3));
-    /// assert_eq!(tok::PreTokenizer::from_name("deepseek-llm"), None);
+    /// assert_eq!(tok::PreTokenizer::from_name("kimi-k2"), None);
     /// ```
     pub fn from_name(name: &str) -> Option<Self> {
         match name {
@@ -90,6 +108,9 @@ impl PreTokenizer {
             "dbrx" | "smaug-bpe" | "glm4" | "chatglm-bpe" => Some(PreTokenizer::Dbrx),
             "gpt-4o" | "llama4" | "kanana2" | "talkie" => Some(PreTokenizer::Gpt4o),
             "tekken" => Some(PreTokenizer::Tekken),
+            "deepseek-llm" => Some(PreTokenizer::DeepSeekLlm),
+            "deepseek-coder" => Some(PreTokenizer::DeepSeekCoder),
+            "deepseek-v3" | "hunyuan-dense" => Some(PreTokenizer::DeepSeekV3),
             _ => None,
         }
     }
@@ -137,6 +158,9 @@ impl PreTokenizer {
             PreTokenizer::Qwen2 => split_llama3(text, 1, &mut pieces),
             PreTokenizer::Gpt4o => split_cased(text, true, 3, &mut pieces),
             PreTokenizer::Tekken => split_cased(text, false, 1, &mut pieces),
+            PreTokenizer::DeepSeekLlm => deepseek::split_llm(text, &mut pieces),
+            PreTokenizer::DeepSeekCoder => deepseek::split_coder(text, &mut pieces),
+            PreTokenizer::DeepSeekV3 => deepseek::split_v3(text, &mut pieces),
         }
         pieces
     }
@@ -158,6 +182,24 @@ impl<'a> Chars<'a> {
 
     fn at(&self, i: usize) -> Option<char> {
         self.chars.get(i).map(|&(_, c)| c)
+    }
+
+    /// How many characters the text has.
+    fn len(&self) -> usize {
+        self.chars.len()
+    }
+
+    /// Where character `i` starts in the text (its length past the end).
+    fn offset(&self, i: usize) -> usize {
+        self.chars.get(i).map_or(self.text.len(), |&(at, _)| at)
+    }
+
+    /// The end of the run of characters `is` takes from `pos`.
+    fn run(&self, mut pos: usize, is: impl Fn(char) -> bool) -> usize {
+        while self.at(pos).is_some_and(&is) {
+            pos += 1;
+        }
+        pos
     }
 
     fn class(&self, i: usize) -> Option<Class> {
@@ -269,13 +311,17 @@ impl<'a> Chars<'a> {
     /// Splits the text into pieces, each from where the last ended to
     /// where `end_of_piece` says (always past its start).
     fn split(&self, pieces: &mut Vec<&'a str>, end_of_piece: impl Fn(&Self, usize) -> usize) {
-        let offset = |i: usize| self.chars.get(i).map_or(self.text.len(), |&(at, _)| at);
         let mut pos = 0;
-        while pos < self.chars.len() {
+        while pos < self.len() {
             let end = end_of_piece(self, pos);
-            pieces.push(&self.text[offset(pos)..offset(end)]);
+            pieces.push(self.slice(pos, end));
             pos = end;
         }
+    }
+
+    /// Characters `from..to` of the text.
+    fn slice(&self, from: usize, to: usize) -> &'a str {
+        &self.text[self.offset(from)..self.offset(to)]
     }
 }
 
@@ -567,7 +613,8 @@ mod tests {
     fn pieces_concatenate_back() {
         const POOL: &[char] = &[
             'a', 'Z', 'é', 'ß', '中', '7', '٣', 'Ⅻ', ' ', ' ', '\n', '\t', '\u{A0}', '\'', 's',
-            '!', '-', '😀', '\u{301}', '\u{93E}', '\0', '1', '2', '+', '`', '\u{2026}',
+            '!', '-', '😀', '\u{301}', '\u{93E}', '\0', '1', '2', '+', '`', '\u{2026}', '~',
+            '\u{3000}', '（', '가', 'カ', '\r',
         ];
         // A fixed LCG: the same strings on every run.
         let mut state = 0x2545_F491_4F6C_DD1Du64;
@@ -588,6 +635,9 @@ mod tests {
                 PreTokenizer::Dbrx,
                 PreTokenizer::Gpt4o,
                 PreTokenizer::Tekken,
+                PreTokenizer::DeepSeekLlm,
+                PreTokenizer::DeepSeekCoder,
+                PreTokenizer::DeepSeekV3,
             ] {
                 let pieces = pre.split(&text);
                 assert_eq!(pieces.concat(), text);

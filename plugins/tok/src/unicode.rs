@@ -6,7 +6,7 @@ use unicode_normalization::char::is_combining_mark;
 use crate::tables;
 
 /// Whether `c` falls in one of `table`'s inclusive `[first, last]` ranges.
-fn in_table(table: &[u32], c: char) -> bool {
+pub(crate) fn in_table(table: &[u32], c: char) -> bool {
     let c = u32::from(c);
     // Index of the first range bound above `c`: odd means inside a range.
     let above = table.partition_point(|&bound| bound < c);
@@ -97,6 +97,54 @@ impl Class {
     }
 }
 
+/// How a character stands in llama.cpp's "collapsed" text, which the
+/// regexes naming categories (`\p{L}`, `\p{N}`, `\p{P}`, `\p{S}`,
+/// `\p{M}`) run over: past ASCII, each character is its category (or
+/// `\s` for whitespace); ASCII characters stay themselves, and the
+/// categories take the ASCII ranges llama.cpp's `k_ucat_map` gives them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Category {
+    /// `\s`.
+    Space,
+    /// `\p{L}`: ASCII letters, and [`Class::Letter`] past ASCII.
+    Letter,
+    /// `\p{N}`: ASCII digits, and [`Class::Number`] past ASCII.
+    Number,
+    /// `\p{P}`: `!"#%&'()*,-./:;?@[\]_{}`, and category P past ASCII.
+    Punctuation,
+    /// `\p{S}`: `` $+<=>^`|~ ``, and category S past ASCII.
+    Symbol,
+    /// `\p{M}`: marks, none of them ASCII.
+    Mark,
+    /// None of those: control characters, unassigned code points.
+    Other,
+}
+
+impl Category {
+    /// Categorises `c` as llama.cpp's collapsed text does.
+    pub(crate) fn of(c: char) -> Category {
+        if c.is_ascii() {
+            return match c {
+                '\t'..='\r' | ' ' => Category::Space,
+                'a'..='z' | 'A'..='Z' => Category::Letter,
+                '0'..='9' => Category::Number,
+                '$' | '+' | '<' | '=' | '>' | '^' | '`' | '|' | '~' => Category::Symbol,
+                c if c.is_ascii_punctuation() => Category::Punctuation,
+                _ => Category::Other,
+            };
+        }
+        match Class::of(c) {
+            Class::Space => Category::Space,
+            Class::Letter => Category::Letter,
+            Class::Number => Category::Number,
+            Class::Other if in_table(tables::PUNCTUATION, c) => Category::Punctuation,
+            Class::Other if in_table(tables::SYMBOL, c) => Category::Symbol,
+            Class::Other if is_combining_mark(c) => Category::Mark,
+            Class::Other => Category::Other,
+        }
+    }
+}
+
 /// Circled, parenthesised and squared Latin letters: Alphabetic, yet category So.
 fn is_enclosed_letter(c: char) -> bool {
     matches!(u32::from(c), 0x24B6..=0x24E9 | 0x1_F130..=0x1_F149 | 0x1_F150..=0x1_F169 | 0x1_F170..=0x1_F189)
@@ -122,6 +170,33 @@ mod tests {
         assert!(is_bert_control('\u{200D}') && is_bert_control('\u{AD}'));
         assert!(is_bert_control('\u{7}') && is_bert_control('\u{E000}'));
         assert!(!is_bert_control('\n') && !is_bert_control('a'));
+    }
+
+    #[test]
+    fn collapsed_categories() {
+        for (c, category) in [
+            ('a', Category::Letter),
+            ('é', Category::Letter),
+            ('5', Category::Number),
+            ('٣', Category::Number),
+            ('!', Category::Punctuation),
+            ('_', Category::Punctuation),
+            ('«', Category::Punctuation),
+            ('$', Category::Symbol),
+            ('`', Category::Symbol),
+            ('€', Category::Symbol),
+            ('😀', Category::Symbol),
+            ('Ⓐ', Category::Symbol),
+            ('\u{301}', Category::Mark),
+            ('\u{93E}', Category::Mark),
+            ('~', Category::Symbol),
+            ('\0', Category::Other),
+            ('\u{1F}', Category::Other),
+            ('\u{3000}', Category::Space),
+            ('\u{B}', Category::Space),
+        ] {
+            assert_eq!(Category::of(c), category, "{c:?}");
+        }
     }
 
     #[test]

@@ -208,7 +208,8 @@ fn checks(bpe: &Bpe, model: &TinyModel, prompt: &str) -> Vec<String> {
 /// (`gpt-4o`), Tekken (`tekken`), EXAONE 3 and 4 (`exaone`, `exaone4`,
 /// which llama.cpp splits as StarCoder's and GPT-2's), GLM-4 (`glm4`, as
 /// DBRX's), OLMo (`olmo`, as GPT-2's), Command R (`command-r`, as
-/// StarCoder's), LFM2 (`lfm2`, as Llama 3's) and llama.cpp's
+/// StarCoder's), LFM2 (`lfm2`, as Llama 3's), DeepSeek's (`deepseek-llm`,
+/// `deepseek-coder`, `deepseek-v3`) and llama.cpp's
 /// `default` (a file without a name) pre-tokenizers, and Llama 3's
 /// whole-piece lookup and BOS, split and merge as llama.cpp does.
 #[test]
@@ -242,6 +243,9 @@ fn pre_tokenizers_match_llama_cpp() {
         "olmo",
         "command-r",
         "lfm2",
+        "deepseek-llm",
+        "deepseek-coder",
+        "deepseek-v3",
     ] {
         assert!(pres.contains(&pre), "{pre} checked");
     }
