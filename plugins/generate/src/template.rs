@@ -65,6 +65,10 @@ pub(crate) enum Template {
     /// message put before the next user message's content), then
     /// `<start_of_turn>model\n`; the tokenizer adds `<bos>`.
     Gemma,
+    /// DeepSeek-V2's, V2-Lite's and Coder-V2's (llama.cpp `deepseek2`): a
+    /// system message then a blank line, `User: {user}` then a blank line,
+    /// `Assistant: {reply}<｜end▁of▁sentence｜>`, then `Assistant:`.
+    DeepSeek2,
     /// DeepSeek V3's and R1's (and the R1 distils of Qwen and Llama;
     /// llama.cpp `deepseek3`): a system message then a blank line,
     /// `<｜User｜>{user}`, `<｜Assistant｜>{reply}<｜end▁of▁sentence｜>`,
@@ -99,7 +103,7 @@ pub(crate) enum Template {
 /// The formats, by config name, with a text only their chat templates
 /// (GGUF `tokenizer.chat_template`) hold, most specific first. The
 /// `[INST]` formats share `[INST]`; [`inst_format`] tells them apart.
-const TEMPLATES: [(&str, Template, &str); 21] = [
+const TEMPLATES: [(&str, Template, &str); 22] = [
     ("phi4", Template::Phi4, "<|im_sep|>"),
     ("chatml", Template::ChatMl, "<|im_start|>"),
     ("gemma", Template::Gemma, "<start_of_turn>"),
@@ -120,6 +124,11 @@ const TEMPLATES: [(&str, Template, &str); 21] = [
     ("mistral-v3-tekken", Template::MistralV3Tekken, "[INST]"),
     ("mistral-v7", Template::MistralV7, "[INST]"),
     ("deepseek3", Template::DeepSeek3, "<｜Assistant｜>"),
+    (
+        "deepseek2",
+        Template::DeepSeek2,
+        "'Assistant: ' + message['content'] + eos_token",
+    ),
     ("granite", Template::Granite, "<|start_of_role|>"),
     ("exaone3", Template::Exaone, "[|assistant|]"),
     ("exaone4", Template::Exaone, "[|assistant|]"),
@@ -246,6 +255,7 @@ impl Template {
             | Template::Llama2Strip => &["</s>"],
             Template::MistralV3Tekken => &["[INST]", "[/INST]", "</s>"],
             Template::DeepSeek3 => &["<｜User｜>", "<｜Assistant｜>", "<｜end▁of▁sentence｜>"],
+            Template::DeepSeek2 => &["<｜end▁of▁sentence｜>"],
             Template::Granite => &["<|start_of_role|>", "<|end_of_role|>", "<|end_of_text|>"],
             Template::Exaone => &["[|user|]", "[|assistant|]", "[|endofturn|]"],
             Template::ChatGlm4 => &["[gMASK]", "<sop>", "<|user|>", "<|assistant|>"],
@@ -339,6 +349,14 @@ impl Template {
                 ("<｜User｜>", ""),
                 ("<｜Assistant｜>", "<｜end▁of▁sentence｜>"),
             ]),
+            Template::DeepSeek2 => Turns {
+                reply: "Assistant:",
+                ..Turns::new([
+                    ("", "\n\n"),
+                    ("User: ", "\n\n"),
+                    ("Assistant: ", "<｜end▁of▁sentence｜>"),
+                ])
+            },
             Template::Granite => Turns::new([
                 (
                     "<|start_of_role|>system<|end_of_role|>",

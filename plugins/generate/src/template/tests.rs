@@ -266,6 +266,35 @@ fn deepseek3_prompts_have_user_and_assistant_markers() {
     assert!(err.contains("the `deepseek3` chat template"), "{err}");
 }
 
+/// DeepSeek-V2's format, as llama.cpp writes it
+/// (`LLM_CHAT_TEMPLATE_DEEPSEEK_2`), picked by `auto` from the line of the
+/// file's template llama.cpp knows it by; its replies stop at the file's
+/// end of sentence.
+#[test]
+fn deepseek2_prompts_have_user_and_assistant_lines() {
+    assert_eq!(
+        Template::DeepSeek2.render(&conversation()),
+        "Be brief.\n\nUser: Hi\n\nAssistant: Hello!<｜end▁of▁sentence｜>\
+         User: Who are you?\n\nAssistant:"
+    );
+    let jinja = "{{ bos_token }}{% for message in messages %}{% if message['role'] == 'user' %}\
+                 {{ 'User: ' + message['content'] + '\\n\\n' }}{% elif message['role'] == \
+                 'assistant' %}{{ 'Assistant: ' + message['content'] + eos_token }}{% endif %}\
+                 {% endfor %}{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}";
+    let tokens = ["<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>", "a"];
+    let json = json!({"tokens": tokens, "merges": [], "chat_template": jinja, "eos_id": 1});
+    let bpe = Bpe::from_json(json.to_string().as_bytes()).unwrap();
+    let auto = Config::default();
+    assert_eq!(
+        Template::from_config(&auto, &bpe).unwrap(),
+        Template::DeepSeek2
+    );
+    assert_eq!(crate::stop_tokens(&bpe), [1]);
+    let config = Config::from_iter([("template", "deepseek2")]);
+    let err = Template::from_config(&config, &vocab(&["<|im_start|>"])).unwrap_err();
+    assert!(err.contains("no `<｜end▁of▁sentence｜>` token"), "{err}");
+}
+
 /// Phi-4's format, as llama.cpp writes it (`LLM_CHAT_TEMPLATE_PHI_4`).
 #[test]
 fn phi4_prompts_separate_the_role_with_im_sep() {
