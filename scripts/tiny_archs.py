@@ -246,7 +246,7 @@ ARCHS = {
     # As Falcon-7B's files: one LayerNorm read in parallel by the attention
     # and a GELU feed-forward without a gate or biases, Q/K/V fused with one
     # key/value head, NeoX pairs, the output tied.
-    "falcon": ("falcon", "smollm", {"attention.layer_norm_epsilon": 1e-5,
+    "falcon": ("falcon", "falcon", {"attention.layer_norm_epsilon": 1e-5,
                                     "attention.head_count_kv": 1},
                "Falcon 7B: parallel blocks under one LayerNorm, fused Q/K/V, one key/value "
                "head, a tied output"),

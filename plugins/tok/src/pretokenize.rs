@@ -61,6 +61,11 @@ pub enum PreTokenizer {
     /// one by one. Like Llama 3's vocabularies, a piece that is a token
     /// whole is that token, and a text starts with BOS.
     Tekken,
+    /// Falcon's (llama.cpp `falcon`: Falcon 7B and 40B, Falcon-Mamba):
+    /// `default`'s sequence with `` ` `` among the punctuation and without
+    /// the runs of `\p{N}`: runs of punctuation apart from the rest, the
+    /// GPT-2 regex, then ASCII digits in threes.
+    Falcon,
     /// DeepSeek LLM's (llama.cpp `deepseek-llm`: DeepSeek LLM, DeepSeek-MoE,
     /// DeepSeek-V2 and V2-Lite), six regexes in turn: line breaks apart,
     /// runs of cased letters and of ASCII and fullwidth symbols (each after
@@ -108,6 +113,7 @@ impl PreTokenizer {
             "dbrx" | "smaug-bpe" | "glm4" | "chatglm-bpe" => Some(PreTokenizer::Dbrx),
             "gpt-4o" | "llama4" | "kanana2" | "talkie" => Some(PreTokenizer::Gpt4o),
             "tekken" => Some(PreTokenizer::Tekken),
+            "falcon" => Some(PreTokenizer::Falcon),
             "deepseek-llm" => Some(PreTokenizer::DeepSeekLlm),
             "deepseek-coder" => Some(PreTokenizer::DeepSeekCoder),
             "deepseek-v3" | "hunyuan-dense" => Some(PreTokenizer::DeepSeekV3),
@@ -143,6 +149,7 @@ impl PreTokenizer {
         match self {
             PreTokenizer::Gpt2 => split_gpt2(text, &mut pieces),
             PreTokenizer::Default => split_default(text, &mut pieces),
+            PreTokenizer::Falcon => split_falcon(text, &mut pieces),
             PreTokenizer::SmolLm => {
                 let mut start = 0;
                 for (at, c) in text.char_indices() {
@@ -366,6 +373,19 @@ fn split_default<'a>(text: &'a str, pieces: &mut Vec<&'a str>) {
     }
 }
 
+/// Appends llama.cpp's `falcon` pieces of `text` ([`PreTokenizer::Falcon`])
+/// to `pieces`.
+fn split_falcon<'a>(text: &'a str, pieces: &mut Vec<&'a str>) {
+    let (mut punct, mut gpt2) = (Vec::new(), Vec::new());
+    split_runs(text, |c| c == '`' || is_default_punctuation(c), &mut punct);
+    for piece in punct {
+        split_gpt2(piece, &mut gpt2);
+    }
+    for piece in gpt2 {
+        split_threes(piece, pieces);
+    }
+}
+
 /// Appends the runs of characters `is` takes in `text`, and the text
 /// between them, to `pieces` (what a regex `[...]+` and the unmatched
 /// text split into).
@@ -528,6 +548,17 @@ mod tests {
         );
     }
 
+    /// llama.cpp's `falcon`: `default`'s, `` ` `` punctuation too, and
+    /// digits left with a space before them.
+    #[test]
+    fn falcon_isolates_backticks_and_keeps_spaces_on_numbers() {
+        let falcon = |t| PreTokenizer::Falcon.split(t);
+        assert_eq!(falcon("`a` it's"), ["`", "a", "`", " it", "'", "s"]);
+        assert_eq!(falcon("x 1234567"), ["x", " ", "123", "456", "7"]);
+        assert_eq!(falcon("x ١٢٣٤"), ["x", " ١٢٣٤"], "no number runs apart");
+        assert_eq!(PreTokenizer::from_name("falcon"), Some(PreTokenizer::Falcon));
+    }
+
     #[test]
     fn smollm_isolates_digits_and_bounds_lookahead() {
         let smol = |t| PreTokenizer::SmolLm.split(t);
@@ -629,6 +660,7 @@ mod tests {
             for pre in [
                 PreTokenizer::Gpt2,
                 PreTokenizer::Default,
+                PreTokenizer::Falcon,
                 PreTokenizer::SmolLm,
                 PreTokenizer::Llama3,
                 PreTokenizer::Qwen2,

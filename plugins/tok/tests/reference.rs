@@ -209,7 +209,7 @@ fn checks(bpe: &Bpe, model: &TinyModel, prompt: &str) -> Vec<String> {
 /// which llama.cpp splits as StarCoder's and GPT-2's), GLM-4 (`glm4`, as
 /// DBRX's), OLMo (`olmo`, as GPT-2's), Command R (`command-r`, as
 /// StarCoder's), LFM2 (`lfm2`, as Llama 3's), DeepSeek's (`deepseek-llm`,
-/// `deepseek-coder`, `deepseek-v3`) and llama.cpp's
+/// `deepseek-coder`, `deepseek-v3`), Falcon's (`falcon`) and llama.cpp's
 /// `default` (a file without a name) pre-tokenizers, and Llama 3's
 /// whole-piece lookup and BOS, split and merge as llama.cpp does.
 #[test]
@@ -246,6 +246,7 @@ fn pre_tokenizers_match_llama_cpp() {
         "deepseek-llm",
         "deepseek-coder",
         "deepseek-v3",
+        "falcon",
     ] {
         assert!(pres.contains(&pre), "{pre} checked");
     }
