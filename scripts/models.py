@@ -881,8 +881,8 @@ def task_archs(dest: Path) -> None:
                     w.add_array(f"{arch}.{key}",
                                 [kvh if i in LFM2_ATTENTION[arch] else 0 for i in range(layers)])
                     continue
-                if arch == "mamba2" and key in ("feed_forward_length", "attention.head_count",
-                                                "attention.head_count_kv"):
+                if arch in ("mamba2", "mamba") and key in (
+                        "feed_forward_length", "attention.head_count", "attention.head_count_kv"):
                     w.add_uint32(f"{arch}.{key}", 0)  # (as the converter writes them)
                     continue
                 if name in MAMBA_ATTENTION and key == "attention.head_count_kv":  # (0: scan)
@@ -968,7 +968,8 @@ def task_archs(dest: Path) -> None:
             if arch == "phi2":
                 w.add_tensor("output.bias", vec(vocab, 0.0, 0.5))
             # (Gemma's output is the embeddings: llama.cpp reads no other.)
-            tied = ("qwen2", "phi4mini", "ernie", "minicpm", "gpt2", "falcon", "lfm2", "lfm2moe")
+            tied = ("qwen2", "phi4mini", "ernie", "minicpm", "gpt2", "falcon", "lfm2", "lfm2moe",
+                    "mamba")
             if name not in tied and not gemma and not command_r:
                 w.add_tensor("output.weight", mat(vocab, e).astype(np.float16))
             fused = arch in ("phi3", "phi2", "gpt2", "starcoder", "gptneox", "falcon")
@@ -997,6 +998,24 @@ def task_archs(dest: Path) -> None:
                 w.add_tensor(b + "ssm_a", -np.exp(vec(heads, 0.0, 0.5)).reshape(heads, 1))
                 w.add_tensor(b + "ssm_d", vec(heads, 1.0, 0.5).reshape(heads, 1))
                 w.add_tensor(b + "ssm_norm.weight", vec(inner).reshape(groups, inner // groups))
+                w.add_tensor(b + "ssm_out.weight", mat(e, inner))
+
+            def mamba1(b):
+                """A Mamba-1 layer's tensors: x and z in one product; 4 taps a
+                channel of x; x's convolution's projection to dt (rank wide), B and
+                C, dt's back up to a value per channel with a bias; per channel a
+                decay per state A (the file's -exp(A_log)) and a skip D."""
+                inner, n = extra["ssm.inner_size"], extra["ssm.state_size"]
+                rank = extra["ssm.time_step_rank"]
+                w.add_tensor(b + "ssm_in.weight", mat(2 * inner, e))
+                w.add_tensor(b + "ssm_conv1d.weight",
+                             (0.7 * rng.standard_normal((inner, 4))).astype(np.float32))
+                w.add_tensor(b + "ssm_conv1d.bias", vec(inner, 0.0, 0.5))
+                w.add_tensor(b + "ssm_x.weight", mat(rank + 2 * n, inner))
+                w.add_tensor(b + "ssm_dt.weight", mat(inner, rank))
+                w.add_tensor(b + "ssm_dt.bias", vec(inner, 0.0, 0.5))
+                w.add_tensor(b + "ssm_a", -np.exp(vec(inner * n, 0.0, 0.5)).reshape(inner, n))
+                w.add_tensor(b + "ssm_d", vec(inner, 1.0, 0.5))
                 w.add_tensor(b + "ssm_out.weight", mat(e, inner))
 
             def mla(b):
@@ -1043,6 +1062,9 @@ def task_archs(dest: Path) -> None:
                     w.add_tensor(b + "attn_norm_2.bias", vec(e, 0.0, 0.5))
                 if arch == "mamba2":  # (a Mamba-2 layer alone under its attn_norm)
                     mamba(b)
+                    continue
+                if arch == "mamba":  # (a Mamba-1 layer alone under its attn_norm)
+                    mamba1(b)
                     continue
                 if arch in LFM2_ATTENTION and i not in LFM2_ATTENTION[arch]:
                     # B, C and x in one product; 3 taps a channel (ggml [3, e]),

@@ -413,6 +413,18 @@ ARCHS = {
         "block_count": 3, "ssm.conv_kernel": 4, "ssm.inner_size": 128, "ssm.state_size": 16,
         "ssm.time_step_rank": 8, "ssm.group_count": 2},
         "Mamba-2: Mamba-2 layers alone, two groups of heads"),
+    # Mamba-1 (mamba-130m to 2.8b): each block under its norm a Mamba-1
+    # layer (mamba1() below), x and z from one product, dt, B and C from x's
+    # convolution, a dt and a decay per state for every channel.
+    "mamba": ("mamba", "gpt-2", {
+        "block_count": 3, "ssm.conv_kernel": 4, "ssm.inner_size": 128, "ssm.state_size": 16,
+        "ssm.time_step_rank": 4},
+        "Mamba-1: Mamba-1 layers alone"),
+    # Falcon-Mamba 7B: Mamba-1 with dt, B and C RMS-normed (no weights).
+    "falconmamba": ("mamba", "falcon", {
+        "block_count": 3, "ssm.conv_kernel": 4, "ssm.inner_size": 128, "ssm.state_size": 16,
+        "ssm.time_step_rank": 4, "ssm.dt_b_c_rms": True},
+        "Falcon-Mamba: Mamba-1 layers with dt, B and C normed"),
 }
 # The Granite 4.0-H files' layers with attention (the others scan), as their
 # head counts say.

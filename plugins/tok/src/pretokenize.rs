@@ -556,7 +556,10 @@ mod tests {
         assert_eq!(falcon("`a` it's"), ["`", "a", "`", " it", "'", "s"]);
         assert_eq!(falcon("x 1234567"), ["x", " ", "123", "456", "7"]);
         assert_eq!(falcon("x ١٢٣٤"), ["x", " ١٢٣٤"], "no number runs apart");
-        assert_eq!(PreTokenizer::from_name("falcon"), Some(PreTokenizer::Falcon));
+        assert_eq!(
+            PreTokenizer::from_name("falcon"),
+            Some(PreTokenizer::Falcon)
+        );
     }
 
     #[test]

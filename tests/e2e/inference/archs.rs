@@ -35,7 +35,8 @@ use super::{put, reference, stream};
 /// of one kind each), `nemotronhmoe` (Nemotron 3 Nano's mixtures),
 /// `glm4moe` (GLM-4.5's mixtures, GLM-4's pre-tokenizer name) and
 /// `deepseek2`, `deepseek3` (DeepSeek-V2's latent attention, whole and
-/// split per head), `mamba2` (Mamba-2 layers alone),
+/// split per head, DeepSeek's pre-tokenizers), `mamba2` (Mamba-2 layers
+/// alone), `mamba`, `falconmamba` (Mamba-1's, Falcon's pre-tokenizer),
 /// whose pre-tokenizer names are StarCoder's, StableLM 2's, Phi-2's and
 /// GPT-2's), streams
 /// llama.cpp's greedy
@@ -100,6 +101,8 @@ async fn generate_runs_each_family_and_both_tokenizer_kinds_as_llama_cpp_does() 
         "deepseek2",
         "deepseek3",
         "mamba2",
+        "mamba",
+        "falconmamba",
     ] {
         let case = reference["models"]
             .as_array()

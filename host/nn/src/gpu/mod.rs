@@ -56,7 +56,9 @@ use gemv::{GEMV_GROUP, GEMV_ROWS, Gemv};
 pub use matmul::GpuMatrix;
 use matmul::Scratch;
 pub(crate) use matmul::{Part, WeightFormat};
-pub(crate) use program::{Attention, Buffer, FfnAct, Mamba2, NormKind, Program, Qkv, Reuse, Xielu};
+pub(crate) use program::{
+    Attention, Buffer, FfnAct, Mamba2, NormKind, Program, Qkv, Reuse, Selective, Xielu,
+};
 use times::Profiler;
 pub use times::{KernelTime, PassTimes};
 

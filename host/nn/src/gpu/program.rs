@@ -12,7 +12,7 @@ mod decoder;
 mod products;
 mod submission;
 
-pub(crate) use decoder::{Attention, FfnAct, Mamba2, NormKind, Qkv, Xielu};
+pub(crate) use decoder::{Attention, FfnAct, Mamba2, NormKind, Qkv, Selective, Xielu};
 pub(crate) use submission::Reuse;
 use submission::Timed;
 
@@ -29,7 +29,7 @@ const SPREAD: usize = 1024;
 const FIRST_CHUNK: usize = 16;
 const MAX_CHUNK: usize = 128;
 
-/// The compiled `ops.wgsl` kernels.
+/// The compiled `ops.wgsl` (and `ssm.wgsl`) kernels.
 pub(super) struct Ops {
     rms_norm: Kernel,
     head_norm: Kernel,
@@ -41,6 +41,7 @@ pub(super) struct Ops {
     attention: Kernel,
     short_conv: Kernel,
     ssm_scan: Kernel,
+    selective_scan: Kernel,
     copy_rows: Kernel,
 }
 
@@ -56,7 +57,12 @@ impl Ops {
         let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some("weft-nn ops"),
             source: wgpu::ShaderSource::Wgsl(
-                concat!(include_str!("reduce.wgsl"), include_str!("ops.wgsl")).into(),
+                concat!(
+                    include_str!("reduce.wgsl"),
+                    include_str!("ops.wgsl"),
+                    include_str!("ssm.wgsl")
+                )
+                .into(),
             ),
         });
         let kernel = |name| Kernel::new(device, &module, name);
@@ -71,6 +77,7 @@ impl Ops {
             attention: kernel("attention"),
             short_conv: kernel("short_conv"),
             ssm_scan: kernel("ssm_scan"),
+            selective_scan: kernel("selective_scan"),
             copy_rows: kernel("copy_rows"),
         }
     }

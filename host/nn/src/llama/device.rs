@@ -16,11 +16,13 @@ use crate::{NnError, NnErrorKind};
 mod buffers;
 mod latent;
 mod mixture;
+mod scan;
 
 use latent::{DeviceLatent, LatentWork};
 #[cfg(test)]
 pub(super) use mixture::PAD_GROUPS;
 use mixture::{DeviceMixture, MixtureWork, mixture};
+use scan::{DeviceScan, SelectiveWork};
 
 /// Tokens per pass: a longer prompt runs as several passes, which bounds
 /// the activations and the attention scores kept on the device.
@@ -79,16 +81,6 @@ struct DeviceLayer {
     latent: Option<DeviceLatent>,
 }
 
-/// [`super::Scan`] on the device.
-#[derive(Debug)]
-struct DeviceScan {
-    conv: GpuMatrix,
-    conv_bias: GpuMatrix,
-    /// Each head's `dt` bias, then `A`, then `D`.
-    per_head: GpuMatrix,
-    norm: GpuMatrix,
-}
-
 /// A layer's feed-forward on the device: its (each expert's) Wgateᵀ and
 /// Wupᵀ side by side, one product, then SwiGLU. The down projections and
 /// the router are products alone (their `QMatrix`es hold them).
@@ -122,11 +114,7 @@ impl DeviceLayer {
                     ])
                     .chain([&self.attn_norm, &self.ffn_norm])
                     .flatten()
-                    .chain(
-                        self.scan
-                            .iter()
-                            .flat_map(|s| [&s.conv, &s.conv_bias, &s.per_head, &s.norm]),
-                    )
+                    .chain(self.scan.iter().flat_map(DeviceScan::all))
                     .chain(self.ffn_biases.iter().flatten())
                     .chain(self.latent.iter().flat_map(DeviceLatent::all)),
             )
@@ -167,10 +155,11 @@ impl DeviceWeights {
                 Ok(DeviceLayer {
                     attn_norm: optional(&l.attn_norm)?,
                     ffn_norm: optional(&l.ffn_norm)?,
-                    // (Latent attention's `wv` reads its latent: alone.)
-                    qkv: match l.mla {
-                        Some(_) => QMatrix::upload_side_by_side(gpu, &[&l.wq, &l.wk])?,
-                        None => QMatrix::upload_side_by_side(gpu, &[&l.wq, &l.wk, &l.wv])?,
+                    // (Latent attention's `wv` reads its latent, Mamba-1's
+                    // its convolution's product: alone.)
+                    qkv: match l.mla.is_some() || l.selective() {
+                        true => QMatrix::upload_side_by_side(gpu, &[&l.wq, &l.wk])?,
+                        false => QMatrix::upload_side_by_side(gpu, &[&l.wq, &l.wk, &l.wv])?,
                     },
                     latent: DeviceLatent::upload(gpu, l)?,
                     ffn: match &l.router {
@@ -193,15 +182,9 @@ impl DeviceWeights {
                     post_ffn_norm: optional(&l.post_ffn_norm)?,
                     sinks: optional(&l.sinks)?,
                     conv: optional(&l.conv)?,
-                    scan: match &l.ssm {
-                        Some(s) => Some(DeviceScan {
-                            conv: vector(&s.conv)?,
-                            conv_bias: vector(&s.conv_bias)?,
-                            per_head: vector(&[&s.dt_bias[..], &s.a, &s.d].concat())?,
-                            norm: vector(&s.norm)?,
-                        }),
-                        None => None,
-                    },
+                    scan: (l.ssm.as_ref())
+                        .map(|s| DeviceScan::upload(gpu, &w.hp, s))
+                        .transpose()?,
                 })
             })
             .collect::<Result<_, NnError>>()?;
@@ -291,6 +274,7 @@ struct Work {
     /// Mamba-2's convolution's rows (`xBC`), then its normalised output.
     xbc: Option<Buffer>,
     latent: Option<LatentWork>,
+    selective: Option<SelectiveWork>,
 }
 
 impl OnDevice {
@@ -467,6 +451,8 @@ impl OnDevice {
             // first norm are one dispatch.
             // (OLMo 2's and EXAONE 4's blocks read the stream itself.)
             let input = |norm: &Option<GpuMatrix>| if norm.is_some() { &a.h } else { &a.x };
+            // (A Mamba layer's output, where it scans.)
+            let mut scanned = None;
             if let (0, Some(weight)) = (l, &dl.attn_norm) {
                 p.norm(&a.x, 0, n, (weight, norm), &a.h, 0);
             }
@@ -485,17 +471,14 @@ impl OnDevice {
                     p.short_conv(&a.qkv, (conv, c.taps, state), &a.att, (tokens, start));
                 }
             } else if let (Some(ds), Some(m)) = (&dl.scan, &hp.ssm) {
-                // (Mamba-2's: `qkv` is `ssm_in`, z, xBC and dt; the scan's
-                // output, normalised, in `xbc`, which `wo` reads.)
-                let xbc = a.xbc.as_ref().expect("reserved");
-                for &(on, _, tokens, start) in &sessions {
-                    let conv = on.conv[l].as_ref().expect("reserved");
-                    let states = on.ssm[l].as_ref().expect("reserved");
-                    let rows = (tokens, start);
-                    p.ssm_conv(&a.qkv, (&ds.conv, &ds.conv_bias, m, conv), xbc, rows);
-                    p.ssm_scan((&a.qkv, xbc), (&ds.per_head, m, states), &a.att, rows);
-                }
-                p.group_norm(&a.att, n, (&ds.norm, m.groups, eps), xbc);
+                // (Mamba's: `qkv` is `ssm_in`.)
+                scanned = Some(scan::layer(
+                    &mut p,
+                    (l, layer, ds),
+                    (m, eps),
+                    &sessions,
+                    (a, n),
+                )?);
             } else {
                 if let Some(bias) = &dl.bqkv {
                     p.add_bias(&a.qkv, bias, n * qkv.stride());
@@ -537,9 +520,9 @@ impl OnDevice {
                     p.attention(&a.qkv, (kc, vc, sinks), scores, &a.att, shape);
                 }
             }
-            let attended = match (&dl.scan, &a.xbc, &a.latent) {
-                (Some(_), Some(xbc), _) => xbc,
-                (_, _, Some(work)) if dl.latent.is_some() => {
+            let attended = match (scanned, &a.latent) {
+                (Some(out), _) => out,
+                (_, Some(work)) if dl.latent.is_some() => {
                     latent::cut(&mut p, (&a.att, n), hp, work)
                 }
                 _ => &a.att,

@@ -63,6 +63,15 @@ impl Llama {
                 } else if conv.is_some() {
                     let bcx = m(&format!("blk.{i}.shortconv.in_proj.weight"), 3 * e, e)?;
                     take(bcx.split_rows(&[e, e, e]))
+                } else if let Some((s, sel)) = scan.and_then(|s| Some((s, s.selective?))) {
+                    // (Mamba-1's `ssm_in` as its x and z, and `ssm_dt`,
+                    // which the convolution's `ssm_x` product feeds.)
+                    let xz = m(&n("ssm_in"), s.in_dim(), e)?;
+                    let [x, z] = xz
+                        .split_rows(&[s.inner, s.inner])
+                        .try_into()
+                        .expect("two parts");
+                    [x, z, m(&n("ssm_dt"), s.inner, sel.dt_rank)?]
                 } else if let Some(s) = scan {
                     let zxdt = m(&n("ssm_in"), s.in_dim(), e)?;
                     take(zxdt.split_rows(&[s.inner, s.conv_dim(), s.heads]))
@@ -231,15 +240,35 @@ impl Llama {
                             let (dims, groups) = ([s.taps, cd], [s.inner / s.groups, s.groups]);
                             let name = n("ssm_conv1d");
                             let at = |t: &str| format!("blk.{i}.{t}");
+                            let values = |t: &str, dims: &[usize]| {
+                                weights::values(&info, bytes, &at(t), dims)
+                            };
                             // (Optional in Nemotron-H's: zeros.)
                             let conv_bias = optional(&at("ssm_conv1d.bias"), cd)?;
+                            // (Mamba-1's: `A` per channel and state, `D` per
+                            // channel, no norm; `ssm_x` beside.)
+                            let (a, d, norm, x_proj) = match s.selective {
+                                Some(sel) => (
+                                    values("ssm_a", &[s.state, h])?,
+                                    values("ssm_d", &[h])?,
+                                    Vec::new(),
+                                    Some(m(&n("ssm_x"), sel.dt_rank + 2 * s.state, s.inner)?),
+                                ),
+                                None => (
+                                    values("ssm_a", &[1, h])?,
+                                    values("ssm_d", &[1, h])?,
+                                    weights::values(&info, bytes, &n("ssm_norm"), &groups)?,
+                                    None,
+                                ),
+                            };
                             Some(Scan {
                                 conv: weights::values(&info, bytes, &name, &dims)?,
                                 conv_bias: conv_bias.unwrap_or_else(|| vec![0.0; cd]),
                                 dt_bias: v(&at("ssm_dt.bias"), h)?,
-                                a: weights::values(&info, bytes, &at("ssm_a"), &[1, h])?,
-                                d: weights::values(&info, bytes, &at("ssm_d"), &[1, h])?,
-                                norm: weights::values(&info, bytes, &n("ssm_norm"), &groups)?,
+                                a,
+                                d,
+                                norm,
+                                x_proj,
                             })
                         }
                         None => None,

@@ -123,8 +123,13 @@ pub(crate) struct Scan {
     a: Vec<f32>,
     d: Vec<f32>,
     /// The gated output's RMSNorm weights (`inner`, a group's after
-    /// another's).
+    /// another's; none in Mamba-1's).
     norm: Vec<f32>,
+    /// Mamba-1's `ssm_x`, giving `dt` (before the layer's `wv`, its
+    /// `ssm_dt`), `B` and `C` from the convolution's output; its `A` a
+    /// decay per channel and state (`[inner][state]`), `dt_bias` and `D`
+    /// per channel.
+    x_proj: Option<QMatrix>,
 }
 
 impl Scan {
@@ -169,13 +174,21 @@ impl Layer {
         &self.experts[0]
     }
 
+    /// Whether it is a Mamba-1 layer ([`Scan::x_proj`]): its `wv` is
+    /// `ssm_dt`, which runs after the convolution.
+    fn selective(&self) -> bool {
+        self.ssm.as_ref().is_some_and(|s| s.x_proj.is_some())
+    }
+
     fn matrices(&self) -> impl Iterator<Item = &QMatrix> {
         let ffn = (self.experts.iter().chain(&self.shared))
             .flat_map(|e| e.gate.iter().chain([&e.up, &e.down]));
         let q_b = self.mla.iter().flat_map(|m| m.q_b.iter().map(|(_, q)| q));
+        let x_proj = self.ssm.iter().flat_map(|s| &s.x_proj);
         [&self.wq, &self.wk, &self.wv, &self.wo]
             .into_iter()
             .chain(q_b)
+            .chain(x_proj)
             .chain(ffn)
             .chain(&self.router)
     }
@@ -184,9 +197,11 @@ impl Layer {
         let ffn = (self.experts.iter_mut().chain(&mut self.shared))
             .flat_map(|e| e.gate.iter_mut().chain([&mut e.up, &mut e.down]));
         let q_b = (self.mla.iter_mut()).flat_map(|m| m.q_b.iter_mut().map(|(_, q)| q));
+        let x_proj = self.ssm.iter_mut().flat_map(|s| &mut s.x_proj);
         [&mut self.wq, &mut self.wk, &mut self.wv, &mut self.wo]
             .into_iter()
             .chain(q_b)
+            .chain(x_proj)
             .chain(ffn)
             .chain(&mut self.router)
     }
@@ -271,12 +286,15 @@ impl Weights {
             .iter_mut()
             .flat_map(|l| {
                 let downs = (l.experts.iter_mut().chain(&mut l.shared)).map(|e| &mut e.down);
-                // (Latent attention's products of its latents.)
+                // (Latent attention's products of its latents; Mamba-1's
+                // `ssm_dt` and `ssm_x`.)
+                let x_proj = l.ssm.as_mut().and_then(|s| s.x_proj.as_mut());
                 let latent = match &mut l.mla {
                     Some(m) => {
                         let q_b = m.q_b.as_mut().map(|(_, q_b)| q_b);
                         Some(&mut l.wv).into_iter().chain(q_b)
                     }
+                    None if x_proj.is_some() => Some(&mut l.wv).into_iter().chain(x_proj),
                     None => None.into_iter().chain(None),
                 };
                 std::iter::once(&mut l.wo)

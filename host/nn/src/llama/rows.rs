@@ -175,7 +175,7 @@ pub(super) fn short_conv(
 /// first) over `state` (the last `taps − 1` rows, oldest first) and
 /// itself, into `out`; `input` becomes the state's newest row. Summed
 /// oldest first, as ggml's `ssm_conv`.
-fn conv_row(state: &mut [f32], w: &[f32], taps: usize, input: &[f32], out: &mut [f32]) {
+pub(super) fn conv_row(state: &mut [f32], w: &[f32], taps: usize, input: &[f32], out: &mut [f32]) {
     let d = input.len();
     debug_assert_eq!(state.len(), (taps - 1) * d);
     for (ch, o) in out.iter_mut().enumerate() {

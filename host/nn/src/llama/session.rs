@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 mod latent;
 mod mixture;
+mod selective;
 
 use super::Weights;
 use super::attend;
@@ -280,7 +281,13 @@ fn forward_with(ds: &mut [&mut Decoder], tokens: &[&[u32]], workers: Workers<'_>
         };
         // (Latent attention's `wv` reads its normed latent: after.)
         let group = [&layer.wq, &layer.wk, &layer.wv];
-        let first = if layer.mla.is_some() { 2 } else { 3 };
+        // (Mamba-1's `wv` reads its convolution's product: after.)
+        let selective = layer.selective();
+        let first = if layer.mla.is_some() || selective {
+            2
+        } else {
+            3
+        };
         QMatrix::matmul_group_into(
             &group[..first],
             input,
@@ -300,6 +307,12 @@ fn forward_with(ds: &mut [&mut Decoder], tokens: &[&[u32]], workers: Workers<'_>
                 let bcx = [&q[..], &k[..], &v[..]];
                 convolve(ds, (tokens, &starts), l, (weights, c.taps), bcx, out);
                 &attn[..n * d]
+            }
+            (.., Some(_), Some(_)) if selective => {
+                let out = &mut attn[..n * inner];
+                let rows = (tokens, &starts[..]);
+                selective::selective_layer(ds, rows, (&w, l), [&q[..], &k[..]], workers, out);
+                &attn[..n * inner]
             }
             (.., Some(scan), Some(m)) => {
                 let out = &mut attn[..n * inner];

@@ -517,6 +517,15 @@ fn mamba2_matches_llama_cpp() {
     on_the_cpu("mamba2");
 }
 
+/// Mamba-1: each channel's own `dt` (from `ssm_x`'s low-rank part through
+/// `ssm_dt`) and a decay per channel and state; and Falcon-Mamba's, whose
+/// `dt`, `B` and `C` are RMS-normed.
+#[test]
+fn mamba_matches_llama_cpp() {
+    on_the_cpu("mamba");
+    on_the_cpu("falconmamba");
+}
+
 /// Nemotron 3 Nano: Nemotron-H's blocks, its feed-forwards mixtures of
 /// squared-ReLU experts without a gate, picked by the sigmoid of their
 /// scores plus the router's bias, weighted renormalised and scaled by

@@ -54,6 +54,8 @@ fn on_the_gpu_every_family_matches_llama_cpp() {
         "granitehybrid",
         "nemotronh",
         "mamba2",
+        "mamba",
+        "falconmamba",
     ]);
 }
 

@@ -40,6 +40,12 @@ pub(crate) enum FfnAct {
 /// is the state times `C`, plus `D · x`, gated by `silu(z)`, normalised
 /// per group of channels (RMS) and put through `ssm_out`. Heads share
 /// their group's `B` and `C` (`heads / groups` heads a group, in order).
+///
+/// Mamba-1's ([`Selective`]) are the same scan, but each channel its own
+/// head, one group, and no norm: a token's `ssm_in` gives `x` and `z`
+/// alone; `x` alone is convolved, and its convolution's product by `ssm_x`
+/// gives `dt` (`dt_rank` wide), `B` and `C`; `dt`'s product by `ssm_dt`
+/// gives each channel its own; and `A` is a decay per channel and state.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Mamba2 {
     /// `ssm.conv_kernel`: the convolution's taps.
@@ -56,12 +62,27 @@ pub(crate) struct Mamba2 {
     /// Per layer (of weft-nn's: a Nemotron-H layer's mixer block's): whether
     /// it scans (its `attention.head_count_kv` is 0).
     pub layers: Vec<bool>,
+    /// Mamba-1's (`mamba`: Mamba-1, Falcon-Mamba): `None` for Mamba-2's.
+    pub selective: Option<Selective>,
+}
+
+/// What Mamba-1's layers ([`Mamba2`], each channel a head) have beside.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Selective {
+    /// `ssm.time_step_rank`: `dt`'s width before `ssm_dt`.
+    pub dt_rank: usize,
+    /// `ssm.dt_b_c_rms` (Falcon-Mamba's): `dt`, `B` and `C` are each
+    /// RMS-normed (without weights) before they are used.
+    pub norms: bool,
 }
 
 impl Mamba2 {
-    /// The channels convolved: `x`, then `B` and `C`.
+    /// The channels convolved: `x`, then `B` and `C` (Mamba-1's: `x`).
     pub fn conv_dim(&self) -> usize {
-        self.inner + 2 * self.groups * self.state
+        match self.selective {
+            Some(_) => self.inner,
+            None => self.inner + 2 * self.groups * self.state,
+        }
     }
 
     /// The channels of `x` a head reads.
@@ -69,9 +90,12 @@ impl Mamba2 {
         self.inner / self.heads
     }
 
-    /// The rows of `ssm_in`: `z`, `xBC` and `dt`.
+    /// The rows of `ssm_in`: `z`, `xBC` and `dt` (Mamba-1's: `x`, `z`).
     pub fn in_dim(&self) -> usize {
-        self.inner + self.conv_dim() + self.heads
+        match self.selective {
+            Some(_) => 2 * self.inner,
+            None => self.inner + self.conv_dim() + self.heads,
+        }
     }
 }
 
@@ -368,7 +392,9 @@ impl Program<'_> {
     ) {
         let d = m.conv_dim();
         debug_assert_eq!(state.floats(), (m.taps - 1) * d);
-        let (stride, col) = (m.in_dim(), m.inner);
+        // (Mamba-1's `x` is first in its rows.)
+        let col = if m.selective.is_some() { 0 } else { m.inner };
+        let stride = m.in_dim();
         self.step(
             &self.ops.short_conv,
             vec![
@@ -408,6 +434,50 @@ impl Program<'_> {
                 whole(out),
             ],
             [m.inner, m.state, m.heads, m.groups, tokens, row0, stride, 0].map(|x| x as u32),
+            groups(m.inner),
+        );
+    }
+
+    /// Mamba-1's selective scan of a session's `tokens` rows, rows `row0
+    /// ..` of `x` (the convolution's, `m.inner` each), `dt` (each
+    /// channel's, before its bias), `bc` (`ssm_x`'s rows, `B` and `C` from
+    /// float `dt_rank`) and `xz` (`ssm_in`'s, `z` after `x`), into the same
+    /// rows of `out` (`m.inner` each): each channel's state (`states`,
+    /// `[state][inner]`) decayed and fed, read through `C`, plus `D x`,
+    /// gated by `silu(z)`. `weights` holds each channel's `dt` bias, then
+    /// `A` (`[inner][state]`), then `D`.
+    pub(crate) fn selective_scan(
+        &mut self,
+        [x, dt, bc, xz]: [&Buffer; 4],
+        (weights, m, states): (&GpuMatrix, &Mamba2, &Buffer),
+        out: &Buffer,
+        (tokens, row0): (usize, usize),
+    ) {
+        debug_assert_eq!(states.floats(), m.inner * m.state);
+        let rank = m.selective.map_or(0, |s| s.dt_rank);
+        let bc_stride = rank + 2 * m.state;
+        self.step(
+            &self.ops.selective_scan,
+            vec![
+                whole(x),
+                whole(dt),
+                whole(bc),
+                whole(xz),
+                vector(weights),
+                whole(states),
+                whole(out),
+            ],
+            [
+                m.inner,
+                m.state,
+                tokens,
+                row0,
+                bc_stride,
+                rank,
+                m.in_dim(),
+                0,
+            ]
+            .map(|x| x as u32),
             groups(m.inner),
         );
     }

@@ -126,6 +126,7 @@ impl OnDevice {
                 },
                 xbc: hp.ssm.as_ref().map(|m| b(n * m.conv_dim())).transpose()?,
                 latent: LatentWork::new(gpu, hp, n)?,
+                selective: super::SelectiveWork::new(gpu, hp, n)?,
             });
         }
         Ok(())

@@ -84,4 +84,5 @@ pub const ARCHITECTURES: &[&str] = &[
     "glm4moe",
     "deepseek2",
     "mamba2",
+    "mamba",
 ];

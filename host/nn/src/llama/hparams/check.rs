@@ -271,7 +271,30 @@ pub(crate) fn check(info: &GgufInfo) -> Result<HParams, NnError> {
         // requires it: the convolution's bias but Nemotron-H's; the
         // convolution's taps of a channel side by side, the norm's weights
         // a row per group.)
-        if let Some(m) = hp.ssm.as_ref().filter(|_| hp.scans(i)) {
+        // (Mamba-1's: `ssm_x` and `ssm_dt` for `dt`, `B` and `C`, a decay
+        // per channel and state, no norm.)
+        if let Some((m, s)) = hp
+            .ssm
+            .as_ref()
+            .filter(|_| hp.scans(i))
+            .and_then(|m| Some((m, m.selective?)))
+        {
+            let (inner, n) = (m.inner, m.state);
+            want.extend(
+                [
+                    ("ssm_in.weight", vec![e, m.in_dim()]),
+                    ("ssm_conv1d.weight", vec![m.taps, inner]),
+                    ("ssm_conv1d.bias", vec![inner]),
+                    ("ssm_x.weight", vec![inner, s.dt_rank + 2 * n]),
+                    ("ssm_dt.weight", vec![s.dt_rank, inner]),
+                    ("ssm_dt.bias", vec![inner]),
+                    ("ssm_a", vec![n, inner]),
+                    ("ssm_d", vec![inner]),
+                    ("ssm_out.weight", vec![inner, e]),
+                ]
+                .map(|(name, dims)| (format!("blk.{mb}.{name}"), dims, true)),
+            );
+        } else if let Some(m) = hp.ssm.as_ref().filter(|_| hp.scans(i)) {
             let (cd, h) = (m.conv_dim(), m.heads);
             want.extend(
                 [

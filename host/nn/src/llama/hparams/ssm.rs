@@ -1,11 +1,12 @@
 //! The Mamba-2 layers of Granite 4.0-H (`granitehybrid`) and Nemotron-H
 //! (`nemotron_h`): the shape of their selective state spaces, from the
 //! `ssm.*` metadata, and Nemotron-H's blocks as weft-nn's layers; and
-//! pure Mamba-2's (`mamba2`), whose every block is such a layer alone.
+//! pure Mamba-2's (`mamba2`) and Mamba-1's (`mamba`), whose every block is
+//! such a layer alone.
 
 use super::HParams;
 use crate::gguf::Value;
-pub(crate) use crate::gpu::Mamba2;
+pub(crate) use crate::gpu::{Mamba2, Selective};
 use crate::{GgufInfo, NnError, NnErrorKind};
 
 /// The most floats a Mamba-2 layer's state (and its `ssm_in` rows) may
@@ -14,9 +15,10 @@ const MAX_STATE: usize = 1 << 26;
 
 /// Granite 4.0-H's, Nemotron-H's and pure Mamba-2's Mamba-2 layers in the
 /// `layers` that do not attend
-/// (`super::conv::kv_heads`); none for other architectures. Every `ssm.*`
-/// key is required (as llama.cpp requires them), and a shape that does
-/// not divide (channels into heads, heads into groups) is refused.
+/// (`super::conv::kv_heads`), and Mamba-1's; none for other architectures.
+/// Every `ssm.*` key is required (as llama.cpp requires them; Mamba-1's
+/// have no `group_count`, its `dt_b_c_rms` is optional), and a shape that
+/// does not divide (channels into heads, heads into groups) is refused.
 pub(super) fn read(
     arch: &str,
     info: &GgufInfo,
@@ -38,13 +40,38 @@ pub(super) fn read(
                 )
             })
     };
+    let inner = int("inner_size")?;
+    // (Mamba-1's channels are each a head of one group; its
+    // `time_step_rank` is `dt`'s width before `ssm_dt`.)
+    let selective = match arch {
+        "mamba" => Some(Selective {
+            dt_rank: int("time_step_rank")?,
+            // (A boolean: an integer here; false without it.)
+            norms: match info.get(&format!("{arch}.ssm.dt_b_c_rms")) {
+                None => false,
+                Some(Value::Int(b)) => *b != 0,
+                Some(_) => {
+                    return Err(NnError::new(
+                        NnErrorKind::InvalidEncoding,
+                        format!("GGUF metadata `{arch}.ssm.dt_b_c_rms` is not a boolean"),
+                    ));
+                }
+            },
+        }),
+        _ => None,
+    };
+    let (heads, groups) = match selective {
+        Some(_) => (inner, 1),
+        None => (int("time_step_rank")?, int("group_count")?),
+    };
     let m = Mamba2 {
         taps: int("conv_kernel")?,
-        inner: int("inner_size")?,
+        inner,
         state: int("state_size")?,
-        heads: int("time_step_rank")?,
-        groups: int("group_count")?,
+        heads,
+        groups,
         layers: layers.to_vec(),
+        selective,
     };
     let bad = |m: String| Err(NnError::new(NnErrorKind::InvalidEncoding, m));
     if m.taps < 2 {
@@ -77,10 +104,11 @@ pub(super) fn read(
 }
 
 /// Whether `arch`'s files are Mamba-2 layers alone (`mamba2`: Mamba-2
-/// 130m to 2.7b, Codestral Mamba 7B), each a block under its norm,
-/// without attention or a feed-forward.
+/// 130m to 2.7b, Codestral Mamba 7B) or Mamba-1's (`mamba`: Mamba 130m to
+/// 2.8b, Falcon-Mamba 7B), each a block under its norm, without attention
+/// or a feed-forward.
 pub(super) fn attentionless(arch: &str) -> bool {
-    arch == "mamba2"
+    matches!(arch, "mamba2" | "mamba")
 }
 
 /// Whether `arch` is Nemotron-H's: dense (`nemotron_h`), or with

@@ -6,7 +6,7 @@
 
 use super::families::{refused_with_copy, refused_without, requires_each, with_key};
 use super::*;
-use crate::GgufValue::{Array, Int};
+use crate::GgufValue::{Array, Int, Str};
 use crate::gpu::FfnAct;
 
 fn lfm2() -> Vec<u8> {
@@ -118,6 +118,7 @@ fn hybrid_sessions_carry_their_own_convolution_and_scan_state() {
         "tiny-granitehybrid.gguf",
         "tiny-nemotronh.gguf",
         "tiny-mamba2.gguf",
+        "tiny-mamba.gguf",
     ] {
         sessions_carry_their_own_state(&model_file(file));
     }
@@ -225,6 +226,7 @@ fn on_the_gpu_hybrid_passes_a_growing_cache_and_a_failure_change_nothing() {
         "tiny-granitehybrid.gguf",
         "tiny-nemotronh.gguf",
         "tiny-mamba2.gguf",
+        "tiny-falconmamba.gguf",
     ] {
         passes_and_a_failure_change_nothing(&model_file(file));
     }
@@ -572,6 +574,73 @@ fn mamba2_is_read_as_llama_cpp_reads_it() {
         .to_string();
     assert!(
         err.contains("`mamba2.block_count` gives 1099511627776 layers"),
+        "{err}"
+    );
+}
+
+/// Mamba-1's files (`mamba`: Mamba-1, Falcon-Mamba), as llama.cpp's loader
+/// reads them: every block a Mamba-1 layer under its norm, each channel a
+/// head of one group; `ssm_x`, `ssm_dt` and a decay per channel and state
+/// required, no `group_count` read; `dt_b_c_rms` false unless the file
+/// says, and refused when not a boolean.
+#[test]
+fn mamba_is_read_as_llama_cpp_reads_it() {
+    let info = crate::gguf::inspect(&model_file("tiny-mamba.gguf")).unwrap();
+    let hp = check(&info).unwrap();
+    assert_eq!((hp.layers, hp.heads, hp.kv_heads, hp.experts), (3, 0, 0, 0));
+    assert!((0..3).all(|l| hp.scans(l) && !hp.attends(l) && !hp.ropes(l)));
+    let m = hp.ssm.clone().expect("Mamba-1 layers");
+    assert_eq!(
+        (m.taps, m.inner, m.state, m.heads, m.groups),
+        (4, 128, 16, 128, 1)
+    );
+    assert_eq!((m.conv_dim(), m.in_dim()), (128, 256), "x alone convolved");
+    let sel = m.selective.expect("Mamba-1's");
+    assert_eq!((sel.dt_rank, sel.norms), (4, false));
+    let falcon = crate::gguf::inspect(&model_file("tiny-falconmamba.gguf")).unwrap();
+    let norms = check(&falcon).unwrap().ssm.and_then(|m| m.selective);
+    assert_eq!(norms.map(|s| s.norms), Some(true));
+    let err = check(&with_key(
+        &falcon,
+        "mamba.ssm.dt_b_c_rms",
+        Str("yes".into()),
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("`mamba.ssm.dt_b_c_rms` is not a boolean"),
+        "{err}"
+    );
+    let w = Llama::read(&model_file("tiny-mamba.gguf")).unwrap();
+    assert!(
+        w.layers
+            .iter()
+            .all(|l| l.selective() && l.experts.is_empty())
+    );
+    requires_each(
+        &info,
+        &[
+            "blk.0.ssm_x.weight",
+            "blk.1.ssm_dt.weight",
+            "blk.2.ssm_dt.bias",
+            "blk.0.ssm_a",
+            "blk.1.ssm_d",
+            "blk.2.ssm_conv1d.bias",
+        ],
+    );
+    // (Mamba-2's shape of `A`, a decay per head, is not Mamba-1's.)
+    let mut per_head = info.clone();
+    let a = (per_head.tensors.iter_mut())
+        .find(|t| t.name == "blk.0.ssm_a")
+        .unwrap();
+    a.dims = vec![1, 128];
+    let err = check(&per_head).unwrap_err().to_string();
+    assert!(err.contains("blk.0.ssm_a"), "{err}");
+    let mut without = info.clone();
+    (without.metadata).retain(|(k, _)| k != "mamba.ssm.time_step_rank");
+    let err = check(&without).unwrap_err().to_string();
+    assert!(
+        err.contains("`mamba.ssm.time_step_rank` is missing"),
         "{err}"
     );
 }
