@@ -61,14 +61,14 @@ async fn models_are_checked_versioned_and_loadable_by_name() {
     // Refusals name what is wrong.
     let ternary = fixtures::gguf("llama", &[("blk.0.attn_q.weight", &[256], 35)]);
     // GGUFs whose tensors read but that are not decoders weft-nn runs.
-    let mamba = fixtures::gguf("mamba", &[("token_embd.weight", &[32, 8], 0)]);
+    let jamba = fixtures::gguf("jamba", &[("token_embd.weight", &[32, 8], 0)]);
     let parts = fixtures::gguf("llama", &[("token_embd.weight", &[32, 8], 0)]);
     let cases = [
         ("/v1/models/k", ternary, "`blk.0.attn_q.weight` is TQ2_0"),
         (
-            "/v1/models/mamba",
-            mamba,
-            "GGUF architecture `mamba` is not supported",
+            "/v1/models/jamba",
+            jamba,
+            "GGUF architecture `jamba` is not supported",
         ),
         (
             "/v1/models/parts",

@@ -148,8 +148,8 @@ impl PreTokenizer {
         let mut pieces = Vec::new();
         match self {
             PreTokenizer::Gpt2 => split_gpt2(text, &mut pieces),
-            PreTokenizer::Default => split_default(text, &mut pieces),
-            PreTokenizer::Falcon => split_falcon(text, &mut pieces),
+            PreTokenizer::Default => split_default(text, false, &mut pieces),
+            PreTokenizer::Falcon => split_default(text, true, &mut pieces),
             PreTokenizer::SmolLm => {
                 let mut start = 0;
                 for (at, c) in text.char_indices() {
@@ -356,32 +356,25 @@ fn split_gpt2<'a>(text: &'a str, pieces: &mut Vec<&'a str>) {
 }
 
 /// Appends llama.cpp's `default` pieces of `text` ([`PreTokenizer::Default`])
-/// to `pieces`: as its `unicode_regex_split` runs a sequence of regexes,
-/// each regex's matches and the text between them become the pieces the
-/// next one splits.
-fn split_default<'a>(text: &'a str, pieces: &mut Vec<&'a str>) {
+/// to `pieces`, or with `falcon` its `falcon` ones ([`PreTokenizer::Falcon`]:
+/// `` ` `` a punctuation, no runs of numbers apart): as its
+/// `unicode_regex_split` runs a sequence of regexes, each regex's matches
+/// and the text between them become the pieces the next one splits.
+fn split_default<'a>(text: &'a str, falcon: bool, pieces: &mut Vec<&'a str>) {
     let (mut punct, mut gpt2, mut numbers) = (Vec::new(), Vec::new(), Vec::new());
-    split_runs(text, is_default_punctuation, &mut punct);
+    let punctuation = |c| (falcon && c == '`') || is_default_punctuation(c);
+    split_runs(text, punctuation, &mut punct);
     for piece in punct {
         split_gpt2(piece, &mut gpt2);
     }
-    for piece in gpt2 {
-        split_runs(piece, char::is_numeric, &mut numbers);
+    if falcon {
+        numbers = gpt2;
+    } else {
+        for piece in gpt2 {
+            split_runs(piece, char::is_numeric, &mut numbers);
+        }
     }
     for piece in numbers {
-        split_threes(piece, pieces);
-    }
-}
-
-/// Appends llama.cpp's `falcon` pieces of `text` ([`PreTokenizer::Falcon`])
-/// to `pieces`.
-fn split_falcon<'a>(text: &'a str, pieces: &mut Vec<&'a str>) {
-    let (mut punct, mut gpt2) = (Vec::new(), Vec::new());
-    split_runs(text, |c| c == '`' || is_default_punctuation(c), &mut punct);
-    for piece in punct {
-        split_gpt2(piece, &mut gpt2);
-    }
-    for piece in gpt2 {
         split_threes(piece, pieces);
     }
 }

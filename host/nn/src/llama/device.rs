@@ -219,8 +219,8 @@ pub(super) struct OnDevice {
     k: Vec<Buffer>,
     v: Vec<Buffer>,
     /// Per layer that convolves (LFM2's), the last `taps − 1` rows of its
-    /// `b ⊙ x`, or that scans (Mamba-2's), of its `xBC`, oldest first;
-    /// `None` elsewhere and until the first pass.
+    /// `b ⊙ x`, or that scans, of its `xBC` (Mamba-2's) or `x` (Mamba-1's),
+    /// oldest first; `None` elsewhere and until the first pass.
     conv: Vec<Option<Buffer>>,
     /// Per layer that scans, its channels' states (`[state][inner]`);
     /// `None` elsewhere and until the first pass.
@@ -271,9 +271,11 @@ struct Work {
     post: Option<Buffer>,
     logits: Buffer,
     mixture: Option<MixtureWork>,
-    /// Mamba-2's convolution's rows (`xBC`), then its normalised output.
+    /// Mamba-2's convolution's rows (`xBC`), then its normalised output;
+    /// Mamba-1's convolution's rows (`x`).
     xbc: Option<Buffer>,
     latent: Option<LatentWork>,
+    /// Mamba-1's other activations.
     selective: Option<SelectiveWork>,
 }
 

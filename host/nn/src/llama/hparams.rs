@@ -210,7 +210,8 @@ pub(crate) struct HParams {
     /// LFM2's short convolutions, in the layers that do not attend.
     pub short_conv: Option<ShortConv>,
     /// Granite 4.0-H's and Nemotron-H's Mamba-2 state spaces, in the
-    /// layers that do not attend.
+    /// layers that do not attend; pure Mamba-2's and Mamba-1's, in every
+    /// layer.
     pub ssm: Option<Mamba2>,
     /// Nemotron-H's: per layer, the file's blocks of its mixer and its
     /// feed-forward ([`HParams::blocks_of`]); empty elsewhere.

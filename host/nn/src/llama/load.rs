@@ -63,7 +63,7 @@ impl Llama {
                 } else if conv.is_some() {
                     let bcx = m(&format!("blk.{i}.shortconv.in_proj.weight"), 3 * e, e)?;
                     take(bcx.split_rows(&[e, e, e]))
-                } else if let Some((s, sel)) = scan.and_then(|s| Some((s, s.selective?))) {
+                } else if let Some((s, sel)) = hp.selective().filter(|_| hp.scans(l)) {
                     // (Mamba-1's `ssm_in` as its x and z, and `ssm_dt`,
                     // which the convolution's `ssm_x` product feeds.)
                     let xz = m(&n("ssm_in"), s.in_dim(), e)?;

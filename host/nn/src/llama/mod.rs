@@ -276,7 +276,8 @@ impl Weights {
 
     /// The products a GPU runs by their own matrices, to upload or
     /// unload: each layer's output projection (and latent attention's
-    /// products of its latents), each expert's down
+    /// products of its latents, Mamba-1's `ssm_dt` and `ssm_x`), each
+    /// expert's down
     /// projection (a dense layer's one, a mixture's routed and shared
     /// ones), a mixture's router, and the output head. Its Q, K and V, and
     /// each expert's gate and up, go up side by side (`DeviceWeights`).

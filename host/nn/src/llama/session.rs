@@ -34,10 +34,11 @@ pub(crate) struct Decoder {
     v: Vec<Vec<u16>>,
     /// Per layer that convolves (LFM2's), the last `taps − 1` rows of its
     /// `b ⊙ x`, oldest first ([`rows::short_conv`]), or that scans
-    /// (Mamba-2's), of its `xBC` ([`rows::mamba2`]); empty elsewhere.
+    /// (Mamba-2's), of its `xBC` ([`rows::mamba2`]), or (Mamba-1's) of its
+    /// `x` ([`selective`]); empty elsewhere.
     conv: Vec<Vec<f32>>,
-    /// Per layer that scans, its heads' states ([`rows::mamba2`]); empty
-    /// elsewhere.
+    /// Per layer that scans, its channels' states (`[inner][state]`);
+    /// empty elsewhere.
     ssm: Vec<Vec<f32>>,
     /// The cache and buffers on the GPU, when the model is there (the CPU
     /// caches above stay empty meanwhile).

@@ -6,6 +6,9 @@
 //! llama.cpp runs a regex that names no category over the characters, any
 //! whitespace past ASCII read as `\v` (so never in a bracketed class), and
 //! one that names categories over its collapsed text ([`Category`]).
+//! Categories past ASCII come from this crate's tables (Unicode 14) and
+//! Rust's; llama.cpp's own tables are of a later Unicode, so a character
+//! assigned since (🫨, U+1FAE8, a symbol) may split differently.
 
 use super::Chars;
 use crate::unicode::{Category, in_table};
@@ -26,7 +29,7 @@ pub(super) fn split_llm<'a>(text: &'a str, pieces: &mut Vec<&'a str>) {
 }
 
 /// DeepSeek Coder's (llama.cpp `deepseek-coder`): `[\r\n]`, `\s?\p{L}+`,
-/// `\s?\p{P}+`, `[一-龥ࠀ-一가-퟿]+`, `\p{N}` (digits one by one).
+/// `\s?\p{P}+`, `[一-龥ࠀ-一가-퟿]+`, `\p{N}` (numbers one by one).
 pub(super) fn split_coder<'a>(text: &'a str, pieces: &mut Vec<&'a str>) {
     let is = |category| move |c| Category::of(c) == category;
     let split = resplit(vec![text], newline);
@@ -47,8 +50,9 @@ pub(super) fn split_coder<'a>(text: &'a str, pieces: &mut Vec<&'a str>) {
 /// `[!"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~][A-Za-z]+|[^\r\n\p{L}\p{P}\p{S}]?[\p{L}\p{M}]+| ?[\p{P}\p{S}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`.
 pub(super) fn split_v3<'a>(text: &'a str, pieces: &mut Vec<&'a str>) {
     let split = resplit(vec![text], |t, pos| {
-        let numbers = t.run(pos, |c| Category::of(c) == Category::Number);
-        (numbers > pos).then(|| numbers.min(pos + 3))
+        let number = |i| t.at(i).is_some_and(|c| Category::of(c) == Category::Number);
+        let end = (pos..pos + 3).find(|&i| !number(i)).unwrap_or(pos + 3);
+        (end > pos).then_some(end)
     });
     let split = resplit(split, |t, pos| run(t, pos, is_v3_cjk));
     pieces.extend(resplit(split, v3_word));

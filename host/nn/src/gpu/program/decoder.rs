@@ -54,7 +54,8 @@ pub(crate) struct Mamba2 {
     pub inner: usize,
     /// `ssm.state_size`: a channel's state, and `B`'s and `C`'s width.
     pub state: usize,
-    /// `ssm.time_step_rank`: the heads (one `dt` and `A` each).
+    /// `ssm.time_step_rank`: the heads (one `dt` and `A` each; Mamba-1's:
+    /// `inner`, its `time_step_rank` being [`Selective::dt_rank`]).
     pub heads: usize,
     /// `ssm.group_count`: the groups of heads sharing `B` and `C`, and of
     /// channels normalised together.
@@ -376,9 +377,10 @@ impl Program<'_> {
         );
     }
 
-    /// Mamba-2's convolution of a session's `tokens` rows, rows `row0 ..`
-    /// of its `ssm_in` product `zxdt` (rows of `m.in_dim()`: `z`, `xBC`,
-    /// `dt`), into the same rows of `out` (`m.conv_dim()` each):
+    /// Mamba's convolution of a session's `tokens` rows, rows `row0 ..`
+    /// of its `ssm_in` product `zxdt` (rows of `m.in_dim()`: Mamba-2's
+    /// `z`, `xBC`, `dt`, `xBC` read; Mamba-1's `x`, `z`, `x` read), into
+    /// the same rows of `out` (`m.conv_dim()` each):
     /// `silu(conv(xBC) + bias)`, each channel convolved with its `taps`
     /// weights (`weights`, `[conv_dim][taps]`) over `state` (the
     /// session's last `taps − 1` rows of `xBC`, oldest first), which the

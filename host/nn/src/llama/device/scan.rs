@@ -31,7 +31,7 @@ impl DeviceScan {
             conv_bias: vector(&s.conv_bias)?,
             per_head: vector(&[&s.dt_bias[..], &s.a, &s.d].concat())?,
             norm: (!s.norm.is_empty()).then(|| vector(&s.norm)).transpose()?,
-            ones: match hp.ssm.as_ref().and_then(|m| Some((m, m.selective?))) {
+            ones: match hp.selective() {
                 Some((m, sel)) if sel.norms => Some([
                     vector(&vec![1.0; sel.dt_rank])?,
                     vector(&vec![1.0; m.state])?,
@@ -61,7 +61,7 @@ pub(super) struct SelectiveWork {
 impl SelectiveWork {
     /// The buffers of `n` rows, for a model with Mamba-1's layers.
     pub(super) fn new(gpu: &Gpu, hp: &HParams, n: usize) -> Result<Option<Self>, NnError> {
-        let Some((m, s)) = hp.ssm.as_ref().and_then(|m| Some((m, m.selective?))) else {
+        let Some((m, s)) = hp.selective() else {
             return Ok(None);
         };
         let b = |floats: usize| gpu.buffer(floats, "weft-nn Mamba-1 activations");

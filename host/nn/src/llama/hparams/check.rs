@@ -273,12 +273,7 @@ pub(crate) fn check(info: &GgufInfo) -> Result<HParams, NnError> {
         // a row per group.)
         // (Mamba-1's: `ssm_x` and `ssm_dt` for `dt`, `B` and `C`, a decay
         // per channel and state, no norm.)
-        if let Some((m, s)) = hp
-            .ssm
-            .as_ref()
-            .filter(|_| hp.scans(i))
-            .and_then(|m| Some((m, m.selective?)))
-        {
+        if let Some((m, s)) = hp.selective().filter(|_| hp.scans(i)) {
             let (inner, n) = (m.inner, m.state);
             want.extend(
                 [

@@ -78,7 +78,7 @@ pub(super) fn experts(
     int: &dyn Fn(&str) -> Result<usize, NnError>,
 ) -> Result<(usize, usize, usize), NnError> {
     let bad = |m: String| NnError::new(NnErrorKind::InvalidEncoding, m);
-    // (Pure Mamba-2's layers have no feed-forward.)
+    // (Pure Mamba-2's and Mamba-1's layers have no feed-forward.)
     if super::ssm::attentionless(arch) {
         return Ok((0, 0, 0));
     }

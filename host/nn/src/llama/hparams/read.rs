@@ -60,8 +60,8 @@ impl HParams {
                 .map(|v| v as f32)
         };
         let embd = int("embedding_length")?;
-        // (A pure Mamba-2 file attends nowhere: every block scans; its
-        // head count, 0, optional.)
+        // (A pure Mamba-2 or Mamba-1 file attends nowhere: every block
+        // scans; its head count, 0, optional.)
         let attentionless = ssm::attentionless(arch);
         let heads = match attentionless {
             true => int("attention.head_count").unwrap_or(0),

@@ -9,8 +9,8 @@ use crate::gguf::Value;
 pub(crate) use crate::gpu::{Mamba2, Selective};
 use crate::{GgufInfo, NnError, NnErrorKind};
 
-/// The most floats a Mamba-2 layer's state (and its `ssm_in` rows) may
-/// take per session.
+/// The most floats a Mamba layer's state (and its `ssm_in` rows) may take
+/// per session.
 const MAX_STATE: usize = 1 << 26;
 
 /// Granite 4.0-H's, Nemotron-H's and pure Mamba-2's Mamba-2 layers in the
@@ -100,6 +100,15 @@ pub(super) fn read(
             m.inner, m.heads, m.groups
         ));
     }
+    // (Mamba-1's `dt` is brought up to its channels from fewer floats:
+    // `ceil(embd / 16)` in every release.)
+    if let Some(s) = m.selective.filter(|s| s.dt_rank > m.inner) {
+        return bad(format!(
+            "`{arch}.ssm.time_step_rank` ({}) is more than `inner_size` ({}): Mamba-1's \
+             `dt` is brought up to its channels from fewer floats",
+            s.dt_rank, m.inner
+        ));
+    }
     Ok(Some(m))
 }
 
@@ -131,15 +140,15 @@ pub(crate) type Blocks = Vec<(usize, Option<usize>)>;
 /// norm); a mixer block that no feed-forward follows is a layer without
 /// one. A feed-forward block first or after another, or widths that
 /// differ, are refused. `recurrent` is per block whether its KV head count
-/// is 0 ([`super::conv::kv_heads`]). Pure Mamba-2's blocks are each a
-/// layer without a feed-forward. Empty for other architectures.
+/// is 0 ([`super::conv::kv_heads`]). Pure Mamba-2's and Mamba-1's blocks
+/// are each a layer without a feed-forward. Empty for other architectures.
 pub(super) fn blocks(
     arch: &str,
     info: &GgufInfo,
     recurrent: &[bool],
 ) -> Result<(Blocks, usize), NnError> {
-    // (Pure Mamba-2's: layers without a feed-forward, `recurrent` one
-    // per block.)
+    // (Pure Mamba-2's and Mamba-1's: layers without a feed-forward,
+    // `recurrent` one per block.)
     if attentionless(arch) {
         return Ok(((0..recurrent.len()).map(|b| (b, None)).collect(), 0));
     }
@@ -228,6 +237,12 @@ impl HParams {
         self.ssm
             .as_ref()
             .is_some_and(|m| m.layers.get(l).copied().unwrap_or(false))
+    }
+
+    /// Mamba-1's state spaces and what its layers have beside
+    /// ([`Selective`]); `None` for any other model.
+    pub fn selective(&self) -> Option<(&Mamba2, Selective)> {
+        self.ssm.as_ref().and_then(|m| Some((m, m.selective?)))
     }
 
     /// Whether layer `l` attends (neither convolves nor scans): it keeps

@@ -7,7 +7,7 @@
 use super::super::Weights;
 use super::super::hparams::Mamba2;
 use super::super::rows::conv_row;
-use super::{Decoder, rms_norm};
+use super::Decoder;
 use crate::team::Workers;
 
 /// Layer `l` of every session's new rows, from its `ssm_in` products `x`
@@ -78,17 +78,18 @@ pub(super) fn selective_layer(
     }
 }
 
-/// Each row of `rows` (the widths of `parts` side by side) RMS-normed a
-/// part at a time, without weights (ggml's `rms_norm`).
+/// Each row of `rows` (the widths of `parts` side by side) RMS-normed in
+/// place a part at a time, without weights (ggml's `rms_norm`; summed as
+/// `session::rms_norm` sums).
 fn norm_parts(rows: &mut [f32], parts: [usize; 3], eps: f32) {
     let width = parts.iter().sum();
-    let ones = vec![1f32; parts.into_iter().max().unwrap_or(0)];
     for row in rows.chunks_exact_mut(width) {
         let mut at = 0;
         for len in parts {
             let part = &mut row[at..at + len];
-            let normed = part.to_vec();
-            rms_norm(&normed, &ones[..len], eps, part);
+            let ss: f64 = part.iter().map(|&v| f64::from(v) * f64::from(v)).sum();
+            let scale = 1.0 / ((ss / len as f64) as f32 + eps).sqrt();
+            part.iter_mut().for_each(|v| *v *= scale);
             at += len;
         }
     }

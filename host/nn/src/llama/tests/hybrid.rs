@@ -636,6 +636,13 @@ fn mamba_is_read_as_llama_cpp_reads_it() {
     a.dims = vec![1, 128];
     let err = check(&per_head).unwrap_err().to_string();
     assert!(err.contains("blk.0.ssm_a"), "{err}");
+    let err = check(&with_key(&info, "mamba.ssm.time_step_rank", Int(1 << 40)))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("`mamba.ssm.time_step_rank` (1099511627776) is more than"),
+        "{err}"
+    );
     let mut without = info.clone();
     (without.metadata).retain(|(k, _)| k != "mamba.ssm.time_step_rank");
     let err = check(&without).unwrap_err().to_string();
