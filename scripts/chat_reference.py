@@ -16,7 +16,7 @@ CHAT_CONVERSATIONS = [
 # llama.cpp's names of the formats `generate` writes.
 CHAT_FORMAT_NAMES = ["chatml", "phi4", "llama3", "zephyr", "phi3", "llama2", "llama2-sys",
                      "llama2-sys-strip", "mistral-v1", "mistral-v3", "mistral-v3-tekken", "mistral-v7",
-                     "mistral-v7-tekken", "gemma", "deepseek3", "deepseek2", "granite", "exaone3", "exaone4",
+                     "mistral-v7-tekken", "gemma", "deepseek3", "deepseek2", "deepseek", "granite", "exaone3", "exaone4",
                      "chatglm4", "minicpm"]
 # Formats llama.cpp has no built-in for: the model's own Jinja template, rendered
 # by jinja2 as transformers' apply_chat_template renders it. ERNIE 4.5's is

@@ -69,6 +69,10 @@ pub(crate) enum Template {
     /// system message then a blank line, `User: {user}` then a blank line,
     /// `Assistant: {reply}<｜end▁of▁sentence｜>`, then `Assistant:`.
     DeepSeek2,
+    /// DeepSeek Coder's instruct models' (llama.cpp `deepseek`): a system
+    /// message as it is, `### Instruction:\n{user}\n`, `### Response:\n
+    /// {reply}\n<|EOT|>\n`, then `### Response:\n`.
+    DeepSeekCoder,
     /// DeepSeek V3's and R1's (and the R1 distils of Qwen and Llama;
     /// llama.cpp `deepseek3`): a system message then a blank line,
     /// `<｜User｜>{user}`, `<｜Assistant｜>{reply}<｜end▁of▁sentence｜>`,
@@ -103,7 +107,7 @@ pub(crate) enum Template {
 /// The formats, by config name, with a text only their chat templates
 /// (GGUF `tokenizer.chat_template`) hold, most specific first. The
 /// `[INST]` formats share `[INST]`; [`inst_format`] tells them apart.
-const TEMPLATES: [(&str, Template, &str); 22] = [
+const TEMPLATES: [(&str, Template, &str); 23] = [
     ("phi4", Template::Phi4, "<|im_sep|>"),
     ("chatml", Template::ChatMl, "<|im_start|>"),
     ("gemma", Template::Gemma, "<start_of_turn>"),
@@ -129,6 +133,7 @@ const TEMPLATES: [(&str, Template, &str); 22] = [
         Template::DeepSeek2,
         "'Assistant: ' + message['content'] + eos_token",
     ),
+    ("deepseek", Template::DeepSeekCoder, "<|EOT|>"),
     ("granite", Template::Granite, "<|start_of_role|>"),
     ("exaone3", Template::Exaone, "[|assistant|]"),
     ("exaone4", Template::Exaone, "[|assistant|]"),
@@ -256,6 +261,7 @@ impl Template {
             Template::MistralV3Tekken => &["[INST]", "[/INST]", "</s>"],
             Template::DeepSeek3 => &["<｜User｜>", "<｜Assistant｜>", "<｜end▁of▁sentence｜>"],
             Template::DeepSeek2 => &["<｜end▁of▁sentence｜>"],
+            Template::DeepSeekCoder => &["<|EOT|>"],
             Template::Granite => &["<|start_of_role|>", "<|end_of_role|>", "<|end_of_text|>"],
             Template::Exaone => &["[|user|]", "[|assistant|]", "[|endofturn|]"],
             Template::ChatGlm4 => &["[gMASK]", "<sop>", "<|user|>", "<|assistant|>"],
@@ -357,6 +363,11 @@ impl Template {
                     ("Assistant: ", "<｜end▁of▁sentence｜>"),
                 ])
             },
+            Template::DeepSeekCoder => Turns::new([
+                ("", ""),
+                ("### Instruction:\n", "\n"),
+                ("### Response:\n", "\n<|EOT|>\n"),
+            ]),
             Template::Granite => Turns::new([
                 (
                     "<|start_of_role|>system<|end_of_role|>",

@@ -295,6 +295,31 @@ fn deepseek2_prompts_have_user_and_assistant_lines() {
     assert!(err.contains("no `<｜end▁of▁sentence｜>` token"), "{err}");
 }
 
+/// DeepSeek Coder's instruct format, as llama.cpp writes it
+/// (`LLM_CHAT_TEMPLATE_DEEPSEEK`), picked by `auto` from its end of turn,
+/// at which its replies stop.
+#[test]
+fn deepseek_coder_prompts_have_instruction_and_response_headers() {
+    assert_eq!(
+        Template::DeepSeekCoder.render(&conversation()),
+        "Be brief.### Instruction:\nHi\n### Response:\nHello!\n<|EOT|>\n\
+         ### Instruction:\nWho are you?\n### Response:\n"
+    );
+    let jinja = "{{'### Instruction:\\n' + message['content'] + '\\n'}}\
+                 {{'### Response:\\n' + message['content'] + '\\n<|EOT|>\\n'}}";
+    let tokens = ["<｜begin▁of▁sentence｜>", "<|EOT|>", "a"];
+    let json = json!({"tokens": tokens, "merges": [], "chat_template": jinja, "eos_id": 1});
+    let bpe = Bpe::from_json(json.to_string().as_bytes()).unwrap();
+    assert_eq!(
+        Template::from_config(&Config::default(), &bpe).unwrap(),
+        Template::DeepSeekCoder
+    );
+    assert_eq!(crate::stop_tokens(&bpe), [1]);
+    let config = Config::from_iter([("template", "deepseek")]);
+    let err = Template::from_config(&config, &vocab(&["<|im_start|>"])).unwrap_err();
+    assert!(err.contains("no `<|EOT|>` token"), "{err}");
+}
+
 /// Phi-4's format, as llama.cpp writes it (`LLM_CHAT_TEMPLATE_PHI_4`).
 #[test]
 fn phi4_prompts_separate_the_role_with_im_sep() {
