@@ -157,7 +157,7 @@ impl DeviceWeights {
                     ffn_norm: optional(&l.ffn_norm)?,
                     // (Latent attention's `wv` reads its latent, Mamba-1's
                     // its convolution's product: alone.)
-                    qkv: match l.mla.is_some() || l.selective() {
+                    qkv: match l.wv_alone() {
                         true => QMatrix::upload_side_by_side(gpu, &[&l.wq, &l.wk])?,
                         false => QMatrix::upload_side_by_side(gpu, &[&l.wq, &l.wk, &l.wv])?,
                     },

@@ -180,6 +180,13 @@ impl Layer {
         self.ssm.as_ref().is_some_and(|s| s.x_proj.is_some())
     }
 
+    /// Whether its `wv` runs alone, after the fused Q and K products:
+    /// latent attention's reads its normed latent, Mamba-1's (`ssm_dt`)
+    /// its convolution's product.
+    fn wv_alone(&self) -> bool {
+        self.mla.is_some() || self.selective()
+    }
+
     fn matrices(&self) -> impl Iterator<Item = &QMatrix> {
         let ffn = (self.experts.iter().chain(&self.shared))
             .flat_map(|e| e.gate.iter().chain([&e.up, &e.down]));
@@ -286,22 +293,22 @@ impl Weights {
         self.layers
             .iter_mut()
             .flat_map(|l| {
+                let wv_alone = l.wv_alone();
                 let downs = (l.experts.iter_mut().chain(&mut l.shared)).map(|e| &mut e.down);
                 // (Latent attention's products of its latents; Mamba-1's
                 // `ssm_dt` and `ssm_x`.)
+                let wv = wv_alone.then_some(&mut l.wv);
+                let q_b = l
+                    .mla
+                    .as_mut()
+                    .and_then(|m| m.q_b.as_mut().map(|(_, q_b)| q_b));
                 let x_proj = l.ssm.as_mut().and_then(|s| s.x_proj.as_mut());
-                let latent = match &mut l.mla {
-                    Some(m) => {
-                        let q_b = m.q_b.as_mut().map(|(_, q_b)| q_b);
-                        Some(&mut l.wv).into_iter().chain(q_b)
-                    }
-                    None if x_proj.is_some() => Some(&mut l.wv).into_iter().chain(x_proj),
-                    None => None.into_iter().chain(None),
-                };
                 std::iter::once(&mut l.wo)
                     .chain(downs)
                     .chain(&mut l.router)
-                    .chain(latent)
+                    .chain(wv)
+                    .chain(q_b)
+                    .chain(x_proj)
             })
             .chain(std::iter::once(head))
     }

@@ -280,15 +280,10 @@ fn forward_with(ds: &mut [&mut Decoder], tokens: &[&[u32]], workers: Workers<'_>
             }
             None => &x,
         };
-        // (Latent attention's `wv` reads its normed latent: after.)
+        // (Latent attention's and Mamba-1's `wv` run after.)
         let group = [&layer.wq, &layer.wk, &layer.wv];
-        // (Mamba-1's `wv` reads its convolution's product: after.)
         let selective = layer.selective();
-        let first = if layer.mla.is_some() || selective {
-            2
-        } else {
-            3
-        };
+        let first = if layer.wv_alone() { 2 } else { 3 };
         QMatrix::matmul_group_into(
             &group[..first],
             input,
