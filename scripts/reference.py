@@ -31,6 +31,10 @@ Run once by a developer, not in CI; the outputs are committed:
   llama.cpp's chat formats that `generate` writes (`llama_chat_apply_template`), and in
   ERNIE 4.5's, which llama.cpp has no built-in for, by its own template through jinja2
   (scripts/chat_reference.py; needs only llama-cpp-python: `--only chat`).
+- host/nn/tests/data/llama_cpp_unicode.json: llama.cpp's own table of character
+  categories (each range's first code point and its category flags: `unicode_ranges_flags`
+  of its unicode-data.cpp), read out of the libllama of llama-cpp-python, for checking the
+  categories `tok`'s pre-tokenizers see (needs only llama-cpp-python: `--only unicode`).
 - host/nn/tests/data/ggml_blocks.json: random blocks of the ggml formats weft transcodes
   at load (Q5_0, Q5_1, Q2_K...Q6_K) with gguf-py's dequantisation of them (needs only the
   models venv: `--only blocks`).
@@ -626,17 +630,56 @@ def chat_formats() -> None:
     )
 
 
+def unicode_table() -> None:
+    """llama.cpp's character table, read out of its compiled library.
+
+    unicode-data.cpp's `unicode_ranges_flags` is an array of (first code point: u32,
+    flags: u16) pairs, 8 bytes apart, from 0 to 0x110000; its first three entries
+    (0: control, 0x20: separator, 0x21: punctuation) are the same in every version, so
+    they find it. llama.cpp exports no function that names a character's category,
+    and its tokenizer's output hides most category boundaries behind BPE merges, so
+    its own table is the one faithful witness of what its regexes see."""
+    import struct
+    import llama_cpp
+
+    lib = Path(llama_cpp.__file__).parent / "lib" / "libllama.so"
+    data = lib.read_bytes()
+    head = struct.pack("<IHxx", 0, 0x80) + struct.pack("<IHxx", 0x20, 0x08)
+    head += struct.pack("<IH", 0x21, 0x20)
+    at = data.find(head)
+    if at < 0 or data.find(head, at + 1) >= 0:
+        raise SystemExit(f"{lib}: llama.cpp's unicode_ranges_flags not found once")
+    ranges = []
+    while not ranges or ranges[-1][0] < 0x110000:
+        first, flags = struct.unpack_from("<IH", data, at + 8 * len(ranges))
+        if ranges and first <= ranges[-1][0]:
+            raise SystemExit(f"{lib}: unicode_ranges_flags is not ascending at {first:#x}")
+        ranges.append([first, flags])
+    write_json(
+        OUT_DIR / "llama_cpp_unicode.json",
+        {
+            "about": "llama.cpp's unicode_ranges_flags (unicode-data.cpp), read out of the "
+                     f"libllama.so of llama-cpp-python {llama_cpp.__version__}: each range's "
+                     "first code point and its flags (1 undefined, 2 \\p{N}, 4 \\p{L}, "
+                     "8 \\p{Z}, 16 \\p{M}, 32 \\p{P}, 64 \\p{S}, 128 \\p{C}; the "
+                     "range runs to the next one's first code point). Written by "
+                     "scripts/reference.py --only unicode.",
+        },
+        {"ranges": ranges},
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--dest", type=Path, default=ROOT / "target" / "models",
                     help="where scripts/models.py put the models (default: <repo>/target/models)")
-    ap.add_argument("--only", choices=["smollm2", "minilm", "blocks", "archs", "chat"],
+    ap.add_argument("--only", choices=["smollm2", "minilm", "blocks", "archs", "chat", "unicode"],
                     action="append",
                     help="write only these references (repeatable; default: all)")
     ap.add_argument("--in-venv", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     dest = args.dest.resolve()
-    only = args.only or ["smollm2", "minilm", "blocks", "archs", "chat"]
+    only = args.only or ["smollm2", "minilm", "blocks", "archs", "chat", "unicode"]
 
     if args.in_venv:
         t = time.monotonic()
@@ -660,6 +703,9 @@ def main() -> None:
         if "chat" in only:
             log("Chat formats through llama.cpp:")
             chat_formats()
+        if "unicode" in only:
+            log("llama.cpp's character table:")
+            unicode_table()
         log(f"references written in {time.monotonic() - t:.1f} s")
         return
 
@@ -675,7 +721,7 @@ def main() -> None:
     missing = [str(p) for p in needed if not p.exists()]
     if missing:
         raise SystemExit(f"missing {', '.join(missing)}: run `python3 scripts/models.py` first")
-    if "smollm2" in only or "archs" in only or "chat" in only:
+    if {"smollm2", "archs", "chat", "unicode"} & set(only):
         llama_venv.ensure(dest, log)
     subprocess.run([str(py), str(Path(__file__).resolve()), "--dest", str(dest), "--in-venv",
                     *[f"--only={o}" for o in only]], check=True)

@@ -153,7 +153,7 @@ impl PreTokenizer {
             PreTokenizer::SmolLm => {
                 let mut start = 0;
                 for (at, c) in text.char_indices() {
-                    if c.is_numeric() {
+                    if Class::is_number(c) {
                         split_gpt2(&text[start..at], &mut pieces);
                         pieces.push(&text[at..at + c.len_utf8()]);
                         start = at + c.len_utf8();
@@ -371,7 +371,7 @@ fn split_default<'a>(text: &'a str, falcon: bool, pieces: &mut Vec<&'a str>) {
         numbers = gpt2;
     } else {
         for piece in gpt2 {
-            split_runs(piece, char::is_numeric, &mut numbers);
+            split_runs(piece, Class::is_number, &mut numbers);
         }
     }
     for piece in numbers {

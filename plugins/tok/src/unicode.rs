@@ -1,8 +1,6 @@
 //! Character classes the tokenizers share, in the definitions their reference
 //! implementations use (HF `tokenizers` for BERT, llama.cpp for byte-level BPE).
 
-use unicode_normalization::char::is_combining_mark;
-
 use crate::tables;
 
 /// Whether `c` falls in one of `table`'s inclusive `[first, last]` ranges.
@@ -66,7 +64,9 @@ pub(crate) fn is_nonspacing_mark(c: char) -> bool {
     in_table(tables::NONSPACING_MARK, c)
 }
 
-/// How the GPT-2 pre-tokenizer sees a character.
+/// How the GPT-2 pre-tokenizer sees a character: llama.cpp's categories,
+/// of Unicode 15.1 (its version; `std`'s `is_alphabetic` and `is_numeric`
+/// answer in a newer one, and `Alphabetic` is not `\p{L}`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Class {
     /// `\s`: Unicode White_Space.
@@ -80,20 +80,31 @@ pub(crate) enum Class {
 }
 
 impl Class {
-    /// Classifies `c`. `\p{L}` is approximated without a category table as
-    /// Alphabetic minus marks (Devanagari vowel signs are Alphabetic but Mc) and
-    /// minus the enclosed letters (`Ⓐ`, `🄰`, which are So); numbers win over
-    /// letters, so Roman numerals (Nl) are numbers, as in llama.cpp.
+    /// Classifies `c`: White_Space (as llama.cpp's whitespace set), then
+    /// category N, then category L; the three do not overlap.
     pub(crate) fn of(c: char) -> Class {
+        if c.is_ascii() {
+            return match c {
+                'a'..='z' | 'A'..='Z' => Class::Letter,
+                '0'..='9' => Class::Number,
+                '\t'..='\r' | ' ' => Class::Space,
+                _ => Class::Other,
+            };
+        }
         if c.is_whitespace() {
             Class::Space
-        } else if c.is_numeric() {
+        } else if in_table(tables::NUMBER, c) {
             Class::Number
-        } else if c.is_alphabetic() && !is_combining_mark(c) && !is_enclosed_letter(c) {
+        } else if in_table(tables::LETTER, c) {
             Class::Letter
         } else {
             Class::Other
         }
+    }
+
+    /// Whether `c` is `\p{N}`.
+    pub(crate) fn is_number(c: char) -> bool {
+        Class::of(c) == Class::Number
     }
 }
 
@@ -139,15 +150,10 @@ impl Category {
             Class::Number => Category::Number,
             Class::Other if in_table(tables::PUNCTUATION, c) => Category::Punctuation,
             Class::Other if in_table(tables::SYMBOL, c) => Category::Symbol,
-            Class::Other if is_combining_mark(c) => Category::Mark,
+            Class::Other if in_table(tables::MARK, c) => Category::Mark,
             Class::Other => Category::Other,
         }
     }
-}
-
-/// Circled, parenthesised and squared Latin letters: Alphabetic, yet category So.
-fn is_enclosed_letter(c: char) -> bool {
-    matches!(u32::from(c), 0x24B6..=0x24E9 | 0x1_F130..=0x1_F149 | 0x1_F150..=0x1_F169 | 0x1_F170..=0x1_F189)
 }
 
 #[cfg(test)]
@@ -194,9 +200,62 @@ mod tests {
             ('\u{1F}', Category::Other),
             ('\u{3000}', Category::Space),
             ('\u{B}', Category::Space),
+            // Unicode 15.0's shaking face; Unicode 16.0's Garay letter, which
+            // llama.cpp's 15.1 does not know yet (`std` does).
+            ('\u{1FAE8}', Category::Symbol),
+            ('\u{10D4A}', Category::Other),
         ] {
             assert_eq!(Category::of(c), category, "{c:?}");
         }
+    }
+
+    /// Every code point's category as llama.cpp's own table has it
+    /// (`scripts/reference.py --only unicode` reads it out of libllama):
+    /// what its regexes see, `\s` first.
+    #[test]
+    fn categories_are_llama_cpp_s() {
+        #[derive(serde::Deserialize)]
+        struct Table {
+            ranges: Vec<(u32, u16)>,
+        }
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../host/nn/tests/data/llama_cpp_unicode.json"
+        );
+        let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let table: Table = serde_json::from_slice(&bytes).expect("llama_cpp_unicode.json");
+        assert_eq!(
+            table.ranges.last().map(|r| r.0),
+            Some(0x11_0000),
+            "the table runs to the end"
+        );
+        let mut wrong = Vec::new();
+        for pair in table.ranges.windows(2) {
+            let ((first, flags), (next, _)) = (pair[0], pair[1]);
+            let (class, category) = match flags {
+                2 => (Class::Number, Category::Number),
+                4 => (Class::Letter, Category::Letter),
+                16 => (Class::Other, Category::Mark),
+                32 => (Class::Other, Category::Punctuation),
+                64 => (Class::Other, Category::Symbol),
+                _ => (Class::Other, Category::Other),
+            };
+            for c in (first..next).filter_map(char::from_u32) {
+                let (class, category) = match c.is_whitespace() {
+                    true => (Class::Space, Category::Space),
+                    false => (class, category),
+                };
+                if Class::of(c) != class || Category::of(c) != category {
+                    wrong.push((c, Class::of(c), Category::of(c), class, category));
+                }
+            }
+        }
+        assert!(
+            wrong.is_empty(),
+            "{} differ from llama.cpp's, first {:?}",
+            wrong.len(),
+            &wrong[..wrong.len().min(8)]
+        );
     }
 
     #[test]

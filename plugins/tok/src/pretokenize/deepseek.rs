@@ -6,9 +6,8 @@
 //! llama.cpp runs a regex that names no category over the characters, any
 //! whitespace past ASCII read as `\v` (so never in a bracketed class), and
 //! one that names categories over its collapsed text ([`Category`]).
-//! Categories past ASCII come from this crate's tables (Unicode 14) and
-//! Rust's; llama.cpp's own tables are of a later Unicode, so a character
-//! assigned since (🫨, U+1FAE8, a symbol) may split differently.
+//! Categories past ASCII come from this crate's tables, of llama.cpp's
+//! Unicode (15.1) and checked against its own table code point by code point.
 
 use super::Chars;
 use crate::unicode::{Category, in_table};
