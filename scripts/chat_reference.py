@@ -17,7 +17,7 @@ CHAT_CONVERSATIONS = [
 CHAT_FORMAT_NAMES = ["chatml", "phi4", "llama3", "zephyr", "phi3", "llama2", "llama2-sys",
                      "llama2-sys-strip", "mistral-v1", "mistral-v3", "mistral-v3-tekken", "mistral-v7",
                      "mistral-v7-tekken", "gemma", "deepseek3", "deepseek2", "deepseek", "granite", "exaone3", "exaone4",
-                     "chatglm4", "minicpm"]
+                     "chatglm4", "minicpm", "hunyuan-dense"]
 # Formats llama.cpp has no built-in for: the model's own Jinja template, rendered
 # by jinja2 as transformers' apply_chat_template renders it. ERNIE 4.5's is
 # transformers' DEFAULT_CHAT_TEMPLATE for it (tokenization_ernie4_5.py), the one

@@ -1118,7 +1118,7 @@ def task_archs(dest: Path) -> None:
                     for t, n in (("attn_q", qd), ("attn_k", kvd), ("attn_v", kvd)):
                         w.add_tensor(b + t + ".bias", vec(n, 0.0, 0.5))
                 if arch in ("qwen3", "gemma3", "qwen3moe", "exaone4", "qwen3vl", "qwen3vlmoe",
-                            "apertus") or (
+                            "apertus", "hunyuan-dense") or (
                         i in LFM2_ATTENTION.get(arch, ())):
                     w.add_tensor(b + "attn_q_norm.weight", vec(hd))
                     w.add_tensor(b + "attn_k_norm.weight", vec(hd))

@@ -466,6 +466,7 @@ CHAT_FORMATS = {
     "exaone3": "[|user|]{question}\n[|assistant|]",
     "exaone4": "[|user|]{question}\n[|assistant|]",
     "chatglm4": "[gMASK]<sop><|user|>\n{question}<|assistant|>\n",
+    "hunyuan-dense": "<｜hy_User｜>{question}<｜hy_Assistant｜>",
 }
 ARCH_TEMPLATES = {"tinyllama": "zephyr", "phi3": "phi3", "phi3long": "phi3", "gemma": "gemma",
                   "gemma2": "gemma", "gemma3": "gemma", "mixtral": "mistral",
@@ -473,7 +474,7 @@ ARCH_TEMPLATES = {"tinyllama": "zephyr", "phi3": "phi3", "phi3long": "phi3", "ge
                   "granite3": "granite", "mistralv3": "mistral-v3",
                   "ministral": "mistral-v7-tekken", "granitemoe": "granite",
                   "granitenope": "granite", "exaone": "exaone3", "exaone4": "exaone4",
-                  "glm4": "chatglm4"}
+                  "glm4": "chatglm4", "hunyuan": "hunyuan-dense"}
 
 
 def detokenize(vocab, ids: list) -> str:

@@ -425,6 +425,11 @@ ARCHS = {
         "block_count": 3, "ssm.conv_kernel": 4, "ssm.inner_size": 128, "ssm.state_size": 16,
         "ssm.time_step_rank": 4, "ssm.dt_b_c_rms": True},
         "Falcon-Mamba: Mamba-1 layers with dt, B and C normed"),
+    # Hunyuan-Dense (Hunyuan 0.5B-7B Instruct, Hunyuan-MT): Llama's blocks with
+    # per-head Q/K RMSNorm after the rotation (Qwen3's come before it), NeoX
+    # pairs, its own chat turns.
+    "hunyuan": ("hunyuan-dense", "hunyuan-dense", {},
+                "Hunyuan-Dense: per-head Q/K RMSNorm after the rotary embedding"),
 }
 # The Granite 4.0-H files' layers with attention (the others scan), as their
 # head counts say.
@@ -565,5 +570,20 @@ GLM4_TEMPLATE = (
     "{%- if add_generation_prompt %}{{- '<|assistant|>\n' }}{%- endif %}"
 )
 # (SmolLM2's vocabulary has GLM-4's EOS, `<|endoftext|>`, already.)
+# Hunyuan-Dense Instruct's chat turns (llama.cpp's `hunyuan-dense` for one turn;
+# past it, each reply opens with its marker once), its EOS among its control tokens.
+HUNYUAN_TEMPLATE = (
+    "{{- bos_token }}{%- for message in messages %}"
+    "{%- if message['role'] == 'system' and loop.first %}"
+    "{{- message['content'] + '<｜hy_place▁holder▁no▁3｜>' }}"
+    "{%- elif message['role'] == 'user' %}{{- '<｜hy_User｜>' + message['content'] }}"
+    "{%- elif message['role'] == 'assistant' %}"
+    "{{- '<｜hy_Assistant｜>' + message['content'] + '<｜hy_place▁holder▁no▁2｜>' }}"
+    "{%- endif %}{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<｜hy_Assistant｜>' }}{%- endif %}"
+)
+BPE_ADDED["hunyuan"] = (["<｜hy_place▁holder▁no▁2｜>", "<｜hy_place▁holder▁no▁3｜>",
+                         "<｜hy_User｜>", "<｜hy_Assistant｜>"],
+                        "<｜hy_place▁holder▁no▁2｜>", HUNYUAN_TEMPLATE)
 BPE_ADDED["glm4"] = (["[gMASK]", "<sop>", "<|system|>", "<|user|>", "<|assistant|>"],
                      "<|endoftext|>", GLM4_TEMPLATE)

@@ -8,7 +8,7 @@
 //! |------------------|-----------|-----------------------------------------------------------|
 //! | `model`          | `smollm2` | the model's name in the node's registry (a GGUF graph)    |
 //! | `tokenizer`      | required  | object id of the model's tokenizer JSON ([`tok::Bpe`])    |
-//! | `template`       | `auto`    | chat format: `chatml`, `llama3`, `phi3`, `phi4`, `zephyr`, `mistral`, `mistral-v1`, `mistral-v3`, `mistral-v3-tekken`, `mistral-v7`, `mistral-v7-tekken`, `llama2`, `llama2-sys-strip`, `gemma`, `deepseek3`, `deepseek2`, `deepseek`, `granite`, `exaone3`, `exaone4`, `chatglm4`, `minicpm`, `ernie`, `auto` (from the model's file), or `none` (a base model continues the text) |
+//! | `template`       | `auto`    | chat format: `chatml`, `llama3`, `phi3`, `phi4`, `zephyr`, `mistral`, `mistral-v1`, `mistral-v3`, `mistral-v3-tekken`, `mistral-v7`, `mistral-v7-tekken`, `llama2`, `llama2-sys-strip`, `gemma`, `deepseek3`, `deepseek2`, `deepseek`, `hunyuan-dense`, `granite`, `exaone3`, `exaone4`, `chatglm4`, `minicpm`, `ernie`, `auto` (from the model's file), or `none` (a base model continues the text) |
 //! | `max_tokens`     | `128`     | most tokens to generate per request                       |
 //! | `temperature`    | `0`       | 0 is greedy; above, softmax temperature                   |
 //! | `top_p`          | `1.0`     | nucleus sampling: keep the likeliest tokens summing to it |
@@ -77,7 +77,8 @@
 //! or DeepSeek R1's (`deepseek3`: `<｜User｜>{user}<｜Assistant｜>`), or
 //! DeepSeek-V2's (`deepseek2`: `User: {user}\n\n` then `Assistant:`), or
 //! DeepSeek Coder's (`deepseek`: `### Instruction:\n{user}\n` then
-//! `### Response:\n`), or IBM
+//! `### Response:\n`), or Hunyuan-Dense's (`hunyuan-dense`:
+//! `<｜hy_User｜>{user}<｜hy_Assistant｜>`), or IBM
 //! Granite's (`granite`:
 //! `<|start_of_role|>{role}<|end_of_role|>{content}<|end_of_text|>\n`), or Gemma's,
 //! `<start_of_turn>{role}\n{content}<end_of_turn>\n` per message (`model` for

@@ -78,6 +78,13 @@ pub(crate) enum Template {
     /// `<｜User｜>{user}`, `<｜Assistant｜>{reply}<｜end▁of▁sentence｜>`,
     /// then `<｜Assistant｜>`.
     DeepSeek3,
+    /// Tencent's Hunyuan-Dense Instruct's (0.5B-7B, Hunyuan-MT; llama.cpp
+    /// `hunyuan-dense`): `{system}<｜hy_place▁holder▁no▁3｜>`,
+    /// `<｜hy_User｜>{user}`, `<｜hy_Assistant｜>{reply}<｜hy_place▁holder▁no▁2｜>`,
+    /// then `<｜hy_Assistant｜>`. (llama.cpp's built-in writes the
+    /// assistant's marker after each user message too, so a reply in the
+    /// conversation follows two; the model's own template writes one.)
+    Hunyuan,
     /// IBM Granite 3's and 4's (llama.cpp `granite`):
     /// `<|start_of_role|>{role}<|end_of_role|>{content}<|end_of_text|>\n`
     /// per message, then `<|start_of_role|>assistant<|end_of_role|>`.
@@ -107,7 +114,7 @@ pub(crate) enum Template {
 /// The formats, by config name, with a text only their chat templates
 /// (GGUF `tokenizer.chat_template`) hold, most specific first. The
 /// `[INST]` formats share `[INST]`; [`inst_format`] tells them apart.
-const TEMPLATES: [(&str, Template, &str); 23] = [
+const TEMPLATES: [(&str, Template, &str); 24] = [
     ("phi4", Template::Phi4, "<|im_sep|>"),
     ("chatml", Template::ChatMl, "<|im_start|>"),
     ("gemma", Template::Gemma, "<start_of_turn>"),
@@ -127,6 +134,7 @@ const TEMPLATES: [(&str, Template, &str); 23] = [
     ("mistral-v3", Template::MistralV3, "[INST]"),
     ("mistral-v3-tekken", Template::MistralV3Tekken, "[INST]"),
     ("mistral-v7", Template::MistralV7, "[INST]"),
+    ("hunyuan-dense", Template::Hunyuan, "<｜hy_Assistant｜>"),
     ("deepseek3", Template::DeepSeek3, "<｜Assistant｜>"),
     (
         "deepseek2",
@@ -262,6 +270,12 @@ impl Template {
             Template::DeepSeek3 => &["<｜User｜>", "<｜Assistant｜>", "<｜end▁of▁sentence｜>"],
             Template::DeepSeek2 => &["<｜end▁of▁sentence｜>"],
             Template::DeepSeekCoder => &["<|EOT|>"],
+            Template::Hunyuan => &[
+                "<｜hy_User｜>",
+                "<｜hy_Assistant｜>",
+                "<｜hy_place▁holder▁no▁2｜>",
+                "<｜hy_place▁holder▁no▁3｜>",
+            ],
             Template::Granite => &["<|start_of_role|>", "<|end_of_role|>", "<|end_of_text|>"],
             Template::Exaone => &["[|user|]", "[|assistant|]", "[|endofturn|]"],
             Template::ChatGlm4 => &["[gMASK]", "<sop>", "<|user|>", "<|assistant|>"],
@@ -367,6 +381,11 @@ impl Template {
                 ("", ""),
                 ("### Instruction:\n", "\n"),
                 ("### Response:\n", "\n<|EOT|>\n"),
+            ]),
+            Template::Hunyuan => Turns::new([
+                ("", "<｜hy_place▁holder▁no▁3｜>"),
+                ("<｜hy_User｜>", ""),
+                ("<｜hy_Assistant｜>", "<｜hy_place▁holder▁no▁2｜>"),
             ]),
             Template::Granite => Turns::new([
                 (

@@ -103,6 +103,7 @@ async fn generate_runs_each_family_and_both_tokenizer_kinds_as_llama_cpp_does() 
         "mamba2",
         "mamba",
         "falconmamba",
+        "hunyuan",
     ] {
         let case = reference["models"]
             .as_array()

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use super::{QMatrix, Weights};
-use crate::gpu::{Attention, Buffer, Gpu, GpuMatrix, NormKind, Qkv, Reuse};
+use crate::gpu::{Attention, Buffer, Gpu, GpuMatrix, NormKind, Program, Qkv, Reuse};
 use crate::{NnError, NnErrorKind};
 
 mod buffers;
@@ -488,11 +488,16 @@ impl OnDevice {
                 if hp.clamp_kqv > 0.0 {
                     p.clamp(&a.qkv, n * qkv.stride(), hp.clamp_kqv);
                 }
-                for (norm, keys) in [(&dl.q_norm, false), (&dl.k_norm, true)] {
-                    if let Some(norm) = norm {
-                        let whole = hp.qk_norms_whole;
-                        p.head_norm(&a.qkv, n, (qkv, keys, whole), norm, eps);
+                let qk_norms = |p: &mut Program<'_>| {
+                    for (norm, keys) in [(&dl.q_norm, false), (&dl.k_norm, true)] {
+                        if let Some(norm) = norm {
+                            let whole = hp.qk_norms_whole;
+                            p.head_norm(&a.qkv, n, (qkv, keys, whole), norm, eps);
+                        }
                     }
+                };
+                if !hp.qk_norms_after_rope {
+                    qk_norms(&mut p);
                 }
                 let table = match &a.table_swa {
                     Some(swa) if hp.is_swa(l) => swa,
@@ -500,6 +505,9 @@ impl OnDevice {
                 };
                 if hp.ropes(l) {
                     p.rope(&a.qkv, n, qkv, (half, hp.rope_neox), table);
+                }
+                if hp.qk_norms_after_rope {
+                    qk_norms(&mut p);
                 }
                 for &(on, past, tokens, start) in &sessions {
                     let (kc, vc) = (&on.k[l], &on.v[l]);

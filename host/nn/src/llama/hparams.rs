@@ -193,6 +193,8 @@ pub(crate) struct HParams {
     /// OLMo 2's Q and K norms: over all heads' queries (keys) of a token at
     /// once, not head by head.
     pub qk_norms_whole: bool,
+    /// Hunyuan's Q and K norms: after the rotary embedding, not before.
+    pub qk_norms_after_rope: bool,
     /// Gemma 2's soft caps, `cap · tanh(x / cap)`, of the attention scores
     /// and of the logits; 0 for none.
     pub attn_softcap: f32,

@@ -455,11 +455,16 @@ fn attend_layer(
             y.iter_mut().for_each(|y| *y = y.clamp(-c, c));
         }
     }
-    for (y, norm) in [(&mut *q, &layer.q_norm), (&mut *k, &layer.k_norm)] {
-        if let Some(norm) = norm {
-            let unnormed = y.clone();
-            rms_norm(&unnormed, norm, hp.norm_eps, y);
+    let qk_norms = |q: &mut Vec<f32>, k: &mut Vec<f32>| {
+        for (y, norm) in [(q, &layer.q_norm), (k, &layer.k_norm)] {
+            if let Some(norm) = norm {
+                let unnormed = y.clone();
+                rms_norm(&unnormed, norm, hp.norm_eps, y);
+            }
         }
+    };
+    if !hp.qk_norms_after_rope {
+        qk_norms(q, k);
     }
     let (hd, neox, dims) = (hp.head_dim, hp.rope_neox, hp.rope_dims);
     // (SmolLM3's every fourth layer has none.)
@@ -470,6 +475,9 @@ fn attend_layer(
         workers.rows(y, width, |row, y| {
             rope(y, hd, neox, &angles[row * dims..][..dims]);
         });
+    }
+    if hp.qk_norms_after_rope {
+        qk_norms(q, k);
     }
     for ((dec, &start), toks) in ds.iter_mut().zip(starts).zip(tokens) {
         let rows = start * kvd..(start + toks.len()) * kvd;

@@ -526,6 +526,13 @@ fn mamba_matches_llama_cpp() {
     on_the_cpu("falconmamba");
 }
 
+/// Hunyuan-Dense: Llama's blocks whose per-head Q/K norms come after the
+/// rotary embedding (NeoX pairs), not before it as Qwen3's.
+#[test]
+fn hunyuan_dense_matches_llama_cpp() {
+    on_the_cpu("hunyuan");
+}
+
 /// Nemotron 3 Nano: Nemotron-H's blocks, its feed-forwards mixtures of
 /// squared-ReLU experts without a gate, picked by the sigmoid of their
 /// scores plus the router's bias, weighted renormalised and scaled by

@@ -56,6 +56,7 @@ fn on_the_gpu_every_family_matches_llama_cpp() {
         "mamba2",
         "mamba",
         "falconmamba",
+        "hunyuan",
     ]);
 }
 

@@ -320,6 +320,36 @@ fn deepseek_coder_prompts_have_instruction_and_response_headers() {
     assert!(err.contains("no `<|EOT|>` token"), "{err}");
 }
 
+/// Hunyuan-Dense's format (llama.cpp `hunyuan-dense`, each reply opened
+/// once), picked by `auto` from its assistant's marker, stopping at its
+/// end of turn; refused on a vocab without its markers.
+#[test]
+fn hunyuan_prompts_have_user_and_assistant_markers() {
+    assert_eq!(
+        Template::Hunyuan.render(&conversation()),
+        "Be brief.<｜hy_place▁holder▁no▁3｜><｜hy_User｜>Hi\
+         <｜hy_Assistant｜>Hello!<｜hy_place▁holder▁no▁2｜>\
+         <｜hy_User｜>Who are you?<｜hy_Assistant｜>"
+    );
+    let tokens = [
+        "<｜hy_place▁holder▁no▁2｜>",
+        "<｜hy_place▁holder▁no▁3｜>",
+        "<｜hy_User｜>",
+        "<｜hy_Assistant｜>",
+    ];
+    let jinja = "{{- '<｜hy_User｜>' + message['content'] }}{{- '<｜hy_Assistant｜>' }}";
+    let json = json!({"tokens": tokens, "merges": [], "chat_template": jinja, "eos_id": 0});
+    let bpe = Bpe::from_json(json.to_string().as_bytes()).unwrap();
+    assert_eq!(
+        Template::from_config(&Config::default(), &bpe).unwrap(),
+        Template::Hunyuan
+    );
+    assert_eq!(crate::stop_tokens(&bpe), [0]);
+    let config = Config::from_iter([("template", "hunyuan-dense")]);
+    let err = Template::from_config(&config, &vocab(&["<|im_start|>"])).unwrap_err();
+    assert!(err.contains("no `<｜hy_User｜>` token"), "{err}");
+}
+
 /// Phi-4's format, as llama.cpp writes it (`LLM_CHAT_TEMPLATE_PHI_4`).
 #[test]
 fn phi4_prompts_separate_the_role_with_im_sep() {
@@ -338,8 +368,11 @@ fn phi4_prompts_separate_the_role_with_im_sep() {
 /// chat`): system messages, replies with spaces around them, several
 /// turns. Zephyr's alone differs: weft ends its turns with `</s>`, as
 /// TinyLlama's template does (checked over HTTP against it), where
-/// llama.cpp's built-in writes `<|endoftext|>`. ERNIE's, which llama.cpp
-/// has no built-in for, is its files' own template as jinja2 renders it.
+/// llama.cpp's built-in writes `<|endoftext|>`; and Hunyuan's opens a
+/// reply with its marker once, as the model's template does, where
+/// llama.cpp's writes it after the user's message and again before the
+/// reply. ERNIE's, which llama.cpp has no built-in for, is its files'
+/// own template as jinja2 renders it.
 #[test]
 fn every_format_writes_conversations_as_llama_cpp_does() {
     let reference: serde_json::Value = serde_json::from_str(include_str!(
@@ -378,9 +411,14 @@ fn every_format_writes_conversations_as_llama_cpp_does() {
             .iter()
             .zip(format["texts"].as_array().unwrap())
         {
+            let mut want = want.as_str().unwrap().to_owned();
+            if name == "hunyuan-dense" {
+                let reply = "<｜hy_Assistant｜>";
+                want = want.replace(&reply.repeat(2), reply);
+            }
             assert_eq!(
                 template.render(messages),
-                want.as_str().unwrap(),
+                want,
                 "{name} (llama.cpp `{llama_cpp}`)"
             );
         }

@@ -33,7 +33,9 @@
 /// multipliers, (Nemotron-H) those and feed-forwards as blocks of
 /// their own, (DeepSeek-V2, V3, Kimi K2, GLM-4.7-Flash) multi-head
 /// latent attention before DeepSeek-MoE's mixtures, and (Mamba-2,
-/// Codestral Mamba) Mamba-2 layers alone.
+/// Codestral Mamba) Mamba-2 layers alone, (Mamba, Falcon-Mamba) Mamba-1
+/// layers alone, and (Hunyuan-Dense) per-head Q/K norms after the
+/// rotary embedding.
 pub const ARCHITECTURES: &[&str] = &[
     "llama",
     "mistral",
@@ -85,4 +87,5 @@ pub const ARCHITECTURES: &[&str] = &[
     "deepseek2",
     "mamba2",
     "mamba",
+    "hunyuan-dense",
 ];

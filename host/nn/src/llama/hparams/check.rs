@@ -150,6 +150,7 @@ pub(crate) fn check(info: &GgufInfo) -> Result<HParams, NnError> {
             | "exaone4"
             | "olmoe"
             | "apertus"
+            | "hunyuan-dense"
     ) || super::conv::hybrid(arch);
     let (q_norm, k_norm) = hp.qk_norm_widths();
     let gptneox = arch == "gptneox";

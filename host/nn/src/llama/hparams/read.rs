@@ -469,6 +469,7 @@ impl HParams {
                         | "nemotron"
                         | "gpt-oss"
                         | "glm4moe"
+                        | "hunyuan-dense"
                 )
                 || conv::hybrid(arch),
             no_rope_every: match arch {
@@ -540,6 +541,7 @@ impl HParams {
             post_norms: matches!(arch, "gemma2" | "gemma3" | "olmo2" | "exaone4" | "glm4"),
             pre_norms: !matches!(arch, "olmo2" | "exaone4"),
             qk_norms_whole: matches!(arch, "olmo2" | "olmoe"),
+            qk_norms_after_rope: arch == "hunyuan-dense",
             attn_softcap: gemma_swa.attn_softcap,
             final_softcap: gemma_swa.final_softcap,
             window: gemma_swa.window,

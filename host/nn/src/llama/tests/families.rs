@@ -678,3 +678,16 @@ fn glm4moe_is_read_as_llama_cpp_reads_it() {
         "{err}"
     );
 }
+
+/// Hunyuan-Dense's keys: Qwen3's per-head Q/K norms, required as llama.cpp
+/// requires them, run after the rotation (NeoX pairs).
+#[test]
+fn hunyuan_dense_is_read_as_llama_cpp_reads_it() {
+    let info = crate::gguf::inspect(&model_file("tiny-hunyuan.gguf")).unwrap();
+    let hp = check(&info).unwrap();
+    assert!(hp.qk_norms_after_rope && hp.rope_neox && !hp.qk_norms_whole);
+    for tensor in ["blk.0.attn_q_norm.weight", "blk.1.attn_k_norm.weight"] {
+        let err = refused_without(&info, tensor);
+        assert!(err.contains(&format!("`{tensor}` is missing")), "{err}");
+    }
+}
