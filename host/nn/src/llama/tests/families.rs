@@ -44,6 +44,13 @@ pub(super) fn refused_with_copy(
 }
 
 /// `info` with its metadata `key` set to `value`.
+/// `info` without its metadata key `key`.
+pub(super) fn without_key(info: &GgufInfo, key: &str) -> GgufInfo {
+    let mut without = info.clone();
+    without.metadata.retain(|(k, _)| k != key);
+    without
+}
+
 pub(super) fn with_key(info: &GgufInfo, key: &str, value: crate::GgufValue) -> GgufInfo {
     let mut with = info.clone();
     for (k, v) in &mut with.metadata {
@@ -69,10 +76,7 @@ fn granite_shared_expert_and_rope_switch_are_read_as_llama_cpp_reads_them() {
     assert_eq!(hp.logit_scale, 1.0 / 8.0, "Granite's multipliers");
     assert!((0..hp.layers).all(|l| hp.ropes(l)), "rotates when absent");
     // Without the width, the shared expert's tensors are another model's.
-    let mut no_width = moe.clone();
-    no_width
-        .metadata
-        .retain(|(k, _)| k != "granitemoe.expert_shared_feed_forward_length");
+    let no_width = without_key(&moe, "granitemoe.expert_shared_feed_forward_length");
     let err = check(&no_width).unwrap_err().to_string();
     assert!(err.contains("_shexp.weight` is not one"), "{err}");
     // Without the tensors, the width asks for them.
@@ -121,10 +125,7 @@ fn exaone4_windows_and_rotations_are_read_as_llama_cpp_reads_them() {
     // Without the file's window, llama.cpp's 4096; a rotary base of the
     // sliding layers' own is not read (llama.cpp rotates them at the
     // global one).
-    let mut default = file.clone();
-    default
-        .metadata
-        .retain(|(k, _)| k != "exaone4.attention.sliding_window");
+    let mut default = without_key(&file, "exaone4.attention.sliding_window");
     default.metadata.push((
         "exaone4.rope.freq_base_swa".into(),
         crate::GgufValue::Float(10.0),
@@ -257,10 +258,7 @@ fn starcoder2_reads_layer_norms_and_biases_as_llama_cpp_does() {
     assert!(hp.layer_norm && hp.ffn_biases && hp.rope_neox);
     assert_eq!((hp.act, hp.gated), (FfnAct::Gelu, false));
     assert_eq!(hp.norm_eps, 1e-4, "starcoder2.attention.layer_norm_epsilon");
-    let mut no_eps = info.clone();
-    no_eps
-        .metadata
-        .retain(|(k, _)| k != "starcoder2.attention.layer_norm_epsilon");
+    let no_eps = without_key(&info, "starcoder2.attention.layer_norm_epsilon");
     let err = check(&no_eps).unwrap_err().to_string();
     assert!(err.contains("layer_norm_epsilon` is missing"), "{err}");
     requires_each(
@@ -401,8 +399,7 @@ fn gptneox_runs_its_blocks_as_the_file_says() {
     let key = "gptneox.use_parallel_residual";
     let sequential = with_key(&info, key, Int(0));
     assert!(!check(&sequential).unwrap().parallel);
-    let mut unsaid = info.clone();
-    unsaid.metadata.retain(|(k, _)| k != key);
+    let unsaid = without_key(&info, key);
     let err = check(&unsaid).unwrap_err().to_string();
     assert!(
         err.contains("`gptneox.use_parallel_residual` is missing"),
@@ -442,10 +439,7 @@ fn command_r_and_r7b_are_read_as_llama_cpp_reads_them() {
         err.contains("`blk.0.attn_q_norm.weight` is not one"),
         "{err}"
     );
-    let mut unscaled = r.clone();
-    unscaled
-        .metadata
-        .retain(|(k, _)| k != "command-r.logit_scale");
+    let unscaled = without_key(&r, "command-r.logit_scale");
     let err = check(&unscaled).unwrap_err().to_string();
     assert!(err.contains("`command-r.logit_scale` is missing"), "{err}");
 
@@ -456,10 +450,7 @@ fn command_r_and_r7b_are_read_as_llama_cpp_reads_them() {
     let ropes: Vec<bool> = (0..hp.layers).map(|l| hp.ropes(l)).collect();
     assert_eq!(ropes, [true, true, true, false]);
     assert!(!hp.swa_angles(), "the global base and scale");
-    let mut unwindowed = r7b.clone();
-    unwindowed
-        .metadata
-        .retain(|(k, _)| k != "cohere2.attention.sliding_window");
+    let unwindowed = without_key(&r7b, "cohere2.attention.sliding_window");
     let err = check(&unwindowed).unwrap_err().to_string();
     assert!(
         err.contains("cohere2.attention.sliding_window` is missing"),
@@ -480,9 +471,8 @@ fn falcon_is_read_as_llama_cpp_reads_it() {
     assert!(!hp.gated && !hp.ffn_biases && hp.rope_neox);
     assert_eq!((hp.act, hp.kv_heads), (FfnAct::Gelu, 1));
     assert!(falcon.tensor("output.weight").is_none(), "tied");
-    let mut partial = falcon.clone();
     let key = "falcon.rope.dimension_count";
-    partial.metadata.retain(|(k, _)| k != key);
+    let mut partial = without_key(&falcon, key);
     partial.metadata.push((key.into(), Int(8)));
     let err = check(&partial).unwrap_err().to_string();
     assert!(err.contains("rotates whole heads"), "{err}");
@@ -559,10 +549,7 @@ fn olmo1_is_read_as_llama_cpp_reads_it() {
             .all(|n| n.as_deref().is_some_and(ones_then_zeros))
     }));
     // Without the bound, none.
-    let mut unbound = info.clone();
-    unbound
-        .metadata
-        .retain(|(k, _)| k != "olmo.attention.clamp_kqv");
+    let unbound = without_key(&info, "olmo.attention.clamp_kqv");
     assert_eq!(check(&unbound).unwrap().clamp_kqv, 0.0);
     for norm in [
         "output_norm.weight",
@@ -604,11 +591,7 @@ fn apertus_is_read_as_llama_cpp_reads_it() {
             "`xielu.eps` has 1 values for 2 layers",
         ),
         (
-            {
-                let mut without = info.clone();
-                without.metadata.retain(|(k, _)| k != "xielu.alpha_p");
-                without
-            },
+            without_key(&info, "xielu.alpha_p"),
             "`xielu.alpha_p` is missing",
         ),
     ] {
@@ -641,8 +624,7 @@ fn glm4moe_is_read_as_llama_cpp_reads_it() {
     assert!(hp.experts_sigmoid && hp.expert_bias && hp.experts_renormalised);
     assert!(hp.rope_neox && hp.ffn_norm_post_attention && !hp.gpt_oss);
     assert_eq!((hp.experts_scale, hp.rope_dims), (2.5, 8));
-    let mut default_gating = info.clone();
-    (default_gating.metadata).retain(|(k, _)| k != "glm4moe.expert_gating_func");
+    let default_gating = without_key(&info, "glm4moe.expert_gating_func");
     assert!(check(&default_gating).unwrap().experts_sigmoid);
     requires_each(
         &info,
@@ -670,8 +652,7 @@ fn glm4moe_is_read_as_llama_cpp_reads_it() {
     ));
     let err = check(&groups).unwrap_err().to_string();
     assert!(err.contains("`glm4moe.expert_group_count` is 2"), "{err}");
-    let mut unscaled = info.clone();
-    (unscaled.metadata).retain(|(k, _)| k != "glm4moe.expert_weights_scale");
+    let unscaled = without_key(&info, "glm4moe.expert_weights_scale");
     let err = check(&unscaled).unwrap_err().to_string();
     assert!(
         err.contains("`glm4moe.expert_weights_scale` is missing"),

@@ -4,7 +4,7 @@
 //! scan) state carried from call to call, through joined passes and on the
 //! GPU, as its KV cache is.
 
-use super::families::{refused_with_copy, refused_without, requires_each, with_key};
+use super::families::{refused_with_copy, refused_without, requires_each, with_key, without_key};
 use super::*;
 use crate::GgufValue::{Array, Int, Str};
 use crate::gpu::FfnAct;
@@ -71,8 +71,7 @@ fn lfm2_metadata_that_does_not_fit_is_refused() {
     let kv = "lfm2.attention.head_count_kv";
     let counts = |c: &[i64]| Array(c.iter().map(|&c| Int(c)).collect());
     let taps = "lfm2.shortconv.l_cache";
-    let mut without_taps = info.clone();
-    without_taps.metadata.retain(|(k, _)| k != taps);
+    let without_taps = without_key(&info, taps);
     let qwen3 = crate::gguf::inspect(&model_file("tiny-qwen3.gguf")).unwrap();
     let mut with_window = info.clone();
     (with_window.metadata).push(("lfm2.attention.sliding_window".into(), Int(8)));
@@ -194,8 +193,7 @@ fn lfm2moe_is_read_as_llama_cpp_reads_it() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("`lfm2moe.expert_gating_func` is 3"), "{err}");
-    let mut without = info.clone();
-    without.metadata.retain(|(k, _)| k != gating);
+    let without = without_key(&info, gating);
     let err = check(&without).unwrap_err().to_string();
     assert!(
         err.contains("`lfm2moe.expert_gating_func` is missing"),
@@ -203,8 +201,7 @@ fn lfm2moe_is_read_as_llama_cpp_reads_it() {
     );
     // Without a dense count, none (as llama.cpp reads it): the first
     // layer is then a mixture's, which this file's is not.
-    let mut all_mixtures = info.clone();
-    (all_mixtures.metadata).retain(|(k, _)| k != "lfm2moe.leading_dense_block_count");
+    let all_mixtures = without_key(&info, "lfm2moe.leading_dense_block_count");
     let err = check(&all_mixtures).unwrap_err().to_string();
     assert!(
         err.contains("`blk.0.ffn_gate_inp.weight` is missing"),
@@ -478,8 +475,7 @@ fn nemotron_h_moe_is_read_as_llama_cpp_reads_it() {
     assert!(w.layers[0].experts.iter().all(|e| e.gate.is_none()));
     assert!(w.layers[2].experts.is_empty() && w.layers[2].router.is_none());
     let norm = "nemotron_h_moe.expert_weights_norm";
-    let mut unnormed = info.clone();
-    unnormed.metadata.retain(|(k, _)| k != norm);
+    let unnormed = without_key(&info, norm);
     assert!(!check(&unnormed).unwrap().experts_renormalised);
     for (key, want) in [
         (
@@ -491,8 +487,7 @@ fn nemotron_h_moe_is_read_as_llama_cpp_reads_it() {
             "is missing or 0",
         ),
     ] {
-        let mut without = info.clone();
-        without.metadata.retain(|(k, _)| k != key);
+        let without = without_key(&info, key);
         let err = check(&without).unwrap_err().to_string();
         assert!(err.contains(&format!("`{key}` {want}")), "{err}");
     }
@@ -565,8 +560,7 @@ fn mamba2_is_read_as_llama_cpp_reads_it() {
         None,
     );
     assert!(err.contains("`blk.0.ffn_norm.weight` is not one"), "{err}");
-    let mut without = info.clone();
-    (without.metadata).retain(|(k, _)| k != "mamba2.ssm.group_count");
+    let without = without_key(&info, "mamba2.ssm.group_count");
     let err = check(&without).unwrap_err().to_string();
     assert!(err.contains("`mamba2.ssm.group_count` is missing"), "{err}");
     let err = check(&with_key(&info, "mamba2.block_count", Int(1 << 40)))
@@ -643,8 +637,7 @@ fn mamba_is_read_as_llama_cpp_reads_it() {
         err.contains("`mamba.ssm.time_step_rank` (1099511627776) is more than"),
         "{err}"
     );
-    let mut without = info.clone();
-    (without.metadata).retain(|(k, _)| k != "mamba.ssm.time_step_rank");
+    let without = without_key(&info, "mamba.ssm.time_step_rank");
     let err = check(&without).unwrap_err().to_string();
     assert!(
         err.contains("`mamba.ssm.time_step_rank` is missing"),

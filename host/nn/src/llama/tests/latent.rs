@@ -4,7 +4,7 @@
 //! required by the check, and its sessions through pieces, joined passes,
 //! the GPU and a GPU failure as any decoder's.
 
-use super::families::{refused_with_copy, refused_without, with_key};
+use super::families::{refused_with_copy, refused_without, with_key, without_key};
 use super::hybrid::{passes_and_a_failure_change_nothing, sessions_carry_their_own_state};
 use super::*;
 use crate::GgufInfo;
@@ -93,8 +93,7 @@ fn deepseek2_files_are_read_as_llama_cpp_reads_them() {
 fn deepseek2_metadata_that_does_not_fit_is_refused() {
     let v3 = deepseek("deepseek3");
     let refused = |info: &GgufInfo| check(info).unwrap_err().to_string();
-    let mut without_rank = v3.clone();
-    (without_rank.metadata).retain(|(k, _)| k != "deepseek2.attention.kv_lora_rank");
+    let without_rank = without_key(&v3, "deepseek2.attention.kv_lora_rank");
     let err = refused(&without_rank);
     assert!(
         err.contains("`deepseek2.attention.kv_lora_rank` is missing"),
@@ -180,11 +179,9 @@ fn deepseek2_metadata_that_does_not_fit_is_refused() {
 #[test]
 fn deepseek2_defaults_are_llama_cpps() {
     let v3 = deepseek("deepseek3");
-    let mut unscaled = v3.clone();
-    (unscaled.metadata).retain(|(k, _)| k != "deepseek2.expert_weights_scale");
+    let unscaled = without_key(&v3, "deepseek2.expert_weights_scale");
     assert_eq!(check(&unscaled).unwrap().experts_scale, 1.0);
-    let mut ungated = v3.clone();
-    (ungated.metadata).retain(|(k, _)| k != "deepseek2.expert_gating_func");
+    let ungated = without_key(&v3, "deepseek2.expert_gating_func");
     assert!(!check(&ungated).unwrap().experts_sigmoid);
     // GLM-4.7-Flash's shape: 48 blocks (blocks 3.. copies of block 2's
     // tensors), the last a prediction block, and its vocabulary.

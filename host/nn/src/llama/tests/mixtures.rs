@@ -3,7 +3,7 @@
 //! and gpt-oss's routing, shared experts and biases, and what each refuses;
 //! and gpt-oss's pass on the GPU against the CPU's.
 
-use super::families::{refused_with_copy, refused_without, requires_each, with_key};
+use super::families::{refused_with_copy, refused_without, requires_each, with_key, without_key};
 use super::*;
 use crate::gpu::FfnAct;
 
@@ -20,10 +20,7 @@ fn qwen2moe_shared_expert_is_read_as_llama_cpp_reads_it() {
     assert!(!hp.experts_renormalised && hp.rope_neox);
     // Without its own width, the shared expert is as wide as the dense
     // feed-forward (96 here: this file's tensors are then the wrong shape).
-    let mut no_width = file.clone();
-    no_width
-        .metadata
-        .retain(|(k, _)| k != "qwen2moe.expert_shared_feed_forward_length");
+    let no_width = without_key(&file, "qwen2moe.expert_shared_feed_forward_length");
     let err = check(&no_width).unwrap_err().to_string();
     assert!(err.contains("_shexp.weight` has shape"), "{err}");
     assert!(err.contains("96"), "{err}");
@@ -163,10 +160,7 @@ fn olmoe_and_deepseek_mixtures_are_read_as_llama_cpp_reads_them() {
         Float(0.0),
     ))
     .unwrap();
-    let mut unshared = deepseek.clone();
-    unshared
-        .metadata
-        .retain(|(k, _)| k != "deepseek.expert_shared_count");
+    let unshared = without_key(&deepseek, "deepseek.expert_shared_count");
     let err = check(&unshared).unwrap_err().to_string();
     assert!(err.contains("deepseek.expert_shared_count"), "{err}");
     // Two dense layers: the second's mixture tensors are another model's.
@@ -211,10 +205,7 @@ fn gpt_oss_is_read_as_llama_cpp_reads_it() {
         None,
     );
     assert!(err.contains("`blk.0.ffn_norm.weight` is not one"), "{err}");
-    let mut unwindowed = info.clone();
-    unwindowed
-        .metadata
-        .retain(|(k, _)| k != "gpt-oss.attention.sliding_window");
+    let unwindowed = without_key(&info, "gpt-oss.attention.sliding_window");
     let err = check(&unwindowed).unwrap_err().to_string();
     assert!(
         err.contains("gpt-oss.attention.sliding_window` is missing"),
