@@ -975,7 +975,7 @@ def task_archs(dest: Path) -> None:
             fused = arch in ("phi3", "phi2", "gpt2", "starcoder", "gptneox", "falcon")
             if name in ("llama3", "exaone"):
                 w.add_tensor("rope_freqs.weight", np.geomspace(1.0, 8.0, hd // 2).astype(np.float32))
-            if name in ("phi3long", "phi4mini"):
+            if name in ("phi3long", "phi4mini", "minicpm3"):
                 # Far apart, so running the long ones would show in the logits.
                 half = extra.get("rope.dimension_count", hd) // 2
                 w.add_tensor("rope_factors_long.weight",
@@ -1027,7 +1027,8 @@ def task_archs(dest: Path) -> None:
                 converters write it (attn_k_b transposed, attn_v_b)."""
                 rank, rope = extra["attention.kv_lora_rank"], extra["rope.dimension_count"]
                 kd = extra.get("attention.key_length_mla", extra["attention.key_length"])
-                vd = extra.get("attention.value_length_mla", extra["attention.value_length"])
+                vd = extra.get("attention.value_length_mla",
+                               extra.get("attention.value_length", e // h))
                 nope = kd - rope
                 if "attention.q_lora_rank" in extra:
                     qr = extra["attention.q_lora_rank"]
@@ -1101,7 +1102,7 @@ def task_archs(dest: Path) -> None:
                     continue
                 elif name in MAMBA_ATTENTION and i not in MAMBA_ATTENTION[name]:
                     mamba(b)
-                elif arch == "deepseek2":
+                elif arch in ("deepseek2", "minicpm3"):
                     mla(b)
                 elif fused:
                     w.add_tensor(b + "attn_qkv.weight", mat(qd + 2 * kvd, e))
@@ -1111,7 +1112,7 @@ def task_archs(dest: Path) -> None:
                     product(b + "attn_v.weight", mat(kvd, e))
                 if (arch not in LFM2_ATTENTION or i in LFM2_ATTENTION[arch]) and (
                         name not in MAMBA_ATTENTION or i in MAMBA_ATTENTION[name]) and (
-                        arch != "deepseek2"):
+                        arch not in ("deepseek2", "minicpm3")):
                     product(b + "attn_output.weight", mat(e, qd))
                 if arch in ("qwen2", "qwen2moe", "glm4", "starcoder2", "stablelm", "gpt-oss",
                             "qwen2vl", "glm4moe"):

@@ -430,6 +430,16 @@ ARCHS = {
     # pairs, its own chat turns.
     "hunyuan": ("hunyuan-dense", "hunyuan-dense", {},
                 "Hunyuan-Dense: per-head Q/K RMSNorm after the rotary embedding"),
+    # MiniCPM3-4B: DeepSeek-V2's latent attention (queries through a latent,
+    # attn_kv_b whole; no value width, the width over the heads as llama.cpp
+    # reads it), NeoX pairs, LongRoPE factors without an original window,
+    # MiniCPM's fixed multipliers (8 blocks: a residual scale of 1.4 / sqrt(8),
+    # far from 1), a dense feed-forward.
+    "minicpm3": ("minicpm3", "smollm", {
+        "block_count": 8, "attention.head_count_kv": 4, "attention.key_length": 24,
+        "rope.dimension_count": 8,
+        "attention.q_lora_rank": 48, "attention.kv_lora_rank": 32},
+        "MiniCPM3: latent attention, NeoX pairs, LongRoPE, MiniCPM's multipliers"),
 }
 # The Granite 4.0-H files' layers with attention (the others scan), as their
 # head counts say.

@@ -104,6 +104,7 @@ async fn generate_runs_each_family_and_both_tokenizer_kinds_as_llama_cpp_does() 
         "mamba",
         "falconmamba",
         "hunyuan",
+        "minicpm3",
     ] {
         let case = reference["models"]
             .as_array()

@@ -533,6 +533,15 @@ fn hunyuan_dense_matches_llama_cpp() {
     on_the_cpu("hunyuan");
 }
 
+/// MiniCPM3: DeepSeek-V2's latent attention (queries through a latent,
+/// the latent's product whole, values as wide as the width over the
+/// heads) rotating NeoX pairs by LongRoPE's short factors, under
+/// MiniCPM's multipliers.
+#[test]
+fn minicpm3_matches_llama_cpp() {
+    on_the_cpu("minicpm3");
+}
+
 /// Nemotron 3 Nano: Nemotron-H's blocks, its feed-forwards mixtures of
 /// squared-ReLU experts without a gate, picked by the sigmoid of their
 /// scores plus the router's bias, weighted renormalised and scaled by

@@ -57,6 +57,7 @@ fn on_the_gpu_every_family_matches_llama_cpp() {
         "mamba",
         "falconmamba",
         "hunyuan",
+        "minicpm3",
     ]);
 }
 

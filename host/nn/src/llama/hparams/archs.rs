@@ -34,8 +34,9 @@
 /// their own, (DeepSeek-V2, V3, Kimi K2, GLM-4.7-Flash) multi-head
 /// latent attention before DeepSeek-MoE's mixtures, and (Mamba-2,
 /// Codestral Mamba) Mamba-2 layers alone, (Mamba, Falcon-Mamba) Mamba-1
-/// layers alone, and (Hunyuan-Dense) per-head Q/K norms after the
-/// rotary embedding.
+/// layers alone, (Hunyuan-Dense) per-head Q/K norms after the rotary
+/// embedding, and (MiniCPM3) DeepSeek-V2's latent attention under
+/// MiniCPM's multipliers and LongRoPE.
 pub const ARCHITECTURES: &[&str] = &[
     "llama",
     "mistral",
@@ -88,4 +89,5 @@ pub const ARCHITECTURES: &[&str] = &[
     "mamba2",
     "mamba",
     "hunyuan-dense",
+    "minicpm3",
 ];

@@ -1,6 +1,7 @@
 //! DeepSeek-V2's multi-head latent attention (`deepseek2`: DeepSeek-V2,
-//! V2-Lite, V2.5, V3, R1; Kimi K2; GLM-4.7-Flash): the shape of its
-//! latents, from the `attention.*` metadata.
+//! V2-Lite, V2.5, V3, R1; Kimi K2; GLM-4.7-Flash; and `minicpm3`,
+//! MiniCPM3-4B's): the shape of its latents, from the `attention.*`
+//! metadata.
 //!
 //! weft-nn runs it as llama.cpp runs the older files (its "naive" path):
 //! each token's keys and values decompressed per head from the latent,
@@ -55,10 +56,14 @@ impl Mla {
     }
 }
 
-/// A `deepseek2` file's latent attention (none for other architectures),
-/// each key required as llama.cpp requires it, and the shapes it runs.
-pub(super) fn read(arch: &str, info: &GgufInfo) -> Result<Option<Mla>, NnError> {
-    if arch != "deepseek2" {
+/// A `deepseek2` or `minicpm3` file's latent attention (none for other
+/// architectures), each key required as llama.cpp requires it, and the
+/// shapes it runs. A `minicpm3` file's head widths default to `head`
+/// (the width over the heads), as its converter writes no value width and
+/// llama.cpp reads it so; its queries' latent is required.
+pub(super) fn read(arch: &str, info: &GgufInfo, head: usize) -> Result<Option<Mla>, NnError> {
+    let minicpm3 = arch == "minicpm3";
+    if arch != "deepseek2" && !minicpm3 {
         return Ok(None);
     }
     let get = |key: &str| {
@@ -98,11 +103,16 @@ pub(super) fn read(arch: &str, info: &GgufInfo) -> Result<Option<Mla>, NnError> 
             int("attention.key_length_mla")?,
             int("attention.value_length_mla")?,
         ),
+        false if minicpm3 => {
+            let key = get("attention.key_length").unwrap_or(head);
+            (key, get("attention.value_length").unwrap_or(head))
+        }
         false => (int("attention.key_length")?, int("attention.value_length")?),
     };
     // (Absent or 0 for one product, as llama.cpp reads it.)
     let q_key = format!("{arch}.attention.q_lora_rank");
     let q_rank = match info.get(&q_key) {
+        None if minicpm3 => int("attention.q_lora_rank")?,
         None => 0,
         Some(v) => (v.as_int())
             .and_then(|v| usize::try_from(v).ok())

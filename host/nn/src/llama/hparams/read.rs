@@ -68,7 +68,7 @@ impl HParams {
             false => int("attention.head_count")?,
         };
         // (Latent attention decompresses a key and a value per query head.)
-        let mla = mla::read(arch, info)?;
+        let mla = mla::read(arch, info, embd / heads.max(1))?;
         let (kv_heads, recurrent) = match mla {
             Some(_) => (heads, Vec::new()),
             None if attentionless => (0, vec![true; bounded_blocks(arch, info, &int)?]),
@@ -181,6 +181,9 @@ impl HParams {
         let original = int("rope.scaling.original_context_length").ok();
         let context = match original {
             Some(o) if longrope && o > 0 => trained.min(o),
+            // (MiniCPM3's converter writes none: its factors' window is
+            // the trained one, as llama.cpp takes it.)
+            _ if longrope && arch == "minicpm3" => trained,
             // Past the short factors' window they would be wrong, and the
             // file does not say where it ends.
             _ if longrope => {
@@ -356,6 +359,15 @@ impl HParams {
                 1.0 / granite("logit_scale").unwrap_or(embd as f32 / 256.0),
                 None,
             )
+        } else if arch == "minicpm3" {
+            // MiniCPM's constants, which llama.cpp's MiniCPM3 graph runs
+            // whatever the file says (it reads no key for them).
+            (
+                12.0,
+                1.4 / (layers as f32).sqrt(),
+                256.0 / embd as f32,
+                None,
+            )
         } else if gemma {
             ((embd as f32).sqrt(), 1.0, 1.0, None)
         } else if command_r {
@@ -379,7 +391,7 @@ impl HParams {
         // DeepSeek-V2's scores are scaled by the square of YaRN's
         // magnitude (the rotation's, its cancelling undone) times its own
         // `1 + 0.1 mscale_all_dim ln(factor)`, as llama.cpp's graph does.
-        if mla.is_some() {
+        if mla.is_some() && arch == "deepseek2" {
             let ln = (1.0 / rope_freq_scale).ln();
             let m = rope_mscale * (1.0 + 0.1 * ln) * (1.0 + deepseek_log_mul * ln);
             attn_scale = Some(m * m / (head_dim as f32).sqrt());
@@ -470,6 +482,7 @@ impl HParams {
                         | "gpt-oss"
                         | "glm4moe"
                         | "hunyuan-dense"
+                        | "minicpm3"
                 )
                 || conv::hybrid(arch),
             no_rope_every: match arch {

@@ -259,3 +259,36 @@ fn rebuilt_latent_products_keep_their_values() {
         }
     }
 }
+
+/// MiniCPM3's keys, as llama.cpp reads them: the value width absent (the
+/// width over the heads), the queries' latent required, MiniCPM's fixed
+/// multipliers whatever the file says, LongRoPE's short factors in the
+/// trained window (no original window written), NeoX pairs.
+#[test]
+fn minicpm3_is_read_as_llama_cpp_reads_it() {
+    let info = deepseek("minicpm3");
+    let hp = check(&info).unwrap();
+    let a = hp.mla.clone().unwrap();
+    assert_eq!(
+        (a.q_rank, a.kv_rank, a.nope, a.rope, a.value),
+        (48, 32, 16, 8, 16)
+    );
+    assert!(hp.rope_neox && !a.split);
+    assert_eq!((hp.embd_scale, hp.logit_scale), (12.0, 256.0 / 64.0));
+    assert_eq!(hp.residual_scale, 1.4 / 8f32.sqrt());
+    assert_eq!(hp.attn_scale, 1.0 / 24f32.sqrt());
+    assert_eq!(hp.context, 256);
+    let mut said = info.clone();
+    (said.metadata).push((
+        "minicpm3.embedding_scale".into(),
+        crate::GgufValue::Float(1.0),
+    ));
+    assert_eq!(check(&said).unwrap().embd_scale, 12.0);
+    let err = check(&without_key(&info, "minicpm3.attention.q_lora_rank"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("`minicpm3.attention.q_lora_rank` is missing"),
+        "{err}"
+    );
+}
