@@ -656,6 +656,10 @@ def unicode_table() -> None:
         if ranges and first <= ranges[-1][0]:
             raise SystemExit(f"{lib}: unicode_ranges_flags is not ascending at {first:#x}")
         ranges.append([first, flags])
+    # (The table ends at 0x110000 with no flags; before it, one category a range.)
+    if ranges[-1] != [0x110000, 0] or any(f not in (1, 2, 4, 8, 16, 32, 64, 128)
+                                          for _, f in ranges[:-1]):
+        raise SystemExit(f"{lib}: what follows unicode_ranges_flags' start is not its table")
     write_json(
         OUT_DIR / "llama_cpp_unicode.json",
         {

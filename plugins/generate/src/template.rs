@@ -83,7 +83,8 @@ pub(crate) enum Template {
     /// `<｜hy_User｜>{user}`, `<｜hy_Assistant｜>{reply}<｜hy_place▁holder▁no▁2｜>`,
     /// then `<｜hy_Assistant｜>`. (llama.cpp's built-in writes the
     /// assistant's marker after each user message too, so a reply in the
-    /// conversation follows two; the model's own template writes one.)
+    /// conversation follows two; the model's own template writes one. Both
+    /// write a system message only first, where `generate` puts it.)
     Hunyuan,
     /// IBM Granite 3's and 4's (llama.cpp `granite`):
     /// `<|start_of_role|>{role}<|end_of_role|>{content}<|end_of_text|>\n`

@@ -218,7 +218,7 @@ pub(crate) struct HParams {
     /// Nemotron-H's: per layer, the file's blocks of its mixer and its
     /// feed-forward ([`HParams::blocks_of`]); empty elsewhere.
     pub blocks: ssm::Blocks,
-    /// DeepSeek-V2's latent attention ([`Mla`]): its heads' keys
+    /// DeepSeek-V2's (and MiniCPM3's) latent attention ([`Mla`]): its heads' keys
     /// (`head_dim` wide, as many as the queries) and values decompressed
     /// from a latent.
     pub mla: Option<Mla>,

@@ -366,7 +366,7 @@ fn phi4_prompts_separate_the_role_with_im_sep() {
 /// Every format writes conversations as llama.cpp does
 /// (`llama_chat_apply_template`, through `scripts/reference.py --only
 /// chat`): system messages, replies with spaces around them, several
-/// turns. Zephyr's alone differs: weft ends its turns with `</s>`, as
+/// turns. Zephyr's differs: weft ends its turns with `</s>`, as
 /// TinyLlama's template does (checked over HTTP against it), where
 /// llama.cpp's built-in writes `<|endoftext|>`; and Hunyuan's opens a
 /// reply with its marker once, as the model's template does, where

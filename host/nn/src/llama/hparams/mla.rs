@@ -21,11 +21,12 @@ use crate::{GgufInfo, NnError, NnErrorKind};
 /// allocate.
 const MAX_WIDTH: usize = 1 << 16;
 
-/// A `deepseek2` file's latent attention.
+/// A `deepseek2` or `minicpm3` file's latent attention.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Mla {
     /// The queries' latent (`attention.q_lora_rank`): `attn_q_a`, normed,
-    /// then `attn_q_b`; 0 for one product (`attn_q`: V2-Lite's).
+    /// then `attn_q_b`; 0 for one product (`attn_q`: V2-Lite's; never
+    /// MiniCPM3's).
     pub q_rank: usize,
     /// The keys' and values' latent (`attention.kv_lora_rank`).
     pub kv_rank: usize,
@@ -97,7 +98,8 @@ pub(super) fn read(arch: &str, info: &GgufInfo, head: usize) -> Result<Option<Ml
     // runs them, one head of it); the heads' are the `*_mla` keys (both,
     // and not 0, as llama.cpp's `is_mla` asks).
     let mla_keys = ["attention.key_length_mla", "attention.value_length_mla"];
-    let split = mla_keys.iter().all(|k| get(k).is_some_and(|v| v > 0));
+    // (MiniCPM3's product is always whole, as llama.cpp loads it.)
+    let split = !minicpm3 && mla_keys.iter().all(|k| get(k).is_some_and(|v| v > 0));
     let (key, value) = match split {
         true => (
             int("attention.key_length_mla")?,
@@ -109,10 +111,11 @@ pub(super) fn read(arch: &str, info: &GgufInfo, head: usize) -> Result<Option<Ml
         }
         false => (int("attention.key_length")?, int("attention.value_length")?),
     };
-    // (Absent or 0 for one product, as llama.cpp reads it.)
+    // (Absent or 0 for one product, as llama.cpp reads it; MiniCPM3's
+    // queries always go through their latent.)
     let q_key = format!("{arch}.attention.q_lora_rank");
     let q_rank = match info.get(&q_key) {
-        None if minicpm3 => int("attention.q_lora_rank")?,
+        _ if minicpm3 => int("attention.q_lora_rank")?,
         None => 0,
         Some(v) => (v.as_int())
             .and_then(|v| usize::try_from(v).ok())

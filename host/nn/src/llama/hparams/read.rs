@@ -202,8 +202,10 @@ impl HParams {
         let attn_factor = float("rope.scaling.attn_factor").filter(|&f| f > 0.0);
         // (DeepSeek-V2's converter writes `0.1 mscale_all_dim`.)
         let deepseek_log_mul = match mla {
-            Some(_) => float("rope.scaling.yarn_log_multiplier").unwrap_or(0.0),
-            None => 0.0,
+            Some(_) if arch == "deepseek2" => {
+                float("rope.scaling.yarn_log_multiplier").unwrap_or(0.0)
+            }
+            _ => 0.0,
         };
         let mut rope_mscale = attn_factor.unwrap_or(1.0);
         let yarn = match scaling {
@@ -221,7 +223,7 @@ impl HParams {
                 // (DeepSeek-V2's `mscale` is its `mscale_all_dim`, as
                 // llama.cpp takes it: their ratio 1, the magnitude the
                 // file's factor alone.)
-                if mla.is_some() && deepseek_log_mul != 0.0 {
+                if deepseek_log_mul != 0.0 {
                     let factor = 1.0 / rope_freq_scale;
                     rope_mscale = attn_factor.unwrap_or(1.0) / (1.0 + 0.1 * factor.ln());
                 }
@@ -353,21 +355,18 @@ impl HParams {
             // builder of then ran them, and as here. (Today's llama.cpp
             // defaults the logit key to 256 / width, which its graph
             // divides by: logits times width / 256, the inverse.)
+            let (embd_scale, residual_scale, logit_scale) = minicpm_scales(embd, layers);
             (
-                granite("embedding_scale").unwrap_or(12.0),
-                granite("residual_scale").unwrap_or(1.4 / (layers as f32).sqrt()),
-                1.0 / granite("logit_scale").unwrap_or(embd as f32 / 256.0),
+                granite("embedding_scale").unwrap_or(embd_scale),
+                granite("residual_scale").unwrap_or(residual_scale),
+                1.0 / granite("logit_scale").unwrap_or(1.0 / logit_scale),
                 None,
             )
         } else if arch == "minicpm3" {
-            // MiniCPM's constants, which llama.cpp's MiniCPM3 graph runs
-            // whatever the file says (it reads no key for them).
-            (
-                12.0,
-                1.4 / (layers as f32).sqrt(),
-                256.0 / embd as f32,
-                None,
-            )
+            // (Which llama.cpp's MiniCPM3 graph runs whatever the file
+            // says: it reads no key for them.)
+            let (embd_scale, residual_scale, logit_scale) = minicpm_scales(embd, layers);
+            (embd_scale, residual_scale, logit_scale, None)
         } else if gemma {
             ((embd as f32).sqrt(), 1.0, 1.0, None)
         } else if command_r {
@@ -568,4 +567,12 @@ impl HParams {
             mla,
         })
     }
+}
+
+/// MiniCPM's own multipliers (`scale_emb` 12, `scale_depth` 1.4 over the
+/// root of the depth, logits times `dim_model_base` 256 over the width),
+/// as HF's MiniCPM and MiniCPM3 run them: the embeddings', the residual
+/// branches' and the logits'.
+fn minicpm_scales(embd: usize, layers: usize) -> (f32, f32, f32) {
+    (12.0, 1.4 / (layers as f32).sqrt(), 256.0 / embd as f32)
 }

@@ -1,4 +1,4 @@
-//! DeepSeek-V2's multi-head latent attention on the CPU
+//! DeepSeek-V2's (and MiniCPM3's) multi-head latent attention on the CPU
 //! ([`Mla`](super::super::hparams::Mla)): each row's heads' queries, keys
 //! and values built from its latents, then attended as any layer's.
 

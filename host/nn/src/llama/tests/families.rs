@@ -43,7 +43,6 @@ pub(super) fn refused_with_copy(
     check(&with).unwrap_err().to_string()
 }
 
-/// `info` with its metadata `key` set to `value`.
 /// `info` without its metadata key `key`.
 pub(super) fn without_key(info: &GgufInfo, key: &str) -> GgufInfo {
     let mut without = info.clone();
@@ -51,6 +50,7 @@ pub(super) fn without_key(info: &GgufInfo, key: &str) -> GgufInfo {
     without
 }
 
+/// `info` with its metadata `key` set to `value`.
 pub(super) fn with_key(info: &GgufInfo, key: &str, value: crate::GgufValue) -> GgufInfo {
     let mut with = info.clone();
     for (k, v) in &mut with.metadata {

@@ -279,16 +279,22 @@ fn minicpm3_is_read_as_llama_cpp_reads_it() {
     assert_eq!(hp.attn_scale, 1.0 / 24f32.sqrt());
     assert_eq!(hp.context, 256);
     let mut said = info.clone();
-    (said.metadata).push((
-        "minicpm3.embedding_scale".into(),
-        crate::GgufValue::Float(1.0),
-    ));
+    (said.metadata).push(("minicpm3.embedding_scale".into(), Float(1.0)));
     assert_eq!(check(&said).unwrap().embd_scale, 12.0);
-    let err = check(&without_key(&info, "minicpm3.attention.q_lora_rank"))
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains("`minicpm3.attention.q_lora_rank` is missing"),
-        "{err}"
-    );
+    for info in [
+        without_key(&info, "minicpm3.attention.q_lora_rank"),
+        with_key(&info, "minicpm3.attention.q_lora_rank", Int(0)),
+    ] {
+        let err = check(&info).unwrap_err().to_string();
+        assert!(
+            err.contains("`minicpm3.attention.q_lora_rank` is missing, 0"),
+            "{err}"
+        );
+    }
+    // (Its product is whole whatever `*_mla` keys say, as llama.cpp loads it.)
+    let mut mla_keys = info.clone();
+    for key in ["key_length_mla", "value_length_mla"] {
+        (mla_keys.metadata).push((format!("minicpm3.attention.{key}"), Int(32)));
+    }
+    assert!(!check(&mla_keys).unwrap().mla.unwrap().split);
 }
