@@ -201,10 +201,8 @@ impl HParams {
         // (Under any scaling, as llama.cpp multiplies it in.)
         let attn_factor = float("rope.scaling.attn_factor").filter(|&f| f > 0.0);
         // (DeepSeek-V2's converter writes `0.1 mscale_all_dim`.)
-        let deepseek_log_mul = match mla {
-            Some(_) if arch == "deepseek2" => {
-                float("rope.scaling.yarn_log_multiplier").unwrap_or(0.0)
-            }
+        let deepseek_log_mul = match arch {
+            "deepseek2" => float("rope.scaling.yarn_log_multiplier").unwrap_or(0.0),
             _ => 0.0,
         };
         let mut rope_mscale = attn_factor.unwrap_or(1.0);
@@ -359,7 +357,7 @@ impl HParams {
             (
                 granite("embedding_scale").unwrap_or(embd_scale),
                 granite("residual_scale").unwrap_or(residual_scale),
-                1.0 / granite("logit_scale").unwrap_or(1.0 / logit_scale),
+                granite("logit_scale").map_or(logit_scale, |s| 1.0 / s),
                 None,
             )
         } else if arch == "minicpm3" {
@@ -390,7 +388,8 @@ impl HParams {
         // DeepSeek-V2's scores are scaled by the square of YaRN's
         // magnitude (the rotation's, its cancelling undone) times its own
         // `1 + 0.1 mscale_all_dim ln(factor)`, as llama.cpp's graph does.
-        if mla.is_some() && arch == "deepseek2" {
+        // (A deepseek2 file always has its latent attention: `mla::read`.)
+        if arch == "deepseek2" {
             let ln = (1.0 / rope_freq_scale).ln();
             let m = rope_mscale * (1.0 + 0.1 * ln) * (1.0 + deepseek_log_mul * ln);
             attn_scale = Some(m * m / (head_dim as f32).sqrt());
